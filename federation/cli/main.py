@@ -1,0 +1,60 @@
+"""Entry point of the ``meshfed`` command.
+
+Exit codes: 0 success; 1 a failure that may succeed on retry (I/O, unreachable backend);
+2 bad input or a refused request (the message names the input and the reason).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from federation.cli.trust_commands import trust
+from trust.errors import TrustError
+
+EXIT_RETRYABLE = 1
+EXIT_BAD_INPUT = 2
+
+
+class MeshfedGroup(click.Group):
+    """Turns meshfed's own errors into one ``Error: ...`` line and the right exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TrustError as err:
+            click.echo(f"Error: {err}", err=True)
+            ctx.exit(EXIT_RETRYABLE if err.retryable else EXIT_BAD_INPUT)
+
+
+@click.group(cls=MeshfedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="meshfed", prog_name="meshfed")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    envvar="MESHFED_LOG_LEVEL",
+    help="Verbosity of log lines on stderr.",
+)
+def cli(log_level: str) -> None:
+    """meshfed: federate service meshes across clusters and clouds.
+
+    Files live under $MESHFED_HOME (default ./.meshfed).
+    """
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+cli.add_command(trust)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="meshfed")

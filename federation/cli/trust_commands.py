@@ -1,0 +1,237 @@
+"""``meshfed trust``: the root of trust, cluster intermediates, SVIDs and bundles."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from federation.cli.params import DURATION, InputError
+from federation.paths import default_trust_dir
+from trust import pki
+from trust.errors import InvalidSpiffeIdError
+from trust.root_rotation import begin_root_rotation, retire_old_roots
+from trust.spiffe import SpiffeId, TrustDomain
+from trust.store import TrustDirectory
+
+log = logging.getLogger(__name__)
+
+dir_option = click.option(
+    "--dir",
+    "trust_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Trust directory.  [default: $MESHFED_HOME/trust]",
+)
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Replace existing key material (it is otherwise never overwritten).",
+)
+
+
+def _store(trust_dir: Path | None) -> TrustDirectory:
+    return TrustDirectory(trust_dir or default_trust_dir())
+
+
+def _emit(output: str, data: dict[str, object], text: str) -> None:
+    click.echo(json.dumps(data, indent=2) if output == "json" else text)
+
+
+@click.group()
+def trust() -> None:
+    """Manage the root of trust: root CA, cluster intermediates, SVIDs, bundles."""
+
+
+@trust.command("init")
+@click.option("--trust-domain", required=True, help="Trust domain, e.g. example.org.")
+@click.option("--ttl", type=DURATION, default="87600h", show_default=True, help="Root CA lifetime.")
+@dir_option
+@force_option
+@output_option
+def init_cmd(
+    trust_domain: str, ttl: timedelta, trust_dir: Path | None, force: bool, output: str
+) -> None:
+    """Create the root CA (ECDSA P-256) and the trust bundle.
+
+    Writes roots/<id>/ca.pem, roots/<id>/ca-key.pem (0600), bundle.pem, bundle.spiffe.json and
+    trust.json. With --force an existing root is replaced and everything issued under it stops
+    verifying.
+    """
+    try:
+        domain = TrustDomain.parse(trust_domain)
+    except InvalidSpiffeIdError as err:
+        raise InputError(f"--trust-domain: {err}") from err
+    store = _store(trust_dir)
+    bundle = store.init(domain, ttl=ttl, force=force)
+    log.info("created root CA %s for %s", bundle.fingerprints()[0][:16], domain)
+    _emit(
+        output,
+        store.describe(),
+        f"Created root CA for trust domain {domain} in {store.path}\n"
+        f"  root:   {store.config().active_root}"
+        f" (valid until {bundle.roots[0].not_valid_after_utc:%Y-%m-%d})\n"
+        f"  bundle: {store.bundle_pem_path}",
+    )
+
+
+@trust.command("intermediate")
+@click.option("--cluster", required=True, help="Member cluster name (lowercase DNS label).")
+@click.option(
+    "--ttl", type=DURATION, default="8760h", show_default=True, help="Intermediate CA lifetime."
+)
+@dir_option
+@force_option
+@output_option
+def intermediate_cmd(
+    cluster: str, ttl: timedelta, trust_dir: Path | None, force: bool, output: str
+) -> None:
+    """Create the intermediate CA of a cluster, signed by the root (CA:true, pathlen 0)."""
+    store = _store(trust_dir)
+    cert = store.create_intermediate(cluster, ttl=ttl, force=force)
+    d = store.intermediate_dir(cluster)
+    log.info("created intermediate CA for %s, fingerprint %s", cluster, pki.fingerprint(cert)[:16])
+    data: dict[str, object] = {
+        "cluster": cluster,
+        "certificate": str(d / "ca.pem"),
+        "key": str(d / "ca-key.pem"),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "fingerprint": pki.fingerprint(cert),
+    }
+    _emit(
+        output,
+        data,
+        f"Created intermediate CA for cluster {cluster}\n"
+        f"  certificate: {d / 'ca.pem'}\n  key:         {d / 'ca-key.pem'} (0600)\n"
+        f"  valid until: {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+    )
+
+
+@trust.command("issue")
+@click.option("--cluster", required=True, help="Cluster whose intermediate CA signs.")
+@click.option("--spiffe-id", required=True, help="spiffe://<trust-domain>/ns/<ns>/sa/<sa>")
+@click.option("--ttl", type=DURATION, default="24h", show_default=True, help="SVID lifetime.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for svid.pem, svid-key.pem and bundle.pem.",
+)
+@dir_option
+@force_option
+@output_option
+def issue_cmd(
+    cluster: str,
+    spiffe_id: str,
+    ttl: timedelta,
+    out_dir: Path,
+    trust_dir: Path | None,
+    force: bool,
+    output: str,
+) -> None:
+    """Issue a workload X.509-SVID.
+
+    Writes svid.pem (leaf then intermediate), svid-key.pem (0600) and bundle.pem to --out.
+    """
+    try:
+        sid = SpiffeId.parse(spiffe_id)
+    except InvalidSpiffeIdError as err:
+        raise InputError(f"--spiffe-id: {err}") from err
+    store = _store(trust_dir)
+    svid = store.issue_svid(cluster, sid, ttl=ttl)
+    files = TrustDirectory.write_svid(svid, store.bundle(), out_dir, force=force)
+    log.info("issued %r", svid)
+    data: dict[str, object] = {
+        "spiffe_id": str(sid),
+        "cluster": cluster,
+        "not_after": svid.not_after.isoformat(),
+        "svid": str(files.chain),
+        "key": str(files.key),
+        "bundle": str(files.bundle),
+    }
+    _emit(
+        output,
+        data,
+        f"Issued X.509-SVID {sid}\n  chain:  {files.chain}\n  key:    {files.key} (0600)\n"
+        f"  bundle: {files.bundle}\n  valid until: {svid.not_after:%Y-%m-%d %H:%M} UTC",
+    )
+
+
+@trust.command("bundle")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["pem", "spiffe"]),
+    default="pem",
+    show_default=True,
+    help="pem: concatenated roots; spiffe: SPIFFE bundle (JWK Set).",
+)
+@dir_option
+def bundle_cmd(output: str, trust_dir: Path | None) -> None:
+    """Print the trust bundle (every root currently trusted)."""
+    bundle = _store(trust_dir).bundle()
+    if output == "pem":
+        click.echo(bundle.to_pem().decode(), nl=False)
+    else:
+        click.echo(bundle.to_spiffe_json(), nl=False)
+
+
+@trust.command("rotate-root")
+@click.option(
+    "--retire-old",
+    is_flag=True,
+    help="Second step: drop the old roots from the bundle and delete their keys.",
+)
+@click.option(
+    "--ttl", type=DURATION, default="87600h", show_default=True, help="New root lifetime."
+)
+@dir_option
+@output_option
+def rotate_root_cmd(retire_old: bool, ttl: timedelta, trust_dir: Path | None, output: str) -> None:
+    """Rotate the root CA without downtime, in two steps.
+
+    Without --retire-old: create a new root, trust both roots, and re-issue every cluster's
+    intermediate under the new one. Certificates chained to either root verify meanwhile.
+    After every workload has renewed its SVID (at least one SVID lifetime), run again with
+    --retire-old to stop trusting the old root.
+    """
+    store = _store(trust_dir)
+    if retire_old:
+        result = retire_old_roots(store)
+        log.info("retired roots %s", ", ".join(result.retired_roots))
+        text = (
+            f"Retired roots {', '.join(result.retired_roots)}; the bundle now holds only"
+            f" {result.new_root}"
+        )
+    else:
+        result = begin_root_rotation(store, root_ttl=ttl)
+        log.info(
+            "new active root %s; re-issued %d intermediates",
+            result.new_root,
+            len(result.reissued_clusters),
+        )
+        text = (
+            f"New root {result.new_root} is active;"
+            f" the bundle trusts {', '.join(result.bundle_roots)}\n"
+            f"Re-issued intermediates: {', '.join(result.reissued_clusters) or '(none)'}\n"
+            "When every workload has renewed its SVID, run: meshfed trust rotate-root --retire-old"
+        )
+    data: dict[str, object] = {
+        "active_root": result.new_root,
+        "bundle_roots": list(result.bundle_roots),
+        "retired_roots": list(result.retired_roots),
+        "reissued_clusters": list(result.reissued_clusters),
+    }
+    _emit(output, data, text)

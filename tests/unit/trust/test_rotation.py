@@ -1,0 +1,127 @@
+"""SVID renewal at half life, and root rotation without downtime."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import timedelta
+
+import pytest
+
+from trust import pki
+from trust.authority import issue_svid
+from trust.errors import SigningRefusedError, TrustStoreError, VerificationError
+from trust.root_rotation import begin_root_rotation, retire_old_roots
+from trust.rotation import SvidRotator
+from trust.spiffe import SpiffeId
+
+SID = SpiffeId.parse("spiffe://example.org/ns/demo/sa/echo")
+
+
+class FakeClock:
+    """A clock that only moves when the rotator 'sleeps'."""
+
+    def __init__(self, start) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self):
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
+async def test_rotator_renews_at_half_life_with_jitter_and_notifies(trust_dir) -> None:
+    clock = FakeClock(pki.utcnow())
+    ca = dataclasses.replace(trust_dir.cluster_authority("east"), clock=clock)
+
+    async def issue():
+        return issue_svid(ca, SID, timedelta(hours=24))
+
+    rotator = SvidRotator(issue, now=clock, sleep=clock.sleep, rng=random.Random(1))
+    seen = []
+    rotator.subscribe(seen.append)
+    await rotator.run(max_renewals=3)
+    assert len(seen) == 3
+    assert rotator.current is seen[-1]
+    # first sleep is 0 (no SVID yet); later ones land between 40% and 50% of 24 h (+ skew)
+    later = clock.sleeps[1:]
+    assert len(later) == 2
+    for seconds in later:
+        assert 0.4 * 24 * 3600 - 600 <= seconds <= 0.5 * 24 * 3600
+
+
+async def test_rotator_keeps_current_svid_when_issuance_fails(trust_dir) -> None:
+    calls = {"n": 0}
+    good = trust_dir.issue_svid("east", SID, ttl=timedelta(hours=1))
+
+    async def flaky():
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise SigningRefusedError("CA unavailable")
+        return good
+
+    clock = FakeClock(good.not_before)
+    rotator = SvidRotator(flaky, now=clock, sleep=clock.sleep, retry_delay_s=3.0)
+    await rotator.run(max_renewals=2)
+    assert calls["n"] == 3
+    assert 3.0 in clock.sleeps
+    assert rotator.current is good
+
+
+def test_subscribe_gets_current_immediately_and_unsubscribes(trust_dir) -> None:
+    async def issue():
+        return trust_dir.issue_svid("east", SID)
+
+    rotator = SvidRotator(issue)
+    seen = []
+    unsubscribe = rotator.subscribe(seen.append)
+    unsubscribe()
+    assert seen == []
+
+
+def test_root_rotation_both_roots_verify_then_old_fails(trust_dir) -> None:
+    old_svid = trust_dir.issue_svid("east", SID)
+    old_bundle = trust_dir.bundle()
+    result = begin_root_rotation(trust_dir)
+    assert result.reissued_clusters == ("east",)
+    bundle = trust_dir.bundle()
+    assert len(bundle.roots) == 2
+    assert bundle.sequence == old_bundle.sequence + 1
+    new_svid = trust_dir.issue_svid("east", SID)
+    assert new_svid.cert_chain[1] != old_svid.cert_chain[1]
+    # while both roots are trusted, both chains verify
+    assert bundle.verify(old_svid.cert_chain) == SID
+    assert bundle.verify(new_svid.cert_chain) == SID
+    # a workload still holding only the old bundle can't verify the new chain: that is why
+    # the bundle is distributed before new SVIDs are issued
+    with pytest.raises(VerificationError):
+        old_bundle.verify(new_svid.cert_chain)
+
+    retired = retire_old_roots(trust_dir)
+    assert retired.retired_roots == (old_bundle.fingerprints()[0][:16],)
+    final = trust_dir.bundle()
+    assert len(final.roots) == 1
+    assert final.verify(new_svid.cert_chain) == SID
+    with pytest.raises(VerificationError):
+        final.verify(old_svid.cert_chain)
+    assert not (trust_dir.root_dir(retired.retired_roots[0]) / "ca-key.pem").exists()
+
+
+def test_retire_refused_when_nothing_to_retire_or_intermediate_not_reissued(trust_dir) -> None:
+    with pytest.raises(TrustStoreError, match="nothing to retire"):
+        retire_old_roots(trust_dir)
+    begin_root_rotation(trust_dir)
+    # simulate an intermediate that was not re-issued: sign one with the old root again
+    cfg = trust_dir.config()
+    old = next(r for r in cfg.bundle_roots if r != cfg.active_root)
+    trust_dir.set_roots(active=old, bundle_roots=cfg.bundle_roots)
+    trust_dir.create_intermediate("west")
+    trust_dir.set_roots(active=cfg.active_root, bundle_roots=cfg.bundle_roots)
+    with pytest.raises(
+        TrustStoreError, match="cluster 'west' still has an intermediate signed by root"
+    ):
+        retire_old_roots(trust_dir)
+    assert len(trust_dir.bundle().roots) == 2

@@ -1,0 +1,240 @@
+"""Certificate authorities: the interfaces and the local (key-in-a-file) implementations.
+
+As in cert-manager, the issuers only decide *who* may get *what*; certificate shapes come from
+the pure helpers in :mod:`trust.pki`. Two roles:
+
+- :class:`RootAuthority` -- holds the root of trust; signs one intermediate CA per cluster.
+- :class:`CertificateAuthority` -- a cluster's intermediate CA; signs workload X.509-SVIDs.
+
+Other backends (Vault PKI, AWS Private CA) implement the same protocols.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from cryptography import x509
+
+from trust import pki
+from trust.bundle import TrustBundle
+from trust.errors import InvalidCertificateError, SigningRefusedError, TrustStoreError
+from trust.spiffe import SpiffeId, TrustDomain
+from trust.svid import X509Svid
+
+Clock = Callable[[], datetime]
+
+
+@runtime_checkable
+class CertificateAuthority(Protocol):
+    """Signs workload X.509-SVIDs for one trust domain."""
+
+    @property
+    def trust_domain(self) -> TrustDomain:
+        """The trust domain every issued SPIFFE ID must belong to."""
+        ...
+
+    def sign_csr(
+        self, csr: x509.CertificateSigningRequest, spiffe_id: SpiffeId, ttl: timedelta
+    ) -> tuple[x509.Certificate, ...]:
+        """Sign ``csr`` as an X.509-SVID for ``spiffe_id``, valid for ``ttl``.
+
+        Returns:
+            The chain, leaf first, then every CA certificate up to (not including) the root.
+
+        Raises:
+            SigningRefusedError: the CSR's signature is invalid, ``spiffe_id`` is in another
+                trust domain, or the CA has expired. Not retryable.
+        """
+        ...
+
+    def trust_bundle(self) -> TrustBundle:
+        """The roots an issued chain verifies against."""
+        ...
+
+
+@runtime_checkable
+class RootAuthority(Protocol):
+    """Holds the federation's root of trust and signs one intermediate CA per cluster."""
+
+    @property
+    def trust_domain(self) -> TrustDomain:
+        """The federation's trust domain."""
+        ...
+
+    def sign_intermediate_csr(
+        self, csr: x509.CertificateSigningRequest, cluster: str, ttl: timedelta
+    ) -> tuple[x509.Certificate, ...]:
+        """Sign ``csr`` as the intermediate CA of ``cluster`` (CA:true, pathlen 0).
+
+        Returns:
+            The intermediate certificate first, then any CA certificates up to the root.
+
+        Raises:
+            SigningRefusedError: bad CSR signature, empty cluster name, or expired root.
+        """
+        ...
+
+    def trust_bundle(self) -> TrustBundle:
+        """The trust bundle (every root currently trusted)."""
+        ...
+
+
+def _refuse_foreign(trust_domain: TrustDomain, spiffe_id: SpiffeId) -> None:
+    if not spiffe_id.member_of(trust_domain):
+        raise SigningRefusedError(
+            f"refusing to sign {spiffe_id}: it is not in this CA's trust domain {trust_domain}"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class LocalCertificateAuthority:
+    """A cluster intermediate CA whose key is held in memory (loaded from a 0600 file).
+
+    Attributes:
+        certificate: the intermediate CA certificate.
+        key: its private key (never shown by ``repr``).
+        chain_above: CA certificates between ``certificate`` and the root (usually empty).
+        bundle: the trust bundle the chain verifies against.
+        clock: returns the current UTC time (injected for tests).
+    """
+
+    domain: TrustDomain
+    certificate: x509.Certificate
+    key: pki.IssuerKey
+    bundle: TrustBundle
+    chain_above: tuple[x509.Certificate, ...] = ()
+    clock: Clock = pki.utcnow
+
+    def __post_init__(self) -> None:
+        problems = pki.signing_cert_problems(self.certificate)
+        if problems:
+            raise InvalidCertificateError(f"intermediate CA certificate: {problems[0]}")
+
+    @property
+    def trust_domain(self) -> TrustDomain:
+        """See :class:`CertificateAuthority`."""
+        return self.domain
+
+    def sign_csr(
+        self,
+        csr: x509.CertificateSigningRequest,
+        spiffe_id: SpiffeId,
+        ttl: timedelta = pki.DEFAULT_SVID_TTL,
+    ) -> tuple[x509.Certificate, ...]:
+        """See :meth:`CertificateAuthority.sign_csr`."""
+        _refuse_foreign(self.domain, spiffe_id)
+        leaf = pki.leaf_certificate(
+            csr,
+            spiffe_id,
+            issuer_cert=self.certificate,
+            issuer_key=self.key,
+            now=self.clock(),
+            ttl=ttl,
+        )
+        return (leaf, self.certificate, *self.chain_above)
+
+    def trust_bundle(self) -> TrustBundle:
+        """See :meth:`CertificateAuthority.trust_bundle`."""
+        return self.bundle
+
+    @classmethod
+    def load(
+        cls, cert_path: Path, key_path: Path, bundle: TrustBundle, *, clock: Clock = pki.utcnow
+    ) -> LocalCertificateAuthority:
+        """Load an intermediate CA from PEM files; the key file must not be group/world readable.
+
+        Raises:
+            TrustStoreError: a file is missing or the key file's mode is looser than 0600.
+            InvalidCertificateError: the files do not hold a CA certificate and its key.
+        """
+        key = load_key_file(key_path)
+        certs = _read_certs(cert_path)
+        return cls(bundle.trust_domain, certs[0], key, bundle, tuple(certs[1:]), clock)
+
+    def __repr__(self) -> str:
+        return f"LocalCertificateAuthority({self.certificate.subject.rfc4514_string()})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class LocalRootAuthority:
+    """The federation root CA with its key held in memory (loaded from a 0600 file)."""
+
+    certificate: x509.Certificate
+    key: pki.IssuerKey
+    bundle: TrustBundle
+    clock: Clock = pki.utcnow
+
+    @property
+    def trust_domain(self) -> TrustDomain:
+        """See :class:`RootAuthority`."""
+        return self.bundle.trust_domain
+
+    def sign_intermediate_csr(
+        self,
+        csr: x509.CertificateSigningRequest,
+        cluster: str,
+        ttl: timedelta = pki.DEFAULT_INTERMEDIATE_TTL,
+    ) -> tuple[x509.Certificate, ...]:
+        """See :meth:`RootAuthority.sign_intermediate_csr`."""
+        cert = pki.intermediate_certificate(
+            csr,
+            cluster,
+            issuer_cert=self.certificate,
+            issuer_key=self.key,
+            trust_domain=self.trust_domain,
+            now=self.clock(),
+            ttl=ttl,
+        )
+        return (cert,)
+
+    def trust_bundle(self) -> TrustBundle:
+        """See :meth:`RootAuthority.trust_bundle`."""
+        return self.bundle
+
+    def __repr__(self) -> str:
+        return f"LocalRootAuthority({self.certificate.subject.rfc4514_string()})"
+
+
+def issue_svid(
+    ca: CertificateAuthority, spiffe_id: SpiffeId, ttl: timedelta = pki.DEFAULT_SVID_TTL
+) -> X509Svid:
+    """Generate a P-256 key, have ``ca`` sign a CSR for ``spiffe_id``, return the SVID.
+
+    Raises:
+        SigningRefusedError: as :meth:`CertificateAuthority.sign_csr`.
+    """
+    key = pki.generate_private_key()
+    chain = ca.sign_csr(pki.build_csr(key, spiffe_id=spiffe_id), spiffe_id, ttl)
+    return X509Svid(spiffe_id, chain, key)
+
+
+def load_key_file(path: Path) -> pki.IssuerKey:
+    """Read a PEM private key that must be readable by its owner only (mode 0600 or stricter).
+
+    Raises:
+        TrustStoreError: the file is missing or group/world accessible.
+        InvalidCertificateError: it does not hold a PEM key.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        data = path.read_bytes()
+    except OSError as err:
+        raise TrustStoreError(f"cannot read key file {path}: {err.strerror}") from err
+    if mode & 0o077:
+        raise TrustStoreError(
+            f"key file {path} has mode {mode:04o}; it must not be group/world accessible (0600)"
+        )
+    return pki.load_private_key(data, source=str(path))
+
+
+def _read_certs(path: Path) -> list[x509.Certificate]:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise TrustStoreError(f"cannot read certificate file {path}: {err.strerror}") from err
+    return pki.load_certificates(data, source=str(path))

@@ -1,0 +1,66 @@
+"""Exceptions raised by :mod:`trust`.
+
+Every error names the offending input and the rule it broke, never includes private key
+material, and says through ``retryable`` whether trying again can help::
+
+    TrustError                      base; .retryable is False unless stated
+    ├── InvalidSpiffeIdError        a SPIFFE ID breaks the SPIFFE ID spec
+    │   └── InvalidTrustDomainError a trust domain name breaks it
+    ├── InvalidCertificateError     a certificate, CSR or bundle is malformed or breaks X.509-SVID
+    ├── SigningRefusedError         a CSR was well-formed but the CA will not sign it
+    ├── VerificationError           a chain does not verify against a trust bundle
+    └── TrustStoreError             the trust directory is missing, incomplete or would be clobbered
+        └── KeyMaterialExistsError  refusing to overwrite existing keys without ``force``
+
+Errors of third-party libraries (``cryptography``, ``OSError``) are chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+
+class TrustError(Exception):
+    """Base of every error raised by :mod:`trust`.
+
+    Attributes:
+        retryable: True when the same call may succeed later (e.g. a backend was unreachable);
+            False when the input must change first.
+    """
+
+    retryable: bool = False
+
+
+class InvalidSpiffeIdError(TrustError, ValueError):
+    """A SPIFFE ID or trust domain breaks the SPIFFE ID specification (SPIFFE-ID.md, section 2)."""
+
+    what = "SPIFFE ID"
+
+    def __init__(self, value: str, rule: str) -> None:
+        self.value = value
+        self.rule = rule
+        super().__init__(f"invalid {self.what} {value!r}: {rule}")
+
+
+class InvalidTrustDomainError(InvalidSpiffeIdError):
+    """A trust domain name breaks the SPIFFE ID specification (SPIFFE-ID.md, section 2.1)."""
+
+    what = "trust domain"
+
+
+class InvalidCertificateError(TrustError, ValueError):
+    """A certificate, CSR, key or bundle is malformed or breaks the X.509-SVID specification."""
+
+
+class SigningRefusedError(TrustError):
+    """A CA refused to sign a request (bad CSR signature, foreign trust domain, expired CA)."""
+
+
+class VerificationError(TrustError):
+    """A certificate chain does not verify against a trust bundle."""
+
+
+class TrustStoreError(TrustError):
+    """The on-disk trust directory is missing, incomplete, or cannot be written."""
+
+
+class KeyMaterialExistsError(TrustStoreError):
+    """Existing key material would be overwritten; ``force=True`` (``--force``) replaces it."""

@@ -1,0 +1,414 @@
+"""Pure PKI helpers: keys, CSRs, certificate templates and renewal times.
+
+Nothing here touches the file system or the network; the issuers in :mod:`trust.authority` pass
+keys, certificates and the current time in. Profiles follow the X.509-SVID specification
+(github.com/spiffe/spiffe, standards/X509-SVID.md, sections 4 and 5) and RFC 5280:
+
+==============  ======================  ====================================  ==============
+certificate     basicConstraints        keyUsage (critical)                   default TTL
+==============  ======================  ====================================  ==============
+root CA         CA:true (critical)      keyCertSign, cRLSign                  10 years
+intermediate    CA:true, pathlen 0      keyCertSign, cRLSign                  1 year
+X.509-SVID      CA:false (critical)     digitalSignature (+keyEncipherment    24 hours
+                                        for RSA keys)
+==============  ======================  ====================================  ==============
+
+Every certificate carries Subject and Authority Key Identifiers. CA certificates carry the trust
+domain's ID (``spiffe://<td>``) as URI SAN; a leaf carries exactly one URI SAN, its SPIFFE ID,
+and an empty subject, so its SAN extension is critical (RFC 5280 section 4.2.1.6). Leaves get
+EKU serverAuth + clientAuth because mesh workloads are both.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from trust.errors import InvalidCertificateError, SigningRefusedError
+from trust.spiffe import SpiffeId, TrustDomain
+
+DEFAULT_ROOT_TTL = timedelta(days=3650)
+DEFAULT_INTERMEDIATE_TTL = timedelta(days=365)
+DEFAULT_SVID_TTL = timedelta(hours=24)
+#: ``notBefore`` is set this far in the past to tolerate clock skew between hosts.
+CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
+#: Renewal happens at half life minus up to this fraction of the lifetime (random jitter),
+#: so a fleet issued at one moment does not renew at one moment.
+DEFAULT_RENEWAL_JITTER = 0.1
+
+IssuerKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def generate_private_key() -> ec.EllipticCurvePrivateKey:
+    """A new ECDSA P-256 (secp256r1) private key, meshfed's only key type for issued certs."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def private_key_to_pem(key: IssuerKey) -> bytes:
+    """PKCS#8 PEM, unencrypted (the caller writes it to a 0600 file)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def load_private_key(pem: bytes, *, source: str) -> IssuerKey:
+    """Parse a PEM private key (EC or RSA).
+
+    Raises:
+        InvalidCertificateError: the data is not a PEM EC/RSA private key. The message names
+            ``source`` (e.g. a path) and never includes the key bytes.
+    """
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as err:
+        raise InvalidCertificateError(f"{source}: not a readable PEM private key") from err
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise InvalidCertificateError(f"{source}: only EC and RSA private keys are supported")
+    return key
+
+
+def certificates_to_pem(certs: Sequence[x509.Certificate]) -> bytes:
+    """Concatenated PEM blocks, in the order given."""
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def load_certificates(pem: bytes, *, source: str) -> list[x509.Certificate]:
+    """Parse one or more PEM certificates, in file order.
+
+    Raises:
+        InvalidCertificateError: no certificate, or an unparsable one, in ``source``.
+    """
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as err:
+        raise InvalidCertificateError(f"{source}: not a PEM certificate list ({err})") from err
+    return certs
+
+
+def load_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequest:
+    """Parse a PEM or DER PKCS#10 certificate signing request.
+
+    Raises:
+        InvalidCertificateError: the bytes are not a CSR.
+    """
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_csr(data)
+        return x509.load_der_x509_csr(data)
+    except ValueError as err:
+        raise InvalidCertificateError(f"{source}: not a PKCS#10 certificate request") from err
+
+
+def build_csr(
+    key: IssuerKey, *, spiffe_id: SpiffeId | None = None, common_name: str | None = None
+) -> x509.CertificateSigningRequest:
+    """A PKCS#10 CSR signed with ``key``; the SPIFFE ID, if given, as its URI SAN."""
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
+    if spiffe_id is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(spiffe_id))]),
+            critical=False,
+        )
+    return builder.sign(key, hashes.SHA256())
+
+
+def check_csr_signature(csr: x509.CertificateSigningRequest) -> None:
+    """Refuse a CSR whose self-signature does not verify (proof of possession of the key).
+
+    Raises:
+        SigningRefusedError: the signature is invalid.
+    """
+    try:
+        valid = csr.is_signature_valid
+    except (InvalidSignature, ValueError) as err:  # unsupported algorithms end up here
+        raise SigningRefusedError(f"CSR signature cannot be checked: {err}") from err
+    if not valid:
+        raise SigningRefusedError("CSR signature is invalid (the requester does not hold the key)")
+
+
+def _ca_name(trust_domain: TrustDomain, common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain.name),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _validity(
+    now: datetime, ttl: timedelta, issuer: x509.Certificate | None
+) -> tuple[datetime, datetime]:
+    """(notBefore, notAfter), backdated for skew and clipped to the issuer's validity."""
+    if ttl <= timedelta(0):
+        raise SigningRefusedError(f"TTL must be positive, got {ttl}")
+    not_before = now - CLOCK_SKEW_ALLOWANCE
+    not_after = now + ttl
+    if issuer is not None:
+        not_before = max(not_before, issuer.not_valid_before_utc)
+        not_after = min(not_after, issuer.not_valid_after_utc)
+        if not_after <= now:
+            raise SigningRefusedError("the issuing CA certificate has expired")
+    return not_before, not_after
+
+
+def root_certificate(
+    key: IssuerKey,
+    trust_domain: TrustDomain,
+    *,
+    now: datetime,
+    ttl: timedelta = DEFAULT_ROOT_TTL,
+    common_name: str | None = None,
+) -> x509.Certificate:
+    """A self-signed root CA certificate for ``trust_domain``.
+
+    Shape: subject ``O=<td>, CN=<common_name or "meshfed root CA <key id>">``, CA:true (no
+    path length limit: intermediates sit below it), keyCertSign+cRLSign, URI SAN ``spiffe://<td>``.
+    """
+    public_key = key.public_key()
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    # A unique CN per root keeps two roots in one bundle (during rotation) apart by name too.
+    name = _ca_name(trust_domain, common_name or f"meshfed root CA {ski.digest.hex()[:16]}")
+    not_before, not_after = _validity(now, ttl, None)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key), critical=False
+        )
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(trust_domain.id))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+
+
+def intermediate_certificate(
+    csr: x509.CertificateSigningRequest,
+    cluster: str,
+    *,
+    issuer_cert: x509.Certificate,
+    issuer_key: IssuerKey,
+    trust_domain: TrustDomain,
+    now: datetime,
+    ttl: timedelta = DEFAULT_INTERMEDIATE_TTL,
+) -> x509.Certificate:
+    """A cluster's intermediate CA certificate, signed by the root (the "plug-in CA" model).
+
+    Shape: subject ``O=<td>, OU=<cluster>, CN=meshfed intermediate CA <cluster>``, CA:true
+    pathlen 0, keyCertSign+cRLSign, URI SAN ``spiffe://<td>``; validity clipped to the root's.
+
+    Raises:
+        SigningRefusedError: bad CSR signature, empty cluster name, or an expired issuer.
+    """
+    check_csr_signature(csr)
+    if not cluster:
+        raise SigningRefusedError("the cluster name is empty")
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain.name),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, cluster),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"meshfed intermediate CA {cluster}"),
+        ]
+    )
+    not_before, not_after = _validity(now, ttl, issuer_cert)
+    public_key = csr.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise SigningRefusedError("only EC and RSA keys can be certified")
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(trust_domain.id))]),
+            critical=False,
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+def leaf_certificate(
+    csr: x509.CertificateSigningRequest,
+    spiffe_id: SpiffeId,
+    *,
+    issuer_cert: x509.Certificate,
+    issuer_key: IssuerKey,
+    now: datetime,
+    ttl: timedelta = DEFAULT_SVID_TTL,
+) -> x509.Certificate:
+    """A workload X.509-SVID for ``spiffe_id`` (X509-SVID.md section 4).
+
+    The CSR's own subject and SANs are ignored: the certificate carries exactly one URI SAN,
+    ``spiffe_id``, chosen by the CA. Validity is clipped to the issuer's.
+
+    Raises:
+        SigningRefusedError: bad CSR signature, unsupported key type, or an expired issuer.
+    """
+    check_csr_signature(csr)
+    public_key = csr.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise SigningRefusedError("only EC and RSA keys can be certified")
+    not_before, not_after = _validity(now, ttl, issuer_cert)
+    key_usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(key_usage, critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(spiffe_id))]),
+            critical=True,
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+def uri_sans(cert: x509.Certificate) -> list[str]:
+    """The certificate's URI SANs, in order; ``[]`` when it has no SAN extension."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    return list(ext.value.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+def leaf_svid_problems(cert: x509.Certificate) -> list[str]:
+    """Every way ``cert`` breaks the X.509-SVID leaf rules (X509-SVID.md 4.1-4.3), or ``[]``."""
+    problems: list[str] = []
+    sans = uri_sans(cert)
+    if len(sans) != 1:
+        problems.append(f"a leaf SVID must have exactly one URI SAN, found {len(sans)}")
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if bc.ca:
+            problems.append("a leaf SVID must have CA:false")
+    except x509.ExtensionNotFound:
+        problems.append("a leaf SVID must have the basicConstraints extension")
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not ku.digital_signature:
+            problems.append("a leaf SVID must have keyUsage digitalSignature")
+        if ku.key_cert_sign or ku.crl_sign:
+            problems.append("a leaf SVID must not have keyUsage keyCertSign or cRLSign")
+    except x509.ExtensionNotFound:
+        problems.append("a leaf SVID must have the keyUsage extension")
+    return problems
+
+
+def signing_cert_problems(cert: x509.Certificate) -> list[str]:
+    """Every way ``cert`` breaks the X.509-SVID signing-certificate rules (X509-SVID.md 4.4)."""
+    problems: list[str] = []
+    try:
+        if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            problems.append("a signing certificate must have CA:true")
+    except x509.ExtensionNotFound:
+        problems.append("a signing certificate must have the basicConstraints extension")
+    try:
+        if not cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign:
+            problems.append("a signing certificate must have keyUsage keyCertSign")
+    except x509.ExtensionNotFound:
+        problems.append("a signing certificate must have the keyUsage extension")
+    return problems
+
+
+def renewal_time(
+    not_before: datetime,
+    not_after: datetime,
+    *,
+    jitter: float = DEFAULT_RENEWAL_JITTER,
+    rng: random.Random | None = None,
+) -> datetime:
+    """When to renew a certificate: at half its lifetime, minus up to ``jitter`` x lifetime.
+
+    With the default jitter of 0.1 a 24 h SVID renews between 9.6 h and 12 h after notBefore.
+    ``rng`` makes the jitter reproducible in tests.
+
+    Raises:
+        ValueError: ``not_after`` is not after ``not_before`` or jitter is outside [0, 0.5).
+    """
+    if not_after <= not_before:
+        raise ValueError("not_after must be after not_before")
+    if not 0 <= jitter < 0.5:
+        raise ValueError("jitter must be in [0, 0.5)")
+    lifetime = not_after - not_before
+    draw = (rng or random.Random()).random()  # noqa: S311 - jitter, not security
+    return not_before + lifetime / 2 - lifetime * (jitter * draw)
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """Lowercase hex SHA-256 of the DER certificate."""
+    return cert.fingerprint(hashes.SHA256()).hex()

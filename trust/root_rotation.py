@@ -1,0 +1,84 @@
+"""Rotating the root of trust without downtime.
+
+The procedure (as Istio's plug-in CA and SPIRE do it) has two steps, run some time apart:
+
+1. :func:`begin_root_rotation` -- create a new root, add it to the trust bundle next to the old
+   one, make it the signing root, and re-issue every cluster's intermediate CA under it. While
+   both roots are in the bundle, SVIDs chained to either verify, so workloads can pick up new
+   SVIDs at their own pace (they renew at half life).
+2. :func:`retire_old_roots` -- once every SVID issued under the old root has been renewed
+   (wait at least one SVID lifetime, 24 h by default), drop the old roots from the bundle and
+   delete their keys. Refused while any intermediate is still signed by an old root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from trust import pki
+from trust.errors import TrustStoreError
+from trust.store import TrustDirectory, root_id
+
+
+@dataclass(frozen=True, slots=True)
+class RootRotation:
+    """What a rotation step did: the root ids involved and the clusters re-issued."""
+
+    new_root: str
+    bundle_roots: tuple[str, ...]
+    retired_roots: tuple[str, ...] = ()
+    reissued_clusters: tuple[str, ...] = ()
+
+
+def begin_root_rotation(
+    store: TrustDirectory,
+    *,
+    root_ttl: timedelta = pki.DEFAULT_ROOT_TTL,
+    intermediate_ttl: timedelta = pki.DEFAULT_INTERMEDIATE_TTL,
+) -> RootRotation:
+    """Step 1: add a new root, make it active, re-issue every intermediate under it.
+
+    Order (crash-safe): the new root's files, then the bundle with both roots, then the
+    intermediates. A crash part-way leaves a bundle that still trusts everything issued.
+
+    Raises:
+        TrustStoreError: no trust directory, or files cannot be written.
+    """
+    cfg = store.config()
+    key = pki.generate_private_key()
+    cert = pki.root_certificate(key, store.trust_domain(), now=pki.utcnow(), ttl=root_ttl)
+    new = store.write_root(cert, key)
+    roots = [*cfg.bundle_roots, new]
+    store.set_roots(active=new, bundle_roots=roots)
+    clusters = store.clusters()
+    for cluster in clusters:
+        store.create_intermediate(cluster, ttl=intermediate_ttl, force=True)
+    return RootRotation(new, tuple(roots), reissued_clusters=tuple(clusters))
+
+
+def retire_old_roots(store: TrustDirectory) -> RootRotation:
+    """Step 2: keep only the active root in the bundle and delete the other roots' keys.
+
+    Raises:
+        TrustStoreError: an intermediate is still signed by a root that would be retired, or
+            there is nothing to retire.
+    """
+    cfg = store.config()
+    old = [rid for rid in cfg.bundle_roots if rid != cfg.active_root]
+    if not old:
+        raise TrustStoreError("nothing to retire: the bundle holds only the active root")
+    for cluster in store.clusters():
+        issuer = store.intermediate_issuer_id(cluster)
+        if issuer != cfg.active_root:
+            raise TrustStoreError(
+                f"cluster {cluster!r} still has an intermediate signed by root {issuer};"
+                " run 'meshfed trust rotate-root' to re-issue it first"
+            )
+    store.set_roots(active=cfg.active_root, bundle_roots=[cfg.active_root])
+    for rid in old:
+        store.destroy_root_key(rid)
+    return RootRotation(cfg.active_root, (cfg.active_root,), retired_roots=tuple(old))
+
+
+__all__ = ["RootRotation", "begin_root_rotation", "retire_old_roots", "root_id"]

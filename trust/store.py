@@ -1,0 +1,346 @@
+"""The on-disk trust directory behind ``meshfed trust`` (default ``$MESHFED_HOME/trust``).
+
+Layout::
+
+    trust.json                         TrustConfig: trust domain, backend, active root, bundle roots
+    bundle.pem                         every trusted root (PEM)
+    bundle.spiffe.json                 the same as a SPIFFE bundle (JWK Set)
+    roots/<root-id>/ca.pem             a root CA certificate (root-id: first 16 hex of its SHA-256)
+    roots/<root-id>/ca-key.pem         its key, 0600 (deleted when the root is retired)
+    intermediates/<cluster>/ca.pem     the cluster's intermediate CA certificate
+    intermediates/<cluster>/ca-key.pem its key, 0600
+
+Directories holding keys are 0700. Every file is written atomically; nothing that exists is
+overwritten unless the caller passes ``force=True``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from trust import pki
+from trust.authority import LocalCertificateAuthority, LocalRootAuthority, issue_svid, load_key_file
+from trust.bundle import TrustBundle
+from trust.errors import TrustStoreError
+from trust.files import (
+    CERT_FILE_MODE,
+    KEY_FILE_MODE,
+    ensure_dir,
+    refuse_overwrite,
+    write_atomic,
+)
+from trust.spiffe import SpiffeId, TrustDomain
+from trust.svid import X509Svid
+
+CONFIG_FILE = "trust.json"
+#: Cluster names: DNS-label-like, as Kubernetes cluster and context names usually are.
+CLUSTER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class TrustConfig(BaseModel):
+    """Schema of ``trust.json``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trust_domain: str
+    backend: Literal["local"] = "local"
+    active_root: str
+    bundle_roots: list[str]
+    bundle_sequence: int = 1
+
+
+def root_id(cert: x509.Certificate) -> str:
+    """A root's short id: the first 16 hex digits of its SHA-256 fingerprint."""
+    return pki.fingerprint(cert)[:16]
+
+
+def validate_cluster_name(name: str) -> str:
+    """Return ``name`` if it is a valid cluster name (lowercase DNS label, <= 63 chars).
+
+    Raises:
+        TrustStoreError: naming the rule broken.
+    """
+    if not CLUSTER_NAME_RE.match(name):
+        raise TrustStoreError(
+            f"invalid cluster name {name!r}: use 1-63 lowercase letters, digits and '-',"
+            " starting and ending with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class SvidFiles:
+    """Where :meth:`TrustDirectory.write_svid` put an SVID."""
+
+    chain: Path
+    key: Path
+    bundle: Path
+
+
+class TrustDirectory:
+    """Reads and writes a trust directory; see the module docstring for the layout."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    # -- paths -----------------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        """``trust.json``."""
+        return self.path / CONFIG_FILE
+
+    @property
+    def bundle_pem_path(self) -> Path:
+        """``bundle.pem``."""
+        return self.path / "bundle.pem"
+
+    @property
+    def bundle_spiffe_path(self) -> Path:
+        """``bundle.spiffe.json``."""
+        return self.path / "bundle.spiffe.json"
+
+    def root_dir(self, rid: str) -> Path:
+        """``roots/<rid>``."""
+        return self.path / "roots" / rid
+
+    def intermediate_dir(self, cluster: str) -> Path:
+        """``intermediates/<cluster>``."""
+        return self.path / "intermediates" / validate_cluster_name(cluster)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """True when ``trust.json`` is present."""
+        return self.config_path.exists()
+
+    def config(self) -> TrustConfig:
+        """Parse ``trust.json``.
+
+        Raises:
+            TrustStoreError: missing (run ``meshfed trust init``) or invalid.
+        """
+        try:
+            text = self.config_path.read_text()
+        except FileNotFoundError as err:
+            raise TrustStoreError(
+                f"no trust directory at {self.path} (run 'meshfed trust init' first)"
+            ) from err
+        except OSError as err:
+            raise TrustStoreError(f"cannot read {self.config_path}: {err.strerror}") from err
+        try:
+            return TrustConfig.model_validate_json(text)
+        except ValidationError as err:
+            raise TrustStoreError(f"{self.config_path} is invalid: {err}") from err
+
+    def trust_domain(self) -> TrustDomain:
+        """The configured trust domain."""
+        return TrustDomain(self.config().trust_domain)
+
+    def _root_cert(self, rid: str) -> x509.Certificate:
+        path = self.root_dir(rid) / "ca.pem"
+        try:
+            return pki.load_certificates(path.read_bytes(), source=str(path))[0]
+        except OSError as err:
+            raise TrustStoreError(f"cannot read root certificate {path}: {err.strerror}") from err
+
+    def bundle(self) -> TrustBundle:
+        """The trust bundle: every root listed in ``trust.json``, oldest first."""
+        cfg = self.config()
+        roots = tuple(self._root_cert(rid) for rid in cfg.bundle_roots)
+        return TrustBundle(TrustDomain(cfg.trust_domain), roots, cfg.bundle_sequence)
+
+    def root_authority(self) -> LocalRootAuthority:
+        """The active root CA, ready to sign intermediates.
+
+        Raises:
+            TrustStoreError: the key file is missing or has loose permissions.
+        """
+        cfg = self.config()
+        key = load_key_file(self.root_dir(cfg.active_root) / "ca-key.pem")
+        return LocalRootAuthority(self._root_cert(cfg.active_root), key, self.bundle())
+
+    def clusters(self) -> list[str]:
+        """Clusters that have an intermediate CA, sorted."""
+        base = self.path / "intermediates"
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / "ca.pem").exists())
+
+    def intermediate_certificate(self, cluster: str) -> x509.Certificate:
+        """The intermediate CA certificate of ``cluster``.
+
+        Raises:
+            TrustStoreError: the cluster has none (run ``meshfed trust intermediate``).
+        """
+        path = self.intermediate_dir(cluster) / "ca.pem"
+        if not path.exists():
+            raise TrustStoreError(
+                f"cluster {cluster!r} has no intermediate CA in {self.path}"
+                f" (run 'meshfed trust intermediate --cluster {cluster}')"
+            )
+        return pki.load_certificates(path.read_bytes(), source=str(path))[0]
+
+    def cluster_authority(self, cluster: str) -> LocalCertificateAuthority:
+        """The intermediate CA of ``cluster``, ready to sign SVIDs."""
+        self.intermediate_certificate(cluster)  # friendly error when missing
+        d = self.intermediate_dir(cluster)
+        return LocalCertificateAuthority.load(d / "ca.pem", d / "ca-key.pem", self.bundle())
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _write_config(self, cfg: TrustConfig) -> None:
+        write_atomic(
+            self.config_path, (cfg.model_dump_json(indent=2) + "\n").encode(), CERT_FILE_MODE
+        )
+
+    def _write_bundle_files(self, bundle: TrustBundle) -> None:
+        write_atomic(self.bundle_pem_path, bundle.to_pem(), CERT_FILE_MODE)
+        write_atomic(self.bundle_spiffe_path, bundle.to_spiffe_json().encode(), CERT_FILE_MODE)
+
+    def write_root(self, cert: x509.Certificate, key: pki.IssuerKey) -> str:
+        """Store a root certificate and key under ``roots/<id>``; return the id."""
+        rid = root_id(cert)
+        d = self.root_dir(rid)
+        ensure_dir(d)
+        write_atomic(d / "ca-key.pem", pki.private_key_to_pem(key), KEY_FILE_MODE)
+        write_atomic(d / "ca.pem", pki.certificates_to_pem([cert]), CERT_FILE_MODE)
+        return rid
+
+    def init(
+        self,
+        trust_domain: TrustDomain,
+        *,
+        ttl: timedelta = pki.DEFAULT_ROOT_TTL,
+        force: bool = False,
+    ) -> TrustBundle:
+        """Create a root CA (ECDSA P-256, self-signed) and the trust bundle.
+
+        Raises:
+            KeyMaterialExistsError: a trust directory exists here and ``force`` is False.
+            TrustStoreError: files cannot be written.
+        """
+        refuse_overwrite([self.config_path], force=force)
+        ensure_dir(self.path)
+        key = pki.generate_private_key()
+        cert = pki.root_certificate(key, trust_domain, now=pki.utcnow(), ttl=ttl)
+        rid = self.write_root(cert, key)
+        bundle = TrustBundle(trust_domain, (cert,))
+        self._write_bundle_files(bundle)
+        self._write_config(
+            TrustConfig(trust_domain=trust_domain.name, active_root=rid, bundle_roots=[rid])
+        )
+        return bundle
+
+    def create_intermediate(
+        self, cluster: str, *, ttl: timedelta = pki.DEFAULT_INTERMEDIATE_TTL, force: bool = False
+    ) -> x509.Certificate:
+        """Generate the intermediate CA of ``cluster`` and have the active root sign it.
+
+        Raises:
+            KeyMaterialExistsError: the cluster has one and ``force`` is False.
+            TrustStoreError: no trust directory, bad cluster name, unwritable files.
+        """
+        d = self.intermediate_dir(cluster)
+        refuse_overwrite([d / "ca-key.pem", d / "ca.pem"], force=force)
+        root = self.root_authority()
+        key = pki.generate_private_key()
+        csr = pki.build_csr(key, common_name=f"meshfed intermediate CA {cluster}")
+        chain = root.sign_intermediate_csr(csr, cluster, ttl)
+        ensure_dir(d)
+        write_atomic(d / "ca-key.pem", pki.private_key_to_pem(key), KEY_FILE_MODE)
+        write_atomic(d / "ca.pem", pki.certificates_to_pem(chain), CERT_FILE_MODE)
+        return chain[0]
+
+    def issue_svid(
+        self, cluster: str, spiffe_id: SpiffeId, *, ttl: timedelta = pki.DEFAULT_SVID_TTL
+    ) -> X509Svid:
+        """Issue an X.509-SVID for ``spiffe_id`` from ``cluster``'s intermediate CA.
+
+        Raises:
+            SigningRefusedError: ``spiffe_id`` is outside the trust domain.
+            TrustStoreError: the cluster has no intermediate CA.
+        """
+        return issue_svid(self.cluster_authority(cluster), spiffe_id, ttl)
+
+    @staticmethod
+    def svid_paths(out_dir: Path) -> SvidFiles:
+        """Where an SVID goes inside ``out_dir``: ``svid.pem``, ``svid-key.pem``, ``bundle.pem``."""
+        return SvidFiles(out_dir / "svid.pem", out_dir / "svid-key.pem", out_dir / "bundle.pem")
+
+    @classmethod
+    def write_svid(
+        cls, svid: X509Svid, bundle: TrustBundle, out_dir: Path, *, force: bool = False
+    ) -> SvidFiles:
+        """Write ``svid.pem`` (leaf then intermediates), ``svid-key.pem`` (0600), ``bundle.pem``.
+
+        Raises:
+            KeyMaterialExistsError: any of them exists and ``force`` is False (nothing written).
+        """
+        files = cls.svid_paths(out_dir)
+        refuse_overwrite([files.key, files.chain, files.bundle], force=force)
+        ensure_dir(out_dir)
+        write_atomic(files.key, svid.private_key_pem(), KEY_FILE_MODE)
+        write_atomic(files.chain, svid.chain_pem(), CERT_FILE_MODE)
+        write_atomic(files.bundle, bundle.to_pem(), CERT_FILE_MODE)
+        return files
+
+    # -- root rotation primitives (the procedure lives in trust.root_rotation) --------------
+
+    def set_roots(self, *, active: str, bundle_roots: list[str]) -> TrustBundle:
+        """Make ``active`` the signing root and trust exactly ``bundle_roots``; rewrite bundles.
+
+        The bundle sequence increases when the set of roots changes.
+        """
+        cfg = self.config()
+        sequence = cfg.bundle_sequence + (1 if bundle_roots != cfg.bundle_roots else 0)
+        new_cfg = cfg.model_copy(
+            update={
+                "active_root": active,
+                "bundle_roots": bundle_roots,
+                "bundle_sequence": sequence,
+            }
+        )
+        roots = tuple(self._root_cert(rid) for rid in bundle_roots)
+        bundle = TrustBundle(TrustDomain(cfg.trust_domain), roots, sequence)
+        self._write_bundle_files(bundle)
+        self._write_config(new_cfg)
+        return bundle
+
+    def destroy_root_key(self, rid: str) -> None:
+        """Delete a retired root's private key (its certificate stays for the record)."""
+        key = self.root_dir(rid) / "ca-key.pem"
+        try:
+            key.unlink(missing_ok=True)
+        except OSError as err:
+            raise TrustStoreError(f"cannot delete {key}: {err.strerror}") from err
+
+    def intermediate_issuer_id(self, cluster: str) -> str:
+        """The id of the root that signed ``cluster``'s intermediate (by AKI = root SKI)."""
+        cert = self.intermediate_certificate(cluster)
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        for rid in [*self.config().bundle_roots, self.config().active_root]:
+            root = self._root_cert(rid)
+            ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            if ski.digest == aki.key_identifier:
+                return rid
+        return "unknown"
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-ready summary: trust domain, roots, clusters (for ``-o json``)."""
+        cfg = self.config()
+        return {
+            "trust_domain": cfg.trust_domain,
+            "dir": str(self.path),
+            "active_root": cfg.active_root,
+            "bundle_roots": cfg.bundle_roots,
+            "bundle_sequence": cfg.bundle_sequence,
+            "clusters": self.clusters(),
+        }
