@@ -12,7 +12,15 @@ from typing import Any
 
 import click
 
+from federation.cli.controlplane_commands import (
+    apply_cmd,
+    bootstrap,
+    controlplane,
+    delete_cmd,
+    proxy_status_cmd,
+)
 from federation.cli.trust_commands import trust
+from federation.errors import FederationError, InvalidDocumentError
 from trust.errors import TrustError
 
 EXIT_RETRYABLE = 1
@@ -25,7 +33,11 @@ class MeshfedGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except TrustError as err:
+        except InvalidDocumentError as err:
+            for problem in err.problems:
+                click.echo(f"Error: {problem}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        except (TrustError, FederationError) as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(EXIT_RETRYABLE if err.retryable else EXIT_BAD_INPUT)
 
@@ -52,7 +64,8 @@ def cli(log_level: str) -> None:
     )
 
 
-cli.add_command(trust)
+for command in (trust, controlplane, apply_cmd, delete_cmd, proxy_status_cmd, bootstrap):
+    cli.add_command(command)
 
 
 def main() -> None:

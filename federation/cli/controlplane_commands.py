@@ -1,0 +1,264 @@
+"""``meshfed controlplane serve``, ``apply``, ``delete``, ``proxy-status``, ``bootstrap grpc``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from federation.cli.params import InputError
+from federation.client import call
+from federation.controlplane.proxy import ProxyDescription
+from federation.controlplane.status import SyncState
+from federation.model.documents import load_documents
+from federation.model.locality import Locality
+from federation.netaddr import parse_host_port
+from federation.paths import default_trust_dir, meshfed_home
+
+controlplane_option = click.option(
+    "--controlplane",
+    "controlplane",
+    required=True,
+    metavar="URL",
+    help="Control plane API, e.g. http://127.0.0.1:15014.",
+)
+token_option = click.option(
+    "--token",
+    envvar="MESHFED_TOKEN",
+    default=None,
+    help="API bearer token.  [default: found in $MESHFED_HOME/controlplanes/*/endpoint.json]",
+)
+
+
+def _locality(value: str) -> Locality:
+    try:
+        return Locality.parse(value)
+    except ValueError as err:
+        raise InputError(f"--locality: {err}") from err
+
+
+@click.group("controlplane")
+def controlplane() -> None:
+    """Run a cluster control plane (xDS server, registry, certificates)."""
+
+
+@controlplane.command("serve")
+@click.option("--cluster", required=True, help="This member cluster's name.")
+@click.option("--locality", required=True, help="Cluster locality, e.g. aws/us-east-1/us-east-1a.")
+@click.option(
+    "--xds-listen", default="127.0.0.1:15010", show_default=True, help="ADS gRPC address."
+)
+@click.option(
+    "--api-listen", default="127.0.0.1:15014", show_default=True, help="HTTP API address."
+)
+@click.option(
+    "--ca-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Trust directory with this cluster's intermediate CA.  [default: $MESHFED_HOME/trust]",
+)
+@click.option("--network", default="default", show_default=True, help="Network name.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Workloads, API token, endpoint.json.  [default: $MESHFED_HOME/controlplanes/CLUSTER]",
+)
+@click.option("--no-health-checks", is_flag=True, help="Do not probe workloads.")
+def serve_cmd(
+    cluster: str,
+    locality: str,
+    xds_listen: str,
+    api_listen: str,
+    ca_dir: Path | None,
+    network: str,
+    state_dir: Path | None,
+    no_health_checks: bool,
+) -> None:
+    """Serve xDS (SotW and delta ADS) and the HTTP API until SIGTERM/SIGINT."""
+    from federation.controlplane.server import ControlPlane, ControlPlaneConfig
+
+    for flag, value in (("--xds-listen", xds_listen), ("--api-listen", api_listen)):
+        try:
+            parse_host_port(value, what=flag)
+        except ValueError as err:
+            raise InputError(str(err)) from err
+    config = ControlPlaneConfig(
+        cluster=cluster,
+        locality=_locality(locality),
+        xds_listen=xds_listen,
+        api_listen=api_listen,
+        ca_dir=ca_dir or default_trust_dir(),
+        state_dir=state_dir or meshfed_home() / "controlplanes" / cluster,
+        network=network,
+        health_checks=not no_health_checks,
+    )
+
+    async def run() -> None:
+        plane = ControlPlane(config)
+        await plane.start()
+        click.echo(
+            f"control plane {cluster}: xDS {plane.xds_address}, API {plane.api_url}", err=True
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await plane.stop()
+
+    asyncio.run(run())
+
+
+def _read_file(path: str) -> tuple[str, str]:
+    if path == "-":
+        return sys.stdin.read(), "stdin"
+    try:
+        return Path(path).read_text(), path
+    except OSError as err:
+        raise InputError(f"-f {path}: {err.strerror}") from err
+
+
+@click.command("apply")
+@controlplane_option
+@token_option
+@click.option("-f", "--filename", required=True, help="YAML file with documents, or - for stdin.")
+def apply_cmd(controlplane: str, token: str | None, filename: str) -> None:
+    """Validate every document in FILE, then apply all of them (or none)."""
+    text, source = _read_file(filename)
+    load_documents(text, source=source)  # refuse locally before touching the server
+    result = call("POST", controlplane, "/v1/apply", token=token, body=text)
+    for name in result.get("applied", []):
+        click.echo(f"workloadentry/{name} configured")
+    for name in result.get("unchanged", []):
+        click.echo(f"workloadentry/{name} unchanged")
+
+
+@click.command("delete")
+@controlplane_option
+@token_option
+@click.option("-f", "--filename", required=True, help="YAML file naming the documents to delete.")
+def delete_cmd(controlplane: str, token: str | None, filename: str) -> None:
+    """Delete the workloads named in FILE."""
+    text, source = _read_file(filename)
+    load_documents(text, source=source)
+    result = call("POST", controlplane, "/v1/delete", token=token, body=text)
+    for name in result.get("deleted", []):
+        click.echo(f"workloadentry/{name} deleted")
+
+
+def _summary(types: dict[str, dict[str, Any]]) -> list[str]:
+    cells: list[str] = []
+    for short in ("CDS", "LDS", "EDS", "RDS", "SDS"):
+        state: SyncState = types.get(short, {}).get("state", "NOT SENT")
+        cells.append(state)
+    return cells
+
+
+@click.command("proxy-status")
+@controlplane_option
+@token_option
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def proxy_status_cmd(controlplane: str, token: str | None, output: str) -> None:
+    """Is every proxy in sync? SYNCED, STALE or NACKED per xDS type."""
+    data = call("GET", controlplane, "/v1/proxy-status", token=token)
+    proxies = data.get("proxies", [])
+    if output == "json":
+        click.echo(json.dumps(proxies, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        "NAME", "ROLE", "STREAM", "CDS", "LDS", "EDS", "RDS", "SDS", "LAST NACK", box=None
+    )
+    for p in proxies:
+        nacks = [f"{t}: {v['nack_error']}" for t, v in p["types"].items() if v.get("nack_error")]
+        name = p["node_id"] + ("" if p["connected"] else " (disconnected)")
+        table.add_row(name, p["role"], p["stream"], *_summary(p["types"]), "; ".join(nacks)[:120])
+    Console(width=200).print(table)
+
+
+@click.group("bootstrap")
+def bootstrap() -> None:
+    """Write bootstrap files for proxies."""
+
+
+@bootstrap.command("grpc")
+@click.option(
+    "--controlplane", required=True, metavar="HOST:PORT", help="The control plane's xDS address."
+)
+@click.option("--node-id", required=True, help="Unique id of this gRPC client/server.")
+@click.option("--service", required=True, help="The workload's service name.")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--service-account", default=None, help="[default: the service name]")
+@click.option(
+    "--locality", default=None, help="Where the client runs, e.g. aws/us-east-1/us-east-1a."
+)
+@click.option(
+    "--cert-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="svid.pem, svid-key.pem, bundle.pem for file_watcher."
+    "  [default: $MESHFED_HOME/svids/NS/SERVICE]",
+)
+def bootstrap_grpc_cmd(
+    controlplane: str,
+    node_id: str,
+    service: str,
+    namespace: str,
+    service_account: str | None,
+    locality: str | None,
+    cert_dir: Path | None,
+) -> None:
+    """Print a gRPC xDS bootstrap (GRPC_XDS_BOOTSTRAP) for xds:///<svc>.<ns>.svc.clusterset.local."""
+    try:
+        parse_host_port(controlplane, what="--controlplane")
+    except ValueError as err:
+        raise InputError(str(err)) from err
+    loc = _locality(locality) if locality else None
+    proxy = ProxyDescription(
+        node_id=node_id,
+        role="grpc",
+        namespace=namespace,
+        workload="",
+        service_account=service_account or service,
+        locality=loc,
+    )
+    certs = (cert_dir or meshfed_home() / "svids" / namespace / service).resolve()
+    doc = {
+        "xds_servers": [
+            {
+                "server_uri": controlplane,
+                "channel_creds": [{"type": "insecure"}],
+                "server_features": ["xds_v3", "ignore_resource_deletion"],
+            }
+        ],
+        "node": {
+            "id": node_id,
+            "cluster": service,
+            "locality": {"region": loc.region, "zone": loc.zone, "sub_zone": loc.sub_zone}
+            if loc
+            else {},
+            "metadata": {**proxy.metadata(), "meshfed.io/service": service},
+        },
+        "certificate_providers": {
+            "default": {
+                "plugin_name": "file_watcher",
+                "config": {
+                    "certificate_file": str(certs / "svid.pem"),
+                    "private_key_file": str(certs / "svid-key.pem"),
+                    "ca_certificate_file": str(certs / "bundle.pem"),
+                    "refresh_interval": "60s",
+                },
+            }
+        },
+    }
+    click.echo(json.dumps(doc, indent=2))

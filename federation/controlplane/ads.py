@@ -1,0 +1,401 @@
+"""The Aggregated Discovery Service: state-of-the-world and delta xDS over one gRPC stream.
+
+The server sees only :class:`~federation.controlplane.snapshot.SnapshotSource` and
+:class:`StreamCallbacks`; it never builds configuration itself. Protocol rules (Envoy docs,
+"xDS REST and gRPC protocol"):
+
+- The first request carries the node; nothing is sent until the source has a snapshot for it,
+  so a proxy is never answered before the control plane's state is loaded.
+- A request whose ``response_nonce`` is not the last nonce sent for its type is stale and
+  ignored (SotW).
+- A request with ``error_detail`` is a NACK: recorded with its message; the proxy keeps its
+  last good version and nothing is re-sent until the snapshot changes.
+- After a CDS (LDS) response, Envoy re-requests EDS (RDS) with an unchanged version and nonce
+  while clusters (listeners) warm; that request is answered, else warming waits for the 15 s
+  initial-fetch timeout. Delta streams get the EDS/RDS of changed clusters/listeners pushed
+  right after the CDS/LDS response.
+- LDS and CDS with no resource names (or ``*``) are wildcard subscriptions (Envoy); other
+  types, and gRPC's named LDS/CDS, get only the names asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import any_pb2
+
+from federation.controlplane import resource
+from federation.controlplane.snapshot import Snapshot, SnapshotSource
+from federation.controlplane.status import ProxyStatus, StatusRegistry
+
+log = logging.getLogger(__name__)
+
+
+class StreamCallbacks(Protocol):
+    """Hooks the server calls; the control plane uses them to build snapshots on demand."""
+
+    async def on_stream_open(self, node: base_pb2.Node) -> str:
+        """A proxy connected; return the key its snapshots are stored under.
+
+        Raises:
+            ValueError: the node description is unusable (the stream is refused).
+        """
+        ...
+
+    def on_stream_closed(self, node_id: str) -> None:
+        """The proxy's stream ended."""
+        ...
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+_nonces = itertools.count(1)
+
+
+def _nonce() -> str:
+    return str(next(_nonces))
+
+
+@dataclass
+class _SotwType:
+    names: set[str] = field(default_factory=set)
+    wildcard: bool = False
+    sent_version: str | None = None
+    nonce: str = ""
+    owed: bool = False
+
+
+@dataclass
+class _DeltaType:
+    names: set[str] = field(default_factory=set)
+    wildcard: bool = False
+    known: dict[str, str] = field(default_factory=dict)
+    nonce: str = ""
+
+
+class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    """ADS over grpc.aio; register with :meth:`add_to_server`."""
+
+    def __init__(
+        self, source: SnapshotSource, callbacks: StreamCallbacks, status: StatusRegistry
+    ) -> None:
+        self._source = source
+        self._callbacks = callbacks
+        self.status = status
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        """Register this servicer on ``server``."""
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self, server)
+
+    async def _open(
+        self, node: base_pb2.Node, context: grpc.aio.ServicerContext[Any, Any], kind: str
+    ) -> str:
+        try:
+            return await self._callbacks.on_stream_open(node)
+        except ValueError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            raise  # abort raises; this keeps type checkers informed
+
+    # -- state of the world ----------------------------------------------------------------
+
+    async def StreamAggregatedResources(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+        """SotW ADS stream (see the module docstring)."""
+        out: asyncio.Queue[discovery_pb2.DiscoveryResponse | None] = asyncio.Queue()
+        first = await anext(request_iterator, None)
+        if first is None:
+            return
+        node_id = await self._open(first.node, context, "sotw")
+        role = first.node.metadata.fields.get("meshfed.io/role")
+        status = self.status.open(node_id, role.string_value if role else "", "sotw")
+        stream = _SotwStream(node_id, status, out)
+        log.info("SotW stream open: %s", node_id)
+
+        async def read() -> None:
+            stream.handle(first)
+            async for request in request_iterator:
+                stream.handle(request)
+            out.put_nowait(None)
+
+        async def watch() -> None:
+            snapshot: Snapshot | None = None
+            while True:
+                snapshot = await self._source.wait_for_change(node_id, snapshot)
+                stream.on_snapshot(snapshot)
+
+        tasks = [asyncio.create_task(read()), asyncio.create_task(watch())]
+        try:
+            while (response := await _next(out, tasks)) is not None:
+                yield response
+        finally:
+            for task in tasks:
+                task.cancel()
+            self.status.close(status)
+            self._callbacks.on_stream_closed(node_id)
+            log.info("SotW stream closed: %s", node_id)
+
+    # -- delta -----------------------------------------------------------------------------
+
+    async def DeltaAggregatedResources(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
+        """Delta (incremental) ADS stream (see the module docstring)."""
+        out: asyncio.Queue[discovery_pb2.DeltaDiscoveryResponse | None] = asyncio.Queue()
+        first = await anext(request_iterator, None)
+        if first is None:
+            return
+        node_id = await self._open(first.node, context, "delta")
+        role = first.node.metadata.fields.get("meshfed.io/role")
+        status = self.status.open(node_id, role.string_value if role else "", "delta")
+        stream = _DeltaStream(node_id, status, out)
+        log.info("delta stream open: %s", node_id)
+
+        async def read() -> None:
+            stream.handle(first)
+            async for request in request_iterator:
+                stream.handle(request)
+            out.put_nowait(None)
+
+        async def watch() -> None:
+            snapshot: Snapshot | None = None
+            while True:
+                snapshot = await self._source.wait_for_change(node_id, snapshot)
+                stream.on_snapshot(snapshot)
+
+        tasks = [asyncio.create_task(read()), asyncio.create_task(watch())]
+        try:
+            while (response := await _next(out, tasks)) is not None:
+                yield response
+        finally:
+            for task in tasks:
+                task.cancel()
+            self.status.close(status)
+            self._callbacks.on_stream_closed(node_id)
+            log.info("delta stream closed: %s", node_id)
+
+
+T = TypeVar("T")
+
+
+async def _next(out: asyncio.Queue[T | None], tasks: list[asyncio.Task[None]]) -> T | None:
+    """The next queued response; re-raises a failed reader/watcher task, None at end of stream."""
+    getter = asyncio.ensure_future(out.get())
+    done, _ = await asyncio.wait([getter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if getter in done:
+        return getter.result()
+    getter.cancel()
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    return None
+
+
+class _SotwStream:
+    """Per-stream SotW state machine; all methods run on the event loop, no awaits inside."""
+
+    def __init__(
+        self,
+        node_id: str,
+        status: ProxyStatus,
+        out: asyncio.Queue[discovery_pb2.DiscoveryResponse | None],
+    ) -> None:
+        self.node_id = node_id
+        self.status = status
+        self.out = out
+        self.snapshot: Snapshot | None = None
+        self.types: dict[str, _SotwType] = {}
+
+    def handle(self, req: discovery_pb2.DiscoveryRequest) -> None:
+        type_url = req.type_url
+        ts = self.types.setdefault(type_url, _SotwType())
+        tstatus = self.status.type(type_url)
+        if req.response_nonce and req.response_nonce != ts.nonce:
+            log.debug(
+                "%s %s: stale nonce %s ignored",
+                self.node_id,
+                resource.short_name(type_url),
+                req.response_nonce,
+            )
+            return
+        if req.HasField("error_detail"):
+            tstatus.nack_version = ts.sent_version or ""
+            tstatus.nack_error = req.error_detail.message
+            tstatus.last_nack_nonce = req.response_nonce
+            tstatus.nack_at = time.time()
+            log.warning(
+                "%s NACKed %s version %s: %s",
+                self.node_id,
+                resource.short_name(type_url),
+                ts.sent_version,
+                req.error_detail.message,
+            )
+            return
+        if req.response_nonce:
+            tstatus.acked_version = req.version_info
+        names = set(req.resource_names)
+        wildcard = type_url in resource.WILDCARD_TYPES and (not names or "*" in names)
+        changed = names != ts.names or wildcard != ts.wildcard
+        ts.names, ts.wildcard = names - {"*"}, wildcard
+        if self.snapshot is None:
+            return
+        first = ts.sent_version is None
+        if first or changed or ts.owed or self.snapshot.versions.get(type_url) != ts.sent_version:
+            self.send(type_url)
+
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        for type_url in resource.PUSH_ORDER:
+            ts = self.types.get(type_url)
+            if ts is None:
+                continue
+            if ts.sent_version is None or snapshot.versions.get(type_url) != ts.sent_version:
+                self.send(type_url)
+
+    def send(self, type_url: str) -> None:
+        assert self.snapshot is not None
+        ts = self.types[type_url]
+        items = self.snapshot.get(type_url, None if ts.wildcard else ts.names)
+        version = self.snapshot.versions.get(type_url, "")
+        ts.sent_version, ts.nonce, ts.owed = version, _nonce(), False
+        tstatus = self.status.type(type_url)
+        tstatus.sent_version, tstatus.sent_nonce = version, ts.nonce
+        follow = resource.FOLLOW_UP.get(type_url)
+        if follow in self.types:
+            self.types[follow].owed = True
+        log.debug(
+            "%s <- %s v%s (%d resources)",
+            self.node_id,
+            resource.short_name(type_url),
+            version,
+            len(items),
+        )
+        self.out.put_nowait(
+            discovery_pb2.DiscoveryResponse(
+                version_info=version,
+                resources=[_pack(m) for m in items.values()],
+                type_url=type_url,
+                nonce=ts.nonce,
+            )
+        )
+
+
+class _DeltaStream:
+    """Per-stream delta state machine."""
+
+    def __init__(
+        self,
+        node_id: str,
+        status: ProxyStatus,
+        out: asyncio.Queue[discovery_pb2.DeltaDiscoveryResponse | None],
+    ) -> None:
+        self.node_id = node_id
+        self.status = status
+        self.out = out
+        self.snapshot: Snapshot | None = None
+        self.types: dict[str, _DeltaType] = {}
+
+    def handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
+        type_url = req.type_url
+        first = type_url not in self.types
+        ts = self.types.setdefault(type_url, _DeltaType())
+        tstatus = self.status.type(type_url)
+        if first:
+            ts.known = dict(req.initial_resource_versions)
+            ts.wildcard = type_url in resource.WILDCARD_TYPES and not req.resource_names_subscribe
+        if req.response_nonce and req.response_nonce == ts.nonce:
+            if req.HasField("error_detail"):
+                tstatus.nack_version = tstatus.sent_version
+                tstatus.nack_error = req.error_detail.message
+                tstatus.last_nack_nonce = req.response_nonce
+                tstatus.nack_at = time.time()
+                log.warning(
+                    "%s NACKed %s: %s",
+                    self.node_id,
+                    resource.short_name(type_url),
+                    req.error_detail.message,
+                )
+            else:
+                tstatus.acked_version = tstatus.sent_version
+        subscribe = set(req.resource_names_subscribe)
+        if "*" in subscribe:
+            ts.wildcard = True
+            subscribe.discard("*")
+        for name in req.resource_names_unsubscribe:
+            if name == "*":
+                ts.wildcard = False
+            ts.names.discard(name)
+            ts.known.pop(name, None)
+        ts.names |= subscribe
+        if self.snapshot is not None:
+            self.send(type_url, force=subscribe)
+
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        for type_url in resource.PUSH_ORDER:
+            if type_url in self.types:
+                self.send(type_url, force=set())
+
+    def send(self, type_url: str, *, force: Iterable[str]) -> None:
+        assert self.snapshot is not None
+        ts = self.types[type_url]
+        available = self.snapshot.get(type_url)
+        versions = self.snapshot.resource_versions.get(type_url, {})
+        wanted = set(available) if ts.wildcard else ts.names & set(available)
+        force = set(force)
+        changed = sorted(n for n in wanted if ts.known.get(n) != versions[n] or n in force)
+        gone = set(ts.known) - set(available)
+        removed = sorted(gone if ts.wildcard else gone & (ts.names | gone))
+        if not changed and not removed:
+            return
+        ts.nonce = _nonce()
+        for n in changed:
+            ts.known[n] = versions[n]
+        for n in removed:
+            ts.known.pop(n, None)
+        version = self.snapshot.versions.get(type_url, "")
+        tstatus = self.status.type(type_url)
+        tstatus.sent_version, tstatus.sent_nonce = version, ts.nonce
+        log.debug(
+            "%s <- delta %s: %d changed, %d removed",
+            self.node_id,
+            resource.short_name(type_url),
+            len(changed),
+            len(removed),
+        )
+        self.out.put_nowait(
+            discovery_pb2.DeltaDiscoveryResponse(
+                system_version_info=version,
+                type_url=type_url,
+                nonce=ts.nonce,
+                resources=[
+                    discovery_pb2.Resource(
+                        name=n, version=versions[n], resource=_pack(available[n])
+                    )
+                    for n in changed
+                ],
+                removed_resources=removed,
+            )
+        )
+        follow = resource.FOLLOW_UP.get(type_url)
+        if follow in self.types and changed:
+            # warming: the clusters/listeners just sent need their EDS/RDS again
+            fts = self.types[follow]
+            self.send(follow, force=set(self.snapshot.get(follow)) if fts.wildcard else fts.names)

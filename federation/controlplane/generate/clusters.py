@@ -1,0 +1,185 @@
+"""CDS: outbound service clusters, inbound app clusters, and proxyless-gRPC clusters.
+
+Outbound clusters (Envoy sidecars) are EDS clusters with, by default:
+
+- mTLS to workloads behind a sidecar: ``transport_socket_matches`` on the endpoint metadata
+  ``{tlsMode: mutual}``; SNI ``outbound_.<port>_._.<host>``; client SVID and trust bundle over
+  SDS; the server's URI SAN must be one of the service's SPIFFE IDs. Other endpoints (tlsMode
+  disabled: no sidecar) get plain TCP.
+- active TCP health checks (``HealthCheck.tcp_health_check``: 1 s interval, unhealthy after 2
+  failures) and outlier detection (``OutlierDetection``: eject after 3 consecutive 5xx or
+  connect failures, 100 % max ejection) so failover actually happens;
+- ``healthy_panic_threshold`` 0 so a partly dead priority spills to the next instead of
+  spraying traffic at dead hosts (Envoy ``Cluster.CommonLbConfig``), and locality weights
+  honoured (``locality_weighted_lb_config``).
+"""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import cluster_pb2, outlier_detection_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
+from envoy.type.matcher.v3 import string_pb2
+from envoy.type.v3 import percent_pb2
+from google.protobuf import struct_pb2, wrappers_pb2
+
+from federation.controlplane.generate.common import (
+    SECRET_ROOTCA,
+    SECRET_SVID,
+    ads,
+    duration_ms,
+    inbound_cluster_name,
+    pack,
+    spiffe_id,
+)
+from federation.controlplane.generate.services import ServicePort
+
+HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+CONNECT_TIMEOUT_MS = 1000
+
+
+def sds(name: str) -> secret_pb2.SdsSecretConfig:
+    """An SDS reference to secret ``name`` over ADS."""
+    return secret_pb2.SdsSecretConfig(name=name, sds_config=ads())
+
+
+def protocol_options(protocol: str) -> dict[str, object]:
+    """``typed_extension_protocol_options``: HTTP/2 for grpc/http2, else the downstream's."""
+    if protocol in ("grpc", "http2"):
+        options = hpo.HttpProtocolOptions(
+            explicit_http_config=hpo.HttpProtocolOptions.ExplicitHttpConfig(
+                http2_protocol_options={}
+            )
+        )
+    else:
+        options = hpo.HttpProtocolOptions(
+            use_downstream_protocol_config=hpo.HttpProtocolOptions.UseDownstreamHttpConfig(
+                http_protocol_options={}, http2_protocol_options={}
+            )
+        )
+    return {HTTP_OPTIONS_KEY: pack(options)}
+
+
+def upstream_tls(port: ServicePort, trust_domain: str) -> tls_pb2.UpstreamTlsContext:
+    """mTLS to a sidecar: our SVID, the bundle, SNI naming the port, SAN = service identities."""
+    sans = [
+        common_pb2.SubjectAltNameMatcher(
+            san_type=common_pb2.SubjectAltNameMatcher.SanType.URI,
+            matcher=string_pb2.StringMatcher(exact=spiffe_id(trust_domain, port.namespace, sa)),
+        )
+        for sa in port.service_accounts
+    ]
+    return tls_pb2.UpstreamTlsContext(
+        sni=port.sni,
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_certificate_sds_secret_configs=[sds(SECRET_SVID)],
+            combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
+                default_validation_context=common_pb2.CertificateValidationContext(
+                    match_typed_subject_alt_names=sans
+                ),
+                validation_context_sds_secret_config=sds(SECRET_ROOTCA),
+            ),
+        ),
+    )
+
+
+def _tls_match(port: ServicePort, trust_domain: str) -> cluster_pb2.Cluster.TransportSocketMatch:
+    match = struct_pb2.Struct()
+    match.update({"tlsMode": "mutual"})
+    return cluster_pb2.Cluster.TransportSocketMatch(
+        name="tlsMode-mutual",
+        match=match,
+        transport_socket=base_pb2.TransportSocket(
+            name="envoy.transport_sockets.tls", typed_config=pack(upstream_tls(port, trust_domain))
+        ),
+    )
+
+
+def default_health_check() -> health_check_pb2.HealthCheck:
+    """TCP connect (through the cluster's transport socket): 1 s interval, 2 failures."""
+    return health_check_pb2.HealthCheck(
+        timeout=duration_ms(1000),
+        interval=duration_ms(1000),
+        no_traffic_interval=duration_ms(2000),
+        unhealthy_threshold=wrappers_pb2.UInt32Value(value=2),
+        healthy_threshold=wrappers_pb2.UInt32Value(value=1),
+        tcp_health_check=health_check_pb2.HealthCheck.TcpHealthCheck(),
+    )
+
+
+def default_outlier_detection() -> outlier_detection_pb2.OutlierDetection:
+    """Eject after 3 consecutive 5xx / connect failures for 5 s; up to 100 % of hosts."""
+    return outlier_detection_pb2.OutlierDetection(
+        consecutive_5xx=wrappers_pb2.UInt32Value(value=3),
+        consecutive_gateway_failure=wrappers_pb2.UInt32Value(value=3),
+        enforcing_consecutive_gateway_failure=wrappers_pb2.UInt32Value(value=100),
+        interval=duration_ms(1000),
+        base_ejection_time=duration_ms(5000),
+        max_ejection_percent=wrappers_pb2.UInt32Value(value=100),
+    )
+
+
+def outbound_cluster(port: ServicePort, trust_domain: str) -> cluster_pb2.Cluster:
+    """The sidecar's EDS cluster for one service port (see the module docstring)."""
+    return cluster_pb2.Cluster(
+        name=port.cluster_name,
+        type=cluster_pb2.Cluster.DiscoveryType.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
+            eds_config=ads(), service_name=port.cluster_name
+        ),
+        connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
+        lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,
+        common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
+            healthy_panic_threshold=percent_pb2.Percent(value=0.0),
+            locality_weighted_lb_config=cluster_pb2.Cluster.CommonLbConfig.LocalityWeightedLbConfig(),
+        ),
+        health_checks=[default_health_check()],
+        outlier_detection=default_outlier_detection(),
+        transport_socket_matches=[_tls_match(port, trust_domain)]
+        if "mutual" in port.tls_modes
+        else [],
+        typed_extension_protocol_options=protocol_options(port.protocol),
+    )
+
+
+def inbound_cluster(port_name: str, target_port: int, protocol: str) -> cluster_pb2.Cluster:
+    """The local app behind a sidecar: STATIC ``127.0.0.1:<targetPort>``, plain text."""
+    name = inbound_cluster_name(port_name, target_port)
+    return cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.DiscoveryType.STATIC,
+        connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=name,
+            endpoints=[
+                endpoint_components_pb2.LocalityLbEndpoints(
+                    lb_endpoints=[
+                        endpoint_components_pb2.LbEndpoint(
+                            endpoint=endpoint_components_pb2.Endpoint(
+                                address=address_pb2.Address(
+                                    socket_address=address_pb2.SocketAddress(
+                                        address="127.0.0.1", port_value=target_port
+                                    )
+                                )
+                            )
+                        )
+                    ]
+                )
+            ],
+        ),
+        typed_extension_protocol_options=protocol_options(protocol),
+    )
+
+
+def grpc_cluster(port: ServicePort) -> cluster_pb2.Cluster:
+    """A cluster for grpcio's xDS client: EDS over ADS, round robin, nothing gRPC would NACK."""
+    return cluster_pb2.Cluster(
+        name=port.cluster_name,
+        type=cluster_pb2.Cluster.DiscoveryType.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
+            eds_config=ads(), service_name=port.cluster_name
+        ),
+        lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,
+    )

@@ -1,0 +1,79 @@
+"""Names, config sources and small proto helpers shared by the generators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from envoy.config.core.v3 import config_source_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+
+from federation.model.locality import Locality
+from federation.model.workload import global_name
+
+#: SDS secret names (as Istio): the proxy's own SVID and the trust bundle.
+SECRET_SVID = "default"
+SECRET_ROOTCA = "ROOTCA"
+#: The sidecar's outbound RouteConfiguration name.
+OUTBOUND_ROUTE = "outbound"
+SERVED_BY_HEADER = "x-meshfed-served-by"
+
+
+@dataclass(frozen=True, slots=True)
+class MeshContext:
+    """The cluster-wide facts generators need.
+
+    Attributes:
+        cluster: this member cluster's name.
+        trust_domain: e.g. ``example.org``; peers' SPIFFE IDs must be in it.
+        locality: the cluster's default locality (region and zone).
+        network: the cluster's network name.
+    """
+
+    cluster: str
+    trust_domain: str
+    locality: Locality
+    network: str = "default"
+
+
+def outbound_cluster_name(service: str, namespace: str, port: int) -> str:
+    """``outbound|<port>||<svc>.<ns>.svc.clusterset.local`` (Istio's naming)."""
+    return f"outbound|{port}||{global_name(service, namespace)}"
+
+
+def inbound_cluster_name(port_name: str, target_port: int) -> str:
+    """``inbound|<targetPort>|<portName>``: the local app behind a sidecar."""
+    return f"inbound|{target_port}|{port_name}"
+
+
+def sni(service: str, namespace: str, port: int) -> str:
+    """The SNI naming a service port across clusters (Istio AUTO_PASSTHROUGH form):
+    ``outbound_.<port>_._.<svc>.<ns>.svc.clusterset.local``."""
+    return f"outbound_.{port}_._.{global_name(service, namespace)}"
+
+
+def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
+    """``spiffe://<td>/ns/<ns>/sa/<sa>``."""
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+def ads() -> config_source_pb2.ConfigSource:
+    """A ConfigSource pointing at the ADS stream (``ads: {}``, resource API v3)."""
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.ApiVersion.V3,
+    )
+
+
+def pack(message: Message) -> any_pb2.Any:
+    """Wrap a message in ``google.protobuf.Any``."""
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def duration_ms(ms: int) -> duration_pb2.Duration:
+    """A protobuf Duration of ``ms`` milliseconds."""
+    d = duration_pb2.Duration()
+    d.FromMilliseconds(ms)
+    return d

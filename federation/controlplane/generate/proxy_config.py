@@ -1,0 +1,107 @@
+"""Everything one proxy needs, by role: ``generate(mesh, state, proxy, identity)``.
+
+Returns a mapping type URL -> list of resources, ready for a :class:`Snapshot`. Pure.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from federation.controlplane import resource
+from federation.controlplane.generate import clusters, endpoints, listeners, routes, secrets
+from federation.controlplane.generate.common import MeshContext
+from federation.controlplane.generate.services import ServicePort, service_ports
+from federation.controlplane.proxy import ProxyDescription
+from federation.controlplane.registry import RegistryState
+from federation.model.locality import Locality
+
+Resources = dict[str, list[Message]]
+
+#: proxyless gRPC has no SDS: it reaches only workloads without a sidecar (tlsMode disabled).
+GRPC_TLS_MODES = frozenset({"disabled"})
+
+
+def caller_locality(mesh: MeshContext, state: RegistryState, proxy: ProxyDescription) -> Locality:
+    """The proxy's locality: its node locality, else its workload's, else the cluster's."""
+    if proxy.locality is not None:
+        return proxy.locality
+    workload = state.workloads.get((proxy.namespace, proxy.workload))
+    return workload.locality if workload is not None else mesh.locality
+
+
+def _sidecar(
+    mesh: MeshContext,
+    state: RegistryState,
+    proxy: ProxyDescription,
+    identity: secrets.IdentityMaterial | None,
+    ports: list[ServicePort],
+) -> Resources:
+    out: Resources = {t: [] for t in resource.PUSH_ORDER}
+    caller = caller_locality(mesh, state, proxy)
+    http_ports = [p for p in ports if p.is_http]
+    for port in http_ports:
+        out[resource.CLUSTER].append(clusters.outbound_cluster(port, mesh.trust_domain))
+        out[resource.ENDPOINT].append(endpoints.load_assignment(caller, state, port))
+    out[resource.LISTENER].append(listeners.outbound_listener(proxy.outbound_port))
+    out[resource.ROUTE].append(routes.outbound_route_config(http_ports, proxy.namespace))
+    workload = state.workloads.get((proxy.namespace, proxy.workload))
+    if workload is not None:
+        own = [
+            p
+            for p in ports
+            if p.namespace == workload.metadata.namespace and p.service == workload.spec.service
+        ]
+        for wp in workload.spec.ports:
+            out[resource.CLUSTER].append(
+                clusters.inbound_cluster(wp.name, wp.app_port, wp.protocol)
+            )
+        served_by = f"{mesh.cluster}/{workload.locality.zone or workload.locality.region}"
+        out[resource.LISTENER].append(
+            listeners.inbound_listener(workload, own, mesh.trust_domain, served_by)
+        )
+    if identity is not None:
+        out[resource.SECRET] += [secrets.svid_secret(identity), secrets.rootca_secret(identity)]
+    return out
+
+
+def _grpc(
+    mesh: MeshContext, state: RegistryState, proxy: ProxyDescription, ports: list[ServicePort]
+) -> Resources:
+    out: Resources = {t: [] for t in resource.PUSH_ORDER}
+    caller = caller_locality(mesh, state, proxy)
+    defaults: set[tuple[str, str]] = set()
+    for port in ports:
+        if not port.is_http:
+            continue
+        out[resource.CLUSTER].append(clusters.grpc_cluster(port))
+        out[resource.ENDPOINT].append(
+            endpoints.load_assignment(caller, state, port, include_tls_mode=GRPC_TLS_MODES)
+        )
+        variants = [True]
+        if (port.namespace, port.service) not in defaults:
+            defaults.add((port.namespace, port.service))
+            variants.append(False)
+        for with_port in variants:
+            out[resource.LISTENER].append(listeners.grpc_listener(port, with_port=with_port))
+            out[resource.ROUTE].append(routes.grpc_route_config(port, with_port=with_port))
+    return out
+
+
+def generate(
+    mesh: MeshContext,
+    state: RegistryState,
+    proxy: ProxyDescription,
+    identity: secrets.IdentityMaterial | None = None,
+) -> Resources:
+    """All resources for ``proxy``, by type URL.
+
+    Raises:
+        ValueError: the proxy's role has no generator yet (``gateway`` until the east-west
+            gateway lands).
+    """
+    ports = service_ports(state)
+    if proxy.role == "sidecar":
+        return _sidecar(mesh, state, proxy, identity, ports)
+    if proxy.role == "grpc":
+        return _grpc(mesh, state, proxy, ports)
+    raise ValueError(f"no generator for proxy role {proxy.role!r}")

@@ -1,0 +1,185 @@
+"""Wiring of the cluster control plane: the one place that creates and connects the parts.
+
+Start order (a proxy is never answered before the state is loaded): trust material ->
+persisted workloads -> registry -> identities -> snapshot cache and builder -> ADS gRPC server
+-> HTTP API -> health checks. Stop order is the reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+
+from federation.controlplane.ads import AggregatedDiscoveryService
+from federation.controlplane.api import make_app
+from federation.controlplane.builder import SnapshotBuilder
+from federation.controlplane.generate.common import MeshContext
+from federation.controlplane.health import HealthChecker
+from federation.controlplane.identities import IdentityManager
+from federation.controlplane.registry import ServiceRegistry
+from federation.controlplane.snapshot import SnapshotCache
+from federation.controlplane.state_store import WorkloadStateFile
+from federation.controlplane.status import StatusRegistry
+from federation.model.locality import Locality
+from federation.netaddr import parse_host_port
+from trust import pki
+from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
+from trust.store import TrustDirectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlaneConfig:
+    """Settings of ``meshfed controlplane serve``.
+
+    Attributes:
+        xds_listen / api_listen: ``host:port``; port 0 picks a free port.
+        ca_dir: trust directory holding this cluster's intermediate CA.
+        state_dir: where workloads.json, api-token (0600) and endpoint.json live.
+        svid_ttl: lifetime of proxy SVIDs.
+    """
+
+    cluster: str
+    locality: Locality
+    xds_listen: str
+    api_listen: str
+    ca_dir: Path
+    state_dir: Path
+    network: str = "default"
+    svid_ttl: timedelta = pki.DEFAULT_SVID_TTL
+    health_checks: bool = True
+
+
+def load_or_create_token(path: Path) -> str:
+    """The API bearer token in ``path`` (created 0600 with 256 random bits if missing)."""
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    write_atomic(path, token.encode(), KEY_FILE_MODE)
+    return token
+
+
+class ControlPlane:
+    """A running cluster control plane (see the module docstring)."""
+
+    def __init__(self, config: ControlPlaneConfig) -> None:
+        self.config = config
+        self.registry = ServiceRegistry()
+        self.cache = SnapshotCache()
+        self.status = StatusRegistry()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._grpc: grpc.aio.Server | None = None
+        self._runner: web.AppRunner | None = None
+        self.xds_port = 0
+        self.api_port = 0
+        self.token = ""
+
+    @property
+    def api_url(self) -> str:
+        """``http://host:port`` of the HTTP API."""
+        host, _ = parse_host_port(self.config.api_listen)
+        return f"http://{host}:{self.api_port}"
+
+    @property
+    def xds_address(self) -> str:
+        """``host:port`` of the ADS server."""
+        host, _ = parse_host_port(self.config.xds_listen)
+        return f"{host}:{self.xds_port}"
+
+    async def start(self) -> None:
+        """Load state, then start serving (see the module docstring).
+
+        Raises:
+            trust.errors.TrustError: the CA directory has no intermediate for this cluster.
+            federation.errors.InvalidDocumentError: the persisted state is corrupt.
+        """
+        cfg = self.config
+        store = TrustDirectory(cfg.ca_dir)
+        ca = store.cluster_authority(cfg.cluster)
+        ensure_dir(cfg.state_dir)
+        state_file = WorkloadStateFile(cfg.state_dir)
+        self.registry.apply(state_file.load())
+        self.mesh = MeshContext(cfg.cluster, ca.trust_domain.name, cfg.locality, cfg.network)
+        self.identities = IdentityManager(ca, self._on_svid_renewed, ttl=cfg.svid_ttl)
+        self.builder = SnapshotBuilder(self.mesh, self.registry, self.identities, self.cache)
+        self.builder.ready.set()
+        self._tasks.append(asyncio.create_task(self.builder.run(), name="snapshot-builder"))
+
+        self._grpc = grpc.aio.server()
+        AggregatedDiscoveryService(self.cache, self.builder, self.status).add_to_server(self._grpc)
+        host, port = parse_host_port(cfg.xds_listen, what="--xds-listen")
+        self.xds_port = self._grpc.add_insecure_port(f"{host}:{port}")
+        await self._grpc.start()
+
+        self.token = load_or_create_token(cfg.state_dir / "api-token")
+        app = make_app(
+            registry=self.registry,
+            state_file=state_file,
+            status=self.status,
+            cache=self.cache,
+            builder=self.builder,
+            token=self.token,
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        host, port = parse_host_port(cfg.api_listen, what="--api-listen")
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound port only here
+        assert isinstance(server, asyncio.Server)
+        self.api_port = server.sockets[0].getsockname()[1]
+
+        if cfg.health_checks:
+            self._tasks.append(
+                asyncio.create_task(HealthChecker(self.registry).run(), name="health")
+            )
+        write_atomic(
+            cfg.state_dir / "endpoint.json",
+            json.dumps(
+                {
+                    "cluster": cfg.cluster,
+                    "api": self.api_url,
+                    "xds": self.xds_address,
+                    "token_file": str((cfg.state_dir / "api-token").resolve()),
+                },
+                indent=2,
+            ).encode(),
+            CERT_FILE_MODE,
+        )
+        log.info(
+            "control plane for %s serving xDS on %s, API on %s (%d workloads loaded)",
+            cfg.cluster,
+            self.xds_address,
+            self.api_url,
+            len(self.registry.state.workloads),
+        )
+
+    def _on_svid_renewed(self, _spiffe_id: str) -> None:
+        self.builder.request_rebuild()
+
+    async def stop(self, grace_s: float = 0.5) -> None:
+        """Stop serving; proxies keep their last configuration."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._grpc is not None:
+            await self._grpc.stop(grace_s)
+        if hasattr(self, "identities"):
+            await self.identities.close()
+        log.info("control plane for %s stopped", self.config.cluster)

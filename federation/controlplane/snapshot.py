@@ -1,0 +1,236 @@
+"""Immutable, versioned xDS snapshots and the cache that holds one per proxy.
+
+As in go-control-plane ``pkg/cache/v3``: a :class:`Snapshot` is a consistent set of resources
+for one proxy, with a version per type (here a content hash, so an unchanged type keeps its
+version and is not pushed again) and per resource (for delta xDS). :meth:`Snapshot.problems`
+checks consistency -- every EDS name a cluster uses, every RDS name a listener uses, every
+cluster a route points at, every SDS secret referenced, exists -- and
+:meth:`SnapshotCache.set_snapshot` refuses an inconsistent snapshot (Envoy would accept a route
+to a missing cluster and answer 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from google.protobuf.message import Message
+
+from federation.controlplane import resource
+from federation.errors import InconsistentSnapshotError
+
+
+def _hash(data: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in data:
+        digest.update(len(chunk).to_bytes(8, "big"))
+        digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _name(message: Message) -> str:
+    name = getattr(message, "name", "") or getattr(message, "cluster_name", "")
+    return str(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Resources for one proxy, by type URL then name, with content-hash versions.
+
+    Build with :meth:`build`. ``versions[type_url]`` changes iff that type's resources
+    changed; ``resource_versions[type_url][name]`` likewise per resource.
+    """
+
+    resources: Mapping[str, Mapping[str, Message]]
+    versions: Mapping[str, str]
+    resource_versions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, by_type: Mapping[str, Iterable[Message]]) -> Snapshot:
+        """Index resources by name and compute versions (deterministic serialization)."""
+        resources: dict[str, Mapping[str, Message]] = {}
+        versions: dict[str, str] = {}
+        resource_versions: dict[str, Mapping[str, str]] = {}
+        for type_url in resource.PUSH_ORDER:
+            items = {_name(m): m for m in by_type.get(type_url, [])}
+            per = {n: _hash([m.SerializeToString(deterministic=True)]) for n, m in items.items()}
+            resources[type_url] = MappingProxyType(dict(sorted(items.items())))
+            resource_versions[type_url] = MappingProxyType(per)
+            versions[type_url] = _hash(f"{n}={v}".encode() for n, v in sorted(per.items()))
+        return cls(
+            MappingProxyType(resources),
+            MappingProxyType(versions),
+            MappingProxyType(resource_versions),
+        )
+
+    def get(self, type_url: str, names: Iterable[str] | None = None) -> dict[str, Message]:
+        """Resources of a type; all of them when ``names`` is None, else only those named."""
+        items = self.resources.get(type_url, {})
+        if names is None:
+            return dict(items)
+        return {n: items[n] for n in names if n in items}
+
+    def problems(self) -> list[str]:
+        """Every dangling reference in the snapshot (empty when consistent)."""
+        problems: list[str] = []
+        clusters = self.resources.get(resource.CLUSTER, {})
+        eds = self.resources.get(resource.ENDPOINT, {})
+        rds = self.resources.get(resource.ROUTE, {})
+        sds = self.resources.get(resource.SECRET, {})
+        for name, c in clusters.items():
+            assert isinstance(c, cluster_pb2.Cluster)
+            if c.type == cluster_pb2.Cluster.DiscoveryType.EDS:
+                service = c.eds_cluster_config.service_name or name
+                if service not in eds:
+                    problems.append(f"cluster {name} uses EDS {service}, which is missing")
+            problems += [
+                f"cluster {name} uses secret {s}, which is missing"
+                for s in _cluster_secrets(c)
+                if s not in sds
+            ]
+        for name, listener in self.resources.get(resource.LISTENER, {}).items():
+            assert isinstance(listener, listener_pb2.Listener)
+            for manager in _managers(listener):
+                if manager.HasField("rds") and manager.rds.route_config_name not in rds:
+                    problems.append(
+                        f"listener {name} uses route {manager.rds.route_config_name},"
+                        " which is missing"
+                    )
+                if manager.HasField("route_config"):
+                    problems += _route_problems(manager.route_config, clusters)
+            problems += [
+                f"listener {name} uses secret {s}, which is missing"
+                for s in _listener_secrets(listener)
+                if s not in sds
+            ]
+        for route in rds.values():
+            assert isinstance(route, route_pb2.RouteConfiguration)
+            problems += _route_problems(route, clusters)
+        return problems
+
+
+def _managers(listener: listener_pb2.Listener) -> list[hcm.HttpConnectionManager]:
+    anys = [f.typed_config for chain in listener.filter_chains for f in chain.filters]
+    if listener.HasField("api_listener"):
+        anys.append(listener.api_listener.api_listener)
+    result = []
+    for packed in anys:
+        if packed.Is(hcm.HttpConnectionManager.DESCRIPTOR):
+            manager = hcm.HttpConnectionManager()
+            packed.Unpack(manager)
+            result.append(manager)
+    return result
+
+
+def _tls_secrets(common: tls_pb2.CommonTlsContext) -> list[str]:
+    names = [c.name for c in common.tls_certificate_sds_secret_configs]
+    if common.HasField("combined_validation_context"):
+        names.append(common.combined_validation_context.validation_context_sds_secret_config.name)
+    return names
+
+
+def _cluster_secrets(c: cluster_pb2.Cluster) -> list[str]:
+    names: list[str] = []
+    sockets = [m.transport_socket for m in c.transport_socket_matches]
+    if c.HasField("transport_socket"):
+        sockets.append(c.transport_socket)
+    for socket in sockets:
+        if socket.typed_config.Is(tls_pb2.UpstreamTlsContext.DESCRIPTOR):
+            ctx = tls_pb2.UpstreamTlsContext()
+            socket.typed_config.Unpack(ctx)
+            names += _tls_secrets(ctx.common_tls_context)
+    return names
+
+
+def _listener_secrets(listener: listener_pb2.Listener) -> list[str]:
+    names: list[str] = []
+    for chain in listener.filter_chains:
+        if chain.transport_socket.typed_config.Is(tls_pb2.DownstreamTlsContext.DESCRIPTOR):
+            ctx = tls_pb2.DownstreamTlsContext()
+            chain.transport_socket.typed_config.Unpack(ctx)
+            names += _tls_secrets(ctx.common_tls_context)
+    return names
+
+
+def _route_problems(
+    route: route_pb2.RouteConfiguration, clusters: Mapping[str, Message]
+) -> list[str]:
+    problems = []
+    for vhost in route.virtual_hosts:
+        for r in vhost.routes:
+            targets = [r.route.cluster] if r.route.cluster else []
+            targets += [w.name for w in r.route.weighted_clusters.clusters]
+            problems += [
+                f"route {route.name}/{vhost.name} points at cluster {t}, which is missing"
+                for t in targets
+                if t not in clusters
+            ]
+    return problems
+
+
+class SnapshotSource(Protocol):
+    """What the ADS server needs from a cache (it never sees the concrete class)."""
+
+    def get_snapshot(self, node_id: str) -> Snapshot | None:
+        """The current snapshot for ``node_id``, or None before one is published."""
+        ...
+
+    async def wait_for_change(self, node_id: str, current: Snapshot | None) -> Snapshot:
+        """Return as soon as the node's snapshot is not ``current`` (immediately if so already)."""
+        ...
+
+
+class SnapshotCache:
+    """Holds the current snapshot per node id and wakes streams waiting for a change."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, Snapshot] = {}
+        self._changed = asyncio.Condition()
+
+    def get_snapshot(self, node_id: str) -> Snapshot | None:
+        """See :class:`SnapshotSource`."""
+        return self._snapshots.get(node_id)
+
+    def node_ids(self) -> list[str]:
+        """Nodes with a snapshot."""
+        return sorted(self._snapshots)
+
+    async def set_snapshot(self, node_id: str, snapshot: Snapshot) -> None:
+        """Publish ``snapshot`` for ``node_id`` after checking it is consistent.
+
+        Raises:
+            InconsistentSnapshotError: listing the dangling references; nothing is published.
+        """
+        problems = snapshot.problems()
+        if problems:
+            raise InconsistentSnapshotError(
+                f"snapshot for {node_id} is inconsistent: " + "; ".join(problems[:5])
+            )
+        async with self._changed:
+            self._snapshots[node_id] = snapshot
+            self._changed.notify_all()
+
+    async def clear(self, node_id: str) -> None:
+        """Forget a node's snapshot (when its proxy is gone for good)."""
+        async with self._changed:
+            self._snapshots.pop(node_id, None)
+
+    async def wait_for_change(self, node_id: str, current: Snapshot | None) -> Snapshot:
+        """See :class:`SnapshotSource`."""
+        async with self._changed:
+            while True:
+                snap = self._snapshots.get(node_id)
+                if snap is not None and snap is not current:
+                    return snap
+                await self._changed.wait()

@@ -1,0 +1,114 @@
+"""Proxy status: per connected proxy and xDS type, what was sent, what was ACKed, last NACK.
+
+This answers "is my proxy in sync?" (``meshfed proxy-status``), like ``istioctl proxy-status``:
+
+- SYNCED: the proxy ACKed the version last sent, and that is the snapshot's current version.
+- STALE: a response is unacknowledged, or the snapshot moved on since the last ACK.
+- NACKED: the proxy rejected the version last sent (``error_detail`` kept); it keeps serving
+  its last good version.
+- NOT SENT: the proxy never subscribed to this type.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from federation.controlplane import resource
+
+SyncState = Literal["SYNCED", "STALE", "NACKED", "NOT SENT"]
+
+
+@dataclass
+class TypeStatus:
+    """One xDS type on one stream."""
+
+    sent_version: str = ""
+    sent_nonce: str = ""
+    acked_version: str = ""
+    nack_version: str = ""
+    nack_error: str = ""
+    nack_at: float | None = None
+    last_nack_nonce: str = ""
+
+
+@dataclass
+class ProxyStatus:
+    """One connected (or recently disconnected) proxy."""
+
+    node_id: str
+    role: str
+    stream: Literal["sotw", "delta"]
+    connected_at: float = field(default_factory=time.time)
+    connected: bool = True
+    types: dict[str, TypeStatus] = field(default_factory=dict)
+
+    def type(self, type_url: str) -> TypeStatus:
+        """The status of ``type_url``, created on first use."""
+        return self.types.setdefault(type_url, TypeStatus())
+
+
+def sync_state(status: TypeStatus, current_version: str | None) -> SyncState:
+    """Classify one type's status (see the module docstring)."""
+    if not status.sent_version and not status.nack_error:
+        return "NOT SENT"
+    if status.nack_error and status.last_nack_nonce == status.sent_nonce:
+        return "NACKED"
+    if status.acked_version == status.sent_version and (
+        current_version is None or status.acked_version == current_version
+    ):
+        return "SYNCED"
+    return "STALE"
+
+
+class StatusRegistry:
+    """Status of every proxy stream, keyed by node id (the latest stream wins)."""
+
+    def __init__(self) -> None:
+        self._proxies: dict[str, ProxyStatus] = {}
+
+    def open(self, node_id: str, role: str, stream: Literal["sotw", "delta"]) -> ProxyStatus:
+        """Start tracking a new stream for ``node_id``."""
+        status = ProxyStatus(node_id, role, stream)
+        self._proxies[node_id] = status
+        return status
+
+    def close(self, status: ProxyStatus) -> None:
+        """Mark a stream closed (kept for display until the node reconnects)."""
+        status.connected = False
+
+    def get(self, node_id: str) -> ProxyStatus | None:
+        """The status of ``node_id``."""
+        return self._proxies.get(node_id)
+
+    def report(self, current_versions: dict[str, dict[str, str]]) -> list[dict[str, object]]:
+        """A JSON-ready list: per proxy, per type, versions, state and last NACK.
+
+        Args:
+            current_versions: node id -> type URL -> the snapshot's current version.
+        """
+        rows: list[dict[str, object]] = []
+        for node_id in sorted(self._proxies):
+            p = self._proxies[node_id]
+            current = current_versions.get(node_id, {})
+            types = {}
+            for type_url in resource.PUSH_ORDER:
+                ts = p.types.get(type_url, TypeStatus())
+                entry: dict[str, object] = {
+                    "state": sync_state(ts, current.get(type_url)),
+                    **{k: v for k, v in asdict(ts).items() if k != "last_nack_nonce"},
+                    "current_version": current.get(type_url, ""),
+                }
+                types[resource.short_name(type_url)] = entry
+            rows.append(
+                {
+                    "node_id": node_id,
+                    "role": p.role,
+                    "stream": p.stream,
+                    "connected": p.connected,
+                    "connected_at": p.connected_at,
+                    "types": types,
+                }
+            )
+        return rows

@@ -1,0 +1,1 @@
+"""Small demo applications used by ``meshfed up`` and the integration tests."""

@@ -1,0 +1,2 @@
+"""Load-balancing decisions: pure functions from localities, health and capacity to EDS
+priorities and locality weights."""

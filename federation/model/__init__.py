@@ -1,0 +1,1 @@
+"""meshfed's resource model: Kubernetes-shaped YAML documents validated with pydantic."""

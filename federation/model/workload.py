@@ -1,0 +1,147 @@
+"""``WorkloadEntry`` (``meshfed.io/v1alpha1``): one instance of a service in a cluster.
+
+Shape (Kubernetes style, as Istio's WorkloadEntry)::
+
+    apiVersion: meshfed.io/v1alpha1
+    kind: WorkloadEntry
+    metadata: {name: echo-1, namespace: demo, labels: {version: v1}}
+    spec:
+      service: echo                     # DNS label
+      address: 127.0.1.10               # IPv4/IPv6 address or hostname the workload is reached at
+      serviceAccount: echo              # identity: spiffe://<td>/ns/<namespace>/sa/<serviceAccount>
+      locality: aws/us-east-1/us-east-1a
+      weight: 1                         # relative capacity, 1-128
+      tlsMode: mutual                   # mutual: behind a meshfed sidecar; disabled: no sidecar
+      inboundPort: 15006                # the sidecar's inbound port (tlsMode mutual)
+      mtlsMode: STRICT                  # inbound: STRICT (mTLS only) | PERMISSIVE | DISABLE
+      ports:
+      - {name: http, port: 8080, targetPort: 8080, protocol: http}   # http | http2 | grpc | tcp
+      healthCheck: {type: tcp}          # tcp | http (path) | none; run by the control plane
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from federation.model.locality import Locality
+
+API_VERSION = "meshfed.io/v1alpha1"
+DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$"
+)
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Protocol = Literal["http", "http2", "grpc", "tcp"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ObjectMeta(_Strict):
+    """``metadata``: name, namespace and labels of a document."""
+
+    name: str = Field(pattern=DNS_LABEL)
+    namespace: str = Field(default="default", pattern=DNS_LABEL)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class ServicePort(_Strict):
+    """A port of the service: ``port`` is what callers address; ``targetPort`` the app's port."""
+
+    name: str = Field(pattern=DNS_LABEL)
+    port: Port
+    target_port: Port | None = Field(default=None, alias="targetPort")
+    protocol: Protocol = "http"
+
+    @property
+    def app_port(self) -> int:
+        """The port the application listens on (``targetPort``, default ``port``)."""
+        return self.target_port or self.port
+
+
+class HealthCheck(_Strict):
+    """How the control plane probes the workload: TCP connect, HTTP GET (2xx), or not at all."""
+
+    type: Literal["tcp", "http", "none"] = "tcp"
+    path: str = Field(default="/", pattern=r"^/")
+    interval_ms: int = Field(default=1000, ge=100, le=60_000, alias="intervalMs")
+    timeout_ms: int = Field(default=500, ge=50, le=30_000, alias="timeoutMs")
+    unhealthy_threshold: int = Field(default=2, ge=1, le=10, alias="unhealthyThreshold")
+
+
+class WorkloadSpec(_Strict):
+    """``spec`` of a ``WorkloadEntry``; see the module docstring."""
+
+    service: str = Field(pattern=DNS_LABEL)
+    address: str
+    service_account: str = Field(default="default", alias="serviceAccount", pattern=DNS_LABEL)
+    locality: str
+    weight: int = Field(default=1, ge=1, le=128)
+    tls_mode: Literal["mutual", "disabled"] = Field(default="mutual", alias="tlsMode")
+    inbound_port: Port = Field(default=15006, alias="inboundPort")
+    mtls_mode: Literal["STRICT", "PERMISSIVE", "DISABLE"] = Field(
+        default="STRICT", alias="mtlsMode"
+    )
+    ports: list[ServicePort] = Field(min_length=1)
+    health_check: HealthCheck = Field(default_factory=HealthCheck, alias="healthCheck")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not _HOSTNAME.match(value):
+                raise ValueError(f"{value!r} is neither an IP address nor a hostname") from None
+        return value
+
+    @field_validator("locality")
+    @classmethod
+    def _locality(cls, value: str) -> str:
+        Locality.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ports(self) -> WorkloadSpec:
+        names = [p.name for p in self.ports]
+        numbers = [p.port for p in self.ports]
+        if len(set(names)) != len(names):
+            raise ValueError("port names must be unique")
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("port numbers must be unique")
+        return self
+
+
+class WorkloadEntry(_Strict):
+    """A ``WorkloadEntry`` document (``meshfed.io/v1alpha1``)."""
+
+    api_version: Literal["meshfed.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["WorkloadEntry"]
+    metadata: ObjectMeta
+    spec: WorkloadSpec
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(namespace, name)``: unique within a cluster."""
+        return (self.metadata.namespace, self.metadata.name)
+
+    @property
+    def locality(self) -> Locality:
+        """The parsed locality."""
+        return Locality.parse(self.spec.locality)
+
+    @property
+    def hostname(self) -> str:
+        """The service's global name, ``<svc>.<ns>.svc.clusterset.local``."""
+        return global_name(self.spec.service, self.metadata.namespace)
+
+
+def global_name(service: str, namespace: str) -> str:
+    """``<svc>.<ns>.svc.clusterset.local`` (the MCS API's clusterset domain)."""
+    return f"{service}.{namespace}.svc.clusterset.local"
