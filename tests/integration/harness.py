@@ -1,0 +1,378 @@
+"""Real processes for integration tests: control planes, demo apps, Envoy sidecars, load.
+
+Every process is registered with a :class:`Processes` owned by a fixture that stops them all
+at teardown, even when the test fails. Everything listens on 127.0.0.0/8. Load loops are
+bounded in request count and time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
+from eastwest_gateway.envoy_process import EnvoyProcess
+from federation.controlplane.proxy import ProxyDescription
+from federation.model.locality import Locality
+
+MESHFED = str(Path(sys.executable).with_name("meshfed"))
+T = TypeVar("T")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.1
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as err:
+            last_error = err
+        time.sleep(interval_s)
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what} (last error: {last_error})"
+    )
+
+
+class Processes:
+    """Owns every process a test starts; :meth:`stop_all` stops them (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.popens: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.envoys: list[EnvoyProcess] = []
+
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+        self.popens.append((name, proc))
+        return proc
+
+    def envoy(self, envoy: EnvoyProcess) -> EnvoyProcess:
+        self.envoys.append(envoy)
+        envoy.start()
+        return envoy
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for envoy in self.envoys:
+            try:
+                envoy.stop(drain=False, timeout_s=5)
+            except Exception:
+                envoy.kill()
+        for _, proc in self.popens:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc in self.popens:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def meshfed_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MESHFED_HOME"] = str(home)
+    return env
+
+
+def run_meshfed(
+    home: Path, *args: str, input_text: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [MESHFED, *args],
+        env=meshfed_env(home),
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"meshfed {' '.join(args)} -> {result.returncode}: {result.stderr}")
+    return result
+
+
+@dataclass
+class ControlPlaneHandle:
+    """A ``meshfed controlplane serve`` subprocess."""
+
+    procs: Processes
+    home: Path
+    cluster: str
+    locality: str
+    xds_port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc = self.procs.spawn(
+            f"controlplane-{self.cluster}-{self.starts}",
+            [
+                MESHFED,
+                "--log-level",
+                "info",
+                "controlplane",
+                "serve",
+                "--cluster",
+                self.cluster,
+                "--locality",
+                self.locality,
+                "--xds-listen",
+                f"127.0.0.1:{self.xds_port}",
+                "--api-listen",
+                f"127.0.0.1:{self.api_port}",
+            ],
+            env=meshfed_env(self.home),
+        )
+        wait_until(self._healthy, 20, f"control plane {self.cluster} API")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"control plane exited: {self.procs.log(f'controlplane-{self.cluster}-{self.starts}')}"
+            )
+        conn = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=1)
+        try:
+            conn.request("GET", "/healthz")
+            return conn.getresponse().status == 200
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+    def apply(self, yaml_text: str) -> str:
+        return run_meshfed(
+            self.home, "apply", "--controlplane", self.api_url, "-f", "-", input_text=yaml_text
+        ).stdout
+
+    def delete(self, yaml_text: str) -> str:
+        return run_meshfed(
+            self.home, "delete", "--controlplane", self.api_url, "-f", "-", input_text=yaml_text
+        ).stdout
+
+    def proxy_status(self) -> list[dict[str, Any]]:
+        out = run_meshfed(
+            self.home, "proxy-status", "--controlplane", self.api_url, "-o", "json"
+        ).stdout
+        result: list[dict[str, Any]] = json.loads(out)
+        return result
+
+
+def workload_yaml(
+    name: str,
+    *,
+    service: str,
+    address: str,
+    locality: str,
+    port: int,
+    target_port: int,
+    inbound_port: int = 15006,
+    namespace: str = "demo",
+    service_account: str | None = None,
+    tls_mode: str = "mutual",
+    protocol: str = "http",
+) -> str:
+    return (
+        "apiVersion: meshfed.io/v1alpha1\nkind: WorkloadEntry\n"
+        f"metadata: {{name: {name}, namespace: {namespace}}}\n"
+        f"spec:\n  service: {service}\n  address: {address}\n"
+        f"  serviceAccount: {service_account or service}\n  locality: {locality}\n"
+        f"  tlsMode: {tls_mode}\n  inboundPort: {inbound_port}\n"
+        f"  ports: [{{name: {protocol}, port: {port}, targetPort: {target_port}, protocol: {protocol}}}]\n"
+        "  healthCheck: {intervalMs: 500, timeoutMs: 300}\n"
+    )
+
+
+def start_sidecar(
+    procs: Processes,
+    *,
+    name: str,
+    cluster: str,
+    xds_port: int,
+    namespace: str = "demo",
+    workload: str = "",
+    service_account: str = "default",
+    locality: str,
+    outbound_port: int = 15001,
+    delta: bool = False,
+) -> EnvoyProcess:
+    loc = Locality.parse(locality)
+    admin = free_port()
+    desc = ProxyDescription(
+        node_id=f"sidecar~{namespace}~{name}",
+        role="sidecar",
+        namespace=namespace,
+        workload=workload,
+        service_account=service_account,
+        outbound_port=outbound_port,
+    )
+    bootstrap = envoy_bootstrap(
+        BootstrapParams(
+            node_id=desc.node_id,
+            cluster=cluster,
+            xds_host="127.0.0.1",
+            xds_port=xds_port,
+            admin_port=admin,
+            locality=(loc.region, loc.zone, loc.sub_zone),
+            metadata=desc.metadata(),
+            delta=delta,
+        )
+    )
+    envoy = EnvoyProcess(
+        bootstrap,
+        procs.workdir / f"envoy-{name}",
+        base_id=admin,
+        admin_port=admin,
+        log_level="info",
+    )
+    return procs.envoy(envoy)
+
+
+def start_echo(
+    procs: Processes, name: str, port: int, cluster: str = ""
+) -> subprocess.Popen[bytes]:
+    return procs.spawn(
+        f"app-{name}",
+        [
+            sys.executable,
+            "-m",
+            "federation.demo.echo_http",
+            "--name",
+            name,
+            "--cluster",
+            cluster,
+            "--port",
+            str(port),
+        ],
+    )
+
+
+def get(
+    port: int, host: str, path: str = "/", timeout_s: float = 3.0
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """One HTTP/1.1 GET through a sidecar's outbound listener."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        body = resp.read()
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = {"raw": body.decode(errors="replace")}
+        return resp.status, data, {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        conn.close()
+
+
+@dataclass
+class Sample:
+    at: float
+    status: int
+    name: str
+
+
+class LoadLoop:
+    """Sends GETs back to back (``interval_s`` apart) from a thread; bounded by count and time."""
+
+    def __init__(
+        self,
+        port: int,
+        host: str,
+        *,
+        interval_s: float = 0.01,
+        max_requests: int = 5000,
+        max_seconds: float = 60,
+    ) -> None:
+        self.port, self.host = port, host
+        self.interval_s, self.max_requests, self.max_seconds = interval_s, max_requests, max_seconds
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LoadLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while (
+            not self._stop.is_set()
+            and len(self.samples) < self.max_requests
+            and time.monotonic() - started < self.max_seconds
+        ):
+            try:
+                status, data, _ = get(self.port, self.host)
+                self.samples.append(Sample(time.monotonic(), status, str(data.get("name", ""))))
+            except OSError as err:
+                self.samples.append(Sample(time.monotonic(), 0, f"error: {err}"))
+            time.sleep(self.interval_s)
+
+    def failures(self) -> list[Sample]:
+        return [s for s in self.samples if s.status != 200]
+
+    def tail_names(self, n: int) -> set[str]:
+        return {s.name for s in self.samples[-n:]}
+
+    def wait_tail(self, names: set[str], n: int, timeout_s: float) -> None:
+        """Wait until the last ``n`` responses all came from ``names`` (and there are ``n``)."""
+        mark = len(self.samples)
+        wait_until(
+            lambda: len(self.samples) >= mark + n and {s.name for s in self.samples[-n:]} <= names,
+            timeout_s,
+            f"last {n} responses only from {sorted(names)}",
+        )

@@ -1,0 +1,151 @@
+"""NACK handling with a real Envoy: an invalid resource is rejected, recorded, shown by
+``meshfed proxy-status``, and Envoy keeps serving its last good configuration.
+
+The control plane runs in-process so the test can publish a deliberately invalid (but
+reference-consistent) snapshot straight into its cache; Envoy and the CLI are real processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from envoy.config.cluster.v3 import cluster_pb2
+
+from federation.controlplane import resource
+from federation.controlplane.server import ControlPlane, ControlPlaneConfig
+from federation.controlplane.snapshot import Snapshot
+from federation.model.documents import load_documents
+from federation.model.locality import Locality
+from tests.integration.harness import (
+    MESHFED,
+    free_port,
+    get,
+    meshfed_env,
+    start_echo,
+    start_sidecar,
+    wait_until,
+    workload_yaml,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ZONE_A = "aws/us-east-1/us-east-1a"
+HOST = "echo.demo.svc.clusterset.local"
+
+
+async def _proxy_status(home, api_url) -> list[dict]:
+    proc = await asyncio.create_subprocess_exec(
+        MESHFED,
+        "proxy-status",
+        "--controlplane",
+        api_url,
+        "-o",
+        "json",
+        env=meshfed_env(home),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err
+    return json.loads(out)
+
+
+async def _table(home, api_url) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        MESHFED,
+        "proxy-status",
+        "--controlplane",
+        api_url,
+        env=meshfed_env(home),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    return out.decode()
+
+
+async def test_nack_is_recorded_and_envoy_keeps_last_good_config(procs, mesh_home) -> None:
+    plane = ControlPlane(
+        ControlPlaneConfig(
+            cluster="east",
+            locality=Locality.parse(ZONE_A),
+            xds_listen="127.0.0.1:0",
+            api_listen="127.0.0.1:0",
+            ca_dir=mesh_home / "trust",
+            state_dir=mesh_home / "controlplanes" / "east",
+        )
+    )
+    await plane.start()
+    try:
+        app_port = free_port()
+        start_echo(procs, "echo-1", app_port, "east")
+        # no sidecar in front of this app: tlsMode disabled, plain HTTP from the client sidecar
+        plane.registry.apply(
+            load_documents(
+                workload_yaml(
+                    "echo-1",
+                    service="echo",
+                    address="127.0.0.1",
+                    locality=ZONE_A,
+                    port=8080,
+                    target_port=app_port,
+                    tls_mode="disabled",
+                )
+            )
+        )
+        port = free_port()
+        client = start_sidecar(
+            procs,
+            name="client",
+            cluster="east",
+            xds_port=plane.xds_port,
+            service_account="frontend",
+            locality=ZONE_A,
+            outbound_port=port,
+        )
+        await asyncio.to_thread(client.wait_ready, 30)
+        await asyncio.to_thread(wait_until, lambda: get(port, HOST)[0] == 200, 30, "first request")
+
+        node = "sidecar~demo~client"
+        good = plane.cache.get_snapshot(node)
+        assert good is not None
+        broken = {t: list(good.get(t).values()) for t in resource.PUSH_ORDER}
+        bad_cluster = cluster_pb2.Cluster()
+        bad_cluster.CopyFrom(broken[resource.CLUSTER][0])
+        bad_cluster.connect_timeout.seconds = -1  # Envoy's proto validation: must be > 0s
+        broken[resource.CLUSTER][0] = bad_cluster
+        await plane.cache.set_snapshot(node, Snapshot.build(broken))
+
+        async def nacked() -> dict | None:
+            for _ in range(100):
+                rows = {p["node_id"]: p for p in await _proxy_status(mesh_home, plane.api_url)}
+                cds = rows[node]["types"]["CDS"]
+                if cds["state"] == "NACKED":
+                    return cds
+                await asyncio.sleep(0.1)
+            return None
+
+        cds = await nacked()
+        assert cds is not None, "Envoy never NACKed"
+        assert "Expected positive duration" in cds["nack_error"]
+        assert cds["acked_version"] == good.versions[resource.CLUSTER]
+        assert "NACKED" in await _table(mesh_home, plane.api_url)
+        # Envoy still serves with its last good config
+        for _ in range(10):
+            status, data, _ = await asyncio.to_thread(get, port, HOST)
+            assert status == 200 and data["name"] == "echo-1"
+        # the next good snapshot is accepted again
+        await plane.builder.rebuild_all()
+
+        async def synced() -> bool:
+            for _ in range(100):
+                rows = {p["node_id"]: p for p in await _proxy_status(mesh_home, plane.api_url)}
+                if rows[node]["types"]["CDS"]["state"] == "SYNCED":
+                    return True
+                await asyncio.sleep(0.1)
+            return False
+
+        assert await synced()
+    finally:
+        await plane.stop()
