@@ -55,7 +55,7 @@ def call(target: str, count: int, interval_s: float, timeout_s: float) -> None:
     """Make ``count`` unary calls, printing one line each (flushed)."""
     started = time.monotonic()
     with grpc.insecure_channel(target) as channel:
-        stub = channel.unary_unary(METHOD)
+        stub: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
         for _ in range(count):
             try:
                 reply = stub(b"ping", timeout=timeout_s, wait_for_ready=True)
