@@ -15,6 +15,7 @@ from envoy.config.core.v3 import base_pb2
 
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.proxy_config import generate
+from federation.controlplane.generate.secrets import IdentityMaterial
 from federation.controlplane.identities import IdentityManager
 from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.registry import ServiceRegistry
@@ -22,6 +23,14 @@ from federation.controlplane.snapshot import Snapshot, SnapshotCache
 from federation.errors import InconsistentSnapshotError
 
 log = logging.getLogger(__name__)
+
+
+def proxy_class(proxy: ProxyDescription) -> tuple[object, ...]:
+    """Everything of a proxy that its generated resources depend on (not its node id)."""
+    return (
+        proxy.role, proxy.namespace, proxy.workload, proxy.service_account,
+        proxy.locality, proxy.outbound_port,
+    )
 
 
 class SnapshotBuilder:
@@ -39,6 +48,10 @@ class SnapshotBuilder:
         self._identities = identities
         self._cache = cache
         self._proxies: dict[str, ProxyDescription] = {}
+        # proxies of one class (same role, namespace, workload, identity, locality, ports) get
+        # identical resources: build once per class per registry version and share the
+        # immutable snapshot.
+        self._memo: dict[tuple[object, ...], tuple[int, IdentityMaterial | None, Snapshot]] = {}
         self._dirty = asyncio.Event()
         self.ready = asyncio.Event()
         self.builds = 0
@@ -68,9 +81,16 @@ class SnapshotBuilder:
         identity = None
         if proxy.role in ("sidecar", "gateway"):
             identity = await self._identities.material(proxy.namespace, proxy.service_account)
-        resources = generate(self.mesh, self._registry.state, proxy, identity)
+        state = self._registry.state
+        key = proxy_class(proxy)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == state.version and hit[1] is identity:
+            snapshot = hit[2]
+        else:
+            snapshot = Snapshot.build(generate(self.mesh, state, proxy, identity))
+            self._memo[key] = (state.version, identity, snapshot)
         try:
-            await self._cache.set_snapshot(proxy.node_id, Snapshot.build(resources))
+            await self._cache.set_snapshot(proxy.node_id, snapshot)
         except InconsistentSnapshotError as err:
             log.error("not publishing: %s", err)
 

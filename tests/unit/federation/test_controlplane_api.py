@@ -1,0 +1,73 @@
+"""The control plane HTTP API: bearer token, all-or-nothing apply, persistence."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from federation.controlplane.api import make_app
+from federation.controlplane.builder import SnapshotBuilder
+from federation.controlplane.generate.common import MeshContext
+from federation.controlplane.identities import IdentityManager
+from federation.controlplane.registry import ServiceRegistry
+from federation.controlplane.snapshot import SnapshotCache
+from federation.controlplane.state_store import WorkloadStateFile
+from federation.controlplane.status import StatusRegistry
+from federation.model.locality import Locality
+
+DOC = """apiVersion: meshfed.io/v1alpha1
+kind: WorkloadEntry
+metadata: {{name: {name}, namespace: demo}}
+spec: {{service: echo, address: 127.0.1.10, locality: aws/us-east-1/us-east-1a, ports: [{{name: http, port: {port}}}]}}
+"""
+
+
+async def _client(trust_dir, tmp_path):
+    registry, cache = ServiceRegistry(), SnapshotCache()
+    identities = IdentityManager(trust_dir.cluster_authority("east"), lambda _sid: None)
+    builder = SnapshotBuilder(MeshContext("east", "example.org", Locality("aws/us-east-1")), registry, identities, cache)
+    state = WorkloadStateFile(tmp_path / "state")
+    app = make_app(registry=registry, state_file=state, status=StatusRegistry(), cache=cache, builder=builder, token="s3cret")
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client, registry, state, identities
+
+
+async def test_token_required(trust_dir, tmp_path) -> None:
+    client, _, _, identities = await _client(trust_dir, tmp_path)
+    try:
+        assert (await client.get("/healthz")).status == 200
+        assert (await client.get("/v1/workloads")).status == 401
+        bad = await client.get("/v1/workloads", headers={"Authorization": "Bearer nope"})
+        assert bad.status == 401
+        ok = await client.get("/v1/workloads", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status == 200
+    finally:
+        await client.close()
+        await identities.close()
+
+
+async def test_apply_is_all_or_nothing_and_persisted(trust_dir, tmp_path) -> None:
+    client, registry, state, identities = await _client(trust_dir, tmp_path)
+    auth = {"Authorization": "Bearer s3cret"}
+    try:
+        body = DOC.format(name="echo-1", port=8080) + "---\n" + DOC.format(name="echo-2", port=99999)
+        resp = await client.post("/v1/apply", data=body, headers=auth)
+        assert resp.status == 400
+        data = await resp.json()
+        assert "document 2 (WorkloadEntry demo/echo-2): spec.ports.0.port" in data["error"]
+        assert registry.state.workloads == {}
+        assert not state.path.exists()
+        good = DOC.format(name="echo-1", port=8080) + "---\n" + DOC.format(name="echo-2", port=8080)
+        resp = await client.post("/v1/apply", data=good, headers=auth)
+        assert (await resp.json())["applied"] == ["demo/echo-1", "demo/echo-2"]
+        assert [w.metadata.name for w in state.load()] == ["echo-1", "echo-2"]
+        resp = await client.post("/v1/delete", data=DOC.format(name="echo-2", port=8080), headers=auth)
+        assert (await resp.json())["deleted"] == ["demo/echo-2"]
+        assert [w.metadata.name for w in state.load()] == ["echo-1"]
+        listing = await (await client.get("/v1/workloads", headers=auth)).json()
+        assert json.dumps(listing["workloads"][0]["health"]) == '"UNKNOWN"'
+    finally:
+        await client.close()
+        await identities.close()

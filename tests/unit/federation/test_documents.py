@@ -1,0 +1,77 @@
+"""YAML documents: all or nothing, errors naming the document, field path and reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from federation.errors import InvalidDocumentError
+from federation.model.documents import load_documents
+from federation.model.locality import Locality
+from federation.model.workload import WorkloadEntry
+
+GOOD = """
+apiVersion: meshfed.io/v1alpha1
+kind: WorkloadEntry
+metadata: {name: echo-1, namespace: demo}
+spec:
+  service: echo
+  address: 127.0.1.10
+  locality: aws/us-east-1/us-east-1a
+  ports: [{name: http, port: 8080}]
+"""
+
+
+def test_good_document_defaults() -> None:
+    (w,) = load_documents(GOOD)
+    assert isinstance(w, WorkloadEntry)
+    assert w.spec.tls_mode == "mutual" and w.spec.mtls_mode == "STRICT"
+    assert w.spec.inbound_port == 15006 and w.spec.ports[0].app_port == 8080
+    assert w.hostname == "echo.demo.svc.clusterset.local"
+    assert w.locality == Locality("aws/us-east-1", "us-east-1a")
+
+
+@pytest.mark.parametrize(
+    ("mutation", "path", "reason"),
+    [
+        (("port: 8080", "port: 80800"), "spec.ports.0.port", "less than or equal to 65535"),
+        (("locality: aws/us-east-1/us-east-1a", "locality: useast"), "spec.locality", "<cloud>/<region>"),
+        (("address: 127.0.1.10", "address: 'not an address!'"), "spec.address", "neither an IP"),
+        (("service: echo", "service: Echo_1"), "spec.service", "should match pattern"),
+        (("name: echo-1", "name: echo-1, bogus: 1"), "metadata.bogus", "Extra inputs"),
+    ],
+)
+def test_one_bad_document_refuses_all(mutation, path, reason) -> None:
+    bad = GOOD.replace(*mutation)
+    text = GOOD + "---" + bad.replace("echo-1", "echo-2")
+    with pytest.raises(InvalidDocumentError) as info:
+        load_documents(text, source="workloads.yaml")
+    message = str(info.value)
+    assert message.startswith("workloads.yaml: document 2 (WorkloadEntry demo/echo-2)")
+    assert path in message and reason in message
+
+
+def test_unknown_kind_and_bad_yaml() -> None:
+    with pytest.raises(InvalidDocumentError, match="apiVersion/kind v1/Pod unknown"):
+        load_documents("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n")
+    with pytest.raises(InvalidDocumentError, match="not valid YAML"):
+        load_documents("a: [")
+    with pytest.raises(InvalidDocumentError, match="must be a mapping"):
+        load_documents("- 1\n- 2\n")
+
+
+def test_duplicate_ports_refused() -> None:
+    text = GOOD.replace("[{name: http, port: 8080}]", "[{name: http, port: 8080}, {name: http, port: 9090}]")
+    with pytest.raises(InvalidDocumentError, match="port names must be unique"):
+        load_documents(text)
+
+
+@pytest.mark.parametrize("text", ["aws", "aws/", "a/b/c/d/e", "AWS/us-east-1"])
+def test_bad_localities(text) -> None:
+    with pytest.raises(ValueError, match="locality"):
+        Locality.parse(text)
+
+
+def test_locality_parts() -> None:
+    loc = Locality.parse("gcp/europe-west1/europe-west1-b/rack7")
+    assert (loc.cloud, loc.region, loc.zone, loc.sub_zone) == ("gcp", "gcp/europe-west1", "europe-west1-b", "rack7")
+    assert str(loc) == "gcp/europe-west1/europe-west1-b/rack7"
