@@ -37,19 +37,44 @@ def rss_mib(pid: int) -> float:
 
 def init_trust(home: Path, clusters: list[str]) -> None:
     env = dict(os.environ, MESHFED_HOME=str(home))
-    subprocess.run([MESHFED, "trust", "init", "--trust-domain", "example.org"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [MESHFED, "trust", "init", "--trust-domain", "example.org"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     for c in clusters:
-        subprocess.run([MESHFED, "trust", "intermediate", "--cluster", c], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [MESHFED, "trust", "intermediate", "--cluster", c],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
 
 
-def start_controlplane(home: Path, cluster: str, xds: int, api: int, *, health: bool = True) -> subprocess.Popen[bytes]:
+def start_controlplane(
+    home: Path, cluster: str, xds: int, api: int, *, health: bool = True
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, MESHFED_HOME=str(home))
-    argv = [MESHFED, "controlplane", "serve", "--cluster", cluster, "--locality", "aws/us-east-1/us-east-1a",
-            "--xds-listen", f"127.0.0.1:{xds}", "--api-listen", f"127.0.0.1:{api}"]
+    argv = [
+        MESHFED,
+        "controlplane",
+        "serve",
+        "--cluster",
+        cluster,
+        "--locality",
+        "aws/us-east-1/us-east-1a",
+        "--xds-listen",
+        f"127.0.0.1:{xds}",
+        "--api-listen",
+        f"127.0.0.1:{api}",
+    ]
     if not health:
         argv.append("--no-health-checks")
     log = (home / f"controlplane-{cluster}.log").open("ab")
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -66,8 +91,12 @@ def token(home: Path, cluster: str) -> str:
 
 
 def post(api: int, path: str, body: str, tok: str) -> None:
-    req = urllib.request.Request(f"http://127.0.0.1:{api}{path}", data=body.encode(), method="POST",  # noqa: S310
-                                 headers={"Authorization": f"Bearer {tok}"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{api}{path}",
+        data=body.encode(),
+        method="POST",  # noqa: S310
+        headers={"Authorization": f"Bearer {tok}"},
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
         resp.read()
 

@@ -49,23 +49,43 @@ def ask(port: int) -> str:
         conn.request("GET", "/", headers={"Host": "echo.demo.svc.clusterset.local"})
         resp = conn.getresponse()
         body = resp.read()
-        return str(json.loads(body).get("name", "")) if resp.status == 200 else f"status {resp.status}"
+        return (
+            str(json.loads(body).get("name", "")) if resp.status == 200 else f"status {resp.status}"
+        )
     except (OSError, ValueError):
         return "error"
     finally:
         conn.close()
 
 
-def run(delta: bool, changes: int, workdir: Path, home: Path, apps: dict[str, int], xds: int, api: int) -> dict[str, float]:
+def run(
+    delta: bool, changes: int, workdir: Path, home: Path, apps: dict[str, int], xds: int, api: int
+) -> dict[str, float]:
     tok = token(home, "east")
     admin, outbound = free_port(), free_port()
-    desc = ProxyDescription(node_id=f"bench-{'delta' if delta else 'sotw'}", role="sidecar", namespace="demo",
-                            service_account="bench", outbound_port=outbound)
+    desc = ProxyDescription(
+        node_id=f"bench-{'delta' if delta else 'sotw'}",
+        role="sidecar",
+        namespace="demo",
+        service_account="bench",
+        outbound_port=outbound,
+    )
     envoy = EnvoyProcess(
-        envoy_bootstrap(BootstrapParams(node_id=desc.node_id, cluster="east", xds_host="127.0.0.1", xds_port=xds,
-                                        admin_port=admin, locality=("aws/us-east-1", "us-east-1a", ""),
-                                        metadata=desc.metadata(), delta=delta)),
-        workdir / desc.node_id, base_id=admin, admin_port=admin,
+        envoy_bootstrap(
+            BootstrapParams(
+                node_id=desc.node_id,
+                cluster="east",
+                xds_host="127.0.0.1",
+                xds_port=xds,
+                admin_port=admin,
+                locality=("aws/us-east-1", "us-east-1a", ""),
+                metadata=desc.metadata(),
+                delta=delta,
+            )
+        ),
+        workdir / desc.node_id,
+        base_id=admin,
+        admin_port=admin,
     )
     envoy.start()
     try:
@@ -91,7 +111,9 @@ def run(delta: bool, changes: int, workdir: Path, home: Path, apps: dict[str, in
                     raise RuntimeError(f"change {i} not visible after 10 s")
             samples.append((time.perf_counter() - t) * 1000)
         return {
-            "p50": percentile(samples, 50), "p99": percentile(samples, 99), "max": max(samples),
+            "p50": percentile(samples, 50),
+            "p99": percentile(samples, 99),
+            "max": max(samples),
             "floor_p50": percentile(floor, 50),
         }
     finally:
@@ -99,7 +121,9 @@ def run(delta: bool, changes: int, workdir: Path, home: Path, apps: dict[str, in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--changes", type=int, default=100)
     args = parser.parse_args()
     import subprocess
@@ -112,17 +136,24 @@ def main() -> None:
         cp = start_controlplane(home, "east", xds, api, health=False)
         apps = {"app-a": free_port(), "app-b": free_port()}
         procs = [
-            subprocess.Popen([sys.executable, "-m", "federation.demo.echo_http", "--name", n, "--port", str(p)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.Popen(
+                [sys.executable, "-m", "federation.demo.echo_http", "--name", n, "--port", str(p)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             for n, p in apps.items()
         ]
         try:
             time.sleep(1)
-            print(f"xDS propagation: registry change (HTTP apply) -> first Envoy request that shows it; {args.changes} changes each")
+            print(
+                f"xDS propagation: registry change (HTTP apply) -> first Envoy request that shows it; {args.changes} changes each"
+            )
             print(f"{'mode':<8}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'floor p50 ms':>15}")
             for delta in (False, True):
                 r = run(delta, args.changes, workdir, home, apps, xds, api)
-                print(f"{'delta' if delta else 'sotw':<8}{r['p50']:>10.1f}{r['p99']:>10.1f}{r['max']:>10.1f}{r['floor_p50']:>15.2f}")
+                print(
+                    f"{'delta' if delta else 'sotw':<8}{r['p50']:>10.1f}{r['p99']:>10.1f}{r['max']:>10.1f}{r['floor_p50']:>15.2f}"
+                )
         finally:
             for p in procs:
                 p.terminate()

@@ -57,8 +57,13 @@ class Client:
 
     def __init__(self, i: int) -> None:
         self.node = base_pb2.Node(id=f"bench-{i}")
-        self.node.metadata.update({"meshfed.io/role": "sidecar", "meshfed.io/namespace": "demo",
-                                   "meshfed.io/service_account": "bench"})
+        self.node.metadata.update(
+            {
+                "meshfed.io/role": "sidecar",
+                "meshfed.io/namespace": "demo",
+                "meshfed.io/service_account": "bench",
+            }
+        )
         self.queue: asyncio.Queue[discovery_pb2.DiscoveryRequest] = asyncio.Queue()
         self.versions: dict[str, str] = {}
         self.complete = asyncio.Event()
@@ -72,24 +77,48 @@ class Client:
     async def run(self, channel: grpc.aio.Channel) -> None:
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
         call = stub.StreamAggregatedResources(self.requests())
-        await self.queue.put(discovery_pb2.DiscoveryRequest(node=self.node, type_url=resource.CLUSTER))
+        await self.queue.put(
+            discovery_pb2.DiscoveryRequest(node=self.node, type_url=resource.CLUSTER)
+        )
         await self.queue.put(discovery_pb2.DiscoveryRequest(type_url=resource.LISTENER))
-        await self.queue.put(discovery_pb2.DiscoveryRequest(type_url=resource.SECRET, resource_names=["default", "ROOTCA"]))
+        await self.queue.put(
+            discovery_pb2.DiscoveryRequest(
+                type_url=resource.SECRET, resource_names=["default", "ROOTCA"]
+            )
+        )
         names: dict[str, list[str]] = {resource.SECRET: ["default", "ROOTCA"]}
         async for resp in call:
             t = resp.type_url
             first = t not in self.versions
-            if self.watch_eds is not None and t == resource.ENDPOINT and resp.version_info != self.watch_eds:
+            if (
+                self.watch_eds is not None
+                and t == resource.ENDPOINT
+                and resp.version_info != self.watch_eds
+            ):
                 self.changed.set()
             self.versions[t] = resp.version_info
-            await self.queue.put(discovery_pb2.DiscoveryRequest(type_url=t, version_info=resp.version_info,
-                                                                response_nonce=resp.nonce, resource_names=names.get(t, [])))
+            await self.queue.put(
+                discovery_pb2.DiscoveryRequest(
+                    type_url=t,
+                    version_info=resp.version_info,
+                    response_nonce=resp.nonce,
+                    resource_names=names.get(t, []),
+                )
+            )
             if t == resource.CLUSTER and first:
                 names[resource.ENDPOINT] = [r.value and _name(r) for r in resp.resources]
-                await self.queue.put(discovery_pb2.DiscoveryRequest(type_url=resource.ENDPOINT, resource_names=names[resource.ENDPOINT]))
+                await self.queue.put(
+                    discovery_pb2.DiscoveryRequest(
+                        type_url=resource.ENDPOINT, resource_names=names[resource.ENDPOINT]
+                    )
+                )
             if t == resource.LISTENER and first:
                 names[resource.ROUTE] = ["outbound"]
-                await self.queue.put(discovery_pb2.DiscoveryRequest(type_url=resource.ROUTE, resource_names=["outbound"]))
+                await self.queue.put(
+                    discovery_pb2.DiscoveryRequest(
+                        type_url=resource.ROUTE, resource_names=["outbound"]
+                    )
+                )
             if len(self.versions) == 5:
                 self.complete.set()
 
@@ -124,12 +153,18 @@ async def measure(n: int, m: int, xds: int, api: int, tok: str, pid: int) -> dic
     for ch in channels:
         await ch.close()
     await asyncio.to_thread(post, api, "/v1/delete", extra_workload(str(n)), tok)
-    return {"initial_s": initial, "update_s": update, "rss_per_proxy_kib": (rss_after - rss_before) * 1024 / n,
-            "rss_mib": rss_after}
+    return {
+        "initial_s": initial,
+        "update_s": update,
+        "rss_per_proxy_kib": (rss_after - rss_before) * 1024 / n,
+        "rss_mib": rss_after,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", default="1,100,1000")
     parser.add_argument("--services", type=int, default=20)
     args = parser.parse_args()
@@ -141,11 +176,17 @@ def main() -> None:
         try:
             tok = token(home, "east")
             post(api, "/v1/apply", workloads(args.services), tok)
-            print(f"xDS scale: {args.services} services, SotW clients acting as Envoy sidecars (CDS/EDS/LDS/RDS/SDS, ACKs)")
-            print(f"{'clients':>8}{'initial push s':>16}{'update push s':>15}{'CP RSS MiB':>12}{'RSS/proxy KiB':>15}")
+            print(
+                f"xDS scale: {args.services} services, SotW clients acting as Envoy sidecars (CDS/EDS/LDS/RDS/SDS, ACKs)"
+            )
+            print(
+                f"{'clients':>8}{'initial push s':>16}{'update push s':>15}{'CP RSS MiB':>12}{'RSS/proxy KiB':>15}"
+            )
             for n in (int(x) for x in args.clients.split(",")):
                 r = asyncio.run(measure(n, args.services, xds, api, tok, cp.pid))
-                print(f"{n:>8}{r['initial_s']:>16.2f}{r['update_s']:>15.2f}{r['rss_mib']:>12.1f}{r['rss_per_proxy_kib']:>15.1f}")
+                print(
+                    f"{n:>8}{r['initial_s']:>16.2f}{r['update_s']:>15.2f}{r['rss_mib']:>12.1f}{r['rss_per_proxy_kib']:>15.1f}"
+                )
         finally:
             stop(cp)
 

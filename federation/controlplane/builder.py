@@ -28,8 +28,12 @@ log = logging.getLogger(__name__)
 def proxy_class(proxy: ProxyDescription) -> tuple[object, ...]:
     """Everything of a proxy that its generated resources depend on (not its node id)."""
     return (
-        proxy.role, proxy.namespace, proxy.workload, proxy.service_account,
-        proxy.locality, proxy.outbound_port,
+        proxy.role,
+        proxy.namespace,
+        proxy.workload,
+        proxy.service_account,
+        proxy.locality,
+        proxy.outbound_port,
     )
 
 

@@ -27,7 +27,9 @@ async def test_no_answer_before_state_is_loaded_then_full_config(trust_dir) -> N
     identities = IdentityManager(trust_dir.cluster_authority("east"), lambda _sid: None)
     builder = SnapshotBuilder(
         MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a")),
-        ServiceRegistry(), identities, cache,
+        ServiceRegistry(),
+        identities,
+        cache,
     )
     server = grpc.aio.server()
     status = StatusRegistry()
@@ -46,7 +48,9 @@ async def test_no_answer_before_state_is_loaded_then_full_config(trust_dir) -> N
             call = stub.StreamAggregatedResources(gen())
             node = base_pb2.Node(id="sidecar~demo~client")
             node.metadata.update({"meshfed.io/role": "sidecar", "meshfed.io/namespace": "demo"})
-            await requests.put(discovery_pb2.DiscoveryRequest(node=node, type_url=resource.LISTENER))
+            await requests.put(
+                discovery_pb2.DiscoveryRequest(node=node, type_url=resource.LISTENER)
+            )
             first = asyncio.ensure_future(call.read())
             done, _ = await asyncio.wait({first}, timeout=0.5)
             assert not done  # state not loaded: no answer
@@ -65,7 +69,10 @@ async def test_unusable_node_is_refused(trust_dir) -> None:
     cache = SnapshotCache()
     identities = IdentityManager(trust_dir.cluster_authority("east"), lambda _sid: None)
     builder = SnapshotBuilder(
-        MeshContext("east", "example.org", Locality("aws/us-east-1")), ServiceRegistry(), identities, cache
+        MeshContext("east", "example.org", Locality("aws/us-east-1")),
+        ServiceRegistry(),
+        identities,
+        cache,
     )
     builder.ready.set()
     server = grpc.aio.server()

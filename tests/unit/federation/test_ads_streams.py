@@ -26,12 +26,15 @@ def _snapshot(*clusters: str) -> Snapshot:
         {
             resource.CLUSTER: [
                 cluster_pb2.Cluster(
-                    name=c, type=cluster_pb2.Cluster.DiscoveryType.EDS,
+                    name=c,
+                    type=cluster_pb2.Cluster.DiscoveryType.EDS,
                     eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(service_name=c),
                 )
                 for c in clusters
             ],
-            resource.ENDPOINT: [endpoint_pb2.ClusterLoadAssignment(cluster_name=c) for c in clusters],
+            resource.ENDPOINT: [
+                endpoint_pb2.ClusterLoadAssignment(cluster_name=c) for c in clusters
+            ],
             resource.LISTENER: [listener_pb2.Listener(name="l1")],
         }
     )
@@ -51,7 +54,9 @@ def _sotw():
 
 
 def _req(type_url, *, names=(), version="", nonce="", error=None):
-    req = discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=list(names), version_info=version, response_nonce=nonce)
+    req = discovery_pb2.DiscoveryRequest(
+        type_url=type_url, resource_names=list(names), version_info=version, response_nonce=nonce
+    )
     if error:
         req.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
     return req
@@ -86,7 +91,9 @@ def test_stale_nonce_is_ignored() -> None:
     stream.on_snapshot(_snapshot("a", "b"))
     second = _drain(queue)[0]
     # an ACK of the first response arrives after the second was sent: stale, ignored
-    stream.handle(_req(resource.CLUSTER, version=first.version_info, nonce=first.nonce, error="late"))
+    stream.handle(
+        _req(resource.CLUSTER, version=first.version_info, nonce=first.nonce, error="late")
+    )
     assert queue.empty()
     assert status.type(resource.CLUSTER).nack_error == ""
     assert second.nonce != first.nonce
@@ -100,7 +107,14 @@ def test_nack_is_recorded_and_not_answered() -> None:
     stream.handle(_req(resource.CLUSTER, version=good.version_info, nonce=good.nonce))
     stream.on_snapshot(_snapshot("a", "bad"))
     bad = _drain(queue)[0]
-    stream.handle(_req(resource.CLUSTER, version=good.version_info, nonce=bad.nonce, error="cluster bad: invalid"))
+    stream.handle(
+        _req(
+            resource.CLUSTER,
+            version=good.version_info,
+            nonce=bad.nonce,
+            error="cluster bad: invalid",
+        )
+    )
     assert queue.empty()  # no resend of the rejected version
     ts = status.type(resource.CLUSTER)
     assert ts.nack_error == "cluster bad: invalid"
@@ -136,9 +150,14 @@ def test_eds_owed_after_cds_push_without_endpoint_change() -> None:
     # the cluster changes, its endpoints do not
     changed = Snapshot.build(
         {
-            resource.CLUSTER: [cluster_pb2.Cluster(name="a", type=cluster_pb2.Cluster.DiscoveryType.EDS,
-                                                   eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(service_name="a"),
-                                                   connect_timeout={"seconds": 2})],
+            resource.CLUSTER: [
+                cluster_pb2.Cluster(
+                    name="a",
+                    type=cluster_pb2.Cluster.DiscoveryType.EDS,
+                    eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(service_name="a"),
+                    connect_timeout={"seconds": 2},
+                )
+            ],
             resource.ENDPOINT: [endpoint_pb2.ClusterLoadAssignment(cluster_name="a")],
         }
     )
@@ -175,7 +194,9 @@ def test_delta_sends_changes_and_removals_only() -> None:
     stream.handle(discovery_pb2.DeltaDiscoveryRequest(type_url=resource.CLUSTER))
     (first,) = _drain(queue)
     assert sorted(r.name for r in first.resources) == ["a", "b"]
-    stream.handle(discovery_pb2.DeltaDiscoveryRequest(type_url=resource.CLUSTER, response_nonce=first.nonce))
+    stream.handle(
+        discovery_pb2.DeltaDiscoveryRequest(type_url=resource.CLUSTER, response_nonce=first.nonce)
+    )
     assert status.type(resource.CLUSTER).acked_version == first.system_version_info
     stream.on_snapshot(_snapshot("a"))
     (second,) = _drain(queue)
@@ -187,16 +208,28 @@ def test_delta_initial_versions_avoid_resending_known_resources() -> None:
     stream, _, queue = _delta()
     stream.on_snapshot(snap)
     known = dict(snap.resource_versions[resource.CLUSTER])
-    stream.handle(discovery_pb2.DeltaDiscoveryRequest(type_url=resource.CLUSTER, initial_resource_versions=known))
+    stream.handle(
+        discovery_pb2.DeltaDiscoveryRequest(
+            type_url=resource.CLUSTER, initial_resource_versions=known
+        )
+    )
     assert queue.empty()
 
 
 def test_delta_named_subscribe_and_unsubscribe() -> None:
     stream, _, queue = _delta()
     stream.on_snapshot(_snapshot("a", "b"))
-    stream.handle(discovery_pb2.DeltaDiscoveryRequest(type_url=resource.ENDPOINT, resource_names_subscribe=["a"]))
+    stream.handle(
+        discovery_pb2.DeltaDiscoveryRequest(
+            type_url=resource.ENDPOINT, resource_names_subscribe=["a"]
+        )
+    )
     (resp,) = _drain(queue)
     assert [r.name for r in resp.resources] == ["a"]
-    stream.handle(discovery_pb2.DeltaDiscoveryRequest(type_url=resource.ENDPOINT, resource_names_unsubscribe=["a"], response_nonce=resp.nonce))
+    stream.handle(
+        discovery_pb2.DeltaDiscoveryRequest(
+            type_url=resource.ENDPOINT, resource_names_unsubscribe=["a"], response_nonce=resp.nonce
+        )
+    )
     stream.on_snapshot(_snapshot("a", "b", "c"))
     assert all(r.type_url != resource.ENDPOINT for r in _drain(queue))

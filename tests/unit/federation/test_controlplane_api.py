@@ -26,9 +26,18 @@ spec: {{service: echo, address: 127.0.1.10, locality: aws/us-east-1/us-east-1a, 
 async def _client(trust_dir, tmp_path):
     registry, cache = ServiceRegistry(), SnapshotCache()
     identities = IdentityManager(trust_dir.cluster_authority("east"), lambda _sid: None)
-    builder = SnapshotBuilder(MeshContext("east", "example.org", Locality("aws/us-east-1")), registry, identities, cache)
+    builder = SnapshotBuilder(
+        MeshContext("east", "example.org", Locality("aws/us-east-1")), registry, identities, cache
+    )
     state = WorkloadStateFile(tmp_path / "state")
-    app = make_app(registry=registry, state_file=state, status=StatusRegistry(), cache=cache, builder=builder, token="s3cret")
+    app = make_app(
+        registry=registry,
+        state_file=state,
+        status=StatusRegistry(),
+        cache=cache,
+        builder=builder,
+        token="s3cret",
+    )
     client = TestClient(TestServer(app))
     await client.start_server()
     return client, registry, state, identities
@@ -52,7 +61,9 @@ async def test_apply_is_all_or_nothing_and_persisted(trust_dir, tmp_path) -> Non
     client, registry, state, identities = await _client(trust_dir, tmp_path)
     auth = {"Authorization": "Bearer s3cret"}
     try:
-        body = DOC.format(name="echo-1", port=8080) + "---\n" + DOC.format(name="echo-2", port=99999)
+        body = (
+            DOC.format(name="echo-1", port=8080) + "---\n" + DOC.format(name="echo-2", port=99999)
+        )
         resp = await client.post("/v1/apply", data=body, headers=auth)
         assert resp.status == 400
         data = await resp.json()
@@ -63,7 +74,9 @@ async def test_apply_is_all_or_nothing_and_persisted(trust_dir, tmp_path) -> Non
         resp = await client.post("/v1/apply", data=good, headers=auth)
         assert (await resp.json())["applied"] == ["demo/echo-1", "demo/echo-2"]
         assert [w.metadata.name for w in state.load()] == ["echo-1", "echo-2"]
-        resp = await client.post("/v1/delete", data=DOC.format(name="echo-2", port=8080), headers=auth)
+        resp = await client.post(
+            "/v1/delete", data=DOC.format(name="echo-2", port=8080), headers=auth
+        )
         assert (await resp.json())["deleted"] == ["demo/echo-2"]
         assert [w.metadata.name for w in state.load()] == ["echo-1"]
         listing = await (await client.get("/v1/workloads", headers=auth)).json()

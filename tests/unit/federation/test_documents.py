@@ -34,7 +34,11 @@ def test_good_document_defaults() -> None:
     ("mutation", "path", "reason"),
     [
         (("port: 8080", "port: 80800"), "spec.ports.0.port", "less than or equal to 65535"),
-        (("locality: aws/us-east-1/us-east-1a", "locality: useast"), "spec.locality", "<cloud>/<region>"),
+        (
+            ("locality: aws/us-east-1/us-east-1a", "locality: useast"),
+            "spec.locality",
+            "<cloud>/<region>",
+        ),
         (("address: 127.0.1.10", "address: 'not an address!'"), "spec.address", "neither an IP"),
         (("service: echo", "service: Echo_1"), "spec.service", "should match pattern"),
         (("name: echo-1", "name: echo-1, bogus: 1"), "metadata.bogus", "Extra inputs"),
@@ -60,7 +64,9 @@ def test_unknown_kind_and_bad_yaml() -> None:
 
 
 def test_duplicate_ports_refused() -> None:
-    text = GOOD.replace("[{name: http, port: 8080}]", "[{name: http, port: 8080}, {name: http, port: 9090}]")
+    text = GOOD.replace(
+        "[{name: http, port: 8080}]", "[{name: http, port: 8080}, {name: http, port: 9090}]"
+    )
     with pytest.raises(InvalidDocumentError, match="port names must be unique"):
         load_documents(text)
 
@@ -73,5 +79,10 @@ def test_bad_localities(text) -> None:
 
 def test_locality_parts() -> None:
     loc = Locality.parse("gcp/europe-west1/europe-west1-b/rack7")
-    assert (loc.cloud, loc.region, loc.zone, loc.sub_zone) == ("gcp", "gcp/europe-west1", "europe-west1-b", "rack7")
+    assert (loc.cloud, loc.region, loc.zone, loc.sub_zone) == (
+        "gcp",
+        "gcp/europe-west1",
+        "europe-west1-b",
+        "rack7",
+    )
     assert str(loc) == "gcp/europe-west1/europe-west1-b/rack7"

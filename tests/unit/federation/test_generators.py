@@ -48,8 +48,14 @@ def _registry(*docs: str) -> ServiceRegistry:
 
 
 def _sidecar(workload="", ns="demo", sa="frontend") -> ProxyDescription:
-    return ProxyDescription(f"sidecar~{ns}~{workload or 'client'}", "sidecar", ns, workload, sa,
-                            Locality("aws/us-east-1", "us-east-1a"))
+    return ProxyDescription(
+        f"sidecar~{ns}~{workload or 'client'}",
+        "sidecar",
+        ns,
+        workload,
+        sa,
+        Locality("aws/us-east-1", "us-east-1a"),
+    )
 
 
 def _unpack_hcm(listener) -> hcm.HttpConnectionManager:
@@ -78,10 +84,16 @@ def test_eds_priorities_follow_caller_zone_and_health() -> None:
     registry = _registry(_doc("echo-1", "us-east-1a"), _doc("echo-22", "us-east-1b"))
     out = generate(MESH, registry.state, _sidecar(), IDENTITY)
     (cla,) = out[resource.ENDPOINT]
-    assert [(e.locality.zone, e.priority) for e in cla.endpoints] == [("us-east-1a", 0), ("us-east-1b", 1)]
+    assert [(e.locality.zone, e.priority) for e in cla.endpoints] == [
+        ("us-east-1a", 0),
+        ("us-east-1b", 1),
+    ]
     registry.set_health(("demo", "echo-1"), Health.UNHEALTHY)
     (cla,) = generate(MESH, registry.state, _sidecar(), IDENTITY)[resource.ENDPOINT]
-    assert [(e.locality.zone, e.priority) for e in cla.endpoints] == [("us-east-1b", 0), ("us-east-1a", 1)]
+    assert [(e.locality.zone, e.priority) for e in cla.endpoints] == [
+        ("us-east-1b", 0),
+        ("us-east-1a", 1),
+    ]
     dead = cla.endpoints[1].lb_endpoints[0]
     assert dead.health_status == health_check_pb2.HealthStatus.UNHEALTHY
 
@@ -97,7 +109,10 @@ def test_outbound_routes_short_names_only_in_same_namespace() -> None:
     assert "echo.demo.svc.clusterset.local" in route.virtual_hosts[0].domains
 
 
-@pytest.mark.parametrize(("mode", "chains"), [("STRICT", ["tls"]), ("PERMISSIVE", ["tls", "raw_buffer"]), ("DISABLE", ["raw_buffer"])])
+@pytest.mark.parametrize(
+    ("mode", "chains"),
+    [("STRICT", ["tls"]), ("PERMISSIVE", ["tls", "raw_buffer"]), ("DISABLE", ["raw_buffer"])],
+)
 def test_inbound_listener_mtls_modes(mode, chains) -> None:
     state = _registry(_doc("echo-1", "us-east-1a", mtls=mode)).state
     out = generate(MESH, state, _sidecar("echo-1", sa="echo"), IDENTITY)
@@ -105,7 +120,9 @@ def test_inbound_listener_mtls_modes(mode, chains) -> None:
     assert [c.filter_chain_match.transport_protocol for c in inbound.filter_chains] == chains
     for chain in inbound.filter_chains:
         if chain.filter_chain_match.transport_protocol == "tls":
-            assert list(chain.filter_chain_match.server_names) == ["outbound_.8080_._.echo.demo.svc.clusterset.local"]
+            assert list(chain.filter_chain_match.server_names) == [
+                "outbound_.8080_._.echo.demo.svc.clusterset.local"
+            ]
             ctx = tls_pb2.DownstreamTlsContext()
             chain.transport_socket.typed_config.Unpack(ctx)
             assert ctx.require_client_certificate.value
@@ -118,7 +135,10 @@ def test_inbound_forwards_client_identity_and_names_server() -> None:
     out = generate(MESH, state, _sidecar("echo-1", sa="echo"), IDENTITY)
     inbound = next(listener for listener in out[resource.LISTENER] if listener.name == "inbound")
     manager = _unpack_hcm(inbound)
-    assert manager.forward_client_cert_details == hcm.HttpConnectionManager.ForwardClientCertDetails.SANITIZE_SET
+    assert (
+        manager.forward_client_cert_details
+        == hcm.HttpConnectionManager.ForwardClientCertDetails.SANITIZE_SET
+    )
     assert manager.set_current_client_cert_details.uri
     header = manager.route_config.virtual_hosts[0].response_headers_to_add[0].header
     assert (header.key, header.value) == ("x-meshfed-served-by", "east/us-east-1a")
@@ -133,7 +153,9 @@ def test_generated_snapshots_are_consistent() -> None:
 
 
 def test_grpc_gets_api_listeners_and_no_sidecar_endpoints() -> None:
-    state = _registry(_doc("echo-1", "us-east-1a"), _doc("plain-1", "us-east-1a", tls="disabled")).state
+    state = _registry(
+        _doc("echo-1", "us-east-1a"), _doc("plain-1", "us-east-1a", tls="disabled")
+    ).state
     out = generate(MESH, state, ProxyDescription("g", "grpc", "demo"))
     names = sorted(listener.name for listener in out[resource.LISTENER])
     assert names == ["echo.demo.svc.clusterset.local", "echo.demo.svc.clusterset.local:8080"]

@@ -20,7 +20,10 @@ def test_default_order_zone_region_cloud_other() -> None:
     ]
     decisions = assign_priorities(CALLER, groups)
     assert [(d.locality.zone, d.priority) for d in decisions] == [
-        ("us-east-1a", 0), ("us-east-1b", 1), ("eu-west-1a", 2), ("europe-west1-b", 3),
+        ("us-east-1a", 0),
+        ("us-east-1b", 1),
+        ("eu-west-1a", 2),
+        ("europe-west1-b", 3),
     ]
     assert decisions[0].reason == "same zone"
     assert decisions[3].reason == "other cloud"
@@ -44,7 +47,10 @@ _regions = st.sampled_from(["aws/us-east-1", "aws/eu-west-1", "gcp/europe-west1"
 _groups = st.lists(
     st.builds(
         lambda r, z, h, extra: LocalityGroup(Locality(r, z), h, h + extra if h else 0),
-        _regions, _zones, st.integers(0, 5), st.integers(0, 20),
+        _regions,
+        _zones,
+        st.integers(0, 5),
+        st.integers(0, 20),
     ),
     max_size=12,
     unique_by=lambda g: g.locality,
