@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import (  # noqa: E402
+from bench._common import (
     free_port,
     init_trust,
     percentile,
@@ -31,9 +31,9 @@ from bench._common import (  # noqa: E402
     stop,
     token,
 )
-from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap  # noqa: E402
-from eastwest_gateway.envoy_process import EnvoyProcess  # noqa: E402
-from federation.controlplane.proxy import ProxyDescription  # noqa: E402
+from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
+from eastwest_gateway.envoy_process import EnvoyProcess
+from federation.controlplane.proxy import ProxyDescription
 
 DOC = """apiVersion: meshfed.io/v1alpha1
 kind: WorkloadEntry

@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import grpc  # noqa: E402
-from envoy.config.core.v3 import base_pb2  # noqa: E402
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2  # noqa: E402
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from bench._common import free_port, init_trust, post, rss_mib, start_controlplane, stop, token  # noqa: E402
-from federation.controlplane import resource  # noqa: E402
+from bench._common import free_port, init_trust, post, rss_mib, start_controlplane, stop, token
+from federation.controlplane import resource
 
 
 def extra_workload(tag: str) -> str:

@@ -145,7 +145,7 @@ def test_eds_owed_after_cds_push_without_endpoint_change() -> None:
     stream.on_snapshot(snap)
     stream.handle(_req(resource.CLUSTER))
     stream.handle(_req(resource.ENDPOINT, names=["a"]))
-    cds, eds = _drain(queue)
+    _cds, eds = _drain(queue)
     stream.handle(_req(resource.ENDPOINT, names=["a"], version=eds.version_info, nonce=eds.nonce))
     # the cluster changes, its endpoints do not
     changed = Snapshot.build(

@@ -71,7 +71,9 @@ def test_properties(groups: list[LocalityGroup]) -> None:
             assert d.priority > max_healthy  # dead localities never ahead of live ones
     for a in decisions:
         for b in decisions:
-            if a.locality in healthy and b.locality in healthy:
-                if proximity_rank(CALLER, a.locality) < proximity_rank(CALLER, b.locality):
-                    assert a.priority < b.priority
+            both_healthy = a.locality in healthy and b.locality in healthy
+            if both_healthy and proximity_rank(CALLER, a.locality) < proximity_rank(
+                CALLER, b.locality
+            ):
+                assert a.priority < b.priority
     assert assign_priorities(CALLER, list(reversed(groups))) == decisions  # deterministic
