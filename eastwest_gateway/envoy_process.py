@@ -8,6 +8,7 @@ Every Envoy gets its own ``--base-id`` (shared-memory namespace) so several run 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -22,6 +23,15 @@ from pathlib import Path
 from typing import IO, Any
 
 log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: SIGKILL this child if the agent that started it dies (PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 class EnvoyNotFoundError(RuntimeError):
@@ -107,7 +117,8 @@ class EnvoyProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C reaches the agent, which drains Envoy first
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
         log.info(
             "started envoy pid %d (base-id %d, admin 127.0.0.1:%d)",

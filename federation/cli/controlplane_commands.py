@@ -134,9 +134,9 @@ def apply_cmd(controlplane: str, token: str | None, filename: str) -> None:
     load_documents(text, source=source)  # refuse locally before touching the server
     result = call("POST", controlplane, "/v1/apply", token=token, body=text)
     for name in result.get("applied", []):
-        click.echo(f"workloadentry/{name} configured")
+        click.echo(f"{name} configured")
     for name in result.get("unchanged", []):
-        click.echo(f"workloadentry/{name} unchanged")
+        click.echo(f"{name} unchanged")
 
 
 @click.command("delete")
@@ -144,12 +144,12 @@ def apply_cmd(controlplane: str, token: str | None, filename: str) -> None:
 @token_option
 @click.option("-f", "--filename", required=True, help="YAML file naming the documents to delete.")
 def delete_cmd(controlplane: str, token: str | None, filename: str) -> None:
-    """Delete the workloads named in FILE."""
+    """Delete the documents (workloads, exports, imports) named in FILE."""
     text, source = _read_file(filename)
     load_documents(text, source=source)
     result = call("POST", controlplane, "/v1/delete", token=token, body=text)
     for name in result.get("deleted", []):
-        click.echo(f"workloadentry/{name} deleted")
+        click.echo(f"{name} deleted")
 
 
 def _summary(types: dict[str, dict[str, Any]]) -> list[str]:

@@ -19,6 +19,7 @@ from federation.cli.controlplane_commands import (
     delete_cmd,
     proxy_status_cmd,
 )
+from federation.cli.proxy_commands import proxy
 from federation.cli.trust_commands import trust
 from federation.errors import FederationError, InvalidDocumentError
 from trust.errors import TrustError
@@ -64,7 +65,7 @@ def cli(log_level: str) -> None:
     )
 
 
-for command in (trust, controlplane, apply_cmd, delete_cmd, proxy_status_cmd, bootstrap):
+for command in (trust, controlplane, apply_cmd, delete_cmd, proxy_status_cmd, bootstrap, proxy):
     cli.add_command(command)
 
 

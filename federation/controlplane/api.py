@@ -2,7 +2,9 @@
 
 ==========================  ===============================================================
 ``GET  /healthz``           liveness (no token needed)
-``POST /v1/apply``          body: YAML/JSON WorkloadEntry documents; all validated, then all
+``GET  /v1/info``           cluster name, locality, network, trust domain
+``POST /v1/apply``          body: YAML/JSON WorkloadEntry, ServiceExport, ServiceImport
+                            documents; all validated, then all
                             applied (400 with every problem otherwise; nothing applied)
 ``POST /v1/delete``         body: documents naming the workloads to remove
 ``GET  /v1/workloads``      registered workloads with their health
@@ -22,18 +24,25 @@ from google.protobuf import json_format
 
 from federation.controlplane import resource
 from federation.controlplane.builder import SnapshotBuilder
-from federation.controlplane.registry import ServiceRegistry
+from federation.controlplane.registry import (
+    Document,
+    ServiceRegistry,
+    describe,
+    with_applied,
+    without,
+)
 from federation.controlplane.snapshot import SnapshotCache
-from federation.controlplane.state_store import WorkloadStateFile
+from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.errors import InvalidDocumentError
 from federation.model.documents import load_documents
+from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
 
 log = logging.getLogger(__name__)
 
 REGISTRY = web.AppKey("registry", ServiceRegistry)
-STATE_FILE = web.AppKey("state_file", WorkloadStateFile)
+STATE_FILE = web.AppKey("state_file", StateFile)
 STATUS = web.AppKey("status", StatusRegistry)
 CACHE = web.AppKey("cache", SnapshotCache)
 BUILDER = web.AppKey("builder", SnapshotBuilder)
@@ -60,18 +69,35 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-async def _documents(request: web.Request) -> list[WorkloadEntry] | web.Response:
+async def _documents(request: web.Request) -> list[Document] | web.Response:
     text = await request.text()
     try:
         models = load_documents(text, source="request body")
     except InvalidDocumentError as err:
         return _error(400, str(err), problems=err.problems)
-    wrong = [i for i, m in enumerate(models, start=1) if not isinstance(m, WorkloadEntry)]
-    if wrong:
-        return _error(
-            400, f"request body: document {wrong[0]}: a control plane accepts only WorkloadEntry"
-        )
-    return [m for m in models if isinstance(m, WorkloadEntry)]
+    docs: list[Document] = []
+    for i, m in enumerate(models, start=1):
+        if not isinstance(m, WorkloadEntry | ServiceExport | ServiceImport):
+            message = (
+                f"request body: document {i}: a control plane accepts WorkloadEntry,"
+                " ServiceExport and ServiceImport"
+            )
+            return _error(400, message, problems=[message])
+        docs.append(m)
+    return docs
+
+
+async def info(request: web.Request) -> web.Response:
+    """This cluster's name, locality, network and trust domain (for proxy agents)."""
+    mesh = request.app[BUILDER].mesh
+    return web.json_response(
+        {
+            "cluster": mesh.cluster,
+            "locality": str(mesh.locality),
+            "network": mesh.network,
+            "trust_domain": mesh.trust_domain,
+        }
+    )
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -80,34 +106,27 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def apply(request: web.Request) -> web.Response:
-    """Validate every document, then apply all and persist."""
+    """Validate every document, persist the result, then apply all of them."""
     docs = await _documents(request)
     if isinstance(docs, web.Response):
         return docs
     registry = request.app[REGISTRY]
-    after = dict(registry.state.workloads) | {d.key: d for d in docs}
-    request.app[STATE_FILE].save(
-        list(after.values())
-    )  # persist first: a failed write changes nothing
-    changed = registry.apply(docs)
-    return web.json_response(
-        {
-            "applied": ["/".join(k) for k in changed],
-            "unchanged": ["/".join(d.key) for d in docs if d.key not in changed],
-        }
-    )
+    after, changed = with_applied(registry.state, docs)
+    request.app[STATE_FILE].save(after.documents())  # persist first: a failed write changes nothing
+    registry.apply(docs)
+    unchanged = [describe(d) for d in docs if describe(d) not in changed]
+    return web.json_response({"applied": changed, "unchanged": unchanged})
 
 
 async def delete(request: web.Request) -> web.Response:
-    """Remove the workloads the documents name."""
+    """Remove the documents named (by kind, namespace and name)."""
     docs = await _documents(request)
     if isinstance(docs, web.Response):
         return docs
     registry = request.app[REGISTRY]
-    gone = {d.key for d in docs}
-    request.app[STATE_FILE].save([w for k, w in registry.state.workloads.items() if k not in gone])
-    removed = registry.delete(gone)
-    return web.json_response({"deleted": ["/".join(k) for k in removed]})
+    after, _ = without(registry.state, docs)
+    request.app[STATE_FILE].save(after.documents())
+    return web.json_response({"deleted": registry.delete(docs)})
 
 
 async def workloads(request: web.Request) -> web.Response:
@@ -161,7 +180,7 @@ async def config_dump(request: web.Request) -> web.Response:
 def make_app(
     *,
     registry: ServiceRegistry,
-    state_file: WorkloadStateFile,
+    state_file: StateFile,
     status: StatusRegistry,
     cache: SnapshotCache,
     builder: SnapshotBuilder,
@@ -176,6 +195,7 @@ def make_app(
     app[BUILDER] = builder
     app[TOKEN] = token
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/v1/info", info)
     app.router.add_post("/v1/apply", apply)
     app.router.add_post("/v1/delete", delete)
     app.router.add_get("/v1/workloads", workloads)

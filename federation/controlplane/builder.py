@@ -34,6 +34,7 @@ def proxy_class(proxy: ProxyDescription) -> tuple[object, ...]:
         proxy.service_account,
         proxy.locality,
         proxy.outbound_port,
+        proxy.listen,
     )
 
 
@@ -83,7 +84,7 @@ class SnapshotBuilder:
 
     async def _build(self, proxy: ProxyDescription) -> None:
         identity = None
-        if proxy.role in ("sidecar", "gateway"):
+        if proxy.role == "sidecar":
             identity = await self._identities.material(proxy.namespace, proxy.service_account)
         state = self._registry.state
         key = proxy_class(proxy)

@@ -30,6 +30,7 @@ class ProxyDescription:
         service_account: the identity the proxy's SVID is issued for.
         locality: where the proxy runs (its EDS priorities are computed from it).
         outbound_port: the sidecar's outbound HTTP listener port on 127.0.0.1.
+        listen: ``host:port`` of an east-west gateway's passthrough listener.
     """
 
     node_id: str
@@ -39,6 +40,7 @@ class ProxyDescription:
     service_account: str = "default"
     locality: Locality | None = None
     outbound_port: int = 15001
+    listen: str = ""
 
     @classmethod
     def from_node(cls, node: base_pb2.Node) -> ProxyDescription:
@@ -69,6 +71,7 @@ class ProxyDescription:
             service_account=get("service_account", "default"),
             locality=locality,
             outbound_port=int(get("outbound_port", "15001")),
+            listen=get("listen", ""),
         )
 
     def metadata(self) -> dict[str, str]:
@@ -79,4 +82,5 @@ class ProxyDescription:
             META_PREFIX + "workload": self.workload,
             META_PREFIX + "service_account": self.service_account,
             META_PREFIX + "outbound_port": str(self.outbound_port),
+            META_PREFIX + "listen": self.listen,
         }

@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
 
 log = logging.getLogger(__name__)
 
 WorkloadKey = tuple[str, str]  # (namespace, name)
+ServiceKey = tuple[str, str]  # (namespace, service)
+Document = WorkloadEntry | ServiceExport | ServiceImport
 
 
 class Health(enum.Enum):
@@ -47,6 +50,10 @@ class RegistryState:
         default_factory=lambda: MappingProxyType({})
     )
     health: Mapping[WorkloadKey, Health] = field(default_factory=lambda: MappingProxyType({}))
+    exports: frozenset[ServiceKey] = frozenset()
+    imports: Mapping[ServiceKey, ServiceImport] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def health_of(self, key: WorkloadKey) -> Health:
         """The health of a workload (UNKNOWN when never probed)."""
@@ -64,19 +71,106 @@ class RegistryState:
         )
 
     def services(self) -> list[tuple[str, str]]:
-        """Every ``(namespace, service)`` with at least one workload, sorted."""
-        return sorted({(w.metadata.namespace, w.spec.service) for w in self.workloads.values()})
+        """Every ``(namespace, service)`` with a local workload or an import, sorted."""
+        local = {(w.metadata.namespace, w.spec.service) for w in self.workloads.values()}
+        return sorted(local | set(self.imports))
+
+    def documents(self) -> list[Document]:
+        """Every stored document (workloads, exports as meshfed ServiceExports, imports)."""
+        docs: list[Document] = sorted(self.workloads.values(), key=lambda w: w.key)
+        docs += [
+            ServiceExport.model_validate(
+                {
+                    "apiVersion": "meshfed.io/v1alpha1",
+                    "kind": "ServiceExport",
+                    "metadata": {"name": svc, "namespace": ns},
+                }
+            )
+            for ns, svc in sorted(self.exports)
+        ]
+        docs += [self.imports[k] for k in sorted(self.imports)]
+        return docs
 
 
 Listener = Callable[[RegistryState], None]
 
 
+def describe(doc: Document) -> str:
+    """``kind/namespace/name`` (lowercase kind, as kubectl prints it)."""
+    return f"{doc.kind.lower()}/{doc.metadata.namespace}/{doc.metadata.name}"
+
+
+def _state(
+    version: int,
+    workloads: dict[WorkloadKey, WorkloadEntry],
+    health: dict[WorkloadKey, Health],
+    exports: set[ServiceKey],
+    imports: dict[ServiceKey, ServiceImport],
+) -> RegistryState:
+    return RegistryState(
+        version,
+        MappingProxyType(workloads),
+        MappingProxyType(health),
+        frozenset(exports),
+        MappingProxyType(imports),
+    )
+
+
+def with_applied(
+    state: RegistryState, documents: Iterable[Document]
+) -> tuple[RegistryState, list[str]]:
+    """``state`` with ``documents`` created or replaced, and what changed (``kind/ns/name``).
+
+    The version increases by one when anything changed; a changed workload's health resets to
+    UNKNOWN. Pure.
+    """
+    workloads = dict(state.workloads)
+    exports = set(state.exports)
+    imports = dict(state.imports)
+    changed: list[str] = []
+    for doc in documents:
+        if isinstance(doc, WorkloadEntry) and workloads.get(doc.key) != doc:
+            workloads[doc.key] = doc
+        elif isinstance(doc, ServiceExport) and doc.key not in exports:
+            exports.add(doc.key)
+        elif isinstance(doc, ServiceImport) and imports.get(doc.key) != doc:
+            imports[doc.key] = doc
+        else:
+            continue
+        changed.append(describe(doc))
+    if not changed:
+        return state, []
+    health = {k: v for k, v in state.health.items() if state.workloads.get(k) == workloads.get(k)}
+    return _state(state.version + 1, workloads, health, exports, imports), changed
+
+
+def without(state: RegistryState, documents: Iterable[Document]) -> tuple[RegistryState, list[str]]:
+    """``state`` without the documents named (by kind, namespace, name), and which existed. Pure."""
+    workloads = dict(state.workloads)
+    exports = set(state.exports)
+    imports = dict(state.imports)
+    removed: list[str] = []
+    for doc in documents:
+        if isinstance(doc, WorkloadEntry):
+            found = workloads.pop(doc.key, None) is not None
+        elif isinstance(doc, ServiceExport):
+            found = doc.key in exports
+            exports.discard(doc.key)
+        else:
+            found = imports.pop(doc.key, None) is not None
+        if found:
+            removed.append(describe(doc))
+    if not removed:
+        return state, []
+    health = {k: v for k, v in state.health.items() if k in workloads}
+    return _state(state.version + 1, workloads, health, exports, imports), removed
+
+
 class ServiceRegistry:
     """Holds the current :class:`RegistryState`; every mutation publishes a new one."""
 
-    def __init__(self, workloads: Iterable[WorkloadEntry] = ()) -> None:
-        initial = {w.key: w for w in workloads}
-        self._state = RegistryState(0, MappingProxyType(initial), MappingProxyType({}))
+    def __init__(self) -> None:
+        self._state = RegistryState()
         self._listeners: list[Listener] = []
 
     @property
@@ -93,47 +187,20 @@ class ServiceRegistry:
         for listener in list(self._listeners):
             listener(state)
 
-    def apply(self, entries: Iterable[WorkloadEntry]) -> list[WorkloadKey]:
-        """Create or replace workloads (all in one new version); returns the keys changed."""
-        entries = list(entries)
-        workloads = dict(self._state.workloads)
-        changed = [e.key for e in entries if workloads.get(e.key) != e]
-        if not changed:
-            return []
-        for entry in entries:
-            workloads[entry.key] = entry
-        health = {k: v for k, v in self._state.health.items() if k not in changed}
-        self._publish(
-            replace(
-                self._state,
-                version=self._state.version + 1,
-                workloads=MappingProxyType(workloads),
-                health=MappingProxyType(health),
-            )
-        )
-        log.info(
-            "registry v%d: applied %s", self._state.version, ", ".join("/".join(k) for k in changed)
-        )
+    def apply(self, documents: Iterable[Document]) -> list[str]:
+        """Create or replace documents, all in one new version (see :func:`with_applied`)."""
+        state, changed = with_applied(self._state, documents)
+        if changed:
+            self._publish(state)
+            log.info("registry v%d: applied %s", state.version, ", ".join(changed))
         return changed
 
-    def delete(self, keys: Iterable[WorkloadKey]) -> list[WorkloadKey]:
-        """Remove workloads; returns the keys that existed."""
-        workloads = dict(self._state.workloads)
-        removed = [k for k in keys if workloads.pop(k, None) is not None]
-        if not removed:
-            return []
-        health = {k: v for k, v in self._state.health.items() if k not in removed}
-        self._publish(
-            replace(
-                self._state,
-                version=self._state.version + 1,
-                workloads=MappingProxyType(workloads),
-                health=MappingProxyType(health),
-            )
-        )
-        log.info(
-            "registry v%d: deleted %s", self._state.version, ", ".join("/".join(k) for k in removed)
-        )
+    def delete(self, documents: Iterable[Document]) -> list[str]:
+        """Remove the documents named (see :func:`without`)."""
+        state, removed = without(self._state, documents)
+        if removed:
+            self._publish(state)
+            log.info("registry v%d: deleted %s", state.version, ", ".join(removed))
         return removed
 
     def set_health(self, key: WorkloadKey, health: Health) -> bool:

@@ -26,7 +26,7 @@ from federation.controlplane.health import HealthChecker
 from federation.controlplane.identities import IdentityManager
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
-from federation.controlplane.state_store import WorkloadStateFile
+from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
@@ -44,7 +44,7 @@ class ControlPlaneConfig:
     Attributes:
         xds_listen / api_listen: ``host:port``; port 0 picks a free port.
         ca_dir: trust directory holding this cluster's intermediate CA.
-        state_dir: where workloads.json, api-token (0600) and endpoint.json live.
+        state_dir: where state.json, api-token (0600) and endpoint.json live.
         svid_ttl: lifetime of proxy SVIDs.
     """
 
@@ -106,7 +106,7 @@ class ControlPlane:
         store = TrustDirectory(cfg.ca_dir)
         ca = store.cluster_authority(cfg.cluster)
         ensure_dir(cfg.state_dir)
-        state_file = WorkloadStateFile(cfg.state_dir)
+        state_file = StateFile(cfg.state_dir)
         self.registry.apply(state_file.load())
         self.mesh = MeshContext(cfg.cluster, ca.trust_domain.name, cfg.locality, cfg.network)
         self.identities = IdentityManager(ca, self._on_svid_renewed, ttl=cfg.svid_ttl)

@@ -2,7 +2,8 @@
 
 Run: ``python -m federation.demo.echo_http --name echo-1 --cluster east --port 8080``.
 The JSON body holds ``name``, ``cluster``, ``path``, ``method`` and the caller identity the
-sidecar forwarded (``x-forwarded-client-cert``). ``/healthz`` answers 200.
+sidecar forwarded (``x-forwarded-client-cert``). ``/healthz`` answers 200. ``?delay_ms=N`` holds
+the answer N ms (at most 30 s), to test draining.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ def make_app(name: str, cluster: str) -> web.Application:
     """The echo application."""
 
     async def echo(request: web.Request) -> web.Response:
+        delay_ms = int(request.query.get("delay_ms", "0") or 0)
+        if delay_ms > 0:
+            await asyncio.sleep(min(delay_ms, 30_000) / 1000)
         return web.json_response(
             {
                 "name": name,

@@ -16,11 +16,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from federation.errors import InvalidDocumentError
+from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
 
 #: (apiVersion, kind) -> model. Extended by later resource kinds.
 KINDS: dict[tuple[str, str], type[BaseModel]] = {
     ("meshfed.io/v1alpha1", "WorkloadEntry"): WorkloadEntry,
+    ("multicluster.x-k8s.io/v1alpha1", "ServiceExport"): ServiceExport,
+    ("meshfed.io/v1alpha1", "ServiceExport"): ServiceExport,
+    ("meshfed.io/v1alpha1", "ServiceImport"): ServiceImport,
 }
 
 

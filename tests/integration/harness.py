@@ -376,3 +376,19 @@ class LoadLoop:
             timeout_s,
             f"last {n} responses only from {sorted(names)}",
         )
+
+
+def envoy_pids_under(path: Path) -> list[int]:
+    """PIDs of live processes whose command line mentions ``path`` and envoy."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if "envoy" in cmdline and str(path) in cmdline and state != "Z":
+            pids.append(int(proc.name))
+    return pids

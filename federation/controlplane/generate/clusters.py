@@ -121,14 +121,34 @@ def default_outlier_detection() -> outlier_detection_pb2.OutlierDetection:
     )
 
 
-def outbound_cluster(port: ServicePort, trust_domain: str) -> cluster_pb2.Cluster:
-    """The sidecar's EDS cluster for one service port (see the module docstring)."""
+def outbound_cluster(
+    port: ServicePort,
+    trust_domain: str,
+    *,
+    inline_dns: endpoint_pb2.ClusterLoadAssignment | None = None,
+) -> cluster_pb2.Cluster:
+    """The sidecar's cluster for one service port (see the module docstring).
+
+    EDS normally; with ``inline_dns`` (endpoints addressed by hostname, e.g. a remote gateway
+    behind a cloud load balancer) a STRICT_DNS cluster carrying that assignment, IPv4 only.
+    """
+    discovery: dict[str, object]
+    if inline_dns is None:
+        discovery = {
+            "type": cluster_pb2.Cluster.DiscoveryType.EDS,
+            "eds_cluster_config": cluster_pb2.Cluster.EdsClusterConfig(
+                eds_config=ads(), service_name=port.cluster_name
+            ),
+        }
+    else:
+        discovery = {
+            "type": cluster_pb2.Cluster.DiscoveryType.STRICT_DNS,
+            "load_assignment": inline_dns,
+            "dns_lookup_family": cluster_pb2.Cluster.DnsLookupFamily.V4_ONLY,
+        }
     return cluster_pb2.Cluster(
         name=port.cluster_name,
-        type=cluster_pb2.Cluster.DiscoveryType.EDS,
-        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
-            eds_config=ads(), service_name=port.cluster_name
-        ),
+        **discovery,
         connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
         lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,
         common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
@@ -170,6 +190,25 @@ def inbound_cluster(port_name: str, target_port: int, protocol: str) -> cluster_
             ],
         ),
         typed_extension_protocol_options=protocol_options(protocol),
+    )
+
+
+def gateway_cluster(port: ServicePort) -> cluster_pb2.Cluster:
+    """The east-west gateway's EDS cluster of local sidecars: plain TCP, the TLS inside is the
+    caller's, passed through unopened. TCP health checks and outlier detection as outbound."""
+    return cluster_pb2.Cluster(
+        name=port.gateway_cluster_name,
+        type=cluster_pb2.Cluster.DiscoveryType.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
+            eds_config=ads(), service_name=port.gateway_cluster_name
+        ),
+        connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
+        lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,
+        common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
+            healthy_panic_threshold=percent_pb2.Percent(value=0.0),
+        ),
+        health_checks=[default_health_check()],
+        outlier_detection=default_outlier_detection(),
     )
 
 

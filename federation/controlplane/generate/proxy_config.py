@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
+from eastwest_gateway.gateway_listener import PassthroughRoute, gateway_listener
 from federation.controlplane import resource
 from federation.controlplane.generate import clusters, endpoints, listeners, routes, secrets
 from federation.controlplane.generate.common import MeshContext
@@ -40,8 +41,14 @@ def _sidecar(
     caller = caller_locality(mesh, state, proxy)
     http_ports = [p for p in ports if p.is_http]
     for port in http_ports:
-        out[resource.CLUSTER].append(clusters.outbound_cluster(port, mesh.trust_domain))
-        out[resource.ENDPOINT].append(endpoints.load_assignment(caller, state, port))
+        cla = endpoints.load_assignment(caller, state, port)
+        if endpoints.has_hostnames(cla):
+            out[resource.CLUSTER].append(
+                clusters.outbound_cluster(port, mesh.trust_domain, inline_dns=cla)
+            )
+        else:
+            out[resource.CLUSTER].append(clusters.outbound_cluster(port, mesh.trust_domain))
+            out[resource.ENDPOINT].append(cla)
     out[resource.LISTENER].append(listeners.outbound_listener(proxy.outbound_port))
     out[resource.ROUTE].append(routes.outbound_route_config(http_ports, proxy.namespace))
     workload = state.workloads.get((proxy.namespace, proxy.workload))
@@ -75,7 +82,9 @@ def _grpc(
             continue
         out[resource.CLUSTER].append(clusters.grpc_cluster(port))
         out[resource.ENDPOINT].append(
-            endpoints.load_assignment(caller, state, port, include_tls_mode=GRPC_TLS_MODES)
+            endpoints.load_assignment(
+                caller, state, port, include_tls_mode=GRPC_TLS_MODES, include_remote=False
+            )
         )
         variants = [True]
         if (port.namespace, port.service) not in defaults:
@@ -84,6 +93,33 @@ def _grpc(
         for with_port in variants:
             out[resource.LISTENER].append(listeners.grpc_listener(port, with_port=with_port))
             out[resource.ROUTE].append(routes.grpc_route_config(port, with_port=with_port))
+    return out
+
+
+def _gateway(
+    mesh: MeshContext, state: RegistryState, proxy: ProxyDescription, ports: list[ServicePort]
+) -> Resources:
+    out: Resources = {t: [] for t in resource.PUSH_ORDER}
+    host, _, port_text = proxy.listen.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise ValueError(f"gateway {proxy.node_id}: meshfed.io/listen must be HOST:PORT")
+    caller = caller_locality(mesh, state, proxy)
+    routes = []
+    for port in ports:
+        if not (port.exported and port.local):
+            continue  # only exported services with local sidecars are reachable
+        cla = endpoints.load_assignment(
+            caller,
+            state,
+            port,
+            include_tls_mode=frozenset({"mutual"}),
+            include_remote=False,
+            cluster_name=port.gateway_cluster_name,
+        )
+        out[resource.CLUSTER].append(clusters.gateway_cluster(port))
+        out[resource.ENDPOINT].append(cla)
+        routes.append(PassthroughRoute(port.sni, port.gateway_cluster_name))
+    out[resource.LISTENER].append(gateway_listener(host.strip("[]"), int(port_text), routes))
     return out
 
 
@@ -96,12 +132,11 @@ def generate(
     """All resources for ``proxy``, by type URL.
 
     Raises:
-        ValueError: the proxy's role has no generator yet (``gateway`` until the east-west
-            gateway lands).
+        ValueError: a gateway without a valid ``meshfed.io/listen`` address.
     """
     ports = service_ports(state)
     if proxy.role == "sidecar":
         return _sidecar(mesh, state, proxy, identity, ports)
     if proxy.role == "grpc":
         return _grpc(mesh, state, proxy, ports)
-    raise ValueError(f"no generator for proxy role {proxy.role!r}")
+    return _gateway(mesh, state, proxy, ports)

@@ -1,4 +1,4 @@
-"""The service ports visible in the registry, derived once per generation."""
+"""The service ports visible to a cluster: local workloads plus imported services."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from federation.model.workload import global_name
 
 @dataclass(frozen=True, slots=True)
 class ServicePort:
-    """One port of one service, with what its workloads have in common.
+    """One port of one service, with what its endpoints have in common.
 
     Attributes:
-        service_accounts: every service account of the service's workloads (upstream SAN set).
-        tls_modes: the tlsMode values present among its workloads.
+        service_accounts: every service account serving it, local and remote (upstream SANs).
+        tls_modes: tlsMode values of its endpoints (remote ones, behind gateways, are mutual).
+        exported: the service has a ServiceExport in this cluster.
+        local: at least one local workload serves it.
+        remote: at least one remote cluster serves it (a ServiceImport).
     """
 
     namespace: str
@@ -25,6 +28,9 @@ class ServicePort:
     protocol: str
     service_accounts: tuple[str, ...]
     tls_modes: frozenset[str]
+    exported: bool = False
+    local: bool = True
+    remote: bool = False
 
     @property
     def hostname(self) -> str:
@@ -35,6 +41,11 @@ class ServicePort:
     def cluster_name(self) -> str:
         """The outbound cluster / EDS name."""
         return outbound_cluster_name(self.service, self.namespace, self.port)
+
+    @property
+    def gateway_cluster_name(self) -> str:
+        """The east-west gateway's cluster of local sidecars for this port."""
+        return f"gateway|{self.port}||{self.hostname}"
 
     @property
     def sni(self) -> str:
@@ -48,20 +59,41 @@ class ServicePort:
 
 
 def service_ports(state: RegistryState) -> list[ServicePort]:
-    """Every service port in the registry, sorted by (namespace, service, port).
+    """Every service port, sorted by (namespace, service, port).
 
-    The first workload (by name) that defines a port name fixes its number and protocol;
-    conflicting definitions in later workloads are ignored.
+    Port numbers and protocols: local workloads first (the first by name that defines a port
+    name wins), then the import's definition for ports no local workload has.
     """
     result: list[ServicePort] = []
     for namespace, service in state.services():
         workloads = state.by_service(namespace, service)
+        imported = state.imports.get((namespace, service))
         seen: dict[str, tuple[int, str]] = {}
         for w in workloads:
             for p in w.spec.ports:
                 seen.setdefault(p.name, (p.port, p.protocol))
-        accounts = tuple(sorted({w.spec.service_account for w in workloads}))
-        modes = frozenset(w.spec.tls_mode for w in workloads)
+        accounts = {w.spec.service_account for w in workloads}
+        modes = {w.spec.tls_mode for w in workloads}
+        remote = imported is not None and bool(imported.spec.clusters)
+        if imported is not None:
+            for ip in imported.spec.ports:
+                seen.setdefault(ip.name, (ip.port, ip.protocol))
+            accounts |= set(imported.spec.service_accounts)
+            if remote:
+                modes.add("mutual")
         for name, (number, protocol) in sorted(seen.items(), key=lambda kv: kv[1][0]):
-            result.append(ServicePort(namespace, service, name, number, protocol, accounts, modes))
+            result.append(
+                ServicePort(
+                    namespace,
+                    service,
+                    name,
+                    number,
+                    protocol,
+                    tuple(sorted(accounts)),
+                    frozenset(modes),
+                    exported=(namespace, service) in state.exports,
+                    local=bool(workloads),
+                    remote=remote,
+                )
+            )
     return result

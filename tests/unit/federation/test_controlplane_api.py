@@ -12,7 +12,7 @@ from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.identities import IdentityManager
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
-from federation.controlplane.state_store import WorkloadStateFile
+from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.model.locality import Locality
 
@@ -29,7 +29,7 @@ async def _client(trust_dir, tmp_path):
     builder = SnapshotBuilder(
         MeshContext("east", "example.org", Locality("aws/us-east-1")), registry, identities, cache
     )
-    state = WorkloadStateFile(tmp_path / "state")
+    state = StateFile(tmp_path / "state")
     app = make_app(
         registry=registry,
         state_file=state,
@@ -72,12 +72,15 @@ async def test_apply_is_all_or_nothing_and_persisted(trust_dir, tmp_path) -> Non
         assert not state.path.exists()
         good = DOC.format(name="echo-1", port=8080) + "---\n" + DOC.format(name="echo-2", port=8080)
         resp = await client.post("/v1/apply", data=good, headers=auth)
-        assert (await resp.json())["applied"] == ["demo/echo-1", "demo/echo-2"]
+        assert (await resp.json())["applied"] == [
+            "workloadentry/demo/echo-1",
+            "workloadentry/demo/echo-2",
+        ]
         assert [w.metadata.name for w in state.load()] == ["echo-1", "echo-2"]
         resp = await client.post(
             "/v1/delete", data=DOC.format(name="echo-2", port=8080), headers=auth
         )
-        assert (await resp.json())["deleted"] == ["demo/echo-2"]
+        assert (await resp.json())["deleted"] == ["workloadentry/demo/echo-2"]
         assert [w.metadata.name for w in state.load()] == ["echo-1"]
         listing = await (await client.get("/v1/workloads", headers=auth)).json()
         assert json.dumps(listing["workloads"][0]["health"]) == '"UNKNOWN"'

@@ -1,0 +1,167 @@
+"""The proxy agent: runs one Envoy (sidecar or east-west gateway) for as long as it lives.
+
+What it does, in order, and logs as it goes:
+
+1. ``register()`` (a hook from the caller: the sidecar's WorkloadEntry is applied to the
+   control plane; nothing for a gateway).
+2. Writes the bootstrap and starts Envoy with its own ``--base-id``; waits until ready.
+3. Watches Envoy; if it exits, restarts it after a backoff (0.25 s doubling to 10 s; reset
+   after 30 s of healthy running).
+4. On stop (SIGTERM/SIGINT): ``deregister()`` so callers stop picking this endpoint, waits
+   ``propagation_s`` for that to reach them, drains inbound listeners
+   (``/drain_listeners?graceful&inboundonly``), waits until no downstream request is active
+   (at most ``drain_timeout_s``), then stops Envoy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eastwest_gateway.envoy_process import EnvoyProcess
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass
+class AgentSettings:
+    """How the agent runs Envoy.
+
+    Attributes:
+        bootstrap: the Envoy bootstrap dict.
+        workdir: where the bootstrap and ``envoy.log`` go.
+        admin_port: Envoy's admin port on 127.0.0.1 (also its ``--base-id``).
+        register / deregister: hooks run before the first start and on stop.
+        propagation_s: wait after deregistering before draining (seconds).
+        drain_timeout_s: longest wait for in-flight requests (seconds).
+    """
+
+    bootstrap: dict[str, Any]
+    workdir: Path
+    admin_port: int
+    register: Hook = _nothing
+    deregister: Hook = _nothing
+    propagation_s: float = 1.0
+    drain_timeout_s: float = 20.0
+    log_level: str = "warning"
+    restarts: int = field(default=0, init=False)
+
+
+def backoff_s(attempt: int) -> float:
+    """Seconds to wait before restart number ``attempt`` (0-based): 0.25 s doubling, max 10 s."""
+    return float(min(10.0, 0.25 * 2**attempt))
+
+
+class ProxyAgent:
+    """Supervises one Envoy (see the module docstring)."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.envoy = EnvoyProcess(
+            settings.bootstrap,
+            settings.workdir,
+            base_id=settings.admin_port,
+            admin_port=settings.admin_port,
+            log_level=settings.log_level,
+        )
+        self.ready = asyncio.Event()
+
+    async def _start_envoy(self) -> None:
+        self.envoy.start()
+        await asyncio.to_thread(self.envoy.wait_ready, 30.0)
+        self.ready.set()
+        log.info(
+            "envoy pid %s ready (log: %s)",
+            self.envoy.process and self.envoy.process.pid,
+            self.envoy.log_path,
+        )
+
+    async def _wait_exit(self) -> int:
+        process = self.envoy.process
+        assert process is not None
+        while process.poll() is None:
+            await asyncio.sleep(0.1)
+        return int(process.returncode)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; then drain and stop Envoy (see the module docstring)."""
+        s = self.settings
+        await s.register()
+        attempt = 0
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                await self._start_envoy()
+                exited = asyncio.ensure_future(self._wait_exit())
+                stopping = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    exited.cancel()
+                    break
+                stopping.cancel()
+                self.ready.clear()
+                if time.monotonic() - started > 30:
+                    attempt = 0
+                delay = backoff_s(attempt)
+                attempt += 1
+                s.restarts += 1
+                log.warning(
+                    "envoy exited with code %s; restarting in %.2fs (restart %d)",
+                    exited.result(),
+                    delay,
+                    s.restarts,
+                )
+                await asyncio.sleep(delay)
+        finally:
+            await self._shutdown()
+
+    async def _active_requests(self) -> int:
+        try:
+            text = await asyncio.to_thread(self.envoy.admin, "/stats?filter=downstream_rq_active$")
+        except OSError:
+            return 0
+        total = 0
+        for line in text.splitlines():
+            name, _, value = line.partition(": ")
+            # http.admin.* counts this very stats request
+            if (
+                name.startswith("http.")
+                and not name.startswith("http.admin.")
+                and value.strip().isdigit()
+            ):
+                total += int(value)
+        return total
+
+    async def _shutdown(self) -> None:
+        s = self.settings
+        log.info("stopping: deregistering")
+        try:
+            await s.deregister()
+        except Exception:
+            log.exception("deregistering failed; draining anyway")
+        if self.envoy.alive():
+            await asyncio.sleep(s.propagation_s)
+            try:
+                await asyncio.to_thread(
+                    self.envoy.admin, "/drain_listeners?graceful&inboundonly", method="POST"
+                )
+                log.info("draining inbound listeners")
+            except OSError as err:
+                log.warning("drain request failed: %s", err)
+            deadline = time.monotonic() + s.drain_timeout_s
+            while time.monotonic() < deadline and (active := await self._active_requests()) > 0:
+                log.info("waiting for %d in-flight requests", active)
+                await asyncio.sleep(0.2)
+        await asyncio.to_thread(self.envoy.stop, drain=False)
+        log.info("envoy stopped")

@@ -1,0 +1,106 @@
+"""Exports and imports of services across clusters (Kubernetes Multi-Cluster Services API).
+
+- ``ServiceExport`` (``multicluster.x-k8s.io/v1alpha1``, exactly as Kubernetes users write it;
+  or ``meshfed.io/v1alpha1`` with ``spec.cluster`` in universal mode): the service named by
+  ``metadata.name``/``namespace`` is reachable from other clusters through this cluster's
+  east-west gateway. Unexported services are never reachable through a gateway.
+- ``ServiceImport`` (``meshfed.io/v1alpha1``): where an exported service lives elsewhere --
+  per remote cluster its gateway address (IP or hostname), network, locality and healthy
+  endpoint count. The federation controller writes these into each control plane; until then
+  they may be applied by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from federation.model.locality import Locality
+from federation.model.workload import DNS_LABEL, ObjectMeta, Port, Protocol, _Strict
+
+
+class ServiceExportSpec(_Strict):
+    """``spec`` of a meshfed-style ServiceExport (empty for the MCS form)."""
+
+    cluster: str | None = Field(default=None, pattern=DNS_LABEL)
+
+
+class ServiceExport(_Strict):
+    """A ``ServiceExport``: export ``metadata.namespace/metadata.name`` from a cluster."""
+
+    api_version: Literal["multicluster.x-k8s.io/v1alpha1", "meshfed.io/v1alpha1"] = Field(
+        alias="apiVersion"
+    )
+    kind: Literal["ServiceExport"]
+    metadata: ObjectMeta
+    spec: ServiceExportSpec = Field(default_factory=ServiceExportSpec)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(namespace, service)``."""
+        return (self.metadata.namespace, self.metadata.name)
+
+
+class ImportPort(_Strict):
+    """A port of an imported service, as its exporters define it."""
+
+    name: str = Field(pattern=DNS_LABEL)
+    port: Port
+    protocol: Protocol = "http"
+
+
+class RemoteCluster(_Strict):
+    """One cluster that serves an imported service."""
+
+    cluster: str = Field(pattern=DNS_LABEL)
+    gateway: str = Field(description="host:port of the cluster's east-west gateway")
+    network: str = "default"
+    locality: str
+    endpoints: int = Field(ge=0, description="healthy endpoints of the service there")
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} must be HOST:PORT")
+        return value
+
+    @field_validator("locality")
+    @classmethod
+    def _locality(cls, value: str) -> str:
+        Locality.parse(value)
+        return value
+
+    @property
+    def gateway_host(self) -> str:
+        """The gateway's host (IP or hostname)."""
+        return self.gateway.rpartition(":")[0].strip("[]")
+
+    @property
+    def gateway_port(self) -> int:
+        """The gateway's port."""
+        return int(self.gateway.rpartition(":")[2])
+
+
+class ServiceImportSpec(_Strict):
+    """``spec`` of a ServiceImport."""
+
+    ports: list[ImportPort] = Field(min_length=1)
+    service_accounts: list[str] = Field(alias="serviceAccounts", min_length=1)
+    clusters: list[RemoteCluster] = Field(default_factory=list)
+
+
+class ServiceImport(_Strict):
+    """A ``ServiceImport`` (``meshfed.io/v1alpha1``): remote clusters serving a service."""
+
+    api_version: Literal["meshfed.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["ServiceImport"]
+    metadata: ObjectMeta
+    spec: ServiceImportSpec
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(namespace, service)``."""
+        return (self.metadata.namespace, self.metadata.name)

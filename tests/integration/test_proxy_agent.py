@@ -1,0 +1,144 @@
+"""The proxy agent (``meshfed proxy sidecar``) supervising a real Envoy: restart after a crash,
+and a drain on SIGTERM that fails no in-flight request."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from federation.client import call
+from tests.integration.harness import (
+    ControlPlaneHandle,
+    LoadLoop,
+    free_port,
+    get,
+    start_echo,
+    wait_until,
+)
+from tests.integration.test_eastwest import sidecar_agent
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+EAST = "aws/us-east-1/us-east-1a"
+HOST = "echo.demo.svc.clusterset.local"
+
+
+def _envoy_pid(admin_port: int) -> int:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+                state = (proc / "stat").read_text().split()[2]
+            except OSError:
+                continue
+            if (
+                state != "Z"
+                and b"--base-id" in cmdline
+                and cmdline[cmdline.index(b"--base-id") + 1] == str(admin_port).encode()
+            ):
+                return int(proc.name)
+    raise AssertionError(f"no envoy with --base-id {admin_port}")
+
+
+@pytest.fixture
+def cluster(procs, mesh_home):
+    cp = ControlPlaneHandle(procs, mesh_home, "east", EAST)
+    cp.start()
+    agents = {}
+    for i, name in enumerate(("echo-a", "echo-b"), start=1):
+        app = free_port()
+        start_echo(procs, name, app, "east")
+        admin = free_port()
+        proc, _ = sidecar_agent(
+            procs,
+            mesh_home,
+            cp,
+            service="echo",
+            address=f"127.0.1.{20 + i}",
+            app_port=app,
+            service_port=8080,
+            admin_port=admin,
+            name=name,
+        )
+        agents[name] = (proc, admin)
+    client_port = free_port()
+    sidecar_agent(
+        procs,
+        mesh_home,
+        cp,
+        service="frontend",
+        address="127.0.1.10",
+        app_port=free_port(),
+        service_port=8080,
+        outbound_port=client_port,
+    )
+    seen: set[str] = set()
+
+    def both() -> bool:
+        status, data, _ = get(client_port, HOST)
+        if status == 200:
+            seen.add(data["name"])
+        return seen == {"echo-a", "echo-b"}
+
+    wait_until(both, 45, "both echo workloads answering")
+    return {"cp": cp, "agents": agents, "client_port": client_port, "procs": procs}
+
+
+def test_agent_restarts_a_crashed_envoy(cluster) -> None:
+    proc, admin = cluster["agents"]["echo-a"]
+    old = _envoy_pid(admin)
+    os.kill(old, signal.SIGKILL)
+    new = wait_until(
+        lambda: (pid := _envoy_pid(admin)) != old and pid, 10, "a new Envoy for echo-a"
+    )
+    assert new != old
+    seen: set[str] = set()
+
+    def echo_a_back() -> bool:
+        status, data, _ = get(cluster["client_port"], HOST)
+        seen.add(data.get("name", "")) if status == 200 else None
+        return "echo-a" in seen
+
+    started = time.monotonic()
+    wait_until(echo_a_back, 10, "requests answered by echo-a again")
+    assert time.monotonic() - started < 10
+    assert proc.poll() is None
+    assert "restarting in" in cluster["procs"].log(
+        next(n for n, p in cluster["procs"].popens if p is proc)
+    )
+
+
+def test_sigterm_drains_without_failing_in_flight_requests(cluster) -> None:
+    proc, admin = cluster["agents"]["echo-a"]
+    port = cluster["client_port"]
+    with (
+        LoadLoop(port, HOST, max_requests=3000, max_seconds=30) as load,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        slow = [pool.submit(get, port, HOST, "/?delay_ms=1500", 10.0) for _ in range(8)]
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        results = [f.result(timeout=20) for f in slow]
+        proc.wait(30)
+        load.wait_tail({"echo-b"}, 30, 10)
+    assert [r[0] for r in results] == [200] * 8
+    assert "echo-a" in {r[1]["name"] for r in results}  # some were in flight on the draining one
+    assert load.failures() == [], load.failures()[:5]
+    assert proc.returncode == 0
+    assert wait_until(lambda: not _alive_with_base_id(admin), 5, "echo-a's Envoy gone")
+    cp = cluster["cp"]
+    token = (cp.home / "controlplanes" / "east" / "api-token").read_text().strip()
+    names = {w["name"] for w in call("GET", cp.api_url, "/v1/workloads", token=token)["workloads"]}
+    assert "echo-a" not in names and "echo-b" in names  # deregistered on the way out
+
+
+def _alive_with_base_id(admin: int) -> bool:
+    try:
+        _envoy_pid(admin)
+    except AssertionError:
+        return False
+    return True
