@@ -6,7 +6,7 @@ Outbound clusters (Envoy sidecars) are EDS clusters with, by default:
   ``{tlsMode: mutual}``; SNI ``outbound_.<port>_._.<host>``; client SVID and trust bundle over
   SDS; the server's URI SAN must be one of the service's SPIFFE IDs. Other endpoints (tlsMode
   disabled: no sidecar) get plain TCP.
-- active TCP health checks (``HealthCheck.tcp_health_check``: 1 s interval, unhealthy after 2
+- active TCP health checks (``HealthCheck.tcp_health_check``: 1 s interval, unhealthy after 3
   failures) and outlier detection (``OutlierDetection``: eject after 3 consecutive 5xx or
   connect failures, 100 % max ejection) so failover actually happens;
 - ``healthy_panic_threshold`` 0 so a partly dead priority spills to the next instead of
@@ -98,12 +98,15 @@ def _tls_match(port: ServicePort, trust_domain: str) -> cluster_pb2.Cluster.Tran
 
 
 def default_health_check() -> health_check_pb2.HealthCheck:
-    """TCP connect (through the cluster's transport socket): 1 s interval, 2 failures."""
+    """TCP connect (through the cluster's transport socket, so the TLS handshake counts):
+    every 1 s, 2 s timeout, unhealthy after 3 failures, healthy after 1 success. Generous on
+    purpose: a check through a remote gateway crosses two proxies on a busy host, and fast
+    failover comes from the control plane's EDS health, outlier detection and retries."""
     return health_check_pb2.HealthCheck(
-        timeout=duration_ms(1000),
+        timeout=duration_ms(2000),
         interval=duration_ms(1000),
         no_traffic_interval=duration_ms(2000),
-        unhealthy_threshold=wrappers_pb2.UInt32Value(value=2),
+        unhealthy_threshold=wrappers_pb2.UInt32Value(value=3),
         healthy_threshold=wrappers_pb2.UInt32Value(value=1),
         tcp_health_check=health_check_pb2.HealthCheck.TcpHealthCheck(),
     )
