@@ -33,10 +33,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import MESHFED, free_port, init_trust, post, start_controlplane, stop, token  # noqa: E402
-from eastwest_gateway.envoy_process import EnvoyProcess  # noqa: E402
-from trust.spiffe import SpiffeId  # noqa: E402
-from trust.store import TrustDirectory  # noqa: E402
+from bench._common import MESHFED, free_port, init_trust, post, start_controlplane, stop, token
+from eastwest_gateway.envoy_process import EnvoyProcess
+from trust.spiffe import SpiffeId
+from trust.store import TrustDirectory
 
 HOST = "echo.demo.svc.clusterset.local"
 SNI = f"outbound_.8080_._.{HOST}"
@@ -56,8 +56,19 @@ def ensure_wrk() -> str:
 
 def wrk(url: str, duration: int, connections: int) -> dict[str, float]:
     out = subprocess.run(
-        [ensure_wrk(), "--latency", "-t2", f"-c{connections}", f"-d{duration}s", "-H", f"Host: {HOST}", url],
-        capture_output=True, text=True, check=True,
+        [
+            ensure_wrk(),
+            "--latency",
+            "-t2",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "-H",
+            f"Host: {HOST}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
@@ -68,66 +79,191 @@ def wrk(url: str, duration: int, connections: int) -> dict[str, float]:
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": float(errors.group(1)) if errors else 0.0}
+    return {
+        "rps": rps,
+        "p50": ms("50"),
+        "p99": ms("99"),
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+    }
 
 
 def _addr(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def _static_cluster(name: str, host: str, port: int, tls: dict[str, Any] | None = None) -> dict[str, Any]:
-    c: dict[str, Any] = {"name": name, "type": "STATIC", "connect_timeout": "1s",
-                         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _addr(host, port)}}]}]}}
+def _static_cluster(
+    name: str, host: str, port: int, tls: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _addr(host, port)}}]}],
+        },
+    }
     if tls:
         c["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": tls}
     return c
 
 
 def _hcm(route: dict[str, Any]) -> dict[str, Any]:
-    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "http", "codec_type": "AUTO", "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **route}]}]},
-        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "http",
+            "codec_type": "AUTO",
+            "route_config": {
+                "virtual_hosts": [
+                    {
+                        "name": "all",
+                        "domains": ["*"],
+                        "routes": [{"match": {"prefix": "/"}, **route}],
+                    }
+                ]
+            },
+            "http_filters": [
+                {
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                    },
+                }
+            ],
+        },
+    }
 
 
-def _bootstrap(admin: int, listeners: list[dict[str, Any]], clusters: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"admin": {"address": _addr("127.0.0.1", admin)},
-            "static_resources": {"listeners": listeners, "clusters": clusters}}
+def _bootstrap(
+    admin: int, listeners: list[dict[str, Any]], clusters: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "admin": {"address": _addr("127.0.0.1", admin)},
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    }
 
 
 def backend(admin: int, port: int) -> dict[str, Any]:
-    return _bootstrap(admin, [{"name": "backend", "address": _addr("127.0.0.1", port), "filter_chains": [
-        {"filters": [_hcm({"direct_response": {"status": 200, "body": {"inline_string": "ok"}}})]}]}], [])
+    return _bootstrap(
+        admin,
+        [
+            {
+                "name": "backend",
+                "address": _addr("127.0.0.1", port),
+                "filter_chains": [
+                    {
+                        "filters": [
+                            _hcm(
+                                {
+                                    "direct_response": {
+                                        "status": 200,
+                                        "body": {"inline_string": "ok"},
+                                    }
+                                }
+                            )
+                        ]
+                    }
+                ],
+            }
+        ],
+        [],
+    )
 
 
 def static_chain(files: dict[str, Path], ports: dict[str, int]) -> list[dict[str, Any]]:
     """Client sidecar, gateway and server sidecar with static config (mTLS, SNI passthrough)."""
-    def common(name: str) -> dict[str, Any]:
-        return {"tls_certificates": [{"certificate_chain": {"filename": str(files[f"{name}-chain"])},
-                                      "private_key": {"filename": str(files[f"{name}-key"])}}],
-                "validation_context": {"trusted_ca": {"filename": str(files["bundle"])}}}
 
-    client = _bootstrap(ports["client_admin"], [{"name": "out", "address": _addr("127.0.0.1", ports["client"]),
-                                                 "filter_chains": [{"filters": [_hcm({"route": {"cluster": "to_gw"}})]}]}],
-                        [_static_cluster("to_gw", "127.0.0.1", ports["gateway"], {
-                            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                            "sni": SNI, "common_tls_context": common("client")})])
-    gateway = _bootstrap(ports["gateway_admin"], [{
-        "name": "gw", "address": _addr("127.0.0.1", ports["gateway"]),
-        "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
-        "filter_chains": [{"filter_chain_match": {"server_names": [SNI]}, "filters": [{
-            "name": "envoy.filters.network.tcp_proxy", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                "stat_prefix": "gw", "cluster": "to_server"}}]}]}],
-        [_static_cluster("to_server", "127.0.0.1", ports["server"])])
-    server = _bootstrap(ports["server_admin"], [{
-        "name": "in", "address": _addr("127.0.0.1", ports["server"]),
-        "filter_chains": [{"filters": [_hcm({"route": {"cluster": "app"}})], "transport_socket": {
-            "name": "envoy.transport_sockets.tls", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                "require_client_certificate": True, "common_tls_context": common("server")}}}]}],
-        [_static_cluster("app", "127.0.0.1", ports["backend"])])
+    def common(name: str) -> dict[str, Any]:
+        return {
+            "tls_certificates": [
+                {
+                    "certificate_chain": {"filename": str(files[f"{name}-chain"])},
+                    "private_key": {"filename": str(files[f"{name}-key"])},
+                }
+            ],
+            "validation_context": {"trusted_ca": {"filename": str(files["bundle"])}},
+        }
+
+    client = _bootstrap(
+        ports["client_admin"],
+        [
+            {
+                "name": "out",
+                "address": _addr("127.0.0.1", ports["client"]),
+                "filter_chains": [{"filters": [_hcm({"route": {"cluster": "to_gw"}})]}],
+            }
+        ],
+        [
+            _static_cluster(
+                "to_gw",
+                "127.0.0.1",
+                ports["gateway"],
+                {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                    "sni": SNI,
+                    "common_tls_context": common("client"),
+                },
+            )
+        ],
+    )
+    gateway = _bootstrap(
+        ports["gateway_admin"],
+        [
+            {
+                "name": "gw",
+                "address": _addr("127.0.0.1", ports["gateway"]),
+                "listener_filters": [
+                    {
+                        "name": "envoy.filters.listener.tls_inspector",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+                        },
+                    }
+                ],
+                "filter_chains": [
+                    {
+                        "filter_chain_match": {"server_names": [SNI]},
+                        "filters": [
+                            {
+                                "name": "envoy.filters.network.tcp_proxy",
+                                "typed_config": {
+                                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                                    "stat_prefix": "gw",
+                                    "cluster": "to_server",
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+        [_static_cluster("to_server", "127.0.0.1", ports["server"])],
+    )
+    server = _bootstrap(
+        ports["server_admin"],
+        [
+            {
+                "name": "in",
+                "address": _addr("127.0.0.1", ports["server"]),
+                "filter_chains": [
+                    {
+                        "filters": [_hcm({"route": {"cluster": "app"}})],
+                        "transport_socket": {
+                            "name": "envoy.transport_sockets.tls",
+                            "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                                "require_client_certificate": True,
+                                "common_tls_context": common("server"),
+                            },
+                        },
+                    }
+                ],
+            }
+        ],
+        [_static_cluster("app", "127.0.0.1", ports["backend"])],
+    )
     return [client, gateway, server]
 
 
@@ -135,8 +271,8 @@ def wait_http(url: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            req = urllib.request.Request(url, headers={"Host": HOST})  # noqa: S310
-            with urllib.request.urlopen(req, timeout=2) as resp:  # noqa: S310
+            req = urllib.request.Request(url, headers={"Host": HOST})
+            with urllib.request.urlopen(req, timeout=2) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -146,7 +282,9 @@ def wait_http(url: str, timeout_s: float = 60) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
@@ -161,11 +299,24 @@ def main() -> None:
             store = TrustDirectory(home / "trust")
             files: dict[str, Path] = {"bundle": home / "trust" / "bundle.pem"}
             for name, cluster, sa in (("client", "east", "frontend"), ("server", "west", "echo")):
-                svid = store.issue_svid(cluster, SpiffeId.parse(f"spiffe://example.org/ns/demo/sa/{sa}"))
+                svid = store.issue_svid(
+                    cluster, SpiffeId.parse(f"spiffe://example.org/ns/demo/sa/{sa}")
+                )
                 out = TrustDirectory.write_svid(svid, store.bundle(), work / name)
                 files[f"{name}-chain"], files[f"{name}-key"] = out.chain, out.key
-            ports = {k: free_port() for k in ("backend", "backend_admin", "client", "client_admin", "gateway",
-                                               "gateway_admin", "server", "server_admin")}
+            ports = {
+                k: free_port()
+                for k in (
+                    "backend",
+                    "backend_admin",
+                    "client",
+                    "client_admin",
+                    "gateway",
+                    "gateway_admin",
+                    "server",
+                    "server_admin",
+                )
+            }
 
             def envoy(name: str, bootstrap: dict[str, Any], admin: int) -> None:
                 e = EnvoyProcess(bootstrap, work / name, base_id=admin, admin_port=admin)
@@ -173,51 +324,133 @@ def main() -> None:
                 envoys.append(e)
                 e.wait_ready(30)
 
-            envoy("backend", backend(ports["backend_admin"], ports["backend"]), ports["backend_admin"])
-            for name, boot in zip(("static-client", "static-gateway", "static-server"), static_chain(files, ports), strict=True):
+            envoy(
+                "backend", backend(ports["backend_admin"], ports["backend"]), ports["backend_admin"]
+            )
+            for name, boot in zip(
+                ("static-client", "static-gateway", "static-server"),
+                static_chain(files, ports),
+                strict=True,
+            ):
                 envoy(name, boot, boot["admin"]["address"]["socket_address"]["port_value"])
 
             # meshfed: two control planes, a gateway agent, two sidecar agents
             env = dict(os.environ, MESHFED_HOME=str(home))
             east_x, east_a, west_x, west_a = free_port(), free_port(), free_port(), free_port()
-            cps = [start_controlplane(home, "east", east_x, east_a), start_controlplane(home, "west", west_x, west_a)]
+            cps = [
+                start_controlplane(home, "east", east_x, east_a),
+                start_controlplane(home, "west", west_x, west_a),
+            ]
             gw = free_port("127.0.2.1")
             client_out = free_port()
             agents = [
-                [MESHFED, "proxy", "gateway", "--cluster", "west", "--controlplane", f"127.0.0.1:{west_x}",
-                 "--listen", f"127.0.2.1:{gw}"],
-                [MESHFED, "proxy", "sidecar", "--cluster", "west", "--controlplane", f"127.0.0.1:{west_x}",
-                 "--service", "echo", "-n", "demo", "--app-port", str(ports["backend"]), "--service-port", "8080",
-                 "--address", "127.0.2.11", "--inbound-port", str(free_port("127.0.2.11"))],
-                [MESHFED, "proxy", "sidecar", "--cluster", "east", "--controlplane", f"127.0.0.1:{east_x}",
-                 "--service", "frontend", "-n", "demo", "--app-port", str(free_port()), "--address", "127.0.1.10",
-                 "--inbound-port", str(free_port("127.0.1.10")), "--outbound-port", str(client_out)],
+                [
+                    MESHFED,
+                    "proxy",
+                    "gateway",
+                    "--cluster",
+                    "west",
+                    "--controlplane",
+                    f"127.0.0.1:{west_x}",
+                    "--listen",
+                    f"127.0.2.1:{gw}",
+                ],
+                [
+                    MESHFED,
+                    "proxy",
+                    "sidecar",
+                    "--cluster",
+                    "west",
+                    "--controlplane",
+                    f"127.0.0.1:{west_x}",
+                    "--service",
+                    "echo",
+                    "-n",
+                    "demo",
+                    "--app-port",
+                    str(ports["backend"]),
+                    "--service-port",
+                    "8080",
+                    "--address",
+                    "127.0.2.11",
+                    "--inbound-port",
+                    str(free_port("127.0.2.11")),
+                ],
+                [
+                    MESHFED,
+                    "proxy",
+                    "sidecar",
+                    "--cluster",
+                    "east",
+                    "--controlplane",
+                    f"127.0.0.1:{east_x}",
+                    "--service",
+                    "frontend",
+                    "-n",
+                    "demo",
+                    "--app-port",
+                    str(free_port()),
+                    "--address",
+                    "127.0.1.10",
+                    "--inbound-port",
+                    str(free_port("127.0.1.10")),
+                    "--outbound-port",
+                    str(client_out),
+                ],
             ]
             for argv in agents:
-                procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            post(west_a, "/v1/apply", "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n"
-                 "metadata: {name: echo, namespace: demo}\n", token(home, "west"))
-            post(east_a, "/v1/apply", "apiVersion: meshfed.io/v1alpha1\nkind: ServiceImport\n"
-                 "metadata: {name: echo, namespace: demo}\nspec:\n  ports: [{name: http, port: 8080}]\n"
-                 "  serviceAccounts: [echo]\n"
-                 f"  clusters: [{{cluster: west, gateway: '127.0.2.1:{gw}', locality: aws/eu-west-1/eu-west-1a, endpoints: 1}}]\n",
-                 token(home, "east"))
-            urls = {"direct": f"http://127.0.0.1:{ports['backend']}/", "static": f"http://127.0.0.1:{ports['client']}/",
-                    "meshfed": f"http://127.0.0.1:{client_out}/"}
+                procs.append(
+                    subprocess.Popen(
+                        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    )
+                )
+            post(
+                west_a,
+                "/v1/apply",
+                "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n"
+                "metadata: {name: echo, namespace: demo}\n",
+                token(home, "west"),
+            )
+            post(
+                east_a,
+                "/v1/apply",
+                "apiVersion: meshfed.io/v1alpha1\nkind: ServiceImport\n"
+                "metadata: {name: echo, namespace: demo}\nspec:\n  ports: [{name: http, port: 8080}]\n"
+                "  serviceAccounts: [echo]\n"
+                f"  clusters: [{{cluster: west, gateway: '127.0.2.1:{gw}', locality: aws/eu-west-1/eu-west-1a, endpoints: 1}}]\n",
+                token(home, "east"),
+            )
+            urls = {
+                "direct": f"http://127.0.0.1:{ports['backend']}/",
+                "static": f"http://127.0.0.1:{ports['client']}/",
+                "meshfed": f"http://127.0.0.1:{client_out}/",
+            }
             for url in urls.values():
                 wait_http(url)
             results = {}
             for name, url in urls.items():
                 wrk(url, 2, args.connections)  # warm up
                 results[name] = wrk(url, args.duration, args.connections)
-            print(f"data plane: wrk --latency -t2 -c{args.connections} -d{args.duration}s; backend = Envoy direct_response")
+            print(
+                f"data plane: wrk --latency -t2 -c{args.connections} -d{args.duration}s; backend = Envoy direct_response"
+            )
             print(f"{'path':<9}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
             for name, r in results.items():
-                print(f"{name:<9}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9.0f}")
+                print(
+                    f"{name:<9}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9.0f}"
+                )
             m, s, d = results["meshfed"], results["static"], results["direct"]
-            print(f"meshfed/static: req/s x{m['rps'] / s['rps']:.2f}, p50 x{m['p50'] / s['p50']:.2f}, p99 x{m['p99'] / s['p99']:.2f}")
-            print(f"meshfed/direct: req/s x{m['rps'] / d['rps']:.2f}, p50 x{m['p50'] / d['p50']:.2f}, p99 x{m['p99'] / d['p99']:.2f}")
-            print(json.dumps({k: {kk: round(vv, 3) for kk, vv in v.items()} for k, v in results.items()}))
+            print(
+                f"meshfed/static: req/s x{m['rps'] / s['rps']:.2f}, p50 x{m['p50'] / s['p50']:.2f}, p99 x{m['p99'] / s['p99']:.2f}"
+            )
+            print(
+                f"meshfed/direct: req/s x{m['rps'] / d['rps']:.2f}, p50 x{m['p50'] / d['p50']:.2f}, p99 x{m['p99'] / d['p99']:.2f}"
+            )
+            print(
+                json.dumps(
+                    {k: {kk: round(vv, 3) for kk, vv in v.items()} for k, v in results.items()}
+                )
+            )
         finally:
             for p in procs:
                 p.terminate()

@@ -224,7 +224,10 @@ def test_http_and_grpc_cross_cluster_with_end_to_end_identity(federation) -> Non
     assert headers["x-meshfed-served-by"] == "west/eu-west-1a"
     # west's app sees east's caller identity: the mTLS session went end to end through the gateway
     assert "URI=spiffe://example.org/ns/demo/sa/frontend" in data["xfcc"]
-    assert wait_until(lambda: _grpc_call(federation["client_port"]), 10, "gRPC answer") == "west-grpc-1"
+    assert (
+        wait_until(lambda: _grpc_call(federation["client_port"]), 10, "gRPC answer")
+        == "west-grpc-1"
+    )
 
 
 def _exported_sni(port: int = 8080, service: str = "echo") -> str:

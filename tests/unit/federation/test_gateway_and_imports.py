@@ -1,0 +1,133 @@
+"""Generators for the east-west gateway and for imported (remote) services."""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+from eastwest_gateway.agent import backoff_s
+from federation.controlplane import resource
+from federation.controlplane.generate.common import MeshContext
+from federation.controlplane.generate.proxy_config import generate
+from federation.controlplane.generate.secrets import IdentityMaterial
+from federation.controlplane.proxy import ProxyDescription
+from federation.controlplane.registry import ServiceRegistry
+from federation.controlplane.snapshot import Snapshot
+from federation.model.documents import load_documents
+from federation.model.locality import Locality
+
+MESH = MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a"))
+IDENTITY = IdentityMaterial("spiffe://example.org/ns/demo/sa/frontend", b"c", b"k", b"b")
+WORKLOAD = """apiVersion: meshfed.io/v1alpha1
+kind: WorkloadEntry
+metadata: {{name: {name}, namespace: demo}}
+spec: {{service: {svc}, address: 127.0.1.11, serviceAccount: {svc}, locality: aws/us-east-1/us-east-1a,
+  ports: [{{name: http, port: 8080, targetPort: 18080}}]}}
+"""
+EXPORT = "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: echo, namespace: demo}\n"
+IMPORT = """apiVersion: meshfed.io/v1alpha1
+kind: ServiceImport
+metadata: {{name: echo, namespace: demo}}
+spec:
+  ports: [{{name: http, port: 8080}}]
+  serviceAccounts: [echo-west]
+  clusters:
+  - {{cluster: west, gateway: '{gw}', network: west, locality: aws/eu-west-1/eu-west-1a, endpoints: 3}}
+  - {{cluster: gcp, gateway: '10.0.0.9:15443', network: gcp, locality: gcp/europe-west1/europe-west1-b, endpoints: 0}}
+"""
+
+
+def _state(*docs: str):
+    registry = ServiceRegistry()
+    registry.apply(load_documents("---\n".join(docs)))
+    return registry.state
+
+
+def _gateway() -> ProxyDescription:
+    return ProxyDescription(
+        "gateway~east", "gateway", locality=MESH.locality, listen="127.0.1.1:15443"
+    )
+
+
+def test_gateway_has_a_chain_only_for_exported_services() -> None:
+    state = _state(
+        WORKLOAD.format(name="echo-1", svc="echo"),
+        WORKLOAD.format(name="secret-1", svc="secret"),
+        EXPORT,
+    )
+    out = generate(MESH, state, _gateway())
+    (listener,) = out[resource.LISTENER]
+    assert listener.address.socket_address.port_value == 15443
+    assert [list(c.filter_chain_match.server_names) for c in listener.filter_chains] == [
+        ["outbound_.8080_._.echo.demo.svc.clusterset.local"]
+    ]
+    proxy = tcp_proxy_pb2.TcpProxy()
+    listener.filter_chains[0].filters[0].typed_config.Unpack(proxy)
+    assert proxy.cluster == "gateway|8080||echo.demo.svc.clusterset.local"
+    (cluster,) = out[resource.CLUSTER]
+    assert not cluster.transport_socket_matches and not cluster.HasField(
+        "transport_socket"
+    )  # passthrough
+    (cla,) = out[resource.ENDPOINT]
+    assert [
+        e.endpoint.address.socket_address.port_value
+        for loc in cla.endpoints
+        for e in loc.lb_endpoints
+    ] == [15006]
+    assert out[resource.SECRET] == []
+    assert Snapshot.build(out).problems() == []
+
+
+def test_gateway_without_exports_refuses_everything() -> None:
+    out = generate(MESH, _state(WORKLOAD.format(name="echo-1", svc="echo")), _gateway())
+    assert list(out[resource.LISTENER][0].filter_chains) == []
+
+
+def test_import_adds_remote_gateways_weighted_by_endpoints_after_local() -> None:
+    state = _state(WORKLOAD.format(name="echo-1", svc="echo"), IMPORT.format(gw="127.0.2.1:15443"))
+    sidecar = ProxyDescription("c", "sidecar", "demo", "", "frontend", MESH.locality)
+    out = generate(MESH, state, sidecar, IDENTITY)
+    (cla,) = out[resource.ENDPOINT]
+    rows = [
+        (loc.locality.region, loc.priority, loc.load_balancing_weight.value)
+        for loc in cla.endpoints
+    ]
+    assert rows == [("aws/us-east-1", 0, 1), ("aws/eu-west-1", 1, 3), ("gcp/europe-west1", 2, 1)]
+    remote = cla.endpoints[1].lb_endpoints[0]
+    assert remote.endpoint.address.socket_address.address == "127.0.2.1"
+    assert remote.metadata.filter_metadata["envoy.transport_socket_match"]["tlsMode"] == "mutual"
+    (cluster,) = out[resource.CLUSTER]
+    assert cluster.type == cluster_pb2.Cluster.DiscoveryType.EDS
+    tls = cluster.transport_socket_matches[0].transport_socket
+    from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+
+    ctx = tls_pb2.UpstreamTlsContext()
+    tls.typed_config.Unpack(ctx)
+    sans = {
+        m.matcher.exact
+        for m in ctx.common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names
+    }
+    assert sans == {
+        "spiffe://example.org/ns/demo/sa/echo",
+        "spiffe://example.org/ns/demo/sa/echo-west",
+    }
+
+
+def test_hostname_gateway_makes_a_strict_dns_cluster() -> None:
+    state = _state(IMPORT.format(gw="gw-west.elb.eu-west-1.amazonaws.com:15443"))
+    sidecar = ProxyDescription("c", "sidecar", "demo", "", "frontend", MESH.locality)
+    out = generate(MESH, state, sidecar, IDENTITY)
+    (cluster,) = out[resource.CLUSTER]
+    assert cluster.type == cluster_pb2.Cluster.DiscoveryType.STRICT_DNS
+    hosts = [
+        e.endpoint.address.socket_address.address
+        for loc in cluster.load_assignment.endpoints
+        for e in loc.lb_endpoints
+    ]
+    assert "gw-west.elb.eu-west-1.amazonaws.com" in hosts
+    assert out[resource.ENDPOINT] == []
+    assert Snapshot.build(out).problems() == []
+
+
+def test_agent_backoff_doubles_to_ten_seconds() -> None:
+    assert [backoff_s(i) for i in range(7)] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
