@@ -12,7 +12,7 @@ Other backends (Vault PKI, AWS Private CA) implement the same protocols.
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,9 +39,15 @@ class CertificateAuthority(Protocol):
         ...
 
     def sign_csr(
-        self, csr: x509.CertificateSigningRequest, spiffe_id: SpiffeId, ttl: timedelta
+        self,
+        csr: x509.CertificateSigningRequest,
+        spiffe_id: SpiffeId,
+        ttl: timedelta,
+        *,
+        dns_names: Sequence[str] = (),
     ) -> tuple[x509.Certificate, ...]:
-        """Sign ``csr`` as an X.509-SVID for ``spiffe_id``, valid for ``ttl``.
+        """Sign ``csr`` as an X.509-SVID for ``spiffe_id``, valid for ``ttl``, with optional
+        extra DNS SANs (for servers dialled by name).
 
         Returns:
             The chain, leaf first, then every CA certificate up to (not including) the root.
@@ -125,6 +131,8 @@ class LocalCertificateAuthority:
         csr: x509.CertificateSigningRequest,
         spiffe_id: SpiffeId,
         ttl: timedelta = pki.DEFAULT_SVID_TTL,
+        *,
+        dns_names: Sequence[str] = (),
     ) -> tuple[x509.Certificate, ...]:
         """See :meth:`CertificateAuthority.sign_csr`."""
         _refuse_foreign(self.domain, spiffe_id)
@@ -135,6 +143,7 @@ class LocalCertificateAuthority:
             issuer_key=self.key,
             now=self.clock(),
             ttl=ttl,
+            dns_names=dns_names,
         )
         return (leaf, self.certificate, *self.chain_above)
 
@@ -180,7 +189,20 @@ class LocalRootAuthority:
         cluster: str,
         ttl: timedelta = pki.DEFAULT_INTERMEDIATE_TTL,
     ) -> tuple[x509.Certificate, ...]:
-        """See :meth:`RootAuthority.sign_intermediate_csr`."""
+        """See :meth:`RootAuthority.sign_intermediate_csr`.
+
+        Also refuses a CSR that asks for a URI SAN outside this trust domain.
+        """
+        for uri in pki.csr_uri_sans(csr):
+            try:
+                asked = SpiffeId.parse(uri)
+            except ValueError as err:
+                raise SigningRefusedError(f"CSR URI SAN {uri!r} is not a SPIFFE ID") from err
+            if not asked.member_of(self.trust_domain):
+                raise SigningRefusedError(
+                    f"refusing to sign an intermediate for {asked.trust_domain}:"
+                    f" this root serves trust domain {self.trust_domain}"
+                )
         cert = pki.intermediate_certificate(
             csr,
             cluster,
@@ -201,7 +223,11 @@ class LocalRootAuthority:
 
 
 def issue_svid(
-    ca: CertificateAuthority, spiffe_id: SpiffeId, ttl: timedelta = pki.DEFAULT_SVID_TTL
+    ca: CertificateAuthority,
+    spiffe_id: SpiffeId,
+    ttl: timedelta = pki.DEFAULT_SVID_TTL,
+    *,
+    dns_names: Sequence[str] = (),
 ) -> X509Svid:
     """Generate a P-256 key, have ``ca`` sign a CSR for ``spiffe_id``, return the SVID.
 
@@ -209,7 +235,9 @@ def issue_svid(
         SigningRefusedError: as :meth:`CertificateAuthority.sign_csr`.
     """
     key = pki.generate_private_key()
-    chain = ca.sign_csr(pki.build_csr(key, spiffe_id=spiffe_id), spiffe_id, ttl)
+    chain = ca.sign_csr(
+        pki.build_csr(key, spiffe_id=spiffe_id), spiffe_id, ttl, dns_names=dns_names
+    )
     return X509Svid(spiffe_id, chain, key)
 
 

@@ -283,11 +283,14 @@ def leaf_certificate(
     issuer_key: IssuerKey,
     now: datetime,
     ttl: timedelta = DEFAULT_SVID_TTL,
+    dns_names: Sequence[str] = (),
 ) -> x509.Certificate:
     """A workload X.509-SVID for ``spiffe_id`` (X509-SVID.md section 4).
 
     The CSR's own subject and SANs are ignored: the certificate carries exactly one URI SAN,
-    ``spiffe_id``, chosen by the CA. Validity is clipped to the issuer's.
+    ``spiffe_id``, chosen by the CA, plus ``dns_names`` as DNS SANs (X509-SVID.md 4.2 allows
+    other SAN types; servers that gRPC clients dial by name need one). Validity is clipped to
+    the issuer's.
 
     Raises:
         SigningRefusedError: bad CSR signature, unsupported key type, or an expired issuer.
@@ -330,11 +333,23 @@ def leaf_certificate(
             critical=False,
         )
         .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(spiffe_id))]),
+            x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(str(spiffe_id))]
+                + [x509.DNSName(name) for name in dns_names]
+            ),
             critical=True,
         )
         .sign(issuer_key, hashes.SHA256())
     )
+
+
+def csr_uri_sans(csr: x509.CertificateSigningRequest) -> list[str]:
+    """The URI SANs a CSR asks for (``[]`` when it has no SAN extension)."""
+    try:
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    return list(ext.value.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 def uri_sans(cert: x509.Certificate) -> list[str]:

@@ -89,3 +89,23 @@ def test_authority_repr_hides_key(trust_dir) -> None:
     ca = trust_dir.cluster_authority("east")
     assert "PRIVATE" not in repr(ca)
     assert "east" in repr(ca)
+
+
+def test_root_refuses_intermediate_csr_for_another_trust_domain(trust_dir) -> None:
+    key = pki.generate_private_key()
+    csr = pki.build_csr(key, spiffe_id=SpiffeId.parse("spiffe://evil.org"))
+    with pytest.raises(SigningRefusedError, match=r"serves trust domain example\.org"):
+        trust_dir.root_authority().sign_intermediate_csr(csr, "west", timedelta(days=1))
+
+
+def test_svid_may_carry_extra_dns_sans(trust_dir) -> None:
+    sid = SpiffeId.parse("spiffe://example.org/ns/meshfed-system/sa/controller")
+    svid = issue_svid(
+        trust_dir.cluster_authority("east"),
+        sid,
+        timedelta(hours=1),
+        dns_names=["controller.meshfed.internal"],
+    )
+    san = svid.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["controller.meshfed.internal"]
+    assert pki.uri_sans(svid.leaf) == [str(sid)]
