@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -109,23 +109,27 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
             raise  # abort raises; this keeps type checkers informed
 
-    # -- state of the world ----------------------------------------------------------------
-
-    async def StreamAggregatedResources(  # noqa: N802 - gRPC method name
+    async def _serve(
         self,
-        request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        kind: Literal["sotw", "delta"],
+        request_iterator: AsyncIterator[Any],
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
-        """SotW ADS stream (see the module docstring)."""
-        out: asyncio.Queue[discovery_pb2.DiscoveryResponse | None] = asyncio.Queue()
+    ) -> AsyncIterator[Any]:
+        """One ADS stream of either kind: a reader feeds requests to the per-stream state
+        machine, a watcher feeds it snapshots; responses are yielded in queue order."""
+        out: asyncio.Queue[Any] = asyncio.Queue()
         first = await anext(request_iterator, None)
         if first is None:
             return
-        node_id = await self._open(first.node, context, "sotw")
+        node_id = await self._open(first.node, context, kind)
         role = first.node.metadata.fields.get("meshfed.io/role")
-        status = self.status.open(node_id, role.string_value if role else "", "sotw")
-        stream = _SotwStream(node_id, status, out)
-        log.info("SotW stream open: %s", node_id)
+        status = self.status.open(node_id, role.string_value if role else "", kind)
+        stream: _SotwStream | _DeltaStream = (
+            _SotwStream(node_id, status, out)
+            if kind == "sotw"
+            else _DeltaStream(node_id, status, out)
+        )
+        log.info("%s stream open: %s", kind, node_id)
 
         async def read() -> None:
             stream.handle(first)
@@ -148,9 +152,16 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 task.cancel()
             self.status.close(status)
             self._callbacks.on_stream_closed(node_id)
-            log.info("SotW stream closed: %s", node_id)
+            log.info("%s stream closed: %s", kind, node_id)
 
-    # -- delta -----------------------------------------------------------------------------
+    async def StreamAggregatedResources(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+        """State-of-the-world ADS stream (see the module docstring)."""
+        async for response in self._serve("sotw", request_iterator, context):
+            yield response
 
     async def DeltaAggregatedResources(  # noqa: N802 - gRPC method name
         self,
@@ -158,38 +169,8 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
         """Delta (incremental) ADS stream (see the module docstring)."""
-        out: asyncio.Queue[discovery_pb2.DeltaDiscoveryResponse | None] = asyncio.Queue()
-        first = await anext(request_iterator, None)
-        if first is None:
-            return
-        node_id = await self._open(first.node, context, "delta")
-        role = first.node.metadata.fields.get("meshfed.io/role")
-        status = self.status.open(node_id, role.string_value if role else "", "delta")
-        stream = _DeltaStream(node_id, status, out)
-        log.info("delta stream open: %s", node_id)
-
-        async def read() -> None:
-            stream.handle(first)
-            async for request in request_iterator:
-                stream.handle(request)
-            out.put_nowait(None)
-
-        async def watch() -> None:
-            snapshot: Snapshot | None = None
-            while True:
-                snapshot = await self._source.wait_for_change(node_id, snapshot)
-                stream.on_snapshot(snapshot)
-
-        tasks = [asyncio.create_task(read()), asyncio.create_task(watch())]
-        try:
-            while (response := await _next(out, tasks)) is not None:
-                yield response
-        finally:
-            for task in tasks:
-                task.cancel()
-            self.status.close(status)
-            self._callbacks.on_stream_closed(node_id)
-            log.info("delta stream closed: %s", node_id)
+        async for response in self._serve("delta", request_iterator, context):
+            yield response
 
 
 T = TypeVar("T")
