@@ -56,6 +56,34 @@ def _locality(value: str | None, api: str, token: str | None) -> Locality:
         raise InputError(f"--locality: {err}") from err
 
 
+def _agent_settings(
+    desc: ProxyDescription,
+    cluster: str,
+    xds: tuple[str, int],
+    admin: int,
+    *,
+    delta: bool,
+    log_level: str,
+    **hooks: Any,
+) -> AgentSettings:
+    """Bootstrap and settings for one proxy; its files go to $MESHFED_HOME/proxies/<node>."""
+    loc = desc.locality or Locality("")
+    bootstrap = envoy_bootstrap(
+        BootstrapParams(
+            desc.node_id,
+            cluster,
+            xds[0],
+            xds[1],
+            admin,
+            (loc.region, loc.zone, loc.sub_zone),
+            desc.metadata(),
+            delta,
+        )
+    )
+    workdir = meshfed_home() / "proxies" / desc.node_id.replace("~", "_")
+    return AgentSettings(bootstrap, workdir, admin, log_level=log_level, **hooks)
+
+
 def _run(settings: AgentSettings) -> None:
     async def main() -> None:
         stop = asyncio.Event()
@@ -202,24 +230,15 @@ def sidecar_cmd(
         log.info("deregistered workload %s/%s", namespace, workload)
 
     _run(
-        AgentSettings(
-            bootstrap=envoy_bootstrap(
-                BootstrapParams(
-                    desc.node_id,
-                    cluster,
-                    xds_host,
-                    xds_port,
-                    admin,
-                    (loc.region, loc.zone, loc.sub_zone),
-                    desc.metadata(),
-                    delta,
-                )
-            ),
-            workdir=meshfed_home() / "proxies" / desc.node_id.replace("~", "_"),
-            admin_port=admin,
+        _agent_settings(
+            desc,
+            cluster,
+            (xds_host, xds_port),
+            admin,
+            delta=delta,
+            log_level=envoy_log_level,
             register=register,
             deregister=deregister,
-            log_level=envoy_log_level,
         )
     )
 
@@ -268,22 +287,13 @@ def gateway_cmd(
         advertise or listen,
     )
     _run(
-        AgentSettings(
-            bootstrap=envoy_bootstrap(
-                BootstrapParams(
-                    desc.node_id,
-                    cluster,
-                    xds_host,
-                    xds_port,
-                    admin,
-                    (loc.region, loc.zone, loc.sub_zone),
-                    desc.metadata(),
-                    delta,
-                )
-            ),
-            workdir=meshfed_home() / "proxies" / desc.node_id.replace("~", "_"),
-            admin_port=admin,
-            propagation_s=0.0,
+        _agent_settings(
+            desc,
+            cluster,
+            (xds_host, xds_port),
+            admin,
+            delta=delta,
             log_level=envoy_log_level,
+            propagation_s=0.0,
         )
     )
