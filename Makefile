@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo system-deps unit integration docs clean
+.PHONY: test demo system-deps unit integration docs proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ integration: $(STAMP)
 ## docs: regenerate docs/cli.md from --help
 docs: $(STAMP)
 	$(BIN)/python -m federation.cli.reference > docs/cli.md
+
+## proto: regenerate the checked-in sync protocol code (federation/controller/proto)
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I federation/controller/proto \
+	  --python_out=federation/controller/proto --grpc_python_out=federation/controller/proto \
+	  --pyi_out=federation/controller/proto federation/controller/proto/sync.proto
+	sed -i 's/^import sync_pb2 as sync__pb2/from federation.controller.proto import sync_pb2 as sync__pb2/' \
+	  federation/controller/proto/sync_pb2_grpc.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,7 +1,10 @@
-"""A small client for meshfed's HTTP APIs (control plane now; controller later).
+"""A small client for meshfed's HTTP APIs (cluster control planes and the controller).
 
-Finds the bearer token from ``--token``/``$MESHFED_TOKEN``, else from the ``endpoint.json``
-files servers write under ``$MESHFED_HOME``. Errors are :mod:`federation.errors` exceptions.
+Control planes: the bearer token comes from ``--token``/``$MESHFED_TOKEN``, else from the
+``endpoint.json`` files they write under ``$MESHFED_HOME``. The controller: its URL and token
+come from ``--controller``/``$MESHFED_CONTROLLER`` and ``--token``/``$MESHFED_TOKEN``, else
+from ``$MESHFED_HOME/config.yaml`` (written by ``meshfed controller serve``). Errors are
+:mod:`federation.errors` exceptions.
 """
 
 from __future__ import annotations
@@ -13,11 +16,49 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 from federation.errors import ApiError, InvalidDocumentError, UnreachableError
 from federation.paths import meshfed_home
 
 TOKEN_ENV = "MESHFED_TOKEN"
+CONFIG_FILE = "config.yaml"
+
+
+def cli_config_path(home: Path | None = None) -> Path:
+    """``$MESHFED_HOME/config.yaml``."""
+    return (home or meshfed_home()) / CONFIG_FILE
+
+
+def controller_target(
+    url: str | None, token: str | None, home: Path | None = None
+) -> tuple[str, str | None]:
+    """The controller's API URL and admin token: flags/env first, then ``config.yaml``.
+
+    Raises:
+        ApiError: no URL given and no readable ``config.yaml`` (status 0; names the fix).
+    """
+    path = cli_config_path(home)
+    config: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ApiError(f"{path}: cannot read ({err})", status=0) from err
+        config = loaded if isinstance(loaded, dict) else {}
+    url = url or config.get("controller")
+    if not url:
+        raise ApiError(
+            f"no controller: pass --controller URL, set MESHFED_CONTROLLER, or start one"
+            f" ('meshfed controller serve' writes {path})",
+            status=0,
+        )
+    if not token and config.get("tokenFile") and config.get("controller") == url:
+        try:
+            token = Path(config["tokenFile"]).read_text().strip()
+        except OSError as err:
+            raise ApiError(f"{config['tokenFile']}: {err.strerror}", status=0) from err
+    return str(url), token
 
 
 def find_token(url: str, explicit: str | None = None, home: Path | None = None) -> str | None:
@@ -37,7 +78,8 @@ def find_token(url: str, explicit: str | None = None, home: Path | None = None) 
     return None
 
 
-async def _request(method: str, url: str, token: str | None, body: str | None = None) -> Any:
+async def request_json(method: str, url: str, token: str | None, body: str | None = None) -> Any:
+    """One request to ``url``; the decoded JSON answer (errors as :func:`call` says)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -71,4 +113,4 @@ def call(
         UnreachableError: connection failed (retryable).
     """
     url = base_url.rstrip("/") + path
-    return asyncio.run(_request(method, url, find_token(base_url, token), body))
+    return asyncio.run(request_json(method, url, find_token(base_url, token), body))

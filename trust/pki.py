@@ -427,3 +427,15 @@ def renewal_time(
 def fingerprint(cert: x509.Certificate) -> str:
     """Lowercase hex SHA-256 of the DER certificate."""
     return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True when ``issuer`` signed ``cert`` directly (issuer name and signature both match).
+
+    Used to pin a peer to one particular CA, beyond chain validation to any root.
+    """
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

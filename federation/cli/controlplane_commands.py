@@ -70,6 +70,29 @@ def controlplane() -> None:
     help="Workloads, API token, endpoint.json.  [default: $MESHFED_HOME/controlplanes/CLUSTER]",
 )
 @click.option("--no-health-checks", is_flag=True, help="Do not probe workloads.")
+@click.option(
+    "--controller",
+    default=None,
+    metavar="HOST:PORT",
+    help="Federation controller API to join and sync with.",
+)
+@click.option(
+    "--join-token",
+    envvar="MESHFED_JOIN_TOKEN",
+    default=None,
+    help="One-time token from 'meshfed cluster join' (first start only).",
+)
+@click.option(
+    "--trust-domain",
+    default=None,
+    help="Trust domain to ask for when joining.  [default: the controller's]",
+)
+@click.option(
+    "--gateway",
+    default="",
+    metavar="HOST:PORT",
+    help="This cluster's east-west gateway, as reported to the controller.",
+)
 def serve_cmd(
     cluster: str,
     locality: str,
@@ -79,11 +102,20 @@ def serve_cmd(
     network: str,
     state_dir: Path | None,
     no_health_checks: bool,
+    controller: str | None,
+    join_token: str | None,
+    trust_domain: str | None,
+    gateway: str,
 ) -> None:
     """Serve xDS (SotW and delta ADS) and the HTTP API until SIGTERM/SIGINT."""
     from federation.controlplane.server import ControlPlane, ControlPlaneConfig
 
-    for flag, value in (("--xds-listen", xds_listen), ("--api-listen", api_listen)):
+    addresses = [("--xds-listen", xds_listen), ("--api-listen", api_listen)]
+    if controller and not controller.startswith(("http://", "https://")):
+        addresses.append(("--controller", controller))
+    if gateway:
+        addresses.append(("--gateway", gateway))
+    for flag, value in addresses:
         try:
             parse_host_port(value, what=flag)
         except ValueError as err:
@@ -97,6 +129,10 @@ def serve_cmd(
         state_dir=state_dir or meshfed_home() / "controlplanes" / cluster,
         network=network,
         health_checks=not no_health_checks,
+        controller=controller,
+        join_token=join_token,
+        trust_domain=trust_domain,
+        gateway=gateway,
     )
 
     async def run() -> None:
@@ -124,15 +160,50 @@ def _read_file(path: str) -> tuple[str, str]:
         raise InputError(f"-f {path}: {err.strerror}") from err
 
 
+def _target(
+    controlplane: str | None, controller: str | None, token: str | None
+) -> tuple[str, str | None]:
+    if controlplane:
+        return controlplane, token
+    from federation.client import controller_target
+
+    return controller_target(controller, token)
+
+
+target_controlplane_option = click.option(
+    "--controlplane",
+    "controlplane",
+    default=None,
+    metavar="URL",
+    help="Send to this cluster control plane's API (WorkloadEntry, MCS ServiceExport, ...)"
+    " instead of the controller.",
+)
+controller_option = click.option(
+    "--controller",
+    envvar="MESHFED_CONTROLLER",
+    default=None,
+    metavar="URL",
+    help="Controller API.  [default: from $MESHFED_HOME/config.yaml]",
+)
+
+
 @click.command("apply")
-@controlplane_option
+@target_controlplane_option
+@controller_option
 @token_option
 @click.option("-f", "--filename", required=True, help="YAML file with documents, or - for stdin.")
-def apply_cmd(controlplane: str, token: str | None, filename: str) -> None:
-    """Validate every document in FILE, then apply all of them (or none)."""
+def apply_cmd(
+    controlplane: str | None, controller: str | None, token: str | None, filename: str
+) -> None:
+    """Validate every document in FILE, then apply all of them (or none).
+
+    Documents go to the federation controller (ServiceExport with spec.cluster, policies)
+    unless --controlplane names a cluster control plane.
+    """
     text, source = _read_file(filename)
     load_documents(text, source=source)  # refuse locally before touching the server
-    result = call("POST", controlplane, "/v1/apply", token=token, body=text)
+    url, tok = _target(controlplane, controller, token)
+    result = call("POST", url, "/v1/apply", token=tok, body=text)
     for name in result.get("applied", []):
         click.echo(f"{name} configured")
     for name in result.get("unchanged", []):
@@ -140,14 +211,18 @@ def apply_cmd(controlplane: str, token: str | None, filename: str) -> None:
 
 
 @click.command("delete")
-@controlplane_option
+@target_controlplane_option
+@controller_option
 @token_option
 @click.option("-f", "--filename", required=True, help="YAML file naming the documents to delete.")
-def delete_cmd(controlplane: str, token: str | None, filename: str) -> None:
-    """Delete the documents (workloads, exports, imports) named in FILE."""
+def delete_cmd(
+    controlplane: str | None, controller: str | None, token: str | None, filename: str
+) -> None:
+    """Delete the documents named in FILE (from the controller, or --controlplane)."""
     text, source = _read_file(filename)
     load_documents(text, source=source)
-    result = call("POST", controlplane, "/v1/delete", token=token, body=text)
+    url, tok = _target(controlplane, controller, token)
+    result = call("POST", url, "/v1/delete", token=tok, body=text)
     for name in result.get("deleted", []):
         click.echo(f"{name} deleted")
 

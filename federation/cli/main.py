@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from federation.cli.controller_commands import cluster, controller, get_cmd
 from federation.cli.controlplane_commands import (
     apply_cmd,
     bootstrap,
@@ -65,7 +66,18 @@ def cli(log_level: str) -> None:
     )
 
 
-for command in (trust, controlplane, apply_cmd, delete_cmd, proxy_status_cmd, bootstrap, proxy):
+for command in (
+    trust,
+    controller,
+    cluster,
+    controlplane,
+    apply_cmd,
+    delete_cmd,
+    get_cmd,
+    proxy_status_cmd,
+    bootstrap,
+    proxy,
+):
     cli.add_command(command)
 
 

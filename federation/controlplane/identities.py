@@ -12,11 +12,13 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from federation.controlplane.generate.secrets import IdentityMaterial
 from trust import pki
-from trust.authority import CertificateAuthority, issue_svid
+from trust.authority import CertificateAuthority, LocalCertificateAuthority, issue_svid
+from trust.bundle import TrustBundle
 from trust.rotation import SvidRotator
 from trust.spiffe import SpiffeId
 from trust.svid import X509Svid
@@ -81,6 +83,20 @@ class IdentityManager:
                 self._rotators[sid] = rotator
                 self._tasks[sid] = asyncio.create_task(rotator.run(), name=f"svid-rotator {sid}")
         return self._material[sid]
+
+    def set_trust_bundle(self, bundle: TrustBundle) -> None:
+        """Use a new trust bundle (the controller rotated roots): every proxy's validation
+        context gets it through ``on_renewed``; new SVIDs chain the same way as before.
+
+        Raises:
+            TypeError: the CA cannot take a new bundle (it is not a local intermediate).
+        """
+        if not isinstance(self._ca, LocalCertificateAuthority):
+            raise TypeError(f"{self._ca!r} does not take a new trust bundle")
+        self._ca = replace(self._ca, bundle=bundle)
+        for sid, material in list(self._material.items()):
+            self._material[sid] = replace(material, bundle_pem=bundle.to_pem())
+            self._on_renewed(sid)
 
     def _store(self, sid: str, svid: X509Svid) -> None:
         renewed = sid in self._material

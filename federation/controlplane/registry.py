@@ -43,6 +43,10 @@ class RegistryState:
         version: increases by one on every change.
         workloads: by ``(namespace, name)``.
         health: by ``(namespace, name)``; missing means UNKNOWN.
+        exports: services exported by a ServiceExport applied to this control plane.
+        imports: ServiceImports, applied by hand or pushed by the federation controller.
+        federated_exports: services the federation controller says this cluster exports
+            (meshfed ServiceExports with ``spec.cluster`` applied centrally).
     """
 
     version: int = 0
@@ -54,6 +58,11 @@ class RegistryState:
     imports: Mapping[ServiceKey, ServiceImport] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    federated_exports: frozenset[ServiceKey] = frozenset()
+
+    def exported(self, key: ServiceKey) -> bool:
+        """True when ``(namespace, service)`` is exported, locally or by the controller."""
+        return key in self.exports or key in self.federated_exports
 
     def health_of(self, key: WorkloadKey) -> Health:
         """The health of a workload (UNKNOWN when never probed)."""
@@ -106,6 +115,7 @@ def _state(
     health: dict[WorkloadKey, Health],
     exports: set[ServiceKey],
     imports: dict[ServiceKey, ServiceImport],
+    federated: frozenset[ServiceKey],
 ) -> RegistryState:
     return RegistryState(
         version,
@@ -113,6 +123,7 @@ def _state(
         MappingProxyType(health),
         frozenset(exports),
         MappingProxyType(imports),
+        federated,
     )
 
 
@@ -141,7 +152,10 @@ def with_applied(
     if not changed:
         return state, []
     health = {k: v for k, v in state.health.items() if state.workloads.get(k) == workloads.get(k)}
-    return _state(state.version + 1, workloads, health, exports, imports), changed
+    return (
+        _state(state.version + 1, workloads, health, exports, imports, state.federated_exports),
+        changed,
+    )
 
 
 def without(state: RegistryState, documents: Iterable[Document]) -> tuple[RegistryState, list[str]]:
@@ -163,7 +177,31 @@ def without(state: RegistryState, documents: Iterable[Document]) -> tuple[Regist
     if not removed:
         return state, []
     health = {k: v for k, v in state.health.items() if k in workloads}
-    return _state(state.version + 1, workloads, health, exports, imports), removed
+    return (
+        _state(state.version + 1, workloads, health, exports, imports, state.federated_exports),
+        removed,
+    )
+
+
+def with_federation(
+    state: RegistryState, imports: Iterable[ServiceImport], exports: Iterable[ServiceKey]
+) -> RegistryState:
+    """``state`` with exactly these imports and federated exports (what the controller sent).
+
+    Imports not in ``imports`` are removed: the controller's view replaces the previous one
+    whole, so an endpoint it withdrew is never left behind. Same ``state`` when nothing changed.
+    Pure.
+    """
+    new_imports = {i.key: i for i in imports}
+    new_exports = frozenset(exports)
+    if new_imports == dict(state.imports) and new_exports == state.federated_exports:
+        return state
+    return replace(
+        state,
+        version=state.version + 1,
+        imports=MappingProxyType(new_imports),
+        federated_exports=new_exports,
+    )
 
 
 class ServiceRegistry:
@@ -202,6 +240,22 @@ class ServiceRegistry:
             self._publish(state)
             log.info("registry v%d: deleted %s", state.version, ", ".join(removed))
         return removed
+
+    def set_federation(
+        self, imports: Iterable[ServiceImport], exports: Iterable[ServiceKey]
+    ) -> bool:
+        """Install the controller's imports and exports (see :func:`with_federation`)."""
+        state = with_federation(self._state, imports, exports)
+        if state is self._state:
+            return False
+        self._publish(state)
+        log.info(
+            "registry v%d: %d imports, %d federated exports from the controller",
+            state.version,
+            len(state.imports),
+            len(state.federated_exports),
+        )
+        return True
 
     def set_health(self, key: WorkloadKey, health: Health) -> bool:
         """Record a probe result; publishes only when the health actually changed."""

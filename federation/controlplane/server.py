@@ -21,6 +21,13 @@ from aiohttp import web
 from federation.controlplane.ads import AggregatedDiscoveryService
 from federation.controlplane.api import make_app
 from federation.controlplane.builder import SnapshotBuilder
+from federation.controlplane.federation_link import (
+    FederationLink,
+    JoinError,
+    JoinInfo,
+    join,
+    load_join_info,
+)
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.health import HealthChecker
 from federation.controlplane.identities import IdentityManager
@@ -31,7 +38,10 @@ from federation.controlplane.status import StatusRegistry
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from trust import pki
+from trust.bundle import TrustBundle
+from trust.cluster_ca import ClusterCaDirectory
 from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
+from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
 
 log = logging.getLogger(__name__)
@@ -46,6 +56,11 @@ class ControlPlaneConfig:
         ca_dir: trust directory holding this cluster's intermediate CA.
         state_dir: where state.json, api-token (0600) and endpoint.json live.
         svid_ttl: lifetime of proxy SVIDs.
+        controller: the federation controller's API (``HOST:PORT``); with ``join_token`` the
+            first start joins the federation (see :mod:`federation.controlplane.federation_link`)
+            and later starts reuse ``<state_dir>/ca`` instead of ``ca_dir``.
+        trust_domain: the trust domain to ask for when joining (default: the controller's).
+        gateway: this cluster's east-west gateway ``host:port``, reported to the controller.
     """
 
     cluster: str
@@ -57,6 +72,10 @@ class ControlPlaneConfig:
     network: str = "default"
     svid_ttl: timedelta = pki.DEFAULT_SVID_TTL
     health_checks: bool = True
+    controller: str | None = None
+    join_token: str | None = None
+    trust_domain: str | None = None
+    gateway: str = ""
 
 
 def load_or_create_token(path: Path) -> str:
@@ -82,6 +101,7 @@ class ControlPlane:
         self.xds_port = 0
         self.api_port = 0
         self.token = ""
+        self.link: FederationLink | None = None
 
     @property
     def api_url(self) -> str:
@@ -100,14 +120,28 @@ class ControlPlane:
 
         Raises:
             trust.errors.TrustError: the CA directory has no intermediate for this cluster.
+            federation.controlplane.federation_link.JoinError: joining was asked for and failed.
             federation.errors.InvalidDocumentError: the persisted state is corrupt.
         """
         cfg = self.config
-        store = TrustDirectory(cfg.ca_dir)
-        ca = store.cluster_authority(cfg.cluster)
         ensure_dir(cfg.state_dir)
+        info = await self._join_info()
+        if info is not None:
+            ca = ClusterCaDirectory(cfg.state_dir / "ca").authority(TrustDomain(info.trust_domain))
+        else:
+            ca = TrustDirectory(cfg.ca_dir).cluster_authority(cfg.cluster)
         state_file = StateFile(cfg.state_dir)
         self.registry.apply(state_file.load())
+        if info is not None:
+            self.link = FederationLink(
+                info,
+                state_dir=cfg.state_dir,
+                registry=self.registry,
+                ca=ca,
+                on_bundle=self._on_bundle,
+                gateway=cfg.gateway,
+            )
+            self.link.restore()
         self.mesh = MeshContext(cfg.cluster, ca.trust_domain.name, cfg.locality, cfg.network)
         self.identities = IdentityManager(ca, self._on_svid_renewed, ttl=cfg.svid_ttl)
         self.builder = SnapshotBuilder(self.mesh, self.registry, self.identities, self.cache)
@@ -142,6 +176,9 @@ class ControlPlane:
             self._tasks.append(
                 asyncio.create_task(HealthChecker(self.registry).run(), name="health")
             )
+        if self.link is not None:
+            self._tasks.append(asyncio.create_task(self.link.run(), name="federation-sync"))
+            self._tasks.append(asyncio.create_task(self.link.probe_rtts(), name="rtt-probes"))
         write_atomic(
             cfg.state_dir / "endpoint.json",
             json.dumps(
@@ -162,6 +199,34 @@ class ControlPlane:
             self.api_url,
             len(self.registry.state.workloads),
         )
+
+    async def _join_info(self) -> JoinInfo | None:
+        """The federation this control plane joined (joining now if asked), or None."""
+        cfg = self.config
+        info = load_join_info(cfg.state_dir)
+        if info is not None:
+            if info.cluster != cfg.cluster:
+                raise JoinError(
+                    f"{cfg.state_dir} belongs to cluster {info.cluster!r}, not {cfg.cluster!r}"
+                )
+            if cfg.join_token:
+                log.info(
+                    "already joined the federation at %s; --join-token ignored", info.controller
+                )
+            return info
+        if cfg.controller is None:
+            return None
+        if not cfg.join_token:
+            raise JoinError(
+                f"cluster {cfg.cluster!r} has not joined the federation yet: pass --join-token"
+                f" (printed by 'meshfed cluster join {cfg.cluster}')"
+            )
+        return await join(
+            cfg.state_dir, cfg.cluster, cfg.controller, cfg.join_token, cfg.trust_domain
+        )
+
+    def _on_bundle(self, bundle: TrustBundle) -> None:
+        self.identities.set_trust_bundle(bundle)
 
     def _on_svid_renewed(self, _spiffe_id: str) -> None:
         self.builder.request_rebuild()

@@ -91,7 +91,7 @@ def service_ports(state: RegistryState) -> list[ServicePort]:
                     protocol,
                     tuple(sorted(accounts)),
                     frozenset(modes),
-                    exported=(namespace, service) in state.exports,
+                    exported=state.exported((namespace, service)),
                     local=bool(workloads),
                     remote=remote,
                 )

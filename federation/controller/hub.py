@@ -1,0 +1,170 @@
+"""Who gets what, when: the controller's in-memory view of connected control planes.
+
+Every change (a report that differs from the last, a lease expiry, a removed cluster, an
+applied document) recomputes the imports of every cluster
+(:func:`federation.controller.imports.compute`) and queues a ``ControllerUpdate`` to each
+connected control plane whose view (imports, exports it must serve, policies, trust bundle)
+changed. A control plane that (re)connects gets its whole view at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from federation.controller.imports import ExportStatus, compute
+from federation.controller.membership import ClusterState, cluster_state
+from federation.controller.proto import sync_pb2
+from federation.controller.store import ControllerStore
+
+log = logging.getLogger(__name__)
+
+#: Document kinds the controller sends to every control plane as policies.
+POLICY_KINDS: tuple[str, ...] = ("TrafficPolicy",)
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """Put on a stream's queue to end it (the cluster was removed)."""
+
+    reason: str
+
+
+Outbound = sync_pb2.ControllerUpdate | Closed
+
+
+def central_exports(store: ControllerStore) -> dict[str, list[str]]:
+    """cluster -> ``["<ns>/<svc>", ...]`` from meshfed ServiceExports applied to the controller."""
+    result: dict[str, list[str]] = {}
+    for doc in store.documents("ServiceExport"):
+        cluster = (doc.get("spec") or {}).get("cluster")
+        meta = doc.get("metadata") or {}
+        if cluster:
+            result.setdefault(cluster, []).append(
+                f"{meta.get('namespace', 'default')}/{meta.get('name')}"
+            )
+    return {c: sorted(v) for c, v in result.items()}
+
+
+class SyncHub:
+    """See the module docstring.
+
+    Args:
+        store: the controller's state.
+        bundle_pem: returns the current trust bundle (PEM).
+        lease_s: heartbeat lease; a cluster silent for longer is Unreachable.
+        clock: seconds since the epoch (injected in tests).
+    """
+
+    def __init__(
+        self,
+        store: ControllerStore,
+        bundle_pem: Callable[[], bytes],
+        *,
+        lease_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self._bundle_pem = bundle_pem
+        self.lease_s = lease_s
+        self.clock = clock
+        self.started_at = clock()
+        self._streams: dict[str, asyncio.Queue[Outbound]] = {}
+        self._sent: dict[str, tuple[Any, ...]] = {}
+        self._last_report: dict[str, dict[str, Any]] = {}
+        self._version = 0
+        self._last_states: dict[str, ClusterState] = {}
+        self.imports: dict[str, list[dict[str, Any]]] = {}
+        self.exports: list[ExportStatus] = []
+
+    def states(self) -> dict[str, ClusterState]:
+        """Every member's state now (see :func:`cluster_state`)."""
+        now = self.clock()
+        return {
+            c.name: cluster_state(c, now, self.lease_s, self.started_at)
+            for c in self.store.clusters()
+        }
+
+    def connected(self) -> set[str]:
+        """Clusters with an open sync stream."""
+        return set(self._streams)
+
+    def attach(self, cluster: str) -> asyncio.Queue[Outbound]:
+        """A control plane's stream opened: the next :meth:`recompute` sends its whole view.
+
+        A second stream for the same cluster replaces the first (which is closed).
+        """
+        old = self._streams.get(cluster)
+        if old is not None:
+            old.put_nowait(Closed("replaced by a newer stream from the same cluster"))
+        queue: asyncio.Queue[Outbound] = asyncio.Queue()
+        self._streams[cluster] = queue
+        self._sent.pop(cluster, None)
+        return queue
+
+    def detach(self, cluster: str, queue: asyncio.Queue[Outbound]) -> None:
+        """A control plane's stream closed."""
+        if self._streams.get(cluster) is queue:
+            del self._streams[cluster]
+            self._sent.pop(cluster, None)
+
+    def close_stream(self, cluster: str, reason: str) -> None:
+        """End a cluster's stream (it was removed from the federation)."""
+        queue = self._streams.get(cluster)
+        if queue is not None:
+            queue.put_nowait(Closed(reason))
+
+    def report(self, cluster: str, body: dict[str, Any]) -> None:
+        """Record a report (a heartbeat); recompute only when its content changed."""
+        self.store.put_report(cluster, body, self.clock())
+        if self._last_report.get(cluster) != body or self._last_states.get(cluster) != "Ready":
+            self._last_report[cluster] = body
+            self.recompute()
+
+    def recompute(self) -> None:
+        """Recompute every import and queue the updates that changed."""
+        states = self.states()
+        self._last_states = states
+        self.imports, self.exports = compute(
+            self.store.clusters(), states, self.store.reports(), self.store.export_times()
+        )
+        exports = central_exports(self.store)
+        policies = tuple(
+            json.dumps(d, sort_keys=True)
+            for kind in POLICY_KINDS
+            for d in self.store.documents(kind)
+        )
+        bundle = self._bundle_pem()
+        for cluster, queue in self._streams.items():
+            docs = tuple(json.dumps(d, sort_keys=True) for d in self.imports.get(cluster, []))
+            view = (docs, tuple(exports.get(cluster, [])), policies, bundle)
+            if self._sent.get(cluster) == view:
+                continue
+            self._sent[cluster] = view
+            self._version += 1
+            queue.put_nowait(
+                sync_pb2.ControllerUpdate(
+                    version=self._version,
+                    service_imports_json=list(docs),
+                    trust_bundle_pem=bundle,
+                    policies_json=list(policies),
+                    lease_seconds=max(1, int(self.lease_s)),
+                    exports=list(view[1]),
+                )
+            )
+            log.info("update v%d to %s: %d imports", self._version, cluster, len(docs))
+
+    async def watch_leases(self) -> None:
+        """Recompute whenever a cluster's state changes (lease expiry); runs until cancelled."""
+        while True:
+            await asyncio.sleep(max(0.2, self.lease_s / 10))
+            states = self.states()
+            if states != self._last_states:
+                changed = {k: v for k, v in states.items() if self._last_states.get(k) != v}
+                log.info("cluster states changed: %s", changed)
+                self.recompute()

@@ -1,0 +1,78 @@
+"""Membership decisions: join tokens and cluster state from heartbeats. Pure functions."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from typing import Literal
+
+from federation.controller.store import ClusterRecord
+
+ClusterState = Literal["Pending", "Ready", "Unreachable"]
+DEFAULT_LEASE_S = 30.0
+DEFAULT_TOKEN_TTL_S = 3600.0
+#: The namespace of control-plane sync identities:
+#: ``/ns/meshfed-system/sa/controlplane-<cluster>``.
+CONTROL_PLANE_NAMESPACE = "meshfed-system"
+#: The controller's own intermediate CA (signs its sync server certificate).
+CONTROLLER_CA_NAME = "meshfed-controller"
+#: The DNS SAN of the controller's sync server certificate; control planes dial it by this name.
+CONTROLLER_SERVER_NAME = "controller.meshfed.internal"
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def new_join_token() -> str:
+    """A fresh join token: ``mfj_`` + 256 random bits, URL-safe."""
+    return "mfj_" + secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    """SHA-256 hex of a token: what the store keeps instead of the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def cluster_state(
+    record: ClusterRecord, now: float, lease_s: float = DEFAULT_LEASE_S, since: float = 0.0
+) -> ClusterState:
+    """Pending until its control plane joins; Ready while heartbeats arrive within the lease;
+    Unreachable once the lease (default 30 s) has expired.
+
+    ``since`` is when the controller started (seconds since the epoch): a controller that was
+    down cannot know who left meanwhile, so every joined cluster gets one lease from then to
+    reconnect before it is declared Unreachable (otherwise a controller restart would withdraw
+    every endpoint in the federation).
+    """
+    if record.joined_at is None:
+        return "Pending"
+    last = max(record.last_heartbeat or 0.0, since)
+    if now - last > lease_s:
+        return "Unreachable"
+    return "Ready"
+
+
+def validate_member_name(name: str) -> str:
+    """A member cluster name: a DNS label (``[a-z0-9]([-a-z0-9]*[a-z0-9])?``, at most 63).
+
+    Raises:
+        ValueError: not a DNS label, or the name reserved for the controller's own identity.
+    """
+    if not _DNS_LABEL.fullmatch(name):
+        raise ValueError(
+            f"cluster name {name!r} must be a DNS label"
+            " (lowercase letters, digits, '-'; at most 63)"
+        )
+    if name == CONTROLLER_CA_NAME:
+        raise ValueError(f"cluster name {name!r} is reserved for the controller")
+    return name
+
+
+def control_plane_spiffe_path(cluster: str) -> str:
+    """``/ns/meshfed-system/sa/controlplane-<cluster>``."""
+    return f"/ns/{CONTROL_PLANE_NAMESPACE}/sa/controlplane-{cluster}"
+
+
+def cluster_from_spiffe_path(path: str) -> str | None:
+    """The cluster named by a control plane's SPIFFE ID path, or None for any other path."""
+    prefix = f"/ns/{CONTROL_PLANE_NAMESPACE}/sa/controlplane-"
+    return path[len(prefix) :] if path.startswith(prefix) and len(path) > len(prefix) else None

@@ -1,0 +1,122 @@
+"""The ``FederationSync`` gRPC service: one bidirectional stream per cluster control plane.
+
+The peer is identified by its client certificate (mTLS; gRPC has already verified the chain
+up to a root of the trust bundle): its single URI SAN must be
+``spiffe://<td>/ns/meshfed-system/sa/controlplane-<cluster>`` for a joined member, **and** the
+certificate must be signed directly by the intermediate CA the controller signed for that
+cluster when it joined -- so one cluster's intermediate cannot speak for another cluster.
+Every report must name that same cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from federation.controller.hub import Closed, SyncHub
+from federation.controller.membership import cluster_from_spiffe_path
+from federation.controller.proto import sync_pb2, sync_pb2_grpc
+from federation.controller.store import ClusterRecord
+from federation.errors import NotFoundError
+from trust import pki
+from trust.errors import TrustError
+from trust.spiffe import SpiffeId
+
+log = logging.getLogger(__name__)
+
+
+def peer_cluster(peer_pem: bytes | None, trust_domain: str, lookup: Any) -> tuple[str | None, str]:
+    """``(cluster, "")`` for a control plane's certificate, else ``(None, reason)``.
+
+    Args:
+        peer_pem: the peer's leaf certificate (PEM) as gRPC's auth context gives it.
+        trust_domain: the federation's trust domain name.
+        lookup: ``name -> ClusterRecord`` (raises NotFoundError for a non-member).
+    """
+    if not peer_pem:
+        return None, "no client certificate"
+    try:
+        cert = pki.load_certificates(peer_pem, source="peer certificate")[0]
+        sans = pki.uri_sans(cert)
+        sid = SpiffeId.parse(sans[0]) if len(sans) == 1 else None
+    except (TrustError, ValueError):
+        return None, "unparsable client certificate"
+    if sid is None or sid.trust_domain.name != trust_domain:
+        return None, "client certificate is not a SPIFFE ID of this trust domain"
+    cluster = cluster_from_spiffe_path(sid.path)
+    if cluster is None:
+        return None, f"{sid} is not a control plane identity"
+    try:
+        record: ClusterRecord = lookup(cluster)
+    except NotFoundError:
+        return None, f"cluster {cluster!r} is not a member"
+    if record.joined_at is None or not record.intermediate_pem:
+        return None, f"cluster {cluster!r} has not joined"
+    issuer = pki.load_certificates(record.intermediate_pem.encode(), source="intermediate")[0]
+    if not pki.issued_by(cert, issuer):
+        return None, f"certificate for {cluster!r} was not issued by its joined intermediate CA"
+    return cluster, ""
+
+
+class _ForeignReportError(Exception):
+    pass
+
+
+class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
+    """See the module docstring."""
+
+    def __init__(self, hub: SyncHub, trust_domain: str) -> None:
+        self._hub = hub
+        self._trust_domain = trust_domain
+
+    async def Sync(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[sync_pb2.ClusterReport],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[sync_pb2.ControllerUpdate]:
+        """Receive reports, send updates (see the module docstring)."""
+        pems = list(context.auth_context().get("x509_pem_cert") or [])
+        cluster, reason = peer_cluster(
+            pems[0] if pems else None, self._trust_domain, self._hub.store.cluster
+        )
+        if cluster is None:
+            log.warning("sync stream refused: %s", reason)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)  # raises
+        queue = self._hub.attach(cluster)
+        log.info("sync stream open: %s", cluster)
+
+        async def read() -> None:
+            async for report in request_iterator:
+                if report.cluster != cluster:
+                    raise _ForeignReportError(
+                        f"certificate is for {cluster}, report for {report.cluster}"
+                    )
+                body = json_format.MessageToDict(report, preserving_proto_field_name=True)
+                self._hub.report(cluster, body)
+
+        reader = asyncio.create_task(read())
+        try:
+            self._hub.recompute()
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    try:
+                        reader.result()
+                    except _ForeignReportError as err:
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(err))
+                    return  # the control plane closed its side
+                item = getter.result()
+                if isinstance(item, Closed):
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, item.reason)
+                yield item
+        finally:
+            reader.cancel()
+            self._hub.detach(cluster, queue)
+            log.info("sync stream closed: %s", cluster)
