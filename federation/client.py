@@ -78,8 +78,13 @@ def find_token(url: str, explicit: str | None = None, home: Path | None = None) 
     return None
 
 
-async def request_json(method: str, url: str, token: str | None, body: str | None = None) -> Any:
-    """One request to ``url``; the decoded JSON answer (errors as :func:`call` says)."""
+async def request_json(
+    method: str, url: str, token: str | None, body: str | None = None, *, token_hint: bool = True
+) -> Any:
+    """One request to ``url``; the decoded JSON answer (errors as :func:`call` says).
+
+    ``token_hint``: on 401, tell the user how to pass the admin token.
+    """
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -92,7 +97,11 @@ async def request_json(method: str, url: str, token: str | None, body: str | Non
                 if resp.status == 400 and "problems" in data:
                     raise InvalidDocumentError(data["error"], problems=data["problems"])
                 if resp.status >= 400:
-                    hint = " (pass --token or set MESHFED_TOKEN)" if resp.status == 401 else ""
+                    hint = (
+                        " (pass --token or set MESHFED_TOKEN)"
+                        if resp.status == 401 and token_hint
+                        else ""
+                    )
                     raise ApiError(
                         f"{method} {url}: {resp.status} {data.get('error', text)}{hint}",
                         status=resp.status,

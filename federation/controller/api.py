@@ -358,7 +358,8 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def exports(request: web.Request) -> web.Response:
-    """Every export with its MCS condition (``Exported`` or ``Conflict``)."""
+    """Every export with its MCS condition (``Exported`` or ``Conflict``), and the
+    ServiceExport documents applied to the controller (``documents``)."""
     hub = request.app[CONTEXT].hub
     return web.json_response(
         {
@@ -372,7 +373,8 @@ async def exports(request: web.Request) -> web.Response:
                     "since": e.first_seen,
                 }
                 for e in hub.exports
-            ]
+            ],
+            "documents": hub.store.documents("ServiceExport"),
         }
     )
 

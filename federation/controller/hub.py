@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation.controller.imports import ExportStatus, compute
-from federation.controller.membership import ClusterState, cluster_state
+from federation.controller.membership import STARTUP_GRACE_S, ClusterState, cluster_state
 from federation.controller.proto import sync_pb2
 from federation.controller.store import ControllerStore
 
@@ -83,10 +83,15 @@ class SyncHub:
         self.exports: list[ExportStatus] = []
 
     def states(self) -> dict[str, ClusterState]:
-        """Every member's state now (see :func:`cluster_state`)."""
+        """Every member's state now (see :func:`cluster_state` and :data:`STARTUP_GRACE_S`)."""
         now = self.clock()
+        grace = self.started_at + max(0.0, STARTUP_GRACE_S - self.lease_s)
         return {
-            c.name: cluster_state(c, now, self.lease_s, self.started_at)
+            # the grace is for clusters not heard from since the start, not for those that
+            # reconnected and went silent again
+            c.name: cluster_state(
+                c, now, self.lease_s, grace if (c.last_heartbeat or 0.0) < self.started_at else 0.0
+            )
             for c in self.store.clusters()
         }
 
@@ -95,7 +100,8 @@ class SyncHub:
         return set(self._streams)
 
     def attach(self, cluster: str) -> asyncio.Queue[Outbound]:
-        """A control plane's stream opened: the next :meth:`recompute` sends its whole view.
+        """A control plane's stream opened: its whole view goes out after its first report
+        (so that it is never judged on a stale heartbeat).
 
         A second stream for the same cluster replaces the first (which is closed).
         """
@@ -120,9 +126,14 @@ class SyncHub:
             queue.put_nowait(Closed(reason))
 
     def report(self, cluster: str, body: dict[str, Any]) -> None:
-        """Record a report (a heartbeat); recompute only when its content changed."""
+        """Record a report (a heartbeat); recompute when its content or the cluster's state
+        changed, or when it is the first report on a new stream (which gets its whole view)."""
         self.store.put_report(cluster, body, self.clock())
-        if self._last_report.get(cluster) != body or self._last_states.get(cluster) != "Ready":
+        if (
+            self._last_report.get(cluster) != body
+            or self._last_states.get(cluster) != "Ready"
+            or (cluster in self._streams and cluster not in self._sent)
+        ):
             self._last_report[cluster] = body
             self.recompute()
 

@@ -12,6 +12,11 @@ from federation.controller.store import ClusterRecord
 ClusterState = Literal["Pending", "Ready", "Unreachable"]
 DEFAULT_LEASE_S = 30.0
 DEFAULT_TOKEN_TTL_S = 3600.0
+#: After a controller (re)start, joined clusters stay Ready this long (or one lease, if
+#: longer) without a heartbeat: it covers a control plane's longest reconnect backoff (10 s,
+#: :data:`federation.controlplane.federation_link.BACKOFF_MAX_S`) so that a controller restart
+#: never withdraws a live cluster's endpoints.
+STARTUP_GRACE_S = 15.0
 #: The namespace of control-plane sync identities:
 #: ``/ns/meshfed-system/sa/controlplane-<cluster>``.
 CONTROL_PLANE_NAMESPACE = "meshfed-system"

@@ -101,7 +101,6 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
 
         reader = asyncio.create_task(read())
         try:
-            self._hub.recompute()
             while True:
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)

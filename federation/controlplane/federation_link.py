@@ -38,7 +38,7 @@ from federation.client import request_json
 from federation.controller.proto import sync_pb2, sync_pb2_grpc
 from federation.controlplane.registry import RegistryState, ServiceKey, ServiceRegistry
 from federation.controlplane.report import cluster_report
-from federation.errors import FederationError, InvalidDocumentError
+from federation.errors import FederationError, InvalidDocumentError, UnreachableError
 from federation.model.documents import validate_documents
 from federation.model.service import ServiceImport
 from federation.netaddr import parse_host_port
@@ -126,9 +126,11 @@ async def join(
         ca_dir = ClusterCaDirectory(state_dir / "ca")
         csr = ca_dir.new_csr(TrustDomain(trust_domain), cluster)
         body = json.dumps({"cluster": cluster, "token": token, "csr": csr.decode()})
-        answer = await request_json("POST", url + "/v1/join", None, body)
+        answer = await request_json("POST", url + "/v1/join", None, body, token_hint=False)
     except (FederationError, KeyError) as err:
-        raise JoinError(f"joining the federation at {url} failed: {err}") from err
+        failure = JoinError(f"joining the federation at {url} failed: {err}")
+        failure.retryable = isinstance(err, UnreachableError)
+        raise failure from err
     ca_dir.store(answer["certificateChain"].encode(), answer["trustBundle"].encode())
     info = JoinInfo(
         cluster=cluster,

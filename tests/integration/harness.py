@@ -141,6 +141,7 @@ class ControlPlaneHandle:
     api_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def api_url(self) -> str:
@@ -164,6 +165,7 @@ class ControlPlaneHandle:
                 f"127.0.0.1:{self.xds_port}",
                 "--api-listen",
                 f"127.0.0.1:{self.api_port}",
+                *self.extra_args,
             ],
             env=meshfed_env(self.home),
         )
@@ -273,6 +275,83 @@ def start_sidecar(
         log_level="info",
     )
     return procs.envoy(envoy)
+
+
+def start_sidecar_agent(
+    procs: Processes,
+    home: Path,
+    cp: ControlPlaneHandle,
+    *,
+    service: str,
+    address: str,
+    app_port: int,
+    service_port: int,
+    protocol: str = "http",
+    outbound_port: int | None = None,
+    admin_port: int | None = None,
+    name: str | None = None,
+    namespace: str = "demo",
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``meshfed proxy sidecar`` for one workload; returns the agent and its inbound port."""
+    inbound = free_port(address)
+    argv = [
+        MESHFED,
+        "--log-level",
+        "info",
+        "proxy",
+        "sidecar",
+        "--cluster",
+        cp.cluster,
+        "--controlplane",
+        f"127.0.0.1:{cp.xds_port}",
+        "--service",
+        service,
+        "-n",
+        namespace,
+        "--app-port",
+        str(app_port),
+        "--service-port",
+        str(service_port),
+        "--protocol",
+        protocol,
+        "--address",
+        address,
+        "--inbound-port",
+        str(inbound),
+        "--outbound-port",
+        str(outbound_port or free_port()),
+        "--admin-port",
+        str(admin_port or free_port()),
+    ]
+    if name:
+        argv += ["--name", name]
+    proc = procs.spawn(
+        f"agent-{cp.cluster}-{name or service}-{inbound}", argv, env=meshfed_env(home)
+    )
+    return proc, inbound
+
+
+def start_gateway(
+    procs: Processes, home: Path, cp: ControlPlaneHandle, listen: str
+) -> subprocess.Popen[bytes]:
+    """``meshfed proxy gateway`` (east-west gateway) of ``cp``'s cluster on ``listen``."""
+    return procs.spawn(
+        f"gateway-{cp.cluster}",
+        [
+            MESHFED,
+            "--log-level",
+            "info",
+            "proxy",
+            "gateway",
+            "--cluster",
+            cp.cluster,
+            "--controlplane",
+            f"127.0.0.1:{cp.xds_port}",
+            "--listen",
+            listen,
+        ],
+        env=meshfed_env(home),
+    )
 
 
 def start_echo(

@@ -17,13 +17,13 @@ import pytest
 
 from tests.integration.conftest import make_mesh_home, owned_processes
 from tests.integration.harness import (
-    MESHFED,
     ControlPlaneHandle,
     Processes,
     free_port,
     get,
-    meshfed_env,
     start_echo,
+    start_gateway,
+    start_sidecar_agent,
     wait_until,
 )
 from trust.spiffe import SpiffeId, TrustDomain
@@ -36,56 +36,7 @@ HOST = "echo.demo.svc.clusterset.local"
 GRPC_HOST = "echo-grpc.demo.svc.clusterset.local"
 
 
-def sidecar_agent(
-    procs: Processes,
-    home: Path,
-    cp: ControlPlaneHandle,
-    *,
-    service: str,
-    address: str,
-    app_port: int,
-    service_port: int,
-    protocol: str = "http",
-    outbound_port: int | None = None,
-    admin_port: int | None = None,
-    name: str | None = None,
-):
-    inbound = free_port(address)
-    argv = [
-        MESHFED,
-        "--log-level",
-        "info",
-        "proxy",
-        "sidecar",
-        "--cluster",
-        cp.cluster,
-        "--controlplane",
-        f"127.0.0.1:{cp.xds_port}",
-        "--service",
-        service,
-        "-n",
-        "demo",
-        "--app-port",
-        str(app_port),
-        "--service-port",
-        str(service_port),
-        "--protocol",
-        protocol,
-        "--address",
-        address,
-        "--inbound-port",
-        str(inbound),
-        "--outbound-port",
-        str(outbound_port or free_port()),
-        "--admin-port",
-        str(admin_port or free_port()),
-    ]
-    if name:
-        argv += ["--name", name]
-    proc = procs.spawn(
-        f"agent-{cp.cluster}-{name or service}-{inbound}", argv, env=meshfed_env(home)
-    )
-    return proc, inbound
+sidecar_agent = start_sidecar_agent
 
 
 @pytest.fixture(scope="module")
@@ -105,23 +56,7 @@ def _start_federation(procs: Processes, mesh_home: Path) -> dict:
     east.start()
     west.start()
     gw_port = free_port("127.0.2.1")
-    procs.spawn(
-        "gateway-west",
-        [
-            MESHFED,
-            "--log-level",
-            "info",
-            "proxy",
-            "gateway",
-            "--cluster",
-            "west",
-            "--controlplane",
-            f"127.0.0.1:{west.xds_port}",
-            "--listen",
-            f"127.0.2.1:{gw_port}",
-        ],
-        env=meshfed_env(mesh_home),
-    )
+    start_gateway(procs, mesh_home, west, f"127.0.2.1:{gw_port}")
     http_app, grpc_app = free_port(), free_port()
     start_echo(procs, "west-echo-1", http_app, "west")
     procs.spawn(

@@ -1,0 +1,554 @@
+"""A federation controller with three member clusters, all real processes on loopback.
+
+``meshfed controller serve`` (REST + mTLS gRPC sync, SQLite state, lease 3 s) and three
+``meshfed controlplane serve --controller ... --join-token ...`` (clusters ``a`` 127.0.1.0/24,
+``b`` 127.0.2.0/24, ``c`` 127.0.3.0/24). ``echo`` runs behind real Envoy sidecars in ``a`` and
+``b``, each with an east-west gateway; ``a`` exports it with an MCS ServiceExport applied to its
+control plane, ``b`` with a meshfed ServiceExport applied to the controller. A client sidecar in
+``c`` calls ``echo.demo.svc.clusterset.local``. Imports reach ``c`` only through the controller.
+
+The tests of this module share the federation and run in file order: the last two stop parts
+of it (the controller, then cluster ``b``'s control plane).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from federation.client import call
+from tests.integration.conftest import owned_processes
+from tests.integration.harness import (
+    MESHFED,
+    ControlPlaneHandle,
+    LoadLoop,
+    Processes,
+    free_port,
+    get,
+    meshfed_env,
+    run_meshfed,
+    start_echo,
+    start_gateway,
+    start_sidecar_agent,
+    wait_until,
+    workload_yaml,
+)
+from trust import pki
+from trust.spiffe import SpiffeId, TrustDomain
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+LEASE_S = 3.0
+HOST = "echo.demo.svc.clusterset.local"
+LOCALITY = {
+    "a": "aws/us-east-1/us-east-1a",
+    "b": "aws/eu-west-1/eu-west-1a",
+    "c": "gcp/europe-west1/europe-west1-b",
+}
+NET = {"a": 1, "b": 2, "c": 3}
+
+
+class ControllerHandle:
+    """``meshfed controller serve`` on fixed ports (a restart keeps them)."""
+
+    def __init__(self, procs: Processes, home: Path) -> None:
+        self.procs, self.home = procs, home
+        self.api_port, self.sync_port = free_port(), free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc = self.procs.spawn(
+            f"controller-{self.starts}",
+            [
+                MESHFED,
+                "--log-level",
+                "info",
+                "controller",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.api_port}",
+                "--sync-listen",
+                f"127.0.0.1:{self.sync_port}",
+                "--trust-domain",
+                "example.org",
+                "--lease",
+                f"{LEASE_S}s",
+            ],
+            env=meshfed_env(self.home),
+        )
+        wait_until(self._healthy, 20, "controller API")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"controller exited: {self.procs.log(f'controller-{self.starts}')}"
+            )
+        return call("GET", self.url, "/healthz")["status"] == "ok"
+
+    def token(self) -> str:
+        return (self.home / "controller-token").read_text().strip()
+
+    def api(self, method: str, path: str, body: str | None = None) -> Any:
+        return call(method, self.url, path, token=self.token(), body=body)
+
+    def clusters(self) -> dict[str, dict[str, Any]]:
+        return {c["name"]: c for c in self.api("GET", "/v1/clusters")["clusters"]}
+
+
+def _meshfed(home: Path, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return run_meshfed(home, *args, **kw)
+
+
+def _join(home: Path, name: str, gateway: str) -> str:
+    out = _meshfed(
+        home,
+        "cluster",
+        "join",
+        name,
+        "--locality",
+        LOCALITY.get(name, "aws/us-east-1"),
+        "--network",
+        f"net-{name}",
+        "--gateway",
+        gateway,
+        "-o",
+        "json",
+    ).stdout
+    return str(json.loads(out)["token"])
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory):
+    """The federation described in the module docstring (about 20 s to start)."""
+    base = tmp_path_factory.mktemp("federation")
+    with owned_processes(base) as procs:
+        yield _start(procs, base / "home")
+
+
+def _start(procs: Processes, home: Path) -> dict[str, Any]:
+    controller = ControllerHandle(procs, home)
+    controller.start()
+    cps: dict[str, ControlPlaneHandle] = {}
+    gateways: dict[str, str] = {}
+    for name in ("a", "b", "c"):
+        gateways[name] = f"127.0.{NET[name]}.1:{free_port(f'127.0.{NET[name]}.1')}"
+        token = _join(home, name, gateways[name])
+        cp = ControlPlaneHandle(
+            procs,
+            home,
+            name,
+            LOCALITY[name],
+            extra_args=[
+                "--network",
+                f"net-{name}",
+                "--controller",
+                f"127.0.0.1:{controller.api_port}",
+                "--join-token",
+                token,
+                "--gateway",
+                gateways[name],
+            ],
+        )
+        cp.start()
+        cps[name] = cp
+    wait_until(
+        lambda: all(c["state"] == "Ready" for c in controller.clusters().values()),
+        15,
+        "three Ready clusters",
+    )
+    for name in ("a", "b"):
+        start_gateway(procs, home, cps[name], gateways[name])
+        app = free_port()
+        start_echo(procs, f"{name}-echo-1", app, name)
+        start_sidecar_agent(
+            procs,
+            home,
+            cps[name],
+            service="echo",
+            address=f"127.0.{NET[name]}.11",
+            app_port=app,
+            service_port=8080,
+        )
+    cps["a"].apply(
+        "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n"
+        "metadata: {name: echo, namespace: demo}\n"
+    )
+    _meshfed(
+        home,
+        "apply",
+        "-f",
+        "-",
+        input_text="apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+        "metadata: {name: echo, namespace: demo}\nspec: {cluster: b}\n",
+    )
+    client_port = free_port()
+    start_sidecar_agent(
+        procs,
+        home,
+        cps["c"],
+        service="frontend",
+        address="127.0.3.10",
+        app_port=free_port(),
+        service_port=8080,
+        outbound_port=client_port,
+    )
+    wait_until(lambda: get(client_port, HOST)[0] == 200, 45, "c -> echo through a gateway")
+    return {"home": home, "controller": controller, "cps": cps, "client_port": client_port}
+
+
+def _imports_of(home: Path, cluster: str) -> dict[str, dict[str, Any]]:
+    out = _meshfed(home, "get", "imports", "-o", "json").stdout
+    return {i["metadata"]["name"]: i["spec"] for i in json.loads(out) if i["cluster"] == cluster}
+
+
+def _clusters_seen(port: int, n: int) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for _ in range(n):
+        status, data, _ = get(port, HOST)
+        seen[str(data.get("cluster")) if status == 200 else f"status {status}"] += 1
+    return seen
+
+
+def test_service_exported_in_two_clusters_is_imported_in_the_third_and_reached_through_both_gateways(
+    fed,
+) -> None:
+    home = fed["home"]
+    spec = wait_until(
+        lambda: (s := _imports_of(home, "c").get("echo")) and len(s["clusters"]) == 2 and s,
+        15,
+        "c imports echo from a and b",
+    )
+    assert {c["cluster"] for c in spec["clusters"]} == {"a", "b"}
+    assert {c["network"] for c in spec["clusters"]} == {"net-a", "net-b"}
+    assert all(c["endpoints"] == 1 for c in spec["clusters"])
+    assert spec["ports"] == [{"name": "http", "port": 8080, "protocol": "http"}]
+    # a and b import it from each other only; nothing imports the unexported frontend
+    assert [c["cluster"] for c in _imports_of(home, "a")["echo"]["clusters"]] == ["b"]
+    assert "frontend" not in _imports_of(home, "a")
+    # the sidecar in c reaches both clusters (same priority: both are another cloud for c)
+    seen = wait_until(
+        lambda: (s := _clusters_seen(fed["client_port"], 60)) and len(s) == 2 and s,
+        20,
+        "responses from a and b",
+    )
+    assert set(seen) == {"a", "b"}, seen
+    # get clusters shows locality, network, gateway, heartbeat and state
+    clusters = json.loads(_meshfed(home, "cluster", "list", "-o", "json").stdout)
+    assert [(c["name"], c["state"], c["network"]) for c in clusters] == [
+        ("a", "Ready", "net-a"),
+        ("b", "Ready", "net-b"),
+        ("c", "Ready", "net-c"),
+    ]
+    assert all(time.time() - c["lastHeartbeat"] < LEASE_S for c in clusters)
+    table = _meshfed(home, "get", "clusters").stdout
+    assert "LAST HEARTBEAT" in table and "Ready" in table
+
+
+def test_export_conflict_follows_mcs_oldest_wins(fed) -> None:
+    """a exports ``dup`` on port 8080 first, b later on port 9090: b gets Conflict."""
+    home, cps = fed["home"], fed["cps"]
+    cps["a"].apply(
+        workload_yaml(
+            "dup-1",
+            service="dup",
+            address="127.0.1.50",
+            locality=LOCALITY["a"],
+            port=8080,
+            target_port=18080,
+        )
+        + "---\napiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n"
+        "metadata: {name: dup, namespace: demo}\n"
+    )
+    wait_until(lambda: "dup" in _imports_of(home, "c"), 10, "dup exported by a and imported in c")
+    time.sleep(0.2)  # make "older" unambiguous
+    cps["b"].apply(
+        workload_yaml(
+            "dup-1",
+            service="dup",
+            address="127.0.2.50",
+            locality=LOCALITY["b"],
+            port=9090,
+            target_port=19090,
+        )
+        + "---\napiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n"
+        "metadata: {name: dup, namespace: demo}\n"
+    )
+
+    def statuses() -> dict[str, dict[str, Any]]:
+        out = _meshfed(home, "get", "exports", "-o", "json").stdout
+        return {e["cluster"]: e for e in json.loads(out) if e["service"] == "dup"}
+
+    got = wait_until(lambda: len(s := statuses()) == 2 and s, 10, "both dup exports seen")
+    assert got["a"]["condition"] == "Exported"
+    assert got["b"]["condition"] == "Conflict"
+    assert "oldest export (cluster a)" in got["b"]["message"]
+    table = _meshfed(home, "get", "exports").stdout
+    assert "Conflict" in table
+    spec = _imports_of(home, "c")["dup"]
+    assert [c["cluster"] for c in spec["clusters"]] == ["a"]
+    assert spec["ports"][0]["port"] == 8080
+    # a imports nothing of the conflicting exporter
+    assert "dup" not in _imports_of(home, "a")
+
+
+def _csr(trust_domain: str) -> str:
+    key = pki.generate_private_key()
+    csr = pki.build_csr(key, spiffe_id=TrustDomain(trust_domain).id, common_name="x")
+    from cryptography.hazmat.primitives import serialization
+
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _join_raw(fed, cluster: str, token: str, csr: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        fed["controller"].url + "/v1/join",
+        data=json.dumps({"cluster": cluster, "token": token, "csr": csr}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        err.close()
+        return int(err.code)
+
+
+def test_join_tokens_are_single_use_expire_and_csrs_must_be_for_our_trust_domain(
+    fed, tmp_path
+) -> None:
+    home = fed["home"]
+    token = _join(home, "d", "127.0.4.1:15443")
+    assert _join_raw(fed, "d", "mfj_wrong", _csr("example.org")) == 401
+    assert _join_raw(fed, "d", token, _csr("evil.org")) == 403  # foreign trust domain
+    assert _join_raw(fed, "e", token, _csr("example.org")) == 401  # token of another cluster
+    assert _join_raw(fed, "d", token, _csr("example.org")) == 200  # still unused: works once
+    assert _join_raw(fed, "d", token, _csr("example.org")) == 401  # ... and only once
+    out = _meshfed(
+        home,
+        "cluster",
+        "join",
+        "e",
+        "--locality",
+        "aws/us-east-1",
+        "--gateway",
+        "127.0.5.1:15443",
+        "--token-ttl",
+        "1s",
+        "-o",
+        "json",
+    ).stdout
+    expired = json.loads(out)["token"]
+    time.sleep(1.5)
+    assert _join_raw(fed, "e", expired, _csr("example.org")) == 401
+    # a control plane started with a bad token is refused and says so
+    result = subprocess.run(
+        [
+            MESHFED,
+            "controlplane",
+            "serve",
+            "--cluster",
+            "e",
+            "--locality",
+            "aws/us-east-1",
+            "--xds-listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--controller",
+            f"127.0.0.1:{fed['controller'].api_port}",
+            "--join-token",
+            expired,
+            "--state-dir",
+            str(tmp_path / "cp-e"),
+        ],
+        env=meshfed_env(home),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "401" in result.stderr and "join token" in result.stderr
+    assert not (tmp_path / "cp-e" / "federation.json").exists()
+    for name in ("d", "e"):
+        _meshfed(home, "cluster", "remove", name)
+
+
+def test_rest_api_without_the_admin_token_answers_401(fed) -> None:
+    import urllib.error
+    import urllib.request
+
+    for method, path in [
+        ("GET", "/v1/clusters"),
+        ("GET", "/v1/exports"),
+        ("GET", "/v1/imports"),
+        ("GET", "/v1/policies"),
+        ("GET", "/openapi.json"),
+        ("POST", "/v1/clusters"),
+        ("POST", "/v1/apply"),
+        ("DELETE", "/v1/clusters/a"),
+    ]:
+        for auth in (None, "Bearer wrong"):
+            req = urllib.request.Request(
+                fed["controller"].url + path,
+                method=method,
+                data=b"{}" if method == "POST" else None,
+            )
+            if auth:
+                req.add_header("Authorization", auth)
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=5)
+            err.value.close()
+            assert err.value.code == 401, (method, path, auth)
+    assert fed["controller"].clusters()["a"]["state"] == "Ready"  # nothing was removed
+    doc = fed["controller"].api("GET", "/openapi.json")
+    assert doc["openapi"].startswith("3.") and "/v1/join" in doc["paths"]
+
+
+def test_a_certificate_from_one_clusters_intermediate_cannot_speak_for_another(fed) -> None:
+    """Cluster a's intermediate signs an SVID claiming to be b's control plane: refused."""
+    import grpc
+
+    from federation.controller.proto import sync_pb2, sync_pb2_grpc
+    from trust.authority import issue_svid
+    from trust.cluster_ca import ClusterCaDirectory
+
+    a_ca = ClusterCaDirectory(fed["home"] / "controlplanes" / "a" / "ca").authority(
+        TrustDomain("example.org")
+    )
+    forged = issue_svid(
+        a_ca, SpiffeId.parse("spiffe://example.org/ns/meshfed-system/sa/controlplane-b")
+    )
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=a_ca.bundle.to_pem(),
+        private_key=forged.private_key_pem(),
+        certificate_chain=forged.chain_pem(),
+    )
+    with grpc.secure_channel(
+        f"127.0.0.1:{fed['controller'].sync_port}",
+        creds,
+        options=[("grpc.ssl_target_name_override", "controller.meshfed.internal")],
+    ) as channel:
+        stub = sync_pb2_grpc.FederationSyncStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            for _ in stub.Sync(iter([sync_pb2.ClusterReport(cluster="b")]), timeout=5):
+                pass
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not issued by its joined intermediate" in err.value.details()
+
+
+def test_apply_with_one_bad_document_stores_none(fed, tmp_path) -> None:
+    home = fed["home"]
+    good = (
+        "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+        "metadata: {name: extra, namespace: demo}\nspec: {cluster: a}\n"
+    )
+
+    def stored() -> list[str]:
+        docs = fed["controller"].api("GET", "/v1/exports")["documents"]
+        return [d["metadata"]["name"] for d in docs]
+
+    # refused by the schema before the controller is asked
+    bad_schema = good + "---\n" + good.replace("extra", "Bad_Name")
+    r = _meshfed(home, "apply", "-f", "-", input_text=bad_schema, check=False)
+    assert r.returncode == 2
+    assert "document 2 (ServiceExport demo/Bad_Name): metadata.name" in r.stderr
+    # refused by the controller: the cluster is not a member
+    bad_cluster = (
+        good + "---\n" + good.replace("extra", "other").replace("cluster: a", "cluster: zz")
+    )
+    path = tmp_path / "policies.yaml"
+    path.write_text(bad_cluster)
+    r = _meshfed(home, "apply", "-f", str(path), check=False)
+    assert r.returncode == 2
+    assert "document 2 (ServiceExport demo/other): spec.cluster: 'zz' is not a member" in r.stderr
+    assert "extra" not in stored() and "other" not in stored()
+    # the good document alone is stored, and deleted again
+    assert "configured" in _meshfed(home, "apply", "-f", "-", input_text=good).stdout
+    assert "extra" in stored()
+    assert "deleted" in _meshfed(home, "delete", "-f", "-", input_text=good).stdout
+    assert "extra" not in stored()
+    # a workload belongs to a control plane, not the controller
+    r = _meshfed(
+        home,
+        "apply",
+        "-f",
+        "-",
+        input_text=workload_yaml(
+            "w", service="w", address="127.0.1.9", locality=LOCALITY["a"], port=80, target_port=80
+        ),
+        check=False,
+    )
+    assert r.returncode == 2 and "--controlplane" in r.stderr
+
+
+def test_killing_and_restarting_the_controller_fails_no_request(fed) -> None:
+    controller = fed["controller"]
+    with LoadLoop(
+        fed["client_port"], HOST, interval_s=0.01, max_requests=4000, max_seconds=60
+    ) as load:
+        time.sleep(1)
+        assert controller.proc is not None
+        controller.proc.send_signal(signal.SIGKILL)
+        controller.proc.wait(5)
+        time.sleep(2 * LEASE_S)  # the control planes keep serving their last state
+        served_while_down = len(load.samples)
+        controller.start()
+        wait_until(
+            lambda: all(
+                c["state"] == "Ready" and c["connected"] for c in controller.clusters().values()
+            ),
+            20,
+            "every control plane reconnected",
+        )
+        time.sleep(1)
+    assert served_while_down > 100
+    assert load.failures() == [], load.failures()[:5]
+    assert {s.name for s in load.samples} == {"a-echo-1", "b-echo-1"}
+    # state intact: members, exports and imports as before
+    assert set(controller.clusters()) == {"a", "b", "c"}
+    assert {c["cluster"] for c in _imports_of(fed["home"], "c")["echo"]["clusters"]} == {"a", "b"}
+
+
+def test_a_cluster_whose_lease_expires_is_withdrawn_everywhere(fed) -> None:
+    """b's control plane stops (its gateway and echo keep running): after the lease nothing
+    is routed to b any more, and b is Unreachable."""
+    controller, cps = fed["controller"], fed["cps"]
+    with LoadLoop(
+        fed["client_port"], HOST, interval_s=0.01, max_requests=3000, max_seconds=40
+    ) as load:
+        time.sleep(1)
+        cps["b"].stop()
+        stopped = time.monotonic()
+        wait_until(
+            lambda: controller.clusters()["b"]["state"] == "Unreachable",
+            LEASE_S + 3,
+            "b Unreachable",
+        )
+        marked = time.monotonic() - stopped
+        time.sleep(LEASE_S + 2)
+    assert marked <= LEASE_S + 1.5, marked
+    after = [s for s in load.samples if s.at > stopped + LEASE_S + 1]
+    assert len(after) > 100
+    assert {s.name for s in after} == {"a-echo-1"}, Counter(s.name for s in after)
+    assert load.failures() == []
+    assert [c["cluster"] for c in _imports_of(fed["home"], "c")["echo"]["clusters"]] == ["a"]
+    yaml.safe_load(_meshfed(fed["home"], "cluster", "list", "-o", "yaml").stdout)
