@@ -15,7 +15,7 @@ from typing import Any
 import click
 import yaml
 
-from federation.cli.params import DURATION, InputError
+from federation.cli.params import DURATION, InputError, format_duration
 from federation.client import call, cli_config_path, controller_target
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
@@ -224,7 +224,9 @@ def join_cmd(
         _emit(result, output, lambda: None)
         return
     host = url.split("://", 1)[-1]
-    click.echo(f"cluster {name} registered; join token (single use, valid {token_ttl}):")
+    click.echo(
+        f"cluster {name} registered; join token (single use, valid {format_duration(token_ttl)}):"
+    )
     click.echo(result["token"])
     click.echo(
         f"\nstart its control plane with:\n  meshfed controlplane serve --cluster {name}"

@@ -77,6 +77,7 @@ class SyncHub:
         self._streams: dict[str, asyncio.Queue[Outbound]] = {}
         self._sent: dict[str, tuple[Any, ...]] = {}
         self._last_report: dict[str, dict[str, Any]] = {}
+        self._reported: set[str] = set()  # streams whose first report has arrived
         self._version = 0
         self._last_states: dict[str, ClusterState] = {}
         self.imports: dict[str, list[dict[str, Any]]] = {}
@@ -111,6 +112,7 @@ class SyncHub:
         queue: asyncio.Queue[Outbound] = asyncio.Queue()
         self._streams[cluster] = queue
         self._sent.pop(cluster, None)
+        self._reported.discard(cluster)
         return queue
 
     def detach(self, cluster: str, queue: asyncio.Queue[Outbound]) -> None:
@@ -118,6 +120,7 @@ class SyncHub:
         if self._streams.get(cluster) is queue:
             del self._streams[cluster]
             self._sent.pop(cluster, None)
+            self._reported.discard(cluster)
 
     def close_stream(self, cluster: str, reason: str) -> None:
         """End a cluster's stream (it was removed from the federation)."""
@@ -129,10 +132,13 @@ class SyncHub:
         """Record a report (a heartbeat); recompute when its content or the cluster's state
         changed, or when it is the first report on a new stream (which gets its whole view)."""
         self.store.put_report(cluster, body, self.clock())
+        first = cluster in self._streams and cluster not in self._reported
+        if first:
+            self._reported.add(cluster)
         if (
-            self._last_report.get(cluster) != body
+            first
+            or self._last_report.get(cluster) != body
             or self._last_states.get(cluster) != "Ready"
-            or (cluster in self._streams and cluster not in self._sent)
         ):
             self._last_report[cluster] = body
             self.recompute()
@@ -152,6 +158,8 @@ class SyncHub:
         )
         bundle = self._bundle_pem()
         for cluster, queue in self._streams.items():
+            if cluster not in self._reported:
+                continue
             docs = tuple(json.dumps(d, sort_keys=True) for d in self.imports.get(cluster, []))
             view = (docs, tuple(exports.get(cluster, [])), policies, bundle)
             if self._sent.get(cluster) == view:

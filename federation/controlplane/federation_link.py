@@ -205,6 +205,8 @@ class FederationLink:
         self._on_bundle = on_bundle
         self._gateway = gateway
         self._changed = asyncio.Event()
+        self._imports_changed = asyncio.Event()
+        self._last_imports = registry.state.imports
         self._svid: X509Svid | None = None
         self.rtt_ms: dict[str, float] = {}
         self.connected = False
@@ -222,8 +224,11 @@ class FederationLink:
             self.policies = [json.loads(t) for t in update.get("policies_json", [])]
             log.info("restored %d imports from the last controller update", len(imports))
 
-    def _on_registry(self, _state: RegistryState) -> None:
+    def _on_registry(self, state: RegistryState) -> None:
         self._changed.set()
+        if state.imports is not self._last_imports:
+            self._last_imports = state.imports
+            self._imports_changed.set()
 
     def _identity(self) -> X509Svid:
         svid = self._svid
@@ -333,7 +338,8 @@ class FederationLink:
             await asyncio.sleep(next(delays))
 
     async def probe_rtts(self) -> None:
-        """Measure TCP connect time (ms) to every imported cluster's gateway; until cancelled."""
+        """Measure TCP connect time (ms) to every imported cluster's gateway, every 10 s and
+        whenever the imports change; until cancelled. Sent with the next report."""
         while True:
             gateways = {
                 c.cluster: c.gateway
@@ -352,7 +358,11 @@ class FederationLink:
                 writer.close()
             for gone in set(self.rtt_ms) - set(gateways):
                 del self.rtt_ms[gone]
-            await asyncio.sleep(RTT_PROBE_INTERVAL_S)
+            self._imports_changed.clear()
+            try:  # next round: after the interval, or at once when the imports change
+                await asyncio.wait_for(self._imports_changed.wait(), RTT_PROBE_INTERVAL_S)
+            except TimeoutError:
+                pass
 
 
 def load_join_info(state_dir: Path) -> JoinInfo | None:

@@ -254,6 +254,13 @@ def test_service_exported_in_two_clusters_is_imported_in_the_third_and_reached_t
         ("c", "Ready", "net-c"),
     ]
     assert all(time.time() - c["lastHeartbeat"] < LEASE_S for c in clusters)
+    # c measured the RTT to both gateways (TCP connect, ms) and reported it
+    rtts = wait_until(
+        lambda: set(r := fed["controller"].clusters()["c"]["rttMs"]) == {"a", "b"} and r,
+        15,
+        "c's RTTs to a and b",
+    )
+    assert all(0 < v < 100 for v in rtts.values()), rtts
     table = _meshfed(home, "get", "clusters").stdout
     assert "LAST HEARTBEAT" in table and "Ready" in table
 

@@ -1,0 +1,219 @@
+"""The sync hub (fake clock, no network) and the controller REST API (aiohttp test client)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from cryptography.hazmat.primitives import serialization
+
+from federation.controller.api import ControllerContext, make_app, openapi_document
+from federation.controller.hub import Closed, SyncHub
+from federation.controller.membership import STARTUP_GRACE_S, token_digest
+from federation.controller.store import ClusterRecord, SqliteStore
+from federation.controller.sync import peer_cluster
+from trust import pki
+from trust.authority import issue_svid
+from trust.spiffe import SpiffeId, TrustDomain
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _report(exports: list[str], port: int = 8080) -> dict:
+    return {
+        "services": [
+            {
+                "namespace": "demo",
+                "name": "echo",
+                "ports": [{"name": "http", "port": port, "protocol": "http"}],
+                "healthy_endpoints_by_zone": {"z": 1},
+            }
+        ],
+        "exports": exports,
+    }
+
+
+def _hub(tmp_path, clock, lease=30.0):
+    store = SqliteStore(tmp_path / "c.db")
+    for name in ("a", "b"):
+        store.add_cluster(
+            ClusterRecord(name, "aws/us-east-1", "n", f"127.0.0.{ord(name)}:15443", "local", 0),
+            token_digest(name),
+            1e12,
+        )
+        store.join(token_digest(name), name, "PEM", clock())
+    return SyncHub(store, lambda: b"BUNDLE", lease_s=lease, clock=clock)
+
+
+async def test_updates_go_out_after_the_first_report_and_only_when_the_view_changes(
+    tmp_path,
+) -> None:
+    clock = Clock()
+    hub = _hub(tmp_path, clock)
+    qa, qb = hub.attach("a"), hub.attach("b")
+    hub.recompute()
+    assert qa.empty() and qb.empty()  # nothing before each stream's first report
+    hub.report("a", _report(["demo/echo"]))
+    update_a = qa.get_nowait()
+    assert list(update_a.service_imports_json) == [] and update_a.trust_bundle_pem == b"BUNDLE"
+    hub.report("b", _report([]))
+    [doc] = [json.loads(d) for d in qb.get_nowait().service_imports_json]
+    assert doc["spec"]["clusters"][0]["cluster"] == "a"
+    hub.report("b", _report([]))  # a heartbeat with the same content
+    hub.recompute()
+    assert qa.empty() and qb.empty()
+    hub.close_stream("b", "removed")
+    assert isinstance(qb.get_nowait(), Closed)
+    hub.store.close()
+
+
+async def test_a_silent_cluster_is_withdrawn_after_its_lease_but_not_right_after_a_restart(
+    tmp_path,
+) -> None:
+    clock = Clock()
+    hub = _hub(tmp_path, clock, lease=3.0)
+    hub.attach("a"), hub.attach("b")
+    hub.report("a", _report(["demo/echo"]))
+    hub.report("b", _report([]))
+    assert hub.imports["b"]
+    clock.now += 4  # a silent for more than a lease
+    hub.report("b", _report([]))
+    hub.recompute()  # what watch_leases does when a state changes
+    assert hub.states()["a"] == "Unreachable" and hub.imports["b"] == []
+    # a restarted controller gives clusters it has not heard from since its start a grace
+    clock.now += 10
+    restarted = SyncHub(hub.store, lambda: b"B", lease_s=3.0, clock=clock)
+    clock.now += 4
+    assert restarted.states() == {"a": "Ready", "b": "Ready"}
+    restarted.attach("b")
+    restarted.report("b", _report([]))
+    assert [c["cluster"] for c in restarted.imports["b"][0]["spec"]["clusters"]] == ["a"]
+    clock.now = restarted.started_at + STARTUP_GRACE_S + 0.1
+    assert restarted.states()["a"] == "Unreachable"
+    # b reported after the start: no grace for it once it goes silent
+    assert restarted.states()["b"] == "Unreachable"
+    hub.store.close()
+
+
+def test_peer_identity_is_pinned_to_the_clusters_own_intermediate(trust_dir) -> None:
+    trust_dir.create_intermediate("west")
+    east_pem = pki.certificates_to_pem([trust_dir.intermediate_certificate("east")]).decode()
+    records = {"east": ClusterRecord("east", "aws/x", "n", "h:1", "local", 0, 1.0, 1.0, east_pem)}
+
+    def lookup(name):
+        from federation.errors import NotFoundError
+
+        if name not in records:
+            raise NotFoundError(name)
+        return records[name]
+
+    def leaf(cluster: str, sa: str) -> bytes:
+        svid = trust_dir.issue_svid(
+            cluster, SpiffeId.parse(f"spiffe://example.org/ns/meshfed-system/sa/{sa}")
+        )
+        return svid.leaf.public_bytes(serialization.Encoding.PEM)
+
+    assert peer_cluster(leaf("east", "controlplane-east"), "example.org", lookup) == ("east", "")
+    forged = peer_cluster(leaf("west", "controlplane-east"), "example.org", lookup)
+    assert forged[0] is None and "not issued by its joined intermediate" in forged[1]
+    assert peer_cluster(leaf("east", "frontend"), "example.org", lookup)[0] is None
+    assert peer_cluster(leaf("east", "controlplane-nope"), "example.org", lookup)[0] is None
+    assert peer_cluster(leaf("east", "controlplane-east"), "other.org", lookup)[0] is None
+    assert peer_cluster(None, "example.org", lookup) == (None, "no client certificate")
+
+
+@pytest.fixture
+async def api(trust_dir, tmp_path):
+    store = SqliteStore(tmp_path / "c.db")
+    hub = SyncHub(store, lambda: trust_dir.bundle().to_pem(), lease_s=30)
+    ctx = ControllerContext(
+        hub=hub,
+        trust_domain="example.org",
+        root=trust_dir.root_authority,
+        bundle_pem=lambda: trust_dir.bundle().to_pem(),
+        admin_token="adm1n",
+        sync_address="127.0.0.1:1",
+        sync_server_name="controller.meshfed.internal",
+    )
+    client = TestClient(TestServer(make_app(ctx)))
+    await client.start_server()
+    yield client
+    await client.close()
+    store.close()
+
+
+AUTH = {"Authorization": "Bearer adm1n"}
+
+
+def _csr(td: str) -> str:
+    key = pki.generate_private_key()
+    csr = pki.build_csr(key, spiffe_id=TrustDomain(td).id)
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+async def test_register_and_join(api) -> None:
+    assert (await api.get("/v1/clusters")).status == 401
+    bad = await api.post(
+        "/v1/clusters", headers=AUTH, json={"name": "Bad!", "locality": "x", "gateway": "h"}
+    )
+    assert bad.status == 400
+    problems = (await bad.json())["problems"]
+    assert any(p.startswith("request body: name:") for p in problems)
+    assert any(p.startswith("request body: locality:") for p in problems)
+    assert any(p.startswith("request body: gateway:") for p in problems)
+    body = {"name": "east", "locality": "aws/us-east-1/us-east-1a", "gateway": "127.0.1.1:15443"}
+    created = await api.post("/v1/clusters", headers=AUTH, json=body)
+    assert created.status == 201
+    token = (await created.json())["token"]
+    assert (await api.post("/v1/clusters", headers=AUTH, json=body)).status == 409
+    join = {"cluster": "east", "token": token, "csr": "garbage"}
+    assert (await api.post("/v1/join", json=join)).status == 400
+    join["csr"] = _csr("evil.org")
+    refused = await api.post("/v1/join", json=join)
+    assert refused.status == 403 and "evil.org" in (await refused.json())["error"]
+    join["csr"] = _csr("example.org")
+    ok = await api.post("/v1/join", json=join)
+    assert ok.status == 200
+    answer = await ok.json()
+    chain = pki.load_certificates(answer["certificateChain"].encode(), source="x")
+    assert pki.signing_cert_problems(chain[0]) == []
+    assert answer["syncServerName"] == "controller.meshfed.internal"
+    assert (await api.post("/v1/join", json=join)).status == 401
+    [listed] = (await (await api.get("/v1/clusters", headers=AUTH)).json())["clusters"]
+    assert listed["state"] == "Ready" and listed["joinedAt"] is not None
+
+
+async def test_apply_is_all_or_nothing(api) -> None:
+    body = {"name": "east", "locality": "aws/us-east-1", "gateway": "127.0.1.1:15443"}
+    await api.post("/v1/clusters", headers=AUTH, json=body)
+    good = "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: echo, namespace: demo}\nspec: {cluster: east}\n"
+    mcs = "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: x, namespace: demo}\n"
+    bad = await api.post("/v1/apply", headers=AUTH, data=good + "---\n" + mcs)
+    assert bad.status == 400
+    assert (
+        "document 2 (ServiceExport demo/x): spec.cluster: required" in (await bad.json())["error"]
+    )
+    assert (await (await api.get("/v1/exports", headers=AUTH)).json())["documents"] == []
+    ok = await (await api.post("/v1/apply", headers=AUTH, data=good)).json()
+    assert ok == {"applied": ["serviceexport/demo/echo (cluster east)"], "unchanged": []}
+    again = await (await api.post("/v1/apply", headers=AUTH, data=good)).json()
+    assert again["unchanged"] == ["serviceexport/demo/echo (cluster east)"]
+    gone = await (await api.post("/v1/delete", headers=AUTH, data=good)).json()
+    assert gone == {"deleted": ["serviceexport/demo/echo (cluster east)"]}
+
+
+def test_openapi_document_lists_every_route_with_its_schema() -> None:
+    doc = openapi_document()
+    assert doc["openapi"] == "3.1.0"
+    assert set(doc["paths"]) >= {"/v1/clusters", "/v1/join", "/v1/apply", "/openapi.json"}
+    assert "security" not in doc["paths"]["/v1/join"]["post"]
+    assert doc["paths"]["/v1/clusters"]["get"]["security"] == [{"bearer": []}]
+    assert "NewCluster" in doc["components"]["schemas"]
+    assert "tokenTtlSeconds" in doc["components"]["schemas"]["NewCluster"]["properties"]

@@ -1,0 +1,113 @@
+"""MCS export/import decisions (KEP-1645): pure, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from federation.controller.imports import compute
+from federation.controller.store import ClusterRecord
+
+
+def _cluster(name: str, locality: str = "aws/us-east-1/us-east-1a") -> ClusterRecord:
+    return ClusterRecord(
+        name, locality, f"net-{name}", f"10.0.0.{ord(name[0]) % 200}:15443", "local", 0.0
+    )
+
+
+def _report(*services: tuple[str, int, str, int], exports: list[str]) -> dict[str, Any]:
+    return {
+        "services": [
+            {
+                "namespace": "demo",
+                "name": name,
+                "ports": [{"name": "http", "port": port, "protocol": proto}],
+                "service_accounts": [name],
+                "healthy_endpoints_by_zone": {"z1": healthy},
+            }
+            for name, port, proto, healthy in services
+        ],
+        "exports": exports,
+    }
+
+
+CLUSTERS = [_cluster("a"), _cluster("b"), _cluster("c")]
+READY = {"a": "Ready", "b": "Ready", "c": "Ready"}
+
+
+def test_same_service_exported_twice_is_one_import_listing_both() -> None:
+    reports = {
+        "a": _report(("echo", 8080, "http", 2), exports=["demo/echo"]),
+        "b": _report(("echo", 8080, "http", 3), exports=["demo/echo"]),
+        "c": _report(exports=[]),
+    }
+    times = {("a", "demo", "echo"): 1.0, ("b", "demo", "echo"): 2.0}
+    imports, statuses = compute(CLUSTERS, READY, reports, times)
+    [imp] = imports["c"]
+    assert imp["metadata"] == {"name": "echo", "namespace": "demo"}
+    assert [(c["cluster"], c["endpoints"]) for c in imp["spec"]["clusters"]] == [("a", 2), ("b", 3)]
+    assert imp["spec"]["clusters"][0]["gateway"] == CLUSTERS[0].gateway
+    assert [c["cluster"] for c in imports["a"][0]["spec"]["clusters"]] == ["b"]
+    assert {s.condition for s in statuses} == {"Exported"}
+
+
+def test_unexported_services_are_never_imported() -> None:
+    reports = {"a": _report(("secret", 80, "http", 1), exports=[]), "b": _report(exports=[])}
+    imports, statuses = compute(CLUSTERS[:2], READY, reports, {})
+    assert imports == {"a": [], "b": []} and statuses == []
+
+
+def test_an_export_without_a_local_service_is_not_imported() -> None:
+    reports = {"a": _report(exports=["demo/ghost"]), "b": _report(exports=[])}
+    imports, _ = compute(CLUSTERS[:2], READY, reports, {("a", "demo", "ghost"): 1.0})
+    assert imports["b"] == []
+
+
+def test_conflicting_ports_oldest_export_wins_and_the_loser_gets_conflict() -> None:
+    reports = {
+        "a": _report(("echo", 9090, "grpc", 1), exports=["demo/echo"]),
+        "b": _report(("echo", 8080, "http", 1), exports=["demo/echo"]),
+        "c": _report(exports=[]),
+    }
+    # b exported first: b wins although a sorts first by name
+    times = {("a", "demo", "echo"): 5.0, ("b", "demo", "echo"): 1.0}
+    imports, statuses = compute(CLUSTERS, READY, reports, times)
+    by_cluster = {s.cluster: s for s in statuses}
+    assert by_cluster["b"].condition == "Exported"
+    assert by_cluster["a"].condition == "Conflict"
+    assert "oldest export (cluster b)" in by_cluster["a"].message
+    [imp] = imports["c"]
+    assert imp["spec"]["ports"] == [{"name": "http", "port": 8080, "protocol": "http"}]
+    assert [c["cluster"] for c in imp["spec"]["clusters"]] == ["b"]
+
+
+def test_ties_in_export_time_break_by_cluster_name() -> None:
+    reports = {
+        "a": _report(("echo", 9090, "http", 1), exports=["demo/echo"]),
+        "b": _report(("echo", 8080, "http", 1), exports=["demo/echo"]),
+        "c": _report(exports=[]),
+    }
+    times = {("a", "demo", "echo"): 1.0, ("b", "demo", "echo"): 1.0}
+    _, statuses = compute(CLUSTERS, READY, reports, times)
+    assert {s.cluster: s.condition for s in statuses} == {"a": "Exported", "b": "Conflict"}
+
+
+def test_unreachable_clusters_neither_export_nor_import() -> None:
+    reports = {
+        "a": _report(("echo", 8080, "http", 1), exports=["demo/echo"]),
+        "b": _report(("echo", 8080, "http", 1), exports=["demo/echo"]),
+        "c": _report(exports=[]),
+    }
+    times = {("a", "demo", "echo"): 1.0, ("b", "demo", "echo"): 2.0}
+    states = {"a": "Ready", "b": "Unreachable", "c": "Ready"}
+    imports, _ = compute(CLUSTERS, states, reports, times)
+    assert [c["cluster"] for c in imports["c"][0]["spec"]["clusters"]] == ["a"]
+    assert "b" not in imports
+
+
+def test_no_healthy_endpoints_is_still_listed_with_zero() -> None:
+    reports = {
+        "a": _report(("echo", 8080, "http", 0), exports=["demo/echo"]),
+        "c": _report(exports=[]),
+    }
+    imports, _ = compute([CLUSTERS[0], CLUSTERS[2]], READY, reports, {("a", "demo", "echo"): 1.0})
+    assert imports["c"][0]["spec"]["clusters"][0]["endpoints"] == 0

@@ -1,0 +1,106 @@
+"""Membership decisions and the SQLite store."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+
+import pytest
+
+from federation.controller.membership import (
+    cluster_from_spiffe_path,
+    cluster_state,
+    control_plane_spiffe_path,
+    new_join_token,
+    token_digest,
+    validate_member_name,
+)
+from federation.controller.store import ClusterRecord, SqliteStore, StoreError
+from federation.errors import NotFoundError
+
+
+def _record(name: str = "east", **kw: object) -> ClusterRecord:
+    return ClusterRecord(name, "aws/us-east-1", "net", "127.0.1.1:15443", "local", 0.0, **kw)  # type: ignore[arg-type]
+
+
+def test_states_follow_join_and_lease() -> None:
+    assert cluster_state(_record(), now=100) == "Pending"
+    joined = _record(joined_at=10.0, last_heartbeat=90.0)
+    assert cluster_state(joined, now=100, lease_s=30) == "Ready"
+    assert cluster_state(joined, now=121, lease_s=30) == "Unreachable"
+    # a restarted controller gives the cluster one lease from its start
+    assert cluster_state(joined, now=121, lease_s=30, since=100) == "Ready"
+
+
+def test_tokens_and_names() -> None:
+    token = new_join_token()
+    assert token.startswith("mfj_") and len(token) > 40 and token != new_join_token()
+    assert len(token_digest(token)) == 64 and token not in token_digest(token)
+    assert validate_member_name("aws-us-east-1") == "aws-us-east-1"
+    for bad in ("Upper", "-x", "x" * 64, "a_b", "meshfed-controller", ""):
+        with pytest.raises(ValueError):
+            validate_member_name(bad)
+    path = control_plane_spiffe_path("east")
+    assert path == "/ns/meshfed-system/sa/controlplane-east"
+    assert cluster_from_spiffe_path(path) == "east"
+    assert cluster_from_spiffe_path("/ns/demo/sa/frontend") is None
+    assert cluster_from_spiffe_path("/ns/meshfed-system/sa/controlplane-") is None
+
+
+def test_store_survives_reopen_and_tokens_are_single_use(tmp_path) -> None:
+    path = tmp_path / "controller.db"
+    store = SqliteStore(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    store.add_cluster(_record(), token_digest("t1"), token_expires_at=50.0)
+    with pytest.raises(StoreError, match="already a member"):
+        store.add_cluster(_record(), token_digest("t2"), token_expires_at=50.0)
+    with pytest.raises(StoreError, match="unknown"):
+        store.join(token_digest("nope"), "east", "PEM", now=1.0)
+    with pytest.raises(StoreError, match="unknown"):
+        store.join(token_digest("t1"), "west", "PEM", now=1.0)
+    with pytest.raises(StoreError, match="expired"):
+        store.join(token_digest("t1"), "east", "PEM", now=51.0)
+    store.join(token_digest("t1"), "east", "PEM", now=2.0)
+    with pytest.raises(StoreError, match="already used"):
+        store.join(token_digest("t1"), "east", "PEM", now=3.0)
+    store.put_report("east", {"exports": ["demo/echo"], "services": []}, now=4.0)
+    store.put_documents(
+        [(("ServiceExport", "demo", "echo", "east"), {"kind": "ServiceExport"})], 5.0
+    )
+    store.close()
+
+    again = SqliteStore(path)
+    record = again.cluster("east")
+    assert (record.joined_at, record.last_heartbeat, record.intermediate_pem) == (2.0, 4.0, "PEM")
+    assert again.export_times() == {("east", "demo", "echo"): 4.0}
+    assert again.documents("ServiceExport") == [{"kind": "ServiceExport"}]
+    # a later report keeps the first-seen time; dropping the export forgets it
+    again.put_report("east", {"exports": ["demo/echo"]}, now=9.0)
+    assert again.export_times()[("east", "demo", "echo")] == 4.0
+    again.put_report("east", {"exports": []}, now=10.0)
+    assert again.export_times() == {}
+    again.remove_cluster("east")
+    assert again.clusters() == [] and again.documents("ServiceExport") == []
+    with pytest.raises(NotFoundError):
+        again.remove_cluster("east")
+    again.close()
+
+
+def test_store_refuses_another_schema_version(tmp_path) -> None:
+    path = tmp_path / "c.db"
+    SqliteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        SqliteStore(path)
+
+
+def test_a_failed_write_changes_nothing(tmp_path) -> None:
+    store = SqliteStore(tmp_path / "c.db")
+    key = ("ServiceExport", "demo", "a", "east")
+    with pytest.raises(TypeError):  # the second body cannot be stored: the first is rolled back
+        store.put_documents([(key, {"ok": 1}), (("X", "d", "b", ""), {"bad": object()})], 1.0)
+    assert store.documents("ServiceExport") == []
+    store.close()
