@@ -559,3 +559,12 @@ def test_a_cluster_whose_lease_expires_is_withdrawn_everywhere(fed) -> None:
     assert load.failures() == []
     assert [c["cluster"] for c in _imports_of(fed["home"], "c")["echo"]["clusters"]] == ["a"]
     yaml.safe_load(_meshfed(fed["home"], "cluster", "list", "-o", "yaml").stdout)
+
+
+def test_removing_a_cluster_withdraws_it(fed) -> None:
+    home = fed["home"]
+    assert "cluster b removed" in _meshfed(home, "cluster", "remove", "b").stdout
+    assert set(fed["controller"].clusters()) == {"a", "c"}
+    assert [c["cluster"] for c in _imports_of(home, "c")["echo"]["clusters"]] == ["a"]
+    r = _meshfed(home, "cluster", "remove", "b", check=False)
+    assert r.returncode == 2 and "not a member" in r.stderr

@@ -14,7 +14,6 @@ from federation.controller.membership import STARTUP_GRACE_S, token_digest
 from federation.controller.store import ClusterRecord, SqliteStore
 from federation.controller.sync import peer_cluster
 from trust import pki
-from trust.authority import issue_svid
 from trust.spiffe import SpiffeId, TrustDomain
 
 
