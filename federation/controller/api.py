@@ -31,6 +31,7 @@ from federation.controller.store import ClusterRecord, DocumentKey, StoreError
 from federation.errors import InvalidDocumentError, NotFoundError
 from federation.model.documents import load_documents
 from federation.model.locality import Locality
+from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
 from federation.netaddr import parse_host_port
 from trust import pki
@@ -299,6 +300,14 @@ def _controller_documents(text: str, ctx: ControllerContext) -> list[tuple[Docum
                 )
                 continue
             cluster = m.spec.cluster
+        if isinstance(m, TrafficPolicy) and m.spec.split:
+            unknown = sorted(set(m.spec.split) - members)
+            if unknown:
+                problems.append(
+                    f"{where}: spec.split: {', '.join(map(repr, unknown))} not a member cluster"
+                    f" (members: {', '.join(sorted(members)) or 'none'})"
+                )
+                continue
         assert meta is not None
         body = m.model_dump(by_alias=True, mode="json", exclude_none=True)
         out.append(((kind, meta.namespace, meta.name, cluster), body))

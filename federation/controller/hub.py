@@ -25,7 +25,7 @@ from federation.controller.store import ControllerStore
 log = logging.getLogger(__name__)
 
 #: Document kinds the controller sends to every control plane as policies.
-POLICY_KINDS: tuple[str, ...] = ("TrafficPolicy",)
+POLICY_KINDS: tuple[str, ...] = ("TrafficPolicy", "PriceTable")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
 
@@ -47,6 +48,9 @@ class RegistryState:
         imports: ServiceImports, applied by hand or pushed by the federation controller.
         federated_exports: services the federation controller says this cluster exports
             (meshfed ServiceExports with ``spec.cluster`` applied centrally).
+        policies: TrafficPolicies by target ``(namespace, service)``, from the controller.
+        price_tables: PriceTable documents by cloud, from the controller.
+        rtt_ms: measured round trip (ms) to other clusters' gateways, by cluster.
     """
 
     version: int = 0
@@ -59,6 +63,11 @@ class RegistryState:
         default_factory=lambda: MappingProxyType({})
     )
     federated_exports: frozenset[ServiceKey] = frozenset()
+    policies: Mapping[ServiceKey, TrafficPolicy] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    price_tables: Mapping[str, PriceTable] = field(default_factory=lambda: MappingProxyType({}))
+    rtt_ms: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def exported(self, key: ServiceKey) -> bool:
         """True when ``(namespace, service)`` is exported, locally or by the controller."""
@@ -110,20 +119,19 @@ def describe(doc: Document) -> str:
 
 
 def _state(
-    version: int,
+    base: RegistryState,
     workloads: dict[WorkloadKey, WorkloadEntry],
     health: dict[WorkloadKey, Health],
     exports: set[ServiceKey],
     imports: dict[ServiceKey, ServiceImport],
-    federated: frozenset[ServiceKey],
 ) -> RegistryState:
-    return RegistryState(
-        version,
-        MappingProxyType(workloads),
-        MappingProxyType(health),
-        frozenset(exports),
-        MappingProxyType(imports),
-        federated,
+    return replace(
+        base,
+        version=base.version + 1,
+        workloads=MappingProxyType(workloads),
+        health=MappingProxyType(health),
+        exports=frozenset(exports),
+        imports=MappingProxyType(imports),
     )
 
 
@@ -153,7 +161,7 @@ def with_applied(
         return state, []
     health = {k: v for k, v in state.health.items() if state.workloads.get(k) == workloads.get(k)}
     return (
-        _state(state.version + 1, workloads, health, exports, imports, state.federated_exports),
+        _state(state, workloads, health, exports, imports),
         changed,
     )
 
@@ -178,30 +186,51 @@ def without(state: RegistryState, documents: Iterable[Document]) -> tuple[Regist
         return state, []
     health = {k: v for k, v in state.health.items() if k in workloads}
     return (
-        _state(state.version + 1, workloads, health, exports, imports, state.federated_exports),
+        _state(state, workloads, health, exports, imports),
         removed,
     )
 
 
 def with_federation(
-    state: RegistryState, imports: Iterable[ServiceImport], exports: Iterable[ServiceKey]
+    state: RegistryState,
+    imports: Iterable[ServiceImport],
+    exports: Iterable[ServiceKey],
+    policies: Iterable[TrafficPolicy] = (),
+    price_tables: Iterable[PriceTable] = (),
 ) -> RegistryState:
-    """``state`` with exactly these imports and federated exports (what the controller sent).
+    """``state`` with exactly these imports, federated exports and policies (what the
+    controller sent).
 
-    Imports not in ``imports`` are removed: the controller's view replaces the previous one
-    whole, so an endpoint it withdrew is never left behind. Same ``state`` when nothing changed.
-    Pure.
+    Everything not in the arguments is removed: the controller's view replaces the previous
+    one whole, so an endpoint it withdrew is never left behind. Same ``state`` when nothing
+    changed. Pure.
     """
     new_imports = {i.key: i for i in imports}
     new_exports = frozenset(exports)
-    if new_imports == dict(state.imports) and new_exports == state.federated_exports:
+    new_policies = {p.target: p for p in policies}
+    new_tables = {t.spec.cloud: t for t in price_tables}
+    if (
+        new_imports == dict(state.imports)
+        and new_exports == state.federated_exports
+        and new_policies == dict(state.policies)
+        and new_tables == dict(state.price_tables)
+    ):
         return state
     return replace(
         state,
         version=state.version + 1,
         imports=MappingProxyType(new_imports),
         federated_exports=new_exports,
+        policies=MappingProxyType(new_policies),
+        price_tables=MappingProxyType(new_tables),
     )
+
+
+def with_rtts(state: RegistryState, rtt_ms: Mapping[str, float]) -> RegistryState:
+    """``state`` with new measured RTTs (ms by cluster); same ``state`` if equal. Pure."""
+    if dict(rtt_ms) == dict(state.rtt_ms):
+        return state
+    return replace(state, version=state.version + 1, rtt_ms=MappingProxyType(dict(rtt_ms)))
 
 
 class ServiceRegistry:
@@ -242,10 +271,14 @@ class ServiceRegistry:
         return removed
 
     def set_federation(
-        self, imports: Iterable[ServiceImport], exports: Iterable[ServiceKey]
+        self,
+        imports: Iterable[ServiceImport],
+        exports: Iterable[ServiceKey],
+        policies: Iterable[TrafficPolicy] = (),
+        price_tables: Iterable[PriceTable] = (),
     ) -> bool:
-        """Install the controller's imports and exports (see :func:`with_federation`)."""
-        state = with_federation(self._state, imports, exports)
+        """Install the controller's view (see :func:`with_federation`)."""
+        state = with_federation(self._state, imports, exports, policies, price_tables)
         if state is self._state:
             return False
         self._publish(state)
@@ -255,6 +288,14 @@ class ServiceRegistry:
             len(state.imports),
             len(state.federated_exports),
         )
+        return True
+
+    def set_rtts(self, rtt_ms: Mapping[str, float]) -> bool:
+        """Install measured RTTs (see :func:`with_rtts`)."""
+        state = with_rtts(self._state, rtt_ms)
+        if state is self._state:
+            return False
+        self._publish(state)
         return True
 
     def set_health(self, key: WorkloadKey, health: Health) -> bool:

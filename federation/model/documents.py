@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from federation.errors import InvalidDocumentError
+from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
 
@@ -25,6 +26,8 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
     ("multicluster.x-k8s.io/v1alpha1", "ServiceExport"): ServiceExport,
     ("meshfed.io/v1alpha1", "ServiceExport"): ServiceExport,
     ("meshfed.io/v1alpha1", "ServiceImport"): ServiceImport,
+    ("meshfed.io/v1alpha1", "TrafficPolicy"): TrafficPolicy,
+    ("meshfed.io/v1alpha1", "PriceTable"): PriceTable,
 }
 
 

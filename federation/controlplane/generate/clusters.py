@@ -35,6 +35,11 @@ from federation.controlplane.generate.common import (
     spiffe_id,
 )
 from federation.controlplane.generate.services import ServicePort
+from federation.model.policy import (
+    HealthCheckSettings,
+    OutlierDetectionSettings,
+    TrafficPolicy,
+)
 
 HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 CONNECT_TIMEOUT_MS = 1000
@@ -97,30 +102,41 @@ def _tls_match(port: ServicePort, trust_domain: str) -> cluster_pb2.Cluster.Tran
     )
 
 
-def default_health_check() -> health_check_pb2.HealthCheck:
-    """TCP connect (through the cluster's transport socket, so the TLS handshake counts):
-    every 1 s, 2 s timeout, unhealthy after 3 failures, healthy after 1 success. Generous on
-    purpose: a check through a remote gateway crosses two proxies on a busy host, and fast
-    failover comes from the control plane's EDS health, outlier detection and retries."""
+_DEFAULT_HC = HealthCheckSettings()
+_DEFAULT_OD = OutlierDetectionSettings()
+
+
+def default_health_check(
+    settings: HealthCheckSettings = _DEFAULT_HC,
+) -> health_check_pb2.HealthCheck:
+    """TCP connect (through the cluster's transport socket, so the TLS handshake counts).
+
+    Defaults (TrafficPolicy ``healthCheck`` overrides them): every 1 s, 2 s timeout,
+    unhealthy after 3 failures, healthy after 1 success. Generous on purpose: a check through
+    a remote gateway crosses two proxies on a busy host, and fast failover comes from the
+    control plane's EDS health, outlier detection and retries."""
     return health_check_pb2.HealthCheck(
-        timeout=duration_ms(2000),
-        interval=duration_ms(1000),
-        no_traffic_interval=duration_ms(2000),
-        unhealthy_threshold=wrappers_pb2.UInt32Value(value=3),
-        healthy_threshold=wrappers_pb2.UInt32Value(value=1),
+        timeout=duration_ms(settings.timeout_ms),
+        interval=duration_ms(settings.interval_ms),
+        no_traffic_interval=duration_ms(max(2000, settings.interval_ms)),
+        unhealthy_threshold=wrappers_pb2.UInt32Value(value=settings.unhealthy_threshold),
+        healthy_threshold=wrappers_pb2.UInt32Value(value=settings.healthy_threshold),
         tcp_health_check=health_check_pb2.HealthCheck.TcpHealthCheck(),
     )
 
 
-def default_outlier_detection() -> outlier_detection_pb2.OutlierDetection:
-    """Eject after 3 consecutive 5xx / connect failures for 5 s; up to 100 % of hosts."""
+def default_outlier_detection(
+    settings: OutlierDetectionSettings = _DEFAULT_OD,
+) -> outlier_detection_pb2.OutlierDetection:
+    """Eject after 3 consecutive 5xx / connect failures for 5 s; up to 100 % of hosts
+    (TrafficPolicy ``outlierDetection`` overrides)."""
     return outlier_detection_pb2.OutlierDetection(
-        consecutive_5xx=wrappers_pb2.UInt32Value(value=3),
-        consecutive_gateway_failure=wrappers_pb2.UInt32Value(value=3),
+        consecutive_5xx=wrappers_pb2.UInt32Value(value=settings.consecutive_5xx),
+        consecutive_gateway_failure=wrappers_pb2.UInt32Value(value=settings.consecutive_5xx),
         enforcing_consecutive_gateway_failure=wrappers_pb2.UInt32Value(value=100),
-        interval=duration_ms(1000),
-        base_ejection_time=duration_ms(5000),
-        max_ejection_percent=wrappers_pb2.UInt32Value(value=100),
+        interval=duration_ms(settings.interval_ms),
+        base_ejection_time=duration_ms(settings.base_ejection_time_ms),
+        max_ejection_percent=wrappers_pb2.UInt32Value(value=settings.max_ejection_percent),
     )
 
 
@@ -129,18 +145,25 @@ def outbound_cluster(
     trust_domain: str,
     *,
     inline_dns: endpoint_pb2.ClusterLoadAssignment | None = None,
+    name: str | None = None,
+    policy: TrafficPolicy | None = None,
 ) -> cluster_pb2.Cluster:
     """The sidecar's cluster for one service port (see the module docstring).
 
     EDS normally; with ``inline_dns`` (endpoints addressed by hostname, e.g. a remote gateway
     behind a cloud load balancer) a STRICT_DNS cluster carrying that assignment, IPv4 only.
+    ``name`` (default ``port.cluster_name``) names a split subset; ``policy`` overrides the
+    health check and outlier detection.
     """
+    name = name or port.cluster_name
+    hc = policy.spec.health_check if policy and policy.spec.health_check else None
+    od = policy.spec.outlier_detection if policy and policy.spec.outlier_detection else None
     discovery: dict[str, object]
     if inline_dns is None:
         discovery = {
             "type": cluster_pb2.Cluster.DiscoveryType.EDS,
             "eds_cluster_config": cluster_pb2.Cluster.EdsClusterConfig(
-                eds_config=ads(), service_name=port.cluster_name
+                eds_config=ads(), service_name=name
             ),
         }
     else:
@@ -150,7 +173,7 @@ def outbound_cluster(
             "dns_lookup_family": cluster_pb2.Cluster.DnsLookupFamily.V4_ONLY,
         }
     return cluster_pb2.Cluster(
-        name=port.cluster_name,
+        name=name,
         **discovery,
         connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
         lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,
@@ -158,8 +181,8 @@ def outbound_cluster(
             healthy_panic_threshold=percent_pb2.Percent(value=0.0),
             locality_weighted_lb_config=cluster_pb2.Cluster.CommonLbConfig.LocalityWeightedLbConfig(),
         ),
-        health_checks=[default_health_check()],
-        outlier_detection=default_outlier_detection(),
+        health_checks=[default_health_check(hc) if hc else default_health_check()],
+        outlier_detection=default_outlier_detection(od) if od else default_outlier_detection(),
         transport_socket_matches=[_tls_match(port, trust_domain)]
         if "mutual" in port.tls_modes
         else [],
@@ -215,13 +238,14 @@ def gateway_cluster(port: ServicePort) -> cluster_pb2.Cluster:
     )
 
 
-def grpc_cluster(port: ServicePort) -> cluster_pb2.Cluster:
-    """A cluster for grpcio's xDS client: EDS over ADS, round robin, nothing gRPC would NACK."""
+def grpc_cluster(port: ServicePort, name: str | None = None) -> cluster_pb2.Cluster:
+    """A cluster for grpcio's xDS client: EDS over ADS, round robin, nothing gRPC would NACK.
+    ``name`` (default ``port.cluster_name``) names a split subset."""
     return cluster_pb2.Cluster(
-        name=port.cluster_name,
+        name=name or port.cluster_name,
         type=cluster_pb2.Cluster.DiscoveryType.EDS,
         eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
-            eds_config=ads(), service_name=port.cluster_name
+            eds_config=ads(), service_name=name or port.cluster_name
         ),
         lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,
     )

@@ -1,8 +1,8 @@
 """EDS: ``ClusterLoadAssignment`` per service port, with locality priorities and weights.
 
-Priorities and weights come from :func:`federation.lb.locality.assign_priorities` for the
-calling proxy's locality. Endpoint health is the control plane's probe result
-(``LbEndpoint.health_status``); endpoints behind a sidecar (tlsMode mutual) are addressed at
+Priorities and weights come from :func:`federation.lb.decision.decide` for the calling
+proxy's locality and cluster, with the service's TrafficPolicy. Endpoint health is the control
+plane's probe result (``LbEndpoint.health_status``); endpoints behind a sidecar (tlsMode mutual) are addressed at
 the sidecar's inbound port and carry ``envoy.transport_socket_match: {tlsMode: mutual}`` so the
 cluster picks its mTLS transport socket for them.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from dataclasses import dataclass
 
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -18,9 +19,19 @@ from google.protobuf import struct_pb2, wrappers_pb2
 
 from federation.controlplane.generate.services import ServicePort
 from federation.controlplane.registry import Health, RegistryState
-from federation.lb.locality import LocalityGroup, assign_priorities
+from federation.lb.decision import Candidate, Choice, PolicyInputs, decide
 from federation.model.locality import Locality
+from federation.model.policy import FAILOVER_LABELS, TrafficPolicy
 from federation.model.workload import WorkloadEntry
+from providers.pricing import (
+    PriceTable,
+    Site,
+    builtin_tables,
+    estimate_rtt_ms,
+    free_table,
+    path_price,
+    with_rates,
+)
 
 _HEALTH = {
     Health.UNKNOWN: health_check_pb2.HealthStatus.UNKNOWN,
@@ -68,74 +79,187 @@ def _remote_endpoint(
     )
 
 
-def load_assignment(
+Members = dict[tuple[str, Locality], list[tuple[str, endpoint_components_pb2.LbEndpoint]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The decided priorities of one service port for one caller, and the endpoints of each
+    candidate ``(cluster, locality)``."""
+
+    choices: list[Choice]
+    members: Members
+
+
+def site(locality: Locality) -> Site:
+    """The pricing site of a locality (``aws/us-east-1/us-east-1a`` -> aws, us-east-1, ...)."""
+    return Site(locality.cloud, locality.region.split("/", 1)[-1], locality.zone)
+
+
+def policy_inputs(policy: TrafficPolicy | None) -> tuple[PolicyInputs, tuple[str, ...]]:
+    """The decision inputs of a TrafficPolicy (defaults without one) and its label parts."""
+    if policy is None:
+        return PolicyInputs(), ()
+    spec = policy.spec
+    inputs = PolicyInputs(
+        mode=spec.cost.mode,
+        latency_budget_ms=spec.cost.latency_budget_ms,
+        max_cost_per_gb=spec.cost.max_cost_per_gb,
+        failover=tuple((f.from_, f.to) for f in spec.locality.failover),
+        distribute=tuple((d.from_, tuple(sorted(d.to.items()))) for d in spec.locality.distribute),
+    )
+    return inputs, tuple(FAILOVER_LABELS[label] for label in spec.locality.failover_priority)
+
+
+def _price_overrides(state: RegistryState) -> dict[str, PriceTable]:
+    out = {}
+    for cloud, doc in state.price_tables.items():
+        base = builtin_tables().get(cloud) or free_table(cloud)
+        out[cloud] = with_rates(
+            base,
+            {str(k): v for k, v in doc.spec.usd_per_gb.items()},
+            f"PriceTable {doc.metadata.name}",
+        )
+    return out
+
+
+def placement(
     caller: Locality,
+    caller_cluster: str,
     state: RegistryState,
     port: ServicePort,
     *,
     include_tls_mode: frozenset[str] = frozenset({"mutual", "disabled"}),
     include_remote: bool = True,
-    cluster_name: str | None = None,
-) -> endpoint_pb2.ClusterLoadAssignment:
-    """The endpoints of one service port as seen from ``caller``.
+) -> Placement:
+    """Candidates of one service port, priced (US$/GB, :mod:`providers.pricing`), timed (RTT
+    measured by the control plane, else estimated) and decided
+    (:func:`federation.lb.decision.decide` with the service's TrafficPolicy).
 
     Local workloads are addressed directly (their sidecar's inbound port for tlsMode mutual);
     each remote cluster of the port's ServiceImport is one endpoint, its east-west gateway,
-    weighted by its healthy endpoint count (an IP or a hostname; see
-    :func:`has_hostnames`).
-
-    Args:
-        include_tls_mode: which local workloads to include (proxyless gRPC cannot reach sidecars).
-        include_remote: add remote clusters' gateways (False for the gateway's own cluster).
-        cluster_name: name of the assignment (default ``port.cluster_name``).
-
-    Returns:
-        A ClusterLoadAssignment; localities sorted by (priority, locality), endpoints by name.
+    weighted by its healthy endpoint count.
     """
-    members_by: dict[Locality, list[tuple[str, endpoint_components_pb2.LbEndpoint, int]]] = (
-        defaultdict(list)
-    )
+    members: Members = defaultdict(list)
+    weights: dict[tuple[str, Locality], list[int]] = defaultdict(list)
     for w in state.by_service(port.namespace, port.service):
         wp = next((p for p in w.spec.ports if p.name == port.port_name), None)
         if wp is None or w.spec.tls_mode not in include_tls_mode:
             continue
         health = state.health_of(w.key)
-        weight = w.spec.weight if health.serving else 0
-        members_by[w.locality].append(
-            (w.metadata.name, _lb_endpoint(w, wp.app_port, health), weight)
-        )
+        key = (caller_cluster, w.locality)
+        members[key].append((w.metadata.name, _lb_endpoint(w, wp.app_port, health)))
+        weights[key].append(w.spec.weight if health.serving else 0)
     imported = state.imports.get((port.namespace, port.service))
     if include_remote and imported is not None:
         for rc in imported.spec.clusters:
-            members_by[Locality.parse(rc.locality)].append(
+            key = (rc.cluster, Locality.parse(rc.locality))
+            members[key].append(
                 (
                     f"~{rc.cluster}",
                     _remote_endpoint(
                         rc.gateway_host, rc.gateway_port, rc.endpoints, rc.endpoints > 0
                     ),
-                    rc.endpoints,
                 )
             )
-    groups = [
-        LocalityGroup(
-            loc,
-            healthy=sum(1 for _, _, w in members if w > 0),
-            capacity=sum(w for _, _, w in members),
+            weights[key].append(rc.endpoints)
+    prices = _price_overrides(state)
+    here = site(caller)
+    candidates = []
+    for (cluster, loc), ws in sorted(weights.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        price = path_price(site(loc), here, prices)
+        measured = state.rtt_ms.get(cluster) if cluster != caller_cluster else None
+        estimated = estimate_rtt_ms(here, site(loc))
+        rtt, source = (
+            (measured, "measured")
+            if measured is not None
+            else (estimated, "estimated")
+            if estimated is not None
+            else (None, "unknown")
         )
-        for loc, members in members_by.items()
+        remote = cluster != caller_cluster
+        healthy = sum(ws) if remote else sum(1 for x in ws if x > 0)
+        total = max(healthy, 1) if remote else len(ws)
+        candidates.append(
+            Candidate(
+                cluster=cluster,
+                locality=loc,
+                healthy=healthy,
+                total=total,
+                capacity=sum(ws),
+                rtt_ms=rtt,
+                rtt_source=source,  # type: ignore[arg-type]
+                usd_per_gb=price.usd_per_gb,
+                path=price.path,
+            )
+        )
+    inputs, parts = policy_inputs(state.policies.get((port.namespace, port.service)))
+    return Placement(decide(caller, caller_cluster, candidates, inputs, parts), dict(members))
+
+
+def prefer_cluster(choices: list[Choice], cluster: str) -> list[Choice]:
+    """Choices for a ``split`` subset: ``cluster``'s healthy localities first (priority 0),
+    then everything else in its decided order -- the subset's share fails over by the
+    locality rules when ``cluster`` has no healthy endpoint."""
+    first = [c for c in choices if c.candidate.cluster == cluster and c.candidate.healthy > 0]
+    rest = [c for c in choices if c not in first]
+    levels = sorted({c.priority for c in rest})
+    out = [Choice(c.candidate, 0, c.weight, f"split subset {cluster}; " + c.reason) for c in first]
+    offset = 1 if first else 0
+    out += [
+        Choice(c.candidate, offset + levels.index(c.priority), c.weight, c.reason) for c in rest
     ]
-    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster_name or port.cluster_name)
-    for decision in assign_priorities(caller, groups):
-        loc = decision.locality
+    return out
+
+
+def assignment(
+    name: str, choices: list[Choice], members: Members
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """The ClusterLoadAssignment for ``choices``: localities by (priority, locality),
+    endpoints by name."""
+    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    for choice in sorted(choices, key=lambda c: (c.priority, str(c.locality), c.candidate.cluster)):
+        loc = choice.locality
         cla.endpoints.append(
             endpoint_components_pb2.LocalityLbEndpoints(
                 locality=base_pb2.Locality(region=loc.region, zone=loc.zone, sub_zone=loc.sub_zone),
-                priority=decision.priority,
-                load_balancing_weight=wrappers_pb2.UInt32Value(value=decision.weight),
-                lb_endpoints=[e for _, e, _ in sorted(members_by[loc], key=lambda m: m[0])],
+                priority=choice.priority,
+                load_balancing_weight=wrappers_pb2.UInt32Value(value=choice.weight),
+                lb_endpoints=[
+                    e
+                    for _, e in sorted(members[(choice.candidate.cluster, loc)], key=lambda m: m[0])
+                ],
             )
         )
     return cla
+
+
+def load_assignment(
+    caller: Locality,
+    state: RegistryState,
+    port: ServicePort,
+    *,
+    caller_cluster: str = "",
+    include_tls_mode: frozenset[str] = frozenset({"mutual", "disabled"}),
+    include_remote: bool = True,
+    cluster_name: str | None = None,
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """The endpoints of one service port as seen from ``caller`` (see :func:`placement`).
+
+    Args:
+        include_tls_mode: which local workloads to include (proxyless gRPC cannot reach sidecars).
+        include_remote: add remote clusters' gateways (False for the gateway's own cluster).
+        cluster_name: name of the assignment (default ``port.cluster_name``).
+    """
+    placed = placement(
+        caller,
+        caller_cluster,
+        state,
+        port,
+        include_tls_mode=include_tls_mode,
+        include_remote=include_remote,
+    )
+    return assignment(cluster_name or port.cluster_name, placed.choices, placed.members)
 
 
 def has_hostnames(cla: endpoint_pb2.ClusterLoadAssignment) -> bool:

@@ -14,7 +14,9 @@ from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.services import ServicePort, service_ports
 from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.registry import RegistryState
+from federation.lb.decision import spill_for_grpc
 from federation.model.locality import Locality
+from federation.model.policy import TrafficPolicy
 
 Resources = dict[str, list[Message]]
 
@@ -30,6 +32,17 @@ def caller_locality(mesh: MeshContext, state: RegistryState, proxy: ProxyDescrip
     return workload.locality if workload is not None else mesh.locality
 
 
+def split_subsets(port: ServicePort, policy: TrafficPolicy | None) -> list[tuple[str, str, int]]:
+    """``[(cluster, subset cluster name, percent)]`` of a TrafficPolicy ``split``, by cluster
+    name; the subset is named ``outbound|<port>|<cluster>|<host>`` (Istio's subset naming)."""
+    if policy is None or not policy.spec.split:
+        return []
+    return [
+        (cluster, f"outbound|{port.port}|{cluster}|{port.hostname}", weight)
+        for cluster, weight in sorted(policy.spec.split.items())
+    ]
+
+
 def _sidecar(
     mesh: MeshContext,
     state: RegistryState,
@@ -40,17 +53,34 @@ def _sidecar(
     out: Resources = {t: [] for t in resource.PUSH_ORDER}
     caller = caller_locality(mesh, state, proxy)
     http_ports = [p for p in ports if p.is_http]
+    actions = {}
     for port in http_ports:
-        cla = endpoints.load_assignment(caller, state, port)
-        if endpoints.has_hostnames(cla):
-            out[resource.CLUSTER].append(
-                clusters.outbound_cluster(port, mesh.trust_domain, inline_dns=cla)
+        policy = state.policies.get((port.namespace, port.service))
+        placed = endpoints.placement(caller, mesh.cluster, state, port)
+        subsets = split_subsets(port, policy)
+        targets = [(port.cluster_name, placed.choices)] + [
+            (name, endpoints.prefer_cluster(placed.choices, cluster))
+            for cluster, name, _ in subsets
+        ]
+        for name, choices in targets:
+            cla = endpoints.assignment(name, choices, placed.members)
+            if endpoints.has_hostnames(cla):
+                out[resource.CLUSTER].append(
+                    clusters.outbound_cluster(
+                        port, mesh.trust_domain, inline_dns=cla, name=name, policy=policy
+                    )
+                )
+            else:
+                out[resource.CLUSTER].append(
+                    clusters.outbound_cluster(port, mesh.trust_domain, name=name, policy=policy)
+                )
+                out[resource.ENDPOINT].append(cla)
+        if policy is not None:
+            actions[port.cluster_name] = routes.split_action(
+                port, [(name, weight) for _, name, weight in subsets], policy
             )
-        else:
-            out[resource.CLUSTER].append(clusters.outbound_cluster(port, mesh.trust_domain))
-            out[resource.ENDPOINT].append(cla)
     out[resource.LISTENER].append(listeners.outbound_listener(proxy.outbound_port))
-    out[resource.ROUTE].append(routes.outbound_route_config(http_ports, proxy.namespace))
+    out[resource.ROUTE].append(routes.outbound_route_config(http_ports, proxy.namespace, actions))
     workload = state.workloads.get((proxy.namespace, proxy.workload))
     if workload is not None:
         own = [
@@ -80,19 +110,36 @@ def _grpc(
     for port in ports:
         if not port.is_http:
             continue
-        out[resource.CLUSTER].append(clusters.grpc_cluster(port))
-        out[resource.ENDPOINT].append(
-            endpoints.load_assignment(
-                caller, state, port, include_tls_mode=GRPC_TLS_MODES, include_remote=False
-            )
+        policy = state.policies.get((port.namespace, port.service))
+        placed = endpoints.placement(
+            caller,
+            mesh.cluster,
+            state,
+            port,
+            include_tls_mode=GRPC_TLS_MODES,
+            include_remote=False,
         )
+        subsets = split_subsets(port, policy)
+        targets = [(port.cluster_name, placed.choices)] + [
+            (name, endpoints.prefer_cluster(placed.choices, cluster))
+            for cluster, name, _ in subsets
+        ]
+        for name, choices in targets:
+            out[resource.CLUSTER].append(clusters.grpc_cluster(port, name))
+            # gRPC ignores the overprovisioning factor: spill weight ourselves
+            out[resource.ENDPOINT].append(
+                endpoints.assignment(name, spill_for_grpc(choices), placed.members)
+            )
         variants = [True]
         if (port.namespace, port.service) not in defaults:
             defaults.add((port.namespace, port.service))
             variants.append(False)
+        weights = [(name, weight) for _, name, weight in subsets]
         for with_port in variants:
             out[resource.LISTENER].append(listeners.grpc_listener(port, with_port=with_port))
-            out[resource.ROUTE].append(routes.grpc_route_config(port, with_port=with_port))
+            out[resource.ROUTE].append(
+                routes.grpc_route_config(port, with_port=with_port, subsets=weights)
+            )
     return out
 
 

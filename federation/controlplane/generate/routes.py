@@ -10,12 +10,13 @@ gone answers 503), 2 retries, never the same host twice
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 
 from federation.controlplane.generate.common import (
     OUTBOUND_ROUTE,
@@ -25,12 +26,40 @@ from federation.controlplane.generate.common import (
     pack,
 )
 from federation.controlplane.generate.services import ServicePort
+from federation.model.policy import RetrySettings, TrafficPolicy
 
 RETRY_ON = "connect-failure,refused-stream,reset,unavailable,retriable-status-codes"
 
 
-def retry_policy() -> rc.RetryPolicy:
-    """The default retry policy (see the module docstring)."""
+def _previous_priorities() -> rc.RetryPolicy.RetryPriority:
+    # a retry avoids the priority that just failed (Envoy "retry plugin configuration")
+    return rc.RetryPolicy.RetryPriority(
+        name="envoy.retry_priorities.previous_priorities",
+        typed_config=pack(
+            previous_priorities_config_pb2.PreviousPrioritiesConfig(update_frequency=1)
+        ),
+    )
+
+
+def retry_policy(settings: RetrySettings | None = None) -> rc.RetryPolicy:
+    """The default retry policy (see the module docstring); TrafficPolicy ``retries``
+    overrides the attempts, per-try timeout and conditions. Retries never pick the same host
+    twice and prefer another priority (``envoy.retry_priorities.previous_priorities``)."""
+    if settings is not None:
+        return rc.RetryPolicy(
+            retry_on=settings.retry_on.replace("503", "retriable-status-codes"),
+            num_retries={"value": settings.attempts},
+            per_try_timeout=duration_ms(settings.per_try_timeout_ms),
+            retry_host_predicate=[
+                rc.RetryPolicy.RetryHostPredicate(
+                    name="envoy.retry_host_predicates.previous_hosts",
+                    typed_config=pack(previous_hosts_pb2.PreviousHostsPredicate()),
+                )
+            ],
+            host_selection_retry_max_attempts=5,
+            retriable_status_codes=[503] if "503" in settings.retry_on else [],
+            retry_priority=_previous_priorities(),
+        )
     return rc.RetryPolicy(
         retry_on=RETRY_ON,
         num_retries={"value": 2},
@@ -42,6 +71,7 @@ def retry_policy() -> rc.RetryPolicy:
         ],
         host_selection_retry_max_attempts=5,
         retriable_status_codes=[503],
+        retry_priority=_previous_priorities(),
     )
 
 
@@ -56,12 +86,40 @@ def domains(port: ServicePort, caller_namespace: str, *, default_port: bool) -> 
     return result
 
 
+def split_action(
+    port: ServicePort, subsets: Sequence[tuple[str, int]], policy: TrafficPolicy | None
+) -> rc.RouteAction:
+    """The RouteAction of one service port: its cluster, or the ``split`` subsets as
+    ``weighted_clusters`` (``[(subset cluster name, percent)]``, zero weights left out), with
+    the policy's retries and timeout (``timeoutMs``; default none)."""
+    spec = policy.spec if policy is not None else None
+    timeout = duration_ms(spec.timeout_ms if spec and spec.timeout_ms else 0)
+    retries = retry_policy(spec.retries if spec else None)
+    live = [(name, w) for name, w in subsets if w > 0]
+    if len(live) > 1:
+        return rc.RouteAction(
+            weighted_clusters=rc.WeightedCluster(
+                clusters=[
+                    rc.WeightedCluster.ClusterWeight(name=name, weight={"value": w})
+                    for name, w in live
+                ]
+            ),
+            timeout=timeout,
+            retry_policy=retries,
+        )
+    cluster = live[0][0] if live else port.cluster_name
+    return rc.RouteAction(cluster=cluster, timeout=timeout, retry_policy=retries)
+
+
 def outbound_route_config(
-    ports: Sequence[ServicePort], caller_namespace: str
+    ports: Sequence[ServicePort],
+    caller_namespace: str,
+    actions: Mapping[str, rc.RouteAction] | None = None,
 ) -> route_pb2.RouteConfiguration:
     """The sidecar's ``outbound`` RouteConfiguration: one virtual host per HTTP service port.
 
     A service's first HTTP port (lowest number) also answers host names without a port.
+    ``actions`` (by ``port.cluster_name``) replace the default route action (policies).
     """
     vhosts = []
     defaults_taken: set[tuple[str, str]] = set()
@@ -78,7 +136,8 @@ def outbound_route_config(
                 routes=[
                     rc.Route(
                         match=rc.RouteMatch(prefix="/"),
-                        route=rc.RouteAction(
+                        route=(actions or {}).get(port.cluster_name)
+                        or rc.RouteAction(
                             cluster=port.cluster_name,
                             timeout=duration_ms(0),
                             retry_policy=retry_policy(),
@@ -125,21 +184,31 @@ def grpc_route_name(port: ServicePort, *, with_port: bool) -> str:
     return f"{port.hostname}:{port.port}" if with_port else port.hostname
 
 
-def grpc_route_config(port: ServicePort, *, with_port: bool) -> route_pb2.RouteConfiguration:
-    """A RouteConfiguration for grpcio's xDS client: every RPC to the port's cluster."""
+def grpc_route_config(
+    port: ServicePort, *, with_port: bool, subsets: Sequence[tuple[str, int]] = ()
+) -> route_pb2.RouteConfiguration:
+    """A RouteConfiguration for grpcio's xDS client: every RPC to the port's cluster, or to
+    the ``split`` subsets by weight (gRFC A28 weighted clusters)."""
     name = grpc_route_name(port, with_port=with_port)
+    live = [(n, w) for n, w in subsets if w > 0]
+    action = (
+        rc.RouteAction(
+            weighted_clusters=rc.WeightedCluster(
+                clusters=[
+                    rc.WeightedCluster.ClusterWeight(name=n, weight={"value": w}) for n, w in live
+                ]
+            )
+        )
+        if len(live) > 1
+        else rc.RouteAction(cluster=live[0][0] if live else port.cluster_name)
+    )
     return route_pb2.RouteConfiguration(
         name=name,
         virtual_hosts=[
             rc.VirtualHost(
                 name=name,
                 domains=[name],
-                routes=[
-                    rc.Route(
-                        match=rc.RouteMatch(prefix=""),
-                        route=rc.RouteAction(cluster=port.cluster_name),
-                    )
-                ],
+                routes=[rc.Route(match=rc.RouteMatch(prefix=""), route=action)],
             )
         ],
     )
