@@ -2,9 +2,10 @@
 
 Priorities and weights come from :func:`federation.lb.decision.decide` for the calling
 proxy's locality and cluster, with the service's TrafficPolicy. Endpoint health is the control
-plane's probe result (``LbEndpoint.health_status``); endpoints behind a sidecar (tlsMode mutual) are addressed at
-the sidecar's inbound port and carry ``envoy.transport_socket_match: {tlsMode: mutual}`` so the
-cluster picks its mTLS transport socket for them.
+plane's probe result (``LbEndpoint.health_status``); endpoints behind a sidecar (tlsMode
+mutual) are addressed at the sidecar's inbound port and carry
+``envoy.transport_socket_match: {tlsMode: mutual}`` so the cluster picks its mTLS transport
+socket for them.
 """
 
 from __future__ import annotations
