@@ -337,3 +337,101 @@ def bootstrap_grpc_cmd(
         },
     }
     click.echo(json.dumps(doc, indent=2))
+
+
+def _split_service(service: str, namespace: str | None) -> tuple[str, str]:
+    name = service.removesuffix(".svc.clusterset.local")
+    if "." in name:
+        svc, _, ns = name.partition(".")
+        return svc, ns
+    return name, namespace or "default"
+
+
+def _controlplane_of(cluster: str) -> str:
+    endpoint = meshfed_home() / "controlplanes" / cluster / "endpoint.json"
+    try:
+        return str(json.loads(endpoint.read_text())["api"])
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(
+            f"--from {cluster}: no control plane endpoint in {endpoint}; pass --controlplane URL"
+        ) from err
+
+
+@click.command("explain")
+@click.argument("service")
+@click.option("-n", "--namespace", default=None, help="Namespace, if SERVICE has none.")
+@click.option("--from", "from_cluster", required=True, metavar="CLUSTER", help="Caller's cluster.")
+@click.option("--locality", default=None, help="Caller's locality.  [default: the cluster's]")
+@click.option(
+    "--controlplane",
+    default=None,
+    metavar="URL",
+    help="[default: found for --from in $MESHFED_HOME]",
+)
+@token_option
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def explain_cmd(
+    service: str,
+    namespace: str | None,
+    from_cluster: str,
+    locality: str | None,
+    controlplane: str | None,
+    token: str | None,
+    output: str,
+) -> None:
+    """Where requests to SERVICE (echo.demo or echo.demo.svc.clusterset.local) from a caller
+    in cluster --from go, and why: priority, locality, weight, expected share, RTT, $/GB."""
+    svc, ns = _split_service(service, namespace)
+    if locality:
+        _locality(locality)
+    url = controlplane or _controlplane_of(from_cluster)
+    query = f"/v1/explain?service={svc}&namespace={ns}" + (
+        f"&locality={locality}" if locality else ""
+    )
+    data = call("GET", url, query, token=token)
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=220)
+    console.print(
+        f"{data['service']} from {data['from']['cluster']} ({data['from']['locality']});"
+        f" policy: {data['policy'] or 'none'}, cost mode: {data['costMode']}"
+    )
+
+    def table(title: str, rows: list[dict[str, Any]]) -> None:
+        t = Table(
+            "PRIORITY",
+            "CLUSTER",
+            "LOCALITY",
+            "WEIGHT",
+            "SHARE",
+            "RTT MS",
+            "$/GB",
+            "REASON",
+            title=title,
+            box=None,
+            title_justify="left",
+        )
+        for r in rows:
+            rtt = "-" if r["rttMs"] is None else f"{r['rttMs']:g} ({r['rttSource'][0]})"
+            t.add_row(
+                str(r["priority"]),
+                r["cluster"],
+                r["locality"],
+                str(r["weight"]),
+                f"{r['share']:.0%}",
+                rtt,
+                f"{r['usdPerGB']:.3f}",
+                r["reason"],
+            )
+        console.print(t)
+
+    for port in data["ports"]:
+        table(f"port {port['port']} ({port['protocol']})", port["rows"])
+        for subset in port["split"]:
+            table(f"  split {subset['percent']}% -> {subset['cluster']}", subset["rows"])

@@ -18,6 +18,7 @@ from federation.cli.controlplane_commands import (
     bootstrap,
     controlplane,
     delete_cmd,
+    explain_cmd,
     proxy_status_cmd,
 )
 from federation.cli.proxy_commands import proxy
@@ -74,6 +75,7 @@ for command in (
     apply_cmd,
     delete_cmd,
     get_cmd,
+    explain_cmd,
     proxy_status_cmd,
     bootstrap,
     proxy,

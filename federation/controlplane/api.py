@@ -10,6 +10,7 @@
 ``GET  /v1/workloads``      registered workloads with their health
 ``GET  /v1/proxy-status``   per proxy and xDS type: sent / ACKed / NACKed versions and state
 ``GET  /v1/config_dump``    ``?node=<id>``: the proxy's current snapshot (secrets redacted)
+``GET  /v1/explain``        ``?service=<svc>&namespace=<ns>[&locality=<l>]``: the decision table
 ==========================  ===============================================================
 """
 
@@ -24,6 +25,7 @@ from google.protobuf import json_format
 
 from federation.controlplane import resource
 from federation.controlplane.builder import SnapshotBuilder
+from federation.controlplane.explain import explain
 from federation.controlplane.registry import (
     Document,
     ServiceRegistry,
@@ -34,8 +36,9 @@ from federation.controlplane.registry import (
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
-from federation.errors import InvalidDocumentError
+from federation.errors import InvalidDocumentError, NotFoundError
 from federation.model.documents import load_documents
+from federation.model.locality import Locality
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
 
@@ -177,6 +180,28 @@ async def config_dump(request: web.Request) -> web.Response:
     return web.json_response(dump)
 
 
+async def explain_handler(request: web.Request) -> web.Response:
+    """The load-balancing decision table for one service (see :mod:`..explain`)."""
+    q = request.query
+    if not q.get("service"):
+        return _error(400, "query parameter service is required")
+    try:
+        caller = Locality.parse(q["locality"]) if q.get("locality") else None
+    except ValueError as err:
+        return _error(400, f"locality: {err}")
+    try:
+        table = explain(
+            request.app[BUILDER].mesh,
+            request.app[REGISTRY].state,
+            q.get("namespace", "default"),
+            q["service"],
+            caller,
+        )
+    except NotFoundError as err:
+        return _error(404, str(err))
+    return web.json_response(table)
+
+
 def make_app(
     *,
     registry: ServiceRegistry,
@@ -201,4 +226,5 @@ def make_app(
     app.router.add_get("/v1/workloads", workloads)
     app.router.add_get("/v1/proxy-status", proxy_status)
     app.router.add_get("/v1/config_dump", config_dump)
+    app.router.add_get("/v1/explain", explain_handler)
     return app

@@ -25,7 +25,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -40,8 +40,9 @@ from federation.controlplane.registry import RegistryState, ServiceKey, ServiceR
 from federation.controlplane.report import cluster_report
 from federation.errors import FederationError, InvalidDocumentError, UnreachableError
 from federation.model.documents import validate_documents
+from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
-from federation.netaddr import parse_host_port
+from federation.netaddr import is_loopback, parse_host_port
 from trust import pki
 from trust.authority import LocalCertificateAuthority, issue_svid
 from trust.bundle import TrustBundle
@@ -145,11 +146,21 @@ async def join(
     return info
 
 
-def parse_update(update: dict[str, Any]) -> tuple[list[ServiceImport], list[ServiceKey]]:
-    """Imports and exports of a stored/received update.
+@dataclass(frozen=True, slots=True)
+class FederationView:
+    """What one ControllerUpdate tells a control plane to serve."""
+
+    imports: list[ServiceImport]
+    exports: list[ServiceKey]
+    policies: list[TrafficPolicy]
+    price_tables: list[PriceTable]
+
+
+def parse_update(update: dict[str, Any]) -> FederationView:
+    """The view in a stored/received update (``ControllerUpdate`` as a dict).
 
     Raises:
-        InvalidDocumentError: an import is not a valid ServiceImport.
+        InvalidDocumentError: an import or policy is not a valid document.
     """
     raws = [json.loads(t) for t in update.get("service_imports_json", [])]
     imports = [
@@ -161,7 +172,15 @@ def parse_update(update: dict[str, Any]) -> tuple[list[ServiceImport], list[Serv
     for text in update.get("exports", []):
         ns, _, svc = str(text).partition("/")
         exports.append((ns, svc))
-    return imports, exports
+    policy_docs = validate_documents(
+        [json.loads(t) for t in update.get("policies_json", [])], source="controller update"
+    )
+    return FederationView(
+        imports,
+        exports,
+        [m for m in policy_docs if isinstance(m, TrafficPolicy)],
+        [m for m in policy_docs if isinstance(m, PriceTable)],
+    )
 
 
 def backoff_delays(
@@ -211,7 +230,6 @@ class FederationLink:
         self.rtt_ms: dict[str, float] = {}
         self.connected = False
         self.last_update_version = 0
-        self.policies: list[dict[str, Any]] = []
         registry.subscribe(self._on_registry)
 
     def restore(self) -> None:
@@ -219,10 +237,12 @@ class FederationLink:
         data = load_federation_file(self._state_dir) or {}
         update = data.get("lastUpdate")
         if update:
-            imports, exports = parse_update(update)
-            self._registry.set_federation(imports, exports)
-            self.policies = [json.loads(t) for t in update.get("policies_json", [])]
-            log.info("restored %d imports from the last controller update", len(imports))
+            view = parse_update(update)
+            self._install(view)
+            log.info("restored %d imports from the last controller update", len(view.imports))
+
+    def _install(self, view: FederationView) -> None:
+        self._registry.set_federation(view.imports, view.exports, view.policies, view.price_tables)
 
     def _on_registry(self, state: RegistryState) -> None:
         self._changed.set()
@@ -265,7 +285,7 @@ class FederationLink:
 
     def _apply(self, update: sync_pb2.ControllerUpdate) -> None:
         data = json_format.MessageToDict(update, preserving_proto_field_name=True)
-        imports, exports = parse_update(data)
+        view = parse_update(data)
         if update.trust_bundle_pem:
             ca_dir = ClusterCaDirectory(self._state_dir / "ca")
             if ca_dir.update_bundle(update.trust_bundle_pem):
@@ -277,16 +297,16 @@ class FederationLink:
         stored = load_federation_file(self._state_dir) or {"join": asdict(self.info)}
         stored["lastUpdate"] = {k: v for k, v in data.items() if k != "trust_bundle_pem"}
         _save_federation_file(self._state_dir, stored)  # persist first, then serve it
-        self._registry.set_federation(imports, exports)
-        self.policies = [json.loads(t) for t in data.get("policies_json", [])]
+        self._install(view)
         self.last_update_version = update.version
         if update.lease_seconds:
             self.info = replace(self.info, lease_seconds=float(update.lease_seconds))
         log.info(
-            "controller update v%d: %d imports, %d exports",
+            "controller update v%d: %d imports, %d exports, %d policies",
             update.version,
-            len(imports),
-            len(exports),
+            len(view.imports),
+            len(view.exports),
+            len(view.policies) + len(view.price_tables),
         )
 
     async def _session(self, on_update: Callable[[], None]) -> None:
@@ -358,11 +378,37 @@ class FederationLink:
                 writer.close()
             for gone in set(self.rtt_ms) - set(gateways):
                 del self.rtt_ms[gone]
+            self._registry.set_rtts(
+                rtts_for_decisions(self._registry.state.rtt_ms, self.rtt_ms, gateways)
+            )
             self._imports_changed.clear()
             try:  # next round: after the interval, or at once when the imports change
                 await asyncio.wait_for(self._imports_changed.wait(), RTT_PROBE_INTERVAL_S)
             except TimeoutError:
                 pass
+
+
+def rtts_for_decisions(
+    current: Mapping[str, float], measured: Mapping[str, float], gateways: Mapping[str, str]
+) -> dict[str, float]:
+    """The RTTs (ms by cluster) load balancing should use. Pure.
+
+    Gateways on loopback are left out: on one machine (``meshfed up``, tests) the probe
+    measures the machine, not the path, and the estimate from the regions' distance is the
+    better figure. A value changes only when it moves by more than 20 % and 1 ms (hysteresis:
+    every change rebuilds the proxies' configuration).
+    """
+    out: dict[str, float] = {}
+    for cluster, rtt in measured.items():
+        host = gateways.get(cluster, "").rpartition(":")[0].strip("[]")
+        if not host or is_loopback(host):
+            continue
+        old = current.get(cluster)
+        if old is not None and abs(rtt - old) <= max(1.0, 0.2 * old):
+            out[cluster] = old
+        else:
+            out[cluster] = round(rtt, 1)
+    return out
 
 
 def load_join_info(state_dir: Path) -> JoinInfo | None:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
 from eastwest_gateway.envoy_process import EnvoyProcess
+from federation.client import call
 from federation.controlplane.proxy import ProxyDescription
 from federation.model.locality import Locality
 
@@ -277,6 +278,60 @@ def start_sidecar(
     return procs.envoy(envoy)
 
 
+class ControllerHandle:
+    """``meshfed controller serve`` on fixed ports (a restart keeps them)."""
+
+    def __init__(self, procs: Processes, home: Path, lease_s: float = 3.0) -> None:
+        self.procs, self.home, self.lease_s = procs, home, lease_s
+        self.api_port, self.sync_port = free_port(), free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc = self.procs.spawn(
+            f"controller-{self.starts}",
+            [
+                MESHFED,
+                "--log-level",
+                "info",
+                "controller",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.api_port}",
+                "--sync-listen",
+                f"127.0.0.1:{self.sync_port}",
+                "--trust-domain",
+                "example.org",
+                "--lease",
+                f"{self.lease_s}s",
+            ],
+            env=meshfed_env(self.home),
+        )
+        wait_until(self._healthy, 20, "controller API")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"controller exited: {self.procs.log(f'controller-{self.starts}')}"
+            )
+        return call("GET", self.url, "/healthz")["status"] == "ok"
+
+    def token(self) -> str:
+        return (self.home / "controller-token").read_text().strip()
+
+    def api(self, method: str, path: str, body: str | None = None) -> Any:
+        return call(method, self.url, path, token=self.token(), body=body)
+
+    def clusters(self) -> dict[str, dict[str, Any]]:
+        return {c["name"]: c for c in self.api("GET", "/v1/clusters")["clusters"]}
+
+
 def start_sidecar_agent(
     procs: Processes,
     home: Path,
@@ -471,3 +526,57 @@ def envoy_pids_under(path: Path) -> list[int]:
         if "envoy" in cmdline and str(path) in cmdline and state != "Z":
             pids.append(int(proc.name))
     return pids
+
+
+class RateLoop(LoadLoop):
+    """GETs at a steady rate (``rps``) from ``threads`` threads; bounded by count and time."""
+
+    def __init__(
+        self,
+        port: int,
+        host: str,
+        *,
+        rps: float = 200,
+        threads: int = 4,
+        max_requests: int = 20000,
+        max_seconds: float = 60,
+    ) -> None:
+        super().__init__(port, host, max_requests=max_requests, max_seconds=max_seconds)
+        self.rps, self.n_threads = rps, threads
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> RateLoop:
+        self.started = time.monotonic()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+    def _worker(self) -> None:
+        period = self.n_threads / self.rps
+        next_at = time.monotonic()
+        while (
+            not self._stop.is_set()
+            and len(self.samples) < self.max_requests
+            and time.monotonic() - self.started < self.max_seconds
+        ):
+            try:
+                status, data, _ = get(self.port, self.host)
+                sample = Sample(time.monotonic(), status, str(data.get("name", "")))
+            except OSError as err:
+                sample = Sample(time.monotonic(), 0, f"error: {err}")
+            with self._lock:
+                self.samples.append(sample)
+            next_at += period
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def rate(self) -> float:
+        """Requests per second actually sent."""
+        if len(self.samples) < 2:
+            return 0.0
+        return len(self.samples) / (self.samples[-1].at - self.started)

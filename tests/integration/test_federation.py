@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 import yaml
 
-from federation.client import call
 from tests.integration.conftest import owned_processes
 from tests.integration.harness import (
     MESHFED,
+    ControllerHandle,
     ControlPlaneHandle,
     LoadLoop,
     Processes,
@@ -53,60 +53,6 @@ LOCALITY = {
     "c": "gcp/europe-west1/europe-west1-b",
 }
 NET = {"a": 1, "b": 2, "c": 3}
-
-
-class ControllerHandle:
-    """``meshfed controller serve`` on fixed ports (a restart keeps them)."""
-
-    def __init__(self, procs: Processes, home: Path) -> None:
-        self.procs, self.home = procs, home
-        self.api_port, self.sync_port = free_port(), free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    def start(self) -> None:
-        self.starts += 1
-        self.proc = self.procs.spawn(
-            f"controller-{self.starts}",
-            [
-                MESHFED,
-                "--log-level",
-                "info",
-                "controller",
-                "serve",
-                "--listen",
-                f"127.0.0.1:{self.api_port}",
-                "--sync-listen",
-                f"127.0.0.1:{self.sync_port}",
-                "--trust-domain",
-                "example.org",
-                "--lease",
-                f"{LEASE_S}s",
-            ],
-            env=meshfed_env(self.home),
-        )
-        wait_until(self._healthy, 20, "controller API")
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(
-                f"controller exited: {self.procs.log(f'controller-{self.starts}')}"
-            )
-        return call("GET", self.url, "/healthz")["status"] == "ok"
-
-    def token(self) -> str:
-        return (self.home / "controller-token").read_text().strip()
-
-    def api(self, method: str, path: str, body: str | None = None) -> Any:
-        return call(method, self.url, path, token=self.token(), body=body)
-
-    def clusters(self) -> dict[str, dict[str, Any]]:
-        return {c["name"]: c for c in self.api("GET", "/v1/clusters")["clusters"]}
 
 
 def _meshfed(home: Path, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -140,7 +86,7 @@ def fed(tmp_path_factory):
 
 
 def _start(procs: Processes, home: Path) -> dict[str, Any]:
-    controller = ControllerHandle(procs, home)
+    controller = ControllerHandle(procs, home, LEASE_S)
     controller.start()
     cps: dict[str, ControlPlaneHandle] = {}
     gateways: dict[str, str] = {}

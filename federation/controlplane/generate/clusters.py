@@ -16,7 +16,7 @@ Outbound clusters (Envoy sidecars) are EDS clusters with, by default:
 
 from __future__ import annotations
 
-from envoy.config.cluster.v3 import cluster_pb2, outlier_detection_pb2
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
@@ -140,6 +140,18 @@ def default_outlier_detection(
     )
 
 
+def retry_friendly_circuit_breakers() -> circuit_breaker_pb2.CircuitBreakers:
+    """No cap on concurrent retries (Envoy's default is 3 per cluster, which at a few hundred
+    requests per second turns a failover into errors; Istio lifts it the same way)."""
+    return circuit_breaker_pb2.CircuitBreakers(
+        thresholds=[
+            circuit_breaker_pb2.CircuitBreakers.Thresholds(
+                max_retries=wrappers_pb2.UInt32Value(value=2**32 - 1)
+            )
+        ]
+    )
+
+
 def outbound_cluster(
     port: ServicePort,
     trust_domain: str,
@@ -181,6 +193,7 @@ def outbound_cluster(
             healthy_panic_threshold=percent_pb2.Percent(value=0.0),
             locality_weighted_lb_config=cluster_pb2.Cluster.CommonLbConfig.LocalityWeightedLbConfig(),
         ),
+        circuit_breakers=retry_friendly_circuit_breakers(),
         health_checks=[default_health_check(hc) if hc else default_health_check()],
         outlier_detection=default_outlier_detection(od) if od else default_outlier_detection(),
         transport_socket_matches=[_tls_match(port, trust_domain)]

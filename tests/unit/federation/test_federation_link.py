@@ -110,13 +110,11 @@ def test_with_federation_is_pure() -> None:
 
 
 def test_parse_update() -> None:
-    imports, exports = parse_update(
+    view = parse_update(
         {"service_imports_json": [json.dumps(IMPORT)], "exports": ["demo/echo", "x/y"]}
     )
-    assert [i.key for i in imports] == [("demo", "echo")] and exports == [
-        ("demo", "echo"),
-        ("x", "y"),
-    ]
+    assert [i.key for i in view.imports] == [("demo", "echo")]
+    assert view.exports == [("demo", "echo"), ("x", "y")]
     with pytest.raises(InvalidDocumentError):
         parse_update({"service_imports_json": [json.dumps({**IMPORT, "spec": {}})]})
 
