@@ -131,3 +131,47 @@ def test_hostname_gateway_makes_a_strict_dns_cluster() -> None:
 
 def test_agent_backoff_doubles_to_ten_seconds() -> None:
     assert [backoff_s(i) for i in range(7)] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
+
+
+POLICY = """apiVersion: meshfed.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: echo, namespace: demo}
+spec:
+  host: echo.demo.svc.clusterset.local
+  split: {east: 80, west: 20}
+  retries: {attempts: 3, perTryTimeoutMs: 500}
+  timeoutMs: 4000
+  outlierDetection: {consecutive5xx: 7}
+"""
+
+
+def test_split_makes_subset_clusters_and_a_weighted_route() -> None:
+    from federation.controlplane.registry import with_federation
+    from federation.model.policy import TrafficPolicy
+
+    state = _state(WORKLOAD.format(name="echo-1", svc="echo"), IMPORT.format(gw="127.0.2.1:15443"))
+    [policy] = load_documents(POLICY)
+    assert isinstance(policy, TrafficPolicy)
+    state = with_federation(state, state.imports.values(), [], [policy])
+    sidecar = ProxyDescription("c", "sidecar", "demo", "", "frontend", MESH.locality)
+    out = generate(MESH, state, sidecar, IDENTITY)
+    names = [c.name for c in out[resource.CLUSTER]]
+    host = "echo.demo.svc.clusterset.local"
+    assert names == [
+        f"outbound|8080||{host}",
+        f"outbound|8080|east|{host}",
+        f"outbound|8080|west|{host}",
+    ]
+    assert all(c.outlier_detection.consecutive_5xx.value == 7 for c in out[resource.CLUSTER])
+    west = {cla.cluster_name: cla for cla in out[resource.ENDPOINT]}[f"outbound|8080|west|{host}"]
+    assert west.endpoints[0].priority == 0 and west.endpoints[0].locality.region == "aws/eu-west-1"
+    assert west.endpoints[1].locality.region == "aws/us-east-1"  # west's share fails over to east
+    (route_config,) = out[resource.ROUTE]
+    action = route_config.virtual_hosts[0].routes[0].route
+    assert [(w.name, w.weight.value) for w in action.weighted_clusters.clusters] == [
+        (f"outbound|8080|east|{host}", 80),
+        (f"outbound|8080|west|{host}", 20),
+    ]
+    assert action.retry_policy.num_retries.value == 3 and action.timeout.seconds == 4
+    assert action.retry_policy.retry_priority.name == "envoy.retry_priorities.previous_priorities"
+    assert Snapshot.build(out).problems() == []  # every weighted cluster exists in CDS and EDS
