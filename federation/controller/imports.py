@@ -9,7 +9,9 @@ Rules (KEP-1645 Multi-Cluster Services API, "Constraints and conflict resolution
   protocol, or a missing port) gets a ``Conflict`` condition and is left out of the import:
   callers address the winner's ports and SNI, which the loser's gateway does not serve.
 - Every other member imports the service; the import lists each non-conflicting exporter
-  with its gateway address, network, locality and healthy endpoint count.
+  with its gateway address, network, locality and healthy endpoint count -- and, for an
+  importer on the same network, the exporter's endpoints themselves, which it dials directly
+  instead of through the gateway (as Istio's multi-primary, same-network model).
 - Unreachable or Pending clusters neither export nor receive anything (their endpoints are
   withdrawn everywhere); unexported services are never imported.
 """
@@ -49,6 +51,36 @@ def _service(report: Mapping[str, Any], key: ServiceKey) -> Mapping[str, Any] | 
         if (s.get("namespace"), s.get("name")) == key:
             return s  # type: ignore[no-any-return]
     return None
+
+
+def _remote(
+    by_name: Mapping[str, ClusterRecord],
+    reports: Mapping[str, Mapping[str, Any]],
+    key: ServiceKey,
+    exporter: str,
+    importer: str,
+) -> dict[str, Any]:
+    service = _service(reports[exporter], key) or {}
+    entry: dict[str, Any] = {
+        "cluster": exporter,
+        "gateway": by_name[exporter].gateway,
+        "network": by_name[exporter].network,
+        "locality": by_name[exporter].locality,
+        "endpoints": sum(int(v) for v in service.get("healthy_endpoints_by_zone", {}).values()),
+    }
+    if by_name[exporter].network == by_name[importer].network:
+        entry["directEndpoints"] = [
+            {
+                "address": e["address"],
+                "zone": e.get("zone", ""),
+                "healthy": bool(e.get("healthy", False)),
+                "tlsMode": e.get("tls_mode", "mutual"),
+                "ports": {k: int(v) for k, v in e.get("ports", {}).items()},
+                "weight": int(e.get("weight", 1)),
+            }
+            for e in service.get("endpoints", [])
+        ]
+    return entry
 
 
 def compute(
@@ -122,21 +154,7 @@ def compute(
                             for n, (p, proto) in sorted(ports.items(), key=lambda kv: kv[1][0])
                         ],
                         "serviceAccounts": sorted(accounts) or ["default"],
-                        "clusters": [
-                            {
-                                "cluster": m,
-                                "gateway": by_name[m].gateway,
-                                "network": by_name[m].network,
-                                "locality": by_name[m].locality,
-                                "endpoints": sum(
-                                    int(v)
-                                    for v in (_service(reports[m], key) or {})
-                                    .get("healthy_endpoints_by_zone", {})
-                                    .values()
-                                ),
-                            }
-                            for m in remote
-                        ],
+                        "clusters": [_remote(by_name, reports, key, m, importer) for m in remote],
                     },
                 }
             )

@@ -2,7 +2,8 @@
 
 A report (``meshfed.sync.v1.ClusterReport`` as a dict) lists the cluster's local services --
 ports and protocols as the first workload by name defines them, the service accounts serving
-them, and the number of healthy endpoints per zone -- its exports (local ServiceExports and
+them, the number of healthy endpoints per zone and the endpoints themselves (which the
+controller passes on only to clusters on the same network) -- its exports (local ServiceExports and
 those the controller pushed), its gateway address and the RTT (ms) it measured to other
 clusters' gateways. Only services with at least one local workload are reported: an export of
 a service with no workload here serves nothing and is not imported anywhere.
@@ -27,13 +28,28 @@ def cluster_report(
         workloads = state.by_service(namespace, service)
         ports: dict[str, tuple[int, str]] = {}
         healthy: dict[str, int] = {}
+        endpoints: list[dict[str, Any]] = []
         for w in workloads:
             for p in w.spec.ports:
                 ports.setdefault(p.name, (p.port, p.protocol))
             zone = w.locality.zone or w.locality.region
             healthy.setdefault(zone, 0)
-            if state.health_of(w.key).serving:
+            serving = state.health_of(w.key).serving
+            if serving:
                 healthy[zone] += 1
+            endpoints.append(
+                {
+                    "address": w.spec.address,
+                    "zone": w.locality.zone,
+                    "healthy": serving,
+                    "tls_mode": w.spec.tls_mode,
+                    "ports": {
+                        p.name: w.spec.inbound_port if w.spec.tls_mode == "mutual" else p.app_port
+                        for p in w.spec.ports
+                    },
+                    "weight": w.spec.weight,
+                }
+            )
         services.append(
             {
                 "namespace": namespace,
@@ -44,6 +60,7 @@ def cluster_report(
                 ],
                 "service_accounts": sorted({w.spec.service_account for w in workloads}),
                 "healthy_endpoints_by_zone": dict(sorted(healthy.items())),
+                "endpoints": endpoints,
             }
         )
         if state.exported((namespace, service)):

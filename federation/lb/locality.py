@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from federation.model.locality import Locality
 
+
 def proximity_rank(caller: Locality, candidate: Locality) -> int:
     """0 same zone, 1 same region, 2 same cloud, 3 other cloud (see the module table)."""
     if candidate.region == caller.region:

@@ -50,6 +50,17 @@ class ImportPort(_Strict):
     protocol: Protocol = "http"
 
 
+class DirectEndpoint(_Strict):
+    """An endpoint of a cluster on the caller's network, dialled without the gateway."""
+
+    address: str
+    zone: str = ""
+    healthy: bool = True
+    tls_mode: Literal["mutual", "disabled"] = Field(default="mutual", alias="tlsMode")
+    ports: dict[str, Port] = Field(description="service port name -> port to dial")
+    weight: int = Field(default=1, ge=1, le=128)
+
+
 class RemoteCluster(_Strict):
     """One cluster that serves an imported service."""
 
@@ -58,6 +69,11 @@ class RemoteCluster(_Strict):
     network: str = "default"
     locality: str
     endpoints: int = Field(ge=0, description="healthy endpoints of the service there")
+    direct_endpoints: list[DirectEndpoint] | None = Field(
+        default=None,
+        alias="directEndpoints",
+        description="same network only: the endpoints, dialled directly",
+    )
 
     @field_validator("gateway")
     @classmethod

@@ -24,29 +24,35 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nsync.proto\x12\x0fmeshfed.sync.v1\"8\n\x08PortInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08protocol\x18\x03 \x01(\t\"\x92\x02\n\rServiceReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05ports\x18\x03 \x03(\x0b\x32\x19.meshfed.sync.v1.PortInfo\x12\x18\n\x10service_accounts\x18\x04 \x03(\t\x12]\n\x19healthy_endpoints_by_zone\x18\x05 \x03(\x0b\x32:.meshfed.sync.v1.ServiceReport.HealthyEndpointsByZoneEntry\x1a=\n\x1bHealthyEndpointsByZoneEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xdd\x01\n\rClusterReport\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x30\n\x08services\x18\x02 \x03(\x0b\x32\x1e.meshfed.sync.v1.ServiceReport\x12\x0f\n\x07\x65xports\x18\x03 \x03(\t\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x39\n\x06rtt_ms\x18\x05 \x03(\x0b\x32).meshfed.sync.v1.ClusterReport.RttMsEntry\x1a,\n\nRttMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x9a\x01\n\x10\x43ontrollerUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x1c\n\x14service_imports_json\x18\x02 \x03(\t\x12\x18\n\x10trust_bundle_pem\x18\x03 \x01(\x0c\x12\x15\n\rpolicies_json\x18\x04 \x03(\t\x12\x15\n\rlease_seconds\x18\x05 \x01(\r\x12\x0f\n\x07\x65xports\x18\x06 \x03(\t2_\n\x0e\x46\x65\x64\x65rationSync\x12M\n\x04Sync\x12\x1e.meshfed.sync.v1.ClusterReport\x1a!.meshfed.sync.v1.ControllerUpdate(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nsync.proto\x12\x0fmeshfed.sync.v1\"8\n\x08PortInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08protocol\x18\x03 \x01(\t\"\xcb\x01\n\x0e\x45ndpointReport\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x10\n\x08tls_mode\x18\x04 \x01(\t\x12\x39\n\x05ports\x18\x05 \x03(\x0b\x32*.meshfed.sync.v1.EndpointReport.PortsEntry\x12\x0e\n\x06weight\x18\x06 \x01(\r\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xc6\x02\n\rServiceReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05ports\x18\x03 \x03(\x0b\x32\x19.meshfed.sync.v1.PortInfo\x12\x18\n\x10service_accounts\x18\x04 \x03(\t\x12]\n\x19healthy_endpoints_by_zone\x18\x05 \x03(\x0b\x32:.meshfed.sync.v1.ServiceReport.HealthyEndpointsByZoneEntry\x12\x32\n\tendpoints\x18\x06 \x03(\x0b\x32\x1f.meshfed.sync.v1.EndpointReport\x1a=\n\x1bHealthyEndpointsByZoneEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xdd\x01\n\rClusterReport\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x30\n\x08services\x18\x02 \x03(\x0b\x32\x1e.meshfed.sync.v1.ServiceReport\x12\x0f\n\x07\x65xports\x18\x03 \x03(\t\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x39\n\x06rtt_ms\x18\x05 \x03(\x0b\x32).meshfed.sync.v1.ClusterReport.RttMsEntry\x1a,\n\nRttMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x9a\x01\n\x10\x43ontrollerUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x1c\n\x14service_imports_json\x18\x02 \x03(\t\x12\x18\n\x10trust_bundle_pem\x18\x03 \x01(\x0c\x12\x15\n\rpolicies_json\x18\x04 \x03(\t\x12\x15\n\rlease_seconds\x18\x05 \x01(\r\x12\x0f\n\x07\x65xports\x18\x06 \x03(\t2_\n\x0e\x46\x65\x64\x65rationSync\x12M\n\x04Sync\x12\x1e.meshfed.sync.v1.ClusterReport\x1a!.meshfed.sync.v1.ControllerUpdate(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sync_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ENDPOINTREPORT_PORTSENTRY']._loaded_options = None
+  _globals['_ENDPOINTREPORT_PORTSENTRY']._serialized_options = b'8\001'
   _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._loaded_options = None
   _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_options = b'8\001'
   _globals['_CLUSTERREPORT_RTTMSENTRY']._loaded_options = None
   _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_options = b'8\001'
   _globals['_PORTINFO']._serialized_start=31
   _globals['_PORTINFO']._serialized_end=87
-  _globals['_SERVICEREPORT']._serialized_start=90
-  _globals['_SERVICEREPORT']._serialized_end=364
-  _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_start=303
-  _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_end=364
-  _globals['_CLUSTERREPORT']._serialized_start=367
-  _globals['_CLUSTERREPORT']._serialized_end=588
-  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_start=544
-  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_end=588
-  _globals['_CONTROLLERUPDATE']._serialized_start=591
-  _globals['_CONTROLLERUPDATE']._serialized_end=745
-  _globals['_FEDERATIONSYNC']._serialized_start=747
-  _globals['_FEDERATIONSYNC']._serialized_end=842
+  _globals['_ENDPOINTREPORT']._serialized_start=90
+  _globals['_ENDPOINTREPORT']._serialized_end=293
+  _globals['_ENDPOINTREPORT_PORTSENTRY']._serialized_start=249
+  _globals['_ENDPOINTREPORT_PORTSENTRY']._serialized_end=293
+  _globals['_SERVICEREPORT']._serialized_start=296
+  _globals['_SERVICEREPORT']._serialized_end=622
+  _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_start=561
+  _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_end=622
+  _globals['_CLUSTERREPORT']._serialized_start=625
+  _globals['_CLUSTERREPORT']._serialized_end=846
+  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_start=802
+  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_end=846
+  _globals['_CONTROLLERUPDATE']._serialized_start=849
+  _globals['_CONTROLLERUPDATE']._serialized_end=1003
+  _globals['_FEDERATIONSYNC']._serialized_start=1005
+  _globals['_FEDERATIONSYNC']._serialized_end=1100
 # @@protoc_insertion_point(module_scope)

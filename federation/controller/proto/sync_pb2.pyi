@@ -16,8 +16,31 @@ class PortInfo(_message.Message):
     protocol: str
     def __init__(self, name: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
 
+class EndpointReport(_message.Message):
+    __slots__ = ("address", "zone", "healthy", "tls_mode", "ports", "weight")
+    class PortsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    TLS_MODE_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    zone: str
+    healthy: bool
+    tls_mode: str
+    ports: _containers.ScalarMap[str, int]
+    weight: int
+    def __init__(self, address: _Optional[str] = ..., zone: _Optional[str] = ..., healthy: _Optional[bool] = ..., tls_mode: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., weight: _Optional[int] = ...) -> None: ...
+
 class ServiceReport(_message.Message):
-    __slots__ = ("namespace", "name", "ports", "service_accounts", "healthy_endpoints_by_zone")
+    __slots__ = ("namespace", "name", "ports", "service_accounts", "healthy_endpoints_by_zone", "endpoints")
     class HealthyEndpointsByZoneEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -30,12 +53,14 @@ class ServiceReport(_message.Message):
     PORTS_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_ENDPOINTS_BY_ZONE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     ports: _containers.RepeatedCompositeFieldContainer[PortInfo]
     service_accounts: _containers.RepeatedScalarFieldContainer[str]
     healthy_endpoints_by_zone: _containers.ScalarMap[str, int]
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., healthy_endpoints_by_zone: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    endpoints: _containers.RepeatedCompositeFieldContainer[EndpointReport]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., healthy_endpoints_by_zone: _Optional[_Mapping[str, int]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ...) -> None: ...
 
 class ClusterReport(_message.Message):
     __slots__ = ("cluster", "services", "exports", "gateway", "rtt_ms")

@@ -23,6 +23,7 @@ from federation.controlplane.registry import Health, RegistryState
 from federation.lb.decision import Candidate, Choice, PolicyInputs, decide
 from federation.model.locality import Locality
 from federation.model.policy import FAILOVER_LABELS, TrafficPolicy
+from federation.model.service import DirectEndpoint
 from federation.model.workload import WorkloadEntry
 from providers.pricing import (
     PriceTable,
@@ -57,6 +58,23 @@ def _lb_endpoint(w: WorkloadEntry, port: int, health: Health) -> endpoint_compon
         ),
         health_status=_HEALTH[health],
         load_balancing_weight=wrappers_pb2.UInt32Value(value=w.spec.weight),
+        metadata=metadata,
+    )
+
+
+def _direct_endpoint(e: DirectEndpoint, target: int) -> endpoint_components_pb2.LbEndpoint:
+    metadata = base_pb2.Metadata()
+    match = struct_pb2.Struct()
+    match.update({"tlsMode": e.tls_mode})
+    metadata.filter_metadata[TLS_MATCH_KEY].CopyFrom(match)
+    return endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(address=e.address, port_value=target)
+            ),
+        ),
+        health_status=_HEALTH[Health.HEALTHY if e.healthy else Health.UNHEALTHY],
+        load_balancing_weight=wrappers_pb2.UInt32Value(value=e.weight),
         metadata=metadata,
     )
 
@@ -132,14 +150,17 @@ def placement(
     *,
     include_tls_mode: frozenset[str] = frozenset({"mutual", "disabled"}),
     include_remote: bool = True,
+    gateways: bool = True,
 ) -> Placement:
     """Candidates of one service port, priced (US$/GB, :mod:`providers.pricing`), timed (RTT
     measured by the control plane, else estimated) and decided
     (:func:`federation.lb.decision.decide` with the service's TrafficPolicy).
 
     Local workloads are addressed directly (their sidecar's inbound port for tlsMode mutual);
-    each remote cluster of the port's ServiceImport is one endpoint, its east-west gateway,
-    weighted by its healthy endpoint count.
+    so are the endpoints of remote clusters on the same network (``directEndpoints``); each
+    other remote cluster of the port's ServiceImport is one endpoint, its east-west gateway,
+    weighted by its healthy endpoint count (left out with ``gateways=False``: proxyless gRPC
+    cannot carry mTLS through a gateway).
     """
     members: Members = defaultdict(list)
     weights: dict[tuple[str, Locality], list[int]] = defaultdict(list)
@@ -152,9 +173,20 @@ def placement(
         members[key].append((w.metadata.name, _lb_endpoint(w, wp.app_port, health)))
         weights[key].append(w.spec.weight if health.serving else 0)
     imported = state.imports.get((port.namespace, port.service))
-    if include_remote and imported is not None:
-        for rc in imported.spec.clusters:
-            key = (rc.cluster, Locality.parse(rc.locality))
+    via_gateway: set[tuple[str, Locality]] = set()
+    for rc in imported.spec.clusters if include_remote and imported is not None else []:
+        where = Locality.parse(rc.locality)
+        if rc.direct_endpoints is not None:  # same network: dial its endpoints directly
+            for i, e in enumerate(rc.direct_endpoints):
+                target = e.ports.get(port.port_name)
+                if target is None or e.tls_mode not in include_tls_mode:
+                    continue
+                key = (rc.cluster, Locality(where.region, e.zone or where.zone))
+                members[key].append((f"~{rc.cluster}~{i:05d}", _direct_endpoint(e, target)))
+                weights[key].append(e.weight if e.healthy else 0)
+        elif gateways:
+            key = (rc.cluster, where)
+            via_gateway.add(key)
             members[key].append(
                 (
                     f"~{rc.cluster}",
@@ -178,9 +210,10 @@ def placement(
             if estimated is not None
             else (None, "unknown")
         )
-        remote = cluster != caller_cluster
-        healthy = sum(ws) if remote else sum(1 for x in ws if x > 0)
-        total = max(healthy, 1) if remote else len(ws)
+        if (cluster, loc) in via_gateway:  # one gateway endpoint standing for ``ws[0]``
+            healthy, total = sum(ws), max(sum(ws), 1)
+        else:
+            healthy, total = sum(1 for x in ws if x > 0), len(ws)
         candidates.append(
             Candidate(
                 cluster=cluster,

@@ -117,7 +117,7 @@ def _grpc(
             state,
             port,
             include_tls_mode=GRPC_TLS_MODES,
-            include_remote=False,
+            gateways=False,
         )
         subsets = split_subsets(port, policy)
         targets = [(port.cluster_name, placed.choices)] + [

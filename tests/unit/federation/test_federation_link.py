@@ -69,6 +69,15 @@ def test_report_lists_local_services_healthy_endpoints_per_zone_and_exports() ->
     registry.set_health(("demo", "echo-2"), Health.UNHEALTHY)
     report = cluster_report(registry.state, "east", "127.0.1.1:15443", {"west": 1.23456})
     echo, secret = report["services"]
+    endpoints = echo.pop("endpoints")
+    assert endpoints[1] == {
+        "address": "127.0.1.11",
+        "zone": "us-east-1b",
+        "healthy": False,
+        "tls_mode": "mutual",
+        "ports": {"http": 15006},  # the sidecar's inbound port
+        "weight": 1,
+    }
     assert echo == {
         "namespace": "demo",
         "name": "echo",

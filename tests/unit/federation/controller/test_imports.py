@@ -111,3 +111,37 @@ def test_no_healthy_endpoints_is_still_listed_with_zero() -> None:
     }
     imports, _ = compute([CLUSTERS[0], CLUSTERS[2]], READY, reports, {("a", "demo", "echo"): 1.0})
     assert imports["c"][0]["spec"]["clusters"][0]["endpoints"] == 0
+
+
+def test_same_network_importers_get_the_endpoints_others_only_the_gateway() -> None:
+    shared = [
+        ClusterRecord("a", "aws/us-east-1/us-east-1a", "shared", "10.0.0.1:15443", "local", 0.0),
+        ClusterRecord("b", "aws/us-west-2/us-west-2a", "shared", "10.0.0.2:15443", "local", 0.0),
+        ClusterRecord("c", "gcp/us-east4/us-east4-a", "other", "10.0.0.3:15443", "local", 0.0),
+    ]
+    report_a = _report(("echo", 9090, "grpc", 1), exports=["demo/echo"])
+    report_a["services"][0]["endpoints"] = [
+        {
+            "address": "10.1.0.5",
+            "zone": "us-east-1a",
+            "healthy": True,
+            "tls_mode": "disabled",
+            "ports": {"http": 19090},
+            "weight": 2,
+        }
+    ]
+    reports = {"a": report_a, "b": _report(exports=[]), "c": _report(exports=[])}
+    imports, _ = compute(shared, READY, reports, {("a", "demo", "echo"): 1.0})
+    [b_entry] = imports["b"][0]["spec"]["clusters"]
+    assert b_entry["directEndpoints"] == [
+        {
+            "address": "10.1.0.5",
+            "zone": "us-east-1a",
+            "healthy": True,
+            "tlsMode": "disabled",
+            "ports": {"http": 19090},
+            "weight": 2,
+        }
+    ]
+    [c_entry] = imports["c"][0]["spec"]["clusters"]
+    assert "directEndpoints" not in c_entry and c_entry["gateway"] == "10.0.0.1:15443"

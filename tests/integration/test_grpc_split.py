@@ -1,0 +1,196 @@
+"""TrafficPolicy ``split`` for grpcio's own xDS client (``xds:///``), across two clusters.
+
+A controller and two clusters, ``x`` (aws/us-east-1) and ``y`` (aws/us-west-2), on one network
+(``shared``): the controller passes each cluster the other's endpoints and the gRPC client
+dials them directly (proxyless gRPC has no sidecar, so no gateway either). Each cluster runs one
+plain-text gRPC echo server registered with its control plane; the client is bootstrapped
+against ``x``'s control plane. Real processes throughout; every RPC is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from tests.integration.harness import (
+    ControllerHandle,
+    ControlPlaneHandle,
+    free_port,
+    run_meshfed,
+    wait_until,
+    workload_yaml,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+LOCALITY = {"x": "aws/us-east-1/us-east-1a", "y": "aws/us-west-2/us-west-2a"}
+TARGET = "xds:///echo.demo.svc.clusterset.local"
+
+
+def _policy(split: str) -> str:
+    return (
+        "apiVersion: meshfed.io/v1alpha1\nkind: TrafficPolicy\n"
+        "metadata: {name: echo, namespace: demo}\n"
+        f"spec:\n  host: echo.demo.svc.clusterset.local\n  split: {split}\n"
+    )
+
+
+class Reader:
+    """Reads the client's lines (``<time> <server name> ...``), one per RPC."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    def take(self, n: int, timeout_s: float = 30) -> list[tuple[float, str]]:
+        out: list[tuple[float, str]] = []
+        deadline = time.monotonic() + timeout_s
+        assert self.proc.stdout is not None
+        while len(out) < n and time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            out.append((time.monotonic(), line.split()[1]))
+        assert len(out) == n, f"client stalled after {len(out)} answers"
+        return out
+
+
+def test_split_applies_to_grpc_xds_clients(procs, tmp_path) -> None:
+    home = tmp_path / "home"
+    controller = ControllerHandle(procs, home, lease_s=10)
+    controller.start()
+    cps = {}
+    for name in ("x", "y"):
+        out = run_meshfed(
+            home,
+            "cluster",
+            "join",
+            name,
+            "--locality",
+            LOCALITY[name],
+            "--network",
+            "shared",
+            "--gateway",
+            f"127.0.0.1:{free_port()}",
+            "-o",
+            "json",
+        ).stdout
+        cp = ControlPlaneHandle(
+            procs,
+            home,
+            name,
+            LOCALITY[name],
+            extra_args=[
+                "--network",
+                "shared",
+                "--controller",
+                f"127.0.0.1:{controller.api_port}",
+                "--join-token",
+                json.loads(out)["token"],
+            ],
+        )
+        cp.start()
+        cps[name] = cp
+        port = free_port()
+        procs.spawn(
+            f"app-{name}",
+            [
+                sys.executable,
+                "-m",
+                "federation.demo.echo_grpc",
+                "serve",
+                "--name",
+                f"{name}-grpc",
+                "--cluster",
+                name,
+                "--port",
+                str(port),
+            ],
+        )
+        cp.apply(
+            workload_yaml(
+                f"{name}-grpc",
+                service="echo",
+                address="127.0.0.1",
+                locality=LOCALITY[name],
+                port=9090,
+                target_port=port,
+                tls_mode="disabled",
+                protocol="grpc",
+            )
+        )
+    run_meshfed(
+        home,
+        "apply",
+        "-f",
+        "-",
+        input_text="---\n".join(
+            "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+            f"metadata: {{name: echo, namespace: demo}}\nspec: {{cluster: {c}}}\n"
+            for c in ("x", "y")
+        ),
+    )
+    bootstrap = run_meshfed(
+        home,
+        "bootstrap",
+        "grpc",
+        "--controlplane",
+        f"127.0.0.1:{cps['x'].xds_port}",
+        "--node-id",
+        "grpc-client",
+        "--service",
+        "frontend",
+        "-n",
+        "demo",
+        "--locality",
+        LOCALITY["x"],
+    ).stdout
+    path = tmp_path / "bootstrap.json"
+    path.write_text(bootstrap)
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "federation.demo.echo_grpc",
+            "call",
+            "--target",
+            TARGET,
+            "--count",
+            "6000",
+            "--interval",
+            "0.002",
+        ],
+        env=dict(os.environ, GRPC_XDS_BOOTSTRAP=str(path)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    reader = Reader(client)
+    try:
+        # without a policy: locality keeps every RPC in x
+        wait_until(lambda: {n for _, n in reader.take(20)} == {"x-grpc"}, 30, "RPCs answered by x")
+        # y is imported with its endpoint, dialled directly (same network)
+        imports = json.loads(run_meshfed(home, "get", "imports", "-o", "json").stdout)
+        [x_import] = [i for i in imports if i["cluster"] == "x"]
+        assert x_import["spec"]["clusters"][0]["directEndpoints"][0]["tlsMode"] == "disabled"
+
+        run_meshfed(home, "apply", "-f", "-", input_text=_policy("{x: 80, y: 20}"))
+        wait_until(lambda: "y-grpc" in {n for _, n in reader.take(50)}, 15, "split in force")
+        counts = Counter(n for _, n in reader.take(1000))
+        assert 750 <= counts["x-grpc"] <= 850 and 150 <= counts["y-grpc"] <= 250, counts
+
+        run_meshfed(home, "apply", "-f", "-", input_text=_policy("{x: 0, y: 100}"))
+        applied = time.monotonic()
+        answers = reader.take(600)
+        late = [n for at, n in answers if at >= applied + 1.0]
+        assert late and set(late) == {"y-grpc"}, Counter(late)
+    finally:
+        client.kill()
+        client.wait(5)
+        assert client.stdout is not None
+        client.stdout.close()
