@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -41,22 +42,36 @@ def _policy(split: str) -> str:
 
 
 class Reader:
-    """Reads the client's lines (``<time> <server name> ...``), one per RPC."""
+    """Drains the client's lines (``<time> <server name> ...``, one per RPC) from a thread,
+    stamping each with the time it was read, so a stamp is within milliseconds of the RPC."""
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
+        self.lines: list[tuple[float, str]] = []
+        self._taken = 0
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            parts = line.split()
+            if len(parts) > 1:
+                self.lines.append((time.monotonic(), parts[1]))
 
     def take(self, n: int, timeout_s: float = 30) -> list[tuple[float, str]]:
-        out: list[tuple[float, str]] = []
+        """The next ``n`` answers (waits for them)."""
         deadline = time.monotonic() + timeout_s
-        assert self.proc.stdout is not None
-        while len(out) < n and time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            out.append((time.monotonic(), line.split()[1]))
-        assert len(out) == n, f"client stalled after {len(out)} answers"
-        return out
+        while len(self.lines) < self._taken + n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        got = self.lines[self._taken : self._taken + n]
+        self._taken += len(got)
+        assert len(got) == n, f"client stalled after {len(got)} answers"
+        return got
+
+    def skip_to_now(self) -> None:
+        """Forget answers read so far."""
+        self._taken = len(self.lines)
 
 
 def test_split_applies_to_grpc_xds_clients(procs, tmp_path) -> None:
@@ -181,16 +196,19 @@ def test_split_applies_to_grpc_xds_clients(procs, tmp_path) -> None:
 
         run_meshfed(home, "apply", "-f", "-", input_text=_policy("{x: 80, y: 20}"))
         wait_until(lambda: "y-grpc" in {n for _, n in reader.take(50)}, 15, "split in force")
+        reader.skip_to_now()
         counts = Counter(n for _, n in reader.take(1000))
         assert 750 <= counts["x-grpc"] <= 850 and 150 <= counts["y-grpc"] <= 250, counts
 
         run_meshfed(home, "apply", "-f", "-", input_text=_policy("{x: 0, y: 100}"))
         applied = time.monotonic()
+        reader.skip_to_now()
         answers = reader.take(600)
         late = [n for at, n in answers if at >= applied + 1.0]
         assert late and set(late) == {"y-grpc"}, Counter(late)
     finally:
         client.kill()
         client.wait(5)
+        reader._thread.join(5)
         assert client.stdout is not None
         client.stdout.close()
