@@ -274,6 +274,10 @@ def _controller_documents(text: str, ctx: ControllerContext) -> list[tuple[Docum
     accepted = ("ServiceExport", *POLICY_KINDS)
     problems: list[str] = []
     out: list[tuple[DocumentKey, Any]] = []
+    hosts = {  # one TrafficPolicy per service: host -> the policy's namespace/name
+        d["spec"]["host"]: f"{d['metadata'].get('namespace', 'default')}/{d['metadata']['name']}"
+        for d in ctx.hub.store.documents("TrafficPolicy")
+    }
     for i, m in enumerate(models, start=1):
         kind = str(getattr(m, "kind", "?"))
         meta = getattr(m, "metadata", None)
@@ -300,6 +304,14 @@ def _controller_documents(text: str, ctx: ControllerContext) -> list[tuple[Docum
                 )
                 continue
             cluster = m.spec.cluster
+        if isinstance(m, TrafficPolicy):
+            owner = hosts.setdefault(m.spec.host, f"{m.metadata.namespace}/{m.metadata.name}")
+            if owner != f"{m.metadata.namespace}/{m.metadata.name}":
+                problems.append(
+                    f"{where}: spec.host: {m.spec.host} already has TrafficPolicy {owner}"
+                    " (one policy per service: edit that one)"
+                )
+                continue
         if isinstance(m, TrafficPolicy) and m.spec.split:
             unknown = sorted(set(m.spec.split) - members)
             if unknown:

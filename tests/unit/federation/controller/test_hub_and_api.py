@@ -216,3 +216,28 @@ def test_openapi_document_lists_every_route_with_its_schema() -> None:
     assert doc["paths"]["/v1/clusters"]["get"]["security"] == [{"bearer": []}]
     assert "NewCluster" in doc["components"]["schemas"]
     assert "tokenTtlSeconds" in doc["components"]["schemas"]["NewCluster"]["properties"]
+
+
+async def test_policies_are_validated_against_the_federation(api) -> None:
+    body = {"name": "east", "locality": "aws/us-east-1", "gateway": "127.0.1.1:15443"}
+    await api.post("/v1/clusters", headers=AUTH, json=body)
+    policy = (
+        "apiVersion: meshfed.io/v1alpha1\nkind: TrafficPolicy\nmetadata: {{name: {name}, namespace: demo}}\n"
+        "spec: {{host: echo.demo.svc.clusterset.local, split: {split}}}\n"
+    )
+    unknown = await api.post(
+        "/v1/apply", headers=AUTH, data=policy.format(name="p", split="{east: 50, west: 50}")
+    )
+    assert unknown.status == 400
+    assert "spec.split: 'west' not a member cluster" in (await unknown.json())["error"]
+    ok = await api.post(
+        "/v1/apply", headers=AUTH, data=policy.format(name="p", split="{east: 100}")
+    )
+    assert ok.status == 200
+    second = await api.post(
+        "/v1/apply", headers=AUTH, data=policy.format(name="q", split="{east: 100}")
+    )
+    assert second.status == 400
+    assert "already has TrafficPolicy demo/p" in (await second.json())["error"]
+    listed = await (await api.get("/v1/policies", headers=AUTH)).json()
+    assert [p["metadata"]["name"] for p in listed["policies"]] == ["p"]
