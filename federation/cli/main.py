@@ -23,6 +23,7 @@ from federation.cli.controlplane_commands import (
 )
 from federation.cli.proxy_commands import proxy
 from federation.cli.trust_commands import trust
+from federation.cli.up_commands import demo, down_cmd, status_cmd, up_cmd
 from federation.errors import FederationError, InvalidDocumentError
 from trust.errors import TrustError
 
@@ -79,6 +80,10 @@ for command in (
     proxy_status_cmd,
     bootstrap,
     proxy,
+    up_cmd,
+    down_cmd,
+    status_cmd,
+    demo,
 ):
     cli.add_command(command)
 
@@ -86,3 +91,7 @@ for command in (
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="meshfed")
+
+
+if __name__ == "__main__":
+    main()

@@ -232,16 +232,22 @@ def placement(
 
 
 def prefer_cluster(choices: list[Choice], cluster: str) -> list[Choice]:
-    """Choices for a ``split`` subset: ``cluster``'s healthy localities first (priority 0),
-    then everything else in its decided order -- the subset's share fails over by the
-    locality rules when ``cluster`` has no healthy endpoint."""
+    """Choices for a ``split`` subset: ``cluster``'s healthy localities first (in their
+    decided order), then everything else in its decided order -- the subset's share fails
+    over by the locality rules when ``cluster`` has no healthy endpoint."""
     first = [c for c in choices if c.candidate.cluster == cluster and c.candidate.healthy > 0]
     rest = [c for c in choices if c not in first]
-    levels = sorted({c.priority for c in rest})
-    out = [Choice(c.candidate, 0, c.weight, f"split subset {cluster}; " + c.reason) for c in first]
-    offset = 1 if first else 0
+    first_levels = sorted({c.priority for c in first})
+    rest_levels = sorted({c.priority for c in rest})
+    out = [
+        Choice(
+            c.candidate, first_levels.index(c.priority), c.weight, f"split {cluster}; {c.reason}"
+        )
+        for c in first
+    ]
     out += [
-        Choice(c.candidate, offset + levels.index(c.priority), c.weight, c.reason) for c in rest
+        Choice(c.candidate, len(first_levels) + rest_levels.index(c.priority), c.weight, c.reason)
+        for c in rest
     ]
     return out
 

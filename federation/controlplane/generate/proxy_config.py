@@ -166,7 +166,8 @@ def _gateway(
         out[resource.CLUSTER].append(clusters.gateway_cluster(port))
         out[resource.ENDPOINT].append(cla)
         routes.append(PassthroughRoute(port.sni, port.gateway_cluster_name))
-    out[resource.LISTENER].append(gateway_listener(host.strip("[]"), int(port_text), routes))
+    if routes:  # Envoy refuses a listener without filter chains; no export, no listener
+        out[resource.LISTENER].append(gateway_listener(host.strip("[]"), int(port_text), routes))
     return out
 
 

@@ -1,0 +1,339 @@
+"""``meshfed up``, ``down``, ``status`` and ``demo kill|revive``: a whole federation on this
+machine (see :mod:`federation.local`)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+from federation.cli.params import InputError
+from federation.client import call
+from federation.errors import FederationError
+from federation.local.description import LocalFederation, load
+from federation.local.runner import (
+    LocalFederationRunner,
+    ProcessRecord,
+    Record,
+    UpError,
+    stop_processes,
+)
+from federation.paths import meshfed_home
+from providers.pricing import Site, path_price
+
+
+def _stats(url: str, window: float = 10) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"{url}?window={window:g}", timeout=2) as resp:  # noqa: S310
+            data: dict[str, Any] = json.loads(resp.read())
+            return data
+    except OSError:
+        return {}
+
+
+def _site(desc: LocalFederation, cluster: str) -> Site:
+    c = desc.cluster(cluster)
+    cloud, region = c.region.split("/", 1)
+    return Site(cloud, region, c.zones[0])
+
+
+def traffic_rows(desc: LocalFederation, stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per destination cluster: share, rate, latency, projected egress $/hour (bytes/s of
+    responses priced from that cluster's first zone to the frontend's, providers/pricing)."""
+    caller = _site(desc, desc.spec.frontend.cluster)
+    rows = []
+    window = float(stats.get("windowS", 10) or 10)
+    for cluster, s in sorted(stats.get("byCluster", {}).items()):
+        try:
+            price = path_price(_site(desc, cluster), caller)
+        except KeyError:
+            continue
+        rows.append(
+            {
+                "cluster": cluster,
+                "share": s["share"],
+                "rps": s["requests"] / window,
+                "p50Ms": s["p50Ms"],
+                "p99Ms": s["p99Ms"],
+                "usdPerGB": price.usd_per_gb,
+                "path": price.path,
+                "usdPerHour": s["bytesPerS"] * 3600 / 1e9 * price.usd_per_gb,
+            }
+        )
+    return rows
+
+
+def _render(desc: LocalFederation, stats: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    f = desc.spec.frontend
+    table = Table(
+        "DESTINATION",
+        "SHARE",
+        "REQ/S",
+        "P50 MS",
+        "P99 MS",
+        "PATH",
+        "$/GB",
+        "EGRESS $/HOUR",
+        title=f"frontend ({f.cluster}) -> {f.target}: last {stats.get('windowS', 10):g} s,"
+        f" {stats.get('errors', 0)} errors (total {stats.get('total', {}).get('errors', 0)}"
+        f" of {stats.get('total', {}).get('requests', 0)})",
+        box=None,
+        title_justify="left",
+    )
+    for r in traffic_rows(desc, stats):
+        table.add_row(
+            r["cluster"],
+            f"{r['share']:.0%}",
+            f"{r['rps']:.1f}",
+            f"{r['p50Ms']:.1f}",
+            f"{r['p99Ms']:.1f}",
+            r["path"],
+            f"{r['usdPerGB']:.3f}",
+            f"{r['usdPerHour']:.8f}",
+        )
+    return table
+
+
+def _record_or_fail(home: Path) -> Record:
+    record = Record.load(home)
+    if record is None or not record.alive():
+        raise InputError(f"no local federation is running in {home} (start one: meshfed up)")
+    return record
+
+
+@click.command("up")
+@click.option(
+    "-f",
+    "--filename",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A LocalFederation file.  [default: the built-in demo, examples/federation.yaml]",
+)
+@click.option("--detach", is_flag=True, help="Return once everything runs (stop: meshfed down).")
+def up_cmd(filename: Path | None, detach: bool) -> None:
+    """Start a whole federation on this machine: root of trust, controller, a control plane
+    and east-west gateway per cluster, demo echo replicas with sidecars, a frontend; then
+    show where its requests go (Ctrl-C stops everything)."""
+    desc = load(filename)  # a bad file is refused before anything starts
+    home = meshfed_home()
+    existing = Record.load(home)
+    if existing is not None and existing.alive():
+        raise InputError(f"a local federation is already running in {home} (meshfed down first)")
+    click.echo(
+        f"meshfed up: {desc.metadata.name}, {len(desc.spec.clusters)} clusters;"
+        f" logs in {home / 'logs'}",
+        err=True,
+    )
+    runner = LocalFederationRunner(
+        desc, home, lambda line: click.echo("  " + line, err=True), source=filename
+    )
+    runner.up()
+    info = runner.record.info
+    click.echo(
+        f"up in {info.get('upSeconds')} s. Try: meshfed status | meshfed demo kill"
+        f" {desc.spec.frontend.cluster}/echo | meshfed explain echo.demo --from"
+        f" {desc.spec.frontend.cluster}",
+        err=True,
+    )
+    if detach:
+        return
+    from rich.console import Console
+    from rich.live import Live
+
+    stop = {"flag": False}
+
+    def on_signal(_sig: int, _frame: Any) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        with Live(console=Console(stderr=False), refresh_per_second=2) as live:
+            while not stop["flag"]:
+                live.update(_render(desc, _stats(info["frontendStats"])))
+                time.sleep(1)
+    finally:
+        click.echo("stopping...", err=True)
+        stopped = stop_processes(runner.record.processes)
+        runner.record.path.unlink(missing_ok=True)
+        click.echo(f"stopped {len(stopped)} processes", err=True)
+
+
+@click.command("down")
+def down_cmd() -> None:
+    """Stop every process meshfed up started here (by recorded pid and start time), and
+    nothing else."""
+    home = meshfed_home()
+    record = Record.load(home)
+    if record is None:
+        click.echo(f"nothing to stop in {home}")
+        return
+    stopped = stop_processes(record.processes)
+    record.path.unlink(missing_ok=True)
+    click.echo(f"stopped {len(stopped)} processes")
+
+
+def status_data(home: Path) -> dict[str, Any]:
+    """What ``meshfed status`` shows: clusters, imports, proxies in sync, traffic shares."""
+    record = _record_or_fail(home)
+    desc = load(Path(record.info["file"])) if record.info.get("file") else load(None)
+    controller = record.info["controller"]
+    token = (home / "controller-token").read_text().strip()
+    clusters = call("GET", controller, "/v1/clusters", token=token)["clusters"]
+    imports = call("GET", controller, "/v1/imports", token=token)["imports"]
+    proxies: dict[str, dict[str, int]] = {}
+    for c in desc.spec.clusters:
+        endpoint = home / "controlplanes" / c.name / "endpoint.json"
+        try:
+            data = json.loads(endpoint.read_text())
+            tok = Path(data["token_file"]).read_text().strip()
+            ps = call("GET", data["api"], "/v1/proxy-status", token=tok)["proxies"]
+        except (OSError, ValueError, KeyError, FederationError):
+            proxies[c.name] = {"proxies": 0, "synced": 0}
+            continue
+        synced = sum(
+            1
+            for p in ps
+            if p["connected"]
+            and all(t["state"] in ("SYNCED", "NOT SENT") for t in p["types"].values())
+        )
+        proxies[c.name] = {"proxies": sum(1 for p in ps if p["connected"]), "synced": synced}
+    stats = _stats(record.info["frontendStats"])
+    return {
+        "federation": desc.metadata.name,
+        "clusters": [
+            {
+                "name": c["name"],
+                "state": c["state"],
+                "locality": c["locality"],
+                "network": c["network"],
+                "exports": c["exports"],
+                **proxies.get(c["name"], {}),
+            }
+            for c in clusters
+        ],
+        "imports": [
+            {
+                "cluster": i["cluster"],
+                "service": f"{i['metadata']['name']}.{i['metadata']['namespace']}",
+                "from": [r["cluster"] for r in i["spec"]["clusters"]],
+            }
+            for i in imports
+        ],
+        "traffic": {
+            "from": desc.spec.frontend.cluster,
+            "windowS": stats.get("windowS"),
+            "errors": stats.get("errors"),
+            "total": stats.get("total", {}),
+            "destinations": traffic_rows(desc, stats),
+        },
+    }
+
+
+@click.command("status")
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def status_cmd(output: str) -> None:
+    """The local federation: clusters, imports, proxies in sync, current traffic shares."""
+    data = status_data(meshfed_home())
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    t = Table("CLUSTER", "STATE", "LOCALITY", "EXPORTS", "PROXIES SYNCED", box=None)
+    for c in data["clusters"]:
+        t.add_row(
+            c["name"],
+            c["state"],
+            c["locality"],
+            ",".join(c["exports"]) or "-",
+            f"{c.get('synced', 0)}/{c.get('proxies', 0)}",
+        )
+    console.print(t)
+    t = Table("CLUSTER", "IMPORTS", "FROM", box=None)
+    for i in data["imports"]:
+        t.add_row(i["cluster"], i["service"], ",".join(i["from"]))
+    console.print(t)
+    tr = data["traffic"]
+    t = Table(
+        "DESTINATION",
+        "SHARE",
+        "P50 MS",
+        "P99 MS",
+        "EGRESS $/HOUR",
+        box=None,
+        title=f"traffic from {tr['from']} (last {tr['windowS']} s, {tr['errors']} errors)",
+        title_justify="left",
+    )
+    for r in tr["destinations"]:
+        t.add_row(
+            r["cluster"],
+            f"{r['share']:.0%}",
+            f"{r['p50Ms']:.1f}",
+            f"{r['p99Ms']:.1f}",
+            f"{r['usdPerHour']:.8f}",
+        )
+    console.print(t)
+
+
+def _echo_target(target: str, record: Record) -> list[ProcessRecord]:
+    cluster, _, service = target.partition("/")
+    if service != "echo":
+        raise InputError(f"{target!r}: give CLUSTER/echo (the demo's service)")
+    found = [p for p in record.processes if p.cluster == cluster and p.role.startswith("echo-")]
+    if not found:
+        clusters = sorted({p.cluster for p in record.processes if p.cluster})
+        raise InputError(f"{target!r}: no such cluster (clusters: {', '.join(clusters)})")
+    return found
+
+
+@click.group("demo")
+def demo() -> None:
+    """Scenarios for the local federation."""
+
+
+@demo.command("kill")
+@click.argument("target", metavar="CLUSTER/echo")
+def kill_cmd(target: str) -> None:
+    """Stop a cluster's echo replicas (sidecars deregister and drain first)."""
+    record = _record_or_fail(meshfed_home())
+    procs = _echo_target(target, record)
+    sidecars = [p for p in procs if p.role == "echo-sidecar"]
+    apps = [p for p in procs if p.role == "echo-app"]
+    stopped = stop_processes(sidecars) + stop_processes(apps)
+    click.echo(f"stopped {len(stopped)} processes of {target}")
+
+
+@demo.command("revive")
+@click.argument("target", metavar="CLUSTER/echo")
+def revive_cmd(target: str) -> None:
+    """Start a cluster's echo replicas again."""
+    home = meshfed_home()
+    record = _record_or_fail(home)
+    procs = _echo_target(target, record)
+    desc = load(Path(record.info["file"])) if record.info.get("file") else load(None)
+    runner = LocalFederationRunner(desc, home, lambda line: None)
+    runner.record = record
+    c = desc.cluster(target.partition("/")[0])
+    started = 0
+    for app in sorted((p for p in procs if p.role == "echo-app"), key=lambda p: p.replica):
+        sidecar = next(p for p in procs if p.role == "echo-sidecar" and p.replica == app.replica)
+        if any(r.pid == app.pid for r in record.alive()):
+            continue
+        try:
+            runner.start_echo(c, app.replica, (app.argv, sidecar.argv))
+        except UpError as err:
+            raise click.ClickException(str(err)) from err
+        started += 1
+    click.echo(f"started {started} echo replica(s) in {c.name}")

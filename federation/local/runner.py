@@ -1,0 +1,590 @@
+"""Starting and stopping a local federation: the processes ``meshfed up`` runs, and their
+record in ``$MESHFED_HOME/up.json`` that ``meshfed down`` and ``meshfed demo`` use.
+
+Every process runs in its own session (so ``--detach`` outlives the CLI) with its output in
+``$MESHFED_HOME/logs/<name>.log``, listens on loopback only, and is recorded with its pid
+and its start time (``/proc/<pid>/stat`` field 22) the moment it starts; ``down`` signals a
+pid only while that start time still matches, so it never stops anything else.
+
+Address plan per cluster (its ``addressRange`` 127.0.N.0/24): ``.1:15443`` east-west gateway,
+``.2:15010`` xDS and ``.2:15014`` API of the control plane, ``.10+i`` echo replica ``i``'s
+sidecar (inbound 15006); frontend sidecar ``.9``. Apps, Envoy admin and outbound listeners use
+free ports on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from federation.client import call
+from federation.errors import ApiError, FederationError
+from federation.local.description import ClusterSpec, LocalFederation
+
+log = logging.getLogger(__name__)
+
+RECORD = "up.json"
+GATEWAY_PORT = 15443
+XDS_PORT = 15010
+API_PORT = 15014
+INBOUND_PORT = 15006
+ECHO_SERVICE_PORT = 8080
+
+
+class UpError(FederationError):
+    """A step of ``meshfed up`` failed; the message names the process and its log."""
+
+    retryable = True
+
+
+@dataclass
+class ProcessRecord:
+    """One started process."""
+
+    name: str
+    argv: list[str]
+    pid: int
+    start_time: int
+    log: str
+    role: str
+    cluster: str = ""
+    replica: int = -1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def meshfed_argv() -> list[str]:
+    """How to run ``meshfed``: the script next to this Python, or ``python -m``."""
+    script = Path(sys.executable).with_name("meshfed")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("meshfed")
+    return [found] if found else [sys.executable, "-m", "federation.cli.main"]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of ``/proc/<pid>/stat`` (clock ticks since boot), None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def _alive(record: ProcessRecord) -> bool:
+    return process_start_time(record.pid) == record.start_time
+
+
+class Record:
+    """``$MESHFED_HOME/up.json``: the federation's processes and endpoints."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / RECORD
+        self.processes: list[ProcessRecord] = []
+        self.info: dict[str, Any] = {}
+
+    @classmethod
+    def load(cls, home: Path) -> Record | None:
+        """The record, or None when nothing was started here."""
+        record = cls(home)
+        if not record.path.exists():
+            return None
+        data = json.loads(record.path.read_text())
+        record.processes = [ProcessRecord(**p) for p in data.get("processes", [])]
+        record.info = data.get("info", {})
+        return record
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps(
+                {"info": self.info, "processes": [asdict(p) for p in self.processes]}, indent=2
+            )
+        )
+        tmp.replace(self.path)
+
+    def alive(self) -> list[ProcessRecord]:
+        """Recorded processes still running (same pid and start time)."""
+        return [p for p in self.processes if _alive(p)]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_processes(records: list[ProcessRecord], timeout_s: float = 15) -> list[str]:
+    """SIGTERM each live process (a proxy agent then deregisters, drains and stops its Envoy),
+    wait until each process group (the process and its Envoy) is empty, then SIGKILL what is
+    left; returns the names of the processes that were running. A process whose pid now
+    belongs to another program (start time differs) is not touched."""
+    live = [r for r in records if _alive(r)]
+    for r in reversed(live):
+        try:
+            os.kill(r.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+
+    def busy() -> bool:
+        _reap(live)
+        return any(_alive(r) or _group_alive(r.pid) for r in live)
+
+    while time.monotonic() < deadline and busy():
+        time.sleep(0.1)
+    for r in live:
+        if _alive(r) or _group_alive(r.pid):
+            try:
+                os.killpg(r.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and busy():
+        time.sleep(0.05)
+    return [r.name for r in live]
+
+
+def _reap(records: list[ProcessRecord]) -> None:
+    for r in records:  # reap our own children (a foreground ``up``), or they stay zombies
+        try:
+            os.waitpid(r.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL we built
+            return int(resp.status) == 200
+    except OSError:
+        return False
+
+
+def _tcp_ok(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+Progress = Callable[[str], None]
+
+
+class LocalFederationRunner:
+    """Brings a :class:`LocalFederation` up (see the module docstring).
+
+    Args:
+        progress: called with a line per step (the CLI shows it).
+    """
+
+    def __init__(
+        self, desc: LocalFederation, home: Path, progress: Progress, source: Path | None = None
+    ) -> None:
+        self.desc = desc
+        self.source = source
+        self.home = home.resolve()
+        self.logs = self.home / "logs"
+        self.progress = progress
+        self.record = Record(self.home)
+        self.env = dict(os.environ, MESHFED_HOME=str(self.home))
+        self.env.pop("MESHFED_TOKEN", None)
+        self.env.pop("MESHFED_CONTROLLER", None)
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def spawn(self, name: str, argv: list[str], role: str, **meta: Any) -> ProcessRecord:
+        """Start one process (own session, output to its log) and record it at once."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs / f"{name}.log"
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(  # noqa: S603 - argv built here, no shell
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+            )
+        record = ProcessRecord(
+            name, argv, proc.pid, process_start_time(proc.pid) or 0, str(log_path), role, **meta
+        )
+        self.record.processes = [p for p in self.record.processes if p.name != name]
+        self.record.processes.append(record)
+        self.record.save()
+        return record
+
+    def wait_ready(
+        self, record: ProcessRecord, check: Callable[[], bool], timeout_s: float = 30
+    ) -> None:
+        """Wait for ``check``; fail naming the process and its log if it exits or times out.
+
+        Raises:
+            UpError: the process exited or did not become ready in time.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not _alive(record):
+                raise UpError(f"{record.name} exited during start-up; see {record.log}")
+            if check():
+                return
+            time.sleep(0.1)
+        raise UpError(f"{record.name} not ready after {timeout_s:.0f} s; see {record.log}")
+
+    # -- steps -------------------------------------------------------------------------------
+
+    @property
+    def controller_url(self) -> str:
+        return f"http://{self.desc.spec.controller.listen}"
+
+    def _token(self) -> str:
+        return (self.home / "controller-token").read_text().strip()
+
+    def start_controller(self) -> None:
+        spec = self.desc.spec
+        rec = self.spawn(
+            "controller",
+            [
+                *meshfed_argv(),
+                "--log-level",
+                "info",
+                "controller",
+                "serve",
+                "--listen",
+                spec.controller.listen,
+                "--sync-listen",
+                spec.controller.sync_listen,
+                "--trust-domain",
+                spec.trust_domain,
+            ],
+            "controller",
+        )
+        self.wait_ready(rec, lambda: _http_ok(self.controller_url + "/healthz"))
+        self.record.info["controller"] = self.controller_url
+
+    def _join_token(self, c: ClusterSpec, body: str) -> str | None:
+        """A join token for ``c``; None when its control plane joined in an earlier ``up``
+        (its state is kept in ``$MESHFED_HOME/controlplanes/<name>``)."""
+        try:
+            answer = call(
+                "POST", self.controller_url, "/v1/clusters", token=self._token(), body=body
+            )
+            return str(answer["token"])
+        except ApiError as err:
+            if err.status != 409:
+                raise
+        if (self.home / "controlplanes" / c.name / "federation.json").exists():
+            return None
+        answer = call(
+            "POST",
+            self.controller_url,
+            f"/v1/clusters/{c.name}/tokens",
+            token=self._token(),
+            body="{}",
+        )
+        return str(answer["token"])
+
+    def start_cluster(self, c: ClusterSpec) -> None:
+        gateway = f"{c.address(1)}:{GATEWAY_PORT}"
+        network = c.network or c.name
+        body = json.dumps(
+            {
+                "name": c.name,
+                "locality": f"{c.region}/{c.zones[0]}",
+                "network": network,
+                "gateway": gateway,
+                "provider": c.provider,
+                "tokenTtlSeconds": 300,
+            }
+        )
+        token = self._join_token(c, body)
+        cp = self.spawn(
+            f"controlplane-{c.name}",
+            [
+                *meshfed_argv(),
+                "--log-level",
+                "info",
+                "controlplane",
+                "serve",
+                "--cluster",
+                c.name,
+                "--locality",
+                f"{c.region}/{c.zones[0]}",
+                "--network",
+                network,
+                "--xds-listen",
+                f"{c.address(2)}:{XDS_PORT}",
+                "--api-listen",
+                f"{c.address(2)}:{API_PORT}",
+                "--controller",
+                self.desc.spec.controller.listen,
+                *(["--join-token", token] if token else []),
+                "--gateway",
+                gateway,
+            ],
+            "controlplane",
+            cluster=c.name,
+        )
+        self.wait_ready(cp, lambda: _http_ok(f"http://{c.address(2)}:{API_PORT}/healthz"))
+
+    def start_gateway(self, c: ClusterSpec) -> None:
+        """The cluster's east-west gateway (after the exports: a gateway listens only for
+        exported services)."""
+        gateway = f"{c.address(1)}:{GATEWAY_PORT}"
+        gw = self.spawn(
+            f"gateway-{c.name}",
+            [
+                *meshfed_argv(),
+                "--log-level",
+                "info",
+                "proxy",
+                "gateway",
+                "--cluster",
+                c.name,
+                "--controlplane",
+                f"{c.address(2)}:{XDS_PORT}",
+                "--listen",
+                gateway,
+            ],
+            "gateway",
+            cluster=c.name,
+        )
+        self.wait_ready(gw, lambda: _tcp_ok(c.address(1), GATEWAY_PORT), timeout_s=30)
+
+    def echo_argv(self, c: ClusterSpec, i: int) -> tuple[list[str], list[str]]:
+        """``(app argv, sidecar agent argv)`` of echo replica ``i`` in ``c``."""
+        app_port = free_port()
+        name = f"{c.name}-echo-{i + 1}"
+        app = [
+            sys.executable,
+            "-m",
+            "federation.demo.echo_http",
+            "--name",
+            name,
+            "--cluster",
+            c.name,
+            "--port",
+            str(app_port),
+        ]
+        agent = [
+            *meshfed_argv(),
+            "--log-level",
+            "info",
+            "proxy",
+            "sidecar",
+            "--cluster",
+            c.name,
+            "--controlplane",
+            f"{c.address(2)}:{XDS_PORT}",
+            "--service",
+            "echo",
+            "-n",
+            self.desc.spec.echo.namespace,
+            "--name",
+            name,
+            "--app-port",
+            str(app_port),
+            "--service-port",
+            str(ECHO_SERVICE_PORT),
+            "--address",
+            c.address(10 + i),
+            "--inbound-port",
+            str(INBOUND_PORT),
+            "--outbound-port",
+            str(free_port()),
+            "--locality",
+            str(c.locality(i)),
+        ]
+        return app, agent
+
+    def start_echo(
+        self, c: ClusterSpec, i: int, argvs: tuple[list[str], list[str]] | None = None
+    ) -> None:
+        app_argv, agent_argv = argvs or self.echo_argv(c, i)
+        name = f"{c.name}-echo-{i + 1}"
+        app = self.spawn(f"app-{name}", app_argv, "echo-app", cluster=c.name, replica=i)
+        app_port = int(app_argv[app_argv.index("--port") + 1])
+        self.wait_ready(app, lambda: _http_ok(f"http://127.0.0.1:{app_port}/healthz"))
+        agent = self.spawn(f"sidecar-{name}", agent_argv, "echo-sidecar", cluster=c.name, replica=i)
+        self.wait_ready(agent, lambda: _tcp_ok(c.address(10 + i), INBOUND_PORT))
+
+    def start_echoes(self, c: ClusterSpec) -> None:
+        for i in range(self.desc.spec.echo.replicas_per_cluster):
+            self.start_echo(c, i)
+
+    def export_echo(self) -> None:
+        ns = self.desc.spec.echo.namespace
+        docs = "---\n".join(
+            "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+            f"metadata: {{name: echo, namespace: {ns}}}\nspec: {{cluster: {c.name}}}\n"
+            for c in self.desc.spec.clusters
+        )
+        call("POST", self.controller_url, "/v1/apply", token=self._token(), body=docs)
+
+    def start_frontend(self) -> None:
+        """The frontend's sidecar, then -- once a request through it is answered -- the
+        frontend app, so that its counters start with a configured data plane."""
+        f = self.desc.spec.frontend
+        c = self.desc.cluster(f.cluster)
+        stats_port, outbound = free_port(), free_port()
+        agent = self.spawn(
+            "sidecar-frontend",
+            [
+                *meshfed_argv(),
+                "--log-level",
+                "info",
+                "proxy",
+                "sidecar",
+                "--cluster",
+                c.name,
+                "--controlplane",
+                f"{c.address(2)}:{XDS_PORT}",
+                "--service",
+                "frontend",
+                "-n",
+                f.namespace,
+                "--name",
+                "frontend",
+                "--app-port",
+                str(stats_port),
+                "--service-port",
+                "8080",
+                "--address",
+                c.address(9),
+                "--inbound-port",
+                str(INBOUND_PORT),
+                "--outbound-port",
+                str(outbound),
+                "--locality",
+                str(c.locality(0)),
+            ],
+            "frontend-sidecar",
+            cluster=c.name,
+        )
+
+        def routed() -> bool:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{outbound}/", headers={"Host": f.target}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=1) as resp:  # noqa: S310
+                    return int(resp.status) == 200
+            except OSError:
+                return False
+
+        self.wait_ready(agent, routed, timeout_s=60)
+        app = self.spawn(
+            "app-frontend",
+            [
+                sys.executable,
+                "-m",
+                "federation.demo.frontend",
+                "--via",
+                f"127.0.0.1:{outbound}",
+                "--target",
+                f.target,
+                "--rps",
+                str(f.rps),
+                "--port",
+                str(stats_port),
+            ],
+            "frontend-app",
+            cluster=c.name,
+        )
+        stats = f"http://127.0.0.1:{stats_port}/stats"
+
+        def answered() -> bool:
+            try:
+                with urllib.request.urlopen(stats + "?window=2", timeout=1) as resp:  # noqa: S310
+                    data = json.loads(resp.read())
+            except OSError:
+                return False
+            return bool(data.get("byCluster"))
+
+        self.wait_ready(app, answered, timeout_s=30)
+        self.record.info["frontendStats"] = stats
+        self.record.info["frontendCluster"] = c.name
+
+    def up(self) -> None:
+        """Run every step; on failure stop everything started and raise.
+
+        Raises:
+            UpError: a step failed (names the process and its log); nothing is left running.
+        """
+        started = time.monotonic()
+        self.record.info = {
+            "startedAt": time.time(),
+            "federation": self.desc.metadata.name,
+            "file": str(self.source.resolve()) if self.source else "",
+        }
+        steps: list[tuple[str, Callable[[], None]]] = [
+            (
+                f"controller on {self.desc.spec.controller.listen} (root of trust for"
+                f" {self.desc.spec.trust_domain})",
+                self.start_controller,
+            )
+        ]
+        for c in self.desc.spec.clusters:
+            steps.append(
+                (
+                    f"cluster {c.name}: joined, control plane on {c.address(2)}",
+                    functools.partial(self.start_cluster, c),
+                )
+            )
+        for c in self.desc.spec.clusters:
+            n = self.desc.spec.echo.replicas_per_cluster
+            steps.append(
+                (
+                    f"{c.name}: {n} echo replica(s) with sidecars",
+                    functools.partial(self.start_echoes, c),
+                )
+            )
+        steps.append(("export echo from every cluster", self.export_echo))
+        for c in self.desc.spec.clusters:
+            steps.append(
+                (
+                    f"{c.name}: east-west gateway on {c.address(1)}:{GATEWAY_PORT}",
+                    functools.partial(self.start_gateway, c),
+                )
+            )
+        steps.append((f"frontend in {self.desc.spec.frontend.cluster}", self.start_frontend))
+        try:
+            for label, step in steps:
+                t0 = time.monotonic()
+                step()
+                self.progress(f"✓ {label} ({time.monotonic() - t0:.1f} s)")
+        except (UpError, FederationError, OSError) as err:
+            self.progress(f"✗ {err}")
+            stopped = stop_processes(self.record.processes)
+            self.record.path.unlink(missing_ok=True)
+            raise UpError(f"meshfed up failed: {err} (stopped {len(stopped)} processes)") from err
+        self.record.info["upSeconds"] = round(time.monotonic() - started, 1)
+        self.record.save()

@@ -1,0 +1,146 @@
+"""``meshfed up --detach`` with the built-in federation (3 clusters, 2 clouds, real Envoys,
+certificates, controller and control planes on loopback), the demo scenarios, then
+``meshfed down`` -- and nothing of the federation is left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from federation.local.runner import Record, process_start_time
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+MESHFED = str(Path(sys.executable).with_name("meshfed"))
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _meshfed(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [MESHFED, *args],
+        env=dict(os.environ, MESHFED_HOME=str(home)),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, f"meshfed {' '.join(args)}: {result.stderr}"
+    return result
+
+
+def _stats(home: Path, window: float) -> dict[str, Any]:
+    record = Record.load(home)
+    assert record is not None
+    url = record.info["frontendStats"] + f"?window={window:g}"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        data: dict[str, Any] = json.loads(resp.read())
+        return data
+
+
+def _status(home: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(_meshfed(home, "status", "-o", "json").stdout)
+    return data
+
+
+def _wait(predicate, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s}s: {what}")
+
+
+def _left_running(home: Path, pids: list[int]) -> list[str]:
+    left = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (int(proc.name) in pids or str(home) in cmdline):
+            left.append(f"{proc.name}: {cmdline[:120]}")
+    return left
+
+
+@pytest.fixture
+def home(tmp_path):
+    home = tmp_path / "home"
+    try:
+        yield home
+    finally:  # stop everything even when the test failed
+        subprocess.run(
+            [MESHFED, "down"],
+            env=dict(os.environ, MESHFED_HOME=str(home)),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        record = Record.load(home)
+        for p in record.processes if record else []:
+            if process_start_time(p.pid) == p.start_time:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -> None:
+    started = time.monotonic()
+    up = _meshfed(home, "up", "--detach")
+    assert time.monotonic() - started < 60, up.stderr
+    assert "✓ frontend in aws-us-east-1" in up.stderr
+    record = Record.load(home)
+    assert record is not None
+    pids = [p.pid for p in record.processes]
+    assert len(pids) == 21  # controller, 3 control planes, 3 gateways, 12 echo, 2 frontend
+
+    # 1. traffic stays in aws-us-east-1
+    time.sleep(3)
+    status = _status(home)
+    assert {c["name"]: c["state"] for c in status["clusters"]} == {
+        "aws-eu-west-1": "Ready",
+        "aws-us-east-1": "Ready",
+        "gcp-europe-west1": "Ready",
+    }
+    assert all(c["synced"] == c["proxies"] > 0 for c in status["clusters"]), status["clusters"]
+    assert [d["cluster"] for d in status["traffic"]["destinations"]] == ["aws-us-east-1"]
+    assert _stats(home, 5)["byCluster"].keys() == {"aws-us-east-1"}
+
+    # 2. kill aws-us-east-1/echo: to aws-eu-west-1 (same cloud, cheaper), no failed request
+    _meshfed(home, "demo", "kill", "aws-us-east-1/echo")
+    _wait(lambda: _stats(home, 3)["byCluster"].keys() == {"aws-eu-west-1"}, 20, "moved to eu")
+    time.sleep(3)
+    assert _stats(home, 3)["byCluster"].keys() == {"aws-eu-west-1"}
+    assert _stats(home, 60)["total"]["errors"] == 0
+    dest = {d["cluster"]: d for d in _status(home)["traffic"]["destinations"]}
+    assert dest["aws-eu-west-1"]["usdPerGB"] == 0.02  # AWS inter-region, cheaper than GCP's 0.12
+
+    # 3. revive, then shift 20 % to GCP
+    _meshfed(home, "demo", "revive", "aws-us-east-1/echo")
+    _wait(lambda: _stats(home, 3)["byCluster"].keys() == {"aws-us-east-1"}, 30, "back in us-east-1")
+    _meshfed(home, "apply", "-f", str(EXAMPLES / "shift-20-to-gcp.yaml"))
+    time.sleep(2)
+    before = _stats(home, 60)["total"]["byCluster"]
+    time.sleep(20)
+    after = _stats(home, 60)["total"]["byCluster"]
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    total = sum(delta.values())
+    assert total >= 300, delta
+    gcp = delta.get("gcp-europe-west1", 0) / total
+    assert 0.12 <= gcp <= 0.28, delta
+    assert _stats(home, 120)["total"]["errors"] == 0
+
+    # 4. down: every process gone, and nothing else touched
+    _meshfed(home, "down")
+    assert Record.load(home) is None
+    _wait(lambda: not _left_running(home, pids), 10, "every process of the federation to exit")
