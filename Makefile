@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo system-deps unit integration docs proto clean
+.PHONY: test demo trust-walkthrough system-deps unit integration docs proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ test: $(STAMP) system-deps
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
-## demo: the main job; until `meshfed up` lands, the trust walkthrough
+## demo: the main job: `meshfed up` (a whole federation on loopback; Ctrl-C stops it)
 demo: $(STAMP) system-deps
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/meshfed up
+
+## trust-walkthrough: the root of trust in five commands (examples/trust-walkthrough.sh)
+trust-walkthrough: $(STAMP) system-deps
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/trust-walkthrough.sh
 
 ## system-deps: tools the tests call that pip cannot install (openssl CLI)

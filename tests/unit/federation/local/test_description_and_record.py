@@ -1,0 +1,85 @@
+"""The LocalFederation file (refused whole, naming the field) and the process record."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from federation.cli.main import cli
+from federation.errors import InvalidDocumentError
+from federation.local.description import default_text, load
+from federation.local.runner import ProcessRecord, Record, process_start_time, stop_processes
+
+EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "federation.yaml"
+
+
+def test_default_federation_is_valid_and_shipped_in_examples() -> None:
+    desc = load(None)
+    assert [c.name for c in desc.spec.clusters] == [
+        "aws-us-east-1",
+        "aws-eu-west-1",
+        "gcp-europe-west1",
+    ]
+    assert desc.cluster("aws-us-east-1").address(1) == "127.0.1.1"
+    assert str(desc.cluster("aws-us-east-1").locality(1)) == "aws/us-east-1/us-east-1b"
+    assert EXAMPLE.read_text() == default_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (("127.0.1.0/24", "10.0.1.0/24"), "spec.clusters.0.addressRange"),
+        (("127.0.0.1:15080", "0.0.0.0:15080"), "spec.controller.listen"),
+        (
+            ("region: aws/us-east-1\n", "region: aws/us-east-1/us-east-1a\n"),
+            "spec.clusters.0.region",
+        ),
+        (
+            ("cluster: aws-us-east-1\n", "cluster: nowhere\n"),
+            "frontend.cluster: 'nowhere' is not in clusters",
+        ),
+        (("rps: 20", "rps: -1"), "spec.frontend.rps"),
+        (("127.0.2.0/24", "127.0.1.0/24"), "addressRange must differ"),
+    ],
+)
+def test_a_bad_file_is_refused_naming_the_field(tmp_path, change, field) -> None:
+    path = tmp_path / "f.yaml"
+    text = default_text()
+    assert change[0] in text
+    path.write_text(text.replace(change[0], change[1], 1))
+    with pytest.raises(InvalidDocumentError) as err:
+        load(path)
+    assert any(field in p for p in err.value.problems), err.value.problems
+    # the CLI refuses it before starting anything: exit 2, nothing recorded
+    home = tmp_path / "home"
+    result = CliRunner().invoke(cli, ["up", "-f", str(path)], env={"MESHFED_HOME": str(home)})
+    assert result.exit_code == 2 and field in result.output
+    assert not (home / "up.json").exists()
+
+
+def test_record_round_trip_and_stop_only_our_process(tmp_path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    try:
+        start = process_start_time(proc.pid)
+        assert start is not None
+        record = Record(tmp_path)
+        ours = ProcessRecord("sleeper", [], proc.pid, start, "log", "test")
+        stranger = ProcessRecord("stranger", [], os.getpid(), start + 1, "log", "test")
+        record.processes = [ours, stranger]
+        record.save()
+        loaded = Record.load(tmp_path)
+        assert loaded is not None and [p.name for p in loaded.alive()] == ["sleeper"]
+        # a pid whose start time differs is someone else's: never signalled
+        assert stop_processes(loaded.processes, timeout_s=5) == ["sleeper"]
+        assert proc.wait(5) is not None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
