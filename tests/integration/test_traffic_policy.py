@@ -68,7 +68,7 @@ def test_defaults_keep_traffic_local_and_fail_over_without_errors(fed) -> None:
 
 def test_split_shifts_traffic_and_a_change_takes_effect_within_a_second(fed) -> None:
     fed.meshfed("apply", "-f", "-", input_text=policy_yaml("  split: {a: 80, b: 20}\n"))
-    wait_until(lambda: "b" in fed.clusters_of(40), 10, "split in force")
+    wait_until(lambda: 70 <= fed.clusters_of(100)["a"] <= 90, 15, "split in force")
     seen = fed.clusters_of(1000)
     assert set(seen) == {"a", "b"}, seen
     assert 750 <= seen["a"] <= 850 and 150 <= seen["b"] <= 250, seen

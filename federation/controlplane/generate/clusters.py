@@ -118,7 +118,8 @@ def default_health_check(
     return health_check_pb2.HealthCheck(
         timeout=duration_ms(settings.timeout_ms),
         interval=duration_ms(settings.interval_ms),
-        no_traffic_interval=duration_ms(max(2000, settings.interval_ms)),
+        # clusters without traffic yet (split subsets) track health as fast as the others
+        no_traffic_interval=duration_ms(settings.interval_ms),
         unhealthy_threshold=wrappers_pb2.UInt32Value(value=settings.unhealthy_threshold),
         healthy_threshold=wrappers_pb2.UInt32Value(value=settings.healthy_threshold),
         tcp_health_check=health_check_pb2.HealthCheck.TcpHealthCheck(),

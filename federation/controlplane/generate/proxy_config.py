@@ -5,6 +5,8 @@ Returns a mapping type URL -> list of resources, ready for a :class:`Snapshot`. 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from google.protobuf.message import Message
 
 from eastwest_gateway.gateway_listener import PassthroughRoute, gateway_listener
@@ -32,14 +34,23 @@ def caller_locality(mesh: MeshContext, state: RegistryState, proxy: ProxyDescrip
     return workload.locality if workload is not None else mesh.locality
 
 
-def split_subsets(port: ServicePort, policy: TrafficPolicy | None) -> list[tuple[str, str, int]]:
-    """``[(cluster, subset cluster name, percent)]`` of a TrafficPolicy ``split``, by cluster
-    name; the subset is named ``outbound|<port>|<cluster>|<host>`` (Istio's subset naming)."""
-    if policy is None or not policy.spec.split:
-        return []
+def split_subsets(
+    port: ServicePort, policy: TrafficPolicy | None, serving: Iterable[str] = ()
+) -> list[tuple[str, str, int]]:
+    """``[(cluster, subset cluster name, percent)]`` by cluster name: one per cluster of the
+    TrafficPolicy ``split`` (its percent) and, when several clusters serve the port, one per
+    ``serving`` cluster too (percent 0 unless split).
+
+    The subset is named ``outbound|<port>|<cluster>|<host>`` (Istio's subset naming). Subsets
+    of serving clusters exist before any policy names them -- make-before-break: a ``split``
+    then changes only the route, which never points at a cluster Envoy is still warming (an
+    ``NC``, no-cluster, 503).
+    """
+    split = dict(policy.spec.split) if policy is not None and policy.spec.split else {}
+    names = set(split) | (set(serving) if len(set(serving)) > 1 else set())
     return [
-        (cluster, f"outbound|{port.port}|{cluster}|{port.hostname}", weight)
-        for cluster, weight in sorted(policy.spec.split.items())
+        (cluster, f"outbound|{port.port}|{cluster}|{port.hostname}", split.get(cluster, 0))
+        for cluster in sorted(names)
     ]
 
 
@@ -57,7 +68,7 @@ def _sidecar(
     for port in http_ports:
         policy = state.policies.get((port.namespace, port.service))
         placed = endpoints.placement(caller, mesh.cluster, state, port)
-        subsets = split_subsets(port, policy)
+        subsets = split_subsets(port, policy, {c.candidate.cluster for c in placed.choices})
         targets = [(port.cluster_name, placed.choices)] + [
             (name, endpoints.prefer_cluster(placed.choices, cluster))
             for cluster, name, _ in subsets

@@ -87,7 +87,8 @@ def test_import_adds_remote_gateways_weighted_by_endpoints_after_local() -> None
     state = _state(WORKLOAD.format(name="echo-1", svc="echo"), IMPORT.format(gw="127.0.2.1:15443"))
     sidecar = ProxyDescription("c", "sidecar", "demo", "", "frontend", MESH.locality)
     out = generate(MESH, state, sidecar, IDENTITY)
-    (cla,) = out[resource.ENDPOINT]
+    main = "outbound|8080||echo.demo.svc.clusterset.local"
+    cla = {c.cluster_name: c for c in out[resource.ENDPOINT]}[main]
     rows = [
         (loc.locality.region, loc.priority, loc.load_balancing_weight.value)
         for loc in cla.endpoints
@@ -96,8 +97,18 @@ def test_import_adds_remote_gateways_weighted_by_endpoints_after_local() -> None
     remote = cla.endpoints[1].lb_endpoints[0]
     assert remote.endpoint.address.socket_address.address == "127.0.2.1"
     assert remote.metadata.filter_metadata["envoy.transport_socket_match"]["tlsMode"] == "mutual"
-    (cluster,) = out[resource.CLUSTER]
+    # one subset per serving cluster exists before any split names it (make-before-break)
+    assert sorted(c.name for c in out[resource.CLUSTER]) == [
+        "outbound|8080|east|echo.demo.svc.clusterset.local",
+        "outbound|8080|gcp|echo.demo.svc.clusterset.local",
+        "outbound|8080|west|echo.demo.svc.clusterset.local",
+        main,
+    ]
+    cluster = {c.name: c for c in out[resource.CLUSTER]}[main]
     assert cluster.type == cluster_pb2.Cluster.DiscoveryType.EDS
+    # without a split the route goes to the main cluster
+    (route_config,) = out[resource.ROUTE]
+    assert route_config.virtual_hosts[0].routes[0].route.cluster == main
     tls = cluster.transport_socket_matches[0].transport_socket
     from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
@@ -117,7 +128,9 @@ def test_hostname_gateway_makes_a_strict_dns_cluster() -> None:
     state = _state(IMPORT.format(gw="gw-west.elb.eu-west-1.amazonaws.com:15443"))
     sidecar = ProxyDescription("c", "sidecar", "demo", "", "frontend", MESH.locality)
     out = generate(MESH, state, sidecar, IDENTITY)
-    (cluster,) = out[resource.CLUSTER]
+    cluster = {c.name: c for c in out[resource.CLUSTER]}[
+        "outbound|8080||echo.demo.svc.clusterset.local"
+    ]
     assert cluster.type == cluster_pb2.Cluster.DiscoveryType.STRICT_DNS
     hosts = [
         e.endpoint.address.socket_address.address
@@ -160,6 +173,7 @@ def test_split_makes_subset_clusters_and_a_weighted_route() -> None:
     assert names == [
         f"outbound|8080||{host}",
         f"outbound|8080|east|{host}",
+        f"outbound|8080|gcp|{host}",
         f"outbound|8080|west|{host}",
     ]
     assert all(c.outlier_detection.consecutive_5xx.value == 7 for c in out[resource.CLUSTER])
