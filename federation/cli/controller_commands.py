@@ -176,14 +176,152 @@ def cluster() -> None:
     """Member clusters of the federation."""
 
 
+def _provider(
+    provider: str,
+    region: str | None,
+    profile: str | None,
+    project: str | None,
+    location: str,
+    filename: Path | None = None,
+) -> Any:
+    if provider == "local":
+        from federation.local.description import load
+        from providers.base import ClusterInfo
+        from providers.local import LocalProvider
+
+        desc = load(filename)
+        return LocalProvider(
+            [
+                ClusterInfo(
+                    name=c.name,
+                    cloud=c.region.split("/")[0],
+                    region=c.region.split("/")[1],
+                    zones=tuple(c.zones),
+                    endpoint=f"http://{c.address(2)}:15014",
+                    ca_data="",
+                    network=c.network or c.name,
+                    status="LOCAL",
+                )
+                for c in desc.spec.clusters
+            ]
+        )
+    if provider == "aws":
+        if not region:
+            raise InputError("--region is required with --provider aws")
+        from providers.aws import AwsProvider
+
+        return AwsProvider(region, profile=profile)
+    if not project:
+        raise InputError("--project is required with --provider gcp")
+    from providers.gcp import GcpProvider
+
+    return GcpProvider(project, location=location)
+
+
+@cluster.command("discover")
+@click.option("--provider", type=click.Choice(["aws", "gcp", "local"]), required=True)
+@click.option("--region", default=None, help="AWS region (--provider aws).")
+@click.option("--profile", default=None, help="AWS profile.  [default: the usual chain]")
+@click.option("--project", default=None, help="Google Cloud project (--provider gcp).")
+@click.option("--location", default="-", show_default=True, help="GKE region or zone; - for all.")
+@click.option(
+    "-f",
+    "--filename",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="LocalFederation file (--provider local).  [default: the built-in demo]",
+)
+@output_option
+def discover_cmd(
+    provider: str,
+    region: str | None,
+    profile: str | None,
+    project: str | None,
+    location: str,
+    filename: Path | None,
+    output: str,
+) -> None:
+    """List the EKS, GKE or local (meshfed up) clusters you can join, with locality and network.
+
+    Credentials come from the SDKs' usual chains (AWS profiles and environment, Google
+    Application Default Credentials); nothing secret is printed.
+    """
+    found = _provider(provider, region, profile, project, location, filename).list_clusters()
+    data = [
+        {
+            "name": c.name,
+            "cloud": c.cloud,
+            "region": c.region,
+            "locality": c.locality,
+            "zones": list(c.zones),
+            "network": c.network,
+            "status": c.status,
+            "endpoint": c.endpoint,
+            "from": (
+                f"aws:eks/{c.region}/{c.name}"
+                if provider == "aws"
+                else f"gcp:gke/{project}/{location}/{c.name}"
+                if provider == "gcp"
+                else "-"
+            ),
+        }
+        for c in found
+    ]
+    _emit(
+        data,
+        output,
+        lambda: _print_table(
+            ["NAME", "LOCALITY", "ZONES", "NETWORK", "STATUS", "JOIN WITH --from"],
+            [
+                [
+                    d["name"],
+                    d["locality"],
+                    ",".join(d["zones"]),
+                    d["network"],
+                    d["status"],
+                    d["from"],
+                ]
+                for d in data
+            ],
+        ),
+    )
+
+
+def parse_from(value: str) -> tuple[str, list[str]]:
+    """``aws:eks/<region>/<cluster>`` or ``gcp:gke/<project>/<location>/<cluster>``.
+
+    Raises:
+        InputError: any other shape.
+    """
+    kind, _, rest = value.partition(":")
+    parts = rest.split("/")
+    if kind == "aws" and len(parts) == 3 and parts[0] == "eks" and all(parts):
+        return "aws", parts[1:]
+    if kind == "gcp" and len(parts) == 4 and parts[0] == "gke" and all(parts):
+        return "gcp", parts[1:]
+    raise InputError(
+        f"--from {value!r}: use aws:eks/<region>/<cluster>"
+        " or gcp:gke/<project>/<location>/<cluster>"
+    )
+
+
 @cluster.command("join")
 @click.argument("name")
-@click.option("--locality", required=True, help="e.g. aws/us-east-1/us-east-1a.")
-@click.option("--network", default="default", show_default=True, help="Network name.")
-@click.option("--gateway", required=True, metavar="HOST:PORT", help="East-west gateway address.")
+@click.option("--locality", default=None, help="e.g. aws/us-east-1/us-east-1a.")
+@click.option("--network", default=None, help="Network name.  [default: default]")
+@click.option("--gateway", default=None, metavar="HOST:PORT", help="East-west gateway address.")
 @click.option(
-    "--provider", type=click.Choice(["aws", "gcp", "local"]), default="local", show_default=True
+    "--provider", type=click.Choice(["aws", "gcp", "local"]), default=None, help="[default: local]"
 )
+@click.option(
+    "--from",
+    "from_",
+    default=None,
+    metavar="aws:eks/REGION/CLUSTER|gcp:gke/PROJECT/LOCATION/CLUSTER",
+    help="Fill locality, network and provider from the cloud (and, on AWS, create or find the"
+    " gateway's load balancer for --gateway).",
+)
+@click.option("--profile", default=None, help="AWS profile for --from.")
 @click.option(
     "--token-ttl", type=DURATION, default="1h", show_default=True, help="Join token lifetime."
 )
@@ -192,10 +330,12 @@ def cluster() -> None:
 @output_option
 def join_cmd(
     name: str,
-    locality: str,
-    network: str,
-    gateway: str,
-    provider: str,
+    locality: str | None,
+    network: str | None,
+    gateway: str | None,
+    provider: str | None,
+    from_: str | None,
+    profile: str | None,
     token_ttl: timedelta,
     controller: str | None,
     token: str | None,
@@ -204,7 +344,35 @@ def join_cmd(
     """Register cluster NAME and print its one-time join token.
 
     Start the cluster's control plane with --controller and --join-token to complete the join.
+    With --from the cloud fills in locality, network and provider (flags still win).
     """
+    if from_:
+        cloud, parts = parse_from(from_)
+        if cloud == "aws":
+            from providers.aws import AwsProvider
+
+            aws = AwsProvider(parts[0], profile=profile)
+            info = aws.describe_cluster(parts[1])
+            if gateway is None:
+                lb = aws.ensure_gateway_lb(info)
+                gateway = lb.address
+                verb = "created" if lb.created else "found"
+                click.echo(f"gateway load balancer {verb}: {lb.dns_name}", err=True)
+        else:
+            from providers.gcp import GcpProvider
+
+            info = GcpProvider(parts[0], location=parts[1]).describe_cluster(parts[2])
+        locality = locality or info.locality
+        network = network or info.network
+        provider = provider or info.cloud
+    if locality is None:
+        raise InputError("--locality is required (or use --from)")
+    if gateway is None:
+        raise InputError(
+            "--gateway is required (--from fills it on AWS only: there meshfed runs the"
+            " gateway's load balancer)"
+        )
+    network, provider = network or "default", provider or "local"
     try:
         Locality.parse(locality)
         parse_host_port(gateway, what="--gateway")

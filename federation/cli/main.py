@@ -25,6 +25,7 @@ from federation.cli.proxy_commands import proxy
 from federation.cli.trust_commands import trust
 from federation.cli.up_commands import demo, down_cmd, status_cmd, up_cmd
 from federation.errors import FederationError, InvalidDocumentError
+from providers.errors import ProviderError
 from trust.errors import TrustError
 
 EXIT_RETRYABLE = 1
@@ -41,7 +42,7 @@ class MeshfedGroup(click.Group):
             for problem in err.problems:
                 click.echo(f"Error: {problem}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
-        except (TrustError, FederationError) as err:
+        except (TrustError, FederationError, ProviderError) as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(EXIT_RETRYABLE if err.retryable else EXIT_BAD_INPUT)
 

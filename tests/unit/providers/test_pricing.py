@@ -74,3 +74,30 @@ def test_bad_table_is_refused_with_the_field() -> None:
             },
             where="t.yaml",
         )
+
+
+def test_local_provider_lists_the_local_federations_clusters(tmp_path) -> None:
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from federation.cli.main import cli
+    from providers.errors import ClusterNotFoundError
+    from providers.local import LocalProvider
+
+    result = CliRunner().invoke(
+        cli,
+        ["cluster", "discover", "--provider", "local", "-o", "json"],
+        env={"MESHFED_HOME": str(tmp_path)},
+    )
+    assert result.exit_code == 0, result.output
+    rows = _json.loads(result.output)
+    assert [r["locality"] for r in rows] == [
+        "aws/eu-west-1/eu-west-1a",
+        "aws/us-east-1/us-east-1a",
+        "gcp/europe-west1/europe-west1-b",
+    ]
+    provider = LocalProvider([])
+    with pytest.raises(ClusterNotFoundError):
+        provider.describe_cluster("x")
+    assert provider.egress_prices().table.usd_per_gb["cross-cloud"] == 0.0

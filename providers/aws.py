@@ -1,0 +1,319 @@
+"""AWS (boto3): EKS clusters, availability zones, the cluster's VPC, the east-west gateway's
+Network Load Balancer, and egress prices. Every botocore error is translated into
+:mod:`providers.errors` here.
+
+Credentials and endpoints come from boto3's usual chain (``--profile``, environment,
+``~/.aws``, instance roles; ``AWS_ENDPOINT_URL`` points every client elsewhere, e.g. at moto).
+
+Gateway load balancer: an internet-facing NLB ``meshfed-<cluster>`` in the cluster's subnets
+with a TCP 15443 listener forwarding to target group ``meshfed-<cluster>-15443`` (IP targets:
+the gateway pods). Both carry the tag ``meshfed.io/gateway-for=<cluster>``; ``ensure`` finds
+them by that tag before creating anything, so it is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.exceptions
+
+from providers.base import ClusterInfo, PriceSource
+from providers.errors import (
+    AccessDeniedError,
+    ClusterNotFoundError,
+    ProviderError,
+    ProviderUnreachableError,
+    ThrottledError,
+)
+from providers.pricing import builtin_tables, with_rates
+
+GATEWAY_PORT = 15443
+GATEWAY_TAG = "meshfed.io/gateway-for"
+_NOT_FOUND = {"ResourceNotFoundException", "NotFoundException", "LoadBalancerNotFound"}
+_DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+}
+_THROTTLED = {
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+}
+
+
+def translate(err: Exception, what: str) -> ProviderError:
+    """The meshfed error for a botocore exception raised while doing ``what``."""
+    if isinstance(err, botocore.exceptions.NoCredentialsError):
+        return AccessDeniedError(
+            f"{what}: no AWS credentials (use --profile, AWS_PROFILE or AWS_ACCESS_KEY_ID)",
+            provider="aws",
+        )
+    if isinstance(
+        err, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError
+    ):
+        return ProviderUnreachableError(f"{what}: AWS API unreachable ({err})", provider="aws")
+    if isinstance(err, botocore.exceptions.ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        message = err.response.get("Error", {}).get("Message", "")
+        if code in _NOT_FOUND:
+            return ClusterNotFoundError(f"{what}: not found ({message})", provider="aws")
+        if code in _DENIED:
+            return AccessDeniedError(f"{what}: access denied ({code}: {message})", provider="aws")
+        if code in _THROTTLED:
+            return ThrottledError(
+                f"{what}: throttled by AWS; retry in a few seconds", provider="aws", retry_after_s=2
+            )
+        return ProviderError(f"{what}: {code}: {message}", provider="aws")
+    if isinstance(err, botocore.exceptions.BotoCoreError):
+        return ProviderError(f"{what}: {err}", provider="aws")
+    raise err
+
+
+@contextmanager
+def _aws(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as err:
+        raise translate(err, what) from err
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayLoadBalancer:
+    """The NLB in front of a cluster's east-west gateway."""
+
+    arn: str
+    dns_name: str
+    target_group_arn: str
+    created: bool
+
+    @property
+    def address(self) -> str:
+        """``<dns name>:15443``: the cluster's gateway address for ``meshfed cluster join``."""
+        return f"{self.dns_name}:{GATEWAY_PORT}"
+
+
+ClientFactory = Callable[[str], Any]
+
+
+class AwsProvider:
+    """EKS in one region (see the module docstring).
+
+    Args:
+        region: e.g. ``us-east-1``.
+        profile: an AWS CLI profile (None: the default chain).
+        client: ``service name -> boto3 client`` (tests pass stubbed clients).
+    """
+
+    cloud = "aws"
+
+    def __init__(
+        self, region: str, *, profile: str | None = None, client: ClientFactory | None = None
+    ) -> None:
+        self.region = region
+        if client is None:
+            session = boto3.Session(profile_name=profile, region_name=region)
+            client = session.client
+        self._client = client
+        self._clients: dict[str, Any] = {}
+
+    def _c(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self._client(service)
+        return self._clients[service]
+
+    def list_clusters(self, page_size: int = 100) -> list[ClusterInfo]:
+        """Every EKS cluster of the region (all pages), described.
+
+        Raises:
+            ProviderError: as :func:`translate`.
+        """
+        names: list[str] = []
+        with _aws(f"listing EKS clusters in {self.region}"):
+            paginator = self._c("eks").get_paginator("list_clusters")
+            for page in paginator.paginate(PaginationConfig={"PageSize": page_size}):
+                names.extend(page.get("clusters", []))
+        return [self.describe_cluster(n) for n in sorted(names)]
+
+    def describe_cluster(self, name: str) -> ClusterInfo:
+        """One EKS cluster with its VPC and zones (from its subnets).
+
+        Raises:
+            ClusterNotFoundError: no such cluster in the region.
+            ProviderError: as :func:`translate`.
+        """
+        with _aws(f"EKS cluster {name!r} in {self.region}"):
+            c = self._c("eks").describe_cluster(name=name)["cluster"]
+        vpc_config = c.get("resourcesVpcConfig", {})
+        subnets = tuple(vpc_config.get("subnetIds", []))
+        vpc, zones = vpc_config.get("vpcId", ""), ()
+        if subnets:
+            with _aws(f"subnets of EKS cluster {name!r}"):
+                described = self._c("ec2").describe_subnets(SubnetIds=list(subnets))["Subnets"]
+            zones = tuple(sorted({s["AvailabilityZone"] for s in described}))
+            vpc = vpc or (described[0]["VpcId"] if described else "")
+        return ClusterInfo(
+            name=c["name"],
+            cloud="aws",
+            region=self.region,
+            zones=zones,
+            endpoint=c.get("endpoint", ""),
+            ca_data=c.get("certificateAuthority", {}).get("data", ""),
+            network=vpc,
+            status=c.get("status", ""),
+            provider_id=c.get("arn", ""),
+            subnets=subnets,
+        )
+
+    def zones(self) -> Sequence[str]:
+        """Available zones of the region, sorted."""
+        with _aws(f"availability zones of {self.region}"):
+            zones = self._c("ec2").describe_availability_zones()["AvailabilityZones"]
+        return sorted(z["ZoneName"] for z in zones if z.get("State", "available") == "available")
+
+    # -- gateway load balancer ---------------------------------------------------------------
+
+    def _find_gateway_lb(self, cluster: str) -> GatewayLoadBalancer | None:
+        elb = self._c("elbv2")
+        with _aws(f"load balancers for {cluster!r}"):
+            lbs = [
+                lb
+                for page in elb.get_paginator("describe_load_balancers").paginate()
+                for lb in page["LoadBalancers"]
+            ]
+            for lb in lbs:
+                tags = elb.describe_tags(ResourceArns=[lb["LoadBalancerArn"]])["TagDescriptions"]
+                values = {t["Key"]: t["Value"] for d in tags for t in d.get("Tags", [])}
+                if values.get(GATEWAY_TAG) == cluster:
+                    groups = elb.describe_target_groups(LoadBalancerArn=lb["LoadBalancerArn"])
+                    tg = (
+                        groups["TargetGroups"][0]["TargetGroupArn"]
+                        if groups["TargetGroups"]
+                        else ""
+                    )
+                    return GatewayLoadBalancer(lb["LoadBalancerArn"], lb["DNSName"], tg, False)
+        return None
+
+    def ensure_gateway_lb(self, cluster: ClusterInfo) -> GatewayLoadBalancer:
+        """The cluster's gateway NLB, created (NLB, target group, TCP 15443 listener) if
+        missing; found again by tag otherwise.
+
+        Raises:
+            ProviderError: the cluster has no subnets, or as :func:`translate`.
+        """
+        found = self._find_gateway_lb(cluster.name)
+        if found is not None:
+            return found
+        if not cluster.subnets:
+            raise ProviderError(
+                f"EKS cluster {cluster.name!r} has no subnets for a load balancer", provider="aws"
+            )
+        elb = self._c("elbv2")
+        tags = [{"Key": GATEWAY_TAG, "Value": cluster.name}]
+        with _aws(f"creating the gateway load balancer of {cluster.name!r}"):
+            lb = elb.create_load_balancer(
+                Name=f"meshfed-{cluster.name}"[:32],
+                Subnets=list(cluster.subnets),
+                Type="network",
+                Scheme="internet-facing",
+                Tags=tags,
+            )["LoadBalancers"][0]
+            tg = elb.create_target_group(
+                Name=f"meshfed-{cluster.name}-{GATEWAY_PORT}"[:32],
+                Protocol="TCP",
+                Port=GATEWAY_PORT,
+                VpcId=cluster.network,
+                TargetType="ip",
+                Tags=tags,
+            )["TargetGroups"][0]
+            elb.create_listener(
+                LoadBalancerArn=lb["LoadBalancerArn"],
+                Protocol="TCP",
+                Port=GATEWAY_PORT,
+                DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}],
+                Tags=tags,
+            )
+        return GatewayLoadBalancer(lb["LoadBalancerArn"], lb["DNSName"], tg["TargetGroupArn"], True)
+
+    def delete_gateway_lb(self, cluster: str) -> bool:
+        """Delete the cluster's gateway NLB and target group; False when there was none."""
+        found = self._find_gateway_lb(cluster)
+        if found is None:
+            return False
+        elb = self._c("elbv2")
+        with _aws(f"deleting the gateway load balancer of {cluster!r}"):
+            for listener in elb.describe_listeners(LoadBalancerArn=found.arn)["Listeners"]:
+                elb.delete_listener(ListenerArn=listener["ListenerArn"])
+            elb.delete_load_balancer(LoadBalancerArn=found.arn)
+            if found.target_group_arn:
+                elb.delete_target_group(TargetGroupArn=found.target_group_arn)
+        return True
+
+    # -- prices --------------------------------------------------------------------------------
+
+    def egress_prices(self) -> PriceSource:
+        """AWS data transfer prices for this region from the AWS Price List API
+        (``pricing:GetProducts``, service ``AWSDataTransfer``, first volume tier), else the
+        shipped table (``PriceSource.origin`` says which)."""
+        shipped = builtin_tables()["aws"]
+        try:
+            rates = self._api_rates()
+        except ProviderError as err:
+            return PriceSource(shipped, f"shipped table ({shipped.source}); Price List API: {err}")
+        if not rates:
+            return PriceSource(
+                shipped, f"shipped table ({shipped.source}); Price List API: no data"
+            )
+        source = f"AWS Price List API (AWSDataTransfer, from {self.region})"
+        return PriceSource(with_rates(shipped, rates, source), "api")
+
+    def _api_rates(self) -> dict[str, float]:
+        prices: dict[str, list[float]] = {}
+        with _aws("AWS Price List API"):
+            pages = (
+                self._c("pricing")
+                .get_paginator("get_products")
+                .paginate(
+                    ServiceCode="AWSDataTransfer",
+                    Filters=[
+                        {"Type": "TERM_MATCH", "Field": "fromRegionCode", "Value": self.region}
+                    ],
+                )
+            )
+            for page in pages:
+                for item in page.get("PriceList", []):
+                    product = json.loads(item) if isinstance(item, str) else item
+                    kind = product.get("product", {}).get("attributes", {}).get("transferType", "")
+                    usd = _first_tier_usd(product)
+                    if usd is not None:
+                        prices.setdefault(kind, []).append(usd)
+        rates: dict[str, float] = {}
+        if prices.get("IntraRegion"):
+            rates["cross-zone"] = 2 * min(prices["IntraRegion"])  # billed out and in
+        if prices.get("InterRegion Outbound"):
+            rates["cross-region"] = min(prices["InterRegion Outbound"])
+            rates["cross-continent"] = max(prices["InterRegion Outbound"])
+        if prices.get("AWS Outbound"):
+            rates["cross-cloud"] = max(prices["AWS Outbound"])
+        return rates
+
+
+def _first_tier_usd(product: dict[str, Any]) -> float | None:
+    """The USD price per GB of the lowest paid tier of a Price List product, or None."""
+    best: tuple[float, float] | None = None
+    for term in product.get("terms", {}).get("OnDemand", {}).values():
+        for dim in term.get("priceDimensions", {}).values():
+            usd = float(dim.get("pricePerUnit", {}).get("USD", "0") or 0)
+            begin = float(dim.get("beginRange", "0") or 0)
+            if usd > 0 and (best is None or begin < best[0]):
+                best = (begin, usd)
+    return None if best is None else best[1]
