@@ -169,6 +169,53 @@ class LocalCertificateAuthority:
         return f"LocalCertificateAuthority({self.certificate.subject.rfc4514_string()})"
 
 
+def refuse_foreign_intermediate_csr(
+    csr: x509.CertificateSigningRequest, trust_domain: TrustDomain
+) -> None:
+    """Refuse an intermediate CSR asking for a URI SAN that is not a SPIFFE ID of
+    ``trust_domain`` (every root backend applies this before signing).
+
+    Raises:
+        SigningRefusedError: naming the SAN and the trust domains.
+    """
+    for uri in pki.csr_uri_sans(csr):
+        try:
+            asked = SpiffeId.parse(uri)
+        except ValueError as err:
+            raise SigningRefusedError(f"CSR URI SAN {uri!r} is not a SPIFFE ID") from err
+        if not asked.member_of(trust_domain):
+            raise SigningRefusedError(
+                f"refusing to sign an intermediate for {asked.trust_domain}:"
+                f" this root serves trust domain {trust_domain}"
+            )
+
+
+def chain_above(
+    issued: x509.Certificate, chain: Sequence[x509.Certificate], bundle: TrustBundle
+) -> tuple[x509.Certificate, ...]:
+    """The CA certificates between an issued intermediate and the bundle's roots (a remote
+    backend's CA may itself be an intermediate): ``chain`` without the issued certificate and
+    without the roots."""
+    roots = {pki.fingerprint(r) for r in bundle.roots}
+    mine = pki.fingerprint(issued)
+    return tuple(c for c in chain if pki.fingerprint(c) not in roots | {mine})
+
+
+def check_issued_intermediate(cert: x509.Certificate, backend: str) -> x509.Certificate:
+    """Refuse what a remote backend returned when it cannot sign SVIDs.
+
+    Raises:
+        SigningRefusedError: not a CA certificate (e.g. the backend's role or template is wrong).
+    """
+    problems = pki.signing_cert_problems(cert)
+    if problems:
+        raise SigningRefusedError(
+            f"{backend} issued an intermediate meshfed cannot use: {problems[0]}"
+            " (check the role or template: it must issue a CA certificate, path length 0)"
+        )
+    return cert
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class LocalRootAuthority:
     """The federation root CA with its key held in memory (loaded from a 0600 file)."""
@@ -193,16 +240,7 @@ class LocalRootAuthority:
 
         Also refuses a CSR that asks for a URI SAN outside this trust domain.
         """
-        for uri in pki.csr_uri_sans(csr):
-            try:
-                asked = SpiffeId.parse(uri)
-            except ValueError as err:
-                raise SigningRefusedError(f"CSR URI SAN {uri!r} is not a SPIFFE ID") from err
-            if not asked.member_of(self.trust_domain):
-                raise SigningRefusedError(
-                    f"refusing to sign an intermediate for {asked.trust_domain}:"
-                    f" this root serves trust domain {self.trust_domain}"
-                )
+        refuse_foreign_intermediate_csr(csr, self.trust_domain)
         cert = pki.intermediate_certificate(
             csr,
             cluster,

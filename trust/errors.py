@@ -9,6 +9,7 @@ material, and says through ``retryable`` whether trying again can help::
     ├── InvalidCertificateError     a certificate, CSR or bundle is malformed or breaks X.509-SVID
     ├── SigningRefusedError         a CSR was well-formed but the CA will not sign it
     ├── VerificationError           a chain does not verify against a trust bundle
+    ├── TrustBackendError           Vault or AWS Private CA failed (sealed, denied, throttled)
     └── TrustStoreError             the trust directory is missing, incomplete or would be clobbered
         └── KeyMaterialExistsError  refusing to overwrite existing keys without ``force``
 
@@ -64,3 +65,12 @@ class TrustStoreError(TrustError):
 
 class KeyMaterialExistsError(TrustStoreError):
     """Existing key material would be overwritten; ``force=True`` (``--force``) replaces it."""
+
+
+class TrustBackendError(TrustError):
+    """A remote root of trust (Vault PKI, AWS Private CA) failed: sealed or unreachable and
+    rate limited are retryable; permission denied is not."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable

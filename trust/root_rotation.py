@@ -31,6 +31,14 @@ class RootRotation:
     reissued_clusters: tuple[str, ...] = ()
 
 
+def _local_only(backend: str) -> None:
+    if backend != "local":
+        raise TrustStoreError(
+            f"the root lives in {backend}: rotate it there, then run 'meshfed trust init"
+            f" --backend {backend} --force' to read the new CA"
+        )
+
+
 def begin_root_rotation(
     store: TrustDirectory,
     *,
@@ -43,9 +51,11 @@ def begin_root_rotation(
     intermediates. A crash part-way leaves a bundle that still trusts everything issued.
 
     Raises:
-        TrustStoreError: no trust directory, or files cannot be written.
+        TrustStoreError: no trust directory, files cannot be written, or the root lives in
+            Vault / AWS Private CA (rotate it there).
     """
     cfg = store.config()
+    _local_only(cfg.backend)
     key = pki.generate_private_key()
     cert = pki.root_certificate(key, store.trust_domain(), now=pki.utcnow(), ttl=root_ttl)
     new = store.write_root(cert, key)

@@ -2,11 +2,13 @@
 
 Layout::
 
-    trust.json                         TrustConfig: trust domain, backend, active root, bundle roots
+    trust.json                         TrustConfig: trust domain, backend (local, vault, aws-pca
+                                       with its non-secret settings), active root, bundle roots
     bundle.pem                         every trusted root (PEM)
     bundle.spiffe.json                 the same as a SPIFFE bundle (JWK Set)
     roots/<root-id>/ca.pem             a root CA certificate (root-id: first 16 hex of its SHA-256)
-    roots/<root-id>/ca-key.pem         its key, 0600 (deleted when the root is retired)
+    roots/<root-id>/ca-key.pem         its key, 0600 (deleted when the root is retired; absent
+                                       when the root lives in Vault or AWS Private CA)
     intermediates/<cluster>/ca.pem     the cluster's intermediate CA certificate
     intermediates/<cluster>/ca-key.pem its key, 0600
 
@@ -26,7 +28,13 @@ from cryptography import x509
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trust import pki
-from trust.authority import LocalCertificateAuthority, LocalRootAuthority, issue_svid, load_key_file
+from trust.authority import (
+    LocalCertificateAuthority,
+    LocalRootAuthority,
+    RootAuthority,
+    issue_svid,
+    load_key_file,
+)
 from trust.bundle import TrustBundle
 from trust.errors import TrustStoreError
 from trust.files import (
@@ -44,16 +52,43 @@ CONFIG_FILE = "trust.json"
 CLUSTER_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
+class VaultBackend(BaseModel):
+    """``trust.json`` ``vault``: where the PKI mount is and how to log in (no secret here:
+    see :class:`trust.vault_client.VaultSettings`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str
+    mount: str = "pki"
+    auth: Literal["token", "approle", "kubernetes"] = "token"
+    role: str = ""
+    namespace: str | None = None
+
+
+class PcaBackend(BaseModel):
+    """``trust.json`` ``aws_pca``: the AWS Private CA and its region."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_arn: str
+    region: str
+
+
 class TrustConfig(BaseModel):
     """Schema of ``trust.json``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     trust_domain: str
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "vault", "aws-pca"] = "local"
     active_root: str
     bundle_roots: list[str]
     bundle_sequence: int = 1
+    vault: VaultBackend | None = None
+    aws_pca: PcaBackend | None = None
+
+
+Backend = Literal["local", "vault", "aws-pca"]
 
 
 def root_id(cert: x509.Certificate) -> str:
@@ -157,15 +192,84 @@ class TrustDirectory:
         roots = tuple(self._root_cert(rid) for rid in cfg.bundle_roots)
         return TrustBundle(TrustDomain(cfg.trust_domain), roots, cfg.bundle_sequence)
 
-    def root_authority(self) -> LocalRootAuthority:
-        """The active root CA, ready to sign intermediates.
+    def root_authority(self) -> RootAuthority:
+        """The root CA of the configured backend, ready to sign intermediates: the local key
+        file, Vault PKI (:mod:`trust.vault`) or AWS Private CA (:mod:`trust.aws_pca`).
 
         Raises:
-            TrustStoreError: the key file is missing or has loose permissions.
+            TrustStoreError: the local key file is missing or has loose permissions.
+            TrustBackendError: the remote backend cannot be logged in to.
         """
         cfg = self.config()
+        if cfg.backend == "vault" and cfg.vault is not None:
+            from trust.vault import VaultRootAuthority
+            from trust.vault_client import VaultPkiClient, VaultSettings
+
+            client = VaultPkiClient(VaultSettings(**cfg.vault.model_dump()))
+            return VaultRootAuthority(client, self.bundle())
+        if cfg.backend == "aws-pca" and cfg.aws_pca is not None:
+            from trust.aws_pca import AwsPcaRootAuthority, PcaClient
+
+            return AwsPcaRootAuthority(
+                PcaClient(cfg.aws_pca.ca_arn, cfg.aws_pca.region), self.bundle()
+            )
         key = load_key_file(self.root_dir(cfg.active_root) / "ca-key.pem")
         return LocalRootAuthority(self._root_cert(cfg.active_root), key, self.bundle())
+
+    def init_remote(
+        self,
+        trust_domain: TrustDomain,
+        *,
+        vault: VaultBackend | None = None,
+        aws_pca: PcaBackend | None = None,
+        force: bool = False,
+    ) -> TrustBundle:
+        """Use a root of trust held in Vault or AWS Private CA: read its CA certificate (and
+        chain) from the backend and keep the self-signed one(s) as the trust bundle; no key is
+        stored here.
+
+        Raises:
+            KeyMaterialExistsError: a trust directory exists here and ``force`` is False.
+            TrustBackendError: the backend cannot be reached or refuses.
+            InvalidCertificateError: the backend returned no usable CA certificate.
+        """
+        refuse_overwrite([self.config_path], force=force)
+        if vault is not None:
+            from trust.vault_client import VaultPkiClient, VaultSettings
+
+            pem = VaultPkiClient(VaultSettings(**vault.model_dump())).ca_pem()
+            backend: Backend = "vault"
+        elif aws_pca is not None:
+            from trust.aws_pca import PcaClient
+
+            pem = PcaClient(aws_pca.ca_arn, aws_pca.region).ca_pem()
+            backend = "aws-pca"
+        else:
+            raise TrustStoreError("init_remote needs the vault or aws_pca settings")
+        certs = pki.load_certificates(pem.encode(), source=f"{backend} CA certificate")
+        roots = [c for c in certs if c.issuer == c.subject] or [certs[-1]]
+        ensure_dir(self.path)
+        ids = []
+        for cert in roots:
+            rid = root_id(cert)
+            ensure_dir(self.root_dir(rid))
+            write_atomic(
+                self.root_dir(rid) / "ca.pem", pki.certificates_to_pem([cert]), CERT_FILE_MODE
+            )
+            ids.append(rid)
+        bundle = TrustBundle(trust_domain, tuple(roots))
+        self._write_bundle_files(bundle)
+        self._write_config(
+            TrustConfig(
+                trust_domain=trust_domain.name,
+                backend=backend,
+                active_root=ids[0],
+                bundle_roots=ids,
+                vault=vault,
+                aws_pca=aws_pca,
+            )
+        )
+        return bundle
 
     def clusters(self) -> list[str]:
         """Clusters that have an intermediate CA, sorted."""

@@ -15,7 +15,7 @@ from trust import pki
 from trust.errors import InvalidSpiffeIdError
 from trust.root_rotation import begin_root_rotation, retire_old_roots
 from trust.spiffe import SpiffeId, TrustDomain
-from trust.store import TrustDirectory
+from trust.store import PcaBackend, TrustDirectory, VaultBackend
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +57,79 @@ def trust() -> None:
 @trust.command("init")
 @click.option("--trust-domain", required=True, help="Trust domain, e.g. example.org.")
 @click.option("--ttl", type=DURATION, default="87600h", show_default=True, help="Root CA lifetime.")
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "vault", "aws-pca"]),
+    default="local",
+    show_default=True,
+    help="Where the root CA lives: a local key file, a Vault PKI mount, or AWS Private CA.",
+)
+@click.option("--vault-address", default=None, envvar="VAULT_ADDR", help="Vault URL (vault).")
+@click.option("--vault-mount", default="pki", show_default=True, help="PKI mount (vault).")
+@click.option(
+    "--vault-auth",
+    type=click.Choice(["token", "approle", "kubernetes"]),
+    default="token",
+    show_default=True,
+    help="token: VAULT_TOKEN; approle: VAULT_ROLE_ID + VAULT_SECRET_ID; kubernetes: --vault-role.",
+)
+@click.option("--vault-role", default="", help="Kubernetes auth role (vault).")
+@click.option("--pca-arn", default=None, help="AWS Private CA ARN (aws-pca).")
+@click.option("--pca-region", default=None, help="AWS region of the CA (aws-pca).")
 @dir_option
 @force_option
 @output_option
 def init_cmd(
-    trust_domain: str, ttl: timedelta, trust_dir: Path | None, force: bool, output: str
+    trust_domain: str,
+    ttl: timedelta,
+    backend: str,
+    vault_address: str | None,
+    vault_mount: str,
+    vault_auth: str,
+    vault_role: str,
+    pca_arn: str | None,
+    pca_region: str | None,
+    trust_dir: Path | None,
+    force: bool,
+    output: str,
 ) -> None:
-    """Create the root CA (ECDSA P-256) and the trust bundle.
+    """Create the root of trust and the trust bundle.
 
-    Writes roots/<id>/ca.pem, roots/<id>/ca-key.pem (0600), bundle.pem, bundle.spiffe.json and
-    trust.json. With --force an existing root is replaced and everything issued under it stops
-    verifying.
+    local: a root CA (ECDSA P-256) in roots/<id>/ca.pem and ca-key.pem (0600). vault / aws-pca:
+    the root stays in Vault or AWS Private CA; its certificate is read into the bundle and
+    intermediates are signed there. Also writes bundle.pem, bundle.spiffe.json and trust.json
+    (no secret: Vault credentials come from the environment). With --force an existing root is
+    replaced and everything issued under it stops verifying.
     """
     try:
         domain = TrustDomain.parse(trust_domain)
     except InvalidSpiffeIdError as err:
         raise InputError(f"--trust-domain: {err}") from err
     store = _store(trust_dir)
-    bundle = store.init(domain, ttl=ttl, force=force)
+    if backend == "vault":
+        if not vault_address:
+            raise InputError("--vault-address (or VAULT_ADDR) is required with --backend vault")
+        settings = VaultBackend.model_validate(
+            {"address": vault_address, "mount": vault_mount, "auth": vault_auth, "role": vault_role}
+        )
+        bundle = store.init_remote(domain, vault=settings, force=force)
+    elif backend == "aws-pca":
+        if not pca_arn or not pca_region:
+            raise InputError("--pca-arn and --pca-region are required with --backend aws-pca")
+        pca = PcaBackend(ca_arn=pca_arn, region=pca_region)
+        bundle = store.init_remote(domain, aws_pca=pca, force=force)
+    else:
+        bundle = store.init(domain, ttl=ttl, force=force)
     log.info("created root CA %s for %s", bundle.fingerprints()[0][:16], domain)
     _emit(
         output,
         store.describe(),
-        f"Created root CA for trust domain {domain} in {store.path}\n"
-        f"  root:   {store.config().active_root}"
+        (
+            f"Created root CA for trust domain {domain} in {store.path}\n"
+            if backend == "local"
+            else f"Using the root CA in {backend} for trust domain {domain} ({store.path})\n"
+        )
+        + f"  root:   {store.config().active_root}"
         f" (valid until {bundle.roots[0].not_valid_after_utc:%Y-%m-%d})\n"
         f"  bundle: {store.bundle_pem_path}",
     )

@@ -1,0 +1,308 @@
+"""The root of trust in Vault PKI and in AWS Private CA, through the real CLI.
+
+- Vault: no Vault server can be installed here; the tests use :mod:`tests.integration.fake_vault`,
+  a FAKE that implements the few PKI and AppRole endpoints meshfed calls, as Vault's API
+  documentation describes them, reached by the real hvac client.
+- AWS Private CA: moto in server mode (a real HTTP endpoint on loopback) with real boto3. moto
+  5.2 does not implement the ``SubordinateCACertificate_PathLen0/V1`` template (it issues a
+  certificate without BasicConstraints); the fixture adds the extensions AWS documents for that
+  template (``UsingTemplates.html``: CA:true, pathlen 0, keyCertSign/cRLSign) -- without it no
+  intermediate from moto could sign anything.
+
+Every chain is checked with ``openssl verify``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import boto3
+import pytest
+from cryptography import x509
+from moto.acmpca import models as pca_models
+from moto.server import ThreadedMotoServer
+
+from tests.integration.fake_vault import FakeVault
+from tests.integration.harness import ControllerHandle, ControlPlaneHandle, free_port, run_meshfed
+from trust import pki
+from trust.errors import SigningRefusedError
+from trust.spiffe import TrustDomain
+from trust.store import TrustDirectory
+
+pytestmark = [pytest.mark.integration]
+SVID = "spiffe://example.org/ns/demo/sa/echo"
+
+
+@pytest.fixture
+def vault():
+    fake = FakeVault().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def _openssl_verify(out: Path, intermediate: Path) -> str:
+    result = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(out / "bundle.pem"),
+            "-untrusted",
+            str(intermediate),
+            str(out / "svid.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result.stdout
+
+
+def _issue_and_verify(home: Path, cluster: str) -> None:
+    run_meshfed(home, "trust", "intermediate", "--cluster", cluster)
+    out = home / f"svid-{cluster}"
+    run_meshfed(
+        home, "trust", "issue", "--cluster", cluster, "--spiffe-id", SVID, "--out", str(out)
+    )
+    assert "OK" in _openssl_verify(out, home / "trust" / "intermediates" / cluster / "ca.pem")
+
+
+def test_vault_token_auth_signs_intermediates_and_the_chain_verifies(
+    vault, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("VAULT_TOKEN", vault.token)
+    home = tmp_path / "home"
+    out = run_meshfed(
+        home,
+        "trust",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--backend",
+        "vault",
+        "--vault-address",
+        vault.url,
+    ).stdout
+    assert "Using the root CA in vault" in out
+    cfg = json.loads((home / "trust" / "trust.json").read_text())
+    assert cfg["backend"] == "vault" and cfg["vault"]["address"] == vault.url
+    assert vault.token not in (home / "trust" / "trust.json").read_text()  # no secret stored
+    assert not list((home / "trust" / "roots").glob("*/ca-key.pem"))  # the root key is in Vault
+    _issue_and_verify(home, "east")
+    assert vault.signed == ["meshfed intermediate CA east"]
+    inter = x509.load_pem_x509_certificate((home / "trust/intermediates/east/ca.pem").read_bytes())
+    assert inter.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    # a CSR for another trust domain is refused before Vault is asked
+    key = pki.generate_private_key()
+    evil = pki.build_csr(key, spiffe_id=TrustDomain("evil.org").id)
+    with pytest.raises(SigningRefusedError, match=r"evil\.org"):
+        TrustDirectory(home / "trust").root_authority().sign_intermediate_csr(evil, "x")
+    assert len(vault.signed) == 1
+
+
+def test_vault_approle_auth(vault, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("VAULT_TOKEN", raising=False)
+    monkeypatch.setenv("VAULT_ROLE_ID", vault.role_id)
+    monkeypatch.setenv("VAULT_SECRET_ID", vault.secret_id)
+    home = tmp_path / "home"
+    run_meshfed(
+        home,
+        "trust",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--backend",
+        "vault",
+        "--vault-address",
+        vault.url,
+        "--vault-auth",
+        "approle",
+    )
+    _issue_and_verify(home, "west")
+    monkeypatch.setenv("VAULT_SECRET_ID", "wrong")
+    refused = run_meshfed(home, "trust", "intermediate", "--cluster", "north", check=False)
+    assert refused.returncode == 2 and "refused the login" in refused.stderr
+
+
+def test_vault_kubernetes_auth(vault, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("VAULT_TOKEN", raising=False)
+    jwt = tmp_path / "sa-token"
+    jwt.write_text(vault.k8s_jwt)
+    monkeypatch.setenv("VAULT_K8S_JWT_PATH", str(jwt))
+    home = tmp_path / "home"
+    run_meshfed(
+        home,
+        "trust",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--backend",
+        "vault",
+        "--vault-address",
+        vault.url,
+        "--vault-auth",
+        "kubernetes",
+        "--vault-role",
+        vault.k8s_role,
+    )
+    _issue_and_verify(home, "south")
+
+
+def test_vault_sealed_and_denied_are_clear_and_change_nothing(vault, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("VAULT_TOKEN", vault.token)
+    home = tmp_path / "home"
+    run_meshfed(
+        home,
+        "trust",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--backend",
+        "vault",
+        "--vault-address",
+        vault.url,
+    )
+    vault.sealed = True
+    sealed = run_meshfed(home, "trust", "intermediate", "--cluster", "east", check=False)
+    assert sealed.returncode == 1, sealed.stderr  # retryable
+    assert "sealed" in sealed.stderr and "retry" in sealed.stderr
+    vault.sealed = False
+    monkeypatch.setenv("VAULT_TOKEN", "s.wrong")
+    denied = run_meshfed(home, "trust", "intermediate", "--cluster", "east", check=False)
+    assert denied.returncode == 2 and "permission denied" in denied.stderr
+    assert not (home / "trust" / "intermediates" / "east" / "ca.pem").exists()
+    assert "s.wrong" not in denied.stderr + denied.stdout
+
+
+def test_controller_and_joining_control_planes_use_the_vault_root(
+    vault, procs, tmp_path, monkeypatch
+) -> None:
+    """The controller signs with whatever backend trust.json names: here its own intermediate
+    and a joining cluster's are both signed by (fake) Vault."""
+    monkeypatch.setenv("VAULT_TOKEN", vault.token)
+    home = tmp_path / "home"
+    run_meshfed(
+        home,
+        "trust",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--backend",
+        "vault",
+        "--vault-address",
+        vault.url,
+    )
+    controller = ControllerHandle(procs, home)
+    controller.start()
+    token = json.loads(
+        run_meshfed(
+            home,
+            "cluster",
+            "join",
+            "east",
+            "--locality",
+            "aws/us-east-1/us-east-1a",
+            "--gateway",
+            f"127.0.1.1:{free_port()}",
+            "-o",
+            "json",
+        ).stdout
+    )["token"]
+    cp = ControlPlaneHandle(
+        procs,
+        home,
+        "east",
+        "aws/us-east-1/us-east-1a",
+        extra_args=["--controller", f"127.0.0.1:{controller.api_port}", "--join-token", token],
+    )
+    cp.start()
+    assert vault.signed == [
+        "meshfed intermediate CA meshfed-controller",
+        "meshfed intermediate CA east",
+    ]
+    chain = (home / "controlplanes" / "east" / "ca" / "ca.pem").read_bytes()
+    assert x509.load_pem_x509_certificate(chain).issuer == vault.ca.subject
+
+
+@pytest.fixture
+def pca(tmp_path, monkeypatch):
+    """moto server with the subordinate template (see the module docstring); a root CA
+    created in it as a user would (create, self-issue with RootCACertificate, import)."""
+    original = pca_models.CertificateAuthority._x509_extensions
+
+    def with_subordinate(self, csr, template_arn):  # type: ignore[no-untyped-def]
+        if template_arn and "SubordinateCACertificate_PathLen0" in template_arn:
+            return [
+                (x509.BasicConstraints(ca=True, path_length=0), True),
+                (x509.KeyUsage(False, False, False, False, False, True, True, False, False), True),
+                (x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), False),
+                (x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False),
+            ]
+        return original(self, csr, template_arn)
+
+    monkeypatch.setattr(pca_models.CertificateAuthority, "_x509_extensions", with_subordinate)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for k, v in {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }.items():
+        monkeypatch.setenv(k, v)
+    try:
+        client = boto3.client("acm-pca", region_name="us-east-1")
+        arn = client.create_certificate_authority(
+            CertificateAuthorityConfiguration={
+                "KeyAlgorithm": "EC_prime256v1",
+                "SigningAlgorithm": "SHA256WITHECDSA",
+                "Subject": {"CommonName": "Example Org root", "Organization": "example.org"},
+            },
+            CertificateAuthorityType="ROOT",
+        )["CertificateAuthorityArn"]
+        csr = client.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
+        root_arn = client.issue_certificate(
+            CertificateAuthorityArn=arn,
+            Csr=csr.encode(),
+            SigningAlgorithm="SHA256WITHECDSA",
+            TemplateArn="arn:aws:acm-pca:::template/RootCACertificate/V1",
+            Validity={"Value": 10, "Type": "YEARS"},
+        )["CertificateArn"]
+        root = client.get_certificate(CertificateAuthorityArn=arn, CertificateArn=root_arn)
+        client.import_certificate_authority_certificate(
+            CertificateAuthorityArn=arn, Certificate=root["Certificate"].encode()
+        )
+        yield arn
+    finally:
+        server.stop()
+
+
+def test_aws_private_ca_root_issues_intermediates_and_the_chain_verifies(pca, tmp_path) -> None:
+    home = tmp_path / "home"
+    run_meshfed(
+        home,
+        "trust",
+        "init",
+        "--trust-domain",
+        "example.org",
+        "--backend",
+        "aws-pca",
+        "--pca-arn",
+        pca,
+        "--pca-region",
+        "us-east-1",
+    )
+    cfg = json.loads((home / "trust" / "trust.json").read_text())
+    assert cfg["backend"] == "aws-pca" and cfg["aws_pca"]["ca_arn"] == pca
+    _issue_and_verify(home, "east")
+    inter = x509.load_pem_x509_certificate((home / "trust/intermediates/east/ca.pem").read_bytes())
+    assert inter.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    rotate = run_meshfed(home, "trust", "rotate-root", check=False)
+    assert rotate.returncode == 2 and "rotate it there" in rotate.stderr
