@@ -1,0 +1,42 @@
+variable "members" {
+  description = "Members to join: the `member` output of aws-member / gcp-member modules."
+  type = list(object({
+    name     = string
+    locality = string
+    network  = string
+    gateway  = string
+    provider = string
+  }))
+
+  validation {
+    condition     = length(distinct([for m in var.members : m.name])) == length(var.members)
+    error_message = "members must have distinct names."
+  }
+
+  validation {
+    condition     = alltrue([for m in var.members : contains(["aws", "gcp", "local"], m.provider)])
+    error_message = "each member's provider must be aws, gcp or local."
+  }
+}
+
+variable "meshfed_home" {
+  description = "MESHFED_HOME whose config.yaml names the controller and its admin token (written by `meshfed controller serve`). Join tokens are written there too (0600)."
+  type        = string
+}
+
+variable "meshfed_bin" {
+  description = "The meshfed command."
+  type        = string
+  default     = "meshfed"
+}
+
+variable "join_token_ttl" {
+  description = "Lifetime of each member's one-time join token (Go duration, e.g. 1h)."
+  type        = string
+  default     = "1h"
+
+  validation {
+    condition     = can(regex("^([0-9]+(ms|s|m|h|d))+$", var.join_token_ttl))
+    error_message = "join_token_ttl must be a duration such as 90s, 30m, 1h or 1h30m."
+  }
+}

@@ -1,0 +1,173 @@
+"""meshfed's Terraform modules with the real terraform CLI.
+
+Only the ``hashicorp/aws`` provider is available offline, in a filesystem mirror: it is found
+from ``$MESHFED_TF_PLUGIN_MIRROR`` or by searching for ``terraform-provider-aws*`` (as
+``find / -name 'terraform-provider-aws*'`` would), and a CLI config with a
+``filesystem_mirror`` block is written and passed through ``TF_CLI_CONFIG_FILE``. The GCP
+module and example need the google provider, so they get ``terraform fmt`` only.
+
+The apply test runs ``examples/aws-two-regions`` against moto in server mode (a real HTTP
+endpoint on loopback; ``MOTO_IAM_LOAD_MANAGED_POLICIES=true`` for the EKS policy attachment)
+with the provider's endpoints pointed at it, and a real ``meshfed controller serve`` that the
+federation module's ``meshfed cluster join`` / ``cluster remove`` talk to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import ControllerHandle
+
+pytestmark = [pytest.mark.integration]
+TERRAFORM_DIR = Path(__file__).resolve().parents[2] / "terraform"
+#: Terraform's implied local mirror directories, then /opt (where this machine keeps it).
+IMPLIED_MIRRORS = [
+    Path.home() / ".terraform.d" / "plugins",
+    Path("/usr/local/share/terraform/plugins"),
+    Path("/usr/share/terraform/plugins"),
+]
+
+
+def _mirror() -> Path | None:
+    """The filesystem mirror root holding registry.terraform.io/hashicorp/aws."""
+    explicit = os.environ.get("MESHFED_TF_PLUGIN_MIRROR")
+    if explicit:
+        return Path(explicit)
+    for root in IMPLIED_MIRRORS:
+        if (root / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+            return root
+    for found in Path("/opt").glob("*/registry.terraform.io/hashicorp/aws"):
+        return found.parents[2]
+    for found in Path("/opt").glob("**/terraform-provider-aws*"):
+        # <mirror>/registry.terraform.io/hashicorp/aws/<version>/<platform>/terraform-provider-aws*
+        return found.parents[5]
+    return None
+
+
+TERRAFORM = shutil.which("terraform")
+MIRROR = _mirror()
+needs_terraform = pytest.mark.skipif(
+    TERRAFORM is None or MIRROR is None,
+    reason="terraform or its offline hashicorp/aws provider mirror is not on this machine",
+)
+
+
+@pytest.fixture(scope="module")
+def tf_env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("terraform")
+    cli = base / "cli.tfrc"
+    cli.write_text(
+        "provider_installation {\n"
+        f'  filesystem_mirror {{\n    path    = "{MIRROR}"\n'
+        '    include = ["registry.terraform.io/hashicorp/aws"]\n  }\n'
+        '  direct {\n    exclude = ["registry.terraform.io/hashicorp/aws"]\n  }\n}\n'
+    )
+    env = dict(
+        os.environ, TF_CLI_CONFIG_FILE=str(cli), TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1"
+    )
+    return base, env
+
+
+def _tf(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    assert TERRAFORM is not None
+    return subprocess.run(
+        [TERRAFORM, *args, "-no-color"] if args[0] != "fmt" else [TERRAFORM, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@needs_terraform
+def test_fmt_is_clean_and_every_aws_module_and_example_validates(tf_env) -> None:
+    base, env = tf_env
+    fmt = _tf(["fmt", "-check", "-recursive", str(TERRAFORM_DIR)], base, env)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    tree = base / "validate"
+    shutil.copytree(TERRAFORM_DIR, tree)
+    for rel in ("modules/aws-member", "modules/federation", "examples/aws-two-regions"):
+        cwd = tree / rel
+        run_env = dict(env, TF_DATA_DIR=str(base / f"data-{rel.replace('/', '-')}"))
+        init = _tf(["init", "-input=false", "-backend=false"], cwd, run_env)
+        assert init.returncode == 0, f"{rel}: {init.stderr}"
+        validate = _tf(["validate"], cwd, run_env)
+        assert validate.returncode == 0 and "Success" in validate.stdout, (
+            f"{rel}: {validate.stderr}"
+        )
+
+
+@pytest.fixture
+def moto_iam(monkeypatch):
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+@needs_terraform
+def test_apply_federates_two_regions_and_destroy_unfederates(
+    tf_env, moto_iam, procs, tmp_path
+) -> None:
+    _base, env = tf_env
+    home = tmp_path / "home"
+    controller = ControllerHandle(procs, home)
+    controller.start()
+    tree = tmp_path / "tree"
+    shutil.copytree(TERRAFORM_DIR, tree)
+    cwd = tree / "examples" / "aws-two-regions"
+    run_env = dict(
+        env,
+        TF_DATA_DIR=str(tmp_path / "tfdata"),
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        MESHFED_HOME=str(home),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    variables = ["-var", f"aws_endpoint={moto_iam}", "-var", f"meshfed_home={home}"]
+    assert _tf(["init", "-input=false"], cwd, run_env).returncode == 0
+    apply = _tf(["apply", "-auto-approve", "-input=false", *variables], cwd, run_env, timeout=600)
+    assert apply.returncode == 0, apply.stdout[-3000:] + apply.stderr
+    outputs = json.loads(_tf(["output", "-json"], cwd, run_env).stdout)
+    assert outputs["localities"]["value"] == {
+        "aws-us-east-1": "aws/us-east-1/us-east-1a",
+        "aws-eu-west-1": "aws/eu-west-1/eu-west-1a",
+    }
+    gateways = outputs["gateways"]["value"]
+    assert gateways["aws-us-east-1"].endswith(".us-east-1.elb.amazonaws.com:15443")
+    assert gateways["aws-eu-west-1"].endswith(".eu-west-1.elb.amazonaws.com:15443")
+    # the federation module joined both clusters to the controller
+    members = {c["name"]: c for c in controller.api("GET", "/v1/clusters")["clusters"]}
+    assert set(members) == {"aws-us-east-1", "aws-eu-west-1"}
+    assert members["aws-us-east-1"]["gateway"] == gateways["aws-us-east-1"]
+    assert members["aws-eu-west-1"]["network"].startswith("vpc-")
+    token_file = home / "join-tokens" / "aws-us-east-1.json"
+    assert json.loads(token_file.read_text())["token"].startswith("mfj_")
+    assert token_file.stat().st_mode & 0o077 == 0
+    # a second plan shows no changes
+    plan = _tf(["plan", "-detailed-exitcode", "-input=false", *variables], cwd, run_env)
+    assert plan.returncode == 0, plan.stdout[-2000:]
+    destroy = _tf(
+        ["destroy", "-auto-approve", "-input=false", *variables], cwd, run_env, timeout=600
+    )
+    assert destroy.returncode == 0, destroy.stdout[-3000:] + destroy.stderr
+    assert controller.api("GET", "/v1/clusters")["clusters"] == []
+    assert not token_file.exists()
