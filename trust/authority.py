@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from trust import pki
 from trust.bundle import TrustBundle
@@ -214,6 +215,39 @@ def check_issued_intermediate(cert: x509.Certificate, backend: str) -> x509.Cert
             " (check the role or template: it must issue a CA certificate, path length 0)"
         )
     return cert
+
+
+#: ``(CSR PEM, common name, ttl) -> (certificate PEM, chain PEM)``: a remote backend's signing.
+RemoteIssue = Callable[[bytes, str, timedelta], tuple[str, str]]
+
+
+def sign_with_remote_root(
+    csr: x509.CertificateSigningRequest,
+    cluster: str,
+    ttl: timedelta,
+    bundle: TrustBundle,
+    backend: str,
+    issue: RemoteIssue,
+) -> tuple[x509.Certificate, ...]:
+    """What every remote root (Vault, AWS Private CA) does around its own signing call: check
+    the CSR (signature, trust domain) first, ask ``issue`` for
+    ``meshfed intermediate CA <cluster>``, refuse a non-CA answer, return the chain up to (not
+    including) the bundle's roots.
+
+    Raises:
+        SigningRefusedError: bad CSR, foreign trust domain, or a certificate that cannot sign.
+    """
+    pki.check_csr_signature(csr)
+    refuse_foreign_intermediate_csr(csr, bundle.trust_domain)
+    csr_pem = csr.public_bytes(serialization.Encoding.PEM)
+    cert_pem, chain_pem = issue(csr_pem, f"meshfed intermediate CA {cluster}", ttl)
+    cert = check_issued_intermediate(
+        pki.load_certificates(cert_pem.encode(), source=f"{backend} certificate")[0], backend
+    )
+    chain = (
+        pki.load_certificates(chain_pem.encode(), source=f"{backend} chain") if chain_pem else []
+    )
+    return (cert, *chain_above(cert, chain, bundle))
 
 
 @dataclass(frozen=True, slots=True, repr=False)

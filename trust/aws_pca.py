@@ -17,10 +17,9 @@ from typing import Any
 import boto3
 import botocore.exceptions
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from trust import pki
-from trust.authority import chain_above, check_issued_intermediate, refuse_foreign_intermediate_csr
+from trust.authority import sign_with_remote_root
 from trust.bundle import TrustBundle
 from trust.errors import SigningRefusedError, TrustBackendError
 from trust.spiffe import TrustDomain
@@ -123,18 +122,12 @@ class AwsPcaRootAuthority:
             SigningRefusedError: bad CSR, foreign trust domain, or a non-CA certificate back.
             TrustBackendError: throttled, unreachable or access denied.
         """
-        pki.check_csr_signature(csr)
-        refuse_foreign_intermediate_csr(csr, self.trust_domain)
-        days = max(1, int(ttl.total_seconds() // 86400))
-        cert_pem, chain_pem = self.client.issue_subordinate(
-            csr.public_bytes(serialization.Encoding.PEM), days
-        )
-        cert = check_issued_intermediate(
-            pki.load_certificates(cert_pem.encode(), source="AWS Private CA certificate")[0],
-            "AWS Private CA",
-        )
-        chain = pki.load_certificates(chain_pem.encode(), source="chain") if chain_pem else []
-        return (cert, *chain_above(cert, chain, self.bundle))
+
+        def issue(csr_pem: bytes, _common_name: str, ttl: timedelta) -> tuple[str, str]:
+            # the subject comes from the CSR: the PathLen0 template keeps it
+            return self.client.issue_subordinate(csr_pem, max(1, int(ttl.total_seconds() // 86400)))
+
+        return sign_with_remote_root(csr, cluster, ttl, self.bundle, "AWS Private CA", issue)
 
     def trust_bundle(self) -> TrustBundle:
         """See :class:`RootAuthority`."""

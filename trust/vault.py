@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from trust import pki
-from trust.authority import chain_above, check_issued_intermediate, refuse_foreign_intermediate_csr
+from trust.authority import sign_with_remote_root
 from trust.bundle import TrustBundle
 from trust.spiffe import TrustDomain
 from trust.vault_client import VaultPkiClient
@@ -45,23 +44,18 @@ class VaultRootAuthority:
                 non-CA certificate.
             TrustBackendError: Vault sealed, unreachable, rate limited or permission denied.
         """
-        pki.check_csr_signature(csr)
-        refuse_foreign_intermediate_csr(csr, self.trust_domain)
-        data = self.client.sign_intermediate(
-            csr.public_bytes(serialization.Encoding.PEM).decode(),
-            f"meshfed intermediate CA {cluster}",
-            int(ttl.total_seconds()),
-            str(self.trust_domain.id),
-        )
-        cert = check_issued_intermediate(
-            pki.load_certificates(data["certificate"].encode(), source="Vault certificate")[0],
-            "Vault",
-        )
-        chain_pem = "\n".join(data.get("ca_chain") or [data.get("issuing_ca", "")]).strip()
-        chain = (
-            pki.load_certificates(chain_pem.encode(), source="Vault ca_chain") if chain_pem else []
-        )
-        return (cert, *chain_above(cert, chain, self.bundle))
+
+        def issue(csr_pem: bytes, common_name: str, ttl: timedelta) -> tuple[str, str]:
+            data = self.client.sign_intermediate(
+                csr_pem.decode(),
+                common_name,
+                int(ttl.total_seconds()),
+                str(self.trust_domain.id),
+            )
+            chain = data.get("ca_chain") or [data.get("issuing_ca", "")]
+            return str(data["certificate"]), "\n".join(chain).strip()
+
+        return sign_with_remote_root(csr, cluster, ttl, self.bundle, "Vault", issue)
 
     def trust_bundle(self) -> TrustBundle:
         """See :class:`RootAuthority`."""

@@ -15,19 +15,12 @@ from typing import Any
 import click
 import yaml
 
-from federation.cli.params import DURATION, InputError, format_duration
+from federation.cli.params import DURATION, InputError, controller_option, format_duration
 from federation.client import call, cli_config_path, controller_target
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.paths import default_trust_dir, meshfed_home
 
-controller_option = click.option(
-    "--controller",
-    envvar="MESHFED_CONTROLLER",
-    default=None,
-    metavar="URL",
-    help="Controller API, e.g. http://127.0.0.1:15080.  [default: from $MESHFED_HOME/config.yaml]",
-)
 token_option = click.option(
     "--token",
     envvar="MESHFED_TOKEN",

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from federation.cli.params import InputError
+from federation.cli.params import InputError, controller_option
 from federation.client import call
 from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.status import SyncState
@@ -177,13 +177,6 @@ target_controlplane_option = click.option(
     metavar="URL",
     help="Send to this cluster control plane's API (WorkloadEntry, MCS ServiceExport, ...)"
     " instead of the controller.",
-)
-controller_option = click.option(
-    "--controller",
-    envvar="MESHFED_CONTROLLER",
-    default=None,
-    metavar="URL",
-    help="Controller API.  [default: from $MESHFED_HOME/config.yaml]",
 )
 
 

@@ -65,3 +65,12 @@ class Duration(click.ParamType[timedelta]):
 
 
 DURATION = Duration()
+
+
+controller_option = click.option(
+    "--controller",
+    envvar="MESHFED_CONTROLLER",
+    default=None,
+    metavar="URL",
+    help="Controller API, e.g. http://127.0.0.1:15080.  [default: from $MESHFED_HOME/config.yaml]",
+)

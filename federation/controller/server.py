@@ -32,6 +32,7 @@ from federation.controller.store import SqliteStore
 from federation.controller.sync import FederationSyncService
 from federation.controlplane.server import load_or_create_token
 from federation.netaddr import parse_host_port
+from federation.serving import start_http, stop_all
 from trust import pki
 from trust.authority import issue_svid
 from trust.files import KEY_FILE_MODE, write_atomic
@@ -180,14 +181,7 @@ class Controller:
             sync_address=self.sync_address,
             sync_server_name=CONTROLLER_SERVER_NAME,
         )
-        self._runner = web.AppRunner(make_app(context), access_log=None)
-        await self._runner.setup()
-        host, port = parse_host_port(cfg.listen, what="--listen")
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only here
-        assert isinstance(server, asyncio.Server)
-        self.api_port = server.sockets[0].getsockname()[1]
+        self._runner, self.api_port = await start_http(make_app(context), cfg.listen, "--listen")
         self._tasks.append(asyncio.create_task(self.hub.watch_leases(), name="leases"))
         if cfg.config_path is not None:
             write_cli_config(cfg.config_path, self.api_url, cfg.token_path)
@@ -200,18 +194,8 @@ class Controller:
 
     async def stop(self, grace_s: float = 0.5) -> None:
         """Stop serving; control planes keep their last state until it is back."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await stop_all(self._tasks, self._runner, self._grpc, grace_s)
         self._tasks.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._grpc is not None:
-            await self._grpc.stop(grace_s)
         if hasattr(self, "store"):
             self.store.close()
         log.info("controller stopped")

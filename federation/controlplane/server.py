@@ -37,6 +37,7 @@ from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
+from federation.serving import start_http, stop_all
 from trust import pki
 from trust.bundle import TrustBundle
 from trust.cluster_ca import ClusterCaDirectory
@@ -163,14 +164,7 @@ class ControlPlane:
             builder=self.builder,
             token=self.token,
         )
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        host, port = parse_host_port(cfg.api_listen, what="--api-listen")
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only here
-        assert isinstance(server, asyncio.Server)
-        self.api_port = server.sockets[0].getsockname()[1]
+        self._runner, self.api_port = await start_http(app, cfg.api_listen, "--api-listen")
 
         if cfg.health_checks:
             self._tasks.append(
@@ -233,18 +227,8 @@ class ControlPlane:
 
     async def stop(self, grace_s: float = 0.5) -> None:
         """Stop serving; proxies keep their last configuration."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await stop_all(self._tasks, self._runner, self._grpc, grace_s)
         self._tasks.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._grpc is not None:
-            await self._grpc.stop(grace_s)
         if hasattr(self, "identities"):
             await self.identities.close()
         log.info("control plane for %s stopped", self.config.cluster)

@@ -379,6 +379,29 @@ class LocalFederationRunner:
         )
         self.wait_ready(gw, lambda: _tcp_ok(c.address(1), GATEWAY_PORT), timeout_s=30)
 
+    @staticmethod
+    def sidecar_argv(
+        c: ClusterSpec,
+        *,
+        service: str,
+        namespace: str,
+        name: str,
+        app_port: int,
+        service_port: int,
+        address: str,
+        outbound: int,
+        locality: str,
+    ) -> list[str]:
+        """``meshfed proxy sidecar`` for one workload of cluster ``c``."""
+        return [
+            *meshfed_argv(), "--log-level", "info", "proxy", "sidecar",
+            "--cluster", c.name, "--controlplane", f"{c.address(2)}:{XDS_PORT}",
+            "--service", service, "-n", namespace, "--name", name,
+            "--app-port", str(app_port), "--service-port", str(service_port),
+            "--address", address, "--inbound-port", str(INBOUND_PORT),
+            "--outbound-port", str(outbound), "--locality", locality,
+        ]  # fmt: skip
+
     def echo_argv(self, c: ClusterSpec, i: int) -> tuple[list[str], list[str]]:
         """``(app argv, sidecar agent argv)`` of echo replica ``i`` in ``c``."""
         app_port = free_port()
@@ -394,35 +417,17 @@ class LocalFederationRunner:
             "--port",
             str(app_port),
         ]
-        agent = [
-            *meshfed_argv(),
-            "--log-level",
-            "info",
-            "proxy",
-            "sidecar",
-            "--cluster",
-            c.name,
-            "--controlplane",
-            f"{c.address(2)}:{XDS_PORT}",
-            "--service",
-            "echo",
-            "-n",
-            self.desc.spec.echo.namespace,
-            "--name",
-            name,
-            "--app-port",
-            str(app_port),
-            "--service-port",
-            str(ECHO_SERVICE_PORT),
-            "--address",
-            c.address(10 + i),
-            "--inbound-port",
-            str(INBOUND_PORT),
-            "--outbound-port",
-            str(free_port()),
-            "--locality",
-            str(c.locality(i)),
-        ]
+        agent = self.sidecar_argv(
+            c,
+            service="echo",
+            namespace=self.desc.spec.echo.namespace,
+            name=name,
+            app_port=app_port,
+            service_port=ECHO_SERVICE_PORT,
+            address=c.address(10 + i),
+            outbound=free_port(),
+            locality=str(c.locality(i)),
+        )
         return app, agent
 
     def start_echo(
@@ -457,35 +462,17 @@ class LocalFederationRunner:
         stats_port, outbound = free_port(), free_port()
         agent = self.spawn(
             "sidecar-frontend",
-            [
-                *meshfed_argv(),
-                "--log-level",
-                "info",
-                "proxy",
-                "sidecar",
-                "--cluster",
-                c.name,
-                "--controlplane",
-                f"{c.address(2)}:{XDS_PORT}",
-                "--service",
-                "frontend",
-                "-n",
-                f.namespace,
-                "--name",
-                "frontend",
-                "--app-port",
-                str(stats_port),
-                "--service-port",
-                "8080",
-                "--address",
-                c.address(9),
-                "--inbound-port",
-                str(INBOUND_PORT),
-                "--outbound-port",
-                str(outbound),
-                "--locality",
-                str(c.locality(0)),
-            ],
+            self.sidecar_argv(
+                c,
+                service="frontend",
+                namespace=f.namespace,
+                name="frontend",
+                app_port=stats_port,
+                service_port=8080,
+                address=c.address(9),
+                outbound=outbound,
+                locality=str(c.locality(0)),
+            ),
             "frontend-sidecar",
             cluster=c.name,
         )

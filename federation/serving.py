@@ -1,0 +1,51 @@
+"""Starting and stopping the servers of a meshfed process (the controller, a control plane):
+an aiohttp API on a ``host:port`` (port 0 picks one), background tasks, a gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import grpc
+from aiohttp import web
+
+from federation.netaddr import parse_host_port
+
+
+async def start_http(app: web.Application, listen: str, what: str) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``listen``; returns the runner and the bound port.
+
+    Raises:
+        ValueError: ``listen`` is not HOST:PORT (the message names ``what``).
+        OSError: the address is in use.
+    """
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = parse_host_port(listen, what=what)
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server  # aiohttp exposes the bound port only here
+    assert isinstance(server, asyncio.Server)
+    return runner, int(server.sockets[0].getsockname()[1])
+
+
+async def stop_all(
+    tasks: Iterable[asyncio.Task[None]],
+    runner: web.AppRunner | None,
+    grpc_server: grpc.aio.Server | None,
+    grace_s: float,
+) -> None:
+    """Cancel and await ``tasks``, then stop the HTTP API and the gRPC server (in-flight RPCs
+    get ``grace_s`` seconds)."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+    if runner is not None:
+        await runner.cleanup()
+    if grpc_server is not None:
+        await grpc_server.stop(grace_s)
