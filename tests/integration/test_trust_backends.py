@@ -63,6 +63,13 @@ def _openssl_verify(out: Path, intermediate: Path) -> str:
     return result.stdout
 
 
+def _init_vault(home: Path, vault: FakeVault, *extra: str) -> str:
+    return run_meshfed(
+        home, "trust", "init", "--trust-domain", "example.org", "--backend", "vault",
+        "--vault-address", vault.url, *extra,
+    ).stdout  # fmt: skip
+
+
 def _issue_and_verify(home: Path, cluster: str) -> None:
     run_meshfed(home, "trust", "intermediate", "--cluster", cluster)
     out = home / f"svid-{cluster}"
@@ -77,17 +84,7 @@ def test_vault_token_auth_signs_intermediates_and_the_chain_verifies(
 ) -> None:
     monkeypatch.setenv("VAULT_TOKEN", vault.token)
     home = tmp_path / "home"
-    out = run_meshfed(
-        home,
-        "trust",
-        "init",
-        "--trust-domain",
-        "example.org",
-        "--backend",
-        "vault",
-        "--vault-address",
-        vault.url,
-    ).stdout
+    out = _init_vault(home, vault)
     assert "Using the root CA in vault" in out
     cfg = json.loads((home / "trust" / "trust.json").read_text())
     assert cfg["backend"] == "vault" and cfg["vault"]["address"] == vault.url
@@ -110,19 +107,7 @@ def test_vault_approle_auth(vault, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("VAULT_ROLE_ID", vault.role_id)
     monkeypatch.setenv("VAULT_SECRET_ID", vault.secret_id)
     home = tmp_path / "home"
-    run_meshfed(
-        home,
-        "trust",
-        "init",
-        "--trust-domain",
-        "example.org",
-        "--backend",
-        "vault",
-        "--vault-address",
-        vault.url,
-        "--vault-auth",
-        "approle",
-    )
+    _init_vault(home, vault, "--vault-auth", "approle")
     _issue_and_verify(home, "west")
     monkeypatch.setenv("VAULT_SECRET_ID", "wrong")
     refused = run_meshfed(home, "trust", "intermediate", "--cluster", "north", check=False)
@@ -135,38 +120,14 @@ def test_vault_kubernetes_auth(vault, tmp_path, monkeypatch) -> None:
     jwt.write_text(vault.k8s_jwt)
     monkeypatch.setenv("VAULT_K8S_JWT_PATH", str(jwt))
     home = tmp_path / "home"
-    run_meshfed(
-        home,
-        "trust",
-        "init",
-        "--trust-domain",
-        "example.org",
-        "--backend",
-        "vault",
-        "--vault-address",
-        vault.url,
-        "--vault-auth",
-        "kubernetes",
-        "--vault-role",
-        vault.k8s_role,
-    )
+    _init_vault(home, vault, "--vault-auth", "kubernetes", "--vault-role", vault.k8s_role)
     _issue_and_verify(home, "south")
 
 
 def test_vault_sealed_and_denied_are_clear_and_change_nothing(vault, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("VAULT_TOKEN", vault.token)
     home = tmp_path / "home"
-    run_meshfed(
-        home,
-        "trust",
-        "init",
-        "--trust-domain",
-        "example.org",
-        "--backend",
-        "vault",
-        "--vault-address",
-        vault.url,
-    )
+    _init_vault(home, vault)
     vault.sealed = True
     sealed = run_meshfed(home, "trust", "intermediate", "--cluster", "east", check=False)
     assert sealed.returncode == 1, sealed.stderr  # retryable
@@ -186,17 +147,7 @@ def test_controller_and_joining_control_planes_use_the_vault_root(
     and a joining cluster's are both signed by (fake) Vault."""
     monkeypatch.setenv("VAULT_TOKEN", vault.token)
     home = tmp_path / "home"
-    run_meshfed(
-        home,
-        "trust",
-        "init",
-        "--trust-domain",
-        "example.org",
-        "--backend",
-        "vault",
-        "--vault-address",
-        vault.url,
-    )
+    _init_vault(home, vault)
     controller = ControllerHandle(procs, home)
     controller.start()
     token = json.loads(
