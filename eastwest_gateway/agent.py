@@ -45,6 +45,7 @@ class AgentSettings:
         register / deregister: hooks run before the first start and on stop.
         propagation_s: wait after deregistering before draining (seconds).
         drain_timeout_s: longest wait for in-flight requests (seconds).
+        log_file: Envoy's log (default ``<workdir>/envoy.log``).
     """
 
     bootstrap: dict[str, Any]
@@ -55,6 +56,7 @@ class AgentSettings:
     propagation_s: float = 1.0
     drain_timeout_s: float = 20.0
     log_level: str = "warning"
+    log_file: Path | None = None
     restarts: int = field(default=0, init=False)
 
 
@@ -74,6 +76,7 @@ class ProxyAgent:
             base_id=settings.admin_port,
             admin_port=settings.admin_port,
             log_level=settings.log_level,
+            log_file=settings.log_file,
         )
         self.ready = asyncio.Event()
 

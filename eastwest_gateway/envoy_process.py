@@ -61,6 +61,7 @@ class EnvoyProcess:
         workdir: where ``envoy.json`` and ``envoy.log`` go.
         base_id: unique per Envoy on this host.
         admin_port: the bootstrap's admin port (used for readiness and draining).
+        log_file: Envoy's log (default ``<workdir>/envoy.log``).
     """
 
     def __init__(
@@ -72,8 +73,10 @@ class EnvoyProcess:
         admin_port: int,
         log_level: str = "warning",
         drain_time_s: int = 2,
+        log_file: Path | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self._log_file = log_file
         self.workdir = workdir
         self.base_id = base_id
         self.admin_port = admin_port
@@ -90,12 +93,13 @@ class EnvoyProcess:
     @property
     def log_path(self) -> Path:
         """Envoy's stdout/stderr (access logs included)."""
-        return self.workdir / "envoy.log"
+        return self._log_file or self.workdir / "envoy.log"
 
     def start(self) -> None:
         """Write the bootstrap and start Envoy (returns at once; see :meth:`wait_ready`)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(json.dumps(self.bootstrap, indent=2))
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         cmd = [
             find_envoy(),

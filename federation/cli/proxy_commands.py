@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 import click
@@ -123,6 +124,12 @@ common = [
     ),
     click.option("--delta", is_flag=True, help="Use incremental (delta) xDS."),
     click.option("--envoy-log-level", default="warning", show_default=True),
+    click.option(
+        "--envoy-log",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Envoy's log file.  [default: $MESHFED_HOME/proxies/NODE/envoy.log]",
+    ),
 ]
 
 
@@ -166,6 +173,7 @@ def sidecar_cmd(
     locality: str | None,
     delta: bool,
     envoy_log_level: str,
+    envoy_log: Path | None,
     service: str,
     namespace: str,
     service_account: str | None,
@@ -237,6 +245,7 @@ def sidecar_cmd(
             admin,
             delta=delta,
             log_level=envoy_log_level,
+            log_file=envoy_log,
             register=register,
             deregister=deregister,
         )
@@ -263,6 +272,7 @@ def gateway_cmd(
     locality: str | None,
     delta: bool,
     envoy_log_level: str,
+    envoy_log: Path | None,
     listen: str,
     advertise: str | None,
 ) -> None:
@@ -294,6 +304,7 @@ def gateway_cmd(
             admin,
             delta=delta,
             log_level=envoy_log_level,
+            log_file=envoy_log,
             propagation_s=0.0,
         )
     )

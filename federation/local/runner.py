@@ -2,7 +2,8 @@
 record in ``$MESHFED_HOME/up.json`` that ``meshfed down`` and ``meshfed demo`` use.
 
 Every process runs in its own session (so ``--detach`` outlives the CLI) with its output in
-``$MESHFED_HOME/logs/<name>.log``, listens on loopback only, and is recorded with its pid
+``$MESHFED_HOME/logs/<name>.log`` (each Envoy's own log in ``logs/envoy-<name>.log``),
+listens on loopback only, and is recorded with its pid
 and its start time (``/proc/<pid>/stat`` field 22) the moment it starts; ``down`` signals a
 pid only while that start time still matches, so it never stops anything else.
 
@@ -373,14 +374,16 @@ class LocalFederationRunner:
                 f"{c.address(2)}:{XDS_PORT}",
                 "--listen",
                 gateway,
+                "--envoy-log",
+                str(self.logs / f"envoy-gateway-{c.name}.log"),
             ],
             "gateway",
             cluster=c.name,
         )
         self.wait_ready(gw, lambda: _tcp_ok(c.address(1), GATEWAY_PORT), timeout_s=30)
 
-    @staticmethod
     def sidecar_argv(
+        self,
         c: ClusterSpec,
         *,
         service: str,
@@ -400,6 +403,7 @@ class LocalFederationRunner:
             "--app-port", str(app_port), "--service-port", str(service_port),
             "--address", address, "--inbound-port", str(INBOUND_PORT),
             "--outbound-port", str(outbound), "--locality", locality,
+            "--envoy-log", str(self.logs / f"envoy-{name}.log"),
         ]  # fmt: skip
 
     def echo_argv(self, c: ClusterSpec, i: int) -> tuple[list[str], list[str]]:

@@ -19,11 +19,12 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import ControllerHandle
+from tests.integration.harness import ControllerHandle, free_port, wait_until
 
 pytestmark = [pytest.mark.integration]
 TERRAFORM_DIR = Path(__file__).resolve().parents[2] / "terraform"
@@ -109,17 +110,23 @@ def test_fmt_is_clean_and_every_aws_module_and_example_validates(tf_env) -> None
 
 
 @pytest.fixture
-def moto_iam(monkeypatch):
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-    from moto.server import ThreadedMotoServer
+def moto_iam(procs):
+    """moto's server as its own process (``python -m moto.server``) with
+    ``MOTO_IAM_LOAD_MANAGED_POLICIES=true``: moto reads that variable when its IAM module is
+    first imported, which in this test process may already have happened."""
+    port = free_port()
+    env = dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true")
+    procs.spawn(
+        "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env
+    )
+    url = f"http://127.0.0.1:{port}"
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    def up() -> bool:
+        with urllib.request.urlopen(f"{url}/moto-api/", timeout=1) as resp:
+            return int(resp.status) == 200
+
+    wait_until(up, 30, "moto server")
+    return url
 
 
 @pytest.mark.slow
