@@ -78,6 +78,7 @@ class SyncHub:
         self._sent: dict[str, tuple[Any, ...]] = {}
         self._last_report: dict[str, dict[str, Any]] = {}
         self._reported: set[str] = set()  # streams whose first report has arrived
+        self._last_bundle = b""
         self._version = 0
         self._last_states: dict[str, ClusterState] = {}
         self.imports: dict[str, list[dict[str, Any]]] = {}
@@ -157,6 +158,7 @@ class SyncHub:
             for d in self.store.documents(kind)
         )
         bundle = self._bundle_pem()
+        self._last_bundle = bundle
         for cluster, queue in self._streams.items():
             if cluster not in self._reported:
                 continue
@@ -179,11 +181,16 @@ class SyncHub:
             log.info("update v%d to %s: %d imports", self._version, cluster, len(docs))
 
     async def watch_leases(self) -> None:
-        """Recompute whenever a cluster's state changes (lease expiry); runs until cancelled."""
+        """Recompute whenever a cluster's state changes (lease expiry) or the trust bundle
+        changes (a root rotation: every control plane gets the new bundle); runs until
+        cancelled. Checks every lease/10 (at least 0.2 s, at most 3 s)."""
         while True:
-            await asyncio.sleep(max(0.2, self.lease_s / 10))
+            await asyncio.sleep(min(3.0, max(0.2, self.lease_s / 10)))
             states = self.states()
             if states != self._last_states:
                 changed = {k: v for k, v in states.items() if self._last_states.get(k) != v}
                 log.info("cluster states changed: %s", changed)
+                self.recompute()
+            elif self._bundle_pem() != self._last_bundle:
+                log.info("trust bundle changed: sending it to every control plane")
                 self.recompute()

@@ -453,6 +453,26 @@ def test_apply_with_one_bad_document_stores_none(fed, tmp_path) -> None:
     assert r.returncode == 2 and "--controlplane" in r.stderr
 
 
+def test_a_root_rotation_reaches_every_control_plane_and_traffic_keeps_flowing(fed) -> None:
+    """``meshfed trust rotate-root`` on the controller's trust directory: the controller sends
+    the two-root bundle to every control plane, which hands it to its proxies over SDS."""
+    home = fed["home"]
+    _meshfed(home, "trust", "rotate-root")
+
+    def roots_everywhere() -> bool:
+        return all(
+            (home / "controlplanes" / c / "ca" / "bundle.pem")
+            .read_text()
+            .count("BEGIN CERTIFICATE")
+            == 2
+            for c in ("a", "b", "c")
+        )
+
+    wait_until(roots_everywhere, 15, "the two-root bundle at every control plane")
+    assert _clusters_seen(fed["client_port"], 20).keys() <= {"a", "b"}
+    assert sum(_clusters_seen(fed["client_port"], 20).values()) == 20
+
+
 def test_killing_and_restarting_the_controller_fails_no_request(fed) -> None:
     controller = fed["controller"]
     with LoadLoop(
