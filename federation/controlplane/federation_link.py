@@ -270,12 +270,12 @@ class FederationLink:
         last: dict[str, Any] | None = None
         last_sent = 0.0
         while True:
+            self._changed.clear()  # before reading the state: a later change wakes us
             body = self.report()
             heartbeat_s = max(0.5, self.info.lease_seconds / 3)
             if body != last or time.monotonic() - last_sent >= heartbeat_s:
                 last, last_sent = body, time.monotonic()
                 yield json_format.ParseDict(body, sync_pb2.ClusterReport())
-            self._changed.clear()
             try:
                 timeout = max(0.05, heartbeat_s - (time.monotonic() - last_sent))
                 await asyncio.wait_for(self._changed.wait(), timeout)
