@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import socket
 from pathlib import Path
@@ -55,6 +56,22 @@ def _locality(value: str | None, api: str, token: str | None) -> Locality:
         return Locality.parse(text)
     except ValueError as err:
         raise InputError(f"--locality: {err}") from err
+
+
+def parse_extra_port(text: str) -> dict[str, Any]:
+    """``grpc=9090:19090/grpc`` -> a WorkloadEntry port (name, port, targetPort, protocol).
+
+    Raises:
+        InputError: any other shape.
+    """
+    m = re.fullmatch(r"([a-z0-9-]+)=(\d+):(\d+)/(http|http2|grpc)", text)
+    if m is None:
+        raise InputError(
+            f"--extra-port {text!r}: use NAME=SERVICE_PORT:APP_PORT/PROTOCOL,"
+            " e.g. grpc=9090:19090/grpc"
+        )
+    name, port, target, protocol = m.groups()
+    return {"name": name, "port": int(port), "targetPort": int(target), "protocol": protocol}
 
 
 def _agent_settings(
@@ -164,6 +181,13 @@ def proxy() -> None:
 @click.option(
     "--name", default=None, help="WorkloadEntry name.  [default: SERVICE-ADDRESS-INBOUNDPORT]"
 )
+@click.option(
+    "--extra-port",
+    "extra_ports",
+    multiple=True,
+    metavar="NAME=SERVICE_PORT:APP_PORT/PROTOCOL",
+    help="Another port of the workload, e.g. grpc=9090:19090/grpc (repeatable).",
+)
 def sidecar_cmd(
     cluster: str,
     controlplane: str,
@@ -184,6 +208,7 @@ def sidecar_cmd(
     inbound_port: int,
     outbound_port: int,
     name: str | None,
+    extra_ports: tuple[str, ...],
 ) -> None:
     """Register this workload, run its Envoy sidecar, deregister and drain on SIGTERM.
 
@@ -212,7 +237,8 @@ def sidecar_cmd(
                     "port": service_port or app_port,
                     "targetPort": app_port,
                     "protocol": protocol,
-                }
+                },
+                *(parse_extra_port(p) for p in extra_ports),
             ],
         },
     }

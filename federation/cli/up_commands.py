@@ -310,7 +310,7 @@ def kill_cmd(target: str) -> None:
     record = _record_or_fail(meshfed_home())
     procs = _echo_target(target, record)
     sidecars = [p for p in procs if p.role == "echo-sidecar"]
-    apps = [p for p in procs if p.role == "echo-app"]
+    apps = [p for p in procs if p.role in ("echo-app", "echo-grpc-app")]
     stopped = stop_processes(sidecars) + stop_processes(apps)
     click.echo(f"stopped {len(stopped)} processes of {target}")
 
@@ -328,11 +328,11 @@ def revive_cmd(target: str) -> None:
     c = desc.cluster(target.partition("/")[0])
     started = 0
     for app in sorted((p for p in procs if p.role == "echo-app"), key=lambda p: p.replica):
-        sidecar = next(p for p in procs if p.role == "echo-sidecar" and p.replica == app.replica)
         if any(r.pid == app.pid for r in record.alive()):
             continue
+        argvs = {p.role: p.argv for p in procs if p.replica == app.replica}
         try:
-            runner.start_echo(c, app.replica, (app.argv, sidecar.argv))
+            runner.start_echo(c, app.replica, argvs)
         except UpError as err:
             raise click.ClickException(str(err)) from err
         started += 1

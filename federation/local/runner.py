@@ -43,6 +43,7 @@ XDS_PORT = 15010
 API_PORT = 15014
 INBOUND_PORT = 15006
 ECHO_SERVICE_PORT = 8080
+ECHO_GRPC_PORT = 9090
 
 
 class UpError(FederationError):
@@ -406,43 +407,56 @@ class LocalFederationRunner:
             "--envoy-log", str(self.logs / f"envoy-{name}.log"),
         ]  # fmt: skip
 
-    def echo_argv(self, c: ClusterSpec, i: int) -> tuple[list[str], list[str]]:
-        """``(app argv, sidecar agent argv)`` of echo replica ``i`` in ``c``."""
-        app_port = free_port()
+    def echo_argv(self, c: ClusterSpec, i: int) -> dict[str, list[str]]:
+        """argv of echo replica ``i`` in ``c`` by role: ``echo-app`` (HTTP),
+        ``echo-grpc-app`` (gRPC) and ``echo-sidecar`` (one sidecar, ports http 8080 and
+        grpc 9090)."""
+        http_port, grpc_port = free_port(), free_port()
         name = f"{c.name}-echo-{i + 1}"
-        app = [
-            sys.executable,
-            "-m",
-            "federation.demo.echo_http",
-            "--name",
-            name,
-            "--cluster",
-            c.name,
-            "--port",
-            str(app_port),
-        ]
-        agent = self.sidecar_argv(
+        demo = [sys.executable, "-m"]
+        sidecar = self.sidecar_argv(
             c,
             service="echo",
             namespace=self.desc.spec.echo.namespace,
             name=name,
-            app_port=app_port,
+            app_port=http_port,
             service_port=ECHO_SERVICE_PORT,
             address=c.address(10 + i),
             outbound=free_port(),
             locality=str(c.locality(i)),
         )
-        return app, agent
+        return {
+            "echo-app": [
+                *demo, "federation.demo.echo_http", "--name", name, "--cluster", c.name,
+                "--port", str(http_port),
+            ],
+            "echo-grpc-app": [
+                *demo, "federation.demo.echo_grpc", "serve", "--name", name,
+                "--cluster", c.name, "--port", str(grpc_port),
+            ],
+            "echo-sidecar": [
+                *sidecar, "--extra-port", f"grpc={ECHO_GRPC_PORT}:{grpc_port}/grpc",
+            ],
+        }  # fmt: skip
 
-    def start_echo(
-        self, c: ClusterSpec, i: int, argvs: tuple[list[str], list[str]] | None = None
-    ) -> None:
-        app_argv, agent_argv = argvs or self.echo_argv(c, i)
+    def start_echo(self, c: ClusterSpec, i: int, argvs: dict[str, list[str]] | None = None) -> None:
+        """Start echo replica ``i`` (both apps, then its sidecar); ``argvs`` from an earlier
+        start (``demo revive``) or new."""
+        argvs = argvs or self.echo_argv(c, i)
         name = f"{c.name}-echo-{i + 1}"
-        app = self.spawn(f"app-{name}", app_argv, "echo-app", cluster=c.name, replica=i)
-        app_port = int(app_argv[app_argv.index("--port") + 1])
-        self.wait_ready(app, lambda: _http_ok(f"http://127.0.0.1:{app_port}/healthz"))
-        agent = self.spawn(f"sidecar-{name}", agent_argv, "echo-sidecar", cluster=c.name, replica=i)
+        http = argvs["echo-app"]
+        app = self.spawn(f"app-{name}", http, "echo-app", cluster=c.name, replica=i)
+        http_port = int(http[http.index("--port") + 1])
+        self.wait_ready(app, lambda: _http_ok(f"http://127.0.0.1:{http_port}/healthz"))
+        grpc_argv = argvs["echo-grpc-app"]
+        grpc_app = self.spawn(
+            f"app-grpc-{name}", grpc_argv, "echo-grpc-app", cluster=c.name, replica=i
+        )
+        grpc_port = int(grpc_argv[grpc_argv.index("--port") + 1])
+        self.wait_ready(grpc_app, lambda: _tcp_ok("127.0.0.1", grpc_port))
+        agent = self.spawn(
+            f"sidecar-{name}", argvs["echo-sidecar"], "echo-sidecar", cluster=c.name, replica=i
+        )
         self.wait_ready(agent, lambda: _tcp_ok(c.address(10 + i), INBOUND_PORT))
 
     def start_echoes(self, c: ClusterSpec) -> None:

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from federation.local.runner import Record, process_start_time
@@ -60,6 +61,20 @@ def _wait(predicate, timeout_s: float, what: str):  # type: ignore[no-untyped-de
     raise AssertionError(f"timed out after {timeout_s}s: {what}")
 
 
+def _grpc_cluster(home: Path) -> str:
+    """One gRPC call to echo (port 9090) through the frontend's sidecar: the serving cluster."""
+    record = Record.load(home)
+    assert record is not None
+    argv = next(p.argv for p in record.processes if p.name == "sidecar-frontend")
+    outbound = argv[argv.index("--outbound-port") + 1]
+    authority = "echo.demo.svc.clusterset.local:9090"
+    with grpc.insecure_channel(
+        f"127.0.0.1:{outbound}", options=[("grpc.default_authority", authority)]
+    ) as channel:
+        reply = channel.unary_unary("/meshfed.demo.Echo/Echo")(b"hi", timeout=5)
+    return str(json.loads(reply)["cluster"])
+
+
 def _left_running(home: Path, pids: list[int]) -> list[str]:
     left = []
     for proc in Path("/proc").iterdir():
@@ -102,7 +117,9 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     record = Record.load(home)
     assert record is not None
     pids = [p.pid for p in record.processes]
-    assert len(pids) == 21  # controller, 3 control planes, 3 gateways, 12 echo, 2 frontend
+    # controller, 3 control planes, 3 gateways, 6 echo replicas (HTTP app, gRPC app, sidecar),
+    # frontend app and sidecar
+    assert len(pids) == 27
 
     # 1. traffic stays in aws-us-east-1
     time.sleep(3)
@@ -115,6 +132,7 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     assert all(c["synced"] == c["proxies"] > 0 for c in status["clusters"]), status["clusters"]
     assert [d["cluster"] for d in status["traffic"]["destinations"]] == ["aws-us-east-1"]
     assert _stats(home, 5)["byCluster"].keys() == {"aws-us-east-1"}
+    assert _grpc_cluster(home) == "aws-us-east-1"  # gRPC through the same sidecar
 
     # 2. kill aws-us-east-1/echo: to aws-eu-west-1 (same cloud, cheaper), no failed request
     _meshfed(home, "demo", "kill", "aws-us-east-1/echo")
@@ -122,6 +140,7 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     time.sleep(3)
     assert _stats(home, 3)["byCluster"].keys() == {"aws-eu-west-1"}
     assert _stats(home, 60)["total"]["errors"] == 0
+    assert _grpc_cluster(home) == "aws-eu-west-1"  # gRPC crosses the gateway too
     dest = {d["cluster"]: d for d in _status(home)["traffic"]["destinations"]}
     assert dest["aws-eu-west-1"]["usdPerGB"] == 0.02  # AWS inter-region, cheaper than GCP's 0.12
 

@@ -83,3 +83,18 @@ def test_record_round_trip_and_stop_only_our_process(tmp_path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_extra_ports_of_the_sidecar_command() -> None:
+    from federation.cli.params import InputError
+    from federation.cli.proxy_commands import parse_extra_port
+
+    assert parse_extra_port("grpc=9090:19090/grpc") == {
+        "name": "grpc",
+        "port": 9090,
+        "targetPort": 19090,
+        "protocol": "grpc",
+    }
+    for bad in ("grpc=9090/grpc", "Grpc=1:2/grpc", "x=1:2/tcp"):
+        with pytest.raises(InputError, match="NAME=SERVICE_PORT:APP_PORT/PROTOCOL"):
+            parse_extra_port(bad)
