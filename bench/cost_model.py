@@ -40,7 +40,7 @@ from federation.controlplane.registry import (
     ServiceRegistry,
     with_federation,
 )
-from federation.lb.decision import Candidate, PolicyInputs, decide
+from federation.lb.decision import OVERPROVISIONING, Candidate, PolicyInputs, decide
 from federation.model.documents import load_documents
 from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
@@ -117,7 +117,8 @@ def _shares_from_cla(caller: str, policy: TrafficPolicy | None) -> dict[tuple[st
     state = _state(caller, policy)
     mesh = MeshContext(caller, "example.org", _caller(caller))
     proxy = ProxyDescription("bench", "sidecar", "demo", "", "frontend", _caller(caller))
-    [cla] = generate(mesh, state, proxy)[resource.ENDPOINT]
+    main = "outbound|8080||api.demo.svc.clusterset.local"  # not the per-cluster subsets
+    [cla] = [c for c in generate(mesh, state, proxy)[resource.ENDPOINT] if c.cluster_name == main]
     levels: dict[int, list] = {}
     for loc in cla.endpoints:
         levels.setdefault(loc.priority, []).append(loc)
@@ -129,7 +130,7 @@ def _shares_from_cla(caller: str, policy: TrafficPolicy | None) -> dict[tuple[st
         healthy = sum(
             sum(1 for e in loc.lb_endpoints if e.health_status != 2) for loc in locs
         )  # 2 = UNHEALTHY
-        take = min(remaining, 1.4 * healthy / total if total else 0)
+        take = min(remaining, OVERPROVISIONING * healthy / total if total else 0)
         weight_sum = sum(loc.load_balancing_weight.value for loc in locs)
         for loc in locs:
             server = _server_cluster(loc)

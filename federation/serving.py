@@ -4,6 +4,7 @@ an aiohttp API on a ``host:port`` (port 0 picks one), background tasks, a gRPC s
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterable
 
 import grpc
@@ -49,3 +50,12 @@ async def stop_all(
         await runner.cleanup()
     if grpc_server is not None:
         await grpc_server.stop(grace_s)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (call inside the running loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

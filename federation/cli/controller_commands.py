@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -20,6 +19,7 @@ from federation.client import call, cli_config_path, controller_target
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.paths import default_trust_dir, meshfed_home
+from federation.serving import stop_on_signals
 
 token_option = click.option(
     "--token",
@@ -128,10 +128,7 @@ def serve_cmd(
         ctl = Controller(config)
         await ctl.start()
         click.echo(f"controller: API {ctl.api_url}, sync {ctl.sync_address}", err=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         await stop.wait()
         await ctl.stop()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from federation.model.documents import load_documents
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.paths import default_trust_dir, meshfed_home
+from federation.serving import stop_on_signals
 
 controlplane_option = click.option(
     "--controlplane",
@@ -141,10 +141,7 @@ def serve_cmd(
         click.echo(
             f"control plane {cluster}: xDS {plane.xds_address}, API {plane.api_url}", err=True
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         await stop.wait()
         await plane.stop()
 

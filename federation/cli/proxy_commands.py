@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import re
-import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from federation.model.documents import load_documents
 from federation.model.locality import Locality
 from federation.netaddr import is_loopback, parse_host_port
 from federation.paths import meshfed_home
+from federation.serving import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,7 @@ def _agent_settings(
 
 def _run(settings: AgentSettings) -> None:
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         await ProxyAgent(settings).run(stop)
 
     asyncio.run(main())

@@ -192,9 +192,8 @@ def status_data(home: Path) -> dict[str, Any]:
     for c in desc.spec.clusters:
         endpoint = home / "controlplanes" / c.name / "endpoint.json"
         try:
-            data = json.loads(endpoint.read_text())
-            tok = Path(data["token_file"]).read_text().strip()
-            ps = call("GET", data["api"], "/v1/proxy-status", token=tok)["proxies"]
+            api = json.loads(endpoint.read_text())["api"]
+            ps = call("GET", api, "/v1/proxy-status")["proxies"]  # token found from endpoint.json
         except (OSError, ValueError, KeyError, FederationError):
             proxies[c.name] = {"proxies": 0, "synced": 0}
             continue

@@ -294,9 +294,9 @@ class FederationLink:
                 )
                 log.info("new trust bundle from the controller (%d roots)", len(bundle.roots))
                 self._on_bundle(bundle)
-        stored = load_federation_file(self._state_dir) or {"join": asdict(self.info)}
-        stored["lastUpdate"] = {k: v for k, v in data.items() if k != "trust_bundle_pem"}
-        _save_federation_file(self._state_dir, stored)  # persist first, then serve it
+        last = {k: v for k, v in data.items() if k != "trust_bundle_pem"}
+        # persist first, then serve it
+        _save_federation_file(self._state_dir, {"join": asdict(self.info), "lastUpdate": last})
         self._install(view)
         self.last_update_version = update.version
         if update.lease_seconds:

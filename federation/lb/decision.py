@@ -33,6 +33,7 @@ from typing import Literal
 
 from federation.lb.locality import proximity_rank
 from federation.model.locality import Locality
+from federation.model.policy import locality_matches
 
 #: Latency charge of cost mode ``optimize``: 100 ms of RTT weigh as much as $0.02/GB, the price
 #: of one cross-region hop on AWS or GCP.
@@ -80,6 +81,8 @@ class PolicyInputs:
     mode: CostMode = "off"
     latency_budget_ms: float | None = None
     max_cost_per_gb: float | None = None
+    #: the locality parts the failoverPriority labels compare, in order (``cloud``,
+    #: ``region``, ``zone``, ``sub_zone``, ``cluster``; see ``model.policy.FAILOVER_LABELS``)
     failover_priority: tuple[str, ...] = ()
     failover: tuple[tuple[str, str], ...] = ()
     distribute: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()
@@ -101,11 +104,7 @@ class Choice:
 
 
 def _matches(pattern: str, locality: Locality) -> bool:
-    text = str(locality)
-    if pattern == "*":
-        return True
-    base = pattern.removesuffix("/*")
-    return text == base or text.startswith(base + "/")
+    return locality_matches(pattern, str(locality))
 
 
 def _part(locality: Locality, cluster: str, part: str) -> str:
@@ -117,9 +116,10 @@ def _part(locality: Locality, cluster: str, part: str) -> str:
 
 
 def locality_rank(
-    caller: Locality, caller_cluster: str, c: Candidate, policy: PolicyInputs, parts: Sequence[str]
+    caller: Locality, caller_cluster: str, c: Candidate, policy: PolicyInputs
 ) -> tuple[float, str]:
     """The rank of rule 5 (lower first) and its reason."""
+    parts = policy.failover_priority
     if parts:
         matched = 0
         for part in parts:
@@ -152,13 +152,8 @@ def decide(
     caller_cluster: str,
     candidates: Sequence[Candidate],
     policy: PolicyInputs = PolicyInputs(),
-    parts: Sequence[str] = (),
 ) -> list[Choice]:
     """Priorities and weights for ``candidates`` (see the module docstring).
-
-    Args:
-        parts: the locality parts the policy's failoverPriority labels compare
-            (``cloud``, ``region``, ``zone``, ``sub_zone``, ``cluster``), in order.
 
     Returns:
         One Choice per candidate, sorted by (priority, locality, cluster); weights >= 1.
@@ -186,7 +181,7 @@ def decide(
             cost_key = round(c.usd_per_gb + (c.rtt_ms or 0.0) * OPTIMIZE_USD_PER_GB_PER_MS, 5)
         else:
             cost_key = 0.0
-        rank, rank_reason = locality_rank(caller, caller_cluster, c, policy, parts)
+        rank, rank_reason = locality_rank(caller, caller_cluster, c, policy)
         if dead:
             reasons.append("no healthy endpoint: last resort")
         if share:

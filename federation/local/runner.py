@@ -34,6 +34,7 @@ from typing import Any
 from federation.client import call
 from federation.errors import ApiError, FederationError
 from federation.local.description import ClusterSpec, LocalFederation
+from trust.files import CERT_FILE_MODE, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +120,9 @@ class Record:
         return record
 
     def save(self) -> None:
+        data = {"info": self.info, "processes": [asdict(p) for p in self.processes]}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps(
-                {"info": self.info, "processes": [asdict(p) for p in self.processes]}, indent=2
-            )
-        )
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps(data, indent=2).encode(), CERT_FILE_MODE)
 
     def alive(self) -> list[ProcessRecord]:
         """Recorded processes still running (same pid and start time)."""

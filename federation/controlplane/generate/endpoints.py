@@ -115,10 +115,10 @@ def site(locality: Locality) -> Site:
     return Site(locality.cloud, locality.region.split("/", 1)[-1], locality.zone)
 
 
-def policy_inputs(policy: TrafficPolicy | None) -> tuple[PolicyInputs, tuple[str, ...]]:
-    """The decision inputs of a TrafficPolicy (defaults without one) and its label parts."""
+def policy_inputs(policy: TrafficPolicy | None) -> PolicyInputs:
+    """The decision inputs of a TrafficPolicy (defaults without one)."""
     if policy is None:
-        return PolicyInputs(), ()
+        return PolicyInputs()
     spec = policy.spec
     inputs = PolicyInputs(
         mode=spec.cost.mode,
@@ -126,8 +126,11 @@ def policy_inputs(policy: TrafficPolicy | None) -> tuple[PolicyInputs, tuple[str
         max_cost_per_gb=spec.cost.max_cost_per_gb,
         failover=tuple((f.from_, f.to) for f in spec.locality.failover),
         distribute=tuple((d.from_, tuple(sorted(d.to.items()))) for d in spec.locality.distribute),
+        failover_priority=tuple(
+            FAILOVER_LABELS[label] for label in spec.locality.failover_priority
+        ),
     )
-    return inputs, tuple(FAILOVER_LABELS[label] for label in spec.locality.failover_priority)
+    return inputs
 
 
 def _price_overrides(state: RegistryState) -> dict[str, PriceTable]:
@@ -227,8 +230,8 @@ def placement(
                 path=price.path,
             )
         )
-    inputs, parts = policy_inputs(state.policies.get((port.namespace, port.service)))
-    return Placement(decide(caller, caller_cluster, candidates, inputs, parts), dict(members))
+    inputs = policy_inputs(state.policies.get((port.namespace, port.service)))
+    return Placement(decide(caller, caller_cluster, candidates, inputs), dict(members))
 
 
 def prefer_cluster(choices: list[Choice], cluster: str) -> list[Choice]:

@@ -72,7 +72,9 @@ def test_failover_target_region_and_failover_priority_labels() -> None:
     # failoverPriority by cluster only: a's own endpoints in another zone come before b's
     own = _c("a", "aws/us-east-1/us-east-1b")
     same_zone_other_cluster = _c("b", "aws/us-east-1/us-east-1a")
-    got = decide(CALLER, "a", [same_zone_other_cluster, own], PolicyInputs(), parts=("cluster",))
+    got = decide(
+        CALLER, "a", [same_zone_other_cluster, own], PolicyInputs(failover_priority=("cluster",))
+    )
     assert [ch.candidate.cluster for ch in got] == ["a", "b"]
 
 
