@@ -1,16 +1,33 @@
 """Starting and stopping the servers of a meshfed process (the controller, a control plane):
-an aiohttp API on a ``host:port`` (port 0 picks one), background tasks, a gRPC server."""
+an aiohttp API on a ``host:port`` (port 0 picks one), its bearer token, background tasks, a
+gRPC server. Shared by both; imports neither."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 from collections.abc import Iterable
+from pathlib import Path
 
 import grpc
 from aiohttp import web
 
 from federation.netaddr import parse_host_port
+from trust.files import KEY_FILE_MODE, write_atomic
+
+
+def load_or_create_token(path: Path) -> str:
+    """The API bearer token in ``path`` (created 0600 with 256 random bits if missing).
+
+    Raises:
+        OSError: the file cannot be read or written.
+    """
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    write_atomic(path, token.encode(), KEY_FILE_MODE)
+    return token
 
 
 async def start_http(app: web.Application, listen: str, what: str) -> tuple[web.AppRunner, int]:

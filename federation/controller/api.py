@@ -34,6 +34,7 @@ from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
 from federation.netaddr import parse_host_port
+from federation.sync.messages import ClusterReport
 from trust import pki
 from trust.authority import RootAuthority
 from trust.errors import InvalidCertificateError, SigningRefusedError
@@ -154,7 +155,7 @@ def cluster_view(ctx: ControllerContext) -> list[dict[str, Any]]:
     reports = ctx.hub.store.reports()
     out = []
     for c in ctx.hub.store.clusters():
-        report = reports.get(c.name, {})
+        report = reports.get(c.name) or ClusterReport(cluster=c.name)
         out.append(
             {
                 "name": c.name,
@@ -166,9 +167,9 @@ def cluster_view(ctx: ControllerContext) -> list[dict[str, Any]]:
                 "connected": c.name in connected,
                 "joinedAt": c.joined_at,
                 "lastHeartbeat": c.last_heartbeat,
-                "services": len(report.get("services", [])),
-                "exports": sorted(report.get("exports", [])),
-                "rttMs": report.get("rtt_ms", {}),
+                "services": len(report.services),
+                "exports": sorted(report.exports),
+                "rttMs": report.rtt_ms,
             }
         )
     return out
@@ -406,7 +407,10 @@ async def imports(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "imports": [
-                {"cluster": cluster, **doc}
+                {
+                    "cluster": cluster,
+                    **doc.model_dump(by_alias=True, mode="json", exclude_none=True),
+                }
                 for cluster in sorted(hub.imports)
                 for doc in hub.imports[cluster]
             ]

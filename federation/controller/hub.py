@@ -10,17 +10,18 @@ changed. A control plane that (re)connects gets its whole view at once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from federation.controller.imports import ExportStatus, compute
 from federation.controller.membership import STARTUP_GRACE_S, ClusterState, cluster_state
-from federation.controller.proto import sync_pb2
 from federation.controller.store import ControllerStore
+from federation.model.documents import validate_documents
+from federation.model.policy import PriceTable, TrafficPolicy
+from federation.model.service import ServiceImport
+from federation.sync.messages import ClusterReport, ControllerUpdate, split_service_ref
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +36,18 @@ class Closed:
     reason: str
 
 
-Outbound = sync_pb2.ControllerUpdate | Closed
+Outbound = ControllerUpdate | Closed
 
 
-def central_exports(store: ControllerStore) -> dict[str, list[str]]:
-    """cluster -> ``["<ns>/<svc>", ...]`` from meshfed ServiceExports applied to the controller."""
-    result: dict[str, list[str]] = {}
+def central_exports(store: ControllerStore) -> dict[str, list[tuple[str, str]]]:
+    """cluster -> ``[(ns, svc), ...]`` from meshfed ServiceExports applied to the controller."""
+    result: dict[str, list[tuple[str, str]]] = {}
     for doc in store.documents("ServiceExport"):
         cluster = (doc.get("spec") or {}).get("cluster")
         meta = doc.get("metadata") or {}
         if cluster:
-            result.setdefault(cluster, []).append(
-                f"{meta.get('namespace', 'default')}/{meta.get('name')}"
-            )
+            ref = f"{meta.get('namespace', 'default')}/{meta.get('name')}"
+            result.setdefault(cluster, []).append(split_service_ref(ref))
     return {c: sorted(v) for c, v in result.items()}
 
 
@@ -75,13 +75,13 @@ class SyncHub:
         self.clock = clock
         self.started_at = clock()
         self._streams: dict[str, asyncio.Queue[Outbound]] = {}
-        self._sent: dict[str, tuple[Any, ...]] = {}
-        self._last_report: dict[str, dict[str, Any]] = {}
+        self._sent: dict[str, ControllerUpdate] = {}
+        self._last_report: dict[str, ClusterReport] = {}
         self._reported: set[str] = set()  # streams whose first report has arrived
         self._last_bundle = b""
         self._version = 0
         self._last_states: dict[str, ClusterState] = {}
-        self.imports: dict[str, list[dict[str, Any]]] = {}
+        self.imports: dict[str, list[ServiceImport]] = {}
         self.exports: list[ExportStatus] = []
 
     def states(self) -> dict[str, ClusterState]:
@@ -129,7 +129,7 @@ class SyncHub:
         if queue is not None:
             queue.put_nowait(Closed(reason))
 
-    def report(self, cluster: str, body: dict[str, Any]) -> None:
+    def report(self, cluster: str, body: ClusterReport) -> None:
         """Record a report (a heartbeat); recompute when its content or the cluster's state
         changed, or when it is the first report on a new stream (which gets its whole view)."""
         self.store.put_report(cluster, body, self.clock())
@@ -152,33 +152,28 @@ class SyncHub:
             self.store.clusters(), states, self.store.reports(), self.store.export_times()
         )
         exports = central_exports(self.store)
-        policies = tuple(
-            json.dumps(d, sort_keys=True)
-            for kind in POLICY_KINDS
-            for d in self.store.documents(kind)
+        policies = validate_documents(
+            [d for kind in POLICY_KINDS for d in self.store.documents(kind)], source="stored"
         )
         bundle = self._bundle_pem()
         self._last_bundle = bundle
         for cluster, queue in self._streams.items():
             if cluster not in self._reported:
                 continue
-            docs = tuple(json.dumps(d, sort_keys=True) for d in self.imports.get(cluster, []))
-            view = (docs, tuple(exports.get(cluster, [])), policies, bundle)
+            view = ControllerUpdate(
+                imports=self.imports.get(cluster, []),
+                exports=exports.get(cluster, []),
+                policies=[p for p in policies if isinstance(p, TrafficPolicy)],
+                price_tables=[p for p in policies if isinstance(p, PriceTable)],
+                trust_bundle_pem=bundle,
+                lease_seconds=max(1, int(self.lease_s)),
+            )
             if self._sent.get(cluster) == view:
                 continue
             self._sent[cluster] = view
             self._version += 1
-            queue.put_nowait(
-                sync_pb2.ControllerUpdate(
-                    version=self._version,
-                    service_imports_json=list(docs),
-                    trust_bundle_pem=bundle,
-                    policies_json=list(policies),
-                    lease_seconds=max(1, int(self.lease_s)),
-                    exports=list(view[1]),
-                )
-            )
-            log.info("update v%d to %s: %d imports", self._version, cluster, len(docs))
+            queue.put_nowait(replace(view, version=self._version))
+            log.info("update v%d to %s: %d imports", self._version, cluster, len(view.imports))
 
     async def watch_leases(self) -> None:
         """Recompute whenever a cluster's state changes (lease expiry) or the trust bundle

@@ -20,12 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from federation.controller.membership import ClusterState
 from federation.controller.store import ClusterRecord
-
-ServiceKey = tuple[str, str]
+from federation.model.service import (
+    DirectEndpoint,
+    ImportPort,
+    RemoteCluster,
+    ServiceImport,
+    ServiceImportSpec,
+)
+from federation.model.workload import ObjectMeta
+from federation.sync.messages import ClusterReport, ServiceKey, ServiceReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,86 +46,75 @@ class ExportStatus:
     message: str = ""
 
 
-def _ports(service: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
-    return {
-        p["name"]: (int(p["port"]), p.get("protocol", "http")) for p in service.get("ports", [])
-    }
-
-
-def _service(report: Mapping[str, Any], key: ServiceKey) -> Mapping[str, Any] | None:
-    for s in report.get("services", []):
-        if (s.get("namespace"), s.get("name")) == key:
-            return s  # type: ignore[no-any-return]
-    return None
+def _ports(service: ServiceReport) -> dict[str, tuple[int, str]]:
+    return {p.name: (p.port, p.protocol) for p in service.ports}
 
 
 def _remote(
     by_name: Mapping[str, ClusterRecord],
-    reports: Mapping[str, Mapping[str, Any]],
+    reports: Mapping[str, ClusterReport],
     key: ServiceKey,
     exporter: str,
     importer: str,
-) -> dict[str, Any]:
-    service = _service(reports[exporter], key) or {}
-    entry: dict[str, Any] = {
-        "cluster": exporter,
-        "gateway": by_name[exporter].gateway,
-        "network": by_name[exporter].network,
-        "locality": by_name[exporter].locality,
-        "endpoints": sum(int(v) for v in service.get("healthy_endpoints_by_zone", {}).values()),
-    }
-    if by_name[exporter].network == by_name[importer].network:
-        entry["directEndpoints"] = [
-            {
-                "address": e["address"],
-                "zone": e.get("zone", ""),
-                "healthy": bool(e.get("healthy", False)),
-                "tlsMode": e.get("tls_mode", "mutual"),
-                "ports": {k: int(v) for k, v in e.get("ports", {}).items()},
-                "weight": int(e.get("weight", 1)),
-            }
-            for e in service.get("endpoints", [])
+) -> RemoteCluster:
+    service = reports[exporter].service(key)
+    record = by_name[exporter]
+    direct = None
+    if record.network == by_name[importer].network and service is not None:
+        direct = [
+            DirectEndpoint(
+                address=e.address,
+                zone=e.zone,
+                healthy=e.healthy,
+                tlsMode=e.tls_mode,
+                ports=e.ports,
+                weight=e.weight,
+            )
+            for e in service.endpoints
         ]
-    return entry
+    return RemoteCluster(
+        cluster=exporter,
+        gateway=record.gateway,
+        network=record.network,
+        locality=record.locality,
+        endpoints=service.healthy_endpoints if service is not None else 0,
+        directEndpoints=direct,
+    )
 
 
 def compute(
     clusters: list[ClusterRecord],
     states: Mapping[str, ClusterState],
-    reports: Mapping[str, Mapping[str, Any]],
+    reports: Mapping[str, ClusterReport],
     export_times: Mapping[tuple[str, str, str], float],
-) -> tuple[dict[str, list[dict[str, Any]]], list[ExportStatus]]:
-    """Imports per cluster (ServiceImport documents as dicts) and every export's status.
+) -> tuple[dict[str, list[ServiceImport]], list[ExportStatus]]:
+    """Imports per cluster and every export's status.
 
     Args:
         clusters: the members.
         states: cluster name -> state (only Ready clusters take part).
-        reports: cluster name -> its latest report (``services``, ``exports``).
+        reports: cluster name -> its latest report.
         export_times: ``(cluster, ns, service) -> first seen`` (seconds since the epoch).
     """
     by_name = {c.name: c for c in clusters}
     ready = {c.name for c in clusters if states.get(c.name) == "Ready"}
     exporters: dict[ServiceKey, list[tuple[float, str]]] = {}
     for (cluster, ns, svc), seen in export_times.items():
-        if (
-            cluster in ready
-            and cluster in reports
-            and _service(reports[cluster], (ns, svc)) is not None
-        ):
+        if cluster in ready and cluster in reports and reports[cluster].service((ns, svc)):
             exporters.setdefault((ns, svc), []).append((seen, cluster))
     statuses: list[ExportStatus] = []
-    imports: dict[str, list[dict[str, Any]]] = {c: [] for c in ready}
+    imports: dict[str, list[ServiceImport]] = {c: [] for c in ready}
     for key in sorted(exporters):
         ns, svc = key
         ordered = sorted(exporters[key])
         _, winner = ordered[0]
-        winner_service = _service(reports[winner], key)
+        winner_service = reports[winner].service(key)
         assert winner_service is not None
         ports = _ports(winner_service)
         members: list[str] = []
         accounts: set[str] = set()
         for seen, cluster in ordered:
-            service = _service(reports[cluster], key)
+            service = reports[cluster].service(key)
             assert service is not None
             theirs = _ports(service)
             clash = sorted(n for n in ports if theirs.get(n) != ports[n])
@@ -138,24 +133,25 @@ def compute(
                 continue
             statuses.append(ExportStatus(cluster, ns, svc, seen, "Exported"))
             members.append(cluster)
-            accounts |= set(service.get("service_accounts", []))
+            accounts |= set(service.service_accounts)
+        import_ports = [
+            ImportPort(name=n, port=p, protocol=proto)  # type: ignore[arg-type]
+            for n, (p, proto) in sorted(ports.items(), key=lambda kv: kv[1][0])
+        ]
         for importer in sorted(ready):
             remote = [m for m in members if m != importer]
             if not remote:
                 continue
             imports[importer].append(
-                {
-                    "apiVersion": "meshfed.io/v1alpha1",
-                    "kind": "ServiceImport",
-                    "metadata": {"name": svc, "namespace": ns},
-                    "spec": {
-                        "ports": [
-                            {"name": n, "port": p, "protocol": proto}
-                            for n, (p, proto) in sorted(ports.items(), key=lambda kv: kv[1][0])
-                        ],
-                        "serviceAccounts": sorted(accounts) or ["default"],
-                        "clusters": [_remote(by_name, reports, key, m, importer) for m in remote],
-                    },
-                }
+                ServiceImport(
+                    apiVersion="meshfed.io/v1alpha1",
+                    kind="ServiceImport",
+                    metadata=ObjectMeta(name=svc, namespace=ns),
+                    spec=ServiceImportSpec(
+                        ports=import_ports,
+                        serviceAccounts=sorted(accounts) or ["default"],
+                        clusters=[_remote(by_name, reports, key, m, importer) for m in remote],
+                    ),
+                )
             )
     return imports, statuses

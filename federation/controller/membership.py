@@ -8,22 +8,16 @@ import secrets
 from typing import Literal
 
 from federation.controller.store import ClusterRecord
+from federation.sync.identity import CONTROLLER_CA_NAME
 
 ClusterState = Literal["Pending", "Ready", "Unreachable"]
 DEFAULT_LEASE_S = 30.0
 DEFAULT_TOKEN_TTL_S = 3600.0
 #: After a controller (re)start, joined clusters stay Ready this long (or one lease, if
 #: longer) without a heartbeat: it covers a control plane's longest reconnect backoff (10 s,
-#: :data:`federation.controlplane.federation_link.BACKOFF_MAX_S`) so that a controller restart
+#: :data:`federation.controlplane.link.session.BACKOFF_MAX_S`) so that a controller restart
 #: never withdraws a live cluster's endpoints.
 STARTUP_GRACE_S = 15.0
-#: The namespace of control-plane sync identities:
-#: ``/ns/meshfed-system/sa/controlplane-<cluster>``.
-CONTROL_PLANE_NAMESPACE = "meshfed-system"
-#: The controller's own intermediate CA (signs its sync server certificate).
-CONTROLLER_CA_NAME = "meshfed-controller"
-#: The DNS SAN of the controller's sync server certificate; control planes dial it by this name.
-CONTROLLER_SERVER_NAME = "controller.meshfed.internal"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
@@ -70,14 +64,3 @@ def validate_member_name(name: str) -> str:
     if name == CONTROLLER_CA_NAME:
         raise ValueError(f"cluster name {name!r} is reserved for the controller")
     return name
-
-
-def control_plane_spiffe_path(cluster: str) -> str:
-    """``/ns/meshfed-system/sa/controlplane-<cluster>``."""
-    return f"/ns/{CONTROL_PLANE_NAMESPACE}/sa/controlplane-{cluster}"
-
-
-def cluster_from_spiffe_path(path: str) -> str | None:
-    """The cluster named by a control plane's SPIFFE ID path, or None for any other path."""
-    prefix = f"/ns/{CONTROL_PLANE_NAMESPACE}/sa/controlplane-"
-    return path[len(prefix) :] if path.startswith(prefix) and len(path) > len(prefix) else None

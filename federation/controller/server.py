@@ -21,18 +21,17 @@ from aiohttp import web
 
 from federation.controller.api import ControllerContext, make_app
 from federation.controller.hub import SyncHub
-from federation.controller.membership import (
+from federation.controller.membership import DEFAULT_LEASE_S
+from federation.controller.store import SqliteStore
+from federation.controller.sync import FederationSyncService
+from federation.netaddr import parse_host_port
+from federation.serving import load_or_create_token, start_http, stop_all
+from federation.sync.identity import (
     CONTROL_PLANE_NAMESPACE,
     CONTROLLER_CA_NAME,
     CONTROLLER_SERVER_NAME,
-    DEFAULT_LEASE_S,
 )
-from federation.controller.proto import sync_pb2_grpc
-from federation.controller.store import SqliteStore
-from federation.controller.sync import FederationSyncService
-from federation.controlplane.server import load_or_create_token
-from federation.netaddr import parse_host_port
-from federation.serving import start_http, stop_all
+from federation.sync.proto import sync_pb2_grpc
 from trust import pki
 from trust.authority import issue_svid
 from trust.files import KEY_FILE_MODE, write_atomic

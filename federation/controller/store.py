@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from federation.errors import FederationError, NotFoundError
+from federation.sync.messages import ClusterReport
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -78,8 +79,8 @@ class ControllerStore(Protocol):
     def join(self, token_sha256: str, cluster: str, intermediate_pem: str, now: float) -> None: ...
     def new_token(self, cluster: str, token_sha256: str, expires_at: float) -> None: ...
     def heartbeat(self, name: str, now: float) -> None: ...
-    def put_report(self, name: str, report: dict[str, Any], now: float) -> None: ...
-    def reports(self) -> dict[str, dict[str, Any]]: ...
+    def put_report(self, name: str, report: ClusterReport, now: float) -> None: ...
+    def reports(self) -> dict[str, ClusterReport]: ...
     def export_times(self) -> dict[tuple[str, str, str], float]: ...
     def put_documents(
         self, docs: Sequence[tuple[DocumentKey, dict[str, Any]]], now: float
@@ -228,13 +229,12 @@ class SqliteStore:
         with self._tx() as db:
             db.execute("UPDATE clusters SET last_heartbeat=? WHERE name=?", (now, name))
 
-    def put_report(self, name: str, report: dict[str, Any], now: float) -> None:
+    def put_report(self, name: str, report: ClusterReport, now: float) -> None:
         """Store a cluster's latest report and keep first-seen times of its exports."""
-        exports = {tuple(e.split("/", 1)) for e in report.get("exports", [])}
+        exports = set(report.export_keys())
+        body = report.model_dump_json()
         with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO reports VALUES (?,?,?)", (name, json.dumps(report), now)
-            )
+            db.execute("INSERT OR REPLACE INTO reports VALUES (?,?,?)", (name, body, now))
             db.execute("UPDATE clusters SET last_heartbeat=? WHERE name=?", (now, name))
             known = {
                 (ns, svc)
@@ -250,11 +250,11 @@ class SqliteStore:
                     (name, ns, svc),
                 )
 
-    def reports(self) -> dict[str, dict[str, Any]]:
+    def reports(self) -> dict[str, ClusterReport]:
         """Latest report per cluster."""
         with self._lock:
             rows = self._db.execute("SELECT cluster, body FROM reports").fetchall()
-        return {c: json.loads(body) for c, body in rows}
+        return {c: ClusterReport.model_validate_json(body) for c, body in rows}
 
     def export_times(self) -> dict[tuple[str, str, str], float]:
         """``(cluster, namespace, service) -> first seen``."""

@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 
 from federation.controller.hub import Closed, SyncHub
-from federation.controller.membership import cluster_from_spiffe_path
-from federation.controller.proto import sync_pb2, sync_pb2_grpc
 from federation.controller.store import ClusterRecord
-from federation.errors import NotFoundError
+from federation.errors import InvalidDocumentError, NotFoundError
+from federation.sync.convert import report_from_proto, update_to_proto
+from federation.sync.identity import cluster_from_spiffe_path
+from federation.sync.proto import sync_pb2, sync_pb2_grpc
 from trust import pki
 from trust.errors import TrustError
 from trust.spiffe import SpiffeId
@@ -63,8 +63,13 @@ def peer_cluster(peer_pem: bytes | None, trust_domain: str, lookup: Any) -> tupl
     return cluster, ""
 
 
-class _ForeignReportError(Exception):
-    pass
+class _RefusedReportError(Exception):
+    """A report the stream must end for: another cluster's (PERMISSION_DENIED) or invalid
+    (INVALID_ARGUMENT)."""
+
+    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
@@ -93,10 +98,16 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
         async def read() -> None:
             async for report in request_iterator:
                 if report.cluster != cluster:
-                    raise _ForeignReportError(
-                        f"certificate is for {cluster}, report for {report.cluster}"
+                    raise _RefusedReportError(
+                        f"certificate is for {cluster}, report for {report.cluster}",
+                        grpc.StatusCode.PERMISSION_DENIED,
                     )
-                body = json_format.MessageToDict(report, preserving_proto_field_name=True)
+                try:
+                    body = report_from_proto(report)
+                except InvalidDocumentError as err:
+                    raise _RefusedReportError(
+                        f"invalid report: {err}", grpc.StatusCode.INVALID_ARGUMENT
+                    ) from err
                 self._hub.report(cluster, body)
 
         reader = asyncio.create_task(read())
@@ -108,13 +119,13 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
                     getter.cancel()
                     try:
                         reader.result()
-                    except _ForeignReportError as err:
-                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(err))
+                    except _RefusedReportError as err:
+                        await context.abort(err.code, str(err))
                     return  # the control plane closed its side
                 item = getter.result()
                 if isinstance(item, Closed):
                     await context.abort(grpc.StatusCode.PERMISSION_DENIED, item.reason)
-                yield item
+                yield update_to_proto(item)
         finally:
             reader.cancel()
             self._hub.detach(cluster, queue)

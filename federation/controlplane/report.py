@@ -1,6 +1,6 @@
 """What a cluster control plane tells the federation controller about itself. Pure.
 
-A report (``meshfed.sync.v1.ClusterReport`` as a dict) lists the cluster's local services --
+A report (:class:`federation.sync.messages.ClusterReport`) lists the cluster's local services --
 ports and protocols as the first workload by name defines them, the service accounts serving
 them, the number of healthy endpoints per zone and the endpoints themselves (which the
 controller passes on only to clusters on the same network) -- its exports (local ServiceExports and
@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from federation.controlplane.registry import RegistryState
+from federation.sync.messages import ClusterReport
 
 
 def cluster_report(
     state: RegistryState, cluster: str, gateway: str, rtt_ms: Mapping[str, float]
-) -> dict[str, Any]:
-    """The report for ``state`` (shape of ``ClusterReport``; JSON-ready, deterministic)."""
+) -> ClusterReport:
+    """The report for ``state`` (deterministic: equal states give equal reports)."""
     services: list[dict[str, Any]] = []
     exports: list[str] = []
     local = sorted({(w.metadata.namespace, w.spec.service) for w in state.workloads.values()})
@@ -65,10 +66,12 @@ def cluster_report(
         )
         if state.exported((namespace, service)):
             exports.append(f"{namespace}/{service}")
-    return {
-        "cluster": cluster,
-        "services": services,
-        "exports": exports,
-        "gateway": gateway,
-        "rtt_ms": {k: round(v, 3) for k, v in sorted(rtt_ms.items())},
-    }
+    return ClusterReport.model_validate(
+        {
+            "cluster": cluster,
+            "services": services,
+            "exports": exports,
+            "gateway": gateway,
+            "rtt_ms": {k: round(v, 3) for k, v in sorted(rtt_ms.items())},
+        }
+    )

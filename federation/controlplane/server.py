@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,27 +20,24 @@ from aiohttp import web
 from federation.controlplane.ads import AggregatedDiscoveryService
 from federation.controlplane.api import make_app
 from federation.controlplane.builder import SnapshotBuilder
-from federation.controlplane.federation_link import (
-    FederationLink,
-    JoinError,
-    JoinInfo,
-    join,
-    load_join_info,
-)
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.health import HealthChecker
 from federation.controlplane.identities import IdentityManager
+from federation.controlplane.link import state as link_state
+from federation.controlplane.link.join import JoinError, JoinInfo, join
+from federation.controlplane.link.rtt import RttProber
+from federation.controlplane.link.session import FederationLink
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
-from federation.serving import start_http, stop_all
+from federation.serving import load_or_create_token, start_http, stop_all
 from trust import pki
 from trust.bundle import TrustBundle
 from trust.cluster_ca import ClusterCaDirectory
-from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
+from trust.files import CERT_FILE_MODE, ensure_dir, write_atomic
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
 
@@ -58,7 +54,7 @@ class ControlPlaneConfig:
         state_dir: where state.json, api-token (0600) and endpoint.json live.
         svid_ttl: lifetime of proxy SVIDs.
         controller: the federation controller's API (``HOST:PORT``); with ``join_token`` the
-            first start joins the federation (see :mod:`federation.controlplane.federation_link`)
+            first start joins the federation (see :mod:`federation.controlplane.link`)
             and later starts reuse ``<state_dir>/ca`` instead of ``ca_dir``.
         trust_domain: the trust domain to ask for when joining (default: the controller's).
         gateway: this cluster's east-west gateway ``host:port``, reported to the controller.
@@ -79,15 +75,6 @@ class ControlPlaneConfig:
     gateway: str = ""
 
 
-def load_or_create_token(path: Path) -> str:
-    """The API bearer token in ``path`` (created 0600 with 256 random bits if missing)."""
-    if path.exists():
-        return path.read_text().strip()
-    token = secrets.token_urlsafe(32)
-    write_atomic(path, token.encode(), KEY_FILE_MODE)
-    return token
-
-
 class ControlPlane:
     """A running cluster control plane (see the module docstring)."""
 
@@ -103,6 +90,7 @@ class ControlPlane:
         self.api_port = 0
         self.token = ""
         self.link: FederationLink | None = None
+        self.rtt: RttProber | None = None
 
     @property
     def api_url(self) -> str:
@@ -121,7 +109,7 @@ class ControlPlane:
 
         Raises:
             trust.errors.TrustError: the CA directory has no intermediate for this cluster.
-            federation.controlplane.federation_link.JoinError: joining was asked for and failed.
+            federation.controlplane.link.join.JoinError: joining was asked for and failed.
             federation.errors.InvalidDocumentError: the persisted state is corrupt.
         """
         cfg = self.config
@@ -134,6 +122,7 @@ class ControlPlane:
         state_file = StateFile(cfg.state_dir)
         self.registry.apply(state_file.load())
         if info is not None:
+            self.rtt = RttProber(self.registry)
             self.link = FederationLink(
                 info,
                 state_dir=cfg.state_dir,
@@ -141,6 +130,7 @@ class ControlPlane:
                 ca=ca,
                 on_bundle=self._on_bundle,
                 gateway=cfg.gateway,
+                rtt_ms=self.rtt.rtt_ms,
             )
             self.link.restore()
         self.mesh = MeshContext(cfg.cluster, ca.trust_domain.name, cfg.locality, cfg.network)
@@ -170,9 +160,9 @@ class ControlPlane:
             self._tasks.append(
                 asyncio.create_task(HealthChecker(self.registry).run(), name="health")
             )
-        if self.link is not None:
+        if self.link is not None and self.rtt is not None:
             self._tasks.append(asyncio.create_task(self.link.run(), name="federation-sync"))
-            self._tasks.append(asyncio.create_task(self.link.probe_rtts(), name="rtt-probes"))
+            self._tasks.append(asyncio.create_task(self.rtt.run(), name="rtt-probes"))
         write_atomic(
             cfg.state_dir / "endpoint.json",
             json.dumps(
@@ -197,7 +187,7 @@ class ControlPlane:
     async def _join_info(self) -> JoinInfo | None:
         """The federation this control plane joined (joining now if asked), or None."""
         cfg = self.config
-        info = load_join_info(cfg.state_dir)
+        info = link_state.load_join_info(cfg.state_dir)
         if info is not None:
             if info.cluster != cfg.cluster:
                 raise JoinError(
@@ -215,9 +205,11 @@ class ControlPlane:
                 f"cluster {cfg.cluster!r} has not joined the federation yet: pass --join-token"
                 f" (printed by 'meshfed cluster join {cfg.cluster}')"
             )
-        return await join(
+        info = await join(
             cfg.state_dir, cfg.cluster, cfg.controller, cfg.join_token, cfg.trust_domain
         )
+        link_state.save(cfg.state_dir, info, None)
+        return info
 
     def _on_bundle(self, bundle: TrustBundle) -> None:
         self.identities.set_trust_bundle(bundle)

@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from federation.lb.locality import proximity_rank
+from federation.lb.paths import RttSource
 from federation.model.locality import Locality
-from federation.model.policy import locality_matches
+from federation.model.policy import FAILOVER_LABELS, TrafficPolicy, locality_matches
 
 #: Latency charge of cost mode ``optimize``: 100 ms of RTT weigh as much as $0.02/GB, the price
 #: of one cross-region hop on AWS or GCP.
@@ -43,7 +44,6 @@ OPTIMIZE_USD_PER_GB_PER_MS = 0.0002
 OVERPROVISIONING = 1.4
 
 CostMode = Literal["off", "prefer-cheaper", "optimize"]
-RttSource = Literal["measured", "estimated", "unknown"]
 
 _RANK_REASON = {0.0: "same zone", 1.0: "same region", 1.5: "failover region", 2.0: "same cloud"}
 
@@ -86,6 +86,25 @@ class PolicyInputs:
     failover_priority: tuple[str, ...] = ()
     failover: tuple[tuple[str, str], ...] = ()
     distribute: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()
+
+    @classmethod
+    def from_policy(cls, policy: TrafficPolicy | None) -> PolicyInputs:
+        """The decision inputs of a TrafficPolicy (defaults without one)."""
+        if policy is None:
+            return cls()
+        spec = policy.spec
+        return cls(
+            mode=spec.cost.mode,
+            latency_budget_ms=spec.cost.latency_budget_ms,
+            max_cost_per_gb=spec.cost.max_cost_per_gb,
+            failover=tuple((f.from_, f.to) for f in spec.locality.failover),
+            distribute=tuple(
+                (d.from_, tuple(sorted(d.to.items()))) for d in spec.locality.distribute
+            ),
+            failover_priority=tuple(
+                FAILOVER_LABELS[label] for label in spec.locality.failover_priority
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)

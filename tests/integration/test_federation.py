@@ -380,7 +380,7 @@ def test_a_certificate_from_one_clusters_intermediate_cannot_speak_for_another(f
     """Cluster a's intermediate signs an SVID claiming to be b's control plane: refused."""
     import grpc
 
-    from federation.controller.proto import sync_pb2, sync_pb2_grpc
+    from federation.sync.proto import sync_pb2, sync_pb2_grpc
     from trust.authority import issue_svid
     from trust.cluster_ca import ClusterCaDirectory
 

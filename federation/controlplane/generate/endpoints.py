@@ -21,19 +21,8 @@ from google.protobuf import struct_pb2, wrappers_pb2
 from federation.controlplane.generate.services import ServicePort
 from federation.controlplane.registry import Health, RegistryState
 from federation.lb.decision import Candidate, Choice, PolicyInputs, decide
+from federation.lb.paths import path_facts, price_tables
 from federation.model.locality import Locality
-from federation.model.policy import FAILOVER_LABELS, TrafficPolicy
-from federation.model.service import DirectEndpoint
-from federation.model.workload import WorkloadEntry
-from providers.pricing import (
-    PriceTable,
-    Site,
-    builtin_tables,
-    estimate_rtt_ms,
-    free_table,
-    path_price,
-    with_rates,
-)
 
 _HEALTH = {
     Health.UNKNOWN: health_check_pb2.HealthStatus.UNKNOWN,
@@ -43,59 +32,37 @@ _HEALTH = {
 TLS_MATCH_KEY = "envoy.transport_socket_match"
 
 
-def _lb_endpoint(w: WorkloadEntry, port: int, health: Health) -> endpoint_components_pb2.LbEndpoint:
-    target = w.spec.inbound_port if w.spec.tls_mode == "mutual" else port
+def lb_endpoint(
+    address: str,
+    port: int,
+    *,
+    health: Health,
+    weight: int,
+    tls_mode: str,
+    hostname: str = "",
+) -> endpoint_components_pb2.LbEndpoint:
+    """One ``LbEndpoint``: ``address:port``, its health, weight (>= 1) and
+    ``envoy.transport_socket_match: {tlsMode: ...}`` (which transport socket the cluster uses
+    for it: mTLS for ``mutual``)."""
     metadata = base_pb2.Metadata()
     match = struct_pb2.Struct()
-    match.update({"tlsMode": w.spec.tls_mode})
+    match.update({"tlsMode": tls_mode})
     metadata.filter_metadata[TLS_MATCH_KEY].CopyFrom(match)
     return endpoint_components_pb2.LbEndpoint(
         endpoint=endpoint_components_pb2.Endpoint(
             address=address_pb2.Address(
-                socket_address=address_pb2.SocketAddress(address=w.spec.address, port_value=target)
+                socket_address=address_pb2.SocketAddress(address=address, port_value=port)
             ),
-            hostname=w.metadata.name,
+            hostname=hostname,
         ),
         health_status=_HEALTH[health],
-        load_balancing_weight=wrappers_pb2.UInt32Value(value=w.spec.weight),
-        metadata=metadata,
-    )
-
-
-def _direct_endpoint(e: DirectEndpoint, target: int) -> endpoint_components_pb2.LbEndpoint:
-    metadata = base_pb2.Metadata()
-    match = struct_pb2.Struct()
-    match.update({"tlsMode": e.tls_mode})
-    metadata.filter_metadata[TLS_MATCH_KEY].CopyFrom(match)
-    return endpoint_components_pb2.LbEndpoint(
-        endpoint=endpoint_components_pb2.Endpoint(
-            address=address_pb2.Address(
-                socket_address=address_pb2.SocketAddress(address=e.address, port_value=target)
-            ),
-        ),
-        health_status=_HEALTH[Health.HEALTHY if e.healthy else Health.UNHEALTHY],
-        load_balancing_weight=wrappers_pb2.UInt32Value(value=e.weight),
-        metadata=metadata,
-    )
-
-
-def _remote_endpoint(
-    host: str, port: int, weight: int, healthy: bool
-) -> endpoint_components_pb2.LbEndpoint:
-    metadata = base_pb2.Metadata()
-    match = struct_pb2.Struct()
-    match.update({"tlsMode": "mutual"})
-    metadata.filter_metadata[TLS_MATCH_KEY].CopyFrom(match)
-    return endpoint_components_pb2.LbEndpoint(
-        endpoint=endpoint_components_pb2.Endpoint(
-            address=address_pb2.Address(
-                socket_address=address_pb2.SocketAddress(address=host, port_value=port)
-            ),
-        ),
-        health_status=_HEALTH[Health.HEALTHY if healthy else Health.UNHEALTHY],
         load_balancing_weight=wrappers_pb2.UInt32Value(value=max(1, weight)),
         metadata=metadata,
     )
+
+
+def _health(healthy: bool) -> Health:
+    return Health.HEALTHY if healthy else Health.UNHEALTHY
 
 
 Members = dict[tuple[str, Locality], list[tuple[str, endpoint_components_pb2.LbEndpoint]]]
@@ -110,41 +77,6 @@ class Placement:
     members: Members
 
 
-def site(locality: Locality) -> Site:
-    """The pricing site of a locality (``aws/us-east-1/us-east-1a`` -> aws, us-east-1, ...)."""
-    return Site(locality.cloud, locality.region.split("/", 1)[-1], locality.zone)
-
-
-def policy_inputs(policy: TrafficPolicy | None) -> PolicyInputs:
-    """The decision inputs of a TrafficPolicy (defaults without one)."""
-    if policy is None:
-        return PolicyInputs()
-    spec = policy.spec
-    inputs = PolicyInputs(
-        mode=spec.cost.mode,
-        latency_budget_ms=spec.cost.latency_budget_ms,
-        max_cost_per_gb=spec.cost.max_cost_per_gb,
-        failover=tuple((f.from_, f.to) for f in spec.locality.failover),
-        distribute=tuple((d.from_, tuple(sorted(d.to.items()))) for d in spec.locality.distribute),
-        failover_priority=tuple(
-            FAILOVER_LABELS[label] for label in spec.locality.failover_priority
-        ),
-    )
-    return inputs
-
-
-def _price_overrides(state: RegistryState) -> dict[str, PriceTable]:
-    out = {}
-    for cloud, doc in state.price_tables.items():
-        base = builtin_tables().get(cloud) or free_table(cloud)
-        out[cloud] = with_rates(
-            base,
-            {str(k): v for k, v in doc.spec.usd_per_gb.items()},
-            f"PriceTable {doc.metadata.name}",
-        )
-    return out
-
-
 def placement(
     caller: Locality,
     caller_cluster: str,
@@ -155,8 +87,8 @@ def placement(
     include_remote: bool = True,
     gateways: bool = True,
 ) -> Placement:
-    """Candidates of one service port, priced (US$/GB, :mod:`providers.pricing`), timed (RTT
-    measured by the control plane, else estimated) and decided
+    """Candidates of one service port, priced and timed (:func:`federation.lb.paths.path_facts`:
+    US$/GB of the path, RTT measured by the control plane, else estimated) and decided
     (:func:`federation.lb.decision.decide` with the service's TrafficPolicy).
 
     Local workloads are addressed directly (their sidecar's inbound port for tlsMode mutual);
@@ -173,7 +105,16 @@ def placement(
             continue
         health = state.health_of(w.key)
         key = (caller_cluster, w.locality)
-        members[key].append((w.metadata.name, _lb_endpoint(w, wp.app_port, health)))
+        target = w.spec.inbound_port if w.spec.tls_mode == "mutual" else wp.app_port
+        endpoint = lb_endpoint(
+            w.spec.address,
+            target,
+            health=health,
+            weight=w.spec.weight,
+            tls_mode=w.spec.tls_mode,
+            hostname=w.metadata.name,
+        )
+        members[key].append((w.metadata.name, endpoint))
         weights[key].append(w.spec.weight if health.serving else 0)
     imported = state.imports.get((port.namespace, port.service))
     via_gateway: set[tuple[str, Locality]] = set()
@@ -181,37 +122,39 @@ def placement(
         where = Locality.parse(rc.locality)
         if rc.direct_endpoints is not None:  # same network: dial its endpoints directly
             for i, e in enumerate(rc.direct_endpoints):
-                target = e.ports.get(port.port_name)
-                if target is None or e.tls_mode not in include_tls_mode:
+                dial = e.ports.get(port.port_name)
+                if dial is None or e.tls_mode not in include_tls_mode:
                     continue
                 key = (rc.cluster, Locality(where.region, e.zone or where.zone))
-                members[key].append((f"~{rc.cluster}~{i:05d}", _direct_endpoint(e, target)))
+                endpoint = lb_endpoint(
+                    e.address,
+                    dial,
+                    health=_health(e.healthy),
+                    weight=e.weight,
+                    tls_mode=e.tls_mode,
+                )
+                members[key].append((f"~{rc.cluster}~{i:05d}", endpoint))
                 weights[key].append(e.weight if e.healthy else 0)
         elif gateways:
             key = (rc.cluster, where)
             via_gateway.add(key)
-            members[key].append(
-                (
-                    f"~{rc.cluster}",
-                    _remote_endpoint(
-                        rc.gateway_host, rc.gateway_port, rc.endpoints, rc.endpoints > 0
-                    ),
-                )
+            endpoint = lb_endpoint(
+                rc.gateway_host,
+                rc.gateway_port,
+                health=_health(rc.endpoints > 0),
+                weight=rc.endpoints,
+                tls_mode="mutual",
             )
+            members[key].append((f"~{rc.cluster}", endpoint))
             weights[key].append(rc.endpoints)
-    prices = _price_overrides(state)
-    here = site(caller)
+    prices = price_tables(state.price_tables.values())
     candidates = []
     for (cluster, loc), ws in sorted(weights.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        price = path_price(site(loc), here, prices)
-        measured = state.rtt_ms.get(cluster) if cluster != caller_cluster else None
-        estimated = estimate_rtt_ms(here, site(loc))
-        rtt, source = (
-            (measured, "measured")
-            if measured is not None
-            else (estimated, "estimated")
-            if estimated is not None
-            else (None, "unknown")
+        facts = path_facts(
+            caller,
+            loc,
+            measured_rtt_ms=state.rtt_ms.get(cluster) if cluster != caller_cluster else None,
+            prices=prices,
         )
         if (cluster, loc) in via_gateway:  # one gateway endpoint standing for ``ws[0]``
             healthy, total = sum(ws), max(sum(ws), 1)
@@ -224,13 +167,13 @@ def placement(
                 healthy=healthy,
                 total=total,
                 capacity=sum(ws),
-                rtt_ms=rtt,
-                rtt_source=source,  # type: ignore[arg-type]
-                usd_per_gb=price.usd_per_gb,
-                path=price.path,
+                rtt_ms=facts.rtt_ms,
+                rtt_source=facts.rtt_source,
+                usd_per_gb=facts.usd_per_gb,
+                path=facts.path,
             )
         )
-    inputs = policy_inputs(state.policies.get((port.namespace, port.service)))
+    inputs = PolicyInputs.from_policy(state.policies.get((port.namespace, port.service)))
     return Placement(decide(caller, caller_cluster, candidates, inputs), dict(members))
 
 

@@ -10,7 +10,19 @@ import random
 import pytest
 
 from federation.client import controller_target
-from federation.controlplane.federation_link import backoff_delays, parse_update
+import grpc
+
+from federation.controlplane.link.session import SyncRefusedError, backoff_delays, sync_error
+from federation.sync.convert import (
+    report_from_proto,
+    report_to_proto,
+    update_from_json,
+    update_from_proto,
+    update_to_json,
+    update_to_proto,
+)
+from federation.sync.messages import ControllerUpdate
+from federation.sync.proto import sync_pb2
 from federation.controlplane.registry import Health, RegistryState, ServiceRegistry, with_federation
 from federation.controlplane.report import cluster_report
 from federation.errors import ApiError, InvalidDocumentError
@@ -67,7 +79,9 @@ def _registry() -> ServiceRegistry:
 def test_report_lists_local_services_healthy_endpoints_per_zone_and_exports() -> None:
     registry = _registry()
     registry.set_health(("demo", "echo-2"), Health.UNHEALTHY)
-    report = cluster_report(registry.state, "east", "127.0.1.1:15443", {"west": 1.23456})
+    typed = cluster_report(registry.state, "east", "127.0.1.1:15443", {"west": 1.23456})
+    assert report_from_proto(report_to_proto(typed)) == typed  # the wire keeps everything
+    report = typed.model_dump()
     echo, secret = report["services"]
     endpoints = echo.pop("endpoints")
     assert endpoints[1] == {
@@ -99,7 +113,7 @@ def test_federated_exports_count_as_exports_and_the_controller_view_replaces_the
     assert registry.set_federation([imp], [("demo", "secret")])
     state = registry.state
     assert state.exported(("demo", "secret")) and state.exported(("demo", "echo"))
-    assert cluster_report(state, "east", "", {})["exports"] == ["demo/echo", "demo/secret"]
+    assert cluster_report(state, "east", "", {}).exports == ["demo/echo", "demo/secret"]
     assert not registry.set_federation([imp], [("demo", "secret")])  # same view: no new version
     assert registry.state is state
     registry.set_federation([], [])
@@ -118,14 +132,93 @@ def test_with_federation_is_pure() -> None:
     assert state.imports == {} and after.version == 1 and after.imports[("demo", "echo")] == imp
 
 
-def test_parse_update() -> None:
-    view = parse_update(
-        {"service_imports_json": [json.dumps(IMPORT)], "exports": ["demo/echo", "x/y"]}
+POLICY = {
+    "apiVersion": "meshfed.io/v1alpha1",
+    "kind": "TrafficPolicy",
+    "metadata": {"name": "echo", "namespace": "demo"},
+    "spec": {"host": "echo.demo.svc.clusterset.local", "split": {"west": 100}},
+}
+
+
+def _update() -> ControllerUpdate:
+    direct = {
+        **IMPORT["spec"]["clusters"][0],  # type: ignore[index]
+        "directEndpoints": [{"address": "10.0.0.1", "ports": {"http": 15006}}],
+    }
+    imp = {**IMPORT, "spec": {**IMPORT["spec"], "clusters": [direct]}}  # type: ignore[dict-item]
+    [policy] = load_documents(json.dumps(POLICY))
+    return ControllerUpdate(
+        version=7,
+        imports=[ServiceImport.model_validate(imp)],
+        exports=[("demo", "echo"), ("x", "y")],
+        policies=[policy],  # type: ignore[list-item]
+        trust_bundle_pem=b"PEM",
+        lease_seconds=30,
     )
-    assert [i.key for i in view.imports] == [("demo", "echo")]
-    assert view.exports == [("demo", "echo"), ("x", "y")]
-    with pytest.raises(InvalidDocumentError):
-        parse_update({"service_imports_json": [json.dumps({**IMPORT, "spec": {}})]})
+
+
+def test_updates_cross_the_wire_and_the_disk_unchanged() -> None:
+    update = _update()
+    assert update_from_proto(update_to_proto(update)) == update
+    stored = update_to_json(update)
+    assert "trust_bundle_pem" not in stored  # the bundle is kept as a PEM file of its own
+    again = update_from_json(stored)
+    assert again.imports == update.imports and again.policies == update.policies
+    # same network: an empty list of direct endpoints is not "no direct endpoints"
+    empty = ServiceImport.model_validate(
+        {
+            **IMPORT,
+            "spec": {
+                **IMPORT["spec"],
+                "clusters": [{**IMPORT["spec"]["clusters"][0], "directEndpoints": []}],
+            },
+        }  # type: ignore[index, dict-item]
+    )
+    back = update_from_proto(update_to_proto(ControllerUpdate(imports=[empty])))
+    assert back.imports[0].spec.clusters[0].direct_endpoints == []
+
+
+def test_an_invalid_update_is_refused_whole_naming_the_import_and_field() -> None:
+    message = update_to_proto(_update())
+    message.imports[0].clusters[0].gateway = "no-port"
+    with pytest.raises(
+        InvalidDocumentError, match=r"ServiceImport demo/echo: spec.clusters.0.gateway"
+    ):
+        update_from_proto(message)
+
+
+def test_an_update_stored_by_the_json_in_proto_protocol_still_loads() -> None:
+    legacy = {
+        "version": "3",
+        "service_imports_json": [json.dumps(IMPORT)],
+        "policies_json": [json.dumps(POLICY)],
+        "exports": ["demo/echo"],
+    }
+    update = update_from_json(legacy)
+    assert [i.key for i in update.imports] == [("demo", "echo")]
+    assert update.exports == [("demo", "echo")] and len(update.policies) == 1
+
+
+class _RpcError(grpc.aio.AioRpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        super().__init__(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details="why")
+
+
+@pytest.mark.parametrize(
+    ("code", "retryable"),
+    [
+        (grpc.StatusCode.PERMISSION_DENIED, False),
+        (grpc.StatusCode.UNAUTHENTICATED, False),
+        (grpc.StatusCode.UNAVAILABLE, True),
+        (grpc.StatusCode.ABORTED, True),
+        (grpc.StatusCode.INTERNAL, True),
+    ],
+)
+def test_a_refused_cluster_stops_syncing_a_broken_stream_reconnects(code, retryable) -> None:
+    err = sync_error(_RpcError(code), "127.0.0.1:15090")
+    assert err.retryable is retryable
+    assert isinstance(err, SyncRefusedError) is (not retryable)
+    assert code.name in str(err)
 
 
 def test_backoff_doubles_to_ten_seconds_with_jitter() -> None:

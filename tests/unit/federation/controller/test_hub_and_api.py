@@ -13,6 +13,7 @@ from federation.controller.hub import Closed, SyncHub
 from federation.controller.membership import STARTUP_GRACE_S, token_digest
 from federation.controller.store import ClusterRecord, SqliteStore
 from federation.controller.sync import peer_cluster
+from federation.sync.messages import ClusterReport
 from trust import pki
 from trust.spiffe import SpiffeId, TrustDomain
 
@@ -25,18 +26,21 @@ class Clock:
         return self.now
 
 
-def _report(exports: list[str], port: int = 8080) -> dict:
-    return {
-        "services": [
-            {
-                "namespace": "demo",
-                "name": "echo",
-                "ports": [{"name": "http", "port": port, "protocol": "http"}],
-                "healthy_endpoints_by_zone": {"z": 1},
-            }
-        ],
-        "exports": exports,
-    }
+def _report(exports: list[str], port: int = 8080) -> ClusterReport:
+    return ClusterReport.model_validate(
+        {
+            "cluster": "any",
+            "services": [
+                {
+                    "namespace": "demo",
+                    "name": "echo",
+                    "ports": [{"name": "http", "port": port, "protocol": "http"}],
+                    "healthy_endpoints_by_zone": {"z": 1},
+                }
+            ],
+            "exports": exports,
+        }
+    )
 
 
 def _hub(tmp_path, clock, lease=30.0):
@@ -61,10 +65,10 @@ async def test_updates_go_out_after_the_first_report_and_only_when_the_view_chan
     assert qa.empty() and qb.empty()  # nothing before each stream's first report
     hub.report("a", _report(["demo/echo"]))
     update_a = qa.get_nowait()
-    assert list(update_a.service_imports_json) == [] and update_a.trust_bundle_pem == b"BUNDLE"
+    assert update_a.imports == [] and update_a.trust_bundle_pem == b"BUNDLE"
     hub.report("b", _report([]))
-    [doc] = [json.loads(d) for d in qb.get_nowait().service_imports_json]
-    assert doc["spec"]["clusters"][0]["cluster"] == "a"
+    [imp] = qb.get_nowait().imports
+    assert imp.spec.clusters[0].cluster == "a"
     hub.report("b", _report([]))  # a heartbeat with the same content
     hub.recompute()
     assert qa.empty() and qb.empty()
@@ -93,7 +97,7 @@ async def test_a_silent_cluster_is_withdrawn_after_its_lease_but_not_right_after
     assert restarted.states() == {"a": "Ready", "b": "Ready"}
     restarted.attach("b")
     restarted.report("b", _report([]))
-    assert [c["cluster"] for c in restarted.imports["b"][0]["spec"]["clusters"]] == ["a"]
+    assert [c.cluster for c in restarted.imports["b"][0].spec.clusters] == ["a"]
     clock.now = restarted.started_at + STARTUP_GRACE_S + 0.1
     assert restarted.states()["a"] == "Unreachable"
     # b reported after the start: no grace for it once it goes silent

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from federation.controller.imports import compute
+from federation.controller import imports as mcs
 from federation.controller.store import ClusterRecord
+from federation.sync.messages import ClusterReport
+
+
+def compute(*args: Any) -> tuple[dict[str, list[dict[str, Any]]], list[mcs.ExportStatus]]:
+    """:func:`mcs.compute` with the ServiceImports as the documents the API shows."""
+    imports, statuses = mcs.compute(*args)
+    docs = {
+        cluster: [
+            i.model_dump(
+                by_alias=True, mode="json", exclude_none=True, exclude={"metadata": {"labels"}}
+            )
+            for i in imps
+        ]
+        for cluster, imps in imports.items()
+    }
+    return docs, statuses
 
 
 def _cluster(name: str, locality: str = "aws/us-east-1/us-east-1a") -> ClusterRecord:
@@ -14,20 +30,23 @@ def _cluster(name: str, locality: str = "aws/us-east-1/us-east-1a") -> ClusterRe
     )
 
 
-def _report(*services: tuple[str, int, str, int], exports: list[str]) -> dict[str, Any]:
-    return {
-        "services": [
-            {
-                "namespace": "demo",
-                "name": name,
-                "ports": [{"name": "http", "port": port, "protocol": proto}],
-                "service_accounts": [name],
-                "healthy_endpoints_by_zone": {"z1": healthy},
-            }
-            for name, port, proto, healthy in services
-        ],
-        "exports": exports,
-    }
+def _report(*services: tuple[str, int, str, int], exports: list[str]) -> ClusterReport:
+    return ClusterReport.model_validate(
+        {
+            "cluster": "any",
+            "services": [
+                {
+                    "namespace": "demo",
+                    "name": name,
+                    "ports": [{"name": "http", "port": port, "protocol": proto}],
+                    "service_accounts": [name],
+                    "healthy_endpoints_by_zone": {"z1": healthy},
+                }
+                for name, port, proto, healthy in services
+            ],
+            "exports": exports,
+        }
+    )
 
 
 CLUSTERS = [_cluster("a"), _cluster("b"), _cluster("c")]
@@ -119,8 +138,8 @@ def test_same_network_importers_get_the_endpoints_others_only_the_gateway() -> N
         ClusterRecord("b", "aws/us-west-2/us-west-2a", "shared", "10.0.0.2:15443", "local", 0.0),
         ClusterRecord("c", "gcp/us-east4/us-east4-a", "other", "10.0.0.3:15443", "local", 0.0),
     ]
-    report_a = _report(("echo", 9090, "grpc", 1), exports=["demo/echo"])
-    report_a["services"][0]["endpoints"] = [
+    body = _report(("echo", 9090, "grpc", 1), exports=["demo/echo"]).model_dump()
+    body["services"][0]["endpoints"] = [
         {
             "address": "10.1.0.5",
             "zone": "us-east-1a",
@@ -130,6 +149,7 @@ def test_same_network_importers_get_the_endpoints_others_only_the_gateway() -> N
             "weight": 2,
         }
     ]
+    report_a = ClusterReport.model_validate(body)
     reports = {"a": report_a, "b": _report(exports=[]), "c": _report(exports=[])}
     imports, _ = compute(shared, READY, reports, {("a", "demo", "echo"): 1.0})
     [b_entry] = imports["b"][0]["spec"]["clusters"]

@@ -8,13 +8,13 @@ import stat
 import pytest
 
 from federation.controller.membership import (
-    cluster_from_spiffe_path,
     cluster_state,
-    control_plane_spiffe_path,
     new_join_token,
     token_digest,
     validate_member_name,
 )
+from federation.sync.identity import cluster_from_spiffe_path, control_plane_spiffe_path
+from federation.sync.messages import ClusterReport
 from federation.controller.store import ClusterRecord, SqliteStore, StoreError
 from federation.errors import NotFoundError
 
@@ -63,7 +63,7 @@ def test_store_survives_reopen_and_tokens_are_single_use(tmp_path) -> None:
     store.join(token_digest("t1"), "east", "PEM", now=2.0)
     with pytest.raises(StoreError, match="already used"):
         store.join(token_digest("t1"), "east", "PEM", now=3.0)
-    store.put_report("east", {"exports": ["demo/echo"], "services": []}, now=4.0)
+    store.put_report("east", ClusterReport(cluster="east", exports=["demo/echo"]), now=4.0)
     store.put_documents(
         [(("ServiceExport", "demo", "echo", "east"), {"kind": "ServiceExport"})], 5.0
     )
@@ -75,9 +75,9 @@ def test_store_survives_reopen_and_tokens_are_single_use(tmp_path) -> None:
     assert again.export_times() == {("east", "demo", "echo"): 4.0}
     assert again.documents("ServiceExport") == [{"kind": "ServiceExport"}]
     # a later report keeps the first-seen time; dropping the export forgets it
-    again.put_report("east", {"exports": ["demo/echo"]}, now=9.0)
+    again.put_report("east", ClusterReport(cluster="east", exports=["demo/echo"]), now=9.0)
     assert again.export_times()[("east", "demo", "echo")] == 4.0
-    again.put_report("east", {"exports": []}, now=10.0)
+    again.put_report("east", ClusterReport(cluster="east"), now=10.0)
     assert again.export_times() == {}
     again.remove_cluster("east")
     assert again.clusters() == [] and again.documents("ServiceExport") == []

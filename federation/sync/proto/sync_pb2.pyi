@@ -6,6 +6,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ServiceRef(_message.Message):
+    __slots__ = ("namespace", "name")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
 class PortInfo(_message.Message):
     __slots__ = ("name", "port", "protocol")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -63,7 +71,7 @@ class ServiceReport(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., healthy_endpoints_by_zone: _Optional[_Mapping[str, int]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ...) -> None: ...
 
 class ClusterReport(_message.Message):
-    __slots__ = ("cluster", "services", "exports", "gateway", "rtt_ms")
+    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports")
     class RttMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -73,28 +81,60 @@ class ClusterReport(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
-    EXPORTS_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
     RTT_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPORTS_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     services: _containers.RepeatedCompositeFieldContainer[ServiceReport]
-    exports: _containers.RepeatedScalarFieldContainer[str]
     gateway: str
     rtt_ms: _containers.ScalarMap[str, float]
-    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., exports: _Optional[_Iterable[str]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    exports: _containers.RepeatedCompositeFieldContainer[ServiceRef]
+    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ...) -> None: ...
+
+class RemoteCluster(_message.Message):
+    __slots__ = ("cluster", "gateway", "network", "locality", "endpoints", "same_network", "direct_endpoints")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    LOCALITY_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    SAME_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    DIRECT_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    gateway: str
+    network: str
+    locality: str
+    endpoints: int
+    same_network: bool
+    direct_endpoints: _containers.RepeatedCompositeFieldContainer[EndpointReport]
+    def __init__(self, cluster: _Optional[str] = ..., gateway: _Optional[str] = ..., network: _Optional[str] = ..., locality: _Optional[str] = ..., endpoints: _Optional[int] = ..., same_network: _Optional[bool] = ..., direct_endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ...) -> None: ...
+
+class ServiceImport(_message.Message):
+    __slots__ = ("namespace", "name", "ports", "service_accounts", "clusters")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    ports: _containers.RepeatedCompositeFieldContainer[PortInfo]
+    service_accounts: _containers.RepeatedScalarFieldContainer[str]
+    clusters: _containers.RepeatedCompositeFieldContainer[RemoteCluster]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., clusters: _Optional[_Iterable[_Union[RemoteCluster, _Mapping]]] = ...) -> None: ...
 
 class ControllerUpdate(_message.Message):
-    __slots__ = ("version", "service_imports_json", "trust_bundle_pem", "policies_json", "lease_seconds", "exports")
+    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports")
     VERSION_FIELD_NUMBER: _ClassVar[int]
-    SERVICE_IMPORTS_JSON_FIELD_NUMBER: _ClassVar[int]
     TRUST_BUNDLE_PEM_FIELD_NUMBER: _ClassVar[int]
     POLICIES_JSON_FIELD_NUMBER: _ClassVar[int]
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    IMPORTS_FIELD_NUMBER: _ClassVar[int]
     EXPORTS_FIELD_NUMBER: _ClassVar[int]
     version: int
-    service_imports_json: _containers.RepeatedScalarFieldContainer[str]
     trust_bundle_pem: bytes
     policies_json: _containers.RepeatedScalarFieldContainer[str]
     lease_seconds: int
-    exports: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[int] = ..., service_imports_json: _Optional[_Iterable[str]] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., exports: _Optional[_Iterable[str]] = ...) -> None: ...
+    imports: _containers.RepeatedCompositeFieldContainer[ServiceImport]
+    exports: _containers.RepeatedCompositeFieldContainer[ServiceRef]
+    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ...) -> None: ...

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from federation.controller.proto import sync_pb2 as sync__pb2
+from federation.sync.proto import sync_pb2 as sync__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -1,0 +1,77 @@
+"""RTT probes from this cluster to every imported cluster's east-west gateway.
+
+Every 10 s, and at once when the imports change, the prober times a TCP connect (ms) to each
+gateway; the raw figures go into the next report (the controller shows them) and, smoothed
+by :func:`federation.lb.paths.rtts_for_decisions`, into the registry for load balancing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from federation.controlplane.registry import RegistryState, ServiceRegistry
+from federation.lb.paths import rtts_for_decisions
+from federation.netaddr import parse_host_port
+
+RTT_PROBE_INTERVAL_S = 10.0
+CONNECT_TIMEOUT_S = 2.0
+
+
+async def connect_time_ms(gateway: str, timeout_s: float = CONNECT_TIMEOUT_S) -> float | None:
+    """TCP connect time (ms) to ``host:port``, or None when it fails or times out."""
+    host, port = parse_host_port(gateway)
+    started = time.perf_counter()
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    except (OSError, TimeoutError):
+        return None
+    elapsed = (time.perf_counter() - started) * 1000
+    writer.close()
+    return elapsed
+
+
+class RttProber:
+    """Keeps ``rtt_ms`` (other cluster -> latest connect time, ms) current; see the module
+    docstring. The dict is shared with the sync link, which reports it."""
+
+    def __init__(self, registry: ServiceRegistry) -> None:
+        self._registry = registry
+        self.rtt_ms: dict[str, float] = {}
+        self._imports_changed = asyncio.Event()
+        self._last_imports = registry.state.imports
+        registry.subscribe(self._on_registry)
+
+    def _on_registry(self, state: RegistryState) -> None:
+        if state.imports is not self._last_imports:
+            self._last_imports = state.imports
+            self._imports_changed.set()
+
+    async def probe_once(self) -> None:
+        """Probe every imported cluster's gateway once and update the registry's RTTs."""
+        gateways = {
+            c.cluster: c.gateway
+            for imp in self._registry.state.imports.values()
+            for c in imp.spec.clusters
+        }
+        for cluster, gateway in sorted(gateways.items()):
+            rtt = await connect_time_ms(gateway)
+            if rtt is None:
+                self.rtt_ms.pop(cluster, None)
+            else:
+                self.rtt_ms[cluster] = rtt
+        for gone in set(self.rtt_ms) - set(gateways):
+            del self.rtt_ms[gone]
+        current = self._registry.state.rtt_ms
+        self._registry.set_rtts(rtts_for_decisions(current, self.rtt_ms, gateways))
+
+    async def run(self) -> None:
+        """Probe until cancelled: every :data:`RTT_PROBE_INTERVAL_S`, or at once when the
+        imports change."""
+        while True:
+            self._imports_changed.clear()
+            await self.probe_once()
+            try:
+                await asyncio.wait_for(self._imports_changed.wait(), RTT_PROBE_INTERVAL_S)
+            except TimeoutError:
+                pass

@@ -1,0 +1,250 @@
+"""The sync stream of a joined control plane (``meshfed.sync.v1.FederationSync/Sync``).
+
+The control plane authenticates with an SVID for
+``spiffe://<td>/ns/meshfed-system/sa/controlplane-<cluster>`` that its own intermediate issues
+(renewed at half life by :class:`trust.rotation.SvidRotator`, picked up on the next connect)
+and checks the controller's certificate against the trust bundle and the name in
+``JoinInfo.sync_server_name``. It sends its report (:mod:`federation.controlplane.report`) at
+once, after every change and at least every third of the lease; it applies each
+``ControllerUpdate`` whole -- imports and centrally applied exports replace the previous ones,
+a new trust bundle is written and handed to the identity manager -- and persists it first, so
+a control plane restarted while the controller is away serves the same imports.
+
+When the stream breaks it reconnects with exponential backoff (0.5 s doubling to 10 s, with
+jitter) and keeps serving its last state meanwhile (static stability). When the controller
+refuses the cluster itself (``PERMISSION_DENIED`` / ``UNAUTHENTICATED``: removed from the
+federation, or its identity is not accepted) retrying cannot help: the link stops, logs why
+and what to do, and keeps :attr:`FederationLink.stopped` set to the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+
+from federation.controlplane.link import state
+from federation.controlplane.link.join import JoinInfo
+from federation.controlplane.registry import RegistryState, ServiceRegistry
+from federation.controlplane.report import cluster_report
+from federation.errors import FederationError, InvalidDocumentError, UnreachableError
+from federation.sync.convert import report_to_proto, update_from_proto
+from federation.sync.identity import CONTROL_PLANE_NAMESPACE, control_plane_service_account
+from federation.sync.messages import ClusterReport, ControllerUpdate
+from federation.sync.proto import sync_pb2, sync_pb2_grpc
+from trust.authority import LocalCertificateAuthority, issue_svid
+from trust.bundle import TrustBundle
+from trust.cluster_ca import ClusterCaDirectory
+from trust.errors import TrustError
+from trust.rotation import SvidRotator
+from trust.svid import X509Svid
+
+log = logging.getLogger(__name__)
+
+SYNC_SVID_TTL = timedelta(hours=24)
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 10.0
+#: gRPC status codes that mean "this cluster is refused", not "try later".
+REFUSED_CODES = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
+
+
+class SyncRefusedError(FederationError):
+    """The controller refused this cluster's sync stream (not retryable: removed from the
+    federation, or its identity is not accepted)."""
+
+
+def sync_error(err: grpc.aio.AioRpcError, address: str) -> FederationError:
+    """A failed stream as a :class:`FederationError` whose ``retryable`` says whether to
+    reconnect: :class:`SyncRefusedError` for :data:`REFUSED_CODES`, else
+    :class:`~federation.errors.UnreachableError`."""
+    text = f"sync with the controller at {address}: {err.code().name} {err.details()}"
+    if err.code() in REFUSED_CODES:
+        return SyncRefusedError(
+            text + " -- this cluster is no longer accepted; register it again"
+            " (meshfed cluster join) and restart the control plane with a new --join-token"
+        )
+    return UnreachableError(text, status=0)
+
+
+def backoff_delays(
+    initial_s: float = BACKOFF_INITIAL_S,
+    max_s: float = BACKOFF_MAX_S,
+    rng: random.Random | None = None,
+) -> Iterator[float]:
+    """Successive reconnect delays (s): doubling from ``initial_s`` up to ``max_s``, each
+    drawn uniformly from its upper half (jitter, so clusters do not reconnect in lock step)."""
+    r = rng or random.Random()  # noqa: S311 - jitter, not security
+    delay = initial_s
+    while True:
+        yield delay / 2 + r.random() * delay / 2
+        delay = min(delay * 2, max_s)
+
+
+class FederationLink:
+    """The sync client of one joined control plane (see the module docstring).
+
+    Args:
+        info: from :func:`~federation.controlplane.link.join.join` or ``federation.json``.
+        state_dir: holds ``federation.json`` and ``ca/``.
+        ca: the cluster's intermediate CA (issues the sync SVID).
+        on_bundle: called with the new :class:`TrustBundle` when the controller sends one.
+        gateway: this cluster's east-west gateway ``host:port`` as reported ("" if none).
+        rtt_ms: other cluster -> measured RTT (ms), reported as is (owned by the RTT prober).
+    """
+
+    def __init__(
+        self,
+        info: JoinInfo,
+        *,
+        state_dir: Path,
+        registry: ServiceRegistry,
+        ca: LocalCertificateAuthority,
+        on_bundle: Callable[[TrustBundle], None],
+        gateway: str = "",
+        rtt_ms: dict[str, float] | None = None,
+    ) -> None:
+        self.info = info
+        self._state_dir = state_dir
+        self._registry = registry
+        self._ca = ca
+        self._on_bundle = on_bundle
+        self._gateway = gateway
+        self._changed = asyncio.Event()
+        sid = ca.trust_domain.workload_id(
+            CONTROL_PLANE_NAMESPACE, control_plane_service_account(info.cluster)
+        )
+
+        async def issue() -> X509Svid:
+            return issue_svid(ca, sid, SYNC_SVID_TTL)
+
+        self._rotator = SvidRotator(issue)
+        self.rtt_ms = rtt_ms if rtt_ms is not None else {}
+        self.connected = False
+        self.stopped: str | None = None
+        self.last_update_version = 0
+        registry.subscribe(self._on_registry)
+
+    def restore(self) -> None:
+        """Install the last persisted update (before the control plane answers proxies).
+
+        Raises:
+            InvalidDocumentError: the stored update is invalid.
+        """
+        update = state.load_last_update(self._state_dir)
+        if update is not None:
+            self._install(update)
+            log.info("restored %d imports from the last controller update", len(update.imports))
+
+    def _install(self, update: ControllerUpdate) -> None:
+        self._registry.set_federation(
+            update.imports, update.exports, update.policies, update.price_tables
+        )
+
+    def _on_registry(self, _: RegistryState) -> None:
+        self._changed.set()
+
+    async def _identity(self) -> X509Svid:
+        svid = self._rotator.current
+        if svid is None or self._rotator.seconds_until_renewal() <= 0:
+            svid = await self._rotator.rotate_once()
+        return svid
+
+    def report(self) -> ClusterReport:
+        """The report for the current registry state."""
+        return cluster_report(self._registry.state, self.info.cluster, self._gateway, self.rtt_ms)
+
+    async def _reports(self) -> AsyncIterator[sync_pb2.ClusterReport]:
+        last: ClusterReport | None = None
+        last_sent = 0.0
+        while True:
+            self._changed.clear()  # before reading the state: a later change wakes us
+            body = self.report()
+            heartbeat_s = max(0.5, self.info.lease_seconds / 3)
+            if body != last or time.monotonic() - last_sent >= heartbeat_s:
+                last, last_sent = body, time.monotonic()
+                yield report_to_proto(body)
+            try:
+                timeout = max(0.05, heartbeat_s - (time.monotonic() - last_sent))
+                await asyncio.wait_for(self._changed.wait(), timeout)
+                await asyncio.sleep(0.05)  # coalesce bursts of registry changes
+            except TimeoutError:
+                pass
+
+    def _apply(self, update: ControllerUpdate) -> None:
+        if update.trust_bundle_pem:
+            ca_dir = ClusterCaDirectory(self._state_dir / "ca")
+            if ca_dir.update_bundle(update.trust_bundle_pem):
+                bundle = TrustBundle.from_pem(
+                    self._ca.trust_domain, update.trust_bundle_pem, source="controller update"
+                )
+                log.info("new trust bundle from the controller (%d roots)", len(bundle.roots))
+                self._on_bundle(bundle)
+        if update.lease_seconds:
+            self.info = replace(self.info, lease_seconds=float(update.lease_seconds))
+        state.save(self._state_dir, self.info, update)  # persist first, then serve it
+        self._install(update)
+        self.last_update_version = update.version
+        log.info(
+            "controller update v%d: %d imports, %d exports, %d policies",
+            update.version,
+            len(update.imports),
+            len(update.exports),
+            len(update.policies) + len(update.price_tables),
+        )
+
+    async def _session(self, on_update: Callable[[], None]) -> None:
+        svid = await self._identity()
+        bundle_path = ClusterCaDirectory(self._state_dir / "ca").bundle_path
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=bundle_path.read_bytes(),
+            private_key=svid.private_key_pem(),
+            certificate_chain=svid.chain_pem(),
+        )
+        options = [("grpc.ssl_target_name_override", self.info.sync_server_name)]
+        async with grpc.aio.secure_channel(
+            self.info.sync_address, credentials, options=options
+        ) as channel:
+            stub = sync_pb2_grpc.FederationSyncStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.Sync(self._reports())
+            async for message in call:
+                self._apply(update_from_proto(message))
+                if not self.connected:
+                    log.info("in sync with the controller at %s", self.info.sync_address)
+                self.connected = True
+                on_update()
+
+    async def run(self) -> None:
+        """Sync until cancelled, reconnecting with backoff; returns when the controller
+        refuses this cluster (see the module docstring)."""
+        delays = backoff_delays()
+        while True:
+            reset = False
+
+            def on_update() -> None:
+                nonlocal reset
+                reset = True
+
+            try:
+                await self._session(on_update)
+                log.warning("the controller closed the sync stream")
+            except grpc.aio.AioRpcError as err:
+                failure = sync_error(err, self.info.sync_address)
+                if not failure.retryable:
+                    self.connected = False
+                    self.stopped = str(failure)
+                    log.error("%s; stopped syncing (serving the last state)", failure)
+                    return
+                log.warning("%s", failure)
+            except (InvalidDocumentError, OSError, FederationError, TrustError) as err:
+                log.error("sync with the controller failed: %s", err)
+            self.connected = False
+            if reset:
+                delays = backoff_delays()
+            await asyncio.sleep(next(delays))

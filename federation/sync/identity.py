@@ -1,0 +1,33 @@
+"""Names both ends of the sync stream agree on. Pure.
+
+A control plane authenticates to the controller with an SVID for
+``spiffe://<td>/ns/meshfed-system/sa/controlplane-<cluster>`` issued by its own intermediate
+CA; it dials the controller by the DNS name :data:`CONTROLLER_SERVER_NAME`, which the
+controller's server certificate carries.
+"""
+
+from __future__ import annotations
+
+#: The namespace of control-plane sync identities.
+CONTROL_PLANE_NAMESPACE = "meshfed-system"
+#: The controller's own intermediate CA (signs its sync server certificate).
+CONTROLLER_CA_NAME = "meshfed-controller"
+#: The DNS SAN of the controller's sync server certificate.
+CONTROLLER_SERVER_NAME = "controller.meshfed.internal"
+_SA_PREFIX = "controlplane-"
+
+
+def control_plane_service_account(cluster: str) -> str:
+    """``controlplane-<cluster>``: the service account of a control plane's sync SVID."""
+    return _SA_PREFIX + cluster
+
+
+def control_plane_spiffe_path(cluster: str) -> str:
+    """``/ns/meshfed-system/sa/controlplane-<cluster>``."""
+    return f"/ns/{CONTROL_PLANE_NAMESPACE}/sa/{control_plane_service_account(cluster)}"
+
+
+def cluster_from_spiffe_path(path: str) -> str | None:
+    """The cluster named by a control plane's SPIFFE ID path, or None for any other path."""
+    prefix = control_plane_spiffe_path("")
+    return path[len(prefix) :] if path.startswith(prefix) and len(path) > len(prefix) else None

@@ -1,0 +1,122 @@
+"""Typed messages of the sync protocol (``meshfed.sync.v1``); pure values, no I/O.
+
+``ClusterReport`` (control plane -> controller) says what a cluster serves; its
+``model_dump()`` is the JSON the controller stores (snake_case, the proto's field names).
+``ControllerUpdate`` (controller -> control plane) is the cluster's whole federated view:
+the ServiceImports it must serve, the services it must export, the policies and the trust
+bundle. Conversions to and from the wire are in :mod:`federation.sync.convert`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from federation.model.policy import PriceTable, TrafficPolicy
+from federation.model.service import ServiceImport
+from federation.model.workload import Port, Protocol
+
+#: ``(namespace, service)``.
+ServiceKey = tuple[str, str]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PortInfo(_Message):
+    """A service port as its workloads define it."""
+
+    name: str
+    port: Port
+    protocol: Protocol = "http"
+
+
+class EndpointReport(_Message):
+    """One endpoint of a local service (passed on only to clusters on the same network).
+
+    ``ports``: service port name -> port to dial (the sidecar's inbound port for tlsMode
+    mutual, else the app's port).
+    """
+
+    address: str
+    zone: str = ""
+    healthy: bool = False
+    tls_mode: Literal["mutual", "disabled"] = "mutual"
+    ports: dict[str, Port] = Field(default_factory=dict)
+    weight: int = Field(default=1, ge=1, le=128)
+
+
+class ServiceReport(_Message):
+    """One local service: ports, serving service accounts, healthy endpoints per zone."""
+
+    namespace: str
+    name: str
+    ports: list[PortInfo] = Field(default_factory=list)
+    service_accounts: list[str] = Field(default_factory=list)
+    healthy_endpoints_by_zone: dict[str, int] = Field(default_factory=dict)
+    endpoints: list[EndpointReport] = Field(default_factory=list)
+
+    @property
+    def key(self) -> ServiceKey:
+        """``(namespace, name)``."""
+        return (self.namespace, self.name)
+
+    @property
+    def healthy_endpoints(self) -> int:
+        """Healthy endpoints in every zone together."""
+        return sum(self.healthy_endpoints_by_zone.values())
+
+
+class ClusterReport(_Message):
+    """What a control plane tells the controller (sent on change and every lease/3).
+
+    Attributes:
+        exports: ``"<namespace>/<service>"`` of every exported service (as stored and shown).
+        gateway: ``host:port`` of the cluster's east-west gateway, "" if none.
+        rtt_ms: other cluster -> measured RTT (ms) to its gateway.
+    """
+
+    cluster: str
+    services: list[ServiceReport] = Field(default_factory=list)
+    exports: list[str] = Field(default_factory=list)
+    gateway: str = ""
+    rtt_ms: dict[str, float] = Field(default_factory=dict)
+
+    def service(self, key: ServiceKey) -> ServiceReport | None:
+        """The reported service ``(namespace, name)``, or None."""
+        return next((s for s in self.services if s.key == key), None)
+
+    def export_keys(self) -> list[ServiceKey]:
+        """``exports`` as ``(namespace, service)`` pairs."""
+        return [split_service_ref(e) for e in self.exports]
+
+
+def split_service_ref(text: str) -> ServiceKey:
+    """``"demo/echo"`` -> ``("demo", "echo")``; a bare name is in ``default``."""
+    ns, sep, name = text.partition("/")
+    return (ns, name) if sep else ("default", ns)
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerUpdate:
+    """One cluster's federated view, sent whole whenever any part of it changes.
+
+    Attributes:
+        version: increases with every update the controller sends (any cluster).
+        imports: the ServiceImports the cluster serves (replace the previous ones).
+        exports: services the cluster must export besides its own ServiceExports.
+        policies / price_tables: every TrafficPolicy and PriceTable of the federation.
+        trust_bundle_pem: the federation's trust bundle (PEM); empty keeps the current one.
+        lease_seconds: the controller's heartbeat lease (s); 0 keeps the current one.
+    """
+
+    version: int = 0
+    imports: list[ServiceImport] = field(default_factory=list)
+    exports: list[ServiceKey] = field(default_factory=list)
+    policies: list[TrafficPolicy] = field(default_factory=list)
+    price_tables: list[PriceTable] = field(default_factory=list)
+    trust_bundle_pem: bytes = b""
+    lease_seconds: int = 0
