@@ -7,12 +7,16 @@ import itertools
 import json
 import random
 
+import grpc
 import pytest
 
 from federation.client import controller_target
-import grpc
-
 from federation.controlplane.link.session import SyncRefusedError, backoff_delays, sync_error
+from federation.controlplane.registry import Health, RegistryState, ServiceRegistry, with_federation
+from federation.controlplane.report import cluster_report
+from federation.errors import ApiError, InvalidDocumentError
+from federation.model.documents import load_documents
+from federation.model.service import ServiceExport, ServiceImport
 from federation.sync.convert import (
     report_from_proto,
     report_to_proto,
@@ -22,12 +26,6 @@ from federation.sync.convert import (
     update_to_proto,
 )
 from federation.sync.messages import ControllerUpdate
-from federation.sync.proto import sync_pb2
-from federation.controlplane.registry import Health, RegistryState, ServiceRegistry, with_federation
-from federation.controlplane.report import cluster_report
-from federation.errors import ApiError, InvalidDocumentError
-from federation.model.documents import load_documents
-from federation.model.service import ServiceExport, ServiceImport
 
 WORKLOADS = """
 apiVersion: meshfed.io/v1alpha1

@@ -13,10 +13,10 @@ from federation.controller.membership import (
     token_digest,
     validate_member_name,
 )
-from federation.sync.identity import cluster_from_spiffe_path, control_plane_spiffe_path
-from federation.sync.messages import ClusterReport
 from federation.controller.store import ClusterRecord, SqliteStore, StoreError
 from federation.errors import NotFoundError
+from federation.sync.identity import cluster_from_spiffe_path, control_plane_spiffe_path
+from federation.sync.messages import ClusterReport
 
 
 def _record(name: str = "east", **kw: object) -> ClusterRecord:
