@@ -60,6 +60,10 @@ class AgentSettings:
     restarts: int = field(default=0, init=False)
 
 
+#: The east-west gateway's default passthrough port (the same as Istio's).
+GATEWAY_PORT = 15443
+
+
 def backoff_s(attempt: int) -> float:
     """Seconds to wait before restart number ``attempt`` (0-based): 0.25 s doubling, max 10 s."""
     return float(min(10.0, 0.25 * 2**attempt))

@@ -1,8 +1,9 @@
-"""``host:port`` parsing shared by the CLI and servers."""
+"""``host:port`` parsing and free ports, shared by the CLI, servers and tests."""
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 
 def parse_host_port(text: str, *, what: str = "address") -> tuple[str, int]:
@@ -32,3 +33,10 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (another process may take it before it is bound)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

@@ -6,32 +6,24 @@ import asyncio
 import json
 import logging
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
-from eastwest_gateway.agent import AgentSettings, ProxyAgent
+from eastwest_gateway.agent import GATEWAY_PORT, AgentSettings, ProxyAgent
 from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
-from eastwest_gateway.gateway_listener import DEFAULT_PORT
 from federation.cli.params import InputError
 from federation.client import call
 from federation.controlplane.proxy import ProxyDescription
 from federation.model.documents import load_documents
 from federation.model.locality import Locality
-from federation.netaddr import is_loopback, parse_host_port
+from federation.netaddr import free_port, is_loopback, parse_host_port
 from federation.paths import meshfed_home
 from federation.serving import stop_on_signals
 
 log = logging.getLogger(__name__)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _api_url(cluster: str, xds_host: str, explicit: str | None) -> str:
@@ -241,7 +233,7 @@ def sidecar_cmd(
     }
     body = yaml.safe_dump(document)
     load_documents(body, source="--service/--app-port/...")  # refuse bad flags before starting
-    admin = admin_port or _free_port()
+    admin = admin_port or free_port()
     desc = ProxyDescription(
         node_id=f"sidecar~{namespace}~{workload}",
         role="sidecar",
@@ -278,7 +270,7 @@ def sidecar_cmd(
 @proxy.command("gateway")
 @_common
 @click.option(
-    "--listen", default=f"127.0.0.1:{DEFAULT_PORT}", show_default=True, help="Passthrough listener."
+    "--listen", default=f"127.0.0.1:{GATEWAY_PORT}", show_default=True, help="Passthrough listener."
 )
 @click.option(
     "--advertise",
@@ -308,7 +300,7 @@ def gateway_cmd(
     loc = _locality(locality, api_url, token)
     if not is_loopback(host):
         log.warning("gateway listens on %s, beyond loopback", host)
-    admin = admin_port or _free_port()
+    admin = admin_port or free_port()
     desc = ProxyDescription(
         node_id=f"gateway~{cluster}", role="gateway", locality=loc, listen=f"{host}:{port}"
     )

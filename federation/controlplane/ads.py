@@ -31,9 +31,9 @@ from typing import Any, Literal, Protocol, TypeVar
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from google.protobuf import any_pb2
 
 from federation.controlplane import resource
+from federation.controlplane.generate.common import pack
 from federation.controlplane.snapshot import Snapshot, SnapshotSource
 from federation.controlplane.status import ProxyStatus, StatusRegistry
 
@@ -54,12 +54,6 @@ class StreamCallbacks(Protocol):
     def on_stream_closed(self, node_id: str) -> None:
         """The proxy's stream ended."""
         ...
-
-
-def _pack(message: object) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
-    return packed
 
 
 _nonces = itertools.count(1)
@@ -271,7 +265,7 @@ class _SotwStream:
         self.out.put_nowait(
             discovery_pb2.DiscoveryResponse(
                 version_info=version,
-                resources=[_pack(m) for m in items.values()],
+                resources=[pack(m) for m in items.values()],
                 type_url=type_url,
                 nonce=ts.nonce,
             )
@@ -367,9 +361,7 @@ class _DeltaStream:
                 type_url=type_url,
                 nonce=ts.nonce,
                 resources=[
-                    discovery_pb2.Resource(
-                        name=n, version=versions[n], resource=_pack(available[n])
-                    )
+                    discovery_pb2.Resource(name=n, version=versions[n], resource=pack(available[n]))
                     for n in changed
                 ],
                 removed_resources=removed,

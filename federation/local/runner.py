@@ -34,6 +34,7 @@ from typing import Any
 from federation.client import call
 from federation.errors import ApiError, FederationError
 from federation.local.description import ClusterSpec, LocalFederation
+from federation.netaddr import free_port
 from trust.files import CERT_FILE_MODE, write_atomic
 
 log = logging.getLogger(__name__)
@@ -75,13 +76,6 @@ def meshfed_argv() -> list[str]:
         return [str(script)]
     found = shutil.which("meshfed")
     return [found] if found else [sys.executable, "-m", "federation.cli.main"]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def process_start_time(pid: int) -> int | None:

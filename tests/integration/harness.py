@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,16 +25,10 @@ from eastwest_gateway.envoy_process import EnvoyProcess
 from federation.client import call
 from federation.controlplane.proxy import ProxyDescription
 from federation.model.locality import Locality
+from federation.netaddr import free_port
 
 MESHFED = str(Path(sys.executable).with_name("meshfed"))
 T = TypeVar("T")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(

@@ -9,10 +9,10 @@ from collections.abc import Iterable
 
 from google.protobuf.message import Message
 
-from eastwest_gateway.gateway_listener import PassthroughRoute, gateway_listener
 from federation.controlplane import resource
 from federation.controlplane.generate import clusters, endpoints, listeners, routes, secrets
 from federation.controlplane.generate.common import MeshContext
+from federation.controlplane.generate.gateway import PassthroughRoute, gateway_listener
 from federation.controlplane.generate.services import ServicePort, service_ports
 from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.registry import RegistryState

@@ -17,10 +17,11 @@ from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
-from google.protobuf import any_pb2, duration_pb2
+from google.protobuf import duration_pb2
+
+from federation.controlplane.generate.common import pack
 
 GATEWAY_LISTENER = "eastwest_gateway"
-DEFAULT_PORT = 15443
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +30,6 @@ class PassthroughRoute:
 
     sni: str
     cluster: str
-
-
-def _pack(message: object) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
-    return packed
 
 
 def gateway_listener(
@@ -50,7 +45,7 @@ def gateway_listener(
             filters=[
                 listener_components_pb2.Filter(
                     name="envoy.filters.network.tcp_proxy",
-                    typed_config=_pack(
+                    typed_config=pack(
                         tcp_proxy_pb2.TcpProxy(stat_prefix=r.cluster, cluster=r.cluster)
                     ),
                 )
@@ -67,7 +62,7 @@ def gateway_listener(
         listener_filters=[
             listener_components_pb2.ListenerFilter(
                 name="envoy.filters.listener.tls_inspector",
-                typed_config=_pack(tls_inspector_pb2.TlsInspector()),
+                typed_config=pack(tls_inspector_pb2.TlsInspector()),
             )
         ],
         listener_filters_timeout=duration_pb2.Duration(seconds=5),
