@@ -40,6 +40,14 @@ class NotFoundError(FederationError, KeyError):
         return str(self.args[0]) if self.args else "not found"
 
 
+class ConflictError(FederationError):
+    """The request conflicts with what exists (e.g. a cluster name already taken)."""
+
+
+class UnauthenticatedError(FederationError):
+    """A credential (join token, API token) is missing, invalid, used or expired."""
+
+
 class InconsistentSnapshotError(FederationError):
     """An xDS snapshot references a resource it does not contain (never published)."""
 

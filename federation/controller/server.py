@@ -21,6 +21,7 @@ from aiohttp import web
 
 from federation.controller.api import ControllerContext, make_app
 from federation.controller.hub import SyncHub
+from federation.controller.service import FederationService
 from federation.controller.membership import DEFAULT_LEASE_S
 from federation.controller.store import SqliteStore
 from federation.controller.sync import FederationSyncService
@@ -171,11 +172,10 @@ class Controller:
         await self._grpc.start()
 
         self.token = load_or_create_token(cfg.token_path)
+        self.service = FederationService(self.hub, trust.root_authority, bundle_pem)
         context = ControllerContext(
-            hub=self.hub,
+            service=self.service,
             trust_domain=trust.trust_domain().name,
-            root=trust.root_authority,
-            bundle_pem=bundle_pem,
             admin_token=self.token,
             sync_address=self.sync_address,
             sync_server_name=CONTROLLER_SERVER_NAME,

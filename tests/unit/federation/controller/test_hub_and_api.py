@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from federation.controller.api import ControllerContext, make_app, openapi_document
 from federation.controller.hub import Closed, SyncHub
 from federation.controller.membership import STARTUP_GRACE_S, token_digest
+from federation.controller.service import FederationService
 from federation.controller.store import ClusterRecord, SqliteStore
 from federation.controller.sync import peer_cluster
 from federation.sync.messages import ClusterReport
@@ -135,10 +136,10 @@ async def api(trust_dir, tmp_path):
     store = SqliteStore(tmp_path / "c.db")
     hub = SyncHub(store, lambda: trust_dir.bundle().to_pem(), lease_s=30)
     ctx = ControllerContext(
-        hub=hub,
+        service=FederationService(
+            hub, trust_dir.root_authority, lambda: trust_dir.bundle().to_pem()
+        ),
         trust_domain="example.org",
-        root=trust_dir.root_authority,
-        bundle_pem=lambda: trust_dir.bundle().to_pem(),
         admin_token="adm1n",
         sync_address="127.0.0.1:1",
         sync_server_name="controller.meshfed.internal",

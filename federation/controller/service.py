@@ -1,0 +1,330 @@
+"""The federation's rules, on the controller's state: what the REST API (and anything else)
+calls to change or read the federation. No HTTP here.
+
+Every change goes through one method that validates (nothing is stored when anything is
+invalid), stores in one transaction and recomputes every cluster's view
+(:meth:`federation.controller.hub.SyncHub.recompute`), so no caller can forget a step.
+Errors are :mod:`federation.errors` classes; the API maps them to status codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from federation.controller.hub import POLICY_KINDS, SyncHub
+from federation.controller.membership import new_join_token, token_digest
+from federation.controller.store import ClusterRecord, DocumentKey, StoreError
+from federation.errors import (
+    ConflictError,
+    InvalidDocumentError,
+    NotFoundError,
+    UnauthenticatedError,
+)
+from federation.model.documents import load_documents
+from federation.model.policy import TrafficPolicy
+from federation.model.service import ServiceExport
+from federation.sync.messages import ClusterReport
+from trust import pki
+from trust.authority import RootAuthority
+
+log = logging.getLogger(__name__)
+
+#: Kinds the controller stores (others are applied to a cluster's control plane).
+CONTROLLER_KINDS: tuple[str, ...] = ("ServiceExport", *POLICY_KINDS)
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    """A join token as handed out once (the store keeps only its SHA-256)."""
+
+    cluster: str
+    token: str
+    expires_at: float  # seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class JoinGrant:
+    """What a joining control plane gets: its intermediate CA chain (PEM) and the bundle."""
+
+    cluster: str
+    certificate_chain_pem: str
+    trust_bundle_pem: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """Names (``kind/ns/name``) of documents that changed and of those already as applied."""
+
+    applied: list[str]
+    unchanged: list[str]
+
+
+def document_name(key: DocumentKey) -> str:
+    """``servicexport/demo/echo (cluster a)`` style name of a stored document."""
+    kind, ns, name, cluster = key
+    return f"{kind.lower()}/{ns}/{name}" + (f" (cluster {cluster})" if cluster else "")
+
+
+def document_key(doc: dict[str, Any]) -> DocumentKey:
+    """The store key of a document (``cluster`` only for a meshfed ServiceExport)."""
+    meta = doc.get("metadata", {})
+    spec = doc.get("spec") or {}
+    cluster = str(spec.get("cluster") or "") if doc.get("kind") == "ServiceExport" else ""
+    return (
+        str(doc.get("kind")),
+        str(meta.get("namespace", "default")),
+        str(meta.get("name")),
+        cluster,
+    )
+
+
+class FederationService:
+    """See the module docstring.
+
+    Args:
+        hub: the sync hub (holds the store and pushes views to control planes).
+        root: returns the root authority that signs cluster intermediates.
+        bundle_pem: returns the current trust bundle (PEM).
+    """
+
+    def __init__(
+        self,
+        hub: SyncHub,
+        root: Callable[[], RootAuthority],
+        bundle_pem: Callable[[], bytes],
+    ) -> None:
+        self.hub = hub
+        self.store = hub.store
+        self._root = root
+        self._bundle_pem = bundle_pem
+
+    # -- membership -----------------------------------------------------------------------
+
+    def add_cluster(self, record: ClusterRecord, token_ttl_s: float) -> NewToken:
+        """Register a member (``record.created_at`` is set to now) with a one-time token.
+
+        Raises:
+            ConflictError: the name is taken.
+        """
+        now = self.hub.clock()
+        token = new_join_token()
+        record = ClusterRecord(
+            record.name, record.locality, record.network, record.gateway, record.provider, now
+        )
+        try:
+            self.store.add_cluster(record, token_digest(token), now + token_ttl_s)
+        except StoreError as err:
+            raise ConflictError(str(err)) from err
+        log.info("cluster %s registered (token valid %ds)", record.name, token_ttl_s)
+        return NewToken(record.name, token, now + token_ttl_s)
+
+    def new_token(self, cluster: str, token_ttl_s: float) -> NewToken:
+        """A fresh join token for a member (re-join after losing its state).
+
+        Raises:
+            NotFoundError: no such member.
+        """
+        token = new_join_token()
+        expires = self.hub.clock() + token_ttl_s
+        self.store.new_token(cluster, token_digest(token), expires)
+        return NewToken(cluster, token, expires)
+
+    def remove_cluster(self, cluster: str) -> None:
+        """Withdraw a member: its stream is closed and its imports and endpoints disappear
+        from every other cluster.
+
+        Raises:
+            NotFoundError: no such member.
+        """
+        self.store.remove_cluster(cluster)
+        self.hub.close_stream(cluster, f"cluster {cluster!r} was removed from the federation")
+        self.hub.recompute()
+        log.info("cluster %s removed", cluster)
+
+    def join(self, cluster: str, token: str, csr_pem: str) -> JoinGrant:
+        """Sign a joining cluster's intermediate CA; the join token is used up on success only.
+
+        Raises:
+            UnauthenticatedError: unknown cluster, or an invalid, used or expired token.
+            trust.errors.InvalidCertificateError: the CSR does not parse.
+            trust.errors.SigningRefusedError: the CSR is for another trust domain (and so on).
+        """
+        refused = UnauthenticatedError("invalid, used or expired join token for this cluster")
+        try:
+            self.store.cluster(cluster)
+        except NotFoundError as err:
+            raise refused from err
+        csr = pki.load_csr(csr_pem.encode(), source="request body: csr")
+        chain = self._root().sign_intermediate_csr(csr, cluster, pki.DEFAULT_INTERMEDIATE_TTL)
+        chain_pem = pki.certificates_to_pem(list(chain)).decode()
+        try:
+            self.store.join(token_digest(token), cluster, chain_pem, self.hub.clock())
+        except StoreError as err:
+            log.warning("join of %s refused: %s", cluster, err)
+            raise refused from err
+        log.info("cluster %s joined", cluster)
+        self.hub.recompute()
+        return JoinGrant(cluster, chain_pem, self._bundle_pem().decode())
+
+    def clusters(self) -> list[dict[str, Any]]:
+        """Every member with its state, as ``GET /v1/clusters`` returns it."""
+        states = self.hub.states()
+        connected = self.hub.connected()
+        reports = self.store.reports()
+        out = []
+        for c in self.store.clusters():
+            report = reports.get(c.name) or ClusterReport(cluster=c.name)
+            out.append(
+                {
+                    "name": c.name,
+                    "locality": c.locality,
+                    "network": c.network,
+                    "gateway": c.gateway,
+                    "provider": c.provider,
+                    "state": states.get(c.name, "Pending"),
+                    "connected": c.name in connected,
+                    "joinedAt": c.joined_at,
+                    "lastHeartbeat": c.last_heartbeat,
+                    "services": len(report.services),
+                    "exports": sorted(report.exports),
+                    "rttMs": report.rtt_ms,
+                }
+            )
+        return out
+
+    # -- documents ------------------------------------------------------------------------
+
+    def validate(self, text: str) -> list[tuple[DocumentKey, dict[str, Any]]]:
+        """Validate YAML documents for the controller; every problem is collected.
+
+        Raises:
+            InvalidDocumentError: schema problems, a kind the controller does not store, a
+                ServiceExport without a member ``spec.cluster``, a second TrafficPolicy for
+                one host, a split naming a non-member. ``problems`` lists them all.
+        """
+        models = load_documents(text, source="request body")
+        members = {c.name for c in self.store.clusters()}
+        problems: list[str] = []
+        out: list[tuple[DocumentKey, dict[str, Any]]] = []
+        hosts = {  # one TrafficPolicy per service: host -> the policy's namespace/name
+            d["spec"][
+                "host"
+            ]: f"{d['metadata'].get('namespace', 'default')}/{d['metadata']['name']}"
+            for d in self.store.documents("TrafficPolicy")
+        }
+        member_list = ", ".join(sorted(members)) or "none"
+        for i, m in enumerate(models, start=1):
+            kind = str(getattr(m, "kind", "?"))
+            meta = getattr(m, "metadata", None)
+            where = (
+                f"request body: document {i} ({kind} {meta.namespace}/{meta.name})" if meta else ""
+            )
+            problem = _problem(m, kind, members, member_list, hosts)
+            if problem:
+                problems.append(f"{where}: {problem}")
+                continue
+            body = m.model_dump(by_alias=True, mode="json", exclude_none=True)
+            out.append((document_key(body), body))
+        if problems:
+            raise InvalidDocumentError(problems[0], problems=problems)
+        return out
+
+    def apply_documents(self, text: str) -> ApplyResult:
+        """Validate every document, then store the changed ones in one transaction (or none)
+        and recompute.
+
+        Raises:
+            InvalidDocumentError: see :meth:`validate`; nothing is stored.
+        """
+        docs = self.validate(text)
+        current = {
+            document_key(d): d
+            for kind in {k[0] for k, _ in docs}
+            for d in self.store.documents(kind)
+        }
+        changed = [(k, b) for k, b in docs if current.get(k) != b]
+        self.store.put_documents(changed, self.hub.clock())
+        self.hub.recompute()
+        return ApplyResult(
+            applied=[document_name(k) for k, _ in changed],
+            unchanged=[document_name(k) for k, b in docs if (k, b) not in changed],
+        )
+
+    def delete_documents(self, text: str) -> list[str]:
+        """Delete the documents named (kind, namespace, name and, for exports, cluster) in
+        one transaction and recompute; returns the names of those that existed.
+
+        Raises:
+            InvalidDocumentError: see :meth:`validate`; nothing is deleted.
+        """
+        docs = self.validate(text)
+        removed = self.store.delete_documents([k for k, _ in docs])
+        self.hub.recompute()
+        return [document_name(k) for k in removed]
+
+    def exports(self) -> dict[str, Any]:
+        """Every export with its MCS condition, and the ServiceExports applied here."""
+        return {
+            "exports": [
+                {
+                    "cluster": e.cluster,
+                    "namespace": e.namespace,
+                    "service": e.service,
+                    "condition": e.condition,
+                    "message": e.message,
+                    "since": e.first_seen,
+                }
+                for e in self.hub.exports
+            ],
+            "documents": self.store.documents("ServiceExport"),
+        }
+
+    def imports(self) -> list[dict[str, Any]]:
+        """Per importing cluster, each ServiceImport the controller sends it (documents)."""
+        return [
+            {"cluster": cluster, **imp.model_dump(by_alias=True, mode="json", exclude_none=True)}
+            for cluster in sorted(self.hub.imports)
+            for imp in self.hub.imports[cluster]
+        ]
+
+    def policies(self) -> list[dict[str, Any]]:
+        """Every stored policy document."""
+        return [d for k in POLICY_KINDS for d in self.store.documents(k)]
+
+
+def _problem(m: Any, kind: str, members: set[str], member_list: str, hosts: dict[str, str]) -> str:
+    """Why the controller cannot take one valid document ("" when it can)."""
+    if kind not in CONTROLLER_KINDS:
+        return (
+            f"kind: the controller stores {', '.join(CONTROLLER_KINDS)};"
+            f" apply a {kind} to its cluster's control plane (meshfed apply --controlplane URL)"
+        )
+    if isinstance(m, ServiceExport):
+        if m.spec.cluster is None:
+            return (
+                "spec.cluster: required when applied to the controller"
+                " (apiVersion meshfed.io/v1alpha1); the multicluster.x-k8s.io form is"
+                " applied to the exporting cluster's control plane"
+            )
+        if m.spec.cluster not in members:
+            return (
+                f"spec.cluster: {m.spec.cluster!r} is not a member cluster (members: {member_list})"
+            )
+    if isinstance(m, TrafficPolicy):
+        name = f"{m.metadata.namespace}/{m.metadata.name}"
+        owner = hosts.setdefault(m.spec.host, name)
+        if owner != name:
+            return (
+                f"spec.host: {m.spec.host} already has TrafficPolicy {owner}"
+                " (one policy per service: edit that one)"
+            )
+        unknown = sorted(set(m.spec.split or {}) - members)
+        if unknown:
+            return (
+                f"spec.split: {', '.join(map(repr, unknown))} not a member cluster"
+                f" (members: {member_list})"
+            )
+    return ""
