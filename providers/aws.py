@@ -13,7 +13,6 @@ them by that tag before creating anything, so it is idempotent.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 import boto3
 import botocore.exceptions
 
-from providers.base import ClusterInfo, PriceSource
+from providers.base import ClusterInfo
 from providers.errors import (
     AccessDeniedError,
     ClusterNotFoundError,
@@ -30,7 +29,6 @@ from providers.errors import (
     ProviderUnreachableError,
     ThrottledError,
 )
-from providers.pricing import builtin_tables, with_rates
 
 GATEWAY_PORT = 15443
 GATEWAY_TAG = "meshfed.io/gateway-for"
@@ -257,63 +255,3 @@ class AwsProvider:
             if found.target_group_arn:
                 elb.delete_target_group(TargetGroupArn=found.target_group_arn)
         return True
-
-    # -- prices --------------------------------------------------------------------------------
-
-    def egress_prices(self) -> PriceSource:
-        """AWS data transfer prices for this region from the AWS Price List API
-        (``pricing:GetProducts``, service ``AWSDataTransfer``, first volume tier), else the
-        shipped table (``PriceSource.origin`` says which)."""
-        shipped = builtin_tables()["aws"]
-        try:
-            rates = self._api_rates()
-        except ProviderError as err:
-            return PriceSource(shipped, f"shipped table ({shipped.source}); Price List API: {err}")
-        if not rates:
-            return PriceSource(
-                shipped, f"shipped table ({shipped.source}); Price List API: no data"
-            )
-        source = f"AWS Price List API (AWSDataTransfer, from {self.region})"
-        return PriceSource(with_rates(shipped, rates, source), "api")
-
-    def _api_rates(self) -> dict[str, float]:
-        prices: dict[str, list[float]] = {}
-        with _aws("AWS Price List API"):
-            pages = (
-                self._c("pricing")
-                .get_paginator("get_products")
-                .paginate(
-                    ServiceCode="AWSDataTransfer",
-                    Filters=[
-                        {"Type": "TERM_MATCH", "Field": "fromRegionCode", "Value": self.region}
-                    ],
-                )
-            )
-            for page in pages:
-                for item in page.get("PriceList", []):
-                    product = json.loads(item) if isinstance(item, str) else item
-                    kind = product.get("product", {}).get("attributes", {}).get("transferType", "")
-                    usd = _first_tier_usd(product)
-                    if usd is not None:
-                        prices.setdefault(kind, []).append(usd)
-        rates: dict[str, float] = {}
-        if prices.get("IntraRegion"):
-            rates["cross-zone"] = 2 * min(prices["IntraRegion"])  # billed out and in
-        if prices.get("InterRegion Outbound"):
-            rates["cross-region"] = min(prices["InterRegion Outbound"])
-            rates["cross-continent"] = max(prices["InterRegion Outbound"])
-        if prices.get("AWS Outbound"):
-            rates["cross-cloud"] = max(prices["AWS Outbound"])
-        return rates
-
-
-def _first_tier_usd(product: dict[str, Any]) -> float | None:
-    """The USD price per GB of the lowest paid tier of a Price List product, or None."""
-    best: tuple[float, float] | None = None
-    for term in product.get("terms", {}).get("OnDemand", {}).values():
-        for dim in term.get("priceDimensions", {}).values():
-            usd = float(dim.get("pricePerUnit", {}).get("USD", "0") or 0)
-            begin = float(dim.get("beginRange", "0") or 0)
-            if usd > 0 and (best is None or begin < best[0]):
-                best = (begin, usd)
-    return None if best is None else best[1]

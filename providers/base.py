@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from providers.pricing import PriceTable
-
 
 @dataclass(frozen=True, slots=True)
 class ClusterInfo:
@@ -49,14 +47,6 @@ class ClusterInfo:
         return f"{self.cloud}/{self.region}{zone}"
 
 
-@dataclass(frozen=True, slots=True)
-class PriceSource:
-    """A price table and where it came from (``api`` or ``shipped table``)."""
-
-    table: PriceTable
-    origin: str
-
-
 class ClusterProvider(Protocol):
     """What meshfed needs from a cloud."""
 
@@ -65,4 +55,3 @@ class ClusterProvider(Protocol):
     def list_clusters(self) -> list[ClusterInfo]: ...
     def describe_cluster(self, name: str) -> ClusterInfo: ...
     def zones(self) -> Sequence[str]: ...
-    def egress_prices(self) -> PriceSource: ...

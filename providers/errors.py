@@ -7,7 +7,8 @@
     ├── ClusterNotFoundError       the named cluster (or load balancer) does not exist
     ├── AccessDeniedError          no credentials, or they may not do this
     ├── ThrottledError             rate limited (retryable; retry_after_s says when)
-    └── ProviderUnreachableError   the cloud API could not be reached (retryable)
+    ├── ProviderUnreachableError   the cloud API could not be reached (retryable)
+    └── ProviderConfigError        bad provider input (unknown cloud, missing region/project)
 """
 
 from __future__ import annotations
@@ -42,3 +43,8 @@ class ProviderUnreachableError(ProviderError):
     """The API endpoint could not be reached."""
 
     retryable = True
+
+
+class ProviderConfigError(ProviderError):
+    """The provider was asked for wrongly: an unknown cloud, a missing region or project, a
+    malformed cluster reference."""

@@ -24,7 +24,7 @@ from google.cloud.container_v1.services.cluster_manager.transports import (
     ClusterManagerGrpcTransport,
 )
 
-from providers.base import ClusterInfo, PriceSource
+from providers.base import ClusterInfo
 from providers.errors import (
     AccessDeniedError,
     ClusterNotFoundError,
@@ -32,7 +32,6 @@ from providers.errors import (
     ProviderUnreachableError,
     ThrottledError,
 )
-from providers.pricing import builtin_tables
 
 ENDPOINT_ENV = "MESHFED_GKE_ENDPOINT"
 
@@ -168,8 +167,3 @@ class GcpProvider:
     def zones(self) -> Sequence[str]:
         """Zones the project's clusters run in (from their locations), sorted."""
         return sorted({z for c in self.list_clusters() for z in c.zones})
-
-    def egress_prices(self) -> PriceSource:
-        """The shipped GCP table (the Cloud Billing Catalog API is not queried)."""
-        table = builtin_tables()["gcp"]
-        return PriceSource(table, f"shipped table ({table.source}, read {table.read_on})")

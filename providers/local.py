@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from providers.base import ClusterInfo, PriceSource
+from providers.base import ClusterInfo
 from providers.errors import ClusterNotFoundError
-from providers.pricing import free_table
 
 
 class LocalProvider:
@@ -39,7 +38,3 @@ class LocalProvider:
     def zones(self) -> Sequence[str]:
         """Every zone of every cluster, sorted."""
         return sorted({z for c in self._clusters.values() for z in c.zones})
-
-    def egress_prices(self) -> PriceSource:
-        """Nothing is billed on loopback."""
-        return PriceSource(free_table("local"), "local: free")

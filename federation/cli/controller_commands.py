@@ -16,10 +16,12 @@ import yaml
 
 from federation.cli.params import DURATION, InputError, controller_option, format_duration
 from federation.client import call, cli_config_path, controller_target
+from federation.local.description import load
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.paths import default_trust_dir, meshfed_home
 from federation.serving import stop_on_signals
+from providers.factory import CLOUDS, cluster_for_join, cluster_ref, for_cloud
 
 token_option = click.option(
     "--token",
@@ -166,50 +168,8 @@ def cluster() -> None:
     """Member clusters of the federation."""
 
 
-def _provider(
-    provider: str,
-    region: str | None,
-    profile: str | None,
-    project: str | None,
-    location: str,
-    filename: Path | None = None,
-) -> Any:
-    if provider == "local":
-        from federation.local.description import load
-        from providers.base import ClusterInfo
-        from providers.local import LocalProvider
-
-        desc = load(filename)
-        return LocalProvider(
-            [
-                ClusterInfo(
-                    name=c.name,
-                    cloud=c.region.split("/")[0],
-                    region=c.region.split("/")[1],
-                    zones=tuple(c.zones),
-                    endpoint=f"http://{c.address(2)}:15014",
-                    ca_data="",
-                    network=c.network or c.name,
-                    status="LOCAL",
-                )
-                for c in desc.spec.clusters
-            ]
-        )
-    if provider == "aws":
-        if not region:
-            raise InputError("--region is required with --provider aws")
-        from providers.aws import AwsProvider
-
-        return AwsProvider(region, profile=profile)
-    if not project:
-        raise InputError("--project is required with --provider gcp")
-    from providers.gcp import GcpProvider
-
-    return GcpProvider(project, location=location)
-
-
 @cluster.command("discover")
-@click.option("--provider", type=click.Choice(["aws", "gcp", "local"]), required=True)
+@click.option("--provider", type=click.Choice(CLOUDS), required=True)
 @click.option("--region", default=None, help="AWS region (--provider aws).")
 @click.option("--profile", default=None, help="AWS profile.  [default: the usual chain]")
 @click.option("--project", default=None, help="Google Cloud project (--provider gcp).")
@@ -236,8 +196,16 @@ def discover_cmd(
     Credentials come from the SDKs' usual chains (AWS profiles and environment, Google
     Application Default Credentials); nothing secret is printed.
     """
-    found = _provider(provider, region, profile, project, location, filename).list_clusters()
-    data = [
+    clusters = load(filename).cluster_infos() if provider == "local" else ()
+    found = for_cloud(
+        provider,
+        region=region,
+        profile=profile,
+        project=project,
+        location=location,
+        clusters=clusters,
+    ).list_clusters()
+    data: list[dict[str, Any]] = [
         {
             "name": c.name,
             "cloud": c.cloud,
@@ -247,13 +215,7 @@ def discover_cmd(
             "network": c.network,
             "status": c.status,
             "endpoint": c.endpoint,
-            "from": (
-                f"aws:eks/{c.region}/{c.name}"
-                if provider == "aws"
-                else f"gcp:gke/{project}/{location}/{c.name}"
-                if provider == "gcp"
-                else "-"
-            ),
+            "from": cluster_ref(c, project, location),
         }
         for c in found
     ]
@@ -277,32 +239,12 @@ def discover_cmd(
     )
 
 
-def parse_from(value: str) -> tuple[str, list[str]]:
-    """``aws:eks/<region>/<cluster>`` or ``gcp:gke/<project>/<location>/<cluster>``.
-
-    Raises:
-        InputError: any other shape.
-    """
-    kind, _, rest = value.partition(":")
-    parts = rest.split("/")
-    if kind == "aws" and len(parts) == 3 and parts[0] == "eks" and all(parts):
-        return "aws", parts[1:]
-    if kind == "gcp" and len(parts) == 4 and parts[0] == "gke" and all(parts):
-        return "gcp", parts[1:]
-    raise InputError(
-        f"--from {value!r}: use aws:eks/<region>/<cluster>"
-        " or gcp:gke/<project>/<location>/<cluster>"
-    )
-
-
 @cluster.command("join")
 @click.argument("name")
 @click.option("--locality", default=None, help="e.g. aws/us-east-1/us-east-1a.")
 @click.option("--network", default=None, help="Network name.  [default: default]")
 @click.option("--gateway", default=None, metavar="HOST:PORT", help="East-west gateway address.")
-@click.option(
-    "--provider", type=click.Choice(["aws", "gcp", "local"]), default=None, help="[default: local]"
-)
+@click.option("--provider", type=click.Choice(CLOUDS), default=None, help="[default: local]")
 @click.option(
     "--from",
     "from_",
@@ -337,21 +279,11 @@ def join_cmd(
     With --from the cloud fills in locality, network and provider (flags still win).
     """
     if from_:
-        cloud, parts = parse_from(from_)
-        if cloud == "aws":
-            from providers.aws import AwsProvider
-
-            aws = AwsProvider(parts[0], profile=profile)
-            info = aws.describe_cluster(parts[1])
-            if gateway is None:
-                lb = aws.ensure_gateway_lb(info)
-                gateway = lb.address
-                verb = "created" if lb.created else "found"
-                click.echo(f"gateway load balancer {verb}: {lb.dns_name}", err=True)
-        else:
-            from providers.gcp import GcpProvider
-
-            info = GcpProvider(parts[0], location=parts[1]).describe_cluster(parts[2])
+        facts = cluster_for_join(from_, profile=profile, want_gateway=gateway is None)
+        if facts.note:
+            click.echo(facts.note, err=True)
+        info = facts.info
+        gateway = gateway or facts.gateway
         locality = locality or info.locality
         network = network or info.network
         provider = provider or info.cloud

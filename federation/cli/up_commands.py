@@ -23,8 +23,8 @@ from federation.local.runner import (
     UpError,
     stop_processes,
 )
+from federation.local.traffic import traffic_rows
 from federation.paths import meshfed_home
-from providers.pricing import Site, path_price
 
 
 def _stats(url: str, window: float = 10) -> dict[str, Any]:
@@ -34,38 +34,6 @@ def _stats(url: str, window: float = 10) -> dict[str, Any]:
             return data
     except OSError:
         return {}
-
-
-def _site(desc: LocalFederation, cluster: str) -> Site:
-    c = desc.cluster(cluster)
-    cloud, region = c.region.split("/", 1)
-    return Site(cloud, region, c.zones[0])
-
-
-def traffic_rows(desc: LocalFederation, stats: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per destination cluster: share, rate, latency, projected egress $/hour (bytes/s of
-    responses priced from that cluster's first zone to the frontend's, providers/pricing)."""
-    caller = _site(desc, desc.spec.frontend.cluster)
-    rows = []
-    window = float(stats.get("windowS", 10) or 10)
-    for cluster, s in sorted(stats.get("byCluster", {}).items()):
-        try:
-            price = path_price(_site(desc, cluster), caller)
-        except KeyError:
-            continue
-        rows.append(
-            {
-                "cluster": cluster,
-                "share": s["share"],
-                "rps": s["requests"] / window,
-                "p50Ms": s["p50Ms"],
-                "p99Ms": s["p99Ms"],
-                "usdPerGB": price.usd_per_gb,
-                "path": price.path,
-                "usdPerHour": s["bytesPerS"] * 3600 / 1e9 * price.usd_per_gb,
-            }
-        )
-    return rows
 
 
 def _render(desc: LocalFederation, stats: dict[str, Any]) -> Any:

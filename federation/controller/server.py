@@ -21,8 +21,8 @@ from aiohttp import web
 
 from federation.controller.api import ControllerContext, make_app
 from federation.controller.hub import SyncHub
-from federation.controller.service import FederationService
 from federation.controller.membership import DEFAULT_LEASE_S
+from federation.controller.service import FederationService
 from federation.controller.store import SqliteStore
 from federation.controller.sync import FederationSyncService
 from federation.netaddr import parse_host_port

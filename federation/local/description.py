@@ -32,6 +32,7 @@ from federation.errors import InvalidDocumentError
 from federation.model.locality import Locality
 from federation.model.workload import DNS_LABEL, ObjectMeta, _Strict
 from federation.netaddr import is_loopback, parse_host_port
+from providers.base import ClusterInfo
 
 DEFAULT_FILE = "default-federation.yaml"
 
@@ -151,6 +152,23 @@ class LocalFederation(_Strict):
             if c.name == name:
                 return c
         raise KeyError(name)
+
+    def cluster_infos(self) -> list[ClusterInfo]:
+        """The clusters as the ``local`` provider describes them (``meshfed cluster
+        discover --provider local``): control-plane API at ``.2:15014``."""
+        return [
+            ClusterInfo(
+                name=c.name,
+                cloud=c.region.split("/")[0],
+                region=c.region.split("/")[1],
+                zones=tuple(c.zones),
+                endpoint=f"http://{c.address(2)}:15014",
+                ca_data="",
+                network=c.network or c.name,
+                status="LOCAL",
+            )
+            for c in self.spec.clusters
+        ]
 
 
 def default_text() -> str:
