@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,8 @@ from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
 from federation.cli.params import InputError
 from federation.client import call
 from federation.controlplane.proxy import ProxyDescription
-from federation.model.documents import load_documents
 from federation.model.locality import Locality
+from federation.model.workload import ServicePort, parse_port_spec, sidecar_workload
 from federation.netaddr import free_port, is_loopback, parse_host_port
 from federation.paths import meshfed_home
 from federation.serving import stop_on_signals
@@ -48,22 +47,6 @@ def _locality(value: str | None, api: str, token: str | None) -> Locality:
         return Locality.parse(text)
     except ValueError as err:
         raise InputError(f"--locality: {err}") from err
-
-
-def parse_extra_port(text: str) -> dict[str, Any]:
-    """``grpc=9090:19090/grpc`` -> a WorkloadEntry port (name, port, targetPort, protocol).
-
-    Raises:
-        InputError: any other shape.
-    """
-    m = re.fullmatch(r"([a-z0-9-]+)=(\d+):(\d+)/(http|http2|grpc)", text)
-    if m is None:
-        raise InputError(
-            f"--extra-port {text!r}: use NAME=SERVICE_PORT:APP_PORT/PROTOCOL,"
-            " e.g. grpc=9090:19090/grpc"
-        )
-    name, port, target, protocol = m.groups()
-    return {"name": name, "port": int(port), "targetPort": int(target), "protocol": protocol}
 
 
 def _agent_settings(
@@ -208,31 +191,29 @@ def sidecar_cmd(
     xds_host, xds_port = _host_port(controlplane, "--controlplane")
     api_url = _api_url(cluster, xds_host, api)
     loc = _locality(locality, api_url, token)
-    workload = name or f"{service}-{address.replace('.', '-').replace(':', '-')}-{inbound_port}"
-    document = {
-        "apiVersion": "meshfed.io/v1alpha1",
-        "kind": "WorkloadEntry",
-        "metadata": {"name": workload, "namespace": namespace},
-        "spec": {
-            "service": service,
-            "address": address,
-            "serviceAccount": service_account or service,
-            "locality": str(loc),
-            "inboundPort": inbound_port,
-            "tlsMode": "mutual",
-            "ports": [
-                {
-                    "name": protocol,
-                    "port": service_port or app_port,
-                    "targetPort": app_port,
-                    "protocol": protocol,
-                },
-                *(parse_extra_port(p) for p in extra_ports),
+    try:
+        entry = sidecar_workload(
+            service=service,
+            namespace=namespace,
+            address=address,
+            locality=str(loc),
+            inbound_port=inbound_port,
+            service_account=service_account,
+            name=name,
+            ports=[
+                ServicePort(
+                    name=protocol,
+                    port=service_port or app_port,
+                    targetPort=app_port,
+                    protocol=protocol,  # type: ignore[arg-type]
+                ),
+                *(parse_port_spec(p) for p in extra_ports),
             ],
-        },
-    }
-    body = yaml.safe_dump(document)
-    load_documents(body, source="--service/--app-port/...")  # refuse bad flags before starting
+        )
+    except ValueError as err:  # pydantic's ValidationError is a ValueError
+        raise InputError(f"--service/--app-port/--extra-port/...: {err}") from err
+    workload = entry.metadata.name
+    body = yaml.safe_dump(entry.model_dump(by_alias=True, mode="json"))
     admin = admin_port or free_port()
     desc = ProxyDescription(
         node_id=f"sidecar~{namespace}~{workload}",

@@ -29,7 +29,7 @@ from federation.errors import (
     NotFoundError,
     UnauthenticatedError,
 )
-from federation.model.locality import Locality
+from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
 from trust.errors import InvalidCertificateError, SigningRefusedError
 
@@ -61,7 +61,9 @@ class NewCluster(_Body):
     """``POST /v1/clusters``: register a member and get a one-time join token."""
 
     name: str = Field(description="DNS label, unique in the federation")
-    locality: str = Field(description="<cloud>/<region>[/<zone>], e.g. aws/us-east-1/us-east-1a")
+    locality: LocalityText = Field(
+        description="<cloud>/<region>[/<zone>], e.g. aws/us-east-1/us-east-1a"
+    )
     network: str = Field(default="default", min_length=1)
     gateway: str = Field(description="HOST:PORT of the cluster's east-west gateway")
     provider: str = Field(default="local", pattern="^(aws|gcp|local)$")
@@ -73,12 +75,6 @@ class NewCluster(_Body):
     @classmethod
     def _name(cls, value: str) -> str:
         return validate_member_name(value)
-
-    @field_validator("locality")
-    @classmethod
-    def _locality(cls, value: str) -> str:
-        Locality.parse(value)
-        return value
 
     @field_validator("gateway")
     @classmethod

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 _PART = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
 
@@ -59,3 +62,13 @@ class Locality:
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.region, self.zone, self.sub_zone) if p)
+
+
+def _valid_locality(text: str) -> str:
+    Locality.parse(text)
+    return text
+
+
+#: A document field holding a locality as written (``aws/us-east-1/us-east-1a``), checked
+#: by :meth:`Locality.parse` (a bad one fails validation with its reason).
+LocalityText = Annotated[str, AfterValidator(_valid_locality)]

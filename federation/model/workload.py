@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from federation.model.locality import Locality
+from federation.model.locality import Locality, LocalityText
 
 API_VERSION = "meshfed.io/v1alpha1"
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -81,7 +81,7 @@ class WorkloadSpec(_Strict):
     service: str = Field(pattern=DNS_LABEL)
     address: str
     service_account: str = Field(default="default", alias="serviceAccount", pattern=DNS_LABEL)
-    locality: str
+    locality: LocalityText
     weight: int = Field(default=1, ge=1, le=128)
     tls_mode: Literal["mutual", "disabled"] = Field(default="mutual", alias="tlsMode")
     inbound_port: Port = Field(default=15006, alias="inboundPort")
@@ -99,12 +99,6 @@ class WorkloadSpec(_Strict):
         except ValueError:
             if not _HOSTNAME.match(value):
                 raise ValueError(f"{value!r} is neither an IP address nor a hostname") from None
-        return value
-
-    @field_validator("locality")
-    @classmethod
-    def _locality(cls, value: str) -> str:
-        Locality.parse(value)
         return value
 
     @model_validator(mode="after")
@@ -145,3 +139,61 @@ class WorkloadEntry(_Strict):
 def global_name(service: str, namespace: str) -> str:
     """``<svc>.<ns>.svc.clusterset.local`` (the MCS API's clusterset domain)."""
     return f"{service}.{namespace}.svc.clusterset.local"
+
+
+_PORT_SPEC = re.compile(r"([a-z0-9-]+)=(\d+):(\d+)/(http|http2|grpc)")
+
+
+def parse_port_spec(text: str) -> ServicePort:
+    """``grpc=9090:19090/grpc`` (NAME=SERVICE_PORT:APP_PORT/PROTOCOL) -> a ServicePort.
+
+    Raises:
+        ValueError: any other shape, or a port outside 1-65535.
+    """
+    m = _PORT_SPEC.fullmatch(text)
+    if m is None:
+        raise ValueError(
+            f"{text!r}: use NAME=SERVICE_PORT:APP_PORT/PROTOCOL, e.g. grpc=9090:19090/grpc"
+        )
+    name, port, target, protocol = m.groups()
+    return ServicePort.model_validate(
+        {"name": name, "port": int(port), "targetPort": int(target), "protocol": protocol}
+    )
+
+
+def sidecar_workload(
+    *,
+    service: str,
+    namespace: str,
+    address: str,
+    locality: str,
+    ports: list[ServicePort],
+    inbound_port: int = 15006,
+    service_account: str | None = None,
+    name: str | None = None,
+) -> WorkloadEntry:
+    """The WorkloadEntry a sidecar registers for its workload (tlsMode ``mutual``).
+
+    ``name`` defaults to ``<service>-<address with - for . and :>-<inbound_port>``;
+    ``service_account`` to the service's name.
+
+    Raises:
+        pydantic.ValidationError: a field is invalid (names the field).
+    """
+    workload = name or f"{service}-{address.replace('.', '-').replace(':', '-')}-{inbound_port}"
+    return WorkloadEntry.model_validate(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "WorkloadEntry",
+            "metadata": {"name": workload, "namespace": namespace},
+            "spec": {
+                "service": service,
+                "address": address,
+                "serviceAccount": service_account or service,
+                "locality": locality,
+                "inboundPort": inbound_port,
+                "tlsMode": "mutual",
+                "ports": [p.model_dump(by_alias=True) for p in ports],
+            },
+        }
+    )

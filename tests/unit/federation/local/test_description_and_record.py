@@ -85,16 +85,29 @@ def test_record_round_trip_and_stop_only_our_process(tmp_path) -> None:
             proc.wait()
 
 
-def test_extra_ports_of_the_sidecar_command() -> None:
-    from federation.cli.params import InputError
-    from federation.cli.proxy_commands import parse_extra_port
+def test_extra_ports_and_the_workload_of_the_sidecar_command() -> None:
+    from federation.model.workload import ServicePort, parse_port_spec, sidecar_workload
 
-    assert parse_extra_port("grpc=9090:19090/grpc") == {
+    grpc = parse_port_spec("grpc=9090:19090/grpc")
+    assert grpc.model_dump(by_alias=True) == {
         "name": "grpc",
         "port": 9090,
         "targetPort": 19090,
         "protocol": "grpc",
     }
     for bad in ("grpc=9090/grpc", "Grpc=1:2/grpc", "x=1:2/tcp"):
-        with pytest.raises(InputError, match="NAME=SERVICE_PORT:APP_PORT/PROTOCOL"):
-            parse_extra_port(bad)
+        with pytest.raises(ValueError, match="NAME=SERVICE_PORT:APP_PORT/PROTOCOL"):
+            parse_port_spec(bad)
+    entry = sidecar_workload(
+        service="echo",
+        namespace="demo",
+        address="127.0.1.11",
+        locality="aws/us-east-1/us-east-1a",
+        ports=[ServicePort(name="http", port=8080, targetPort=18080), grpc],
+    )
+    assert entry.metadata.name == "echo-127-0-1-11-15006"
+    assert entry.spec.service_account == "echo" and entry.spec.tls_mode == "mutual"
+    with pytest.raises(ValueError, match="locality"):
+        sidecar_workload(
+            service="echo", namespace="demo", address="127.0.1.11", locality="A B", ports=[grpc]
+        )
