@@ -6,15 +6,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
-from federation.cli.params import DURATION, InputError, controller_option, format_duration
+from federation.cli.params import (
+    DURATION,
+    InputError,
+    admin_token_option,
+    controller_option,
+    emit,
+    format_duration,
+    output_option,
+    print_table,
+)
 from federation.client import call, cli_config_path, controller_target
 from federation.local.description import load
 from federation.model.locality import Locality
@@ -22,21 +29,6 @@ from federation.netaddr import parse_host_port
 from federation.paths import default_trust_dir, meshfed_home
 from federation.serving import stop_on_signals
 from providers.factory import CLOUDS, cluster_for_join, cluster_ref, for_cloud
-
-token_option = click.option(
-    "--token",
-    envvar="MESHFED_TOKEN",
-    default=None,
-    help="Admin bearer token.  [default: the tokenFile in $MESHFED_HOME/config.yaml]",
-)
-output_option = click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json", "yaml"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
 
 
 def controller_call(
@@ -137,25 +129,6 @@ def serve_cmd(
     asyncio.run(run())
 
 
-def _print_table(headers: Sequence[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*headers, box=None)
-    for row in rows:
-        table.add_row(*row)
-    Console(width=200).print(table)
-
-
-def _emit(data: Any, output: str, table: Callable[[], None]) -> None:
-    if output == "json":
-        click.echo(json.dumps(data, indent=2))
-    elif output == "yaml":
-        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
-    else:
-        table()
-
-
 def _ago(ts: float | None) -> str:
     if ts is None:
         return "never"
@@ -181,7 +154,7 @@ def cluster() -> None:
     default=None,
     help="LocalFederation file (--provider local).  [default: the built-in demo]",
 )
-@output_option
+@output_option()
 def discover_cmd(
     provider: str,
     region: str | None,
@@ -219,10 +192,10 @@ def discover_cmd(
         }
         for c in found
     ]
-    _emit(
+    emit(
         data,
         output,
-        lambda: _print_table(
+        lambda: print_table(
             ["NAME", "LOCALITY", "ZONES", "NETWORK", "STATUS", "JOIN WITH --from"],
             [
                 [
@@ -258,8 +231,8 @@ def discover_cmd(
     "--token-ttl", type=DURATION, default="1h", show_default=True, help="Join token lifetime."
 )
 @controller_option
-@token_option
-@output_option
+@admin_token_option
+@output_option()
 def join_cmd(
     name: str,
     locality: str | None,
@@ -311,7 +284,7 @@ def join_cmd(
     url, tok = controller_target(controller, token)
     result = call("POST", url, "/v1/clusters", token=tok, body=json.dumps(body))
     if output != "table":
-        _emit(result, output, lambda: None)
+        emit(result, output, lambda: None)
         return
     host = url.split("://", 1)[-1]
     click.echo(
@@ -332,7 +305,7 @@ def join_cmd(
     "--token-ttl", type=DURATION, default="1h", show_default=True, help="Join token lifetime."
 )
 @controller_option
-@token_option
+@admin_token_option
 def token_cmd(name: str, token_ttl: timedelta, controller: str | None, token: str | None) -> None:
     """Print a new one-time join token for member NAME (to re-join after losing its state)."""
     body = json.dumps({"tokenTtlSeconds": token_ttl.total_seconds()})
@@ -341,7 +314,7 @@ def token_cmd(name: str, token_ttl: timedelta, controller: str | None, token: st
 
 
 def _clusters_table(clusters: list[dict[str, Any]]) -> None:
-    _print_table(
+    print_table(
         [
             "NAME",
             "STATE",
@@ -370,18 +343,18 @@ def _clusters_table(clusters: list[dict[str, Any]]) -> None:
 
 @cluster.command("list")
 @controller_option
-@token_option
-@output_option
+@admin_token_option
+@output_option()
 def list_cmd(controller: str | None, token: str | None, output: str) -> None:
     """Members with locality, network, gateway, state (Pending/Ready/Unreachable), heartbeat."""
     clusters = controller_call(controller, token, "GET", "/v1/clusters")["clusters"]
-    _emit(clusters, output, lambda: _clusters_table(clusters))
+    emit(clusters, output, lambda: _clusters_table(clusters))
 
 
 @cluster.command("remove")
 @click.argument("name")
 @controller_option
-@token_option
+@admin_token_option
 def remove_cmd(name: str, controller: str | None, token: str | None) -> None:
     """Withdraw cluster NAME: its endpoints disappear from every other cluster."""
     controller_call(controller, token, "DELETE", f"/v1/clusters/{name}")
@@ -391,8 +364,8 @@ def remove_cmd(name: str, controller: str | None, token: str | None) -> None:
 @click.command("get")
 @click.argument("what", type=click.Choice(["clusters", "exports", "imports", "policies"]))
 @controller_option
-@token_option
-@output_option
+@admin_token_option
+@output_option()
 def get_cmd(what: str, controller: str | None, token: str | None, output: str) -> None:
     """Show clusters, exports (with MCS conditions), imports per cluster, or policies."""
     data = controller_call(controller, token, "GET", f"/v1/{what}")[what]
@@ -401,7 +374,7 @@ def get_cmd(what: str, controller: str | None, token: str | None, output: str) -
         if what == "clusters":
             _clusters_table(data)
         elif what == "exports":
-            _print_table(
+            print_table(
                 ["CLUSTER", "NAMESPACE", "SERVICE", "CONDITION", "MESSAGE"],
                 [
                     [e["cluster"], e["namespace"], e["service"], e["condition"], e["message"]]
@@ -409,7 +382,7 @@ def get_cmd(what: str, controller: str | None, token: str | None, output: str) -
                 ],
             )
         elif what == "imports":
-            _print_table(
+            print_table(
                 ["CLUSTER", "SERVICE", "PORTS", "FROM (cluster: gateway, endpoints)"],
                 [
                     [
@@ -425,9 +398,9 @@ def get_cmd(what: str, controller: str | None, token: str | None, output: str) -
                 ],
             )
         else:
-            _print_table(
+            print_table(
                 ["KIND", "NAMESPACE", "NAME"],
                 [[p["kind"], p["metadata"]["namespace"], p["metadata"]["name"]] for p in data],
             )
 
-    _emit(data, output, table)
+    emit(data, output, table)

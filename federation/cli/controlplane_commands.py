@@ -10,7 +10,13 @@ from typing import Any
 
 import click
 
-from federation.cli.params import InputError, controller_option
+from federation.cli.params import (
+    InputError,
+    controller_option,
+    controlplane_option,
+    controlplane_token_option,
+    output_option,
+)
 from federation.client import call
 from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.status import SyncState
@@ -19,20 +25,6 @@ from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.paths import default_trust_dir, meshfed_home
 from federation.serving import stop_on_signals
-
-controlplane_option = click.option(
-    "--controlplane",
-    "controlplane",
-    required=True,
-    metavar="URL",
-    help="Control plane API, e.g. http://127.0.0.1:15014.",
-)
-token_option = click.option(
-    "--token",
-    envvar="MESHFED_TOKEN",
-    default=None,
-    help="API bearer token.  [default: found in $MESHFED_HOME/controlplanes/*/endpoint.json]",
-)
 
 
 def _locality(value: str) -> Locality:
@@ -180,7 +172,7 @@ target_controlplane_option = click.option(
 @click.command("apply")
 @target_controlplane_option
 @controller_option
-@token_option
+@controlplane_token_option
 @click.option("-f", "--filename", required=True, help="YAML file with documents, or - for stdin.")
 def apply_cmd(
     controlplane: str | None, controller: str | None, token: str | None, filename: str
@@ -203,7 +195,7 @@ def apply_cmd(
 @click.command("delete")
 @target_controlplane_option
 @controller_option
-@token_option
+@controlplane_token_option
 @click.option("-f", "--filename", required=True, help="YAML file naming the documents to delete.")
 def delete_cmd(
     controlplane: str | None, controller: str | None, token: str | None, filename: str
@@ -227,10 +219,8 @@ def _summary(types: dict[str, dict[str, Any]]) -> list[str]:
 
 @click.command("proxy-status")
 @controlplane_option
-@token_option
-@click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@controlplane_token_option
+@output_option(("table", "json"))
 def proxy_status_cmd(controlplane: str, token: str | None, output: str) -> None:
     """Is every proxy in sync? SYNCED, STALE or NACKED per xDS type."""
     data = call("GET", controlplane, "/v1/proxy-status", token=token)
@@ -358,10 +348,8 @@ def _controlplane_of(cluster: str) -> str:
     metavar="URL",
     help="[default: found for --from in $MESHFED_HOME]",
 )
-@token_option
-@click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@controlplane_token_option
+@output_option(("table", "json"))
 def explain_cmd(
     service: str,
     namespace: str | None,

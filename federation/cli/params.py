@@ -1,12 +1,17 @@
-"""Shared click parameter types and options."""
+"""Shared click parameter types, options and output helpers of the ``meshfed`` CLI."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+import yaml
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class InputError(click.ClickException):
@@ -74,3 +79,62 @@ controller_option = click.option(
     metavar="URL",
     help="Controller API, e.g. http://127.0.0.1:15080.  [default: from $MESHFED_HOME/config.yaml]",
 )
+
+
+def output_option(
+    choices: tuple[str, ...] = ("table", "json", "yaml"), default: str = "table", help: str = ""
+) -> Callable[[F], F]:
+    """``-o/--output`` with ``choices`` (kubectl's and istioctl's flag)."""
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help=help or "Output format.",
+    )
+
+
+#: ``--token`` of controller commands: the admin bearer token.
+admin_token_option = click.option(
+    "--token",
+    envvar="MESHFED_TOKEN",
+    default=None,
+    help="Admin bearer token.  [default: the tokenFile in $MESHFED_HOME/config.yaml]",
+)
+#: ``--token`` of control-plane commands: that control plane's API token.
+controlplane_token_option = click.option(
+    "--token",
+    envvar="MESHFED_TOKEN",
+    default=None,
+    help="API bearer token.  [default: found in $MESHFED_HOME/controlplanes/*/endpoint.json]",
+)
+#: ``--controlplane URL`` (required).
+controlplane_option = click.option(
+    "--controlplane",
+    "controlplane",
+    required=True,
+    metavar="URL",
+    help="Control plane API, e.g. http://127.0.0.1:15014.",
+)
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A borderless table on stdout (rich), 200 columns wide at most."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers, box=None)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=200).print(table)
+
+
+def emit(data: Any, output: str, table: Callable[[], None]) -> None:
+    """Print ``data`` as JSON or YAML for ``-o json|yaml``, else call ``table()``."""
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+    elif output == "yaml":
+        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+    else:
+        table()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from federation.cli.params import DURATION, InputError
+from federation.cli.params import DURATION, InputError, output_option
 from federation.paths import default_trust_dir
 from trust import pki
 from trust.errors import InvalidSpiffeIdError
@@ -25,14 +25,6 @@ dir_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Trust directory.  [default: $MESHFED_HOME/trust]",
-)
-output_option = click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
 )
 force_option = click.option(
     "--force",
@@ -78,7 +70,7 @@ def trust() -> None:
 @click.option("--pca-region", default=None, help="AWS region of the CA (aws-pca).")
 @dir_option
 @force_option
-@output_option
+@output_option(("text", "json"), "text")
 def init_cmd(
     trust_domain: str,
     ttl: timedelta,
@@ -142,7 +134,7 @@ def init_cmd(
 )
 @dir_option
 @force_option
-@output_option
+@output_option(("text", "json"), "text")
 def intermediate_cmd(
     cluster: str, ttl: timedelta, trust_dir: Path | None, force: bool, output: str
 ) -> None:
@@ -180,7 +172,7 @@ def intermediate_cmd(
 )
 @dir_option
 @force_option
-@output_option
+@output_option(("text", "json"), "text")
 def issue_cmd(
     cluster: str,
     spiffe_id: str,
@@ -219,13 +211,8 @@ def issue_cmd(
 
 
 @trust.command("bundle")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["pem", "spiffe"]),
-    default="pem",
-    show_default=True,
-    help="pem: concatenated roots; spiffe: SPIFFE bundle (JWK Set).",
+@output_option(
+    ("pem", "spiffe"), "pem", "pem: concatenated roots; spiffe: SPIFFE bundle (JWK Set)."
 )
 @dir_option
 def bundle_cmd(output: str, trust_dir: Path | None) -> None:
@@ -247,7 +234,7 @@ def bundle_cmd(output: str, trust_dir: Path | None) -> None:
     "--ttl", type=DURATION, default="87600h", show_default=True, help="New root lifetime."
 )
 @dir_option
-@output_option
+@output_option(("text", "json"), "text")
 def rotate_root_cmd(retire_old: bool, ttl: timedelta, trust_dir: Path | None, output: str) -> None:
     """Rotate the root CA without downtime, in two steps.
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from federation.cli.params import InputError
+from federation.cli.params import InputError, output_option
 from federation.client import call
 from federation.errors import FederationError
 from federation.local.description import LocalFederation, load
@@ -205,9 +205,7 @@ def status_data(home: Path) -> dict[str, Any]:
 
 
 @click.command("status")
-@click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@output_option(("table", "json"))
 def status_cmd(output: str) -> None:
     """The local federation: clusters, imports, proxies in sync, current traffic shares."""
     data = status_data(meshfed_home())
