@@ -29,6 +29,7 @@ from federation.errors import (
     NotFoundError,
     UnauthenticatedError,
 )
+from federation.model.documents import validation_problems
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
 from trust.errors import InvalidCertificateError, SigningRefusedError
@@ -108,10 +109,7 @@ async def _body(request: web.Request, model: type[_Body]) -> Any:
     try:
         return model.model_validate_json(await request.read())
     except ValidationError as err:
-        problems = [
-            f"request body: {'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}"
-            for e in err.errors()
-        ]
+        problems = validation_problems(err, "request body")
         raise web.HTTPBadRequest(
             text=json.dumps({"error": problems[0], "problems": problems}),
             content_type="application/json",

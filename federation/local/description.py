@@ -29,6 +29,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from federation.errors import InvalidDocumentError
+from federation.model.documents import invalid
 from federation.model.locality import Locality
 from federation.model.workload import DNS_LABEL, ObjectMeta, _Strict
 from federation.netaddr import is_loopback, parse_host_port
@@ -194,8 +195,4 @@ def load(path: Path | None) -> LocalFederation:
     try:
         return LocalFederation.model_validate(raw)
     except ValidationError as err:
-        problems = [
-            f"{source}: {'.'.join(str(p) for p in e['loc']) or '(document)'}: {e['msg']}"
-            for e in err.errors()
-        ]
-        raise InvalidDocumentError(problems[0], problems=problems) from err
+        raise invalid(err, source) from err

@@ -56,6 +56,17 @@ def _field_path(loc: Sequence[int | str]) -> str:
     return ".".join(str(p) for p in loc) or "(document)"
 
 
+def validation_problems(err: ValidationError, where: str) -> list[str]:
+    """Each of pydantic's errors as ``<where>: <field.path>: <reason>``."""
+    return [f"{where}: {_field_path(e['loc'])}: {e['msg']}" for e in err.errors()]
+
+
+def invalid(err: ValidationError, where: str) -> InvalidDocumentError:
+    """An :class:`InvalidDocumentError` listing every problem of ``err`` (raise it ``from err``)."""
+    problems = validation_problems(err, where)
+    return InvalidDocumentError(problems[0], problems=problems)
+
+
 def validate_documents(raws: Sequence[Any], *, source: str = "input") -> list[BaseModel]:
     """Validate every raw document; return the models only if all are valid.
 
@@ -81,8 +92,7 @@ def validate_documents(raws: Sequence[Any], *, source: str = "input") -> list[Ba
         try:
             models.append(model.model_validate(raw))
         except ValidationError as err:
-            for e in err.errors():
-                problems.append(f"{where}: {_field_path(e['loc'])}: {e['msg']}")
+            problems += validation_problems(err, where)
     if problems:
         raise InvalidDocumentError(problems[0], problems=problems)
     return models

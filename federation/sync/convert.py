@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from pydantic import BaseModel, ValidationError
 
 from federation.errors import InvalidDocumentError
-from federation.model.documents import validate_documents
+from federation.model.documents import invalid, validate_documents
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import DirectEndpoint, ServiceImport
 from federation.sync.messages import (
@@ -47,11 +47,7 @@ def _validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        problems = [
-            f"{where}: {'.'.join(str(p) for p in e['loc']) or '(message)'}: {e['msg']}"
-            for e in err.errors()
-        ]
-        raise InvalidDocumentError(problems[0], problems=problems) from err
+        raise invalid(err, where) from err
 
 
 def report_to_proto(report: ClusterReport) -> sync_pb2.ClusterReport:
