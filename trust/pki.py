@@ -44,6 +44,7 @@ CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
 DEFAULT_RENEWAL_JITTER = 0.1
 
 IssuerKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+CertifiablePublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 
 def utcnow() -> datetime:
@@ -180,6 +181,46 @@ def _validity(
     return not_before, not_after
 
 
+def _sign(
+    *,
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: CertifiablePublicKey,
+    issuer_key: IssuerKey,
+    validity: tuple[datetime, datetime],
+    basic_constraints: x509.BasicConstraints,
+    key_usage: x509.KeyUsage,
+    san: x509.SubjectAlternativeName,
+    san_critical: bool,
+    extra: Sequence[x509.ExtensionType] = (),
+) -> x509.Certificate:
+    """The one certificate builder: subject, issuer, random serial, validity, basic
+    constraints and key usage (critical), ``extra`` extensions (non-critical), SKI, AKI and
+    the SAN; signed with SHA-256 by ``issuer_key``."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(basic_constraints, critical=True)
+        .add_extension(key_usage, critical=True)
+    )
+    for extension in extra:
+        builder = builder.add_extension(extension, critical=False)
+    return (
+        builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+        .add_extension(san, critical=san_critical)
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
 def root_certificate(
     key: IssuerKey,
     trust_domain: TrustDomain,
@@ -197,26 +238,16 @@ def root_certificate(
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     # A unique CN per root keeps two roots in one bundle (during rotation) apart by name too.
     name = _ca_name(trust_domain, common_name or f"meshfed root CA {ski.digest.hex()[:16]}")
-    not_before, not_after = _validity(now, ttl, None)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key), critical=False
-        )
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(trust_domain.id))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
+    return _sign(
+        subject=name,
+        issuer=name,
+        public_key=public_key,
+        issuer_key=key,
+        validity=_validity(now, ttl, None),
+        basic_constraints=x509.BasicConstraints(ca=True, path_length=None),
+        key_usage=_ca_key_usage(),
+        san=x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(trust_domain.id))]),
+        san_critical=False,
     )
 
 
@@ -248,30 +279,19 @@ def intermediate_certificate(
             x509.NameAttribute(NameOID.COMMON_NAME, f"meshfed intermediate CA {cluster}"),
         ]
     )
-    not_before, not_after = _validity(now, ttl, issuer_cert)
     public_key = csr.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise SigningRefusedError("only EC and RSA keys can be certified")
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(trust_domain.id))]),
-            critical=False,
-        )
-        .sign(issuer_key, hashes.SHA256())
+    return _sign(
+        subject=subject,
+        issuer=issuer_cert.subject,
+        public_key=public_key,
+        issuer_key=issuer_key,
+        validity=_validity(now, ttl, issuer_cert),
+        basic_constraints=x509.BasicConstraints(ca=True, path_length=0),
+        key_usage=_ca_key_usage(),
+        san=x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(trust_domain.id))]),
+        san_critical=False,
     )
 
 
@@ -311,35 +331,24 @@ def leaf_certificate(
         encipher_only=False,
         decipher_only=False,
     )
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([]))
-        .issuer_name(issuer_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(key_usage, critical=True)
-        .add_extension(
+    return _sign(
+        subject=x509.Name([]),
+        issuer=issuer_cert.subject,
+        public_key=public_key,
+        issuer_key=issuer_key,
+        validity=(not_before, not_after),
+        basic_constraints=x509.BasicConstraints(ca=False, path_length=None),
+        key_usage=key_usage,
+        extra=[
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier(str(spiffe_id))]
-                + [x509.DNSName(name) for name in dns_names]
-            ),
-            critical=True,
-        )
-        .sign(issuer_key, hashes.SHA256())
+            )
+        ],
+        san=x509.SubjectAlternativeName(
+            [x509.UniformResourceIdentifier(str(spiffe_id))]
+            + [x509.DNSName(name) for name in dns_names]
+        ),
+        san_critical=True,
     )
 
 
