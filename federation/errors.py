@@ -1,24 +1,41 @@
-"""Exceptions raised by :mod:`federation`.
+"""Exceptions raised by :mod:`federation`, and meshfed's whole exception tree.
 
-::
+Every exception meshfed raises on purpose derives from :class:`trust.errors.MeshfedError`
+(defined in the bottom layer so that every package can use it); ``retryable`` says whether
+trying again can help, and the CLI prints one ``Error: ...`` line and exits with 1
+(retryable) or 2 (change the input first)::
 
-    FederationError                 base; .retryable says whether trying again can help
-    ├── InvalidDocumentError        a resource document is invalid (names index, field, reason)
-    ├── NotFoundError               a named resource does not exist
-    ├── InconsistentSnapshotError   an xDS snapshot references a missing resource
-    └── ApiError                    a meshfed HTTP API answered with an error
-        └── UnreachableError        the API could not be reached (retryable)
+    MeshfedError                          trust/errors.py
+    ├── FederationError                   federation/errors.py (this module)
+    │   ├── InvalidDocumentError          a resource document is invalid (names index, field,
+    │   │                                 reason; .problems lists them all)
+    │   ├── NotFoundError                 a named resource does not exist
+    │   ├── ConflictError                 conflicts with what exists (a cluster name taken)
+    │   ├── UnauthenticatedError          a join or API token is missing, invalid or used up
+    │   ├── InconsistentSnapshotError     an xDS snapshot references a missing resource
+    │   ├── ApiError                      a meshfed HTTP API answered with an error (.status)
+    │   │   └── UnreachableError          the API could not be reached (retryable)
+    │   ├── StoreError                    controller/store.py: the state store refused
+    │   ├── JoinError                     controlplane/link/join.py: joining failed
+    │   ├── SyncRefusedError              controlplane/link/session.py: the controller
+    │   │                                 refused this cluster's sync stream
+    │   └── UpError                       local/runner.py: ``meshfed up`` could not start
+    ├── TrustError                        trust/errors.py (its own tree is drawn there)
+    ├── ProviderError                     providers/errors.py (cloud APIs, price tables)
+    └── DataPlaneError                    eastwest_gateway/errors.py (Envoy not found,
+                                          exited or not ready)
 
-Errors from :mod:`trust` pass through unchanged; library errors are chained as causes.
+Library errors (``grpc``, ``aiohttp``, SDKs, ``OSError``) are translated at the edge into
+one of these and chained as ``__cause__``.
 """
 
 from __future__ import annotations
 
+from trust.errors import MeshfedError
 
-class FederationError(Exception):
+
+class FederationError(MeshfedError):
     """Base of every error raised by :mod:`federation`."""
-
-    retryable: bool = False
 
 
 class InvalidDocumentError(FederationError, ValueError):

@@ -1,17 +1,22 @@
-"""Exceptions raised by :mod:`trust`.
+"""The root of meshfed's exception tree, and the exceptions raised by :mod:`trust`.
 
-Every error names the offending input and the rule it broke, never includes private key
-material, and says through ``retryable`` whether trying again can help::
+:class:`MeshfedError` is the base of every exception any meshfed package raises on purpose;
+it lives here, in the bottom layer, so that every package can derive from it. The whole tree
+is drawn in :mod:`federation.errors`.
 
-    TrustError                      base; .retryable is False unless stated
-    ├── InvalidSpiffeIdError        a SPIFFE ID breaks the SPIFFE ID spec
-    │   └── InvalidTrustDomainError a trust domain name breaks it
-    ├── InvalidCertificateError     a certificate, CSR or bundle is malformed or breaks X.509-SVID
-    ├── SigningRefusedError         a CSR was well-formed but the CA will not sign it
-    ├── VerificationError           a chain does not verify against a trust bundle
-    ├── TrustBackendError           Vault or AWS Private CA failed (sealed, denied, throttled)
-    └── TrustStoreError             the trust directory is missing, incomplete or would be clobbered
-        └── KeyMaterialExistsError  refusing to overwrite existing keys without ``force``
+Every error of :mod:`trust` names the offending input and the rule it broke, never includes
+private key material, and says through ``retryable`` whether trying again can help::
+
+    MeshfedError
+    └── TrustError                  base of trust; .retryable is False unless stated
+        ├── InvalidSpiffeIdError        a SPIFFE ID breaks the SPIFFE ID spec
+        │   └── InvalidTrustDomainError a trust domain name breaks it
+        ├── InvalidCertificateError     a certificate, CSR or bundle is malformed
+        ├── SigningRefusedError         a CSR was well-formed but the CA will not sign it
+        ├── VerificationError           a chain does not verify against a trust bundle
+        ├── TrustBackendError           Vault or AWS Private CA failed (sealed, denied, ...)
+        └── TrustStoreError             the trust directory is missing, incomplete, clobbered
+            └── KeyMaterialExistsError  refusing to overwrite existing keys without ``force``
 
 Errors of third-party libraries (``cryptography``, ``OSError``) are chained as ``__cause__``.
 """
@@ -19,7 +24,19 @@ Errors of third-party libraries (``cryptography``, ``OSError``) are chained as `
 from __future__ import annotations
 
 
-class TrustError(Exception):
+class MeshfedError(Exception):
+    """Base of every exception meshfed raises on purpose.
+
+    Attributes:
+        retryable: True when the same call may succeed later (a backend or peer was
+            unreachable, rate limited); False when the input must change first. The CLI exits
+            with 1 for retryable errors and 2 for the others.
+    """
+
+    retryable: bool = False
+
+
+class TrustError(MeshfedError):
     """Base of every error raised by :mod:`trust`.
 
     Attributes:

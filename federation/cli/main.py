@@ -24,27 +24,36 @@ from federation.cli.controlplane_commands import (
 from federation.cli.proxy_commands import proxy
 from federation.cli.trust_commands import trust
 from federation.cli.up_commands import demo, down_cmd, status_cmd, up_cmd
-from federation.errors import FederationError, InvalidDocumentError
-from providers.errors import ProviderError
-from trust.errors import TrustError
+from federation.errors import InvalidDocumentError
+from trust.errors import MeshfedError
 
 EXIT_RETRYABLE = 1
 EXIT_BAD_INPUT = 2
 
 
+def one_line(err: BaseException | str) -> str:
+    """The error's message on one line (a multi-line cause folded with ``; ``)."""
+    return "; ".join(part.strip() for part in str(err).splitlines() if part.strip())
+
+
 class MeshfedGroup(click.Group):
-    """Turns meshfed's own errors into one ``Error: ...`` line and the right exit code."""
+    """Turns meshfed's own errors (:class:`trust.errors.MeshfedError`, the tree drawn in
+    :mod:`federation.errors`) into one ``Error: ...`` line per problem and the right exit
+    code; never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except InvalidDocumentError as err:
             for problem in err.problems:
-                click.echo(f"Error: {problem}", err=True)
+                click.echo(f"Error: {one_line(problem)}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
-        except (TrustError, FederationError, ProviderError) as err:
-            click.echo(f"Error: {err}", err=True)
+        except MeshfedError as err:
+            click.echo(f"Error: {one_line(err)}", err=True)
             ctx.exit(EXIT_RETRYABLE if err.retryable else EXIT_BAD_INPUT)
+        except OSError as err:  # an address in use, a file that cannot be written, ...
+            click.echo(f"Error: {one_line(err)}", err=True)
+            ctx.exit(EXIT_RETRYABLE)
 
 
 @click.group(cls=MeshfedGroup, context_settings={"help_option_names": ["-h", "--help"]})

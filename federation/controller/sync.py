@@ -19,7 +19,7 @@ import grpc
 
 from federation.controller.hub import Closed, SyncHub
 from federation.controller.store import ClusterRecord
-from federation.errors import InvalidDocumentError, NotFoundError
+from federation.errors import FederationError, InvalidDocumentError, NotFoundError
 from federation.sync.convert import report_from_proto, update_to_proto
 from federation.sync.identity import cluster_from_spiffe_path
 from federation.sync.proto import sync_pb2, sync_pb2_grpc
@@ -63,11 +63,13 @@ def peer_cluster(peer_pem: bytes | None, trust_domain: str, lookup: Any) -> tupl
     return cluster, ""
 
 
-class _RefusedReportError(Exception):
+class _RefusedReportError(FederationError):
     """A report the stream must end for: another cluster's (PERMISSION_DENIED) or invalid
     (INVALID_ARGUMENT)."""
 
-    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+    def __init__(
+        self, message: str, code: grpc.StatusCode = grpc.StatusCode.PERMISSION_DENIED
+    ) -> None:
         super().__init__(message)
         self.code = code
 

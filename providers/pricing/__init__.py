@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 import yaml
 
+from providers.errors import PricingError
+
 PathClass = Literal["same-zone", "cross-zone", "cross-region", "cross-continent", "cross-cloud"]
 PATH_CLASSES: tuple[PathClass, ...] = (
     "same-zone",
@@ -46,10 +48,6 @@ _FIELD = {
     "cross-continent": "cross_region_other_continent",
     "cross-cloud": "internet",
 }
-
-
-class PricingError(ValueError):
-    """A price table file or document is invalid."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from providers.errors import PricingError
 from providers.pricing import (
     PriceTable,
-    PricingError,
     Site,
     builtin_tables,
     estimate_rtt_ms,

@@ -1,0 +1,151 @@
+"""Every meshfed exception is under one tree, and every CLI command turns each of them into
+one ``Error: ...`` line and the right exit code (1 retryable, 2 otherwise) -- never a
+traceback."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Iterator
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from federation.cli.main import cli
+from federation.errors import InvalidDocumentError
+from trust.errors import MeshfedError
+
+PACKAGES = ("trust", "federation", "eastwest_gateway", "providers")
+
+
+def _modules() -> Iterator[object]:
+    for name in PACKAGES:
+        package = importlib.import_module(name)
+        yield package
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
+            if ".proto." in info.name or info.name.endswith("_pb2"):
+                continue
+            yield importlib.import_module(info.name)
+
+
+def _exception_classes() -> list[type[BaseException]]:
+    found = {
+        obj
+        for module in _modules()
+        for _, obj in inspect.getmembers(module, inspect.isclass)
+        if issubclass(obj, BaseException) and obj.__module__.split(".")[0] in PACKAGES
+    }
+    return sorted(found, key=lambda c: f"{c.__module__}.{c.__qualname__}")
+
+
+def test_every_meshfed_exception_is_under_meshfed_error() -> None:
+    classes = _exception_classes()
+    assert len(classes) > 20
+    outside = [
+        f"{c.__module__}.{c.__qualname__}"
+        for c in classes
+        if not issubclass(c, MeshfedError)
+        and not issubclass(c, click.ClickException)  # the CLI's own InputError: exit 2
+    ]
+    assert outside == []
+
+
+def _instance(cls: type[BaseException]) -> BaseException:
+    """An instance with a message, whatever the constructor asks for."""
+    params = inspect.signature(cls.__init__).parameters
+    kwargs: dict[str, object] = {}
+    if "status" in params:
+        kwargs["status"] = 503
+    if "provider" in params and params["provider"].default is inspect.Parameter.empty:
+        kwargs["provider"] = "aws"
+    if "rule" in params:  # InvalidSpiffeIdError(value, rule)
+        return cls("spiffe://x/\nbad", "a rule")  # type: ignore[call-arg]
+    return cls("something failed\nwith a second line", **kwargs)
+
+
+def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from _leaf_commands(command, (*path, name))
+        else:
+            yield (*path, name)
+
+
+def _command(path: tuple[str, ...]) -> click.Command:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
+#: meshfed's own errors, and OSError (an address in use, an unwritable file): exit 1
+ERRORS = [c for c in _exception_classes() if issubclass(c, MeshfedError)] + [OSError]
+COMMANDS = list(_leaf_commands(cli))
+
+
+def test_there_is_something_to_check() -> None:
+    assert len(COMMANDS) >= 25 and len(ERRORS) >= 25
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_each_command_turns_each_error_into_one_line_and_its_exit_code(
+    path: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    command = _command(path)
+    monkeypatch.setattr(command, "params", [])
+    runner = CliRunner()
+    for cls in ERRORS:
+        error = _instance(cls)
+
+        def fail(*_args: object, _error: BaseException = error, **_kwargs: object) -> None:
+            raise _error
+
+        monkeypatch.setattr(command, "callback", fail)
+        result = runner.invoke(cli, list(path))
+        where = f"meshfed {' '.join(path)} raising {cls.__name__}"
+        assert result.exit_code == (1 if getattr(error, "retryable", True) else 2), where
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), (where, result.stderr)
+        assert "Traceback" not in result.output + result.stderr, where
+        assert not isinstance(result.exception, cls) or isinstance(result.exception, SystemExit)
+
+
+def test_every_problem_of_an_invalid_document_gets_its_line() -> None:
+    runner = CliRunner()
+    command = _command(("apply",))
+    error = InvalidDocumentError("p1", problems=["p1", "p2"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(command, "params", [])
+        mp.setattr(command, "callback", lambda **_: (_ for _ in ()).throw(error))
+        result = runner.invoke(cli, ["apply"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["Error: p1", "Error: p2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        # nothing listens on port 1: unreachable, retry later
+        (
+            ["get", "clusters", "--controller", "http://127.0.0.1:1", "--token", "t"],
+            1,
+            "127.0.0.1:1",
+        ),
+        (["cluster", "discover", "--provider", "aws"], 2, "--region is required"),
+        (["cluster", "discover", "--provider", "gcp"], 2, "--project is required"),
+        (["cluster", "join", "x", "--from", "azure:aks/a/b"], 2, "--from 'azure:aks/a/b'"),
+        (
+            ["trust", "issue", "--cluster", "c", "--spiffe-id", "spiffe://a:1/x", "--out", "o"],
+            2,
+            "port",
+        ),
+    ],
+)
+def test_real_failures_print_one_line(args: list[str], code: int, needle: str, tmp_path) -> None:
+    result = CliRunner().invoke(cli, args, env={"MESHFED_HOME": str(tmp_path)})
+    assert result.exit_code == code, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and needle in lines[0], lines
