@@ -2,7 +2,9 @@
 
 ==========================  ===============================================================
 ``GET  /healthz``           liveness (no token needed)
-``GET  /v1/info``           cluster name, locality, network, trust domain
+``GET  /v1/info``           cluster name, locality, network, trust domain, and the
+                            federation link (``federation``: controller, connected,
+                            lastUpdateVersion, stopped -- why syncing stopped, or null)
 ``POST /v1/apply``          body: YAML/JSON WorkloadEntry, ServiceExport, ServiceImport
                             documents; all validated, then all
                             applied (400 with every problem otherwise; nothing applied)
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -50,6 +53,8 @@ STATUS = web.AppKey("status", StatusRegistry)
 CACHE = web.AppKey("cache", SnapshotCache)
 BUILDER = web.AppKey("builder", SnapshotBuilder)
 TOKEN = web.AppKey("token", str)
+FederationState = Callable[[], dict[str, Any] | None]
+FEDERATION: web.AppKey[FederationState] = web.AppKey("federation")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -91,7 +96,8 @@ async def _documents(request: web.Request) -> list[Document] | web.Response:
 
 
 async def info(request: web.Request) -> web.Response:
-    """This cluster's name, locality, network and trust domain (for proxy agents)."""
+    """This cluster's name, locality, network and trust domain (for proxy agents), and the
+    state of its link to the federation controller (None when it never joined)."""
     mesh = request.app[BUILDER].mesh
     return web.json_response(
         {
@@ -99,6 +105,7 @@ async def info(request: web.Request) -> web.Response:
             "locality": str(mesh.locality),
             "network": mesh.network,
             "trust_domain": mesh.trust_domain,
+            "federation": request.app[FEDERATION](),
         }
     )
 
@@ -210,8 +217,10 @@ def make_app(
     cache: SnapshotCache,
     builder: SnapshotBuilder,
     token: str,
+    federation: Callable[[], dict[str, Any] | None] = lambda: None,
 ) -> web.Application:
-    """The aiohttp application (routes in the module docstring)."""
+    """The aiohttp application (routes in the module docstring); ``federation`` returns the
+    link's state for ``/v1/info``."""
     app = web.Application(middlewares=[auth_middleware])
     app[REGISTRY] = registry
     app[STATE_FILE] = state_file
@@ -219,6 +228,7 @@ def make_app(
     app[CACHE] = cache
     app[BUILDER] = builder
     app[TOKEN] = token
+    app[FEDERATION] = federation
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/info", info)
     app.router.add_post("/v1/apply", apply)

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -153,6 +154,7 @@ class ControlPlane:
             cache=self.cache,
             builder=self.builder,
             token=self.token,
+            federation=self._federation_state,
         )
         self._runner, self.api_port = await start_http(app, cfg.api_listen, "--api-listen")
 
@@ -210,6 +212,17 @@ class ControlPlane:
         )
         link_state.save(cfg.state_dir, info, None)
         return info
+
+    def _federation_state(self) -> dict[str, Any] | None:
+        link = self.link
+        if link is None:
+            return None
+        return {
+            "controller": link.info.controller,
+            "connected": link.connected,
+            "lastUpdateVersion": link.last_update_version,
+            "stopped": link.stopped,
+        }
 
     def _on_bundle(self, bundle: TrustBundle) -> None:
         self.identities.set_trust_bundle(bundle)

@@ -61,6 +61,11 @@ def _wait(predicate, timeout_s: float, what: str):  # type: ignore[no-untyped-de
     raise AssertionError(f"timed out after {timeout_s}s: {what}")
 
 
+def _total_requests(home: Path) -> int:
+    """Requests the frontend has sent since it started."""
+    return int(_stats(home, 1)["total"]["requests"])
+
+
 def _grpc_cluster(home: Path) -> str:
     """One gRPC call to echo (port 9090) through the frontend's sidecar: the serving cluster."""
     record = Record.load(home)
@@ -122,8 +127,15 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     assert len(pids) == 27
 
     # 1. traffic stays in aws-us-east-1
-    time.sleep(3)
-    status = _status(home)
+    def settled() -> dict[str, Any] | None:
+        status = _status(home)
+        ready = all(
+            c["state"] == "Ready" and c["synced"] == c["proxies"] > 0 for c in status["clusters"]
+        )
+        flowing = status["traffic"]["destinations"] and _stats(home, 5)["total"]["requests"] >= 40
+        return status if ready and flowing else None
+
+    status = _wait(settled, 20, "every cluster Ready and traffic flowing")
     assert {c["name"]: c["state"] for c in status["clusters"]} == {
         "aws-eu-west-1": "Ready",
         "aws-us-east-1": "Ready",
@@ -137,8 +149,9 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     # 2. kill aws-us-east-1/echo: to aws-eu-west-1 (same cloud, cheaper), no failed request
     _meshfed(home, "demo", "kill", "aws-us-east-1/echo")
     _wait(lambda: _stats(home, 3)["byCluster"].keys() == {"aws-eu-west-1"}, 20, "moved to eu")
-    time.sleep(3)
-    assert _stats(home, 3)["byCluster"].keys() == {"aws-eu-west-1"}
+    moved = _total_requests(home)
+    _wait(lambda: _total_requests(home) - moved >= 60, 20, "3 s more of traffic")  # 20 rps
+    assert _stats(home, 3)["byCluster"].keys() == {"aws-eu-west-1"}  # and it stayed there
     assert _stats(home, 60)["total"]["errors"] == 0
     assert _grpc_cluster(home) == "aws-eu-west-1"  # gRPC crosses the gateway too
     dest = {d["cluster"]: d for d in _status(home)["traffic"]["destinations"]}
@@ -148,9 +161,13 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     _meshfed(home, "demo", "revive", "aws-us-east-1/echo")
     _wait(lambda: _stats(home, 3)["byCluster"].keys() == {"aws-us-east-1"}, 30, "back in us-east-1")
     _meshfed(home, "apply", "-f", str(EXAMPLES / "shift-20-to-gcp.yaml"))
-    time.sleep(2)
+    _wait(lambda: "gcp-europe-west1" in _stats(home, 2)["byCluster"], 20, "the split in force")
     before = _stats(home, 60)["total"]["byCluster"]
-    time.sleep(20)
+    _wait(
+        lambda: sum(_stats(home, 60)["total"]["byCluster"].values()) - sum(before.values()) >= 400,
+        40,
+        "400 requests under the split",
+    )
     after = _stats(home, 60)["total"]["byCluster"]
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     total = sum(delta.values())

@@ -13,6 +13,7 @@ import json
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 
+from federation.client import request_json
 from federation.controlplane import resource
 from federation.controlplane.server import ControlPlane, ControlPlaneConfig
 from federation.controlplane.snapshot import Snapshot
@@ -74,6 +75,9 @@ async def test_nack_is_recorded_and_envoy_keeps_last_good_config(procs, mesh_hom
             api_listen="127.0.0.1:0",
             ca_dir=mesh_home / "trust",
             state_dir=mesh_home / "controlplanes" / "east",
+            # no health checks: a probe result would rebuild the snapshot and replace the
+            # broken one before Envoy sees it (the test publishes snapshots itself)
+            health_checks=False,
         )
     )
     await plane.start()
@@ -117,17 +121,22 @@ async def test_nack_is_recorded_and_envoy_keeps_last_good_config(procs, mesh_hom
         broken[resource.CLUSTER][0] = bad_cluster
         await plane.cache.set_snapshot(node, Snapshot.build(broken))
 
-        async def nacked() -> dict | None:
-            for _ in range(100):
-                rows = {p["node_id"]: p for p in await _proxy_status(mesh_home, plane.api_url)}
-                cds = rows[node]["types"]["CDS"]
-                if cds["state"] == "NACKED":
-                    return cds
-                await asyncio.sleep(0.1)
-            return None
+        async def cds_state() -> dict:
+            """CDS of the client as the control plane's API reports it (what the CLI shows)."""
+            data = await request_json("GET", f"{plane.api_url}/v1/proxy-status", plane.token)
+            rows = {p["node_id"]: p for p in data["proxies"]}
+            return dict(rows[node]["types"]["CDS"])
 
-        cds = await nacked()
-        assert cds is not None, "Envoy never NACKed"
+        async def wait_cds(state: str, timeout_s: float = 30) -> dict:
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while (cds := await cds_state())["state"] != state:
+                assert asyncio.get_running_loop().time() < deadline, f"CDS never {state}: {cds}"
+                await asyncio.sleep(0.1)
+            return cds
+
+        cds = await wait_cds("NACKED")
+        rows = {p["node_id"]: p for p in await _proxy_status(mesh_home, plane.api_url)}
+        assert rows[node]["types"]["CDS"]["state"] == "NACKED"  # and the CLI says so
         assert "Expected positive duration" in cds["nack_error"]
         assert cds["acked_version"] == good.versions[resource.CLUSTER]
         assert "NACKED" in await _table(mesh_home, plane.api_url)
@@ -138,14 +147,6 @@ async def test_nack_is_recorded_and_envoy_keeps_last_good_config(procs, mesh_hom
         # the next good snapshot is accepted again
         await plane.builder.rebuild_all()
 
-        async def synced() -> bool:
-            for _ in range(100):
-                rows = {p["node_id"]: p for p in await _proxy_status(mesh_home, plane.api_url)}
-                if rows[node]["types"]["CDS"]["state"] == "SYNCED":
-                    return True
-                await asyncio.sleep(0.1)
-            return False
-
-        assert await synced()
+        await wait_cds("SYNCED")
     finally:
         await plane.stop()

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from federation.client import call, find_token
 from tests.integration.conftest import owned_processes
 from tests.integration.harness import (
     MESHFED,
@@ -31,6 +32,7 @@ from tests.integration.harness import (
     ControlPlaneHandle,
     LoadLoop,
     Processes,
+    Sample,
     free_port,
     get,
     meshfed_env,
@@ -226,8 +228,8 @@ def test_export_conflict_follows_mcs_oldest_wins(fed) -> None:
         + "---\napiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n"
         "metadata: {name: dup, namespace: demo}\n"
     )
+    # a's export is recorded (first seen) once c imports it: b's, applied now, is younger
     wait_until(lambda: "dup" in _imports_of(home, "c"), 10, "dup exported by a and imported in c")
-    time.sleep(0.2)  # make "older" unambiguous
     cps["b"].apply(
         workload_yaml(
             "dup-1",
@@ -308,8 +310,9 @@ def test_join_tokens_are_single_use_expire_and_csrs_must_be_for_our_trust_domain
         "-o",
         "json",
     ).stdout
-    expired = json.loads(out)["token"]
-    time.sleep(1.5)
+    answer = json.loads(out)
+    expired, expires_at = answer["token"], answer["expiresAt"]
+    wait_until(lambda: time.time() > expires_at + 0.1, 5, "the 1 s join token expired")
     assert _join_raw(fed, "e", expired, _csr("example.org")) == 401
     # a control plane started with a bad token is refused and says so
     result = subprocess.run(
@@ -478,12 +481,18 @@ def test_killing_and_restarting_the_controller_fails_no_request(fed) -> None:
     with LoadLoop(
         fed["client_port"], HOST, interval_s=0.01, max_requests=4000, max_seconds=60
     ) as load:
-        time.sleep(1)
+        wait_until(lambda: len(load.samples) >= 50, 10, "traffic flowing")
         assert controller.proc is not None
         controller.proc.send_signal(signal.SIGKILL)
         controller.proc.wait(5)
-        time.sleep(2 * LEASE_S)  # the control planes keep serving their last state
-        served_while_down = len(load.samples)
+        killed, before = time.monotonic(), len(load.samples)
+        # the control planes keep serving their last state: two leases of it
+        wait_until(
+            lambda: time.monotonic() - killed > 2 * LEASE_S and len(load.samples) - before > 100,
+            4 * LEASE_S,
+            "two leases of traffic while the controller is down",
+        )
+        served_while_down = len(load.samples) - before
         controller.start()
         wait_until(
             lambda: all(
@@ -492,7 +501,8 @@ def test_killing_and_restarting_the_controller_fails_no_request(fed) -> None:
             20,
             "every control plane reconnected",
         )
-        time.sleep(1)
+        reconnected = len(load.samples)
+        wait_until(lambda: len(load.samples) - reconnected >= 50, 10, "traffic after reconnect")
     assert served_while_down > 100
     assert load.failures() == [], load.failures()[:5]
     assert {s.name for s in load.samples} == {"a-echo-1", "b-echo-1"}
@@ -508,7 +518,7 @@ def test_a_cluster_whose_lease_expires_is_withdrawn_everywhere(fed) -> None:
     with LoadLoop(
         fed["client_port"], HOST, interval_s=0.01, max_requests=3000, max_seconds=40
     ) as load:
-        time.sleep(1)
+        wait_until(lambda: len(load.samples) >= 50, 10, "traffic flowing")
         cps["b"].stop()
         stopped = time.monotonic()
         wait_until(
@@ -517,9 +527,13 @@ def test_a_cluster_whose_lease_expires_is_withdrawn_everywhere(fed) -> None:
             "b Unreachable",
         )
         marked = time.monotonic() - stopped
-        time.sleep(LEASE_S + 2)
+
+        def after() -> list[Sample]:
+            return [s for s in load.samples if s.at > stopped + LEASE_S + 1]
+
+        wait_until(lambda: len(after()) > 100, 2 * LEASE_S + 10, "traffic after the lease")
     assert marked <= LEASE_S + 1.5, marked
-    after = [s for s in load.samples if s.at > stopped + LEASE_S + 1]
+    after = after()
     assert len(after) > 100
     assert {s.name for s in after} == {"a-echo-1"}, Counter(s.name for s in after)
     assert load.failures() == []
@@ -527,10 +541,28 @@ def test_a_cluster_whose_lease_expires_is_withdrawn_everywhere(fed) -> None:
     yaml.safe_load(_meshfed(fed["home"], "cluster", "list", "-o", "yaml").stdout)
 
 
-def test_removing_a_cluster_withdraws_it(fed) -> None:
-    home = fed["home"]
+def _link_of(cp: ControlPlaneHandle) -> dict[str, Any]:
+    """The control plane's federation link as its ``/v1/info`` shows it."""
+    token = find_token(cp.api_url, home=cp.home)
+    return dict(call("GET", cp.api_url, "/v1/info", token=token)["federation"] or {})
+
+
+def test_removing_a_cluster_withdraws_it_and_its_control_plane_stops_syncing(fed) -> None:
+    home, b = fed["home"], fed["cps"]["b"]
+    assert b.proc is not None
+    if b.proc.poll() is not None:  # stopped by the lease test: back, and in sync again
+        b.start()
+    wait_until(lambda: _link_of(b)["connected"], 20, "b in sync with the controller")
+    assert _link_of(b)["stopped"] is None
     assert "cluster b removed" in _meshfed(home, "cluster", "remove", "b").stdout
     assert set(fed["controller"].clusters()) == {"a", "c"}
     assert [c["cluster"] for c in _imports_of(home, "c")["echo"]["clusters"]] == ["a"]
+    # b's control plane is refused (PERMISSION_DENIED): it stops and says so, no retry loop
+    wait_until(lambda: _link_of(b)["stopped"] is not None, 15, "b's link stopped")
+    link = _link_of(b)
+    assert "PERMISSION_DENIED" in link["stopped"] and "register it again" in link["stopped"]
+    assert not link["connected"]
+    log = b.procs.log(f"controlplane-b-{b.starts}")
+    assert "stopped syncing (serving the last state)" in log
     r = _meshfed(home, "cluster", "remove", "b", check=False)
     assert r.returncode == 2 and "not a member" in r.stderr
