@@ -1,6 +1,6 @@
-"""AWS (boto3): EKS clusters, availability zones, the cluster's VPC, the east-west gateway's
-Network Load Balancer, and egress prices. Every botocore error is translated into
-:mod:`providers.errors` here.
+"""AWS (boto3): EKS clusters, availability zones, the cluster's VPC and the east-west gateway's
+Network Load Balancer. Every botocore error is translated into :mod:`providers.errors` here.
+Egress prices are the shipped table of :mod:`providers.pricing` (``aws.yaml``).
 
 Credentials and endpoints come from boto3's usual chain (``--profile``, environment,
 ``~/.aws``, instance roles; ``AWS_ENDPOINT_URL`` points every client elsewhere, e.g. at moto).

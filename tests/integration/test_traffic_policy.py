@@ -4,7 +4,7 @@ A controller and three clusters on loopback, all real processes (see
 :mod:`tests.integration.federations`: ``a`` aws/us-east-1 with the caller and two ``echo``
 replicas, ``b`` aws/us-west-2, ``c`` gcp/us-east4). RTTs are estimates from the regions'
 coordinates (gateways on loopback are never measured; see
-``federation_link.rtts_for_decisions``). Policies are applied
+``federation.lb.paths.rtts_for_decisions``). Policies are applied
 with ``meshfed apply`` to the controller. The tests share the federation and run in order.
 """
 
@@ -42,10 +42,16 @@ def test_defaults_keep_traffic_local_and_fail_over_without_errors(fed) -> None:
     assert [(r["cluster"], r["priority"]) for r in rows] == [("a", 0), ("b", 1), ("c", 2)]
     assert rows[0]["share"] == 1.0 and "same zone" in rows[0]["reason"]
     with RateLoop(fed.client_port, HOST, rps=200, max_seconds=40) as load:
-        time.sleep(2)
+        wait_until(lambda: len(load.samples) >= 300, 10, "load running")
         killed = time.monotonic()
         fed.kill_a()
-        time.sleep(3)
+        # a stays dead until 200 requests (about a second at 200 rps) have been answered
+        # after the first second of failover
+        wait_until(
+            lambda: sum(1 for s in load.samples if s.at >= killed + 1.0) >= 200,
+            15,
+            "a second of traffic after the failover",
+        )
         fed.revive_a()
         revived = time.monotonic()
         wait_until(
@@ -73,10 +79,14 @@ def test_split_shifts_traffic_and_a_change_takes_effect_within_a_second(fed) -> 
     assert set(seen) == {"a", "b"}, seen
     assert 750 <= seen["a"] <= 850 and 150 <= seen["b"] <= 250, seen
     with RateLoop(fed.client_port, HOST, rps=100, max_seconds=20) as load:
-        time.sleep(1)
+        wait_until(lambda: len(load.samples) >= 50, 10, "load running")
         fed.meshfed("apply", "-f", "-", input_text=policy_yaml("  split: {a: 0, b: 100}\n"))
         applied = time.monotonic()
-        time.sleep(3)
+        wait_until(
+            lambda: sum(1 for s in load.samples if s.at >= applied + 1.0) >= 200,
+            15,
+            "two seconds of traffic after the change took effect",
+        )
     late = [s for s in load.samples if s.at >= applied + 1.0]
     assert late and {_cluster(s.name) for s in late} == {"b"}, Counter(s.name for s in late)
     assert load.failures() == []
