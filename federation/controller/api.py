@@ -32,7 +32,7 @@ from federation.errors import (
 from federation.model.documents import validation_problems
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
-from trust.errors import InvalidCertificateError, SigningRefusedError
+from trust.errors import InvalidCertificateError, SigningRefusedError, TrustBackendError
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -124,6 +124,7 @@ ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (SigningRefusedError, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (TrustBackendError, 503),  # Vault or AWS Private CA sealed, unreachable or throttled
 )
 
 

@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from pydantic import BaseModel
+
 from federation.controller.imports import ExportStatus, compute
 from federation.controller.membership import STARTUP_GRACE_S, ClusterState, cluster_state
 from federation.controller.store import ControllerStore
+from federation.errors import InvalidDocumentError
 from federation.model.documents import validate_documents
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
@@ -152,9 +155,7 @@ class SyncHub:
             self.store.clusters(), states, self.store.reports(), self.store.export_times()
         )
         exports = central_exports(self.store)
-        policies = validate_documents(
-            [d for kind in POLICY_KINDS for d in self.store.documents(kind)], source="stored"
-        )
+        policies = self._stored_policies()
         bundle = self._bundle_pem()
         self._last_bundle = bundle
         for cluster, queue in self._streams.items():
@@ -174,6 +175,18 @@ class SyncHub:
             self._version += 1
             queue.put_nowait(replace(view, version=self._version))
             log.info("update v%d to %s: %d imports", self._version, cluster, len(view.imports))
+
+    def _stored_policies(self) -> list[BaseModel]:
+        """The stored policy documents as models; one that no longer validates (stored by an
+        older version) is logged and left out rather than stopping every update."""
+        out: list[BaseModel] = []
+        for kind in POLICY_KINDS:
+            for doc in self.store.documents(kind):
+                try:
+                    out += validate_documents([doc], source="stored")
+                except InvalidDocumentError as err:
+                    log.error("stored %s left out of updates: %s", kind, err)
+        return out
 
     async def watch_leases(self) -> None:
         """Recompute whenever a cluster's state changes (lease expiry) or the trust bundle

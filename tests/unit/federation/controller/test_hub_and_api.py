@@ -244,3 +244,20 @@ async def test_policies_are_validated_against_the_federation(api) -> None:
     assert "already has TrafficPolicy demo/p" in (await second.json())["error"]
     listed = await (await api.get("/v1/policies", headers=AUTH)).json()
     assert [p["metadata"]["name"] for p in listed["policies"]] == ["p"]
+
+
+async def test_a_stored_policy_that_no_longer_validates_is_left_out_not_fatal(tmp_path) -> None:
+    clock = Clock()
+    hub = _hub(tmp_path, clock)
+    bad = {
+        "apiVersion": "meshfed.io/v1alpha1",
+        "kind": "TrafficPolicy",
+        "metadata": {"name": "old", "namespace": "demo"},
+        "spec": {"host": "echo.demo.svc.clusterset.local", "split": {"a": 60}},  # sums to 60
+    }
+    hub.store.put_documents([(("TrafficPolicy", "demo", "old", ""), bad)], clock())
+    queue = hub.attach("a")
+    hub.report("a", _report(["demo/echo"]))
+    update = queue.get_nowait()
+    assert update.policies == [] and update.trust_bundle_pem == b"BUNDLE"
+    hub.store.close()
