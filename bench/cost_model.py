@@ -45,7 +45,7 @@ from federation.model.documents import load_documents
 from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceImport
-from providers.pricing import Site, estimate_rtt_ms, path_price
+from federation.lb.paths import path_facts
 
 CLUSTERS = {
     "aws-use1": ("aws/us-east-1", ["us-east-1a", "us-east-1a", "us-east-1b", "us-east-1b"]),
@@ -54,10 +54,6 @@ CLUSTERS = {
 }
 UNHEALTHY = {("aws-use1", 1), ("gcp-euw1", 1), ("gcp-euw1", 2), ("gcp-euw1", 3)}
 DEMAND_GB = {"aws-use1": 20_000, "aws-euw1": 12_000, "gcp-euw1": 8_000}
-
-
-def _site(loc: Locality) -> Site:
-    return Site(loc.cloud, loc.region.split("/", 1)[1], loc.zone)
 
 
 def _healthy(cluster: str) -> int:
@@ -167,12 +163,12 @@ def _evaluate(
     dollars, samples, local = 0.0, [], 0.0
     total_demand = sum(DEMAND_GB.values())
     for caller, shares in shares_by_caller.items():
-        here = _site(_caller(caller))
+        here = _caller(caller)
         for (server, zone), share in shares.items():
-            there = Site(CLUSTERS[server][0].split("/")[0], CLUSTERS[server][0].split("/")[1], zone)
+            facts = path_facts(here, Locality(CLUSTERS[server][0], zone))
             gb = DEMAND_GB[caller] * share
-            dollars += gb * path_price(there, here).usd_per_gb
-            samples.append((estimate_rtt_ms(here, there) or 0.0, gb))
+            dollars += gb * facts.usd_per_gb
+            samples.append((facts.rtt_ms or 0.0, gb))
             if server == caller:
                 local += gb / total_demand
     samples.sort()
@@ -209,7 +205,7 @@ def _decision_timing() -> None:
     cands = []
     for i in range(20):
         loc = Locality.parse(locs[i % len(locs)] + ("" if i < len(locs) else f"/r{i}"))
-        price = path_price(_site(loc), _site(caller))
+        facts = path_facts(caller, loc)
         cands.append(
             Candidate(
                 f"c{i}",
@@ -217,10 +213,10 @@ def _decision_timing() -> None:
                 1 + i % 3,
                 3,
                 1 + i % 3,
-                estimate_rtt_ms(_site(caller), _site(loc)),
-                "estimated",
-                price.usd_per_gb,
-                price.path,
+                facts.rtt_ms,
+                facts.rtt_source,
+                facts.usd_per_gb,
+                facts.path,
             )
         )
     print("\ndecide() for 20 localities (10,000 runs each, µs per decision):")
