@@ -41,11 +41,11 @@ from federation.controlplane.registry import (
     with_federation,
 )
 from federation.lb.decision import OVERPROVISIONING, Candidate, PolicyInputs, decide
+from federation.lb.paths import path_facts
 from federation.model.documents import load_documents
 from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceImport
-from federation.lb.paths import path_facts
 
 CLUSTERS = {
     "aws-use1": ("aws/us-east-1", ["us-east-1a", "us-east-1a", "us-east-1b", "us-east-1b"]),
