@@ -17,6 +17,7 @@ trying again can help, and the CLI prints one ``Error: ...`` line and exits with
     │   │   └── UnreachableError          the API could not be reached (retryable)
     │   ├── StoreError                    controller/store.py: the state store refused
     │   ├── JoinError                     controlplane/link/join.py: joining failed
+│   ├── MalformedTokenError           sync/join_token.py: not mfj_<secret>.<root sha256>
     │   ├── SyncRefusedError              controlplane/link/session.py: the controller
     │   │                                 refused this cluster's sync stream
     │   └── UpError                       local/runner.py: ``meshfed up`` could not start

@@ -1,9 +1,11 @@
 """The controller's REST API (aiohttp, JSON; OpenAPI 3.1 document at ``/openapi.json``).
 
-Every route but two needs ``Authorization: Bearer <admin token>`` (401 otherwise):
+Every route but three needs ``Authorization: Bearer <admin token>`` (401 otherwise):
 ``GET /healthz`` answers ``{"status": "ok", "trustDomain": ...}`` to anyone (liveness
 probes, as Kubernetes' ``/healthz``; the trust domain is public, it is in every
-certificate), and ``POST /v1/join`` is authenticated by the one-time join token in its body.
+certificate), ``GET /v1/bundle`` answers the trust bundle to anyone (public, as a SPIFFE
+bundle endpoint; a joining control plane checks its token's root pin against it), and
+``POST /v1/join`` is authenticated by the one-time join token in its body.
 The routes are listed in :data:`ROUTES`; their request bodies are pydantic models, from which
 the OpenAPI document is generated.
 """
@@ -143,10 +145,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error(status, str(err))
 
 
+#: Routes anyone may call: liveness, the public trust bundle, and the join (authenticated by
+#: the join token in its body).
+PUBLIC_PATHS = ("/healthz", "/v1/bundle", "/v1/join")
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The admin bearer token on everything but ``/healthz`` and ``/v1/join``."""
-    if request.path in ("/healthz", "/v1/join"):
+    if request.path in PUBLIC_PATHS:
         return await handler(request)
     header = request.headers.get("Authorization", "")
     token = request.app[CONTEXT].admin_token
@@ -160,6 +167,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def healthz(request: web.Request) -> web.Response:
     """Liveness, and the trust domain a joining control plane asks for in its CSR."""
     return web.json_response({"status": "ok", "trustDomain": request.app[CONTEXT].trust_domain})
+
+
+async def bundle(request: web.Request) -> web.Response:
+    """The trust domain and its trust bundle (PEM): public, as a SPIFFE bundle endpoint is. A
+    joining control plane checks its token's root pin against it before sending the token."""
+    ctx = request.app[CONTEXT]
+    return web.json_response(
+        {"trustDomain": ctx.trust_domain, "trustBundle": ctx.service.trust_bundle_pem()}
+    )
 
 
 async def list_clusters(request: web.Request) -> web.Response:
@@ -247,6 +263,7 @@ async def openapi(request: web.Request) -> web.Response:
 #: (method, path, handler, summary, request body model or None)
 ROUTES: list[tuple[str, str, Handler, str, type[BaseModel] | None]] = [
     ("GET", "/healthz", healthz, "Liveness (no token needed)", None),
+    ("GET", "/v1/bundle", bundle, "The federation's trust bundle (public, no token)", None),
     ("GET", "/openapi.json", openapi, "This document", None),
     ("GET", "/v1/clusters", list_clusters, "Member clusters with state and heartbeat", None),
     ("POST", "/v1/clusters", add_cluster, "Register a cluster; returns a join token", NewCluster),
@@ -267,7 +284,7 @@ def openapi_document() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for method, path, _, summary, model in ROUTES:
         op: dict[str, Any] = {"summary": summary, "responses": {"200": {"description": "OK"}}}
-        if path not in ("/healthz", "/v1/join"):
+        if path not in PUBLIC_PATHS:
             op["security"] = [{"bearer": []}]
             op["responses"]["401"] = {"description": "missing or invalid bearer token"}
         if model is not None:

@@ -1,10 +1,10 @@
-"""Membership decisions: join tokens and cluster state from heartbeats. Pure functions."""
+"""Membership decisions: member names and cluster state from heartbeats. Pure functions.
+
+Join tokens are :mod:`federation.sync.join_token` (both ends read them)."""
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 from typing import Literal
 
 from federation.controller.store import ClusterRecord
@@ -19,16 +19,6 @@ DEFAULT_TOKEN_TTL_S = 3600.0
 #: never withdraws a live cluster's endpoints.
 STARTUP_GRACE_S = 15.0
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-
-
-def new_join_token() -> str:
-    """A fresh join token: ``mfj_`` + 256 random bits, URL-safe."""
-    return "mfj_" + secrets.token_urlsafe(32)
-
-
-def token_digest(token: str) -> str:
-    """SHA-256 hex of a token: what the store keeps instead of the token."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def cluster_state(

@@ -172,7 +172,12 @@ class Controller:
         await self._grpc.start()
 
         self.token = load_or_create_token(cfg.token_path)
-        self.service = FederationService(self.hub, trust.root_authority, bundle_pem)
+        self.service = FederationService(
+            self.hub,
+            trust.root_authority,
+            bundle_pem,
+            root_pin=lambda: trust.bundle().fingerprints()[-1],
+        )
         context = ControllerContext(
             service=self.service,
             trust_domain=trust.trust_domain().name,

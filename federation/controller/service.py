@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation.controller.hub import POLICY_KINDS, SyncHub
-from federation.controller.membership import new_join_token, token_digest
 from federation.controller.store import ClusterRecord, DocumentKey, StoreError
 from federation.errors import (
     ConflictError,
@@ -26,6 +25,7 @@ from federation.errors import (
 from federation.model.documents import load_documents
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
+from federation.sync.join_token import join_token_secret, new_join_token, token_digest
 from federation.sync.messages import ClusterReport
 from trust import pki
 from trust.authority import RootAuthority
@@ -88,6 +88,8 @@ class FederationService:
         hub: the sync hub (holds the store and pushes views to control planes).
         root: returns the root authority that signs cluster intermediates.
         bundle_pem: returns the current trust bundle (PEM).
+        root_pin: returns the SHA-256 (hex) of the newest root certificate, which join tokens
+            carry (:mod:`federation.sync.join_token`).
     """
 
     def __init__(
@@ -95,11 +97,18 @@ class FederationService:
         hub: SyncHub,
         root: Callable[[], RootAuthority],
         bundle_pem: Callable[[], bytes],
+        root_pin: Callable[[], str],
     ) -> None:
         self.hub = hub
         self.store = hub.store
         self._root = root
         self._bundle_pem = bundle_pem
+        self._root_pin = root_pin
+
+    def _new_token(self) -> tuple[str, str]:
+        """``(token, digest of its secret)``."""
+        token = new_join_token(self._root_pin())
+        return token, token_digest(join_token_secret(token))
 
     # -- membership -----------------------------------------------------------------------
 
@@ -110,12 +119,12 @@ class FederationService:
             ConflictError: the name is taken.
         """
         now = self.hub.clock()
-        token = new_join_token()
+        token, digest = self._new_token()
         record = ClusterRecord(
             record.name, record.locality, record.network, record.gateway, record.provider, now
         )
         try:
-            self.store.add_cluster(record, token_digest(token), now + token_ttl_s)
+            self.store.add_cluster(record, digest, now + token_ttl_s)
         except StoreError as err:
             raise ConflictError(str(err)) from err
         log.info("cluster %s registered (token valid %ds)", record.name, token_ttl_s)
@@ -127,9 +136,9 @@ class FederationService:
         Raises:
             NotFoundError: no such member.
         """
-        token = new_join_token()
+        token, digest = self._new_token()
         expires = self.hub.clock() + token_ttl_s
-        self.store.new_token(cluster, token_digest(token), expires)
+        self.store.new_token(cluster, digest, expires)
         return NewToken(cluster, token, expires)
 
     def remove_cluster(self, cluster: str) -> None:
@@ -145,7 +154,8 @@ class FederationService:
         log.info("cluster %s removed", cluster)
 
     def join(self, cluster: str, token: str, csr_pem: str) -> JoinGrant:
-        """Sign a joining cluster's intermediate CA; the join token is used up on success only.
+        """Sign a joining cluster's intermediate CA; the join token is checked before anything
+        is signed and used up on success only.
 
         Raises:
             UnauthenticatedError: unknown cluster, or an invalid, used or expired token.
@@ -153,21 +163,31 @@ class FederationService:
             trust.errors.SigningRefusedError: the CSR is for another trust domain (and so on).
         """
         refused = UnauthenticatedError("invalid, used or expired join token for this cluster")
+        digest = token_digest(join_token_secret(token))
         try:
             self.store.cluster(cluster)
-        except NotFoundError as err:
+            self.store.check_token(digest, cluster, self.hub.clock())
+        except (NotFoundError, StoreError) as err:
+            log.warning("join of %s refused before signing: %s", cluster, err)
             raise refused from err
         csr = pki.load_csr(csr_pem.encode(), source="request body: csr")
         chain = self._root().sign_intermediate_csr(csr, cluster, pki.DEFAULT_INTERMEDIATE_TTL)
+        log.info(
+            "root signed an intermediate CA for %s (serial %x)", cluster, chain[0].serial_number
+        )
         chain_pem = pki.certificates_to_pem(list(chain)).decode()
         try:
-            self.store.join(token_digest(token), cluster, chain_pem, self.hub.clock())
+            self.store.join(digest, cluster, chain_pem, self.hub.clock())
         except StoreError as err:
             log.warning("join of %s refused: %s", cluster, err)
             raise refused from err
         log.info("cluster %s joined", cluster)
         self.hub.recompute()
         return JoinGrant(cluster, chain_pem, self._bundle_pem().decode())
+
+    def trust_bundle_pem(self) -> str:
+        """The federation's trust bundle (PEM, every root)."""
+        return self._bundle_pem().decode()
 
     def clusters(self) -> list[dict[str, Any]]:
         """Every member with its state, as ``GET /v1/clusters`` returns it."""

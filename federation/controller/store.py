@@ -76,6 +76,7 @@ class ControllerStore(Protocol):
     def clusters(self) -> list[ClusterRecord]: ...
     def cluster(self, name: str) -> ClusterRecord: ...
     def remove_cluster(self, name: str) -> None: ...
+    def check_token(self, token_sha256: str, cluster: str, now: float) -> None: ...
     def join(self, token_sha256: str, cluster: str, intermediate_pem: str, now: float) -> None: ...
     def new_token(self, cluster: str, token_sha256: str, expires_at: float) -> None: ...
     def heartbeat(self, name: str, now: float) -> None: ...
@@ -185,6 +186,32 @@ class SqliteStore:
             for table in ("join_tokens", "reports", "exports", "documents"):
                 db.execute(f"DELETE FROM {table} WHERE cluster=?", (name,))  # noqa: S608 - fixed names
 
+    @staticmethod
+    def _token_problem(db: sqlite3.Connection, token_sha256: str, cluster: str, now: float) -> str:
+        row = db.execute(
+            "SELECT cluster, expires_at, used_at FROM join_tokens WHERE token_sha256=?",
+            (token_sha256,),
+        ).fetchone()
+        if row is None or row[0] != cluster:
+            return "unknown join token for this cluster"
+        if row[2] is not None:
+            return "join token already used"
+        if row[1] < now:
+            return "join token expired"
+        return ""
+
+    def check_token(self, token_sha256: str, cluster: str, now: float) -> None:
+        """Check a join token without using it up (a join is authenticated before anything is
+        signed; :meth:`join` checks again when it uses the token).
+
+        Raises:
+            StoreError: unknown token, token for another cluster, already used, or expired.
+        """
+        with self._lock:
+            problem = self._token_problem(self._db, token_sha256, cluster, now)
+        if problem:
+            raise StoreError(problem)
+
     def join(self, token_sha256: str, cluster: str, intermediate_pem: str, now: float) -> None:
         """Use a join token once and record the intermediate CA signed for the cluster, in one
         transaction (a failed join leaves the token unused).
@@ -194,16 +221,9 @@ class SqliteStore:
                 (the caller answers all alike; the message says which, for the log).
         """
         with self._tx() as db:
-            row = db.execute(
-                "SELECT cluster, expires_at, used_at FROM join_tokens WHERE token_sha256=?",
-                (token_sha256,),
-            ).fetchone()
-            if row is None or row[0] != cluster:
-                raise StoreError("unknown join token for this cluster")
-            if row[2] is not None:
-                raise StoreError("join token already used")
-            if row[1] < now:
-                raise StoreError("join token expired")
+            problem = self._token_problem(db, token_sha256, cluster, now)
+            if problem:
+                raise StoreError(problem)
             db.execute("UPDATE join_tokens SET used_at=? WHERE token_sha256=?", (now, token_sha256))
             db.execute(
                 "UPDATE clusters SET joined_at=?, last_heartbeat=?, intermediate_pem=?"

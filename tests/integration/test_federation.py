@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from federation.client import call, find_token
+from federation.sync.join_token import split_join_token
 from tests.integration.conftest import owned_processes
 from tests.integration.harness import (
     MESHFED,
@@ -286,16 +287,66 @@ def _join_raw(fed, cluster: str, token: str, csr: str) -> int:
         return int(err.code)
 
 
+def _root_signatures(fed) -> int:
+    """Intermediates the controller's root has signed (one log line each)."""
+    controller = fed["controller"]
+    return controller.procs.log(f"controller-{controller.starts}").count(
+        "root signed an intermediate CA"
+    )
+
+
+def _serve_with_token(fed, home: Path, cluster: str, token: str, state_dir: Path):
+    return subprocess.run(
+        [
+            MESHFED,
+            "controlplane",
+            "serve",
+            "--cluster",
+            cluster,
+            "--locality",
+            "aws/us-east-1",
+            "--xds-listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--controller",
+            f"127.0.0.1:{fed['controller'].api_port}",
+            "--join-token",
+            token,
+            "--state-dir",
+            str(state_dir),
+        ],
+        env=meshfed_env(home),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def test_join_tokens_are_single_use_expire_and_csrs_must_be_for_our_trust_domain(
     fed, tmp_path
 ) -> None:
     home = fed["home"]
     token = _join(home, "d", "127.0.4.1:15443")
+    signed = _root_signatures(fed)
     assert _join_raw(fed, "d", "mfj_wrong", _csr("example.org")) == 401
-    assert _join_raw(fed, "d", token, _csr("evil.org")) == 403  # foreign trust domain
     assert _join_raw(fed, "e", token, _csr("example.org")) == 401  # token of another cluster
+    assert _root_signatures(fed) == signed  # refused before anything was signed
+    assert _join_raw(fed, "d", token, _csr("evil.org")) == 403  # foreign trust domain
+    # a token pinned to another root: the control plane refuses the controller, stores
+    # nothing and never sends the token (it stays usable)
+    secret, _ = split_join_token(token)
+    result = _serve_with_token(fed, home, "d", f"{secret}.{'0' * 64}", tmp_path / "cp-pin")
+    assert result.returncode == 2, result.stderr
+    assert "not the federation the join token names" in result.stderr
+    assert not (tmp_path / "cp-pin" / "federation.json").exists()
+    assert not (tmp_path / "cp-pin" / "ca").exists()
+    assert _root_signatures(fed) == signed
     assert _join_raw(fed, "d", token, _csr("example.org")) == 200  # still unused: works once
+    assert _root_signatures(fed) == signed + 1
     assert _join_raw(fed, "d", token, _csr("example.org")) == 401  # ... and only once
+    assert _root_signatures(fed) == signed + 1
     out = _meshfed(
         home,
         "cluster",
@@ -315,32 +366,7 @@ def test_join_tokens_are_single_use_expire_and_csrs_must_be_for_our_trust_domain
     wait_until(lambda: time.time() > expires_at + 0.1, 5, "the 1 s join token expired")
     assert _join_raw(fed, "e", expired, _csr("example.org")) == 401
     # a control plane started with a bad token is refused and says so
-    result = subprocess.run(
-        [
-            MESHFED,
-            "controlplane",
-            "serve",
-            "--cluster",
-            "e",
-            "--locality",
-            "aws/us-east-1",
-            "--xds-listen",
-            "127.0.0.1:0",
-            "--api-listen",
-            "127.0.0.1:0",
-            "--controller",
-            f"127.0.0.1:{fed['controller'].api_port}",
-            "--join-token",
-            expired,
-            "--state-dir",
-            str(tmp_path / "cp-e"),
-        ],
-        env=meshfed_env(home),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = _serve_with_token(fed, home, "e", expired, tmp_path / "cp-e")
     assert result.returncode == 2, result.stderr
     assert "401" in result.stderr and "join token" in result.stderr
     assert not (tmp_path / "cp-e" / "federation.json").exists()

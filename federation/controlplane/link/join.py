@@ -1,7 +1,10 @@
 """Joining the federation: one CSR for the cluster's intermediate CA, one token, once.
 
 The intermediate's private key is generated here and never sent (0600 in ``<state_dir>/ca``);
-``POST /v1/join`` carries the CSR and the one-time join token from ``meshfed cluster join``.
+``POST /v1/join`` carries the CSR and the secret of the one-time join token from
+``meshfed cluster join``. The token also pins the federation's root
+(:mod:`federation.sync.join_token`): an answer whose trust bundle lacks that root, or whose
+intermediate does not chain to it, is refused and nothing is stored.
 """
 
 from __future__ import annotations
@@ -10,11 +13,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from federation.client import request_json
 from federation.errors import FederationError, UnreachableError
 from federation.netaddr import parse_host_port
+from federation.sync.join_token import MalformedTokenError, split_join_token
+from trust import pki
+from trust.bundle import TrustBundle
 from trust.cluster_ca import ClusterCaDirectory
+from trust.errors import TrustError
 from trust.spiffe import TrustDomain
 
 log = logging.getLogger(__name__)
@@ -72,17 +80,23 @@ async def join(
     """
     url = controller_url(controller)
     try:
-        if trust_domain is None:
-            health = await request_json("GET", url + "/healthz", None)
-            trust_domain = str(health["trustDomain"])
+        secret, pin = split_join_token(token)
+    except MalformedTokenError as err:
+        raise JoinError(f"--join-token: {err}") from err
+    try:
+        # the pin first: the token goes only to a controller that shows the pinned root
+        public = await request_json("GET", url + "/v1/bundle", None)
+        check_pinned_root(public, pin, url)
+        trust_domain = trust_domain or str(public["trustDomain"])
         ca_dir = ClusterCaDirectory(state_dir / "ca")
         csr = ca_dir.new_csr(TrustDomain(trust_domain), cluster)
-        body = json.dumps({"cluster": cluster, "token": token, "csr": csr.decode()})
+        body = json.dumps({"cluster": cluster, "token": secret, "csr": csr.decode()})
         answer = await request_json("POST", url + "/v1/join", None, body, token_hint=False)
     except (FederationError, KeyError) as err:
         failure = JoinError(f"joining the federation at {url} failed: {err}")
         failure.retryable = isinstance(err, UnreachableError)
         raise failure from err
+    check_pinned_root(answer, pin, url)
     ca_dir.store(answer["certificateChain"].encode(), answer["trustBundle"].encode())
     log.info("joined the federation at %s as %s (trust domain %s)", url, cluster, trust_domain)
     return JoinInfo(
@@ -93,3 +107,27 @@ async def join(
         sync_server_name=answer["syncServerName"],
         lease_seconds=float(answer["leaseSeconds"]),
     )
+
+
+def check_pinned_root(answer: dict[str, Any], pin: str, url: str) -> None:
+    """Refuse an answer (``GET /v1/bundle`` or the join's) unless its trust bundle holds the
+    pinned root and, for the join's, the signed intermediate chains to a root of that bundle.
+
+    Raises:
+        JoinError: the pin does not match (names both), or the answer is malformed.
+    """
+    try:
+        td = TrustDomain(str(answer["trustDomain"]))
+        bundle = TrustBundle.from_pem(td, str(answer["trustBundle"]).encode(), source=url)
+        chain_pem = str(answer.get("certificateChain", ""))
+        chain = pki.load_certificates(chain_pem.encode(), source=url) if chain_pem else []
+    except (KeyError, TrustError) as err:
+        raise JoinError(f"joining the federation at {url}: malformed answer: {err}") from err
+    if pin not in bundle.fingerprints():
+        raise JoinError(
+            f"the controller at {url} is not the federation the join token names: its roots"
+            f" are sha256 {', '.join(bundle.fingerprints())}, the token pins {pin};"
+            " nothing was stored"
+        )
+    if chain and not any(pki.issued_by(chain[-1], root) for root in bundle.roots):
+        raise JoinError(f"the intermediate from {url} does not chain to its trust bundle")

@@ -8,10 +8,12 @@ from cryptography.hazmat.primitives import serialization
 
 from federation.controller.api import ControllerContext, make_app, openapi_document
 from federation.controller.hub import Closed, SyncHub
-from federation.controller.membership import STARTUP_GRACE_S, token_digest
+from federation.controller.membership import STARTUP_GRACE_S
 from federation.controller.service import FederationService
 from federation.controller.store import ClusterRecord, SqliteStore
 from federation.controller.sync import peer_cluster
+from federation.controlplane.link.join import JoinError, check_pinned_root
+from federation.sync.join_token import split_join_token, token_digest
 from federation.sync.messages import ClusterReport
 from trust import pki
 from trust.spiffe import SpiffeId, TrustDomain
@@ -137,7 +139,10 @@ async def api(trust_dir, tmp_path):
     hub = SyncHub(store, lambda: trust_dir.bundle().to_pem(), lease_s=30)
     ctx = ControllerContext(
         service=FederationService(
-            hub, trust_dir.root_authority, lambda: trust_dir.bundle().to_pem()
+            hub,
+            trust_dir.root_authority,
+            lambda: trust_dir.bundle().to_pem(),
+            root_pin=lambda: trust_dir.bundle().fingerprints()[-1],
         ),
         trust_domain="example.org",
         admin_token="adm1n",
@@ -190,6 +195,13 @@ async def test_register_and_join(api) -> None:
     assert (await api.post("/v1/join", json=join)).status == 401
     [listed] = (await (await api.get("/v1/clusters", headers=AUTH)).json())["clusters"]
     assert listed["state"] == "Ready" and listed["joinedAt"] is not None
+    # the token pins the root the public bundle endpoint shows, and the join answer passes it
+    public = await (await api.get("/v1/bundle")).json()  # no token needed
+    _, pin = split_join_token(token)
+    check_pinned_root(public, pin, "test")
+    check_pinned_root(answer, pin, "test")
+    with pytest.raises(JoinError, match="not the federation the join token names"):
+        check_pinned_root(answer, "0" * 64, "test")
 
 
 async def test_apply_is_all_or_nothing(api) -> None:

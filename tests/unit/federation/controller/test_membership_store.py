@@ -7,15 +7,17 @@ import stat
 
 import pytest
 
-from federation.controller.membership import (
-    cluster_state,
-    new_join_token,
-    token_digest,
-    validate_member_name,
-)
+from federation.controller.membership import cluster_state, validate_member_name
 from federation.controller.store import ClusterRecord, SqliteStore, StoreError
 from federation.errors import NotFoundError
 from federation.sync.identity import cluster_from_spiffe_path, control_plane_spiffe_path
+from federation.sync.join_token import (
+    MalformedTokenError,
+    join_token_secret,
+    new_join_token,
+    split_join_token,
+    token_digest,
+)
 from federation.sync.messages import ClusterReport
 
 
@@ -32,10 +34,20 @@ def test_states_follow_join_and_lease() -> None:
     assert cluster_state(joined, now=121, lease_s=30, since=100) == "Ready"
 
 
+PIN = "ab" * 32
+
+
 def test_tokens_and_names() -> None:
-    token = new_join_token()
-    assert token.startswith("mfj_") and len(token) > 40 and token != new_join_token()
-    assert len(token_digest(token)) == 64 and token not in token_digest(token)
+    token = new_join_token(PIN)
+    assert token.startswith("mfj_") and token.endswith("." + PIN) and token != new_join_token(PIN)
+    secret, pin = split_join_token(token)
+    assert pin == PIN and len(secret) > 40 and join_token_secret(token) == secret
+    assert len(token_digest(secret)) == 64 and secret not in token_digest(secret)
+    for bad in ("mfj_abc", f"xyz_abc.{PIN}", "mfj_abc." + "AB" * 32, "mfj_abc.1234"):
+        with pytest.raises(MalformedTokenError, match="meshfed cluster token"):
+            split_join_token(bad)
+    with pytest.raises(ValueError):
+        new_join_token("not-a-hash")
     assert validate_member_name("aws-us-east-1") == "aws-us-east-1"
     for bad in ("Upper", "-x", "x" * 64, "a_b", "meshfed-controller", ""):
         with pytest.raises(ValueError):
