@@ -21,6 +21,7 @@ from federation.controller.imports import ExportStatus, compute
 from federation.controller.membership import STARTUP_GRACE_S, ClusterState, cluster_state
 from federation.controller.store import ControllerStore
 from federation.errors import InvalidDocumentError
+from federation.model.authz import AuthorizationPolicy
 from federation.model.documents import validate_documents
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
@@ -29,7 +30,7 @@ from federation.sync.messages import ClusterReport, ControllerUpdate, split_serv
 log = logging.getLogger(__name__)
 
 #: Document kinds the controller sends to every control plane as policies.
-POLICY_KINDS: tuple[str, ...] = ("TrafficPolicy", "PriceTable")
+POLICY_KINDS: tuple[str, ...] = ("TrafficPolicy", "PriceTable", "AuthorizationPolicy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,7 @@ class SyncHub:
                 exports=exports.get(cluster, []),
                 policies=[p for p in policies if isinstance(p, TrafficPolicy)],
                 price_tables=[p for p in policies if isinstance(p, PriceTable)],
+                authorization_policies=[p for p in policies if isinstance(p, AuthorizationPolicy)],
                 trust_bundle_pem=bundle,
                 lease_seconds=max(1, int(self.lease_s)),
             )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from federation.model.authz import AuthorizationPolicy
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
@@ -50,6 +51,8 @@ class RegistryState:
             (meshfed ServiceExports with ``spec.cluster`` applied centrally).
         policies: TrafficPolicies by target ``(namespace, service)``, from the controller.
         price_tables: PriceTable documents by cloud, from the controller.
+        authorization_policies: AuthorizationPolicies by ``(namespace, name)``, from the
+            controller.
         rtt_ms: measured round trip (ms) to other clusters' gateways, by cluster.
     """
 
@@ -67,6 +70,9 @@ class RegistryState:
         default_factory=lambda: MappingProxyType({})
     )
     price_tables: Mapping[str, PriceTable] = field(default_factory=lambda: MappingProxyType({}))
+    authorization_policies: Mapping[tuple[str, str], AuthorizationPolicy] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
     rtt_ms: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def exported(self, key: ServiceKey) -> bool:
@@ -197,6 +203,7 @@ def with_federation(
     exports: Iterable[ServiceKey],
     policies: Iterable[TrafficPolicy] = (),
     price_tables: Iterable[PriceTable] = (),
+    authorization_policies: Iterable[AuthorizationPolicy] = (),
 ) -> RegistryState:
     """``state`` with exactly these imports, federated exports and policies (what the
     controller sent).
@@ -209,11 +216,13 @@ def with_federation(
     new_exports = frozenset(exports)
     new_policies = {p.target: p for p in policies}
     new_tables = {t.spec.cloud: t for t in price_tables}
+    new_authz = {p.key: p for p in authorization_policies}
     if (
         new_imports == dict(state.imports)
         and new_exports == state.federated_exports
         and new_policies == dict(state.policies)
         and new_tables == dict(state.price_tables)
+        and new_authz == dict(state.authorization_policies)
     ):
         return state
     return replace(
@@ -223,6 +232,7 @@ def with_federation(
         federated_exports=new_exports,
         policies=MappingProxyType(new_policies),
         price_tables=MappingProxyType(new_tables),
+        authorization_policies=MappingProxyType(new_authz),
     )
 
 
@@ -276,9 +286,12 @@ class ServiceRegistry:
         exports: Iterable[ServiceKey],
         policies: Iterable[TrafficPolicy] = (),
         price_tables: Iterable[PriceTable] = (),
+        authorization_policies: Iterable[AuthorizationPolicy] = (),
     ) -> bool:
         """Install the controller's view (see :func:`with_federation`)."""
-        state = with_federation(self._state, imports, exports, policies, price_tables)
+        state = with_federation(
+            self._state, imports, exports, policies, price_tables, authorization_policies
+        )
         if state is self._state:
             return False
         self._publish(state)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from federation.errors import InvalidDocumentError
+from federation.model.authz import AuthorizationPolicy
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
@@ -28,6 +29,9 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
     ("meshfed.io/v1alpha1", "ServiceImport"): ServiceImport,
     ("meshfed.io/v1alpha1", "TrafficPolicy"): TrafficPolicy,
     ("meshfed.io/v1alpha1", "PriceTable"): PriceTable,
+    ("security.istio.io/v1", "AuthorizationPolicy"): AuthorizationPolicy,
+    ("security.istio.io/v1beta1", "AuthorizationPolicy"): AuthorizationPolicy,
+    ("meshfed.io/v1alpha1", "AuthorizationPolicy"): AuthorizationPolicy,
 }
 
 

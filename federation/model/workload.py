@@ -44,11 +44,12 @@ class _Strict(BaseModel):
 
 
 class ObjectMeta(_Strict):
-    """``metadata``: name, namespace and labels of a document."""
+    """``metadata``: name, namespace, labels and annotations of a document."""
 
     name: str = Field(pattern=DNS_LABEL)
     namespace: str = Field(default="default", pattern=DNS_LABEL)
     labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class ServicePort(_Strict):

@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from pydantic import BaseModel, ValidationError
 
 from federation.errors import InvalidDocumentError
+from federation.model.authz import AuthorizationPolicy
 from federation.model.documents import invalid, validate_documents
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import DirectEndpoint, ServiceImport
@@ -132,7 +133,7 @@ def _import_from_proto(m: sync_pb2.ServiceImport) -> ServiceImport:
     return _validate(ServiceImport, doc, where)  # type: ignore[no-any-return]
 
 
-def policy_json(doc: TrafficPolicy | PriceTable) -> str:
+def policy_json(doc: TrafficPolicy | PriceTable | AuthorizationPolicy) -> str:
     """A policy document as sent (JSON, canonical: sorted keys, aliases, no nulls)."""
     body = doc.model_dump(by_alias=True, mode="json", exclude_none=True)
     return json.dumps(body, sort_keys=True)
@@ -145,7 +146,8 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
         imports=[_import_to_proto(i) for i in update.imports],
         exports=_refs(update.exports),
         policies_json=[policy_json(p) for p in update.policies]
-        + [policy_json(p) for p in update.price_tables],
+        + [policy_json(p) for p in update.price_tables]
+        + [policy_json(p) for p in update.authorization_policies],
         trust_bundle_pem=update.trust_bundle_pem,
         lease_seconds=update.lease_seconds,
     )
@@ -168,6 +170,7 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
         exports=[(r.namespace, r.name) for r in message.exports],
         policies=[d for d in docs if isinstance(d, TrafficPolicy)],
         price_tables=[d for d in docs if isinstance(d, PriceTable)],
+        authorization_policies=[d for d in docs if isinstance(d, AuthorizationPolicy)],
         trust_bundle_pem=message.trust_bundle_pem,
         lease_seconds=message.lease_seconds,
     )

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from federation.model.authz import AuthorizationPolicy
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
 from federation.model.workload import Port, Protocol
@@ -108,7 +109,8 @@ class ControllerUpdate:
         version: increases with every update the controller sends (any cluster).
         imports: the ServiceImports the cluster serves (replace the previous ones).
         exports: services the cluster must export besides its own ServiceExports.
-        policies / price_tables: every TrafficPolicy and PriceTable of the federation.
+        policies / price_tables / authorization_policies: every TrafficPolicy, PriceTable and
+            AuthorizationPolicy of the federation.
         trust_bundle_pem: the federation's trust bundle (PEM); empty keeps the current one.
         lease_seconds: the controller's heartbeat lease (s); 0 keeps the current one.
     """
@@ -118,5 +120,6 @@ class ControllerUpdate:
     exports: list[ServiceKey] = field(default_factory=list)
     policies: list[TrafficPolicy] = field(default_factory=list)
     price_tables: list[PriceTable] = field(default_factory=list)
+    authorization_policies: list[AuthorizationPolicy] = field(default_factory=list)
     trust_bundle_pem: bytes = b""
     lease_seconds: int = 0

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, substitution_format_string_pb2
 from envoy.config.listener.v3 import api_listener_pb2, listener_components_pb2, listener_pb2
@@ -32,8 +34,10 @@ from federation.controlplane.generate.common import (
     ads,
     pack,
 )
+from federation.controlplane.generate.rbac import rbac_filters
 from federation.controlplane.generate.routes import grpc_route_name, inbound_route_config
 from federation.controlplane.generate.services import ServicePort
+from federation.model.authz import AuthorizationPolicy
 from federation.model.workload import WorkloadEntry
 
 OUTBOUND_LISTENER = "outbound_http"
@@ -41,12 +45,15 @@ INBOUND_LISTENER = "inbound"
 ACCESS_LOG_FORMAT = (
     '[%START_TIME%] %DOWNSTREAM_REMOTE_ADDRESS% "%REQ(:METHOD)% %REQ(:AUTHORITY)%%REQ(:PATH)%"'
     " %RESPONSE_CODE% %RESPONSE_FLAGS% %DURATION%ms upstream=%UPSTREAM_CLUSTER%"
-    " host=%UPSTREAM_HOST% served_by=%RESP(X-MESHFED-SERVED-BY)% peer=%DOWNSTREAM_PEER_URI_SAN%\n"
+    " host=%UPSTREAM_HOST% served_by=%RESP(X-MESHFED-SERVED-BY)% peer=%DOWNSTREAM_PEER_URI_SAN%"
 )
+#: Inbound only: what the RBAC filters decided, shadow (dry-run) results included.
+RBAC_LOG_FIELD = " rbac=%DYNAMIC_METADATA(envoy.filters.http.rbac)%"
 
 
 def access_log(direction: str) -> accesslog_pb2.AccessLog:
-    """Access log to stdout naming the upstream cluster, host and who served the request."""
+    """Access log to stdout naming the upstream cluster, host and who served the request
+    (inbound: also the RBAC filters' dynamic metadata, e.g. a dry-run policy's verdict)."""
     return accesslog_pb2.AccessLog(
         name="envoy.access_loggers.stdout",
         typed_config=pack(
@@ -54,6 +61,8 @@ def access_log(direction: str) -> accesslog_pb2.AccessLog:
                 log_format=substitution_format_string_pb2.SubstitutionFormatString(
                     text_format_source=base_pb2.DataSource(
                         inline_string=f"{direction} {ACCESS_LOG_FORMAT}"
+                        + (RBAC_LOG_FIELD if direction == "inbound" else "")
+                        + "\n"
                     )
                 )
             )
@@ -115,13 +124,16 @@ def downstream_mtls(trust_domain: str) -> tls_pb2.DownstreamTlsContext:
 
 
 def _inbound_hcm(
-    port_name: str, target_port: int, served_by: str
+    port_name: str,
+    target_port: int,
+    served_by: str,
+    authz: Sequence[hcm.HttpFilter] = (),
 ) -> listener_components_pb2.Filter:
     manager = hcm.HttpConnectionManager(
         stat_prefix=f"inbound_{target_port}",
         codec_type=hcm.HttpConnectionManager.CodecType.AUTO,
         route_config=inbound_route_config(port_name, target_port, served_by),
-        http_filters=[_router()],
+        http_filters=[*authz, _router()],
         forward_client_cert_details=hcm.HttpConnectionManager.ForwardClientCertDetails.SANITIZE_SET,
         set_current_client_cert_details=hcm.HttpConnectionManager.SetCurrentClientCertDetails(
             uri=True
@@ -134,13 +146,19 @@ def _inbound_hcm(
 
 
 def inbound_listener(
-    workload: WorkloadEntry, ports: list[ServicePort], trust_domain: str, served_by: str
+    workload: WorkloadEntry,
+    ports: list[ServicePort],
+    trust_domain: str,
+    served_by: str,
+    authz: Sequence[AuthorizationPolicy] = (),
 ) -> listener_pb2.Listener:
     """The sidecar's inbound listener for ``workload`` (see the module docstring).
 
     Args:
         ports: the service's ports (numbers as callers address them).
         served_by: the ``x-meshfed-served-by`` value, ``<cluster>/<zone>``.
+        authz: the AuthorizationPolicies that select the workload; enforced by RBAC filters
+            on every chain (:mod:`federation.controlplane.generate.rbac`).
     """
     chains = []
     mode = workload.spec.mtls_mode
@@ -156,7 +174,14 @@ def inbound_listener(
                     filter_chain_match=listener_components_pb2.FilterChainMatch(
                         server_names=[port.sni], transport_protocol="tls"
                     ),
-                    filters=[_inbound_hcm(wp.name, wp.app_port, served_by)],
+                    filters=[
+                        _inbound_hcm(
+                            wp.name,
+                            wp.app_port,
+                            served_by,
+                            rbac_filters(authz, (port.port, wp.app_port)),
+                        )
+                    ],
                     transport_socket=base_pb2.TransportSocket(
                         name="envoy.transport_sockets.tls",
                         typed_config=pack(downstream_mtls(trust_domain)),
@@ -171,7 +196,14 @@ def inbound_listener(
                 filter_chain_match=listener_components_pb2.FilterChainMatch(
                     transport_protocol="raw_buffer"
                 ),
-                filters=[_inbound_hcm(first.name, first.app_port, served_by)],
+                filters=[
+                    _inbound_hcm(
+                        first.name,
+                        first.app_port,
+                        served_by,
+                        rbac_filters(authz, (first.port, first.app_port)),
+                    )
+                ],
             )
         )
     return listener_pb2.Listener(

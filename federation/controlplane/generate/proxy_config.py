@@ -104,8 +104,13 @@ def _sidecar(
                 clusters.inbound_cluster(wp.name, wp.app_port, wp.protocol)
             )
         served_by = f"{mesh.cluster}/{workload.locality.zone or workload.locality.region}"
+        authz = [
+            p
+            for p in state.authorization_policies.values()
+            if p.selects(workload.metadata.namespace, workload.metadata.labels)
+        ]
         out[resource.LISTENER].append(
-            listeners.inbound_listener(workload, own, mesh.trust_domain, served_by)
+            listeners.inbound_listener(workload, own, mesh.trust_domain, served_by, authz)
         )
     if identity is not None:
         out[resource.SECRET] += [secrets.svid_secret(identity), secrets.rootca_secret(identity)]

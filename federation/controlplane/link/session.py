@@ -144,7 +144,11 @@ class FederationLink:
 
     def _install(self, update: ControllerUpdate) -> None:
         self._registry.set_federation(
-            update.imports, update.exports, update.policies, update.price_tables
+            update.imports,
+            update.exports,
+            update.policies,
+            update.price_tables,
+            update.authorization_policies,
         )
 
     def _on_registry(self, _: RegistryState) -> None:
@@ -196,7 +200,7 @@ class FederationLink:
             update.version,
             len(update.imports),
             len(update.exports),
-            len(update.policies) + len(update.price_tables),
+            len(update.policies) + len(update.price_tables) + len(update.authorization_policies),
         )
 
     async def _session(self, on_update: Callable[[], None]) -> None:

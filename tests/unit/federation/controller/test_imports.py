@@ -15,7 +15,10 @@ def compute(*args: Any) -> tuple[dict[str, list[dict[str, Any]]], list[mcs.Expor
     docs = {
         cluster: [
             i.model_dump(
-                by_alias=True, mode="json", exclude_none=True, exclude={"metadata": {"labels"}}
+                by_alias=True,
+                mode="json",
+                exclude_none=True,
+                exclude={"metadata": {"labels", "annotations"}},
             )
             for i in imps
         ]

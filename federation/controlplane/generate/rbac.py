@@ -1,0 +1,221 @@
+"""AuthorizationPolicies as Envoy RBAC HTTP filters on a sidecar's inbound listener. Pure.
+
+For one workload and one of its ports (an inbound filter chain), the policies that select the
+workload (:meth:`~federation.model.authz.AuthorizationPolicy.selects`) become, in order:
+
+1. ``rbac-deny``: action DENY, one Envoy policy per DENY rule (evaluated first);
+2. ``rbac-allow``: action ALLOW, one Envoy policy per ALLOW rule -- present only when some
+   enforced ALLOW policy selects the workload (Istio: no ALLOW policy means allow), or when the
+   mesh-wide default is deny;
+3. ``rbac-audit``: action LOG for AUDIT rules (marks the request for the access log).
+
+Dry-run policies go into the same filters' ``shadow_rules`` (stats
+``http.inbound_<port>.rbac.<deny_|allow_>shadow_denied``, and the inbound access log's
+``rbac=`` field), never into ``rules``. Envoy fields: ``extensions.filters.http.rbac.v3.RBAC``,
+``config.rbac.v3.{RBAC, Policy, Permission, Principal}``. Rule semantics: see
+:mod:`federation.model.authz`; ``ports`` are resolved here, per filter chain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from envoy.config.rbac.v3 import rbac_pb2 as rbac
+from envoy.config.route.v3 import route_components_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+from envoy.type.matcher.v3 import path_pb2, regex_pb2, string_pb2
+
+from federation.controlplane.generate.common import pack
+from federation.model.authz import (
+    AuthorizationPolicy,
+    From,
+    Operation,
+    Rule,
+    principal_pattern,
+)
+
+FILTER = "envoy.filters.http.rbac"
+
+
+def string_matcher(pattern: str) -> string_pb2.StringMatcher:
+    """Istio's glob (``*``, ``prefix*``, ``*suffix``, exact) as an Envoy StringMatcher."""
+    if pattern == "*":
+        return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=".*"))
+    if pattern.endswith("*"):
+        return string_pb2.StringMatcher(prefix=pattern[:-1])
+    if pattern.startswith("*"):
+        return string_pb2.StringMatcher(suffix=pattern[1:])
+    return string_pb2.StringMatcher(exact=pattern)
+
+
+def _any_principal() -> rbac.Principal:
+    return rbac.Principal(any=True)
+
+
+def _any_permission() -> rbac.Permission:
+    return rbac.Permission(any=True)
+
+
+def _principal_name(pattern: str) -> rbac.Principal:
+    return rbac.Principal(
+        authenticated=rbac.Principal.Authenticated(
+            principal_name=string_matcher(principal_pattern(pattern))
+        )
+    )
+
+
+def _namespace(pattern: str) -> rbac.Principal:
+    """The caller's namespace, read from its SPIFFE ID (``spiffe://<td>/ns/<ns>/sa/<sa>``)."""
+    if pattern == "*":
+        ns = "[^/]+"
+    elif pattern.endswith("*"):
+        ns = re.escape(pattern[:-1]) + "[^/]*"
+    elif pattern.startswith("*"):
+        ns = "[^/]*" + re.escape(pattern[1:])
+    else:
+        ns = re.escape(pattern)
+    regex = f"spiffe://[^/]+/ns/{ns}/sa/[^/]+"
+    return rbac.Principal(
+        authenticated=rbac.Principal.Authenticated(
+            principal_name=string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=regex))
+        )
+    )
+
+
+def _or_ids(ids: list[rbac.Principal]) -> rbac.Principal:
+    return ids[0] if len(ids) == 1 else rbac.Principal(or_ids=rbac.Principal.Set(ids=ids))
+
+
+def _or_rules(rules: list[rbac.Permission]) -> rbac.Permission:
+    return (
+        rules[0] if len(rules) == 1 else rbac.Permission(or_rules=rbac.Permission.Set(rules=rules))
+    )
+
+
+def _source(item: From) -> rbac.Principal:
+    s = item.source
+    parts: list[rbac.Principal] = []
+    if s.principals is not None:
+        parts.append(_or_ids([_principal_name(p) for p in s.principals]))
+    if s.not_principals:
+        parts.append(rbac.Principal(not_id=_or_ids([_principal_name(p) for p in s.not_principals])))
+    if s.namespaces is not None:
+        parts.append(_or_ids([_namespace(n) for n in s.namespaces]))
+    if s.not_namespaces:
+        parts.append(rbac.Principal(not_id=_or_ids([_namespace(n) for n in s.not_namespaces])))
+    if not parts:
+        return _any_principal()
+    return parts[0] if len(parts) == 1 else rbac.Principal(and_ids=rbac.Principal.Set(ids=parts))
+
+
+def _method(method: str) -> rbac.Permission:
+    return rbac.Permission(
+        header=route_components_pb2.HeaderMatcher(
+            name=":method", string_match=string_matcher(method)
+        )
+    )
+
+
+def _path(pattern: str) -> rbac.Permission:
+    return rbac.Permission(url_path=path_pb2.PathMatcher(path=string_matcher(pattern)))
+
+
+def _operation(op: Operation) -> rbac.Permission:
+    parts: list[rbac.Permission] = []
+    if op.methods is not None:
+        parts.append(_or_rules([_method(m) for m in op.methods]))
+    if op.not_methods:
+        parts.append(rbac.Permission(not_rule=_or_rules([_method(m) for m in op.not_methods])))
+    if op.paths is not None:
+        parts.append(_or_rules([_path(p) for p in op.paths]))
+    if op.not_paths:
+        parts.append(rbac.Permission(not_rule=_or_rules([_path(p) for p in op.not_paths])))
+    if not parts:
+        return _any_permission()
+    return (
+        parts[0] if len(parts) == 1 else rbac.Permission(and_rules=rbac.Permission.Set(rules=parts))
+    )
+
+
+def envoy_policy(rule: Rule, ports: Sequence[int]) -> rbac.Policy | None:
+    """One rule as an Envoy Policy for a filter chain serving ``ports`` (service and target
+    port); None when the rule cannot match there (its every ``to`` names other ports)."""
+    if rule.to is None:
+        permissions = [_any_permission()]
+    else:
+        ops = [
+            t.operation
+            for t in rule.to
+            if t.operation.ports is None or any(int(p) in ports for p in t.operation.ports)
+        ]
+        if not ops:
+            return None
+        permissions = [_operation(op) for op in ops]
+    principals = [_any_principal()] if rule.from_ is None else [_source(f) for f in rule.from_]
+    return rbac.Policy(permissions=permissions, principals=principals)
+
+
+def _policies(
+    selected: Sequence[AuthorizationPolicy], action: str, ports: Sequence[int]
+) -> dict[str, rbac.Policy]:
+    out: dict[str, rbac.Policy] = {}
+    for p in selected:
+        if p.spec.action != action:
+            continue
+        for i, rule in enumerate(p.spec.rules):
+            policy = envoy_policy(rule, ports)
+            if policy is not None:
+                out[f"{p.metadata.namespace}.{p.metadata.name}[{i}]"] = policy
+    return out
+
+
+def _filter(
+    name: str,
+    action: rbac.RBAC.Action.ValueType,
+    enforced: dict[str, rbac.Policy] | None,
+    shadow: dict[str, rbac.Policy] | None,
+    prefix: str,
+) -> hcm.HttpFilter:
+    config = rbac_filter.RBAC(shadow_rules_stat_prefix=prefix)
+    if enforced is not None:
+        config.rules.CopyFrom(rbac.RBAC(action=action, policies=enforced))
+    if shadow is not None:
+        config.shadow_rules.CopyFrom(rbac.RBAC(action=action, policies=shadow))
+    return hcm.HttpFilter(name=f"{FILTER}.{name}", typed_config=pack(config))
+
+
+def rbac_filters(
+    selected: Sequence[AuthorizationPolicy], ports: Sequence[int], *, default_allow: bool = True
+) -> list[hcm.HttpFilter]:
+    """The RBAC HTTP filters (before the router) for one inbound filter chain; ``[]`` when
+    no policy selects the workload and the default is allow.
+
+    Args:
+        selected: the policies that select the workload (any order; sorted here).
+        ports: the chain's service port and target port.
+        default_allow: False for the mesh-wide default deny.
+    """
+    ordered = sorted(selected, key=lambda p: p.key)
+    enforced = [p for p in ordered if not p.dry_run]
+    shadow = [p for p in ordered if p.dry_run]
+    filters: list[hcm.HttpFilter] = []
+    deny, deny_shadow = _policies(enforced, "DENY", ports), _policies(shadow, "DENY", ports)
+    if deny or deny_shadow:
+        filters.append(
+            _filter("deny", rbac.RBAC.Action.DENY, deny or None, deny_shadow or None, "deny_")
+        )
+    has_allow = any(p.spec.action == "ALLOW" for p in enforced) or not default_allow
+    allow_shadow = (
+        _policies(shadow, "ALLOW", ports) if any(p.spec.action == "ALLOW" for p in shadow) else None
+    )
+    if has_allow or allow_shadow is not None:
+        allow = _policies(enforced, "ALLOW", ports) if has_allow else None
+        filters.append(_filter("allow", rbac.RBAC.Action.ALLOW, allow, allow_shadow, "allow_"))
+    audit = _policies(enforced, "AUDIT", ports)
+    if audit:
+        filters.append(_filter("audit", rbac.RBAC.Action.LOG, audit, None, "audit_"))
+    return filters

@@ -1,0 +1,299 @@
+"""``AuthorizationPolicy``: who may call whom, in the shape and with the semantics of Istio's
+``security.istio.io/v1`` AuthorizationPolicy (also accepted as ``meshfed.io/v1alpha1``)::
+
+    apiVersion: security.istio.io/v1
+    kind: AuthorizationPolicy
+    metadata:
+      name: echo-callers
+      namespace: demo                      # meshfed-system: the root namespace (mesh-wide)
+      annotations: {istio.io/dry-run: "true"}   # optional: log what it would do, enforce nothing
+    spec:
+      selector: {matchLabels: {app: echo}} # the workloads (WorkloadEntry labels); none: all
+      action: ALLOW                        # ALLOW (default) | DENY | AUDIT
+      rules:
+      - from:
+        - source:
+            principals: ["example.org/ns/demo/sa/frontend"]   # or spiffe://..., * globs
+            namespaces: ["demo"]
+        to:
+        - operation: {ports: ["8080"], methods: ["GET"], paths: ["/api/*"]}
+
+Rules, as Istio has them (https://istio.io/latest/docs/reference/config/security/
+authorization-policy/, read 2026-11-27): a request is denied when any DENY policy matches it;
+else allowed when no ALLOW policy selects the workload; else allowed when an ALLOW policy
+matches, and denied otherwise. Items of ``from`` and of ``to`` are ORed, the fields inside
+one item ANDed, ``from`` and ``to`` of a rule ANDed; an absent ``from`` or ``to`` matches
+anything; a policy without rules matches nothing (an ALLOW policy without rules denies every
+request: Istio's "deny all"). ``AUDIT`` only marks requests for the access log. Strings
+accept Istio's ``*`` globs: ``*`` (any), ``prefix*``, ``*suffix``. A principal is the
+caller's SPIFFE ID with or without ``spiffe://``. Ports are the workload's service or
+target port numbers. The caller's identity is its X.509-SVID, checked by mTLS at the
+destination sidecar, so it survives east-west gateways (they pass TLS through).
+
+:func:`evaluate` is the decision in Python (for ``explain`` and tests); the control plane
+enforces the same with Envoy's RBAC filter (``controlplane/generate/rbac.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from federation.model.workload import ObjectMeta, _Strict
+
+#: Workloads in every namespace are selected by policies in this namespace (Istio's root
+#: namespace, ``istio-system`` there).
+ROOT_NAMESPACE = "meshfed-system"
+DRY_RUN_ANNOTATIONS = ("istio.io/dry-run", "meshfed.io/dry-run")
+_METHOD = re.compile(r"^[A-Z]+$|^\*$")
+_PORT = re.compile(r"^[0-9]{1,5}$")
+
+
+def _glob(value: str, what: str) -> str:
+    if not value or "*" in value.strip("*") or (value.count("*") > 1 and value != "*"):
+        raise ValueError(f"{what} {value!r}: use *, prefix*, *suffix or an exact string")
+    return value
+
+
+def glob_match(pattern: str, text: str) -> bool:
+    """Istio's string match: ``*``, ``prefix*``, ``*suffix`` or exact."""
+    if pattern == "*":
+        return True
+    if pattern.endswith("*"):
+        return text.startswith(pattern[:-1])
+    if pattern.startswith("*"):
+        return text.endswith(pattern[1:])
+    return text == pattern
+
+
+def principal_pattern(value: str) -> str:
+    """A principal as matched against the SVID's URI SAN: ``spiffe://`` added when absent
+    (Istio writes ``<trust-domain>/ns/<ns>/sa/<sa>``); ``*`` stays ``*``."""
+    if value == "*" or value.startswith(("spiffe://", "*")):
+        return value
+    return "spiffe://" + value
+
+
+class Source(_Strict):
+    """``from[].source``: who calls (fields ANDed; each list ORed)."""
+
+    principals: list[str] | None = None
+    not_principals: list[str] | None = Field(default=None, alias="notPrincipals")
+    namespaces: list[str] | None = None
+    not_namespaces: list[str] | None = Field(default=None, alias="notNamespaces")
+
+    @field_validator("principals", "not_principals", "namespaces", "not_namespaces")
+    @classmethod
+    def _globs(cls, value: list[str] | None) -> list[str] | None:
+        for v in value or []:
+            _glob(v, "value")
+        return value
+
+
+class From(_Strict):
+    """One ``from`` item."""
+
+    source: Source = Field(default_factory=Source)
+
+
+class Operation(_Strict):
+    """``to[].operation``: what is called (fields ANDed; each list ORed)."""
+
+    ports: list[str] | None = None
+    methods: list[str] | None = None
+    paths: list[str] | None = None
+    not_paths: list[str] | None = Field(default=None, alias="notPaths")
+    not_methods: list[str] | None = Field(default=None, alias="notMethods")
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, value: list[str] | None) -> list[str] | None:
+        for v in value or []:
+            if not _PORT.match(str(v)) or not 0 < int(v) < 65536:
+                raise ValueError(f"port {v!r} must be a number 1-65535 (as a string)")
+        return value
+
+    @field_validator("methods", "not_methods")
+    @classmethod
+    def _methods(cls, value: list[str] | None) -> list[str] | None:
+        for v in value or []:
+            if not _METHOD.match(v):
+                raise ValueError(f"method {v!r} must be upper case, e.g. GET")
+        return value
+
+    @field_validator("paths", "not_paths")
+    @classmethod
+    def _paths(cls, value: list[str] | None) -> list[str] | None:
+        for v in value or []:
+            _glob(v, "path")
+            if not (v.startswith("/") or v.startswith("*")):
+                raise ValueError(f"path {v!r} must start with / (or be a * glob)")
+        return value
+
+
+class To(_Strict):
+    """One ``to`` item."""
+
+    operation: Operation = Field(default_factory=Operation)
+
+
+class Rule(_Strict):
+    """One rule: ``from`` AND ``to`` (absent: anything)."""
+
+    from_: list[From] | None = Field(default=None, alias="from")
+    to: list[To] | None = None
+
+
+class Selector(_Strict):
+    """``selector``: the workloads a policy applies to, by their labels."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+
+
+class AuthorizationPolicySpec(_Strict):
+    """``spec`` of an AuthorizationPolicy."""
+
+    selector: Selector | None = None
+    action: Literal["ALLOW", "DENY", "AUDIT"] = "ALLOW"
+    rules: list[Rule] = Field(default_factory=list)
+
+
+class AuthorizationPolicy(_Strict):
+    """An ``AuthorizationPolicy`` document (see the module docstring)."""
+
+    api_version: Literal[
+        "security.istio.io/v1", "security.istio.io/v1beta1", "meshfed.io/v1alpha1"
+    ] = Field(alias="apiVersion")
+    kind: Literal["AuthorizationPolicy"]
+    metadata: ObjectMeta
+    spec: AuthorizationPolicySpec = Field(default_factory=AuthorizationPolicySpec)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(namespace, name)``."""
+        return (self.metadata.namespace, self.metadata.name)
+
+    @property
+    def dry_run(self) -> bool:
+        """True with the annotation ``istio.io/dry-run`` (or ``meshfed.io/dry-run``) "true"."""
+        return any(
+            self.metadata.annotations.get(a, "").lower() == "true" for a in DRY_RUN_ANNOTATIONS
+        )
+
+    def selects(self, namespace: str, labels: Mapping[str, str]) -> bool:
+        """Whether this policy applies to a workload in ``namespace`` with ``labels``."""
+        if self.metadata.namespace not in (namespace, ROOT_NAMESPACE):
+            return False
+        wanted = self.spec.selector.match_labels if self.spec.selector else {}
+        return all(labels.get(k) == v for k, v in wanted.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What :func:`evaluate` decides on: the caller's SPIFFE ID (None: no mTLS), the ports of
+    the workload it reached (service and target port), the method and the path."""
+
+    principal: str | None
+    ports: tuple[int, ...] = ()
+    method: str = "GET"
+    path: str = "/"
+
+
+def _namespace_of(principal: str | None) -> str | None:
+    m = re.match(r"^spiffe://[^/]+/ns/([^/]+)/sa/[^/]+$", principal or "")
+    return m.group(1) if m else None
+
+
+def _any(patterns: Iterable[str], text: str | None, *, principal: bool = False) -> bool:
+    if text is None:
+        return False
+    return any(glob_match(principal_pattern(p) if principal else p, text) for p in patterns)
+
+
+def source_matches(source: Source, principal: str | None) -> bool:
+    """Whether the caller ``principal`` is this source."""
+    ns = _namespace_of(principal)
+    checks = [
+        source.principals is None or _any(source.principals, principal, principal=True),
+        source.not_principals is None or not _any(source.not_principals, principal, principal=True),
+        source.namespaces is None or _any(source.namespaces, ns),
+        source.not_namespaces is None or not _any(source.not_namespaces, ns),
+    ]
+    return all(checks)
+
+
+def operation_matches(op: Operation, request: Request) -> bool:
+    """Whether the request is this operation."""
+    checks = [
+        op.ports is None or any(int(p) in request.ports for p in op.ports),
+        op.methods is None or _any(op.methods, request.method),
+        op.not_methods is None or not _any(op.not_methods, request.method),
+        op.paths is None or _any(op.paths, request.path),
+        op.not_paths is None or not _any(op.not_paths, request.path),
+    ]
+    return all(checks)
+
+
+def rule_matches(rule: Rule, request: Request) -> bool:
+    """``from`` (any item) AND ``to`` (any item); absent means anything."""
+    from_ok = rule.from_ is None or any(
+        source_matches(f.source, request.principal) for f in rule.from_
+    )
+    to_ok = rule.to is None or any(operation_matches(t.operation, request) for t in rule.to)
+    return from_ok and to_ok
+
+
+def policy_matches(policy: AuthorizationPolicy, request: Request) -> bool:
+    """Any rule matches (a policy without rules matches nothing)."""
+    return any(rule_matches(r, request) for r in policy.spec.rules)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """``allowed``, and why: the deciding policy (``namespace/name``) or the default."""
+
+    allowed: bool
+    reason: str
+    would_deny_dry_run: tuple[str, ...] = ()
+
+
+def evaluate(
+    policies: Sequence[AuthorizationPolicy], request: Request, *, default_allow: bool = True
+) -> Decision:
+    """Istio's decision for ``request`` under the ``policies`` that select the workload.
+
+    Dry-run policies never change the decision; ``would_deny_dry_run`` names those that
+    would have denied it. ``default_allow=False`` is the mesh-wide default deny (as an ALLOW
+    policy without rules in the root namespace).
+    """
+    enforced = [p for p in policies if not p.dry_run]
+    shadow = [p for p in policies if p.dry_run]
+    would = tuple(
+        f"{p.metadata.namespace}/{p.metadata.name}"
+        for p in shadow
+        if (p.spec.action == "DENY" and policy_matches(p, request))
+        or (p.spec.action == "ALLOW" and not policy_matches(p, request))
+    )
+    for p in enforced:
+        if p.spec.action == "DENY" and policy_matches(p, request):
+            return Decision(
+                False, f"denied by DENY policy {p.metadata.namespace}/{p.metadata.name}", would
+            )
+    allows = [p for p in enforced if p.spec.action == "ALLOW"]
+    if not allows:
+        if default_allow:
+            return Decision(True, "allowed: no ALLOW policy selects the workload", would)
+        return Decision(
+            False, "denied: mesh-wide default is deny and no ALLOW policy matched", would
+        )
+    for p in allows:
+        if policy_matches(p, request):
+            return Decision(
+                True, f"allowed by ALLOW policy {p.metadata.namespace}/{p.metadata.name}", would
+            )
+    names = ", ".join(f"{p.metadata.namespace}/{p.metadata.name}" for p in allows)
+    return Decision(False, f"denied: no rule of the ALLOW policies ({names}) matched", would)

@@ -1,0 +1,155 @@
+"""AuthorizationPolicy: Istio's semantics in Python (evaluate) and as Envoy RBAC filters."""
+
+from __future__ import annotations
+
+import pytest
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter
+
+from federation.controlplane.generate.rbac import envoy_policy, rbac_filters, string_matcher
+from federation.errors import InvalidDocumentError
+from federation.model.authz import AuthorizationPolicy, Request, evaluate
+from federation.model.documents import load_documents
+
+FRONTEND = "spiffe://example.org/ns/demo/sa/frontend"
+INTRUDER = "spiffe://example.org/ns/demo/sa/intruder"
+OTHER_NS = "spiffe://example.org/ns/prod/sa/frontend"
+
+
+def _policy(text: str) -> AuthorizationPolicy:
+    [doc] = load_documents(text)
+    assert isinstance(doc, AuthorizationPolicy)
+    return doc
+
+
+ALLOW_FRONTEND = _policy("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo-callers, namespace: demo}
+spec:
+  selector: {matchLabels: {app: echo}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["example.org/ns/demo/sa/frontend"]}}]
+    to: [{operation: {methods: ["GET"], paths: ["/api/*", "/"]}}]
+""")
+DENY_ADMIN = _policy("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: demo}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+""")
+DRY_RUN_DENY_ALL = _policy("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: lockdown, namespace: meshfed-system, annotations: {istio.io/dry-run: "true"}}
+spec: {}
+""")
+
+
+def test_istio_semantics_deny_first_then_allow_then_default() -> None:
+    policies = [ALLOW_FRONTEND, DENY_ADMIN]
+    assert evaluate(policies, Request(FRONTEND, path="/api/x")).allowed
+    assert evaluate(policies, Request(FRONTEND, path="/")).allowed
+    denied = evaluate(policies, Request(INTRUDER, path="/api/x"))
+    assert not denied.allowed and "no rule of the ALLOW policies" in denied.reason
+    admin = evaluate(policies, Request(FRONTEND, path="/admin/users"))
+    assert not admin.allowed and "DENY policy demo/no-admin" in admin.reason  # DENY beats ALLOW
+    assert not evaluate(policies, Request(FRONTEND, method="POST", path="/api/x")).allowed
+    assert not evaluate(policies, Request(None, path="/api/x")).allowed  # no mTLS: no principal
+    # no ALLOW policy selects the workload: allowed (Istio's default), unless mesh-wide deny
+    assert evaluate([DENY_ADMIN], Request(INTRUDER)).allowed
+    assert not evaluate([DENY_ADMIN], Request(INTRUDER), default_allow=False).allowed
+
+
+def test_dry_run_changes_nothing_and_says_what_it_would_deny() -> None:
+    decision = evaluate([DRY_RUN_DENY_ALL], Request(INTRUDER))
+    assert decision.allowed and decision.would_deny_dry_run == ("meshfed-system/lockdown",)
+    assert DRY_RUN_DENY_ALL.dry_run and not ALLOW_FRONTEND.dry_run
+
+
+def test_selection_by_namespace_labels_and_the_root_namespace() -> None:
+    assert ALLOW_FRONTEND.selects("demo", {"app": "echo", "v": "1"})
+    assert not ALLOW_FRONTEND.selects("demo", {"app": "other"})
+    assert not ALLOW_FRONTEND.selects("prod", {"app": "echo"})
+    assert DENY_ADMIN.selects("demo", {})  # no selector: every workload of its namespace
+    assert DRY_RUN_DENY_ALL.selects("anything", {})  # root namespace: mesh-wide
+
+
+def test_sources_by_namespace_and_negations() -> None:
+    policy = _policy("""
+apiVersion: meshfed.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: ns, namespace: demo}
+spec:
+  rules: [{from: [{source: {namespaces: ["demo"], notPrincipals: ["*/sa/intruder"]}}]}]
+""")
+    assert evaluate([policy], Request(FRONTEND)).allowed
+    assert not evaluate([policy], Request(INTRUDER)).allowed
+    assert not evaluate([policy], Request(OTHER_NS)).allowed
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ("{action: PERMIT}", "spec.action"),
+        ("{rules: [{to: [{operation: {methods: [get]}}]}]}", "methods"),
+        ("{rules: [{to: [{operation: {ports: ['http']}}]}]}", "ports"),
+        ("{rules: [{to: [{operation: {paths: ['/a*b']}}]}]}", "paths"),
+        ("{rules: [{from: [{source: {principals: ['a*b*']}}]}]}", "principals"),
+        ("{rules: [{form: []}]}", "form"),
+    ],
+)
+def test_bad_policies_are_refused_naming_the_field(spec: str, field: str) -> None:
+    text = (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        f"metadata: {{name: bad, namespace: demo}}\nspec: {spec}\n"
+    )
+    with pytest.raises(InvalidDocumentError) as err:
+        load_documents(text)
+    assert "document 1 (AuthorizationPolicy demo/bad)" in str(err.value) and field in str(err.value)
+
+
+def _config(f) -> rbac_filter.RBAC:  # type: ignore[no-untyped-def]
+    config = rbac_filter.RBAC()
+    f.typed_config.Unpack(config)
+    return config
+
+
+def test_rbac_filters_deny_before_allow_with_dry_run_in_shadow_rules() -> None:
+    filters = rbac_filters([ALLOW_FRONTEND, DENY_ADMIN, DRY_RUN_DENY_ALL], (8080, 18080))
+    assert [f.name for f in filters] == [
+        "envoy.filters.http.rbac.deny",
+        "envoy.filters.http.rbac.allow",
+    ]
+    deny, allow = (_config(f) for f in filters)
+    assert list(deny.rules.policies) == ["demo.no-admin[0]"] and deny.rules.action == 1  # DENY
+    assert list(allow.rules.policies) == ["demo.echo-callers[0]"] and allow.rules.action == 0
+    # the dry-run ALLOW policy without rules: shadow rules with no policy (would deny all)
+    assert allow.HasField("shadow_rules") and not allow.shadow_rules.policies
+    principal = allow.rules.policies["demo.echo-callers[0]"].principals[0]
+    assert principal.authenticated.principal_name.exact == FRONTEND
+    # nothing selects: no filter at all; mesh-wide deny: an ALLOW filter without policies
+    assert rbac_filters([], (8080,)) == []
+    [deny_all] = rbac_filters([], (8080,), default_allow=False)
+    assert _config(deny_all).rules.action == 0 and not _config(deny_all).rules.policies
+
+
+def test_ports_are_resolved_per_filter_chain() -> None:
+    rule = _policy("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: demo}
+spec: {rules: [{to: [{operation: {ports: ["9090"]}}]}]}
+""").spec.rules[0]
+    assert envoy_policy(rule, (8080, 18080)) is None
+    assert envoy_policy(rule, (9090, 19090)) is not None
+    assert envoy_policy(rule, (7000, 9090)) is not None  # the target port counts too
+
+
+def test_globs_become_envoy_string_matchers() -> None:
+    assert string_matcher("/api/*").prefix == "/api/"
+    assert string_matcher("*.png").suffix == ".png"
+    assert string_matcher("GET").exact == "GET"
+    assert string_matcher("*").safe_regex.regex == ".*"
