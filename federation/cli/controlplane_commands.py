@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from federation.cli.params import (
     controlplane_option,
     controlplane_token_option,
     output_option,
+    print_table,
 )
 from federation.client import call
 from federation.controlplane.proxy import ProxyDescription
@@ -337,7 +339,28 @@ def _controlplane_of(cluster: str) -> str:
         ) from err
 
 
-@click.command("explain")
+class DefaultCommandGroup(click.Group):
+    """A group that runs ``default`` when the first argument names no subcommand, so
+    ``meshfed explain echo.demo --from a`` and ``meshfed explain authz ...`` both work."""
+
+    def __init__(self, *args: Any, default: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default = default
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("explain", cls=DefaultCommandGroup, default="service")
+def explain_cmd() -> None:
+    """Explain a decision: where requests to a service go ('meshfed explain SERVICE --from
+    CLUSTER', the same as 'explain service'), or whether a caller may call it
+    ('meshfed explain authz --from CLUSTER/NS/SA --to SERVICE')."""
+
+
+@explain_cmd.command("service")
 @click.argument("service")
 @click.option("-n", "--namespace", default=None, help="Namespace, if SERVICE has none.")
 @click.option("--from", "from_cluster", required=True, metavar="CLUSTER", help="Caller's cluster.")
@@ -350,7 +373,7 @@ def _controlplane_of(cluster: str) -> str:
 )
 @controlplane_token_option
 @output_option(("table", "json"))
-def explain_cmd(
+def explain_service_cmd(
     service: str,
     namespace: str | None,
     from_cluster: str,
@@ -413,3 +436,77 @@ def explain_cmd(
         table(f"port {port['port']} ({port['protocol']})", port["rows"])
         for subset in port["split"]:
             table(f"  split {subset['percent']}% -> {subset['cluster']}", subset["rows"])
+
+
+@explain_cmd.command("authz")
+@click.option(
+    "--from",
+    "from_",
+    required=True,
+    metavar="CLUSTER/NAMESPACE/SERVICEACCOUNT",
+    help="The caller, e.g. aws-us-east-1/demo/frontend (its SPIFFE ID is"
+    " spiffe://<trust domain>/ns/NAMESPACE/sa/SERVICEACCOUNT).",
+)
+@click.option("--to", "to", required=True, metavar="SERVICE", help="e.g. echo.demo.")
+@click.option(
+    "--at",
+    default=None,
+    metavar="CLUSTER",
+    help="Check the workloads of this cluster (policies are the same everywhere; the"
+    " workloads' labels are not).  [default: the caller's cluster]",
+)
+@click.option("--method", default="GET", show_default=True)
+@click.option("--path", default="/", show_default=True)
+@click.option("--port", type=int, default=None, help="Service or target port.  [default: all]")
+@click.option("--controlplane", default=None, metavar="URL", help="[default: found for --at]")
+@controlplane_token_option
+@output_option(("table", "json"))
+def explain_authz_cmd(
+    from_: str,
+    to: str,
+    at: str | None,
+    method: str,
+    path: str,
+    port: int | None,
+    controlplane: str | None,
+    token: str | None,
+    output: str,
+) -> None:
+    """Whether the caller --from may call --to, per workload, and which AuthorizationPolicy
+    decides (Istio's rules: DENY first, then ALLOW; dry-run policies only reported)."""
+    parts = from_.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise InputError(f"--from {from_!r}: use CLUSTER/NAMESPACE/SERVICEACCOUNT")
+    cluster, ns, sa = parts
+    svc, svc_ns = _split_service(to, None)
+    url = controlplane or _controlplane_of(at or cluster)
+    trust_domain = call("GET", url, "/v1/info", token=token)["trust_domain"]
+    principal = f"spiffe://{trust_domain}/ns/{ns}/sa/{sa}"
+    query = urllib.parse.urlencode(
+        {
+            "service": svc,
+            "namespace": svc_ns,
+            "principal": principal,
+            "method": method,
+            "path": path,
+            **({"port": str(port)} if port is not None else {}),
+        }
+    )
+    data = call("GET", url, f"/v1/explain/authz?{query}", token=token)
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{principal} (cluster {cluster}) -> {data['service']}: {method} {path}")
+    print_table(
+        ["WORKLOAD", "PORT", "DECISION", "REASON", "DRY RUN WOULD DENY"],
+        [
+            [
+                r["workload"],
+                str(r["port"]),
+                r["decision"],
+                r["reason"],
+                ", ".join(r["dryRunWouldDeny"]) or "-",
+            ]
+            for r in data["rows"]
+        ],
+    )

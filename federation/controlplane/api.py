@@ -13,6 +13,8 @@
 ``GET  /v1/proxy-status``   per proxy and xDS type: sent / ACKed / NACKed versions and state
 ``GET  /v1/config_dump``    ``?node=<id>``: the proxy's current snapshot (secrets redacted)
 ``GET  /v1/explain``        ``?service=<svc>&namespace=<ns>[&locality=<l>]``: the decision table
+``GET  /v1/explain/authz``  ``?service=&namespace=&principal=[&method=&path=&port=]``: allowed
+                            or denied per local workload, and by which AuthorizationPolicy
 ==========================  ===============================================================
 """
 
@@ -28,7 +30,7 @@ from google.protobuf import json_format
 
 from federation.controlplane import resource
 from federation.controlplane.builder import SnapshotBuilder
-from federation.controlplane.explain import explain
+from federation.controlplane.explain import explain, explain_authz
 from federation.controlplane.registry import (
     Document,
     ServiceRegistry,
@@ -209,6 +211,30 @@ async def explain_handler(request: web.Request) -> web.Response:
     return web.json_response(table)
 
 
+async def explain_authz_handler(request: web.Request) -> web.Response:
+    """Whether a principal may call a service's local workloads (``explain_authz``)."""
+    q = request.query
+    if not q.get("service"):
+        return _error(400, "query parameter service is required")
+    try:
+        port = int(q["port"]) if q.get("port") else None
+    except ValueError:
+        return _error(400, f"port: {q['port']!r} is not a number")
+    try:
+        table = explain_authz(
+            request.app[REGISTRY].state,
+            q.get("namespace", "default"),
+            q["service"],
+            q.get("principal") or None,
+            method=q.get("method", "GET"),
+            path=q.get("path", "/"),
+            port=port,
+        )
+    except NotFoundError as err:
+        return _error(404, str(err))
+    return web.json_response(table)
+
+
 def make_app(
     *,
     registry: ServiceRegistry,
@@ -237,4 +263,5 @@ def make_app(
     app.router.add_get("/v1/proxy-status", proxy_status)
     app.router.add_get("/v1/config_dump", config_dump)
     app.router.add_get("/v1/explain", explain_handler)
+    app.router.add_get("/v1/explain/authz", explain_authz_handler)
     return app

@@ -1,5 +1,6 @@
 """``meshfed explain``: the decision table a control plane emits for one service, as seen by
-a caller in its cluster. Pure: the same functions the EDS generator uses."""
+a caller in its cluster, and ``meshfed explain authz``: whether a caller may call it. Pure:
+the same functions the generators use."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from federation.controlplane.generate.services import service_ports
 from federation.controlplane.registry import RegistryState
 from federation.errors import NotFoundError
 from federation.lb.decision import Choice, priority_loads
+from federation.model.authz import Request, evaluate
 from federation.model.locality import Locality
 
 
@@ -86,4 +88,58 @@ def explain(
         "policy": policy.metadata.name if policy else None,
         "costMode": policy.spec.cost.mode if policy else "off",
         "ports": out_ports,
+    }
+
+
+def explain_authz(
+    state: RegistryState,
+    namespace: str,
+    service: str,
+    principal: str | None,
+    *,
+    method: str = "GET",
+    path: str = "/",
+    port: int | None = None,
+) -> dict[str, Any]:
+    """Whether a caller with SPIFFE ID ``principal`` may call each local workload of
+    ``namespace/service``, and which policy decides (:func:`federation.model.authz.evaluate`,
+    the rules the sidecars' RBAC filters enforce).
+
+    Args:
+        port: a service or target port; None checks every port of each workload.
+
+    Raises:
+        NotFoundError: the service has no workload in this cluster.
+    """
+    workloads = state.by_service(namespace, service)
+    if not workloads:
+        raise NotFoundError(f"service {namespace}/{service} has no workload in this cluster")
+    rows = []
+    for w in workloads:
+        selected = [
+            p
+            for p in state.authorization_policies.values()
+            if p.selects(w.metadata.namespace, w.metadata.labels)
+        ]
+        for wp in w.spec.ports:
+            if port is not None and port not in (wp.port, wp.app_port):
+                continue
+            decision = evaluate(
+                selected, Request(principal, (wp.port, wp.app_port), method=method, path=path)
+            )
+            rows.append(
+                {
+                    "workload": w.metadata.name,
+                    "port": wp.port,
+                    "decision": "ALLOW" if decision.allowed else "DENY",
+                    "reason": decision.reason,
+                    "dryRunWouldDeny": list(decision.would_deny_dry_run),
+                    "policies": [f"{p.metadata.namespace}/{p.metadata.name}" for p in selected],
+                }
+            )
+    return {
+        "service": f"{namespace}/{service}",
+        "from": principal,
+        "request": {"method": method, "path": path, "port": port},
+        "rows": rows,
     }

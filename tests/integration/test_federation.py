@@ -269,6 +269,23 @@ def test_authorization_policies_hold_across_clusters(fed) -> None:
         assert statuses(fed["client_port"], n=20) == {200}  # frontend allowed, via a and b
         status, body, _ = get(intruder_port, HOST)
         assert status == 403 and "RBAC" in body.get("raw", "")
+        # explain says the same, naming the policy
+        for caller, decision in (("intruder", "DENY"), ("frontend", "ALLOW")):
+            out = _meshfed(
+                home,
+                "explain",
+                "authz",
+                "--from",
+                f"c/demo/{caller}",
+                "--to",
+                "echo.demo",
+                "--at",
+                "a",
+                "-o",
+                "json",
+            ).stdout
+            [row] = json.loads(out)["rows"]
+            assert row["decision"] == decision and "demo/echo-callers" in row["reason"], row
         apply(AUTHZ_DENY_ADMIN)
         wait_until(lambda: statuses(fed["client_port"], "/admin") == {403}, 20, "DENY wins")
         assert statuses(fed["client_port"], "/") == {200}
