@@ -3,8 +3,9 @@
 Control planes: the bearer token comes from ``--token``/``$MESHFED_TOKEN``, else from the
 ``endpoint.json`` files they write under ``$MESHFED_HOME``. The controller: its URL and token
 come from ``--controller``/``$MESHFED_CONTROLLER`` and ``--token``/``$MESHFED_TOKEN``, else
-from ``$MESHFED_HOME/config.yaml`` (written by ``meshfed controller serve``). Errors are
-:mod:`federation.errors` exceptions.
+from ``$MESHFED_HOME/config.yaml`` (written by ``meshfed controller serve``), which also names
+the CA the controller's HTTPS certificate chains to (``caFile``, the federation's trust bundle)
+and the DNS name it carries (``serverName``). Errors are :mod:`federation.errors` exceptions.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +25,62 @@ from federation.errors import ApiError, InvalidDocumentError, UnreachableError
 from federation.paths import meshfed_home
 
 TOKEN_ENV = "MESHFED_TOKEN"
+#: A CA bundle (PEM file) to verify an https API that config.yaml does not describe.
+CA_FILE_ENV = "MESHFED_CA_FILE"
 CONFIG_FILE = "config.yaml"
 
 
 def cli_config_path(home: Path | None = None) -> Path:
     """``$MESHFED_HOME/config.yaml``."""
     return (home or meshfed_home()) / CONFIG_FILE
+
+
+def _config(home: Path | None) -> dict[str, Any]:
+    path = cli_config_path(home)
+    if not path.exists():
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ApiError(f"{path}: cannot read ({err})", status=0) from err
+    return loaded if isinstance(loaded, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """How to verify an HTTPS API: ``context`` (CA), and the DNS name its certificate must
+    carry when it differs from the host dialled (``server_hostname``)."""
+
+    context: ssl.SSLContext
+    server_hostname: str | None = None
+
+
+def tls_context(ca_pem: bytes | None = None, ca_file: str | None = None) -> ssl.SSLContext:
+    """A client context trusting ``ca_pem`` / ``ca_file`` (the system's CAs when neither)."""
+    if ca_pem is None and ca_file is None:
+        return ssl.create_default_context()
+    return ssl.create_default_context(
+        cafile=ca_file, cadata=ca_pem.decode() if ca_pem is not None else None
+    )
+
+
+def tls_for(url: str, home: Path | None = None) -> ClientTls | None:
+    """How to verify ``url``: None for http; for the controller named in ``config.yaml``, its
+    ``caFile`` and ``serverName``; else ``$MESHFED_CA_FILE``, else the system's CAs.
+
+    Raises:
+        ApiError: the CA file cannot be read.
+    """
+    if not url.startswith("https://"):
+        return None
+    config = _config(home)
+    ca_file, name = os.environ.get(CA_FILE_ENV), None
+    if config.get("controller", "").rstrip("/") == url.rstrip("/") and config.get("caFile"):
+        ca_file, name = str(config["caFile"]), config.get("serverName")
+    try:
+        return ClientTls(tls_context(ca_file=ca_file), name)
+    except (OSError, ssl.SSLError) as err:
+        raise ApiError(f"{ca_file}: cannot load the CA ({err})", status=0) from err
 
 
 def controller_target(
@@ -39,13 +92,7 @@ def controller_target(
         ApiError: no URL given and no readable ``config.yaml`` (status 0; names the fix).
     """
     path = cli_config_path(home)
-    config: dict[str, Any] = {}
-    if path.exists():
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise ApiError(f"{path}: cannot read ({err})", status=0) from err
-        config = loaded if isinstance(loaded, dict) else {}
+    config = _config(home)
     url = url or config.get("controller")
     if not url:
         raise ApiError(
@@ -79,16 +126,28 @@ def find_token(url: str, explicit: str | None = None, home: Path | None = None) 
 
 
 async def request_json(
-    method: str, url: str, token: str | None, body: str | None = None, *, token_hint: bool = True
+    method: str,
+    url: str,
+    token: str | None,
+    body: str | None = None,
+    *,
+    token_hint: bool = True,
+    tls: ClientTls | None = None,
 ) -> Any:
     """One request to ``url``; the decoded JSON answer (errors as :func:`call` says).
 
-    ``token_hint``: on 401, tell the user how to pass the admin token.
+    ``token_hint``: on 401, tell the user how to pass the admin token. ``tls``: how to verify
+    an https URL (default: the system's CAs).
     """
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    extra: dict[str, Any] = {}
+    if tls is not None:
+        extra["ssl"] = tls.context
+        if tls.server_hostname:
+            extra["server_hostname"] = tls.server_hostname
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            async with session.request(method, url, data=body, headers=headers) as resp:
+            async with session.request(method, url, data=body, headers=headers, **extra) as resp:
                 text = await resp.text()
                 try:
                     data = json.loads(text) if text else {}
@@ -107,14 +166,27 @@ async def request_json(
                         status=resp.status,
                     )
                 return data
+    except aiohttp.ClientConnectorCertificateError as err:
+        raise ApiError(
+            f"{url}: its certificate is not trusted ({err.certificate_error}); pass the"
+            f" federation's bundle (config.yaml caFile, or {CA_FILE_ENV})",
+            status=0,
+        ) from err
     except aiohttp.ClientConnectionError as err:
         raise UnreachableError(f"cannot reach {url}: {err}", status=0) from err
 
 
 def call(
-    method: str, base_url: str, path: str, *, token: str | None = None, body: str | None = None
+    method: str,
+    base_url: str,
+    path: str,
+    *,
+    token: str | None = None,
+    body: str | None = None,
+    home: Path | None = None,
 ) -> Any:
-    """Synchronous request to ``base_url + path``; returns the decoded JSON.
+    """Synchronous request to ``base_url + path``; returns the decoded JSON. An https URL is
+    verified as :func:`tls_for` says (``home``: where ``config.yaml`` is).
 
     Raises:
         InvalidDocumentError: the server refused documents (400 with problems).
@@ -122,4 +194,5 @@ def call(
         UnreachableError: connection failed (retryable).
     """
     url = base_url.rstrip("/") + path
-    return asyncio.run(request_json(method, url, find_token(base_url, token), body))
+    tls = tls_for(base_url, home)
+    return asyncio.run(request_json(method, url, find_token(base_url, token, home), body, tls=tls))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
+import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,8 +31,11 @@ def load_or_create_token(path: Path) -> str:
     return token
 
 
-async def start_http(app: web.Application, listen: str, what: str) -> tuple[web.AppRunner, int]:
-    """Serve ``app`` on ``listen``; returns the runner and the bound port.
+async def start_http(
+    app: web.Application, listen: str, what: str, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``listen`` (HTTPS with ``ssl_context``); returns the runner and the
+    bound port.
 
     Raises:
         ValueError: ``listen`` is not HOST:PORT (the message names ``what``).
@@ -40,7 +44,7 @@ async def start_http(app: web.Application, listen: str, what: str) -> tuple[web.
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = parse_host_port(listen, what=what)
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     server = site._server  # aiohttp exposes the bound port only here
     assert isinstance(server, asyncio.Server)

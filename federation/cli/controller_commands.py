@@ -46,7 +46,10 @@ def controller() -> None:
 
 @controller.command("serve")
 @click.option(
-    "--listen", default="127.0.0.1:15080", show_default=True, help="REST API address (HOST:PORT)."
+    "--listen",
+    default="127.0.0.1:15080",
+    show_default=True,
+    help="REST API (HTTPS) address.",
 )
 @click.option(
     "--sync-listen",
@@ -86,6 +89,11 @@ def controller() -> None:
     help="Admin bearer token, created 0600 at first start."
     "  [default: $MESHFED_HOME/controller-token]",
 )
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    help="Serve the REST API in plain HTTP (refused unless --listen is a loopback address).",
+)
 def serve_cmd(
     listen: str,
     sync_listen: str,
@@ -94,10 +102,13 @@ def serve_cmd(
     trust_domain: str,
     lease: timedelta,
     token_file: Path | None,
+    insecure_http: bool,
 ) -> None:
-    """Serve the REST API and the sync service until SIGTERM/SIGINT.
+    """Serve the REST API (HTTPS) and the sync service (mTLS) until SIGTERM/SIGINT.
 
-    Writes $MESHFED_HOME/config.yaml so that other meshfed commands find it.
+    The API's certificate comes from the root of trust (DNS name controller.meshfed.internal).
+    Writes $MESHFED_HOME/config.yaml (URL, token file, CA file) so that other meshfed commands
+    find and verify it.
     """
     from federation.controller.server import Controller, ControllerConfig
 
@@ -116,6 +127,7 @@ def serve_cmd(
         config_path=cli_config_path(home),
         trust_domain=trust_domain,
         lease_s=lease.total_seconds(),
+        insecure_http=insecure_http,
     )
 
     async def run() -> None:

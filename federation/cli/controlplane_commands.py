@@ -68,7 +68,8 @@ def controlplane() -> None:
     "--controller",
     default=None,
     metavar="HOST:PORT",
-    help="Federation controller API to join and sync with.",
+    help="Federation controller API to join and sync with (HTTPS; http://HOST:PORT for one"
+    " started with --insecure-http).",
 )
 @click.option(
     "--join-token",

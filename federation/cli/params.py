@@ -77,7 +77,7 @@ controller_option = click.option(
     envvar="MESHFED_CONTROLLER",
     default=None,
     metavar="URL",
-    help="Controller API, e.g. http://127.0.0.1:15080.  [default: from $MESHFED_HOME/config.yaml]",
+    help="Controller API, e.g. https://127.0.0.1:15080.  [default: from $MESHFED_HOME/config.yaml]",
 )
 
 

@@ -3,8 +3,10 @@
 Start order: trust directory (root of trust; created for ``trust_domain`` if missing) ->
 the controller's own intermediate CA and sync server certificate -> SQLite state -> sync hub
 (first recompute from stored reports) -> gRPC sync server (mTLS, client certificate required)
--> REST API -> lease watcher. Files it writes: the admin token (0600) and
-``$MESHFED_HOME/config.yaml`` (where the CLI finds the controller).
+-> REST API (HTTPS with a certificate from the root of trust, :mod:`.tls`; plain HTTP only
+with ``insecure_http`` on loopback) -> lease watcher. Files it writes: the admin token
+(0600), the API's key and chain (``controller-api-tls/``, key 0600) and
+``$MESHFED_HOME/config.yaml`` (where the CLI finds the controller and its CA).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -25,25 +26,20 @@ from federation.controller.membership import DEFAULT_LEASE_S
 from federation.controller.service import FederationService
 from federation.controller.store import SqliteStore
 from federation.controller.sync import FederationSyncService
-from federation.netaddr import parse_host_port
+from federation.controller.tls import HttpsCertificate, ServerCertificate
+from federation.errors import FederationError
+from federation.netaddr import is_loopback, parse_host_port
 from federation.serving import load_or_create_token, start_http, stop_all
 from federation.sync.identity import (
-    CONTROL_PLANE_NAMESPACE,
     CONTROLLER_CA_NAME,
     CONTROLLER_SERVER_NAME,
 )
 from federation.sync.proto import sync_pb2_grpc
-from trust import pki
-from trust.authority import issue_svid
 from trust.files import KEY_FILE_MODE, write_atomic
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
-from trust.svid import X509Svid
 
 log = logging.getLogger(__name__)
-
-#: Lifetime of the controller's sync server certificate; renewed at half life.
-SERVER_CERT_TTL = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +55,7 @@ class ControllerConfig:
         token_path: the admin bearer token (created 0600 at first start).
         config_path: the CLI config file to write (None: do not write one).
         lease_s: heartbeat lease in seconds (a silent cluster becomes Unreachable).
+        insecure_http: serve the REST API in plain HTTP (only on a loopback address).
     """
 
     listen: str
@@ -69,43 +66,7 @@ class ControllerConfig:
     config_path: Path | None = None
     trust_domain: str = "meshfed.local"
     lease_s: float = DEFAULT_LEASE_S
-
-
-class _ServerCertificate:
-    """The sync server's certificate, renewed at half life on the next TLS handshake."""
-
-    def __init__(self, trust: TrustDirectory) -> None:
-        self._trust = trust
-        self._svid: X509Svid | None = None
-
-    def _issue(self) -> X509Svid:
-        td = self._trust.trust_domain()
-        sid = td.workload_id(CONTROL_PLANE_NAMESPACE, "controller")
-        return issue_svid(
-            self._trust.cluster_authority(CONTROLLER_CA_NAME),
-            sid,
-            SERVER_CERT_TTL,
-            dns_names=[CONTROLLER_SERVER_NAME],
-        )
-
-    def configuration(self) -> grpc.ServerCertificateConfiguration:
-        self._svid = self._issue()
-        assert self._svid is not None
-        return grpc.ssl_server_certificate_configuration(
-            [(self._svid.private_key_pem(), self._svid.chain_pem())],
-            root_certificates=self._trust.bundle().to_pem(),
-        )
-
-    def fetch(self) -> grpc.ServerCertificateConfiguration:  # None means 'keep the current'
-        """Called by gRPC before every handshake: a new configuration past half life."""
-        svid = self._svid
-        if svid is None:
-            return None  # type: ignore[return-value]
-        half = svid.not_before + (svid.not_after - svid.not_before) / 2
-        if pki.utcnow() < half:
-            return None  # type: ignore[return-value]
-        log.info("renewing the sync server certificate")
-        return self.configuration()
+    insecure_http: bool = False
 
 
 class Controller:
@@ -122,9 +83,10 @@ class Controller:
 
     @property
     def api_url(self) -> str:
-        """``http://host:port`` of the REST API."""
+        """``https://host:port`` of the REST API (``http://`` with ``insecure_http``)."""
         host, _ = parse_host_port(self.config.listen)
-        return f"http://{host}:{self.api_port}"
+        scheme = "http" if self.config.insecure_http else "https"
+        return f"{scheme}://{host}:{self.api_port}"
 
     @property
     def sync_address(self) -> str:
@@ -150,6 +112,12 @@ class Controller:
             OSError: an address is in use.
         """
         cfg = self.config
+        host, _ = parse_host_port(cfg.listen, what="--listen")
+        if cfg.insecure_http and not is_loopback(host):
+            raise FederationError(
+                f"--insecure-http: the REST API carries bearer tokens; plain HTTP is allowed"
+                f" only on a loopback address, not {host}"
+            )
         trust = self._trust()
         self.store = SqliteStore(cfg.state_path)
 
@@ -159,9 +127,11 @@ class Controller:
         self.hub = SyncHub(self.store, bundle_pem, lease_s=cfg.lease_s)
         self.hub.recompute()
 
-        server_cert = _ServerCertificate(trust)
+        server_cert = ServerCertificate(trust, "sync server")
         credentials = grpc.dynamic_ssl_server_credentials(
-            server_cert.configuration(), server_cert.fetch, require_client_authentication=True
+            server_cert.grpc_configuration(),
+            server_cert.grpc_fetch,
+            require_client_authentication=True,
         )
         self._grpc = grpc.aio.server()
         sync_pb2_grpc.add_FederationSyncServicer_to_server(  # type: ignore[no-untyped-call]
@@ -185,10 +155,22 @@ class Controller:
             sync_address=self.sync_address,
             sync_server_name=CONTROLLER_SERVER_NAME,
         )
-        self._runner, self.api_port = await start_http(make_app(context), cfg.listen, "--listen")
+        ssl_context = None
+        if not cfg.insecure_http:
+            https = HttpsCertificate(trust, cfg.state_path.parent / "controller-api-tls")
+            ssl_context = https.load()
+            self._tasks.append(asyncio.create_task(https.renew_forever(), name="api-cert"))
+        self._runner, self.api_port = await start_http(
+            make_app(context), cfg.listen, "--listen", ssl_context
+        )
         self._tasks.append(asyncio.create_task(self.hub.watch_leases(), name="leases"))
         if cfg.config_path is not None:
-            write_cli_config(cfg.config_path, self.api_url, cfg.token_path)
+            write_cli_config(
+                cfg.config_path,
+                self.api_url,
+                cfg.token_path,
+                None if cfg.insecure_http else trust.bundle_pem_path,
+            )
         log.info(
             "controller serving the API on %s and sync on %s (%d clusters)",
             self.api_url,
@@ -205,9 +187,15 @@ class Controller:
         log.info("controller stopped")
 
 
-def write_cli_config(path: Path, api_url: str, token_path: Path) -> None:
-    """Write the CLI's config (``controller`` URL, ``tokenFile``), mode 0600."""
-    text = yaml.safe_dump(
-        {"controller": api_url, "tokenFile": str(token_path.resolve())}, sort_keys=False
-    )
+def write_cli_config(
+    path: Path, api_url: str, token_path: Path, ca_file: Path | None = None
+) -> None:
+    """Write the CLI's config, mode 0600: ``controller`` URL, ``tokenFile``, and for HTTPS
+    ``caFile`` (the trust bundle, which the API's certificate chains to) and ``serverName``
+    (the DNS name in that certificate)."""
+    config: dict[str, str] = {"controller": api_url, "tokenFile": str(token_path.resolve())}
+    if ca_file is not None:
+        config["caFile"] = str(ca_file.resolve())
+        config["serverName"] = CONTROLLER_SERVER_NAME
+    text = yaml.safe_dump(config, sort_keys=False)
     write_atomic(path, text.encode(), KEY_FILE_MODE)

@@ -255,7 +255,16 @@ class LocalFederationRunner:
 
     @property
     def controller_url(self) -> str:
-        return f"http://{self.desc.spec.controller.listen}"
+        return f"https://{self.desc.spec.controller.listen}"
+
+    def _controller_ok(self) -> bool:
+        """The controller answers /healthz over HTTPS verified with the CA it wrote into
+        config.yaml (not ready before it wrote it)."""
+        try:
+            answer = call("GET", self.controller_url, "/healthz", home=self.home)
+        except FederationError:
+            return False
+        return bool(answer.get("status") == "ok")
 
     def _token(self) -> str:
         return (self.home / "controller-token").read_text().strip()
@@ -279,7 +288,7 @@ class LocalFederationRunner:
             ],
             "controller",
         )
-        self.wait_ready(rec, lambda: _http_ok(self.controller_url + "/healthz"))
+        self.wait_ready(rec, self._controller_ok)
         self.record.info["controller"] = self.controller_url
 
     def _join_token(self, c: ClusterSpec, body: str) -> str | None:
@@ -287,7 +296,12 @@ class LocalFederationRunner:
         (its state is kept in ``$MESHFED_HOME/controlplanes/<name>``)."""
         try:
             answer = call(
-                "POST", self.controller_url, "/v1/clusters", token=self._token(), body=body
+                "POST",
+                self.controller_url,
+                "/v1/clusters",
+                token=self._token(),
+                body=body,
+                home=self.home,
             )
             return str(answer["token"])
         except ApiError as err:
@@ -301,6 +315,7 @@ class LocalFederationRunner:
             f"/v1/clusters/{c.name}/tokens",
             token=self._token(),
             body="{}",
+            home=self.home,
         )
         return str(answer["token"])
 
@@ -460,7 +475,14 @@ class LocalFederationRunner:
             f"metadata: {{name: echo, namespace: {ns}}}\nspec: {{cluster: {c.name}}}\n"
             for c in self.desc.spec.clusters
         )
-        call("POST", self.controller_url, "/v1/apply", token=self._token(), body=docs)
+        call(
+            "POST",
+            self.controller_url,
+            "/v1/apply",
+            token=self._token(),
+            body=docs,
+            home=self.home,
+        )
 
     def start_frontend(self) -> None:
         """The frontend's sidecar, then -- once a request through it is answered -- the

@@ -13,8 +13,10 @@ of it (the controller, then cluster ``b``'s control plane).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import ssl
 import subprocess
 import time
 from collections import Counter
@@ -24,7 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from federation.client import call, find_token
+from federation.client import ClientTls, call, find_token, request_json
+from federation.errors import ApiError
 from federation.sync.join_token import split_join_token
 from tests.integration.conftest import owned_processes
 from tests.integration.harness import (
@@ -387,7 +390,9 @@ def _join_raw(fed, cluster: str, token: str, csr: str) -> int:
         headers={"Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(
+            req, timeout=10, context=fed["controller"].ssl_context()
+        ) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as err:
         err.close()
@@ -504,10 +509,23 @@ def test_rest_api_without_the_admin_token_answers_401(fed) -> None:
             if auth:
                 req.add_header("Authorization", auth)
             with pytest.raises(urllib.error.HTTPError) as err:
-                urllib.request.urlopen(req, timeout=5)
+                urllib.request.urlopen(req, timeout=5, context=fed["controller"].ssl_context())
             err.value.close()
             assert err.value.code == 401, (method, path, auth)
     assert fed["controller"].clusters()["a"]["state"] == "Ready"  # nothing was removed
+    # the API is HTTPS with a certificate from the federation's root: a client trusting only
+    # the system's CAs refuses it, and plain HTTP to it fails
+    with pytest.raises(ApiError, match="certificate is not trusted"):
+        asyncio.run(
+            request_json(
+                "GET",
+                fed["controller"].url + "/healthz",
+                None,
+                tls=ClientTls(ssl.create_default_context()),
+            )
+        )
+    with pytest.raises(ApiError):
+        call("GET", fed["controller"].url.replace("https://", "http://"), "/healthz")
     doc = fed["controller"].api("GET", "/openapi.json")
     assert doc["openapi"].startswith("3.") and "/v1/join" in doc["paths"]
 

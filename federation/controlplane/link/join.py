@@ -3,21 +3,26 @@
 The intermediate's private key is generated here and never sent (0600 in ``<state_dir>/ca``);
 ``POST /v1/join`` carries the CSR and the secret of the one-time join token from
 ``meshfed cluster join``. The token also pins the federation's root
-(:mod:`federation.sync.join_token`): an answer whose trust bundle lacks that root, or whose
-intermediate does not chain to it, is refused and nothing is stored.
+(:mod:`federation.sync.join_token`), as kubeadm's discovery does: the control plane reads the
+public bundle (``GET /v1/bundle``, TLS not yet verified), refuses it unless it holds the
+pinned root, and then sends the token only over TLS verified against that bundle and the
+controller's DNS name ``controller.meshfed.internal``. An answer whose bundle lacks the root,
+or whose intermediate does not chain to it, is refused too; nothing is stored then.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from federation.client import request_json
+from federation.client import ClientTls, request_json, tls_context
 from federation.errors import FederationError, UnreachableError
 from federation.netaddr import parse_host_port
+from federation.sync.identity import CONTROLLER_SERVER_NAME
 from federation.sync.join_token import MalformedTokenError, split_join_token
 from trust import pki
 from trust.bundle import TrustBundle
@@ -53,7 +58,7 @@ class JoinInfo:
 
 
 def controller_url(controller: str) -> str:
-    """``HOST:PORT`` or ``http(s)://HOST:PORT[/]`` -> ``http(s)://HOST:PORT``.
+    """``HOST:PORT`` (HTTPS) or ``http(s)://HOST:PORT[/]`` -> ``http(s)://HOST:PORT``.
 
     Raises:
         ValueError: not HOST:PORT.
@@ -61,7 +66,16 @@ def controller_url(controller: str) -> str:
     if controller.startswith(("http://", "https://")):
         return controller.rstrip("/")
     parse_host_port(controller, what="--controller")
-    return f"http://{controller}"
+    return f"https://{controller}"
+
+
+def _discovery_tls() -> ClientTls:
+    """TLS that does not verify the server: only for reading the public bundle, which the
+    token's pin then authenticates (kubeadm's discovery)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return ClientTls(context)
 
 
 async def join(
@@ -84,14 +98,21 @@ async def join(
     except MalformedTokenError as err:
         raise JoinError(f"--join-token: {err}") from err
     try:
-        # the pin first: the token goes only to a controller that shows the pinned root
-        public = await request_json("GET", url + "/v1/bundle", None)
-        check_pinned_root(public, pin, url)
+        # the pin first: the token goes only to a controller that shows the pinned root ...
+        https = url.startswith("https://")
+        discovery = _discovery_tls() if https else None
+        public = await request_json("GET", url + "/v1/bundle", None, tls=discovery)
+        pinned_root = check_pinned_root(public, pin, url)
         trust_domain = trust_domain or str(public["trustDomain"])
         ca_dir = ClusterCaDirectory(state_dir / "ca")
         csr = ca_dir.new_csr(TrustDomain(trust_domain), cluster)
         body = json.dumps({"cluster": cluster, "token": secret, "csr": csr.decode()})
-        answer = await request_json("POST", url + "/v1/join", None, body, token_hint=False)
+        # ... and over TLS verified against that root alone (not the rest of an unverified
+        # bundle), by the controller's DNS name
+        pinned = ClientTls(tls_context(pinned_root), CONTROLLER_SERVER_NAME) if https else None
+        answer = await request_json(
+            "POST", url + "/v1/join", None, body, token_hint=False, tls=pinned
+        )
     except (FederationError, KeyError) as err:
         failure = JoinError(f"joining the federation at {url} failed: {err}")
         failure.retryable = isinstance(err, UnreachableError)
@@ -109,9 +130,10 @@ async def join(
     )
 
 
-def check_pinned_root(answer: dict[str, Any], pin: str, url: str) -> None:
+def check_pinned_root(answer: dict[str, Any], pin: str, url: str) -> bytes:
     """Refuse an answer (``GET /v1/bundle`` or the join's) unless its trust bundle holds the
     pinned root and, for the join's, the signed intermediate chains to a root of that bundle.
+    Returns the pinned root certificate (PEM).
 
     Raises:
         JoinError: the pin does not match (names both), or the answer is malformed.
@@ -131,3 +153,4 @@ def check_pinned_root(answer: dict[str, Any], pin: str, url: str) -> None:
         )
     if chain and not any(pki.issued_by(chain[-1], root) for root in bundle.roots):
         raise JoinError(f"the intermediate from {url} does not chain to its trust bundle")
+    return pki.certificates_to_pem([r for r in bundle.roots if pki.fingerprint(r) == pin])

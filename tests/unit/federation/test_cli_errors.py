@@ -149,3 +149,14 @@ def test_real_failures_print_one_line(args: list[str], code: int, needle: str, t
     assert result.exit_code == code, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and needle in lines[0], lines
+
+
+def test_plain_http_for_the_controller_api_only_on_loopback(tmp_path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["controller", "serve", "--insecure-http", "--listen", "10.9.9.9:15080"],
+        env={"MESHFED_HOME": str(tmp_path)},
+    )
+    assert result.exit_code == 2, result.output
+    assert "only on a loopback address, not 10.9.9.9" in result.stderr
+    assert not (tmp_path / "trust").exists()  # refused before anything was created

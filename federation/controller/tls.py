@@ -1,0 +1,111 @@
+"""The controller's server certificates: one X.509-SVID for
+``spiffe://<td>/ns/meshfed-system/sa/controller`` with the DNS name
+``controller.meshfed.internal``, issued by the controller's own intermediate CA, serving both
+the gRPC sync service (mTLS) and the REST API (HTTPS). Renewed at half life.
+
+Clients verify it against the federation's trust bundle and by that DNS name (whatever
+address they dial), so the API needs no certificate from a public CA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+
+from federation.sync.identity import (
+    CONTROL_PLANE_NAMESPACE,
+    CONTROLLER_CA_NAME,
+    CONTROLLER_SERVER_NAME,
+)
+from trust import pki
+from trust.authority import issue_svid
+from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
+from trust.store import TrustDirectory
+from trust.svid import X509Svid
+
+log = logging.getLogger(__name__)
+
+#: Lifetime of the controller's server certificate; renewed at half life.
+SERVER_CERT_TTL = timedelta(hours=24)
+
+
+def _past_half_life(svid: X509Svid) -> bool:
+    half = svid.not_before + (svid.not_after - svid.not_before) / 2
+    return pki.utcnow() >= half
+
+
+class ServerCertificate:
+    """The certificate of one server (see the module docstring); ``what`` names it in logs."""
+
+    def __init__(self, trust: TrustDirectory, what: str) -> None:
+        self._trust = trust
+        self._what = what
+        self.svid: X509Svid | None = None
+
+    def issue(self) -> X509Svid:
+        """A fresh certificate, kept as :attr:`svid`."""
+        td = self._trust.trust_domain()
+        self.svid = issue_svid(
+            self._trust.cluster_authority(CONTROLLER_CA_NAME),
+            td.workload_id(CONTROL_PLANE_NAMESPACE, "controller"),
+            SERVER_CERT_TTL,
+            dns_names=[CONTROLLER_SERVER_NAME],
+        )
+        return self.svid
+
+    def due(self) -> bool:
+        """True before the first issuance and from half life on."""
+        return self.svid is None or _past_half_life(self.svid)
+
+    # -- gRPC (sync) ---------------------------------------------------------------------
+
+    def grpc_configuration(self) -> grpc.ServerCertificateConfiguration:
+        """A configuration with a fresh certificate; client certificates verified against
+        the trust bundle."""
+        svid = self.issue()
+        return grpc.ssl_server_certificate_configuration(
+            [(svid.private_key_pem(), svid.chain_pem())],
+            root_certificates=self._trust.bundle().to_pem(),
+        )
+
+    def grpc_fetch(self) -> grpc.ServerCertificateConfiguration:  # None: keep the current
+        """Called by gRPC before every handshake: a new configuration past half life."""
+        if not self.due():
+            return None  # type: ignore[return-value]
+        log.info("renewing the %s certificate", self._what)
+        return self.grpc_configuration()
+
+
+class HttpsCertificate(ServerCertificate):
+    """The REST API's certificate as an :class:`ssl.SSLContext` (key and chain written 0600
+    to ``directory``, which :meth:`ssl.SSLContext.load_cert_chain` needs); :meth:`renew`
+    reloads it in place, so new connections get the new certificate."""
+
+    def __init__(self, trust: TrustDirectory, directory: Path) -> None:
+        super().__init__(trust, "REST API")
+        self._dir = directory
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+
+    def load(self) -> ssl.SSLContext:
+        """Issue, write and load a certificate; the context to serve with."""
+        svid = self.issue()
+        ensure_dir(self._dir)
+        key, chain = self._dir / "key.pem", self._dir / "chain.pem"
+        write_atomic(key, svid.private_key_pem(), KEY_FILE_MODE)
+        write_atomic(chain, svid.chain_pem(), CERT_FILE_MODE)
+        self.context.load_cert_chain(chain, key)
+        return self.context
+
+    async def renew_forever(self, check_s: float = 60.0) -> None:
+        """Reload at half life (checked every ``check_s``); until cancelled."""
+        while True:
+            await asyncio.sleep(check_s)
+            if self.due():
+                log.info("renewing the REST API certificate")
+                self.load()
