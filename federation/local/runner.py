@@ -269,6 +269,12 @@ class LocalFederationRunner:
     def _token(self) -> str:
         return (self.home / "controller-token").read_text().strip()
 
+    def _controller(self, path: str, body: str) -> Any:
+        """POST ``body`` to the controller's ``path`` (HTTPS, verified with config.yaml)."""
+        return call(
+            "POST", self.controller_url, path, token=self._token(), body=body, home=self.home
+        )
+
     def start_controller(self) -> None:
         spec = self.desc.spec
         rec = self.spawn(
@@ -295,28 +301,14 @@ class LocalFederationRunner:
         """A join token for ``c``; None when its control plane joined in an earlier ``up``
         (its state is kept in ``$MESHFED_HOME/controlplanes/<name>``)."""
         try:
-            answer = call(
-                "POST",
-                self.controller_url,
-                "/v1/clusters",
-                token=self._token(),
-                body=body,
-                home=self.home,
-            )
+            answer = self._controller("/v1/clusters", body)
             return str(answer["token"])
         except ApiError as err:
             if err.status != 409:
                 raise
         if (self.home / "controlplanes" / c.name / "federation.json").exists():
             return None
-        answer = call(
-            "POST",
-            self.controller_url,
-            f"/v1/clusters/{c.name}/tokens",
-            token=self._token(),
-            body="{}",
-            home=self.home,
-        )
+        answer = self._controller(f"/v1/clusters/{c.name}/tokens", "{}")
         return str(answer["token"])
 
     def start_cluster(self, c: ClusterSpec) -> None:
@@ -475,14 +467,7 @@ class LocalFederationRunner:
             f"metadata: {{name: echo, namespace: {ns}}}\nspec: {{cluster: {c.name}}}\n"
             for c in self.desc.spec.clusters
         )
-        call(
-            "POST",
-            self.controller_url,
-            "/v1/apply",
-            token=self._token(),
-            body=docs,
-            home=self.home,
-        )
+        self._controller("/v1/apply", docs)
 
     def start_frontend(self) -> None:
         """The frontend's sidecar, then -- once a request through it is answered -- the

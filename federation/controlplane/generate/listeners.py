@@ -160,6 +160,11 @@ def inbound_listener(
         authz: the AuthorizationPolicies that select the workload; enforced by RBAC filters
             on every chain (:mod:`federation.controlplane.generate.rbac`).
     """
+
+    def manager(name: str, port: int, app_port: int) -> listener_components_pb2.Filter:
+        # the policies' ports are the service port or the app's (target) port
+        return _inbound_hcm(name, app_port, served_by, rbac_filters(authz, (port, app_port)))
+
     chains = []
     mode = workload.spec.mtls_mode
     by_name = {p.name: p for p in workload.spec.ports}
@@ -174,14 +179,7 @@ def inbound_listener(
                     filter_chain_match=listener_components_pb2.FilterChainMatch(
                         server_names=[port.sni], transport_protocol="tls"
                     ),
-                    filters=[
-                        _inbound_hcm(
-                            wp.name,
-                            wp.app_port,
-                            served_by,
-                            rbac_filters(authz, (port.port, wp.app_port)),
-                        )
-                    ],
+                    filters=[manager(wp.name, port.port, wp.app_port)],
                     transport_socket=base_pb2.TransportSocket(
                         name="envoy.transport_sockets.tls",
                         typed_config=pack(downstream_mtls(trust_domain)),
@@ -196,14 +194,7 @@ def inbound_listener(
                 filter_chain_match=listener_components_pb2.FilterChainMatch(
                     transport_protocol="raw_buffer"
                 ),
-                filters=[
-                    _inbound_hcm(
-                        first.name,
-                        first.app_port,
-                        served_by,
-                        rbac_filters(authz, (first.port, first.app_port)),
-                    )
-                ],
+                filters=[manager(first.name, first.port, first.app_port)],
             )
         )
     return listener_pb2.Listener(
