@@ -90,6 +90,14 @@ def controller() -> None:
     "  [default: $MESHFED_HOME/controller-token]",
 )
 @click.option(
+    "--authz-default",
+    type=click.Choice(["allow", "deny"]),
+    default="allow",
+    show_default=True,
+    help="Mesh-wide default for workloads no ALLOW AuthorizationPolicy selects: allow (as"
+    " Istio) or deny (adds meshfed-system/mesh-default-deny, an ALLOW policy without rules).",
+)
+@click.option(
     "--insecure-http",
     is_flag=True,
     help="Serve the REST API in plain HTTP (refused unless --listen is a loopback address).",
@@ -103,6 +111,7 @@ def serve_cmd(
     lease: timedelta,
     token_file: Path | None,
     insecure_http: bool,
+    authz_default: str,
 ) -> None:
     """Serve the REST API (HTTPS) and the sync service (mTLS) until SIGTERM/SIGINT.
 
@@ -128,6 +137,7 @@ def serve_cmd(
         trust_domain=trust_domain,
         lease_s=lease.total_seconds(),
         insecure_http=insecure_http,
+        authz_default=authz_default,
     )
 
     async def run() -> None:

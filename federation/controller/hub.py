@@ -21,7 +21,7 @@ from federation.controller.imports import ExportStatus, compute
 from federation.controller.membership import STARTUP_GRACE_S, ClusterState, cluster_state
 from federation.controller.store import ControllerStore
 from federation.errors import InvalidDocumentError
-from federation.model.authz import AuthorizationPolicy
+from federation.model.authz import AuthorizationPolicy, default_deny_policy
 from federation.model.documents import validate_documents
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
@@ -63,6 +63,8 @@ class SyncHub:
         bundle_pem: returns the current trust bundle (PEM).
         lease_s: heartbeat lease; a cluster silent for longer is Unreachable.
         clock: seconds since the epoch (injected in tests).
+        authz_default: ``deny`` adds :func:`federation.model.authz.default_deny_policy` to
+            every update (the mesh-wide default); ``allow`` is Istio's default.
     """
 
     def __init__(
@@ -72,8 +74,10 @@ class SyncHub:
         *,
         lease_s: float,
         clock: Callable[[], float] = time.time,
+        authz_default: str = "allow",
     ) -> None:
         self.store = store
+        self.authz_default = authz_default
         self._bundle_pem = bundle_pem
         self.lease_s = lease_s
         self.clock = clock
@@ -157,6 +161,9 @@ class SyncHub:
         )
         exports = central_exports(self.store)
         policies = self._stored_policies()
+        authz = [p for p in policies if isinstance(p, AuthorizationPolicy)]
+        if self.authz_default == "deny":
+            authz.append(default_deny_policy())
         bundle = self._bundle_pem()
         self._last_bundle = bundle
         for cluster, queue in self._streams.items():
@@ -167,7 +174,7 @@ class SyncHub:
                 exports=exports.get(cluster, []),
                 policies=[p for p in policies if isinstance(p, TrafficPolicy)],
                 price_tables=[p for p in policies if isinstance(p, PriceTable)],
-                authorization_policies=[p for p in policies if isinstance(p, AuthorizationPolicy)],
+                authorization_policies=authz,
                 trust_bundle_pem=bundle,
                 lease_seconds=max(1, int(self.lease_s)),
             )

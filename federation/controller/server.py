@@ -56,6 +56,8 @@ class ControllerConfig:
         config_path: the CLI config file to write (None: do not write one).
         lease_s: heartbeat lease in seconds (a silent cluster becomes Unreachable).
         insecure_http: serve the REST API in plain HTTP (only on a loopback address).
+        authz_default: ``allow`` (Istio's default) or ``deny`` (every workload needs an
+            ALLOW AuthorizationPolicy to be called).
     """
 
     listen: str
@@ -67,6 +69,7 @@ class ControllerConfig:
     trust_domain: str = "meshfed.local"
     lease_s: float = DEFAULT_LEASE_S
     insecure_http: bool = False
+    authz_default: str = "allow"
 
 
 class Controller:
@@ -124,7 +127,9 @@ class Controller:
         def bundle_pem() -> bytes:
             return trust.bundle().to_pem()
 
-        self.hub = SyncHub(self.store, bundle_pem, lease_s=cfg.lease_s)
+        self.hub = SyncHub(
+            self.store, bundle_pem, lease_s=cfg.lease_s, authz_default=cfg.authz_default
+        )
         self.hub.recompute()
 
         server_cert = ServerCertificate(trust, "sync server")

@@ -297,3 +297,24 @@ def evaluate(
             )
     names = ", ".join(f"{p.metadata.namespace}/{p.metadata.name}" for p in allows)
     return Decision(False, f"denied: no rule of the ALLOW policies ({names}) matched", would)
+
+
+#: The name of the policy ``meshfed controller serve --authz-default deny`` adds.
+DEFAULT_DENY_NAME = "mesh-default-deny"
+
+
+def default_deny_policy() -> AuthorizationPolicy:
+    """The mesh-wide default deny: an ALLOW policy without rules in the root namespace (Istio's
+    idiom), which every workload then needs another ALLOW policy to be called."""
+    return AuthorizationPolicy.model_validate(
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": {
+                "name": DEFAULT_DENY_NAME,
+                "namespace": ROOT_NAMESPACE,
+                "annotations": {"meshfed.io/generated": "controller --authz-default deny"},
+            },
+            "spec": {"action": "ALLOW"},
+        }
+    )

@@ -273,3 +273,26 @@ async def test_a_stored_policy_that_no_longer_validates_is_left_out_not_fatal(tm
     update = queue.get_nowait()
     assert update.policies == [] and update.trust_bundle_pem == b"BUNDLE"
     hub.store.close()
+
+
+async def test_a_mesh_wide_default_deny_reaches_every_cluster(tmp_path) -> None:
+    from federation.controlplane.generate.rbac import rbac_filters
+    from federation.model.authz import Request, evaluate
+
+    clock = Clock()
+    store = SqliteStore(tmp_path / "c.db")
+    store.add_cluster(
+        ClusterRecord("a", "aws/us-east-1", "n", "127.0.0.97:15443", "local", 0), "d", 1e12
+    )
+    store.join("d", "a", "PEM", clock())
+    hub = SyncHub(store, lambda: b"B", lease_s=30, clock=clock, authz_default="deny")
+    queue = hub.attach("a")
+    hub.report("a", _report([]))
+    [policy] = queue.get_nowait().authorization_policies
+    assert policy.key == ("meshfed-system", "mesh-default-deny")
+    assert policy.selects("any-namespace", {})
+    decision = evaluate([policy], Request("spiffe://example.org/ns/demo/sa/frontend"))
+    assert not decision.allowed and "meshfed-system/mesh-default-deny" in decision.reason
+    [allow_filter] = rbac_filters([policy], (8080,))  # an ALLOW filter with no policy: deny all
+    assert allow_filter.name.endswith(".allow")
+    store.close()
