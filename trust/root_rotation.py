@@ -13,6 +13,7 @@ The procedure (as Istio's plug-in CA and SPIRE do it) has two steps, run some ti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -67,17 +68,37 @@ def begin_root_rotation(
     return RootRotation(new, tuple(roots), reissued_clusters=tuple(clusters))
 
 
-def retire_old_roots(store: TrustDirectory) -> RootRotation:
+def retire_old_roots(
+    store: TrustDirectory, joined: Mapping[str, bytes] | None = None
+) -> RootRotation:
     """Step 2: keep only the active root in the bundle and delete the other roots' keys.
 
+    Args:
+        joined: intermediates (PEM) the root signed for clusters that joined a federation
+            and keep their key themselves, by cluster; each must be signed by the active root.
+
     Raises:
-        TrustStoreError: an intermediate is still signed by a root that would be retired, or
-            there is nothing to retire.
+        TrustStoreError: an intermediate (of this directory, or a joined cluster's) is still
+            signed by a root that would be retired -- every such cluster is named -- or there
+            is nothing to retire.
     """
     cfg = store.config()
     old = [rid for rid in cfg.bundle_roots if rid != cfg.active_root]
     if not old:
         raise TrustStoreError("nothing to retire: the bundle holds only the active root")
+    active = store.bundle().roots[cfg.bundle_roots.index(cfg.active_root)]
+    stale = sorted(
+        name
+        for name, pem in (joined or {}).items()
+        if not pki.issued_by(pki.load_certificates(pem, source=name)[0], active)
+    )
+    if stale:
+        raise TrustStoreError(
+            f"joined clusters {', '.join(stale)} still chain only to the old root (their"
+            " intermediates were signed when they joined); retiring it would cut them off."
+            " Re-signing joined clusters over sync is not built yet: remove and re-join them"
+            " (meshfed cluster remove / join) before --retire-old"
+        )
     for cluster in store.clusters():
         issuer = store.intermediate_issuer_id(cluster)
         if issuer != cfg.active_root:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from federation.cli.params import DURATION, InputError, output_option
-from federation.paths import default_trust_dir
+from federation.paths import default_trust_dir, meshfed_home
 from trust import pki
 from trust.errors import InvalidSpiffeIdError
 from trust.root_rotation import begin_root_rotation, retire_old_roots
@@ -224,6 +224,22 @@ def bundle_cmd(output: str, trust_dir: Path | None) -> None:
         click.echo(bundle.to_spiffe_json(), nl=False)
 
 
+def _joined_intermediates(path: Path | None) -> dict[str, bytes]:
+    """Intermediates (PEM) the controller signed for joined clusters, by cluster."""
+    from federation.controller.store import SqliteStore
+
+    state = path or meshfed_home() / "controller.db"
+    if not state.exists():
+        if path is not None:
+            raise InputError(f"--controller-state {path}: no such file")
+        return {}
+    store = SqliteStore(state)
+    try:
+        return {c.name: c.intermediate_pem.encode() for c in store.clusters() if c.intermediate_pem}
+    finally:
+        store.close()
+
+
 @trust.command("rotate-root")
 @click.option(
     "--retire-old",
@@ -233,19 +249,33 @@ def bundle_cmd(output: str, trust_dir: Path | None) -> None:
 @click.option(
     "--ttl", type=DURATION, default="87600h", show_default=True, help="New root lifetime."
 )
+@click.option(
+    "--controller-state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The controller's state, whose joined clusters --retire-old checks too."
+    "  [default: $MESHFED_HOME/controller.db, if present]",
+)
 @dir_option
 @output_option(("text", "json"), "text")
-def rotate_root_cmd(retire_old: bool, ttl: timedelta, trust_dir: Path | None, output: str) -> None:
+def rotate_root_cmd(
+    retire_old: bool,
+    ttl: timedelta,
+    controller_state: Path | None,
+    trust_dir: Path | None,
+    output: str,
+) -> None:
     """Rotate the root CA without downtime, in two steps.
 
     Without --retire-old: create a new root, trust both roots, and re-issue every cluster's
     intermediate under the new one. Certificates chained to either root verify meanwhile.
     After every workload has renewed its SVID (at least one SVID lifetime), run again with
-    --retire-old to stop trusting the old root.
+    --retire-old to stop trusting the old root; it is refused (exit 2, naming them) while a
+    cluster that joined the controller still chains only to the old root.
     """
     store = _store(trust_dir)
     if retire_old:
-        result = retire_old_roots(store)
+        result = retire_old_roots(store, _joined_intermediates(controller_state))
         log.info("retired roots %s", ", ".join(result.retired_roots))
         text = (
             f"Retired roots {', '.join(result.retired_roots)}; the bundle now holds only"

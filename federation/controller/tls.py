@@ -1,7 +1,9 @@
 """The controller's server certificates: one X.509-SVID for
 ``spiffe://<td>/ns/meshfed-system/sa/controller`` with the DNS name
 ``controller.meshfed.internal``, issued by the controller's own intermediate CA, serving both
-the gRPC sync service (mTLS) and the REST API (HTTPS). Renewed at half life.
+the gRPC sync service (mTLS) and the REST API (HTTPS). Renewed at half life, and as soon as
+that intermediate is re-issued (``meshfed trust rotate-root``), so that a later
+``--retire-old`` never leaves the controller serving a chain to a retired root.
 
 Clients verify it against the federation's trust bundle and by that DNS name (whatever
 address they dial), so the API needs no certificate from a public CA.
@@ -46,10 +48,15 @@ class ServerCertificate:
         self._trust = trust
         self._what = what
         self.svid: X509Svid | None = None
+        self._issuer = ""
+
+    def _intermediate_fingerprint(self) -> str:
+        return pki.fingerprint(self._trust.intermediate_certificate(CONTROLLER_CA_NAME))
 
     def issue(self) -> X509Svid:
         """A fresh certificate, kept as :attr:`svid`."""
         td = self._trust.trust_domain()
+        self._issuer = self._intermediate_fingerprint()
         self.svid = issue_svid(
             self._trust.cluster_authority(CONTROLLER_CA_NAME),
             td.workload_id(CONTROL_PLANE_NAMESPACE, "controller"),
@@ -59,8 +66,11 @@ class ServerCertificate:
         return self.svid
 
     def due(self) -> bool:
-        """True before the first issuance and from half life on."""
-        return self.svid is None or _past_half_life(self.svid)
+        """True before the first issuance, from half life on, and when the controller's
+        intermediate was re-issued (a root rotation)."""
+        if self.svid is None or _past_half_life(self.svid):
+            return True
+        return self._intermediate_fingerprint() != self._issuer
 
     # -- gRPC (sync) ---------------------------------------------------------------------
 
@@ -102,8 +112,8 @@ class HttpsCertificate(ServerCertificate):
         self.context.load_cert_chain(chain, key)
         return self.context
 
-    async def renew_forever(self, check_s: float = 60.0) -> None:
-        """Reload at half life (checked every ``check_s``); until cancelled."""
+    async def renew_forever(self, check_s: float = 5.0) -> None:
+        """Reload when :meth:`due` (checked every ``check_s``); until cancelled."""
         while True:
             await asyncio.sleep(check_s)
             if self.due():

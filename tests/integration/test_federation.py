@@ -625,6 +625,25 @@ def test_a_root_rotation_reaches_every_control_plane_and_traffic_keeps_flowing(f
     wait_until(roots_everywhere, 15, "the two-root bundle at every control plane")
     assert _clusters_seen(fed["client_port"], 20).keys() <= {"a", "b"}
     assert sum(_clusters_seen(fed["client_port"], 20).values()) == 20
+    # retiring the old root would cut off every joined cluster: refused, naming them
+    retire = _meshfed(home, "trust", "rotate-root", "--retire-old", check=False)
+    assert retire.returncode == 2, retire.stderr
+    assert "joined clusters a, b, c still chain only to the old root" in retire.stderr
+    assert (home / "trust" / "bundle.pem").read_text().count("BEGIN CERTIFICATE") == 2
+    # the controller's API moves to a certificate under the new root by itself
+    new_root = pki.load_certificates((home / "trust" / "bundle.pem").read_bytes(), source="b")[-1]
+
+    def api_cert_under_new_root() -> bool:
+        pem = ssl.get_server_certificate(("127.0.0.1", fed["controller"].api_port))
+        leaf = pki.load_certificates(pem.encode(), source="api")[0]
+        inter = pki.load_certificates(
+            (home / "trust" / "intermediates" / "meshfed-controller" / "ca.pem").read_bytes(),
+            source="intermediate",
+        )[0]
+        return pki.issued_by(leaf, inter) and pki.issued_by(inter, new_root)
+
+    wait_until(api_cert_under_new_root, 15, "the API certificate re-issued under the new root")
+    assert fed["controller"].clusters()["a"]["state"] == "Ready"
 
 
 def test_killing_and_restarting_the_controller_fails_no_request(fed) -> None:

@@ -125,3 +125,18 @@ def test_retire_refused_when_nothing_to_retire_or_intermediate_not_reissued(trus
     ):
         retire_old_roots(trust_dir)
     assert len(trust_dir.bundle().roots) == 2
+
+
+def test_retire_refused_while_a_joined_cluster_chains_only_to_the_old_root(trust_dir) -> None:
+    key = pki.generate_private_key()
+    csr = pki.build_csr(key, spiffe_id=trust_dir.trust_domain().id)
+    chain = trust_dir.root_authority().sign_intermediate_csr(csr, "joined")
+    joined = {"joined": pki.certificates_to_pem(list(chain))}
+    begin_root_rotation(trust_dir)
+    with pytest.raises(TrustStoreError, match="joined clusters joined still chain only"):
+        retire_old_roots(trust_dir, joined)
+    assert len(trust_dir.bundle().roots) == 2  # nothing changed
+    # once re-signed under the active root, retiring goes ahead
+    resigned = trust_dir.root_authority().sign_intermediate_csr(csr, "joined")
+    retire_old_roots(trust_dir, {"joined": pki.certificates_to_pem(list(resigned))})
+    assert len(trust_dir.bundle().roots) == 1
