@@ -86,7 +86,8 @@ async def join(
     The caller persists the returned info (:func:`federation.controlplane.link.state.save`).
 
     Args:
-        controller: the controller's API, ``HOST:PORT`` or ``http://HOST:PORT``.
+        controller: the controller's API, ``HOST:PORT`` (HTTPS) or an ``https://`` /
+            ``http://`` URL (the latter for a controller started with ``--insecure-http``).
         trust_domain: asked for in the CSR; None takes the one the controller announces.
 
     Raises:
