@@ -60,7 +60,7 @@ class ThreeClusters:
         self.controller = ControllerHandle(procs, home, lease_s=10)
         self.cps: dict[str, ControlPlaneHandle] = {}
         self.a_apps: list[dict[str, Any]] = []
-        self.client_port = free_port()
+        self.client_port = 0  # picked right before the frontend's sidecar binds it
 
     def meshfed(self, *args: str, **kw: Any):
         return run_meshfed(self.home, *args, **kw)
@@ -108,6 +108,7 @@ class ThreeClusters:
         self.meshfed(
             "apply", "-f", "-", input_text="---\n".join(EXPORT.format(cluster=c) for c in "abc")
         )
+        self.client_port = free_port()
         start_sidecar_agent(
             self.procs,
             self.home,
