@@ -128,6 +128,7 @@ ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (ConflictError, 409),
     (TrustBackendError, 503),  # Vault or AWS Private CA sealed, unreachable or throttled
 )
+_MAPPED = tuple(cls for cls, _ in ERROR_STATUS)
 
 
 @web.middleware
@@ -136,7 +137,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     :data:`ERROR_STATUS`; anything else is a 500 aiohttp logs."""
     try:
         return await handler(request)
-    except tuple(cls for cls, _ in ERROR_STATUS) as err:
+    except _MAPPED as err:
         status = next(code for cls, code in ERROR_STATUS if isinstance(err, cls))
         if isinstance(err, InvalidDocumentError):
             return _error(status, str(err), problems=err.problems)

@@ -25,7 +25,7 @@ from federation.model.authz import AuthorizationPolicy, default_deny_policy
 from federation.model.documents import validate_documents
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
-from federation.sync.messages import ClusterReport, ControllerUpdate, split_service_ref
+from federation.sync.messages import ClusterReport, ControllerUpdate
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ def central_exports(store: ControllerStore) -> dict[str, list[tuple[str, str]]]:
         cluster = (doc.get("spec") or {}).get("cluster")
         meta = doc.get("metadata") or {}
         if cluster:
-            ref = f"{meta.get('namespace', 'default')}/{meta.get('name')}"
-            result.setdefault(cluster, []).append(split_service_ref(ref))
+            key = (str(meta.get("namespace", "default")), str(meta.get("name")))
+            result.setdefault(cluster, []).append(key)
     return {c: sorted(v) for c, v in result.items()}
 
 

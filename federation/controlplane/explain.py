@@ -116,11 +116,7 @@ def explain_authz(
         raise NotFoundError(f"service {namespace}/{service} has no workload in this cluster")
     rows = []
     for w in workloads:
-        selected = [
-            p
-            for p in state.authorization_policies.values()
-            if p.selects(w.metadata.namespace, w.metadata.labels)
-        ]
+        selected = state.authorization_policies_for(w)
         for wp in w.spec.ports:
             if port is not None and port not in (wp.port, wp.app_port):
                 continue

@@ -79,6 +79,15 @@ class RegistryState:
         """True when ``(namespace, service)`` is exported, locally or by the controller."""
         return key in self.exports or key in self.federated_exports
 
+    def authorization_policies_for(self, workload: WorkloadEntry) -> list[AuthorizationPolicy]:
+        """The AuthorizationPolicies that select ``workload`` (its namespace and labels)."""
+        meta = workload.metadata
+        return [
+            p
+            for p in self.authorization_policies.values()
+            if p.selects(meta.namespace, meta.labels)
+        ]
+
     def health_of(self, key: WorkloadKey) -> Health:
         """The health of a workload (UNKNOWN when never probed)."""
         return self.health.get(key, Health.UNKNOWN)

@@ -104,11 +104,7 @@ def _sidecar(
                 clusters.inbound_cluster(wp.name, wp.app_port, wp.protocol)
             )
         served_by = f"{mesh.cluster}/{workload.locality.zone or workload.locality.region}"
-        authz = [
-            p
-            for p in state.authorization_policies.values()
-            if p.selects(workload.metadata.namespace, workload.metadata.labels)
-        ]
+        authz = state.authorization_policies_for(workload)
         out[resource.LISTENER].append(
             listeners.inbound_listener(workload, own, mesh.trust_domain, served_by, authz)
         )
