@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 import socket
+import threading
+from pathlib import Path
 
 
 def parse_host_port(text: str, *, what: str = "address") -> tuple[str, int]:
@@ -35,8 +38,41 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: Ports :func:`free_port` picks from: below Linux's ephemeral range (``ip_local_port_range``,
+#: 32768-60999 by default), so that no port the kernel hands out -- to a ``bind(0)`` or to
+#: the source of an outgoing connection -- can take one between the pick and its use.
+_PICK_LOW = 10000
+_handed_out: set[tuple[str, int]] = set()
+_lock = threading.Lock()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` now (another process may take it before it is bound)."""
+    """A TCP port free on ``host`` now, never handed out before by this process, and outside
+    the kernel's ephemeral range (see :data:`_PICK_LOW`); another process may still take it
+    before it is bound. Falls back to a kernel-chosen port when that range is too small."""
+    high = _ephemeral_low()
+    with _lock:
+        for _ in range(200) if high - _PICK_LOW > 1000 else ():
+            port = random.randrange(_PICK_LOW, high)  # noqa: S311 - not security
+            if (host, port) not in _handed_out and _bindable(host, port):
+                _handed_out.add((host, port))
+                return port
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
