@@ -44,13 +44,18 @@ integration: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m federation.cli.reference > docs/cli.md
 
-## proto: regenerate the checked-in sync protocol code (federation/sync/proto)
+## proto: regenerate the checked-in protocol code (federation/sync/proto, federation/ca/proto)
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I federation/sync/proto \
 	  --python_out=federation/sync/proto --grpc_python_out=federation/sync/proto \
 	  --pyi_out=federation/sync/proto federation/sync/proto/sync.proto
 	sed -i 's/^import sync_pb2 as sync__pb2/from federation.sync.proto import sync_pb2 as sync__pb2/' \
 	  federation/sync/proto/sync_pb2_grpc.py
+	$(BIN)/python -m grpc_tools.protoc -I federation/ca/proto \
+	  --python_out=federation/ca/proto --grpc_python_out=federation/ca/proto \
+	  --pyi_out=federation/ca/proto federation/ca/proto/ca.proto
+	sed -i 's/^import ca_pb2 as ca__pb2/from federation.ca.proto import ca_pb2 as ca__pb2/' \
+	  federation/ca/proto/ca_pb2_grpc.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -112,7 +112,9 @@ def _shares_from_cla(caller: str, policy: TrafficPolicy | None) -> dict[tuple[st
     """(server cluster, zone) -> share of the caller's requests, from the generated EDS."""
     state = _state(caller, policy)
     mesh = MeshContext(caller, "example.org", _caller(caller))
-    proxy = ProxyDescription("bench", "sidecar", "demo", "", "frontend", _caller(caller))
+    proxy = ProxyDescription(
+        "bench", "sidecar", "demo", "", "frontend", _caller(caller), identity_dir="/run/id"
+    )
     main = "outbound|8080||api.demo.svc.clusterset.local"  # not the per-cluster subsets
     [cla] = [c for c in generate(mesh, state, proxy)[resource.ENDPOINT] if c.cluster_name == main]
     levels: dict[int, list] = {}

@@ -1,4 +1,9 @@
-"""Envoy bootstrap for meshfed proxies: ADS to the cluster control plane, admin on loopback.
+"""Envoy bootstrap for meshfed proxies: ADS to the cluster control plane over mutual TLS,
+admin on loopback.
+
+The xDS connection presents the proxy's SVID and verifies the control plane against the trust
+bundle and by its SPIFFE ID; both come from file-based SDS in the proxy's identity directory
+(``svid.json`` and ``rootca.json``, kept fresh by the agent), so the key never leaves the host.
 
 Pure: returns the bootstrap as a dict (JSON-ready), written to a file by the proxy agent.
 Field names follow ``envoy.config.bootstrap.v3.Bootstrap``.
@@ -12,6 +17,9 @@ from typing import Any, Literal
 
 XDS_CLUSTER = "meshfed-xds"
 HTTP_OPTIONS_TYPE = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+UPSTREAM_TLS_TYPE = (
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +34,9 @@ class BootstrapParams:
         locality: ``(region, zone, sub_zone)``.
         metadata: ``node.metadata`` (the ``meshfed.io/*`` keys the control plane reads).
         delta: use incremental xDS (``DELTA_GRPC``) instead of state of the world.
+        identity_dir: absolute path of the identity directory (``svid.json``, ``rootca.json``).
+        xds_server_id: the control plane's SPIFFE ID (its certificate's URI SAN).
+        xds_server_name: SNI sent to the control plane.
     """
 
     node_id: str
@@ -36,6 +47,9 @@ class BootstrapParams:
     locality: tuple[str, str, str] = ("", "", "")
     metadata: dict[str, str] = field(default_factory=dict)
     delta: bool = False
+    identity_dir: str = ""
+    xds_server_id: str = ""
+    xds_server_name: str = ""
 
 
 def _is_ip(host: str) -> bool:
@@ -46,8 +60,53 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _file_sds(name: str, path: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "sds_config": {"path_config_source": {"path": path}, "resource_api_version": "V3"},
+    }
+
+
+def xds_transport_socket(p: BootstrapParams) -> dict[str, Any]:
+    """The xDS cluster's ``transport_socket``: mutual TLS from the identity directory.
+
+    Raises:
+        ValueError: ``identity_dir`` is not absolute or ``xds_server_id`` is empty.
+    """
+    if not p.identity_dir.startswith("/") or not p.xds_server_id:
+        raise ValueError("an xDS bootstrap needs an absolute identity_dir and xds_server_id")
+    directory = p.identity_dir.rstrip("/")
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": UPSTREAM_TLS_TYPE,
+            "sni": p.xds_server_name,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificate_sds_secret_configs": [
+                    _file_sds("default", f"{directory}/svid.json")
+                ],
+                "combined_validation_context": {
+                    "default_validation_context": {
+                        "match_typed_subject_alt_names": [
+                            {"san_type": "URI", "matcher": {"exact": p.xds_server_id}}
+                        ]
+                    },
+                    "validation_context_sds_secret_config": _file_sds(
+                        "ROOTCA", f"{directory}/rootca.json"
+                    ),
+                },
+            },
+        },
+    }
+
+
 def envoy_bootstrap(p: BootstrapParams) -> dict[str, Any]:
-    """The bootstrap dict (see the module docstring)."""
+    """The bootstrap dict (see the module docstring).
+
+    Raises:
+        ValueError: see :func:`xds_transport_socket`.
+    """
     api_type: Literal["GRPC", "DELTA_GRPC"] = "DELTA_GRPC" if p.delta else "GRPC"
     region, zone, sub_zone = p.locality
     ads_source = {"ads": {}, "resource_api_version": "V3"}
@@ -77,6 +136,7 @@ def envoy_bootstrap(p: BootstrapParams) -> dict[str, Any]:
                     "name": XDS_CLUSTER,
                     "type": "STATIC" if _is_ip(p.xds_host) else "STRICT_DNS",
                     "connect_timeout": "1s",
+                    "transport_socket": xds_transport_socket(p),
                     "typed_extension_protocol_options": {
                         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                             "@type": HTTP_OPTIONS_TYPE,

@@ -18,6 +18,9 @@ trying again can help, and the CLI prints one ``Error: ...`` line and exits with
     │   ├── StoreError                    controller/store.py: the state store refused
     │   ├── JoinError                     controlplane/link/join.py: joining failed
 │   ├── MalformedTokenError           sync/join_token.py: not mfj_<secret>.<root sha256>
+    │   ├── IdentityError                 ca/client.py: no SVID could be obtained (refused
+    │   │                                 token: not retryable; unreachable: retryable)
+    │   ├── TokenRefusedError             ca/tokens.py: a workload token was refused
     │   ├── SyncRefusedError              controlplane/link/session.py: the controller
     │   │                                 refused this cluster's sync stream
     │   └── UpError                       local/runner.py: ``meshfed up`` could not start

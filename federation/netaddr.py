@@ -38,6 +38,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def listen_ips(*listens: str) -> list[str]:
+    """The distinct specific IP addresses among ``host:port`` listen addresses (not
+    hostnames, not the unspecified ``0.0.0.0`` / ``::``), in order."""
+    found: list[str] = []
+    for listen in listens:
+        host, _ = parse_host_port(listen)
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        if not ip.is_unspecified and str(ip) not in found:
+            found.append(str(ip))
+    return found
+
+
 #: Ports :func:`free_port` picks from: below Linux's ephemeral range (``ip_local_port_range``,
 #: 32768-60999 by default), so that no port the kernel hands out -- to a ``bind(0)`` or to
 #: the source of an outgoing connection -- can take one between the pick and its use.

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from trust import pki
 from trust.bundle import TrustBundle
@@ -239,7 +238,7 @@ def sign_with_remote_root(
     """
     pki.check_csr_signature(csr)
     refuse_foreign_intermediate_csr(csr, bundle.trust_domain)
-    csr_pem = csr.public_bytes(serialization.Encoding.PEM)
+    csr_pem = pki.csr_to_pem(csr)
     cert_pem, chain_pem = issue(csr_pem, f"meshfed intermediate CA {cluster}", ttl)
     cert = check_issued_intermediate(
         pki.load_certificates(cert_pem.encode(), source=f"{backend} certificate")[0], backend

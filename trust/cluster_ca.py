@@ -62,7 +62,7 @@ class ClusterCaDirectory:
         csr = pki.build_csr(
             key, spiffe_id=trust_domain.id, common_name=f"meshfed intermediate CA {cluster}"
         )
-        return csr.public_bytes(serialization.Encoding.PEM)
+        return pki.csr_to_pem(csr)
 
     def store(self, chain_pem: bytes, bundle_pem: bytes) -> None:
         """Keep the signed intermediate and the bundle (the key must already be here).

@@ -21,6 +21,7 @@ EKU serverAuth + clientAuth because mesh workloads are both.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -85,6 +86,11 @@ def load_private_key(pem: bytes, *, source: str) -> IssuerKey:
 def certificates_to_pem(certs: Sequence[x509.Certificate]) -> bytes:
     """Concatenated PEM blocks, in the order given."""
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def csr_to_pem(csr: x509.CertificateSigningRequest) -> bytes:
+    """A CSR as one PEM block."""
+    return csr.public_bytes(serialization.Encoding.PEM)
 
 
 def load_certificates(pem: bytes, *, source: str) -> list[x509.Certificate]:
@@ -308,7 +314,8 @@ def leaf_certificate(
     """A workload X.509-SVID for ``spiffe_id`` (X509-SVID.md section 4).
 
     The CSR's own subject and SANs are ignored: the certificate carries exactly one URI SAN,
-    ``spiffe_id``, chosen by the CA, plus ``dns_names`` as DNS SANs (X509-SVID.md 4.2 allows
+    ``spiffe_id``, chosen by the CA, plus ``dns_names`` as DNS SANs, or IP address SANs for
+    IP literals (X509-SVID.md 4.2 allows
     other SAN types; servers that gRPC clients dial by name need one). Validity is clipped to
     the issuer's.
 
@@ -346,10 +353,18 @@ def leaf_certificate(
         ],
         san=x509.SubjectAlternativeName(
             [x509.UniformResourceIdentifier(str(spiffe_id))]
-            + [x509.DNSName(name) for name in dns_names]
+            + [_name_san(name) for name in dns_names]
         ),
         san_critical=True,
     )
+
+
+def _name_san(name: str) -> x509.GeneralName:
+    """An IP address SAN for an IP literal (clients that dial an IP verify it), else DNS."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def csr_uri_sans(csr: x509.CertificateSigningRequest) -> list[str]:

@@ -14,6 +14,7 @@ import click
 from federation.cli.params import (
     InputError,
     controller_option,
+    controlplane_api_of,
     controlplane_option,
     controlplane_token_option,
     output_option,
@@ -45,7 +46,16 @@ def controlplane() -> None:
 @click.option("--cluster", required=True, help="This member cluster's name.")
 @click.option("--locality", required=True, help="Cluster locality, e.g. aws/us-east-1/us-east-1a.")
 @click.option(
-    "--xds-listen", default="127.0.0.1:15010", show_default=True, help="ADS gRPC address."
+    "--xds-listen",
+    default="127.0.0.1:15010",
+    show_default=True,
+    help="ADS gRPC address (mutual TLS: proxies present their SVID; also SVID renewals).",
+)
+@click.option(
+    "--ca-listen",
+    default="127.0.0.1:15012",
+    show_default=True,
+    help="Certificate service address (TLS): first SVIDs for workload tokens.",
 )
 @click.option(
     "--api-listen", default="127.0.0.1:15014", show_default=True, help="HTTP API address."
@@ -92,6 +102,7 @@ def serve_cmd(
     cluster: str,
     locality: str,
     xds_listen: str,
+    ca_listen: str,
     api_listen: str,
     ca_dir: Path | None,
     network: str,
@@ -102,10 +113,19 @@ def serve_cmd(
     trust_domain: str | None,
     gateway: str,
 ) -> None:
-    """Serve xDS (SotW and delta ADS) and the HTTP API until SIGTERM/SIGINT."""
+    """Serve xDS (SotW and delta ADS), the certificate service and the HTTP API until
+    SIGTERM/SIGINT.
+
+    Proxies connect to xDS with mutual TLS; their identity is their SVID's SPIFFE ID (node
+    metadata that disagrees is refused). Workloads get SVIDs by sending a CSR with a workload
+    token ('meshfed workload token') to --ca-listen, and renew on --xds-listen."""
     from federation.controlplane.server import ControlPlane, ControlPlaneConfig
 
-    addresses = [("--xds-listen", xds_listen), ("--api-listen", api_listen)]
+    addresses = [
+        ("--xds-listen", xds_listen),
+        ("--ca-listen", ca_listen),
+        ("--api-listen", api_listen),
+    ]
     if controller and not controller.startswith(("http://", "https://")):
         addresses.append(("--controller", controller))
     if gateway:
@@ -119,6 +139,7 @@ def serve_cmd(
         cluster=cluster,
         locality=_locality(locality),
         xds_listen=xds_listen,
+        ca_listen=ca_listen,
         api_listen=api_listen,
         ca_dir=ca_dir or default_trust_dir(),
         state_dir=state_dir or meshfed_home() / "controlplanes" / cluster,
@@ -134,7 +155,9 @@ def serve_cmd(
         plane = ControlPlane(config)
         await plane.start()
         click.echo(
-            f"control plane {cluster}: xDS {plane.xds_address}, API {plane.api_url}", err=True
+            f"control plane {cluster}: xDS {plane.xds_address}, certificates"
+            f" {plane.ca_address}, API {plane.api_url}",
+            err=True,
         )
         stop = stop_on_signals()
         await stop.wait()
@@ -261,11 +284,11 @@ def bootstrap() -> None:
     "--locality", default=None, help="Where the client runs, e.g. aws/us-east-1/us-east-1a."
 )
 @click.option(
-    "--cert-dir",
+    "--identity-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="svid.pem, svid-key.pem, bundle.pem for file_watcher."
-    "  [default: $MESHFED_HOME/svids/NS/SERVICE]",
+    help="Identity directory kept fresh by 'meshfed workload identity' (cert.pem, key.pem,"
+    " bundle.pem).  [default: $MESHFED_HOME/identities/NS/SERVICE_ACCOUNT]",
 )
 def bootstrap_grpc_cmd(
     controlplane: str,
@@ -274,9 +297,13 @@ def bootstrap_grpc_cmd(
     namespace: str,
     service_account: str | None,
     locality: str | None,
-    cert_dir: Path | None,
+    identity_dir: Path | None,
 ) -> None:
-    """Print a gRPC xDS bootstrap (GRPC_XDS_BOOTSTRAP) for xds:///<svc>.<ns>.svc.clusterset.local."""
+    """Print a gRPC xDS bootstrap (GRPC_XDS_BOOTSTRAP) for xds:///<svc>.<ns>.svc.clusterset.local.
+
+    The xDS channel uses mutual TLS with the SVID in --identity-dir (gRPC's 'tls' channel
+    credentials, gRFC A65); keep it fresh with 'meshfed workload identity'. The control plane
+    verifies that the SVID is NAMESPACE/SERVICE_ACCOUNT."""
     try:
         parse_host_port(controlplane, what="--controlplane")
     except ValueError as err:
@@ -290,12 +317,18 @@ def bootstrap_grpc_cmd(
         service_account=service_account or service,
         locality=loc,
     )
-    certs = (cert_dir or meshfed_home() / "svids" / namespace / service).resolve()
+    account = service_account or service
+    certs = (identity_dir or meshfed_home() / "identities" / namespace / account).resolve()
+    files = {
+        "certificate_file": str(certs / "cert.pem"),
+        "private_key_file": str(certs / "key.pem"),
+        "ca_certificate_file": str(certs / "bundle.pem"),
+    }
     doc = {
         "xds_servers": [
             {
                 "server_uri": controlplane,
-                "channel_creds": [{"type": "insecure"}],
+                "channel_creds": [{"type": "tls", "config": {**files, "refresh_interval": "10s"}}],
                 "server_features": ["xds_v3", "ignore_resource_deletion"],
             }
         ],
@@ -310,12 +343,7 @@ def bootstrap_grpc_cmd(
         "certificate_providers": {
             "default": {
                 "plugin_name": "file_watcher",
-                "config": {
-                    "certificate_file": str(certs / "svid.pem"),
-                    "private_key_file": str(certs / "svid-key.pem"),
-                    "ca_certificate_file": str(certs / "bundle.pem"),
-                    "refresh_interval": "60s",
-                },
+                "config": {**files, "refresh_interval": "60s"},
             }
         },
     }
@@ -328,16 +356,6 @@ def _split_service(service: str, namespace: str | None) -> tuple[str, str]:
         svc, _, ns = name.partition(".")
         return svc, ns
     return name, namespace or "default"
-
-
-def _controlplane_of(cluster: str) -> str:
-    endpoint = meshfed_home() / "controlplanes" / cluster / "endpoint.json"
-    try:
-        return str(json.loads(endpoint.read_text())["api"])
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(
-            f"--from {cluster}: no control plane endpoint in {endpoint}; pass --controlplane URL"
-        ) from err
 
 
 class DefaultCommandGroup(click.Group):
@@ -388,7 +406,7 @@ def explain_service_cmd(
     svc, ns = _split_service(service, namespace)
     if locality:
         _locality(locality)
-    url = controlplane or _controlplane_of(from_cluster)
+    url = controlplane or controlplane_api_of(from_cluster)
     query = f"/v1/explain?service={svc}&namespace={ns}" + (
         f"&locality={locality}" if locality else ""
     )
@@ -480,7 +498,7 @@ def explain_authz_cmd(
         raise InputError(f"--from {from_!r}: use CLUSTER/NAMESPACE/SERVICEACCOUNT")
     cluster, ns, sa = parts
     svc, svc_ns = _split_service(to, None)
-    url = controlplane or _controlplane_of(at or cluster)
+    url = controlplane or controlplane_api_of(at or cluster)
     trust_domain = call("GET", url, "/v1/info", token=token)["trust_domain"]
     principal = f"spiffe://{trust_domain}/ns/{ns}/sa/{sa}"
     query = urllib.parse.urlencode(

@@ -24,6 +24,7 @@ from federation.cli.controlplane_commands import (
 from federation.cli.proxy_commands import proxy
 from federation.cli.trust_commands import trust
 from federation.cli.up_commands import demo, down_cmd, status_cmd, up_cmd
+from federation.cli.workload_commands import workload
 from federation.errors import InvalidDocumentError
 from trust.errors import MeshfedError
 
@@ -90,6 +91,7 @@ for command in (
     proxy_status_cmd,
     bootstrap,
     proxy,
+    workload,
     up_cmd,
     down_cmd,
     status_cmd,

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 import click
 import yaml
 
+from federation.paths import meshfed_home
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -138,3 +140,18 @@ def emit(data: Any, output: str, table: Callable[[], None]) -> None:
         click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
     else:
         table()
+
+
+def controlplane_api_of(cluster: str, flag: str = "--from") -> str:
+    """The API URL of ``cluster``'s local control plane (its ``endpoint.json``).
+
+    Raises:
+        InputError: no such file (naming ``flag``).
+    """
+    endpoint = meshfed_home() / "controlplanes" / cluster / "endpoint.json"
+    try:
+        return str(json.loads(endpoint.read_text())["api"])
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(
+            f"{flag} {cluster}: no control plane endpoint in {endpoint}; pass --controlplane URL"
+        ) from err

@@ -1,10 +1,17 @@
-"""``meshfed proxy sidecar`` and ``meshfed proxy gateway``: run the proxy agent."""
+"""``meshfed proxy sidecar`` and ``meshfed proxy gateway``: run the proxy agent.
+
+Before Envoy starts, the agent obtains the proxy's SVID from the control plane's certificate
+service with a workload token (:mod:`federation.ca.client`; the key is generated here and
+never sent), and keeps it and the trust bundle fresh in ``<workdir>/identity`` for as long
+as it runs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +20,9 @@ import yaml
 
 from eastwest_gateway.agent import GATEWAY_PORT, AgentSettings, ProxyAgent
 from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
+from federation.ca.client import CaEndpoints, WorkloadIdentity
+from federation.ca.files import IdentityDirectory
+from federation.ca.names import control_plane_spiffe_id
 from federation.cli.params import InputError
 from federation.client import call
 from federation.controlplane.proxy import ProxyDescription
@@ -21,6 +31,7 @@ from federation.model.workload import ServicePort, parse_port_spec, sidecar_work
 from federation.netaddr import free_port, is_loopback, parse_host_port
 from federation.paths import meshfed_home
 from federation.serving import stop_on_signals
+from trust.spiffe import SpiffeId
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +52,57 @@ def _host_port(value: str, flag: str) -> tuple[str, int]:
         raise InputError(str(err)) from err
 
 
-def _locality(value: str | None, api: str, token: str | None) -> Locality:
-    text = value or str(call("GET", api, "/v1/info", token=token)["locality"])
+def _locality(value: str | None, info: dict[str, Any]) -> Locality:
+    text = value or str(info["locality"])
     try:
         return Locality.parse(text)
     except ValueError as err:
         raise InputError(f"--locality: {err}") from err
+
+
+def _workdir(node_id: str) -> Path:
+    return (meshfed_home() / "proxies" / node_id.replace("~", "_")).resolve()
+
+
+@dataclass(frozen=True)
+class IdentityOptions:
+    """The ``--workload-token*``, ``--ca`` and ``--trust-bundle`` options."""
+
+    token: str | None
+    token_file: Path | None
+    ca: str | None
+    trust_bundle: Path | None
+
+    def token_text(self) -> str | None:
+        """The workload token (from the file if given)."""
+        if self.token_file is not None:
+            try:
+                return self.token_file.read_text().strip()
+            except OSError as err:
+                raise InputError(f"--workload-token-file: {err.strerror}") from err
+        return self.token
+
+    def identity(
+        self, spiffe_id: str, directory: Path, info: dict[str, Any], xds: str
+    ) -> WorkloadIdentity:
+        """A :class:`WorkloadIdentity` for ``spiffe_id``; unset options come from the control
+        plane's ``/v1/info``."""
+        if self.trust_bundle is not None:
+            try:
+                bundle = self.trust_bundle.read_bytes()
+            except OSError as err:
+                raise InputError(f"--trust-bundle: {err.strerror}") from err
+        else:
+            bundle = str(info["trustBundle"]).encode()
+        ca = self.ca or str(info["caAddress"])
+        _host_port(ca, "--ca")
+        return WorkloadIdentity(
+            SpiffeId.parse(spiffe_id),
+            IdentityDirectory(directory),
+            CaEndpoints(ca=ca, xds=xds, server_name=str(info["serverName"])),
+            bundle,
+            self.token_text(),
+        )
 
 
 def _agent_settings(
@@ -54,6 +110,7 @@ def _agent_settings(
     cluster: str,
     xds: tuple[str, int],
     admin: int,
+    info: dict[str, Any],
     *,
     delta: bool,
     log_level: str,
@@ -71,18 +128,62 @@ def _agent_settings(
             (loc.region, loc.zone, loc.sub_zone),
             desc.metadata(),
             delta,
+            identity_dir=desc.identity_dir,
+            xds_server_id=control_plane_spiffe_id(str(info["trust_domain"]), cluster),
+            xds_server_name=str(info["serverName"]),
         )
     )
-    workdir = meshfed_home() / "proxies" / desc.node_id.replace("~", "_")
-    return AgentSettings(bootstrap, workdir, admin, log_level=log_level, **hooks)
+    return AgentSettings(bootstrap, _workdir(desc.node_id), admin, log_level=log_level, **hooks)
 
 
-def _run(settings: AgentSettings) -> None:
+def _run(settings: AgentSettings, identity: WorkloadIdentity) -> None:
     async def main() -> None:
         stop = stop_on_signals()
-        await ProxyAgent(settings).run(stop)
+        await identity.ensure()
+        refresh = asyncio.create_task(identity.run(), name="identity")
+        try:
+            await ProxyAgent(settings).run(stop)
+        finally:
+            refresh.cancel()
 
     asyncio.run(main())
+
+
+#: ``--workload-token``, ``--workload-token-file``, ``--ca``, ``--trust-bundle``.
+IDENTITY_OPTIONS = [
+    click.option(
+        "--workload-token",
+        envvar="MESHFED_WORKLOAD_TOKEN",
+        default=None,
+        help="Workload token for the first certificate ('meshfed workload token').",
+    ),
+    click.option(
+        "--workload-token-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Read the workload token from this file.",
+    ),
+    click.option(
+        "--ca",
+        default=None,
+        metavar="HOST:PORT",
+        help="The control plane's certificate service.  [default: from its /v1/info]",
+    ),
+    click.option(
+        "--trust-bundle",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="PEM roots to verify the control plane with on first contact."
+        "  [default: from its /v1/info]",
+    ),
+]
+
+
+def identity_options(f: Any) -> Any:
+    """Add :data:`IDENTITY_OPTIONS` to a command."""
+    for option in reversed(IDENTITY_OPTIONS):
+        f = option(f)
+    return f
 
 
 common = [
@@ -123,6 +224,7 @@ common = [
 
 
 def _common(f: Any) -> Any:
+    f = identity_options(f)
     for option in reversed(common):
         f = option(f)
     return f
@@ -165,6 +267,10 @@ def sidecar_cmd(
     controlplane: str,
     api: str | None,
     token: str | None,
+    workload_token: str | None,
+    workload_token_file: Path | None,
+    ca: str | None,
+    trust_bundle: Path | None,
     admin_port: int,
     locality: str | None,
     delta: bool,
@@ -187,10 +293,16 @@ def sidecar_cmd(
     Inbound: mTLS STRICT on ADDRESS:INBOUND_PORT, forwarded to 127.0.0.1:APP_PORT.
     Outbound: HTTP/1.1 or HTTP/2 on 127.0.0.1:OUTBOUND_PORT, routed by Host
     <svc>.<ns>.svc.clusterset.local.
+
+    Identity: the first start needs a workload token for NAMESPACE/SERVICE_ACCOUNT
+    ('meshfed workload token'); the agent generates the key, obtains the SVID with a CSR
+    and keeps it in $MESHFED_HOME/proxies/NODE/identity, where Envoy reads it (file-based
+    SDS). Later starts renew the SVID kept there.
     """
     xds_host, xds_port = _host_port(controlplane, "--controlplane")
     api_url = _api_url(cluster, xds_host, api)
-    loc = _locality(locality, api_url, token)
+    info = call("GET", api_url, "/v1/info", token=token)
+    loc = _locality(locality, info)
     try:
         entry = sidecar_workload(
             service=service,
@@ -215,14 +327,21 @@ def sidecar_cmd(
     workload = entry.metadata.name
     body = yaml.safe_dump(entry.model_dump(by_alias=True, mode="json"))
     admin = admin_port or free_port()
+    node_id = f"sidecar~{namespace}~{workload}"
+    account = service_account or service
+    identity_dir = _workdir(node_id) / "identity"
     desc = ProxyDescription(
-        node_id=f"sidecar~{namespace}~{workload}",
+        node_id=node_id,
         role="sidecar",
         namespace=namespace,
         workload=workload,
-        service_account=service_account or service,
+        service_account=account,
         locality=loc,
         outbound_port=outbound_port,
+        identity_dir=str(identity_dir),
+    )
+    identity = IdentityOptions(workload_token, workload_token_file, ca, trust_bundle).identity(
+        desc.expected_spiffe_id(str(info["trust_domain"])), identity_dir, info, controlplane
     )
 
     async def register() -> None:
@@ -239,12 +358,14 @@ def sidecar_cmd(
             cluster,
             (xds_host, xds_port),
             admin,
+            info,
             delta=delta,
             log_level=envoy_log_level,
             log_file=envoy_log,
             register=register,
             deregister=deregister,
-        )
+        ),
+        identity,
     )
 
 
@@ -264,6 +385,10 @@ def gateway_cmd(
     controlplane: str,
     api: str | None,
     token: str | None,
+    workload_token: str | None,
+    workload_token_file: Path | None,
+    ca: str | None,
+    trust_bundle: Path | None,
     admin_port: int,
     locality: str | None,
     delta: bool,
@@ -272,18 +397,32 @@ def gateway_cmd(
     listen: str,
     advertise: str | None,
 ) -> None:
-    """Run the east-west gateway: SNI passthrough to exported services only."""
+    """Run the east-west gateway: SNI passthrough to exported services only.
+
+    Its identity is meshfed-system/eastwest-gateway: the first start needs a token from
+    'meshfed workload token --gateway'.
+    """
     xds_host, xds_port = _host_port(controlplane, "--controlplane")
     host, port = _host_port(listen, "--listen")
     if advertise:
         _host_port(advertise, "--advertise")
     api_url = _api_url(cluster, xds_host, api)
-    loc = _locality(locality, api_url, token)
+    info = call("GET", api_url, "/v1/info", token=token)
+    loc = _locality(locality, info)
     if not is_loopback(host):
         log.warning("gateway listens on %s, beyond loopback", host)
     admin = admin_port or free_port()
+    node_id = f"gateway~{cluster}"
+    identity_dir = _workdir(node_id) / "identity"
     desc = ProxyDescription(
-        node_id=f"gateway~{cluster}", role="gateway", locality=loc, listen=f"{host}:{port}"
+        node_id=node_id,
+        role="gateway",
+        locality=loc,
+        listen=f"{host}:{port}",
+        identity_dir=str(identity_dir),
+    )
+    identity = IdentityOptions(workload_token, workload_token_file, ca, trust_bundle).identity(
+        desc.expected_spiffe_id(str(info["trust_domain"])), identity_dir, info, controlplane
     )
     log.info(
         "gateway for %s: listening on %s:%d, advertised as %s",
@@ -298,9 +437,11 @@ def gateway_cmd(
             cluster,
             (xds_host, xds_port),
             admin,
+            info,
             delta=delta,
             log_level=envoy_log_level,
             log_file=envoy_log,
             propagation_s=0.0,
-        )
+        ),
+        identity,
     )

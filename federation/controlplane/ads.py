@@ -4,7 +4,10 @@ The server sees only :class:`~federation.controlplane.snapshot.SnapshotSource` a
 :class:`StreamCallbacks`; it never builds configuration itself. Protocol rules (Envoy docs,
 "xDS REST and gRPC protocol"):
 
-- The first request carries the node; nothing is sent until the source has a snapshot for it,
+- The server runs only behind mutual TLS; the first request carries the node, and a node
+  whose claimed identity is not its client certificate's is refused with PERMISSION_DENIED
+  before anything is sent (:meth:`StreamCallbacks.on_stream_open` decides).
+- Nothing is sent until the source has a snapshot for the node,
   so a proxy is never answered before the control plane's state is loaded.
 - A request whose ``response_nonce`` is not the last nonce sent for its type is stale and
   ignored (SotW).
@@ -32,6 +35,7 @@ import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from federation.ca.service import peer_spiffe_id
 from federation.controlplane import resource
 from federation.controlplane.generate.common import pack
 from federation.controlplane.snapshot import Snapshot, SnapshotSource
@@ -43,11 +47,14 @@ log = logging.getLogger(__name__)
 class StreamCallbacks(Protocol):
     """Hooks the server calls; the control plane uses them to build snapshots on demand."""
 
-    async def on_stream_open(self, node: base_pb2.Node) -> str:
+    async def on_stream_open(self, node: base_pb2.Node, peer: str | None) -> str:
         """A proxy connected; return the key its snapshots are stored under.
+
+        ``peer`` is the SPIFFE ID of the proxy's verified client certificate (None without).
 
         Raises:
             ValueError: the node description is unusable (the stream is refused).
+            PermissionError: the node claims another identity than its certificate's.
         """
         ...
 
@@ -98,10 +105,14 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         self, node: base_pb2.Node, context: grpc.aio.ServicerContext[Any, Any], kind: str
     ) -> str:
         try:
-            return await self._callbacks.on_stream_open(node)
+            return await self._callbacks.on_stream_open(node, peer_spiffe_id(context))
         except ValueError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
             raise  # abort raises; this keeps type checkers informed
+        except PermissionError as err:
+            log.warning("%s stream refused: %s", kind, err)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(err))
+            raise
 
     async def _serve(
         self,

@@ -15,19 +15,32 @@
 ``GET  /v1/explain``        ``?service=<svc>&namespace=<ns>[&locality=<l>]``: the decision table
 ``GET  /v1/explain/authz``  ``?service=&namespace=&principal=[&method=&path=&port=]``: allowed
                             or denied per local workload, and by which AuthorizationPolicy
+``POST /v1/workload-tokens`` body ``{"namespace", "serviceAccount", "ttlSeconds"?,
+                            "singleUse"?}``: mint a workload token (the response is the only
+                            place the token appears; the control plane keeps its SHA-256),
+                            with the trust bundle and where the certificate service listens
 ==========================  ===============================================================
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 from google.protobuf import json_format
 
+from federation.ca.names import (
+    GATEWAY_SERVICE_ACCOUNT,
+    SYSTEM_NAMESPACE,
+    namespace_and_account,
+    workload_spiffe_id,
+)
+from federation.ca.tokens import MAX_TTL, TokenStore
 from federation.controlplane import resource
 from federation.controlplane.builder import SnapshotBuilder
 from federation.controlplane.explain import explain, explain_authz
@@ -55,6 +68,9 @@ STATUS = web.AppKey("status", StatusRegistry)
 CACHE = web.AppKey("cache", SnapshotCache)
 BUILDER = web.AppKey("builder", SnapshotBuilder)
 TOKEN = web.AppKey("token", str)
+WORKLOAD_TOKENS = web.AppKey("workload_tokens", TokenStore)
+Identity = Callable[[], dict[str, Any]]
+IDENTITY: web.AppKey[Identity] = web.AppKey("identity")
 FederationState = Callable[[], dict[str, Any] | None]
 FEDERATION: web.AppKey[FederationState] = web.AppKey("federation")
 
@@ -108,6 +124,67 @@ async def info(request: web.Request) -> web.Response:
             "network": mesh.network,
             "trust_domain": mesh.trust_domain,
             "federation": request.app[FEDERATION](),
+            **request.app[IDENTITY](),
+        }
+    )
+
+
+def _token_request(body: object) -> tuple[str, str, timedelta, bool]:
+    """``(namespace, service account, ttl, single use)`` of a mint request.
+
+    Raises:
+        ValueError: naming the field and the reason.
+    """
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    namespace, account = body.get("namespace"), body.get("serviceAccount")
+    if not isinstance(namespace, str) or not isinstance(account, str):
+        raise ValueError("namespace and serviceAccount are required strings")
+    if namespace_and_account(f"/ns/{namespace}/sa/{account}") is None:
+        raise ValueError(f"ns/{namespace}/sa/{account} is not a workload identity")
+    if namespace == SYSTEM_NAMESPACE and account != GATEWAY_SERVICE_ACCOUNT:
+        raise ValueError(
+            f"namespace {SYSTEM_NAMESPACE} holds meshfed's own identities; only"
+            f" {GATEWAY_SERVICE_ACCOUNT} (east-west gateways) can be minted there"
+        )
+    ttl_s = body.get("ttlSeconds", 3600)
+    if (
+        not isinstance(ttl_s, int)
+        or isinstance(ttl_s, bool)
+        or not 0 < ttl_s <= MAX_TTL.total_seconds()
+    ):
+        raise ValueError(f"ttlSeconds must be an integer in 1..{int(MAX_TTL.total_seconds())}")
+    single_use = body.get("singleUse", True)
+    if not isinstance(single_use, bool):
+        raise ValueError("singleUse must be true or false")
+    return namespace, account, timedelta(seconds=ttl_s), single_use
+
+
+async def mint_workload_token(request: web.Request) -> web.Response:
+    """Mint a workload token bound to one namespace and service account of this cluster."""
+    try:
+        namespace, account, ttl, single_use = _token_request(await request.json())
+    except ValueError as err:  # json.JSONDecodeError is a ValueError
+        return _error(400, f"workload token request: {err}")
+    mesh = request.app[BUILDER].mesh
+    token, record = await asyncio.to_thread(
+        request.app[WORKLOAD_TOKENS].mint, namespace, account, ttl=ttl, single_use=single_use
+    )
+    spiffe_id = workload_spiffe_id(mesh.trust_domain, namespace, account)
+    log.info(
+        "minted a workload token for %s (expires %s, %s)",
+        spiffe_id,
+        record.expires_at.isoformat(),
+        "single use" if single_use else "reusable",
+    )
+    return web.json_response(
+        {
+            "token": token,
+            "spiffeId": spiffe_id,
+            "cluster": mesh.cluster,
+            "expiresAt": record.expires_at.isoformat(),
+            "singleUse": single_use,
+            **request.app[IDENTITY](),
         }
     )
 
@@ -243,10 +320,14 @@ def make_app(
     cache: SnapshotCache,
     builder: SnapshotBuilder,
     token: str,
+    workload_tokens: TokenStore,
+    identity: Identity,
     federation: Callable[[], dict[str, Any] | None] = lambda: None,
 ) -> web.Application:
     """The aiohttp application (routes in the module docstring); ``federation`` returns the
-    link's state for ``/v1/info``."""
+    link's state for ``/v1/info``; ``identity`` returns where the certificate service
+    listens (``caAddress``, ``xdsAddress``, ``serverName``) and the trust bundle
+    (``trustBundle``, PEM) for ``/v1/info`` and minted tokens."""
     app = web.Application(middlewares=[auth_middleware])
     app[REGISTRY] = registry
     app[STATE_FILE] = state_file
@@ -255,6 +336,8 @@ def make_app(
     app[BUILDER] = builder
     app[TOKEN] = token
     app[FEDERATION] = federation
+    app[WORKLOAD_TOKENS] = workload_tokens
+    app[IDENTITY] = identity
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/info", info)
     app.router.add_post("/v1/apply", apply)
@@ -264,4 +347,5 @@ def make_app(
     app.router.add_get("/v1/config_dump", config_dump)
     app.router.add_get("/v1/explain", explain_handler)
     app.router.add_get("/v1/explain/authz", explain_authz_handler)
+    app.router.add_post("/v1/workload-tokens", mint_workload_token)
     return app

@@ -1,8 +1,10 @@
 """Turns registry state into published snapshots, per connected proxy.
 
 Implements the ADS server's :class:`~federation.controlplane.ads.StreamCallbacks`: a proxy's
-first request makes it known and builds its snapshot; any registry change or SVID renewal marks
-every known proxy for rebuild, coalesced by one worker so a burst of changes costs one build.
+first request is checked against its client certificate
+(:func:`~federation.controlplane.proxy.identity_problem`), makes it known and builds its
+snapshot; any registry change marks every known proxy for rebuild, coalesced by one worker so
+a burst of changes costs one build.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ from envoy.config.core.v3 import base_pb2
 
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.proxy_config import generate
-from federation.controlplane.generate.secrets import IdentityMaterial
-from federation.controlplane.identities import IdentityManager
-from federation.controlplane.proxy import ProxyDescription
+from federation.controlplane.proxy import ProxyDescription, identity_problem
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import Snapshot, SnapshotCache
 from federation.errors import InconsistentSnapshotError
@@ -35,6 +35,7 @@ def proxy_class(proxy: ProxyDescription) -> tuple[object, ...]:
         proxy.locality,
         proxy.outbound_port,
         proxy.listen,
+        proxy.identity_dir,
     )
 
 
@@ -45,18 +46,16 @@ class SnapshotBuilder:
         self,
         mesh: MeshContext,
         registry: ServiceRegistry,
-        identities: IdentityManager,
         cache: SnapshotCache,
     ) -> None:
         self.mesh = mesh
         self._registry = registry
-        self._identities = identities
         self._cache = cache
         self._proxies: dict[str, ProxyDescription] = {}
         # proxies of one class (same role, namespace, workload, identity, locality, ports) get
         # identical resources: build once per class per registry version and share the
         # immutable snapshot.
-        self._memo: dict[tuple[object, ...], tuple[int, IdentityMaterial | None, Snapshot]] = {}
+        self._memo: dict[tuple[object, ...], tuple[int, Snapshot]] = {}
         self._dirty = asyncio.Event()
         self.ready = asyncio.Event()
         self.builds = 0
@@ -67,9 +66,18 @@ class SnapshotBuilder:
         """Known proxies by node id."""
         return dict(self._proxies)
 
-    async def on_stream_open(self, node: base_pb2.Node) -> str:
-        """Register the proxy and publish its first snapshot (waits until state is loaded)."""
+    async def on_stream_open(self, node: base_pb2.Node, peer: str | None) -> str:
+        """Check the proxy's identity, register it and publish its first snapshot (waits
+        until state is loaded).
+
+        Raises:
+            ValueError: the node's metadata is unusable.
+            PermissionError: the node claims another identity than its certificate's.
+        """
         proxy = ProxyDescription.from_node(node)
+        problem = identity_problem(proxy, peer, self.mesh.trust_domain)
+        if problem is not None:
+            raise PermissionError(problem)
         await self.ready.wait()
         self._proxies[proxy.node_id] = proxy
         await self._build(proxy)
@@ -83,17 +91,14 @@ class SnapshotBuilder:
         self._dirty.set()
 
     async def _build(self, proxy: ProxyDescription) -> None:
-        identity = None
-        if proxy.role == "sidecar":
-            identity = await self._identities.material(proxy.namespace, proxy.service_account)
         state = self._registry.state
         key = proxy_class(proxy)
         hit = self._memo.get(key)
-        if hit is not None and hit[0] == state.version and hit[1] is identity:
-            snapshot = hit[2]
+        if hit is not None and hit[0] == state.version:
+            snapshot = hit[1]
         else:
-            snapshot = Snapshot.build(generate(self.mesh, state, proxy, identity))
-            self._memo[key] = (state.version, identity, snapshot)
+            snapshot = Snapshot.build(generate(self.mesh, state, proxy))
+            self._memo[key] = (state.version, snapshot)
         try:
             await self._cache.set_snapshot(proxy.node_id, snapshot)
         except InconsistentSnapshotError as err:

@@ -1,122 +1,135 @@
-"""Workload identities for proxies: one X.509-SVID per SPIFFE ID, renewed at half life.
+"""The control plane's certificate authority and its own server certificate.
 
-The control plane holds its cluster's intermediate CA (a :class:`trust.authority.
-CertificateAuthority`), issues an SVID the first time a proxy with a given service account
-connects, and keeps it fresh with a :class:`trust.rotation.SvidRotator`; each renewal calls
-``on_renewed(spiffe_id)`` so the proxies using it get the new secret over SDS.
+The cluster's intermediate CA signs workload CSRs (:mod:`federation.ca.service`); it never
+generates a workload's key. The control plane serves xDS and the certificate service with an
+X.509-SVID of its own (``spiffe://<td>/ns/meshfed-system/sa/controlplane-<cluster>``, DNS
+name ``<cluster>.controlplane.meshfed.internal``) issued by the same CA, re-issued at half
+life and whenever the trust bundle changes; the trust bundle is also what client certificates
+on the xDS port are verified against. gRPC asks for the configuration before every handshake
+(``grpc.dynamic_ssl_server_credentials``), so new connections get the new certificate and
+bundle without a restart.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 
-from federation.controlplane.generate.secrets import IdentityMaterial
+import grpc
+
+from federation.ca.names import (
+    SYSTEM_NAMESPACE,
+    control_plane_server_name,
+    control_plane_service_account,
+)
 from trust import pki
-from trust.authority import CertificateAuthority, LocalCertificateAuthority, issue_svid
+from trust.authority import LocalCertificateAuthority, issue_svid
 from trust.bundle import TrustBundle
-from trust.rotation import SvidRotator
-from trust.spiffe import SpiffeId
 from trust.svid import X509Svid
 
 log = logging.getLogger(__name__)
 
+#: Lifetime of the control plane's server certificate; renewed at half life.
+SERVER_CERT_TTL = timedelta(hours=24)
 
-class IdentityManager:
-    """Issues and renews SVIDs per SPIFFE ID.
+
+class ClusterAuthority:
+    """The cluster's CA as the certificate service and the gRPC servers use it.
 
     Args:
         ca: the cluster's intermediate CA.
-        on_renewed: called with the SPIFFE ID (str) after every renewal after the first.
-        ttl: SVID lifetime (default 24 h).
+        cluster: the cluster's name (in the server certificate's names).
+        on_bundle: called after :meth:`set_trust_bundle` with the new bundle's PEM.
+        addresses: IP addresses the servers listen on, added as IP SANs for clients that
+            verify the address they dial (gRPC's xDS bootstrap ``tls`` channel credentials
+            cannot override the name).
     """
 
     def __init__(
         self,
-        ca: CertificateAuthority,
-        on_renewed: Callable[[str], None],
-        *,
-        ttl: timedelta = pki.DEFAULT_SVID_TTL,
+        ca: LocalCertificateAuthority,
+        cluster: str,
+        on_bundle: Callable[[bytes], None] | None = None,
+        addresses: Sequence[str] = (),
     ) -> None:
         self._ca = ca
-        self._on_renewed = on_renewed
-        self._ttl = ttl
-        self._rotators: dict[str, SvidRotator] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._material: dict[str, IdentityMaterial] = {}
-        self._lock = asyncio.Lock()
+        self._addresses = tuple(addresses)
+        self.cluster = cluster
+        self._on_bundle = on_bundle
 
     @property
     def trust_domain(self) -> str:
         """The CA's trust domain name."""
         return self._ca.trust_domain.name
 
-    def spiffe_id(self, namespace: str, service_account: str) -> str:
-        """``spiffe://<td>/ns/<ns>/sa/<sa>``, validated."""
-        return str(self._ca.trust_domain.workload_id(namespace, service_account))
+    @property
+    def server_name(self) -> str:
+        """The DNS name in the server certificate."""
+        return control_plane_server_name(self.cluster)
 
-    def cached(self, spiffe_id: str) -> IdentityMaterial | None:
-        """The current material of ``spiffe_id`` if it was issued before."""
-        return self._material.get(spiffe_id)
+    def authority(self) -> LocalCertificateAuthority:
+        """The CA now."""
+        return self._ca
 
-    async def material(self, namespace: str, service_account: str) -> IdentityMaterial:
-        """The identity material for a service account, issuing it on first use.
-
-        Raises:
-            trust.errors.TrustError: issuance failed (e.g. the CA expired).
-        """
-        sid = self.spiffe_id(namespace, service_account)
-        async with self._lock:
-            if sid not in self._rotators:
-                spiffe = SpiffeId.parse(sid)
-
-                async def issue() -> X509Svid:
-                    return issue_svid(self._ca, spiffe, self._ttl)
-
-                rotator = SvidRotator(issue)
-                rotator.subscribe(functools.partial(self._store, sid))
-                await rotator.rotate_once()
-                self._rotators[sid] = rotator
-                self._tasks[sid] = asyncio.create_task(rotator.run(), name=f"svid-rotator {sid}")
-        return self._material[sid]
+    def bundle_pem(self) -> bytes:
+        """The trust bundle as PEM."""
+        return self._ca.trust_bundle().to_pem()
 
     def set_trust_bundle(self, bundle: TrustBundle) -> None:
-        """Use a new trust bundle (the controller rotated roots): every proxy's validation
-        context gets it through ``on_renewed``; new SVIDs chain the same way as before.
-
-        Raises:
-            TypeError: the CA cannot take a new bundle (it is not a local intermediate).
-        """
-        if not isinstance(self._ca, LocalCertificateAuthority):
-            raise TypeError(f"{self._ca!r} does not take a new trust bundle")
+        """Use a new trust bundle (the controller rotated roots): issued chains verify against
+        it, new handshakes verify client certificates against it."""
         self._ca = replace(self._ca, bundle=bundle)
-        for sid, material in list(self._material.items()):
-            self._material[sid] = replace(material, bundle_pem=bundle.to_pem())
-            self._on_renewed(sid)
+        if self._on_bundle is not None:
+            self._on_bundle(bundle.to_pem())
 
-    def _store(self, sid: str, svid: X509Svid) -> None:
-        renewed = sid in self._material
-        self._material[sid] = IdentityMaterial(
-            spiffe_id=sid,
-            chain_pem=svid.chain_pem(),
-            key_pem=svid.private_key_pem(),
-            bundle_pem=self._ca.trust_bundle().to_pem(),
+    def issue_server_svid(self) -> X509Svid:
+        """A fresh server certificate for this control plane."""
+        ca = self._ca
+        return issue_svid(
+            ca,
+            ca.trust_domain.workload_id(
+                SYSTEM_NAMESPACE, control_plane_service_account(self.cluster)
+            ),
+            SERVER_CERT_TTL,
+            dns_names=[self.server_name, *self._addresses],
         )
-        if renewed:
-            log.info("renewed SVID %s (valid until %s)", sid, svid.not_after.isoformat())
-            self._on_renewed(sid)
 
-    async def close(self) -> None:
-        """Stop every rotator."""
-        for task in self._tasks.values():
-            task.cancel()
-        for task in self._tasks.values():
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        self._tasks.clear()
+    def server_credentials(self, *, require_client_auth: bool) -> grpc.ServerCredentials:
+        """TLS credentials for a gRPC server: mutual TLS (client SVID verified against the
+        trust bundle) with ``require_client_auth``, else server authentication only."""
+        server = _ServerTls(self)
+        return grpc.dynamic_ssl_server_credentials(
+            server.configuration(), server.fetch, require_client_authentication=require_client_auth
+        )
+
+
+class _ServerTls:
+    """The certificate and bundle one gRPC server currently uses."""
+
+    def __init__(self, authority: ClusterAuthority) -> None:
+        self._authority = authority
+        self._svid: X509Svid | None = None
+        self._bundle = b""
+
+    def _due(self) -> bool:
+        svid = self._svid
+        if svid is None or self._bundle != self._authority.bundle_pem():
+            return True
+        return pki.utcnow() >= svid.not_before + (svid.not_after - svid.not_before) / 2
+
+    def configuration(self) -> grpc.ServerCertificateConfiguration:
+        self._svid = self._authority.issue_server_svid()
+        self._bundle = self._authority.bundle_pem()
+        return grpc.ssl_server_certificate_configuration(
+            [(self._svid.private_key_pem(), self._svid.chain_pem())],
+            root_certificates=self._bundle,
+        )
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration:  # None keeps the current one
+        """Called by gRPC before every handshake."""
+        if not self._due():
+            return None  # type: ignore[return-value]
+        log.info("re-issuing the control plane's server certificate")
+        return self.configuration()

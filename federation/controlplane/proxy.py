@@ -12,6 +12,7 @@ from typing import Literal
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
+from federation.ca.names import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE, workload_spiffe_id
 from federation.model.locality import Locality
 
 Role = Literal["sidecar", "gateway", "grpc"]
@@ -31,6 +32,9 @@ class ProxyDescription:
         locality: where the proxy runs (its EDS priorities are computed from it).
         outbound_port: the sidecar's outbound HTTP listener port on 127.0.0.1.
         listen: ``host:port`` of an east-west gateway's passthrough listener.
+        identity_dir: absolute path of the proxy's identity directory
+            (:mod:`federation.ca.files`): Envoy reads its SVID and the trust bundle there as
+            file-based SDS; no xDS response carries key material.
     """
 
     node_id: str
@@ -41,6 +45,7 @@ class ProxyDescription:
     locality: Locality | None = None
     outbound_port: int = 15001
     listen: str = ""
+    identity_dir: str = ""
 
     @classmethod
     def from_node(cls, node: base_pb2.Node) -> ProxyDescription:
@@ -72,6 +77,7 @@ class ProxyDescription:
             locality=locality,
             outbound_port=int(get("outbound_port", "15001")),
             listen=get("listen", ""),
+            identity_dir=get("identity_dir", ""),
         )
 
     def metadata(self) -> dict[str, str]:
@@ -83,4 +89,29 @@ class ProxyDescription:
             META_PREFIX + "service_account": self.service_account,
             META_PREFIX + "outbound_port": str(self.outbound_port),
             META_PREFIX + "listen": self.listen,
+            META_PREFIX + "identity_dir": self.identity_dir,
         }
+
+    def expected_spiffe_id(self, trust_domain: str) -> str:
+        """The SPIFFE ID this proxy's client certificate must carry: the gateway identity for
+        a gateway, else its namespace's service account."""
+        if self.role == "gateway":
+            return workload_spiffe_id(trust_domain, SYSTEM_NAMESPACE, GATEWAY_SERVICE_ACCOUNT)
+        return workload_spiffe_id(trust_domain, self.namespace, self.service_account)
+
+
+def identity_problem(proxy: ProxyDescription, peer: str | None, trust_domain: str) -> str | None:
+    """Why ``proxy`` may not get configuration over a stream authenticated as ``peer`` (the
+    client certificate's SPIFFE ID), or None when it may.
+
+    The node's metadata is the proxy's claim; the certificate is the proof. Istio likewise
+    takes a proxy's identity from its certificate, not from its node metadata."""
+    if peer is None:
+        return f"node {proxy.node_id}: no client certificate"
+    expected = proxy.expected_spiffe_id(trust_domain)
+    if peer != expected:
+        return (
+            f"node {proxy.node_id} claims {expected} in its metadata,"
+            f" but its certificate is for {peer}"
+        )
+    return None

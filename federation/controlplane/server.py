@@ -1,8 +1,16 @@
 """Wiring of the cluster control plane: the one place that creates and connects the parts.
 
 Start order (a proxy is never answered before the state is loaded): trust material ->
-persisted workloads -> registry -> identities -> snapshot cache and builder -> ADS gRPC server
--> HTTP API -> health checks. Stop order is the reverse.
+persisted workloads -> registry -> cluster authority -> snapshot cache and builder -> gRPC
+servers -> HTTP API -> health checks. Stop order is the reverse.
+
+Two gRPC servers, both TLS with the control plane's own SVID
+(:mod:`federation.controlplane.identities`):
+
+- the **xDS port**: mutual TLS only (a client without an SVID of the trust domain fails the
+  handshake); ADS, and certificate renewals authenticated by the caller's SVID;
+- the **CA port**: server TLS; first certificates, authenticated by workload tokens
+  (:mod:`federation.ca.service`), and the trust bundle.
 """
 
 from __future__ import annotations
@@ -18,12 +26,14 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from federation.ca.service import CertificateServicer
+from federation.ca.tokens import TokenStore
 from federation.controlplane.ads import AggregatedDiscoveryService
 from federation.controlplane.api import make_app
 from federation.controlplane.builder import SnapshotBuilder
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.health import HealthChecker
-from federation.controlplane.identities import IdentityManager
+from federation.controlplane.identities import ClusterAuthority
 from federation.controlplane.link import state as link_state
 from federation.controlplane.link.join import JoinError, JoinInfo, join
 from federation.controlplane.link.rtt import RttProber
@@ -33,7 +43,7 @@ from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.model.locality import Locality
-from federation.netaddr import parse_host_port
+from federation.netaddr import listen_ips, parse_host_port
 from federation.serving import load_or_create_token, start_http, stop_all
 from trust import pki
 from trust.bundle import TrustBundle
@@ -50,10 +60,10 @@ class ControlPlaneConfig:
     """Settings of ``meshfed controlplane serve``.
 
     Attributes:
-        xds_listen / api_listen: ``host:port``; port 0 picks a free port.
+        xds_listen / api_listen / ca_listen: ``host:port``; port 0 picks a free port.
         ca_dir: trust directory holding this cluster's intermediate CA.
         state_dir: where state.json, api-token (0600) and endpoint.json live.
-        svid_ttl: lifetime of proxy SVIDs.
+        svid_ttl: lifetime of the SVIDs the certificate service issues.
         controller: the federation controller's API (``HOST:PORT``); with ``join_token`` the
             first start joins the federation (see :mod:`federation.controlplane.link`)
             and later starts reuse ``<state_dir>/ca`` instead of ``ca_dir``.
@@ -74,6 +84,7 @@ class ControlPlaneConfig:
     join_token: str | None = None
     trust_domain: str | None = None
     gateway: str = ""
+    ca_listen: str = "127.0.0.1:0"
 
 
 class ControlPlane:
@@ -86,9 +97,11 @@ class ControlPlane:
         self.status = StatusRegistry()
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: grpc.aio.Server | None = None
+        self._ca_grpc: grpc.aio.Server | None = None
         self._runner: web.AppRunner | None = None
         self.xds_port = 0
         self.api_port = 0
+        self.ca_port = 0
         self.token = ""
         self.link: FederationLink | None = None
         self.rtt: RttProber | None = None
@@ -104,6 +117,28 @@ class ControlPlane:
         """``host:port`` of the ADS server."""
         host, _ = parse_host_port(self.config.xds_listen)
         return f"{host}:{self.xds_port}"
+
+    @property
+    def ca_address(self) -> str:
+        """``host:port`` of the certificate service (workload tokens)."""
+        host, _ = parse_host_port(self.config.ca_listen)
+        return f"{host}:{self.ca_port}"
+
+    @property
+    def bundle_file(self) -> Path:
+        """The trust bundle (PEM), kept current for agents on this host."""
+        return self.config.state_dir / "bundle.pem"
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "caAddress": self.ca_address,
+            "xdsAddress": self.xds_address,
+            "serverName": self.authority.server_name,
+            "trustBundle": self.authority.bundle_pem().decode(),
+        }
+
+    def _write_bundle(self, pem: bytes) -> None:
+        write_atomic(self.bundle_file, pem, CERT_FILE_MODE)
 
     async def start(self) -> None:
         """Load state, then start serving (see the module docstring).
@@ -135,16 +170,37 @@ class ControlPlane:
             )
             self.link.restore()
         self.mesh = MeshContext(cfg.cluster, ca.trust_domain.name, cfg.locality, cfg.network)
-        self.identities = IdentityManager(ca, self._on_svid_renewed, ttl=cfg.svid_ttl)
-        self.builder = SnapshotBuilder(self.mesh, self.registry, self.identities, self.cache)
+        self.authority = ClusterAuthority(
+            ca,
+            cfg.cluster,
+            on_bundle=self._write_bundle,
+            addresses=listen_ips(cfg.xds_listen, cfg.ca_listen),
+        )
+        self._write_bundle(self.authority.bundle_pem())
+        self.tokens = TokenStore(cfg.state_dir / "workload-tokens.json")
+        self.builder = SnapshotBuilder(self.mesh, self.registry, self.cache)
         self.builder.ready.set()
         self._tasks.append(asyncio.create_task(self.builder.run(), name="snapshot-builder"))
 
+        self.renewals = CertificateServicer(self.authority.authority, "svid", ttl=cfg.svid_ttl)
+        self.first_certificates = CertificateServicer(
+            self.authority.authority, "token", tokens=self.tokens, ttl=cfg.svid_ttl
+        )
         self._grpc = grpc.aio.server()
         AggregatedDiscoveryService(self.cache, self.builder, self.status).add_to_server(self._grpc)
+        self.renewals.add_to_server(self._grpc)
         host, port = parse_host_port(cfg.xds_listen, what="--xds-listen")
-        self.xds_port = self._grpc.add_insecure_port(f"{host}:{port}")
+        self.xds_port = self._grpc.add_secure_port(
+            f"{host}:{port}", self.authority.server_credentials(require_client_auth=True)
+        )
+        self._ca_grpc = grpc.aio.server()
+        self.first_certificates.add_to_server(self._ca_grpc)
+        host, port = parse_host_port(cfg.ca_listen, what="--ca-listen")
+        self.ca_port = self._ca_grpc.add_secure_port(
+            f"{host}:{port}", self.authority.server_credentials(require_client_auth=False)
+        )
         await self._grpc.start()
+        await self._ca_grpc.start()
 
         self.token = load_or_create_token(cfg.state_dir / "api-token")
         app = make_app(
@@ -154,6 +210,8 @@ class ControlPlane:
             cache=self.cache,
             builder=self.builder,
             token=self.token,
+            workload_tokens=self.tokens,
+            identity=self._identity,
             federation=self._federation_state,
         )
         self._runner, self.api_port = await start_http(app, cfg.api_listen, "--api-listen")
@@ -172,6 +230,9 @@ class ControlPlane:
                     "cluster": cfg.cluster,
                     "api": self.api_url,
                     "xds": self.xds_address,
+                    "ca": self.ca_address,
+                    "server_name": self.authority.server_name,
+                    "bundle_file": str(self.bundle_file.resolve()),
                     "token_file": str((cfg.state_dir / "api-token").resolve()),
                 },
                 indent=2,
@@ -179,9 +240,11 @@ class ControlPlane:
             CERT_FILE_MODE,
         )
         log.info(
-            "control plane for %s serving xDS on %s, API on %s (%d workloads loaded)",
+            "control plane for %s serving xDS (mTLS) on %s, certificates on %s, API on %s"
+            " (%d workloads loaded)",
             cfg.cluster,
             self.xds_address,
+            self.ca_address,
             self.api_url,
             len(self.registry.state.workloads),
         )
@@ -225,15 +288,12 @@ class ControlPlane:
         }
 
     def _on_bundle(self, bundle: TrustBundle) -> None:
-        self.identities.set_trust_bundle(bundle)
-
-    def _on_svid_renewed(self, _spiffe_id: str) -> None:
-        self.builder.request_rebuild()
+        self.authority.set_trust_bundle(bundle)
 
     async def stop(self, grace_s: float = 0.5) -> None:
         """Stop serving; proxies keep their last configuration."""
+        if self._ca_grpc is not None:
+            await self._ca_grpc.stop(grace_s)
         await stop_all(self._tasks, self._runner, self._grpc, grace_s)
         self._tasks.clear()
-        if hasattr(self, "identities"):
-            await self.identities.close()
         log.info("control plane for %s stopped", self.config.cluster)

@@ -134,10 +134,11 @@ def _managers(listener: listener_pb2.Listener) -> list[hcm.HttpConnectionManager
 
 
 def _tls_secrets(common: tls_pb2.CommonTlsContext) -> list[str]:
-    names = [c.name for c in common.tls_certificate_sds_secret_configs]
+    """Names of the secrets a TLS context takes from ADS (file-based ones are not ours)."""
+    configs = list(common.tls_certificate_sds_secret_configs)
     if common.HasField("combined_validation_context"):
-        names.append(common.combined_validation_context.validation_context_sds_secret_config.name)
-    return names
+        configs.append(common.combined_validation_context.validation_context_sds_secret_config)
+    return [c.name for c in configs if c.sds_config.HasField("ads")]
 
 
 def _cluster_secrets(c: cluster_pb2.Cluster) -> list[str]:

@@ -31,17 +31,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from federation.ca.names import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
 from federation.client import call
 from federation.errors import ApiError, FederationError
 from federation.local.description import ClusterSpec, LocalFederation
 from federation.netaddr import free_port
-from trust.files import CERT_FILE_MODE, write_atomic
+from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, write_atomic
 
 log = logging.getLogger(__name__)
 
 RECORD = "up.json"
 GATEWAY_PORT = 15443
 XDS_PORT = 15010
+CA_PORT = 15012
 API_PORT = 15014
 INBOUND_PORT = 15006
 ECHO_SERVICE_PORT = 8080
@@ -341,6 +343,8 @@ class LocalFederationRunner:
                 network,
                 "--xds-listen",
                 f"{c.address(2)}:{XDS_PORT}",
+                "--ca-listen",
+                f"{c.address(2)}:{CA_PORT}",
                 "--api-listen",
                 f"{c.address(2)}:{API_PORT}",
                 "--controller",
@@ -354,10 +358,29 @@ class LocalFederationRunner:
         )
         self.wait_ready(cp, lambda: _http_ok(f"http://{c.address(2)}:{API_PORT}/healthz"))
 
+    def workload_token(self, c: ClusterSpec, namespace: str, account: str, name: str) -> Path:
+        """Mint a single-use workload token for ``namespace``/``account`` in ``c`` and write it
+        0600 to ``$MESHFED_HOME/tokens/<name>`` (argv would show it in ``ps``). A restarted
+        agent (``demo revive``) does not need it again: it renews the SVID it kept."""
+        minted = call(
+            "POST",
+            f"http://{c.address(2)}:{API_PORT}",
+            "/v1/workload-tokens",
+            body=json.dumps({"namespace": namespace, "serviceAccount": account}),
+            home=self.home,
+        )
+        path = self.home / "tokens" / name
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        write_atomic(path, str(minted["token"]).encode(), KEY_FILE_MODE)
+        return path
+
     def start_gateway(self, c: ClusterSpec) -> None:
         """The cluster's east-west gateway (after the exports: a gateway listens only for
         exported services)."""
         gateway = f"{c.address(1)}:{GATEWAY_PORT}"
+        token = self.workload_token(
+            c, SYSTEM_NAMESPACE, GATEWAY_SERVICE_ACCOUNT, f"gateway-{c.name}"
+        )
         gw = self.spawn(
             f"gateway-{c.name}",
             [
@@ -372,6 +395,8 @@ class LocalFederationRunner:
                 f"{c.address(2)}:{XDS_PORT}",
                 "--listen",
                 gateway,
+                "--workload-token-file",
+                str(token),
                 "--envoy-log",
                 str(self.logs / f"envoy-gateway-{c.name}.log"),
             ],
@@ -393,10 +418,13 @@ class LocalFederationRunner:
         outbound: int,
         locality: str,
     ) -> list[str]:
-        """``meshfed proxy sidecar`` for one workload of cluster ``c``."""
+        """``meshfed proxy sidecar`` for one workload of cluster ``c`` (service account: the
+        service's name), with a workload token minted for it."""
+        token = self.workload_token(c, namespace, service, name)
         return [
             *meshfed_argv(), "--log-level", "info", "proxy", "sidecar",
             "--cluster", c.name, "--controlplane", f"{c.address(2)}:{XDS_PORT}",
+            "--workload-token-file", str(token),
             "--service", service, "-n", namespace, "--name", name,
             "--app-port", str(app_port), "--service-port", str(service_port),
             "--address", address, "--inbound-port", str(INBOUND_PORT),

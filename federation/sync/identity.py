@@ -8,18 +8,21 @@ controller's server certificate carries.
 
 from __future__ import annotations
 
-#: The namespace of control-plane sync identities.
-CONTROL_PLANE_NAMESPACE = "meshfed-system"
+from federation.ca.names import SYSTEM_NAMESPACE as CONTROL_PLANE_NAMESPACE
+from federation.ca.names import control_plane_service_account
+
 #: The controller's own intermediate CA (signs its sync server certificate).
 CONTROLLER_CA_NAME = "meshfed-controller"
 #: The DNS SAN of the controller's sync server certificate.
 CONTROLLER_SERVER_NAME = "controller.meshfed.internal"
-_SA_PREFIX = "controlplane-"
-
-
-def control_plane_service_account(cluster: str) -> str:
-    """``controlplane-<cluster>``: the service account of a control plane's sync SVID."""
-    return _SA_PREFIX + cluster
+__all__ = [
+    "CONTROLLER_CA_NAME",
+    "CONTROLLER_SERVER_NAME",
+    "CONTROL_PLANE_NAMESPACE",
+    "cluster_from_spiffe_path",
+    "control_plane_service_account",
+    "control_plane_spiffe_path",
+]
 
 
 def control_plane_spiffe_path(cluster: str) -> str:

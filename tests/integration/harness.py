@@ -7,6 +7,7 @@ bounded in request count and time.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -19,15 +20,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
 from eastwest_gateway.envoy_process import EnvoyProcess
+from federation.ca.client import CaEndpoints, WorkloadIdentity
+from federation.ca.files import IdentityDirectory
+from federation.ca.names import control_plane_spiffe_id
 from federation.client import call
 from federation.controlplane.proxy import ProxyDescription
 from federation.errors import ApiError
 from federation.model.locality import Locality
 from federation.netaddr import free_port
+from trust.spiffe import SpiffeId
 
 MESHFED = str(Path(sys.executable).with_name("meshfed"))
 T = TypeVar("T")
@@ -135,6 +140,7 @@ class ControlPlaneHandle:
     locality: str
     xds_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
+    ca_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     extra_args: list[str] = field(default_factory=list)
@@ -159,6 +165,8 @@ class ControlPlaneHandle:
                 self.locality,
                 "--xds-listen",
                 f"127.0.0.1:{self.xds_port}",
+                "--ca-listen",
+                f"127.0.0.1:{self.ca_port}",
                 "--api-listen",
                 f"127.0.0.1:{self.api_port}",
                 *self.extra_args,
@@ -195,12 +203,98 @@ class ControlPlaneHandle:
             self.home, "delete", "--controlplane", self.api_url, "-f", "-", input_text=yaml_text
         ).stdout
 
+    def info(self) -> dict[str, Any]:
+        """``GET /v1/info``."""
+        return plane_info(self.api_url, self.home)
+
+    def mint(self, namespace: str, service_account: str, **options: Any) -> str:
+        """A workload token (see :func:`mint_token`)."""
+        return mint_token(self.api_url, self.home, namespace, service_account, **options)
+
     def proxy_status(self) -> list[dict[str, Any]]:
         out = run_meshfed(
             self.home, "proxy-status", "--controlplane", self.api_url, "-o", "json"
         ).stdout
         result: list[dict[str, Any]] = json.loads(out)
         return result
+
+
+def plane_info(api_url: str, home: Path) -> dict[str, Any]:
+    """A control plane's ``GET /v1/info``."""
+    result: dict[str, Any] = call("GET", api_url, "/v1/info", home=home)
+    return result
+
+
+def mint_token(
+    api_url: str,
+    home: Path,
+    namespace: str,
+    service_account: str,
+    *,
+    ttl_s: int = 600,
+    single_use: bool = True,
+) -> str:
+    """A workload token for ``namespace``/``service_account`` (``POST /v1/workload-tokens``)."""
+    body = json.dumps(
+        {
+            "namespace": namespace,
+            "serviceAccount": service_account,
+            "ttlSeconds": ttl_s,
+            "singleUse": single_use,
+        }
+    )
+    answer = call("POST", api_url, "/v1/workload-tokens", body=body, home=home)
+    return str(answer["token"])
+
+
+class Plane(Protocol):
+    """What sidecar helpers need of a control plane (a process or one in this test)."""
+
+    cluster: str
+
+    @property
+    def xds_port(self) -> int: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def mint(self, namespace: str, service_account: str, **options: Any) -> str: ...
+
+
+@dataclass
+class InProcessPlane:
+    """A :class:`federation.controlplane.server.ControlPlane` started by the test itself;
+    call its helpers from a thread (they use its HTTP API)."""
+
+    plane: Any
+    home: Path
+
+    @property
+    def cluster(self) -> str:
+        return str(self.plane.config.cluster)
+
+    @property
+    def xds_port(self) -> int:
+        return int(self.plane.xds_port)
+
+    def info(self) -> dict[str, Any]:
+        return plane_info(self.plane.api_url, self.home)
+
+    def mint(self, namespace: str, service_account: str, **options: Any) -> str:
+        return mint_token(self.plane.api_url, self.home, namespace, service_account, **options)
+
+
+def provision(cp: Plane, namespace: str, service_account: str, directory: Path) -> None:
+    """Obtain an SVID for ``namespace``/``service_account`` into ``directory`` (an identity
+    directory, as a proxy agent would), with a freshly minted token."""
+    info = cp.info()
+    identity = WorkloadIdentity(
+        SpiffeId.parse(f"spiffe://{info['trust_domain']}/ns/{namespace}/sa/{service_account}"),
+        IdentityDirectory(directory),
+        CaEndpoints(info["caAddress"], info["xdsAddress"], info["serverName"]),
+        info["trustBundle"].encode(),
+        cp.mint(namespace, service_account),
+    )
+    asyncio.run(identity.ensure())
 
 
 def workload_yaml(
@@ -230,10 +324,9 @@ def workload_yaml(
 
 def start_sidecar(
     procs: Processes,
+    cp: Plane,
     *,
     name: str,
-    cluster: str,
-    xds_port: int,
     namespace: str = "demo",
     workload: str = "",
     service_account: str = "default",
@@ -243,6 +336,9 @@ def start_sidecar(
 ) -> EnvoyProcess:
     loc = Locality.parse(locality)
     admin = free_port()
+    identity_dir = (procs.workdir / f"identity-{name}").resolve()
+    provision(cp, namespace, service_account, identity_dir)
+    info = cp.info()
     desc = ProxyDescription(
         node_id=f"sidecar~{namespace}~{name}",
         role="sidecar",
@@ -250,17 +346,21 @@ def start_sidecar(
         workload=workload,
         service_account=service_account,
         outbound_port=outbound_port,
+        identity_dir=str(identity_dir),
     )
     bootstrap = envoy_bootstrap(
         BootstrapParams(
             node_id=desc.node_id,
-            cluster=cluster,
+            cluster=cp.cluster,
             xds_host="127.0.0.1",
-            xds_port=xds_port,
+            xds_port=cp.xds_port,
             admin_port=admin,
             locality=(loc.region, loc.zone, loc.sub_zone),
             metadata=desc.metadata(),
             delta=delta,
+            identity_dir=str(identity_dir),
+            xds_server_id=control_plane_spiffe_id(info["trust_domain"], cp.cluster),
+            xds_server_name=info["serverName"],
         )
     )
     envoy = EnvoyProcess(
@@ -352,9 +452,15 @@ def start_sidecar_agent(
     admin_port: int | None = None,
     name: str | None = None,
     namespace: str = "demo",
+    service_account: str | None = None,
+    workload_token: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """``meshfed proxy sidecar`` for one workload; returns the agent and its inbound port."""
+    """``meshfed proxy sidecar`` for one workload; returns the agent and its inbound port.
+
+    A single-use workload token is minted for it unless ``workload_token`` is given."""
     inbound = free_port(address)
+    account = service_account or service
+    token = workload_token or cp.mint(namespace, account)
     argv = [
         MESHFED,
         "--log-level",
@@ -383,11 +489,15 @@ def start_sidecar_agent(
         str(outbound_port or free_port()),
         "--admin-port",
         str(admin_port or free_port()),
+        "--service-account",
+        account,
     ]
     if name:
         argv += ["--name", name]
     proc = procs.spawn(
-        f"agent-{cp.cluster}-{name or service}-{inbound}", argv, env=meshfed_env(home)
+        f"agent-{cp.cluster}-{name or service}-{inbound}",
+        argv,
+        env=dict(meshfed_env(home), MESHFED_WORKLOAD_TOKEN=token),
     )
     return proc, inbound
 
@@ -396,6 +506,7 @@ def start_gateway(
     procs: Processes, home: Path, cp: ControlPlaneHandle, listen: str
 ) -> subprocess.Popen[bytes]:
     """``meshfed proxy gateway`` (east-west gateway) of ``cp``'s cluster on ``listen``."""
+    token = cp.mint("meshfed-system", "eastwest-gateway")
     return procs.spawn(
         f"gateway-{cp.cluster}",
         [
@@ -411,7 +522,7 @@ def start_gateway(
             "--listen",
             listen,
         ],
-        env=meshfed_env(home),
+        env=dict(meshfed_env(home), MESHFED_WORKLOAD_TOKEN=token),
     )
 
 

@@ -1,99 +1,188 @@
-"""The ADS server over real gRPC (grpc.aio on loopback), driven by a grpcio client stub."""
+"""The ADS server over real gRPC with mutual TLS (grpc.aio on loopback), driven by a grpcio
+client stub -- including the attacks of issue #15: no client certificate, a certificate from
+another root, and a valid SVID whose node metadata claims another identity."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from datetime import timedelta
 
 import grpc
 import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from federation.ca.names import control_plane_server_name
 from federation.controlplane import resource
 from federation.controlplane.ads import AggregatedDiscoveryService
 from federation.controlplane.builder import SnapshotBuilder
 from federation.controlplane.generate.common import MeshContext
-from federation.controlplane.identities import IdentityManager
+from federation.controlplane.identities import ClusterAuthority
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.status import StatusRegistry
 from federation.model.locality import Locality
+from trust.spiffe import TrustDomain
+from trust.store import TrustDirectory
 
 pytestmark = pytest.mark.integration
 
+TD = TrustDomain("example.org")
 
-async def test_no_answer_before_state_is_loaded_then_full_config(trust_dir) -> None:
-    cache = SnapshotCache()
-    identities = IdentityManager(trust_dir.cluster_authority("east"), lambda _sid: None)
-    builder = SnapshotBuilder(
-        MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a")),
-        ServiceRegistry(),
-        identities,
-        cache,
+
+class Server:
+    def __init__(self, trust: TrustDirectory) -> None:
+        self.trust = trust
+        self.cache = SnapshotCache()
+        self.status = StatusRegistry()
+        self.authority = ClusterAuthority(trust.cluster_authority("east"), "east")
+        self.builder = SnapshotBuilder(
+            MeshContext("east", TD.name, Locality("aws/us-east-1", "us-east-1a")),
+            ServiceRegistry(),
+            self.cache,
+        )
+        self.server = grpc.aio.server()
+        AggregatedDiscoveryService(self.cache, self.builder, self.status).add_to_server(self.server)
+        self.port = self.server.add_secure_port(
+            "127.0.0.1:0", self.authority.server_credentials(require_client_auth=True)
+        )
+
+    def credentials(self, namespace: str | None, account: str = "default", trust=None):
+        """Client credentials: an SVID for ``namespace``/``account`` (none when namespace is
+        None) from ``trust`` (default: this server's trust directory)."""
+        bundle = self.trust.bundle().to_pem()
+        if namespace is None:
+            return grpc.ssl_channel_credentials(bundle)
+        svid = (trust or self.trust).issue_svid(
+            "east", TD.workload_id(namespace, account), ttl=timedelta(hours=1)
+        )
+        return grpc.ssl_channel_credentials(bundle, svid.private_key_pem(), svid.chain_pem())
+
+    @contextlib.asynccontextmanager
+    async def channel(self, creds):
+        async with grpc.aio.secure_channel(
+            f"127.0.0.1:{self.port}",
+            creds,
+            options=[("grpc.ssl_target_name_override", control_plane_server_name("east"))],
+        ) as channel:
+            yield ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+
+    def nothing_served(self) -> bool:
+        return self.builder.proxies() == {} and self.status.get("sidecar~demo~client") is None
+
+
+@pytest.fixture
+async def server(trust_dir):
+    s = Server(trust_dir)
+    await s.server.start()
+    yield s
+    await s.server.stop(0)
+
+
+def _node(**meta: str) -> base_pb2.Node:
+    node = base_pb2.Node(id="sidecar~demo~client")
+    node.metadata.update(
+        {
+            "meshfed.io/role": "sidecar",
+            "meshfed.io/namespace": "demo",
+            "meshfed.io/service_account": "frontend",
+            "meshfed.io/identity_dir": "/run/meshfed/identity",
+            **{f"meshfed.io/{k}": v for k, v in meta.items()},
+        }
     )
-    server = grpc.aio.server()
-    status = StatusRegistry()
-    AggregatedDiscoveryService(cache, builder, status).add_to_server(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    return node
+
+
+async def _first_answer(stub, node: base_pb2.Node):
+    async def one():
+        yield discovery_pb2.DiscoveryRequest(node=node, type_url=resource.CLUSTER)
+        await asyncio.sleep(5)
+
+    call = stub.StreamAggregatedResources(one())
+    try:
+        return await asyncio.wait_for(call.read(), 5)
+    finally:
+        call.cancel()
+
+
+async def test_no_answer_before_state_is_loaded_then_full_config(server) -> None:
     requests: asyncio.Queue = asyncio.Queue()
 
     async def gen():
         while True:
             yield await requests.get()
 
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-            call = stub.StreamAggregatedResources(gen())
-            node = base_pb2.Node(id="sidecar~demo~client")
-            node.metadata.update({"meshfed.io/role": "sidecar", "meshfed.io/namespace": "demo"})
-            await requests.put(
-                discovery_pb2.DiscoveryRequest(node=node, type_url=resource.LISTENER)
-            )
-            first = asyncio.ensure_future(call.read())
-            done, _ = await asyncio.wait({first}, timeout=0.5)
-            assert not done  # state not loaded: no answer
-            builder.ready.set()
-            resp = await asyncio.wait_for(first, 5)
-            assert resp.type_url == resource.LISTENER
-            assert [r.type_url for r in resp.resources] == [resource.LISTENER]
-            assert status.get("sidecar~demo~client") is not None
-            call.cancel()
-    finally:
-        await server.stop(0)
-        await identities.close()
+    async with server.channel(server.credentials("demo", "frontend")) as stub:
+        call = stub.StreamAggregatedResources(gen())
+        await requests.put(discovery_pb2.DiscoveryRequest(node=_node(), type_url=resource.LISTENER))
+        first = asyncio.ensure_future(call.read())
+        done, _ = await asyncio.wait({first}, timeout=0.5)
+        assert not done  # state not loaded: no answer
+        server.builder.ready.set()
+        resp = await asyncio.wait_for(first, 5)
+        assert resp.type_url == resource.LISTENER
+        assert [r.type_url for r in resp.resources] == [resource.LISTENER]
+        assert server.status.get("sidecar~demo~client") is not None
+        call.cancel()
 
 
-async def test_unusable_node_is_refused(trust_dir) -> None:
-    cache = SnapshotCache()
-    identities = IdentityManager(trust_dir.cluster_authority("east"), lambda _sid: None)
-    builder = SnapshotBuilder(
-        MeshContext("east", "example.org", Locality("aws/us-east-1")),
-        ServiceRegistry(),
-        identities,
-        cache,
-    )
-    builder.ready.set()
-    server = grpc.aio.server()
-    AggregatedDiscoveryService(cache, builder, StatusRegistry()).add_to_server(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-            node = base_pb2.Node(id="x")
-            node.metadata.update({"meshfed.io/role": "toaster"})
+async def test_unusable_node_is_refused(server) -> None:
+    server.builder.ready.set()
+    async with server.channel(server.credentials("demo", "frontend")) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await _first_answer(stub, _node(role="toaster"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown meshfed.io/role 'toaster'" in info.value.details()
 
-            async def one():
-                yield discovery_pb2.DiscoveryRequest(node=node, type_url=resource.CLUSTER)
-                await asyncio.sleep(5)
 
-            call = stub.StreamAggregatedResources(one())
+@pytest.mark.parametrize("how", ["plaintext", "tls-without-certificate", "foreign-root"])
+async def test_attack_ads_without_a_valid_client_certificate_fails_the_handshake(
+    server, tmp_path, how
+) -> None:
+    """Attack 1: a plaintext stream, TLS without a client certificate, and a certificate for
+    the right SPIFFE ID from an attacker's own root: the handshake fails, nothing is sent."""
+    server.builder.ready.set()
+    if how == "plaintext":
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await _first_answer(stub, _node())
+        await channel.close()
+    else:
+        if how == "foreign-root":
+            forged = TrustDirectory(tmp_path / "attacker")
+            forged.init(TD)  # same trust domain name, another key
+            forged.create_intermediate("east")
+            creds = server.credentials("demo", "frontend", trust=forged)
+        else:
+            creds = server.credentials(None)
+        async with server.channel(creds) as stub:
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                await asyncio.wait_for(call.read(), 5)
-            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert "unknown meshfed.io/role 'toaster'" in info.value.details()
-    finally:
-        await server.stop(0)
-        await identities.close()
+                await _first_answer(stub, _node())
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert server.nothing_served()
+
+
+async def test_attack_node_metadata_claiming_another_identity_is_permission_denied(
+    server,
+) -> None:
+    """Attack 2: a valid SVID for sa/a whose node claims sa/b -- and a sidecar's SVID
+    claiming to be the east-west gateway: PERMISSION_DENIED, nothing sent."""
+    server.builder.ready.set()
+    async with server.channel(server.credentials("demo", "a")) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await _first_answer(stub, _node(service_account="b"))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "spiffe://example.org/ns/demo/sa/b" in info.value.details()
+        assert "spiffe://example.org/ns/demo/sa/a" in info.value.details()
+        gateway = base_pb2.Node(id="gateway~east")
+        gateway.metadata.update({"meshfed.io/role": "gateway", "meshfed.io/listen": "1.2.3.4:1"})
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await _first_answer(stub, gateway)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert server.nothing_served()
+    # the same stream with a matching claim is served
+    async with server.channel(server.credentials("demo", "b")) as stub:
+        answer = await _first_answer(stub, _node(service_account="b"))
+    assert answer.type_url == resource.CLUSTER

@@ -21,6 +21,7 @@ from federation.model.documents import load_documents
 from federation.model.locality import Locality
 from tests.integration.harness import (
     MESHFED,
+    InProcessPlane,
     free_port,
     get,
     meshfed_env,
@@ -99,11 +100,11 @@ async def test_nack_is_recorded_and_envoy_keeps_last_good_config(procs, mesh_hom
             )
         )
         port = free_port()
-        client = start_sidecar(
+        client = await asyncio.to_thread(
+            start_sidecar,
             procs,
+            InProcessPlane(plane, mesh_home),
             name="client",
-            cluster="east",
-            xds_port=plane.xds_port,
             service_account="frontend",
             locality=ZONE_A,
             outbound_port=port,

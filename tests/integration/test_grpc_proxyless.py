@@ -70,6 +70,20 @@ def test_grpc_xds_round_robin_then_locality_failover(procs, mesh_home, tmp_path)
             )
         )
     cp.apply("---\n".join(docs))
+    run_meshfed(  # the client's SVID, for the xDS channel's mutual TLS
+        mesh_home,
+        "workload",
+        "identity",
+        "--once",
+        "--controlplane",
+        cp.api_url,
+        "-n",
+        "demo",
+        "--service-account",
+        "frontend",
+        "--workload-token",
+        cp.mint("demo", "frontend"),
+    )
     bootstrap = run_meshfed(
         mesh_home,
         "bootstrap",

@@ -149,6 +149,20 @@ def test_split_applies_to_grpc_xds_clients(procs, tmp_path) -> None:
             for c in ("x", "y")
         ),
     )
+    run_meshfed(  # the client's SVID, for the xDS channel's mutual TLS
+        home,
+        "workload",
+        "identity",
+        "--once",
+        "--controlplane",
+        cps["x"].api_url,
+        "-n",
+        "demo",
+        "--service-account",
+        "frontend",
+        "--workload-token",
+        cps["x"].mint("demo", "frontend"),
+    )
     bootstrap = run_meshfed(
         home,
         "bootstrap",

@@ -19,15 +19,14 @@ from __future__ import annotations
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 from envoy.type.matcher.v3 import string_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf import struct_pb2, wrappers_pb2
 
 from federation.controlplane.generate.common import (
-    SECRET_ROOTCA,
-    SECRET_SVID,
+    ProxyTls,
     ads,
     duration_ms,
     inbound_cluster_name,
@@ -43,11 +42,6 @@ from federation.model.policy import (
 
 HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 CONNECT_TIMEOUT_MS = 1000
-
-
-def sds(name: str) -> secret_pb2.SdsSecretConfig:
-    """An SDS reference to secret ``name`` over ADS."""
-    return secret_pb2.SdsSecretConfig(name=name, sds_config=ads())
 
 
 def protocol_options(protocol: str) -> dict[str, object]:
@@ -67,37 +61,37 @@ def protocol_options(protocol: str) -> dict[str, object]:
     return {HTTP_OPTIONS_KEY: pack(options)}
 
 
-def upstream_tls(port: ServicePort, trust_domain: str) -> tls_pb2.UpstreamTlsContext:
+def upstream_tls(port: ServicePort, tls: ProxyTls) -> tls_pb2.UpstreamTlsContext:
     """mTLS to a sidecar: our SVID, the bundle, SNI naming the port, SAN = service identities."""
     sans = [
         common_pb2.SubjectAltNameMatcher(
             san_type=common_pb2.SubjectAltNameMatcher.SanType.URI,
-            matcher=string_pb2.StringMatcher(exact=spiffe_id(trust_domain, port.namespace, sa)),
+            matcher=string_pb2.StringMatcher(exact=spiffe_id(tls.trust_domain, port.namespace, sa)),
         )
         for sa in port.service_accounts
     ]
     return tls_pb2.UpstreamTlsContext(
         sni=port.sni,
         common_tls_context=tls_pb2.CommonTlsContext(
-            tls_certificate_sds_secret_configs=[sds(SECRET_SVID)],
+            tls_certificate_sds_secret_configs=[tls.svid()],
             combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
                 default_validation_context=common_pb2.CertificateValidationContext(
                     match_typed_subject_alt_names=sans
                 ),
-                validation_context_sds_secret_config=sds(SECRET_ROOTCA),
+                validation_context_sds_secret_config=tls.rootca(),
             ),
         ),
     )
 
 
-def _tls_match(port: ServicePort, trust_domain: str) -> cluster_pb2.Cluster.TransportSocketMatch:
+def _tls_match(port: ServicePort, tls: ProxyTls) -> cluster_pb2.Cluster.TransportSocketMatch:
     match = struct_pb2.Struct()
     match.update({"tlsMode": "mutual"})
     return cluster_pb2.Cluster.TransportSocketMatch(
         name="tlsMode-mutual",
         match=match,
         transport_socket=base_pb2.TransportSocket(
-            name="envoy.transport_sockets.tls", typed_config=pack(upstream_tls(port, trust_domain))
+            name="envoy.transport_sockets.tls", typed_config=pack(upstream_tls(port, tls))
         ),
     )
 
@@ -155,7 +149,7 @@ def retry_friendly_circuit_breakers() -> circuit_breaker_pb2.CircuitBreakers:
 
 def outbound_cluster(
     port: ServicePort,
-    trust_domain: str,
+    tls: ProxyTls,
     *,
     inline_dns: endpoint_pb2.ClusterLoadAssignment | None = None,
     name: str | None = None,
@@ -197,9 +191,7 @@ def outbound_cluster(
         circuit_breakers=retry_friendly_circuit_breakers(),
         health_checks=[default_health_check(hc) if hc else default_health_check()],
         outlier_detection=default_outlier_detection(od) if od else default_outlier_detection(),
-        transport_socket_matches=[_tls_match(port, trust_domain)]
-        if "mutual" in port.tls_modes
-        else [],
+        transport_socket_matches=[_tls_match(port, tls)] if "mutual" in port.tls_modes else [],
         typed_extension_protocol_options=protocol_options(port.protocol),
     )
 

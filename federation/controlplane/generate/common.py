@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from envoy.config.core.v3 import config_source_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
+from federation.ca.files import ROOTCA_SDS_FILE, ROOTCA_SECRET, SVID_SDS_FILE, SVID_SECRET
 from federation.model.locality import Locality
 from federation.model.workload import global_name
 
 #: SDS secret names (as Istio): the proxy's own SVID and the trust bundle.
-SECRET_SVID = "default"
-SECRET_ROOTCA = "ROOTCA"
+SECRET_SVID = SVID_SECRET
+SECRET_ROOTCA = ROOTCA_SECRET
 #: The sidecar's outbound RouteConfiguration name.
 OUTBOUND_ROUTE = "outbound"
 SERVED_BY_HEADER = "x-meshfed-served-by"
@@ -34,6 +36,40 @@ class MeshContext:
     trust_domain: str
     locality: Locality
     network: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTls:
+    """Where a proxy's TLS material comes from, and the trust domain of its peers.
+
+    Attributes:
+        trust_domain: peers' SPIFFE IDs must be in it.
+        identity_dir: the proxy's identity directory (absolute path on the proxy's host,
+            from node metadata ``meshfed.io/identity_dir``); its agent keeps ``svid.json``
+            and ``rootca.json`` there (:mod:`federation.ca.files`).
+    """
+
+    trust_domain: str
+    identity_dir: str
+
+    def _file(self, secret: str, filename: str) -> secret_pb2.SdsSecretConfig:
+        return secret_pb2.SdsSecretConfig(
+            name=secret,
+            sds_config=config_source_pb2.ConfigSource(
+                path_config_source=config_source_pb2.PathConfigSource(
+                    path=f"{self.identity_dir.rstrip('/')}/{filename}"
+                ),
+                resource_api_version=config_source_pb2.ApiVersion.V3,
+            ),
+        )
+
+    def svid(self) -> secret_pb2.SdsSecretConfig:
+        """File-based SDS of secret ``default`` (the proxy's SVID and key)."""
+        return self._file(SECRET_SVID, SVID_SDS_FILE)
+
+    def rootca(self) -> secret_pb2.SdsSecretConfig:
+        """File-based SDS of secret ``ROOTCA`` (the trust bundle)."""
+        return self._file(SECRET_ROOTCA, ROOTCA_SDS_FILE)
 
 
 def outbound_cluster_name(service: str, namespace: str, port: int) -> str:

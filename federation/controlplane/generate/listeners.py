@@ -26,11 +26,9 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
-from federation.controlplane.generate.clusters import sds
 from federation.controlplane.generate.common import (
     OUTBOUND_ROUTE,
-    SECRET_ROOTCA,
-    SECRET_SVID,
+    ProxyTls,
     ads,
     pack,
 )
@@ -102,22 +100,24 @@ def outbound_listener(port: int) -> listener_pb2.Listener:
     )
 
 
-def downstream_mtls(trust_domain: str) -> tls_pb2.DownstreamTlsContext:
+def downstream_mtls(tls: ProxyTls) -> tls_pb2.DownstreamTlsContext:
     """Require a client SVID chaining to ROOTCA with a URI SAN in ``trust_domain``."""
     return tls_pb2.DownstreamTlsContext(
         require_client_certificate={"value": True},
         common_tls_context=tls_pb2.CommonTlsContext(
-            tls_certificate_sds_secret_configs=[sds(SECRET_SVID)],
+            tls_certificate_sds_secret_configs=[tls.svid()],
             combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
                 default_validation_context=common_pb2.CertificateValidationContext(
                     match_typed_subject_alt_names=[
                         common_pb2.SubjectAltNameMatcher(
                             san_type=common_pb2.SubjectAltNameMatcher.SanType.URI,
-                            matcher=string_pb2.StringMatcher(prefix=f"spiffe://{trust_domain}/"),
+                            matcher=string_pb2.StringMatcher(
+                                prefix=f"spiffe://{tls.trust_domain}/"
+                            ),
                         )
                     ]
                 ),
-                validation_context_sds_secret_config=sds(SECRET_ROOTCA),
+                validation_context_sds_secret_config=tls.rootca(),
             ),
         ),
     )
@@ -148,7 +148,7 @@ def _inbound_hcm(
 def inbound_listener(
     workload: WorkloadEntry,
     ports: list[ServicePort],
-    trust_domain: str,
+    tls: ProxyTls,
     served_by: str,
     authz: Sequence[AuthorizationPolicy] = (),
 ) -> listener_pb2.Listener:
@@ -182,7 +182,7 @@ def inbound_listener(
                     filters=[manager(wp.name, port.port, wp.app_port)],
                     transport_socket=base_pb2.TransportSocket(
                         name="envoy.transport_sockets.tls",
-                        typed_config=pack(downstream_mtls(trust_domain)),
+                        typed_config=pack(downstream_mtls(tls)),
                     ),
                 )
             )

@@ -1,6 +1,8 @@
-"""Everything one proxy needs, by role: ``generate(mesh, state, proxy, identity)``.
+"""Everything one proxy needs, by role: ``generate(mesh, state, proxy)``.
 
 Returns a mapping type URL -> list of resources, ready for a :class:`Snapshot`. Pure.
+No secret is ever among them: sidecars read their SVID and the trust bundle from files their
+agent keeps (file-based SDS, :class:`~federation.controlplane.generate.common.ProxyTls`).
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from collections.abc import Iterable
 from google.protobuf.message import Message
 
 from federation.controlplane import resource
-from federation.controlplane.generate import clusters, endpoints, listeners, routes, secrets
-from federation.controlplane.generate.common import MeshContext
+from federation.controlplane.generate import clusters, endpoints, listeners, routes
+from federation.controlplane.generate.common import MeshContext, ProxyTls
 from federation.controlplane.generate.gateway import PassthroughRoute, gateway_listener
 from federation.controlplane.generate.services import ServicePort, service_ports
 from federation.controlplane.proxy import ProxyDescription
@@ -58,9 +60,14 @@ def _sidecar(
     mesh: MeshContext,
     state: RegistryState,
     proxy: ProxyDescription,
-    identity: secrets.IdentityMaterial | None,
     ports: list[ServicePort],
 ) -> Resources:
+    if not proxy.identity_dir.startswith("/"):
+        raise ValueError(
+            f"sidecar {proxy.node_id}: meshfed.io/identity_dir must be the absolute path of its"
+            " identity directory (run it with 'meshfed proxy sidecar')"
+        )
+    tls = ProxyTls(mesh.trust_domain, proxy.identity_dir)
     out: Resources = {t: [] for t in resource.PUSH_ORDER}
     caller = caller_locality(mesh, state, proxy)
     http_ports = [p for p in ports if p.is_http]
@@ -77,13 +84,11 @@ def _sidecar(
             cla = endpoints.assignment(name, choices, placed.members)
             if endpoints.has_hostnames(cla):
                 out[resource.CLUSTER].append(
-                    clusters.outbound_cluster(
-                        port, mesh.trust_domain, inline_dns=cla, name=name, policy=policy
-                    )
+                    clusters.outbound_cluster(port, tls, inline_dns=cla, name=name, policy=policy)
                 )
             else:
                 out[resource.CLUSTER].append(
-                    clusters.outbound_cluster(port, mesh.trust_domain, name=name, policy=policy)
+                    clusters.outbound_cluster(port, tls, name=name, policy=policy)
                 )
                 out[resource.ENDPOINT].append(cla)
         if policy is not None:
@@ -106,10 +111,8 @@ def _sidecar(
         served_by = f"{mesh.cluster}/{workload.locality.zone or workload.locality.region}"
         authz = state.authorization_policies_for(workload)
         out[resource.LISTENER].append(
-            listeners.inbound_listener(workload, own, mesh.trust_domain, served_by, authz)
+            listeners.inbound_listener(workload, own, tls, served_by, authz)
         )
-    if identity is not None:
-        out[resource.SECRET] += [secrets.svid_secret(identity), secrets.rootca_secret(identity)]
     return out
 
 
@@ -187,16 +190,16 @@ def generate(
     mesh: MeshContext,
     state: RegistryState,
     proxy: ProxyDescription,
-    identity: secrets.IdentityMaterial | None = None,
 ) -> Resources:
     """All resources for ``proxy``, by type URL.
 
     Raises:
-        ValueError: a gateway without a valid ``meshfed.io/listen`` address.
+        ValueError: a gateway without a valid ``meshfed.io/listen`` address, a sidecar
+            without an absolute ``meshfed.io/identity_dir``.
     """
     ports = service_ports(state)
     if proxy.role == "sidecar":
-        return _sidecar(mesh, state, proxy, identity, ports)
+        return _sidecar(mesh, state, proxy, ports)
     if proxy.role == "grpc":
         return _grpc(mesh, state, proxy, ports)
     return _gateway(mesh, state, proxy, ports)

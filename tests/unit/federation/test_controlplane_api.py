@@ -6,10 +6,10 @@ import json
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from federation.ca.tokens import TokenStore, token_digest
 from federation.controlplane.api import make_app
 from federation.controlplane.builder import SnapshotBuilder
 from federation.controlplane.generate.common import MeshContext
-from federation.controlplane.identities import IdentityManager
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.state_store import StateFile
@@ -23,11 +23,15 @@ spec: {{service: echo, address: 127.0.1.10, locality: aws/us-east-1/us-east-1a, 
 """
 
 
-async def _client(trust_dir, tmp_path):
+class _Closed:
+    async def close(self) -> None:
+        return None
+
+
+async def _client(tmp_path, tokens: TokenStore | None = None):
     registry, cache = ServiceRegistry(), SnapshotCache()
-    identities = IdentityManager(trust_dir.cluster_authority("east"), lambda _sid: None)
     builder = SnapshotBuilder(
-        MeshContext("east", "example.org", Locality("aws/us-east-1")), registry, identities, cache
+        MeshContext("east", "example.org", Locality("aws/us-east-1")), registry, cache
     )
     state = StateFile(tmp_path / "state")
     app = make_app(
@@ -37,14 +41,16 @@ async def _client(trust_dir, tmp_path):
         cache=cache,
         builder=builder,
         token="s3cret",
+        workload_tokens=tokens or TokenStore(tmp_path / "workload-tokens.json"),
+        identity=lambda: {"caAddress": "127.0.0.1:1", "trustBundle": "PEM"},
     )
     client = TestClient(TestServer(app))
     await client.start_server()
-    return client, registry, state, identities
+    return client, registry, state, _Closed()
 
 
-async def test_token_required(trust_dir, tmp_path) -> None:
-    client, _, _, identities = await _client(trust_dir, tmp_path)
+async def test_token_required(tmp_path) -> None:
+    client, _, _, identities = await _client(tmp_path)
     try:
         assert (await client.get("/healthz")).status == 200
         assert (await client.get("/v1/workloads")).status == 401
@@ -57,8 +63,8 @@ async def test_token_required(trust_dir, tmp_path) -> None:
         await identities.close()
 
 
-async def test_apply_is_all_or_nothing_and_persisted(trust_dir, tmp_path) -> None:
-    client, registry, state, identities = await _client(trust_dir, tmp_path)
+async def test_apply_is_all_or_nothing_and_persisted(tmp_path) -> None:
+    client, registry, state, identities = await _client(tmp_path)
     auth = {"Authorization": "Bearer s3cret"}
     try:
         body = (
@@ -87,3 +93,44 @@ async def test_apply_is_all_or_nothing_and_persisted(trust_dir, tmp_path) -> Non
     finally:
         await client.close()
         await identities.close()
+
+
+async def test_workload_tokens_are_minted_with_the_admin_token_and_stored_as_digests(
+    tmp_path,
+) -> None:
+    tokens = TokenStore(tmp_path / "workload-tokens.json")
+    client, *_ = await _client(tmp_path, tokens)
+    body = json.dumps({"namespace": "demo", "serviceAccount": "frontend", "ttlSeconds": 60})
+    try:
+        assert (await client.post("/v1/workload-tokens", data=body)).status == 401
+        resp = await client.post(
+            "/v1/workload-tokens", data=body, headers={"Authorization": "Bearer s3cret"}
+        )
+        assert resp.status == 200
+        minted = await resp.json()
+        assert minted["token"].startswith("mfw_")
+        assert minted["spiffeId"] == "spiffe://example.org/ns/demo/sa/frontend"
+        assert minted["singleUse"] is True
+        assert minted["caAddress"] == "127.0.0.1:1"
+        stored = tokens.path.read_text()
+        assert minted["token"] not in stored
+        assert token_digest(minted["token"]) in stored
+        assert tokens.path.stat().st_mode & 0o777 == 0o600
+        for bad, field in [
+            ({"namespace": "demo"}, "serviceAccount"),
+            ({"namespace": "demo", "serviceAccount": "a", "ttlSeconds": 0}, "ttlSeconds"),
+            ({"namespace": "demo", "serviceAccount": "a", "ttlSeconds": 10**7}, "ttlSeconds"),
+            ({"namespace": "demo", "serviceAccount": "a", "singleUse": "yes"}, "singleUse"),
+            ({"namespace": "meshfed-system", "serviceAccount": "controlplane-b"}, "meshfed-system"),
+            ({"namespace": "a/b", "serviceAccount": "x"}, "workload identity"),
+        ]:
+            resp = await client.post(
+                "/v1/workload-tokens",
+                data=json.dumps(bad),
+                headers={"Authorization": "Bearer s3cret"},
+            )
+            assert resp.status == 400, bad
+            assert field in (await resp.json())["error"]
+        assert tokens.count() == 1
+    finally:
+        await client.close()

@@ -9,7 +9,6 @@ from eastwest_gateway.agent import backoff_s
 from federation.controlplane import resource
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.proxy_config import generate
-from federation.controlplane.generate.secrets import IdentityMaterial
 from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import Snapshot
@@ -17,7 +16,6 @@ from federation.model.documents import load_documents
 from federation.model.locality import Locality
 
 MESH = MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a"))
-IDENTITY = IdentityMaterial("spiffe://example.org/ns/demo/sa/frontend", b"c", b"k", b"b")
 WORKLOAD = """apiVersion: meshfed.io/v1alpha1
 kind: WorkloadEntry
 metadata: {{name: {name}, namespace: demo}}
@@ -85,8 +83,10 @@ def test_gateway_without_exports_refuses_everything() -> None:
 
 def test_import_adds_remote_gateways_weighted_by_endpoints_after_local() -> None:
     state = _state(WORKLOAD.format(name="echo-1", svc="echo"), IMPORT.format(gw="127.0.2.1:15443"))
-    sidecar = ProxyDescription("c", "sidecar", "demo", "", "frontend", MESH.locality)
-    out = generate(MESH, state, sidecar, IDENTITY)
+    sidecar = ProxyDescription(
+        "c", "sidecar", "demo", "", "frontend", MESH.locality, identity_dir="/run/id"
+    )
+    out = generate(MESH, state, sidecar)
     main = "outbound|8080||echo.demo.svc.clusterset.local"
     cla = {c.cluster_name: c for c in out[resource.ENDPOINT]}[main]
     rows = [
@@ -126,8 +126,10 @@ def test_import_adds_remote_gateways_weighted_by_endpoints_after_local() -> None
 
 def test_hostname_gateway_makes_a_strict_dns_cluster() -> None:
     state = _state(IMPORT.format(gw="gw-west.elb.eu-west-1.amazonaws.com:15443"))
-    sidecar = ProxyDescription("c", "sidecar", "demo", "", "frontend", MESH.locality)
-    out = generate(MESH, state, sidecar, IDENTITY)
+    sidecar = ProxyDescription(
+        "c", "sidecar", "demo", "", "frontend", MESH.locality, identity_dir="/run/id"
+    )
+    out = generate(MESH, state, sidecar)
     cluster = {c.name: c for c in out[resource.CLUSTER]}[
         "outbound|8080||echo.demo.svc.clusterset.local"
     ]
@@ -166,8 +168,10 @@ def test_split_makes_subset_clusters_and_a_weighted_route() -> None:
     [policy] = load_documents(POLICY)
     assert isinstance(policy, TrafficPolicy)
     state = with_federation(state, state.imports.values(), [], [policy])
-    sidecar = ProxyDescription("c", "sidecar", "demo", "", "frontend", MESH.locality)
-    out = generate(MESH, state, sidecar, IDENTITY)
+    sidecar = ProxyDescription(
+        "c", "sidecar", "demo", "", "frontend", MESH.locality, identity_dir="/run/id"
+    )
+    out = generate(MESH, state, sidecar)
     names = [c.name for c in out[resource.CLUSTER]]
     host = "echo.demo.svc.clusterset.local"
     assert names == [

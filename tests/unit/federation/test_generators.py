@@ -13,7 +13,6 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from federation.controlplane import resource
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.proxy_config import generate
-from federation.controlplane.generate.secrets import IdentityMaterial
 from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.registry import Health, ServiceRegistry
 from federation.controlplane.snapshot import Snapshot
@@ -21,7 +20,6 @@ from federation.model.documents import load_documents
 from federation.model.locality import Locality
 
 MESH = MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a"))
-IDENTITY = IdentityMaterial("spiffe://example.org/ns/demo/sa/frontend", b"chain", b"key", b"bundle")
 CLUSTER = "outbound|8080||echo.demo.svc.clusterset.local"
 
 
@@ -55,6 +53,7 @@ def _sidecar(workload="", ns="demo", sa="frontend") -> ProxyDescription:
         workload,
         sa,
         Locality("aws/us-east-1", "us-east-1a"),
+        identity_dir="/run/meshfed/identity",
     )
 
 
@@ -65,7 +64,7 @@ def _unpack_hcm(listener) -> hcm.HttpConnectionManager:
 
 
 def test_sidecar_outbound_cluster_defaults() -> None:
-    out = generate(MESH, _registry(_doc("echo-1", "us-east-1a")).state, _sidecar(), IDENTITY)
+    out = generate(MESH, _registry(_doc("echo-1", "us-east-1a")).state, _sidecar())
     (cluster,) = out[resource.CLUSTER]
     assert cluster.name == CLUSTER
     assert cluster.type == cluster_pb2.Cluster.DiscoveryType.EDS
@@ -82,14 +81,14 @@ def test_sidecar_outbound_cluster_defaults() -> None:
 
 def test_eds_priorities_follow_caller_zone_and_health() -> None:
     registry = _registry(_doc("echo-1", "us-east-1a"), _doc("echo-22", "us-east-1b"))
-    out = generate(MESH, registry.state, _sidecar(), IDENTITY)
+    out = generate(MESH, registry.state, _sidecar())
     (cla,) = out[resource.ENDPOINT]
     assert [(e.locality.zone, e.priority) for e in cla.endpoints] == [
         ("us-east-1a", 0),
         ("us-east-1b", 1),
     ]
     registry.set_health(("demo", "echo-1"), Health.UNHEALTHY)
-    (cla,) = generate(MESH, registry.state, _sidecar(), IDENTITY)[resource.ENDPOINT]
+    (cla,) = generate(MESH, registry.state, _sidecar())[resource.ENDPOINT]
     assert [(e.locality.zone, e.priority) for e in cla.endpoints] == [
         ("us-east-1b", 0),
         ("us-east-1a", 1),
@@ -100,11 +99,11 @@ def test_eds_priorities_follow_caller_zone_and_health() -> None:
 
 def test_outbound_routes_short_names_only_in_same_namespace() -> None:
     state = _registry(_doc("echo-1", "us-east-1a")).state
-    (route,) = generate(MESH, state, _sidecar(ns="demo"), IDENTITY)[resource.ROUTE]
+    (route,) = generate(MESH, state, _sidecar(ns="demo"))[resource.ROUTE]
     domains = set(route.virtual_hosts[0].domains)
     assert {"echo.demo.svc.clusterset.local", "echo.demo", "echo", "echo:8080"} <= domains
     assert route.virtual_hosts[0].routes[0].route.cluster == CLUSTER
-    (route,) = generate(MESH, state, _sidecar(ns="other"), IDENTITY)[resource.ROUTE]
+    (route,) = generate(MESH, state, _sidecar(ns="other"))[resource.ROUTE]
     assert "echo" not in route.virtual_hosts[0].domains
     assert "echo.demo.svc.clusterset.local" in route.virtual_hosts[0].domains
 
@@ -115,7 +114,7 @@ def test_outbound_routes_short_names_only_in_same_namespace() -> None:
 )
 def test_inbound_listener_mtls_modes(mode, chains) -> None:
     state = _registry(_doc("echo-1", "us-east-1a", mtls=mode)).state
-    out = generate(MESH, state, _sidecar("echo-1", sa="echo"), IDENTITY)
+    out = generate(MESH, state, _sidecar("echo-1", sa="echo"))
     inbound = next(listener for listener in out[resource.LISTENER] if listener.name == "inbound")
     assert [c.filter_chain_match.transport_protocol for c in inbound.filter_chains] == chains
     for chain in inbound.filter_chains:
@@ -132,7 +131,7 @@ def test_inbound_listener_mtls_modes(mode, chains) -> None:
 
 def test_inbound_forwards_client_identity_and_names_server() -> None:
     state = _registry(_doc("echo-1", "us-east-1a")).state
-    out = generate(MESH, state, _sidecar("echo-1", sa="echo"), IDENTITY)
+    out = generate(MESH, state, _sidecar("echo-1", sa="echo"))
     inbound = next(listener for listener in out[resource.LISTENER] if listener.name == "inbound")
     manager = _unpack_hcm(inbound)
     assert (
@@ -147,7 +146,7 @@ def test_inbound_forwards_client_identity_and_names_server() -> None:
 def test_generated_snapshots_are_consistent() -> None:
     state = _registry(_doc("echo-1", "us-east-1a"), _doc("echo-22", "us-east-1b")).state
     for proxy in (_sidecar(), _sidecar("echo-1", sa="echo")):
-        assert Snapshot.build(generate(MESH, state, proxy, IDENTITY)).problems() == []
+        assert Snapshot.build(generate(MESH, state, proxy)).problems() == []
     grpc = ProxyDescription("grpc-client", "grpc", "demo")
     assert Snapshot.build(generate(MESH, state, grpc)).problems() == []
 
@@ -168,21 +167,46 @@ def test_grpc_gets_api_listeners_and_no_sidecar_endpoints() -> None:
 
 def test_consistency_check_finds_dangling_references() -> None:
     state = _registry(_doc("echo-1", "us-east-1a")).state
-    out = generate(MESH, state, _sidecar(), IDENTITY)
+    out = generate(MESH, state, _sidecar())
     no_eds = dict(out, **{resource.ENDPOINT: []})
     assert any("uses EDS" in p for p in Snapshot.build(no_eds).problems())
     no_rds = dict(out, **{resource.ROUTE: []})
     assert any("uses route outbound" in p for p in Snapshot.build(no_rds).problems())
     no_cds = dict(out, **{resource.CLUSTER: [], resource.ENDPOINT: []})
     assert any(f"points at cluster {CLUSTER}" in p for p in Snapshot.build(no_cds).problems())
-    no_sds = dict(out, **{resource.SECRET: []})
-    assert any("uses secret default" in p for p in Snapshot.build(no_sds).problems())
+    # secrets come from files, never over ADS: nothing to be missing
+    assert out[resource.SECRET] == []
 
 
 def test_versions_change_only_for_changed_types() -> None:
     registry = _registry(_doc("echo-1", "us-east-1a"))
-    before = Snapshot.build(generate(MESH, registry.state, _sidecar(), IDENTITY))
+    before = Snapshot.build(generate(MESH, registry.state, _sidecar()))
     registry.set_health(("demo", "echo-1"), Health.UNHEALTHY)
-    after = Snapshot.build(generate(MESH, registry.state, _sidecar(), IDENTITY))
+    after = Snapshot.build(generate(MESH, registry.state, _sidecar()))
     changed = {t for t in resource.PUSH_ORDER if before.versions[t] != after.versions[t]}
     assert changed == {resource.ENDPOINT}
+
+
+def test_sidecars_read_their_svid_from_files_and_no_resource_carries_a_secret() -> None:
+    state = _registry(_doc("echo-1", "us-east-1a")).state
+    out = generate(MESH, state, _sidecar("echo-1", sa="echo"))
+    assert out[resource.SECRET] == []
+    (cluster,) = [c for c in out[resource.CLUSTER] if c.name.startswith("outbound|8080||")]
+    upstream = tls_pb2.UpstreamTlsContext()
+    cluster.transport_socket_matches[0].transport_socket.typed_config.Unpack(upstream)
+    common = upstream.common_tls_context
+    (svid,) = common.tls_certificate_sds_secret_configs
+    assert svid.name == "default"
+    assert svid.sds_config.path_config_source.path == "/run/meshfed/identity/svid.json"
+    rootca = common.combined_validation_context.validation_context_sds_secret_config
+    assert rootca.sds_config.path_config_source.path == "/run/meshfed/identity/rootca.json"
+    for resources in out.values():
+        for r in resources:
+            assert b"PRIVATE KEY" not in r.SerializeToString()
+
+
+def test_a_sidecar_without_an_identity_directory_is_refused() -> None:
+    state = _registry(_doc("echo-1", "us-east-1a")).state
+    proxy = ProxyDescription("sidecar~demo~x", "sidecar", "demo", "", "frontend")
+    with pytest.raises(ValueError, match="identity_dir"):
+        generate(MESH, state, proxy)

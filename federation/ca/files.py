@@ -1,0 +1,138 @@
+"""A workload's identity directory: its SVID, key and trust bundle as files Envoy and gRPC
+watch, replaced atomically.
+
+Layout of ``<dir>`` (mode 0700)::
+
+    cert.pem  key.pem (0600)  bundle.pem     the current files (gRPC ``file_watcher``,
+                                             ``meshfed`` reuse after a restart)
+    v<N>/cert.pem key.pem bundle.pem         one directory per version, never modified
+    svid.json                                SDS secret ``default`` (tls_certificate) -> v<N>
+    rootca.json                              SDS secret ``ROOTCA`` (validation_context) -> v<N>
+
+Envoy reads ``svid.json`` and ``rootca.json`` as file-based SDS
+(``sds_config.path_config_source``; Envoy docs, "config.core.v3.PathConfigSource": "the path
+is watched for moves"). A new version is written to a fresh ``v<N>`` first and then each JSON
+file is replaced by a rename, so Envoy always reads a certificate and key of the same version.
+The two previous versions are kept for readers still on them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
+
+SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+#: SDS secret names (as Istio): the proxy's own SVID and the trust bundle.
+SVID_SECRET = "default"
+ROOTCA_SECRET = "ROOTCA"
+SVID_SDS_FILE = "svid.json"
+ROOTCA_SDS_FILE = "rootca.json"
+_KEEP_VERSIONS = 3
+
+
+def svid_sds_document(version_dir: Path) -> dict[str, Any]:
+    """File-based SDS for secret ``default`` (a DiscoveryResponse as JSON)."""
+    return {
+        "resources": [
+            {
+                "@type": SECRET_TYPE,
+                "name": SVID_SECRET,
+                "tls_certificate": {
+                    "certificate_chain": {"filename": str(version_dir / "cert.pem")},
+                    "private_key": {"filename": str(version_dir / "key.pem")},
+                },
+            }
+        ]
+    }
+
+
+def rootca_sds_document(version_dir: Path) -> dict[str, Any]:
+    """File-based SDS for secret ``ROOTCA``: the trust bundle as ``trusted_ca``."""
+    return {
+        "resources": [
+            {
+                "@type": SECRET_TYPE,
+                "name": ROOTCA_SECRET,
+                "validation_context": {"trusted_ca": {"filename": str(version_dir / "bundle.pem")}},
+            }
+        ]
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityDirectory:
+    """See the module docstring. ``path`` should be absolute (Envoy resolves it)."""
+
+    path: Path
+
+    @property
+    def cert(self) -> Path:
+        """The current chain (leaf first)."""
+        return self.path / "cert.pem"
+
+    @property
+    def key(self) -> Path:
+        """The current private key (0600)."""
+        return self.path / "key.pem"
+
+    @property
+    def bundle(self) -> Path:
+        """The current trust bundle."""
+        return self.path / "bundle.pem"
+
+    @property
+    def svid_sds(self) -> Path:
+        """Envoy's file-based SDS source of secret ``default``."""
+        return self.path / SVID_SDS_FILE
+
+    @property
+    def rootca_sds(self) -> Path:
+        """Envoy's file-based SDS source of secret ``ROOTCA``."""
+        return self.path / ROOTCA_SDS_FILE
+
+    def _versions(self) -> list[int]:
+        if not self.path.exists():
+            return []
+        return sorted(
+            int(p.name[1:])
+            for p in self.path.iterdir()
+            if p.is_dir() and p.name.startswith("v") and p.name[1:].isdigit()
+        )
+
+    def write(self, chain_pem: bytes, key_pem: bytes, bundle_pem: bytes) -> Path:
+        """Publish a new version; returns its directory.
+
+        Raises:
+            trust.errors.TrustStoreError: the directory cannot be created.
+            OSError: a file cannot be written.
+        """
+        ensure_dir(self.path)
+        versions = self._versions()
+        version_dir = self.path / f"v{(versions[-1] + 1) if versions else 1}"
+        ensure_dir(version_dir)
+        write_atomic(version_dir / "key.pem", key_pem, KEY_FILE_MODE)
+        write_atomic(version_dir / "cert.pem", chain_pem, CERT_FILE_MODE)
+        write_atomic(version_dir / "bundle.pem", bundle_pem, CERT_FILE_MODE)
+        for path, doc in (
+            (self.svid_sds, svid_sds_document(version_dir)),
+            (self.rootca_sds, rootca_sds_document(version_dir)),
+        ):
+            write_atomic(path, json.dumps(doc, indent=1).encode(), CERT_FILE_MODE)
+        write_atomic(self.key, key_pem, KEY_FILE_MODE)
+        write_atomic(self.cert, chain_pem, CERT_FILE_MODE)
+        write_atomic(self.bundle, bundle_pem, CERT_FILE_MODE)
+        for old in self._versions()[:-_KEEP_VERSIONS]:
+            shutil.rmtree(self.path / f"v{old}", ignore_errors=True)
+        return version_dir
+
+    def read(self) -> tuple[bytes, bytes, bytes] | None:
+        """``(chain, key, bundle)`` PEM of the current version, or None if incomplete."""
+        try:
+            return self.cert.read_bytes(), self.key.read_bytes(), self.bundle.read_bytes()
+        except FileNotFoundError:
+            return None

@@ -1,0 +1,29 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateCertificateRequest(_message.Message):
+    __slots__ = ("csr_pem",)
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    csr_pem: bytes
+    def __init__(self, csr_pem: _Optional[bytes] = ...) -> None: ...
+
+class CreateCertificateResponse(_message.Message):
+    __slots__ = ("cert_chain_pem", "trust_bundle_pem")
+    CERT_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
+    TRUST_BUNDLE_PEM_FIELD_NUMBER: _ClassVar[int]
+    cert_chain_pem: bytes
+    trust_bundle_pem: bytes
+    def __init__(self, cert_chain_pem: _Optional[bytes] = ..., trust_bundle_pem: _Optional[bytes] = ...) -> None: ...
+
+class GetTrustBundleRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TrustBundle(_message.Message):
+    __slots__ = ("pem",)
+    PEM_FIELD_NUMBER: _ClassVar[int]
+    pem: bytes
+    def __init__(self, pem: _Optional[bytes] = ...) -> None: ...

@@ -1,0 +1,161 @@
+"""The certificate service of a cluster control plane (``meshfed.ca.v1.CertificateService``).
+
+Registered twice (see ``proto/ca.proto``):
+
+- **token mode** (the CA port, server TLS only): the caller sends ``authorization: Bearer
+  mfw_...``; the CSR must ask for the token's (namespace, service account) in this trust
+  domain; a single-use token is used up only by a request that gets a certificate.
+- **SVID mode** (the xDS port, mutual TLS): the caller's verified client certificate
+  authenticates it; the CSR must ask for the same SPIFFE ID, and that SVID must have been
+  issued by this cluster's CA (renewal, see :func:`trust.workload.issued_by_authority`).
+
+Every refusal is answered before anything is signed: UNAUTHENTICATED (no credential),
+PERMISSION_DENIED (a credential for something else, expired or used), INVALID_ARGUMENT (an
+unparsable CSR). Each issuance and refusal is logged with the SPIFFE ID, never the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Literal
+
+import grpc
+
+from federation.ca.names import namespace_and_account
+from federation.ca.proto import ca_pb2, ca_pb2_grpc
+from federation.ca.tokens import TokenRefusedError, TokenStore
+from trust import pki
+from trust.authority import LocalCertificateAuthority
+from trust.errors import InvalidCertificateError, SigningRefusedError
+from trust.spiffe import SpiffeId
+from trust.workload import issued_by_authority, requested_spiffe_id, sign_workload_csr
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def peer_spiffe_id(context: Context) -> str | None:
+    """The SPIFFE ID of the caller's verified client certificate (gRPC's ``peer_spiffe_id``
+    auth property), or None without one."""
+    values = list(context.auth_context().get("peer_spiffe_id") or [])
+    return values[0].decode() if values else None
+
+
+def peer_leaf_pem(context: Context) -> bytes | None:
+    """The caller's client certificate (PEM), or None."""
+    values = list(context.auth_context().get("x509_pem_cert") or [])
+    return values[0] if values else None
+
+
+def bearer_token(context: Context) -> str | None:
+    """The token of an ``authorization: Bearer <token>`` metadata entry, or None."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return value[len("Bearer ") :].strip()
+    return None
+
+
+class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
+    """See the module docstring.
+
+    Args:
+        authority: returns the cluster's intermediate CA now (it changes with the bundle).
+        mode: ``token`` or ``svid``.
+        tokens: the workload tokens (token mode).
+        ttl: lifetime of issued SVIDs.
+        on_issued: called with the SPIFFE ID of every certificate issued (metrics, tests).
+    """
+
+    def __init__(
+        self,
+        authority: Callable[[], LocalCertificateAuthority],
+        mode: Literal["token", "svid"],
+        *,
+        tokens: TokenStore | None = None,
+        ttl: timedelta = pki.DEFAULT_SVID_TTL,
+        on_issued: Callable[[str], None] | None = None,
+    ) -> None:
+        if mode == "token" and tokens is None:
+            raise ValueError("token mode needs a token store")
+        self._authority = authority
+        self._mode = mode
+        self._tokens = tokens
+        self._ttl = ttl
+        self._on_issued = on_issued
+        self.issued = 0
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        """Register on ``server``."""
+        ca_pb2_grpc.add_CertificateServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
+
+    async def _allowed(self, asked: SpiffeId, context: Context) -> SpiffeId:
+        """The SPIFFE ID the caller's credential is bound to (aborts the call otherwise)."""
+        ca = self._authority()
+        if self._mode == "svid":
+            peer, leaf = peer_spiffe_id(context), peer_leaf_pem(context)
+            if peer is None or leaf is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate")
+                raise AssertionError  # abort raises
+            if not issued_by_authority(leaf, ca):
+                await _refuse(context, asked, "the client SVID was not issued by this cluster")
+            return SpiffeId.parse(peer)
+        token = bearer_token(context)
+        if token is None:
+            log.warning("refused a certificate for %s: no workload token", asked)
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "a first certificate needs a workload token ('authorization: Bearer mfw_...')",
+            )
+        ids = namespace_and_account(asked.path)
+        if not asked.member_of(ca.trust_domain) or ids is None:
+            await _refuse(context, asked, f"not a workload SPIFFE ID of {ca.trust_domain}")
+            raise AssertionError
+        assert self._tokens is not None and token is not None
+        try:
+            await asyncio.to_thread(self._tokens.redeem, token, *ids)
+        except TokenRefusedError as err:
+            await _refuse(context, asked, str(err))
+        return asked
+
+    async def CreateCertificate(  # noqa: N802 - gRPC method name
+        self, request: ca_pb2.CreateCertificateRequest, context: Context
+    ) -> ca_pb2.CreateCertificateResponse:
+        """Sign the CSR for the caller's identity (see the module docstring)."""
+        try:
+            asked = requested_spiffe_id(request.csr_pem)
+        except (InvalidCertificateError, SigningRefusedError) as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad CSR: {err}")
+            raise AssertionError from err
+        allowed = await self._allowed(asked, context)
+        ca = self._authority()
+        try:
+            chain = sign_workload_csr(ca, request.csr_pem, allowed, self._ttl)
+        except SigningRefusedError as err:
+            await _refuse(context, asked, str(err))
+            raise AssertionError from err
+        self.issued += 1
+        log.info(
+            "issued an SVID for %s (%s)",
+            allowed,
+            "renewal" if self._mode == "svid" else "workload token",
+        )
+        if self._on_issued is not None:
+            self._on_issued(str(allowed))
+        return ca_pb2.CreateCertificateResponse(
+            cert_chain_pem=chain, trust_bundle_pem=ca.trust_bundle().to_pem()
+        )
+
+    async def GetTrustBundle(  # noqa: N802 - gRPC method name
+        self, request: ca_pb2.GetTrustBundleRequest, context: Context
+    ) -> ca_pb2.TrustBundle:
+        """The trust bundle as PEM."""
+        return ca_pb2.TrustBundle(pem=self._authority().trust_bundle().to_pem())
+
+
+async def _refuse(context: Context, asked: SpiffeId, reason: str) -> None:
+    log.warning("refused a certificate for %s: %s", asked, reason)
+    await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)

@@ -1,0 +1,175 @@
+"""Workload identity against a real ``meshfed controlplane serve``: first SVIDs for workload
+tokens, renewals with the current SVID, and the attacks of issue #15 (attack 3): a CSR for
+another identity than the token's, an expired token, a reused single-use token, no token,
+a renewal for another identity, and a renewal with another cluster's SVID."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+
+from federation.ca.client import CaEndpoints, IdentityError, WorkloadIdentity
+from federation.ca.files import IdentityDirectory
+from federation.ca.proto import ca_pb2, ca_pb2_grpc
+from tests.integration.harness import ControlPlaneHandle, run_meshfed, wait_until
+from trust.spiffe import SpiffeId, TrustDomain
+from trust.store import TrustDirectory
+from trust.workload import new_key_and_csr
+
+pytestmark = pytest.mark.integration
+
+ZONE = "aws/us-east-1/us-east-1a"
+TD = TrustDomain("example.org")
+
+
+@pytest.fixture
+def cp(procs, mesh_home):
+    plane = ControlPlaneHandle(procs, mesh_home, "east", ZONE)
+    plane.start()
+    return plane
+
+
+def _identity(cp, tmp_path, account: str, token: str | None, name: str = "") -> WorkloadIdentity:
+    info = cp.info()
+    return WorkloadIdentity(
+        SpiffeId.parse(f"spiffe://example.org/ns/demo/sa/{account}"),
+        IdentityDirectory(tmp_path / (name or account)),
+        CaEndpoints(info["caAddress"], info["xdsAddress"], info["serverName"]),
+        info["trustBundle"].encode(),
+        token,
+    )
+
+
+def _create(cp, csr_pem: bytes, *, token: str | None = None, svid=None):
+    """One CreateCertificate call: on the CA port with ``token``, or on the xDS port with
+    ``svid`` as client certificate."""
+    return asyncio.run(_call(cp.info(), csr_pem, token, svid))
+
+
+async def _call(info, csr_pem: bytes, token: str | None, svid):
+    bundle = info["trustBundle"].encode()
+    if svid is not None:
+        creds = grpc.ssl_channel_credentials(bundle, svid.private_key_pem(), svid.chain_pem())
+        target = info["xdsAddress"]
+    else:
+        creds = grpc.ssl_channel_credentials(bundle)
+        target = info["caAddress"]
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
+    async with grpc.aio.secure_channel(
+        target, creds, options=[("grpc.ssl_target_name_override", info["serverName"])]
+    ) as channel:
+        stub = ca_pb2_grpc.CertificateServiceStub(channel)
+        return await stub.CreateCertificate(
+            ca_pb2.CreateCertificateRequest(csr_pem=csr_pem), metadata=metadata, timeout=10
+        )
+
+
+def _csr(account: str) -> bytes:
+    return new_key_and_csr(TD.workload_id("demo", account))[1]
+
+
+def _issued(cp) -> int:
+    return cp.procs.log(f"controlplane-east-{cp.starts}").count("issued an SVID for")
+
+
+def test_first_svid_with_a_token_then_renewal_with_the_svid(cp, tmp_path) -> None:
+    identity = _identity(cp, tmp_path, "frontend", cp.mint("demo", "frontend"))
+    svid = asyncio.run(identity.ensure())
+    assert str(svid.spiffe_id) == "spiffe://example.org/ns/demo/sa/frontend"
+    files = identity.directory
+    assert files.key.stat().st_mode & 0o777 == 0o600
+    assert b"PRIVATE KEY" not in files.cert.read_bytes()
+    assert files.svid_sds.exists() and files.rootca_sds.exists()
+    # renewal: over mTLS with the current SVID, a new key
+    renewed = asyncio.run(identity._issue(renew=True))
+    assert renewed.spiffe_id == svid.spiffe_id
+    assert renewed.private_key_pem() != svid.private_key_pem()
+    assert _issued(cp) == 2
+    # a restarted agent reuses its SVID from disk: no token needed
+    again = _identity(cp, tmp_path, "frontend", None)
+    assert asyncio.run(again.ensure()).leaf == renewed.leaf
+
+
+def test_attack_csr_for_another_identity_than_the_token(cp, tmp_path) -> None:
+    token = cp.mint("demo", "a")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        _create(cp, _csr("b"), token=token)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "ns/demo/sa/a, not ns/demo/sa/b" in info.value.details()
+    assert _issued(cp) == 0
+    # refused requests do not use the token up: it still obtains sa/a
+    assert _create(cp, _csr("a"), token=token).cert_chain_pem
+
+
+def test_attack_reused_single_use_token(cp) -> None:
+    token = cp.mint("demo", "a")
+    _create(cp, _csr("a"), token=token)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        _create(cp, _csr("a"), token=token)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "already used" in info.value.details()
+    assert _issued(cp) == 1
+    reusable = cp.mint("demo", "a", single_use=False)
+    for _ in range(2):
+        assert _create(cp, _csr("a"), token=reusable).cert_chain_pem
+
+
+def test_attack_expired_token(cp) -> None:
+    minted = run_meshfed(
+        cp.home,
+        "workload",
+        "token",
+        "--controlplane",
+        cp.api_url,
+        "-n",
+        "demo",
+        "--service-account",
+        "a",
+        "--ttl",
+        "1s",
+        "-o",
+        "json",
+    ).stdout
+    data = json.loads(minted)
+    expires = datetime.fromisoformat(data["expiresAt"])
+    wait_until(lambda: datetime.now(UTC) > expires + timedelta(milliseconds=50), 5, "expiry")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        _create(cp, _csr("a"), token=data["token"])
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "expired" in info.value.details()
+
+
+def test_attack_no_or_an_unknown_token(cp, tmp_path) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        _create(cp, _csr("a"))
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        _create(cp, _csr("a"), token="mfw_forged")
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # the agent side says so and does not retry forever
+    with pytest.raises(IdentityError) as err:
+        asyncio.run(_identity(cp, tmp_path, "a", "mfw_forged").ensure())
+    assert not err.value.retryable
+    assert _issued(cp) == 0
+
+
+def test_attack_renewal_for_another_identity_or_with_another_clusters_svid(
+    cp, tmp_path, mesh_home
+) -> None:
+    identity = _identity(cp, tmp_path, "a", cp.mint("demo", "a"))
+    svid = asyncio.run(identity.ensure())
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        _create(cp, _csr("b"), svid=svid)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "asks for spiffe://example.org/ns/demo/sa/b" in info.value.details()
+    # an SVID of cluster west (same root, valid for TLS) cannot renew at east
+    west = TrustDirectory(mesh_home / "trust").issue_svid("west", TD.workload_id("demo", "a"))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        _create(cp, _csr("a"), svid=west)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not issued by this cluster" in info.value.details()
+    assert _issued(cp) == 1

@@ -1,0 +1,126 @@
+"""Workload identity decisions: tokens, node identity checks, CSR signing, the SDS files."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from federation.ca.files import IdentityDirectory
+from federation.ca.names import namespace_and_account
+from federation.ca.tokens import TokenRefusedError, TokenStore, WorkloadToken, refusal
+from federation.controlplane.proxy import ProxyDescription, identity_problem
+from trust.errors import InvalidCertificateError, SigningRefusedError
+from trust.spiffe import TrustDomain
+from trust.workload import new_key_and_csr, requested_spiffe_id, sign_workload_csr
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+TD = TrustDomain("example.org")
+
+
+def _record(**changes) -> WorkloadToken:
+    base = {
+        "digest": "d",
+        "namespace": "demo",
+        "service_account": "a",
+        "expires_at": NOW + timedelta(minutes=5),
+    }
+    return WorkloadToken(**{**base, **changes})
+
+
+@pytest.mark.parametrize(
+    ("record", "ns", "sa", "reason"),
+    [
+        (None, "demo", "a", "unknown workload token"),
+        (_record(expires_at=NOW), "demo", "a", "expired"),
+        (_record(used_at=NOW), "demo", "a", "already used"),
+        (_record(), "demo", "b", "for ns/demo/sa/a, not ns/demo/sa/b"),
+        (_record(), "prod", "a", "not ns/prod/sa/a"),
+    ],
+)
+def test_token_refusals(record, ns, sa, reason) -> None:
+    assert reason in (refusal(record, ns, sa, NOW) or "")
+
+
+def test_token_accepted_and_reusable_tokens_stay_usable() -> None:
+    assert refusal(_record(), "demo", "a", NOW) is None
+    assert refusal(_record(single_use=False, used_at=NOW), "demo", "a", NOW) is None
+
+
+def test_token_store_redeems_a_single_use_token_once(tmp_path) -> None:
+    store = TokenStore(tmp_path / "tokens.json")
+    token, _ = store.mint("demo", "a", now=NOW)
+    assert token not in store.path.read_text()
+    with pytest.raises(TokenRefusedError, match="not ns/demo/sa/b"):
+        store.redeem(token, "demo", "b", now=NOW)
+    store.redeem(token, "demo", "a", now=NOW)
+    with pytest.raises(TokenRefusedError, match="already used"):
+        store.redeem(token, "demo", "a", now=NOW)
+    with pytest.raises(ValueError, match="ttl"):
+        store.mint("demo", "a", ttl=timedelta(days=8))
+
+
+def test_expired_tokens_are_dropped_from_the_file(tmp_path) -> None:
+    store = TokenStore(tmp_path / "tokens.json")
+    store.mint("demo", "a", ttl=timedelta(seconds=1), now=NOW - timedelta(hours=1))
+    store.mint("demo", "b", now=NOW)
+    assert len(json.loads(store.path.read_text())["tokens"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/ns/demo/sa/a", ("demo", "a")),
+        ("/ns/demo/sa/", None),
+        ("/ns//sa/a", None),
+        ("/ns/demo/sa/a/b", None),
+        ("/x/demo/sa/a", None),
+    ],
+)
+def test_namespace_and_account(path, expected) -> None:
+    assert namespace_and_account(path) == expected
+
+
+def test_identity_problem_compares_the_claim_with_the_certificate() -> None:
+    sidecar = ProxyDescription("sidecar~demo~x", "sidecar", "demo", "x", "frontend")
+    ok = "spiffe://example.org/ns/demo/sa/frontend"
+    assert identity_problem(sidecar, ok, "example.org") is None
+    assert "no client certificate" in (identity_problem(sidecar, None, "example.org") or "")
+    problem = identity_problem(sidecar, "spiffe://example.org/ns/demo/sa/other", "example.org")
+    assert problem is not None and "claims" in problem
+    gateway = ProxyDescription("gateway~east", "gateway", listen="127.0.0.1:1")
+    gw = "spiffe://example.org/ns/meshfed-system/sa/eastwest-gateway"
+    assert identity_problem(gateway, gw, "example.org") is None
+    assert identity_problem(gateway, ok, "example.org") is not None
+
+
+def test_csr_signing_is_bound_to_the_credentials_identity(trust_dir) -> None:
+    ca = trust_dir.cluster_authority("east")
+    key_pem, csr_pem = new_key_and_csr(TD.workload_id("demo", "a"))
+    assert b"PRIVATE KEY" in key_pem and b"PRIVATE KEY" not in csr_pem
+    assert str(requested_spiffe_id(csr_pem)) == "spiffe://example.org/ns/demo/sa/a"
+    chain = sign_workload_csr(ca, csr_pem, TD.workload_id("demo", "a"), timedelta(hours=1))
+    assert chain.count(b"BEGIN CERTIFICATE") == 2
+    with pytest.raises(SigningRefusedError, match="asks for"):
+        sign_workload_csr(ca, csr_pem, TD.workload_id("demo", "b"), timedelta(hours=1))
+    with pytest.raises(InvalidCertificateError):
+        requested_spiffe_id(b"not a csr")
+
+
+def test_identity_directory_publishes_versions_atomically(tmp_path) -> None:
+    d = IdentityDirectory(tmp_path / "id")
+    first = d.write(b"chain1", b"key1", b"bundle1")
+    second = d.write(b"chain2", b"key2", b"bundle2")
+    assert first != second
+    svid = json.loads(d.svid_sds.read_text())["resources"][0]
+    assert svid["name"] == "default"
+    assert svid["tls_certificate"]["private_key"]["filename"] == str(second / "key.pem")
+    rootca = json.loads(d.rootca_sds.read_text())["resources"][0]
+    assert rootca["validation_context"]["trusted_ca"]["filename"] == str(second / "bundle.pem")
+    assert (second / "key.pem").stat().st_mode & 0o777 == 0o600
+    assert d.key.stat().st_mode & 0o777 == 0o600
+    assert d.read() == (b"chain2", b"key2", b"bundle2")
+    for _ in range(4):
+        d.write(b"c", b"k", b"b")
+    assert len([p for p in d.path.iterdir() if p.is_dir()]) == 3
