@@ -10,7 +10,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from federation.netaddr import free_port  # noqa: F401 - re-exported for the tests
+import grpc
+
+from federation.ca.names import control_plane_server_name
+from federation.netaddr import free_port
+from tests.integration.harness import mint_token, plane_info, provision
+from trust.spiffe import TrustDomain
+from trust.store import TrustDirectory
 
 MESHFED = str(Path(sys.executable).with_name("meshfed"))
 
@@ -61,6 +67,8 @@ def start_controlplane(
         "aws/us-east-1/us-east-1a",
         "--xds-listen",
         f"127.0.0.1:{xds}",
+        "--ca-listen",
+        f"127.0.0.1:{free_port()}",
         "--api-listen",
         f"127.0.0.1:{api}",
     ]
@@ -104,3 +112,38 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+class LocalPlane:
+    """A control plane started by :func:`start_controlplane`, for the harness's helpers."""
+
+    def __init__(self, home: Path, cluster: str, xds: int, api: int) -> None:
+        self.home, self.cluster, self.xds_port = home, cluster, xds
+        self.api_url = f"http://127.0.0.1:{api}"
+
+    def info(self) -> dict[str, object]:
+        return plane_info(self.api_url, self.home)
+
+    def mint(self, namespace: str, service_account: str, **options: object) -> str:
+        return mint_token(self.api_url, self.home, namespace, service_account, **options)
+
+    def provision(self, namespace: str, service_account: str, directory: Path) -> None:
+        """An SVID in ``directory`` as a proxy agent would obtain it (token, CSR)."""
+        provision(self, namespace, service_account, directory)
+
+
+def client_channel_options(cluster: str) -> list[tuple[str, str]]:
+    """gRPC options to dial a control plane by address and verify it by name."""
+    return [("grpc.ssl_target_name_override", control_plane_server_name(cluster))]
+
+
+def client_credentials(
+    home: Path, cluster: str, namespace: str, account: str
+) -> grpc.ChannelCredentials:
+    """mTLS credentials with an SVID for ``namespace``/``account`` issued straight from the
+    trust directory (a benchmark shortcut: agents obtain theirs with a CSR)."""
+    trust = TrustDirectory(home / "trust")
+    svid = trust.issue_svid(cluster, TrustDomain("example.org").workload_id(namespace, account))
+    return grpc.ssl_channel_credentials(
+        trust.bundle().to_pem(), svid.private_key_pem(), svid.chain_pem()
+    )

@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
+    LocalPlane,
     free_port,
     init_trust,
     percentile,
@@ -33,6 +34,7 @@ from bench._common import (
 )
 from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
 from eastwest_gateway.envoy_process import EnvoyProcess
+from federation.ca.names import control_plane_spiffe_id
 from federation.controlplane.proxy import ProxyDescription
 
 DOC = """apiVersion: meshfed.io/v1alpha1
@@ -63,12 +65,17 @@ def run(
 ) -> dict[str, float]:
     tok = token(home, "east")
     admin, outbound = free_port(), free_port()
+    plane = LocalPlane(home, "east", xds, api)
+    identity_dir = (workdir / f"identity-{'delta' if delta else 'sotw'}").resolve()
+    plane.provision("demo", "bench", identity_dir)
+    info = plane.info()
     desc = ProxyDescription(
         node_id=f"bench-{'delta' if delta else 'sotw'}",
         role="sidecar",
         namespace="demo",
         service_account="bench",
         outbound_port=outbound,
+        identity_dir=str(identity_dir),
     )
     envoy = EnvoyProcess(
         envoy_bootstrap(
@@ -81,6 +88,9 @@ def run(
                 locality=("aws/us-east-1", "us-east-1a", ""),
                 metadata=desc.metadata(),
                 delta=delta,
+                identity_dir=str(identity_dir),
+                xds_server_id=control_plane_spiffe_id(str(info["trust_domain"]), "east"),
+                xds_server_name=str(info["serverName"]),
             )
         ),
         workdir / desc.node_id,

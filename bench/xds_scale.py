@@ -1,8 +1,8 @@
 """N ADS clients x M services against one ``meshfed controlplane serve`` process.
 
 Each client is an in-process grpc.aio SotW stream that behaves like Envoy: wildcard CDS and
-LDS, then EDS for the clusters and RDS for the routes it got, SDS for its secrets, and ACKs
-every response. Measured: time until all N hold the full snapshot (initial push), time until
+LDS, then EDS for the clusters and RDS for the routes it got, and ACKs every response, over
+mutual TLS with an SVID (secrets are files, never xDS). Measured: time until all N hold the full snapshot (initial push), time until
 all N saw one registry change (update push), and the control plane's RSS growth per connected
 proxy. N=1 is the baseline the larger runs are compared with, in the same run.
 
@@ -24,7 +24,17 @@ import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from bench._common import free_port, init_trust, post, rss_mib, start_controlplane, stop, token
+from bench._common import (
+    client_channel_options,
+    client_credentials,
+    free_port,
+    init_trust,
+    post,
+    rss_mib,
+    start_controlplane,
+    stop,
+    token,
+)
 from federation.controlplane import resource
 
 
@@ -62,6 +72,7 @@ class Client:
                 "meshfed.io/role": "sidecar",
                 "meshfed.io/namespace": "demo",
                 "meshfed.io/service_account": "bench",
+                "meshfed.io/identity_dir": "/run/meshfed/identity",
             }
         )
         self.queue: asyncio.Queue[discovery_pb2.DiscoveryRequest] = asyncio.Queue()
@@ -81,12 +92,7 @@ class Client:
             discovery_pb2.DiscoveryRequest(node=self.node, type_url=resource.CLUSTER)
         )
         await self.queue.put(discovery_pb2.DiscoveryRequest(type_url=resource.LISTENER))
-        await self.queue.put(
-            discovery_pb2.DiscoveryRequest(
-                type_url=resource.SECRET, resource_names=["default", "ROOTCA"]
-            )
-        )
-        names: dict[str, list[str]] = {resource.SECRET: ["default", "ROOTCA"]}
+        names: dict[str, list[str]] = {}
         async for resp in call:
             t = resp.type_url
             first = t not in self.versions
@@ -119,7 +125,7 @@ class Client:
                         type_url=resource.ROUTE, resource_names=["outbound"]
                     )
                 )
-            if len(self.versions) == 5:
+            if len(self.versions) == 4:
                 self.complete.set()
 
 
@@ -131,9 +137,15 @@ def _name(packed) -> str:  # type: ignore[no-untyped-def]
     return str(c.name)
 
 
-async def measure(n: int, m: int, xds: int, api: int, tok: str, pid: int) -> dict[str, float]:
+async def measure(
+    n: int, m: int, xds: int, api: int, tok: str, pid: int, home: Path
+) -> dict[str, float]:
     rss_before = rss_mib(pid)
-    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{xds}") for _ in range(max(1, n // 100))]
+    creds = client_credentials(home, "east", "demo", "bench")
+    channels = [
+        grpc.aio.secure_channel(f"127.0.0.1:{xds}", creds, client_channel_options("east"))
+        for _ in range(max(1, n // 100))
+    ]
     clients = [Client(i) for i in range(n)]
     started = time.perf_counter()
     tasks = [asyncio.create_task(c.run(channels[i % len(channels)])) for i, c in enumerate(clients)]
@@ -177,13 +189,13 @@ def main() -> None:
             tok = token(home, "east")
             post(api, "/v1/apply", workloads(args.services), tok)
             print(
-                f"xDS scale: {args.services} services, SotW clients acting as Envoy sidecars (CDS/EDS/LDS/RDS/SDS, ACKs)"
+                f"xDS scale: {args.services} services, SotW clients acting as Envoy sidecars (mTLS; CDS/EDS/LDS/RDS, ACKs)"
             )
             print(
                 f"{'clients':>8}{'initial push s':>16}{'update push s':>15}{'CP RSS MiB':>12}{'RSS/proxy KiB':>15}"
             )
             for n in (int(x) for x in args.clients.split(",")):
-                r = asyncio.run(measure(n, args.services, xds, api, tok, cp.pid))
+                r = asyncio.run(measure(n, args.services, xds, api, tok, cp.pid, home))
                 print(
                     f"{n:>8}{r['initial_s']:>16.2f}{r['update_s']:>15.2f}{r['rss_mib']:>12.1f}{r['rss_per_proxy_kib']:>15.1f}"
                 )

@@ -6,8 +6,9 @@
    this SPIFFE ID and not past its renewal time; renew it if it is still valid; otherwise ask
    the CA port for a first certificate with the workload token.
 2. :meth:`~WorkloadIdentity.run` -- renew at half life (minus jitter) over the xDS port with
-   the current SVID as client certificate, and fetch the trust bundle every ``bundle_poll_s``
-   (a root rotation reaches the files within that time). Failures are retried with backoff
+   the current SVID as client certificate, and fetch the trust bundle and the member
+   clusters' CRLs every ``bundle_poll_s`` (a root rotation, or a cluster's removal, reaches
+   the files within that time). Failures are retried with backoff
    (1 s doubling to 30 s) and logged; the old files stay in place meanwhile.
 
 The control plane is verified against the trust bundle and by its DNS name
@@ -107,6 +108,7 @@ class WorkloadIdentity:
         self.directory = directory
         self.endpoints = endpoints
         self._bundle = bundle_pem
+        self._crls = b""
         self._token = token
         self.bundle_poll_s = bundle_poll_s
         self.svid: X509Svid | None = None
@@ -158,7 +160,8 @@ class WorkloadIdentity:
                 f"the control plane issued {svid.spiffe_id}, not {self.spiffe_id}", retryable=False
             )
         self._bundle = response.trust_bundle_pem or self._bundle
-        self.directory.write(svid.chain_pem(), key_pem, self._bundle)
+        self._crls = bytes(response.crl_pem)
+        self.directory.write(svid.chain_pem(), key_pem, self._bundle, self._crls)
         self.svid = svid
         log.info(
             "%s SVID %s (valid until %s)",
@@ -168,8 +171,8 @@ class WorkloadIdentity:
         )
         return svid
 
-    async def fetch_bundle(self) -> bytes:
-        """The trust bundle from the CA port (verified with the current bundle).
+    async def fetch_bundle(self) -> tuple[bytes, bytes]:
+        """``(trust bundle, member CRLs)`` from the CA port (verified with the current bundle).
 
         Raises:
             IdentityError: the call failed.
@@ -185,7 +188,7 @@ class WorkloadIdentity:
                 )
             except grpc.aio.AioRpcError as err:
                 raise _describe(err) from err
-        return bytes(answer.pem)
+        return bytes(answer.pem), bytes(answer.crl_pem)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -193,7 +196,7 @@ class WorkloadIdentity:
         found = self.directory.read()
         if found is None:
             return None
-        chain, key, bundle = found
+        chain, key, bundle, crls = found
         try:
             svid = X509Svid.parse(chain, key, source=str(self.directory.cert))
         except TrustError as err:
@@ -201,7 +204,7 @@ class WorkloadIdentity:
             return None
         if svid.spiffe_id != self.spiffe_id or svid.not_after <= pki.utcnow():
             return None
-        self._bundle = bundle
+        self._bundle, self._crls = bundle, crls
         return svid
 
     async def ensure(self) -> X509Svid:
@@ -224,13 +227,13 @@ class WorkloadIdentity:
         return await self._issue(renew=False)
 
     async def _refresh_bundle(self) -> None:
-        bundle = await self.fetch_bundle()
-        if bundle != self._bundle and self.svid is not None:
-            self._bundle = bundle
+        bundle, crls = await self.fetch_bundle()
+        if (bundle, crls) != (self._bundle, self._crls) and self.svid is not None:
+            self._bundle, self._crls = bundle, crls
             found = self.directory.read()
             if found is not None:
-                self.directory.write(found[0], found[1], bundle)
-                log.info("trust bundle updated")
+                self.directory.write(found[0], found[1], bundle, crls)
+                log.info("trust bundle / member CRLs updated")
 
     async def run(self, *, rng: random.Random | None = None) -> None:
         """Renew and refresh until cancelled (see the module docstring, step 2)."""

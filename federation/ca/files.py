@@ -4,10 +4,11 @@ watch, replaced atomically.
 Layout of ``<dir>`` (mode 0700)::
 
     cert.pem  key.pem (0600)  bundle.pem     the current files (gRPC ``file_watcher``,
-                                             ``meshfed`` reuse after a restart)
-    v<N>/cert.pem key.pem bundle.pem         one directory per version, never modified
+    [crl.pem]                                ``meshfed`` reuse after a restart)
+    v<N>/cert.pem key.pem bundle.pem [crl.pem]  one directory per version, never modified
     svid.json                                SDS secret ``default`` (tls_certificate) -> v<N>
-    rootca.json                              SDS secret ``ROOTCA`` (validation_context) -> v<N>
+    rootca.json                              SDS secret ``ROOTCA`` (validation_context: bundle,
+                                             member CRLs) -> v<N>
 
 Envoy reads ``svid.json`` and ``rootca.json`` as file-based SDS
 (``sds_config.path_config_source``; Envoy docs, "config.core.v3.PathConfigSource": "the path
@@ -51,16 +52,16 @@ def svid_sds_document(version_dir: Path) -> dict[str, Any]:
     }
 
 
-def rootca_sds_document(version_dir: Path) -> dict[str, Any]:
-    """File-based SDS for secret ``ROOTCA``: the trust bundle as ``trusted_ca``."""
+def rootca_sds_document(version_dir: Path, *, crl: bool = False) -> dict[str, Any]:
+    """File-based SDS for secret ``ROOTCA``: the trust bundle as ``trusted_ca``; with ``crl``
+    also the member clusters' CRLs (``crl.pem``), checked for leaf certificates only
+    (``only_verify_leaf_cert_crl``: a leaf whose issuer has no CRL there is refused)."""
+    context: dict[str, Any] = {"trusted_ca": {"filename": str(version_dir / "bundle.pem")}}
+    if crl:
+        context["crl"] = {"filename": str(version_dir / "crl.pem")}
+        context["only_verify_leaf_cert_crl"] = True
     return {
-        "resources": [
-            {
-                "@type": SECRET_TYPE,
-                "name": ROOTCA_SECRET,
-                "validation_context": {"trusted_ca": {"filename": str(version_dir / "bundle.pem")}},
-            }
-        ]
+        "resources": [{"@type": SECRET_TYPE, "name": ROOTCA_SECRET, "validation_context": context}]
     }
 
 
@@ -104,8 +105,15 @@ class IdentityDirectory:
             if p.is_dir() and p.name.startswith("v") and p.name[1:].isdigit()
         )
 
-    def write(self, chain_pem: bytes, key_pem: bytes, bundle_pem: bytes) -> Path:
-        """Publish a new version; returns its directory.
+    @property
+    def crl(self) -> Path:
+        """The current member CRLs (may be absent: no revocation checks)."""
+        return self.path / "crl.pem"
+
+    def write(
+        self, chain_pem: bytes, key_pem: bytes, bundle_pem: bytes, crl_pem: bytes = b""
+    ) -> Path:
+        """Publish a new version; returns its directory. ``crl_pem`` empty: no CRL checks.
 
         Raises:
             trust.errors.TrustStoreError: the directory cannot be created.
@@ -118,21 +126,29 @@ class IdentityDirectory:
         write_atomic(version_dir / "key.pem", key_pem, KEY_FILE_MODE)
         write_atomic(version_dir / "cert.pem", chain_pem, CERT_FILE_MODE)
         write_atomic(version_dir / "bundle.pem", bundle_pem, CERT_FILE_MODE)
+        if crl_pem:
+            write_atomic(version_dir / "crl.pem", crl_pem, CERT_FILE_MODE)
         for path, doc in (
             (self.svid_sds, svid_sds_document(version_dir)),
-            (self.rootca_sds, rootca_sds_document(version_dir)),
+            (self.rootca_sds, rootca_sds_document(version_dir, crl=bool(crl_pem))),
         ):
             write_atomic(path, json.dumps(doc, indent=1).encode(), CERT_FILE_MODE)
         write_atomic(self.key, key_pem, KEY_FILE_MODE)
         write_atomic(self.cert, chain_pem, CERT_FILE_MODE)
         write_atomic(self.bundle, bundle_pem, CERT_FILE_MODE)
+        if crl_pem:
+            write_atomic(self.crl, crl_pem, CERT_FILE_MODE)
+        else:
+            self.crl.unlink(missing_ok=True)
         for old in self._versions()[:-_KEEP_VERSIONS]:
             shutil.rmtree(self.path / f"v{old}", ignore_errors=True)
         return version_dir
 
-    def read(self) -> tuple[bytes, bytes, bytes] | None:
-        """``(chain, key, bundle)`` PEM of the current version, or None if incomplete."""
+    def read(self) -> tuple[bytes, bytes, bytes, bytes] | None:
+        """``(chain, key, bundle, crls)`` PEM of the current version (crls ``b""`` when there
+        are none), or None if incomplete."""
         try:
-            return self.cert.read_bytes(), self.key.read_bytes(), self.bundle.read_bytes()
+            found = self.cert.read_bytes(), self.key.read_bytes(), self.bundle.read_bytes()
         except FileNotFoundError:
             return None
+        return (*found, self.crl.read_bytes() if self.crl.exists() else b"")

@@ -67,6 +67,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         mode: ``token`` or ``svid``.
         tokens: the workload tokens (token mode).
         ttl: lifetime of issued SVIDs.
+        crls: returns the member clusters' CRLs (PEM) sent with the trust bundle.
         on_issued: called with the SPIFFE ID of every certificate issued (metrics, tests).
     """
 
@@ -77,8 +78,10 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         *,
         tokens: TokenStore | None = None,
         ttl: timedelta = pki.DEFAULT_SVID_TTL,
+        crls: Callable[[], bytes] = lambda: b"",
         on_issued: Callable[[str], None] | None = None,
     ) -> None:
+        self._crls = crls
         if mode == "token" and tokens is None:
             raise ValueError("token mode needs a token store")
         self._authority = authority
@@ -146,14 +149,16 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         if self._on_issued is not None:
             self._on_issued(str(allowed))
         return ca_pb2.CreateCertificateResponse(
-            cert_chain_pem=chain, trust_bundle_pem=ca.trust_bundle().to_pem()
+            cert_chain_pem=chain, trust_bundle_pem=ca.trust_bundle().to_pem(), crl_pem=self._crls()
         )
 
     async def GetTrustBundle(  # noqa: N802 - gRPC method name
         self, request: ca_pb2.GetTrustBundleRequest, context: Context
     ) -> ca_pb2.TrustBundle:
-        """The trust bundle as PEM."""
-        return ca_pb2.TrustBundle(pem=self._authority().trust_bundle().to_pem())
+        """The trust bundle and the member clusters' CRLs, as PEM."""
+        return ca_pb2.TrustBundle(
+            pem=self._authority().trust_bundle().to_pem(), crl_pem=self._crls()
+        )
 
 
 async def _refuse(context: Context, asked: SpiffeId, reason: str) -> None:

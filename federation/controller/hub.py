@@ -18,7 +18,12 @@ from dataclasses import dataclass, replace
 from pydantic import BaseModel
 
 from federation.controller.imports import ExportStatus, compute
-from federation.controller.membership import STARTUP_GRACE_S, ClusterState, cluster_state
+from federation.controller.membership import (
+    STARTUP_GRACE_S,
+    ClusterState,
+    cluster_state,
+    member_crls,
+)
 from federation.controller.store import ControllerStore
 from federation.errors import InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy, default_deny_policy
@@ -166,6 +171,7 @@ class SyncHub:
             authz.append(default_deny_policy())
         bundle = self._bundle_pem()
         self._last_bundle = bundle
+        crls = member_crls(self.store.clusters(), self.store.reports())
         for cluster, queue in self._streams.items():
             if cluster not in self._reported:
                 continue
@@ -177,6 +183,7 @@ class SyncHub:
                 authorization_policies=authz,
                 trust_bundle_pem=bundle,
                 lease_seconds=max(1, int(self.lease_s)),
+                cluster_crls=crls,
             )
             if self._sent.get(cluster) == view:
                 continue

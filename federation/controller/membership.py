@@ -5,10 +5,15 @@ Join tokens are :mod:`federation.sync.join_token` (both ends read them)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal
 
 from federation.controller.store import ClusterRecord
 from federation.sync.identity import CONTROLLER_CA_NAME
+from federation.sync.messages import ClusterReport
+from trust import pki
+from trust.errors import TrustError
+from trust.revocation import crl_issued_by
 
 ClusterState = Literal["Pending", "Ready", "Unreachable"]
 DEFAULT_LEASE_S = 30.0
@@ -54,3 +59,24 @@ def validate_member_name(name: str) -> str:
     if name == CONTROLLER_CA_NAME:
         raise ValueError(f"cluster name {name!r} is reserved for the controller")
     return name
+
+
+def member_crls(
+    clusters: list[ClusterRecord], reports: Mapping[str, ClusterReport]
+) -> dict[str, str]:
+    """The CRL each joined member reported, by cluster -- only CRLs signed by the intermediate
+    CA the controller signed for that cluster at join, so that no member can keep another
+    (for instance a removed) cluster trusted by reporting its CRL. A removed cluster has no
+    record, hence no CRL: every proxy refuses its SVIDs (see :mod:`trust.revocation`)."""
+    out: dict[str, str] = {}
+    for record in clusters:
+        report = reports.get(record.name)
+        if report is None or not report.crl_pem or not record.intermediate_pem:
+            continue
+        try:
+            issuer = pki.load_certificates(record.intermediate_pem.encode(), source="intermediate")
+            if crl_issued_by(report.crl_pem.encode(), issuer[0]):
+                out[record.name] = report.crl_pem
+        except TrustError:
+            continue
+    return out

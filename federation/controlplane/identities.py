@@ -27,6 +27,7 @@ from federation.ca.names import (
 from trust import pki
 from trust.authority import LocalCertificateAuthority, issue_svid
 from trust.bundle import TrustBundle
+from trust.revocation import cluster_crl, crl_due
 from trust.svid import X509Svid
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class ClusterAuthority:
         addresses: IP addresses the servers listen on, added as IP SANs for clients that
             verify the address they dial (gRPC's xDS bootstrap ``tls`` channel credentials
             cannot override the name).
+        revocation: hand proxies the member clusters' CRLs (a joined control plane); a
+            standalone one hands none (no revocation checks).
     """
 
     def __init__(
@@ -53,9 +56,14 @@ class ClusterAuthority:
         cluster: str,
         on_bundle: Callable[[bytes], None] | None = None,
         addresses: Sequence[str] = (),
+        revocation: bool = False,
     ) -> None:
+        self.revocation = revocation
         self._ca = ca
         self._addresses = tuple(addresses)
+        self._own_crl = b""
+        self._crl_issuer = b""
+        self._peer_crls: dict[str, str] = {}
         self.cluster = cluster
         self._on_bundle = on_bundle
 
@@ -76,6 +84,33 @@ class ClusterAuthority:
     def bundle_pem(self) -> bytes:
         """The trust bundle as PEM."""
         return self._ca.trust_bundle().to_pem()
+
+    def own_crl(self) -> bytes:
+        """This cluster CA's CRL (PEM), re-issued when a quarter of its validity has passed
+        or the CA certificate changed (:mod:`trust.revocation`)."""
+        issuer = pki.certificates_to_pem([self._ca.certificate])
+        if issuer != self._crl_issuer or crl_due(self._own_crl):
+            self._own_crl = cluster_crl(self._ca)
+            self._crl_issuer = issuer
+        return self._own_crl
+
+    def set_member_crls(self, crls: dict[str, str]) -> None:
+        """Every member cluster's CRL from the controller (cluster -> PEM)."""
+        if crls != self._peer_crls:
+            log.info("member CRLs: %s", ", ".join(sorted(crls)) or "none")
+        self._peer_crls = dict(crls)
+
+    def crl_bundle(self) -> bytes:
+        """The CRLs proxies verify peers' leaf certificates against (concatenated PEM): this
+        cluster's own and every other member's. A cluster that is not a member has none, so
+        its SVIDs are refused. Empty when :attr:`revocation` is off."""
+        if not self.revocation:
+            return b""
+        own = self.own_crl()
+        peers = [
+            pem.encode() for name, pem in sorted(self._peer_crls.items()) if name != self.cluster
+        ]
+        return own + b"".join(p if p.endswith(b"\n") else p + b"\n" for p in peers)
 
     def set_trust_bundle(self, bundle: TrustBundle) -> None:
         """Use a new trust bundle (the controller rotated roots): issued chains verify against

@@ -157,6 +157,13 @@ class ControlPlane:
             ca = TrustDirectory(cfg.ca_dir).cluster_authority(cfg.cluster)
         state_file = StateFile(cfg.state_dir)
         self.registry.apply(state_file.load())
+        self.authority = ClusterAuthority(
+            ca,
+            cfg.cluster,
+            on_bundle=self._write_bundle,
+            addresses=listen_ips(cfg.xds_listen, cfg.ca_listen),
+            revocation=info is not None,
+        )
         if info is not None:
             self.rtt = RttProber(self.registry)
             self.link = FederationLink(
@@ -167,24 +174,23 @@ class ControlPlane:
                 on_bundle=self._on_bundle,
                 gateway=cfg.gateway,
                 rtt_ms=self.rtt.rtt_ms,
+                crl_pem=lambda: self.authority.own_crl().decode(),
+                on_crls=self.authority.set_member_crls,
             )
             self.link.restore()
         self.mesh = MeshContext(cfg.cluster, ca.trust_domain.name, cfg.locality, cfg.network)
-        self.authority = ClusterAuthority(
-            ca,
-            cfg.cluster,
-            on_bundle=self._write_bundle,
-            addresses=listen_ips(cfg.xds_listen, cfg.ca_listen),
-        )
         self._write_bundle(self.authority.bundle_pem())
         self.tokens = TokenStore(cfg.state_dir / "workload-tokens.json")
         self.builder = SnapshotBuilder(self.mesh, self.registry, self.cache)
         self.builder.ready.set()
         self._tasks.append(asyncio.create_task(self.builder.run(), name="snapshot-builder"))
 
-        self.renewals = CertificateServicer(self.authority.authority, "svid", ttl=cfg.svid_ttl)
+        crls = self.authority.crl_bundle
+        self.renewals = CertificateServicer(
+            self.authority.authority, "svid", ttl=cfg.svid_ttl, crls=crls
+        )
         self.first_certificates = CertificateServicer(
-            self.authority.authority, "token", tokens=self.tokens, ttl=cfg.svid_ttl
+            self.authority.authority, "token", tokens=self.tokens, ttl=cfg.svid_ttl, crls=crls
         )
         self._grpc = grpc.aio.server()
         AggregatedDiscoveryService(self.cache, self.builder, self.status).add_to_server(self._grpc)

@@ -150,6 +150,7 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
         + [policy_json(p) for p in update.authorization_policies],
         trust_bundle_pem=update.trust_bundle_pem,
         lease_seconds=update.lease_seconds,
+        cluster_crls=update.cluster_crls,
     )
 
 
@@ -173,6 +174,7 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
         authorization_policies=[d for d in docs if isinstance(d, AuthorizationPolicy)],
         trust_bundle_pem=message.trust_bundle_pem,
         lease_seconds=message.lease_seconds,
+        cluster_crls=dict(message.cluster_crls),
     )
 
 

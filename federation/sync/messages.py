@@ -78,6 +78,7 @@ class ClusterReport(_Message):
         exports: ``"<namespace>/<service>"`` of every exported service (as stored and shown).
         gateway: ``host:port`` of the cluster's east-west gateway, "" if none.
         rtt_ms: other cluster -> measured RTT (ms) to its gateway.
+        crl_pem: the cluster CA's current CRL (PEM; :mod:`trust.revocation`).
     """
 
     cluster: str
@@ -85,6 +86,7 @@ class ClusterReport(_Message):
     exports: list[str] = Field(default_factory=list)
     gateway: str = ""
     rtt_ms: dict[str, float] = Field(default_factory=dict)
+    crl_pem: str = ""
 
     def service(self, key: ServiceKey) -> ServiceReport | None:
         """The reported service ``(namespace, name)``, or None."""
@@ -113,6 +115,8 @@ class ControllerUpdate:
             AuthorizationPolicy of the federation.
         trust_bundle_pem: the federation's trust bundle (PEM); empty keeps the current one.
         lease_seconds: the controller's heartbeat lease (s); 0 keeps the current one.
+        cluster_crls: member cluster -> its CA's CRL (PEM), every member of the federation;
+            SVIDs of a cluster left out are refused by every proxy (revocation).
     """
 
     version: int = 0
@@ -123,3 +127,4 @@ class ControllerUpdate:
     authorization_policies: list[AuthorizationPolicy] = field(default_factory=list)
     trust_bundle_pem: bytes = b""
     lease_seconds: int = 0
+    cluster_crls: dict[str, str] = field(default_factory=dict)

@@ -68,9 +68,10 @@ def _total_requests(home: Path) -> int:
 
 
 def _assert_no_key_leaks(home: Path) -> None:
-    """Every log of the run (controller, control planes, agents, Envoys) and every answer of
-    the controller's read API holds no private key; every key file is owner-only. (xDS SDS
-    answers still carry keys: issue 15, not checked here.)"""
+    """Attack 8 of issue #15: every log of the run (controller, control planes, agents,
+    Envoys), every answer of the controller's and the control planes' APIs, and every xDS
+    snapshot of every proxy (what its xDS responses carry) holds no private key; every key
+    and token file is owner-only."""
     logs = [p for p in home.rglob("*.log") if p.is_file()]
     assert len(logs) > 20, logs
     for path in logs:
@@ -81,8 +82,21 @@ def _assert_no_key_leaks(home: Path) -> None:
     assert record is not None
     bundle = call("GET", record.info["controller"], "/v1/bundle", home=home)
     assert "BEGIN CERTIFICATE" in bundle["trustBundle"] and "PRIVATE" not in json.dumps(bundle)
+    snapshots = 0
+    for endpoint in home.glob("controlplanes/*/endpoint.json"):
+        api = json.loads(endpoint.read_text())["api"]
+        for path in ("/v1/info", "/v1/workloads", "/v1/proxy-status"):
+            assert "PRIVATE KEY" not in json.dumps(call("GET", api, path, home=home)), path
+        for proxy in call("GET", api, "/v1/proxy-status", home=home)["proxies"]:
+            dump = call("GET", api, f"/v1/config_dump?node={proxy['node_id']}", home=home)
+            assert "PRIVATE KEY" not in json.dumps(dump), proxy["node_id"]
+            assert dump.get("SDS", []) == [], proxy["node_id"]
+            snapshots += 1
+    assert snapshots >= 10, snapshots
     keys = [p for p in home.rglob("*.pem") if "key" in p.name]
-    assert len(keys) >= 5, keys
+    keys += [p for p in home.rglob("*token*") if p.is_file()]
+    keys += list((home / "tokens").iterdir())
+    assert len(keys) >= 20, keys
     for path in keys:
         assert path.stat().st_mode & 0o077 == 0, f"{path} is {oct(path.stat().st_mode)}"
 

@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from envoy.config.accesslog.v3 import accesslog_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, substitution_format_string_pb2
+from envoy.config.core.v3 import (
+    address_pb2,
+    base_pb2,
+    protocol_pb2,
+    substitution_format_string_pb2,
+)
 from envoy.config.listener.v3 import api_listener_pb2, listener_components_pb2, listener_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
@@ -30,6 +35,7 @@ from federation.controlplane.generate.common import (
     OUTBOUND_ROUTE,
     ProxyTls,
     ads,
+    duration_ms,
     pack,
 )
 from federation.controlplane.generate.rbac import rbac_filters
@@ -123,6 +129,14 @@ def downstream_mtls(tls: ProxyTls) -> tls_pb2.DownstreamTlsContext:
     )
 
 
+#: Longest life of an inbound connection (ms; HCM ``common_http_protocol_options.
+#: max_connection_duration``, drained gracefully: HTTP/1.1 ``Connection: close``, HTTP/2
+#: GOAWAY). Certificate checks happen at the handshake, so this bounds how long an
+#: established connection from a peer whose SVID was revoked since (a removed cluster,
+#: :mod:`trust.revocation`) keeps working.
+INBOUND_MAX_CONNECTION_MS = 20_000
+
+
 def _inbound_hcm(
     port_name: str,
     target_port: int,
@@ -139,6 +153,9 @@ def _inbound_hcm(
             uri=True
         ),
         access_log=[access_log("inbound")],
+        common_http_protocol_options=protocol_pb2.HttpProtocolOptions(
+            max_connection_duration=duration_ms(INBOUND_MAX_CONNECTION_MS)
+        ),
     )
     return listener_components_pb2.Filter(
         name="envoy.filters.network.http_connection_manager", typed_config=pack(manager)

@@ -97,6 +97,8 @@ class FederationLink:
         on_bundle: called with the new :class:`TrustBundle` when the controller sends one.
         gateway: this cluster's east-west gateway ``host:port`` as reported ("" if none).
         rtt_ms: other cluster -> measured RTT (ms), reported as is (owned by the RTT prober).
+        crl_pem: returns this cluster CA's current CRL (PEM), sent with every report.
+        on_crls: called with every member's CRL (cluster -> PEM) from each update.
     """
 
     def __init__(
@@ -109,8 +111,12 @@ class FederationLink:
         on_bundle: Callable[[TrustBundle], None],
         gateway: str = "",
         rtt_ms: dict[str, float] | None = None,
+        crl_pem: Callable[[], str] = lambda: "",
+        on_crls: Callable[[dict[str, str]], None] = lambda _crls: None,
     ) -> None:
         self.info = info
+        self._crl_pem = crl_pem
+        self._on_crls = on_crls
         self._state_dir = state_dir
         self._registry = registry
         self._ca = ca
@@ -150,6 +156,7 @@ class FederationLink:
             update.price_tables,
             update.authorization_policies,
         )
+        self._on_crls(update.cluster_crls)
 
     def _on_registry(self, _: RegistryState) -> None:
         self._changed.set()
@@ -162,7 +169,8 @@ class FederationLink:
 
     def report(self) -> ClusterReport:
         """The report for the current registry state."""
-        return cluster_report(self._registry.state, self.info.cluster, self._gateway, self.rtt_ms)
+        report = cluster_report(self._registry.state, self.info.cluster, self._gateway, self.rtt_ms)
+        return report.model_copy(update={"crl_pem": self._crl_pem()})
 
     async def _reports(self) -> AsyncIterator[sync_pb2.ClusterReport]:
         last: ClusterReport | None = None

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nsync.proto\x12\x0fmeshfed.sync.v1\"-\n\nServiceRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"8\n\x08PortInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08protocol\x18\x03 \x01(\t\"\xcb\x01\n\x0e\x45ndpointReport\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x10\n\x08tls_mode\x18\x04 \x01(\t\x12\x39\n\x05ports\x18\x05 \x03(\x0b\x32*.meshfed.sync.v1.EndpointReport.PortsEntry\x12\x0e\n\x06weight\x18\x06 \x01(\r\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xc6\x02\n\rServiceReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05ports\x18\x03 \x03(\x0b\x32\x19.meshfed.sync.v1.PortInfo\x12\x18\n\x10service_accounts\x18\x04 \x03(\t\x12]\n\x19healthy_endpoints_by_zone\x18\x05 \x03(\x0b\x32:.meshfed.sync.v1.ServiceReport.HealthyEndpointsByZoneEntry\x12\x32\n\tendpoints\x18\x06 \x03(\x0b\x32\x1f.meshfed.sync.v1.EndpointReport\x1a=\n\x1bHealthyEndpointsByZoneEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\x80\x02\n\rClusterReport\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x30\n\x08services\x18\x02 \x03(\x0b\x32\x1e.meshfed.sync.v1.ServiceReport\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x39\n\x06rtt_ms\x18\x05 \x03(\x0b\x32).meshfed.sync.v1.ClusterReport.RttMsEntry\x12,\n\x07\x65xports\x18\x06 \x03(\x0b\x32\x1b.meshfed.sync.v1.ServiceRef\x1a,\n\nRttMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x03\x10\x04\"\xb8\x01\n\rRemoteCluster\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07gateway\x18\x02 \x01(\t\x12\x0f\n\x07network\x18\x03 \x01(\t\x12\x10\n\x08locality\x18\x04 \x01(\t\x12\x11\n\tendpoints\x18\x05 \x01(\r\x12\x14\n\x0csame_network\x18\x06 \x01(\x08\x12\x39\n\x10\x64irect_endpoints\x18\x07 \x03(\x0b\x32\x1f.meshfed.sync.v1.EndpointReport\"\xa6\x01\n\rServiceImport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05ports\x18\x03 \x03(\x0b\x32\x19.meshfed.sync.v1.PortInfo\x12\x18\n\x10service_accounts\x18\x04 \x03(\t\x12\x30\n\x08\x63lusters\x18\x05 \x03(\x0b\x32\x1e.meshfed.sync.v1.RemoteCluster\"\xd6\x01\n\x10\x43ontrollerUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x18\n\x10trust_bundle_pem\x18\x03 \x01(\x0c\x12\x15\n\rpolicies_json\x18\x04 \x03(\t\x12\x15\n\rlease_seconds\x18\x05 \x01(\r\x12/\n\x07imports\x18\x07 \x03(\x0b\x32\x1e.meshfed.sync.v1.ServiceImport\x12,\n\x07\x65xports\x18\x08 \x03(\x0b\x32\x1b.meshfed.sync.v1.ServiceRefJ\x04\x08\x02\x10\x03J\x04\x08\x06\x10\x07\x32_\n\x0e\x46\x65\x64\x65rationSync\x12M\n\x04Sync\x12\x1e.meshfed.sync.v1.ClusterReport\x1a!.meshfed.sync.v1.ControllerUpdate(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nsync.proto\x12\x0fmeshfed.sync.v1\"-\n\nServiceRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"8\n\x08PortInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08protocol\x18\x03 \x01(\t\"\xcb\x01\n\x0e\x45ndpointReport\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x10\n\x08tls_mode\x18\x04 \x01(\t\x12\x39\n\x05ports\x18\x05 \x03(\x0b\x32*.meshfed.sync.v1.EndpointReport.PortsEntry\x12\x0e\n\x06weight\x18\x06 \x01(\r\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xc6\x02\n\rServiceReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05ports\x18\x03 \x03(\x0b\x32\x19.meshfed.sync.v1.PortInfo\x12\x18\n\x10service_accounts\x18\x04 \x03(\t\x12]\n\x19healthy_endpoints_by_zone\x18\x05 \x03(\x0b\x32:.meshfed.sync.v1.ServiceReport.HealthyEndpointsByZoneEntry\x12\x32\n\tendpoints\x18\x06 \x03(\x0b\x32\x1f.meshfed.sync.v1.EndpointReport\x1a=\n\x1bHealthyEndpointsByZoneEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\x91\x02\n\rClusterReport\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x30\n\x08services\x18\x02 \x03(\x0b\x32\x1e.meshfed.sync.v1.ServiceReport\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x39\n\x06rtt_ms\x18\x05 \x03(\x0b\x32).meshfed.sync.v1.ClusterReport.RttMsEntry\x12,\n\x07\x65xports\x18\x06 \x03(\x0b\x32\x1b.meshfed.sync.v1.ServiceRef\x12\x0f\n\x07\x63rl_pem\x18\x07 \x01(\t\x1a,\n\nRttMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x03\x10\x04\"\xb8\x01\n\rRemoteCluster\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07gateway\x18\x02 \x01(\t\x12\x0f\n\x07network\x18\x03 \x01(\t\x12\x10\n\x08locality\x18\x04 \x01(\t\x12\x11\n\tendpoints\x18\x05 \x01(\r\x12\x14\n\x0csame_network\x18\x06 \x01(\x08\x12\x39\n\x10\x64irect_endpoints\x18\x07 \x03(\x0b\x32\x1f.meshfed.sync.v1.EndpointReport\"\xa6\x01\n\rServiceImport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05ports\x18\x03 \x03(\x0b\x32\x19.meshfed.sync.v1.PortInfo\x12\x18\n\x10service_accounts\x18\x04 \x03(\t\x12\x30\n\x08\x63lusters\x18\x05 \x03(\x0b\x32\x1e.meshfed.sync.v1.RemoteCluster\"\xd4\x02\n\x10\x43ontrollerUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x18\n\x10trust_bundle_pem\x18\x03 \x01(\x0c\x12\x15\n\rpolicies_json\x18\x04 \x03(\t\x12\x15\n\rlease_seconds\x18\x05 \x01(\r\x12/\n\x07imports\x18\x07 \x03(\x0b\x32\x1e.meshfed.sync.v1.ServiceImport\x12,\n\x07\x65xports\x18\x08 \x03(\x0b\x32\x1b.meshfed.sync.v1.ServiceRef\x12H\n\x0c\x63luster_crls\x18\t \x03(\x0b\x32\x32.meshfed.sync.v1.ControllerUpdate.ClusterCrlsEntry\x1a\x32\n\x10\x43lusterCrlsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x02\x10\x03J\x04\x08\x06\x10\x07\x32_\n\x0e\x46\x65\x64\x65rationSync\x12M\n\x04Sync\x12\x1e.meshfed.sync.v1.ClusterReport\x1a!.meshfed.sync.v1.ControllerUpdate(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_options = b'8\001'
   _globals['_CLUSTERREPORT_RTTMSENTRY']._loaded_options = None
   _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_options = b'8\001'
+  _globals['_CONTROLLERUPDATE_CLUSTERCRLSENTRY']._loaded_options = None
+  _globals['_CONTROLLERUPDATE_CLUSTERCRLSENTRY']._serialized_options = b'8\001'
   _globals['_SERVICEREF']._serialized_start=31
   _globals['_SERVICEREF']._serialized_end=76
   _globals['_PORTINFO']._serialized_start=78
@@ -50,15 +52,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_start=608
   _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_end=669
   _globals['_CLUSTERREPORT']._serialized_start=672
-  _globals['_CLUSTERREPORT']._serialized_end=928
-  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_start=878
-  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_end=922
-  _globals['_REMOTECLUSTER']._serialized_start=931
-  _globals['_REMOTECLUSTER']._serialized_end=1115
-  _globals['_SERVICEIMPORT']._serialized_start=1118
-  _globals['_SERVICEIMPORT']._serialized_end=1284
-  _globals['_CONTROLLERUPDATE']._serialized_start=1287
-  _globals['_CONTROLLERUPDATE']._serialized_end=1501
-  _globals['_FEDERATIONSYNC']._serialized_start=1503
-  _globals['_FEDERATIONSYNC']._serialized_end=1598
+  _globals['_CLUSTERREPORT']._serialized_end=945
+  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_start=895
+  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_end=939
+  _globals['_REMOTECLUSTER']._serialized_start=948
+  _globals['_REMOTECLUSTER']._serialized_end=1132
+  _globals['_SERVICEIMPORT']._serialized_start=1135
+  _globals['_SERVICEIMPORT']._serialized_end=1301
+  _globals['_CONTROLLERUPDATE']._serialized_start=1304
+  _globals['_CONTROLLERUPDATE']._serialized_end=1644
+  _globals['_CONTROLLERUPDATE_CLUSTERCRLSENTRY']._serialized_start=1582
+  _globals['_CONTROLLERUPDATE_CLUSTERCRLSENTRY']._serialized_end=1632
+  _globals['_FEDERATIONSYNC']._serialized_start=1646
+  _globals['_FEDERATIONSYNC']._serialized_end=1741
 # @@protoc_insertion_point(module_scope)

@@ -71,7 +71,7 @@ class ServiceReport(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., healthy_endpoints_by_zone: _Optional[_Mapping[str, int]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ...) -> None: ...
 
 class ClusterReport(_message.Message):
-    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports")
+    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports", "crl_pem")
     class RttMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -84,12 +84,14 @@ class ClusterReport(_message.Message):
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
     RTT_MS_FIELD_NUMBER: _ClassVar[int]
     EXPORTS_FIELD_NUMBER: _ClassVar[int]
+    CRL_PEM_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     services: _containers.RepeatedCompositeFieldContainer[ServiceReport]
     gateway: str
     rtt_ms: _containers.ScalarMap[str, float]
     exports: _containers.RepeatedCompositeFieldContainer[ServiceRef]
-    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ...) -> None: ...
+    crl_pem: str
+    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., crl_pem: _Optional[str] = ...) -> None: ...
 
 class RemoteCluster(_message.Message):
     __slots__ = ("cluster", "gateway", "network", "locality", "endpoints", "same_network", "direct_endpoints")
@@ -124,17 +126,26 @@ class ServiceImport(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., clusters: _Optional[_Iterable[_Union[RemoteCluster, _Mapping]]] = ...) -> None: ...
 
 class ControllerUpdate(_message.Message):
-    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports")
+    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls")
+    class ClusterCrlsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TRUST_BUNDLE_PEM_FIELD_NUMBER: _ClassVar[int]
     POLICIES_JSON_FIELD_NUMBER: _ClassVar[int]
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     IMPORTS_FIELD_NUMBER: _ClassVar[int]
     EXPORTS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_CRLS_FIELD_NUMBER: _ClassVar[int]
     version: int
     trust_bundle_pem: bytes
     policies_json: _containers.RepeatedScalarFieldContainer[str]
     lease_seconds: int
     imports: _containers.RepeatedCompositeFieldContainer[ServiceImport]
     exports: _containers.RepeatedCompositeFieldContainer[ServiceRef]
-    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ...) -> None: ...
+    cluster_crls: _containers.ScalarMap[str, str]
+    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., cluster_crls: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -120,7 +120,44 @@ def test_identity_directory_publishes_versions_atomically(tmp_path) -> None:
     assert rootca["validation_context"]["trusted_ca"]["filename"] == str(second / "bundle.pem")
     assert (second / "key.pem").stat().st_mode & 0o777 == 0o600
     assert d.key.stat().st_mode & 0o777 == 0o600
-    assert d.read() == (b"chain2", b"key2", b"bundle2")
+    assert d.read() == (b"chain2", b"key2", b"bundle2", b"")
+    assert "crl" not in rootca["validation_context"]
+    third = d.write(b"chain3", b"key3", b"bundle3", b"crls")
+    rootca = json.loads(d.rootca_sds.read_text())["resources"][0]["validation_context"]
+    assert rootca["crl"]["filename"] == str(third / "crl.pem")
+    assert rootca["only_verify_leaf_cert_crl"] is True
+    assert d.read() == (b"chain3", b"key3", b"bundle3", b"crls")
     for _ in range(4):
         d.write(b"c", b"k", b"b")
     assert len([p for p in d.path.iterdir() if p.is_dir()]) == 3
+    assert not d.crl.exists()
+
+
+def test_member_crls_keeps_only_crls_signed_by_each_members_joined_intermediate(
+    trust_dir,
+) -> None:
+    from federation.controller.membership import member_crls
+    from federation.controller.store import ClusterRecord
+    from federation.sync.messages import ClusterReport
+    from trust import pki
+    from trust.revocation import cluster_crl
+
+    trust_dir.create_intermediate("west")
+    east, west = trust_dir.cluster_authority("east"), trust_dir.cluster_authority("west")
+
+    def record(name: str, ca) -> ClusterRecord:
+        return ClusterRecord(
+            name, "aws/us-east-1", "n", "", "local", 1.0, 1.0, 1.0,
+            pki.certificates_to_pem([ca.certificate]).decode(),
+        )  # fmt: skip
+
+    east_crl, west_crl = cluster_crl(east).decode(), cluster_crl(west).decode()
+    reports = {
+        "east": ClusterReport(cluster="east", crl_pem=east_crl),
+        # west reports east's CRL: refused (not signed by west's intermediate)
+        "west": ClusterReport(cluster="west", crl_pem=east_crl),
+        # a removed cluster has no record: its report is ignored
+        "gone": ClusterReport(cluster="gone", crl_pem=west_crl),
+    }
+    crls = member_crls([record("east", east), record("west", west)], reports)
+    assert crls == {"east": east_crl}

@@ -1,0 +1,124 @@
+"""Data-plane cost of AuthorizationPolicy: the same requests with and without Envoy's RBAC
+filters on the destination sidecars, in one run.
+
+Setup: the three-cluster federation of ``tests/integration/federations.py`` (real controller,
+control planes, agents, Envoys on loopback). wrk sends GETs through the caller's sidecar to
+``echo`` in its own cluster (two replicas behind their sidecars, mutual TLS). Rounds
+alternate: **none** (no AuthorizationPolicy: no RBAC filter) and **rbac** (a DENY policy for
+one path plus an ALLOW policy for the caller's principal, so every request runs both
+engines). The policies are applied to the controller and are in force when a request to the
+denied path gets 403; removing them, when it gets 200 again.
+
+    python bench/authz.py [--duration 10] [--rounds 2] [--connections 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.dataplane import ensure_wrk
+from tests.integration.conftest import make_mesh_home, owned_processes
+from tests.integration.federations import HOST, ThreeClusters
+from tests.integration.harness import get, wait_until
+
+POLICIES = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-probe, namespace: demo}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/probe-denied"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-frontend, namespace: demo}
+spec:
+  action: ALLOW
+  rules: [{from: [{source: {principals: ["example.org/ns/demo/sa/frontend"]}}]}]
+"""
+
+
+def wrk(port: int, duration: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            ensure_wrk(), "--latency", "-t2", f"-c{connections}", f"-d{duration}s",
+            "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/",
+        ],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out)
+        if not m:
+            return float("nan")
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(rps.group(1)) if rps else float("nan"),
+        "p50": ms("50%"),
+        "p99": ms("99%"),
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    ensure_wrk()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        home = make_mesh_home(work)
+        with owned_processes(work) as procs:
+            fed = ThreeClusters(procs, home)
+            fed.start()
+            port = fed.client_port
+
+            def probe() -> int:
+                return get(port, HOST, path="/probe-denied")[0]
+
+            results: dict[str, list[dict[str, float]]] = {"none": [], "rbac": []}
+            for _ in range(args.rounds):
+                for variant in ("none", "rbac"):
+                    if variant == "rbac":
+                        fed.meshfed("apply", "-f", "-", input_text=POLICIES)
+                        wait_until(lambda: probe() == 403, 30, "policies in force")
+                    else:
+                        fed.meshfed("delete", "-f", "-", input_text=POLICIES, check=False)
+                        wait_until(lambda: probe() == 200, 30, "policies removed")
+                    wrk(port, 2, args.connections)  # warm up
+                    results[variant].append(wrk(port, args.duration, args.connections))
+    print(
+        f"AuthorizationPolicy cost: wrk -t2 -c{args.connections} -d{args.duration}s through"
+        f" the caller's sidecar to echo (2 replicas, mTLS), {args.rounds} alternating rounds"
+    )
+    print(f"{'variant':<8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+    best = {}
+    for variant, runs in results.items():
+        for r in runs:
+            print(
+                f"{variant:<8}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9.0f}"
+            )
+        best[variant] = max(runs, key=lambda r: r["rps"])
+    n, r = best["none"], best["rbac"]
+    print(
+        f"rbac/none (best round each): req/s x{r['rps'] / n['rps']:.3f},"
+        f" p50 x{r['p50'] / n['p50']:.3f}, p99 x{r['p99'] / n['p99']:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Certificate revocation lists of cluster CAs, used as an allow-list of member clusters.
+
+Every member cluster's CA signs an (empty) CRL for itself (RFC 5280 section 5: version 2,
+``thisUpdate``/``nextUpdate``, CRL number, authority key identifier). Envoy's validation
+context gets the CRLs of every current member with ``only_verify_leaf_cert_crl: true``
+(Envoy API, ``CertificateValidationContext.crl``): a leaf is then accepted only if the CRL of
+its issuer is present, so an SVID of a cluster whose CRL is no longer distributed -- a
+removed cluster -- fails verification, while the root (and its bundle) stays as it is.
+
+CRLs expire (``nextUpdate``; BoringSSL refuses an expired CRL), so a CA re-issues its CRL
+well before: :func:`crl_due`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from trust import pki
+from trust.authority import LocalCertificateAuthority
+from trust.errors import InvalidCertificateError
+
+#: Validity of a cluster CA's CRL; re-issued after a quarter of it (:func:`crl_due`).
+CRL_TTL = timedelta(hours=24)
+
+
+def cluster_crl(ca: LocalCertificateAuthority, *, now: datetime | None = None) -> bytes:
+    """An empty CRL signed by ``ca`` (PEM), valid from five minutes ago for :data:`CRL_TTL`.
+
+    The CRL number is the issue time in seconds, so later CRLs have higher numbers.
+    """
+    now = now or pki.utcnow()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now - timedelta(minutes=5))
+        .next_update(min(now + CRL_TTL, ca.certificate.not_valid_after_utc))
+        .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+            critical=False,
+        )
+    )
+    return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def load_crl(pem: bytes, *, source: str = "CRL") -> x509.CertificateRevocationList:
+    """Parse one PEM CRL.
+
+    Raises:
+        InvalidCertificateError: not a PEM CRL.
+    """
+    try:
+        return x509.load_pem_x509_crl(pem)
+    except ValueError as err:
+        raise InvalidCertificateError(f"{source}: not a PEM CRL ({err})") from err
+
+
+def crl_due(pem: bytes | None, *, now: datetime | None = None) -> bool:
+    """True when there is no CRL or a quarter of its validity has passed."""
+    if not pem:
+        return True
+    crl = load_crl(pem)
+    start, end = crl.last_update_utc, crl.next_update_utc
+    if end is None:
+        return True
+    return (now or pki.utcnow()) >= start + (end - start) / 4
+
+
+def crl_issued_by(pem: bytes, issuer: x509.Certificate) -> bool:
+    """True if the CRL ``pem`` verifies with ``issuer``'s key and names it as issuer."""
+    crl = load_crl(pem)
+    public_key = issuer.public_key()
+    if crl.issuer != issuer.subject:
+        return False
+    try:
+        return bool(crl.is_signature_valid(public_key))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
