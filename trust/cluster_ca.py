@@ -64,6 +64,20 @@ class ClusterCaDirectory:
         )
         return pki.csr_to_pem(csr)
 
+    def renewal_csr(self, trust_domain: TrustDomain, cluster: str) -> bytes:
+        """A PEM CSR for the *existing* intermediate key, for the root to re-sign (a renewal,
+        or a root rotation): the same key and subject, so the SVIDs and CRLs it issued stay
+        valid under the re-signed certificate.
+
+        Raises:
+            TrustStoreError: the key is missing or group/world readable.
+        """
+        key = load_key_file(self.key_path)
+        csr = pki.build_csr(
+            key, spiffe_id=trust_domain.id, common_name=f"meshfed intermediate CA {cluster}"
+        )
+        return pki.csr_to_pem(csr)
+
     def store(self, chain_pem: bytes, bundle_pem: bytes) -> None:
         """Keep the signed intermediate and the bundle (the key must already be here).
 

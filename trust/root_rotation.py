@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from trust import pki
-from trust.errors import TrustStoreError
+from trust.authority import RootAuthority
+from trust.bundle import TrustBundle
+from trust.errors import SigningRefusedError, TrustStoreError
 from trust.store import TrustDirectory, root_id
 
 
@@ -94,10 +99,10 @@ def retire_old_roots(
     )
     if stale:
         raise TrustStoreError(
-            f"joined clusters {', '.join(stale)} still chain only to the old root (their"
-            " intermediates were signed when they joined); retiring it would cut them off."
-            " Re-signing joined clusters over sync is not built yet: remove and re-join them"
-            " (meshfed cluster remove / join) before --retire-old"
+            f"joined clusters {', '.join(stale)} still chain only to the old root; retiring"
+            " it would cut them off. The controller re-signs a joined cluster's intermediate"
+            " over the sync channel once its control plane reports (within seconds while it"
+            " is connected): check 'meshfed cluster list' and try again"
         )
     for cluster in store.clusters():
         issuer = store.intermediate_issuer_id(cluster)
@@ -112,4 +117,65 @@ def retire_old_roots(
     return RootRotation(cfg.active_root, (cfg.active_root,), retired_roots=tuple(old))
 
 
-__all__ = ["RootRotation", "begin_root_rotation", "retire_old_roots", "root_id"]
+def resign_reason(
+    intermediate: x509.Certificate, active_root: x509.Certificate, now: datetime
+) -> str | None:
+    """Why a joined cluster's intermediate must be re-signed now, or None: it is not signed by
+    the active root (a root rotation), or half its lifetime has passed (intermediates are
+    short-lived and renewed over the sync channel)."""
+    if not pki.issued_by(intermediate, active_root):
+        return "not signed by the active root"
+    start, end = intermediate.not_valid_before_utc, intermediate.not_valid_after_utc
+    if now >= start + (end - start) / 2:
+        return f"past half of its lifetime (expires {end.isoformat()})"
+    return None
+
+
+def same_public_key(csr: x509.CertificateSigningRequest, cert: x509.Certificate) -> bool:
+    """True when ``csr`` is for the key ``cert`` certifies (a re-sign keeps the key)."""
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    return bool(
+        csr.public_key().public_bytes(der, spki) == cert.public_key().public_bytes(der, spki)
+    )
+
+
+__all__ = [
+    "RootRotation",
+    "begin_root_rotation",
+    "resign_intermediate",
+    "resign_needed",
+    "resign_reason",
+    "retire_old_roots",
+    "root_id",
+    "same_public_key",
+]
+
+
+def resign_needed(intermediate_pem: bytes, bundle: TrustBundle, now: datetime) -> str | None:
+    """:func:`resign_reason` of a joined cluster's intermediate (PEM) against the newest root
+    of ``bundle`` (the active one: :meth:`trust.store.TrustDirectory.set_roots` keeps it last,
+    as join tokens pin it)."""
+    cert = pki.load_certificates(intermediate_pem, source="joined intermediate")[0]
+    return resign_reason(cert, bundle.roots[-1], now)
+
+
+def resign_intermediate(
+    root: RootAuthority, csr_pem: bytes, current_pem: bytes, cluster: str, ttl: timedelta
+) -> bytes:
+    """Have the active root re-sign a joined cluster's intermediate (PEM chain out).
+
+    The CSR must be for the key of ``current_pem`` (the one pinned at join): a cluster can
+    renew its intermediate, never swap its key through the sync channel.
+
+    Raises:
+        InvalidCertificateError: the CSR or certificate does not parse.
+        SigningRefusedError: another key, a bad CSR signature or trust domain.
+    """
+    csr = pki.load_csr(csr_pem, source=f"intermediate CSR of {cluster}")
+    current = pki.load_certificates(current_pem, source=f"intermediate of {cluster}")[0]
+    if not same_public_key(csr, current):
+        raise SigningRefusedError(
+            f"the intermediate CSR of {cluster!r} is for another key than the one it joined with"
+        )
+    return pki.certificates_to_pem(list(root.sign_intermediate_csr(csr, cluster, ttl)))

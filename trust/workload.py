@@ -14,6 +14,7 @@ from trust import pki
 from trust.authority import CertificateAuthority, LocalCertificateAuthority
 from trust.errors import InvalidCertificateError, SigningRefusedError
 from trust.spiffe import SpiffeId
+from trust.svid import X509Svid
 
 
 def new_key_and_csr(spiffe_id: SpiffeId) -> tuple[bytes, bytes]:
@@ -60,6 +61,18 @@ def sign_workload_csr(
         raise SigningRefusedError(f"the CSR asks for {asked}, the credential is for {allowed}")
     chain = ca.sign_csr(pki.load_csr(csr_pem), allowed, ttl)
     return pki.certificates_to_pem(chain)
+
+
+def issued_under(svid: X509Svid, ca_chain_pem: bytes) -> bool:
+    """True if ``svid`` carries ``ca_chain_pem`` (the issuing CA's current chain) above its
+    leaf -- False after the CA was re-signed (a root rotation), when the SVID must renew to
+    present a chain to the new root.
+
+    Raises:
+        InvalidCertificateError: ``ca_chain_pem`` is not PEM certificates.
+    """
+    chain = pki.load_certificates(ca_chain_pem, source="CA chain")
+    return list(svid.cert_chain[1:]) == chain
 
 
 def issued_by_authority(leaf_pem: bytes, ca: LocalCertificateAuthority) -> bool:

@@ -31,7 +31,7 @@ from trust import pki
 from trust.errors import TrustError
 from trust.spiffe import SpiffeId
 from trust.svid import X509Svid
-from trust.workload import new_key_and_csr
+from trust.workload import issued_under, new_key_and_csr
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +171,9 @@ class WorkloadIdentity:
         )
         return svid
 
-    async def fetch_bundle(self) -> tuple[bytes, bytes]:
-        """``(trust bundle, member CRLs)`` from the CA port (verified with the current bundle).
+    async def fetch_bundle(self) -> tuple[bytes, bytes, bytes]:
+        """``(trust bundle, member CRLs, CA chain)`` from the CA port (verified with the
+        current bundle).
 
         Raises:
             IdentityError: the call failed.
@@ -188,7 +189,7 @@ class WorkloadIdentity:
                 )
             except grpc.aio.AioRpcError as err:
                 raise _describe(err) from err
-        return bytes(answer.pem), bytes(answer.crl_pem)
+        return bytes(answer.pem), bytes(answer.crl_pem), bytes(answer.ca_chain_pem)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -227,7 +228,11 @@ class WorkloadIdentity:
         return await self._issue(renew=False)
 
     async def _refresh_bundle(self) -> None:
-        bundle, crls = await self.fetch_bundle()
+        bundle, crls, ca_chain = await self.fetch_bundle()
+        if self.svid is not None and ca_chain and not issued_under(self.svid, ca_chain):
+            log.info("the cluster's CA was re-signed: renewing the SVID now")
+            await self._issue(renew=True)
+            self.renewals += 1
         if (bundle, crls) != (self._bundle, self._crls) and self.svid is not None:
             self._bundle, self._crls = bundle, crls
             found = self.directory.read()

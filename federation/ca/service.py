@@ -68,6 +68,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         tokens: the workload tokens (token mode).
         ttl: lifetime of issued SVIDs.
         crls: returns the member clusters' CRLs (PEM) sent with the trust bundle.
+        ca_chain: returns the CA's current chain (PEM), sent with the trust bundle.
         on_issued: called with the SPIFFE ID of every certificate issued (metrics, tests).
     """
 
@@ -79,9 +80,11 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         tokens: TokenStore | None = None,
         ttl: timedelta = pki.DEFAULT_SVID_TTL,
         crls: Callable[[], bytes] = lambda: b"",
+        ca_chain: Callable[[], bytes] = lambda: b"",
         on_issued: Callable[[str], None] | None = None,
     ) -> None:
         self._crls = crls
+        self._ca_chain = ca_chain
         if mode == "token" and tokens is None:
             raise ValueError("token mode needs a token store")
         self._authority = authority
@@ -157,7 +160,9 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
     ) -> ca_pb2.TrustBundle:
         """The trust bundle and the member clusters' CRLs, as PEM."""
         return ca_pb2.TrustBundle(
-            pem=self._authority().trust_bundle().to_pem(), crl_pem=self._crls()
+            pem=self._authority().trust_bundle().to_pem(),
+            crl_pem=self._crls(),
+            ca_chain_pem=self._ca_chain(),
         )
 
 

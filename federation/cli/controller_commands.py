@@ -98,6 +98,14 @@ def controller() -> None:
     " Istio) or deny (adds meshfed-system/mesh-default-deny, an ALLOW policy without rules).",
 )
 @click.option(
+    "--intermediate-ttl",
+    type=DURATION,
+    default="7d",
+    show_default=True,
+    help="Lifetime of the intermediate CAs signed for joining clusters; re-signed over the"
+    " sync channel at half life, and at once after 'meshfed trust rotate-root'.",
+)
+@click.option(
     "--insecure-http",
     is_flag=True,
     help="Serve the REST API in plain HTTP (refused unless --listen is a loopback address).",
@@ -110,6 +118,7 @@ def serve_cmd(
     trust_domain: str,
     lease: timedelta,
     token_file: Path | None,
+    intermediate_ttl: timedelta,
     insecure_http: bool,
     authz_default: str,
 ) -> None:
@@ -138,6 +147,7 @@ def serve_cmd(
         lease_s=lease.total_seconds(),
         insecure_http=insecure_http,
         authz_default=authz_default,
+        intermediate_ttl=intermediate_ttl,
     )
 
     async def run() -> None:

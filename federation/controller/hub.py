@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pydantic import BaseModel
 
 from federation.controller.imports import ExportStatus, compute
+from federation.controller.intermediates import IntermediateSigner
 from federation.controller.membership import (
     STARTUP_GRACE_S,
     ClusterState,
@@ -70,6 +71,7 @@ class SyncHub:
         clock: seconds since the epoch (injected in tests).
         authz_default: ``deny`` adds :func:`federation.model.authz.default_deny_policy` to
             every update (the mesh-wide default); ``allow`` is Istio's default.
+        signer: re-signs joined clusters' intermediates (None: never).
     """
 
     def __init__(
@@ -80,7 +82,9 @@ class SyncHub:
         lease_s: float,
         clock: Callable[[], float] = time.time,
         authz_default: str = "allow",
+        signer: IntermediateSigner | None = None,
     ) -> None:
+        self.signer = signer
         self.store = store
         self.authz_default = authz_default
         self._bundle_pem = bundle_pem
@@ -171,7 +175,13 @@ class SyncHub:
             authz.append(default_deny_policy())
         bundle = self._bundle_pem()
         self._last_bundle = bundle
-        crls = member_crls(self.store.clusters(), self.store.reports())
+        if self.signer is not None:
+            for cluster in self._reported & set(self._streams):
+                report = self._last_report.get(cluster)
+                if report is not None:
+                    self.signer.resign(cluster, report.intermediate_csr_pem)
+        records = {c.name: c for c in self.store.clusters()}
+        crls = member_crls(list(records.values()), self.store.reports())
         for cluster, queue in self._streams.items():
             if cluster not in self._reported:
                 continue
@@ -184,6 +194,9 @@ class SyncHub:
                 trust_bundle_pem=bundle,
                 lease_seconds=max(1, int(self.lease_s)),
                 cluster_crls=crls,
+                intermediate_chain_pem=(
+                    records[cluster].intermediate_pem or "" if cluster in records else ""
+                ),
             )
             if self._sent.get(cluster) == view:
                 continue
@@ -217,4 +230,8 @@ class SyncHub:
                 self.recompute()
             elif self._bundle_pem() != self._last_bundle:
                 log.info("trust bundle changed: sending it to every control plane")
+                self.recompute()
+            elif self.signer is not None and any(
+                self.signer.due(c) for c in self._reported & set(self._streams)
+            ):
                 self.recompute()

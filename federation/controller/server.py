@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -22,6 +24,7 @@ from aiohttp import web
 
 from federation.controller.api import ControllerContext, make_app
 from federation.controller.hub import SyncHub
+from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL, IntermediateSigner
 from federation.controller.membership import DEFAULT_LEASE_S
 from federation.controller.service import FederationService
 from federation.controller.store import SqliteStore
@@ -58,6 +61,8 @@ class ControllerConfig:
         insecure_http: serve the REST API in plain HTTP (only on a loopback address).
         authz_default: ``allow`` (Istio's default) or ``deny`` (every workload needs an
             ALLOW AuthorizationPolicy to be called).
+        intermediate_ttl: lifetime of the intermediates signed for joining clusters,
+            re-signed over sync at half life.
     """
 
     listen: str
@@ -70,6 +75,7 @@ class ControllerConfig:
     lease_s: float = DEFAULT_LEASE_S
     insecure_http: bool = False
     authz_default: str = "allow"
+    intermediate_ttl: timedelta = DEFAULT_INTERMEDIATE_TTL
 
 
 class Controller:
@@ -127,8 +133,15 @@ class Controller:
         def bundle_pem() -> bytes:
             return trust.bundle().to_pem()
 
+        signer = IntermediateSigner(
+            self.store, trust.root_authority, ttl=cfg.intermediate_ttl, clock=time.time
+        )
         self.hub = SyncHub(
-            self.store, bundle_pem, lease_s=cfg.lease_s, authz_default=cfg.authz_default
+            self.store,
+            bundle_pem,
+            lease_s=cfg.lease_s,
+            authz_default=cfg.authz_default,
+            signer=signer,
         )
         self.hub.recompute()
 
@@ -152,6 +165,7 @@ class Controller:
             trust.root_authority,
             bundle_pem,
             root_pin=lambda: trust.bundle().fingerprints()[-1],
+            intermediate_ttl=cfg.intermediate_ttl,
         )
         context = ControllerContext(
             service=self.service,

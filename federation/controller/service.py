@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from federation.controller.hub import POLICY_KINDS, SyncHub
+from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL
 from federation.controller.store import ClusterRecord, DocumentKey, StoreError
 from federation.errors import (
     ConflictError,
@@ -98,7 +100,9 @@ class FederationService:
         root: Callable[[], RootAuthority],
         bundle_pem: Callable[[], bytes],
         root_pin: Callable[[], str],
+        intermediate_ttl: timedelta = DEFAULT_INTERMEDIATE_TTL,
     ) -> None:
+        self.intermediate_ttl = intermediate_ttl
         self.hub = hub
         self.store = hub.store
         self._root = root
@@ -171,7 +175,7 @@ class FederationService:
             log.warning("join of %s refused before signing: %s", cluster, err)
             raise refused from err
         csr = pki.load_csr(csr_pem.encode(), source="request body: csr")
-        chain = self._root().sign_intermediate_csr(csr, cluster, pki.DEFAULT_INTERMEDIATE_TTL)
+        chain = self._root().sign_intermediate_csr(csr, cluster, self.intermediate_ttl)
         log.info(
             "root signed an intermediate CA for %s (serial %x)", cluster, chain[0].serial_number
         )

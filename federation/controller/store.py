@@ -79,6 +79,7 @@ class ControllerStore(Protocol):
     def check_token(self, token_sha256: str, cluster: str, now: float) -> None: ...
     def join(self, token_sha256: str, cluster: str, intermediate_pem: str, now: float) -> None: ...
     def new_token(self, cluster: str, token_sha256: str, expires_at: float) -> None: ...
+    def set_intermediate(self, cluster: str, intermediate_pem: str) -> None: ...
     def heartbeat(self, name: str, now: float) -> None: ...
     def put_report(self, name: str, report: ClusterReport, now: float) -> None: ...
     def reports(self) -> dict[str, ClusterReport]: ...
@@ -230,6 +231,20 @@ class SqliteStore:
                 " WHERE name=?",
                 (now, now, intermediate_pem, cluster),
             )
+
+    def set_intermediate(self, cluster: str, intermediate_pem: str) -> None:
+        """Record a re-signed intermediate CA of a joined cluster (same key).
+
+        Raises:
+            NotFoundError: no such cluster.
+        """
+        with self._tx() as db:
+            updated = db.execute(
+                "UPDATE clusters SET intermediate_pem=? WHERE name=? AND joined_at IS NOT NULL",
+                (intermediate_pem, cluster),
+            ).rowcount
+        if not updated:
+            raise NotFoundError(f"no joined cluster {cluster!r}")
 
     def new_token(self, cluster: str, token_sha256: str, expires_at: float) -> None:
         """Add another join token for a member (e.g. to re-join after losing its state).

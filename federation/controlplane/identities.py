@@ -13,6 +13,7 @@ bundle without a restart.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 
 #: Lifetime of the control plane's server certificate; renewed at half life.
 SERVER_CERT_TTL = timedelta(hours=24)
+#: Seconds the cluster keeps issuing under its previous intermediate certificate (same key)
+#: after the controller re-signed it: every agent fetches the new trust bundle (they poll
+#: every 5 s) before any SVID or server certificate chains to a new root.
+RECHAIN_GRACE_S = 15.0
 
 
 class ClusterAuthority:
@@ -59,6 +64,8 @@ class ClusterAuthority:
         revocation: bool = False,
     ) -> None:
         self.revocation = revocation
+        self._previous: LocalCertificateAuthority | None = None
+        self._changed_at = 0.0
         self._ca = ca
         self._addresses = tuple(addresses)
         self._own_crl = b""
@@ -78,7 +85,10 @@ class ClusterAuthority:
         return control_plane_server_name(self.cluster)
 
     def authority(self) -> LocalCertificateAuthority:
-        """The CA now."""
+        """The CA SVIDs are issued with now: the previous intermediate certificate for
+        :data:`RECHAIN_GRACE_S` after a re-sign, then the new one."""
+        if self._previous is not None and time.monotonic() - self._changed_at < RECHAIN_GRACE_S:
+            return self._previous
         return self._ca
 
     def bundle_pem(self) -> bytes:
@@ -112,16 +122,30 @@ class ClusterAuthority:
         ]
         return own + b"".join(p if p.endswith(b"\n") else p + b"\n" for p in peers)
 
+    def set_authority(self, ca: LocalCertificateAuthority) -> None:
+        """Use a re-signed intermediate (same key, new certificate) with the current bundle:
+        new SVIDs, the CRL and the server certificates follow."""
+        self._previous = self._ca
+        self._ca = replace(ca, bundle=self._ca.bundle)
+        self._changed_at = time.monotonic()
+
+    def ca_chain_pem(self) -> bytes:
+        """The CA's chain as it issues SVIDs now (intermediate first)."""
+        ca = self.authority()
+        return pki.certificates_to_pem([ca.certificate, *ca.chain_above])
+
     def set_trust_bundle(self, bundle: TrustBundle) -> None:
         """Use a new trust bundle (the controller rotated roots): issued chains verify against
         it, new handshakes verify client certificates against it."""
         self._ca = replace(self._ca, bundle=bundle)
+        if self._previous is not None:
+            self._previous = replace(self._previous, bundle=bundle)
         if self._on_bundle is not None:
             self._on_bundle(bundle.to_pem())
 
     def issue_server_svid(self) -> X509Svid:
         """A fresh server certificate for this control plane."""
-        ca = self._ca
+        ca = self.authority()
         return issue_svid(
             ca,
             ca.trust_domain.workload_id(
@@ -147,16 +171,20 @@ class _ServerTls:
         self._authority = authority
         self._svid: X509Svid | None = None
         self._bundle = b""
+        self._issuer = b""
 
     def _due(self) -> bool:
         svid = self._svid
         if svid is None or self._bundle != self._authority.bundle_pem():
+            return True
+        if self._issuer != self._authority.ca_chain_pem():
             return True
         return pki.utcnow() >= svid.not_before + (svid.not_after - svid.not_before) / 2
 
     def configuration(self) -> grpc.ServerCertificateConfiguration:
         self._svid = self._authority.issue_server_svid()
         self._bundle = self._authority.bundle_pem()
+        self._issuer = self._authority.ca_chain_pem()
         return grpc.ssl_server_certificate_configuration(
             [(self._svid.private_key_pem(), self._svid.chain_pem())],
             root_certificates=self._bundle,

@@ -176,6 +176,7 @@ class ControlPlane:
                 rtt_ms=self.rtt.rtt_ms,
                 crl_pem=lambda: self.authority.own_crl().decode(),
                 on_crls=self.authority.set_member_crls,
+                on_ca=self.authority.set_authority,
             )
             self.link.restore()
         self.mesh = MeshContext(cfg.cluster, ca.trust_domain.name, cfg.locality, cfg.network)
@@ -185,12 +186,21 @@ class ControlPlane:
         self.builder.ready.set()
         self._tasks.append(asyncio.create_task(self.builder.run(), name="snapshot-builder"))
 
-        crls = self.authority.crl_bundle
+        authority = self.authority
         self.renewals = CertificateServicer(
-            self.authority.authority, "svid", ttl=cfg.svid_ttl, crls=crls
+            authority.authority,
+            "svid",
+            ttl=cfg.svid_ttl,
+            crls=authority.crl_bundle,
+            ca_chain=authority.ca_chain_pem,
         )
         self.first_certificates = CertificateServicer(
-            self.authority.authority, "token", tokens=self.tokens, ttl=cfg.svid_ttl, crls=crls
+            authority.authority,
+            "token",
+            tokens=self.tokens,
+            ttl=cfg.svid_ttl,
+            crls=authority.crl_bundle,
+            ca_chain=authority.ca_chain_pem,
         )
         self._grpc = grpc.aio.server()
         AggregatedDiscoveryService(self.cache, self.builder, self.status).add_to_server(self._grpc)

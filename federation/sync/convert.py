@@ -151,6 +151,7 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
         trust_bundle_pem=update.trust_bundle_pem,
         lease_seconds=update.lease_seconds,
         cluster_crls=update.cluster_crls,
+        intermediate_chain_pem=update.intermediate_chain_pem,
     )
 
 
@@ -175,6 +176,7 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
         trust_bundle_pem=message.trust_bundle_pem,
         lease_seconds=message.lease_seconds,
         cluster_crls=dict(message.cluster_crls),
+        intermediate_chain_pem=message.intermediate_chain_pem,
     )
 
 

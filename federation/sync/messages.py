@@ -79,6 +79,8 @@ class ClusterReport(_Message):
         gateway: ``host:port`` of the cluster's east-west gateway, "" if none.
         rtt_ms: other cluster -> measured RTT (ms) to its gateway.
         crl_pem: the cluster CA's current CRL (PEM; :mod:`trust.revocation`).
+        intermediate_csr_pem: a CSR for the cluster's current intermediate key (PEM), for
+            re-signing (:mod:`federation.controller.intermediates`).
     """
 
     cluster: str
@@ -87,6 +89,7 @@ class ClusterReport(_Message):
     gateway: str = ""
     rtt_ms: dict[str, float] = Field(default_factory=dict)
     crl_pem: str = ""
+    intermediate_csr_pem: str = ""
 
     def service(self, key: ServiceKey) -> ServiceReport | None:
         """The reported service ``(namespace, name)``, or None."""
@@ -117,6 +120,8 @@ class ControllerUpdate:
         lease_seconds: the controller's heartbeat lease (s); 0 keeps the current one.
         cluster_crls: member cluster -> its CA's CRL (PEM), every member of the federation;
             SVIDs of a cluster left out are refused by every proxy (revocation).
+        intermediate_chain_pem: the cluster's intermediate as the controller recorded it
+            (PEM); installed by the control plane when it differs from its own.
     """
 
     version: int = 0
@@ -128,3 +133,4 @@ class ControllerUpdate:
     trust_bundle_pem: bytes = b""
     lease_seconds: int = 0
     cluster_crls: dict[str, str] = field(default_factory=dict)
+    intermediate_chain_pem: str = ""

@@ -36,6 +36,7 @@ from tests.integration.harness import (
     ControlPlaneHandle,
     LoadLoop,
     Processes,
+    RateLoop,
     Sample,
     free_port,
     get,
@@ -48,6 +49,8 @@ from tests.integration.harness import (
     workload_yaml,
 )
 from trust import pki
+from trust.bundle import TrustBundle
+from trust.errors import TrustError
 from trust.spiffe import SpiffeId, TrustDomain
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -607,42 +610,71 @@ def test_apply_with_one_bad_document_stores_none(fed, tmp_path) -> None:
     assert r.returncode == 2 and "--controlplane" in r.stderr
 
 
-def test_a_root_rotation_reaches_every_control_plane_and_traffic_keeps_flowing(fed) -> None:
-    """``meshfed trust rotate-root`` on the controller's trust directory: the controller sends
-    the two-root bundle to every control plane, which hands it to its proxies over SDS."""
+def _roots(path: Path) -> list[Any]:
+    return pki.load_certificates(path.read_bytes(), source=str(path))
+
+
+def _identity_dirs(home: Path) -> list[Path]:
+    """Every agent's identity directory (sidecars and gateways)."""
+    return sorted(p for p in home.glob("proxies/*/identity") if (p / "cert.pem").exists())
+
+
+def test_root_rotation_under_200_rps_re_signs_every_cluster_and_retires_the_old_root(
+    fed,
+) -> None:
+    """Attack 7 of issue #15: ``meshfed trust rotate-root`` with three joined clusters under
+    200 rps: the controller sends the two-root bundle and has the new root re-sign every
+    joined cluster's intermediate over sync (same key); every workload renews its SVID under
+    it; then ``--retire-old`` is accepted, every bundle drops the old root, no request fails,
+    and every SVID chains to the new root only."""
     home = fed["home"]
-    _meshfed(home, "trust", "rotate-root")
+    old_root = _roots(home / "trust" / "bundle.pem")[0]
+    dirs = _identity_dirs(home)
+    assert len(dirs) >= 6, dirs  # 3 gateways, 2 echo sidecars, the frontend's
+    with RateLoop(fed["client_port"], HOST, rps=200, max_requests=40000, max_seconds=150) as load:
+        wait_until(lambda: len(load.samples) >= 200, 15, "traffic flowing")
+        _meshfed(home, "trust", "rotate-root")
+        new_root = _roots(home / "trust" / "bundle.pem")[-1]
+        assert new_root != old_root
 
-    def roots_everywhere() -> bool:
-        return all(
-            (home / "controlplanes" / c / "ca" / "bundle.pem")
-            .read_text()
-            .count("BEGIN CERTIFICATE")
-            == 2
-            for c in ("a", "b", "c")
-        )
+        def intermediates_re_signed() -> bool:
+            return all(
+                pki.issued_by(_roots(home / "controlplanes" / c / "ca" / "ca.pem")[0], new_root)
+                for c in ("a", "b", "c")
+            )
 
-    wait_until(roots_everywhere, 15, "the two-root bundle at every control plane")
-    assert _clusters_seen(fed["client_port"], 20).keys() <= {"a", "b"}
-    assert sum(_clusters_seen(fed["client_port"], 20).values()) == 20
-    # retiring the old root would cut off every joined cluster: refused, naming them
-    retire = _meshfed(home, "trust", "rotate-root", "--retire-old", check=False)
-    assert retire.returncode == 2, retire.stderr
-    assert "joined clusters a, b, c still chain only to the old root" in retire.stderr
-    assert (home / "trust" / "bundle.pem").read_text().count("BEGIN CERTIFICATE") == 2
-    # the controller's API moves to a certificate under the new root by itself
-    new_root = pki.load_certificates((home / "trust" / "bundle.pem").read_bytes(), source="b")[-1]
+        wait_until(intermediates_re_signed, 30, "every joined intermediate re-signed")
 
-    def api_cert_under_new_root() -> bool:
-        pem = ssl.get_server_certificate(("127.0.0.1", fed["controller"].api_port))
-        leaf = pki.load_certificates(pem.encode(), source="api")[0]
-        inter = pki.load_certificates(
-            (home / "trust" / "intermediates" / "meshfed-controller" / "ca.pem").read_bytes(),
-            source="intermediate",
-        )[0]
-        return pki.issued_by(leaf, inter) and pki.issued_by(inter, new_root)
+        def svids_renewed() -> bool:
+            return all(pki.issued_by(_roots(d / "cert.pem")[1], new_root) for d in dirs)
 
-    wait_until(api_cert_under_new_root, 15, "the API certificate re-issued under the new root")
+        # after the control planes' 15 s grace (agents fetch the two-root bundle first)
+        wait_until(svids_renewed, 45, "every SVID renewed under the re-signed intermediates")
+        retire = _meshfed(home, "trust", "rotate-root", "--retire-old", check=False)
+        assert retire.returncode == 0, retire.stderr
+
+        def one_root_everywhere() -> bool:
+            files = [home / "controlplanes" / c / "ca" / "bundle.pem" for c in ("a", "b", "c")]
+            files += [d / "bundle.pem" for d in dirs]
+            return all(p.read_text().count("BEGIN CERTIFICATE") == 1 for p in files)
+
+        wait_until(one_root_everywhere, 30, "the old root gone from every bundle")
+        after = len(load.samples)
+        wait_until(lambda: len(load.samples) >= after + 1000, 20, "5 s more of traffic")
+    assert load.failures() == [], f"{len(load.failures())} failed of {len(load.samples)}"
+    print(f"root rotation + retirement under load: 0 failed of {len(load.samples)} requests")
+    new_only = TrustBundle(TrustDomain("example.org"), (new_root,))
+    old_only = TrustBundle(TrustDomain("example.org"), (old_root,))
+    for d in dirs:
+        chain = _roots(d / "cert.pem")
+        new_only.verify(chain)
+        with pytest.raises(TrustError):
+            old_only.verify(chain)
+    # the controller's API moved to a certificate under the new root by itself
+    pem = ssl.get_server_certificate(("127.0.0.1", fed["controller"].api_port))
+    inter = _roots(home / "trust" / "intermediates" / "meshfed-controller" / "ca.pem")[0]
+    assert pki.issued_by(pki.load_certificates(pem.encode(), source="api")[0], inter)
+    assert pki.issued_by(inter, new_root)
     assert fed["controller"].clusters()["a"]["state"] == "Ready"
 
 

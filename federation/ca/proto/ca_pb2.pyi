@@ -25,9 +25,11 @@ class GetTrustBundleRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class TrustBundle(_message.Message):
-    __slots__ = ("pem", "crl_pem")
+    __slots__ = ("pem", "crl_pem", "ca_chain_pem")
     PEM_FIELD_NUMBER: _ClassVar[int]
     CRL_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
     pem: bytes
     crl_pem: bytes
-    def __init__(self, pem: _Optional[bytes] = ..., crl_pem: _Optional[bytes] = ...) -> None: ...
+    ca_chain_pem: bytes
+    def __init__(self, pem: _Optional[bytes] = ..., crl_pem: _Optional[bytes] = ..., ca_chain_pem: _Optional[bytes] = ...) -> None: ...

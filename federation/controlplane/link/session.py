@@ -99,6 +99,7 @@ class FederationLink:
         rtt_ms: other cluster -> measured RTT (ms), reported as is (owned by the RTT prober).
         crl_pem: returns this cluster CA's current CRL (PEM), sent with every report.
         on_crls: called with every member's CRL (cluster -> PEM) from each update.
+        on_ca: called with the new CA after the controller re-signed the intermediate.
     """
 
     def __init__(
@@ -113,7 +114,11 @@ class FederationLink:
         rtt_ms: dict[str, float] | None = None,
         crl_pem: Callable[[], str] = lambda: "",
         on_crls: Callable[[dict[str, str]], None] = lambda _crls: None,
+        on_ca: Callable[[LocalCertificateAuthority], None] = lambda _ca: None,
     ) -> None:
+        self._on_ca = on_ca
+        self._sync_svid_stale = False
+        self._csr = ClusterCaDirectory(state_dir / "ca").renewal_csr(ca.trust_domain, info.cluster)
         self.info = info
         self._crl_pem = crl_pem
         self._on_crls = on_crls
@@ -128,7 +133,7 @@ class FederationLink:
         )
 
         async def issue() -> X509Svid:
-            return issue_svid(ca, sid, SYNC_SVID_TTL)
+            return issue_svid(self._ca, sid, SYNC_SVID_TTL)
 
         self._rotator = SvidRotator(issue)
         self.rtt_ms = rtt_ms if rtt_ms is not None else {}
@@ -148,6 +153,18 @@ class FederationLink:
             self._install(update)
             log.info("restored %d imports from the last controller update", len(update.imports))
 
+    def _install_intermediate(self, chain_pem: bytes) -> None:
+        """Keep a re-signed intermediate (same key; verified by the directory) and use it:
+        SVIDs are issued with the new chain, the sync SVID is renewed at once."""
+        ca_dir = ClusterCaDirectory(self._state_dir / "ca")
+        if ca_dir.cert_path.read_bytes() == chain_pem:
+            return
+        ca_dir.store(chain_pem, ca_dir.bundle_path.read_bytes())
+        self._ca = ca_dir.authority(self._ca.trust_domain)
+        self._sync_svid_stale = True
+        log.info("installed the intermediate CA the controller re-signed")
+        self._on_ca(self._ca)
+
     def _install(self, update: ControllerUpdate) -> None:
         self._registry.set_federation(
             update.imports,
@@ -163,14 +180,17 @@ class FederationLink:
 
     async def _identity(self) -> X509Svid:
         svid = self._rotator.current
-        if svid is None or self._rotator.seconds_until_renewal() <= 0:
+        if svid is None or self._sync_svid_stale or self._rotator.seconds_until_renewal() <= 0:
             svid = await self._rotator.rotate_once()
+            self._sync_svid_stale = False
         return svid
 
     def report(self) -> ClusterReport:
         """The report for the current registry state."""
         report = cluster_report(self._registry.state, self.info.cluster, self._gateway, self.rtt_ms)
-        return report.model_copy(update={"crl_pem": self._crl_pem()})
+        return report.model_copy(
+            update={"crl_pem": self._crl_pem(), "intermediate_csr_pem": self._csr.decode()}
+        )
 
     async def _reports(self) -> AsyncIterator[sync_pb2.ClusterReport]:
         last: ClusterReport | None = None
@@ -198,6 +218,8 @@ class FederationLink:
                 )
                 log.info("new trust bundle from the controller (%d roots)", len(bundle.roots))
                 self._on_bundle(bundle)
+        if update.intermediate_chain_pem:
+            self._install_intermediate(update.intermediate_chain_pem.encode())
         if update.lease_seconds:
             self.info = replace(self.info, lease_seconds=float(update.lease_seconds))
         state.save(self._state_dir, self.info, update)  # persist first, then serve it

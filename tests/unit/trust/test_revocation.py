@@ -26,3 +26,33 @@ def test_a_cluster_crl_is_empty_signed_by_its_ca_and_due_after_a_quarter(trust_d
     assert crl_due(None)
     with pytest.raises(InvalidCertificateError):
         load_crl(b"junk")
+
+
+def test_a_joined_intermediate_is_re_signed_with_its_own_key_only(trust_dir, tmp_path) -> None:
+    from datetime import timedelta
+
+    from trust.cluster_ca import ClusterCaDirectory
+    from trust.errors import SigningRefusedError
+    from trust.root_rotation import begin_root_rotation, resign_intermediate, resign_needed
+    from trust.spiffe import TrustDomain
+
+    td = TrustDomain("example.org")
+    ca_dir = ClusterCaDirectory(tmp_path / "ca")
+    csr = ca_dir.new_csr(td, "joined")
+    root = trust_dir.root_authority()
+    current = pki.certificates_to_pem(
+        list(root.sign_intermediate_csr(pki.load_csr(csr), "joined", timedelta(days=7)))
+    )
+    now = pki.utcnow()
+    assert resign_needed(current, trust_dir.bundle(), now) is None
+    assert "half" in (resign_needed(current, trust_dir.bundle(), now + timedelta(days=4)) or "")
+    begin_root_rotation(trust_dir)
+    assert resign_needed(current, trust_dir.bundle(), now) == "not signed by the active root"
+    renewal = ca_dir.renewal_csr(td, "joined")
+    chain = resign_intermediate(
+        trust_dir.root_authority(), renewal, current, "joined", timedelta(days=7)
+    )
+    assert resign_needed(chain, trust_dir.bundle(), now) is None
+    other = ClusterCaDirectory(tmp_path / "other").new_csr(td, "joined")
+    with pytest.raises(SigningRefusedError, match="another key"):
+        resign_intermediate(trust_dir.root_authority(), other, current, "joined", timedelta(days=7))
