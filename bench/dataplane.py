@@ -8,7 +8,8 @@ backend is not the bottleneck):
    with hand-written static configuration: mTLS between the sidecars with SVIDs from our CA,
    SNI passthrough at the gateway. The baseline for what the hops cost.
 3. meshfed: the same hops configured by two ``meshfed controlplane serve`` processes over xDS
-   and run by ``meshfed proxy sidecar|gateway`` agents (ServiceExport / ServiceImport).
+   (mutual TLS) and run by ``meshfed proxy sidecar|gateway`` agents, which obtain their SVIDs
+   with workload tokens (ServiceExport / ServiceImport).
 
 Prints requests/s and p50/p99 latency per path and the ratios meshfed/static and
 meshfed/direct. Installs wrk from Debian if it is missing.
@@ -33,7 +34,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import MESHFED, free_port, init_trust, post, start_controlplane, stop, token
+from bench._common import (
+    MESHFED,
+    LocalPlane,
+    free_port,
+    init_trust,
+    post,
+    start_controlplane,
+    stop,
+    token,
+)
 from eastwest_gateway.envoy_process import EnvoyProcess
 from trust.spiffe import SpiffeId
 from trust.store import TrustDirectory
@@ -343,6 +353,13 @@ def main() -> None:
             ]
             gw = free_port("127.0.2.1")
             client_out = free_port()
+            east = LocalPlane(home, "east", east_x, east_a)
+            west = LocalPlane(home, "west", west_x, west_a)
+            tokens = [  # one workload token per agent, as an operator mints them
+                west.mint("meshfed-system", "eastwest-gateway"),
+                west.mint("demo", "echo"),
+                east.mint("demo", "frontend"),
+            ]
             agents = [
                 [
                     MESHFED,
@@ -398,10 +415,13 @@ def main() -> None:
                     str(client_out),
                 ],
             ]
-            for argv in agents:
+            for argv, tok in zip(agents, tokens, strict=True):
                 procs.append(
                     subprocess.Popen(
-                        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                        argv,
+                        env=dict(env, MESHFED_WORKLOAD_TOKEN=tok),
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
                     )
                 )
             post(

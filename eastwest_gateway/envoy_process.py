@@ -114,13 +114,20 @@ class EnvoyProcess:
             "--drain-strategy",
             "immediate",
         ]
+        # Envoy dies with the agent (Linux PR_SET_PDEATHSIG). util-linux's setpriv sets it
+        # and execs Envoy, so no Python runs between fork and exec: a preexec_fn would force
+        # a fork() whose child runs the atfork handlers of a process that uses gRPC (the
+        # agent's certificate client), which can abort the child before Envoy starts.
+        setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+        if setpriv:
+            cmd = [setpriv, "--pdeathsig", "KILL", "--", *cmd]
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             cmd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the agent, which drains Envoy first
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" and not setpriv else None,  # noqa: PLW1509
         )
         log.info(
             "started envoy pid %d (base-id %d, admin 127.0.0.1:%d)",

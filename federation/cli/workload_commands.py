@@ -8,6 +8,7 @@ import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,21 +27,42 @@ from federation.serving import stop_on_signals
 from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, write_atomic
 
 
+def _target_options(f: Any) -> Any:
+    """``--cluster``, ``--controlplane``, ``--token``, ``-n/--namespace``."""
+    for option in reversed(
+        [
+            click.option(
+                "--cluster", default=None, help="Member cluster (its local control plane)."
+            ),
+            click.option(
+                "--controlplane",
+                default=None,
+                metavar="URL",
+                help="Control plane API.  [default: that of --cluster in $MESHFED_HOME]",
+            ),
+            controlplane_token_option,
+            click.option("-n", "--namespace", default="default", show_default=True),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _controlplane(cluster: str | None, controlplane: str | None) -> str:
+    if controlplane is not None:
+        return controlplane
+    if cluster is None:
+        raise InputError("pass --cluster NAME or --controlplane URL")
+    return controlplane_api_of(cluster, "--cluster")
+
+
 @click.group("workload")
 def workload() -> None:
     """Onboard workloads: mint the tokens they obtain their first SVID with."""
 
 
 @workload.command("token")
-@click.option("--cluster", default=None, help="Member cluster (its local control plane).")
-@click.option(
-    "--controlplane",
-    default=None,
-    metavar="URL",
-    help="Control plane API.  [default: that of --cluster in $MESHFED_HOME]",
-)
-@controlplane_token_option
-@click.option("-n", "--namespace", default="default", show_default=True)
+@_target_options
 @click.option("--service-account", default=None, help="Required unless --gateway.")
 @click.option(
     "--gateway",
@@ -94,16 +116,13 @@ def token_cmd(
 ) -> None:
     """Mint a workload token for one namespace and service account of one cluster.
 
-    The token lets one proxy agent (or 'meshfed identity') obtain its first X.509-SVID from
+    The token lets one proxy agent (or 'meshfed workload identity') obtain its first X.509-SVID from
     the cluster's certificate service; the agent generates its key itself and renews with
     its SVID afterwards. Single use and valid for --ttl by default; the control plane stores
     only its SHA-256. As Istio's VM onboarding: copy the token and the trust bundle to the
     workload's host, and pass them with --workload-token-file and --trust-bundle.
     """
-    if controlplane is None:
-        if cluster is None:
-            raise InputError("pass --cluster NAME or --controlplane URL")
-        controlplane = controlplane_api_of(cluster, "--cluster")
+    controlplane = _controlplane(cluster, controlplane)
     if gateway:
         namespace, service_account = SYSTEM_NAMESPACE, GATEWAY_SERVICE_ACCOUNT
     elif not service_account:
@@ -142,15 +161,7 @@ def token_cmd(
 
 
 @workload.command("identity")
-@click.option("--cluster", default=None, help="Member cluster (its local control plane).")
-@click.option(
-    "--controlplane",
-    default=None,
-    metavar="URL",
-    help="Control plane API.  [default: that of --cluster in $MESHFED_HOME]",
-)
-@controlplane_token_option
-@click.option("-n", "--namespace", default="default", show_default=True)
+@_target_options
 @click.option("--service-account", required=True)
 @click.option(
     "--dir",
@@ -183,10 +194,7 @@ def identity_cmd(
     proxyless gRPC workload's xDS channel and its file_watcher certificate provider at the
     same files.
     """
-    if controlplane is None:
-        if cluster is None:
-            raise InputError("pass --cluster NAME or --controlplane URL")
-        controlplane = controlplane_api_of(cluster, "--cluster")
+    controlplane = _controlplane(cluster, controlplane)
     info = call("GET", controlplane, "/v1/info", token=token)
     ns_dir = directory or meshfed_home() / "identities" / namespace / service_account
     spiffe_id = workload_spiffe_id(str(info["trust_domain"]), namespace, service_account)

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 from aiohttp import web
@@ -137,6 +137,17 @@ class ControlPlane:
             "trustBundle": self.authority.bundle_pem().decode(),
         }
 
+    def _certificate_service(self, mode: Literal["token", "svid"]) -> CertificateServicer:
+        a = self.authority
+        return CertificateServicer(
+            a.authority,
+            mode,
+            tokens=self.tokens if mode == "token" else None,
+            ttl=self.config.svid_ttl,
+            crls=a.crl_bundle,
+            ca_chain=a.ca_chain_pem,
+        )
+
     def _write_bundle(self, pem: bytes) -> None:
         write_atomic(self.bundle_file, pem, CERT_FILE_MODE)
 
@@ -186,22 +197,8 @@ class ControlPlane:
         self.builder.ready.set()
         self._tasks.append(asyncio.create_task(self.builder.run(), name="snapshot-builder"))
 
-        authority = self.authority
-        self.renewals = CertificateServicer(
-            authority.authority,
-            "svid",
-            ttl=cfg.svid_ttl,
-            crls=authority.crl_bundle,
-            ca_chain=authority.ca_chain_pem,
-        )
-        self.first_certificates = CertificateServicer(
-            authority.authority,
-            "token",
-            tokens=self.tokens,
-            ttl=cfg.svid_ttl,
-            crls=authority.crl_bundle,
-            ca_chain=authority.ca_chain_pem,
-        )
+        self.renewals = self._certificate_service("svid")
+        self.first_certificates = self._certificate_service("token")
         self._grpc = grpc.aio.server()
         AggregatedDiscoveryService(self.cache, self.builder, self.status).add_to_server(self._grpc)
         self.renewals.add_to_server(self._grpc)
