@@ -12,7 +12,10 @@ backend is not the bottleneck):
    with workload tokens (ServiceExport / ServiceImport).
 
 Prints requests/s and p50/p99 latency per path and the ratios meshfed/static and
-meshfed/direct. Installs wrk from Debian if it is missing.
+meshfed/direct. A fourth path, **static-rbac**, is the static chain with the RBAC filters
+meshfed generates for two AuthorizationPolicies (ALLOW the caller's principal, DENY one path)
+on the server sidecar; it and **static** are then measured in alternating rounds and their
+median ratio printed (the cost of enforcing AuthorizationPolicy). Installs wrk from Debian if it is missing.
 
     python bench/dataplane.py [--duration 10] [--connections 16]
 """
@@ -39,6 +42,7 @@ from bench._common import (
     LocalPlane,
     free_port,
     init_trust,
+    percentile,
     post,
     start_controlplane,
     stop,
@@ -49,6 +53,20 @@ from trust.spiffe import SpiffeId
 from trust.store import TrustDirectory
 
 HOST = "echo.demo.svc.clusterset.local"
+AUTHZ_POLICIES = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-probe, namespace: demo}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/probe-denied"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-frontend, namespace: demo}
+spec:
+  action: ALLOW
+  rules: [{from: [{source: {principals: ["example.org/ns/demo/sa/frontend"]}}]}]
+"""
 SNI = f"outbound_.8080_._.{HOST}"
 
 
@@ -118,7 +136,7 @@ def _static_cluster(
     return c
 
 
-def _hcm(route: dict[str, Any]) -> dict[str, Any]:
+def _hcm(route: dict[str, Any], filters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
@@ -135,12 +153,13 @@ def _hcm(route: dict[str, Any]) -> dict[str, Any]:
                 ]
             },
             "http_filters": [
+                *(filters or []),
                 {
                     "name": "envoy.filters.http.router",
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
                     },
-                }
+                },
             ],
         },
     }
@@ -182,8 +201,25 @@ def backend(admin: int, port: int) -> dict[str, Any]:
     )
 
 
-def static_chain(files: dict[str, Path], ports: dict[str, int]) -> list[dict[str, Any]]:
-    """Client sidecar, gateway and server sidecar with static config (mTLS, SNI passthrough)."""
+def rbac_http_filters() -> list[dict[str, Any]]:
+    """The RBAC filters meshfed generates for an ALLOW policy for the caller's principal plus
+    a DENY policy for one path (the server sidecar of the "static-rbac" path runs them)."""
+    from google.protobuf import json_format
+
+    from federation.controlplane.generate.rbac import rbac_filters
+    from federation.model.documents import load_documents
+
+    policies = load_documents(AUTHZ_POLICIES, source="bench")
+    return [json_format.MessageToDict(f) for f in rbac_filters(policies, (8080,))]  # type: ignore[arg-type]
+
+
+def static_chain(
+    files: dict[str, Path],
+    ports: dict[str, int],
+    server_filters: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Client sidecar, gateway and server sidecar with static config (mTLS, SNI passthrough);
+    ``server_filters``: HTTP filters before the server sidecar's router."""
 
     def common(name: str) -> dict[str, Any]:
         return {
@@ -259,7 +295,7 @@ def static_chain(files: dict[str, Path], ports: dict[str, int]) -> list[dict[str
                 "address": _addr("127.0.0.1", ports["server"]),
                 "filter_chains": [
                     {
-                        "filters": [_hcm({"route": {"cluster": "app"}})],
+                        "filters": [_hcm({"route": {"cluster": "app"}}, server_filters)],
                         "transport_socket": {
                             "name": "envoy.transport_sockets.tls",
                             "typed_config": {
@@ -297,6 +333,7 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rbac-rounds", type=int, default=3)
     args = parser.parse_args()
     ensure_wrk()
     envoys: list[EnvoyProcess] = []
@@ -340,6 +377,16 @@ def main() -> None:
             for name, boot in zip(
                 ("static-client", "static-gateway", "static-server"),
                 static_chain(files, ports),
+                strict=True,
+            ):
+                envoy(name, boot, boot["admin"]["address"]["socket_address"]["port_value"])
+            # the same static chain with meshfed's RBAC filters on the server sidecar
+            rbac_ports = {
+                k: (v if k.startswith("backend") else free_port()) for k, v in ports.items()
+            }
+            for name, boot in zip(
+                ("rbac-client", "rbac-gateway", "rbac-server"),
+                static_chain(files, rbac_ports, rbac_http_filters()),
                 strict=True,
             ):
                 envoy(name, boot, boot["admin"]["address"]["socket_address"]["port_value"])
@@ -443,6 +490,7 @@ def main() -> None:
             urls = {
                 "direct": f"http://127.0.0.1:{ports['backend']}/",
                 "static": f"http://127.0.0.1:{ports['client']}/",
+                "static-rbac": f"http://127.0.0.1:{rbac_ports['client']}/",
                 "meshfed": f"http://127.0.0.1:{client_out}/",
             }
             for url in urls.values():
@@ -459,6 +507,20 @@ def main() -> None:
                 print(
                     f"{name:<9}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9.0f}"
                 )
+            rounds: dict[str, list[dict[str, float]]] = {"static": [], "static-rbac": []}
+            for _ in range(args.rbac_rounds):  # alternate: the two differ by RBAC only
+                for name, runs in rounds.items():
+                    runs.append(wrk(urls[name], args.duration, args.connections))
+            med = {
+                name: {k: percentile([r[k] for r in runs], 50) for k in ("rps", "p50", "p99")}
+                for name, runs in rounds.items()
+            }
+            a, b = med["static-rbac"], med["static"]
+            print(
+                f"static-rbac/static ({args.rbac_rounds} alternating rounds, median):"
+                f" req/s x{a['rps'] / b['rps']:.3f}, p50 x{a['p50'] / b['p50']:.3f},"
+                f" p99 x{a['p99'] / b['p99']:.3f}"
+            )
             m, s, d = results["meshfed"], results["static"], results["direct"]
             print(
                 f"meshfed/static: req/s x{m['rps'] / s['rps']:.2f}, p50 x{m['p50'] / s['p50']:.2f}, p99 x{m['p99'] / s['p99']:.2f}"

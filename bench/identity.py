@@ -116,13 +116,15 @@ def cold_starts(work: Path, label: str, pythonpath: Path, starts: int) -> list[f
     """Seconds from spawning ``meshfed proxy sidecar`` to its first answered request."""
     home = work / f"cold-{label}"
     env = dict(os.environ, MESHFED_HOME=str(home), PYTHONPATH=str(pythonpath))
+    # run from the tree itself: "python -c" puts the working directory first on sys.path
     meshfed = [sys.executable, "-c", "from federation.cli.main import main; main()"]
+    cwd = str(pythonpath)
     subprocess.run(
-        [*meshfed, "trust", "init", "--trust-domain", "example.org"], env=env, check=True,
+        [*meshfed, "trust", "init", "--trust-domain", "example.org"], env=env, check=True, cwd=cwd,
         capture_output=True,
     )  # fmt: skip
     subprocess.run(
-        [*meshfed, "trust", "intermediate", "--cluster", "east"], env=env, check=True,
+        [*meshfed, "trust", "intermediate", "--cluster", "east"], env=env, check=True, cwd=cwd,
         capture_output=True,
     )  # fmt: skip
     xds, api, ca, app = free_port(), free_port(), free_port(), free_port()
@@ -134,7 +136,7 @@ def cold_starts(work: Path, label: str, pythonpath: Path, starts: int) -> list[f
     if label == "after":
         argv += ["--ca-listen", f"127.0.0.1:{ca}"]
     log = (work / f"cp-{label}.log").open("ab")
-    cp = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    cp = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     echo = subprocess.Popen(
         [sys.executable, "-m", "federation.demo.echo_http", "--name", "echo-1", "--port", str(app)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -160,16 +162,18 @@ def cold_starts(work: Path, label: str, pythonpath: Path, starts: int) -> list[f
             extra = {}
             if label == "after":  # minted beforehand, as an operator does
                 extra["MESHFED_WORKLOAD_TOKEN"] = plane.mint("demo", f"client-{i}")
+            agent_log = work / f"agent-{label}-{i}.log"
             started = time.perf_counter()
-            agent = subprocess.Popen(
-                sidecar, env=dict(env, **extra), stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            with agent_log.open("wb") as out:
+                agent = subprocess.Popen(
+                    sidecar, env=dict(env, **extra), stdout=out, stderr=subprocess.STDOUT, cwd=cwd
+                )
             try:
                 deadline = time.monotonic() + 60
                 while not _answered(outbound):
                     if time.monotonic() > deadline or agent.poll() is not None:
-                        raise RuntimeError(f"sidecar {label}/{i} never answered")
+                        tail = agent_log.read_text(errors="replace")[-2000:]
+                        raise RuntimeError(f"sidecar {label}/{i} never answered:\n{tail}")
                     time.sleep(0.01)
                 samples.append(time.perf_counter() - started)
             finally:
