@@ -8,7 +8,9 @@ its issuer is present, so an SVID of a cluster whose CRL is no longer distribute
 removed cluster -- fails verification, while the root (and its bundle) stays as it is.
 
 CRLs expire (``nextUpdate``; BoringSSL refuses an expired CRL), so a CA re-issues its CRL
-well before: :func:`crl_due`.
+well before: :func:`crl_due`. Their validity does not weaken revocation (a revoked cluster's
+CRL is simply no longer distributed), so it is long: a controller outage must not make
+members refuse each other before their intermediates themselves expire.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from trust import pki
 from trust.authority import LocalCertificateAuthority
 from trust.errors import InvalidCertificateError
 
-#: Validity of a cluster CA's CRL; re-issued after a quarter of it (:func:`crl_due`).
-CRL_TTL = timedelta(hours=24)
+#: Validity of a cluster CA's CRL (clipped to the CA's own); re-issued after a quarter of it
+#: (:func:`crl_due`).
+CRL_TTL = timedelta(days=7)
 
 
 def cluster_crl(ca: LocalCertificateAuthority, *, now: datetime | None = None) -> bytes:
