@@ -159,8 +159,12 @@ class FederationLink:
         ca_dir = ClusterCaDirectory(self._state_dir / "ca")
         if ca_dir.cert_path.read_bytes() == chain_pem:
             return
-        ca_dir.store(chain_pem, ca_dir.bundle_path.read_bytes())
-        self._ca = ca_dir.authority(self._ca.trust_domain)
+        try:
+            ca_dir.store(chain_pem, ca_dir.bundle_path.read_bytes())
+            self._ca = ca_dir.authority(self._ca.trust_domain)
+        except TrustError as err:  # keep serving with the intermediate we have
+            log.error("not installing the intermediate the controller sent: %s", err)
+            return
         self._sync_svid_stale = True
         log.info("installed the intermediate CA the controller re-signed")
         self._on_ca(self._ca)
