@@ -17,8 +17,6 @@ Reported: the median round of each variant, and their ratio.
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,54 +24,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import percentile
-from bench.dataplane import backend, ensure_wrk
+from bench.dataplane import AUTHZ_POLICIES as POLICIES
+from bench.dataplane import backend, ensure_wrk, wrk
 from eastwest_gateway.envoy_process import EnvoyProcess
 from tests.integration.conftest import make_mesh_home, owned_processes
 from tests.integration.federations import ThreeClusters
 from tests.integration.harness import free_port, get, start_sidecar_agent, wait_until
 
 HOST = "fast.demo.svc.clusterset.local"
-
-POLICIES = """apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-probe, namespace: demo}
-spec:
-  action: DENY
-  rules: [{to: [{operation: {paths: ["/probe-denied"]}}]}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-frontend, namespace: demo}
-spec:
-  action: ALLOW
-  rules: [{from: [{source: {principals: ["example.org/ns/demo/sa/frontend"]}}]}]
-"""
-
-
-def wrk(port: int, duration: int, connections: int) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            ensure_wrk(), "--latency", "-t2", f"-c{connections}", f"-d{duration}s",
-            "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/",
-        ],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-
-    def ms(label: str) -> float:
-        m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out)
-        if not m:
-            return float("nan")
-        value, unit = float(m.group(1)), m.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(rps.group(1)) if rps else float("nan"),
-        "p50": ms("50%"),
-        "p99": ms("99%"),
-        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
-    }
 
 
 def main() -> None:
@@ -92,6 +50,7 @@ def main() -> None:
             fed = ThreeClusters(procs, home)
             fed.start()
             port = fed.client_port
+            url = f"http://127.0.0.1:{port}/"
             app, admin = free_port(), free_port()
             fast = EnvoyProcess(backend(admin, app), work / "fast", base_id=admin, admin_port=admin)
             procs.envoy(fast)
@@ -114,8 +73,8 @@ def main() -> None:
                     else:
                         fed.meshfed("delete", "-f", "-", input_text=POLICIES, check=False)
                         wait_until(lambda: probe() == 200, 30, "policies removed")
-                    wrk(port, 2, args.connections)  # warm up
-                    results[variant].append(wrk(port, args.duration, args.connections))
+                    wrk(url, 2, args.connections, HOST)  # warm up
+                    results[variant].append(wrk(url, args.duration, args.connections, HOST))
     print(
         f"AuthorizationPolicy cost: wrk -t2 -c{args.connections} -d{args.duration}s through"
         f" the caller's sidecar to 'fast' (Envoy direct_response behind a sidecar, mTLS),"

@@ -61,15 +61,17 @@ def load_crl(pem: bytes, *, source: str = "CRL") -> x509.CertificateRevocationLi
         raise InvalidCertificateError(f"{source}: not a PEM CRL ({err})") from err
 
 
-def crl_due(pem: bytes | None, *, now: datetime | None = None) -> bool:
-    """True when there is no CRL or a quarter of its validity has passed."""
-    if not pem:
-        return True
+def crl_renew_at(pem: bytes) -> datetime:
+    """When a quarter of the CRL's validity has passed (its ``thisUpdate`` if it has no
+    ``nextUpdate``)."""
     crl = load_crl(pem)
     start, end = crl.last_update_utc, crl.next_update_utc
-    if end is None:
-        return True
-    return (now or pki.utcnow()) >= start + (end - start) / 4
+    return start if end is None else start + (end - start) / 4
+
+
+def crl_due(pem: bytes | None, *, now: datetime | None = None) -> bool:
+    """True when there is no CRL or a quarter of its validity has passed."""
+    return not pem or (now or pki.utcnow()) >= crl_renew_at(pem)
 
 
 def crl_issued_by(pem: bytes, issuer: x509.Certificate) -> bool:

@@ -112,7 +112,6 @@ class WorkloadIdentity:
         self._token = token
         self.bundle_poll_s = bundle_poll_s
         self.svid: X509Svid | None = None
-        self.renewals = 0
 
     # -- calls -------------------------------------------------------------------------
 
@@ -232,7 +231,6 @@ class WorkloadIdentity:
         if self.svid is not None and ca_chain and not issued_under(self.svid, ca_chain):
             log.info("the cluster's CA was re-signed: renewing the SVID now")
             await self._issue(renew=True)
-            self.renewals += 1
         if (bundle, crls) != (self._bundle, self._crls) and self.svid is not None:
             self._bundle, self._crls = bundle, crls
             found = self.directory.read()
@@ -249,7 +247,6 @@ class WorkloadIdentity:
             try:
                 if wait <= 0:
                     await self._issue(renew=True)
-                    self.renewals += 1
                 else:
                     await asyncio.sleep(min(wait, self.bundle_poll_s))
                     await self._refresh_bundle()

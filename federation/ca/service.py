@@ -69,7 +69,6 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         ttl: lifetime of issued SVIDs.
         crls: returns the member clusters' CRLs (PEM) sent with the trust bundle.
         ca_chain: returns the CA's current chain (PEM), sent with the trust bundle.
-        on_issued: called with the SPIFFE ID of every certificate issued (metrics, tests).
     """
 
     def __init__(
@@ -81,7 +80,6 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         ttl: timedelta = pki.DEFAULT_SVID_TTL,
         crls: Callable[[], bytes] = lambda: b"",
         ca_chain: Callable[[], bytes] = lambda: b"",
-        on_issued: Callable[[str], None] | None = None,
     ) -> None:
         self._crls = crls
         self._ca_chain = ca_chain
@@ -91,8 +89,6 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         self._mode = mode
         self._tokens = tokens
         self._ttl = ttl
-        self._on_issued = on_issued
-        self.issued = 0
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Register on ``server``."""
@@ -143,14 +139,11 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         except SigningRefusedError as err:
             await _refuse(context, asked, str(err))
             raise AssertionError from err
-        self.issued += 1
         log.info(
             "issued an SVID for %s (%s)",
             allowed,
             "renewal" if self._mode == "svid" else "workload token",
         )
-        if self._on_issued is not None:
-            self._on_issued(str(allowed))
         return ca_pb2.CreateCertificateResponse(
             cert_chain_pem=chain, trust_bundle_pem=ca.trust_bundle().to_pem(), crl_pem=self._crls()
         )

@@ -28,7 +28,7 @@ from federation.ca.names import (
 from trust import pki
 from trust.authority import LocalCertificateAuthority, issue_svid
 from trust.bundle import TrustBundle
-from trust.revocation import cluster_crl, crl_due
+from trust.revocation import cluster_crl, crl_renew_at
 from trust.svid import X509Svid
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ class ClusterAuthority:
         self._ca = ca
         self._addresses = tuple(addresses)
         self._own_crl = b""
-        self._crl_issuer = b""
+        self._crl_ca: LocalCertificateAuthority | None = None
+        self._crl_renew_at = pki.utcnow()
         self._peer_crls: dict[str, str] = {}
         self.cluster = cluster
         self._on_bundle = on_bundle
@@ -98,10 +99,12 @@ class ClusterAuthority:
     def own_crl(self) -> bytes:
         """This cluster CA's CRL (PEM), re-issued when a quarter of its validity has passed
         or the CA certificate changed (:mod:`trust.revocation`)."""
-        issuer = pki.certificates_to_pem([self._ca.certificate])
-        if issuer != self._crl_issuer or crl_due(self._own_crl):
+        # called for every agent's bundle poll: compare the CA object and a stored time
+        # rather than serialising certificates or parsing the CRL each time
+        if self._crl_ca is not self._ca or pki.utcnow() >= self._crl_renew_at:
             self._own_crl = cluster_crl(self._ca)
-            self._crl_issuer = issuer
+            self._crl_ca = self._ca
+            self._crl_renew_at = crl_renew_at(self._own_crl)
         return self._own_crl
 
     def set_member_crls(self, crls: dict[str, str]) -> None:
@@ -143,9 +146,9 @@ class ClusterAuthority:
         if self._on_bundle is not None:
             self._on_bundle(bundle.to_pem())
 
-    def issue_server_svid(self) -> X509Svid:
-        """A fresh server certificate for this control plane."""
-        ca = self.authority()
+    def issue_server_svid(self, ca: LocalCertificateAuthority) -> X509Svid:
+        """A fresh server certificate for this control plane, issued by ``ca`` (what
+        :meth:`authority` returned)."""
         return issue_svid(
             ca,
             ca.trust_domain.workload_id(
@@ -170,24 +173,24 @@ class _ServerTls:
     def __init__(self, authority: ClusterAuthority) -> None:
         self._authority = authority
         self._svid: X509Svid | None = None
-        self._bundle = b""
-        self._issuer = b""
+        self._issued_with: LocalCertificateAuthority | None = None
 
     def _due(self) -> bool:
+        """Runs before every handshake. The authority's CA object is replaced whenever the
+        bundle or the intermediate changes (and at the end of a re-sign's grace), so an
+        identity check stands for comparing both."""
         svid = self._svid
-        if svid is None or self._bundle != self._authority.bundle_pem():
-            return True
-        if self._issuer != self._authority.ca_chain_pem():
+        if svid is None or self._authority.authority() is not self._issued_with:
             return True
         return pki.utcnow() >= svid.not_before + (svid.not_after - svid.not_before) / 2
 
     def configuration(self) -> grpc.ServerCertificateConfiguration:
-        self._svid = self._authority.issue_server_svid()
-        self._bundle = self._authority.bundle_pem()
-        self._issuer = self._authority.ca_chain_pem()
+        ca = self._authority.authority()
+        self._svid = self._authority.issue_server_svid(ca)
+        self._issued_with = ca
         return grpc.ssl_server_certificate_configuration(
             [(self._svid.private_key_pem(), self._svid.chain_pem())],
-            root_certificates=self._bundle,
+            root_certificates=ca.trust_bundle().to_pem(),
         )
 
     def fetch(self) -> grpc.ServerCertificateConfiguration:  # None keeps the current one
