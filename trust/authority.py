@@ -134,7 +134,8 @@ class LocalCertificateAuthority:
         *,
         dns_names: Sequence[str] = (),
     ) -> tuple[x509.Certificate, ...]:
-        """See :meth:`CertificateAuthority.sign_csr`."""
+        """See :meth:`CertificateAuthority.sign_csr`. The leaf also carries this CA's cluster
+        claim (:func:`trust.pki.cluster_claims`), when its certificate has one."""
         _refuse_foreign(self.domain, spiffe_id)
         leaf = pki.leaf_certificate(
             csr,
@@ -143,7 +144,7 @@ class LocalCertificateAuthority:
             issuer_key=self.key,
             now=self.clock(),
             ttl=ttl,
-            dns_names=dns_names,
+            dns_names=[*pki.cluster_claims(self.certificate), *dns_names],
         )
         return (leaf, self.certificate, *self.chain_above)
 
@@ -190,6 +191,11 @@ def refuse_foreign_intermediate_csr(
             )
 
 
+def intermediate_common_name(cluster: str) -> str:
+    """``meshfed intermediate CA <cluster>``."""
+    return f"meshfed intermediate CA {cluster}"
+
+
 def chain_above(
     issued: x509.Certificate, chain: Sequence[x509.Certificate], bundle: TrustBundle
 ) -> tuple[x509.Certificate, ...]:
@@ -216,7 +222,7 @@ def check_issued_intermediate(cert: x509.Certificate, backend: str) -> x509.Cert
     return cert
 
 
-#: ``(CSR PEM, common name, ttl) -> (certificate PEM, chain PEM)``: a remote backend's signing.
+#: ``(CSR PEM, cluster, ttl) -> (certificate PEM, chain PEM)``: a remote backend's signing.
 RemoteIssue = Callable[[bytes, str, timedelta], tuple[str, str]]
 
 
@@ -229,9 +235,9 @@ def sign_with_remote_root(
     issue: RemoteIssue,
 ) -> tuple[x509.Certificate, ...]:
     """What every remote root (Vault, AWS Private CA) does around its own signing call: check
-    the CSR (signature, trust domain) first, ask ``issue`` for
-    ``meshfed intermediate CA <cluster>``, refuse a non-CA answer, return the chain up to (not
-    including) the bundle's roots.
+    the CSR (signature, trust domain) first, ask ``issue`` for ``cluster``'s intermediate
+    (common name :func:`intermediate_common_name`), refuse a non-CA answer, return the chain
+    up to (not including) the bundle's roots.
 
     Raises:
         SigningRefusedError: bad CSR, foreign trust domain, or a certificate that cannot sign.
@@ -239,7 +245,7 @@ def sign_with_remote_root(
     pki.check_csr_signature(csr)
     refuse_foreign_intermediate_csr(csr, bundle.trust_domain)
     csr_pem = pki.csr_to_pem(csr)
-    cert_pem, chain_pem = issue(csr_pem, f"meshfed intermediate CA {cluster}", ttl)
+    cert_pem, chain_pem = issue(csr_pem, cluster, ttl)
     cert = check_issued_intermediate(
         pki.load_certificates(cert_pem.encode(), source=f"{backend} certificate")[0], backend
     )

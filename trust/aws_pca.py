@@ -118,12 +118,16 @@ class AwsPcaRootAuthority:
     ) -> tuple[x509.Certificate, ...]:
         """Have AWS Private CA issue a cluster's intermediate (PathLen0 template).
 
+        It carries no nameConstraints (they need PCA's API passthrough templates, which the
+        moto server we test against does not model), so its SVIDs make no cluster claim and
+        AuthorizationPolicy ``clusters`` rules never match them (docs/policy.md).
+
         Raises:
             SigningRefusedError: bad CSR, foreign trust domain, or a non-CA certificate back.
             TrustBackendError: throttled, unreachable or access denied.
         """
 
-        def issue(csr_pem: bytes, _common_name: str, ttl: timedelta) -> tuple[str, str]:
+        def issue(csr_pem: bytes, _cluster: str, ttl: timedelta) -> tuple[str, str]:
             # the subject comes from the CSR: the PathLen0 template keeps it
             return self.client.issue_subordinate(csr_pem, max(1, int(ttl.total_seconds() // 86400)))
 

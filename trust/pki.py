@@ -17,6 +17,14 @@ Every certificate carries Subject and Authority Key Identifiers. CA certificates
 domain's ID (``spiffe://<td>``) as URI SAN; a leaf carries exactly one URI SAN, its SPIFFE ID,
 and an empty subject, so its SAN extension is critical (RFC 5280 section 4.2.1.6). Leaves get
 EKU serverAuth + clientAuth because mesh workloads are both.
+
+**The cluster claim.** A cluster's intermediate carries a critical nameConstraints extension
+(RFC 5280 4.2.1.10) permitting only DNS names under ``<cluster>.cluster.meshfed.internal``,
+and every leaf it signs carries that DNS name (:func:`cluster_dns_name`) beside its SPIFFE ID
+(X509-SVID.md 4.2 allows other SAN types). The name is never dialled; it says which
+cluster issued the SVID, and because every verifier (BoringSSL in Envoy and gRPC, OpenSSL,
+``cryptography``) enforces name constraints, a compromised cluster's CA cannot claim to be
+another cluster. AuthorizationPolicy's ``clusters`` matches it.
 """
 
 from __future__ import annotations
@@ -43,6 +51,14 @@ CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
 #: Renewal happens at half life minus up to this fraction of the lifetime (random jitter),
 #: so a fleet issued at one moment does not renew at one moment.
 DEFAULT_RENEWAL_JITTER = 0.1
+#: The DNS domain under which a cluster's CA may name things (see the module docstring).
+CLUSTER_NAME_DOMAIN = "cluster.meshfed.internal"
+#: The controller's own intermediate CA (signs its server certificate); no cluster may be
+#: named so.
+CONTROLLER_CA_NAME = "meshfed-controller"
+#: The DNS SAN of the controller's server certificate (sync and REST API), which its
+#: intermediate's name constraints permit besides its own cluster domain.
+CONTROLLER_SERVER_NAME = "controller.meshfed.internal"
 
 IssuerKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 CertifiablePublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -199,10 +215,11 @@ def _sign(
     san: x509.SubjectAlternativeName,
     san_critical: bool,
     extra: Sequence[x509.ExtensionType] = (),
+    critical_extra: Sequence[x509.ExtensionType] = (),
 ) -> x509.Certificate:
     """The one certificate builder: subject, issuer, random serial, validity, basic
-    constraints and key usage (critical), ``extra`` extensions (non-critical), SKI, AKI and
-    the SAN; signed with SHA-256 by ``issuer_key``."""
+    constraints and key usage (critical), ``critical_extra`` (critical), ``extra``
+    extensions (non-critical), SKI, AKI and the SAN; signed with SHA-256 by ``issuer_key``."""
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -214,6 +231,8 @@ def _sign(
         .add_extension(basic_constraints, critical=True)
         .add_extension(key_usage, critical=True)
     )
+    for extension in critical_extra:
+        builder = builder.add_extension(extension, critical=True)
     for extension in extra:
         builder = builder.add_extension(extension, critical=False)
     return (
@@ -270,7 +289,9 @@ def intermediate_certificate(
     """A cluster's intermediate CA certificate, signed by the root (the "plug-in CA" model).
 
     Shape: subject ``O=<td>, OU=<cluster>, CN=meshfed intermediate CA <cluster>``, CA:true
-    pathlen 0, keyCertSign+cRLSign, URI SAN ``spiffe://<td>``; validity clipped to the root's.
+    pathlen 0, keyCertSign+cRLSign, URI SAN ``spiffe://<td>``, nameConstraints (critical)
+    permitting DNS names under ``<cluster>.cluster.meshfed.internal`` only
+    (:func:`permitted_dns_names`); validity clipped to the root's.
 
     Raises:
         SigningRefusedError: bad CSR signature, empty cluster name, or an expired issuer.
@@ -298,7 +319,60 @@ def intermediate_certificate(
         key_usage=_ca_key_usage(),
         san=x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(trust_domain.id))]),
         san_critical=False,
+        critical_extra=[
+            x509.NameConstraints(
+                permitted_subtrees=[x509.DNSName(n) for n in permitted_dns_names(cluster)],
+                excluded_subtrees=None,
+            )
+        ],
     )
+
+
+def cluster_dns_name(cluster: str) -> str:
+    """``<cluster>.cluster.meshfed.internal``: the DNS SAN every SVID of ``cluster``'s CA
+    carries (its cluster claim), and the domain that CA's nameConstraints permit."""
+    return f"{cluster}.{CLUSTER_NAME_DOMAIN}"
+
+
+def permitted_dns_names(cluster: str) -> list[str]:
+    """The DNS subtrees the nameConstraints of ``cluster``'s intermediate permit:
+    :func:`cluster_dns_name`, and for the controller's own CA also
+    :data:`CONTROLLER_SERVER_NAME`. URI and IP address SANs stay unconstrained (RFC 5280
+    applies a permitted subtree to its own name type only)."""
+    names = [cluster_dns_name(cluster)]
+    return [*names, CONTROLLER_SERVER_NAME] if cluster == CONTROLLER_CA_NAME else names
+
+
+def cluster_claims(ca_cert: x509.Certificate) -> list[str]:
+    """The cluster DNS names ``ca_cert``'s nameConstraints permit (``[]`` for a CA without
+    the extension, e.g. one a backend issued without it): what its leaves carry."""
+    try:
+        ext = ca_cert.extensions.get_extension_for_class(x509.NameConstraints)
+    except x509.ExtensionNotFound:
+        return []
+    suffix = "." + CLUSTER_NAME_DOMAIN
+    return [
+        name.value
+        for name in ext.value.permitted_subtrees or []
+        if isinstance(name, x509.DNSName)
+        and name.value.endswith(suffix)
+        and "." not in name.value[: -len(suffix)]
+    ]
+
+
+def leaf_cluster(cert: x509.Certificate) -> str | None:
+    """The cluster a leaf SVID claims (its ``<cluster>.cluster.meshfed.internal`` DNS SAN),
+    or None. Meaningful only after the chain verified (name constraints are checked then)."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return None
+    suffix = "." + CLUSTER_NAME_DOMAIN
+    for name in ext.value.get_values_for_type(x509.DNSName):
+        head = name[: -len(suffix)]
+        if name.endswith(suffix) and head and "." not in head:
+            return head
+    return None
 
 
 def leaf_certificate(

@@ -12,7 +12,7 @@ from datetime import timedelta
 from cryptography import x509
 
 from trust import pki
-from trust.authority import sign_with_remote_root
+from trust.authority import intermediate_common_name, sign_with_remote_root
 from trust.bundle import TrustBundle
 from trust.spiffe import TrustDomain
 from trust.vault_client import VaultPkiClient
@@ -37,7 +37,8 @@ class VaultRootAuthority:
         ttl: timedelta = pki.DEFAULT_INTERMEDIATE_TTL,
     ) -> tuple[x509.Certificate, ...]:
         """Have Vault sign a cluster's intermediate (CN ``meshfed intermediate CA <cluster>``,
-        URI SAN ``spiffe://<td>``, path length 0).
+        URI SAN ``spiffe://<td>``, path length 0, ``permitted_dns_domains``
+        :func:`trust.pki.permitted_dns_names`: the name constraints a local root adds).
 
         Raises:
             SigningRefusedError: bad CSR, foreign trust domain, or Vault refused/returned a
@@ -45,12 +46,13 @@ class VaultRootAuthority:
             TrustBackendError: Vault sealed, unreachable, rate limited or permission denied.
         """
 
-        def issue(csr_pem: bytes, common_name: str, ttl: timedelta) -> tuple[str, str]:
+        def issue(csr_pem: bytes, cluster: str, ttl: timedelta) -> tuple[str, str]:
             data = self.client.sign_intermediate(
                 csr_pem.decode(),
-                common_name,
+                intermediate_common_name(cluster),
                 int(ttl.total_seconds()),
                 str(self.trust_domain.id),
+                permitted_dns_domains=",".join(pki.permitted_dns_names(cluster)),
             )
             chain = data.get("ca_chain") or [data.get("issuing_ca", "")]
             return str(data["certificate"]), "\n".join(chain).strip()

@@ -102,9 +102,16 @@ class VaultPkiClient:
             return str(engine.read_ca_certificate(mount_point=self.settings.mount))  # type: ignore[no-untyped-call]
 
     def sign_intermediate(
-        self, csr_pem: str, common_name: str, ttl_s: int, uri_sans: str
+        self,
+        csr_pem: str,
+        common_name: str,
+        ttl_s: int,
+        uri_sans: str,
+        *,
+        permitted_dns_domains: str = "",
     ) -> dict[str, Any]:
-        """``root/sign-intermediate``: ``{"certificate", "issuing_ca", "ca_chain"}`` (PEM)."""
+        """``root/sign-intermediate``: ``{"certificate", "issuing_ca", "ca_chain"}`` (PEM).
+        ``permitted_dns_domains`` (comma-separated) becomes the certificate's nameConstraints."""
         with _vault(f"signing an intermediate with Vault mount {self.settings.mount}"):
             response = self._client.secrets.pki.sign_intermediate(  # type: ignore[no-untyped-call]
                 csr=csr_pem,
@@ -114,6 +121,11 @@ class VaultPkiClient:
                     "format": "pem",
                     "uri_sans": uri_sans,
                     "max_path_length": 0,
+                    **(
+                        {"permitted_dns_domains": permitted_dns_domains}
+                        if permitted_dns_domains
+                        else {}
+                    ),
                 },
                 mount_point=self.settings.mount,
             )

@@ -2,13 +2,16 @@
 
 A control plane serves xDS and certificates with an X.509-SVID for
 ``spiffe://<td>/ns/meshfed-system/sa/controlplane-<cluster>`` that also carries the DNS name
-``<cluster>.controlplane.meshfed.internal``; gRPC clients verify that name (whatever address
-they dial), Envoy verifies the SPIFFE ID. East-west gateways run as
+``controlplane.<cluster>.cluster.meshfed.internal`` (under the only DNS domain the cluster's
+intermediate may name, :func:`trust.pki.cluster_dns_name`); gRPC clients verify that name
+(whatever address they dial), Envoy verifies the SPIFFE ID. East-west gateways run as
 ``spiffe://<td>/ns/meshfed-system/sa/eastwest-gateway`` (Istio's gateways likewise have their
 own service account).
 """
 
 from __future__ import annotations
+
+from trust.pki import cluster_dns_name
 
 #: The namespace of meshfed's own identities (control planes, gateways, the controller).
 SYSTEM_NAMESPACE = "meshfed-system"
@@ -18,9 +21,9 @@ CONTROL_PLANE_SA_PREFIX = "controlplane-"
 
 
 def control_plane_server_name(cluster: str) -> str:
-    """``<cluster>.controlplane.meshfed.internal``: the DNS SAN of a control plane's server
-    certificate."""
-    return f"{cluster}.controlplane.meshfed.internal"
+    """``controlplane.<cluster>.cluster.meshfed.internal``: the DNS SAN of a control plane's
+    server certificate."""
+    return f"controlplane.{cluster_dns_name(cluster)}"
 
 
 def control_plane_service_account(cluster: str) -> str:

@@ -464,7 +464,8 @@ def explain_service_cmd(
     required=True,
     metavar="CLUSTER/NAMESPACE/SERVICEACCOUNT",
     help="The caller, e.g. aws-us-east-1/demo/frontend (its SPIFFE ID is"
-    " spiffe://<trust domain>/ns/NAMESPACE/sa/SERVICEACCOUNT).",
+    " spiffe://<trust domain>/ns/NAMESPACE/sa/SERVICEACCOUNT; its SVID claims CLUSTER, which"
+    " policies' 'clusters' match).",
 )
 @click.option("--to", "to", required=True, metavar="SERVICE", help="e.g. echo.demo.")
 @click.option(
@@ -506,6 +507,7 @@ def explain_authz_cmd(
             "service": svc,
             "namespace": svc_ns,
             "principal": principal,
+            "cluster": cluster,
             "method": method,
             "path": path,
             **({"port": str(port)} if port is not None else {}),

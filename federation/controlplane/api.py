@@ -13,8 +13,9 @@
 ``GET  /v1/proxy-status``   per proxy and xDS type: sent / ACKed / NACKed versions and state
 ``GET  /v1/config_dump``    ``?node=<id>``: the proxy's current snapshot (it holds no secret)
 ``GET  /v1/explain``        ``?service=<svc>&namespace=<ns>[&locality=<l>]``: the decision table
-``GET  /v1/explain/authz``  ``?service=&namespace=&principal=[&method=&path=&port=]``: allowed
-                            or denied per local workload, and by which AuthorizationPolicy
+``GET  /v1/explain/authz``  ``?service=&namespace=&principal=[&cluster=&method=&path=&port=]``:
+                            allowed or denied per local workload, and by which
+                            AuthorizationPolicy
 ``POST /v1/workload-tokens`` body ``{"namespace", "serviceAccount", "ttlSeconds"?,
                             "singleUse"?}``: mint a workload token (the response is the only
                             place the token appears; the control plane keeps its SHA-256),
@@ -303,6 +304,7 @@ async def explain_authz_handler(request: web.Request) -> web.Response:
             method=q.get("method", "GET"),
             path=q.get("path", "/"),
             port=port,
+            cluster=q.get("cluster") or None,
         )
     except NotFoundError as err:
         return _error(404, str(err))

@@ -100,8 +100,10 @@ def explain_authz(
     method: str = "GET",
     path: str = "/",
     port: int | None = None,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
-    """Whether a caller with SPIFFE ID ``principal`` may call each local workload of
+    """Whether a caller with SPIFFE ID ``principal`` (and an SVID of ``cluster``'s CA) may
+    call each local workload of
     ``namespace/service``, and which policy decides (:func:`federation.model.authz.evaluate`,
     the rules the sidecars' RBAC filters enforce).
 
@@ -121,7 +123,10 @@ def explain_authz(
             if port is not None and port not in (wp.port, wp.app_port):
                 continue
             decision = evaluate(
-                selected, Request(principal, (wp.port, wp.app_port), method=method, path=path)
+                selected,
+                Request(
+                    principal, (wp.port, wp.app_port), method=method, path=path, cluster=cluster
+                ),
             )
             rows.append(
                 {
@@ -136,6 +141,7 @@ def explain_authz(
     return {
         "service": f"{namespace}/{service}",
         "from": principal,
+        "fromCluster": cluster,
         "request": {"method": method, "path": path, "port": port},
         "rows": rows,
     }

@@ -3,7 +3,7 @@
 The cluster's intermediate CA signs workload CSRs (:mod:`federation.ca.service`); it never
 generates a workload's key. The control plane serves xDS and the certificate service with an
 X.509-SVID of its own (``spiffe://<td>/ns/meshfed-system/sa/controlplane-<cluster>``, DNS
-name ``<cluster>.controlplane.meshfed.internal``) issued by the same CA, re-issued at half
+name ``controlplane.<cluster>.cluster.meshfed.internal``) issued by the same CA, re-issued at half
 life and whenever the trust bundle changes; the trust bundle is also what client certificates
 on the xDS port are verified against. gRPC asks for the configuration before every handshake
 (``grpc.dynamic_ssl_server_credentials``), so new connections get the new certificate and

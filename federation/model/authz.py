@@ -15,6 +15,7 @@
         - source:
             principals: ["example.org/ns/demo/sa/frontend"]   # or spiffe://..., * globs
             namespaces: ["demo"]
+            clusters: ["aws-us-east-1"]    # meshfed: the cluster whose CA issued the SVID
         to:
         - operation: {ports: ["8080"], methods: ["GET"], paths: ["/api/*"]}
 
@@ -28,7 +29,12 @@ request: Istio's "deny all"). ``AUDIT`` only marks requests for the access log. 
 accept Istio's ``*`` globs: ``*`` (any), ``prefix*``, ``*suffix``. A principal is the
 caller's SPIFFE ID with or without ``spiffe://``. Ports are the workload's service or
 target port numbers. The caller's identity is its X.509-SVID, checked by mTLS at the
-destination sidecar, so it survives east-west gateways (they pass TLS through).
+destination sidecar, so it survives east-west gateways (they pass TLS through). ``clusters``
+(and ``notClusters``), meshfed's addition, match the cluster claim of that SVID: the DNS SAN
+``<cluster>.cluster.meshfed.internal`` that its cluster's CA adds and that the name
+constraints on that CA's intermediate make unforgeable by other clusters
+(:mod:`trust.pki`); an SVID without a claim (a CA issued without name constraints) matches
+no ``clusters`` value, and every ``notClusters``.
 
 :func:`evaluate` is the decision in Python (for ``explain`` and tests); the control plane
 enforces the same with Envoy's RBAC filter (``controlplane/generate/rbac.py``).
@@ -51,6 +57,7 @@ ROOT_NAMESPACE = "meshfed-system"
 DRY_RUN_ANNOTATIONS = ("istio.io/dry-run", "meshfed.io/dry-run")
 _METHOD = re.compile(r"^[A-Z]+$|^\*$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
+_CLUSTER_GLOB = re.compile(r"^\*?[a-z0-9-]*\*?$")
 
 
 def _glob(value: str, what: str) -> str:
@@ -85,12 +92,26 @@ class Source(_Strict):
     not_principals: list[str] | None = Field(default=None, alias="notPrincipals")
     namespaces: list[str] | None = None
     not_namespaces: list[str] | None = Field(default=None, alias="notNamespaces")
+    clusters: list[str] | None = None
+    not_clusters: list[str] | None = Field(default=None, alias="notClusters")
 
     @field_validator("principals", "not_principals", "namespaces", "not_namespaces")
     @classmethod
     def _globs(cls, value: list[str] | None) -> list[str] | None:
         for v in value or []:
             _glob(v, "value")
+        return value
+
+    @field_validator("clusters", "not_clusters")
+    @classmethod
+    def _cluster_globs(cls, value: list[str] | None) -> list[str] | None:
+        for v in value or []:
+            _glob(v, "cluster")
+            if not _CLUSTER_GLOB.match(v):
+                raise ValueError(
+                    f"cluster {v!r}: a cluster name is a DNS label (lower case letters,"
+                    " digits and '-'), optionally with a * glob"
+                )
         return value
 
 
@@ -195,12 +216,14 @@ class AuthorizationPolicy(_Strict):
 @dataclass(frozen=True, slots=True)
 class Request:
     """What :func:`evaluate` decides on: the caller's SPIFFE ID (None: no mTLS), the ports of
-    the workload it reached (service and target port), the method and the path."""
+    the workload it reached (service and target port), the method, the path, and the
+    cluster its SVID claims (None: no claim)."""
 
     principal: str | None
     ports: tuple[int, ...] = ()
     method: str = "GET"
     path: str = "/"
+    cluster: str | None = None
 
 
 def _namespace_of(principal: str | None) -> str | None:
@@ -214,14 +237,16 @@ def _any(patterns: Iterable[str], text: str | None, *, principal: bool = False) 
     return any(glob_match(principal_pattern(p) if principal else p, text) for p in patterns)
 
 
-def source_matches(source: Source, principal: str | None) -> bool:
-    """Whether the caller ``principal`` is this source."""
+def source_matches(source: Source, principal: str | None, cluster: str | None = None) -> bool:
+    """Whether the caller ``principal`` (whose SVID claims ``cluster``) is this source."""
     ns = _namespace_of(principal)
     checks = [
         source.principals is None or _any(source.principals, principal, principal=True),
         source.not_principals is None or not _any(source.not_principals, principal, principal=True),
         source.namespaces is None or _any(source.namespaces, ns),
         source.not_namespaces is None or not _any(source.not_namespaces, ns),
+        source.clusters is None or _any(source.clusters, cluster),
+        source.not_clusters is None or not _any(source.not_clusters, cluster),
     ]
     return all(checks)
 
@@ -241,7 +266,7 @@ def operation_matches(op: Operation, request: Request) -> bool:
 def rule_matches(rule: Rule, request: Request) -> bool:
     """``from`` (any item) AND ``to`` (any item); absent means anything."""
     from_ok = rule.from_ is None or any(
-        source_matches(f.source, request.principal) for f in rule.from_
+        source_matches(f.source, request.principal, request.cluster) for f in rule.from_
     )
     to_ok = rule.to is None or any(operation_matches(t.operation, request) for t in rule.to)
     return from_ok and to_ok

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from federation.ca.names import SYSTEM_NAMESPACE as CONTROL_PLANE_NAMESPACE
 from federation.ca.names import control_plane_service_account
+from trust.pki import CONTROLLER_CA_NAME, CONTROLLER_SERVER_NAME
 
-#: The controller's own intermediate CA (signs its sync server certificate).
-CONTROLLER_CA_NAME = "meshfed-controller"
-#: The DNS SAN of the controller's sync server certificate.
-CONTROLLER_SERVER_NAME = "controller.meshfed.internal"
 __all__ = [
     "CONTROLLER_CA_NAME",
     "CONTROLLER_SERVER_NAME",

@@ -5,8 +5,9 @@ Vault backend calls, with the behaviour Vault's API documentation gives for them
 
 - ``GET /v1/<mount>/ca/pem``: the mount's CA certificate as PEM text;
 - ``POST /v1/<mount>/root/sign-intermediate`` (``csr``, ``common_name``, ``ttl``,
-  ``uri_sans``, ``max_path_length``): ``{"data": {"certificate", "issuing_ca", "ca_chain",
-  "serial_number"}}``; CA:true with the given path length, keyCertSign/cRLSign;
+  ``uri_sans``, ``max_path_length``, ``permitted_dns_domains``): ``{"data": {"certificate",
+  "issuing_ca", "ca_chain", "serial_number"}}``; CA:true with the given path length,
+  keyCertSign/cRLSign, and nameConstraints (critical) for ``permitted_dns_domains``;
 - ``POST /v1/auth/approle/login`` (``role_id``, ``secret_id``): ``{"auth": {"client_token"}}``;
   wrong credentials: 400 ``{"errors": ["invalid role or secret ID"]}``;
 - ``POST /v1/auth/kubernetes/login`` (``role``, ``jwt``): the same; a wrong JWT or role: 403;
@@ -129,6 +130,11 @@ class FakeVault:
                 critical=False,
             )
         )
+        if body.get("permitted_dns_domains"):
+            domains = str(body["permitted_dns_domains"]).split(",")
+            builder = builder.add_extension(
+                x509.NameConstraints([x509.DNSName(d) for d in domains], None), critical=True
+            )
         if body.get("uri_sans"):
             uris = [x509.UniformResourceIdentifier(u) for u in str(body["uri_sans"]).split(",")]
             builder = builder.add_extension(x509.SubjectAlternativeName(uris), critical=False)

@@ -275,23 +275,29 @@ def test_authorization_policies_hold_across_clusters(fed) -> None:
         assert statuses(fed["client_port"], n=20) == {200}  # frontend allowed, via a and b
         status, body, _ = get(intruder_port, HOST)
         assert status == 403 and "RBAC" in body.get("raw", "")
+
         # explain says the same, naming the policy
-        for caller, decision in (("intruder", "DENY"), ("frontend", "ALLOW")):
+        def explain(caller: str) -> dict:
             out = _meshfed(
-                home,
-                "explain",
-                "authz",
-                "--from",
-                f"c/demo/{caller}",
-                "--to",
-                "echo.demo",
-                "--at",
-                "a",
-                "-o",
-                "json",
-            ).stdout
+                home, "explain", "authz", "--from", caller, "--to", "echo.demo", "--at", "a",
+                "-o", "json",
+            ).stdout  # fmt: skip
             [row] = json.loads(out)["rows"]
+            return row
+
+        for caller, decision in (("intruder", "DENY"), ("frontend", "ALLOW")):
+            row = explain(f"c/demo/{caller}")
             assert row["decision"] == decision and "demo/echo-callers" in row["reason"], row
+        # clusters: the caller's SVID names the cluster whose CA issued it (unforgeable by
+        # other clusters' CAs: name constraints), so frontend in c is denied when only a and b
+        # may call, and allowed again when c may
+        apply(AUTHZ_ALLOW_FRONTEND.replace('frontend"]', 'frontend"], clusters: ["a", "b"]'))
+        wait_until(lambda: statuses(fed["client_port"]) == {403}, 20, "frontend in c denied")
+        assert explain("c/demo/frontend")["decision"] == "DENY"
+        assert explain("b/demo/frontend")["decision"] == "ALLOW"
+        apply(AUTHZ_ALLOW_FRONTEND.replace('frontend"]', 'frontend"], clusters: ["c"]'))
+        wait_until(lambda: statuses(fed["client_port"]) == {200}, 20, "frontend in c allowed")
+        assert statuses(intruder_port) == {403}
         apply(AUTHZ_DENY_ADMIN)
         wait_until(lambda: statuses(fed["client_port"], "/admin") == {403}, 20, "DENY wins")
         assert statuses(fed["client_port"], "/") == {200}

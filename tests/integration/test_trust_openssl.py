@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from trust import pki
+from trust.spiffe import SpiffeId
+
 pytestmark = pytest.mark.integration
 
 MESHFED = str(Path(sys.executable).with_name("meshfed"))
@@ -91,8 +94,35 @@ def test_openssl_verifies_chain_and_leaf_has_one_uri_san(env, tmp_path) -> None:
     )
     assert verify_chain.stdout.strip().endswith("OK")
     text = _run([OPENSSL, "x509", "-in", str(out / "svid.pem"), "-noout", "-text"], env).stdout
-    uris = re.findall(r"URI:(\S+)", text)
+    uris = re.findall(r"URI:([^\s,]+)", text)
     assert uris == [spiffe_id]
+    assert re.findall(r"DNS:([^\s,]+)", text) == ["aws-us-east-1.cluster.meshfed.internal"]
+    # attack: the cluster's CA key signs a leaf claiming another cluster; openssl refuses it
+    # because of the name constraints the root put on the intermediate
+    forged = tmp_path / "forged.pem"
+    ca_key = pki.load_private_key(
+        intermediate.with_name("ca-key.pem").read_bytes(), source="intermediate key"
+    )
+    [ca_cert] = pki.load_certificates(intermediate.read_bytes(), source="intermediate")
+    sid = SpiffeId.parse(spiffe_id)
+    leaf = pki.leaf_certificate(
+        pki.build_csr(pki.generate_private_key(), spiffe_id=sid),
+        sid,
+        issuer_cert=ca_cert,
+        issuer_key=ca_key,
+        now=pki.utcnow(),
+        dns_names=["gcp-europe-west1.cluster.meshfed.internal"],
+    )
+    forged.write_bytes(pki.certificates_to_pem([leaf]))
+    refused = _run(
+        [OPENSSL, "verify", "-CAfile", str(out / "bundle.pem"), "-untrusted", str(intermediate),
+         str(forged)],
+        env,
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "permitted subtree violation" in refused.stdout + (
+        refused.stderr
+    )
     assert "CA:FALSE" in text
     assert "TLS Web Server Authentication, TLS Web Client Authentication" in text
     # the key pairs with the leaf (openssl compares the public keys)

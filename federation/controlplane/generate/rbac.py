@@ -13,7 +13,10 @@ Dry-run policies go into the same filters' ``shadow_rules`` (stats
 ``http.inbound_<port>.rbac.<deny_|allow_>shadow_denied``, and the inbound access log's
 ``rbac=`` field), never into ``rules``. Envoy fields: ``extensions.filters.http.rbac.v3.RBAC``,
 ``config.rbac.v3.{RBAC, Policy, Permission, Principal}``. Rule semantics: see
-:mod:`federation.model.authz`; ``ports`` are resolved here, per filter chain.
+:mod:`federation.model.authz`; ``ports`` are resolved here, per filter chain. ``clusters``
+match the caller's cluster claim, a DNS SAN, with the ``envoy.rbac.principals.mtls_authenticated``
+principal (``extensions.rbac.principals.mtls_authenticated.v3.Config.san_matcher``, SAN type
+DNS): ``Authenticated.principal_name`` would test the URI SAN only.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from envoy.config.core.v3 import extension_pb2
 from envoy.config.rbac.v3 import rbac_pb2 as rbac
 from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
+from envoy.extensions.rbac.principals.mtls_authenticated.v3 import mtls_authenticated_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2 as tls_common
 from envoy.type.matcher.v3 import path_pb2, regex_pb2, string_pb2
 
 from federation.controlplane.generate.common import pack
@@ -37,6 +43,7 @@ from federation.model.authz import (
     Rule,
     principal_pattern,
 )
+from trust.pki import CLUSTER_NAME_DOMAIN
 
 FILTER = "envoy.filters.http.rbac"
 
@@ -86,6 +93,30 @@ def _namespace(pattern: str) -> rbac.Principal:
     )
 
 
+def _cluster(pattern: str) -> rbac.Principal:
+    """The caller's cluster claim: its SVID's DNS SAN ``<cluster>.cluster.meshfed.internal``."""
+    if pattern == "*":
+        label = "[^.]+"
+    elif pattern.endswith("*"):
+        label = re.escape(pattern[:-1]) + "[^.]*"
+    elif pattern.startswith("*"):
+        label = "[^.]*" + re.escape(pattern[1:])
+    else:
+        label = re.escape(pattern)
+    regex = f"{label}\\.{re.escape(CLUSTER_NAME_DOMAIN)}"
+    config = mtls_authenticated_pb2.Config(
+        san_matcher=tls_common.SubjectAltNameMatcher(
+            san_type=tls_common.SubjectAltNameMatcher.DNS,
+            matcher=string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=regex)),
+        )
+    )
+    return rbac.Principal(
+        custom=extension_pb2.TypedExtensionConfig(
+            name="envoy.rbac.principals.mtls_authenticated", typed_config=pack(config)
+        )
+    )
+
+
 def _or_ids(ids: list[rbac.Principal]) -> rbac.Principal:
     return ids[0] if len(ids) == 1 else rbac.Principal(or_ids=rbac.Principal.Set(ids=ids))
 
@@ -107,6 +138,10 @@ def _source(item: From) -> rbac.Principal:
         parts.append(_or_ids([_namespace(n) for n in s.namespaces]))
     if s.not_namespaces:
         parts.append(rbac.Principal(not_id=_or_ids([_namespace(n) for n in s.not_namespaces])))
+    if s.clusters is not None:
+        parts.append(_or_ids([_cluster(c) for c in s.clusters]))
+    if s.not_clusters:
+        parts.append(rbac.Principal(not_id=_or_ids([_cluster(c) for c in s.not_clusters])))
     if not parts:
         return _any_principal()
     return parts[0] if len(parts) == 1 else rbac.Principal(and_ids=rbac.Principal.Set(ids=parts))

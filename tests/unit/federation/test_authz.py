@@ -90,6 +90,41 @@ spec:
     assert not evaluate([policy], Request(OTHER_NS)).allowed
 
 
+def test_sources_by_cluster_claim() -> None:
+    policy = _policy("""
+apiVersion: meshfed.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: from-aws, namespace: demo}
+spec:
+  rules: [{from: [{source: {clusters: ["aws-*"], notClusters: ["aws-eu-west-1"]}}]}]
+""")
+    assert evaluate([policy], Request(FRONTEND, cluster="aws-us-east-1")).allowed
+    assert not evaluate([policy], Request(FRONTEND, cluster="aws-eu-west-1")).allowed
+    assert not evaluate([policy], Request(FRONTEND, cluster="gcp-europe-west1")).allowed
+    assert not evaluate([policy], Request(FRONTEND)).allowed  # an SVID without a claim
+
+
+def test_clusters_become_a_dns_san_matcher_on_the_cluster_claim() -> None:
+    from envoy.extensions.rbac.principals.mtls_authenticated.v3 import mtls_authenticated_pb2
+
+    policy = _policy("""
+apiVersion: meshfed.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: from-east, namespace: demo}
+spec:
+  rules: [{from: [{source: {clusters: ["east"], principals: ["*/sa/frontend"]}}]}]
+""")
+    envoy = envoy_policy(policy.spec.rules[0], [8080])
+    assert envoy is not None
+    [both] = envoy.principals
+    cluster = both.and_ids.ids[1].custom
+    assert cluster.name == "envoy.rbac.principals.mtls_authenticated"
+    config = mtls_authenticated_pb2.Config()
+    cluster.typed_config.Unpack(config)
+    assert config.san_matcher.san_type == config.san_matcher.DNS
+    assert config.san_matcher.matcher.safe_regex.regex == r"east\.cluster\.meshfed\.internal"
+
+
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
@@ -99,6 +134,7 @@ spec:
         ("{rules: [{to: [{operation: {paths: ['/a*b']}}]}]}", "paths"),
         ("{rules: [{from: [{source: {principals: ['a*b*']}}]}]}", "principals"),
         ("{rules: [{form: []}]}", "form"),
+        ("{rules: [{from: [{source: {clusters: ['East.1']}}]}]}", "clusters"),
     ],
 )
 def test_bad_policies_are_refused_naming_the_field(spec: str, field: str) -> None:

@@ -98,14 +98,43 @@ def test_root_refuses_intermediate_csr_for_another_trust_domain(trust_dir) -> No
         trust_dir.root_authority().sign_intermediate_csr(csr, "west", timedelta(days=1))
 
 
-def test_svid_may_carry_extra_dns_sans(trust_dir) -> None:
-    sid = SpiffeId.parse("spiffe://example.org/ns/meshfed-system/sa/controller")
+def test_svid_may_carry_extra_dns_sans_beside_its_cluster_claim(trust_dir) -> None:
+    sid = SpiffeId.parse("spiffe://example.org/ns/meshfed-system/sa/controlplane-east")
     svid = issue_svid(
         trust_dir.cluster_authority("east"),
         sid,
         timedelta(hours=1),
-        dns_names=["controller.meshfed.internal"],
+        dns_names=["controlplane.east.cluster.meshfed.internal"],
     )
     san = svid.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.DNSName) == ["controller.meshfed.internal"]
+    assert san.get_values_for_type(x509.DNSName) == [
+        "east.cluster.meshfed.internal",
+        "controlplane.east.cluster.meshfed.internal",
+    ]
     assert pki.uri_sans(svid.leaf) == [str(sid)]
+    assert pki.leaf_cluster(svid.leaf) == "east"
+    assert trust_dir.bundle().verify(list(svid.cert_chain)) == sid
+
+
+def test_a_cluster_ca_cannot_claim_another_cluster(trust_dir) -> None:
+    """Attack: a compromised cluster CA (its key in hand) signs an SVID claiming another
+    cluster; the name constraints the root put on its intermediate make every verifier
+    refuse it."""
+    trust_dir.create_intermediate("west", ttl=timedelta(days=7))
+    west = trust_dir.cluster_authority("west")
+    sid = SpiffeId.parse("spiffe://example.org/ns/demo/sa/frontend")
+    key = pki.generate_private_key()
+    forged = pki.leaf_certificate(
+        pki.build_csr(key, spiffe_id=sid),
+        sid,
+        issuer_cert=west.certificate,
+        issuer_key=west.key,
+        now=pki.utcnow(),
+        dns_names=["east.cluster.meshfed.internal"],
+    )
+    assert pki.leaf_cluster(forged) == "east"
+    with pytest.raises(VerificationError, match="name constraint"):
+        trust_dir.bundle().verify([forged, west.certificate])
+    honest = issue_svid(west, sid, timedelta(hours=1))
+    assert pki.leaf_cluster(honest.leaf) == "west"
+    assert trust_dir.bundle().verify(list(honest.cert_chain)) == sid
