@@ -177,7 +177,12 @@ def test_controller_and_joining_control_planes_use_the_vault_root(
         "meshfed intermediate CA east",
     ]
     chain = (home / "controlplanes" / "east" / "ca" / "ca.pem").read_bytes()
-    assert x509.load_pem_x509_certificate(chain).issuer == vault.ca.subject
+    east = x509.load_pem_x509_certificate(chain)
+    assert east.issuer == vault.ca.subject
+    # Vault's permitted_dns_domains: east's CA may name only east's cluster domain
+    constraints = east.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical
+    assert constraints.value.permitted_subtrees == [x509.DNSName("east.cluster.meshfed.internal")]
 
 
 @pytest.fixture
