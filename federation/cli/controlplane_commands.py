@@ -21,6 +21,8 @@ from federation.cli.params import (
     print_table,
 )
 from federation.client import call
+from federation.controlplane.generate.common import GRPC_CERT_PROVIDER
+from federation.controlplane.generate.listeners import GRPC_SERVER_LISTENER_TEMPLATE
 from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.status import SyncState
 from federation.model.documents import load_documents
@@ -290,6 +292,15 @@ def bootstrap() -> None:
     help="Identity directory kept fresh by 'meshfed workload identity' (cert.pem, key.pem,"
     " bundle.pem).  [default: $MESHFED_HOME/identities/NS/SERVICE_ACCOUNT]",
 )
+@click.option(
+    "--workload",
+    default=None,
+    metavar="NAME",
+    help="For a gRPC server created with xds=True: its WorkloadEntry (in NAMESPACE, running as"
+    " SERVICE_ACCOUNT). The control plane then sends the server's Listener for"
+    " ADDRESS:PORT of that entry (its inboundPort for tlsMode mutual), with mTLS and the"
+    " AuthorizationPolicies that select it.",
+)
 def bootstrap_grpc_cmd(
     controlplane: str,
     node_id: str,
@@ -298,12 +309,18 @@ def bootstrap_grpc_cmd(
     service_account: str | None,
     locality: str | None,
     identity_dir: Path | None,
+    workload: str | None,
 ) -> None:
     """Print a gRPC xDS bootstrap (GRPC_XDS_BOOTSTRAP) for xds:///<svc>.<ns>.svc.clusterset.local.
 
     The xDS channel uses mutual TLS with the SVID in --identity-dir (gRPC's 'tls' channel
     credentials, gRFC A65); keep it fresh with 'meshfed workload identity'. The control plane
-    verifies that the SVID is NAMESPACE/SERVICE_ACCOUNT."""
+    verifies that the SVID is NAMESPACE/SERVICE_ACCOUNT. The same files are the bootstrap's
+    certificate provider: a channel created with xDS credentials
+    (grpc.xds_channel_credentials) then calls workloads behind sidecars over mutual TLS
+    (gRFC A29), as the control plane's clusters say, and a server created with xds=True and
+    xDS server credentials (grpc.xds_server_credentials) serves mutual TLS (gRFC A36, with
+    --workload)."""
     try:
         parse_host_port(controlplane, what="--controlplane")
     except ValueError as err:
@@ -313,7 +330,7 @@ def bootstrap_grpc_cmd(
         node_id=node_id,
         role="grpc",
         namespace=namespace,
-        workload="",
+        workload=workload or "",
         service_account=service_account or service,
         locality=loc,
     )
@@ -340,8 +357,9 @@ def bootstrap_grpc_cmd(
             else {},
             "metadata": {**proxy.metadata(), "meshfed.io/service": service},
         },
+        "server_listener_resource_name_template": GRPC_SERVER_LISTENER_TEMPLATE,
         "certificate_providers": {
-            "default": {
+            GRPC_CERT_PROVIDER: {
                 "plugin_name": "file_watcher",
                 "config": {**files, "refresh_interval": "60s"},
             }

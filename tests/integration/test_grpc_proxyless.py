@@ -4,18 +4,24 @@ healthy endpoint. Real processes: the control plane, three gRPC servers, one gRP
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
+import grpc
 import pytest
 
+from federation.demo.echo_grpc import METHOD
 from tests.integration.harness import (
+    ControllerHandle,
     ControlPlaneHandle,
     free_port,
     run_meshfed,
+    start_sidecar_agent,
     wait_until,
     workload_yaml,
 )
@@ -141,3 +147,179 @@ def test_grpc_xds_round_robin_then_locality_failover(procs, mesh_home, tmp_path)
         client.wait(5)
         assert client.stdout is not None
         client.stdout.close()
+
+
+AUTHZ_GRPC_FRONTEND_ONLY = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo-grpc-callers, namespace: demo}
+spec:
+  rules: [{from: [{source: {principals: ["example.org/ns/demo/sa/frontend"]}}]}]
+"""
+
+
+def _joined(procs, home: Path, controller: ControllerHandle) -> ControlPlaneHandle:  # type: ignore[no-untyped-def]
+    """Control plane ``east``, joined to ``controller`` (policies come from the controller)."""
+    token = json.loads(
+        run_meshfed(
+            home, "cluster", "join", "east", "--locality", ZONE_A, "--gateway",
+            f"127.0.4.2:{free_port('127.0.4.2')}", "-o", "json",
+        ).stdout
+    )["token"]  # fmt: skip
+    cp = ControlPlaneHandle(
+        procs,
+        home,
+        "east",
+        ZONE_A,
+        extra_args=["--controller", f"127.0.0.1:{controller.api_port}", "--join-token", token],
+    )
+    cp.start()
+    return cp
+
+
+def _proxyless_client(
+    home: Path, cp: ControlPlaneHandle, tmp_path: Path, account: str, workload: str = ""
+) -> dict[str, str]:
+    """An identity (SVID files, via a workload token) and a bootstrap for a proxyless gRPC
+    client (or, with ``workload``, server) running as ``demo/<account>``; the environment to
+    run it with."""
+    identity = tmp_path / f"identity-{account}"
+    run_meshfed(
+        home, "workload", "identity", "--once", "--controlplane", cp.api_url, "-n", "demo",
+        "--service-account", account, "--dir", str(identity),
+        "--workload-token", cp.mint("demo", account),
+    )  # fmt: skip
+    bootstrap = run_meshfed(
+        home, "bootstrap", "grpc", "--controlplane", f"127.0.0.1:{cp.xds_port}",
+        "--node-id", f"grpc-{account}", "--service", account, "-n", "demo",
+        "--locality", ZONE_A, "--identity-dir", str(identity),
+        *(["--workload", workload] if workload else []),
+    ).stdout  # fmt: skip
+    path = tmp_path / f"bootstrap-{account}.json"
+    path.write_text(bootstrap)
+    return dict(os.environ, GRPC_XDS_BOOTSTRAP=str(path))
+
+
+def _calls(env: dict[str, str], count: int) -> list[str]:
+    """``count`` calls through grpcio's xDS client (bounded: 2 s per call): who answered."""
+    return [line.split()[1] for line in _call_lines(env, count)]
+
+
+def _peers(env: dict[str, str], count: int) -> list[str]:
+    """The caller identities the server saw (``-`` without mTLS)."""
+    return [line.split()[2] for line in _call_lines(env, count)]
+
+
+def _call_lines(env: dict[str, str], count: int) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "federation.demo.echo_grpc", "call", "--target",
+         "xds:///echo.demo.svc.clusterset.local", "--count", str(count), "--interval", "0.01",
+         "--timeout", "2"],
+        env=env, capture_output=True, text=True, timeout=20 + 3 * count, check=True,
+    )  # fmt: skip
+    return out.stdout.splitlines()
+
+
+def test_grpc_xds_client_speaks_mtls_to_a_sidecar_and_authz_holds(
+    procs, mesh_home, tmp_path
+) -> None:
+    """A gRPC server behind a real Envoy sidecar (mTLS STRICT): grpcio's xDS client reaches
+    it over mTLS with its own SVID (CDS carries the certificate provider settings, gRFC A29;
+    the sidecar's authority chain serves callers without meshfed's SNI); an
+    AuthorizationPolicy for ``frontend`` then lets ``frontend`` through and refuses
+    ``intruder`` (PERMISSION_DENIED); the sidecar logs the caller's SPIFFE ID."""
+    controller = ControllerHandle(procs, mesh_home)
+    controller.start()
+    cp = _joined(procs, mesh_home, controller)
+    app_port = free_port()
+    procs.spawn(
+        "app-grpc-s",
+        [sys.executable, "-m", "federation.demo.echo_grpc", "serve", "--name", "grpc-s",
+         "--port", str(app_port)],
+    )  # fmt: skip
+    start_sidecar_agent(
+        procs,
+        mesh_home,
+        cp,
+        service="echo",
+        address="127.0.4.1",
+        app_port=app_port,
+        service_port=9090,
+        protocol="grpc",
+    )
+    frontend = _proxyless_client(mesh_home, cp, tmp_path, "frontend")
+    intruder = _proxyless_client(mesh_home, cp, tmp_path, "intruder")
+    wait_until(lambda: _calls(frontend, 1) == ["grpc-s"], 45, "frontend reaches echo")
+    assert _calls(frontend, 20) == ["grpc-s"] * 20
+    assert _calls(intruder, 5) == ["grpc-s"] * 5  # no policy yet: any SVID may call
+    run_meshfed(mesh_home, "apply", "-f", "-", input_text=AUTHZ_GRPC_FRONTEND_ONLY)
+    wait_until(
+        lambda: _calls(intruder, 3) == ["ERROR:PERMISSION_DENIED"] * 3, 20, "intruder refused"
+    )
+    assert _calls(frontend, 20) == ["grpc-s"] * 20
+
+    def logged(who: str) -> bool:
+        logs = "".join(p.read_text() for p in mesh_home.rglob("envoy.log"))
+        return f"peer=spiffe://example.org/ns/demo/sa/{who}" in logs
+
+    wait_until(lambda: logged("frontend") and logged("intruder"), 10, "callers in the access log")
+
+
+AUTHZ_GRPC_DENY_INTRUDER = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-intruder, namespace: demo}
+spec:
+  action: DENY
+  rules: [{from: [{source: {principals: ["*/sa/intruder"]}}]}]
+"""
+
+
+def test_proxyless_grpc_server_serves_mtls_only_and_enforces_authz(
+    procs, mesh_home, tmp_path
+) -> None:
+    """An xDS-enabled gRPC server (no sidecar, gRFC A36) gets its Listener from the control
+    plane: mutual TLS with its own SVID, so proxyless clients call it with theirs (it sees
+    their SPIFFE ID); a plain-text client and a TLS client without a certificate are refused;
+    a DENY AuthorizationPolicy is enforced by gRPC's own RBAC filter (gRFC A41)."""
+    controller = ControllerHandle(procs, mesh_home)
+    controller.start()
+    cp = _joined(procs, mesh_home, controller)
+    address, port = "127.0.4.5", free_port("127.0.4.5")
+    cp.apply(
+        workload_yaml(
+            "grpc-x", service="echo", address=address, locality=ZONE_A, port=9090,
+            target_port=port, protocol="grpc", tls_mode="mutual", inbound_port=port,
+        )
+    )  # fmt: skip
+    server_env = _proxyless_client(mesh_home, cp, tmp_path, "echo", workload="grpc-x")
+    procs.spawn(
+        "app-grpc-x",
+        [sys.executable, "-m", "federation.demo.echo_grpc", "serve", "--name", "grpc-x",
+         "--host", address, "--port", str(port), "--xds"],
+        env=server_env,
+    )  # fmt: skip
+    frontend = _proxyless_client(mesh_home, cp, tmp_path, "frontend")
+    intruder = _proxyless_client(mesh_home, cp, tmp_path, "intruder")
+    wait_until(lambda: _calls(frontend, 1) == ["grpc-x"], 45, "frontend reaches grpc-x")
+    assert _calls(frontend, 10) == ["grpc-x"] * 10
+    assert _peers(frontend, 1) == ["spiffe://example.org/ns/demo/sa/frontend"]  # mTLS
+    # attacks: plain text, and TLS without a client certificate
+    with grpc.insecure_channel(f"{address}:{port}") as channel:
+        with pytest.raises(grpc.RpcError) as plain:
+            channel.unary_unary(METHOD)(b"x", timeout=3)
+    assert plain.value.code() == grpc.StatusCode.UNAVAILABLE
+    bundle = (tmp_path / "identity-frontend" / "bundle.pem").read_bytes()
+    no_cert = grpc.ssl_channel_credentials(root_certificates=bundle)
+    with grpc.secure_channel(
+        f"{address}:{port}", no_cert, options=[("grpc.ssl_target_name_override", "x")]
+    ) as channel:
+        with pytest.raises(grpc.RpcError) as anonymous:
+            channel.unary_unary(METHOD)(b"x", timeout=3)
+    assert anonymous.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert _calls(intruder, 3) == ["grpc-x"] * 3
+    run_meshfed(mesh_home, "apply", "-f", "-", input_text=AUTHZ_GRPC_DENY_INTRUDER)
+    wait_until(
+        lambda: _calls(intruder, 3) == ["ERROR:PERMISSION_DENIED"] * 3, 20, "intruder refused"
+    )
+    assert _calls(frontend, 10) == ["grpc-x"] * 10

@@ -26,6 +26,7 @@ from envoy.type.v3 import percent_pb2
 from google.protobuf import struct_pb2, wrappers_pb2
 
 from federation.controlplane.generate.common import (
+    GRPC_CERT_PROVIDER,
     ProxyTls,
     ads,
     duration_ms,
@@ -244,10 +245,38 @@ def gateway_cluster(port: ServicePort) -> cluster_pb2.Cluster:
     )
 
 
-def grpc_cluster(port: ServicePort, name: str | None = None) -> cluster_pb2.Cluster:
+def grpc_upstream_tls(port: ServicePort, trust_domain: str) -> tls_pb2.UpstreamTlsContext:
+    """mTLS from proxyless gRPC to sidecars (gRFC A29): its SVID and the trust bundle from
+    the bootstrap's certificate provider (``tls_certificate_provider_instance``,
+    ``validation_context.ca_certificate_provider_instance``); the server's SAN must be one of
+    the service's SPIFFE IDs (``match_subject_alt_names``, the field gRPC reads). No SNI:
+    gRPC ignores ``sni``; the sidecar's authority chain serves it."""
+    provider = GRPC_CERT_PROVIDER
+    return tls_pb2.UpstreamTlsContext(
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
+                instance_name=provider, certificate_name="default"
+            ),
+            validation_context=common_pb2.CertificateValidationContext(
+                ca_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
+                    instance_name=provider, certificate_name="ROOTCA"
+                ),
+                match_subject_alt_names=[
+                    string_pb2.StringMatcher(exact=spiffe_id(trust_domain, port.namespace, sa))
+                    for sa in port.service_accounts
+                ],
+            ),
+        )
+    )
+
+
+def grpc_cluster(
+    port: ServicePort, name: str | None = None, *, mtls_trust_domain: str | None = None
+) -> cluster_pb2.Cluster:
     """A cluster for grpcio's xDS client: EDS over ADS, round robin, nothing gRPC would NACK.
-    ``name`` (default ``port.cluster_name``) names a split subset."""
-    return cluster_pb2.Cluster(
+    ``name`` (default ``port.cluster_name``) names a split subset; ``mtls_trust_domain``
+    (endpoints behind sidecars) adds :func:`grpc_upstream_tls` as its transport socket."""
+    cluster = cluster_pb2.Cluster(
         name=name or port.cluster_name,
         type=cluster_pb2.Cluster.DiscoveryType.EDS,
         eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
@@ -255,3 +284,11 @@ def grpc_cluster(port: ServicePort, name: str | None = None) -> cluster_pb2.Clus
         ),
         lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,
     )
+    if mtls_trust_domain is not None:
+        cluster.transport_socket.CopyFrom(
+            base_pb2.TransportSocket(
+                name="envoy.transport_sockets.tls",
+                typed_config=pack(grpc_upstream_tls(port, mtls_trust_domain)),
+            )
+        )
+    return cluster

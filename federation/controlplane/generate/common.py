@@ -72,6 +72,11 @@ class ProxyTls:
         return self._file(SECRET_ROOTCA, ROOTCA_SDS_FILE)
 
 
+#: The certificate provider instance a gRPC bootstrap names (``certificate_providers``,
+#: plugin ``file_watcher`` over the identity directory; gRFC A29).
+GRPC_CERT_PROVIDER = "default"
+
+
 def outbound_cluster_name(service: str, namespace: str, port: int) -> str:
     """``outbound|<port>||<svc>.<ns>.svc.clusterset.local`` (Istio's naming)."""
     return f"outbound|{port}||{global_name(service, namespace)}"

@@ -6,6 +6,10 @@
   chain per service port matched on the SNI ``outbound_.<port>_._.<host>``; mTLS STRICT by
   default -- the client must present an SVID chaining to the trust bundle whose URI SAN starts
   with ``spiffe://<trust-domain>/``. PERMISSIVE adds a plain-text chain, DISABLE has only that.
+  One more mTLS chain, without SNI match, serves callers that send no meshfed SNI --
+  proxyless gRPC (gRPC ignores ``UpstreamTlsContext.sni``, gRFC A29) -- choosing the port by
+  ``:authority`` (``<host>:<port>``, or ``<host>`` for the service's first HTTP port, as the
+  gRPC listeners do), with each port's RBAC as per-route configuration (``RBACPerRoute``).
   The app sees the caller's identity in ``x-forwarded-client-cert`` (``URI=spiffe://...``).
 - **gRPC** (proxyless): an ``api_listener`` per target name (``<host>`` and ``<host>:<port>``).
 """
@@ -13,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import (
@@ -22,6 +27,8 @@ from envoy.config.core.v3 import (
     substitution_format_string_pb2,
 )
 from envoy.config.listener.v3 import api_listener_pb2, listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
@@ -32,14 +39,20 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from federation.controlplane.generate.common import (
+    GRPC_CERT_PROVIDER,
     OUTBOUND_ROUTE,
     ProxyTls,
     ads,
     duration_ms,
     pack,
 )
-from federation.controlplane.generate.rbac import rbac_filters
-from federation.controlplane.generate.routes import grpc_route_name, inbound_route_config
+from federation.controlplane.generate.rbac import rbac_filters, rbac_per_route
+from federation.controlplane.generate.routes import (
+    AuthorityRoute,
+    grpc_route_name,
+    inbound_authority_route_config,
+    inbound_route_config,
+)
 from federation.controlplane.generate.services import ServicePort
 from federation.model.authz import AuthorizationPolicy
 from federation.model.workload import WorkloadEntry
@@ -107,10 +120,13 @@ def outbound_listener(port: int) -> listener_pb2.Listener:
 
 
 def downstream_mtls(tls: ProxyTls) -> tls_pb2.DownstreamTlsContext:
-    """Require a client SVID chaining to ROOTCA with a URI SAN in ``trust_domain``."""
+    """Require a client SVID chaining to ROOTCA with a URI SAN in ``trust_domain``. ALPN
+    offers ``h2`` and ``http/1.1``: gRPC clients refuse a TLS connection without a selected
+    ``h2`` (sidecars offer no ALPN, so it changes nothing for them)."""
     return tls_pb2.DownstreamTlsContext(
         require_client_certificate={"value": True},
         common_tls_context=tls_pb2.CommonTlsContext(
+            alpn_protocols=["h2", "http/1.1"],
             tls_certificate_sds_secret_configs=[tls.svid()],
             combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
                 default_validation_context=common_pb2.CertificateValidationContext(
@@ -138,15 +154,14 @@ INBOUND_MAX_CONNECTION_MS = 20_000
 
 
 def _inbound_hcm(
-    port_name: str,
-    target_port: int,
-    served_by: str,
+    stat_prefix: str,
+    route_config: route_pb2.RouteConfiguration,
     authz: Sequence[hcm.HttpFilter] = (),
 ) -> listener_components_pb2.Filter:
     manager = hcm.HttpConnectionManager(
-        stat_prefix=f"inbound_{target_port}",
+        stat_prefix=stat_prefix,
         codec_type=hcm.HttpConnectionManager.CodecType.AUTO,
-        route_config=inbound_route_config(port_name, target_port, served_by),
+        route_config=route_config,
         http_filters=[*authz, _router()],
         forward_client_cert_details=hcm.HttpConnectionManager.ForwardClientCertDetails.SANITIZE_SET,
         set_current_client_cert_details=hcm.HttpConnectionManager.SetCurrentClientCertDetails(
@@ -180,26 +195,61 @@ def inbound_listener(
 
     def manager(name: str, port: int, app_port: int) -> listener_components_pb2.Filter:
         # the policies' ports are the service port or the app's (target) port
-        return _inbound_hcm(name, app_port, served_by, rbac_filters(authz, (port, app_port)))
+        return _inbound_hcm(
+            f"inbound_{app_port}",
+            inbound_route_config(name, app_port, served_by),
+            rbac_filters(authz, (port, app_port)),
+        )
+
+    def mtls_chain(
+        name: str, match: listener_components_pb2.FilterChainMatch, hcm_filter: Any
+    ) -> listener_components_pb2.FilterChain:
+        return listener_components_pb2.FilterChain(
+            name=name,
+            filter_chain_match=match,
+            filters=[hcm_filter],
+            transport_socket=base_pb2.TransportSocket(
+                name="envoy.transport_sockets.tls", typed_config=pack(downstream_mtls(tls))
+            ),
+        )
 
     chains = []
     mode = workload.spec.mtls_mode
     by_name = {p.name: p for p in workload.spec.ports}
     if mode in ("STRICT", "PERMISSIVE"):
-        for port in ports:
-            wp = by_name.get(port.port_name)
-            if wp is None:
-                continue
+        served = [(port, by_name[port.port_name]) for port in ports if port.port_name in by_name]
+        for port, wp in served:
             chains.append(
-                listener_components_pb2.FilterChain(
-                    name=f"mtls|{port.port}",
-                    filter_chain_match=listener_components_pb2.FilterChainMatch(
+                mtls_chain(
+                    f"mtls|{port.port}",
+                    listener_components_pb2.FilterChainMatch(
                         server_names=[port.sni], transport_protocol="tls"
                     ),
-                    filters=[manager(wp.name, port.port, wp.app_port)],
-                    transport_socket=base_pb2.TransportSocket(
-                        name="envoy.transport_sockets.tls",
-                        typed_config=pack(downstream_mtls(tls)),
+                    manager(wp.name, port.port, wp.app_port),
+                )
+            )
+        by_authority = [(port, wp) for port, wp in served if port.is_http]
+        if by_authority:
+            filters, per_route = rbac_per_route(
+                authz, [(port.port, wp.app_port) for port, wp in by_authority]
+            )
+            entries = [
+                AuthorityRoute(
+                    (f"{port.hostname}:{port.port}",) + ((port.hostname,) if i == 0 else ()),
+                    wp.name,
+                    wp.app_port,
+                    per_route[i],
+                )
+                for i, (port, wp) in enumerate(by_authority)
+            ]
+            chains.append(
+                mtls_chain(
+                    "mtls|authority",
+                    listener_components_pb2.FilterChainMatch(transport_protocol="tls"),
+                    _inbound_hcm(
+                        "inbound_authority",
+                        inbound_authority_route_config(entries, served_by),
+                        filters,
                     ),
                 )
             )
@@ -242,4 +292,87 @@ def grpc_listener(port: ServicePort, *, with_port: bool) -> listener_pb2.Listene
     )
     return listener_pb2.Listener(
         name=name, api_listener=api_listener_pb2.ApiListener(api_listener=pack(manager))
+    )
+
+
+#: The Listener name template a proxyless gRPC server asks for (bootstrap
+#: ``server_listener_resource_name_template``, gRFC A36), ``%s`` its listening address.
+GRPC_SERVER_LISTENER_TEMPLATE = "grpc/server?xds.resource.listening_address=%s"
+
+
+def grpc_server_tls() -> tls_pb2.DownstreamTlsContext:
+    """mTLS for a proxyless gRPC server (gRFC A29): its SVID and the trust bundle from the
+    bootstrap's certificate provider; a client certificate chaining to the bundle is required
+    (the bundle holds only this trust domain's roots, whose CAs sign only its SPIFFE IDs)."""
+    return tls_pb2.DownstreamTlsContext(
+        require_client_certificate={"value": True},
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
+                instance_name=GRPC_CERT_PROVIDER, certificate_name="default"
+            ),
+            validation_context=common_pb2.CertificateValidationContext(
+                ca_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
+                    instance_name=GRPC_CERT_PROVIDER, certificate_name="ROOTCA"
+                )
+            ),
+        ),
+    )
+
+
+def grpc_server_listener(
+    workload: WorkloadEntry,
+    port_name: str,
+    listen_port: int,
+    authz: Sequence[hcm.HttpFilter] = (),
+) -> listener_pb2.Listener:
+    """The Listener a proxyless gRPC server on ``<workload address>:<listen_port>`` asks for
+    (gRFC A36): one filter chain, mTLS (:func:`grpc_server_tls`) unless the workload's
+    ``mtlsMode`` is DISABLE -- gRPC cannot tell TLS from plain text on one port, so
+    PERMISSIVE means STRICT here --, an HTTP connection manager whose only route is a
+    ``non_forwarding_action`` (the server handles the call), the RBAC filters ``authz``
+    (:func:`federation.controlplane.generate.rbac.grpc_rbac_filters`) and the router."""
+    address = f"{workload.spec.address}:{listen_port}"
+    manager = hcm.HttpConnectionManager(
+        stat_prefix=f"grpc_server_{listen_port}",
+        route_config=route_pb2.RouteConfiguration(
+            name=f"grpc_server|{listen_port}|{port_name}",
+            virtual_hosts=[
+                rc.VirtualHost(
+                    name="grpc_server",
+                    domains=["*"],
+                    routes=[
+                        rc.Route(
+                            match=rc.RouteMatch(prefix="/"),
+                            non_forwarding_action=rc.NonForwardingAction(),
+                        )
+                    ],
+                )
+            ],
+        ),
+        http_filters=[*authz, _router()],
+    )
+    chain = listener_components_pb2.FilterChain(
+        name=f"grpc_server|{port_name}",
+        filters=[
+            listener_components_pb2.Filter(
+                name="envoy.filters.network.http_connection_manager", typed_config=pack(manager)
+            )
+        ],
+    )
+    if workload.spec.mtls_mode != "DISABLE":
+        chain.transport_socket.CopyFrom(
+            base_pb2.TransportSocket(
+                name="envoy.transport_sockets.tls",
+                typed_config=pack(grpc_server_tls()),
+            )
+        )
+    return listener_pb2.Listener(
+        name=GRPC_SERVER_LISTENER_TEMPLATE % address,
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(
+                address=workload.spec.address, port_value=listen_port
+            )
+        ),
+        traffic_direction=base_pb2.TrafficDirection.INBOUND,
+        filter_chains=[chain],
     )

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from envoy.config.listener.v3 import listener_pb2
 from google.protobuf.message import Message
 
 from federation.controlplane import resource
-from federation.controlplane.generate import clusters, endpoints, listeners, routes
+from federation.controlplane.generate import clusters, endpoints, listeners, rbac, routes
 from federation.controlplane.generate.common import MeshContext, ProxyTls
 from federation.controlplane.generate.gateway import PassthroughRoute, gateway_listener
 from federation.controlplane.generate.services import ServicePort, service_ports
@@ -24,8 +25,15 @@ from federation.model.policy import TrafficPolicy
 
 Resources = dict[str, list[Message]]
 
-#: proxyless gRPC has no SDS: it reaches only workloads without a sidecar (tlsMode disabled).
-GRPC_TLS_MODES = frozenset({"disabled"})
+
+def grpc_tls_mode(state: RegistryState, port: ServicePort) -> str:
+    """What a proxyless gRPC client of ``port`` speaks to its endpoints: ``mutual`` (mTLS to
+    sidecars, :func:`clusters.grpc_upstream_tls`) when any local workload of the service is
+    behind a sidecar, else ``disabled``; from the imported endpoints' modes when it has no
+    local workload. One cluster has one transport socket in gRPC (no
+    ``transport_socket_matches``), so endpoints of the other mode are left out."""
+    local = {w.spec.tls_mode for w in state.by_service(port.namespace, port.service)}
+    return "mutual" if "mutual" in (local or port.tls_modes) else "disabled"
 
 
 def caller_locality(mesh: MeshContext, state: RegistryState, proxy: ProxyDescription) -> Locality:
@@ -126,12 +134,13 @@ def _grpc(
         if not port.is_http:
             continue
         policy = state.policies.get((port.namespace, port.service))
+        mode = grpc_tls_mode(state, port)
         placed = endpoints.placement(
             caller,
             mesh.cluster,
             state,
             port,
-            include_tls_mode=GRPC_TLS_MODES,
+            include_tls_mode=frozenset({mode}),
             gateways=False,
         )
         subsets = split_subsets(port, policy)
@@ -140,7 +149,13 @@ def _grpc(
             for cluster, name, _ in subsets
         ]
         for name, choices in targets:
-            out[resource.CLUSTER].append(clusters.grpc_cluster(port, name))
+            out[resource.CLUSTER].append(
+                clusters.grpc_cluster(
+                    port,
+                    name,
+                    mtls_trust_domain=mesh.trust_domain if mode == "mutual" else None,
+                )
+            )
             # gRPC ignores the overprovisioning factor: spill weight ourselves
             out[resource.ENDPOINT].append(
                 endpoints.assignment(name, spill_for_grpc(choices), placed.members)
@@ -155,7 +170,34 @@ def _grpc(
             out[resource.ROUTE].append(
                 routes.grpc_route_config(port, with_port=with_port, subsets=weights)
             )
+    out[resource.LISTENER].extend(_grpc_server_listeners(state, proxy))
     return out
+
+
+def _grpc_server_listeners(
+    state: RegistryState, proxy: ProxyDescription
+) -> list[listener_pb2.Listener]:
+    """The Listeners of a proxyless gRPC server (its node names its WorkloadEntry, which
+    must run as the node's service account): tlsMode ``mutual`` -- one listener on the
+    inbound port, where callers dial it, mTLS and the AuthorizationPolicies that select it
+    (gRPC's RBAC, :func:`rbac.grpc_rbac_filters`); ``disabled`` -- plain text, one per
+    target port."""
+    workload = state.workloads.get((proxy.namespace, proxy.workload)) if proxy.workload else None
+    if workload is None or workload.spec.service_account != proxy.service_account:
+        return []
+    authz = state.authorization_policies_for(workload)
+    wps = workload.spec.ports
+    if workload.spec.tls_mode == "mutual":
+        ports = [n for wp in wps for n in (wp.port, wp.app_port)]
+        return [
+            listeners.grpc_server_listener(
+                workload,
+                wps[0].name,
+                workload.spec.inbound_port,
+                rbac.grpc_rbac_filters(authz, ports),
+            )
+        ]
+    return [listeners.grpc_server_listener(workload, wp.name, wp.app_port) for wp in wps]
 
 
 def _gateway(

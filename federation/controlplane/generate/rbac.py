@@ -34,6 +34,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.rbac.principals.mtls_authenticated.v3 import mtls_authenticated_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2 as tls_common
 from envoy.type.matcher.v3 import path_pb2, regex_pb2, string_pb2
+from google.protobuf import any_pb2
 
 from federation.controlplane.generate.common import pack
 from federation.model.authz import (
@@ -254,3 +255,80 @@ def rbac_filters(
     if audit:
         filters.append(_filter("audit", rbac.RBAC.Action.LOG, audit, None, "audit_"))
     return filters
+
+
+def rbac_per_route(
+    selected: Sequence[AuthorizationPolicy], port_sets: Sequence[Sequence[int]]
+) -> tuple[list[hcm.HttpFilter], list[dict[str, any_pb2.Any]]]:
+    """RBAC for one HTTP connection manager whose routes serve different ports (the inbound
+    authority chain): the filters (every name any port needs, in the order deny, allow,
+    audit), and per route -- ``port_sets[i]`` -- the ``typed_per_filter_config`` that gives
+    each filter that port's rules (``RBACPerRoute.rbac``) or disables it there (an empty
+    ``RBACPerRoute``: Envoy then skips the filter for the route)."""
+    per_port = [rbac_filters(selected, ports) for ports in port_sets]
+    names = [
+        f"{FILTER}.{n}"
+        for n in ("deny", "allow", "audit")
+        if any(f.name == f"{FILTER}.{n}" for fs in per_port for f in fs)
+    ]
+    filters = [next(f for fs in per_port for f in fs if f.name == name) for name in names]
+    overrides: list[dict[str, any_pb2.Any]] = []
+    for fs in per_port:
+        mine = {f.name: f for f in fs}
+        route: dict[str, any_pb2.Any] = {}
+        for name in names:
+            per_route = rbac_filter.RBACPerRoute()
+            if name in mine:
+                config = rbac_filter.RBAC()
+                mine[name].typed_config.Unpack(config)
+                per_route.rbac.CopyFrom(config)
+            route[name] = pack(per_route)
+        overrides.append(route)
+    return filters, overrides
+
+
+def _without_clusters(policy: AuthorizationPolicy) -> AuthorizationPolicy:
+    """``policy`` without what gRPC's RBAC cannot check -- the cluster claim (gRFC A41 has no
+    ``custom`` principal) -- erring towards denial: a DENY rule drops its cluster conditions
+    (so it denies more), an ALLOW rule drops the sources that name clusters (so it allows
+    less; a rule left without sources is dropped, and an ALLOW policy left without rules
+    allows nothing)."""
+    rules: list[Rule] = []
+    for rule in policy.spec.rules:
+        if rule.from_ is None:
+            rules.append(rule)
+            continue
+        if policy.spec.action == "DENY":
+            sources = [
+                f.model_copy(
+                    update={
+                        "source": f.source.model_copy(
+                            update={"clusters": None, "not_clusters": None}
+                        )
+                    }
+                )
+                for f in rule.from_
+            ]
+        else:
+            sources = [
+                f for f in rule.from_ if f.source.clusters is None and not f.source.not_clusters
+            ]
+        if sources:
+            rules.append(rule.model_copy(update={"from_": sources}))
+    spec = policy.spec.model_copy(update={"rules": rules})
+    return policy.model_copy(update={"spec": spec})
+
+
+def grpc_rbac_filters(
+    selected: Sequence[AuthorizationPolicy], ports: Sequence[int]
+) -> list[hcm.HttpFilter]:
+    """The RBAC filters for a proxyless gRPC server (gRFC A41): the enforced ALLOW and DENY
+    policies as :func:`rbac_filters` makes them, with ``clusters`` removed towards denial
+    (:func:`_without_clusters`); dry-run and AUDIT policies are left out (gRPC has neither
+    shadow rules nor the LOG action)."""
+    enforced = [
+        _without_clusters(p)
+        for p in selected
+        if not p.dry_run and p.spec.action in ("ALLOW", "DENY")
+    ]
+    return rbac_filters(enforced, ports)

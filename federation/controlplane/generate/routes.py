@@ -11,6 +11,8 @@ gone answers 503), 2 retries, never the same host twice
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -149,32 +151,75 @@ def outbound_route_config(
     return route_pb2.RouteConfiguration(name=OUTBOUND_ROUTE, virtual_hosts=vhosts)
 
 
+def _inbound_virtual_host(
+    name: str,
+    domains: Sequence[str],
+    port_name: str,
+    target_port: int,
+    served_by: str,
+    per_filter: Mapping[str, Any] | None = None,
+) -> rc.VirtualHost:
+    return rc.VirtualHost(
+        name=name,
+        domains=list(domains),
+        routes=[
+            rc.Route(
+                match=rc.RouteMatch(prefix="/"),
+                route=rc.RouteAction(
+                    cluster=inbound_cluster_name(port_name, target_port),
+                    timeout=duration_ms(0),
+                ),
+                typed_per_filter_config=dict(per_filter or {}),
+            )
+        ],
+        response_headers_to_add=[
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key=SERVED_BY_HEADER, value=served_by),
+                append_action=base_pb2.HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+            )
+        ],
+    )
+
+
 def inbound_route_config(
     port_name: str, target_port: int, served_by: str
 ) -> route_pb2.RouteConfiguration:
     """Inbound: everything to the local app; every response says who served it."""
     return route_pb2.RouteConfiguration(
         name=f"inbound|{target_port}|{port_name}",
+        virtual_hosts=[_inbound_virtual_host("inbound", ["*"], port_name, target_port, served_by)],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorityRoute:
+    """One port of the inbound authority chain: the ``:authority`` values that reach it, the
+    app port behind it, and its RBAC filters' per-route configuration (filter name -> Any)."""
+
+    domains: tuple[str, ...]
+    port_name: str
+    target_port: int
+    per_filter: Mapping[str, Any]
+
+
+def inbound_authority_route_config(
+    entries: Sequence[AuthorityRoute], served_by: str
+) -> route_pb2.RouteConfiguration:
+    """Inbound for callers that send no meshfed SNI (proxyless gRPC): the port is chosen by
+    ``:authority`` (``<host>:<port>``, and ``<host>`` for the default port), each with its
+    own RBAC configuration (``RBACPerRoute``)."""
+    return route_pb2.RouteConfiguration(
+        name="inbound|authority",
         virtual_hosts=[
-            rc.VirtualHost(
-                name="inbound",
-                domains=["*"],
-                routes=[
-                    rc.Route(
-                        match=rc.RouteMatch(prefix="/"),
-                        route=rc.RouteAction(
-                            cluster=inbound_cluster_name(port_name, target_port),
-                            timeout=duration_ms(0),
-                        ),
-                    )
-                ],
-                response_headers_to_add=[
-                    base_pb2.HeaderValueOption(
-                        header=base_pb2.HeaderValue(key=SERVED_BY_HEADER, value=served_by),
-                        append_action=base_pb2.HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
-                    )
-                ],
+            _inbound_virtual_host(
+                f"inbound|{e.target_port}|{e.port_name}",
+                e.domains,
+                e.port_name,
+                e.target_port,
+                served_by,
+                e.per_filter,
             )
+            for e in entries
         ],
     )
 

@@ -189,3 +189,41 @@ def test_globs_become_envoy_string_matchers() -> None:
     assert string_matcher("*.png").suffix == ".png"
     assert string_matcher("GET").exact == "GET"
     assert string_matcher("*").safe_regex.regex == ".*"
+
+
+def test_grpc_servers_get_only_what_grpc_rbac_can_check_erring_towards_denial() -> None:
+    from federation.controlplane.generate.rbac import grpc_rbac_filters
+
+    allow = _policy("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: from-east, namespace: demo}
+spec:
+  rules:
+  - from: [{source: {principals: ["*/sa/frontend"], clusters: ["east"]}}]
+  - from: [{source: {principals: ["*/sa/admin"]}}]
+""")
+    deny = _policy("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-intruder-from-west, namespace: demo}
+spec:
+  action: DENY
+  rules: [{from: [{source: {principals: ["*/sa/intruder"], clusters: ["west"]}}]}]
+""")
+    filters = grpc_rbac_filters([allow, deny, DRY_RUN_DENY_ALL], [8080])
+    assert [f.name for f in filters] == [
+        "envoy.filters.http.rbac.deny",
+        "envoy.filters.http.rbac.allow",
+    ]
+    deny_config, allow_config = (_config(f) for f in filters)
+    # no custom (cluster) principal anywhere: gRPC would NACK it
+    assert "mtls_authenticated" not in str(deny_config) + str(allow_config)
+    # DENY lost its cluster condition: it denies intruder from anywhere
+    [denied] = deny_config.rules.policies.values()
+    assert denied.principals[0].authenticated.principal_name.suffix == "/sa/intruder"
+    # ALLOW lost the rule that needed a cluster: only admin is allowed
+    [allowed] = allow_config.rules.policies.values()
+    assert allowed.principals[0].authenticated.principal_name.suffix == "/sa/admin"
+    # dry-run policies are left out: no shadow rules
+    assert not allow_config.HasField("shadow_rules") and not deny_config.HasField("shadow_rules")

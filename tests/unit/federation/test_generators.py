@@ -110,7 +110,11 @@ def test_outbound_routes_short_names_only_in_same_namespace() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "chains"),
-    [("STRICT", ["tls"]), ("PERMISSIVE", ["tls", "raw_buffer"]), ("DISABLE", ["raw_buffer"])],
+    [
+        ("STRICT", ["tls", "tls"]),
+        ("PERMISSIVE", ["tls", "tls", "raw_buffer"]),
+        ("DISABLE", ["raw_buffer"]),
+    ],
 )
 def test_inbound_listener_mtls_modes(mode, chains) -> None:
     state = _registry(_doc("echo-1", "us-east-1a", mtls=mode)).state
@@ -119,9 +123,12 @@ def test_inbound_listener_mtls_modes(mode, chains) -> None:
     assert [c.filter_chain_match.transport_protocol for c in inbound.filter_chains] == chains
     for chain in inbound.filter_chains:
         if chain.filter_chain_match.transport_protocol == "tls":
-            assert list(chain.filter_chain_match.server_names) == [
-                "outbound_.8080_._.echo.demo.svc.clusterset.local"
-            ]
+            # one chain per port by meshfed's SNI; one without SNI (proxyless gRPC callers)
+            assert list(chain.filter_chain_match.server_names) == (
+                []
+                if chain.name == "mtls|authority"
+                else ["outbound_.8080_._.echo.demo.svc.clusterset.local"]
+            )
             ctx = tls_pb2.DownstreamTlsContext()
             chain.transport_socket.typed_config.Unpack(ctx)
             assert ctx.require_client_certificate.value
@@ -151,7 +158,7 @@ def test_generated_snapshots_are_consistent() -> None:
     assert Snapshot.build(generate(MESH, state, grpc)).problems() == []
 
 
-def test_grpc_gets_api_listeners_and_no_sidecar_endpoints() -> None:
+def test_grpc_gets_api_listeners_and_mtls_to_sidecars() -> None:
     state = _registry(
         _doc("echo-1", "us-east-1a"), _doc("plain-1", "us-east-1a", tls="disabled")
     ).state
@@ -159,10 +166,71 @@ def test_grpc_gets_api_listeners_and_no_sidecar_endpoints() -> None:
     names = sorted(listener.name for listener in out[resource.LISTENER])
     assert names == ["echo.demo.svc.clusterset.local", "echo.demo.svc.clusterset.local:8080"]
     assert all(listener.HasField("api_listener") for listener in out[resource.LISTENER])
+    # one transport socket per gRPC cluster: the sidecar's endpoints win, over mTLS
     (cla,) = out[resource.ENDPOINT]
     hosts = [e.endpoint.hostname for loc in cla.endpoints for e in loc.lb_endpoints]
-    assert hosts == ["plain-1"]
+    assert hosts == ["echo-1"]
+    (cluster,) = out[resource.CLUSTER]
+    ctx = tls_pb2.UpstreamTlsContext()
+    cluster.transport_socket.typed_config.Unpack(ctx)
+    common = ctx.common_tls_context
+    assert common.tls_certificate_provider_instance.instance_name == "default"
+    validation = common.validation_context
+    assert validation.ca_certificate_provider_instance.instance_name == "default"
+    assert [m.exact for m in validation.match_subject_alt_names] == [
+        "spiffe://example.org/ns/demo/sa/echo"
+    ]
     assert out[resource.SECRET] == []
+
+
+def test_grpc_speaks_plain_text_to_workloads_without_sidecars() -> None:
+    state = _registry(_doc("plain-1", "us-east-1a", tls="disabled")).state
+    out = generate(MESH, state, ProxyDescription("g", "grpc", "demo"))
+    (cla,) = out[resource.ENDPOINT]
+    assert [e.endpoint.hostname for loc in cla.endpoints for e in loc.lb_endpoints] == ["plain-1"]
+    (cluster,) = out[resource.CLUSTER]
+    assert not cluster.HasField("transport_socket")
+
+
+def test_inbound_authority_chain_routes_by_authority_with_rbac_per_route() -> None:
+    from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter
+
+    deny = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-intruder-on-8080, namespace: demo}
+spec:
+  action: DENY
+  rules: [{from: [{source: {principals: ["*/sa/intruder"]}}], to: [{operation: {ports: ["8080"]}}]}]
+"""
+    two_ports = _doc("echo-1", "us-east-1a").replace(
+        "ports: [{name: http, port: 8080, targetPort: 18080}]",
+        "ports: [{name: http, port: 8080, targetPort: 18080},"
+        " {name: admin, port: 9090, targetPort: 19090}]",
+    )
+    registry = _registry(two_ports)
+    [policy] = load_documents(deny)
+    registry.set_federation([], [], authorization_policies=[policy])  # type: ignore[list-item]
+    out = generate(MESH, registry.state, _sidecar("echo-1", sa="echo"))
+    inbound = next(listener for listener in out[resource.LISTENER] if listener.name == "inbound")
+    chain = next(c for c in inbound.filter_chains if c.name == "mtls|authority")
+    assert not chain.filter_chain_match.server_names
+    manager = hcm.HttpConnectionManager()
+    chain.filters[0].typed_config.Unpack(manager)
+    assert [f.name for f in manager.http_filters] == [
+        "envoy.filters.http.rbac.deny",
+        "envoy.filters.http.router",
+    ]
+    hosts = {tuple(v.domains): v.routes[0] for v in manager.route_config.virtual_hosts}
+    first = hosts[("echo.demo.svc.clusterset.local:8080", "echo.demo.svc.clusterset.local")]
+    second = hosts[("echo.demo.svc.clusterset.local:9090",)]
+    assert first.route.cluster == "inbound|18080|http"
+    assert second.route.cluster == "inbound|19090|admin"
+    on, off = rbac_filter.RBACPerRoute(), rbac_filter.RBACPerRoute()
+    first.typed_per_filter_config["envoy.filters.http.rbac.deny"].Unpack(on)
+    second.typed_per_filter_config["envoy.filters.http.rbac.deny"].Unpack(off)
+    assert list(on.rbac.rules.policies) == ["demo.no-intruder-on-8080[0]"]
+    assert not off.HasField("rbac")  # the DENY names port 8080 only: disabled on 9090
 
 
 def test_consistency_check_finds_dangling_references() -> None:
