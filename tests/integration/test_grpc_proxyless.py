@@ -317,6 +317,23 @@ def test_proxyless_grpc_server_serves_mtls_only_and_enforces_authz(
         with pytest.raises(grpc.RpcError) as anonymous:
             channel.unary_unary(METHOD)(b"x", timeout=3)
     assert anonymous.value.code() == grpc.StatusCode.UNAVAILABLE
+    # an Envoy sidecar's caller reaches it too (mTLS from the sidecar, its SVID seen)
+    outbound = free_port()
+    start_sidecar_agent(
+        procs, mesh_home, cp, service="web", address="127.0.4.6", app_port=free_port(),
+        service_port=8080, outbound_port=outbound,
+    )  # fmt: skip
+
+    def via_sidecar() -> str:
+        with grpc.insecure_channel(
+            f"127.0.0.1:{outbound}",
+            options=[("grpc.default_authority", "echo.demo.svc.clusterset.local:9090")],
+        ) as channel:
+            return json.loads(channel.unary_unary(METHOD)(b"x", timeout=3))["peer"]
+
+    assert wait_until(via_sidecar, 45, "web's sidecar reaches grpc-x") == (
+        "spiffe://example.org/ns/demo/sa/web"
+    )
     assert _calls(intruder, 3) == ["grpc-x"] * 3
     run_meshfed(mesh_home, "apply", "-f", "-", input_text=AUTHZ_GRPC_DENY_INTRUDER)
     wait_until(
