@@ -245,7 +245,12 @@ def proxy() -> None:
     "--service-port", type=int, default=None, help="Port callers use.  [default: --app-port]"
 )
 @click.option(
-    "--protocol", type=click.Choice(["http", "http2", "grpc"]), default="http", show_default=True
+    "--protocol",
+    type=click.Choice(["http", "http2", "grpc", "tcp"], case_sensitive=False),
+    default="http",
+    show_default=True,
+    help="Istio's names in capitals (HTTP, GRPC, TCP) work too. tcp: served inbound (mTLS,"
+    " AuthorizationPolicy as network RBAC); the sidecar does not route TCP outbound yet.",
 )
 @click.option(
     "--address", default="127.0.0.1", show_default=True, help="Address of the inbound listener."

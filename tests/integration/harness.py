@@ -437,6 +437,26 @@ class ControllerHandle:
     def clusters(self) -> dict[str, dict[str, Any]]:
         return {c["name"]: c for c in self.api("GET", "/v1/clusters")["clusters"]}
 
+    def join(self, cluster: str, locality: str, gateway: str) -> ControlPlaneHandle:
+        """Register ``cluster`` (its east-west gateway on ``gateway``, HOST:PORT) and start
+        its control plane with the join token; policies then come from this controller."""
+        out = run_meshfed(
+            self.home, "cluster", "join", cluster, "--locality", locality, "--gateway", gateway,
+            "-o", "json",
+        ).stdout  # fmt: skip
+        cp = ControlPlaneHandle(
+            self.procs,
+            self.home,
+            cluster,
+            locality,
+            extra_args=[
+                "--controller", f"127.0.0.1:{self.api_port}",
+                "--join-token", json.loads(out)["token"],
+            ],
+        )  # fmt: skip
+        cp.start()
+        return cp
+
 
 def start_sidecar_agent(
     procs: Processes,

@@ -158,25 +158,6 @@ spec:
 """
 
 
-def _joined(procs, home: Path, controller: ControllerHandle) -> ControlPlaneHandle:  # type: ignore[no-untyped-def]
-    """Control plane ``east``, joined to ``controller`` (policies come from the controller)."""
-    token = json.loads(
-        run_meshfed(
-            home, "cluster", "join", "east", "--locality", ZONE_A, "--gateway",
-            f"127.0.4.2:{free_port('127.0.4.2')}", "-o", "json",
-        ).stdout
-    )["token"]  # fmt: skip
-    cp = ControlPlaneHandle(
-        procs,
-        home,
-        "east",
-        ZONE_A,
-        extra_args=["--controller", f"127.0.0.1:{controller.api_port}", "--join-token", token],
-    )
-    cp.start()
-    return cp
-
-
 def _proxyless_client(
     home: Path, cp: ControlPlaneHandle, tmp_path: Path, account: str, workload: str = ""
 ) -> dict[str, str]:
@@ -230,7 +211,7 @@ def test_grpc_xds_client_speaks_mtls_to_a_sidecar_and_authz_holds(
     ``intruder`` (PERMISSION_DENIED); the sidecar logs the caller's SPIFFE ID."""
     controller = ControllerHandle(procs, mesh_home)
     controller.start()
-    cp = _joined(procs, mesh_home, controller)
+    cp = controller.join("east", ZONE_A, f"127.0.4.2:{free_port('127.0.4.2')}")
     app_port = free_port()
     procs.spawn(
         "app-grpc-s",
@@ -284,7 +265,7 @@ def test_proxyless_grpc_server_serves_mtls_only_and_enforces_authz(
     a DENY AuthorizationPolicy is enforced by gRPC's own RBAC filter (gRFC A41)."""
     controller = ControllerHandle(procs, mesh_home)
     controller.start()
-    cp = _joined(procs, mesh_home, controller)
+    cp = controller.join("east", ZONE_A, f"127.0.4.2:{free_port('127.0.4.2')}")
     address, port = "127.0.4.5", free_port("127.0.4.5")
     cp.apply(
         workload_yaml(

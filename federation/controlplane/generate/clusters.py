@@ -46,7 +46,10 @@ CONNECT_TIMEOUT_MS = 1000
 
 
 def protocol_options(protocol: str) -> dict[str, object]:
-    """``typed_extension_protocol_options``: HTTP/2 for grpc/http2, else the downstream's."""
+    """``typed_extension_protocol_options``: HTTP/2 for grpc/http2, none for tcp, else the
+    downstream's."""
+    if protocol == "tcp":
+        return {}
     if protocol in ("grpc", "http2"):
         options = hpo.HttpProtocolOptions(
             explicit_http_config=hpo.HttpProtocolOptions.ExplicitHttpConfig(

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import (
@@ -35,6 +34,7 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
@@ -44,9 +44,14 @@ from federation.controlplane.generate.common import (
     ProxyTls,
     ads,
     duration_ms,
+    inbound_cluster_name,
     pack,
 )
-from federation.controlplane.generate.rbac import rbac_filters, rbac_per_route
+from federation.controlplane.generate.rbac import (
+    network_rbac_filters,
+    rbac_filters,
+    rbac_per_route,
+)
 from federation.controlplane.generate.routes import (
     AuthorityRoute,
     grpc_route_name,
@@ -177,6 +182,27 @@ def _inbound_hcm(
     )
 
 
+def _inbound_tcp(
+    port_name: str, port: int, app_port: int, authz: Sequence[AuthorizationPolicy]
+) -> list[listener_components_pb2.Filter]:
+    """A TCP port's inbound filters: network RBAC (:func:`rbac.network_rbac_filters`), then
+    ``tcp_proxy`` to the app, connections capped at :data:`INBOUND_MAX_CONNECTION_MS` like
+    HTTP ones (``max_downstream_connection_duration``) so revocation reaches them too."""
+    stat_prefix = f"inbound_tcp_{app_port}"
+    proxy = tcp_proxy_pb2.TcpProxy(
+        stat_prefix=stat_prefix,
+        cluster=inbound_cluster_name(port_name, app_port),
+        max_downstream_connection_duration=duration_ms(INBOUND_MAX_CONNECTION_MS),
+        access_log=[access_log("inbound")],
+    )
+    return [
+        *network_rbac_filters(authz, (port, app_port), stat_prefix),
+        listener_components_pb2.Filter(
+            name="envoy.filters.network.tcp_proxy", typed_config=pack(proxy)
+        ),
+    ]
+
+
 def inbound_listener(
     workload: WorkloadEntry,
     ports: list[ServicePort],
@@ -202,12 +228,14 @@ def inbound_listener(
         )
 
     def mtls_chain(
-        name: str, match: listener_components_pb2.FilterChainMatch, hcm_filter: Any
+        name: str,
+        match: listener_components_pb2.FilterChainMatch,
+        filters: listener_components_pb2.Filter | list[listener_components_pb2.Filter],
     ) -> listener_components_pb2.FilterChain:
         return listener_components_pb2.FilterChain(
             name=name,
             filter_chain_match=match,
-            filters=[hcm_filter],
+            filters=filters if isinstance(filters, list) else [filters],
             transport_socket=base_pb2.TransportSocket(
                 name="envoy.transport_sockets.tls", typed_config=pack(downstream_mtls(tls))
             ),
@@ -225,7 +253,9 @@ def inbound_listener(
                     listener_components_pb2.FilterChainMatch(
                         server_names=[port.sni], transport_protocol="tls"
                     ),
-                    manager(wp.name, port.port, wp.app_port),
+                    manager(wp.name, port.port, wp.app_port)
+                    if port.is_http
+                    else _inbound_tcp(wp.name, port.port, wp.app_port, authz),
                 )
             )
         by_authority = [(port, wp) for port, wp in served if port.is_http]

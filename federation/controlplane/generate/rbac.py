@@ -1,4 +1,5 @@
-"""AuthorizationPolicies as Envoy RBAC HTTP filters on a sidecar's inbound listener. Pure.
+"""AuthorizationPolicies as Envoy RBAC filters on a sidecar's inbound listener (and as gRPC's
+RBAC on proxyless servers). Pure.
 
 For one workload and one of its ports (an inbound filter chain), the policies that select the
 workload (:meth:`~federation.model.authz.AuthorizationPolicy.selects`) become, in order:
@@ -17,20 +18,27 @@ Dry-run policies go into the same filters' ``shadow_rules`` (stats
 match the caller's cluster claim, a DNS SAN, with the ``envoy.rbac.principals.mtls_authenticated``
 principal (``extensions.rbac.principals.mtls_authenticated.v3.Config.san_matcher``, SAN type
 DNS): ``Authenticated.principal_name`` would test the URI SAN only.
+
+Variants: :func:`network_rbac_filters` (TCP ports: ``envoy.filters.network.rbac``, HTTP
+fields removed towards denial), :func:`rbac_per_route` (the SNI-less inbound chain that
+serves several ports), :func:`grpc_rbac_filters` (proxyless gRPC servers, gRFC A41).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from envoy.config.core.v3 import extension_pb2
+from envoy.config.listener.v3 import listener_components_pb2
 from envoy.config.rbac.v3 import rbac_pb2 as rbac
 from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac
 from envoy.extensions.rbac.principals.mtls_authenticated.v3 import mtls_authenticated_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2 as tls_common
 from envoy.type.matcher.v3 import path_pb2, regex_pb2, string_pb2
@@ -47,6 +55,7 @@ from federation.model.authz import (
 from trust.pki import CLUSTER_NAME_DOMAIN
 
 FILTER = "envoy.filters.http.rbac"
+NETWORK_FILTER = "envoy.filters.network.rbac"
 
 
 def string_matcher(pattern: str) -> string_pb2.StringMatcher:
@@ -209,19 +218,49 @@ def _policies(
     return out
 
 
-def _filter(
-    name: str,
-    action: rbac.RBAC.Action.ValueType,
-    enforced: dict[str, rbac.Policy] | None,
-    shadow: dict[str, rbac.Policy] | None,
-    prefix: str,
-) -> hcm.HttpFilter:
-    config = rbac_filter.RBAC(shadow_rules_stat_prefix=prefix)
-    if enforced is not None:
-        config.rules.CopyFrom(rbac.RBAC(action=action, policies=enforced))
-    if shadow is not None:
-        config.shadow_rules.CopyFrom(rbac.RBAC(action=action, policies=shadow))
-    return hcm.HttpFilter(name=f"{FILTER}.{name}", typed_config=pack(config))
+@dataclass(frozen=True, slots=True)
+class _Engine:
+    """One RBAC filter's content: its name suffix, action, rules and shadow rules."""
+
+    name: str
+    action: rbac.RBAC.Action.ValueType
+    enforced: dict[str, rbac.Policy] | None
+    shadow: dict[str, rbac.Policy] | None
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}_"
+
+    def rules(self) -> rbac.RBAC | None:
+        return (
+            None if self.enforced is None else rbac.RBAC(action=self.action, policies=self.enforced)
+        )
+
+    def shadow_rules(self) -> rbac.RBAC | None:
+        return None if self.shadow is None else rbac.RBAC(action=self.action, policies=self.shadow)
+
+
+def _engines(
+    selected: Sequence[AuthorizationPolicy], ports: Sequence[int], *, default_allow: bool
+) -> list[_Engine]:
+    ordered = sorted(selected, key=lambda p: p.key)
+    enforced = [p for p in ordered if not p.dry_run]
+    shadow = [p for p in ordered if p.dry_run]
+    engines: list[_Engine] = []
+    deny, deny_shadow = _policies(enforced, "DENY", ports), _policies(shadow, "DENY", ports)
+    if deny or deny_shadow:
+        engines.append(_Engine("deny", rbac.RBAC.Action.DENY, deny or None, deny_shadow or None))
+    has_allow = any(p.spec.action == "ALLOW" for p in enforced) or not default_allow
+    allow_shadow = (
+        _policies(shadow, "ALLOW", ports) if any(p.spec.action == "ALLOW" for p in shadow) else None
+    )
+    if has_allow or allow_shadow is not None:
+        allow = _policies(enforced, "ALLOW", ports) if has_allow else None
+        engines.append(_Engine("allow", rbac.RBAC.Action.ALLOW, allow, allow_shadow))
+    audit = _policies(enforced, "AUDIT", ports)
+    if audit:
+        engines.append(_Engine("audit", rbac.RBAC.Action.LOG, audit, None))
+    return engines
 
 
 def rbac_filters(
@@ -235,25 +274,65 @@ def rbac_filters(
         ports: the chain's service port and target port.
         default_allow: False for the mesh-wide default deny.
     """
-    ordered = sorted(selected, key=lambda p: p.key)
-    enforced = [p for p in ordered if not p.dry_run]
-    shadow = [p for p in ordered if p.dry_run]
-    filters: list[hcm.HttpFilter] = []
-    deny, deny_shadow = _policies(enforced, "DENY", ports), _policies(shadow, "DENY", ports)
-    if deny or deny_shadow:
-        filters.append(
-            _filter("deny", rbac.RBAC.Action.DENY, deny or None, deny_shadow or None, "deny_")
+    filters = []
+    for engine in _engines(selected, ports, default_allow=default_allow):
+        config = rbac_filter.RBAC(shadow_rules_stat_prefix=engine.prefix)
+        if (rules := engine.rules()) is not None:
+            config.rules.CopyFrom(rules)
+        if (shadow := engine.shadow_rules()) is not None:
+            config.shadow_rules.CopyFrom(shadow)
+        filters.append(hcm.HttpFilter(name=f"{FILTER}.{engine.name}", typed_config=pack(config)))
+    return filters
+
+
+def _tcp_only(policy: AuthorizationPolicy) -> AuthorizationPolicy:
+    """``policy`` for a TCP port, where methods and paths cannot be seen (Istio's rule, erring
+    towards denial): an ALLOW rule's operations that name HTTP fields are dropped (it
+    allows less; a rule left without operations is dropped), a DENY or AUDIT rule's
+    operations lose their HTTP fields (they match more)."""
+    http = ("methods", "not_methods", "paths", "not_paths")
+    rules: list[Rule] = []
+    for rule in policy.spec.rules:
+        if rule.to is None:
+            rules.append(rule)
+            continue
+        if policy.spec.action == "ALLOW":
+            ops = [t for t in rule.to if all(getattr(t.operation, f) is None for f in http)]
+        else:
+            ops = [
+                t.model_copy(
+                    update={"operation": t.operation.model_copy(update=dict.fromkeys(http))}
+                )
+                for t in rule.to
+            ]
+        if ops:
+            rules.append(rule.model_copy(update={"to": ops}))
+    return policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": rules})})
+
+
+def network_rbac_filters(
+    selected: Sequence[AuthorizationPolicy], ports: Sequence[int], stat_prefix: str
+) -> list[listener_components_pb2.Filter]:
+    """The network RBAC filters (``envoy.filters.network.rbac``, before ``tcp_proxy``) for an
+    inbound TCP chain: the same engines as :func:`rbac_filters` on the policies made TCP-only
+    (:func:`_tcp_only`). A denied connection is closed when its first bytes arrive (the
+    filter's default ``ONE_TIME_ON_FIRST_BYTE``)."""
+    filters = []
+    tcp = [_tcp_only(p) for p in selected]
+    for engine in _engines(tcp, ports, default_allow=True):
+        config = network_rbac.RBAC(
+            stat_prefix=f"{stat_prefix}.{engine.prefix}",
+            shadow_rules_stat_prefix=engine.prefix,
         )
-    has_allow = any(p.spec.action == "ALLOW" for p in enforced) or not default_allow
-    allow_shadow = (
-        _policies(shadow, "ALLOW", ports) if any(p.spec.action == "ALLOW" for p in shadow) else None
-    )
-    if has_allow or allow_shadow is not None:
-        allow = _policies(enforced, "ALLOW", ports) if has_allow else None
-        filters.append(_filter("allow", rbac.RBAC.Action.ALLOW, allow, allow_shadow, "allow_"))
-    audit = _policies(enforced, "AUDIT", ports)
-    if audit:
-        filters.append(_filter("audit", rbac.RBAC.Action.LOG, audit, None, "audit_"))
+        if (rules := engine.rules()) is not None:
+            config.rules.CopyFrom(rules)
+        if (shadow := engine.shadow_rules()) is not None:
+            config.shadow_rules.CopyFrom(shadow)
+        filters.append(
+            listener_components_pb2.Filter(
+                name=f"{NETWORK_FILTER}.{engine.name}", typed_config=pack(config)
+            )
+        )
     return filters
 
 

@@ -227,3 +227,44 @@ spec:
     assert allowed.principals[0].authenticated.principal_name.suffix == "/sa/admin"
     # dry-run policies are left out: no shadow rules
     assert not allow_config.HasField("shadow_rules") and not deny_config.HasField("shadow_rules")
+
+
+def test_tcp_ports_get_network_rbac_without_http_fields_erring_towards_denial() -> None:
+    from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac
+
+    from federation.controlplane.generate.rbac import network_rbac_filters
+
+    allow = _policy("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: db, namespace: demo}
+spec:
+  rules:
+  - from: [{source: {principals: ["*/sa/frontend"]}}]
+    to: [{operation: {methods: ["GET"]}}]
+  - from: [{source: {principals: ["*/sa/admin"]}}]
+    to: [{operation: {ports: ["5432"]}}]
+""")
+    deny = _policy("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-intruder, namespace: demo}
+spec:
+  action: DENY
+  rules: [{from: [{source: {principals: ["*/sa/intruder"]}}], to: [{operation: {paths: ["/x"]}}]}]
+""")
+    filters = network_rbac_filters([allow, deny], [5432, 15432], "inbound_tcp_15432")
+    assert [f.name for f in filters] == [
+        "envoy.filters.network.rbac.deny",
+        "envoy.filters.network.rbac.allow",
+    ]
+    deny_config, allow_config = network_rbac.RBAC(), network_rbac.RBAC()
+    filters[0].typed_config.Unpack(deny_config)
+    filters[1].typed_config.Unpack(allow_config)
+    # DENY lost its path: it closes intruder's connections whatever they carry
+    [denied] = deny_config.rules.policies.values()
+    assert [p.WhichOneof("rule") for p in denied.permissions] == ["any"]
+    # ALLOW lost the rule that needed a method: only admin may connect
+    [allowed] = allow_config.rules.policies.values()
+    assert allowed.principals[0].authenticated.principal_name.suffix == "/sa/admin"
+    assert "url_path" not in str(allow_config) and "header" not in str(allow_config)
