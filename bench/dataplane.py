@@ -15,7 +15,9 @@ Prints requests/s and p50/p99 latency per path and the ratios meshfed/static and
 meshfed/direct. A fourth path, **static-rbac**, is the static chain with the RBAC filters
 meshfed generates for two AuthorizationPolicies (ALLOW the caller's principal, DENY one path)
 on the server sidecar; it and **static** are then measured in alternating rounds and their
-median ratio printed (the cost of enforcing AuthorizationPolicy). Installs wrk from Debian if it is missing.
+median ratios printed (the cost of enforcing AuthorizationPolicy): req/s and latency, and the
+server sidecar's CPU time per request (``/proc/<pid>/stat``), which the other processes
+sharing the CPUs disturb less than throughput. Installs wrk from Debian if it is missing.
 
     python bench/dataplane.py [--duration 10] [--connections 16]
 """
@@ -83,7 +85,7 @@ def ensure_wrk() -> str:
 
 
 def wrk(url: str, duration: int, connections: int, host: str = HOST) -> dict[str, float]:
-    """One wrk run (``Host: host``): req/s, p50/p99 ms, non-2xx responses."""
+    """One wrk run (``Host: host``): requests, req/s, p50/p99 ms, non-2xx responses."""
     out = subprocess.run(
         [
             ensure_wrk(),
@@ -108,12 +110,20 @@ def wrk(url: str, duration: int, connections: int, host: str = HOST) -> dict[str
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
     return {
+        "requests": float(total.group(1)) if total else rps * duration,
         "rps": rps,
         "p50": ms("50"),
         "p99": ms("99"),
         "non2xx": float(errors.group(1)) if errors else 0.0,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (``/proc/<pid>/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _addr(host: str, port: int) -> dict[str, Any]:
@@ -366,10 +376,13 @@ def main() -> None:
                 )
             }
 
+            by_name: dict[str, EnvoyProcess] = {}
+
             def envoy(name: str, bootstrap: dict[str, Any], admin: int) -> None:
                 e = EnvoyProcess(bootstrap, work / name, base_id=admin, admin_port=admin)
                 e.start()
                 envoys.append(e)
+                by_name[name] = e
                 e.wait_ready(30)
 
             envoy(
@@ -509,11 +522,21 @@ def main() -> None:
                     f"{name:<9}{r['rps']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9.0f}"
                 )
             rounds: dict[str, list[dict[str, float]]] = {"static": [], "static-rbac": []}
+            servers = {"static": by_name["static-server"], "static-rbac": by_name["rbac-server"]}
             for _ in range(args.rbac_rounds):  # alternate: the two differ by RBAC only
                 for name, runs in rounds.items():
-                    runs.append(wrk(urls[name], args.duration, args.connections))
+                    process = servers[name].process
+                    assert process is not None
+                    before = cpu_seconds(process.pid)
+                    run = wrk(urls[name], args.duration, args.connections)
+                    # the server sidecar's CPU per request: what the RBAC filters add there,
+                    # less sensitive than req/s to the other processes sharing the CPUs
+                    run["cpu_us"] = (cpu_seconds(process.pid) - before) * 1e6 / run["requests"]
+                    runs.append(run)
             med = {
-                name: {k: percentile([r[k] for r in runs], 50) for k in ("rps", "p50", "p99")}
+                name: {
+                    k: percentile([r[k] for r in runs], 50) for k in ("rps", "p50", "p99", "cpu_us")
+                }
                 for name, runs in rounds.items()
             }
             a, b = med["static-rbac"], med["static"]
@@ -521,6 +544,13 @@ def main() -> None:
                 f"static-rbac/static ({args.rbac_rounds} alternating rounds, median):"
                 f" req/s x{a['rps'] / b['rps']:.3f}, p50 x{a['p50'] / b['p50']:.3f},"
                 f" p99 x{a['p99'] / b['p99']:.3f}"
+            )
+            print(
+                "server sidecar CPU per request (median): static"
+                f" {b['cpu_us']:.1f} us, static-rbac {a['cpu_us']:.1f} us:"
+                f" x{a['cpu_us'] / b['cpu_us']:.3f}; rounds static"
+                f" {[round(r['cpu_us'], 1) for r in rounds['static']]},"
+                f" static-rbac {[round(r['cpu_us'], 1) for r in rounds['static-rbac']]}"
             )
             m, s, d = results["meshfed"], results["static"], results["direct"]
             print(

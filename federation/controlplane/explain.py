@@ -9,6 +9,7 @@ from typing import Any
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.endpoints import placement, prefer_cluster
 from federation.controlplane.generate.proxy_config import split_subsets
+from federation.controlplane.generate.rbac import tcp_only
 from federation.controlplane.generate.services import service_ports
 from federation.controlplane.registry import RegistryState
 from federation.errors import NotFoundError
@@ -122,8 +123,10 @@ def explain_authz(
         for wp in w.spec.ports:
             if port is not None and port not in (wp.port, wp.app_port):
                 continue
+            # a TCP port sees no method or path: the policies as its network RBAC has them
+            policies = [tcp_only(p) for p in selected] if wp.protocol == "tcp" else selected
             decision = evaluate(
-                selected,
+                policies,
                 Request(
                     principal, (wp.port, wp.app_port), method=method, path=path, cluster=cluster
                 ),

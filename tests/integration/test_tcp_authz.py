@@ -11,6 +11,7 @@ controller, two control planes, Envoy sidecar and gateway; the TCP echo app runs
 
 from __future__ import annotations
 
+import json
 import socket
 import socketserver
 import ssl
@@ -24,6 +25,7 @@ from tests.integration.harness import (
     ControllerHandle,
     ControlPlaneHandle,
     free_port,
+    provision,
     run_meshfed,
     start_gateway,
     start_sidecar_agent,
@@ -75,23 +77,46 @@ def tcp_echo() -> Iterator[int]:
         server.server_close()
 
 
-def _identity(home: Path, cp: ControlPlaneHandle, tmp_path: Path, account: str) -> Path:
-    directory = tmp_path / f"identity-{account}"
-    run_meshfed(
-        home, "workload", "identity", "--once", "--controlplane", cp.api_url, "-n", "demo",
-        "--service-account", account, "--dir", str(directory),
-        "--workload-token", cp.mint("demo", account),
-    )  # fmt: skip
+def _identity(cp: ControlPlaneHandle, tmp_path: Path, account: str) -> Path:
+    """An SVID of ``demo/<account>`` from ``cp``'s cluster, as its agent would keep it."""
+    directory = tmp_path / f"identity-{cp.cluster}-{account}"
+    provision(cp, "demo", account, directory)
     return directory
+
+
+def _client_context(identity: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_cert_chain(identity / "cert.pem", identity / "key.pem")
+    context.load_verify_locations(identity / "bundle.pem")
+    context.check_hostname = False  # the server is checked by its SPIFFE ID
+    return context
+
+
+def _resumes(identity: Path, address: tuple[str, int]) -> bool:
+    """Whether a second connection can resume the first one's TLS session (which would skip
+    certificate validation: CRLs, and the validated bit the cluster claim needs)."""
+    context = _client_context(identity)
+    with (
+        socket.create_connection(address, timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=SNI) as tls,
+    ):
+        tls.sendall(b"ping\n")
+        assert tls.recv(64) == b"ping\n"
+        session = tls.session
+    assert session is not None
+    with (
+        socket.create_connection(address, timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=SNI, session=session) as tls,
+    ):
+        tls.sendall(b"ping\n")
+        assert tls.recv(64) == b"ping\n"
+        return tls.session_reused
 
 
 def _exchange(identity: Path, address: tuple[str, int]) -> tuple[str, bytes]:
     """Open mTLS with ``identity``'s SVID (SNI of the db port), send a line, read the echo:
     ``(server SPIFFE ID, bytes read)``; ``b""`` when the sidecar closed the connection."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_cert_chain(identity / "cert.pem", identity / "key.pem")
-    context.load_verify_locations(identity / "bundle.pem")
-    context.check_hostname = False  # the server is checked by its SPIFFE ID below
+    context = _client_context(identity)
     with (
         socket.create_connection(address, timeout=5) as raw,
         context.wrap_socket(raw, server_hostname=SNI) as tls,
@@ -119,13 +144,16 @@ def test_tcp_authorization_across_clusters_closes_the_intruders_connection(
     )  # fmt: skip
     start_gateway(procs, mesh_home, east, f"{gateway[0]}:{gateway[1]}")
     run_meshfed(mesh_home, "apply", "-f", "-", input_text=EXPORT_DB)
-    frontend = _identity(mesh_home, west, tmp_path, "frontend")
-    intruder = _identity(mesh_home, west, tmp_path, "intruder")
+    frontend = _identity(west, tmp_path, "frontend")
+    intruder = _identity(west, tmp_path, "intruder")
     server_id = "spiffe://example.org/ns/demo/sa/db"
     wait_until(
         lambda: _exchange(frontend, gateway) == (server_id, b"ping\n"), 60, "db via the gateway"
     )
     assert _exchange(intruder, gateway) == (server_id, b"ping\n")  # no policy: any SVID
+    # no TLS session resumption: every connection's certificate is validated (CRLs, and the
+    # cluster claim's matcher, which fails on resumed sessions: envoyproxy/envoy#42668)
+    assert not _resumes(frontend, gateway)
     run_meshfed(mesh_home, "apply", "-f", "-", input_text=ALLOW_FRONTEND)
     wait_until(lambda: _exchange(intruder, gateway) == (server_id, b""), 20, "intruder closed")
     for _ in range(5):
@@ -133,6 +161,13 @@ def test_tcp_authorization_across_clusters_closes_the_intruders_connection(
     # the cluster claim works on TCP too: only east's frontend may call now
     run_meshfed(mesh_home, "apply", "-f", "-", input_text=ALLOW_FRONTEND_FROM_EAST)
     wait_until(lambda: _exchange(frontend, gateway) == (server_id, b""), 20, "west closed")
+    for caller, decision in (("west/demo/frontend", "DENY"), ("east/demo/frontend", "ALLOW")):
+        out = run_meshfed(
+            mesh_home, "explain", "authz", "--from", caller, "--to", "db.demo", "--at", "east",
+            "--port", "5432", "-o", "json",
+        ).stdout  # fmt: skip
+        [row] = json.loads(out)["rows"]
+        assert row["decision"] == decision, row
     # without a client certificate there is no connection at all
     anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     anonymous.load_verify_locations(frontend / "bundle.pem")

@@ -26,10 +26,10 @@ from envoy.type.v3 import percent_pb2
 from google.protobuf import struct_pb2, wrappers_pb2
 
 from federation.controlplane.generate.common import (
-    GRPC_CERT_PROVIDER,
     ProxyTls,
     ads,
     duration_ms,
+    grpc_tls_context,
     inbound_cluster_name,
     pack,
     spiffe_id,
@@ -249,28 +249,11 @@ def gateway_cluster(port: ServicePort) -> cluster_pb2.Cluster:
 
 
 def grpc_upstream_tls(port: ServicePort, trust_domain: str) -> tls_pb2.UpstreamTlsContext:
-    """mTLS from proxyless gRPC to sidecars (gRFC A29): its SVID and the trust bundle from
-    the bootstrap's certificate provider (``tls_certificate_provider_instance``,
-    ``validation_context.ca_certificate_provider_instance``); the server's SAN must be one of
-    the service's SPIFFE IDs (``match_subject_alt_names``, the field gRPC reads). No SNI:
-    gRPC ignores ``sni``; the sidecar's authority chain serves it."""
-    provider = GRPC_CERT_PROVIDER
-    return tls_pb2.UpstreamTlsContext(
-        common_tls_context=tls_pb2.CommonTlsContext(
-            tls_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
-                instance_name=provider, certificate_name="default"
-            ),
-            validation_context=common_pb2.CertificateValidationContext(
-                ca_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
-                    instance_name=provider, certificate_name="ROOTCA"
-                ),
-                match_subject_alt_names=[
-                    string_pb2.StringMatcher(exact=spiffe_id(trust_domain, port.namespace, sa))
-                    for sa in port.service_accounts
-                ],
-            ),
-        )
-    )
+    """mTLS from proxyless gRPC to sidecars (gRFC A29): :func:`grpc_tls_context` with the
+    service's SPIFFE IDs as the server SANs it accepts. No SNI: gRPC ignores ``sni``; the
+    sidecar's authority chain serves it."""
+    sans = [spiffe_id(trust_domain, port.namespace, sa) for sa in port.service_accounts]
+    return tls_pb2.UpstreamTlsContext(common_tls_context=grpc_tls_context(sans))
 
 
 def grpc_cluster(

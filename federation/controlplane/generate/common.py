@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from envoy.config.core.v3 import config_source_pb2
-from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
@@ -75,6 +77,23 @@ class ProxyTls:
 #: The certificate provider instance a gRPC bootstrap names (``certificate_providers``,
 #: plugin ``file_watcher`` over the identity directory; gRFC A29).
 GRPC_CERT_PROVIDER = "default"
+
+
+def grpc_tls_context(match_sans: Sequence[str] = ()) -> tls_pb2.CommonTlsContext:
+    """A proxyless gRPC TLS context (gRFC A29): its SVID and the trust bundle from the
+    bootstrap's certificate provider :data:`GRPC_CERT_PROVIDER`; ``match_sans``: the peer's
+    SAN must equal one of them (``match_subject_alt_names``, the field gRPC reads)."""
+    return tls_pb2.CommonTlsContext(
+        tls_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
+            instance_name=GRPC_CERT_PROVIDER, certificate_name="default"
+        ),
+        validation_context=common_pb2.CertificateValidationContext(
+            ca_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
+                instance_name=GRPC_CERT_PROVIDER, certificate_name="ROOTCA"
+            ),
+            match_subject_alt_names=[string_pb2.StringMatcher(exact=san) for san in match_sans],
+        ),
+    )
 
 
 def outbound_cluster_name(service: str, namespace: str, port: int) -> str:

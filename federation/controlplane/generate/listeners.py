@@ -39,11 +39,11 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from federation.controlplane.generate.common import (
-    GRPC_CERT_PROVIDER,
     OUTBOUND_ROUTE,
     ProxyTls,
     ads,
     duration_ms,
+    grpc_tls_context,
     inbound_cluster_name,
     pack,
 )
@@ -127,9 +127,18 @@ def outbound_listener(port: int) -> listener_pb2.Listener:
 def downstream_mtls(tls: ProxyTls) -> tls_pb2.DownstreamTlsContext:
     """Require a client SVID chaining to ROOTCA with a URI SAN in ``trust_domain``. ALPN
     offers ``h2`` and ``http/1.1``: gRPC clients refuse a TLS connection without a selected
-    ``h2`` (sidecars offer no ALPN, so it changes nothing for them)."""
+    ``h2`` (sidecars offer no ALPN, so it changes nothing for them).
+
+    TLS session resumption is off (``disable_stateless_session_resumption``,
+    ``disable_stateful_session_resumption``): a resumed session skips certificate
+    validation, so Envoy reports the peer as not validated and the ``mtls_authenticated``
+    principal behind ``clusters`` stops matching (envoyproxy/envoy#42668: a DENY by cluster
+    would not deny), and the member CRLs would not be checked either. Every connection does a
+    full handshake instead; connections are pooled, so that is rare."""
     return tls_pb2.DownstreamTlsContext(
         require_client_certificate={"value": True},
+        disable_stateless_session_resumption=True,
+        disable_stateful_session_resumption=True,
         common_tls_context=tls_pb2.CommonTlsContext(
             alpn_protocols=["h2", "http/1.1"],
             tls_certificate_sds_secret_configs=[tls.svid()],
@@ -335,17 +344,7 @@ def grpc_server_tls() -> tls_pb2.DownstreamTlsContext:
     bootstrap's certificate provider; a client certificate chaining to the bundle is required
     (the bundle holds only this trust domain's roots, whose CAs sign only its SPIFFE IDs)."""
     return tls_pb2.DownstreamTlsContext(
-        require_client_certificate={"value": True},
-        common_tls_context=tls_pb2.CommonTlsContext(
-            tls_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
-                instance_name=GRPC_CERT_PROVIDER, certificate_name="default"
-            ),
-            validation_context=common_pb2.CertificateValidationContext(
-                ca_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
-                    instance_name=GRPC_CERT_PROVIDER, certificate_name="ROOTCA"
-                )
-            ),
-        ),
+        require_client_certificate={"value": True}, common_tls_context=grpc_tls_context()
     )
 
 

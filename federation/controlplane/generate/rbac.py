@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from envoy.config.core.v3 import extension_pb2
 from envoy.config.listener.v3 import listener_components_pb2
@@ -85,17 +86,21 @@ def _principal_name(pattern: str) -> rbac.Principal:
     )
 
 
+def _segment_regex(pattern: str, separator: str) -> str:
+    """Istio's glob for one segment of a name (no ``separator`` inside) as a regex."""
+    other = f"[^{re.escape(separator)}]"
+    if pattern == "*":
+        return other + "+"
+    if pattern.endswith("*"):
+        return re.escape(pattern[:-1]) + other + "*"
+    if pattern.startswith("*"):
+        return other + "*" + re.escape(pattern[1:])
+    return re.escape(pattern)
+
+
 def _namespace(pattern: str) -> rbac.Principal:
     """The caller's namespace, read from its SPIFFE ID (``spiffe://<td>/ns/<ns>/sa/<sa>``)."""
-    if pattern == "*":
-        ns = "[^/]+"
-    elif pattern.endswith("*"):
-        ns = re.escape(pattern[:-1]) + "[^/]*"
-    elif pattern.startswith("*"):
-        ns = "[^/]*" + re.escape(pattern[1:])
-    else:
-        ns = re.escape(pattern)
-    regex = f"spiffe://[^/]+/ns/{ns}/sa/[^/]+"
+    regex = f"spiffe://[^/]+/ns/{_segment_regex(pattern, '/')}/sa/[^/]+"
     return rbac.Principal(
         authenticated=rbac.Principal.Authenticated(
             principal_name=string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=regex))
@@ -105,15 +110,7 @@ def _namespace(pattern: str) -> rbac.Principal:
 
 def _cluster(pattern: str) -> rbac.Principal:
     """The caller's cluster claim: its SVID's DNS SAN ``<cluster>.cluster.meshfed.internal``."""
-    if pattern == "*":
-        label = "[^.]+"
-    elif pattern.endswith("*"):
-        label = re.escape(pattern[:-1]) + "[^.]*"
-    elif pattern.startswith("*"):
-        label = "[^.]*" + re.escape(pattern[1:])
-    else:
-        label = re.escape(pattern)
-    regex = f"{label}\\.{re.escape(CLUSTER_NAME_DOMAIN)}"
+    regex = f"{_segment_regex(pattern, '.')}\\.{re.escape(CLUSTER_NAME_DOMAIN)}"
     config = mtls_authenticated_pb2.Config(
         san_matcher=tls_common.SubjectAltNameMatcher(
             san_type=tls_common.SubjectAltNameMatcher.DNS,
@@ -285,29 +282,43 @@ def rbac_filters(
     return filters
 
 
-def _tcp_only(policy: AuthorizationPolicy) -> AuthorizationPolicy:
-    """``policy`` for a TCP port, where methods and paths cannot be seen (Istio's rule, erring
-    towards denial): an ALLOW rule's operations that name HTTP fields are dropped (it
-    allows less; a rule left without operations is dropped), a DENY or AUDIT rule's
-    operations lose their HTTP fields (they match more)."""
-    http = ("methods", "not_methods", "paths", "not_paths")
+def _towards_denial(
+    policy: AuthorizationPolicy,
+    side: Literal["from_", "to"],
+    part: Literal["source", "operation"],
+    fields: tuple[str, ...],
+) -> AuthorizationPolicy:
+    """``policy`` without ``fields`` (of each rule's ``from[].source`` or ``to[].operation``),
+    which some enforcement point cannot check, erring towards denial: an ALLOW rule drops
+    the items that name them (it allows less; a rule left without items is dropped, and an
+    ALLOW policy left without rules allows nothing), a DENY or AUDIT rule's items lose them
+    (they match more)."""
     rules: list[Rule] = []
     for rule in policy.spec.rules:
-        if rule.to is None:
+        items = getattr(rule, side)
+        if items is None:
             rules.append(rule)
             continue
         if policy.spec.action == "ALLOW":
-            ops = [t for t in rule.to if all(getattr(t.operation, f) is None for f in http)]
+            kept = [i for i in items if all(getattr(getattr(i, part), f) is None for f in fields)]
         else:
-            ops = [
-                t.model_copy(
-                    update={"operation": t.operation.model_copy(update=dict.fromkeys(http))}
+            kept = [
+                i.model_copy(
+                    update={part: getattr(i, part).model_copy(update=dict.fromkeys(fields))}
                 )
-                for t in rule.to
+                for i in items
             ]
-        if ops:
-            rules.append(rule.model_copy(update={"to": ops}))
+        if kept:
+            rules.append(rule.model_copy(update={side: kept}))
     return policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": rules})})
+
+
+def tcp_only(policy: AuthorizationPolicy) -> AuthorizationPolicy:
+    """``policy`` for a TCP port, where methods and paths cannot be seen (Istio's rule):
+    :func:`_towards_denial` of them."""
+    return _towards_denial(
+        policy, "to", "operation", ("methods", "not_methods", "paths", "not_paths")
+    )
 
 
 def network_rbac_filters(
@@ -315,10 +326,10 @@ def network_rbac_filters(
 ) -> list[listener_components_pb2.Filter]:
     """The network RBAC filters (``envoy.filters.network.rbac``, before ``tcp_proxy``) for an
     inbound TCP chain: the same engines as :func:`rbac_filters` on the policies made TCP-only
-    (:func:`_tcp_only`). A denied connection is closed when its first bytes arrive (the
+    (:func:`tcp_only`). A denied connection is closed when its first bytes arrive (the
     filter's default ``ONE_TIME_ON_FIRST_BYTE``)."""
     filters = []
-    tcp = [_tcp_only(p) for p in selected]
+    tcp = [tcp_only(p) for p in selected]
     for engine in _engines(tcp, ports, default_allow=True):
         config = network_rbac.RBAC(
             stat_prefix=f"{stat_prefix}.{engine.prefix}",
@@ -367,35 +378,9 @@ def rbac_per_route(
 
 
 def _without_clusters(policy: AuthorizationPolicy) -> AuthorizationPolicy:
-    """``policy`` without what gRPC's RBAC cannot check -- the cluster claim (gRFC A41 has no
-    ``custom`` principal) -- erring towards denial: a DENY rule drops its cluster conditions
-    (so it denies more), an ALLOW rule drops the sources that name clusters (so it allows
-    less; a rule left without sources is dropped, and an ALLOW policy left without rules
-    allows nothing)."""
-    rules: list[Rule] = []
-    for rule in policy.spec.rules:
-        if rule.from_ is None:
-            rules.append(rule)
-            continue
-        if policy.spec.action == "DENY":
-            sources = [
-                f.model_copy(
-                    update={
-                        "source": f.source.model_copy(
-                            update={"clusters": None, "not_clusters": None}
-                        )
-                    }
-                )
-                for f in rule.from_
-            ]
-        else:
-            sources = [
-                f for f in rule.from_ if f.source.clusters is None and not f.source.not_clusters
-            ]
-        if sources:
-            rules.append(rule.model_copy(update={"from_": sources}))
-    spec = policy.spec.model_copy(update={"rules": rules})
-    return policy.model_copy(update={"spec": spec})
+    """``policy`` without the cluster claim, which gRPC's RBAC cannot check (gRFC A41 has no
+    ``custom`` principal): :func:`_towards_denial` of ``clusters`` and ``notClusters``."""
+    return _towards_denial(policy, "from_", "source", ("clusters", "not_clusters"))
 
 
 def grpc_rbac_filters(
