@@ -267,6 +267,14 @@ def proxy() -> None:
     metavar="NAME=SERVICE_PORT:APP_PORT/PROTOCOL",
     help="Another port of the workload, e.g. grpc=9090:19090/grpc (repeatable).",
 )
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A label of the WorkloadEntry, e.g. version=v2 (repeatable); app=SERVICE is always set"
+    " unless given here.",
+)
 def sidecar_cmd(
     cluster: str,
     controlplane: str,
@@ -292,6 +300,7 @@ def sidecar_cmd(
     outbound_port: int,
     name: str | None,
     extra_ports: tuple[str, ...],
+    labels: tuple[str, ...],
 ) -> None:
     """Register this workload, run its Envoy sidecar, deregister and drain on SIGTERM.
 
@@ -308,6 +317,12 @@ def sidecar_cmd(
     api_url = _api_url(cluster, xds_host, api)
     info = call("GET", api_url, "/v1/info", token=token)
     loc = _locality(locality, info)
+    label_map: dict[str, str] = {}
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--label {item!r}: use KEY=VALUE")
+        label_map[key] = value
     try:
         entry = sidecar_workload(
             service=service,
@@ -317,6 +332,7 @@ def sidecar_cmd(
             inbound_port=inbound_port,
             service_account=service_account,
             name=name,
+            labels=label_map,
             ports=[
                 ServicePort(
                     name=protocol,

@@ -142,7 +142,7 @@ def global_name(service: str, namespace: str) -> str:
     return f"{service}.{namespace}.svc.clusterset.local"
 
 
-_PORT_SPEC = re.compile(r"([a-z0-9-]+)=(\d+):(\d+)/(http|http2|grpc)")
+_PORT_SPEC = re.compile(r"([a-z0-9-]+)=(\d+):(\d+)/(http|http2|grpc|tcp|HTTP|HTTP2|GRPC|TCP)")
 
 
 def parse_port_spec(text: str) -> ServicePort:
@@ -158,7 +158,7 @@ def parse_port_spec(text: str) -> ServicePort:
         )
     name, port, target, protocol = m.groups()
     return ServicePort.model_validate(
-        {"name": name, "port": int(port), "targetPort": int(target), "protocol": protocol}
+        {"name": name, "port": int(port), "targetPort": int(target), "protocol": protocol.lower()}
     )
 
 
@@ -172,11 +172,13 @@ def sidecar_workload(
     inbound_port: int = 15006,
     service_account: str | None = None,
     name: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> WorkloadEntry:
     """The WorkloadEntry a sidecar registers for its workload (tlsMode ``mutual``).
 
     ``name`` defaults to ``<service>-<address with - for . and :>-<inbound_port>``;
-    ``service_account`` to the service's name.
+    ``service_account`` to the service's name. Its labels are ``app: <service>`` (the label
+    Istio's workloads carry, which AuthorizationPolicy selectors match) and ``labels``.
 
     Raises:
         pydantic.ValidationError: a field is invalid (names the field).
@@ -186,7 +188,11 @@ def sidecar_workload(
         {
             "apiVersion": API_VERSION,
             "kind": "WorkloadEntry",
-            "metadata": {"name": workload, "namespace": namespace},
+            "metadata": {
+                "name": workload,
+                "namespace": namespace,
+                "labels": {"app": service, **(labels or {})},
+            },
             "spec": {
                 "service": service,
                 "address": address,

@@ -154,6 +154,7 @@ apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: echo-grpc-callers, namespace: demo}
 spec:
+  selector: {matchLabels: {app: echo}}   # the label the sidecar agent registers
   rules: [{from: [{source: {principals: ["example.org/ns/demo/sa/frontend"]}}]}]
 """
 

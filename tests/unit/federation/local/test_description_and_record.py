@@ -95,7 +95,8 @@ def test_extra_ports_and_the_workload_of_the_sidecar_command() -> None:
         "targetPort": 19090,
         "protocol": "grpc",
     }
-    for bad in ("grpc=9090/grpc", "Grpc=1:2/grpc", "x=1:2/tcp"):
+    assert parse_port_spec("db=5432:15432/TCP").protocol == "tcp"  # Istio's capitals
+    for bad in ("grpc=9090/grpc", "Grpc=1:2/grpc", "x=1:2/udp"):
         with pytest.raises(ValueError, match="NAME=SERVICE_PORT:APP_PORT/PROTOCOL"):
             parse_port_spec(bad)
     entry = sidecar_workload(
@@ -107,6 +108,7 @@ def test_extra_ports_and_the_workload_of_the_sidecar_command() -> None:
     )
     assert entry.metadata.name == "echo-127-0-1-11-15006"
     assert entry.spec.service_account == "echo" and entry.spec.tls_mode == "mutual"
+    assert entry.metadata.labels == {"app": "echo"}  # what AuthorizationPolicy selectors match
     with pytest.raises(ValueError, match="locality"):
         sidecar_workload(
             service="echo", namespace="demo", address="127.0.1.11", locality="A B", ports=[grpc]
