@@ -353,11 +353,13 @@ def grpc_server_listener(
     port_name: str,
     listen_port: int,
     authz: Sequence[hcm.HttpFilter] = (),
+    *,
+    mtls: bool = True,
 ) -> listener_pb2.Listener:
     """The Listener a proxyless gRPC server on ``<workload address>:<listen_port>`` asks for
-    (gRFC A36): one filter chain, mTLS (:func:`grpc_server_tls`) unless the workload's
-    ``mtlsMode`` is DISABLE -- gRPC cannot tell TLS from plain text on one port, so
-    PERMISSIVE means STRICT here --, an HTTP connection manager whose only route is a
+    (gRFC A36): one filter chain, mTLS (:func:`grpc_server_tls`) when ``mtls`` -- gRPC cannot
+    tell TLS from plain text on one port, so a PERMISSIVE workload is served STRICT --, an
+    HTTP connection manager whose only route is a
     ``non_forwarding_action`` (the server handles the call), the RBAC filters ``authz``
     (:func:`federation.controlplane.generate.rbac.grpc_rbac_filters`) and the router."""
     address = f"{workload.spec.address}:{listen_port}"
@@ -388,7 +390,7 @@ def grpc_server_listener(
             )
         ],
     )
-    if workload.spec.mtls_mode != "DISABLE":
+    if mtls:
         chain.transport_socket.CopyFrom(
             base_pb2.TransportSocket(
                 name="envoy.transport_sockets.tls",

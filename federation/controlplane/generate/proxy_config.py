@@ -180,8 +180,9 @@ def _grpc_server_listeners(
     """The Listeners of a proxyless gRPC server (its node names its WorkloadEntry, which
     must run as the node's service account): tlsMode ``mutual`` -- one listener on the
     inbound port, where callers dial it, mTLS and the AuthorizationPolicies that select it
-    (gRPC's RBAC, :func:`rbac.grpc_rbac_filters`); ``disabled`` -- plain text, one per
-    target port."""
+    (gRPC's RBAC, :func:`rbac.grpc_rbac_filters`; mtlsMode DISABLE: plain text);
+    ``disabled`` -- plain text, as its callers dial it, one per target port, with the same
+    RBAC (which no principal can pass without mTLS)."""
     workload = state.workloads.get((proxy.namespace, proxy.workload)) if proxy.workload else None
     if workload is None or workload.spec.service_account != proxy.service_account:
         return []
@@ -195,9 +196,19 @@ def _grpc_server_listeners(
                 wps[0].name,
                 workload.spec.inbound_port,
                 rbac.grpc_rbac_filters(authz, ports),
+                mtls=workload.spec.mtls_mode != "DISABLE",
             )
         ]
-    return [listeners.grpc_server_listener(workload, wp.name, wp.app_port) for wp in wps]
+    return [
+        listeners.grpc_server_listener(
+            workload,
+            wp.name,
+            wp.app_port,
+            rbac.grpc_rbac_filters(authz, (wp.port, wp.app_port)),
+            mtls=False,
+        )
+        for wp in wps
+    ]
 
 
 def _gateway(

@@ -278,3 +278,25 @@ def test_a_sidecar_without_an_identity_directory_is_refused() -> None:
     proxy = ProxyDescription("sidecar~demo~x", "sidecar", "demo", "", "frontend")
     with pytest.raises(ValueError, match="identity_dir"):
         generate(MESH, state, proxy)
+
+
+def test_proxyless_grpc_servers_get_their_listener_only_as_their_own_service_account() -> None:
+    state = _registry(
+        _doc("grpc-x", "us-east-1a"), _doc("plain-1", "us-east-1a", tls="disabled")
+    ).state
+
+    def server_listeners(workload: str, sa: str) -> list:  # type: ignore[type-arg]
+        proxy = ProxyDescription("g", "grpc", "demo", workload, sa)
+        out = generate(MESH, state, proxy)[resource.LISTENER]
+        return [lst for lst in out if lst.name.startswith("grpc/server?")]
+
+    [mutual] = server_listeners("grpc-x", "echo")
+    assert mutual.name == "grpc/server?xds.resource.listening_address=127.0.1.6:15006"
+    ctx = tls_pb2.DownstreamTlsContext()
+    mutual.filter_chains[0].transport_socket.typed_config.Unpack(ctx)
+    assert ctx.require_client_certificate.value
+    assert ctx.common_tls_context.tls_certificate_provider_instance.instance_name == "default"
+    [plain] = server_listeners("plain-1", "echo")
+    assert plain.name.endswith("=127.0.1.7:18080")
+    assert not plain.filter_chains[0].HasField("transport_socket")  # callers dial it in plain text
+    assert server_listeners("grpc-x", "intruder") == []  # not its identity: nothing
