@@ -233,7 +233,8 @@ def load_assignment(
     """The endpoints of one service port as seen from ``caller`` (see :func:`placement`).
 
     Args:
-        include_tls_mode: which local workloads to include (proxyless gRPC cannot reach sidecars).
+        include_tls_mode: which local workloads to include (a gRPC cluster has one transport
+            socket: mTLS to sidecars or plain text, not both).
         include_remote: add remote clusters' gateways (False for the gateway's own cluster).
         cluster_name: name of the assignment (default ``port.cluster_name``).
     """
