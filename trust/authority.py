@@ -191,11 +191,6 @@ def refuse_foreign_intermediate_csr(
             )
 
 
-def intermediate_common_name(cluster: str) -> str:
-    """``meshfed intermediate CA <cluster>``."""
-    return f"meshfed intermediate CA {cluster}"
-
-
 def chain_above(
     issued: x509.Certificate, chain: Sequence[x509.Certificate], bundle: TrustBundle
 ) -> tuple[x509.Certificate, ...]:
@@ -236,8 +231,8 @@ def sign_with_remote_root(
 ) -> tuple[x509.Certificate, ...]:
     """What every remote root (Vault, AWS Private CA) does around its own signing call: check
     the CSR (signature, trust domain) first, ask ``issue`` for ``cluster``'s intermediate
-    (common name :func:`intermediate_common_name`), refuse a non-CA answer, return the chain
-    up to (not including) the bundle's roots.
+    (common name :func:`trust.pki.intermediate_common_name`), refuse a non-CA answer, return
+    the chain up to (not including) the bundle's roots.
 
     Raises:
         SigningRefusedError: bad CSR, foreign trust domain, or a certificate that cannot sign.

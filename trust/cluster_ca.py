@@ -60,7 +60,7 @@ class ClusterCaDirectory:
         key = pki.generate_private_key()
         write_atomic(self.key_path, pki.private_key_to_pem(key), KEY_FILE_MODE)
         csr = pki.build_csr(
-            key, spiffe_id=trust_domain.id, common_name=f"meshfed intermediate CA {cluster}"
+            key, spiffe_id=trust_domain.id, common_name=pki.intermediate_common_name(cluster)
         )
         return pki.csr_to_pem(csr)
 
@@ -74,7 +74,7 @@ class ClusterCaDirectory:
         """
         key = load_key_file(self.key_path)
         csr = pki.build_csr(
-            key, spiffe_id=trust_domain.id, common_name=f"meshfed intermediate CA {cluster}"
+            key, spiffe_id=trust_domain.id, common_name=pki.intermediate_common_name(cluster)
         )
         return pki.csr_to_pem(csr)
 

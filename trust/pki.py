@@ -303,7 +303,7 @@ def intermediate_certificate(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain.name),
             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, cluster),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"meshfed intermediate CA {cluster}"),
+            x509.NameAttribute(NameOID.COMMON_NAME, intermediate_common_name(cluster)),
         ]
     )
     public_key = csr.public_key()
@@ -328,6 +328,12 @@ def intermediate_certificate(
     )
 
 
+def intermediate_common_name(cluster: str) -> str:
+    """``meshfed intermediate CA <cluster>``: the CN of a cluster's intermediate (and of its
+    CSRs)."""
+    return f"meshfed intermediate CA {cluster}"
+
+
 def cluster_dns_name(cluster: str) -> str:
     """``<cluster>.cluster.meshfed.internal``: the DNS SAN every SVID of ``cluster``'s CA
     carries (its cluster claim), and the domain that CA's nameConstraints permit."""
@@ -343,6 +349,12 @@ def permitted_dns_names(cluster: str) -> list[str]:
     return [*names, CONTROLLER_SERVER_NAME] if cluster == CONTROLLER_CA_NAME else names
 
 
+def _claimed_cluster(dns_name: str) -> str | None:
+    """``<cluster>`` of a ``<cluster>.cluster.meshfed.internal`` name, else None."""
+    head, dot, domain = dns_name.partition(".")
+    return head if dot and head and domain == CLUSTER_NAME_DOMAIN else None
+
+
 def cluster_claims(ca_cert: x509.Certificate) -> list[str]:
     """The cluster DNS names ``ca_cert``'s nameConstraints permit (``[]`` for a CA without
     the extension, e.g. one a backend issued without it): what its leaves carry."""
@@ -350,13 +362,10 @@ def cluster_claims(ca_cert: x509.Certificate) -> list[str]:
         ext = ca_cert.extensions.get_extension_for_class(x509.NameConstraints)
     except x509.ExtensionNotFound:
         return []
-    suffix = "." + CLUSTER_NAME_DOMAIN
     return [
         name.value
         for name in ext.value.permitted_subtrees or []
-        if isinstance(name, x509.DNSName)
-        and name.value.endswith(suffix)
-        and "." not in name.value[: -len(suffix)]
+        if isinstance(name, x509.DNSName) and _claimed_cluster(name.value)
     ]
 
 
@@ -367,12 +376,8 @@ def leaf_cluster(cert: x509.Certificate) -> str | None:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return None
-    suffix = "." + CLUSTER_NAME_DOMAIN
-    for name in ext.value.get_values_for_type(x509.DNSName):
-        head = name[: -len(suffix)]
-        if name.endswith(suffix) and head and "." not in head:
-            return head
-    return None
+    claims = (_claimed_cluster(n) for n in ext.value.get_values_for_type(x509.DNSName))
+    return next((c for c in claims if c), None)
 
 
 def leaf_certificate(

@@ -12,7 +12,7 @@ from datetime import timedelta
 from cryptography import x509
 
 from trust import pki
-from trust.authority import intermediate_common_name, sign_with_remote_root
+from trust.authority import sign_with_remote_root
 from trust.bundle import TrustBundle
 from trust.spiffe import TrustDomain
 from trust.vault_client import VaultPkiClient
@@ -49,7 +49,7 @@ class VaultRootAuthority:
         def issue(csr_pem: bytes, cluster: str, ttl: timedelta) -> tuple[str, str]:
             data = self.client.sign_intermediate(
                 csr_pem.decode(),
-                intermediate_common_name(cluster),
+                pki.intermediate_common_name(cluster),
                 int(ttl.total_seconds()),
                 str(self.trust_domain.id),
                 permitted_dns_domains=",".join(pki.permitted_dns_names(cluster)),

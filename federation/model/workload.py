@@ -142,7 +142,7 @@ def global_name(service: str, namespace: str) -> str:
     return f"{service}.{namespace}.svc.clusterset.local"
 
 
-_PORT_SPEC = re.compile(r"([a-z0-9-]+)=(\d+):(\d+)/(http|http2|grpc|tcp|HTTP|HTTP2|GRPC|TCP)")
+_PORT_SPEC = re.compile(r"([a-z0-9-]+)=(\d+):(\d+)/((?i:http|http2|grpc|tcp))")  # Istio: HTTP, TCP
 
 
 def parse_port_spec(text: str) -> ServicePort:

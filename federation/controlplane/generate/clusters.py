@@ -17,7 +17,7 @@ Outbound clusters (Envoy sidecars) are EDS clusters with, by default:
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
+from envoy.config.core.v3 import address_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
@@ -33,6 +33,7 @@ from federation.controlplane.generate.common import (
     inbound_cluster_name,
     pack,
     spiffe_id,
+    tls_transport_socket,
 )
 from federation.controlplane.generate.services import ServicePort
 from federation.model.policy import (
@@ -94,9 +95,7 @@ def _tls_match(port: ServicePort, tls: ProxyTls) -> cluster_pb2.Cluster.Transpor
     return cluster_pb2.Cluster.TransportSocketMatch(
         name="tlsMode-mutual",
         match=match,
-        transport_socket=base_pb2.TransportSocket(
-            name="envoy.transport_sockets.tls", typed_config=pack(upstream_tls(port, tls))
-        ),
+        transport_socket=tls_transport_socket(upstream_tls(port, tls)),
     )
 
 
@@ -272,9 +271,6 @@ def grpc_cluster(
     )
     if mtls_trust_domain is not None:
         cluster.transport_socket.CopyFrom(
-            base_pb2.TransportSocket(
-                name="envoy.transport_sockets.tls",
-                typed_config=pack(grpc_upstream_tls(port, mtls_trust_domain)),
-            )
+            tls_transport_socket(grpc_upstream_tls(port, mtls_trust_domain))
         )
     return cluster

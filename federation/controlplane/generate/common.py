@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from envoy.config.core.v3 import config_source_pb2
+from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import any_pb2, duration_pb2
@@ -94,6 +94,13 @@ def grpc_tls_context(match_sans: Sequence[str] = ()) -> tls_pb2.CommonTlsContext
             match_subject_alt_names=[string_pb2.StringMatcher(exact=san) for san in match_sans],
         ),
     )
+
+
+def tls_transport_socket(
+    context: tls_pb2.UpstreamTlsContext | tls_pb2.DownstreamTlsContext,
+) -> base_pb2.TransportSocket:
+    """``envoy.transport_sockets.tls`` with ``context``."""
+    return base_pb2.TransportSocket(name="envoy.transport_sockets.tls", typed_config=pack(context))
 
 
 def outbound_cluster_name(service: str, namespace: str, port: int) -> str:

@@ -46,6 +46,7 @@ from federation.controlplane.generate.common import (
     grpc_tls_context,
     inbound_cluster_name,
     pack,
+    tls_transport_socket,
 )
 from federation.controlplane.generate.rbac import (
     network_rbac_filters,
@@ -236,18 +237,15 @@ def inbound_listener(
             rbac_filters(authz, (port, app_port)),
         )
 
+    mtls = tls_transport_socket(downstream_mtls(tls))  # one for every chain
+
     def mtls_chain(
         name: str,
         match: listener_components_pb2.FilterChainMatch,
-        filters: listener_components_pb2.Filter | list[listener_components_pb2.Filter],
+        filters: list[listener_components_pb2.Filter],
     ) -> listener_components_pb2.FilterChain:
         return listener_components_pb2.FilterChain(
-            name=name,
-            filter_chain_match=match,
-            filters=filters if isinstance(filters, list) else [filters],
-            transport_socket=base_pb2.TransportSocket(
-                name="envoy.transport_sockets.tls", typed_config=pack(downstream_mtls(tls))
-            ),
+            name=name, filter_chain_match=match, filters=filters, transport_socket=mtls
         )
 
     chains = []
@@ -262,7 +260,7 @@ def inbound_listener(
                     listener_components_pb2.FilterChainMatch(
                         server_names=[port.sni], transport_protocol="tls"
                     ),
-                    manager(wp.name, port.port, wp.app_port)
+                    [manager(wp.name, port.port, wp.app_port)]
                     if port.is_http
                     else _inbound_tcp(wp.name, port.port, wp.app_port, authz),
                 )
@@ -285,11 +283,13 @@ def inbound_listener(
                 mtls_chain(
                     "mtls|authority",
                     listener_components_pb2.FilterChainMatch(transport_protocol="tls"),
-                    _inbound_hcm(
-                        "inbound_authority",
-                        inbound_authority_route_config(entries, served_by),
-                        filters,
-                    ),
+                    [
+                        _inbound_hcm(
+                            "inbound_authority",
+                            inbound_authority_route_config(entries, served_by),
+                            filters,
+                        )
+                    ],
                 )
             )
     if mode in ("PERMISSIVE", "DISABLE"):
@@ -391,12 +391,7 @@ def grpc_server_listener(
         ],
     )
     if mtls:
-        chain.transport_socket.CopyFrom(
-            base_pb2.TransportSocket(
-                name="envoy.transport_sockets.tls",
-                typed_config=pack(grpc_server_tls()),
-            )
-        )
+        chain.transport_socket.CopyFrom(tls_transport_socket(grpc_server_tls()))
     return listener_pb2.Listener(
         name=GRPC_SERVER_LISTENER_TEMPLATE % address,
         address=address_pb2.Address(

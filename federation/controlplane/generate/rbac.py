@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from envoy.config.core.v3 import extension_pb2
 from envoy.config.listener.v3 import listener_components_pb2
@@ -228,13 +228,15 @@ class _Engine:
     def prefix(self) -> str:
         return f"{self.name}_"
 
-    def rules(self) -> rbac.RBAC | None:
-        return (
-            None if self.enforced is None else rbac.RBAC(action=self.action, policies=self.enforced)
-        )
-
-    def shadow_rules(self) -> rbac.RBAC | None:
-        return None if self.shadow is None else rbac.RBAC(action=self.action, policies=self.shadow)
+    def fields(self) -> dict[str, Any]:
+        """``rules``, ``shadow_rules`` (when present) and ``shadow_rules_stat_prefix``: the
+        fields the HTTP and the network RBAC filter configurations share."""
+        out: dict[str, Any] = {"shadow_rules_stat_prefix": self.prefix}
+        if self.enforced is not None:
+            out["rules"] = rbac.RBAC(action=self.action, policies=self.enforced)
+        if self.shadow is not None:
+            out["shadow_rules"] = rbac.RBAC(action=self.action, policies=self.shadow)
+        return out
 
 
 def _engines(
@@ -271,15 +273,12 @@ def rbac_filters(
         ports: the chain's service port and target port.
         default_allow: False for the mesh-wide default deny.
     """
-    filters = []
-    for engine in _engines(selected, ports, default_allow=default_allow):
-        config = rbac_filter.RBAC(shadow_rules_stat_prefix=engine.prefix)
-        if (rules := engine.rules()) is not None:
-            config.rules.CopyFrom(rules)
-        if (shadow := engine.shadow_rules()) is not None:
-            config.shadow_rules.CopyFrom(shadow)
-        filters.append(hcm.HttpFilter(name=f"{FILTER}.{engine.name}", typed_config=pack(config)))
-    return filters
+    return [
+        hcm.HttpFilter(
+            name=f"{FILTER}.{engine.name}", typed_config=pack(rbac_filter.RBAC(**engine.fields()))
+        )
+        for engine in _engines(selected, ports, default_allow=default_allow)
+    ]
 
 
 def _towards_denial(
@@ -328,23 +327,16 @@ def network_rbac_filters(
     inbound TCP chain: the same engines as :func:`rbac_filters` on the policies made TCP-only
     (:func:`tcp_only`). A denied connection is closed when its first bytes arrive (the
     filter's default ``ONE_TIME_ON_FIRST_BYTE``)."""
-    filters = []
     tcp = [tcp_only(p) for p in selected]
-    for engine in _engines(tcp, ports, default_allow=True):
-        config = network_rbac.RBAC(
-            stat_prefix=f"{stat_prefix}.{engine.prefix}",
-            shadow_rules_stat_prefix=engine.prefix,
+    return [
+        listener_components_pb2.Filter(
+            name=f"{NETWORK_FILTER}.{engine.name}",
+            typed_config=pack(
+                network_rbac.RBAC(stat_prefix=f"{stat_prefix}.{engine.prefix}", **engine.fields())
+            ),
         )
-        if (rules := engine.rules()) is not None:
-            config.rules.CopyFrom(rules)
-        if (shadow := engine.shadow_rules()) is not None:
-            config.shadow_rules.CopyFrom(shadow)
-        filters.append(
-            listener_components_pb2.Filter(
-                name=f"{NETWORK_FILTER}.{engine.name}", typed_config=pack(config)
-            )
-        )
-    return filters
+        for engine in _engines(tcp, ports, default_allow=True)
+    ]
 
 
 def rbac_per_route(
@@ -355,25 +347,29 @@ def rbac_per_route(
     audit), and per route -- ``port_sets[i]`` -- the ``typed_per_filter_config`` that gives
     each filter that port's rules (``RBACPerRoute.rbac``) or disables it there (an empty
     ``RBACPerRoute``: Envoy then skips the filter for the route)."""
-    per_port = [rbac_filters(selected, ports) for ports in port_sets]
-    names = [
-        f"{FILTER}.{n}"
-        for n in ("deny", "allow", "audit")
-        if any(f.name == f"{FILTER}.{n}" for fs in per_port for f in fs)
+    per_port = [
+        {e.name: rbac_filter.RBAC(**e.fields()) for e in _engines(selected, p, default_allow=True)}
+        for p in port_sets
     ]
-    filters = [next(f for fs in per_port for f in fs if f.name == name) for name in names]
-    overrides: list[dict[str, any_pb2.Any]] = []
-    for fs in per_port:
-        mine = {f.name: f for f in fs}
-        route: dict[str, any_pb2.Any] = {}
-        for name in names:
-            per_route = rbac_filter.RBACPerRoute()
-            if name in mine:
-                config = rbac_filter.RBAC()
-                mine[name].typed_config.Unpack(config)
-                per_route.rbac.CopyFrom(config)
-            route[name] = pack(per_route)
-        overrides.append(route)
+    names = [n for n in ("deny", "allow", "audit") if any(n in configs for configs in per_port)]
+    filters = [
+        hcm.HttpFilter(
+            name=f"{FILTER}.{n}",
+            typed_config=pack(next(c[n] for c in per_port if n in c)),
+        )
+        for n in names
+    ]
+    overrides = [
+        {
+            f"{FILTER}.{n}": pack(
+                rbac_filter.RBACPerRoute(rbac=configs[n])
+                if n in configs
+                else rbac_filter.RBACPerRoute()
+            )
+            for n in names
+        }
+        for configs in per_port
+    ]
     return filters, overrides
 
 
