@@ -1,0 +1,190 @@
+"""Linux network namespaces and TUN devices for ``meshfed up --isolate``: the I/O half of
+:mod:`federation.local.netplan` (which decides what to build). Needs root, iproute2 and
+``/dev/net/tun``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import ipaddress
+import os
+import shutil
+import struct
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from federation.errors import FederationError
+from federation.local.netplan import INTERNET, NAMESPACE_PREFIX, PRIVATE_SUPERNET
+
+T = TypeVar("T")
+
+CLONE_NEWNET = 0x40000000
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+NETNS_DIR = Path("/run/netns")
+
+
+class IsolationUnavailableError(FederationError):
+    """This machine cannot build the isolated network (not root, no iproute2, no TUN, or the
+    address block is in use); the message says which and what to do."""
+
+
+class NetworkCommandError(FederationError):
+    """An ``ip`` command failed; the message holds the command and what it printed."""
+
+    retryable = True
+
+
+def _setns(fd: int) -> None:
+    setns = getattr(os, "setns", None)
+    if setns is not None:  # Python 3.12+
+        setns(fd, CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def call_in(netns: str | None, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in network namespace ``netns`` (None: here) on a thread of its own, so that
+    every socket it opens belongs to that namespace; returns what ``fn`` returns and raises
+    what it raises."""
+    if netns is None:
+        return fn()
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            with open(NETNS_DIR / netns) as handle:
+                _setns(handle.fileno())
+            box["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - handed back to the caller
+            box["error"] = err
+
+    thread = threading.Thread(target=run, name=f"netns-{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def open_tun(name: str, netns: str | None) -> int:
+    """Attach to the persistent TUN device ``name`` in ``netns``; returns a non-blocking fd
+    that reads and writes whole IPv4 packets (no packet-info header).
+
+    Raises:
+        OSError: no such device, or it is attached already.
+    """
+
+    def attach() -> int:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    return call_in(netns, attach)
+
+
+def exec_argv(netns: str | None, argv: list[str]) -> list[str]:
+    """``argv`` run inside ``netns`` (``ip netns exec``; the process keeps its pid)."""
+    return argv if netns is None else ["ip", "netns", "exec", netns, *argv]
+
+
+def _host_addresses() -> list[str]:
+    out = subprocess.run(  # noqa: S603 - fixed argv
+        ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=False
+    ).stdout
+    found = []
+    for line in out.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            found.append(parts[parts.index("inet") + 1].split("/")[0])
+    return found
+
+
+def preflight() -> None:
+    """Check that the isolated network can be built here.
+
+    Raises:
+        IsolationUnavailableError: not root, ``ip`` missing, no ``/dev/net/tun``, or an
+            address of 198.18.0.0/15 already in use (another isolated federation runs).
+    """
+    if os.geteuid() != 0:
+        raise IsolationUnavailableError(
+            "--isolate needs root (it creates network namespaces); run it with sudo, or"
+            " drop --isolate for the loopback federation"
+        )
+    if shutil.which("ip") is None:
+        raise IsolationUnavailableError(
+            "--isolate needs iproute2's `ip` (Debian: apt-get install iproute2)"
+        )
+    if not Path("/dev/net/tun").exists():
+        raise IsolationUnavailableError("--isolate needs /dev/net/tun (the tun kernel module)")
+    block = ipaddress.ip_network("198.18.0.0/15")
+    busy = [a for a in _host_addresses() if ipaddress.ip_address(a) in block]
+    if busy:
+        raise IsolationUnavailableError(
+            f"address {busy[0]} of {block} is already in use on this host (another"
+            " `meshfed up --isolate` runs; stop it with `meshfed down` in its MESHFED_HOME)"
+        )
+
+
+def run(commands: list[list[str]]) -> None:
+    """Run iproute2 commands in order.
+
+    Raises:
+        NetworkCommandError: a command failed (names it and quotes its error).
+    """
+    for argv in commands:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            raise NetworkCommandError(f"`{' '.join(argv)}` failed: {done.stderr.strip()}")
+
+
+def run_ignoring_missing(commands: list[list[str]]) -> int:
+    """Run removal commands, each may fail because its object is gone; returns how many did
+    something."""
+    done = 0
+    for argv in commands:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        done += result.returncode == 0
+    return done
+
+
+def leftovers(key: str) -> list[str]:
+    """Namespaces (``netns <name>``) and host links (``link <name>``) of home ``key`` that
+    exist now."""
+    found = [f"netns {p.name}" for p in sorted(NETNS_DIR.glob(f"{NAMESPACE_PREFIX}{key}-*"))]
+    out = subprocess.run(  # noqa: S603 - fixed argv
+        ["ip", "-o", "link", "show"], capture_output=True, text=True, check=False
+    ).stdout
+    for line in out.splitlines():
+        name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
+        if name.startswith(f"mf{key}"):
+            found.append(f"link {name}")
+    return found
+
+
+__all__ = [
+    "INTERNET",
+    "PRIVATE_SUPERNET",
+    "IsolationUnavailableError",
+    "NetworkCommandError",
+    "call_in",
+    "exec_argv",
+    "leftovers",
+    "open_tun",
+    "preflight",
+    "run",
+    "run_ignoring_missing",
+]

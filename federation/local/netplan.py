@@ -1,0 +1,387 @@
+"""The network of ``meshfed up --isolate``: address plan, the iproute2 commands that build and
+remove it, and the routing rules of the link emulator. Pure (no I/O).
+
+Nodes: the operator's **host** (its own network namespace), the **controller** and every
+member **cluster**, each cluster and the controller in a namespace of their own named
+``meshfed-<key>-<name>`` (``key``: 4 hex digits of the ``$MESHFED_HOME`` path). Every node has
+one TUN device (``mf<key>h`` / ``mf<key>c`` / ``mf<key>n<i>``, MTU 65000) attached to the link
+emulator (:mod:`federation.local.emulator`), which plays the internet between them.
+
+Addresses (RFC 2544's benchmarking block 198.18.0.0/15, which no real network routes):
+
+- the internet 198.18.0.0/24: host ``.1``, controller ``.2``, cluster ``i`` ``.10+i`` (its
+  east-west gateway listens there, port 15443);
+- cluster with ``addressRange`` 127.0.N.0/24: private range 198.19.N.0/24 on its loopback
+  device (so every address of it is local), the same host numbers as on loopback: control
+  plane ``.2``, frontend ``.9``, echo replicas ``.10+i``.
+
+What may cross (the emulator drops the rest, as a VPC and its security groups would):
+
+- the host reaches everything (the operator's VPN);
+- anyone reaches the controller's API and sync ports, and a cluster's public address on its
+  gateway port; answers from those ports go back;
+- a cluster reaches another's private range only when both are on one ``network`` (one VPC),
+  through a route the plan adds;
+- nothing between two nodes that are partitioned (``meshfed demo partition``).
+
+Each packet is delayed by half the round trip of its pair of localities
+(:mod:`federation.local.latency`; the controller and the host are 0 ms from everyone) and
+dropped with the pair's loss probability.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from federation.local.latency import rtt_ms
+from federation.model.locality import Locality
+
+INTERNET = ipaddress.ip_network("198.18.0.0/24")
+HOST_ADDRESS = "198.18.0.1"
+CONTROLLER_ADDRESS = "198.18.0.2"
+PRIVATE_SUPERNET = ipaddress.ip_network("198.19.0.0/16")
+TUN_MTU = 65000
+NAMESPACE_PREFIX = "meshfed-"
+
+NodeKind = Literal["host", "controller", "cluster"]
+
+
+def home_key(home: str) -> str:
+    """4 hex digits naming one ``$MESHFED_HOME``'s namespaces and devices."""
+    return hashlib.sha256(home.encode()).hexdigest()[:4]
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of the isolated network.
+
+    Attributes:
+        name: ``host``, ``controller`` or the cluster's name.
+        public: its address on the internet (198.18.0.0/24).
+        private: a cluster's private /24, else None.
+        netns: its network namespace; None for the host's own.
+        tun: its TUN device.
+        ports: TCP ports that other nodes may reach on ``public``.
+        region / zone: a cluster's locality (for the latency matrix); empty otherwise.
+        network: a cluster's network (clusters of one network reach each other's private
+            ranges); empty otherwise.
+    """
+
+    name: str
+    kind: NodeKind
+    public: str
+    tun: str
+    private: str | None = None
+    netns: str | None = None
+    ports: tuple[int, ...] = ()
+    region: str = ""
+    zone: str = ""
+    network: str = ""
+
+    @property
+    def locality(self) -> Locality | None:
+        return Locality(self.region, self.zone) if self.region else None
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """The whole network (see the module docstring); saved as JSON in ``$MESHFED_HOME``.
+
+    Attributes:
+        rtt_ms: round trip (ms) by ``"<node>|<node>"`` (names sorted); missing pairs are 0.
+        loss: per-packet loss probability (0-1) by the same keys.
+    """
+
+    key: str
+    nodes: tuple[Node, ...]
+    rtt_ms: dict[str, float] = field(default_factory=dict)
+    loss: dict[str, float] = field(default_factory=dict)
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``.
+
+        Raises:
+            KeyError: no such node.
+        """
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    @property
+    def clusters(self) -> list[Node]:
+        return [n for n in self.nodes if n.kind == "cluster"]
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [n.netns for n in self.nodes if n.netns]
+
+    def address(self, cluster: str, host: int) -> str:
+        """``.host`` in ``cluster``'s private range."""
+        private = self.node(cluster).private
+        if private is None:
+            raise KeyError(cluster)
+        return str(ipaddress.ip_network(private).network_address + host)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> NetworkPlan:
+        raw = json.loads(text)
+        nodes = tuple(Node(**{**n, "ports": tuple(n["ports"])}) for n in raw["nodes"])
+        return cls(raw["key"], nodes, raw["rtt_ms"], raw["loss"])
+
+
+def pair_key(a: str, b: str) -> str:
+    """The matrix key of two node names (order-free)."""
+    return "|".join(sorted((a, b)))
+
+
+@dataclass(frozen=True)
+class ClusterInput:
+    """What the plan needs of a cluster: name, ``127.0.N.0/24`` range, locality, network."""
+
+    name: str
+    address_range: str
+    locality: Locality
+    network: str
+
+
+def build_plan(
+    key: str,
+    clusters: list[ClusterInput],
+    *,
+    controller_ports: tuple[int, ...],
+    gateway_port: int,
+    latency: Mapping[frozenset[str], float],
+    loss: Mapping[frozenset[str], float],
+) -> NetworkPlan:
+    """The plan for ``clusters`` (in the federation file's order; at most 200).
+
+    Args:
+        key: :func:`home_key` of the federation's home.
+        controller_ports: the controller's API and sync ports.
+        latency / loss: the federation file's overrides by pair of regions.
+    """
+    base = INTERNET.network_address
+    nodes = [
+        Node("host", "host", HOST_ADDRESS, f"mf{key}h"),
+        Node(
+            "controller",
+            "controller",
+            CONTROLLER_ADDRESS,
+            f"mf{key}c",
+            netns=f"{NAMESPACE_PREFIX}{key}-controller",
+            ports=controller_ports,
+        ),
+    ]
+    for i, c in enumerate(clusters):
+        third = ipaddress.ip_network(c.address_range).network_address.packed[2]
+        nodes.append(
+            Node(
+                c.name,
+                "cluster",
+                str(base + 10 + i),
+                f"mf{key}n{i}",
+                private=f"198.19.{third}.0/24",
+                netns=f"{NAMESPACE_PREFIX}{key}-{c.name}",
+                ports=(gateway_port,),
+                region=c.locality.region,
+                zone=c.locality.zone,
+                network=c.network,
+            )
+        )
+    rtts: dict[str, float] = {}
+    losses: dict[str, float] = {}
+    for i, a in enumerate(clusters):
+        for b in clusters[i + 1 :]:
+            k = pair_key(a.name, b.name)
+            rtts[k] = rtt_ms(a.locality, b.locality, latency)
+            p = loss.get(frozenset((a.locality.region, b.locality.region)), 0.0)
+            if p:
+                losses[k] = p
+    return NetworkPlan(key, tuple(nodes), rtts, losses)
+
+
+def same_network(a: Node, b: Node) -> bool:
+    """Two clusters on one network (one VPC): they reach each other's private ranges."""
+    return a.kind == b.kind == "cluster" and a.network == b.network and a.name != b.name
+
+
+def setup_commands(plan: NetworkPlan) -> list[list[str]]:
+    """iproute2 commands (argv) that build the namespaces and TUN devices of ``plan``, in order.
+    The devices carry nothing until the link emulator attaches to them."""
+    cmds: list[list[str]] = []
+    host = plan.node("host")
+    for n in plan.nodes:
+        if n.netns:
+            cmds.append(["ip", "netns", "add", n.netns])
+            cmds.append(["ip", "-n", n.netns, "link", "set", "lo", "up"])
+        if n.private:
+            first = str(ipaddress.ip_network(n.private).network_address + 1)
+            prefix = ipaddress.ip_network(n.private).prefixlen
+            cmds.append(["ip", "-n", str(n.netns), "addr", "add", f"{first}/{prefix}", "dev", "lo"])
+        cmds.append(["ip", "tuntap", "add", "dev", n.tun, "mode", "tun"])
+        ip = ["ip"] if n.netns is None else ["ip", "-n", n.netns]
+        if n.netns:
+            cmds.append(["ip", "link", "set", n.tun, "netns", n.netns])
+        cmds.append([*ip, "link", "set", n.tun, "mtu", str(TUN_MTU), "up"])
+        cmds.append([*ip, "addr", "add", f"{n.public}/32", "dev", n.tun])
+        cmds.append([*ip, "route", "add", str(INTERNET), "dev", n.tun, "src", n.public])
+        if n is host:
+            cmds.append([*ip, "route", "add", str(PRIVATE_SUPERNET), "dev", n.tun])
+        for peer in plan.nodes:
+            if same_network(n, peer) and peer.private:
+                cmds.append([*ip, "route", "add", peer.private, "dev", n.tun, "src", n.public])
+    return cmds
+
+
+def teardown_commands(key: str, namespaces: list[str]) -> list[list[str]]:
+    """Commands that remove what :func:`setup_commands` made (deleting a namespace deletes its
+    devices, addresses and routes); each may fail harmlessly when already gone."""
+    return [["ip", "link", "del", f"mf{key}h"], *(["ip", "netns", "del", ns] for ns in namespaces)]
+
+
+# -- the emulator's routing decision -----------------------------------------------------------
+
+_TCP, _UDP = 6, 17
+
+
+def _ip(addr: str) -> int:
+    return int(ipaddress.ip_address(addr))
+
+
+class Router:
+    """Where a packet read from a node's TUN device goes (see the module docstring).
+
+    Pure and fast: :meth:`route` looks at the IPv4 header and the TCP/UDP ports only.
+    Partitions are kept here (:meth:`partition` / :meth:`heal`).
+    """
+
+    def __init__(self, plan: NetworkPlan) -> None:
+        self.plan = plan
+        self.nodes = list(plan.nodes)
+        self._public = {_ip(n.public): i for i, n in enumerate(self.nodes)}
+        self._private = {
+            int(ipaddress.ip_network(n.private).network_address) >> 8: i
+            for i, n in enumerate(self.nodes)
+            if n.private
+        }
+        self._own = [_ip(n.public) for n in self.nodes]
+        self._ports = [frozenset(n.ports) for n in self.nodes]
+        count = len(self.nodes)
+        self.delay_s = [[0.0] * count for _ in range(count)]
+        self.loss = [[0.0] * count for _ in range(count)]
+        for i, a in enumerate(self.nodes):
+            for j, b in enumerate(self.nodes):
+                k = pair_key(a.name, b.name)
+                self.delay_s[i][j] = plan.rtt_ms.get(k, 0.0) / 2000
+                self.loss[i][j] = plan.loss.get(k, 0.0)
+        self._kinds = [n.kind for n in self.nodes]
+        self._peers_private = [
+            {j for j, b in enumerate(self.nodes) if same_network(a, b)} for a in self.nodes
+        ]
+        self.cut: set[frozenset[int]] = set()
+
+    def index(self, name: str) -> int:
+        """The index of node ``name``.
+
+        Raises:
+            KeyError: no such node.
+        """
+        for i, n in enumerate(self.nodes):
+            if n.name == name:
+                return i
+        raise KeyError(name)
+
+    def partition(self, name: str, peers: list[str] | None = None) -> list[str]:
+        """Cut ``name`` off from ``peers`` (default: every other cluster and the controller;
+        the host always stays connected). Returns the peers cut.
+
+        Raises:
+            KeyError: an unknown node, or the host.
+        """
+        me = self.index(name)
+        if self._kinds[me] == "host":
+            raise KeyError(name)
+        chosen = peers or [n.name for n in self.nodes if n.kind != "host" and n.name != name]
+        indexes = [self.index(p) for p in chosen]
+        if any(self._kinds[j] == "host" or j == me for j in indexes):
+            raise KeyError("host" if "host" in chosen else name)
+        self.cut.update(frozenset((me, j)) for j in indexes)
+        return chosen
+
+    def heal(self, name: str) -> None:
+        """Restore every path of ``name``.
+
+        Raises:
+            KeyError: no such node.
+        """
+        me = self.index(name)
+        self.cut = {pair for pair in self.cut if me not in pair}
+
+    def partitions(self) -> list[list[str]]:
+        """The cut pairs, by name."""
+        return sorted(sorted(self.nodes[i].name for i in pair) for pair in self.cut)
+
+    def route(self, src: int, packet: bytes) -> tuple[int, float] | str:
+        """``(destination node, delay s)`` for an IPv4 packet that ``src`` sent, or why it
+        is dropped (``not-ipv4``, ``spoofed``, ``no-route``, ``refused``, ``partitioned``)."""
+        if len(packet) < 20 or packet[0] >> 4 != 4:
+            return "not-ipv4"
+        saddr, daddr = struct.unpack_from("!II", packet, 12)
+        if saddr != self._own[src] and self._private.get(saddr >> 8) != src:
+            return "spoofed"
+        dst = self._public.get(daddr)
+        private = dst is None
+        if private:
+            dst = self._private.get(daddr >> 8)
+            if dst is None:
+                return "no-route"
+        assert dst is not None
+        if not self._allowed(src, dst, private, packet):
+            return "refused"
+        if frozenset((src, dst)) in self.cut:
+            return "partitioned"
+        return dst, self.delay_s[src][dst]
+
+    def _allowed(self, src: int, dst: int, private: bool, packet: bytes) -> bool:
+        if self._kinds[src] == "host" or self._kinds[dst] == "host":
+            return True
+        if private:
+            return dst in self._peers_private[src]
+        if self._kinds[dst] == "controller" and packet[9] in (_TCP, _UDP):
+            return self._dport(packet) in self._ports[dst]
+        if packet[9] not in (_TCP, _UDP):
+            return True  # ICMP to a public address (ping, unreachable)
+        sport = self._sport(packet)
+        return self._dport(packet) in self._ports[dst] or sport in self._ports[src]
+
+    @staticmethod
+    def _sport(packet: bytes) -> int:
+        ihl = (packet[0] & 0x0F) * 4
+        return int.from_bytes(packet[ihl : ihl + 2], "big") if len(packet) >= ihl + 4 else -1
+
+    @staticmethod
+    def _dport(packet: bytes) -> int:
+        ihl = (packet[0] & 0x0F) * 4
+        return int.from_bytes(packet[ihl + 2 : ihl + 4], "big") if len(packet) >= ihl + 4 else -1
+
+
+def describe(plan: NetworkPlan) -> dict[str, Any]:
+    """A JSON-able summary: nodes with their addresses, and the round-trip matrix."""
+    return {
+        "nodes": [
+            {"name": n.name, "public": n.public, "private": n.private, "netns": n.netns}
+            for n in plan.nodes
+        ],
+        "rttMs": plan.rtt_ms,
+        "loss": plan.loss,
+    }
