@@ -16,6 +16,9 @@ from federation.cli.params import InputError, output_option
 from federation.client import call
 from federation.errors import FederationError
 from federation.local.description import LocalFederation, load
+from federation.local.emulator import request as emulator_request
+from federation.local.netns import IsolationUnavailableError, preflight
+from federation.local.placement import remove_network
 from federation.local.runner import (
     LocalFederationRunner,
     ProcessRecord,
@@ -85,7 +88,14 @@ def _record_or_fail(home: Path) -> Record:
     help="A LocalFederation file.  [default: the built-in demo, examples/federation.yaml]",
 )
 @click.option("--detach", is_flag=True, help="Return once everything runs (stop: meshfed down).")
-def up_cmd(filename: Path | None, detach: bool) -> None:
+@click.option(
+    "--isolate",
+    is_flag=True,
+    help="Put every cluster and the controller in a Linux network namespace of its own, joined"
+    " by a link emulator with the file's latency/loss between regions: only east-west"
+    " gateways and the controller are reachable across clusters (root and iproute2).",
+)
+def up_cmd(filename: Path | None, detach: bool, isolate: bool) -> None:
     """Start a whole federation on this machine: root of trust, controller, a control plane
     and east-west gateway per cluster, demo echo replicas with sidecars, a frontend; then
     show where its requests go (Ctrl-C stops everything)."""
@@ -94,13 +104,20 @@ def up_cmd(filename: Path | None, detach: bool) -> None:
     existing = Record.load(home)
     if existing is not None and existing.alive():
         raise InputError(f"a local federation is already running in {home} (meshfed down first)")
+    if existing is not None:  # a crashed `up`: remove what it left
+        remove_network(existing.info.get("network", {}))
+    if isolate:
+        try:
+            preflight()
+        except IsolationUnavailableError as err:
+            raise InputError(str(err)) from err
     click.echo(
         f"meshfed up: {desc.metadata.name}, {len(desc.spec.clusters)} clusters;"
         f" logs in {home / 'logs'}",
         err=True,
     )
     runner = LocalFederationRunner(
-        desc, home, lambda line: click.echo("  " + line, err=True), source=filename
+        desc, home, lambda line: click.echo("  " + line, err=True), source=filename, isolate=isolate
     )
     runner.up()
     info = runner.record.info
@@ -130,22 +147,34 @@ def up_cmd(filename: Path | None, detach: bool) -> None:
     finally:
         click.echo("stopping...", err=True)
         stopped = stop_processes(runner.record.processes)
+        left = remove_network(runner.record.info.get("network", {}))
         runner.record.path.unlink(missing_ok=True)
         click.echo(f"stopped {len(stopped)} processes", err=True)
+        if left:
+            click.echo(f"could not remove: {', '.join(left)}", err=True)
 
 
 @click.command("down")
 def down_cmd() -> None:
     """Stop every process meshfed up started here (by recorded pid and start time), and
-    nothing else."""
+    nothing else; after up --isolate also remove its network namespaces and devices (also
+    when up crashed; running down twice is harmless)."""
     home = meshfed_home()
     record = Record.load(home)
     if record is None:
         click.echo(f"nothing to stop in {home}")
         return
     stopped = stop_processes(record.processes)
+    network = record.info.get("network", {})
+    left = remove_network(network)
+    if left:
+        raise click.ClickException(
+            f"stopped {len(stopped)} processes, but could not remove: {', '.join(left)}"
+            " (run meshfed down again as root)"
+        )
     record.path.unlink(missing_ok=True)
-    click.echo(f"stopped {len(stopped)} processes")
+    removed = f" and {len(network['namespaces'])} network namespaces" if network else ""
+    click.echo(f"stopped {len(stopped)} processes{removed}")
 
 
 def status_data(home: Path) -> dict[str, Any]:
@@ -288,7 +317,9 @@ def revive_cmd(target: str) -> None:
     record = _record_or_fail(home)
     procs = _echo_target(target, record)
     desc = load(Path(record.info["file"])) if record.info.get("file") else load(None)
-    runner = LocalFederationRunner(desc, home, lambda line: None)
+    runner = LocalFederationRunner(
+        desc, home, lambda line: None, isolate=bool(record.info.get("network"))
+    )
     runner.record = record
     c = desc.cluster(target.partition("/")[0])
     started = 0
@@ -302,3 +333,63 @@ def revive_cmd(target: str) -> None:
             raise click.ClickException(str(err)) from err
         started += 1
     click.echo(f"started {started} echo replica(s) in {c.name}")
+
+
+def _emulator(record: Record, body: dict[str, Any]) -> dict[str, Any]:
+    network = record.info.get("network")
+    if not network:
+        raise InputError("this federation was not started with `meshfed up --isolate`")
+    try:
+        answer = emulator_request(Path(network["control"]), body)
+    except OSError as err:
+        raise click.ClickException(f"the link emulator does not answer: {err}") from err
+    if not answer.get("ok"):
+        raise InputError(str(answer.get("error")))
+    return answer
+
+
+@demo.command("partition")
+@click.argument("cluster")
+@click.option(
+    "--from",
+    "peers",
+    multiple=True,
+    metavar="PEER",
+    help="Cut only the path to PEER (a cluster, or `controller`); repeatable."
+    "  [default: every other cluster and the controller]",
+)
+def partition_cmd(cluster: str, peers: tuple[str, ...]) -> None:
+    """Cut CLUSTER off the network (meshfed up --isolate only): packets to and from it are
+    dropped, as when a region loses its links. Your own host keeps reaching it."""
+    record = _record_or_fail(meshfed_home())
+    answer = _emulator(record, {"op": "partition", "node": cluster, "peers": list(peers)})
+    click.echo(f"partitioned {cluster} from {', '.join(answer['peers'])}")
+
+
+@demo.command("heal")
+@click.argument("cluster")
+def heal_cmd(cluster: str) -> None:
+    """Restore every path of CLUSTER cut by meshfed demo partition."""
+    record = _record_or_fail(meshfed_home())
+    _emulator(record, {"op": "heal", "node": cluster})
+    click.echo(f"healed {cluster}")
+
+
+@demo.command("network")
+@output_option(("table", "json"))
+def network_cmd(output: str) -> None:
+    """The isolated network (meshfed up --isolate): round trips between clusters, partitions
+    and the link emulator's packet counters."""
+    record = _record_or_fail(meshfed_home())
+    answer = _emulator(record, {"op": "status"})
+    answer.pop("ok", None)
+    if output == "json":
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(
+        "round trips (ms): "
+        + ", ".join(f"{k.replace('|', ' - ')} {v:g}" for k, v in answer["rttMs"].items())
+    )
+    cut = answer["partitions"]
+    click.echo("partitions: " + (", ".join(" - ".join(p) for p in cut) if cut else "none"))
+    click.echo("packets: " + ", ".join(f"{k} {v}" for k, v in sorted(answer["counters"].items())))

@@ -131,8 +131,8 @@ async def drive(via: str, target: str, rps: float, stats: Stats, stop: asyncio.E
             await asyncio.wait(in_flight, timeout=10)
 
 
-async def serve(via: str, target: str, rps: float, port: int) -> None:
-    """Drive traffic and serve ``/stats`` until SIGTERM/SIGINT."""
+async def serve(via: str, target: str, rps: float, port: int, host: str = "127.0.0.1") -> None:
+    """Drive traffic and serve ``/stats`` on ``host:port`` until SIGTERM/SIGINT."""
     stats = Stats()
     stop = asyncio.Event()
 
@@ -144,11 +144,11 @@ async def serve(via: str, target: str, rps: float, port: int) -> None:
     app.router.add_get("/stats", stats_handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, host, port).start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    logging.info("frontend: %s rps to %s via %s; stats on 127.0.0.1:%d", rps, target, via, port)
+    logging.info("frontend: %s rps to %s via %s; stats on %s:%d", rps, target, via, host, port)
     await drive(via, target, rps, stats, stop)
     await runner.cleanup()
 
@@ -161,10 +161,11 @@ def main() -> None:
         "--target", required=True, help="Host header, e.g. echo.demo.svc.clusterset.local"
     )
     parser.add_argument("--rps", type=float, default=20)
-    parser.add_argument("--port", type=int, required=True, help="stats port on 127.0.0.1")
+    parser.add_argument("--port", type=int, required=True, help="stats port")
+    parser.add_argument("--host", default="127.0.0.1", help="stats address (default 127.0.0.1)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(serve(args.via, args.target, args.rps, args.port))
+    asyncio.run(serve(args.via, args.target, args.rps, args.port, args.host))
 
 
 if __name__ == "__main__":

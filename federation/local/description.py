@@ -21,6 +21,7 @@ Shape (``federation/local/default-federation.yaml`` is the default; every field 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from federation.errors import InvalidDocumentError
+from federation.local.latency import parse_loss, parse_pair, parse_rtt_ms
 from federation.model.documents import invalid
 from federation.model.locality import Locality
 from federation.model.workload import DNS_LABEL, ObjectMeta, _Strict
@@ -48,10 +50,13 @@ def _loopback_address(value: str) -> str:
 
 
 class ControllerSpec(_Strict):
-    """Where the controller listens (loopback only)."""
+    """Where the controller listens (loopback only; with ``--isolate`` the same ports on its
+    own namespace's address), and its lease: a cluster silent for ``leaseSeconds`` is
+    withdrawn."""
 
     listen: str = "127.0.0.1:15080"
     sync_listen: str = Field(default="127.0.0.1:15090", alias="syncListen")
+    lease_seconds: float = Field(default=30, ge=2, le=3600, alias="leaseSeconds")
 
     @field_validator("listen", "sync_listen")
     @classmethod
@@ -113,6 +118,26 @@ class FrontendSpec(_Strict):
     rps: float = Field(default=20, gt=0, le=500)
 
 
+def _pairs(value: object, parse: Callable[[object], float]) -> object:
+    """Check ``{"<region> -> <region>": value}`` (each key and value) and normalise the
+    values to numbers; a problem names the key."""
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, float] = {}
+    seen: dict[frozenset[str], str] = {}
+    for key, raw in value.items():
+        pair = parse_pair(str(key))
+        try:
+            number = parse(raw)
+        except ValueError as err:
+            raise ValueError(f"{key!r}: {err}") from None
+        if pair in seen:
+            raise ValueError(f"{key!r} and {seen[pair]!r} name the same pair")
+        seen[pair] = str(key)
+        out[str(key)] = number
+    return out
+
+
 class LocalFederationSpec(_Strict):
     """``spec`` of a LocalFederation."""
 
@@ -121,6 +146,25 @@ class LocalFederationSpec(_Strict):
     clusters: list[ClusterSpec] = Field(min_length=1, max_length=20)
     echo: EchoSpec = Field(default_factory=EchoSpec)
     frontend: FrontendSpec
+    latency: dict[str, float] = Field(
+        default_factory=dict,
+        description="--isolate: round trip by pair of regions, e.g."
+        ' {"aws/us-east-1 -> gcp/europe-west1": 85ms}',
+    )
+    loss: dict[str, float] = Field(
+        default_factory=dict,
+        description='--isolate: packet loss by pair of regions, e.g. {"a/x -> b/y": 0.5%}',
+    )
+
+    @field_validator("latency", mode="before")
+    @classmethod
+    def _latency(cls, value: object) -> object:
+        return _pairs(value, parse_rtt_ms)
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss(cls, value: object) -> object:
+        return _pairs(value, parse_loss)
 
     @model_validator(mode="after")
     def _consistent(self) -> LocalFederationSpec:
@@ -153,6 +197,10 @@ class LocalFederation(_Strict):
             if c.name == name:
                 return c
         raise KeyError(name)
+
+    def pairs(self, which: Literal["latency", "loss"]) -> dict[frozenset[str], float]:
+        """``spec.latency`` (ms) or ``spec.loss`` (0-1) by pair of regions."""
+        return {parse_pair(k): v for k, v in getattr(self.spec, which).items()}
 
     def cluster_infos(self) -> list[ClusterInfo]:
         """The clusters as the ``local`` provider describes them (``meshfed cluster

@@ -18,6 +18,7 @@ packet and byte counts.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
 import json
@@ -164,9 +165,7 @@ class LinkEmulator:
             server = await asyncio.start_unix_server(self._serve_control, path=str(self.control))
         finally:
             os.umask(old)
-        log.info(
-            "link emulator: %d nodes, control socket %s", len(self.router.nodes), self.control
-        )
+        log.info("link emulator: %d nodes, control socket %s", len(self.router.nodes), self.control)
         stop = asyncio.Event()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -201,3 +200,18 @@ def request(control: Path, body: dict[str, Any], timeout_s: float = 5) -> dict[s
             data += chunk
     answer: dict[str, Any] = json.loads(data)
     return answer
+
+
+def main() -> None:
+    """``python -m federation.local.emulator --plan PLAN.json --control SOCKET``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plan", type=Path, required=True, help="the NetworkPlan (JSON)")
+    parser.add_argument("--control", type=Path, required=True, help="control socket path")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    plan = NetworkPlan.from_json(args.plan.read_text())
+    asyncio.run(LinkEmulator(plan, args.control).run())
+
+
+if __name__ == "__main__":
+    main()

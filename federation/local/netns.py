@@ -61,10 +61,10 @@ def call_in(netns: str | None, fn: Callable[[], T]) -> T:
 
     def run() -> None:
         try:
-            with open(NETNS_DIR / netns) as handle:
+            with (NETNS_DIR / netns).open() as handle:
                 _setns(handle.fileno())
             box["value"] = fn()
-        except BaseException as err:  # noqa: BLE001 - handed back to the caller
+        except BaseException as err:  # handed back to the caller
             box["error"] = err
 
     thread = threading.Thread(target=run, name=f"netns-{netns}", daemon=True)
@@ -101,8 +101,11 @@ def exec_argv(netns: str | None, argv: list[str]) -> list[str]:
 
 
 def _host_addresses() -> list[str]:
-    out = subprocess.run(  # noqa: S603 - fixed argv
-        ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=False
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show"],  # noqa: S607 - iproute2 from PATH, as `ip netns exec`
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
     found = []
     for line in out.splitlines():
@@ -165,8 +168,11 @@ def leftovers(key: str) -> list[str]:
     """Namespaces (``netns <name>``) and host links (``link <name>``) of home ``key`` that
     exist now."""
     found = [f"netns {p.name}" for p in sorted(NETNS_DIR.glob(f"{NAMESPACE_PREFIX}{key}-*"))]
-    out = subprocess.run(  # noqa: S603 - fixed argv
-        ["ip", "-o", "link", "show"], capture_output=True, text=True, check=False
+    out = subprocess.run(
+        ["ip", "-o", "link", "show"],  # noqa: S607 - iproute2 from PATH
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
     for line in out.splitlines():
         name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""

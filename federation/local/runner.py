@@ -35,13 +35,19 @@ from federation.ca.names import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
 from federation.client import call
 from federation.errors import ApiError, FederationError
 from federation.local.description import ClusterSpec, LocalFederation
+from federation.local.emulator import request as emulator_request
+from federation.local.placement import (
+    CONTROLLER,
+    IsolatedPlacement,
+    Placement,
+    remove_network,
+)
 from federation.netaddr import free_port
 from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, write_atomic
 
 log = logging.getLogger(__name__)
 
 RECORD = "up.json"
-GATEWAY_PORT = 15443
 XDS_PORT = 15010
 CA_PORT = 15012
 API_PORT = 15014
@@ -201,7 +207,13 @@ class LocalFederationRunner:
     """
 
     def __init__(
-        self, desc: LocalFederation, home: Path, progress: Progress, source: Path | None = None
+        self,
+        desc: LocalFederation,
+        home: Path,
+        progress: Progress,
+        source: Path | None = None,
+        *,
+        isolate: bool = False,
     ) -> None:
         self.desc = desc
         self.source = source
@@ -212,22 +224,28 @@ class LocalFederationRunner:
         self.env = dict(os.environ, MESHFED_HOME=str(self.home))
         self.env.pop("MESHFED_TOKEN", None)
         self.env.pop("MESHFED_CONTROLLER", None)
+        self.net: Placement = IsolatedPlacement(desc, self.home) if isolate else Placement(desc)
 
     # -- processes ---------------------------------------------------------------------------
 
-    def spawn(self, name: str, argv: list[str], role: str, **meta: Any) -> ProcessRecord:
-        """Start one process (own session, output to its log) and record it at once."""
+    def spawn(
+        self, name: str, argv: list[str], role: str, node: str = "", **meta: Any
+    ) -> ProcessRecord:
+        """Start one process (own session, output to its log) and record it at once; ``node``
+        (a cluster or ``controller``) says whose network it runs in (``--isolate``). The
+        record keeps ``argv`` as given (``demo revive`` starts it again the same way)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = self.logs / f"{name}.log"
         with log_path.open("ab") as out:
             proc = subprocess.Popen(  # noqa: S603 - argv built here, no shell
-                argv,
+                self.net.argv(node, argv) if node else argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self.env,
                 start_new_session=True,
             )
+        meta.setdefault("cluster", node if node != CONTROLLER else "")
         record = ProcessRecord(
             name, argv, proc.pid, process_start_time(proc.pid) or 0, str(log_path), role, **meta
         )
@@ -257,7 +275,7 @@ class LocalFederationRunner:
 
     @property
     def controller_url(self) -> str:
-        return f"https://{self.desc.spec.controller.listen}"
+        return f"https://{self.net.controller_listen}"
 
     def _controller_ok(self) -> bool:
         """The controller answers /healthz over HTTPS verified with the CA it wrote into
@@ -277,6 +295,25 @@ class LocalFederationRunner:
             "POST", self.controller_url, path, token=self._token(), body=body, home=self.home
         )
 
+    def _from(self, c: ClusterSpec, check: Callable[[], bool]) -> Callable[[], bool]:
+        """``check`` run from inside ``c``'s network."""
+        return lambda: self.net.check(c.name, check)
+
+    def start_network(self) -> None:
+        """``--isolate``: namespaces and devices, then the link emulator."""
+        assert isinstance(self.net, IsolatedPlacement)
+        net = self.net
+        net.build()
+        rec = self.spawn("link-emulator", net.emulator_argv(), "emulator")
+
+        def attached() -> bool:
+            try:
+                return bool(emulator_request(net.control, {"op": "status"}, 1)["ok"])
+            except (OSError, ValueError):
+                return False
+
+        self.wait_ready(rec, attached)
+
     def start_controller(self) -> None:
         spec = self.desc.spec
         rec = self.spawn(
@@ -288,13 +325,16 @@ class LocalFederationRunner:
                 "controller",
                 "serve",
                 "--listen",
-                spec.controller.listen,
+                self.net.controller_listen,
                 "--sync-listen",
-                spec.controller.sync_listen,
+                self.net.controller_sync_listen,
                 "--trust-domain",
                 spec.trust_domain,
+                "--lease",
+                f"{spec.controller.lease_seconds:g}s",
             ],
             "controller",
+            CONTROLLER,
         )
         self.wait_ready(rec, self._controller_ok)
         self.record.info["controller"] = self.controller_url
@@ -314,7 +354,8 @@ class LocalFederationRunner:
         return str(answer["token"])
 
     def start_cluster(self, c: ClusterSpec) -> None:
-        gateway = f"{c.address(1)}:{GATEWAY_PORT}"
+        gateway = self.net.gateway(c)
+        cp_address = self.net.address(c, 2)
         network = c.network or c.name
         body = json.dumps(
             {
@@ -342,21 +383,21 @@ class LocalFederationRunner:
                 "--network",
                 network,
                 "--xds-listen",
-                f"{c.address(2)}:{XDS_PORT}",
+                f"{cp_address}:{XDS_PORT}",
                 "--ca-listen",
-                f"{c.address(2)}:{CA_PORT}",
+                f"{cp_address}:{CA_PORT}",
                 "--api-listen",
-                f"{c.address(2)}:{API_PORT}",
+                f"{cp_address}:{API_PORT}",
                 "--controller",
-                self.desc.spec.controller.listen,
+                self.net.controller_listen,
                 *(["--join-token", token] if token else []),
                 "--gateway",
                 gateway,
             ],
             "controlplane",
-            cluster=c.name,
+            c.name,
         )
-        self.wait_ready(cp, lambda: _http_ok(f"http://{c.address(2)}:{API_PORT}/healthz"))
+        self.wait_ready(cp, lambda: _http_ok(f"http://{cp_address}:{API_PORT}/healthz"))
 
     def workload_token(self, c: ClusterSpec, namespace: str, account: str, name: str) -> Path:
         """Mint a single-use workload token for ``namespace``/``account`` in ``c`` and write it
@@ -364,7 +405,7 @@ class LocalFederationRunner:
         agent (``demo revive``) does not need it again: it renews the SVID it kept."""
         minted = call(
             "POST",
-            f"http://{c.address(2)}:{API_PORT}",
+            f"http://{self.net.address(c, 2)}:{API_PORT}",
             "/v1/workload-tokens",
             body=json.dumps({"namespace": namespace, "serviceAccount": account}),
             home=self.home,
@@ -377,7 +418,7 @@ class LocalFederationRunner:
     def start_gateway(self, c: ClusterSpec) -> None:
         """The cluster's east-west gateway (after the exports: a gateway listens only for
         exported services)."""
-        gateway = f"{c.address(1)}:{GATEWAY_PORT}"
+        gateway = self.net.gateway(c)
         token = self.workload_token(
             c, SYSTEM_NAMESPACE, GATEWAY_SERVICE_ACCOUNT, f"gateway-{c.name}"
         )
@@ -392,7 +433,7 @@ class LocalFederationRunner:
                 "--cluster",
                 c.name,
                 "--controlplane",
-                f"{c.address(2)}:{XDS_PORT}",
+                f"{self.net.address(c, 2)}:{XDS_PORT}",
                 "--listen",
                 gateway,
                 "--workload-token-file",
@@ -401,9 +442,10 @@ class LocalFederationRunner:
                 str(self.logs / f"envoy-gateway-{c.name}.log"),
             ],
             "gateway",
-            cluster=c.name,
+            c.name,
         )
-        self.wait_ready(gw, lambda: _tcp_ok(c.address(1), GATEWAY_PORT), timeout_s=30)
+        host, port = gateway.rsplit(":", 1)
+        self.wait_ready(gw, self._from(c, lambda: _tcp_ok(host, int(port))), timeout_s=30)
 
     def sidecar_argv(
         self,
@@ -423,7 +465,7 @@ class LocalFederationRunner:
         token = self.workload_token(c, namespace, service, name)
         return [
             *meshfed_argv(), "--log-level", "info", "proxy", "sidecar",
-            "--cluster", c.name, "--controlplane", f"{c.address(2)}:{XDS_PORT}",
+            "--cluster", c.name, "--controlplane", f"{self.net.address(c, 2)}:{XDS_PORT}",
             "--workload-token-file", str(token),
             "--service", service, "-n", namespace, "--name", name,
             "--app-port", str(app_port), "--service-port", str(service_port),
@@ -446,7 +488,7 @@ class LocalFederationRunner:
             name=name,
             app_port=http_port,
             service_port=ECHO_SERVICE_PORT,
-            address=c.address(10 + i),
+            address=self.net.address(c, 10 + i),
             outbound=free_port(),
             locality=str(c.locality(i)),
         )
@@ -470,19 +512,20 @@ class LocalFederationRunner:
         argvs = argvs or self.echo_argv(c, i)
         name = f"{c.name}-echo-{i + 1}"
         http = argvs["echo-app"]
-        app = self.spawn(f"app-{name}", http, "echo-app", cluster=c.name, replica=i)
+        app = self.spawn(f"app-{name}", http, "echo-app", c.name, replica=i)
         http_port = int(http[http.index("--port") + 1])
-        self.wait_ready(app, lambda: _http_ok(f"http://127.0.0.1:{http_port}/healthz"))
+        self.wait_ready(
+            app, self._from(c, lambda: _http_ok(f"http://127.0.0.1:{http_port}/healthz"))
+        )
         grpc_argv = argvs["echo-grpc-app"]
-        grpc_app = self.spawn(
-            f"app-grpc-{name}", grpc_argv, "echo-grpc-app", cluster=c.name, replica=i
-        )
+        grpc_app = self.spawn(f"app-grpc-{name}", grpc_argv, "echo-grpc-app", c.name, replica=i)
         grpc_port = int(grpc_argv[grpc_argv.index("--port") + 1])
-        self.wait_ready(grpc_app, lambda: _tcp_ok("127.0.0.1", grpc_port))
+        self.wait_ready(grpc_app, self._from(c, lambda: _tcp_ok("127.0.0.1", grpc_port)))
         agent = self.spawn(
-            f"sidecar-{name}", argvs["echo-sidecar"], "echo-sidecar", cluster=c.name, replica=i
+            f"sidecar-{name}", argvs["echo-sidecar"], "echo-sidecar", c.name, replica=i
         )
-        self.wait_ready(agent, lambda: _tcp_ok(c.address(10 + i), INBOUND_PORT))
+        inbound = self.net.address(c, 10 + i)
+        self.wait_ready(agent, self._from(c, lambda: _tcp_ok(inbound, INBOUND_PORT)))
 
     def start_echoes(self, c: ClusterSpec) -> None:
         for i in range(self.desc.spec.echo.replicas_per_cluster):
@@ -512,12 +555,12 @@ class LocalFederationRunner:
                 name="frontend",
                 app_port=stats_port,
                 service_port=8080,
-                address=c.address(9),
+                address=self.net.address(c, 9),
                 outbound=outbound,
                 locality=str(c.locality(0)),
             ),
             "frontend-sidecar",
-            cluster=c.name,
+            c.name,
         )
 
         def routed() -> bool:
@@ -530,7 +573,8 @@ class LocalFederationRunner:
             except OSError:
                 return False
 
-        self.wait_ready(agent, routed, timeout_s=60)
+        self.wait_ready(agent, self._from(c, routed), timeout_s=60)
+        stats_host = self.net.frontend_stats_host(c)
         app = self.spawn(
             "app-frontend",
             [
@@ -545,11 +589,13 @@ class LocalFederationRunner:
                 str(f.rps),
                 "--port",
                 str(stats_port),
+                "--host",
+                stats_host,
             ],
             "frontend-app",
-            cluster=c.name,
+            c.name,
         )
-        stats = f"http://127.0.0.1:{stats_port}/stats"
+        stats = f"http://{stats_host}:{stats_port}/stats"
 
         def answered() -> bool:
             try:
@@ -575,17 +621,29 @@ class LocalFederationRunner:
             "federation": self.desc.metadata.name,
             "file": str(self.source.resolve()) if self.source else "",
         }
-        steps: list[tuple[str, Callable[[], None]]] = [
+        steps: list[tuple[str, Callable[[], None]]] = []
+        if isinstance(self.net, IsolatedPlacement):
+            plan = self.net.plan
+            self.record.info["network"] = self.net.info()
+            self.record.save()  # before anything is made: `down` removes it after a crash
+            rtts = ", ".join(f"{k.replace('|', ' - ')} {v:g} ms" for k, v in plan.rtt_ms.items())
+            steps.append(
+                (
+                    f"isolated network: {len(plan.namespaces)} namespaces, link emulator ({rtts})",
+                    self.start_network,
+                )
+            )
+        steps.append(
             (
-                f"controller on {self.desc.spec.controller.listen} (root of trust for"
+                f"controller on {self.net.controller_listen} (root of trust for"
                 f" {self.desc.spec.trust_domain})",
                 self.start_controller,
             )
-        ]
+        )
         for c in self.desc.spec.clusters:
             steps.append(
                 (
-                    f"cluster {c.name}: joined, control plane on {c.address(2)}",
+                    f"cluster {c.name}: joined, control plane on {self.net.address(c, 2)}",
                     functools.partial(self.start_cluster, c),
                 )
             )
@@ -601,7 +659,7 @@ class LocalFederationRunner:
         for c in self.desc.spec.clusters:
             steps.append(
                 (
-                    f"{c.name}: east-west gateway on {c.address(1)}:{GATEWAY_PORT}",
+                    f"{c.name}: east-west gateway on {self.net.gateway(c)}",
                     functools.partial(self.start_gateway, c),
                 )
             )
@@ -614,6 +672,7 @@ class LocalFederationRunner:
         except (UpError, FederationError, OSError) as err:
             self.progress(f"✗ {err}")
             stopped = stop_processes(self.record.processes)
+            remove_network(self.record.info.get("network", {}))
             self.record.path.unlink(missing_ok=True)
             raise UpError(f"meshfed up failed: {err} (stopped {len(stopped)} processes)") from err
         self.record.info["upSeconds"] = round(time.monotonic() - started, 1)

@@ -17,7 +17,7 @@ Outbound clusters (Envoy sidecars) are EDS clusters with, by default:
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
-from envoy.config.core.v3 import address_pb2, health_check_pb2
+from envoy.config.core.v3 import address_pb2, health_check_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
@@ -46,15 +46,55 @@ HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 CONNECT_TIMEOUT_MS = 1000
 
 
-def protocol_options(protocol: str) -> dict[str, object]:
-    """``typed_extension_protocol_options``: HTTP/2 for grpc/http2, none for tcp, else the
-    downstream's."""
+#: HTTP/2 PING keepalive between sidecars (``Http2ProtocolOptions.connection_keepalive``):
+#: a connection whose peer stops answering for this long is closed, its requests are reset
+#: and retried elsewhere (retry_on ``reset``), so a network partition costs no request. The
+#: timeout must exceed the longest round trip between two clusters (about 350 ms on earth).
+KEEPALIVE_INTERVAL_MS = 500
+KEEPALIVE_TIMEOUT_MS = 500
+
+
+def _http2_options() -> protocol_pb2.Http2ProtocolOptions:
+    return protocol_pb2.Http2ProtocolOptions(
+        connection_keepalive=protocol_pb2.KeepaliveSettings(
+            interval=duration_ms(KEEPALIVE_INTERVAL_MS),
+            timeout=duration_ms(KEEPALIVE_TIMEOUT_MS),
+        )
+    )
+
+
+def sidecar_to_sidecar_h2(port: ServicePort) -> bool:
+    """True when the outbound cluster of ``port`` speaks HTTP/2 to its endpoints although the
+    app may speak HTTP/1.1: an ``http`` port all of whose endpoints run a sidecar (tlsMode
+    ``mutual``; remote ones always do). Linkerd upgrades proxy-to-proxy traffic the same way;
+    it lets a dead path be seen within a second (HTTP/1.1 has no ping)."""
+    return port.protocol == "http" and port.tls_modes == frozenset({"mutual"})
+
+
+def protocol_options(
+    protocol: str, *, h2: bool = False, inbound: bool = False
+) -> dict[str, object]:
+    """``typed_extension_protocol_options`` of a cluster for a port of ``protocol``.
+
+    - ``tcp``: none.
+    - ``grpc`` / ``http2``, or ``h2`` (:func:`sidecar_to_sidecar_h2`): HTTP/2 with PING
+      keepalive (:data:`KEEPALIVE_INTERVAL_MS`, :data:`KEEPALIVE_TIMEOUT_MS`).
+    - ``http`` to the sidecar's own app (``inbound``): HTTP/1.1, whatever the caller's
+      sidecar spoke.
+    - ``http`` to workloads without a sidecar: the downstream's protocol.
+    """
     if protocol == "tcp":
         return {}
-    if protocol in ("grpc", "http2"):
+    if protocol in ("grpc", "http2") or h2:
         options = hpo.HttpProtocolOptions(
             explicit_http_config=hpo.HttpProtocolOptions.ExplicitHttpConfig(
-                http2_protocol_options={}
+                http2_protocol_options=_http2_options()
+            )
+        )
+    elif inbound:
+        options = hpo.HttpProtocolOptions(
+            explicit_http_config=hpo.HttpProtocolOptions.ExplicitHttpConfig(
+                http_protocol_options={}
             )
         )
     else:
@@ -78,6 +118,7 @@ def upstream_tls(port: ServicePort, tls: ProxyTls) -> tls_pb2.UpstreamTlsContext
     return tls_pb2.UpstreamTlsContext(
         sni=port.sni,
         common_tls_context=tls_pb2.CommonTlsContext(
+            alpn_protocols=["h2"] if sidecar_to_sidecar_h2(port) else [],
             tls_certificate_sds_secret_configs=[tls.svid()],
             combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
                 default_validation_context=common_pb2.CertificateValidationContext(
@@ -195,7 +236,9 @@ def outbound_cluster(
         health_checks=[default_health_check(hc) if hc else default_health_check()],
         outlier_detection=default_outlier_detection(od) if od else default_outlier_detection(),
         transport_socket_matches=[_tls_match(port, tls)] if "mutual" in port.tls_modes else [],
-        typed_extension_protocol_options=protocol_options(port.protocol),
+        typed_extension_protocol_options=protocol_options(
+            port.protocol, h2=sidecar_to_sidecar_h2(port)
+        ),
     )
 
 
@@ -224,7 +267,7 @@ def inbound_cluster(port_name: str, target_port: int, protocol: str) -> cluster_
                 )
             ],
         ),
-        typed_extension_protocol_options=protocol_options(protocol),
+        typed_extension_protocol_options=protocol_options(protocol, inbound=True),
     )
 
 

@@ -1,0 +1,178 @@
+"""Where the processes of a local federation run and listen: on loopback (the default), or in
+the isolated network of ``meshfed up --isolate`` (:mod:`federation.local.netplan`).
+
+The runner asks a placement for addresses, wraps argv with it, and runs its readiness checks
+through it (a check of ``127.0.0.1`` inside a cluster must run in that cluster's namespace).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from federation.local.description import ClusterSpec, LocalFederation
+from federation.local.netns import call_in, exec_argv, leftovers, run, run_ignoring_missing
+from federation.local.netplan import (
+    CONTROLLER_ADDRESS,
+    ClusterInput,
+    NetworkPlan,
+    build_plan,
+    home_key,
+    setup_commands,
+    teardown_commands,
+)
+from federation.model.locality import Locality
+from federation.netaddr import parse_host_port
+
+T = TypeVar("T")
+
+GATEWAY_PORT = 15443
+CONTROLLER = "controller"
+
+
+class Placement:
+    """Loopback: every cluster on its ``addressRange``, the controller where the file says."""
+
+    isolated = False
+
+    def __init__(self, desc: LocalFederation) -> None:
+        self.desc = desc
+
+    def address(self, c: ClusterSpec, host: int) -> str:
+        """``.host`` of cluster ``c``."""
+        return c.address(host)
+
+    def gateway(self, c: ClusterSpec) -> str:
+        """``host:port`` of ``c``'s east-west gateway (what other clusters dial)."""
+        return f"{c.address(1)}:{GATEWAY_PORT}"
+
+    @property
+    def controller_listen(self) -> str:
+        return self.desc.spec.controller.listen
+
+    @property
+    def controller_sync_listen(self) -> str:
+        return self.desc.spec.controller.sync_listen
+
+    def frontend_stats_host(self, c: ClusterSpec) -> str:
+        """Where the frontend serves its stats so that the CLI reaches them."""
+        return "127.0.0.1"
+
+    def netns(self, node: str) -> str | None:
+        """The namespace of ``node`` (a cluster name or ``controller``); None on loopback."""
+        return None
+
+    def argv(self, node: str, argv: list[str]) -> list[str]:
+        """``argv`` as it must run for ``node``."""
+        return exec_argv(self.netns(node), argv)
+
+    def check(self, node: str, fn: Callable[[], T]) -> T:
+        """Run a readiness check from ``node``'s network."""
+        return call_in(self.netns(node), fn)
+
+    def info(self) -> dict[str, Any]:
+        """What ``up.json`` records of the network (nothing on loopback)."""
+        return {}
+
+
+class IsolatedPlacement(Placement):
+    """``--isolate``: every cluster and the controller in a namespace of their own."""
+
+    isolated = True
+
+    def __init__(self, desc: LocalFederation, home: Path) -> None:
+        super().__init__(desc)
+        self.home = home
+        self.plan = plan_for(desc, home)
+        self.plan_path = home / "network" / "plan.json"
+        self.control = home / "network" / "emulator.sock"
+
+    def address(self, c: ClusterSpec, host: int) -> str:
+        return self.plan.address(c.name, host)
+
+    def gateway(self, c: ClusterSpec) -> str:
+        return f"{self.plan.node(c.name).public}:{GATEWAY_PORT}"
+
+    @property
+    def controller_listen(self) -> str:
+        return f"{CONTROLLER_ADDRESS}:{parse_host_port(self.desc.spec.controller.listen)[1]}"
+
+    @property
+    def controller_sync_listen(self) -> str:
+        port = parse_host_port(self.desc.spec.controller.sync_listen)[1]
+        return f"{CONTROLLER_ADDRESS}:{port}"
+
+    def frontend_stats_host(self, c: ClusterSpec) -> str:
+        return self.address(c, 9)
+
+    def netns(self, node: str) -> str | None:
+        return self.plan.node(node).netns
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "key": self.plan.key,
+            "namespaces": self.plan.namespaces,
+            "plan": str(self.plan_path),
+            "control": str(self.control),
+        }
+
+    def build(self) -> None:
+        """Write the plan and create the namespaces and devices (after removing any left by a
+        crashed ``up`` of this home).
+
+        Raises:
+            NetworkCommandError: an ``ip`` command failed.
+        """
+        remove_network(self.info())
+        self.plan_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.plan_path.write_text(self.plan.to_json())
+        run(setup_commands(self.plan))
+
+    def emulator_argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "federation.local.emulator",
+            "--plan",
+            str(self.plan_path),
+            "--control",
+            str(self.control),
+        ]
+
+
+def plan_for(desc: LocalFederation, home: Path) -> NetworkPlan:
+    """The isolated network of ``desc`` run from ``home``."""
+    clusters = [
+        ClusterInput(
+            c.name,
+            c.address_range,
+            Locality.parse(f"{c.region}/{c.zones[0]}"),
+            c.network or c.name,
+        )
+        for c in desc.spec.clusters
+    ]
+    ports = (
+        parse_host_port(desc.spec.controller.listen)[1],
+        parse_host_port(desc.spec.controller.sync_listen)[1],
+    )
+    return build_plan(
+        home_key(str(home.resolve())),
+        clusters,
+        controller_ports=ports,
+        gateway_port=GATEWAY_PORT,
+        latency=desc.pairs("latency"),
+        loss=desc.pairs("loss"),
+    )
+
+
+def remove_network(info: dict[str, Any]) -> list[str]:
+    """Remove the namespaces and devices recorded in ``info`` (``up.json``'s ``network``);
+    idempotent. Returns what is still there afterwards (empty when all went)."""
+    if not info:
+        return []
+    key = str(info["key"])
+    run_ignoring_missing(teardown_commands(key, list(info.get("namespaces", []))))
+    Path(str(info.get("control", "/nonexistent"))).unlink(missing_ok=True)
+    return leftovers(key)
