@@ -28,11 +28,15 @@ demo: $(STAMP) system-deps
 trust-walkthrough: $(STAMP) system-deps
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/trust-walkthrough.sh
 
-## system-deps: tools the tests call that pip cannot install (openssl CLI)
+## system-deps: tools the tests call that pip cannot install (openssl CLI; iproute2 for the
+## isolated bed of `meshfed up --isolate`, whose tests run as root)
 system-deps:
 	@command -v openssl >/dev/null || { \
 	  echo "installing openssl (Debian package)"; \
 	  apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+	@command -v ip >/dev/null || { \
+	  echo "installing iproute2 (Debian package)"; \
+	  apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; }
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -106,7 +106,7 @@ class EchoSpec(_Strict):
     """The demo ``echo`` service, exported from every cluster."""
 
     namespace: str = Field(default="demo", pattern=DNS_LABEL)
-    replicas_per_cluster: int = Field(default=2, ge=1, le=8, alias="replicasPerCluster")
+    replicas_per_cluster: int = Field(default=2, ge=1, le=16, alias="replicasPerCluster")
 
 
 class FrontendSpec(_Strict):

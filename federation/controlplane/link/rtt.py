@@ -3,6 +3,9 @@
 Every 10 s, and at once when the imports change, the prober times a TCP connect (ms) to each
 gateway; the raw figures go into the next report (the controller shows them) and, smoothed
 by :func:`federation.lb.paths.rtts_for_decisions`, into the registry for load balancing.
+A probe that fails keeps the last measurement: an unreachable gateway says nothing about the
+distance (health checks and outlier detection take the cluster out), and falling back to the
+estimate would reorder priorities during a partition and again after it heals.
 """
 
 from __future__ import annotations
@@ -56,9 +59,7 @@ class RttProber:
         }
         for cluster, gateway in sorted(gateways.items()):
             rtt = await connect_time_ms(gateway)
-            if rtt is None:
-                self.rtt_ms.pop(cluster, None)
-            else:
+            if rtt is not None:
                 self.rtt_ms[cluster] = rtt
         for gone in set(self.rtt_ms) - set(gateways):
             del self.rtt_ms[gone]

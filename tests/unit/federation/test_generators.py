@@ -300,3 +300,50 @@ def test_proxyless_grpc_servers_get_their_listener_only_as_their_own_service_acc
     assert plain.name.endswith("=127.0.1.7:18080")
     assert not plain.filter_chains[0].HasField("transport_socket")  # callers dial it in plain text
     assert server_listeners("grpc-x", "intruder") == []  # not its identity: nothing
+
+
+def _http_port(tls_modes: frozenset[str], protocol: str = "http"):
+    from federation.controlplane.generate.services import ServicePort
+
+    return ServicePort("demo", "echo", "http", 8080, protocol, ("echo",), tls_modes)
+
+
+def _h2_keepalive(cluster) -> tuple[str, float, float]:
+    from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
+
+    options = hpo.HttpProtocolOptions()
+    cluster.typed_extension_protocol_options[
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ].Unpack(options)
+    which = options.WhichOneof("upstream_protocol_options")
+    if which == "explicit_http_config" and options.explicit_http_config.HasField(
+        "http2_protocol_options"
+    ):
+        ka = options.explicit_http_config.http2_protocol_options.connection_keepalive
+        return "h2", ka.interval.ToMilliseconds(), ka.timeout.ToMilliseconds()
+    if which == "explicit_http_config":
+        return "http1", 0, 0
+    return which or "", 0, 0
+
+
+def test_sidecars_speak_http2_with_ping_between_them():
+    """Issue #16: an http port whose endpoints all run sidecars gets HTTP/2 (ALPN h2) with a
+    500 ms PING keepalive, so a silently dead path is closed and retried; with a plain-text
+    endpoint it keeps the caller's protocol; a sidecar talks HTTP/1.1 to its own http app."""
+    from federation.controlplane.generate.clusters import inbound_cluster, outbound_cluster
+    from federation.controlplane.generate.common import ProxyTls
+
+    tls = ProxyTls("example.org", "/id")
+    mutual = outbound_cluster(_http_port(frozenset({"mutual"})), tls)
+    assert _h2_keepalive(mutual) == ("h2", 500, 500)
+    context = tls_pb2.UpstreamTlsContext()
+    mutual.transport_socket_matches[0].transport_socket.typed_config.Unpack(context)
+    assert list(context.common_tls_context.alpn_protocols) == ["h2"]
+    mixed = outbound_cluster(_http_port(frozenset({"mutual", "disabled"})), tls)
+    assert _h2_keepalive(mixed)[0] == "use_downstream_protocol_config"
+    mixed.transport_socket_matches[0].transport_socket.typed_config.Unpack(context)
+    assert list(context.common_tls_context.alpn_protocols) == []
+    grpc = outbound_cluster(_http_port(frozenset({"disabled"}), "grpc"), tls)
+    assert _h2_keepalive(grpc) == ("h2", 500, 500)
+    assert _h2_keepalive(inbound_cluster("http", 18080, "http")) == ("http1", 0, 0)
+    assert _h2_keepalive(inbound_cluster("grpc", 19090, "grpc"))[0] == "h2"

@@ -1,0 +1,230 @@
+"""Issue #16 on the isolated bed (``meshfed up --isolate``): clusters in network namespaces
+of their own, joined by the link emulator with a round-trip matrix (40 / 80 / 30 ms).
+
+One federation serves the tests of this module, in order: cross-network traffic needs the
+gateways, measured RTTs, failover by partition under load, a partition from the controller
+only, and ``meshfed down`` leaving nothing behind. The first test crashes an ``up`` and checks
+that ``down`` still cleans up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from federation.local.netns import call_in, preflight
+from tests.integration.isolated import (
+    MESHFED,
+    RTT_MS,
+    A,
+    B,
+    C,
+    IsolatedFederation,
+    Result,
+    federation_file,
+    isolated_federation,
+    leftovers_of,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory):
+    """The module's isolated federation, with cluster A's own echo replica stopped (A's
+    callers are served from B, then C)."""
+    with isolated_federation(tmp_path_factory.mktemp("isolated")) as fed:
+        fed.meshfed("demo", "kill", f"{A}/echo")
+        yield fed
+
+
+def _connect(host: str, port: int, timeout_s: float = 1.0) -> str:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return "connected"
+    except OSError as err:
+        return type(err).__name__ + (f" errno {err.errno}" if err.errno else "")
+
+
+def test_down_cleans_up_after_a_crashed_up(tmp_path):
+    """Proof 5, crash half: SIGKILL ``meshfed up --isolate`` once its network exists; its
+    processes and namespaces stay behind; ``meshfed down`` removes them all (twice is fine)."""
+    try:
+        preflight()
+    except Exception as err:
+        pytest.skip(f"the isolated bed cannot be built here: {err}")
+    home = tmp_path / "home"
+    path = tmp_path / "federation.yaml"
+    path.write_text(yaml.safe_dump(federation_file()))
+    env = dict(os.environ, MESHFED_HOME=str(home))
+    up = subprocess.Popen(
+        [MESHFED, "up", "--isolate", "-f", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for((home / "logs" / "controller.log").exists, 60, "the controller to start")
+        assert leftovers_of(home), "the network should exist by now"
+    finally:
+        os.killpg(up.pid, signal.SIGKILL)
+        up.wait(timeout=10)
+    assert leftovers_of(home), "a crashed up leaves its network"
+    for _ in range(2):
+        done = subprocess.run(
+            [MESHFED, "down"], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+    assert leftovers_of(home) == []
+    assert "nothing to stop" in done.stdout
+
+
+def test_other_clusters_are_reachable_only_through_gateways(isolated: IsolatedFederation):
+    """Proof 1: from A's namespace, B's workload address cannot be reached (no route; and
+    with a route added by hand, the network drops it); B's gateway can; the service's global
+    name through A's sidecar is answered by B."""
+    plan = isolated.plan
+    b_workload = plan.address(B, 10)
+    ns = isolated.netns(A)
+    assert call_in(ns, lambda: _connect(b_workload, 15006)) == "OSError errno 101"  # unreachable
+    subprocess.run(
+        ["ip", "-n", ns, "route", "add", plan.node(B).private, "dev", plan.node(A).tun],
+        check=True,
+    )
+    try:
+        assert call_in(ns, lambda: _connect(b_workload, 15006)) == "TimeoutError"
+    finally:
+        subprocess.run(["ip", "-n", ns, "route", "del", plan.node(B).private], check=True)
+    assert call_in(ns, lambda: _connect(plan.node(B).public, 15443)) == "connected"
+    assert call_in(ns, lambda: _connect(plan.node(B).public, 15014)) == "TimeoutError"
+    results, _ = isolated.drive(A, isolated.outbound("sidecar-frontend"), rps=10, duration_s=1)
+    assert {(r.status, r.served_by) for r in results} == {(200, B)}
+
+
+def _rtt_rows(isolated: IsolatedFederation) -> dict[str, dict]:
+    data = isolated.json("explain", "echo.demo", "--from", A)
+    return {r["cluster"]: r for r in data["ports"][0]["rows"] if r["cluster"] != A}
+
+
+def test_explain_shows_measured_rtts(isolated: IsolatedFederation):
+    """Proof 2: ``meshfed explain`` from A shows RTTs to B and C measured through their
+    gateways, within 20 % of the matrix."""
+
+    def measured():
+        rows = _rtt_rows(isolated)
+        ok = all(rows.get(c, {}).get("rttSource") == "measured" for c in (B, C))
+        return rows if ok else None
+
+    rows = wait_for(measured, 30, "measured RTTs to B and C")
+    for cluster, expected in ((B, RTT_MS[(A, B)]), (C, RTT_MS[(A, C)])):
+        got = rows[cluster]["rttMs"]
+        assert abs(got - expected) <= 0.2 * expected, (cluster, got, expected)
+
+
+def _bins(results: list[Result], start: float, width: float = 0.5) -> list[tuple[float, float]]:
+    """(bin start, share served by B) of the requests sent from ``start`` on."""
+    out: dict[int, list[Result]] = {}
+    for r in results:
+        if r.sent >= start:
+            out.setdefault(int((r.sent - start) / width), []).append(r)
+    return [
+        (start + k * width, sum(r.served_by == B for r in rs) / len(rs))
+        for k, rs in sorted(out.items())
+    ]
+
+
+def test_partition_fails_over_without_errors(isolated: IsolatedFederation):
+    """Proof 3: 200 rps from A (its own replica gone) to echo, served by B; partition B:
+    0 failed requests, C serves within 1 s (measured; asserted within 2 s); heal: B serves
+    again within 5 s."""
+    results, at = isolated.drive(
+        A,
+        isolated.outbound("sidecar-frontend"),
+        rps=200,
+        duration_s=14,
+        events=[(3.0, ["demo", "partition", B]), (8.0, ["demo", "heal", B])],
+    )
+    cut, healed = at[f"demo partition {B}"], at[f"demo heal {B}"]
+    failed = [r for r in results if r.status != 200]
+    assert not failed, f"{len(failed)} of {len(results)} failed: {failed[:5]}"
+    before = [r for r in results if r.done < cut - 0.2]
+    assert before and all(r.served_by == B for r in before)
+    # moved: the last request that B served or that the partition held up
+    stuck = [
+        r.done
+        for r in results
+        if r.sent < healed and r.done > cut and (r.served_by == B or r.done - r.sent > 0.5)
+    ]
+    moved_s = (max(stuck) - cut) if stuck else 0.0
+    during = [r for r in results if cut + moved_s < r.sent < healed - 0.2]
+    assert during and all(r.served_by == C for r in during)
+    print(f"partition: {len(results)} requests, 0 failed, moved to C in {moved_s:.2f} s")
+    assert moved_s <= 2.0, moved_s
+    back = next((t for t, share in _bins(results, healed) if share >= 0.9), None)
+    assert back is not None, "B never got its traffic back"
+    print(f"heal: B serves >= 90 % again {back - healed:.2f} s after heal")
+    assert back - healed <= 5.0
+
+
+def test_partition_from_controller_only(isolated: IsolatedFederation):
+    """Proof 4: B cut off from the controller only keeps serving A's callers and keeps its
+    configuration (static stability); after its lease (6 s) it is withdrawn from every
+    cluster's imports, A's traffic moves to C without errors; healed, it comes back."""
+    outbound = isolated.outbound("sidecar-frontend")
+    isolated.meshfed("demo", "partition", B, "--from", "controller")
+    try:
+        results, _ = isolated.drive(A, outbound, rps=50, duration_s=2)
+        assert {(r.status, r.served_by) for r in results} == {(200, B)}
+        assert (
+            call_in(isolated.netns(B), lambda: _connect(isolated.plan.node(C).public, 15443))
+            == "connected"
+        )
+
+        def withdrawn():
+            imports = isolated.json("get", "imports")["imports"]
+            sources = {i["cluster"]: {r["cluster"] for r in i["spec"]["clusters"]} for i in imports}
+            return all(B not in sources.get(c, {B}) for c in (A, C)) and sources
+
+        started = time.monotonic()
+        wait_for(withdrawn, 30, f"{B} withdrawn from the imports of {A} and {C}")
+        print(f"withdrawn {time.monotonic() - started:.1f} s after the partition (lease 6 s)")
+        results, _ = isolated.drive(A, outbound, rps=50, duration_s=2)
+        assert {r.status for r in results} == {200}
+        assert results[-1].served_by == C
+    finally:
+        isolated.meshfed("demo", "heal", B)
+
+    def back():
+        results, _ = isolated.drive(A, outbound, rps=20, duration_s=0.5)
+        return all(r.status == 200 and r.served_by == B for r in results)
+
+    wait_for(back, 60, f"{B} serving A again after heal")
+
+
+def test_down_leaves_nothing(isolated: IsolatedFederation):
+    """Proof 5: ``meshfed down`` after ``up --isolate`` leaves no namespace, device or qdisc
+    (checked with ``ip`` and ``tc``)."""
+    key = isolated.record.info["network"]["key"]
+    assert isolated.leftovers()
+    isolated.meshfed("down")
+    assert leftovers_of(isolated.home) == []
+    names = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=False
+    ).stdout
+    assert f"meshfed-{key}-" not in names
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
+    assert f"mf{key}" not in links
+    qdiscs = subprocess.run(
+        ["tc", "qdisc", "show"], capture_output=True, text=True, check=False
+    ).stdout
+    assert f"mf{key}" not in qdiscs
+    assert not Path(isolated.home / "up.json").exists()

@@ -1,0 +1,207 @@
+"""The isolated network's pure parts: the latency matrix, the address plan, the iproute2
+commands, and the link emulator's routing rules (issue #16)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+import yaml
+
+from federation.errors import InvalidDocumentError
+from federation.local.description import default_text, load
+from federation.local.latency import default_rtt_ms, parse_loss, parse_pair, parse_rtt_ms, rtt_ms
+from federation.local.netplan import (
+    ClusterInput,
+    NetworkPlan,
+    Router,
+    build_plan,
+    setup_commands,
+    teardown_commands,
+)
+from federation.model.locality import Locality
+
+USE1 = Locality.parse("aws/us-east-1/us-east-1a")
+USE1B = Locality.parse("aws/us-east-1/us-east-1b")
+EUW1 = Locality.parse("aws/eu-west-1/eu-west-1a")
+GEW1 = Locality.parse("gcp/europe-west1/europe-west1-b")
+
+
+def test_durations_and_percentages():
+    assert parse_rtt_ms("85ms") == 85
+    assert parse_rtt_ms("0.085s") == pytest.approx(85)
+    assert parse_rtt_ms(12.5) == 12.5
+    assert parse_loss("0.5%") == pytest.approx(0.005)
+    for bad in ("fast", "-3ms", "11s"):
+        with pytest.raises(ValueError):
+            parse_rtt_ms(bad)
+    with pytest.raises(ValueError, match="above 100"):
+        parse_loss("150%")
+
+
+def test_pairs_are_unordered_and_checked():
+    assert parse_pair("aws/us-east-1 -> gcp/europe-west1") == parse_pair(
+        "gcp/europe-west1->aws/us-east-1"
+    )
+    for bad in ("aws/us-east-1", "aws/us-east-1 -> gcp", "aws/x -> aws/x"):
+        with pytest.raises(ValueError):
+            parse_pair(bad)
+
+
+def test_default_rtts_come_from_the_published_table_then_the_estimate():
+    assert default_rtt_ms(USE1, EUW1) == 68  # latency.yaml (CloudPing)
+    assert default_rtt_ms(EUW1, GEW1) == 20
+    assert default_rtt_ms(USE1, USE1B) == 1.0  # same region, other zone
+    assert default_rtt_ms(USE1, USE1) == 0.2
+    tokyo = Locality.parse("aws/ap-northeast-1/ap-northeast-1a")
+    assert 150 < default_rtt_ms(USE1, tokyo) < 300  # great-circle estimate
+    assert default_rtt_ms(USE1, Locality.parse("aws/mars-1/mars-1a")) == 150.0  # unknown
+    overrides = {frozenset(("aws/us-east-1", "aws/eu-west-1")): 40.0}
+    assert rtt_ms(EUW1, USE1, overrides) == 40.0
+
+
+def _write(tmp_path, **spec):
+    raw = yaml.safe_load(default_text())
+    raw["spec"].update(spec)
+    path = tmp_path / "f.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_federation_file_latency_and_loss(tmp_path):
+    desc = load(
+        _write(
+            tmp_path,
+            latency={"aws/us-east-1 -> gcp/europe-west1": "85ms"},
+            loss={"aws/us-east-1 -> aws/eu-west-1": "1%"},
+        )
+    )
+    assert desc.pairs("latency") == {frozenset(("aws/us-east-1", "gcp/europe-west1")): 85.0}
+    assert desc.pairs("loss") == {frozenset(("aws/us-east-1", "aws/eu-west-1")): 0.01}
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ({"latency": {"aws/us-east-1 -> gcp": "85ms"}}, "spec.latency"),
+        ({"latency": {"aws/us-east-1 -> gcp/europe-west1": "soon"}}, "not a duration"),
+        (
+            {
+                "latency": {
+                    "aws/us-east-1 -> gcp/europe-west1": "85ms",
+                    "gcp/europe-west1 -> aws/us-east-1": "90ms",
+                }
+            },
+            "same pair",
+        ),
+        ({"loss": {"aws/us-east-1 -> aws/eu-west-1": "200%"}}, "spec.loss"),
+    ],
+)
+def test_bad_matrix_is_refused_naming_the_field(tmp_path, spec, needle):
+    with pytest.raises(InvalidDocumentError, match=needle):
+        load(_write(tmp_path, **spec))
+
+
+def _plan(network_b: str = "b") -> NetworkPlan:
+    return build_plan(
+        "abcd",
+        [
+            ClusterInput("a", "127.0.1.0/24", USE1, "a"),
+            ClusterInput("b", "127.0.2.0/24", EUW1, network_b),
+            ClusterInput("c", "127.0.3.0/24", GEW1, "c"),
+        ],
+        controller_ports=(15080, 15090),
+        gateway_port=15443,
+        latency={frozenset(("aws/us-east-1", "aws/eu-west-1")): 40.0},
+        loss={frozenset(("aws/us-east-1", "gcp/europe-west1")): 0.02},
+    )
+
+
+def test_address_plan():
+    plan = _plan()
+    assert [(n.name, n.public, n.private) for n in plan.nodes] == [
+        ("host", "198.18.0.1", None),
+        ("controller", "198.18.0.2", None),
+        ("a", "198.18.0.10", "198.19.1.0/24"),
+        ("b", "198.18.0.11", "198.19.2.0/24"),
+        ("c", "198.18.0.12", "198.19.3.0/24"),
+    ]
+    assert plan.address("b", 10) == "198.19.2.10"
+    assert plan.namespaces == [
+        "meshfed-abcd-controller",
+        "meshfed-abcd-a",
+        "meshfed-abcd-b",
+        "meshfed-abcd-c",
+    ]
+    assert plan.rtt_ms == {"a|b": 40.0, "a|c": 85.0, "b|c": 20.0}
+    assert plan.loss == {"a|c": 0.02}
+    assert NetworkPlan.from_json(plan.to_json()) == plan
+
+
+def test_setup_and_teardown_commands():
+    cmds = setup_commands(_plan())
+    assert ["ip", "netns", "add", "meshfed-abcd-a"] in cmds
+    assert ["ip", "-n", "meshfed-abcd-a", "addr", "add", "198.19.1.1/24", "dev", "lo"] in cmds
+    assert ["ip", "link", "set", "mfabcdn0", "netns", "meshfed-abcd-a"] in cmds
+    assert ["ip", "route", "add", "198.19.0.0/16", "dev", "mfabcdh"] in cmds  # the host
+    # no cluster routes to another's private range unless they share a network
+    assert not [c for c in cmds if c[-4:-2] == ["dev", "mfabcdn0"] and "198.19." in c[-5]]
+    shared = setup_commands(_plan(network_b="a"))
+    route = ["ip", "-n", "meshfed-abcd-a", "route", "add", "198.19.2.0/24", "dev", "mfabcdn0"]
+    assert [*route, "src", "198.18.0.10"] in shared
+    down = teardown_commands("abcd", _plan().namespaces)
+    assert down[0] == ["ip", "link", "del", "mfabcdh"]
+    assert ["ip", "netns", "del", "meshfed-abcd-c"] in down
+
+
+def _packet(src: str, dst: str, sport: int = 40000, dport: int = 15443, proto: int = 6) -> bytes:
+    def ip(a: str) -> bytes:
+        return bytes(int(x) for x in a.split("."))
+
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, proto, 0, ip(src), ip(dst))
+    return header + struct.pack("!HH", sport, dport) + b"\0" * 16
+
+
+def test_router_lets_only_gateways_and_the_controller_across():
+    r = Router(_plan())
+    a, b, c, ctl, host = (r.index(n) for n in ("a", "b", "c", "controller", "host"))
+    # a -> b's gateway: delayed by half the 40 ms round trip
+    assert r.route(a, _packet("198.18.0.10", "198.18.0.11")) == (b, 0.02)
+    # b's gateway answers a
+    assert r.route(b, _packet("198.18.0.11", "198.18.0.10", 15443, 40000)) == (a, 0.02)
+    # a -> another port of b's public address, a -> b's workloads: refused
+    assert r.route(a, _packet("198.18.0.10", "198.18.0.11", dport=15014)) == "refused"
+    assert r.route(a, _packet("198.18.0.10", "198.19.2.10", dport=15006)) == "refused"
+    # the controller's API and sync ports, and nothing else on it
+    assert r.route(a, _packet("198.18.0.10", "198.18.0.2", dport=15090)) == (ctl, 0.0)
+    assert r.route(a, _packet("198.18.0.10", "198.18.0.2", dport=22)) == "refused"
+    # the operator's host reaches private addresses
+    assert r.route(host, _packet("198.18.0.1", "198.19.3.2", dport=15014)) == (c, 0.0)
+    # a source address that is not the sender's own is dropped
+    assert r.route(a, _packet("198.18.0.11", "198.18.0.12")) == "spoofed"
+    assert r.route(a, _packet("198.18.0.10", "10.0.0.1")) == "no-route"
+    assert r.route(a, b"\x60" + b"\0" * 39) == "not-ipv4"
+
+
+def test_router_same_network_clusters_reach_each_other():
+    r = Router(_plan(network_b="a"))
+    a, b = r.index("a"), r.index("b")
+    assert r.route(a, _packet("198.18.0.10", "198.19.2.10", dport=15006)) == (b, 0.02)
+    assert r.route(r.index("c"), _packet("198.18.0.12", "198.19.2.10")) == "refused"
+
+
+def test_router_partitions_and_heals():
+    r = Router(_plan())
+    a, b = r.index("a"), r.index("b")
+    assert r.partition("b") == ["controller", "a", "c"]
+    assert r.route(a, _packet("198.18.0.10", "198.18.0.11")) == "partitioned"
+    assert r.route(b, _packet("198.18.0.11", "198.18.0.2", dport=15090)) == "partitioned"
+    assert r.route(r.index("host"), _packet("198.18.0.1", "198.19.2.2"))[0] == b  # type: ignore[index]
+    r.heal("b")
+    assert r.partitions() == []
+    assert r.partition("b", ["controller"]) == ["controller"]
+    assert r.route(a, _packet("198.18.0.10", "198.18.0.11")) == (b, 0.02)
+    assert r.partitions() == [["b", "controller"]]
+    for bad in (("host", None), ("b", ["host"]), ("b", ["nowhere"]), ("b", ["b"])):
+        with pytest.raises(KeyError):
+            r.partition(*bad)
