@@ -180,6 +180,7 @@ def test_partition_from_controller_only(isolated: IsolatedFederation):
     configuration (static stability); after its lease (6 s) it is withdrawn from every
     cluster's imports, A's traffic moves to C without errors; healed, it comes back."""
     outbound = isolated.outbound("sidecar-frontend")
+    started = time.monotonic()
     isolated.meshfed("demo", "partition", B, "--from", "controller")
     try:
         results, _ = isolated.drive(A, outbound, rps=50, duration_s=2)
@@ -190,11 +191,10 @@ def test_partition_from_controller_only(isolated: IsolatedFederation):
         )
 
         def withdrawn():
-            imports = isolated.json("get", "imports")["imports"]
+            imports = isolated.json("get", "imports")
             sources = {i["cluster"]: {r["cluster"] for r in i["spec"]["clusters"]} for i in imports}
-            return all(B not in sources.get(c, {B}) for c in (A, C)) and sources
+            return all(B not in sources.get(c, set()) for c in (A, C)) and sources
 
-        started = time.monotonic()
         wait_for(withdrawn, 30, f"{B} withdrawn from the imports of {A} and {C}")
         print(f"withdrawn {time.monotonic() - started:.1f} s after the partition (lease 6 s)")
         results, _ = isolated.drive(A, outbound, rps=50, duration_s=2)
