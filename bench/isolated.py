@@ -175,9 +175,9 @@ def partition_round(fed: IsolatedFederation, rps: float) -> tuple[int, int, floa
         fed.outbound("sidecar-frontend"),
         rps=rps,
         duration_s=14,
-        events=[(3.0, ["demo", "partition", B]), (8.0, ["demo", "heal", B])],
+        events=[(3.0, "partition", B), (8.0, "heal", B)],
     )
-    cut, healed = at[f"demo partition {B}"], at[f"demo heal {B}"]
+    cut, healed = at[f"partition {B}"], at[f"heal {B}"]
     failed = sum(r.status != 200 for r in results)
     normal = sorted(r.done - r.sent for r in results if r.done < cut)[
         int(0.99 * sum(r.done < cut for r in results))

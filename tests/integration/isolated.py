@@ -27,6 +27,7 @@ import aiohttp
 import pytest
 import yaml
 
+from federation.local.emulator import request as emulator_request
 from federation.local.netns import IsolationUnavailableError, call_in, leftovers, preflight
 from federation.local.netplan import NetworkPlan, home_key
 from federation.local.runner import Record
@@ -136,11 +137,13 @@ class IsolatedFederation:
         rps: float,
         duration_s: float,
         host: str = "echo.demo.svc.clusterset.local",
-        events: list[tuple[float, list[str]]] | None = None,
+        events: list[tuple[float, str, str]] | None = None,
     ) -> tuple[list[Result], dict[str, float]]:
         """Send ``rps`` GETs per second for ``duration_s`` from inside ``cluster`` through a
-        sidecar's outbound port; run ``meshfed <args>`` at each ``(offset s, args)`` of
-        ``events``. Returns every request and, per event, the time its command returned."""
+        sidecar's outbound port; at each ``(offset s, op, node)`` of ``events`` ask the link
+        emulator to ``partition`` or ``heal`` ``node`` (what ``meshfed demo partition|heal``
+        sends). Returns every request and, per ``"<op> <node>"``, when the emulator applied
+        it (the middle of the request to its control socket, which takes about 1 ms)."""
         return call_in(
             self.netns(cluster),
             lambda: asyncio.run(self._drive(outbound, host, rps, duration_s, events or [])),
@@ -152,7 +155,7 @@ class IsolatedFederation:
         host: str,
         rps: float,
         duration_s: float,
-        events: list[tuple[float, list[str]]],
+        events: list[tuple[float, str, str]],
     ) -> tuple[list[Result], dict[str, float]]:
         results: list[Result] = []
         happened: dict[str, float] = {}
@@ -171,18 +174,19 @@ class IsolatedFederation:
                 status = -1
             results.append(Result(sent, time.monotonic() - begin, status, served))
 
-        async def event(offset: float, args: list[str]) -> None:
+        control = Path(self.record.info["network"]["control"])
+
+        async def event(offset: float, op: str, node: str) -> None:
             await asyncio.sleep(offset)
-            proc = await asyncio.create_subprocess_exec(
-                MESHFED, *args, env=self.env, stdout=subprocess.DEVNULL
-            )
-            assert await proc.wait() == 0, args
-            happened[" ".join(args)] = time.monotonic() - begin
+            before = time.monotonic()
+            answer = await asyncio.to_thread(emulator_request, control, {"op": op, "node": node})
+            assert answer["ok"], answer
+            happened[f"{op} {node}"] = (before + time.monotonic()) / 2 - begin
 
         timeout = aiohttp.ClientTimeout(total=10)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            pending = [asyncio.create_task(event(o, a)) for o, a in events]
+            pending = [asyncio.create_task(event(*e)) for e in events]
             count = int(rps * duration_s)
             for i in range(count):  # bounded: rps * duration requests
                 delay = begin + i / rps - time.monotonic()

@@ -151,9 +151,9 @@ def test_partition_fails_over_without_errors(isolated: IsolatedFederation):
         isolated.outbound("sidecar-frontend"),
         rps=200,
         duration_s=14,
-        events=[(3.0, ["demo", "partition", B]), (8.0, ["demo", "heal", B])],
+        events=[(3.0, "partition", B), (8.0, "heal", B)],
     )
-    cut, healed = at[f"demo partition {B}"], at[f"demo heal {B}"]
+    cut, healed = at[f"partition {B}"], at[f"heal {B}"]
     failed = [r for r in results if r.status != 200]
     assert not failed, f"{len(failed)} of {len(results)} failed: {failed[:5]}"
     before = [r for r in results if r.done < cut - 0.2]

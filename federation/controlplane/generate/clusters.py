@@ -16,6 +16,9 @@ Outbound clusters (Envoy sidecars) are EDS clusters with, by default:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import address_pb2, health_check_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -47,18 +50,34 @@ CONNECT_TIMEOUT_MS = 1000
 
 
 #: HTTP/2 PING keepalive between sidecars (``Http2ProtocolOptions.connection_keepalive``):
-#: a connection whose peer stops answering for this long is closed, its requests are reset
-#: and retried elsewhere (retry_on ``reset``), so a network partition costs no request. The
-#: timeout must exceed the longest round trip between two clusters (about 350 ms on earth).
-KEEPALIVE_INTERVAL_MS = 500
-KEEPALIVE_TIMEOUT_MS = 500
+#: a PING every 200 ms; a connection whose peer does not answer one within the timeout
+#: (:func:`keepalive_timeout_ms`) is closed, its requests are reset and retried elsewhere
+#: (retry_on ``reset``), so a network partition costs no request.
+KEEPALIVE_INTERVAL_MS = 200
+#: The PING timeout (ms) when the distance to an endpoint is unknown.
+KEEPALIVE_TIMEOUT_UNKNOWN_MS = 1000
 
 
-def _http2_options() -> protocol_pb2.Http2ProtocolOptions:
+def keepalive_timeout_ms(rtts_ms: Iterable[float | None]) -> int:
+    """PING timeout (ms) for a cluster whose endpoints are ``rtts_ms`` away (round trips, ms,
+    measured or estimated; None: unknown): two round trips of the farthest plus 100 ms (the
+    answer takes one; a PING may queue behind data frames), rounded up to 100 ms, between
+    300 ms and 2,000 ms;
+    :data:`KEEPALIVE_TIMEOUT_UNKNOWN_MS` when a distance is unknown."""
+    rtts = list(rtts_ms)
+    if not rtts or any(r is None for r in rtts):
+        return KEEPALIVE_TIMEOUT_UNKNOWN_MS
+    farthest = max(r for r in rtts if r is not None)
+    return int(min(2000, max(300, math.ceil((2 * farthest + 100) / 100) * 100)))
+
+
+def _http2_options(
+    timeout_ms: int = KEEPALIVE_TIMEOUT_UNKNOWN_MS,
+) -> protocol_pb2.Http2ProtocolOptions:
     return protocol_pb2.Http2ProtocolOptions(
         connection_keepalive=protocol_pb2.KeepaliveSettings(
             interval=duration_ms(KEEPALIVE_INTERVAL_MS),
-            timeout=duration_ms(KEEPALIVE_TIMEOUT_MS),
+            timeout=duration_ms(timeout_ms),
         )
     )
 
@@ -72,13 +91,17 @@ def sidecar_to_sidecar_h2(port: ServicePort) -> bool:
 
 
 def protocol_options(
-    protocol: str, *, h2: bool = False, inbound: bool = False
+    protocol: str,
+    *,
+    h2: bool = False,
+    inbound: bool = False,
+    keepalive_timeout: int = KEEPALIVE_TIMEOUT_UNKNOWN_MS,
 ) -> dict[str, object]:
     """``typed_extension_protocol_options`` of a cluster for a port of ``protocol``.
 
     - ``tcp``: none.
     - ``grpc`` / ``http2``, or ``h2`` (:func:`sidecar_to_sidecar_h2`): HTTP/2 with PING
-      keepalive (:data:`KEEPALIVE_INTERVAL_MS`, :data:`KEEPALIVE_TIMEOUT_MS`).
+      keepalive (:data:`KEEPALIVE_INTERVAL_MS`, ``keepalive_timeout`` ms).
     - ``http`` to the sidecar's own app (``inbound``): HTTP/1.1, whatever the caller's
       sidecar spoke.
     - ``http`` to workloads without a sidecar: the downstream's protocol.
@@ -88,7 +111,7 @@ def protocol_options(
     if protocol in ("grpc", "http2") or h2:
         options = hpo.HttpProtocolOptions(
             explicit_http_config=hpo.HttpProtocolOptions.ExplicitHttpConfig(
-                http2_protocol_options=_http2_options()
+                http2_protocol_options=_http2_options(keepalive_timeout)
             )
         )
     elif inbound:
@@ -198,13 +221,15 @@ def outbound_cluster(
     inline_dns: endpoint_pb2.ClusterLoadAssignment | None = None,
     name: str | None = None,
     policy: TrafficPolicy | None = None,
+    rtts_ms: Iterable[float | None] = (),
 ) -> cluster_pb2.Cluster:
     """The sidecar's cluster for one service port (see the module docstring).
 
     EDS normally; with ``inline_dns`` (endpoints addressed by hostname, e.g. a remote gateway
     behind a cloud load balancer) a STRICT_DNS cluster carrying that assignment, IPv4 only.
     ``name`` (default ``port.cluster_name``) names a split subset; ``policy`` overrides the
-    health check and outlier detection.
+    health check and outlier detection; ``rtts_ms`` (round trips to the endpoints' clusters)
+    sets the HTTP/2 PING timeout (:func:`keepalive_timeout_ms`).
     """
     name = name or port.cluster_name
     hc = policy.spec.health_check if policy and policy.spec.health_check else None
@@ -237,7 +262,9 @@ def outbound_cluster(
         outlier_detection=default_outlier_detection(od) if od else default_outlier_detection(),
         transport_socket_matches=[_tls_match(port, tls)] if "mutual" in port.tls_modes else [],
         typed_extension_protocol_options=protocol_options(
-            port.protocol, h2=sidecar_to_sidecar_h2(port)
+            port.protocol,
+            h2=sidecar_to_sidecar_h2(port),
+            keepalive_timeout=keepalive_timeout_ms(rtts_ms),
         ),
     )
 

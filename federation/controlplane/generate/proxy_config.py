@@ -88,15 +88,18 @@ def _sidecar(
             (name, endpoints.prefer_cluster(placed.choices, cluster))
             for cluster, name, _ in subsets
         ]
+        rtts = [c.candidate.rtt_ms for c in placed.choices]
         for name, choices in targets:
             cla = endpoints.assignment(name, choices, placed.members)
             if endpoints.has_hostnames(cla):
                 out[resource.CLUSTER].append(
-                    clusters.outbound_cluster(port, tls, inline_dns=cla, name=name, policy=policy)
+                    clusters.outbound_cluster(
+                        port, tls, inline_dns=cla, name=name, policy=policy, rtts_ms=rtts
+                    )
                 )
             else:
                 out[resource.CLUSTER].append(
-                    clusters.outbound_cluster(port, tls, name=name, policy=policy)
+                    clusters.outbound_cluster(port, tls, name=name, policy=policy, rtts_ms=rtts)
                 )
                 out[resource.ENDPOINT].append(cla)
         if policy is not None:

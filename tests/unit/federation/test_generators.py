@@ -328,14 +328,24 @@ def _h2_keepalive(cluster) -> tuple[str, float, float]:
 
 def test_sidecars_speak_http2_with_ping_between_them():
     """Issue #16: an http port whose endpoints all run sidecars gets HTTP/2 (ALPN h2) with a
-    500 ms PING keepalive, so a silently dead path is closed and retried; with a plain-text
-    endpoint it keeps the caller's protocol; a sidecar talks HTTP/1.1 to its own http app."""
-    from federation.controlplane.generate.clusters import inbound_cluster, outbound_cluster
+    PING every 200 ms and a timeout of two round trips to the farthest endpoint plus 100 ms,
+    so a silently dead path is closed and retried; with a plain-text endpoint it keeps the
+    caller's protocol; a sidecar talks HTTP/1.1 to its own http app."""
+    from federation.controlplane.generate.clusters import (
+        inbound_cluster,
+        keepalive_timeout_ms,
+        outbound_cluster,
+    )
     from federation.controlplane.generate.common import ProxyTls
 
+    assert keepalive_timeout_ms([0.2, 40.0, 120.0]) == 400  # 2 x 120 + 100, up to 100 ms
+    assert keepalive_timeout_ms([0.2, 80.0]) == 300  # floor
+    assert keepalive_timeout_ms([350.0]) == 800
+    assert keepalive_timeout_ms([1500.0]) == 2000  # ceiling
+    assert keepalive_timeout_ms([40.0, None]) == 1000  # a distance unknown
     tls = ProxyTls("example.org", "/id")
-    mutual = outbound_cluster(_http_port(frozenset({"mutual"})), tls)
-    assert _h2_keepalive(mutual) == ("h2", 500, 500)
+    mutual = outbound_cluster(_http_port(frozenset({"mutual"})), tls, rtts_ms=[0.2, 120.0])
+    assert _h2_keepalive(mutual) == ("h2", 200, 400)
     context = tls_pb2.UpstreamTlsContext()
     mutual.transport_socket_matches[0].transport_socket.typed_config.Unpack(context)
     assert list(context.common_tls_context.alpn_protocols) == ["h2"]
@@ -344,6 +354,6 @@ def test_sidecars_speak_http2_with_ping_between_them():
     mixed.transport_socket_matches[0].transport_socket.typed_config.Unpack(context)
     assert list(context.common_tls_context.alpn_protocols) == []
     grpc = outbound_cluster(_http_port(frozenset({"disabled"}), "grpc"), tls)
-    assert _h2_keepalive(grpc) == ("h2", 500, 500)
+    assert _h2_keepalive(grpc) == ("h2", 200, 1000)
     assert _h2_keepalive(inbound_cluster("http", 18080, "http")) == ("http1", 0, 0)
     assert _h2_keepalive(inbound_cluster("grpc", 19090, "grpc"))[0] == "h2"
