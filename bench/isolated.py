@@ -85,8 +85,15 @@ def start_marker(fed: IsolatedFederation, cluster: str, service: str, host: int)
     runner.spawn(f"sidecar-{service}", sidecar, "marker-sidecar", cluster)
 
     def registered() -> dict | None:
-        entries = call("GET", _api(fed, cluster), "/v1/workloads", home=fed.home)["workloads"]
-        return next((w for w in entries if w["metadata"]["name"] == service), None)
+        state = json.loads((fed.home / "controlplanes" / cluster / "state.json").read_text())
+        return next(
+            (
+                d
+                for d in state["documents"]
+                if d["kind"] == "WorkloadEntry" and d["metadata"]["name"] == service
+            ),
+            None,
+        )
 
     return wait_for(registered, 60, f"{service} registered")
 
