@@ -180,6 +180,38 @@ def _reap(records: list[ProcessRecord]) -> None:
             pass
 
 
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+#: inotify instances one Envoy holds (file-based SDS: its SVID and trust bundle; measured 4).
+INOTIFY_PER_ENVOY = 4
+
+
+def ensure_inotify_instances(envoys: int, path: Path = INOTIFY_INSTANCES) -> str | None:
+    """Make sure ``envoys`` Envoys can watch their certificate files: each holds
+    :data:`INOTIFY_PER_ENVOY` inotify instances, counted per user against
+    ``fs.inotify.max_user_instances`` (128 by default: about 30 Envoys). As root, raise the
+    limit and say so (returns the message); otherwise, or when it cannot be written, raise.
+
+    Raises:
+        UpError: the limit is too low and cannot be raised here (names the sysctl to set).
+    """
+    try:
+        current = int(path.read_text())
+    except (OSError, ValueError):
+        return None
+    needed = INOTIFY_PER_ENVOY * envoys + 64
+    if current >= needed:
+        return None
+    try:
+        path.write_text(str(needed))
+    except OSError as err:
+        raise UpError(
+            f"{envoys} Envoys need {needed} inotify instances and fs.inotify.max_user_instances"
+            f" is {current}: run `sysctl -w fs.inotify.max_user_instances={needed}` as root"
+            f" ({err.strerror})"
+        ) from err
+    return f"raised fs.inotify.max_user_instances from {current} to {needed} for {envoys} Envoys"
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL we built
@@ -436,6 +468,8 @@ class LocalFederationRunner:
                 f"{self.net.address(c, 2)}:{XDS_PORT}",
                 "--listen",
                 gateway,
+                "--admin-port",
+                str(free_port()),
                 "--workload-token-file",
                 str(token),
                 "--envoy-log",
@@ -461,7 +495,10 @@ class LocalFederationRunner:
         locality: str,
     ) -> list[str]:
         """``meshfed proxy sidecar`` for one workload of cluster ``c`` (service account: the
-        service's name), with a workload token minted for it."""
+        service's name), with a workload token minted for it. Its admin port is picked here,
+        not by the agent: it is also Envoy's ``--base-id`` (shared memory, one namespace for
+        the whole host), and agents in different network namespaces (``--isolate``) would
+        each find the same port free."""
         token = self.workload_token(c, namespace, service, name)
         return [
             *meshfed_argv(), "--log-level", "info", "proxy", "sidecar",
@@ -471,6 +508,7 @@ class LocalFederationRunner:
             "--app-port", str(app_port), "--service-port", str(service_port),
             "--address", address, "--inbound-port", str(INBOUND_PORT),
             "--outbound-port", str(outbound), "--locality", locality,
+            "--admin-port", str(free_port()),
             "--envoy-log", str(self.logs / f"envoy-{name}.log"),
         ]  # fmt: skip
 
@@ -621,6 +659,15 @@ class LocalFederationRunner:
             "federation": self.desc.metadata.name,
             "file": str(self.source.resolve()) if self.source else "",
         }
+        spec = self.desc.spec
+        envoys = len(spec.clusters) * (spec.echo.replicas_per_cluster + 1) + 1
+        try:
+            raised = ensure_inotify_instances(envoys)
+        except UpError as err:
+            self.progress(f"✗ {err}")
+            raise
+        if raised:
+            self.progress(f"! {raised}")
         steps: list[tuple[str, Callable[[], None]]] = []
         if isinstance(self.net, IsolatedPlacement):
             plan = self.net.plan

@@ -113,3 +113,32 @@ def test_extra_ports_and_the_workload_of_the_sidecar_command() -> None:
         sidecar_workload(
             service="echo", namespace="demo", address="127.0.1.11", locality="A B", ports=[grpc]
         )
+
+
+def test_inotify_limit_raised_for_many_envoys(tmp_path):
+    """Each Envoy holds 4 inotify instances; 52 Envoys do not fit the default 128 (issue
+    #16's bench): the limit is raised, or a clear error names the sysctl."""
+    from federation.local.runner import UpError, ensure_inotify_instances
+
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")
+    assert ensure_inotify_instances(10, limit) is None  # 104 needed
+    assert ensure_inotify_instances(52, limit) == (
+        "raised fs.inotify.max_user_instances from 128 to 272 for 52 Envoys"
+    )
+    assert limit.read_text() == "272"
+    with pytest.raises(UpError, match=r"sysctl -w fs\.inotify\.max_user_instances=272"):
+        ensure_inotify_instances(52, _Unwritable(128))  # type: ignore[arg-type]
+
+
+class _Unwritable:
+    """A sysctl file that reads a value and refuses writes (as for a non-root user)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def read_text(self) -> str:
+        return str(self.value)
+
+    def write_text(self, _text: str) -> int:
+        raise PermissionError(13, "Permission denied")
