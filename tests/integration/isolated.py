@@ -31,6 +31,7 @@ from federation.local.emulator import request as emulator_request
 from federation.local.netns import IsolationUnavailableError, call_in, leftovers, preflight
 from federation.local.netplan import NetworkPlan, home_key
 from federation.local.runner import Record
+from tests.integration.harness import wait_until
 
 MESHFED = str(Path(sys.executable).with_name("meshfed"))
 SERVED_BY = "x-meshfed-served-by"
@@ -198,15 +199,8 @@ class IsolatedFederation:
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns something true; fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
+    """:func:`tests.integration.harness.wait_until`, polling every 0.25 s."""
+    return wait_until(predicate, timeout_s, what, interval_s=0.25)
 
 
 @contextlib.contextmanager
