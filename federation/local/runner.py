@@ -3,14 +3,16 @@ record in ``$MESHFED_HOME/up.json`` that ``meshfed down`` and ``meshfed demo`` u
 
 Every process runs in its own session (so ``--detach`` outlives the CLI) with its output in
 ``$MESHFED_HOME/logs/<name>.log`` (each Envoy's own log in ``logs/envoy-<name>.log``),
-listens on loopback only, and is recorded with its pid
+listens on loopback only (with ``--isolate``: inside its cluster's network namespace, see
+:mod:`federation.local.placement`), and is recorded with its pid
 and its start time (``/proc/<pid>/stat`` field 22) the moment it starts; ``down`` signals a
 pid only while that start time still matches, so it never stops anything else.
 
 Address plan per cluster (its ``addressRange`` 127.0.N.0/24): ``.1:15443`` east-west gateway,
 ``.2:15010`` xDS and ``.2:15014`` API of the control plane, ``.10+i`` echo replica ``i``'s
 sidecar (inbound 15006); frontend sidecar ``.9``. Apps, Envoy admin and outbound listeners use
-free ports on 127.0.0.1.
+free ports on 127.0.0.1. With ``--isolate`` the same host numbers in the cluster's private
+range, and the gateway on its public address (:mod:`federation.local.netplan`).
 """
 
 from __future__ import annotations
