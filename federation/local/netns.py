@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from federation.errors import FederationError
-from federation.local.netplan import INTERNET, NAMESPACE_PREFIX, PRIVATE_SUPERNET
+from federation.local.netplan import NAMESPACE_PREFIX
 
 T = TypeVar("T")
 
@@ -179,18 +179,3 @@ def leftovers(key: str) -> list[str]:
         if name.startswith(f"mf{key}"):
             found.append(f"link {name}")
     return found
-
-
-__all__ = [
-    "INTERNET",
-    "PRIVATE_SUPERNET",
-    "IsolationUnavailableError",
-    "NetworkCommandError",
-    "call_in",
-    "exec_argv",
-    "leftovers",
-    "open_tun",
-    "preflight",
-    "run",
-    "run_ignoring_missing",
-]

@@ -37,7 +37,7 @@ import json
 import struct
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from federation.local.latency import rtt_ms
 from federation.model.locality import Locality
@@ -84,10 +84,6 @@ class Node:
     zone: str = ""
     network: str = ""
 
-    @property
-    def locality(self) -> Locality | None:
-        return Locality(self.region, self.zone) if self.region else None
-
 
 @dataclass(frozen=True)
 class NetworkPlan:
@@ -113,10 +109,6 @@ class NetworkPlan:
             if n.name == name:
                 return n
         raise KeyError(name)
-
-    @property
-    def clusters(self) -> list[Node]:
-        return [n for n in self.nodes if n.kind == "cluster"]
 
     @property
     def namespaces(self) -> list[str]:
@@ -373,15 +365,3 @@ class Router:
     def _dport(packet: bytes) -> int:
         ihl = (packet[0] & 0x0F) * 4
         return int.from_bytes(packet[ihl + 2 : ihl + 4], "big") if len(packet) >= ihl + 4 else -1
-
-
-def describe(plan: NetworkPlan) -> dict[str, Any]:
-    """A JSON-able summary: nodes with their addresses, and the round-trip matrix."""
-    return {
-        "nodes": [
-            {"name": n.name, "public": n.public, "private": n.private, "netns": n.netns}
-            for n in plan.nodes
-        ],
-        "rttMs": plan.rtt_ms,
-        "loss": plan.loss,
-    }

@@ -203,6 +203,14 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
     return wait_until(predicate, timeout_s, what, interval_s=0.25)
 
 
+def require_isolation() -> None:
+    """Skip, naming the reason, where the machine cannot build the bed (CI runs as root)."""
+    try:
+        preflight()
+    except IsolationUnavailableError as err:
+        pytest.skip(f"the isolated bed cannot be built here: {err}")
+
+
 @contextlib.contextmanager
 def isolated_federation(
     base: Path, spec: dict[str, Any] | None = None
@@ -210,10 +218,7 @@ def isolated_federation(
     """``meshfed up --isolate --detach`` with :func:`federation_file` (or ``spec``) in a new
     home under ``base``; ``meshfed down`` afterwards, even when the test failed, and no
     namespace or device may be left."""
-    try:
-        preflight()
-    except IsolationUnavailableError as err:
-        pytest.skip(f"the isolated bed cannot be built here: {err}")
+    require_isolation()
     home = base / "home"
     home.mkdir(parents=True)
     path = base / "federation.yaml"

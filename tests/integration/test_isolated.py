@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from federation.local.netns import call_in, preflight
+from federation.local.netns import call_in
 from tests.integration.isolated import (
     MESHFED,
     RTT_MS,
@@ -31,6 +31,7 @@ from tests.integration.isolated import (
     federation_file,
     isolated_federation,
     leftovers_of,
+    require_isolation,
     wait_for,
 )
 
@@ -57,10 +58,7 @@ def _connect(host: str, port: int, timeout_s: float = 1.0) -> str:
 def test_down_cleans_up_after_a_crashed_up(tmp_path):
     """Proof 5, crash half: SIGKILL ``meshfed up --isolate`` once its network exists; its
     processes and namespaces stay behind; ``meshfed down`` removes them all (twice is fine)."""
-    try:
-        preflight()
-    except Exception as err:
-        pytest.skip(f"the isolated bed cannot be built here: {err}")
+    require_isolation()
     home = tmp_path / "home"
     path = tmp_path / "federation.yaml"
     path.write_text(yaml.safe_dump(federation_file()))
