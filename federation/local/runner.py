@@ -147,11 +147,23 @@ def stop_processes(records: list[ProcessRecord], timeout_s: float = 15) -> list[
     """SIGTERM each live process (a proxy agent then deregisters, drains and stops its Envoy),
     wait until each process group (the process and its Envoy) is empty, then SIGKILL what is
     left; returns the names of the processes that were running. A process whose pid now
-    belongs to another program (start time differs) is not touched."""
-    live = [r for r in records if _alive(r)]
+    belongs to another program (start time differs) is not touched.
+
+    A group whose recorded process died but whose members live on (an agent that crashed
+    and left its Envoy) is stopped too: SIGTERM to the group. It is recognised by its pgid --
+    the dead process's pid -- having members but no process of that pid (a pid still in
+    use as a group id is not handed out again, so that group can only be ours)."""
+
+    def orphaned(r: ProcessRecord) -> bool:
+        return process_start_time(r.pid) is None and _group_alive(r.pid)
+
+    live = [r for r in records if _alive(r) or orphaned(r)]
     for r in reversed(live):
         try:
-            os.kill(r.pid, signal.SIGTERM)
+            if _alive(r):
+                os.kill(r.pid, signal.SIGTERM)
+            else:
+                os.killpg(r.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout_s

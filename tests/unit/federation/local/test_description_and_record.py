@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +85,36 @@ def test_record_round_trip_and_stop_only_our_process(tmp_path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_stop_also_stops_what_a_dead_process_left_in_its_group(tmp_path) -> None:
+    """An agent that died and left its Envoy running: ``down`` must stop the Envoy too
+    (found after bench runs on the isolated bed left marker sidecars' Envoys behind)."""
+    leader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c',"
+            " 'import time; time.sleep(60)']); print(p.pid, flush=True)",
+        ],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert leader.stdout is not None
+    child = int(leader.stdout.readline())
+    try:
+        start = process_start_time(leader.pid)
+        assert start is not None or leader.poll() is not None
+        leader.wait(10)  # the leader is gone; its child lives on in the group
+        assert process_start_time(child) is not None
+        record = ProcessRecord("agent", [], leader.pid, start or 0, "log", "test")
+        assert stop_processes([record], timeout_s=5) == ["agent"]
+        assert process_start_time(child) is None
+    finally:
+        leader.stdout.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_extra_ports_and_the_workload_of_the_sidecar_command() -> None:
