@@ -115,9 +115,11 @@ async def _documents(request: web.Request) -> list[Document] | web.Response:
 
 
 async def info(request: web.Request) -> web.Response:
-    """This cluster's name, locality, network and trust domain (for proxy agents), and the
-    state of its link to the federation controller (None when it never joined)."""
-    mesh = request.app[BUILDER].mesh
+    """This cluster's name, locality, network and trust domain (for proxy agents), the
+    state of its link to the federation controller (None when it never joined), and the
+    snapshot builder's work: proxies known, rebuilds done, the last rebuild's ms."""
+    builder = request.app[BUILDER]
+    mesh = builder.mesh
     return web.json_response(
         {
             "cluster": mesh.cluster,
@@ -125,6 +127,11 @@ async def info(request: web.Request) -> web.Response:
             "network": mesh.network,
             "trust_domain": mesh.trust_domain,
             "federation": request.app[FEDERATION](),
+            "snapshots": {
+                "proxies": len(builder.proxies()),
+                "builds": builder.builds,
+                "lastBuildMs": round(builder.last_build_ms, 1),
+            },
             **request.app[IDENTITY](),
         }
     )

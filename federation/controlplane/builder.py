@@ -4,7 +4,11 @@ Implements the ADS server's :class:`~federation.controlplane.ads.StreamCallbacks
 first request is checked against its client certificate
 (:func:`~federation.controlplane.proxy.identity_problem`), makes it known and builds its
 snapshot; any registry change marks every known proxy for rebuild, coalesced by one worker so
-a burst of changes costs one build.
+a burst of changes costs one build. The worker publishes each proxy's snapshot as soon as it
+is built (its stream sends it before the next proxy is built: with 17 sidecars a rebuild
+takes 100-300 ms on a busy 2-core host, and nobody should wait for all of it), and when the
+registry changes again mid-way it starts over with the new state, stalest proxies first, so
+no proxy is kept waiting for a version that is already out of date and none starves.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import time
 from envoy.config.core.v3 import base_pb2
 
 from federation.controlplane.generate.common import MeshContext
-from federation.controlplane.generate.proxy_config import generate
+from federation.controlplane.generate.proxy_config import OutboundPlans, generate
+from federation.controlplane.generate.services import service_ports
 from federation.controlplane.proxy import ProxyDescription, identity_problem
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import Snapshot, SnapshotCache
@@ -56,7 +61,11 @@ class SnapshotBuilder:
         # identical resources: build once per class per registry version and share the
         # immutable snapshot.
         self._memo: dict[tuple[object, ...], tuple[int, Snapshot]] = {}
+        # the outbound decisions of the current state, shared by every sidecar's build
+        self._plans: OutboundPlans | None = None
         self._dirty = asyncio.Event()
+        # node id -> registry version its current snapshot was built from
+        self._built: dict[str, int] = {}
         self.ready = asyncio.Event()
         self.builds = 0
         self.last_build_ms = 0.0
@@ -97,18 +106,27 @@ class SnapshotBuilder:
         if hit is not None and hit[0] == state.version:
             snapshot = hit[1]
         else:
-            snapshot = Snapshot.build(generate(self.mesh, state, proxy))
+            if self._plans is None or self._plans.state is not state:
+                self._plans = OutboundPlans(self.mesh, state, service_ports(state))
+            snapshot = Snapshot.build(generate(self.mesh, state, proxy, self._plans))
             self._memo[key] = (state.version, snapshot)
         try:
             await self._cache.set_snapshot(proxy.node_id, snapshot)
         except InconsistentSnapshotError as err:
             log.error("not publishing: %s", err)
+        self._built[proxy.node_id] = state.version
 
-    async def rebuild_all(self) -> None:
-        """Rebuild every known proxy's snapshot now."""
+    async def rebuild_all(self, *, yield_to_newer: bool = False) -> None:
+        """Rebuild every known proxy's snapshot now, stalest first, letting each proxy's
+        stream send between builds. With ``yield_to_newer`` (the worker), stop as soon as
+        the registry changed again: the worker starts over with the newer state."""
         started = time.perf_counter()
-        for proxy in list(self._proxies.values()):
+        proxies = sorted(self._proxies.values(), key=lambda p: self._built.get(p.node_id, -1))
+        for proxy in proxies:
             await self._build(proxy)
+            await asyncio.sleep(0)  # the proxy's stream sends its snapshot now
+            if yield_to_newer and self._dirty.is_set():
+                break
         self.builds += 1
         self.last_build_ms = (time.perf_counter() - started) * 1000
 
@@ -117,4 +135,4 @@ class SnapshotBuilder:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            await self.rebuild_all()
+            await self.rebuild_all(yield_to_newer=True)

@@ -4,7 +4,8 @@ Per workload (``spec.healthCheck``): ``tcp`` connects to the endpoint Envoy woul
 sidecar's inbound port for tlsMode mutual, else the first service port's app port); ``http``
 sends ``GET <path>`` to a tlsMode-disabled workload and wants a 2xx; ``none`` skips it.
 A workload becomes UNHEALTHY after ``unhealthyThreshold`` consecutive failures and HEALTHY
-after one success. Every probe is bounded by ``timeoutMs``.
+after one success. Every probe is bounded by ``timeoutMs``. A workload just registered is
+probed at once (not at the next tick): until then no other cluster learns of it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 
 import aiohttp
 
-from federation.controlplane.registry import Health, ServiceRegistry, WorkloadKey
+from federation.controlplane.registry import Health, RegistryState, ServiceRegistry, WorkloadKey
 from federation.model.workload import WorkloadEntry
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,15 @@ class HealthChecker:
         self._registry = registry
         self._failures: dict[WorkloadKey, int] = {}
         self._next_due: dict[WorkloadKey, float] = {}
+        self._new = asyncio.Event()
+        registry.subscribe(self._on_registry)
+
+    def _on_registry(self, state: RegistryState) -> None:
+        if any(
+            key not in self._next_due and w.spec.health_check.type != "none"
+            for key, w in state.workloads.items()
+        ):
+            self._new.set()
 
     async def check_once(self, session: aiohttp.ClientSession) -> None:
         """Probe every workload that is due, concurrently."""
@@ -81,8 +91,11 @@ class HealthChecker:
                 self._failures.pop(key, None)
 
     async def run(self, tick_s: float = 0.1) -> None:
-        """Probe forever (until cancelled), waking every ``tick_s`` seconds."""
+        """Probe forever (until cancelled), waking every ``tick_s`` seconds and when a
+        workload is registered."""
         async with aiohttp.ClientSession() as session:
             while True:
+                self._new.clear()
                 await self.check_once(session)
-                await asyncio.sleep(tick_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._new.wait(), tick_s)

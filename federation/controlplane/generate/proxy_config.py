@@ -8,7 +8,9 @@ agent keeps (file-based SDS, :class:`~federation.controlplane.generate.common.Pr
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from google.protobuf.message import Message
 
@@ -64,11 +66,77 @@ def split_subsets(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class OutboundTarget:
+    """One outbound cluster of a service port: its name, its endpoints, and whether they go
+    inline in a STRICT_DNS cluster (an endpoint named by hostname) instead of EDS."""
+
+    name: str
+    assignment: endpoint_pb2.ClusterLoadAssignment
+    inline: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundPort:
+    """Everything about one HTTP service port that a sidecar's outbound side needs and that
+    depends only on the caller's locality (not on the proxy): the decided endpoints of the
+    port's cluster and of its per-cluster subsets, the TrafficPolicy, the candidates' RTTs.
+    Sidecars of one locality share it (:class:`OutboundPlans`); the assignments are never
+    modified after they are built."""
+
+    port: ServicePort
+    policy: TrafficPolicy | None
+    subsets: list[tuple[str, str, int]]
+    rtts_ms: list[float | None]
+    targets: list[OutboundTarget]
+
+
+def outbound_ports(
+    mesh: MeshContext, state: RegistryState, caller: Locality, ports: list[ServicePort]
+) -> list[OutboundPort]:
+    """The :class:`OutboundPort` of every HTTP port in ``ports`` for a caller in ``caller``."""
+    out = []
+    for port in ports:
+        if not port.is_http:
+            continue
+        policy = state.policies.get((port.namespace, port.service))
+        placed = endpoints.placement(caller, mesh.cluster, state, port)
+        subsets = split_subsets(port, policy, {c.candidate.cluster for c in placed.choices})
+        choices = [(port.cluster_name, placed.choices)] + [
+            (name, endpoints.prefer_cluster(placed.choices, cluster))
+            for cluster, name, _ in subsets
+        ]
+        targets = []
+        for name, chosen in choices:
+            cla = endpoints.assignment(name, chosen, placed.members)
+            targets.append(OutboundTarget(name, cla, endpoints.has_hostnames(cla)))
+        rtts = [c.candidate.rtt_ms for c in placed.choices]
+        out.append(OutboundPort(port, policy, subsets, rtts, targets))
+    return out
+
+
+class OutboundPlans:
+    """:func:`outbound_ports` computed once per caller locality for one registry state
+    (a rebuild of N sidecars in K localities decides K times, not N)."""
+
+    def __init__(self, mesh: MeshContext, state: RegistryState, ports: list[ServicePort]):
+        self.mesh, self.state, self.ports = mesh, state, ports
+        self._by_caller: dict[Locality, list[OutboundPort]] = {}
+
+    def get(self, caller: Locality) -> list[OutboundPort]:
+        plans = self._by_caller.get(caller)
+        if plans is None:
+            plans = outbound_ports(self.mesh, self.state, caller, self.ports)
+            self._by_caller[caller] = plans
+        return plans
+
+
 def _sidecar(
     mesh: MeshContext,
     state: RegistryState,
     proxy: ProxyDescription,
     ports: list[ServicePort],
+    plans: OutboundPlans,
 ) -> Resources:
     if not proxy.identity_dir.startswith("/"):
         raise ValueError(
@@ -77,34 +145,26 @@ def _sidecar(
         )
     tls = ProxyTls(mesh.trust_domain, proxy.identity_dir)
     out: Resources = {t: [] for t in resource.PUSH_ORDER}
-    caller = caller_locality(mesh, state, proxy)
     http_ports = [p for p in ports if p.is_http]
     actions = {}
-    for port in http_ports:
-        policy = state.policies.get((port.namespace, port.service))
-        placed = endpoints.placement(caller, mesh.cluster, state, port)
-        subsets = split_subsets(port, policy, {c.candidate.cluster for c in placed.choices})
-        targets = [(port.cluster_name, placed.choices)] + [
-            (name, endpoints.prefer_cluster(placed.choices, cluster))
-            for cluster, name, _ in subsets
-        ]
-        rtts = [c.candidate.rtt_ms for c in placed.choices]
-        for name, choices in targets:
-            cla = endpoints.assignment(name, choices, placed.members)
-            if endpoints.has_hostnames(cla):
-                out[resource.CLUSTER].append(
-                    clusters.outbound_cluster(
-                        port, tls, inline_dns=cla, name=name, policy=policy, rtts_ms=rtts
-                    )
+    for plan in plans.get(caller_locality(mesh, state, proxy)):
+        port, policy = plan.port, plan.policy
+        for target in plan.targets:
+            out[resource.CLUSTER].append(
+                clusters.outbound_cluster(
+                    port,
+                    tls,
+                    inline_dns=target.assignment if target.inline else None,
+                    name=target.name,
+                    policy=policy,
+                    rtts_ms=plan.rtts_ms,
                 )
-            else:
-                out[resource.CLUSTER].append(
-                    clusters.outbound_cluster(port, tls, name=name, policy=policy, rtts_ms=rtts)
-                )
-                out[resource.ENDPOINT].append(cla)
+            )
+            if not target.inline:
+                out[resource.ENDPOINT].append(target.assignment)
         if policy is not None:
             actions[port.cluster_name] = routes.split_action(
-                port, [(name, weight) for _, name, weight in subsets], policy
+                port, [(name, weight) for _, name, weight in plan.subsets], policy
             )
     out[resource.LISTENER].append(listeners.outbound_listener(proxy.outbound_port))
     out[resource.ROUTE].append(routes.outbound_route_config(http_ports, proxy.namespace, actions))
@@ -246,16 +306,20 @@ def generate(
     mesh: MeshContext,
     state: RegistryState,
     proxy: ProxyDescription,
+    plans: OutboundPlans | None = None,
 ) -> Resources:
-    """All resources for ``proxy``, by type URL.
+    """All resources for ``proxy``, by type URL. ``plans``: the outbound decisions for
+    ``state``, shared by the sidecars of one rebuild (made here when None).
 
     Raises:
         ValueError: a gateway without a valid ``meshfed.io/listen`` address, a sidecar
             without an absolute ``meshfed.io/identity_dir``.
     """
-    ports = service_ports(state)
+    if plans is None or plans.state is not state:
+        plans = OutboundPlans(mesh, state, service_ports(state))
+    ports = plans.ports
     if proxy.role == "sidecar":
-        return _sidecar(mesh, state, proxy, ports)
+        return _sidecar(mesh, state, proxy, ports, plans)
     if proxy.role == "grpc":
         return _grpc(mesh, state, proxy, ports)
     return _gateway(mesh, state, proxy, ports)

@@ -1,23 +1,33 @@
 """RTT probes from this cluster to every imported cluster's east-west gateway.
 
 Every 10 s, and at once when the imports change, the prober times a TCP connect (ms) to each
-gateway; the raw figures go into the next report (the controller shows them) and, smoothed
-by :func:`federation.lb.paths.rtts_for_decisions`, into the registry for load balancing.
-A probe that fails keeps the last measurement: an unreachable gateway says nothing about the
-distance (health checks and outlier detection take the cluster out), and falling back to the
-estimate would reorder priorities during a partition and again after it heals.
+gateway. The figure kept per cluster is the **minimum of the last** :data:`RTT_WINDOW`
+**probes** (about a minute): the path's propagation delay, as TCP's min-RTT filter and BBR
+estimate it, not the queueing of a busy moment. Priorities and the HTTP/2 PING timeouts
+derived from it (:func:`federation.controlplane.generate.clusters.keepalive_timeout_ms`) must
+not follow load: on the isolated bed the last-probe figure swung from 40 to over 900 ms when
+the host was busy, every swing changed the sidecars' clusters, and every changed cluster
+restarts Envoy's health checks and connections -- more load, wider swings, until 51 Envoys
+kept both cores busy. The figures go into the next report (the controller shows them) and,
+with the hysteresis of :func:`federation.lb.paths.rtts_for_decisions`, into the registry for
+load balancing. A probe that fails adds no sample: an unreachable gateway says nothing
+about the distance (health checks and outlier detection take the cluster out), and falling
+back to the estimate would reorder priorities during a partition and again after it heals.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 
 from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.lb.paths import rtts_for_decisions
 from federation.netaddr import parse_host_port
 
 RTT_PROBE_INTERVAL_S = 10.0
+#: Probes per cluster whose minimum is the RTT kept (6 x 10 s: about a minute).
+RTT_WINDOW = 6
 CONNECT_TIMEOUT_S = 2.0
 
 
@@ -35,12 +45,14 @@ async def connect_time_ms(gateway: str, timeout_s: float = CONNECT_TIMEOUT_S) ->
 
 
 class RttProber:
-    """Keeps ``rtt_ms`` (other cluster -> latest connect time, ms) current; see the module
-    docstring. The dict is shared with the sync link, which reports it."""
+    """Keeps ``rtt_ms`` (other cluster -> least connect time of its last :data:`RTT_WINDOW`
+    probes, ms) current; see the module docstring. The dict is shared with the sync link,
+    which reports it."""
 
     def __init__(self, registry: ServiceRegistry) -> None:
         self._registry = registry
         self.rtt_ms: dict[str, float] = {}
+        self._samples: dict[str, deque[float]] = {}
         self._imports_changed = asyncio.Event()
         self._last_imports = registry.state.imports
         registry.subscribe(self._on_registry)
@@ -60,9 +72,12 @@ class RttProber:
         for cluster, gateway in sorted(gateways.items()):
             rtt = await connect_time_ms(gateway)
             if rtt is not None:
-                self.rtt_ms[cluster] = rtt
+                samples = self._samples.setdefault(cluster, deque(maxlen=RTT_WINDOW))
+                samples.append(rtt)
+                self.rtt_ms[cluster] = min(samples)
         for gone in set(self.rtt_ms) - set(gateways):
             del self.rtt_ms[gone]
+            self._samples.pop(gone, None)
         current = self._registry.state.rtt_ms
         self._registry.set_rtts(rtts_for_decisions(current, self.rtt_ms, gateways))
 

@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 SYNC_SVID_TTL = timedelta(hours=24)
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 10.0
+#: After a registry change, wait this long for more before reporting (one report for an
+#: ``apply`` of many documents and the health results that follow it); every ms of it is a
+#: ms of cross-cluster propagation.
+REPORT_COALESCE_S = 0.01
 #: gRPC status codes that mean "this cluster is refused", not "try later".
 REFUSED_CODES = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
 
@@ -209,7 +213,7 @@ class FederationLink:
             try:
                 timeout = max(0.05, heartbeat_s - (time.monotonic() - last_sent))
                 await asyncio.wait_for(self._changed.wait(), timeout)
-                await asyncio.sleep(0.05)  # coalesce bursts of registry changes
+                await asyncio.sleep(REPORT_COALESCE_S)
             except TimeoutError:
                 pass
 

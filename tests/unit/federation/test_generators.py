@@ -357,3 +357,22 @@ def test_sidecars_speak_http2_with_ping_between_them():
     assert _h2_keepalive(grpc) == ("h2", 200, 1000)
     assert _h2_keepalive(inbound_cluster("http", 18080, "http")) == ("http1", 0, 0)
     assert _h2_keepalive(inbound_cluster("grpc", 19090, "grpc"))[0] == "h2"
+
+
+def test_sidecars_of_one_locality_share_outbound_decisions_with_the_same_result() -> None:
+    """A rebuild decides each caller locality once (OutboundPlans); a sidecar's resources are
+    the same as when it is generated on its own, and two sidecars of one locality get the
+    very same ClusterLoadAssignment objects."""
+    from federation.controlplane.generate.proxy_config import OutboundPlans
+    from federation.controlplane.generate.services import service_ports
+
+    state = _registry(_doc("echo-1", "us-east-1a"), _doc("echo-22", "us-east-1b")).state
+    plans = OutboundPlans(MESH, state, service_ports(state))
+    one, two = _sidecar(), _sidecar("echo-1", sa="echo")
+    shared = [generate(MESH, state, p, plans) for p in (one, two)]
+    alone = [generate(MESH, state, p) for p in (one, two)]
+    for a, b in zip(shared, alone, strict=True):
+        assert Snapshot.build(a).versions == Snapshot.build(b).versions
+    assert shared[0][resource.ENDPOINT][0] is shared[1][resource.ENDPOINT][0]
+    other = generate(MESH, _registry(_doc("echo-1", "us-east-1a")).state, one, plans)
+    assert len(other[resource.ENDPOINT][0].endpoints) == 1  # plans of another state: not used

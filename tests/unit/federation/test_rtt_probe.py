@@ -1,5 +1,6 @@
 """The RTT prober keeps the last measurement of a gateway that stops answering (issue #16:
-during a partition the estimate would reorder priorities, and again after the heal)."""
+during a partition the estimate would reorder priorities, and again after the heal), and
+keeps the least of its recent probes, so a busy moment does not move the figure."""
 
 from __future__ import annotations
 
@@ -20,19 +21,37 @@ spec:
 """
 
 
-def test_a_failed_probe_keeps_the_last_measurement(monkeypatch):
-    answers = iter([40.0, None, 41.0])
+def probe(monkeypatch, answers: list[float | None]) -> list[tuple[float | None, float | None]]:
+    """(reported, registry) RTT of cluster west after each probe answering ``answers``."""
+    left = iter(answers)
 
     async def fake_connect(gateway: str, timeout_s: float = 2.0) -> float | None:
         assert gateway == "198.18.0.11:15443"
-        return next(answers)
+        return next(left)
 
     monkeypatch.setattr(rtt, "connect_time_ms", fake_connect)
     registry = ServiceRegistry()
     registry.apply(load_documents(IMPORT))
     prober = rtt.RttProber(registry)
     seen = []
-    for _ in range(3):
+    for _ in answers:
         asyncio.run(prober.probe_once())
         seen.append((prober.rtt_ms.get("west"), registry.state.rtt_ms.get("west")))
-    assert seen == [(40.0, 40.0), (40.0, 40.0), (41.0, 40.0)]  # 41 is within the hysteresis
+    return seen
+
+
+def test_a_failed_probe_keeps_the_last_measurement(monkeypatch):
+    assert probe(monkeypatch, [40.0, None, None]) == [(40.0, 40.0)] * 3
+
+
+def test_a_busy_moment_does_not_move_the_rtt(monkeypatch):
+    """Probes slowed by a loaded host (900 ms) leave the figure at the path's 40 ms."""
+    assert probe(monkeypatch, [40.0, 900.0, 350.0, 41.0]) == [(40.0, 40.0)] * 4
+
+
+def test_the_rtt_follows_a_longer_path_after_the_window(monkeypatch):
+    """A path that really got longer (a new route: 40 -> 90 ms) is taken up once the last
+    shorter probe left the window of :data:`rtt.RTT_WINDOW` probes."""
+    seen = probe(monkeypatch, [40.0] + [90.0] * rtt.RTT_WINDOW)
+    assert seen[rtt.RTT_WINDOW - 1] == (40.0, 40.0)
+    assert seen[rtt.RTT_WINDOW] == (90.0, 90.0)
