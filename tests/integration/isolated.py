@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +46,12 @@ RTT_MS = {(A, B): 40.0, (A, C): 80.0, (B, C): 30.0}
 REGIONS = {A: "aws/us-east-1", B: "aws/eu-west-1", C: "gcp/europe-west1"}
 
 
-def federation_file(lease_s: float = 6, replicas: int = 1, rps: float = 10) -> dict[str, Any]:
-    """The LocalFederation of the bed: three clusters, echo exported by each."""
+def federation_file(lease_s: float = 10, replicas: int = 1, rps: float = 10) -> dict[str, Any]:
+    """The LocalFederation of the bed: three clusters, echo exported by each. The lease
+    (``lease_s``, s; reports every third of it) must outlast proof 3's 5 s partition with a
+    report interval to spare: with 6 s, whether the controller withdrew B before the heal
+    depended on where the partition fell between two reports, and when it did, B came back
+    only after re-import and a first health check (over 5 s in one CI run)."""
     zones = {A: ["us-east-1a", "us-east-1b"], B: ["eu-west-1a"], C: ["europe-west1-b"]}
     providers = {A: "aws", B: "aws", C: "gcp"}
     return {
@@ -129,6 +136,26 @@ class IsolatedFederation:
 
     def leftovers(self) -> list[str]:
         return leftovers(self.record.info["network"]["key"])
+
+    def envoy_hosts(self, cluster: str, process: str, envoy_cluster: str) -> list[str]:
+        """The lines of Envoy cluster ``envoy_cluster`` in the admin ``/clusters`` of sidecar
+        ``process`` of ``cluster`` that say where each host is and how healthy (for failure
+        messages)."""
+        argv = next(p.argv for p in self.record.processes if p.name == process)
+        admin = int(argv[argv.index("--admin-port") + 1])
+        pattern = "^" + re.escape(envoy_cluster) + "$"
+
+        def get() -> str:
+            conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=2)
+            try:
+                conn.request("GET", "/clusters?filter=" + urllib.parse.quote(pattern))
+                return conn.getresponse().read().decode()
+            finally:
+                conn.close()
+
+        text = call_in(self.netns(cluster), get)
+        keep = ("::health_flags::", "::priority::", "::region::", "::zone::")
+        return [line for line in text.splitlines() if any(k in line for k in keep)]
 
     def drive(
         self,

@@ -71,6 +71,8 @@ def test_sidecar_outbound_cluster_defaults() -> None:
     assert cluster.health_checks[0].HasField("tcp_health_check")
     assert cluster.outlier_detection.max_ejection_percent.value == 100
     assert cluster.common_lb_config.healthy_panic_threshold.value == 0
+    # a removed host leaves at once, even while Envoy's own check still calls it healthy
+    assert cluster.ignore_health_on_host_removal
     (match,) = cluster.transport_socket_matches
     tls = tls_pb2.UpstreamTlsContext()
     match.transport_socket.typed_config.Unpack(tls)
