@@ -60,9 +60,12 @@ def _api(fed: IsolatedFederation, cluster: str) -> str:
     return f"http://{fed.plan.address(cluster, 2)}:15014"
 
 
-def start_marker(fed: IsolatedFederation, cluster: str, service: str, host: int) -> dict:
-    """An echo app and its sidecar in ``cluster`` (recorded, so ``down`` stops them),
-    registered as service ``<service>-host``; returns a WorkloadEntry ``<service>`` of
+def start_marker(
+    fed: IsolatedFederation, cluster: str, service: str, host: int, name: str | None = None
+) -> dict:
+    """An echo app and its sidecar in ``cluster`` (recorded, so ``down`` stops them; ``name``,
+    default ``service``, names them and must be unique in the federation), registered as
+    service ``<name>-host``; returns a WorkloadEntry ``<name>`` of
     service ``<service>`` at that sidecar's address, which the benchmark deletes and applies
     (the agent keeps its own registration alive, so toggling that one would be undone). An
     endpoint of ``<service>`` is only ever answered with an error by that sidecar (it serves
@@ -77,9 +80,10 @@ def start_marker(fed: IsolatedFederation, cluster: str, service: str, host: int)
     argvs = runner.echo_argv(c, 0)
     port = int(argvs["echo-app"][argvs["echo-app"].index("--port") + 1])
     app_argv = [*argvs["echo-app"]]
-    app_argv[app_argv.index("--name") + 1] = service
-    runner.spawn(f"app-{service}", app_argv, "marker-app", cluster)
-    own = f"{service}-host"
+    name = name or service
+    app_argv[app_argv.index("--name") + 1] = name
+    runner.spawn(f"app-{name}", app_argv, "marker-app", cluster)
+    own = f"{name}-host"
     sidecar = runner.sidecar_argv(
         c,
         service=own,
@@ -91,7 +95,7 @@ def start_marker(fed: IsolatedFederation, cluster: str, service: str, host: int)
         outbound=20000 + host,
         locality=str(c.locality(0)),
     )
-    runner.spawn(f"sidecar-{service}", sidecar, "marker-sidecar", cluster)
+    runner.spawn(f"sidecar-{name}", sidecar, "marker-sidecar", cluster)
 
     def registered() -> dict | None:
         state = json.loads((fed.home / "controlplanes" / cluster / "state.json").read_text())
@@ -105,7 +109,7 @@ def start_marker(fed: IsolatedFederation, cluster: str, service: str, host: int)
         )
 
     doc = wait_for(registered, 60, f"{own} registered")
-    doc["metadata"] = {"name": service, "namespace": "demo"}
+    doc["metadata"] = {"name": name, "namespace": "demo"}
     doc["spec"]["service"] = service
     call("POST", _api(fed, cluster), "/v1/apply", body=json.dumps(doc), home=fed.home)
     return doc

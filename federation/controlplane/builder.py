@@ -5,10 +5,25 @@ first request is checked against its client certificate
 (:func:`~federation.controlplane.proxy.identity_problem`), makes it known and builds its
 snapshot; any registry change marks every known proxy for rebuild, coalesced by one worker so
 a burst of changes costs one build. The worker publishes each proxy's snapshot as soon as it
-is built (its stream sends it before the next proxy is built: with 17 sidecars a rebuild
+is built (its stream sends it while the next proxy is built: with 17 sidecars a rebuild
 takes 100-300 ms on a busy 2-core host, and nobody should wait for all of it), and when the
 registry changes again mid-way it starts over with the new state, stalest proxies first, so
 no proxy is kept waiting for a version that is already out of date and none starves.
+
+East-west gateways are built first: a remote caller learns of a new endpoint through the
+controller while this rebuild runs, and its Envoy's first health check through the gateway
+fails (and is retried only a health-check interval later) if the gateway does not route to
+the endpoint yet. On issue #16's bed (51 sidecars, 2 cores) the gateway came last, ~1.4 s
+after the change, and every cross-cluster add waited a further second.
+
+Generating and hashing a snapshot is CPU-bound Python (tens of ms per proxy under load); it
+runs in a worker thread so the event loop keeps serving meanwhile: xDS streams send the
+snapshots already built, the health checker's probes complete. Run on the loop, each build
+held it for its whole duration, a probe needing several loop turns outlived its 500 ms
+timeout, and on that bed every local workload was marked UNHEALTHY at once (and withdrawn
+federation-wide) while the control plane was only busy. Builds never run concurrently with
+each other (the worker is one task; a new stream's first build may overlap it, which is safe:
+generation reads only immutable registry state and its own memo).
 """
 
 from __future__ import annotations
@@ -108,7 +123,10 @@ class SnapshotBuilder:
         else:
             if self._plans is None or self._plans.state is not state:
                 self._plans = OutboundPlans(self.mesh, state, service_ports(state))
-            snapshot = Snapshot.build(generate(self.mesh, state, proxy, self._plans))
+            plans = self._plans
+            snapshot = await asyncio.to_thread(
+                lambda: Snapshot.build(generate(self.mesh, state, proxy, plans))
+            )
             self._memo[key] = (state.version, snapshot)
         try:
             await self._cache.set_snapshot(proxy.node_id, snapshot)
@@ -117,14 +135,16 @@ class SnapshotBuilder:
         self._built[proxy.node_id] = state.version
 
     async def rebuild_all(self, *, yield_to_newer: bool = False) -> None:
-        """Rebuild every known proxy's snapshot now, stalest first, letting each proxy's
-        stream send between builds. With ``yield_to_newer`` (the worker), stop as soon as
+        """Rebuild every known proxy's snapshot now, gateways first, then stalest first
+        (see the module docstring). With ``yield_to_newer`` (the worker), stop as soon as
         the registry changed again: the worker starts over with the newer state."""
         started = time.perf_counter()
-        proxies = sorted(self._proxies.values(), key=lambda p: self._built.get(p.node_id, -1))
+        proxies = sorted(
+            self._proxies.values(),
+            key=lambda p: (p.role != "gateway", self._built.get(p.node_id, -1)),
+        )
         for proxy in proxies:
             await self._build(proxy)
-            await asyncio.sleep(0)  # the proxy's stream sends its snapshot now
             if yield_to_newer and self._dirty.is_set():
                 break
         self.builds += 1

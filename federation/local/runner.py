@@ -279,7 +279,15 @@ class LocalFederationRunner:
     ) -> ProcessRecord:
         """Start one process (own session, output to its log) and record it at once; ``node``
         (a cluster or ``controller``) says whose network it runs in (``--isolate``). The
-        record keeps ``argv`` as given (``demo revive`` starts it again the same way)."""
+        record keeps ``argv`` as given (``demo revive`` starts it again the same way).
+
+        Raises:
+            UpError: a process of that name is recorded and still running (its record would
+                be replaced, and ``down`` would never stop it).
+        """
+        running = [p for p in self.record.processes if p.name == name and _alive(p)]
+        if running:
+            raise UpError(f"{name} is already running (pid {running[0].pid})")
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = self.logs / f"{name}.log"
         with log_path.open("ab") as out:

@@ -174,3 +174,26 @@ class _Unwritable:
 
     def write_text(self, _text: str) -> int:
         raise PermissionError(13, "Permission denied")
+
+
+# spawn leaves its children to ``down`` (stop_processes reaps them by pid); Python 3.11
+# warns about any Popen collected before it polled it, even a child reaped meanwhile
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_spawn_refuses_a_name_that_is_still_running(tmp_path) -> None:
+    """Two processes under one name: the second record would replace the first, and
+    ``down`` would never stop the first (found when a benchmark started two markers
+    named alike). Once the first is gone, the name is free again (``demo revive``)."""
+    from federation.local.runner import LocalFederationRunner, UpError
+
+    runner = LocalFederationRunner(load(None), tmp_path, print)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    first = runner.spawn("sleeper", sleeper, "test")
+    try:
+        with pytest.raises(UpError, match=rf"sleeper is already running \(pid {first.pid}\)"):
+            runner.spawn("sleeper", sleeper, "test")
+        assert [p.pid for p in runner.record.processes] == [first.pid]
+        assert stop_processes(runner.record.processes, timeout_s=5) == ["sleeper"]
+        second = runner.spawn("sleeper", sleeper, "test")
+        assert stop_processes([second], timeout_s=5) == ["sleeper"]
+    finally:
+        stop_processes(runner.record.processes, timeout_s=5)
