@@ -231,25 +231,25 @@ class Observers:
 
 def propagation(
     fed: IsolatedFederation, cluster: str, service: str, observers: Observers, changes: int
-) -> tuple[list[float], int]:
-    """ms from the API call to each observer's first answer showing the change, and how
-    many (change, observer) pairs did not see it within 10 s."""
+) -> tuple[list[float], list[float], int]:
+    """ms from the API call to each observer's first answer showing the change, for adds
+    and for removals, and how many (change, observer) pairs did not see it within 10 s."""
     entry = start_marker(fed, cluster, service, host=40)
     doc = json.dumps(entry)
     api = _api(fed, cluster)
     observers.wait(want_present=True, timeout_s=60)
-    samples: list[float] = []
+    samples: dict[bool, list[float]] = {True: [], False: []}
     missed = 0
     for i in range(changes):
         present = i % 2 == 1
         t0 = time.monotonic()
         call("POST", api, "/v1/apply" if present else "/v1/delete", body=doc, home=fed.home)
         seen, late = observers.wait(want_present=present)
-        samples += [(t - t0) * 1000 for t in seen]
+        samples[present] += [(t - t0) * 1000 for t in seen]
         missed += late
         if late:  # let the stragglers converge before the next change
             observers.wait(want_present=present, timeout_s=30)
-    return samples, missed
+    return samples[True], samples[False], missed
 
 
 def partition_round(fed: IsolatedFederation, rps: float) -> tuple[int, int, float, float]:
@@ -295,13 +295,17 @@ def partition_round(fed: IsolatedFederation, rps: float) -> tuple[int, int, floa
 def propagation_table(fed: IsolatedFederation, changes: int) -> None:
     """Part 1 (see the module docstring): the baseline, then cross-cluster."""
     rows = []
-    for label, cluster, service, watched in (
+    for path, cluster, service, watched in (
         ("same cluster (A -> {n} Envoys of A), baseline", A, "marker-local", [A]),
         ("cross-cluster (B -> {n} Envoys of A and C)", B, "marker", [A, C]),
     ):
         observers = Observers(fed, watched, f"{service}.demo.svc.clusterset.local")
-        samples, missed = propagation(fed, cluster, service, observers, changes)
-        rows.append((label.format(n=observers.count), samples, missed, observers.disagreements))
+        adds, removes, missed = propagation(fed, cluster, service, observers, changes)
+        rows.append(
+            (path.format(n=observers.count), adds + removes, missed, observers.disagreements)
+        )
+        rows.append(("  of which adds", adds, None, None))
+        rows.append(("  of which removals", removes, None, None))
     print(
         f"\nendpoint propagation: {changes} changes (add/remove); ms from the API call"
         " until each Envoy's admin shows the endpoint in (or out of) its load balancer"
@@ -313,8 +317,9 @@ def propagation_table(fed: IsolatedFederation, changes: int) -> None:
     )
     for label, s, missed, disagreements in rows:
         print(
-            f"{label:<46}{len(s):>8}{missed:>7}{percentile(s, 50):>9.1f}"
-            f"{percentile(s, 99):>9.1f}{max(s):>9.1f}{disagreements:>22}",
+            f"{label:<46}{len(s):>8}{'' if missed is None else missed:>7}"
+            f"{percentile(s, 50):>9.1f}{percentile(s, 99):>9.1f}{max(s):>9.1f}"
+            f"{'' if disagreements is None else disagreements:>22}",
             flush=True,
         )
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from federation.local.emulator import NICE
 from federation.local.netns import call_in
 from tests.integration.isolated import (
     MESHFED,
@@ -126,6 +127,9 @@ def test_explain_shows_measured_rtts(isolated: IsolatedFederation):
     for cluster, expected in ((B, RTT_MS[(A, B)]), (C, RTT_MS[(A, C)])):
         got = rows[cluster]["rttMs"]
         assert abs(got - expected) <= 0.2 * expected, (cluster, got, expected)
+    # the emulated links are not slowed by the hosts' load: the emulator runs first
+    (emulator,) = [p for p in isolated.record.processes if p.role == "emulator"]
+    assert os.getpriority(os.PRIO_PROCESS, emulator.pid) == NICE
 
 
 def _bins(results: list[Result], start: float, width: float = 0.5) -> list[tuple[float, float]]:

@@ -73,6 +73,13 @@ def test_sidecar_outbound_cluster_defaults() -> None:
     assert cluster.common_lb_config.healthy_panic_threshold.value == 0
     # a removed host leaves at once, even while Envoy's own check still calls it healthy
     assert cluster.ignore_health_on_host_removal
+    # a new host (or one that failed) is re-checked within 250 ms, with or without traffic;
+    # a healthy host of a cluster without traffic only every minute
+    check = cluster.health_checks[0]
+    assert check.interval.ToMilliseconds() == 1000
+    assert check.unhealthy_interval.ToMilliseconds() == 250
+    assert check.no_traffic_interval.ToMilliseconds() == 250
+    assert check.no_traffic_healthy_interval.ToMilliseconds() == 60_000
     (match,) = cluster.transport_socket_matches
     tls = tls_pb2.UpstreamTlsContext()
     match.transport_socket.typed_config.Unpack(tls)
