@@ -69,6 +69,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         ttl: lifetime of issued SVIDs.
         crls: returns the member clusters' CRLs (PEM) sent with the trust bundle.
         ca_chain: returns the CA's current chain (PEM), sent with the trust bundle.
+        on_issued: called with ``mode`` after each SVID is signed (metrics).
     """
 
     def __init__(
@@ -80,7 +81,9 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         ttl: timedelta = pki.DEFAULT_SVID_TTL,
         crls: Callable[[], bytes] = lambda: b"",
         ca_chain: Callable[[], bytes] = lambda: b"",
+        on_issued: Callable[[str], None] = lambda _mode: None,
     ) -> None:
+        self._on_issued = on_issued
         self._crls = crls
         self._ca_chain = ca_chain
         if mode == "token" and tokens is None:
@@ -144,6 +147,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
             allowed,
             "renewal" if self._mode == "svid" else "workload token",
         )
+        self._on_issued(self._mode)
         return ca_pb2.CreateCertificateResponse(
             cert_chain_pem=chain, trust_bundle_pem=ca.trust_bundle().to_pem(), crl_pem=self._crls()
         )

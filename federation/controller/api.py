@@ -31,6 +31,7 @@ from federation.errors import (
     NotFoundError,
     UnauthenticatedError,
 )
+from federation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from federation.model.documents import validation_problems
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
@@ -170,6 +171,12 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "trustDomain": request.app[CONTEXT].trust_domain})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """The controller's metrics (:mod:`federation.controller.metrics`), Prometheus text."""
+    body = request.app[CONTEXT].service.hub.metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 async def bundle(request: web.Request) -> web.Response:
     """The trust domain and its trust bundle (PEM): public, as a SPIFFE bundle endpoint is. A
     joining control plane checks its token's root pin against it before sending the token."""
@@ -264,6 +271,7 @@ async def openapi(request: web.Request) -> web.Response:
 #: (method, path, handler, summary, request body model or None)
 ROUTES: list[tuple[str, str, Handler, str, type[BaseModel] | None]] = [
     ("GET", "/healthz", healthz, "Liveness (no token needed)", None),
+    ("GET", "/metrics", metrics, "Prometheus metrics (text format)", None),
     ("GET", "/v1/bundle", bundle, "The federation's trust bundle (public, no token)", None),
     ("GET", "/openapi.json", openapi, "This document", None),
     ("GET", "/v1/clusters", list_clusters, "Member clusters with state and heartbeat", None),

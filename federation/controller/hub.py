@@ -25,6 +25,7 @@ from federation.controller.membership import (
     cluster_state,
     member_crls,
 )
+from federation.controller.metrics import ControllerMetrics
 from federation.controller.store import ControllerStore
 from federation.errors import InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy, default_deny_policy
@@ -72,6 +73,7 @@ class SyncHub:
         authz_default: ``deny`` adds :func:`federation.model.authz.default_deny_policy` to
             every update (the mesh-wide default); ``allow`` is Istio's default.
         signer: re-signs joined clusters' intermediates (None: never).
+        metrics: where the hub counts its work (:mod:`federation.controller.metrics`).
     """
 
     def __init__(
@@ -83,8 +85,10 @@ class SyncHub:
         clock: Callable[[], float] = time.time,
         authz_default: str = "allow",
         signer: IntermediateSigner | None = None,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
         self.signer = signer
+        self.metrics = metrics or ControllerMetrics()
         self.store = store
         self.authz_default = authz_default
         self._bundle_pem = bundle_pem
@@ -100,6 +104,18 @@ class SyncHub:
         self._last_states: dict[str, ClusterState] = {}
         self.imports: dict[str, list[ServiceImport]] = {}
         self.exports: list[ExportStatus] = []
+        self.metrics.gauge(
+            "meshfed_controller_sync_streams",
+            "Open sync streams (connected control planes)",
+            lambda: float(len(self._streams)),
+        )
+        self.metrics.gauge(
+            "meshfed_controller_clusters", "Members by state", self._by_state, "state"
+        )
+
+    def _by_state(self) -> dict[str, float]:
+        states = list(self.states().values())
+        return {s: float(states.count(s)) for s in set(states)}
 
     def states(self) -> dict[str, ClusterState]:
         """Every member's state now (see :func:`cluster_state` and :data:`STARTUP_GRACE_S`)."""
@@ -150,6 +166,7 @@ class SyncHub:
         """Record a report (a heartbeat); recompute when its content or the cluster's state
         changed, or when it is the first report on a new stream (which gets its whole view)."""
         self.store.put_report(cluster, body, self.clock())
+        self.metrics.reports.labels(cluster).inc()
         first = cluster in self._streams and cluster not in self._reported
         if first:
             self._reported.add(cluster)
@@ -165,6 +182,7 @@ class SyncHub:
         """Recompute every import and queue the updates that changed."""
         states = self.states()
         self._last_states = states
+        self.metrics.recomputations.inc()
         self.imports, self.exports = compute(
             self.store.clusters(), states, self.store.reports(), self.store.export_times()
         )
@@ -203,6 +221,7 @@ class SyncHub:
             self._sent[cluster] = view
             self._version += 1
             queue.put_nowait(replace(view, version=self._version))
+            self.metrics.updates.labels(cluster).inc()
             log.info("update v%d to %s: %d imports", self._version, cluster, len(view.imports))
 
     def _stored_policies(self) -> list[BaseModel]:
@@ -218,20 +237,28 @@ class SyncHub:
         return out
 
     async def watch_leases(self) -> None:
-        """Recompute whenever a cluster's state changes (lease expiry) or the trust bundle
-        changes (a root rotation: every control plane gets the new bundle); runs until
-        cancelled. Checks every lease/10 (at least 0.2 s, at most 3 s)."""
+        """:meth:`check` every lease/10 (at least 0.2 s, at most 3 s) until cancelled."""
         while True:
             await asyncio.sleep(min(3.0, max(0.2, self.lease_s / 10)))
-            states = self.states()
-            if states != self._last_states:
-                changed = {k: v for k, v in states.items() if self._last_states.get(k) != v}
-                log.info("cluster states changed: %s", changed)
-                self.recompute()
-            elif self._bundle_pem() != self._last_bundle:
-                log.info("trust bundle changed: sending it to every control plane")
-                self.recompute()
-            elif self.signer is not None and any(
-                self.signer.due(c) for c in self._reported & set(self._streams)
-            ):
-                self.recompute()
+            self.check()
+
+    def check(self) -> None:
+        """Recompute when a cluster's state changed (a lease expiry: counted in
+        ``meshfed_controller_lease_expiries_total``), when the trust bundle changed (a root
+        rotation: every control plane gets the new bundle), or when an intermediate is due
+        for re-signing."""
+        states = self.states()
+        if states != self._last_states:
+            changed = {k: v for k, v in states.items() if self._last_states.get(k) != v}
+            log.info("cluster states changed: %s", changed)
+            for cluster, state in changed.items():
+                if state == "Unreachable" and self._last_states.get(cluster) == "Ready":
+                    self.metrics.lease_expiries.labels(cluster).inc()
+            self.recompute()
+        elif self._bundle_pem() != self._last_bundle:
+            log.info("trust bundle changed: sending it to every control plane")
+            self.recompute()
+        elif self.signer is not None and any(
+            self.signer.due(c) for c in self._reported & set(self._streams)
+        ):
+            self.recompute()

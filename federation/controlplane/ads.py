@@ -38,6 +38,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from federation.ca.service import peer_spiffe_id
 from federation.controlplane import resource
 from federation.controlplane.generate.common import pack
+from federation.controlplane.metrics import ControlPlaneMetrics
 from federation.controlplane.snapshot import Snapshot, SnapshotSource
 from federation.controlplane.status import ProxyStatus, StatusRegistry
 
@@ -91,11 +92,16 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
     """ADS over grpc.aio; register with :meth:`add_to_server`."""
 
     def __init__(
-        self, source: SnapshotSource, callbacks: StreamCallbacks, status: StatusRegistry
+        self,
+        source: SnapshotSource,
+        callbacks: StreamCallbacks,
+        status: StatusRegistry,
+        metrics: ControlPlaneMetrics | None = None,
     ) -> None:
         self._source = source
         self._callbacks = callbacks
         self.status = status
+        self._metrics = metrics or ControlPlaneMetrics()
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Register this servicer on ``server``."""
@@ -130,9 +136,9 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         role = first.node.metadata.fields.get("meshfed.io/role")
         status = self.status.open(node_id, role.string_value if role else "", kind)
         stream: _SotwStream | _DeltaStream = (
-            _SotwStream(node_id, status, out)
+            _SotwStream(node_id, status, out, self._metrics)
             if kind == "sotw"
-            else _DeltaStream(node_id, status, out)
+            else _DeltaStream(node_id, status, out, self._metrics)
         )
         log.info("%s stream open: %s", kind, node_id)
 
@@ -202,10 +208,12 @@ class _SotwStream:
         node_id: str,
         status: ProxyStatus,
         out: asyncio.Queue[discovery_pb2.DiscoveryResponse | None],
+        metrics: ControlPlaneMetrics | None = None,
     ) -> None:
         self.node_id = node_id
         self.status = status
         self.out = out
+        self.metrics = metrics or ControlPlaneMetrics()
         self.snapshot: Snapshot | None = None
         self.types: dict[str, _SotwType] = {}
 
@@ -226,6 +234,7 @@ class _SotwStream:
             tstatus.nack_error = req.error_detail.message
             tstatus.last_nack_nonce = req.response_nonce
             tstatus.nack_at = time.time()
+            self.metrics.nacked(type_url)
             log.warning(
                 "%s NACKed %s version %s: %s",
                 self.node_id,
@@ -273,6 +282,7 @@ class _SotwStream:
             version,
             len(items),
         )
+        self.metrics.pushed(type_url)
         self.out.put_nowait(
             discovery_pb2.DiscoveryResponse(
                 version_info=version,
@@ -291,10 +301,12 @@ class _DeltaStream:
         node_id: str,
         status: ProxyStatus,
         out: asyncio.Queue[discovery_pb2.DeltaDiscoveryResponse | None],
+        metrics: ControlPlaneMetrics | None = None,
     ) -> None:
         self.node_id = node_id
         self.status = status
         self.out = out
+        self.metrics = metrics or ControlPlaneMetrics()
         self.snapshot: Snapshot | None = None
         self.types: dict[str, _DeltaType] = {}
 
@@ -312,6 +324,7 @@ class _DeltaStream:
                 tstatus.nack_error = req.error_detail.message
                 tstatus.last_nack_nonce = req.response_nonce
                 tstatus.nack_at = time.time()
+                self.metrics.nacked(type_url)
                 log.warning(
                     "%s NACKed %s: %s",
                     self.node_id,
@@ -366,6 +379,7 @@ class _DeltaStream:
             len(changed),
             len(removed),
         )
+        self.metrics.pushed(type_url)
         self.out.put_nowait(
             discovery_pb2.DeltaDiscoveryResponse(
                 system_version_info=version,

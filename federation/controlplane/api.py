@@ -2,6 +2,7 @@
 
 ==========================  ===============================================================
 ``GET  /healthz``           liveness (no token needed)
+``GET  /metrics``           Prometheus text exposition (:mod:`federation.controlplane.metrics`)
 ``GET  /v1/info``           cluster name, locality, network, trust domain, and the
                             federation link (``federation``: controller, connected,
                             lastUpdateVersion, stopped -- why syncing stopped, or null)
@@ -45,6 +46,7 @@ from federation.ca.tokens import MAX_TTL, TokenStore
 from federation.controlplane import resource
 from federation.controlplane.builder import SnapshotBuilder
 from federation.controlplane.explain import explain, explain_authz
+from federation.controlplane.metrics import ControlPlaneMetrics
 from federation.controlplane.registry import (
     Document,
     ServiceRegistry,
@@ -56,6 +58,7 @@ from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.errors import InvalidDocumentError, NotFoundError
+from federation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from federation.model.documents import load_documents
 from federation.model.locality import Locality
 from federation.model.service import ServiceExport, ServiceImport
@@ -70,6 +73,7 @@ CACHE = web.AppKey("cache", SnapshotCache)
 BUILDER = web.AppKey("builder", SnapshotBuilder)
 TOKEN = web.AppKey("token", str)
 WORKLOAD_TOKENS = web.AppKey("workload_tokens", TokenStore)
+METRICS = web.AppKey("metrics", ControlPlaneMetrics)
 Identity = Callable[[], dict[str, Any]]
 IDENTITY: web.AppKey[Identity] = web.AppKey("identity")
 FederationState = Callable[[], dict[str, Any] | None]
@@ -318,6 +322,12 @@ async def explain_authz_handler(request: web.Request) -> web.Response:
     return web.json_response(table)
 
 
+async def metrics_handler(request: web.Request) -> web.Response:
+    """Every metric of this control plane, Prometheus text format."""
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 def make_app(
     *,
     registry: ServiceRegistry,
@@ -329,6 +339,7 @@ def make_app(
     workload_tokens: TokenStore,
     identity: Identity,
     federation: Callable[[], dict[str, Any] | None] = lambda: None,
+    metrics: ControlPlaneMetrics | None = None,
 ) -> web.Application:
     """The aiohttp application (routes in the module docstring); ``federation`` returns the
     link's state for ``/v1/info``; ``identity`` returns where the certificate service
@@ -344,7 +355,9 @@ def make_app(
     app[FEDERATION] = federation
     app[WORKLOAD_TOKENS] = workload_tokens
     app[IDENTITY] = identity
+    app[METRICS] = metrics or ControlPlaneMetrics()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/v1/info", info)
     app.router.add_post("/v1/apply", apply)
     app.router.add_post("/v1/delete", delete)

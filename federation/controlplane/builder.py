@@ -37,8 +37,9 @@ from envoy.config.core.v3 import base_pb2
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.proxy_config import OutboundPlans, generate
 from federation.controlplane.generate.services import service_ports
+from federation.controlplane.metrics import ControlPlaneMetrics, push_latency_s
 from federation.controlplane.proxy import ProxyDescription, identity_problem
-from federation.controlplane.registry import ServiceRegistry
+from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.controlplane.snapshot import Snapshot, SnapshotCache
 from federation.errors import InconsistentSnapshotError
 
@@ -67,8 +68,10 @@ class SnapshotBuilder:
         mesh: MeshContext,
         registry: ServiceRegistry,
         cache: SnapshotCache,
+        metrics: ControlPlaneMetrics | None = None,
     ) -> None:
         self.mesh = mesh
+        self.metrics = metrics or ControlPlaneMetrics()
         self._registry = registry
         self._cache = cache
         self._proxies: dict[str, ProxyDescription] = {}
@@ -84,7 +87,9 @@ class SnapshotBuilder:
         self.ready = asyncio.Event()
         self.builds = 0
         self.last_build_ms = 0.0
-        registry.subscribe(lambda _state: self.request_rebuild())
+        # registry version -> time.monotonic() it appeared (push latency), oldest pruned
+        self._changed_at: dict[int, float] = {}
+        registry.subscribe(self._on_change)
 
     def proxies(self) -> dict[str, ProxyDescription]:
         """Known proxies by node id."""
@@ -110,6 +115,14 @@ class SnapshotBuilder:
     def on_stream_closed(self, node_id: str) -> None:
         """Keep the description: a reconnecting proxy gets its snapshot at once."""
 
+    def _on_change(self, state: RegistryState) -> None:
+        self._changed_at[state.version] = time.monotonic()
+        if self._built:
+            oldest = min(self._built.values())
+            for version in [v for v in self._changed_at if v <= oldest]:
+                del self._changed_at[version]
+        self.request_rebuild()
+
     def request_rebuild(self) -> None:
         """Mark every proxy's snapshot stale; the worker rebuilds soon."""
         self._dirty.set()
@@ -124,14 +137,23 @@ class SnapshotBuilder:
             if self._plans is None or self._plans.state is not state:
                 self._plans = OutboundPlans(self.mesh, state, service_ports(state))
             plans = self._plans
+            decided = plans.computed
             snapshot = await asyncio.to_thread(
                 lambda: Snapshot.build(generate(self.mesh, state, proxy, plans))
             )
             self._memo[key] = (state.version, snapshot)
+            self.metrics.builds.inc()
+            self.metrics.decisions.inc(plans.computed - decided)
         try:
             await self._cache.set_snapshot(proxy.node_id, snapshot)
         except InconsistentSnapshotError as err:
             log.error("not publishing: %s", err)
+        else:
+            before = self._built.get(proxy.node_id)
+            if before is not None and before < state.version:
+                latency = push_latency_s(self._changed_at, before, time.monotonic())
+                if latency is not None:
+                    self.metrics.push_latency.observe(latency)
         self._built[proxy.node_id] = state.version
 
     async def rebuild_all(self, *, yield_to_newer: bool = False) -> None:

@@ -38,7 +38,8 @@ from federation.controlplane.link import state as link_state
 from federation.controlplane.link.join import JoinError, JoinInfo, join
 from federation.controlplane.link.rtt import RttProber
 from federation.controlplane.link.session import FederationLink
-from federation.controlplane.registry import ServiceRegistry
+from federation.controlplane.metrics import ControlPlaneMetrics
+from federation.controlplane.registry import Health, ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
@@ -95,6 +96,7 @@ class ControlPlane:
         self.registry = ServiceRegistry()
         self.cache = SnapshotCache()
         self.status = StatusRegistry()
+        self.metrics = ControlPlaneMetrics()
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: grpc.aio.Server | None = None
         self._ca_grpc: grpc.aio.Server | None = None
@@ -146,6 +148,7 @@ class ControlPlane:
             ttl=self.config.svid_ttl,
             crls=a.crl_bundle,
             ca_chain=a.ca_chain_pem,
+            on_issued=self.metrics.issued,
         )
 
     def _write_bundle(self, pem: bytes) -> None:
@@ -188,19 +191,23 @@ class ControlPlane:
                 crl_pem=lambda: self.authority.own_crl().decode(),
                 on_crls=self.authority.set_member_crls,
                 on_ca=self.authority.set_authority,
+                on_update=self.metrics.update_received,
             )
             self.link.restore()
         self.mesh = MeshContext(cfg.cluster, ca.trust_domain.name, cfg.locality, cfg.network)
         self._write_bundle(self.authority.bundle_pem())
         self.tokens = TokenStore(cfg.state_dir / "workload-tokens.json")
-        self.builder = SnapshotBuilder(self.mesh, self.registry, self.cache)
+        self.builder = SnapshotBuilder(self.mesh, self.registry, self.cache, self.metrics)
+        self._gauges()
         self.builder.ready.set()
         self._tasks.append(asyncio.create_task(self.builder.run(), name="snapshot-builder"))
 
         self.renewals = self._certificate_service("svid")
         self.first_certificates = self._certificate_service("token")
         self._grpc = grpc.aio.server()
-        AggregatedDiscoveryService(self.cache, self.builder, self.status).add_to_server(self._grpc)
+        AggregatedDiscoveryService(
+            self.cache, self.builder, self.status, self.metrics
+        ).add_to_server(self._grpc)
         self.renewals.add_to_server(self._grpc)
         host, port = parse_host_port(cfg.xds_listen, what="--xds-listen")
         self.xds_port = self._grpc.add_secure_port(
@@ -226,6 +233,7 @@ class ControlPlane:
             workload_tokens=self.tokens,
             identity=self._identity,
             federation=self._federation_state,
+            metrics=self.metrics,
         )
         self._runner, self.api_port = await start_http(app, cfg.api_listen, "--api-listen")
 
@@ -260,6 +268,35 @@ class ControlPlane:
             self.ca_address,
             self.api_url,
             len(self.registry.state.workloads),
+        )
+
+    def _gauges(self) -> None:
+        """The gauges read at scrape time (:mod:`federation.controlplane.metrics`)."""
+        m = self.metrics
+
+        def proxies() -> dict[str, float]:
+            roles = [p.role or "unknown" for p in self.status.proxies() if p.connected]
+            return {role: float(roles.count(role)) for role in set(roles)}
+
+        def workloads() -> dict[str, float]:
+            state = self.registry.state
+            health = [state.health_of(key).value for key in state.workloads]
+            return {h.value: float(health.count(h.value)) for h in Health}
+
+        def ca_expiry() -> float:  # read each time: the intermediate is re-signed in place
+            return self.authority.authority().certificate.not_valid_after_utc.timestamp()
+
+        m.gauge("meshfed_xds_connected_proxies", "Open ADS streams by proxy role", proxies, "role")
+        m.gauge("meshfed_workloads", "Local workloads by probed health", workloads, "health")
+        m.gauge(
+            "meshfed_ca_certificate_expiry_timestamp_seconds",
+            "Unix time when this cluster's intermediate CA certificate expires",
+            ca_expiry,
+        )
+        m.gauge(
+            "meshfed_sync_stream_up",
+            "1 while the sync stream to the federation controller is open",
+            lambda: None if self.link is None else float(self.link.connected),
         )
 
     async def _join_info(self) -> JoinInfo | None:

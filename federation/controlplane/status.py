@@ -78,6 +78,10 @@ class StatusRegistry:
         """Mark a stream closed (kept for display until the node reconnects)."""
         status.connected = False
 
+    def proxies(self) -> list[ProxyStatus]:
+        """Every tracked proxy (connected or recently disconnected)."""
+        return list(self._proxies.values())
+
     def get(self, node_id: str) -> ProxyStatus | None:
         """The status of ``node_id``."""
         return self._proxies.get(node_id)

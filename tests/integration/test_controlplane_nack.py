@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
+import aiohttp
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 
@@ -30,6 +32,7 @@ from tests.integration.harness import (
     wait_until,
     workload_yaml,
 )
+from tests.prometheus import Samples, samples
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ZONE_A = "aws/us-east-1/us-east-1a"
@@ -65,6 +68,18 @@ async def _table(home, api_url) -> str:
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     return out.decode()
+
+
+async def _metrics(plane: ControlPlane, token: str | None = None) -> Samples:
+    """The control plane's ``/metrics``, parsed."""
+    headers = {"Authorization": f"Bearer {token if token is not None else plane.token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{plane.api_url}/metrics", headers=headers) as resp,
+    ):
+        if resp.status != 200:
+            return {("status", ()): float(resp.status)}
+        return samples(await resp.text())
 
 
 async def test_nack_is_recorded_and_envoy_keeps_last_good_config(procs, mesh_home) -> None:
@@ -136,6 +151,17 @@ async def test_nack_is_recorded_and_envoy_keeps_last_good_config(procs, mesh_hom
             return cds
 
         cds = await wait_cds("NACKED")
+        # ... and its metrics (issue #17): the NACK, the pushes, the proxy, its SVID
+        metrics = await _metrics(plane)
+        assert metrics[("meshfed_xds_nacks_total", (("type", "CDS"),))] == 1
+        assert metrics[("meshfed_xds_pushes_total", (("type", "CDS"),))] >= 2
+        assert metrics[("meshfed_xds_connected_proxies", (("role", "sidecar"),))] == 1
+        assert metrics[("meshfed_svids_issued_total", (("via", "workload-token"),))] >= 1
+        assert metrics[("meshfed_snapshot_builds_total", ())] >= 1
+        assert metrics[("meshfed_workloads", (("health", "UNKNOWN"),))] == 1  # echo-1: no probes
+        assert metrics[("meshfed_ca_certificate_expiry_timestamp_seconds", ())] > time.time()
+        assert ("meshfed_sync_stream_up", ()) not in metrics  # not joined to a federation
+        assert await _metrics(plane, token="wrong") == {("status", ()): 401.0}
         rows = {p["node_id"]: p for p in await _proxy_status(mesh_home, plane.api_url)}
         assert rows[node]["types"]["CDS"]["state"] == "NACKED"  # and the CLI says so
         assert "Expected positive duration" in cds["nack_error"]
@@ -149,5 +175,23 @@ async def test_nack_is_recorded_and_envoy_keeps_last_good_config(procs, mesh_hom
         await plane.builder.rebuild_all()
 
         await wait_cds("SYNCED")
+        # a registry change reaches the proxy: one push latency observed
+        plane.registry.apply(
+            load_documents(
+                workload_yaml(
+                    "echo-2",
+                    service="echo",
+                    address="127.0.0.2",
+                    locality=ZONE_A,
+                    port=8080,
+                    target_port=app_port,
+                    tls_mode="disabled",
+                )
+            )
+        )
+        deadline = time.monotonic() + 30
+        while (await _metrics(plane)).get(("meshfed_xds_push_latency_seconds_count", ()), 0) < 1:
+            assert time.monotonic() < deadline, "no push latency observed"
+            await asyncio.sleep(0.1)
     finally:
         await plane.stop()

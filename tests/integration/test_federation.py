@@ -48,6 +48,7 @@ from tests.integration.harness import (
     wait_until,
     workload_yaml,
 )
+from tests.prometheus import Samples, samples
 from trust import pki
 from trust.bundle import TrustBundle
 from trust.errors import TrustError
@@ -741,12 +742,31 @@ def test_a_cluster_whose_lease_expires_is_withdrawn_everywhere(fed) -> None:
 
         wait_until(lambda: len(after()) > 100, 2 * LEASE_S + 10, "traffic after the lease")
     assert marked <= LEASE_S + 1.5, marked
+    # the controller counted the expiry; a's control plane still syncs (issue #17's metrics)
+    metrics = _scrape(controller.url, controller.token(), controller.ssl_context())
+    assert metrics[("meshfed_controller_lease_expiries_total", (("cluster", "b"),))] == 1
+    assert metrics[("meshfed_controller_clusters", (("state", "Unreachable"),))] == 1
+    assert metrics[("meshfed_controller_sync_streams", ())] == 2
+    a = cps["a"]
+    metrics = _scrape(a.api_url, find_token(a.api_url, home=a.home))
+    assert metrics[("meshfed_sync_stream_up", ())] == 1
+    assert metrics[("meshfed_sync_updates_received_total", ())] >= 1
+    assert metrics[("meshfed_sync_last_update_timestamp_seconds", ())] > 0
     after = after()
     assert len(after) > 100
     assert {s.name for s in after} == {"a-echo-1"}, Counter(s.name for s in after)
     assert load.failures() == []
     assert [c["cluster"] for c in _imports_of(fed["home"], "c")["echo"]["clusters"]] == ["a"]
     yaml.safe_load(_meshfed(fed["home"], "cluster", "list", "-o", "yaml").stdout)
+
+
+def _scrape(url: str, token: str, context: ssl.SSLContext | None = None) -> Samples:
+    """``GET <url>/metrics`` with the bearer token, parsed."""
+    import urllib.request
+
+    req = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5, context=context) as resp:
+        return samples(resp.read().decode())
 
 
 def _link_of(cp: ControlPlaneHandle) -> dict[str, Any]:

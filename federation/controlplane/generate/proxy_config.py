@@ -117,17 +117,20 @@ def outbound_ports(
 
 class OutboundPlans:
     """:func:`outbound_ports` computed once per caller locality for one registry state
-    (a rebuild of N sidecars in K localities decides K times, not N)."""
+    (a rebuild of N sidecars in K localities decides K times, not N); ``computed`` counts
+    the computations."""
 
     def __init__(self, mesh: MeshContext, state: RegistryState, ports: list[ServicePort]):
         self.mesh, self.state, self.ports = mesh, state, ports
         self._by_caller: dict[Locality, list[OutboundPort]] = {}
+        self.computed = 0
 
     def get(self, caller: Locality) -> list[OutboundPort]:
         plans = self._by_caller.get(caller)
         if plans is None:
             plans = outbound_ports(self.mesh, self.state, caller, self.ports)
             self._by_caller[caller] = plans
+            self.computed += 1
         return plans
 
 

@@ -104,6 +104,7 @@ class FederationLink:
         crl_pem: returns this cluster CA's current CRL (PEM), sent with every report.
         on_crls: called with every member's CRL (cluster -> PEM) from each update.
         on_ca: called with the new CA after the controller re-signed the intermediate.
+        on_update: called after each controller update is applied (metrics).
     """
 
     def __init__(
@@ -119,8 +120,10 @@ class FederationLink:
         crl_pem: Callable[[], str] = lambda: "",
         on_crls: Callable[[dict[str, str]], None] = lambda _crls: None,
         on_ca: Callable[[LocalCertificateAuthority], None] = lambda _ca: None,
+        on_update: Callable[[], None] = lambda: None,
     ) -> None:
         self._on_ca = on_ca
+        self._on_update = on_update
         self._sync_svid_stale = False
         self._csr = ClusterCaDirectory(state_dir / "ca").renewal_csr(ca.trust_domain, info.cluster)
         self.info = info
@@ -233,6 +236,7 @@ class FederationLink:
         state.save(self._state_dir, self.info, update)  # persist first, then serve it
         self._install(update)
         self.last_update_version = update.version
+        self._on_update()
         log.info(
             "controller update v%d: %d imports, %d exports, %d policies",
             update.version,

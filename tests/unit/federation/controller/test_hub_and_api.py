@@ -15,6 +15,7 @@ from federation.controller.sync import peer_cluster
 from federation.controlplane.link.join import JoinError, check_pinned_root
 from federation.sync.join_token import split_join_token, token_digest
 from federation.sync.messages import ClusterReport
+from tests.prometheus import samples
 from trust import pki
 from trust.spiffe import SpiffeId, TrustDomain
 
@@ -133,23 +134,27 @@ def test_peer_identity_is_pinned_to_the_clusters_own_intermediate(trust_dir) -> 
     assert peer_cluster(None, "example.org", lookup) == (None, "no client certificate")
 
 
-@pytest.fixture
-async def api(trust_dir, tmp_path):
-    store = SqliteStore(tmp_path / "c.db")
-    hub = SyncHub(store, lambda: trust_dir.bundle().to_pem(), lease_s=30)
-    ctx = ControllerContext(
-        service=FederationService(
-            hub,
-            trust_dir.root_authority,
-            lambda: trust_dir.bundle().to_pem(),
-            root_pin=lambda: trust_dir.bundle().fingerprints()[-1],
-        ),
+def _context(service: FederationService) -> ControllerContext:
+    return ControllerContext(
+        service=service,
         trust_domain="example.org",
         admin_token="adm1n",
         sync_address="127.0.0.1:1",
         sync_server_name="controller.meshfed.internal",
     )
-    client = TestClient(TestServer(make_app(ctx)))
+
+
+@pytest.fixture
+async def api(trust_dir, tmp_path):
+    store = SqliteStore(tmp_path / "c.db")
+    hub = SyncHub(store, lambda: trust_dir.bundle().to_pem(), lease_s=30)
+    service = FederationService(
+        hub,
+        trust_dir.root_authority,
+        lambda: trust_dir.bundle().to_pem(),
+        root_pin=lambda: trust_dir.bundle().fingerprints()[-1],
+    )
+    client = TestClient(TestServer(make_app(_context(service))))
     await client.start_server()
     yield client
     await client.close()
@@ -296,3 +301,34 @@ async def test_a_mesh_wide_default_deny_reaches_every_cluster(tmp_path) -> None:
     [allow_filter] = rbac_filters([policy], (8080,))  # an ALLOW filter with no policy: deny all
     assert allow_filter.name.endswith(".allow")
     store.close()
+
+
+async def test_metrics_count_reports_updates_and_lease_expiries(tmp_path) -> None:
+    """Issue #17: the controller's ``/metrics`` (admin token), parsed by prometheus-client."""
+    clock = Clock()
+    hub = _hub(tmp_path, clock, lease=3.0)
+    hub.attach("a"), hub.attach("b")
+    hub.report("a", _report(["demo/echo"]))
+    hub.report("b", _report([]))
+    clock.now += 4  # a is silent past its lease; b keeps reporting
+    hub.report("b", _report([]))
+    hub.check()
+    hub.check()  # counted once, not at every check
+    service = FederationService(hub, None, lambda: b"", root_pin=lambda: "")  # type: ignore[arg-type]
+    client = TestClient(TestServer(make_app(_context(service))))
+    await client.start_server()
+    try:
+        assert (await client.get("/metrics")).status == 401
+        text = await (await client.get("/metrics", headers=AUTH)).text()
+    finally:
+        await client.close()
+        hub.store.close()
+    got = samples(text)
+    assert got[("meshfed_controller_lease_expiries_total", (("cluster", "a"),))] == 1
+    assert ("meshfed_controller_lease_expiries_total", (("cluster", "b"),)) not in got
+    assert got[("meshfed_controller_reports_received_total", (("cluster", "b"),))] == 2
+    assert got[("meshfed_controller_updates_sent_total", (("cluster", "b"),))] >= 2
+    assert got[("meshfed_controller_clusters", (("state", "Unreachable"),))] == 1
+    assert got[("meshfed_controller_clusters", (("state", "Ready"),))] == 1
+    assert got[("meshfed_controller_sync_streams", ())] == 2
+    assert got[("meshfed_controller_recomputations_total", ())] >= 3
