@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import ssl
 import subprocess
@@ -202,6 +203,25 @@ def test_service_exported_in_two_clusters_is_imported_in_the_third_and_reached_t
         "responses from a and b",
     )
     assert set(seen) == {"a", "b"}, seen
+
+    # the access logs say who called whom (issue #17): c's caller names its own cluster and
+    # locality and both serving clusters; a's and b's echo sidecars name c by the cluster
+    # claim of its SVID (a DNS SAN only c's CA can sign)
+    def logged(pattern: str) -> bool:
+        logs = (home / "proxies").glob("sidecar_demo_*/envoy.log")
+        return any(re.search(pattern, p.read_text(), re.MULTILINE) for p in logs)
+
+    for server in ("a", "b"):
+        wait_until(
+            lambda server=server: (
+                logged(rf"^outbound src=c/gcp/europe-west1/\S+ dst={server}/\S+ \[.* 200 ")
+                and logged(
+                    rf"^inbound src=c\.cluster\.meshfed\.internal dst={server}/\S+ \[.* 200 "
+                )
+            ),
+            10,
+            f"access log lines of c -> {server}",
+        )
     # get clusters shows locality, network, gateway, heartbeat and state
     clusters = json.loads(_meshfed(home, "cluster", "list", "-o", "json").stdout)
     assert [(c["name"], c["state"], c["network"]) for c in clusters] == [

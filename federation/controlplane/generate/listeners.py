@@ -68,22 +68,32 @@ INBOUND_LISTENER = "inbound"
 ACCESS_LOG_FORMAT = (
     '[%START_TIME%] %DOWNSTREAM_REMOTE_ADDRESS% "%REQ(:METHOD)% %REQ(:AUTHORITY)%%REQ(:PATH)%"'
     " %RESPONSE_CODE% %RESPONSE_FLAGS% %DURATION%ms upstream=%UPSTREAM_CLUSTER%"
-    " host=%UPSTREAM_HOST% served_by=%RESP(X-MESHFED-SERVED-BY)% peer=%DOWNSTREAM_PEER_URI_SAN%"
+    " host=%UPSTREAM_HOST% peer=%DOWNSTREAM_PEER_URI_SAN%"
 )
+#: Who called whom, first on every line. Outbound: this sidecar's cluster and locality, and
+#: the ``x-meshfed-served-by`` answer (``<cluster>/<zone>`` of the endpoint that served it).
+#: Inbound: the caller's cluster claim (the DNS SAN ``<cluster>.cluster.meshfed.internal`` of
+#: its SVID, which only that cluster's CA can sign; ``-`` for a plain-text caller) and this
+#: workload's ``<cluster>/<zone>``.
+OUTBOUND_PEERS = "src={source} dst=%RESP(X-MESHFED-SERVED-BY)%"
+INBOUND_PEERS = "src=%DOWNSTREAM_PEER_DNS_SAN% dst={served_by}"
 #: Inbound only: what the RBAC filters decided, shadow (dry-run) results included.
 RBAC_LOG_FIELD = " rbac=%DYNAMIC_METADATA(envoy.filters.http.rbac)%"
 
 
-def access_log(direction: str) -> accesslog_pb2.AccessLog:
-    """Access log to stdout naming the upstream cluster, host and who served the request
-    (inbound: also the RBAC filters' dynamic metadata, e.g. a dry-run policy's verdict)."""
+def access_log(direction: str, peers: str = "") -> accesslog_pb2.AccessLog:
+    """Access log to stdout: ``<direction> <peers> <ACCESS_LOG_FORMAT>`` -- source and
+    destination (:data:`OUTBOUND_PEERS`, :data:`INBOUND_PEERS`, filled in), the request, the
+    upstream cluster and host (inbound: also the RBAC filters' dynamic metadata, e.g. a
+    dry-run policy's verdict)."""
     return accesslog_pb2.AccessLog(
         name="envoy.access_loggers.stdout",
         typed_config=pack(
             stream_pb2.StdoutAccessLog(
                 log_format=substitution_format_string_pb2.SubstitutionFormatString(
                     text_format_source=base_pb2.DataSource(
-                        inline_string=f"{direction} {ACCESS_LOG_FORMAT}"
+                        inline_string=f"{direction} {peers}{' ' if peers else ''}"
+                        + ACCESS_LOG_FORMAT
                         + (RBAC_LOG_FIELD if direction == "inbound" else "")
                         + "\n"
                     )
@@ -97,14 +107,15 @@ def _router() -> hcm.HttpFilter:
     return hcm.HttpFilter(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router()))
 
 
-def outbound_listener(port: int) -> listener_pb2.Listener:
-    """The sidecar's outbound HTTP listener on ``127.0.0.1:<port>``."""
+def outbound_listener(port: int, source: str = "-") -> listener_pb2.Listener:
+    """The sidecar's outbound HTTP listener on ``127.0.0.1:<port>``; ``source``
+    (``<cluster>/<locality>``) goes into its access log."""
     manager = hcm.HttpConnectionManager(
         stat_prefix="outbound_http",
         codec_type=hcm.HttpConnectionManager.CodecType.AUTO,
         rds=hcm.Rds(config_source=ads(), route_config_name=OUTBOUND_ROUTE),
         http_filters=[_router()],
-        access_log=[access_log("outbound")],
+        access_log=[access_log("outbound", OUTBOUND_PEERS.format(source=source))],
     )
     return listener_pb2.Listener(
         name=OUTBOUND_LISTENER,
@@ -172,6 +183,7 @@ def _inbound_hcm(
     stat_prefix: str,
     route_config: route_pb2.RouteConfiguration,
     authz: Sequence[hcm.HttpFilter] = (),
+    served_by: str = "-",
 ) -> listener_components_pb2.Filter:
     manager = hcm.HttpConnectionManager(
         stat_prefix=stat_prefix,
@@ -182,7 +194,7 @@ def _inbound_hcm(
         set_current_client_cert_details=hcm.HttpConnectionManager.SetCurrentClientCertDetails(
             uri=True
         ),
-        access_log=[access_log("inbound")],
+        access_log=[access_log("inbound", INBOUND_PEERS.format(served_by=served_by))],
         common_http_protocol_options=protocol_pb2.HttpProtocolOptions(
             max_connection_duration=duration_ms(INBOUND_MAX_CONNECTION_MS)
         ),
@@ -193,7 +205,11 @@ def _inbound_hcm(
 
 
 def _inbound_tcp(
-    port_name: str, port: int, app_port: int, authz: Sequence[AuthorizationPolicy]
+    port_name: str,
+    port: int,
+    app_port: int,
+    authz: Sequence[AuthorizationPolicy],
+    served_by: str = "-",
 ) -> list[listener_components_pb2.Filter]:
     """A TCP port's inbound filters: network RBAC (:func:`rbac.network_rbac_filters`), then
     ``tcp_proxy`` to the app, connections capped at :data:`INBOUND_MAX_CONNECTION_MS` like
@@ -203,7 +219,7 @@ def _inbound_tcp(
         stat_prefix=stat_prefix,
         cluster=inbound_cluster_name(port_name, app_port),
         max_downstream_connection_duration=duration_ms(INBOUND_MAX_CONNECTION_MS),
-        access_log=[access_log("inbound")],
+        access_log=[access_log("inbound", INBOUND_PEERS.format(served_by=served_by))],
     )
     return [
         *network_rbac_filters(authz, (port, app_port), stat_prefix),
@@ -235,6 +251,7 @@ def inbound_listener(
             f"inbound_{app_port}",
             inbound_route_config(name, app_port, served_by),
             rbac_filters(authz, (port, app_port)),
+            served_by,
         )
 
     mtls = tls_transport_socket(downstream_mtls(tls))  # one for every chain
@@ -262,7 +279,7 @@ def inbound_listener(
                     ),
                     [manager(wp.name, port.port, wp.app_port)]
                     if port.is_http
-                    else _inbound_tcp(wp.name, port.port, wp.app_port, authz),
+                    else _inbound_tcp(wp.name, port.port, wp.app_port, authz, served_by),
                 )
             )
         by_authority = [(port, wp) for port, wp in served if port.is_http]
@@ -288,6 +305,7 @@ def inbound_listener(
                             "inbound_authority",
                             inbound_authority_route_config(entries, served_by),
                             filters,
+                            served_by,
                         )
                     ],
                 )

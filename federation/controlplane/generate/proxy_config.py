@@ -150,7 +150,8 @@ def _sidecar(
     out: Resources = {t: [] for t in resource.PUSH_ORDER}
     http_ports = [p for p in ports if p.is_http]
     actions = {}
-    for plan in plans.get(caller_locality(mesh, state, proxy)):
+    caller = caller_locality(mesh, state, proxy)
+    for plan in plans.get(caller):
         port, policy = plan.port, plan.policy
         for target in plan.targets:
             out[resource.CLUSTER].append(
@@ -169,7 +170,9 @@ def _sidecar(
             actions[port.cluster_name] = routes.split_action(
                 port, [(name, weight) for _, name, weight in plan.subsets], policy
             )
-    out[resource.LISTENER].append(listeners.outbound_listener(proxy.outbound_port))
+    out[resource.LISTENER].append(
+        listeners.outbound_listener(proxy.outbound_port, f"{mesh.cluster}/{caller}")
+    )
     out[resource.ROUTE].append(routes.outbound_route_config(http_ports, proxy.namespace, actions))
     workload = state.workloads.get((proxy.namespace, proxy.workload))
     if workload is not None:

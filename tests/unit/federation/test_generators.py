@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import health_check_pb2
+from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
@@ -385,3 +386,24 @@ def test_sidecars_of_one_locality_share_outbound_decisions_with_the_same_result(
     assert shared[0][resource.ENDPOINT][0] is shared[1][resource.ENDPOINT][0]
     other = generate(MESH, _registry(_doc("echo-1", "us-east-1a")).state, one, plans)
     assert len(other[resource.ENDPOINT][0].endpoints) == 1  # plans of another state: not used
+
+
+def _log_format(manager: hcm.HttpConnectionManager) -> str:
+    log = stream_pb2.StdoutAccessLog()
+    manager.access_log[0].typed_config.Unpack(log)
+    return log.log_format.text_format_source.inline_string
+
+
+def test_access_logs_name_source_and_destination_cluster_and_locality() -> None:
+    """Issue #17: outbound lines carry this sidecar's cluster and locality and the serving
+    endpoint's ``<cluster>/<zone>``; inbound lines the caller's cluster claim (its SVID's DNS
+    SAN) and this workload's ``<cluster>/<zone>``."""
+    state = _registry(_doc("echo-1", "us-east-1a")).state
+    out = generate(MESH, state, _sidecar("echo-1", sa="echo"))
+    by_name = {listener.name: listener for listener in out[resource.LISTENER]}
+    outbound = _log_format(_unpack_hcm(by_name["outbound_http"]))
+    assert outbound.startswith(
+        "outbound src=east/aws/us-east-1/us-east-1a dst=%RESP(X-MESHFED-SERVED-BY)% ["
+    )
+    inbound = _log_format(_unpack_hcm(by_name["inbound"]))
+    assert inbound.startswith("inbound src=%DOWNSTREAM_PEER_DNS_SAN% dst=east/us-east-1a [")
