@@ -100,6 +100,13 @@ def controlplane() -> None:
     metavar="HOST:PORT",
     help="This cluster's east-west gateway, as reported to the controller.",
 )
+@click.option(
+    "--otlp-collector",
+    default=None,
+    metavar="HOST:PORT",
+    help="OpenTelemetry collector (OTLP/gRPC): every sidecar traces HTTP requests (W3C"
+    " traceparent) and sends its spans there.  [default: no tracing]",
+)
 def serve_cmd(
     cluster: str,
     locality: str,
@@ -114,6 +121,7 @@ def serve_cmd(
     join_token: str | None,
     trust_domain: str | None,
     gateway: str,
+    otlp_collector: str | None,
 ) -> None:
     """Serve xDS (SotW and delta ADS), the certificate service and the HTTP API until
     SIGTERM/SIGINT.
@@ -132,6 +140,8 @@ def serve_cmd(
         addresses.append(("--controller", controller))
     if gateway:
         addresses.append(("--gateway", gateway))
+    if otlp_collector:
+        addresses.append(("--otlp-collector", otlp_collector))
     for flag, value in addresses:
         try:
             parse_host_port(value, what=flag)
@@ -151,6 +161,7 @@ def serve_cmd(
         join_token=join_token,
         trust_domain=trust_domain,
         gateway=gateway,
+        otlp_collector=otlp_collector,
     )
 
     async def run() -> None:

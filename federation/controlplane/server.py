@@ -70,6 +70,8 @@ class ControlPlaneConfig:
             and later starts reuse ``<state_dir>/ca`` instead of ``ca_dir``.
         trust_domain: the trust domain to ask for when joining (default: the controller's).
         gateway: this cluster's east-west gateway ``host:port``, reported to the controller.
+        otlp_collector: ``host:port`` of an OpenTelemetry collector for the sidecars' spans
+            (:mod:`federation.controlplane.generate.tracing`); None: no tracing.
     """
 
     cluster: str
@@ -86,6 +88,7 @@ class ControlPlaneConfig:
     trust_domain: str | None = None
     gateway: str = ""
     ca_listen: str = "127.0.0.1:0"
+    otlp_collector: str | None = None
 
 
 class ControlPlane:
@@ -194,7 +197,9 @@ class ControlPlane:
                 on_update=self.metrics.update_received,
             )
             self.link.restore()
-        self.mesh = MeshContext(cfg.cluster, ca.trust_domain.name, cfg.locality, cfg.network)
+        self.mesh = MeshContext(
+            cfg.cluster, ca.trust_domain.name, cfg.locality, cfg.network, cfg.otlp_collector
+        )
         self._write_bundle(self.authority.bundle_pem())
         self.tokens = TokenStore(cfg.state_dir / "workload-tokens.json")
         self.builder = SnapshotBuilder(self.mesh, self.registry, self.cache, self.metrics)

@@ -2,7 +2,8 @@
 
 Run: ``python -m federation.demo.echo_http --name echo-1 --cluster east --port 8080``.
 The JSON body holds ``name``, ``cluster``, ``path``, ``method`` and the caller identity the
-sidecar forwarded (``x-forwarded-client-cert``). ``/healthz`` answers 200. ``?delay_ms=N`` holds
+sidecar forwarded (``x-forwarded-client-cert``), and the W3C ``traceparent`` it received (a
+traced mesh sets it). ``/healthz`` answers 200. ``?delay_ms=N`` holds
 the answer N ms (at most 30 s), to test draining.
 """
 
@@ -31,6 +32,7 @@ def make_app(name: str, cluster: str) -> web.Application:
                 "path": request.path,
                 "host": request.host,
                 "xfcc": request.headers.get("x-forwarded-client-cert", ""),
+                "traceparent": request.headers.get("traceparent", ""),
             }
         )
 

@@ -155,6 +155,19 @@ class LocalFederationSpec(_Strict):
         default_factory=dict,
         description='--isolate: packet loss by pair of regions, e.g. {"a/x -> b/y": 0.5%}',
     )
+    otlp_collector: str | None = Field(
+        default=None,
+        alias="otlpCollector",
+        description="HOST:PORT of an OpenTelemetry collector (OTLP/gRPC): every sidecar"
+        " traces HTTP requests and sends its spans there",
+    )
+
+    @field_validator("otlp_collector")
+    @classmethod
+    def _collector(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value, what="otlpCollector")
+        return value
 
     @field_validator("latency", mode="before")
     @classmethod

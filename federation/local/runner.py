@@ -447,6 +447,11 @@ class LocalFederationRunner:
                 *(["--join-token", token] if token else []),
                 "--gateway",
                 gateway,
+                *(
+                    ["--otlp-collector", self.desc.spec.otlp_collector]
+                    if self.desc.spec.otlp_collector
+                    else []
+                ),
             ],
             "controlplane",
             c.name,

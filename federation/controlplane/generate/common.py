@@ -32,12 +32,16 @@ class MeshContext:
         trust_domain: e.g. ``example.org``; peers' SPIFFE IDs must be in it.
         locality: the cluster's default locality (region and zone).
         network: the cluster's network name.
+        otlp_collector: ``host:port`` of an OpenTelemetry collector (OTLP over gRPC) that
+            every sidecar sends its spans to; None: no spans (``traceparent`` headers still
+            pass through untouched).
     """
 
     cluster: str
     trust_domain: str
     locality: Locality
     network: str = "default"
+    otlp_collector: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

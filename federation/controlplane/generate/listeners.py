@@ -107,15 +107,21 @@ def _router() -> hcm.HttpFilter:
     return hcm.HttpFilter(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router()))
 
 
-def outbound_listener(port: int, source: str = "-") -> listener_pb2.Listener:
+def outbound_listener(
+    port: int,
+    source: str = "-",
+    tracing: hcm.HttpConnectionManager.Tracing | None = None,
+) -> listener_pb2.Listener:
     """The sidecar's outbound HTTP listener on ``127.0.0.1:<port>``; ``source``
-    (``<cluster>/<locality>``) goes into its access log."""
+    (``<cluster>/<locality>``) goes into its access log; ``tracing``
+    (:mod:`federation.controlplane.generate.tracing`) when the mesh has a collector."""
     manager = hcm.HttpConnectionManager(
         stat_prefix="outbound_http",
         codec_type=hcm.HttpConnectionManager.CodecType.AUTO,
         rds=hcm.Rds(config_source=ads(), route_config_name=OUTBOUND_ROUTE),
         http_filters=[_router()],
         access_log=[access_log("outbound", OUTBOUND_PEERS.format(source=source))],
+        tracing=tracing,
     )
     return listener_pb2.Listener(
         name=OUTBOUND_LISTENER,
@@ -184,6 +190,7 @@ def _inbound_hcm(
     route_config: route_pb2.RouteConfiguration,
     authz: Sequence[hcm.HttpFilter] = (),
     served_by: str = "-",
+    tracing: hcm.HttpConnectionManager.Tracing | None = None,
 ) -> listener_components_pb2.Filter:
     manager = hcm.HttpConnectionManager(
         stat_prefix=stat_prefix,
@@ -195,6 +202,7 @@ def _inbound_hcm(
             uri=True
         ),
         access_log=[access_log("inbound", INBOUND_PEERS.format(served_by=served_by))],
+        tracing=tracing,
         common_http_protocol_options=protocol_pb2.HttpProtocolOptions(
             max_connection_duration=duration_ms(INBOUND_MAX_CONNECTION_MS)
         ),
@@ -235,6 +243,7 @@ def inbound_listener(
     tls: ProxyTls,
     served_by: str,
     authz: Sequence[AuthorizationPolicy] = (),
+    tracing: hcm.HttpConnectionManager.Tracing | None = None,
 ) -> listener_pb2.Listener:
     """The sidecar's inbound listener for ``workload`` (see the module docstring).
 
@@ -243,6 +252,7 @@ def inbound_listener(
         served_by: the ``x-meshfed-served-by`` value, ``<cluster>/<zone>``.
         authz: the AuthorizationPolicies that select the workload; enforced by RBAC filters
             on every chain (:mod:`federation.controlplane.generate.rbac`).
+        tracing: the HTTP managers' tracing (:mod:`federation.controlplane.generate.tracing`).
     """
 
     def manager(name: str, port: int, app_port: int) -> listener_components_pb2.Filter:
@@ -252,6 +262,7 @@ def inbound_listener(
             inbound_route_config(name, app_port, served_by),
             rbac_filters(authz, (port, app_port)),
             served_by,
+            tracing,
         )
 
     mtls = tls_transport_socket(downstream_mtls(tls))  # one for every chain
@@ -306,6 +317,7 @@ def inbound_listener(
                             inbound_authority_route_config(entries, served_by),
                             filters,
                             served_by,
+                            tracing,
                         )
                     ],
                 )

@@ -15,7 +15,14 @@ from envoy.config.listener.v3 import listener_pb2
 from google.protobuf.message import Message
 
 from federation.controlplane import resource
-from federation.controlplane.generate import clusters, endpoints, listeners, rbac, routes
+from federation.controlplane.generate import (
+    clusters,
+    endpoints,
+    listeners,
+    rbac,
+    routes,
+    tracing,
+)
 from federation.controlplane.generate.common import MeshContext, ProxyTls
 from federation.controlplane.generate.gateway import PassthroughRoute, gateway_listener
 from federation.controlplane.generate.services import ServicePort, service_ports
@@ -170,11 +177,18 @@ def _sidecar(
             actions[port.cluster_name] = routes.split_action(
                 port, [(name, weight) for _, name, weight in plan.subsets], policy
             )
+    workload = state.workloads.get((proxy.namespace, proxy.workload))
+    traced = tracing.hcm_tracing(
+        mesh,
+        f"{workload.spec.service if workload else proxy.service_account}.{proxy.namespace}",
+    )
+    collector = tracing.collector_cluster(mesh)
+    if collector is not None:
+        out[resource.CLUSTER].append(collector)
     out[resource.LISTENER].append(
-        listeners.outbound_listener(proxy.outbound_port, f"{mesh.cluster}/{caller}")
+        listeners.outbound_listener(proxy.outbound_port, f"{mesh.cluster}/{caller}", traced)
     )
     out[resource.ROUTE].append(routes.outbound_route_config(http_ports, proxy.namespace, actions))
-    workload = state.workloads.get((proxy.namespace, proxy.workload))
     if workload is not None:
         own = [
             p
@@ -188,7 +202,7 @@ def _sidecar(
         served_by = f"{mesh.cluster}/{workload.locality.zone or workload.locality.region}"
         authz = state.authorization_policies_for(workload)
         out[resource.LISTENER].append(
-            listeners.inbound_listener(workload, own, tls, served_by, authz)
+            listeners.inbound_listener(workload, own, tls, served_by, authz, traced)
         )
     return out
 

@@ -407,3 +407,28 @@ def test_access_logs_name_source_and_destination_cluster_and_locality() -> None:
     )
     inbound = _log_format(_unpack_hcm(by_name["inbound"]))
     assert inbound.startswith("inbound src=%DOWNSTREAM_PEER_DNS_SAN% dst=east/us-east-1a [")
+
+
+def test_tracing_only_with_a_collector() -> None:
+    """Issue #17: ``--otlp-collector`` gives every sidecar HTTP manager Envoy's OpenTelemetry
+    tracer and a cluster for the collector; without it, neither."""
+    from dataclasses import replace
+
+    from federation.controlplane.generate.tracing import COLLECTOR_CLUSTER
+
+    state = _registry(_doc("echo-1", "us-east-1a")).state
+    plain = generate(MESH, state, _sidecar("echo-1", sa="echo"))
+    assert COLLECTOR_CLUSTER not in {c.name for c in plain[resource.CLUSTER]}
+    assert not any(_unpack_hcm(x).HasField("tracing") for x in plain[resource.LISTENER])
+    traced = generate(
+        replace(MESH, otlp_collector="otel.example:4317"), state, _sidecar("echo-1", sa="echo")
+    )
+    (collector,) = [c for c in traced[resource.CLUSTER] if c.name == COLLECTOR_CLUSTER]
+    address = collector.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address
+    assert (address.socket_address.address, address.socket_address.port_value) == (
+        "otel.example",
+        4317,
+    )
+    for listener in traced[resource.LISTENER]:
+        provider = _unpack_hcm(listener).tracing.provider
+        assert provider.name == "envoy.tracers.opentelemetry"

@@ -47,6 +47,7 @@ def test_default_federation_is_valid_and_shipped_in_examples() -> None:
         ),
         (("rps: 20", "rps: -1"), "spec.frontend.rps"),
         (("127.0.2.0/24", "127.0.1.0/24"), "addressRange must differ"),
+        (("spec:\n", "spec:\n  otlpCollector: nonsense\n"), "spec.otlpCollector"),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_field(tmp_path, change, field) -> None:
