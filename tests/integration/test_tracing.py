@@ -1,8 +1,8 @@
 """Issue #17: W3C trace context through real Envoy sidecars, and their spans at an
 OpenTelemetry collector (``meshfed controlplane serve --otlp-collector``).
 
-The collector is a local OTLP/gRPC receiver (opentelemetry-proto's TraceService) that keeps
-what it is sent; the control plane runs in-process; the client and the echo sidecar are real
+The collector is a local OTLP/gRPC receiver (``TraceService/Export``) that keeps what it is
+sent; the control plane runs in-process; the client and the echo sidecar are real
 Envoys with mTLS between them.
 """
 
@@ -16,7 +16,7 @@ import time
 
 import grpc
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from federation.controlplane.server import ControlPlane, ControlPlaneConfig
 from federation.model.documents import load_documents
@@ -36,13 +36,36 @@ ZONE_A = "aws/us-east-1/us-east-1a"
 HOST = "echo.demo.svc.clusterset.local"
 
 
-class Receiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-    """An OTLP trace receiver that keeps ``(trace id, service.name)`` of every span."""
+class Receiver:
+    """An OTLP trace receiver (``TraceService/Export``) that keeps ``(trace id,
+    service.name)`` of every span.
+
+    The messages are the OTLP protos that Envoy's own API package (xds-protos) ships, an older
+    release in which ``ResourceSpans.scope_spans`` is still ``instrumentation_library_spans``:
+    the field is read by its number (2, the same on the wire in every release). The
+    opentelemetry-proto package is not used: it installs the same module paths, and which one
+    wins depends on the order pip installs them in."""
+
+    SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
     def __init__(self) -> None:
         self.spans: list[tuple[str, str]] = []
 
-    async def Export(self, request, context):
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            self.SERVICE,
+            {
+                "Export": grpc.unary_unary_rpc_method_handler(
+                    self.export,
+                    request_deserializer=trace_service_pb2.ExportTraceServiceRequest.FromString,
+                    response_serializer=(
+                        trace_service_pb2.ExportTraceServiceResponse.SerializeToString
+                    ),
+                )
+            },
+        )
+
+    async def export(self, request, context):
         for resource_spans in request.resource_spans:
             service = next(
                 (
@@ -52,7 +75,8 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[mis
                 ),
                 "",
             )
-            for scope in resource_spans.scope_spans:
+            scopes = next((v for f, v in resource_spans.ListFields() if f.number == 2), [])
+            for scope in scopes:
                 self.spans += [(span.trace_id.hex(), service) for span in scope.spans]
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -70,7 +94,7 @@ def _get_traced(port: int, traceparent: str) -> tuple[int, dict]:
 async def test_traceparent_is_continued_and_spans_reach_the_collector(procs, mesh_home) -> None:
     receiver = Receiver()
     collector = grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, collector)
+    collector.add_generic_rpc_handlers((receiver.handler(),))
     collector_port = collector.add_insecure_port("127.0.0.1:0")
     await collector.start()
     plane = ControlPlane(

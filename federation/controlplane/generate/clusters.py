@@ -305,6 +305,29 @@ def outbound_cluster(
     )
 
 
+def single_endpoint(name: str, host: str, port: int) -> endpoint_pb2.ClusterLoadAssignment:
+    """The load assignment of cluster ``name`` with one endpoint, ``host:port`` (an IP for a
+    STATIC cluster, a name or an IP for STRICT_DNS)."""
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=name,
+        endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(
+                lb_endpoints=[
+                    endpoint_components_pb2.LbEndpoint(
+                        endpoint=endpoint_components_pb2.Endpoint(
+                            address=address_pb2.Address(
+                                socket_address=address_pb2.SocketAddress(
+                                    address=host, port_value=port
+                                )
+                            )
+                        )
+                    )
+                ]
+            )
+        ],
+    )
+
+
 def inbound_cluster(port_name: str, target_port: int, protocol: str) -> cluster_pb2.Cluster:
     """The local app behind a sidecar: STATIC ``127.0.0.1:<targetPort>``, plain text."""
     name = inbound_cluster_name(port_name, target_port)
@@ -312,24 +335,7 @@ def inbound_cluster(port_name: str, target_port: int, protocol: str) -> cluster_
         name=name,
         type=cluster_pb2.Cluster.DiscoveryType.STATIC,
         connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
-        load_assignment=endpoint_pb2.ClusterLoadAssignment(
-            cluster_name=name,
-            endpoints=[
-                endpoint_components_pb2.LocalityLbEndpoints(
-                    lb_endpoints=[
-                        endpoint_components_pb2.LbEndpoint(
-                            endpoint=endpoint_components_pb2.Endpoint(
-                                address=address_pb2.Address(
-                                    socket_address=address_pb2.SocketAddress(
-                                        address="127.0.0.1", port_value=target_port
-                                    )
-                                )
-                            )
-                        )
-                    ]
-                )
-            ],
-        ),
+        load_assignment=single_endpoint(name, "127.0.0.1", target_port),
         typed_extension_protocol_options=protocol_options(protocol, inbound=True),
     )
 

@@ -20,20 +20,22 @@ Without it nothing is added: ``traceparent`` headers pass through untouched.
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import address_pb2, grpc_service_pb2
-from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.core.v3 import grpc_service_pb2
 from envoy.config.trace.v3 import http_tracer_pb2, opentelemetry_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
-from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 
+from federation.controlplane.generate.clusters import (
+    CONNECT_TIMEOUT_MS,
+    protocol_options,
+    single_endpoint,
+)
 from federation.controlplane.generate.common import MeshContext, duration_ms, pack
 from federation.netaddr import parse_host_port
 
 #: The collector's cluster in every sidecar when tracing is on.
 COLLECTOR_CLUSTER = "meshfed-otlp-collector"
-_HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
 def hcm_tracing(mesh: MeshContext, service_name: str) -> hcm.HttpConnectionManager.Tracing | None:
@@ -56,8 +58,8 @@ def hcm_tracing(mesh: MeshContext, service_name: str) -> hcm.HttpConnectionManag
 
 
 def collector_cluster(mesh: MeshContext) -> cluster_pb2.Cluster | None:
-    """:data:`COLLECTOR_CLUSTER` (HTTP/2, STRICT_DNS), or None when the mesh has no
-    collector.
+    """:data:`COLLECTOR_CLUSTER` (HTTP/2 with PING keepalive, STRICT_DNS), or None when the
+    mesh has no collector.
 
     Raises:
         ValueError: ``otlp_collector`` is not ``HOST:PORT``.
@@ -65,31 +67,11 @@ def collector_cluster(mesh: MeshContext) -> cluster_pb2.Cluster | None:
     if mesh.otlp_collector is None:
         return None
     host, port = parse_host_port(mesh.otlp_collector, what="the OTLP collector")
-    options = hpo.HttpProtocolOptions(
-        explicit_http_config=hpo.HttpProtocolOptions.ExplicitHttpConfig(http2_protocol_options={})
-    )
     return cluster_pb2.Cluster(
         name=COLLECTOR_CLUSTER,
         type=cluster_pb2.Cluster.DiscoveryType.STRICT_DNS,
         dns_lookup_family=cluster_pb2.Cluster.DnsLookupFamily.V4_PREFERRED,
-        connect_timeout=duration_ms(1000),
-        load_assignment=endpoint_pb2.ClusterLoadAssignment(
-            cluster_name=COLLECTOR_CLUSTER,
-            endpoints=[
-                endpoint_components_pb2.LocalityLbEndpoints(
-                    lb_endpoints=[
-                        endpoint_components_pb2.LbEndpoint(
-                            endpoint=endpoint_components_pb2.Endpoint(
-                                address=address_pb2.Address(
-                                    socket_address=address_pb2.SocketAddress(
-                                        address=host, port_value=port
-                                    )
-                                )
-                            )
-                        )
-                    ]
-                )
-            ],
-        ),
-        typed_extension_protocol_options={_HTTP_OPTIONS_KEY: pack(options)},
+        connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
+        load_assignment=single_endpoint(COLLECTOR_CLUSTER, host, port),
+        typed_extension_protocol_options=protocol_options("grpc"),
     )
