@@ -21,6 +21,7 @@ import yaml
 
 from federation.local.emulator import NICE
 from federation.local.netns import call_in
+from tests.integration.harness import wait_until
 from tests.integration.isolated import (
     MESHFED,
     RTT_MS,
@@ -116,17 +117,28 @@ def _rtt_rows(isolated: IsolatedFederation) -> dict[str, dict]:
 
 def test_explain_shows_measured_rtts(isolated: IsolatedFederation):
     """Proof 2: ``meshfed explain`` from A shows RTTs to B and C measured through their
-    gateways, within 20 % of the matrix."""
+    gateways, within 20 % of the matrix.
 
-    def measured():
+    The prober keeps the least of its last six probes (one every 10 s), so a first probe
+    taken while the bed was still starting (CI once saw 98.6 ms for an 80 ms path) is
+    replaced as probes accumulate: the test waits up to 45 s for the figures to settle."""
+    expected = {B: RTT_MS[(A, B)], C: RTT_MS[(A, C)]}
+    last: dict = {}
+
+    def settled():
         rows = _rtt_rows(isolated)
-        ok = all(rows.get(c, {}).get("rttSource") == "measured" for c in (B, C))
-        return rows if ok else None
+        last.update(rows)
+        return all(
+            rows.get(c, {}).get("rttSource") == "measured"
+            and abs(rows[c]["rttMs"] - want) <= 0.2 * want
+            for c, want in expected.items()
+        )
 
-    rows = wait_for(measured, 30, "measured RTTs to B and C")
-    for cluster, expected in ((B, RTT_MS[(A, B)]), (C, RTT_MS[(A, C)])):
-        got = rows[cluster]["rttMs"]
-        assert abs(got - expected) <= 0.2 * expected, (cluster, got, expected)
+    try:
+        # each check runs the CLI: every 2 s, not to load the bed it measures
+        wait_until(settled, 45, "measured RTTs to B and C within 20 % of the matrix", interval_s=2)
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {last} against {expected}") from err
     # the emulated links are not slowed by the hosts' load: the emulator runs first
     (emulator,) = [p for p in isolated.record.processes if p.role == "emulator"]
     assert os.getpriority(os.PRIO_PROCESS, emulator.pid) == NICE
