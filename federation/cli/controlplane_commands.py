@@ -107,6 +107,13 @@ def controlplane() -> None:
     help="OpenTelemetry collector (OTLP/gRPC): every sidecar traces HTTP requests (W3C"
     " traceparent) and sends its spans there.  [default: no tracing]",
 )
+@click.option(
+    "--no-telemetry",
+    is_flag=True,
+    help="Do not count traffic: sidecars stream no access log here, /metrics has no"
+    " meshfed_requests_total or egress dollars, the controller gets no traffic from this"
+    " cluster.  [default: counted]",
+)
 def serve_cmd(
     cluster: str,
     locality: str,
@@ -122,6 +129,7 @@ def serve_cmd(
     trust_domain: str | None,
     gateway: str,
     otlp_collector: str | None,
+    no_telemetry: bool,
 ) -> None:
     """Serve xDS (SotW and delta ADS), the certificate service and the HTTP API until
     SIGTERM/SIGINT.
@@ -162,6 +170,7 @@ def serve_cmd(
         trust_domain=trust_domain,
         gateway=gateway,
         otlp_collector=otlp_collector,
+        telemetry=not no_telemetry,
     )
 
     async def run() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,50 +25,68 @@ from federation.local.runner import (
     UpError,
     stop_processes,
 )
-from federation.local.traffic import traffic_rows
+from federation.local.traffic import (
+    STATUS_GROUP,
+    edge_rows,
+    service_name,
+    totals,
+    traffic_rows,
+)
 from federation.paths import meshfed_home
 
 
-def _stats(url: str, window: float = 10) -> dict[str, Any]:
+def _traffic(home: Path, controller: str, window: float = 10) -> dict[str, Any]:
+    """The controller's ``GET /v1/traffic`` grouped for status ({} when it does not answer)."""
+    token = (home / "controller-token").read_text().strip()
     try:
-        with urllib.request.urlopen(f"{url}?window={window:g}", timeout=2) as resp:  # noqa: S310
-            data: dict[str, Any] = json.loads(resp.read())
-            return data
-    except OSError:
+        data: dict[str, Any] = call(
+            "GET", controller, f"/v1/traffic?window={window:g}&by={STATUS_GROUP}", token=token
+        )
+    except FederationError:
         return {}
+    return data
 
 
-def _render(desc: LocalFederation, stats: dict[str, Any]) -> Any:
+def _render(desc: LocalFederation, traffic: dict[str, Any]) -> Any:
     from rich.table import Table
 
     f = desc.spec.frontend
+    service = service_name(f.target)
+    rows = traffic_rows(traffic, f.cluster, service)
+    total = totals(traffic, f.cluster, service)
     table = Table(
         "DESTINATION",
         "SHARE",
         "REQ/S",
         "P50 MS",
         "P99 MS",
+        "ERRORS",
         "PATH",
         "$/GB",
         "EGRESS $/HOUR",
-        title=f"frontend ({f.cluster}) -> {f.target}: last {stats.get('windowS', 10):g} s,"
-        f" {stats.get('errors', 0)} errors (total {stats.get('total', {}).get('errors', 0)}"
-        f" of {stats.get('total', {}).get('requests', 0)})",
+        title=f"{f.cluster} -> {service}: last {traffic.get('windowS', 0):g} s"
+        f" (since start: {total['requests']} requests, {total['errors']} errors,"
+        f" ${total['egressUsd']:.6f} egress)",
         box=None,
         title_justify="left",
     )
-    for r in traffic_rows(desc, stats):
+    for r in rows:
         table.add_row(
             r["cluster"],
             f"{r['share']:.0%}",
             f"{r['rps']:.1f}",
-            f"{r['p50Ms']:.1f}",
-            f"{r['p99Ms']:.1f}",
+            _ms(r["p50Ms"]),
+            _ms(r["p99Ms"]),
+            f"{r['errorShare']:.1%}",
             r["path"],
             f"{r['usdPerGB']:.3f}",
             f"{r['usdPerHour']:.8f}",
         )
     return table
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _record_or_fail(home: Path) -> Record:
@@ -142,7 +159,7 @@ def up_cmd(filename: Path | None, detach: bool, isolate: bool) -> None:
     try:
         with Live(console=Console(stderr=False), refresh_per_second=2) as live:
             while not stop["flag"]:
-                live.update(_render(desc, _stats(info["frontendStats"])))
+                live.update(_render(desc, _traffic(home, info["controller"])))
                 time.sleep(1)
     finally:
         click.echo("stopping...", err=True)
@@ -201,7 +218,12 @@ def status_data(home: Path) -> dict[str, Any]:
             and all(t["state"] in ("SYNCED", "NOT SENT") for t in p["types"].values())
         )
         proxies[c.name] = {"proxies": sum(1 for p in ps if p["connected"]), "synced": synced}
-    stats = _stats(record.info["frontendStats"])
+    traffic = _traffic(home, controller)
+    f = desc.spec.frontend
+    service = service_name(f.target)
+    rows = traffic_rows(traffic, f.cluster, service)
+    edges = edge_rows(traffic.get("edges", []))
+    window = traffic.get("windowS", 0)
     return {
         "federation": desc.metadata.name,
         "clusters": [
@@ -224,19 +246,25 @@ def status_data(home: Path) -> dict[str, Any]:
             for i in imports
         ],
         "traffic": {
-            "from": desc.spec.frontend.cluster,
-            "windowS": stats.get("windowS"),
-            "errors": stats.get("errors"),
-            "total": stats.get("total", {}),
-            "destinations": traffic_rows(desc, stats),
+            "from": f.cluster,
+            "service": service,
+            "windowS": window,
+            "errors": round(sum(r["errorShare"] * r["rps"] for r in rows) * window),
+            "total": totals(traffic, f.cluster, service),
+            "destinations": rows,
         },
+        "edges": edges,
+        "egressUsdPerHour": sum(e["usdPerHour"] for e in edges),
+        "priceTables": traffic.get("priceTables", []),
     }
 
 
 @click.command("status")
 @output_option(("table", "json"))
 def status_cmd(output: str) -> None:
-    """The local federation: clusters, imports, proxies in sync, current traffic shares."""
+    """The local federation: clusters, imports, proxies in sync, and the traffic every
+    sidecar counted (any service): shares, rates, p50/p99, errors and egress dollars by
+    caller and serving cluster, from the controller's GET /v1/traffic."""
     data = status_data(meshfed_home())
     if output == "json":
         click.echo(json.dumps(data, indent=2))
@@ -259,23 +287,33 @@ def status_cmd(output: str) -> None:
     for i in data["imports"]:
         t.add_row(i["cluster"], i["service"], ",".join(i["from"]))
     console.print(t)
-    tr = data["traffic"]
     t = Table(
-        "DESTINATION",
+        "FROM",
+        "SERVICE",
+        "SERVED BY",
         "SHARE",
+        "REQ/S",
         "P50 MS",
         "P99 MS",
+        "ERRORS",
+        "PATH",
         "EGRESS $/HOUR",
         box=None,
-        title=f"traffic from {tr['from']} (last {tr['windowS']} s, {tr['errors']} errors)",
+        title=f"traffic (last {data['traffic']['windowS']:g} s, counted by the sidecars;"
+        f" egress ${data['egressUsdPerHour']:.6f}/hour)",
         title_justify="left",
     )
-    for r in tr["destinations"]:
+    for r in data["edges"]:
         t.add_row(
+            r["from"],
+            r["service"],
             r["cluster"],
             f"{r['share']:.0%}",
-            f"{r['p50Ms']:.1f}",
-            f"{r['p99Ms']:.1f}",
+            f"{r['rps']:.1f}",
+            _ms(r["p50Ms"]),
+            _ms(r["p99Ms"]),
+            f"{r['errorShare']:.1%}",
+            r["path"],
             f"{r['usdPerHour']:.8f}",
         )
     console.print(t)

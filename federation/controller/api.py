@@ -35,6 +35,7 @@ from federation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from federation.model.documents import validation_problems
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
+from federation.traffic import DEFAULT_GROUP, EDGE_LABELS
 from trust.errors import InvalidCertificateError, SigningRefusedError, TrustBackendError
 
 log = logging.getLogger(__name__)
@@ -263,6 +264,28 @@ async def policies(request: web.Request) -> web.Response:
     return web.json_response({"policies": request.app[CONTEXT].service.policies()})
 
 
+#: Longest window ``GET /v1/traffic`` answers for (s).
+MAX_TRAFFIC_WINDOW_S = 300.0
+
+
+async def traffic(request: web.Request) -> web.Response:
+    """Request rates, shares, latency and egress $/hour per edge over ``?window=`` seconds
+    (default 10, 1 to 300), grouped by ``?by=`` (comma-separated labels of
+    :data:`federation.traffic.EDGE_LABELS`; default source cluster, service, destination
+    cluster); 400 naming the parameter for a bad one."""
+    try:
+        window = float(request.query.get("window", "10"))
+    except ValueError:
+        return _error(400, f"window: {request.query['window']!r} is not a number of seconds")
+    if not 1 <= window <= MAX_TRAFFIC_WINDOW_S:
+        return _error(400, f"window: must be 1 to {MAX_TRAFFIC_WINDOW_S:g} seconds")
+    by = [b for b in request.query.get("by", ",".join(DEFAULT_GROUP)).split(",") if b]
+    unknown = [b for b in by if b not in EDGE_LABELS]
+    if unknown or not by:
+        return _error(400, f"by: {','.join(unknown) or '(empty)'} not in {','.join(EDGE_LABELS)}")
+    return web.json_response(request.app[CONTEXT].service.traffic(window, by))
+
+
 async def openapi(request: web.Request) -> web.Response:
     """This API as an OpenAPI 3.1 document."""
     return web.json_response(openapi_document())
@@ -284,6 +307,7 @@ ROUTES: list[tuple[str, str, Handler, str, type[BaseModel] | None]] = [
     ("GET", "/v1/exports", exports, "Exports with MCS conditions", None),
     ("GET", "/v1/imports", imports, "ServiceImports per importing cluster", None),
     ("GET", "/v1/policies", policies, "Stored policies", None),
+    ("GET", "/v1/traffic", traffic, "Traffic per edge: rates, latency, egress $/hour", None),
 ]
 
 

@@ -27,12 +27,16 @@ from federation.controller.membership import (
 )
 from federation.controller.metrics import ControllerMetrics
 from federation.controller.store import ControllerStore
+from federation.controller.traffic import TrafficHistory
 from federation.errors import InvalidDocumentError
+from federation.lb.paths import tables_in_force
 from federation.model.authz import AuthorizationPolicy, default_deny_policy
 from federation.model.documents import validate_documents
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
 from federation.sync.messages import ClusterReport, ControllerUpdate
+from federation.traffic import TrafficCollector, TrafficTable
+from providers.pricing import PriceTable as PriceTableRates
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,8 @@ class SyncHub:
         self._last_states: dict[str, ClusterState] = {}
         self.imports: dict[str, list[ServiceImport]] = {}
         self.exports: list[ExportStatus] = []
+        self.traffic = TrafficHistory()
+        self.metrics.registry.register(TrafficCollector(self.traffic.latest, self.price_tables))
         self.metrics.gauge(
             "meshfed_controller_sync_streams",
             "Open sync streams (connected control planes)",
@@ -156,8 +162,13 @@ class SyncHub:
             self._sent.pop(cluster, None)
             self._reported.discard(cluster)
 
+    def report_traffic(self, cluster: str, table: TrafficTable) -> None:
+        """Keep the traffic table a cluster's control plane sent (not stored)."""
+        self.traffic.add(cluster, table, time.monotonic())
+
     def close_stream(self, cluster: str, reason: str) -> None:
         """End a cluster's stream (it was removed from the federation)."""
+        self.traffic.forget(cluster)
         queue = self._streams.get(cluster)
         if queue is not None:
             queue.put_nowait(Closed(reason))
@@ -223,6 +234,10 @@ class SyncHub:
             queue.put_nowait(replace(view, version=self._version))
             self.metrics.updates.labels(cluster).inc()
             log.info("update v%d to %s: %d imports", self._version, cluster, len(view.imports))
+
+    def price_tables(self) -> dict[str, PriceTableRates]:
+        """cloud -> the price table in force (built-in, overridden by stored PriceTables)."""
+        return tables_in_force(p for p in self._stored_policies() if isinstance(p, PriceTable))
 
     def _stored_policies(self) -> list[BaseModel]:
         """The stored policy documents as models; one that no longer validates (stored by an

@@ -10,7 +10,8 @@ Errors are :mod:`federation.errors` classes; the API maps them to status codes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
 from federation.sync.join_token import join_token_secret, new_join_token, token_digest
 from federation.sync.messages import ClusterReport
+from federation.traffic import ERROR_CLASSES
 from trust import pki
 from trust.authority import RootAuthority
 
@@ -317,6 +319,47 @@ class FederationService:
     def policies(self) -> list[dict[str, Any]]:
         """Every stored policy document."""
         return [d for k in POLICY_KINDS for d in self.store.documents(k)]
+
+    def traffic(self, window_s: float, by: Sequence[str]) -> dict[str, Any]:
+        """The federation's traffic over about the last ``window_s`` seconds, as the control
+        planes counted it (:meth:`federation.controller.traffic.TrafficHistory.rates`).
+
+        Returns:
+            ``windowS`` (the window used, s; 0 before two reports), ``by`` (the grouping
+            labels), ``edges`` (rows of :func:`federation.traffic.edge_rates`), ``totals``
+            (per source cluster and service since its control plane started: ``requests``,
+            ``errors``, ``egressUsd``) and ``priceTables`` (``cloud``, ``source``,
+            ``readOn`` of the tables in force).
+        """
+        used, rows = self.hub.traffic.rates(window_s, time.monotonic(), by)
+        totals: dict[tuple[str, str], dict[str, Any]] = {}
+        for table in self.hub.traffic.latest():
+            for edge, c in table.edges.items():
+                key = (edge.source_cluster, edge.destination_service)
+                t = totals.setdefault(
+                    key,
+                    {
+                        "sourceCluster": key[0],
+                        "destinationService": key[1],
+                        "requests": 0,
+                        "errors": 0,
+                        "egressUsd": 0.0,
+                    },
+                )
+                t["requests"] += c.requests
+                t["egressUsd"] += c.egress_usd
+                if edge.response_code_class in ERROR_CLASSES:
+                    t["errors"] += c.requests
+        return {
+            "windowS": round(used, 3),
+            "by": list(by),
+            "edges": rows,
+            "totals": [totals[k] for k in sorted(totals)],
+            "priceTables": [
+                {"cloud": cloud, "source": t.source, "readOn": t.read_on}
+                for cloud, t in sorted(self.hub.price_tables().items())
+            ],
+        }
 
 
 def _problem(m: Any, kind: str, members: set[str], member_list: str, hosts: dict[str, str]) -> str:

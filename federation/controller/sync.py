@@ -20,7 +20,7 @@ import grpc
 from federation.controller.hub import Closed, SyncHub
 from federation.controller.store import ClusterRecord
 from federation.errors import FederationError, InvalidDocumentError, NotFoundError
-from federation.sync.convert import report_from_proto, update_to_proto
+from federation.sync.convert import report_from_proto, traffic_from_proto, update_to_proto
 from federation.sync.identity import cluster_from_spiffe_path
 from federation.sync.proto import sync_pb2, sync_pb2_grpc
 from trust import pki
@@ -106,10 +106,13 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
                     )
                 try:
                     body = report_from_proto(report)
+                    traffic = traffic_from_proto(report)
                 except InvalidDocumentError as err:
                     raise _RefusedReportError(
                         f"invalid report: {err}", grpc.StatusCode.INVALID_ARGUMENT
                     ) from err
+                if traffic is not None:
+                    self._hub.report_traffic(cluster, traffic)
                 self._hub.report(cluster, body)
 
         reader = asyncio.create_task(read())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -43,9 +44,11 @@ from federation.controlplane.registry import Health, ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
+from federation.controlplane.telemetry import AccessLogServicer, TrafficCounter
 from federation.model.locality import Locality
 from federation.netaddr import listen_ips, parse_host_port
 from federation.serving import load_or_create_token, start_http, stop_all
+from federation.traffic import TrafficCollector
 from trust import pki
 from trust.bundle import TrustBundle
 from trust.cluster_ca import ClusterCaDirectory
@@ -72,6 +75,8 @@ class ControlPlaneConfig:
         gateway: this cluster's east-west gateway ``host:port``, reported to the controller.
         otlp_collector: ``host:port`` of an OpenTelemetry collector for the sidecars' spans
             (:mod:`federation.controlplane.generate.tracing`); None: no tracing.
+        telemetry: sidecars stream their outbound access log here and the traffic is
+            counted (:mod:`federation.controlplane.telemetry`); False: not.
     """
 
     cluster: str
@@ -89,6 +94,7 @@ class ControlPlaneConfig:
     gateway: str = ""
     ca_listen: str = "127.0.0.1:0"
     otlp_collector: str | None = None
+    telemetry: bool = True
 
 
 class ControlPlane:
@@ -110,6 +116,7 @@ class ControlPlane:
         self.token = ""
         self.link: FederationLink | None = None
         self.rtt: RttProber | None = None
+        self.traffic: TrafficCounter | None = None
 
     @property
     def api_url(self) -> str:
@@ -195,11 +202,19 @@ class ControlPlane:
                 on_crls=self.authority.set_member_crls,
                 on_ca=self.authority.set_authority,
                 on_update=self.metrics.update_received,
+                traffic=lambda: self.traffic.table.copy() if self.traffic else None,
             )
             self.link.restore()
         self.mesh = MeshContext(
-            cfg.cluster, ca.trust_domain.name, cfg.locality, cfg.network, cfg.otlp_collector
+            cfg.cluster,
+            ca.trust_domain.name,
+            cfg.locality,
+            cfg.network,
+            cfg.otlp_collector,
+            cfg.telemetry,
         )
+        if cfg.telemetry:
+            self._count_traffic()
         self._write_bundle(self.authority.bundle_pem())
         self.tokens = TokenStore(cfg.state_dir / "workload-tokens.json")
         self.builder = SnapshotBuilder(self.mesh, self.registry, self.cache, self.metrics)
@@ -214,6 +229,8 @@ class ControlPlane:
             self.cache, self.builder, self.status, self.metrics
         ).add_to_server(self._grpc)
         self.renewals.add_to_server(self._grpc)
+        if self.traffic is not None:
+            AccessLogServicer(self.traffic).add_to_server(self._grpc)
         host, port = parse_host_port(cfg.xds_listen, what="--xds-listen")
         self.xds_port = self._grpc.add_secure_port(
             f"{host}:{port}", self.authority.server_credentials(require_client_auth=True)
@@ -274,6 +291,12 @@ class ControlPlane:
             self.api_url,
             len(self.registry.state.workloads),
         )
+
+    def _count_traffic(self) -> None:
+        """Count the sidecars' traffic (:mod:`federation.controlplane.telemetry`) and expose
+        it at ``/metrics``; the access-log service is added to the xDS server."""
+        counter = self.traffic = TrafficCounter(self.mesh, self.registry, time.time())
+        self.metrics.registry.register(TrafficCollector(lambda: [counter.table], counter.prices))
 
     def _gauges(self) -> None:
         """The gauges read at scrape time (:mod:`federation.controlplane.metrics`)."""

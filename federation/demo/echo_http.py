@@ -3,8 +3,9 @@
 Run: ``python -m federation.demo.echo_http --name echo-1 --cluster east --port 8080``.
 The JSON body holds ``name``, ``cluster``, ``path``, ``method`` and the caller identity the
 sidecar forwarded (``x-forwarded-client-cert``), and the W3C ``traceparent`` it received (a
-traced mesh sets it). ``/healthz`` answers 200. ``?delay_ms=N`` holds
-the answer N ms (at most 30 s), to test draining.
+traced mesh sets it), and ``bodyBytes``, the size of the request body it read. ``/healthz``
+answers 200. ``?delay_ms=N`` holds the answer N ms (at most 30 s), to test draining;
+``?size=N`` adds ``pad``, N bytes of ``x`` (at most 1 MiB), to test byte counts.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ import signal
 
 from aiohttp import web
 
+#: Largest ``?size=`` answered (bytes).
+MAX_PAD = 1 << 20
+
 
 def make_app(name: str, cluster: str) -> web.Application:
     """The echo application."""
 
     async def echo(request: web.Request) -> web.Response:
         delay_ms = int(request.query.get("delay_ms", "0") or 0)
+        size = min(max(int(request.query.get("size", "0") or 0), 0), MAX_PAD)
+        body = await request.read()
         if delay_ms > 0:
             await asyncio.sleep(min(delay_ms, 30_000) / 1000)
         return web.json_response(
@@ -33,6 +39,8 @@ def make_app(name: str, cluster: str) -> web.Application:
                 "host": request.host,
                 "xfcc": request.headers.get("x-forwarded-client-cert", ""),
                 "traceparent": request.headers.get("traceparent", ""),
+                "bodyBytes": len(body),
+                **({"pad": "x" * size} if size else {}),
             }
         )
 

@@ -71,6 +71,12 @@ def price_tables(documents: Iterable[PriceTableDocument]) -> dict[str, PriceTabl
     return out
 
 
+def tables_in_force(documents: Iterable[PriceTableDocument]) -> dict[str, PriceTable]:
+    """cloud -> the table in force: the built-in tables, with the ``PriceTable`` documents'
+    rates over them (:func:`price_tables`)."""
+    return {**builtin_tables(), **price_tables(documents)}
+
+
 def path_facts(
     caller: Locality,
     server: Locality,

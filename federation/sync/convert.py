@@ -27,6 +27,7 @@ from federation.sync.messages import (
     split_service_ref,
 )
 from federation.sync.proto import sync_pb2
+from federation.traffic import DURATION_BUCKETS_MS, Counters, Edge, TrafficTable
 
 
 def _refs(keys: list[ServiceKey]) -> list[sync_pb2.ServiceRef]:
@@ -51,13 +52,81 @@ def _validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
         raise invalid(err, where) from err
 
 
-def report_to_proto(report: ClusterReport) -> sync_pb2.ClusterReport:
-    """The wire form of a report."""
+def report_to_proto(
+    report: ClusterReport, traffic: TrafficTable | None = None
+) -> sync_pb2.ClusterReport:
+    """The wire form of a report, with the cluster's ``traffic`` counters if given."""
     body = report.model_dump()
     exports = body.pop("exports")
     message = json_format.ParseDict(body, sync_pb2.ClusterReport())
     message.exports.extend(_refs([split_service_ref(e) for e in exports]))
+    if traffic is not None:
+        message.traffic.CopyFrom(traffic_to_proto(traffic))
     return message
+
+
+def traffic_to_proto(table: TrafficTable) -> sync_pb2.TrafficReport:
+    """The wire form of a cluster's traffic table (its source cluster is the report's)."""
+    return sync_pb2.TrafficReport(
+        started_at=table.started_at,
+        duration_bounds_ms=DURATION_BUCKETS_MS,
+        edges=[
+            sync_pb2.EdgeTraffic(
+                source_locality=e.source_locality,
+                destination_service=e.destination_service,
+                destination_cluster=e.destination_cluster,
+                destination_locality=e.destination_locality,
+                path_class=e.path_class,
+                response_code_class=e.response_code_class,
+                requests=c.requests,
+                request_bytes=c.request_bytes,
+                response_bytes=c.response_bytes,
+                egress_usd=c.egress_usd,
+                duration_ms_sum=c.duration_ms_sum,
+                duration_buckets=c.buckets,
+            )
+            for e, c in table.edges.items()
+        ],
+    )
+
+
+def traffic_from_proto(message: sync_pb2.ClusterReport) -> TrafficTable | None:
+    """The traffic table a report carries, counted for ``message.cluster``; None when it
+    carries none.
+
+    Raises:
+        InvalidDocumentError: its histogram has other bucket bounds than
+            :data:`federation.traffic.DURATION_BUCKETS_MS` (another meshfed version), or an
+            edge has the wrong number of buckets.
+    """
+    if not message.HasField("traffic"):
+        return None
+    t = message.traffic
+    where = f"report of cluster {message.cluster!r}: traffic"
+    if tuple(t.duration_bounds_ms) != DURATION_BUCKETS_MS:
+        raise InvalidDocumentError(f"{where}: duration_bounds_ms differ from this controller's")
+    table = TrafficTable(t.started_at)
+    for e in t.edges:
+        if len(e.duration_buckets) != len(DURATION_BUCKETS_MS) + 1:
+            raise InvalidDocumentError(f"{where}: an edge has {len(e.duration_buckets)} buckets")
+        edge = Edge(
+            message.cluster,
+            e.source_locality,
+            e.destination_service,
+            e.destination_cluster,
+            e.destination_locality,
+            e.path_class,
+            e.response_code_class,
+        )
+        table.edges[edge] = Counters(
+            e.requests,
+            e.request_bytes,
+            e.response_bytes,
+            e.egress_usd,
+            e.duration_ms_sum,
+            list(e.duration_buckets),
+        )
+    return table
 
 
 def report_from_proto(message: sync_pb2.ClusterReport) -> ClusterReport:
@@ -70,6 +139,7 @@ def report_from_proto(message: sync_pb2.ClusterReport) -> ClusterReport:
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
     body["exports"] = [f"{r['namespace']}/{r['name']}" for r in body.get("exports", [])]
+    body.pop("traffic", None)  # traffic_from_proto
     return _validate(ClusterReport, body, f"report of cluster {message.cluster!r}")  # type: ignore[no-any-return]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import grpc
 import pytest
 
 from federation.client import call
-from federation.local.runner import Record, process_start_time
+from federation.local.runner import Record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MESHFED = str(Path(sys.executable).with_name("meshfed"))
@@ -128,25 +127,6 @@ def _left_running(home: Path, pids: list[int]) -> list[str]:
         if state != "Z" and (int(proc.name) in pids or str(home) in cmdline):
             left.append(f"{proc.name}: {cmdline[:120]}")
     return left
-
-
-@pytest.fixture
-def home(tmp_path):
-    home = tmp_path / "home"
-    try:
-        yield home
-    finally:  # stop everything even when the test failed
-        subprocess.run(
-            [MESHFED, "down"],
-            env=dict(os.environ, MESHFED_HOME=str(home)),
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        record = Record.load(home)
-        for p in record.processes if record else []:
-            if process_start_time(p.pid) == p.start_time:
-                os.killpg(p.pid, signal.SIGKILL)
 
 
 def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -> None:

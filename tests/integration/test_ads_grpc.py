@@ -1,6 +1,7 @@
 """The ADS server over real gRPC with mutual TLS (grpc.aio on loopback), driven by a grpcio
 client stub -- including the attacks of issue #15: no client certificate, a certificate from
-another root, and a valid SVID whose node metadata claims another identity."""
+another root, and a valid SVID whose node metadata claims another identity -- and the
+access-log service beside it (issue #17), attacked the same way."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from datetime import timedelta
 import grpc
 import pytest
 from envoy.config.core.v3 import base_pb2
+from envoy.data.accesslog.v3 import accesslog_pb2
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from federation.ca.names import control_plane_server_name
@@ -22,6 +25,7 @@ from federation.controlplane.identities import ClusterAuthority
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.status import StatusRegistry
+from federation.controlplane.telemetry import AccessLogServicer, TrafficCounter
 from federation.model.locality import Locality
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
@@ -37,13 +41,13 @@ class Server:
         self.cache = SnapshotCache()
         self.status = StatusRegistry()
         self.authority = ClusterAuthority(trust.cluster_authority("east"), "east")
-        self.builder = SnapshotBuilder(
-            MeshContext("east", TD.name, Locality("aws/us-east-1", "us-east-1a")),
-            ServiceRegistry(),
-            self.cache,
-        )
+        mesh = MeshContext("east", TD.name, Locality("aws/us-east-1", "us-east-1a"))
+        registry = ServiceRegistry()
+        self.builder = SnapshotBuilder(mesh, registry, self.cache)
+        self.traffic = TrafficCounter(mesh, registry, 1.0)
         self.server = grpc.aio.server()
         AggregatedDiscoveryService(self.cache, self.builder, self.status).add_to_server(self.server)
+        AccessLogServicer(self.traffic).add_to_server(self.server)
         self.port = self.server.add_secure_port(
             "127.0.0.1:0", self.authority.server_credentials(require_client_auth=True)
         )
@@ -67,6 +71,15 @@ class Server:
             options=[("grpc.ssl_target_name_override", control_plane_server_name("east"))],
         ) as channel:
             yield ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+
+    @contextlib.asynccontextmanager
+    async def als(self, creds):
+        async with grpc.aio.secure_channel(
+            f"127.0.0.1:{self.port}",
+            creds,
+            options=[("grpc.ssl_target_name_override", control_plane_server_name("east"))],
+        ) as channel:
+            yield als_pb2_grpc.AccessLogServiceStub(channel)
 
     def nothing_served(self) -> bool:
         return self.builder.proxies() == {} and self.status.get("sidecar~demo~client") is None
@@ -186,3 +199,45 @@ async def test_attack_node_metadata_claiming_another_identity_is_permission_deni
     async with server.channel(server.credentials("demo", "b")) as stub:
         answer = await _first_answer(stub, _node(service_account="b"))
     assert answer.type_url == resource.CLUSTER
+
+
+def _log_message(node: base_pb2.Node, served_by: str) -> als_pb2.StreamAccessLogsMessage:
+    entry = accesslog_pb2.HTTPAccessLogEntry()
+    entry.common_properties.upstream_cluster = "outbound|8080||echo.demo.svc.clusterset.local"
+    entry.common_properties.upstream_wire_bytes_sent = 10**9  # a forged gigabyte
+    entry.response.response_code.value = 200
+    entry.response.response_headers["x-meshfed-served-by"] = served_by
+    message = als_pb2.StreamAccessLogsMessage()
+    message.identifier.node.CopyFrom(node)
+    message.identifier.log_name = "meshfed-outbound"
+    message.http_logs.log_entry.append(entry)
+    return message
+
+
+async def test_attack_access_logs_claiming_another_identity_are_refused_and_not_counted(
+    server, tmp_path
+) -> None:
+    """Issue #17: a workload that streams access logs to run up another caller's bill (its
+    SVID is sa/a, its node claims sa/b; or a certificate from an attacker's root) is refused:
+    nothing counted. With its own identity its entries count for its own node's locality."""
+    node = _node(service_account="b")
+    node.locality.region, node.locality.zone = "aws/us-east-1", "us-east-1b"
+    async with server.als(server.credentials("demo", "a")) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.StreamAccessLogs(iter([_log_message(node, "east/us-east-1a")]))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    forged = TrustDirectory(tmp_path / "attacker")
+    forged.init(TD)
+    forged.create_intermediate("east")
+    async with server.als(server.credentials("demo", "b", trust=forged)) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.StreamAccessLogs(iter([_log_message(node, "east/us-east-1a")]))
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert server.traffic.table.edges == {}
+
+    async with server.als(server.credentials("demo", "b")) as stub:
+        await stub.StreamAccessLogs(iter([_log_message(node, "east/us-east-1a")]))
+    [(edge, counters)] = server.traffic.table.edges.items()
+    assert (edge.source_cluster, edge.source_locality) == ("east", "aws/us-east-1/us-east-1b")
+    assert (edge.destination_cluster, edge.path_class) == ("east", "cross-zone")
+    assert counters.requests == 1

@@ -35,6 +35,9 @@ class MeshContext:
         otlp_collector: ``host:port`` of an OpenTelemetry collector (OTLP over gRPC) that
             every sidecar sends its spans to; None: no spans (``traceparent`` headers still
             pass through untouched).
+        telemetry: sidecars stream their outbound access log to the control plane, which
+            counts traffic per edge (:mod:`federation.controlplane.telemetry`); False: they
+            do not (``meshfed controlplane serve --no-telemetry``).
     """
 
     cluster: str
@@ -42,6 +45,7 @@ class MeshContext:
     locality: Locality
     network: str = "default"
     otlp_collector: str | None = None
+    telemetry: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,15 @@ from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import (
     address_pb2,
     base_pb2,
+    config_source_pb2,
+    grpc_service_pb2,
     protocol_pb2,
     substitution_format_string_pb2,
 )
 from envoy.config.listener.v3 import api_listener_pb2, listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.access_loggers.grpc.v3 import als_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
@@ -40,6 +43,7 @@ from envoy.type.matcher.v3 import string_pb2
 
 from federation.controlplane.generate.common import (
     OUTBOUND_ROUTE,
+    SERVED_BY_HEADER,
     ProxyTls,
     ads,
     duration_ms,
@@ -103,6 +107,37 @@ def access_log(direction: str, peers: str = "") -> accesslog_pb2.AccessLog:
     )
 
 
+#: ``log_name`` of the access-log stream every sidecar's outbound listener sends its control
+#: plane (:mod:`federation.controlplane.telemetry` counts it).
+TELEMETRY_LOG_NAME = "meshfed-outbound"
+#: Envoy flushes the telemetry stream at least this often (ms) or when 64 KiB are buffered.
+TELEMETRY_FLUSH_MS = 1000
+
+
+def telemetry_log(xds_cluster: str) -> accesslog_pb2.AccessLog:
+    """gRPC access logging (Envoy's ``envoy.access_loggers.http_grpc``, ALS v3) of every
+    outbound request to the control plane, over the proxy's xDS cluster ``xds_cluster`` (the
+    same mTLS connection target as ADS; no key or port of its own), with the
+    ``x-meshfed-served-by`` response header: the control plane counts requests, bytes and
+    latency per caller and serving cluster from it."""
+    return accesslog_pb2.AccessLog(
+        name="envoy.access_loggers.http_grpc",
+        typed_config=pack(
+            als_pb2.HttpGrpcAccessLogConfig(
+                common_config=als_pb2.CommonGrpcAccessLogConfig(
+                    log_name=TELEMETRY_LOG_NAME,
+                    transport_api_version=config_source_pb2.ApiVersion.V3,
+                    grpc_service=grpc_service_pb2.GrpcService(
+                        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=xds_cluster)
+                    ),
+                    buffer_flush_interval=duration_ms(TELEMETRY_FLUSH_MS),
+                ),
+                additional_response_headers_to_log=[SERVED_BY_HEADER],
+            )
+        ),
+    )
+
+
 def _router() -> hcm.HttpFilter:
     return hcm.HttpFilter(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router()))
 
@@ -111,16 +146,21 @@ def outbound_listener(
     port: int,
     source: str = "-",
     tracing: hcm.HttpConnectionManager.Tracing | None = None,
+    telemetry: accesslog_pb2.AccessLog | None = None,
 ) -> listener_pb2.Listener:
     """The sidecar's outbound HTTP listener on ``127.0.0.1:<port>``; ``source``
     (``<cluster>/<locality>``) goes into its access log; ``tracing``
-    (:mod:`federation.controlplane.generate.tracing`) when the mesh has a collector."""
+    (:mod:`federation.controlplane.generate.tracing`) when the mesh has a collector;
+    ``telemetry`` (:func:`telemetry_log`) unless the control plane counts no traffic."""
     manager = hcm.HttpConnectionManager(
         stat_prefix="outbound_http",
         codec_type=hcm.HttpConnectionManager.CodecType.AUTO,
         rds=hcm.Rds(config_source=ads(), route_config_name=OUTBOUND_ROUTE),
         http_filters=[_router()],
-        access_log=[access_log("outbound", OUTBOUND_PEERS.format(source=source))],
+        access_log=[
+            access_log("outbound", OUTBOUND_PEERS.format(source=source)),
+            *([telemetry] if telemetry is not None else []),
+        ],
         tracing=tracing,
     )
     return listener_pb2.Listener(

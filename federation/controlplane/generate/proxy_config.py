@@ -14,6 +14,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from google.protobuf.message import Message
 
+from eastwest_gateway.bootstrap import XDS_CLUSTER
 from federation.controlplane import resource
 from federation.controlplane.generate import (
     clusters,
@@ -186,7 +187,12 @@ def _sidecar(
     if collector is not None:
         out[resource.CLUSTER].append(collector)
     out[resource.LISTENER].append(
-        listeners.outbound_listener(proxy.outbound_port, f"{mesh.cluster}/{caller}", traced)
+        listeners.outbound_listener(
+            proxy.outbound_port,
+            f"{mesh.cluster}/{caller}",
+            traced,
+            listeners.telemetry_log(XDS_CLUSTER) if mesh.telemetry else None,
+        )
     )
     out[resource.ROUTE].append(routes.outbound_route_config(http_ports, proxy.namespace, actions))
     if workload is not None:

@@ -39,6 +39,7 @@ from federation.sync.convert import report_to_proto, update_from_proto
 from federation.sync.identity import CONTROL_PLANE_NAMESPACE, control_plane_service_account
 from federation.sync.messages import ClusterReport, ControllerUpdate
 from federation.sync.proto import sync_pb2, sync_pb2_grpc
+from federation.traffic import TrafficTable
 from trust.authority import LocalCertificateAuthority, issue_svid
 from trust.bundle import TrustBundle
 from trust.cluster_ca import ClusterCaDirectory
@@ -55,6 +56,8 @@ BACKOFF_MAX_S = 10.0
 #: ``apply`` of many documents and the health results that follow it); every ms of it is a
 #: ms of cross-cluster propagation.
 REPORT_COALESCE_S = 0.01
+#: The cluster's traffic table goes with a report this often (s) once there is any.
+TRAFFIC_INTERVAL_S = 2.0
 #: gRPC status codes that mean "this cluster is refused", not "try later".
 REFUSED_CODES = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
 
@@ -105,6 +108,8 @@ class FederationLink:
         on_crls: called with every member's CRL (cluster -> PEM) from each update.
         on_ca: called with the new CA after the controller re-signed the intermediate.
         on_update: called after each controller update is applied (metrics).
+        traffic: returns a snapshot of the cluster's traffic table (sent every
+            :data:`TRAFFIC_INTERVAL_S` once it has an edge), or None.
     """
 
     def __init__(
@@ -121,7 +126,9 @@ class FederationLink:
         on_crls: Callable[[dict[str, str]], None] = lambda _crls: None,
         on_ca: Callable[[LocalCertificateAuthority], None] = lambda _ca: None,
         on_update: Callable[[], None] = lambda: None,
+        traffic: Callable[[], TrafficTable | None] = lambda: None,
     ) -> None:
+        self._traffic = traffic
         self._on_ca = on_ca
         self._on_update = on_update
         self._sync_svid_stale = False
@@ -205,16 +212,25 @@ class FederationLink:
 
     async def _reports(self) -> AsyncIterator[sync_pb2.ClusterReport]:
         last: ClusterReport | None = None
-        last_sent = 0.0
+        last_sent = traffic_sent = 0.0
         while True:
             self._changed.clear()  # before reading the state: a later change wakes us
             body = self.report()
             heartbeat_s = max(0.5, self.info.lease_seconds / 3)
-            if body != last or time.monotonic() - last_sent >= heartbeat_s:
-                last, last_sent = body, time.monotonic()
-                yield report_to_proto(body)
+            now = time.monotonic()
+            traffic = self._traffic() if now - traffic_sent >= TRAFFIC_INTERVAL_S else None
+            if traffic is not None and not traffic.edges:
+                traffic = None
+            if body != last or now - last_sent >= heartbeat_s or traffic is not None:
+                last, last_sent = body, now
+                if traffic is not None:
+                    traffic_sent = now
+                yield report_to_proto(body, traffic)
             try:
-                timeout = max(0.05, heartbeat_s - (time.monotonic() - last_sent))
+                timeout = max(
+                    0.05,
+                    min(heartbeat_s - (time.monotonic() - last_sent), TRAFFIC_INTERVAL_S),
+                )
                 await asyncio.wait_for(self._changed.wait(), timeout)
                 await asyncio.sleep(REPORT_COALESCE_S)
             except TimeoutError:

@@ -71,7 +71,7 @@ class ServiceReport(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., healthy_endpoints_by_zone: _Optional[_Mapping[str, int]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ...) -> None: ...
 
 class ClusterReport(_message.Message):
-    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports", "crl_pem", "intermediate_csr_pem")
+    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports", "crl_pem", "intermediate_csr_pem", "traffic")
     class RttMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class ClusterReport(_message.Message):
     EXPORTS_FIELD_NUMBER: _ClassVar[int]
     CRL_PEM_FIELD_NUMBER: _ClassVar[int]
     INTERMEDIATE_CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     services: _containers.RepeatedCompositeFieldContainer[ServiceReport]
     gateway: str
@@ -93,7 +94,46 @@ class ClusterReport(_message.Message):
     exports: _containers.RepeatedCompositeFieldContainer[ServiceRef]
     crl_pem: str
     intermediate_csr_pem: str
-    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., crl_pem: _Optional[str] = ..., intermediate_csr_pem: _Optional[str] = ...) -> None: ...
+    traffic: TrafficReport
+    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., crl_pem: _Optional[str] = ..., intermediate_csr_pem: _Optional[str] = ..., traffic: _Optional[_Union[TrafficReport, _Mapping]] = ...) -> None: ...
+
+class EdgeTraffic(_message.Message):
+    __slots__ = ("source_locality", "destination_service", "destination_cluster", "destination_locality", "path_class", "response_code_class", "requests", "request_bytes", "response_bytes", "egress_usd", "duration_ms_sum", "duration_buckets")
+    SOURCE_LOCALITY_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_LOCALITY_FIELD_NUMBER: _ClassVar[int]
+    PATH_CLASS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_CODE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_USD_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_SUM_FIELD_NUMBER: _ClassVar[int]
+    DURATION_BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    source_locality: str
+    destination_service: str
+    destination_cluster: str
+    destination_locality: str
+    path_class: str
+    response_code_class: str
+    requests: int
+    request_bytes: int
+    response_bytes: int
+    egress_usd: float
+    duration_ms_sum: float
+    duration_buckets: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, source_locality: _Optional[str] = ..., destination_service: _Optional[str] = ..., destination_cluster: _Optional[str] = ..., destination_locality: _Optional[str] = ..., path_class: _Optional[str] = ..., response_code_class: _Optional[str] = ..., requests: _Optional[int] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., egress_usd: _Optional[float] = ..., duration_ms_sum: _Optional[float] = ..., duration_buckets: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class TrafficReport(_message.Message):
+    __slots__ = ("started_at", "duration_bounds_ms", "edges")
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_BOUNDS_MS_FIELD_NUMBER: _ClassVar[int]
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    started_at: float
+    duration_bounds_ms: _containers.RepeatedScalarFieldContainer[float]
+    edges: _containers.RepeatedCompositeFieldContainer[EdgeTraffic]
+    def __init__(self, started_at: _Optional[float] = ..., duration_bounds_ms: _Optional[_Iterable[float]] = ..., edges: _Optional[_Iterable[_Union[EdgeTraffic, _Mapping]]] = ...) -> None: ...
 
 class RemoteCluster(_message.Message):
     __slots__ = ("cluster", "gateway", "network", "locality", "endpoints", "same_network", "direct_endpoints")

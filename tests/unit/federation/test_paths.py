@@ -10,8 +10,6 @@ from federation.lb.paths import (
     price_tables,
     rtts_for_decisions,
 )
-from federation.local.description import load
-from federation.local.traffic import traffic_rows
 from federation.model.documents import load_documents
 from federation.model.locality import Locality
 
@@ -59,33 +57,3 @@ def test_rtts_for_decisions_skip_loopback_and_move_only_past_the_hysteresis() ->
     # within 20 % (and 1 ms): keep the old figure, so proxies are not rebuilt for noise
     assert rtts_for_decisions(first, {"a": 90.0, "c": 12.9}, gateways) == {"a": 80.0, "c": 12.0}
     assert rtts_for_decisions(first, {"a": 120.0, "c": 15.0}, gateways) == {"a": 120.0, "c": 15.0}
-
-
-def test_the_demo_traffic_table_prices_each_destination() -> None:
-    desc = load(None)
-    stats = {
-        "windowS": 10,
-        "byCluster": {
-            "aws-eu-west-1": {
-                "share": 0.8,
-                "requests": 160,
-                "p50Ms": 80,
-                "p99Ms": 90,
-                "bytesPerS": 1e6,
-            },
-            "gcp-europe-west1": {
-                "share": 0.2,
-                "requests": 40,
-                "p50Ms": 95,
-                "p99Ms": 99,
-                "bytesPerS": 1e5,
-            },
-            "not-a-member": {"share": 0.0, "requests": 0, "p50Ms": 0, "p99Ms": 0, "bytesPerS": 0},
-        },
-    }
-    rows = {r["cluster"]: r for r in traffic_rows(desc, stats)}
-    assert set(rows) == {"aws-eu-west-1", "gcp-europe-west1"}
-    eu = rows["aws-eu-west-1"]
-    assert (eu["usdPerGB"], eu["rps"]) == (0.02, 16.0)
-    assert eu["usdPerHour"] == pytest.approx(1e6 * 3600 / 1e9 * 0.02)
-    assert rows["gcp-europe-west1"]["usdPerGB"] == 0.12

@@ -1,0 +1,70 @@
+"""The federation's traffic as the control planes report it: the latest table of every
+cluster and a short history to compute rates from. In memory only: counters are cumulative
+at their control plane, so a restarted controller has rates again one report later.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from federation.traffic import DEFAULT_GROUP, TrafficTable, edge_rates
+
+#: How much history is kept per cluster (s); the longest window :meth:`rates` can give.
+HISTORY_S = 300.0
+#: A cluster whose last table is older than the window plus this (s) has no current rates.
+STALE_S = 10.0
+
+
+class TrafficHistory:
+    """cluster -> ``(time, table)`` snapshots, oldest first, at most :data:`HISTORY_S` old."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, deque[tuple[float, TrafficTable]]] = {}
+
+    def add(self, cluster: str, table: TrafficTable, now: float) -> None:
+        """Keep the table ``cluster`` reported at ``now`` (monotonic s)."""
+        history = self._snapshots.setdefault(cluster, deque())
+        history.append((now, table))
+        while history and now - history[0][0] > HISTORY_S:
+            history.popleft()
+
+    def forget(self, cluster: str) -> None:
+        """Drop a removed cluster's traffic."""
+        self._snapshots.pop(cluster, None)
+
+    def latest(self) -> list[TrafficTable]:
+        """The latest table of every cluster."""
+        return [h[-1][1] for _, h in sorted(self._snapshots.items()) if h]
+
+    def rates(
+        self, window_s: float, now: float, by: Sequence[str] = DEFAULT_GROUP
+    ) -> tuple[float, list[dict[str, Any]]]:
+        """Rates over about the last ``window_s`` seconds, every cluster's edges together
+        (:func:`federation.traffic.edge_rates`).
+
+        Returns:
+            ``(seconds, rows)``: the longest window actually used (s; shorter than asked
+            while history is short, 0 without two snapshots) and the rows.
+        """
+        rows: list[dict[str, Any]] = []
+        used = 0.0
+        for cluster in sorted(self._snapshots):
+            history = self._snapshots[cluster]
+            if not history:
+                continue
+            end_t, end = history[-1]
+            if now - end_t > window_s + STALE_S:
+                continue  # its control plane stopped reporting: no current rate
+            start_t, start = history[0]
+            for t, table in history:
+                if end_t - t >= window_s:
+                    start_t, start = t, table
+                else:
+                    break
+            if end_t - start_t <= 0:
+                continue
+            used = max(used, end_t - start_t)
+            rows.extend(edge_rates(start, end, end_t - start_t, by))
+        return used, rows

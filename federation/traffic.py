@@ -1,0 +1,330 @@
+"""Request traffic counted per edge: who called which service, where it was served, what it
+cost. Pure values and arithmetic; no I/O.
+
+An **edge** (:class:`Edge`) is one (source cluster, source locality, destination service,
+destination cluster, destination locality, path class, response code class). Its
+:class:`Counters` are cumulative from :attr:`TrafficTable.started_at` (the start of the
+control plane that counts them): requests; request and response bytes as the caller's Envoy
+counted them on its upstream connection (headers and body, HTTP/2 framing included, TLS
+records and TCP/IP headers not: Envoy's ``upstream_wire_bytes_sent|received``); egress US$
+(request bytes at the price of the path caller -> server plus response bytes at the price of
+server -> caller, each at the price table in force when the request ended); and a histogram
+of Envoy's request duration (ms, :data:`DURATION_BUCKETS_MS`).
+
+Control planes count (:mod:`federation.controlplane.telemetry`) and send their table with
+their sync reports; the controller keeps a short history per cluster. Both expose the same
+Prometheus families (:class:`TrafficCollector`) and the controller turns two snapshots into
+rates (:func:`edge_rates`) for ``meshfed status`` and the dashboard.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from providers.pricing import PriceTable
+
+#: Upper bounds (ms) of the request-duration histogram's buckets (an implicit +Inf follows).
+#: Fine below 100 ms (same-region paths), coarser up to 10 s.
+DURATION_BUCKETS_MS: tuple[float, ...] = (
+    1, 2, 3, 5, 7.5, 10, 15, 20, 30, 40, 50, 65, 80, 100, 130, 160, 200, 250, 300, 400,
+    500, 750, 1000, 2500, 5000, 10000,
+)  # fmt: skip
+
+#: Response code classes; ``none`` is a request that got no response code (the caller went
+#: away, or the stream was reset before any answer).
+CODE_CLASSES = ("2xx", "3xx", "4xx", "5xx", "1xx", "none")
+#: The classes counted as errors (``errorShare``): the server failed or nothing answered.
+ERROR_CLASSES = frozenset({"5xx", "none"})
+
+
+def code_class(code: int) -> str:
+    """``503 -> "5xx"``; 0 (no response) -> ``"none"``."""
+    return f"{code // 100}xx" if 100 <= code < 600 else "none"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Edge:
+    """Who called what, served where (labels of every traffic metric, in this order).
+
+    Attributes:
+        source_cluster / source_locality: the caller's member cluster and
+            ``<cloud>/<region>/<zone>``.
+        destination_service: ``<name>.<namespace>`` of the service called.
+        destination_cluster / destination_locality: where the answer came from (the
+            ``x-meshfed-served-by`` header the serving sidecar adds); ``unknown`` when no
+            sidecar answered (e.g. Envoy's own 503 with no healthy upstream).
+        path_class: ``same-zone`` ... ``cross-cloud`` (:mod:`providers.pricing`), ``unknown``
+            with the destination.
+        response_code_class: one of :data:`CODE_CLASSES`.
+    """
+
+    source_cluster: str
+    source_locality: str
+    destination_service: str
+    destination_cluster: str
+    destination_locality: str
+    path_class: str
+    response_code_class: str
+
+    def values(self) -> list[str]:
+        """The label values, in :data:`EDGE_LABELS` order."""
+        return [getattr(self, name) for name in EDGE_LABELS]
+
+
+EDGE_LABELS: tuple[str, ...] = tuple(f.name for f in fields(Edge))
+#: Labels of the egress families: the path, not the service or the answer.
+EGRESS_LABELS = (
+    "source_cluster",
+    "source_locality",
+    "destination_cluster",
+    "destination_locality",
+    "path_class",
+)
+
+
+def _buckets() -> list[int]:
+    return [0] * (len(DURATION_BUCKETS_MS) + 1)
+
+
+@dataclass(slots=True)
+class Counters:
+    """Cumulative counters of one edge.
+
+    Attributes:
+        requests: requests ended.
+        request_bytes / response_bytes: bytes sent to / received from the server (see the
+            module docstring for what is counted).
+        egress_usd: US$ of those bytes at their paths' prices.
+        duration_ms_sum: sum of request durations (ms).
+        buckets: request count per duration bucket (not cumulative; the last is +Inf).
+    """
+
+    requests: int = 0
+    request_bytes: int = 0
+    response_bytes: int = 0
+    egress_usd: float = 0.0
+    duration_ms_sum: float = 0.0
+    buckets: list[int] = field(default_factory=_buckets)
+
+    def add(self, request_bytes: int, response_bytes: int, duration_ms: float, usd: float) -> None:
+        """Count one request."""
+        self.requests += 1
+        self.request_bytes += request_bytes
+        self.response_bytes += response_bytes
+        self.egress_usd += usd
+        self.duration_ms_sum += duration_ms
+        self.buckets[bisect.bisect_left(DURATION_BUCKETS_MS, duration_ms)] += 1
+
+    def merge(self, other: Counters, sign: int = 1) -> None:
+        """Add (``sign`` 1) or subtract (-1) ``other``'s counts."""
+        self.requests += sign * other.requests
+        self.request_bytes += sign * other.request_bytes
+        self.response_bytes += sign * other.response_bytes
+        self.egress_usd += sign * other.egress_usd
+        self.duration_ms_sum += sign * other.duration_ms_sum
+        for i, n in enumerate(other.buckets):
+            self.buckets[i] += sign * n
+
+    def copy(self) -> Counters:
+        """An independent copy."""
+        return replace(self, buckets=list(self.buckets))
+
+
+@dataclass(slots=True)
+class TrafficTable:
+    """One control plane's counters: edge -> :class:`Counters`, cumulative since
+    ``started_at`` (Unix s; a new value means the counters restarted from zero)."""
+
+    started_at: float
+    edges: dict[Edge, Counters] = field(default_factory=dict)
+
+    def record(
+        self, edge: Edge, request_bytes: int, response_bytes: int, duration_ms: float, usd: float
+    ) -> None:
+        """Count one request on ``edge``."""
+        counters = self.edges.get(edge)
+        if counters is None:
+            counters = self.edges[edge] = Counters()
+        counters.add(request_bytes, response_bytes, duration_ms, usd)
+
+    def copy(self) -> TrafficTable:
+        """An independent copy (a snapshot to send or keep)."""
+        return TrafficTable(self.started_at, {e: c.copy() for e, c in self.edges.items()})
+
+
+def quantile_ms(q: float, buckets: Sequence[int]) -> float | None:
+    """The ``q`` quantile (0-1) of a duration histogram (per-bucket counts), interpolated
+    linearly inside its bucket as Prometheus' ``histogram_quantile`` does; the last finite
+    bound when it falls in +Inf; None for an empty histogram."""
+    total = sum(buckets)
+    if total <= 0:
+        return None
+    rank = q * total
+    seen = 0
+    for i, n in enumerate(buckets):
+        if n > 0 and seen + n >= rank:
+            if i == len(DURATION_BUCKETS_MS):
+                return DURATION_BUCKETS_MS[-1]
+            low = DURATION_BUCKETS_MS[i - 1] if i else 0.0
+            high = DURATION_BUCKETS_MS[i]
+            return low + (high - low) * (rank - seen) / n
+        seen += n
+    return DURATION_BUCKETS_MS[-1]
+
+
+#: What :func:`edge_rates` groups by unless told otherwise.
+DEFAULT_GROUP = ("source_cluster", "destination_service", "destination_cluster")
+
+
+def edge_rates(
+    old: TrafficTable | None,
+    new: TrafficTable,
+    seconds: float,
+    by: Sequence[str] = DEFAULT_GROUP,
+) -> list[dict[str, Any]]:
+    """Rates between two snapshots of one cluster's table, grouped by the labels ``by``.
+
+    Args:
+        old: the earlier snapshot (None, or another ``started_at``: counted from zero).
+        new: the later snapshot.
+        seconds: time between them (s, > 0).
+        by: labels of :class:`Edge` to group by (the others are summed).
+
+    Returns:
+        Per group, sorted by its labels: the labels, and ``requests`` (in the window), ``rps``,
+        ``share`` (of the requests of the same source cluster and service; 0-1),
+        ``errorShare`` (5xx and no-response, 0-1), ``p50Ms`` / ``p99Ms`` (None without
+        requests), ``requestBytesPerS``, ``responseBytesPerS``, ``usdPerHour``.
+    """
+    base = old.edges if old is not None and old.started_at == new.started_at else {}
+    groups: dict[tuple[str, ...], Counters] = {}
+    errors: dict[tuple[str, ...], int] = {}
+    for edge, counters in new.edges.items():
+        delta = counters.copy()
+        if edge in base:
+            delta.merge(base[edge], -1)
+        if delta.requests <= 0:
+            continue
+        key = tuple(getattr(edge, name) for name in by)
+        groups.setdefault(key, Counters()).merge(delta)
+        if edge.response_code_class in ERROR_CLASSES:
+            errors[key] = errors.get(key, 0) + delta.requests
+    totals: dict[tuple[str, str], int] = {}
+    for key, c in groups.items():
+        labels = dict(zip(by, key, strict=True))
+        caller = (labels.get("source_cluster", ""), labels.get("destination_service", ""))
+        totals[caller] = totals.get(caller, 0) + c.requests
+    rows = []
+    per_s = 1.0 / max(seconds, 1e-9)
+    for key in sorted(groups):
+        c = groups[key]
+        labels = dict(zip(by, key, strict=True))
+        caller = (labels.get("source_cluster", ""), labels.get("destination_service", ""))
+        rows.append(
+            {
+                **labels,
+                "requests": c.requests,
+                "rps": c.requests * per_s,
+                "share": c.requests / totals[caller],
+                "errorShare": errors.get(key, 0) / c.requests,
+                "p50Ms": quantile_ms(0.5, c.buckets),
+                "p99Ms": quantile_ms(0.99, c.buckets),
+                "requestBytesPerS": c.request_bytes * per_s,
+                "responseBytesPerS": c.response_bytes * per_s,
+                "usdPerHour": c.egress_usd * per_s * 3600,
+            }
+        )
+    return rows
+
+
+class TrafficCollector(Collector):
+    """Prometheus families of the tables ``tables()`` returns at each scrape:
+
+    - ``meshfed_requests_total``, ``meshfed_request_bytes_total``,
+      ``meshfed_response_bytes_total`` and the histogram ``meshfed_request_duration_seconds``,
+      labelled with :data:`EDGE_LABELS`;
+    - ``meshfed_egress_bytes_total`` (request plus response bytes) and
+      ``meshfed_egress_usd_total``, labelled with :data:`EGRESS_LABELS`;
+    - ``meshfed_price_table_info{cloud, source, read_on}`` (1) for each price table in force
+      that ``prices()`` returns: where the dollars' rates come from and when it was read.
+    """
+
+    def __init__(
+        self,
+        tables: Callable[[], Iterable[TrafficTable]],
+        prices: Callable[[], Mapping[str, PriceTable]] = dict,
+    ) -> None:
+        self._tables = tables
+        self._prices = prices
+
+    def collect(self) -> Iterable[Metric]:
+        requests = CounterMetricFamily(
+            "meshfed_requests",
+            "Requests by caller and by where they were served",
+            labels=EDGE_LABELS,
+        )
+        sent = CounterMetricFamily(
+            "meshfed_request_bytes",
+            "Bytes sent to the serving sidecar (upstream wire bytes, headers and body)",
+            labels=EDGE_LABELS,
+        )
+        received = CounterMetricFamily(
+            "meshfed_response_bytes",
+            "Bytes received from the serving sidecar (upstream wire bytes, headers and body)",
+            labels=EDGE_LABELS,
+        )
+        duration = HistogramMetricFamily(
+            "meshfed_request_duration_seconds",
+            "Request duration at the caller's sidecar (Envoy's DURATION)",
+            labels=EDGE_LABELS,
+        )
+        egress: dict[tuple[str, ...], list[float]] = {}
+        for table in self._tables():
+            for edge in sorted(table.edges):
+                c = table.edges[edge]
+                values = edge.values()
+                requests.add_metric(values, c.requests)
+                sent.add_metric(values, c.request_bytes)
+                received.add_metric(values, c.response_bytes)
+                cumulative, running = [], 0
+                for bound, n in zip((*DURATION_BUCKETS_MS, float("inf")), c.buckets, strict=True):
+                    running += n
+                    le = "+Inf" if bound == float("inf") else repr(bound / 1000)
+                    cumulative.append((le, running))
+                duration.add_metric(values, cumulative, c.duration_ms_sum / 1000)
+                path = tuple(getattr(edge, name) for name in EGRESS_LABELS)
+                total = egress.setdefault(path, [0.0, 0.0])
+                total[0] += c.request_bytes + c.response_bytes
+                total[1] += c.egress_usd
+        egress_bytes = CounterMetricFamily(
+            "meshfed_egress_bytes",
+            "Bytes carried between the caller's and the server's locality, both directions",
+            labels=EGRESS_LABELS,
+        )
+        egress_usd = CounterMetricFamily(
+            "meshfed_egress_usd",
+            "US$ those bytes cost at the price tables in force (meshfed_price_table_info)",
+            labels=EGRESS_LABELS,
+        )
+        for path in sorted(egress):
+            egress_bytes.add_metric(list(path), egress[path][0])
+            egress_usd.add_metric(list(path), egress[path][1])
+        info = GaugeMetricFamily(
+            "meshfed_price_table_info",
+            "The price tables egress dollars are computed with: source page and date read",
+            labels=("cloud", "source", "read_on"),
+        )
+        for cloud, rates in sorted(self._prices().items()):
+            info.add_metric([cloud, rates.source, rates.read_on], 1)
+        yield from (requests, sent, received, duration, egress_bytes, egress_usd, info)

@@ -1,0 +1,192 @@
+"""Issue #17 under ``meshfed up --detach`` (3 clusters, 2 clouds, real Envoys): the traffic
+the sidecars count reaches the controller's ``/metrics`` and ``meshfed status``; it matches
+what a test client saw (``x-meshfed-served-by``), and the egress dollars match the bytes the
+client sent and received at the path's price.
+
+The demo frontend is paused (SIGSTOP) while the client measures, so that every request
+counted is one of the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from federation.client import tls_for
+from federation.local.runner import Record
+from tests.e2e.test_up import EXAMPLES, _meshfed, _status, _wait
+from tests.prometheus import samples
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+HOST = "echo.demo.svc.clusterset.local"
+EAST, EU, GCP = "aws-us-east-1", "aws-eu-west-1", "gcp-europe-west1"
+
+
+def _metrics(home: Path) -> dict:
+    """The controller's /metrics (admin token, its own CA), parsed by prometheus-client."""
+    record = Record.load(home)
+    assert record is not None
+    url = record.info["controller"]
+    tls = tls_for(url, home)
+    assert tls is not None
+    token = (home / "controller-token").read_text().strip()
+
+    async def get() -> str:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{url}/metrics",
+                headers={"Authorization": f"Bearer {token}"},
+                ssl=tls.context,
+                server_hostname=tls.server_hostname,
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as resp,
+        ):
+            assert resp.status == 200
+            return await resp.text()
+
+    return samples(asyncio.run(get()))
+
+
+def _requests_by_cluster(got: dict, source: str = EAST) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for (name, labels), value in got.items():
+        lab = dict(labels)
+        if (
+            name == "meshfed_requests_total"
+            and lab["source_cluster"] == source
+            and lab["destination_service"] == "echo.demo"
+        ):
+            out[lab["destination_cluster"]] += int(value)
+    return out
+
+
+def _egress(got: dict, source: str, destination: str) -> tuple[float, float]:
+    """(bytes, US$) of every egress series from ``source`` to ``destination``."""
+    total_bytes = total_usd = 0.0
+    for (name, labels), value in got.items():
+        lab = dict(labels)
+        if lab.get("source_cluster") == source and lab.get("destination_cluster") == destination:
+            if name == "meshfed_egress_bytes_total":
+                total_bytes += value
+            elif name == "meshfed_egress_usd_total":
+                total_usd += value
+    return total_bytes, total_usd
+
+
+#: Longer than Envoy's access-log flush (1 s) plus the control plane's traffic report (2 s).
+SETTLE_S = 4.0
+
+
+def _settled(home: Path) -> Counter[str]:
+    """Wait until the controller's counts have not moved for :data:`SETTLE_S` (the paused
+    frontend's last requests flushed by Envoy and reported by the control plane), then
+    return them."""
+    last: dict[str, object] = {"counts": None, "since": time.monotonic()}
+
+    def still() -> Counter[str] | None:
+        now = _requests_by_cluster(_metrics(home))
+        if now != last["counts"]:
+            last.update(counts=now, since=time.monotonic())
+            return None
+        return now if time.monotonic() - float(last["since"]) >= SETTLE_S else None  # type: ignore[arg-type]
+
+    return _wait(still, 30, "the controller's counts to settle")
+
+
+class Client:
+    """A test client through the frontend's sidecar (its outbound listener)."""
+
+    def __init__(self, home: Path) -> None:
+        record = Record.load(home)
+        assert record is not None
+        argv = next(p.argv for p in record.processes if p.name == "sidecar-frontend")
+        self.base = f"http://127.0.0.1:{argv[argv.index('--outbound-port') + 1]}"
+        self.sent = self.received = 0
+
+    def request(self, path: str = "/", body: bytes | None = None) -> str:
+        """One request; the ``<cluster>`` of its ``x-meshfed-served-by`` answer. Counts the
+        HTTP bytes sent and received (request line, headers, body)."""
+        req = urllib.request.Request(
+            self.base + path, data=body, headers={"Host": HOST}, method="POST" if body else "GET"
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            data = resp.read()
+            assert resp.status == 200
+            served_by = resp.headers["x-meshfed-served-by"]
+            self.received += len(data) + sum(len(k) + len(v) + 4 for k, v in resp.headers.items())
+        self.sent += len(body or b"") + len(path) + 60  # request line and the headers urllib adds
+        return str(served_by).split("/", 1)[0]
+
+
+def test_metrics_match_what_a_client_saw_and_egress_dollars_match_its_bytes(home) -> None:
+    _meshfed(home, "up", "--detach")
+    record = Record.load(home)
+    assert record is not None
+    frontend = next(p for p in record.processes if p.name == "app-frontend")
+    client = Client(home)
+    _wait(lambda: _requests_by_cluster(_metrics(home))[EAST] > 0, 30, "the frontend's traffic")
+
+    # Proof 1: under an 80/20 split, the controller's counts per destination cluster have
+    # the shares the client saw in x-meshfed-served-by.
+    _meshfed(home, "apply", "-f", str(EXAMPLES / "shift-20-to-gcp.yaml"))
+    _wait(lambda: client.request() == GCP or client.request() == GCP, 30, "the split in force")
+    os.kill(frontend.pid, signal.SIGSTOP)
+    try:
+        before = _settled(home)
+        seen: Counter[str] = Counter(client.request() for _ in range(600))
+        assert set(seen) == {EAST, GCP}, seen
+        _wait(
+            lambda: sum((_requests_by_cluster(_metrics(home)) - before).values()) >= 600,
+            30,
+            "the client's 600 requests counted",
+        )
+        counted = _requests_by_cluster(_metrics(home)) - before
+        assert sum(counted.values()) == 600, (counted, seen)
+        for cluster, n in seen.items():
+            assert abs(counted[cluster] / 600 - n / 600) <= 0.05 * n / 600, (counted, seen)
+        status = _status(home)
+        assert {e["cluster"] for e in status["edges"] if e["service"] == "echo.demo"} >= {
+            EAST,
+            GCP,
+        }
+
+        # Proof 2: with aws-us-east-1's echo killed (and no split), its callers are served
+        # from aws-eu-west-1; the egress dollars of that path grow at the client's bytes
+        # times $0.02/GB (AWS inter-region), within 10 %.
+        _meshfed(home, "delete", "-f", str(EXAMPLES / "shift-20-to-gcp.yaml"))
+        _meshfed(home, "demo", "kill", f"{EAST}/echo")
+        _wait(lambda: all(client.request() == EU for _ in range(5)), 30, "failover to eu")
+        _settled(home)
+        bytes0, usd0 = _egress(_metrics(home), EAST, EU)
+        client.sent = client.received = 0
+        body = b"x" * 65536
+        for _ in range(100):
+            assert client.request("/?size=65536", body) == EU
+        _wait(
+            lambda: _egress(_metrics(home), EAST, EU)[0] - bytes0 >= 0.95 * client.sent,
+            30,
+            "the client's bytes counted",
+        )
+        _settled(home)
+        bytes1, usd1 = _egress(_metrics(home), EAST, EU)
+        moved = client.sent + client.received
+        print(
+            f"client moved {moved} B; counted {bytes1 - bytes0:.0f} B, ${usd1 - usd0:.9f}"
+            f" (bytes x 0.02/GB = ${moved * 0.02 / 1e9:.9f}); shares {counted} vs {seen}"
+        )
+        assert moved > 13e6
+        assert bytes1 - bytes0 == pytest.approx(moved, rel=0.10)
+        assert usd1 - usd0 == pytest.approx(moved * 0.02 / 1e9, rel=0.10)
+        dest = {d["cluster"]: d for d in _status(home)["traffic"]["destinations"]}
+        assert dest[EU]["usdPerGB"] == pytest.approx(0.02)
+    finally:
+        os.kill(frontend.pid, signal.SIGCONT)
