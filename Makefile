@@ -29,7 +29,8 @@ trust-walkthrough: $(STAMP) system-deps
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/trust-walkthrough.sh
 
 ## system-deps: tools the tests call that pip cannot install (openssl CLI; iproute2 for the
-## isolated bed of `meshfed up --isolate`, whose tests run as root)
+## isolated bed of `meshfed up --isolate`, whose tests run as root; Chromium, which loads the
+## controller's dashboard headless)
 system-deps:
 	@command -v openssl >/dev/null || { \
 	  echo "installing openssl (Debian package)"; \
@@ -37,6 +38,9 @@ system-deps:
 	@command -v ip >/dev/null || { \
 	  echo "installing iproute2 (Debian package)"; \
 	  apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; }
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (Debian package)"; \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

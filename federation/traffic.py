@@ -210,6 +210,7 @@ def edge_rates(
     base = old.edges if old is not None and old.started_at == new.started_at else {}
     groups: dict[tuple[str, ...], Counters] = {}
     errors: dict[tuple[str, ...], int] = {}
+    paths: dict[tuple[str, ...], set[str]] = {}
     for edge, counters in new.edges.items():
         delta = counters.copy()
         if edge in base:
@@ -218,6 +219,7 @@ def edge_rates(
             continue
         key = tuple(getattr(edge, name) for name in by)
         groups.setdefault(key, Counters()).merge(delta)
+        paths.setdefault(key, set()).add(edge.path_class)
         if edge.response_code_class in ERROR_CLASSES:
             errors[key] = errors.get(key, 0) + delta.requests
     totals: dict[tuple[str, str], int] = {}
@@ -243,6 +245,7 @@ def edge_rates(
                 "requestBytesPerS": c.request_bytes * per_s,
                 "responseBytesPerS": c.response_bytes * per_s,
                 "usdPerHour": c.egress_usd * per_s * 3600,
+                "pathClasses": sorted(paths[key]),
             }
         )
     return rows

@@ -1,11 +1,13 @@
-"""``meshfed controller serve``, ``meshfed cluster join|list|remove|token`` and
-``meshfed get clusters|exports|imports|policies``: the federation controller and its API."""
+"""``meshfed controller serve``, ``meshfed cluster join|list|remove|token``,
+``meshfed get clusters|exports|imports|policies`` and ``meshfed dashboard``: the federation
+controller and its API."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+import webbrowser
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -391,6 +393,28 @@ def remove_cmd(name: str, controller: str | None, token: str | None) -> None:
     """Withdraw cluster NAME: its endpoints disappear from every other cluster."""
     controller_call(controller, token, "DELETE", f"/v1/clusters/{name}")
     click.echo(f"cluster {name} removed")
+
+
+@click.command("dashboard")
+@controller_option
+@admin_token_option
+@click.option("--open", "open_browser", is_flag=True, help="Also open it in the default browser.")
+def dashboard_cmd(controller: str | None, token: str | None, open_browser: bool) -> None:
+    """Print the link to the controller's dashboard: the clusters, their gateways and exports,
+    which cluster serves whom, and per edge requests/s, p99, error share and egress $/hour,
+    updated every 2 s (read-only).
+
+    The link carries the admin token after '#': browsers never send that part to a server,
+    and the page moves it into the tab's session storage and off the address bar at once.
+    The controller's certificate is issued by the federation's root: trust the bundle
+    (meshfed trust bundle) in the browser, or accept it once."""
+    url, tok = controller_target(controller, token)
+    if not tok:
+        raise InputError("no admin token: pass --token, set MESHFED_TOKEN or run meshfed up")
+    link = f"{url.rstrip('/')}/dashboard#token={tok}"
+    click.echo(link)
+    if open_browser:
+        webbrowser.open(link)
 
 
 @click.command("get")

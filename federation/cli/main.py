@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from federation.cli.controller_commands import cluster, controller, get_cmd
+from federation.cli.controller_commands import cluster, controller, dashboard_cmd, get_cmd
 from federation.cli.controlplane_commands import (
     apply_cmd,
     bootstrap,
@@ -87,6 +87,7 @@ for command in (
     apply_cmd,
     delete_cmd,
     get_cmd,
+    dashboard_cmd,
     explain_cmd,
     proxy_status_cmd,
     bootstrap,

@@ -139,9 +139,9 @@ def up_cmd(filename: Path | None, detach: bool, isolate: bool) -> None:
     runner.up()
     info = runner.record.info
     click.echo(
-        f"up in {info.get('upSeconds')} s. Try: meshfed status | meshfed demo kill"
-        f" {desc.spec.frontend.cluster}/echo | meshfed explain echo.demo --from"
-        f" {desc.spec.frontend.cluster}",
+        f"up in {info.get('upSeconds')} s. Try: meshfed status | meshfed dashboard |"
+        f" meshfed demo kill {desc.spec.frontend.cluster}/echo | meshfed explain echo.demo"
+        f" --from {desc.spec.frontend.cluster}",
         err=True,
     )
     if detach:

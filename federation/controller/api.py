@@ -1,11 +1,13 @@
 """The controller's REST API (aiohttp, JSON; OpenAPI 3.1 document at ``/openapi.json``).
 
-Every route but three needs ``Authorization: Bearer <admin token>`` (401 otherwise):
+Every route but these needs ``Authorization: Bearer <admin token>`` (401 otherwise):
 ``GET /healthz`` answers ``{"status": "ok", "trustDomain": ...}`` to anyone (liveness
 probes, as Kubernetes' ``/healthz``; the trust domain is public, it is in every
 certificate), ``GET /v1/bundle`` answers the trust bundle to anyone (public, as a SPIFFE
 bundle endpoint; a joining control plane checks its token's root pin against it), and
-``POST /v1/join`` is authenticated by the one-time join token in its body.
+``POST /v1/join`` is authenticated by the one-time join token in its body; and the
+dashboard's static files (``/dashboard``, its script and style sheet) hold no data and need
+no token -- the page reads the API with the admin token like any other client.
 The routes are listed in :data:`ROUTES`; their request bodies are pydantic models, from which
 the OpenAPI document is generated.
 """
@@ -17,6 +19,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -150,7 +153,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 #: Routes anyone may call: liveness, the public trust bundle, and the join (authenticated by
 #: the join token in its body).
-PUBLIC_PATHS = ("/healthz", "/v1/bundle", "/v1/join")
+#: The dashboard's files (path -> (file next to this module, content type)): static, with no
+#: data in them, so they need no token; the page reads the API with the admin token.
+DASHBOARD_FILES = {
+    "/dashboard": ("dashboard.html", "text/html"),
+    "/dashboard/app.js": ("dashboard.js", "text/javascript"),
+    "/dashboard/app.css": ("dashboard.css", "text/css"),
+}
+PUBLIC_PATHS = ("/healthz", "/v1/bundle", "/v1/join", *DASHBOARD_FILES)
 
 
 @web.middleware
@@ -286,6 +296,27 @@ async def traffic(request: web.Request) -> web.Response:
     return web.json_response(request.app[CONTEXT].service.traffic(window, by))
 
 
+#: The page may load only its own files and call only this API (no inline script, no other
+#: origin), and may not be framed.
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self';"
+    " connect-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none';"
+    " form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    """The dashboard's page, script or style sheet (see ``docs/metrics.md``)."""
+    name, content_type = DASHBOARD_FILES[request.path]
+    body = resources.files("federation.controller").joinpath(name).read_bytes()
+    return web.Response(
+        body=body, content_type=content_type, charset="utf-8", headers=DASHBOARD_HEADERS
+    )
+
+
 async def openapi(request: web.Request) -> web.Response:
     """This API as an OpenAPI 3.1 document."""
     return web.json_response(openapi_document())
@@ -308,6 +339,10 @@ ROUTES: list[tuple[str, str, Handler, str, type[BaseModel] | None]] = [
     ("GET", "/v1/imports", imports, "ServiceImports per importing cluster", None),
     ("GET", "/v1/policies", policies, "Stored policies", None),
     ("GET", "/v1/traffic", traffic, "Traffic per edge: rates, latency, egress $/hour", None),
+    *(
+        ("GET", path, dashboard, "The dashboard (static; it reads the API with the token)", None)
+        for path in DASHBOARD_FILES
+    ),
 ]
 
 

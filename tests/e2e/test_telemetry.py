@@ -1,7 +1,9 @@
 """Issue #17 under ``meshfed up --detach`` (3 clusters, 2 clouds, real Envoys): the traffic
 the sidecars count reaches the controller's ``/metrics`` and ``meshfed status``; it matches
 what a test client saw (``x-meshfed-served-by``), and the egress dollars match the bytes the
-client sent and received at the path's price.
+client sent and received at the path's price. The controller's dashboard, loaded in headless
+Chromium (Debian's package), shows the three clusters and the numbers of ``meshfed status``;
+its screenshot is written to ``test-artifacts/dashboard.png`` (or ``$MESHFED_TEST_ARTIFACTS``).
 
 The demo frontend is paused (SIGSTOP) while the client measures, so that every request
 counted is one of the client's.
@@ -10,8 +12,14 @@ counted is one of the client's.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import os
+import re
 import signal
+import ssl
+import subprocess
 import time
 import urllib.request
 from collections import Counter
@@ -19,6 +27,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from federation.client import tls_for
 from federation.local.runner import Record
@@ -102,6 +112,95 @@ def _settled(home: Path) -> Counter[str]:
     return _wait(still, 30, "the controller's counts to settle")
 
 
+ARTIFACTS = Path(
+    os.environ.get("MESHFED_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
+)
+
+
+def _spki_sha256(url: str) -> str:
+    """base64 SHA-256 of the controller certificate's public key: Chromium trusts exactly
+    that key (``--ignore-certificate-errors-spki-list``), nothing else."""
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    pem = ssl.get_server_certificate((host, int(port)))
+    spki = (
+        x509.load_pem_x509_certificate(pem.encode())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def _chromium(home: Path, link: str, *args: str) -> str:
+    """Headless Chromium on ``link`` after 6 s of page time; its stdout."""
+    url = link.split("/dashboard", 1)[0]
+    result = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",  # root in CI
+            "--disable-gpu",
+            f"--user-data-dir={home / 'chromium'}",
+            f"--ignore-certificate-errors-spki-list={_spki_sha256(url)}",
+            "--virtual-time-budget=6000",
+            *args,
+            link,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def _dashboard_rows(dom: str) -> dict[str, dict[str, float]]:
+    """The dashboard's edge table for echo.demo from aws-us-east-1: cluster -> numbers."""
+    rows = {}
+    for attrs in re.findall(r"<tr (data-from=[^>]*)>", dom):
+        a = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', attrs))
+        if a["from"] == EAST and a["service"] == "echo.demo":
+            rows[a["cluster"]] = {
+                "rps": float(a["rps"]),
+                "share": float(a["share"]),
+                "usdPerHour": float(a["usd-per-hour"]),
+            }
+    return rows
+
+
+def _check_dashboard(home: Path) -> None:
+    """Proof 3: the page loads over HTTPS with the admin token, shows the three clusters,
+    and its numbers are those of ``meshfed status -o json`` a moment apart."""
+    link = _meshfed(home, "dashboard").stdout.strip()
+    assert link.startswith("https://") and "#token=" in link
+    before = _status(home)
+    dom = _chromium(home, link, "--dump-dom")
+    after = _status(home)
+    assert 'data-loaded="true"' in dom, dom[-3000:]
+    for cluster in (EAST, EU, GCP):
+        assert f'class="cluster" data-cluster="{cluster}"' in dom, cluster
+    shown = _dashboard_rows(dom)
+    assert set(shown) == {EAST, GCP}, shown
+    for status in (before, after):
+        assert {d["cluster"] for d in status["traffic"]["destinations"]} == set(shown)
+    for cluster, row in shown.items():
+        near = [
+            next(d for d in s["traffic"]["destinations"] if d["cluster"] == cluster)
+            for s in (before, after)
+        ]
+        assert min(d["rps"] for d in near) - 2 <= row["rps"] <= max(d["rps"] for d in near) + 2
+        assert min(d["share"] for d in near) - 0.1 <= row["share"]
+        assert row["share"] <= max(d["share"] for d in near) + 0.1
+        lo, hi = (f(d["usdPerHour"] for d in near) for f in (min, max))
+        assert 0.7 * lo <= row["usdPerHour"] <= 1.3 * hi, (row, near)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "dashboard.png"
+    shot.unlink(missing_ok=True)
+    _chromium(home, link, f"--screenshot={shot}", "--window-size=1280,1000")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    print(f"dashboard screenshot: {shot}; rows {json.dumps(shown)}")
+
+
 class Client:
     """A test client through the frontend's sidecar (its outbound listener)."""
 
@@ -139,6 +238,12 @@ def test_metrics_match_what_a_client_saw_and_egress_dollars_match_its_bytes(home
     # the shares the client saw in x-meshfed-served-by.
     _meshfed(home, "apply", "-f", str(EXAMPLES / "shift-20-to-gcp.yaml"))
     _wait(lambda: client.request() == GCP or client.request() == GCP, 30, "the split in force")
+    _wait(
+        lambda: {d["cluster"] for d in _status(home)["traffic"]["destinations"]} == {EAST, GCP},
+        30,
+        "both destinations in the status window",
+    )
+    _check_dashboard(home)
     os.kill(frontend.pid, signal.SIGSTOP)
     try:
         before = _settled(home)

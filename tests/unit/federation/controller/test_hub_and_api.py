@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import serialization
@@ -332,3 +334,57 @@ async def test_metrics_count_reports_updates_and_lease_expiries(tmp_path) -> Non
     assert got[("meshfed_controller_clusters", (("state", "Ready"),))] == 1
     assert got[("meshfed_controller_sync_streams", ())] == 2
     assert got[("meshfed_controller_recomputations_total", ())] >= 3
+
+
+async def test_traffic_reports_become_rates_and_the_dashboard_holds_no_data(tmp_path) -> None:
+    """Issue #17: GET /v1/traffic (admin token; bad parameters named, 400) turns the tables
+    the control planes report into rates; the dashboard's files need no token and hold no
+    data (the page reads the API with the token), under a strict Content-Security-Policy."""
+    from federation.traffic import Edge, TrafficTable
+
+    clock = Clock()
+    hub = _hub(tmp_path, clock)
+    edge = Edge("a", "aws/us-east-1/z", "echo.demo", "b", "aws/us-east-1/z", "same-zone", "2xx")
+    first = TrafficTable(5.0)
+    first.record(edge, 100, 900, 3, 0)
+    hub.report_traffic("a", first)
+    await asyncio.sleep(0.05)
+    second = first.copy()
+    for _ in range(9):
+        second.record(edge, 100, 900, 3, 0)
+    hub.report_traffic("a", second)
+    service = FederationService(hub, None, lambda: b"", root_pin=lambda: "")  # type: ignore[arg-type]
+    client = TestClient(TestServer(make_app(_context(service))))
+    await client.start_server()
+    try:
+        assert (await client.get("/v1/traffic")).status == 401
+        for query, field in (("window=x", "window"), ("window=0.5", "window"), ("by=nope", "by")):
+            resp = await client.get(f"/v1/traffic?{query}", headers=AUTH)
+            assert resp.status == 400 and (await resp.json())["error"].startswith(field)
+        data = await (await client.get("/v1/traffic?window=1", headers=AUTH)).json()
+        [row] = data["edges"]
+        assert (row["source_cluster"], row["destination_cluster"], row["requests"]) == ("a", "b", 9)
+        assert row["share"] == 1 and row["pathClasses"] == ["same-zone"]
+        assert data["totals"] == [
+            {
+                "sourceCluster": "a",
+                "destinationService": "echo.demo",
+                "requests": 10,
+                "errors": 0,
+                "egressUsd": 0.0,
+            }
+        ]
+        assert {t["cloud"] for t in data["priceTables"]} == {"aws", "gcp"}
+        metrics = samples(await (await client.get("/metrics", headers=AUTH)).text())
+        assert sum(v for (n, _), v in metrics.items() if n == "meshfed_requests_total") == 10
+        for path in ("/dashboard", "/dashboard/app.js", "/dashboard/app.css"):
+            resp = await client.get(path)  # no token
+            assert resp.status == 200, path
+            assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+            assert "echo.demo" not in await resp.text()
+        hub.close_stream("a", "removed")  # a removed cluster's traffic goes with it
+        data = await (await client.get("/v1/traffic", headers=AUTH)).json()
+        assert data["edges"] == [] and data["totals"] == []
+    finally:
+        await client.close()
+        hub.store.close()
