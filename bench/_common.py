@@ -54,7 +54,13 @@ def init_trust(home: Path, clusters: list[str]) -> None:
 
 
 def start_controlplane(
-    home: Path, cluster: str, xds: int, api: int, *, health: bool = True
+    home: Path,
+    cluster: str,
+    xds: int,
+    api: int,
+    *,
+    health: bool = True,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     env = dict(os.environ, MESHFED_HOME=str(home))
     argv = [
@@ -74,6 +80,7 @@ def start_controlplane(
     ]
     if not health:
         argv.append("--no-health-checks")
+    argv.extend(extra)
     log = (home / f"controlplane-{cluster}.log").open("ab")
     proc = subprocess.Popen(
         argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -17,9 +17,14 @@ meshfed generates for two AuthorizationPolicies (ALLOW the caller's principal, D
 on the server sidecar; it and **static** are then measured in alternating rounds and their
 median ratios printed (the cost of enforcing AuthorizationPolicy): req/s and latency, and the
 server sidecar's CPU time per request (``/proc/<pid>/stat``), which the other processes
-sharing the CPUs disturb less than throughput. Installs wrk from Debian if it is missing.
+sharing the CPUs disturb less than throughput. A fifth, **meshfed-notel**, is the meshfed
+chain with control planes started ``--no-telemetry`` (no access-log stream, nothing
+counted); it and **meshfed** are measured in alternating rounds (the cost of issue #17's
+traffic counting): req/s, p50, p99, and CPU time per request of the caller's Envoy (which
+writes the traffic log), of its agent (which counts it) and of its control plane (which
+classifies the agent's reports). Installs wrk from Debian if it is missing.
 
-    python bench/dataplane.py [--duration 10] [--connections 16]
+    python bench/dataplane.py [--duration 10] [--connections 16] [--telemetry-rounds 5]
 """
 
 from __future__ import annotations
@@ -118,6 +123,15 @@ def wrk(url: str, duration: int, connections: int, host: str = HOST) -> dict[str
         "p99": ms("99"),
         "non2xx": float(errors.group(1)) if errors else 0.0,
     }
+
+
+def envoy_child(agent: int) -> int:
+    """The pid of the Envoy an agent runs (its child process)."""
+    for task in Path(f"/proc/{agent}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if "envoy" in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace"):
+                return int(child)
+    raise RuntimeError(f"agent {agent} runs no Envoy")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -338,6 +352,89 @@ def wait_http(url: str, timeout_s: float = 60) -> None:
     raise RuntimeError(f"{url} not answering 200")
 
 
+def meshfed_chain(
+    home: Path,
+    backend_port: int,
+    suffix: str,
+    procs: list[subprocess.Popen[bytes]],
+    cps: list[subprocess.Popen[bytes]],
+    cp_flags: tuple[str, ...] = (),
+) -> tuple[str, list[int]]:
+    """Clusters ``east<suffix>`` and ``west<suffix>``: two control planes (with ``cp_flags``),
+    a gateway agent and two sidecar agents, echo exported from west and imported by east.
+    Processes are appended to ``procs`` / ``cps`` (the caller stops them).
+
+    Returns:
+        The client sidecar's outbound URL, and the pids of the east control plane and of the
+        client sidecar's agent.
+    """
+    east_name, west_name = f"east{suffix}", f"west{suffix}"
+    env = dict(os.environ, MESHFED_HOME=str(home))
+    east_x, east_a, west_x, west_a = free_port(), free_port(), free_port(), free_port()
+    started = [
+        start_controlplane(home, east_name, east_x, east_a, extra=cp_flags),
+        start_controlplane(home, west_name, west_x, west_a, extra=cp_flags),
+    ]
+    cps.extend(started)
+    gw = free_port("127.0.2.1")
+    client_out = free_port()
+    east = LocalPlane(home, east_name, east_x, east_a)
+    west = LocalPlane(home, west_name, west_x, west_a)
+    tokens = [  # one workload token per agent, as an operator mints them
+        west.mint("meshfed-system", "eastwest-gateway"),
+        west.mint("demo", "echo"),
+        east.mint("demo", "frontend"),
+    ]
+    server_ip, client_ip = (
+        ("127.0.2.11", "127.0.1.10") if not suffix else ("127.0.2.12", "127.0.1.11")
+    )
+    agents = [
+        [
+            MESHFED, "proxy", "gateway", "--cluster", west_name,
+            "--controlplane", f"127.0.0.1:{west_x}", "--listen", f"127.0.2.1:{gw}",
+        ],
+        [
+            MESHFED, "proxy", "sidecar", "--cluster", west_name,
+            "--controlplane", f"127.0.0.1:{west_x}", "--service", "echo", "-n", "demo",
+            "--app-port", str(backend_port), "--service-port", "8080",
+            "--address", server_ip, "--inbound-port", str(free_port(server_ip)),
+        ],
+        [
+            MESHFED, "proxy", "sidecar", "--cluster", east_name,
+            "--controlplane", f"127.0.0.1:{east_x}", "--service", "frontend", "-n", "demo",
+            "--app-port", str(free_port()), "--address", client_ip,
+            "--inbound-port", str(free_port(client_ip)), "--outbound-port", str(client_out),
+        ],
+    ]  # fmt: skip
+    for argv, tok in zip(agents, tokens, strict=True):
+        procs.append(
+            subprocess.Popen(
+                argv,
+                env=dict(env, MESHFED_WORKLOAD_TOKEN=tok),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    post(
+        west_a,
+        "/v1/apply",
+        "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n"
+        "metadata: {name: echo, namespace: demo}\n",
+        token(home, west_name),
+    )
+    post(
+        east_a,
+        "/v1/apply",
+        "apiVersion: meshfed.io/v1alpha1\nkind: ServiceImport\n"
+        "metadata: {name: echo, namespace: demo}\nspec:\n  ports: [{name: http, port: 8080}]\n"
+        "  serviceAccounts: [echo]\n"
+        f"  clusters: [{{cluster: {west_name}, gateway: '127.0.2.1:{gw}',"
+        " locality: aws/eu-west-1/eu-west-1a, endpoints: 1}]\n",
+        token(home, east_name),
+    )
+    return f"http://127.0.0.1:{client_out}/", [started[0].pid, procs[-1].pid]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -345,15 +442,17 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rbac-rounds", type=int, default=3)
+    parser.add_argument("--telemetry-rounds", type=int, default=5)
     args = parser.parse_args()
     ensure_wrk()
     envoys: list[EnvoyProcess] = []
     procs: list[subprocess.Popen[bytes]] = []
+    cps: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         home = work / "home"
         try:
-            init_trust(home, ["east", "west"])
+            init_trust(home, ["east", "west", "east-notel", "west-notel"])
             store = TrustDirectory(home / "trust")
             files: dict[str, Path] = {"bundle": home / "trust" / "bundle.pem"}
             for name, cluster, sa in (("client", "east", "frontend"), ("server", "west", "echo")):
@@ -405,107 +504,18 @@ def main() -> None:
             ):
                 envoy(name, boot, boot["admin"]["address"]["socket_address"]["port_value"])
 
-            # meshfed: two control planes, a gateway agent, two sidecar agents
-            env = dict(os.environ, MESHFED_HOME=str(home))
-            east_x, east_a, west_x, west_a = free_port(), free_port(), free_port(), free_port()
-            cps = [
-                start_controlplane(home, "east", east_x, east_a),
-                start_controlplane(home, "west", west_x, west_a),
-            ]
-            gw = free_port("127.0.2.1")
-            client_out = free_port()
-            east = LocalPlane(home, "east", east_x, east_a)
-            west = LocalPlane(home, "west", west_x, west_a)
-            tokens = [  # one workload token per agent, as an operator mints them
-                west.mint("meshfed-system", "eastwest-gateway"),
-                west.mint("demo", "echo"),
-                east.mint("demo", "frontend"),
-            ]
-            agents = [
-                [
-                    MESHFED,
-                    "proxy",
-                    "gateway",
-                    "--cluster",
-                    "west",
-                    "--controlplane",
-                    f"127.0.0.1:{west_x}",
-                    "--listen",
-                    f"127.0.2.1:{gw}",
-                ],
-                [
-                    MESHFED,
-                    "proxy",
-                    "sidecar",
-                    "--cluster",
-                    "west",
-                    "--controlplane",
-                    f"127.0.0.1:{west_x}",
-                    "--service",
-                    "echo",
-                    "-n",
-                    "demo",
-                    "--app-port",
-                    str(ports["backend"]),
-                    "--service-port",
-                    "8080",
-                    "--address",
-                    "127.0.2.11",
-                    "--inbound-port",
-                    str(free_port("127.0.2.11")),
-                ],
-                [
-                    MESHFED,
-                    "proxy",
-                    "sidecar",
-                    "--cluster",
-                    "east",
-                    "--controlplane",
-                    f"127.0.0.1:{east_x}",
-                    "--service",
-                    "frontend",
-                    "-n",
-                    "demo",
-                    "--app-port",
-                    str(free_port()),
-                    "--address",
-                    "127.0.1.10",
-                    "--inbound-port",
-                    str(free_port("127.0.1.10")),
-                    "--outbound-port",
-                    str(client_out),
-                ],
-            ]
-            for argv, tok in zip(agents, tokens, strict=True):
-                procs.append(
-                    subprocess.Popen(
-                        argv,
-                        env=dict(env, MESHFED_WORKLOAD_TOKEN=tok),
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
-            post(
-                west_a,
-                "/v1/apply",
-                "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n"
-                "metadata: {name: echo, namespace: demo}\n",
-                token(home, "west"),
-            )
-            post(
-                east_a,
-                "/v1/apply",
-                "apiVersion: meshfed.io/v1alpha1\nkind: ServiceImport\n"
-                "metadata: {name: echo, namespace: demo}\nspec:\n  ports: [{name: http, port: 8080}]\n"
-                "  serviceAccounts: [echo]\n"
-                f"  clusters: [{{cluster: west, gateway: '127.0.2.1:{gw}', locality: aws/eu-west-1/eu-west-1a, endpoints: 1}}]\n",
-                token(home, "east"),
+            # meshfed: two control planes, a gateway agent, two sidecar agents; and the same
+            # with control planes that count no traffic (--no-telemetry)
+            meshfed_url, cp_pids = meshfed_chain(home, ports["backend"], "", procs, cps)
+            notel_url, notel_pids = meshfed_chain(
+                home, ports["backend"], "-notel", procs, cps, ("--no-telemetry",)
             )
             urls = {
                 "direct": f"http://127.0.0.1:{ports['backend']}/",
                 "static": f"http://127.0.0.1:{ports['client']}/",
                 "static-rbac": f"http://127.0.0.1:{rbac_ports['client']}/",
-                "meshfed": f"http://127.0.0.1:{client_out}/",
+                "meshfed": meshfed_url,
+                "meshfed-notel": notel_url,
             }
             for url in urls.values():
                 wait_http(url)
@@ -552,6 +562,44 @@ def main() -> None:
                 f" {[round(r['cpu_us'], 1) for r in rounds['static']]},"
                 f" static-rbac {[round(r['cpu_us'], 1) for r in rounds['static-rbac']]}"
             )
+            tel: dict[str, list[dict[str, float]]] = {"meshfed": [], "meshfed-notel": []}
+            east_cp = {"meshfed": cp_pids[0], "meshfed-notel": notel_pids[0]}
+            agent = {"meshfed": cp_pids[1], "meshfed-notel": notel_pids[1]}
+            caller = {
+                "meshfed": envoy_child(cp_pids[1]),
+                "meshfed-notel": envoy_child(notel_pids[1]),
+            }
+            for _ in range(args.telemetry_rounds):  # alternate: the two differ by telemetry only
+                for name, runs in tel.items():
+                    pids = (east_cp[name], caller[name], agent[name])
+                    before = [cpu_seconds(pid) for pid in pids]
+                    run = wrk(urls[name], args.duration, args.connections)
+                    n = run["requests"]
+                    after = [cpu_seconds(pid) for pid in pids]
+                    for key, a, b in zip(
+                        ("cp_us", "envoy_us", "agent_us"), after, before, strict=True
+                    ):
+                        run[key] = (a - b) * 1e6 / n
+                    runs.append(run)
+            keys = ("rps", "p50", "p99", "cp_us", "envoy_us", "agent_us")
+            tmed = {
+                name: {k: percentile([r[k] for r in runs], 50) for k in keys}
+                for name, runs in tel.items()
+            }
+            on, off = tmed["meshfed"], tmed["meshfed-notel"]
+            print(
+                f"telemetry on/off ({args.telemetry_rounds} alternating rounds, median):"
+                f" req/s {on['rps']:.0f}/{off['rps']:.0f} x{on['rps'] / off['rps']:.3f},"
+                f" p50 x{on['p50'] / off['p50']:.3f}, p99 {on['p99']:.2f}/{off['p99']:.2f} ms"
+                f" x{on['p99'] / off['p99']:.3f}; caller's control plane CPU per request"
+                f" {on['cp_us']:.1f} / {off['cp_us']:.1f} us, caller's Envoy"
+                f" {on['envoy_us']:.1f} / {off['envoy_us']:.1f} us, caller's agent"
+                f" {on['agent_us']:.1f} / {off['agent_us']:.1f} us; rounds on"
+                f" {[round(r['rps']) for r in tel['meshfed']]}, off"
+                f" {[round(r['rps']) for r in tel['meshfed-notel']]}"
+                f"; p99 on {[round(r['p99'], 2) for r in tel['meshfed']]}, off"
+                f" {[round(r['p99'], 2) for r in tel['meshfed-notel']]}"
+            )
             m, s, d = results["meshfed"], results["static"], results["direct"]
             print(
                 f"meshfed/static: req/s x{m['rps'] / s['rps']:.2f}, p50 x{m['p50'] / s['p50']:.2f}, p99 x{m['p99'] / s['p99']:.2f}"
@@ -574,7 +622,7 @@ def main() -> None:
                     p.kill()
             for e in envoys:
                 e.stop(drain=False)
-            for cp in locals().get("cps", []):
+            for cp in cps:
                 stop(cp)
 
 

@@ -112,6 +112,32 @@ class WorkloadIdentity:
         self._token = token
         self.bundle_poll_s = bundle_poll_s
         self.svid: X509Svid | None = None
+        self._channel: tuple[X509Svid, grpc.aio.Channel] | None = None
+
+    def xds_channel(self) -> grpc.aio.Channel:
+        """A channel to the control plane's xDS port with the current SVID (mutual TLS), for
+        other calls than certificates (e.g. :mod:`federation.sync.tap`'s reports). The same
+        channel is returned until the SVID is renewed; the caller does not close it.
+
+        Raises:
+            IdentityError: no SVID yet (call :meth:`ensure` first).
+        """
+        if self.svid is None:
+            raise IdentityError("no SVID yet", retryable=True)
+        if self._channel is None or self._channel[0] is not self.svid:
+            creds = grpc.ssl_channel_credentials(
+                self._bundle, self.svid.private_key_pem(), self.svid.chain_pem()
+            )
+            channel = grpc.aio.secure_channel(
+                self.endpoints.xds, creds, options=_options(self.endpoints.server_name)
+            )
+            if self._channel is not None:
+                old = self._channel[1]
+                asyncio.get_running_loop().call_later(
+                    CALL_TIMEOUT_S, lambda: asyncio.ensure_future(old.close())
+                )
+            self._channel = (self.svid, channel)
+        return self._channel[1]
 
     # -- calls -------------------------------------------------------------------------
 

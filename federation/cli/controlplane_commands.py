@@ -110,7 +110,7 @@ def controlplane() -> None:
 @click.option(
     "--no-telemetry",
     is_flag=True,
-    help="Do not count traffic: sidecars stream no access log here, /metrics has no"
+    help="Do not count traffic: sidecars get no traffic log, /metrics has no"
     " meshfed_requests_total or egress dollars, the controller gets no traffic from this"
     " cluster.  [default: counted]",
 )

@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 import yaml
+from envoy.config.core.v3 import base_pb2
+from google.protobuf import json_format
 
 from eastwest_gateway.agent import GATEWAY_PORT, AgentSettings, ProxyAgent
 from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
@@ -31,6 +33,7 @@ from federation.model.workload import ServicePort, parse_port_spec, sidecar_work
 from federation.netaddr import free_port, is_loopback, parse_host_port
 from federation.paths import meshfed_home
 from federation.serving import stop_on_signals
+from federation.sync.tap import TrafficTap
 from trust.spiffe import SpiffeId
 
 log = logging.getLogger(__name__)
@@ -136,15 +139,32 @@ def _agent_settings(
     return AgentSettings(bootstrap, _workdir(desc.node_id), admin, log_level=log_level, **hooks)
 
 
-def _run(settings: AgentSettings, identity: WorkloadIdentity) -> None:
+def _traffic_tap(settings: AgentSettings, fifo: Path) -> TrafficTap:
+    """The sidecar's traffic counter, reading ``fifo`` and reporting as the bootstrap's node."""
+    node = json_format.ParseDict(settings.bootstrap["node"], base_pb2.Node())
+    return TrafficTap(fifo, node.SerializeToString())
+
+
+def _run(
+    settings: AgentSettings, identity: WorkloadIdentity, tap: TrafficTap | None = None
+) -> None:
     async def main() -> None:
         stop = stop_on_signals()
         await identity.ensure()
-        refresh = asyncio.create_task(identity.run(), name="identity")
+        tasks = [asyncio.create_task(identity.run(), name="identity")]
+        if tap is not None:
+            tap.open()  # before Envoy opens its end
+            tasks.append(asyncio.create_task(tap.read_forever(), name="traffic-tap"))
+            tasks.append(
+                asyncio.create_task(tap.report_forever(identity.xds_channel), name="traffic")
+            )
         try:
             await ProxyAgent(settings).run(stop)
         finally:
-            refresh.cancel()
+            for task in tasks:
+                task.cancel()
+            if tap is not None:
+                tap.close()
 
     asyncio.run(main())
 
@@ -351,6 +371,7 @@ def sidecar_cmd(
     node_id = f"sidecar~{namespace}~{workload}"
     account = service_account or service
     identity_dir = _workdir(node_id) / "identity"
+    fifo = (_workdir(node_id) / "traffic.fifo").absolute()
     desc = ProxyDescription(
         node_id=node_id,
         role="sidecar",
@@ -360,6 +381,7 @@ def sidecar_cmd(
         locality=loc,
         outbound_port=outbound_port,
         identity_dir=str(identity_dir),
+        traffic_log=str(fifo),
     )
     identity = IdentityOptions(workload_token, workload_token_file, ca, trust_bundle).identity(
         desc.expected_spiffe_id(str(info["trust_domain"])), identity_dir, info, controlplane
@@ -373,21 +395,19 @@ def sidecar_cmd(
         await asyncio.to_thread(call, "POST", api_url, "/v1/delete", token=token, body=body)
         log.info("deregistered workload %s/%s", namespace, workload)
 
-    _run(
-        _agent_settings(
-            desc,
-            cluster,
-            (xds_host, xds_port),
-            admin,
-            info,
-            delta=delta,
-            log_level=envoy_log_level,
-            log_file=envoy_log,
-            register=register,
-            deregister=deregister,
-        ),
-        identity,
+    settings = _agent_settings(
+        desc,
+        cluster,
+        (xds_host, xds_port),
+        admin,
+        info,
+        delta=delta,
+        log_level=envoy_log_level,
+        log_file=envoy_log,
+        register=register,
+        deregister=deregister,
     )
+    _run(settings, identity, _traffic_tap(settings, fifo))
 
 
 @proxy.command("gateway")

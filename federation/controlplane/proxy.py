@@ -35,6 +35,8 @@ class ProxyDescription:
         identity_dir: absolute path of the proxy's identity directory
             (:mod:`federation.ca.files`): Envoy reads its SVID and the trust bundle there as
             file-based SDS; no xDS response carries key material.
+        traffic_log: absolute path of the FIFO the sidecar's agent reads its Envoy's traffic
+            log from (:mod:`federation.sync.tap`); "" when the agent counts no traffic.
     """
 
     node_id: str
@@ -46,6 +48,7 @@ class ProxyDescription:
     outbound_port: int = 15001
     listen: str = ""
     identity_dir: str = ""
+    traffic_log: str = ""
 
     @classmethod
     def from_node(cls, node: base_pb2.Node) -> ProxyDescription:
@@ -78,6 +81,7 @@ class ProxyDescription:
             outbound_port=int(get("outbound_port", "15001")),
             listen=get("listen", ""),
             identity_dir=get("identity_dir", ""),
+            traffic_log=get("traffic_log", ""),
         )
 
     def metadata(self) -> dict[str, str]:
@@ -90,6 +94,7 @@ class ProxyDescription:
             META_PREFIX + "outbound_port": str(self.outbound_port),
             META_PREFIX + "listen": self.listen,
             META_PREFIX + "identity_dir": self.identity_dir,
+            **({META_PREFIX + "traffic_log": self.traffic_log} if self.traffic_log else {}),
         }
 
     def expected_spiffe_id(self, trust_domain: str) -> str:

@@ -44,7 +44,7 @@ from federation.controlplane.registry import Health, ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
-from federation.controlplane.telemetry import AccessLogServicer, TrafficCounter
+from federation.controlplane.telemetry import TrafficCounter, TrafficServicer
 from federation.model.locality import Locality
 from federation.netaddr import listen_ips, parse_host_port
 from federation.serving import load_or_create_token, start_http, stop_all
@@ -75,7 +75,7 @@ class ControlPlaneConfig:
         gateway: this cluster's east-west gateway ``host:port``, reported to the controller.
         otlp_collector: ``host:port`` of an OpenTelemetry collector for the sidecars' spans
             (:mod:`federation.controlplane.generate.tracing`); None: no tracing.
-        telemetry: sidecars stream their outbound access log here and the traffic is
+        telemetry: sidecars write a traffic log, their agents report it here and it is
             counted (:mod:`federation.controlplane.telemetry`); False: not.
     """
 
@@ -230,7 +230,7 @@ class ControlPlane:
         ).add_to_server(self._grpc)
         self.renewals.add_to_server(self._grpc)
         if self.traffic is not None:
-            AccessLogServicer(self.traffic).add_to_server(self._grpc)
+            TrafficServicer(self.traffic).add_to_server(self._grpc)
         host, port = parse_host_port(cfg.xds_listen, what="--xds-listen")
         self.xds_port = self._grpc.add_secure_port(
             f"{host}:{port}", self.authority.server_credentials(require_client_auth=True)

@@ -1,45 +1,46 @@
-"""Traffic telemetry: the sidecars' outbound access-log streams, counted per edge.
+"""Traffic telemetry: what the sidecars' agents counted, classified, priced and aggregated.
 
-Every sidecar's outbound listener streams its access log to its control plane with Envoy's
-gRPC access log service (ALS v3, ``envoy.access_loggers.http_grpc``,
-:func:`federation.controlplane.generate.listeners.telemetry_log`) over its xDS cluster: the
-same mutually authenticated connection as ADS. :class:`AccessLogServicer` serves
-``envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs`` on the xDS port and counts
-each entry into a :class:`federation.traffic.TrafficTable` (:func:`classify`):
+Each sidecar's agent counts its Envoy's outbound requests per (Envoy cluster,
+``x-meshfed-served-by``, response code) from a short traffic log (:mod:`federation.sync.tap`)
+and reports the cumulative counts every 2 s to ``meshfed.traffic.v1.TrafficService/Report``
+on this control plane's xDS port (mutual TLS). :class:`TrafficServicer` checks the report's
+node against the client certificate's SPIFFE ID as ADS does
+(:func:`federation.controlplane.proxy.identity_problem`) and refuses it otherwise; then
+:class:`TrafficCounter` adds what changed since that proxy's previous report to this
+cluster's :class:`federation.traffic.TrafficTable`, one edge per key (:func:`edge_for`):
 
-- **source**: this cluster and the streaming proxy's locality. The stream's first message
-  names its node; the node must match the client certificate's SPIFFE ID as on ADS
-  (:func:`federation.controlplane.proxy.identity_problem`), else the stream is refused.
-  Nothing in an entry can change whom its traffic is counted for.
-- **destination**: the ``x-meshfed-served-by`` response header (``<cluster>/<zone>``, set by
-  the serving sidecar), the cluster's ``<cloud>/<region>`` from its own locality or from the
+- **source**: this cluster and the reporting proxy's locality (its node); nothing in a
+  report can change whom its traffic is counted for.
+- **destination**: the ``x-meshfed-served-by`` answer (``<cluster>/<zone>``, set by the
+  serving sidecar), the cluster's ``<cloud>/<region>`` from its own locality or from the
   ServiceImports; ``unknown`` when no sidecar answered.
 - **service**: the Envoy cluster the request was routed to (``outbound|<port>|...|<host>``).
-- **bytes**: Envoy's ``upstream_wire_bytes_sent|received``; **duration**: Envoy's request
-  duration; **US$**: :func:`federation.lb.paths.path_facts` with the price tables in force.
+- **bytes**: Envoy's upstream wire bytes; **US$**: :func:`federation.lb.paths.path_facts`
+  with the price tables in force when the report arrives (at most 2 s after the requests).
 
-Not modelled: proxyless gRPC clients and the east-west gateways send no access log (the
+Not modelled: proxyless gRPC clients and the east-west gateways report nothing (the
 caller's sidecar counts every request that crosses a gateway); a request Envoy never routed
-(no route, the caller's own error) is not counted.
+to a mesh service is not counted.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
-from envoy.data.accesslog.v3 import accesslog_pb2
-from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+from envoy.config.core.v3 import base_pb2
+from google.protobuf.message import DecodeError
 
 from federation.ca.service import peer_spiffe_id
-from federation.controlplane.generate.common import SERVED_BY_HEADER, MeshContext
+from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.proxy import ProxyDescription, identity_problem
 from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.lb.paths import BYTES_PER_GB, path_facts, tables_in_force
 from federation.model.locality import Locality
-from federation.traffic import Edge, TrafficTable, code_class
+from federation.sync.proto import traffic_pb2, traffic_pb2_grpc
+from federation.traffic import DURATION_BUCKETS_MS, Counters, Edge, TrafficTable, code_class
 from providers.pricing import PriceTable
 
 log = logging.getLogger(__name__)
@@ -72,55 +73,57 @@ def cluster_localities(mesh: MeshContext, state: RegistryState) -> dict[str, Loc
     return out
 
 
-def classify(
-    entry: accesslog_pb2.HTTPAccessLogEntry,
+def edge_for(
     source_cluster: str,
     source: Locality,
+    upstream_cluster: str,
+    served_by: str,
+    code: int,
     localities: Mapping[str, Locality],
     prices: Mapping[str, PriceTable] | None = None,
-) -> tuple[Edge, int, int, float, float] | None:
-    """One access-log entry as ``(edge, request bytes, response bytes, duration ms, US$)``,
-    or None when it is not a request to a mesh service.
+) -> tuple[Edge, float, float] | None:
+    """The edge of a request, and what its bytes cost: ``(edge, US$ per request byte, US$
+    per response byte)``; None when ``upstream_cluster`` is not an outbound service cluster.
 
     Args:
-        entry: Envoy's entry (with the ``x-meshfed-served-by`` response header logged).
         source_cluster / source: the caller's cluster and locality (from the stream's
             authenticated node, never from the entry).
+        upstream_cluster: the Envoy cluster the request was routed to.
+        served_by: the ``x-meshfed-served-by`` answer (``<cluster>/<zone>``), "" without.
+        code: the response code (0: none).
         localities: member cluster -> locality (:func:`cluster_localities`).
-        prices: price tables in force by cloud (:func:`federation.lb.paths.price_tables`).
+        prices: price tables in force by cloud (:func:`federation.lb.paths.tables_in_force`).
     """
-    common = entry.common_properties
-    service = service_of(common.upstream_cluster)
+    service = service_of(upstream_cluster)
     if service is None:
         return None
-    response = entry.response
-    served_by = response.response_headers.get(SERVED_BY_HEADER, "")
     cluster, _, zone = served_by.partition("/")
     base = localities.get(cluster) if cluster else None
-    sent = common.upstream_wire_bytes_sent or (
-        entry.request.request_headers_bytes + entry.request.request_body_bytes
-    )
-    received = common.upstream_wire_bytes_received or (
-        response.response_headers_bytes + response.response_body_bytes
-    )
-    duration_ms = common.duration.ToNanoseconds() / 1e6 if common.HasField("duration") else 0.0
-    code = response.response_code.value if response.HasField("response_code") else 0
     if base is None:
-        destination, path, usd = UNKNOWN, UNKNOWN, 0.0
-        cluster = cluster or UNKNOWN
-    else:
-        served = Locality(base.region, zone or base.zone)
-        answer = path_facts(source, served, prices=prices)  # response bytes: served -> caller
-        ask = path_facts(served, source, prices=prices)  # request bytes: caller -> served
-        destination, path = str(served), answer.path
-        usd = (received * answer.usd_per_gb + sent * ask.usd_per_gb) / BYTES_PER_GB
-    edge = Edge(source_cluster, str(source), service, cluster, destination, path, code_class(code))
-    return edge, sent, received, duration_ms, usd
+        edge = Edge(
+            source_cluster, str(source), service, cluster or UNKNOWN, UNKNOWN, UNKNOWN,
+            code_class(code),
+        )  # fmt: skip
+        return edge, 0.0, 0.0
+    served = Locality(base.region, zone or base.zone)
+    answer = path_facts(source, served, prices=prices)  # response bytes: served -> caller
+    ask = path_facts(served, source, prices=prices)  # request bytes: caller -> served
+    edge = Edge(
+        source_cluster, str(source), service, cluster, str(served), answer.path, code_class(code)
+    )
+    return edge, ask.usd_per_gb / BYTES_PER_GB, answer.usd_per_gb / BYTES_PER_GB
+
+
+#: Entries of different (caller locality, Envoy cluster, served-by, code) kept classified.
+EDGE_CACHE_SIZE = 4096
+#: A classified key: the edge's counters, US$ per request byte, US$ per response byte.
+_Hit = tuple[Counters, float, float]
 
 
 class TrafficCounter:
     """This cluster's :class:`~federation.traffic.TrafficTable`, with the cluster localities
-    and price tables of the registry's current state (recomputed when the state changes)."""
+    and price tables of the registry's current state (recomputed when the state changes).
+    Classifications are cached per (caller locality, Envoy cluster, served-by, code)."""
 
     def __init__(self, mesh: MeshContext, registry: ServiceRegistry, started_at: float) -> None:
         self.mesh = mesh
@@ -129,7 +132,9 @@ class TrafficCounter:
         self._version: object = None
         self._localities: dict[str, Locality] = {}
         self._prices: dict[str, PriceTable] = {}
-        self.entries = 0
+        self._edges: dict[tuple[str, str, str, int], _Hit | None] = {}
+        self._last: dict[str, tuple[float, dict[tuple[str, str, int], Counters]]] = {}
+        self.requests = 0
 
     def _refresh(self) -> None:
         state = self._registry.state
@@ -137,15 +142,58 @@ class TrafficCounter:
             self._version = state.version
             self._localities = cluster_localities(self.mesh, state)
             self._prices = tables_in_force(state.price_tables.values())
+            self._edges.clear()
 
-    def count(self, source: Locality, entries: Any) -> None:
-        """Count access-log ``entries`` of a proxy at ``source``."""
+    def add_report(self, node_id: str, source: Locality, report: traffic_pb2.ProxyTraffic) -> None:
+        """Count what changed since ``node_id``'s previous report (all of it after the
+        proxy's counters restarted, i.e. a new ``started_at``)."""
         self._refresh()
-        for entry in entries:
-            self.entries += 1
-            counted = classify(entry, self.mesh.cluster, source, self._localities, self._prices)
-            if counted is not None:
-                self.table.record(*counted)
+        where = str(source)
+        seen_at, seen = self._last.get(node_id, (None, {}))
+        if seen_at != report.started_at:
+            seen = {}
+        now: dict[tuple[str, str, int], Counters] = {}
+        for k in report.keys:
+            key = (k.upstream_cluster, k.served_by, k.response_code)
+            current = Counters(
+                k.requests,
+                k.request_bytes,
+                k.response_bytes,
+                0.0,
+                k.duration_ms_sum,
+                list(k.duration_buckets),
+            )
+            now[key] = current
+            delta = current.copy()
+            if key in seen:
+                delta.merge(seen[key], -1)
+            if delta.requests <= 0:
+                continue
+            full = (where, *key)
+            hit = self._edges[full] if full in self._edges else self._classify(full, source)
+            if hit is None:
+                continue
+            counters, per_sent, per_received = hit
+            delta.egress_usd = delta.request_bytes * per_sent + delta.response_bytes * per_received
+            counters.merge(delta)
+            self.requests += delta.requests
+        self._last[node_id] = (report.started_at, now)
+
+    def _classify(self, key: tuple[str, str, str, int], source: Locality) -> _Hit | None:
+        if len(self._edges) >= EDGE_CACHE_SIZE:
+            self._edges.clear()
+        found = edge_for(
+            self.mesh.cluster, source, key[1], key[2], key[3], self._localities, self._prices
+        )
+        hit: _Hit | None = None
+        if found is not None:
+            edge, per_sent, per_received = found
+            counters = self.table.edges.get(edge)
+            if counters is None:
+                counters = self.table.edges[edge] = Counters()
+            hit = (counters, per_sent, per_received)
+        self._edges[key] = hit
+        return hit
 
     def prices(self) -> dict[str, PriceTable]:
         """The price tables in force, by cloud (built-in, overridden by PriceTables)."""
@@ -153,39 +201,39 @@ class TrafficCounter:
         return self._prices
 
 
-class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]
-    """``StreamAccessLogs`` (see the module docstring)."""
+class TrafficServicer(traffic_pb2_grpc.TrafficServiceServicer):
+    """``meshfed.traffic.v1.TrafficService/Report`` (see the module docstring)."""
 
-    def __init__(
-        self, counter: TrafficCounter, fallback: Callable[[], Locality] | None = None
-    ) -> None:
+    def __init__(self, counter: TrafficCounter) -> None:
         self._counter = counter
-        self._fallback = fallback or (lambda: counter.mesh.locality)
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Serve on ``server`` (the xDS server: mTLS with client certificates required)."""
-        als_pb2_grpc.add_AccessLogServiceServicer_to_server(self, server)
+        traffic_pb2_grpc.add_TrafficServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
 
-    async def StreamAccessLogs(  # noqa: N802 - gRPC method name
+    async def Report(  # noqa: N802 - gRPC method name
         self,
-        request_iterator: AsyncIterator[als_pb2.StreamAccessLogsMessage],
+        request: traffic_pb2.ProxyTraffic,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> als_pb2.StreamAccessLogsResponse:
-        """Count every HTTP entry of the stream; refuse a stream whose node is not the
-        client certificate's identity (PERMISSION_DENIED)."""
-        peer = peer_spiffe_id(context)
-        source: Locality | None = None
-        async for message in request_iterator:
-            if source is None:
-                try:
-                    proxy = ProxyDescription.from_node(message.identifier.node)
-                except ValueError as err:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-                problem = identity_problem(proxy, peer, self._counter.mesh.trust_domain)
-                if problem is not None:
-                    log.warning("access log stream refused: %s", problem)
-                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
-                source = proxy.locality or self._fallback()
-            if message.HasField("http_logs"):
-                self._counter.count(source, message.http_logs.log_entry)
-        return als_pb2.StreamAccessLogsResponse()
+    ) -> traffic_pb2.ProxyTrafficAck:
+        """Count a proxy's report; INVALID_ARGUMENT for an unusable node or other histogram
+        bounds, PERMISSION_DENIED when the node is not the client certificate's identity."""
+        node = base_pb2.Node()
+        try:
+            node.ParseFromString(request.node)
+            proxy = ProxyDescription.from_node(node)
+        except (DecodeError, ValueError) as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"node: {err}")
+        problem = identity_problem(proxy, peer_spiffe_id(context), self._counter.mesh.trust_domain)
+        if problem is not None:
+            log.warning("traffic report refused: %s", problem)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
+        if tuple(request.duration_bounds_ms) != DURATION_BUCKETS_MS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "duration_bounds_ms differ from this control plane's (another meshfed version)",
+            )
+        self._counter.add_report(
+            proxy.node_id, proxy.locality or self._counter.mesh.locality, request
+        )
+        return traffic_pb2.ProxyTrafficAck()

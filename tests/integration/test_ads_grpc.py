@@ -1,7 +1,7 @@
 """The ADS server over real gRPC with mutual TLS (grpc.aio on loopback), driven by a grpcio
 client stub -- including the attacks of issue #15: no client certificate, a certificate from
 another root, and a valid SVID whose node metadata claims another identity -- and the
-access-log service beside it (issue #17), attacked the same way."""
+traffic reports beside it (issue #17), attacked the same way."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from datetime import timedelta
 import grpc
 import pytest
 from envoy.config.core.v3 import base_pb2
-from envoy.data.accesslog.v3 import accesslog_pb2
-from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from federation.ca.names import control_plane_server_name
@@ -25,8 +23,10 @@ from federation.controlplane.identities import ClusterAuthority
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.status import StatusRegistry
-from federation.controlplane.telemetry import AccessLogServicer, TrafficCounter
+from federation.controlplane.telemetry import TrafficCounter, TrafficServicer
 from federation.model.locality import Locality
+from federation.sync.proto import traffic_pb2_grpc
+from federation.sync.tap import TrafficTap
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
 
@@ -47,7 +47,7 @@ class Server:
         self.traffic = TrafficCounter(mesh, registry, 1.0)
         self.server = grpc.aio.server()
         AggregatedDiscoveryService(self.cache, self.builder, self.status).add_to_server(self.server)
-        AccessLogServicer(self.traffic).add_to_server(self.server)
+        TrafficServicer(self.traffic).add_to_server(self.server)
         self.port = self.server.add_secure_port(
             "127.0.0.1:0", self.authority.server_credentials(require_client_auth=True)
         )
@@ -73,13 +73,13 @@ class Server:
             yield ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
 
     @contextlib.asynccontextmanager
-    async def als(self, creds):
+    async def traffic_stub(self, creds):
         async with grpc.aio.secure_channel(
             f"127.0.0.1:{self.port}",
             creds,
             options=[("grpc.ssl_target_name_override", control_plane_server_name("east"))],
         ) as channel:
-            yield als_pb2_grpc.AccessLogServiceStub(channel)
+            yield traffic_pb2_grpc.TrafficServiceStub(channel)
 
     def nothing_served(self) -> bool:
         return self.builder.proxies() == {} and self.status.get("sidecar~demo~client") is None
@@ -201,42 +201,41 @@ async def test_attack_node_metadata_claiming_another_identity_is_permission_deni
     assert answer.type_url == resource.CLUSTER
 
 
-def _log_message(node: base_pb2.Node, served_by: str) -> als_pb2.StreamAccessLogsMessage:
-    entry = accesslog_pb2.HTTPAccessLogEntry()
-    entry.common_properties.upstream_cluster = "outbound|8080||echo.demo.svc.clusterset.local"
-    entry.common_properties.upstream_wire_bytes_sent = 10**9  # a forged gigabyte
-    entry.response.response_code.value = 200
-    entry.response.response_headers["x-meshfed-served-by"] = served_by
-    message = als_pb2.StreamAccessLogsMessage()
-    message.identifier.node.CopyFrom(node)
-    message.identifier.log_name = "meshfed-outbound"
-    message.http_logs.log_entry.append(entry)
-    return message
+def _report(node: base_pb2.Node, tmp_path):  # type: ignore[no-untyped-def]
+    tap = TrafficTap(tmp_path / "traffic.fifo", node.SerializeToString())
+    # a forged gigabyte, "served" in this cluster
+    tap.feed(b"outbound|8080||echo.demo.svc.clusterset.local east/us-east-1a 200 1000000000 1 1\n")
+    return tap.message()
 
 
-async def test_attack_access_logs_claiming_another_identity_are_refused_and_not_counted(
+async def test_attack_traffic_reports_claiming_another_identity_are_refused_and_not_counted(
     server, tmp_path
 ) -> None:
-    """Issue #17: a workload that streams access logs to run up another caller's bill (its
-    SVID is sa/a, its node claims sa/b; or a certificate from an attacker's root) is refused:
-    nothing counted. With its own identity its entries count for its own node's locality."""
+    """Issue #17: a workload that reports traffic to run up another caller's bill (its SVID
+    is sa/a, its node claims sa/b; or a certificate from an attacker's root) is refused:
+    nothing counted. With its own identity its counts are for its own node's locality."""
     node = _node(service_account="b")
     node.locality.region, node.locality.zone = "aws/us-east-1", "us-east-1b"
-    async with server.als(server.credentials("demo", "a")) as stub:
+    async with server.traffic_stub(server.credentials("demo", "a")) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.StreamAccessLogs(iter([_log_message(node, "east/us-east-1a")]))
+            await stub.Report(_report(node, tmp_path))
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     forged = TrustDirectory(tmp_path / "attacker")
     forged.init(TD)
     forged.create_intermediate("east")
-    async with server.als(server.credentials("demo", "b", trust=forged)) as stub:
+    async with server.traffic_stub(server.credentials("demo", "b", trust=forged)) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.StreamAccessLogs(iter([_log_message(node, "east/us-east-1a")]))
+            await stub.Report(_report(node, tmp_path))
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert server.traffic.table.edges == {}
 
-    async with server.als(server.credentials("demo", "b")) as stub:
-        await stub.StreamAccessLogs(iter([_log_message(node, "east/us-east-1a")]))
+    async with server.traffic_stub(server.credentials("demo", "b")) as stub:
+        bad = _report(node, tmp_path)
+        bad.duration_bounds_ms.append(1e9)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Report(bad)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        await stub.Report(_report(node, tmp_path))
     [(edge, counters)] = server.traffic.table.edges.items()
     assert (edge.source_cluster, edge.source_locality) == ("east", "aws/us-east-1/us-east-1b")
     assert (edge.destination_cluster, edge.path_class) == ("east", "cross-zone")

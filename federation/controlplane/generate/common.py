@@ -35,9 +35,10 @@ class MeshContext:
         otlp_collector: ``host:port`` of an OpenTelemetry collector (OTLP over gRPC) that
             every sidecar sends its spans to; None: no spans (``traceparent`` headers still
             pass through untouched).
-        telemetry: sidecars stream their outbound access log to the control plane, which
-            counts traffic per edge (:mod:`federation.controlplane.telemetry`); False: they
-            do not (``meshfed controlplane serve --no-telemetry``).
+        telemetry: sidecars whose agent reads a traffic log (``meshfed.io/traffic_log``) get
+            one on their outbound listener; the agents report to the control plane, which
+            counts traffic per edge (:mod:`federation.controlplane.telemetry`); False: no
+            traffic log (``meshfed controlplane serve --no-telemetry``).
     """
 
     cluster: str

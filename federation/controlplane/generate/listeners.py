@@ -22,15 +22,13 @@ from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import (
     address_pb2,
     base_pb2,
-    config_source_pb2,
-    grpc_service_pb2,
     protocol_pb2,
     substitution_format_string_pb2,
 )
 from envoy.config.listener.v3 import api_listener_pb2, listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
-from envoy.extensions.access_loggers.grpc.v3 import als_pb2
+from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
@@ -43,7 +41,6 @@ from envoy.type.matcher.v3 import string_pb2
 
 from federation.controlplane.generate.common import (
     OUTBOUND_ROUTE,
-    SERVED_BY_HEADER,
     ProxyTls,
     ads,
     duration_ms,
@@ -107,32 +104,29 @@ def access_log(direction: str, peers: str = "") -> accesslog_pb2.AccessLog:
     )
 
 
-#: ``log_name`` of the access-log stream every sidecar's outbound listener sends its control
-#: plane (:mod:`federation.controlplane.telemetry` counts it).
-TELEMETRY_LOG_NAME = "meshfed-outbound"
-#: Envoy flushes the telemetry stream at least this often (ms) or when 64 KiB are buffered.
-TELEMETRY_FLUSH_MS = 1000
+#: One line per outbound request for the agent's traffic counter (:mod:`federation.sync.tap`
+#: parses it): the Envoy cluster, the ``x-meshfed-served-by`` answer, the response code,
+#: upstream wire bytes sent and received, and the duration (ms), separated by spaces.
+TRAFFIC_LOG_FORMAT = (
+    "%UPSTREAM_CLUSTER% %RESP(X-MESHFED-SERVED-BY)% %RESPONSE_CODE%"
+    " %UPSTREAM_WIRE_BYTES_SENT% %UPSTREAM_WIRE_BYTES_RECEIVED% %DURATION%\n"
+)
 
 
-def telemetry_log(xds_cluster: str) -> accesslog_pb2.AccessLog:
-    """gRPC access logging (Envoy's ``envoy.access_loggers.http_grpc``, ALS v3) of every
-    outbound request to the control plane, over the proxy's xDS cluster ``xds_cluster`` (the
-    same mTLS connection target as ADS; no key or port of its own), with the
-    ``x-meshfed-served-by`` response header: the control plane counts requests, bytes and
-    latency per caller and serving cluster from it."""
+def traffic_log(path: str) -> accesslog_pb2.AccessLog:
+    """Envoy's file access logger writing :data:`TRAFFIC_LOG_FORMAT` to ``path`` (the FIFO
+    the sidecar's agent reads; node metadata ``meshfed.io/traffic_log``). Envoy formats a
+    short line and a flush thread writes it: no gRPC message per request (Envoy's gRPC
+    access log service cost its worker ~14 us of CPU per request here, 25 % of a request's
+    proxying; docs/benchmarks.md)."""
     return accesslog_pb2.AccessLog(
-        name="envoy.access_loggers.http_grpc",
+        name="envoy.access_loggers.file",
         typed_config=pack(
-            als_pb2.HttpGrpcAccessLogConfig(
-                common_config=als_pb2.CommonGrpcAccessLogConfig(
-                    log_name=TELEMETRY_LOG_NAME,
-                    transport_api_version=config_source_pb2.ApiVersion.V3,
-                    grpc_service=grpc_service_pb2.GrpcService(
-                        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=xds_cluster)
-                    ),
-                    buffer_flush_interval=duration_ms(TELEMETRY_FLUSH_MS),
+            file_pb2.FileAccessLog(
+                path=path,
+                log_format=substitution_format_string_pb2.SubstitutionFormatString(
+                    text_format_source=base_pb2.DataSource(inline_string=TRAFFIC_LOG_FORMAT)
                 ),
-                additional_response_headers_to_log=[SERVED_BY_HEADER],
             )
         ),
     )
@@ -151,7 +145,7 @@ def outbound_listener(
     """The sidecar's outbound HTTP listener on ``127.0.0.1:<port>``; ``source``
     (``<cluster>/<locality>``) goes into its access log; ``tracing``
     (:mod:`federation.controlplane.generate.tracing`) when the mesh has a collector;
-    ``telemetry`` (:func:`telemetry_log`) unless the control plane counts no traffic."""
+    ``telemetry`` (:func:`traffic_log`) when the agent counts the sidecar's traffic."""
     manager = hcm.HttpConnectionManager(
         stat_prefix="outbound_http",
         codec_type=hcm.HttpConnectionManager.CodecType.AUTO,

@@ -14,7 +14,6 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from google.protobuf.message import Message
 
-from eastwest_gateway.bootstrap import XDS_CLUSTER
 from federation.controlplane import resource
 from federation.controlplane.generate import (
     clusters,
@@ -191,7 +190,11 @@ def _sidecar(
             proxy.outbound_port,
             f"{mesh.cluster}/{caller}",
             traced,
-            listeners.telemetry_log(XDS_CLUSTER) if mesh.telemetry else None,
+            (
+                listeners.traffic_log(proxy.traffic_log)
+                if mesh.telemetry and proxy.traffic_log.startswith("/")
+                else None
+            ),
         )
     )
     out[resource.ROUTE].append(routes.outbound_route_config(http_ports, proxy.namespace, actions))

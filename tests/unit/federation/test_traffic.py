@@ -4,12 +4,16 @@ the Prometheus families, the sync wire form and the rows of ``meshfed status``. 
 from __future__ import annotations
 
 import pytest
-from envoy.data.accesslog.v3 import accesslog_pb2
-from google.protobuf import wrappers_pb2
+from envoy.config.core.v3 import base_pb2
 
 from federation.controlplane.generate.common import MeshContext
-from federation.controlplane.registry import RegistryState
-from federation.controlplane.telemetry import classify, cluster_localities, service_of
+from federation.controlplane.registry import RegistryState, ServiceRegistry
+from federation.controlplane.telemetry import (
+    TrafficCounter,
+    cluster_localities,
+    edge_for,
+    service_of,
+)
 from federation.errors import InvalidDocumentError
 from federation.lb.paths import tables_in_force
 from federation.local.traffic import edge_rows, service_name, totals, traffic_rows
@@ -17,6 +21,7 @@ from federation.model.locality import Locality
 from federation.model.service import ServiceImport
 from federation.sync.convert import report_to_proto, traffic_from_proto
 from federation.sync.messages import ClusterReport
+from federation.sync.tap import TrafficTap, parse_line
 from federation.traffic import (
     DURATION_BUCKETS_MS,
     Edge,
@@ -34,33 +39,16 @@ LOCALITIES = {"east": EAST, "eu": EU, "gcp": Locality("gcp/europe-west1", "")}
 ECHO = "outbound|8080||echo.demo.svc.clusterset.local"
 
 
-def _entry(
-    served_by: str | None,
-    sent: int = 1000,
-    received: int = 9000,
-    code: int = 200,
-    ms: int = 12,
-    cluster: str = ECHO,
-) -> accesslog_pb2.HTTPAccessLogEntry:
-    entry = accesslog_pb2.HTTPAccessLogEntry()
-    c = entry.common_properties
-    c.upstream_cluster = cluster
-    c.upstream_wire_bytes_sent = sent
-    c.upstream_wire_bytes_received = received
-    c.duration.FromMilliseconds(ms)
-    if code:
-        entry.response.response_code.CopyFrom(wrappers_pb2.UInt32Value(value=code))
-    if served_by is not None:
-        entry.response.response_headers["x-meshfed-served-by"] = served_by
-    return entry
+def _classify(served_by: str, code: int = 200, cluster: str = ECHO, prices=None):  # type: ignore[no-untyped-def]
+    return edge_for("east", EAST, cluster, served_by, code, LOCALITIES, prices)
 
 
 def _edge(dst: str = "eu", code: str = "2xx", path: str = "cross-continent") -> Edge:
     return Edge("east", str(EAST), "echo.demo", dst, f"aws/{dst}", path, code)
 
 
-def test_an_entry_is_counted_for_the_serving_cluster_at_the_price_of_its_path() -> None:
-    edge, sent, received, ms, usd = classify(_entry("eu/eu-west-1b"), "east", EAST, LOCALITIES)  # type: ignore[misc]
+def test_a_request_is_counted_for_the_serving_cluster_at_the_price_of_its_path() -> None:
+    edge, per_sent, per_received = _classify("eu/eu-west-1b")  # type: ignore[misc]
     assert edge == Edge(
         "east",
         "aws/us-east-1/us-east-1a",
@@ -70,27 +58,26 @@ def test_an_entry_is_counted_for_the_serving_cluster_at_the_price_of_its_path() 
         "cross-continent",
         "2xx",
     )
-    assert (sent, received, ms) == (1000, 9000, 12.0)
-    assert usd == pytest.approx(10_000 * 0.02 / 1e9)  # AWS inter-region, both directions
-    local = classify(_entry("east/us-east-1a"), "east", EAST, LOCALITIES)
-    assert local is not None and local[0].path_class == "same-zone" and local[4] == 0
-    gcp = classify(_entry("gcp/europe-west1-b"), "east", EAST, LOCALITIES)
+    assert 1000 * per_sent + 9000 * per_received == pytest.approx(10_000 * 0.02 / 1e9)
+    local = _classify("east/us-east-1a")
+    assert local is not None and local[0].path_class == "same-zone" and local[1:] == (0, 0)
+    gcp = _classify("gcp/europe-west1-b")
     assert gcp is not None and gcp[0].path_class == "cross-cloud"
-    # GCP's internet egress for the response, AWS's for the request
-    assert gcp[4] > usd
+    # internet egress both ways: GCP's for the response, AWS's for the request
+    assert gcp[2] > per_received and gcp[1] > per_sent
 
 
 def test_what_no_sidecar_answered_is_unknown_and_what_is_not_a_service_is_not_counted() -> None:
-    no_answer = classify(_entry(None, code=503), "east", EAST, LOCALITIES)
+    no_answer = _classify("", code=503)
     assert no_answer is not None
     assert no_answer[0].destination_cluster == "unknown"
     assert (no_answer[0].path_class, no_answer[0].response_code_class) == ("unknown", "5xx")
-    assert no_answer[4] == 0
-    assert classify(_entry("east/a", cluster="meshfed-xds"), "east", EAST, LOCALITIES) is None
-    reset = classify(_entry("eu/x", code=0), "east", EAST, LOCALITIES)
+    assert no_answer[1:] == (0, 0)
+    assert _classify("east/a", cluster="meshfed-xds") is None
+    reset = _classify("eu/x", code=0)
     assert reset is not None and reset[0].response_code_class == "none"
     # a cluster the control plane does not know (not imported): counted, not priced
-    stranger = classify(_entry("nobody/z"), "east", EAST, LOCALITIES)
+    stranger = _classify("nobody/z")
     assert stranger is not None
     assert (stranger[0].destination_cluster, stranger[0].destination_locality) == (
         "nobody",
@@ -98,12 +85,69 @@ def test_what_no_sidecar_answered_is_unknown_and_what_is_not_a_service_is_not_co
     )
 
 
-def test_without_wire_bytes_headers_and_body_are_counted() -> None:
-    entry = _entry("eu/z", sent=0, received=0)
-    entry.request.request_headers_bytes, entry.request.request_body_bytes = 100, 900
-    entry.response.response_headers_bytes, entry.response.response_body_bytes = 50, 50
-    counted = classify(entry, "east", EAST, LOCALITIES)
-    assert counted is not None and counted[1:3] == (1000, 100)
+def test_the_agent_parses_envoys_traffic_log_lines() -> None:
+    assert parse_line(f"{ECHO} eu/eu-west-1b 200 1000 9000 12".encode()) == (
+        (ECHO, "eu/eu-west-1b", 200),
+        1000,
+        9000,
+        12,
+    )
+    assert parse_line(f"{ECHO} - 503 - - 0".encode()) == ((ECHO, "", 503), 0, 0, 0)
+    assert parse_line(b"garbage") is None
+    assert parse_line(f"{ECHO} eu/z two 1 2 3".encode()) is None
+
+
+def test_the_tap_counts_lines_split_anywhere_and_its_reports_become_deltas(tmp_path) -> None:
+    node = base_pb2.Node(id="sidecar~demo~client")
+    tap = TrafficTap(tmp_path / "traffic.fifo", node.SerializeToString())
+    lines = f"{ECHO} eu/eu-west-1b 200 1000 9000 12\n".encode() * 3 + b"garbage\n"
+    tap.feed(lines[:50])
+    tap.feed(lines[50:])
+    assert tap.lines == 4 and tap.bad_lines == 1
+    [(key, counters)] = tap.counts.items()
+    assert key == (ECHO, "eu/eu-west-1b", 200)
+    assert (counters.requests, counters.request_bytes, counters.response_bytes) == (3, 3000, 27000)
+
+    mesh = MeshContext("east", "example.org", EAST)
+    imp = _import("eu", "aws/eu-west-1")
+    registry = ServiceRegistry()
+    registry.set_federation([imp], [], [], [], [])
+    counter = TrafficCounter(mesh, registry, 1.0)
+    counter.add_report(node.id, EAST, tap.message())
+    counter.add_report(node.id, EAST, tap.message())  # the same counts again: nothing new
+    [(edge, got)] = counter.table.edges.items()
+    assert edge.destination_locality == "aws/eu-west-1/eu-west-1b" and got.requests == 3
+    assert got.egress_usd == pytest.approx(30_000 * 0.02 / 1e9)
+    tap.feed(f"{ECHO} eu/eu-west-1b 200 1000 9000 12\n".encode())
+    counter.add_report(node.id, EAST, tap.message())
+    assert got.requests == 4
+    restarted = TrafficTap(tap.path, node.SerializeToString())  # a restarted agent
+    restarted.started_at = tap.started_at + 1
+    restarted.feed(f"{ECHO} eu/eu-west-1b 200 1000 9000 12\n".encode())
+    counter.add_report(node.id, EAST, restarted.message())
+    assert got.requests == 5 and counter.requests == 5
+
+
+def _import(cluster: str, locality: str) -> ServiceImport:
+    return ServiceImport.model_validate(
+        {
+            "apiVersion": "meshfed.io/v1alpha1",
+            "kind": "ServiceImport",
+            "metadata": {"name": "echo", "namespace": "demo"},
+            "spec": {
+                "ports": [{"name": "http", "port": 8080}],
+                "serviceAccounts": ["echo"],
+                "clusters": [
+                    {
+                        "cluster": cluster,
+                        "gateway": "10.0.0.1:15443",
+                        "locality": locality,
+                        "endpoints": 2,
+                    }
+                ],
+            },
+        }
+    )
 
 
 def test_price_tables_in_force_change_the_dollars() -> None:
@@ -125,8 +169,8 @@ def test_price_tables_in_force_change_the_dollars() -> None:
         source="test",
     )
     prices = tables_in_force([doc])  # type: ignore[list-item]
-    counted = classify(_entry("eu/z"), "east", EAST, LOCALITIES, prices)
-    assert counted is not None and counted[4] == pytest.approx(10_000 * 0.01 / 1e9)
+    found = _classify("eu/z", prices=prices)
+    assert found is not None and 10_000 * found[2] == pytest.approx(10_000 * 0.01 / 1e9)
     assert prices["aws"].source == "PriceTable negotiated" and "gcp" in prices
 
 
@@ -135,25 +179,7 @@ def test_service_names_and_cluster_localities() -> None:
     assert service_of("outbound|8080|v2|echo.demo.svc.clusterset.local") == "echo.demo"
     assert service_of("inbound|8080|http") is None
     assert service_name("echo.demo.svc.clusterset.local:8080") == "echo.demo"
-    imp = ServiceImport.model_validate(
-        {
-            "apiVersion": "meshfed.io/v1alpha1",
-            "kind": "ServiceImport",
-            "metadata": {"name": "echo", "namespace": "demo"},
-            "spec": {
-                "ports": [{"name": "http", "port": 8080}],
-                "serviceAccounts": ["echo"],
-                "clusters": [
-                    {
-                        "cluster": "eu",
-                        "gateway": "10.0.0.1:15443",
-                        "locality": "aws/eu-west-1",
-                        "endpoints": 2,
-                    }
-                ],
-            },
-        }
-    )
+    imp = _import("eu", "aws/eu-west-1")
     mesh = MeshContext("east", "example.org", EAST)
     state = RegistryState(imports={("demo", "echo"): imp})
     assert cluster_localities(mesh, state) == {"east": EAST, "eu": EU}
