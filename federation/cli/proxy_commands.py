@@ -32,8 +32,10 @@ from federation.model.locality import Locality
 from federation.model.workload import ServicePort, parse_port_spec, sidecar_workload
 from federation.netaddr import free_port, is_loopback, parse_host_port
 from federation.paths import meshfed_home
-from federation.serving import stop_on_signals
+from federation.serving import start_http, stop_on_signals
+from federation.sync import proxy_metrics
 from federation.sync.tap import TrafficTap
+from trust.files import CERT_FILE_MODE, write_atomic
 from trust.spiffe import SpiffeId
 
 log = logging.getLogger(__name__)
@@ -145,12 +147,41 @@ def _traffic_tap(settings: AgentSettings, fifo: Path) -> TrafficTap:
     return TrafficTap(fifo, node.SerializeToString())
 
 
+def _source_labels(desc: ProxyDescription, cluster: str) -> dict[str, str]:
+    """The labels the agent's endpoint adds to every sample
+    (:mod:`federation.sync.proxy_metrics`)."""
+    return {
+        "source_cluster": cluster,
+        "source_locality": str(desc.locality or ""),
+        "source_workload": f"{desc.namespace}/{desc.workload}" if desc.workload else desc.node_id,
+    }
+
+
 def _run(
-    settings: AgentSettings, identity: WorkloadIdentity, tap: TrafficTap | None = None
+    settings: AgentSettings,
+    identity: WorkloadIdentity,
+    tap: TrafficTap | None = None,
+    *,
+    metrics_listen: str = "",
+    labels: dict[str, str] | None = None,
 ) -> None:
     async def main() -> None:
         stop = stop_on_signals()
         await identity.ensure()
+        agent = ProxyAgent(settings)
+        runner = None
+        if metrics_listen:
+            app = proxy_metrics.make_app(
+                lambda: agent.envoy.admin("/stats/prometheus", timeout_s=2.0), labels or {}, tap
+            )
+            runner, port = await start_http(app, metrics_listen, "--metrics-listen")
+            host = metrics_listen.rsplit(":", 1)[0]
+            log.info("metrics on http://%s:%d/metrics", host, port)
+            write_atomic(
+                settings.workdir / "agent.json",
+                json.dumps({"metrics": f"http://{host}:{port}/metrics"}).encode(),
+                CERT_FILE_MODE,
+            )
         tasks = [asyncio.create_task(identity.run(), name="identity")]
         if tap is not None:
             tap.open()  # before Envoy opens its end
@@ -159,12 +190,14 @@ def _run(
                 asyncio.create_task(tap.report_forever(identity.xds_channel), name="traffic")
             )
         try:
-            await ProxyAgent(settings).run(stop)
+            await agent.run(stop)
         finally:
             for task in tasks:
                 task.cancel()
             if tap is not None:
                 tap.close()
+            if runner is not None:
+                await runner.cleanup()
 
     asyncio.run(main())
 
@@ -233,6 +266,16 @@ common = [
         "--locality", default=None, help="[default: the control plane's cluster locality]"
     ),
     click.option("--delta", is_flag=True, help="Use incremental (delta) xDS."),
+    click.option(
+        "--metrics-listen",
+        default="127.0.0.1:0",
+        show_default=True,
+        metavar="HOST:PORT",
+        help="Prometheus endpoint (GET /metrics): Envoy's statistics with this proxy's"
+        " source_cluster/source_locality/source_workload added, and a sidecar's traffic by"
+        " destination; port 0 picks one (written to agent.json beside envoy.log); '' turns"
+        " it off.",
+    ),
     click.option("--envoy-log-level", default="warning", show_default=True),
     click.option(
         "--envoy-log",
@@ -307,6 +350,7 @@ def sidecar_cmd(
     admin_port: int,
     locality: str | None,
     delta: bool,
+    metrics_listen: str,
     envoy_log_level: str,
     envoy_log: Path | None,
     service: str,
@@ -407,7 +451,13 @@ def sidecar_cmd(
         register=register,
         deregister=deregister,
     )
-    _run(settings, identity, _traffic_tap(settings, fifo))
+    _run(
+        settings,
+        identity,
+        _traffic_tap(settings, fifo),
+        metrics_listen=metrics_listen,
+        labels=_source_labels(desc, cluster),
+    )
 
 
 @proxy.command("gateway")
@@ -433,6 +483,7 @@ def gateway_cmd(
     admin_port: int,
     locality: str | None,
     delta: bool,
+    metrics_listen: str,
     envoy_log_level: str,
     envoy_log: Path | None,
     listen: str,
@@ -485,4 +536,6 @@ def gateway_cmd(
             propagation_s=0.0,
         ),
         identity,
+        metrics_listen=metrics_listen,
+        labels=_source_labels(desc, cluster),
     )

@@ -84,7 +84,7 @@ class TrafficTap:
         self._rest = b""
         self._fd: int | None = None
         self._sent_lines = 0
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def open(self) -> None:
         """Create the FIFO if needed and open its read end (non-blocking); call before
@@ -136,7 +136,7 @@ class TrafficTap:
                 return  # closed
             if not data or self._fd is None:
                 return
-            with self._lock:
+            with self.lock:
                 self.feed(data)
 
     async def read_forever(self) -> None:
@@ -147,7 +147,7 @@ class TrafficTap:
 
     def message(self) -> traffic_pb2.ProxyTraffic:
         """The cumulative counts as a report."""
-        with self._lock:
+        with self.lock:
             return self._message()
 
     def _message(self) -> traffic_pb2.ProxyTraffic:

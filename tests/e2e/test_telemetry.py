@@ -201,6 +201,25 @@ def _check_dashboard(home: Path) -> None:
     print(f"dashboard screenshot: {shot}; rows {json.dumps(shown)}")
 
 
+def _check_agent_endpoint(home: Path) -> None:
+    """The frontend sidecar's agent serves its Envoy's statistics with its source labels and
+    its traffic by serving cluster (agent.json names the address)."""
+    [found] = list((home / "proxies").glob("*frontend*/agent.json"))
+    url = json.loads(found.read_text())["metrics"]
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        got = samples(resp.read().decode())
+    mine = {"source_cluster": EAST, "source_workload": "demo/frontend"}
+    envoy = [dict(labels) for name, labels in got if name.startswith("envoy_")]
+    assert len(envoy) > 100 and all(e.items() >= mine.items() for e in envoy), envoy[:3]
+    assert any(name == "envoy_server_live" for name, _ in got)
+    served = {
+        dict(labels)["destination_cluster"]
+        for name, labels in got
+        if name == "meshfed_proxy_requests_total" and dict(labels).items() >= mine.items()
+    }
+    assert served >= {EAST, GCP}, served
+
+
 class Client:
     """A test client through the frontend's sidecar (its outbound listener)."""
 
@@ -258,6 +277,7 @@ def test_metrics_match_what_a_client_saw_and_egress_dollars_match_its_bytes(home
         assert sum(counted.values()) == 600, (counted, seen)
         for cluster, n in seen.items():
             assert abs(counted[cluster] / 600 - n / 600) <= 0.05 * n / 600, (counted, seen)
+        _check_agent_endpoint(home)
         status = _status(home)
         assert {e["cluster"] for e in status["edges"] if e["service"] == "echo.demo"} >= {
             EAST,

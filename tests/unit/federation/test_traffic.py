@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from envoy.config.core.v3 import base_pb2
+from prometheus_client import CollectorRegistry, generate_latest
 
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.registry import RegistryState, ServiceRegistry
@@ -21,6 +22,7 @@ from federation.model.locality import Locality
 from federation.model.service import ServiceImport
 from federation.sync.convert import report_to_proto, traffic_from_proto
 from federation.sync.messages import ClusterReport
+from federation.sync.proxy_metrics import TapCollector, relabel
 from federation.sync.tap import TrafficTap, parse_line
 from federation.traffic import (
     DURATION_BUCKETS_MS,
@@ -319,3 +321,35 @@ def test_status_rows_merge_path_classes_and_price_the_bytes() -> None:
     assert traffic_rows(traffic, "eu", "echo.demo") == []
     assert totals(traffic, "east", "echo.demo") == {"requests": 7, "errors": 1, "egressUsd": 0.5}
     assert totals(traffic, "x", "y")["requests"] == 0
+
+
+def test_the_agent_endpoint_labels_envoys_samples_and_serves_its_counts(tmp_path) -> None:
+    """Issue #17: the agent's /metrics -- Envoy's statistics with the proxy's source labels
+    (parsed back by prometheus-client), and its traffic by destination."""
+    tap = TrafficTap(tmp_path / "traffic.fifo", b"")
+    tap.feed(f"{ECHO} eu/eu-west-1b 503 10 20 7\n{ECHO} - 503 0 0 0\n".encode())
+    source = {"source_cluster": "east", "source_locality": str(EAST), "source_workload": "demo/a"}
+    envoy = (
+        "# TYPE envoy_cluster_upstream_rq_total counter\n"
+        'envoy_cluster_upstream_rq_total{envoy_cluster_name="x",source_cluster="spoof"} 4\n'
+        "envoy_server_live 1\n"
+    )
+    assert relabel("", source) == ""
+    text = relabel(envoy, source)
+    registry = CollectorRegistry()
+    registry.register(TapCollector(tap, source))
+    got = samples(generate_latest(registry).decode() + text)
+    assert got[("envoy_server_live", tuple(sorted(source.items())))] == 1
+    spoofed = dict(source, source_cluster="spoof", envoy_cluster_name="x")
+    assert got[("envoy_cluster_upstream_rq_total", tuple(sorted(spoofed.items())))] == 4
+    served = dict(
+        source,
+        destination_service="echo.demo",
+        destination_cluster="eu",
+        destination_zone="eu-west-1b",
+        response_code_class="5xx",
+    )
+    assert got[("meshfed_proxy_requests_total", tuple(sorted(served.items())))] == 1
+    assert got[("meshfed_proxy_response_bytes_total", tuple(sorted(served.items())))] == 20
+    nobody = dict(served, destination_cluster="unknown", destination_zone="unknown")
+    assert got[("meshfed_proxy_requests_total", tuple(sorted(nobody.items())))] == 1
