@@ -140,6 +140,15 @@ class Counters:
         """An independent copy."""
         return replace(self, buckets=list(self.buckets))
 
+    def histogram(self) -> list[tuple[str, int]]:
+        """The duration histogram as Prometheus buckets: ``(le in seconds, cumulative
+        count)``, ``+Inf`` last."""
+        out, running = [], 0
+        for bound, n in zip((*DURATION_BUCKETS_MS, float("inf")), self.buckets, strict=True):
+            running += n
+            out.append(("+Inf" if bound == float("inf") else repr(bound / 1000), running))
+        return out
+
 
 @dataclass(slots=True)
 class TrafficTable:
@@ -300,12 +309,7 @@ class TrafficCollector(Collector):
                 requests.add_metric(values, c.requests)
                 sent.add_metric(values, c.request_bytes)
                 received.add_metric(values, c.response_bytes)
-                cumulative, running = [], 0
-                for bound, n in zip((*DURATION_BUCKETS_MS, float("inf")), c.buckets, strict=True):
-                    running += n
-                    le = "+Inf" if bound == float("inf") else repr(bound / 1000)
-                    cumulative.append((le, running))
-                duration.add_metric(values, cumulative, c.duration_ms_sum / 1000)
+                duration.add_metric(values, c.histogram(), c.duration_ms_sum / 1000)
                 path = tuple(getattr(edge, name) for name in EGRESS_LABELS)
                 total = egress.setdefault(path, [0.0, 0.0])
                 total[0] += c.request_bytes + c.response_bytes

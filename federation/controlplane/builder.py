@@ -57,6 +57,7 @@ def proxy_class(proxy: ProxyDescription) -> tuple[object, ...]:
         proxy.outbound_port,
         proxy.listen,
         proxy.identity_dir,
+        proxy.traffic_log,
     )
 
 

@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 
 from federation.metrics import CONTENT_TYPE
 from federation.sync.tap import TrafficTap
-from federation.traffic import DURATION_BUCKETS_MS, code_class
+from federation.traffic import code_class
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?(\s.*)$")
 _GLOBAL_SUFFIX = ".svc.clusterset.local"
@@ -113,11 +113,7 @@ class TapCollector(Collector):
             requests.add_metric(values, c.requests)
             sent.add_metric(values, c.request_bytes)
             received.add_metric(values, c.response_bytes)
-            running, buckets = 0, []
-            for bound, n in zip((*DURATION_BUCKETS_MS, float("inf")), c.buckets, strict=True):
-                running += n
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound / 1000), running))
-            duration.add_metric(values, buckets, c.duration_ms_sum / 1000)
+            duration.add_metric(values, c.histogram(), c.duration_ms_sum / 1000)
         yield from (requests, sent, received, duration)
 
 

@@ -432,3 +432,43 @@ def test_tracing_only_with_a_collector() -> None:
     for listener in traced[resource.LISTENER]:
         provider = _unpack_hcm(listener).tracing.provider
         assert provider.name == "envoy.tracers.opentelemetry"
+
+
+def test_the_traffic_log_goes_to_the_agents_fifo_only_when_asked_and_counted() -> None:
+    """Issue #17: a sidecar whose agent names a FIFO (``meshfed.io/traffic_log``) gets a file
+    access log of TRAFFIC_LOG_FORMAT to it on its outbound listener; without a FIFO, or from a
+    control plane started ``--no-telemetry``, none; the FIFO is part of the proxy's class."""
+    from dataclasses import replace
+
+    from envoy.extensions.access_loggers.file.v3 import file_pb2
+
+    from federation.controlplane.builder import proxy_class
+    from federation.controlplane.generate.listeners import TRAFFIC_LOG_FORMAT
+
+    state = _registry(_doc("echo-1", "us-east-1a")).state
+    tapped = replace(_sidecar("echo-1", sa="echo"), traffic_log="/run/meshfed/traffic.fifo")
+
+    def loggers(mesh: MeshContext, proxy: ProxyDescription) -> list[str]:
+        out = generate(mesh, state, proxy)
+        listener = next(x for x in out[resource.LISTENER] if x.name == "outbound_http")
+        return [log.name for log in _unpack_hcm(listener).access_log]
+
+    assert loggers(MESH, tapped) == ["envoy.access_loggers.stdout", "envoy.access_loggers.file"]
+    assert loggers(MESH, _sidecar("echo-1", sa="echo")) == ["envoy.access_loggers.stdout"]
+    assert loggers(replace(MESH, telemetry=False), tapped) == ["envoy.access_loggers.stdout"]
+    out = generate(MESH, state, tapped)
+    listener = next(x for x in out[resource.LISTENER] if x.name == "outbound_http")
+    log = file_pb2.FileAccessLog()
+    _unpack_hcm(listener).access_log[1].typed_config.Unpack(log)
+    assert log.path == "/run/meshfed/traffic.fifo"
+    assert log.log_format.text_format_source.inline_string == TRAFFIC_LOG_FORMAT
+    assert proxy_class(tapped) != proxy_class(replace(tapped, traffic_log="/other.fifo"))
+    assert ProxyDescription.from_node(_node_of(tapped)).traffic_log == tapped.traffic_log
+
+
+def _node_of(proxy: ProxyDescription):  # type: ignore[no-untyped-def]
+    from envoy.config.core.v3 import base_pb2
+
+    node = base_pb2.Node(id=proxy.node_id)
+    node.metadata.update(proxy.metadata())
+    return node
