@@ -23,6 +23,7 @@ trying again can help, and the CLI prints one ``Error: ...`` line and exits with
     │   ├── TokenRefusedError             ca/tokens.py: a workload token was refused
     │   ├── SyncRefusedError              controlplane/link/session.py: the controller
     │   │                                 refused this cluster's sync stream
+    │   ├── OptimizerError                lb/optimizer.py: the solver returned no optimum
     │   └── UpError                       local/runner.py: ``meshfed up`` could not start
     ├── TrustError                        trust/errors.py (its own tree is drawn there)
     ├── ProviderError                     providers/errors.py (cloud APIs, price tables)
@@ -83,5 +84,12 @@ class ApiError(FederationError):
 
 class UnreachableError(ApiError):
     """The API could not be reached; retrying later may help."""
+
+    retryable = True
+
+
+class OptimizerError(FederationError):
+    """The linear program's solver returned no optimum (not expected: the program is always
+    feasible and bounded); the controller keeps the previous plan."""
 
     retryable = True

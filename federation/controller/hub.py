@@ -26,6 +26,7 @@ from federation.controller.membership import (
     member_crls,
 )
 from federation.controller.metrics import ControllerMetrics
+from federation.controller.planner import Planner, PlannerSettings
 from federation.controller.store import ControllerStore
 from federation.controller.traffic import TrafficHistory
 from federation.errors import InvalidDocumentError
@@ -78,6 +79,8 @@ class SyncHub:
             every update (the mesh-wide default); ``allow`` is Istio's default.
         signer: re-signs joined clusters' intermediates (None: never).
         metrics: where the hub counts its work (:mod:`federation.controller.metrics`).
+        planner: the routing plans of cost mode ``optimize``
+            (:mod:`federation.controller.planner`).
     """
 
     def __init__(
@@ -90,8 +93,10 @@ class SyncHub:
         authz_default: str = "allow",
         signer: IntermediateSigner | None = None,
         metrics: ControllerMetrics | None = None,
+        planner: PlannerSettings | None = None,
     ) -> None:
         self.signer = signer
+        self.planner = Planner(planner or PlannerSettings(), clock=clock, on_solve=self._solved)
         self.metrics = metrics or ControllerMetrics()
         self.store = store
         self.authz_default = authz_default
@@ -118,6 +123,15 @@ class SyncHub:
         self.metrics.gauge(
             "meshfed_controller_clusters", "Members by state", self._by_state, "state"
         )
+        self.metrics.gauge(
+            "meshfed_controller_plans",
+            "Routing plans in force (caller localities of services in cost mode optimize)",
+            lambda: float(sum(len(v) for v in self.planner.plans().values())),
+        )
+
+    def _solved(self, service: tuple[str, str], seconds: float) -> None:
+        self.metrics.plan_solves.labels(f"{service[1]}.{service[0]}").inc()
+        self.metrics.plan_solve_seconds.observe(seconds)
 
     def _by_state(self) -> dict[str, float]:
         states = list(self.states().values())
@@ -211,6 +225,7 @@ class SyncHub:
                     self.signer.resign(cluster, report.intermediate_csr_pem)
         records = {c.name: c for c in self.store.clusters()}
         crls = member_crls(list(records.values()), self.store.reports())
+        plans = self.planner.plans()
         for cluster, queue in self._streams.items():
             if cluster not in self._reported:
                 continue
@@ -226,6 +241,7 @@ class SyncHub:
                 intermediate_chain_pem=(
                     records[cluster].intermediate_pem or "" if cluster in records else ""
                 ),
+                plans=plans.get(cluster, []),
             )
             if self._sent.get(cluster) == view:
                 continue
@@ -250,6 +266,27 @@ class SyncHub:
                 except InvalidDocumentError as err:
                     log.error("stored %s left out of updates: %s", kind, err)
         return out
+
+    async def watch_plans(self) -> None:
+        """:meth:`replan` every planner interval until cancelled."""
+        while True:
+            await asyncio.sleep(self.planner.settings.interval_s)
+            self.replan()
+
+    def replan(self) -> None:
+        """One planning round (:meth:`Planner.plan`) on the traffic of the last window;
+        recompute the updates when a plan changed."""
+        _, rows = self.traffic.rates(
+            self.planner.settings.window_s,
+            time.monotonic(),
+            by=("source_cluster", "source_locality", "destination_service"),
+        )
+        policies = [p for p in self._stored_policies() if isinstance(p, TrafficPolicy)]
+        records = {c.name: c for c in self.store.clusters()}
+        if self.planner.plan(
+            policies, self.exports, records, self.store.reports(), rows, self.price_tables()
+        ):
+            self.recompute()
 
     async def watch_leases(self) -> None:
         """:meth:`check` every lease/10 (at least 0.2 s, at most 3 s) until cancelled."""

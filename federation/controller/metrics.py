@@ -14,12 +14,18 @@ REST API at ``GET /metrics`` (same admin bearer token as the rest of the API).
                                                                apply or bundle change)
 ``meshfed_controller_lease_expiries_total{cluster}``           a Ready member went silent past
                                                                its lease (became Unreachable)
+``meshfed_controller_plan_solves_total{service}``              linear programs solved (cost
+                                                               mode optimize; only when inputs
+                                                               moved)
+``meshfed_controller_plan_solve_seconds``                      time per solve (histogram)
+``meshfed_controller_plans``                                   routing plans in force (caller
+                                                               localities x services)
 =============================================================  ===============================
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from federation.metrics import Metrics
 
@@ -49,5 +55,17 @@ class ControllerMetrics(Metrics):
             "meshfed_controller_lease_expiries",
             "Ready members that went silent past their lease",
             ["cluster"],
+            registry=r,
+        )
+        self.plan_solves = Counter(
+            "meshfed_controller_plan_solves",
+            "Linear programs solved for cost mode optimize",
+            ["service"],
+            registry=r,
+        )
+        self.plan_solve_seconds = Histogram(
+            "meshfed_controller_plan_solve_seconds",
+            "Seconds per linear program (HiGHS)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=r,
         )

@@ -183,6 +183,7 @@ class Controller:
             make_app(context), cfg.listen, "--listen", ssl_context
         )
         self._tasks.append(asyncio.create_task(self.hub.watch_leases(), name="leases"))
+        self._tasks.append(asyncio.create_task(self.hub.watch_plans(), name="plans"))
         if cfg.config_path is not None:
             write_cli_config(
                 cfg.config_path,

@@ -16,6 +16,7 @@ from federation.model.authz import AuthorizationPolicy
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
+from federation.sync.messages import RoutingPlan
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class RegistryState:
         authorization_policies: AuthorizationPolicies by ``(namespace, name)``, from the
             controller.
         rtt_ms: measured round trip (ms) to other clusters' gateways, by cluster.
+        plans: the controller's routing plans (cost mode ``optimize``) by ``(namespace,
+            service, caller locality)``.
     """
 
     version: int = 0
@@ -74,6 +77,9 @@ class RegistryState:
         default_factory=lambda: MappingProxyType({})
     )
     rtt_ms: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    plans: Mapping[tuple[str, str, str], RoutingPlan] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def exported(self, key: ServiceKey) -> bool:
         """True when ``(namespace, service)`` is exported, locally or by the controller."""
@@ -213,6 +219,7 @@ def with_federation(
     policies: Iterable[TrafficPolicy] = (),
     price_tables: Iterable[PriceTable] = (),
     authorization_policies: Iterable[AuthorizationPolicy] = (),
+    plans: Iterable[RoutingPlan] = (),
 ) -> RegistryState:
     """``state`` with exactly these imports, federated exports and policies (what the
     controller sent).
@@ -226,12 +233,14 @@ def with_federation(
     new_policies = {p.target: p for p in policies}
     new_tables = {t.spec.cloud: t for t in price_tables}
     new_authz = {p.key: p for p in authorization_policies}
+    new_plans = {(p.namespace, p.service, p.caller_locality): p for p in plans}
     if (
         new_imports == dict(state.imports)
         and new_exports == state.federated_exports
         and new_policies == dict(state.policies)
         and new_tables == dict(state.price_tables)
         and new_authz == dict(state.authorization_policies)
+        and new_plans == dict(state.plans)
     ):
         return state
     return replace(
@@ -242,6 +251,7 @@ def with_federation(
         policies=MappingProxyType(new_policies),
         price_tables=MappingProxyType(new_tables),
         authorization_policies=MappingProxyType(new_authz),
+        plans=MappingProxyType(new_plans),
     )
 
 
@@ -296,10 +306,11 @@ class ServiceRegistry:
         policies: Iterable[TrafficPolicy] = (),
         price_tables: Iterable[PriceTable] = (),
         authorization_policies: Iterable[AuthorizationPolicy] = (),
+        plans: Iterable[RoutingPlan] = (),
     ) -> bool:
         """Install the controller's view (see :func:`with_federation`)."""
         state = with_federation(
-            self._state, imports, exports, policies, price_tables, authorization_policies
+            self._state, imports, exports, policies, price_tables, authorization_policies, plans
         )
         if state is self._state:
             return False

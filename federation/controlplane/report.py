@@ -49,6 +49,7 @@ def cluster_report(
                         for p in w.spec.ports
                     },
                     "weight": w.spec.weight,
+                    "capacity_rps": w.spec.capacity.rps if w.spec.capacity else 0.0,
                 }
             )
         services.append(

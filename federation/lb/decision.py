@@ -290,3 +290,52 @@ def spill_for_grpc(choices: Sequence[Choice]) -> list[Choice]:
                 out.append(Choice(ch.candidate, 1 + rest.index(p), ch.weight, ch.reason))
     out.sort(key=lambda ch: (ch.priority, str(ch.locality), ch.candidate.cluster))
     return out
+
+
+#: Locality weight of a whole plan share (Envoy weights are integers; 0.01 % resolution).
+PLAN_WEIGHT_SCALE = 10000
+
+
+def with_plan(
+    choices: Sequence[Choice], shares: Sequence[tuple[str, Locality, float]]
+) -> list[Choice]:
+    """``choices`` with the controller's split at priority 0 (cost mode ``optimize``;
+    :mod:`federation.lb.optimizer`).
+
+    A candidate with a healthy endpoint gets the plan's shares of its cluster in its
+    locality -- or, for a remote cluster behind its gateway (a candidate without a zone), in
+    any zone of its region -- as its weight (``share x`` :data:`PLAN_WEIGHT_SCALE`, >= 1)
+    at priority 0; the other candidates keep their decided order behind it (priorities 1...),
+    which is where Envoy goes when priority 0's endpoints fail health checks. Without a
+    candidate the plan covers, ``choices`` unchanged.
+    """
+
+    def share_of(c: Candidate) -> float:
+        return sum(
+            share
+            for cluster, loc, share in shares
+            if cluster == c.cluster
+            and (loc == c.locality or (not c.locality.zone and loc.region == c.locality.region))
+        )
+
+    planned = [(ch, share_of(ch.candidate)) for ch in choices if ch.candidate.healthy > 0]
+    first = [(ch, s) for ch, s in planned if s > 0]
+    if not first:
+        return list(choices)
+    chosen = {id(ch) for ch, _ in first}
+    rest = [ch for ch in choices if id(ch) not in chosen]
+    levels = sorted({ch.priority for ch in rest})
+    out = [
+        Choice(
+            ch.candidate,
+            0,
+            max(1, round(s * PLAN_WEIGHT_SCALE)),
+            f"plan: {s:.1%} of this locality's requests (optimizer); {ch.reason}",
+        )
+        for ch, s in first
+    ]
+    out += [
+        Choice(ch.candidate, 1 + levels.index(ch.priority), ch.weight, ch.reason) for ch in rest
+    ]
+    out.sort(key=lambda ch: (ch.priority, str(ch.locality), ch.candidate.cluster))
+    return out

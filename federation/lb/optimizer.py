@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linprog
 
+from federation.errors import OptimizerError
 from federation.lb.decision import OPTIMIZE_USD_PER_GB_PER_MS
 from federation.lb.paths import BYTES_PER_GB
 from federation.model.locality import Locality
@@ -56,11 +57,6 @@ POLICY_PENALTY = 100.0
 OVERLOAD_PENALTY = 1000.0
 #: Tie-break per unit of failover rank (normalised cost units).
 RANK_TIE_BREAK = 1e-4
-
-
-class OptimizerError(RuntimeError):
-    """The solver did not return an optimum (never expected: the program is always
-    feasible and bounded); the caller keeps its previous plan."""
 
 
 @dataclass(frozen=True, slots=True)

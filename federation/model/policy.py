@@ -129,16 +129,28 @@ class CostSettings(_Strict):
     """What traffic may cost.
 
     ``mode``: ``off`` (locality rules only), ``prefer-cheaper`` (the cheapest path first, the
-    locality rules break ties), ``optimize`` (price plus a latency charge of
-    :data:`federation.lb.decision.OPTIMIZE_USD_PER_GB_PER_MS` per ms of RTT).
+    locality rules break ties), ``optimize`` (the controller splits each caller locality's
+    measured demand over the serving localities by a linear program -- egress dollars plus a
+    latency charge of :data:`federation.lb.decision.OPTIMIZE_USD_PER_GB_PER_MS` per ms of
+    RTT, within declared capacity x ``headroom`` (:mod:`federation.lb.optimizer`); until a
+    locality's demand is measured, and behind the split for health failover, the priority
+    order of price plus latency charge).
     ``latencyBudgetMs``: never prefer a locality whose RTT exceeds it while one within the
     budget has capacity. ``maxCostPerGB``: localities dearer than this (US$/GB) only as a last
-    resort. Both apply in every mode.
+    resort. Both apply in every mode. ``headroom`` (``optimize``; 0-1, default 0.8): the
+    share of a locality's declared capacity (``WorkloadEntry spec.capacity.rps``) planned.
     """
 
     mode: Literal["off", "prefer-cheaper", "optimize"] = "off"
     latency_budget_ms: float | None = Field(default=None, gt=0, alias="latencyBudgetMs")
     max_cost_per_gb: float | None = Field(default=None, ge=0, alias="maxCostPerGB")
+    headroom: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _headroom_needs_optimize(self) -> CostSettings:
+        if self.headroom is not None and self.mode != "optimize":
+            raise ValueError(f"headroom applies to mode optimize only (mode is {self.mode})")
+        return self
 
 
 class HealthCheckSettings(_Strict):

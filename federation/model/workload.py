@@ -11,6 +11,7 @@ Shape (Kubernetes style, as Istio's WorkloadEntry)::
       serviceAccount: echo              # identity: spiffe://<td>/ns/<namespace>/sa/<serviceAccount>
       locality: aws/us-east-1/us-east-1a
       weight: 1                         # relative capacity, 1-128
+      capacity: {rps: 200}              # requests/s it can serve (cost mode optimize plans by it)
       tlsMode: mutual                   # mutual: behind a meshfed sidecar; disabled: no sidecar
       inboundPort: 15006                # the sidecar's inbound port (tlsMode mutual)
       mtlsMode: STRICT                  # inbound: STRICT (mTLS only) | PERMISSIVE | DISABLE
@@ -76,6 +77,14 @@ class HealthCheck(_Strict):
     unhealthy_threshold: int = Field(default=2, ge=1, le=10, alias="unhealthyThreshold")
 
 
+class Capacity(_Strict):
+    """What one workload can serve: ``rps`` requests/s (> 0, at most 10^7). The controller's
+    optimizer (cost mode ``optimize``) plans at most ``headroom`` x the sum over a locality's
+    healthy workloads; a locality with a workload that declares none is unbounded."""
+
+    rps: float = Field(gt=0, le=1e7)
+
+
 class WorkloadSpec(_Strict):
     """``spec`` of a ``WorkloadEntry``; see the module docstring."""
 
@@ -84,6 +93,7 @@ class WorkloadSpec(_Strict):
     service_account: str = Field(default="default", alias="serviceAccount", pattern=DNS_LABEL)
     locality: LocalityText
     weight: int = Field(default=1, ge=1, le=128)
+    capacity: Capacity | None = None
     tls_mode: Literal["mutual", "disabled"] = Field(default="mutual", alias="tlsMode")
     inbound_port: Port = Field(default=15006, alias="inboundPort")
     mtls_mode: Literal["STRICT", "PERMISSIVE", "DISABLE"] = Field(

@@ -17,12 +17,14 @@ from pydantic import BaseModel, ValidationError
 from federation.errors import InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
 from federation.model.documents import invalid, validate_documents
+from federation.model.locality import Locality
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import DirectEndpoint, ServiceImport
 from federation.sync.messages import (
     ClusterReport,
     ControllerUpdate,
     EndpointReport,
+    RoutingPlan,
     ServiceKey,
     split_service_ref,
 )
@@ -42,6 +44,7 @@ def _endpoint_to_proto(e: EndpointReport | DirectEndpoint) -> sync_pb2.EndpointR
         tls_mode=e.tls_mode,
         ports=dict(e.ports),
         weight=e.weight,
+        capacity_rps=getattr(e, "capacity_rps", 0.0),
     )
 
 
@@ -222,6 +225,53 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
         lease_seconds=update.lease_seconds,
         cluster_crls=update.cluster_crls,
         intermediate_chain_pem=update.intermediate_chain_pem,
+        plans=[_plan_to_proto(p) for p in update.plans],
+    )
+
+
+def _plan_to_proto(plan: RoutingPlan) -> sync_pb2.RoutingPlan:
+    return sync_pb2.RoutingPlan(
+        namespace=plan.namespace,
+        name=plan.service,
+        caller_locality=plan.caller_locality,
+        shares=[
+            sync_pb2.LocalityShare(cluster=c, locality=loc, share=share)
+            for c, loc, share in plan.shares
+        ],
+        demand_rps=plan.demand_rps,
+        usd_per_hour=plan.usd_per_hour,
+        failover_usd_per_hour=plan.failover_usd_per_hour,
+        round_robin_usd_per_hour=plan.round_robin_usd_per_hour,
+        binding=list(plan.binding),
+        solved_at=plan.solved_at,
+    )
+
+
+def _plan_from_proto(m: sync_pb2.RoutingPlan) -> RoutingPlan:
+    """A received plan.
+
+    Raises:
+        InvalidDocumentError: a locality does not parse or a share is outside 0-1.
+    """
+    where = f"controller update: plan for {m.name}.{m.namespace} from {m.caller_locality!r}"
+    for text in (m.caller_locality, *(s.locality for s in m.shares)):
+        try:
+            Locality.parse(text)
+        except ValueError as err:
+            raise InvalidDocumentError(f"{where}: {err}") from err
+    if not m.shares or any(not 0 < s.share <= 1 for s in m.shares):
+        raise InvalidDocumentError(f"{where}: shares must be non-empty and in (0, 1]")
+    return RoutingPlan(
+        namespace=m.namespace,
+        service=m.name,
+        caller_locality=m.caller_locality,
+        shares=tuple((s.cluster, s.locality, s.share) for s in m.shares),
+        demand_rps=m.demand_rps,
+        usd_per_hour=m.usd_per_hour,
+        failover_usd_per_hour=m.failover_usd_per_hour,
+        round_robin_usd_per_hour=m.round_robin_usd_per_hour,
+        binding=tuple(m.binding),
+        solved_at=m.solved_at,
     )
 
 
@@ -247,6 +297,7 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
         lease_seconds=message.lease_seconds,
         cluster_crls=dict(message.cluster_crls),
         intermediate_chain_pem=message.intermediate_chain_pem,
+        plans=[_plan_from_proto(p) for p in message.plans],
     )
 
 

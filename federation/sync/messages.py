@@ -48,6 +48,8 @@ class EndpointReport(_Message):
     tls_mode: Literal["mutual", "disabled"] = "mutual"
     ports: dict[str, Port] = Field(default_factory=dict)
     weight: int = Field(default=1, ge=1, le=128)
+    #: requests/s the workload declares it can serve (``spec.capacity.rps``); 0: undeclared
+    capacity_rps: float = Field(default=0.0, ge=0)
 
 
 class ServiceReport(_Message):
@@ -107,6 +109,35 @@ def split_service_ref(text: str) -> ServiceKey:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingPlan:
+    """The controller's split of one service for the callers of one locality (cost mode
+    ``optimize``; :mod:`federation.lb.optimizer`).
+
+    Attributes:
+        namespace / service: the service.
+        caller_locality: the callers' locality (``<cloud>/<region>/<zone>``).
+        shares: ``(cluster, locality, share)`` per serving locality (shares 0-1, sum 1).
+        demand_rps: the callers' measured demand (requests/s, smoothed).
+        usd_per_hour: predicted egress US$/hour of the demand under the plan;
+            failover_usd_per_hour / round_robin_usd_per_hour: under locality failover and
+            round robin.
+        binding: the constraints that bind, in words.
+        solved_at: when the program was solved (Unix s).
+    """
+
+    namespace: str
+    service: str
+    caller_locality: str
+    shares: tuple[tuple[str, str, float], ...]
+    demand_rps: float = 0.0
+    usd_per_hour: float = 0.0
+    failover_usd_per_hour: float = 0.0
+    round_robin_usd_per_hour: float = 0.0
+    binding: tuple[str, ...] = ()
+    solved_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class ControllerUpdate:
     """One cluster's federated view, sent whole whenever any part of it changes.
 
@@ -122,6 +153,8 @@ class ControllerUpdate:
             SVIDs of a cluster left out are refused by every proxy (revocation).
         intermediate_chain_pem: the cluster's intermediate as the controller recorded it
             (PEM); installed by the control plane when it differs from its own.
+        plans: the optimizer's splits for this cluster's caller localities (cost mode
+            ``optimize``).
     """
 
     version: int = 0
@@ -134,3 +167,4 @@ class ControllerUpdate:
     lease_seconds: int = 0
     cluster_crls: dict[str, str] = field(default_factory=dict)
     intermediate_chain_pem: str = ""
+    plans: list[RoutingPlan] = field(default_factory=list)

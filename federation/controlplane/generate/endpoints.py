@@ -20,7 +20,7 @@ from google.protobuf import struct_pb2, wrappers_pb2
 
 from federation.controlplane.generate.services import ServicePort
 from federation.controlplane.registry import Health, RegistryState
-from federation.lb.decision import Candidate, Choice, PolicyInputs, decide
+from federation.lb.decision import Candidate, Choice, PolicyInputs, decide, with_plan
 from federation.lb.paths import path_facts, price_tables
 from federation.model.locality import Locality
 
@@ -89,7 +89,9 @@ def placement(
 ) -> Placement:
     """Candidates of one service port, priced and timed (:func:`federation.lb.paths.path_facts`:
     US$/GB of the path, RTT measured by the control plane, else estimated) and decided
-    (:func:`federation.lb.decision.decide` with the service's TrafficPolicy).
+    (:func:`federation.lb.decision.decide` with the service's TrafficPolicy; in cost mode
+    ``optimize`` the controller's plan for the caller's locality, if there is one, at
+    priority 0: :func:`federation.lb.decision.with_plan`).
 
     Local workloads are addressed directly (their sidecar's inbound port for tlsMode mutual);
     so are the endpoints of remote clusters on the same network (``directEndpoints``); each
@@ -174,7 +176,11 @@ def placement(
             )
         )
     inputs = PolicyInputs.from_policy(state.policies.get((port.namespace, port.service)))
-    return Placement(decide(caller, caller_cluster, candidates, inputs), dict(members))
+    choices = decide(caller, caller_cluster, candidates, inputs)
+    plan = state.plans.get((port.namespace, port.service, str(caller)))
+    if inputs.mode == "optimize" and plan is not None:
+        choices = with_plan(choices, [(c, Locality.parse(loc), s) for c, loc, s in plan.shares])
+    return Placement(choices, dict(members))
 
 
 def prefer_cluster(choices: list[Choice], cluster: str) -> list[Choice]:

@@ -190,6 +190,7 @@ class FederationLink:
             update.policies,
             update.price_tables,
             update.authorization_policies,
+            update.plans,
         )
         self._on_crls(update.cluster_crls)
 

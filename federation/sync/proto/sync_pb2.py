@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nsync.proto\x12\x0fmeshfed.sync.v1\"-\n\nServiceRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"8\n\x08PortInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08protocol\x18\x03 \x01(\t\"\xcb\x01\n\x0e\x45ndpointReport\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x10\n\x08tls_mode\x18\x04 \x01(\t\x12\x39\n\x05ports\x18\x05 \x03(\x0b\x32*.meshfed.sync.v1.EndpointReport.PortsEntry\x12\x0e\n\x06weight\x18\x06 \x01(\r\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xc6\x02\n\rServiceReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05ports\x18\x03 \x03(\x0b\x32\x19.meshfed.sync.v1.PortInfo\x12\x18\n\x10service_accounts\x18\x04 \x03(\t\x12]\n\x19healthy_endpoints_by_zone\x18\x05 \x03(\x0b\x32:.meshfed.sync.v1.ServiceReport.HealthyEndpointsByZoneEntry\x12\x32\n\tendpoints\x18\x06 \x03(\x0b\x32\x1f.meshfed.sync.v1.EndpointReport\x1a=\n\x1bHealthyEndpointsByZoneEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xe0\x02\n\rClusterReport\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x30\n\x08services\x18\x02 \x03(\x0b\x32\x1e.meshfed.sync.v1.ServiceReport\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x39\n\x06rtt_ms\x18\x05 \x03(\x0b\x32).meshfed.sync.v1.ClusterReport.RttMsEntry\x12,\n\x07\x65xports\x18\x06 \x03(\x0b\x32\x1b.meshfed.sync.v1.ServiceRef\x12\x0f\n\x07\x63rl_pem\x18\x07 \x01(\t\x12\x1c\n\x14intermediate_csr_pem\x18\x08 \x01(\t\x12/\n\x07traffic\x18\t \x01(\x0b\x32\x1e.meshfed.sync.v1.TrafficReport\x1a,\n\nRttMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x03\x10\x04\"\xb7\x02\n\x0b\x45\x64geTraffic\x12\x17\n\x0fsource_locality\x18\x01 \x01(\t\x12\x1b\n\x13\x64\x65stination_service\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65stination_cluster\x18\x03 \x01(\t\x12\x1c\n\x14\x64\x65stination_locality\x18\x04 \x01(\t\x12\x12\n\npath_class\x18\x05 \x01(\t\x12\x1b\n\x13response_code_class\x18\x06 \x01(\t\x12\x10\n\x08requests\x18\x07 \x01(\x04\x12\x15\n\rrequest_bytes\x18\x08 \x01(\x04\x12\x16\n\x0eresponse_bytes\x18\t \x01(\x04\x12\x12\n\negress_usd\x18\n \x01(\x01\x12\x17\n\x0f\x64uration_ms_sum\x18\x0b \x01(\x01\x12\x18\n\x10\x64uration_buckets\x18\x0c \x03(\x04\"l\n\rTrafficReport\x12\x12\n\nstarted_at\x18\x01 \x01(\x01\x12\x1a\n\x12\x64uration_bounds_ms\x18\x02 \x03(\x01\x12+\n\x05\x65\x64ges\x18\x03 \x03(\x0b\x32\x1c.meshfed.sync.v1.EdgeTraffic\"\xb8\x01\n\rRemoteCluster\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07gateway\x18\x02 \x01(\t\x12\x0f\n\x07network\x18\x03 \x01(\t\x12\x10\n\x08locality\x18\x04 \x01(\t\x12\x11\n\tendpoints\x18\x05 \x01(\r\x12\x14\n\x0csame_network\x18\x06 \x01(\x08\x12\x39\n\x10\x64irect_endpoints\x18\x07 \x03(\x0b\x32\x1f.meshfed.sync.v1.EndpointReport\"\xa6\x01\n\rServiceImport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05ports\x18\x03 \x03(\x0b\x32\x19.meshfed.sync.v1.PortInfo\x12\x18\n\x10service_accounts\x18\x04 \x03(\t\x12\x30\n\x08\x63lusters\x18\x05 \x03(\x0b\x32\x1e.meshfed.sync.v1.RemoteCluster\"\xf4\x02\n\x10\x43ontrollerUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x18\n\x10trust_bundle_pem\x18\x03 \x01(\x0c\x12\x15\n\rpolicies_json\x18\x04 \x03(\t\x12\x15\n\rlease_seconds\x18\x05 \x01(\r\x12/\n\x07imports\x18\x07 \x03(\x0b\x32\x1e.meshfed.sync.v1.ServiceImport\x12,\n\x07\x65xports\x18\x08 \x03(\x0b\x32\x1b.meshfed.sync.v1.ServiceRef\x12H\n\x0c\x63luster_crls\x18\t \x03(\x0b\x32\x32.meshfed.sync.v1.ControllerUpdate.ClusterCrlsEntry\x12\x1e\n\x16intermediate_chain_pem\x18\n \x01(\t\x1a\x32\n\x10\x43lusterCrlsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x02\x10\x03J\x04\x08\x06\x10\x07\x32_\n\x0e\x46\x65\x64\x65rationSync\x12M\n\x04Sync\x12\x1e.meshfed.sync.v1.ClusterReport\x1a!.meshfed.sync.v1.ControllerUpdate(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nsync.proto\x12\x0fmeshfed.sync.v1\"-\n\nServiceRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"8\n\x08PortInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x10\n\x08protocol\x18\x03 \x01(\t\"\xe1\x01\n\x0e\x45ndpointReport\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x10\n\x08tls_mode\x18\x04 \x01(\t\x12\x39\n\x05ports\x18\x05 \x03(\x0b\x32*.meshfed.sync.v1.EndpointReport.PortsEntry\x12\x0e\n\x06weight\x18\x06 \x01(\r\x12\x14\n\x0c\x63\x61pacity_rps\x18\x07 \x01(\x01\x1a,\n\nPortsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xc6\x02\n\rServiceReport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05ports\x18\x03 \x03(\x0b\x32\x19.meshfed.sync.v1.PortInfo\x12\x18\n\x10service_accounts\x18\x04 \x03(\t\x12]\n\x19healthy_endpoints_by_zone\x18\x05 \x03(\x0b\x32:.meshfed.sync.v1.ServiceReport.HealthyEndpointsByZoneEntry\x12\x32\n\tendpoints\x18\x06 \x03(\x0b\x32\x1f.meshfed.sync.v1.EndpointReport\x1a=\n\x1bHealthyEndpointsByZoneEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xe0\x02\n\rClusterReport\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x30\n\x08services\x18\x02 \x03(\x0b\x32\x1e.meshfed.sync.v1.ServiceReport\x12\x0f\n\x07gateway\x18\x04 \x01(\t\x12\x39\n\x06rtt_ms\x18\x05 \x03(\x0b\x32).meshfed.sync.v1.ClusterReport.RttMsEntry\x12,\n\x07\x65xports\x18\x06 \x03(\x0b\x32\x1b.meshfed.sync.v1.ServiceRef\x12\x0f\n\x07\x63rl_pem\x18\x07 \x01(\t\x12\x1c\n\x14intermediate_csr_pem\x18\x08 \x01(\t\x12/\n\x07traffic\x18\t \x01(\x0b\x32\x1e.meshfed.sync.v1.TrafficReport\x1a,\n\nRttMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x03\x10\x04\"\xb7\x02\n\x0b\x45\x64geTraffic\x12\x17\n\x0fsource_locality\x18\x01 \x01(\t\x12\x1b\n\x13\x64\x65stination_service\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65stination_cluster\x18\x03 \x01(\t\x12\x1c\n\x14\x64\x65stination_locality\x18\x04 \x01(\t\x12\x12\n\npath_class\x18\x05 \x01(\t\x12\x1b\n\x13response_code_class\x18\x06 \x01(\t\x12\x10\n\x08requests\x18\x07 \x01(\x04\x12\x15\n\rrequest_bytes\x18\x08 \x01(\x04\x12\x16\n\x0eresponse_bytes\x18\t \x01(\x04\x12\x12\n\negress_usd\x18\n \x01(\x01\x12\x17\n\x0f\x64uration_ms_sum\x18\x0b \x01(\x01\x12\x18\n\x10\x64uration_buckets\x18\x0c \x03(\x04\"l\n\rTrafficReport\x12\x12\n\nstarted_at\x18\x01 \x01(\x01\x12\x1a\n\x12\x64uration_bounds_ms\x18\x02 \x03(\x01\x12+\n\x05\x65\x64ges\x18\x03 \x03(\x0b\x32\x1c.meshfed.sync.v1.EdgeTraffic\"\xb8\x01\n\rRemoteCluster\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07gateway\x18\x02 \x01(\t\x12\x0f\n\x07network\x18\x03 \x01(\t\x12\x10\n\x08locality\x18\x04 \x01(\t\x12\x11\n\tendpoints\x18\x05 \x01(\r\x12\x14\n\x0csame_network\x18\x06 \x01(\x08\x12\x39\n\x10\x64irect_endpoints\x18\x07 \x03(\x0b\x32\x1f.meshfed.sync.v1.EndpointReport\"\xa6\x01\n\rServiceImport\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05ports\x18\x03 \x03(\x0b\x32\x19.meshfed.sync.v1.PortInfo\x12\x18\n\x10service_accounts\x18\x04 \x03(\t\x12\x30\n\x08\x63lusters\x18\x05 \x03(\x0b\x32\x1e.meshfed.sync.v1.RemoteCluster\"A\n\rLocalityShare\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x10\n\x08locality\x18\x02 \x01(\t\x12\r\n\x05share\x18\x03 \x01(\x01\"\x86\x02\n\x0bRoutingPlan\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x61ller_locality\x18\x03 \x01(\t\x12.\n\x06shares\x18\x04 \x03(\x0b\x32\x1e.meshfed.sync.v1.LocalityShare\x12\x12\n\ndemand_rps\x18\x05 \x01(\x01\x12\x14\n\x0cusd_per_hour\x18\x06 \x01(\x01\x12\x1d\n\x15\x66\x61ilover_usd_per_hour\x18\x07 \x01(\x01\x12 \n\x18round_robin_usd_per_hour\x18\x08 \x01(\x01\x12\x0f\n\x07\x62inding\x18\t \x03(\t\x12\x11\n\tsolved_at\x18\n \x01(\x01\"\xa1\x03\n\x10\x43ontrollerUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x18\n\x10trust_bundle_pem\x18\x03 \x01(\x0c\x12\x15\n\rpolicies_json\x18\x04 \x03(\t\x12\x15\n\rlease_seconds\x18\x05 \x01(\r\x12/\n\x07imports\x18\x07 \x03(\x0b\x32\x1e.meshfed.sync.v1.ServiceImport\x12,\n\x07\x65xports\x18\x08 \x03(\x0b\x32\x1b.meshfed.sync.v1.ServiceRef\x12H\n\x0c\x63luster_crls\x18\t \x03(\x0b\x32\x32.meshfed.sync.v1.ControllerUpdate.ClusterCrlsEntry\x12\x1e\n\x16intermediate_chain_pem\x18\n \x01(\t\x12+\n\x05plans\x18\x0b \x03(\x0b\x32\x1c.meshfed.sync.v1.RoutingPlan\x1a\x32\n\x10\x43lusterCrlsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x02\x10\x03J\x04\x08\x06\x10\x07\x32_\n\x0e\x46\x65\x64\x65rationSync\x12M\n\x04Sync\x12\x1e.meshfed.sync.v1.ClusterReport\x1a!.meshfed.sync.v1.ControllerUpdate(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,29 +44,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PORTINFO']._serialized_start=78
   _globals['_PORTINFO']._serialized_end=134
   _globals['_ENDPOINTREPORT']._serialized_start=137
-  _globals['_ENDPOINTREPORT']._serialized_end=340
-  _globals['_ENDPOINTREPORT_PORTSENTRY']._serialized_start=296
-  _globals['_ENDPOINTREPORT_PORTSENTRY']._serialized_end=340
-  _globals['_SERVICEREPORT']._serialized_start=343
-  _globals['_SERVICEREPORT']._serialized_end=669
-  _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_start=608
-  _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_end=669
-  _globals['_CLUSTERREPORT']._serialized_start=672
-  _globals['_CLUSTERREPORT']._serialized_end=1024
-  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_start=974
-  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_end=1018
-  _globals['_EDGETRAFFIC']._serialized_start=1027
-  _globals['_EDGETRAFFIC']._serialized_end=1338
-  _globals['_TRAFFICREPORT']._serialized_start=1340
-  _globals['_TRAFFICREPORT']._serialized_end=1448
-  _globals['_REMOTECLUSTER']._serialized_start=1451
-  _globals['_REMOTECLUSTER']._serialized_end=1635
-  _globals['_SERVICEIMPORT']._serialized_start=1638
-  _globals['_SERVICEIMPORT']._serialized_end=1804
-  _globals['_CONTROLLERUPDATE']._serialized_start=1807
-  _globals['_CONTROLLERUPDATE']._serialized_end=2179
-  _globals['_CONTROLLERUPDATE_CLUSTERCRLSENTRY']._serialized_start=2117
-  _globals['_CONTROLLERUPDATE_CLUSTERCRLSENTRY']._serialized_end=2167
-  _globals['_FEDERATIONSYNC']._serialized_start=2181
-  _globals['_FEDERATIONSYNC']._serialized_end=2276
+  _globals['_ENDPOINTREPORT']._serialized_end=362
+  _globals['_ENDPOINTREPORT_PORTSENTRY']._serialized_start=318
+  _globals['_ENDPOINTREPORT_PORTSENTRY']._serialized_end=362
+  _globals['_SERVICEREPORT']._serialized_start=365
+  _globals['_SERVICEREPORT']._serialized_end=691
+  _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_start=630
+  _globals['_SERVICEREPORT_HEALTHYENDPOINTSBYZONEENTRY']._serialized_end=691
+  _globals['_CLUSTERREPORT']._serialized_start=694
+  _globals['_CLUSTERREPORT']._serialized_end=1046
+  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_start=996
+  _globals['_CLUSTERREPORT_RTTMSENTRY']._serialized_end=1040
+  _globals['_EDGETRAFFIC']._serialized_start=1049
+  _globals['_EDGETRAFFIC']._serialized_end=1360
+  _globals['_TRAFFICREPORT']._serialized_start=1362
+  _globals['_TRAFFICREPORT']._serialized_end=1470
+  _globals['_REMOTECLUSTER']._serialized_start=1473
+  _globals['_REMOTECLUSTER']._serialized_end=1657
+  _globals['_SERVICEIMPORT']._serialized_start=1660
+  _globals['_SERVICEIMPORT']._serialized_end=1826
+  _globals['_LOCALITYSHARE']._serialized_start=1828
+  _globals['_LOCALITYSHARE']._serialized_end=1893
+  _globals['_ROUTINGPLAN']._serialized_start=1896
+  _globals['_ROUTINGPLAN']._serialized_end=2158
+  _globals['_CONTROLLERUPDATE']._serialized_start=2161
+  _globals['_CONTROLLERUPDATE']._serialized_end=2578
+  _globals['_CONTROLLERUPDATE_CLUSTERCRLSENTRY']._serialized_start=2516
+  _globals['_CONTROLLERUPDATE_CLUSTERCRLSENTRY']._serialized_end=2566
+  _globals['_FEDERATIONSYNC']._serialized_start=2580
+  _globals['_FEDERATIONSYNC']._serialized_end=2675
 # @@protoc_insertion_point(module_scope)

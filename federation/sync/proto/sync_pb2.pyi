@@ -25,7 +25,7 @@ class PortInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class EndpointReport(_message.Message):
-    __slots__ = ("address", "zone", "healthy", "tls_mode", "ports", "weight")
+    __slots__ = ("address", "zone", "healthy", "tls_mode", "ports", "weight", "capacity_rps")
     class PortsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,13 +39,15 @@ class EndpointReport(_message.Message):
     TLS_MODE_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_RPS_FIELD_NUMBER: _ClassVar[int]
     address: str
     zone: str
     healthy: bool
     tls_mode: str
     ports: _containers.ScalarMap[str, int]
     weight: int
-    def __init__(self, address: _Optional[str] = ..., zone: _Optional[str] = ..., healthy: _Optional[bool] = ..., tls_mode: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., weight: _Optional[int] = ...) -> None: ...
+    capacity_rps: float
+    def __init__(self, address: _Optional[str] = ..., zone: _Optional[str] = ..., healthy: _Optional[bool] = ..., tls_mode: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., weight: _Optional[int] = ..., capacity_rps: _Optional[float] = ...) -> None: ...
 
 class ServiceReport(_message.Message):
     __slots__ = ("namespace", "name", "ports", "service_accounts", "healthy_endpoints_by_zone", "endpoints")
@@ -167,8 +169,42 @@ class ServiceImport(_message.Message):
     clusters: _containers.RepeatedCompositeFieldContainer[RemoteCluster]
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., clusters: _Optional[_Iterable[_Union[RemoteCluster, _Mapping]]] = ...) -> None: ...
 
+class LocalityShare(_message.Message):
+    __slots__ = ("cluster", "locality", "share")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    LOCALITY_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    locality: str
+    share: float
+    def __init__(self, cluster: _Optional[str] = ..., locality: _Optional[str] = ..., share: _Optional[float] = ...) -> None: ...
+
+class RoutingPlan(_message.Message):
+    __slots__ = ("namespace", "name", "caller_locality", "shares", "demand_rps", "usd_per_hour", "failover_usd_per_hour", "round_robin_usd_per_hour", "binding", "solved_at")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CALLER_LOCALITY_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_RPS_FIELD_NUMBER: _ClassVar[int]
+    USD_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    FAILOVER_USD_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    ROUND_ROBIN_USD_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    BINDING_FIELD_NUMBER: _ClassVar[int]
+    SOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    caller_locality: str
+    shares: _containers.RepeatedCompositeFieldContainer[LocalityShare]
+    demand_rps: float
+    usd_per_hour: float
+    failover_usd_per_hour: float
+    round_robin_usd_per_hour: float
+    binding: _containers.RepeatedScalarFieldContainer[str]
+    solved_at: float
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., caller_locality: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ..., demand_rps: _Optional[float] = ..., usd_per_hour: _Optional[float] = ..., failover_usd_per_hour: _Optional[float] = ..., round_robin_usd_per_hour: _Optional[float] = ..., binding: _Optional[_Iterable[str]] = ..., solved_at: _Optional[float] = ...) -> None: ...
+
 class ControllerUpdate(_message.Message):
-    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem")
+    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem", "plans")
     class ClusterCrlsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +220,7 @@ class ControllerUpdate(_message.Message):
     EXPORTS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_CRLS_FIELD_NUMBER: _ClassVar[int]
     INTERMEDIATE_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
     version: int
     trust_bundle_pem: bytes
     policies_json: _containers.RepeatedScalarFieldContainer[str]
@@ -192,4 +229,5 @@ class ControllerUpdate(_message.Message):
     exports: _containers.RepeatedCompositeFieldContainer[ServiceRef]
     cluster_crls: _containers.ScalarMap[str, str]
     intermediate_chain_pem: str
-    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., cluster_crls: _Optional[_Mapping[str, str]] = ..., intermediate_chain_pem: _Optional[str] = ...) -> None: ...
+    plans: _containers.RepeatedCompositeFieldContainer[RoutingPlan]
+    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., cluster_crls: _Optional[_Mapping[str, str]] = ..., intermediate_chain_pem: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[RoutingPlan, _Mapping]]] = ...) -> None: ...

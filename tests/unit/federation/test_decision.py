@@ -195,3 +195,32 @@ def test_properties(cands: list[Candidate], policy: PolicyInputs) -> None:
     assert sorted({ch.priority for ch in spilled}) == list(
         range(len({ch.priority for ch in spilled}))
     )
+
+
+def test_a_plan_puts_its_split_at_priority_zero_and_keeps_the_failover_order_behind() -> None:
+    """Issue #18: the controller's shares become the locality weights of priority 0 (a remote
+    cluster behind its gateway, a candidate without a zone, takes the shares of its zones);
+    the rest keep their order; a dead candidate never joins priority 0; no plan share for any
+    candidate leaves the choices as decided."""
+    from federation.lb.decision import PLAN_WEIGHT_SCALE, with_plan
+
+    local = _c("a", "aws/us-east-1/us-east-1a")
+    other_zone = _c("a", "aws/us-east-1/us-east-1b")
+    west = _c("b", "aws/eu-west-1")  # behind B's gateway
+    gcp = _c("c", "gcp/europe-west1/europe-west1-b")
+    decided = decide(CALLER, "a", [local, other_zone, west, gcp])
+    shares = [
+        ("a", Locality.parse("aws/us-east-1/us-east-1a"), 0.6),
+        ("b", Locality.parse("aws/eu-west-1/eu-west-1a"), 0.4),
+    ]
+    got = with_plan(decided, shares)
+    assert [(c.candidate.cluster, c.locality.zone, c.priority, c.weight) for c in got] == [
+        ("b", "", 0, 0.4 * PLAN_WEIGHT_SCALE),
+        ("a", "us-east-1a", 0, 0.6 * PLAN_WEIGHT_SCALE),
+        ("a", "us-east-1b", 1, other_zone.capacity),
+        ("c", "europe-west1-b", 2, gcp.capacity),
+    ]
+    assert "plan: 60.0%" in got[1].reason
+    dead = with_plan(decide(CALLER, "a", [_c("a", "aws/us-east-1/us-east-1a", 0), west]), shares)
+    assert [(c.candidate.cluster, c.priority) for c in dead] == [("b", 0), ("a", 1)]
+    assert with_plan(decided, [("z", Locality.parse("aws/us-east-1"), 1.0)]) == decided

@@ -89,6 +89,7 @@ def test_report_lists_local_services_healthy_endpoints_per_zone_and_exports() ->
         "tls_mode": "mutual",
         "ports": {"http": 15006},  # the sidecar's inbound port
         "weight": 1,
+        "capacity_rps": 0.0,
     }
     assert echo == {
         "namespace": "demo",

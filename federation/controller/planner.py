@@ -1,0 +1,383 @@
+"""The controller's routing plans: for every service whose TrafficPolicy says ``cost.mode:
+optimize``, the split of each caller locality's demand over the serving localities
+(:func:`federation.lb.optimizer.solve`), solved every :attr:`PlannerSettings.interval_s`.
+
+Inputs, as the controller has them:
+
+- **demand** per caller ``(cluster, locality)``: requests/s and mean request/response bytes
+  over the last :attr:`PlannerSettings.window_s` of the traffic the sidecars counted
+  (:class:`federation.controller.traffic.TrafficHistory`), smoothed by an exponential moving
+  average; a caller whose traffic is missing keeps its last value for
+  :data:`DEMAND_KEPT_S`;
+- **servers**: the zones of every cluster whose ServiceExport of the service is ``Exported``,
+  from its latest report: healthy endpoints and the capacity they declare
+  (``WorkloadEntry spec.capacity.rps``; a zone with a healthy endpoint that declares none is
+  unbounded);
+- **paths**: price (:func:`federation.lb.paths.path_facts`: request bytes priced caller ->
+  server, response bytes server -> caller, as the sidecars' counters price them), RTT
+  measured by the caller's control plane to the serving cluster's gateway (estimated where
+  there is no measurement, and always inside one cluster), failover rank
+  (:func:`federation.lb.decision.locality_rank`), and the policy's budget and price cap.
+
+Hysteresis: the program is solved again only when an input moved by more than
+:attr:`PlannerSettings.resolve_threshold`; each interval moves at most
+:attr:`PlannerSettings.max_shift` of a caller's requests toward the new optimum, unless a
+locality it used lost its last healthy endpoint (then at once). When nothing can be solved
+(no demand measured yet) the previous plan stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from federation.controller.imports import ExportStatus
+from federation.controller.store import ClusterRecord
+from federation.errors import OptimizerError
+from federation.lb.decision import Candidate, PolicyInputs, locality_rank
+from federation.lb.optimizer import (
+    DEFAULT_HEADROOM,
+    Caller,
+    Link,
+    Problem,
+    Server,
+    failover_shares,
+    inputs_moved,
+    limit_shift,
+    round_robin_shares,
+    solve,
+    usd_per_hour,
+)
+from federation.lb.paths import BYTES_PER_GB, path_facts, rtts_for_decisions
+from federation.model.locality import Locality
+from federation.model.policy import TrafficPolicy
+from federation.sync.messages import ClusterReport, RoutingPlan
+from providers.pricing import PriceTable
+
+log = logging.getLogger(__name__)
+
+#: How long a caller's last measured demand stands in for a missing measurement (s).
+DEMAND_KEPT_S = 300.0
+
+ServiceKey = tuple[str, str]
+CallerKey = tuple[str, str]  # (cluster, locality)
+ServerKey = tuple[str, str]  # (cluster, locality)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerSettings:
+    """How often and how gently plans change.
+
+    Attributes:
+        interval_s: seconds between planning rounds.
+        window_s: the rate window demand is measured over (s).
+        smoothing: weight of the newest measurement in the moving average (0-1].
+        max_shift: at most this share (0-1) of a caller's requests moves per interval.
+        resolve_threshold: solve again when an input moved by more than this (relative).
+    """
+
+    interval_s: float = 5.0
+    window_s: float = 10.0
+    smoothing: float = 0.5
+    max_shift: float = 0.25
+    resolve_threshold: float = 0.1
+
+
+@dataclass(slots=True)
+class _Demand:
+    rps: float
+    request_bytes: float
+    response_bytes: float
+    seen: float
+
+
+@dataclass(slots=True)
+class _ServicePlan:
+    inputs: dict[str, float] = field(default_factory=dict)
+    targets: dict[CallerKey, dict[ServerKey, float]] = field(default_factory=dict)
+    current: dict[CallerKey, dict[ServerKey, float]] = field(default_factory=dict)
+    plans: dict[CallerKey, RoutingPlan] = field(default_factory=dict)
+
+
+def demand_rows(
+    rows: Sequence[Mapping[str, object]],
+) -> dict[ServiceKey, dict[CallerKey, tuple[float, float, float]]]:
+    """Demand per service and caller from rate rows grouped by ``source_cluster,
+    source_locality, destination_service`` (:meth:`TrafficHistory.rates`): ``(rps, mean
+    request bytes, mean response bytes)``."""
+    out: dict[ServiceKey, dict[CallerKey, tuple[float, float, float]]] = {}
+    for row in rows:
+        rps = float(row["rps"])  # type: ignore[arg-type]
+        if rps <= 0:
+            continue
+        name, _, namespace = str(row["destination_service"]).partition(".")
+        caller = (str(row["source_cluster"]), str(row["source_locality"]))
+        out.setdefault((namespace, name), {})[caller] = (
+            rps,
+            float(row["requestBytesPerS"]) / rps,  # type: ignore[arg-type]
+            float(row["responseBytesPerS"]) / rps,  # type: ignore[arg-type]
+        )
+    return out
+
+
+def servers_of(
+    key: ServiceKey,
+    exports: Sequence[ExportStatus],
+    records: Mapping[str, ClusterRecord],
+    reports: Mapping[str, ClusterReport],
+) -> list[Server]:
+    """The serving zones of ``key``: every cluster exporting it (condition ``Exported``),
+    one :class:`Server` per zone with a healthy endpoint, its capacity the sum of what those
+    endpoints declare (None when one declares nothing)."""
+    out: list[Server] = []
+    for status in exports:
+        if (status.namespace, status.service) != key or status.condition != "Exported":
+            continue
+        record, report = records.get(status.cluster), reports.get(status.cluster)
+        service = report.service(key) if report is not None else None
+        if record is None or service is None:
+            continue
+        base = Locality.parse(record.locality)
+        zones: dict[str, list[float]] = {}
+        for e in service.endpoints:
+            if e.healthy:
+                zones.setdefault(e.zone or base.zone, []).append(e.capacity_rps)
+        for zone, caps in sorted(zones.items()):
+            capacity = None if any(c <= 0 for c in caps) else sum(caps)
+            out.append(Server(status.cluster, base.with_zone(zone) if zone else base, capacity))
+    return out
+
+
+def link(
+    caller: Caller,
+    server: Server,
+    policy: PolicyInputs,
+    *,
+    measured_rtt_ms: float | None,
+    prices: Mapping[str, PriceTable],
+) -> Link:
+    """The path ``caller`` -> ``server``: US$ per request (request bytes priced caller ->
+    server, response bytes server -> caller), RTT, failover rank and policy exclusion."""
+    answer = path_facts(
+        caller.locality, server.locality, measured_rtt_ms=measured_rtt_ms, prices=prices
+    )
+    ask = path_facts(server.locality, caller.locality, prices=prices)
+    usd = (
+        caller.request_bytes * ask.usd_per_gb + caller.response_bytes * answer.usd_per_gb
+    ) / BYTES_PER_GB
+    candidate = Candidate(server.cluster, server.locality, 1, 1, 1, answer.rtt_ms)
+    rank, _ = locality_rank(caller.locality, caller.cluster, candidate, policy)
+    excluded = ""
+    budget = policy.latency_budget_ms
+    if budget is not None and answer.rtt_ms is not None and answer.rtt_ms > budget:
+        excluded = f"RTT {answer.rtt_ms:g} ms over the {budget:g} ms budget"
+    elif policy.max_cost_per_gb is not None and answer.usd_per_gb > policy.max_cost_per_gb + 1e-12:
+        excluded = f"${answer.usd_per_gb:g}/GB over maxCostPerGB ${policy.max_cost_per_gb:g}"
+    return Link(
+        usd_per_request=usd,
+        rtt_ms=answer.rtt_ms,
+        rank=rank,
+        excluded=excluded,
+        bytes_per_request=caller.request_bytes + caller.response_bytes,
+    )
+
+
+class Planner:
+    """See the module docstring. :meth:`plan` is one round; it keeps what hysteresis needs
+    between rounds."""
+
+    def __init__(
+        self,
+        settings: PlannerSettings = PlannerSettings(),
+        clock: Callable[[], float] = time.time,
+        on_solve: Callable[[ServiceKey, float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._on_solve = on_solve
+        self._demand: dict[ServiceKey, dict[CallerKey, _Demand]] = {}
+        self._services: dict[ServiceKey, _ServicePlan] = {}
+        self.solves = 0
+
+    def plans(self) -> dict[str, list[RoutingPlan]]:
+        """cluster -> the plans in force for its caller localities."""
+        out: dict[str, list[RoutingPlan]] = {}
+        for service in self._services.values():
+            for (cluster, _), plan in sorted(service.plans.items()):
+                out.setdefault(cluster, []).append(plan)
+        return out
+
+    def plan(
+        self,
+        policies: Sequence[TrafficPolicy],
+        exports: Sequence[ExportStatus],
+        records: Mapping[str, ClusterRecord],
+        reports: Mapping[str, ClusterReport],
+        rows: Sequence[Mapping[str, object]],
+        prices: Mapping[str, PriceTable],
+    ) -> bool:
+        """One round: update demand from ``rows`` (see :func:`demand_rows`), solve what
+        moved, step every caller toward its optimum. Returns True when a plan changed."""
+        now = self.clock()
+        self._smooth(demand_rows(rows), now)
+        wanted = {p.target: p for p in policies if p.spec.cost.mode == "optimize"}
+        changed = False
+        for key in list(self._services):
+            if key not in wanted:
+                del self._services[key]
+                changed = True
+        for key, policy in sorted(wanted.items()):
+            try:
+                changed |= self._plan_service(key, policy, exports, records, reports, prices, now)
+            except OptimizerError as err:
+                log.error("no new plan for %s/%s, the previous stays: %s", *key, err)
+        return changed
+
+    def _smooth(
+        self, measured: dict[ServiceKey, dict[CallerKey, tuple[float, float, float]]], now: float
+    ) -> None:
+        a = self.settings.smoothing
+        for key, callers in measured.items():
+            known = self._demand.setdefault(key, {})
+            for caller, (rps, req_b, resp_b) in callers.items():
+                old = known.get(caller)
+                if old is None:
+                    known[caller] = _Demand(rps, req_b, resp_b, now)
+                else:
+                    known[caller] = _Demand(
+                        a * rps + (1 - a) * old.rps,
+                        a * req_b + (1 - a) * old.request_bytes,
+                        a * resp_b + (1 - a) * old.response_bytes,
+                        now,
+                    )
+        for known in self._demand.values():
+            for caller in [c for c, d in known.items() if now - d.seen > DEMAND_KEPT_S]:
+                del known[caller]
+
+    def _plan_service(
+        self,
+        key: ServiceKey,
+        policy: TrafficPolicy,
+        exports: Sequence[ExportStatus],
+        records: Mapping[str, ClusterRecord],
+        reports: Mapping[str, ClusterReport],
+        prices: Mapping[str, PriceTable],
+        now: float,
+    ) -> bool:
+        state = self._services.setdefault(key, _ServicePlan())
+        servers = servers_of(key, exports, records, reports)
+        demand = self._demand.get(key, {})
+        callers = [
+            Caller(cluster, Locality.parse(loc), d.rps, d.request_bytes, d.response_bytes)
+            for (cluster, loc), d in sorted(demand.items())
+            if cluster in records
+        ]
+        if not servers or not callers:
+            return False  # nothing measured yet, or nobody serves: the previous plan stays
+        inputs = PolicyInputs.from_policy(policy)
+        headroom = policy.spec.cost.headroom or DEFAULT_HEADROOM
+        links = []
+        for c in callers:
+            report = reports.get(c.cluster)
+            measured = rtts_for_decisions(
+                {},
+                report.rtt_ms if report is not None else {},
+                {name: r.gateway for name, r in records.items()},
+            )
+            links.append(
+                [
+                    link(
+                        c,
+                        s,
+                        inputs,
+                        measured_rtt_ms=measured.get(s.cluster) if s.cluster != c.cluster else None,
+                        prices=prices,
+                    )
+                    for s in servers
+                ]
+            )
+        problem = Problem(callers, servers, links, headroom=headroom)
+        signature = _signature(problem)
+        if inputs_moved(state.inputs, signature, self.settings.resolve_threshold):
+            started = time.perf_counter()
+            solution = solve(problem)
+            self.solves += 1
+            if self._on_solve is not None:
+                self._on_solve(key, time.perf_counter() - started)
+            state.inputs = signature
+            state.targets = {
+                (c.cluster, str(c.locality)): {servers[j].key: s for j, s in split.items()}
+                for c, split in zip(callers, solution.shares, strict=True)
+            }
+            failover = usd_per_hour(problem, failover_shares(problem))
+            spread = usd_per_hour(problem, round_robin_shares(problem))
+            binding = tuple(solution.binding)
+            comparisons = {
+                (c.cluster, str(c.locality)): (c.rps, failover[i], spread[i])
+                for i, c in enumerate(callers)
+            }
+        else:
+            comparisons = {
+                k: (p.demand_rps, p.failover_usd_per_hour, p.round_robin_usd_per_hour)
+                for k, p in state.plans.items()
+            }
+            binding = next(iter(state.plans.values())).binding if state.plans else ()
+        available = {s.key for s in servers}
+        changed = False
+        present = {(c.cluster, str(c.locality)) for c in callers}
+        for gone in [k for k in state.plans if k not in present]:
+            del state.plans[gone]  # no demand for DEMAND_KEPT_S: back to the priority order
+            state.current.pop(gone, None)
+            changed = True
+        index = {s.key: j for j, s in enumerate(servers)}
+        for i, c in enumerate(callers):
+            ckey = (c.cluster, str(c.locality))
+            target = state.targets.get(ckey)
+            if target is None or ckey not in comparisons:
+                continue
+            step = limit_shift(
+                state.current.get(ckey, {}), target, self.settings.max_shift, available
+            )
+            step = {k: round(v, 4) for k, v in step.items() if k in index and round(v, 4) > 0}
+            if step == state.current.get(ckey) and ckey in state.plans:
+                continue
+            state.current[ckey] = step
+            demand_rps, failover_usd, spread_usd = comparisons[ckey]
+            predicted = usd_per_hour(
+                problem,
+                [
+                    {} if k != i else {index[s]: v for s, v in step.items()}
+                    for k in range(len(callers))
+                ],
+            )[i]
+            state.plans[ckey] = RoutingPlan(
+                namespace=key[0],
+                service=key[1],
+                caller_locality=ckey[1],
+                shares=tuple((s[0], s[1], v) for s, v in sorted(step.items())),
+                demand_rps=round(demand_rps, 3),
+                usd_per_hour=predicted,
+                failover_usd_per_hour=failover_usd,
+                round_robin_usd_per_hour=spread_usd,
+                binding=binding,
+                solved_at=now,
+            )
+            changed = True
+        return changed
+
+
+def _signature(problem: Problem) -> dict[str, float]:
+    """The inputs :func:`inputs_moved` compares: demand, bytes, capacity, price and RTT."""
+    out: dict[str, float] = {}
+    for c in problem.callers:
+        out[f"demand {c.cluster} {c.locality}"] = c.rps
+        out[f"bytes {c.cluster} {c.locality}"] = c.request_bytes + c.response_bytes
+    for s in problem.servers:
+        out[f"capacity {s.key}"] = s.capacity_rps if s.capacity_rps is not None else -1.0
+    for i, row in enumerate(problem.links):
+        for j, lk in enumerate(row):
+            out[f"rtt {i} {j}"] = lk.rtt_ms if lk.rtt_ms is not None else -1.0
+            out[f"excluded {i} {j}"] = 1.0 if lk.excluded else 0.0
+    return out

@@ -1,0 +1,174 @@
+"""The controller's routing plans (issue #18): measured demand and declared capacity in, one
+plan per caller locality out; solved again only when inputs move, moved gently, kept when
+demand goes missing, jumped when a locality fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from federation.controller.imports import ExportStatus
+from federation.controller.planner import Planner, PlannerSettings, servers_of
+from federation.controller.store import ClusterRecord
+from federation.lb.paths import tables_in_force
+from federation.model.documents import validate_documents
+from federation.model.policy import TrafficPolicy
+from federation.sync.messages import ClusterReport
+
+A, B, C = "aws-us-east-1", "aws-eu-west-1", "gcp-europe-west1"
+LOCALITY = {A: "aws/us-east-1", B: "aws/eu-west-1", C: "gcp/europe-west1"}
+ZONE = {A: "us-east-1a", B: "eu-west-1a", C: "europe-west1-b"}
+CALLER = "aws/us-east-1/us-east-1a"
+
+
+def _policy(**cost: Any) -> TrafficPolicy:
+    doc = {
+        "apiVersion": "meshfed.io/v1alpha1",
+        "kind": "TrafficPolicy",
+        "metadata": {"name": "echo", "namespace": "demo"},
+        "spec": {"host": "echo.demo.svc.clusterset.local", "cost": {"mode": "optimize", **cost}},
+    }
+    (policy,) = validate_documents([doc], source="test")
+    assert isinstance(policy, TrafficPolicy)
+    return policy
+
+
+def _report(cluster: str, capacity: float, healthy: bool = True) -> ClusterReport:
+    return ClusterReport.model_validate(
+        {
+            "cluster": cluster,
+            "services": [
+                {
+                    "namespace": "demo",
+                    "name": "echo",
+                    "ports": [{"name": "http", "port": 80, "protocol": "http"}],
+                    "healthy_endpoints_by_zone": {ZONE[cluster]: int(healthy)},
+                    "endpoints": [
+                        {
+                            "address": "10.0.0.1",
+                            "zone": ZONE[cluster],
+                            "healthy": healthy,
+                            "ports": {"http": 15006},
+                            "capacity_rps": capacity,
+                        }
+                    ],
+                }
+            ],
+            "exports": ["demo/echo"],
+            "gateway": f"{cluster}.example:15443",
+        }
+    )
+
+
+class World:
+    """Three clusters serving demo/echo with 100 rps each, a caller in A's zone a."""
+
+    def __init__(self) -> None:
+        self.records = {
+            c: ClusterRecord(c, LOCALITY[c], "n-" + c, f"{c}.example:15443", "local", 0.0)
+            for c in (A, B, C)
+        }
+        self.reports = {c: _report(c, 100.0) for c in (A, B, C)}
+        self.exports = [ExportStatus(c, "demo", "echo", 0.0, "Exported") for c in (A, B, C)]
+        self.policies = [_policy()]
+        self.now = 1000.0
+        self.planner = Planner(
+            PlannerSettings(smoothing=1.0, max_shift=0.25), clock=lambda: self.now
+        )
+
+    def round(self, rps: float | None) -> bool:
+        rows = (
+            []
+            if rps is None
+            else [
+                {
+                    "source_cluster": A,
+                    "source_locality": CALLER,
+                    "destination_service": "echo.demo",
+                    "rps": rps,
+                    "requestBytesPerS": rps * 1000,
+                    "responseBytesPerS": rps * 9000,
+                }
+            ]
+        )
+        self.now += 5
+        return self.planner.plan(
+            self.policies, self.exports, self.records, self.reports, rows, tables_in_force([])
+        )
+
+    def shares(self) -> dict[str, float]:
+        (plan,) = self.planner.plans()[A]
+        return {cluster: share for cluster, _, share in plan.shares}
+
+
+def test_the_plan_keeps_local_what_fits_and_sends_the_rest_to_the_cheapest_region() -> None:
+    world = World()
+    assert world.round(150.0)
+    assert world.shares() == pytest.approx({A: 80 / 150, B: 70 / 150}, abs=1e-4)
+    (plan,) = world.planner.plans()[A]
+    assert (plan.namespace, plan.service, plan.caller_locality) == ("demo", "echo", CALLER)
+    assert plan.demand_rps == 150.0
+    # 70 rps x 10 kB x $0.02/GB, per hour; failover keeps everything local (0 $)
+    assert plan.usd_per_hour == pytest.approx(70 * 10_000 * 0.02e-9 * 3600, rel=1e-3)
+    assert plan.failover_usd_per_hour == 0.0
+    assert plan.round_robin_usd_per_hour > 3 * plan.usd_per_hour
+    assert any("capacity x headroom binds" in b for b in plan.binding)
+    assert world.planner.plans().keys() == {A}  # only the caller's cluster gets a plan
+
+
+def test_small_changes_are_not_solved_again_and_big_ones_move_at_most_the_step() -> None:
+    world = World()
+    world.round(150.0)
+    solves = world.planner.solves
+    assert not world.round(155.0)  # within 10 %: same plan, nothing sent
+    assert world.planner.solves == solves
+    before = world.shares()
+    assert world.round(240.0)  # the optimum is now 80 A, 80 B, 80 C... at most 25 % moves
+    after = world.shares()
+    moved = 0.5 * sum(abs(after.get(k, 0) - before.get(k, 0)) for k in {*before, *after})
+    assert moved == pytest.approx(0.25, abs=1e-3)
+    for _ in range(5):
+        world.round(240.0)
+    assert world.shares() == pytest.approx({A: 1 / 3, B: 1 / 3, C: 1 / 3}, abs=1e-3)
+
+
+def test_missing_demand_keeps_the_plan_and_a_failed_locality_is_left_at_once() -> None:
+    world = World()
+    world.round(150.0)
+    plan = world.planner.plans()[A]
+    assert not world.round(None)
+    assert world.planner.plans()[A] == plan
+    world.reports[B] = _report(B, 100.0, healthy=False)
+    assert world.round(150.0)
+    assert world.shares() == pytest.approx({A: 80 / 150, C: 70 / 150}, abs=1e-4)
+
+
+def test_servers_are_the_exported_zones_with_healthy_endpoints_and_their_capacity() -> None:
+    world = World()
+    world.exports[2] = ExportStatus(C, "demo", "echo", 0.0, "Conflict")
+    world.reports[B] = _report(B, 0.0)  # declares nothing: unbounded
+    servers = servers_of(("demo", "echo"), world.exports, world.records, world.reports)
+    assert [(s.cluster, str(s.locality), s.capacity_rps) for s in servers] == [
+        (A, CALLER, 100.0),
+        (B, "aws/eu-west-1/eu-west-1a", None),
+    ]
+
+
+def test_a_policy_that_leaves_optimize_takes_its_plans_with_it() -> None:
+    world = World()
+    world.round(150.0)
+    world.policies = []
+    assert world.round(150.0)
+    assert world.planner.plans() == {}
+
+
+def test_headroom_and_budget_of_the_policy_are_used() -> None:
+    world = World()
+    world.policies = [_policy(headroom=0.5, latencyBudgetMs=50)]
+    world.round(150.0)
+    (plan,) = world.planner.plans()[A]
+    # 50 local; B (estimated ~70 ms away) and C are over the 50 ms budget: the reserve
+    # of A (50 more) first, then the cheapest excluded path for the last 50
+    assert world.shares()[A] == pytest.approx(100 / 150, abs=1e-3)
+    assert any("over the 50 ms budget" in b for b in plan.binding)
