@@ -440,7 +440,10 @@ def explain_service_cmd(
     output: str,
 ) -> None:
     """Where requests to SERVICE (echo.demo or echo.demo.svc.clusterset.local) from a caller
-    in cluster --from go, and why: priority, locality, weight, expected share, RTT, $/GB."""
+    in cluster --from go, and why: priority, locality, weight, expected share, RTT, $/GB.
+    In cost mode optimize, also the controller's plan for the caller's locality: measured
+    demand, capacity and planned requests/s per serving locality, egress $/hour against
+    locality failover and round robin, and the constraints that bind."""
     svc, ns = _split_service(service, namespace)
     if locality:
         _locality(locality)
@@ -489,6 +492,36 @@ def explain_service_cmd(
             )
         console.print(t)
 
+    plan = data.get("plan")
+    if plan:
+        t = Table(
+            "CLUSTER",
+            "LOCALITY",
+            "CAPACITY RPS",
+            "PLANNED RPS",
+            "SHARE",
+            title=f"optimizer plan for {plan['demandRps']:g} rps from here",
+            box=None,
+            title_justify="left",
+        )
+        for loc in plan["localities"]:
+            cap = loc["capacityRps"]
+            t.add_row(
+                loc["cluster"],
+                loc["locality"],
+                "unbounded" if cap is None else f"{cap:g}",
+                f"{loc['rps']:g}",
+                f"{loc['share']:.1%}",
+            )
+        console.print(t)
+        console.print(
+            f"egress $/hour: plan {plan['usdPerHour']:.6f}, locality failover"
+            f" {plan['failoverUsdPerHour']:.6f}, round robin {plan['roundRobinUsdPerHour']:.6f}"
+        )
+        for line in plan["binding"] or ["no constraint binds: every request on its cheapest path"]:
+            console.print(f"binding: {line}")
+    elif data["costMode"] == "optimize":
+        console.print("no optimizer plan yet (no demand measured from this locality)")
     for port in data["ports"]:
         table(f"port {port['port']} ({port['protocol']})", port["rows"])
         for subset in port["split"]:

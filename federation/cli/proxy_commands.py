@@ -338,6 +338,13 @@ def proxy() -> None:
     help="A label of the WorkloadEntry, e.g. version=v2 (repeatable); app=SERVICE is always set"
     " unless given here.",
 )
+@click.option(
+    "--capacity-rps",
+    type=click.FloatRange(min=0, min_open=True, max=1e7),
+    default=None,
+    help="Requests/s this workload can serve (WorkloadEntry spec.capacity.rps): the"
+    " controller plans by it in cost mode optimize.  [default: undeclared]",
+)
 def sidecar_cmd(
     cluster: str,
     controlplane: str,
@@ -365,6 +372,7 @@ def sidecar_cmd(
     name: str | None,
     extra_ports: tuple[str, ...],
     labels: tuple[str, ...],
+    capacity_rps: float | None,
 ) -> None:
     """Register this workload, run its Envoy sidecar, deregister and drain on SIGTERM.
 
@@ -397,6 +405,7 @@ def sidecar_cmd(
             service_account=service_account,
             name=name,
             labels=label_map,
+            capacity_rps=capacity_rps,
             ports=[
                 ServicePort(
                     name=protocol,

@@ -363,6 +363,9 @@ class Planner:
                 round_robin_usd_per_hour=spread_usd,
                 binding=binding,
                 solved_at=now,
+                capacities=tuple(
+                    (s.cluster, str(s.locality), s.capacity_rps or 0.0) for s in servers
+                ),
             )
             changed = True
         return changed

@@ -16,6 +16,7 @@ from federation.errors import NotFoundError
 from federation.lb.decision import Choice, priority_loads
 from federation.model.authz import Request, evaluate
 from federation.model.locality import Locality
+from federation.sync.messages import RoutingPlan
 
 
 def _rows(choices: list[Choice]) -> list[dict[str, Any]]:
@@ -83,12 +84,37 @@ def explain(
                 "split": subsets,
             }
         )
+    plan = state.plans.get((namespace, service, str(where)))
     return {
         "service": f"{service}.{namespace}.svc.clusterset.local",
         "from": {"cluster": mesh.cluster, "locality": str(where)},
         "policy": policy.metadata.name if policy else None,
         "costMode": policy.spec.cost.mode if policy else "off",
+        "plan": _plan(plan) if plan is not None else None,
         "ports": out_ports,
+    }
+
+
+def _plan(plan: RoutingPlan) -> dict[str, Any]:
+    """The controller's plan for the caller's locality, as ``explain`` shows it."""
+    shares = {(c, loc): s for c, loc, s in plan.shares}
+    return {
+        "demandRps": plan.demand_rps,
+        "localities": [
+            {
+                "cluster": c,
+                "locality": loc,
+                "capacityRps": cap or None,
+                "share": round(shares.get((c, loc), 0.0), 4),
+                "rps": round(shares.get((c, loc), 0.0) * plan.demand_rps, 2),
+            }
+            for c, loc, cap in plan.capacities
+        ],
+        "usdPerHour": plan.usd_per_hour,
+        "failoverUsdPerHour": plan.failover_usd_per_hour,
+        "roundRobinUsdPerHour": plan.round_robin_usd_per_hour,
+        "binding": list(plan.binding),
+        "solvedAt": plan.solved_at,
     }
 
 

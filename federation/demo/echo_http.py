@@ -6,6 +6,10 @@ sidecar forwarded (``x-forwarded-client-cert``), and the W3C ``traceparent`` it 
 traced mesh sets it), and ``bodyBytes``, the size of the request body it read. ``/healthz``
 answers 200. ``?delay_ms=N`` holds the answer N ms (at most 30 s), to test draining;
 ``?size=N`` adds ``pad``, N bytes of ``x`` (at most 1 MiB), to test byte counts.
+
+``--max-rps N`` makes the replica's capacity real: a token bucket of N requests/s (burst:
+N x ``BURST_S``) admits requests; beyond it the answer is 503 with ``x-echo-overloaded: 1``
+at once, as a server shedding load would (``/healthz`` is never limited).
 """
 
 from __future__ import annotations
@@ -14,17 +18,42 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
+from collections.abc import Callable
 
 from aiohttp import web
 
 #: Largest ``?size=`` answered (bytes).
 MAX_PAD = 1 << 20
+#: Seconds of ``--max-rps`` the token bucket holds (the burst it admits).
+BURST_S = 0.25
 
 
-def make_app(name: str, cluster: str) -> web.Application:
-    """The echo application."""
+class TokenBucket:
+    """``rate`` tokens/s, at most ``rate x burst_s`` (at least 1) saved; ``clock`` in s."""
+
+    def __init__(self, rate: float, burst_s: float, clock: Callable[[], float]) -> None:
+        self.rate, self.size, self.clock = rate, max(1.0, rate * burst_s), clock
+        self.tokens, self.at = self.size, clock()
+
+    def take(self) -> bool:
+        """Take one token; False when none is left (the request is shed)."""
+        now = self.clock()
+        self.tokens = min(self.size, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def make_app(name: str, cluster: str, max_rps: float | None = None) -> web.Application:
+    """The echo application (``max_rps``: shed requests beyond it with 503)."""
+    bucket = TokenBucket(max_rps, BURST_S, time.monotonic) if max_rps else None
 
     async def echo(request: web.Request) -> web.Response:
+        if bucket is not None and not bucket.take():
+            return web.Response(status=503, text="overloaded\n", headers={"x-echo-overloaded": "1"})
         delay_ms = int(request.query.get("delay_ms", "0") or 0)
         size = min(max(int(request.query.get("size", "0") or 0), 0), MAX_PAD)
         body = await request.read()
@@ -53,9 +82,11 @@ def make_app(name: str, cluster: str) -> web.Application:
     return app
 
 
-async def serve(name: str, cluster: str, host: str, port: int) -> None:
+async def serve(
+    name: str, cluster: str, host: str, port: int, max_rps: float | None = None
+) -> None:
     """Serve until SIGTERM/SIGINT."""
-    runner = web.AppRunner(make_app(name, cluster), access_log=None)
+    runner = web.AppRunner(make_app(name, cluster, max_rps), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     logging.info("echo %s listening on %s:%d", name, host, port)
@@ -74,9 +105,10 @@ def main() -> None:
     parser.add_argument("--cluster", default="")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--max-rps", type=float, default=None, help="shed requests beyond it")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    asyncio.run(serve(args.name, args.cluster, args.host, args.port))
+    asyncio.run(serve(args.name, args.cluster, args.host, args.port, args.max_rps))
 
 
 if __name__ == "__main__":

@@ -107,6 +107,9 @@ class EchoSpec(_Strict):
 
     namespace: str = Field(default="demo", pattern=DNS_LABEL)
     replicas_per_cluster: int = Field(default=2, ge=1, le=16, alias="replicasPerCluster")
+    #: requests/s each replica serves (declared as its WorkloadEntry's spec.capacity.rps and
+    #: enforced: beyond it the replica answers 503); None: unlimited, undeclared
+    capacity_rps: float | None = Field(default=None, gt=0, le=100000, alias="capacityRps")
 
 
 class FrontendSpec(_Strict):

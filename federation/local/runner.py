@@ -557,10 +557,12 @@ class LocalFederationRunner:
             outbound=free_port(),
             locality=str(c.locality(i)),
         )
+        capacity = self.desc.spec.echo.capacity_rps
+        limit = ["--max-rps", f"{capacity:g}"] if capacity else []
         return {
             "echo-app": [
                 *demo, "federation.demo.echo_http", "--name", name, "--cluster", c.name,
-                "--port", str(http_port),
+                "--port", str(http_port), *limit,
             ],
             "echo-grpc-app": [
                 *demo, "federation.demo.echo_grpc", "serve", "--name", name,
@@ -568,6 +570,7 @@ class LocalFederationRunner:
             ],
             "echo-sidecar": [
                 *sidecar, "--extra-port", f"grpc={ECHO_GRPC_PORT}:{grpc_port}/grpc",
+                *(["--capacity-rps", f"{capacity:g}"] if capacity else []),
             ],
         }  # fmt: skip
 

@@ -183,8 +183,10 @@ def sidecar_workload(
     service_account: str | None = None,
     name: str | None = None,
     labels: dict[str, str] | None = None,
+    capacity_rps: float | None = None,
 ) -> WorkloadEntry:
-    """The WorkloadEntry a sidecar registers for its workload (tlsMode ``mutual``).
+    """The WorkloadEntry a sidecar registers for its workload (tlsMode ``mutual``), with
+    ``spec.capacity.rps`` when ``capacity_rps`` is given.
 
     ``name`` defaults to ``<service>-<address with - for . and :>-<inbound_port>``;
     ``service_account`` to the service's name. Its labels are ``app: <service>`` (the label
@@ -211,6 +213,7 @@ def sidecar_workload(
                 "inboundPort": inbound_port,
                 "tlsMode": "mutual",
                 "ports": [p.model_dump(by_alias=True) for p in ports],
+                **({"capacity": {"rps": capacity_rps}} if capacity_rps is not None else {}),
             },
         }
     )

@@ -244,6 +244,10 @@ def _plan_to_proto(plan: RoutingPlan) -> sync_pb2.RoutingPlan:
         round_robin_usd_per_hour=plan.round_robin_usd_per_hour,
         binding=list(plan.binding),
         solved_at=plan.solved_at,
+        capacities=[
+            sync_pb2.LocalityShare(cluster=c, locality=loc, share=cap)
+            for c, loc, cap in plan.capacities
+        ],
     )
 
 
@@ -272,6 +276,7 @@ def _plan_from_proto(m: sync_pb2.RoutingPlan) -> RoutingPlan:
         round_robin_usd_per_hour=m.round_robin_usd_per_hour,
         binding=tuple(m.binding),
         solved_at=m.solved_at,
+        capacities=tuple((c.cluster, c.locality, c.share) for c in m.capacities),
     )
 
 

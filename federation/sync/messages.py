@@ -123,6 +123,8 @@ class RoutingPlan:
             round robin.
         binding: the constraints that bind, in words.
         solved_at: when the program was solved (Unix s).
+        capacities: ``(cluster, locality, requests/s)`` of every serving locality the
+            program saw (0: undeclared, unbounded).
     """
 
     namespace: str
@@ -135,6 +137,7 @@ class RoutingPlan:
     round_robin_usd_per_hour: float = 0.0
     binding: tuple[str, ...] = ()
     solved_at: float = 0.0
+    capacities: tuple[tuple[str, str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

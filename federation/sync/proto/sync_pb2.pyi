@@ -180,7 +180,7 @@ class LocalityShare(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., locality: _Optional[str] = ..., share: _Optional[float] = ...) -> None: ...
 
 class RoutingPlan(_message.Message):
-    __slots__ = ("namespace", "name", "caller_locality", "shares", "demand_rps", "usd_per_hour", "failover_usd_per_hour", "round_robin_usd_per_hour", "binding", "solved_at")
+    __slots__ = ("namespace", "name", "caller_locality", "shares", "demand_rps", "usd_per_hour", "failover_usd_per_hour", "round_robin_usd_per_hour", "binding", "solved_at", "capacities")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CALLER_LOCALITY_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +191,7 @@ class RoutingPlan(_message.Message):
     ROUND_ROBIN_USD_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
     BINDING_FIELD_NUMBER: _ClassVar[int]
     SOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    CAPACITIES_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     caller_locality: str
@@ -201,7 +202,8 @@ class RoutingPlan(_message.Message):
     round_robin_usd_per_hour: float
     binding: _containers.RepeatedScalarFieldContainer[str]
     solved_at: float
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., caller_locality: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ..., demand_rps: _Optional[float] = ..., usd_per_hour: _Optional[float] = ..., failover_usd_per_hour: _Optional[float] = ..., round_robin_usd_per_hour: _Optional[float] = ..., binding: _Optional[_Iterable[str]] = ..., solved_at: _Optional[float] = ...) -> None: ...
+    capacities: _containers.RepeatedCompositeFieldContainer[LocalityShare]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., caller_locality: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ..., demand_rps: _Optional[float] = ..., usd_per_hour: _Optional[float] = ..., failover_usd_per_hour: _Optional[float] = ..., round_robin_usd_per_hour: _Optional[float] = ..., binding: _Optional[_Iterable[str]] = ..., solved_at: _Optional[float] = ..., capacities: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ...) -> None: ...
 
 class ControllerUpdate(_message.Message):
     __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem", "plans")
