@@ -179,12 +179,15 @@ def decide(
     """
     targets = _distribute_rule(caller, policy)
     keyed: list[tuple[tuple[float | int | str, ...], Candidate, str, int]] = []
+    rules_of: dict[int, tuple[str, ...]] = {}  # the distribute targets a candidate matches
     for c in candidates:
         reasons: list[str] = []
         dead = c.healthy == 0
         share = 0
         if targets is not None and not dead:
-            share = sum(w for pattern, w in targets if _matches(pattern, c.locality))
+            matched = tuple(p for p, w in targets if w and _matches(p, c.locality))
+            rules_of[id(c)] = matched
+            share = sum(w for pattern, w in targets if pattern in matched)
         distributed = 0 if share > 0 else 1
         over_budget = int(
             policy.latency_budget_ms is not None
@@ -220,12 +223,23 @@ def decide(
         else:
             key = (int(dead), 1, over_budget, over_cost, cost_key, rank)
         keyed.append((key, c, "; ".join(reasons), share))
+    return _placed(keyed, rules_of)
+
+
+def _placed(
+    keyed: list[tuple[tuple[float | int | str, ...], Candidate, str, int]],
+    rules_of: dict[int, tuple[str, ...]],
+) -> list[Choice]:
+    """Priorities from the sort keys, weights from capacity -- for a ``distribute`` target,
+    its percentage shared by capacity among the candidates that match the same targets."""
     levels = sorted({k for k, _, _, _ in keyed})
     priority_of = {k: i for i, k in enumerate(levels)}
     choices = []
     for key, c, reason, share in keyed:
         if share:
-            peers = [x for k, x, _, s in keyed if k == key and s == share]
+            peers = [
+                x for k, x, _, s in keyed if k == key and rules_of.get(id(x)) == rules_of[id(c)]
+            ]
             total_capacity = sum(max(1, p.capacity) for p in peers)
             weight = max(1, round(share * 100 * max(1, c.capacity) / total_capacity))
         else:

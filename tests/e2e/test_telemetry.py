@@ -11,7 +11,6 @@ counted is one of the client's.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -25,15 +24,13 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from federation.client import tls_for
 from federation.local.runner import Record
 from tests.e2e.test_up import EXAMPLES, _meshfed, _status, _wait
-from tests.prometheus import samples
+from tests.prometheus import controller_samples, samples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 HOST = "echo.demo.svc.clusterset.local"
@@ -41,29 +38,8 @@ EAST, EU, GCP = "aws-us-east-1", "aws-eu-west-1", "gcp-europe-west1"
 
 
 def _metrics(home: Path) -> dict:
-    """The controller's /metrics (admin token, its own CA), parsed by prometheus-client."""
-    record = Record.load(home)
-    assert record is not None
-    url = record.info["controller"]
-    tls = tls_for(url, home)
-    assert tls is not None
-    token = (home / "controller-token").read_text().strip()
-
-    async def get() -> str:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(
-                f"{url}/metrics",
-                headers={"Authorization": f"Bearer {token}"},
-                ssl=tls.context,
-                server_hostname=tls.server_hostname,
-                timeout=aiohttp.ClientTimeout(total=5),
-            ) as resp,
-        ):
-            assert resp.status == 200
-            return await resp.text()
-
-    return samples(asyncio.run(get()))
+    """The controller's /metrics, parsed by prometheus-client."""
+    return controller_samples(home)
 
 
 def _requests_by_cluster(got: dict, source: str = EAST) -> Counter[str]:

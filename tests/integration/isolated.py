@@ -166,15 +166,17 @@ class IsolatedFederation:
         duration_s: float,
         host: str = "echo.demo.svc.clusterset.local",
         events: list[tuple[float, str, str]] | None = None,
+        path: str = "/",
     ) -> tuple[list[Result], dict[str, float]]:
         """Send ``rps`` GETs per second for ``duration_s`` from inside ``cluster`` through a
         sidecar's outbound port; at each ``(offset s, op, node)`` of ``events`` ask the link
         emulator to ``partition`` or ``heal`` ``node`` (what ``meshfed demo partition|heal``
-        sends). Returns every request and, per ``"<op> <node>"``, when the emulator applied
-        it (the middle of the request to its control socket, which takes about 1 ms)."""
+        sends); each GET asks for ``path`` (with its query). Returns every request and, per
+        ``"<op> <node>"``, when the emulator applied it (the middle of the request to its
+        control socket, which takes about 1 ms)."""
         return call_in(
             self.netns(cluster),
-            lambda: asyncio.run(self._drive(outbound, host, rps, duration_s, events or [])),
+            lambda: asyncio.run(self._drive(outbound, host, rps, duration_s, events or [], path)),
         )
 
     async def _drive(
@@ -184,11 +186,12 @@ class IsolatedFederation:
         rps: float,
         duration_s: float,
         events: list[tuple[float, str, str]],
+        path: str = "/",
     ) -> tuple[list[Result], dict[str, float]]:
         results: list[Result] = []
         happened: dict[str, float] = {}
         begin = time.monotonic()
-        url = f"http://127.0.0.1:{outbound}/"
+        url = f"http://127.0.0.1:{outbound}{path}"
 
         async def one(session: aiohttp.ClientSession) -> None:
             sent = time.monotonic() - begin

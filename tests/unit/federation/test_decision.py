@@ -224,3 +224,24 @@ def test_a_plan_puts_its_split_at_priority_zero_and_keeps_the_failover_order_beh
     dead = with_plan(decide(CALLER, "a", [_c("a", "aws/us-east-1/us-east-1a", 0), west]), shares)
     assert [(c.candidate.cluster, c.priority) for c in dead] == [("b", 0), ("a", 1)]
     assert with_plan(decided, [("z", Locality.parse("aws/us-east-1"), 1.0)]) == decided
+
+
+def test_distribute_targets_with_equal_percentages_each_keep_their_own() -> None:
+    """Two targets of 33 % each were once pooled as one 33 % (each got 16.5 %); every target's
+    percentage is shared only by the candidates matching that target."""
+    cands = [
+        _c("a", "aws/us-east-1/us-east-1a", healthy=1),
+        _c("a", "aws/us-east-1/us-east-1b", healthy=1),
+        _c("b", "aws/eu-west-1", healthy=1),
+        _c("c", "gcp/europe-west1", healthy=1),
+    ]
+    targets = (("aws/us-east-1/*", 34), ("aws/eu-west-1/*", 33), ("gcp/europe-west1/*", 33))
+    got = decide(CALLER, "a", cands, PolicyInputs(distribute=(("*", targets),)))
+    weights = {(c.candidate.cluster, c.locality.zone): c.weight for c in got}
+    assert weights == {
+        ("a", "us-east-1a"): 1700,
+        ("a", "us-east-1b"): 1700,
+        ("b", ""): 3300,
+        ("c", ""): 3300,
+    }
+    assert {c.priority for c in got} == {0}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -25,7 +26,7 @@ from federation.sync.convert import (
     update_to_json,
     update_to_proto,
 )
-from federation.sync.messages import ControllerUpdate
+from federation.sync.messages import ControllerUpdate, RoutingPlan
 
 WORKLOADS = """
 apiVersion: meshfed.io/v1alpha1
@@ -153,7 +154,28 @@ def _update() -> ControllerUpdate:
         policies=[policy],  # type: ignore[list-item]
         trust_bundle_pem=b"PEM",
         lease_seconds=30,
+        plans=[
+            RoutingPlan(
+                "demo",
+                "echo",
+                "aws/us-east-1/us-east-1a",
+                (("a", "aws/us-east-1/us-east-1a", 0.6), ("b", "aws/eu-west-1/eu-west-1a", 0.4)),
+                demand_rps=150.0,
+                usd_per_hour=0.01,
+                round_robin_usd_per_hour=0.05,
+                binding=("a aws/us-east-1/us-east-1a: capacity x headroom binds",),
+                solved_at=1.5,
+                capacities=(("a", "aws/us-east-1/us-east-1a", 100.0),),
+            )
+        ],
     )
+
+
+def test_a_plan_with_a_bad_locality_or_share_is_refused() -> None:
+    for shares in ((("a", "nowhere", 1.0),), (("a", "aws/us-east-1", 1.5),), ()):
+        bad = replace(_update(), plans=[replace(_update().plans[0], shares=shares)])
+        with pytest.raises(InvalidDocumentError, match=r"plan for echo\.demo"):
+            update_from_proto(update_to_proto(bad))
 
 
 def test_updates_cross_the_wire_and_the_disk_unchanged() -> None:
@@ -163,6 +185,7 @@ def test_updates_cross_the_wire_and_the_disk_unchanged() -> None:
     assert "trust_bundle_pem" not in stored  # the bundle is kept as a PEM file of its own
     again = update_from_json(stored)
     assert again.imports == update.imports and again.policies == update.policies
+    assert again.plans == update.plans
     # same network: an empty list of direct endpoints is not "no direct endpoints"
     empty = ServiceImport.model_validate(
         {

@@ -388,3 +388,55 @@ async def test_traffic_reports_become_rates_and_the_dashboard_holds_no_data(tmp_
     finally:
         await client.close()
         hub.store.close()
+
+
+async def test_a_plan_reaches_the_callers_cluster_and_only_when_it_changes(tmp_path) -> None:
+    """Issue #18: with a TrafficPolicy in cost mode optimize, measured demand from a's callers
+    and capacity b declares, a planning round sends a's control plane its plan (b's update
+    does not change); the same demand again sends nothing."""
+    from federation.traffic import Edge, TrafficTable
+
+    clock = Clock()
+    hub = _hub(tmp_path, clock)
+    qa, qb = hub.attach("a"), hub.attach("b")
+    report = _report(["demo/echo"]).model_dump()
+    report["services"][0]["endpoints"] = [
+        {"address": "10.0.0.1", "zone": "z", "healthy": True, "ports": {"http": 15006},
+         "capacity_rps": 10.0}
+    ]  # fmt: skip
+    hub.report("a", ClusterReport.model_validate(report))
+    hub.report("b", ClusterReport.model_validate(report))
+    policy = (
+        "apiVersion: meshfed.io/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: echo,"
+        " namespace: demo}\nspec: {host: echo.demo.svc.clusterset.local,"
+        " cost: {mode: optimize}}\n"
+    )
+    service = FederationService(hub, None, lambda: b"", root_pin=lambda: "")  # type: ignore[arg-type]
+    service.apply_documents(policy)
+    while not qa.empty():
+        qa.get_nowait()
+    while not qb.empty():
+        qb.get_nowait()
+    edge = Edge("a", "aws/us-east-1/z", "echo.demo", "a", "aws/us-east-1/z", "same-zone", "2xx")
+    table = TrafficTable(5.0)
+    hub.report_traffic("a", table.copy())
+    await asyncio.sleep(0.05)
+    for _ in range(100):
+        table.record(edge, 100, 900, 3, 0)
+    hub.report_traffic("a", table)
+    hub.replan()
+    [plan] = qa.get_nowait().plans
+    assert (plan.namespace, plan.service, plan.caller_locality) == (
+        "demo",
+        "echo",
+        "aws/us-east-1/z",
+    )
+    assert plan.demand_rps > 16  # more than 2 x 8 rps of capacity x headroom: both serve
+    assert {c for c, _, _ in plan.shares} == {"a", "b"}
+    assert qb.empty()
+    hub.replan()
+    assert qa.empty()
+    metrics = samples(hub.metrics.exposition().decode())
+    solves = [v for (n, _), v in metrics.items() if n == "meshfed_controller_plan_solves_total"]
+    assert solves == [1.0]
+    hub.store.close()

@@ -1,0 +1,210 @@
+"""The cost scenario of issue #18 on the isolated bed, shared by its integration test and
+``bench/cost_live.py``: the three clusters of :mod:`tests.integration.isolated` (RTT A-B
+40 ms, A-C 80 ms, B-C 30 ms; two clouds), one echo replica each whose capacity is declared
+(``echo.capacityRps``) and enforced (the replica answers 503 beyond it), and an open-loop
+load generator in A sending through the frontend's sidecar (zone us-east-1a, where A's
+replica runs) at a multiple of A's capacity.
+
+Three policies for the same service:
+
+- ``round-robin``: global balancing without locality (a ``distribute`` rule giving each
+  region a third);
+- ``locality-failover``: Istio's default -- cost mode ``off``, nearest first, spill only when
+  health checks or outlier detection eject the local endpoints (with meshfed's default
+  retries, a shed request is retried on another priority);
+- ``optimize``: cost mode ``optimize`` with a latency budget of :data:`BUDGET_MS`.
+
+:func:`measure` runs one policy at one load and returns what the client saw (failed
+requests, p50/p99 ms, served-by shares) and what the mesh counted (egress US$ from the
+controller's ``meshfed_egress_usd_total``, the Envoy-counted bytes times the price), beside
+the optimizer's own prediction where there is a plan.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.integration.isolated import (
+    REGIONS,
+    A,
+    IsolatedFederation,
+    Result,
+    federation_file,
+)
+from tests.prometheus import controller_samples
+
+#: The optimize policy's latency budget (ms): B (40 ms) is within it, C (80 ms) is not.
+BUDGET_MS = 60.0
+#: Response padding per request (bytes), so that the dollars are not all headers.
+PAD_BYTES = 4096
+CALLER = "aws/us-east-1/us-east-1a"
+SERVICE_HOST = "echo.demo.svc.clusterset.local"
+POLICY_NAMES = ("round-robin", "locality-failover", "optimize")
+
+
+def scenario_file(capacity_rps: float) -> dict[str, Any]:
+    """The bed with one echo replica per cluster serving at most ``capacity_rps``; the demo
+    frontend sends a trickle (0.2 rps) so that the generator's requests dominate."""
+    spec = federation_file(replicas=1, rps=0.2)
+    spec["spec"]["echo"]["capacityRps"] = capacity_rps
+    return spec
+
+
+def policy(name: str) -> dict[str, Any]:
+    """The TrafficPolicy document of one of :data:`POLICY_NAMES`."""
+    spec: dict[str, Any] = {"host": SERVICE_HOST}
+    if name == "round-robin":
+        third = {
+            f"{region}/*": share
+            for region, share in zip(REGIONS.values(), (34, 33, 33), strict=True)
+        }
+        spec["locality"] = {"distribute": [{"from": "*", "to": third}]}
+    elif name == "locality-failover":
+        spec["cost"] = {"mode": "off"}
+    elif name == "optimize":
+        spec["cost"] = {"mode": "optimize", "latencyBudgetMs": BUDGET_MS}
+    else:
+        raise ValueError(name)
+    return {
+        "apiVersion": "meshfed.io/v1alpha1",
+        "kind": "TrafficPolicy",
+        "metadata": {"name": "echo", "namespace": "demo"},
+        "spec": spec,
+    }
+
+
+def apply_policy(fed: IsolatedFederation, name: str) -> None:
+    """Apply ``policy(name)`` to the controller (it replaces the previous one: same name)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump(policy(name), f)
+    try:
+        fed.meshfed("apply", "-f", f.name)
+    finally:
+        Path(f.name).unlink()
+
+
+@dataclass
+class Counted:
+    """What the controller's metrics say the sidecars of A counted, cumulative."""
+
+    requests: float
+    usd: float
+    bytes: float
+
+
+def counted(fed: IsolatedFederation) -> Counted:
+    """Requests, egress US$ and egress bytes of every edge from cluster A, as exposed by the
+    controller (``meshfed_requests_total``, ``meshfed_egress_usd_total``,
+    ``meshfed_egress_bytes_total``)."""
+    requests = usd = wire = 0.0
+    for (name, labels), value in controller_samples(fed.home).items():
+        lab = dict(labels)
+        if lab.get("source_cluster") != A:
+            continue
+        if name == "meshfed_requests_total":
+            requests += value
+        elif name == "meshfed_egress_usd_total":
+            usd += value
+        elif name == "meshfed_egress_bytes_total":
+            wire += value
+    return Counted(requests, usd, wire)
+
+
+def plan(fed: IsolatedFederation) -> dict[str, Any] | None:
+    """The optimizer's plan for the frontend's locality (``meshfed explain -o json``)."""
+    data = json.loads(
+        fed.meshfed("explain", "echo.demo", "--from", A, "--locality", CALLER, "-o", "json")
+    )
+    return data.get("plan")
+
+
+@dataclass
+class Measurement:
+    """One policy at one load."""
+
+    policy: str
+    rps: float
+    seconds: float
+    sent: int
+    failed: int
+    p50_ms: float
+    p99_ms: float
+    served: dict[str, float]  # cluster -> share of the answered requests
+    usd_per_request: float  # egress US$ per request the mesh counted in the window
+    counted_requests: float
+    predicted_usd_per_hour: float | None  # the optimizer's plan, scaled to the offered load
+
+    @property
+    def usd_per_hour(self) -> float:
+        """Egress US$/hour of the offered load at the counted price per request."""
+        return self.usd_per_request * self.rps * 3600
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+#: Seconds the load goes on after the measured window (the counters' snapshot at its end
+#: must not see the load stop).
+TAIL_S = 3.0
+
+
+def measure(
+    fed: IsolatedFederation, name: str, rps: float, *, warm_s: float, seconds: float
+) -> Measurement:
+    """Apply policy ``name`` and send ``rps`` without a pause for ``warm_s + seconds`` (plus
+    :data:`TAIL_S`): plans follow the demand during ``warm_s``; the next ``seconds`` are
+    measured -- the client's failures, latency and served-by shares of the requests sent in
+    the window, and the egress US$ per request the mesh counted between two snapshots of the
+    controller's counters taken at the window's ends (steady load: the counters' few seconds
+    of delay shift both snapshots alike, and the ratio of dollars to requests does not
+    depend on it)."""
+    apply_policy(fed, name)
+    outbound = fed.outbound("sidecar-frontend")
+    box: dict[str, list[Result]] = {}
+
+    def drive() -> None:
+        box["results"], _ = fed.drive(
+            A, outbound, rps=rps, duration_s=warm_s + seconds + TAIL_S, path=f"/?size={PAD_BYTES}"
+        )
+
+    begin = time.monotonic()
+    thread = threading.Thread(target=drive, name="load", daemon=True)
+    thread.start()
+    time.sleep(max(0.0, begin + warm_s - time.monotonic()))  # a schedule, not a wait
+    before = counted(fed)
+    time.sleep(max(0.0, begin + warm_s + seconds - time.monotonic()))
+    after = counted(fed)
+    found = plan(fed) if name == "optimize" else None
+    thread.join(timeout=warm_s + seconds + TAIL_S + 60)
+    assert "results" in box, "the load generator did not finish"
+    results = [r for r in box["results"] if warm_s <= r.sent < warm_s + seconds]
+    ok = [r for r in results if r.status == 200]
+    served = Counter(r.served_by for r in ok)
+    requests = after.requests - before.requests
+    predicted = None
+    if found is not None and found["demandRps"] > 0:
+        predicted = found["usdPerHour"] * rps / found["demandRps"]
+    return Measurement(
+        policy=name,
+        rps=rps,
+        seconds=seconds,
+        sent=len(results),
+        failed=len(results) - len(ok),
+        p50_ms=_quantile([1000 * (r.done - r.sent) for r in ok], 0.5),
+        p99_ms=_quantile([1000 * (r.done - r.sent) for r in ok], 0.99),
+        served={k: v / max(1, len(ok)) for k, v in sorted(served.items())},
+        usd_per_request=(after.usd - before.usd) / requests if requests > 0 else 0.0,
+        counted_requests=requests,
+        predicted_usd_per_hour=predicted,
+    )
