@@ -13,8 +13,8 @@ where answers came from, egress US$/hour counted by the mesh (Envoy's bytes x th
 ``meshfed_egress_usd_total``), and for optimize the LP's own prediction for the same demand;
 then the ratios the issue's targets are stated in.
 
-Run (about 12 minutes): ``sudo .venv/bin/python bench/cost_live.py [--capacity 40]
-[--warm 25] [--seconds 30]``
+Run (about 10 minutes): ``sudo .venv/bin/python bench/cost_live.py [--capacity 40]
+[--warm 25] [--seconds 30] [--loads 0.5,1.0,1.5] [--headroom 0.8]``
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--warm", type=float, default=25, help="s before each measurement")
     parser.add_argument("--seconds", type=float, default=30, help="s measured")
     parser.add_argument("--loads", default="0.5,1.0,1.5", help="multiples of A's capacity")
+    parser.add_argument(
+        "--headroom", type=float, default=None, help="optimize's headroom [default: 0.8]"
+    )
     args = parser.parse_args()
     loads = [float(x) for x in args.loads.split(",")]
     started = time.monotonic()
@@ -61,7 +64,8 @@ def main() -> None:
     ):
         print(
             f"isolated bed up in {time.monotonic() - started:.0f} s; capacity {args.capacity:g}"
-            f" rps per cluster; optimize budget {BUDGET_MS:g} ms",
+            f" rps per cluster; optimize budget {BUDGET_MS:g} ms, headroom"
+            f" {args.headroom or 0.8:g}",
             flush=True,
         )
         results: dict[tuple[float, str], Measurement] = {}
@@ -73,7 +77,9 @@ def main() -> None:
                 f"{'$/hour':>11}{'LP $/h':>11}   served by"
             )
             for name in POLICY_NAMES:
-                m = measure(fed, name, rps, warm_s=args.warm, seconds=args.seconds)
+                m = measure(
+                    fed, name, rps, warm_s=args.warm, seconds=args.seconds, headroom=args.headroom
+                )
                 results[(load, name)] = m
                 print(_row(m), flush=True)
         print("\nratios (targets: RR/optimize >= 3; at 150 %: optimize $ <= 1.2 x failover,")

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -268,14 +269,23 @@ class SyncHub:
         return out
 
     async def watch_plans(self) -> None:
-        """:meth:`replan` every planner interval until cancelled."""
+        """A planning round every planner interval until cancelled; the solving runs on a
+        worker thread (a round over many services takes seconds: ``bench/optimizer.py``),
+        the updates it causes on the event loop."""
         while True:
             await asyncio.sleep(self.planner.settings.interval_s)
-            self.replan()
+            if await asyncio.to_thread(self.planner.plan, *self._plan_inputs()):
+                self.recompute()
 
     def replan(self) -> None:
-        """One planning round (:meth:`Planner.plan`) on the traffic of the last window;
-        recompute the updates when a plan changed."""
+        """One planning round (:meth:`Planner.plan`) now, on this thread; recompute the
+        updates when a plan changed."""
+        if self.planner.plan(*self._plan_inputs()):
+            self.recompute()
+
+    def _plan_inputs(self) -> tuple[Any, ...]:
+        """What :meth:`Planner.plan` reads, taken now: TrafficPolicies, export statuses,
+        members, reports, the traffic of the planner's window and the prices in force."""
         _, rows = self.traffic.rates(
             self.planner.settings.window_s,
             time.monotonic(),
@@ -283,10 +293,14 @@ class SyncHub:
         )
         policies = [p for p in self._stored_policies() if isinstance(p, TrafficPolicy)]
         records = {c.name: c for c in self.store.clusters()}
-        if self.planner.plan(
-            policies, self.exports, records, self.store.reports(), rows, self.price_tables()
-        ):
-            self.recompute()
+        return (
+            policies,
+            list(self.exports),
+            records,
+            self.store.reports(),
+            rows,
+            self.price_tables(),
+        )
 
     async def watch_leases(self) -> None:
         """:meth:`check` every lease/10 (at least 0.2 s, at most 3 s) until cancelled."""

@@ -185,8 +185,8 @@ def link(
 
 
 class Planner:
-    """See the module docstring. :meth:`plan` is one round; it keeps what hysteresis needs
-    between rounds."""
+    """See the module docstring. :meth:`plan` is one round (one at a time; it may run on a
+    worker thread); it keeps what hysteresis needs between rounds."""
 
     def __init__(
         self,
@@ -199,15 +199,20 @@ class Planner:
         self._on_solve = on_solve
         self._demand: dict[ServiceKey, dict[CallerKey, _Demand]] = {}
         self._services: dict[ServiceKey, _ServicePlan] = {}
+        self._published: dict[str, list[RoutingPlan]] = {}
         self.solves = 0
 
     def plans(self) -> dict[str, list[RoutingPlan]]:
-        """cluster -> the plans in force for its caller localities."""
+        """cluster -> the plans in force for its caller localities (as of the end of the
+        last round: safe to read while a round runs on another thread)."""
+        return self._published
+
+    def _publish(self) -> None:
         out: dict[str, list[RoutingPlan]] = {}
         for service in self._services.values():
             for (cluster, _), plan in sorted(service.plans.items()):
                 out.setdefault(cluster, []).append(plan)
-        return out
+        self._published = out  # one assignment: readers see the old or the new whole
 
     def plan(
         self,
@@ -233,6 +238,8 @@ class Planner:
                 changed |= self._plan_service(key, policy, exports, records, reports, prices, now)
             except OptimizerError as err:
                 log.error("no new plan for %s/%s, the previous stays: %s", *key, err)
+        if changed:
+            self._publish()
         return changed
 
     def _smooth(

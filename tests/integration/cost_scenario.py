@@ -59,8 +59,9 @@ def scenario_file(capacity_rps: float) -> dict[str, Any]:
     return spec
 
 
-def policy(name: str) -> dict[str, Any]:
-    """The TrafficPolicy document of one of :data:`POLICY_NAMES`."""
+def policy(name: str, headroom: float | None = None) -> dict[str, Any]:
+    """The TrafficPolicy document of one of :data:`POLICY_NAMES` (``headroom``: optimize's,
+    None for the default 0.8)."""
     spec: dict[str, Any] = {"host": SERVICE_HOST}
     if name == "round-robin":
         third = {
@@ -72,6 +73,8 @@ def policy(name: str) -> dict[str, Any]:
         spec["cost"] = {"mode": "off"}
     elif name == "optimize":
         spec["cost"] = {"mode": "optimize", "latencyBudgetMs": BUDGET_MS}
+        if headroom is not None:
+            spec["cost"]["headroom"] = headroom
     else:
         raise ValueError(name)
     return {
@@ -82,10 +85,11 @@ def policy(name: str) -> dict[str, Any]:
     }
 
 
-def apply_policy(fed: IsolatedFederation, name: str) -> None:
-    """Apply ``policy(name)`` to the controller (it replaces the previous one: same name)."""
+def apply_policy(fed: IsolatedFederation, name: str, headroom: float | None = None) -> None:
+    """Apply ``policy(name, headroom)`` to the controller (it replaces the previous one: same
+    name)."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(policy(name), f)
+        yaml.safe_dump(policy(name, headroom), f)
     try:
         fed.meshfed("apply", "-f", f.name)
     finally:
@@ -160,7 +164,13 @@ TAIL_S = 3.0
 
 
 def measure(
-    fed: IsolatedFederation, name: str, rps: float, *, warm_s: float, seconds: float
+    fed: IsolatedFederation,
+    name: str,
+    rps: float,
+    *,
+    warm_s: float,
+    seconds: float,
+    headroom: float | None = None,
 ) -> Measurement:
     """Apply policy ``name`` and send ``rps`` without a pause for ``warm_s + seconds`` (plus
     :data:`TAIL_S`): plans follow the demand during ``warm_s``; the next ``seconds`` are
@@ -169,7 +179,7 @@ def measure(
     controller's counters taken at the window's ends (steady load: the counters' few seconds
     of delay shift both snapshots alike, and the ratio of dollars to requests does not
     depend on it)."""
-    apply_policy(fed, name)
+    apply_policy(fed, name, headroom)
     outbound = fed.outbound("sidecar-frontend")
     box: dict[str, list[Result]] = {}
 

@@ -472,3 +472,37 @@ def _node_of(proxy: ProxyDescription):  # type: ignore[no-untyped-def]
     node = base_pb2.Node(id=proxy.node_id)
     node.metadata.update(proxy.metadata())
     return node
+
+
+def test_a_plan_becomes_priority_zero_weights_for_sidecars_and_proxyless_grpc() -> None:
+    """Issue #18: with cost mode optimize and the controller's plan for the caller's locality
+    (60 % zone a, 40 % zone b), both a sidecar's and a proxyless gRPC client's EDS carry the
+    split at priority 0; with the policy in another mode the plan is ignored."""
+    from federation.sync.messages import RoutingPlan
+
+    registry = _registry(_doc("echo-1", "us-east-1a"), _doc("echo-22", "us-east-1b"))
+    policy = """
+apiVersion: meshfed.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: echo, namespace: demo}
+spec: {host: echo.demo.svc.clusterset.local, cost: {mode: MODE}}
+"""
+    plan = RoutingPlan(
+        "demo",
+        "echo",
+        "aws/us-east-1/us-east-1a",
+        (("east", "aws/us-east-1/us-east-1a", 0.6), ("east", "aws/us-east-1/us-east-1b", 0.4)),
+    )
+
+    def split(mode: str, proxy: ProxyDescription) -> list[tuple[str, int, int]]:
+        [doc] = load_documents(policy.replace("MODE", mode))
+        registry.set_federation([], [], [doc], plans=[plan])  # type: ignore[list-item]
+        (cla,) = generate(MESH, registry.state, proxy)[resource.ENDPOINT]
+        return [
+            (e.locality.zone, e.priority, e.load_balancing_weight.value) for e in cla.endpoints
+        ]
+
+    grpc = ProxyDescription("g", "grpc", "demo", locality=Locality("aws/us-east-1", "us-east-1a"))
+    for proxy in (_sidecar(), grpc):
+        assert split("optimize", proxy) == [("us-east-1a", 0, 6000), ("us-east-1b", 0, 4000)]
+        assert [p for _, p, _ in split("prefer-cheaper", proxy)] == [0, 1]
