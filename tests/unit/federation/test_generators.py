@@ -498,9 +498,7 @@ spec: {host: echo.demo.svc.clusterset.local, cost: {mode: MODE}}
         [doc] = load_documents(policy.replace("MODE", mode))
         registry.set_federation([], [], [doc], plans=[plan])  # type: ignore[list-item]
         (cla,) = generate(MESH, registry.state, proxy)[resource.ENDPOINT]
-        return [
-            (e.locality.zone, e.priority, e.load_balancing_weight.value) for e in cla.endpoints
-        ]
+        return [(e.locality.zone, e.priority, e.load_balancing_weight.value) for e in cla.endpoints]
 
     grpc = ProxyDescription("g", "grpc", "demo", locality=Locality("aws/us-east-1", "us-east-1a"))
     for proxy in (_sidecar(), grpc):
