@@ -30,7 +30,8 @@ trust-walkthrough: $(STAMP) system-deps
 
 ## system-deps: tools the tests call that pip cannot install (openssl CLI; iproute2 for the
 ## isolated bed of `meshfed up --isolate`, whose tests run as root; Chromium, which loads the
-## controller's dashboard headless)
+## controller's dashboard headless; PostgreSQL, whose server the store tests start and stop
+## themselves -- a cluster the package starts on install is stopped again)
 system-deps:
 	@command -v openssl >/dev/null || { \
 	  echo "installing openssl (Debian package)"; \
@@ -41,6 +42,12 @@ system-deps:
 	@command -v chromium >/dev/null || { \
 	  echo "installing chromium (Debian package)"; \
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing postgresql (Debian package; the tests start their own server)"; \
+	  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; \
+	  if command -v pg_lsclusters >/dev/null; then \
+	    pg_lsclusters -h | while read -r version name _; do \
+	      pg_ctlcluster "$$version" "$$name" stop 2>/dev/null || true; done; fi; }
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -66,6 +66,17 @@ def controller() -> None:
     help="SQLite state file.  [default: $MESHFED_HOME/controller.db]",
 )
 @click.option(
+    "--store",
+    "store_dsn",
+    default=None,
+    envvar="MESHFED_CONTROLLER_STORE",
+    metavar="POSTGRESQL_URL",
+    help="Keep the state in PostgreSQL instead of --state: a libpq connection string such"
+    " as postgresql://meshfed@db.internal:5432/meshfed (password from ~/.pgpass or"
+    " PGPASSWORD; also $MESHFED_CONTROLLER_STORE). Schema migrations are applied at start."
+    " One controller per database for now: replicas need leader election (issue 19).",
+)
+@click.option(
     "--trust-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -116,6 +127,7 @@ def serve_cmd(
     listen: str,
     sync_listen: str,
     state: Path | None,
+    store_dsn: str | None,
     trust_dir: Path | None,
     trust_domain: str,
     lease: timedelta,
@@ -137,6 +149,16 @@ def serve_cmd(
             parse_host_port(value, what=flag)
         except ValueError as err:
             raise InputError(str(err)) from err
+    if store_dsn is not None:
+        if state is not None:
+            raise InputError("--state and --store exclude each other")
+        from federation.controller.pgstore import parse_dsn
+        from federation.controller.store import StoreError
+
+        try:
+            parse_dsn(store_dsn)
+        except StoreError as err:
+            raise InputError(str(err)) from err
     home = meshfed_home()
     config = ControllerConfig(
         listen=listen,
@@ -150,6 +172,7 @@ def serve_cmd(
         insecure_http=insecure_http,
         authz_default=authz_default,
         intermediate_ttl=intermediate_ttl,
+        store_dsn=store_dsn,
     )
 
     async def run() -> None:
@@ -161,6 +184,73 @@ def serve_cmd(
         await ctl.stop()
 
     asyncio.run(run())
+
+
+@controller.command("migrate")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="POSTGRESQL_URL",
+    help="The PostgreSQL database to copy the state into (its schema is created or migrated).",
+)
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The SQLite state file to copy.  [default: $MESHFED_HOME/controller.db]",
+)
+@output_option(("table", "json"))
+def migrate_cmd(target: str, state: Path | None, output: str) -> None:
+    """Copy a controller's SQLite state into PostgreSQL, in one transaction, and verify it.
+
+    The database then holds exactly the file's members, join tokens, exports, reports and
+    applied documents (running it again changes nothing). Prints, per table, the rows and
+    SHA-256 of both sides; exits 1 when they differ. Stop the controller first. The root of
+    trust is not in the state: replicas mount the same trust directory, or use Vault or
+    AWS Private CA (docs/architecture.md, "Controller state").
+    """
+    from federation.controller.pgstore import PostgresStore, parse_dsn
+    from federation.controller.store import SqliteStore, StoreError, digest
+
+    source_path = state or meshfed_home() / "controller.db"
+    if not source_path.is_file():
+        raise InputError(f"--state {source_path}: no such file")
+    try:
+        parse_dsn(target)
+    except StoreError as err:
+        raise InputError(str(err).replace("--store", "--to")) from err
+    source = SqliteStore(source_path)
+    try:
+        sink = PostgresStore(target)
+        try:
+            copied = sink.copy_from(source)
+            before, after = digest(source), digest(sink)
+            where = sink.where
+        finally:
+            sink.close()
+    finally:
+        source.close()
+    rows: list[dict[str, Any]] = [
+        {
+            "table": table,
+            "rows": copied[table],
+            "sourceSha256": before[table][1],
+            "targetSha256": after[table][1],
+            "match": before[table] == after[table],
+        }
+        for table in before
+    ]
+    if output == "json":
+        click.echo(json.dumps({"from": str(source_path), "to": where, "tables": rows}, indent=2))
+    else:
+        click.echo(f"copied {source_path} -> {where}")
+        for r in rows:
+            verdict = "ok" if r["match"] else "DIFFERS"
+            sha = r["targetSha256"][:16]
+            click.echo(f"  {r['table']:<12} {r['rows']:>6} rows  sha256 {sha}  {verdict}")
+    if not all(r["match"] for r in rows):
+        raise click.exceptions.Exit(1)
 
 
 def _ago(ts: float | None) -> str:

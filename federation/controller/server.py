@@ -27,7 +27,7 @@ from federation.controller.hub import SyncHub
 from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL, IntermediateSigner
 from federation.controller.membership import DEFAULT_LEASE_S
 from federation.controller.service import FederationService
-from federation.controller.store import SqliteStore
+from federation.controller.store import ControllerStore, SqliteStore
 from federation.controller.sync import FederationSyncService
 from federation.controller.tls import HttpsCertificate, ServerCertificate
 from federation.errors import FederationError
@@ -52,7 +52,9 @@ class ControllerConfig:
     Attributes:
         listen / sync_listen: ``host:port`` of the REST API and the gRPC sync service
             (port 0 picks a free port).
-        state_path: the SQLite file.
+        state_path: the SQLite file (its folder also holds the API's certificate).
+        store_dsn: a PostgreSQL connection string: the state lives there instead of
+            ``state_path`` (:class:`federation.controller.pgstore.PostgresStore`).
         trust_dir: the root of trust (a :class:`trust.store.TrustDirectory`).
         trust_domain: used to create the root when ``trust_dir`` has none.
         token_path: the admin bearer token (created 0600 at first start).
@@ -76,6 +78,7 @@ class ControllerConfig:
     insecure_http: bool = False
     authz_default: str = "allow"
     intermediate_ttl: timedelta = DEFAULT_INTERMEDIATE_TTL
+    store_dsn: str | None = None
 
 
 class Controller:
@@ -112,12 +115,24 @@ class Controller:
             trust.create_intermediate(CONTROLLER_CA_NAME)
         return trust
 
+    def _open_store(self) -> ControllerStore:
+        if self.config.store_dsn is None:
+            return SqliteStore(self.config.state_path)
+        from federation.controller.pgstore import PostgresStore
+
+        store = PostgresStore(self.config.store_dsn)
+        log.info("state in %s (schema version %d)", store.where, store.schema_version)
+        return store
+
     async def start(self) -> None:
         """Start serving (see the module docstring).
 
         Raises:
             trust.errors.TrustError: the trust directory is unusable.
-            federation.controller.store.StoreError: the state file has another schema version.
+            federation.controller.store.StoreError: the state file or database has another
+                schema version, or the connection string does not parse (nothing is
+                written then: the store is opened before the trust directory).
+            federation.controller.pgstore.UnreachableStoreError: PostgreSQL is unreachable.
             OSError: an address is in use.
         """
         cfg = self.config
@@ -127,8 +142,8 @@ class Controller:
                 f"--insecure-http: the REST API carries bearer tokens; plain HTTP is allowed"
                 f" only on a loopback address, not {host}"
             )
+        self.store = self._open_store()
         trust = self._trust()
-        self.store = SqliteStore(cfg.state_path)
 
         def bundle_pem() -> bytes:
             return trust.bundle().to_pem()

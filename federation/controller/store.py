@@ -9,12 +9,13 @@ the token), ``exports`` (first time each cluster's export was seen: MCS conflict
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,42 +90,75 @@ class ControllerStore(Protocol):
     ) -> None: ...
     def delete_documents(self, keys: Sequence[DocumentKey]) -> list[DocumentKey]: ...
     def documents(self, kind: str) -> list[dict[str, Any]]: ...
+    def close(self) -> None: ...
 
 
-class SqliteStore:
-    """:class:`ControllerStore` on SQLite (``journal_mode=WAL``; every write one transaction)."""
+class Cursor(Protocol):
+    """What the SQL of :class:`SqlStore` needs of a DB-API cursor."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        # owner-only, before SQLite opens it (its -wal and -shm files copy the mode)
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)  # idempotent; executescript commits on its own
-        with self._tx() as db:
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StoreError(f"{path}: schema version {row[0]} is not {SCHEMA_VERSION}")
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+
+class Db(Protocol):
+    """A connection inside a transaction: ``execute`` with ``?`` placeholders."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+
+
+#: Every table of the state, with its primary key columns, in a copy's order.
+TABLES: dict[str, tuple[str, ...]] = {
+    "clusters": ("name",),
+    "join_tokens": ("token_sha256",),
+    "exports": ("cluster", "namespace", "service"),
+    "reports": ("cluster",),
+    "documents": ("kind", "namespace", "name", "cluster"),
+}
+
+
+class SqlStore:
+    """:class:`ControllerStore` in SQL that SQLite and PostgreSQL both speak (``?``
+    placeholders, ``INSERT ... ON CONFLICT``); subclasses give the connections:
+    :meth:`_tx` (one transaction, committed on success, rolled back on an exception) and
+    :meth:`_read` (a consistent read), and name their unique-violation exceptions."""
+
+    #: The driver's exceptions for a primary key or unique violation.
+    _integrity_errors: tuple[type[Exception], ...] = ()
+    #: Appended to the SELECT of a row a transaction is about to change (PostgreSQL: FOR UPDATE).
+    _lock_row = ""
+
+    def _tx(self) -> AbstractContextManager[Db]:
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Db]:
+        raise NotImplementedError
 
     def close(self) -> None:
-        """Close the database."""
-        self._db.close()
+        """Release the connections."""
+
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        """Every row of ``table`` (one of :data:`TABLES`), ordered by its primary key."""
+        key = ", ".join(TABLES[table])
+        with self._read() as db:
+            return [
+                tuple(r)
+                for r in db.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()  # noqa: S608 - names from TABLES
+            ]
+
+    def copy_from(self, source: SqlStore) -> dict[str, int]:
+        """Make this store's tables hold exactly ``source``'s rows, in one transaction
+        (idempotent: a second copy changes nothing). Returns rows per table."""
+        tables = {t: source.rows(t) for t in TABLES}
+        with self._tx() as db:
+            for table in reversed(TABLES):
+                db.execute(f"DELETE FROM {table}")  # noqa: S608 - names from TABLES
+            for table, rows in tables.items():
+                for row in rows:
+                    marks = ",".join("?" * len(row))
+                    db.execute(f"INSERT INTO {table} VALUES ({marks})", row)  # noqa: S608
+        return {t: len(r) for t, r in tables.items()}
 
     def add_cluster(
         self, record: ClusterRecord, token_sha256: str, token_expires_at: float
@@ -154,13 +188,13 @@ class SqliteStore:
                     "INSERT INTO join_tokens VALUES (?,?,?,NULL)",
                     (token_sha256, record.name, token_expires_at),
                 )
-        except sqlite3.IntegrityError as err:
+        except self._integrity_errors as err:
             raise StoreError(f"cluster {record.name!r} is already a member") from err
 
     def clusters(self) -> list[ClusterRecord]:
         """Every member, by name."""
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM clusters ORDER BY name").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM clusters ORDER BY name").fetchall()
         return [ClusterRecord(*row) for row in rows]
 
     def cluster(self, name: str) -> ClusterRecord:
@@ -169,8 +203,8 @@ class SqliteStore:
         Raises:
             NotFoundError: no such cluster.
         """
-        with self._lock:
-            row = self._db.execute("SELECT * FROM clusters WHERE name=?", (name,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT * FROM clusters WHERE name=?", (name,)).fetchone()
         if row is None:
             raise NotFoundError(f"cluster {name!r} is not a member")
         return ClusterRecord(*row)
@@ -187,12 +221,9 @@ class SqliteStore:
             for table in ("join_tokens", "reports", "exports", "documents"):
                 db.execute(f"DELETE FROM {table} WHERE cluster=?", (name,))  # noqa: S608 - fixed names
 
-    @staticmethod
-    def _token_problem(db: sqlite3.Connection, token_sha256: str, cluster: str, now: float) -> str:
-        row = db.execute(
-            "SELECT cluster, expires_at, used_at FROM join_tokens WHERE token_sha256=?",
-            (token_sha256,),
-        ).fetchone()
+    def _token_problem(self, db: Db, token_sha256: str, cluster: str, now: float) -> str:
+        query = "SELECT cluster, expires_at, used_at FROM join_tokens WHERE token_sha256=?"
+        row = db.execute(query + self._lock_row, (token_sha256,)).fetchone()
         if row is None or row[0] != cluster:
             return "unknown join token for this cluster"
         if row[2] is not None:
@@ -208,8 +239,8 @@ class SqliteStore:
         Raises:
             StoreError: unknown token, token for another cluster, already used, or expired.
         """
-        with self._lock:
-            problem = self._token_problem(self._db, token_sha256, cluster, now)
+        with self._read() as db:
+            problem = self._token_problem(db, token_sha256, cluster, now)
         if problem:
             raise StoreError(problem)
 
@@ -269,13 +300,17 @@ class SqliteStore:
         exports = set(report.export_keys())
         body = report.model_dump_json()
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO reports VALUES (?,?,?)", (name, body, now))
+            db.execute(
+                "INSERT INTO reports VALUES (?,?,?) ON CONFLICT (cluster) DO UPDATE"
+                " SET body=excluded.body, received_at=excluded.received_at",
+                (name, body, now),
+            )
             db.execute("UPDATE clusters SET last_heartbeat=? WHERE name=?", (now, name))
             known = {
                 (ns, svc)
                 for ns, svc in db.execute(
                     "SELECT namespace, service FROM exports WHERE cluster=?", (name,)
-                )
+                ).fetchall()
             }
             for ns, svc in exports - known:
                 db.execute("INSERT INTO exports VALUES (?,?,?,?)", (name, ns, svc, now))
@@ -287,14 +322,14 @@ class SqliteStore:
 
     def reports(self) -> dict[str, ClusterReport]:
         """Latest report per cluster."""
-        with self._lock:
-            rows = self._db.execute("SELECT cluster, body FROM reports").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT cluster, body FROM reports").fetchall()
         return {c: ClusterReport.model_validate_json(body) for c, body in rows}
 
     def export_times(self) -> dict[tuple[str, str, str], float]:
         """``(cluster, namespace, service) -> first seen``."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT cluster, namespace, service, first_seen FROM exports"
             ).fetchall()
         return {(c, ns, s): t for c, ns, s, t in rows}
@@ -304,15 +339,10 @@ class SqliteStore:
         creation time: MCS "oldest wins" and listing order use it)."""
         with self._tx() as db:
             for key, body in docs:
-                row = db.execute(
-                    "SELECT created_at FROM documents"
-                    " WHERE kind=? AND namespace=? AND name=? AND cluster=?",
-                    key,
-                ).fetchone()
-                created = row[0] if row else now
                 db.execute(
-                    "INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?)",
-                    (*key, json.dumps(body), created),
+                    "INSERT INTO documents VALUES (?,?,?,?,?,?) ON CONFLICT"
+                    " (kind, namespace, name, cluster) DO UPDATE SET body=excluded.body",
+                    (*key, json.dumps(body), now),
                 )
 
     def delete_documents(self, keys: Sequence[DocumentKey]) -> list[DocumentKey]:
@@ -329,9 +359,64 @@ class SqliteStore:
 
     def documents(self, kind: str) -> list[dict[str, Any]]:
         """Every document of a kind, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT body FROM documents WHERE kind=? ORDER BY created_at, namespace, name",
                 (kind,),
             ).fetchall()
         return [json.loads(body) for (body,) in rows]
+
+
+class SqliteStore(SqlStore):
+    """:class:`ControllerStore` on SQLite (``journal_mode=WAL``; every write one transaction,
+    ``BEGIN IMMEDIATE``; one connection behind a lock)."""
+
+    _integrity_errors = (sqlite3.IntegrityError,)
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # owner-only, before SQLite opens it (its -wal and -shm files copy the mode)
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)  # idempotent; executescript commits on its own
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StoreError(f"{path}: schema version {row[0]} is not {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _tx(self) -> Iterator[Db]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[Db]:
+        with self._lock:
+            yield self._db
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+
+def digest(store: SqlStore) -> dict[str, tuple[int, str]]:
+    """Per table of :data:`TABLES`: row count and SHA-256 of its rows (ordered by primary
+    key, as JSON): equal on two stores when they hold the same state."""
+    out = {}
+    for table in TABLES:
+        rows = store.rows(table)
+        body = json.dumps([list(r) for r in rows], sort_keys=True).encode()
+        out[table] = (len(rows), hashlib.sha256(body).hexdigest())
+    return out

@@ -376,8 +376,10 @@ def start_sidecar(
 class ControllerHandle:
     """``meshfed controller serve`` on fixed ports (a restart keeps them)."""
 
-    def __init__(self, procs: Processes, home: Path, lease_s: float = 3.0) -> None:
-        self.procs, self.home, self.lease_s = procs, home, lease_s
+    def __init__(
+        self, procs: Processes, home: Path, lease_s: float = 3.0, store: str | None = None
+    ) -> None:
+        self.procs, self.home, self.lease_s, self.store = procs, home, lease_s, store
         self.api_port, self.sync_port = free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -412,6 +414,7 @@ class ControllerHandle:
                 "example.org",
                 "--lease",
                 f"{self.lease_s}s",
+                *(["--store", self.store] if self.store else []),
             ],
             env=meshfed_env(self.home),
         )

@@ -1,15 +1,14 @@
-"""Membership decisions and the SQLite store."""
+"""Membership decisions and the SQLite store's schema check (the store contract, on SQLite
+and PostgreSQL: tests/integration/test_stores.py)."""
 
 from __future__ import annotations
 
 import sqlite3
-import stat
 
 import pytest
 
 from federation.controller.membership import cluster_state, validate_member_name
 from federation.controller.store import ClusterRecord, SqliteStore, StoreError
-from federation.errors import NotFoundError
 from federation.sync.identity import cluster_from_spiffe_path, control_plane_spiffe_path
 from federation.sync.join_token import (
     MalformedTokenError,
@@ -18,7 +17,6 @@ from federation.sync.join_token import (
     split_join_token,
     token_digest,
 )
-from federation.sync.messages import ClusterReport
 
 
 def _record(name: str = "east", **kw: object) -> ClusterRecord:
@@ -59,45 +57,6 @@ def test_tokens_and_names() -> None:
     assert cluster_from_spiffe_path("/ns/meshfed-system/sa/controlplane-") is None
 
 
-def test_store_survives_reopen_and_tokens_are_single_use(tmp_path) -> None:
-    path = tmp_path / "controller.db"
-    store = SqliteStore(path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    store.add_cluster(_record(), token_digest("t1"), token_expires_at=50.0)
-    with pytest.raises(StoreError, match="already a member"):
-        store.add_cluster(_record(), token_digest("t2"), token_expires_at=50.0)
-    with pytest.raises(StoreError, match="unknown"):
-        store.join(token_digest("nope"), "east", "PEM", now=1.0)
-    with pytest.raises(StoreError, match="unknown"):
-        store.join(token_digest("t1"), "west", "PEM", now=1.0)
-    with pytest.raises(StoreError, match="expired"):
-        store.join(token_digest("t1"), "east", "PEM", now=51.0)
-    store.join(token_digest("t1"), "east", "PEM", now=2.0)
-    with pytest.raises(StoreError, match="already used"):
-        store.join(token_digest("t1"), "east", "PEM", now=3.0)
-    store.put_report("east", ClusterReport(cluster="east", exports=["demo/echo"]), now=4.0)
-    store.put_documents(
-        [(("ServiceExport", "demo", "echo", "east"), {"kind": "ServiceExport"})], 5.0
-    )
-    store.close()
-
-    again = SqliteStore(path)
-    record = again.cluster("east")
-    assert (record.joined_at, record.last_heartbeat, record.intermediate_pem) == (2.0, 4.0, "PEM")
-    assert again.export_times() == {("east", "demo", "echo"): 4.0}
-    assert again.documents("ServiceExport") == [{"kind": "ServiceExport"}]
-    # a later report keeps the first-seen time; dropping the export forgets it
-    again.put_report("east", ClusterReport(cluster="east", exports=["demo/echo"]), now=9.0)
-    assert again.export_times()[("east", "demo", "echo")] == 4.0
-    again.put_report("east", ClusterReport(cluster="east"), now=10.0)
-    assert again.export_times() == {}
-    again.remove_cluster("east")
-    assert again.clusters() == [] and again.documents("ServiceExport") == []
-    with pytest.raises(NotFoundError):
-        again.remove_cluster("east")
-    again.close()
-
-
 def test_store_refuses_another_schema_version(tmp_path) -> None:
     path = tmp_path / "c.db"
     SqliteStore(path).close()
@@ -107,12 +66,3 @@ def test_store_refuses_another_schema_version(tmp_path) -> None:
     db.close()
     with pytest.raises(StoreError, match="schema version 99"):
         SqliteStore(path)
-
-
-def test_a_failed_write_changes_nothing(tmp_path) -> None:
-    store = SqliteStore(tmp_path / "c.db")
-    key = ("ServiceExport", "demo", "a", "east")
-    with pytest.raises(TypeError):  # the second body cannot be stored: the first is rolled back
-        store.put_documents([(key, {"ok": 1}), (("X", "d", "b", ""), {"bad": object()})], 1.0)
-    assert store.documents("ServiceExport") == []
-    store.close()

@@ -1,0 +1,187 @@
+"""The controller's state in PostgreSQL (issue #19): the SQL of
+:class:`federation.controller.store.SqlStore` through psycopg 3 and a connection pool
+(``psycopg_pool``), for controllers that outgrow one host.
+
+Schema: versioned migrations kept in ``federation/controller/migrations/postgresql/NNNN_*.sql``,
+applied on start, each once and in its own transaction, recorded in ``schema_migrations``;
+start-up holds a transaction-scoped advisory lock, so replicas that start together apply
+them once. A database whose ``schema_migrations`` names a version this code does not know
+(a newer meshfed) is refused, and so is a database that holds meshfed's tables without it.
+
+Connection strings are libpq's (``postgresql://user@host:5432/db?sslmode=require`` or
+``host=... dbname=...``); passwords belong in ``~/.pgpass`` or ``PGPASSWORD``, and no
+connection string is ever logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from federation.controller.store import Cursor, Db, SqlStore, StoreError
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for a connection (at start and from the pool).
+CONNECT_TIMEOUT_S = 5.0
+#: Key of the advisory lock held while migrations are applied (``hashtext('meshfed')``-like).
+MIGRATION_LOCK = 0x6D657368
+_MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class UnreachableStoreError(StoreError):
+    """PostgreSQL could not be reached (retryable)."""
+
+    retryable = True
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """``(version, file name, SQL)`` of every migration shipped, by version."""
+    folder = resources.files("federation.controller") / "migrations" / "postgresql"
+    out = []
+    for entry in folder.iterdir():
+        m = _MIGRATION.match(entry.name)
+        if m:
+            out.append((int(m.group(1)), entry.name, entry.read_text()))
+    return sorted(out)
+
+
+def parse_dsn(dsn: str) -> dict[str, Any]:
+    """The parts of a libpq connection string.
+
+    Raises:
+        StoreError: it does not parse (the message never repeats the string: it may hold a
+            password).
+    """
+    try:
+        parts = pg_conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as err:
+        reason = str(err).splitlines()[0] if str(err) else "invalid"
+        raise StoreError(f"--store: not a PostgreSQL connection string ({reason})") from err
+    for port in str(parts.get("port", "")).split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise StoreError(
+                f"--store: not a PostgreSQL connection string (port {port!r} is not a number"
+                " from 1 to 65535)"
+            )
+    return parts
+
+
+def describe(dsn: str) -> str:
+    """``postgresql://user@host:port/db`` without the password (for logs and messages)."""
+    parts = parse_dsn(dsn)
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
+
+
+class _Db:
+    """A psycopg connection with ``?`` placeholders (the SQL of :class:`SqlStore`)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self._conn.execute(sql.replace("?", "%s"), tuple(params))
+
+
+class PostgresStore(SqlStore):
+    """:class:`~federation.controller.store.ControllerStore` on PostgreSQL (see the module
+    docstring). Every write is one transaction (READ COMMITTED; the join token row is
+    locked ``FOR UPDATE`` while it is used, so two replicas cannot both use one token).
+
+    Raises (from the constructor):
+        StoreError: the connection string does not parse; the database's schema is another
+            meshfed's or not meshfed's (exit 2: change the input).
+        UnreachableStoreError: no connection within :data:`CONNECT_TIMEOUT_S` (exit 1).
+    """
+
+    _integrity_errors = (psycopg.errors.UniqueViolation,)
+    _lock_row = " FOR UPDATE"
+
+    def __init__(self, dsn: str, *, max_connections: int = 4) -> None:
+        parse_dsn(dsn)
+        self.where = describe(dsn)
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_connections,
+            timeout=CONNECT_TIMEOUT_S,
+            kwargs={"connect_timeout": int(CONNECT_TIMEOUT_S), "application_name": "meshfed"},
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except PoolTimeout as err:
+            self._pool.close()
+            raise UnreachableStoreError(
+                f"{self.where}: no connection within {CONNECT_TIMEOUT_S:g} s"
+            ) from err
+        try:
+            self.schema_version = self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _migrate(self) -> int:
+        """Apply the shipped migrations the database lacks; returns its schema version."""
+        shipped = migrations()
+        known = {v for v, _, _ in shipped}
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            has_table = conn.execute(
+                "SELECT to_regclass('schema_migrations') IS NOT NULL"
+            ).fetchone()
+            if not (has_table and has_table[0]):
+                tables = conn.execute("SELECT to_regclass('clusters') IS NOT NULL").fetchone()
+                if tables and tables[0]:
+                    raise StoreError(
+                        f"{self.where}: has a 'clusters' table but no schema_migrations:"
+                        " not a meshfed database (use an empty database)"
+                    )
+                conn.execute(
+                    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+                    " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
+            applied = {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+            unknown = sorted(applied - known)
+            if unknown:
+                raise StoreError(
+                    f"{self.where}: schema version {unknown[-1]} is newer than this meshfed's"
+                    f" ({max(known)}): upgrade meshfed"
+                )
+            for version, name, sql in shipped:
+                if version in applied:
+                    continue
+                conn.execute(sql.encode())  # shipped files, not input
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                    (version, name),
+                )
+                log.info("%s: applied migration %s", self.where, name)
+        return max(known)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Db]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield _Db(conn)
+        except PoolTimeout as err:
+            raise UnreachableStoreError(f"{self.where}: no connection") from err
+        except psycopg.OperationalError as err:
+            raise UnreachableStoreError(f"{self.where}: {err}") from err
+
+    def _read(self) -> AbstractContextManager[Db]:
+        return self._tx()
+
+    def close(self) -> None:
+        """Close every connection of the pool."""
+        self._pool.close()
