@@ -26,6 +26,7 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from federation.controller.leader import check_fencing
 from federation.controller.store import Cursor, Db, SqlStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,22 @@ class PostgresStore(SqlStore):
 
     def _read(self) -> AbstractContextManager[Db]:
         return self._tx()
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A connection of the pool (returned to it on exit)."""
+        return self._pool.connection()
+
+    @contextmanager
+    def leader_tx(self, me: str, fencing: int) -> Iterator[Db]:
+        """A write transaction only the leader of term ``fencing`` may commit
+        (:func:`federation.controller.leader.check_fencing` first).
+
+        Raises:
+            NotLeaderError: ``me`` no longer holds that term; nothing is written.
+        """
+        with self._tx() as db:
+            check_fencing(db, me, fencing)
+            yield db
 
     def close(self) -> None:
         """Close every connection of the pool."""
