@@ -274,8 +274,11 @@ class SyncHub:
         the updates it causes on the event loop."""
         while True:
             await asyncio.sleep(self.planner.settings.interval_s)
-            if await asyncio.to_thread(self.planner.plan, *self._plan_inputs()):
-                self.recompute()
+            try:
+                if await asyncio.to_thread(self.planner.plan, *self._plan_inputs()):
+                    self.recompute()
+            except Exception:  # a bad round must not end planning; the plans in force stay
+                log.exception("planning round failed; the previous plans stay in force")
 
     def replan(self) -> None:
         """One planning round (:meth:`Planner.plan`) now, on this thread; recompute the

@@ -277,9 +277,9 @@ class Planner:
         servers = servers_of(key, exports, records, reports)
         demand = self._demand.get(key, {})
         callers = [
-            Caller(cluster, Locality.parse(loc), d.rps, d.request_bytes, d.response_bytes)
+            Caller(cluster, where, d.rps, d.request_bytes, d.response_bytes)
             for (cluster, loc), d in sorted(demand.items())
-            if cluster in records
+            if cluster in records and (where := _locality(loc)) is not None
         ]
         if not servers or not callers:
             return False  # nothing measured yet, or nobody serves: the previous plan stays
@@ -391,3 +391,11 @@ def _signature(problem: Problem) -> dict[str, float]:
             out[f"rtt {i} {j}"] = lk.rtt_ms if lk.rtt_ms is not None else -1.0
             out[f"excluded {i} {j}"] = 1.0 if lk.excluded else 0.0
     return out
+
+
+def _locality(text: str) -> Locality | None:
+    """A caller locality as the sidecars reported it; None when it is not one (``unknown``)."""
+    try:
+        return Locality.parse(text)
+    except ValueError:
+        return None

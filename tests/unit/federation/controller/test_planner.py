@@ -172,3 +172,21 @@ def test_headroom_and_budget_of_the_policy_are_used() -> None:
     # of A (50 more) first, then the cheapest excluded path for the last 50
     assert world.shares()[A] == pytest.approx(100 / 150, abs=1e-3)
     assert any("over the 50 ms budget" in b for b in plan.binding)
+
+
+def test_a_caller_without_a_locality_is_left_out_not_fatal() -> None:
+    world = World()
+    rows = [
+        {
+            "source_cluster": A,
+            "source_locality": "unknown",
+            "destination_service": "echo.demo",
+            "rps": 10.0,
+            "requestBytesPerS": 1.0,
+            "responseBytesPerS": 1.0,
+        }
+    ]
+    assert not world.planner.plan(
+        world.policies, world.exports, world.records, world.reports, rows, tables_in_force([])
+    )
+    assert world.round(150.0) and set(world.planner.plans()) == {A}
