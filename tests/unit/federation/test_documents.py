@@ -86,3 +86,24 @@ def test_locality_parts() -> None:
         "rack7",
     )
     assert str(loc) == "gcp/europe-west1/europe-west1-b/rack7"
+
+
+def test_capacity_and_headroom_are_checked_where_they_are_written() -> None:
+    """Issue #18: ``spec.capacity.rps`` > 0; ``cost.headroom`` in (0, 1] and only with mode
+    optimize -- each refusal names the document and the field."""
+    [entry] = load_documents(GOOD.replace("ports:", "capacity: {rps: 200}\n  ports:", 1))
+    assert entry.spec.capacity is not None and entry.spec.capacity.rps == 200
+    with pytest.raises(InvalidDocumentError, match=r"spec\.capacity\.rps"):
+        load_documents(GOOD.replace("ports:", "capacity: {rps: 0}\n  ports:", 1))
+    policy = (
+        "apiVersion: meshfed.io/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p, namespace: d}\n"
+        "spec: {host: echo.demo.svc.clusterset.local, cost: COST}\n"
+    )
+    load_documents(policy.replace("COST", "{mode: optimize, headroom: 0.9}"))
+    for cost, reason in (
+        ("{mode: optimize, headroom: 1.5}", "less than or equal to 1"),
+        ("{mode: prefer-cheaper, headroom: 0.9}", "headroom applies to mode optimize only"),
+    ):
+        with pytest.raises(InvalidDocumentError, match=reason) as info:
+            load_documents(policy.replace("COST", cost))
+        assert "spec.cost" in str(info.value)
