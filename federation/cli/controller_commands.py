@@ -149,16 +149,8 @@ def serve_cmd(
             parse_host_port(value, what=flag)
         except ValueError as err:
             raise InputError(str(err)) from err
-    if store_dsn is not None:
-        if state is not None:
-            raise InputError("--state and --store exclude each other")
-        from federation.controller.pgstore import parse_dsn
-        from federation.controller.store import StoreError
-
-        try:
-            parse_dsn(store_dsn)
-        except StoreError as err:
-            raise InputError(str(err)) from err
+    if store_dsn is not None and state is not None:
+        raise InputError("--state and --store exclude each other")
     home = meshfed_home()
     config = ControllerConfig(
         listen=listen,

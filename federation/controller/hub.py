@@ -275,7 +275,8 @@ class SyncHub:
         while True:
             await asyncio.sleep(self.planner.settings.interval_s)
             try:
-                if await asyncio.to_thread(self.planner.plan, *self._plan_inputs()):
+                inputs = self._plan_inputs()
+                if inputs is not None and await asyncio.to_thread(self.planner.plan, *inputs):
                     self.recompute()
             except Exception:  # a bad round must not end planning; the plans in force stay
                 log.exception("planning round failed; the previous plans stay in force")
@@ -283,18 +284,23 @@ class SyncHub:
     def replan(self) -> None:
         """One planning round (:meth:`Planner.plan`) now, on this thread; recompute the
         updates when a plan changed."""
-        if self.planner.plan(*self._plan_inputs()):
+        inputs = self._plan_inputs()
+        if inputs is not None and self.planner.plan(*inputs):
             self.recompute()
 
-    def _plan_inputs(self) -> tuple[Any, ...]:
+    def _plan_inputs(self) -> tuple[Any, ...] | None:
         """What :meth:`Planner.plan` reads, taken now: TrafficPolicies, export statuses,
-        members, reports, the traffic of the planner's window and the prices in force."""
+        members, reports, the traffic of the planner's window and the prices in force; None
+        when there is nothing to plan (no policy in cost mode ``optimize``, no plan to
+        withdraw), so an idle round reads neither the traffic nor the reports."""
+        policies = [p for p in self._stored_policies() if isinstance(p, TrafficPolicy)]
+        if not self.planner.active and all(p.spec.cost.mode != "optimize" for p in policies):
+            return None
         _, rows = self.traffic.rates(
             self.planner.settings.window_s,
             time.monotonic(),
             by=("source_cluster", "source_locality", "destination_service"),
         )
-        policies = [p for p in self._stored_policies() if isinstance(p, TrafficPolicy)]
         records = {c.name: c for c in self.store.clusters()}
         return (
             policies,

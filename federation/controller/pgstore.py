@@ -109,8 +109,7 @@ class PostgresStore(SqlStore):
     _lock_row = " FOR UPDATE"
 
     def __init__(self, dsn: str, *, max_connections: int = 4) -> None:
-        parse_dsn(dsn)
-        self.where = describe(dsn)
+        self.where = describe(dsn)  # parses it: StoreError before any connection
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             dsn,
             min_size=1,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from federation.controller.imports import ExportStatus
 from federation.controller.store import ClusterRecord
@@ -95,8 +95,14 @@ class _Demand:
 
 @dataclass(slots=True)
 class _ServicePlan:
+    """A service's last solve (its inputs, optimum per caller, what the optimum is compared
+    with and what binds) and the shares in force per caller."""
+
     inputs: dict[str, float] = field(default_factory=dict)
     targets: dict[CallerKey, dict[ServerKey, float]] = field(default_factory=dict)
+    #: per caller: (demand rps, US$/hour under locality failover, under round robin)
+    comparisons: dict[CallerKey, tuple[float, float, float]] = field(default_factory=dict)
+    binding: tuple[str, ...] = ()
     current: dict[CallerKey, dict[ServerKey, float]] = field(default_factory=dict)
     plans: dict[CallerKey, RoutingPlan] = field(default_factory=dict)
 
@@ -180,7 +186,6 @@ def link(
         rtt_ms=answer.rtt_ms,
         rank=rank,
         excluded=excluded,
-        bytes_per_request=caller.request_bytes + caller.response_bytes,
     )
 
 
@@ -201,6 +206,12 @@ class Planner:
         self._services: dict[ServiceKey, _ServicePlan] = {}
         self._published: dict[str, list[RoutingPlan]] = {}
         self.solves = 0
+
+    @property
+    def active(self) -> bool:
+        """True while any service is planned (a round without an ``optimize`` policy and
+        without plans to withdraw has nothing to do)."""
+        return bool(self._services)
 
     def plans(self) -> dict[str, list[RoutingPlan]]:
         """cluster -> the plans in force for its caller localities (as of the end of the
@@ -285,14 +296,11 @@ class Planner:
             return False  # nothing measured yet, or nobody serves: the previous plan stays
         inputs = PolicyInputs.from_policy(policy)
         headroom = policy.spec.cost.headroom or DEFAULT_HEADROOM
+        gateways = {name: r.gateway for name, r in records.items()}
         links = []
         for c in callers:
             report = reports.get(c.cluster)
-            measured = rtts_for_decisions(
-                {},
-                report.rtt_ms if report is not None else {},
-                {name: r.gateway for name, r in records.items()},
-            )
+            measured = rtts_for_decisions({}, report.rtt_ms if report is not None else {}, gateways)
             links.append(
                 [
                     link(
@@ -320,17 +328,11 @@ class Planner:
             }
             failover = usd_per_hour(problem, failover_shares(problem))
             spread = usd_per_hour(problem, round_robin_shares(problem))
-            binding = tuple(solution.binding)
-            comparisons = {
+            state.binding = tuple(solution.binding)
+            state.comparisons = {
                 (c.cluster, str(c.locality)): (c.rps, failover[i], spread[i])
                 for i, c in enumerate(callers)
             }
-        else:
-            comparisons = {
-                k: (p.demand_rps, p.failover_usd_per_hour, p.round_robin_usd_per_hour)
-                for k, p in state.plans.items()
-            }
-            binding = next(iter(state.plans.values())).binding if state.plans else ()
         available = {s.key for s in servers}
         changed = False
         present = {(c.cluster, str(c.locality)) for c in callers}
@@ -342,7 +344,7 @@ class Planner:
         for i, c in enumerate(callers):
             ckey = (c.cluster, str(c.locality))
             target = state.targets.get(ckey)
-            if target is None or ckey not in comparisons:
+            if target is None or ckey not in state.comparisons:
                 continue
             step = limit_shift(
                 state.current.get(ckey, {}), target, self.settings.max_shift, available
@@ -351,14 +353,9 @@ class Planner:
             if step == state.current.get(ckey) and ckey in state.plans:
                 continue
             state.current[ckey] = step
-            demand_rps, failover_usd, spread_usd = comparisons[ckey]
-            predicted = usd_per_hour(
-                problem,
-                [
-                    {} if k != i else {index[s]: v for s, v in step.items()}
-                    for k in range(len(callers))
-                ],
-            )[i]
+            demand_rps, failover_usd, spread_usd = state.comparisons[ckey]
+            alone = replace(problem, callers=[c], links=[problem.links[i]])
+            (predicted,) = usd_per_hour(alone, [{index[s]: v for s, v in step.items()}])
             state.plans[ckey] = RoutingPlan(
                 namespace=key[0],
                 service=key[1],
@@ -368,7 +365,7 @@ class Planner:
                 usd_per_hour=predicted,
                 failover_usd_per_hour=failover_usd,
                 round_robin_usd_per_hour=spread_usd,
-                binding=binding,
+                binding=state.binding,
                 solved_at=now,
                 capacities=tuple(
                     (s.cluster, str(s.locality), s.capacity_rps or 0.0) for s in servers
@@ -379,8 +376,9 @@ class Planner:
 
 
 def _signature(problem: Problem) -> dict[str, float]:
-    """The inputs :func:`inputs_moved` compares: demand, bytes, capacity, price and RTT."""
-    out: dict[str, float] = {}
+    """The inputs :func:`inputs_moved` compares: demand, bytes, capacity, headroom, and per
+    path price, RTT, failover rank and exclusion (a policy or price table change counts)."""
+    out: dict[str, float] = {"headroom": problem.headroom}
     for c in problem.callers:
         out[f"demand {c.cluster} {c.locality}"] = c.rps
         out[f"bytes {c.cluster} {c.locality}"] = c.request_bytes + c.response_bytes
@@ -388,7 +386,9 @@ def _signature(problem: Problem) -> dict[str, float]:
         out[f"capacity {s.key}"] = s.capacity_rps if s.capacity_rps is not None else -1.0
     for i, row in enumerate(problem.links):
         for j, lk in enumerate(row):
+            out[f"usd {i} {j}"] = lk.usd_per_request
             out[f"rtt {i} {j}"] = lk.rtt_ms if lk.rtt_ms is not None else -1.0
+            out[f"rank {i} {j}"] = lk.rank
             out[f"excluded {i} {j}"] = 1.0 if lk.excluded else 0.0
     return out
 

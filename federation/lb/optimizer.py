@@ -106,14 +106,12 @@ class Link:
         rank: the caller's failover rank of the server (lower first; ``decision.locality_rank``).
         excluded: the policy's latency budget or price cap excludes it ("" when not: else
             the reason, e.g. ``"RTT 80 ms over the 50 ms budget"``).
-        bytes_per_request: request plus response bytes (for the latency charge per GB).
     """
 
     usd_per_request: float
     rtt_ms: float | None = None
     rank: float = 0.0
     excluded: str = ""
-    bytes_per_request: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +178,9 @@ def round_robin_shares(problem: Problem) -> list[dict[int, float]]:
 
 def _by_capacity(problem: Problem, indices: Sequence[int] | range) -> dict[int, float]:
     caps = [problem.servers[j].capacity_rps for j in indices]
-    if any(c is None for c in caps) or not sum(c or 0.0 for c in caps):
-        return {j: 1.0 / len(indices) for j in indices}
     total = sum(c or 0.0 for c in caps)
+    if any(c is None for c in caps) or not total:
+        return {j: 1.0 / len(indices) for j in indices}
     return {j: (c or 0.0) / total for j, c in zip(indices, caps, strict=True)}
 
 
@@ -191,7 +189,7 @@ def _path_cost(problem: Problem, caller: Caller, link: Link) -> float:
     latency_usd = (
         (link.rtt_ms or 0.0)
         * problem.latency_usd_per_gb_per_ms
-        * (link.bytes_per_request or caller.request_bytes + caller.response_bytes)
+        * (caller.request_bytes + caller.response_bytes)
         / BYTES_PER_GB
     )
     return 3600.0 * (link.usd_per_request + latency_usd)
@@ -227,49 +225,33 @@ def solve(problem: Problem) -> Solution:
         ]
     )
     scale = float(raw.max()) if raw.max() > 0 else 1.0
-    cost = np.zeros((n, m, 3))
-    upper: list[float | None] = []
-    for i in range(n):
-        for j in range(m):
-            link = problem.links[i][j]
-            base = raw[i, j] / scale + RANK_TIE_BREAK * link.rank
-            policy = POLICY_PENALTY if link.excluded else 0.0
-            cost[i, j] = (
-                base + policy,
-                base + policy + RESERVE_PENALTY,
-                base + OVERLOAD_PENALTY * (1.0 + link.rank),
-            )
+    rank = np.array([[link.rank for link in row] for row in problem.links])
+    excluded = np.array([[bool(link.excluded) for link in row] for row in problem.links])
+    base = raw / scale + RANK_TIE_BREAK * rank
+    policy = np.where(excluded, POLICY_PENALTY, 0.0)
+    cost = np.stack(  # (n, m, tier): x[i, j, t] is variable (i * m + j) * 3 + t
+        [base + policy, base + policy + RESERVE_PENALTY, base + OVERLOAD_PENALTY * (1.0 + rank)],
+        axis=2,
+    )
     capped = [j for j, s in enumerate(servers) if s.capacity_rps is not None]
-    for _i in range(n):
-        for j in range(m):
-            unbounded = servers[j].capacity_rps is None
-            upper += [None, 0.0 if unbounded else None, 0.0 if unbounded else None]
-
-    def var(i: int, j: int, t: int) -> int:
-        return (i * m + j) * 3 + t
-
-    size = n * m * 3
-    a_eq = np.zeros((n, size))
-    for i in range(n):
-        for j in range(m):
-            for t in range(3):
-                a_eq[i, var(i, j, t)] = 1.0
-    b_eq = [c.rps for c in callers]
-    a_ub = np.zeros((2 * len(capped), size))
+    upper = np.full((n, m, 3), np.inf)
+    upper[:, [j for j in range(m) if j not in capped], 1:] = 0.0  # unbounded: tier 0 only
+    a_eq = np.kron(np.eye(n), np.ones(m * 3))  # each caller's variables sum to its demand
+    a_ub = np.zeros((2 * len(capped), n, m, 3))
     b_ub = []
     for row, j in enumerate(capped):
         cap = float(servers[j].capacity_rps or 0.0)
-        for i in range(n):
-            a_ub[2 * row, var(i, j, 0)] = 1.0
-            a_ub[2 * row + 1, var(i, j, 1)] = 1.0
+        a_ub[2 * row, :, j, 0] = 1.0
+        a_ub[2 * row + 1, :, j, 1] = 1.0
         b_ub += [problem.headroom * cap, (1.0 - problem.headroom) * cap]
+    size = n * m * 3
     result = linprog(
         cost.reshape(size),
-        A_ub=a_ub if capped else None,
+        A_ub=a_ub.reshape(len(b_ub), size) if capped else None,
         b_ub=b_ub if capped else None,
         A_eq=a_eq,
-        b_eq=b_eq,
-        bounds=[(0.0, u) for u in upper],
+        b_eq=[c.rps for c in callers],
+        bounds=[(0.0, None if np.isinf(u) else float(u)) for u in upper.flat],
         method="highs",
     )
     if result.status != 0 or result.x is None:

@@ -44,7 +44,7 @@ def _endpoint_to_proto(e: EndpointReport | DirectEndpoint) -> sync_pb2.EndpointR
         tls_mode=e.tls_mode,
         ports=dict(e.ports),
         weight=e.weight,
-        capacity_rps=getattr(e, "capacity_rps", 0.0),
+        capacity_rps=e.capacity_rps if isinstance(e, EndpointReport) else 0.0,
     )
 
 
