@@ -5,7 +5,9 @@ Control planes: the bearer token comes from ``--token``/``$MESHFED_TOKEN``, else
 come from ``--controller``/``$MESHFED_CONTROLLER`` and ``--token``/``$MESHFED_TOKEN``, else
 from ``$MESHFED_HOME/config.yaml`` (written by ``meshfed controller serve``), which also names
 the CA the controller's HTTPS certificate chains to (``caFile``, the federation's trust bundle)
-and the DNS name it carries (``serverName``). Errors are :mod:`federation.errors` exceptions.
+and the DNS name it carries (``serverName``). A controller URL may name several replicas,
+comma-separated: :func:`call` tries them in order while one is unreachable or answers 503.
+Errors are :mod:`federation.errors` exceptions.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ def tls_context(ca_pem: bytes | None = None, ca_file: str | None = None) -> ssl.
     )
 
 
+def split_urls(value: str) -> list[str]:
+    """``"https://a:1, https://b:2/"`` -> ``["https://a:1", "https://b:2"]``."""
+    return [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
+
+
 def tls_for(url: str, home: Path | None = None) -> ClientTls | None:
     """How to verify ``url``: None for http; for the controller named in ``config.yaml``, its
     ``caFile`` and ``serverName``; else ``$MESHFED_CA_FILE``, else the system's CAs.
@@ -75,7 +82,8 @@ def tls_for(url: str, home: Path | None = None) -> ClientTls | None:
         return None
     config = _config(home)
     ca_file, name = os.environ.get(CA_FILE_ENV), None
-    if config.get("controller", "").rstrip("/") == url.rstrip("/") and config.get("caFile"):
+    configured = split_urls(str(config.get("controller", "")))
+    if url.rstrip("/") in configured and config.get("caFile"):
         ca_file, name = str(config["caFile"]), config.get("serverName")
     try:
         return ClientTls(tls_context(ca_file=ca_file), name)
@@ -100,7 +108,8 @@ def controller_target(
             f" ('meshfed controller serve' writes {path})",
             status=0,
         )
-    if not token and config.get("tokenFile") and config.get("controller") == url:
+    same = set(split_urls(str(url))) <= set(split_urls(str(config.get("controller", ""))))
+    if not token and config.get("tokenFile") and same:
         try:
             token = Path(config["tokenFile"]).read_text().strip()
         except OSError as err:
@@ -186,13 +195,25 @@ def call(
     home: Path | None = None,
 ) -> Any:
     """Synchronous request to ``base_url + path``; returns the decoded JSON. An https URL is
-    verified as :func:`tls_for` says (``home``: where ``config.yaml`` is).
+    verified as :func:`tls_for` says (``home``: where ``config.yaml`` is). ``base_url`` may
+    name several replicas, comma-separated: the next is tried when one cannot be reached or
+    answers 503 (a replica that lost its database). A write whose answer was lost may
+    then be sent twice: ``apply`` and ``delete`` are idempotent, a second ``cluster join``
+    answers 409.
 
     Raises:
         InvalidDocumentError: the server refused documents (400 with problems).
         ApiError: any other error status (401 names the missing token).
-        UnreachableError: connection failed (retryable).
+        UnreachableError: no URL could be reached (retryable).
     """
-    url = base_url.rstrip("/") + path
-    tls = tls_for(base_url, home)
-    return asyncio.run(request_json(method, url, find_token(base_url, token, home), body, tls=tls))
+    urls = split_urls(base_url)
+    for i, one in enumerate(urls):
+        tls = tls_for(one, home)
+        try:
+            return asyncio.run(
+                request_json(method, one + path, find_token(one, token, home), body, tls=tls)
+            )
+        except ApiError as err:
+            if i == len(urls) - 1 or not (isinstance(err, UnreachableError) or err.status == 503):
+                raise
+    raise UnreachableError(f"no controller URL in {base_url!r}", status=0)

@@ -74,7 +74,15 @@ def controller() -> None:
     help="Keep the state in PostgreSQL instead of --state: a libpq connection string such"
     " as postgresql://meshfed@db.internal:5432/meshfed (password from ~/.pgpass or"
     " PGPASSWORD; also $MESHFED_CONTROLLER_STORE). Schema migrations are applied at start."
-    " One controller per database for now: replicas need leader election (issue 19).",
+    " Several replicas may share one database: each serves the API and sync, one leader"
+    " (by lease) re-signs intermediates and plans; give them the same --trust-dir and"
+    " --token-file (docs/controller-ha.md).",
+)
+@click.option(
+    "--replica-name",
+    default=None,
+    help="This replica's name among those sharing --store (unique; shown as the leader)."
+    "  [default: <hostname>:<API port>]",
 )
 @click.option(
     "--trust-dir",
@@ -135,6 +143,7 @@ def serve_cmd(
     intermediate_ttl: timedelta,
     insecure_http: bool,
     authz_default: str,
+    replica_name: str | None,
 ) -> None:
     """Serve the REST API (HTTPS) and the sync service (mTLS) until SIGTERM/SIGINT.
 
@@ -165,6 +174,7 @@ def serve_cmd(
         authz_default=authz_default,
         intermediate_ttl=intermediate_ttl,
         store_dsn=store_dsn,
+        replica_name=replica_name,
     )
 
     async def run() -> None:

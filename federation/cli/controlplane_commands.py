@@ -79,9 +79,11 @@ def controlplane() -> None:
 @click.option(
     "--controller",
     default=None,
-    metavar="HOST:PORT",
+    metavar="HOST:PORT[,...]",
     help="Federation controller API to join and sync with (HTTPS; http://HOST:PORT for one"
-    " started with --insecure-http).",
+    " started with --insecure-http); replicas comma-separated, tried in order. After the"
+    " join the controller names every live replica's sync service and the link fails over"
+    " between them.",
 )
 @click.option(
     "--join-token",

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from federation.controller.membership import DEFAULT_TOKEN_TTL_S, validate_member_name
 from federation.controller.service import FederationService
-from federation.controller.store import ClusterRecord
+from federation.controller.store import ClusterRecord, StoreError
 from federation.errors import (
     ConflictError,
     InvalidDocumentError,
@@ -142,6 +142,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     :data:`ERROR_STATUS`; anything else is a 500 aiohttp logs."""
     try:
         return await handler(request)
+    except StoreError as err:
+        if not err.retryable:
+            raise
+        log.warning("%s %s: the database is unreachable: %s", request.method, request.path, err)
+        return _error(503, "the controller's database is unreachable; try another replica")
     except _MAPPED as err:
         status = next(code for cls, code in ERROR_STATUS if isinstance(err, cls))
         if isinstance(err, InvalidDocumentError):
@@ -164,6 +169,18 @@ PUBLIC_PATHS = ("/healthz", "/v1/bundle", "/v1/join", *DASHBOARD_FILES)
 
 
 @web.middleware
+async def replica_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """503 on every route while this replica has lost its database
+    (:attr:`federation.controller.replicas.Replica.healthy`): a client moves to another."""
+    replica = request.app[CONTEXT].service.hub.replica
+    if not replica.healthy and request.path not in DASHBOARD_FILES:
+        return _error(
+            503, f"controller replica {replica.name} lost its database; try another replica"
+        )
+    return await handler(request)
+
+
+@web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The admin bearer token on everything but ``/healthz`` and ``/v1/join``."""
     if request.path in PUBLIC_PATHS:
@@ -178,8 +195,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness, and the trust domain a joining control plane asks for in its CSR."""
+    """Liveness, and the trust domain a joining control plane asks for in its CSR (503 from
+    a replica that lost its database: :func:`replica_middleware`)."""
     return web.json_response({"status": "ok", "trustDomain": request.app[CONTEXT].trust_domain})
+
+
+async def replicas(request: web.Request) -> web.Response:
+    """This replica, the leader and its fencing number, and every live replica
+    (:meth:`federation.controller.replicas.PostgresReplica.describe`)."""
+    return web.json_response(request.app[CONTEXT].service.hub.replica.describe())
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -240,6 +264,7 @@ async def join(request: web.Request) -> web.Response:
             "certificateChain": grant.certificate_chain_pem,
             "trustBundle": grant.trust_bundle_pem,
             "syncAddress": ctx.sync_address,
+            "syncAddresses": ctx.service.hub.replica.sync_addresses(),
             "syncServerName": ctx.sync_server_name,
             "leaseSeconds": ctx.service.hub.lease_s,
         }
@@ -328,6 +353,7 @@ ROUTES: list[tuple[str, str, Handler, str, type[BaseModel] | None]] = [
     ("GET", "/metrics", metrics, "Prometheus metrics (text format)", None),
     ("GET", "/v1/bundle", bundle, "The federation's trust bundle (public, no token)", None),
     ("GET", "/openapi.json", openapi, "This document", None),
+    ("GET", "/v1/replicas", replicas, "Controller replicas, the leader, its fencing number", None),
     ("GET", "/v1/clusters", list_clusters, "Member clusters with state and heartbeat", None),
     ("POST", "/v1/clusters", add_cluster, "Register a cluster; returns a join token", NewCluster),
     ("DELETE", "/v1/clusters/{name}", remove_cluster, "Withdraw a cluster everywhere", None),
@@ -387,7 +413,8 @@ def openapi_document() -> dict[str, Any]:
 def make_app(ctx: ControllerContext) -> web.Application:
     """The aiohttp application (routes in :data:`ROUTES`)."""
     app = web.Application(
-        middlewares=[auth_middleware, error_middleware], client_max_size=4 * 1024 * 1024
+        middlewares=[replica_middleware, auth_middleware, error_middleware],
+        client_max_size=4 * 1024 * 1024,
     )
     app[CONTEXT] = ctx
     for method, path, handler, _, _ in ROUTES:

@@ -28,6 +28,7 @@ from federation.controller.membership import (
 )
 from federation.controller.metrics import ControllerMetrics
 from federation.controller.planner import Planner, PlannerSettings
+from federation.controller.replicas import Replica, SoleReplica
 from federation.controller.store import ControllerStore
 from federation.controller.traffic import TrafficHistory
 from federation.errors import InvalidDocumentError
@@ -48,9 +49,12 @@ POLICY_KINDS: tuple[str, ...] = ("TrafficPolicy", "PriceTable", "AuthorizationPo
 
 @dataclass(frozen=True, slots=True)
 class Closed:
-    """Put on a stream's queue to end it (the cluster was removed)."""
+    """Put on a stream's queue to end it: the cluster was removed (``retryable`` False: the
+    control plane stops syncing), or this replica lost its database (True: the control plane
+    moves to another replica)."""
 
     reason: str
+    retryable: bool = False
 
 
 Outbound = ControllerUpdate | Closed
@@ -82,6 +86,9 @@ class SyncHub:
         metrics: where the hub counts its work (:mod:`federation.controller.metrics`).
         planner: the routing plans of cost mode ``optimize``
             (:mod:`federation.controller.planner`).
+        replica: this controller's place among replicas
+            (:mod:`federation.controller.replicas`; default: the only one). Only the leader
+            re-signs intermediates and plans; a cut-off replica serves no stream.
     """
 
     def __init__(
@@ -95,7 +102,11 @@ class SyncHub:
         signer: IntermediateSigner | None = None,
         metrics: ControllerMetrics | None = None,
         planner: PlannerSettings | None = None,
+        replica: Replica | None = None,
     ) -> None:
+        self.replica: Replica = replica or SoleReplica("controller", lambda: "")
+        self._changes = asyncio.Event()
+        self._last_addresses: list[str] = []
         self.signer = signer
         self.planner = Planner(planner or PlannerSettings(), clock=clock, on_solve=self._solved)
         self.metrics = metrics or ControllerMetrics()
@@ -219,14 +230,16 @@ class SyncHub:
             authz.append(default_deny_policy())
         bundle = self._bundle_pem()
         self._last_bundle = bundle
-        if self.signer is not None:
-            for cluster in self._reported & set(self._streams):
-                report = self._last_report.get(cluster)
-                if report is not None:
-                    self.signer.resign(cluster, report.intermediate_csr_pem)
+        reports = self.store.reports()
+        fence = self.replica.fence
+        if self.signer is not None and self.replica.is_leader:
+            for cluster in self._due():
+                self.signer.resign(cluster, reports[cluster].intermediate_csr_pem, fence)
         records = {c.name: c for c in self.store.clusters()}
-        crls = member_crls(list(records.values()), self.store.reports())
+        crls = member_crls(list(records.values()), reports)
         plans = self.planner.plans()
+        addresses = self.replica.sync_addresses()
+        self._last_addresses = addresses
         for cluster, queue in self._streams.items():
             if cluster not in self._reported:
                 continue
@@ -243,6 +256,7 @@ class SyncHub:
                     records[cluster].intermediate_pem or "" if cluster in records else ""
                 ),
                 plans=plans.get(cluster, []),
+                sync_addresses=addresses,
             )
             if self._sent.get(cluster) == view:
                 continue
@@ -268,12 +282,44 @@ class SyncHub:
                     log.error("stored %s left out of updates: %s", kind, err)
         return out
 
+    def _due(self) -> list[str]:
+        """Clusters with a stored report whose intermediate is due for re-signing."""
+        if self.signer is None:
+            return []
+        reported = set(self.store.reports())
+        return [c for c in sorted(reported) if self.signer.due(c)]
+
+    def changed_elsewhere(self) -> None:
+        """Another replica committed a change (:meth:`watch_changes` recomputes)."""
+        self._changes.set()
+
+    async def watch_changes(self) -> None:
+        """Recompute after changes other replicas made, coalesced (one recompute for the
+        changes of about 20 ms), until cancelled."""
+        while True:
+            await self._changes.wait()
+            await asyncio.sleep(0.02)
+            self._changes.clear()
+            if self.replica.healthy:
+                try:
+                    self.recompute()
+                except Exception:  # the database went away: the next change or check retries
+                    log.exception("recompute after another replica's change failed")
+
+    def cut_off(self, reason: str) -> None:
+        """This replica lost its database: end every stream (the control planes move to
+        another replica)."""
+        for queue in self._streams.values():
+            queue.put_nowait(Closed(reason, retryable=True))
+
     async def watch_plans(self) -> None:
-        """A planning round every planner interval until cancelled; the solving runs on a
-        worker thread (a round over many services takes seconds: ``bench/optimizer.py``),
-        the updates it causes on the event loop."""
+        """A planning round every planner interval, on the leader, until cancelled; the
+        solving runs on a worker thread (a round over many services takes seconds:
+        ``bench/optimizer.py``), the updates it causes on the event loop."""
         while True:
             await asyncio.sleep(self.planner.settings.interval_s)
+            if not self.replica.is_leader:
+                continue
             try:
                 inputs = self._plan_inputs()
                 if inputs is not None and await asyncio.to_thread(self.planner.plan, *inputs):
@@ -312,10 +358,25 @@ class SyncHub:
         )
 
     async def watch_leases(self) -> None:
-        """:meth:`check` every lease/10 (at least 0.2 s, at most 3 s) until cancelled."""
+        """:meth:`check` every lease/10 (at least 0.2 s, at most 3 s) until cancelled; a
+        replica that lost its database (:attr:`Replica.healthy`) ends its streams and checks
+        nothing until it is back."""
+        cut = False
         while True:
             await asyncio.sleep(min(3.0, max(0.2, self.lease_s / 10)))
-            self.check()
+            if not self.replica.healthy:
+                if not cut:
+                    log.error("%s lost its database: ending every sync stream", self.replica.name)
+                    cut = True
+                self.cut_off("this controller replica lost its database; try another")
+                continue
+            if cut:
+                log.info("%s has its database again", self.replica.name)
+                cut = False
+            try:
+                self.check()
+            except Exception:  # the database went away between two renewals
+                log.exception("lease check failed")
 
     def check(self) -> None:
         """Recompute when a cluster's state changed (a lease expiry: counted in
@@ -333,7 +394,8 @@ class SyncHub:
         elif self._bundle_pem() != self._last_bundle:
             log.info("trust bundle changed: sending it to every control plane")
             self.recompute()
-        elif self.signer is not None and any(
-            self.signer.due(c) for c in self._reported & set(self._streams)
-        ):
+        elif self.replica.sync_addresses() != self._last_addresses:
+            log.info("controller replicas changed: %s", self.replica.sync_addresses())
+            self.recompute()
+        elif self.replica.is_leader and self._due():
             self.recompute()

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from federation.controller.store import ControllerStore
+from federation.controller.store import ControllerStore, StoreError
 from federation.errors import NotFoundError
 from trust.authority import RootAuthority
 from trust.errors import TrustError
@@ -68,10 +68,11 @@ class IntermediateSigner:
             log.error("cannot check the intermediate of %s: %s", cluster, err)
             return None
 
-    def resign(self, cluster: str, csr_pem: str) -> bool:
+    def resign(self, cluster: str, csr_pem: str, fence: tuple[str, int] | None = None) -> bool:
         """Re-sign ``cluster``'s intermediate from its reported CSR if :meth:`due`; True when
-        a new certificate was recorded. Refusals are logged, never raised (the cluster keeps
-        its current intermediate)."""
+        a new certificate was recorded (with ``fence``, only by the leader of that term:
+        :meth:`federation.controller.store.SqlStore.set_intermediate`). Refusals are
+        logged, never raised (the cluster keeps its current intermediate)."""
         reason = self.due(cluster)
         if reason is None or not csr_pem:
             return False
@@ -84,6 +85,10 @@ class IntermediateSigner:
         except TrustError as err:
             log.error("not re-signing the intermediate of %s: %s", cluster, err)
             return False
-        self.store.set_intermediate(cluster, chain.decode())
+        try:
+            self.store.set_intermediate(cluster, chain.decode(), fence)
+        except StoreError as err:  # NotLeaderError: deposed meanwhile; the new leader re-signs
+            log.warning("re-signed intermediate of %s not recorded: %s", cluster, err)
+            return False
         log.info("root re-signed the intermediate CA of %s (%s)", cluster, reason)
         return True

@@ -33,6 +33,18 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for a connection (at start and from the pool).
 CONNECT_TIMEOUT_S = 5.0
+#: The channel of ``NOTIFY`` on every change a control plane would be sent
+#: (:mod:`federation.controller.replicas` listens on it).
+CHANGES_CHANNEL = "meshfed_state"
+#: libpq's TCP settings: a connection whose sent data stays unacknowledged for this long
+#: (ms; a network partition) fails instead of hanging, and idle ones are probed.
+TCP_SETTINGS: dict[str, Any] = {
+    "tcp_user_timeout": 5000,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+}
 #: Key of the advisory lock held while migrations are applied (``hashtext('meshfed')``-like).
 MIGRATION_LOCK = 0x6D657368
 _MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -110,12 +122,19 @@ class PostgresStore(SqlStore):
 
     def __init__(self, dsn: str, *, max_connections: int = 4) -> None:
         self.where = describe(dsn)  # parses it: StoreError before any connection
+        self.dsn = dsn
+        #: The payload of this store's change notifications (the replica's name).
+        self.notify_as = ""
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             dsn,
             min_size=1,
             max_size=max_connections,
             timeout=CONNECT_TIMEOUT_S,
-            kwargs={"connect_timeout": int(CONNECT_TIMEOUT_S), "application_name": "meshfed"},
+            kwargs={
+                "connect_timeout": int(CONNECT_TIMEOUT_S),
+                "application_name": "meshfed",
+                **TCP_SETTINGS,
+            },
             open=False,
         )
         try:
@@ -181,6 +200,12 @@ class PostgresStore(SqlStore):
 
     def _read(self) -> AbstractContextManager[Db]:
         return self._tx()
+
+    def _changed(self, db: Db) -> None:
+        db.execute(f"SELECT pg_notify('{CHANGES_CHANNEL}', ?)", (self.notify_as,))
+
+    def _leader_tx(self, fence: tuple[str, int] | None) -> AbstractContextManager[Db]:
+        return self._tx() if fence is None else self.leader_tx(*fence)
 
     def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         """A connection of the pool (returned to it on exit)."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +28,8 @@ from federation.controller.api import ControllerContext, make_app
 from federation.controller.hub import SyncHub
 from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL, IntermediateSigner
 from federation.controller.membership import DEFAULT_LEASE_S
+from federation.controller.pgstore import PostgresStore
+from federation.controller.replicas import PostgresReplica, Replica, SoleReplica
 from federation.controller.service import FederationService
 from federation.controller.store import ControllerStore, SqliteStore
 from federation.controller.sync import FederationSyncService
@@ -65,6 +69,8 @@ class ControllerConfig:
             ALLOW AuthorizationPolicy to be called).
         intermediate_ttl: lifetime of the intermediates signed for joining clusters,
             re-signed over sync at half life.
+        replica_name: this replica's name among replicas on one PostgreSQL (default
+            ``<hostname>:<API port>``, or ``<hostname>-<pid>`` when the port is 0).
     """
 
     listen: str
@@ -79,6 +85,14 @@ class ControllerConfig:
     authz_default: str = "allow"
     intermediate_ttl: timedelta = DEFAULT_INTERMEDIATE_TTL
     store_dsn: str | None = None
+    replica_name: str | None = None
+
+
+def default_replica_name(listen: str) -> str:
+    """``<hostname>:<port>`` of ``--listen`` (stable across restarts), or
+    ``<hostname>-<pid>`` for port 0."""
+    _, port = parse_host_port(listen)
+    return f"{socket.gethostname()}:{port}" if port else f"{socket.gethostname()}-{os.getpid()}"
 
 
 class Controller:
@@ -118,8 +132,6 @@ class Controller:
     def _open_store(self) -> ControllerStore:
         if self.config.store_dsn is None:
             return SqliteStore(self.config.state_path)
-        from federation.controller.pgstore import PostgresStore
-
         store = PostgresStore(self.config.store_dsn)
         log.info("state in %s (schema version %d)", store.where, store.schema_version)
         return store
@@ -143,6 +155,13 @@ class Controller:
                 f" only on a loopback address, not {host}"
             )
         self.store = self._open_store()
+        name = cfg.replica_name or default_replica_name(cfg.listen)
+        self.replica: Replica = SoleReplica(name, lambda: self.sync_address)
+        if isinstance(self.store, PostgresStore):
+            self.store.notify_as = name
+            self.replica = PostgresReplica(
+                self.store, name, lambda: self.api_url, lambda: self.sync_address
+            )
         trust = self._trust()
 
         def bundle_pem() -> bytes:
@@ -157,6 +176,7 @@ class Controller:
             lease_s=cfg.lease_s,
             authz_default=cfg.authz_default,
             signer=signer,
+            replica=self.replica,
         )
         self.hub.recompute()
 
@@ -197,6 +217,12 @@ class Controller:
         self._runner, self.api_port = await start_http(
             make_app(context), cfg.listen, "--listen", ssl_context
         )
+        if isinstance(self.replica, PostgresReplica):
+            await asyncio.to_thread(self.replica.start)
+            self._tasks.append(
+                asyncio.create_task(self.replica.listen(self.hub.changed_elsewhere), name="listen")
+            )
+            self._tasks.append(asyncio.create_task(self.hub.watch_changes(), name="changes"))
         self._tasks.append(asyncio.create_task(self.hub.watch_leases(), name="leases"))
         self._tasks.append(asyncio.create_task(self.hub.watch_plans(), name="plans"))
         if cfg.config_path is not None:
@@ -207,14 +233,19 @@ class Controller:
                 None if cfg.insecure_http else trust.bundle_pem_path,
             )
         log.info(
-            "controller serving the API on %s and sync on %s (%d clusters)",
+            "controller %s serving the API on %s and sync on %s (%d clusters)",
+            name,
             self.api_url,
             self.sync_address,
             len(self.store.clusters()),
         )
 
     async def stop(self, grace_s: float = 0.5) -> None:
-        """Stop serving; control planes keep their last state until it is back."""
+        """Stop serving; control planes keep their last state until it is back (or move to
+        another replica). A leader gives up its lease first."""
+        replica = getattr(self, "replica", None)
+        if isinstance(replica, PostgresReplica):
+            await asyncio.to_thread(replica.stop)
         await stop_all(self._tasks, self._runner, self._grpc, grace_s)
         self._tasks.clear()
         if hasattr(self, "store"):

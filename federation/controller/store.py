@@ -80,7 +80,9 @@ class ControllerStore(Protocol):
     def check_token(self, token_sha256: str, cluster: str, now: float) -> None: ...
     def join(self, token_sha256: str, cluster: str, intermediate_pem: str, now: float) -> None: ...
     def new_token(self, cluster: str, token_sha256: str, expires_at: float) -> None: ...
-    def set_intermediate(self, cluster: str, intermediate_pem: str) -> None: ...
+    def set_intermediate(
+        self, cluster: str, intermediate_pem: str, fence: tuple[str, int] | None = None
+    ) -> None: ...
     def heartbeat(self, name: str, now: float) -> None: ...
     def put_report(self, name: str, report: ClusterReport, now: float) -> None: ...
     def reports(self) -> dict[str, ClusterReport]: ...
@@ -135,6 +137,10 @@ class SqlStore:
     def _read(self) -> AbstractContextManager[Db]:
         raise NotImplementedError
 
+    def _changed(self, db: Db) -> None:
+        """Inside a write transaction that changed what a control plane is sent: tell the
+        other replicas once it commits (PostgreSQL: ``NOTIFY``; SQLite has one replica)."""
+
     def close(self) -> None:
         """Release the connections."""
 
@@ -188,6 +194,7 @@ class SqlStore:
                     "INSERT INTO join_tokens VALUES (?,?,?,NULL)",
                     (token_sha256, record.name, token_expires_at),
                 )
+                self._changed(db)
         except self._integrity_errors as err:
             raise StoreError(f"cluster {record.name!r} is already a member") from err
 
@@ -220,6 +227,7 @@ class SqlStore:
                 raise NotFoundError(f"cluster {name!r} is not a member")
             for table in ("join_tokens", "reports", "exports", "documents"):
                 db.execute(f"DELETE FROM {table} WHERE cluster=?", (name,))  # noqa: S608 - fixed names
+            self._changed(db)
 
     def _token_problem(self, db: Db, token_sha256: str, cluster: str, now: float) -> str:
         query = "SELECT cluster, expires_at, used_at FROM join_tokens WHERE token_sha256=?"
@@ -262,18 +270,29 @@ class SqlStore:
                 " WHERE name=?",
                 (now, now, intermediate_pem, cluster),
             )
+            self._changed(db)
 
-    def set_intermediate(self, cluster: str, intermediate_pem: str) -> None:
-        """Record a re-signed intermediate CA of a joined cluster (same key).
+    def _leader_tx(self, fence: tuple[str, int] | None) -> AbstractContextManager[Db]:
+        """A write transaction only the leader may commit (``fence``: the replica and its
+        term's fencing number; None: a single replica, a plain transaction)."""
+        return self._tx()
+
+    def set_intermediate(
+        self, cluster: str, intermediate_pem: str, fence: tuple[str, int] | None = None
+    ) -> None:
+        """Record a re-signed intermediate CA of a joined cluster (same key); with
+        ``fence``, only as the leader of that term (:meth:`_leader_tx`).
 
         Raises:
             NotFoundError: no such cluster.
+            federation.controller.leader.NotLeaderError: ``fence`` is not the term in force.
         """
-        with self._tx() as db:
+        with self._leader_tx(fence) as db:
             updated = db.execute(
                 "UPDATE clusters SET intermediate_pem=? WHERE name=? AND joined_at IS NOT NULL",
                 (intermediate_pem, cluster),
             ).rowcount
+            self._changed(db)
         if not updated:
             raise NotFoundError(f"no joined cluster {cluster!r}")
 
@@ -300,6 +319,9 @@ class SqlStore:
         exports = set(report.export_keys())
         body = report.model_dump_json()
         with self._tx() as db:
+            old = db.execute("SELECT body FROM reports WHERE cluster=?", (name,)).fetchone()
+            if old is None or old[0] != body:
+                self._changed(db)
             db.execute(
                 "INSERT INTO reports VALUES (?,?,?) ON CONFLICT (cluster) DO UPDATE"
                 " SET body=excluded.body, received_at=excluded.received_at",
@@ -344,6 +366,7 @@ class SqlStore:
                     " (kind, namespace, name, cluster) DO UPDATE SET body=excluded.body",
                     (*key, json.dumps(body), now),
                 )
+            self._changed(db)
 
     def delete_documents(self, keys: Sequence[DocumentKey]) -> list[DocumentKey]:
         """Delete documents by key, all in one transaction; returns those that existed."""
@@ -355,6 +378,7 @@ class SqlStore:
                     key,
                 ).rowcount:
                     removed.append(key)
+            self._changed(db)
         return removed
 
     def documents(self, kind: str) -> list[dict[str, Any]]:

@@ -87,6 +87,11 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[sync_pb2.ControllerUpdate]:
         """Receive reports, send updates (see the module docstring)."""
+        if not self._hub.replica.healthy:
+            await context.abort(  # raises
+                grpc.StatusCode.UNAVAILABLE,
+                "this controller replica lost its database; try another",
+            )
         pems = list(context.auth_context().get("x509_pem_cert") or [])
         cluster, reason = peer_cluster(
             pems[0] if pems else None, self._trust_domain, self._hub.store.cluster
@@ -129,7 +134,8 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
                     return  # the control plane closed its side
                 item = getter.result()
                 if isinstance(item, Closed):
-                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, item.reason)
+                    code = grpc.StatusCode.UNAVAILABLE if item.retryable else None
+                    await context.abort(code or grpc.StatusCode.PERMISSION_DENIED, item.reason)
                 yield update_to_proto(item)
         finally:
             reader.cancel()

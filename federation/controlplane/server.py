@@ -360,6 +360,7 @@ class ControlPlane:
             return None
         return {
             "controller": link.info.controller,
+            "syncAddress": link.info.sync_address,
             "connected": link.connected,
             "lastUpdateVersion": link.last_update_version,
             "stopped": link.stopped,

@@ -226,6 +226,7 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
         cluster_crls=update.cluster_crls,
         intermediate_chain_pem=update.intermediate_chain_pem,
         plans=[_plan_to_proto(p) for p in update.plans],
+        sync_addresses=update.sync_addresses,
     )
 
 
@@ -303,6 +304,7 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
         cluster_crls=dict(message.cluster_crls),
         intermediate_chain_pem=message.intermediate_chain_pem,
         plans=[_plan_from_proto(p) for p in message.plans],
+        sync_addresses=list(message.sync_addresses),
     )
 
 

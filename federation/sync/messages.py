@@ -158,6 +158,8 @@ class ControllerUpdate:
             (PEM); installed by the control plane when it differs from its own.
         plans: the optimizer's splits for this cluster's caller localities (cost mode
             ``optimize``).
+        sync_addresses: ``host:port`` of the sync service of every live controller replica,
+            the sender's first (empty keeps the addresses the control plane knows).
     """
 
     version: int = 0
@@ -171,3 +173,4 @@ class ControllerUpdate:
     cluster_crls: dict[str, str] = field(default_factory=dict)
     intermediate_chain_pem: str = ""
     plans: list[RoutingPlan] = field(default_factory=list)
+    sync_addresses: list[str] = field(default_factory=list)

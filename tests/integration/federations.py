@@ -55,9 +55,15 @@ def policy_yaml(spec: str, name: str = "echo") -> str:
 
 
 class ThreeClusters:
-    def __init__(self, procs: Processes, home: Path) -> None:
+    """``controllers``: replicas sharing one database (each cluster joins through the next
+    one, and the CLI in ``home`` must name them all); default one controller in ``home``."""
+
+    def __init__(
+        self, procs: Processes, home: Path, controllers: list[ControllerHandle] | None = None
+    ) -> None:
         self.procs, self.home = procs, home
-        self.controller = ControllerHandle(procs, home, lease_s=10)
+        self.controllers = controllers or [ControllerHandle(procs, home, lease_s=10)]
+        self.controller = self.controllers[0]
         self.cps: dict[str, ControlPlaneHandle] = {}
         self.a_apps: list[dict[str, Any]] = []
         self.client_port = 0  # picked right before the frontend's sidecar binds it
@@ -66,13 +72,18 @@ class ThreeClusters:
         return run_meshfed(self.home, *args, **kw)
 
     def start(self) -> None:
-        self.controller.start()
-        for name in ("a", "b", "c"):
+        for ctl in self.controllers:
+            if ctl.proc is None:
+                ctl.start()
+        for i, name in enumerate(("a", "b", "c")):
+            via = self.controllers[i % len(self.controllers)]
             gateway = f"127.0.{NET[name]}.1:{free_port(f'127.0.{NET[name]}.1')}"
             out = self.meshfed(
                 "cluster",
                 "join",
                 name,
+                "--controller",
+                via.url,
                 "--locality",
                 LOCALITY[name],
                 "--network",
@@ -91,7 +102,7 @@ class ThreeClusters:
                     "--network",
                     f"net-{name}",
                     "--controller",
-                    f"127.0.0.1:{self.controller.api_port}",
+                    f"127.0.0.1:{via.api_port}",
                     "--join-token",
                     json.loads(out)["token"],
                     "--gateway",

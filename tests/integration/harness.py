@@ -377,12 +377,28 @@ class ControllerHandle:
     """``meshfed controller serve`` on fixed ports (a restart keeps them)."""
 
     def __init__(
-        self, procs: Processes, home: Path, lease_s: float = 3.0, store: str | None = None
+        self,
+        procs: Processes,
+        home: Path,
+        lease_s: float = 3.0,
+        store: str | None = None,
+        *,
+        name: str = "controller",
+        extra_args: list[str] | None = None,
     ) -> None:
         self.procs, self.home, self.lease_s, self.store = procs, home, lease_s, store
+        self.name, self.extra_args = name, extra_args or []
         self.api_port, self.sync_port = free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+
+    @property
+    def log_name(self) -> str:
+        return f"{self.name}-{self.starts}"
+
+    @property
+    def sync_address(self) -> str:
+        return f"127.0.0.1:{self.sync_port}"
 
     @property
     def url(self) -> str:
@@ -399,7 +415,7 @@ class ControllerHandle:
     def start(self) -> None:
         self.starts += 1
         self.proc = self.procs.spawn(
-            f"controller-{self.starts}",
+            self.log_name,
             [
                 MESHFED,
                 "--log-level",
@@ -415,6 +431,7 @@ class ControllerHandle:
                 "--lease",
                 f"{self.lease_s}s",
                 *(["--store", self.store] if self.store else []),
+                *self.extra_args,
             ],
             env=meshfed_env(self.home),
         )
@@ -423,9 +440,7 @@ class ControllerHandle:
     def _healthy(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(
-                f"controller exited: {self.procs.log(f'controller-{self.starts}')}"
-            )
+            raise AssertionError(f"controller exited: {self.procs.log(self.log_name)}")
         try:
             return call("GET", self.url, "/healthz", home=self.home)["status"] == "ok"
         except ApiError:  # before config.yaml names the CA

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,9 @@ class JoinInfo:
         sync_address / sync_server_name: ``host:port`` of the sync service and the DNS name
             its certificate carries.
         lease_seconds: the heartbeat lease (s); reports go out at least every third of it.
+        sync_addresses: every live controller replica's sync service (``host:port``), as the
+            controller last said; the link fails over between them (empty: ``sync_address``
+            only, a state written before replicas existed).
     """
 
     cluster: str
@@ -55,6 +58,17 @@ class JoinInfo:
     sync_address: str
     sync_server_name: str
     lease_seconds: float
+    sync_addresses: list[str] = field(default_factory=list)
+
+
+def controller_urls(controller: str) -> list[str]:
+    """``--controller`` as URLs: one or several (comma-separated replicas), each as
+    :func:`controller_url` takes it.
+
+    Raises:
+        ValueError: an entry is not HOST:PORT or a URL.
+    """
+    return [controller_url(c.strip()) for c in controller.split(",") if c.strip()]
 
 
 def controller_url(controller: str) -> str:
@@ -87,13 +101,27 @@ async def join(
 
     Args:
         controller: the controller's API, ``HOST:PORT`` (HTTPS) or an ``https://`` /
-            ``http://`` URL (the latter for a controller started with ``--insecure-http``).
+            ``http://`` URL (the latter for a controller started with ``--insecure-http``);
+            several replicas comma-separated, tried in order while one cannot be reached.
         trust_domain: asked for in the CSR; None takes the one the controller announces.
 
     Raises:
-        JoinError: the controller refused (the message says why) or cannot be reached.
+        JoinError: the controller refused (the message says why) or none can be reached.
     """
-    url = controller_url(controller)
+    urls = controller_urls(controller)
+    for i, url in enumerate(urls):
+        try:
+            return await _join_one(state_dir, cluster, url, token, trust_domain)
+        except JoinError as err:
+            if not err.retryable or i == len(urls) - 1:
+                raise
+            log.warning("%s; trying the next controller replica", err)
+    raise JoinError("--controller: no controller address given")
+
+
+async def _join_one(
+    state_dir: Path, cluster: str, url: str, token: str, trust_domain: str | None
+) -> JoinInfo:
     try:
         secret, pin = split_join_token(token)
     except MalformedTokenError as err:
@@ -128,6 +156,7 @@ async def join(
         sync_address=answer["syncAddress"],
         sync_server_name=answer["syncServerName"],
         lease_seconds=float(answer["leaseSeconds"]),
+        sync_addresses=[str(a) for a in answer.get("syncAddresses", [])],
     )
 
 

