@@ -236,6 +236,8 @@ class SyncHub:
             for cluster in self._due():
                 self.signer.resign(cluster, reports[cluster].intermediate_csr_pem, fence)
         records = {c.name: c for c in self.store.clusters()}
+        for cluster in set(self._streams) - set(records):  # removed through another replica
+            self.close_stream(cluster, f"cluster {cluster!r} was removed from the federation")
         crls = member_crls(list(records.values()), reports)
         plans = self.planner.plans()
         addresses = self.replica.sync_addresses()

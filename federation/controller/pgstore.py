@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for a connection (at start and from the pool).
 CONNECT_TIMEOUT_S = 5.0
+#: Seconds a statement waits for a pooled connection (the pool reconnects meanwhile); short,
+#: as statements run on the event loop.
+STATEMENT_WAIT_S = 1.0
 #: The channel of ``NOTIFY`` on every change a control plane would be sent
 #: (:mod:`federation.controller.replicas` listens on it).
 CHANGES_CHANNEL = "meshfed_state"
@@ -125,6 +128,7 @@ class PostgresStore(SqlStore):
         self.dsn = dsn
         #: The payload of this store's change notifications (the replica's name).
         self.notify_as = ""
+        self._down: str | None = None  # why the last statement found PostgreSQL unreachable
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             dsn,
             min_size=1,
@@ -190,13 +194,27 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def _tx(self) -> Iterator[Db]:
+        """One transaction. Once a statement found PostgreSQL unreachable, every later one
+        fails at once (no wait for the pool) until :meth:`mark_reachable`: callers on the
+        event loop are never held up for a whole connect timeout per call."""
+        if self._down is not None:
+            raise UnreachableStoreError(f"{self.where}: {self._down}")
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._pool.connection(timeout=STATEMENT_WAIT_S) as conn, conn.transaction():
                 yield _Db(conn)
         except PoolTimeout as err:
+            self._down = "no connection"
             raise UnreachableStoreError(f"{self.where}: no connection") from err
         except psycopg.OperationalError as err:
-            raise UnreachableStoreError(f"{self.where}: {err}") from err
+            if err.sqlstate is not None and not err.sqlstate.startswith("08"):
+                raise  # e.g. a serialization failure: the server answered
+            self._down = str(err).splitlines()[0] if str(err) else "connection lost"
+            raise UnreachableStoreError(f"{self.where}: {self._down}") from err
+
+    def mark_reachable(self) -> None:
+        """PostgreSQL answered again (a successful renewal of the replica, which waits for
+        the pool on a thread of its own): statements go to it again."""
+        self._down = None
 
     def _read(self) -> AbstractContextManager[Db]:
         return self._tx()

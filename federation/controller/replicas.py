@@ -185,6 +185,7 @@ class PostgresReplica:
         ]
         self._holder = str(holder[0]) if holder else ""
         self._last_ok = sent
+        self.store.mark_reachable()
         return True
 
     def start(self) -> None:

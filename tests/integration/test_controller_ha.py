@@ -27,6 +27,7 @@ import pytest
 from federation.client import call
 from federation.controller.pgstore import PostgresStore
 from federation.controller.server import write_cli_config
+from federation.errors import ApiError
 from federation.sync.convert import update_from_json
 from tests.integration.federations import EXPORT, HOST, ThreeClusters, policy_yaml
 from tests.integration.harness import (
@@ -37,6 +38,7 @@ from tests.integration.harness import (
     run_meshfed,
     wait_until,
 )
+from tests.tcp_proxy import TcpRelay
 
 #: Kept state: everything but heartbeat times and the reports they come with.
 STATE_TABLES = ("documents", "exports", "join_tokens")
@@ -262,3 +264,79 @@ def test_replicas_converge_survive_a_killed_leader_and_restart(ha, postgres_dsn)
     assert state_rows(postgres_dsn) == before  # no join token used, no joined_at changed
     assert all(cp.starts == 1 for cp in ha.cps.values())  # no control plane restarted
     assert converged(expected(set()))
+
+
+def _health(ctl: ControllerHandle, home: Path) -> int:
+    """``GET /healthz`` status of one replica (0 when unreachable)."""
+    try:
+        call("GET", ctl.url, "/healthz", home=home)
+        return 200
+    except ApiError as err:
+        return err.status
+
+
+def test_a_replica_cut_off_from_postgresql_steps_down_and_its_clients_move(
+    procs: Processes, tmp_path: Path, postgres_dsn: str
+) -> None:
+    """r0 reaches PostgreSQL through a relay and is the leader (it starts first); the relay
+    is cut: r0 answers 503 before the lease could pass to another replica, its control
+    plane syncs with another replica and the CLI (r0 first in its list) still works; healed,
+    r0 serves again as a follower."""
+    parts = psycopg.conninfo.conninfo_to_dict(postgres_dsn)
+    relay = TcpRelay((str(parts["host"]), int(parts["port"])))
+    try:
+        via_relay = psycopg.conninfo.make_conninfo(postgres_dsn, port=relay.port)
+        replicas = Replicas(procs, tmp_path, [via_relay, postgres_dsn, postgres_dsn])
+        replicas.start()
+        r0 = replicas.controllers[0]
+        assert leader(postgres_dsn) == "r0"
+        out = replicas.meshfed(
+            "cluster", "join", "a", "--controller", r0.url,
+            "--locality", "aws/us-east-1/us-east-1a", "--gateway", "127.0.1.1:15443",
+            "-o", "json",
+        ).stdout  # fmt: skip
+        cp = ControlPlaneHandle(
+            procs, replicas.cli_home, "a", "aws/us-east-1/us-east-1a",
+            extra_args=[
+                "--controller", f"127.0.0.1:{r0.api_port}",
+                "--join-token", json.loads(out)["token"],
+            ],
+        )  # fmt: skip
+        cp.start()
+        wait_until(lambda: cp.info()["federation"]["connected"], 15, "a in sync")
+        assert cp.info()["federation"]["syncAddress"] == r0.sync_address
+        _, fencing, _ = lease_row(postgres_dsn)
+
+        relay.cut()
+        cut_at = time.monotonic()
+        stepped_down_s = took_over_s = None
+        deadline = cut_at + 15
+        while (stepped_down_s is None or took_over_s is None) and time.monotonic() < deadline:
+            now = time.monotonic() - cut_at
+            if stepped_down_s is None and _health(r0, replicas.cli_home) == 503:
+                stepped_down_s = now
+            if took_over_s is None and leader(postgres_dsn) not in (None, "r0"):
+                took_over_s = now
+            time.sleep(0.05)
+        assert stepped_down_s is not None and took_over_s is not None
+        print(f"r0 answered 503 {stepped_down_s:.2f} s after the cut;"
+              f" {leader(postgres_dsn)} took the lease at {took_over_s:.2f} s")  # fmt: skip
+        assert stepped_down_s < took_over_s
+        assert lease_row(postgres_dsn)[1] == fencing + 1  # a new term
+        wait_until(
+            lambda: (
+                cp.info()["federation"]["connected"]
+                and cp.info()["federation"]["syncAddress"] != r0.sync_address
+            ),
+            20,
+            "a's control plane in sync with another replica",
+        )
+        clusters = json.loads(replicas.meshfed("get", "clusters", "-o", "json").stdout)
+        assert [c["name"] for c in clusters] == ["a"]  # the CLI skipped r0's 503
+
+        relay.heal()
+        wait_until(lambda: _health(r0, replicas.cli_home) == 200, 15, "r0 serving again")
+        assert leader(postgres_dsn) != "r0"
+        assert replicas.api(0, "GET", "/v1/replicas")["leader"] == leader(postgres_dsn)
+    finally:
+        relay.close()
