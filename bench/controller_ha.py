@@ -180,10 +180,10 @@ def failover(ctls: list[ControllerHandle], base: Path, dsn: str, kills: int) -> 
     return {"leader": to_leader, "write": to_write}
 
 
-def _update_times(log: str, after: float) -> float | None:
-    """Wall time (s) of the first ``controller update`` line at or after ``after``."""
+def _update_times(log: str, after: float, marker: str = "controller update v") -> float | None:
+    """Wall time (s) of the first line holding ``marker`` at or after ``after``."""
     for line in log.splitlines():
-        if "controller update v" not in line:
+        if marker not in line:
             continue
         at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
         if at >= after:
@@ -217,7 +217,9 @@ def fanout(
         lambda: all(cp.info()["federation"]["connected"] for cp, _ in cps), 60, "all in sync"
     )
     time.sleep(2)  # let the join updates settle before measuring changes (a scenario step)
-    own, other = [], []
+    own: list[float] = []
+    other: list[float] = []
+    queued: list[float] = []
     token = (base / "pg" / "controller-token").read_text().strip()
     for change in range(args.changes):
         sent = time.time()  # the update may reach r0's streams before the answer reaches us
@@ -234,11 +236,15 @@ def fanout(
             return len(logs) == len(cps)
 
         wait_until(arrived, 30, f"change {change} everywhere")
+        replica_logs = {c.name: procs.log(c.log_name) for c in ctls}
         for cp, via in cps:
             delay_ms = (logs[cp.cluster] - sent) * 1000
             (own if via == "r0" else other).append(delay_ms)
+            at = _update_times(replica_logs[via], sent, f"to {cp.cluster}: ")
+            if at is not None:
+                queued.append((at - sent) * 1000)
         time.sleep(1)  # the next change after this one settled (a scenario step)
-    return {"own": own, "other": other}
+    return {"own": own, "other": other, "queued": queued}
 
 
 def main() -> None:
@@ -260,16 +266,20 @@ def main() -> None:
         t = throughput(procs, base, dsn, args)
         print(f"  SQLite, one controller:        {t['sqlite']:7.1f} applies/s (baseline)")
         print(f"  PostgreSQL, three replicas:    {t['postgres3']:7.1f} applies/s")
-        print(f"leader failover ({args.kills} SIGKILLs of the leader)")
-        f = failover(t["ctls"], base, dsn, args.kills)
-        for what, values in (("new leader", f["leader"]), ("first write", f["write"])):
-            print(f"  {what:12s} p50 {statistics.median(values):.2f} s, max {max(values):.2f} s")
+        if args.kills:
+            print(f"leader failover ({args.kills} SIGKILLs of the leader)")
+            f = failover(t["ctls"], base, dsn, args.kills)
+            for what, values in (("new leader", f["leader"]), ("first write", f["write"])):
+                print(
+                    f"  {what:12s} p50 {statistics.median(values):.2f} s, max {max(values):.2f} s"
+                )
         print(f"sync fan-out ({args.clusters} control planes, {args.changes} changes via r0)")
         d = fanout(procs, t["ctls"], base, args)
         for what, values in (
             ("stream on r0 (baseline)", d["own"]),
             ("stream on r1/r2 (NOTIFY)", d["other"]),
             ("all", d["own"] + d["other"]),
+            ("queued by the controller", d["queued"]),
         ):
             print(
                 f"  {what:25s} p50 {percentile(values, 50):6.1f} ms  p99"

@@ -28,8 +28,8 @@ from federation.controller.membership import (
 )
 from federation.controller.metrics import ControllerMetrics
 from federation.controller.planner import Planner, PlannerSettings
-from federation.controller.replicas import Replica, SoleReplica
-from federation.controller.store import ControllerStore
+from federation.controller.roles import Replica, SoleReplica
+from federation.controller.store import ControllerStore, StoreError
 from federation.controller.traffic import TrafficHistory
 from federation.errors import InvalidDocumentError
 from federation.lb.paths import tables_in_force
@@ -37,7 +37,7 @@ from federation.model.authz import AuthorizationPolicy, default_deny_policy
 from federation.model.documents import validate_documents
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
-from federation.sync.messages import ClusterReport, ControllerUpdate
+from federation.sync.messages import ClusterReport, ControllerUpdate, RoutingPlan
 from federation.traffic import TrafficCollector, TrafficTable
 from providers.pricing import PriceTable as PriceTableRates
 
@@ -138,7 +138,7 @@ class SyncHub:
         self.metrics.gauge(
             "meshfed_controller_plans",
             "Routing plans in force (caller localities of services in cost mode optimize)",
-            lambda: float(sum(len(v) for v in self.planner.plans().values())),
+            lambda: float(sum(len(v) for v in self.plans().values())),
         )
 
     def _solved(self, service: tuple[str, str], seconds: float) -> None:
@@ -189,8 +189,31 @@ class SyncHub:
             self._reported.discard(cluster)
 
     def report_traffic(self, cluster: str, table: TrafficTable) -> None:
-        """Keep the traffic table a cluster's control plane sent (not stored)."""
+        """Keep the traffic table a cluster's control plane sent (in memory; with replicas
+        also in the database for the others, :meth:`Replica.share_traffic`)."""
         self.traffic.add(cluster, table, time.monotonic())
+        try:
+            self.replica.share_traffic(cluster, table)
+        except StoreError as err:  # the next table goes out again
+            log.warning("traffic of %s not shared with the other replicas: %s", cluster, err)
+
+    async def watch_traffic(self, interval_s: float = 1.0) -> None:
+        """Every ``interval_s``: take the traffic tables other replicas stored for the
+        clusters whose streams they hold (:meth:`Replica.shared_traffic`), dated by their
+        age, until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if not self.replica.healthy:
+                continue
+            try:
+                shared = self.replica.shared_traffic()
+            except StoreError as err:
+                log.warning("traffic of other replicas not read: %s", err)
+                continue
+            now = time.monotonic()
+            for cluster, table, age_s in shared:
+                if cluster not in self._streams:
+                    self.traffic.add(cluster, table, now - max(0.0, age_s))
 
     def close_stream(self, cluster: str, reason: str) -> None:
         """End a cluster's stream (it was removed from the federation)."""
@@ -231,15 +254,11 @@ class SyncHub:
         bundle = self._bundle_pem()
         self._last_bundle = bundle
         reports = self.store.reports()
-        fence = self.replica.fence
-        if self.signer is not None and self.replica.is_leader:
-            for cluster in self._due():
-                self.signer.resign(cluster, reports[cluster].intermediate_csr_pem, fence)
         records = {c.name: c for c in self.store.clusters()}
         for cluster in set(self._streams) - set(records):  # removed through another replica
             self.close_stream(cluster, f"cluster {cluster!r} was removed from the federation")
         crls = member_crls(list(records.values()), reports)
-        plans = self.planner.plans()
+        plans = self.plans()
         addresses = self.replica.sync_addresses()
         self._last_addresses = addresses
         for cluster, queue in self._streams.items():
@@ -268,6 +287,23 @@ class SyncHub:
             self.metrics.updates.labels(cluster).inc()
             log.info("update v%d to %s: %d imports", self._version, cluster, len(view.imports))
 
+    def plans(self) -> dict[str, list[RoutingPlan]]:
+        """cluster -> the routing plans in force: the planner's on the leader once it has
+        planned, else those the leader published (:meth:`Replica.shared_plans`)."""
+        if self.replica.is_leader and self.planner.active:
+            return self.planner.plans()
+        shared = self.replica.shared_plans()
+        return self.planner.plans() if shared is None else shared
+
+    def _publish_plans(self) -> None:
+        """The leader's plans changed: publish them to the other replicas (fenced), then
+        send them to the control planes this replica serves."""
+        try:
+            self.replica.publish_plans(self.planner.plans())
+        except StoreError as err:  # deposed, or the database is away: the next round retries
+            log.warning("routing plans not published: %s", err)
+        self.recompute()
+
     def price_tables(self) -> dict[str, PriceTableRates]:
         """cloud -> the price table in force (built-in, overridden by stored PriceTables)."""
         return tables_in_force(p for p in self._stored_policies() if isinstance(p, PriceTable))
@@ -284,12 +320,20 @@ class SyncHub:
                     log.error("stored %s left out of updates: %s", kind, err)
         return out
 
-    def _due(self) -> list[str]:
-        """Clusters with a stored report whose intermediate is due for re-signing."""
-        if self.signer is None:
-            return []
-        reported = set(self.store.reports())
-        return [c for c in sorted(reported) if self.signer.due(c)]
+    def resign_due(self) -> bool:
+        """On the leader: re-sign every joined cluster's intermediate that is due, from the
+        CSR of its stored report (:class:`IntermediateSigner`; the write fenced by the
+        leader's term). True when one was re-signed (the caller recomputes)."""
+        if self.signer is None or not self.replica.is_leader:
+            return False
+        reports = self.store.reports()
+        fence = self.replica.fence
+        done = False
+        for record in self.store.clusters():
+            report = reports.get(record.name)
+            if report is not None and self.signer.due(record.name, record):
+                done |= self.signer.resign(record.name, report.intermediate_csr_pem, fence)
+        return done
 
     def changed_elsewhere(self) -> None:
         """Another replica committed a change (:meth:`watch_changes` recomputes)."""
@@ -325,7 +369,7 @@ class SyncHub:
             try:
                 inputs = self._plan_inputs()
                 if inputs is not None and await asyncio.to_thread(self.planner.plan, *inputs):
-                    self.recompute()
+                    self._publish_plans()
             except Exception:  # a bad round must not end planning; the plans in force stay
                 log.exception("planning round failed; the previous plans stay in force")
 
@@ -334,7 +378,7 @@ class SyncHub:
         updates when a plan changed."""
         inputs = self._plan_inputs()
         if inputs is not None and self.planner.plan(*inputs):
-            self.recompute()
+            self._publish_plans()
 
     def _plan_inputs(self) -> tuple[Any, ...] | None:
         """What :meth:`Planner.plan` reads, taken now: TrafficPolicies, export statuses,
@@ -383,8 +427,8 @@ class SyncHub:
     def check(self) -> None:
         """Recompute when a cluster's state changed (a lease expiry: counted in
         ``meshfed_controller_lease_expiries_total``), when the trust bundle changed (a root
-        rotation: every control plane gets the new bundle), or when an intermediate is due
-        for re-signing."""
+        rotation: every control plane gets the new bundle), when the live replicas changed,
+        or when the leader re-signed an intermediate (:meth:`resign_due`)."""
         states = self.states()
         if states != self._last_states:
             changed = {k: v for k, v in states.items() if self._last_states.get(k) != v}
@@ -395,9 +439,10 @@ class SyncHub:
             self.recompute()
         elif self._bundle_pem() != self._last_bundle:
             log.info("trust bundle changed: sending it to every control plane")
+            self.resign_due()
             self.recompute()
         elif self.replica.sync_addresses() != self._last_addresses:
             log.info("controller replicas changed: %s", self.replica.sync_addresses())
             self.recompute()
-        elif self.replica.is_leader and self._due():
+        elif self.resign_due():
             self.recompute()

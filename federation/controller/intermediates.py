@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from federation.controller.store import ControllerStore, StoreError
+from federation.controller.store import ClusterRecord, ControllerStore, StoreError
 from federation.errors import NotFoundError
 from trust.authority import RootAuthority
 from trust.errors import TrustError
@@ -52,12 +52,14 @@ class IntermediateSigner:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    def due(self, cluster: str) -> str | None:
-        """Why ``cluster``'s intermediate must be re-signed now, or None."""
-        try:
-            record = self.store.cluster(cluster)
-        except NotFoundError:
-            return None
+    def due(self, cluster: str, record: ClusterRecord | None = None) -> str | None:
+        """Why ``cluster``'s intermediate must be re-signed now, or None (``record``: the
+        cluster as just read, saving a query)."""
+        if record is None:
+            try:
+                record = self.store.cluster(cluster)
+            except NotFoundError:
+                return None
         if not record.intermediate_pem:
             return None
         try:

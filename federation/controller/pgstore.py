@@ -211,6 +211,50 @@ class PostgresStore(SqlStore):
             self._down = str(err).splitlines()[0] if str(err) else "connection lost"
             raise UnreachableStoreError(f"{self.where}: {self._down}") from err
 
+    # -- shared with other replicas: traffic tables and routing plans ------------------------
+
+    def put_traffic(self, cluster: str, body: str) -> None:
+        """Keep a cluster's latest traffic table (JSON) for the other replicas."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO traffic VALUES (?, ?, now(), nextval('traffic_seq'))"
+                " ON CONFLICT (cluster) DO UPDATE SET body = excluded.body,"
+                " received_at = excluded.received_at, seq = excluded.seq",
+                (cluster, body),
+            )
+
+    def traffic_since(self, seq: int) -> list[tuple[str, str, float, int]]:
+        """``(cluster, body, age in s by the database's clock, seq)`` of the tables written
+        after ``seq``, oldest first."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT cluster, body, extract(epoch FROM now() - received_at), seq"
+                " FROM traffic WHERE seq > ? ORDER BY seq",
+                (seq,),
+            ).fetchall()
+        return [(str(c), str(b), float(a), int(n)) for c, b, a, n in rows]
+
+    def put_plans(self, body: str, fence: tuple[str, int]) -> None:
+        """Publish the routing plans (JSON) as the leader of term ``fence``.
+
+        Raises:
+            federation.controller.leader.NotLeaderError: not that term's leader any more.
+        """
+        with self.leader_tx(*fence) as db:
+            db.execute(
+                "INSERT INTO routing_plans VALUES (1, ?, ?, now()) ON CONFLICT (id) DO UPDATE"
+                " SET body = excluded.body, fencing = excluded.fencing,"
+                " written_at = excluded.written_at",
+                (body, fence[1]),
+            )
+            self._changed(db)
+
+    def plans_body(self) -> str | None:
+        """The routing plans the leader last published (JSON), None before any."""
+        with self._read() as db:
+            row = db.execute("SELECT body FROM routing_plans WHERE id = 1").fetchone()
+        return str(row[0]) if row else None
+
     def mark_reachable(self) -> None:
         """PostgreSQL answered again (a successful renewal of the replica, which waits for
         the pool on a thread of its own): statements go to it again."""

@@ -15,12 +15,17 @@ replica can take any request. What a replica knows of the others:
   and this replica's row in ``replicas`` (API URL, sync address, the database's ``now()``).
   Work that must happen once -- re-signing intermediates and cost planning -- is done by the
   leader only, its writes fenced by its term.
+- **Traffic and plans**: each traffic table a control plane sends is stored (``traffic``, one
+  row per cluster) and every replica reads the new ones every second, so the leader plans
+  on the whole federation's demand and any replica's ``/v1/traffic`` shows it; the leader
+  publishes its routing plans (``routing_plans``, fenced) and the other replicas send them
+  to the control planes they serve.
 - **Health**: a replica whose last successful renewal is older than the lease minus the safety
   margin (the same bound after which it stops acting as leader) is *cut off*: it answers
   503 on its API, ends its sync streams and refuses new ones, so control planes and the CLI
   move to another replica (they know every replica's address: :meth:`sync_addresses`).
 
-:class:`SoleReplica` is the single controller on SQLite: always leader, always healthy.
+:class:`federation.controller.roles.SoleReplica` is the single controller on SQLite.
 """
 
 from __future__ import annotations
@@ -30,57 +35,32 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 
-from federation.controller.leader import LEASE_S, RENEW_S, SAFETY_S, LeaderElector
+from federation.controller.leader import (
+    LEASE_S,
+    RENEW_S,
+    SAFETY_S,
+    LeaderElector,
+    NotLeaderError,
+)
 from federation.controller.pgstore import CHANGES_CHANNEL, TCP_SETTINGS, PostgresStore
+from federation.errors import InvalidDocumentError
+from federation.sync.convert import (
+    plans_from_json,
+    plans_to_json,
+    traffic_from_json,
+    traffic_to_json,
+)
+from federation.sync.messages import RoutingPlan
+from federation.traffic import TrafficTable
 
 log = logging.getLogger(__name__)
 
 #: A replica whose row was not renewed for this many leases is not listed as live.
 LIVE_LEASES = 3
-
-
-class Replica(Protocol):
-    """What the rest of the controller asks of its place among replicas."""
-
-    name: str
-
-    @property
-    def is_leader(self) -> bool: ...
-    @property
-    def fence(self) -> tuple[str, int] | None: ...
-    @property
-    def healthy(self) -> bool: ...
-    def sync_addresses(self) -> list[str]: ...
-    def describe(self) -> dict[str, Any]: ...
-
-
-class SoleReplica:
-    """The only controller (SQLite): always the leader, always healthy, writes unfenced."""
-
-    def __init__(self, name: str, sync_address: Callable[[], str]) -> None:
-        self.name = name
-        self._sync_address = sync_address
-
-    is_leader = True
-    fence = None
-    healthy = True
-
-    def sync_addresses(self) -> list[str]:
-        """Its own sync address."""
-        return [self._sync_address()]
-
-    def describe(self) -> dict[str, Any]:
-        """``GET /v1/replicas``: this one replica."""
-        return {
-            "replica": self.name,
-            "leader": self.name,
-            "fencing": None,
-            "replicas": [{"name": self.name, "syncAddress": self._sync_address(), "live": True}],
-        }
 
 
 class PostgresReplica:
@@ -118,6 +98,7 @@ class PostgresReplica:
         self._last_ok: float | None = None
         self._live: list[dict[str, Any]] = []
         self._holder = ""
+        self._traffic_seq = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -215,6 +196,41 @@ class PostgresReplica:
                     )
             except psycopg.Error as err:
                 log.warning("%s: could not give up the lease: %s", self.name, err)
+
+    def share_traffic(self, cluster: str, table: TrafficTable) -> None:
+        """Store a traffic table a control plane sent this replica, for the others (the
+        leader plans on every cluster's traffic; any replica's ``/v1/traffic`` shows it)."""
+        self.store.put_traffic(cluster, traffic_to_json(table))
+
+    def shared_traffic(self) -> list[tuple[str, TrafficTable, float]]:
+        """``(cluster, table, age in s)`` of the tables stored since the last call (by any
+        replica, this one included: the caller skips the clusters it serves itself)."""
+        out = []
+        for cluster, body, age, seq in self.store.traffic_since(self._traffic_seq):
+            self._traffic_seq = max(self._traffic_seq, seq)
+            try:
+                out.append((cluster, traffic_from_json(cluster, body), age))
+            except InvalidDocumentError as err:  # another meshfed version's: left out
+                log.warning("%s", err)
+        return out
+
+    def publish_plans(self, plans: dict[str, list[RoutingPlan]]) -> None:
+        """Publish the leader's routing plans (fenced: refused once deposed)."""
+        fence = self.fence
+        if fence is None:
+            raise NotLeaderError(f"{self.name} is not the leader")
+        self.store.put_plans(plans_to_json(plans), fence)
+
+    def shared_plans(self) -> dict[str, list[RoutingPlan]] | None:
+        """The plans the leader last published ({} before any; invalid ones left out)."""
+        body = self.store.plans_body()
+        if body is None:
+            return {}
+        try:
+            return plans_from_json(body)
+        except InvalidDocumentError as err:
+            log.error("%s", err)
+            return {}
 
     async def listen(self, on_change: Callable[[], None]) -> None:
         """Call ``on_change`` for every change another replica commits, and once each time

@@ -29,7 +29,8 @@ from federation.controller.hub import SyncHub
 from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL, IntermediateSigner
 from federation.controller.membership import DEFAULT_LEASE_S
 from federation.controller.pgstore import PostgresStore
-from federation.controller.replicas import PostgresReplica, Replica, SoleReplica
+from federation.controller.replicas import PostgresReplica
+from federation.controller.roles import Replica, SoleReplica
 from federation.controller.service import FederationService
 from federation.controller.store import ControllerStore, SqliteStore
 from federation.controller.sync import FederationSyncService
@@ -223,6 +224,7 @@ class Controller:
                 asyncio.create_task(self.replica.listen(self.hub.changed_elsewhere), name="listen")
             )
             self._tasks.append(asyncio.create_task(self.hub.watch_changes(), name="changes"))
+            self._tasks.append(asyncio.create_task(self.hub.watch_traffic(), name="traffic"))
         self._tasks.append(asyncio.create_task(self.hub.watch_leases(), name="leases"))
         self._tasks.append(asyncio.create_task(self.hub.watch_plans(), name="plans"))
         if cfg.config_path is not None:

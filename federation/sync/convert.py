@@ -346,3 +346,53 @@ def _legacy_update(data: dict[str, Any]) -> ControllerUpdate:
         policies=[d for d in docs if isinstance(d, TrafficPolicy)],
         price_tables=[d for d in docs if isinstance(d, PriceTable)],
     )
+
+
+def traffic_to_json(table: TrafficTable) -> str:
+    """A cluster's traffic table as kept for other controller replicas (the proto's JSON)."""
+    return json_format.MessageToJson(traffic_to_proto(table), indent=None)
+
+
+def traffic_from_json(cluster: str, text: str) -> TrafficTable:
+    """A table stored by :func:`traffic_to_json`, counted for ``cluster``.
+
+    Raises:
+        InvalidDocumentError: it does not parse (see :func:`traffic_from_proto`).
+    """
+    message = sync_pb2.ClusterReport(cluster=cluster)
+    try:
+        json_format.Parse(text, message.traffic)
+    except json_format.ParseError as err:
+        raise InvalidDocumentError(f"stored traffic of cluster {cluster!r}: {err}") from err
+    table = traffic_from_proto(message)
+    assert table is not None  # the field was just set
+    return table
+
+
+def plans_to_json(plans: dict[str, list[RoutingPlan]]) -> str:
+    """cluster -> routing plans, as the leader publishes them to other replicas."""
+    return json.dumps(
+        {
+            cluster: [json_format.MessageToDict(_plan_to_proto(p)) for p in items]
+            for cluster, items in sorted(plans.items())
+        },
+        sort_keys=True,
+    )
+
+
+def plans_from_json(text: str) -> dict[str, list[RoutingPlan]]:
+    """Plans stored by :func:`plans_to_json`.
+
+    Raises:
+        InvalidDocumentError: they do not parse or a plan is invalid.
+    """
+    try:
+        data = json.loads(text)
+        return {
+            str(cluster): [
+                _plan_from_proto(json_format.ParseDict(p, sync_pb2.RoutingPlan())) for p in items
+            ]
+            for cluster, items in data.items()
+        }
+    except (ValueError, AttributeError, json_format.ParseError) as err:
+        raise InvalidDocumentError(f"stored routing plans: {err}") from err
