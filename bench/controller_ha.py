@@ -14,8 +14,10 @@ run:
 3. **Sync fan-out**: ``--clusters`` control planes (real ``meshfed controlplane serve``
    processes) joined round-robin through the three replicas; ``--changes`` TrafficPolicy
    changes applied through r0; for each control plane, the time from sending the apply to
-   the ``controller update`` line in its log (ms timestamps). Control planes whose stream
-   is on r0 are the in-run baseline for those that learn the change by NOTIFY on r1/r2.
+   the ``controller update`` line in its log (ms timestamps), and until the replica holding
+   its stream logged the update as queued. Control planes whose stream is on r0 are the
+   in-run baseline for those that learn the change by NOTIFY on r1/r2. The policies of 1.
+   and 2. are deleted first (each update carries every policy: see docs/benchmarks.md).
 
     sudo .venv/bin/python bench/controller_ha.py [--applies 300] [--concurrency 6]
         [--kills 10] [--clusters 50] [--changes 5]
@@ -133,7 +135,12 @@ def throughput(procs: Processes, base: Path, dsn: str, args: argparse.Namespace)
             [c.url for c in ctls], base / "pg" / "cli", token, args.applies, args.concurrency
         )
     )
-    return {"sqlite": args.applies / s, "postgres3": args.applies / p, "ctls": ctls}
+    return {
+        "sqlite": args.applies / s,
+        "postgres3": args.applies / p,
+        "ctls": ctls,
+        "token": token,
+    }
 
 
 def lease(dsn: str) -> str | None:
@@ -273,7 +280,13 @@ def main() -> None:
                 print(
                     f"  {what:12s} p50 {statistics.median(values):.2f} s, max {max(values):.2f} s"
                 )
-        print(f"sync fan-out ({args.clusters} control planes, {args.changes} changes via r0)")
+        stored = call("GET", t["ctls"][1].url, "/v1/policies", token=t["token"],
+                      home=base / "pg" / "cli")["policies"]  # fmt: skip
+        call("POST", t["ctls"][1].url, "/v1/delete", token=t["token"], home=base / "pg" / "cli",
+             body="---\n".join(POLICY.format(name=p["metadata"]["name"], attempts=2)
+                               for p in stored))  # fmt: skip
+        print(f"sync fan-out ({args.clusters} control planes, {args.changes} changes via r0;"
+              f" the {len(stored)} policies above deleted first)")  # fmt: skip
         d = fanout(procs, t["ctls"], base, args)
         for what, values in (
             ("stream on r0 (baseline)", d["own"]),

@@ -24,7 +24,7 @@ from federation.cli.params import (
     output_option,
     print_table,
 )
-from federation.client import call, cli_config_path, controller_target
+from federation.client import call, cli_config_path, controller_target, split_urls
 from federation.local.description import load
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
@@ -186,6 +186,38 @@ def serve_cmd(
         await ctl.stop()
 
     asyncio.run(run())
+
+
+@controller.command("replicas")
+@controller_option
+@admin_token_option
+@output_option()
+def replicas_cmd(controller: str | None, token: str | None, output: str) -> None:
+    """Show the controller replicas sharing one PostgreSQL database, and the leader.
+
+    The leader holds the lease (5 s, renewed every second) and alone re-signs intermediates
+    and plans cost mode optimize; every replica serves the API and sync streams. A single
+    controller on SQLite shows itself as the leader."""
+    data = controller_call(controller, token, "GET", "/v1/replicas")
+
+    def table() -> None:
+        leader = data.get("leader")
+        print_table(
+            ["NAME", "API", "SYNC", "ROLE"],
+            [
+                [
+                    r["name"],
+                    r.get("apiUrl", ""),
+                    r["syncAddress"],
+                    "leader" if r["name"] == leader else "follower",
+                ]
+                for r in data["replicas"]
+            ],
+        )
+        if leader is None:
+            click.echo("no leader: the lease is free (a takeover is under way)")
+
+    emit(data, output, table)
 
 
 @controller.command("migrate")
@@ -503,7 +535,7 @@ def dashboard_cmd(controller: str | None, token: str | None, open_browser: bool)
     url, tok = controller_target(controller, token)
     if not tok:
         raise InputError("no admin token: pass --token, set MESHFED_TOKEN or run meshfed up")
-    link = f"{url.rstrip('/')}/dashboard#token={tok}"
+    link = f"{split_urls(url)[0]}/dashboard#token={tok}"
     click.echo(link)
     if open_browser:
         webbrowser.open(link)

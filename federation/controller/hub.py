@@ -10,6 +10,7 @@ changed. A control plane that (re)connects gets its whole view at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -106,6 +107,7 @@ class SyncHub:
     ) -> None:
         self.replica: Replica = replica or SoleReplica("controller", lambda: "")
         self._changes = asyncio.Event()
+        self._policy_models: dict[str, BaseModel] = {}
         self._last_addresses: list[str] = []
         self.signer = signer
         self.planner = Planner(planner or PlannerSettings(), clock=clock, on_solve=self._solved)
@@ -312,12 +314,20 @@ class SyncHub:
         """The stored policy documents as models; one that no longer validates (stored by an
         older version) is logged and left out rather than stopping every update."""
         out: list[BaseModel] = []
+        models: dict[str, BaseModel] = {}  # the models of this read, by stored JSON
         for kind in POLICY_KINDS:
             for doc in self.store.documents(kind):
-                try:
-                    out += validate_documents([doc], source="stored")
-                except InvalidDocumentError as err:
-                    log.error("stored %s left out of updates: %s", kind, err)
+                key = json.dumps(doc, sort_keys=True)
+                model = self._policy_models.get(key)
+                if model is None:
+                    try:
+                        [model] = validate_documents([doc], source="stored")
+                    except InvalidDocumentError as err:
+                        log.error("stored %s left out of updates: %s", kind, err)
+                        continue
+                models[key] = model
+                out.append(model)
+        self._policy_models = models  # unchanged documents keep their model objects
         return out
 
     def resign_due(self) -> bool:

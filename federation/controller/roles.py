@@ -34,9 +34,12 @@ class Replica(Protocol):
 class SoleReplica:
     """The only controller (SQLite): always the leader, always healthy, writes unfenced."""
 
-    def __init__(self, name: str, sync_address: Callable[[], str]) -> None:
+    def __init__(
+        self, name: str, sync_address: Callable[[], str], api_url: Callable[[], str] = str
+    ) -> None:
         self.name = name
         self._sync_address = sync_address
+        self._api_url = api_url
 
     is_leader = True
     fence = None
@@ -52,7 +55,14 @@ class SoleReplica:
             "replica": self.name,
             "leader": self.name,
             "fencing": None,
-            "replicas": [{"name": self.name, "syncAddress": self._sync_address(), "live": True}],
+            "replicas": [
+                {
+                    "name": self.name,
+                    "apiUrl": self._api_url(),
+                    "syncAddress": self._sync_address(),
+                    "live": True,
+                }
+            ],
         }
 
     def share_traffic(self, cluster: str, table: TrafficTable) -> None:

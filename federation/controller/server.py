@@ -157,7 +157,7 @@ class Controller:
             )
         self.store = self._open_store()
         name = cfg.replica_name or default_replica_name(cfg.listen)
-        self.replica: Replica = SoleReplica(name, lambda: self.sync_address)
+        self.replica: Replica = SoleReplica(name, lambda: self.sync_address, lambda: self.api_url)
         if isinstance(self.store, PostgresStore):
             self.store.notify_as = name
             self.replica = PostgresReplica(

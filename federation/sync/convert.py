@@ -206,10 +206,25 @@ def _import_from_proto(m: sync_pb2.ServiceImport) -> ServiceImport:
     return _validate(ServiceImport, doc, where)  # type: ignore[no-any-return]
 
 
+#: id(policy model) -> (the model, its JSON): the controller sends the same model objects to
+#: every control plane, so each is serialised once. Holding the model keeps its id from being
+#: reused; emptied when it grows past :data:`_POLICY_JSON_MAX` entries.
+_POLICY_JSON: dict[int, tuple[BaseModel, str]] = {}
+_POLICY_JSON_MAX = 20_000
+
+
 def policy_json(doc: TrafficPolicy | PriceTable | AuthorizationPolicy) -> str:
-    """A policy document as sent (JSON, canonical: sorted keys, aliases, no nulls)."""
+    """A policy document as sent (JSON, canonical: sorted keys, aliases, no nulls); models
+    are treated as immutable once validated (their JSON is kept)."""
+    hit = _POLICY_JSON.get(id(doc))
+    if hit is not None and hit[0] is doc:
+        return hit[1]
     body = doc.model_dump(by_alias=True, mode="json", exclude_none=True)
-    return json.dumps(body, sort_keys=True)
+    text = json.dumps(body, sort_keys=True)
+    if len(_POLICY_JSON) >= _POLICY_JSON_MAX:
+        _POLICY_JSON.clear()
+    _POLICY_JSON[id(doc)] = (doc, text)
+    return text
 
 
 def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:

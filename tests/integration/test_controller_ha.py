@@ -338,5 +338,8 @@ def test_a_replica_cut_off_from_postgresql_steps_down_and_its_clients_move(
         wait_until(lambda: _health(r0, replicas.cli_home) == 200, 15, "r0 serving again")
         assert leader(postgres_dsn) != "r0"
         assert replicas.api(0, "GET", "/v1/replicas")["leader"] == leader(postgres_dsn)
+        shown = json.loads(replicas.meshfed("controller", "replicas", "-o", "json").stdout)
+        assert shown["leader"] == leader(postgres_dsn)
+        assert sorted(r["name"] for r in shown["replicas"]) == ["r0", "r1", "r2"]
     finally:
         relay.close()

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from federation.client import controller_target
+from federation.controlplane.link.join import JoinInfo, controller_urls
 from federation.controlplane.link.session import SyncRefusedError, backoff_delays, sync_error
 from federation.controlplane.registry import Health, RegistryState, ServiceRegistry, with_federation
 from federation.controlplane.report import cluster_report
@@ -19,14 +20,19 @@ from federation.errors import ApiError, InvalidDocumentError
 from federation.model.documents import load_documents
 from federation.model.service import ServiceExport, ServiceImport
 from federation.sync.convert import (
+    plans_from_json,
+    plans_to_json,
     report_from_proto,
     report_to_proto,
+    traffic_from_json,
+    traffic_to_json,
     update_from_json,
     update_from_proto,
     update_to_json,
     update_to_proto,
 )
 from federation.sync.messages import ControllerUpdate, RoutingPlan
+from federation.traffic import Counters, Edge, TrafficTable
 
 WORKLOADS = """
 apiVersion: meshfed.io/v1alpha1
@@ -154,6 +160,7 @@ def _update() -> ControllerUpdate:
         policies=[policy],  # type: ignore[list-item]
         trust_bundle_pem=b"PEM",
         lease_seconds=30,
+        sync_addresses=["10.0.0.10:15090", "10.0.0.11:15090"],
         plans=[
             RoutingPlan(
                 "demo",
@@ -186,6 +193,7 @@ def test_updates_cross_the_wire_and_the_disk_unchanged() -> None:
     again = update_from_json(stored)
     assert again.imports == update.imports and again.policies == update.policies
     assert again.plans == update.plans
+    assert again.sync_addresses == update.sync_addresses
     # same network: an empty list of direct endpoints is not "no direct endpoints"
     empty = ServiceImport.model_validate(
         {
@@ -265,3 +273,30 @@ def test_controller_target_flags_then_config_file(tmp_path) -> None:
         "http://10.0.0.1:1",
         None,
     )
+
+
+def test_plans_and_traffic_tables_shared_between_replicas_round_trip_and_bad_ones_are_named() -> (
+    None
+):
+    plans = {"a": _update().plans, "b": []}
+    assert plans_from_json(plans_to_json(plans)) == plans
+    with pytest.raises(InvalidDocumentError, match="stored routing plans"):
+        plans_from_json('{"a": [{"shares": "nope"}]}')
+    edge = Edge("a", "aws/us-east-1/us-east-1a", "echo.demo", "b", "aws/us-west-2/us-west-2a",
+                "inter-region", "2xx")  # fmt: skip
+    table = TrafficTable(5.0, {edge: Counters(3, 30, 300, 0.5, 12.0)})
+    back = traffic_from_json("a", traffic_to_json(table))
+    assert back == table
+    with pytest.raises(InvalidDocumentError, match="stored traffic of cluster 'a'"):
+        traffic_from_json("a", "{not json")
+
+
+def test_join_info_written_before_replicas_loads_with_its_one_sync_address() -> None:
+    old = {
+        "cluster": "a", "trust_domain": "example.org", "controller": "https://c:1",
+        "sync_address": "c:2", "sync_server_name": "controller.meshfed.internal",
+        "lease_seconds": 30.0,
+    }  # fmt: skip
+    info = JoinInfo(**old)
+    assert info.sync_addresses == []
+    assert controller_urls("c:1, http://d:2/") == ["https://c:1", "http://d:2"]

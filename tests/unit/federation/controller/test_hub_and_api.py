@@ -11,12 +11,13 @@ from cryptography.hazmat.primitives import serialization
 from federation.controller.api import ControllerContext, make_app, openapi_document
 from federation.controller.hub import Closed, SyncHub
 from federation.controller.membership import STARTUP_GRACE_S
+from federation.controller.roles import SoleReplica
 from federation.controller.service import FederationService
 from federation.controller.store import ClusterRecord, SqliteStore
 from federation.controller.sync import peer_cluster
 from federation.controlplane.link.join import JoinError, check_pinned_root
 from federation.sync.join_token import split_join_token, token_digest
-from federation.sync.messages import ClusterReport
+from federation.sync.messages import ClusterReport, RoutingPlan
 from tests.prometheus import samples
 from trust import pki
 from trust.spiffe import SpiffeId, TrustDomain
@@ -439,4 +440,54 @@ async def test_a_plan_reaches_the_callers_cluster_and_only_when_it_changes(tmp_p
     metrics = samples(hub.metrics.exposition().decode())
     solves = [v for (n, _), v in metrics.items() if n == "meshfed_controller_plan_solves_total"]
     assert solves == [1.0]
+    hub.store.close()
+
+
+class FollowerReplica(SoleReplica):
+    """A replica that is not the leader, with plans the leader published."""
+
+    def __init__(self, plans: dict[str, list[RoutingPlan]]) -> None:
+        super().__init__("r1", lambda: "127.0.0.1:2")
+        self.plans = plans
+        self.healthy = True
+
+    is_leader = False  # type: ignore[assignment]
+
+    def shared_plans(self) -> dict[str, list[RoutingPlan]] | None:
+        return self.plans
+
+    def sync_addresses(self) -> list[str]:
+        return ["127.0.0.1:2", "127.0.0.1:1"]
+
+
+async def test_a_follower_sends_the_leaders_plans_and_every_replicas_address(tmp_path) -> None:
+    clock = Clock()
+    plan = RoutingPlan("demo", "echo", "aws/us-east-1/z", (("a", "aws/us-east-1/z", 1.0),))
+    hub = _hub(tmp_path, clock)
+    hub.replica = FollowerReplica({"a": [plan]})
+    queue = hub.attach("a")
+    hub.report("a", _report([]))
+    update = queue.get_nowait()
+    assert update.plans == [plan]
+    assert update.sync_addresses == ["127.0.0.1:2", "127.0.0.1:1"]
+    assert hub.resign_due() is False  # only the leader re-signs
+    hub.store.close()
+
+
+async def test_streams_end_for_a_cluster_removed_elsewhere_and_retryably_when_cut_off(
+    tmp_path,
+) -> None:
+    clock = Clock()
+    hub = _hub(tmp_path, clock)
+    qa, qb = hub.attach("a"), hub.attach("b")
+    hub.report("a", _report([]))
+    hub.report("b", _report([]))
+    qa.get_nowait(), qb.get_nowait()
+    hub.store.remove_cluster("b")  # as another replica would, through the database
+    hub.recompute()
+    closed = qb.get_nowait()
+    assert isinstance(closed, Closed) and not closed.retryable
+    hub.cut_off("lost the database")
+    cut = qa.get_nowait()
+    assert isinstance(cut, Closed) and cut.retryable
     hub.store.close()
