@@ -79,6 +79,13 @@ def controller() -> None:
     " --token-file (docs/controller-ha.md).",
 )
 @click.option(
+    "--advertise-sync",
+    default=None,
+    metavar="HOST:PORT",
+    help="The sync address control planes are told to dial (join answer, and every"
+    " replica's address in each update).  [default: --sync-listen]",
+)
+@click.option(
     "--replica-name",
     default=None,
     help="This replica's name among those sharing --store (unique; shown as the leader)."
@@ -144,6 +151,7 @@ def serve_cmd(
     insecure_http: bool,
     authz_default: str,
     replica_name: str | None,
+    advertise_sync: str | None,
 ) -> None:
     """Serve the REST API (HTTPS) and the sync service (mTLS) until SIGTERM/SIGINT.
 
@@ -153,7 +161,10 @@ def serve_cmd(
     """
     from federation.controller.server import Controller, ControllerConfig
 
-    for flag, value in (("--listen", listen), ("--sync-listen", sync_listen)):
+    addresses = [("--listen", listen), ("--sync-listen", sync_listen)]
+    if advertise_sync is not None:
+        addresses.append(("--advertise-sync", advertise_sync))
+    for flag, value in addresses:
         try:
             parse_host_port(value, what=flag)
         except ValueError as err:
@@ -175,6 +186,7 @@ def serve_cmd(
         intermediate_ttl=intermediate_ttl,
         store_dsn=store_dsn,
         replica_name=replica_name,
+        advertise_sync=advertise_sync,
     )
 
     async def run() -> None:

@@ -72,6 +72,8 @@ class ControllerConfig:
             re-signed over sync at half life.
         replica_name: this replica's name among replicas on one PostgreSQL (default
             ``<hostname>:<API port>``, or ``<hostname>-<pid>`` when the port is 0).
+        advertise_sync: ``host:port`` control planes dial for the sync service (default:
+            ``sync_listen`` with the port it got), e.g. when listening on ``0.0.0.0``.
     """
 
     listen: str
@@ -87,6 +89,7 @@ class ControllerConfig:
     intermediate_ttl: timedelta = DEFAULT_INTERMEDIATE_TTL
     store_dsn: str | None = None
     replica_name: str | None = None
+    advertise_sync: str | None = None
 
 
 def default_replica_name(listen: str) -> str:
@@ -117,7 +120,10 @@ class Controller:
 
     @property
     def sync_address(self) -> str:
-        """``host:port`` of the sync service."""
+        """``host:port`` of the sync service as control planes dial it (``advertise_sync``,
+        else the listening address)."""
+        if self.config.advertise_sync:
+            return self.config.advertise_sync
         host, _ = parse_host_port(self.config.sync_listen)
         return f"{host}:{self.sync_port}"
 

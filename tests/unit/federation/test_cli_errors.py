@@ -134,6 +134,20 @@ def test_every_problem_of_an_invalid_document_gets_its_line() -> None:
             1,
             "127.0.0.1:1",
         ),
+        # several replicas, none reachable: the last one is named
+        (
+            [
+                "get",
+                "clusters",
+                "--token",
+                "t",
+                "--controller",
+                "http://127.0.0.1:1,http://127.0.0.1:2",
+            ],
+            1,
+            "127.0.0.1:2",
+        ),
+        (["controller", "serve", "--advertise-sync", "nohost"], 2, "--advertise-sync"),
         (["cluster", "discover", "--provider", "aws"], 2, "--region is required"),
         (["cluster", "discover", "--provider", "gcp"], 2, "--project is required"),
         (["cluster", "join", "x", "--from", "azure:aks/a/b"], 2, "--from 'azure:aks/a/b'"),
