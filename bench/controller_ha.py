@@ -20,7 +20,7 @@ run:
    and 2. are deleted first (each update carries every policy: see docs/benchmarks.md).
 
     sudo .venv/bin/python bench/controller_ha.py [--applies 300] [--concurrency 6]
-        [--kills 10] [--clusters 50] [--changes 5]
+        [--kills 10] [--clusters 50] [--changes 5] [--keep-policies]
 """
 
 from __future__ import annotations
@@ -261,6 +261,11 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--clusters", type=int, default=50)
     parser.add_argument("--changes", type=int, default=5)
+    parser.add_argument(
+        "--keep-policies",
+        action="store_true",
+        help="fan out with the throughput policies still stored (every update carries them)",
+    )
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="meshfed-bench-ha-") as tmp,
@@ -282,11 +287,14 @@ def main() -> None:
                 )
         stored = call("GET", t["ctls"][1].url, "/v1/policies", token=t["token"],
                       home=base / "pg" / "cli")["policies"]  # fmt: skip
-        call("POST", t["ctls"][1].url, "/v1/delete", token=t["token"], home=base / "pg" / "cli",
-             body="---\n".join(POLICY.format(name=p["metadata"]["name"], attempts=2)
-                               for p in stored))  # fmt: skip
+        if not args.keep_policies:
+            call("POST", t["ctls"][1].url, "/v1/delete", token=t["token"],
+                 home=base / "pg" / "cli",
+                 body="---\n".join(POLICY.format(name=p["metadata"]["name"], attempts=2)
+                                   for p in stored))  # fmt: skip
+        kept = "kept" if args.keep_policies else "deleted first"
         print(f"sync fan-out ({args.clusters} control planes, {args.changes} changes via r0;"
-              f" the {len(stored)} policies above deleted first)")  # fmt: skip
+              f" the {len(stored)} policies above {kept})")  # fmt: skip
         d = fanout(procs, t["ctls"], base, args)
         for what, values in (
             ("stream on r0 (baseline)", d["own"]),
