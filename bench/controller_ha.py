@@ -44,8 +44,8 @@ import psycopg
 
 from bench._common import percentile
 from federation.client import call, tls_for
-from federation.controller.server import write_cli_config
 from tests.integration.conftest import owned_processes
+from tests.integration.federations import Replicas
 from tests.integration.harness import (
     ControllerHandle,
     ControlPlaneHandle,
@@ -62,32 +62,11 @@ POLICY = (
 )
 
 
-def replicas(procs: Processes, base: Path, dsn: str, n: int = 3) -> list[ControllerHandle]:
-    trust, token = base / "trust", base / "controller-token"
-    ctls = [
-        ControllerHandle(
-            procs,
-            base / f"r{i}",
-            lease_s=30,
-            store=dsn,
-            name=f"r{i}",
-            extra_args=[
-                "--replica-name",
-                f"r{i}",
-                "--trust-dir",
-                str(trust),
-                "--token-file",
-                str(token),
-            ],
-        )
-        for i in range(n)
-    ]
-    for ctl in ctls:
-        ctl.start()
-    write_cli_config(
-        base / "cli" / "config.yaml", ",".join(c.url for c in ctls), token, trust / "bundle.pem"
-    )
-    return ctls
+def replicas(procs: Processes, base: Path, dsn: str) -> list[ControllerHandle]:
+    """Three replicas on ``dsn`` (:class:`tests.integration.federations.Replicas`)."""
+    group = Replicas(procs, base, [dsn] * 3, lease_s=30)
+    group.start()
+    return group.controllers
 
 
 async def _post_applies(urls: list[str], home: Path, token: str, count: int, width: int) -> float:

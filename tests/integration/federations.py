@@ -20,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from federation.client import call
+from federation.controller.server import write_cli_config
 from tests.integration.harness import (
     ControllerHandle,
     ControlPlaneHandle,
@@ -179,3 +181,55 @@ class ThreeClusters:
     def explain(self) -> dict[str, Any]:
         out = self.meshfed("explain", HOST, "--from", "a", "-o", "json").stdout
         return json.loads(out)  # type: ignore[no-any-return]
+
+
+class Replicas:
+    """``n`` controller replicas on ``dsn`` (each its own home; one trust directory and one
+    admin token), and a CLI home whose config.yaml names them all."""
+
+    def __init__(
+        self, procs: Processes, base: Path, dsns: list[str], *, lease_s: float = 10
+    ) -> None:
+        self.base = base
+        self.cli_home = base / "cli"
+        self.trust_dir = base / "trust"
+        self.token_file = base / "controller-token"
+        self.controllers = [
+            ControllerHandle(
+                procs,
+                base / f"r{i}",
+                lease_s=lease_s,
+                store=dsn,
+                name=f"r{i}",
+                extra_args=[
+                    "--replica-name",
+                    f"r{i}",
+                    "--trust-dir",
+                    str(self.trust_dir),
+                    "--token-file",
+                    str(self.token_file),
+                ],
+            )
+            for i, dsn in enumerate(dsns)
+        ]
+
+    def start(self) -> None:
+        for ctl in self.controllers:  # one after the other: the first creates the root
+            ctl.start()
+        write_cli_config(
+            self.cli_home / "config.yaml",
+            ",".join(c.url for c in self.controllers),
+            self.token_file,
+            self.trust_dir / "bundle.pem",
+        )
+
+    def api(self, i: int, method: str, path: str, body: str | None = None) -> Any:
+        """One replica's API (no failover)."""
+        ctl = self.controllers[i]
+        return call(
+            method, ctl.url, path, token=self.token_file.read_text().strip(), body=body,
+            home=self.cli_home,
+        )  # fmt: skip
+
+    def meshfed(self, *args: str, **kw: Any):
+        return run_meshfed(self.cli_home, *args, **kw)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.client import ClientTls, request_json, tls_context
-from federation.errors import FederationError, UnreachableError
+from federation.errors import ApiError, FederationError, UnreachableError
 from federation.netaddr import parse_host_port
 from federation.sync.identity import CONTROLLER_SERVER_NAME
 from federation.sync.join_token import MalformedTokenError, split_join_token
@@ -144,7 +144,10 @@ async def _join_one(
         )
     except (FederationError, KeyError) as err:
         failure = JoinError(f"joining the federation at {url} failed: {err}")
-        failure.retryable = isinstance(err, UnreachableError)
+        # unreachable, or a replica that lost its database (503): another may answer
+        failure.retryable = isinstance(err, UnreachableError) or (
+            isinstance(err, ApiError) and err.status == 503
+        )
         raise failure from err
     check_pinned_root(answer, pin, url)
     ca_dir.store(answer["certificateChain"].encode(), answer["trustBundle"].encode())
