@@ -378,7 +378,10 @@ class SyncHub:
                 continue
             try:
                 inputs = self._plan_inputs()
-                if inputs is not None and await asyncio.to_thread(self.planner.plan, *inputs):
+                if inputs is None:
+                    if self.replica.shared_plans():  # a former leader's, no longer planned
+                        self._publish_plans()
+                elif await asyncio.to_thread(self.planner.plan, *inputs):
                     self._publish_plans()
             except Exception:  # a bad round must not end planning; the plans in force stay
                 log.exception("planning round failed; the previous plans stay in force")

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from federation.controller.api import ControllerContext, make_app, openapi_document
 from federation.controller.hub import Closed, SyncHub
 from federation.controller.membership import STARTUP_GRACE_S
+from federation.controller.planner import PlannerSettings
 from federation.controller.roles import SoleReplica
 from federation.controller.service import FederationService
 from federation.controller.store import ClusterRecord, SqliteStore
@@ -490,4 +491,40 @@ async def test_streams_end_for_a_cluster_removed_elsewhere_and_retryably_when_cu
     hub.cut_off("lost the database")
     cut = qa.get_nowait()
     assert isinstance(cut, Closed) and cut.retryable
+    hub.store.close()
+
+
+class LeaderReplica(SoleReplica):
+    """The leader of a replicated controller, with plans a former leader published."""
+
+    def __init__(self, stale: dict[str, list[RoutingPlan]]) -> None:
+        super().__init__("r0", lambda: "127.0.0.1:1")
+        self.stored = stale
+        self.published: list[dict[str, list[RoutingPlan]]] = []
+
+    def shared_plans(self) -> dict[str, list[RoutingPlan]] | None:
+        return self.stored
+
+    def publish_plans(self, plans: dict[str, list[RoutingPlan]]) -> None:
+        self.published.append(plans)
+        self.stored = plans
+
+
+async def test_a_new_leader_withdraws_plans_its_predecessor_left_when_nothing_is_planned(
+    tmp_path,
+) -> None:
+    clock = Clock()
+    plan = RoutingPlan("demo", "echo", "aws/us-east-1/z", (("a", "aws/us-east-1/z", 1.0),))
+    hub = _hub(tmp_path, clock)
+    hub.planner.settings = PlannerSettings(interval_s=0.01)
+    leader = LeaderReplica({"a": [plan]})
+    hub.replica = leader
+    assert hub.plans() == {"a": [plan]}  # before its first round: the predecessor's stay
+    task = asyncio.create_task(hub.watch_plans())
+    for _ in range(100):  # bounded: 1 s
+        if leader.published:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    assert leader.published[0] == {} and hub.plans() == {}
     hub.store.close()
