@@ -98,6 +98,7 @@ class PostgresReplica:
         self._last_ok: float | None = None
         self._live: list[dict[str, Any]] = []
         self._holder = ""
+        self._fencing: int | None = None
         self._traffic_seq = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -125,12 +126,13 @@ class PostgresReplica:
         return [own] + [r["syncAddress"] for r in self._live if r["syncAddress"] != own]
 
     def describe(self) -> dict[str, Any]:
-        """``GET /v1/replicas``: this replica, the leader, its fencing number, and every
-        replica's row (``live`` when renewed within :data:`LIVE_LEASES` leases)."""
+        """``GET /v1/replicas``: this replica, the leader and its fencing number as of the
+        last renewal (None: the lease is free), and every live replica (renewed within
+        :data:`LIVE_LEASES` leases)."""
         return {
             "replica": self.name,
             "leader": self._holder or None,
-            "fencing": self.elector.fencing,
+            "fencing": self._fencing,
             "replicas": list(self._live),
         }
 
@@ -154,7 +156,7 @@ class PostgresReplica:
                     (LIVE_LEASES * self.elector.lease_s,),
                 ).fetchall()
                 holder = conn.execute(
-                    "SELECT holder FROM leader_lease WHERE id = 1 AND expires_at > now()"
+                    "SELECT holder, fencing FROM leader_lease WHERE id = 1 AND expires_at > now()"
                 ).fetchone()
         except psycopg.Error as err:
             log.warning("%s: renewal failed: %s", self.name, err.__class__.__name__)
@@ -164,7 +166,7 @@ class PostgresReplica:
             for n, a, s, live in rows
             if live
         ]
-        self._holder = str(holder[0]) if holder else ""
+        self._holder, self._fencing = (str(holder[0]), int(holder[1])) if holder else ("", None)
         self._last_ok = sent
         self.store.mark_reachable()
         return True

@@ -64,7 +64,7 @@ def test_one_leader_and_every_live_replica_known(pair) -> None:
     r0, r1 = pair
     assert r0.renew() and r1.renew()
     assert r0.is_leader and not r1.is_leader
-    assert r1.describe()["leader"] == "r0"
+    assert r1.describe()["leader"] == "r0" and r1.describe()["fencing"] == 1
     assert r0.renew()
     assert r0.sync_addresses() == ["127.0.0.1:11", "127.0.0.1:12"]
     assert r1.sync_addresses() == ["127.0.0.1:12", "127.0.0.1:11"]
