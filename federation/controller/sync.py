@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from federation.controller.hub import Closed, SyncHub
-from federation.controller.store import ClusterRecord
+from federation.controller.store import ClusterRecord, StoreError
 from federation.errors import FederationError, InvalidDocumentError, NotFoundError
 from federation.sync.convert import report_from_proto, traffic_from_proto, update_to_proto
 from federation.sync.identity import cluster_from_spiffe_path
@@ -64,8 +64,8 @@ def peer_cluster(peer_pem: bytes | None, trust_domain: str, lookup: Any) -> tupl
 
 
 class _RefusedReportError(FederationError):
-    """A report the stream must end for: another cluster's (PERMISSION_DENIED) or invalid
-    (INVALID_ARGUMENT)."""
+    """A report the stream must end for: another cluster's (PERMISSION_DENIED), invalid
+    (INVALID_ARGUMENT), or not storable here (UNAVAILABLE: the database is unreachable)."""
 
     def __init__(
         self, message: str, code: grpc.StatusCode = grpc.StatusCode.PERMISSION_DENIED
@@ -118,7 +118,15 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
                     ) from err
                 if traffic is not None:
                     self._hub.report_traffic(cluster, traffic)
-                self._hub.report(cluster, body)
+                try:
+                    self._hub.report(cluster, body)
+                except StoreError as err:
+                    if not err.retryable:
+                        raise
+                    raise _RefusedReportError(  # another replica may have its database
+                        "this controller replica lost its database; try another",
+                        grpc.StatusCode.UNAVAILABLE,
+                    ) from err
 
         reader = asyncio.create_task(read())
         try:
