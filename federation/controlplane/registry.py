@@ -115,8 +115,17 @@ class RegistryState:
         return sorted(local | set(self.imports))
 
     def documents(self) -> list[Document]:
-        """Every stored document (workloads, exports as meshfed ServiceExports, imports)."""
-        docs: list[Document] = sorted(self.workloads.values(), key=lambda w: w.key)
+        """Every stored document (workloads, exports as meshfed ServiceExports, imports);
+        workloads the Kubernetes source made (label ``meshfed.io/source: kubernetes``) are
+        the cluster's, not stored."""
+        docs: list[Document] = sorted(
+            (
+                w
+                for w in self.workloads.values()
+                if w.metadata.labels.get("meshfed.io/source") != "kubernetes"
+            ),
+            key=lambda w: w.key,
+        )
         docs += [
             ServiceExport.model_validate(
                 {

@@ -1,0 +1,236 @@
+"""The cluster's Kubernetes API as the control plane's service registry (issue #20).
+
+:class:`Reflector` keeps one kind of object current, as client-go's reflector does, through
+``kubernetes_asyncio``: a list (its ``resourceVersion``), then watches from it with
+bookmarks (``allowWatchBookmarks``: the version moves on without changes, so a reconnect
+does not replay history); a watch the server ends (``timeoutSeconds``) resumes from the last
+version seen; **410 Gone** (the version was compacted away) re-lists at once and replaces
+every object, so nothing is lost or duplicated; any other error backs off 0.5 s doubling to
+10 s and re-lists.
+
+:class:`KubeSource` runs reflectors for Services, EndpointSlices, Nodes and Pods and, after
+each change (coalesced for :data:`COALESCE_S`), makes the workloads
+(:func:`federation.controlplane.kube.translate.workload_entries`) and applies the
+difference to the registry: new and changed workloads applied, vanished ones deleted, in
+one version each. It touches only workloads labelled as its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.watch import Watch
+
+from federation.controlplane.kube.translate import (
+    SOURCE_LABEL,
+    SOURCE_VALUE,
+    Key,
+    Scope,
+    workload_entries,
+)
+from federation.controlplane.registry import ServiceRegistry
+from federation.errors import InvalidDocumentError
+from federation.model.documents import validate_documents
+from federation.model.workload import WorkloadEntry
+
+log = logging.getLogger(__name__)
+
+#: Changes within this many seconds are applied together (s).
+COALESCE_S = 0.05
+#: A watch asks the server to end it after this long (s); it then resumes from its version.
+WATCH_TIMEOUT_S = 300
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 10.0
+
+ListFn = Callable[..., Awaitable[Any]]
+
+
+class Reflector:
+    """One kind of object, listed and watched (see the module docstring).
+
+    Args:
+        name: for logs (``services``).
+        list_fn: a ``kubernetes_asyncio`` list method
+            (``CoreV1Api.list_service_for_all_namespaces``).
+        on_change: called after the objects changed (a list, or a watch event).
+        watch_timeout_s: asked of the server per watch.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        list_fn: ListFn,
+        on_change: Callable[[], None],
+        *,
+        watch_timeout_s: int = WATCH_TIMEOUT_S,
+    ) -> None:
+        self.name = name
+        self._list_fn = list_fn
+        self._on_change = on_change
+        self.watch_timeout_s = watch_timeout_s
+        self.objects: dict[Key, dict[str, Any]] = {}
+        self.synced = False
+        self.relists = 0
+        self.resource_version = ""
+
+    @staticmethod
+    def key(obj: dict[str, Any]) -> Key:
+        meta = obj.get("metadata") or {}
+        return (str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+    async def list(self) -> None:
+        """List every object; replace what was known."""
+        resp = await self._list_fn(_preload_content=False, _request_timeout=30)
+        try:
+            data = json.loads(await resp.read())
+        finally:
+            resp.release()
+        self.objects = {self.key(o): o for o in data.get("items") or []}
+        self.resource_version = str((data.get("metadata") or {}).get("resourceVersion", ""))
+        self.synced = True
+        self.relists += 1
+        self._on_change()
+
+    async def watch(self) -> None:
+        """Watch from :attr:`resource_version` until the server ends the stream.
+
+        Raises:
+            ApiException: 410 Gone (re-list) or another API error.
+        """
+        watch = Watch(return_type="object")
+        stream = watch.stream(
+            self._list_fn,
+            resource_version=self.resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self.watch_timeout_s,
+            _request_timeout=self.watch_timeout_s + 30,
+        )
+        async with watch:
+            async for event in stream:
+                kind, obj = event["type"], event["raw_object"]
+                version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+                if version:
+                    self.resource_version = version
+                if kind == "BOOKMARK":
+                    continue
+                if kind == "DELETED":
+                    self.objects.pop(self.key(obj), None)
+                else:
+                    self.objects[self.key(obj)] = obj
+                self._on_change()
+
+    async def run(self) -> None:
+        """List, then watch, until cancelled (see the module docstring)."""
+        delay = BACKOFF_INITIAL_S
+        while True:
+            try:
+                if not self.synced:
+                    await self.list()
+                await self.watch()
+                delay = BACKOFF_INITIAL_S
+                continue  # the server ended the watch: resume from the last version
+            except ApiException as err:
+                if err.status == 410:
+                    log.info("%s: resource version %s expired; listing again", self.name,
+                             self.resource_version)  # fmt: skip
+                    self.synced = False
+                    continue
+                log.warning("%s: Kubernetes API error %s %s", self.name, err.status, err.reason)
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
+                log.warning("%s: %s", self.name, err.__class__.__name__)
+            self.synced = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+
+@dataclass
+class KubeSource:
+    """The cluster's endpoints as workloads in ``registry`` (see the module docstring).
+
+    Args:
+        api: a configured ``kubernetes_asyncio`` ApiClient.
+        registry: the control plane's registry.
+        scope: what is in the mesh (:class:`federation.controlplane.kube.translate.Scope`).
+    """
+
+    api: k8s.ApiClient
+    registry: ServiceRegistry
+    scope: Scope
+    watch_timeout_s: int = WATCH_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        core, discovery = k8s.CoreV1Api(self.api), k8s.DiscoveryV1Api(self.api)
+        self._changed = asyncio.Event()
+        self.reflectors = {
+            name: Reflector(name, fn, self._changed.set, watch_timeout_s=self.watch_timeout_s)
+            for name, fn in (
+                ("services", core.list_service_for_all_namespaces),
+                ("endpointslices", discovery.list_endpoint_slice_for_all_namespaces),
+                ("nodes", core.list_node),
+                ("pods", core.list_pod_for_all_namespaces),
+            )
+        }
+
+    @property
+    def synced(self) -> bool:
+        """Every kind has been listed at least once."""
+        return all(r.synced or r.relists for r in self.reflectors.values())
+
+    def desired(self) -> list[WorkloadEntry]:
+        """The workloads the cluster's objects give now."""
+        r = self.reflectors
+        docs = workload_entries(
+            r["services"].objects.values(),
+            r["endpointslices"].objects.values(),
+            {name: node for (_, name), node in r["nodes"].objects.items()},
+            r["pods"].objects,
+            self.scope,
+        )
+        out: list[WorkloadEntry] = []
+        for doc in docs:
+            try:
+                [model] = validate_documents([doc], source="kubernetes")
+            except InvalidDocumentError as err:  # e.g. a name meshfed cannot take
+                log.warning("endpoint left out: %s", err)
+                continue
+            assert isinstance(model, WorkloadEntry)
+            out.append(model)
+        return out
+
+    def reconcile(self) -> tuple[list[str], list[str]]:
+        """Apply the difference between :meth:`desired` and the registry's own workloads;
+        returns the names applied and deleted."""
+        want = {w.key: w for w in self.desired()}
+        have = {
+            k: w
+            for k, w in self.registry.state.workloads.items()
+            if w.metadata.labels.get(SOURCE_LABEL) == SOURCE_VALUE
+        }
+        changed = [w for k, w in want.items() if have.get(k) != w]
+        gone = [w for k, w in have.items() if k not in want]
+        applied = self.registry.apply(changed) if changed else []
+        deleted = self.registry.delete(gone) if gone else []
+        return applied, deleted
+
+    async def run(self) -> None:
+        """Reflect every kind and reconcile after changes, until cancelled."""
+        tasks = [asyncio.create_task(r.run(), name=f"kube-{n}") for n, r in self.reflectors.items()]
+        try:
+            while True:
+                await self._changed.wait()
+                await asyncio.sleep(COALESCE_S)
+                self._changed.clear()
+                if self.synced:
+                    self.reconcile()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

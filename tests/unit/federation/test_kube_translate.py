@@ -1,0 +1,113 @@
+"""Kubernetes objects -> WorkloadEntry documents (federation.controlplane.kube.translate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from federation.controlplane.kube.translate import (
+    Scope,
+    node_locality,
+    port_protocol,
+    workload_entries,
+    workload_name,
+)
+from federation.model.documents import validate_documents
+from federation.model.locality import Locality
+
+CLUSTER = Locality.parse("gcp/us-east4/us-east4-a")
+
+
+def _service(ports: list[dict[str, Any]], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "api", "namespace": "shop", "labels": labels or {}},
+        "spec": {"ports": ports},
+    }
+
+
+def _slice(endpoints: list[dict[str, Any]], ports: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "api-x1",
+            "namespace": "shop",
+            "labels": {"kubernetes.io/service-name": "api"},
+        },
+        "addressType": "IPv4",
+        "ports": ports,
+        "endpoints": endpoints,
+    }
+
+
+PORTS = [
+    {"name": "grpc-api", "port": 9090},
+    {"name": "web", "port": 80, "appProtocol": "kubernetes.io/h2c"},
+    {"name": "metrics", "port": 9100},  # no such port in the slice: left out
+]
+SLICE_PORTS = [{"name": "grpc-api", "port": 50051}, {"name": "web", "port": 8080}]
+
+
+def test_ready_endpoints_become_workloads_with_ports_identity_and_locality() -> None:
+    endpoints = [
+        {"addresses": ["10.1.0.5"], "conditions": {"ready": True}, "nodeName": "n1",
+         "targetRef": {"kind": "Pod", "namespace": "shop", "name": "api-1"}},
+        {"addresses": ["10.1.0.6"], "conditions": {"ready": False}, "nodeName": "n1"},
+        # terminating (still serving): ready is false, as the API sets it
+        {"addresses": ["10.1.0.7"],
+         "conditions": {"ready": False, "serving": True, "terminating": True}},
+        {"addresses": ["10.1.0.8"], "zone": "us-east4-c"},  # ready unset: ready
+    ]  # fmt: skip
+    nodes = {
+        "n1": {
+            "metadata": {"labels": {"topology.kubernetes.io/region": "us-east1",
+                                    "topology.kubernetes.io/zone": "us-east1-b"}},
+            "spec": {"providerID": "gce://proj/us-east1-b/n1"},
+        }
+    }  # fmt: skip
+    pods = {
+        ("shop", "api-1"): {
+            "metadata": {"labels": {"meshfed.io/sidecar": "true"}},
+            "spec": {"serviceAccountName": "api-sa"},
+        }
+    }
+    docs = workload_entries(
+        [_service(PORTS)], [_slice(endpoints, SLICE_PORTS)], nodes, pods, Scope(CLUSTER)
+    )
+    assert [d["spec"]["address"] for d in docs] == ["10.1.0.5", "10.1.0.8"]
+    first, last = docs
+    assert first["spec"]["ports"] == [
+        {"name": "grpc-api", "port": 9090, "targetPort": 50051, "protocol": "grpc"},
+        {"name": "web", "port": 80, "targetPort": 8080, "protocol": "http2"},
+    ]
+    assert first["spec"]["locality"] == "gcp/us-east1/us-east1-b"  # the node's
+    assert first["spec"]["serviceAccount"] == "api-sa" and first["spec"]["tlsMode"] == "mutual"
+    assert last["spec"]["locality"] == "gcp/us-east4/us-east4-c"  # the zone hint
+    assert last["spec"]["serviceAccount"] == "default" and last["spec"]["tlsMode"] == "disabled"
+    nowhere = workload_entries(
+        [_service(PORTS)], [_slice([{"addresses": ["10.1.0.9"]}], SLICE_PORTS)], {}, {},
+        Scope(CLUSTER),
+    )  # fmt: skip
+    assert nowhere[0]["spec"]["locality"] == str(CLUSTER)
+    assert all(d["metadata"]["labels"] == {"meshfed.io/source": "kubernetes"} for d in docs)
+    assert len(validate_documents(docs, source="test")) == 2  # valid WorkloadEntries
+
+
+def test_scope_by_namespace_and_member_label() -> None:
+    svc = _service([{"name": "http", "port": 80}], {"mesh": "on"})
+    sl = _slice([{"addresses": ["10.0.0.1"]}], [{"name": "http", "port": 8080}])
+    assert workload_entries([svc], [sl], {}, {}, Scope(CLUSTER, frozenset({"other"}))) == []
+    assert len(workload_entries([svc], [sl], {}, {}, Scope(CLUSTER, member_label="mesh=on"))) == 1
+    assert workload_entries([svc], [sl], {}, {}, Scope(CLUSTER, member_label="mesh=off")) == []
+    assert len(workload_entries([svc], [sl], {}, {}, Scope(CLUSTER, member_label="mesh"))) == 1
+
+
+def test_protocols_localities_and_names() -> None:
+    assert port_protocol("http-web", None) == "http"
+    assert port_protocol("tcp-db", None) == "tcp"
+    assert port_protocol("anything", "GRPC") == "grpc"
+    assert port_protocol("redis", None) == "http"  # meshfed's default
+    aws = {"metadata": {"labels": {"topology.kubernetes.io/region": "eu-west-1"}},
+           "spec": {"providerID": "aws:///eu-west-1a/i-1"}}  # fmt: skip
+    assert str(node_locality(aws, CLUSTER)) == "aws/eu-west-1"
+    assert node_locality({"metadata": {}}, CLUSTER) is None
+    assert workload_name("api", "10.1.0.5") == "k8s-api-10-1-0-5"
+    long = workload_name("a" * 60, "fd00::1234:5678")
+    assert len(long) <= 63 and long != workload_name("a" * 60, "fd00::1234:5679")
