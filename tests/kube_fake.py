@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -158,6 +159,20 @@ class FakeKube:
         self._loop.close()
 
     # -- what tests call --------------------------------------------------------------------
+
+    def write_kubeconfig(self, path: Path, token: str = "fake-token") -> Path:
+        """A kubeconfig naming this server (plain HTTP on loopback) and a bearer token."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake", "user": {"token": token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+            "current-context": "fake",
+        }
+        path.write_text(json.dumps(config))
+        path.chmod(0o600)
+        return path
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create ``obj`` (by its apiVersion and kind); returns it as stored."""

@@ -7,7 +7,7 @@ import json
 import sys
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,6 +30,9 @@ from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.paths import default_trust_dir, meshfed_home
 from federation.serving import stop_on_signals
+
+if TYPE_CHECKING:
+    from federation.controlplane.kube.config import KubeSettings
 
 
 def _locality(value: str) -> Locality:
@@ -116,6 +119,32 @@ def controlplane() -> None:
     " meshfed_requests_total or egress dollars, the controller gets no traffic from this"
     " cluster.  [default: counted]",
 )
+@click.option(
+    "--kubernetes",
+    is_flag=True,
+    help="Take workloads from the cluster's Kubernetes API: every ready endpoint of a"
+    " Service's EndpointSlices, with its node's locality (in a pod: its service account;"
+    " else --kubeconfig).",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="With --kubernetes: the kubeconfig to use.  [default: in-cluster, else $KUBECONFIG"
+    " or ~/.kube/config]",
+)
+@click.option(
+    "--kube-namespaces",
+    default="",
+    metavar="NS[,NS...]",
+    help="With --kubernetes: the namespaces in the mesh.  [default: all]",
+)
+@click.option(
+    "--kube-member-label",
+    default="",
+    metavar="KEY[=VALUE]",
+    help="With --kubernetes: only Services with this label are in the mesh.  [default: all]",
+)
 def serve_cmd(
     cluster: str,
     locality: str,
@@ -132,6 +161,10 @@ def serve_cmd(
     gateway: str,
     otlp_collector: str | None,
     no_telemetry: bool,
+    kubernetes: bool,
+    kubeconfig: Path | None,
+    kube_namespaces: str,
+    kube_member_label: str,
 ) -> None:
     """Serve xDS (SotW and delta ADS), the certificate service and the HTTP API until
     SIGTERM/SIGINT.
@@ -146,8 +179,13 @@ def serve_cmd(
         ("--ca-listen", ca_listen),
         ("--api-listen", api_listen),
     ]
-    if controller and not controller.startswith(("http://", "https://")):
-        addresses.append(("--controller", controller))
+    if controller:
+        from federation.controlplane.link.join import controller_urls
+
+        try:
+            controller_urls(controller)
+        except ValueError as err:
+            raise InputError(str(err)) from err
     if gateway:
         addresses.append(("--gateway", gateway))
     if otlp_collector:
@@ -173,6 +211,7 @@ def serve_cmd(
         gateway=gateway,
         otlp_collector=otlp_collector,
         telemetry=not no_telemetry,
+        kubernetes=_kube_settings(kubernetes, kubeconfig, kube_namespaces, kube_member_label),
     )
 
     async def run() -> None:
@@ -188,6 +227,25 @@ def serve_cmd(
         await plane.stop()
 
     asyncio.run(run())
+
+
+def _kube_settings(
+    enabled: bool, kubeconfig: Path | None, namespaces: str, member_label: str
+) -> KubeSettings | None:
+    """``--kubernetes`` and its options (the others refused without it)."""
+    from federation.controlplane.kube.config import KubeSettings
+
+    if not enabled:
+        if kubeconfig or namespaces or member_label:
+            raise InputError(
+                "--kubeconfig, --kube-namespaces and --kube-member-label need --kubernetes"
+            )
+        return None
+    return KubeSettings(
+        kubeconfig=kubeconfig,
+        namespaces=frozenset(n.strip() for n in namespaces.split(",") if n.strip()),
+        member_label=member_label,
+    )
 
 
 def _read_file(path: str) -> tuple[str, str]:

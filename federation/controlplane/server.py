@@ -35,6 +35,9 @@ from federation.controlplane.builder import SnapshotBuilder
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.health import HealthChecker
 from federation.controlplane.identities import ClusterAuthority
+from federation.controlplane.kube.config import KubeSettings, api_client
+from federation.controlplane.kube.source import KubeSource
+from federation.controlplane.kube.translate import Scope
 from federation.controlplane.link import state as link_state
 from federation.controlplane.link.join import JoinError, JoinInfo, join
 from federation.controlplane.link.rtt import RttProber
@@ -58,6 +61,9 @@ from trust.store import TrustDirectory
 
 log = logging.getLogger(__name__)
 
+#: At start, how long xDS waits for the first list of every Kubernetes kind (s).
+KUBE_SYNC_WAIT_S = 10
+
 
 @dataclass(frozen=True, slots=True)
 class ControlPlaneConfig:
@@ -77,6 +83,9 @@ class ControlPlaneConfig:
             (:mod:`federation.controlplane.generate.tracing`); None: no tracing.
         telemetry: sidecars write a traffic log, their agents report it here and it is
             counted (:mod:`federation.controlplane.telemetry`); False: not.
+        kubernetes: take the workloads from the cluster's Services and EndpointSlices
+            (:mod:`federation.controlplane.kube`); xDS is served once every kind was listed
+            (at most :data:`KUBE_SYNC_WAIT_S`). None: WorkloadEntry documents only.
     """
 
     cluster: str
@@ -95,6 +104,7 @@ class ControlPlaneConfig:
     ca_listen: str = "127.0.0.1:0"
     otlp_collector: str | None = None
     telemetry: bool = True
+    kubernetes: KubeSettings | None = None
 
 
 class ControlPlane:
@@ -189,22 +199,7 @@ class ControlPlane:
             revocation=info is not None,
         )
         if info is not None:
-            self.rtt = RttProber(self.registry)
-            self.link = FederationLink(
-                info,
-                state_dir=cfg.state_dir,
-                registry=self.registry,
-                ca=ca,
-                on_bundle=self._on_bundle,
-                gateway=cfg.gateway,
-                rtt_ms=self.rtt.rtt_ms,
-                crl_pem=lambda: self.authority.own_crl().decode(),
-                on_crls=self.authority.set_member_crls,
-                on_ca=self.authority.set_authority,
-                on_update=self.metrics.update_received,
-                traffic=lambda: self.traffic.table.copy() if self.traffic else None,
-            )
-            self.link.restore()
+            self._link(info, ca)
         self.mesh = MeshContext(
             cfg.cluster,
             ca.trust_domain.name,
@@ -217,6 +212,8 @@ class ControlPlane:
             self._count_traffic()
         self._write_bundle(self.authority.bundle_pem())
         self.tokens = TokenStore(cfg.state_dir / "workload-tokens.json")
+        if cfg.kubernetes is not None:
+            await self._start_kubernetes(cfg.kubernetes)
         self.builder = SnapshotBuilder(self.mesh, self.registry, self.cache, self.metrics)
         self._gauges()
         self.builder.ready.set()
@@ -291,6 +288,45 @@ class ControlPlane:
             self.api_url,
             len(self.registry.state.workloads),
         )
+
+    def _link(self, info: JoinInfo, ca: Any) -> None:
+        """The federation link (and its RTT prober), with the last update restored."""
+        self.rtt = RttProber(self.registry)
+        self.link = FederationLink(
+            info,
+            state_dir=self.config.state_dir,
+            registry=self.registry,
+            ca=ca,
+            on_bundle=self._on_bundle,
+            gateway=self.config.gateway,
+            rtt_ms=self.rtt.rtt_ms,
+            crl_pem=lambda: self.authority.own_crl().decode(),
+            on_crls=self.authority.set_member_crls,
+            on_ca=self.authority.set_authority,
+            on_update=self.metrics.update_received,
+            traffic=lambda: self.traffic.table.copy() if self.traffic else None,
+        )
+        self.link.restore()
+
+    async def _start_kubernetes(self, settings: KubeSettings) -> None:
+        """Reflect the cluster into the registry; return once every kind was listed, or
+        after :data:`KUBE_SYNC_WAIT_S` (logged: the API server is slow or away; the
+        reflectors keep trying and proxies get the endpoints when they come)."""
+        self._kube_api = await api_client(settings)
+        self.kube = KubeSource(
+            self._kube_api,
+            self.registry,
+            Scope(self.config.locality, settings.namespaces, settings.member_label),
+        )
+        self._tasks.append(asyncio.create_task(self.kube.run(), name="kubernetes"))
+        deadline = time.monotonic() + KUBE_SYNC_WAIT_S
+        while not self.kube.synced and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.kube.synced:
+            self.kube.reconcile()
+            log.info("kubernetes: %d workloads from the cluster", len(self.kube.desired()))
+        else:
+            log.warning("kubernetes: not every kind listed within %ds", KUBE_SYNC_WAIT_S)
 
     def _count_traffic(self) -> None:
         """Count the sidecars' traffic (:mod:`federation.controlplane.telemetry`) and expose
@@ -375,4 +411,6 @@ class ControlPlane:
             await self._ca_grpc.stop(grace_s)
         await stop_all(self._tasks, self._runner, self._grpc, grace_s)
         self._tasks.clear()
+        if getattr(self, "_kube_api", None) is not None:
+            await self._kube_api.close()
         log.info("control plane for %s stopped", self.config.cluster)

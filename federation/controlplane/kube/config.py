@@ -1,0 +1,61 @@
+"""How the control plane reaches its cluster's Kubernetes API (issue #20).
+
+In a pod: the service account's token and CA (``load_incluster_config``). Elsewhere: a
+kubeconfig (``--kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``), its current
+context. Errors become :class:`federation.errors.FederationError` with the reason; nothing
+of the credentials is logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as kconfig
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from federation.errors import FederationError
+
+
+class KubeConfigError(FederationError):
+    """No usable Kubernetes credentials (not in a pod, no readable kubeconfig)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KubeSettings:
+    """``controlplane serve --kubernetes`` settings.
+
+    Attributes:
+        kubeconfig: a kubeconfig file (None: in-cluster, else the client's defaults).
+        namespaces: namespaces in the mesh (empty: every namespace).
+        member_label: ``key`` or ``key=value`` a Service must carry to be in the mesh.
+    """
+
+    kubeconfig: Path | None = None
+    namespaces: frozenset[str] = field(default_factory=frozenset)
+    member_label: str = ""
+
+
+async def api_client(settings: KubeSettings) -> k8s.ApiClient:
+    """A ``kubernetes_asyncio`` ApiClient for the cluster (see the module docstring).
+
+    Raises:
+        KubeConfigError: the kubeconfig cannot be read or names no usable context, or (without
+            one) this is not a pod and no default kubeconfig exists.
+    """
+    conf = k8s.Configuration()
+    try:
+        if settings.kubeconfig is not None:
+            await kconfig.load_kube_config(
+                config_file=str(settings.kubeconfig), client_configuration=conf
+            )
+        else:
+            try:
+                kconfig.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
+            except ConfigException:
+                await kconfig.load_kube_config(client_configuration=conf)
+    except (ConfigException, OSError, ValueError, TypeError) as err:
+        where = settings.kubeconfig or "in-cluster or the default kubeconfig"
+        raise KubeConfigError(f"Kubernetes API: no usable credentials ({where}): {err}") from err
+    return k8s.ApiClient(conf)

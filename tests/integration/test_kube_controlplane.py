@@ -1,0 +1,141 @@
+"""``meshfed controlplane serve --kubernetes`` against the Kubernetes API server fake
+(tests/kube_fake.py), with real Envoy sidecars (issue #20, proof 2 end to end): the
+endpoints of a Service's EndpointSlices are what a client sidecar calls; an endpoint marked
+not ready stops getting requests within 1 s with none failing; a deleted Service's route is
+gone."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from federation.client import call
+from tests.integration.harness import (
+    ControlPlaneHandle,
+    LoadLoop,
+    free_port,
+    get,
+    start_echo,
+    start_sidecar,
+    wait_until,
+)
+from tests.kube_fake import FakeKube, fake_kube
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HOST = "echo.demo.svc.clusterset.local"
+ZONE_A = "aws/us-east-1/us-east-1a"
+
+
+def _objects(i: int, address: str, app_port: int, ready: bool = True) -> list[dict[str, Any]]:
+    """Pod echo-<i> (sidecar injected) on node-a and its own EndpointSlice (each test app
+    has its own port on 127.0.0.1, so each endpoint gets a slice of its own)."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"echo-{i}", "namespace": "demo",
+                     "labels": {"app": "echo", "meshfed.io/sidecar": "true"}},
+        "spec": {"serviceAccountName": "echo", "nodeName": "node-a"},
+    }  # fmt: skip
+    return [pod, _slice(i, address, app_port, ready)]
+
+
+def _slice(i: int, address: str, app_port: int, ready: bool) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": f"echo-{i}", "namespace": "demo",
+                     "labels": {"kubernetes.io/service-name": "echo"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": app_port, "protocol": "TCP"}],
+        "endpoints": [{
+            "addresses": [address], "conditions": {"ready": ready}, "nodeName": "node-a",
+            "targetRef": {"kind": "Pod", "namespace": "demo", "name": f"echo-{i}"},
+        }],
+    }  # fmt: skip
+
+
+SERVICE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "echo", "namespace": "demo"},
+    "spec": {"selector": {"app": "echo"}, "ports": [{"name": "http", "port": 8080}]},
+}
+NODE = {
+    "apiVersion": "v1",
+    "kind": "Node",
+    "metadata": {"name": "node-a", "labels": {"topology.kubernetes.io/region": "us-east-1",
+                                              "topology.kubernetes.io/zone": "us-east-1a"}},
+    "spec": {"providerID": "aws:///us-east-1a/i-0a"},
+}  # fmt: skip
+
+
+@pytest.fixture
+def kube() -> Any:
+    with fake_kube(bookmark_s=0.5) as k:
+        yield k
+
+
+def test_a_client_sidecar_calls_the_clusters_endpoints_and_follows_readiness(
+    procs, mesh_home: Path, kube: FakeKube, tmp_path: Path
+) -> None:
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    cp = ControlPlaneHandle(
+        procs, mesh_home, "east", ZONE_A,
+        extra_args=["--kubernetes", "--kubeconfig", str(kubeconfig),
+                    "--kube-namespaces", "demo"],
+    )  # fmt: skip
+    kube.create(NODE)
+    kube.create(SERVICE)
+    apps = {}
+    for i in (1, 2):
+        address, app_port = f"127.0.1.{10 + i}", free_port()
+        apps[i] = (address, app_port)
+        start_echo(procs, f"echo-{i}", app_port, "east")
+        for obj in _objects(i, address, app_port):
+            kube.create(obj)
+    cp.start()
+    workloads = {w["name"]: w for w in cp_workloads(cp)}
+    assert set(workloads) == {"k8s-echo-127-0-1-11", "k8s-echo-127-0-1-12"}  # before xDS
+    assert workloads["k8s-echo-127-0-1-11"]["locality"] == ZONE_A
+    sidecars = [
+        start_sidecar(procs, cp, name=f"echo-{i}", workload=f"k8s-echo-127-0-1-1{i}",
+                      service_account="echo", locality=ZONE_A)
+        for i in (1, 2)
+    ]  # fmt: skip
+    port = free_port()
+    client = start_sidecar(
+        procs, cp, name="client", service_account="frontend", locality=ZONE_A, outbound_port=port
+    )
+    for envoy in [client, *sidecars]:
+        envoy.wait_ready(30)
+    seen: set[str] = set()
+
+    def both() -> bool:
+        status, data, _ = get(port, HOST)
+        if status == 200:
+            seen.add(data["name"])
+        return seen == {"echo-1", "echo-2"}
+
+    wait_until(both, 30, "requests reaching both endpoints")
+
+    with LoadLoop(port, HOST, interval_s=0.005, max_requests=8000, max_seconds=60) as load:
+        load.wait_tail({"echo-1", "echo-2"}, 20, 10)
+        changed = time.monotonic()
+        kube.replace(_slice(2, *apps[2], ready=False))
+        load.wait_tail({"echo-1"}, 100, 10)
+    last_2 = max(s.at for s in load.samples if s.name == "echo-2")
+    assert load.failures() == [], load.failures()[:5]
+    print(f"echo-2's last response {last_2 - changed:.3f} s after it was marked not ready")
+    assert last_2 - changed < 1.0, f"echo-2 served {last_2 - changed:.2f} s after not ready"
+
+    kube.delete("Service", "demo", "echo")
+    wait_until(lambda: get(port, HOST)[0] == 404, 10, "no route once the Service is gone")
+    assert cp_workloads(cp) == []
+
+
+def cp_workloads(cp: ControlPlaneHandle) -> list[dict[str, Any]]:
+    return list(call("GET", cp.api_url, "/v1/workloads", home=cp.home)["workloads"])
