@@ -7,8 +7,9 @@ What it speaks:
 - ``GET`` of a collection (``/api/v1/services``, ``/api/v1/namespaces/{ns}/services``,
   ``/apis/{group}/{version}/...``) as a ``<Kind>List`` with ``metadata.resourceVersion``;
   ``labelSelector`` with ``key=value`` and ``key`` terms; ``GET``, ``POST`` (create, 409 when
-  it exists), ``PUT`` (replace; 409 on a stale ``metadata.resourceVersion``), ``DELETE`` and
-  ``PUT .../status`` of one object. Every change takes the next resourceVersion of one
+  it exists; ``status`` is dropped, as for a status subresource), ``PUT`` (replace, the
+  status kept; 409 on a stale ``metadata.resourceVersion``), ``DELETE`` and ``PUT .../status``
+  (the status only) of one object. Every change takes the next resourceVersion of one
   counter shared by every resource, as etcd's revision.
 - ``?watch=true`` (any spelling Go's ``strconv.ParseBool`` takes) from a ``resourceVersion``: newline-delimited JSON events
   ``ADDED``/``MODIFIED``/``DELETED`` of what changed after it, then live ones; ``BOOKMARK``
@@ -41,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from federation.netaddr import free_port
@@ -151,6 +153,10 @@ class FakeKube:
         async def stop() -> None:
             if self._runner is not None:
                 await self._runner.cleanup()
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:  # watch handlers still streaming
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
@@ -253,6 +259,7 @@ class FakeKube:
                     content_type="application/json",
                 )
             stored = copy.deepcopy(obj)
+            stored.pop("status", None)  # the status subresource is written on its own
             stored["metadata"] = {
                 **meta,
                 **({"namespace": ns} if resource.namespaced else {}),
@@ -403,6 +410,14 @@ class FakeKube:
         }
 
     async def _watch(self, request: web.Request, resource: Resource, ns: str) -> web.StreamResponse:
+        try:
+            return await self._stream(request, resource, ns)
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            return web.Response()  # the client went away
+
+    async def _stream(
+        self, request: web.Request, resource: Resource, ns: str
+    ) -> web.StreamResponse:
         since = int(request.query.get("resourceVersion") or self._rv)
         selector = request.query.get("labelSelector", "")
         bookmarks = _flag(request.query.get("allowWatchBookmarks"))

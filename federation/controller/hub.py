@@ -263,6 +263,12 @@ class SyncHub:
         plans = self.plans()
         addresses = self.replica.sync_addresses()
         self._last_addresses = addresses
+        conditions: dict[str, dict[tuple[str, str], tuple[str, str]]] = {}
+        for e in self.exports:
+            conditions.setdefault(e.cluster, {})[(e.namespace, e.service)] = (
+                e.condition,
+                e.message,
+            )
         for cluster, queue in self._streams.items():
             if cluster not in self._reported:
                 continue
@@ -280,6 +286,7 @@ class SyncHub:
                 ),
                 plans=plans.get(cluster, []),
                 sync_addresses=addresses,
+                export_conditions=conditions.get(cluster, {}),
             )
             if self._sent.get(cluster) == view:
                 continue

@@ -57,6 +57,10 @@ class RegistryState:
         rtt_ms: measured round trip (ms) to other clusters' gateways, by cluster.
         plans: the controller's routing plans (cost mode ``optimize``) by ``(namespace,
             service, caller locality)``.
+        cluster_exports: services exported by ServiceExport objects in the cluster's
+            Kubernetes API (:mod:`federation.controlplane.kube`; not stored here).
+        export_conditions: the controller's MCS condition of each of this cluster's exports,
+            ``(Exported|Conflict, message)``.
     """
 
     version: int = 0
@@ -80,10 +84,15 @@ class RegistryState:
     plans: Mapping[tuple[str, str, str], RoutingPlan] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    cluster_exports: frozenset[ServiceKey] = frozenset()
+    export_conditions: Mapping[ServiceKey, tuple[str, str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def exported(self, key: ServiceKey) -> bool:
-        """True when ``(namespace, service)`` is exported, locally or by the controller."""
-        return key in self.exports or key in self.federated_exports
+        """True when ``(namespace, service)`` is exported: by a ServiceExport applied here,
+        by one in the cluster's Kubernetes API, or by the controller."""
+        return key in self.exports or key in self.federated_exports or key in self.cluster_exports
 
     def authorization_policies_for(self, workload: WorkloadEntry) -> list[AuthorizationPolicy]:
         """The AuthorizationPolicies that select ``workload`` (its namespace and labels)."""
@@ -229,9 +238,10 @@ def with_federation(
     price_tables: Iterable[PriceTable] = (),
     authorization_policies: Iterable[AuthorizationPolicy] = (),
     plans: Iterable[RoutingPlan] = (),
+    export_conditions: Mapping[ServiceKey, tuple[str, str]] | None = None,
 ) -> RegistryState:
-    """``state`` with exactly these imports, federated exports and policies (what the
-    controller sent).
+    """``state`` with exactly these imports, federated exports, policies and export
+    conditions (what the controller sent).
 
     Everything not in the arguments is removed: the controller's view replaces the previous
     one whole, so an endpoint it withdrew is never left behind. Same ``state`` when nothing
@@ -243,8 +253,10 @@ def with_federation(
     new_tables = {t.spec.cloud: t for t in price_tables}
     new_authz = {p.key: p for p in authorization_policies}
     new_plans = {(p.namespace, p.service, p.caller_locality): p for p in plans}
+    new_conditions = dict(export_conditions or {})
     if (
-        new_imports == dict(state.imports)
+        new_conditions == dict(state.export_conditions)
+        and new_imports == dict(state.imports)
         and new_exports == state.federated_exports
         and new_policies == dict(state.policies)
         and new_tables == dict(state.price_tables)
@@ -261,7 +273,17 @@ def with_federation(
         price_tables=MappingProxyType(new_tables),
         authorization_policies=MappingProxyType(new_authz),
         plans=MappingProxyType(new_plans),
+        export_conditions=MappingProxyType(new_conditions),
     )
+
+
+def with_cluster_exports(state: RegistryState, keys: Iterable[ServiceKey]) -> RegistryState:
+    """``state`` with exactly these exports from the cluster's Kubernetes API (same
+    ``state`` when unchanged). Pure."""
+    new = frozenset(keys)
+    if new == state.cluster_exports:
+        return state
+    return replace(state, version=state.version + 1, cluster_exports=new)
 
 
 def with_rtts(state: RegistryState, rtt_ms: Mapping[str, float]) -> RegistryState:
@@ -316,10 +338,18 @@ class ServiceRegistry:
         price_tables: Iterable[PriceTable] = (),
         authorization_policies: Iterable[AuthorizationPolicy] = (),
         plans: Iterable[RoutingPlan] = (),
+        export_conditions: Mapping[ServiceKey, tuple[str, str]] | None = None,
     ) -> bool:
         """Install the controller's view (see :func:`with_federation`)."""
         state = with_federation(
-            self._state, imports, exports, policies, price_tables, authorization_policies, plans
+            self._state,
+            imports,
+            exports,
+            policies,
+            price_tables,
+            authorization_policies,
+            plans,
+            export_conditions,
         )
         if state is self._state:
             return False
@@ -329,6 +359,17 @@ class ServiceRegistry:
             state.version,
             len(state.imports),
             len(state.federated_exports),
+        )
+        return True
+
+    def set_cluster_exports(self, keys: Iterable[ServiceKey]) -> bool:
+        """Install the exports of the cluster's ServiceExport objects."""
+        state = with_cluster_exports(self._state, keys)
+        if state is self._state:
+            return False
+        self._publish(state)
+        log.info(
+            "registry v%d: %d exports from the cluster", state.version, len(state.cluster_exports)
         )
         return True
 

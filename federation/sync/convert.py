@@ -242,6 +242,10 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
         intermediate_chain_pem=update.intermediate_chain_pem,
         plans=[_plan_to_proto(p) for p in update.plans],
         sync_addresses=update.sync_addresses,
+        export_conditions=[
+            sync_pb2.ExportCondition(namespace=ns, name=name, condition=c, message=m)
+            for (ns, name), (c, m) in sorted(update.export_conditions.items())
+        ],
     )
 
 
@@ -320,6 +324,9 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
         intermediate_chain_pem=message.intermediate_chain_pem,
         plans=[_plan_from_proto(p) for p in message.plans],
         sync_addresses=list(message.sync_addresses),
+        export_conditions={
+            (c.namespace, c.name): (c.condition, c.message) for c in message.export_conditions
+        },
     )
 
 

@@ -160,6 +160,8 @@ class ControllerUpdate:
             ``optimize``).
         sync_addresses: ``host:port`` of the sync service of every live controller replica,
             the sender's first (empty keeps the addresses the control plane knows).
+        export_conditions: ``(namespace, service) -> (Exported|Conflict, message)`` of this
+            cluster's exports.
     """
 
     version: int = 0
@@ -174,3 +176,4 @@ class ControllerUpdate:
     intermediate_chain_pem: str = ""
     plans: list[RoutingPlan] = field(default_factory=list)
     sync_addresses: list[str] = field(default_factory=list)
+    export_conditions: dict[ServiceKey, tuple[str, str]] = field(default_factory=dict)

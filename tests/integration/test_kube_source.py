@@ -149,3 +149,88 @@ async def test_a_watch_broken_by_410_gone_relists_without_loss_or_duplicates(
     await until(lambda: addresses(source) == ["10.0.0.1", "10.0.0.3"], 5, "the new set")
     names = [w.metadata.name for w in source.registry.state.workloads.values()]
     assert len(names) == len(set(names)) == 2
+
+
+#: The ServiceExport of the MCS project's demo (kubernetes-sigs/mcs-api, demo/demo.sh:
+#: "kubectl apply" of this object for its demo/serve Service), verbatim.
+MCS_DEMO_EXPORT = """\
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata:
+  name: serve
+  namespace: demo
+"""
+MCS_DEMO_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: serve
+  namespace: demo
+spec:
+  ports:
+  - port: 80
+    targetPort: 8080
+  selector:
+    app: serve
+"""
+
+
+def conditions(kube: FakeKube, name: str = "serve") -> dict[str, tuple[str, str]]:
+    found = kube.get("ServiceExport", "demo", name) or {}
+    return {
+        c["type"]: (c["status"], c["reason"])
+        for c in (found.get("status") or {}).get("conditions") or []
+    }
+
+
+async def test_serviceexports_are_exports_with_conditions_and_imports_are_written(
+    kube: FakeKube, source
+) -> None:
+    import yaml
+
+    from federation.model.documents import load_documents
+    from federation.model.service import ServiceImport
+
+    kube.create(yaml.safe_load(MCS_DEMO_EXPORT))  # before its Service: not valid
+    await until(lambda: conditions(kube).get("Valid") == ("False", "NoService"), 5, "Valid=False")
+    kube.create(yaml.safe_load(MCS_DEMO_SERVICE))
+    await until(lambda: conditions(kube).get("Valid") == ("True", "Valid"), 5, "Valid=True")
+    assert source.registry.state.exported(("demo", "serve"))
+    assert conditions(kube)["Ready"] == ("False", "Pending")  # no word from the controller
+    assert conditions(kube)["Conflict"] == ("False", "NoConflicts")
+
+    # what the controller says arrives through the registry
+    [imp] = load_documents(
+        "apiVersion: meshfed.io/v1alpha1\nkind: ServiceImport\n"
+        "metadata: {name: api, namespace: demo}\n"
+        "spec:\n  ports: [{name: grpc, port: 9090, protocol: grpc}]\n  serviceAccounts: [api]\n"
+        "  clusters: [{cluster: west, gateway: '10.0.0.1:15443', locality: aws/us-west-2,"
+        " endpoints: 2}]\n"
+    )
+    assert isinstance(imp, ServiceImport)
+    source.registry.set_federation(
+        [imp], [], export_conditions={("demo", "serve"): ("Exported", "")}
+    )
+    await until(lambda: conditions(kube).get("Ready") == ("True", "Exported"), 5, "Ready=True")
+    await until(lambda: kube.get("ServiceImport", "demo", "api") is not None, 5, "ServiceImport")
+    written = kube.get("ServiceImport", "demo", "api") or {}
+    assert written["spec"] == {
+        "type": "ClusterSetIP",
+        "ports": [{"name": "grpc", "port": 9090, "protocol": "TCP", "appProtocol": "grpc"}],
+    }
+    assert written["status"] == {"clusters": [{"cluster": "west"}]}
+    assert written["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "meshfed"}
+
+    message = "ports differ from the oldest export (cluster east): port http is 8080 there"
+    source.registry.set_federation(
+        [imp], [], export_conditions={("demo", "serve"): ("Conflict", message)}
+    )
+    await until(lambda: conditions(kube).get("Conflict") == ("True", "PortConflict"), 5, "Conflict")
+    assert conditions(kube)["Ready"] == ("False", "Conflict")
+    status = (kube.get("ServiceExport", "demo", "serve") or {})["status"]["conditions"]
+    assert next(c for c in status if c["type"] == "Conflict")["message"] == message
+
+    source.registry.set_federation([], [])  # the import withdrawn
+    await until(lambda: kube.get("ServiceImport", "demo", "api") is None, 5, "import deleted")
+    kube.delete("ServiceExport", "demo", "serve")
+    await until(lambda: not source.registry.state.exported(("demo", "serve")), 5, "unexported")

@@ -8,11 +8,14 @@ version seen; **410 Gone** (the version was compacted away) re-lists at once and
 every object, so nothing is lost or duplicated; any other error backs off 0.5 s doubling to
 10 s and re-lists.
 
-:class:`KubeSource` runs reflectors for Services, EndpointSlices, Nodes and Pods and, after
-each change (coalesced for :data:`COALESCE_S`), makes the workloads
+:class:`KubeSource` runs reflectors for Services, EndpointSlices, Nodes, Pods and the MCS
+ServiceExports and ServiceImports and, after each change (coalesced for
+:data:`COALESCE_S`), makes the workloads
 (:func:`federation.controlplane.kube.translate.workload_entries`) and applies the
 difference to the registry: new and changed workloads applied, vanished ones deleted, in
-one version each. It touches only workloads labelled as its own.
+one version each; it touches only workloads labelled as its own. The ServiceExports in
+scope are the registry's cluster exports; :class:`federation.controlplane.kube.writer.McsWriter`
+writes their conditions and the ServiceImports back.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -29,6 +33,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.watch import Watch
 
+from federation.controlplane.kube.mcs import API_VERSION, GROUP, VERSION
 from federation.controlplane.kube.translate import (
     SOURCE_LABEL,
     SOURCE_VALUE,
@@ -36,6 +41,7 @@ from federation.controlplane.kube.translate import (
     Scope,
     workload_entries,
 )
+from federation.controlplane.kube.writer import McsWriter
 from federation.controlplane.registry import ServiceRegistry
 from federation.errors import InvalidDocumentError
 from federation.model.documents import validate_documents
@@ -168,6 +174,7 @@ class KubeSource:
 
     def __post_init__(self) -> None:
         core, discovery = k8s.CoreV1Api(self.api), k8s.DiscoveryV1Api(self.api)
+        custom = k8s.CustomObjectsApi(self.api)
         self._changed = asyncio.Event()
         self.reflectors = {
             name: Reflector(name, fn, self._changed.set, watch_timeout_s=self.watch_timeout_s)
@@ -176,8 +183,18 @@ class KubeSource:
                 ("endpointslices", discovery.list_endpoint_slice_for_all_namespaces),
                 ("nodes", core.list_node),
                 ("pods", core.list_pod_for_all_namespaces),
+                (
+                    "serviceexports",
+                    partial(custom.list_cluster_custom_object, GROUP, VERSION, "serviceexports"),
+                ),
+                (
+                    "serviceimports",
+                    partial(custom.list_cluster_custom_object, GROUP, VERSION, "serviceimports"),
+                ),
             )
         }
+        self.writer = McsWriter(custom, self.registry, self.scope, self.reflectors)
+        self.registry.subscribe(lambda _state: self.writer.changed.set())
 
     @property
     def synced(self) -> bool:
@@ -218,11 +235,18 @@ class KubeSource:
         gone = [w for k, w in have.items() if k not in want]
         applied = self.registry.apply(changed) if changed else []
         deleted = self.registry.delete(gone) if gone else []
+        self.registry.set_cluster_exports(
+            (ns, name)
+            for (ns, name), e in self.reflectors["serviceexports"].objects.items()
+            if self.scope.in_namespace(ns) and e.get("apiVersion", API_VERSION) == API_VERSION
+        )
+        self.writer.changed.set()
         return applied, deleted
 
     async def run(self) -> None:
         """Reflect every kind and reconcile after changes, until cancelled."""
         tasks = [asyncio.create_task(r.run(), name=f"kube-{n}") for n, r in self.reflectors.items()]
+        tasks.append(asyncio.create_task(self.writer.run(), name="kube-mcs-writer"))
         try:
             while True:
                 await self._changed.wait()

@@ -72,10 +72,14 @@ class Scope:
     namespaces: frozenset[str] = frozenset()
     member_label: str = ""
 
+    def in_namespace(self, namespace: str) -> bool:
+        """Whether a namespace is in the mesh."""
+        return not self.namespaces or namespace in self.namespaces
+
     def admits(self, service: Obj) -> bool:
         """Whether a Service is in the mesh."""
         meta = service.get("metadata") or {}
-        if self.namespaces and meta.get("namespace", "default") not in self.namespaces:
+        if not self.in_namespace(str(meta.get("namespace", "default"))):
             return False
         if not self.member_label:
             return True

@@ -191,6 +191,7 @@ class FederationLink:
             update.price_tables,
             update.authorization_policies,
             update.plans,
+            update.export_conditions,
         )
         self._on_crls(update.cluster_crls)
 

@@ -206,7 +206,7 @@ class RoutingPlan(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., caller_locality: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ..., demand_rps: _Optional[float] = ..., usd_per_hour: _Optional[float] = ..., failover_usd_per_hour: _Optional[float] = ..., round_robin_usd_per_hour: _Optional[float] = ..., binding: _Optional[_Iterable[str]] = ..., solved_at: _Optional[float] = ..., capacities: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ...) -> None: ...
 
 class ControllerUpdate(_message.Message):
-    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem", "plans", "sync_addresses")
+    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem", "plans", "sync_addresses", "export_conditions")
     class ClusterCrlsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +224,7 @@ class ControllerUpdate(_message.Message):
     INTERMEDIATE_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
     PLANS_FIELD_NUMBER: _ClassVar[int]
     SYNC_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     version: int
     trust_bundle_pem: bytes
     policies_json: _containers.RepeatedScalarFieldContainer[str]
@@ -234,4 +235,17 @@ class ControllerUpdate(_message.Message):
     intermediate_chain_pem: str
     plans: _containers.RepeatedCompositeFieldContainer[RoutingPlan]
     sync_addresses: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., cluster_crls: _Optional[_Mapping[str, str]] = ..., intermediate_chain_pem: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[RoutingPlan, _Mapping]]] = ..., sync_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+    export_conditions: _containers.RepeatedCompositeFieldContainer[ExportCondition]
+    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., cluster_crls: _Optional[_Mapping[str, str]] = ..., intermediate_chain_pem: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[RoutingPlan, _Mapping]]] = ..., sync_addresses: _Optional[_Iterable[str]] = ..., export_conditions: _Optional[_Iterable[_Union[ExportCondition, _Mapping]]] = ...) -> None: ...
+
+class ExportCondition(_message.Message):
+    __slots__ = ("namespace", "name", "condition", "message")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    condition: str
+    message: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., condition: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
