@@ -4,7 +4,9 @@ Registered twice (see ``proto/ca.proto``):
 
 - **token mode** (the CA port, server TLS only): the caller sends ``authorization: Bearer
   mfw_...``; the CSR must ask for the token's (namespace, service account) in this trust
-  domain; a single-use token is used up only by a request that gets a certificate.
+  domain; a single-use token is used up only by a request that gets a certificate. On
+  Kubernetes the bearer may instead be a projected service account token, checked with the
+  TokenReview API (:mod:`federation.controlplane.kube.tokenreview`).
 - **SVID mode** (the xDS port, mutual TLS): the caller's verified client certificate
   authenticates it; the CSR must ask for the same SPIFFE ID, and that SVID must have been
   issued by this cluster's CA (renewal, see :func:`trust.workload.issued_by_authority`).
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -26,6 +28,7 @@ import grpc
 
 from federation.ca.names import namespace_and_account
 from federation.ca.proto import ca_pb2, ca_pb2_grpc
+from federation.ca.tokens import PREFIX as WORKLOAD_TOKEN_PREFIX
 from federation.ca.tokens import TokenRefusedError, TokenStore
 from trust import pki
 from trust.authority import LocalCertificateAuthority
@@ -70,6 +73,10 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         crls: returns the member clusters' CRLs (PEM) sent with the trust bundle.
         ca_chain: returns the CA's current chain (PEM), sent with the trust bundle.
         on_issued: called with ``mode`` after each SVID is signed (metrics).
+        review: token mode on Kubernetes: a bearer token that is not a workload token
+            (``mfw_...``) is a service account token, and this returns its ``(namespace,
+            service account)`` or raises :class:`TokenRefusedError`
+            (:class:`federation.controlplane.kube.tokenreview.TokenReviewer`).
     """
 
     def __init__(
@@ -82,7 +89,9 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         crls: Callable[[], bytes] = lambda: b"",
         ca_chain: Callable[[], bytes] = lambda: b"",
         on_issued: Callable[[str], None] = lambda _mode: None,
+        review: Callable[[str], Awaitable[tuple[str, str]]] | None = None,
     ) -> None:
+        self._review = review
         self._on_issued = on_issued
         self._crls = crls
         self._ca_chain = ca_chain
@@ -97,8 +106,10 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         """Register on ``server``."""
         ca_pb2_grpc.add_CertificateServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
 
-    async def _allowed(self, asked: SpiffeId, context: Context) -> SpiffeId:
-        """The SPIFFE ID the caller's credential is bound to (aborts the call otherwise)."""
+    async def _allowed(self, asked: SpiffeId, context: Context) -> tuple[SpiffeId, str]:
+        """The SPIFFE ID the caller's credential is bound to, and which credential it was
+        (``renewal``, ``workload token``, ``service account token``); aborts the call
+        otherwise."""
         ca = self._authority()
         if self._mode == "svid":
             peer, leaf = peer_spiffe_id(context), peer_leaf_pem(context)
@@ -107,7 +118,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
                 raise AssertionError  # abort raises
             if not issued_by_authority(leaf, ca):
                 await _refuse(context, asked, "the client SVID was not issued by this cluster")
-            return SpiffeId.parse(peer)
+            return SpiffeId.parse(peer), "renewal"
         token = bearer_token(context)
         if token is None:
             log.warning("refused a certificate for %s: no workload token", asked)
@@ -120,11 +131,21 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
             await _refuse(context, asked, f"not a workload SPIFFE ID of {ca.trust_domain}")
             raise AssertionError
         assert self._tokens is not None and token is not None
+        how = "workload token"
         try:
-            await asyncio.to_thread(self._tokens.redeem, token, *ids)
+            if self._review is not None and not token.startswith(WORKLOAD_TOKEN_PREFIX):
+                how = "service account token"
+                owner = await self._review(token)
+                if owner != ids:
+                    raise TokenRefusedError(
+                        f"the service account token is for {owner[0]}/{owner[1]}, not"
+                        f" {ids[0]}/{ids[1]}"
+                    )
+            else:
+                await asyncio.to_thread(self._tokens.redeem, token, *ids)
         except TokenRefusedError as err:
             await _refuse(context, asked, str(err))
-        return asked
+        return asked, how
 
     async def CreateCertificate(  # noqa: N802 - gRPC method name
         self, request: ca_pb2.CreateCertificateRequest, context: Context
@@ -135,18 +156,14 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         except (InvalidCertificateError, SigningRefusedError) as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad CSR: {err}")
             raise AssertionError from err
-        allowed = await self._allowed(asked, context)
+        allowed, how = await self._allowed(asked, context)
         ca = self._authority()
         try:
             chain = sign_workload_csr(ca, request.csr_pem, allowed, self._ttl)
         except SigningRefusedError as err:
             await _refuse(context, asked, str(err))
             raise AssertionError from err
-        log.info(
-            "issued an SVID for %s (%s)",
-            allowed,
-            "renewal" if self._mode == "svid" else "workload token",
-        )
+        log.info("issued an SVID for %s (%s)", allowed, how)
         self._on_issued(self._mode)
         return ca_pb2.CreateCertificateResponse(
             cert_chain_pem=chain, trust_bundle_pem=ca.trust_bundle().to_pem(), crl_pem=self._crls()

@@ -37,6 +37,7 @@ from federation.controlplane.health import HealthChecker
 from federation.controlplane.identities import ClusterAuthority
 from federation.controlplane.kube.config import KubeSettings, api_client
 from federation.controlplane.kube.source import KubeSource
+from federation.controlplane.kube.tokenreview import TokenReviewer
 from federation.controlplane.kube.translate import Scope
 from federation.controlplane.link import state as link_state
 from federation.controlplane.link.join import JoinError, JoinInfo, join
@@ -125,6 +126,7 @@ class ControlPlane:
         self.ca_port = 0
         self.token = ""
         self.link: FederationLink | None = None
+        self._reviewer: TokenReviewer | None = None
         self.rtt: RttProber | None = None
         self.traffic: TrafficCounter | None = None
 
@@ -169,6 +171,7 @@ class ControlPlane:
             crls=a.crl_bundle,
             ca_chain=a.ca_chain_pem,
             on_issued=self.metrics.issued,
+            review=self._reviewer.review if mode == "token" and self._reviewer else None,
         )
 
     def _write_bundle(self, pem: bytes) -> None:
@@ -313,6 +316,7 @@ class ControlPlane:
         after :data:`KUBE_SYNC_WAIT_S` (logged: the API server is slow or away; the
         reflectors keep trying and proxies get the endpoints when they come)."""
         self._kube_api = await api_client(settings)
+        self._reviewer = TokenReviewer(self._kube_api)
         self.kube = KubeSource(
             self._kube_api,
             self.registry,

@@ -6,12 +6,15 @@ gone."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from federation.ca.client import CaEndpoints, IdentityError, WorkloadIdentity
+from federation.ca.files import IdentityDirectory
 from federation.client import call
 from tests.integration.harness import (
     ControlPlaneHandle,
@@ -23,6 +26,7 @@ from tests.integration.harness import (
     wait_until,
 )
 from tests.kube_fake import FakeKube, fake_kube
+from trust.spiffe import SpiffeId
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -139,3 +143,49 @@ def test_a_client_sidecar_calls_the_clusters_endpoints_and_follows_readiness(
 
 def cp_workloads(cp: ControlPlaneHandle) -> list[dict[str, Any]]:
     return list(call("GET", cp.api_url, "/v1/workloads", home=cp.home)["workloads"])
+
+
+def _first_svid(cp: ControlPlaneHandle, namespace: str, account: str, token: str, where: Path):
+    """Ask the CA port for a first SVID with ``token`` as a workload agent would."""
+    info = cp.info()
+    identity = WorkloadIdentity(
+        SpiffeId.parse(f"spiffe://{info['trust_domain']}/ns/{namespace}/sa/{account}"),
+        IdentityDirectory(where),
+        CaEndpoints(info["caAddress"], info["xdsAddress"], info["serverName"]),
+        info["trustBundle"].encode(),
+        token,
+    )
+    return asyncio.run(identity.ensure())
+
+
+def test_a_first_certificate_needs_a_service_account_token_the_tokenreview_api_accepts(
+    procs, mesh_home: Path, kube: FakeKube, tmp_path: Path
+) -> None:
+    """Proof 5: a CSR with a token TokenReview rejects is refused, and so are a token for
+    another audience and a token for another service account; the token of demo/echo for
+    audience meshfed gets demo/echo's SVID."""
+    kube.tokens = {
+        "sa-echo": ("system:serviceaccount:demo:echo", ["meshfed"]),
+        "sa-echo-other-audience": ("system:serviceaccount:demo:echo", ["vault"]),
+        "user-token": ("alice", ["meshfed"]),
+    }
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    cp = ControlPlaneHandle(procs, mesh_home, "east", ZONE_A,
+                            extra_args=["--kubernetes", "--kubeconfig", str(kubeconfig)])  # fmt: skip
+    cp.start()
+    refusals = {
+        ("echo", "forged"): "refused by TokenReview",
+        ("echo", "sa-echo-other-audience"): "refused by TokenReview",
+        ("echo", "user-token"): "not a service account",
+        ("admin", "sa-echo"): "is for demo/echo, not demo/admin",
+    }
+    for (account, token), reason in refusals.items():
+        where = tmp_path / f"id-{account}-{token}"
+        with pytest.raises(IdentityError, match=reason):
+            _first_svid(cp, "demo", account, token, where)
+        assert not list(where.glob("*.pem"))  # nothing signed, nothing written
+    svid = _first_svid(cp, "demo", "echo", "sa-echo", tmp_path / "id-echo")
+    assert str(svid.spiffe_id).endswith("/ns/demo/sa/echo")
+    log = cp.procs.log(f"controlplane-east-{cp.starts}")
+    assert "issued an SVID for spiffe://example.org/ns/demo/sa/echo (service account token)" in log
+    assert "sa-echo" not in log  # no token in the log
