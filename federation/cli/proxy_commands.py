@@ -91,7 +91,7 @@ class IdentityOptions:
         self, spiffe_id: str, directory: Path, info: dict[str, Any], xds: str
     ) -> WorkloadIdentity:
         """A :class:`WorkloadIdentity` for ``spiffe_id``; unset options come from the control
-        plane's ``/v1/info``."""
+        plane's ``/v1/bootstrap``."""
         if self.trust_bundle is not None:
             try:
                 bundle = self.trust_bundle.read_bytes()
@@ -212,22 +212,25 @@ IDENTITY_OPTIONS = [
     ),
     click.option(
         "--workload-token-file",
+        envvar="MESHFED_WORKLOAD_TOKEN_FILE",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="Read the workload token from this file.",
+        help="Read the token from this file (also $MESHFED_WORKLOAD_TOKEN_FILE): a workload"
+        " token, or on Kubernetes the pod's projected service account token (audience"
+        " meshfed).",
     ),
     click.option(
         "--ca",
         default=None,
         metavar="HOST:PORT",
-        help="The control plane's certificate service.  [default: from its /v1/info]",
+        help="The control plane's certificate service.  [default: from its /v1/bootstrap]",
     ),
     click.option(
         "--trust-bundle",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
         help="PEM roots to verify the control plane with on first contact."
-        "  [default: from its /v1/info]",
+        "  [default: from its /v1/bootstrap]",
     ),
 ]
 
@@ -387,7 +390,7 @@ def sidecar_cmd(
     """
     xds_host, xds_port = _host_port(controlplane, "--controlplane")
     api_url = _api_url(cluster, xds_host, api)
-    info = call("GET", api_url, "/v1/info", token=token)
+    info = call("GET", api_url, "/v1/bootstrap", token=token)
     loc = _locality(locality, info)
     label_map: dict[str, str] = {}
     for item in labels:
@@ -508,7 +511,7 @@ def gateway_cmd(
     if advertise:
         _host_port(advertise, "--advertise")
     api_url = _api_url(cluster, xds_host, api)
-    info = call("GET", api_url, "/v1/info", token=token)
+    info = call("GET", api_url, "/v1/bootstrap", token=token)
     loc = _locality(locality, info)
     if not is_loopback(host):
         log.warning("gateway listens on %s, beyond loopback", host)

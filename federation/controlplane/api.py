@@ -2,6 +2,7 @@
 
 ==========================  ===============================================================
 ``GET  /healthz``           liveness (no token needed)
+``GET  /v1/bootstrap``      what a proxy agent needs first (no token: public facts)
 ``GET  /metrics``           Prometheus text exposition (:mod:`federation.controlplane.metrics`)
 ``GET  /v1/info``           cluster name, locality, network, trust domain, and the
                             federation link (``federation``: controller, connected,
@@ -88,8 +89,9 @@ def _error(status: int, message: str, **extra: object) -> web.Response:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require ``Authorization: Bearer <token>`` on everything but ``/healthz``."""
-    if request.path == "/healthz":
+    """Require ``Authorization: Bearer <token>`` on everything but ``/healthz`` and
+    ``/v1/bootstrap`` (public facts)."""
+    if request.path in ("/healthz", "/v1/bootstrap"):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     token = request.app[TOKEN]
@@ -116,6 +118,23 @@ async def _documents(request: web.Request) -> list[Document] | web.Response:
             return _error(400, message, problems=[message])
         docs.append(m)
     return docs
+
+
+async def bootstrap(request: web.Request) -> web.Response:
+    """What a proxy agent needs before it has an identity, all public (no token): cluster,
+    locality, network, trust domain, the certificate and xDS addresses, the name the control
+    plane's certificate carries and the trust bundle. A workload authenticates with its own
+    credential (workload or service account token), never with this API's token."""
+    mesh = request.app[BUILDER].mesh
+    return web.json_response(
+        {
+            "cluster": mesh.cluster,
+            "locality": str(mesh.locality),
+            "network": mesh.network,
+            "trust_domain": mesh.trust_domain,
+            **request.app[IDENTITY](),
+        }
+    )
 
 
 async def info(request: web.Request) -> web.Response:
@@ -359,6 +378,7 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/v1/info", info)
+    app.router.add_get("/v1/bootstrap", bootstrap)
     app.router.add_post("/v1/apply", apply)
     app.router.add_post("/v1/delete", delete)
     app.router.add_get("/v1/workloads", workloads)

@@ -58,6 +58,12 @@ async def test_token_required(tmp_path) -> None:
         assert bad.status == 401
         ok = await client.get("/v1/workloads", headers={"Authorization": "Bearer s3cret"})
         assert ok.status == 200
+        assert (await client.get("/v1/info")).status == 401
+        public = await client.get("/v1/bootstrap")  # what an agent needs first: no token
+        assert public.status == 200
+        assert set(await public.json()) == {
+            "cluster", "locality", "network", "trust_domain", "caAddress", "trustBundle"
+        }  # fmt: skip
     finally:
         await client.close()
         await identities.close()

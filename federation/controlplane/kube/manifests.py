@@ -1,0 +1,504 @@
+"""The manifests of ``meshfed install`` and ``meshfed uninstall`` (issue #20). Pure.
+
+What one cluster gets, in namespace :data:`NAMESPACE` unless said otherwise:
+
+- the MCS CRDs (``serviceexports`` and ``serviceimports`` of ``multicluster.x-k8s.io``,
+  ``v1alpha1``, with a status subresource), unless the cluster has them already;
+- ServiceAccounts for the control plane and the east-west gateway; a ClusterRole for the
+  control plane with exactly what it reads and writes (no ``*``): list and watch of
+  Services, EndpointSlices, Pods, Nodes, Namespaces and ServiceExports; the status of
+  ServiceExports; ServiceImports; TokenReviews; and its own MutatingWebhookConfiguration
+  (by name, to put its CA bundle in). The gateway needs no API access;
+- a Secret with the one-time join token (when given) and a PersistentVolumeClaim for the
+  control plane's state (its intermediate CA key, 0600, never leaves it);
+- the control plane Deployment (one replica, ``Recreate``: one writer of its state) and its
+  ClusterIP Service (xDS 15010, certificates 15012, API 15014, webhook 443 -> 15017);
+- the gateway Deployment and a ``LoadBalancer`` Service (an AWS NLB or a GCP passthrough
+  load balancer by annotations); the control plane reads its address back from the
+  Service's status and reports it to the controller;
+- the MutatingWebhookConfiguration that injects the sidecar into pods of namespaces labelled
+  :data:`INJECT_LABEL` ``=enabled``.
+
+Every object is labelled ``app.kubernetes.io/part-of: meshfed``; ``meshfed uninstall`` prints
+the same objects for ``kubectl delete -f -``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+NAMESPACE = "meshfed-system"
+INJECT_LABEL = "meshfed.io/inject"
+PART_OF = {"app.kubernetes.io/part-of": "meshfed"}
+#: The Kubernetes version whose schemas the manifests are checked against (tests).
+KUBERNETES_VERSION = "1.31"
+PORTS = {"xds": 15010, "ca": 15012, "api": 15014, "webhook": 15017, "gateway": 15443}
+#: Where the projected service account token (audience meshfed) is mounted in pods.
+TOKEN_PATH = "/var/run/secrets/meshfed/token"
+#: Load balancer annotations of the gateway Service per provider.
+LB_ANNOTATIONS = {
+    "aws": {
+        "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+        "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+        "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
+    },
+    "gcp": {
+        "cloud.google.com/l4-rbs": "enabled",
+    },
+    "local": {},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InstallOptions:
+    """``meshfed install`` options.
+
+    Attributes:
+        cluster: the member's name (as registered with ``meshfed cluster join``).
+        locality: ``<cloud>/<region>[/<zone>]`` of the cluster.
+        controller: the federation controller's API (``https://...``, several
+            comma-separated); "" installs an unfederated control plane.
+        join_token: the one-time join token ("" : none, already joined).
+        image: the meshfed image (``Dockerfile``).
+        provider: ``aws``, ``gcp`` or ``local``: the gateway's load balancer annotations.
+        network: the cluster's network name.
+        mesh_namespaces: namespaces whose Services are in the mesh (empty: all).
+        install_crds: include the MCS CRDs.
+    """
+
+    cluster: str
+    locality: str
+    controller: str = ""
+    join_token: str = ""
+    image: str = "ghcr.io/meshfed/meshfed:latest"
+    provider: str = "local"
+    network: str = "default"
+    mesh_namespaces: tuple[str, ...] = ()
+    install_crds: bool = True
+
+
+def _meta(name: str, namespace: str | None = NAMESPACE, **labels: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": {**PART_OF, **labels}}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def _crd(
+    plural: str, kind: str, schema: dict[str, Any], columns: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": _meta(f"{plural}.multicluster.x-k8s.io", None),
+        "spec": {
+            "group": "multicluster.x-k8s.io",
+            "scope": "Namespaced",
+            "names": {
+                "plural": plural,
+                "singular": kind.lower(),
+                "kind": kind,
+                "listKind": f"{kind}List",
+            },
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+_CONDITIONS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "observedGeneration": {"type": "integer"},
+        },
+    },
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
+
+
+def crds() -> list[dict[str, Any]]:
+    """The MCS CRDs (KEP-1645 ``v1alpha1``: ServiceExport with conditions, ServiceImport
+    with type, ports and exporting clusters)."""
+    export_schema = {
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "status": {"type": "object", "properties": {"conditions": _CONDITIONS}},
+        },
+    }
+    port = {
+        "type": "object",
+        "required": ["port"],
+        "properties": {
+            "name": {"type": "string"},
+            "port": {"type": "integer"},
+            "protocol": {"type": "string"},
+            "appProtocol": {"type": "string"},
+        },
+    }
+    import_schema = {
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "required": ["ports", "type"],
+                "properties": {
+                    "type": {"type": "string", "enum": ["ClusterSetIP", "Headless"]},
+                    "ports": {"type": "array", "items": port},
+                    "ips": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "status": {
+                "type": "object",
+                "properties": {
+                    "clusters": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["cluster"],
+                            "properties": {"cluster": {"type": "string"}},
+                        },
+                    }
+                },
+            },
+        },
+    }
+    valid = {"name": "Valid", "type": "string",
+             "jsonPath": ".status.conditions[?(@.type==\"Valid\")].status"}  # fmt: skip
+    conflict = {"name": "Conflict", "type": "string",
+                "jsonPath": ".status.conditions[?(@.type==\"Conflict\")].status"}  # fmt: skip
+    kind_column = {"name": "Type", "type": "string", "jsonPath": ".spec.type"}
+    return [
+        _crd("serviceexports", "ServiceExport", export_schema, [valid, conflict]),
+        _crd("serviceimports", "ServiceImport", import_schema, [kind_column]),
+    ]
+
+
+def _rule(
+    groups: list[str], resources: list[str], verbs: list[str], **extra: Any
+) -> dict[str, Any]:
+    return {"apiGroups": groups, "resources": resources, "verbs": verbs, **extra}
+
+
+def rbac() -> list[dict[str, Any]]:
+    """ServiceAccounts, the control plane's ClusterRole and its binding (no ``*``)."""
+    read = ["get", "list", "watch"]
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta("meshfed-controlplane", None),
+        "rules": [
+            _rule([""], ["services", "pods", "nodes", "namespaces"], read),
+            _rule(["discovery.k8s.io"], ["endpointslices"], read),
+            _rule(["multicluster.x-k8s.io"], ["serviceexports"], read),
+            _rule(["multicluster.x-k8s.io"], ["serviceexports/status"], ["update"]),
+            _rule(["multicluster.x-k8s.io"], ["serviceimports"],
+                  [*read, "create", "update", "delete"]),
+            _rule(["multicluster.x-k8s.io"], ["serviceimports/status"], ["update"]),
+            _rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
+            _rule(["admissionregistration.k8s.io"], ["mutatingwebhookconfigurations"],
+                  ["get", "update"], resourceNames=["meshfed-sidecar-injector"]),
+        ],
+    }  # fmt: skip
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta("meshfed-controlplane", None),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "meshfed-controlplane",
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": "meshfed-controlplane", "namespace": NAMESPACE}
+        ],
+    }
+    accounts = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name)}
+        for name in ("meshfed-controlplane", "meshfed-gateway")
+    ]
+    return [*accounts, role, binding]
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
+    """The control plane: its state volume, Deployment and Service (and the join Secret)."""
+    labels = {"app.kubernetes.io/name": "meshfed-controlplane"}
+    args = [
+        "controlplane", "serve",
+        "--cluster", opts.cluster, "--locality", opts.locality, "--network", opts.network,
+        "--xds-listen", f"0.0.0.0:{PORTS['xds']}", "--ca-listen", f"0.0.0.0:{PORTS['ca']}",
+        "--api-listen", f"0.0.0.0:{PORTS['api']}",
+        "--state-dir", "/var/lib/meshfed", "--kubernetes",
+        "--gateway-service", f"{NAMESPACE}/meshfed-gateway",
+    ]  # fmt: skip
+    if opts.mesh_namespaces:
+        args += ["--kube-namespaces", ",".join(opts.mesh_namespaces)]
+    if opts.controller:
+        args += ["--controller", opts.controller]
+    env: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    if opts.join_token:
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": _meta("meshfed-join"),
+                "type": "Opaque",
+                "stringData": {"token": opts.join_token},
+            }
+        )
+        env.append(
+            {
+                "name": "MESHFED_JOIN_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": "meshfed-join", "key": "token"}},
+            }
+        )
+    out.append(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _meta("meshfed-controlplane-state"),
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
+    container = {
+        "name": "controlplane",
+        "image": opts.image,
+        "args": args,
+        "env": [{"name": "MESHFED_HOME", "value": "/var/lib/meshfed"}, *env],
+        "ports": [
+            {"name": name, "containerPort": port}
+            for name, port in PORTS.items()
+            if name != "gateway"
+        ],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORTS["api"]}},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": "state", "mountPath": "/var/lib/meshfed"}],
+    }
+    out.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta("meshfed-controlplane", **labels),
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": {**PART_OF, **labels}},
+                    "spec": {
+                        "serviceAccountName": "meshfed-controlplane",
+                        "securityContext": {"fsGroup": 10001},
+                        "containers": [container],
+                        "volumes": [
+                            {
+                                "name": "state",
+                                "persistentVolumeClaim": {
+                                    "claimName": "meshfed-controlplane-state"
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+        }
+    )
+    out.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta("meshfed-controlplane", **labels),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": labels,
+                "ports": [
+                    {"name": "grpc-xds", "port": PORTS["xds"], "targetPort": PORTS["xds"]},
+                    {"name": "grpc-ca", "port": PORTS["ca"], "targetPort": PORTS["ca"]},
+                    {"name": "http-api", "port": PORTS["api"], "targetPort": PORTS["api"]},
+                    {"name": "https-webhook", "port": 443, "targetPort": PORTS["webhook"]},
+                ],
+            },
+        }
+    )
+    return out
+
+
+def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
+    """The east-west gateway: Deployment and LoadBalancer Service."""
+    labels = {"app.kubernetes.io/name": "meshfed-gateway"}
+    container = {
+        "name": "gateway",
+        "image": opts.image,
+        "args": [
+            "proxy",
+            "gateway",
+            "--cluster",
+            opts.cluster,
+            "--controlplane",
+            f"meshfed-controlplane.{NAMESPACE}.svc:{PORTS['xds']}",
+            "--listen",
+            f"0.0.0.0:{PORTS['gateway']}",
+        ],
+        "env": [{"name": "MESHFED_WORKLOAD_TOKEN_FILE", "value": TOKEN_PATH}],
+        "ports": [{"name": "tls", "containerPort": PORTS["gateway"]}],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+        "securityContext": _container_security(),
+        "volumeMounts": [
+            {"name": "meshfed-token", "mountPath": TOKEN_PATH.rsplit("/", 1)[0]},
+            {"name": "work", "mountPath": "/tmp"},  # noqa: S108 - the container's own
+        ],
+    }
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta("meshfed-gateway", **labels),
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": {**PART_OF, **labels}},
+                    "spec": {
+                        "serviceAccountName": "meshfed-gateway",
+                        "containers": [container],
+                        "volumes": [token_volume(), {"name": "work", "emptyDir": {}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                **_meta("meshfed-gateway", **labels),
+                "annotations": LB_ANNOTATIONS[opts.provider],
+            },
+            "spec": {
+                "type": "LoadBalancer",
+                "selector": labels,
+                "ports": [
+                    {"name": "tls", "port": PORTS["gateway"], "targetPort": PORTS["gateway"]}
+                ],
+            },
+        },
+    ]
+
+
+def token_volume() -> dict[str, Any]:
+    """A projected service account token for audience ``meshfed`` (1 h, rotated by the
+    kubelet), the credential of a first CSR (:mod:`federation.controlplane.kube.tokenreview`)."""
+    return {
+        "name": "meshfed-token",
+        "projected": {
+            "sources": [
+                {
+                    "serviceAccountToken": {
+                        "audience": "meshfed",
+                        "expirationSeconds": 3600,
+                        "path": TOKEN_PATH.rsplit("/", 1)[1],
+                    }
+                }
+            ]
+        },
+    }
+
+
+def webhook() -> dict[str, Any]:
+    """The sidecar injector (the control plane fills ``caBundle`` at start)."""
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": _meta("meshfed-sidecar-injector", None),
+        "webhooks": [
+            {
+                "name": "sidecar.meshfed.io",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "Never",
+                "timeoutSeconds": 10,
+                "namespaceSelector": {"matchLabels": {INJECT_LABEL: "enabled"}},
+                "objectSelector": {
+                    "matchExpressions": [{"key": "meshfed.io/sidecar", "operator": "DoesNotExist"}]
+                },
+                "clientConfig": {
+                    "service": {
+                        "name": "meshfed-controlplane",
+                        "namespace": NAMESPACE,
+                        "path": "/inject",
+                        "port": 443,
+                    }
+                },
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def install(opts: InstallOptions) -> list[dict[str, Any]]:
+    """Every object of a cluster's installation, in the order to apply them."""
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": NAMESPACE, "labels": dict(PART_OF)},
+    }
+    return [
+        namespace,
+        *(crds() if opts.install_crds else []),
+        *rbac(),
+        *controlplane(opts),
+        *gateway(opts),
+        webhook(),
+    ]
+
+
+def uninstall(opts: InstallOptions) -> list[dict[str, Any]]:
+    """What removes an installation (``kubectl delete -f -``): the same objects, in reverse
+    order; the CRDs stay unless ``opts.install_crds`` (deleting them deletes every
+    ServiceExport and ServiceImport of the cluster)."""
+    return list(reversed(install(opts)))
