@@ -190,6 +190,11 @@ class FakeKube:
         resource = self._resource_of(obj)
         return self._call(lambda: self._replace(resource, obj, check=False))
 
+    def set_status(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Replace an object's status only (as a controller's ``PUT .../status``)."""
+        resource = self._resource_of(obj)
+        return self._call(lambda: self._replace(resource, obj, check=False, status=True))
+
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete an object."""
         resource = next(r for r in RESOURCES if r.kind == kind)

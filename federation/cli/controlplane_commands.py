@@ -145,6 +145,13 @@ def controlplane() -> None:
     metavar="KEY[=VALUE]",
     help="With --kubernetes: only Services with this label are in the mesh.  [default: all]",
 )
+@click.option(
+    "--gateway-service",
+    default="",
+    metavar="NAMESPACE/NAME",
+    help="With --kubernetes: the east-west gateway's LoadBalancer Service; its load"
+    " balancer's address is reported to the controller as this cluster's gateway.",
+)
 def serve_cmd(
     cluster: str,
     locality: str,
@@ -165,6 +172,7 @@ def serve_cmd(
     kubeconfig: Path | None,
     kube_namespaces: str,
     kube_member_label: str,
+    gateway_service: str,
 ) -> None:
     """Serve xDS (SotW and delta ADS), the certificate service and the HTTP API until
     SIGTERM/SIGINT.
@@ -211,7 +219,9 @@ def serve_cmd(
         gateway=gateway,
         otlp_collector=otlp_collector,
         telemetry=not no_telemetry,
-        kubernetes=_kube_settings(kubernetes, kubeconfig, kube_namespaces, kube_member_label),
+        kubernetes=_kube_settings(
+            kubernetes, kubeconfig, kube_namespaces, kube_member_label, gateway_service
+        ),
     )
 
     async def run() -> None:
@@ -230,21 +240,33 @@ def serve_cmd(
 
 
 def _kube_settings(
-    enabled: bool, kubeconfig: Path | None, namespaces: str, member_label: str
+    enabled: bool,
+    kubeconfig: Path | None,
+    namespaces: str,
+    member_label: str,
+    gateway_service: str,
 ) -> KubeSettings | None:
     """``--kubernetes`` and its options (the others refused without it)."""
     from federation.controlplane.kube.config import KubeSettings
 
     if not enabled:
-        if kubeconfig or namespaces or member_label:
+        if kubeconfig or namespaces or member_label or gateway_service:
             raise InputError(
-                "--kubeconfig, --kube-namespaces and --kube-member-label need --kubernetes"
+                "--kubeconfig, --kube-namespaces, --kube-member-label and --gateway-service"
+                " need --kubernetes"
             )
         return None
+    service: tuple[str, str] | None = None
+    if gateway_service:
+        ns, _, name = gateway_service.partition("/")
+        if not ns or not name:
+            raise InputError(f"--gateway-service: {gateway_service!r} is not NAMESPACE/NAME")
+        service = (ns, name)
     return KubeSettings(
         kubeconfig=kubeconfig,
         namespaces=frozenset(n.strip() for n in namespaces.split(",") if n.strip()),
         member_label=member_label,
+        gateway_service=service,
     )
 
 

@@ -321,6 +321,8 @@ class ControlPlane:
             self._kube_api,
             self.registry,
             Scope(self.config.locality, settings.namespaces, settings.member_label),
+            gateway_service=settings.gateway_service,
+            on_gateway=lambda address: self.link.set_gateway(address) if self.link else None,
         )
         self._tasks.append(asyncio.create_task(self.kube.run(), name="kubernetes"))
         deadline = time.monotonic() + KUBE_SYNC_WAIT_S

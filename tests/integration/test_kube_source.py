@@ -234,3 +234,41 @@ async def test_serviceexports_are_exports_with_conditions_and_imports_are_writte
     await until(lambda: kube.get("ServiceImport", "demo", "api") is None, 5, "import deleted")
     kube.delete("ServiceExport", "demo", "serve")
     await until(lambda: not source.registry.state.exported(("demo", "serve")), 5, "unexported")
+
+
+@pytest.fixture
+async def gateway_source(kube: FakeKube) -> AsyncIterator[tuple[KubeSource, list[str]]]:
+    seen: list[str] = []
+    api = k8s.ApiClient(k8s.Configuration(host=kube.url))
+    src = KubeSource(
+        api,
+        ServiceRegistry(),
+        Scope(Locality.parse("aws/us-east-1/us-east-1a")),
+        watch_timeout_s=2,
+        gateway_service=("meshfed-system", "meshfed-gateway"),
+        on_gateway=seen.append,
+    )
+    task = asyncio.create_task(src.run())
+    yield src, seen
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await api.close()
+
+
+async def test_the_gateway_services_load_balancer_address_is_reported_once_it_has_one(
+    kube: FakeKube, gateway_source
+) -> None:
+    src, seen = gateway_source
+    lb = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "meshfed-gateway", "namespace": "meshfed-system"},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "tls", "port": 15443}]},
+    }
+    kube.create(lb)
+    await until(lambda: src.synced and src.reflectors["services"].objects, 5, "listed")
+    await asyncio.sleep(0.3)  # a scenario step: no address yet, nothing reported
+    assert seen == []
+    host = "k8s-meshfed-gw-0123.elb.us-east-1.amazonaws.com"  # an NLB gives a hostname
+    kube.set_status({**lb, "status": {"loadBalancer": {"ingress": [{"hostname": host}]}}})
+    await until(lambda: bool(seen) and seen[-1] == f"{host}:15443", 5, "the NLB's address")

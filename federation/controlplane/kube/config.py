@@ -30,11 +30,14 @@ class KubeSettings:
         kubeconfig: a kubeconfig file (None: in-cluster, else the client's defaults).
         namespaces: namespaces in the mesh (empty: every namespace).
         member_label: ``key`` or ``key=value`` a Service must carry to be in the mesh.
+        gateway_service: ``(namespace, name)`` of the east-west gateway's LoadBalancer
+            Service, whose address is reported to the controller once it has one.
     """
 
     kubeconfig: Path | None = None
     namespaces: frozenset[str] = field(default_factory=frozenset)
     member_label: str = ""
+    gateway_service: tuple[str, str] | None = None
 
 
 async def api_client(settings: KubeSettings) -> k8s.ApiClient:

@@ -39,6 +39,7 @@ from federation.controlplane.kube.translate import (
     SOURCE_VALUE,
     Key,
     Scope,
+    load_balancer_address,
     workload_entries,
 )
 from federation.controlplane.kube.writer import McsWriter
@@ -165,12 +166,17 @@ class KubeSource:
         api: a configured ``kubernetes_asyncio`` ApiClient.
         registry: the control plane's registry.
         scope: what is in the mesh (:class:`federation.controlplane.kube.translate.Scope`).
+        gateway_service: ``(namespace, name)`` of the east-west gateway's LoadBalancer
+            Service; once it has an address, ``on_gateway`` is called with ``host:port``
+            (reported to the controller).
     """
 
     api: k8s.ApiClient
     registry: ServiceRegistry
     scope: Scope
     watch_timeout_s: int = WATCH_TIMEOUT_S
+    gateway_service: tuple[str, str] | None = None
+    on_gateway: Callable[[str], None] = lambda _address: None
 
     def __post_init__(self) -> None:
         core, discovery = k8s.CoreV1Api(self.api), k8s.DiscoveryV1Api(self.api)
@@ -241,6 +247,12 @@ class KubeSource:
             if self.scope.in_namespace(ns) and e.get("apiVersion", API_VERSION) == API_VERSION
         )
         self.writer.changed.set()
+        if self.gateway_service is not None:
+            address = load_balancer_address(
+                self.reflectors["services"].objects.get(self.gateway_service)
+            )
+            if address:
+                self.on_gateway(address)
         return applied, deleted
 
     async def run(self) -> None:

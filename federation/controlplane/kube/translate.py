@@ -215,3 +215,18 @@ def workload_entries(
                         },
                     }
     return [out[k] for k in sorted(out)]
+
+
+def load_balancer_address(service: Obj | None, port_name: str = "tls") -> str:
+    """``host:port`` of a LoadBalancer Service once its load balancer has an address
+    (``status.loadBalancer.ingress[0]``: ``ip``, else ``hostname``, as AWS NLBs give), the
+    port named ``port_name`` or the first; "" before it has one."""
+    if service is None:
+        return ""
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    ports = (service.get("spec") or {}).get("ports") or []
+    if not ingress or not ports:
+        return ""
+    host = ingress[0].get("ip") or ingress[0].get("hostname") or ""
+    port = next((p for p in ports if p.get("name") == port_name), ports[0]).get("port")
+    return f"{host}:{port}" if host and port else ""

@@ -156,6 +156,14 @@ class FederationLink:
         self.last_update_version = 0
         registry.subscribe(self._on_registry)
 
+    def set_gateway(self, gateway: str) -> None:
+        """The east-west gateway's address changed (a load balancer got its address): the
+        next report carries it."""
+        if gateway != self._gateway:
+            log.info("east-west gateway now %s", gateway)
+            self._gateway = gateway
+            self._changed.set()
+
     def restore(self) -> None:
         """Install the last persisted update (before the control plane answers proxies).
 
