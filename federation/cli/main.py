@@ -21,6 +21,7 @@ from federation.cli.controlplane_commands import (
     explain_cmd,
     proxy_status_cmd,
 )
+from federation.cli.kube_commands import inject_cmd, install_cmd, uninstall_cmd
 from federation.cli.proxy_commands import proxy
 from federation.cli.trust_commands import trust
 from federation.cli.up_commands import demo, down_cmd, status_cmd, up_cmd
@@ -97,6 +98,9 @@ for command in (
     down_cmd,
     status_cmd,
     demo,
+    install_cmd,
+    uninstall_cmd,
+    inject_cmd,
 ):
     cli.add_command(command)
 

@@ -348,6 +348,12 @@ def proxy() -> None:
     help="Requests/s this workload can serve (WorkloadEntry spec.capacity.rps): the"
     " controller plans by it in cost mode optimize.  [default: undeclared]",
 )
+@click.option(
+    "--kubernetes",
+    is_flag=True,
+    help="A Kubernetes pod (as injected): its EndpointSlice registers it, so no WorkloadEntry"
+    " is applied, and its name is the control plane's k8s-SERVICE-ADDRESS.",
+)
 def sidecar_cmd(
     cluster: str,
     controlplane: str,
@@ -376,6 +382,7 @@ def sidecar_cmd(
     extra_ports: tuple[str, ...],
     labels: tuple[str, ...],
     capacity_rps: float | None,
+    kubernetes: bool,
 ) -> None:
     """Register this workload, run its Envoy sidecar, deregister and drain on SIGTERM.
 
@@ -398,6 +405,10 @@ def sidecar_cmd(
         if not sep or not key:
             raise InputError(f"--label {item!r}: use KEY=VALUE")
         label_map[key] = value
+    if kubernetes:
+        from federation.controlplane.kube.translate import workload_name
+
+        name = name or workload_name(service, address)
     try:
         entry = sidecar_workload(
             service=service,
@@ -444,10 +455,14 @@ def sidecar_cmd(
     )
 
     async def register() -> None:
+        if kubernetes:  # the pod's EndpointSlice is its registration
+            return
         await asyncio.to_thread(call, "POST", api_url, "/v1/apply", token=token, body=body)
         log.info("registered workload %s/%s with %s", namespace, workload, api_url)
 
     async def deregister() -> None:
+        if kubernetes:
+            return
         await asyncio.to_thread(call, "POST", api_url, "/v1/delete", token=token, body=body)
         log.info("deregistered workload %s/%s", namespace, workload)
 

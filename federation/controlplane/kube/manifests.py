@@ -34,6 +34,8 @@ PART_OF = {"app.kubernetes.io/part-of": "meshfed"}
 #: The Kubernetes version whose schemas the manifests are checked against (tests).
 KUBERNETES_VERSION = "1.31"
 PORTS = {"xds": 15010, "ca": 15012, "api": 15014, "webhook": 15017, "gateway": 15443}
+#: The control plane's in-cluster DNS name (its ClusterIP Service).
+CONTROLPLANE_HOST = f"meshfed-controlplane.{NAMESPACE}.svc"
 #: Where the projected service account token (audience meshfed) is mounted in pods.
 TOKEN_PATH = "/var/run/secrets/meshfed/token"
 #: Load balancer annotations of the gateway Service per provider.
@@ -372,7 +374,11 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
             "--cluster",
             opts.cluster,
             "--controlplane",
-            f"meshfed-controlplane.{NAMESPACE}.svc:{PORTS['xds']}",
+            f"{CONTROLPLANE_HOST}:{PORTS['xds']}",
+            "--api",
+            f"http://{CONTROLPLANE_HOST}:{PORTS['api']}",
+            "--ca",
+            f"{CONTROLPLANE_HOST}:{PORTS['ca']}",
             "--listen",
             f"0.0.0.0:{PORTS['gateway']}",
         ],

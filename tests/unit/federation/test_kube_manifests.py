@@ -1,0 +1,180 @@
+"""``meshfed install`` / ``uninstall`` / ``inject`` and the injection webhook's answer
+(issue #20, proofs 4 and 6): the manifests pass kubernetes-validate for the stated Kubernetes
+version, RBAC grants no ``*``; an AdmissionReview of a pod gets a JSONPatch (RFC 6902,
+applied here with the jsonpatch library) that adds the sidecar."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import replace
+
+import jsonpatch
+import kubernetes_validate
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from federation.cli.main import cli
+from federation.controlplane.kube.inject import (
+    SIDECAR,
+    admission_response,
+    inject_document,
+    pod_patch,
+)
+from federation.controlplane.kube.manifests import (
+    KUBERNETES_VERSION,
+    InstallOptions,
+    install,
+    uninstall,
+)
+
+OPTIONS = InstallOptions(
+    cluster="east",
+    locality="aws/us-east-1",
+    controller="https://ctl-a.example.com:15080,https://ctl-b.example.com:15080",
+    join_token="mfj_secret.0123",
+    provider="aws",
+    mesh_namespaces=("shop",),
+)
+
+
+@pytest.mark.parametrize("provider", ["aws", "gcp", "local"])
+def test_install_manifests_are_valid_kubernetes_objects(provider: str) -> None:
+    objects = install(replace(OPTIONS, provider=provider))
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)  # raises when invalid
+    kinds = [o["kind"] for o in objects]
+    assert kinds[0] == "Namespace" and kinds.count("CustomResourceDefinition") == 2
+    assert {"ClusterRole", "Deployment", "MutatingWebhookConfiguration"} <= set(kinds)
+    lb = next(o for o in objects if o["kind"] == "Service" and o["spec"]["type"] == "LoadBalancer")
+    if provider == "aws":
+        assert (
+            lb["metadata"]["annotations"][
+                "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"
+            ]
+            == "ip"
+        )
+
+
+def test_rbac_grants_no_wildcard_and_only_what_the_control_plane_uses() -> None:
+    rules = [
+        r for o in install(OPTIONS) if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]
+    ]
+    for rule in rules:
+        for field in ("verbs", "resources", "apiGroups"):
+            assert "*" not in rule[field], rule
+    writes = {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+        if v not in ("get", "list", "watch")
+    }
+    assert writes == {
+        ("multicluster.x-k8s.io", "serviceexports/status", "update"),
+        ("multicluster.x-k8s.io", "serviceimports", "create"),
+        ("multicluster.x-k8s.io", "serviceimports", "update"),
+        ("multicluster.x-k8s.io", "serviceimports", "delete"),
+        ("multicluster.x-k8s.io", "serviceimports/status", "update"),
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "update"),
+    }
+
+
+def test_the_cli_prints_install_and_uninstall_and_refuses_bad_input() -> None:
+    runner = CliRunner()
+    args = ["--cluster", "east", "--locality", "aws/us-east-1"]
+    out = runner.invoke(cli, ["install", *args, "--provider", "gcp"])
+    assert out.exit_code == 0, out.output
+    docs = list(yaml.safe_load_all(out.output))
+    assert docs[0]["kind"] == "Namespace"
+    gone = list(yaml.safe_load_all(runner.invoke(cli, ["uninstall", *args]).output))
+    assert [d["kind"] for d in gone] == [d["kind"] for d in reversed(docs)]
+    as_json = json.loads(runner.invoke(cli, ["install", *args, "-o", "json"]).output)
+    assert as_json["kind"] == "List" and len(as_json["items"]) == len(docs)
+    bad = runner.invoke(cli, ["install", "--cluster", "East", "--locality", "aws/us-east-1"])
+    assert bad.exit_code == 2 and "--cluster: 'East'" in bad.stderr
+    bad = runner.invoke(cli, ["install", "--cluster", "east", "--locality", "nowhere"])
+    assert bad.exit_code == 2 and "--locality" in bad.stderr
+    bad = runner.invoke(cli, ["install", *args, "--join-token", "t"])
+    assert bad.exit_code == 2 and "--join-token needs --controller" in bad.stderr
+
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "api-1", "namespace": "shop", "labels": {"app": "api"}},
+    "spec": {
+        "serviceAccountName": "api",
+        "containers": [{"name": "api", "image": "api:1", "ports": [{"containerPort": 8080}]}],
+    },
+}
+
+
+def _review(pod: dict, kind: str = "Pod") -> dict:
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": kind},
+            "operation": "CREATE",
+            "namespace": "shop",
+            "object": pod,
+        },
+    }
+
+
+def test_the_webhook_answers_an_admission_review_with_a_json_patch_adding_the_sidecar() -> None:
+    answer = admission_response(_review(POD), "east", "meshfed:test")
+    response = answer["response"]
+    assert answer["kind"] == "AdmissionReview" and answer["apiVersion"] == "admission.k8s.io/v1"
+    assert response["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002" and response["allowed"]
+    assert response["patchType"] == "JSONPatch"
+    patch = json.loads(base64.b64decode(response["patch"]))
+    pod = jsonpatch.apply_patch(POD, patch)  # a real RFC 6902 implementation
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    sidecar = next(c for c in pod["spec"]["containers"] if c["name"] == SIDECAR)
+    assert sidecar["args"][sidecar["args"].index("--app-port") + 1] == "8080"
+    assert sidecar["args"][sidecar["args"].index("--service") + 1] == "api"
+    assert pod["metadata"]["labels"]["meshfed.io/sidecar"] == "true"
+    token = next(v for v in pod["spec"]["volumes"] if v["name"] == "meshfed-token")
+    assert token["projected"]["sources"][0]["serviceAccountToken"]["audience"] == "meshfed"
+    # injected twice is injected once
+    assert pod_patch(pod, "east", "meshfed:test") == []
+    # not a pod (the webhook only gets pods; anything else passes untouched)
+    other = admission_response(_review(POD, kind="Service"), "east", "meshfed:test")
+    assert "patch" not in other["response"] and other["response"]["allowed"]
+
+
+def test_a_pod_without_service_name_or_port_is_annotated_not_injected() -> None:
+    bare = {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "x", "image": "x"}]}}
+    pod = jsonpatch.apply_patch(bare, pod_patch(bare, "east", "meshfed:test"))
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["x"]
+    assert "no service name" in pod["metadata"]["annotations"]["meshfed.io/inject-skipped"]
+
+
+def test_meshfed_inject_adds_the_sidecar_to_a_deployment_and_leaves_the_rest(tmp_path) -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": "shop"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "api"}},
+            "template": {"metadata": {"labels": {"app": "api"}}, "spec": POD["spec"]},
+        },
+    }
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"},
+               "spec": {"ports": [{"port": 80}]}}  # fmt: skip
+    path = tmp_path / "app.yaml"
+    path.write_text(yaml.safe_dump_all([deployment, service]))
+    out = CliRunner().invoke(cli, ["inject", "-f", str(path), "--cluster", "east"])
+    assert out.exit_code == 0, out.output
+    injected, unchanged = yaml.safe_load_all(out.output)
+    kubernetes_validate.validate(injected, KUBERNETES_VERSION, strict=True)
+    names = [c["name"] for c in injected["spec"]["template"]["spec"]["containers"]]
+    assert names == ["api", SIDECAR] and unchanged == service
+    assert inject_document(injected, "east", "x") == injected  # idempotent
+    uninstall(OPTIONS)  # the reverse of install, never raises
