@@ -69,6 +69,13 @@ RESOURCES = [
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
     Resource("multicluster.x-k8s.io", "v1alpha1", "serviceexports", "ServiceExport"),
     Resource("multicluster.x-k8s.io", "v1alpha1", "serviceimports", "ServiceImport"),
+    Resource(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        namespaced=False,
+    ),
 ]
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 import urllib.parse
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +153,19 @@ def controlplane() -> None:
     help="With --kubernetes: the east-west gateway's LoadBalancer Service; its load"
     " balancer's address is reported to the controller as this cluster's gateway.",
 )
+@click.option(
+    "--webhook-listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="With --kubernetes: serve the sidecar injector (HTTPS, AdmissionReview v1) here;"
+    " pods of namespaces labelled meshfed.io/inject=enabled get the sidecar.",
+)
+@click.option(
+    "--sidecar-image",
+    default="ghcr.io/meshfed/meshfed:latest",
+    show_default=True,
+    help="With --webhook-listen: the image of injected sidecars.",
+)
 def serve_cmd(
     cluster: str,
     locality: str,
@@ -173,6 +187,8 @@ def serve_cmd(
     kube_namespaces: str,
     kube_member_label: str,
     gateway_service: str,
+    webhook_listen: str | None,
+    sidecar_image: str,
 ) -> None:
     """Serve xDS (SotW and delta ADS), the certificate service and the HTTP API until
     SIGTERM/SIGINT.
@@ -196,6 +212,10 @@ def serve_cmd(
             raise InputError(str(err)) from err
     if gateway:
         addresses.append(("--gateway", gateway))
+    if webhook_listen:
+        addresses.append(("--webhook-listen", webhook_listen))
+        if not kubernetes:
+            raise InputError("--webhook-listen needs --kubernetes")
     if otlp_collector:
         addresses.append(("--otlp-collector", otlp_collector))
     for flag, value in addresses:
@@ -223,6 +243,13 @@ def serve_cmd(
             kubernetes, kubeconfig, kube_namespaces, kube_member_label, gateway_service
         ),
     )
+    if config.kubernetes is not None and webhook_listen:
+        config = replace(
+            config,
+            kubernetes=replace(
+                config.kubernetes, webhook_listen=webhook_listen, sidecar_image=sidecar_image
+            ),
+        )
 
     async def run() -> None:
         plane = ControlPlane(config)

@@ -24,8 +24,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 import grpc
 from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from federation.ca.service import CertificateServicer
 from federation.ca.tokens import TokenStore
@@ -39,6 +41,12 @@ from federation.controlplane.kube.config import KubeSettings, api_client
 from federation.controlplane.kube.source import KubeSource
 from federation.controlplane.kube.tokenreview import TokenReviewer
 from federation.controlplane.kube.translate import Scope
+from federation.controlplane.kube.webhook import (
+    WebhookCertificate,
+    namespace_labels_of,
+    sync_ca_bundle,
+)
+from federation.controlplane.kube.webhook import make_app as make_webhook_app
 from federation.controlplane.link import state as link_state
 from federation.controlplane.link.join import JoinError, JoinInfo, join
 from federation.controlplane.link.rtt import RttProber
@@ -64,6 +72,8 @@ log = logging.getLogger(__name__)
 
 #: At start, how long xDS waits for the first list of every Kubernetes kind (s).
 KUBE_SYNC_WAIT_S = 10
+#: How often the injector's caBundle is compared with the trust bundle (s).
+WEBHOOK_BUNDLE_CHECK_S = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +137,8 @@ class ControlPlane:
         self.token = ""
         self.link: FederationLink | None = None
         self._reviewer: TokenReviewer | None = None
+        self._webhook_runner: web.AppRunner | None = None
+        self.webhook_port = 0
         self.rtt: RttProber | None = None
         self.traffic: TrafficCounter | None = None
 
@@ -333,6 +345,36 @@ class ControlPlane:
             log.info("kubernetes: %d workloads from the cluster", len(self.kube.desired()))
         else:
             log.warning("kubernetes: not every kind listed within %ds", KUBE_SYNC_WAIT_S)
+        if settings.webhook_listen is not None:
+            await self._start_injector(settings)
+
+    async def _start_injector(self, settings: KubeSettings) -> None:
+        """Serve the sidecar injector (:mod:`federation.controlplane.kube.webhook`) and keep
+        its configuration's caBundle equal to the trust bundle."""
+        assert settings.webhook_listen is not None
+        cert = WebhookCertificate(
+            TrustDomain(self.mesh.trust_domain), self.config.state_dir / "webhook-tls"
+        )
+        cert.issue()
+        app = make_webhook_app(
+            self.config.cluster,
+            settings.sidecar_image,
+            namespace_labels_of(self.kube.reflectors["namespaces"].objects),
+        )
+        self._webhook_runner, self.webhook_port = await start_http(
+            app, settings.webhook_listen, "--webhook-listen", cert.context
+        )
+        self._tasks.append(asyncio.create_task(cert.renew_forever(), name="webhook-cert"))
+
+        async def ca_bundle() -> None:
+            while True:
+                try:
+                    await sync_ca_bundle(self._kube_api, cert.ca_pem)
+                except (ApiException, OSError, aiohttp.ClientError) as err:
+                    log.warning("webhook caBundle not updated: %s", getattr(err, "reason", err))
+                await asyncio.sleep(WEBHOOK_BUNDLE_CHECK_S)
+
+        self._tasks.append(asyncio.create_task(ca_bundle(), name="webhook-ca-bundle"))
 
     def _count_traffic(self) -> None:
         """Count the sidecars' traffic (:mod:`federation.controlplane.telemetry`) and expose
@@ -417,6 +459,8 @@ class ControlPlane:
             await self._ca_grpc.stop(grace_s)
         await stop_all(self._tasks, self._runner, self._grpc, grace_s)
         self._tasks.clear()
+        if self._webhook_runner is not None:
+            await self._webhook_runner.cleanup()
         if getattr(self, "_kube_api", None) is not None:
             await self._kube_api.close()
         log.info("control plane for %s stopped", self.config.cluster)

@@ -7,6 +7,10 @@ gone."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import http.client
+import json
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,7 @@ import pytest
 from federation.ca.client import CaEndpoints, IdentityError, WorkloadIdentity
 from federation.ca.files import IdentityDirectory
 from federation.client import call
+from federation.controlplane.kube.manifests import CONTROLPLANE_HOST, webhook
 from tests.integration.harness import (
     ControlPlaneHandle,
     LoadLoop,
@@ -189,3 +194,91 @@ def test_a_first_certificate_needs_a_service_account_token_the_tokenreview_api_a
     log = cp.procs.log(f"controlplane-east-{cp.starts}")
     assert "issued an SVID for spiffe://example.org/ns/demo/sa/echo (service account token)" in log
     assert "sa-echo" not in log  # no token in the log
+
+
+def test_the_injector_adds_the_sidecar_in_labelled_namespaces_only(
+    procs, mesh_home: Path, kube: FakeKube, tmp_path: Path
+) -> None:
+    """Proof 4 with a real control plane: AdmissionReview v1 in over HTTPS (verified with the
+    injector's CA, as the API server does with caBundle, and the in-cluster name), JSONPatch out for a pod in a namespace labelled
+    meshfed.io/inject=enabled, none elsewhere; the webhook configuration's caBundle is set."""
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "shop", "labels": {"meshfed.io/inject": "enabled"}},
+        }
+    )
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "plain"}})
+    kube.create(webhook())  # as meshfed install applies it, caBundle empty
+    webhook_port = free_port()
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    cp = ControlPlaneHandle(
+        procs, mesh_home, "east", ZONE_A,
+        extra_args=["--kubernetes", "--kubeconfig", str(kubeconfig),
+                    "--webhook-listen", f"127.0.0.1:{webhook_port}",
+                    "--sidecar-image", "meshfed:test"],
+    )  # fmt: skip
+    cp.start()
+    injector_ca = (cp.home / "controlplanes" / "east" / "webhook-tls" / "ca.pem").read_text()
+    context = ssl.create_default_context(cadata=injector_ca)
+
+    def review(namespace: str) -> dict[str, Any]:
+        body = json.dumps({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": f"uid-{namespace}", "kind": {"group": "", "version": "v1",
+                        "kind": "Pod"}, "operation": "CREATE", "namespace": namespace,
+                        "object": {**POD, "metadata": {**POD["metadata"],
+                                                       "namespace": namespace}}},
+        }).encode()  # fmt: skip
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", webhook_port, context=_named(context), timeout=10
+        )
+        try:
+            conn.request("POST", "/inject", body, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            assert resp.status == 200
+            return json.loads(resp.read())["response"]
+        finally:
+            conn.close()
+
+    wait_until(lambda: kube.get("Namespace", "", "shop") and cp_workloads(cp) == [], 10, "up")
+    shop = review("shop")
+    assert shop["uid"] == "uid-shop" and shop["allowed"] and shop["patchType"] == "JSONPatch"
+    ops = json.loads(base64.b64decode(shop["patch"]))
+    added = next(op["value"] for op in ops if op["path"] == "/spec/containers/-")
+    assert added["name"] == "meshfed-sidecar" and added["image"] == "meshfed:test"
+    plain = review("plain")
+    assert plain["allowed"] and "patch" not in plain
+    wait_until(
+        lambda: (
+            (kube.get("MutatingWebhookConfiguration", "", "meshfed-sidecar-injector") or {})[
+                "webhooks"
+            ][0]["clientConfig"].get("caBundle")
+            == base64.b64encode(injector_ca.encode()).decode()
+        ),
+        10,
+        "caBundle set to the injector's CA",
+    )
+
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "api-1", "labels": {"app": "api"}},
+    "spec": {"containers": [{"name": "api", "image": "api:1", "ports": [{"containerPort": 80}]}]},
+}
+
+
+class _named(ssl.SSLContext):
+    """Verify the injector by its in-cluster DNS name while dialling 127.0.0.1."""
+
+    def __new__(cls, inner: ssl.SSLContext) -> ssl.SSLContext:  # type: ignore[misc]
+        original = inner.wrap_socket
+
+        def wrap(sock: Any, *args: Any, **kwargs: Any) -> Any:
+            kwargs["server_hostname"] = CONTROLPLANE_HOST
+            return original(sock, *args, **kwargs)
+
+        inner.wrap_socket = wrap  # type: ignore[method-assign]
+        return inner

@@ -32,12 +32,16 @@ class KubeSettings:
         member_label: ``key`` or ``key=value`` a Service must carry to be in the mesh.
         gateway_service: ``(namespace, name)`` of the east-west gateway's LoadBalancer
             Service, whose address is reported to the controller once it has one.
+        webhook_listen: ``host:port`` of the sidecar injector (HTTPS); None: not served.
+        sidecar_image: the image of injected sidecars.
     """
 
     kubeconfig: Path | None = None
     namespaces: frozenset[str] = field(default_factory=frozenset)
     member_label: str = ""
     gateway_service: tuple[str, str] | None = None
+    webhook_listen: str | None = None
+    sidecar_image: str = "ghcr.io/meshfed/meshfed:latest"
 
 
 async def api_client(settings: KubeSettings) -> k8s.ApiClient:

@@ -173,13 +173,16 @@ def pod_patch(
     return ops
 
 
-def admission_response(review: Mapping[str, Any], cluster: str, image: str) -> dict[str, Any]:
+def admission_response(
+    review: Mapping[str, Any], cluster: str, image: str, *, inject: bool = True
+) -> dict[str, Any]:
     """The AdmissionReview answer (``admission.k8s.io/v1``) to a pod CREATE: allowed, with a
-    base64 JSONPatch adding the sidecar (none when there is nothing to add)."""
+    base64 JSONPatch adding the sidecar (none when there is nothing to add, or not
+    ``inject``: a namespace without the label)."""
     request = review.get("request") or {}
     pod = request.get("object") or {}
     answer: dict[str, Any] = {"uid": request.get("uid", ""), "allowed": True}
-    if request.get("kind", {}).get("kind") == "Pod":
+    if inject and request.get("kind", {}).get("kind") == "Pod":
         ops = pod_patch(pod, cluster, image)
         if ops:
             answer["patchType"] = "JSONPatch"

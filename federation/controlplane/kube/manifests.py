@@ -265,6 +265,7 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
         "--api-listen", f"0.0.0.0:{PORTS['api']}",
         "--state-dir", "/var/lib/meshfed", "--kubernetes",
         "--gateway-service", f"{NAMESPACE}/meshfed-gateway",
+        "--webhook-listen", f"0.0.0.0:{PORTS['webhook']}", "--sidecar-image", opts.image,
     ]  # fmt: skip
     if opts.mesh_namespaces:
         args += ["--kube-namespaces", ",".join(opts.mesh_namespaces)]

@@ -8,8 +8,8 @@ version seen; **410 Gone** (the version was compacted away) re-lists at once and
 every object, so nothing is lost or duplicated; any other error backs off 0.5 s doubling to
 10 s and re-lists.
 
-:class:`KubeSource` runs reflectors for Services, EndpointSlices, Nodes, Pods and the MCS
-ServiceExports and ServiceImports and, after each change (coalesced for
+:class:`KubeSource` runs reflectors for Services, EndpointSlices, Nodes, Pods, Namespaces and
+the MCS ServiceExports and ServiceImports and, after each change (coalesced for
 :data:`COALESCE_S`), makes the workloads
 (:func:`federation.controlplane.kube.translate.workload_entries`) and applies the
 difference to the registry: new and changed workloads applied, vanished ones deleted, in
@@ -189,6 +189,7 @@ class KubeSource:
                 ("endpointslices", discovery.list_endpoint_slice_for_all_namespaces),
                 ("nodes", core.list_node),
                 ("pods", core.list_pod_for_all_namespaces),
+                ("namespaces", core.list_namespace),
                 (
                     "serviceexports",
                     partial(custom.list_cluster_custom_object, GROUP, VERSION, "serviceexports"),
