@@ -9,9 +9,10 @@ Rules (KEP-1645 Multi-Cluster Services API, "Constraints and conflict resolution
   protocol, or a missing port) gets a ``Conflict`` condition and is left out of the import:
   callers address the winner's ports and SNI, which the loser's gateway does not serve.
 - Every other member imports the service; the import lists each non-conflicting exporter
-  with its gateway address, network, locality and healthy endpoint count -- and, for an
-  importer on the same network, the exporter's endpoints themselves, which it dials directly
-  instead of through the gateway (as Istio's multi-primary, same-network model).
+  with its gateway address (as its control plane reports it, else as registered), network,
+  locality and healthy endpoint count -- and, for an importer on the same network, the
+  exporter's endpoints themselves, which it dials directly instead of through the gateway
+  (as Istio's multi-primary, same-network model).
 - Unreachable or Pending clusters neither export nor receive anything (their endpoints are
   withdrawn everywhere); unexported services are never imported.
 """
@@ -74,7 +75,9 @@ def _remote(
         ]
     return RemoteCluster(
         cluster=exporter,
-        gateway=record.gateway,
+        # the address its control plane reports (a load balancer's, once it has one), else
+        # the one registered with `meshfed cluster join --gateway`
+        gateway=reports[exporter].gateway or record.gateway,
         network=record.network,
         locality=record.locality,
         endpoints=service.healthy_endpoints if service is not None else 0,

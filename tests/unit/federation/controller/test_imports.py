@@ -168,3 +168,16 @@ def test_same_network_importers_get_the_endpoints_others_only_the_gateway() -> N
     ]
     [c_entry] = imports["c"][0]["spec"]["clusters"]
     assert "directEndpoints" not in c_entry and c_entry["gateway"] == "10.0.0.1:15443"
+
+
+def test_the_gateway_a_control_plane_reports_replaces_the_registered_one() -> None:
+    """A cluster's load balancer gets its address after the join (meshfed install
+    --gateway-service): imports carry what the control plane reports."""
+    reported = _report(("echo", 8080, "http", 1), exports=["demo/echo"]).model_copy(
+        update={"gateway": "k8s-gw-1.elb.us-east-1.amazonaws.com:15443"}
+    )
+    reports = {"a": reported, "b": _report(exports=[]), "c": _report(exports=[])}
+    imports, _ = compute(CLUSTERS, READY, reports, {("a", "demo", "echo"): 1.0})
+    assert imports["b"][0]["spec"]["clusters"][0]["gateway"] == (
+        "k8s-gw-1.elb.us-east-1.amazonaws.com:15443"
+    )
