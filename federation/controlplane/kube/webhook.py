@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from cryptography import x509
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -71,7 +70,8 @@ class WebhookCertificate:
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ca_pem = b""
 
-    def _ca(self) -> tuple[x509.Certificate, pki.IssuerKey]:
+    def _ca(self) -> tuple[Any, pki.IssuerKey]:
+        """The injector CA's certificate and key (made, or re-made a day before it ends)."""
         key_path, cert_path = self._dir / "ca-key.pem", self._dir / "ca.pem"
         if key_path.exists() and cert_path.exists():
             key = load_key_file(key_path)
