@@ -30,12 +30,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from federation.controlplane.kube.manifests import (
-    CONTROLPLANE_HOST,
-    PORTS,
-    TOKEN_PATH,
-    token_volume,
-)
+from federation.controlplane.kube.manifests import TOKEN_PATH, agent_args, token_volume
 
 SIDECAR = "meshfed-sidecar"
 INBOUND_PORT = 15006
@@ -88,12 +83,7 @@ def sidecar_container(cluster: str, service: str, app_port: int, image: str) -> 
             "--kubernetes",
             "--cluster",
             cluster,
-            "--controlplane",
-            f"{CONTROLPLANE_HOST}:{PORTS['xds']}",
-            "--api",
-            f"http://{CONTROLPLANE_HOST}:{PORTS['api']}",
-            "--ca",
-            f"{CONTROLPLANE_HOST}:{PORTS['ca']}",
+            *agent_args(),
             "--service",
             service,
             "--namespace",

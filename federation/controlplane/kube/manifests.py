@@ -374,12 +374,7 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
             "gateway",
             "--cluster",
             opts.cluster,
-            "--controlplane",
-            f"{CONTROLPLANE_HOST}:{PORTS['xds']}",
-            "--api",
-            f"http://{CONTROLPLANE_HOST}:{PORTS['api']}",
-            "--ca",
-            f"{CONTROLPLANE_HOST}:{PORTS['ca']}",
+            *agent_args(),
             "--listen",
             f"0.0.0.0:{PORTS['gateway']}",
         ],
@@ -426,6 +421,16 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+def agent_args() -> list[str]:
+    """How a proxy agent in the cluster reaches its control plane: xDS, the public
+    ``/v1/bootstrap`` and the certificate service, by the control plane's Service name."""
+    return [
+        "--controlplane", f"{CONTROLPLANE_HOST}:{PORTS['xds']}",
+        "--api", f"http://{CONTROLPLANE_HOST}:{PORTS['api']}",
+        "--ca", f"{CONTROLPLANE_HOST}:{PORTS['ca']}",
+    ]  # fmt: skip
 
 
 def token_volume() -> dict[str, Any]:
