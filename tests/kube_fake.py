@@ -163,7 +163,8 @@ class FakeKube:
             pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in pending:  # watch handlers still streaming
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                await asyncio.wait(pending, timeout=2)
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)

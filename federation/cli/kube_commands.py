@@ -28,12 +28,15 @@ def _options(
 ) -> Any:
     import re
 
+    from federation.controller.membership import validate_member_name
     from federation.controlplane.kube.manifests import InstallOptions
     from federation.controlplane.link.join import controller_urls
     from federation.model.workload import DNS_LABEL
 
-    if not re.fullmatch(DNS_LABEL, cluster):
-        raise InputError(f"--cluster: {cluster!r} is not a DNS label (lowercase, digits, '-')")
+    try:
+        validate_member_name(cluster)  # as the controller checks member names
+    except ValueError as err:
+        raise InputError(f"--cluster: {cluster!r} is not a member name ({err})") from err
     try:
         Locality.parse(locality)
     except ValueError as err:

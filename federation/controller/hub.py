@@ -208,14 +208,13 @@ class SyncHub:
             if not self.replica.healthy:
                 continue
             try:
-                shared = self.replica.shared_traffic()
+                shared = self.replica.shared_traffic(frozenset(self._streams))
             except StoreError as err:
                 log.warning("traffic of other replicas not read: %s", err)
                 continue
             now = time.monotonic()
             for cluster, table, age_s in shared:
-                if cluster not in self._streams:
-                    self.traffic.add(cluster, table, now - max(0.0, age_s))
+                self.traffic.add(cluster, table, now - max(0.0, age_s))
 
     def close_stream(self, cluster: str, reason: str) -> None:
         """End a cluster's stream (it was removed from the federation)."""

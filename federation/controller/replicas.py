@@ -204,12 +204,16 @@ class PostgresReplica:
         leader plans on every cluster's traffic; any replica's ``/v1/traffic`` shows it)."""
         self.store.put_traffic(cluster, traffic_to_json(table))
 
-    def shared_traffic(self) -> list[tuple[str, TrafficTable, float]]:
-        """``(cluster, table, age in s)`` of the tables stored since the last call (by any
-        replica, this one included: the caller skips the clusters it serves itself)."""
+    def shared_traffic(
+        self, skip: frozenset[str] = frozenset()
+    ) -> list[tuple[str, TrafficTable, float]]:
+        """``(cluster, table, age in s)`` of the tables stored since the last call, but for
+        the clusters in ``skip`` (whose streams this replica holds: it has their tables)."""
         out = []
         for cluster, body, age, seq in self.store.traffic_since(self._traffic_seq):
             self._traffic_seq = max(self._traffic_seq, seq)
+            if cluster in skip:
+                continue
             try:
                 out.append((cluster, traffic_from_json(cluster, body), age))
             except InvalidDocumentError as err:  # another meshfed version's: left out

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import yaml
@@ -28,8 +29,6 @@ from federation.controller.api import ControllerContext, make_app
 from federation.controller.hub import SyncHub
 from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL, IntermediateSigner
 from federation.controller.membership import DEFAULT_LEASE_S
-from federation.controller.pgstore import PostgresStore
-from federation.controller.replicas import PostgresReplica
 from federation.controller.roles import Replica, SoleReplica
 from federation.controller.service import FederationService
 from federation.controller.store import ControllerStore, SqliteStore
@@ -46,6 +45,9 @@ from federation.sync.proto import sync_pb2_grpc
 from trust.files import KEY_FILE_MODE, write_atomic
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
+
+if TYPE_CHECKING:
+    from federation.controller.replicas import PostgresReplica
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,7 @@ class Controller:
         self.api_port = 0
         self.sync_port = 0
         self.token = ""
+        self._replicated: PostgresReplica | None = None  # on PostgreSQL
 
     @property
     def api_url(self) -> str:
@@ -136,12 +139,22 @@ class Controller:
             trust.create_intermediate(CONTROLLER_CA_NAME)
         return trust
 
-    def _open_store(self) -> ControllerStore:
+    def _open_store(self, name: str) -> tuple[ControllerStore, Replica]:
+        """The store and this controller's place among replicas: SQLite and the only one,
+        or PostgreSQL and a :class:`PostgresReplica` (psycopg is imported only then)."""
         if self.config.store_dsn is None:
-            return SqliteStore(self.config.state_path)
-        store = PostgresStore(self.config.store_dsn)
-        log.info("state in %s (schema version %d)", store.where, store.schema_version)
-        return store
+            store = SqliteStore(self.config.state_path)
+            return store, SoleReplica(name, lambda: self.sync_address, lambda: self.api_url)
+        from federation.controller.pgstore import PostgresStore
+        from federation.controller.replicas import PostgresReplica
+
+        pg = PostgresStore(self.config.store_dsn)
+        log.info("state in %s (schema version %d)", pg.where, pg.schema_version)
+        pg.notify_as = name
+        self._replicated = PostgresReplica(
+            pg, name, lambda: self.api_url, lambda: self.sync_address
+        )
+        return pg, self._replicated
 
     async def start(self) -> None:
         """Start serving (see the module docstring).
@@ -161,14 +174,8 @@ class Controller:
                 f"--insecure-http: the REST API carries bearer tokens; plain HTTP is allowed"
                 f" only on a loopback address, not {host}"
             )
-        self.store = self._open_store()
         name = cfg.replica_name or default_replica_name(cfg.listen)
-        self.replica: Replica = SoleReplica(name, lambda: self.sync_address, lambda: self.api_url)
-        if isinstance(self.store, PostgresStore):
-            self.store.notify_as = name
-            self.replica = PostgresReplica(
-                self.store, name, lambda: self.api_url, lambda: self.sync_address
-            )
+        self.store, self.replica = self._open_store(name)
         trust = self._trust()
 
         def bundle_pem() -> bytes:
@@ -224,10 +231,12 @@ class Controller:
         self._runner, self.api_port = await start_http(
             make_app(context), cfg.listen, "--listen", ssl_context
         )
-        if isinstance(self.replica, PostgresReplica):
-            await asyncio.to_thread(self.replica.start)
+        if self._replicated is not None:
+            await asyncio.to_thread(self._replicated.start)
             self._tasks.append(
-                asyncio.create_task(self.replica.listen(self.hub.changed_elsewhere), name="listen")
+                asyncio.create_task(
+                    self._replicated.listen(self.hub.changed_elsewhere), name="listen"
+                )
             )
             self._tasks.append(asyncio.create_task(self.hub.watch_changes(), name="changes"))
             self._tasks.append(asyncio.create_task(self.hub.watch_traffic(), name="traffic"))
@@ -251,9 +260,8 @@ class Controller:
     async def stop(self, grace_s: float = 0.5) -> None:
         """Stop serving; control planes keep their last state until it is back (or move to
         another replica). A leader gives up its lease first."""
-        replica = getattr(self, "replica", None)
-        if isinstance(replica, PostgresReplica):
-            await asyncio.to_thread(replica.stop)
+        if self._replicated is not None:
+            await asyncio.to_thread(self._replicated.stop)
         await stop_all(self._tasks, self._runner, self._grpc, grace_s)
         self._tasks.clear()
         if hasattr(self, "store"):

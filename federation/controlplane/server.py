@@ -342,7 +342,7 @@ class ControlPlane:
             await asyncio.sleep(0.05)
         if self.kube.synced:
             self.kube.reconcile()
-            log.info("kubernetes: %d workloads from the cluster", len(self.kube.desired()))
+            log.info("kubernetes: %d workloads from the cluster", len(self.kube.own()))
         else:
             log.warning("kubernetes: not every kind listed within %ds", KUBE_SYNC_WAIT_S)
         if settings.webhook_listen is not None:

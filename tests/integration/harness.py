@@ -33,6 +33,7 @@ from federation.errors import ApiError
 from federation.model.locality import Locality
 from federation.netaddr import free_port
 from trust.spiffe import SpiffeId
+from trust.svid import X509Svid
 
 MESHFED = str(Path(sys.executable).with_name("meshfed"))
 T = TypeVar("T")
@@ -283,18 +284,20 @@ class InProcessPlane:
         return mint_token(self.plane.api_url, self.home, namespace, service_account, **options)
 
 
-def provision(cp: Plane, namespace: str, service_account: str, directory: Path) -> None:
+def provision(
+    cp: Plane, namespace: str, service_account: str, directory: Path, token: str | None = None
+) -> X509Svid:
     """Obtain an SVID for ``namespace``/``service_account`` into ``directory`` (an identity
-    directory, as a proxy agent would), with a freshly minted token."""
+    directory, as a proxy agent would), with ``token`` (default: a freshly minted one)."""
     info = cp.info()
     identity = WorkloadIdentity(
         SpiffeId.parse(f"spiffe://{info['trust_domain']}/ns/{namespace}/sa/{service_account}"),
         IdentityDirectory(directory),
         CaEndpoints(info["caAddress"], info["xdsAddress"], info["serverName"]),
         info["trustBundle"].encode(),
-        cp.mint(namespace, service_account),
+        token or cp.mint(namespace, service_account),
     )
-    asyncio.run(identity.ensure())
+    return asyncio.run(identity.ensure())
 
 
 def workload_yaml(

@@ -6,7 +6,6 @@ gone."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import http.client
 import json
@@ -17,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from federation.ca.client import CaEndpoints, IdentityError, WorkloadIdentity
-from federation.ca.files import IdentityDirectory
+from federation.ca.client import IdentityError
 from federation.client import call
 from federation.controlplane.kube.manifests import CONTROLPLANE_HOST, webhook
 from tests.integration.harness import (
@@ -26,12 +24,12 @@ from tests.integration.harness import (
     LoadLoop,
     free_port,
     get,
+    provision,
     start_echo,
     start_sidecar,
     wait_until,
 )
 from tests.kube_fake import FakeKube, fake_kube
-from trust.spiffe import SpiffeId
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -152,15 +150,7 @@ def cp_workloads(cp: ControlPlaneHandle) -> list[dict[str, Any]]:
 
 def _first_svid(cp: ControlPlaneHandle, namespace: str, account: str, token: str, where: Path):
     """Ask the CA port for a first SVID with ``token`` as a workload agent would."""
-    info = cp.info()
-    identity = WorkloadIdentity(
-        SpiffeId.parse(f"spiffe://{info['trust_domain']}/ns/{namespace}/sa/{account}"),
-        IdentityDirectory(where),
-        CaEndpoints(info["caAddress"], info["xdsAddress"], info["serverName"]),
-        info["trustBundle"].encode(),
-        token,
-    )
-    return asyncio.run(identity.ensure())
+    return provision(cp, namespace, account, where, token)
 
 
 def test_a_first_certificate_needs_a_service_account_token_the_tokenreview_api_accepts(

@@ -206,7 +206,15 @@ class KubeSource:
     @property
     def synced(self) -> bool:
         """Every kind has been listed at least once."""
-        return all(r.synced or r.relists for r in self.reflectors.values())
+        return all(r.relists for r in self.reflectors.values())
+
+    def own(self) -> dict[Key, WorkloadEntry]:
+        """The registry's workloads that are the cluster's (labelled as this source's)."""
+        return {
+            k: w
+            for k, w in self.registry.state.workloads.items()
+            if w.metadata.labels.get(SOURCE_LABEL) == SOURCE_VALUE
+        }
 
     def desired(self) -> list[WorkloadEntry]:
         """The workloads the cluster's objects give now."""
@@ -233,11 +241,7 @@ class KubeSource:
         """Apply the difference between :meth:`desired` and the registry's own workloads;
         returns the names applied and deleted."""
         want = {w.key: w for w in self.desired()}
-        have = {
-            k: w
-            for k, w in self.registry.state.workloads.items()
-            if w.metadata.labels.get(SOURCE_LABEL) == SOURCE_VALUE
-        }
+        have = self.own()
         changed = [w for k, w in want.items() if have.get(k) != w]
         gone = [w for k, w in have.items() if k not in want]
         applied = self.registry.apply(changed) if changed else []

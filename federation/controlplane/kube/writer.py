@@ -163,13 +163,13 @@ class McsWriter:
         log.info("serviceimport %s/%s created", ns, obj["metadata"]["name"])
         await self._status(ns, obj["metadata"]["name"], created, obj["status"])
 
-    async def _status(self, ns: str, name: str, stored: Any, status: dict[str, Any]) -> None:
+    async def _status(
+        self, ns: str, name: str, stored: dict[str, Any], status: dict[str, Any]
+    ) -> None:
         """The status subresource is written on its own (the API ignores it on create)."""
-        if isinstance(stored, dict) and stored.get("status") == status:
+        if stored.get("status") == status:
             return
-        body = {**stored, "status": status} if isinstance(stored, dict) else None
-        if body is not None:
-            await self.custom.replace_namespaced_custom_object_status(
-                GROUP, VERSION, ns, "serviceimports", name, body
-            )
-            self.writes += 1
+        await self.custom.replace_namespaced_custom_object_status(
+            GROUP, VERSION, ns, "serviceimports", name, {**stored, "status": status}
+        )
+        self.writes += 1

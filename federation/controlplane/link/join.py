@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from federation.client import ClientTls, request_json, tls_context
+from federation.client import ClientTls, request_json, split_urls, tls_context
 from federation.errors import ApiError, FederationError, UnreachableError
 from federation.netaddr import parse_host_port
 from federation.sync.identity import CONTROLLER_SERVER_NAME
@@ -68,7 +68,7 @@ def controller_urls(controller: str) -> list[str]:
     Raises:
         ValueError: an entry is not HOST:PORT or a URL.
     """
-    return [controller_url(c.strip()) for c in controller.split(",") if c.strip()]
+    return [controller_url(c) for c in split_urls(controller)]
 
 
 def controller_url(controller: str) -> str:
