@@ -1,21 +1,19 @@
-"""AWS (boto3): EKS clusters, availability zones, the cluster's VPC and the east-west gateway's
-Network Load Balancer. Every botocore error is translated into :mod:`providers.errors` here.
+"""AWS (boto3): EKS clusters, availability zones and the cluster's VPC. Every botocore error
+is translated into :mod:`providers.errors` here.
 Egress prices are the shipped table of :mod:`providers.pricing` (``aws.yaml``).
 
 Credentials and endpoints come from boto3's usual chain (``--profile``, environment,
 ``~/.aws``, instance roles; ``AWS_ENDPOINT_URL`` points every client elsewhere, e.g. at moto).
 
-Gateway load balancer: an internet-facing NLB ``meshfed-<cluster>`` in the cluster's subnets
-with a TCP 15443 listener forwarding to target group ``meshfed-<cluster>-15443`` (IP targets:
-the gateway pods). Both carry the tag ``meshfed.io/gateway-for=<cluster>``; ``ensure`` finds
-them by that tag before creating anything, so it is idempotent.
+meshfed creates nothing in the account: the east-west gateway's Network Load Balancer is
+made by the cluster's load balancer controller from the annotated ``LoadBalancer`` Service of
+``meshfed install`` (see :mod:`federation.controlplane.kube.manifests`), and goes with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -30,9 +28,7 @@ from providers.errors import (
     ThrottledError,
 )
 
-GATEWAY_PORT = 15443
-GATEWAY_TAG = "meshfed.io/gateway-for"
-_NOT_FOUND = {"ResourceNotFoundException", "NotFoundException", "LoadBalancerNotFound"}
+_NOT_FOUND = {"ResourceNotFoundException", "NotFoundException"}
 _DENIED = {
     "AccessDenied",
     "AccessDeniedException",
@@ -83,21 +79,6 @@ def _aws(what: str) -> Iterator[None]:
         yield
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as err:
         raise translate(err, what) from err
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayLoadBalancer:
-    """The NLB in front of a cluster's east-west gateway."""
-
-    arn: str
-    dns_name: str
-    target_group_arn: str
-    created: bool
-
-    @property
-    def address(self) -> str:
-        """``<dns name>:15443``: the cluster's gateway address for ``meshfed cluster join``."""
-        return f"{self.dns_name}:{GATEWAY_PORT}"
 
 
 ClientFactory = Callable[[str], Any]
@@ -177,81 +158,3 @@ class AwsProvider:
         with _aws(f"availability zones of {self.region}"):
             zones = self._c("ec2").describe_availability_zones()["AvailabilityZones"]
         return sorted(z["ZoneName"] for z in zones if z.get("State", "available") == "available")
-
-    # -- gateway load balancer ---------------------------------------------------------------
-
-    def _find_gateway_lb(self, cluster: str) -> GatewayLoadBalancer | None:
-        elb = self._c("elbv2")
-        with _aws(f"load balancers for {cluster!r}"):
-            lbs = [
-                lb
-                for page in elb.get_paginator("describe_load_balancers").paginate()
-                for lb in page["LoadBalancers"]
-            ]
-            for lb in lbs:
-                tags = elb.describe_tags(ResourceArns=[lb["LoadBalancerArn"]])["TagDescriptions"]
-                values = {t["Key"]: t["Value"] for d in tags for t in d.get("Tags", [])}
-                if values.get(GATEWAY_TAG) == cluster:
-                    groups = elb.describe_target_groups(LoadBalancerArn=lb["LoadBalancerArn"])
-                    tg = (
-                        groups["TargetGroups"][0]["TargetGroupArn"]
-                        if groups["TargetGroups"]
-                        else ""
-                    )
-                    return GatewayLoadBalancer(lb["LoadBalancerArn"], lb["DNSName"], tg, False)
-        return None
-
-    def ensure_gateway_lb(self, cluster: ClusterInfo) -> GatewayLoadBalancer:
-        """The cluster's gateway NLB, created (NLB, target group, TCP 15443 listener) if
-        missing; found again by tag otherwise.
-
-        Raises:
-            ProviderError: the cluster has no subnets, or as :func:`translate`.
-        """
-        found = self._find_gateway_lb(cluster.name)
-        if found is not None:
-            return found
-        if not cluster.subnets:
-            raise ProviderError(
-                f"EKS cluster {cluster.name!r} has no subnets for a load balancer", provider="aws"
-            )
-        elb = self._c("elbv2")
-        tags = [{"Key": GATEWAY_TAG, "Value": cluster.name}]
-        with _aws(f"creating the gateway load balancer of {cluster.name!r}"):
-            lb = elb.create_load_balancer(
-                Name=f"meshfed-{cluster.name}"[:32],
-                Subnets=list(cluster.subnets),
-                Type="network",
-                Scheme="internet-facing",
-                Tags=tags,
-            )["LoadBalancers"][0]
-            tg = elb.create_target_group(
-                Name=f"meshfed-{cluster.name}-{GATEWAY_PORT}"[:32],
-                Protocol="TCP",
-                Port=GATEWAY_PORT,
-                VpcId=cluster.network,
-                TargetType="ip",
-                Tags=tags,
-            )["TargetGroups"][0]
-            elb.create_listener(
-                LoadBalancerArn=lb["LoadBalancerArn"],
-                Protocol="TCP",
-                Port=GATEWAY_PORT,
-                DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}],
-                Tags=tags,
-            )
-        return GatewayLoadBalancer(lb["LoadBalancerArn"], lb["DNSName"], tg["TargetGroupArn"], True)
-
-    def delete_gateway_lb(self, cluster: str) -> bool:
-        """Delete the cluster's gateway NLB and target group; False when there was none."""
-        found = self._find_gateway_lb(cluster)
-        if found is None:
-            return False
-        elb = self._c("elbv2")
-        with _aws(f"deleting the gateway load balancer of {cluster!r}"):
-            for listener in elb.describe_listeners(LoadBalancerArn=found.arn)["Listeners"]:
-                elb.delete_listener(ListenerArn=listener["ListenerArn"])
-            elb.delete_load_balancer(LoadBalancerArn=found.arn)
-            if found.target_group_arn:
-                elb.delete_target_group(TargetGroupArn=found.target_group_arn)
-        return True

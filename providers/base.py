@@ -26,7 +26,7 @@ class ClusterInfo:
         network: VPC id (AWS) or VPC network name (GCP) -- meshfed's ``network``.
         status: the cloud's status word (``ACTIVE``, ``RUNNING``, ...).
         provider_id: the cloud's full id (ARN, self link).
-        subnets: subnet ids / subnetwork (where a gateway load balancer goes).
+        subnets: subnet ids / subnetwork of the cluster.
     """
 
     name: str

@@ -1,6 +1,6 @@
 """Choosing a provider: ``for_cloud()`` builds the :class:`~providers.base.ClusterProvider`
-of a cloud, and ``cluster_for_join()`` reads what joining a cloud's cluster needs (its
-locality and network and, on AWS, the east-west gateway's load balancer).
+of a cloud, and ``cluster_from()`` reads what joining a cloud's cluster needs (its locality
+and network).
 
 SDKs are imported only when their cloud is asked for, so the CLI starts without them.
 """
@@ -8,7 +8,6 @@ SDKs are imported only when their cloud is asked for, so the CLI starts without 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from providers.base import ClusterInfo, ClusterProvider
 from providers.errors import ProviderConfigError
@@ -84,24 +83,10 @@ def cluster_ref(info: ClusterInfo, project: str | None = None, location: str = "
     return "-"
 
 
-@dataclass(frozen=True, slots=True)
-class JoinFacts:
-    """What a cloud says about a cluster to join.
-
-    Attributes:
-        gateway: ``host:port`` of the gateway's load balancer (AWS), or None.
-        note: what was done for it (e.g. ``gateway load balancer created: <dns>``), or "".
-    """
-
-    info: ClusterInfo
-    gateway: str | None
-    note: str
-
-
-def cluster_for_join(ref: str, *, profile: str | None, want_gateway: bool) -> JoinFacts:
-    """Describe the cluster ``ref`` (see :func:`parse_cluster_ref`); on AWS with
-    ``want_gateway`` also create (or find again, by tag) the internet-facing NLB with a TCP
-    15443 listener for its east-west gateway.
+def cluster_from(ref: str, *, profile: str | None) -> ClusterInfo:
+    """Describe the cluster ``ref`` (see :func:`parse_cluster_ref`) for ``meshfed cluster
+    join --from``. meshfed creates nothing in the cloud: the cluster's east-west gateway is
+    the LoadBalancer Service of ``meshfed install``, whose address its control plane reports.
 
     Raises:
         ProviderConfigError: a bad reference.
@@ -111,12 +96,6 @@ def cluster_for_join(ref: str, *, profile: str | None, want_gateway: bool) -> Jo
     if cloud == "aws":
         from providers.aws import AwsProvider
 
-        aws = AwsProvider(parts[0], profile=profile)
-        info = aws.describe_cluster(parts[1])
-        if not want_gateway:
-            return JoinFacts(info, None, "")
-        lb = aws.ensure_gateway_lb(info)
-        verb = "created" if lb.created else "found"
-        return JoinFacts(info, lb.address, f"gateway load balancer {verb}: {lb.dns_name}")
+        return AwsProvider(parts[0], profile=profile).describe_cluster(parts[1])
     provider = for_cloud("gcp", project=parts[0], location=parts[1])
-    return JoinFacts(provider.describe_cluster(parts[2]), None, "")
+    return provider.describe_cluster(parts[2])

@@ -30,7 +30,7 @@ from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.paths import default_trust_dir, meshfed_home
 from federation.serving import stop_on_signals
-from providers.factory import CLOUDS, cluster_for_join, cluster_ref, for_cloud
+from providers.factory import CLOUDS, cluster_from, cluster_ref, for_cloud
 
 
 def controller_call(
@@ -386,15 +386,20 @@ def discover_cmd(
 @click.argument("name")
 @click.option("--locality", default=None, help="e.g. aws/us-east-1/us-east-1a.")
 @click.option("--network", default=None, help="Network name.  [default: default]")
-@click.option("--gateway", default=None, metavar="HOST:PORT", help="East-west gateway address.")
+@click.option(
+    "--gateway",
+    default=None,
+    metavar="HOST:PORT",
+    help="East-west gateway address.  [default: none: the cluster's control plane reports it"
+    " (the LoadBalancer Service of meshfed install); its exports are Pending until then]",
+)
 @click.option("--provider", type=click.Choice(CLOUDS), default=None, help="[default: local]")
 @click.option(
     "--from",
     "from_",
     default=None,
     metavar="aws:eks/REGION/CLUSTER|gcp:gke/PROJECT/LOCATION/CLUSTER",
-    help="Fill locality, network and provider from the cloud (and, on AWS, create or find the"
-    " gateway's load balancer for --gateway).",
+    help="Fill locality, network and provider from the cloud (EKS or GKE).",
 )
 @click.option("--profile", default=None, help="AWS profile for --from.")
 @click.option(
@@ -422,25 +427,17 @@ def join_cmd(
     With --from the cloud fills in locality, network and provider (flags still win).
     """
     if from_:
-        facts = cluster_for_join(from_, profile=profile, want_gateway=gateway is None)
-        if facts.note:
-            click.echo(facts.note, err=True)
-        info = facts.info
-        gateway = gateway or facts.gateway
+        info = cluster_from(from_, profile=profile)
         locality = locality or info.locality
         network = network or info.network
         provider = provider or info.cloud
     if locality is None:
         raise InputError("--locality is required (or use --from)")
-    if gateway is None:
-        raise InputError(
-            "--gateway is required (--from fills it on AWS only: there meshfed runs the"
-            " gateway's load balancer)"
-        )
-    network, provider = network or "default", provider or "local"
+    network, provider, gateway = network or "default", provider or "local", gateway or ""
     try:
         Locality.parse(locality)
-        parse_host_port(gateway, what="--gateway")
+        if gateway:
+            parse_host_port(gateway, what="--gateway")
     except ValueError as err:
         raise InputError(str(err)) from err
     body = {
@@ -461,12 +458,19 @@ def join_cmd(
         f"cluster {name} registered; join token (single use, valid {format_duration(token_ttl)}):"
     )
     click.echo(result["token"])
-    click.echo(
-        f"\nstart its control plane with:\n  meshfed controlplane serve --cluster {name}"
-        f" --locality {locality} --network {network} --gateway {gateway}"
-        f" --controller {host} --join-token <token>",
-        err=True,
-    )
+    if gateway:
+        hint = (
+            f"start its control plane with:\n  meshfed controlplane serve --cluster {name}"
+            f" --locality {locality} --network {network} --gateway {gateway}"
+            f" --controller {host} --join-token <token>"
+        )
+    else:
+        hint = (
+            f"install meshfed into the cluster with:\n  meshfed install --cluster {name}"
+            f" --locality {locality} --network {network} --provider {provider}"
+            f" --controller {url} --join-token <token> | kubectl apply -f -"
+        )
+    click.echo(f"\n{hint}", err=True)
 
 
 @cluster.command("token")
@@ -501,7 +505,7 @@ def _clusters_table(clusters: list[dict[str, Any]]) -> None:
                 c["state"],
                 c["locality"],
                 c["network"],
-                c["gateway"],
+                c["gateway"] or "(not reported yet)",
                 c["provider"],
                 _ago(c["lastHeartbeat"]),
                 ",".join(c["exports"]) or "-",

@@ -73,7 +73,11 @@ class NewCluster(_Body):
         description="<cloud>/<region>[/<zone>], e.g. aws/us-east-1/us-east-1a"
     )
     network: str = Field(default="default", min_length=1)
-    gateway: str = Field(description="HOST:PORT of the cluster's east-west gateway")
+    gateway: str = Field(
+        default="",
+        description="HOST:PORT of the cluster's east-west gateway; empty: its control plane"
+        " reports it (the LoadBalancer Service of meshfed install)",
+    )
     provider: str = Field(default="local", pattern="^(aws|gcp|local)$")
     token_ttl_s: float = Field(
         default=DEFAULT_TOKEN_TTL_S, gt=0, le=7 * 86400, alias="tokenTtlSeconds"
@@ -87,7 +91,7 @@ class NewCluster(_Body):
     @field_validator("gateway")
     @classmethod
     def _gateway(cls, value: str) -> str:
-        if parse_host_port(value, what="gateway")[1] == 0:
+        if value and parse_host_port(value, what="gateway")[1] == 0:
             raise ValueError(f"gateway {value!r}: port must be 1-65535")
         return value
 

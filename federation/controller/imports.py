@@ -13,6 +13,9 @@ Rules (KEP-1645 Multi-Cluster Services API, "Constraints and conflict resolution
   locality and healthy endpoint count -- and, for an importer on the same network, the
   exporter's endpoints themselves, which it dials directly instead of through the gateway
   (as Istio's multi-primary, same-network model).
+- An exporter with no gateway address yet (registered without one, and its control plane has
+  not reported its load balancer's) is left out of every import until it has one; its
+  export is ``Pending`` with a message saying so.
 - Unreachable or Pending clusters neither export nor receive anything (their endpoints are
   withdrawn everywhere); unexported services are never imported.
 """
@@ -43,12 +46,19 @@ class ExportStatus:
     namespace: str
     service: str
     first_seen: float
-    condition: str  # "Exported" or "Conflict"
+    condition: str  # "Exported", "Conflict" or "Pending" (no gateway address yet)
     message: str = ""
 
 
 def _ports(service: ServiceReport) -> dict[str, tuple[int, str]]:
     return {p.name: (p.port, p.protocol) for p in service.ports}
+
+
+def _gateway(record: ClusterRecord, report: ClusterReport) -> str:
+    """Where other networks reach ``record``'s cluster: the address its control plane
+    reports (a load balancer's, once it has one), else the one registered with
+    ``meshfed cluster join --gateway``; "" when neither is known."""
+    return report.gateway or record.gateway
 
 
 def _remote(
@@ -75,9 +85,7 @@ def _remote(
         ]
     return RemoteCluster(
         cluster=exporter,
-        # the address its control plane reports (a load balancer's, once it has one), else
-        # the one registered with `meshfed cluster join --gateway`
-        gateway=reports[exporter].gateway or record.gateway,
+        gateway=_gateway(record, reports[exporter]),
         network=record.network,
         locality=record.locality,
         endpoints=service.healthy_endpoints if service is not None else 0,
@@ -131,6 +139,19 @@ def compute(
                         "Conflict",
                         f"ports {', '.join(clash)} differ from the oldest export"
                         f" (cluster {winner}); not imported",
+                    )
+                )
+                continue
+            if not _gateway(by_name[cluster], reports[cluster]):
+                statuses.append(
+                    ExportStatus(
+                        cluster,
+                        ns,
+                        svc,
+                        seen,
+                        "Pending",
+                        f"not imported yet: cluster {cluster} has no gateway address (its"
+                        " control plane reports its LoadBalancer's once the cloud assigns one)",
                     )
                 )
                 continue

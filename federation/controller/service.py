@@ -208,7 +208,9 @@ class FederationService:
                     "name": c.name,
                     "locality": c.locality,
                     "network": c.network,
-                    "gateway": c.gateway,
+                    # as its control plane reports it (a load balancer's), else as registered
+                    "gateway": report.gateway or c.gateway,
+                    "registeredGateway": c.gateway,
                     "provider": c.provider,
                     "state": states.get(c.name, "Pending"),
                     "connected": c.name in connected,

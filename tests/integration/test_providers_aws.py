@@ -88,24 +88,6 @@ def test_a_missing_cluster_is_meshfeds_not_found(aws) -> None:
         AwsProvider(REGION).describe_cluster("nope")
 
 
-def test_gateway_load_balancer_is_created_found_again_and_deleted(aws) -> None:
-    _eks_clusters(1)
-    provider = AwsProvider(REGION)
-    info = provider.describe_cluster("prod-0")
-    created = provider.ensure_gateway_lb(info)
-    assert created.created and created.address.endswith(".elb.amazonaws.com:15443")
-    again = provider.ensure_gateway_lb(info)
-    assert not again.created and again.arn == created.arn  # idempotent: found by tag
-    elb = boto3.client("elbv2", region_name=REGION)
-    [listener] = elb.describe_listeners(LoadBalancerArn=created.arn)["Listeners"]
-    assert (listener["Protocol"], listener["Port"]) == ("TCP", 15443)
-    [lb] = elb.describe_load_balancers(LoadBalancerArns=[created.arn])["LoadBalancers"]
-    assert lb["Type"] == "network"
-    assert provider.delete_gateway_lb("prod-0") is True
-    assert provider.delete_gateway_lb("prod-0") is False
-    assert elb.describe_load_balancers()["LoadBalancers"] == []
-
-
 def test_an_unreachable_endpoint_is_retryable(aws, monkeypatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ProviderUnreachableError) as err:
@@ -130,11 +112,16 @@ def test_discover_and_join_from_eks_end_to_end(aws, procs, tmp_path) -> None:
         home, "cluster", "join", "east", "--from", "aws:eks/us-east-1/prod-1", "-o", "json"
     )
     assert json.loads(joined.stdout)["token"].startswith("mfj_")
-    assert "gateway load balancer created" in joined.stderr
     [member] = controller.api("GET", "/v1/clusters")["clusters"]
     assert member["locality"] == "aws/us-east-1/us-east-1a"
     assert member["network"] == vpc and member["provider"] == "aws"
-    assert member["gateway"].endswith(".elb.amazonaws.com:15443")
+    # meshfed creates nothing in the account: the gateway is the LoadBalancer Service of
+    # `meshfed install`, whose address the cluster's control plane reports once joined
+    assert member["gateway"] == ""
+    elb = boto3.client("elbv2", region_name=REGION)
+    assert elb.describe_load_balancers()["LoadBalancers"] == []
+    hint = run_meshfed(home, "cluster", "join", "north", "--from", "aws:eks/us-east-1/prod-2")
+    assert "meshfed install --cluster north" in hint.stderr and "--provider aws" in hint.stderr
     missing = run_meshfed(
         home, "cluster", "join", "west", "--from", "aws:eks/us-east-1/nope", check=False
     )

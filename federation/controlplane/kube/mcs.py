@@ -60,7 +60,8 @@ def export_conditions(
         export: the ServiceExport as read (its current conditions keep their times).
         service: the Service of the same namespace and name, None when there is none.
         controller: the controller's ``(condition, message)`` for this export
-            (``Exported`` or ``Conflict``), None before it has said anything.
+            (``Exported``, ``Conflict`` or ``Pending`` with its reason), None before it has
+            said anything.
         now: RFC 3339 time for conditions that change status now.
     """
     if service is None:
@@ -79,8 +80,8 @@ def export_conditions(
     elif conflict:
         ready_c = _condition("Ready", False, "Conflict", "not imported: in conflict")
     else:
-        ready_c = _condition("Ready", False, "Pending", "the federation controller has not"
-                             " listed this export yet")  # fmt: skip
+        ready_c = _condition("Ready", False, "Pending", message or "the federation controller"
+                             " has not listed this export yet")  # fmt: skip
     conflict_c = (
         _condition("Conflict", True, "PortConflict", message)
         if conflict

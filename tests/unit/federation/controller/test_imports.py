@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from federation.controller import imports as mcs
@@ -181,3 +182,23 @@ def test_the_gateway_a_control_plane_reports_replaces_the_registered_one() -> No
     assert imports["b"][0]["spec"]["clusters"][0]["gateway"] == (
         "k8s-gw-1.elb.us-east-1.amazonaws.com:15443"
     )
+
+
+def test_an_exporter_without_any_gateway_address_is_pending_and_not_imported() -> None:
+    """Registered without --gateway (meshfed install's LoadBalancer has no address yet): its
+    export waits, with the reason, instead of sending importers an address they cannot dial;
+    once its control plane reports one, it is imported."""
+    clusters = [dataclasses.replace(CLUSTERS[0], gateway=""), *CLUSTERS[1:]]
+    reports = {
+        "a": _report(("echo", 8080, "http", 1), exports=["demo/echo"]),
+        "b": _report(exports=[]),
+        "c": _report(exports=[]),
+    }
+    imports, statuses = compute(clusters, READY, reports, {("a", "demo", "echo"): 1.0})
+    assert imports == {"a": [], "b": [], "c": []}
+    [status] = statuses
+    assert status.condition == "Pending" and "no gateway address" in status.message
+    reports["a"] = reports["a"].model_copy(update={"gateway": "203.0.113.7:15443"})
+    imports, statuses = compute(clusters, READY, reports, {("a", "demo", "echo"): 1.0})
+    assert [s.condition for s in statuses] == ["Exported"]
+    assert imports["b"][0]["spec"]["clusters"][0]["gateway"] == "203.0.113.7:15443"
