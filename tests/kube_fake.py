@@ -24,8 +24,13 @@ What it speaks:
 What it does not model: authentication and RBAC of its own callers (any bearer token is
 accepted), admission, defaulting and schema validation (objects are stored as sent, plus
 ``metadata`` the server owns: ``uid``, ``resourceVersion``, ``creationTimestamp``,
-``generation``), field selectors, server-side apply and patches, pagination
-(``limit``/``continue``), protobuf, finalizers and garbage collection, and HTTP/2.
+``generation``), field selectors, pagination (``limit``/``continue``), protobuf,
+finalizers and garbage collection (deleting a Namespace or a CRD leaves what was in it),
+and HTTP/2. ``PATCH`` is server-side apply only (``application/apply-patch+yaml``, 415
+otherwise; 422 without ``fieldManager``): it creates the object or lays the sent fields over
+the stored ones (maps merged, lists of named items merged by name, other lists
+replaced); managed fields, ownership conflicts and the
+removal of fields a manager no longer sends are not modelled.
 """
 
 from __future__ import annotations
@@ -76,7 +81,47 @@ RESOURCES = [
         "MutatingWebhookConfiguration",
         namespaced=False,
     ),
+    # what `meshfed install --apply` writes besides the above
+    Resource(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+    ),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount"),
+    Resource("", "v1", "secrets", "Secret"),
+    Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
+    Resource("apps", "v1", "deployments", "Deployment"),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
+    Resource(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        namespaced=False,
+    ),
 ]
+
+#: The only patch type the fake takes (server-side apply).
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+def _named(items: Any) -> bool:
+    return isinstance(items, list) and all(isinstance(i, dict) and "name" in i for i in items)
+
+
+def _merged(old: Any, new: Any) -> Any:
+    """``new`` laid over ``old``: maps merge key by key; lists of maps that all have a
+    ``name`` merge item by item by name (as lists marked ``x-kubernetes-list-type: map``
+    with ``x-kubernetes-list-map-keys: [name]`` do: containers, ports, webhooks); anything
+    else is replaced."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**old, **{k: _merged(old.get(k), v) for k, v in new.items()}}
+    if _named(old) and _named(new):
+        before = {i["name"]: i for i in old}
+        return [_merged(before.get(i["name"]), i) for i in new]
+    return copy.deepcopy(new)
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -322,6 +367,35 @@ class FakeKube:
             self._record("MODIFIED", resource, stored)
             return copy.deepcopy(stored)
 
+    def _apply(
+        self, request: web.Request, resource: Resource, ns: str, name: str, body: Any
+    ) -> tuple[dict[str, Any], int]:
+        """Server-side apply, as far as the fake goes (see the module docstring)."""
+
+        def refuse(code: int, reason: str, message: str) -> web.HTTPException:
+            cls = web.HTTPUnsupportedMediaType if code == 415 else web.HTTPUnprocessableEntity
+            return cls(
+                text=json.dumps(_status(code, reason, message)), content_type="application/json"
+            )
+
+        if request.content_type != APPLY_PATCH:
+            raise refuse(415, "UnsupportedMediaType", f"the fake takes {APPLY_PATCH} only")
+        if not request.query.get("fieldManager"):
+            raise refuse(
+                422, "Invalid", "fieldManager: Required value: is required for apply patch"
+            )
+        meta = (body or {}).get("metadata") or {}
+        if (body or {}).get("kind") != resource.kind or meta.get("name") != name:
+            raise refuse(422, "Invalid", "kind and metadata.name must match the URL")
+        obj = {**body, "metadata": {**meta, **({"namespace": ns} if resource.namespaced else {})}}
+        with self._lock:
+            old = self._objects.get((resource.plural, ns, name))
+        if old is None:
+            return self._create(resource, obj), 201
+        merged = _merged({k: v for k, v in old.items() if k != "status"}, obj)
+        merged["metadata"].pop("resourceVersion", None)
+        return self._replace(resource, merged, check=False), 200
+
     def _delete(self, resource: Resource, ns: str, name: str) -> dict[str, Any]:
         with self._lock:
             old = self._objects.pop((resource.plural, ns, name), None)
@@ -391,6 +465,8 @@ class FakeKube:
                 assert body is not None
                 stored = self._replace(resource, body, check=True, status=sub == "status")
                 code = 200
+            elif request.method == "PATCH" and name and not sub:
+                stored, code = self._apply(request, resource, ns, name, body)
             elif request.method == "DELETE" and name:
                 stored = self._delete(resource, ns, name)
                 code = 200

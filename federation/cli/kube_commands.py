@@ -25,7 +25,10 @@ def _options(
     network: str,
     mesh_namespaces: str,
     crds: bool,
+    gateway_allowed_cidrs: str,
+    gateway_ip: str,
 ) -> Any:
+    import ipaddress
     import re
 
     from federation.controller.membership import validate_member_name
@@ -52,6 +55,17 @@ def _options(
     for ns in namespaces:
         if not re.fullmatch(DNS_LABEL, ns):
             raise InputError(f"--mesh-namespaces: {ns!r} is not a namespace name")
+    cidrs = tuple(c.strip() for c in gateway_allowed_cidrs.split(",") if c.strip())
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError as err:
+            raise InputError(f"--gateway-allowed-cidrs: {err}") from err
+    if gateway_ip:
+        try:
+            ipaddress.ip_address(gateway_ip)
+        except ValueError as err:
+            raise InputError(f"--gateway-ip: {err}") from err
     return InstallOptions(
         cluster=cluster,
         locality=locality,
@@ -62,7 +76,45 @@ def _options(
         network=network,
         mesh_namespaces=namespaces,
         install_crds=crds,
+        gateway_allowed_cidrs=cidrs,
+        gateway_ip=gateway_ip,
     )
+
+
+def _emit(
+    objects: list[dict[str, Any]],
+    output: str,
+    apply_: bool,
+    kubeconfig: Path | None,
+    delete: bool = False,
+) -> None:
+    """Print ``objects``, or with ``apply_`` write them into the cluster (delete them)."""
+    if not apply_:
+        _print(objects, output)
+        return
+    import asyncio
+
+    from federation.controlplane.kube.apply import apply_objects, delete_objects, describe
+    from federation.controlplane.kube.config import KubeSettings, api_client
+
+    def progress(obj: dict[str, Any], verb: str) -> None:
+        click.echo(f"{describe(obj)} {verb}", err=True)
+
+    async def run() -> None:
+        # kubeconfig only, never in-cluster: this runs where the user (or Terraform) is
+        api = await api_client(KubeSettings(kubeconfig=kubeconfig or _default_kubeconfig()))
+        async with api:
+            await (delete_objects if delete else apply_objects)(api, objects, progress)
+
+    asyncio.run(run())
+    click.echo(f"{len(objects)} objects {'deleted' if delete else 'applied'}", err=True)
+
+
+def _default_kubeconfig() -> Path:
+    import os
+
+    first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    return Path(first) if first else Path.home() / ".kube" / "config"
 
 
 def _print(objects: list[dict[str, Any]], output: str) -> None:
@@ -119,12 +171,39 @@ def install_options(f: Any) -> Any:
                 help="Namespaces whose Services are in the mesh.  [default: all]",
             ),
             click.option(
+                "--gateway-allowed-cidrs",
+                default="",
+                metavar="CIDR[,CIDR...]",
+                help="Who may reach the gateway's load balancer (loadBalancerSourceRanges):"
+                " the other members' egress ranges.  [default: anyone; mTLS still applies]",
+            ),
+            click.option(
+                "--gateway-ip",
+                default="",
+                metavar="IP",
+                help="A reserved address for the gateway's load balancer (loadBalancerIP).",
+            ),
+            click.option(
                 "--crds/--no-crds",
                 default=True,
                 show_default=True,
                 help="Include the MCS CRDs (ServiceExport, ServiceImport).",
             ),
             output_option(("yaml", "json"), "yaml", "Manifest format."),
+            click.option(
+                "--apply",
+                "apply_",
+                is_flag=True,
+                help="Write the objects into the cluster (server-side apply, field manager"
+                " meshfed; uninstall: delete) instead of printing them; one line per object.",
+            ),
+            click.option(
+                "--kubeconfig",
+                type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                default=None,
+                help="With --apply: the kubeconfig (its current context).  [default:"
+                " $KUBECONFIG or ~/.kube/config]",
+            ),
         ]
     ):
         f = option(f)
@@ -133,11 +212,12 @@ def install_options(f: Any) -> Any:
 
 @click.command("install")
 @install_options
-def install_cmd(output: str, **options: Any) -> None:
-    """Print the manifests that install meshfed into a Kubernetes cluster:
+def install_cmd(output: str, apply_: bool, kubeconfig: Path | None, **options: Any) -> None:
+    """Print the manifests that install meshfed into a Kubernetes cluster (or, with --apply,
+    write them into it):
 
     \b
-      meshfed cluster join NAME --locality L --gateway PENDING -o json   # the token
+      meshfed cluster join NAME --locality L -o json        # the join token
       meshfed install --cluster NAME --locality L --controller URL \\
           --join-token TOKEN --provider aws | kubectl apply -f -
 
@@ -148,17 +228,18 @@ def install_cmd(output: str, **options: Any) -> None:
     """
     from federation.controlplane.kube.manifests import install
 
-    _print(install(_options(**options)), output)
+    _emit(install(_options(**options)), output, apply_, kubeconfig)
 
 
 @click.command("uninstall")
 @install_options
-def uninstall_cmd(output: str, **options: Any) -> None:
-    """Print what removes an installation (pipe to 'kubectl delete -f -'); with --no-crds
-    the MCS CRDs, and so every ServiceExport and ServiceImport, stay."""
+def uninstall_cmd(output: str, apply_: bool, kubeconfig: Path | None, **options: Any) -> None:
+    """Print what removes an installation (pipe to 'kubectl delete -f -'), or with --apply
+    delete it; with --no-crds the MCS CRDs, and so every ServiceExport and ServiceImport,
+    stay."""
     from federation.controlplane.kube.manifests import uninstall
 
-    _print(uninstall(_options(**options)), output)
+    _emit(uninstall(_options(**options)), output, apply_, kubeconfig, delete=True)
 
 
 @click.command("inject")

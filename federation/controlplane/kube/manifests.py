@@ -67,6 +67,11 @@ class InstallOptions:
         network: the cluster's network name.
         mesh_namespaces: namespaces whose Services are in the mesh (empty: all).
         install_crds: include the MCS CRDs.
+        gateway_allowed_cidrs: who may reach the gateway's load balancer
+            (``spec.loadBalancerSourceRanges``: the AWS Load Balancer Controller and GKE
+            make security-group / firewall rules of it); empty: anyone.
+        gateway_ip: a reserved address for the load balancer (``spec.loadBalancerIP``, e.g.
+            the ``gcp-member`` module's ``google_compute_address``); "": the cloud picks.
     """
 
     cluster: str
@@ -78,6 +83,8 @@ class InstallOptions:
     network: str = "default"
     mesh_namespaces: tuple[str, ...] = ()
     install_crds: bool = True
+    gateway_allowed_cidrs: tuple[str, ...] = ()
+    gateway_ip: str = ""
 
 
 def _meta(name: str, namespace: str | None = NAMESPACE, **labels: str) -> dict[str, Any]:
@@ -418,6 +425,12 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
                 "ports": [
                     {"name": "tls", "port": PORTS["gateway"], "targetPort": PORTS["gateway"]}
                 ],
+                **(
+                    {"loadBalancerSourceRanges": list(opts.gateway_allowed_cidrs)}
+                    if opts.gateway_allowed_cidrs
+                    else {}
+                ),
+                **({"loadBalancerIP": opts.gateway_ip} if opts.gateway_ip else {}),
             },
         },
     ]

@@ -36,12 +36,13 @@ OPTIONS = InstallOptions(
     join_token="mfj_secret.0123",
     provider="aws",
     mesh_namespaces=("shop",),
+    gateway_allowed_cidrs=("198.51.100.0/24", "2001:db8::/32"),
 )
 
 
 @pytest.mark.parametrize("provider", ["aws", "gcp", "local"])
 def test_install_manifests_are_valid_kubernetes_objects(provider: str) -> None:
-    objects = install(replace(OPTIONS, provider=provider))
+    objects = install(replace(OPTIONS, provider=provider, gateway_ip="203.0.113.9"))
     for obj in objects:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)  # raises when invalid
     kinds = [o["kind"] for o in objects]
@@ -55,6 +56,12 @@ def test_install_manifests_are_valid_kubernetes_objects(provider: str) -> None:
             ]
             == "ip"
         )
+    # only the federation's ranges reach the gateway; the reserved address is asked for
+    assert lb["spec"]["loadBalancerSourceRanges"] == ["198.51.100.0/24", "2001:db8::/32"]
+    assert lb["spec"]["loadBalancerIP"] == "203.0.113.9"
+    plain = install(replace(OPTIONS, gateway_allowed_cidrs=()))
+    lb = next(o for o in plain if o["kind"] == "Service" and o["spec"]["type"] == "LoadBalancer")
+    assert "loadBalancerSourceRanges" not in lb["spec"] and "loadBalancerIP" not in lb["spec"]
 
 
 def test_rbac_grants_no_wildcard_and_only_what_the_control_plane_uses() -> None:
@@ -100,6 +107,10 @@ def test_the_cli_prints_install_and_uninstall_and_refuses_bad_input() -> None:
     assert bad.exit_code == 2 and "--locality" in bad.stderr
     bad = runner.invoke(cli, ["install", *args, "--join-token", "t"])
     assert bad.exit_code == 2 and "--join-token needs --controller" in bad.stderr
+    bad = runner.invoke(cli, ["install", *args, "--gateway-allowed-cidrs", "10.0.0.0/8,10.1.2.3/8"])
+    assert bad.exit_code == 2 and "--gateway-allowed-cidrs" in bad.stderr
+    bad = runner.invoke(cli, ["install", *args, "--gateway-ip", "gw.example.com"])
+    assert bad.exit_code == 2 and "--gateway-ip" in bad.stderr
 
 
 POD = {
