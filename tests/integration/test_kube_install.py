@@ -32,9 +32,7 @@ ARGS = [
 
 
 def _names(objects: list[dict]) -> list[tuple[str, str, str]]:
-    return [
-        (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objects
-    ]
+    return [(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objects]
 
 
 def test_install_apply_writes_every_object_keeps_others_fields_and_uninstall_removes_them(
