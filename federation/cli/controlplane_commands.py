@@ -147,6 +147,13 @@ def controlplane() -> None:
     help="With --kubernetes: only Services with this label are in the mesh.  [default: all]",
 )
 @click.option(
+    "--kube-pod-label",
+    default="",
+    metavar="KEY[=VALUE]",
+    help="With --kubernetes: only endpoints whose pod has this label are in the mesh."
+    "  [default: all]",
+)
+@click.option(
     "--gateway-service",
     default="",
     metavar="NAMESPACE/NAME",
@@ -186,6 +193,7 @@ def serve_cmd(
     kubeconfig: Path | None,
     kube_namespaces: str,
     kube_member_label: str,
+    kube_pod_label: str,
     gateway_service: str,
     webhook_listen: str | None,
     sidecar_image: str,
@@ -240,7 +248,11 @@ def serve_cmd(
         otlp_collector=otlp_collector,
         telemetry=not no_telemetry,
         kubernetes=_kube_settings(
-            kubernetes, kubeconfig, kube_namespaces, kube_member_label, gateway_service
+            kubernetes,
+            kubeconfig,
+            kube_namespaces,
+            (kube_member_label, kube_pod_label),
+            gateway_service,
         ),
     )
     if config.kubernetes is not None and webhook_listen:
@@ -270,17 +282,19 @@ def _kube_settings(
     enabled: bool,
     kubeconfig: Path | None,
     namespaces: str,
-    member_label: str,
+    labels: tuple[str, str],
     gateway_service: str,
 ) -> KubeSettings | None:
-    """``--kubernetes`` and its options (the others refused without it)."""
+    """``--kubernetes`` and its options (the others refused without it); ``labels`` are
+    ``(--kube-member-label, --kube-pod-label)``."""
     from federation.controlplane.kube.config import KubeSettings
 
+    member_label, pod_label = labels
     if not enabled:
-        if kubeconfig or namespaces or member_label or gateway_service:
+        if kubeconfig or namespaces or member_label or pod_label or gateway_service:
             raise InputError(
-                "--kubeconfig, --kube-namespaces, --kube-member-label and --gateway-service"
-                " need --kubernetes"
+                "--kubeconfig, --kube-namespaces, --kube-member-label, --kube-pod-label and"
+                " --gateway-service need --kubernetes"
             )
         return None
     service: tuple[str, str] | None = None
@@ -293,6 +307,7 @@ def _kube_settings(
         kubeconfig=kubeconfig,
         namespaces=frozenset(n.strip() for n in namespaces.split(",") if n.strip()),
         member_label=member_label,
+        pod_label=pod_label,
         gateway_service=service,
     )
 

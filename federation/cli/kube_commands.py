@@ -20,6 +20,7 @@ def _options(
     locality: str,
     controller: str,
     join_token: str,
+    join_token_file: Path | None,
     image: str,
     provider: str,
     network: str,
@@ -49,6 +50,10 @@ def _options(
             controller_urls(controller)
         except ValueError as err:
             raise InputError(str(err)) from err
+    if join_token_file is not None:
+        if join_token:
+            raise InputError("give --join-token or --join-token-file, not both")
+        join_token = _token_from_file(join_token_file)
     if join_token and not controller:
         raise InputError("--join-token needs --controller")
     namespaces = tuple(n.strip() for n in mesh_namespaces.split(",") if n.strip())
@@ -79,6 +84,22 @@ def _options(
         gateway_allowed_cidrs=cidrs,
         gateway_ip=gateway_ip,
     )
+
+
+def _token_from_file(path: Path) -> str:
+    """The join token in ``path``: the JSON ``meshfed cluster join -o json`` prints (its
+    ``token``), or the token alone."""
+    text = path.read_text().strip()
+    if text.startswith("{"):
+        try:
+            token = json.loads(text).get("token", "")
+        except ValueError as err:
+            raise InputError(f"--join-token-file {path}: not JSON ({err})") from err
+    else:
+        token = text
+    if not isinstance(token, str) or not token.startswith("mfj_"):
+        raise InputError(f"--join-token-file {path}: no join token (mfj_...) in it")
+    return token
 
 
 def _emit(
@@ -148,6 +169,13 @@ def install_options(f: Any) -> Any:
                 envvar="MESHFED_JOIN_TOKEN",
                 default="",
                 help="The one-time join token of 'meshfed cluster join' (put in a Secret).",
+            ),
+            click.option(
+                "--join-token-file",
+                type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                default=None,
+                help="Read the join token from a file: the JSON of 'meshfed cluster join -o"
+                " json', or the token alone (keeps it out of the process list).",
             ),
             click.option(
                 "--image",

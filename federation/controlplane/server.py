@@ -332,7 +332,12 @@ class ControlPlane:
         self.kube = KubeSource(
             self._kube_api,
             self.registry,
-            Scope(self.config.locality, settings.namespaces, settings.member_label),
+            Scope(
+                self.config.locality,
+                settings.namespaces,
+                settings.member_label,
+                settings.pod_label,
+            ),
             gateway_service=settings.gateway_service,
             on_gateway=lambda address: self.link.set_gateway(address) if self.link else None,
         )

@@ -8,8 +8,10 @@ module and example need the google provider, so they get ``terraform fmt`` only.
 
 The apply test runs ``examples/aws-two-regions`` against moto in server mode (a real HTTP
 endpoint on loopback; ``MOTO_IAM_LOAD_MANAGED_POLICIES=true`` for the EKS policy attachment)
-with the provider's endpoints pointed at it, and a real ``meshfed controller serve`` that the
-federation module's ``meshfed cluster join`` / ``cluster remove`` talk to.
+with the provider's endpoints pointed at it, a real ``meshfed controller serve`` that the
+federation module's ``meshfed cluster join`` / ``cluster remove`` talk to, and one Kubernetes
+API server fake per cluster (tests/kube_fake.py) that its ``meshfed install --apply`` /
+``uninstall --apply`` write to.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import boto3
 import pytest
 
+from federation.controlplane.kube.manifests import NAMESPACE
 from tests.integration.harness import ControllerHandle, free_port, wait_until
+from tests.kube_fake import fake_kube
 
 pytestmark = [pytest.mark.integration]
 TERRAFORM_DIR = Path(__file__).resolve().parents[2] / "terraform"
@@ -134,6 +139,10 @@ def moto_iam(procs):
 def test_apply_federates_two_regions_and_destroy_unfederates(
     tf_env, moto_iam, procs, tmp_path
 ) -> None:
+    """``terraform apply`` registers both EKS clusters, creates no load balancer of its own,
+    and installs meshfed into each cluster (the gateway's LoadBalancer Service open to the
+    federation's CIDRs only, the join token in a Secret); ``destroy`` uninstalls and removes
+    them."""
     _base, env = tf_env
     home = tmp_path / "home"
     controller = ControllerHandle(procs, home)
@@ -149,32 +158,76 @@ def test_apply_federates_two_regions_and_destroy_unfederates(
         MESHFED_HOME=str(home),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
-    variables = ["-var", f"aws_endpoint={moto_iam}", "-var", f"meshfed_home={home}"]
-    assert _tf(["init", "-input=false"], cwd, run_env).returncode == 0
-    apply = _tf(["apply", "-auto-approve", "-input=false", *variables], cwd, run_env, timeout=600)
-    assert apply.returncode == 0, apply.stdout[-3000:] + apply.stderr
-    outputs = json.loads(_tf(["output", "-json"], cwd, run_env).stdout)
-    assert outputs["localities"]["value"] == {
-        "aws-us-east-1": "aws/us-east-1/us-east-1a",
-        "aws-eu-west-1": "aws/eu-west-1/eu-west-1a",
-    }
-    gateways = outputs["gateways"]["value"]
-    assert gateways["aws-us-east-1"].endswith(".us-east-1.elb.amazonaws.com:15443")
-    assert gateways["aws-eu-west-1"].endswith(".eu-west-1.elb.amazonaws.com:15443")
-    # the federation module joined both clusters to the controller
-    members = {c["name"]: c for c in controller.api("GET", "/v1/clusters")["clusters"]}
-    assert set(members) == {"aws-us-east-1", "aws-eu-west-1"}
-    assert members["aws-us-east-1"]["gateway"] == gateways["aws-us-east-1"]
-    assert members["aws-eu-west-1"]["network"].startswith("vpc-")
-    token_file = home / "join-tokens" / "aws-us-east-1.json"
-    assert json.loads(token_file.read_text())["token"].startswith("mfj_")
-    assert token_file.stat().st_mode & 0o077 == 0
-    # a second plan shows no changes
-    plan = _tf(["plan", "-detailed-exitcode", "-input=false", *variables], cwd, run_env)
-    assert plan.returncode == 0, plan.stdout[-2000:]
-    destroy = _tf(
-        ["destroy", "-auto-approve", "-input=false", *variables], cwd, run_env, timeout=600
-    )
-    assert destroy.returncode == 0, destroy.stdout[-3000:] + destroy.stderr
-    assert controller.api("GET", "/v1/clusters")["clusters"] == []
-    assert not token_file.exists()
+    names = ("aws-us-east-1", "aws-eu-west-1")
+    with fake_kube() as use1, fake_kube() as euw1:
+        kubes = dict(zip(names, (use1, euw1), strict=True))
+        kubeconfigs = {
+            n: str(k.write_kubeconfig(tmp_path / f"{n}.kubeconfig")) for n, k in kubes.items()
+        }
+        variables = [
+            "-var",
+            f"aws_endpoint={moto_iam}",
+            "-var",
+            f"meshfed_home={home}",
+            "-var",
+            f"kubeconfigs={json.dumps(kubeconfigs)}",
+            "-var",
+            "controller_url=https://controller.example.org:15080",
+            "-var",
+            'federation_cidrs=["198.51.100.0/24"]',
+        ]
+        assert _tf(["init", "-input=false"], cwd, run_env).returncode == 0
+        apply = _tf(
+            ["apply", "-auto-approve", "-input=false", *variables], cwd, run_env, timeout=600
+        )
+        assert apply.returncode == 0, apply.stdout[-3000:] + apply.stderr
+        outputs = json.loads(_tf(["output", "-json"], cwd, run_env).stdout)
+        assert outputs["localities"]["value"] == {
+            "aws-us-east-1": "aws/us-east-1/us-east-1a",
+            "aws-eu-west-1": "aws/eu-west-1/eu-west-1a",
+        }
+        assert outputs["installed"]["value"] == sorted(names)
+        # the federation module joined both clusters; their gateways come from their
+        # control planes (the LoadBalancer Service), so none is registered
+        members = {c["name"]: c for c in controller.api("GET", "/v1/clusters")["clusters"]}
+        assert set(members) == set(names)
+        assert members["aws-us-east-1"]["gateway"] == ""
+        assert members["aws-eu-west-1"]["network"].startswith("vpc-")
+        token_file = home / "join-tokens" / "aws-us-east-1.json"
+        token = json.loads(token_file.read_text())["token"]
+        assert token.startswith("mfj_") and token_file.stat().st_mode & 0o077 == 0
+        assert token not in apply.stdout + apply.stderr  # never on a command line or in logs
+        # ... and meshfed is installed into each cluster, the gateway open to the
+        # federation's CIDRs only; meshfed made no load balancer in the account
+        for name, kube in kubes.items():
+            secret = kube.get("Secret", NAMESPACE, "meshfed-join")
+            expected = json.loads((home / "join-tokens" / f"{name}.json").read_text())["token"]
+            assert secret is not None and secret["stringData"]["token"] == expected
+            deployment = kube.get("Deployment", NAMESPACE, "meshfed-controlplane")
+            assert deployment is not None
+            args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            assert name in args and "https://controller.example.org:15080" in args
+            gateway = kube.get("Service", NAMESPACE, "meshfed-gateway")
+            assert gateway is not None and gateway["spec"]["type"] == "LoadBalancer"
+            assert gateway["spec"]["loadBalancerSourceRanges"] == ["198.51.100.0/24"]
+        for region in ("us-east-1", "eu-west-1"):
+            elb = boto3.client(
+                "elbv2",
+                region_name=region,
+                endpoint_url=moto_iam,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            assert elb.describe_load_balancers()["LoadBalancers"] == []
+        # a second plan shows no changes
+        plan = _tf(["plan", "-detailed-exitcode", "-input=false", *variables], cwd, run_env)
+        assert plan.returncode == 0, plan.stdout[-2000:]
+        destroy = _tf(
+            ["destroy", "-auto-approve", "-input=false", *variables], cwd, run_env, timeout=600
+        )
+        assert destroy.returncode == 0, destroy.stdout[-3000:] + destroy.stderr
+        assert controller.api("GET", "/v1/clusters")["clusters"] == []
+        assert not token_file.exists()
+        for kube in kubes.values():
+            assert kube.get("Deployment", NAMESPACE, "meshfed-controlplane") is None
+            assert kube.get("Namespace", "", NAMESPACE) is None

@@ -30,6 +30,7 @@ class KubeSettings:
         kubeconfig: a kubeconfig file (None: in-cluster, else the client's defaults).
         namespaces: namespaces in the mesh (empty: every namespace).
         member_label: ``key`` or ``key=value`` a Service must carry to be in the mesh.
+        pod_label: ``key`` or ``key=value`` an endpoint's pod must carry to be in the mesh.
         gateway_service: ``(namespace, name)`` of the east-west gateway's LoadBalancer
             Service, whose address is reported to the controller once it has one.
         webhook_listen: ``host:port`` of the sidecar injector (HTTPS); None: not served.
@@ -39,6 +40,7 @@ class KubeSettings:
     kubeconfig: Path | None = None
     namespaces: frozenset[str] = field(default_factory=frozenset)
     member_label: str = ""
+    pod_label: str = ""
     gateway_service: tuple[str, str] | None = None
     webhook_listen: str | None = None
     sidecar_image: str = "ghcr.io/meshfed/meshfed:latest"

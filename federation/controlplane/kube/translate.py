@@ -19,8 +19,10 @@ name give one WorkloadEntry per ready endpoint address:
 - **Identity.** The service account of the pod in ``targetRef`` (``spec.serviceAccountName``,
   default ``default``). ``tlsMode`` is ``mutual`` when the pod runs meshfed's sidecar (label
   :data:`SIDECAR_LABEL` ``=true``, set by injection) and ``disabled`` otherwise.
-- **Membership.** A namespace in ``namespaces`` (empty: every namespace), and, when
-  ``member_label`` is given, a Service carrying that label (``key`` or ``key=value``).
+- **Membership.** A namespace in ``namespaces`` (empty: every namespace); when
+  ``member_label`` is given, a Service carrying that label (``key`` or ``key=value``); when
+  ``pod_label`` is given, only endpoints whose pod carries that label (an endpoint without a
+  pod is then left out).
 
 Every workload carries the label :data:`SOURCE_LABEL` ``=kubernetes``: it is the cluster's,
 not stored by the control plane (``RegistryState.documents`` leaves it out).
@@ -66,11 +68,13 @@ class Scope:
         locality: the cluster's locality (fallback for endpoints without a node's).
         namespaces: namespaces in the mesh (empty: all).
         member_label: ``key`` or ``key=value`` a Service must carry ("" : any Service).
+        pod_label: ``key`` or ``key=value`` an endpoint's pod must carry ("" : any).
     """
 
     locality: Locality
     namespaces: frozenset[str] = frozenset()
     member_label: str = ""
+    pod_label: str = ""
 
     def in_namespace(self, namespace: str) -> bool:
         """Whether a namespace is in the mesh."""
@@ -81,11 +85,22 @@ class Scope:
         meta = service.get("metadata") or {}
         if not self.in_namespace(str(meta.get("namespace", "default"))):
             return False
-        if not self.member_label:
+        return _carries(meta, self.member_label)
+
+    def admits_pod(self, pod: Obj | None) -> bool:
+        """Whether an endpoint's pod (None: the endpoint names none) is in the mesh."""
+        if not self.pod_label:
             return True
-        labels = meta.get("labels") or {}
-        key, _, value = self.member_label.partition("=")
-        return key in labels and (not value or labels[key] == value)
+        return pod is not None and _carries(pod.get("metadata") or {}, self.pod_label)
+
+
+def _carries(meta: Obj, selector: str) -> bool:
+    """Whether ``metadata`` has the label ``key`` or ``key=value`` ("" : always)."""
+    if not selector:
+        return True
+    labels = meta.get("labels") or {}
+    key, _, value = selector.partition("=")
+    return key in labels and (not value or labels[key] == value)
 
 
 def _key(obj: Obj) -> Key:
@@ -188,6 +203,8 @@ def workload_entries(
                     continue
                 ref = endpoint.get("targetRef") or {}
                 pod = pods.get((str(ref.get("namespace", ns)), str(ref.get("name", ""))))
+                if not scope.admits_pod(pod):
+                    continue
                 pod_meta = (pod or {}).get("metadata") or {}
                 sidecar = (pod_meta.get("labels") or {}).get(SIDECAR_LABEL) == "true"
                 account = str(

@@ -1,5 +1,5 @@
-# An existing EKS cluster and an existing GKE cluster, each given a meshfed gateway, joined to
-# one controller. Needs the hashicorp/google provider (not available offline here: this
+# An existing EKS cluster and an existing GKE cluster (with a reserved address for its
+# gateway) joined to one controller. Needs the hashicorp/google provider (not available offline here: this
 # example is checked with `terraform fmt` only).
 
 provider "aws" {

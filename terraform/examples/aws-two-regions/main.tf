@@ -1,5 +1,7 @@
-# Two EKS clusters in two AWS regions, each with a meshfed east-west gateway NLB, joined to a
-# meshfed controller: `terraform apply` federates them, `terraform destroy` withdraws them.
+# Two EKS clusters in two AWS regions joined to a meshfed controller: `terraform apply`
+# registers them (and, for each cluster given in `kubeconfigs`, installs meshfed into it:
+# control plane, the gateway's LoadBalancer Service -- an NLB made by the AWS Load Balancer
+# Controller -- and the sidecar injector); `terraform destroy` uninstalls and withdraws them.
 
 data "aws_iam_policy_document" "eks_assume" {
   provider = aws.use1
@@ -87,7 +89,12 @@ module "euw1" {
 module "federation" {
   source = "../../modules/federation"
 
-  members      = [module.use1.member, module.euw1.member]
-  meshfed_home = var.meshfed_home
-  meshfed_bin  = var.meshfed_bin
+  members = [
+    for m in [module.use1.member, module.euw1.member] :
+    merge(m, { kubeconfig = lookup(var.kubeconfigs, m.name, null) })
+  ]
+  meshfed_home   = var.meshfed_home
+  meshfed_bin    = var.meshfed_bin
+  controller_url = var.controller_url
+  meshfed_image  = var.meshfed_image
 }

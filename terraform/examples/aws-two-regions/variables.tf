@@ -20,3 +20,21 @@ variable "federation_cidrs" {
   type        = list(string)
   default     = ["0.0.0.0/0"]
 }
+
+variable "kubeconfigs" {
+  description = "Per member name, a kubeconfig file for its cluster (e.g. from aws eks update-kubeconfig --kubeconfig FILE): meshfed is installed into those. {}: register only."
+  type        = map(string)
+  default     = {}
+}
+
+variable "controller_url" {
+  description = "The controller's API as the clusters reach it (https://host:port); needed with kubeconfigs."
+  type        = string
+  default     = null
+}
+
+variable "meshfed_image" {
+  description = "The meshfed image to install."
+  type        = string
+  default     = "ghcr.io/meshfed/meshfed:latest"
+}

@@ -7,7 +7,7 @@ data "aws_subnet" "member" {
 
 locals {
   zones = sort(distinct([for s in data.aws_subnet.member : s.availability_zone]))
-  tags  = merge(var.tags, { "meshfed.io/gateway-for" = var.cluster_name })
+  tags  = merge(var.tags, { "meshfed.io/member" = var.cluster_name })
 }
 
 resource "aws_eks_cluster" "this" {
@@ -34,63 +34,6 @@ resource "aws_eks_cluster" "this" {
 data "aws_eks_cluster" "existing" {
   count = var.create_cluster ? 0 : 1
   name  = var.cluster_name
-}
-
-resource "aws_security_group" "gateway" {
-  name        = "meshfed-${var.cluster_name}-gateway"
-  description = "meshfed east-west gateway of ${var.cluster_name}: TCP ${var.gateway_port} from the federation only"
-  vpc_id      = var.vpc_id
-  tags        = local.tags
-}
-
-resource "aws_vpc_security_group_ingress_rule" "gateway" {
-  for_each = toset(var.gateway_allowed_cidrs)
-
-  security_group_id = aws_security_group.gateway.id
-  description       = "meshfed gateway from ${each.value}"
-  cidr_ipv4         = each.value
-  ip_protocol       = "tcp"
-  from_port         = var.gateway_port
-  to_port           = var.gateway_port
-}
-
-resource "aws_lb" "gateway" {
-  name               = substr("meshfed-${var.cluster_name}", 0, 32)
-  load_balancer_type = "network"
-  internal           = false
-  subnets            = var.subnet_ids
-  tags               = local.tags
-}
-
-resource "aws_lb_target_group" "gateway" {
-  name        = substr("meshfed-${var.cluster_name}-${var.gateway_port}", 0, 32)
-  port        = var.gateway_port
-  protocol    = "TCP"
-  target_type = "ip"
-  vpc_id      = var.vpc_id
-  tags        = local.tags
-}
-
-resource "aws_lb_listener" "gateway" {
-  load_balancer_arn = aws_lb.gateway.arn
-  port              = var.gateway_port
-  protocol          = "TCP"
-  tags              = local.tags
-
-  default_action {
-    type             = "forward"
-    target_group_arn = aws_lb_target_group.gateway.arn
-  }
-}
-
-resource "aws_route53_record" "gateway" {
-  count = var.route53_zone_id != null && var.gateway_dns_name != null ? 1 : 0
-
-  zone_id = var.route53_zone_id
-  name    = var.gateway_dns_name
-  type    = "CNAME"
-  ttl     = 60
-  records = [aws_lb.gateway.dns_name]
 }
 
 resource "aws_secretsmanager_secret" "intermediate_ca" {

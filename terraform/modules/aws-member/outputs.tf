@@ -23,33 +23,15 @@ output "vpc_id" {
   value       = var.vpc_id
 }
 
-output "gateway_dns_name" {
-  description = "DNS name of the gateway's Network Load Balancer (or of the Route53 record)."
-  value       = length(aws_route53_record.gateway) > 0 ? aws_route53_record.gateway[0].fqdn : aws_lb.gateway.dns_name
-}
-
-output "gateway_address" {
-  description = "host:port other members dial: meshfed cluster join --gateway."
-  value       = "${length(aws_route53_record.gateway) > 0 ? aws_route53_record.gateway[0].fqdn : aws_lb.gateway.dns_name}:${var.gateway_port}"
-}
-
-output "gateway_target_group_arn" {
-  description = "Target group to register the gateway pods in (IP targets)."
-  value       = aws_lb_target_group.gateway.arn
-}
-
-output "gateway_security_group_id" {
-  description = "Security group allowing the gateway port from gateway_allowed_cidrs only."
-  value       = aws_security_group.gateway.id
-}
-
 output "member" {
-  description = "Everything the federation module needs to join this member."
+  description = "Everything the federation module needs to join this member and install meshfed into it. gateway is empty: the NLB is made by the cluster's load balancer controller from meshfed install's LoadBalancer Service, and the control plane reports its address."
   value = {
-    name     = var.cluster_name
-    locality = "aws/${data.aws_region.current.name}/${local.zones[0]}"
-    network  = var.vpc_id
-    gateway  = "${length(aws_route53_record.gateway) > 0 ? aws_route53_record.gateway[0].fqdn : aws_lb.gateway.dns_name}:${var.gateway_port}"
-    provider = "aws"
+    name                  = var.cluster_name
+    locality              = "aws/${data.aws_region.current.name}/${local.zones[0]}"
+    network               = var.vpc_id
+    gateway               = ""
+    provider              = "aws"
+    gateway_allowed_cidrs = var.gateway_allowed_cidrs
+    gateway_ip            = ""
   }
 }

@@ -32,7 +32,7 @@ variable "vpc_id" {
 }
 
 variable "subnet_ids" {
-  description = "Subnets for the cluster (when created) and the gateway load balancer; their zones become the member's locality."
+  description = "Subnets of the cluster (when created); their zones become the member's locality."
   type        = list(string)
 
   validation {
@@ -41,37 +41,14 @@ variable "subnet_ids" {
   }
 }
 
-variable "gateway_port" {
-  description = "TCP port of the east-west gateway (meshfed's default is 15443)."
-  type        = number
-  default     = 15443
-
-  validation {
-    condition     = var.gateway_port >= 1 && var.gateway_port <= 65535
-    error_message = "gateway_port must be 1-65535."
-  }
-}
-
 variable "gateway_allowed_cidrs" {
-  description = "CIDRs allowed to reach the gateway: the other members' gateway egress ranges. Nothing else is opened."
+  description = "CIDRs allowed to reach the gateway: the other members' egress ranges. They become the gateway Service's loadBalancerSourceRanges (meshfed install --gateway-allowed-cidrs), from which the AWS Load Balancer Controller makes the NLB's security group rules."
   type        = list(string)
 
   validation {
     condition     = alltrue([for c in var.gateway_allowed_cidrs : can(cidrhost(c, 0))])
     error_message = "gateway_allowed_cidrs must be CIDR blocks, e.g. 203.0.113.0/24."
   }
-}
-
-variable "route53_zone_id" {
-  description = "Hosted zone for a gateway DNS record (null: no record)."
-  type        = string
-  default     = null
-}
-
-variable "gateway_dns_name" {
-  description = "Record name in route53_zone_id for the gateway, e.g. gw.us-east-1.mesh.example.org."
-  type        = string
-  default     = null
 }
 
 variable "intermediate_ca_pem" {

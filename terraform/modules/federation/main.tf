@@ -1,4 +1,4 @@
-# One terraform_data per member: `terraform apply` joins it to the federation controller
+# One terraform_data per member: `terraform apply` registers it with the federation controller
 # (meshfed cluster join), `terraform destroy` withdraws it (meshfed cluster remove). Destroy-time
 # provisioners may only read `self`, so everything they need travels in `input`.
 resource "terraform_data" "member" {
@@ -36,6 +36,67 @@ resource "terraform_data" "member" {
       MESHFED_HOME = self.input.meshfed_home
       MESHFED_BIN  = self.input.meshfed_bin
       NAME         = self.input.name
+    }
+  }
+}
+
+# One terraform_data per member with a kubeconfig: `apply` installs meshfed into the cluster
+# (meshfed install --apply: server-side apply of the control plane, the gateway's LoadBalancer
+# Service and the sidecar injector, joined with the member's token), `destroy` uninstalls it
+# before the member is removed. The token is read from its 0600 file, never put on a command
+# line. A kubeconfig added later installs on the next apply (while the token is still valid).
+resource "terraform_data" "install" {
+  for_each = { for m in var.members : m.name => m if m.kubeconfig != null }
+
+  input = {
+    name                  = each.value.name
+    locality              = each.value.locality
+    network               = each.value.network
+    provider              = each.value.provider
+    kubeconfig            = each.value.kubeconfig
+    gateway_allowed_cidrs = join(",", each.value.gateway_allowed_cidrs)
+    gateway_ip            = each.value.gateway_ip
+    controller_url        = var.controller_url
+    image                 = var.meshfed_image
+    meshfed_home          = var.meshfed_home
+    meshfed_bin           = var.meshfed_bin
+  }
+
+  provisioner "local-exec" {
+    command = "\"$MESHFED_BIN\" install --apply --kubeconfig \"$KUBECONFIG_FILE\" --cluster \"$NAME\" --locality \"$LOCALITY\" --network \"$NETWORK\" --provider \"$PROVIDER\" --controller \"$CONTROLLER\" --join-token-file \"$MESHFED_HOME/join-tokens/$NAME.json\" --image \"$IMAGE\" --gateway-allowed-cidrs \"$CIDRS\" --gateway-ip \"$GATEWAY_IP\""
+    environment = {
+      MESHFED_HOME    = self.input.meshfed_home
+      MESHFED_BIN     = self.input.meshfed_bin
+      KUBECONFIG_FILE = self.input.kubeconfig
+      NAME            = self.input.name
+      LOCALITY        = self.input.locality
+      NETWORK         = self.input.network
+      PROVIDER        = self.input.provider
+      CONTROLLER      = self.input.controller_url
+      IMAGE           = self.input.image
+      CIDRS           = self.input.gateway_allowed_cidrs
+      GATEWAY_IP      = self.input.gateway_ip
+    }
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "\"$MESHFED_BIN\" uninstall --apply --kubeconfig \"$KUBECONFIG_FILE\" --cluster \"$NAME\" --locality \"$LOCALITY\""
+    environment = {
+      MESHFED_HOME    = self.input.meshfed_home
+      MESHFED_BIN     = self.input.meshfed_bin
+      KUBECONFIG_FILE = self.input.kubeconfig
+      NAME            = self.input.name
+      LOCALITY        = self.input.locality
+    }
+  }
+
+  depends_on = [terraform_data.member]
+
+  lifecycle {
+    precondition {
+      condition     = var.controller_url != null
+      error_message = "controller_url is required when a member has a kubeconfig: the address the cluster's control plane reaches the controller at."
     }
   }
 }

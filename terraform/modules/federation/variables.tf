@@ -1,11 +1,14 @@
 variable "members" {
-  description = "Members to join: the `member` output of aws-member / gcp-member modules."
+  description = "Members to join: the `member` output of aws-member / gcp-member modules, optionally with `kubeconfig` (a kubeconfig file for the cluster: meshfed is then installed into it). `gateway` \"\" means the cluster's control plane reports it (its LoadBalancer Service)."
   type = list(object({
-    name     = string
-    locality = string
-    network  = string
-    gateway  = string
-    provider = string
+    name                  = string
+    locality              = string
+    network               = string
+    gateway               = optional(string, "")
+    provider              = string
+    gateway_allowed_cidrs = optional(list(string), [])
+    gateway_ip            = optional(string, "")
+    kubeconfig            = optional(string)
   }))
 
   validation {
@@ -39,4 +42,16 @@ variable "join_token_ttl" {
     condition     = can(regex("^([0-9]+(ms|s|m|h|d))+$", var.join_token_ttl))
     error_message = "join_token_ttl must be a duration such as 90s, 30m, 1h or 1h30m."
   }
+}
+
+variable "controller_url" {
+  description = "The controller's API as the clusters reach it (https://host:port, replicas comma-separated); required when a member has a kubeconfig."
+  type        = string
+  default     = null
+}
+
+variable "meshfed_image" {
+  description = "The meshfed image installed into members with a kubeconfig (see the Dockerfile)."
+  type        = string
+  default     = "ghcr.io/meshfed/meshfed:latest"
 }

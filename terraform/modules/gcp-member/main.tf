@@ -15,18 +15,3 @@ resource "google_compute_address" "gateway" {
   region  = local.region
   labels  = var.labels
 }
-
-resource "google_compute_firewall" "gateway" {
-  name          = "meshfed-${var.cluster_name}-gateway"
-  project       = var.project
-  network       = var.network
-  description   = "meshfed east-west gateway of ${var.cluster_name}: TCP ${var.gateway_port} from the federation only"
-  direction     = "INGRESS"
-  source_ranges = var.gateway_allowed_cidrs
-  target_tags   = var.gateway_target_tags
-
-  allow {
-    protocol = "tcp"
-    ports    = [tostring(var.gateway_port)]
-  }
-}

@@ -4,17 +4,19 @@ output "locality" {
 }
 
 output "gateway_address" {
-  description = "host:port of the gateway (the reserved address; give it to the gateway Service's loadBalancerIP)."
-  value       = "${google_compute_address.gateway.address}:${var.gateway_port}"
+  description = "host:port of the gateway: the reserved address, which meshfed install --gateway-ip gives the gateway Service (loadBalancerIP)."
+  value       = "${google_compute_address.gateway.address}:15443"
 }
 
 output "member" {
   description = "Everything the federation module needs to join this member."
   value = {
-    name     = var.cluster_name
-    locality = "gcp/${local.region}/${local.zones[0]}"
-    network  = var.network
-    gateway  = "${google_compute_address.gateway.address}:${var.gateway_port}"
-    provider = "gcp"
+    name                  = var.cluster_name
+    locality              = "gcp/${local.region}/${local.zones[0]}"
+    network               = var.network
+    gateway               = "${google_compute_address.gateway.address}:15443"
+    provider              = "gcp"
+    gateway_allowed_cidrs = var.gateway_allowed_cidrs
+    gateway_ip            = google_compute_address.gateway.address
   }
 }

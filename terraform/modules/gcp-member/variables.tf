@@ -23,31 +23,14 @@ variable "network" {
   type        = string
 }
 
-variable "gateway_port" {
-  description = "TCP port of the east-west gateway."
-  type        = number
-  default     = 15443
-
-  validation {
-    condition     = var.gateway_port >= 1 && var.gateway_port <= 65535
-    error_message = "gateway_port must be 1-65535."
-  }
-}
-
 variable "gateway_allowed_cidrs" {
-  description = "CIDRs allowed to reach the gateway (the other members' egress ranges)."
+  description = "CIDRs allowed to reach the gateway (the other members' egress ranges): the gateway Service's loadBalancerSourceRanges, from which GKE makes the firewall rule."
   type        = list(string)
 
   validation {
     condition     = alltrue([for c in var.gateway_allowed_cidrs : can(cidrhost(c, 0))])
     error_message = "gateway_allowed_cidrs must be CIDR blocks."
   }
-}
-
-variable "gateway_target_tags" {
-  description = "Network tags of the nodes running the gateway (the firewall rule's targets)."
-  type        = list(string)
-  default     = ["meshfed-gateway"]
 }
 
 variable "labels" {

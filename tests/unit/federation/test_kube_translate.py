@@ -99,6 +99,25 @@ def test_scope_by_namespace_and_member_label() -> None:
     assert len(workload_entries([svc], [sl], {}, {}, Scope(CLUSTER, member_label="mesh"))) == 1
 
 
+def test_scope_by_pod_label_keeps_only_endpoints_of_labelled_pods() -> None:
+    svc = _service([{"name": "http", "port": 80}])
+    endpoints = [
+        {"addresses": ["10.0.0.1"], "targetRef": {"kind": "Pod", "name": "in-1"}},
+        {"addresses": ["10.0.0.2"], "targetRef": {"kind": "Pod", "name": "out-1"}},
+        {"addresses": ["10.0.0.3"]},  # no pod: not known to carry the label
+    ]
+    sl = _slice(endpoints, [{"name": "http", "port": 8080}])
+    pods = {
+        ("shop", "in-1"): {"metadata": {"labels": {"mesh": "on"}}, "spec": {}},
+        ("shop", "out-1"): {"metadata": {"labels": {"mesh": "off"}}, "spec": {}},
+    }
+    scoped = workload_entries([svc], [sl], {}, pods, Scope(CLUSTER, pod_label="mesh=on"))
+    assert [d["spec"]["address"] for d in scoped] == ["10.0.0.1"]
+    keyed = workload_entries([svc], [sl], {}, pods, Scope(CLUSTER, pod_label="mesh"))
+    assert [d["spec"]["address"] for d in keyed] == ["10.0.0.1", "10.0.0.2"]
+    assert len(workload_entries([svc], [sl], {}, pods, Scope(CLUSTER))) == 3
+
+
 def test_protocols_localities_and_names() -> None:
     assert port_protocol("http-web", None) == "http"
     assert port_protocol("tcp-db", None) == "tcp"
