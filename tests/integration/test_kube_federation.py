@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from federation.controlplane.kube.manifests import NAMESPACE
 from tests.integration.harness import (
     ControllerHandle,
     ControlPlaneHandle,
@@ -82,6 +83,16 @@ def endpoint(cluster: str, address: str, app_port: int, sidecar: bool) -> list[d
     return [node, pod, eps]
 
 
+def gateway_service(port: int) -> dict[str, Any]:
+    """The gateway Service as meshfed install makes it (a LoadBalancer, port ``tls``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "meshfed-gateway", "namespace": NAMESPACE},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "tls", "port": port}]},
+    }
+
+
 def conditions(kube: FakeKube) -> dict[str, str]:
     found = kube.get("ServiceExport", "demo", "echo") or {}
     return {c["type"]: c["status"] for c in (found.get("status") or {}).get("conditions") or []}
@@ -103,17 +114,20 @@ def test_a_kubernetes_service_exported_in_one_cluster_is_called_from_the_other(
     gateways: dict[str, str] = {}
     for n, name in enumerate(("a", "b"), start=1):
         gateways[name] = f"127.0.{n}.1:{free_port(f'127.0.{n}.1')}"
+        # registered without --gateway, as meshfed install's hint says: the control plane
+        # reports its gateway Service's load balancer address once the "cloud" gives one
         out = run_meshfed(
             home, "cluster", "join", name, "--locality", LOCALITY[name],
-            "--network", f"net-{name}", "--gateway", gateways[name], "-o", "json",
+            "--network", f"net-{name}", "-o", "json",
         ).stdout  # fmt: skip
         kubeconfig = kubes[name].write_kubeconfig(tmp_path / f"kubeconfig-{name}")
+        kubes[name].create(gateway_service(int(gateways[name].rsplit(":", 1)[1])))
         cps[name] = ControlPlaneHandle(
             procs, home, name, LOCALITY[name],
             extra_args=["--network", f"net-{name}",
                         "--controller", f"127.0.0.1:{controller.api_port}",
                         "--join-token", json.loads(out)["token"],
-                        "--gateway", gateways[name],
+                        "--gateway-service", f"{NAMESPACE}/meshfed-gateway",
                         "--kubernetes", "--kubeconfig", str(kubeconfig),
                         "--kube-namespaces", "demo"],
         )  # fmt: skip
@@ -135,6 +149,29 @@ def test_a_kubernetes_service_exported_in_one_cluster_is_called_from_the_other(
     server.wait_ready(30)
     client.wait_ready(30)
 
+    # a's load balancer has no address yet: its export waits and says why; b imports nothing
+    def ready_condition() -> dict[str, str]:
+        found = kube_a.get("ServiceExport", "demo", "echo") or {}
+        return next(
+            (
+                c
+                for c in (found.get("status") or {}).get("conditions") or []
+                if c["type"] == "Ready"
+            ),
+            {},
+        )
+
+    wait_until(lambda: "no gateway address" in ready_condition().get("message", ""), 20,
+               "a's export Pending for want of a gateway address")  # fmt: skip
+    assert ready_condition()["status"] == "False" and ready_condition()["reason"] == "Pending"
+    assert kubes["b"].get("ServiceImport", "demo", "echo") is None
+    [a_member] = [c for c in controller.api("GET", "/v1/clusters")["clusters"] if c["name"] == "a"]
+    assert a_member["gateway"] == ""
+    # the cloud gives the load balancer its address: a's control plane reports it
+    lb = kube_a.get("Service", NAMESPACE, "meshfed-gateway") or {}
+    host = gateways["a"].rsplit(":", 1)[0]
+    kube_a.set_status({**lb, "status": {"loadBalancer": {"ingress": [{"ip": host}]}}})
+
     def served_by_a() -> bool:
         status, data, _headers = get(port, HOST)
         return status == 200 and data["cluster"] == "a" and data["name"] == "echo-1"
@@ -151,6 +188,8 @@ def test_a_kubernetes_service_exported_in_one_cluster_is_called_from_the_other(
     imported = kubes["b"].get("ServiceImport", "demo", "echo") or {}
     assert imported["status"] == {"clusters": [{"cluster": "a"}]}
     assert imported["spec"]["ports"][0]["port"] == 8080
+    [a_member] = [c for c in controller.api("GET", "/v1/clusters")["clusters"] if c["name"] == "a"]
+    assert a_member["gateway"] == gateways["a"] and a_member["registeredGateway"] == ""
 
     # -- 3: b exports the same service later, with another port: b's export conflicts -------
     kube_b = kubes["b"]
