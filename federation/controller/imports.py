@@ -54,11 +54,11 @@ def _ports(service: ServiceReport) -> dict[str, tuple[int, str]]:
     return {p.name: (p.port, p.protocol) for p in service.ports}
 
 
-def _gateway(record: ClusterRecord, report: ClusterReport) -> str:
-    """Where other networks reach ``record``'s cluster: the address its control plane
-    reports (a load balancer's, once it has one), else the one registered with
+def gateway_of(record: ClusterRecord, report: ClusterReport | None) -> str:
+    """``host:port`` where other networks reach ``record``'s cluster: the address its control
+    plane reports (a load balancer's, once it has one), else the one registered with
     ``meshfed cluster join --gateway``; "" when neither is known."""
-    return report.gateway or record.gateway
+    return (report.gateway if report is not None else "") or record.gateway
 
 
 def _remote(
@@ -85,7 +85,7 @@ def _remote(
         ]
     return RemoteCluster(
         cluster=exporter,
-        gateway=_gateway(record, reports[exporter]),
+        gateway=gateway_of(record, reports[exporter]),
         network=record.network,
         locality=record.locality,
         endpoints=service.healthy_endpoints if service is not None else 0,
@@ -142,7 +142,7 @@ def compute(
                     )
                 )
                 continue
-            if not _gateway(by_name[cluster], reports[cluster]):
+            if not gateway_of(by_name[cluster], reports[cluster]):
                 statuses.append(
                     ExportStatus(
                         cluster,

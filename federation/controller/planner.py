@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from federation.controller.imports import ExportStatus
+from federation.controller.imports import ExportStatus, gateway_of
 from federation.controller.store import ClusterRecord
 from federation.errors import OptimizerError
 from federation.lb.decision import Candidate, PolicyInputs, locality_rank
@@ -296,7 +296,7 @@ class Planner:
             return False  # nothing measured yet, or nobody serves: the previous plan stays
         inputs = PolicyInputs.from_policy(policy)
         headroom = policy.spec.cost.headroom or DEFAULT_HEADROOM
-        gateways = {name: r.gateway for name, r in records.items()}
+        gateways = {name: gateway_of(r, reports.get(name)) for name, r in records.items()}
         links = []
         for c in callers:
             report = reports.get(c.cluster)

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from federation.controller.hub import POLICY_KINDS, SyncHub
+from federation.controller.imports import gateway_of
 from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL
 from federation.controller.store import ClusterRecord, DocumentKey, StoreError
 from federation.errors import (
@@ -209,7 +210,7 @@ class FederationService:
                     "locality": c.locality,
                     "network": c.network,
                     # as its control plane reports it (a load balancer's), else as registered
-                    "gateway": report.gateway or c.gateway,
+                    "gateway": gateway_of(c, report),
                     "registeredGateway": c.gateway,
                     "provider": c.provider,
                     "state": states.get(c.name, "Pending"),

@@ -154,10 +154,12 @@ def test_discover_and_join_from_gke_end_to_end(gke, procs, tmp_path, monkeypatch
     assert denied.returncode == 2 and "access denied" in denied.stderr
     controller = ControllerHandle(procs, home)
     controller.start()
-    no_gateway = run_meshfed(
-        home, "cluster", "join", "eu", "--from", f"gcp:gke/{PROJECT}/europe-west1/eu-1", check=False
-    )
-    assert no_gateway.returncode == 2 and "--gateway is required" in no_gateway.stderr
+    bad_gateway = run_meshfed(
+        home, "cluster", "join", "eu", "--from", f"gcp:gke/{PROJECT}/europe-west1/eu-1",
+        "--gateway", "34.9.9.9", check=False,
+    )  # fmt: skip
+    assert bad_gateway.returncode == 2 and "--gateway" in bad_gateway.stderr
+    assert controller.api("GET", "/v1/clusters")["clusters"] == []  # nothing registered
     run_meshfed(
         home,
         "cluster",
