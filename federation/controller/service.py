@@ -232,7 +232,8 @@ class FederationService:
         Raises:
             InvalidDocumentError: schema problems, a kind the controller does not store, a
                 ServiceExport without a member ``spec.cluster``, a second TrafficPolicy for
-                one host, a split naming a non-member. ``problems`` lists them all.
+                one host, a split or http route naming a non-member. ``problems`` lists
+                them all.
         """
         models = load_documents(text, source="request body")
         members = {c.name for c in self.store.clusters()}
@@ -395,6 +396,12 @@ def _problem(m: Any, kind: str, members: set[str], member_list: str, hosts: dict
         if unknown:
             return (
                 f"spec.split: {', '.join(map(repr, unknown))} not a member cluster"
+                f" (members: {member_list})"
+            )
+        unknown = sorted(m.spec.clusters_named() - members)
+        if unknown:
+            return (
+                f"spec.http: {', '.join(map(repr, unknown))} not a member cluster"
                 f" (members: {member_list})"
             )
     return ""

@@ -7,6 +7,8 @@ traced mesh sets it), and ``bodyBytes``, the size of the request body it read. `
 answers 200. ``?delay_ms=N`` holds the answer N ms (at most 30 s), to test draining;
 ``?size=N`` adds ``pad``, N bytes of ``x`` (at most 1 MiB), to test byte counts.
 
+``--access-log`` logs every request with its ``Host`` (mirrored requests end in ``-shadow``).
+
 ``--max-rps N`` makes the replica's capacity real: a token bucket of N requests/s (burst:
 N x ``BURST_S``) admits requests; beyond it the answer is 503 with ``x-echo-overloaded: 1``
 at once, as a server shedding load would (``/healthz`` is never limited).
@@ -82,11 +84,25 @@ def make_app(name: str, cluster: str, max_rps: float | None = None) -> web.Appli
     return app
 
 
+#: ``--access-log``: one line per request on stderr, with the Host it was sent to (a
+#: mirrored request's ends in ``-shadow``, as Envoy sends it).
+ACCESS_LOG_FORMAT = 'access "%r" %s host=%{Host}i'
+
+
 async def serve(
-    name: str, cluster: str, host: str, port: int, max_rps: float | None = None
+    name: str,
+    cluster: str,
+    host: str,
+    port: int,
+    max_rps: float | None = None,
+    access_log: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT."""
-    runner = web.AppRunner(make_app(name, cluster, max_rps), access_log=None)
+    runner = web.AppRunner(
+        make_app(name, cluster, max_rps),
+        access_log=logging.getLogger("echo.access") if access_log else None,
+        access_log_format=ACCESS_LOG_FORMAT,
+    )
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     logging.info("echo %s listening on %s:%d", name, host, port)
@@ -106,9 +122,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--max-rps", type=float, default=None, help="shed requests beyond it")
+    parser.add_argument(
+        "--access-log", action="store_true", help="log every request (with its Host) to stderr"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    asyncio.run(serve(args.name, args.cluster, args.host, args.port, args.max_rps))
+    asyncio.run(
+        serve(args.name, args.cluster, args.host, args.port, args.max_rps, args.access_log)
+    )
 
 
 if __name__ == "__main__":

@@ -181,6 +181,178 @@ class RetrySettings(_Strict):
     )
 
 
+class StringMatch(_Strict):
+    """Istio ``StringMatch``: exactly one of ``exact``, ``prefix`` or ``regex`` (RE2, as
+    Envoy's ``safe_regex``; checked here with Python's ``re``, which accepts a superset)."""
+
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> StringMatch:
+        given = [k for k in ("exact", "prefix", "regex") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of exact, prefix, regex (got {given or 'none'})")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as err:
+                raise ValueError(f"regex {self.regex!r}: {err}") from err
+        return self
+
+    def key(self) -> tuple[str, str]:
+        """``(kind, value)``: how two matches are compared."""
+        for kind in ("exact", "prefix", "regex"):
+            value = getattr(self, kind)
+            if value is not None:
+                return (kind, value)
+        raise AssertionError("validated: one is set")
+
+
+_HEADER_NAME = re.compile(r"^:?[a-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+class HTTPMatchRequest(_Strict):
+    """Istio ``HTTPMatchRequest``; every condition given must hold. ``sourceClusters``
+    (meshfed's, in place of Istio's ``sourceLabels``): the route applies only to callers in
+    those member clusters (the control plane of each cluster leaves it out elsewhere)."""
+
+    name: str | None = None
+    uri: StringMatch | None = None
+    method: StringMatch | None = None
+    headers: dict[str, StringMatch] = Field(default_factory=dict)
+    query_params: dict[str, StringMatch] = Field(default_factory=dict, alias="queryParams")
+    source_clusters: list[str] = Field(default_factory=list, alias="sourceClusters")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, StringMatch]) -> dict[str, StringMatch]:
+        for name in value:
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a lower-case HTTP header name")
+        return value
+
+    @field_validator("source_clusters")
+    @classmethod
+    def _clusters(cls, value: list[str]) -> list[str]:
+        for cluster in value:
+            if not _DNS.match(cluster):
+                raise ValueError(f"{cluster!r} is not a cluster name (DNS label)")
+        return value
+
+    def key(self) -> tuple[object, ...]:
+        """What the match selects, comparable (two equal keys match the same requests)."""
+        return (
+            self.uri.key() if self.uri else None,
+            self.method.key() if self.method else None,
+            tuple(sorted((k, v.key()) for k, v in self.headers.items())),
+            tuple(sorted((k, v.key()) for k, v in self.query_params.items())),
+            tuple(sorted(self.source_clusters)),
+        )
+
+
+class Destination(_Strict):
+    """Where a route sends requests: the service's endpoints in member cluster ``cluster``
+    (with the usual locality failover inside it), or, without ``cluster``, anywhere (the
+    service's whole failover order)."""
+
+    cluster: str | None = None
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS.match(value):
+            raise ValueError(f"{value!r} is not a cluster name (DNS label)")
+        return value
+
+
+class RouteDestination(_Strict):
+    """Istio ``HTTPRouteDestination``: a destination and its share of the route (percent)."""
+
+    destination: Destination = Field(default_factory=Destination)
+    weight: int = Field(default=100, ge=0, le=100)
+
+
+class Percent(_Strict):
+    """Istio ``Percent``: ``value`` in 0-100 (fractions allowed, to 0.0001 %)."""
+
+    value: float = Field(ge=0, le=100)
+
+
+class FaultDelay(_Strict):
+    """Istio ``HTTPFaultInjection.Delay``: hold ``percentage`` of requests ``fixedDelayMs``."""
+
+    fixed_delay_ms: int = Field(ge=1, le=600000, alias="fixedDelayMs")
+    percentage: Percent = Field(default_factory=lambda: Percent(value=100))
+
+
+class FaultAbort(_Strict):
+    """Istio ``HTTPFaultInjection.Abort``: answer ``percentage`` of requests ``httpStatus``
+    without calling the service."""
+
+    http_status: int = Field(ge=200, le=599, alias="httpStatus")
+    percentage: Percent = Field(default_factory=lambda: Percent(value=100))
+
+
+class FaultInjection(_Strict):
+    """Istio ``HTTPFaultInjection`` (Envoy ``envoy.filters.http.fault``)."""
+
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> FaultInjection:
+        if self.delay is None and self.abort is None:
+            raise ValueError("give delay, abort or both")
+        return self
+
+
+class HTTPRoute(_Strict):
+    """Istio ``HTTPRoute`` (see the module docstring). Routes are tried in order, the first
+    whose ``match`` (any of its entries; none: every request) holds wins."""
+
+    name: str | None = None
+    match: list[HTTPMatchRequest] = Field(default_factory=list)
+    route: list[RouteDestination] = Field(default_factory=lambda: [RouteDestination()])
+    timeout_ms: int | None = Field(default=None, ge=1, le=3600000, alias="timeoutMs")
+    retries: RetrySettings | None = None
+    fault: FaultInjection | None = None
+    mirror: Destination | None = None
+    mirror_percentage: Percent | None = Field(default=None, alias="mirrorPercentage")
+
+    @field_validator("route")
+    @classmethod
+    def _weights(cls, value: list[RouteDestination]) -> list[RouteDestination]:
+        if not value:
+            raise ValueError("give at least one destination")
+        if len(value) > 1 and sum(d.weight for d in value) != 100:
+            raise ValueError(f"weights must sum to 100, not {sum(d.weight for d in value)}")
+        seen = [d.destination.cluster for d in value]
+        if len(set(seen)) != len(seen):
+            raise ValueError("a destination is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _mirror(self) -> HTTPRoute:
+        if self.mirror_percentage is not None and self.mirror is None:
+            raise ValueError("mirrorPercentage needs mirror")
+        return self
+
+
+class ConnectionPoolSettings(_Strict):
+    """Circuit breaking per calling sidecar and outbound cluster (Istio
+    ``ConnectionPoolSettings``; Envoy ``CircuitBreakers.Thresholds``). Unset: Envoy's
+    defaults (1024 each), and no cap on retries (what keeps failover lossless)."""
+
+    max_connections: int | None = Field(default=None, ge=1, le=10**6, alias="maxConnections")
+    http1_max_pending_requests: int | None = Field(
+        default=None, ge=1, le=10**6, alias="http1MaxPendingRequests"
+    )
+    http2_max_requests: int | None = Field(default=None, ge=1, le=10**6, alias="http2MaxRequests")
+    max_retries: int | None = Field(default=None, ge=0, le=10**6, alias="maxRetries")
+
+
 class TrafficPolicySpec(_Strict):
     """``spec`` of a TrafficPolicy (see the module docstring)."""
 
@@ -194,6 +366,55 @@ class TrafficPolicySpec(_Strict):
     )
     retries: RetrySettings | None = None
     timeout_ms: int | None = Field(default=None, ge=1, le=3600000, alias="timeoutMs")
+    http: list[HTTPRoute] = Field(default_factory=list)
+    connection_pool: ConnectionPoolSettings | None = Field(default=None, alias="connectionPool")
+
+    @field_validator("http")
+    @classmethod
+    def _routes(cls, value: list[HTTPRoute]) -> list[HTTPRoute]:
+        """Conflicting routes: one that can never match because an earlier route matches
+        everything it would (a route without ``match`` before it, or the same match)."""
+        seen: dict[tuple[object, ...], int] = {}
+        for i, route in enumerate(value):
+            if not route.match and i < len(value) - 1:
+                raise ValueError(
+                    f"http[{i}] matches every request, so http[{i + 1}] and later never match"
+                    " (put it last)"
+                )
+            for j, m in enumerate(route.match):
+                earlier = seen.setdefault(m.key(), i)
+                if earlier != i:
+                    raise ValueError(
+                        f"http[{i}].match[{j}] is the same as a match of http[{earlier}],"
+                        " which comes first: it never matches"
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _split_or_routes(self) -> TrafficPolicySpec:
+        if self.split and self.http:
+            raise ValueError(
+                "split and http cannot be used together: give the split as the weights of"
+                " an http route's destinations"
+            )
+        return self
+
+    def destination_clusters(self) -> set[str]:
+        """Member clusters the ``http`` routes send or mirror requests to."""
+        named: set[str] = set()
+        for route in self.http:
+            named |= {d.destination.cluster for d in route.route if d.destination.cluster}
+            if route.mirror is not None and route.mirror.cluster:
+                named.add(route.mirror.cluster)
+        return named
+
+    def clusters_named(self) -> set[str]:
+        """Every member cluster the policy names (split, destinations, mirrors, sources)."""
+        named = set(self.split or {}) | self.destination_clusters()
+        for route in self.http:
+            for m in route.match:
+                named |= set(m.source_clusters)
+        return named
 
     @field_validator("host")
     @classmethod

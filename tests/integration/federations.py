@@ -61,9 +61,15 @@ class ThreeClusters:
     one, and the CLI in ``home`` must name them all); default one controller in ``home``."""
 
     def __init__(
-        self, procs: Processes, home: Path, controllers: list[ControllerHandle] | None = None
+        self,
+        procs: Processes,
+        home: Path,
+        controllers: list[ControllerHandle] | None = None,
+        *,
+        echo_access_log: bool = False,
     ) -> None:
         self.procs, self.home = procs, home
+        self.echo_access_log = echo_access_log
         self.controllers = controllers or [ControllerHandle(procs, home, lease_s=10)]
         self.controller = self.controllers[0]
         self.cps: dict[str, ControlPlaneHandle] = {}
@@ -146,7 +152,7 @@ class ThreeClusters:
     def start_echo(self, cluster: str, i: int) -> dict[str, Any]:
         name = f"{cluster}-echo-{i}"
         app_port = free_port()
-        app = start_echo(self.procs, name, app_port, cluster)
+        app = start_echo(self.procs, name, app_port, cluster, access_log=self.echo_access_log)
         agent, _ = start_sidecar_agent(
             self.procs,
             self.home,

@@ -568,8 +568,10 @@ def start_gateway(
 
 
 def start_echo(
-    procs: Processes, name: str, port: int, cluster: str = ""
+    procs: Processes, name: str, port: int, cluster: str = "", access_log: bool = False
 ) -> subprocess.Popen[bytes]:
+    """``federation.demo.echo_http`` as ``app-<name>`` (its log: ``procs.log("app-<name>")``,
+    one ``access "GET /path HTTP/1.1" 200 host=...`` line per request with ``access_log``)."""
     return procs.spawn(
         f"app-{name}",
         [
@@ -582,17 +584,23 @@ def start_echo(
             cluster,
             "--port",
             str(port),
+            *(["--access-log"] if access_log else []),
         ],
     )
 
 
 def get(
-    port: int, host: str, path: str = "/", timeout_s: float = 3.0
+    port: int,
+    host: str,
+    path: str = "/",
+    timeout_s: float = 3.0,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """One HTTP/1.1 GET through a sidecar's outbound listener."""
+    """One HTTP/1.1 request (GET unless ``method``) through a sidecar's outbound listener."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
     try:
-        conn.request("GET", path, headers={"Host": host})
+        conn.request(method, path, headers={"Host": host, **(headers or {})})
         resp = conn.getresponse()
         body = resp.read()
         try:

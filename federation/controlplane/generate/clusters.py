@@ -40,6 +40,7 @@ from federation.controlplane.generate.common import (
 )
 from federation.controlplane.generate.services import ServicePort
 from federation.model.policy import (
+    ConnectionPoolSettings,
     HealthCheckSettings,
     OutlierDetectionSettings,
     TrafficPolicy,
@@ -228,13 +229,27 @@ def default_outlier_detection(
     )
 
 
-def retry_friendly_circuit_breakers() -> circuit_breaker_pb2.CircuitBreakers:
+def retry_friendly_circuit_breakers(
+    pool: ConnectionPoolSettings | None = None,
+) -> circuit_breaker_pb2.CircuitBreakers:
     """No cap on concurrent retries (Envoy's default is 3 per cluster, which at a few hundred
-    requests per second turns a failover into errors; Istio lifts it the same way)."""
+    requests per second turns a failover into errors; Istio lifts it the same way), unless a
+    TrafficPolicy ``connectionPool`` sets ``maxRetries``; its other limits become the
+    thresholds ``max_connections``, ``max_pending_requests`` (``http1MaxPendingRequests``)
+    and ``max_requests`` (``http2MaxRequests``), else Envoy's defaults (1024)."""
+    pool = pool or ConnectionPoolSettings()
+    limits = {
+        "max_connections": pool.max_connections,
+        "max_pending_requests": pool.http1_max_pending_requests,
+        "max_requests": pool.http2_max_requests,
+    }
     return circuit_breaker_pb2.CircuitBreakers(
         thresholds=[
             circuit_breaker_pb2.CircuitBreakers.Thresholds(
-                max_retries=wrappers_pb2.UInt32Value(value=2**32 - 1)
+                max_retries=wrappers_pb2.UInt32Value(
+                    value=pool.max_retries if pool.max_retries is not None else 2**32 - 1
+                ),
+                **{k: wrappers_pb2.UInt32Value(value=v) for k, v in limits.items() if v},
             )
         ]
     )
@@ -292,7 +307,9 @@ def outbound_cluster(
             healthy_panic_threshold=percent_pb2.Percent(value=0.0),
             locality_weighted_lb_config=cluster_pb2.Cluster.CommonLbConfig.LocalityWeightedLbConfig(),
         ),
-        circuit_breakers=retry_friendly_circuit_breakers(),
+        circuit_breakers=retry_friendly_circuit_breakers(
+            policy.spec.connection_pool if policy is not None else None
+        ),
         ignore_health_on_host_removal=True,
         health_checks=[default_health_check(hc) if hc else default_health_check()],
         outlier_detection=default_outlier_detection(od) if od else default_outlier_detection(),

@@ -30,6 +30,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -136,6 +137,13 @@ def _router() -> hcm.HttpFilter:
     return hcm.HttpFilter(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router()))
 
 
+def _fault() -> hcm.HttpFilter:
+    """The fault filter, empty: TrafficPolicy ``fault`` configures it per route
+    (:mod:`~federation.controlplane.generate.http_routes`). Always present, so adding a
+    fault changes the routes only, never the listener (no drain)."""
+    return hcm.HttpFilter(name="envoy.filters.http.fault", typed_config=pack(fault_pb2.HTTPFault()))
+
+
 def outbound_listener(
     port: int,
     source: str = "-",
@@ -150,7 +158,7 @@ def outbound_listener(
         stat_prefix="outbound_http",
         codec_type=hcm.HttpConnectionManager.CodecType.AUTO,
         rds=hcm.Rds(config_source=ads(), route_config_name=OUTBOUND_ROUTE),
-        http_filters=[_router()],
+        http_filters=[_fault(), _router()],
         access_log=[
             access_log("outbound", OUTBOUND_PEERS.format(source=source)),
             *([telemetry] if telemetry is not None else []),

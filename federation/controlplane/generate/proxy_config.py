@@ -18,6 +18,7 @@ from federation.controlplane import resource
 from federation.controlplane.generate import (
     clusters,
     endpoints,
+    http_routes,
     listeners,
     rbac,
     routes,
@@ -57,8 +58,9 @@ def split_subsets(
     port: ServicePort, policy: TrafficPolicy | None, serving: Iterable[str] = ()
 ) -> list[tuple[str, str, int]]:
     """``[(cluster, subset cluster name, percent)]`` by cluster name: one per cluster of the
-    TrafficPolicy ``split`` (its percent) and, when several clusters serve the port, one per
-    ``serving`` cluster too (percent 0 unless split).
+    TrafficPolicy ``split`` (its percent) or named by its ``http`` routes' destinations and
+    mirrors, and, when several clusters serve the port, one per ``serving`` cluster too
+    (percent 0 unless split).
 
     The subset is named ``outbound|<port>|<cluster>|<host>`` (Istio's subset naming). Subsets
     of serving clusters exist before any policy names them -- make-before-break: a ``split``
@@ -66,7 +68,8 @@ def split_subsets(
     ``NC``, no-cluster, 503).
     """
     split = dict(policy.spec.split) if policy is not None and policy.spec.split else {}
-    names = set(split) | (set(serving) if len(set(serving)) > 1 else set())
+    routed = policy.spec.destination_clusters() if policy is not None else set()
+    names = set(split) | routed | (set(serving) if len(set(serving)) > 1 else set())
     return [
         (cluster, f"outbound|{port.port}|{cluster}|{port.hostname}", split.get(cluster, 0))
         for cluster in sorted(names)
@@ -156,7 +159,7 @@ def _sidecar(
     tls = ProxyTls(mesh.trust_domain, proxy.identity_dir)
     out: Resources = {t: [] for t in resource.PUSH_ORDER}
     http_ports = [p for p in ports if p.is_http]
-    actions = {}
+    port_routes = {}
     caller = caller_locality(mesh, state, proxy)
     for plan in plans.get(caller):
         port, policy = plan.port, plan.policy
@@ -174,8 +177,11 @@ def _sidecar(
             if not target.inline:
                 out[resource.ENDPOINT].append(target.assignment)
         if policy is not None:
-            actions[port.cluster_name] = routes.split_action(
+            default = routes.split_action(
                 port, [(name, weight) for _, name, weight in plan.subsets], policy
+            )
+            port_routes[port.cluster_name] = http_routes.policy_routes(
+                port, policy, mesh.cluster, {c: name for c, name, _ in plan.subsets}, default
             )
     workload = state.workloads.get((proxy.namespace, proxy.workload))
     traced = tracing.hcm_tracing(
@@ -197,7 +203,9 @@ def _sidecar(
             ),
         )
     )
-    out[resource.ROUTE].append(routes.outbound_route_config(http_ports, proxy.namespace, actions))
+    out[resource.ROUTE].append(
+        routes.outbound_route_config(http_ports, proxy.namespace, port_routes)
+    )
     if workload is not None:
         own = [
             p

@@ -116,12 +116,13 @@ def split_action(
 def outbound_route_config(
     ports: Sequence[ServicePort],
     caller_namespace: str,
-    actions: Mapping[str, rc.RouteAction] | None = None,
+    routes: Mapping[str, Sequence[rc.Route]] | None = None,
 ) -> route_pb2.RouteConfiguration:
     """The sidecar's ``outbound`` RouteConfiguration: one virtual host per HTTP service port.
 
     A service's first HTTP port (lowest number) also answers host names without a port.
-    ``actions`` (by ``port.cluster_name``) replace the default route action (policies).
+    ``routes`` (by ``port.cluster_name``) replace the default route (policies: their split
+    and ``http`` routes, :mod:`~federation.controlplane.generate.http_routes`).
     """
     vhosts = []
     defaults_taken: set[tuple[str, str]] = set()
@@ -135,11 +136,11 @@ def outbound_route_config(
             rc.VirtualHost(
                 name=f"{port.hostname}:{port.port}",
                 domains=domains(port, caller_namespace, default_port=is_default),
-                routes=[
+                routes=list((routes or {}).get(port.cluster_name, ()))
+                or [
                     rc.Route(
                         match=rc.RouteMatch(prefix="/"),
-                        route=(actions or {}).get(port.cluster_name)
-                        or rc.RouteAction(
+                        route=rc.RouteAction(
                             cluster=port.cluster_name,
                             timeout=duration_ms(0),
                             retry_policy=retry_policy(),

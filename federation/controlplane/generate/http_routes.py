@@ -1,0 +1,213 @@
+"""RDS for a TrafficPolicy's ``http`` routes (issue #21): the Envoy ``Route`` list of one
+service port, as one calling sidecar in one cluster sees it. Pure.
+
+How Istio's fields become Envoy's (docs/policy.md has the table):
+
+- ``match[]``: one Envoy ``Route`` per entry (Envoy's ``RouteMatch`` is a conjunction, an
+  Istio route's entries a disjunction), in order. ``uri`` -> ``path`` (exact), ``prefix``
+  or ``safe_regex``; ``method`` -> a ``:method`` ``HeaderMatcher``; ``headers`` ->
+  ``HeaderMatcher.string_match``; ``queryParams`` -> ``QueryParameterMatcher``.
+  ``sourceClusters`` are resolved here: an entry for other callers' clusters is left out of
+  this cluster's configuration (a route left without entries is left out whole).
+- ``route[]``: the destination clusters by weight (``weighted_clusters``); a destination
+  ``cluster: b`` is the subset cluster ``outbound|<port>|b|<host>`` (b's healthy
+  localities first; when b has none, the locality failover order, as a ``split`` share),
+  none the service's whole cluster.
+- ``timeoutMs``, ``retries``: the route's, else the policy's, else meshfed's defaults (no
+  timeout; 2 retries on connect failures, resets and 503, another host and priority each
+  time -- what makes failover lossless).
+- ``fault``: ``typed_per_filter_config`` for ``envoy.filters.http.fault`` (the outbound
+  listener always carries the filter, empty): ``FaultDelay.fixed_delay`` / ``FaultAbort.
+  http_status``, each with ``percentage`` as a ``FractionalPercent`` per million.
+- ``mirror`` + ``mirrorPercentage``: ``request_mirror_policies`` (responses discarded by
+  Envoy; the mirrored request's ``Host`` gets ``-shadow`` appended, as Envoy does).
+
+After the policy's routes comes the default route (``prefix: /``, the ``split`` or the whole
+service) unless the last policy route matches every request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import percent_pb2
+
+from federation.controlplane.generate.common import duration_ms, pack
+from federation.controlplane.generate.routes import retry_policy
+from federation.controlplane.generate.services import ServicePort
+from federation.model.policy import (
+    Destination,
+    HTTPMatchRequest,
+    HTTPRoute,
+    Percent,
+    StringMatch,
+    TrafficPolicy,
+)
+
+FAULT_FILTER = "envoy.filters.http.fault"
+
+
+def string_matcher(match: StringMatch) -> string_pb2.StringMatcher:
+    """An Istio ``StringMatch`` as Envoy's ``StringMatcher``."""
+    if match.exact is not None:
+        return string_pb2.StringMatcher(exact=match.exact)
+    if match.prefix is not None:
+        return string_pb2.StringMatcher(prefix=match.prefix)
+    assert match.regex is not None
+    return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=match.regex))
+
+
+def route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
+    """One ``HTTPMatchRequest`` (None: every request) as a ``RouteMatch``."""
+    out = rc.RouteMatch()
+    uri = match.uri if match is not None else None
+    if uri is None or uri.prefix is not None:
+        out.prefix = uri.prefix if uri is not None and uri.prefix is not None else "/"
+    elif uri.exact is not None:
+        out.path = uri.exact
+    else:
+        assert uri.regex is not None
+        out.safe_regex.CopyFrom(regex_pb2.RegexMatcher(regex=uri.regex))
+    if match is None:
+        return out
+    if match.method is not None:
+        out.headers.append(
+            rc.HeaderMatcher(name=":method", string_match=string_matcher(match.method))
+        )
+    for name, value in sorted(match.headers.items()):
+        out.headers.append(rc.HeaderMatcher(name=name, string_match=string_matcher(value)))
+    for name, value in sorted(match.query_params.items()):
+        out.query_parameters.append(
+            rc.QueryParameterMatcher(name=name, string_match=string_matcher(value))
+        )
+    return out
+
+
+def fractional(percent: Percent) -> percent_pb2.FractionalPercent:
+    """A percentage (0-100) as a ``FractionalPercent`` per million."""
+    return percent_pb2.FractionalPercent(
+        numerator=round(percent.value * 10_000),
+        denominator=percent_pb2.FractionalPercent.DenominatorType.MILLION,
+    )
+
+
+def fault_config(route: HTTPRoute) -> fault_pb2.HTTPFault | None:
+    """The route's ``fault`` as the fault filter's per-route configuration (None: none)."""
+    if route.fault is None:
+        return None
+    out = fault_pb2.HTTPFault()
+    if route.fault.delay is not None:
+        out.delay.CopyFrom(
+            common_fault.FaultDelay(
+                fixed_delay=duration_ms(route.fault.delay.fixed_delay_ms),
+                percentage=fractional(route.fault.delay.percentage),
+            )
+        )
+    if route.fault.abort is not None:
+        out.abort.CopyFrom(
+            fault_pb2.FaultAbort(
+                http_status=route.fault.abort.http_status,
+                percentage=fractional(route.fault.abort.percentage),
+            )
+        )
+    return out
+
+
+def _applies(match: HTTPMatchRequest, caller_cluster: str) -> bool:
+    return not match.source_clusters or caller_cluster in match.source_clusters
+
+
+def route_action(
+    port: ServicePort,
+    route: HTTPRoute,
+    policy: TrafficPolicy,
+    subset: Callable[[Destination], str],
+) -> rc.RouteAction:
+    """The action of one policy route; ``subset`` names the Envoy cluster of a destination."""
+    spec = policy.spec
+    live = [(subset(d.destination), d.weight) for d in route.route if d.weight > 0]
+    action = rc.RouteAction(
+        timeout=duration_ms(route.timeout_ms or spec.timeout_ms or 0),
+        retry_policy=retry_policy(route.retries or spec.retries),
+    )
+    if len(live) == 1:
+        action.cluster = live[0][0]
+    else:
+        action.weighted_clusters.CopyFrom(
+            rc.WeightedCluster(
+                clusters=[
+                    rc.WeightedCluster.ClusterWeight(name=name, weight={"value": w})
+                    for name, w in live
+                ]
+            )
+        )
+    if route.mirror is not None:
+        action.request_mirror_policies.append(
+            rc.RouteAction.RequestMirrorPolicy(
+                cluster=subset(route.mirror),
+                runtime_fraction=base_pb2.RuntimeFractionalPercent(
+                    default_value=fractional(route.mirror_percentage or Percent(value=100))
+                ),
+            )
+        )
+    return action
+
+
+def policy_routes(
+    port: ServicePort,
+    policy: TrafficPolicy,
+    caller_cluster: str,
+    subsets: Mapping[str, str],
+    default: rc.RouteAction,
+) -> list[rc.Route]:
+    """The routes of ``port`` for callers in ``caller_cluster`` (see the module docstring).
+
+    Args:
+        subsets: member cluster -> its subset cluster name (``outbound|<port>|<c>|<host>``).
+        default: the action of the closing ``prefix: /`` route.
+    """
+
+    def subset(destination: Destination) -> str:
+        if destination.cluster is None:
+            return port.cluster_name
+        return subsets[destination.cluster]
+
+    out: list[rc.Route] = []
+    catch_all = False
+    for i, route in enumerate(policy.spec.http):
+        entries: list[HTTPMatchRequest | None] = (
+            [m for m in route.match if _applies(m, caller_cluster)] if route.match else [None]
+        )
+        if not entries:
+            continue  # for callers in other clusters only
+        action = route_action(port, route, policy, subset)
+        fault = fault_config(route)
+        for j, entry in enumerate(entries):
+            name = route.name or f"http-{i}"
+            out.append(
+                rc.Route(
+                    name=f"{name}.{j}" if len(entries) > 1 else name,
+                    match=route_match(entry),
+                    route=action,
+                    typed_per_filter_config={FAULT_FILTER: pack(fault)} if fault else {},
+                )
+            )
+            catch_all = catch_all or _matches_all(entry)
+    if not catch_all:
+        out.append(rc.Route(name="default", match=rc.RouteMatch(prefix="/"), route=default))
+    return out
+
+
+def _matches_all(entry: HTTPMatchRequest | None) -> bool:
+    """True when the entry (its source clusters already resolved) matches every request."""
+    if entry is None:
+        return True
+    plain = entry.model_copy(update={"source_clusters": [], "name": None})
+    if plain.uri is not None and plain.uri.prefix == "/":
+        plain = plain.model_copy(update={"uri": None})
+    return plain == HTTPMatchRequest()

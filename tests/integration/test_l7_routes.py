@@ -1,0 +1,211 @@
+"""TrafficPolicy ``http`` routes and ``connectionPool`` across clusters, with real Envoy
+(issue #21): what a user sees for header routing, timeouts, fault injection scoped to the
+callers of one cluster, mirroring and circuit breaking.
+
+The federation of :mod:`tests.integration.federations` (``a`` with two ``echo`` replicas and
+the caller, ``b`` and ``c`` with one each, behind their gateways), plus a second caller in
+``b``. Policies are applied with ``meshfed apply`` to the controller; the tests share the
+federation and run in order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.integration.conftest import owned_processes
+from tests.integration.federations import HOST, ThreeClusters, policy_yaml
+from tests.integration.harness import free_port, get, start_sidecar_agent, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory):
+    base = tmp_path_factory.mktemp("l7")
+    with owned_processes(base) as procs:
+        f = ThreeClusters(procs, base / "home", echo_access_log=True)
+        f.start()
+        f.b_client_port = free_port()
+        start_sidecar_agent(
+            procs,
+            f.home,
+            f.cps["b"],
+            service="frontend",
+            address="127.0.2.10",
+            app_port=free_port(),
+            service_port=8080,
+            outbound_port=f.b_client_port,
+            name="b-frontend",
+        )
+        wait_until(
+            lambda: get(f.b_client_port, HOST)[1].get("cluster") == "b", 45, "b's caller ready"
+        )
+        yield f
+
+
+def apply(fed, spec: str) -> None:
+    fed.meshfed("apply", "-f", "-", input_text=policy_yaml(spec))
+
+
+def statuses(port: int, n: int, path: str = "/", **kw) -> Counter:
+    seen: Counter = Counter()
+    for _ in range(n):
+        status, data, _ = get(port, HOST, path, **kw)
+        seen[str(data.get("cluster")) if status == 200 else f"status {status}"] += 1
+    return seen
+
+
+def test_a_header_route_sends_canary_requests_to_cluster_b_only(fed) -> None:
+    apply(
+        fed,
+        "  http:\n"
+        "  - name: canary\n"
+        "    match: [{headers: {x-canary: {exact: '1'}}}]\n"
+        "    route: [{destination: {cluster: b}}]\n",
+    )
+    canary = {"x-canary": "1"}
+    wait_until(
+        lambda: statuses(fed.client_port, 10, headers=canary) == Counter({"b": 10}),
+        15,
+        "canary route in force",
+    )
+    assert statuses(fed.client_port, 100, headers=canary) == Counter({"b": 100})
+    assert statuses(fed.client_port, 100) == Counter({"a": 100})  # everyone else: local
+    assert statuses(fed.client_port, 20, headers={"x-canary": "2"}) == Counter({"a": 20})
+
+
+def test_a_1s_timeout_turns_a_2s_backend_into_504_in_about_a_second(fed) -> None:
+    apply(
+        fed,
+        "  http:\n  - match: [{uri: {prefix: /slow}}]\n    timeoutMs: 1000\n",
+    )
+
+    def timed() -> tuple[int, float]:
+        started = time.monotonic()
+        status, _, _ = get(fed.client_port, HOST, "/slow?delay_ms=2000", timeout_s=5)
+        return status, time.monotonic() - started
+
+    wait_until(lambda: timed()[0] == 504, 15, "timeout route in force")
+    results = [timed() for _ in range(5)]
+    print("timeout route: status, seconds:", results)
+    assert all(status == 504 for status, _ in results)
+    assert all(0.9 <= took <= 1.5 for _, took in results), results
+    status, _, _ = get(fed.client_port, HOST, "/fast?delay_ms=1500", timeout_s=5)
+    assert status == 200  # other paths keep no timeout
+
+
+def test_injected_aborts_hit_half_of_cluster_as_callers_and_none_of_bs(fed) -> None:
+    apply(
+        fed,
+        "  http:\n"
+        "  - name: chaos-from-a\n"
+        "    match: [{sourceClusters: [a]}]\n"
+        "    fault: {abort: {httpStatus: 503, percentage: {value: 50}}}\n",
+    )
+    wait_until(lambda: statuses(fed.client_port, 40)["status 503"] >= 8, 15, "fault route in force")
+    from_a = statuses(fed.client_port, 1000)
+    print("callers in a:", from_a)
+    assert set(from_a) == {"a", "status 503"}
+    assert 450 <= from_a["status 503"] <= 550, from_a  # 50 % +- 5 %
+    from_b = statuses(fed.b_client_port, 200)
+    assert from_b == Counter({"b": 200}), from_b  # b's callers are not touched
+
+
+def test_mirrored_requests_reach_the_mirror_and_the_caller_sees_only_the_primary(fed) -> None:
+    apply(
+        fed,
+        "  http:\n"
+        "  - route: [{destination: {cluster: a}}]\n"
+        "    mirror: {cluster: c}\n"
+        "    mirrorPercentage: {value: 100}\n",
+    )
+    marker = f"/mirror-{uuid.uuid4().hex[:8]}"
+
+    def mirrored() -> int:
+        get(fed.client_port, HOST, marker)
+        return fed.procs.log("app-c-echo-1").count(f"GET {marker} ")
+
+    wait_until(lambda: mirrored() > 0, 15, "mirror route in force")
+    before = fed.procs.log("app-c-echo-1").count(f"GET {marker} ")
+    seen = statuses(fed.client_port, 50, marker)
+    assert seen == Counter({"a": 50}), seen  # the caller only ever sees the primary
+    log = fed.procs.log("app-c-echo-1")
+    wait_until(
+        lambda: fed.procs.log("app-c-echo-1").count(f"GET {marker} ") >= before + 50,
+        10,
+        "every request mirrored to c",
+    )
+    lines = [line for line in log.splitlines() if f"GET {marker} " in line]
+    assert all(f"host={HOST}-shadow" in line for line in lines), lines[:3]
+
+
+def test_circuit_breaking_caps_concurrent_requests_and_overflow_is_503_uo(fed) -> None:
+    apply(
+        fed,
+        "  connectionPool: {maxConnections: 3, http1MaxPendingRequests: 1, http2MaxRequests: 3}\n",
+    )
+
+    def burst() -> list[tuple[int, dict[str, str]]]:
+        with ThreadPoolExecutor(12) as pool:
+            results = list(
+                pool.map(
+                    lambda _: get(fed.client_port, HOST, "/?delay_ms=1500", timeout_s=10),
+                    range(12),
+                )
+            )
+        return [(status, headers) for status, _, headers in results]
+
+    wait_until(lambda: any(s == 503 for s, _ in burst()), 20, "connection pool limits in force")
+    results = burst()
+    ok = [s for s, _ in results if s == 200]
+    over = [h for s, h in results if s == 503]
+    print("burst of 12:", Counter(s for s, _ in results))
+    assert 3 <= len(ok) <= 4, results  # 3 in flight (+1 pending on HTTP/1.1 upstreams)
+    assert len(ok) + len(over) == 12
+    assert all(h.get("x-envoy-overloaded") == "true" for h in over)
+    # the caller's access log says why: response flag UO (upstream overflow)
+    [agent] = [p.stem for p in fed.procs.workdir.glob("agent-a-frontend-*.log")]
+    overflowed = [
+        line
+        for line in fed.procs.log(agent).splitlines()
+        if line.startswith("outbound") and "/?delay_ms=1500" in line and " 503 UO " in line
+    ]
+    assert len(overflowed) >= len(over), overflowed[:3]
+
+
+def test_invalid_routes_are_refused_whole_naming_the_field(fed) -> None:
+    cases = [
+        (
+            "  http:\n  - route: [{destination: {cluster: b}}]\n  - timeoutMs: 5\n",
+            "http[0] matches every request",
+        ),
+        (
+            "  http:\n  - match: [{uri: {prefix: /x}}]\n  - match: [{uri: {prefix: /x}}]\n",
+            "http[1].match[0] is the same as a match of http[0]",
+        ),
+        (
+            "  http:\n  - route: [{destination: {cluster: zz}}]\n",
+            "spec.http: 'zz' not a member cluster",
+        ),
+        (
+            "  http:\n  - match: [{uri: {regex: '(('}}]\n",
+            "regex '(('",
+        ),
+        (
+            "  http:\n  - route: [{destination: {cluster: a}, weight: 60},"
+            " {destination: {cluster: b}, weight: 30}]\n",
+            "weights must sum to 100, not 90",
+        ),
+    ]
+    before = json.loads(fed.meshfed("get", "policies", "-o", "json").stdout)
+    for spec, reason in cases:
+        r = fed.meshfed("apply", "-f", "-", input_text=policy_yaml(spec), check=False)
+        assert r.returncode == 2, r.stderr
+        assert "TrafficPolicy demo/echo" in r.stderr and reason in r.stderr, r.stderr
+    assert json.loads(fed.meshfed("get", "policies", "-o", "json").stdout) == before

@@ -1,0 +1,185 @@
+"""TrafficPolicy ``http`` routes and ``connectionPool``: the model's validation and the Envoy
+configuration a sidecar gets (issue #21). Pure."""
+
+from __future__ import annotations
+
+import pytest
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
+
+from federation.controlplane import resource
+from federation.controlplane.generate.http_routes import FAULT_FILTER
+from federation.controlplane.generate.proxy_config import generate
+from federation.errors import InvalidDocumentError
+from federation.model.documents import load_documents
+from tests.unit.federation.test_generators import MESH, _doc, _registry, _sidecar, _unpack_hcm
+
+HEAD = """
+apiVersion: meshfed.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: echo, namespace: demo}
+spec:
+  host: echo.demo.svc.clusterset.local
+"""
+
+
+def _routes(spec: str, cluster: str = "east") -> list[route_pb2.Route]:
+    registry = _registry(_doc("echo-1", "us-east-1a"))
+    [policy] = load_documents(HEAD + spec)
+    registry.set_federation([], [], [policy])  # type: ignore[list-item]
+    mesh = MESH if cluster == "east" else MESH.__class__(cluster, MESH.trust_domain, MESH.locality)
+    out = generate(mesh, registry.state, _sidecar())
+    [config] = out[resource.ROUTE]
+    [vhost] = [v for v in config.virtual_hosts if v.name.startswith("echo.demo")]
+    return list(vhost.routes)
+
+
+def _refused(spec: str) -> str:
+    with pytest.raises(InvalidDocumentError) as err:
+        load_documents(HEAD + spec)
+    return "\n".join(err.value.problems)
+
+
+def test_matches_become_one_envoy_route_each_in_order_then_the_default() -> None:
+    routes = _routes(
+        """
+  http:
+  - name: canary
+    match:
+    - headers: {x-canary: {exact: "1"}}
+      method: {exact: POST}
+    - uri: {regex: "^/v2/.*"}
+      queryParams: {debug: {prefix: "y"}}
+    route: [{destination: {cluster: west}}]
+  - match: [{uri: {exact: /healthz}}]
+    timeoutMs: 250
+"""
+    )
+    assert [r.name for r in routes] == ["canary.0", "canary.1", "http-1", "default"]
+    first, second, third, default = routes
+    assert [(h.name, h.string_match.exact) for h in first.match.headers] == [
+        (":method", "POST"),
+        ("x-canary", "1"),
+    ]
+    assert first.match.prefix == "/"
+    assert second.match.safe_regex.regex == "^/v2/.*"
+    assert second.match.query_parameters[0].string_match.prefix == "y"
+    assert first.route.cluster == "outbound|8080|west|echo.demo.svc.clusterset.local"
+    assert third.match.path == "/healthz" and third.route.timeout.ToMilliseconds() == 250
+    assert default.match.prefix == "/" and default.route.cluster.startswith("outbound|8080||")
+    # meshfed's retries stay on every route (they make failover lossless)
+    assert all(r.route.retry_policy.num_retries.value == 2 for r in routes)
+
+
+def test_weights_fault_and_mirror_become_envoy_fields() -> None:
+    [route] = _routes(
+        """
+  http:
+  - route:
+    - {destination: {cluster: east}, weight: 90}
+    - {destination: {cluster: west}, weight: 10}
+    fault:
+      delay: {fixedDelayMs: 700, percentage: {value: 12.5}}
+      abort: {httpStatus: 418, percentage: {value: 50}}
+    mirror: {cluster: west}
+    mirrorPercentage: {value: 5}
+"""
+    )
+    weights = [
+        (c.name.split("|")[2], c.weight.value) for c in route.route.weighted_clusters.clusters
+    ]
+    assert weights == [("east", 90), ("west", 10)]
+    fault = fault_pb2.HTTPFault()
+    route.typed_per_filter_config[FAULT_FILTER].Unpack(fault)
+    assert fault.delay.fixed_delay.ToMilliseconds() == 700
+    assert fault.delay.percentage.numerator == 125_000  # per million
+    assert (fault.abort.http_status, fault.abort.percentage.numerator) == (418, 500_000)
+    [mirror] = route.route.request_mirror_policies
+    assert mirror.cluster == "outbound|8080|west|echo.demo.svc.clusterset.local"
+    assert mirror.runtime_fraction.default_value.numerator == 50_000
+
+
+def test_source_clusters_keep_a_route_for_those_callers_only() -> None:
+    spec = """
+  http:
+  - match: [{sourceClusters: [east]}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 50}}}
+"""
+    here = _routes(spec, "east")
+    assert [r.name for r in here] == ["http-0"]  # matches all of east's requests: no default
+    assert FAULT_FILTER in here[0].typed_per_filter_config
+    elsewhere = _routes(spec, "west")
+    assert [r.name for r in elsewhere] == ["default"]
+    assert not elsewhere[0].typed_per_filter_config
+
+
+def test_the_outbound_listener_always_carries_an_empty_fault_filter_before_the_router() -> None:
+    registry = _registry(_doc("echo-1", "us-east-1a"))
+    listeners = generate(MESH, registry.state, _sidecar())[resource.LISTENER]
+    [outbound] = [li for li in listeners if li.name.startswith("outbound")]
+    names = [f.name for f in _unpack_hcm(outbound).http_filters]
+    assert names == ["envoy.filters.http.fault", "envoy.filters.http.router"]
+
+
+def test_connection_pool_sets_circuit_breakers_and_retries_stay_uncapped_by_default() -> None:
+    registry = _registry(_doc("echo-1", "us-east-1a"))
+    [policy] = load_documents(
+        HEAD + "  connectionPool: {maxConnections: 3, http1MaxPendingRequests: 1,"
+        " http2MaxRequests: 7}\n"
+    )
+    registry.set_federation([], [], [policy])  # type: ignore[list-item]
+    clusters = generate(MESH, registry.state, _sidecar())[resource.CLUSTER]
+    [echo] = [c for c in clusters if c.name.endswith("echo.demo.svc.clusterset.local")]
+    [t] = echo.circuit_breakers.thresholds
+    assert (t.max_connections.value, t.max_pending_requests.value, t.max_requests.value) == (
+        3,
+        1,
+        7,
+    )
+    assert t.max_retries.value == 2**32 - 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("  http:\n  - timeoutMs: 5\n  - timeoutMs: 6\n", "http[0] matches every request"),
+        (
+            "  http:\n  - match: [{headers: {x-a: {exact: '1'}}}]\n"
+            "  - match: [{headers: {x-a: {exact: '1'}}}]\n",
+            "http[1].match[0] is the same as a match of http[0]",
+        ),
+        ("  http:\n  - match: [{uri: {exact: /a, prefix: /a}}]\n", "exactly one of exact"),
+        ("  http:\n  - match: [{uri: {regex: '(('}}]\n", "regex '(('"),
+        ("  http:\n  - match: [{headers: {X-Bad Name: {exact: x}}}]\n", "not a lower-case"),
+        (
+            "  http:\n  - route: [{destination: {cluster: a}, weight: 50},"
+            " {destination: {cluster: a}, weight: 50}]\n",
+            "a destination is listed twice",
+        ),
+        ("  http:\n  - fault: {}\n", "give delay, abort or both"),
+        (
+            "  http:\n  - fault: {abort: {httpStatus: 99}}\n",
+            "greater than or equal to 200",
+        ),
+        ("  http:\n  - mirrorPercentage: {value: 5}\n", "mirrorPercentage needs mirror"),
+        ("  http:\n  - route: []\n", "at least one destination"),
+        ("  split: {a: 100}\n  http:\n  - timeoutMs: 5\n", "split and http cannot be used"),
+        ("  connectionPool: {maxConnections: 0}\n", "greater than or equal to 1"),
+    ],
+)
+def test_bad_routes_are_refused_naming_the_field(spec: str, reason: str) -> None:
+    assert reason in _refused(spec)
+
+
+def test_policy_names_every_cluster_it_routes_mirrors_or_scopes_to() -> None:
+    [policy] = load_documents(
+        HEAD
+        + """
+  http:
+  - match: [{sourceClusters: [x]}]
+    route: [{destination: {cluster: y}}]
+    mirror: {cluster: z}
+"""
+    )
+    assert policy.spec.destination_clusters() == {"y", "z"}  # type: ignore[union-attr]
+    assert policy.spec.clusters_named() == {"x", "y", "z"}  # type: ignore[union-attr]
