@@ -127,9 +127,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    asyncio.run(
-        serve(args.name, args.cluster, args.host, args.port, args.max_rps, args.access_log)
-    )
+    asyncio.run(serve(args.name, args.cluster, args.host, args.port, args.max_rps, args.access_log))
 
 
 if __name__ == "__main__":
