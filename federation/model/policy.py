@@ -252,12 +252,24 @@ class HTTPMatchRequest(_Strict):
         )
 
 
+class Subset(_Strict):
+    """Istio ``DestinationRule`` ``Subset``: the service's workloads whose WorkloadEntry (or
+    pod) labels include every one of ``labels``, named for routes."""
+
+    name: str = Field(pattern=DNS_LABEL)
+    labels: dict[str, str] = Field(min_length=1)
+
+
 class Destination(_Strict):
-    """Where a route sends requests: the service's endpoints in member cluster ``cluster``
-    (with the usual locality failover inside it), or, without ``cluster``, anywhere (the
-    service's whole failover order)."""
+    """Where a route sends requests: the service's workloads in member cluster ``cluster``
+    and/or of subset ``subset`` (``spec.subsets``). With ``cluster`` only, that cluster's
+    healthy localities first, then the service's failover order (as a ``split`` share); with
+    ``subset``, only the subset's workloads (in ``cluster`` when given; remote ones through
+    their cluster's gateway, which picks them by the subset's labels); neither: the whole
+    service."""
 
     cluster: str | None = None
+    subset: str | None = None
 
     @field_validator("cluster")
     @classmethod
@@ -265,6 +277,10 @@ class Destination(_Strict):
         if value is not None and not _DNS.match(value):
             raise ValueError(f"{value!r} is not a cluster name (DNS label)")
         return value
+
+    def key(self) -> tuple[str | None, str | None]:
+        """``(cluster, subset)``: equal keys are the same destination."""
+        return (self.cluster, self.subset)
 
 
 class RouteDestination(_Strict):
@@ -328,7 +344,7 @@ class HTTPRoute(_Strict):
             raise ValueError("give at least one destination")
         if len(value) > 1 and sum(d.weight for d in value) != 100:
             raise ValueError(f"weights must sum to 100, not {sum(d.weight for d in value)}")
-        seen = [d.destination.cluster for d in value]
+        seen = [d.destination.key() for d in value]
         if len(set(seen)) != len(seen):
             raise ValueError("a destination is listed twice")
         return value
@@ -367,7 +383,17 @@ class TrafficPolicySpec(_Strict):
     retries: RetrySettings | None = None
     timeout_ms: int | None = Field(default=None, ge=1, le=3600000, alias="timeoutMs")
     http: list[HTTPRoute] = Field(default_factory=list)
+    subsets: list[Subset] = Field(default_factory=list)
     connection_pool: ConnectionPoolSettings | None = Field(default=None, alias="connectionPool")
+
+    @field_validator("subsets")
+    @classmethod
+    def _subsets(cls, value: list[Subset]) -> list[Subset]:
+        names = [s.name for s in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"subset {twice[0]!r} is defined twice")
+        return value
 
     @field_validator("http")
     @classmethod
@@ -390,6 +416,27 @@ class TrafficPolicySpec(_Strict):
                     )
         return value
 
+    def destinations(self) -> list[Destination]:
+        """Every destination and mirror of the ``http`` routes, each once, in order."""
+        out: dict[tuple[str | None, str | None], Destination] = {}
+        for route in self.http:
+            for d in [*(r.destination for r in route.route), route.mirror]:
+                if d is not None:
+                    out.setdefault(d.key(), d)
+        return list(out.values())
+
+    @model_validator(mode="after")
+    def _known_subsets(self) -> TrafficPolicySpec:
+        defined = {s.name for s in self.subsets}
+        for i, route in enumerate(self.http):
+            for d in [*(r.destination for r in route.route), route.mirror]:
+                if d is not None and d.subset is not None and d.subset not in defined:
+                    raise ValueError(
+                        f"http[{i}]: subset {d.subset!r} is not defined in spec.subsets"
+                        f" (defined: {', '.join(sorted(defined)) or 'none'})"
+                    )
+        return self
+
     @model_validator(mode="after")
     def _split_or_routes(self) -> TrafficPolicySpec:
         if self.split and self.http:
@@ -400,17 +447,13 @@ class TrafficPolicySpec(_Strict):
         return self
 
     def destination_clusters(self) -> set[str]:
-        """Member clusters the ``http`` routes send or mirror requests to."""
-        named: set[str] = set()
-        for route in self.http:
-            named |= {d.destination.cluster for d in route.route if d.destination.cluster}
-            if route.mirror is not None and route.mirror.cluster:
-                named.add(route.mirror.cluster)
-        return named
+        """Member clusters the ``http`` routes send or mirror requests to (by cluster only,
+        without a subset)."""
+        return {d.cluster for d in self.destinations() if d.cluster and d.subset is None}
 
     def clusters_named(self) -> set[str]:
         """Every member cluster the policy names (split, destinations, mirrors, sources)."""
-        named = set(self.split or {}) | self.destination_clusters()
+        named = set(self.split or {}) | {d.cluster for d in self.destinations() if d.cluster}
         for route in self.http:
             for m in route.match:
                 named |= set(m.source_clusters)

@@ -149,7 +149,9 @@ class ThreeClusters:
             "a imports echo from b and c",
         )
 
-    def start_echo(self, cluster: str, i: int) -> dict[str, Any]:
+    def start_echo(
+        self, cluster: str, i: int, labels: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         name = f"{cluster}-echo-{i}"
         app_port = free_port()
         app = start_echo(self.procs, name, app_port, cluster, access_log=self.echo_access_log)
@@ -162,6 +164,7 @@ class ThreeClusters:
             app_port=app_port,
             service_port=8080,
             name=name,
+            labels=labels,
         )
         return {"name": name, "app": app, "agent": agent, "i": i}
 

@@ -495,8 +495,10 @@ def start_sidecar_agent(
     namespace: str = "demo",
     service_account: str | None = None,
     workload_token: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """``meshfed proxy sidecar`` for one workload; returns the agent and its inbound port.
+    """``meshfed proxy sidecar`` for one workload (``labels``: its WorkloadEntry's, besides
+    ``app``); returns the agent and its inbound port.
 
     A single-use workload token is minted for it unless ``workload_token`` is given."""
     inbound = free_port(address)
@@ -535,6 +537,8 @@ def start_sidecar_agent(
     ]
     if name:
         argv += ["--name", name]
+    for key, value in (labels or {}).items():
+        argv += ["--label", f"{key}={value}"]
     proc = procs.spawn(
         f"agent-{cp.cluster}-{name or service}-{inbound}",
         argv,

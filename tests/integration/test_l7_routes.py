@@ -31,6 +31,8 @@ def fed(tmp_path_factory):
     with owned_processes(base) as procs:
         f = ThreeClusters(procs, base / "home", echo_access_log=True)
         f.start()
+        # the canary: a v2 replica in b (and none anywhere else)
+        f.start_echo("b", 2, labels={"version": "v2"})
         f.b_client_port = free_port()
         start_sidecar_agent(
             procs,
@@ -61,23 +63,36 @@ def statuses(port: int, n: int, path: str = "/", **kw) -> Counter:
     return seen
 
 
-def test_a_header_route_sends_canary_requests_to_cluster_b_only(fed) -> None:
+def names(port: int, n: int, **kw) -> Counter:
+    seen: Counter = Counter()
+    for _ in range(n):
+        status, data, _ = get(port, HOST, **kw)
+        seen[str(data.get("name")) if status == 200 else f"status {status}"] += 1
+    return seen
+
+
+def test_x_canary_lands_on_v2_in_cluster_b_only(fed) -> None:
     apply(
         fed,
+        "  subsets: [{name: v2, labels: {version: v2}}]\n"
         "  http:\n"
         "  - name: canary\n"
         "    match: [{headers: {x-canary: {exact: '1'}}}]\n"
-        "    route: [{destination: {cluster: b}}]\n",
+        "    route: [{destination: {cluster: b, subset: v2}}]\n",
     )
     canary = {"x-canary": "1"}
     wait_until(
-        lambda: statuses(fed.client_port, 10, headers=canary) == Counter({"b": 10}),
-        15,
+        lambda: names(fed.client_port, 10, headers=canary) == Counter({"b-echo-2": 10}),
+        20,
         "canary route in force",
     )
-    assert statuses(fed.client_port, 100, headers=canary) == Counter({"b": 100})
-    assert statuses(fed.client_port, 100) == Counter({"a": 100})  # everyone else: local
+    from_a = names(fed.client_port, 100, headers=canary)
+    assert from_a == Counter({"b-echo-2": 100}), from_a  # b's v2 replica, never b-echo-1
+    # everyone else stays local; b's own callers reach its v2 replica by label, directly
+    assert statuses(fed.client_port, 100) == Counter({"a": 100})
     assert statuses(fed.client_port, 20, headers={"x-canary": "2"}) == Counter({"a": 20})
+    from_b = names(fed.b_client_port, 50, headers=canary)
+    assert from_b == Counter({"b-echo-2": 50}), from_b
 
 
 def test_a_1s_timeout_turns_a_2s_backend_into_504_in_about_a_second(fed) -> None:

@@ -357,15 +357,16 @@ def inbound_cluster(port_name: str, target_port: int, protocol: str) -> cluster_
     )
 
 
-def gateway_cluster(port: ServicePort) -> cluster_pb2.Cluster:
-    """The east-west gateway's EDS cluster of local sidecars: plain TCP, the TLS inside is the
-    caller's, passed through unopened. TCP health checks, outlier detection and removal as
-    outbound."""
+def gateway_cluster(port: ServicePort, name: str | None = None) -> cluster_pb2.Cluster:
+    """The east-west gateway's EDS cluster of local sidecars (``name``: a subset's, default
+    ``port.gateway_cluster_name``): plain TCP, the TLS inside is the caller's, passed through
+    unopened. TCP health checks, outlier detection and removal as outbound."""
+    name = name or port.gateway_cluster_name
     return cluster_pb2.Cluster(
-        name=port.gateway_cluster_name,
+        name=name,
         type=cluster_pb2.Cluster.DiscoveryType.EDS,
         eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
-            eds_config=ads(), service_name=port.gateway_cluster_name
+            eds_config=ads(), service_name=name
         ),
         connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
         lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,

@@ -122,10 +122,12 @@ def inbound_cluster_name(port_name: str, target_port: int) -> str:
     return f"inbound|{target_port}|{port_name}"
 
 
-def sni(service: str, namespace: str, port: int) -> str:
+def sni(service: str, namespace: str, port: int, subset: str = "") -> str:
     """The SNI naming a service port across clusters (Istio AUTO_PASSTHROUGH form):
-    ``outbound_.<port>_._.<svc>.<ns>.svc.clusterset.local``."""
-    return f"outbound_.{port}_._.{global_name(service, namespace)}"
+    ``outbound_.<port>_._.<svc>.<ns>.svc.clusterset.local``, or with a TrafficPolicy subset
+    ``outbound_.<port>_.<subset>_.<svc>...``: the subset's workloads (their cluster's gateway
+    and sidecars pick them by its labels)."""
+    return f"outbound_.{port}_.{subset + '_' if subset else '_'}.{global_name(service, namespace)}"
 
 
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:

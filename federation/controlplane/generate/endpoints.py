@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
@@ -86,6 +87,8 @@ def placement(
     include_tls_mode: frozenset[str] = frozenset({"mutual", "disabled"}),
     include_remote: bool = True,
     gateways: bool = True,
+    labels: Mapping[str, str] | None = None,
+    only_cluster: str | None = None,
 ) -> Placement:
     """Candidates of one service port, priced and timed (:func:`federation.lb.paths.path_facts`:
     US$/GB of the path, RTT measured by the control plane, else estimated) and decided
@@ -98,12 +101,20 @@ def placement(
     other remote cluster of the port's ServiceImport is one endpoint, its east-west gateway,
     weighted by its healthy endpoint count (left out with ``gateways=False``: proxyless gRPC
     cannot carry mTLS through a gateway).
+
+    A subset (``labels``): only local workloads carrying every label, and every remote cluster
+    through its gateway -- even on the same network, whose endpoints' labels are not known
+    here -- where the subset's SNI (``port.subset``) picks its workloads. ``only_cluster``:
+    that member cluster's candidates only.
     """
     members: Members = defaultdict(list)
     weights: dict[tuple[str, Locality], list[int]] = defaultdict(list)
-    for w in state.by_service(port.namespace, port.service):
+    local = only_cluster is None or only_cluster == caller_cluster
+    for w in state.by_service(port.namespace, port.service) if local else []:
         wp = next((p for p in w.spec.ports if p.name == port.port_name), None)
         if wp is None or w.spec.tls_mode not in include_tls_mode:
+            continue
+        if labels and not all(w.metadata.labels.get(k) == v for k, v in labels.items()):
             continue
         health = state.health_of(w.key)
         key = (caller_cluster, w.locality)
@@ -121,8 +132,10 @@ def placement(
     imported = state.imports.get((port.namespace, port.service))
     via_gateway: set[tuple[str, Locality]] = set()
     for rc in imported.spec.clusters if include_remote and imported is not None else []:
+        if only_cluster is not None and rc.cluster != only_cluster:
+            continue
         where = Locality.parse(rc.locality)
-        if rc.direct_endpoints is not None:  # same network: dial its endpoints directly
+        if rc.direct_endpoints is not None and not labels:  # same network: dial directly
             for i, e in enumerate(rc.direct_endpoints):
                 dial = e.ports.get(port.port_name)
                 if dial is None or e.tls_mode not in include_tls_mode:
@@ -235,6 +248,7 @@ def load_assignment(
     include_tls_mode: frozenset[str] = frozenset({"mutual", "disabled"}),
     include_remote: bool = True,
     cluster_name: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> endpoint_pb2.ClusterLoadAssignment:
     """The endpoints of one service port as seen from ``caller`` (see :func:`placement`).
 
@@ -243,6 +257,7 @@ def load_assignment(
             socket: mTLS to sidecars or plain text, not both).
         include_remote: add remote clusters' gateways (False for the gateway's own cluster).
         cluster_name: name of the assignment (default ``port.cluster_name``).
+        labels: a subset's labels (only workloads carrying all of them).
     """
     placed = placement(
         caller,
@@ -251,6 +266,7 @@ def load_assignment(
         port,
         include_tls_mode=include_tls_mode,
         include_remote=include_remote,
+        labels=labels,
     )
     return assignment(cluster_name or port.cluster_name, placed.choices, placed.members)
 

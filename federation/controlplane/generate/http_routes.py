@@ -162,20 +162,22 @@ def policy_routes(
     port: ServicePort,
     policy: TrafficPolicy,
     caller_cluster: str,
-    subsets: Mapping[str, str],
+    subsets: Mapping[tuple[str | None, str | None], str],
     default: rc.RouteAction,
 ) -> list[rc.Route]:
     """The routes of ``port`` for callers in ``caller_cluster`` (see the module docstring).
 
     Args:
-        subsets: member cluster -> its subset cluster name (``outbound|<port>|<c>|<host>``).
+        subsets: ``(cluster, subset)`` of each destination -> its Envoy cluster
+            (``outbound|<port>|<cluster>|<host>``, ``outbound|<port>|<subset>@<cluster or
+            *>|<host>``).
         default: the action of the closing ``prefix: /`` route.
     """
 
     def subset(destination: Destination) -> str:
-        if destination.cluster is None:
+        if destination.key() == (None, None):
             return port.cluster_name
-        return subsets[destination.cluster]
+        return subsets[destination.key()]
 
     out: list[rc.Route] = []
     catch_all = False

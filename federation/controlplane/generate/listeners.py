@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import (
@@ -286,11 +287,14 @@ def inbound_listener(
     served_by: str,
     authz: Sequence[AuthorizationPolicy] = (),
     tracing: hcm.HttpConnectionManager.Tracing | None = None,
+    subsets: Sequence[str] = (),
 ) -> listener_pb2.Listener:
     """The sidecar's inbound listener for ``workload`` (see the module docstring).
 
     Args:
         ports: the service's ports (numbers as callers address them).
+        subsets: the TrafficPolicy subsets the workload belongs to: each port's chain also
+            answers their SNIs (``outbound_.<port>_.<subset>_.<host>``).
         served_by: the ``x-meshfed-served-by`` value, ``<cluster>/<zone>``.
         authz: the AuthorizationPolicies that select the workload; enforced by RBAC filters
             on every chain (:mod:`federation.controlplane.generate.rbac`).
@@ -328,7 +332,9 @@ def inbound_listener(
                 mtls_chain(
                     f"mtls|{port.port}",
                     listener_components_pb2.FilterChainMatch(
-                        server_names=[port.sni], transport_protocol="tls"
+                        server_names=[port.sni]
+                        + [replace(port, subset=name).sni for name in subsets],
+                        transport_protocol="tls",
                     ),
                     [manager(wp.name, port.port, wp.app_port)]
                     if port.is_http

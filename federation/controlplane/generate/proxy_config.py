@@ -8,7 +8,7 @@ agent keeps (file-based SDS, :class:`~federation.controlplane.generate.common.Pr
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
@@ -32,6 +32,7 @@ from federation.controlplane.registry import RegistryState
 from federation.lb.decision import spill_for_grpc
 from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
+from federation.model.workload import WorkloadEntry
 
 Resources = dict[str, list[Message]]
 
@@ -84,6 +85,7 @@ class OutboundTarget:
     name: str
     assignment: endpoint_pb2.ClusterLoadAssignment
     inline: bool
+    subset_port: ServicePort | None = None  # a label subset's: its SNI names the subset
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class OutboundPort:
     subsets: list[tuple[str, str, int]]
     rtts_ms: list[float | None]
     targets: list[OutboundTarget]
+    destinations: dict[tuple[str | None, str | None], str]
 
 
 def outbound_ports(
@@ -120,8 +123,42 @@ def outbound_ports(
         for name, chosen in choices:
             cla = endpoints.assignment(name, chosen, placed.members)
             targets.append(OutboundTarget(name, cla, endpoints.has_hostnames(cla)))
+        destinations: dict[tuple[str | None, str | None], str] = {
+            (cluster, None): name for cluster, name, _ in subsets
+        }
+        for key, target in label_subsets(mesh, state, caller, port, policy):
+            destinations[key] = target.name
+            targets.append(target)
         rtts = [c.candidate.rtt_ms for c in placed.choices]
-        out.append(OutboundPort(port, policy, subsets, rtts, targets))
+        out.append(OutboundPort(port, policy, subsets, rtts, targets, destinations))
+    return out
+
+
+def label_subsets(
+    mesh: MeshContext,
+    state: RegistryState,
+    caller: Locality,
+    port: ServicePort,
+    policy: TrafficPolicy | None,
+) -> list[tuple[tuple[str | None, str | None], OutboundTarget]]:
+    """One outbound target per ``(cluster, subset)`` destination of the policy's routes
+    (``outbound|<port>|<subset>@<cluster or *>|<host>``): the subset's workloads, local ones
+    picked by label, remote ones through their gateways with the subset's SNI
+    (:func:`endpoints.placement` with ``labels``)."""
+    if policy is None:
+        return []
+    labels = {s.name: s.labels for s in policy.spec.subsets}
+    out = []
+    for d in policy.spec.destinations():
+        if d.subset is None:
+            continue
+        sub = replace(port, subset=d.subset)
+        placed = endpoints.placement(
+            caller, mesh.cluster, state, sub, labels=labels[d.subset], only_cluster=d.cluster
+        )
+        name = port.subset_cluster_name(d.subset, d.cluster)
+        cla = endpoints.assignment(name, placed.choices, placed.members)
+        out.append((d.key(), OutboundTarget(name, cla, endpoints.has_hostnames(cla), sub)))
     return out
 
 
@@ -166,7 +203,7 @@ def _sidecar(
         for target in plan.targets:
             out[resource.CLUSTER].append(
                 clusters.outbound_cluster(
-                    port,
+                    target.subset_port or port,
                     tls,
                     inline_dns=target.assignment if target.inline else None,
                     name=target.name,
@@ -181,7 +218,7 @@ def _sidecar(
                 port, [(name, weight) for _, name, weight in plan.subsets], policy
             )
             port_routes[port.cluster_name] = http_routes.policy_routes(
-                port, policy, mesh.cluster, {c: name for c, name, _ in plan.subsets}, default
+                port, policy, mesh.cluster, plan.destinations, default
             )
     workload = state.workloads.get((proxy.namespace, proxy.workload))
     traced = tracing.hcm_tracing(
@@ -219,9 +256,22 @@ def _sidecar(
         served_by = f"{mesh.cluster}/{workload.locality.zone or workload.locality.region}"
         authz = state.authorization_policies_for(workload)
         out[resource.LISTENER].append(
-            listeners.inbound_listener(workload, own, tls, served_by, authz, traced)
+            listeners.inbound_listener(
+                workload, own, tls, served_by, authz, traced, member_of(state, workload)
+            )
         )
     return out
+
+
+def member_of(state: RegistryState, workload: WorkloadEntry) -> list[str]:
+    """The subsets of its service's TrafficPolicy whose labels ``workload`` carries."""
+    policy = state.policies.get((workload.metadata.namespace, workload.spec.service))
+    labels = workload.metadata.labels
+    return [
+        s.name
+        for s in (policy.spec.subsets if policy is not None else [])
+        if all(labels.get(k) == v for k, v in s.labels.items())
+    ]
 
 
 def _grpc(
@@ -334,6 +384,23 @@ def _gateway(
         out[resource.CLUSTER].append(clusters.gateway_cluster(port))
         out[resource.ENDPOINT].append(cla)
         routes.append(PassthroughRoute(port.sni, port.gateway_cluster_name))
+        policy = state.policies.get((port.namespace, port.service))
+        for subset in policy.spec.subsets if policy is not None else []:
+            # callers elsewhere name a subset by SNI: its workloads here, picked by label
+            name = port.gateway_subset_cluster_name(subset.name)
+            out[resource.CLUSTER].append(clusters.gateway_cluster(port, name=name))
+            out[resource.ENDPOINT].append(
+                endpoints.load_assignment(
+                    caller,
+                    state,
+                    port,
+                    include_tls_mode=frozenset({"mutual"}),
+                    include_remote=False,
+                    cluster_name=name,
+                    labels=subset.labels,
+                )
+            )
+            routes.append(PassthroughRoute(replace(port, subset=subset.name).sni, name))
     if routes:  # Envoy refuses a listener without filter chains; no export, no listener
         out[resource.LISTENER].append(gateway_listener(host.strip("[]"), int(port_text), routes))
     return out

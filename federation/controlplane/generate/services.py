@@ -19,6 +19,8 @@ class ServicePort:
         exported: the service has a ServiceExport in this cluster.
         local: at least one local workload serves it.
         remote: at least one remote cluster serves it (a ServiceImport).
+        subset: a TrafficPolicy subset's name: the port as its subset's cluster sees it
+            (its SNI names the subset); "" for the whole service.
     """
 
     namespace: str
@@ -31,6 +33,7 @@ class ServicePort:
     exported: bool = False
     local: bool = True
     remote: bool = False
+    subset: str = ""
 
     @property
     def hostname(self) -> str:
@@ -49,8 +52,17 @@ class ServicePort:
 
     @property
     def sni(self) -> str:
-        """The SNI that names this port across clusters."""
-        return sni(self.service, self.namespace, self.port)
+        """The SNI that names this port (and subset) across clusters."""
+        return sni(self.service, self.namespace, self.port, self.subset)
+
+    def subset_cluster_name(self, subset: str, cluster: str | None) -> str:
+        """The outbound cluster of a subset, in one member cluster or any:
+        ``outbound|<port>|<subset>@<cluster or *>|<host>``."""
+        return f"outbound|{self.port}|{subset}@{cluster or '*'}|{self.hostname}"
+
+    def gateway_subset_cluster_name(self, subset: str) -> str:
+        """The east-west gateway's cluster of the local sidecars of one subset."""
+        return f"gateway|{self.port}|{subset}|{self.hostname}"
 
     @property
     def is_http(self) -> bool:

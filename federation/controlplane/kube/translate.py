@@ -24,7 +24,8 @@ name give one WorkloadEntry per ready endpoint address:
   ``pod_label`` is given, only endpoints whose pod carries that label (an endpoint without a
   pod is then left out).
 
-Every workload carries the label :data:`SOURCE_LABEL` ``=kubernetes``: it is the cluster's,
+A workload carries its pod's labels (TrafficPolicy ``subsets`` select by them) and the label
+:data:`SOURCE_LABEL` ``=kubernetes``: it is the cluster's,
 not stored by the control plane (``RegistryState.documents`` leaves it out).
 """
 
@@ -219,7 +220,11 @@ def workload_entries(
                         "metadata": {
                             "name": wname,
                             "namespace": ns,
-                            "labels": {SOURCE_LABEL: SOURCE_VALUE},
+                            # the pod's labels (TrafficPolicy subsets select by them)
+                            "labels": {
+                                **(pod_meta.get("labels") or {}),
+                                SOURCE_LABEL: SOURCE_VALUE,
+                            },
                         },
                         "spec": {
                             "service": name,

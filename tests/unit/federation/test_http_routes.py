@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from federation.controlplane import resource
 from federation.controlplane.generate.http_routes import FAULT_FILTER
 from federation.controlplane.generate.proxy_config import generate
+from federation.controlplane.proxy import ProxyDescription
 from federation.errors import InvalidDocumentError
 from federation.model.documents import load_documents
 from tests.unit.federation.test_generators import MESH, _doc, _registry, _sidecar, _unpack_hcm
@@ -183,3 +185,105 @@ def test_policy_names_every_cluster_it_routes_mirrors_or_scopes_to() -> None:
     )
     assert policy.spec.destination_clusters() == {"y", "z"}  # type: ignore[union-attr]
     assert policy.spec.clusters_named() == {"x", "y", "z"}  # type: ignore[union-attr]
+
+
+SUBSET_POLICY = (
+    HEAD
+    + """
+  subsets: [{name: v2, labels: {version: v2}}]
+  http:
+  - match: [{headers: {x-canary: {exact: "1"}}}]
+    route: [{destination: {cluster: west, subset: v2}}]
+  - route: [{destination: {subset: v2}, weight: 10}, {destination: {}, weight: 90}]
+"""
+)
+LABELLED = """
+apiVersion: meshfed.io/v1alpha1
+kind: WorkloadEntry
+metadata: {{name: {name}, namespace: demo, labels: {{version: {version}}}}}
+spec: {{service: echo, address: 127.0.1.{n}, serviceAccount: echo, locality: aws/us-east-1/us-east-1a,
+  ports: [{{name: http, port: 8080, targetPort: 18080}}]}}
+"""
+WEST_IMPORT = """
+apiVersion: meshfed.io/v1alpha1
+kind: ServiceImport
+metadata: {name: echo, namespace: demo}
+spec:
+  ports: [{name: http, port: 8080}]
+  serviceAccounts: [echo]
+  clusters:
+  - {cluster: west, gateway: '10.0.2.1:15443', network: west, locality: aws/eu-west-1/eu-west-1a, endpoints: 2}
+"""
+
+
+def _subset_registry():
+    registry = _registry(
+        LABELLED.format(name="echo-1", version="v1", n=11),
+        LABELLED.format(name="echo-2", version="v2", n=12),
+    )
+    [policy] = load_documents(SUBSET_POLICY)
+    [imported] = load_documents(WEST_IMPORT)
+    registry.set_federation([imported], [("demo", "echo")], [policy])  # type: ignore[list-item]
+    return registry
+
+
+def _endpoints(cla) -> list[tuple[str, int]]:
+    return [
+        (e.endpoint.address.socket_address.address, e.endpoint.address.socket_address.port_value)
+        for loc in cla.endpoints
+        for e in loc.lb_endpoints
+    ]
+
+
+def test_a_subset_in_one_cluster_goes_to_its_gateway_with_the_subsets_sni() -> None:
+    out = generate(MESH, _subset_registry().state, _sidecar())
+    clusters = {c.name: c for c in out[resource.CLUSTER]}
+    cla = {a.cluster_name: a for a in out[resource.ENDPOINT]}
+    west_v2 = "outbound|8080|v2@west|echo.demo.svc.clusterset.local"
+    any_v2 = "outbound|8080|v2@*|echo.demo.svc.clusterset.local"
+    assert _endpoints(cla[west_v2]) == [("10.0.2.1", 15443)]  # west's gateway only
+    # anywhere: the local v2 replica (not v1) and west's gateway
+    assert _endpoints(cla[any_v2]) == [("127.0.1.12", 15006), ("10.0.2.1", 15443)]
+    tls = tls_pb2.UpstreamTlsContext()
+    clusters[west_v2].transport_socket_matches[0].transport_socket.typed_config.Unpack(tls)
+    assert tls.sni == "outbound_.8080_.v2_.echo.demo.svc.clusterset.local"
+    canary, weighted = _routes_of(out)[:2]
+    assert canary.route.cluster == west_v2
+    assert [c.name for c in weighted.route.weighted_clusters.clusters] == [
+        any_v2,
+        "outbound|8080||echo.demo.svc.clusterset.local",
+    ]
+
+
+def test_the_gateway_and_the_subsets_sidecars_answer_the_subsets_sni() -> None:
+    registry = _subset_registry()
+    gateway = ProxyDescription(
+        "gateway~east", "gateway", locality=MESH.locality, listen="127.0.1.1:15443"
+    )
+    out = generate(MESH, registry.state, gateway)
+    [listener] = out[resource.LISTENER]
+    assert [list(c.filter_chain_match.server_names) for c in listener.filter_chains] == [
+        ["outbound_.8080_._.echo.demo.svc.clusterset.local"],
+        ["outbound_.8080_.v2_.echo.demo.svc.clusterset.local"],
+    ]
+    cla = {a.cluster_name: a for a in out[resource.ENDPOINT]}
+    assert _endpoints(cla["gateway|8080|v2|echo.demo.svc.clusterset.local"]) == [
+        ("127.0.1.12", 15006)
+    ]
+    for name, names in (("echo-2", 2), ("echo-1", 1)):
+        side = generate(MESH, registry.state, _sidecar(workload=name, sa="echo"))
+        [inbound] = [li for li in side[resource.LISTENER] if li.name.startswith("inbound")]
+        assert len(inbound.filter_chains[0].filter_chain_match.server_names) == names
+
+
+def test_a_destination_naming_an_undefined_subset_is_refused() -> None:
+    reason = _refused("  http:\n  - route: [{destination: {subset: v3}}]\n")
+    assert "subset 'v3' is not defined in spec.subsets" in reason
+    reason = _refused("  subsets: [{name: v2, labels: {a: b}}, {name: v2, labels: {a: c}}]\n")
+    assert "subset 'v2' is defined twice" in reason
+
+
+def _routes_of(out) -> list[route_pb2.Route]:
+    [config] = out[resource.ROUTE]
+    [vhost] = [v for v in config.virtual_hosts if v.name.startswith("echo.demo")]
+    return list(vhost.routes)

@@ -86,7 +86,11 @@ def test_ready_endpoints_become_workloads_with_ports_identity_and_locality() -> 
         Scope(CLUSTER),
     )  # fmt: skip
     assert nowhere[0]["spec"]["locality"] == str(CLUSTER)
-    assert all(d["metadata"]["labels"] == {"meshfed.io/source": "kubernetes"} for d in docs)
+    assert first["metadata"]["labels"] == {
+        "meshfed.io/sidecar": "true",  # the pod's labels, for TrafficPolicy subsets
+        "meshfed.io/source": "kubernetes",
+    }
+    assert last["metadata"]["labels"] == {"meshfed.io/source": "kubernetes"}  # no pod
     assert len(validate_documents(docs, source="test")) == 2  # valid WorkloadEntries
 
 
