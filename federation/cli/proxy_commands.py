@@ -27,7 +27,7 @@ from federation.ca.files import IdentityDirectory
 from federation.ca.names import control_plane_spiffe_id
 from federation.cli.params import InputError
 from federation.client import call
-from federation.controlplane.proxy import ProxyDescription
+from federation.controlplane.proxy import ProxyDescription, Upstream
 from federation.model.locality import Locality
 from federation.model.workload import ServicePort, parse_port_spec, sidecar_workload
 from federation.netaddr import free_port, is_loopback, parse_host_port
@@ -342,6 +342,15 @@ def proxy() -> None:
     " unless given here.",
 )
 @click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    metavar="SERVICE.NAMESPACE:PORT=LOCAL_PORT",
+    help="A TCP service port the app reaches on 127.0.0.1:LOCAL_PORT, e.g."
+    " db.shop:5432=15432 (repeatable); the sidecar originates mTLS and routes it by the"
+    " service's TrafficPolicy tcp routes.",
+)
+@click.option(
     "--capacity-rps",
     type=click.FloatRange(min=0, min_open=True, max=1e7),
     default=None,
@@ -381,6 +390,7 @@ def sidecar_cmd(
     name: str | None,
     extra_ports: tuple[str, ...],
     labels: tuple[str, ...],
+    upstreams: tuple[str, ...],
     capacity_rps: float | None,
     kubernetes: bool,
 ) -> None:
@@ -388,7 +398,7 @@ def sidecar_cmd(
 
     Inbound: mTLS STRICT on ADDRESS:INBOUND_PORT, forwarded to 127.0.0.1:APP_PORT.
     Outbound: HTTP/1.1 or HTTP/2 on 127.0.0.1:OUTBOUND_PORT, routed by Host
-    <svc>.<ns>.svc.clusterset.local.
+    <svc>.<ns>.svc.clusterset.local; each --upstream's TCP port on 127.0.0.1:LOCAL_PORT.
 
     Identity: the first start needs a workload token for NAMESPACE/SERVICE_ACCOUNT
     ('meshfed workload token'); the agent generates the key, obtains the SVID with a CSR
@@ -405,6 +415,10 @@ def sidecar_cmd(
         if not sep or not key:
             raise InputError(f"--label {item!r}: use KEY=VALUE")
         label_map[key] = value
+    try:
+        upstream_list = tuple(Upstream.parse(u) for u in upstreams)
+    except ValueError as err:
+        raise InputError(f"--upstream {err}") from err
     if kubernetes:
         from federation.controlplane.kube.translate import workload_name
 
@@ -449,6 +463,7 @@ def sidecar_cmd(
         outbound_port=outbound_port,
         identity_dir=str(identity_dir),
         traffic_log=str(fifo),
+        upstreams=upstream_list,
     )
     identity = IdentityOptions(workload_token, workload_token_file, ca, trust_bundle).identity(
         desc.expected_spiffe_id(str(info["trust_domain"])), identity_dir, info, controlplane

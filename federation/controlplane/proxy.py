@@ -20,6 +20,40 @@ META_PREFIX = "meshfed.io/"
 
 
 @dataclass(frozen=True, slots=True)
+class Upstream:
+    """A TCP service port a sidecar's app reaches on ``127.0.0.1:<local_port>`` (as Consul's
+    upstreams with ``local_bind_port``: without traffic interception a plain TCP client
+    cannot name its destination); the sidecar originates mTLS for it."""
+
+    service: str
+    namespace: str
+    port: int
+    local_port: int
+
+    def text(self) -> str:
+        """``<svc>.<ns>:<port>=<local port>`` (the ``--upstream`` and metadata form)."""
+        return f"{self.service}.{self.namespace}:{self.port}={self.local_port}"
+
+    @classmethod
+    def parse(cls, text: str) -> Upstream:
+        """Read ``<svc>.<ns>:<port>=<local port>``.
+
+        Raises:
+            ValueError: another shape, or a port outside 1-65535.
+        """
+        target, sep, local = text.strip().partition("=")
+        name, colon, port = target.rpartition(":")
+        service, dot, namespace = name.partition(".")
+        if not (sep and colon and dot and service and namespace and "." not in namespace):
+            raise ValueError(f"{text!r}: use SERVICE.NAMESPACE:PORT=LOCAL_PORT")
+        if not (port.isdigit() and local.isdigit()):
+            raise ValueError(f"{text!r}: PORT and LOCAL_PORT must be numbers")
+        if not (0 < int(port) < 65536 and 0 < int(local) < 65536):
+            raise ValueError(f"{text!r}: ports must be 1-65535")
+        return cls(service, namespace, int(port), int(local))
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyDescription:
     """A proxy as generators see it.
 
@@ -37,6 +71,8 @@ class ProxyDescription:
             file-based SDS; no xDS response carries key material.
         traffic_log: absolute path of the FIFO the sidecar's agent reads its Envoy's traffic
             log from (:mod:`federation.sync.tap`); "" when the agent counts no traffic.
+        upstreams: the TCP service ports the sidecar listens for on loopback
+            (:class:`Upstream`).
     """
 
     node_id: str
@@ -49,13 +85,14 @@ class ProxyDescription:
     listen: str = ""
     identity_dir: str = ""
     traffic_log: str = ""
+    upstreams: tuple[Upstream, ...] = ()
 
     @classmethod
     def from_node(cls, node: base_pb2.Node) -> ProxyDescription:
         """Read a description from an xDS ``Node``.
 
         Raises:
-            ValueError: no node id, or an unknown role.
+            ValueError: no node id, an unknown role, or a malformed upstream.
         """
         if not node.id:
             raise ValueError("the xDS node has no id")
@@ -82,6 +119,9 @@ class ProxyDescription:
             listen=get("listen", ""),
             identity_dir=get("identity_dir", ""),
             traffic_log=get("traffic_log", ""),
+            upstreams=tuple(
+                Upstream.parse(u) for u in get("upstreams", "").split(",") if u.strip()
+            ),
         )
 
     def metadata(self) -> dict[str, str]:
@@ -95,6 +135,11 @@ class ProxyDescription:
             META_PREFIX + "listen": self.listen,
             META_PREFIX + "identity_dir": self.identity_dir,
             **({META_PREFIX + "traffic_log": self.traffic_log} if self.traffic_log else {}),
+            **(
+                {META_PREFIX + "upstreams": ",".join(u.text() for u in self.upstreams)}
+                if self.upstreams
+                else {}
+            ),
         }
 
     def expected_spiffe_id(self, trust_domain: str) -> str:

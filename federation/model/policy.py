@@ -324,6 +324,18 @@ class FaultInjection(_Strict):
         return self
 
 
+def _destinations(value: list[RouteDestination]) -> list[RouteDestination]:
+    """A route's destinations: at least one, weights summing to 100, none twice."""
+    if not value:
+        raise ValueError("give at least one destination")
+    if len(value) > 1 and sum(d.weight for d in value) != 100:
+        raise ValueError(f"weights must sum to 100, not {sum(d.weight for d in value)}")
+    seen = [d.destination.key() for d in value]
+    if len(set(seen)) != len(seen):
+        raise ValueError("a destination is listed twice")
+    return value
+
+
 class HTTPRoute(_Strict):
     """Istio ``HTTPRoute`` (see the module docstring). Routes are tried in order, the first
     whose ``match`` (any of its entries; none: every request) holds wins."""
@@ -340,20 +352,48 @@ class HTTPRoute(_Strict):
     @field_validator("route")
     @classmethod
     def _weights(cls, value: list[RouteDestination]) -> list[RouteDestination]:
-        if not value:
-            raise ValueError("give at least one destination")
-        if len(value) > 1 and sum(d.weight for d in value) != 100:
-            raise ValueError(f"weights must sum to 100, not {sum(d.weight for d in value)}")
-        seen = [d.destination.key() for d in value]
-        if len(set(seen)) != len(seen):
-            raise ValueError("a destination is listed twice")
-        return value
+        return _destinations(value)
 
     @model_validator(mode="after")
     def _mirror(self) -> HTTPRoute:
         if self.mirror_percentage is not None and self.mirror is None:
             raise ValueError("mirrorPercentage needs mirror")
         return self
+
+
+class TCPMatch(_Strict):
+    """Istio ``L4MatchAttributes``, as far as meshfed goes: ``sourceClusters`` (the callers'
+    member clusters; empty: every caller)."""
+
+    source_clusters: list[str] = Field(default_factory=list, alias="sourceClusters")
+
+    @field_validator("source_clusters")
+    @classmethod
+    def _clusters(cls, value: list[str]) -> list[str]:
+        for cluster in value:
+            if not _DNS.match(cluster):
+                raise ValueError(f"{cluster!r} is not a cluster name (DNS label)")
+        return value
+
+
+class TCPRoute(_Strict):
+    """Istio ``TCPRoute``: for the service's ``tcp`` ports, the first route whose ``match``
+    holds for the caller (none: every caller) sends each connection to its destinations by
+    weight."""
+
+    match: list[TCPMatch] = Field(default_factory=list)
+    route: list[RouteDestination] = Field(default_factory=lambda: [RouteDestination()])
+
+    @field_validator("route")
+    @classmethod
+    def _weights(cls, value: list[RouteDestination]) -> list[RouteDestination]:
+        return _destinations(value)
+
+    def applies_to(self, cluster: str) -> bool:
+        """Whether a caller in member cluster ``cluster`` takes this route."""
+        return not self.match or any(
+            not m.source_clusters or cluster in m.source_clusters for m in self.match
+        )
 
 
 class ConnectionPoolSettings(_Strict):
@@ -383,6 +423,7 @@ class TrafficPolicySpec(_Strict):
     retries: RetrySettings | None = None
     timeout_ms: int | None = Field(default=None, ge=1, le=3600000, alias="timeoutMs")
     http: list[HTTPRoute] = Field(default_factory=list)
+    tcp: list[TCPRoute] = Field(default_factory=list)
     subsets: list[Subset] = Field(default_factory=list)
     connection_pool: ConnectionPoolSettings | None = Field(default=None, alias="connectionPool")
 
@@ -423,16 +464,23 @@ class TrafficPolicySpec(_Strict):
             for d in [*(r.destination for r in route.route), route.mirror]:
                 if d is not None:
                     out.setdefault(d.key(), d)
+        for tcp in self.tcp:
+            for r in tcp.route:
+                out.setdefault(r.destination.key(), r.destination)
         return list(out.values())
 
     @model_validator(mode="after")
     def _known_subsets(self) -> TrafficPolicySpec:
         defined = {s.name for s in self.subsets}
-        for i, route in enumerate(self.http):
-            for d in [*(r.destination for r in route.route), route.mirror]:
+        named = [
+            (f"http[{i}]", [*(r.destination for r in route.route), route.mirror])
+            for i, route in enumerate(self.http)
+        ] + [(f"tcp[{i}]", [r.destination for r in t.route]) for i, t in enumerate(self.tcp)]
+        for where, destinations in named:
+            for d in destinations:
                 if d is not None and d.subset is not None and d.subset not in defined:
                     raise ValueError(
-                        f"http[{i}]: subset {d.subset!r} is not defined in spec.subsets"
+                        f"{where}: subset {d.subset!r} is not defined in spec.subsets"
                         f" (defined: {', '.join(sorted(defined)) or 'none'})"
                     )
         return self
@@ -457,6 +505,9 @@ class TrafficPolicySpec(_Strict):
         for route in self.http:
             for m in route.match:
                 named |= set(m.source_clusters)
+        for tcp in self.tcp:
+            for t in tcp.match:
+                named |= set(t.source_clusters)
         return named
 
     @field_validator("host")

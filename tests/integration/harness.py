@@ -496,6 +496,7 @@ def start_sidecar_agent(
     service_account: str | None = None,
     workload_token: str | None = None,
     labels: dict[str, str] | None = None,
+    upstreams: list[str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """``meshfed proxy sidecar`` for one workload (``labels``: its WorkloadEntry's, besides
     ``app``); returns the agent and its inbound port.
@@ -539,6 +540,8 @@ def start_sidecar_agent(
         argv += ["--name", name]
     for key, value in (labels or {}).items():
         argv += ["--label", f"{key}={value}"]
+    for upstream in upstreams or []:
+        argv += ["--upstream", upstream]
     proc = procs.spawn(
         f"agent-{cp.cluster}-{name or service}-{inbound}",
         argv,
@@ -591,6 +594,31 @@ def start_echo(
             *(["--access-log"] if access_log else []),
         ],
     )
+
+
+def start_echo_tcp(procs: Processes, name: str, port: int, cluster: str) -> subprocess.Popen[bytes]:
+    """``federation.demo.echo_tcp`` as ``app-<name>``: answers ``<name> <cluster> <line>``."""
+    return procs.spawn(
+        f"app-{name}",
+        [sys.executable, "-m", "federation.demo.echo_tcp", "--name", name, "--cluster", cluster,
+         "--port", str(port)],
+    )  # fmt: skip
+
+
+def tcp_line(port: int, line: str, timeout_s: float = 3.0) -> str:
+    """Connect to ``127.0.0.1:port``, send ``line``, return the first line answered ("" if
+    the connection closed first)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(line.encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode().strip()
 
 
 def get(

@@ -11,6 +11,7 @@ federation and run in order.
 from __future__ import annotations
 
 import json
+import signal
 import time
 import uuid
 from collections import Counter
@@ -20,9 +21,20 @@ import pytest
 
 from tests.integration.conftest import owned_processes
 from tests.integration.federations import HOST, ThreeClusters, policy_yaml
-from tests.integration.harness import free_port, get, start_sidecar_agent, wait_until
+from tests.integration.harness import (
+    free_port,
+    get,
+    start_echo_tcp,
+    start_sidecar_agent,
+    tcp_line,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+EXPORT_DB = (
+    "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+    "metadata: {{name: db, namespace: demo}}\nspec: {{cluster: {cluster}}}\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +204,63 @@ def test_circuit_breaking_caps_concurrent_requests_and_overflow_is_503_uo(fed) -
         if line.startswith("outbound") and "/?delay_ms=1500" in line and " 503 UO " in line
     ]
     assert len(overflowed) >= len(over), overflowed[:3]
+
+
+def _tcp_reply(port: int) -> str:
+    try:
+        return tcp_line(port, "hello")
+    except OSError as err:
+        return f"error {err}"
+
+
+def test_a_tcp_service_is_routed_locally_across_clusters_by_weight_and_fails_over(fed) -> None:
+    """``db`` (plain TCP) in a and b behind sidecars; a's caller reaches it on a loopback
+    port its sidecar listens on (``--upstream``), mTLS between the sidecars."""
+    apply(fed, "  timeoutMs: 15000\n")  # no http routes left from the tests before
+    dbs = {}
+    for cluster, net in (("a", 1), ("b", 2)):
+        app_port = free_port()
+        app = start_echo_tcp(fed.procs, f"{cluster}-db-1", app_port, cluster)
+        agent, _ = start_sidecar_agent(
+            fed.procs, fed.home, fed.cps[cluster], service="db", address=f"127.0.{net}.31",
+            app_port=app_port, service_port=9000, protocol="tcp", name=f"{cluster}-db-1",
+        )  # fmt: skip
+        dbs[cluster] = (app, agent)
+    fed.meshfed(
+        "apply", "-f", "-",
+        input_text=EXPORT_DB.format(cluster="a") + "---\n" + EXPORT_DB.format(cluster="b"),
+    )  # fmt: skip
+    local = free_port()
+    start_sidecar_agent(
+        fed.procs, fed.home, fed.cps["a"], service="tcp-client", address="127.0.1.32",
+        app_port=free_port(), service_port=8080, outbound_port=free_port(),
+        upstreams=[f"db.demo:9000={local}"],
+    )  # fmt: skip
+    wait_until(lambda: _tcp_reply(local) == "a-db-1 a hello", 45, "a's db through the sidecar")
+    tcp_policy = (
+        "apiVersion: meshfed.io/v1alpha1\nkind: TrafficPolicy\n"
+        "metadata: {{name: db, namespace: demo}}\n"
+        "spec:\n  host: db.demo.svc.clusterset.local\n"
+        "  tcp:\n  - route: [{{destination: {{cluster: a}}, weight: {a}}},"
+        " {{destination: {{cluster: b}}, weight: {b}}}]\n"
+    )
+    fed.meshfed("apply", "-f", "-", input_text=tcp_policy.format(a=0, b=100))
+    wait_until(lambda: _tcp_reply(local) == "b-db-1 b hello", 20, "b's db across the gateway")
+    assert Counter(_tcp_reply(local) for _ in range(20)) == Counter({"b-db-1 b hello": 20})
+    fed.meshfed("apply", "-f", "-", input_text=tcp_policy.format(a=50, b=50))
+    wait_until(lambda: len({_tcp_reply(local) for _ in range(20)}) == 2, 20, "50/50 in force")
+    split = Counter(_tcp_reply(local).split()[1] for _ in range(200))
+    print("tcp 50/50 over 200 connections:", split)
+    assert set(split) == {"a", "b"} and 70 <= split["a"] <= 130, split
+    # failover: a's db dies; with the policy gone, connections go to b
+    fed.meshfed("delete", "-f", "-", input_text=tcp_policy.format(a=50, b=50))
+    wait_until(lambda: _tcp_reply(local) == "a-db-1 a hello", 20, "local again")
+    for proc in dbs["a"]:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+    wait_until(lambda: _tcp_reply(local) == "b-db-1 b hello", 20, "failover to b")
+    replies = Counter(_tcp_reply(local) for _ in range(50))
+    assert replies == Counter({"b-db-1 b hello": 50}), replies
 
 
 def test_invalid_routes_are_refused_whole_naming_the_field(fed) -> None:

@@ -28,7 +28,7 @@ service) unless the last policy route matches every request.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -213,3 +213,28 @@ def _matches_all(entry: HTTPMatchRequest | None) -> bool:
     if plain.uri is not None and plain.uri.prefix == "/":
         plain = plain.model_copy(update={"uri": None})
     return plain == HTTPMatchRequest()
+
+
+def tcp_clusters(
+    port: ServicePort,
+    policy: TrafficPolicy | None,
+    caller_cluster: str,
+    subsets: Mapping[tuple[str | None, str | None], str],
+    split: Sequence[tuple[str, int]] = (),
+) -> list[tuple[str, int]]:
+    """``[(Envoy cluster, weight)]`` of a TCP service port for callers in ``caller_cluster``:
+    the first ``tcp`` route of the policy that applies to them (destinations as for ``http``),
+    else the ``split`` subsets (``[(name, percent)]``), else the whole service."""
+    for route in policy.spec.tcp if policy is not None else []:
+        if route.applies_to(caller_cluster):
+            return [
+                (
+                    port.cluster_name
+                    if d.destination.key() == (None, None)
+                    else subsets[d.destination.key()],
+                    d.weight,
+                )
+                for d in route.route
+            ]
+    live = [(name, w) for name, w in split if w > 0]
+    return live or [(port.cluster_name, 100)]

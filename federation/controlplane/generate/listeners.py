@@ -185,6 +185,46 @@ def outbound_listener(
     )
 
 
+def outbound_tcp_listener(
+    local_port: int, stat_name: str, clusters: Sequence[tuple[str, int]], source: str = "-"
+) -> listener_pb2.Listener:
+    """A TCP upstream's outbound listener on ``127.0.0.1:<local_port>``: ``tcp_proxy`` to one
+    cluster, or to ``clusters`` (``[(name, weight)]``) by weight per connection
+    (``weighted_clusters``); the clusters originate mTLS. Named ``outbound_tcp|<port>``."""
+    proxy = tcp_proxy_pb2.TcpProxy(
+        stat_prefix=f"outbound_tcp_{stat_name}",
+        access_log=[access_log("outbound", f"src={source} dst=%UPSTREAM_CLUSTER%")],
+    )
+    live = [(name, w) for name, w in clusters if w > 0]
+    if len(live) == 1:
+        proxy.cluster = live[0][0]
+    else:
+        proxy.weighted_clusters.CopyFrom(
+            tcp_proxy_pb2.TcpProxy.WeightedCluster(
+                clusters=[
+                    tcp_proxy_pb2.TcpProxy.WeightedCluster.ClusterWeight(name=n, weight=w)
+                    for n, w in live
+                ]
+            )
+        )
+    return listener_pb2.Listener(
+        name=f"outbound_tcp|{local_port}",
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=local_port)
+        ),
+        traffic_direction=base_pb2.TrafficDirection.OUTBOUND,
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[
+                    listener_components_pb2.Filter(
+                        name="envoy.filters.network.tcp_proxy", typed_config=pack(proxy)
+                    )
+                ]
+            )
+        ],
+    )
+
+
 def downstream_mtls(tls: ProxyTls) -> tls_pb2.DownstreamTlsContext:
     """Require a client SVID chaining to ROOTCA with a URI SAN in ``trust_domain``. ALPN
     offers ``h2`` and ``http/1.1``: gRPC clients refuse a TLS connection without a selected

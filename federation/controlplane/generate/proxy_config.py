@@ -90,8 +90,9 @@ class OutboundTarget:
 
 @dataclass(frozen=True, slots=True)
 class OutboundPort:
-    """Everything about one HTTP service port that a sidecar's outbound side needs and that
-    depends only on the caller's locality (not on the proxy): the decided endpoints of the
+    """Everything about one service port (HTTP, or TCP for sidecars' upstreams) that a
+    sidecar's outbound side needs and that depends only on the caller's locality (not on the
+    proxy): the decided endpoints of the
     port's cluster and of its per-cluster subsets, the TrafficPolicy, the candidates' RTTs.
     Sidecars of one locality share it (:class:`OutboundPlans`); the assignments are never
     modified after they are built."""
@@ -107,11 +108,10 @@ class OutboundPort:
 def outbound_ports(
     mesh: MeshContext, state: RegistryState, caller: Locality, ports: list[ServicePort]
 ) -> list[OutboundPort]:
-    """The :class:`OutboundPort` of every HTTP port in ``ports`` for a caller in ``caller``."""
+    """The :class:`OutboundPort` of every port in ``ports`` (HTTP, and TCP ones for sidecars'
+    upstreams) for a caller in ``caller``."""
     out = []
     for port in ports:
-        if not port.is_http:
-            continue
         policy = state.policies.get((port.namespace, port.service))
         placed = endpoints.placement(caller, mesh.cluster, state, port)
         subsets = split_subsets(port, policy, {c.candidate.cluster for c in placed.choices})
@@ -213,7 +213,7 @@ def _sidecar(
             )
             if not target.inline:
                 out[resource.ENDPOINT].append(target.assignment)
-        if policy is not None:
+        if policy is not None and port.is_http:
             default = routes.split_action(
                 port, [(name, weight) for _, name, weight in plan.subsets], policy
             )
@@ -243,6 +243,9 @@ def _sidecar(
     out[resource.ROUTE].append(
         routes.outbound_route_config(http_ports, proxy.namespace, port_routes)
     )
+    out[resource.LISTENER].extend(
+        _tcp_upstreams(mesh, proxy, plans.get(caller), f"{mesh.cluster}/{caller}")
+    )
     if workload is not None:
         own = [
             p
@@ -258,6 +261,30 @@ def _sidecar(
         out[resource.LISTENER].append(
             listeners.inbound_listener(
                 workload, own, tls, served_by, authz, traced, member_of(state, workload)
+            )
+        )
+    return out
+
+
+def _tcp_upstreams(
+    mesh: MeshContext, proxy: ProxyDescription, plans: list[OutboundPort], source: str
+) -> list[listener_pb2.Listener]:
+    """A loopback listener per ``--upstream`` of the sidecar whose service port is known and
+    TCP (others wait until the service is imported: a listener must not name a cluster that
+    does not exist)."""
+    by_port = {(p.port.namespace, p.port.service, p.port.port): p for p in plans}
+    out = []
+    for up in proxy.upstreams:
+        plan = by_port.get((up.namespace, up.service, up.port))
+        if plan is None or plan.port.protocol != "tcp":
+            continue
+        split = [(name, weight) for _, name, weight in plan.subsets]
+        targets = http_routes.tcp_clusters(
+            plan.port, plan.policy, mesh.cluster, plan.destinations, split
+        )
+        out.append(
+            listeners.outbound_tcp_listener(
+                up.local_port, f"{up.service}_{up.namespace}_{up.port}", targets, source
             )
         )
     return out

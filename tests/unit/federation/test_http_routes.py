@@ -3,15 +3,18 @@ configuration a sidecar gets (issue #21). Pure."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from federation.controlplane import resource
 from federation.controlplane.generate.http_routes import FAULT_FILTER
 from federation.controlplane.generate.proxy_config import generate
-from federation.controlplane.proxy import ProxyDescription
+from federation.controlplane.proxy import ProxyDescription, Upstream
 from federation.errors import InvalidDocumentError
 from federation.model.documents import load_documents
 from tests.unit.federation.test_generators import MESH, _doc, _registry, _sidecar, _unpack_hcm
@@ -287,3 +290,70 @@ def _routes_of(out) -> list[route_pb2.Route]:
     [config] = out[resource.ROUTE]
     [vhost] = [v for v in config.virtual_hosts if v.name.startswith("echo.demo")]
     return list(vhost.routes)
+
+
+TCP_WORKLOAD = """
+apiVersion: meshfed.io/v1alpha1
+kind: WorkloadEntry
+metadata: {name: db-1, namespace: demo}
+spec: {service: db, address: 127.0.1.21, serviceAccount: db, locality: aws/us-east-1/us-east-1a,
+  ports: [{name: tcp, port: 9000, targetPort: 19000, protocol: tcp}]}
+"""
+DB_IMPORT = """
+apiVersion: meshfed.io/v1alpha1
+kind: ServiceImport
+metadata: {name: db, namespace: demo}
+spec:
+  ports: [{name: tcp, port: 9000, protocol: tcp}]
+  serviceAccounts: [db]
+  clusters:
+  - {cluster: west, gateway: '10.0.2.1:15443', network: west, locality: aws/eu-west-1/eu-west-1a, endpoints: 1}
+"""
+
+
+def _tcp_listeners(policy_spec: str | None, upstreams: str) -> dict[str, tcp_proxy_pb2.TcpProxy]:
+    registry = _registry(TCP_WORKLOAD)
+    [imported] = load_documents(DB_IMPORT)
+    policies = []
+    if policy_spec is not None:
+        policies = load_documents(HEAD.replace("echo", "db") + policy_spec)
+    registry.set_federation([imported], [], policies)  # type: ignore[arg-type]
+    proxy = replace(
+        _sidecar(), upstreams=tuple(Upstream.parse(u) for u in upstreams.split(",") if u)
+    )
+    out = {}
+    for li in generate(MESH, registry.state, proxy)[resource.LISTENER]:
+        if li.name.startswith("outbound_tcp|"):
+            assert li.address.socket_address.address == "127.0.0.1"
+            tcp = tcp_proxy_pb2.TcpProxy()
+            li.filter_chains[0].filters[0].typed_config.Unpack(tcp)
+            out[li.name] = tcp
+    return out
+
+
+def test_an_upstream_gets_a_loopback_tcp_listener_to_the_services_cluster() -> None:
+    out = _tcp_listeners(None, "db.demo:9000=19432,nope.demo:9000=19433,db.demo:9001=19434")
+    assert list(out) == ["outbound_tcp|19432"]  # unknown services and ports wait
+    assert out["outbound_tcp|19432"].cluster == "outbound|9000||db.demo.svc.clusterset.local"
+
+
+def test_tcp_routes_weight_connections_by_cluster_for_the_callers_they_apply_to() -> None:
+    spec = """
+  tcp:
+  - match: [{sourceClusters: [elsewhere]}]
+    route: [{destination: {cluster: west}}]
+  - route: [{destination: {cluster: east}, weight: 30}, {destination: {cluster: west}, weight: 70}]
+"""
+    [tcp] = _tcp_listeners(spec, "db.demo:9000=19432").values()
+    assert [(c.name.split("|")[2], c.weight) for c in tcp.weighted_clusters.clusters] == [
+        ("east", 30),
+        ("west", 70),
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["db:9000=1", "db.demo=1", "db.demo:x=1", "db.demo:9000=70000", "db.demo.x:1=2"]
+)
+def test_malformed_upstreams_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"SERVICE\.NAMESPACE:PORT=LOCAL_PORT|numbers|1-65535"):
+        Upstream.parse(text)
