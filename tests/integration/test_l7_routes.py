@@ -127,9 +127,7 @@ def test_a_1s_timeout_turns_a_2s_backend_into_504_in_about_a_second(fed) -> None
     assert status == 200  # other paths keep no timeout
     # timeouts count as gateway failures for outlier detection: a's replicas were ejected
     # (baseEjectionTime 5 s) and b served meanwhile; they come back
-    wait_until(
-        lambda: statuses(fed.client_port, 20) == Counter({"a": 20}), 30, "a's replicas back"
-    )
+    wait_until(lambda: statuses(fed.client_port, 20) == Counter({"a": 20}), 30, "a's replicas back")
 
 
 def test_injected_aborts_hit_half_of_cluster_as_callers_and_none_of_bs(fed) -> None:
