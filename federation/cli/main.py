@@ -23,6 +23,7 @@ from federation.cli.controlplane_commands import (
 )
 from federation.cli.kube_commands import inject_cmd, install_cmd, uninstall_cmd
 from federation.cli.proxy_commands import proxy
+from federation.cli.shift_commands import shift_cmd
 from federation.cli.trust_commands import trust
 from federation.cli.up_commands import demo, down_cmd, status_cmd, up_cmd
 from federation.cli.workload_commands import workload
@@ -101,6 +102,7 @@ for command in (
     install_cmd,
     uninstall_cmd,
     inject_cmd,
+    shift_cmd,
 ):
     cli.add_command(command)
 

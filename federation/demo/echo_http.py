@@ -7,7 +7,9 @@ traced mesh sets it), and ``bodyBytes``, the size of the request body it read. `
 answers 200. ``?delay_ms=N`` holds the answer N ms (at most 30 s), to test draining;
 ``?size=N`` adds ``pad``, N bytes of ``x`` (at most 1 MiB), to test byte counts.
 
-``--access-log`` logs every request with its ``Host`` (mirrored requests end in ``-shadow``).
+``--fail-file PATH`` answers 500 to every request while that file exists (a chaos switch for
+tests of rollbacks). ``--access-log`` logs every request with its ``Host`` (mirrored
+requests end in ``-shadow``).
 
 ``--max-rps N`` makes the replica's capacity real: a token bucket of N requests/s (burst:
 N x ``BURST_S``) admits requests; beyond it the answer is 503 with ``x-echo-overloaded: 1``
@@ -22,6 +24,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -49,11 +52,17 @@ class TokenBucket:
         return True
 
 
-def make_app(name: str, cluster: str, max_rps: float | None = None) -> web.Application:
-    """The echo application (``max_rps``: shed requests beyond it with 503)."""
+def make_app(
+    name: str, cluster: str, max_rps: float | None = None, fail_file: str | None = None
+) -> web.Application:
+    """The echo application (``max_rps``: shed requests beyond it with 503; ``fail_file``:
+    answer 500 while that file exists)."""
     bucket = TokenBucket(max_rps, BURST_S, time.monotonic) if max_rps else None
+    failing = Path(fail_file) if fail_file else None
 
     async def echo(request: web.Request) -> web.Response:
+        if failing is not None and failing.exists():
+            return web.Response(status=500, text=f"{name} failing\n")
         if bucket is not None and not bucket.take():
             return web.Response(status=503, text="overloaded\n", headers={"x-echo-overloaded": "1"})
         delay_ms = int(request.query.get("delay_ms", "0") or 0)
@@ -96,10 +105,11 @@ async def serve(
     port: int,
     max_rps: float | None = None,
     access_log: bool = False,
+    fail_file: str | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT."""
     runner = web.AppRunner(
-        make_app(name, cluster, max_rps),
+        make_app(name, cluster, max_rps, fail_file),
         access_log=logging.getLogger("echo.access") if access_log else None,
         access_log_format=ACCESS_LOG_FORMAT,
     )
@@ -125,9 +135,22 @@ def main() -> None:
     parser.add_argument(
         "--access-log", action="store_true", help="log every request (with its Host) to stderr"
     )
+    parser.add_argument(
+        "--fail-file", default=None, help="answer 500 while this file exists (chaos switch)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    asyncio.run(serve(args.name, args.cluster, args.host, args.port, args.max_rps, args.access_log))
+    asyncio.run(
+        serve(
+            args.name,
+            args.cluster,
+            args.host,
+            args.port,
+            args.max_rps,
+            args.access_log,
+            args.fail_file,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ def policy_yaml(spec: str, name: str = "echo") -> str:
 
 class ThreeClusters:
     """``controllers``: replicas sharing one database (each cluster joins through the next
-    one, and the CLI in ``home`` must name them all); default one controller in ``home``."""
+    one, and the CLI in ``home`` must name them all); default one controller in ``home``.
+    Each echo answers 500 while its :meth:`fail_file` exists."""
 
     def __init__(
         self,
@@ -154,7 +155,14 @@ class ThreeClusters:
     ) -> dict[str, Any]:
         name = f"{cluster}-echo-{i}"
         app_port = free_port()
-        app = start_echo(self.procs, name, app_port, cluster, access_log=self.echo_access_log)
+        app = start_echo(
+            self.procs,
+            name,
+            app_port,
+            cluster,
+            access_log=self.echo_access_log,
+            fail_file=self.fail_file(name),
+        )
         agent, _ = start_sidecar_agent(
             self.procs,
             self.home,
@@ -167,6 +175,10 @@ class ThreeClusters:
             labels=labels,
         )
         return {"name": name, "app": app, "agent": agent, "i": i}
+
+    def fail_file(self, name: str) -> Path:
+        """Touch it to make echo ``name`` (e.g. ``c-echo-1``) answer 500; remove it to heal."""
+        return self.home.parent / f"{name}.fail"
 
     def kill_a(self) -> None:
         for entry in self.a_apps:

@@ -575,10 +575,16 @@ def start_gateway(
 
 
 def start_echo(
-    procs: Processes, name: str, port: int, cluster: str = "", access_log: bool = False
+    procs: Processes,
+    name: str,
+    port: int,
+    cluster: str = "",
+    access_log: bool = False,
+    fail_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """``federation.demo.echo_http`` as ``app-<name>`` (its log: ``procs.log("app-<name>")``,
-    one ``access "GET /path HTTP/1.1" 200 host=...`` line per request with ``access_log``)."""
+    one ``access "GET /path HTTP/1.1" 200 host=...`` line per request with ``access_log``;
+    500 to everything while ``fail_file`` exists)."""
     return procs.spawn(
         f"app-{name}",
         [
@@ -592,6 +598,7 @@ def start_echo(
             "--port",
             str(port),
             *(["--access-log"] if access_log else []),
+            *(["--fail-file", str(fail_file)] if fail_file else []),
         ],
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -22,8 +23,11 @@ import pytest
 from tests.integration.conftest import owned_processes
 from tests.integration.federations import HOST, ThreeClusters, policy_yaml
 from tests.integration.harness import (
+    MESHFED,
+    RateLoop,
     free_port,
     get,
+    meshfed_env,
     start_echo_tcp,
     start_sidecar_agent,
     tcp_line,
@@ -296,3 +300,76 @@ def test_invalid_routes_are_refused_whole_naming_the_field(fed) -> None:
         assert r.returncode == 2, r.stderr
         assert "TrafficPolicy demo/echo" in r.stderr and reason in r.stderr, r.stderr
     assert json.loads(fed.meshfed("get", "policies", "-o", "json").stdout) == before
+
+
+BASE = "  outlierDetection: {consecutive5xx: 100}\n"  # a failing target keeps failing
+
+
+def _shift_route(fed) -> list[dict]:
+    [policy] = [
+        p
+        for p in json.loads(fed.meshfed("get", "policies", "-o", "json").stdout)
+        if p["spec"]["host"] == HOST
+    ]
+    return [r for r in policy["spec"].get("http", []) if r.get("name") == "meshfed-shift"]
+
+
+def test_meshfed_shift_moves_traffic_step_by_step_and_dry_run_changes_nothing(fed) -> None:
+    apply(fed, BASE)
+    dry = fed.meshfed("shift", "echo.demo", "--to", "b", "--steps", "50,100", "--dry-run")
+    assert "50%" in dry.stdout and "meshfed-shift" in dry.stdout
+    assert _shift_route(fed) == []  # nothing applied
+    bad = fed.meshfed("shift", "echo.demo", "--to", "nowhere", check=False)
+    assert bad.returncode == 2 and "--to 'nowhere'" in bad.stderr
+    with RateLoop(fed.client_port, HOST, rps=40, max_seconds=40) as load:
+        done = fed.meshfed(
+            "shift", "echo.demo", "--to", "b", "--steps", "50,100", "--interval", "4s",
+            "--max-error-rate", "5%", "-o", "json",
+        )  # fmt: skip
+    result = json.loads(done.stdout)
+    print("shift to b:", [(s["weight"], s["requests"], s["errorRate"]) for s in result["steps"]])
+    assert result["result"] == "done" and [s["weight"] for s in result["steps"]] == [50, 100]
+    assert "step 1/2: 50% to cluster b" in done.stderr and "shift complete" in done.stderr
+    assert _shift_route(fed)[0]["route"] == [{"destination": {"cluster": "b"}, "weight": 100}]
+    assert load.failures() == []
+    assert statuses(fed.client_port, 30) == Counter({"b": 30})
+
+
+def test_meshfed_shift_rolls_back_when_the_target_starts_failing(fed) -> None:
+    apply(fed, BASE)  # the policy before the shift: everything local to a
+    wait_until(lambda: statuses(fed.client_port, 20) == Counter({"a": 20}), 20, "back to a")
+    fail = fed.fail_file("c-echo-1")
+    argv = [MESHFED, "shift", "echo.demo", "--to", "c", "--steps", "20,50,100",
+            "--interval", "8s", "--max-error-rate", "2%"]  # fmt: skip
+    with RateLoop(fed.client_port, HOST, rps=50, max_seconds=60) as load:
+        broke = float("inf")
+        lines: list[str] = []
+        with subprocess.Popen(
+            argv, env=meshfed_env(fed.home), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            text=True,
+        ) as shift:  # fmt: skip
+            try:
+                assert shift.stderr is not None
+                for line in shift.stderr:  # bounded: the shift ends within 3 steps of 8 s
+                    lines.append(line)
+                    if line.startswith("step 2/3"):
+                        fail.touch()  # c starts failing in the middle of the shift
+                        broke = time.monotonic()
+                rc = shift.wait(30)
+            finally:
+                if shift.poll() is None:
+                    shift.kill()
+                    shift.wait(5)
+                fail.unlink(missing_ok=True)
+        ended = time.monotonic()
+        wait_until(lambda: len([s for s in load.samples if s.at > ended + 2]) >= 50, 15, "load")
+    err = "".join(lines)
+    print(err)
+    assert rc == 3, err
+    assert broke < float("inf"), err  # the shift reached step 2 before c failed
+    assert "rolling back: step" in err and "error rate" in err and "over --max-error-rate" in err
+    assert _shift_route(fed) == []  # the policy is as it was
+    failed = [s for s in load.failures() if s.at >= broke]
+    after = [s for s in load.failures() if s.at > ended + 2]
+    print(f"failed requests while c failed and before the rollback: {len(failed)}")
+    assert after == [], after  # none once the rollback is in force

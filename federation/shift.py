@@ -1,0 +1,179 @@
+"""Progressive traffic shift (``meshfed shift``, issue #21): the plan and the verdicts. Pure.
+
+A shift moves a service's traffic to a target -- a member cluster or a TrafficPolicy subset --
+step by step (percentages such as 10, 25, 50, 100). Each step is the service's TrafficPolicy
+with one closing ``http`` route named :data:`SHIFT_ROUTE`: the target at the step's weight,
+the rest (the whole service, or ``--from``'s cluster or subset) at 100 minus it. Other
+``http`` routes of the policy stay in front of it, untouched. Between steps the mesh's own
+telemetry (the controller's ``GET /v1/traffic``: every caller's requests to the service over
+the step so far) is judged against the error-rate and p99 thresholds; a breach rolls the
+policy back to what it was before the shift.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from federation.errors import FederationError
+
+#: The name of the closing route a shift writes (and replaces when it runs again).
+SHIFT_ROUTE = "meshfed-shift"
+
+
+class ShiftError(FederationError):
+    """A shift cannot be planned from this input (named in the message); nothing changed."""
+
+
+def parse_steps(text: str) -> list[int]:
+    """``"10,25,50,100"`` -> ``[10, 25, 50, 100]``: integer percentages, strictly increasing,
+    each 1-100.
+
+    Raises:
+        ShiftError: anything else.
+    """
+    try:
+        steps = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as err:
+        raise ShiftError(f"--steps {text!r}: comma-separated whole percentages") from err
+    if not steps or any(not 0 < s <= 100 for s in steps):
+        raise ShiftError(f"--steps {text!r}: each step must be 1-100")
+    if any(b <= a for a, b in itertools.pairwise(steps)):
+        raise ShiftError(f"--steps {text!r}: steps must increase")
+    return steps
+
+
+def parse_rate(text: str) -> float:
+    """``"1%"`` or ``"1"`` (percent) -> 0.01.
+
+    Raises:
+        ShiftError: not a number of percent in 0-100.
+    """
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError as err:
+        raise ShiftError(f"--max-error-rate {text!r}: a percentage such as 1% or 0.5%") from err
+    if not 0 <= value <= 100:
+        raise ShiftError(f"--max-error-rate {text!r}: must be 0-100 %")
+    return value / 100
+
+
+def destination(
+    name: str, members: Sequence[str], subsets: Sequence[str], what: str
+) -> dict[str, str]:
+    """``--to`` / ``--from`` as a route destination: a member cluster's name, or a subset of
+    the service's policy (``subset:NAME`` or ``cluster:NAME`` when a name is both).
+
+    Raises:
+        ShiftError: neither a member nor a subset.
+    """
+    kind, sep, value = name.partition(":")
+    if sep and kind in ("cluster", "subset"):
+        known = members if kind == "cluster" else subsets
+        if value not in known:
+            raise ShiftError(f"{what} {name!r}: no {kind} {value!r}")
+        return {kind: value}
+    if name in members and name in subsets:
+        raise ShiftError(
+            f"{what} {name!r} is a cluster and a subset: say cluster:{name} or subset:{name}"
+        )
+    if name in members:
+        return {"cluster": name}
+    if name in subsets:
+        return {"subset": name}
+    raise ShiftError(
+        f"{what} {name!r}: not a member cluster ({', '.join(members) or 'none'}) nor a subset"
+        f" of the service's TrafficPolicy ({', '.join(subsets) or 'none'})"
+    )
+
+
+def step_policy(
+    base: Mapping[str, Any],
+    target: Mapping[str, str],
+    rest: Mapping[str, str],
+    weight: int,
+) -> dict[str, Any]:
+    """The TrafficPolicy document of one step: ``base`` (the policy before the shift) with its
+    ``http`` routes but a previous shift route, then the shift route (``target`` at
+    ``weight`` %, ``rest`` at the remainder).
+
+    Raises:
+        ShiftError: ``base`` has a ``split`` (the shift's weights would replace it: move it
+            into a route first), or an ``http`` route other than a shift's that already
+            matches every request (the shift's route would never match).
+    """
+    doc = copy.deepcopy(dict(base))
+    spec = doc.setdefault("spec", {})
+    if spec.get("split"):
+        raise ShiftError(
+            "spec.split: the shift would replace it; give the split as an http route's weights"
+            " or remove it first"
+        )
+    routes = [r for r in spec.get("http") or [] if r.get("name") != SHIFT_ROUTE]
+    for i, route in enumerate(routes):
+        if not route.get("match"):
+            raise ShiftError(
+                f"spec.http[{i}] already routes every request, so the shift's route would"
+                " never match; remove it or give it a match"
+            )
+    shares = [{"destination": dict(target), "weight": weight}]
+    if weight < 100:
+        shares.append({"destination": dict(rest), "weight": 100 - weight})
+    spec["http"] = [*routes, {"name": SHIFT_ROUTE, "route": shares}]
+    return doc
+
+
+@dataclass(frozen=True, slots=True)
+class StepStats:
+    """What callers saw of the service during a step (from ``GET /v1/traffic``)."""
+
+    requests: int
+    errors: int
+    p99_ms: float | None
+
+    @property
+    def error_rate(self) -> float:
+        """Errors (5xx, no response) per request, 0-1; 0 without requests."""
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def stats_of(rows: Sequence[Mapping[str, Any]], service: str) -> StepStats:
+    """Sum ``/v1/traffic`` rows (any grouping that includes ``destination_service``) for
+    ``service`` (``<name>.<namespace>``); p99 is the largest of the rows' (an upper bound of
+    the whole's)."""
+    mine = [r for r in rows if r.get("destination_service") == service]
+    requests = sum(int(r["requests"]) for r in mine)
+    errors = sum(round(float(r["errorShare"]) * int(r["requests"])) for r in mine)
+    p99s = [float(r["p99Ms"]) for r in mine if r.get("p99Ms") is not None]
+    return StepStats(requests, errors, max(p99s) if p99s else None)
+
+
+def verdict(
+    stats: StepStats,
+    max_error_rate: float,
+    max_p99_ms: float | None,
+    min_requests: int,
+    *,
+    final: bool,
+) -> str | None:
+    """Why the shift must roll back, or None to go on. Before ``min_requests`` requests a
+    step is not judged, except at its end (``final``): too little traffic to judge is a
+    reason to stop, not to go on blind."""
+    if stats.requests < min_requests:
+        if final:
+            return (
+                f"only {stats.requests} requests in the step (fewer than --min-requests"
+                f" {min_requests}): not enough traffic to judge"
+            )
+        return None
+    if stats.error_rate > max_error_rate:
+        return (
+            f"error rate {stats.error_rate:.2%} ({stats.errors} of {stats.requests} requests)"
+            f" is over --max-error-rate {max_error_rate:.2%}"
+        )
+    if max_p99_ms is not None and stats.p99_ms is not None and stats.p99_ms > max_p99_ms:
+        return f"p99 {stats.p99_ms:.0f} ms is over --max-p99 {max_p99_ms:g} ms"
+    return None
