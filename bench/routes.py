@@ -193,7 +193,7 @@ def main() -> None:
             call("POST", api_url, "/v1/apply", token=api_token, body=text)
 
         print(
-            f"\npush: meshfed apply -> the caller's Envoy has the new last route; {args.pushes} applies"
+            f"\npush: POST /v1/apply -> the caller's Envoy has the new last route; {args.pushes} applies"
         )
         print(f"{'routes':>7}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
         for n in (1, 50):
