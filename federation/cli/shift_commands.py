@@ -193,8 +193,7 @@ def shift_cmd(
         for i, (weight, doc) in enumerate(zip(plan_steps, docs, strict=True), start=1):
             call("POST", url, "/v1/apply", token=tok, body=yaml.safe_dump(doc))
             click.echo(
-                f"step {i}/{len(docs)}: {weight}% to {_describe(target)}"
-                f" for {seconds:g} s",
+                f"step {i}/{len(docs)}: {weight}% to {_describe(target)} for {seconds:g} s",
                 err=True,
             )
             stats, reason = _watch(url, tok, service, seconds, limit, max_p99, min_requests)
