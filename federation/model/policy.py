@@ -252,12 +252,37 @@ class HTTPMatchRequest(_Strict):
         )
 
 
+class ConnectionPoolSettings(_Strict):
+    """Circuit breaking per calling sidecar and outbound cluster (Istio
+    ``ConnectionPoolSettings``; Envoy ``CircuitBreakers.Thresholds``). Unset: Envoy's
+    defaults (1024 each), and no cap on retries (what keeps failover lossless)."""
+
+    max_connections: int | None = Field(default=None, ge=1, le=10**6, alias="maxConnections")
+    http1_max_pending_requests: int | None = Field(
+        default=None, ge=1, le=10**6, alias="http1MaxPendingRequests"
+    )
+    http2_max_requests: int | None = Field(default=None, ge=1, le=10**6, alias="http2MaxRequests")
+    max_retries: int | None = Field(default=None, ge=0, le=10**6, alias="maxRetries")
+
+
+class SubsetTrafficPolicy(_Strict):
+    """Istio ``Subset.trafficPolicy``, as far as meshfed goes: the subset's own circuit
+    breaking and outlier detection, in place of the policy's."""
+
+    connection_pool: ConnectionPoolSettings | None = Field(default=None, alias="connectionPool")
+    outlier_detection: OutlierDetectionSettings | None = Field(
+        default=None, alias="outlierDetection"
+    )
+
+
 class Subset(_Strict):
     """Istio ``DestinationRule`` ``Subset``: the service's workloads whose WorkloadEntry (or
-    pod) labels include every one of ``labels``, named for routes."""
+    pod) labels include every one of ``labels``, named for routes; ``trafficPolicy``
+    overrides the policy's ``connectionPool`` / ``outlierDetection`` for it."""
 
     name: str = Field(pattern=DNS_LABEL)
     labels: dict[str, str] = Field(min_length=1)
+    traffic_policy: SubsetTrafficPolicy | None = Field(default=None, alias="trafficPolicy")
 
 
 class Destination(_Strict):
@@ -396,19 +421,6 @@ class TCPRoute(_Strict):
         )
 
 
-class ConnectionPoolSettings(_Strict):
-    """Circuit breaking per calling sidecar and outbound cluster (Istio
-    ``ConnectionPoolSettings``; Envoy ``CircuitBreakers.Thresholds``). Unset: Envoy's
-    defaults (1024 each), and no cap on retries (what keeps failover lossless)."""
-
-    max_connections: int | None = Field(default=None, ge=1, le=10**6, alias="maxConnections")
-    http1_max_pending_requests: int | None = Field(
-        default=None, ge=1, le=10**6, alias="http1MaxPendingRequests"
-    )
-    http2_max_requests: int | None = Field(default=None, ge=1, le=10**6, alias="http2MaxRequests")
-    max_retries: int | None = Field(default=None, ge=0, le=10**6, alias="maxRetries")
-
-
 class TrafficPolicySpec(_Strict):
     """``spec`` of a TrafficPolicy (see the module docstring)."""
 
@@ -498,6 +510,20 @@ class TrafficPolicySpec(_Strict):
         """Member clusters the ``http`` routes send or mirror requests to (by cluster only,
         without a subset)."""
         return {d.cluster for d in self.destinations() if d.cluster and d.subset is None}
+
+    def for_subset(self, name: str) -> TrafficPolicySpec:
+        """This spec with subset ``name``'s ``trafficPolicy`` in place of the policy's
+        ``connectionPool`` / ``outlierDetection`` (what the subset's Envoy clusters get)."""
+        subset = next((s for s in self.subsets if s.name == name), None)
+        own = subset.traffic_policy if subset is not None else None
+        if own is None:
+            return self
+        return self.model_copy(
+            update={
+                "connection_pool": own.connection_pool or self.connection_pool,
+                "outlier_detection": own.outlier_detection or self.outlier_detection,
+            }
+        )
 
     def clusters_named(self) -> set[str]:
         """Every member cluster the policy names (split, destinations, mirrors, sources)."""

@@ -207,7 +207,7 @@ def _sidecar(
                     tls,
                     inline_dns=target.assignment if target.inline else None,
                     name=target.name,
-                    policy=policy,
+                    policy=_subset_policy(policy, target.subset_port),
                     rtts_ms=plan.rtts_ms,
                 )
             )
@@ -264,6 +264,15 @@ def _sidecar(
             )
         )
     return out
+
+
+def _subset_policy(
+    policy: TrafficPolicy | None, subset_port: ServicePort | None
+) -> TrafficPolicy | None:
+    """The policy a subset's cluster is built from: its ``trafficPolicy`` overrides."""
+    if policy is None or subset_port is None:
+        return policy
+    return policy.model_copy(update={"spec": policy.spec.for_subset(subset_port.subset)})
 
 
 def _tcp_upstreams(

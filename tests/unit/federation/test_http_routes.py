@@ -357,3 +357,32 @@ def test_tcp_routes_weight_connections_by_cluster_for_the_callers_they_apply_to(
 def test_malformed_upstreams_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"SERVICE\.NAMESPACE:PORT=LOCAL_PORT|numbers|1-65535"):
         Upstream.parse(text)
+
+
+def test_a_subsets_traffic_policy_overrides_circuit_breaking_and_outlier_detection() -> None:
+    registry = _registry(
+        LABELLED.format(name="echo-1", version="v1", n=11),
+        LABELLED.format(name="echo-2", version="v2", n=12),
+    )
+    [policy] = load_documents(
+        HEAD
+        + """
+  connectionPool: {http2MaxRequests: 100}
+  subsets:
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      connectionPool: {http2MaxRequests: 5}
+      outlierDetection: {consecutive5xx: 1}
+  http:
+  - route: [{destination: {subset: v2}, weight: 10}, {destination: {}, weight: 90}]
+"""
+    )
+    registry.set_federation([], [], [policy])  # type: ignore[list-item]
+    clusters = {c.name: c for c in generate(MESH, registry.state, _sidecar())[resource.CLUSTER]}
+    v2 = clusters["outbound|8080|v2@*|echo.demo.svc.clusterset.local"]
+    whole = clusters["outbound|8080||echo.demo.svc.clusterset.local"]
+    assert v2.circuit_breakers.thresholds[0].max_requests.value == 5
+    assert v2.outlier_detection.consecutive_5xx.value == 1
+    assert whole.circuit_breakers.thresholds[0].max_requests.value == 100
+    assert whole.outlier_detection.consecutive_5xx.value == 3  # meshfed's default
