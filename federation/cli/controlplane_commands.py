@@ -646,6 +646,18 @@ def explain_service_cmd(
             console.print(f"binding: {line}")
     elif data["costMode"] == "optimize":
         console.print("no optimizer plan yet (no demand measured from this locality)")
+    if data.get("routes"):
+        t = Table("ROUTE", "MATCH", "TO", "ALSO", title="routes, in order", box=None,
+                  title_justify="left")  # fmt: skip
+        for r in data["routes"]:
+            also = [f"timeout {r['timeoutMs']} ms"] if r.get("timeoutMs") else []
+            also += [f"fault {json.dumps(r['fault'])}"] if r.get("fault") else []
+            also += [f"mirror {r['mirror']}"] if r.get("mirror") else []
+            t.add_row(
+                f"{r['kind']} {r['name']}", " | ".join(r["match"]), ", ".join(r["to"]),
+                "; ".join(also) or "-",
+            )  # fmt: skip
+        console.print(t)
     for port in data["ports"]:
         table(f"port {port['port']} ({port['protocol']})", port["rows"])
         for subset in port["split"]:

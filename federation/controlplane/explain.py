@@ -16,6 +16,7 @@ from federation.errors import NotFoundError
 from federation.lb.decision import Choice, priority_loads
 from federation.model.authz import Request, evaluate
 from federation.model.locality import Locality
+from federation.model.policy import Destination, HTTPMatchRequest, TrafficPolicy
 from federation.sync.messages import RoutingPlan
 
 
@@ -91,8 +92,67 @@ def explain(
         "policy": policy.metadata.name if policy else None,
         "costMode": policy.spec.cost.mode if policy else "off",
         "plan": _plan(plan) if plan is not None else None,
+        "routes": routes_for(policy, mesh.cluster) if policy is not None else [],
         "ports": out_ports,
     }
+
+
+def _destination(d: Destination) -> str:
+    parts = [f"cluster {d.cluster}"] if d.cluster else []
+    parts += [f"subset {d.subset}"] if d.subset else []
+    return ", ".join(parts) or "the service"
+
+
+def routes_for(policy: TrafficPolicy, cluster: str) -> list[dict[str, Any]]:
+    """The policy's ``http`` and ``tcp`` routes as a caller in ``cluster`` gets them, in order
+    (routes for other callers' clusters left out): ``kind``, ``name``, ``match`` (one text per
+    entry; "every request"), ``to`` (``"<percent>% <destination>"`` each), and ``timeoutMs``,
+    ``fault``, ``mirror`` when set."""
+    out: list[dict[str, Any]] = []
+    for i, route in enumerate(policy.spec.http):
+        entries = [m for m in route.match if not m.source_clusters or cluster in m.source_clusters]
+        if route.match and not entries:
+            continue
+        row: dict[str, Any] = {
+            "kind": "http",
+            "name": route.name or f"http-{i}",
+            "match": [_match_text(m) for m in entries] or ["every request"],
+            "to": [f"{d.weight}% {_destination(d.destination)}" for d in route.route],
+        }
+        if route.timeout_ms:
+            row["timeoutMs"] = route.timeout_ms
+        if route.fault is not None:
+            row["fault"] = route.fault.model_dump(by_alias=True, exclude_none=True)
+        if route.mirror is not None:
+            share = route.mirror_percentage.value if route.mirror_percentage else 100
+            row["mirror"] = f"{share:g}% to {_destination(route.mirror)}"
+        out.append(row)
+    for i, tcp in enumerate(policy.spec.tcp):
+        if tcp.applies_to(cluster):
+            out.append(
+                {
+                    "kind": "tcp",
+                    "name": f"tcp-{i}",
+                    "match": ["every connection"],
+                    "to": [f"{d.weight}% {_destination(d.destination)}" for d in tcp.route],
+                }
+            )
+            break  # the first that applies takes every connection
+    return out
+
+
+def _match_text(m: HTTPMatchRequest) -> str:
+    parts = []
+    if m.uri is not None:
+        kind, value = m.uri.key()
+        parts.append(f"uri {kind} {value}")
+    if m.method is not None:
+        parts.append(f"method {m.method.key()[1]}")
+    parts += [f"header {k} {v.key()[0]} {v.key()[1]}" for k, v in sorted(m.headers.items())]
+    parts += [f"query {k} {v.key()[0]} {v.key()[1]}" for k, v in sorted(m.query_params.items())]
+    if m.source_clusters:
+        parts.append(f"from {','.join(m.source_clusters)}")
+    return "; ".join(parts) or "every request"
 
 
 def _plan(plan: RoutingPlan) -> dict[str, Any]:

@@ -109,6 +109,10 @@ def test_x_canary_lands_on_v2_in_cluster_b_only(fed) -> None:
     assert statuses(fed.client_port, 20, headers={"x-canary": "2"}) == Counter({"a": 20})
     from_b = names(fed.b_client_port, 50, headers=canary)
     assert from_b == Counter({"b-echo-2": 50}), from_b
+    explained = json.loads(fed.meshfed("explain", HOST, "--from", "a", "-o", "json").stdout)
+    assert explained["routes"][0]["to"] == ["100% cluster b, subset v2"]
+    table = fed.meshfed("explain", HOST, "--from", "a").stdout
+    assert "http canary" in table and "header x-canary exact 1" in table
 
 
 def test_a_1s_timeout_turns_a_2s_backend_into_504_in_about_a_second(fed) -> None:

@@ -386,3 +386,32 @@ def test_a_subsets_traffic_policy_overrides_circuit_breaking_and_outlier_detecti
     assert v2.outlier_detection.consecutive_5xx.value == 1
     assert whole.circuit_breakers.thresholds[0].max_requests.value == 100
     assert whole.outlier_detection.consecutive_5xx.value == 3  # meshfed's default
+
+
+def test_explain_lists_the_routes_a_caller_in_a_cluster_gets() -> None:
+    from federation.controlplane.explain import routes_for
+
+    [policy] = load_documents(
+        HEAD
+        + """
+  subsets: [{name: v2, labels: {version: v2}}]
+  http:
+  - name: chaos
+    match: [{sourceClusters: [west]}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 50}}}
+  - name: canary
+    match: [{headers: {x-canary: {exact: "1"}}, uri: {prefix: /api}}]
+    route: [{destination: {cluster: west, subset: v2}}]
+    timeoutMs: 500
+    mirror: {cluster: east}
+  tcp:
+  - route: [{destination: {cluster: west}}]
+"""
+    )
+    rows = routes_for(policy, "east")  # type: ignore[arg-type]
+    assert [r["name"] for r in rows] == ["canary", "tcp-0"]  # chaos is for west's callers
+    canary = rows[0]
+    assert canary["match"] == ["uri prefix /api; header x-canary exact 1"]
+    assert canary["to"] == ["100% cluster west, subset v2"]
+    assert canary["timeoutMs"] == 500 and canary["mirror"] == "100% to cluster east"
+    assert [r["name"] for r in routes_for(policy, "west")][:1] == ["chaos"]  # type: ignore[arg-type]
