@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import free_port, percentile
-from bench.dataplane import backend, ensure_wrk
+from bench.dataplane import backend, ensure_wrk, wrk
 from eastwest_gateway.envoy_process import EnvoyProcess
 from federation.client import call, controller_target
 from tests.integration.conftest import owned_processes
@@ -114,29 +112,6 @@ def route_names(admin: int) -> list[str]:
                     if exact:
                         names.append(exact)
     return names
-
-
-def wrk(url: str, duration: int, connections: int, header: str) -> dict[str, float]:
-    out = subprocess.run(
-        [ensure_wrk(), "--latency", "-t2", f"-c{connections}", f"-d{duration}s",
-         "-H", f"Host: {HOST}", "-H", header, url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-    def ms(label: str) -> float:
-        m = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out)
-        assert m, out
-        value, unit = float(m.group(1)), m.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": rps,
-        "p50": ms("50"),
-        "p99": ms("99"),
-        "non2xx": float(bad.group(1)) if bad else 0,
-    }
 
 
 def main() -> None:
@@ -218,8 +193,8 @@ def main() -> None:
                 apply(policy(n))
                 wait_until(lambda: f"r{n - 1}" in route_names(admin), 20, "policy in force")  # noqa: B023
                 header = f"x-route: r{n - 1}"
-                wrk(url, 1, args.connections, header)  # warm up
-                run = wrk(url, args.duration, args.connections, header)
+                wrk(url, 1, args.connections, HOST, (header,))  # warm up
+                run = wrk(url, args.duration, args.connections, HOST, (header,))
                 assert run["non2xx"] == 0, run
                 results[n].append(run)
         print(f"{'routes':>7}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")

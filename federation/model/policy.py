@@ -181,6 +181,14 @@ class RetrySettings(_Strict):
     )
 
 
+def _cluster_names(value: list[str]) -> list[str]:
+    """Member cluster names (DNS labels), as ``sourceClusters`` lists them."""
+    for cluster in value:
+        if not _DNS.match(cluster):
+            raise ValueError(f"{cluster!r} is not a cluster name (DNS label)")
+    return value
+
+
 class StringMatch(_Strict):
     """Istio ``StringMatch``: exactly one of ``exact``, ``prefix`` or ``regex`` (RE2, as
     Envoy's ``safe_regex``; checked here with Python's ``re``, which accepts a superset)."""
@@ -236,10 +244,7 @@ class HTTPMatchRequest(_Strict):
     @field_validator("source_clusters")
     @classmethod
     def _clusters(cls, value: list[str]) -> list[str]:
-        for cluster in value:
-            if not _DNS.match(cluster):
-                raise ValueError(f"{cluster!r} is not a cluster name (DNS label)")
-        return value
+        return _cluster_names(value)
 
     def key(self) -> tuple[object, ...]:
         """What the match selects, comparable (two equal keys match the same requests)."""
@@ -395,10 +400,7 @@ class TCPMatch(_Strict):
     @field_validator("source_clusters")
     @classmethod
     def _clusters(cls, value: list[str]) -> list[str]:
-        for cluster in value:
-            if not _DNS.match(cluster):
-                raise ValueError(f"{cluster!r} is not a cluster name (DNS label)")
-        return value
+        return _cluster_names(value)
 
 
 class TCPRoute(_Strict):

@@ -40,6 +40,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
+from google.protobuf.message import Message
 
 from federation.controlplane.generate.common import (
     OUTBOUND_ROUTE,
@@ -166,8 +167,17 @@ def outbound_listener(
         ],
         tracing=tracing,
     )
+    return _loopback_listener(
+        OUTBOUND_LISTENER, port, "envoy.filters.network.http_connection_manager", manager
+    )
+
+
+def _loopback_listener(
+    name: str, port: int, filter_name: str, config: Message
+) -> listener_pb2.Listener:
+    """An outbound listener on ``127.0.0.1:<port>`` with one filter chain of one filter."""
     return listener_pb2.Listener(
-        name=OUTBOUND_LISTENER,
+        name=name,
         address=address_pb2.Address(
             socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=port)
         ),
@@ -175,10 +185,7 @@ def outbound_listener(
         filter_chains=[
             listener_components_pb2.FilterChain(
                 filters=[
-                    listener_components_pb2.Filter(
-                        name="envoy.filters.network.http_connection_manager",
-                        typed_config=pack(manager),
-                    )
+                    listener_components_pb2.Filter(name=filter_name, typed_config=pack(config))
                 ]
             )
         ],
@@ -207,21 +214,8 @@ def outbound_tcp_listener(
                 ]
             )
         )
-    return listener_pb2.Listener(
-        name=f"outbound_tcp|{local_port}",
-        address=address_pb2.Address(
-            socket_address=address_pb2.SocketAddress(address="127.0.0.1", port_value=local_port)
-        ),
-        traffic_direction=base_pb2.TrafficDirection.OUTBOUND,
-        filter_chains=[
-            listener_components_pb2.FilterChain(
-                filters=[
-                    listener_components_pb2.Filter(
-                        name="envoy.filters.network.tcp_proxy", typed_config=pack(proxy)
-                    )
-                ]
-            )
-        ],
+    return _loopback_listener(
+        f"outbound_tcp|{local_port}", local_port, "envoy.filters.network.tcp_proxy", proxy
     )
 
 
