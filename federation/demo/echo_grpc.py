@@ -79,14 +79,23 @@ def _channel(target: str) -> grpc.Channel:
     return grpc.insecure_channel(target)
 
 
-def call(target: str, count: int, interval_s: float, timeout_s: float) -> None:
-    """Make ``count`` unary calls, printing one line each (flushed)."""
+def call(
+    target: str,
+    count: int,
+    interval_s: float,
+    timeout_s: float,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """Make ``count`` unary calls (with ``metadata``, e.g. a canary header), printing one
+    line each (flushed)."""
     started = time.monotonic()
     with _channel(target) as channel:
         stub: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
         for _ in range(count):
             try:
-                answer = json.loads(stub(b"ping", timeout=timeout_s, wait_for_ready=True))
+                answer = json.loads(
+                    stub(b"ping", timeout=timeout_s, wait_for_ready=True, metadata=metadata)
+                )
                 name = f"{answer['name']} {answer.get('peer') or '-'}"
             except grpc.RpcError as err:
                 name = f"ERROR:{err.code().name} -"
@@ -110,12 +119,16 @@ def main() -> None:
     c.add_argument("--count", type=int, default=100)
     c.add_argument("--interval", type=float, default=0.02)
     c.add_argument("--timeout", type=float, default=2.0)
+    c.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     if args.mode == "serve":
         serve(args.name, args.cluster, f"{args.host}:{args.port}", xds=args.xds)
     else:
-        call(args.target, args.count, args.interval, args.timeout)
+        metadata = tuple(tuple(m.split("=", 1)) for m in args.metadata)
+        call(args.target, args.count, args.interval, args.timeout, metadata)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""TrafficPolicy ``split`` for grpcio's own xDS client (``xds:///``), across two clusters.
+"""TrafficPolicy ``split`` and ``http`` routes for grpcio's own xDS client (``xds:///``),
+across two clusters.
 
 A controller and two clusters, ``x`` (aws/us-east-1) and ``y`` (aws/us-west-2), on one network
 (``shared``): the controller passes each cluster the other's endpoints and the gRPC client
@@ -220,9 +221,40 @@ def test_split_applies_to_grpc_xds_clients(procs, tmp_path) -> None:
         answers = reader.take(600)
         late = [n for at, n in answers if at >= applied + 1.0]
         assert late and set(late) == {"y-grpc"}, Counter(late)
+
+        # issue 21: http routes reach proxyless gRPC clients too (gRFC A28, A33): metadata
+        # x-canary: 1 goes to y, x-chaos: 1 is aborted, everything else stays in x
+        run_meshfed(home, "apply", "-f", "-", input_text=ROUTES)
+        wait_until(lambda: {n for _, n in reader.take(20)} == {"x-grpc"}, 15, "routes in force")
+        assert _calls(path, 50, "x-canary=1") == Counter({"y-grpc": 50})
+        aborted = _calls(path, 20, "x-chaos=1")
+        assert aborted == Counter({"ERROR:UNAVAILABLE": 20}), aborted
     finally:
         client.kill()
         client.wait(5)
         reader._thread.join(5)
         assert client.stdout is not None
         client.stdout.close()
+
+
+ROUTES = (
+    "apiVersion: meshfed.io/v1alpha1\nkind: TrafficPolicy\n"
+    "metadata: {name: echo, namespace: demo}\n"
+    "spec:\n  host: echo.demo.svc.clusterset.local\n  http:\n"
+    "  - name: canary\n    match: [{headers: {x-canary: {exact: '1'}}}]\n"
+    "    route: [{destination: {cluster: y}}]\n"
+    "  - name: chaos\n    match: [{headers: {x-chaos: {exact: '1'}}}]\n"
+    "    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}\n"
+    "  - route: [{destination: {cluster: x}}]\n"
+)
+
+
+def _calls(bootstrap, count: int, metadata: str) -> Counter:
+    """``count`` RPCs from a fresh gRPC client sending ``metadata``: who answered each."""
+    out = subprocess.run(
+        [sys.executable, "-m", "federation.demo.echo_grpc", "call", "--target", TARGET,
+         "--count", str(count), "--interval", "0", "--metadata", metadata],
+        env=dict(os.environ, GRPC_XDS_BOOTSTRAP=str(bootstrap)),
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    return Counter(line.split()[1] for line in out.splitlines() if len(line.split()) > 1)

@@ -62,12 +62,26 @@ def string_matcher(match: StringMatch) -> string_pb2.StringMatcher:
     return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=match.regex))
 
 
-def route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
-    """One ``HTTPMatchRequest`` (None: every request) as a ``RouteMatch``."""
+def grpc_header_matcher(name: str, match: StringMatch) -> rc.HeaderMatcher:
+    """A header match in the fields grpcio's xDS client reads (gRFC A28: ``exact_match``,
+    ``prefix_match``, ``safe_regex_match``)."""
+    if match.exact is not None:
+        return rc.HeaderMatcher(name=name, exact_match=match.exact)
+    if match.prefix is not None:
+        return rc.HeaderMatcher(name=name, prefix_match=match.prefix)
+    assert match.regex is not None
+    return rc.HeaderMatcher(name=name, safe_regex_match=regex_pb2.RegexMatcher(regex=match.regex))
+
+
+def route_match(match: HTTPMatchRequest | None, *, grpc: bool = False) -> rc.RouteMatch:
+    """One ``HTTPMatchRequest`` (None: every request) as a ``RouteMatch`` (``grpc``: as
+    grpcio's xDS client reads it: headers by :func:`grpc_header_matcher`, an empty prefix for
+    every request)."""
     out = rc.RouteMatch()
     uri = match.uri if match is not None else None
     if uri is None or uri.prefix is not None:
-        out.prefix = uri.prefix if uri is not None and uri.prefix is not None else "/"
+        every = "" if grpc else "/"
+        out.prefix = uri.prefix if uri is not None and uri.prefix is not None else every
     elif uri.exact is not None:
         out.path = uri.exact
     else:
@@ -80,7 +94,11 @@ def route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
             rc.HeaderMatcher(name=":method", string_match=string_matcher(match.method))
         )
     for name, value in sorted(match.headers.items()):
-        out.headers.append(rc.HeaderMatcher(name=name, string_match=string_matcher(value)))
+        out.headers.append(
+            grpc_header_matcher(name, value)
+            if grpc
+            else rc.HeaderMatcher(name=name, string_match=string_matcher(value))
+        )
     for name, value in sorted(match.query_params.items()):
         out.query_parameters.append(
             rc.QueryParameterMatcher(name=name, string_match=string_matcher(value))
@@ -238,3 +256,75 @@ def tcp_clusters(
             ]
     live = [(name, w) for name, w in split if w > 0]
     return live or [(port.cluster_name, 100)]
+
+
+def grpc_routes(
+    port: ServicePort,
+    policy: TrafficPolicy,
+    caller_cluster: str,
+    subsets: Mapping[tuple[str | None, str | None], str],
+    default: rc.RouteAction,
+) -> list[rc.Route]:
+    """The policy's ``http`` routes for a proxyless gRPC client in ``caller_cluster``, as far
+    as grpcio's xDS client goes: matches on ``uri`` (the RPC's ``/package.Service/Method``
+    path) and ``headers`` (metadata), destinations by member cluster with weights (gRFC A28),
+    ``timeoutMs`` as ``max_stream_duration`` (A31) and ``fault`` (A33). Left out for gRPC:
+    match entries with ``method`` or ``queryParams`` (gRPC has neither), routes to label
+    subsets (not generated for gRPC clients), and mirroring (not in gRPC). The closing
+    route is ``default``."""
+    out: list[rc.Route] = []
+    catch_all = False
+    for i, route in enumerate(policy.spec.http):
+        if any(d.destination.subset for d in route.route):
+            continue
+        entries: list[HTTPMatchRequest | None] = (
+            [
+                m
+                for m in route.match
+                if _applies(m, caller_cluster) and m.method is None and not m.query_params
+            ]
+            if route.match
+            else [None]
+        )
+        if not entries:
+            continue
+        live = [
+            (
+                port.cluster_name
+                if d.destination.key() == (None, None)
+                else subsets[d.destination.key()],
+                d.weight,
+            )
+            for d in route.route
+            if d.weight > 0
+        ]
+        action = rc.RouteAction()
+        if len(live) == 1:
+            action.cluster = live[0][0]
+        else:
+            action.weighted_clusters.CopyFrom(
+                rc.WeightedCluster(
+                    clusters=[
+                        rc.WeightedCluster.ClusterWeight(name=n, weight={"value": w})
+                        for n, w in live
+                    ]
+                )
+            )
+        timeout = route.timeout_ms or policy.spec.timeout_ms
+        if timeout:
+            action.max_stream_duration.max_stream_duration.CopyFrom(duration_ms(timeout))
+        fault = fault_config(route)
+        for j, entry in enumerate(entries):
+            name = route.name or f"http-{i}"
+            out.append(
+                rc.Route(
+                    name=f"{name}.{j}" if len(entries) > 1 else name,
+                    match=route_match(entry, grpc=True),
+                    route=action,
+                    typed_per_filter_config={FAULT_FILTER: pack(fault)} if fault else {},
+                )
+            )
+            catch_all = catch_all or _matches_all(entry)
+    if not catch_all:
+        out.append(rc.Route(name="default", match=rc.RouteMatch(prefix=""), route=default))
+    return out

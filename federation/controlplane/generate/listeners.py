@@ -439,7 +439,7 @@ def grpc_listener(port: ServicePort, *, with_port: bool) -> listener_pb2.Listene
     manager = hcm.HttpConnectionManager(
         stat_prefix=name,
         rds=hcm.Rds(config_source=ads(), route_config_name=name),
-        http_filters=[_router()],
+        http_filters=[_fault(), _router()],  # fault injection: gRFC A33
     )
     return listener_pb2.Listener(
         name=name, api_listener=api_listener_pb2.ApiListener(api_listener=pack(manager))

@@ -351,10 +351,23 @@ def _grpc(
             defaults.add((port.namespace, port.service))
             variants.append(False)
         weights = [(name, weight) for _, name, weight in subsets]
+        policy_routes = (
+            http_routes.grpc_routes(
+                port,
+                policy,
+                mesh.cluster,
+                {(c, None): name for c, name, _ in subsets},
+                routes.grpc_default_action(port, weights),
+            )
+            if policy is not None and policy.spec.http
+            else []
+        )
         for with_port in variants:
             out[resource.LISTENER].append(listeners.grpc_listener(port, with_port=with_port))
             out[resource.ROUTE].append(
-                routes.grpc_route_config(port, with_port=with_port, subsets=weights)
+                routes.grpc_route_config(
+                    port, with_port=with_port, subsets=weights, routes=policy_routes
+                )
             )
     out[resource.LISTENER].extend(_grpc_server_listeners(state, proxy))
     return out

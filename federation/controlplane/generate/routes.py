@@ -230,14 +230,13 @@ def grpc_route_name(port: ServicePort, *, with_port: bool) -> str:
     return f"{port.hostname}:{port.port}" if with_port else port.hostname
 
 
-def grpc_route_config(
-    port: ServicePort, *, with_port: bool, subsets: Sequence[tuple[str, int]] = ()
-) -> route_pb2.RouteConfiguration:
-    """A RouteConfiguration for grpcio's xDS client: every RPC to the port's cluster, or to
-    the ``split`` subsets by weight (gRFC A28 weighted clusters)."""
-    name = grpc_route_name(port, with_port=with_port)
+def grpc_default_action(
+    port: ServicePort, subsets: Sequence[tuple[str, int]] = ()
+) -> rc.RouteAction:
+    """Every RPC to the port's cluster, or to the ``split`` subsets by weight (gRFC A28
+    weighted clusters)."""
     live = [(n, w) for n, w in subsets if w > 0]
-    action = (
+    return (
         rc.RouteAction(
             weighted_clusters=rc.WeightedCluster(
                 clusters=[
@@ -248,13 +247,32 @@ def grpc_route_config(
         if len(live) > 1
         else rc.RouteAction(cluster=live[0][0] if live else port.cluster_name)
     )
+
+
+def grpc_route_config(
+    port: ServicePort,
+    *,
+    with_port: bool,
+    subsets: Sequence[tuple[str, int]] = (),
+    routes: Sequence[rc.Route] = (),
+) -> route_pb2.RouteConfiguration:
+    """A RouteConfiguration for grpcio's xDS client: ``routes`` (a policy's, made by
+    :func:`~federation.controlplane.generate.http_routes.grpc_routes`), else one route
+    with :func:`grpc_default_action`."""
+    name = grpc_route_name(port, with_port=with_port)
     return route_pb2.RouteConfiguration(
         name=name,
         virtual_hosts=[
             rc.VirtualHost(
                 name=name,
                 domains=[name],
-                routes=[rc.Route(match=rc.RouteMatch(prefix=""), route=action)],
+                routes=list(routes)
+                or [
+                    rc.Route(
+                        match=rc.RouteMatch(prefix=""),
+                        route=grpc_default_action(port, subsets),
+                    )
+                ],
             )
         ],
     )

@@ -8,6 +8,9 @@ from dataclasses import replace
 import pytest
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
@@ -415,3 +418,37 @@ def test_explain_lists_the_routes_a_caller_in_a_cluster_gets() -> None:
     assert canary["to"] == ["100% cluster west, subset v2"]
     assert canary["timeoutMs"] == 500 and canary["mirror"] == "100% to cluster east"
     assert [r["name"] for r in routes_for(policy, "west")][:1] == ["chaos"]  # type: ignore[arg-type]
+
+
+def test_proxyless_grpc_clients_get_the_routes_grpc_can_follow() -> None:
+    registry = _registry(_doc("echo-1", "us-east-1a"))
+    [policy] = load_documents(
+        HEAD
+        + """
+  subsets: [{name: v2, labels: {version: v2}}]
+  http:
+  - name: canary
+    match: [{headers: {x-canary: {prefix: "y"}}}, {method: {exact: GET}}]
+    route: [{destination: {cluster: west}, weight: 30}, {destination: {}, weight: 70}]
+    timeoutMs: 800
+    fault: {abort: {httpStatus: 503, percentage: {value: 1}}}
+  - name: v2-only
+    match: [{uri: {prefix: /v2}}]
+    route: [{destination: {subset: v2}}]
+"""
+    )
+    registry.set_federation([], [], [policy])  # type: ignore[list-item]
+    grpc = ProxyDescription("g", "grpc", "demo", locality=MESH.locality)
+    out = generate(MESH, registry.state, grpc)
+    config = next(r for r in out[resource.ROUTE] if r.name.endswith(":8080"))
+    canary, default = config.virtual_hosts[0].routes
+    assert canary.name == "canary"  # the method entry and the subset route are left out
+    assert canary.match.headers[0].prefix_match == "y" and canary.match.prefix == ""
+    assert [c.weight.value for c in canary.route.weighted_clusters.clusters] == [30, 70]
+    assert canary.route.max_stream_duration.max_stream_duration.ToMilliseconds() == 800
+    assert FAULT_FILTER in canary.typed_per_filter_config
+    assert default.name == "default" and default.match.prefix == ""
+    [listener] = [li for li in out[resource.LISTENER] if li.name.endswith(":8080")]
+    manager = hcm.HttpConnectionManager()
+    listener.api_listener.api_listener.Unpack(manager)
+    assert [f.name for f in manager.http_filters] == [FAULT_FILTER, "envoy.filters.http.router"]
