@@ -92,8 +92,9 @@ class OutboundTarget:
 class OutboundPort:
     """Everything about one service port (HTTP, or TCP for sidecars' upstreams) that a
     sidecar's outbound side needs and that depends only on the caller's locality (not on the
-    proxy): the decided endpoints of the
-    port's cluster and of its per-cluster subsets, the TrafficPolicy, the candidates' RTTs.
+    proxy): the decided endpoints of the port's cluster, of its per-cluster subsets and of
+    its routes' label subsets, the TrafficPolicy, the candidates' RTTs, and
+    ``destinations``: each route destination's ``(cluster, subset)`` -> its Envoy cluster.
     Sidecars of one locality share it (:class:`OutboundPlans`); the assignments are never
     modified after they are built."""
 
