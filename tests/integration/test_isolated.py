@@ -139,6 +139,7 @@ def test_explain_shows_measured_rtts(isolated: IsolatedFederation):
         wait_until(settled, 45, "measured RTTs to B and C within 20 % of the matrix", interval_s=2)
     except AssertionError as err:
         raise AssertionError(f"{err}: {last} against {expected}") from err
+    print("measured RTT ms:", {c: last[c]["rttMs"] for c in expected}, "matrix:", expected)
     # the emulated links are not slowed by the hosts' load: the emulator runs first
     (emulator,) = [p for p in isolated.record.processes if p.role == "emulator"]
     assert os.getpriority(os.PRIO_PROCESS, emulator.pid) == NICE

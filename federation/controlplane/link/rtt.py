@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import time
 from collections import deque
 
@@ -32,22 +33,50 @@ RTT_WINDOW = 6
 CONNECT_TIMEOUT_S = 2.0
 
 
+#: Byte offset of ``tcpi_rtt`` (u32, µs) in Linux's ``struct tcp_info`` (linux/tcp.h: eight
+#: one-byte fields, then ``tcpi_rto`` ... ``tcpi_rcv_ssthresh``, fifteen u32s).
+TCPI_RTT_OFFSET = 68
+
+
+def kernel_rtt_ms(sock: socket.socket) -> float | None:
+    """The kernel's round-trip estimate of a just-connected TCP socket (ms): right after the
+    handshake it is the SYN -> SYN-ACK time, measured by the kernel (``TCP_INFO``
+    ``tcpi_rtt``), so it holds no time the process spent waiting for the CPU or the GIL.
+    None where ``TCP_INFO`` is not available (not Linux)."""
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, 104)
+    except OSError:
+        return None
+    if len(info) < TCPI_RTT_OFFSET + 4:
+        return None
+    micros = int.from_bytes(info[TCPI_RTT_OFFSET : TCPI_RTT_OFFSET + 4], sys.byteorder)
+    return micros / 1000 if micros > 0 else None
+
+
 def _connect_ms(host: str, port: int, timeout_s: float) -> float | None:
     started = time.perf_counter()
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return (time.perf_counter() - started) * 1000
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            elapsed = (time.perf_counter() - started) * 1000
+            kernel = kernel_rtt_ms(sock)
+            return min(kernel, elapsed) if kernel is not None else elapsed
     except OSError:
         return None
 
 
 async def connect_time_ms(gateway: str, timeout_s: float = CONNECT_TIMEOUT_S) -> float | None:
-    """TCP connect time (ms) to ``host:port``, or None when it fails or times out.
+    """TCP connect time (ms) to ``host:port``, or None when it fails or times out: the
+    kernel's handshake RTT (:func:`kernel_rtt_ms`), else the wall time around a blocking
+    ``connect`` in a worker thread.
 
-    Timed in a worker thread around a blocking ``connect``. Timed on the event loop, every
-    callback the loop ran meanwhile counted as network time; that is the likely reason why,
-    in one CI run of issue #16's bed, a control plane's last six probes all read 49 ms or
-    more for a 40 ms path."""
+    Timed on the event loop, every callback the loop ran meanwhile counted as network time.
+    Timed in a thread, the thread's wait for the GIL after ``connect`` still counted (up to
+    the 5 ms switch interval, more with several threads busy): CI runs of issue #16's bed
+    kept reading 48.7-49 ms for a 40 ms path while the control plane was busy. The kernel's
+    figure has neither."""
     host, port = parse_host_port(gateway)
     return await asyncio.to_thread(_connect_ms, host, port, timeout_s)
 
