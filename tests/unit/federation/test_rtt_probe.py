@@ -55,3 +55,18 @@ def test_the_rtt_follows_a_longer_path_after_the_window(monkeypatch):
     seen = probe(monkeypatch, [40.0] + [90.0] * rtt.RTT_WINDOW)
     assert seen[rtt.RTT_WINDOW - 1] == (40.0, 40.0)
     assert seen[rtt.RTT_WINDOW] == (90.0, 90.0)
+
+
+def test_the_kernels_handshake_rtt_is_read_from_tcp_info() -> None:
+    """``tcpi_rtt`` of a loopback connection: the handshake's, far below a millisecond here
+    (a struct offset off by one field would read a size or a counter instead)."""
+    import socket
+
+    from federation.controlplane.link.rtt import kernel_rtt_ms
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname(), timeout=2) as client:
+            rtt = kernel_rtt_ms(client)
+    assert rtt is not None and 0 < rtt < 5, rtt
