@@ -38,7 +38,7 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
 
 from federation.controlplane.generate.common import duration_ms, pack
-from federation.controlplane.generate.routes import retry_policy
+from federation.controlplane.generate.routes import retry_policy, weighted_action
 from federation.controlplane.generate.services import ServicePort
 from federation.model.policy import (
     Destination,
@@ -140,6 +140,18 @@ def _applies(match: HTTPMatchRequest, caller_cluster: str) -> bool:
     return not match.source_clusters or caller_cluster in match.source_clusters
 
 
+def envoy_cluster(
+    port: ServicePort,
+    subsets: Mapping[tuple[str | None, str | None], str],
+    destination: Destination,
+) -> str:
+    """The Envoy cluster of a route destination: the service's own with neither cluster nor
+    subset, else the one ``subsets`` names for its ``(cluster, subset)``."""
+    if destination.key() == (None, None):
+        return port.cluster_name
+    return subsets[destination.key()]
+
+
 def route_action(
     port: ServicePort,
     route: HTTPRoute,
@@ -148,22 +160,9 @@ def route_action(
 ) -> rc.RouteAction:
     """The action of one policy route; ``subset`` names the Envoy cluster of a destination."""
     spec = policy.spec
-    live = [(subset(d.destination), d.weight) for d in route.route if d.weight > 0]
-    action = rc.RouteAction(
-        timeout=duration_ms(route.timeout_ms or spec.timeout_ms or 0),
-        retry_policy=retry_policy(route.retries or spec.retries),
-    )
-    if len(live) == 1:
-        action.cluster = live[0][0]
-    else:
-        action.weighted_clusters.CopyFrom(
-            rc.WeightedCluster(
-                clusters=[
-                    rc.WeightedCluster.ClusterWeight(name=name, weight={"value": w})
-                    for name, w in live
-                ]
-            )
-        )
+    action = weighted_action([(subset(d.destination), d.weight) for d in route.route])
+    action.timeout.CopyFrom(duration_ms(route.timeout_ms or spec.timeout_ms or 0))
+    action.retry_policy.CopyFrom(retry_policy(route.retries or spec.retries))
     if route.mirror is not None:
         action.request_mirror_policies.append(
             rc.RouteAction.RequestMirrorPolicy(
@@ -193,9 +192,7 @@ def policy_routes(
     """
 
     def subset(destination: Destination) -> str:
-        if destination.key() == (None, None):
-            return port.cluster_name
-        return subsets[destination.key()]
+        return envoy_cluster(port, subsets, destination)
 
     out: list[rc.Route] = []
     catch_all = False
@@ -245,15 +242,7 @@ def tcp_clusters(
     else the ``split`` subsets (``[(name, percent)]``), else the whole service."""
     for route in policy.spec.tcp if policy is not None else []:
         if route.applies_to(caller_cluster):
-            return [
-                (
-                    port.cluster_name
-                    if d.destination.key() == (None, None)
-                    else subsets[d.destination.key()],
-                    d.weight,
-                )
-                for d in route.route
-            ]
+            return [(envoy_cluster(port, subsets, d.destination), d.weight) for d in route.route]
     live = [(name, w) for name, w in split if w > 0]
     return live or [(port.cluster_name, 100)]
 
@@ -288,28 +277,9 @@ def grpc_routes(
         )
         if not entries:
             continue
-        live = [
-            (
-                port.cluster_name
-                if d.destination.key() == (None, None)
-                else subsets[d.destination.key()],
-                d.weight,
-            )
-            for d in route.route
-            if d.weight > 0
-        ]
-        action = rc.RouteAction()
-        if len(live) == 1:
-            action.cluster = live[0][0]
-        else:
-            action.weighted_clusters.CopyFrom(
-                rc.WeightedCluster(
-                    clusters=[
-                        rc.WeightedCluster.ClusterWeight(name=n, weight={"value": w})
-                        for n, w in live
-                    ]
-                )
-            )
+        action = weighted_action(
+            [(envoy_cluster(port, subsets, d.destination), d.weight) for d in route.route]
+        )
         timeout = route.timeout_ms or policy.spec.timeout_ms
         if timeout:
             action.max_stream_duration.max_stream_duration.CopyFrom(duration_ms(timeout))

@@ -95,22 +95,25 @@ def split_action(
     ``weighted_clusters`` (``[(subset cluster name, percent)]``, zero weights left out), with
     the policy's retries and timeout (``timeoutMs``; default none)."""
     spec = policy.spec if policy is not None else None
-    timeout = duration_ms(spec.timeout_ms if spec and spec.timeout_ms else 0)
-    retries = retry_policy(spec.retries if spec else None)
-    live = [(name, w) for name, w in subsets if w > 0]
-    if len(live) > 1:
-        return rc.RouteAction(
-            weighted_clusters=rc.WeightedCluster(
-                clusters=[
-                    rc.WeightedCluster.ClusterWeight(name=name, weight={"value": w})
-                    for name, w in live
-                ]
-            ),
-            timeout=timeout,
-            retry_policy=retries,
+    action = grpc_default_action(port, subsets)
+    action.timeout.CopyFrom(duration_ms(spec.timeout_ms if spec and spec.timeout_ms else 0))
+    action.retry_policy.CopyFrom(retry_policy(spec.retries if spec else None))
+    return action
+
+
+def weighted_action(clusters: Sequence[tuple[str, int]]) -> rc.RouteAction:
+    """A RouteAction to ``clusters`` (``[(name, weight)]``, zero weights left out): ``cluster``
+    for one, ``weighted_clusters`` for several."""
+    live = [(name, w) for name, w in clusters if w > 0]
+    if len(live) == 1:
+        return rc.RouteAction(cluster=live[0][0])
+    return rc.RouteAction(
+        weighted_clusters=rc.WeightedCluster(
+            clusters=[
+                rc.WeightedCluster.ClusterWeight(name=name, weight={"value": w}) for name, w in live
+            ]
         )
-    cluster = live[0][0] if live else port.cluster_name
-    return rc.RouteAction(cluster=cluster, timeout=timeout, retry_policy=retries)
+    )
 
 
 def outbound_route_config(
@@ -236,17 +239,7 @@ def grpc_default_action(
     """Every RPC to the port's cluster, or to the ``split`` subsets by weight (gRFC A28
     weighted clusters)."""
     live = [(n, w) for n, w in subsets if w > 0]
-    return (
-        rc.RouteAction(
-            weighted_clusters=rc.WeightedCluster(
-                clusters=[
-                    rc.WeightedCluster.ClusterWeight(name=n, weight={"value": w}) for n, w in live
-                ]
-            )
-        )
-        if len(live) > 1
-        else rc.RouteAction(cluster=live[0][0] if live else port.cluster_name)
-    )
+    return weighted_action(live or [(port.cluster_name, 100)])
 
 
 def grpc_route_config(
