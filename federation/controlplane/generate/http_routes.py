@@ -203,21 +203,31 @@ def policy_routes(
         if not entries:
             continue  # for callers in other clusters only
         action = route_action(port, route, policy, subset)
-        fault = fault_config(route)
-        for j, entry in enumerate(entries):
-            name = route.name or f"http-{i}"
-            out.append(
-                rc.Route(
-                    name=f"{name}.{j}" if len(entries) > 1 else name,
-                    match=route_match(entry),
-                    route=action,
-                    typed_per_filter_config={FAULT_FILTER: pack(fault)} if fault else {},
-                )
-            )
-            catch_all = catch_all or _matches_all(entry)
+        out += _envoy_routes(route.name or f"http-{i}", entries, action, fault_config(route))
+        catch_all = catch_all or any(_matches_all(e) for e in entries)
     if not catch_all:
         out.append(rc.Route(name="default", match=rc.RouteMatch(prefix="/"), route=default))
     return out
+
+
+def _envoy_routes(
+    name: str,
+    entries: Sequence[HTTPMatchRequest | None],
+    action: rc.RouteAction,
+    fault: fault_pb2.HTTPFault | None,
+    *,
+    grpc: bool = False,
+) -> list[rc.Route]:
+    """One Envoy route per match entry of a policy route (``<name>.<j>`` when several)."""
+    return [
+        rc.Route(
+            name=f"{name}.{j}" if len(entries) > 1 else name,
+            match=route_match(entry, grpc=grpc),
+            route=action,
+            typed_per_filter_config={FAULT_FILTER: pack(fault)} if fault else {},
+        )
+        for j, entry in enumerate(entries)
+    ]
 
 
 def _matches_all(entry: HTTPMatchRequest | None) -> bool:
@@ -283,18 +293,10 @@ def grpc_routes(
         timeout = route.timeout_ms or policy.spec.timeout_ms
         if timeout:
             action.max_stream_duration.max_stream_duration.CopyFrom(duration_ms(timeout))
-        fault = fault_config(route)
-        for j, entry in enumerate(entries):
-            name = route.name or f"http-{i}"
-            out.append(
-                rc.Route(
-                    name=f"{name}.{j}" if len(entries) > 1 else name,
-                    match=route_match(entry, grpc=True),
-                    route=action,
-                    typed_per_filter_config={FAULT_FILTER: pack(fault)} if fault else {},
-                )
-            )
-            catch_all = catch_all or _matches_all(entry)
+        out += _envoy_routes(
+            route.name or f"http-{i}", entries, action, fault_config(route), grpc=True
+        )
+        catch_all = catch_all or any(_matches_all(e) for e in entries)
     if not catch_all:
         out.append(rc.Route(name="default", match=rc.RouteMatch(prefix=""), route=default))
     return out
