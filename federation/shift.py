@@ -126,6 +126,12 @@ def step_policy(
     return doc
 
 
+#: How long a step that ends with too few requests waits for more telemetry (s): sidecars
+#: report to their control plane and control planes to the controller every 2 s each, so a
+#: step's last requests reach ``GET /v1/traffic`` up to about 5 s after they were served.
+TELEMETRY_LAG_S = 5.0
+
+
 @dataclass(frozen=True, slots=True)
 class StepStats:
     """What callers saw of the service during a step (from ``GET /v1/traffic``)."""
@@ -177,3 +183,13 @@ def verdict(
     if max_p99_ms is not None and stats.p99_ms is not None and stats.p99_ms > max_p99_ms:
         return f"p99 {stats.p99_ms:.0f} ms is over --max-p99 {max_p99_ms:g} ms"
     return None
+
+
+def step_over(elapsed_s: float, interval_s: float, stats: StepStats, min_requests: int) -> bool:
+    """Whether a step has run its course after ``elapsed_s`` seconds: its ``interval_s``
+    passed and it has ``min_requests`` requests, or it has waited :data:`TELEMETRY_LAG_S`
+    beyond the interval for them (the telemetry of the step's last seconds is still on its
+    way when the interval ends)."""
+    if elapsed_s < interval_s:
+        return False
+    return stats.requests >= min_requests or elapsed_s >= interval_s + TELEMETRY_LAG_S

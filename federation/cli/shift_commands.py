@@ -32,6 +32,7 @@ from federation.shift import (
     parse_rate,
     parse_steps,
     stats_of,
+    step_over,
     step_policy,
     verdict,
 )
@@ -248,18 +249,19 @@ def _watch(
     max_p99: float | None,
     min_requests: int,
 ) -> tuple[StepStats, str | None]:
-    """Judge one step every :data:`CHECK_EVERY_S` until ``seconds`` have passed; the last
-    stats and the reason to roll back (None: the step passed)."""
+    """Judge one step every :data:`CHECK_EVERY_S` until it is over
+    (:func:`federation.shift.step_over`); the last stats and the reason to roll back (None:
+    the step passed)."""
     began = time.monotonic()
     while True:
         time.sleep(min(CHECK_EVERY_S, seconds))
         elapsed = time.monotonic() - began
-        final = elapsed >= seconds
         window = max(1.0, min(300.0, elapsed))
         query = urlencode({"window": f"{window:.0f}", "by": "destination_service"})
         rows = call("GET", url, f"/v1/traffic?{query}", token=tok)["edges"]
         stats = stats_of(rows, service)
         click.echo(f"  {elapsed:5.0f} s  {_stats_line(stats)}", err=True)
+        final = step_over(elapsed, seconds, stats, min_requests)
         reason = verdict(stats, limit, max_p99, min_requests, final=final)
         if reason is not None or final:
             return stats, reason

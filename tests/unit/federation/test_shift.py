@@ -8,12 +8,14 @@ import yaml
 from federation.model.documents import load_documents
 from federation.shift import (
     SHIFT_ROUTE,
+    TELEMETRY_LAG_S,
     ShiftError,
     StepStats,
     destination,
     parse_rate,
     parse_steps,
     stats_of,
+    step_over,
     step_policy,
     verdict,
 )
@@ -97,3 +99,12 @@ def test_stats_sum_the_services_rows_and_verdicts_name_the_breach() -> None:
     assert verdict(few, 0.01, None, 20, final=False) is None  # not judged yet
     reason = verdict(few, 0.01, None, 20, final=True)
     assert reason is not None and "not enough traffic" in reason
+
+
+def test_a_step_short_of_requests_at_its_end_waits_for_the_telemetry_still_on_its_way() -> None:
+    few, enough = StepStats(0, 0, None), StepStats(20, 0, 5.0)
+    assert not step_over(3.9, 4, enough, 20)  # the interval has not passed
+    assert step_over(4.0, 4, enough, 20)
+    assert not step_over(4.0, 4, few, 20)  # its last requests may not have been reported
+    assert not step_over(4 + TELEMETRY_LAG_S - 0.1, 4, few, 20)
+    assert step_over(4 + TELEMETRY_LAG_S, 4, few, 20)  # then it is judged: too few
