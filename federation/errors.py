@@ -74,6 +74,11 @@ class InconsistentSnapshotError(FederationError):
     """An xDS snapshot references a resource it does not contain (never published)."""
 
 
+class ProxyBuildError(FederationError):
+    """A proxy's configuration could not be generated (its stream is refused; the cause is
+    chained and logged; other proxies are unaffected)."""
+
+
 class ApiError(FederationError):
     """A meshfed HTTP API answered with an error status."""
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cryptography.exceptions import InvalidSignature
+
 from trust import pki
 from trust.authority import CertificateAuthority, LocalCertificateAuthority
 from trust.errors import InvalidCertificateError, SigningRefusedError
@@ -76,15 +78,24 @@ def issued_under(svid: X509Svid, ca_chain_pem: bytes) -> bool:
 
 
 def issued_by_authority(leaf_pem: bytes, ca: LocalCertificateAuthority) -> bool:
-    """True if the leaf certificate ``leaf_pem`` names ``ca``'s certificate as its issuer.
+    """True if the leaf certificate ``leaf_pem`` was signed by ``ca``'s *key* and names its
+    certificate's subject as issuer (cryptography's ``verify_directly_issued_by``: issuer
+    name, then the signature checked with the CA's public key).
 
-    A renewal is served only to SVIDs of this cluster's own CA: the subject of a cluster's
-    intermediate names the cluster, and keeps doing so when the intermediate is re-issued, so
-    SVIDs from before a re-issue still renew, while another cluster's SVIDs (for instance of
-    a removed cluster) cannot be re-issued here. The chain itself was verified by TLS.
+    A renewal, and any call on a control plane's xDS port, is served only to SVIDs of this
+    cluster's own CA. The key is what is checked, not the name: a cluster removed and joined
+    again under the same name has a new intermediate key, and SVIDs signed by the old one
+    (for instance by the compromised cluster that was removed) must not renew into SVIDs of
+    the new one -- though they still verify against the shared root. A re-signed
+    intermediate (root rotation) keeps its key (:mod:`trust.root_rotation`), so SVIDs from
+    before a re-sign still renew. The chain itself was verified by TLS.
 
     Raises:
         InvalidCertificateError: ``leaf_pem`` is not a PEM certificate.
     """
     leaf = pki.load_certificates(leaf_pem, source="peer certificate")[0]
-    return leaf.issuer == ca.certificate.subject
+    try:
+        leaf.verify_directly_issued_by(ca.certificate)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

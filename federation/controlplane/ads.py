@@ -54,8 +54,11 @@ class StreamCallbacks(Protocol):
         ``peer`` is the SPIFFE ID of the proxy's verified client certificate (None without).
 
         Raises:
-            ValueError: the node description is unusable (the stream is refused).
-            PermissionError: the node claims another identity than its certificate's.
+            ValueError: the node description is unusable (the stream is refused with
+                INVALID_ARGUMENT).
+            PermissionError: the node claims another identity than its certificate's
+                (PERMISSION_DENIED).
+            Exception: anything else: its configuration cannot be made (INTERNAL).
         """
         ...
 
@@ -113,11 +116,15 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         try:
             return await self._callbacks.on_stream_open(node, peer_spiffe_id(context))
         except ValueError as err:
+            log.warning("%s stream refused: %s", kind, err)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
             raise  # abort raises; this keeps type checkers informed
         except PermissionError as err:
             log.warning("%s stream refused: %s", kind, err)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(err))
+            raise
+        except Exception as err:  # the callbacks logged the cause
+            await context.abort(grpc.StatusCode.INTERNAL, str(err))
             raise
 
     async def _serve(

@@ -1,7 +1,7 @@
 """The control plane's HTTP API (aiohttp, JSON), authenticated with a bearer token.
 
 ==========================  ===============================================================
-``GET  /healthz``           liveness (no token needed)
+``GET  /healthz``           liveness (no token needed; 503 when the snapshot builder stopped)
 ``GET  /v1/bootstrap``      what a proxy agent needs first (no token: public facts)
 ``GET  /metrics``           Prometheus text exposition (:mod:`federation.controlplane.metrics`)
 ``GET  /v1/info``           cluster name, locality, network, trust domain, and the
@@ -220,8 +220,12 @@ async def mint_workload_token(request: web.Request) -> web.Response:
     )
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    """Liveness."""
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: 200 ``{"status": "ok"}``, or 503 ``{"status": "failing", "problems": [...]}``
+    when configuration changes no longer reach proxies (the snapshot builder stopped)."""
+    problem = request.app[BUILDER].health_problem()
+    if problem is not None:
+        return web.json_response({"status": "failing", "problems": [problem]}, status=503)
     return web.json_response({"status": "ok"})
 
 

@@ -24,6 +24,15 @@ timeout, and on that bed every local workload was marked UNHEALTHY at once (and 
 federation-wide) while the control plane was only busy. Builds never run concurrently with
 each other (the worker is one task; a new stream's first build may overlap it, which is safe:
 generation reads only immutable registry state and its own memo).
+
+One proxy can never stop the others' configuration (issue #35): a node is validated whole
+(:meth:`ProxyDescription.from_node`) and its first snapshot built *before* it is registered,
+so a node whose build fails is refused and never enters the rebuild set; a registered proxy
+whose build fails later keeps its last published snapshot (static stability), is logged and
+counted (``meshfed_snapshot_build_failures_total``), and the rebuild goes on with the next
+proxy; and the worker itself survives any error. Should it stop regardless,
+:meth:`SnapshotBuilder.health_problem` says so, ``/healthz`` answers 503 and the gauge
+``meshfed_snapshot_builder_up`` drops to 0.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from federation.controlplane.metrics import ControlPlaneMetrics, push_latency_s
 from federation.controlplane.proxy import ProxyDescription, identity_problem
 from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.controlplane.snapshot import Snapshot, SnapshotCache
-from federation.errors import InconsistentSnapshotError
+from federation.errors import InconsistentSnapshotError, ProxyBuildError
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +99,8 @@ class SnapshotBuilder:
         self.last_build_ms = 0.0
         # registry version -> time.monotonic() it appeared (push latency), oldest pruned
         self._changed_at: dict[int, float] = {}
+        self._worker: asyncio.Task[None] | None = None
+        self.failures = 0
         registry.subscribe(self._on_change)
 
     def proxies(self) -> dict[str, ProxyDescription]:
@@ -100,18 +111,40 @@ class SnapshotBuilder:
         """Check the proxy's identity, register it and publish its first snapshot (waits
         until state is loaded).
 
+        The proxy is registered (rebuilt on every change) only once its first snapshot was
+        built and published: a node that cannot be built is refused and leaves no trace.
+
         Raises:
-            ValueError: the node's metadata is unusable.
+            ValueError: the node's metadata is unusable (nothing registered).
             PermissionError: the node claims another identity than its certificate's.
+            ProxyBuildError: its configuration could not be generated (nothing registered;
+                logged with the cause).
         """
         proxy = ProxyDescription.from_node(node)
         problem = identity_problem(proxy, peer, self.mesh.trust_domain)
         if problem is not None:
             raise PermissionError(problem)
         await self.ready.wait()
+        try:
+            await self._build(proxy)
+        except Exception as err:
+            self._failed(proxy, err)
+            raise ProxyBuildError(
+                f"node {proxy.node_id}: its configuration could not be generated ({err})"
+            ) from err
         self._proxies[proxy.node_id] = proxy
-        await self._build(proxy)
         return proxy.node_id
+
+    def _failed(self, proxy: ProxyDescription, err: Exception) -> None:
+        self.failures += 1
+        self.metrics.build_failures.inc()
+        log.error(
+            "snapshot build failed for %s (%s): %s; it keeps its last configuration",
+            proxy.node_id,
+            proxy.role,
+            err,
+            exc_info=not isinstance(err, ValueError),
+        )
 
     def on_stream_closed(self, node_id: str) -> None:
         """Keep the description: a reconnecting proxy gets its snapshot at once."""
@@ -167,15 +200,42 @@ class SnapshotBuilder:
             key=lambda p: (p.role != "gateway", self._built.get(p.node_id, -1)),
         )
         for proxy in proxies:
-            await self._build(proxy)
+            try:
+                await self._build(proxy)
+            except Exception as err:  # one proxy never stops the others' configuration
+                self._failed(proxy, err)
+                self._built[proxy.node_id] = self._registry.state.version
             if yield_to_newer and self._dirty.is_set():
                 break
         self.builds += 1
         self.last_build_ms = (time.perf_counter() - started) * 1000
 
     async def run(self) -> None:
-        """The rebuild worker; runs until cancelled."""
+        """The rebuild worker; runs until cancelled. An unexpected error in a rebuild is
+        logged and the worker waits for the next change (a change marks everything stale)."""
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            await self.rebuild_all(yield_to_newer=True)
+            try:
+                await self.rebuild_all(yield_to_newer=True)
+            except Exception:
+                log.exception("snapshot rebuild failed; waiting for the next change")
+
+    def start(self) -> asyncio.Task[None]:
+        """Start the rebuild worker (:meth:`run`) as a task of the running loop and return it;
+        :meth:`health_problem` watches it."""
+        self._worker = asyncio.create_task(self.run(), name="snapshot-builder")
+        return self._worker
+
+    def health_problem(self) -> str | None:
+        """Why configuration changes no longer reach proxies, or None: the worker started
+        by :meth:`start` has ended (cancelled or failed)."""
+        worker = self._worker
+        if worker is None or not worker.done():
+            return None
+        if worker.cancelled():
+            return "the snapshot builder was cancelled: configuration changes reach no proxy"
+        return (
+            f"the snapshot builder stopped ({worker.exception()!r}):"
+            " configuration changes reach no proxy"
+        )

@@ -65,6 +65,11 @@ class ControlPlaneMetrics(Metrics):
             registry=r,
         )
         self.builds = Counter("meshfed_snapshot_builds", "Proxy snapshots generated", registry=r)
+        self.build_failures = Counter(
+            "meshfed_snapshot_build_failures",
+            "Proxy snapshot builds that failed (the proxy keeps its last configuration)",
+            registry=r,
+        )
         self.decisions = Counter(
             "meshfed_decision_recomputations",
             "Outbound decisions computed (once per caller locality and registry version)",

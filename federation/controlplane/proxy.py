@@ -6,6 +6,7 @@ the bootstrap's ``node.metadata`` (keys prefixed ``meshfed.io/``) and ``node.loc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -89,10 +90,11 @@ class ProxyDescription:
 
     @classmethod
     def from_node(cls, node: base_pb2.Node) -> ProxyDescription:
-        """Read a description from an xDS ``Node``.
+        """Read a description from an xDS ``Node`` and check every field a generator reads
+        (:func:`node_problems`), so a node that passes can always be built.
 
         Raises:
-            ValueError: no node id, an unknown role, or a malformed upstream.
+            ValueError: the first problem found, naming the node and the metadata key.
         """
         if not node.id:
             raise ValueError("the xDS node has no id")
@@ -100,14 +102,16 @@ class ProxyDescription:
 
         def get(key: str, default: str) -> str:
             value = meta.get(META_PREFIX + key, default)
-            return str(value)
+            return value if isinstance(value, str) else str(value)
 
         role = get("role", "grpc" if node.user_agent_name.lower().startswith("grpc") else "sidecar")
-        if role not in ("sidecar", "gateway", "grpc"):
-            raise ValueError(f"node {node.id}: unknown meshfed.io/role {role!r}")
+        port_text = get("outbound_port", "15001")
         locality = None
         if node.locality.region:
             locality = Locality(node.locality.region, node.locality.zone, node.locality.sub_zone)
+        problems = node_problems(node.id, role, port_text, meta)
+        if problems:
+            raise ValueError(f"node {node.id[:MAX_NODE_ID]!r}: " + "; ".join(problems))
         return cls(
             node_id=node.id,
             role=role,  # type: ignore[arg-type]
@@ -115,7 +119,7 @@ class ProxyDescription:
             workload=get("workload", ""),
             service_account=get("service_account", "default"),
             locality=locality,
-            outbound_port=int(get("outbound_port", "15001")),
+            outbound_port=int(port_text),
             listen=get("listen", ""),
             identity_dir=get("identity_dir", ""),
             traffic_log=get("traffic_log", ""),
@@ -148,6 +152,101 @@ class ProxyDescription:
         if self.role == "gateway":
             return workload_spiffe_id(trust_domain, SYSTEM_NAMESPACE, GATEWAY_SERVICE_ACCOUNT)
         return workload_spiffe_id(trust_domain, self.namespace, self.service_account)
+
+
+#: Longest node id (characters) a control plane accepts.
+MAX_NODE_ID = 256
+#: Longest path (characters) in ``identity_dir`` / ``traffic_log`` (Linux's PATH_MAX is 4096).
+MAX_PATH = 4096
+#: Most TCP upstreams one sidecar may declare.
+MAX_UPSTREAMS = 256
+_NODE_ID = re.compile(r"^[A-Za-z0-9._~:/@+=-]+$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# a Kubernetes object name (RFC 1123 subdomain, 253 characters at most)
+_DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
+)
+
+
+def _path_problem(key: str, value: str, *, required: bool) -> str | None:
+    if not value:
+        return (
+            f"{META_PREFIX}{key} is required (the absolute path on the proxy's host)"
+            if required
+            else None
+        )
+    if not value.startswith("/"):
+        return f"{META_PREFIX}{key} must be an absolute path, not {value[:80]!r}"
+    if len(value) > MAX_PATH or any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        return f"{META_PREFIX}{key} must be at most {MAX_PATH} printable characters"
+    return None
+
+
+def _port_problem(key: str, text: str) -> str | None:
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+        return f"{META_PREFIX}{key} must be a port 1-65535, not {text[:20]!r}"
+    return None
+
+
+def node_problems(
+    node_id: str, role: str, outbound_port: str, meta: dict[str, object]
+) -> list[str]:
+    """Everything wrong with a node's id and ``meshfed.io/`` metadata (``meta``, as
+    ``json_format.MessageToDict`` gives it), each naming the key and the rule; empty when
+    the node can be built. Pure.
+
+    Rules: a node id of at most :data:`MAX_NODE_ID` characters ``[A-Za-z0-9._~:/@+=-]``; a
+    role sidecar, gateway or grpc; namespace a DNS label and service account and workload
+    RFC 1123 subdomains (Kubernetes' names); a sidecar's ``identity_dir`` an absolute path
+    (Envoy reads its SVID there: file-based SDS) and ``outbound_port`` and upstream ports
+    1-65535, the listener ports all distinct; ``traffic_log`` empty or an absolute path; a
+    gateway's ``listen`` ``HOST:PORT``."""
+
+    def text(key: str, default: str) -> str:
+        value = meta.get(META_PREFIX + key, default)
+        return value if isinstance(value, str) else str(value)
+
+    problems: list[str] = []
+    if len(node_id) > MAX_NODE_ID or not _NODE_ID.match(node_id):
+        problems.append(
+            f"the node id must be at most {MAX_NODE_ID} characters of [A-Za-z0-9._~:/@+=-]"
+        )
+    if role not in ("sidecar", "gateway", "grpc"):
+        return [*problems, f"unknown {META_PREFIX}role {role[:40]!r}"]
+    namespace = text("namespace", "default")
+    if not _DNS_LABEL.match(namespace):
+        problems.append(f"{META_PREFIX}namespace {namespace[:80]!r} is not a DNS label")
+    for key, default in (("service_account", "default"), ("workload", "")):
+        value = text(key, default)
+        if value and not _DNS_SUBDOMAIN.match(value):
+            problems.append(f"{META_PREFIX}{key} {value[:80]!r} is not a Kubernetes name")
+    for problem in (
+        _path_problem("identity_dir", text("identity_dir", ""), required=role == "sidecar"),
+        _path_problem("traffic_log", text("traffic_log", ""), required=False),
+        _port_problem("outbound_port", outbound_port),
+    ):
+        if problem:
+            problems.append(problem)
+    if role == "gateway":
+        host, _, port = text("listen", "").rpartition(":")
+        if not host.strip("[]") or _port_problem("listen", port):
+            problems.append(f"{META_PREFIX}listen must be HOST:PORT (a port 1-65535)")
+    upstreams = [u for u in text("upstreams", "").split(",") if u.strip()]
+    if len(upstreams) > MAX_UPSTREAMS:
+        problems.append(f"{META_PREFIX}upstreams: at most {MAX_UPSTREAMS}")
+        return problems
+    local_ports = [outbound_port]
+    for u in upstreams:
+        try:
+            local_ports.append(str(Upstream.parse(u).local_port))
+        except ValueError as err:
+            problems.append(f"{META_PREFIX}upstreams: {err}")
+    if len(set(local_ports)) != len(local_ports):
+        problems.append(
+            f"{META_PREFIX}upstreams: every local port must differ from the others and"
+            " from the outbound port"
+        )
+    return problems
 
 
 def identity_problem(proxy: ProxyDescription, peer: str | None, trust_domain: str) -> str | None:

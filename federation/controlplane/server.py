@@ -52,6 +52,7 @@ from federation.controlplane.link.join import JoinError, JoinInfo, join
 from federation.controlplane.link.rtt import RttProber
 from federation.controlplane.link.session import FederationLink
 from federation.controlplane.metrics import ControlPlaneMetrics
+from federation.controlplane.peers import OwnClusterOnly
 from federation.controlplane.registry import Health, ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.state_store import StateFile
@@ -232,11 +233,11 @@ class ControlPlane:
         self.builder = SnapshotBuilder(self.mesh, self.registry, self.cache, self.metrics)
         self._gauges()
         self.builder.ready.set()
-        self._tasks.append(asyncio.create_task(self.builder.run(), name="snapshot-builder"))
+        self._tasks.append(self.builder.start())
 
         self.renewals = self._certificate_service("svid")
         self.first_certificates = self._certificate_service("token")
-        self._grpc = grpc.aio.server()
+        self._grpc = grpc.aio.server(interceptors=[OwnClusterOnly(self.authority.authority)])
         AggregatedDiscoveryService(
             self.cache, self.builder, self.status, self.metrics
         ).add_to_server(self._grpc)
@@ -409,6 +410,11 @@ class ControlPlane:
             "meshfed_ca_certificate_expiry_timestamp_seconds",
             "Unix time when this cluster's intermediate CA certificate expires",
             ca_expiry,
+        )
+        m.gauge(
+            "meshfed_snapshot_builder_up",
+            "1 while the snapshot builder runs (0: configuration changes reach no proxy)",
+            lambda: float(self.builder.health_problem() is None),
         )
         m.gauge(
             "meshfed_sync_stream_up",

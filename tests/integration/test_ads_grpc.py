@@ -12,6 +12,7 @@ from datetime import timedelta
 import grpc
 import pytest
 from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from federation.ca.names import control_plane_server_name
@@ -20,11 +21,13 @@ from federation.controlplane.ads import AggregatedDiscoveryService
 from federation.controlplane.builder import SnapshotBuilder
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.identities import ClusterAuthority
+from federation.controlplane.peers import OwnClusterOnly
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.status import StatusRegistry
 from federation.controlplane.telemetry import TrafficCounter, TrafficServicer
 from federation.model.locality import Locality
+from federation.model.workload import WorkloadEntry
 from federation.sync.proto import traffic_pb2_grpc
 from federation.sync.tap import TrafficTap
 from trust.spiffe import TrustDomain
@@ -42,24 +45,26 @@ class Server:
         self.status = StatusRegistry()
         self.authority = ClusterAuthority(trust.cluster_authority("east"), "east")
         mesh = MeshContext("east", TD.name, Locality("aws/us-east-1", "us-east-1a"))
-        registry = ServiceRegistry()
+        registry = self.registry = ServiceRegistry()
         self.builder = SnapshotBuilder(mesh, registry, self.cache)
         self.traffic = TrafficCounter(mesh, registry, 1.0)
-        self.server = grpc.aio.server()
+        self.server = grpc.aio.server(interceptors=[OwnClusterOnly(self.authority.authority)])
         AggregatedDiscoveryService(self.cache, self.builder, self.status).add_to_server(self.server)
         TrafficServicer(self.traffic).add_to_server(self.server)
         self.port = self.server.add_secure_port(
             "127.0.0.1:0", self.authority.server_credentials(require_client_auth=True)
         )
 
-    def credentials(self, namespace: str | None, account: str = "default", trust=None):
+    def credentials(
+        self, namespace: str | None, account: str = "default", trust=None, cluster="east"
+    ):
         """Client credentials: an SVID for ``namespace``/``account`` (none when namespace is
-        None) from ``trust`` (default: this server's trust directory)."""
+        None) from ``cluster``'s CA in ``trust`` (default: this server's trust directory)."""
         bundle = self.trust.bundle().to_pem()
         if namespace is None:
             return grpc.ssl_channel_credentials(bundle)
         svid = (trust or self.trust).issue_svid(
-            "east", TD.workload_id(namespace, account), ttl=timedelta(hours=1)
+            cluster, TD.workload_id(namespace, account), ttl=timedelta(hours=1)
         )
         return grpc.ssl_channel_credentials(bundle, svid.private_key_pem(), svid.chain_pem())
 
@@ -89,7 +94,9 @@ class Server:
 async def server(trust_dir):
     s = Server(trust_dir)
     await s.server.start()
+    worker = s.builder.start()
     yield s
+    worker.cancel()
     await s.server.stop(0)
 
 
@@ -240,3 +247,149 @@ async def test_attack_traffic_reports_claiming_another_identity_are_refused_and_
     assert (edge.source_cluster, edge.source_locality) == ("east", "aws/us-east-1/us-east-1b")
     assert (edge.destination_cluster, edge.path_class) == ("east", "cross-zone")
     assert counters.requests == 1
+
+
+def _workload(name: str, address: str) -> WorkloadEntry:
+    return WorkloadEntry.model_validate(
+        {
+            "apiVersion": "meshfed.io/v1alpha1",
+            "kind": "WorkloadEntry",
+            "metadata": {"name": name, "namespace": "demo"},
+            "spec": {
+                "service": "echo",
+                "address": address,
+                "locality": "aws/us-east-1/us-east-1a",
+                "ports": [{"name": "http", "port": 8080}],
+            },
+        }
+    )
+
+
+def _endpoint_addresses(resp) -> set[str]:
+    addresses = set()
+    for any_msg in resp.resources:
+        cla = endpoint_pb2.ClusterLoadAssignment()
+        any_msg.Unpack(cla)
+        for locality in cla.endpoints:
+            for lb in locality.lb_endpoints:
+                addresses.add(lb.endpoint.address.socket_address.address)
+    return addresses
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"identity_dir": "relative/identity"},
+        {"identity_dir": "/ok", "outbound_port": "99999"},
+        {"identity_dir": "/ok", "traffic_log": "fifo"},
+        {"identity_dir": "/ok", "workload": "Not_A_Name"},
+        {"identity_dir": "/ok", "upstreams": "db.demo:5432=15001"},
+    ],
+    ids=["relative-identity-dir", "port", "relative-traffic-log", "workload-name", "upstream"],
+)
+async def test_attack_an_unbuildable_node_does_not_stop_configuration_for_others(
+    server, meta
+) -> None:
+    """Issue #35 (1): a workload with its own valid SVID opens ADS with node metadata the
+    generators cannot use. It is refused (INVALID_ARGUMENT) and registered nowhere -- and the
+    control plane keeps configuring everyone else: an endpoint added afterwards reaches a
+    well-behaved proxy's EDS. Before the fix the bad node was registered first, its build
+    raised inside the rebuild worker, and that worker died: no proxy got any change again."""
+    server.builder.ready.set()
+    async with server.channel(server.credentials("demo", "frontend")) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await _first_answer(stub, _node(**meta))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "meshfed.io/" in info.value.details()
+        assert server.builder.proxies() == {}
+
+        requests: asyncio.Queue = asyncio.Queue()
+
+        async def gen():
+            while True:
+                yield await requests.get()
+
+        call = stub.StreamAggregatedResources(gen())
+        try:
+            await requests.put(
+                discovery_pb2.DiscoveryRequest(node=_node(), type_url=resource.CLUSTER)
+            )
+            cds = await asyncio.wait_for(call.read(), 5)
+            await requests.put(
+                discovery_pb2.DiscoveryRequest(
+                    type_url=resource.CLUSTER,
+                    version_info=cds.version_info,
+                    response_nonce=cds.nonce,
+                )
+            )
+            await requests.put(discovery_pb2.DiscoveryRequest(type_url=resource.ENDPOINT))
+            eds = await asyncio.wait_for(call.read(), 5)
+            assert eds.type_url == resource.ENDPOINT
+            # the bad node again, now that a good one is registered
+            with pytest.raises(grpc.aio.AioRpcError):
+                await _first_answer(stub, _node(**meta))
+            server.registry.apply([_workload("echo-1", "127.0.0.9")])
+
+            async def endpoint_arrives():
+                while True:
+                    resp = await call.read()
+                    if resp.type_url == resource.ENDPOINT and "127.0.0.9" in _endpoint_addresses(
+                        resp
+                    ):
+                        return
+                    await requests.put(
+                        discovery_pb2.DiscoveryRequest(
+                            type_url=resp.type_url,
+                            version_info=resp.version_info,
+                            response_nonce=resp.nonce,
+                            resource_names=[]
+                            if resp.type_url == resource.CLUSTER
+                            else ["outbound|8080||echo.demo.svc.clusterset.local"],
+                        )
+                    )
+
+            await asyncio.wait_for(endpoint_arrives(), 10)
+        finally:
+            call.cancel()
+    assert server.builder.health_problem() is None
+    assert list(server.builder.proxies()) == ["sidecar~demo~client"]
+
+
+async def test_attack_another_clusters_svid_is_refused_on_the_xds_port(
+    server, trust_dir, tmp_path
+) -> None:
+    """Issue #35 (1, decided): a control plane serves only its own cluster's proxies. A
+    valid SVID of member cluster west (same root: the TLS handshake succeeds) gets
+    PERMISSION_DENIED for ADS and for traffic reports, before any handler runs."""
+    server.builder.ready.set()
+    trust_dir.create_intermediate("west")
+    west = server.credentials("demo", "frontend", cluster="west")
+    async with server.channel(west) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await _first_answer(stub, _node())
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not issued by this cluster's CA" in info.value.details()
+    async with server.traffic_stub(west) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Report(_report(_node(service_account="frontend"), tmp_path))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert server.nothing_served()
+    assert server.traffic.table.edges == {}
+
+
+async def test_attack_svid_of_a_rejoined_clusters_old_key_is_refused(server, trust_dir) -> None:
+    """Issue #35 (3): cluster east is removed and joins again under the same name with a new
+    intermediate key. An SVID signed by the old key still chains to the root, and names the
+    same issuer -- but the control plane checks the key, and refuses it."""
+    server.builder.ready.set()
+    old = server.credentials("demo", "frontend")
+    trust_dir.create_intermediate("east", force=True)
+    server.authority.set_authority(trust_dir.cluster_authority("east"))
+    server.authority._previous = None  # no re-sign grace: a new key is not a re-sign
+    async with server.channel(old) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await _first_answer(stub, _node())
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    async with server.channel(server.credentials("demo", "frontend")) as stub:
+        answer = await _first_answer(stub, _node())
+    assert answer.type_url == resource.CLUSTER

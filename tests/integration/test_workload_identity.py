@@ -173,3 +173,21 @@ def test_attack_renewal_for_another_identity_or_with_another_clusters_svid(
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "not issued by this cluster" in info.value.details()
     assert _issued(cp) == 1
+
+
+def test_attack_renewal_with_an_svid_of_the_clusters_old_key(cp, tmp_path, mesh_home) -> None:
+    """Issue #35 (3): cluster east is removed (say it was compromised) and joins again under
+    the same name with a new intermediate key. An SVID signed by the old key chains to the
+    same root and names the same issuer -- it must not renew into an SVID of the new key.
+    Before the fix the renewal compared issuer names and signed it."""
+    trust = TrustDirectory(mesh_home / "trust")
+    old = trust.issue_svid("east", TD.workload_id("demo", "a"))
+    cp.stop()
+    trust.create_intermediate("east", force=True)
+    cp.start()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        _create(cp, _csr("a"), svid=old)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not issued by this cluster" in info.value.details()
+    fresh = trust.issue_svid("east", TD.workload_id("demo", "a"))
+    assert _create(cp, _csr("a"), svid=fresh).cert_chain_pem
