@@ -8,6 +8,12 @@ public bundle (``GET /v1/bundle``, TLS not yet verified), refuses it unless it h
 pinned root, and then sends the token only over TLS verified against that bundle and the
 controller's DNS name ``controller.meshfed.internal``. An answer whose bundle lacks the root,
 or whose intermediate does not chain to it, is refused too; nothing is stored then.
+
+A join token is never sent in clear text across a network: an ``http://`` controller URL is
+refused before anything is sent unless its host is a loopback address (a controller started
+with ``--insecure-http``, which itself listens only on loopback). The pin alone does not
+protect plain HTTP: the public bundle it checks is public, so anyone on the path could
+answer with it and read the token.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from federation.client import ClientTls, request_json, split_urls, tls_context
 from federation.errors import ApiError, FederationError, UnreachableError
-from federation.netaddr import parse_host_port
+from federation.netaddr import is_loopback, parse_host_port
 from federation.sync.identity import CONTROLLER_SERVER_NAME
 from federation.sync.join_token import MalformedTokenError, split_join_token
 from trust import pki
@@ -83,6 +90,20 @@ def controller_url(controller: str) -> str:
     return f"https://{controller}"
 
 
+def plain_http_problem(url: str) -> str | None:
+    """Why a join token must not be sent to ``url``, or None: plain ``http://`` to a host
+    that is not a loopback address (see the module docstring). Pure."""
+    if not url.startswith("http://"):
+        return None
+    host = urlsplit(url).hostname or ""
+    if is_loopback(host):
+        return None
+    return (
+        f"refusing to send the join token over plain HTTP to {host}: use the controller's"
+        " https:// address (plain http:// is only for a loopback controller)"
+    )
+
+
 def _discovery_tls() -> ClientTls:
     """TLS that does not verify the server: only for reading the public bundle, which the
     token's pin then authenticates (kubeadm's discovery)."""
@@ -122,6 +143,9 @@ async def join(
 async def _join_one(
     state_dir: Path, cluster: str, url: str, token: str, trust_domain: str | None
 ) -> JoinInfo:
+    problem = plain_http_problem(url)
+    if problem is not None:
+        raise JoinError(f"--controller: {problem}")
     try:
         secret, pin = split_join_token(token)
     except MalformedTokenError as err:

@@ -11,8 +11,9 @@ from dataclasses import replace
 import grpc
 import pytest
 
+import federation.controlplane.link.join as join_module
 from federation.client import controller_target
-from federation.controlplane.link.join import JoinInfo, controller_urls
+from federation.controlplane.link.join import JoinError, JoinInfo, controller_urls
 from federation.controlplane.link.session import SyncRefusedError, backoff_delays, sync_error
 from federation.controlplane.registry import Health, RegistryState, ServiceRegistry, with_federation
 from federation.controlplane.report import cluster_report
@@ -300,3 +301,35 @@ def test_join_info_written_before_replicas_loads_with_its_one_sync_address() -> 
     info = JoinInfo(**old)
     assert info.sync_addresses == []
     assert controller_urls("c:1, http://d:2/") == ["https://c:1", "http://d:2"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://192.0.2.10:15080", "http://controller.example.com:15080", "http://[2001:db8::1]:1"],
+)
+async def test_attack_a_join_token_is_never_sent_over_plain_http_off_loopback(
+    url, tmp_path, monkeypatch
+) -> None:
+    """Issue #35 (4): with an http:// controller URL the token went to whoever answered the
+    public bundle (which anyone can copy). Now the join stops before any request."""
+    sent = []
+
+    async def request_json(*args, **kwargs):
+        sent.append(args)
+        raise AssertionError("nothing may be sent")
+
+    monkeypatch.setattr(join_module, "request_json", request_json)
+    with pytest.raises(JoinError) as info:
+        await join_module.join(tmp_path, "east", url, "mfj_" + "s" * 32 + "." + "ab" * 32, None)
+    assert "refusing to send the join token over plain HTTP" in str(info.value)
+    assert not info.value.retryable
+    assert sent == []
+    assert not (tmp_path / "ca").exists()
+
+
+def test_plain_http_is_allowed_only_to_loopback() -> None:
+    assert join_module.plain_http_problem("http://127.0.0.1:15080") is None
+    assert join_module.plain_http_problem("http://[::1]:15080") is None
+    assert join_module.plain_http_problem("http://localhost:15080") is None
+    assert join_module.plain_http_problem("https://10.0.0.1:15080") is None
+    assert join_module.plain_http_problem("http://10.0.0.1:15080") is not None
