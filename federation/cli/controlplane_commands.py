@@ -26,7 +26,7 @@ from federation.controlplane.generate.common import GRPC_CERT_PROVIDER
 from federation.controlplane.generate.listeners import GRPC_SERVER_LISTENER_TEMPLATE
 from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.status import SyncState
-from federation.model.documents import load_documents
+from federation.model.documents import decode_text, load_documents
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.paths import default_trust_dir, meshfed_home
@@ -313,10 +313,16 @@ def _kube_settings(
 
 
 def _read_file(path: str) -> tuple[str, str]:
+    """The text of ``-f PATH`` (``-`` for stdin) and how to name it in errors.
+
+    Raises:
+        InputError: the file cannot be read.
+        InvalidDocumentError: it is not UTF-8 (exit 2, as any bad document).
+    """
     if path == "-":
-        return sys.stdin.read(), "stdin"
+        return decode_text(sys.stdin.buffer.read(), source="stdin"), "stdin"
     try:
-        return Path(path).read_text(), path
+        return decode_text(Path(path).read_bytes(), source=path), path
     except OSError as err:
         raise InputError(f"-f {path}: {err.strerror}") from err
 

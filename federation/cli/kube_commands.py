@@ -12,6 +12,7 @@ import click
 import yaml
 
 from federation.cli.params import InputError, output_option
+from federation.model.documents import decode_text, parse_yaml
 from federation.model.locality import Locality
 
 
@@ -292,12 +293,10 @@ def inject_cmd(path: str, cluster: str, image: str) -> None:
     from federation.controlplane.kube.inject import inject_document
 
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        docs = parse_yaml(decode_text(data, source=f"-f {path}"), source=f"-f {path}")
     except OSError as err:
         raise InputError(f"-f {path}: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise InputError(f"-f {path}: not YAML ({err})") from err
     out = []
     for i, doc in enumerate(docs, start=1):
         if not isinstance(doc, dict):

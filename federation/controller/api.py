@@ -14,6 +14,7 @@ the OpenAPI document is generated.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -35,7 +36,12 @@ from federation.errors import (
     UnauthenticatedError,
 )
 from federation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from federation.model.documents import validation_problems
+from federation.model.documents import (
+    MAX_BODY_BYTES,
+    decode_text,
+    load_documents,
+    validation_problems,
+)
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
 from federation.traffic import DEFAULT_GROUP, EDGE_LABELS
@@ -275,15 +281,27 @@ async def join(request: web.Request) -> web.Response:
     )
 
 
+async def _documents(request: web.Request) -> list[BaseModel]:
+    """The request body's documents, parsed and checked against their schemas in a worker
+    thread (a large body never holds the event loop), within the limits of
+    :mod:`federation.model.documents`.
+
+    Raises:
+        InvalidDocumentError: not UTF-8, not YAML, past a limit, or invalid (400).
+    """
+    text = decode_text(await request.read(), source="request body")
+    return await asyncio.to_thread(load_documents, text, source="request body")
+
+
 async def apply(request: web.Request) -> web.Response:
     """Validate every document, then store all of them in one transaction (or none)."""
-    result = request.app[CONTEXT].service.apply_documents(await request.text())
+    result = request.app[CONTEXT].service.apply_documents(await _documents(request))
     return web.json_response({"applied": result.applied, "unchanged": result.unchanged})
 
 
 async def delete(request: web.Request) -> web.Response:
     """Delete the documents named (by kind, namespace, name and, for exports, cluster)."""
-    removed = request.app[CONTEXT].service.delete_documents(await request.text())
+    removed = request.app[CONTEXT].service.delete_documents(await _documents(request))
     return web.json_response({"deleted": removed})
 
 
@@ -418,7 +436,7 @@ def make_app(ctx: ControllerContext) -> web.Application:
     """The aiohttp application (routes in :data:`ROUTES`)."""
     app = web.Application(
         middlewares=[replica_middleware, auth_middleware, error_middleware],
-        client_max_size=4 * 1024 * 1024,
+        client_max_size=MAX_BODY_BYTES,
     )
     app[CONTEXT] = ctx
     for method, path, handler, _, _ in ROUTES:

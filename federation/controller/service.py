@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
 from federation.controller.hub import POLICY_KINDS, SyncHub
 from federation.controller.imports import gateway_of
 from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL
@@ -26,7 +28,6 @@ from federation.errors import (
     NotFoundError,
     UnauthenticatedError,
 )
-from federation.model.documents import load_documents
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
 from federation.sync.join_token import join_token_secret, new_join_token, token_digest
@@ -226,8 +227,10 @@ class FederationService:
 
     # -- documents ------------------------------------------------------------------------
 
-    def validate(self, text: str) -> list[tuple[DocumentKey, dict[str, Any]]]:
-        """Validate YAML documents for the controller; every problem is collected.
+    def validate(self, models: Sequence[BaseModel]) -> list[tuple[DocumentKey, dict[str, Any]]]:
+        """Validate documents (parsed and schema-checked by
+        :func:`~federation.model.documents.load_documents`) for the controller; every
+        problem is collected.
 
         Raises:
             InvalidDocumentError: schema problems, a kind the controller does not store, a
@@ -235,7 +238,6 @@ class FederationService:
                 one host, a split or http route naming a non-member. ``problems`` lists
                 them all.
         """
-        models = load_documents(text, source="request body")
         members = {c.name for c in self.store.clusters()}
         problems: list[str] = []
         out: list[tuple[DocumentKey, dict[str, Any]]] = []
@@ -262,14 +264,14 @@ class FederationService:
             raise InvalidDocumentError(problems[0], problems=problems)
         return out
 
-    def apply_documents(self, text: str) -> ApplyResult:
+    def apply_documents(self, models: Sequence[BaseModel]) -> ApplyResult:
         """Validate every document, then store the changed ones in one transaction (or none)
         and recompute.
 
         Raises:
             InvalidDocumentError: see :meth:`validate`; nothing is stored.
         """
-        docs = self.validate(text)
+        docs = self.validate(models)
         current = {
             document_key(d): d
             for kind in {k[0] for k, _ in docs}
@@ -283,14 +285,14 @@ class FederationService:
             unchanged=[document_name(k) for k, b in docs if (k, b) not in changed],
         )
 
-    def delete_documents(self, text: str) -> list[str]:
+    def delete_documents(self, models: Sequence[BaseModel]) -> list[str]:
         """Delete the documents named (kind, namespace, name and, for exports, cluster) in
         one transaction and recompute; returns the names of those that existed.
 
         Raises:
             InvalidDocumentError: see :meth:`validate`; nothing is deleted.
         """
-        docs = self.validate(text)
+        docs = self.validate(models)
         removed = self.store.delete_documents([k for k, _ in docs])
         self.hub.recompute()
         return [document_name(k) for k in removed]

@@ -60,7 +60,7 @@ from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.errors import InvalidDocumentError, NotFoundError
 from federation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from federation.model.documents import load_documents
+from federation.model.documents import MAX_BODY_BYTES, decode_text, load_documents
 from federation.model.locality import Locality
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
@@ -103,9 +103,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def _documents(request: web.Request) -> list[Document] | web.Response:
-    text = await request.text()
     try:
-        models = load_documents(text, source="request body")
+        text = decode_text(await request.read(), source="request body")
+        models = await asyncio.to_thread(load_documents, text, source="request body")
     except InvalidDocumentError as err:
         return _error(400, str(err), problems=err.problems)
     docs: list[Document] = []
@@ -368,7 +368,7 @@ def make_app(
     link's state for ``/v1/info``; ``identity`` returns where the certificate service
     listens (``caAddress``, ``xdsAddress``, ``serverName``) and the trust bundle
     (``trustBundle``, PEM) for ``/v1/info`` and minted tokens."""
-    app = web.Application(middlewares=[auth_middleware])
+    app = web.Application(middlewares=[auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[REGISTRY] = registry
     app[STATE_FILE] = state_file
     app[STATUS] = status

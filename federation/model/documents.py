@@ -5,6 +5,15 @@ returned; the first error names the document (its index, kind and name) and the 
 
     document 2 (WorkloadEntry demo/echo-2): spec.ports.0.port: Input should be less than or
     equal to 65535
+
+Input is hostile until proven otherwise (issue #35): before anything is built from it, one
+pass over the parser's events (iterative, no recursion) refuses a stream of more than
+:data:`MAX_DOCUMENTS` documents, nesting deeper than :data:`MAX_DEPTH`, or more than
+:data:`MAX_NODES` nodes with every alias expanded ("billion laughs"), and bytes that are not
+UTF-8 are refused by :func:`decode_text`; each with an :class:`InvalidDocumentError` that says
+which limit and where. The APIs also cap a request body at :data:`MAX_BODY_BYTES` (the
+Kubernetes API server's 3 MiB) and parse off their event loop. Our schemas nest at most
+about 10 deep; Kubernetes objects rarely pass 20.
 """
 
 from __future__ import annotations
@@ -35,16 +44,101 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
 }
 
 
-def parse_yaml(text: str, *, source: str = "input") -> list[Any]:
-    """Split a YAML stream into raw documents, skipping empty ones.
+#: Most documents in one stream (one apply, one file).
+MAX_DOCUMENTS = 1000
+#: Deepest nesting of mappings and sequences in a document.
+MAX_DEPTH = 64
+#: Most YAML nodes in one stream, aliases expanded.
+MAX_NODES = 1_000_000
+#: Largest request body the controller's and control planes' APIs read (bytes).
+MAX_BODY_BYTES = 3 * 1024 * 1024
+
+try:  # libyaml when PyYAML was built with it: the same events, several times faster
+    _Loader: type[Any] = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    _Loader = yaml.SafeLoader
+
+
+def decode_text(data: bytes, *, source: str = "input") -> str:
+    """``data`` as UTF-8 text (YAML 1.2 streams and Kubernetes manifests are UTF-8).
 
     Raises:
-        InvalidDocumentError: the text is not YAML.
+        InvalidDocumentError: not UTF-8, naming the offset of the first bad byte.
     """
     try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidDocumentError(
+            f"{source}: not UTF-8 text (byte {err.start}: {data[err.start : err.start + 1]!r})"
+        ) from err
+
+
+def check_limits(text: str, *, source: str = "input") -> None:
+    """Refuse a YAML stream beyond :data:`MAX_DOCUMENTS`, :data:`MAX_DEPTH` or
+    :data:`MAX_NODES` (see the module docstring) without building any of it.
+
+    Raises:
+        InvalidDocumentError: naming the limit (and the document and line where it was
+            passed), or the text is not YAML.
+    """
+    documents = depth = nodes = 0
+    anchors: dict[str, int] = {}
+    open_nodes: list[tuple[str | None, int]] = []  # anchor, node count when it opened
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > MAX_DOCUMENTS:
+                    raise InvalidDocumentError(
+                        f"{source}: more than {MAX_DOCUMENTS} documents in one request; split it"
+                    )
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth, nodes = depth + 1, nodes + 1
+                open_nodes.append((event.anchor, nodes - 1))
+                if depth > MAX_DEPTH:
+                    line = event.start_mark.line + 1 if event.start_mark else "?"
+                    raise InvalidDocumentError(
+                        f"{source}: document {documents}: nested deeper than {MAX_DEPTH}"
+                        f" levels (line {line})"
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                anchor, start = open_nodes.pop()
+                depth -= 1
+                if anchor is not None:
+                    anchors[anchor] = nodes - start
+            elif isinstance(event, yaml.ScalarEvent):
+                nodes += 1
+                if event.anchor is not None:
+                    anchors[event.anchor] = 1
+            elif isinstance(event, yaml.AliasEvent):
+                nodes += anchors.get(event.anchor or "", 1)
+            if nodes > MAX_NODES:
+                raise InvalidDocumentError(
+                    f"{source}: document {documents}: more than {MAX_NODES} YAML nodes"
+                    " (aliases expanded)"
+                )
+    except yaml.YAMLError as err:
+        if "nesting depth" in str(err):  # libyaml's own bound (1,000), met while scanning
+            raise InvalidDocumentError(
+                f"{source}: document {max(documents, 1)}: nested deeper than {MAX_DEPTH} levels"
+            ) from err
+        raise InvalidDocumentError(f"{source}: not valid YAML: {err}") from err
+
+
+def parse_yaml(text: str, *, source: str = "input") -> list[Any]:
+    """Split a YAML stream into raw documents, skipping empty ones, after
+    :func:`check_limits`.
+
+    Raises:
+        InvalidDocumentError: the text is not YAML, or passes a limit.
+    """
+    check_limits(text, source=source)
+    try:
+        return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as err:
         raise InvalidDocumentError(f"{source}: not valid YAML: {err}") from err
+    except RecursionError as err:  # defence in depth: check_limits bounds the depth
+        raise InvalidDocumentError(f"{source}: nested too deeply") from err
 
 
 def _describe(index: int, raw: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from federation.errors import InvalidDocumentError
-from federation.model.documents import load_documents
+from federation.model.documents import decode_text, load_documents, parse_yaml
 from federation.model.locality import Locality
 from federation.model.workload import WorkloadEntry
 
@@ -107,3 +107,39 @@ def test_capacity_and_headroom_are_checked_where_they_are_written() -> None:
         with pytest.raises(InvalidDocumentError, match=reason) as info:
             load_documents(policy.replace("COST", cost))
         assert "spec.cost" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than 64 levels"),
+        ("a: " + "[" * 64 + "]" * 64, "nested deeper than 64 levels"),
+        ("---\n{}\n" * 1001, "more than 1000 documents"),
+        (
+            "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 7)),
+            "more than 1000000 YAML nodes",
+        ),
+    ],
+    ids=["flow-100000", "flow-65", "1001-documents", "alias-bomb"],
+)
+def test_hostile_yaml_is_refused_before_it_is_built(text, words) -> None:
+    """Issue #35 (6): limits on depth, document count and expanded size."""
+    with pytest.raises(InvalidDocumentError) as info:
+        parse_yaml(text, source="f.yaml")
+    assert words in str(info.value)
+    assert str(info.value).startswith("f.yaml: ")
+
+
+def test_limits_leave_ordinary_documents_alone() -> None:
+    deep_enough = "a: " + "[" * 63 + "]" * 63  # 64 levels with the mapping
+    assert parse_yaml(deep_enough) == [{"a": parse_yaml("[" * 63 + "]" * 63)[0]}]
+    assert len(parse_yaml("---\n{a: 1}\n" * 1000)) == 1000
+    assert parse_yaml("base: &b {x: 1}\nuse: *b\n") == [{"base": {"x": 1}, "use": {"x": 1}}]
+
+
+def test_bytes_that_are_not_utf8_name_the_offset() -> None:
+    with pytest.raises(InvalidDocumentError) as info:
+        decode_text(b"kind: \xff\n", source="f.yaml")
+    assert str(info.value) == "f.yaml: not UTF-8 text (byte 6: b'\\xff')"
+    assert decode_text("kind: é".encode()) == "kind: é"

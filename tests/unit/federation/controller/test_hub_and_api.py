@@ -17,6 +17,7 @@ from federation.controller.service import FederationService
 from federation.controller.store import ClusterRecord, SqliteStore
 from federation.controller.sync import peer_cluster
 from federation.controlplane.link.join import JoinError, check_pinned_root
+from federation.model.documents import load_documents
 from federation.sync.join_token import split_join_token, token_digest
 from federation.sync.messages import ClusterReport, RoutingPlan
 from tests.prometheus import samples
@@ -414,7 +415,7 @@ async def test_a_plan_reaches_the_callers_cluster_and_only_when_it_changes(tmp_p
         " cost: {mode: optimize}}\n"
     )
     service = FederationService(hub, None, lambda: b"", root_pin=lambda: "")  # type: ignore[arg-type]
-    service.apply_documents(policy)
+    service.apply_documents(load_documents(policy))
     while not qa.empty():
         qa.get_nowait()
     while not qb.empty():
