@@ -76,6 +76,7 @@ def make_app(
                 "cluster": cluster,
                 "method": request.method,
                 "path": request.path,
+                "rawPath": request.raw_path,
                 "host": request.host,
                 "xfcc": request.headers.get("x-forwarded-client-cert", ""),
                 "traceparent": request.headers.get("traceparent", ""),

@@ -354,6 +354,59 @@ def test_authorization_policies_hold_across_clusters(fed) -> None:
     wait_until(lambda: get(intruder_port, HOST)[0] == 200, 20, "policies gone")
 
 
+AUTHZ_DENY_ADMIN_EXACT = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin-exact, namespace: demo}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin", "/admin/secret"]}}]}]
+"""
+
+#: spelling -> (status, the path the app is sent): the table in docs/policy.md
+PATH_SPELLINGS = {
+    "/admin": (403, None),
+    "/%61dmin": (403, None),
+    "/%61%64%6D%69%6E": (403, None),
+    "/./admin": (403, None),
+    "/x/../admin": (403, None),
+    "/x/%2E%2E/admin": (403, None),
+    "//admin": (403, None),
+    "/admin/": (200, "/admin/"),
+    "/admin%2Fsecret": (403, None),
+    "/admin%2fsecret": (403, None),
+    "/admin%5Csecret": (403, None),
+    "/admin//secret": (403, None),
+    "/ADMIN": (200, "/ADMIN"),
+    "/adminx": (200, "/adminx"),
+    "/public%2Fx": (200, "/public/x"),
+    "/public/%7Euser": (200, "/public/~user"),
+}
+
+
+def test_authorization_policy_paths_hold_for_every_spelling_of_a_path(fed) -> None:
+    """Issue #35 (2): ``DENY paths: ["/admin"]`` let ``/%61dmin``, ``/./admin`` and
+    ``/x/../admin`` reach the app as ``/admin``, and ``%2F`` reached it as ``/``. Now both
+    sidecars normalise every path first (RFC 3986, merged slashes, escaped slashes decoded):
+    each spelling of a denied path gets 403, and what is allowed reaches the app in the
+    spelling the policy was checked against (raw path, before the app decodes anything)."""
+    home = fed["home"]
+    _meshfed(home, "apply", "-f", "-", input_text=AUTHZ_DENY_ADMIN_EXACT)
+    try:
+        wait_until(
+            lambda: {get(fed["client_port"], HOST, "/admin")[0] for _ in range(20)} == {403},
+            20,
+            "DENY at every echo replica",
+        )
+        seen = {}
+        for spelling in PATH_SPELLINGS:
+            status, body, _ = get(fed["client_port"], HOST, spelling)
+            seen[spelling] = (status, body.get("rawPath") if status == 200 else None)
+        assert seen == PATH_SPELLINGS
+    finally:
+        _meshfed(home, "delete", "-f", "-", input_text=AUTHZ_DENY_ADMIN_EXACT)
+
+
 def test_export_conflict_follows_mcs_oldest_wins(fed) -> None:
     """a exports ``dup`` on port 8080 first, b later on port 9090: b gets Conflict."""
     home, cps = fed["home"], fed["cps"]
