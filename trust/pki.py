@@ -164,6 +164,37 @@ def check_csr_signature(csr: x509.CertificateSigningRequest) -> None:
         raise SigningRefusedError("CSR signature is invalid (the requester does not hold the key)")
 
 
+#: Smallest RSA key (bits) a workload CSR may carry (NIST SP 800-57 part 1, table 2).
+MIN_RSA_BITS = 2048
+#: Elliptic curves a workload key may use: the ones Envoy's BoringSSL verifies in TLS.
+LEAF_CURVES = ("secp256r1", "secp384r1")
+
+
+def check_leaf_key(csr: x509.CertificateSigningRequest) -> None:
+    """Refuse a CSR whose key meshfed will not certify: ECDSA on P-256 or P-384, or RSA of
+    at least :data:`MIN_RSA_BITS` bits (the keys Envoy and gRPC accept in TLS); Ed25519,
+    other curves and short RSA keys are refused.
+
+    Raises:
+        SigningRefusedError: naming the key type and what is accepted.
+    """
+    key = csr.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in LEAF_CURVES:
+        return
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size >= MIN_RSA_BITS:
+        return
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        what = f"an EC key on {key.curve.name}"
+    elif isinstance(key, rsa.RSAPublicKey):
+        what = f"a {key.key_size}-bit RSA key"
+    else:
+        what = f"a {type(key).__name__.removeprefix('_')} key"
+    raise SigningRefusedError(
+        f"the CSR has {what}; workload keys must be ECDSA P-256/P-384 or RSA of at least"
+        f" {MIN_RSA_BITS} bits"
+    )
+
+
 def _ca_name(trust_domain: TrustDomain, common_name: str) -> x509.Name:
     return x509.Name(
         [
@@ -402,9 +433,9 @@ def leaf_certificate(
         SigningRefusedError: bad CSR signature, unsupported key type, or an expired issuer.
     """
     check_csr_signature(csr)
+    check_leaf_key(csr)
     public_key = csr.public_key()
-    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-        raise SigningRefusedError("only EC and RSA keys can be certified")
+    assert isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
     not_before, not_after = _validity(now, ttl, issuer_cert)
     key_usage = x509.KeyUsage(
         digital_signature=True,

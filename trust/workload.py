@@ -29,14 +29,18 @@ def new_key_and_csr(spiffe_id: SpiffeId) -> tuple[bytes, bytes]:
 
 def requested_spiffe_id(csr_pem: bytes) -> SpiffeId:
     """The SPIFFE ID a CSR asks for (its one URI SAN), after checking the CSR's signature
-    (proof that the requester holds the key).
+    (proof that the requester holds the key) and its key type
+    (:func:`trust.pki.check_leaf_key`): everything about the CSR that could make signing
+    fail is checked here, before a credential is spent on it.
 
     Raises:
         InvalidCertificateError: not a CSR, or not exactly one URI SAN that is a SPIFFE ID.
-        SigningRefusedError: the CSR's signature does not verify.
+        SigningRefusedError: the CSR's signature does not verify, or its key is of a type
+            meshfed does not certify.
     """
     csr = pki.load_csr(csr_pem)
     pki.check_csr_signature(csr)
+    pki.check_leaf_key(csr)
     sans = pki.csr_uri_sans(csr)
     if len(sans) != 1:
         raise InvalidCertificateError(

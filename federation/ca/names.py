@@ -11,6 +11,8 @@ own service account).
 
 from __future__ import annotations
 
+import re
+
 from trust.pki import cluster_dns_name
 
 #: The namespace of meshfed's own identities (control planes, gateways, the controller).
@@ -48,3 +50,28 @@ def namespace_and_account(spiffe_path: str) -> tuple[str, str] | None:
     parts = spiffe_path.split("/")
     well_formed = len(parts) == 5 and parts[0] == "" and parts[1] == "ns" and parts[3] == "sa"
     return (parts[2], parts[4]) if well_formed and parts[2] and parts[4] else None
+
+
+#: A Kubernetes namespace name: an RFC 1123 DNS label (63 characters at most).
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+#: A Kubernetes object name such as a service account's: an RFC 1123 subdomain (253 at most).
+DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
+)
+
+
+def workload_name_problem(namespace: str, service_account: str) -> str | None:
+    """Why ``ns/<namespace>/sa/<service_account>`` cannot name a workload, or None: the
+    namespace must be a DNS label and the service account an RFC 1123 subdomain, as
+    Kubernetes requires of both (its API documentation, "Object Names and IDs")."""
+    if not DNS_LABEL.match(namespace):
+        return (
+            f"namespace {namespace[:80]!r} is not a Kubernetes name (a DNS label: at most 63"
+            " lowercase letters, digits and '-')"
+        )
+    if not DNS_SUBDOMAIN.match(service_account):
+        return (
+            f"service account {service_account[:80]!r} is not a Kubernetes name (at most 253"
+            " lowercase letters, digits, '-' and '.')"
+        )
+    return None

@@ -41,6 +41,7 @@ from federation.ca.names import (
     GATEWAY_SERVICE_ACCOUNT,
     SYSTEM_NAMESPACE,
     namespace_and_account,
+    workload_name_problem,
     workload_spiffe_id,
 )
 from federation.ca.tokens import MAX_TTL, TokenStore
@@ -172,7 +173,10 @@ def _token_request(body: object) -> tuple[str, str, timedelta, bool]:
     if not isinstance(namespace, str) or not isinstance(account, str):
         raise ValueError("namespace and serviceAccount are required strings")
     if namespace_and_account(f"/ns/{namespace}/sa/{account}") is None:
-        raise ValueError(f"ns/{namespace}/sa/{account} is not a workload identity")
+        raise ValueError(f"ns/{namespace[:80]}/sa/{account[:80]} is not a workload identity")
+    problem = workload_name_problem(namespace, account)
+    if problem is not None:
+        raise ValueError(problem)
     if namespace == SYSTEM_NAMESPACE and account != GATEWAY_SERVICE_ACCOUNT:
         raise ValueError(
             f"namespace {SYSTEM_NAMESPACE} holds meshfed's own identities; only"

@@ -13,7 +13,13 @@ from typing import Literal
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
-from federation.ca.names import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE, workload_spiffe_id
+from federation.ca.names import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    GATEWAY_SERVICE_ACCOUNT,
+    SYSTEM_NAMESPACE,
+    workload_spiffe_id,
+)
 from federation.model.locality import Locality
 
 Role = Literal["sidecar", "gateway", "grpc"]
@@ -161,11 +167,6 @@ MAX_PATH = 4096
 #: Most TCP upstreams one sidecar may declare.
 MAX_UPSTREAMS = 256
 _NODE_ID = re.compile(r"^[A-Za-z0-9._~:/@+=-]+$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-# a Kubernetes object name (RFC 1123 subdomain, 253 characters at most)
-_DNS_SUBDOMAIN = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
-)
 
 
 def _path_problem(key: str, value: str, *, required: bool) -> str | None:
@@ -214,11 +215,11 @@ def node_problems(
     if role not in ("sidecar", "gateway", "grpc"):
         return [*problems, f"unknown {META_PREFIX}role {role[:40]!r}"]
     namespace = text("namespace", "default")
-    if not _DNS_LABEL.match(namespace):
+    if not DNS_LABEL.match(namespace):
         problems.append(f"{META_PREFIX}namespace {namespace[:80]!r} is not a DNS label")
     for key, default in (("service_account", "default"), ("workload", "")):
         value = text(key, default)
-        if value and not _DNS_SUBDOMAIN.match(value):
+        if value and not DNS_SUBDOMAIN.match(value):
             problems.append(f"{META_PREFIX}{key} {value[:80]!r} is not a Kubernetes name")
     for problem in (
         _path_problem("identity_dir", text("identity_dir", ""), required=role == "sidecar"),

@@ -191,3 +191,38 @@ def test_attack_renewal_with_an_svid_of_the_clusters_old_key(cp, tmp_path, mesh_
     assert "not issued by this cluster" in info.value.details()
     fresh = trust.issue_svid("east", TD.workload_id("demo", "a"))
     assert _create(cp, _csr("a"), svid=fresh).cert_chain_pem
+
+
+@pytest.mark.parametrize("key", ["ed25519", "rsa-1024", "secp521r1"])
+def test_a_refused_csr_does_not_spend_the_single_use_token(cp, key) -> None:
+    """Issue #35 (5): a first-certificate request the CA refuses (an Ed25519 key, a short
+    RSA key, a curve Envoy does not verify) is refused before the token is redeemed: the
+    same single-use token then gets a certificate for a good CSR. Before the fix the
+    Ed25519 CSR passed the checks, spent the token, and only then failed to sign."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    private = {
+        "ed25519": ed25519.Ed25519PrivateKey.generate,
+        "rsa-1024": lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024),
+        "secp521r1": lambda: ec.generate_private_key(ec.SECP521R1()),
+    }[key]()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(str(TD.workload_id("demo", "a")))]
+            ),
+            critical=False,
+        )
+        .sign(private, None if key == "ed25519" else hashes.SHA256())
+    )
+    token = cp.mint("demo", "a")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        _create(cp, csr.public_bytes(serialization.Encoding.PEM), token=token)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "workload keys must be ECDSA P-256/P-384 or RSA" in info.value.details()
+    assert _create(cp, _csr("a"), token=token).cert_chain_pem
+    assert _issued(cp) == 1

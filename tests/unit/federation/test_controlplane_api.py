@@ -129,6 +129,11 @@ async def test_workload_tokens_are_minted_with_the_admin_token_and_stored_as_dig
             ({"namespace": "demo", "serviceAccount": "a", "singleUse": "yes"}, "singleUse"),
             ({"namespace": "meshfed-system", "serviceAccount": "controlplane-b"}, "meshfed-system"),
             ({"namespace": "a/b", "serviceAccount": "x"}, "workload identity"),
+            # issue #35 (5): only Kubernetes names
+            ({"namespace": "Demo", "serviceAccount": "x"}, "namespace 'Demo' is not a"),
+            ({"namespace": "demo", "serviceAccount": "a" * 300}, "service account"),
+            ({"namespace": "d" * 64, "serviceAccount": "x"}, "Kubernetes name"),
+            ({"namespace": "demo", "serviceAccount": "x_y"}, "Kubernetes name"),
         ]:
             resp = await client.post(
                 "/v1/workload-tokens",
