@@ -126,7 +126,7 @@ class LocalPlane:
 
     def __init__(self, home: Path, cluster: str, xds: int, api: int) -> None:
         self.home, self.cluster, self.xds_port = home, cluster, xds
-        self.api_url = f"http://127.0.0.1:{api}"
+        self.api_url = f"https://127.0.0.1:{api}"
 
     def info(self) -> dict[str, object]:
         return plane_info(self.api_url, self.home)

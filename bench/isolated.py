@@ -57,7 +57,7 @@ from tests.integration.isolated import (
 
 
 def _api(fed: IsolatedFederation, cluster: str) -> str:
-    return f"http://{fed.plan.address(cluster, 2)}:15014"
+    return f"https://{fed.plan.address(cluster, 2)}:15014"
 
 
 def start_marker(

@@ -1,11 +1,15 @@
 """A small client for meshfed's HTTP APIs (cluster control planes and the controller).
 
-Control planes: the bearer token comes from ``--token``/``$MESHFED_TOKEN``, else from the
-``endpoint.json`` files they write under ``$MESHFED_HOME``. The controller: its URL and token
-come from ``--controller``/``$MESHFED_CONTROLLER`` and ``--token``/``$MESHFED_TOKEN``, else
-from ``$MESHFED_HOME/config.yaml`` (written by ``meshfed controller serve``), which also names
-the CA the controller's HTTPS certificate chains to (``caFile``, the federation's trust bundle)
-and the DNS name it carries (``serverName``). A controller URL may name several replicas,
+Control planes (HTTPS, with a certificate from the cluster's CA): the bearer token comes
+from ``--token``/``$MESHFED_TOKEN``, else from the ``endpoint.json`` files they write under
+``$MESHFED_HOME``, which also name the trust bundle their certificate chains to and the DNS
+name it carries (``controlplane.<cluster>.cluster.meshfed.internal``); for a control plane
+elsewhere, ``$MESHFED_CA_FILE`` names the bundle and ``$MESHFED_SERVER_NAME`` that name.
+The controller: its URL and token come from ``--controller``/``$MESHFED_CONTROLLER`` and
+``--token``/``$MESHFED_TOKEN``, else from ``$MESHFED_HOME/config.yaml`` (written by
+``meshfed controller serve``), which also names the CA the controller's HTTPS certificate
+chains to (``caFile``, the federation's trust bundle) and the DNS name it carries
+(``serverName``). A controller URL may name several replicas,
 comma-separated: :func:`call` tries them in order while one is unreachable or answers 503.
 Errors are :mod:`federation.errors` exceptions.
 """
@@ -29,6 +33,8 @@ from federation.paths import meshfed_home
 TOKEN_ENV = "MESHFED_TOKEN"
 #: A CA bundle (PEM file) to verify an https API that config.yaml does not describe.
 CA_FILE_ENV = "MESHFED_CA_FILE"
+#: The DNS name such an API's certificate carries, when it is not the host dialled.
+SERVER_NAME_ENV = "MESHFED_SERVER_NAME"
 CONFIG_FILE = "config.yaml"
 
 
@@ -66,14 +72,38 @@ def tls_context(ca_pem: bytes | None = None, ca_file: str | None = None) -> ssl.
     )
 
 
+def unverified_tls() -> ClientTls:
+    """TLS that does not verify the server: only for reading public facts (a trust bundle)
+    that what follows then pins or checks -- kubeadm's discovery."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return ClientTls(context)
+
+
 def split_urls(value: str) -> list[str]:
     """``"https://a:1, https://b:2/"`` -> ``["https://a:1", "https://b:2"]``."""
     return [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
 
 
+def local_control_plane(url: str, home: Path | None) -> dict[str, Any] | None:
+    """The ``endpoint.json`` of the control plane serving ``url`` under ``home``, or None."""
+    base = (home or meshfed_home()) / "controlplanes"
+    for endpoint in sorted(base.glob("*/endpoint.json")) if base.is_dir() else []:
+        try:
+            data = json.loads(endpoint.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and str(data.get("api", "")).rstrip("/") == url.rstrip("/"):
+            return data
+    return None
+
+
 def tls_for(url: str, home: Path | None = None) -> ClientTls | None:
     """How to verify ``url``: None for http; for the controller named in ``config.yaml``, its
-    ``caFile`` and ``serverName``; else ``$MESHFED_CA_FILE``, else the system's CAs.
+    ``caFile`` and ``serverName``; for a control plane that wrote an ``endpoint.json`` under
+    ``home``, its ``bundle_file`` and ``server_name``; else ``$MESHFED_CA_FILE`` (the system's
+    CAs without it) and ``$MESHFED_SERVER_NAME``.
 
     Raises:
         ApiError: the CA file cannot be read.
@@ -81,10 +111,13 @@ def tls_for(url: str, home: Path | None = None) -> ClientTls | None:
     if not url.startswith("https://"):
         return None
     config = _config(home)
-    ca_file, name = os.environ.get(CA_FILE_ENV), None
+    ca_file, name = os.environ.get(CA_FILE_ENV), os.environ.get(SERVER_NAME_ENV) or None
     configured = split_urls(str(config.get("controller", "")))
+    plane = None if url.rstrip("/") in configured else local_control_plane(url, home)
     if url.rstrip("/") in configured and config.get("caFile"):
         ca_file, name = str(config["caFile"]), config.get("serverName")
+    elif plane is not None and plane.get("bundle_file"):
+        ca_file, name = str(plane["bundle_file"]), plane.get("server_name")
     try:
         return ClientTls(tls_context(ca_file=ca_file), name)
     except (OSError, ssl.SSLError) as err:
@@ -123,15 +156,13 @@ def find_token(url: str, explicit: str | None = None, home: Path | None = None) 
         return explicit
     if os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV]
-    base = (home or meshfed_home()) / "controlplanes"
-    for endpoint in sorted(base.glob("*/endpoint.json")) if base.is_dir() else []:
-        try:
-            data = json.loads(endpoint.read_text())
-            if data.get("api", "").rstrip("/") == url.rstrip("/"):
-                return Path(data["token_file"]).read_text().strip()
-        except (OSError, ValueError, KeyError):
-            continue
-    return None
+    plane = local_control_plane(url, home)
+    if plane is None:
+        return None
+    try:
+        return Path(plane["token_file"]).read_text().strip()
+    except (OSError, KeyError, TypeError):
+        return None
 
 
 async def request_json(
@@ -193,9 +224,11 @@ def call(
     token: str | None = None,
     body: str | None = None,
     home: Path | None = None,
+    tls: ClientTls | None = None,
 ) -> Any:
     """Synchronous request to ``base_url + path``; returns the decoded JSON. An https URL is
-    verified as :func:`tls_for` says (``home``: where ``config.yaml`` is). ``base_url`` may
+    verified with ``tls``, else as :func:`tls_for` says (``home``: where ``config.yaml``
+    is). ``base_url`` may
     name several replicas, comma-separated: the next is tried when one cannot be reached or
     answers 503 (a replica that lost its database). A write whose answer was lost may
     then be sent twice: ``apply`` and ``delete`` are idempotent, a second ``cluster join``
@@ -208,10 +241,10 @@ def call(
     """
     urls = split_urls(base_url)
     for i, one in enumerate(urls):
-        tls = tls_for(one, home)
+        verify = tls or tls_for(one, home)
         try:
             return asyncio.run(
-                request_json(method, one + path, find_token(one, token, home), body, tls=tls)
+                request_json(method, one + path, find_token(one, token, home), body, tls=verify)
             )
         except ApiError as err:
             if i == len(urls) - 1 or not (isinstance(err, UnreachableError) or err.status == 503):

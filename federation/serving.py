@@ -15,7 +15,7 @@ import grpc
 from aiohttp import web
 
 from federation.netaddr import parse_host_port
-from trust.files import KEY_FILE_MODE, write_atomic
+from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
 
 
 def load_or_create_token(path: Path) -> str:
@@ -29,6 +29,31 @@ def load_or_create_token(path: Path) -> str:
     token = secrets.token_urlsafe(32)
     write_atomic(path, token.encode(), KEY_FILE_MODE)
     return token
+
+
+def server_context() -> ssl.SSLContext:
+    """An empty TLS server context (TLS 1.2 or later) for :func:`load_certificate`."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def load_certificate(
+    context: ssl.SSLContext, directory: Path, key_pem: bytes, chain_pem: bytes
+) -> None:
+    """Write ``key_pem`` (``key.pem``, 0600) and ``chain_pem`` (``chain.pem``) into
+    ``directory`` and load them into ``context``, whose new handshakes then present them
+    (:meth:`ssl.SSLContext.load_cert_chain` reads only files; the key never leaves the host).
+
+    Raises:
+        OSError: the files cannot be written.
+        ssl.SSLError: the key does not match the chain.
+    """
+    ensure_dir(directory)
+    key, chain = directory / "key.pem", directory / "chain.pem"
+    write_atomic(key, key_pem, KEY_FILE_MODE)
+    write_atomic(chain, chain_pem, CERT_FILE_MODE)
+    context.load_cert_chain(chain, key)
 
 
 async def start_http(

@@ -117,7 +117,7 @@ controlplane_option = click.option(
     "controlplane",
     required=True,
     metavar="URL",
-    help="Control plane API, e.g. http://127.0.0.1:15014.",
+    help="Control plane API, e.g. https://127.0.0.1:15014.",
 )
 
 

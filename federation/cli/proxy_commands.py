@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,16 @@ from eastwest_gateway.agent import GATEWAY_PORT, AgentSettings, ProxyAgent
 from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
 from federation.ca.client import CaEndpoints, WorkloadIdentity
 from federation.ca.files import IdentityDirectory
-from federation.ca.names import control_plane_spiffe_id
+from federation.ca.names import control_plane_server_name, control_plane_spiffe_id
 from federation.cli.params import InputError
-from federation.client import call
+from federation.client import (
+    CA_FILE_ENV,
+    ClientTls,
+    call,
+    local_control_plane,
+    tls_context,
+    unverified_tls,
+)
 from federation.controlplane.proxy import ProxyDescription, Upstream
 from federation.model.locality import Locality
 from federation.model.workload import ServicePort, parse_port_spec, sidecar_workload
@@ -47,7 +55,35 @@ def _api_url(cluster: str, xds_host: str, explicit: str | None) -> str:
     endpoint = meshfed_home() / "controlplanes" / cluster / "endpoint.json"
     if endpoint.exists():
         return str(json.loads(endpoint.read_text())["api"])
-    return f"http://{xds_host}:15014"
+    return f"https://{xds_host}:15014"
+
+
+def _bootstrap(
+    api_url: str, cluster: str, token: str | None, trust_bundle: Path | None
+) -> tuple[dict[str, Any], ClientTls | None]:
+    """The control plane's public ``/v1/bootstrap`` and how to verify its API from then on.
+
+    The API is HTTPS with a certificate for ``controlplane.<cluster>.cluster.meshfed.
+    internal`` from the cluster's CA. A control plane on this host is verified as its
+    ``endpoint.json`` says; else against ``--trust-bundle`` (or ``$MESHFED_CA_FILE``) by that
+    name; with neither, the public bootstrap is read without verification (it holds only
+    public facts, as the controller's ``/v1/bundle`` for a join) and every later call --
+    those carrying the API token -- is verified against the bundle it returned."""
+    if not api_url.startswith("https://") or local_control_plane(api_url, None) is not None:
+        return call("GET", api_url, "/v1/bootstrap", token=token), None
+    name = control_plane_server_name(cluster)
+    if trust_bundle is not None:
+        try:
+            bundle = trust_bundle.read_bytes()
+        except OSError as err:
+            raise InputError(f"--trust-bundle: {err.strerror}") from err
+        tls = ClientTls(tls_context(bundle), name)
+        return call("GET", api_url, "/v1/bootstrap", token=token, tls=tls), tls
+    if os.environ.get(CA_FILE_ENV):
+        tls = ClientTls(tls_context(ca_file=os.environ[CA_FILE_ENV]), name)
+        return call("GET", api_url, "/v1/bootstrap", token=token, tls=tls), tls
+    info = call("GET", api_url, "/v1/bootstrap", tls=unverified_tls())
+    return info, ClientTls(tls_context(str(info["trustBundle"]).encode()), name)
 
 
 def _host_port(value: str, flag: str) -> tuple[str, int]:
@@ -407,7 +443,7 @@ def sidecar_cmd(
     """
     xds_host, xds_port = _host_port(controlplane, "--controlplane")
     api_url = _api_url(cluster, xds_host, api)
-    info = call("GET", api_url, "/v1/bootstrap", token=token)
+    info, api_tls = _bootstrap(api_url, cluster, token, trust_bundle)
     loc = _locality(locality, info)
     label_map: dict[str, str] = {}
     for item in labels:
@@ -472,13 +508,17 @@ def sidecar_cmd(
     async def register() -> None:
         if kubernetes:  # the pod's EndpointSlice is its registration
             return
-        await asyncio.to_thread(call, "POST", api_url, "/v1/apply", token=token, body=body)
+        await asyncio.to_thread(
+            call, "POST", api_url, "/v1/apply", token=token, body=body, tls=api_tls
+        )
         log.info("registered workload %s/%s with %s", namespace, workload, api_url)
 
     async def deregister() -> None:
         if kubernetes:
             return
-        await asyncio.to_thread(call, "POST", api_url, "/v1/delete", token=token, body=body)
+        await asyncio.to_thread(
+            call, "POST", api_url, "/v1/delete", token=token, body=body, tls=api_tls
+        )
         log.info("deregistered workload %s/%s", namespace, workload)
 
     settings = _agent_settings(
@@ -541,7 +581,7 @@ def gateway_cmd(
     if advertise:
         _host_port(advertise, "--advertise")
     api_url = _api_url(cluster, xds_host, api)
-    info = call("GET", api_url, "/v1/bootstrap", token=token)
+    info, _ = _bootstrap(api_url, cluster, token, trust_bundle)
     loc = _locality(locality, info)
     if not is_loopback(host):
         log.warning("gateway listens on %s, beyond loopback", host)

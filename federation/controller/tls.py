@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 
+from federation.serving import load_certificate, server_context
 from federation.sync.identity import (
     CONTROL_PLANE_NAMESPACE,
     CONTROLLER_CA_NAME,
@@ -26,7 +27,6 @@ from federation.sync.identity import (
 )
 from trust import pki
 from trust.authority import issue_svid
-from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
 from trust.store import TrustDirectory
 from trust.svid import X509Svid
 
@@ -99,17 +99,12 @@ class HttpsCertificate(ServerCertificate):
     def __init__(self, trust: TrustDirectory, directory: Path) -> None:
         super().__init__(trust, "REST API")
         self._dir = directory
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context = server_context()
 
     def load(self) -> ssl.SSLContext:
         """Issue, write and load a certificate; the context to serve with."""
         svid = self.issue()
-        ensure_dir(self._dir)
-        key, chain = self._dir / "key.pem", self._dir / "chain.pem"
-        write_atomic(key, svid.private_key_pem(), KEY_FILE_MODE)
-        write_atomic(chain, svid.chain_pem(), CERT_FILE_MODE)
-        self.context.load_cert_chain(chain, key)
+        load_certificate(self.context, self._dir, svid.private_key_pem(), svid.chain_pem())
         return self.context
 
     async def renew_forever(self, check_s: float = 5.0) -> None:

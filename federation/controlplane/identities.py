@@ -12,11 +12,14 @@ bundle without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 
@@ -25,6 +28,7 @@ from federation.ca.names import (
     control_plane_server_name,
     control_plane_service_account,
 )
+from federation.serving import load_certificate, server_context
 from trust import pki
 from trust.authority import LocalCertificateAuthority, issue_svid
 from trust.bundle import TrustBundle
@@ -184,12 +188,16 @@ class _ServerTls:
             return True
         return pki.utcnow() >= svid.not_before + (svid.not_after - svid.not_before) / 2
 
-    def configuration(self) -> grpc.ServerCertificateConfiguration:
+    def _issue(self) -> tuple[X509Svid, LocalCertificateAuthority]:
         ca = self._authority.authority()
         self._svid = self._authority.issue_server_svid(ca)
         self._issued_with = ca
+        return self._svid, ca
+
+    def configuration(self) -> grpc.ServerCertificateConfiguration:
+        svid, ca = self._issue()
         return grpc.ssl_server_certificate_configuration(
-            [(self._svid.private_key_pem(), self._svid.chain_pem())],
+            [(svid.private_key_pem(), svid.chain_pem())],
             root_certificates=ca.trust_bundle().to_pem(),
         )
 
@@ -199,3 +207,31 @@ class _ServerTls:
             return None  # type: ignore[return-value]
         log.info("re-issuing the control plane's server certificate")
         return self.configuration()
+
+
+class HttpsTls(_ServerTls):
+    """The HTTP API's certificate: the same server SVID as the gRPC servers' (the DNS name
+    ``controlplane.<cluster>.cluster.meshfed.internal`` and the IP addresses the control
+    plane listens on), as an :class:`ssl.SSLContext` whose key and chain are written to
+    ``directory`` (key 0600); renewed in place, as the gRPC servers' certificate is, at half
+    life and whenever the cluster's CA or bundle changes. Clients verify it against the
+    trust bundle by that DNS name (:func:`federation.client.tls_for`)."""
+
+    def __init__(self, authority: ClusterAuthority, directory: Path) -> None:
+        super().__init__(authority)
+        self._dir = directory
+        self.context = server_context()
+
+    def load(self) -> ssl.SSLContext:
+        """Issue, write and load a certificate; the context to serve with."""
+        svid, _ = self._issue()
+        load_certificate(self.context, self._dir, svid.private_key_pem(), svid.chain_pem())
+        return self.context
+
+    async def renew_forever(self, check_s: float = 5.0) -> None:
+        """Reload when due (checked every ``check_s`` seconds); until cancelled."""
+        while True:
+            await asyncio.sleep(check_s)
+            if self._due():
+                log.info("re-issuing the control plane API's certificate")
+                self.load()

@@ -36,7 +36,7 @@ from federation.controlplane.api import make_app
 from federation.controlplane.builder import SnapshotBuilder
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.health import HealthChecker
-from federation.controlplane.identities import ClusterAuthority
+from federation.controlplane.identities import ClusterAuthority, HttpsTls
 from federation.controlplane.kube.config import KubeSettings, api_client
 from federation.controlplane.kube.source import KubeSource
 from federation.controlplane.kube.tokenreview import TokenReviewer
@@ -145,9 +145,12 @@ class ControlPlane:
 
     @property
     def api_url(self) -> str:
-        """``http://host:port`` of the HTTP API."""
+        """``https://host:port`` of the HTTP API (HTTPS with the control plane's server
+        certificate: :class:`~federation.controlplane.identities.HttpsTls`)."""
         host, _ = parse_host_port(self.config.api_listen)
-        return f"http://{host}:{self.api_port}"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self.api_port}"
 
     @property
     def xds_address(self) -> str:
@@ -211,7 +214,7 @@ class ControlPlane:
             ca,
             cfg.cluster,
             on_bundle=self._write_bundle,
-            addresses=listen_ips(cfg.xds_listen, cfg.ca_listen),
+            addresses=listen_ips(cfg.xds_listen, cfg.ca_listen, cfg.api_listen),
             revocation=info is not None,
         )
         if info is not None:
@@ -257,20 +260,7 @@ class ControlPlane:
         await self._grpc.start()
         await self._ca_grpc.start()
 
-        self.token = load_or_create_token(cfg.state_dir / "api-token")
-        app = make_app(
-            registry=self.registry,
-            state_file=state_file,
-            status=self.status,
-            cache=self.cache,
-            builder=self.builder,
-            token=self.token,
-            workload_tokens=self.tokens,
-            identity=self._identity,
-            federation=self._federation_state,
-            metrics=self.metrics,
-        )
-        self._runner, self.api_port = await start_http(app, cfg.api_listen, "--api-listen")
+        await self._start_api(state_file)
 
         if cfg.health_checks:
             self._tasks.append(
@@ -304,6 +294,28 @@ class ControlPlane:
             self.api_url,
             len(self.registry.state.workloads),
         )
+
+    async def _start_api(self, state_file: StateFile) -> None:
+        """The HTTP API over HTTPS (:class:`HttpsTls`), its token, its certificate's renewal."""
+        cfg = self.config
+        self.token = load_or_create_token(cfg.state_dir / "api-token")
+        app = make_app(
+            registry=self.registry,
+            state_file=state_file,
+            status=self.status,
+            cache=self.cache,
+            builder=self.builder,
+            token=self.token,
+            workload_tokens=self.tokens,
+            identity=self._identity,
+            federation=self._federation_state,
+            metrics=self.metrics,
+        )
+        https = HttpsTls(self.authority, cfg.state_dir / "api-tls")
+        self._runner, self.api_port = await start_http(
+            app, cfg.api_listen, "--api-listen", https.load()
+        )
+        self._tasks.append(asyncio.create_task(https.renew_forever(), name="api-cert"))
 
     def _link(self, info: JoinInfo, ca: Any) -> None:
         """The federation link (and its RTT prober), with the last update restored."""

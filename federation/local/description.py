@@ -227,7 +227,7 @@ class LocalFederation(_Strict):
                 cloud=c.region.split("/")[0],
                 region=c.region.split("/")[1],
                 zones=tuple(c.zones),
-                endpoint=f"http://{c.address(2)}:15014",
+                endpoint=f"https://{c.address(2)}:15014",
                 ca_data="",
                 network=c.network or c.name,
                 status="LOCAL",

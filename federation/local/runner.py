@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.ca.names import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
-from federation.client import call
+from federation.client import call, unverified_tls
 from federation.errors import ApiError, FederationError
 from federation.local.description import ClusterSpec, LocalFederation
 from federation.local.emulator import request as emulator_request
@@ -227,8 +227,10 @@ def ensure_inotify_instances(envoys: int, path: Path = INOTIFY_INSTANCES) -> str
 
 
 def _http_ok(url: str) -> bool:
+    """True when ``url`` answers 200 (liveness only: an https certificate is not verified)."""
+    context = unverified_tls().context if url.startswith("https://") else None
     try:
-        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL we built
+        with urllib.request.urlopen(url, timeout=1, context=context) as resp:  # noqa: S310 - loopback URL we built
             return int(resp.status) == 200
     except OSError:
         return False
@@ -456,7 +458,7 @@ class LocalFederationRunner:
             "controlplane",
             c.name,
         )
-        self.wait_ready(cp, lambda: _http_ok(f"http://{cp_address}:{API_PORT}/healthz"))
+        self.wait_ready(cp, lambda: _http_ok(f"https://{cp_address}:{API_PORT}/healthz"))
 
     def workload_token(self, c: ClusterSpec, namespace: str, account: str, name: str) -> Path:
         """Mint a single-use workload token for ``namespace``/``account`` in ``c`` and write it
@@ -464,7 +466,7 @@ class LocalFederationRunner:
         agent (``demo revive``) does not need it again: it renews the SVID it kept."""
         minted = call(
             "POST",
-            f"http://{self.net.address(c, 2)}:{API_PORT}",
+            f"https://{self.net.address(c, 2)}:{API_PORT}",
             "/v1/workload-tokens",
             body=json.dumps({"namespace": namespace, "serviceAccount": account}),
             home=self.home,

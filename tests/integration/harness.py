@@ -27,7 +27,7 @@ from eastwest_gateway.envoy_process import EnvoyProcess
 from federation.ca.client import CaEndpoints, WorkloadIdentity
 from federation.ca.files import IdentityDirectory
 from federation.ca.names import control_plane_spiffe_id
-from federation.client import call
+from federation.client import call, tls_for, unverified_tls
 from federation.controlplane.proxy import ProxyDescription
 from federation.errors import ApiError
 from federation.model.locality import Locality
@@ -148,7 +148,7 @@ class ControlPlaneHandle:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"https://127.0.0.1:{self.api_port}"
 
     def start(self) -> None:
         self.starts += 1
@@ -182,7 +182,9 @@ class ControlPlaneHandle:
             raise AssertionError(
                 f"control plane exited: {self.procs.log(f'controlplane-{self.cluster}-{self.starts}')}"
             )
-        conn = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=1)
+        conn = http.client.HTTPSConnection(  # liveness: the certificate is not checked here
+            "127.0.0.1", self.api_port, timeout=1, context=unverified_tls().context
+        )
         try:
             conn.request("GET", "/healthz")
             return conn.getresponse().status == 200
@@ -218,6 +220,17 @@ class ControlPlaneHandle:
         ).stdout
         result: list[dict[str, Any]] = json.loads(out)
         return result
+
+
+def api_context(url: str, home: Path) -> ssl.SSLContext:
+    """A client context for a control plane's HTTPS API under ``home``: its certificate is
+    verified against the trust bundle its ``endpoint.json`` names; not its DNS name, which
+    urllib and http.client cannot ask for (meshfed's own client checks it)."""
+    tls = tls_for(url, home)
+    assert tls is not None and tls.server_hostname, f"no endpoint.json for {url} in {home}"
+    context = tls.context
+    context.check_hostname = False
+    return context
 
 
 def plane_info(api_url: str, home: Path) -> dict[str, Any]:

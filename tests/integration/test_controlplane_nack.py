@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 
-from federation.client import request_json
+from federation.client import request_json, tls_for
 from federation.controlplane import resource
 from federation.controlplane.server import ControlPlane, ControlPlaneConfig
 from federation.controlplane.snapshot import Snapshot
@@ -73,9 +73,16 @@ async def _table(home, api_url) -> str:
 async def _metrics(plane: ControlPlane, token: str | None = None) -> Samples:
     """The control plane's ``/metrics``, parsed."""
     headers = {"Authorization": f"Bearer {token if token is not None else plane.token}"}
+    tls = tls_for(plane.api_url, plane.config.state_dir.parent.parent)
+    assert tls is not None
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"{plane.api_url}/metrics", headers=headers) as resp,
+        session.get(
+            f"{plane.api_url}/metrics",
+            headers=headers,
+            ssl=tls.context,
+            server_hostname=tls.server_hostname,
+        ) as resp,
     ):
         if resp.status != 200:
             return {("status", ()): float(resp.status)}
@@ -139,7 +146,12 @@ async def test_nack_is_recorded_and_envoy_keeps_last_good_config(procs, mesh_hom
 
         async def cds_state() -> dict:
             """CDS of the client as the control plane's API reports it (what the CLI shows)."""
-            data = await request_json("GET", f"{plane.api_url}/v1/proxy-status", plane.token)
+            data = await request_json(
+                "GET",
+                f"{plane.api_url}/v1/proxy-status",
+                plane.token,
+                tls=tls_for(plane.api_url, mesh_home),
+            )
             rows = {p["node_id"]: p for p in data["proxies"]}
             return dict(rows[node]["types"]["CDS"])
 

@@ -39,6 +39,7 @@ from tests.integration.harness import (
     Processes,
     RateLoop,
     Sample,
+    api_context,
     free_port,
     get,
     meshfed_env,
@@ -821,7 +822,7 @@ def test_a_cluster_whose_lease_expires_is_withdrawn_everywhere(fed) -> None:
     assert metrics[("meshfed_controller_clusters", (("state", "Unreachable"),))] == 1
     assert metrics[("meshfed_controller_sync_streams", ())] == 2
     a = cps["a"]
-    metrics = _scrape(a.api_url, find_token(a.api_url, home=a.home))
+    metrics = _scrape(a.api_url, find_token(a.api_url, home=a.home), api_context(a.api_url, a.home))
     assert metrics[("meshfed_sync_stream_up", ())] == 1
     assert metrics[("meshfed_sync_updates_received_total", ())] >= 1
     assert metrics[("meshfed_sync_last_update_timestamp_seconds", ())] > 0

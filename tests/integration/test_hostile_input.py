@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from federation.client import call, find_token
+from federation.client import call, find_token, tls_for
 from tests.integration.harness import ControllerHandle, ControlPlaneHandle
 
 pytestmark = pytest.mark.integration
@@ -93,8 +93,12 @@ def test_attack_hostile_documents_at_a_control_plane(procs, mesh_home) -> None:
     token = find_token(cp.api_url, home=mesh_home)
     assert token
     before = call("GET", cp.api_url, "/v1/workloads", home=mesh_home)
+    tls = tls_for(cp.api_url, mesh_home)
+    assert tls is not None and tls.server_hostname == "controlplane.east.cluster.meshfed.internal"
+    context = tls.context
+    context.check_hostname = False  # http.client cannot ask for the name; the CA is checked
     for case, (body, status, words) in sorted(HOSTILE.items()):
-        code, text = _post("127.0.0.1", cp.api_port, token, body)
+        code, text = _post("127.0.0.1", cp.api_port, token, body, context)
         assert (code, words in text) == (status, True), f"{case}: {text[:300]}"
     assert cp.proc is not None and cp.proc.poll() is None
     assert call("GET", cp.api_url, "/v1/workloads", home=mesh_home) == before

@@ -132,7 +132,10 @@ def test_sigterm_drains_without_failing_in_flight_requests(cluster) -> None:
     assert wait_until(lambda: not _alive_with_base_id(admin), 5, "echo-a's Envoy gone")
     cp = cluster["cp"]
     token = (cp.home / "controlplanes" / "east" / "api-token").read_text().strip()
-    names = {w["name"] for w in call("GET", cp.api_url, "/v1/workloads", token=token)["workloads"]}
+    names = {
+        w["name"]
+        for w in call("GET", cp.api_url, "/v1/workloads", token=token, home=cp.home)["workloads"]
+    }
     assert "echo-a" not in names and "echo-b" in names  # deregistered on the way out
 
 

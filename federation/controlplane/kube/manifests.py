@@ -317,7 +317,9 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
             for name, port in PORTS.items()
             if name != "gateway"
         ],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORTS["api"]}},
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz", "port": PORTS["api"], "scheme": "HTTPS"}
+        },
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "state", "mountPath": "/var/lib/meshfed"}],
@@ -361,7 +363,7 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
                 "ports": [
                     {"name": "grpc-xds", "port": PORTS["xds"], "targetPort": PORTS["xds"]},
                     {"name": "grpc-ca", "port": PORTS["ca"], "targetPort": PORTS["ca"]},
-                    {"name": "http-api", "port": PORTS["api"], "targetPort": PORTS["api"]},
+                    {"name": "https-api", "port": PORTS["api"], "targetPort": PORTS["api"]},
                     {"name": "https-webhook", "port": 443, "targetPort": PORTS["webhook"]},
                 ],
             },
@@ -441,7 +443,7 @@ def agent_args() -> list[str]:
     ``/v1/bootstrap`` and the certificate service, by the control plane's Service name."""
     return [
         "--controlplane", f"{CONTROLPLANE_HOST}:{PORTS['xds']}",
-        "--api", f"http://{CONTROLPLANE_HOST}:{PORTS['api']}",
+        "--api", f"https://{CONTROLPLANE_HOST}:{PORTS['api']}",
         "--ca", f"{CONTROLPLANE_HOST}:{PORTS['ca']}",
     ]  # fmt: skip
 

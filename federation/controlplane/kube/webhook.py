@@ -35,6 +35,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from federation.controlplane.kube.inject import admission_response
 from federation.controlplane.kube.manifests import CONTROLPLANE_HOST, INJECT_LABEL
+from federation.serving import load_certificate
 from trust import pki
 from trust.authority import load_key_file
 from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
@@ -98,9 +99,9 @@ class WebhookCertificate:
             pki.build_csr(key, spiffe_id=spiffe_id), spiffe_id, issuer_cert=ca_cert,
             issuer_key=ca_key, now=pki.utcnow(), ttl=WEBHOOK_CERT_TTL, dns_names=self._names,
         )  # fmt: skip
-        write_atomic(self._dir / "key.pem", pki.private_key_to_pem(key), KEY_FILE_MODE)
-        write_atomic(self._dir / "chain.pem", pki.certificates_to_pem([leaf]), CERT_FILE_MODE)
-        self.context.load_cert_chain(self._dir / "chain.pem", self._dir / "key.pem")
+        load_certificate(
+            self.context, self._dir, pki.private_key_to_pem(key), pki.certificates_to_pem([leaf])
+        )
         self.ca_pem = pki.certificates_to_pem([ca_cert])
 
     async def renew_forever(self) -> None:

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from federation.client import ClientTls, request_json, split_urls, tls_context
+from federation.client import ClientTls, request_json, split_urls, tls_context, unverified_tls
 from federation.errors import ApiError, FederationError, UnreachableError
 from federation.netaddr import is_loopback, parse_host_port
 from federation.sync.identity import CONTROLLER_SERVER_NAME
@@ -104,15 +103,6 @@ def plain_http_problem(url: str) -> str | None:
     )
 
 
-def _discovery_tls() -> ClientTls:
-    """TLS that does not verify the server: only for reading the public bundle, which the
-    token's pin then authenticates (kubeadm's discovery)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return ClientTls(context)
-
-
 async def join(
     state_dir: Path, cluster: str, controller: str, token: str, trust_domain: str | None
 ) -> JoinInfo:
@@ -153,7 +143,7 @@ async def _join_one(
     try:
         # the pin first: the token goes only to a controller that shows the pinned root ...
         https = url.startswith("https://")
-        discovery = _discovery_tls() if https else None
+        discovery = unverified_tls() if https else None
         public = await request_json("GET", url + "/v1/bundle", None, tls=discovery)
         pinned_root = check_pinned_root(public, pin, url)
         trust_domain = trust_domain or str(public["trustDomain"])
