@@ -18,6 +18,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -394,6 +395,25 @@ ROUTES: list[tuple[str, str, Handler, str, type[BaseModel] | None]] = [
 ]
 
 
+#: Query parameters by path, as the handlers read them.
+QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "/v1/traffic": [
+        {
+            "name": "window",
+            "in": "query",
+            "description": "seconds, 1 to 300 (default 10)",
+            "schema": {"type": "number", "minimum": 1, "maximum": MAX_TRAFFIC_WINDOW_S},
+        },
+        {
+            "name": "by",
+            "in": "query",
+            "description": "comma-separated edge labels: " + ",".join(EDGE_LABELS),
+            "schema": {"type": "string"},
+        },
+    ],
+}
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document generated from :data:`ROUTES`."""
     paths: dict[str, dict[str, Any]] = {}
@@ -403,6 +423,14 @@ def openapi_document() -> dict[str, Any]:
         if path not in PUBLIC_PATHS:
             op["security"] = [{"bearer": []}]
             op["responses"]["401"] = {"description": "missing or invalid bearer token"}
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", path)
+        ] + QUERY_PARAMETERS.get(path, [])
+        if parameters:
+            op["parameters"] = parameters
+        if "{" in path:
+            op["responses"]["404"] = {"description": "no such resource"}
         if model is not None:
             schemas[model.__name__] = model.model_json_schema(by_alias=True)
             op["requestBody"] = {

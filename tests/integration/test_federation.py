@@ -846,7 +846,7 @@ def _scrape(url: str, token: str, context: ssl.SSLContext | None = None) -> Samp
 def _link_of(cp: ControlPlaneHandle) -> dict[str, Any]:
     """The control plane's federation link as its ``/v1/info`` shows it."""
     token = find_token(cp.api_url, home=cp.home)
-    return dict(call("GET", cp.api_url, "/v1/info", token=token)["federation"] or {})
+    return dict(call("GET", cp.api_url, "/v1/info", token=token, home=cp.home)["federation"] or {})
 
 
 def test_removing_a_cluster_withdraws_it_and_its_control_plane_stops_syncing(fed) -> None:
