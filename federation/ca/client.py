@@ -109,6 +109,7 @@ class WorkloadIdentity:
         self.endpoints = endpoints
         self._bundle = bundle_pem
         self._crls = b""
+        self._members = b""
         self._token = token
         self.bundle_poll_s = bundle_poll_s
         self.svid: X509Svid | None = None
@@ -186,7 +187,8 @@ class WorkloadIdentity:
             )
         self._bundle = response.trust_bundle_pem or self._bundle
         self._crls = bytes(response.crl_pem)
-        self.directory.write(svid.chain_pem(), key_pem, self._bundle, self._crls)
+        self._members = bytes(response.member_cas_pem)
+        self.directory.write(svid.chain_pem(), key_pem, self._bundle, self._crls, self._members)
         self.svid = svid
         log.info(
             "%s SVID %s (valid until %s)",
@@ -196,9 +198,9 @@ class WorkloadIdentity:
         )
         return svid
 
-    async def fetch_bundle(self) -> tuple[bytes, bytes, bytes]:
-        """``(trust bundle, member CRLs, CA chain)`` from the CA port (verified with the
-        current bundle).
+    async def fetch_bundle(self) -> tuple[bytes, bytes, bytes, bytes]:
+        """``(trust bundle, member CRLs, CA chain, member CAs)`` from the CA port (verified
+        with the current bundle).
 
         Raises:
             IdentityError: the call failed.
@@ -214,7 +216,12 @@ class WorkloadIdentity:
                 )
             except grpc.aio.AioRpcError as err:
                 raise _describe(err) from err
-        return bytes(answer.pem), bytes(answer.crl_pem), bytes(answer.ca_chain_pem)
+        return (
+            bytes(answer.pem),
+            bytes(answer.crl_pem),
+            bytes(answer.ca_chain_pem),
+            bytes(answer.member_cas_pem),
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -231,6 +238,10 @@ class WorkloadIdentity:
         if svid.spiffe_id != self.spiffe_id or svid.not_after <= pki.utcnow():
             return None
         self._bundle, self._crls = bundle, crls
+        members = self.directory.members
+        self._members = members.read_bytes() if members.exists() else b""
+        if self._members == bundle:
+            self._members = b""  # written as the bundle: no member CAs were known
         return svid
 
     async def ensure(self) -> X509Svid:
@@ -253,16 +264,17 @@ class WorkloadIdentity:
         return await self._issue(renew=False)
 
     async def _refresh_bundle(self) -> None:
-        bundle, crls, ca_chain = await self.fetch_bundle()
+        bundle, crls, ca_chain, members = await self.fetch_bundle()
         if self.svid is not None and ca_chain and not issued_under(self.svid, ca_chain):
             log.info("the cluster's CA was re-signed: renewing the SVID now")
             await self._issue(renew=True)
-        if (bundle, crls) != (self._bundle, self._crls) and self.svid is not None:
-            self._bundle, self._crls = bundle, crls
+        known = (self._bundle, self._crls, self._members)
+        if (bundle, crls, members) != known and self.svid is not None:
+            self._bundle, self._crls, self._members = bundle, crls, members
             found = self.directory.read()
             if found is not None:
-                self.directory.write(found[0], found[1], bundle, crls)
-                log.info("trust bundle / member CRLs updated")
+                self.directory.write(found[0], found[1], bundle, crls, members)
+                log.info("trust bundle / member CRLs / member CAs updated")
 
     async def run(self, *, rng: random.Random | None = None) -> None:
         """Renew and refresh until cancelled (see the module docstring, step 2)."""

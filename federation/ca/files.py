@@ -4,7 +4,9 @@ watch, replaced atomically.
 Layout of ``<dir>`` (mode 0700)::
 
     cert.pem  key.pem (0600)  bundle.pem     the current files (gRPC ``file_watcher``,
-    [crl.pem]                                ``meshfed`` reuse after a restart)
+    [crl.pem]  members.pem                   ``meshfed`` reuse after a restart); members.pem
+                                             is what gRPC trusts: every member cluster's CA
+                                             (the bundle when not in a federation)
     v<N>/cert.pem key.pem bundle.pem [crl.pem]  one directory per version, never modified
     svid.json                                SDS secret ``default`` (tls_certificate) -> v<N>
     rootca.json                              SDS secret ``ROOTCA`` (validation_context: bundle,
@@ -110,10 +112,24 @@ class IdentityDirectory:
         """The current member CRLs (may be absent: no revocation checks)."""
         return self.path / "crl.pem"
 
+    @property
+    def members(self) -> Path:
+        """The trust anchors of a proxyless gRPC workload (its bootstrap's
+        ``ca_certificate_file``): every member cluster's CA certificate, so an SVID of a
+        removed cluster does not verify (gRPC checks no CRL; it accepts an intermediate as
+        anchor). The trust bundle itself when the control plane is not in a federation."""
+        return self.path / "members.pem"
+
     def write(
-        self, chain_pem: bytes, key_pem: bytes, bundle_pem: bytes, crl_pem: bytes = b""
+        self,
+        chain_pem: bytes,
+        key_pem: bytes,
+        bundle_pem: bytes,
+        crl_pem: bytes = b"",
+        members_pem: bytes = b"",
     ) -> Path:
-        """Publish a new version; returns its directory. ``crl_pem`` empty: no CRL checks.
+        """Publish a new version; returns its directory. ``crl_pem`` empty: no CRL checks;
+        ``members_pem`` empty: gRPC trusts the bundle (:attr:`members`).
 
         Raises:
             trust.errors.TrustStoreError: the directory cannot be created.
@@ -136,6 +152,7 @@ class IdentityDirectory:
         write_atomic(self.key, key_pem, KEY_FILE_MODE)
         write_atomic(self.cert, chain_pem, CERT_FILE_MODE)
         write_atomic(self.bundle, bundle_pem, CERT_FILE_MODE)
+        write_atomic(self.members, members_pem or bundle_pem, CERT_FILE_MODE)
         if crl_pem:
             write_atomic(self.crl, crl_pem, CERT_FILE_MODE)
         else:

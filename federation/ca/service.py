@@ -72,6 +72,8 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         ttl: lifetime of issued SVIDs.
         crls: returns the member clusters' CRLs (PEM) sent with the trust bundle.
         ca_chain: returns the CA's current chain (PEM), sent with the trust bundle.
+        member_cas: returns every member cluster's CA certificate (PEM; empty outside a
+            federation), sent with the trust bundle: proxyless gRPC's trust anchors.
         on_issued: called with ``mode`` after each SVID is signed (metrics).
         review: token mode on Kubernetes: a bearer token that is not a workload token
             (``mfw_...``) is a service account token, and this returns its ``(namespace,
@@ -88,6 +90,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         ttl: timedelta = pki.DEFAULT_SVID_TTL,
         crls: Callable[[], bytes] = lambda: b"",
         ca_chain: Callable[[], bytes] = lambda: b"",
+        member_cas: Callable[[], bytes] = lambda: b"",
         on_issued: Callable[[str], None] = lambda _mode: None,
         review: Callable[[str], Awaitable[tuple[str, str]]] | None = None,
     ) -> None:
@@ -95,6 +98,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         self._on_issued = on_issued
         self._crls = crls
         self._ca_chain = ca_chain
+        self._member_cas = member_cas
         if mode == "token" and tokens is None:
             raise ValueError("token mode needs a token store")
         self._authority = authority
@@ -166,7 +170,10 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         log.info("issued an SVID for %s (%s)", allowed, how)
         self._on_issued(self._mode)
         return ca_pb2.CreateCertificateResponse(
-            cert_chain_pem=chain, trust_bundle_pem=ca.trust_bundle().to_pem(), crl_pem=self._crls()
+            cert_chain_pem=chain,
+            trust_bundle_pem=ca.trust_bundle().to_pem(),
+            crl_pem=self._crls(),
+            member_cas_pem=self._member_cas(),
         )
 
     async def GetTrustBundle(  # noqa: N802 - gRPC method name
@@ -177,6 +184,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
             pem=self._authority().trust_bundle().to_pem(),
             crl_pem=self._crls(),
             ca_chain_pem=self._ca_chain(),
+            member_cas_pem=self._member_cas(),
         )
 
 

@@ -440,7 +440,8 @@ def bootstrap() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Identity directory kept fresh by 'meshfed workload identity' (cert.pem, key.pem,"
-    " bundle.pem).  [default: $MESHFED_HOME/identities/NS/SERVICE_ACCOUNT]",
+    " members.pem: every member cluster's CA).  [default:"
+    " $MESHFED_HOME/identities/NS/SERVICE_ACCOUNT]",
 )
 @click.option(
     "--workload",
@@ -489,7 +490,7 @@ def bootstrap_grpc_cmd(
     files = {
         "certificate_file": str(certs / "cert.pem"),
         "private_key_file": str(certs / "key.pem"),
-        "ca_certificate_file": str(certs / "bundle.pem"),
+        "ca_certificate_file": str(certs / "members.pem"),  # every member cluster's CA
     }
     doc = {
         "xds_servers": [
@@ -511,7 +512,7 @@ def bootstrap_grpc_cmd(
         "certificate_providers": {
             GRPC_CERT_PROVIDER: {
                 "plugin_name": "file_watcher",
-                "config": {**files, "refresh_interval": "60s"},
+                "config": {**files, "refresh_interval": "10s"},
             }
         },
     }

@@ -168,7 +168,7 @@ def token_cmd(
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Identity directory (cert.pem, key.pem 0600, bundle.pem)."
+    help="Identity directory (cert.pem, key.pem 0600, bundle.pem, members.pem)."
     "  [default: $MESHFED_HOME/identities/NS/SA]",
 )
 @identity_options

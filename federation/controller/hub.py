@@ -25,6 +25,7 @@ from federation.controller.membership import (
     STARTUP_GRACE_S,
     ClusterState,
     cluster_state,
+    member_cas,
     member_crls,
 )
 from federation.controller.metrics import ControllerMetrics
@@ -259,6 +260,7 @@ class SyncHub:
         for cluster in set(self._streams) - set(records):  # removed through another replica
             self.close_stream(cluster, f"cluster {cluster!r} was removed from the federation")
         crls = member_crls(list(records.values()), reports)
+        cas = member_cas(list(records.values()), crls)
         plans = self.plans()
         addresses = self.replica.sync_addresses()
         self._last_addresses = addresses
@@ -280,6 +282,7 @@ class SyncHub:
                 trust_bundle_pem=bundle,
                 lease_seconds=max(1, int(self.lease_s)),
                 cluster_crls=crls,
+                cluster_cas=cas,
                 intermediate_chain_pem=(
                     records[cluster].intermediate_pem or "" if cluster in records else ""
                 ),

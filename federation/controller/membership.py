@@ -80,3 +80,20 @@ def member_crls(
         except TrustError:
             continue
     return out
+
+
+def member_cas(clusters: list[ClusterRecord], crls: Mapping[str, str]) -> dict[str, str]:
+    """The intermediate CA certificate (PEM, the first of the recorded chain) of every member
+    in ``crls`` (:func:`member_crls`), by cluster: the trust anchors of proxyless gRPC
+    workloads, which check no CRL -- a removed cluster has no record and is left out, so
+    its SVIDs no longer verify there. Pure."""
+    out: dict[str, str] = {}
+    for record in clusters:
+        if record.name not in crls or not record.intermediate_pem:
+            continue
+        try:
+            first = pki.load_certificates(record.intermediate_pem.encode(), source="intermediate")
+        except TrustError:
+            continue
+        out[record.name] = pki.certificates_to_pem(first[:1]).decode()
+    return out

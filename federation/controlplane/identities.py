@@ -76,6 +76,7 @@ class ClusterAuthority:
         self._crl_ca: LocalCertificateAuthority | None = None
         self._crl_renew_at = pki.utcnow()
         self._peer_crls: dict[str, str] = {}
+        self._peer_cas: dict[str, str] = {}
         self.cluster = cluster
         self._on_bundle = on_bundle
 
@@ -116,6 +117,31 @@ class ClusterAuthority:
         if crls != self._peer_crls:
             log.info("member CRLs: %s", ", ".join(sorted(crls)) or "none")
         self._peer_crls = dict(crls)
+
+    def set_member_cas(self, cas: dict[str, str]) -> None:
+        """Every member cluster's CA certificate from the controller (cluster -> PEM)."""
+        if cas != self._peer_cas:
+            log.info("member CAs: %s", ", ".join(sorted(cas)) or "none")
+        self._peer_cas = dict(cas)
+
+    def member_cas_pem(self) -> bytes:
+        """The trust anchors of proxyless gRPC workloads (concatenated PEM): this cluster's
+        CA certificate (and, while a re-sign's grace lasts, its previous one: the same key)
+        and every other member's from the controller. gRPC checks no CRL, so leaving a
+        removed cluster's CA out is how its SVIDs are refused there; gRPC accepts an
+        intermediate as anchor (a partial chain). Empty when :attr:`revocation` is off (not
+        in a federation): gRPC then trusts the bundle."""
+        if not self.revocation:
+            return b""
+        own = [self._ca.certificate]
+        if self._previous is not None and self._previous.certificate != self._ca.certificate:
+            own.append(self._previous.certificate)
+        peers = [
+            pem.encode() if pem.endswith("\n") else pem.encode() + b"\n"
+            for name, pem in sorted(self._peer_cas.items())
+            if name != self.cluster
+        ]
+        return pki.certificates_to_pem(own) + b"".join(peers)
 
     def crl_bundle(self) -> bytes:
         """The CRLs proxies verify peers' leaf certificates against (concatenated PEM): this

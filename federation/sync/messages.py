@@ -162,6 +162,8 @@ class ControllerUpdate:
             the sender's first (empty keeps the addresses the control plane knows).
         export_conditions: ``(namespace, service) -> (Exported|Conflict, message)`` of this
             cluster's exports.
+        cluster_cas: member cluster -> its intermediate CA certificate (PEM), for the same
+            members as ``cluster_crls``: the trust anchors of proxyless gRPC workloads.
     """
 
     version: int = 0
@@ -177,3 +179,4 @@ class ControllerUpdate:
     plans: list[RoutingPlan] = field(default_factory=list)
     sync_addresses: list[str] = field(default_factory=list)
     export_conditions: dict[ServiceKey, tuple[str, str]] = field(default_factory=dict)
+    cluster_cas: dict[str, str] = field(default_factory=dict)

@@ -17,9 +17,11 @@ import pytest
 
 from federation.demo.echo_grpc import METHOD
 from tests.integration.harness import (
+    MESHFED,
     ControllerHandle,
     ControlPlaneHandle,
     free_port,
+    meshfed_env,
     run_meshfed,
     start_sidecar_agent,
     wait_until,
@@ -322,3 +324,95 @@ def test_proxyless_grpc_server_serves_mtls_only_and_enforces_authz(
         lambda: _calls(intruder, 3) == ["ERROR:PERMISSION_DENIED"] * 3, 20, "intruder refused"
     )
     assert _calls(frontend, 10) == ["grpc-x"] * 10
+
+
+def _call_as(identity: Path, address: str, port: int, server_cluster: str) -> str:
+    """One call to the gRPC server at ``address:port`` with the SVID in ``identity``
+    (``ok`` or the status code's name); the server is verified by its cluster claim."""
+    creds = grpc.ssl_channel_credentials(
+        (identity / "bundle.pem").read_bytes(),
+        (identity / "key.pem").read_bytes(),
+        (identity / "cert.pem").read_bytes(),
+    )
+    name = f"{server_cluster}.cluster.meshfed.internal"
+    with grpc.secure_channel(
+        f"{address}:{port}", creds, options=[("grpc.ssl_target_name_override", name)]
+    ) as channel:
+        try:
+            channel.unary_unary(METHOD)(b"x", timeout=3)
+        except grpc.RpcError as err:
+            return str(err.code().name)
+    return "ok"
+
+
+def test_a_removed_clusters_svids_are_refused_by_a_proxyless_grpc_server(
+    procs, mesh_home, tmp_path
+) -> None:
+    """Issue #35 (5): gRPC checks no CRL, so an xDS-enabled gRPC server trusted every SVID
+    chaining to the root -- a removed cluster's included -- until they expired. Now its
+    trust anchors (``members.pem``, kept by ``meshfed workload identity``) are the member
+    clusters' CAs: after ``meshfed cluster remove west``, west's SVID is refused by the
+    server in east, while east's own callers keep working."""
+    controller = ControllerHandle(procs, mesh_home)
+    controller.start()
+    east = controller.join("east", ZONE_A, f"127.0.4.2:{free_port('127.0.4.2')}")
+    west = controller.join("west", ZONE_B, f"127.0.5.2:{free_port('127.0.5.2')}")
+    address, port = "127.0.4.5", free_port("127.0.4.5")
+    east.apply(
+        workload_yaml(
+            "grpc-x", service="echo", address=address, locality=ZONE_A, port=9090,
+            target_port=port, protocol="grpc", tls_mode="mutual", inbound_port=port,
+        )
+    )  # fmt: skip
+    identity = tmp_path / "identity-echo"
+    procs.spawn(
+        "identity-echo",
+        [MESHFED, "workload", "identity", "--controlplane", east.api_url, "-n", "demo",
+         "--service-account", "echo", "--dir", str(identity),
+         "--workload-token", east.mint("demo", "echo")],
+        env=meshfed_env(mesh_home),
+    )  # fmt: skip
+
+    def anchors() -> int:
+        members = identity / "members.pem"
+        return members.read_text().count("BEGIN CERTIFICATE") if members.exists() else 0
+
+    wait_until(lambda: anchors() == 2, 30, "members.pem with east's and west's CAs")
+    bootstrap = run_meshfed(
+        mesh_home, "bootstrap", "grpc", "--controlplane", f"127.0.0.1:{east.xds_port}",
+        "--node-id", "grpc-echo", "--service", "echo", "-n", "demo", "--locality", ZONE_A,
+        "--identity-dir", str(identity), "--workload", "grpc-x",
+    ).stdout  # fmt: skip
+    (tmp_path / "bootstrap-echo.json").write_text(bootstrap)
+    procs.spawn(
+        "app-grpc-x",
+        [sys.executable, "-m", "federation.demo.echo_grpc", "serve", "--name", "grpc-x",
+         "--host", address, "--port", str(port), "--xds"],
+        env=dict(os.environ, GRPC_XDS_BOOTSTRAP=str(tmp_path / "bootstrap-echo.json")),
+    )  # fmt: skip
+    callers = {}
+    for name, plane in (("east", east), ("west", west)):
+        callers[name] = tmp_path / f"identity-caller-{name}"
+        run_meshfed(
+            mesh_home, "workload", "identity", "--once", "--controlplane", plane.api_url,
+            "-n", "demo", "--service-account", "frontend", "--dir", str(callers[name]),
+            "--workload-token", plane.mint("demo", "frontend"),
+        )  # fmt: skip
+    wait_until(
+        lambda: (
+            [_call_as(callers[c], address, port, "east") for c in ("east", "west")] == ["ok", "ok"]
+        ),
+        45,
+        "east's and west's callers served while both are members",
+    )
+    run_meshfed(mesh_home, "cluster", "remove", "west")
+    removed = time.monotonic()
+    wait_until(
+        lambda: all(_call_as(callers["west"], address, port, "east") != "ok" for _ in range(3)),
+        45,
+        "west's SVID refused by the gRPC server after west's removal",
+    )
+    took = time.monotonic() - removed
+    assert anchors() == 1
+    assert [_call_as(callers["east"], address, port, "east") for _ in range(5)] == ["ok"] * 5
+    print(f"west refused by the proxyless gRPC server {took:.1f} s after its removal")

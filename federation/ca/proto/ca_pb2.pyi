@@ -11,25 +11,29 @@ class CreateCertificateRequest(_message.Message):
     def __init__(self, csr_pem: _Optional[bytes] = ...) -> None: ...
 
 class CreateCertificateResponse(_message.Message):
-    __slots__ = ("cert_chain_pem", "trust_bundle_pem", "crl_pem")
+    __slots__ = ("cert_chain_pem", "trust_bundle_pem", "crl_pem", "member_cas_pem")
     CERT_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
     TRUST_BUNDLE_PEM_FIELD_NUMBER: _ClassVar[int]
     CRL_PEM_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_CAS_PEM_FIELD_NUMBER: _ClassVar[int]
     cert_chain_pem: bytes
     trust_bundle_pem: bytes
     crl_pem: bytes
-    def __init__(self, cert_chain_pem: _Optional[bytes] = ..., trust_bundle_pem: _Optional[bytes] = ..., crl_pem: _Optional[bytes] = ...) -> None: ...
+    member_cas_pem: bytes
+    def __init__(self, cert_chain_pem: _Optional[bytes] = ..., trust_bundle_pem: _Optional[bytes] = ..., crl_pem: _Optional[bytes] = ..., member_cas_pem: _Optional[bytes] = ...) -> None: ...
 
 class GetTrustBundleRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class TrustBundle(_message.Message):
-    __slots__ = ("pem", "crl_pem", "ca_chain_pem")
+    __slots__ = ("pem", "crl_pem", "ca_chain_pem", "member_cas_pem")
     PEM_FIELD_NUMBER: _ClassVar[int]
     CRL_PEM_FIELD_NUMBER: _ClassVar[int]
     CA_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_CAS_PEM_FIELD_NUMBER: _ClassVar[int]
     pem: bytes
     crl_pem: bytes
     ca_chain_pem: bytes
-    def __init__(self, pem: _Optional[bytes] = ..., crl_pem: _Optional[bytes] = ..., ca_chain_pem: _Optional[bytes] = ...) -> None: ...
+    member_cas_pem: bytes
+    def __init__(self, pem: _Optional[bytes] = ..., crl_pem: _Optional[bytes] = ..., ca_chain_pem: _Optional[bytes] = ..., member_cas_pem: _Optional[bytes] = ...) -> None: ...

@@ -106,6 +106,7 @@ class FederationLink:
         rtt_ms: other cluster -> measured RTT (ms), reported as is (owned by the RTT prober).
         crl_pem: returns this cluster CA's current CRL (PEM), sent with every report.
         on_crls: called with every member's CRL (cluster -> PEM) from each update.
+        on_cas: called with every member's CA certificate (cluster -> PEM) from each update.
         on_ca: called with the new CA after the controller re-signed the intermediate.
         on_update: called after each controller update is applied (metrics).
         traffic: returns a snapshot of the cluster's traffic table (sent every
@@ -124,6 +125,7 @@ class FederationLink:
         rtt_ms: dict[str, float] | None = None,
         crl_pem: Callable[[], str] = lambda: "",
         on_crls: Callable[[dict[str, str]], None] = lambda _crls: None,
+        on_cas: Callable[[dict[str, str]], None] = lambda _cas: None,
         on_ca: Callable[[LocalCertificateAuthority], None] = lambda _ca: None,
         on_update: Callable[[], None] = lambda: None,
         traffic: Callable[[], TrafficTable | None] = lambda: None,
@@ -136,6 +138,7 @@ class FederationLink:
         self.info = info
         self._crl_pem = crl_pem
         self._on_crls = on_crls
+        self._on_cas = on_cas
         self._state_dir = state_dir
         self._registry = registry
         self._ca = ca
@@ -202,6 +205,7 @@ class FederationLink:
             update.export_conditions,
         )
         self._on_crls(update.cluster_crls)
+        self._on_cas(update.cluster_cas)
 
     def _on_registry(self, _: RegistryState) -> None:
         self._changed.set()

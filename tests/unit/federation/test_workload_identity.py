@@ -136,7 +136,7 @@ def test_identity_directory_publishes_versions_atomically(tmp_path) -> None:
 def test_member_crls_keeps_only_crls_signed_by_each_members_joined_intermediate(
     trust_dir,
 ) -> None:
-    from federation.controller.membership import member_crls
+    from federation.controller.membership import member_cas, member_crls
     from federation.controller.store import ClusterRecord
     from federation.sync.messages import ClusterReport
     from trust import pki
@@ -161,3 +161,29 @@ def test_member_crls_keeps_only_crls_signed_by_each_members_joined_intermediate(
     }
     crls = member_crls([record("east", east), record("west", west)], reports)
     assert crls == {"east": east_crl}
+    # proxyless gRPC's trust anchors: the CA certificates of exactly those members
+    cas = member_cas([record("east", east), record("west", west)], crls)
+    assert cas == {"east": pki.certificates_to_pem([east.certificate]).decode()}
+
+
+def test_member_cas_for_grpc_are_this_clusters_ca_and_the_members_only(trust_dir) -> None:
+    """Issue #35 (5): what proxyless gRPC trusts -- nothing outside a federation (it trusts
+    the bundle), else this cluster's CA and every other member's; a removed member drops."""
+    from federation.controlplane.identities import ClusterAuthority
+    from trust import pki
+
+    trust_dir.create_intermediate("west")
+    east, west = trust_dir.cluster_authority("east"), trust_dir.cluster_authority("west")
+    assert ClusterAuthority(east, "east").member_cas_pem() == b""
+    joined = ClusterAuthority(east, "east", revocation=True)
+    west_pem = pki.certificates_to_pem([west.certificate]).decode()
+    joined.set_member_cas({"west": west_pem, "east": "ignored: this cluster's own is used"})
+    anchors = pki.load_certificates(joined.member_cas_pem(), source="members")
+    assert anchors == [east.certificate, west.certificate]
+    joined.set_member_cas({})
+    assert pki.load_certificates(joined.member_cas_pem(), source="m") == [east.certificate]
+    d = IdentityDirectory(trust_dir.path.parent / "identity")
+    d.write(b"c", b"k", b"bundle")
+    assert d.members.read_bytes() == b"bundle"  # outside a federation: the bundle
+    d.write(b"c", b"k", b"bundle", members_pem=joined.member_cas_pem())
+    assert d.members.read_bytes() == joined.member_cas_pem()
