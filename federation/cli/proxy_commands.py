@@ -32,6 +32,7 @@ from federation.client import (
     ClientTls,
     call,
     local_control_plane,
+    request_json,
     tls_context,
     unverified_tls,
 )
@@ -82,7 +83,8 @@ def _bootstrap(
     if os.environ.get(CA_FILE_ENV):
         tls = ClientTls(tls_context(ca_file=os.environ[CA_FILE_ENV]), name)
         return call("GET", api_url, "/v1/bootstrap", token=token, tls=tls), tls
-    info = call("GET", api_url, "/v1/bootstrap", tls=unverified_tls())
+    # no token on an unverified connection, not even $MESHFED_TOKEN (call() would add it)
+    info = asyncio.run(request_json("GET", api_url + "/v1/bootstrap", None, tls=unverified_tls()))
     return info, ClientTls(tls_context(str(info["trustBundle"]).encode()), name)
 
 

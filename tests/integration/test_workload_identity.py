@@ -15,6 +15,7 @@ import pytest
 from federation.ca.client import CaEndpoints, IdentityError, WorkloadIdentity
 from federation.ca.files import IdentityDirectory
 from federation.ca.proto import ca_pb2, ca_pb2_grpc
+from federation.client import call
 from tests.integration.harness import ControlPlaneHandle, run_meshfed, wait_until
 from trust.spiffe import SpiffeId, TrustDomain
 from trust.store import TrustDirectory
@@ -226,3 +227,29 @@ def test_a_refused_csr_does_not_spend_the_single_use_token(cp, key) -> None:
     assert "workload keys must be ECDSA P-256/P-384 or RSA" in info.value.details()
     assert _create(cp, _csr("a"), token=token).cert_chain_pem
     assert _issued(cp) == 1
+
+
+def test_an_agent_without_a_bundle_reads_the_bootstrap_then_verifies_the_api(
+    cp, tmp_path, monkeypatch
+) -> None:
+    """Issue #35 (5): the control plane's API is HTTPS. An agent with no bundle and no
+    endpoint.json (a pod) reads the public /v1/bootstrap unverified -- sending no token,
+    not even $MESHFED_TOKEN -- and verifies every later call against the bundle it got, by
+    the control plane's DNS name; with the wrong bundle, a call fails."""
+    from federation.cli.proxy_commands import _bootstrap
+    from federation.client import ClientTls, tls_context
+    from federation.errors import ApiError
+
+    monkeypatch.setenv("MESHFED_HOME", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("MESHFED_TOKEN", "not-for-unverified-peers")
+    monkeypatch.delenv("MESHFED_CA_FILE", raising=False)
+    info, tls = _bootstrap(cp.api_url, "east", None, None)
+    assert "BEGIN CERTIFICATE" in info["trustBundle"]
+    assert tls is not None and tls.server_hostname == "controlplane.east.cluster.meshfed.internal"
+    token = (cp.home / "controlplanes" / "east" / "api-token").read_text().strip()
+    assert call("GET", cp.api_url, "/v1/info", token=token, tls=tls)["cluster"] == "east"
+    other = TrustDirectory(tmp_path / "other")
+    other.init(TD)
+    wrong = ClientTls(tls_context(other.bundle().to_pem()), tls.server_hostname)
+    with pytest.raises(ApiError, match="not trusted"):
+        call("GET", cp.api_url, "/v1/info", token=token, tls=wrong)
