@@ -39,6 +39,19 @@ class _NamedHost(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
+def _bounded(examples: int) -> Any:
+    """Hypothesis settings of a fuzzing pass: ``examples`` generated inputs, repeatable
+    (derandomized, no example database), no deadline (each input is a network round trip)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 def _schema() -> Any:
     return from_dict(openapi_document())
 
@@ -109,14 +122,7 @@ def fuzz_operation(target: FuzzTarget, label: str, mode: str, examples: int) -> 
     generation = GenerationMode.POSITIVE if mode == "positive" else GenerationMode.NEGATIVE
     headers = {"Authorization": f"Bearer {target.token}"}
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @_bounded(examples)
     @given(case=operation.as_strategy(generation_mode=generation))
     def run(case: Any) -> None:
         before = target.state()
@@ -185,14 +191,7 @@ def fuzz_documents(target: FuzzTarget, examples: int) -> None:
 
     headers = {"Authorization": f"Bearer {target.token}", "Content-Type": "application/yaml"}
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @_bounded(examples)
     @given(
         docs=st.lists(document_strategy(), min_size=1, max_size=3),
         path=st.sampled_from(["/v1/apply", "/v1/delete"]),
