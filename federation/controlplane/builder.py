@@ -100,6 +100,8 @@ class SnapshotBuilder:
         # registry version -> time.monotonic() it appeared (push latency), oldest pruned
         self._changed_at: dict[int, float] = {}
         self._worker: asyncio.Task[None] | None = None
+        # node id -> open streams (a proxy is forgotten when its last one closes)
+        self._streams: dict[str, int] = {}
         self.failures = 0
         registry.subscribe(self._on_change)
 
@@ -133,6 +135,7 @@ class SnapshotBuilder:
                 f"node {proxy.node_id}: its configuration could not be generated ({err})"
             ) from err
         self._proxies[proxy.node_id] = proxy
+        self._streams[proxy.node_id] = self._streams.get(proxy.node_id, 0) + 1
         return proxy.node_id
 
     def _failed(self, proxy: ProxyDescription, err: Exception) -> None:
@@ -147,7 +150,18 @@ class SnapshotBuilder:
         )
 
     def on_stream_closed(self, node_id: str) -> None:
-        """Keep the description: a reconnecting proxy gets its snapshot at once."""
+        """Forget the proxy once its last stream has closed: a client can open streams under
+        any number of node ids, and a proxy kept after it left would be rebuilt on every
+        change forever. A proxy that reconnects is built again on its first request (cheap:
+        proxies of one class share a memoised snapshot)."""
+        left = self._streams.get(node_id, 0) - 1
+        if left > 0:
+            self._streams[node_id] = left
+            return
+        self._streams.pop(node_id, None)
+        self._proxies.pop(node_id, None)
+        self._built.pop(node_id, None)
+        self._cache.forget(node_id)
 
     def _on_change(self, state: RegistryState) -> None:
         self._changed_at[state.version] = time.monotonic()
@@ -200,11 +214,16 @@ class SnapshotBuilder:
             key=lambda p: (p.role != "gateway", self._built.get(p.node_id, -1)),
         )
         for proxy in proxies:
+            if self._proxies.get(proxy.node_id) is not proxy:
+                continue  # it left (or reconnected) since the rebuild began
             try:
                 await self._build(proxy)
             except Exception as err:  # one proxy never stops the others' configuration
                 self._failed(proxy, err)
                 self._built[proxy.node_id] = self._registry.state.version
+            if proxy.node_id not in self._proxies:  # it left while being built
+                self._built.pop(proxy.node_id, None)
+                self._cache.forget(proxy.node_id)
             if yield_to_newer and self._dirty.is_set():
                 break
         self.builds += 1

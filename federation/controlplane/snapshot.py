@@ -228,6 +228,10 @@ class SnapshotCache:
             self._snapshots[node_id] = snapshot
             self._changed.notify_all()
 
+    def forget(self, node_id: str) -> None:
+        """Drop a node's snapshot at once (its proxy left; nobody waits on it)."""
+        self._snapshots.pop(node_id, None)
+
     async def clear(self, node_id: str) -> None:
         """Forget a node's snapshot (when its proxy is gone for good)."""
         async with self._changed:
