@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -253,3 +254,65 @@ def test_an_agent_without_a_bundle_reads_the_bootstrap_then_verifies_the_api(
     wrong = ClientTls(tls_context(other.bundle().to_pem()), tls.server_hostname)
     with pytest.raises(ApiError, match="not trusted"):
         call("GET", cp.api_url, "/v1/info", token=token, tls=wrong)
+
+
+def test_fuzz_the_certificate_service_refuses_cleanly_and_spends_nothing(cp) -> None:
+    """Issue #35: generated first-certificate requests -- random bytes, PEM-wrapped garbage,
+    CSRs for odd SPIFFE IDs, odd bearer tokens -- each end in INVALID_ARGUMENT,
+    PERMISSION_DENIED or UNAUTHENTICATED (never UNKNOWN or INTERNAL: an unhandled error),
+    nothing is signed, and the single-use token they carried is still unspent."""
+    import base64
+
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+
+    token = cp.mint("demo", "a")
+    text = st.text(st.characters(exclude_categories=("Cs",)), max_size=60)
+
+    def csr_for(path: str) -> bytes:
+        try:
+            spiffe_id = SpiffeId.parse(f"spiffe://example.org{path}")
+        except ValueError:
+            return b"-----BEGIN CERTIFICATE REQUEST-----\n\n-----END CERTIFICATE REQUEST-----\n"
+        return new_key_and_csr(spiffe_id)[1]
+
+    csrs = st.one_of(
+        st.binary(max_size=300),
+        st.binary(max_size=300).map(
+            lambda b: (
+                b"-----BEGIN CERTIFICATE REQUEST-----\n"
+                + base64.encodebytes(b)
+                + b"-----END CERTIFICATE REQUEST-----\n"
+            )
+        ),
+        st.sampled_from(["/ns/demo/sa/b", "/ns/Demo/sa/a", "/ns/meshfed-system/sa/x", "/x"]).map(
+            csr_for
+        ),
+        text.map(lambda t: csr_for("/ns/demo/sa/" + t)),
+    )
+    header_safe = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=60)
+    tokens = st.one_of(st.just(token), st.just("mfw_" + "a" * 43), header_safe)
+    seen: Counter[str] = Counter()
+
+    @settings(
+        max_examples=120,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(csr=csrs, bearer=tokens)
+    def ask(csr: bytes, bearer: str) -> None:
+        try:
+            _create(cp, csr, token=bearer or None)
+        except grpc.aio.AioRpcError as err:
+            seen[err.code().name] += 1
+            assert err.code().name in {"INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED"}
+            return
+        raise AssertionError(f"signed {csr[:80]!r} for {bearer[:20]!r}")
+
+    ask()
+    assert _issued(cp) == 0
+    assert _create(cp, _csr("a"), token=token).cert_chain_pem  # the token was never spent
+    print(dict(seen))
