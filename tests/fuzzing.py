@@ -19,6 +19,7 @@ from requests.adapters import HTTPAdapter
 from schemathesis import GenerationMode
 from schemathesis.openapi import from_dict
 
+from federation.client import find_token, local_control_plane
 from federation.controller.api import openapi_document
 from federation.sync.identity import CONTROLLER_SERVER_NAME
 
@@ -72,31 +73,52 @@ def fuzz_cases() -> list[tuple[str, str]]:
 
 @dataclass
 class FuzzTarget:
-    """A running controller and an HTTPS session that verifies it."""
+    """A running meshfed API (``url``), an HTTPS session that verifies it, its token, and the
+    read-only paths whose answers make up its stored state."""
 
-    controller: Any
+    url: str
     session: requests.Session
     token: str
     bundle: str
+    state_paths: tuple[str, ...]
+    controller: Any = None
+
+    @classmethod
+    def _new(cls, url: str, bundle: str, name: str, token: str, paths: tuple[str, ...]) -> Any:
+        session = requests.Session()
+        session.verify = bundle
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would replace the federation's bundle
+        session.mount("https://", _NamedHost(name))
+        return cls(url, session, token, bundle, paths)
 
     @classmethod
     def for_controller(cls, controller: Any) -> FuzzTarget:
         """A target for a :class:`tests.integration.harness.ControllerHandle`."""
         bundle = str(controller.home / "trust" / "bundle.pem")
-        session = requests.Session()
-        session.verify = bundle
-        session.trust_env = False  # REQUESTS_CA_BUNDLE would replace the federation's bundle
-        session.mount("https://", _NamedHost(CONTROLLER_SERVER_NAME))
-        return cls(controller, session, controller.token(), bundle)
+        paths = ("/v1/clusters", "/v1/policies", "/v1/exports")
+        target: FuzzTarget = cls._new(
+            controller.url, bundle, CONTROLLER_SERVER_NAME, controller.token(), paths
+        )
+        target.controller = controller
+        return target
+
+    @classmethod
+    def for_control_plane(cls, api_url: str, home: Any) -> FuzzTarget:
+        """A target for a control plane's API (HTTPS, as its ``endpoint.json`` says)."""
+        plane = local_control_plane(api_url, home)
+        assert plane is not None, f"no endpoint.json for {api_url}"
+        token = find_token(api_url, home=home)
+        assert token is not None
+        return cls._new(  # type: ignore[no-any-return]
+            api_url, plane["bundle_file"], plane["server_name"], token, ("/v1/workloads",)
+        )
 
     def state(self) -> dict[str, Any]:
-        """What the controller stores, without fields that change by themselves."""
+        """What the API stores, without fields that change by themselves."""
         out: dict[str, Any] = {}
-        for path in ("/v1/clusters", "/v1/policies", "/v1/exports"):
+        for path in self.state_paths:
             resp = self.session.get(
-                self.controller.url + path,
-                headers={"Authorization": f"Bearer {self.token}"},
-                timeout=10,
+                self.url + path, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
             )
             out[path] = _stable(resp.json())
         return out
@@ -127,7 +149,7 @@ def fuzz_operation(target: FuzzTarget, label: str, mode: str, examples: int) -> 
     def run(case: Any) -> None:
         before = target.state()
         resp = case.call(
-            base_url=target.controller.url,
+            base_url=target.url,
             session=target.session,
             headers=headers,
             timeout=30,
@@ -155,7 +177,37 @@ def _json_values() -> Any:
     )
 
 
-def document_strategy() -> Any:
+_META = {"name": "echo", "namespace": "demo"}
+#: One valid document of each kind the fuzzer mutates.
+TEMPLATES: list[dict[str, Any]] = [
+    {
+        "apiVersion": "meshfed.io/v1alpha1",
+        "kind": "WorkloadEntry",
+        "metadata": _META,
+        "spec": {
+            "service": "echo",
+            "address": "127.0.0.9",
+            "locality": "aws/us-east-1/us-east-1a",
+            "ports": [{"name": "http", "port": 8080}],
+        },
+    },
+    {"apiVersion": "meshfed.io/v1alpha1", "kind": "ServiceExport", "metadata": _META, "spec": {}},
+    {
+        "apiVersion": "meshfed.io/v1alpha1",
+        "kind": "TrafficPolicy",
+        "metadata": _META,
+        "spec": {"host": "echo.demo.svc.clusterset.local", "cost": {"mode": "optimize"}},
+    },
+    {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": _META,
+        "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]},
+    },
+]
+
+
+def document_strategy(kinds: list[tuple[str, str]] | None = None) -> Any:
     """Documents of every kind the controller knows (apiVersion and kind right), whose
     metadata and spec are arbitrary JSON -- sometimes with the right field names, to get past
     the first check."""
@@ -163,7 +215,7 @@ def document_strategy() -> Any:
 
     from federation.model.documents import KINDS
 
-    known = sorted(KINDS)
+    known = kinds or sorted(KINDS)
     fields = st.sampled_from(
         ["host", "service", "address", "ports", "locality", "cluster", "action", "rules",
          "selector", "split", "cost", "http", "tcp", "subsets", "spec", "name", "namespace"]
@@ -175,15 +227,28 @@ def document_strategy() -> Any:
         )
         | _json_values()
     )
-    return st.builds(
+    arbitrary = st.builds(
         lambda kind, m, s: {"apiVersion": kind[0], "kind": kind[1], "metadata": m, "spec": s},
         st.sampled_from(known),
         meta,
         spec,
     )
+    templates = [t for t in TEMPLATES if (t["apiVersion"], t["kind"]) in known]
+    if not templates:
+        return arbitrary
+    # a valid document with one spec field replaced (or added): reaches the deeper checks
+    mutated = st.builds(
+        lambda t, key, value: {**t, "spec": {**t["spec"], key: value}},
+        st.sampled_from(templates),
+        fields | st.text(max_size=8),
+        _json_values(),
+    )
+    return st.one_of(arbitrary, mutated, st.sampled_from(templates))
 
 
-def fuzz_documents(target: FuzzTarget, examples: int) -> None:
+def fuzz_documents(
+    target: FuzzTarget, examples: int, kinds: list[tuple[str, str]] | None = None
+) -> None:
     """POST ``examples`` streams of 1-3 generated documents to ``/v1/apply`` and
     ``/v1/delete``: never a 5xx, and a refused stream changes nothing."""
     import yaml
@@ -193,14 +258,14 @@ def fuzz_documents(target: FuzzTarget, examples: int) -> None:
 
     @_bounded(examples)
     @given(
-        docs=st.lists(document_strategy(), min_size=1, max_size=3),
+        docs=st.lists(document_strategy(kinds), min_size=1, max_size=3),
         path=st.sampled_from(["/v1/apply", "/v1/delete"]),
     )
     def run(docs: list[dict[str, Any]], path: str) -> None:
         body = yaml.safe_dump_all(docs)
         before = target.state()
         resp = target.session.post(
-            target.controller.url + path, data=body.encode(), headers=headers, timeout=30
+            target.url + path, data=body.encode(), headers=headers, timeout=30
         )
         assert resp.status_code < 500, f"{resp.status_code} for {path}:\n{body}\n{resp.text[:300]}"
         if resp.status_code >= 400:

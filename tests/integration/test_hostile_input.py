@@ -11,6 +11,7 @@ import json
 import pytest
 
 from federation.client import call, find_token, tls_for
+from tests.fuzzing import FuzzTarget, fuzz_documents
 from tests.integration.harness import ControllerHandle, ControlPlaneHandle
 
 pytestmark = pytest.mark.integration
@@ -102,3 +103,19 @@ def test_attack_hostile_documents_at_a_control_plane(procs, mesh_home) -> None:
         assert (code, words in text) == (status, True), f"{case}: {text[:300]}"
     assert cp.proc is not None and cp.proc.poll() is None
     assert call("GET", cp.api_url, "/v1/workloads", home=mesh_home) == before
+
+
+def test_fuzz_documents_at_a_control_plane(procs, mesh_home) -> None:
+    """Issue #35: generated WorkloadEntry, ServiceExport and ServiceImport documents with
+    arbitrary metadata and spec, applied to and deleted from a real control plane over its
+    HTTPS API: never a 5xx, and a refused stream leaves its workloads as they were."""
+    cp = ControlPlaneHandle(procs, mesh_home, "east", "aws/us-east-1/us-east-1a")
+    cp.start()
+    kinds = [
+        ("meshfed.io/v1alpha1", "WorkloadEntry"),
+        ("meshfed.io/v1alpha1", "ServiceExport"),
+        ("multicluster.x-k8s.io/v1alpha1", "ServiceExport"),
+        ("meshfed.io/v1alpha1", "ServiceImport"),
+    ]
+    fuzz_documents(FuzzTarget.for_control_plane(cp.api_url, mesh_home), 150, kinds)
+    assert cp.proc is not None and cp.proc.poll() is None
