@@ -129,6 +129,11 @@ class SnapshotBuilder:
         await self.ready.wait()
         try:
             await self._build(proxy)
+        except asyncio.CancelledError:  # the client left during its first build
+            if proxy.node_id not in self._streams:
+                self._built.pop(proxy.node_id, None)
+                self._cache.forget(proxy.node_id)
+            raise
         except Exception as err:
             self._failed(proxy, err)
             raise ProxyBuildError(
