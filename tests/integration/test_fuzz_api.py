@@ -19,7 +19,7 @@ from tests.integration.harness import ControllerHandle
 pytestmark = pytest.mark.integration
 
 #: Examples per operation and generation mode in CI (MESHFED_FUZZ_EXAMPLES overrides).
-EXAMPLES = int(os.environ.get("MESHFED_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("MESHFED_FUZZ_EXAMPLES", "20"))
 
 
 @pytest.fixture(scope="module")
