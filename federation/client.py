@@ -9,9 +9,9 @@ The controller: its URL and token come from ``--controller``/``$MESHFED_CONTROLL
 ``--token``/``$MESHFED_TOKEN``, else from ``$MESHFED_HOME/config.yaml`` (written by
 ``meshfed controller serve``), which also names the CA the controller's HTTPS certificate
 chains to (``caFile``, the federation's trust bundle) and the DNS name it carries
-(``serverName``). A controller URL may name several replicas,
-comma-separated: :func:`call` tries them in order while one is unreachable or answers 503.
-Errors are :mod:`federation.errors` exceptions.
+(``serverName``). A controller URL may name several replicas, comma-separated: :func:`call`
+tries them in order while one is unreachable or answers 503. Errors are
+:mod:`federation.errors` exceptions.
 """
 
 from __future__ import annotations
@@ -228,11 +228,10 @@ def call(
 ) -> Any:
     """Synchronous request to ``base_url + path``; returns the decoded JSON. An https URL is
     verified with ``tls``, else as :func:`tls_for` says (``home``: where ``config.yaml``
-    is). ``base_url`` may
-    name several replicas, comma-separated: the next is tried when one cannot be reached or
-    answers 503 (a replica that lost its database). A write whose answer was lost may
-    then be sent twice: ``apply`` and ``delete`` are idempotent, a second ``cluster join``
-    answers 409.
+    is). ``base_url`` may name several replicas, comma-separated: the next is tried when one
+    cannot be reached or answers 503 (a replica that lost its database). A write whose
+    answer was lost may then be sent twice: ``apply`` and ``delete`` are idempotent, a second
+    ``cluster join`` answers 409.
 
     Raises:
         InvalidDocumentError: the server refused documents (400 with problems).

@@ -5,10 +5,11 @@ gRPC server. Shared by both; imports neither."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import signal
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import grpc
@@ -16,6 +17,8 @@ from aiohttp import web
 
 from federation.netaddr import parse_host_port
 from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
+
+log = logging.getLogger(__name__)
 
 
 def load_or_create_token(path: Path) -> str:
@@ -54,6 +57,18 @@ def load_certificate(
     write_atomic(key, key_pem, KEY_FILE_MODE)
     write_atomic(chain, chain_pem, CERT_FILE_MODE)
     context.load_cert_chain(chain, key)
+
+
+async def reload_when_due(
+    due: Callable[[], bool], load: Callable[[], object], what: str, check_s: float = 5.0
+) -> None:
+    """Every ``check_s`` seconds, call ``load`` (re-issue and load a server certificate,
+    logged as ``what``) when ``due`` says so; until cancelled."""
+    while True:
+        await asyncio.sleep(check_s)
+        if due():
+            log.info("renewing %s", what)
+            load()
 
 
 async def start_http(

@@ -23,8 +23,9 @@ from federation.client import find_token, local_control_plane
 from federation.controller.api import openapi_document
 from federation.sync.identity import CONTROLLER_SERVER_NAME
 
-#: Paths whose answers change by themselves (counters, time), left out of the state compared.
-VOLATILE = ("heartbeat", "lastSeen", "age", "since", "expires")
+#: Fields whose values change by themselves (time; a workload's probed health and the
+#: registry version it bumps), left out of the state compared.
+VOLATILE = ("heartbeat", "lastSeen", "age", "since", "expires", "health", "version")
 
 
 class _NamedHost(HTTPAdapter):

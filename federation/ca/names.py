@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from federation.model.workload import DNS_LABEL as DNS_LABEL_PATTERN
 from trust.pki import cluster_dns_name
 
 #: The namespace of meshfed's own identities (control planes, gateways, the controller).
@@ -53,7 +54,7 @@ def namespace_and_account(spiffe_path: str) -> tuple[str, str] | None:
 
 
 #: A Kubernetes namespace name: an RFC 1123 DNS label (63 characters at most).
-DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
 #: A Kubernetes object name such as a service account's: an RFC 1123 subdomain (253 at most).
 DNS_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"

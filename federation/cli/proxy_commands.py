@@ -73,15 +73,13 @@ def _bootstrap(
     if not api_url.startswith("https://") or local_control_plane(api_url, None) is not None:
         return call("GET", api_url, "/v1/bootstrap", token=token), None
     name = control_plane_server_name(cluster)
-    if trust_bundle is not None:
+    if trust_bundle is not None or os.environ.get(CA_FILE_ENV):
         try:
-            bundle = trust_bundle.read_bytes()
+            bundle = trust_bundle.read_bytes() if trust_bundle is not None else None
         except OSError as err:
             raise InputError(f"--trust-bundle: {err.strerror}") from err
-        tls = ClientTls(tls_context(bundle), name)
-        return call("GET", api_url, "/v1/bootstrap", token=token, tls=tls), tls
-    if os.environ.get(CA_FILE_ENV):
-        tls = ClientTls(tls_context(ca_file=os.environ[CA_FILE_ENV]), name)
+        ca_file = None if trust_bundle is not None else os.environ[CA_FILE_ENV]
+        tls = ClientTls(tls_context(bundle, ca_file), name)
         return call("GET", api_url, "/v1/bootstrap", token=token, tls=tls), tls
     # no token on an unverified connection, not even $MESHFED_TOKEN (call() would add it)
     info = asyncio.run(request_json("GET", api_url + "/v1/bootstrap", None, tls=unverified_tls()))

@@ -37,12 +37,7 @@ from federation.errors import (
     UnauthenticatedError,
 )
 from federation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from federation.model.documents import (
-    MAX_BODY_BYTES,
-    decode_text,
-    load_documents,
-    validation_problems,
-)
+from federation.model.documents import MAX_BODY_BYTES, load_document_bytes, validation_problems
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
 from federation.traffic import DEFAULT_GROUP, EDGE_LABELS
@@ -290,8 +285,7 @@ async def _documents(request: web.Request) -> list[BaseModel]:
     Raises:
         InvalidDocumentError: not UTF-8, not YAML, past a limit, or invalid (400).
     """
-    text = decode_text(await request.read(), source="request body")
-    return await asyncio.to_thread(load_documents, text, source="request body")
+    return await asyncio.to_thread(load_document_bytes, await request.read(), source="request body")
 
 
 async def apply(request: web.Request) -> web.Response:

@@ -11,7 +11,6 @@ address they dial), so the API needs no certificate from a public CA.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from datetime import timedelta
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import grpc
 
-from federation.serving import load_certificate, server_context
+from federation.serving import load_certificate, reload_when_due, server_context
 from federation.sync.identity import (
     CONTROL_PLANE_NAMESPACE,
     CONTROLLER_CA_NAME,
@@ -107,10 +106,6 @@ class HttpsCertificate(ServerCertificate):
         load_certificate(self.context, self._dir, svid.private_key_pem(), svid.chain_pem())
         return self.context
 
-    async def renew_forever(self, check_s: float = 5.0) -> None:
-        """Reload when :meth:`due` (checked every ``check_s``); until cancelled."""
-        while True:
-            await asyncio.sleep(check_s)
-            if self.due():
-                log.info("renewing the REST API certificate")
-                self.load()
+    async def renew_forever(self) -> None:
+        """Reload when :meth:`due`; until cancelled (:func:`federation.serving.reload_when_due`)."""
+        await reload_when_due(self.due, self.load, "the REST API certificate")

@@ -61,7 +61,7 @@ from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.errors import InvalidDocumentError, NotFoundError
 from federation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from federation.model.documents import MAX_BODY_BYTES, decode_text, load_documents
+from federation.model.documents import MAX_BODY_BYTES, load_document_bytes
 from federation.model.locality import Locality
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
@@ -105,8 +105,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 async def _documents(request: web.Request) -> list[Document] | web.Response:
     try:
-        text = decode_text(await request.read(), source="request body")
-        models = await asyncio.to_thread(load_documents, text, source="request body")
+        data = await request.read()
+        models = await asyncio.to_thread(load_document_bytes, data, source="request body")
     except InvalidDocumentError as err:
         return _error(400, str(err), problems=err.problems)
     docs: list[Document] = []

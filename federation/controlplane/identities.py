@@ -12,7 +12,6 @@ bundle without a restart.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 import time
@@ -28,7 +27,7 @@ from federation.ca.names import (
     control_plane_server_name,
     control_plane_service_account,
 )
-from federation.serving import load_certificate, server_context
+from federation.serving import load_certificate, reload_when_due, server_context
 from trust import pki
 from trust.authority import LocalCertificateAuthority, issue_svid
 from trust.bundle import TrustBundle
@@ -136,12 +135,7 @@ class ClusterAuthority:
         own = [self._ca.certificate]
         if self._previous is not None and self._previous.certificate != self._ca.certificate:
             own.append(self._previous.certificate)
-        peers = [
-            pem.encode() if pem.endswith("\n") else pem.encode() + b"\n"
-            for name, pem in sorted(self._peer_cas.items())
-            if name != self.cluster
-        ]
-        return pki.certificates_to_pem(own) + b"".join(peers)
+        return pki.certificates_to_pem(own) + self._peers_pem(self._peer_cas)
 
     def crl_bundle(self) -> bytes:
         """The CRLs proxies verify peers' leaf certificates against (concatenated PEM): this
@@ -149,11 +143,16 @@ class ClusterAuthority:
         its SVIDs are refused. Empty when :attr:`revocation` is off."""
         if not self.revocation:
             return b""
-        own = self.own_crl()
-        peers = [
-            pem.encode() for name, pem in sorted(self._peer_crls.items()) if name != self.cluster
-        ]
-        return own + b"".join(p if p.endswith(b"\n") else p + b"\n" for p in peers)
+        return self.own_crl() + self._peers_pem(self._peer_crls)
+
+    def _peers_pem(self, by_cluster: dict[str, str]) -> bytes:
+        """The PEM texts of every other member (cluster -> PEM), concatenated in name order,
+        each ending in a newline."""
+        return b"".join(
+            pem.encode() if pem.endswith("\n") else pem.encode() + b"\n"
+            for name, pem in sorted(by_cluster.items())
+            if name != self.cluster
+        )
 
     def set_authority(self, ca: LocalCertificateAuthority) -> None:
         """Use a re-signed intermediate (same key, new certificate) with the current bundle:
@@ -254,10 +253,6 @@ class HttpsTls(_ServerTls):
         load_certificate(self.context, self._dir, svid.private_key_pem(), svid.chain_pem())
         return self.context
 
-    async def renew_forever(self, check_s: float = 5.0) -> None:
-        """Reload when due (checked every ``check_s`` seconds); until cancelled."""
-        while True:
-            await asyncio.sleep(check_s)
-            if self._due():
-                log.info("re-issuing the control plane API's certificate")
-                self.load()
+    async def renew_forever(self) -> None:
+        """Reload when due; until cancelled (:func:`federation.serving.reload_when_due`)."""
+        await reload_when_due(self._due, self.load, "the control plane API's certificate")

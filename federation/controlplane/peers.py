@@ -47,7 +47,6 @@ class OwnClusterOnly(grpc.aio.ServerInterceptor):
         self._authority = authority
         self._verdicts: dict[bytes, bool] = {}
         self._verdicts_of: object = None
-        self.refused = 0
 
     def problem(self, context: Context) -> str | None:
         """Why the caller may not use this port, or None when its SVID is this cluster's."""
@@ -74,7 +73,6 @@ class OwnClusterOnly(grpc.aio.ServerInterceptor):
     async def _check(self, context: Context, method: str) -> None:
         problem = self.problem(context)
         if problem is not None:
-            self.refused += 1
             log.warning("refused %s: %s", method, problem)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
 

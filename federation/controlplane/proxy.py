@@ -107,8 +107,7 @@ class ProxyDescription:
         meta = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
 
         def get(key: str, default: str) -> str:
-            value = meta.get(META_PREFIX + key, default)
-            return value if isinstance(value, str) else str(value)
+            return meta_text(meta, key, default)
 
         role = get("role", "grpc" if node.user_agent_name.lower().startswith("grpc") else "sidecar")
         port_text = get("outbound_port", "15001")
@@ -169,6 +168,13 @@ MAX_UPSTREAMS = 256
 _NODE_ID = re.compile(r"^[A-Za-z0-9._~:/@+=-]+$")
 
 
+def meta_text(meta: dict[str, object], key: str, default: str) -> str:
+    """Node metadata ``meshfed.io/<key>`` as text (``default`` when absent; a number or a
+    structure as its ``str``, which the checks then refuse where a name or path is due)."""
+    value = meta.get(META_PREFIX + key, default)
+    return value if isinstance(value, str) else str(value)
+
+
 def _path_problem(key: str, value: str, *, required: bool) -> str | None:
     if not value:
         return (
@@ -204,8 +210,7 @@ def node_problems(
     gateway's ``listen`` ``HOST:PORT``."""
 
     def text(key: str, default: str) -> str:
-        value = meta.get(META_PREFIX + key, default)
-        return value if isinstance(value, str) else str(value)
+        return meta_text(meta, key, default)
 
     problems: list[str] = []
     if len(node_id) > MAX_NODE_ID or not _NODE_ID.match(node_id):

@@ -199,3 +199,9 @@ def validate_documents(raws: Sequence[Any], *, source: str = "input") -> list[Ba
 def load_documents(text: str, *, source: str = "input") -> list[BaseModel]:
     """:func:`parse_yaml` then :func:`validate_documents`."""
     return validate_documents(parse_yaml(text, source=source), source=source)
+
+
+def load_document_bytes(data: bytes, *, source: str = "input") -> list[BaseModel]:
+    """:func:`decode_text` then :func:`load_documents` (what an API does with a request
+    body, in a worker thread)."""
+    return load_documents(decode_text(data, source=source), source=source)
