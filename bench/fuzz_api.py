@@ -1,11 +1,13 @@
-"""A longer fuzzing pass of the controller's REST API than CI's (issue #35): schemathesis
+"""A longer fuzzing pass of the controller's APIs than CI's (issue #35): schemathesis
 generates requests from the controller's OpenAPI document (valid and, where an operation
 takes input, invalid ones) and hypothesis generates documents of every known kind, all sent
-over HTTPS with the admin token to a real ``meshfed controller serve``. A 5xx, or a refused
-request that changed stored state, stops the run with the request that did it.
+over HTTPS with the admin token to a real ``meshfed controller serve``; then hypothesis
+generates ``ClusterReport`` streams to its sync service from a member's control-plane
+certificate (:func:`tests.fuzzing.fuzz_cluster_reports`). A 5xx / an UNKNOWN or INTERNAL
+stream, or a refused request that changed stored state, stops the run with what did it.
 
-Printed: requests sent per operation, the statuses seen, and the time taken, beside the
-same numbers of CI's bounded pass (20 examples) measured in the same run.
+Printed: requests and streams sent, how the streams ended, and the time taken, beside the
+same numbers of CI's bounded pass (20 examples; 80 streams) measured in the same run.
 
     python bench/fuzz_api.py [--examples 500]
 """
@@ -20,7 +22,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fuzzing import FuzzTarget, fuzz_cases, fuzz_documents, fuzz_operation
+from collections import Counter
+
+from tests.fuzzing import (
+    FuzzTarget,
+    fuzz_cases,
+    fuzz_cluster_reports,
+    fuzz_documents,
+    fuzz_operation,
+    sync_channel,
+    sync_members,
+)
 from tests.integration.conftest import make_mesh_home, owned_processes
 from tests.integration.harness import ControllerHandle
 
@@ -50,6 +62,17 @@ def main() -> None:
             print(
                 f"{name:>14}: {sent:>6} generated requests (at most) in {seconds:6.1f} s:"
                 " no 5xx, no refused request changed state"
+            )
+        sync_members(controller)
+        target.state_paths = (*target.state_paths, "/v1/imports")
+        for name, streams in (("baseline (CI)", 80), ("this run", args.examples * 4)):
+            ended: Counter[str] = Counter()
+            started = time.perf_counter()
+            with sync_channel(controller, "b") as stub:
+                fuzz_cluster_reports(target, stub, "b", streams, ended)
+            print(
+                f"{name:>14}: {streams:>6} generated sync streams in"
+                f" {time.perf_counter() - started:6.1f} s, ended {dict(ended)}"
             )
         alive = controller.proc is not None and controller.proc.poll() is None
         print(f"controller still running: {alive}")

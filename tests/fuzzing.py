@@ -10,6 +10,9 @@ exports -- as it was.
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +28,16 @@ from federation.sync.identity import CONTROLLER_SERVER_NAME
 
 #: Fields whose values change by themselves (time; a workload's probed health and the
 #: registry version it bumps), left out of the state compared.
-VOLATILE = ("heartbeat", "lastSeen", "age", "since", "expires", "health", "version")
+VOLATILE = (
+    "heartbeat",
+    "lastHeartbeat",
+    "lastSeen",
+    "age",
+    "since",
+    "expires",
+    "health",
+    "version",
+)
 
 
 class _NamedHost(HTTPAdapter):
@@ -271,5 +283,222 @@ def fuzz_documents(
         assert resp.status_code < 500, f"{resp.status_code} for {path}:\n{body}\n{resp.text[:300]}"
         if resp.status_code >= 400:
             assert target.state() == before, f"refused but changed:\n{body}"
+
+    run()
+
+
+# --- the controller's FederationSync service ---------------------------------------------
+
+
+_OPTIMIZE = """\
+apiVersion: meshfed.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: echo, namespace: demo}
+spec: {host: echo.demo.svc.clusterset.local, cost: {mode: optimize}}
+"""
+
+
+def sync_members(controller: Any) -> Any:
+    """Make ``controller`` (a running :class:`tests.integration.harness.ControllerHandle`)
+    ready for :func:`fuzz_cluster_reports`: cluster ``a`` joined with its control plane
+    running (returned), cluster ``b`` joined and its control plane stopped (the fuzzer
+    speaks for ``b``), and echo planned by cost (so reported traffic reaches the planner)."""
+    from federation.netaddr import free_port
+
+    a = controller.join("a", "aws/us-east-1/us-east-1a", f"127.0.0.1:{free_port()}")
+    b = controller.join("b", "aws/eu-west-1/eu-west-1a", f"127.0.0.1:{free_port()}")
+    b.stop()
+    controller.api("POST", "/v1/apply", _OPTIMIZE)
+    return a
+
+
+@contextlib.contextmanager
+def sync_channel(controller: Any, cluster: str) -> Iterator[Any]:
+    """A ``FederationSyncStub`` on ``controller``'s sync port that speaks for ``cluster``: an
+    SVID ``controlplane-<cluster>`` signed by the intermediate CA that cluster's control plane
+    joined with (read from its CA directory in the controller's home), as that control plane
+    presents."""
+    import grpc
+
+    from federation.sync.proto import sync_pb2_grpc
+    from trust.authority import issue_svid
+    from trust.cluster_ca import ClusterCaDirectory
+    from trust.spiffe import SpiffeId, TrustDomain
+
+    domain = TrustDomain("example.org")
+    ca = ClusterCaDirectory(controller.home / "controlplanes" / cluster / "ca").authority(domain)
+    svid = issue_svid(
+        ca, SpiffeId.parse(f"spiffe://{domain}/ns/meshfed-system/sa/controlplane-{cluster}")
+    )
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=(controller.home / "trust" / "bundle.pem").read_bytes(),
+        private_key=svid.private_key_pem(),
+        certificate_chain=svid.chain_pem(),
+    )
+    options = [("grpc.ssl_target_name_override", CONTROLLER_SERVER_NAME)]
+    with grpc.secure_channel(controller.sync_address, creds, options=options) as channel:
+        yield sync_pb2_grpc.FederationSyncStub(channel)
+
+
+def send_report(stub: Any, report: dict[str, Any], timeout_s: float = 10) -> str:
+    """Send one ``ClusterReport`` (a dict of the proto's fields) on a new stream and
+    half-close; the status the stream ended with (``OK``: the report was accepted)."""
+    import grpc
+    from google.protobuf import json_format
+
+    from federation.sync.proto import sync_pb2
+
+    message = json_format.ParseDict(report, sync_pb2.ClusterReport())
+    try:
+        for _ in stub.Sync(iter([message]), timeout=timeout_s):
+            pass
+    except grpc.RpcError as err:
+        return str(err.code().name)
+    return "OK"
+
+
+def _report_fields(cluster: str, hostile: bool) -> Any:
+    """The fields of a ``ClusterReport`` dict: every value valid (as a control plane of
+    ``cluster`` would send), or with hostile values mixed in everywhere."""
+    from hypothesis import strategies as st
+
+    from federation.traffic import CODE_CLASSES, DURATION_BUCKETS_MS
+    from providers.pricing import PATH_CLASSES
+
+    def pick(valid: list[Any], bad: Any) -> Any:
+        return st.sampled_from(valid) | bad if hostile else st.sampled_from(valid)
+
+    text = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+    bad_numbers = st.floats() | st.sampled_from([-1.0, 1e300])
+    number = st.floats(0, 1e6) | bad_numbers if hostile else st.floats(0, 1e6)
+    name = pick(["demo", "echo", "frontend", "default"], text)
+    uint32 = (
+        st.sampled_from([0, 65536, 2**32 - 1]) | st.integers(1, 65535)
+        if hostile
+        else st.integers(1, 65535)
+    )
+    uint64 = st.integers(0, 2**64 - 1)
+    endpoint = st.fixed_dictionaries(
+        {
+            "address": pick(["10.1.0.7", "127.0.0.9", "fd00::1", "echo-1.demo.svc"], text),
+            "zone": pick(["eu-west-1a", "us-east-1a", ""], text),
+            "healthy": st.booleans(),
+            "tls_mode": pick(["mutual", "disabled"], text),
+            "ports": st.dictionaries(pick(["http", "grpc"], text), uint32, max_size=2),
+            "weight": st.integers(1, 128) | uint32 if hostile else st.integers(1, 128),
+            "capacity_rps": number,
+        }
+    )
+    port = st.fixed_dictionaries(
+        {
+            "name": pick(["http", "grpc", "tcp-echo"], text),
+            "port": uint32,
+            "protocol": pick(["http", "http2", "grpc", "tcp"], st.just("HTTP") | text),
+        }
+    )
+    service = st.fixed_dictionaries(
+        {
+            "namespace": name,
+            "name": name,
+            "ports": st.lists(port, max_size=3),
+            "service_accounts": st.lists(pick(["echo", "sa.with-dots"], text), max_size=2),
+            "healthy_endpoints_by_zone": st.dictionaries(
+                pick(["eu-west-1a", "aws/eu-west-1"], text), st.integers(0, 100), max_size=2
+            ),
+            "endpoints": st.lists(endpoint, max_size=2),
+        }
+    )
+    buckets = len(DURATION_BUCKETS_MS) + 1
+    edge = st.fixed_dictionaries(
+        {
+            "source_locality": pick(["aws/eu-west-1/eu-west-1a"], text),
+            "destination_service": pick(["echo.demo"], text),
+            "destination_cluster": pick(["a", "b", "unknown", "zz"], text),
+            "destination_locality": pick(["aws/us-east-1/us-east-1a", "unknown"], text),
+            "path_class": pick([*PATH_CLASSES, "unknown"], text),
+            "response_code_class": pick(list(CODE_CLASSES), text),
+            "requests": uint64,
+            "request_bytes": uint64,
+            "response_bytes": uint64,
+            "egress_usd": number,
+            "duration_ms_sum": number,
+            "duration_buckets": (
+                st.lists(uint64, min_size=buckets, max_size=buckets)
+                | (st.lists(uint64, max_size=3) if hostile else st.nothing())
+            ),
+        }
+    )
+    traffic = st.fixed_dictionaries(
+        {
+            "started_at": st.floats(1.7e9, 1.8e9) | (bad_numbers if hostile else st.nothing()),
+            "duration_bounds_ms": st.just(list(DURATION_BUCKETS_MS))
+            | (st.lists(number, max_size=3) if hostile else st.nothing()),
+            "edges": st.lists(edge, max_size=3),
+        }
+    )
+    crl = "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"
+    return {
+        "cluster": pick([cluster], st.sampled_from(["a", "zz", ""])),
+        "services": st.lists(service, max_size=3),
+        "gateway": pick(["127.0.0.1:15443", "", "gw.example.org:443", "[::1]:15443"], text),
+        "rtt_ms": st.dictionaries(pick(["a", "zz"], text), number, max_size=2),
+        "exports": st.lists(st.fixed_dictionaries({"namespace": name, "name": name}), max_size=2),
+        "crl_pem": pick([""], st.just(crl) | text),
+        "intermediate_csr_pem": pick([""], st.just(crl) | text),
+        "traffic": traffic,
+    }
+
+
+def cluster_report_strategy(cluster: str) -> Any:
+    """``ClusterReport`` dicts (proto field names) for ``cluster``, a third each: valid
+    reports (to get deep: imports computed, traffic planned); valid reports with one field
+    hostile (to reach each check); and reports hostile everywhere -- names that are not
+    Kubernetes names, addresses and gateways that are not, odd protocols and ports, NaN /
+    infinite / negative numbers, garbage PEM, traffic tables with wrong bucket counts and
+    counters at the uint64 limit, another cluster's name."""
+    from hypothesis import strategies as st
+
+    def report(fields: dict[str, Any]) -> Any:
+        traffic = fields.pop("traffic")
+        return st.fixed_dictionaries(fields, optional={"traffic": traffic})
+
+    valid = report(_report_fields(cluster, hostile=False))
+    hostile = report(_report_fields(cluster, hostile=True))
+    keys = sorted(_report_fields(cluster, hostile=False))
+    one_bad = st.builds(
+        lambda good, bad, key: {**good, key: bad[key]} if key in bad else good,
+        valid,
+        hostile,
+        st.sampled_from(keys),
+    )
+    return st.one_of(valid, one_bad, hostile)
+
+
+def fuzz_cluster_reports(
+    target: FuzzTarget, stub: Any, cluster: str, examples: int, ended: Counter[str]
+) -> None:
+    """Send ``examples`` generated reports (:func:`cluster_report_strategy`) on streams of
+    their own; count how each ended in ``ended``.
+
+    Raises:
+        AssertionError: a stream ended UNKNOWN or INTERNAL; a refused report changed what the
+            API shows; or after an accepted one a read of the API answered other than 200.
+    """
+
+    @_bounded(examples)
+    @given(report=cluster_report_strategy(cluster))
+    def run(report: dict[str, Any]) -> None:
+        before = target.state()
+        code = send_report(stub, report)
+        ended[code] += 1
+        assert code not in ("UNKNOWN", "INTERNAL"), f"{code} for {report}"
+        if code != "OK":
+            after = target.state()
+            assert after == before, f"refused ({code}) but changed: {report}\n{before}\n{after}"
+        for path in (*target.state_paths, "/v1/traffic"):
+            resp = target.session.get(
+                target.url + path, headers={"Authorization": f"Bearer {target.token}"}, timeout=10
+            )
+            assert resp.status_code == 200, f"{path}: {resp.status_code} after {report}"
 
     run()

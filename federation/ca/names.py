@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from federation.model.workload import DNS_LABEL as DNS_LABEL_PATTERN
+from federation.model.workload import DNS_SUBDOMAIN_PATTERN
 from trust.pki import cluster_dns_name
 
 #: The namespace of meshfed's own identities (control planes, gateways, the controller).
@@ -56,9 +57,7 @@ def namespace_and_account(spiffe_path: str) -> tuple[str, str] | None:
 #: A Kubernetes namespace name: an RFC 1123 DNS label (63 characters at most).
 DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
 #: A Kubernetes object name such as a service account's: an RFC 1123 subdomain (253 at most).
-DNS_SUBDOMAIN = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
-)
+DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN)
 
 
 def workload_name_problem(namespace: str, service_account: str) -> str | None:

@@ -22,7 +22,9 @@ from federation.controller.store import ClusterRecord, StoreError
 from federation.errors import FederationError, InvalidDocumentError, NotFoundError
 from federation.sync.convert import report_from_proto, traffic_from_proto, update_to_proto
 from federation.sync.identity import cluster_from_spiffe_path
+from federation.sync.messages import ClusterReport
 from federation.sync.proto import sync_pb2, sync_pb2_grpc
+from federation.traffic import TrafficTable
 from trust import pki
 from trust.errors import TrustError
 from trust.spiffe import SpiffeId
@@ -81,6 +83,45 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
         self._hub = hub
         self._trust_domain = trust_domain
 
+    @staticmethod
+    def _checked(
+        cluster: str, report: sync_pb2.ClusterReport
+    ) -> tuple[ClusterReport, TrafficTable | None]:
+        """A report of ``cluster``'s stream, validated (nothing is applied yet).
+
+        Raises:
+            _RefusedReportError: another cluster's report, or an invalid one.
+        """
+        if report.cluster != cluster:
+            raise _RefusedReportError(
+                f"certificate is for {cluster}, report for {report.cluster}",
+                grpc.StatusCode.PERMISSION_DENIED,
+            )
+        try:
+            return report_from_proto(report), traffic_from_proto(report)
+        except InvalidDocumentError as err:
+            raise _RefusedReportError(
+                f"invalid report: {err}", grpc.StatusCode.INVALID_ARGUMENT
+            ) from err
+
+    def _accept(self, cluster: str, body: ClusterReport, traffic: TrafficTable | None) -> None:
+        """Apply a validated report (:meth:`_checked`).
+
+        Raises:
+            _RefusedReportError: UNAVAILABLE, this replica cannot store it.
+        """
+        if traffic is not None:
+            self._hub.report_traffic(cluster, traffic)
+        try:
+            self._hub.report(cluster, body)
+        except StoreError as err:
+            if not err.retryable:
+                raise
+            raise _RefusedReportError(  # another replica may have its database
+                "this controller replica lost its database; try another",
+                grpc.StatusCode.UNAVAILABLE,
+            ) from err
+
     async def Sync(  # noqa: N802 - gRPC method name
         self,
         request_iterator: AsyncIterator[sync_pb2.ClusterReport],
@@ -99,34 +140,24 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
         if cluster is None:
             log.warning("sync stream refused: %s", reason)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)  # raises
+        # a stream counts from its first accepted report: one that is refused must not
+        # replace the cluster's working stream (SyncHub.attach closes the older one)
+        reports = aiter(request_iterator)
+        first = await anext(reports, None)
+        if first is None:
+            return
+        try:
+            checked = self._checked(cluster, first)
+        except _RefusedReportError as err:
+            log.warning("sync stream of %s refused: %s", cluster, err)
+            await context.abort(err.code, str(err))  # raises
         queue = self._hub.attach(cluster)
         log.info("sync stream open: %s", cluster)
 
         async def read() -> None:
-            async for report in request_iterator:
-                if report.cluster != cluster:
-                    raise _RefusedReportError(
-                        f"certificate is for {cluster}, report for {report.cluster}",
-                        grpc.StatusCode.PERMISSION_DENIED,
-                    )
-                try:
-                    body = report_from_proto(report)
-                    traffic = traffic_from_proto(report)
-                except InvalidDocumentError as err:
-                    raise _RefusedReportError(
-                        f"invalid report: {err}", grpc.StatusCode.INVALID_ARGUMENT
-                    ) from err
-                if traffic is not None:
-                    self._hub.report_traffic(cluster, traffic)
-                try:
-                    self._hub.report(cluster, body)
-                except StoreError as err:
-                    if not err.retryable:
-                        raise
-                    raise _RefusedReportError(  # another replica may have its database
-                        "this controller replica lost its database; try another",
-                        grpc.StatusCode.UNAVAILABLE,
-                    ) from err
+            self._accept(cluster, *checked)
+            async for report in reports:
+                self._accept(cluster, *self._checked(cluster, report))
 
         reader = asyncio.create_task(read())
         try:

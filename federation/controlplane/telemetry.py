@@ -33,6 +33,7 @@ import grpc
 from envoy.config.core.v3 import base_pb2
 from google.protobuf.message import DecodeError
 
+from federation.ca.names import DNS_LABEL
 from federation.ca.service import peer_spiffe_id
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.proxy import ProxyDescription, identity_problem
@@ -99,9 +100,10 @@ def edge_for(
         return None
     cluster, _, zone = served_by.partition("/")
     base = localities.get(cluster) if cluster else None
-    if base is None:
+    if base is None:  # not imported here: counted, not priced; the header is the answer's
+        named = cluster if DNS_LABEL.match(cluster) else UNKNOWN  # and may hold anything
         edge = Edge(
-            source_cluster, str(source), service, cluster or UNKNOWN, UNKNOWN, UNKNOWN,
+            source_cluster, str(source), service, named, UNKNOWN, UNKNOWN,
             code_class(code),
         )  # fmt: skip
         return edge, 0.0, 0.0

@@ -32,12 +32,30 @@ from federation.model.locality import Locality, LocalityText
 
 API_VERSION = "meshfed.io/v1alpha1"
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+#: A Kubernetes DNS subdomain (RFC 1123; service account names, for instance).
+DNS_SUBDOMAIN_PATTERN = (
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
+)
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$"
 )
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Protocol = Literal["http", "http2", "grpc", "tcp"]
+
+
+def check_address(value: str) -> str:
+    """``value`` if it is an IP address (v4 or v6) or a hostname (RFC 1123).
+
+    Raises:
+        ValueError: it is neither.
+    """
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOSTNAME.match(value):
+            raise ValueError(f"{value!r} is neither an IP address nor a hostname") from None
+    return value
 
 
 class _Strict(BaseModel):
@@ -105,12 +123,7 @@ class WorkloadSpec(_Strict):
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            if not _HOSTNAME.match(value):
-                raise ValueError(f"{value!r} is neither an IP address nor a hostname") from None
-        return value
+        return check_address(value)
 
     @model_validator(mode="after")
     def _unique_ports(self) -> WorkloadSpec:

@@ -9,6 +9,8 @@ control plane persists its last update in (the proto's JSON mapping).
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from google.protobuf import json_format
@@ -20,6 +22,7 @@ from federation.model.documents import invalid, validate_documents
 from federation.model.locality import Locality
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import DirectEndpoint, ServiceImport
+from federation.model.workload import DNS_LABEL
 from federation.sync.messages import (
     ClusterReport,
     ControllerUpdate,
@@ -29,7 +32,12 @@ from federation.sync.messages import (
     split_service_ref,
 )
 from federation.sync.proto import sync_pb2
-from federation.traffic import DURATION_BUCKETS_MS, Counters, Edge, TrafficTable
+from federation.traffic import CODE_CLASSES, DURATION_BUCKETS_MS, Counters, Edge, TrafficTable
+from providers.pricing import PATH_CLASSES
+
+#: The destination of a request no sidecar answered (:class:`federation.traffic.Edge`).
+UNKNOWN = "unknown"
+_DNS_LABEL = re.compile(DNS_LABEL)
 
 
 def _refs(keys: list[ServiceKey]) -> list[sync_pb2.ServiceRef]:
@@ -69,7 +77,9 @@ def report_to_proto(
 
 
 def traffic_to_proto(table: TrafficTable) -> sync_pb2.TrafficReport:
-    """The wire form of a cluster's traffic table (its source cluster is the report's)."""
+    """The wire form of a cluster's traffic table (its source cluster is the report's);
+    an edge the controller would refuse (:func:`edge_problem`) is left out rather than
+    have the whole report refused."""
     return sync_pb2.TrafficReport(
         started_at=table.started_at,
         duration_bounds_ms=DURATION_BUCKETS_MS,
@@ -89,6 +99,7 @@ def traffic_to_proto(table: TrafficTable) -> sync_pb2.TrafficReport:
                 duration_buckets=c.buckets,
             )
             for e, c in table.edges.items()
+            if edge_problem(e) is None
         ],
     )
 
@@ -99,8 +110,9 @@ def traffic_from_proto(message: sync_pb2.ClusterReport) -> TrafficTable | None:
 
     Raises:
         InvalidDocumentError: its histogram has other bucket bounds than
-            :data:`federation.traffic.DURATION_BUCKETS_MS` (another meshfed version), or an
-            edge has the wrong number of buckets.
+            :data:`federation.traffic.DURATION_BUCKETS_MS` (another meshfed version), an
+            edge has the wrong number of buckets, a label outside what a control plane
+            counts (:func:`edge_problem`), or a number that is not finite and >= 0.
     """
     if not message.HasField("traffic"):
         return None
@@ -108,10 +120,16 @@ def traffic_from_proto(message: sync_pb2.ClusterReport) -> TrafficTable | None:
     where = f"report of cluster {message.cluster!r}: traffic"
     if tuple(t.duration_bounds_ms) != DURATION_BUCKETS_MS:
         raise InvalidDocumentError(f"{where}: duration_bounds_ms differ from this controller's")
+    if not math.isfinite(t.started_at) or t.started_at < 0:
+        raise InvalidDocumentError(f"{where}: started_at {t.started_at} is not a Unix time")
     table = TrafficTable(t.started_at)
-    for e in t.edges:
+    for i, e in enumerate(t.edges):
         if len(e.duration_buckets) != len(DURATION_BUCKETS_MS) + 1:
             raise InvalidDocumentError(f"{where}: an edge has {len(e.duration_buckets)} buckets")
+        for name in ("egress_usd", "duration_ms_sum"):
+            value = getattr(e, name)
+            if not math.isfinite(value) or value < 0:
+                raise InvalidDocumentError(f"{where}.edges.{i}.{name}: {value} is not >= 0")
         edge = Edge(
             message.cluster,
             e.source_locality,
@@ -121,6 +139,9 @@ def traffic_from_proto(message: sync_pb2.ClusterReport) -> TrafficTable | None:
             e.path_class,
             e.response_code_class,
         )
+        problem = edge_problem(edge)
+        if problem:
+            raise InvalidDocumentError(f"{where}.edges.{i}: {problem}")
         table.edges[edge] = Counters(
             e.requests,
             e.request_bytes,
@@ -130,6 +151,34 @@ def traffic_from_proto(message: sync_pb2.ClusterReport) -> TrafficTable | None:
             list(e.duration_buckets),
         )
     return table
+
+
+def edge_problem(edge: Edge) -> str | None:
+    """Why an edge's labels are not what a control plane counts, or None: localities
+    ``<cloud>/<region>/<zone>``, ``<service>.<namespace>`` and a member cluster name (DNS
+    labels), a path class of :data:`providers.pricing.PATH_CLASSES`, a response code class of
+    :data:`federation.traffic.CODE_CLASSES`; the destination's locality and path class may be
+    ``unknown``, its cluster a name that is no member (counted, not priced). They become
+    metric labels and planner keys at the controller. Pure."""
+    for name in ("source_locality", "destination_locality"):
+        value = getattr(edge, name)
+        if value == UNKNOWN and name == "destination_locality":
+            continue
+        try:
+            Locality.parse(value)
+        except ValueError as err:
+            return f"{name}: {err}"
+    service, _, namespace = edge.destination_service.partition(".")
+    if not (_DNS_LABEL.match(service) and _DNS_LABEL.match(namespace)):
+        return f"destination_service {edge.destination_service!r} is not <service>.<namespace>"
+    if not _DNS_LABEL.match(edge.destination_cluster):  # "unknown" is one
+        return f"destination_cluster {edge.destination_cluster!r} is not a cluster name"
+    if edge.path_class not in PATH_CLASSES and edge.path_class != UNKNOWN:
+        return f"path_class {edge.path_class!r} is not one of {', '.join(PATH_CLASSES)}"
+    if edge.response_code_class not in CODE_CLASSES:
+        known = ", ".join(CODE_CLASSES)
+        return f"response_code_class {edge.response_code_class!r} is not one of {known}"
+    return None
 
 
 def report_from_proto(message: sync_pb2.ClusterReport) -> ClusterReport:

@@ -9,15 +9,27 @@ bundle. Conversions to and from the wire are in :mod:`federation.sync.convert`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from federation.model.authz import AuthorizationPolicy
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
-from federation.model.workload import Port, Protocol
+from federation.model.workload import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN_PATTERN,
+    Port,
+    Protocol,
+    check_address,
+)
+from federation.netaddr import parse_host_port
+
+_DNS_LABEL = re.compile(DNS_LABEL)
+_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN)
+_LOCALITY_PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 #: ``(namespace, service)``.
 ServiceKey = tuple[str, str]
@@ -27,10 +39,51 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _gateway(value: str) -> str:
+    if value:
+        host, port = parse_host_port(value, what="gateway")
+        check_address(host)
+        if port == 0:
+            raise ValueError(f"gateway {value!r}: port must be 1-65535")
+    return value
+
+
+def _zone_key(value: str) -> str:
+    """A key of ``healthy_endpoints_by_zone``: a zone, or a region where the workload's
+    locality has none (``aws/us-east-1``)."""
+    if not all(_LOCALITY_PART.match(part) for part in value.split("/")) or value.count("/") > 1:
+        raise ValueError(f"{value!r} is neither a zone nor a region")
+    return value
+
+
+def _service_ref(value: str) -> str:
+    namespace, sep, name = value.partition("/")
+    if not sep or not _DNS_LABEL.match(namespace) or not _DNS_LABEL.match(name):
+        raise ValueError(f"{value!r} must be <namespace>/<service>, both DNS labels")
+    return value
+
+
+DnsLabel = Annotated[str, Field(pattern=DNS_LABEL)]
+
+
+def _account(value: str) -> str:
+    if not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(f"service account {value!r} must be a DNS subdomain (RFC 1123)")
+    return value
+
+
+#: A service account: a DNS subdomain, as Kubernetes names them.
+AccountName = Annotated[str, AfterValidator(_account)]
+#: A zone (``us-east-1a``), or "" where a workload's locality names none.
+ZoneName = Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9._-]{0,62})?$")]
+#: A finite, non-negative number (NaN and infinities are refused).
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
 class PortInfo(_Message):
     """A service port as its workloads define it."""
 
-    name: str
+    name: DnsLabel
     port: Port
     protocol: Protocol = "http"
 
@@ -42,24 +95,28 @@ class EndpointReport(_Message):
     mutual, else the app's port).
     """
 
-    address: str
-    zone: str = ""
+    address: Annotated[str, AfterValidator(check_address)]
+    zone: ZoneName = ""
     healthy: bool = False
     tls_mode: Literal["mutual", "disabled"] = "mutual"
-    ports: dict[str, Port] = Field(default_factory=dict)
+    ports: dict[DnsLabel, Port] = Field(default_factory=dict)
     weight: int = Field(default=1, ge=1, le=128)
-    #: requests/s the workload declares it can serve (``spec.capacity.rps``); 0: undeclared
-    capacity_rps: float = Field(default=0.0, ge=0)
+    #: requests/s the workload declares it can serve (``spec.capacity.rps``, at most 10^7);
+    #: 0: undeclared
+    capacity_rps: float = Field(default=0.0, ge=0, le=1e7, allow_inf_nan=False)
 
 
 class ServiceReport(_Message):
-    """One local service: ports, serving service accounts, healthy endpoints per zone."""
+    """One local service: ports, serving service accounts, healthy endpoints per zone (or
+    per region, for workloads whose locality names no zone)."""
 
-    namespace: str
-    name: str
-    ports: list[PortInfo] = Field(default_factory=list)
-    service_accounts: list[str] = Field(default_factory=list)
-    healthy_endpoints_by_zone: dict[str, int] = Field(default_factory=dict)
+    namespace: DnsLabel
+    name: DnsLabel
+    ports: list[PortInfo] = Field(min_length=1)
+    service_accounts: list[AccountName] = Field(default_factory=list)
+    healthy_endpoints_by_zone: dict[Annotated[str, AfterValidator(_zone_key)], int] = Field(
+        default_factory=dict
+    )
     endpoints: list[EndpointReport] = Field(default_factory=list)
 
     @property
@@ -76,6 +133,11 @@ class ServiceReport(_Message):
 class ClusterReport(_Message):
     """What a control plane tells the controller (sent on change and every lease/3).
 
+    Every field is checked as strictly as what it becomes in other clusters' configuration
+    (names are DNS labels, addresses IPs or hostnames, numbers finite): a report is what a
+    member says to every other member, and one that would not survive there is refused
+    whole (``INVALID_ARGUMENT``), before anything of it is stored.
+
     Attributes:
         exports: ``"<namespace>/<service>"`` of every exported service (as stored and shown).
         gateway: ``host:port`` of the cluster's east-west gateway, "" if none.
@@ -85,11 +147,11 @@ class ClusterReport(_Message):
             re-signing (:mod:`federation.controller.intermediates`).
     """
 
-    cluster: str
+    cluster: DnsLabel
     services: list[ServiceReport] = Field(default_factory=list)
-    exports: list[str] = Field(default_factory=list)
-    gateway: str = ""
-    rtt_ms: dict[str, float] = Field(default_factory=dict)
+    exports: list[Annotated[str, AfterValidator(_service_ref)]] = Field(default_factory=list)
+    gateway: Annotated[str, AfterValidator(_gateway)] = ""
+    rtt_ms: dict[DnsLabel, NonNegative] = Field(default_factory=dict)
     crl_pem: str = ""
     intermediate_csr_pem: str = ""
 

@@ -43,7 +43,7 @@ def _hub(replica: PostgresReplica) -> SyncHub:
 
 def _table(requests: int) -> TrafficTable:
     edge = Edge("a", "aws/us-east-1/us-east-1a", "echo.demo", "b", "aws/us-west-2/us-west-2a",
-                "inter-region", "2xx")  # fmt: skip
+                "cross-region", "2xx")  # fmt: skip
     return TrafficTable(100.0, {edge: Counters(requests=requests, request_bytes=10 * requests)})
 
 

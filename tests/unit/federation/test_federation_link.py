@@ -284,7 +284,7 @@ def test_plans_and_traffic_tables_shared_between_replicas_round_trip_and_bad_one
     with pytest.raises(InvalidDocumentError, match="stored routing plans"):
         plans_from_json('{"a": [{"shares": "nope"}]}')
     edge = Edge("a", "aws/us-east-1/us-east-1a", "echo.demo", "b", "aws/us-west-2/us-west-2a",
-                "inter-region", "2xx")  # fmt: skip
+                "cross-region", "2xx")  # fmt: skip
     table = TrafficTable(5.0, {edge: Counters(3, 30, 300, 0.5, 12.0)})
     back = traffic_from_json("a", traffic_to_json(table))
     assert back == table
