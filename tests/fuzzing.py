@@ -66,19 +66,20 @@ def _bounded(examples: int) -> Any:
     )
 
 
-def _schema() -> Any:
-    return from_dict(openapi_document())
+def _schema(document: dict[str, Any] | None = None) -> Any:
+    """The schemathesis schema of ``document`` (default: the controller's)."""
+    return from_dict(document or openapi_document())
 
 
 def _has_input(operation: Any) -> bool:
     return bool(list(operation.iter_parameters())) or bool(list(operation.body))
 
 
-def fuzz_cases() -> list[tuple[str, str]]:
-    """``(mode, "METHOD /path")`` for every operation of the controller's OpenAPI document:
-    ``positive`` for each, ``negative`` for those that take parameters or a body (nothing
-    can be invalid in the others)."""
-    operations = [op.ok() for op in _schema().get_all_operations()]
+def fuzz_cases(document: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """``(mode, "METHOD /path")`` for every operation of an OpenAPI document (default: the
+    controller's): ``positive`` for each, ``negative`` for those that take parameters or a
+    body (nothing can be invalid in the others)."""
+    operations = [op.ok() for op in _schema(document).get_all_operations()]
     return [("positive", op.label) for op in operations] + [
         ("negative", op.label) for op in operations if _has_input(op)
     ]
@@ -86,8 +87,8 @@ def fuzz_cases() -> list[tuple[str, str]]:
 
 @dataclass
 class FuzzTarget:
-    """A running meshfed API (``url``), an HTTPS session that verifies it, its token, and the
-    read-only paths whose answers make up its stored state."""
+    """A running meshfed API (``url``), an HTTPS session that verifies it, its token, the
+    read-only paths whose answers make up its stored state, and its OpenAPI document."""
 
     url: str
     session: requests.Session
@@ -95,6 +96,7 @@ class FuzzTarget:
     bundle: str
     state_paths: tuple[str, ...]
     controller: Any = None
+    openapi: dict[str, Any] | None = None
 
     @classmethod
     def _new(cls, url: str, bundle: str, name: str, token: str, paths: tuple[str, ...]) -> Any:
@@ -122,9 +124,13 @@ class FuzzTarget:
         assert plane is not None, f"no endpoint.json for {api_url}"
         token = find_token(api_url, home=home)
         assert token is not None
-        return cls._new(  # type: ignore[no-any-return]
+        from federation.controlplane.api import openapi_document as plane_openapi
+
+        target: FuzzTarget = cls._new(
             api_url, plane["bundle_file"], plane["server_name"], token, ("/v1/workloads",)
         )
+        target.openapi = plane_openapi()
+        return target
 
     def state(self) -> dict[str, Any]:
         """What the API stores, without fields that change by themselves."""
@@ -153,7 +159,8 @@ def fuzz_operation(target: FuzzTarget, label: str, mode: str, examples: int) -> 
         AssertionError: a 5xx, or a refused request that changed stored state (with the
             request as a curl command).
     """
-    [operation] = [op.ok() for op in _schema().get_all_operations() if op.ok().label == label]
+    operations = _schema(target.openapi).get_all_operations()
+    [operation] = [op.ok() for op in operations if op.ok().label == label]
     generation = GenerationMode.POSITIVE if mode == "positive" else GenerationMode.NEGATIVE
     headers = {"Authorization": f"Bearer {target.token}"}
 

@@ -18,7 +18,6 @@ import asyncio
 import hmac
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -40,6 +39,8 @@ from federation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from federation.model.documents import MAX_BODY_BYTES, load_document_bytes, validation_problems
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
+from federation.openapi import Route, query_parameter
+from federation.openapi import openapi_document as build_openapi
 from federation.traffic import DEFAULT_GROUP, EDGE_LABELS
 from trust.errors import InvalidCertificateError, SigningRefusedError, TrustBackendError
 
@@ -365,7 +366,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 #: (method, path, handler, summary, request body model or None)
-ROUTES: list[tuple[str, str, Handler, str, type[BaseModel] | None]] = [
+ROUTES: list[Route] = [
     ("GET", "/healthz", healthz, "Liveness (no token needed)", None),
     ("GET", "/metrics", metrics, "Prometheus metrics (text format)", None),
     ("GET", "/v1/bundle", bundle, "The federation's trust bundle (public, no token)", None),
@@ -392,66 +393,27 @@ ROUTES: list[tuple[str, str, Handler, str, type[BaseModel] | None]] = [
 #: Query parameters by path, as the handlers read them.
 QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
     "/v1/traffic": [
-        {
-            "name": "window",
-            "in": "query",
-            "description": "seconds, 1 to 300 (default 10)",
-            "schema": {"type": "number", "minimum": 1, "maximum": MAX_TRAFFIC_WINDOW_S},
-        },
-        {
-            "name": "by",
-            "in": "query",
-            "description": "comma-separated edge labels: " + ",".join(EDGE_LABELS),
-            "schema": {"type": "string"},
-        },
+        query_parameter(
+            "window",
+            "seconds, 1 to 300 (default 10)",
+            {"type": "number", "minimum": 1, "maximum": MAX_TRAFFIC_WINDOW_S},
+        ),
+        query_parameter(
+            "by", "comma-separated edge labels: " + ",".join(EDGE_LABELS), {"type": "string"}
+        ),
     ],
 }
 
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document generated from :data:`ROUTES`."""
-    paths: dict[str, dict[str, Any]] = {}
-    schemas: dict[str, Any] = {}
-    for method, path, _, summary, model in ROUTES:
-        op: dict[str, Any] = {"summary": summary, "responses": {"200": {"description": "OK"}}}
-        if path not in PUBLIC_PATHS:
-            op["security"] = [{"bearer": []}]
-            op["responses"]["401"] = {"description": "missing or invalid bearer token"}
-        parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in re.findall(r"{(\w+)}", path)
-        ] + QUERY_PARAMETERS.get(path, [])
-        if parameters:
-            op["parameters"] = parameters
-        if "{" in path:
-            op["responses"]["404"] = {"description": "no such resource"}
-        if model is not None:
-            schemas[model.__name__] = model.model_json_schema(by_alias=True)
-            op["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
-                    }
-                },
-            }
-            op["responses"]["400"] = {"description": "invalid body: every problem named"}
-        elif path in ("/v1/apply", "/v1/delete"):
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/yaml": {"schema": {"type": "string"}}},
-            }
-            op["responses"]["400"] = {"description": "invalid documents; nothing stored"}
-        paths.setdefault(path, {})[method.lower()] = op
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "meshfed federation controller", "version": "v1"},
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-    }
+    return build_openapi(
+        "meshfed federation controller",
+        ROUTES,
+        public_paths=PUBLIC_PATHS,
+        query_parameters=QUERY_PARAMETERS,
+        yaml_bodies=("/v1/apply", "/v1/delete"),
+    )
 
 
 def make_app(ctx: ControllerContext) -> web.Application:

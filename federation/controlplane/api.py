@@ -18,6 +18,7 @@
 ``GET  /v1/explain/authz``  ``?service=&namespace=&principal=[&cluster=&method=&path=&port=]``:
                             allowed or denied per local workload, and by which
                             AuthorizationPolicy
+``GET  /openapi.json``      this API's OpenAPI 3.1 document (from :data:`ROUTES`)
 ``POST /v1/workload-tokens`` body ``{"namespace", "serviceAccount", "ttlSeconds"?,
                             "singleUse"?}``: mint a workload token (the response is the only
                             place the token appears; the control plane keeps its SHA-256),
@@ -36,6 +37,7 @@ from typing import Any
 
 from aiohttp import web
 from google.protobuf import json_format
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from federation.ca.names import (
     GATEWAY_SERVICE_ACCOUNT,
@@ -61,10 +63,12 @@ from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.errors import InvalidDocumentError, NotFoundError
 from federation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from federation.model.documents import MAX_BODY_BYTES, load_document_bytes
+from federation.model.documents import MAX_BODY_BYTES, load_document_bytes, validation_problems
 from federation.model.locality import Locality
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
+from federation.openapi import Route, query_parameter
+from federation.openapi import openapi_document as build_openapi
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +96,7 @@ def _error(status: int, message: str, **extra: object) -> web.Response:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require ``Authorization: Bearer <token>`` on everything but ``/healthz`` and
     ``/v1/bootstrap`` (public facts)."""
-    if request.path in ("/healthz", "/v1/bootstrap"):
+    if request.path in PUBLIC_PATHS:
         return await handler(request)
     header = request.headers.get("Authorization", "")
     token = request.app[TOKEN]
@@ -161,6 +165,28 @@ async def info(request: web.Request) -> web.Response:
     )
 
 
+class WorkloadTokenRequest(BaseModel):
+    """``POST /v1/workload-tokens``: who the token is for and how it may be used."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    namespace: str = Field(description="the workload's namespace (a DNS label)")
+    service_account: str = Field(
+        alias="serviceAccount", description="its service account (a DNS subdomain)"
+    )
+    ttl_seconds: int = Field(
+        default=3600,
+        ge=1,
+        le=int(MAX_TTL.total_seconds()),
+        alias="ttlSeconds",
+        strict=True,
+        description="seconds the token may be redeemed in",
+    )
+    single_use: bool = Field(
+        default=True, alias="singleUse", strict=True, description="false: reusable until expiry"
+    )
+
+
 def _token_request(body: object) -> tuple[str, str, timedelta, bool]:
     """``(namespace, service account, ttl, single use)`` of a mint request.
 
@@ -169,9 +195,11 @@ def _token_request(body: object) -> tuple[str, str, timedelta, bool]:
     """
     if not isinstance(body, dict):
         raise ValueError("body must be a JSON object")
-    namespace, account = body.get("namespace"), body.get("serviceAccount")
-    if not isinstance(namespace, str) or not isinstance(account, str):
-        raise ValueError("namespace and serviceAccount are required strings")
+    try:
+        request = WorkloadTokenRequest.model_validate(body)
+    except ValidationError as err:
+        raise ValueError("; ".join(validation_problems(err, "body"))) from None
+    namespace, account = request.namespace, request.service_account
     if namespace_and_account(f"/ns/{namespace}/sa/{account}") is None:
         raise ValueError(f"ns/{namespace[:80]}/sa/{account[:80]} is not a workload identity")
     problem = workload_name_problem(namespace, account)
@@ -182,17 +210,7 @@ def _token_request(body: object) -> tuple[str, str, timedelta, bool]:
             f"namespace {SYSTEM_NAMESPACE} holds meshfed's own identities; only"
             f" {GATEWAY_SERVICE_ACCOUNT} (east-west gateways) can be minted there"
         )
-    ttl_s = body.get("ttlSeconds", 3600)
-    if (
-        not isinstance(ttl_s, int)
-        or isinstance(ttl_s, bool)
-        or not 0 < ttl_s <= MAX_TTL.total_seconds()
-    ):
-        raise ValueError(f"ttlSeconds must be an integer in 1..{int(MAX_TTL.total_seconds())}")
-    single_use = body.get("singleUse", True)
-    if not isinstance(single_use, bool):
-        raise ValueError("singleUse must be true or false")
-    return namespace, account, timedelta(seconds=ttl_s), single_use
+    return namespace, account, timedelta(seconds=request.ttl_seconds), request.single_use
 
 
 async def mint_workload_token(request: web.Request) -> web.Response:
@@ -355,6 +373,67 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
+async def openapi(request: web.Request) -> web.Response:
+    """This API's OpenAPI 3.1 document (:func:`openapi_document`)."""
+    return web.json_response(openapi_document())
+
+
+#: (method, path, handler, summary, JSON body model or None)
+ROUTES: list[Route] = [
+    ("GET", "/healthz", healthz, "Liveness; 503 when the snapshot builder stopped", None),
+    ("GET", "/v1/bootstrap", bootstrap, "What a proxy agent needs first (public)", None),
+    ("GET", "/metrics", metrics_handler, "Prometheus metrics (text format)", None),
+    ("GET", "/openapi.json", openapi, "This document", None),
+    ("GET", "/v1/info", info, "Cluster, locality, federation link, snapshot work", None),
+    ("POST", "/v1/apply", apply, "Store WorkloadEntry/ServiceExport/ServiceImport YAML", None),
+    ("POST", "/v1/delete", delete, "Delete the documents named", None),
+    ("GET", "/v1/workloads", workloads, "Registered workloads with their health", None),
+    ("GET", "/v1/proxy-status", proxy_status, "Per proxy and xDS type: versions, ACK/NACK", None),
+    ("GET", "/v1/config_dump", config_dump, "A proxy's current snapshot (no secret)", None),
+    ("GET", "/v1/explain", explain_handler, "The load-balancing decision table", None),
+    ("GET", "/v1/explain/authz", explain_authz_handler, "Allowed or denied, and why", None),
+    (
+        "POST",
+        "/v1/workload-tokens",
+        mint_workload_token,
+        "Mint a workload token",
+        WorkloadTokenRequest,
+    ),
+]
+#: Paths served without the bearer token.
+PUBLIC_PATHS = ("/healthz", "/v1/bootstrap")
+_TEXT = {"type": "string"}
+#: Query parameters by path, as the handlers read them.
+QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "/v1/config_dump": [query_parameter("node", "the proxy's node id", _TEXT)],
+    "/v1/explain": [
+        query_parameter("service", "the service's name (required)", _TEXT),
+        query_parameter("namespace", "its namespace (default: default)", _TEXT),
+        query_parameter("locality", "the caller's <cloud>/<region>[/<zone>]", _TEXT),
+    ],
+    "/v1/explain/authz": [
+        query_parameter("service", "the service's name (required)", _TEXT),
+        query_parameter("namespace", "its namespace (default: default)", _TEXT),
+        query_parameter("principal", "the caller's SPIFFE ID (none: plain text)", _TEXT),
+        query_parameter("cluster", "the caller's cluster", _TEXT),
+        query_parameter("method", "HTTP method (default GET)", _TEXT),
+        query_parameter("path", "HTTP path (default /)", _TEXT),
+        query_parameter("port", "the service port", {"type": "integer"}),
+    ],
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document generated from :data:`ROUTES`."""
+    return build_openapi(
+        "meshfed cluster control plane",
+        ROUTES,
+        public_paths=PUBLIC_PATHS,
+        query_parameters=QUERY_PARAMETERS,
+        yaml_bodies=("/v1/apply", "/v1/delete"),
+    )
+
+
 def make_app(
     *,
     registry: ServiceRegistry,
@@ -383,16 +462,6 @@ def make_app(
     app[WORKLOAD_TOKENS] = workload_tokens
     app[IDENTITY] = identity
     app[METRICS] = metrics or ControlPlaneMetrics()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/v1/info", info)
-    app.router.add_get("/v1/bootstrap", bootstrap)
-    app.router.add_post("/v1/apply", apply)
-    app.router.add_post("/v1/delete", delete)
-    app.router.add_get("/v1/workloads", workloads)
-    app.router.add_get("/v1/proxy-status", proxy_status)
-    app.router.add_get("/v1/config_dump", config_dump)
-    app.router.add_get("/v1/explain", explain_handler)
-    app.router.add_get("/v1/explain/authz", explain_authz_handler)
-    app.router.add_post("/v1/workload-tokens", mint_workload_token)
+    for method, path, handler, _, _ in ROUTES:
+        app.router.add_route(method, path, handler)
     return app

@@ -145,3 +145,40 @@ async def test_workload_tokens_are_minted_with_the_admin_token_and_stored_as_dig
         assert tokens.count() == 1
     finally:
         await client.close()
+
+
+async def test_the_openapi_document_is_served_and_lists_every_route(tmp_path) -> None:
+    """The control plane's OpenAPI document (what the fuzzer reads) is generated from the
+    routes the app serves, so none is missing from it."""
+    from federation.controlplane.api import ROUTES, openapi_document
+
+    client, _, _, identities = await _client(tmp_path)
+    try:
+        assert (await client.get("/openapi.json")).status == 401
+        resp = await client.get("/openapi.json", headers={"Authorization": "Bearer s3cret"})
+        doc = await resp.json()
+        assert doc == json.loads(json.dumps(openapi_document()))
+        served = {
+            (r.method, r.resource.canonical)
+            for r in client.server.app.router.routes()
+            if r.method != "HEAD" and r.resource is not None
+        }
+        assert served == {(m, p) for m, p, *_ in ROUTES}
+        assert {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops} == served
+        assert "security" not in doc["paths"]["/v1/bootstrap"]["get"]
+        schema = doc["components"]["schemas"]["WorkloadTokenRequest"]
+        assert set(schema["properties"]) == {
+            "namespace",
+            "serviceAccount",
+            "ttlSeconds",
+            "singleUse",
+        }
+        unknown = await client.post(
+            "/v1/workload-tokens",
+            headers={"Authorization": "Bearer s3cret"},
+            json={"namespace": "demo", "serviceAccount": "a", "ttl": 5},
+        )
+        assert unknown.status == 400 and "ttl" in (await unknown.json())["error"]
+    finally:
+        await client.close()
+        await identities.close()
