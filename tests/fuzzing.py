@@ -11,6 +11,7 @@ exports -- as it was.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -347,15 +348,31 @@ def sync_channel(controller: Any, cluster: str) -> Iterator[Any]:
         yield sync_pb2_grpc.FederationSyncStub(channel)
 
 
-def send_report(stub: Any, report: dict[str, Any], timeout_s: float = 10) -> str:
-    """Send one ``ClusterReport`` (a dict of the proto's fields) on a new stream and
-    half-close; the status the stream ended with (``OK``: the report was accepted)."""
-    import grpc
+def report_message(report: dict[str, Any]) -> Any:
+    """The ``ClusterReport`` proto of a dict of its fields (non-finite numbers as the JSON
+    mapping spells them, ``"NaN"`` / ``"Infinity"``)."""
     from google.protobuf import json_format
 
     from federation.sync.proto import sync_pb2
 
-    message = json_format.ParseDict(report, sync_pb2.ClusterReport())
+    def spelled(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        if isinstance(value, dict):
+            return {k: spelled(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [spelled(v) for v in value]
+        return value
+
+    return json_format.ParseDict(spelled(report), sync_pb2.ClusterReport())
+
+
+def send_report(stub: Any, report: dict[str, Any], timeout_s: float = 10) -> str:
+    """Send one ``ClusterReport`` (a dict of the proto's fields) on a new stream and
+    half-close; the status the stream ended with (``OK``: the report was accepted)."""
+    import grpc
+
+    message = report_message(report)
     try:
         for _ in stub.Sync(iter([message]), timeout=timeout_s):
             pass

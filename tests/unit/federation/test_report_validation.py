@@ -27,7 +27,7 @@ from federation.sync.convert import (
 )
 from federation.sync.messages import ClusterReport, ControllerUpdate
 from federation.sync.proto import sync_pb2
-from tests.fuzzing import cluster_report_strategy
+from tests.fuzzing import cluster_report_strategy, report_message
 
 A = ClusterRecord("a", "aws/us-east-1/us-east-1a", "default", "127.0.0.1:15443", "local", 1.0, 1.0)
 B = ClusterRecord("b", "aws/eu-west-1/eu-west-1a", "net-b", "127.0.0.2:15443", "local", 1.0, 1.0)
@@ -36,7 +36,7 @@ B = ClusterRecord("b", "aws/eu-west-1/eu-west-1a", "net-b", "127.0.0.2:15443", "
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(report=cluster_report_strategy("b"))
 def test_what_the_controller_accepts_every_member_accepts(report) -> None:
-    message = json_format.ParseDict(report, sync_pb2.ClusterReport())
+    message = report_message(report)
     try:
         body = report_from_proto(message)
         traffic_from_proto(message)
