@@ -73,19 +73,33 @@ def begin_root_rotation(
     return RootRotation(new, tuple(roots), reissued_clusters=tuple(clusters))
 
 
+#: How long a joined cluster's intermediate must have been signed by the active root before
+#: the old roots may be retired: its control plane keeps issuing under the previous
+#: certificate for 15 s after a re-sign (``RECHAIN_GRACE_S``, so agents first fetch the
+#: two-root bundle, every 5 s), then its workloads renew within one more poll -- about 20 s,
+#: doubled here for loaded hosts. Retiring earlier cut every not-yet-renewed workload off
+#: (found by the soak, issue #35).
+RETIRE_AFTER_RESIGN = timedelta(seconds=40)
+
+
 def retire_old_roots(
-    store: TrustDirectory, joined: Mapping[str, bytes] | None = None
+    store: TrustDirectory,
+    joined: Mapping[str, bytes] | None = None,
+    *,
+    now: datetime | None = None,
 ) -> RootRotation:
     """Step 2: keep only the active root in the bundle and delete the other roots' keys.
 
     Args:
         joined: intermediates (PEM) the root signed for clusters that joined a federation
-            and keep their key themselves, by cluster; each must be signed by the active root.
+            and keep their key themselves, by cluster; each must be signed by the active root,
+            at least :data:`RETIRE_AFTER_RESIGN` before ``now`` (default: the current time).
 
     Raises:
         TrustStoreError: an intermediate (of this directory, or a joined cluster's) is still
-            signed by a root that would be retired -- every such cluster is named -- or there
-            is nothing to retire.
+            signed by a root that would be retired, or was re-signed too recently for its
+            workloads to have renewed -- every such cluster is named, with how long to
+            wait -- or there is nothing to retire.
     """
     cfg = store.config()
     old = [rid for rid in cfg.bundle_roots if rid != cfg.active_root]
@@ -104,6 +118,20 @@ def retire_old_roots(
             " over the sync channel once its control plane reports (within seconds while it"
             " is connected): check 'meshfed cluster list' and try again"
         )
+    moment = now or pki.utcnow()
+    waits = {
+        name: RETIRE_AFTER_RESIGN - (moment - issued)
+        for name, pem in (joined or {}).items()
+        if moment - (issued := _issued_at(pem, name)) < RETIRE_AFTER_RESIGN
+    }
+    if waits:
+        longest = max(waits.values()).total_seconds()
+        raise TrustStoreError(
+            f"joined clusters {', '.join(sorted(waits))} were re-signed under the new root"
+            f" less than {RETIRE_AFTER_RESIGN.total_seconds():g} s ago; their workloads may"
+            " not have renewed their SVIDs yet, and retiring the old root now would cut those"
+            f" off until they do: try again in {longest:.0f} s"
+        )
     for cluster in store.clusters():
         issuer = store.intermediate_issuer_id(cluster)
         if issuer != cfg.active_root:
@@ -115,6 +143,13 @@ def retire_old_roots(
     for rid in old:
         store.destroy_root_key(rid)
     return RootRotation(cfg.active_root, (cfg.active_root,), retired_roots=tuple(old))
+
+
+def _issued_at(pem: bytes, name: str) -> datetime:
+    """When an intermediate was signed: its notBefore plus the skew allowance it was
+    backdated by (:data:`trust.pki.CLOCK_SKEW_ALLOWANCE`)."""
+    cert = pki.load_certificates(pem, source=name)[0]
+    return cert.not_valid_before_utc + pki.CLOCK_SKEW_ALLOWANCE
 
 
 def resign_reason(

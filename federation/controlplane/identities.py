@@ -137,6 +137,21 @@ class ClusterAuthority:
             own.append(self._previous.certificate)
         return pki.certificates_to_pem(own) + self._peers_pem(self._peer_cas)
 
+    def client_anchors_pem(self, ca: LocalCertificateAuthority) -> bytes:
+        """What this control plane's gRPC servers verify client SVIDs against: ``ca``'s trust
+        bundle, plus this cluster's own CA certificate (and its previous one while a
+        re-sign's grace lasts) as anchors of their own. A re-sign keeps the key, so an SVID
+        this cluster signed still verifies through the current certificate even when the
+        chain it carries ends in a root that was retired since -- without that, a workload
+        that had not renewed before ``rotate-root --retire-old`` could never renew again
+        (its token is spent). Other members' SVIDs gain nothing: their chains do not lead
+        here, and :mod:`federation.controlplane.peers` refuses them on the xDS port."""
+        own = [ca.certificate, self._ca.certificate]
+        if self._previous is not None:
+            own.append(self._previous.certificate)
+        unique = list({pki.fingerprint(c): c for c in own}.values())
+        return ca.trust_bundle().to_pem() + pki.certificates_to_pem(unique)
+
     def crl_bundle(self) -> bytes:
         """The CRLs proxies verify peers' leaf certificates against (concatenated PEM): this
         cluster's own and every other member's. A cluster that is not a member has none, so
@@ -188,8 +203,9 @@ class ClusterAuthority:
         )
 
     def server_credentials(self, *, require_client_auth: bool) -> grpc.ServerCredentials:
-        """TLS credentials for a gRPC server: mutual TLS (client SVID verified against the
-        trust bundle) with ``require_client_auth``, else server authentication only."""
+        """TLS credentials for a gRPC server: mutual TLS (client SVID verified against
+        :meth:`client_anchors_pem`) with ``require_client_auth``, else server
+        authentication only."""
         server = _ServerTls(self)
         return grpc.dynamic_ssl_server_credentials(
             server.configuration(), server.fetch, require_client_authentication=require_client_auth
@@ -223,7 +239,7 @@ class _ServerTls:
         svid, ca = self._issue()
         return grpc.ssl_server_certificate_configuration(
             [(svid.private_key_pem(), svid.chain_pem())],
-            root_certificates=ca.trust_bundle().to_pem(),
+            root_certificates=self._authority.client_anchors_pem(ca),
         )
 
     def fetch(self) -> grpc.ServerCertificateConfiguration:  # None keeps the current one

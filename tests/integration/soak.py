@@ -16,7 +16,7 @@ any twice; seeded), with 6-14 s between two:
   apps, as a crashed pod -- and start it again 3 s later;
 - ``partition <c>``: cut c off from every other node for 8 s, then heal;
 - ``rotate-root``: ``meshfed trust rotate-root``, then ``--retire-old`` as soon as it is
-  accepted (every cluster re-signed under the new root);
+  accepted (every cluster re-signed under the new root at least 40 s before);
 - ``policy``: apply (or delete, alternately) an AuthorizationPolicy and another split
   (50/25/25, then back to 34/33/33);
 - ``restart-controller``: SIGTERM the controller and start it again at once.
@@ -143,7 +143,7 @@ def plan(rng: random.Random, duration_s: float) -> list[tuple[float, str, str]]:
             "policy": "",
             "restart-controller": "",
         }.get(kind, cluster)
-        longest = 60.0 if kind == "rotate-root" else 20.0
+        longest = 70.0 if kind == "rotate-root" else 20.0
         if at + longest > duration_s - SETTLE_S:
             return out
         out.append((at, kind, target))

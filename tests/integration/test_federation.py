@@ -731,8 +731,17 @@ def test_root_rotation_under_200_rps_re_signs_every_cluster_and_retires_the_old_
 
         # after the control planes' 15 s grace (agents fetch the two-root bundle first)
         wait_until(svids_renewed, 45, "every SVID renewed under the re-signed intermediates")
-        retire = _meshfed(home, "trust", "rotate-root", "--retire-old", check=False)
-        assert retire.returncode == 0, retire.stderr
+        # refused until every re-sign is RETIRE_AFTER_RESIGN old (exit 2, saying how long)
+        early = _meshfed(home, "trust", "rotate-root", "--retire-old", check=False)
+        if early.returncode != 0:
+            assert early.returncode == 2 and "try again in" in early.stderr, early.stderr
+
+        def retired() -> bool:
+            retire = _meshfed(home, "trust", "rotate-root", "--retire-old", check=False)
+            assert retire.returncode in (0, 2), retire.stderr
+            return retire.returncode == 0
+
+        wait_until(retired, 45, "--retire-old accepted", interval_s=2)
 
         def one_root_everywhere() -> bool:
             files = [home / "controlplanes" / c / "ca" / "bundle.pem" for c in ("a", "b", "c")]

@@ -195,6 +195,35 @@ def test_attack_renewal_with_an_svid_of_the_clusters_old_key(cp, tmp_path, mesh_
     assert _create(cp, _csr("a"), svid=fresh).cert_chain_pem
 
 
+def test_an_svid_chained_to_a_retired_root_still_renews(cp, mesh_home) -> None:
+    """Found by the soak (issue #35): after ``rotate-root --retire-old``, a workload that had
+    not renewed yet holds an SVID whose chain ends in the retired root. Its cluster's key is
+    unchanged (a re-sign keeps it), but the xDS port verified client chains against the
+    bundle alone, so the renewal handshake failed -- for ever, its token being spent. Now
+    the cluster's own CA certificate is an anchor too, and the renewal goes through."""
+    from trust import pki
+    from trust.root_rotation import begin_root_rotation, retire_old_roots
+
+    trust = TrustDirectory(mesh_home / "trust")
+    old = trust.issue_svid("east", TD.workload_id("demo", "a"))
+    cp.stop()
+    d = trust.intermediate_dir("east")
+    key_pem = (d / "ca-key.pem").read_bytes()
+    begin_root_rotation(trust)
+    # as the controller does for a joined cluster: the new root re-signs east's same key
+    key = pki.load_private_key(key_pem, source="east key")
+    csr = pki.build_csr(key, common_name=pki.intermediate_common_name("east"))
+    (d / "ca-key.pem").write_bytes(key_pem)
+    (d / "ca.pem").write_bytes(
+        pki.certificates_to_pem(trust.root_authority().sign_intermediate_csr(csr, "east"))
+    )
+    retire_old_roots(trust)
+    cp.start()
+    renewed = _create(cp, _csr("a"), svid=old)
+    chain = pki.load_certificates(renewed.cert_chain_pem, source="renewed")
+    trust.bundle().verify(chain)  # under the new root only
+
+
 @pytest.mark.parametrize("key", ["ed25519", "rsa-1024", "secp521r1"])
 def test_a_refused_csr_does_not_spend_the_single_use_token(cp, key) -> None:
     """Issue #35 (5): a first-certificate request the CA refuses (an Ed25519 key, a short

@@ -11,7 +11,7 @@ import pytest
 from trust import pki
 from trust.authority import issue_svid
 from trust.errors import SigningRefusedError, TrustStoreError, VerificationError
-from trust.root_rotation import begin_root_rotation, retire_old_roots
+from trust.root_rotation import RETIRE_AFTER_RESIGN, begin_root_rotation, retire_old_roots
 from trust.rotation import SvidRotator
 from trust.spiffe import SpiffeId
 
@@ -136,7 +136,16 @@ def test_retire_refused_while_a_joined_cluster_chains_only_to_the_old_root(trust
     with pytest.raises(TrustStoreError, match="joined clusters joined still chain only"):
         retire_old_roots(trust_dir, joined)
     assert len(trust_dir.bundle().roots) == 2  # nothing changed
-    # once re-signed under the active root, retiring goes ahead
-    resigned = trust_dir.root_authority().sign_intermediate_csr(csr, "joined")
-    retire_old_roots(trust_dir, {"joined": pki.certificates_to_pem(list(resigned))})
+    # re-signed under the active root just now: its workloads may not have renewed yet
+    resigned = {"joined": pki.certificates_to_pem(list(
+        trust_dir.root_authority().sign_intermediate_csr(csr, "joined")
+    ))}  # fmt: skip
+    with pytest.raises(
+        TrustStoreError, match=r"joined clusters joined were re-signed .* try again in 4\d s"
+    ):
+        retire_old_roots(trust_dir, resigned)
+    assert len(trust_dir.bundle().roots) == 2  # nothing changed
+    # RETIRE_AFTER_RESIGN later, retiring goes ahead
+    later = pki.utcnow() + RETIRE_AFTER_RESIGN + timedelta(seconds=1)
+    retire_old_roots(trust_dir, resigned, now=later)
     assert len(trust_dir.bundle().roots) == 1
