@@ -30,6 +30,7 @@ from tests.integration.soak import (
     consistency_problems,
     during,
     failed,
+    final_problems,
     slopes,
     soak_spec,
 )
@@ -53,6 +54,7 @@ def main() -> None:
         soak.run(progress=lambda line: print(line, flush=True))
         problems = consistency_problems(fed, proxies)
     results = soak.results
+    problems += final_problems(results, args.minutes * 60)
     bad = failed(results)
     quiet = [r.done - r.sent for r in results if r.sent < QUIET_S and r.status == 200]
     chaos = [r.done - r.sent for r in results if r.sent >= QUIET_S and r.status == 200]

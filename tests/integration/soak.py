@@ -7,7 +7,7 @@ over A, B and C, so that every cluster, gateway and link carries the load all th
 :data:`RPS` GETs per second go from A through the frontend's sidecar for the whole run.
 
 Meanwhile a chaos thread does, one after another in a random order (every kind once before
-any twice; seeded), with 6-14 s between two:
+any twice; seeded), with 5-12 s between two (:data:`GAP_S`; the CI run takes 3-6 s):
 
 - ``kill-controlplane <c>``: SIGKILL c's control plane, start it again 3 s later;
 - ``kill-gateway <c>``: SIGKILL c's east-west gateway agent (its Envoy dies with it), start
@@ -35,7 +35,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ KINDS = (
 DOWN_S = 3.0
 PARTITION_S = 8.0
 #: Gap between two chaos events (s), and the quiet time before the first and after the last.
-GAP_S = (6.0, 14.0)
+GAP_S = (5.0, 12.0)
 QUIET_S = 10.0
 SETTLE_S = 25.0
 SAMPLE_EVERY_S = 5.0
@@ -123,32 +123,34 @@ class Sample:
     fds: int
 
 
-def plan(rng: random.Random, duration_s: float) -> list[tuple[float, str, str]]:
-    """``(offset s, kind, target)`` of the chaos events of a run of ``duration_s``: kinds in
-    shuffled rounds (each once before any twice), targets at random, first after
-    :data:`QUIET_S`, none starting in the last :data:`SETTLE_S` plus the event's own
-    length."""
-    out: list[tuple[float, str, str]] = []
-    at = QUIET_S
-    round_: list[str] = []
+#: About how long each kind of event takes (s): one is started only if it can end before
+#: the last :data:`SETTLE_S` of the run.
+LENGTH_S = {
+    "kill-controlplane": 7.0,
+    "kill-gateway": 7.0,
+    "kill-echo": 8.0,
+    "partition": PARTITION_S + 1,
+    "rotate-root": 50.0,
+    "policy": 4.0,
+    "restart-controller": 5.0,
+}
+
+
+def schedule(rng: random.Random, gap_s: tuple[float, float]) -> Iterator[tuple[str, str, float]]:
+    """Endless ``(kind, target, gap s after it)``: kinds in shuffled rounds (each once
+    before any twice), targets and gaps at random."""
     while True:
-        if not round_:
-            round_ = list(KINDS)
-            rng.shuffle(round_)
-        kind = round_.pop()
-        cluster = rng.choice((A, B, C))
-        target = {
-            "kill-echo": f"{cluster}/{rng.randrange(2)}",
-            "rotate-root": "",
-            "policy": "",
-            "restart-controller": "",
-        }.get(kind, cluster)
-        longest = 70.0 if kind == "rotate-root" else 20.0
-        if at + longest > duration_s - SETTLE_S:
-            return out
-        out.append((at, kind, target))
-        at += longest if kind == "rotate-root" else 10.0
-        at += rng.uniform(*GAP_S)
+        round_ = list(KINDS)
+        rng.shuffle(round_)
+        for kind in round_:
+            cluster = rng.choice((A, B, C))
+            target = {
+                "kill-echo": f"{cluster}/{rng.randrange(2)}",
+                "rotate-root": "",
+                "policy": "",
+                "restart-controller": "",
+            }.get(kind, cluster)
+            yield kind, target, rng.uniform(*gap_s)
 
 
 def _reap(pid: int) -> None:
@@ -214,6 +216,7 @@ class Soak:
     seed: int
     duration_s: float
     rps: float = RPS
+    gap_s: tuple[float, float] = GAP_S
     events: list[Event] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
@@ -228,9 +231,7 @@ class Soak:
         self.progress = progress
         stop = threading.Event()
         begin = time.monotonic() + 2.0  # the drive's own clock starts about now
-        chaos = threading.Thread(
-            target=self._chaos, args=(begin, plan(random.Random(self.seed), self.duration_s), stop)
-        )
+        chaos = threading.Thread(target=self._chaos, args=(begin, stop))
         sampler = threading.Thread(target=self._sample, args=(begin, stop), daemon=True)
         chaos.start()
         sampler.start()
@@ -261,20 +262,26 @@ class Soak:
     def _proc(self, name: str) -> ProcessRecord:
         return next(p for p in self.fed.record.processes if p.name == name)
 
-    def _chaos(
-        self, begin: float, events: list[tuple[float, str, str]], stop: threading.Event
-    ) -> None:
-        for offset, kind, target in events:
-            if stop.wait(max(0.0, begin + offset - time.monotonic())):
+    def _chaos(self, begin: float, stop: threading.Event) -> None:
+        """Run :func:`schedule`'s events one after another from :data:`QUIET_S` on, each
+        once the previous one has ended and its gap passed, while it can end before the
+        last :data:`SETTLE_S` of the run."""
+        at = QUIET_S
+        for kind, target, gap in schedule(random.Random(self.seed), self.gap_s):
+            if stop.wait(max(0.0, begin + at - time.monotonic())):
                 return
-            event = Event(kind, target, start=time.monotonic() - begin)
+            now = time.monotonic() - begin
+            if now + LENGTH_S[kind] > self.duration_s - SETTLE_S:
+                return
+            event = Event(kind, target, start=now)
             try:
                 event.note = getattr(self, "_" + kind.replace("-", "_"))(target)
-            except Exception as err:  # recorded; the consistency check at the end fails
+            except Exception as err:  # recorded; the checks at the end fail on it
                 event.note = f"FAILED: {type(err).__name__}: {err}"
             event.end = time.monotonic() - begin
             self.events.append(event)
             self.progress(f"{event.start:7.1f} s  {kind} {target}: {event.note}")
+            at = event.end + gap
 
     # -- chaos actions (each returns a note) ---------------------------------------------------
 
@@ -478,4 +485,16 @@ def consistency_problems(fed: IsolatedFederation, proxies: dict[str, int]) -> li
         boot = call("GET", endpoint["api"], "/v1/bootstrap", home=fed.home)
         if boot.get("trustBundle") != controller_bundle:
             problems.append(f"{cluster}'s trust bundle is not the controller's")
+    return problems
+
+
+def final_problems(results: list[Result], duration_s: float, last_s: float = 15.0) -> list[str]:
+    """What the last ``last_s`` of load shows wrong: a request that failed, or a cluster of
+    the split that served none."""
+    tail = [r for r in results if r.sent >= duration_s - last_s]
+    problems = (
+        [f"{len(failed(tail))} of the last {len(tail)} requests failed"] if failed(tail) else []
+    )
+    served = {r.served_by for r in tail if r.status == 200}
+    problems += [f"{c} served none of the last {last_s:g} s" for c in (A, B, C) if c not in served]
     return problems
