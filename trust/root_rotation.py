@@ -13,6 +13,7 @@ The procedure (as Istio's plug-in CA and SPIRE do it) has two steps, run some ti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -125,12 +126,12 @@ def retire_old_roots(
         if moment - (issued := _issued_at(pem, name)) < RETIRE_AFTER_RESIGN
     }
     if waits:
-        longest = max(waits.values()).total_seconds()
+        longest = math.ceil(max(waits.values()).total_seconds())
         raise TrustStoreError(
             f"joined clusters {', '.join(sorted(waits))} were re-signed under the new root"
             f" less than {RETIRE_AFTER_RESIGN.total_seconds():g} s ago; their workloads may"
             " not have renewed their SVIDs yet, and retiring the old root now would cut those"
-            f" off until they do: try again in {longest:.0f} s"
+            f" off until they do: try again in {longest} s"
         )
     for cluster in store.clusters():
         issuer = store.intermediate_issuer_id(cluster)

@@ -269,9 +269,10 @@ def rotate_root_cmd(
 
     Without --retire-old: create a new root, trust both roots, and re-issue every cluster's
     intermediate under the new one. Certificates chained to either root verify meanwhile.
-    After every workload has renewed its SVID (at least one SVID lifetime), run again with
-    --retire-old to stop trusting the old root; it is refused (exit 2, naming them) while a
-    cluster that joined the controller still chains only to the old root.
+    After every workload has renewed its SVID, run again with --retire-old to stop trusting
+    the old root. It is refused (exit 2, naming them) while a cluster that joined the
+    controller still chains only to the old root, or was re-signed under the new one less
+    than 40 s ago (its workloads renew within about 20 s of that); it says how long to wait.
     """
     store = _store(trust_dir)
     if retire_old:

@@ -141,7 +141,7 @@ def test_retire_refused_while_a_joined_cluster_chains_only_to_the_old_root(trust
         trust_dir.root_authority().sign_intermediate_csr(csr, "joined")
     ))}  # fmt: skip
     with pytest.raises(
-        TrustStoreError, match=r"joined clusters joined were re-signed .* try again in 4\d s"
+        TrustStoreError, match=r"joined clusters joined were re-signed .* try again in \d+ s"
     ):
         retire_old_roots(trust_dir, resigned)
     assert len(trust_dir.bundle().roots) == 2  # nothing changed
