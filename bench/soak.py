@@ -78,6 +78,13 @@ def main() -> None:
             f"{s.name:<32} {s.samples:>7} {s.span_s:>7.0f} {s.rss_mib:>9.1f}"
             f" {s.rss_mib_per_hour:>9.2f} {s.fds:>5} {s.fds_per_hour:>9.2f}"
         )
+    if soak.connections:
+        first, last = soak.connections[0], soak.connections[-1]
+        peak = max(soak.connections, key=lambda c: c[1] + c[2])
+        print(
+            f"\nfrontend Envoy connections (downstream, upstream): {first[1:]} at {first[0]:.0f} s,"
+            f" {last[1:]} at {last[0]:.0f} s, most {peak[1:]} at {peak[0]:.0f} s"
+        )
     print(
         f"\nat the end: {'; '.join(problems) if problems else 'every component back and consistent'}"
     )
@@ -90,6 +97,8 @@ def main() -> None:
                     "failed": [dataclasses.asdict(r) for r in bad],
                     "slopes": [dataclasses.asdict(s) for s in found],
                     "problems": problems,
+                    "connections": soak.connections,
+                    "samples": [dataclasses.asdict(x) for x in soak.samples],
                 },
                 indent=1,
             )

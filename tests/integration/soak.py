@@ -29,6 +29,7 @@ controller's trust bundle, and the last 15 s of load all succeeded, served by al
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -43,6 +44,7 @@ from typing import Any
 from federation.client import call
 from federation.local.description import load
 from federation.local.emulator import request as emulator_request
+from federation.local.netns import call_in
 from federation.local.runner import (
     LocalFederationRunner,
     ProcessRecord,
@@ -220,6 +222,8 @@ class Soak:
     events: list[Event] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
+    #: ``(t s, downstream, upstream)`` connections of the frontend's Envoy, every 5 s
+    connections: list[tuple[float, int, int]] = field(default_factory=list)
     progress: Callable[[str], None] = lambda line: None
     _policy_on: bool = False
 
@@ -393,7 +397,12 @@ class Soak:
     def _sample(self, begin: float, stop: threading.Event) -> None:
         while not stop.wait(SAMPLE_EVERY_S):
             now = time.monotonic() - begin
-            for p in Record.load(self.fed.home).processes if Record.load(self.fed.home) else []:
+            try:
+                self.connections.append((now, *self._frontend_connections()))
+            except (OSError, ValueError):
+                pass  # the admin endpoint is busy or restarting: the next sample
+            record = Record.load(self.fed.home)
+            for p in record.processes if record else []:
                 if process_start_time(p.pid) != p.start_time:
                     continue
                 total = [0, 0]
@@ -403,6 +412,30 @@ class Soak:
                         total[0] += usage[0]
                         total[1] += usage[1]
                 self.samples.append(Sample(now, p.name, p.pid, total[0], total[1]))
+
+    def _frontend_connections(self) -> tuple[int, int]:
+        """``(downstream, upstream)`` connections the frontend's Envoy holds open now (its
+        admin ``/stats``: ``http.*.downstream_cx_active`` and every cluster's
+        ``upstream_cx_active``) -- where its descriptors go."""
+        argv = self._proc("sidecar-frontend").argv
+        admin = int(argv[argv.index("--admin-port") + 1])
+
+        def get() -> str:
+            conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=2)
+            try:
+                conn.request("GET", "/stats?filter=cx_active")
+                return conn.getresponse().read().decode()
+            finally:
+                conn.close()
+
+        down = up = 0
+        for line in call_in(self.fed.netns(A), get).splitlines():
+            name, _, value = line.partition(": ")
+            if name.startswith("http.") and name.endswith(".downstream_cx_active"):
+                down += int(value)
+            elif name.startswith("cluster.") and name.endswith(".upstream_cx_active"):
+                up += int(value)
+        return down, up
 
 
 # -- what the run shows ---------------------------------------------------------------------
