@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections import Counter
 from datetime import timedelta
 
@@ -36,6 +37,11 @@ from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
 
 pytestmark = pytest.mark.integration
+
+#: Generated inputs of the fuzz pass: 100 in CI; MESHFED_FUZZ_EXAMPLES=N gives N x 5
+#: (a longer pass: ``MESHFED_FUZZ_EXAMPLES=500 pytest tests/integration/test_ads_grpc.py -k fuzz``).
+ADS_STREAMS = int(os.environ.get("MESHFED_FUZZ_EXAMPLES", "20")) * 5
+
 
 TD = TrustDomain("example.org")
 
@@ -511,7 +517,7 @@ async def test_fuzz_hostile_ads_streams_never_stop_the_builder(server) -> None:
         loop = asyncio.get_running_loop()
 
         @settings(
-            max_examples=100,
+            max_examples=ADS_STREAMS,
             deadline=None,
             database=None,
             derandomize=True,

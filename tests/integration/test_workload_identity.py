@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +24,11 @@ from trust.store import TrustDirectory
 from trust.workload import new_key_and_csr
 
 pytestmark = pytest.mark.integration
+
+#: Generated inputs of the fuzz pass: 120 in CI; MESHFED_FUZZ_EXAMPLES=N gives N x 6
+#: (a longer pass: ``MESHFED_FUZZ_EXAMPLES=500 pytest tests/integration/test_workload_identity.py -k fuzz``).
+CA_REQUESTS = int(os.environ.get("MESHFED_FUZZ_EXAMPLES", "20")) * 6
+
 
 ZONE = "aws/us-east-1/us-east-1a"
 TD = TrustDomain("example.org")
@@ -324,7 +330,7 @@ def test_fuzz_the_certificate_service_refuses_cleanly_and_spends_nothing(cp) -> 
     seen: Counter[str] = Counter()
 
     @settings(
-        max_examples=120,
+        max_examples=CA_REQUESTS,
         deadline=None,
         database=None,
         derandomize=True,
