@@ -153,6 +153,11 @@ class Reflector:
                 log.warning("%s: Kubernetes API error %s %s", self.name, err.status, err.reason)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
                 log.warning("%s: %s", self.name, err.__class__.__name__)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # a cancel that raced a request deadline comes out as TimeoutError (asyncio
+                # timeouts, Python 3.11): honour it, or shutdown waits for ever
+                raise asyncio.CancelledError
             self.synced = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
