@@ -132,10 +132,15 @@ class ClusterAuthority:
         in a federation): gRPC then trusts the bundle."""
         if not self.revocation:
             return b""
+        return self._own_cas_pem() + self._peers_pem(self._peer_cas)
+
+    def _own_cas_pem(self) -> bytes:
+        """This cluster's CA certificate and, while a re-sign's grace lasts, its previous
+        one (the same key), PEM."""
         own = [self._ca.certificate]
         if self._previous is not None and self._previous.certificate != self._ca.certificate:
             own.append(self._previous.certificate)
-        return pki.certificates_to_pem(own) + self._peers_pem(self._peer_cas)
+        return pki.certificates_to_pem(own)
 
     def client_anchors_pem(self, ca: LocalCertificateAuthority) -> bytes:
         """What this control plane's gRPC servers verify client SVIDs against: ``ca``'s trust
@@ -146,11 +151,7 @@ class ClusterAuthority:
         that had not renewed before ``rotate-root --retire-old`` could never renew again
         (its token is spent). Other members' SVIDs gain nothing: their chains do not lead
         here, and :mod:`federation.controlplane.peers` refuses them on the xDS port."""
-        own = [ca.certificate, self._ca.certificate]
-        if self._previous is not None:
-            own.append(self._previous.certificate)
-        unique = list({pki.fingerprint(c): c for c in own}.values())
-        return ca.trust_bundle().to_pem() + pki.certificates_to_pem(unique)
+        return ca.trust_bundle().to_pem() + self._own_cas_pem()
 
     def crl_bundle(self) -> bytes:
         """The CRLs proxies verify peers' leaf certificates against (concatenated PEM): this

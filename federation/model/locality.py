@@ -12,7 +12,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-_PART = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
+#: One part of a locality (cloud, region, zone, sub-zone).
+LOCALITY_PART = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62})$")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -41,7 +42,7 @@ class Locality:
                 " e.g. aws/us-east-1/us-east-1a"
             )
         for part in parts:
-            if not _PART.match(part):
+            if not LOCALITY_PART.match(part):
                 raise ValueError(
                     f"locality {text!r}: part {part!r} must be 1-63 lowercase letters, digits,"
                     " '.', '_' or '-'"

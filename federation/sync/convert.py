@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from google.protobuf import json_format
 from pydantic import BaseModel, ValidationError
 
+from federation.ca.names import DNS_LABEL as _DNS_LABEL
 from federation.errors import InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
 from federation.model.documents import invalid, validate_documents
 from federation.model.locality import Locality
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import DirectEndpoint, ServiceImport
-from federation.model.workload import DNS_LABEL
 from federation.sync.messages import (
     ClusterReport,
     ControllerUpdate,
@@ -37,7 +36,6 @@ from providers.pricing import PATH_CLASSES
 
 #: The destination of a request no sidecar answered (:class:`federation.traffic.Edge`).
 UNKNOWN = "unknown"
-_DNS_LABEL = re.compile(DNS_LABEL)
 
 
 def _refs(keys: list[ServiceKey]) -> list[sync_pb2.ServiceRef]:

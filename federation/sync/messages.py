@@ -9,27 +9,19 @@ bundle. Conversions to and from the wire are in :mod:`federation.sync.convert`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from federation.ca.names import DNS_LABEL as _DNS_LABEL
+from federation.ca.names import DNS_SUBDOMAIN as _DNS_SUBDOMAIN
 from federation.model.authz import AuthorizationPolicy
+from federation.model.locality import LOCALITY_PART
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
-from federation.model.workload import (
-    DNS_LABEL,
-    DNS_SUBDOMAIN_PATTERN,
-    Port,
-    Protocol,
-    check_address,
-)
+from federation.model.workload import DNS_LABEL, Port, Protocol, check_address
 from federation.netaddr import parse_host_port
-
-_DNS_LABEL = re.compile(DNS_LABEL)
-_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN)
-_LOCALITY_PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 #: ``(namespace, service)``.
 ServiceKey = tuple[str, str]
@@ -51,7 +43,7 @@ def _gateway(value: str) -> str:
 def _zone_key(value: str) -> str:
     """A key of ``healthy_endpoints_by_zone``: a zone, or a region where the workload's
     locality has none (``aws/us-east-1``)."""
-    if not all(_LOCALITY_PART.match(part) for part in value.split("/")) or value.count("/") > 1:
+    if not all(LOCALITY_PART.match(part) for part in value.split("/")) or value.count("/") > 1:
         raise ValueError(f"{value!r} is neither a zone nor a region")
     return value
 

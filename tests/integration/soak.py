@@ -46,9 +46,12 @@ from federation.local.description import load
 from federation.local.emulator import request as emulator_request
 from federation.local.netns import call_in
 from federation.local.runner import (
+    API_PORT,
     LocalFederationRunner,
     ProcessRecord,
     Record,
+    _http_ok,
+    _tcp_ok,
     process_start_time,
 )
 from tests.integration.isolated import A, B, C, IsolatedFederation, Result, federation_file
@@ -289,11 +292,18 @@ class Soak:
 
     # -- chaos actions (each returns a note) ---------------------------------------------------
 
-    def _restart(self, name: str, sig: int, down_s: float, ready: Callable[[], bool]) -> str:
+    def _restart(
+        self,
+        name: str,
+        sig: int,
+        down_s: float,
+        ready: Callable[[], bool],
+        runner: LocalFederationRunner | None = None,
+    ) -> str:
         old = self._proc(name)
         _kill(old, sig)
         time.sleep(down_s)
-        runner = self._runner()
+        runner = runner or self._runner()
         new = runner.spawn(
             old.name, old.argv, old.role, old.cluster or "controller", replica=old.replica
         )
@@ -303,21 +313,18 @@ class Soak:
 
     def _kill_controlplane(self, cluster: str) -> str:
         runner = self._runner()
-        api = f"https://{self.fed.plan.address(cluster, 2)}:15014/healthz"
-        from federation.local.runner import _http_ok
-
+        api = f"https://{self.fed.plan.address(cluster, 2)}:{API_PORT}/healthz"
         c = runner.desc.cluster(cluster)
         return self._restart(
             f"controlplane-{cluster}",
             signal.SIGKILL,
             DOWN_S,
             runner._from(c, lambda: _http_ok(api)),
+            runner,
         )
 
     def _kill_gateway(self, cluster: str) -> str:
         runner = self._runner()
-        from federation.local.runner import _tcp_ok
-
         c = runner.desc.cluster(cluster)
         host, port = runner.net.gateway(c).rsplit(":", 1)
         return self._restart(
@@ -325,6 +332,7 @@ class Soak:
             signal.SIGKILL,
             DOWN_S,
             runner._from(c, lambda: _tcp_ok(host, int(port))),
+            runner,
         )
 
     def _kill_echo(self, target: str) -> str:
