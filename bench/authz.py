@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import percentile
 from bench.dataplane import AUTHZ_POLICIES as POLICIES
 from bench.dataplane import backend, ensure_wrk, wrk
-from eastwest_gateway.envoy_process import EnvoyProcess
+from federation.agent.envoy_process import EnvoyProcess
 from tests.integration.conftest import make_mesh_home, owned_processes
 from tests.integration.federations import ThreeClusters
 from tests.integration.harness import free_port, get, start_sidecar_agent, wait_until

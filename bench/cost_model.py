@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from federation.controlplane import resource
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.proxy_config import generate
-from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.registry import (
     Health,
     RegistryState,
@@ -46,6 +45,7 @@ from federation.model.documents import load_documents
 from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceImport
+from federation.sync.node import ProxyDescription
 
 CLUSTERS = {
     "aws-use1": ("aws/us-east-1", ["us-east-1a", "us-east-1a", "us-east-1b", "us-east-1b"]),

@@ -55,7 +55,7 @@ from bench._common import (
     stop,
     token,
 )
-from eastwest_gateway.envoy_process import EnvoyProcess
+from federation.agent.envoy_process import EnvoyProcess
 from trust.spiffe import SpiffeId
 from trust.store import TrustDirectory
 

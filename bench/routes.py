@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import free_port, percentile
 from bench.dataplane import backend, ensure_wrk, wrk
-from eastwest_gateway.envoy_process import EnvoyProcess
+from federation.agent.envoy_process import EnvoyProcess
 from federation.client import call, controller_target
 from tests.integration.conftest import owned_processes
 from tests.integration.harness import (
@@ -76,10 +76,10 @@ def config_numbers(n: int, runs: int) -> dict[str, float]:
     from federation.controlplane import resource
     from federation.controlplane.generate.common import MeshContext
     from federation.controlplane.generate.proxy_config import generate
-    from federation.controlplane.proxy import ProxyDescription
     from federation.controlplane.registry import ServiceRegistry
     from federation.model.documents import load_documents
     from federation.model.locality import Locality
+    from federation.sync.node import ProxyDescription
 
     registry = ServiceRegistry()
     registry.apply(load_documents(WORKLOAD.format(loc=LOCALITY, port=18080)))

@@ -32,10 +32,10 @@ from bench._common import (
     stop,
     token,
 )
-from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
-from eastwest_gateway.envoy_process import EnvoyProcess
+from federation.agent.bootstrap import BootstrapParams, envoy_bootstrap
+from federation.agent.envoy_process import EnvoyProcess
 from federation.ca.names import control_plane_spiffe_id
-from federation.controlplane.proxy import ProxyDescription
+from federation.sync.node import ProxyDescription
 
 DOC = """apiVersion: meshfed.io/v1alpha1
 kind: WorkloadEntry

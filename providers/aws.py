@@ -7,7 +7,7 @@ Credentials and endpoints come from boto3's usual chain (``--profile``, environm
 
 meshfed creates nothing in the account: the east-west gateway's Network Load Balancer is
 made by the cluster's load balancer controller from the annotated ``LoadBalancer`` Service of
-``meshfed install`` (see :mod:`federation.controlplane.kube.manifests`), and goes with it.
+``meshfed install`` (see :mod:`federation.install.manifests`), and goes with it.
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ class WorkloadIdentity:
 
     def xds_channel(self) -> grpc.aio.Channel:
         """A channel to the control plane's xDS port with the current SVID (mutual TLS), for
-        other calls than certificates (e.g. :mod:`federation.sync.tap`'s reports). The same
+        other calls than certificates (e.g. :mod:`federation.agent.tap`'s reports). The same
         channel is returned until the SVID is renewed; the caller does not close it.
 
         Raises:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from federation.agent.config import GrpcBootstrapConfig
+from federation.agent.grpc_bootstrap import grpc_bootstrap
 from federation.cli.params import (
     InputError,
     controller_option,
@@ -22,9 +24,6 @@ from federation.cli.params import (
     print_table,
 )
 from federation.client import call
-from federation.controlplane.generate.common import GRPC_CERT_PROVIDER
-from federation.controlplane.generate.listeners import GRPC_SERVER_LISTENER_TEMPLATE
-from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.status import SyncState
 from federation.model.documents import decode_text, load_documents
 from federation.model.locality import Locality
@@ -472,51 +471,17 @@ def bootstrap_grpc_cmd(
     (gRFC A29), as the control plane's clusters say, and a server created with xds=True and
     xDS server credentials (grpc.xds_server_credentials) serves mutual TLS (gRFC A36, with
     --workload)."""
-    try:
-        parse_host_port(controlplane, what="--controlplane")
-    except ValueError as err:
-        raise InputError(str(err)) from err
-    loc = _locality(locality) if locality else None
-    proxy = ProxyDescription(
+    config = GrpcBootstrapConfig(
+        controlplane=controlplane,
         node_id=node_id,
-        role="grpc",
+        service=service,
         namespace=namespace,
-        workload=workload or "",
-        service_account=service_account or service,
-        locality=loc,
+        service_account=service_account,
+        locality=locality,
+        identity_dir=identity_dir,
+        workload=workload,
     )
-    account = service_account or service
-    certs = (identity_dir or meshfed_home() / "identities" / namespace / account).resolve()
-    files = {
-        "certificate_file": str(certs / "cert.pem"),
-        "private_key_file": str(certs / "key.pem"),
-        "ca_certificate_file": str(certs / "members.pem"),  # every member cluster's CA
-    }
-    doc = {
-        "xds_servers": [
-            {
-                "server_uri": controlplane,
-                "channel_creds": [{"type": "tls", "config": {**files, "refresh_interval": "10s"}}],
-                "server_features": ["xds_v3", "ignore_resource_deletion"],
-            }
-        ],
-        "node": {
-            "id": node_id,
-            "cluster": service,
-            "locality": {"region": loc.region, "zone": loc.zone, "sub_zone": loc.sub_zone}
-            if loc
-            else {},
-            "metadata": {**proxy.metadata(), "meshfed.io/service": service},
-        },
-        "server_listener_resource_name_template": GRPC_SERVER_LISTENER_TEMPLATE,
-        "certificate_providers": {
-            GRPC_CERT_PROVIDER: {
-                "plugin_name": "file_watcher",
-                "config": {**files, "refresh_interval": "10s"},
-            }
-        },
-    }
-    click.echo(json.dumps(doc, indent=2))
+    click.echo(json.dumps(grpc_bootstrap(config), indent=2))
 
 
 def _split_service(service: str, namespace: str | None) -> tuple[str, str]:

@@ -34,8 +34,8 @@ def _options(
     import re
 
     from federation.controller.membership import validate_member_name
-    from federation.controlplane.kube.manifests import InstallOptions
     from federation.controlplane.link.join import controller_urls
+    from federation.install.manifests import InstallOptions
     from federation.model.workload import DNS_LABEL
 
     try:
@@ -116,8 +116,8 @@ def _emit(
         return
     import asyncio
 
-    from federation.controlplane.kube.apply import apply_objects, delete_objects, describe
     from federation.controlplane.kube.config import KubeSettings, api_client
+    from federation.install.apply import apply_objects, delete_objects, describe
 
     def progress(obj: dict[str, Any], verb: str) -> None:
         click.echo(f"{describe(obj)} {verb}", err=True)
@@ -255,7 +255,7 @@ def install_cmd(output: str, apply_: bool, kubeconfig: Path | None, **options: A
     and serves the sidecar injector for namespaces labelled meshfed.io/inject=enabled; the
     gateway's LoadBalancer address is reported to the controller when the cloud gives it.
     """
-    from federation.controlplane.kube.manifests import install
+    from federation.install.manifests import install
 
     _emit(install(_options(**options)), output, apply_, kubeconfig)
 
@@ -266,7 +266,7 @@ def uninstall_cmd(output: str, apply_: bool, kubeconfig: Path | None, **options:
     """Print what removes an installation (pipe to 'kubectl delete -f -'), or with --apply
     delete it; with --no-crds the MCS CRDs, and so every ServiceExport and ServiceImport,
     stay."""
-    from federation.controlplane.kube.manifests import uninstall
+    from federation.install.manifests import uninstall
 
     _emit(uninstall(_options(**options)), output, apply_, kubeconfig, delete=True)
 

@@ -42,7 +42,7 @@ from federation.shift import (
 EXIT_ROLLED_BACK = 3
 #: How often a step is judged while it runs (s; or the interval, if shorter). The numbers
 #: themselves lag more: sidecars report to their control plane and control planes to the
-#: controller every 2 s each (``federation.sync.tap``, ``controlplane.link.session``), so a
+#: controller every 2 s each (``federation.agent.tap``, ``controlplane.link.session``), so a
 #: target that starts failing is seen 2-5 s later.
 CHECK_EVERY_S = 1.0
 

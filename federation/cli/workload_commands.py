@@ -4,7 +4,6 @@ gRPC and any app that reads its certificate from files)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +11,9 @@ from typing import Any
 
 import click
 
+from federation.agent.config import IdentityOptions
+from federation.agent.prepare import workload_identity
+from federation.agent.run import keep_identity
 from federation.ca.names import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE, workload_spiffe_id
 from federation.cli.params import (
     DURATION,
@@ -20,10 +22,9 @@ from federation.cli.params import (
     controlplane_token_option,
     emit,
 )
-from federation.cli.proxy_commands import IdentityOptions, identity_options
+from federation.cli.proxy_commands import identity_options
 from federation.client import call
 from federation.paths import meshfed_home
-from federation.serving import stop_on_signals
 from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, write_atomic
 
 
@@ -198,20 +199,17 @@ def identity_cmd(
     info = call("GET", controlplane, "/v1/info", token=token)
     ns_dir = directory or meshfed_home() / "identities" / namespace / service_account
     spiffe_id = workload_spiffe_id(str(info["trust_domain"]), namespace, service_account)
-    identity = IdentityOptions(workload_token, workload_token_file, ca, trust_bundle).identity(
-        spiffe_id, ns_dir.resolve(), info, str(info["xdsAddress"])
+    identity = workload_identity(
+        IdentityOptions(workload_token, workload_token_file, ca, trust_bundle),
+        spiffe_id,
+        ns_dir.resolve(),
+        info,
+        str(info["xdsAddress"]),
     )
-
-    async def main() -> None:
-        svid = await identity.ensure()
-        click.echo(
+    keep_identity(
+        identity,
+        once=once,
+        ready=lambda svid: click.echo(
             f"{svid.spiffe_id} in {ns_dir} (valid until {svid.not_after.isoformat()})", err=True
-        )
-        if once:
-            return
-        stop = stop_on_signals()
-        refresh = asyncio.create_task(identity.run())
-        await stop.wait()
-        refresh.cancel()
-
-    asyncio.run(main())
+        ),
+    )

@@ -2,7 +2,7 @@
 
 Implements the ADS server's :class:`~federation.controlplane.ads.StreamCallbacks`: a proxy's
 first request is checked against its client certificate
-(:func:`~federation.controlplane.proxy.identity_problem`), makes it known and builds its
+(:func:`~federation.sync.node.identity_problem`), makes it known and builds its
 snapshot; any registry change marks every known proxy for rebuild, coalesced by one worker so
 a burst of changes costs one build. The worker publishes each proxy's snapshot as soon as it
 is built (its stream sends it while the next proxy is built: with 17 sidecars a rebuild
@@ -47,10 +47,10 @@ from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.proxy_config import OutboundPlans, generate
 from federation.controlplane.generate.services import service_ports
 from federation.controlplane.metrics import ControlPlaneMetrics, push_latency_s
-from federation.controlplane.proxy import ProxyDescription, identity_problem
 from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.controlplane.snapshot import Snapshot, SnapshotCache
 from federation.errors import InconsistentSnapshotError, ProxyBuildError
+from federation.sync.node import ProxyDescription, identity_problem
 
 log = logging.getLogger(__name__)
 

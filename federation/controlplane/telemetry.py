@@ -1,11 +1,11 @@
 """Traffic telemetry: what the sidecars' agents counted, classified, priced and aggregated.
 
 Each sidecar's agent counts its Envoy's outbound requests per (Envoy cluster,
-``x-meshfed-served-by``, response code) from a short traffic log (:mod:`federation.sync.tap`)
+``x-meshfed-served-by``, response code) from a short traffic log (:mod:`federation.agent.tap`)
 and reports the cumulative counts every 2 s to ``meshfed.traffic.v1.TrafficService/Report``
 on this control plane's xDS port (mutual TLS). :class:`TrafficServicer` checks the report's
 node against the client certificate's SPIFFE ID as ADS does
-(:func:`federation.controlplane.proxy.identity_problem`) and refuses it otherwise; then
+(:func:`federation.sync.node.identity_problem`) and refuses it otherwise; then
 :class:`TrafficCounter` adds what changed since that proxy's previous report to this
 cluster's :class:`federation.traffic.TrafficTable`, one edge per key (:func:`edge_for`):
 
@@ -36,10 +36,10 @@ from google.protobuf.message import DecodeError
 from federation.ca.names import DNS_LABEL
 from federation.ca.service import peer_spiffe_id
 from federation.controlplane.generate.common import MeshContext
-from federation.controlplane.proxy import ProxyDescription, identity_problem
 from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.lb.paths import BYTES_PER_GB, path_facts, tables_in_force
 from federation.model.locality import Locality
+from federation.sync.node import ProxyDescription, identity_problem
 from federation.sync.proto import traffic_pb2, traffic_pb2_grpc
 from federation.traffic import DURATION_BUCKETS_MS, Counters, Edge, TrafficTable, code_class
 from providers.pricing import PriceTable

@@ -25,10 +25,10 @@ from federation.local.netplan import (
 )
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
+from federation.sync.node import GATEWAY_PORT
 
 T = TypeVar("T")
 
-GATEWAY_PORT = 15443
 CONTROLLER = "controller"
 
 

@@ -22,6 +22,7 @@ Shape (Kubernetes style, as Istio's WorkloadEntry)::
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from typing import Annotated, Literal
@@ -230,3 +231,14 @@ def sidecar_workload(
             },
         }
     )
+
+
+def k8s_workload_name(service: str, address: str) -> str:
+    """``k8s-<service>-<address>`` as a DNS label (at most 63 characters: a hash ends a
+    name that would be longer): the WorkloadEntry name a control plane gives a Kubernetes
+    pod's EndpointSlice endpoint, and the one an injected sidecar registers as."""
+    name = f"k8s-{service}-{address.replace('.', '-').replace(':', '-')}".lower()
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[:52].rstrip('-')}-{digest}"

@@ -22,16 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from eastwest_gateway.bootstrap import BootstrapParams, envoy_bootstrap
-from eastwest_gateway.envoy_process import EnvoyProcess
+from federation.agent.bootstrap import BootstrapParams, envoy_bootstrap
+from federation.agent.envoy_process import EnvoyProcess
 from federation.ca.client import CaEndpoints, WorkloadIdentity
 from federation.ca.files import IdentityDirectory
 from federation.ca.names import control_plane_spiffe_id
 from federation.client import call, tls_for, unverified_tls
-from federation.controlplane.proxy import ProxyDescription
 from federation.errors import ApiError
 from federation.model.locality import Locality
 from federation.netaddr import free_port
+from federation.sync.node import ProxyDescription
 from trust.spiffe import SpiffeId
 from trust.svid import X509Svid
 

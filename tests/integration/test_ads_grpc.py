@@ -18,6 +18,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.rpc import status_pb2
 
+from federation.agent.tap import TrafficTap
 from federation.ca.names import control_plane_server_name
 from federation.controlplane import resource
 from federation.controlplane.ads import AggregatedDiscoveryService
@@ -32,7 +33,6 @@ from federation.controlplane.telemetry import TrafficCounter, TrafficServicer
 from federation.model.locality import Locality
 from federation.model.workload import WorkloadEntry
 from federation.sync.proto import traffic_pb2_grpc
-from federation.sync.tap import TrafficTap
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
 

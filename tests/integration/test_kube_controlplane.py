@@ -18,7 +18,7 @@ import pytest
 
 from federation.ca.client import IdentityError
 from federation.client import call
-from federation.controlplane.kube.manifests import CONTROLPLANE_HOST, webhook
+from federation.install.manifests import CONTROLPLANE_HOST, webhook
 from tests.integration.harness import (
     ControlPlaneHandle,
     LoadLoop,

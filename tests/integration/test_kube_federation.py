@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from federation.controlplane.kube.manifests import NAMESPACE
+from federation.install.manifests import NAMESPACE
 from tests.integration.harness import (
     ControllerHandle,
     ControlPlaneHandle,

@@ -9,7 +9,7 @@ import copy
 import pytest
 import yaml
 
-from federation.controlplane.kube.manifests import NAMESPACE
+from federation.install.manifests import NAMESPACE
 from tests.integration.harness import run_meshfed
 from tests.kube_fake import fake_kube
 

@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from federation.ca.files import ROOTCA_SDS_FILE, ROOTCA_SECRET, SVID_SDS_FILE, SVID_SECRET
 from federation.model.locality import Locality
 from federation.model.workload import global_name
+from federation.sync.node import GRPC_CERT_PROVIDER
 
 #: SDS secret names (as Istio): the proxy's own SVID and the trust bundle.
 SECRET_SVID = SVID_SECRET
@@ -81,11 +82,6 @@ class ProxyTls:
     def rootca(self) -> secret_pb2.SdsSecretConfig:
         """File-based SDS of secret ``ROOTCA`` (the trust bundle)."""
         return self._file(SECRET_ROOTCA, ROOTCA_SDS_FILE)
-
-
-#: The certificate provider instance a gRPC bootstrap names (``certificate_providers``,
-#: plugin ``file_watcher`` over the identity directory; gRFC A29).
-GRPC_CERT_PROVIDER = "default"
 
 
 def grpc_tls_context(match_sans: Sequence[str] = ()) -> tls_pb2.CommonTlsContext:

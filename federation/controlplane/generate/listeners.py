@@ -68,6 +68,7 @@ from federation.controlplane.generate.routes import (
 from federation.controlplane.generate.services import ServicePort
 from federation.model.authz import AuthorizationPolicy
 from federation.model.workload import WorkloadEntry
+from federation.sync.node import GRPC_SERVER_LISTENER_TEMPLATE
 
 OUTBOUND_LISTENER = "outbound_http"
 INBOUND_LISTENER = "inbound"
@@ -109,7 +110,7 @@ def access_log(direction: str, peers: str = "") -> accesslog_pb2.AccessLog:
     )
 
 
-#: One line per outbound request for the agent's traffic counter (:mod:`federation.sync.tap`
+#: One line per outbound request for the agent's traffic counter (:mod:`federation.agent.tap`
 #: parses it): the Envoy cluster, the ``x-meshfed-served-by`` answer, the response code,
 #: upstream wire bytes sent and received, and the duration (ms), separated by spaces.
 TRAFFIC_LOG_FORMAT = (
@@ -475,11 +476,6 @@ def grpc_listener(port: ServicePort, *, with_port: bool) -> listener_pb2.Listene
     return listener_pb2.Listener(
         name=name, api_listener=api_listener_pb2.ApiListener(api_listener=pack(manager))
     )
-
-
-#: The Listener name template a proxyless gRPC server asks for (bootstrap
-#: ``server_listener_resource_name_template``, gRFC A36), ``%s`` its listening address.
-GRPC_SERVER_LISTENER_TEMPLATE = "grpc/server?xds.resource.listening_address=%s"
 
 
 def grpc_server_tls() -> tls_pb2.DownstreamTlsContext:

@@ -27,12 +27,12 @@ from federation.controlplane.generate import (
 from federation.controlplane.generate.common import MeshContext, ProxyTls
 from federation.controlplane.generate.gateway import PassthroughRoute, gateway_listener
 from federation.controlplane.generate.services import ServicePort, service_ports
-from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.registry import RegistryState
 from federation.lb.decision import spill_for_grpc
 from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
 from federation.model.workload import WorkloadEntry
+from federation.sync.node import ProxyDescription
 
 Resources = dict[str, list[Message]]
 

@@ -4,7 +4,7 @@ A pod gets one more container, ``meshfed-sidecar``: ``meshfed proxy sidecar --ku
 (the agent and its Envoy), which
 
 - takes its first SVID with the pod's projected service account token (audience
-  ``meshfed``, mounted at :data:`~federation.controlplane.kube.manifests.TOKEN_PATH`),
+  ``meshfed``, mounted at :data:`~federation.controlplane.kube.pod.TOKEN_PATH`),
   checked by the control plane with the TokenReview API;
 - serves the pod's inbound traffic with mTLS on the pod IP, port :data:`INBOUND_PORT`,
   and forwards it to the application's port (the first ``containerPort`` of the first
@@ -30,7 +30,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from federation.controlplane.kube.manifests import TOKEN_PATH, agent_args, token_volume
+from federation.controlplane.kube.pod import TOKEN_PATH, agent_args, token_volume
 
 SIDECAR = "meshfed-sidecar"
 INBOUND_PORT = 15006

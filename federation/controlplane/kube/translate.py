@@ -31,12 +31,12 @@ not stored by the control plane (``RegistryState.documents`` leaves it out).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from federation.model.locality import Locality
+from federation.model.workload import k8s_workload_name
 
 #: Label of the workloads this module makes (and value).
 SOURCE_LABEL = "meshfed.io/source"
@@ -133,16 +133,6 @@ def node_locality(node: Obj, cluster: Locality) -> Locality | None:
         return None
 
 
-def workload_name(service: str, address: str) -> str:
-    """``k8s-<service>-<address>`` as a DNS label (at most 63 characters: a hash ends a
-    name that would be longer)."""
-    name = f"k8s-{service}-{address.replace('.', '-').replace(':', '-')}".lower()
-    if len(name) <= 63:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    return f"{name[:52].rstrip('-')}-{digest}"
-
-
 def _locality_of(endpoint: Obj, nodes: Mapping[str, Obj], cluster: Locality) -> Locality:
     node = nodes.get(str(endpoint.get("nodeName", "")))
     found = node_locality(node, cluster) if node is not None else None
@@ -213,7 +203,7 @@ def workload_entries(
                 )
                 locality = _locality_of(endpoint, nodes, scope.locality)
                 for address in endpoint.get("addresses") or []:
-                    wname = workload_name(name, str(address))
+                    wname = k8s_workload_name(name, str(address))
                     out[(ns, wname)] = {
                         "apiVersion": "meshfed.io/v1alpha1",
                         "kind": "WorkloadEntry",

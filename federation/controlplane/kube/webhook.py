@@ -3,7 +3,7 @@ AdmissionReview ``admission.k8s.io/v1`` in, an RFC 6902 JSONPatch out
 (:func:`federation.controlplane.kube.inject.admission_response`).
 
 - **TLS**: a certificate for the control plane's in-cluster DNS name
-  (:data:`~federation.controlplane.kube.manifests.CONTROLPLANE_HOST`), 24 h, re-issued at
+  (:data:`~federation.controlplane.kube.pod.CONTROLPLANE_HOST`), 24 h, re-issued at
   half life, from a CA of the injector's own (made once, 1 year, key 0600 in
   ``<state_dir>/webhook-tls``). Not from the cluster's intermediate: its nameConstraints
   permit only ``<cluster>.cluster.meshfed.internal`` names (so a cluster cannot issue for
@@ -34,7 +34,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from federation.controlplane.kube.inject import admission_response
-from federation.controlplane.kube.manifests import CONTROLPLANE_HOST, INJECT_LABEL
+from federation.controlplane.kube.pod import CONTROLPLANE_HOST, INJECT_LABEL
 from federation.serving import load_certificate
 from trust import pki
 from trust.authority import load_key_file

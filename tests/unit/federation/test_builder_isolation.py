@@ -13,12 +13,12 @@ from federation.controlplane.api import make_app
 from federation.controlplane.builder import SnapshotBuilder
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.metrics import ControlPlaneMetrics
-from federation.controlplane.proxy import ProxyDescription, node_problems
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.status import StatusRegistry
 from federation.model.locality import Locality
 from federation.model.workload import WorkloadEntry
+from federation.sync.node import ProxyDescription, node_problems
 
 MESH = MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a"))
 

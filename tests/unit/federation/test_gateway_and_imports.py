@@ -5,15 +5,15 @@ from __future__ import annotations
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
-from eastwest_gateway.agent import backoff_s
+from federation.agent.supervisor import backoff_s
 from federation.controlplane import resource
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.proxy_config import generate
-from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.registry import ServiceRegistry
 from federation.controlplane.snapshot import Snapshot
 from federation.model.documents import load_documents
 from federation.model.locality import Locality
+from federation.sync.node import ProxyDescription
 
 MESH = MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a"))
 WORKLOAD = """apiVersion: meshfed.io/v1alpha1

@@ -14,11 +14,11 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from federation.controlplane import resource
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.proxy_config import generate
-from federation.controlplane.proxy import ProxyDescription
 from federation.controlplane.registry import Health, ServiceRegistry
 from federation.controlplane.snapshot import Snapshot
 from federation.model.documents import load_documents
 from federation.model.locality import Locality
+from federation.sync.node import ProxyDescription
 
 MESH = MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a"))
 CLUSTER = "outbound|8080||echo.demo.svc.clusterset.local"

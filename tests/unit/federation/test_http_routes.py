@@ -17,9 +17,9 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from federation.controlplane import resource
 from federation.controlplane.generate.http_routes import FAULT_FILTER
 from federation.controlplane.generate.proxy_config import generate
-from federation.controlplane.proxy import ProxyDescription, Upstream
 from federation.errors import InvalidDocumentError
 from federation.model.documents import load_documents
+from federation.sync.node import ProxyDescription, Upstream
 from tests.unit.federation.test_generators import MESH, _doc, _registry, _sidecar, _unpack_hcm
 
 HEAD = """

@@ -22,7 +22,7 @@ from federation.controlplane.kube.inject import (
     inject_document,
     pod_patch,
 )
-from federation.controlplane.kube.manifests import (
+from federation.install.manifests import (
     KUBERNETES_VERSION,
     InstallOptions,
     install,

@@ -9,10 +9,10 @@ from federation.controlplane.kube.translate import (
     node_locality,
     port_protocol,
     workload_entries,
-    workload_name,
 )
 from federation.model.documents import validate_documents
 from federation.model.locality import Locality
+from federation.model.workload import k8s_workload_name
 
 CLUSTER = Locality.parse("gcp/us-east4/us-east4-a")
 
@@ -131,6 +131,6 @@ def test_protocols_localities_and_names() -> None:
            "spec": {"providerID": "aws:///eu-west-1a/i-1"}}  # fmt: skip
     assert str(node_locality(aws, CLUSTER)) == "aws/eu-west-1"
     assert node_locality({"metadata": {}}, CLUSTER) is None
-    assert workload_name("api", "10.1.0.5") == "k8s-api-10-1-0-5"
-    long = workload_name("a" * 60, "fd00::1234:5678")
-    assert len(long) <= 63 and long != workload_name("a" * 60, "fd00::1234:5679")
+    assert k8s_workload_name("api", "10.1.0.5") == "k8s-api-10-1-0-5"
+    long = k8s_workload_name("a" * 60, "fd00::1234:5678")
+    assert len(long) <= 63 and long != k8s_workload_name("a" * 60, "fd00::1234:5679")

@@ -7,6 +7,8 @@ import pytest
 from envoy.config.core.v3 import base_pb2
 from prometheus_client import CollectorRegistry, generate_latest
 
+from federation.agent.metrics import TapCollector, relabel
+from federation.agent.tap import TrafficTap, parse_line
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.controlplane.telemetry import (
@@ -22,8 +24,6 @@ from federation.model.locality import Locality
 from federation.model.service import ServiceImport
 from federation.sync.convert import report_to_proto, traffic_from_proto
 from federation.sync.messages import ClusterReport
-from federation.sync.proxy_metrics import TapCollector, relabel
-from federation.sync.tap import TrafficTap, parse_line
 from federation.traffic import (
     DURATION_BUCKETS_MS,
     Edge,

@@ -10,7 +10,7 @@ import pytest
 from federation.ca.files import IdentityDirectory
 from federation.ca.names import namespace_and_account
 from federation.ca.tokens import TokenRefusedError, TokenStore, WorkloadToken, refusal
-from federation.controlplane.proxy import ProxyDescription, identity_problem
+from federation.sync.node import ProxyDescription, identity_problem
 from trust.errors import InvalidCertificateError, SigningRefusedError
 from trust.spiffe import TrustDomain
 from trust.workload import new_key_and_csr, requested_spiffe_id, sign_workload_csr

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from eastwest_gateway.errors import EnvoyExitedError, EnvoyNotFoundError, EnvoyNotReadyError
+from federation.agent.errors import EnvoyExitedError, EnvoyNotFoundError, EnvoyNotReadyError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class EnvoyProcess:
     """One Envoy, configured by a bootstrap file, logging to ``log_path``.
 
     Args:
-        bootstrap: the bootstrap dict (see :mod:`eastwest_gateway.bootstrap`).
+        bootstrap: the bootstrap dict (see :mod:`federation.agent.bootstrap`).
         workdir: where ``envoy.json`` and ``envoy.log`` go.
         base_id: unique per Envoy on this host.
         admin_port: the bootstrap's admin port (used for readiness and draining).

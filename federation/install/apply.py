@@ -8,7 +8,7 @@ application/apply-patch+yaml``, ``fieldManager=meshfed``, ``force=true``; Kubern
 "Server-Side Apply"): an object is created when missing, and only the fields meshfed sends
 are meshfed's -- the CA bundle the control plane writes into its webhook configuration, or a
 replica count an autoscaler owns, are kept. Objects are applied in the order of
-:func:`~federation.controlplane.kube.manifests.install` (Namespace and CRDs first), one by one;
+:func:`~federation.install.manifests.install` (Namespace and CRDs first), one by one;
 the first refusal stops the run with the object named, and what was applied stays (a second
 run is idempotent). Uninstall deletes in reverse order and counts what was already gone.
 
@@ -124,7 +124,7 @@ async def apply_objects(
 
     Args:
         api: a client for the cluster (:func:`federation.controlplane.kube.config.api_client`).
-        objects: manifests as :func:`~federation.controlplane.kube.manifests.install` makes them.
+        objects: manifests as :func:`~federation.install.manifests.install` makes them.
         on_done: called after each object with ``"created"`` or ``"configured"`` (progress).
 
     Raises:

@@ -28,16 +28,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-NAMESPACE = "meshfed-system"
-INJECT_LABEL = "meshfed.io/inject"
+from federation.controlplane.kube.pod import (
+    INJECT_LABEL,
+    NAMESPACE,
+    PORTS,
+    TOKEN_PATH,
+    agent_args,
+    token_volume,
+)
+
 PART_OF = {"app.kubernetes.io/part-of": "meshfed"}
 #: The Kubernetes version whose schemas the manifests are checked against (tests).
 KUBERNETES_VERSION = "1.31"
-PORTS = {"xds": 15010, "ca": 15012, "api": 15014, "webhook": 15017, "gateway": 15443}
-#: The control plane's in-cluster DNS name (its ClusterIP Service).
-CONTROLPLANE_HOST = f"meshfed-controlplane.{NAMESPACE}.svc"
-#: Where the projected service account token (audience meshfed) is mounted in pods.
-TOKEN_PATH = "/var/run/secrets/meshfed/token"
 #: Load balancer annotations of the gateway Service per provider.
 LB_ANNOTATIONS = {
     "aws": {
@@ -436,35 +438,6 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
             },
         },
     ]
-
-
-def agent_args() -> list[str]:
-    """How a proxy agent in the cluster reaches its control plane: xDS, the public
-    ``/v1/bootstrap`` and the certificate service, by the control plane's Service name."""
-    return [
-        "--controlplane", f"{CONTROLPLANE_HOST}:{PORTS['xds']}",
-        "--api", f"https://{CONTROLPLANE_HOST}:{PORTS['api']}",
-        "--ca", f"{CONTROLPLANE_HOST}:{PORTS['ca']}",
-    ]  # fmt: skip
-
-
-def token_volume() -> dict[str, Any]:
-    """A projected service account token for audience ``meshfed`` (1 h, rotated by the
-    kubelet), the credential of a first CSR (:mod:`federation.controlplane.kube.tokenreview`)."""
-    return {
-        "name": "meshfed-token",
-        "projected": {
-            "sources": [
-                {
-                    "serviceAccountToken": {
-                        "audience": "meshfed",
-                        "expirationSeconds": 3600,
-                        "path": TOKEN_PATH.rsplit("/", 1)[1],
-                    }
-                }
-            ]
-        },
-    }
 
 
 def webhook() -> dict[str, Any]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eastwest_gateway.envoy_process import EnvoyProcess
+from federation.agent.envoy_process import EnvoyProcess
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,6 @@ class AgentSettings:
     log_level: str = "warning"
     log_file: Path | None = None
     restarts: int = field(default=0, init=False)
-
-
-#: The east-west gateway's default passthrough port (the same as Istio's).
-GATEWAY_PORT = 15443
 
 
 def backoff_s(attempt: int) -> float:

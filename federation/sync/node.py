@@ -1,7 +1,11 @@
-"""What the control plane knows about a connected proxy, read from its xDS ``Node``.
+"""The node contract: what a proxy's xDS ``Node`` says, written by one end and read by the other.
 
-The proxy agent (``eastwest_gateway``) and ``meshfed bootstrap grpc`` write these fields into
-the bootstrap's ``node.metadata`` (keys prefixed ``meshfed.io/``) and ``node.locality``.
+The proxy agent (:mod:`federation.agent`: sidecar, east-west gateway, proxyless gRPC bootstrap)
+writes these fields into the bootstrap's ``node.metadata`` (keys prefixed ``meshfed.io/``) and
+``node.locality``; the control plane reads them back with :meth:`ProxyDescription.from_node`
+and checks them (:func:`node_problems`, :func:`identity_problem`) before it generates anything.
+The names both ends must agree on beyond the node (the gateway's port, the gRPC bootstrap's
+certificate provider and server listener template) live here too.
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ from federation.model.locality import Locality
 
 Role = Literal["sidecar", "gateway", "grpc"]
 META_PREFIX = "meshfed.io/"
+
+#: The east-west gateway's default passthrough port (the same as Istio's).
+GATEWAY_PORT = 15443
+#: The certificate provider instance a gRPC bootstrap names (``certificate_providers``,
+#: plugin ``file_watcher`` over the identity directory; gRFC A29).
+GRPC_CERT_PROVIDER = "default"
+#: The Listener name template a proxyless gRPC server asks for (bootstrap
+#: ``server_listener_resource_name_template``, gRFC A36), ``%s`` its listening address.
+GRPC_SERVER_LISTENER_TEMPLATE = "grpc/server?xds.resource.listening_address=%s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +90,7 @@ class ProxyDescription:
             (:mod:`federation.ca.files`): Envoy reads its SVID and the trust bundle there as
             file-based SDS; no xDS response carries key material.
         traffic_log: absolute path of the FIFO the sidecar's agent reads its Envoy's traffic
-            log from (:mod:`federation.sync.tap`); "" when the agent counts no traffic.
+            log from (:mod:`federation.agent.tap`); "" when the agent counts no traffic.
         upstreams: the TCP service ports the sidecar listens for on loopback
             (:class:`Upstream`).
     """

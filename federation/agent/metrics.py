@@ -7,7 +7,7 @@ It serves, in the Prometheus text format:
   sample (:func:`relabel`): Envoy's request, connection, byte and latency families of the
   sidecar or gateway, attributable to the proxy when many are scraped together;
 - **for a sidecar, its traffic by destination** as its agent counted it from the traffic
-  log (:mod:`federation.sync.tap`): ``meshfed_proxy_requests_total``,
+  log (:mod:`federation.agent.tap`): ``meshfed_proxy_requests_total``,
   ``meshfed_proxy_request_bytes_total``, ``meshfed_proxy_response_bytes_total`` and the
   histogram ``meshfed_proxy_request_duration_seconds``, labelled with the source labels
   above plus ``destination_service``, ``destination_cluster``, ``destination_zone`` (from
@@ -31,8 +31,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from federation.agent.tap import TrafficTap
 from federation.metrics import CONTENT_TYPE
-from federation.sync.tap import TrafficTap
 from federation.traffic import code_class
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?(\s.*)$")
