@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from federation.model.documents import load_documents
-from federation.shift import (
+from federation.shift.plan import (
     SHIFT_ROUTE,
     TELEMETRY_LAG_S,
     ShiftError,

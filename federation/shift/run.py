@@ -1,0 +1,212 @@
+"""The shift's control loop against the controller's REST API (:mod:`federation.client`).
+
+:func:`plan_shift` reads the service's TrafficPolicy (``GET /v1/policies``) and the members
+(``GET /v1/clusters``) and builds every step's document (:mod:`federation.shift.plan`);
+:func:`run_shift` applies them one by one (``POST /v1/apply``), judging each step every
+:data:`CHECK_EVERY_S` from ``GET /v1/traffic`` until it is over, and puts the policy back as it
+was (``POST /v1/apply`` of the old one, or ``POST /v1/delete`` of one the shift created) when a
+step breaks a limit or the user interrupts (``KeyboardInterrupt`` is re-raised after the
+rollback). Progress goes to ``say`` one line at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import yaml
+
+from federation.client import call
+from federation.shift.plan import (
+    StepStats,
+    destination,
+    parse_rate,
+    parse_steps,
+    stats_of,
+    step_over,
+    step_policy,
+    verdict,
+)
+
+#: How often a step is judged while it runs (s; or the interval, if shorter). The numbers
+#: themselves lag more: sidecars report to their control plane and control planes to the
+#: controller every 2 s each (``federation.agent.tap``, ``controlplane.link.session``), so a
+#: target that starts failing is seen 2-5 s later.
+CHECK_EVERY_S = 1.0
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftRequest:
+    """What the user asked for (``meshfed shift``'s arguments).
+
+    Attributes:
+        service: ``<name>.<namespace>``.
+        to / from_: ``--to`` and ``--from`` (a member cluster or a subset; ``from_`` None:
+            the whole service keeps the rest).
+        steps: ``--steps`` text, e.g. ``10,25,50,100``.
+        interval_s: how long each step runs (s).
+        max_error_rate: ``--max-error-rate`` text, e.g. ``1%``.
+        max_p99_ms: the p99 limit (ms) or None.
+        min_requests: requests a step needs to be judged.
+    """
+
+    service: str
+    to: str
+    from_: str | None
+    steps: str
+    interval_s: float
+    max_error_rate: str
+    max_p99_ms: float | None
+    min_requests: int
+
+
+@dataclass(frozen=True)
+class ShiftPlan:
+    """A shift ready to run: the policy before it (None: the shift creates one), the target
+    and the rest as route destinations, and each step's weight and document."""
+
+    request: ShiftRequest
+    base: dict[str, Any] | None
+    target: dict[str, str]
+    rest: dict[str, str]
+    limit: float
+    weights: list[int]
+    docs: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as ``meshfed shift -o json|yaml`` prints it."""
+        r = self.request
+        return {
+            "service": r.service,
+            "target": self.target,
+            "rest": self.rest,
+            "intervalS": r.interval_s,
+            "maxErrorRate": self.limit,
+            "maxP99Ms": r.max_p99_ms,
+            "steps": [
+                {"weight": w, "policy": d} for w, d in zip(self.weights, self.docs, strict=True)
+            ],
+        }
+
+
+@dataclass
+class ShiftOutcome:
+    """How a shift ended: ``result`` ``done`` or ``rolled back`` (with ``reason``), and a row
+    per judged step (``weight``, ``requests``, ``errorRate``, ``p99Ms``)."""
+
+    result: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+
+
+def describe(d: dict[str, str]) -> str:
+    """A destination as words: ``cluster b`` (``the whole service`` when empty)."""
+    return ", ".join(f"{k} {v}" for k, v in d.items()) or "the whole service"
+
+
+def plan_shift(url: str, token: str | None, request: ShiftRequest) -> ShiftPlan:
+    """Read the service's policy and the members from the controller and plan every step.
+
+    Raises:
+        federation.shift.plan.ShiftError: the input cannot be planned (nothing changed).
+        federation.errors.ApiError / UnreachableError: the controller.
+    """
+    name, _, namespace = request.service.partition(".")
+    host = f"{name}.{namespace}.svc.clusterset.local"
+    weights = parse_steps(request.steps)
+    limit = parse_rate(request.max_error_rate)
+    policies = call("GET", url, "/v1/policies", token=token)["policies"]
+    base = next(
+        (p for p in policies if p.get("kind") == "TrafficPolicy" and p["spec"].get("host") == host),
+        None,
+    )
+    members = [c["name"] for c in call("GET", url, "/v1/clusters", token=token)["clusters"]]
+    subsets = [s["name"] for s in ((base or {}).get("spec") or {}).get("subsets") or []]
+    target = destination(request.to, members, subsets, "--to")
+    rest = destination(request.from_, members, subsets, "--from") if request.from_ else {}
+    start = base or {
+        "apiVersion": "meshfed.io/v1alpha1",
+        "kind": "TrafficPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"host": host},
+    }
+    docs = [step_policy(start, target, rest, w) for w in weights]
+    return ShiftPlan(request, base, target, rest, limit, weights, docs)
+
+
+def _row(weight: int, stats: StepStats) -> dict[str, Any]:
+    return {
+        "weight": weight,
+        "requests": stats.requests,
+        "errorRate": stats.error_rate,
+        "p99Ms": stats.p99_ms,
+    }
+
+
+def stats_line(stats: StepStats) -> str:
+    """``N requests, errors E%, p99 P ms``."""
+    p99 = f"{stats.p99_ms:.0f} ms" if stats.p99_ms is not None else "-"
+    return f"{stats.requests} requests, errors {stats.error_rate:.2%}, p99 {p99}"
+
+
+def watch_step(
+    url: str, token: str | None, plan: ShiftPlan, say: Say
+) -> tuple[StepStats, str | None]:
+    """Judge one step every :data:`CHECK_EVERY_S` until it is over
+    (:func:`federation.shift.plan.step_over`); the last stats and the reason to roll back
+    (None: the step passed)."""
+    r = plan.request
+    began = time.monotonic()
+    while True:
+        time.sleep(min(CHECK_EVERY_S, r.interval_s))
+        elapsed = time.monotonic() - began
+        window = max(1.0, min(300.0, elapsed))
+        query = urlencode({"window": f"{window:.0f}", "by": "destination_service"})
+        rows = call("GET", url, f"/v1/traffic?{query}", token=token)["edges"]
+        stats = stats_of(rows, r.service)
+        say(f"  {elapsed:5.0f} s  {stats_line(stats)}")
+        final = step_over(elapsed, r.interval_s, stats, r.min_requests)
+        reason = verdict(stats, plan.limit, r.max_p99_ms, r.min_requests, final=final)
+        if reason is not None or final:
+            return stats, reason
+
+
+def roll_back(url: str, token: str | None, plan: ShiftPlan, reason: str, say: Say) -> None:
+    """Put the service's TrafficPolicy back as it was before the shift."""
+    say(f"rolling back: {reason}")
+    if plan.base is not None:
+        call("POST", url, "/v1/apply", token=token, body=yaml.safe_dump(plan.base))
+    else:
+        call("POST", url, "/v1/delete", token=token, body=yaml.safe_dump(plan.docs[0]))
+    say(f"rolled back: {plan.request.service}'s TrafficPolicy is as it was before the shift")
+
+
+def run_shift(url: str, token: str | None, plan: ShiftPlan, say: Say) -> ShiftOutcome:
+    """Run every step (see the module docstring).
+
+    Raises:
+        KeyboardInterrupt: after rolling back.
+        federation.errors.ApiError / UnreachableError: the controller.
+    """
+    rows: list[dict[str, Any]] = []
+    seconds = plan.request.interval_s
+    try:
+        for i, (weight, doc) in enumerate(zip(plan.weights, plan.docs, strict=True), start=1):
+            call("POST", url, "/v1/apply", token=token, body=yaml.safe_dump(doc))
+            say(
+                f"step {i}/{len(plan.docs)}: {weight}% to {describe(plan.target)} for {seconds:g} s"
+            )
+            stats, reason = watch_step(url, token, plan, say)
+            if reason is not None:
+                roll_back(url, token, plan, f"step {i} ({weight}%): {reason}", say)
+                return ShiftOutcome("rolled back", [*rows, _row(weight, stats)], reason)
+            rows.append(_row(weight, stats))
+    except KeyboardInterrupt:
+        roll_back(url, token, plan, "interrupted", say)
+        raise
+    return ShiftOutcome("done", rows)
