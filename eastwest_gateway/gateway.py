@@ -50,7 +50,7 @@ def prepare_gateway(config: GatewayConfig) -> AgentParts:
     """Check ``config``, read the control plane's ``/v1/bootstrap`` and build the gateway.
 
     Raises:
-        federation.agent.errors.AgentConfigError: a setting is invalid (named by its flag).
+        federation.errors.ConfigError: a setting is invalid (named by its flag).
         federation.errors.ApiError / UnreachableError: the control plane's API.
     """
     agent = config.agent

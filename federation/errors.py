@@ -7,6 +7,8 @@ trying again can help, and the CLI prints one ``Error: ...`` line and exits with
 
     MeshfedError                          trust/errors.py
     ├── FederationError                   federation/errors.py (this module)
+    │   ├── ConfigError                   a setting (named by its flag) is invalid; nothing
+    │   │                                 started
     │   ├── InvalidDocumentError          a resource document is invalid (names index, field,
     │   │                                 reason; .problems lists them all)
     │   ├── NotFoundError                 a named resource does not exist
@@ -27,7 +29,7 @@ trying again can help, and the CLI prints one ``Error: ...`` line and exits with
     │   └── UpError                       local/runner.py: ``meshfed up`` could not start
     ├── TrustError                        trust/errors.py (its own tree is drawn there)
     ├── ProviderError                     providers/errors.py (cloud APIs, price tables)
-    └── DataPlaneError                    eastwest_gateway/errors.py (Envoy not found,
+    └── DataPlaneError                    federation/agent/errors.py (Envoy not found,
                                           exited or not ready)
 
 Library errors (``grpc``, ``aiohttp``, SDKs, ``OSError``) are translated at the edge into
@@ -72,6 +74,12 @@ class UnauthenticatedError(FederationError):
 
 class InconsistentSnapshotError(FederationError):
     """An xDS snapshot references a resource it does not contain (never published)."""
+
+
+class ConfigError(FederationError):
+    """A setting of a program (controller, control plane, proxy agent, install) is invalid:
+    the message names its flag (e.g. ``--locality``) and the reason; nothing was started,
+    registered or written. Not retryable (exit code 2)."""
 
 
 class ProxyBuildError(FederationError):

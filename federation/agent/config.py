@@ -2,7 +2,7 @@
 
 Each field is one flag of ``meshfed proxy sidecar`` / ``meshfed proxy gateway`` /
 ``meshfed bootstrap grpc`` (the flag's name is the field's with ``-`` for ``_``); errors about
-a field name that flag (:class:`~federation.agent.errors.AgentConfigError`). Values are as
+a field name that flag (:class:`~federation.errors.ConfigError`). Values are as
 given: checking and defaults that need the control plane's ``/v1/bootstrap`` happen in
 :mod:`federation.agent.prepare`.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from federation.agent.errors import AgentConfigError
+from federation.errors import ConfigError
 from federation.netaddr import parse_host_port
 
 
@@ -20,12 +20,12 @@ def host_port(value: str, flag: str) -> tuple[str, int]:
     """``HOST:PORT`` -> ``(host, port)``.
 
     Raises:
-        AgentConfigError: not ``HOST:PORT`` with a port 1-65535 (names ``flag``).
+        ConfigError: not ``HOST:PORT`` with a port 1-65535 (names ``flag``).
     """
     try:
         return parse_host_port(value, what=flag)
     except ValueError as err:
-        raise AgentConfigError(str(err)) from err
+        raise ConfigError(str(err)) from err
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,27 +49,27 @@ class IdentityOptions:
         """The workload token (read from :attr:`token_file` if given).
 
         Raises:
-            AgentConfigError: the file cannot be read.
+            ConfigError: the file cannot be read.
         """
         if self.token_file is not None:
             try:
                 return self.token_file.read_text().strip()
             except OSError as err:
-                raise AgentConfigError(f"--workload-token-file: {err.strerror}") from err
+                raise ConfigError(f"--workload-token-file: {err.strerror}") from err
         return self.token
 
     def trust_bundle_pem(self) -> bytes | None:
         """The ``--trust-bundle`` file's bytes, or None when not given.
 
         Raises:
-            AgentConfigError: the file cannot be read.
+            ConfigError: the file cannot be read.
         """
         if self.trust_bundle is None:
             return None
         try:
             return self.trust_bundle.read_bytes()
         except OSError as err:
-            raise AgentConfigError(f"--trust-bundle: {err.strerror}") from err
+            raise ConfigError(f"--trust-bundle: {err.strerror}") from err
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ class AgentConfig:
         """The control plane's xDS address.
 
         Raises:
-            AgentConfigError: ``--controlplane`` is not ``HOST:PORT``.
+            ConfigError: ``--controlplane`` is not ``HOST:PORT``.
         """
         return host_port(self.controlplane, "--controlplane")
 
@@ -156,13 +156,13 @@ def parse_labels(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """``("version=v2", ...)`` -> ``(("version", "v2"), ...)``.
 
     Raises:
-        AgentConfigError: an item is not ``KEY=VALUE`` with a non-empty key.
+        ConfigError: an item is not ``KEY=VALUE`` with a non-empty key.
     """
     labels: list[tuple[str, str]] = []
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise AgentConfigError(f"--label {item!r}: use KEY=VALUE")
+            raise ConfigError(f"--label {item!r}: use KEY=VALUE")
         labels.append((key, value))
     return tuple(labels)
 

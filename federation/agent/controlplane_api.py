@@ -7,7 +7,7 @@
   starts and deletes it (``POST /v1/delete``) on stop.
 
 Errors are :mod:`federation.client`'s (``ApiError``, ``UnreachableError``) and
-:class:`~federation.agent.errors.AgentConfigError` for a ``--trust-bundle`` that cannot be
+:class:`~federation.errors.ConfigError` for a ``--trust-bundle`` that cannot be
 read.
 """
 

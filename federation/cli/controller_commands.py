@@ -4,7 +4,6 @@ controller and its API."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import webbrowser
@@ -24,12 +23,11 @@ from federation.cli.params import (
     output_option,
     print_table,
 )
-from federation.client import call, cli_config_path, controller_target, split_urls
+from federation.client import call, controller_target, split_urls
 from federation.local.description import load
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
-from federation.paths import default_trust_dir, meshfed_home
-from federation.serving import stop_on_signals
+from federation.paths import meshfed_home
 from providers.factory import CLOUDS, cluster_from, cluster_ref, for_cloud
 
 
@@ -138,66 +136,20 @@ def controller() -> None:
     is_flag=True,
     help="Serve the REST API in plain HTTP (refused unless --listen is a loopback address).",
 )
-def serve_cmd(
-    listen: str,
-    sync_listen: str,
-    state: Path | None,
-    store_dsn: str | None,
-    trust_dir: Path | None,
-    trust_domain: str,
-    lease: timedelta,
-    token_file: Path | None,
-    intermediate_ttl: timedelta,
-    insecure_http: bool,
-    authz_default: str,
-    replica_name: str | None,
-    advertise_sync: str | None,
-) -> None:
+def serve_cmd(**flags: Any) -> None:
     """Serve the REST API (HTTPS) and the sync service (mTLS) until SIGTERM/SIGINT.
 
     The API's certificate comes from the root of trust (DNS name controller.meshfed.internal).
     Writes $MESHFED_HOME/config.yaml (URL, token file, CA file) so that other meshfed commands
     find and verify it.
     """
-    from federation.controller.server import Controller, ControllerConfig
+    from federation.controller.config import serve_config
+    from federation.controller.server import serve
 
-    addresses = [("--listen", listen), ("--sync-listen", sync_listen)]
-    if advertise_sync is not None:
-        addresses.append(("--advertise-sync", advertise_sync))
-    for flag, value in addresses:
-        try:
-            parse_host_port(value, what=flag)
-        except ValueError as err:
-            raise InputError(str(err)) from err
-    if store_dsn is not None and state is not None:
-        raise InputError("--state and --store exclude each other")
-    home = meshfed_home()
-    config = ControllerConfig(
-        listen=listen,
-        sync_listen=sync_listen,
-        state_path=state or home / "controller.db",
-        trust_dir=trust_dir or default_trust_dir(),
-        token_path=token_file or home / "controller-token",
-        config_path=cli_config_path(home),
-        trust_domain=trust_domain,
-        lease_s=lease.total_seconds(),
-        insecure_http=insecure_http,
-        authz_default=authz_default,
-        intermediate_ttl=intermediate_ttl,
-        store_dsn=store_dsn,
-        replica_name=replica_name,
-        advertise_sync=advertise_sync,
-    )
-
-    async def run() -> None:
-        ctl = Controller(config)
-        await ctl.start()
+    def started(ctl: Any) -> None:
         click.echo(f"controller: API {ctl.api_url}, sync {ctl.sync_address}", err=True)
-        stop = stop_on_signals()
-        await stop.wait()
-        await ctl.stop()
 
-    asyncio.run(run())
+    serve(serve_config(**flags), started)
 
 
 @controller.command("replicas")
@@ -256,37 +208,10 @@ def migrate_cmd(target: str, state: Path | None, output: str) -> None:
     trust is not in the state: replicas mount the same trust directory, or use Vault or
     AWS Private CA (docs/architecture.md, "Controller state").
     """
-    from federation.controller.pgstore import PostgresStore, parse_dsn
-    from federation.controller.store import SqliteStore, StoreError, digest
+    from federation.controller.migrate import migrate
 
     source_path = state or meshfed_home() / "controller.db"
-    if not source_path.is_file():
-        raise InputError(f"--state {source_path}: no such file")
-    try:
-        parse_dsn(target)
-    except StoreError as err:
-        raise InputError(str(err).replace("--store", "--to")) from err
-    source = SqliteStore(source_path)
-    try:
-        sink = PostgresStore(target)
-        try:
-            copied = sink.copy_from(source)
-            before, after = digest(source), digest(sink)
-            where = sink.where
-        finally:
-            sink.close()
-    finally:
-        source.close()
-    rows: list[dict[str, Any]] = [
-        {
-            "table": table,
-            "rows": copied[table],
-            "sourceSha256": before[table][1],
-            "targetSha256": after[table][1],
-            "match": before[table] == after[table],
-        }
-        for table in before
-    ]
+    where, rows = migrate(source_path, target)
     if output == "json":
         click.echo(json.dumps({"from": str(source_path), "to": where, "tables": rows}, indent=2))
     else:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import urllib.parse
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +25,9 @@ from federation.client import call
 from federation.controlplane.status import SyncState
 from federation.model.documents import decode_text, load_documents
 from federation.model.locality import Locality
-from federation.netaddr import parse_host_port
-from federation.paths import default_trust_dir, meshfed_home
-from federation.serving import stop_on_signals
 
 if TYPE_CHECKING:
-    from federation.controlplane.kube.config import KubeSettings
+    pass
 
 
 def _locality(value: str) -> Locality:
@@ -172,143 +167,24 @@ def controlplane() -> None:
     show_default=True,
     help="With --webhook-listen: the image of injected sidecars.",
 )
-def serve_cmd(
-    cluster: str,
-    locality: str,
-    xds_listen: str,
-    ca_listen: str,
-    api_listen: str,
-    ca_dir: Path | None,
-    network: str,
-    state_dir: Path | None,
-    no_health_checks: bool,
-    controller: str | None,
-    join_token: str | None,
-    trust_domain: str | None,
-    gateway: str,
-    otlp_collector: str | None,
-    no_telemetry: bool,
-    kubernetes: bool,
-    kubeconfig: Path | None,
-    kube_namespaces: str,
-    kube_member_label: str,
-    kube_pod_label: str,
-    gateway_service: str,
-    webhook_listen: str | None,
-    sidecar_image: str,
-) -> None:
+def serve_cmd(**flags: Any) -> None:
     """Serve xDS (SotW and delta ADS), the certificate service and the HTTP API until
     SIGTERM/SIGINT.
 
     Proxies connect to xDS with mutual TLS; their identity is their SVID's SPIFFE ID (node
     metadata that disagrees is refused). Workloads get SVIDs by sending a CSR with a workload
     token ('meshfed workload token') to --ca-listen, and renew on --xds-listen."""
-    from federation.controlplane.server import ControlPlane, ControlPlaneConfig
+    from federation.controlplane.config import serve_config
+    from federation.controlplane.server import serve
 
-    addresses = [
-        ("--xds-listen", xds_listen),
-        ("--ca-listen", ca_listen),
-        ("--api-listen", api_listen),
-    ]
-    if controller:
-        from federation.controlplane.link.join import controller_urls
-
-        try:
-            controller_urls(controller)
-        except ValueError as err:
-            raise InputError(str(err)) from err
-    if gateway:
-        addresses.append(("--gateway", gateway))
-    if webhook_listen:
-        addresses.append(("--webhook-listen", webhook_listen))
-        if not kubernetes:
-            raise InputError("--webhook-listen needs --kubernetes")
-    if otlp_collector:
-        addresses.append(("--otlp-collector", otlp_collector))
-    for flag, value in addresses:
-        try:
-            parse_host_port(value, what=flag)
-        except ValueError as err:
-            raise InputError(str(err)) from err
-    config = ControlPlaneConfig(
-        cluster=cluster,
-        locality=_locality(locality),
-        xds_listen=xds_listen,
-        ca_listen=ca_listen,
-        api_listen=api_listen,
-        ca_dir=ca_dir or default_trust_dir(),
-        state_dir=state_dir or meshfed_home() / "controlplanes" / cluster,
-        network=network,
-        health_checks=not no_health_checks,
-        controller=controller,
-        join_token=join_token,
-        trust_domain=trust_domain,
-        gateway=gateway,
-        otlp_collector=otlp_collector,
-        telemetry=not no_telemetry,
-        kubernetes=_kube_settings(
-            kubernetes,
-            kubeconfig,
-            kube_namespaces,
-            (kube_member_label, kube_pod_label),
-            gateway_service,
-        ),
-    )
-    if config.kubernetes is not None and webhook_listen:
-        config = replace(
-            config,
-            kubernetes=replace(
-                config.kubernetes, webhook_listen=webhook_listen, sidecar_image=sidecar_image
-            ),
-        )
-
-    async def run() -> None:
-        plane = ControlPlane(config)
-        await plane.start()
+    def started(plane: Any) -> None:
         click.echo(
-            f"control plane {cluster}: xDS {plane.xds_address}, certificates"
+            f"control plane {plane.config.cluster}: xDS {plane.xds_address}, certificates"
             f" {plane.ca_address}, API {plane.api_url}",
             err=True,
         )
-        stop = stop_on_signals()
-        await stop.wait()
-        await plane.stop()
 
-    asyncio.run(run())
-
-
-def _kube_settings(
-    enabled: bool,
-    kubeconfig: Path | None,
-    namespaces: str,
-    labels: tuple[str, str],
-    gateway_service: str,
-) -> KubeSettings | None:
-    """``--kubernetes`` and its options (the others refused without it); ``labels`` are
-    ``(--kube-member-label, --kube-pod-label)``."""
-    from federation.controlplane.kube.config import KubeSettings
-
-    member_label, pod_label = labels
-    if not enabled:
-        if kubeconfig or namespaces or member_label or pod_label or gateway_service:
-            raise InputError(
-                "--kubeconfig, --kube-namespaces, --kube-member-label, --kube-pod-label and"
-                " --gateway-service need --kubernetes"
-            )
-        return None
-    service: tuple[str, str] | None = None
-    if gateway_service:
-        ns, _, name = gateway_service.partition("/")
-        if not ns or not name:
-            raise InputError(f"--gateway-service: {gateway_service!r} is not NAMESPACE/NAME")
-        service = (ns, name)
-    return KubeSettings(
-        kubeconfig=kubeconfig,
-        namespaces=frozenset(n.strip() for n in namespaces.split(",") if n.strip()),
-        member_label=member_label,
-        pod_label=pod_label,
-        gateway_service=service,
-    )
+    serve(serve_config(**flags), started)
 
 
 def _read_file(path: str) -> tuple[str, str]:
@@ -551,89 +427,87 @@ def explain_service_cmd(
     if output == "json":
         click.echo(json.dumps(data, indent=2))
         return
-    from rich.console import Console
+    _render_explain(data)
+
+
+def _rows_table(title: str, rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table
+
+    t = Table(
+        "PRIORITY", "CLUSTER", "LOCALITY", "WEIGHT", "SHARE", "RTT MS", "$/GB", "REASON",
+        title=title, box=None, title_justify="left",
+    )  # fmt: skip
+    for r in rows:
+        rtt = "-" if r["rttMs"] is None else f"{r['rttMs']:g} ({r['rttSource'][0]})"
+        t.add_row(
+            str(r["priority"]), r["cluster"], r["locality"], str(r["weight"]),
+            f"{r['share']:.0%}", rtt, f"{r['usdPerGB']:.3f}", r["reason"],
+        )  # fmt: skip
+    return t
+
+
+def _plan_lines(plan: dict[str, Any]) -> list[Any]:
+    from rich.table import Table
+
+    t = Table(
+        "CLUSTER", "LOCALITY", "CAPACITY RPS", "PLANNED RPS", "SHARE",
+        title=f"optimizer plan for {plan['demandRps']:g} rps from here",
+        box=None, title_justify="left",
+    )  # fmt: skip
+    for loc in plan["localities"]:
+        cap = loc["capacityRps"]
+        t.add_row(
+            loc["cluster"], loc["locality"], "unbounded" if cap is None else f"{cap:g}",
+            f"{loc['rps']:g}", f"{loc['share']:.1%}",
+        )  # fmt: skip
+    binding = plan["binding"] or ["no constraint binds: every request on its cheapest path"]
+    return [
+        t,
+        f"egress $/hour: plan {plan['usdPerHour']:.6f}, locality failover"
+        f" {plan['failoverUsdPerHour']:.6f}, round robin {plan['roundRobinUsdPerHour']:.6f}",
+        *(f"binding: {line}" for line in binding),
+    ]
+
+
+def _routes_table(routes: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table("ROUTE", "MATCH", "TO", "ALSO", title="routes, in order", box=None,
+              title_justify="left")  # fmt: skip
+    for r in routes:
+        also = [f"timeout {r['timeoutMs']} ms"] if r.get("timeoutMs") else []
+        also += [f"fault {json.dumps(r['fault'])}"] if r.get("fault") else []
+        also += [f"mirror {r['mirror']}"] if r.get("mirror") else []
+        t.add_row(
+            f"{r['kind']} {r['name']}", " | ".join(r["match"]), ", ".join(r["to"]),
+            "; ".join(also) or "-",
+        )  # fmt: skip
+    return t
+
+
+def _render_explain(data: dict[str, Any]) -> None:
+    """``meshfed explain SERVICE``'s tables: the optimizer's plan, the routes, then per port
+    the endpoints' priorities and shares (and per split subset)."""
+    from rich.console import Console
 
     console = Console(width=220)
     console.print(
         f"{data['service']} from {data['from']['cluster']} ({data['from']['locality']});"
         f" policy: {data['policy'] or 'none'}, cost mode: {data['costMode']}"
     )
-
-    def table(title: str, rows: list[dict[str, Any]]) -> None:
-        t = Table(
-            "PRIORITY",
-            "CLUSTER",
-            "LOCALITY",
-            "WEIGHT",
-            "SHARE",
-            "RTT MS",
-            "$/GB",
-            "REASON",
-            title=title,
-            box=None,
-            title_justify="left",
-        )
-        for r in rows:
-            rtt = "-" if r["rttMs"] is None else f"{r['rttMs']:g} ({r['rttSource'][0]})"
-            t.add_row(
-                str(r["priority"]),
-                r["cluster"],
-                r["locality"],
-                str(r["weight"]),
-                f"{r['share']:.0%}",
-                rtt,
-                f"{r['usdPerGB']:.3f}",
-                r["reason"],
-            )
-        console.print(t)
-
     plan = data.get("plan")
     if plan:
-        t = Table(
-            "CLUSTER",
-            "LOCALITY",
-            "CAPACITY RPS",
-            "PLANNED RPS",
-            "SHARE",
-            title=f"optimizer plan for {plan['demandRps']:g} rps from here",
-            box=None,
-            title_justify="left",
-        )
-        for loc in plan["localities"]:
-            cap = loc["capacityRps"]
-            t.add_row(
-                loc["cluster"],
-                loc["locality"],
-                "unbounded" if cap is None else f"{cap:g}",
-                f"{loc['rps']:g}",
-                f"{loc['share']:.1%}",
-            )
-        console.print(t)
-        console.print(
-            f"egress $/hour: plan {plan['usdPerHour']:.6f}, locality failover"
-            f" {plan['failoverUsdPerHour']:.6f}, round robin {plan['roundRobinUsdPerHour']:.6f}"
-        )
-        for line in plan["binding"] or ["no constraint binds: every request on its cheapest path"]:
-            console.print(f"binding: {line}")
+        for line in _plan_lines(plan):
+            console.print(line)
     elif data["costMode"] == "optimize":
         console.print("no optimizer plan yet (no demand measured from this locality)")
     if data.get("routes"):
-        t = Table("ROUTE", "MATCH", "TO", "ALSO", title="routes, in order", box=None,
-                  title_justify="left")  # fmt: skip
-        for r in data["routes"]:
-            also = [f"timeout {r['timeoutMs']} ms"] if r.get("timeoutMs") else []
-            also += [f"fault {json.dumps(r['fault'])}"] if r.get("fault") else []
-            also += [f"mirror {r['mirror']}"] if r.get("mirror") else []
-            t.add_row(
-                f"{r['kind']} {r['name']}", " | ".join(r["match"]), ", ".join(r["to"]),
-                "; ".join(also) or "-",
-            )  # fmt: skip
-        console.print(t)
+        console.print(_routes_table(data["routes"]))
     for port in data["ports"]:
-        table(f"port {port['port']} ({port['protocol']})", port["rows"])
+        console.print(_rows_table(f"port {port['port']} ({port['protocol']})", port["rows"]))
         for subset in port["split"]:
-            table(f"  split {subset['percent']}% -> {subset['cluster']}", subset["rows"])
+            title = f"  split {subset['percent']}% -> {subset['cluster']}"
+            console.print(_rows_table(title, subset["rows"]))
 
 
 @explain_cmd.command("authz")

@@ -13,94 +13,6 @@ import yaml
 
 from federation.cli.params import InputError, output_option
 from federation.model.documents import decode_text, parse_yaml
-from federation.model.locality import Locality
-
-
-def _options(
-    cluster: str,
-    locality: str,
-    controller: str,
-    join_token: str,
-    join_token_file: Path | None,
-    image: str,
-    provider: str,
-    network: str,
-    mesh_namespaces: str,
-    crds: bool,
-    gateway_allowed_cidrs: str,
-    gateway_ip: str,
-) -> Any:
-    import ipaddress
-    import re
-
-    from federation.controller.membership import validate_member_name
-    from federation.controlplane.link.join import controller_urls
-    from federation.install.manifests import InstallOptions
-    from federation.model.workload import DNS_LABEL
-
-    try:
-        validate_member_name(cluster)  # as the controller checks member names
-    except ValueError as err:
-        raise InputError(f"--cluster: {cluster!r} is not a member name ({err})") from err
-    try:
-        Locality.parse(locality)
-    except ValueError as err:
-        raise InputError(f"--locality: {err}") from err
-    if controller:
-        try:
-            controller_urls(controller)
-        except ValueError as err:
-            raise InputError(str(err)) from err
-    if join_token_file is not None:
-        if join_token:
-            raise InputError("give --join-token or --join-token-file, not both")
-        join_token = _token_from_file(join_token_file)
-    if join_token and not controller:
-        raise InputError("--join-token needs --controller")
-    namespaces = tuple(n.strip() for n in mesh_namespaces.split(",") if n.strip())
-    for ns in namespaces:
-        if not re.fullmatch(DNS_LABEL, ns):
-            raise InputError(f"--mesh-namespaces: {ns!r} is not a namespace name")
-    cidrs = tuple(c.strip() for c in gateway_allowed_cidrs.split(",") if c.strip())
-    for cidr in cidrs:
-        try:
-            ipaddress.ip_network(cidr)
-        except ValueError as err:
-            raise InputError(f"--gateway-allowed-cidrs: {err}") from err
-    if gateway_ip:
-        try:
-            ipaddress.ip_address(gateway_ip)
-        except ValueError as err:
-            raise InputError(f"--gateway-ip: {err}") from err
-    return InstallOptions(
-        cluster=cluster,
-        locality=locality,
-        controller=controller,
-        join_token=join_token,
-        image=image,
-        provider=provider,
-        network=network,
-        mesh_namespaces=namespaces,
-        install_crds=crds,
-        gateway_allowed_cidrs=cidrs,
-        gateway_ip=gateway_ip,
-    )
-
-
-def _token_from_file(path: Path) -> str:
-    """The join token in ``path``: the JSON ``meshfed cluster join -o json`` prints (its
-    ``token``), or the token alone."""
-    text = path.read_text().strip()
-    if text.startswith("{"):
-        try:
-            token = json.loads(text).get("token", "")
-        except ValueError as err:
-            raise InputError(f"--join-token-file {path}: not JSON ({err})") from err
-    else:
-        token = text
-    if not isinstance(token, str) or not token.startswith("mfj_"):
-        raise InputError(f"--join-token-file {path}: no join token (mfj_...) in it")
-    return token
 
 
 def _emit(
@@ -114,29 +26,13 @@ def _emit(
     if not apply_:
         _print(objects, output)
         return
-    import asyncio
-
-    from federation.controlplane.kube.config import KubeSettings, api_client
-    from federation.install.apply import apply_objects, delete_objects, describe
+    from federation.install.apply import apply_to_cluster, describe
 
     def progress(obj: dict[str, Any], verb: str) -> None:
         click.echo(f"{describe(obj)} {verb}", err=True)
 
-    async def run() -> None:
-        # kubeconfig only, never in-cluster: this runs where the user (or Terraform) is
-        api = await api_client(KubeSettings(kubeconfig=kubeconfig or _default_kubeconfig()))
-        async with api:
-            await (delete_objects if delete else apply_objects)(api, objects, progress)
-
-    asyncio.run(run())
+    apply_to_cluster(objects, kubeconfig, progress, delete=delete)
     click.echo(f"{len(objects)} objects {'deleted' if delete else 'applied'}", err=True)
-
-
-def _default_kubeconfig() -> Path:
-    import os
-
-    first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-    return Path(first) if first else Path.home() / ".kube" / "config"
 
 
 def _print(objects: list[dict[str, Any]], output: str) -> None:
@@ -256,8 +152,9 @@ def install_cmd(output: str, apply_: bool, kubeconfig: Path | None, **options: A
     gateway's LoadBalancer address is reported to the controller when the cloud gives it.
     """
     from federation.install.manifests import install
+    from federation.install.options import install_options
 
-    _emit(install(_options(**options)), output, apply_, kubeconfig)
+    _emit(install(install_options(**options)), output, apply_, kubeconfig)
 
 
 @click.command("uninstall")
@@ -267,8 +164,9 @@ def uninstall_cmd(output: str, apply_: bool, kubeconfig: Path | None, **options:
     delete it; with --no-crds the MCS CRDs, and so every ServiceExport and ServiceImport,
     stay."""
     from federation.install.manifests import uninstall
+    from federation.install.options import install_options
 
-    _emit(uninstall(_options(**options)), output, apply_, kubeconfig, delete=True)
+    _emit(uninstall(install_options(**options)), output, apply_, kubeconfig, delete=True)
 
 
 @click.command("inject")

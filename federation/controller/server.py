@@ -16,8 +16,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,9 +25,9 @@ import yaml
 from aiohttp import web
 
 from federation.controller.api import ControllerContext, make_app
+from federation.controller.config import ControllerConfig
 from federation.controller.hub import SyncHub
-from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL, IntermediateSigner
-from federation.controller.membership import DEFAULT_LEASE_S
+from federation.controller.intermediates import IntermediateSigner
 from federation.controller.roles import Replica, SoleReplica
 from federation.controller.service import FederationService
 from federation.controller.store import ControllerStore, SqliteStore
@@ -36,7 +35,7 @@ from federation.controller.sync import FederationSyncService
 from federation.controller.tls import HttpsCertificate, ServerCertificate
 from federation.errors import FederationError
 from federation.netaddr import is_loopback, parse_host_port
-from federation.serving import load_or_create_token, start_http, stop_all
+from federation.serving import load_or_create_token, start_http, stop_all, stop_on_signals
 from federation.sync.identity import (
     CONTROLLER_CA_NAME,
     CONTROLLER_SERVER_NAME,
@@ -50,48 +49,6 @@ if TYPE_CHECKING:
     from federation.controller.replicas import PostgresReplica
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ControllerConfig:
-    """Settings of ``meshfed controller serve``.
-
-    Attributes:
-        listen / sync_listen: ``host:port`` of the REST API and the gRPC sync service
-            (port 0 picks a free port).
-        state_path: the SQLite file (its folder also holds the API's certificate).
-        store_dsn: a PostgreSQL connection string: the state lives there instead of
-            ``state_path`` (:class:`federation.controller.pgstore.PostgresStore`).
-        trust_dir: the root of trust (a :class:`trust.store.TrustDirectory`).
-        trust_domain: used to create the root when ``trust_dir`` has none.
-        token_path: the admin bearer token (created 0600 at first start).
-        config_path: the CLI config file to write (None: do not write one).
-        lease_s: heartbeat lease in seconds (a silent cluster becomes Unreachable).
-        insecure_http: serve the REST API in plain HTTP (only on a loopback address).
-        authz_default: ``allow`` (Istio's default) or ``deny`` (every workload needs an
-            ALLOW AuthorizationPolicy to be called).
-        intermediate_ttl: lifetime of the intermediates signed for joining clusters,
-            re-signed over sync at half life.
-        replica_name: this replica's name among replicas on one PostgreSQL (default
-            ``<hostname>:<API port>``, or ``<hostname>-<pid>`` when the port is 0).
-        advertise_sync: ``host:port`` control planes dial for the sync service (default:
-            ``sync_listen`` with the port it got), e.g. when listening on ``0.0.0.0``.
-    """
-
-    listen: str
-    sync_listen: str
-    state_path: Path
-    trust_dir: Path
-    token_path: Path
-    config_path: Path | None = None
-    trust_domain: str = "meshfed.local"
-    lease_s: float = DEFAULT_LEASE_S
-    insecure_http: bool = False
-    authz_default: str = "allow"
-    intermediate_ttl: timedelta = DEFAULT_INTERMEDIATE_TTL
-    store_dsn: str | None = None
-    replica_name: str | None = None
-    advertise_sync: str | None = None
 
 
 def default_replica_name(listen: str) -> str:
@@ -281,3 +238,17 @@ def write_cli_config(
         config["serverName"] = CONTROLLER_SERVER_NAME
     text = yaml.safe_dump(config, sort_keys=False)
     write_atomic(path, text.encode(), KEY_FILE_MODE)
+
+
+def serve(config: ControllerConfig, started: Callable[[Controller], None]) -> None:
+    """Run a controller replica until SIGTERM/SIGINT (blocks; owns the event loop);
+    ``started`` is called once it serves (``meshfed controller serve`` prints its addresses)."""
+
+    async def run() -> None:
+        ctl = Controller(config)
+        await ctl.start()
+        started(ctl)
+        await stop_on_signals().wait()
+        await ctl.stop()
+
+    asyncio.run(run())

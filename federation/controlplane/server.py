@@ -19,8 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +33,7 @@ from federation.ca.tokens import TokenStore
 from federation.controlplane.ads import AggregatedDiscoveryService
 from federation.controlplane.api import make_app
 from federation.controlplane.builder import SnapshotBuilder
+from federation.controlplane.config import KUBE_SYNC_WAIT_S, ControlPlaneConfig
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.health import HealthChecker
 from federation.controlplane.identities import ClusterAuthority, HttpsTls
@@ -58,11 +58,9 @@ from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.controlplane.telemetry import TrafficCounter, TrafficServicer
-from federation.model.locality import Locality
 from federation.netaddr import listen_ips, parse_host_port
-from federation.serving import load_or_create_token, start_http, stop_all
+from federation.serving import load_or_create_token, start_http, stop_all, stop_on_signals
 from federation.traffic import TrafficCollector
-from trust import pki
 from trust.bundle import TrustBundle
 from trust.cluster_ca import ClusterCaDirectory
 from trust.files import CERT_FILE_MODE, ensure_dir, write_atomic
@@ -71,52 +69,8 @@ from trust.store import TrustDirectory
 
 log = logging.getLogger(__name__)
 
-#: At start, how long xDS waits for the first list of every Kubernetes kind (s).
-KUBE_SYNC_WAIT_S = 10
 #: How often the injector's caBundle is compared with the trust bundle (s).
 WEBHOOK_BUNDLE_CHECK_S = 30
-
-
-@dataclass(frozen=True, slots=True)
-class ControlPlaneConfig:
-    """Settings of ``meshfed controlplane serve``.
-
-    Attributes:
-        xds_listen / api_listen / ca_listen: ``host:port``; port 0 picks a free port.
-        ca_dir: trust directory holding this cluster's intermediate CA.
-        state_dir: where state.json, api-token (0600) and endpoint.json live.
-        svid_ttl: lifetime of the SVIDs the certificate service issues.
-        controller: the federation controller's API (``HOST:PORT``); with ``join_token`` the
-            first start joins the federation (see :mod:`federation.controlplane.link`)
-            and later starts reuse ``<state_dir>/ca`` instead of ``ca_dir``.
-        trust_domain: the trust domain to ask for when joining (default: the controller's).
-        gateway: this cluster's east-west gateway ``host:port``, reported to the controller.
-        otlp_collector: ``host:port`` of an OpenTelemetry collector for the sidecars' spans
-            (:mod:`federation.controlplane.generate.tracing`); None: no tracing.
-        telemetry: sidecars write a traffic log, their agents report it here and it is
-            counted (:mod:`federation.controlplane.telemetry`); False: not.
-        kubernetes: take the workloads from the cluster's Services and EndpointSlices
-            (:mod:`federation.controlplane.kube`); xDS is served once every kind was listed
-            (at most :data:`KUBE_SYNC_WAIT_S`). None: WorkloadEntry documents only.
-    """
-
-    cluster: str
-    locality: Locality
-    xds_listen: str
-    api_listen: str
-    ca_dir: Path
-    state_dir: Path
-    network: str = "default"
-    svid_ttl: timedelta = pki.DEFAULT_SVID_TTL
-    health_checks: bool = True
-    controller: str | None = None
-    join_token: str | None = None
-    trust_domain: str | None = None
-    gateway: str = ""
-    ca_listen: str = "127.0.0.1:0"
-    otlp_collector: str | None = None
-    telemetry: bool = True
-    kubernetes: KubeSettings | None = None
 
 
 class ControlPlane:
@@ -489,3 +443,17 @@ class ControlPlane:
         if getattr(self, "_kube_api", None) is not None:
             await self._kube_api.close()
         log.info("control plane for %s stopped", self.config.cluster)
+
+
+def serve(config: ControlPlaneConfig, started: Callable[[ControlPlane], None]) -> None:
+    """Run a control plane until SIGTERM/SIGINT (blocks; owns the event loop); ``started``
+    is called once it serves (``meshfed controlplane serve`` prints its addresses)."""
+
+    async def run() -> None:
+        plane = ControlPlane(config)
+        await plane.start()
+        started(plane)
+        await stop_on_signals().wait()
+        await plane.stop()
+
+    asyncio.run(run())

@@ -17,14 +17,18 @@ Paths come from :data:`RESOURCES`, the kinds ``meshfed install`` emits; no disco
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from federation.controlplane.kube.config import KubeSettings, api_client
 from federation.errors import FederationError
 
 #: ``(apiVersion, kind) -> (plural, namespaced)`` of every kind ``meshfed install`` emits.
@@ -186,3 +190,33 @@ async def delete_objects(
         except (OSError, aiohttp.ClientError) as err:
             raise _unreachable(obj, err) from err
         on_done(obj, "deleted")
+
+
+def default_kubeconfig() -> Path:
+    """The first file of ``$KUBECONFIG``, else ``~/.kube/config``."""
+    first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    return Path(first) if first else Path.home() / ".kube" / "config"
+
+
+def apply_to_cluster(
+    objects: Sequence[dict[str, Any]],
+    kubeconfig: Path | None,
+    progress: Callable[[dict[str, Any], str], None],
+    *,
+    delete: bool = False,
+) -> None:
+    """Apply ``objects`` to the cluster of ``kubeconfig`` (its current context; default
+    :func:`default_kubeconfig`, never in-cluster: this runs where the user or Terraform is),
+    or with ``delete`` delete them; ``progress(object, verb)`` after each (blocks).
+
+    Raises:
+        federation.controlplane.kube.config.KubeConfigError: no usable kubeconfig.
+        ApplyError: the API server refused an object (named).
+    """
+
+    async def run() -> None:
+        api = await api_client(KubeSettings(kubeconfig=kubeconfig or default_kubeconfig()))
+        async with api:
+            await (delete_objects if delete else apply_objects)(api, objects, progress)
+
+    asyncio.run(run())
