@@ -18,7 +18,8 @@ import pytest
 
 from federation.ca.client import IdentityError
 from federation.client import call
-from federation.install.manifests import CONTROLPLANE_HOST, webhook
+from federation.controlplane.kube.pod import CONTROLPLANE_HOST
+from federation.install.manifests import webhook
 from tests.integration.harness import (
     ControlPlaneHandle,
     LoadLoop,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from federation.install.manifests import NAMESPACE
+from federation.controlplane.kube.pod import NAMESPACE
 from tests.integration.harness import (
     ControllerHandle,
     ControlPlaneHandle,

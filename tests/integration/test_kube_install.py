@@ -9,7 +9,7 @@ import copy
 import pytest
 import yaml
 
-from federation.install.manifests import NAMESPACE
+from federation.controlplane.kube.pod import NAMESPACE
 from tests.integration.harness import run_meshfed
 from tests.kube_fake import fake_kube
 

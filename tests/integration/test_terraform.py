@@ -27,7 +27,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from federation.install.manifests import NAMESPACE
+from federation.controlplane.kube.pod import NAMESPACE
 from tests.integration.harness import ControllerHandle, free_port, wait_until
 from tests.kube_fake import fake_kube
 

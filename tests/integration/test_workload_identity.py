@@ -272,14 +272,15 @@ def test_an_agent_without_a_bundle_reads_the_bootstrap_then_verifies_the_api(
     endpoint.json (a pod) reads the public /v1/bootstrap unverified -- sending no token,
     not even $MESHFED_TOKEN -- and verifies every later call against the bundle it got, by
     the control plane's DNS name; with the wrong bundle, a call fails."""
-    from federation.cli.proxy_commands import _bootstrap
+    from federation.agent.config import IdentityOptions
+    from federation.agent.controlplane_api import fetch_bootstrap
     from federation.client import ClientTls, tls_context
     from federation.errors import ApiError
 
     monkeypatch.setenv("MESHFED_HOME", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("MESHFED_TOKEN", "not-for-unverified-peers")
     monkeypatch.delenv("MESHFED_CA_FILE", raising=False)
-    info, tls = _bootstrap(cp.api_url, "east", None, None)
+    info, tls = fetch_bootstrap(cp.api_url, "east", None, IdentityOptions())
     assert "BEGIN CERTIFICATE" in info["trustBundle"]
     assert tls is not None and tls.server_hostname == "controlplane.east.cluster.meshfed.internal"
     token = (cp.home / "controlplanes" / "east" / "api-token").read_text().strip()
