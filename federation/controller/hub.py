@@ -5,73 +5,39 @@ applied document) recomputes the imports of every cluster
 (:func:`federation.controller.imports.compute`) and queues a ``ControllerUpdate`` to each
 connected control plane whose view (imports, exports it must serve, policies, trust bundle)
 changed. A control plane that (re)connects gets its whole view at once.
+
+:class:`SyncHub` is the recompute and the watches that trigger it; its jobs live beside it,
+each testable alone: the open streams (:mod:`federation.controller.streams`), what each
+member is sent (:mod:`federation.controller.views`), the leader's planning and re-signing
+(:mod:`federation.controller.leader_work`) and the traffic history
+(:mod:`federation.controller.traffic_feed`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any
-
-from pydantic import BaseModel
 
 from federation.controller.imports import ExportStatus, compute
 from federation.controller.intermediates import IntermediateSigner
-from federation.controller.membership import (
-    STARTUP_GRACE_S,
-    ClusterState,
-    cluster_state,
-    member_cas,
-    member_crls,
-)
+from federation.controller.leader_work import LeaderWork
+from federation.controller.membership import STARTUP_GRACE_S, ClusterState, cluster_state
 from federation.controller.metrics import ControllerMetrics
 from federation.controller.planner import Planner, PlannerSettings
 from federation.controller.roles import Replica, SoleReplica
-from federation.controller.store import ControllerStore, StoreError
+from federation.controller.store import ControllerStore
+from federation.controller.streams import Outbound, SyncStreams
 from federation.controller.traffic import TrafficHistory
-from federation.errors import InvalidDocumentError
-from federation.lb.paths import tables_in_force
-from federation.model.authz import AuthorizationPolicy, default_deny_policy
-from federation.model.documents import validate_documents
-from federation.model.policy import PriceTable, TrafficPolicy
+from federation.controller.traffic_feed import TrafficFeed
+from federation.controller.views import StoredPolicies, central_exports, federation_view
 from federation.model.service import ServiceImport
-from federation.sync.messages import ClusterReport, ControllerUpdate, RoutingPlan
+from federation.sync.messages import ClusterReport, RoutingPlan
 from federation.traffic import TrafficCollector, TrafficTable
 from providers.pricing import PriceTable as PriceTableRates
 
 log = logging.getLogger(__name__)
-
-#: Document kinds the controller sends to every control plane as policies.
-POLICY_KINDS: tuple[str, ...] = ("TrafficPolicy", "PriceTable", "AuthorizationPolicy")
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """Put on a stream's queue to end it: the cluster was removed (``retryable`` False: the
-    control plane stops syncing), or this replica lost its database (True: the control plane
-    moves to another replica)."""
-
-    reason: str
-    retryable: bool = False
-
-
-Outbound = ControllerUpdate | Closed
-
-
-def central_exports(store: ControllerStore) -> dict[str, list[tuple[str, str]]]:
-    """cluster -> ``[(ns, svc), ...]`` from meshfed ServiceExports applied to the controller."""
-    result: dict[str, list[tuple[str, str]]] = {}
-    for doc in store.documents("ServiceExport"):
-        cluster = (doc.get("spec") or {}).get("cluster")
-        meta = doc.get("metadata") or {}
-        if cluster:
-            key = (str(meta.get("namespace", "default")), str(meta.get("name")))
-            result.setdefault(cluster, []).append(key)
-    return {c: sorted(v) for c, v in result.items()}
 
 
 class SyncHub:
@@ -107,33 +73,40 @@ class SyncHub:
         replica: Replica | None = None,
     ) -> None:
         self.replica: Replica = replica or SoleReplica("controller", lambda: "")
-        self._changes = asyncio.Event()
-        self._policy_models: dict[str, BaseModel] = {}
-        self._last_addresses: list[str] = []
-        self.signer = signer
-        self.planner = Planner(planner or PlannerSettings(), clock=clock, on_solve=self._solved)
-        self.metrics = metrics or ControllerMetrics()
         self.store = store
         self.authz_default = authz_default
         self._bundle_pem = bundle_pem
         self.lease_s = lease_s
         self.clock = clock
         self.started_at = clock()
-        self._streams: dict[str, asyncio.Queue[Outbound]] = {}
-        self._sent: dict[str, ControllerUpdate] = {}
+        self.metrics = metrics or ControllerMetrics()
+        self.streams = SyncStreams()
+        self.policies = StoredPolicies(store)
+        self.feed = TrafficFeed(lambda: self.replica)
+        self.leader = LeaderWork(
+            Planner(planner or PlannerSettings(), clock=clock, on_solve=self._solved),
+            signer,
+            store,
+            lambda: self.replica,
+            self.feed.history,
+            (self.policies.traffic_policies, self.policies.price_tables, lambda: self.exports),
+            self.recompute,
+        )
+        self._changes = asyncio.Event()
         self._last_report: dict[str, ClusterReport] = {}
-        self._reported: set[str] = set()  # streams whose first report has arrived
         self._last_bundle = b""
-        self._version = 0
+        self._last_addresses: list[str] = []
         self._last_states: dict[str, ClusterState] = {}
         self.imports: dict[str, list[ServiceImport]] = {}
         self.exports: list[ExportStatus] = []
-        self.traffic = TrafficHistory()
+        self._gauges()
+
+    def _gauges(self) -> None:
         self.metrics.registry.register(TrafficCollector(self.traffic.latest, self.price_tables))
         self.metrics.gauge(
             "meshfed_controller_sync_streams",
             "Open sync streams (connected control planes)",
-            lambda: float(len(self._streams)),
+            lambda: float(len(self.streams)),
         )
         self.metrics.gauge(
             "meshfed_controller_clusters", "Members by state", self._by_state, "state"
@@ -152,6 +125,76 @@ class SyncHub:
         states = list(self.states().values())
         return {s: float(states.count(s)) for s in set(states)}
 
+    # -- the parts, under the names the servicer, the API and the server use ------------
+
+    @property
+    def planner(self) -> Planner:
+        """The routing planner (:class:`LeaderWork`'s)."""
+        return self.leader.planner
+
+    @property
+    def signer(self) -> IntermediateSigner | None:
+        """The intermediates' re-signer (:class:`LeaderWork`'s)."""
+        return self.leader.signer
+
+    @property
+    def traffic(self) -> TrafficHistory:
+        """The traffic history (:class:`TrafficFeed`'s)."""
+        return self.feed.history
+
+    def connected(self) -> set[str]:
+        """Clusters with an open sync stream."""
+        return self.streams.connected()
+
+    def attach(self, cluster: str) -> asyncio.Queue[Outbound]:
+        """A control plane's stream opened (:meth:`SyncStreams.attach`): its whole view goes
+        out after its first report, so that it is never judged on a stale heartbeat."""
+        return self.streams.attach(cluster)
+
+    def detach(self, cluster: str, queue: asyncio.Queue[Outbound]) -> None:
+        """A control plane's stream closed."""
+        self.streams.detach(cluster, queue)
+
+    def close_stream(self, cluster: str, reason: str) -> None:
+        """End a cluster's stream (it was removed from the federation)."""
+        self.feed.history.forget(cluster)
+        self.streams.close(cluster, reason)
+
+    def cut_off(self, reason: str) -> None:
+        """This replica lost its database: end every stream (the control planes move to
+        another replica)."""
+        self.streams.close_all(reason, retryable=True)
+
+    def report_traffic(self, cluster: str, table: TrafficTable) -> None:
+        """Keep a cluster's traffic table (:meth:`TrafficFeed.report`)."""
+        self.feed.report(cluster, table)
+
+    async def watch_traffic(self, interval_s: float = 1.0) -> None:
+        """Take other replicas' traffic tables until cancelled (:meth:`TrafficFeed.watch`)."""
+        await self.feed.watch(self.streams.connected, interval_s)
+
+    def plans(self) -> dict[str, list[RoutingPlan]]:
+        """cluster -> the routing plans in force (:meth:`LeaderWork.plans`)."""
+        return self.leader.plans()
+
+    def price_tables(self) -> dict[str, PriceTableRates]:
+        """cloud -> the price table in force (built-in, overridden by stored PriceTables)."""
+        return self.policies.price_tables()
+
+    def resign_due(self) -> bool:
+        """Re-sign due intermediates on the leader (:meth:`LeaderWork.resign_due`)."""
+        return self.leader.resign_due()
+
+    async def watch_plans(self) -> None:
+        """Plan on the leader until cancelled (:meth:`LeaderWork.watch_plans`)."""
+        await self.leader.watch_plans()
+
+    def replan(self) -> None:
+        """One planning round now (:meth:`LeaderWork.replan`)."""
+        self.leader.replan()
+
+    # -- the recompute and what triggers it ----------------------------------------------
+
     def states(self) -> dict[str, ClusterState]:
         """Every member's state now (see :func:`cluster_state` and :data:`STARTUP_GRACE_S`)."""
         now = self.clock()
@@ -165,73 +208,12 @@ class SyncHub:
             for c in self.store.clusters()
         }
 
-    def connected(self) -> set[str]:
-        """Clusters with an open sync stream."""
-        return set(self._streams)
-
-    def attach(self, cluster: str) -> asyncio.Queue[Outbound]:
-        """A control plane's stream opened: its whole view goes out after its first report
-        (so that it is never judged on a stale heartbeat).
-
-        A second stream for the same cluster replaces the first (which is closed).
-        """
-        old = self._streams.get(cluster)
-        if old is not None:
-            old.put_nowait(Closed("replaced by a newer stream from the same cluster"))
-        queue: asyncio.Queue[Outbound] = asyncio.Queue()
-        self._streams[cluster] = queue
-        self._sent.pop(cluster, None)
-        self._reported.discard(cluster)
-        return queue
-
-    def detach(self, cluster: str, queue: asyncio.Queue[Outbound]) -> None:
-        """A control plane's stream closed."""
-        if self._streams.get(cluster) is queue:
-            del self._streams[cluster]
-            self._sent.pop(cluster, None)
-            self._reported.discard(cluster)
-
-    def report_traffic(self, cluster: str, table: TrafficTable) -> None:
-        """Keep the traffic table a cluster's control plane sent (in memory; with replicas
-        also in the database for the others, :meth:`Replica.share_traffic`)."""
-        self.traffic.add(cluster, table, time.monotonic())
-        try:
-            self.replica.share_traffic(cluster, table)
-        except StoreError as err:  # the next table goes out again
-            log.warning("traffic of %s not shared with the other replicas: %s", cluster, err)
-
-    async def watch_traffic(self, interval_s: float = 1.0) -> None:
-        """Every ``interval_s``: take the traffic tables other replicas stored for the
-        clusters whose streams they hold (:meth:`Replica.shared_traffic`), dated by their
-        age, until cancelled."""
-        while True:
-            await asyncio.sleep(interval_s)
-            if not self.replica.healthy:
-                continue
-            try:
-                shared = self.replica.shared_traffic(frozenset(self._streams))
-            except StoreError as err:
-                log.warning("traffic of other replicas not read: %s", err)
-                continue
-            now = time.monotonic()
-            for cluster, table, age_s in shared:
-                self.traffic.add(cluster, table, now - max(0.0, age_s))
-
-    def close_stream(self, cluster: str, reason: str) -> None:
-        """End a cluster's stream (it was removed from the federation)."""
-        self.traffic.forget(cluster)
-        queue = self._streams.get(cluster)
-        if queue is not None:
-            queue.put_nowait(Closed(reason))
-
     def report(self, cluster: str, body: ClusterReport) -> None:
         """Record a report (a heartbeat); recompute when its content or the cluster's state
         changed, or when it is the first report on a new stream (which gets its whole view)."""
         self.store.put_report(cluster, body, self.clock())
         self.metrics.reports.labels(cluster).inc()
-        first = cluster in self._streams and cluster not in self._reported
-        if first:
-            self._reported.add(cluster)
+        first = self.streams.mark_reported(cluster)
         if (
             first
             or self._last_report.get(cluster) != body
@@ -248,111 +230,30 @@ class SyncHub:
         self.imports, self.exports = compute(
             self.store.clusters(), states, self.store.reports(), self.store.export_times()
         )
-        exports = central_exports(self.store)
-        policies = self._stored_policies()
-        authz = [p for p in policies if isinstance(p, AuthorizationPolicy)]
-        if self.authz_default == "deny":
-            authz.append(default_deny_policy())
-        bundle = self._bundle_pem()
-        self._last_bundle = bundle
-        reports = self.store.reports()
         records = {c.name: c for c in self.store.clusters()}
-        for cluster in set(self._streams) - set(records):  # removed through another replica
+        for cluster in self.streams.connected() - set(records):  # removed via another replica
             self.close_stream(cluster, f"cluster {cluster!r} was removed from the federation")
-        crls = member_crls(list(records.values()), reports)
-        cas = member_cas(list(records.values()), crls)
-        plans = self.plans()
-        addresses = self.replica.sync_addresses()
-        self._last_addresses = addresses
-        conditions: dict[str, dict[tuple[str, str], tuple[str, str]]] = {}
-        for e in self.exports:
-            conditions.setdefault(e.cluster, {})[(e.namespace, e.service)] = (
-                e.condition,
-                e.message,
-            )
-        for cluster, queue in self._streams.items():
-            if cluster not in self._reported:
-                continue
-            view = ControllerUpdate(
-                imports=self.imports.get(cluster, []),
-                exports=exports.get(cluster, []),
-                policies=[p for p in policies if isinstance(p, TrafficPolicy)],
-                price_tables=[p for p in policies if isinstance(p, PriceTable)],
-                authorization_policies=authz,
-                trust_bundle_pem=bundle,
-                lease_seconds=max(1, int(self.lease_s)),
-                cluster_crls=crls,
-                cluster_cas=cas,
-                intermediate_chain_pem=(
-                    records[cluster].intermediate_pem or "" if cluster in records else ""
-                ),
-                plans=plans.get(cluster, []),
-                sync_addresses=addresses,
-                export_conditions=conditions.get(cluster, {}),
-            )
-            if self._sent.get(cluster) == view:
-                continue
-            self._sent[cluster] = view
-            self._version += 1
-            queue.put_nowait(replace(view, version=self._version))
-            self.metrics.updates.labels(cluster).inc()
-            log.info("update v%d to %s: %d imports", self._version, cluster, len(view.imports))
-
-    def plans(self) -> dict[str, list[RoutingPlan]]:
-        """cluster -> the routing plans in force: the planner's on the leader once it has
-        planned, else those the leader published (:meth:`Replica.shared_plans`)."""
-        if self.replica.is_leader and self.planner.active:
-            return self.planner.plans()
-        shared = self.replica.shared_plans()
-        return self.planner.plans() if shared is None else shared
-
-    def _publish_plans(self) -> None:
-        """The leader's plans changed: publish them to the other replicas (fenced), then
-        send them to the control planes this replica serves."""
-        try:
-            self.replica.publish_plans(self.planner.plans())
-        except StoreError as err:  # deposed, or the database is away: the next round retries
-            log.warning("routing plans not published: %s", err)
-        self.recompute()
-
-    def price_tables(self) -> dict[str, PriceTableRates]:
-        """cloud -> the price table in force (built-in, overridden by stored PriceTables)."""
-        return tables_in_force(p for p in self._stored_policies() if isinstance(p, PriceTable))
-
-    def _stored_policies(self) -> list[BaseModel]:
-        """The stored policy documents as models; one that no longer validates (stored by an
-        older version) is logged and left out rather than stopping every update."""
-        out: list[BaseModel] = []
-        models: dict[str, BaseModel] = {}  # the models of this read, by stored JSON
-        for kind in POLICY_KINDS:
-            for doc in self.store.documents(kind):
-                key = json.dumps(doc, sort_keys=True)
-                model = self._policy_models.get(key)
-                if model is None:
-                    try:
-                        [model] = validate_documents([doc], source="stored")
-                    except InvalidDocumentError as err:
-                        log.error("stored %s left out of updates: %s", kind, err)
-                        continue
-                models[key] = model
-                out.append(model)
-        self._policy_models = models  # unchanged documents keep their model objects
-        return out
-
-    def resign_due(self) -> bool:
-        """On the leader: re-sign every joined cluster's intermediate that is due, from the
-        CSR of its stored report (:class:`IntermediateSigner`; the write fenced by the
-        leader's term). True when one was re-signed (the caller recomputes)."""
-        if self.signer is None or not self.replica.is_leader:
-            return False
-        reports = self.store.reports()
-        fence = self.replica.fence
-        done = False
-        for record in self.store.clusters():
-            report = reports.get(record.name)
-            if report is not None and self.signer.due(record.name, record):
-                done |= self.signer.resign(record.name, report.intermediate_csr_pem, fence)
-        return done
+        self._last_bundle = self._bundle_pem()
+        self._last_addresses = self.replica.sync_addresses()
+        view = federation_view(
+            imports=self.imports,
+            export_statuses=self.exports,
+            central=central_exports(self.store),
+            policies=self.policies.read(),
+            authz_default=self.authz_default,
+            bundle=self._last_bundle,
+            lease_s=self.lease_s,
+            records=records,
+            reports=self.store.reports(),
+            plans=self.plans(),
+            addresses=self._last_addresses,
+        )
+        for cluster in self.streams.ready():
+            update = view.update_for(cluster)
+            version = self.streams.send(cluster, update)
+            if version is not None:
+                self.metrics.updates.labels(cluster).inc()
+                log.info("update v%d to %s: %d imports", version, cluster, len(update.imports))
 
     def changed_elsewhere(self) -> None:
         """Another replica committed a change (:meth:`watch_changes` recomputes)."""
@@ -370,60 +271,6 @@ class SyncHub:
                     self.recompute()
                 except Exception:  # the database went away: the next change or check retries
                     log.exception("recompute after another replica's change failed")
-
-    def cut_off(self, reason: str) -> None:
-        """This replica lost its database: end every stream (the control planes move to
-        another replica)."""
-        for queue in self._streams.values():
-            queue.put_nowait(Closed(reason, retryable=True))
-
-    async def watch_plans(self) -> None:
-        """A planning round every planner interval, on the leader, until cancelled; the
-        solving runs on a worker thread (a round over many services takes seconds:
-        ``bench/optimizer.py``), the updates it causes on the event loop."""
-        while True:
-            await asyncio.sleep(self.planner.settings.interval_s)
-            if not self.replica.is_leader:
-                continue
-            try:
-                inputs = self._plan_inputs()
-                if inputs is None:
-                    if self.replica.shared_plans():  # a former leader's, no longer planned
-                        self._publish_plans()
-                elif await asyncio.to_thread(self.planner.plan, *inputs):
-                    self._publish_plans()
-            except Exception:  # a bad round must not end planning; the plans in force stay
-                log.exception("planning round failed; the previous plans stay in force")
-
-    def replan(self) -> None:
-        """One planning round (:meth:`Planner.plan`) now, on this thread; recompute the
-        updates when a plan changed."""
-        inputs = self._plan_inputs()
-        if inputs is not None and self.planner.plan(*inputs):
-            self._publish_plans()
-
-    def _plan_inputs(self) -> tuple[Any, ...] | None:
-        """What :meth:`Planner.plan` reads, taken now: TrafficPolicies, export statuses,
-        members, reports, the traffic of the planner's window and the prices in force; None
-        when there is nothing to plan (no policy in cost mode ``optimize``, no plan to
-        withdraw), so an idle round reads neither the traffic nor the reports."""
-        policies = [p for p in self._stored_policies() if isinstance(p, TrafficPolicy)]
-        if not self.planner.active and all(p.spec.cost.mode != "optimize" for p in policies):
-            return None
-        _, rows = self.traffic.rates(
-            self.planner.settings.window_s,
-            time.monotonic(),
-            by=("source_cluster", "source_locality", "destination_service"),
-        )
-        records = {c.name: c for c in self.store.clusters()}
-        return (
-            policies,
-            list(self.exports),
-            records,
-            self.store.reports(),
-            rows,
-            self.price_tables(),
-        )
 
     async def watch_leases(self) -> None:
         """:meth:`check` every lease/10 (at least 0.2 s, at most 3 s) until cancelled; a

@@ -18,10 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from federation.controller.hub import POLICY_KINDS, SyncHub
+from federation.controller.hub import SyncHub
 from federation.controller.imports import gateway_of
 from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL
 from federation.controller.store import ClusterRecord, DocumentKey, StoreError
+from federation.controller.views import POLICY_KINDS
 from federation.errors import (
     ConflictError,
     InvalidDocumentError,

@@ -17,8 +17,9 @@ from typing import Any
 
 import grpc
 
-from federation.controller.hub import Closed, SyncHub
+from federation.controller.hub import SyncHub
 from federation.controller.store import ClusterRecord, StoreError
+from federation.controller.streams import Closed
 from federation.errors import FederationError, InvalidDocumentError, NotFoundError
 from federation.sync.convert import report_from_proto, traffic_from_proto, update_to_proto
 from federation.sync.identity import cluster_from_spiffe_path

@@ -9,12 +9,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import serialization
 
 from federation.controller.api import ControllerContext, make_app, openapi_document
-from federation.controller.hub import Closed, SyncHub
+from federation.controller.hub import SyncHub
 from federation.controller.membership import STARTUP_GRACE_S
 from federation.controller.planner import PlannerSettings
 from federation.controller.roles import SoleReplica
 from federation.controller.service import FederationService
 from federation.controller.store import ClusterRecord, SqliteStore
+from federation.controller.streams import Closed
 from federation.controller.sync import peer_cluster
 from federation.controlplane.link.join import JoinError, check_pinned_root
 from federation.model.documents import load_documents
