@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo trust-walkthrough system-deps unit integration docs proto clean
+.PHONY: test demo trust-walkthrough system-deps unit integration docs golden proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ integration: $(STAMP)
 ## docs: regenerate docs/cli.md from --help
 docs: $(STAMP)
 	$(BIN)/python -m federation.cli.reference > docs/cli.md
+
+## golden: regenerate the golden files in tests/golden (install manifests, bootstraps, xDS per
+## proxy role) after a change meant to alter them; review the diff before committing
+golden: $(STAMP)
+	MESHFED_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_golden.py
 
 ## proto: regenerate the checked-in protocol code (federation/sync/proto, federation/ca/proto)
 proto: $(STAMP)
