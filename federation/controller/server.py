@@ -113,6 +113,21 @@ class Controller:
         )
         return pg, self._replicated
 
+    async def _start_watches(self) -> None:
+        """The hub's background work: leases and plans always; with replicas also the
+        other replicas' changes and traffic."""
+        if self._replicated is not None:
+            await asyncio.to_thread(self._replicated.start)
+            self._tasks.append(
+                asyncio.create_task(
+                    self._replicated.listen(self.hub.changed_elsewhere), name="listen"
+                )
+            )
+            self._tasks.append(asyncio.create_task(self.hub.watch_changes(), name="changes"))
+            self._tasks.append(asyncio.create_task(self.hub.watch_traffic(), name="traffic"))
+        self._tasks.append(asyncio.create_task(self.hub.watch_leases(), name="leases"))
+        self._tasks.append(asyncio.create_task(self.hub.watch_plans(), name="plans"))
+
     async def start(self) -> None:
         """Start serving (see the module docstring).
 
@@ -188,17 +203,7 @@ class Controller:
         self._runner, self.api_port = await start_http(
             make_app(context), cfg.listen, "--listen", ssl_context
         )
-        if self._replicated is not None:
-            await asyncio.to_thread(self._replicated.start)
-            self._tasks.append(
-                asyncio.create_task(
-                    self._replicated.listen(self.hub.changed_elsewhere), name="listen"
-                )
-            )
-            self._tasks.append(asyncio.create_task(self.hub.watch_changes(), name="changes"))
-            self._tasks.append(asyncio.create_task(self.hub.watch_traffic(), name="traffic"))
-        self._tasks.append(asyncio.create_task(self.hub.watch_leases(), name="leases"))
-        self._tasks.append(asyncio.create_task(self.hub.watch_plans(), name="plans"))
+        await self._start_watches()
         if cfg.config_path is not None:
             write_cli_config(
                 cfg.config_path,

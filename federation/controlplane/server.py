@@ -193,6 +193,31 @@ class ControlPlane:
         self.builder.ready.set()
         self._tasks.append(self.builder.start())
 
+        await self._start_grpc()
+        await self._start_api(state_file)
+
+        if cfg.health_checks:
+            self._tasks.append(
+                asyncio.create_task(HealthChecker(self.registry).run(), name="health")
+            )
+        if self.link is not None and self.rtt is not None:
+            self._tasks.append(asyncio.create_task(self.link.run(), name="federation-sync"))
+            self._tasks.append(asyncio.create_task(self.rtt.run(), name="rtt-probes"))
+        self._write_endpoint()
+        log.info(
+            "control plane for %s serving xDS (mTLS) on %s, certificates on %s, API on %s"
+            " (%d workloads loaded)",
+            cfg.cluster,
+            self.xds_address,
+            self.ca_address,
+            self.api_url,
+            len(self.registry.state.workloads),
+        )
+
+    async def _start_grpc(self) -> None:
+        """Serve ADS, SVID renewals and traffic reports on the xDS port (mutual TLS, this
+        cluster's identities only) and first certificates on the CA port (TLS)."""
+        cfg = self.config
         self.renewals = self._certificate_service("svid")
         self.first_certificates = self._certificate_service("token")
         self._grpc = grpc.aio.server(interceptors=[OwnClusterOnly(self.authority.authority)])
@@ -215,15 +240,10 @@ class ControlPlane:
         await self._grpc.start()
         await self._ca_grpc.start()
 
-        await self._start_api(state_file)
-
-        if cfg.health_checks:
-            self._tasks.append(
-                asyncio.create_task(HealthChecker(self.registry).run(), name="health")
-            )
-        if self.link is not None and self.rtt is not None:
-            self._tasks.append(asyncio.create_task(self.link.run(), name="federation-sync"))
-            self._tasks.append(asyncio.create_task(self.rtt.run(), name="rtt-probes"))
+    def _write_endpoint(self) -> None:
+        """``<state_dir>/endpoint.json``: where this control plane serves, for the CLI and
+        agents on this host."""
+        cfg = self.config
         write_atomic(
             cfg.state_dir / "endpoint.json",
             json.dumps(
@@ -239,15 +259,6 @@ class ControlPlane:
                 indent=2,
             ).encode(),
             CERT_FILE_MODE,
-        )
-        log.info(
-            "control plane for %s serving xDS (mTLS) on %s, certificates on %s, API on %s"
-            " (%d workloads loaded)",
-            cfg.cluster,
-            self.xds_address,
-            self.ca_address,
-            self.api_url,
-            len(self.registry.state.workloads),
         )
 
     async def _start_api(self, state_file: StateFile) -> None:

@@ -264,9 +264,7 @@ def _container_security() -> dict[str, Any]:
     }
 
 
-def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
-    """The control plane: its state volume, Deployment and Service (and the join Secret)."""
-    labels = {"app.kubernetes.io/name": "meshfed-controlplane"}
+def _controlplane_args(opts: InstallOptions) -> list[str]:
     args = [
         "controlplane", "serve",
         "--cluster", opts.cluster, "--locality", opts.locality, "--network", opts.network,
@@ -280,40 +278,23 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
         args += ["--kube-namespaces", ",".join(opts.mesh_namespaces)]
     if opts.controller:
         args += ["--controller", opts.controller]
-    env: list[dict[str, Any]] = []
-    out: list[dict[str, Any]] = []
+    return args
+
+
+def _controlplane_container(opts: InstallOptions) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [{"name": "MESHFED_HOME", "value": "/var/lib/meshfed"}]
     if opts.join_token:
-        out.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": _meta("meshfed-join"),
-                "type": "Opaque",
-                "stringData": {"token": opts.join_token},
-            }
-        )
         env.append(
             {
                 "name": "MESHFED_JOIN_TOKEN",
                 "valueFrom": {"secretKeyRef": {"name": "meshfed-join", "key": "token"}},
             }
         )
-    out.append(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": _meta("meshfed-controlplane-state"),
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-    )
-    container = {
+    return {
         "name": "controlplane",
         "image": opts.image,
-        "args": args,
-        "env": [{"name": "MESHFED_HOME", "value": "/var/lib/meshfed"}, *env],
+        "args": _controlplane_args(opts),
+        "env": env,
         "ports": [
             {"name": name, "containerPort": port}
             for name, port in PORTS.items()
@@ -326,52 +307,66 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "state", "mountPath": "/var/lib/meshfed"}],
     }
-    out.append(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": _meta("meshfed-controlplane", **labels),
-            "spec": {
-                "replicas": 1,
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": {**PART_OF, **labels}},
-                    "spec": {
-                        "serviceAccountName": "meshfed-controlplane",
-                        "securityContext": {"fsGroup": 10001},
-                        "containers": [container],
-                        "volumes": [
-                            {
-                                "name": "state",
-                                "persistentVolumeClaim": {
-                                    "claimName": "meshfed-controlplane-state"
-                                },
-                            }
-                        ],
-                    },
+
+
+def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
+    """The control plane: its state volume, Deployment and Service (and the join Secret)."""
+    labels = {"app.kubernetes.io/name": "meshfed-controlplane"}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta("meshfed-join"),
+        "type": "Opaque",
+        "stringData": {"token": opts.join_token},
+    }
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta("meshfed-controlplane-state"),
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    volume = {
+        "name": "state",
+        "persistentVolumeClaim": {"claimName": "meshfed-controlplane-state"},
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta("meshfed-controlplane", **labels),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": {**PART_OF, **labels}},
+                "spec": {
+                    "serviceAccountName": "meshfed-controlplane",
+                    "securityContext": {"fsGroup": 10001},
+                    "containers": [_controlplane_container(opts)],
+                    "volumes": [volume],
                 },
             },
-        }
-    )
-    out.append(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": _meta("meshfed-controlplane", **labels),
-            "spec": {
-                "type": "ClusterIP",
-                "selector": labels,
-                "ports": [
-                    {"name": "grpc-xds", "port": PORTS["xds"], "targetPort": PORTS["xds"]},
-                    {"name": "grpc-ca", "port": PORTS["ca"], "targetPort": PORTS["ca"]},
-                    {"name": "https-api", "port": PORTS["api"], "targetPort": PORTS["api"]},
-                    {"name": "https-webhook", "port": 443, "targetPort": PORTS["webhook"]},
-                ],
-            },
-        }
-    )
-    return out
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta("meshfed-controlplane", **labels),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": labels,
+            "ports": [
+                {"name": "grpc-xds", "port": PORTS["xds"], "targetPort": PORTS["xds"]},
+                {"name": "grpc-ca", "port": PORTS["ca"], "targetPort": PORTS["ca"]},
+                {"name": "https-api", "port": PORTS["api"], "targetPort": PORTS["api"]},
+                {"name": "https-webhook", "port": 443, "targetPort": PORTS["webhook"]},
+            ],
+        },
+    }
+    return [*([secret] if opts.join_token else []), claim, deployment, service]
 
 
 def gateway(opts: InstallOptions) -> list[dict[str, Any]]:

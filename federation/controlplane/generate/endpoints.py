@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -24,6 +24,7 @@ from federation.controlplane.registry import Health, RegistryState
 from federation.lb.decision import Candidate, Choice, PolicyInputs, decide, with_plan
 from federation.lb.paths import path_facts, price_tables
 from federation.model.locality import Locality
+from federation.model.service import RemoteCluster
 
 _HEALTH = {
     Health.UNKNOWN: health_check_pb2.HealthStatus.UNKNOWN,
@@ -78,6 +79,131 @@ class Placement:
     members: Members
 
 
+@dataclass
+class _Found:
+    """Endpoints found per candidate ``(cluster, locality)``, their serving weights, and
+    which candidates are one gateway endpoint."""
+
+    members: Members = field(default_factory=lambda: defaultdict(list))
+    weights: dict[tuple[str, Locality], list[int]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    via_gateway: set[tuple[str, Locality]] = field(default_factory=set)
+
+    def add(
+        self,
+        key: tuple[str, Locality],
+        name: str,
+        endpoint: endpoint_components_pb2.LbEndpoint,
+        weight: int,
+    ) -> None:
+        self.members[key].append((name, endpoint))
+        self.weights[key].append(weight)
+
+
+def _add_local(
+    found: _Found,
+    caller_cluster: str,
+    state: RegistryState,
+    port: ServicePort,
+    include_tls_mode: frozenset[str],
+    labels: Mapping[str, str] | None,
+) -> None:
+    """This cluster's workloads of ``port`` (those carrying every label of ``labels``)."""
+    for w in state.by_service(port.namespace, port.service):
+        wp = next((p for p in w.spec.ports if p.name == port.port_name), None)
+        if wp is None or w.spec.tls_mode not in include_tls_mode:
+            continue
+        if labels and not all(w.metadata.labels.get(k) == v for k, v in labels.items()):
+            continue
+        health = state.health_of(w.key)
+        target = w.spec.inbound_port if w.spec.tls_mode == "mutual" else wp.app_port
+        endpoint = lb_endpoint(
+            w.spec.address,
+            target,
+            health=health,
+            weight=w.spec.weight,
+            tls_mode=w.spec.tls_mode,
+            hostname=w.metadata.name,
+        )
+        found.add(
+            (caller_cluster, w.locality),
+            w.metadata.name,
+            endpoint,
+            w.spec.weight if health.serving else 0,
+        )
+
+
+def _add_remote(
+    found: _Found,
+    rc: RemoteCluster,
+    port: ServicePort,
+    include_tls_mode: frozenset[str],
+    labels: Mapping[str, str] | None,
+    *,
+    gateways: bool,
+) -> None:
+    """A remote cluster of the port's ServiceImport: its endpoints dialled directly (same
+    network, no subset), else its east-west gateway (unless ``gateways`` is False)."""
+    where = Locality.parse(rc.locality)
+    if rc.direct_endpoints is not None and not labels:  # same network: dial directly
+        for i, e in enumerate(rc.direct_endpoints):
+            dial = e.ports.get(port.port_name)
+            if dial is None or e.tls_mode not in include_tls_mode:
+                continue
+            endpoint = lb_endpoint(
+                e.address, dial, health=_health(e.healthy), weight=e.weight, tls_mode=e.tls_mode
+            )
+            key = (rc.cluster, Locality(where.region, e.zone or where.zone))
+            found.add(key, f"~{rc.cluster}~{i:05d}", endpoint, e.weight if e.healthy else 0)
+    elif gateways:
+        key = (rc.cluster, where)
+        found.via_gateway.add(key)
+        endpoint = lb_endpoint(
+            rc.gateway_host,
+            rc.gateway_port,
+            health=_health(rc.endpoints > 0),
+            weight=rc.endpoints,
+            tls_mode="mutual",
+        )
+        found.add(key, f"~{rc.cluster}", endpoint, rc.endpoints)
+
+
+def _candidates(
+    found: _Found, caller: Locality, caller_cluster: str, state: RegistryState
+) -> list[Candidate]:
+    """One :class:`Candidate` per ``(cluster, locality)`` found, priced and timed."""
+    prices = price_tables(state.price_tables.values())
+    candidates = []
+    for (cluster, loc), ws in sorted(
+        found.weights.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))
+    ):
+        facts = path_facts(
+            caller,
+            loc,
+            measured_rtt_ms=state.rtt_ms.get(cluster) if cluster != caller_cluster else None,
+            prices=prices,
+        )
+        if (cluster, loc) in found.via_gateway:  # one gateway endpoint standing for ``ws[0]``
+            healthy, total = sum(ws), max(sum(ws), 1)
+        else:
+            healthy, total = sum(1 for x in ws if x > 0), len(ws)
+        candidates.append(
+            Candidate(
+                cluster=cluster,
+                locality=loc,
+                healthy=healthy,
+                total=total,
+                capacity=sum(ws),
+                rtt_ms=facts.rtt_ms,
+                rtt_source=facts.rtt_source,
+                usd_per_gb=facts.usd_per_gb,
+                path=facts.path,
+            )
+        )
+    return candidates
+
+
 def placement(
     caller: Locality,
     caller_cluster: str,
@@ -107,93 +233,20 @@ def placement(
     here -- where the subset's SNI (``port.subset``) picks its workloads. ``only_cluster``:
     that member cluster's candidates only.
     """
-    members: Members = defaultdict(list)
-    weights: dict[tuple[str, Locality], list[int]] = defaultdict(list)
-    local = only_cluster is None or only_cluster == caller_cluster
-    for w in state.by_service(port.namespace, port.service) if local else []:
-        wp = next((p for p in w.spec.ports if p.name == port.port_name), None)
-        if wp is None or w.spec.tls_mode not in include_tls_mode:
-            continue
-        if labels and not all(w.metadata.labels.get(k) == v for k, v in labels.items()):
-            continue
-        health = state.health_of(w.key)
-        key = (caller_cluster, w.locality)
-        target = w.spec.inbound_port if w.spec.tls_mode == "mutual" else wp.app_port
-        endpoint = lb_endpoint(
-            w.spec.address,
-            target,
-            health=health,
-            weight=w.spec.weight,
-            tls_mode=w.spec.tls_mode,
-            hostname=w.metadata.name,
-        )
-        members[key].append((w.metadata.name, endpoint))
-        weights[key].append(w.spec.weight if health.serving else 0)
+    found = _Found()
+    if only_cluster is None or only_cluster == caller_cluster:
+        _add_local(found, caller_cluster, state, port, include_tls_mode, labels)
     imported = state.imports.get((port.namespace, port.service))
-    via_gateway: set[tuple[str, Locality]] = set()
     for rc in imported.spec.clusters if include_remote and imported is not None else []:
-        if only_cluster is not None and rc.cluster != only_cluster:
-            continue
-        where = Locality.parse(rc.locality)
-        if rc.direct_endpoints is not None and not labels:  # same network: dial directly
-            for i, e in enumerate(rc.direct_endpoints):
-                dial = e.ports.get(port.port_name)
-                if dial is None or e.tls_mode not in include_tls_mode:
-                    continue
-                key = (rc.cluster, Locality(where.region, e.zone or where.zone))
-                endpoint = lb_endpoint(
-                    e.address,
-                    dial,
-                    health=_health(e.healthy),
-                    weight=e.weight,
-                    tls_mode=e.tls_mode,
-                )
-                members[key].append((f"~{rc.cluster}~{i:05d}", endpoint))
-                weights[key].append(e.weight if e.healthy else 0)
-        elif gateways:
-            key = (rc.cluster, where)
-            via_gateway.add(key)
-            endpoint = lb_endpoint(
-                rc.gateway_host,
-                rc.gateway_port,
-                health=_health(rc.endpoints > 0),
-                weight=rc.endpoints,
-                tls_mode="mutual",
-            )
-            members[key].append((f"~{rc.cluster}", endpoint))
-            weights[key].append(rc.endpoints)
-    prices = price_tables(state.price_tables.values())
-    candidates = []
-    for (cluster, loc), ws in sorted(weights.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        facts = path_facts(
-            caller,
-            loc,
-            measured_rtt_ms=state.rtt_ms.get(cluster) if cluster != caller_cluster else None,
-            prices=prices,
-        )
-        if (cluster, loc) in via_gateway:  # one gateway endpoint standing for ``ws[0]``
-            healthy, total = sum(ws), max(sum(ws), 1)
-        else:
-            healthy, total = sum(1 for x in ws if x > 0), len(ws)
-        candidates.append(
-            Candidate(
-                cluster=cluster,
-                locality=loc,
-                healthy=healthy,
-                total=total,
-                capacity=sum(ws),
-                rtt_ms=facts.rtt_ms,
-                rtt_source=facts.rtt_source,
-                usd_per_gb=facts.usd_per_gb,
-                path=facts.path,
-            )
-        )
+        if only_cluster is None or rc.cluster == only_cluster:
+            _add_remote(found, rc, port, include_tls_mode, labels, gateways=gateways)
+    candidates = _candidates(found, caller, caller_cluster, state)
     inputs = PolicyInputs.from_policy(state.policies.get((port.namespace, port.service)))
     choices = decide(caller, caller_cluster, candidates, inputs)
     plan = state.plans.get((port.namespace, port.service, str(caller)))
     if inputs.mode == "optimize" and plan is not None:
         choices = with_plan(choices, [(c, Locality.parse(loc), s) for c, loc, s in plan.shares])
-    return Placement(choices, dict(members))
+    return Placement(choices, dict(found.members))
 
 
 def prefer_cluster(choices: list[Choice], cluster: str) -> list[Choice]:

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from envoy.config.accesslog.v3 import accesslog_pb2
@@ -67,6 +67,7 @@ from federation.controlplane.generate.routes import (
 )
 from federation.controlplane.generate.services import ServicePort
 from federation.model.authz import AuthorizationPolicy
+from federation.model.workload import ServicePort as WorkloadPort
 from federation.model.workload import WorkloadEntry
 from federation.sync.node import GRPC_SERVER_LISTENER_TEMPLATE
 
@@ -346,6 +347,113 @@ def _inbound_tcp(
     ]
 
 
+@dataclass(frozen=True)
+class _Inbound:
+    """What every chain of one workload's inbound listener shares."""
+
+    workload: WorkloadEntry
+    mtls: base_pb2.TransportSocket  # one for every mTLS chain
+    served_by: str
+    authz: Sequence[AuthorizationPolicy]
+    tracing: hcm.HttpConnectionManager.Tracing | None
+
+    def manager(self, name: str, port: int, app_port: int) -> listener_components_pb2.Filter:
+        # the policies' ports are the service port or the app's (target) port
+        return _inbound_hcm(
+            f"inbound_{app_port}",
+            inbound_route_config(name, app_port, self.served_by),
+            rbac_filters(self.authz, (port, app_port)),
+            self.served_by,
+            self.tracing,
+        )
+
+    def mtls_chain(
+        self,
+        name: str,
+        match: listener_components_pb2.FilterChainMatch,
+        filters: list[listener_components_pb2.Filter],
+    ) -> listener_components_pb2.FilterChain:
+        return listener_components_pb2.FilterChain(
+            name=name,
+            filter_chain_match=match,
+            filters=filters,
+            transport_socket=self.mtls,
+        )
+
+
+def _port_chain(
+    inb: _Inbound, port: ServicePort, wp: WorkloadPort, subsets: Sequence[str]
+) -> listener_components_pb2.FilterChain:
+    """The mTLS chain of one service port, matched by its SNIs (and its subsets')."""
+    return inb.mtls_chain(
+        f"mtls|{port.port}",
+        listener_components_pb2.FilterChainMatch(
+            server_names=[port.sni] + [replace(port, subset=name).sni for name in subsets],
+            transport_protocol="tls",
+        ),
+        [inb.manager(wp.name, port.port, wp.app_port)]
+        if port.is_http
+        else _inbound_tcp(wp.name, port.port, wp.app_port, inb.authz, inb.served_by),
+    )
+
+
+def _authority_chain(
+    inb: _Inbound, by_authority: list[tuple[ServicePort, WorkloadPort]]
+) -> listener_components_pb2.FilterChain:
+    """The mTLS chain for callers without a port's SNI: HTTP ports routed by authority."""
+    filters, per_route = rbac_per_route(
+        inb.authz, [(port.port, wp.app_port) for port, wp in by_authority]
+    )
+    entries = [
+        AuthorityRoute(
+            (f"{port.hostname}:{port.port}",) + ((port.hostname,) if i == 0 else ()),
+            wp.name,
+            wp.app_port,
+            per_route[i],
+        )
+        for i, (port, wp) in enumerate(by_authority)
+    ]
+    manager = _inbound_hcm(
+        "inbound_authority",
+        inbound_authority_route_config(entries, inb.served_by),
+        filters,
+        inb.served_by,
+        inb.tracing,
+    )
+    return inb.mtls_chain(
+        "mtls|authority",
+        listener_components_pb2.FilterChainMatch(transport_protocol="tls"),
+        [manager],
+    )
+
+
+def _inbound_chains(
+    inb: _Inbound, ports: list[ServicePort], subsets: Sequence[str]
+) -> list[listener_components_pb2.FilterChain]:
+    """Every chain of the inbound listener, by the workload's ``mtlsMode``."""
+    chains = []
+    spec = inb.workload.spec
+    by_name = {p.name: p for p in spec.ports}
+    if spec.mtls_mode in ("STRICT", "PERMISSIVE"):
+        served = [(port, by_name[port.port_name]) for port in ports if port.port_name in by_name]
+        chains += [_port_chain(inb, port, wp, subsets) for port, wp in served]
+        by_authority = [(port, wp) for port, wp in served if port.is_http]
+        if by_authority:
+            chains.append(_authority_chain(inb, by_authority))
+    if spec.mtls_mode in ("PERMISSIVE", "DISABLE"):
+        first = spec.ports[0]
+        chains.append(
+            listener_components_pb2.FilterChain(
+                name="plaintext",
+                filter_chain_match=listener_components_pb2.FilterChainMatch(
+                    transport_protocol="raw_buffer"
+                ),
+                filters=[inb.manager(first.name, first.port, first.app_port)],
+            )
+        )
+    return chains
+
+
 def inbound_listener(
     workload: WorkloadEntry,
     ports: list[ServicePort],
@@ -366,87 +474,7 @@ def inbound_listener(
             on every chain (:mod:`federation.controlplane.generate.rbac`).
         tracing: the HTTP managers' tracing (:mod:`federation.controlplane.generate.tracing`).
     """
-
-    def manager(name: str, port: int, app_port: int) -> listener_components_pb2.Filter:
-        # the policies' ports are the service port or the app's (target) port
-        return _inbound_hcm(
-            f"inbound_{app_port}",
-            inbound_route_config(name, app_port, served_by),
-            rbac_filters(authz, (port, app_port)),
-            served_by,
-            tracing,
-        )
-
-    mtls = tls_transport_socket(downstream_mtls(tls))  # one for every chain
-
-    def mtls_chain(
-        name: str,
-        match: listener_components_pb2.FilterChainMatch,
-        filters: list[listener_components_pb2.Filter],
-    ) -> listener_components_pb2.FilterChain:
-        return listener_components_pb2.FilterChain(
-            name=name, filter_chain_match=match, filters=filters, transport_socket=mtls
-        )
-
-    chains = []
-    mode = workload.spec.mtls_mode
-    by_name = {p.name: p for p in workload.spec.ports}
-    if mode in ("STRICT", "PERMISSIVE"):
-        served = [(port, by_name[port.port_name]) for port in ports if port.port_name in by_name]
-        for port, wp in served:
-            chains.append(
-                mtls_chain(
-                    f"mtls|{port.port}",
-                    listener_components_pb2.FilterChainMatch(
-                        server_names=[port.sni]
-                        + [replace(port, subset=name).sni for name in subsets],
-                        transport_protocol="tls",
-                    ),
-                    [manager(wp.name, port.port, wp.app_port)]
-                    if port.is_http
-                    else _inbound_tcp(wp.name, port.port, wp.app_port, authz, served_by),
-                )
-            )
-        by_authority = [(port, wp) for port, wp in served if port.is_http]
-        if by_authority:
-            filters, per_route = rbac_per_route(
-                authz, [(port.port, wp.app_port) for port, wp in by_authority]
-            )
-            entries = [
-                AuthorityRoute(
-                    (f"{port.hostname}:{port.port}",) + ((port.hostname,) if i == 0 else ()),
-                    wp.name,
-                    wp.app_port,
-                    per_route[i],
-                )
-                for i, (port, wp) in enumerate(by_authority)
-            ]
-            chains.append(
-                mtls_chain(
-                    "mtls|authority",
-                    listener_components_pb2.FilterChainMatch(transport_protocol="tls"),
-                    [
-                        _inbound_hcm(
-                            "inbound_authority",
-                            inbound_authority_route_config(entries, served_by),
-                            filters,
-                            served_by,
-                            tracing,
-                        )
-                    ],
-                )
-            )
-    if mode in ("PERMISSIVE", "DISABLE"):
-        first = workload.spec.ports[0]
-        chains.append(
-            listener_components_pb2.FilterChain(
-                name="plaintext",
-                filter_chain_match=listener_components_pb2.FilterChainMatch(
-                    transport_protocol="raw_buffer"
-                ),
-                filters=[manager(first.name, first.port, first.app_port)],
-            )
-        )
+    inb = _Inbound(workload, tls_transport_socket(downstream_mtls(tls)), served_by, authz, tracing)
     return listener_pb2.Listener(
         name=INBOUND_LISTENER,
         address=address_pb2.Address(
@@ -461,7 +489,7 @@ def inbound_listener(
                 typed_config=pack(tls_inspector_pb2.TlsInspector()),
             )
         ],
-        filter_chains=chains,
+        filter_chains=_inbound_chains(inb, ports, subsets),
     )
 
 
