@@ -5,7 +5,6 @@ from __future__ import annotations
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
-from federation.agent.supervisor import backoff_s
 from federation.controlplane import resource
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.proxy_config import generate
@@ -142,10 +141,6 @@ def test_hostname_gateway_makes_a_strict_dns_cluster() -> None:
     assert "gw-west.elb.eu-west-1.amazonaws.com" in hosts
     assert out[resource.ENDPOINT] == []
     assert Snapshot.build(out).problems() == []
-
-
-def test_agent_backoff_doubles_to_ten_seconds() -> None:
-    assert [backoff_s(i) for i in range(7)] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
 
 
 POLICY = """apiVersion: meshfed.io/v1alpha1

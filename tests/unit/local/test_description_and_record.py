@@ -17,7 +17,7 @@ from federation.errors import InvalidDocumentError
 from federation.local.description import default_text, load
 from federation.local.runner import ProcessRecord, Record, process_start_time, stop_processes
 
-EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "federation.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "federation.yaml"
 
 
 def test_default_federation_is_valid_and_shipped_in_examples() -> None:

@@ -20,7 +20,7 @@ from federation.controlplane.generate.proxy_config import generate
 from federation.errors import InvalidDocumentError
 from federation.model.documents import load_documents
 from federation.sync.node import ProxyDescription, Upstream
-from tests.unit.federation.test_generators import MESH, _doc, _registry, _sidecar, _unpack_hcm
+from tests.unit.controlplane.test_generators import MESH, _doc, _registry, _sidecar, _unpack_hcm
 
 HEAD = """
 apiVersion: meshfed.io/v1alpha1
