@@ -1,6 +1,7 @@
 """The generated parts of ``docs/architecture.md``: the module index (every module of the
-product with the first sentence of its docstring) and the exception tree (every subclass of
-``trust.errors.MeshfedError``, from the classes themselves). Each sits between
+product with the first sentence of its docstring), the exception tree (every subclass of
+``trust.errors.MeshfedError``, from the classes themselves) and the import drawing (which
+room imports which, from import-linter's graph). Each sits between
 ``<!-- generated:NAME -->`` and ``<!-- end:NAME -->``; ``make docs`` rewrites them
 (``python -m tests.architecture_doc``) and ``tests/unit/test_architecture_doc.py`` fails when
 they are stale or when the doc names a module that does not exist.
@@ -96,12 +97,47 @@ def error_tree() -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
+#: The three programs: none may import another.
+PROGRAMS = ("federation.controller", "federation.controlplane", "federation.agent")
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return "federation." + parts[1] if parts[0] == "federation" and len(parts) > 1 else parts[0]
+
+
+def import_edges() -> dict[str, set[str]]:
+    """Room -> the rooms it imports directly (a room: a top-level package, or a package or
+    module directly under ``federation``), from the code (grimp, import-linter's graph)."""
+    import grimp
+
+    graph = grimp.build_graph(*PACKAGES)
+    edges: dict[str, set[str]] = {}
+    for module in graph.modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            a, b = _room(module), _room(imported)
+            if a != b:
+                edges.setdefault(a, set()).add(b)
+    return edges
+
+
+def import_drawing() -> str:
+    """The import drawing: each room and what it imports, the three programs marked."""
+    edges = import_edges()
+    lines = []
+    for room in sorted(edges):
+        mark = "*" if room in PROGRAMS else " "
+        targets = ", ".join(r.removeprefix("federation.") for r in sorted(edges[room]))
+        lines.append(f"{mark} {room.removeprefix('federation.'):<17} -> {targets}")
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
 BLOCK = re.compile(r"(<!-- generated:(\w+) -->\n)(.*?\n)?(<!-- end:\2 -->)", re.S)
 
 
 def render(text: str) -> str:
     """``text`` with every generated block rewritten."""
-    makers = {"modules": module_index, "errors": error_tree}
+    makers = {"modules": module_index, "errors": error_tree, "imports": import_drawing}
     return BLOCK.sub(lambda m: m.group(1) + makers[m.group(2)]() + "\n" + m.group(4), text)
 
 

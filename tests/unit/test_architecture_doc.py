@@ -9,7 +9,16 @@ import ast
 import re
 from pathlib import Path
 
-from tests.architecture_doc import BLOCK, DOC, PACKAGES, ROOT, product_modules, render
+from tests.architecture_doc import (
+    BLOCK,
+    DOC,
+    PACKAGES,
+    PROGRAMS,
+    ROOT,
+    import_edges,
+    product_modules,
+    render,
+)
 
 #: A module or package the doc names: ``name.py`` or ``dir/`` (in backticks or code blocks).
 _NAMED = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w-]+\.py|(?:[\w-]+/)+)(?![\w-])")
@@ -55,7 +64,7 @@ def _exists(base: str, name: str) -> bool:
 
 def test_the_generated_blocks_are_current() -> None:
     text = DOC.read_text()
-    assert {m.group(2) for m in BLOCK.finditer(text)} == {"modules", "errors"}
+    assert {m.group(2) for m in BLOCK.finditer(text)} == {"modules", "errors", "imports"}
     assert render(text) == text, "docs/architecture.md is stale: run 'make docs'"
 
 
@@ -65,6 +74,11 @@ def test_the_index_names_every_module_and_the_doc_no_module_that_does_not_exist(
         assert f"`{path}`" in text
     missing = sorted({f"{base}{name}" for base, name in _named(text) if not _exists(base, name)})
     assert missing == [], f"docs/architecture.md names what does not exist: {missing}"
+
+
+def test_the_three_programs_never_import_each_other() -> None:
+    edges = import_edges()
+    assert {(a, b) for a in PROGRAMS for b in edges.get(a, set()) if b in PROGRAMS} == set()
 
 
 def _functions(path: Path) -> list[tuple[int, str]]:

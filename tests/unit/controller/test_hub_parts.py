@@ -90,7 +90,9 @@ def test_stored_policies_leave_out_an_invalid_document_and_keep_unchanged_models
         "spec": {"host": "echo.demo.svc.clusterset.local"},
     }
     bad = {**good, "metadata": {"name": "old", "namespace": "demo"}, "spec": {"nope": 1}}
-    store.put_documents([((d["kind"], "demo", d["metadata"]["name"], ""), d) for d in (good, bad)], 0.0)
+    store.put_documents(
+        [((d["kind"], "demo", d["metadata"]["name"], ""), d) for d in (good, bad)], 0.0
+    )
     policies = StoredPolicies(store)
     [first] = policies.read()
     [second] = policies.read()
