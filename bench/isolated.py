@@ -44,7 +44,8 @@ from bench._common import percentile
 from federation.client import call
 from federation.local.description import LocalFederation
 from federation.local.netns import call_in
-from federation.local.runner import LocalFederationRunner, Record
+from federation.local.processes import Record
+from federation.local.runner import LocalFederationRunner
 from tests.integration.isolated import (
     A,
     B,

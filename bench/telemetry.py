@@ -32,7 +32,7 @@ import aiohttp
 
 from bench._common import MESHFED
 from federation.client import tls_for
-from federation.local.runner import Record
+from federation.local.processes import Record
 
 FEDERATION = Path(__file__).resolve().parents[1] / "examples" / "federation.yaml"
 HOST = "echo.demo.svc.clusterset.local"

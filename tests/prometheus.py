@@ -9,7 +9,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from federation.client import tls_for
-from federation.local.runner import Record
+from federation.local.processes import Record
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -18,13 +18,8 @@ from federation.local.description import LocalFederation, load
 from federation.local.emulator import request as emulator_request
 from federation.local.netns import IsolationUnavailableError, preflight
 from federation.local.placement import remove_network
-from federation.local.runner import (
-    LocalFederationRunner,
-    ProcessRecord,
-    Record,
-    UpError,
-    stop_processes,
-)
+from federation.local.processes import ProcessRecord, Record, UpError, stop_processes
+from federation.local.runner import LocalFederationRunner
 from federation.local.traffic import (
     STATUS_GROUP,
     edge_rows,

@@ -21,20 +21,16 @@ import functools
 import json
 import logging
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from federation.ca.names import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
-from federation.client import call, unverified_tls
+from federation.client import call
 from federation.errors import ApiError, FederationError
 from federation.local.description import ClusterSpec, LocalFederation
 from federation.local.emulator import request as emulator_request
@@ -44,204 +40,29 @@ from federation.local.placement import (
     Placement,
     remove_network,
 )
+from federation.local.processes import (
+    ProcessRecord,
+    Record,
+    UpError,
+    ensure_inotify_instances,
+    http_ok,
+    meshfed_argv,
+    process_alive,
+    process_start_time,
+    stop_processes,
+    tcp_ok,
+)
 from federation.netaddr import free_port
-from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, write_atomic
+from trust.files import KEY_FILE_MODE, write_atomic
 
 log = logging.getLogger(__name__)
 
-RECORD = "up.json"
 XDS_PORT = 15010
 CA_PORT = 15012
 API_PORT = 15014
 INBOUND_PORT = 15006
 ECHO_SERVICE_PORT = 8080
 ECHO_GRPC_PORT = 9090
-
-
-class UpError(FederationError):
-    """A step of ``meshfed up`` failed; the message names the process and its log."""
-
-    retryable = True
-
-
-@dataclass
-class ProcessRecord:
-    """One started process."""
-
-    name: str
-    argv: list[str]
-    pid: int
-    start_time: int
-    log: str
-    role: str
-    cluster: str = ""
-    replica: int = -1
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def meshfed_argv() -> list[str]:
-    """How to run ``meshfed``: the script next to this Python, or ``python -m``."""
-    script = Path(sys.executable).with_name("meshfed")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("meshfed")
-    return [found] if found else [sys.executable, "-m", "federation.cli.main"]
-
-
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of ``/proc/<pid>/stat`` (clock ticks since boot), None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return int(fields[19])
-
-
-def _alive(record: ProcessRecord) -> bool:
-    return process_start_time(record.pid) == record.start_time
-
-
-class Record:
-    """``$MESHFED_HOME/up.json``: the federation's processes and endpoints."""
-
-    def __init__(self, home: Path) -> None:
-        self.path = home / RECORD
-        self.processes: list[ProcessRecord] = []
-        self.info: dict[str, Any] = {}
-
-    @classmethod
-    def load(cls, home: Path) -> Record | None:
-        """The record, or None when nothing was started here."""
-        record = cls(home)
-        if not record.path.exists():
-            return None
-        data = json.loads(record.path.read_text())
-        record.processes = [ProcessRecord(**p) for p in data.get("processes", [])]
-        record.info = data.get("info", {})
-        return record
-
-    def save(self) -> None:
-        data = {"info": self.info, "processes": [asdict(p) for p in self.processes]}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path, json.dumps(data, indent=2).encode(), CERT_FILE_MODE)
-
-    def alive(self) -> list[ProcessRecord]:
-        """Recorded processes still running (same pid and start time)."""
-        return [p for p in self.processes if _alive(p)]
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_processes(records: list[ProcessRecord], timeout_s: float = 15) -> list[str]:
-    """SIGTERM each live process (a proxy agent then deregisters, drains and stops its Envoy),
-    wait until each process group (the process and its Envoy) is empty, then SIGKILL what is
-    left; returns the names of the processes that were running. A process whose pid now
-    belongs to another program (start time differs) is not touched.
-
-    A group whose recorded process died but whose members live on (an agent that crashed
-    and left its Envoy) is stopped too: SIGTERM to the group. It is recognised by its pgid --
-    the dead process's pid -- having members but no process of that pid (a pid still in
-    use as a group id is not handed out again, so that group can only be ours)."""
-
-    def orphaned(r: ProcessRecord) -> bool:
-        return process_start_time(r.pid) is None and _group_alive(r.pid)
-
-    live = [r for r in records if _alive(r) or orphaned(r)]
-    for r in reversed(live):
-        try:
-            if _alive(r):
-                os.kill(r.pid, signal.SIGTERM)
-            else:
-                os.killpg(r.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout_s
-
-    def busy() -> bool:
-        _reap(live)
-        return any(_alive(r) or _group_alive(r.pid) for r in live)
-
-    while time.monotonic() < deadline and busy():
-        time.sleep(0.1)
-    for r in live:
-        if _alive(r) or _group_alive(r.pid):
-            try:
-                os.killpg(r.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and busy():
-        time.sleep(0.05)
-    return [r.name for r in live]
-
-
-def _reap(records: list[ProcessRecord]) -> None:
-    for r in records:  # reap our own children (a foreground ``up``), or they stay zombies
-        try:
-            os.waitpid(r.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-
-
-INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
-#: inotify instances one Envoy holds (file-based SDS: its SVID and trust bundle; measured 4).
-INOTIFY_PER_ENVOY = 4
-
-
-def ensure_inotify_instances(envoys: int, path: Path = INOTIFY_INSTANCES) -> str | None:
-    """Make sure ``envoys`` Envoys can watch their certificate files: each holds
-    :data:`INOTIFY_PER_ENVOY` inotify instances, counted per user against
-    ``fs.inotify.max_user_instances`` (128 by default: about 30 Envoys). As root, raise the
-    limit and say so (returns the message); otherwise, or when it cannot be written, raise.
-
-    Raises:
-        UpError: the limit is too low and cannot be raised here (names the sysctl to set).
-    """
-    try:
-        current = int(path.read_text())
-    except (OSError, ValueError):
-        return None
-    needed = INOTIFY_PER_ENVOY * envoys + 64
-    if current >= needed:
-        return None
-    try:
-        path.write_text(str(needed))
-    except OSError as err:
-        raise UpError(
-            f"{envoys} Envoys need {needed} inotify instances and fs.inotify.max_user_instances"
-            f" is {current}: run `sysctl -w fs.inotify.max_user_instances={needed}` as root"
-            f" ({err.strerror})"
-        ) from err
-    return f"raised fs.inotify.max_user_instances from {current} to {needed} for {envoys} Envoys"
-
-
-def _http_ok(url: str) -> bool:
-    """True when ``url`` answers 200 (liveness only: an https certificate is not verified)."""
-    context = unverified_tls().context if url.startswith("https://") else None
-    try:
-        with urllib.request.urlopen(url, timeout=1, context=context) as resp:  # noqa: S310 - loopback URL we built
-            return int(resp.status) == 200
-    except OSError:
-        return False
-
-
-def _tcp_ok(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 Progress = Callable[[str], None]
@@ -287,7 +108,7 @@ class LocalFederationRunner:
             UpError: a process of that name is recorded and still running (its record would
                 be replaced, and ``down`` would never stop it).
         """
-        running = [p for p in self.record.processes if p.name == name and _alive(p)]
+        running = [p for p in self.record.processes if p.name == name and process_alive(p)]
         if running:
             raise UpError(f"{name} is already running (pid {running[0].pid})")
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -320,7 +141,7 @@ class LocalFederationRunner:
         """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not _alive(record):
+            if not process_alive(record):
                 raise UpError(f"{record.name} exited during start-up; see {record.log}")
             if check():
                 return
@@ -458,7 +279,7 @@ class LocalFederationRunner:
             "controlplane",
             c.name,
         )
-        self.wait_ready(cp, lambda: _http_ok(f"https://{cp_address}:{API_PORT}/healthz"))
+        self.wait_ready(cp, lambda: http_ok(f"https://{cp_address}:{API_PORT}/healthz"))
 
     def workload_token(self, c: ClusterSpec, namespace: str, account: str, name: str) -> Path:
         """Mint a single-use workload token for ``namespace``/``account`` in ``c`` and write it
@@ -508,7 +329,7 @@ class LocalFederationRunner:
             c.name,
         )
         host, port = gateway.rsplit(":", 1)
-        self.wait_ready(gw, self._from(c, lambda: _tcp_ok(host, int(port))), timeout_s=30)
+        self.wait_ready(gw, self._from(c, lambda: tcp_ok(host, int(port))), timeout_s=30)
 
     def sidecar_argv(
         self,
@@ -585,17 +406,17 @@ class LocalFederationRunner:
         app = self.spawn(f"app-{name}", http, "echo-app", c.name, replica=i)
         http_port = int(http[http.index("--port") + 1])
         self.wait_ready(
-            app, self._from(c, lambda: _http_ok(f"http://127.0.0.1:{http_port}/healthz"))
+            app, self._from(c, lambda: http_ok(f"http://127.0.0.1:{http_port}/healthz"))
         )
         grpc_argv = argvs["echo-grpc-app"]
         grpc_app = self.spawn(f"app-grpc-{name}", grpc_argv, "echo-grpc-app", c.name, replica=i)
         grpc_port = int(grpc_argv[grpc_argv.index("--port") + 1])
-        self.wait_ready(grpc_app, self._from(c, lambda: _tcp_ok("127.0.0.1", grpc_port)))
+        self.wait_ready(grpc_app, self._from(c, lambda: tcp_ok("127.0.0.1", grpc_port)))
         agent = self.spawn(
             f"sidecar-{name}", argvs["echo-sidecar"], "echo-sidecar", c.name, replica=i
         )
         inbound = self.net.address(c, 10 + i)
-        self.wait_ready(agent, self._from(c, lambda: _tcp_ok(inbound, INBOUND_PORT)))
+        self.wait_ready(agent, self._from(c, lambda: tcp_ok(inbound, INBOUND_PORT)))
 
     def start_echoes(self, c: ClusterSpec) -> None:
         for i in range(self.desc.spec.echo.replicas_per_cluster):

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from federation.local.runner import Record, process_start_time
+from federation.local.processes import Record, process_start_time
 from tests.e2e.test_up import MESHFED
 
 

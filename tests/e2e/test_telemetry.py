@@ -28,7 +28,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from federation.local.runner import Record
+from federation.local.processes import Record
 from tests.e2e.test_up import EXAMPLES, _meshfed, _status, _wait
 from tests.prometheus import controller_samples, samples
 

@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from federation.client import call
-from federation.local.runner import Record
+from federation.local.processes import Record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MESHFED = str(Path(sys.executable).with_name("meshfed"))

@@ -33,7 +33,7 @@ import yaml
 from federation.local.emulator import request as emulator_request
 from federation.local.netns import IsolationUnavailableError, call_in, leftovers, preflight
 from federation.local.netplan import NetworkPlan, home_key
-from federation.local.runner import Record
+from federation.local.processes import Record
 from tests.integration.harness import wait_until
 
 MESHFED = str(Path(sys.executable).with_name("meshfed"))

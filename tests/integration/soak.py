@@ -45,15 +45,14 @@ from federation.client import call
 from federation.local.description import load
 from federation.local.emulator import request as emulator_request
 from federation.local.netns import call_in
-from federation.local.runner import (
-    API_PORT,
-    LocalFederationRunner,
+from federation.local.processes import (
     ProcessRecord,
     Record,
-    _http_ok,
-    _tcp_ok,
+    http_ok,
     process_start_time,
+    tcp_ok,
 )
+from federation.local.runner import API_PORT, LocalFederationRunner
 from tests.integration.isolated import A, B, C, IsolatedFederation, Result, federation_file
 
 RPS = 200.0
@@ -319,7 +318,7 @@ class Soak:
             f"controlplane-{cluster}",
             signal.SIGKILL,
             DOWN_S,
-            runner._from(c, lambda: _http_ok(api)),
+            runner._from(c, lambda: http_ok(api)),
             runner,
         )
 
@@ -331,7 +330,7 @@ class Soak:
             f"gateway-{cluster}",
             signal.SIGKILL,
             DOWN_S,
-            runner._from(c, lambda: _tcp_ok(host, int(port))),
+            runner._from(c, lambda: tcp_ok(host, int(port))),
             runner,
         )
 

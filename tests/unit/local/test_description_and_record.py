@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from federation.cli.main import cli
 from federation.errors import InvalidDocumentError
 from federation.local.description import default_text, load
-from federation.local.runner import ProcessRecord, Record, process_start_time, stop_processes
+from federation.local.processes import ProcessRecord, Record, process_start_time, stop_processes
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "federation.yaml"
 
@@ -151,7 +151,7 @@ def test_extra_ports_and_the_workload_of_the_sidecar_command() -> None:
 def test_inotify_limit_raised_for_many_envoys(tmp_path):
     """Each Envoy holds 4 inotify instances; 52 Envoys do not fit the default 128 (issue
     #16's bench): the limit is raised, or a clear error names the sysctl."""
-    from federation.local.runner import UpError, ensure_inotify_instances
+    from federation.local.processes import UpError, ensure_inotify_instances
 
     limit = tmp_path / "max_user_instances"
     limit.write_text("128\n")
@@ -184,7 +184,8 @@ def test_spawn_refuses_a_name_that_is_still_running(tmp_path) -> None:
     """Two processes under one name: the second record would replace the first, and
     ``down`` would never stop the first (found when a benchmark started two markers
     named alike). Once the first is gone, the name is free again (``demo revive``)."""
-    from federation.local.runner import LocalFederationRunner, UpError
+    from federation.local.processes import UpError
+    from federation.local.runner import LocalFederationRunner
 
     runner = LocalFederationRunner(load(None), tmp_path, print)
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
