@@ -11,6 +11,7 @@ import signal
 import ssl
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import grpc
 from aiohttp import web
@@ -120,3 +121,27 @@ def stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+class Server(Protocol):
+    """What :func:`serve_until_signalled` runs: the controller or a control plane."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Server)
+
+
+def serve_until_signalled(make: Callable[[], S], started: Callable[[S], None]) -> None:
+    """Make the server (inside the event loop), start it, call ``started(server)``, serve
+    until SIGTERM/SIGINT, stop it (blocks; owns the event loop)."""
+
+    async def run() -> None:
+        server = make()
+        await server.start()
+        started(server)
+        await stop_on_signals().wait()
+        await server.stop()
+
+    asyncio.run(run())

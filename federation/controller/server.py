@@ -35,7 +35,7 @@ from federation.controller.sync import FederationSyncService
 from federation.controller.tls import HttpsCertificate, ServerCertificate
 from federation.errors import FederationError
 from federation.netaddr import is_loopback, parse_host_port
-from federation.serving import load_or_create_token, start_http, stop_all, stop_on_signals
+from federation.serving import load_or_create_token, serve_until_signalled, start_http, stop_all
 from federation.sync.identity import (
     CONTROLLER_CA_NAME,
     CONTROLLER_SERVER_NAME,
@@ -248,12 +248,4 @@ def write_cli_config(
 def serve(config: ControllerConfig, started: Callable[[Controller], None]) -> None:
     """Run a controller replica until SIGTERM/SIGINT (blocks; owns the event loop);
     ``started`` is called once it serves (``meshfed controller serve`` prints its addresses)."""
-
-    async def run() -> None:
-        ctl = Controller(config)
-        await ctl.start()
-        started(ctl)
-        await stop_on_signals().wait()
-        await ctl.stop()
-
-    asyncio.run(run())
+    serve_until_signalled(lambda: Controller(config), started)

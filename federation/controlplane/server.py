@@ -59,7 +59,7 @@ from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.controlplane.telemetry import TrafficCounter, TrafficServicer
 from federation.netaddr import listen_ips, parse_host_port
-from federation.serving import load_or_create_token, start_http, stop_all, stop_on_signals
+from federation.serving import load_or_create_token, serve_until_signalled, start_http, stop_all
 from federation.traffic import TrafficCollector
 from trust.bundle import TrustBundle
 from trust.cluster_ca import ClusterCaDirectory
@@ -459,12 +459,4 @@ class ControlPlane:
 def serve(config: ControlPlaneConfig, started: Callable[[ControlPlane], None]) -> None:
     """Run a control plane until SIGTERM/SIGINT (blocks; owns the event loop); ``started``
     is called once it serves (``meshfed controlplane serve`` prints its addresses)."""
-
-    async def run() -> None:
-        plane = ControlPlane(config)
-        await plane.start()
-        started(plane)
-        await stop_on_signals().wait()
-        await plane.stop()
-
-    asyncio.run(run())
+    serve_until_signalled(lambda: ControlPlane(config), started)
