@@ -14,7 +14,6 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
@@ -24,6 +23,7 @@ from federation.agent.tap import TrafficTap
 from federation.ca.client import WorkloadIdentity
 from federation.serving import start_http, stop_on_signals
 from trust.files import CERT_FILE_MODE, write_atomic
+from trust.svid import X509Svid
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,9 @@ def run_agent(parts: AgentParts) -> None:
     asyncio.run(main())
 
 
-def keep_identity(identity: WorkloadIdentity, *, once: bool, ready: Callable[[Any], None]) -> None:
+def keep_identity(
+    identity: WorkloadIdentity, *, once: bool, ready: Callable[[X509Svid], None]
+) -> None:
     """Obtain (or reuse) the SVID, call ``ready(svid)``, and unless ``once`` keep it and the
     trust bundle fresh until SIGTERM/SIGINT (``meshfed workload identity``: proxyless gRPC
     and apps that read their certificate from files; blocks).
