@@ -133,11 +133,6 @@ class SyncHub:
         return self.leader.planner
 
     @property
-    def signer(self) -> IntermediateSigner | None:
-        """The intermediates' re-signer (:class:`LeaderWork`'s)."""
-        return self.leader.signer
-
-    @property
     def traffic(self) -> TrafficHistory:
         """The traffic history (:class:`TrafficFeed`'s)."""
         return self.feed.history
