@@ -220,6 +220,9 @@ class SyncHub:
     def recompute(self) -> None:
         """Recompute every import and queue the updates that changed."""
         states = self.states()
+        for cluster, state in states.items():  # counted wherever the change is first seen
+            if state == "Unreachable" and self._last_states.get(cluster) == "Ready":
+                self.metrics.lease_expiries.labels(cluster).inc()
         self._last_states = states
         self.metrics.recomputations.inc()
         self.imports, self.exports = compute(
@@ -289,18 +292,16 @@ class SyncHub:
                 log.exception("lease check failed")
 
     def check(self) -> None:
-        """Recompute when a cluster's state changed (a lease expiry: counted in
-        ``meshfed_controller_lease_expiries_total``), when the trust bundle changed (a root
+        """Recompute when a cluster's state changed (a lease expiry, counted by
+        :meth:`recompute` in ``meshfed_controller_lease_expiries_total`` whichever call sees
+        it first), when the trust bundle changed (a root
         rotation: every control plane gets the new bundle), when the live replicas changed,
         or when the leader re-signed an intermediate (:meth:`resign_due`)."""
         states = self.states()
         if states != self._last_states:
             changed = {k: v for k, v in states.items() if self._last_states.get(k) != v}
             log.info("cluster states changed: %s", changed)
-            for cluster, state in changed.items():
-                if state == "Unreachable" and self._last_states.get(cluster) == "Ready":
-                    self.metrics.lease_expiries.labels(cluster).inc()
-            self.recompute()
+            self.recompute()  # counts a lease expiry
         elif self._bundle_pem() != self._last_bundle:
             log.info("trust bundle changed: sending it to every control plane")
             self.resign_due()
