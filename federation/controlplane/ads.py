@@ -19,6 +19,16 @@ The server sees only :class:`~federation.controlplane.snapshot.SnapshotSource` a
   right after the CDS/LDS response.
 - LDS and CDS with no resource names (or ``*``) are wildcard subscriptions (Envoy); other
   types, and gRPC's named LDS/CDS, get only the names asked for.
+- Only what changed is sent. A snapshot change pushes only the types whose version changed
+  (content hashes). Delta streams get only the changed and removed resources. SotW streams
+  get the whole state of the world for LDS and CDS, whose responses must hold every resource,
+  but for EDS and RDS only the resources that changed since the snapshot the stream last
+  sent: in SotW those types are incremental, and a resource left out of a response is kept
+  (xDS protocol, "Grouping Resources into Responses"). The first response, a changed
+  subscription, and the re-request after a CDS/LDS push still get everything subscribed.
+- Bytes, not messages, are queued for SotW streams: a response's resources are serialized
+  once per snapshot and name set (:meth:`Snapshot.response_body`) and shared by every
+  stream of the proxy class; each stream appends its own version and nonce.
 """
 
 from __future__ import annotations
@@ -34,10 +44,10 @@ from typing import Any, Literal, Protocol, TypeVar
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf.message import Message
 
 from federation.ca.service import peer_spiffe_id
 from federation.controlplane import resource
-from federation.controlplane.generate.common import pack
 from federation.controlplane.metrics import ControlPlaneMetrics
 from federation.controlplane.snapshot import Snapshot, SnapshotSource
 from federation.controlplane.status import ProxyStatus, StatusRegistry
@@ -76,11 +86,36 @@ def _nonce() -> str:
 
 @dataclass
 class _SotwType:
-    names: set[str] = field(default_factory=set)
+    names: frozenset[str] = frozenset()
     wildcard: bool = False
     sent_version: str | None = None
     nonce: str = ""
     owed: bool = False
+    sent: Snapshot | None = None  # the snapshot the last response of this type came from
+
+
+_NAME_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared(names: frozenset[str], snapshot: Snapshot | None, type_url: str) -> frozenset[str]:
+    """One frozenset object for equal subscriptions: the snapshot's own name set when the
+    stream asks for all of them (a sidecar asks EDS for every cluster), else an interned
+    copy. A thousand streams subscribed to a thousand names hold one set, not a thousand."""
+    if snapshot is not None:
+        every = snapshot.names(type_url)
+        if names == every:
+            return every
+    found = _NAME_SETS.get(names)
+    if found is None:
+        if len(_NAME_SETS) >= 256:
+            _NAME_SETS.pop(next(iter(_NAME_SETS)))
+        found = _NAME_SETS[names] = names
+    return found
+
+
+def serialize_response(response: bytes | Message) -> bytes:
+    """The gRPC response serializer of the ADS methods: queued bytes go out as they are."""
+    return response if isinstance(response, bytes) else response.SerializeToString()
 
 
 @dataclass
@@ -107,8 +142,27 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         self._metrics = metrics or ControlPlaneMetrics()
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
-        """Register this servicer on ``server``."""
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self, server)
+        """Register this servicer on ``server`` (the generated registration, but with a
+        response serializer that passes pre-serialized bytes through)."""
+        handlers = {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self.StreamAggregatedResources,
+                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                response_serializer=serialize_response,
+            ),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self.DeltaAggregatedResources,
+                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                response_serializer=serialize_response,
+            ),
+        }
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "envoy.service.discovery.v3.AggregatedDiscoveryService", handlers
+                ),
+            )
+        )
 
     async def _open(
         self, node: base_pb2.Node, context: grpc.aio.ServicerContext[Any, Any], kind: str
@@ -214,7 +268,7 @@ class _SotwStream:
         self,
         node_id: str,
         status: ProxyStatus,
-        out: asyncio.Queue[discovery_pb2.DiscoveryResponse | None],
+        out: asyncio.Queue[bytes | None],
         metrics: ControlPlaneMetrics | None = None,
     ) -> None:
         self.node_id = node_id
@@ -252,14 +306,19 @@ class _SotwStream:
             return
         if req.response_nonce:
             tstatus.acked_version = req.version_info
-        names = set(req.resource_names)
+        names = frozenset(req.resource_names)
         wildcard = type_url in resource.WILDCARD_TYPES and (not names or "*" in names)
+        names = names - {"*"} if "*" in names else names
         changed = names != ts.names or wildcard != ts.wildcard
-        ts.names, ts.wildcard = names - {"*"}, wildcard
+        if changed:
+            ts.names = _shared(names, self.snapshot, type_url)
+        ts.wildcard = wildcard
         if self.snapshot is None:
             return
         first = ts.sent_version is None
-        if first or changed or ts.owed or self.snapshot.versions.get(type_url) != ts.sent_version:
+        if first or changed or ts.owed:
+            self.send(type_url, whole=True)
+        elif self.snapshot.versions.get(type_url) != ts.sent_version:
             self.send(type_url)
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
@@ -268,15 +327,29 @@ class _SotwStream:
             ts = self.types.get(type_url)
             if ts is None:
                 continue
-            if ts.sent_version is None or snapshot.versions.get(type_url) != ts.sent_version:
-                self.send(type_url)
+            if ts.sent_version is None:
+                self.send(type_url, whole=True)
+            elif snapshot.versions.get(type_url) != ts.sent_version:
+                self.send(type_url, whole=ts.owed)
 
-    def send(self, type_url: str) -> None:
-        assert self.snapshot is not None
+    def send(self, type_url: str, *, whole: bool = False) -> None:
+        """Send ``type_url`` from the current snapshot: every subscribed resource, or for
+        EDS/RDS without ``whole`` only those changed since the last response's snapshot
+        (nothing at all when none of the subscribed ones changed)."""
+        snapshot = self.snapshot
+        assert snapshot is not None
         ts = self.types[type_url]
-        items = self.snapshot.get(type_url, None if ts.wildcard else ts.names)
-        version = self.snapshot.versions.get(type_url, "")
-        ts.sent_version, ts.nonce, ts.owed = version, _nonce(), False
+        version = snapshot.versions.get(type_url, "")
+        names: frozenset[str] | None = None if ts.wildcard else ts.names
+        if not whole and ts.sent is not None and type_url not in resource.WILDCARD_TYPES:
+            changed = snapshot.changed_since(type_url, ts.sent)
+            names = _shared(changed & ts.names, None, type_url)
+            if not names:
+                ts.sent_version, ts.sent = version, snapshot
+                return
+        body = snapshot.response_body(type_url, names)
+        count = len(snapshot.resources.get(type_url, {})) if names is None else len(names)
+        ts.sent_version, ts.nonce, ts.owed, ts.sent = version, _nonce(), False, snapshot
         tstatus = self.status.type(type_url)
         tstatus.sent_version, tstatus.sent_nonce = version, ts.nonce
         follow = resource.FOLLOW_UP.get(type_url)
@@ -287,16 +360,14 @@ class _SotwStream:
             self.node_id,
             resource.short_name(type_url),
             version,
-            len(items),
+            count,
         )
         self.metrics.pushed(type_url)
         self.out.put_nowait(
-            discovery_pb2.DiscoveryResponse(
-                version_info=version,
-                resources=[pack(m) for m in items.values()],
-                type_url=type_url,
-                nonce=ts.nonce,
-            )
+            body
+            + discovery_pb2.DiscoveryResponse(
+                version_info=version, type_url=type_url, nonce=ts.nonce
+            ).SerializeToString()
         )
 
 
@@ -393,7 +464,9 @@ class _DeltaStream:
                 type_url=type_url,
                 nonce=ts.nonce,
                 resources=[
-                    discovery_pb2.Resource(name=n, version=versions[n], resource=pack(available[n]))
+                    discovery_pb2.Resource(
+                        name=n, version=versions[n], resource=self.snapshot.packed(type_url, n)
+                    )
                     for n in changed
                 ],
                 removed_resources=removed,

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import TypeVar
 
 from federation.model.authz import AuthorizationPolicy
 from federation.model.policy import PriceTable, TrafficPolicy
@@ -88,6 +89,24 @@ class RegistryState:
     export_conditions: Mapping[ServiceKey, tuple[str, str]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # (namespace, service) -> its workloads sorted by name: built once per state, so a
+    # generator's lookup is O(1) instead of a scan of every workload (1,000 services x 10
+    # endpoints: 17 s of a sidecar's 18 s build was that scan)
+    _by_service: Mapping[ServiceKey, tuple[WorkloadEntry, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        index: dict[ServiceKey, list[WorkloadEntry]] = {}
+        for w in self.workloads.values():
+            index.setdefault((w.metadata.namespace, w.spec.service), []).append(w)
+        object.__setattr__(
+            self,
+            "_by_service",
+            MappingProxyType(
+                {k: tuple(sorted(ws, key=lambda w: w.metadata.name)) for k, ws in index.items()}
+            ),
+        )
 
     def exported(self, key: ServiceKey) -> bool:
         """True when ``(namespace, service)`` is exported: by a ServiceExport applied here,
@@ -108,20 +127,12 @@ class RegistryState:
         return self.health.get(key, Health.UNKNOWN)
 
     def by_service(self, namespace: str, service: str) -> list[WorkloadEntry]:
-        """Workloads of one service, sorted by name."""
-        return sorted(
-            (
-                w
-                for w in self.workloads.values()
-                if w.metadata.namespace == namespace and w.spec.service == service
-            ),
-            key=lambda w: w.metadata.name,
-        )
+        """Workloads of one service, sorted by name (from an index built with the state)."""
+        return list(self._by_service.get((namespace, service), ()))
 
     def services(self) -> list[tuple[str, str]]:
         """Every ``(namespace, service)`` with a local workload or an import, sorted."""
-        local = {(w.metadata.namespace, w.spec.service) for w in self.workloads.values()}
-        return sorted(local | set(self.imports))
+        return sorted(set(self._by_service) | set(self.imports))
 
     def documents(self) -> list[Document]:
         """Every stored document (workloads, exports as meshfed ServiceExports, imports);
@@ -230,6 +241,15 @@ def without(state: RegistryState, documents: Iterable[Document]) -> tuple[Regist
     )
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _kept(before: Mapping[K, V], after: dict[K, V]) -> dict[K, V]:
+    """``after``, with each value equal to ``before``'s replaced by ``before``'s object."""
+    return {k: old if (old := before.get(k)) == v else v for k, v in after.items()}
+
+
 def with_federation(
     state: RegistryState,
     imports: Iterable[ServiceImport],
@@ -247,12 +267,14 @@ def with_federation(
     one whole, so an endpoint it withdrew is never left behind. Same ``state`` when nothing
     changed. Pure.
     """
-    new_imports = {i.key: i for i in imports}
+    # an unchanged document keeps its object from ``state``: what is derived from it
+    # downstream (:mod:`federation.controlplane.changes`) compares by identity first
+    new_imports = _kept(state.imports, {i.key: i for i in imports})
     new_exports = frozenset(exports)
-    new_policies = {p.target: p for p in policies}
-    new_tables = {t.spec.cloud: t for t in price_tables}
-    new_authz = {p.key: p for p in authorization_policies}
-    new_plans = {(p.namespace, p.service, p.caller_locality): p for p in plans}
+    new_policies = _kept(state.policies, {p.target: p for p in policies})
+    new_tables = _kept(state.price_tables, {t.spec.cloud: t for t in price_tables})
+    new_authz = _kept(state.authorization_policies, {p.key: p for p in authorization_policies})
+    new_plans = _kept(state.plans, {(p.namespace, p.service, p.caller_locality): p for p in plans})
     new_conditions = dict(export_conditions or {})
     if (
         new_conditions == dict(state.export_conditions)

@@ -2,7 +2,13 @@
 
 As in go-control-plane ``pkg/cache/v3``: a :class:`Snapshot` is a consistent set of resources
 for one proxy, with a version per type (here a content hash, so an unchanged type keeps its
-version and is not pushed again) and per resource (for delta xDS). :meth:`Snapshot.problems`
+version and is not pushed again) and per resource (for delta xDS, and for the changed-only
+EDS/RDS responses of SotW streams). A snapshot is shared by every proxy of one class and by
+every stream of it, so what streams ask of it is computed once and kept on it: the wire bytes
+of a response's resources (:meth:`Snapshot.response_body`), the names that changed since an
+earlier snapshot (:meth:`Snapshot.changed_since`). Building from the previous snapshot reuses
+the hash of every resource object it shares with it (:meth:`Snapshot.build` ``previous``): a
+change to one service of a thousand hashes that service's resources only. :meth:`Snapshot.problems`
 checks consistency -- every EDS name a cluster uses, every RDS name a listener uses, every
 cluster a route points at, every SDS secret referenced, exists -- and
 :meth:`SnapshotCache.set_snapshot` refuses an inconsistent snapshot (Envoy would accept a route
@@ -25,6 +31,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from federation.controlplane import resource
@@ -37,6 +45,12 @@ def _hash(data: Iterable[bytes]) -> str:
         digest.update(len(chunk).to_bytes(8, "big"))
         digest.update(chunk)
     return digest.hexdigest()[:16]
+
+
+def _pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
 
 
 def _name(message: Message) -> str:
@@ -55,24 +69,99 @@ class Snapshot:
     resources: Mapping[str, Mapping[str, Message]]
     versions: Mapping[str, str]
     resource_versions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # what streams derive from this (immutable) snapshot, computed once: see the methods
+    _derived: dict[tuple[object, ...], object] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
-    def build(cls, by_type: Mapping[str, Iterable[Message]]) -> Snapshot:
-        """Index resources by name and compute versions (deterministic serialization)."""
+    def build(
+        cls, by_type: Mapping[str, Iterable[Message]], previous: Snapshot | None = None
+    ) -> Snapshot:
+        """Index resources by name and compute versions (deterministic serialization).
+
+        ``previous``: an earlier snapshot whose resource objects this one may share (the
+        generators reuse a resource object while its inputs are unchanged); a shared object's
+        version is taken from it instead of serializing and hashing it again. Resources are
+        immutable once in a snapshot, so the same object has the same content.
+        """
         resources: dict[str, Mapping[str, Message]] = {}
         versions: dict[str, str] = {}
         resource_versions: dict[str, Mapping[str, str]] = {}
         for type_url in resource.PUSH_ORDER:
             items = {_name(m): m for m in by_type.get(type_url, [])}
-            per = {n: _hash([m.SerializeToString(deterministic=True)]) for n, m in items.items()}
+            before = previous.resources.get(type_url, {}) if previous is not None else {}
+            known = previous.resource_versions.get(type_url, {}) if previous is not None else {}
+            per = {
+                n: (
+                    known[n]
+                    if before.get(n) is m
+                    else _hash([m.SerializeToString(deterministic=True)])
+                )
+                for n, m in items.items()
+            }
             resources[type_url] = MappingProxyType(dict(sorted(items.items())))
             resource_versions[type_url] = MappingProxyType(per)
-            versions[type_url] = _hash(f"{n}={v}".encode() for n, v in sorted(per.items()))
+            if previous is not None and known == per:
+                versions[type_url] = previous.versions[type_url]
+            else:
+                versions[type_url] = _hash(f"{n}={v}".encode() for n, v in sorted(per.items()))
         return cls(
             MappingProxyType(resources),
             MappingProxyType(versions),
             MappingProxyType(resource_versions),
         )
+
+    def names(self, type_url: str) -> frozenset[str]:
+        """The names of this snapshot's resources of ``type_url`` (one shared frozenset)."""
+        key = ("names", type_url)
+        found = self._derived.get(key)
+        if found is None:
+            found = self._derived[key] = frozenset(self.resources.get(type_url, {}))
+        return found  # type: ignore[return-value]
+
+    def changed_since(self, type_url: str, earlier: Snapshot) -> frozenset[str]:
+        """Names of ``type_url`` resources whose version differs from ``earlier``'s or
+        that ``earlier`` lacks (removed ones are not included). Computed once per pair."""
+        key = ("changed", type_url, id(earlier))
+        found = self._derived.get(key)
+        if found is None or found[0] is not earlier:  # type: ignore[index]
+            now = self.resource_versions.get(type_url, {})
+            then = earlier.resource_versions.get(type_url, {})
+            found = (earlier, frozenset(n for n, v in now.items() if then.get(n) != v))
+            self._derived[key] = found
+        return found[1]  # type: ignore[index,no-any-return]
+
+    def response_body(self, type_url: str, names: frozenset[str] | None) -> bytes:
+        """The wire bytes of a ``DiscoveryResponse`` holding the ``type_url`` resources
+        (all of them when ``names`` is None, else those named) and nothing else: a stream
+        appends its own ``version_info``, ``type_url`` and ``nonce`` fields (protobuf
+        messages concatenate). Serialized once per snapshot, type and name set: a thousand
+        streams of one proxy class send the same bytes."""
+        key = ("body", type_url, names)
+        found = self._derived.get(key)
+        if found is None:
+            items = self.get(type_url, names)
+            found = discovery_pb2.DiscoveryResponse(
+                resources=[self.packed(type_url, n) for n in items]
+            ).SerializeToString()
+            if len(self._derived) > 64:  # name sets of streams come and go
+                oldest = next((k for k in self._derived if k[0] == "body"), None)
+                if oldest is not None:
+                    del self._derived[oldest]
+            self._derived[key] = found
+        return found  # type: ignore[return-value]
+
+    def packed(self, type_url: str, name: str) -> any_pb2.Any:
+        """One resource wrapped in ``google.protobuf.Any``, packed once per snapshot."""
+        key = ("any", type_url)
+        table = self._derived.get(key)
+        if table is None:
+            table = self._derived[key] = {}
+        found = table.get(name)  # type: ignore[attr-defined]
+        if found is None:
+            found = table[name] = _pack(self.resources[type_url][name])  # type: ignore[index]
+        return found  # type: ignore[no-any-return]
 
     def get(self, type_url: str, names: Iterable[str] | None = None) -> dict[str, Message]:
         """Resources of a type; all of them when ``names`` is None, else only those named."""
@@ -193,12 +282,14 @@ class SnapshotSource(Protocol):
 
 
 class SnapshotCache:
-    """Holds the current snapshot per node id and wakes streams waiting for a change."""
+    """Holds the current snapshot per node id and wakes the streams of a node whose snapshot
+    changed -- only those: a change published for one proxy wakes none of the others."""
 
     def __init__(self) -> None:
         self._snapshots: dict[str, Snapshot] = {}
-        self._changed = asyncio.Condition()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._recently_checked: list[Snapshot] = []  # shared class snapshots: check once
+        self.wakeups = 0  # streams woken, for tests and /v1/info
 
     def get_snapshot(self, node_id: str) -> Snapshot | None:
         """See :class:`SnapshotSource`."""
@@ -224,9 +315,13 @@ class SnapshotCache:
             raise InconsistentSnapshotError(
                 f"snapshot for {node_id} is inconsistent: " + "; ".join(problems[:5])
             )
-        async with self._changed:
-            self._snapshots[node_id] = snapshot
-            self._changed.notify_all()
+        if self._snapshots.get(node_id) is snapshot:
+            return  # nothing new for its streams
+        self._snapshots[node_id] = snapshot
+        for waiter in self._waiters.pop(node_id, []):
+            if not waiter.done():
+                waiter.set_result(None)
+                self.wakeups += 1
 
     def forget(self, node_id: str) -> None:
         """Drop a node's snapshot at once (its proxy left; nobody waits on it)."""
@@ -234,14 +329,21 @@ class SnapshotCache:
 
     async def clear(self, node_id: str) -> None:
         """Forget a node's snapshot (when its proxy is gone for good)."""
-        async with self._changed:
-            self._snapshots.pop(node_id, None)
+        self._snapshots.pop(node_id, None)
 
     async def wait_for_change(self, node_id: str, current: Snapshot | None) -> Snapshot:
         """See :class:`SnapshotSource`."""
-        async with self._changed:
-            while True:
-                snap = self._snapshots.get(node_id)
-                if snap is not None and snap is not current:
-                    return snap
-                await self._changed.wait()
+        while True:
+            snap = self._snapshots.get(node_id)
+            if snap is not None and snap is not current:
+                return snap
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(node_id, []).append(waiter)
+            try:
+                await waiter
+            finally:
+                waiting = self._waiters.get(node_id)
+                if waiting is not None and waiter in waiting:
+                    waiting.remove(waiter)
+                    if not waiting:
+                        del self._waiters[node_id]

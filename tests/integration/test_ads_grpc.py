@@ -540,3 +540,187 @@ async def test_fuzz_hostile_ads_streams_never_stop_the_builder(server) -> None:
         assert good.type_url == resource.CLUSTER
     assert server.builder.health_problem() is None
     print(dict(ended))
+
+
+def _services(registry: ServiceRegistry, count: int, extra: str = "") -> None:
+    registry.apply(
+        WorkloadEntry.model_validate(
+            {
+                "apiVersion": "meshfed.io/v1alpha1",
+                "kind": "WorkloadEntry",
+                "metadata": {"name": f"svc{i}-1{extra}", "namespace": "demo"},
+                "spec": {
+                    "service": f"svc{i}",
+                    "address": f"127.0.2.{i + 1}" if not extra else f"127.0.3.{i + 1}",
+                    "tlsMode": "disabled",
+                    "locality": "aws/us-east-1/us-east-1a",
+                    "healthCheck": {"type": "none"},
+                    "ports": [{"name": "http", "port": 8080}],
+                },
+            }
+        )
+        for i in range(count)
+    )
+
+
+class _Client:
+    """An Envoy-like ADS client of either kind: wildcard CDS/LDS, EDS of every cluster and
+    RDS ``outbound`` once it has them, ACKs everything; ``got`` records each response as
+    ``(type, resource names)``."""
+
+    def __init__(self, stub, kind: str, node_id: str) -> None:
+        self.kind, self.requests = kind, asyncio.Queue()
+        self.node = _node()
+        self.node.id = node_id
+        self.got: list[tuple[str, list[str]]] = []
+        self.call = (
+            stub.StreamAggregatedResources(self._gen())
+            if kind == "sotw"
+            else stub.DeltaAggregatedResources(self._gen())
+        )
+
+    async def _gen(self):
+        while True:
+            yield await self.requests.get()
+
+    def request(self, type_url: str, names: list[str] | None = None, first: bool = False):
+        if self.kind == "sotw":
+            req = discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=names or [])
+        else:
+            req = discovery_pb2.DeltaDiscoveryRequest(
+                type_url=type_url, resource_names_subscribe=names or []
+            )
+        if first:
+            req.node.CopyFrom(self.node)
+        self.requests.put_nowait(req)
+
+    async def run(self) -> None:
+        self.request(resource.CLUSTER, first=True)
+        self.request(resource.LISTENER)
+        subscribed: set[str] = set()
+        async for resp in self.call:
+            items = resp.resources
+            names = [_resource_name(resp.type_url, r) for r in items]
+            self.got.append((resp.type_url, names))
+            if self.kind == "sotw":
+                ack = discovery_pb2.DiscoveryRequest(
+                    type_url=resp.type_url,
+                    version_info=resp.version_info,
+                    response_nonce=resp.nonce,
+                    resource_names=(
+                        sorted(subscribed)
+                        if resp.type_url == resource.ENDPOINT
+                        else ["outbound"]
+                        if resp.type_url == resource.ROUTE
+                        else []
+                    ),
+                )
+            else:
+                ack = discovery_pb2.DeltaDiscoveryRequest(
+                    type_url=resp.type_url, response_nonce=resp.nonce
+                )
+            self.requests.put_nowait(ack)
+            if resp.type_url == resource.CLUSTER and not subscribed:
+                subscribed = set(names)
+                self.request(resource.ENDPOINT, sorted(subscribed))
+            if resp.type_url == resource.LISTENER and len(self.got) <= 4:
+                self.request(resource.ROUTE, ["outbound"])
+
+    def eds_of(self, cluster: str) -> bool:
+        return any(t == resource.ENDPOINT and cluster in names for t, names in self.got)
+
+
+def _resource_name(type_url: str, item) -> str:
+    from envoy.config.cluster.v3 import cluster_pb2
+    from envoy.config.listener.v3 import listener_pb2
+    from envoy.config.route.v3 import route_pb2
+
+    if isinstance(item, discovery_pb2.Resource):
+        return item.name
+    message = {
+        resource.CLUSTER: cluster_pb2.Cluster,
+        resource.ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+        resource.LISTENER: listener_pb2.Listener,
+        resource.ROUTE: route_pb2.RouteConfiguration,
+    }[type_url]()
+    item.Unpack(message)
+    return getattr(message, "cluster_name", "") or message.name
+
+
+async def _until(predicate, what: str, timeout: float = 10) -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+    try:
+        await asyncio.wait_for(poll(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def test_a_change_sends_only_the_changed_resources_of_the_changed_type(server) -> None:
+    """Issue #37: with 20 services, one new endpoint of svc3 reaches a delta client as the one
+    changed ClusterLoadAssignment and a SotW client as one EDS response holding only it
+    (EDS is incremental in SotW too); neither gets CDS, LDS or RDS again. A second change,
+    to svc7, closes the window, so nothing sent in between goes uncounted."""
+    _services(server.registry, 20)
+    server.builder.ready.set()
+    svc3 = "outbound|8080||svc3.demo.svc.clusterset.local"
+    svc7 = "outbound|8080||svc7.demo.svc.clusterset.local"
+    async with server.channel(server.credentials("demo", "frontend")) as stub:
+        clients = [
+            _Client(stub, "delta", "sidecar~demo~d"),
+            _Client(stub, "sotw", "sidecar~demo~s"),
+        ]
+        tasks = [asyncio.create_task(c.run()) for c in clients]
+        try:
+            await _until(
+                lambda: all(
+                    {t for t, _ in c.got} == set(resource.PUSH_ORDER) - {resource.SECRET}
+                    for c in clients
+                ),
+                "every type at both clients",
+            )
+            await _until(lambda: all(len(c.got[-1][1]) in (1, 20) for c in clients), "settled")
+            settled = [len(c.got) for c in clients]
+            _services(server.registry, 4, extra="b")  # svc0..svc3 get a second endpoint
+            await _until(
+                lambda: all(
+                    c.eds_of(svc3) and len(c.got) > n for c, n in zip(clients, settled, strict=True)
+                ),
+                "the change",
+            )
+            # close the window: a change to svc7 only
+            server.registry.apply(
+                [
+                    WorkloadEntry.model_validate(
+                        {
+                            "apiVersion": "meshfed.io/v1alpha1",
+                            "kind": "WorkloadEntry",
+                            "metadata": {"name": "svc7-2", "namespace": "demo"},
+                            "spec": {
+                                "service": "svc7",
+                                "address": "127.0.4.7",
+                                "tlsMode": "disabled",
+                                "locality": "aws/us-east-1/us-east-1a",
+                                "healthCheck": {"type": "none"},
+                                "ports": [{"name": "http", "port": 8080}],
+                            },
+                        }
+                    )
+                ]
+            )
+            await _until(
+                lambda: all(c.got[-1] == (resource.ENDPOINT, [svc7]) for c in clients),
+                "the closing change",
+            )
+        finally:
+            for task in tasks:
+                task.cancel()
+            for c in clients:
+                c.call.cancel()
+    changed = {f"outbound|8080||svc{i}.demo.svc.clusterset.local" for i in range(4)}
+    for c, n in zip(clients, settled, strict=True):
+        window = c.got[n:-1]
+        assert {t for t, _ in window} == {resource.ENDPOINT}, c.kind
+        assert sorted(name for _, names in window for name in names) == sorted(changed), c.kind

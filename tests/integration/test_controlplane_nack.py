@@ -184,6 +184,7 @@ async def test_nack_is_recorded_and_envoy_keeps_last_good_config(procs, mesh_hom
             status, data, _ = await asyncio.to_thread(get, port, HOST)
             assert status == 200 and data["name"] == "echo-1"
         # the next good snapshot is accepted again
+        plane.builder.mark_stale([node])
         await plane.builder.rebuild_all()
 
         await wait_cds("SYNCED")

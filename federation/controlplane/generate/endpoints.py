@@ -10,6 +10,7 @@ socket for them.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import defaultdict
 from collections.abc import Mapping
@@ -330,10 +331,17 @@ def has_hostnames(cla: endpoint_pb2.ClusterLoadAssignment) -> bool:
     EDS endpoints must be IP addresses, so such a service is sent as a STRICT_DNS cluster with
     this assignment inline and Envoy resolves the names itself.
     """
-    for locality in cla.endpoints:
-        for e in locality.lb_endpoints:
-            try:
-                ipaddress.ip_address(e.endpoint.address.socket_address.address)
-            except ValueError:
-                return True
-    return False
+    return any(
+        not _is_ip(e.endpoint.address.socket_address.address)
+        for locality in cla.endpoints
+        for e in locality.lb_endpoints
+    )
+
+
+@functools.lru_cache(maxsize=65536)
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True

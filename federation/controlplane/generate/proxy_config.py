@@ -25,8 +25,9 @@ from federation.controlplane.generate import (
     tracing,
 )
 from federation.controlplane.generate.common import MeshContext, ProxyTls
+from federation.controlplane.generate.context import PushContext
 from federation.controlplane.generate.gateway import PassthroughRoute, gateway_listener
-from federation.controlplane.generate.services import ServicePort, service_ports
+from federation.controlplane.generate.services import ServicePort
 from federation.controlplane.registry import RegistryState
 from federation.lb.decision import spill_for_grpc
 from federation.model.locality import Locality
@@ -163,46 +164,36 @@ def label_subsets(
     return out
 
 
-class OutboundPlans:
-    """:func:`outbound_ports` computed once per caller locality for one registry state
-    (a rebuild of N sidecars in K localities decides K times, not N); ``computed`` counts
-    the computations."""
-
-    def __init__(self, mesh: MeshContext, state: RegistryState, ports: list[ServicePort]):
-        self.mesh, self.state, self.ports = mesh, state, ports
-        self._by_caller: dict[Locality, list[OutboundPort]] = {}
-        self.computed = 0
-
-    def get(self, caller: Locality) -> list[OutboundPort]:
-        plans = self._by_caller.get(caller)
-        if plans is None:
-            plans = outbound_ports(self.mesh, self.state, caller, self.ports)
-            self._by_caller[caller] = plans
-            self.computed += 1
-        return plans
-
-
-def _sidecar(
-    mesh: MeshContext,
-    state: RegistryState,
-    proxy: ProxyDescription,
-    ports: list[ServicePort],
-    plans: OutboundPlans,
-) -> Resources:
-    if not proxy.identity_dir.startswith("/"):
-        raise ValueError(
-            f"sidecar {proxy.node_id}: meshfed.io/identity_dir must be the absolute path of its"
-            " identity directory (run it with 'meshfed proxy sidecar')"
+def outbound(ctx: PushContext, caller: Locality) -> list[OutboundPort]:
+    """:func:`outbound_ports` of every service port for a caller in ``caller``, decided once
+    per service and caller locality and version (a rebuild of N sidecars in K localities
+    decides K times, not N; a service the change did not touch is not decided again)."""
+    mesh, state = ctx.mesh, ctx.state
+    return [
+        plan
+        for key in ctx.inputs
+        for plan in ctx.memo(
+            "outbound",
+            key,
+            caller,
+            lambda key=key: outbound_ports(mesh, state, caller, ctx.ports_of(key)),  # type: ignore[misc]
         )
-    tls = ProxyTls(mesh.trust_domain, proxy.identity_dir)
-    out: Resources = {t: [] for t in resource.PUSH_ORDER}
-    http_ports = [p for p in ports if p.is_http]
-    port_routes = {}
-    caller = caller_locality(mesh, state, proxy)
-    for plan in plans.get(caller):
+    ]
+
+
+SidecarPart = tuple[list[Message], list[Message], dict[str, list[Message]]]
+
+
+def _sidecar_outbound(mesh: MeshContext, tls: ProxyTls, plans: list[OutboundPort]) -> SidecarPart:
+    """What one service's ports add to a sidecar: clusters, EDS assignments, and the routes
+    of its HTTP ports that have a TrafficPolicy (by ``port.cluster_name``)."""
+    found: list[Message] = []
+    assignments: list[Message] = []
+    port_routes: dict[str, list[Message]] = {}
+    for plan in plans:
         port, policy = plan.port, plan.policy
         for target in plan.targets:
-            out[resource.CLUSTER].append(
+            found.append(
                 clusters.outbound_cluster(
                     target.subset_port or port,
                     tls,
@@ -213,7 +204,7 @@ def _sidecar(
                 )
             )
             if not target.inline:
-                out[resource.ENDPOINT].append(target.assignment)
+                assignments.append(target.assignment)
         if policy is not None and port.is_http:
             default = routes.split_action(
                 port, [(name, weight) for _, name, weight in plan.subsets], policy
@@ -221,6 +212,34 @@ def _sidecar(
             port_routes[port.cluster_name] = http_routes.policy_routes(
                 port, policy, mesh.cluster, plan.destinations, default
             )
+    return found, assignments, port_routes
+
+
+def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
+    mesh, state, ports = ctx.mesh, ctx.state, ctx.ports
+    if not proxy.identity_dir.startswith("/"):
+        raise ValueError(
+            f"sidecar {proxy.node_id}: meshfed.io/identity_dir must be the absolute path of its"
+            " identity directory (run it with 'meshfed proxy sidecar')"
+        )
+    tls = ProxyTls(mesh.trust_domain, proxy.identity_dir)
+    out: Resources = {t: [] for t in resource.PUSH_ORDER}
+    http_ports = [p for p in ports if p.is_http]
+    port_routes: dict[str, list[Message]] = {}
+    caller = caller_locality(mesh, state, proxy)
+    plans = outbound(ctx, caller)
+    for key in ctx.inputs:
+        found, assignments, routed = ctx.memo(
+            "sidecar",
+            key,
+            (caller, proxy.identity_dir),
+            lambda key=key: _sidecar_outbound(  # type: ignore[misc]
+                mesh, tls, ctx.memo("outbound", key, caller, lambda: [])
+            ),
+        )
+        out[resource.CLUSTER] += found
+        out[resource.ENDPOINT] += assignments
+        port_routes.update(routed)
     workload = state.workloads.get((proxy.namespace, proxy.workload))
     traced = tracing.hcm_tracing(
         mesh,
@@ -244,9 +263,7 @@ def _sidecar(
     out[resource.ROUTE].append(
         routes.outbound_route_config(http_ports, proxy.namespace, port_routes)
     )
-    out[resource.LISTENER].extend(
-        _tcp_upstreams(mesh, proxy, plans.get(caller), f"{mesh.cluster}/{caller}")
-    )
+    out[resource.LISTENER].extend(_tcp_upstreams(mesh, proxy, plans, f"{mesh.cluster}/{caller}"))
     if workload is not None:
         own = [
             p
@@ -311,11 +328,28 @@ def member_of(state: RegistryState, workload: WorkloadEntry) -> list[str]:
     ]
 
 
-def _grpc(
-    mesh: MeshContext, state: RegistryState, proxy: ProxyDescription, ports: list[ServicePort]
-) -> Resources:
+def _grpc(ctx: PushContext, proxy: ProxyDescription) -> Resources:
+    mesh, state = ctx.mesh, ctx.state
     out: Resources = {t: [] for t in resource.PUSH_ORDER}
     caller = caller_locality(mesh, state, proxy)
+    for key in ctx.inputs:
+        part = ctx.memo(
+            "grpc",
+            key,
+            caller,
+            lambda key=key: _grpc_service(mesh, state, caller, ctx.ports_of(key)),  # type: ignore[misc]
+        )
+        for type_url, items in part.items():
+            out[type_url] += items
+    out[resource.LISTENER].extend(_grpc_server_listeners(state, proxy))
+    return out
+
+
+def _grpc_service(
+    mesh: MeshContext, state: RegistryState, caller: Locality, ports: list[ServicePort]
+) -> Resources:
+    """What one service's HTTP ports add to a proxyless gRPC client in ``caller``."""
+    out: Resources = {t: [] for t in resource.PUSH_ORDER}
     defaults: set[tuple[str, str]] = set()
     for port in ports:
         if not port.is_http:
@@ -370,7 +404,6 @@ def _grpc(
                     port, with_port=with_port, subsets=weights, routes=policy_routes
                 )
             )
-    out[resource.LISTENER].extend(_grpc_server_listeners(state, proxy))
     return out
 
 
@@ -411,15 +444,38 @@ def _grpc_server_listeners(
     ]
 
 
-def _gateway(
-    mesh: MeshContext, state: RegistryState, proxy: ProxyDescription, ports: list[ServicePort]
-) -> Resources:
+def _gateway(ctx: PushContext, proxy: ProxyDescription) -> Resources:
+    mesh, state = ctx.mesh, ctx.state
     out: Resources = {t: [] for t in resource.PUSH_ORDER}
     host, _, port_text = proxy.listen.rpartition(":")
     if not host or not port_text.isdigit():
         raise ValueError(f"gateway {proxy.node_id}: meshfed.io/listen must be HOST:PORT")
     caller = caller_locality(mesh, state, proxy)
-    routes = []
+    routes: list[PassthroughRoute] = []
+    for key in ctx.inputs:
+        found, assignments, passthrough = ctx.memo(
+            "gateway",
+            key,
+            caller,
+            lambda key=key: _gateway_service(state, caller, ctx.ports_of(key)),  # type: ignore[misc]
+            exported=True,
+        )
+        out[resource.CLUSTER] += found
+        out[resource.ENDPOINT] += assignments
+        routes += passthrough
+    if routes:  # Envoy refuses a listener without filter chains; no export, no listener
+        out[resource.LISTENER].append(gateway_listener(host.strip("[]"), int(port_text), routes))
+    return out
+
+
+def _gateway_service(
+    state: RegistryState, caller: Locality, ports: list[ServicePort]
+) -> tuple[list[Message], list[Message], list[PassthroughRoute]]:
+    """What one service adds to the east-west gateway: a cluster and assignment of its local
+    sidecars per port (and per TrafficPolicy subset), and the SNI routes to them."""
+    found: list[Message] = []
+    assignments: list[Message] = []
+    routes: list[PassthroughRoute] = []
     for port in ports:
         if not (port.exported and port.local):
             continue  # only exported services with local sidecars are reachable
@@ -431,15 +487,15 @@ def _gateway(
             include_remote=False,
             cluster_name=port.gateway_cluster_name,
         )
-        out[resource.CLUSTER].append(clusters.gateway_cluster(port))
-        out[resource.ENDPOINT].append(cla)
+        found.append(clusters.gateway_cluster(port))
+        assignments.append(cla)
         routes.append(PassthroughRoute(port.sni, port.gateway_cluster_name))
         policy = state.policies.get((port.namespace, port.service))
         for subset in policy.spec.subsets if policy is not None else []:
             # callers elsewhere name a subset by SNI: its workloads here, picked by label
             name = port.gateway_subset_cluster_name(subset.name)
-            out[resource.CLUSTER].append(clusters.gateway_cluster(port, name=name))
-            out[resource.ENDPOINT].append(
+            found.append(clusters.gateway_cluster(port, name=name))
+            assignments.append(
                 endpoints.load_assignment(
                     caller,
                     state,
@@ -451,29 +507,26 @@ def _gateway(
                 )
             )
             routes.append(PassthroughRoute(replace(port, subset=subset.name).sni, name))
-    if routes:  # Envoy refuses a listener without filter chains; no export, no listener
-        out[resource.LISTENER].append(gateway_listener(host.strip("[]"), int(port_text), routes))
-    return out
+    return found, assignments, routes
 
 
 def generate(
     mesh: MeshContext,
     state: RegistryState,
     proxy: ProxyDescription,
-    plans: OutboundPlans | None = None,
+    context: PushContext | None = None,
 ) -> Resources:
-    """All resources for ``proxy``, by type URL. ``plans``: the outbound decisions for
-    ``state``, shared by the sidecars of one rebuild (made here when None).
+    """All resources for ``proxy``, by type URL. ``context``: the :class:`PushContext` of
+    ``state``, shared by every proxy built from it (made here when None or of another state).
 
     Raises:
         ValueError: a gateway without a valid ``meshfed.io/listen`` address, a sidecar
             without an absolute ``meshfed.io/identity_dir``.
     """
-    if plans is None or plans.state is not state:
-        plans = OutboundPlans(mesh, state, service_ports(state))
-    ports = plans.ports
+    if context is None or context.state is not state or context.mesh != mesh:
+        context = PushContext(mesh, state)
     if proxy.role == "sidecar":
-        return _sidecar(mesh, state, proxy, ports, plans)
+        return _sidecar(context, proxy)
     if proxy.role == "grpc":
-        return _grpc(mesh, state, proxy, ports)
-    return _gateway(mesh, state, proxy, ports)
+        return _grpc(context, proxy)
+    return _gateway(context, proxy)

@@ -71,41 +71,48 @@ class ServicePort:
 
 
 def service_ports(state: RegistryState) -> list[ServicePort]:
-    """Every service port, sorted by (namespace, service, port).
+    """Every service port, sorted by (namespace, service, port) (:func:`ports_of_service`
+    of every service)."""
+    return [
+        p
+        for namespace, service in state.services()
+        for p in ports_of_service(state, namespace, service)
+    ]
+
+
+def ports_of_service(state: RegistryState, namespace: str, service: str) -> list[ServicePort]:
+    """The ports of one service, sorted by port number.
 
     Port numbers and protocols: local workloads first (the first by name that defines a port
     name wins), then the import's definition for ports no local workload has.
     """
-    result: list[ServicePort] = []
-    for namespace, service in state.services():
-        workloads = state.by_service(namespace, service)
-        imported = state.imports.get((namespace, service))
-        seen: dict[str, tuple[int, str]] = {}
-        for w in workloads:
-            for p in w.spec.ports:
-                seen.setdefault(p.name, (p.port, p.protocol))
-        accounts = {w.spec.service_account for w in workloads}
-        modes = {w.spec.tls_mode for w in workloads}
-        remote = imported is not None and bool(imported.spec.clusters)
-        if imported is not None:
-            for ip in imported.spec.ports:
-                seen.setdefault(ip.name, (ip.port, ip.protocol))
-            accounts |= set(imported.spec.service_accounts)
-            if remote:
-                modes.add("mutual")
-        for name, (number, protocol) in sorted(seen.items(), key=lambda kv: kv[1][0]):
-            result.append(
-                ServicePort(
-                    namespace,
-                    service,
-                    name,
-                    number,
-                    protocol,
-                    tuple(sorted(accounts)),
-                    frozenset(modes),
-                    exported=state.exported((namespace, service)),
-                    local=bool(workloads),
-                    remote=remote,
-                )
-            )
-    return result
+    workloads = state.by_service(namespace, service)
+    imported = state.imports.get((namespace, service))
+    seen: dict[str, tuple[int, str]] = {}
+    for w in workloads:
+        for p in w.spec.ports:
+            seen.setdefault(p.name, (p.port, p.protocol))
+    accounts = {w.spec.service_account for w in workloads}
+    modes = {w.spec.tls_mode for w in workloads}
+    remote = imported is not None and bool(imported.spec.clusters)
+    if imported is not None:
+        for ip in imported.spec.ports:
+            seen.setdefault(ip.name, (ip.port, ip.protocol))
+        accounts |= set(imported.spec.service_accounts)
+        if remote:
+            modes.add("mutual")
+    return [
+        ServicePort(
+            namespace,
+            service,
+            name,
+            number,
+            protocol,
+            tuple(sorted(accounts)),
+            frozenset(modes),
+            exported=state.exported((namespace, service)),
+            local=bool(workloads),
+            remote=remote,
+        )
+        for name, (number, protocol) in sorted(seen.items(), key=lambda kv: kv[1][0])
+    ]

@@ -43,7 +43,10 @@ def _snapshot(*clusters: str) -> Snapshot:
 def _drain(queue: asyncio.Queue) -> list:
     items = []
     while not queue.empty():
-        items.append(queue.get_nowait())
+        item = queue.get_nowait()
+        items.append(
+            discovery_pb2.DiscoveryResponse.FromString(item) if isinstance(item, bytes) else item
+        )
     return items
 
 

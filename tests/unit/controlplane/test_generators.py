@@ -370,14 +370,13 @@ def test_sidecars_speak_http2_with_ping_between_them():
 
 
 def test_sidecars_of_one_locality_share_outbound_decisions_with_the_same_result() -> None:
-    """A rebuild decides each caller locality once (OutboundPlans); a sidecar's resources are
-    the same as when it is generated on its own, and two sidecars of one locality get the
-    very same ClusterLoadAssignment objects."""
-    from federation.controlplane.generate.proxy_config import OutboundPlans
-    from federation.controlplane.generate.services import service_ports
+    """A rebuild decides each caller locality once (one PushContext per version); a sidecar's
+    resources are the same as when it is generated on its own, and two sidecars of one
+    locality get the very same ClusterLoadAssignment objects."""
+    from federation.controlplane.generate.context import PushContext
 
     state = _registry(_doc("echo-1", "us-east-1a"), _doc("echo-22", "us-east-1b")).state
-    plans = OutboundPlans(MESH, state, service_ports(state))
+    plans = PushContext(MESH, state)
     one, two = _sidecar(), _sidecar("echo-1", sa="echo")
     shared = [generate(MESH, state, p, plans) for p in (one, two)]
     alone = [generate(MESH, state, p) for p in (one, two)]
@@ -385,7 +384,7 @@ def test_sidecars_of_one_locality_share_outbound_decisions_with_the_same_result(
         assert Snapshot.build(a).versions == Snapshot.build(b).versions
     assert shared[0][resource.ENDPOINT][0] is shared[1][resource.ENDPOINT][0]
     other = generate(MESH, _registry(_doc("echo-1", "us-east-1a")).state, one, plans)
-    assert len(other[resource.ENDPOINT][0].endpoints) == 1  # plans of another state: not used
+    assert len(other[resource.ENDPOINT][0].endpoints) == 1  # context of another state: not used
 
 
 def _log_format(manager: hcm.HttpConnectionManager) -> str:
