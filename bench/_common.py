@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import grpc
 
 from federation.ca.names import control_plane_server_name
 from federation.netaddr import free_port
-from tests.integration.harness import mint_token, plane_info, provision
+from tests.integration.harness import api_context, mint_token, plane_info, provision
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
 
@@ -61,10 +62,17 @@ def start_controlplane(
     *,
     health: bool = True,
     extra: tuple[str, ...] = (),
+    tree: Path | None = None,
 ) -> subprocess.Popen[bytes]:
+    """``meshfed controlplane serve`` on loopback; ``tree``: run the code of that checkout
+    (a ``git worktree`` of another revision, for an in-run baseline) instead of this one."""
     env = dict(os.environ, MESHFED_HOME=str(home))
+    meshfed = [MESHFED]
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+        meshfed = [sys.executable, "-c", "from federation.cli.main import main; main()"]
     argv = [
-        MESHFED,
+        *meshfed,
         "controlplane",
         "serve",
         "--cluster",
@@ -83,14 +91,22 @@ def start_controlplane(
     argv.extend(extra)
     log = (home / f"controlplane-{cluster}.log").open("ab")
     proc = subprocess.Popen(
-        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        argv,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=str(tree) if tree is not None else None,
     )
     deadline = time.monotonic() + 20
+    url = f"https://127.0.0.1:{api}"
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{api}/healthz", timeout=1)
+            context = api_context(url, home)  # once it wrote its endpoint.json
+            urllib.request.urlopen(f"{url}/healthz", timeout=1, context=context)
+            _API_TLS[api] = context
             return proc
-        except OSError:
+        except (OSError, AssertionError):
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("control plane did not start")
@@ -100,14 +116,19 @@ def token(home: Path, cluster: str) -> str:
     return (home / "controlplanes" / cluster / "api-token").read_text().strip()
 
 
+#: API port -> TLS context verifying that control plane (HTTPS since issue 35)
+_API_TLS: dict[int, ssl.SSLContext] = {}
+
+
 def post(api: int, path: str, body: str, tok: str) -> None:
+    """POST to a control plane started by :func:`start_controlplane` (HTTPS, verified)."""
     req = urllib.request.Request(
-        f"http://127.0.0.1:{api}{path}",
+        f"https://127.0.0.1:{api}{path}",
         data=body.encode(),
         method="POST",
         headers={"Authorization": f"Bearer {tok}"},
     )
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with urllib.request.urlopen(req, timeout=120, context=_API_TLS.get(api)) as resp:
         resp.read()
 
 

@@ -1,18 +1,36 @@
-"""N ADS clients x M services against one ``meshfed controlplane serve`` process.
+"""N ADS streams x S services (3 clusters, E endpoints each) against one control plane,
+this checkout side by side with an earlier revision in the same run.
 
-Each client is an in-process grpc.aio SotW stream that behaves like Envoy: wildcard CDS and
-LDS, then EDS for the clusters and RDS for the routes it got, and ACKs every response, over
-mutual TLS with an SVID (secrets are files, never xDS). Measured: time until all N hold the full snapshot (initial push), time until
-all N saw one registry change (update push), and the control plane's RSS growth per connected
-proxy. N=1 is the baseline the larger runs are compared with, in the same run.
+The control plane (``meshfed controlplane serve``, health checks off) holds S services, each
+with E local endpoints (WorkloadEntries) and imported from two more clusters, ``west`` and
+``gcp``, through their gateways (ServiceImports): a sidecar gets 4 clusters and 4 assignments
+per service (the service's, and one subset per serving cluster). N in-process clients, all
+of one proxy class, behave like Envoy: wildcard CDS and LDS, then EDS of every cluster and RDS
+``outbound``, and they ACK everything, over mutual TLS with an SVID. They read responses with
+a light message type that skips the resources' contents (the clients share the 2 cores with
+the server; parsing 4,000 clusters per client would measure the clients).
 
-    python bench/xds_scale.py [--clients 1,100,1000] [--services 20]
+Measured, per code and size:
+
+- ``initial s``: from opening N streams until all N hold CDS, EDS, LDS and RDS;
+- ``update p50/p99 ms``: one new endpoint of one service, posted to the API, until each
+  stream received the EDS response carrying it; ``--updates`` changes, N samples each;
+- ``RSS/proxy KiB``: the control plane's RSS growth from before the streams opened to after
+  the initial push, divided by N;
+- ``EDS bytes``: the size of the EDS response one update sent to one stream.
+
+The baseline is the code of ``--baseline-rev`` (default ``ff34650``, before issue #37),
+run from a ``git worktree`` with the same Python, clients and machine. A phase that does not
+finish within ``--timeout`` s is reported as such.
+
+    python bench/xds_scale.py [--services 100,300,1000] [--clients 1000] [--kind sotw]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,14 +39,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2, descriptor_pb2, message_factory
 
 from bench._common import (
     client_channel_options,
     client_credentials,
     free_port,
     init_trust,
+    percentile,
     post,
     rss_mib,
     start_controlplane,
@@ -37,35 +58,93 @@ from bench._common import (
 )
 from federation.controlplane import resource
 
+REPO = Path(__file__).resolve().parents[1]
+ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 
-def extra_workload(tag: str) -> str:
-    """One more endpoint for svc0: the registry change whose propagation is timed."""
+
+def _light_type() -> type:
+    """Response types that read what a client acts on and keep resources as raw bytes:
+    ``version_info``/``system_version_info`` (1), ``resources`` (2), ``type_url`` (4),
+    ``nonce`` (5) -- the field numbers of ``DiscoveryResponse`` and
+    ``DeltaDiscoveryResponse``."""
+    proto = descriptor_pb2.FileDescriptorProto(name="bench_light.proto", package="benchlight")
+    label, string, raw = (
+        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+        descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+    )
+    message = proto.message_type.add(name="Response")
+    message.field.add(name="version_info", number=1, type=string, label=label)
+    message.field.add(
+        name="resources",
+        number=2,
+        type=raw,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+    )
+    message.field.add(name="type_url", number=4, type=string, label=label)
+    message.field.add(name="nonce", number=5, type=string, label=label)
+    return message_factory.GetMessages([proto])["benchlight.Response"]  # type: ignore[no-any-return]
+
+
+LIGHT = _light_type()
+
+
+def documents(services: int, endpoints: int) -> list[str]:
+    """WorkloadEntries and ServiceImports of ``services`` services."""
+    docs = []
+    for s in range(services):
+        for e in range(endpoints):
+            docs.append(
+                "apiVersion: meshfed.io/v1alpha1\nkind: WorkloadEntry\n"
+                f"metadata: {{name: svc{s}-{e}, namespace: demo}}\n"
+                f"spec: {{service: svc{s}, address: 10.{s // 250}.{s % 250}.{e + 1},"
+                " tlsMode: disabled, locality: aws/us-east-1/us-east-1a,"
+                " healthCheck: {type: none}, ports: [{name: http, port: 8080}]}\n"
+            )
+        docs.append(
+            "apiVersion: meshfed.io/v1alpha1\nkind: ServiceImport\n"
+            f"metadata: {{name: svc{s}, namespace: demo}}\n"
+            "spec:\n  ports: [{name: http, port: 8080}]\n"
+            f"  serviceAccounts: [svc{s}]\n  clusters:\n"
+            f"  - {{cluster: west, gateway: '10.200.0.1:15443', network: west,"
+            f" locality: aws/eu-west-1/eu-west-1a, endpoints: {endpoints}}}\n"
+            f"  - {{cluster: gcp, gateway: '10.201.0.1:15443', network: gcp,"
+            f" locality: gcp/europe-west1/europe-west1-b, endpoints: {endpoints}}}\n"
+        )
+    return docs
+
+
+def extra_workload(tag: str, service: int) -> str:
+    """One more endpoint of ``svc<service>``: the change whose propagation is timed."""
     return (
         "apiVersion: meshfed.io/v1alpha1\nkind: WorkloadEntry\n"
         f"metadata: {{name: extra-{tag}, namespace: demo}}\n"
-        "spec: {service: svc0, address: 127.0.3.1, tlsMode: disabled,"
-        " locality: aws/us-east-1/us-east-1a, healthCheck: {type: none},"
-        " ports: [{name: http, port: 8080}]}\n"
+        f"spec: {{service: svc{service}, address: 10.250.0.{service % 250 + 1},"
+        " tlsMode: disabled, locality: aws/us-east-1/us-east-1a,"
+        " healthCheck: {type: none}, ports: [{name: http, port: 8080}]}\n"
     )
 
 
-def workloads(m: int) -> str:
-    docs = []
-    for i in range(m):
-        docs.append(
-            "apiVersion: meshfed.io/v1alpha1\nkind: WorkloadEntry\n"
-            f"metadata: {{name: svc{i}-1, namespace: demo}}\n"
-            f"spec: {{service: svc{i}, address: 127.0.2.{1 + i % 250}, tlsMode: disabled,"
-            " locality: aws/us-east-1/us-east-1a, healthCheck: {type: none},"
-            " ports: [{name: http, port: 8080}]}\n"
-        )
-    return "---\n".join(docs)
+_CLUSTER_NAMES: dict[str, list[str]] = {}  # CDS version -> cluster names (parsed once)
+
+
+def _cluster_names(resp) -> list[str]:  # type: ignore[no-untyped-def]
+    names = _CLUSTER_NAMES.get(resp.version_info)
+    if names is None:
+        names = []
+        for raw in resp.resources:
+            cluster = cluster_pb2.Cluster()
+            any_pb2.Any.FromString(raw).Unpack(cluster)
+            names.append(cluster.name)
+        _CLUSTER_NAMES[resp.version_info] = names
+    return names
 
 
 class Client:
-    """One Envoy-like SotW ADS client."""
+    """One Envoy-like ADS client (SotW or delta) of the bench's one proxy class."""
 
-    def __init__(self, i: int) -> None:
+    def __init__(self, i: int, kind: str) -> None:
+        self.kind = kind
         self.node = base_pb2.Node(id=f"bench-{i}")
         self.node.metadata.update(
             {
@@ -75,132 +154,213 @@ class Client:
                 "meshfed.io/identity_dir": "/run/meshfed/identity",
             }
         )
-        self.queue: asyncio.Queue[discovery_pb2.DiscoveryRequest] = asyncio.Queue()
-        self.versions: dict[str, str] = {}
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.types: set[str] = set()
         self.complete = asyncio.Event()
         self.changed = asyncio.Event()
-        self.watch_eds: str | None = None
+        self.watching = False
+        self.changed_at = 0.0
+        self.eds_bytes = 0
 
     async def requests(self):  # type: ignore[no-untyped-def]
         while True:
             yield await self.queue.get()
 
+    def _request(self, type_url: str, names: list[str], first: bool = False) -> object:
+        if self.kind == "sotw":
+            req = discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=names)
+        else:
+            req = discovery_pb2.DeltaDiscoveryRequest(
+                type_url=type_url, resource_names_subscribe=names
+            )
+        if first:
+            req.node.CopyFrom(self.node)
+        return req
+
     async def run(self, channel: grpc.aio.Channel) -> None:
-        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-        call = stub.StreamAggregatedResources(self.requests())
-        await self.queue.put(
-            discovery_pb2.DiscoveryRequest(node=self.node, type_url=resource.CLUSTER)
-        )
-        await self.queue.put(discovery_pb2.DiscoveryRequest(type_url=resource.LISTENER))
+        method = "StreamAggregatedResources" if self.kind == "sotw" else "DeltaAggregatedResources"
+        call = channel.stream_stream(
+            ADS + method,
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=LIGHT.FromString,
+        )(self.requests())
+        self.queue.put_nowait(self._request(resource.CLUSTER, [], first=True))
+        self.queue.put_nowait(self._request(resource.LISTENER, []))
         names: dict[str, list[str]] = {}
         async for resp in call:
             t = resp.type_url
-            first = t not in self.versions
-            if (
-                self.watch_eds is not None
-                and t == resource.ENDPOINT
-                and resp.version_info != self.watch_eds
-            ):
+            if self.watching and t == resource.ENDPOINT and not self.changed.is_set():
+                self.changed_at = time.perf_counter()
+                self.eds_bytes = resp.ByteSize()
                 self.changed.set()
-            self.versions[t] = resp.version_info
-            await self.queue.put(
-                discovery_pb2.DiscoveryRequest(
+            if self.kind == "sotw":
+                ack: object = discovery_pb2.DiscoveryRequest(
                     type_url=t,
                     version_info=resp.version_info,
                     response_nonce=resp.nonce,
                     resource_names=names.get(t, []),
                 )
-            )
-            if t == resource.CLUSTER and first:
-                names[resource.ENDPOINT] = [r.value and _name(r) for r in resp.resources]
-                await self.queue.put(
-                    discovery_pb2.DiscoveryRequest(
-                        type_url=resource.ENDPOINT, resource_names=names[resource.ENDPOINT]
-                    )
-                )
-            if t == resource.LISTENER and first:
+            else:
+                ack = discovery_pb2.DeltaDiscoveryRequest(type_url=t, response_nonce=resp.nonce)
+            self.queue.put_nowait(ack)
+            if t == resource.CLUSTER and resource.ENDPOINT not in names:
+                if self.kind == "sotw":
+                    names[resource.ENDPOINT] = _cluster_names(resp)
+                else:  # delta resources are Resource messages: their names are field 3
+                    names[resource.ENDPOINT] = [
+                        discovery_pb2.Resource.FromString(r).name for r in resp.resources
+                    ]
+                self.queue.put_nowait(self._request(resource.ENDPOINT, names[resource.ENDPOINT]))
+            if t == resource.LISTENER and resource.ROUTE not in names:
                 names[resource.ROUTE] = ["outbound"]
-                await self.queue.put(
-                    discovery_pb2.DiscoveryRequest(
-                        type_url=resource.ROUTE, resource_names=["outbound"]
-                    )
-                )
-            if len(self.versions) == 4:
+                self.queue.put_nowait(self._request(resource.ROUTE, ["outbound"]))
+            self.types.add(t)
+            if len(self.types) == 4:
                 self.complete.set()
 
 
-def _name(packed) -> str:  # type: ignore[no-untyped-def]
-    from envoy.config.cluster.v3 import cluster_pb2
-
-    c = cluster_pb2.Cluster()
-    packed.Unpack(c)
-    return str(c.name)
-
-
 async def measure(
-    n: int, m: int, xds: int, api: int, tok: str, pid: int, home: Path
-) -> dict[str, float]:
+    n: int, kind: str, services: int, updates: int, xds: int, api: int, tok: str, pid: int,
+    home: Path, timeout: float,
+) -> dict[str, object]:  # fmt: skip
     rss_before = rss_mib(pid)
     creds = client_credentials(home, "east", "demo", "bench")
+    options = [*client_channel_options("east"), ("grpc.max_receive_message_length", 1 << 28)]
     channels = [
-        grpc.aio.secure_channel(f"127.0.0.1:{xds}", creds, client_channel_options("east"))
-        for _ in range(max(1, n // 100))
+        grpc.aio.secure_channel(f"127.0.0.1:{xds}", creds, options) for _ in range(max(1, n // 100))
     ]
-    clients = [Client(i) for i in range(n)]
-    started = time.perf_counter()
+    clients = [Client(i, kind) for i in range(n)]
+    result: dict[str, object] = {}
     tasks = [asyncio.create_task(c.run(channels[i % len(channels)])) for i, c in enumerate(clients)]
-    await asyncio.wait_for(asyncio.gather(*(c.complete.wait() for c in clients)), 600)
-    initial = time.perf_counter() - started
-    await asyncio.sleep(1)
-    rss_after = rss_mib(pid)
-    for c in clients:
-        c.watch_eds = c.versions[resource.ENDPOINT]
-    started = time.perf_counter()
-    await asyncio.to_thread(post, api, "/v1/apply", extra_workload(str(n)), tok)
-    await asyncio.wait_for(asyncio.gather(*(c.changed.wait() for c in clients)), 600)
-    update = time.perf_counter() - started
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for ch in channels:
-        await ch.close()
-    await asyncio.to_thread(post, api, "/v1/delete", extra_workload(str(n)), tok)
-    return {
-        "initial_s": initial,
-        "update_s": update,
-        "rss_per_proxy_kib": (rss_after - rss_before) * 1024 / n,
-        "rss_mib": rss_after,
-    }
+    try:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.complete.wait() for c in clients)), timeout)
+        except TimeoutError:
+            result["initial_s"] = f">{timeout:.0f}"
+            return result
+        result["initial_s"] = time.perf_counter() - started
+        result["rss_per_proxy_kib"] = (rss_mib(pid) - rss_before) * 1024 / n
+        samples: list[float] = []
+        for u in range(updates):
+            for c in clients:
+                c.changed.clear()
+                c.watching = True
+            posted = time.perf_counter()
+            await asyncio.to_thread(
+                post, api, "/v1/apply", extra_workload(f"{n}-{u}", (u * 37) % services), tok
+            )
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(*(c.changed.wait() for c in clients)), timeout
+                )
+            except TimeoutError:
+                result["update"] = f">{timeout:.0f}"
+                return result
+            samples += [(c.changed_at - posted) * 1000 for c in clients]
+            result["eds_bytes"] = clients[0].eds_bytes
+            for c in clients:
+                c.watching = False
+        result["update_p50_ms"] = percentile(samples, 50)
+        result["update_p99_ms"] = percentile(samples, 99)
+        return result
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for ch in channels:
+            await ch.close()
+        for u in range(updates):
+            await asyncio.to_thread(
+                post, api, "/v1/delete", extra_workload(f"{n}-{u}", (u * 37) % services), tok
+            )
+
+
+def run_code(
+    label: str, tree: Path | None, work: Path, args: argparse.Namespace
+) -> list[tuple[str, int, str, dict[str, object]]]:
+    rows = []
+    for services in (int(x) for x in args.services.split(",")):
+        home = work / f"{label}-{services}"
+        init_trust(home, ["east"])
+        xds, api = free_port(), free_port()
+        cp = start_controlplane(home, "east", xds, api, health=False, tree=tree)
+        try:
+            tok = token(home, "east")
+            docs = documents(services, args.endpoints)
+            loaded = time.perf_counter()
+            for i in range(0, len(docs), 900):
+                post(api, "/v1/apply", "---\n".join(docs[i : i + 900]), tok)
+            load_s = time.perf_counter() - loaded
+            for kind in args.kind.split(","):
+                for n in (int(x) for x in args.clients.split(",")):
+                    r = asyncio.run(
+                        measure(n, kind, services, args.updates, xds, api, tok, cp.pid, home,
+                                args.timeout)
+                    )  # fmt: skip
+                    r["load_s"] = load_s
+                    rows.append((label, services, f"{kind} x{n}", r))
+                    _print_row(rows[-1])
+        finally:
+            stop(cp)
+    return rows
+
+
+def _fmt(value: object, spec: str) -> str:
+    return format(value, spec) if isinstance(value, float | int) else str(value)
+
+
+def _print_row(row: tuple[str, int, str, dict[str, object]]) -> None:
+    label, services, streams, r = row
+    print(
+        f"{label:<22}{services:>9}{streams:>12}"
+        f"{_fmt(r.get('initial_s', '-'), '.2f'):>11}"
+        f"{_fmt(r.get('update_p50_ms', r.get('update', '-')), '.0f'):>10}"
+        f"{_fmt(r.get('update_p99_ms', r.get('update', '-')), '.0f'):>10}"
+        f"{_fmt(r.get('rss_per_proxy_kib', '-'), '.1f'):>10}"
+        f"{_fmt(r.get('eds_bytes', '-'), 'd'):>12}",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--clients", default="1,100,1000")
-    parser.add_argument("--services", type=int, default=20)
+    parser.add_argument("--services", default="100,300,1000")
+    parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--clients", default="1000")
+    parser.add_argument("--kind", default="sotw", help="sotw, delta or sotw,delta")
+    parser.add_argument("--updates", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--baseline-rev", default="ff34650")
+    parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
+    print(
+        f"xDS scale: services x {args.endpoints} endpoints in 3 clusters, one control plane,"
+        " Envoy-like clients of one proxy class (mTLS, ACKs)"
+    )
+    print(
+        f"{'code':<22}{'services':>9}{'streams':>12}{'initial s':>11}{'upd p50':>10}"
+        f"{'upd p99':>10}{'KiB/proxy':>10}{'EDS bytes':>12}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "home"
-        init_trust(home, ["east"])
-        xds, api = free_port(), free_port()
-        cp = start_controlplane(home, "east", xds, api, health=False)
-        try:
-            tok = token(home, "east")
-            post(api, "/v1/apply", workloads(args.services), tok)
-            print(
-                f"xDS scale: {args.services} services, SotW clients acting as Envoy sidecars (mTLS; CDS/EDS/LDS/RDS, ACKs)"
-            )
-            print(
-                f"{'clients':>8}{'initial push s':>16}{'update push s':>15}{'CP RSS MiB':>12}{'RSS/proxy KiB':>15}"
-            )
-            for n in (int(x) for x in args.clients.split(",")):
-                r = asyncio.run(measure(n, args.services, xds, api, tok, cp.pid, home))
-                print(
-                    f"{n:>8}{r['initial_s']:>16.2f}{r['update_s']:>15.2f}{r['rss_mib']:>12.1f}{r['rss_per_proxy_kib']:>15.1f}"
-                )
-        finally:
-            stop(cp)
+        work = Path(tmp)
+        if not args.no_baseline:
+            before = work / "baseline"
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "add", "--detach", str(before),
+                 args.baseline_rev],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            try:
+                run_code(f"baseline {args.baseline_rev}", before, work, args)
+            finally:
+                subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)],
+                    check=False, capture_output=True,
+                )  # fmt: skip
+        run_code("this checkout", None, work, args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ REST API at ``GET /metrics`` (same admin bearer token as the rest of the API).
 ``meshfed_controller_reports_received_total{cluster}``         reports (heartbeats included)
 ``meshfed_controller_updates_sent_total{cluster}``             updates queued to a control
                                                                plane (only changed views go)
+``meshfed_controller_update_messages_total{kind}``             updates sent on sync streams,
+                                                               ``whole`` or ``delta`` (sync
+                                                               protocol 2: only what changed)
+``meshfed_controller_update_bytes_total{kind}``                their wire size (bytes)
 ``meshfed_controller_recomputations_total``                    import recomputations (one per
                                                                changed report, lease change,
                                                                apply or bundle change)
@@ -46,6 +50,18 @@ class ControllerMetrics(Metrics):
             "meshfed_controller_updates_sent",
             "Updates queued to control planes (changed views only)",
             ["cluster"],
+            registry=r,
+        )
+        self.update_messages = Counter(
+            "meshfed_controller_update_messages",
+            "Updates sent on sync streams, whole or delta (sync protocol 2)",
+            ["kind"],
+            registry=r,
+        )
+        self.update_bytes = Counter(
+            "meshfed_controller_update_bytes",
+            "Wire bytes of the updates sent on sync streams",
+            ["kind"],
             registry=r,
         )
         self.recomputations = Counter(

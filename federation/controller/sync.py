@@ -6,6 +6,12 @@ up to a root of the trust bundle): its single URI SAN must be
 certificate must be signed directly by the intermediate CA the controller signed for that
 cluster when it joined -- so one cluster's intermediate cannot speak for another cluster.
 Every report must name that same cluster.
+
+Updates follow sync protocol 2 (:mod:`federation.sync.delta`): the first update of a stream
+is whole, each later one a delta on the previous one, for a control plane that speaks 2; a
+control plane of an older release gets whole updates, one of a newer release than this
+controller is refused with FAILED_PRECONDITION and a message saying to upgrade the
+controller.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from federation.controller.hub import SyncHub
 from federation.controller.store import ClusterRecord, StoreError
 from federation.controller.streams import Closed
 from federation.errors import FederationError, InvalidDocumentError, NotFoundError
+from federation.sync import delta
 from federation.sync.convert import report_from_proto, traffic_from_proto, update_to_proto
 from federation.sync.identity import cluster_from_spiffe_path
 from federation.sync.messages import ClusterReport
@@ -98,6 +105,9 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
                 f"certificate is for {cluster}, report for {report.cluster}",
                 grpc.StatusCode.PERMISSION_DENIED,
             )
+        refused = delta.controller_refuses(cluster, report.protocol)
+        if refused is not None:
+            raise _RefusedReportError(refused, grpc.StatusCode.FAILED_PRECONDITION)
         try:
             return report_from_proto(report), traffic_from_proto(report)
         except InvalidDocumentError as err:
@@ -122,6 +132,18 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
                 "this controller replica lost its database; try another",
                 grpc.StatusCode.UNAVAILABLE,
             ) from err
+
+    def _outgoing(
+        self, whole: sync_pb2.ControllerUpdate, last: sync_pb2.ControllerUpdate | None
+    ) -> sync_pb2.ControllerUpdate:
+        """``whole`` as sent: a delta on ``last`` (the stream's previous update, None for
+        its first or for a control plane older than protocol 2), counted in the metrics."""
+        whole.protocol = delta.PROTOCOL
+        message = delta.delta(last, whole) if last is not None else whole
+        kind = "delta" if message.base_version else "whole"
+        self._hub.metrics.update_messages.labels(kind).inc()
+        self._hub.metrics.update_bytes.labels(kind).inc(message.ByteSize())
+        return message
 
     async def Sync(  # noqa: N802 - gRPC method name
         self,
@@ -152,6 +174,7 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
         except _RefusedReportError as err:
             log.warning("sync stream of %s refused: %s", cluster, err)
             await context.abort(err.code, str(err))  # raises
+        incremental = delta.spoken(first.protocol) >= delta.PROTOCOL
         queue = self._hub.attach(cluster)
         log.info("sync stream open: %s", cluster)
 
@@ -161,6 +184,7 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
                 self._accept(cluster, *self._checked(cluster, report))
 
         reader = asyncio.create_task(read())
+        last: sync_pb2.ControllerUpdate | None = None  # the whole update sent last
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
@@ -176,7 +200,9 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
                 if isinstance(item, Closed):
                     code = grpc.StatusCode.UNAVAILABLE if item.retryable else None
                     await context.abort(code or grpc.StatusCode.PERMISSION_DENIED, item.reason)
-                yield update_to_proto(item)
+                whole = update_to_proto(item)
+                yield self._outgoing(whole, last if incremental else None)
+                last = whole
         finally:
             reader.cancel()
             self._hub.detach(cluster, queue)

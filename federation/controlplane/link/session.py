@@ -8,13 +8,18 @@ and checks the controller's certificate against the trust bundle and the name in
 once, after every change and at least every third of the lease; it applies each
 ``ControllerUpdate`` whole -- imports and centrally applied exports replace the previous ones,
 a new trust bundle is written and handed to the identity manager -- and persists it first, so
-a control plane restarted while the controller is away serves the same imports.
+a control plane restarted while the controller is away serves the same imports. Updates
+arrive as deltas (sync protocol 2, :mod:`federation.sync.delta`): the first of a stream is
+whole, the rest are merged onto it, validating only the documents they bring; a delta on a
+version it does not hold ends the stream, and the next one starts whole (a full resync).
 
 When the stream breaks it reconnects with exponential backoff (0.5 s doubling to 10 s, with
 jitter) and keeps serving its last state meanwhile (static stability). When the controller
 refuses the cluster itself (``PERMISSION_DENIED`` / ``UNAUTHENTICATED``: removed from the
-federation, or its identity is not accepted) retrying cannot help: the link stops, logs why
-and what to do, and keeps :attr:`FederationLink.stopped` set to the reason.
+federation, or its identity is not accepted), or the two speak sync protocols that cannot be
+bridged (``FAILED_PRECONDITION`` from the controller, or an update this release cannot
+read), retrying cannot help: the link stops, logs why and what to do, and keeps
+:attr:`FederationLink.stopped` set to the reason.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from federation.controlplane.link.join import JoinInfo
 from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.controlplane.report import cluster_report
 from federation.errors import FederationError, InvalidDocumentError, UnreachableError
-from federation.sync.convert import report_to_proto, update_from_proto
+from federation.sync import delta
+from federation.sync.convert import report_to_proto
 from federation.sync.identity import CONTROL_PLANE_NAMESPACE, control_plane_service_account
 from federation.sync.messages import ClusterReport, ControllerUpdate
 from federation.sync.proto import sync_pb2, sync_pb2_grpc
@@ -72,6 +78,8 @@ def sync_error(err: grpc.aio.AioRpcError, address: str) -> FederationError:
     reconnect: :class:`SyncRefusedError` for :data:`REFUSED_CODES`, else
     :class:`~federation.errors.UnreachableError`."""
     text = f"sync with the controller at {address}: {err.code().name} {err.details()}"
+    if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
+        return delta.ProtocolError(text)
     if err.code() in REFUSED_CODES:
         return SyncRefusedError(
             text + " -- this cluster is no longer accepted; register it again"
@@ -239,7 +247,10 @@ class FederationLink:
                 last, last_sent = body, now
                 if traffic is not None:
                     traffic_sent = now
-                yield report_to_proto(body, traffic)
+                message = report_to_proto(body, traffic)
+                message.protocol = delta.PROTOCOL
+                message.acked_version = self.last_update_version
+                yield message
             try:
                 timeout = max(
                     0.05,
@@ -298,8 +309,14 @@ class FederationLink:
         ) as channel:
             stub = sync_pb2_grpc.FederationSyncStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Sync(self._reports())
+            held: delta.HeldUpdate | None = None
             async for message in call:
-                self._apply(update_from_proto(message))
+                refused = delta.control_plane_refuses(message.protocol)
+                if refused is not None:
+                    call.cancel()
+                    raise delta.ProtocolError(refused)
+                held = delta.merge(held, message)
+                self._apply(held.update)
                 if not self.connected:
                     log.info("in sync with the controller at %s", self.info.sync_address)
                 self.connected = True
@@ -330,6 +347,13 @@ class FederationLink:
                     log.error("%s; stopped syncing (serving the last state)", failure)
                     return
                 log.warning("%s", failure)
+            except delta.ProtocolError as err:
+                self.connected = False
+                self.stopped = str(err)
+                log.error("%s; stopped syncing (serving the last state)", err)
+                return
+            except delta.UpdateGapError as err:
+                log.warning("%s", err)
             except (InvalidDocumentError, OSError, FederationError, TrustError) as err:
                 log.error("sync with the controller failed: %s", err)
             self.connected = False

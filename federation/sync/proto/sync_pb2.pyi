@@ -73,7 +73,7 @@ class ServiceReport(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., healthy_endpoints_by_zone: _Optional[_Mapping[str, int]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ...) -> None: ...
 
 class ClusterReport(_message.Message):
-    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports", "crl_pem", "intermediate_csr_pem", "traffic")
+    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports", "crl_pem", "intermediate_csr_pem", "traffic", "protocol", "acked_version")
     class RttMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,8 @@ class ClusterReport(_message.Message):
     CRL_PEM_FIELD_NUMBER: _ClassVar[int]
     INTERMEDIATE_CSR_PEM_FIELD_NUMBER: _ClassVar[int]
     TRAFFIC_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    ACKED_VERSION_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     services: _containers.RepeatedCompositeFieldContainer[ServiceReport]
     gateway: str
@@ -97,7 +99,9 @@ class ClusterReport(_message.Message):
     crl_pem: str
     intermediate_csr_pem: str
     traffic: TrafficReport
-    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., crl_pem: _Optional[str] = ..., intermediate_csr_pem: _Optional[str] = ..., traffic: _Optional[_Union[TrafficReport, _Mapping]] = ...) -> None: ...
+    protocol: int
+    acked_version: int
+    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., crl_pem: _Optional[str] = ..., intermediate_csr_pem: _Optional[str] = ..., traffic: _Optional[_Union[TrafficReport, _Mapping]] = ..., protocol: _Optional[int] = ..., acked_version: _Optional[int] = ...) -> None: ...
 
 class EdgeTraffic(_message.Message):
     __slots__ = ("source_locality", "destination_service", "destination_cluster", "destination_locality", "path_class", "response_code_class", "requests", "request_bytes", "response_bytes", "egress_usd", "duration_ms_sum", "duration_buckets")
@@ -206,7 +210,7 @@ class RoutingPlan(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., caller_locality: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ..., demand_rps: _Optional[float] = ..., usd_per_hour: _Optional[float] = ..., failover_usd_per_hour: _Optional[float] = ..., round_robin_usd_per_hour: _Optional[float] = ..., binding: _Optional[_Iterable[str]] = ..., solved_at: _Optional[float] = ..., capacities: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ...) -> None: ...
 
 class ControllerUpdate(_message.Message):
-    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem", "plans", "sync_addresses", "export_conditions", "cluster_cas")
+    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem", "plans", "sync_addresses", "export_conditions", "cluster_cas", "protocol", "base_version", "removed_policies", "removed_imports", "removed_plans")
     class ClusterCrlsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +237,11 @@ class ControllerUpdate(_message.Message):
     SYNC_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     EXPORT_CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_CAS_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_IMPORTS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_PLANS_FIELD_NUMBER: _ClassVar[int]
     version: int
     trust_bundle_pem: bytes
     policies_json: _containers.RepeatedScalarFieldContainer[str]
@@ -245,7 +254,22 @@ class ControllerUpdate(_message.Message):
     sync_addresses: _containers.RepeatedScalarFieldContainer[str]
     export_conditions: _containers.RepeatedCompositeFieldContainer[ExportCondition]
     cluster_cas: _containers.ScalarMap[str, str]
-    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., cluster_crls: _Optional[_Mapping[str, str]] = ..., intermediate_chain_pem: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[RoutingPlan, _Mapping]]] = ..., sync_addresses: _Optional[_Iterable[str]] = ..., export_conditions: _Optional[_Iterable[_Union[ExportCondition, _Mapping]]] = ..., cluster_cas: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    protocol: int
+    base_version: int
+    removed_policies: _containers.RepeatedScalarFieldContainer[str]
+    removed_imports: _containers.RepeatedCompositeFieldContainer[ServiceRef]
+    removed_plans: _containers.RepeatedCompositeFieldContainer[PlanRef]
+    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., cluster_crls: _Optional[_Mapping[str, str]] = ..., intermediate_chain_pem: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[RoutingPlan, _Mapping]]] = ..., sync_addresses: _Optional[_Iterable[str]] = ..., export_conditions: _Optional[_Iterable[_Union[ExportCondition, _Mapping]]] = ..., cluster_cas: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[int] = ..., base_version: _Optional[int] = ..., removed_policies: _Optional[_Iterable[str]] = ..., removed_imports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., removed_plans: _Optional[_Iterable[_Union[PlanRef, _Mapping]]] = ...) -> None: ...
+
+class PlanRef(_message.Message):
+    __slots__ = ("namespace", "name", "caller_locality")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CALLER_LOCALITY_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    caller_locality: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., caller_locality: _Optional[str] = ...) -> None: ...
 
 class ExportCondition(_message.Message):
     __slots__ = ("namespace", "name", "condition", "message")

@@ -1,0 +1,174 @@
+"""Issue #37: incremental controller updates (sync protocol 2).
+
+A delta applied to the update it was made from gives exactly the whole update, for every
+kind of change; a control plane validates only the documents a delta brings; a delta on a
+version it does not hold is a gap (resync); and both ends refuse a newer protocol with a
+message naming the side to upgrade.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+import federation.sync.delta as delta_module
+from federation.model.documents import load_documents
+from federation.model.service import ServiceImport
+from federation.sync.convert import update_from_proto, update_to_proto
+from federation.sync.delta import (
+    PROTOCOL,
+    HeldUpdate,
+    UpdateGapError,
+    control_plane_refuses,
+    controller_refuses,
+    delta,
+    merge,
+)
+from federation.sync.messages import ControllerUpdate, RoutingPlan
+
+
+def _policy(host: str, attempts: int) -> object:
+    [doc] = load_documents(
+        json.dumps(
+            {
+                "apiVersion": "meshfed.io/v1alpha1",
+                "kind": "TrafficPolicy",
+                "metadata": {"name": host, "namespace": "demo"},
+                "spec": {
+                    "host": f"{host}.demo.svc.clusterset.local",
+                    "retries": {"attempts": attempts},
+                },
+            }
+        )
+    )
+    return doc
+
+
+def _import(name: str, endpoints: int) -> ServiceImport:
+    return ServiceImport.model_validate(
+        {
+            "apiVersion": "meshfed.io/v1alpha1",
+            "kind": "ServiceImport",
+            "metadata": {"name": name, "namespace": "demo"},
+            "spec": {
+                "ports": [{"name": "http", "port": 8080}],
+                "serviceAccounts": [name],
+                "clusters": [
+                    {
+                        "cluster": "west",
+                        "gateway": "10.0.0.1:15443",
+                        "locality": "aws/eu-west-1/eu-west-1a",
+                        "endpoints": endpoints,
+                    }
+                ],
+            },
+        }
+    )
+
+
+def _plan(service: str, share: float) -> RoutingPlan:
+    return RoutingPlan(
+        "demo",
+        service,
+        "aws/us-east-1/us-east-1a",
+        (("west", "aws/eu-west-1/eu-west-1a", share),),
+    )
+
+
+BASE = ControllerUpdate(
+    version=10,
+    imports=[_import(f"s{i}", 3) for i in range(5)],
+    exports=[("demo", "s0")],
+    policies=[_policy(f"s{i}", 2) for i in range(30)],  # type: ignore[misc]
+    plans=[_plan("s1", 1.0), _plan("s2", 1.0)],
+    lease_seconds=30,
+    cluster_crls={"west": "CRL"},
+)
+
+CHANGES = {
+    "nothing": lambda u: u,
+    "one policy edited": lambda u: replace(
+        u, policies=[*u.policies[:7], _policy("s7", 5), *u.policies[8:]]
+    ),
+    "policies added and removed": lambda u: replace(
+        u, policies=[*u.policies[3:], _policy("new", 1)]
+    ),
+    "an import changed, one removed, one added": lambda u: replace(
+        u, imports=[_import("s0", 9), *u.imports[2:], _import("s9", 1)]
+    ),
+    "plans changed and removed": lambda u: replace(u, plans=[_plan("s1", 0.5)]),
+    "small fields": lambda u: replace(
+        u, exports=[], cluster_crls={"west": "CRL2", "gcp": "C"}, lease_seconds=0
+    ),
+}
+
+
+def _wire(update: ControllerUpdate):
+    message = update_to_proto(update)
+    message.protocol = PROTOCOL
+    return message
+
+
+def _same(a: ControllerUpdate, b: ControllerUpdate) -> None:
+    assert sorted(a.imports, key=lambda i: i.key) == sorted(b.imports, key=lambda i: i.key)
+    assert sorted(map(repr, a.policies)) == sorted(map(repr, b.policies))
+    key = lambda p: (p.namespace, p.service, p.caller_locality)  # noqa: E731
+    assert sorted(a.plans, key=key) == sorted(b.plans, key=key)
+    assert replace(a, imports=[], policies=[], plans=[]) == replace(
+        b, imports=[], policies=[], plans=[]
+    )
+
+
+@pytest.mark.parametrize("case", list(CHANGES))
+def test_a_delta_merged_onto_its_base_is_the_whole_update(case) -> None:
+    after = replace(CHANGES[case](BASE), version=11)
+    held = merge(None, _wire(BASE))
+    message = delta(_wire(BASE), _wire(after))
+    assert message.base_version == 10
+    merged = merge(held, message)
+    _same(merged.update, update_from_proto(_wire(after)))
+    # only what changed travels
+    assert len(message.policies_json) == len(
+        set(_wire(after).policies_json) - set(_wire(BASE).policies_json)
+    )
+    if case == "nothing":
+        assert not (message.imports or message.policies_json or message.plans)
+        assert message.ByteSize() < _wire(after).ByteSize() / 10
+
+
+def test_a_control_plane_validates_only_the_policies_a_delta_brings(monkeypatch) -> None:
+    held = merge(None, _wire(BASE))
+    seen: list[int] = []
+    real = delta_module.validate_documents
+
+    def counting(raws, source):
+        seen.append(len(raws))
+        return real(raws, source=source)
+
+    monkeypatch.setattr(delta_module, "validate_documents", counting)
+    after = replace(CHANGES["one policy edited"](BASE), version=11)
+    merged = merge(held, delta(_wire(BASE), _wire(after)))
+    assert seen == [1]  # the edited one, not the 30
+    assert len(merged.update.policies) == 30
+
+
+def test_a_delta_on_a_version_not_held_is_a_gap() -> None:
+    after = replace(BASE, version=12)
+    message = delta(_wire(replace(BASE, version=11)), _wire(after))
+    with pytest.raises(UpdateGapError, match="delta on v11, this control plane holds v10"):
+        merge(merge(None, _wire(BASE)), message)
+    with pytest.raises(UpdateGapError, match="holds nothing"):
+        merge(None, message)
+    assert isinstance(merge(None, _wire(after)), HeldUpdate)  # a whole update always applies
+
+
+def test_each_end_refuses_a_newer_protocol_naming_the_side_to_upgrade() -> None:
+    assert controller_refuses("east", 0) is None  # a release before versions: whole updates
+    assert controller_refuses("east", PROTOCOL) is None
+    refused = controller_refuses("east", PROTOCOL + 1)
+    assert refused is not None and "upgrade the controller" in refused and "'east'" in refused
+    assert control_plane_refuses(0) is None and control_plane_refuses(PROTOCOL) is None
+    refused = control_plane_refuses(PROTOCOL + 1)
+    assert refused is not None and "upgrade the control plane" in refused
