@@ -234,10 +234,16 @@ async def measure(
     tasks = [asyncio.create_task(c.run(channels[i % len(channels)])) for i, c in enumerate(clients)]
     try:
         started = time.perf_counter()
-        try:
-            await asyncio.wait_for(asyncio.gather(*(c.complete.wait() for c in clients)), timeout)
-        except TimeoutError:
-            result["initial_s"] = f">{timeout:.0f}"
+        everyone = asyncio.ensure_future(asyncio.gather(*(c.complete.wait() for c in clients)))
+        done, _ = await asyncio.wait(
+            [everyone, *tasks], timeout=timeout, return_when="FIRST_COMPLETED"
+        )
+        if everyone not in done:
+            everyone.cancel()
+            failed = [t for t in done if t is not everyone]
+            result["initial_s"] = (
+                f"error: {failed[0].exception()!r}" if failed else f">{timeout:.0f}"
+            )
             return result
         result["initial_s"] = time.perf_counter() - started
         result["rss_per_proxy_kib"] = (rss_mib(pid) - rss_before) * 1024 / n

@@ -39,7 +39,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -113,8 +113,23 @@ def _shared(names: frozenset[str], snapshot: Snapshot | None, type_url: str) -> 
     return found
 
 
-def serialize_response(response: bytes | Message) -> bytes:
-    """The gRPC response serializer of the ADS methods: queued bytes go out as they are."""
+class Outgoing:
+    """One response on its way to gRPC, handed over once: gRPC keeps the last object a
+    stream yielded until the next one, so an idle stream would hold its last response (a
+    whole EDS of a thousand services, on each of a thousand streams); this wrapper gives its
+    contents up when serialized (:func:`serialize_response`)."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response: bytes | Message) -> None:
+        self.response: bytes | Message | None = response
+
+
+def serialize_response(outgoing: Outgoing) -> bytes:
+    """The gRPC response serializer of the ADS methods: queued bytes go out as they are,
+    messages are serialized; the :class:`Outgoing` is emptied."""
+    response, outgoing.response = outgoing.response, None
+    assert response is not None, "a response is serialized once"
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
@@ -189,6 +204,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
     ) -> AsyncIterator[Any]:
         """One ADS stream of either kind: a reader feeds requests to the per-stream state
         machine, a watcher feeds it snapshots; responses are yielded in queue order."""
+        # responses (bytes or messages), None at the end, or the error that ended the stream
         out: asyncio.Queue[Any] = asyncio.Queue()
         first = await anext(request_iterator, None)
         if first is None:
@@ -204,21 +220,33 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         log.info("%s stream open: %s", kind, node_id)
 
         async def read() -> None:
-            stream.handle(first)
-            async for request in request_iterator:
-                stream.handle(request)
-            out.put_nowait(None)
+            try:
+                stream.handle(first)
+                async for request in request_iterator:
+                    stream.handle(request)
+                out.put_nowait(None)
+            except Exception as err:  # the stream ends with it (the loop below raises it)
+                out.put_nowait(err)
 
         async def watch() -> None:
             snapshot: Snapshot | None = None
-            while True:
-                snapshot = await self._source.wait_for_change(node_id, snapshot)
-                stream.on_snapshot(snapshot)
+            try:
+                while True:
+                    snapshot = await self._source.wait_for_change(node_id, snapshot)
+                    stream.on_snapshot(snapshot)
+            except Exception as err:
+                out.put_nowait(err)
 
         tasks = [asyncio.create_task(read()), asyncio.create_task(watch())]
         try:
-            while (response := await _next(out, tasks)) is not None:
-                yield response
+            while True:
+                item = await out.get()
+                if item is None:
+                    break
+                if isinstance(item, Exception):
+                    raise item
+                yield Outgoing(item)
+                del item
         finally:
             for task in tasks:
                 task.cancel()
@@ -243,22 +271,6 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         """Delta (incremental) ADS stream (see the module docstring)."""
         async for response in self._serve("delta", request_iterator, context):
             yield response
-
-
-T = TypeVar("T")
-
-
-async def _next(out: asyncio.Queue[T | None], tasks: list[asyncio.Task[None]]) -> T | None:
-    """The next queued response; re-raises a failed reader/watcher task, None at end of stream."""
-    getter = asyncio.ensure_future(out.get())
-    done, _ = await asyncio.wait([getter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    if getter in done:
-        return getter.result()
-    getter.cancel()
-    for task in done:
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
-    return None
 
 
 class _SotwStream:
