@@ -53,7 +53,7 @@ from federation.lb.optimizer import (
 from federation.lb.paths import BYTES_PER_GB, path_facts, rtts_for_decisions
 from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
-from federation.sync.messages import ClusterReport, RoutingPlan
+from federation.sync.messages import ClusterReport, RoutingPlan, ServiceReport
 from providers.pricing import PriceTable
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,11 @@ class _ServicePlan:
     binding: tuple[str, ...] = ()
     current: dict[CallerKey, dict[ServerKey, float]] = field(default_factory=dict)
     plans: dict[CallerKey, RoutingPlan] = field(default_factory=dict)
+    #: what the last solve saw, before any path was priced (see Planner._unmoved)
+    shape: tuple[object, ...] = ()
+    quick: dict[str, float] = field(default_factory=dict)
+    #: every caller's shares reached its optimum: a round with unmoved inputs has nothing to do
+    converged: bool = False
 
 
 def demand_rows(
@@ -128,21 +133,59 @@ def demand_rows(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class RoundIndex:
+    """What a planning round looks up per service, indexed once per round (a round over
+    1,000 services used to scan every export and every reported service for each service).
+
+    Attributes:
+        exporters: per service, the clusters whose export of it is ``Exported``.
+        services: per cluster, its reported services by key.
+        measured_rtt_ms: per cluster, the RTTs its control plane measured to other clusters
+            (as decisions use them, :func:`rtts_for_decisions`).
+    """
+
+    exporters: Mapping[ServiceKey, tuple[str, ...]]
+    services: Mapping[str, Mapping[ServiceKey, ServiceReport]]
+    measured_rtt_ms: Mapping[str, Mapping[str, float]]
+
+    @classmethod
+    def build(
+        cls,
+        exports: Sequence[ExportStatus],
+        records: Mapping[str, ClusterRecord],
+        reports: Mapping[str, ClusterReport],
+    ) -> RoundIndex:
+        exporters: dict[ServiceKey, list[str]] = {}
+        for status in exports:
+            if status.condition == "Exported":
+                exporters.setdefault((status.namespace, status.service), []).append(status.cluster)
+        gateways = {name: gateway_of(r, reports.get(name)) for name, r in records.items()}
+        return cls(
+            exporters={k: tuple(v) for k, v in exporters.items()},
+            services={c: {s.key: s for s in r.services} for c, r in reports.items()},
+            measured_rtt_ms={
+                c: rtts_for_decisions({}, r.rtt_ms, gateways) for c, r in reports.items()
+            },
+        )
+
+
 def servers_of(
     key: ServiceKey,
     exports: Sequence[ExportStatus],
     records: Mapping[str, ClusterRecord],
     reports: Mapping[str, ClusterReport],
+    index: RoundIndex | None = None,
 ) -> list[Server]:
     """The serving zones of ``key``: every cluster exporting it (condition ``Exported``),
     one :class:`Server` per zone with a healthy endpoint, its capacity the sum of what those
-    endpoints declare (None when one declares nothing)."""
+    endpoints declare (None when one declares nothing). ``index``: the round's
+    :class:`RoundIndex` of the same inputs (built here when None)."""
+    index = index or RoundIndex.build(exports, records, reports)
     out: list[Server] = []
-    for status in exports:
-        if (status.namespace, status.service) != key or status.condition != "Exported":
-            continue
-        record, report = records.get(status.cluster), reports.get(status.cluster)
-        service = report.service(key) if report is not None else None
+    for cluster in index.exporters.get(key, ()):
+        record = records.get(cluster)
+        service = index.services.get(cluster, {}).get(key)
         if record is None or service is None:
             continue
         base = Locality.parse(record.locality)
@@ -152,7 +195,7 @@ def servers_of(
                 zones.setdefault(e.zone or base.zone, []).append(e.capacity_rps)
         for zone, caps in sorted(zones.items()):
             capacity = None if any(c <= 0 for c in caps) else sum(caps)
-            out.append(Server(status.cluster, base.with_zone(zone) if zone else base, capacity))
+            out.append(Server(cluster, base.with_zone(zone) if zone else base, capacity))
     return out
 
 
@@ -205,7 +248,10 @@ class Planner:
         self._demand: dict[ServiceKey, dict[CallerKey, _Demand]] = {}
         self._services: dict[ServiceKey, _ServicePlan] = {}
         self._published: dict[str, list[RoutingPlan]] = {}
+        self._prices: Mapping[str, PriceTable] | None = None
+        self._prices_version = 0
         self.solves = 0
+        self.skipped = 0  # services a round left alone: inputs unmoved, plans converged
 
     @property
     def active(self) -> bool:
@@ -244,9 +290,14 @@ class Planner:
             if key not in wanted:
                 del self._services[key]
                 changed = True
+        if self._prices is None or (prices is not self._prices and prices != self._prices):
+            self._prices_version += 1
+        self._prices = prices
+        index = RoundIndex.build(exports, records, reports) if wanted else None
         for key, policy in sorted(wanted.items()):
+            assert index is not None
             try:
-                changed |= self._plan_service(key, policy, exports, records, reports, prices, now)
+                changed |= self._plan_service(key, policy, index, records, prices, now)
             except OptimizerError as err:
                 log.error("no new plan for %s/%s, the previous stays: %s", *key, err)
         if changed:
@@ -274,18 +325,53 @@ class Planner:
             for caller in [c for c, d in known.items() if now - d.seen > DEMAND_KEPT_S]:
                 del known[caller]
 
+    def _unmoved(
+        self,
+        state: _ServicePlan,
+        policy: TrafficPolicy,
+        servers: list[Server],
+        callers: list[Caller],
+        index: RoundIndex,
+    ) -> tuple[bool, tuple[object, ...], dict[str, float]]:
+        """Whether the service's inputs did not move since its last solve, judged before
+        any path is priced: the same policy, servers and capacities, callers, measured RTTs
+        and price tables, and each caller's demand and request and response bytes within
+        the resolve threshold. Then no priced input (:func:`_signature`) moved beyond it
+        either: a path's US$ per request is a non-negative combination of the two byte
+        counts. Returns the verdict and the shape and quick inputs to remember."""
+        shape = (
+            policy,
+            tuple(servers),
+            tuple((c.cluster, c.locality) for c in callers),
+            tuple(
+                tuple(sorted(index.measured_rtt_ms.get(c, {}).items()))
+                for c in sorted({c.cluster for c in callers})
+            ),
+            self._prices_version,
+        )
+        quick: dict[str, float] = {}
+        for c in callers:
+            quick[f"demand {c.cluster} {c.locality}"] = c.rps
+            quick[f"request {c.cluster} {c.locality}"] = c.request_bytes
+            quick[f"response {c.cluster} {c.locality}"] = c.response_bytes
+        unmoved = (
+            state.converged
+            and state.shape == shape
+            and not inputs_moved(state.quick, quick, self.settings.resolve_threshold)
+        )
+        return unmoved, shape, quick
+
     def _plan_service(
         self,
         key: ServiceKey,
         policy: TrafficPolicy,
-        exports: Sequence[ExportStatus],
+        index: RoundIndex,
         records: Mapping[str, ClusterRecord],
-        reports: Mapping[str, ClusterReport],
         prices: Mapping[str, PriceTable],
         now: float,
     ) -> bool:
         state = self._services.setdefault(key, _ServicePlan())
-        servers = servers_of(key, exports, records, reports)
+        servers = servers_of(key, (), records, {}, index)
         demand = self._demand.get(key, {})
         callers = [
             Caller(cluster, where, d.rps, d.request_bytes, d.response_bytes)
@@ -294,31 +380,36 @@ class Planner:
         ]
         if not servers or not callers:
             return False  # nothing measured yet, or nobody serves: the previous plan stays
+        unmoved, shape, quick = self._unmoved(state, policy, servers, callers, index)
+        if unmoved:
+            self.skipped += 1
+            return False
         inputs = PolicyInputs.from_policy(policy)
         headroom = policy.spec.cost.headroom or DEFAULT_HEADROOM
-        gateways = {name: gateway_of(r, reports.get(name)) for name, r in records.items()}
-        links = []
-        for c in callers:
-            report = reports.get(c.cluster)
-            measured = rtts_for_decisions({}, report.rtt_ms if report is not None else {}, gateways)
-            links.append(
-                [
-                    link(
-                        c,
-                        s,
-                        inputs,
-                        measured_rtt_ms=measured.get(s.cluster) if s.cluster != c.cluster else None,
-                        prices=prices,
-                    )
-                    for s in servers
-                ]
-            )
+        links = [
+            [
+                link(
+                    c,
+                    s,
+                    inputs,
+                    measured_rtt_ms=(
+                        index.measured_rtt_ms.get(c.cluster, {}).get(s.cluster)
+                        if s.cluster != c.cluster
+                        else None
+                    ),
+                    prices=prices,
+                )
+                for s in servers
+            ]
+            for c in callers
+        ]
         problem = Problem(callers, servers, links, headroom=headroom)
         signature = _signature(problem)
         if inputs_moved(state.inputs, signature, self.settings.resolve_threshold):
             started = time.perf_counter()
             solution = solve(problem)
             self.solves += 1
+            state.shape, state.quick = shape, quick
             if self._on_solve is not None:
                 self._on_solve(key, time.perf_counter() - started)
             state.inputs = signature
@@ -340,7 +431,7 @@ class Planner:
             del state.plans[gone]  # no demand for DEMAND_KEPT_S: back to the priority order
             state.current.pop(gone, None)
             changed = True
-        index = {s.key: j for j, s in enumerate(servers)}
+        position = {s.key: j for j, s in enumerate(servers)}
         for i, c in enumerate(callers):
             ckey = (c.cluster, str(c.locality))
             target = state.targets.get(ckey)
@@ -349,13 +440,13 @@ class Planner:
             step = limit_shift(
                 state.current.get(ckey, {}), target, self.settings.max_shift, available
             )
-            step = {k: round(v, 4) for k, v in step.items() if k in index and round(v, 4) > 0}
+            step = {k: round(v, 4) for k, v in step.items() if k in position and round(v, 4) > 0}
             if step == state.current.get(ckey) and ckey in state.plans:
                 continue
             state.current[ckey] = step
             demand_rps, failover_usd, spread_usd = state.comparisons[ckey]
             alone = replace(problem, callers=[c], links=[problem.links[i]])
-            (predicted,) = usd_per_hour(alone, [{index[s]: v for s, v in step.items()}])
+            (predicted,) = usd_per_hour(alone, [{position[s]: v for s, v in step.items()}])
             state.plans[ckey] = RoutingPlan(
                 namespace=key[0],
                 service=key[1],
@@ -372,6 +463,7 @@ class Planner:
                 ),
             )
             changed = True
+        state.converged = not changed
         return changed
 
 
