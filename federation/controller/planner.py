@@ -384,46 +384,38 @@ class Planner:
         if unmoved:
             self.skipped += 1
             return False
-        inputs = PolicyInputs.from_policy(policy)
-        headroom = policy.spec.cost.headroom or DEFAULT_HEADROOM
-        links = [
-            [
-                link(
-                    c,
-                    s,
-                    inputs,
-                    measured_rtt_ms=(
-                        index.measured_rtt_ms.get(c.cluster, {}).get(s.cluster)
-                        if s.cluster != c.cluster
-                        else None
-                    ),
-                    prices=prices,
-                )
-                for s in servers
-            ]
-            for c in callers
-        ]
-        problem = Problem(callers, servers, links, headroom=headroom)
+        problem = _problem(callers, servers, policy, index, prices)
         signature = _signature(problem)
         if inputs_moved(state.inputs, signature, self.settings.resolve_threshold):
-            started = time.perf_counter()
-            solution = solve(problem)
-            self.solves += 1
-            state.shape, state.quick = shape, quick
-            if self._on_solve is not None:
-                self._on_solve(key, time.perf_counter() - started)
-            state.inputs = signature
-            state.targets = {
-                (c.cluster, str(c.locality)): {servers[j].key: s for j, s in split.items()}
-                for c, split in zip(callers, solution.shares, strict=True)
-            }
-            failover = usd_per_hour(problem, failover_shares(problem))
-            spread = usd_per_hour(problem, round_robin_shares(problem))
-            state.binding = tuple(solution.binding)
-            state.comparisons = {
-                (c.cluster, str(c.locality)): (c.rps, failover[i], spread[i])
-                for i, c in enumerate(callers)
-            }
+            self._solve(key, state, problem)
+            state.inputs, state.shape, state.quick = signature, shape, quick
+        return self._step(key, state, problem, now)
+
+    def _solve(self, key: ServiceKey, state: _ServicePlan, problem: Problem) -> None:
+        """Solve ``problem`` and keep its optimum and comparisons in ``state``."""
+        callers, servers = problem.callers, problem.servers
+        started = time.perf_counter()
+        solution = solve(problem)
+        self.solves += 1
+        if self._on_solve is not None:
+            self._on_solve(key, time.perf_counter() - started)
+        state.targets = {
+            (c.cluster, str(c.locality)): {servers[j].key: s for j, s in split.items()}
+            for c, split in zip(callers, solution.shares, strict=True)
+        }
+        failover = usd_per_hour(problem, failover_shares(problem))
+        spread = usd_per_hour(problem, round_robin_shares(problem))
+        state.binding = tuple(solution.binding)
+        state.comparisons = {
+            (c.cluster, str(c.locality)): (c.rps, failover[i], spread[i])
+            for i, c in enumerate(callers)
+        }
+
+    def _step(self, key: ServiceKey, state: _ServicePlan, problem: Problem, now: float) -> bool:
+        """Move every caller's shares at most one step toward its optimum (at once off a
+        locality that lost its last healthy endpoint); drop callers without demand.
+        Returns True when a plan changed."""
+        callers, servers = problem.callers, problem.servers
         available = {s.key for s in servers}
         changed = False
         present = {(c.cluster, str(c.locality)) for c in callers}
@@ -465,6 +457,35 @@ class Planner:
             changed = True
         state.converged = not changed
         return changed
+
+
+def _problem(
+    callers: list[Caller],
+    servers: list[Server],
+    policy: TrafficPolicy,
+    index: RoundIndex,
+    prices: Mapping[str, PriceTable],
+) -> Problem:
+    """The linear program of one service: every caller -> server path priced and timed."""
+    inputs = PolicyInputs.from_policy(policy)
+    links = [
+        [
+            link(
+                c,
+                s,
+                inputs,
+                measured_rtt_ms=(
+                    index.measured_rtt_ms.get(c.cluster, {}).get(s.cluster)
+                    if s.cluster != c.cluster
+                    else None
+                ),
+                prices=prices,
+            )
+            for s in servers
+        ]
+        for c in callers
+    ]
+    return Problem(callers, servers, links, headroom=policy.spec.cost.headroom or DEFAULT_HEADROOM)
 
 
 def _signature(problem: Problem) -> dict[str, float]:

@@ -190,3 +190,22 @@ def test_a_caller_without_a_locality_is_left_out_not_fatal() -> None:
         world.policies, world.exports, world.records, world.reports, rows, tables_in_force([])
     )
     assert world.round(150.0) and set(world.planner.plans()) == {A}
+
+
+def test_a_round_leaves_a_converged_service_with_unmoved_inputs_alone(monkeypatch) -> None:
+    """Issue #37: once a service's plans converged, a round whose inputs moved less than
+    the threshold prices no path at all (a round over 1,000 services used to price every
+    path of every service); a bigger move is priced and solved again."""
+    import federation.controller.planner as planner_module
+
+    world = World()
+    for _ in range(8):  # converge: each round moves at most 25 %
+        world.round(150.0)
+    priced: list[int] = []
+    real = planner_module.link
+    monkeypatch.setattr(planner_module, "link", lambda *a, **k: priced.append(1) or real(*a, **k))
+    solves = world.planner.solves
+    assert not world.round(155.0)  # +3 %: within the threshold
+    assert priced == [] and world.planner.skipped >= 1
+    assert world.round(200.0)  # +33 %: priced, solved, stepped
+    assert priced and world.planner.solves == solves + 1
