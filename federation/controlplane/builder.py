@@ -96,6 +96,8 @@ class SnapshotBuilder:
         # identical resources: build once per class per registry version and share the
         # immutable snapshot.
         self._memo: dict[tuple[object, ...], tuple[int, Snapshot]] = {}
+        # (class, version) -> the build of it under way
+        self._inflight: dict[tuple[tuple[object, ...], int], asyncio.Task[Snapshot]] = {}
         # the push context of the newest state proxies were judged against (see _advance)
         self._context: PushContext | None = None
         # proxies whose view includes a change since their snapshot was built
@@ -222,21 +224,7 @@ class SnapshotBuilder:
     async def _build(self, proxy: ProxyDescription) -> None:
         context = self._advance()
         state = context.state
-        key = proxy_class(proxy)
-        hit = self._memo.get(key)
-        if hit is not None and hit[0] == state.version:
-            snapshot = hit[1]
-        else:
-            previous = hit[1] if hit is not None else self._cache.get_snapshot(proxy.node_id)
-            computed = context.computed
-            snapshot = await asyncio.to_thread(
-                lambda: Snapshot.build(generate(self.mesh, state, proxy, context), previous)
-            )
-            if previous is not None and previous.versions == snapshot.versions:
-                snapshot = previous  # same content: nothing to send, nobody to wake
-            self._memo[key] = (state.version, snapshot)
-            self.metrics.builds.inc()
-            self.metrics.decisions.inc(context.computed - computed)
+        snapshot = await self._class_snapshot(proxy, context)
         self._stale.discard(proxy.node_id)
         try:
             await self._cache.set_snapshot(proxy.node_id, snapshot)
@@ -249,6 +237,44 @@ class SnapshotBuilder:
                 if latency is not None:
                     self.metrics.push_latency.observe(latency)
         self._built[proxy.node_id] = state.version
+
+    async def _class_snapshot(self, proxy: ProxyDescription, context: PushContext) -> Snapshot:
+        """The snapshot of ``proxy``'s class at ``context``'s version: memoised, or being
+        built for another proxy of the class (a thousand streams that open at once wait for
+        one build, not a thousand), or built now. The build is a task of its own: a stream
+        that leaves while waiting does not cancel it for the others."""
+        key, version = proxy_class(proxy), context.state.version
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        task = self._inflight.get((key, version))
+        if task is None:
+            previous = hit[1] if hit is not None else self._cache.get_snapshot(proxy.node_id)
+            task = asyncio.ensure_future(self._build_class(proxy, context, previous))
+            self._inflight[(key, version)] = task
+            task.add_done_callback(lambda t: self._build_done(t, (key, version)))
+        return await asyncio.shield(task)
+
+    def _build_done(
+        self, task: asyncio.Task[Snapshot], slot: tuple[tuple[object, ...], int]
+    ) -> None:
+        self._inflight.pop(slot, None)
+        if not task.cancelled():
+            task.exception()  # its waiters got it; with none left, it is not "never retrieved"
+
+    async def _build_class(
+        self, proxy: ProxyDescription, context: PushContext, previous: Snapshot | None
+    ) -> Snapshot:
+        computed = context.computed
+        snapshot = await asyncio.to_thread(
+            lambda: Snapshot.build(generate(self.mesh, context.state, proxy, context), previous)
+        )
+        if previous is not None and previous.versions == snapshot.versions:
+            snapshot = previous  # same content: nothing to send, nobody to wake
+        self._memo[proxy_class(proxy)] = (context.state.version, snapshot)
+        self.metrics.builds.inc()
+        self.metrics.decisions.inc(context.computed - computed)
+        return snapshot
 
     async def rebuild_all(self, *, yield_to_newer: bool = False) -> None:
         """Rebuild every known proxy's snapshot now, gateways first, then stalest first
