@@ -1,4 +1,5 @@
-"""``meshfed controlplane serve``, ``apply``, ``delete``, ``proxy-status``, ``bootstrap grpc``."""
+"""``meshfed controlplane serve``, ``apply``, ``delete``, ``proxy-status``, ``trace``,
+``bootstrap grpc``."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ from federation.cli.params import (
     controlplane_api_of,
     controlplane_option,
     controlplane_token_option,
+    emit,
     output_option,
     print_table,
 )
 from federation.client import call
 from federation.controlplane.status import SyncState
+from federation.controlplane.trace import TRACE_COLUMNS, trace_row
 from federation.model.documents import decode_text, load_documents
 from federation.model.locality import Locality
 
@@ -281,17 +284,29 @@ def proxy_status_cmd(controlplane: str, token: str | None, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(proxies, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        "NAME", "ROLE", "STREAM", "CDS", "LDS", "EDS", "RDS", "SDS", "LAST NACK", box=None
-    )
+    rows = []
     for p in proxies:
         nacks = [f"{t}: {v['nack_error']}" for t, v in p["types"].items() if v.get("nack_error")]
         name = p["node_id"] + ("" if p["connected"] else " (disconnected)")
-        table.add_row(name, p["role"], p["stream"], *_summary(p["types"]), "; ".join(nacks)[:120])
-    Console(width=200).print(table)
+        rows.append((name, p["role"], p["stream"], *_summary(p["types"]), "; ".join(nacks)[:120]))
+    print_table(("NAME", "ROLE", "STREAM", "CDS", "LDS", "EDS", "RDS", "SDS", "LAST NACK"), rows)
+
+
+@click.command("trace")
+@controlplane_option
+@controlplane_token_option
+@click.option("--origin", default=None, metavar="CLUSTER", help="Only changes made in CLUSTER.")
+@click.option("--last", type=click.IntRange(1, 64), default=10, show_default=True, help="How many.")
+@output_option()
+def trace_cmd(
+    controlplane: str, token: str | None, origin: str | None, last: int, output: str
+) -> None:
+    """Where the time of recent changes went, hop by hop, in ms (docs/architecture.md,
+    "Propagation traces"): origin report, controller, delivery, apply, first build, and each
+    altered proxy's ACK counted from the origin's change. -o json|yaml: every proxy's hops."""
+    data = call("GET", controlplane, "/v1/traces", token=token)
+    rows = [t for t in data.get("traces", []) if origin in (None, t["origin"])][:last]
+    emit(rows, output, lambda: print_table(TRACE_COLUMNS, [trace_row(t) for t in rows]))
 
 
 @click.group("bootstrap")

@@ -20,6 +20,7 @@ from federation.cli.controlplane_commands import (
     delete_cmd,
     explain_cmd,
     proxy_status_cmd,
+    trace_cmd,
 )
 from federation.cli.kube_commands import inject_cmd, install_cmd, uninstall_cmd
 from federation.cli.proxy_commands import proxy
@@ -92,6 +93,7 @@ for command in (
     dashboard_cmd,
     explain_cmd,
     proxy_status_cmd,
+    trace_cmd,
     bootstrap,
     proxy,
     workload,

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from federation.cli.params import InputError, output_option
+from federation.cli.params import InputError, output_option, print_table
 from federation.client import call
 from federation.errors import FederationError
 from federation.local.description import LocalFederation, load
@@ -268,31 +268,21 @@ def status_cmd(output: str) -> None:
     from rich.table import Table
 
     console = Console(width=200)
-    t = Table("CLUSTER", "STATE", "LOCALITY", "EXPORTS", "PROXIES SYNCED", box=None)
-    for c in data["clusters"]:
-        t.add_row(
-            c["name"],
-            c["state"],
-            c["locality"],
-            ",".join(c["exports"]) or "-",
-            f"{c.get('synced', 0)}/{c.get('proxies', 0)}",
-        )
-    console.print(t)
-    t = Table("CLUSTER", "IMPORTS", "FROM", box=None)
-    for i in data["imports"]:
-        t.add_row(i["cluster"], i["service"], ",".join(i["from"]))
-    console.print(t)
+    print_table(
+        ("CLUSTER", "STATE", "LOCALITY", "EXPORTS", "PROXIES SYNCED"),
+        [
+            (c["name"], c["state"], c["locality"], ",".join(c["exports"]) or "-",
+             f"{c.get('synced', 0)}/{c.get('proxies', 0)}")
+            for c in data["clusters"]
+        ],
+    )  # fmt: skip
+    print_table(
+        ("CLUSTER", "IMPORTS", "FROM"),
+        [(i["cluster"], i["service"], ",".join(i["from"])) for i in data["imports"]],
+    )
     t = Table(
-        "FROM",
-        "SERVICE",
-        "SERVED BY",
-        "SHARE",
-        "REQ/S",
-        "P50 MS",
-        "P99 MS",
-        "ERRORS",
-        "PATH",
-        "EGRESS $/HOUR",
+        *("FROM", "SERVICE", "SERVED BY", "SHARE", "REQ/S", "P50 MS", "P99 MS", "ERRORS"),
+        *("PATH", "EGRESS $/HOUR"),
         box=None,
         title=f"traffic (last {data['traffic']['windowS']:g} s, counted by the sidecars;"
         f" egress ${data['egressUsdPerHour']:.6f}/hour)",

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from federation.controller.imports import ExportStatus, compute
 from federation.controller.intermediates import IntermediateSigner
@@ -33,7 +34,7 @@ from federation.controller.traffic import TrafficHistory
 from federation.controller.traffic_feed import TrafficFeed
 from federation.controller.views import StoredPolicies, central_exports, federation_view
 from federation.model.service import ServiceImport
-from federation.sync.messages import ClusterReport, RoutingPlan
+from federation.sync.messages import ChangeTrace, ClusterReport, RoutingPlan
 from federation.traffic import TrafficCollector, TrafficTable
 from providers.pricing import PriceTable as PriceTableRates
 
@@ -203,9 +204,10 @@ class SyncHub:
             for c in self.store.clusters()
         }
 
-    def report(self, cluster: str, body: ClusterReport) -> None:
+    def report(self, cluster: str, body: ClusterReport, trace: ChangeTrace | None = None) -> None:
         """Record a report (a heartbeat); recompute when its content or the cluster's state
-        changed, or when it is the first report on a new stream (which gets its whole view)."""
+        changed, or when it is the first report on a new stream (which gets its whole view).
+        ``trace``: the change the report carries, passed on with the updates it causes."""
         self.store.put_report(cluster, body, self.clock())
         self.metrics.reports.labels(cluster).inc()
         first = self.streams.mark_reported(cluster)
@@ -215,10 +217,11 @@ class SyncHub:
             or self._last_states.get(cluster) != "Ready"
         ):
             self._last_report[cluster] = body
-            self.recompute()
+            self.recompute(trace)
 
-    def recompute(self) -> None:
-        """Recompute every import and queue the updates that changed."""
+    def recompute(self, trace: ChangeTrace | None = None) -> None:
+        """Recompute every import and queue the updates that changed (carrying ``trace``,
+        the change that caused the recompute, stamped with when they were queued)."""
         states = self.states()
         for cluster, state in states.items():  # counted wherever the change is first seen
             if state == "Unreachable" and self._last_states.get(cluster) == "Ready":
@@ -246,9 +249,12 @@ class SyncHub:
             plans=self.plans(),
             addresses=self._last_addresses,
         )
+        if trace is not None:
+            trace = replace(trace, sent_at=time.time())
+            self.metrics.propagation.observe(trace.sent_at - trace.received_at)
         for cluster in self.streams.ready():
             update = view.update_for(cluster)
-            version = self.streams.send(cluster, update)
+            version = self.streams.send(cluster, update, trace)
             if version is not None:
                 self.metrics.updates.labels(cluster).inc()
                 log.info("update v%d to %s: %d imports", version, cluster, len(update.imports))

@@ -13,6 +13,10 @@ REST API at ``GET /metrics`` (same admin bearer token as the rest of the API).
                                                                ``whole`` or ``delta`` (sync
                                                                protocol 2: only what changed)
 ``meshfed_controller_update_bytes_total{kind}``                their wire size (bytes)
+``meshfed_controller_propagation_seconds``                     histogram: a change's report
+                                                               received -> the updates it
+                                                               caused queued (the
+                                                               ``controller`` hop of its trace)
 ``meshfed_controller_recomputations_total``                    import recomputations (one per
                                                                changed report, lease change,
                                                                apply or bundle change)
@@ -62,6 +66,12 @@ class ControllerMetrics(Metrics):
             "meshfed_controller_update_bytes",
             "Wire bytes of the updates sent on sync streams",
             ["kind"],
+            registry=r,
+        )
+        self.propagation = Histogram(
+            "meshfed_controller_propagation_seconds",
+            "A change's report received to the updates it caused queued",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
         self.recomputations = Counter(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
-from federation.sync.messages import ControllerUpdate
+from federation.sync.messages import ChangeTrace, ControllerUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +76,18 @@ class SyncStreams:
         """Clusters whose stream is open and has reported: those updates go to."""
         return [c for c in self._queues if c in self._reported]
 
-    def send(self, cluster: str, view: ControllerUpdate) -> int | None:
-        """Queue ``view`` to ``cluster`` with the next version, unless it equals what the
-        stream was last sent; the version sent, or None."""
+    def send(
+        self, cluster: str, view: ControllerUpdate, trace: ChangeTrace | None = None
+    ) -> int | None:
+        """Queue ``view`` to ``cluster`` with the next version (and ``trace``, the change
+        that caused it), unless it equals what the stream was last sent; the version sent,
+        or None."""
         queue = self._queues.get(cluster)
         if queue is None or self._sent.get(cluster) == view:
             return None
         self._sent[cluster] = view
         self.version += 1
-        queue.put_nowait(replace(view, version=self.version))
+        queue.put_nowait(replace(view, version=self.version, trace=trace))
         return self.version
 
     def close(self, cluster: str, reason: str, *, retryable: bool = False) -> None:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -28,7 +30,12 @@ from federation.controller.store import ClusterRecord, StoreError
 from federation.controller.streams import Closed
 from federation.errors import FederationError, InvalidDocumentError, NotFoundError
 from federation.sync import delta
-from federation.sync.convert import report_from_proto, traffic_from_proto, update_to_proto
+from federation.sync.convert import (
+    report_from_proto,
+    trace_from_proto,
+    traffic_from_proto,
+    update_to_proto,
+)
 from federation.sync.identity import cluster_from_spiffe_path
 from federation.sync.messages import ClusterReport
 from federation.sync.proto import sync_pb2, sync_pb2_grpc
@@ -115,16 +122,26 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
                 f"invalid report: {err}", grpc.StatusCode.INVALID_ARGUMENT
             ) from err
 
-    def _accept(self, cluster: str, body: ClusterReport, traffic: TrafficTable | None) -> None:
-        """Apply a validated report (:meth:`_checked`).
+    def _accept(
+        self,
+        cluster: str,
+        checked: tuple[ClusterReport, TrafficTable | None],
+        trace: sync_pb2.ChangeTrace,
+    ) -> None:
+        """Apply a validated report (:meth:`_checked`); ``trace``: the report's, when it
+        carries a change (stamped here with its arrival, for the propagation trace).
 
         Raises:
             _RefusedReportError: UNAVAILABLE, this replica cannot store it.
         """
+        body, traffic = checked
+        received = trace_from_proto(trace) if trace.origin_cluster == cluster else None
+        if received is not None:
+            received = replace(received, received_at=time.time())
         if traffic is not None:
             self._hub.report_traffic(cluster, traffic)
         try:
-            self._hub.report(cluster, body)
+            self._hub.report(cluster, body, trace=received)
         except StoreError as err:
             if not err.retryable:
                 raise
@@ -179,9 +196,9 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
         log.info("sync stream open: %s", cluster)
 
         async def read() -> None:
-            self._accept(cluster, *checked)
+            self._accept(cluster, checked, first.trace)
             async for report in reports:
-                self._accept(cluster, *self._checked(cluster, report))
+                self._accept(cluster, self._checked(cluster, report), report.trace)
 
         reader = asyncio.create_task(read())
         last: sync_pb2.ControllerUpdate | None = None  # the whole update sent last

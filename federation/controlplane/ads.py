@@ -37,7 +37,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -76,6 +76,9 @@ class StreamCallbacks(Protocol):
         """The proxy's stream ended."""
         ...
 
+
+#: Called with a node id and the snapshot once the node ACKed every response of it.
+Synced = Callable[[str, Snapshot], None]
 
 _nonces = itertools.count(1)
 
@@ -150,11 +153,13 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         callbacks: StreamCallbacks,
         status: StatusRegistry,
         metrics: ControlPlaneMetrics | None = None,
+        on_synced: Synced | None = None,
     ) -> None:
         self._source = source
         self._callbacks = callbacks
         self.status = status
         self._metrics = metrics or ControlPlaneMetrics()
+        self._on_synced = on_synced
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Register this servicer on ``server`` (the generated registration, but with a
@@ -217,6 +222,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             if kind == "sotw"
             else _DeltaStream(node_id, status, out, self._metrics)
         )
+        stream.on_synced = self._on_synced
         log.info("%s stream open: %s", kind, node_id)
 
         async def read() -> None:
@@ -273,7 +279,31 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             yield response
 
 
-class _SotwStream:
+class _SyncTracking:
+    """When a stream's proxy holds all of its current snapshot: every response sent of it
+    ACKed (none NACKed, none owed), for propagation traces
+    (:mod:`federation.controlplane.trace`)."""
+
+    snapshot: Snapshot | None
+    types: dict[str, Any]
+
+    def _init_tracking(self) -> None:
+        self.unacked: set[str] = set()  # types sent of the current snapshot, not yet ACKed
+        self.synced: Snapshot | None = None
+        self.on_synced: Synced | None = None
+
+    def _check_synced(self, node_id: str) -> None:
+        snapshot = self.snapshot
+        if snapshot is None or snapshot is self.synced or self.unacked or not self.types:
+            return
+        if any(getattr(ts, "owed", False) for ts in self.types.values()):
+            return
+        self.synced = snapshot
+        if self.on_synced is not None:
+            self.on_synced(node_id, snapshot)
+
+
+class _SotwStream(_SyncTracking):
     """Per-stream SotW state machine; all methods run on the event loop, no awaits inside."""
 
     def __init__(
@@ -289,8 +319,13 @@ class _SotwStream:
         self.metrics = metrics or ControlPlaneMetrics()
         self.snapshot: Snapshot | None = None
         self.types: dict[str, _SotwType] = {}
+        self._init_tracking()
 
     def handle(self, req: discovery_pb2.DiscoveryRequest) -> None:
+        self._handle(req)
+        self._check_synced(self.node_id)
+
+    def _handle(self, req: discovery_pb2.DiscoveryRequest) -> None:
         type_url = req.type_url
         ts = self.types.setdefault(type_url, _SotwType())
         tstatus = self.status.type(type_url)
@@ -318,6 +353,7 @@ class _SotwStream:
             return
         if req.response_nonce:
             tstatus.acked_version = req.version_info
+            self.unacked.discard(type_url)
         names = frozenset(req.resource_names)
         wildcard = type_url in resource.WILDCARD_TYPES and (not names or "*" in names)
         names = names - {"*"} if "*" in names else names
@@ -343,6 +379,7 @@ class _SotwStream:
                 self.send(type_url, whole=True)
             elif snapshot.versions.get(type_url) != ts.sent_version:
                 self.send(type_url, whole=ts.owed)
+        self._check_synced(self.node_id)
 
     def send(self, type_url: str, *, whole: bool = False) -> None:
         """Send ``type_url`` from the current snapshot: every subscribed resource, or for
@@ -375,6 +412,7 @@ class _SotwStream:
             count,
         )
         self.metrics.pushed(type_url)
+        self.unacked.add(type_url)
         self.out.put_nowait(
             body
             + discovery_pb2.DiscoveryResponse(
@@ -383,7 +421,7 @@ class _SotwStream:
         )
 
 
-class _DeltaStream:
+class _DeltaStream(_SyncTracking):
     """Per-stream delta state machine."""
 
     def __init__(
@@ -399,8 +437,13 @@ class _DeltaStream:
         self.metrics = metrics or ControlPlaneMetrics()
         self.snapshot: Snapshot | None = None
         self.types: dict[str, _DeltaType] = {}
+        self._init_tracking()
 
     def handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
+        self._handle(req)
+        self._check_synced(self.node_id)
+
+    def _handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
         type_url = req.type_url
         first = type_url not in self.types
         ts = self.types.setdefault(type_url, _DeltaType())
@@ -423,6 +466,7 @@ class _DeltaStream:
                 )
             else:
                 tstatus.acked_version = tstatus.sent_version
+                self.unacked.discard(type_url)
         subscribe = set(req.resource_names_subscribe)
         if "*" in subscribe:
             ts.wildcard = True
@@ -441,6 +485,7 @@ class _DeltaStream:
         for type_url in resource.PUSH_ORDER:
             if type_url in self.types:
                 self.send(type_url, force=set())
+        self._check_synced(self.node_id)
 
     def send(self, type_url: str, *, force: Iterable[str]) -> None:
         assert self.snapshot is not None
@@ -470,6 +515,7 @@ class _DeltaStream:
             len(removed),
         )
         self.metrics.pushed(type_url)
+        self.unacked.add(type_url)
         self.out.put_nowait(
             discovery_pb2.DeltaDiscoveryResponse(
                 system_version_info=version,

@@ -303,6 +303,13 @@ async def proxy_status(request: web.Request) -> web.Response:
     return web.json_response({"proxies": request.app[STATUS].report(current)})
 
 
+async def traces(request: web.Request) -> web.Response:
+    """The propagation traces of recent changes, newest first
+    (:mod:`federation.controlplane.trace`)."""
+    tracker = request.app[BUILDER].tracker
+    return web.json_response({"traces": tracker.traces() if tracker is not None else []})
+
+
 async def config_dump(request: web.Request) -> web.Response:
     """A proxy's current snapshot as JSON: exactly what its xDS responses carry (never a
     secret: proxies read their SVID from files)."""
@@ -390,6 +397,7 @@ ROUTES: list[Route] = [
     ("GET", "/v1/workloads", workloads, "Registered workloads with their health", None),
     ("GET", "/v1/proxy-status", proxy_status, "Per proxy and xDS type: versions, ACK/NACK", None),
     ("GET", "/v1/config_dump", config_dump, "A proxy's current snapshot (no secret)", None),
+    ("GET", "/v1/traces", traces, "Propagation traces of recent changes, per hop", None),
     ("GET", "/v1/explain", explain_handler, "The load-balancing decision table", None),
     ("GET", "/v1/explain/authz", explain_authz_handler, "Allowed or denied, and why", None),
     (

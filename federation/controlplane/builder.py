@@ -56,6 +56,7 @@ from federation.controlplane.generate.proxy_config import generate
 from federation.controlplane.metrics import ControlPlaneMetrics, push_latency_s
 from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.controlplane.snapshot import Snapshot, SnapshotCache
+from federation.controlplane.trace import PropagationTracker
 from federation.errors import InconsistentSnapshotError, ProxyBuildError
 from federation.sync.node import ProxyDescription, identity_problem
 
@@ -86,9 +87,11 @@ class SnapshotBuilder:
         registry: ServiceRegistry,
         cache: SnapshotCache,
         metrics: ControlPlaneMetrics | None = None,
+        tracker: PropagationTracker | None = None,
     ) -> None:
         self.mesh = mesh
         self.metrics = metrics or ControlPlaneMetrics()
+        self.tracker = tracker
         self._registry = registry
         self._cache = cache
         self._proxies: dict[str, ProxyDescription] = {}
@@ -226,11 +229,15 @@ class SnapshotBuilder:
         state = context.state
         snapshot = await self._class_snapshot(proxy, context)
         self._stale.discard(proxy.node_id)
+        held = self._cache.get_snapshot(proxy.node_id)
+        new = held is not None and held is not snapshot  # a change, not a first connect
         try:
             await self._cache.set_snapshot(proxy.node_id, snapshot)
         except InconsistentSnapshotError as err:
             log.error("not publishing: %s", err)
         else:
+            if new and self.tracker is not None:
+                self.tracker.published(proxy.node_id, proxy.role, state.version, snapshot)
             before = self._built.get(proxy.node_id)
             if before is not None and before < state.version:
                 latency = push_latency_s(self._changed_at, before, time.monotonic())

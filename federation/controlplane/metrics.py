@@ -12,6 +12,16 @@ API at ``GET /metrics`` (same bearer token as the rest of the API).
                                                       stream (Istio's
                                                       ``pilot_proxy_convergence_time``, up to
                                                       the send); connects are not counted
+``meshfed_propagation_hop_seconds{hop}``              histogram: the hops of a change's trace
+                                                      (:mod:`federation.controlplane.trace`):
+                                                      ``report`` (origin: registry change to
+                                                      report sent), ``deliver`` (controller's
+                                                      send to arrival here), ``apply``
+                                                      (arrival to registry change), ``build``
+                                                      (to a first proxy's new snapshot),
+                                                      ``ack`` (publication to each proxy's
+                                                      ACK), ``total`` (origin's change to each
+                                                      ACK here)
 ``meshfed_snapshot_builds_total``                     proxy snapshots generated
 ``meshfed_decision_recomputations_total``             outbound decisions computed for Envoy
                                                       sidecars (placement, priorities, weights:
@@ -61,6 +71,13 @@ class ControlPlaneMetrics(Metrics):
         self.push_latency = Histogram(
             "meshfed_xds_push_latency_seconds",
             "Registry change to the publication of each stale proxy's new snapshot",
+            buckets=PUSH_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.propagation = Histogram(
+            "meshfed_propagation_hop_seconds",
+            "Hops of a change's propagation trace (report, deliver, apply, build, ack, total)",
+            ["hop"],
             buckets=PUSH_LATENCY_BUCKETS,
             registry=r,
         )

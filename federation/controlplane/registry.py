@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -321,6 +322,7 @@ class ServiceRegistry:
     def __init__(self) -> None:
         self._state = RegistryState()
         self._listeners: list[Listener] = []
+        self.changed_at = time.time()  # Unix s the current state was installed
 
     @property
     def state(self) -> RegistryState:
@@ -333,6 +335,7 @@ class ServiceRegistry:
 
     def _publish(self, state: RegistryState) -> None:
         self._state = state
+        self.changed_at = time.time()
         for listener in list(self._listeners):
             listener(state)
 

@@ -58,6 +58,7 @@ from federation.controlplane.snapshot import SnapshotCache
 from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.controlplane.telemetry import TrafficCounter, TrafficServicer
+from federation.controlplane.trace import PropagationTracker
 from federation.netaddr import listen_ips, parse_host_port
 from federation.serving import load_or_create_token, serve_until_signalled, start_http, stop_all
 from federation.traffic import TrafficCollector
@@ -82,6 +83,7 @@ class ControlPlane:
         self.cache = SnapshotCache()
         self.status = StatusRegistry()
         self.metrics = ControlPlaneMetrics()
+        self.tracker = PropagationTracker(self.metrics)
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: grpc.aio.Server | None = None
         self._ca_grpc: grpc.aio.Server | None = None
@@ -188,7 +190,9 @@ class ControlPlane:
         self.tokens = TokenStore(cfg.state_dir / "workload-tokens.json")
         if cfg.kubernetes is not None:
             await self._start_kubernetes(cfg.kubernetes)
-        self.builder = SnapshotBuilder(self.mesh, self.registry, self.cache, self.metrics)
+        self.builder = SnapshotBuilder(
+            self.mesh, self.registry, self.cache, self.metrics, self.tracker
+        )
         self._gauges()
         self.builder.ready.set()
         self._tasks.append(self.builder.start())
@@ -222,7 +226,7 @@ class ControlPlane:
         self.first_certificates = self._certificate_service("token")
         self._grpc = grpc.aio.server(interceptors=[OwnClusterOnly(self.authority.authority)])
         AggregatedDiscoveryService(
-            self.cache, self.builder, self.status, self.metrics
+            self.cache, self.builder, self.status, self.metrics, self.tracker.synced
         ).add_to_server(self._grpc)
         self.renewals.add_to_server(self._grpc)
         if self.traffic is not None:
@@ -300,6 +304,7 @@ class ControlPlane:
             on_ca=self.authority.set_authority,
             on_update=self.metrics.update_received,
             traffic=lambda: self.traffic.table.copy() if self.traffic else None,
+            tracker=self.tracker,
         )
         self.link.restore()
 

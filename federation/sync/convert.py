@@ -23,6 +23,7 @@ from federation.model.locality import Locality
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import DirectEndpoint, ServiceImport
 from federation.sync.messages import (
+    ChangeTrace,
     ClusterReport,
     ControllerUpdate,
     EndpointReport,
@@ -190,7 +191,7 @@ def report_from_proto(message: sync_pb2.ClusterReport) -> ClusterReport:
     )
     body["exports"] = [f"{r['namespace']}/{r['name']}" for r in body.get("exports", [])]
     body.pop("traffic", None)  # traffic_from_proto
-    for stream_field in ("protocol", "acked_version"):  # the stream's, not the cluster's
+    for stream_field in ("protocol", "acked_version", "trace"):  # the stream's, not the cluster's
         body.pop(stream_field, None)
     return _validate(ClusterReport, body, f"report of cluster {message.cluster!r}")  # type: ignore[no-any-return]
 
@@ -296,6 +297,35 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
             sync_pb2.ExportCondition(namespace=ns, name=name, condition=c, message=m)
             for (ns, name), (c, m) in sorted(update.export_conditions.items())
         ],
+        trace=trace_to_proto(update.trace) if update.trace is not None else None,
+    )
+
+
+def trace_to_proto(trace: ChangeTrace) -> sync_pb2.ChangeTrace:
+    """The wire form of a change's trace."""
+    return sync_pb2.ChangeTrace(
+        origin_cluster=trace.origin_cluster,
+        origin_version=trace.origin_version,
+        changed_at=trace.changed_at,
+        reported_at=trace.reported_at,
+        received_at=trace.received_at,
+        sent_at=trace.sent_at,
+    )
+
+
+def trace_from_proto(message: sync_pb2.ChangeTrace) -> ChangeTrace | None:
+    """A received trace; None when the message carries none (no origin cluster) or its
+    times are not finite (a trace is diagnostics: a bad one is dropped, not refused)."""
+    times = (message.changed_at, message.reported_at, message.received_at, message.sent_at)
+    if not message.origin_cluster or not all(math.isfinite(t) for t in times):
+        return None
+    return ChangeTrace(
+        message.origin_cluster[:63],
+        message.origin_version,
+        message.changed_at,
+        message.reported_at,
+        message.received_at,
+        message.sent_at,
     )
 
 
@@ -378,6 +408,7 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
         export_conditions={
             (c.namespace, c.name): (c.condition, c.message) for c in message.export_conditions
         },
+        trace=trace_from_proto(message.trace) if message.HasField("trace") else None,
     )
 
 

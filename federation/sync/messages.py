@@ -195,6 +195,28 @@ class RoutingPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeTrace:
+    """One change's way through the federation (issue 37), stamped hop by hop.
+
+    Attributes:
+        origin_cluster / origin_version: the cluster whose registry changed, and its
+            registry version after the change.
+        changed_at: when the origin's registry changed (Unix s, the origin's clock).
+        reported_at: when the origin sent the report carrying the change.
+        received_at: when the controller received that report (the controller's clock; 0:
+            not yet).
+        sent_at: when the controller queued the update carrying it (0: not yet).
+    """
+
+    origin_cluster: str
+    origin_version: int
+    changed_at: float
+    reported_at: float
+    received_at: float = 0.0
+    sent_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class ControllerUpdate:
     """One cluster's federated view, sent whole whenever any part of it changes.
 
@@ -218,6 +240,8 @@ class ControllerUpdate:
             cluster's exports.
         cluster_cas: member cluster -> its intermediate CA certificate (PEM), for the same
             members as ``cluster_crls``: the trust anchors of proxyless gRPC workloads.
+        trace: the change that caused this update, for its propagation trace (not part of
+            the view: two updates that differ only by it are equal).
     """
 
     version: int = 0
@@ -234,3 +258,4 @@ class ControllerUpdate:
     sync_addresses: list[str] = field(default_factory=list)
     export_conditions: dict[ServiceKey, tuple[str, str]] = field(default_factory=dict)
     cluster_cas: dict[str, str] = field(default_factory=dict)
+    trace: ChangeTrace | None = field(default=None, compare=False)

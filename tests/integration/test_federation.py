@@ -455,6 +455,62 @@ def test_export_conflict_follows_mcs_oldest_wins(fed) -> None:
     assert "dup" not in _imports_of(home, "a")
 
 
+def _traces(fed, cluster: str) -> list[dict[str, Any]]:
+    out = _meshfed(
+        fed["home"], "trace", "--controlplane", fed["cps"][cluster].api_url, "--origin", "a",
+        "-o", "json",
+    ).stdout  # fmt: skip
+    return list(json.loads(out))
+
+
+def test_the_trace_of_one_change_shows_every_hop(fed) -> None:
+    """Issue #37: a second endpoint of echo in cluster a reaches c's client sidecar (the
+    weight of a's gateway in its EDS changes); ``meshfed trace`` at c shows the change from
+    a's registry through the controller to c's registry, c's new snapshot and the Envoy's
+    ACK, with a time for every hop; the table names the same hops."""
+    home, cps = fed["home"], fed["cps"]
+    doc = workload_yaml(
+        "echo-trace", service="echo", address="127.0.1.12", locality=LOCALITY["a"],
+        port=8080, target_port=free_port(),
+    )  # fmt: skip
+    cps["a"].apply(doc)
+    try:
+
+        def complete() -> dict[str, Any] | None:
+            for t in _traces(fed, "c"):
+                if t["acked"] and all(v is not None for v in t["hopsMs"].values()):
+                    return t
+            return None
+
+        wait_until(lambda: complete() is not None, 30, "a complete trace at c")
+        trace = complete()
+        assert trace is not None
+        assert set(trace["hopsMs"]) == {"report", "controller", "deliver", "apply", "firstBuild"}
+        (sidecar,) = [p for p in trace["proxies"].values() if p["totalMs"] is not None][:1]
+        assert sidecar["role"] == "sidecar" and sidecar["ackMs"] is not None
+        # only proxies the change altered: c's gateway serves nothing of a's echo
+        assert all(p["role"] != "gateway" for p in trace["proxies"].values())
+        table = _meshfed(home, "trace", "--controlplane", cps["c"].api_url, "--origin", "a").stdout
+        print(table)
+        for column in ("REPORT", "CONTROLLER", "DELIVER", "APPLY", "BUILD", "ACK P50", "ACK MAX"):
+            assert column in table
+        assert "a v" in table
+        # at the origin: its own proxies, and the report hop
+        assert any(t["hopsMs"]["report"] is not None for t in _traces(fed, "a"))
+        c = cps["c"]
+        metrics = _scrape(
+            c.api_url, find_token(c.api_url, home=c.home), api_context(c.api_url, c.home)
+        )
+        hops = {
+            dict(labels).get("hop")
+            for name, labels in metrics
+            if name == "meshfed_propagation_hop_seconds_count"
+        }
+        assert {"deliver", "apply", "build", "ack", "total"} <= hops
+    finally:
+        cps["a"].delete(doc)
+
+
 def _csr(trust_domain: str) -> str:
     key = pki.generate_private_key()
     csr = pki.build_csr(key, spiffe_id=TrustDomain(trust_domain).id, common_name="x")

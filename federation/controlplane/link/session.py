@@ -39,11 +39,12 @@ from federation.controlplane.link import state
 from federation.controlplane.link.join import JoinInfo
 from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.controlplane.report import cluster_report
+from federation.controlplane.trace import PropagationTracker
 from federation.errors import FederationError, InvalidDocumentError, UnreachableError
 from federation.sync import delta
-from federation.sync.convert import report_to_proto
+from federation.sync.convert import report_to_proto, trace_to_proto
 from federation.sync.identity import CONTROL_PLANE_NAMESPACE, control_plane_service_account
-from federation.sync.messages import ClusterReport, ControllerUpdate
+from federation.sync.messages import ChangeTrace, ClusterReport, ControllerUpdate
 from federation.sync.proto import sync_pb2, sync_pb2_grpc
 from federation.traffic import TrafficTable
 from trust.authority import LocalCertificateAuthority, issue_svid
@@ -137,8 +138,10 @@ class FederationLink:
         on_ca: Callable[[LocalCertificateAuthority], None] = lambda _ca: None,
         on_update: Callable[[], None] = lambda: None,
         traffic: Callable[[], TrafficTable | None] = lambda: None,
+        tracker: PropagationTracker | None = None,
     ) -> None:
         self._traffic = traffic
+        self._tracker = tracker
         self._on_ca = on_ca
         self._on_update = on_update
         self._sync_svid_stale = False
@@ -244,12 +247,23 @@ class FederationLink:
             if traffic is not None and not traffic.edges:
                 traffic = None
             if body != last or now - last_sent >= heartbeat_s or traffic is not None:
+                changed = last is not None and body != last
                 last, last_sent = body, now
                 if traffic is not None:
                     traffic_sent = now
                 message = report_to_proto(body, traffic)
                 message.protocol = delta.PROTOCOL
                 message.acked_version = self.last_update_version
+                if changed:  # a change of this cluster: its propagation trace starts here
+                    trace = ChangeTrace(
+                        self.info.cluster,
+                        self._registry.state.version,
+                        self._registry.changed_at,
+                        time.time(),
+                    )
+                    message.trace.CopyFrom(trace_to_proto(trace))
+                    if self._tracker is not None:
+                        self._tracker.reported(trace)
                 yield message
             try:
                 timeout = max(
@@ -315,8 +329,13 @@ class FederationLink:
                 if refused is not None:
                     call.cancel()
                     raise delta.ProtocolError(refused)
+                received_at = time.time()
                 held = delta.merge(held, message)
                 self._apply(held.update)
+                if self._tracker is not None and held.update.trace is not None:
+                    self._tracker.applied(
+                        held.update.trace, received_at, self._registry.state.version
+                    )
                 if not self.connected:
                     log.info("in sync with the controller at %s", self.info.sync_address)
                 self.connected = True

@@ -73,7 +73,7 @@ class ServiceReport(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., healthy_endpoints_by_zone: _Optional[_Mapping[str, int]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ...) -> None: ...
 
 class ClusterReport(_message.Message):
-    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports", "crl_pem", "intermediate_csr_pem", "traffic", "protocol", "acked_version")
+    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports", "crl_pem", "intermediate_csr_pem", "traffic", "protocol", "acked_version", "trace")
     class RttMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,7 @@ class ClusterReport(_message.Message):
     TRAFFIC_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     ACKED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     services: _containers.RepeatedCompositeFieldContainer[ServiceReport]
     gateway: str
@@ -101,7 +102,24 @@ class ClusterReport(_message.Message):
     traffic: TrafficReport
     protocol: int
     acked_version: int
-    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., crl_pem: _Optional[str] = ..., intermediate_csr_pem: _Optional[str] = ..., traffic: _Optional[_Union[TrafficReport, _Mapping]] = ..., protocol: _Optional[int] = ..., acked_version: _Optional[int] = ...) -> None: ...
+    trace: ChangeTrace
+    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., crl_pem: _Optional[str] = ..., intermediate_csr_pem: _Optional[str] = ..., traffic: _Optional[_Union[TrafficReport, _Mapping]] = ..., protocol: _Optional[int] = ..., acked_version: _Optional[int] = ..., trace: _Optional[_Union[ChangeTrace, _Mapping]] = ...) -> None: ...
+
+class ChangeTrace(_message.Message):
+    __slots__ = ("origin_cluster", "origin_version", "changed_at", "reported_at", "received_at", "sent_at")
+    ORIGIN_CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_AT_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    origin_cluster: str
+    origin_version: int
+    changed_at: float
+    reported_at: float
+    received_at: float
+    sent_at: float
+    def __init__(self, origin_cluster: _Optional[str] = ..., origin_version: _Optional[int] = ..., changed_at: _Optional[float] = ..., reported_at: _Optional[float] = ..., received_at: _Optional[float] = ..., sent_at: _Optional[float] = ...) -> None: ...
 
 class EdgeTraffic(_message.Message):
     __slots__ = ("source_locality", "destination_service", "destination_cluster", "destination_locality", "path_class", "response_code_class", "requests", "request_bytes", "response_bytes", "egress_usd", "duration_ms_sum", "duration_buckets")
@@ -210,7 +228,7 @@ class RoutingPlan(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., caller_locality: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ..., demand_rps: _Optional[float] = ..., usd_per_hour: _Optional[float] = ..., failover_usd_per_hour: _Optional[float] = ..., round_robin_usd_per_hour: _Optional[float] = ..., binding: _Optional[_Iterable[str]] = ..., solved_at: _Optional[float] = ..., capacities: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ...) -> None: ...
 
 class ControllerUpdate(_message.Message):
-    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem", "plans", "sync_addresses", "export_conditions", "cluster_cas", "protocol", "base_version", "removed_policies", "removed_imports", "removed_plans")
+    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem", "plans", "sync_addresses", "export_conditions", "cluster_cas", "protocol", "base_version", "removed_policies", "removed_imports", "removed_plans", "trace")
     class ClusterCrlsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +260,7 @@ class ControllerUpdate(_message.Message):
     REMOVED_POLICIES_FIELD_NUMBER: _ClassVar[int]
     REMOVED_IMPORTS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_PLANS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     version: int
     trust_bundle_pem: bytes
     policies_json: _containers.RepeatedScalarFieldContainer[str]
@@ -259,7 +278,8 @@ class ControllerUpdate(_message.Message):
     removed_policies: _containers.RepeatedScalarFieldContainer[str]
     removed_imports: _containers.RepeatedCompositeFieldContainer[ServiceRef]
     removed_plans: _containers.RepeatedCompositeFieldContainer[PlanRef]
-    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., cluster_crls: _Optional[_Mapping[str, str]] = ..., intermediate_chain_pem: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[RoutingPlan, _Mapping]]] = ..., sync_addresses: _Optional[_Iterable[str]] = ..., export_conditions: _Optional[_Iterable[_Union[ExportCondition, _Mapping]]] = ..., cluster_cas: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[int] = ..., base_version: _Optional[int] = ..., removed_policies: _Optional[_Iterable[str]] = ..., removed_imports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., removed_plans: _Optional[_Iterable[_Union[PlanRef, _Mapping]]] = ...) -> None: ...
+    trace: ChangeTrace
+    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., cluster_crls: _Optional[_Mapping[str, str]] = ..., intermediate_chain_pem: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[RoutingPlan, _Mapping]]] = ..., sync_addresses: _Optional[_Iterable[str]] = ..., export_conditions: _Optional[_Iterable[_Union[ExportCondition, _Mapping]]] = ..., cluster_cas: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[int] = ..., base_version: _Optional[int] = ..., removed_policies: _Optional[_Iterable[str]] = ..., removed_imports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., removed_plans: _Optional[_Iterable[_Union[PlanRef, _Mapping]]] = ..., trace: _Optional[_Union[ChangeTrace, _Mapping]] = ...) -> None: ...
 
 class PlanRef(_message.Message):
     __slots__ = ("namespace", "name", "caller_locality")
