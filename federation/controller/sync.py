@@ -31,7 +31,6 @@ from federation.controller.streams import Closed
 from federation.errors import FederationError, InvalidDocumentError, NotFoundError
 from federation.sync import delta
 from federation.sync.convert import (
-    report_from_proto,
     trace_from_proto,
     traffic_from_proto,
     update_to_proto,
@@ -100,12 +99,15 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
 
     @staticmethod
     def _checked(
-        cluster: str, report: sync_pb2.ClusterReport
-    ) -> tuple[ClusterReport, TrafficTable | None]:
-        """A report of ``cluster``'s stream, validated (nothing is applied yet).
+        cluster: str, report: sync_pb2.ClusterReport, held: delta.HeldReport | None = None
+    ) -> tuple[delta.HeldReport, TrafficTable | None]:
+        """A report of ``cluster``'s stream, validated and, when it is a delta, merged onto
+        ``held`` (the stream's previous report; nothing is applied yet).
 
         Raises:
-            _RefusedReportError: another cluster's report, or an invalid one.
+            _RefusedReportError: another cluster's report, an invalid one, or a delta on a
+                report this stream did not carry (INVALID_ARGUMENT: the control plane
+                reconnects and starts whole).
         """
         if report.cluster != cluster:
             raise _RefusedReportError(
@@ -116,8 +118,8 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
         if refused is not None:
             raise _RefusedReportError(refused, grpc.StatusCode.FAILED_PRECONDITION)
         try:
-            return report_from_proto(report), traffic_from_proto(report)
-        except InvalidDocumentError as err:
+            return delta.merge_report(held, report), traffic_from_proto(report)
+        except (InvalidDocumentError, delta.UpdateGapError) as err:
             raise _RefusedReportError(
                 f"invalid report: {err}", grpc.StatusCode.INVALID_ARGUMENT
             ) from err
@@ -196,9 +198,11 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
         log.info("sync stream open: %s", cluster)
 
         async def read() -> None:
-            self._accept(cluster, checked, first.trace)
+            held, traffic = checked
+            self._accept(cluster, (held.report, traffic), first.trace)
             async for report in reports:
-                self._accept(cluster, self._checked(cluster, report), report.trace)
+                held, traffic = self._checked(cluster, report, held)
+                self._accept(cluster, (held.report, traffic), report.trace)
 
         reader = asyncio.create_task(read())
         last: sync_pb2.ControllerUpdate | None = None  # the whole update sent last

@@ -191,7 +191,11 @@ def report_from_proto(message: sync_pb2.ClusterReport) -> ClusterReport:
     )
     body["exports"] = [f"{r['namespace']}/{r['name']}" for r in body.get("exports", [])]
     body.pop("traffic", None)  # traffic_from_proto
-    for stream_field in ("protocol", "acked_version", "trace"):  # the stream's, not the cluster's
+    stream_fields = (
+        *("protocol", "acked_version", "trace"),
+        *("report_version", "base_report", "removed_services"),
+    )
+    for stream_field in stream_fields:  # the stream's, not the cluster's
         body.pop(stream_field, None)
     return _validate(ClusterReport, body, f"report of cluster {message.cluster!r}")  # type: ignore[no-any-return]
 

@@ -12,6 +12,12 @@ plane validates a document once, when it first arrives (:func:`merge`). A gap --
 a version it does not hold -- ends the stream; the next stream starts with a whole update
 (a full resync), as after any reconnect.
 
+Reports go the same way once the controller's first update said it speaks protocol 2: each
+report of a stream is numbered, the first is whole, later ones carry only the services added
+or changed (and the names of those removed) -- a heartbeat without change carries none --
+and the controller validates only the services a report brings (:func:`report_delta`,
+:func:`merge_report`).
+
 Versions: each end sends the protocol it speaks (``ClusterReport.protocol``,
 ``ControllerUpdate.protocol``; 0 means a release from before versions, which speaks 1). A
 controller sends deltas only to a control plane that speaks 2, so releases on either side of
@@ -33,7 +39,7 @@ from federation.model.authz import AuthorizationPolicy
 from federation.model.documents import validate_documents
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.sync import convert
-from federation.sync.messages import ControllerUpdate
+from federation.sync.messages import ClusterReport, ControllerUpdate
 from federation.sync.proto import sync_pb2
 
 #: The sync protocol this release speaks: 2, incremental updates.
@@ -209,3 +215,56 @@ def merge(held: HeldUpdate | None, message: sync_pb2.ControllerUpdate) -> HeldUp
         + changes.plans,
     )
     return HeldUpdate(_with_policies(update, policies), policies)
+
+
+def _service_key(m: sync_pb2.ServiceReport) -> tuple[str, str]:
+    return (m.namespace, m.name)
+
+
+def report_delta(
+    before: sync_pb2.ClusterReport, after: sync_pb2.ClusterReport
+) -> sync_pb2.ClusterReport:
+    """``after`` (whole, numbered) as a delta on ``before`` (the stream's previous report)."""
+    out = sync_pb2.ClusterReport()
+    out.CopyFrom(after)
+    out.base_report = before.report_version
+    old = {_service_key(m): _bytes(m) for m in before.services}
+    new = {_service_key(m): m for m in after.services}
+    del out.services[:]
+    out.services.extend(m for k, m in new.items() if old.get(k) != _bytes(m))
+    out.removed_services.extend(
+        sync_pb2.ServiceRef(namespace=ns, name=name) for ns, name in sorted(old.keys() - new.keys())
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class HeldReport:
+    """What the controller holds of a stream: the report number it applied last and the
+    validated whole report."""
+
+    version: int
+    report: ClusterReport
+
+
+def merge_report(held: HeldReport | None, message: sync_pb2.ClusterReport) -> HeldReport:
+    """The whole validated report after ``message``: itself when whole, else ``held`` with
+    the delta applied; only the services the message carries are validated.
+
+    Raises:
+        UpdateGapError: a delta on a report the controller does not hold.
+        InvalidDocumentError: a field of the message is invalid (names it).
+    """
+    partial = convert.report_from_proto(message)
+    if not message.base_report:
+        return HeldReport(message.report_version, partial)
+    if held is None or held.version != message.base_report:
+        have = f"report {held.version}" if held is not None else "no report"
+        raise UpdateGapError(
+            f"report {message.report_version} is a delta on report {message.base_report},"
+            f" the controller holds {have}"
+        )
+    gone = {(r.namespace, r.name) for r in message.removed_services}
+    gone |= {s.key for s in partial.services}
+    services = [s for s in held.report.services if s.key not in gone] + partial.services
+    return HeldReport(message.report_version, partial.model_copy(update={"services": services}))

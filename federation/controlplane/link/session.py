@@ -168,6 +168,7 @@ class FederationLink:
         self.connected = False
         self.stopped: str | None = None
         self.last_update_version = 0
+        self._controller_protocol = delta.WHOLE_UPDATES
         registry.subscribe(self._on_registry)
 
     def set_gateway(self, gateway: str) -> None:
@@ -238,6 +239,8 @@ class FederationLink:
     async def _reports(self) -> AsyncIterator[sync_pb2.ClusterReport]:
         last: ClusterReport | None = None
         last_sent = traffic_sent = 0.0
+        number = 0  # reports of this stream
+        whole: sync_pb2.ClusterReport | None = None  # the last one, whole
         while True:
             self._changed.clear()  # before reading the state: a later change wakes us
             body = self.report()
@@ -264,7 +267,12 @@ class FederationLink:
                     message.trace.CopyFrom(trace_to_proto(trace))
                     if self._tracker is not None:
                         self._tracker.reported(trace)
-                yield message
+                number += 1
+                message.report_version = number
+                speaks_delta = self._controller_protocol >= delta.PROTOCOL
+                sent = delta.report_delta(whole, message) if whole and speaks_delta else message
+                whole = message
+                yield sent
             try:
                 timeout = max(
                     0.05,
@@ -322,9 +330,11 @@ class FederationLink:
             self.info.sync_address, credentials, options=options
         ) as channel:
             stub = sync_pb2_grpc.FederationSyncStub(channel)  # type: ignore[no-untyped-call]
+            self._controller_protocol = delta.WHOLE_UPDATES  # until its first update says
             call = stub.Sync(self._reports())
             held: delta.HeldUpdate | None = None
             async for message in call:
+                self._controller_protocol = delta.spoken(message.protocol)
                 refused = delta.control_plane_refuses(message.protocol)
                 if refused is not None:
                     call.cancel()

@@ -73,7 +73,7 @@ class ServiceReport(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., healthy_endpoints_by_zone: _Optional[_Mapping[str, int]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ...) -> None: ...
 
 class ClusterReport(_message.Message):
-    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports", "crl_pem", "intermediate_csr_pem", "traffic", "protocol", "acked_version", "trace")
+    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports", "crl_pem", "intermediate_csr_pem", "traffic", "protocol", "acked_version", "trace", "report_version", "base_report", "removed_services")
     class RttMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,9 @@ class ClusterReport(_message.Message):
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     ACKED_VERSION_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
+    REPORT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BASE_REPORT_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_SERVICES_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     services: _containers.RepeatedCompositeFieldContainer[ServiceReport]
     gateway: str
@@ -103,7 +106,10 @@ class ClusterReport(_message.Message):
     protocol: int
     acked_version: int
     trace: ChangeTrace
-    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., crl_pem: _Optional[str] = ..., intermediate_csr_pem: _Optional[str] = ..., traffic: _Optional[_Union[TrafficReport, _Mapping]] = ..., protocol: _Optional[int] = ..., acked_version: _Optional[int] = ..., trace: _Optional[_Union[ChangeTrace, _Mapping]] = ...) -> None: ...
+    report_version: int
+    base_report: int
+    removed_services: _containers.RepeatedCompositeFieldContainer[ServiceRef]
+    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., crl_pem: _Optional[str] = ..., intermediate_csr_pem: _Optional[str] = ..., traffic: _Optional[_Union[TrafficReport, _Mapping]] = ..., protocol: _Optional[int] = ..., acked_version: _Optional[int] = ..., trace: _Optional[_Union[ChangeTrace, _Mapping]] = ..., report_version: _Optional[int] = ..., base_report: _Optional[int] = ..., removed_services: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ...) -> None: ...
 
 class ChangeTrace(_message.Message):
     __slots__ = ("origin_cluster", "origin_version", "changed_at", "reported_at", "received_at", "sent_at")

@@ -172,3 +172,56 @@ def test_each_end_refuses_a_newer_protocol_naming_the_side_to_upgrade() -> None:
     assert control_plane_refuses(0) is None and control_plane_refuses(PROTOCOL) is None
     refused = control_plane_refuses(PROTOCOL + 1)
     assert refused is not None and "upgrade the control plane" in refused
+
+
+def _report(services: dict[str, int], version: int):
+    from federation.sync.proto import sync_pb2
+
+    message = sync_pb2.ClusterReport(
+        cluster="east", gateway="10.0.0.1:15443", report_version=version
+    )
+    for name, healthy in services.items():
+        message.services.append(
+            sync_pb2.ServiceReport(
+                namespace="demo",
+                name=name,
+                ports=[sync_pb2.PortInfo(name="http", port=8080, protocol="http")],
+                healthy_endpoints_by_zone={"us-east-1a": healthy},
+            )
+        )
+    return message
+
+
+def test_a_report_delta_merged_onto_its_base_is_the_whole_report(monkeypatch) -> None:
+    from federation.sync.convert import report_from_proto
+    from federation.sync.delta import merge_report, report_delta
+
+    first = _report({f"s{i}": 1 for i in range(50)}, 1)
+    held = merge_report(None, first)
+    after = _report({**{f"s{i}": 1 for i in range(1, 50)}, "s7": 3, "new": 1}, 2)
+    message = report_delta(first, after)
+    assert sorted(s.name for s in message.services) == ["new", "s7"]
+    assert [r.name for r in message.removed_services] == ["s0"]
+    seen: list[int] = []
+    real = delta_module.convert.report_from_proto
+    monkeypatch.setattr(
+        delta_module.convert,
+        "report_from_proto",
+        lambda m: seen.append(len(m.services)) or real(m),
+    )
+    merged = merge_report(held, message)
+    assert seen == [2]  # only the services the delta brings are validated
+    whole = report_from_proto(after)
+    assert sorted(merged.report.services, key=lambda s: s.key) == sorted(
+        whole.services, key=lambda s: s.key
+    )
+    assert merged.report.model_copy(update={"services": []}) == whole.model_copy(
+        update={"services": []}
+    )
+    heartbeat = report_delta(
+        after, _report({**{f"s{i}": 1 for i in range(1, 50)}, "s7": 3, "new": 1}, 3)
+    )
+    assert not heartbeat.services and not heartbeat.removed_services
+    assert heartbeat.ByteSize() < after.ByteSize() / 20
+    with pytest.raises(UpdateGapError, match="delta on report 2, the controller holds report 1"):
+        merge_report(held, heartbeat)
