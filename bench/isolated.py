@@ -41,7 +41,7 @@ from urllib.parse import quote
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import percentile
-from federation.client import call
+from federation.client import call, find_token
 from federation.local.description import LocalFederation
 from federation.local.netns import call_in
 from federation.local.processes import Record
@@ -325,12 +325,39 @@ def propagation_table(fed: IsolatedFederation, changes: int) -> None:
         )
 
 
+def trace_table(fed: IsolatedFederation) -> None:
+    """Where the cross-cluster changes' time went, per hop (``GET /v1/traces`` of A's and
+    C's control planes, changes made in B; issue #37)."""
+    hops: dict[str, list[float]] = {}
+    for cluster in (A, C):
+        api = _api(fed, cluster)
+        data = call("GET", api, "/v1/traces", token=find_token(api, home=fed.home), home=fed.home)
+        for t in data["traces"]:
+            if t["origin"] != B:
+                continue
+            for hop, ms in t["hopsMs"].items():
+                if ms is not None:
+                    hops.setdefault(hop, []).append(ms)
+            for p in t["proxies"].values():
+                for hop in ("buildMs", "ackMs", "totalMs"):
+                    if p[hop] is not None:
+                        hops.setdefault(f"proxy {hop[:-2]}", []).append(p[hop])
+    print("\ncross-cluster changes by hop (traces of A's and C's control planes; ms)")
+    print(f"{'hop':<28}{'samples':>8}{'p50':>9}{'p99':>9}{'max':>9}")
+    for hop, values in hops.items():
+        print(
+            f"{hop:<28}{len(values):>8}{percentile(values, 50):>9.1f}"
+            f"{percentile(values, 99):>9.1f}{max(values):>9.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicas", type=int, default=16, help="echo replicas per cluster")
     parser.add_argument("--changes", type=int, default=100)
     parser.add_argument("--rps", type=float, default=1000)
     parser.add_argument("--no-propagation", action="store_true", help="only the partitions")
+    parser.add_argument("--no-partition", action="store_true", help="only the propagation")
     args = parser.parse_args()
     spec = federation_file(lease_s=30, replicas=args.replicas, rps=5)
     with tempfile.TemporaryDirectory() as tmp, isolated_federation(Path(tmp), spec) as fed:
@@ -345,6 +372,9 @@ def main() -> None:
             controller = fed.record.info["controller"]
             call("POST", controller, "/v1/apply", token=token, body=export, home=fed.home)
             propagation_table(fed, args.changes)
+            trace_table(fed)
+        if args.no_partition:
+            return
         fed.meshfed("demo", "kill", f"{A}/echo")
         print("\nfailover by partition of B (A's own replicas stopped; B serves, C is next)")
         print(f"{'load':<24}{'requests':>9}{'failed':>8}{'moved':>10}{'B back':>10}")
