@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import ssl
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -20,6 +22,28 @@ from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
 
 MESHFED = str(Path(sys.executable).with_name("meshfed"))
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def worktree(rev: str, path: Path) -> Iterator[Path]:
+    """A ``git worktree`` of this repository at ``rev`` in ``path``, removed afterwards:
+    another revision's code for an in-run baseline (same Python, same machine)."""
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
+            check=False,
+            capture_output=True,
+        )
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -37,6 +37,7 @@ from bench._common import (
     start_controlplane,
     stop,
     token,
+    worktree,
 )
 from federation.ca.client import CaEndpoints, WorkloadIdentity
 from federation.ca.files import IdentityDirectory
@@ -197,22 +198,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         issuance(work, args.agents)
-        before_tree = work / "before"
-        subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(before_tree),
-             args.before_rev],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        try:
+        with worktree(args.before_rev, work / "before") as before_tree:
             results = {
                 "before": cold_starts(work, "before", before_tree, args.starts),
                 "after": cold_starts(work, "after", REPO, args.starts),
             }
-        finally:
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(before_tree)],
-                check=False, capture_output=True,
-            )  # fmt: skip
         print(f"\nsidecar cold start: agent spawn -> first answered request, {args.starts} starts")
         print(f"{'code':<28}{'p50 s':>8}{'max s':>8}")
         for label, values in results.items():

@@ -29,7 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import REPO, worktree
+
 CLUSTERS = {
     "aws-us-east-1": ("aws/us-east-1", ("us-east-1a", "us-east-1b")),
     "aws-eu-west-1": ("aws/eu-west-1", ("eu-west-1a", "eu-west-1b")),
@@ -177,12 +180,7 @@ def main() -> None:
         return
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        before = Path(tmp) / "baseline"
-        subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(before), args.baseline_rev],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        try:
+        with worktree(args.baseline_rev, Path(tmp) / "baseline") as before:
             for label, tree in ((f"baseline {args.baseline_rev}", before), ("this checkout", REPO)):
                 out = subprocess.run(
                     [sys.executable, __file__, "--tree", str(tree), "--services",
@@ -190,11 +188,6 @@ def main() -> None:
                     check=True, capture_output=True, text=True, cwd=str(tree),
                 ).stdout  # fmt: skip
                 results[label] = json.loads(out.strip().splitlines()[-1])
-        finally:
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)],
-                check=False, capture_output=True,
-            )  # fmt: skip
     print(
         f"planning round: {args.services} services in cost mode optimize, 3 clusters x 2 zones,"
         f" 3 caller localities; median of {args.rounds} rounds"

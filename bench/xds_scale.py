@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,10 +54,10 @@ from bench._common import (
     start_controlplane,
     stop,
     token,
+    worktree,
 )
 from federation.controlplane import resource
 
-REPO = Path(__file__).resolve().parents[1]
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 
 
@@ -353,19 +352,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if not args.no_baseline:
-            before = work / "baseline"
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "add", "--detach", str(before),
-                 args.baseline_rev],
-                check=True, capture_output=True,
-            )  # fmt: skip
-            try:
+            with worktree(args.baseline_rev, work / "baseline") as before:
                 run_code(f"baseline {args.baseline_rev}", before, work, args)
-            finally:
-                subprocess.run(
-                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(before)],
-                    check=False, capture_output=True,
-                )  # fmt: skip
         run_code("this checkout", None, work, args)
 
 

@@ -168,7 +168,7 @@ def read_sotw_request(raw: bytes) -> SotwRequest:
     names = _NAMES_BY_WIRE.get(wire)
     if names is None:
         names = frozenset(message.resource_names)
-        if len(_NAMES_BY_WIRE) >= 256:
+        if len(_NAMES_BY_WIRE) >= 64:  # a key is up to a few hundred KB
             _NAMES_BY_WIRE.pop(next(iter(_NAMES_BY_WIRE)))
         _NAMES_BY_WIRE[wire] = names
     return SotwRequest(message, names)

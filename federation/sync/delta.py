@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from federation.errors import FederationError, InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
@@ -104,6 +105,21 @@ def _plan_key(m: sync_pb2.RoutingPlan) -> tuple[str, str, str]:
     return (m.namespace, m.name, m.caller_locality)
 
 
+M = TypeVar("M")
+K = TypeVar("K", bound=tuple[str, ...])
+
+
+def _keyed_delta(
+    before: Iterable[M], after: Iterable[M], key: Callable[[M], K]
+) -> tuple[list[M], list[K]]:
+    """The messages of ``after`` that ``before`` lacks or holds with other content (by
+    ``key``), and the keys of ``before``'s messages that ``after`` lacks, sorted."""
+    old = {key(m): _bytes(m) for m in before}
+    new = {key(m): m for m in after}
+    changed = [m for k, m in new.items() if old.get(k) != _bytes(m)]
+    return changed, sorted(old.keys() - new.keys())
+
+
 def delta(
     before: sync_pb2.ControllerUpdate, after: sync_pb2.ControllerUpdate
 ) -> sync_pb2.ControllerUpdate:
@@ -111,25 +127,22 @@ def delta(
     out = sync_pb2.ControllerUpdate()
     out.CopyFrom(after)
     out.base_version = before.version
-    old_imports = {_import_key(m): _bytes(m) for m in before.imports}
-    new_imports = {_import_key(m): m for m in after.imports}
+    imports, gone_imports = _keyed_delta(before.imports, after.imports, _import_key)
     del out.imports[:]
-    out.imports.extend(m for k, m in new_imports.items() if old_imports.get(k) != _bytes(m))
+    out.imports.extend(imports)
     out.removed_imports.extend(
-        sync_pb2.ServiceRef(namespace=ns, name=name)
-        for ns, name in sorted(old_imports.keys() - new_imports.keys())
+        sync_pb2.ServiceRef(namespace=ns, name=name) for ns, name in gone_imports
     )
     old_texts, new_texts = set(before.policies_json), list(after.policies_json)
     del out.policies_json[:]
     out.policies_json.extend(t for t in new_texts if t not in old_texts)
     out.removed_policies.extend(sorted(policy_id(t) for t in old_texts - set(new_texts)))
-    old_plans = {_plan_key(m): _bytes(m) for m in before.plans}
-    new_plans = {_plan_key(m): m for m in after.plans}
+    plans, gone_plans = _keyed_delta(before.plans, after.plans, _plan_key)
     del out.plans[:]
-    out.plans.extend(m for k, m in new_plans.items() if old_plans.get(k) != _bytes(m))
+    out.plans.extend(plans)
     out.removed_plans.extend(
         sync_pb2.PlanRef(namespace=ns, name=name, caller_locality=loc)
-        for ns, name, loc in sorted(old_plans.keys() - new_plans.keys())
+        for ns, name, loc in gone_plans
     )
     return out
 
@@ -228,13 +241,10 @@ def report_delta(
     out = sync_pb2.ClusterReport()
     out.CopyFrom(after)
     out.base_report = before.report_version
-    old = {_service_key(m): _bytes(m) for m in before.services}
-    new = {_service_key(m): m for m in after.services}
+    services, gone = _keyed_delta(before.services, after.services, _service_key)
     del out.services[:]
-    out.services.extend(m for k, m in new.items() if old.get(k) != _bytes(m))
-    out.removed_services.extend(
-        sync_pb2.ServiceRef(namespace=ns, name=name) for ns, name in sorted(old.keys() - new.keys())
-    )
+    out.services.extend(services)
+    out.removed_services.extend(sync_pb2.ServiceRef(namespace=ns, name=name) for ns, name in gone)
     return out
 
 

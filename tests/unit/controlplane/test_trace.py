@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
 from federation.controlplane import resource
@@ -17,6 +15,7 @@ from federation.controlplane.status import StatusRegistry
 from federation.controlplane.trace import PropagationTracker
 from federation.sync.messages import ChangeTrace
 from tests.prometheus import samples
+from tests.unit.controlplane.test_ads_streams import _snapshot
 
 
 class Clock:
@@ -60,24 +59,6 @@ def test_a_trace_records_every_hop_and_only_the_proxies_it_altered() -> None:
         if name == "meshfed_propagation_hop_seconds_count"
     }
     assert counts == {"deliver": 1, "apply": 1, "build": 1, "ack": 1, "total": 1}
-
-
-def _snapshot(*clusters: str) -> Snapshot:
-    return Snapshot.build(
-        {
-            resource.CLUSTER: [
-                cluster_pb2.Cluster(
-                    name=c,
-                    type=cluster_pb2.Cluster.DiscoveryType.EDS,
-                    eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(service_name=c),
-                )
-                for c in clusters
-            ],
-            resource.ENDPOINT: [
-                endpoint_pb2.ClusterLoadAssignment(cluster_name=c) for c in clusters
-            ],
-        }
-    )
 
 
 def test_a_stream_is_synced_only_once_every_response_of_the_snapshot_is_acked() -> None:
