@@ -63,7 +63,11 @@ class Relay:
             if self._cut.is_set() or self.target is None:
                 client.close()
                 continue
-            upstream = socket.create_connection(self.target, timeout=5)
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:  # the controller is not there: refuse this one, keep relaying
+                client.close()
+                continue
             upstream.settimeout(None)
             with self._lock:
                 self._sockets += [client, upstream]
