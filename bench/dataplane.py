@@ -6,7 +6,9 @@ backend is not the bottleneck):
 1. direct: wrk -> backend.
 2. static: wrk -> client sidecar -> east-west gateway -> server sidecar -> backend, three Envoys
    with hand-written static configuration: mTLS between the sidecars with SVIDs from our CA,
-   SNI passthrough at the gateway. The baseline for what the hops cost.
+   speaking HTTP/2 with a PING every 200 ms as meshfed's sidecars do (since issue 37; it was
+   HTTP/1.1 before, an unfair baseline), SNI passthrough at the gateway. The baseline for
+   what the hops cost.
 3. meshfed: the same hops configured by two ``meshfed controlplane serve`` processes over xDS
    (mutual TLS) and run by ``meshfed proxy sidecar|gateway`` agents, which obtain their SVIDs
    with workload tokens (ServiceExport / ServiceImport).
@@ -22,7 +24,10 @@ chain with control planes started ``--no-telemetry`` (no access-log stream, noth
 counted); it and **meshfed** are measured in alternating rounds (the cost of issue #17's
 traffic counting): req/s, p50, p99, and CPU time per request of the caller's Envoy (which
 writes the traffic log), of its agent (which counts it) and of its control plane (which
-classifies the agent's reports). Installs wrk from Debian if it is missing.
+classifies the agent's reports). Then, as Istio reports it, each path at a fixed request
+rate (``--fixed-rps``, 1,000 by default; h2load from Debian's nghttp2-client, HTTP/1.1, 10
+connections, each request's time from its log): p50/p90/p99 and what each chain adds over
+direct. Installs wrk and h2load from Debian if they are missing.
 
     python bench/dataplane.py [--duration 10] [--connections 16] [--telemetry-rounds 5]
 """
@@ -78,15 +83,44 @@ SNI = f"outbound_.8080_._.{HOST}"
 
 
 def ensure_wrk() -> str:
-    found = shutil.which("wrk")
+    return ensure_tool("wrk", "wrk")
+
+
+def ensure_tool(name: str, package: str) -> str:
+    """``name`` on PATH, installed from Debian's ``package`` if missing."""
+    found = shutil.which(name)
     if found:
         return found
-    print("installing wrk (Debian package)...", flush=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
-    if not shutil.which("wrk"):
+    print(f"installing {name} (Debian package {package})...", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=False, capture_output=True)
+    if not shutil.which(name):
         subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
-    return str(shutil.which("wrk"))
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", package], check=True, capture_output=True
+        )
+    return str(shutil.which(name))
+
+
+def fixed_rate(url: str, rps: int, duration: int, work: Path) -> dict[str, float]:
+    """``rps`` requests/s for ``duration`` s over 10 HTTP/1.1 connections (h2load --rps per
+    connection), every request's time from h2load's log: p50/p90/p99 ms, requests, and the
+    requests that did not answer 2xx."""
+    log = work / "h2load.log"
+    log.unlink(missing_ok=True)
+    subprocess.run(
+        [ensure_tool("h2load", "nghttp2-client"), "--h1", "-c", "10", "--rps", str(rps // 10),
+         "-D", str(duration), "-H", f":authority: {HOST}", f"--log-file={log}", url],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    ms = [int(r[2]) / 1000 for r in rows]
+    return {
+        "requests": float(len(rows)),
+        "failed": float(sum(1 for r in rows if not r[1].startswith("2"))),
+        "p50": percentile(ms, 50),
+        "p90": percentile(ms, 90),
+        "p99": percentile(ms, 99),
+    }
 
 
 def wrk(
@@ -271,16 +305,30 @@ def static_chain(
             }
         ],
         [
-            _static_cluster(
-                "to_gw",
-                "127.0.0.1",
-                ports["gateway"],
-                {
-                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                    "sni": SNI,
-                    "common_tls_context": common("client"),
+            {
+                **_static_cluster(
+                    "to_gw",
+                    "127.0.0.1",
+                    ports["gateway"],
+                    {
+                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                        "sni": SNI,
+                        "common_tls_context": {**common("client"), "alpn_protocols": ["h2"]},
+                    },
+                ),
+                # what meshfed's sidecars speak to each other (clusters.protocol_options):
+                # HTTP/2 with a PING every 200 ms
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {
+                            "http2_protocol_options": {
+                                "connection_keepalive": {"interval": "0.2s", "timeout": "1s"}
+                            }
+                        },
+                    }
                 },
-            )
+            }
         ],
     )
     gateway = _bootstrap(
@@ -330,7 +378,10 @@ def static_chain(
                             "typed_config": {
                                 "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
                                 "require_client_certificate": True,
-                                "common_tls_context": common("server"),
+                                "common_tls_context": {
+                                    **common("server"),
+                                    "alpn_protocols": ["h2", "http/1.1"],
+                                },
                             },
                         },
                     }
@@ -447,6 +498,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rbac-rounds", type=int, default=3)
     parser.add_argument("--telemetry-rounds", type=int, default=5)
+    parser.add_argument("--fixed-rps", type=int, default=1000)
     args = parser.parse_args()
     ensure_wrk()
     envoys: list[EnvoyProcess] = []
@@ -616,6 +668,25 @@ def main() -> None:
                     {k: {kk: round(vv, 3) for kk, vv in v.items()} for k, v in results.items()}
                 )
             )
+            fixed = {
+                name: fixed_rate(urls[name], args.fixed_rps, args.duration, work)
+                for name in ("direct", "static", "static-rbac", "meshfed")
+            }
+            print(
+                f"\nfixed rate: {args.fixed_rps} req/s for {args.duration} s (h2load --h1, 10"
+                " connections); ms, and added over direct"
+            )
+            print(
+                f"{'path':<12}{'requests':>9}{'failed':>7}{'p50':>8}{'p90':>8}{'p99':>8}"
+                f"{'+p50':>8}{'+p90':>8}{'+p99':>8}"
+            )
+            base = fixed["direct"]
+            for name, r in fixed.items():
+                print(
+                    f"{name:<12}{r['requests']:>9.0f}{r['failed']:>7.0f}{r['p50']:>8.3f}"
+                    f"{r['p90']:>8.3f}{r['p99']:>8.3f}{r['p50'] - base['p50']:>8.3f}"
+                    f"{r['p90'] - base['p90']:>8.3f}{r['p99'] - base['p99']:>8.3f}"
+                )
         finally:
             for p in procs:
                 p.terminate()
