@@ -175,13 +175,17 @@ def servers_of(
     exports: Sequence[ExportStatus],
     records: Mapping[str, ClusterRecord],
     reports: Mapping[str, ClusterReport],
-    index: RoundIndex | None = None,
 ) -> list[Server]:
     """The serving zones of ``key``: every cluster exporting it (condition ``Exported``),
     one :class:`Server` per zone with a healthy endpoint, its capacity the sum of what those
-    endpoints declare (None when one declares nothing). ``index``: the round's
-    :class:`RoundIndex` of the same inputs (built here when None)."""
-    index = index or RoundIndex.build(exports, records, reports)
+    endpoints declare (None when one declares nothing)."""
+    return _servers(key, records, RoundIndex.build(exports, records, reports))
+
+
+def _servers(
+    key: ServiceKey, records: Mapping[str, ClusterRecord], index: RoundIndex
+) -> list[Server]:
+    """:func:`servers_of` from a round's :class:`RoundIndex`."""
     out: list[Server] = []
     for cluster in index.exporters.get(key, ()):
         record = records.get(cluster)
@@ -371,7 +375,7 @@ class Planner:
         now: float,
     ) -> bool:
         state = self._services.setdefault(key, _ServicePlan())
-        servers = servers_of(key, (), records, {}, index)
+        servers = _servers(key, records, index)
         demand = self._demand.get(key, {})
         callers = [
             Caller(cluster, where, d.rps, d.request_bytes, d.response_bytes)

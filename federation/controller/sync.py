@@ -127,7 +127,8 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
     def _accept(
         self,
         cluster: str,
-        checked: tuple[ClusterReport, TrafficTable | None],
+        body: ClusterReport,
+        traffic: TrafficTable | None,
         trace: sync_pb2.ChangeTrace,
     ) -> None:
         """Apply a validated report (:meth:`_checked`); ``trace``: the report's, when it
@@ -136,7 +137,6 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
         Raises:
             _RefusedReportError: UNAVAILABLE, this replica cannot store it.
         """
-        body, traffic = checked
         received = trace_from_proto(trace) if trace.origin_cluster == cluster else None
         if received is not None:
             received = replace(received, received_at=time.time())
@@ -199,10 +199,10 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
 
         async def read() -> None:
             held, traffic = checked
-            self._accept(cluster, (held.report, traffic), first.trace)
+            self._accept(cluster, held.report, traffic, first.trace)
             async for report in reports:
                 held, traffic = self._checked(cluster, report, held)
-                self._accept(cluster, (held.report, traffic), report.trace)
+                self._accept(cluster, held.report, traffic, report.trace)
 
         reader = asyncio.create_task(read())
         last: sync_pb2.ControllerUpdate | None = None  # the whole update sent last

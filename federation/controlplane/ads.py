@@ -105,10 +105,8 @@ def _shared(names: frozenset[str], snapshot: Snapshot | None, type_url: str) -> 
     """One frozenset object for equal subscriptions: the snapshot's own name set when the
     stream asks for all of them (a sidecar asks EDS for every cluster), else an interned
     copy. A thousand streams subscribed to a thousand names hold one set, not a thousand."""
-    if snapshot is not None:
-        every = snapshot.names(type_url)
-        if names == every:
-            return every
+    if snapshot is not None and names == (every := snapshot.names(type_url)):
+        return every
     found = _NAME_SETS.get(names)
     if found is None:
         if len(_NAME_SETS) >= 256:
@@ -331,6 +329,7 @@ class _SyncTracking:
     ACKed (none NACKed, none owed), for propagation traces
     (:mod:`federation.controlplane.trace`)."""
 
+    node_id: str
     snapshot: Snapshot | None
     types: dict[str, Any]
 
@@ -339,7 +338,7 @@ class _SyncTracking:
         self.synced: Snapshot | None = None
         self.on_synced: Synced | None = None
 
-    def _check_synced(self, node_id: str) -> None:
+    def _check_synced(self) -> None:
         snapshot = self.snapshot
         if snapshot is None or snapshot is self.synced or self.unacked or not self.types:
             return
@@ -347,7 +346,7 @@ class _SyncTracking:
             return
         self.synced = snapshot
         if self.on_synced is not None:
-            self.on_synced(node_id, snapshot)
+            self.on_synced(self.node_id, snapshot)
 
 
 class _SotwStream(_SyncTracking):
@@ -373,7 +372,7 @@ class _SotwStream(_SyncTracking):
             self._handle(request.message, request.names)
         else:
             self._handle(request, frozenset(request.resource_names))
-        self._check_synced(self.node_id)
+        self._check_synced()
 
     def _handle(self, req: discovery_pb2.DiscoveryRequest, names: frozenset[str]) -> None:
         type_url = req.type_url
@@ -430,7 +429,7 @@ class _SotwStream(_SyncTracking):
                 self.send(type_url, whole=True)
             elif snapshot.versions.get(type_url) != ts.sent_version:
                 self.send(type_url, whole=ts.owed)
-        self._check_synced(self.node_id)
+        self._check_synced()
 
     def send(self, type_url: str, *, whole: bool = False) -> None:
         """Send ``type_url`` from the current snapshot: every subscribed resource, or for
@@ -443,7 +442,7 @@ class _SotwStream(_SyncTracking):
         names: frozenset[str] | None = None if ts.wildcard else ts.names
         if not whole and ts.sent is not None and type_url not in resource.WILDCARD_TYPES:
             changed = snapshot.changed_since(type_url, ts.sent)
-            names = _shared(changed & ts.names, None, type_url)
+            names = changed & ts.names
             if not names:
                 ts.sent_version, ts.sent = version, snapshot
                 return
@@ -492,7 +491,7 @@ class _DeltaStream(_SyncTracking):
 
     def handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
         self._handle(req)
-        self._check_synced(self.node_id)
+        self._check_synced()
 
     def _handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
         type_url = req.type_url
@@ -536,7 +535,7 @@ class _DeltaStream(_SyncTracking):
         for type_url in resource.PUSH_ORDER:
             if type_url in self.types:
                 self.send(type_url, force=set())
-        self._check_synced(self.node_id)
+        self._check_synced()
 
     def send(self, type_url: str, *, force: Iterable[str]) -> None:
         assert self.snapshot is not None

@@ -142,7 +142,6 @@ class SnapshotBuilder:
         if problem is not None:
             raise PermissionError(problem)
         await self.ready.wait()
-        self._advance()
         try:
             await self._build(proxy)
         except asyncio.CancelledError:  # the client left during its first build

@@ -144,7 +144,13 @@ K = TypeVar("K")
 
 
 def _changed_keys(before: Mapping[K, object], after: Mapping[K, object]) -> set[K]:
-    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    """Keys whose value differs; an unchanged document is the same object in both states,
+    so identity is checked first (a model's ``==`` compares every field)."""
+    return {
+        k
+        for k in before.keys() | after.keys()
+        if (old := before.get(k)) is not (new := after.get(k)) and old != new
+    }
 
 
 def _authorized(

@@ -36,6 +36,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from federation.controlplane import resource
+from federation.controlplane.generate.common import pack
 from federation.errors import InconsistentSnapshotError
 
 
@@ -45,12 +46,6 @@ def _hash(data: Iterable[bytes]) -> str:
         digest.update(len(chunk).to_bytes(8, "big"))
         digest.update(chunk)
     return digest.hexdigest()[:16]
-
-
-def _pack(message: Message) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
 
 
 def _name(message: Message) -> str:
@@ -160,7 +155,7 @@ class Snapshot:
             table = self._derived[key] = {}
         found = table.get(name)  # type: ignore[attr-defined]
         if found is None:
-            found = table[name] = _pack(self.resources[type_url][name])  # type: ignore[index]
+            found = table[name] = pack(self.resources[type_url][name])  # type: ignore[index]
         return found  # type: ignore[no-any-return]
 
     def get(self, type_url: str, names: Iterable[str] | None = None) -> dict[str, Message]:
@@ -289,7 +284,7 @@ class SnapshotCache:
         self._snapshots: dict[str, Snapshot] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._recently_checked: list[Snapshot] = []  # shared class snapshots: check once
-        self.wakeups = 0  # streams woken, for tests and /v1/info
+        self.wakeups = 0  # streams woken (tests count them)
 
     def get_snapshot(self, node_id: str) -> Snapshot | None:
         """See :class:`SnapshotSource`."""

@@ -218,7 +218,8 @@ class ChangeTrace:
 
 @dataclass(frozen=True, slots=True)
 class ControllerUpdate:
-    """One cluster's federated view, sent whole whenever any part of it changes.
+    """One cluster's federated view, whole, made whenever any part of it changes (sync
+    protocol 2 carries it as a delta on the stream's previous one: :mod:`federation.sync.delta`).
 
     Attributes:
         version: increases with every update the controller sends (any cluster).

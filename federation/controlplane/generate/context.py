@@ -12,8 +12,8 @@ the same objects, whose hashes :meth:`Snapshot.build` reuses too.
 
 Only the previous context is kept (its own predecessor is dropped when a new one is made):
 memory is two versions' worth of per-service results at most. Memo entries are written from
-the builder's worker thread and, for a proxy's first build, possibly from the event loop's
-thread; a lost race only computes the same immutable value twice.
+the builder's worker threads, by builds of different proxy classes that may overlap; a lost
+race only computes the same immutable value twice.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ class OutboundPort:
     proxy): the decided endpoints of the port's cluster, of its per-cluster subsets and of
     its routes' label subsets, the TrafficPolicy, the candidates' RTTs, and
     ``destinations``: each route destination's ``(cluster, subset)`` -> its Envoy cluster.
-    Sidecars of one locality share it (:class:`OutboundPlans`); the assignments are never
+    Sidecars of one locality share it (:func:`outbound_of`); the assignments are never
     modified after they are built."""
 
     port: ServicePort
@@ -164,21 +164,21 @@ def label_subsets(
     return out
 
 
-def outbound(ctx: PushContext, caller: Locality) -> list[OutboundPort]:
-    """:func:`outbound_ports` of every service port for a caller in ``caller``, decided once
-    per service and caller locality and version (a rebuild of N sidecars in K localities
+def outbound_of(ctx: PushContext, key: tuple[str, str], caller: Locality) -> list[OutboundPort]:
+    """:func:`outbound_ports` of service ``key``'s ports for a caller in ``caller``, decided
+    once per service, caller locality and version (a rebuild of N sidecars in K localities
     decides K times, not N; a service the change did not touch is not decided again)."""
-    mesh, state = ctx.mesh, ctx.state
-    return [
-        plan
-        for key in ctx.inputs
-        for plan in ctx.memo(
-            "outbound",
-            key,
-            caller,
-            lambda key=key: outbound_ports(mesh, state, caller, ctx.ports_of(key)),  # type: ignore[misc]
-        )
-    ]
+    return ctx.memo(
+        "outbound",
+        key,
+        caller,
+        lambda: outbound_ports(ctx.mesh, ctx.state, caller, ctx.ports_of(key)),
+    )
+
+
+def outbound(ctx: PushContext, caller: Locality) -> list[OutboundPort]:
+    """:func:`outbound_of` every service, in the order of ``ctx.inputs``."""
+    return [plan for key in ctx.inputs for plan in outbound_of(ctx, key, caller)]
 
 
 SidecarPart = tuple[list[Message], list[Message], dict[str, list[Message]]]
@@ -233,9 +233,7 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
             "sidecar",
             key,
             (caller, proxy.identity_dir),
-            lambda key=key: _sidecar_outbound(  # type: ignore[misc]
-                mesh, tls, ctx.memo("outbound", key, caller, lambda: [])
-            ),
+            lambda key=key: _sidecar_outbound(mesh, tls, outbound_of(ctx, key, caller)),  # type: ignore[misc]
         )
         out[resource.CLUSTER] += found
         out[resource.ENDPOINT] += assignments
