@@ -250,7 +250,11 @@ class FederationLink:
             if traffic is not None and not traffic.edges:
                 traffic = None
             if body != last or now - last_sent >= heartbeat_s or traffic is not None:
-                changed = last is not None and body != last
+                # a trace starts at a change of this cluster's services or exports, not at
+                # a report that changed for another reason (a new RTT measurement)
+                changed = last is not None and (
+                    body.services != last.services or body.exports != last.exports
+                )
                 last, last_sent = body, now
                 if traffic is not None:
                     traffic_sent = now
