@@ -12,13 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## test: ruff (lint + format check), mypy --strict, import-linter contracts, pytest (all tiers)
+## test: ruff (lint + format check), mypy --strict, import-linter contracts, pytest (all tiers,
+## two workers: one module per worker at a time, tests/conftest.py says how they are grouped)
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 ## demo: the main job: `meshfed up` (a whole federation on loopback; Ctrl-C stops it)
 demo: $(STAMP) system-deps

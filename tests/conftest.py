@@ -1,4 +1,4 @@
-"""Shared fixtures."""
+"""Shared fixtures, and how the suite is split between pytest-xdist workers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,21 @@ import pytest
 
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
+
+#: Modules that run ``meshfed up`` on loopback, whose controller listens on fixed ports
+#: (127.0.0.1:15080/15090) and whose clusters on fixed /24s: never two at once.
+LOOPBACK_UP = {"test_up.py", "test_telemetry.py"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """One xdist group per module (``-n 2 --dist loadgroup`` in ``make test``), so a module's
+    fixtures -- many start whole federations at module scope -- are made once, on one
+    worker; the modules in :data:`LOOPBACK_UP` share one group. Without xdist the marks
+    change nothing."""
+    for item in items:
+        name = item.path.name
+        group = "loopback-up" if name in LOOPBACK_UP else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
