@@ -79,6 +79,11 @@ proto: $(STAMP)
 	  --pyi_out=federation/sync/proto federation/sync/proto/traffic.proto
 	sed -i 's/^import traffic_pb2 as traffic__pb2/from federation.sync.proto import traffic_pb2 as traffic__pb2/' \
 	  federation/sync/proto/traffic_pb2_grpc.py
+	$(BIN)/python -m grpc_tools.protoc -I federation/sync/proto \
+	  --python_out=federation/sync/proto --grpc_python_out=federation/sync/proto \
+	  --pyi_out=federation/sync/proto federation/sync/proto/names.proto
+	sed -i 's/^import names_pb2 as names__pb2/from federation.sync.proto import names_pb2 as names__pb2/' \
+	  federation/sync/proto/names_pb2_grpc.py
 	$(BIN)/python -m grpc_tools.protoc -I federation/ca/proto \
 	  --python_out=federation/ca/proto --grpc_python_out=federation/ca/proto \
 	  --pyi_out=federation/ca/proto federation/ca/proto/ca.proto

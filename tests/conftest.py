@@ -9,19 +9,28 @@ import pytest
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
 
-#: Modules that run ``meshfed up`` on loopback, whose controller listens on fixed ports
-#: (127.0.0.1:15080/15090) and whose clusters on fixed /24s: never two at once.
-LOOPBACK_UP = {"test_up.py", "test_telemetry.py"}
+#: Modules that must never run at the same time as another of their group: ``meshfed up``
+#: on loopback (its controller listens on fixed ports, 127.0.0.1:15080/15090, its clusters
+#: on fixed /24s), and the isolated bed (the host's end of its network is 198.18.0.1).
+SHARED = {
+    "test_up.py": "loopback-up",
+    "test_telemetry.py": "loopback-up",
+    "test_soak.py": "isolated",
+    "test_isolated.py": "isolated",
+    "test_cost_optimizer.py": "isolated",
+    "test_capture.py": "isolated",
+}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(config, items) -> None:
     """One xdist group per module (``-n 2 --dist loadgroup`` in ``make test``), so a module's
     fixtures -- many start whole federations at module scope -- are made once, on one
-    worker; the modules in :data:`LOOPBACK_UP` share one group. Without xdist the marks
-    change nothing."""
+    worker, and its tests run in order; the modules of :data:`SHARED` share their group.
+    Without xdist the marks change nothing."""
     for item in items:
-        name = item.path.name
-        group = "loopback-up" if name in LOOPBACK_UP else str(item.path)
+        path = item.path
+        group = str(path) if "unit" in path.parts else SHARED.get(path.name, str(path))
         item.add_marker(pytest.mark.xdist_group(group))
 
 

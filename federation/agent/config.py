@@ -132,6 +132,12 @@ class SidecarConfig:
         upstreams: TCP service ports, each ``SERVICE.NAMESPACE:PORT=LOCAL_PORT``.
         capacity_rps: requests/s the workload can serve (None: undeclared).
         kubernetes: a pod whose EndpointSlice registers it (no WorkloadEntry is applied).
+        capture: the pod's traffic is captured (``meshfed proxy init``): the outbound
+            listener binds ``0.0.0.0:<outbound_port>`` and picks services by original
+            destination, and the agent answers the pod's DNS on ``dns_listen``.
+        outbound_traffic_policy: ``ALLOW_ANY`` or ``REGISTRY_ONLY`` (Istio's names): where a
+            captured connection to an address outside the mesh goes.
+        dns_listen: ``HOST:PORT`` of the agent's DNS resolver (UDP and TCP) with ``capture``.
     """
 
     agent: AgentConfig
@@ -150,6 +156,9 @@ class SidecarConfig:
     upstreams: tuple[str, ...] = ()
     capacity_rps: float | None = None
     kubernetes: bool = False
+    capture: bool = False
+    outbound_traffic_policy: str = "ALLOW_ANY"
+    dns_listen: str = "127.0.0.1:15053"
 
 
 def parse_labels(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:

@@ -3,8 +3,10 @@
 In order: obtain (or renew) the SVID (:class:`federation.ca.client.WorkloadIdentity`); start
 the metrics endpoint (:mod:`federation.agent.metrics`) if asked, writing its URL to
 ``<workdir>/agent.json``; open the traffic FIFO before Envoy opens its end and start reading
-and reporting it (:mod:`federation.agent.tap`); run the supervisor
-(:class:`federation.agent.supervisor.ProxyAgent`) until SIGTERM/SIGINT; then stop all of it.
+and reporting it (:mod:`federation.agent.tap`); for a captured sidecar, watch the name table
+and answer the pod's DNS (:mod:`federation.agent.names`, :mod:`federation.agent.dns`); run
+the supervisor (:class:`federation.agent.supervisor.ProxyAgent`) until SIGTERM/SIGINT; then
+stop all of it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from federation.agent import metrics
+from federation.agent import dns, metrics
+from federation.agent.names import NameWatch
 from federation.agent.supervisor import AgentSettings, ProxyAgent
 from federation.agent.tap import TrafficTap
 from federation.ca.client import WorkloadIdentity
@@ -38,6 +41,9 @@ class AgentParts:
         tap: the sidecar's traffic counter (None: a gateway counts no traffic).
         metrics_listen: the Prometheus endpoint's ``HOST:PORT`` ('' for none).
         labels: the labels that endpoint adds to every sample.
+        dns_listen: a captured sidecar's DNS resolver ``(host, port)``
+            (:mod:`federation.agent.dns`), answering from the control plane's name table
+            (:mod:`federation.agent.names`); None: no resolver.
     """
 
     settings: AgentSettings
@@ -45,6 +51,7 @@ class AgentParts:
     tap: TrafficTap | None = None
     metrics_listen: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    dns_listen: tuple[str, int] | None = None
 
 
 async def _serve_metrics(parts: AgentParts, agent: ProxyAgent) -> web.AppRunner:
@@ -81,9 +88,18 @@ async def run_agent_async(parts: AgentParts, stop: asyncio.Event) -> None:
         tasks.append(
             asyncio.create_task(tap.report_forever(parts.identity.xds_channel), name="traffic")
         )
+    stop_dns = None
+    if parts.dns_listen is not None:
+        names = NameWatch(parts.identity.xds_channel, parts.settings.bootstrap["node"]["id"])
+        tasks.append(asyncio.create_task(names.run(), name="names"))
+        resolver = dns.Resolver(lambda: names.table, dns.upstream_resolver())
+        stop_dns = await dns.serve(resolver, *parts.dns_listen)
+        log.info("DNS on %s:%d (upstream %s)", *parts.dns_listen, resolver.upstream)
     try:
         await agent.run(stop)
     finally:
+        if stop_dns is not None:
+            stop_dns()
         for task in tasks:
             task.cancel()
         if tap is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from federation.agent.config import SidecarConfig
+from federation.agent.config import SidecarConfig, host_port
 from federation.agent.controlplane_api import Registration, api_url, fetch_bootstrap
 from federation.agent.prepare import (
     agent_settings,
@@ -107,6 +107,8 @@ def sidecar_description(
         identity_dir=str(workdir(node_id) / "identity"),
         traffic_log=str((workdir(node_id) / "traffic.fifo").absolute()),
         upstreams=upstreams,
+        capture=config.capture,
+        outbound_traffic_policy=config.outbound_traffic_policy,  # type: ignore[arg-type]
     )
 
 
@@ -148,6 +150,7 @@ def prepare_sidecar(config: SidecarConfig) -> SidecarPlan:
         traffic_tap(settings, workdir(desc.node_id) / "traffic.fifo"),
         metrics_listen=agent.metrics_listen,
         labels=source_labels(desc, agent.cluster),
+        dns_listen=host_port(config.dns_listen, "--dns-listen") if config.capture else None,
     )
     return SidecarPlan(entry, desc, parts)
 

@@ -132,6 +132,14 @@ def controller() -> None:
     " sync channel at half life, and at once after 'meshfed trust rotate-root'.",
 )
 @click.option(
+    "--clusterset-ip-range",
+    default="240.241.0.0/16",
+    show_default=True,
+    metavar="CIDR",
+    help="IPv4 range of the ClusterSetIPs given to exported services (MCS ServiceImport"
+    " spec.ips); an address once given is kept.",
+)
+@click.option(
     "--insecure-http",
     is_flag=True,
     help="Serve the REST API in plain HTTP (refused unless --listen is a loopback address).",

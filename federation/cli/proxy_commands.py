@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from eastwest_gateway.gateway import DEFAULT_LISTEN, GatewayConfig, run_gateway
+from federation.agent.capture import init as capture_init
 from federation.agent.config import AgentConfig, IdentityOptions, SidecarConfig, parse_labels
 from federation.agent.sidecar import run_sidecar
 
@@ -203,6 +204,20 @@ def proxy() -> None:
     help="A Kubernetes pod (as injected): its EndpointSlice registers it, so no WorkloadEntry"
     " is applied, and its name is the control plane's k8s-SERVICE-ADDRESS.",
 )
+@click.option(
+    "--capture",
+    is_flag=True,
+    help="The pod's traffic is captured ('meshfed proxy init'): outbound on 0.0.0.0:"
+    "OUTBOUND_PORT by original destination; the agent answers the pod's DNS on --dns-listen.",
+)
+@click.option(
+    "--outbound-traffic-policy",
+    type=click.Choice(["ALLOW_ANY", "REGISTRY_ONLY"]),
+    default="ALLOW_ANY",
+    show_default=True,
+    help="With --capture: a connection to an address outside the mesh passes, or is closed.",
+)
+@click.option("--dns-listen", default="127.0.0.1:15053", show_default=True, metavar="HOST:PORT")
 def sidecar_cmd(**values: Any) -> None:
     """Register this workload, run its Envoy sidecar, deregister and drain on SIGTERM.
 
@@ -218,6 +233,26 @@ def sidecar_cmd(**values: Any) -> None:
     agent = _agent_config(values)
     labels = parse_labels(values.pop("labels"))
     run_sidecar(SidecarConfig(agent=agent, labels=labels, **values))
+
+
+@proxy.command("init")
+@click.option("--proxy-uid", type=int, default=1337, show_default=True)
+@click.option("--proxy-gid", type=int, default=1337, show_default=True)
+@click.option(
+    "--annotation",
+    "annotations",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A pod annotation traffic.meshfed.io/NAME or traffic.sidecar.istio.io/NAME, e.g."
+    " traffic.meshfed.io/excludeOutboundPorts=5432 (repeatable).",
+)
+@click.option("--no-dns", is_flag=True, help="Leave DNS alone.")
+@click.option("--dry-run", is_flag=True, help="Print the nftables rules; change nothing.")
+@click.option("--remove", "undo", is_flag=True, help="Remove the rules (table inet meshfed).")
+def init_cmd(no_dns: bool, **values: Any) -> None:
+    """Capture this network namespace's TCP and DNS for its sidecar (nftables; needs
+    CAP_NET_ADMIN; the Kubernetes init container). The sidecar's own UID/GID are exempt."""
+    click.echo(capture_init(dns=not no_dns, **values), nl=False)
 
 
 @proxy.command("gateway")

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from ipaddress import IPv4Network
 from pathlib import Path
 
 from federation.client import cli_config_path
+from federation.controller.clusterset_ips import DEFAULT_RANGE, parse_range
 from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL
 from federation.controller.membership import DEFAULT_LEASE_S
 from federation.errors import ConfigError
@@ -40,6 +42,8 @@ class ControllerConfig:
             ``<hostname>:<API port>``, or ``<hostname>-<pid>`` when the port is 0).
         advertise_sync: ``host:port`` control planes dial for the sync service (default:
             ``sync_listen`` with the port it got), e.g. when listening on ``0.0.0.0``.
+        clusterset_ip_range: where exported services' ClusterSetIPs are allocated
+            (:mod:`federation.controller.clusterset_ips`).
     """
 
     listen: str
@@ -56,6 +60,7 @@ class ControllerConfig:
     store_dsn: str | None = None
     replica_name: str | None = None
     advertise_sync: str | None = None
+    clusterset_ip_range: IPv4Network = field(default_factory=lambda: parse_range(DEFAULT_RANGE))
 
 
 def serve_config(
@@ -73,14 +78,17 @@ def serve_config(
     authz_default: str,
     replica_name: str | None,
     advertise_sync: str | None,
+    clusterset_ip_range: str = DEFAULT_RANGE,
 ) -> ControllerConfig:
     """The config of ``meshfed controller serve`` from its flags (each argument is the flag
     of that name); files default to ``$MESHFED_HOME`` (``controller.db``,
     ``controller-token``, ``trust/``, ``config.yaml``).
 
     Raises:
-        ConfigError: an address is not ``HOST:PORT``, or ``--state`` with ``--store``.
+        ConfigError: an address is not ``HOST:PORT``, ``--state`` with ``--store``, or
+            ``--clusterset-ip-range`` is not a range (:func:`parse_range`).
     """
+    ip_range = parse_range(clusterset_ip_range)
     addresses = [("--listen", listen), ("--sync-listen", sync_listen)]
     if advertise_sync is not None:
         addresses.append(("--advertise-sync", advertise_sync))
@@ -107,4 +115,5 @@ def serve_config(
         store_dsn=store_dsn,
         replica_name=replica_name,
         advertise_sync=advertise_sync,
+        clusterset_ip_range=ip_range,
     )

@@ -229,7 +229,11 @@ class SyncHub:
         self._last_states = states
         self.metrics.recomputations.inc()
         self.imports, self.exports = compute(
-            self.store.clusters(), states, self.store.reports(), self.store.export_times()
+            self.store.clusters(),
+            states,
+            self.store.reports(),
+            self.store.export_times(),
+            self.store.clusterset_ips(),
         )
         records = {c.name: c for c in self.store.clusters()}
         for cluster in self.streams.connected() - set(records):  # removed via another replica

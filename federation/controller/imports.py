@@ -8,7 +8,9 @@ Rules (KEP-1645 Multi-Cluster Services API, "Constraints and conflict resolution
   cluster name). An exporter whose ports conflict (a port name with another number or
   protocol, or a missing port) gets a ``Conflict`` condition and is left out of the import:
   callers address the winner's ports and SNI, which the loser's gateway does not serve.
-- Every other member imports the service; the import lists each non-conflicting exporter
+- Every member has the service's import (as in MCS, exporters too): it carries the
+  service's ClusterSetIP (:mod:`federation.controller.clusterset_ips`) and lists each
+  *other* non-conflicting exporter
   with its gateway address (as its control plane reports it, else as registered), network,
   locality and healthy endpoint count -- and, for an importer on the same network, the
   exporter's endpoints themselves, which it dials directly instead of through the gateway
@@ -98,6 +100,7 @@ def compute(
     states: Mapping[str, ClusterState],
     reports: Mapping[str, ClusterReport],
     export_times: Mapping[tuple[str, str, str], float],
+    ips: Mapping[ServiceKey, str] | None = None,
 ) -> tuple[dict[str, list[ServiceImport]], list[ExportStatus]]:
     """Imports per cluster and every export's status.
 
@@ -106,7 +109,9 @@ def compute(
         states: cluster name -> state (only Ready clusters take part).
         reports: cluster name -> its latest report.
         export_times: ``(cluster, ns, service) -> first seen`` (seconds since the epoch).
+        ips: ``(ns, service) -> ClusterSetIP``; a service without one has ``spec.ips`` empty.
     """
+    ips = ips or {}
     by_name = {c.name: c for c in clusters}
     ready = {c.name for c in clusters if states.get(c.name) == "Ready"}
     exporters: dict[ServiceKey, list[tuple[float, str]]] = {}
@@ -162,10 +167,10 @@ def compute(
             ImportPort(name=n, port=p, protocol=proto)  # type: ignore[arg-type]
             for n, (p, proto) in sorted(ports.items(), key=lambda kv: kv[1][0])
         ]
+        if not members:
+            continue
         for importer in sorted(ready):
             remote = [m for m in members if m != importer]
-            if not remote:
-                continue
             imports[importer].append(
                 ServiceImport(
                     apiVersion="meshfed.io/v1alpha1",
@@ -175,6 +180,7 @@ def compute(
                         ports=import_ports,
                         serviceAccounts=sorted(accounts) or ["default"],
                         clusters=[_remote(by_name, reports, key, m, importer) for m in remote],
+                        ips=[ips[key]] if key in ips else [],
                     ),
                 )
             )

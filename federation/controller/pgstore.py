@@ -122,6 +122,7 @@ class PostgresStore(SqlStore):
 
     _integrity_errors = (psycopg.errors.UniqueViolation,)
     _lock_row = " FOR UPDATE"
+    _lock_table = "LOCK TABLE clusterset_ips IN SHARE ROW EXCLUSIVE MODE"
 
     def __init__(self, dsn: str, *, max_connections: int = 4) -> None:
         self.where = describe(dsn)  # parses it: StoreError before any connection

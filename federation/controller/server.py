@@ -148,6 +148,7 @@ class Controller:
             )
         name = cfg.replica_name or default_replica_name(cfg.listen)
         self.store, self.replica = self._open_store(name)
+        self.store.clusterset_range = cfg.clusterset_ip_range
         trust = self._trust()
 
         def bundle_pem() -> bytes:

@@ -3,8 +3,11 @@ interface, so PostgreSQL can be added for a replicated controller.
 
 Tables: ``meta`` (schema version), ``clusters``, ``join_tokens`` (SHA-256 of each token, never
 the token), ``exports`` (first time each cluster's export was seen: MCS conflict resolution is
-"oldest wins"), ``reports`` (each cluster's latest report, JSON) and ``documents``
-(resources applied with ``meshfed apply``, JSON, keyed by :data:`DocumentKey`).
+"oldest wins"), ``clusterset_ips`` (each exported service's ClusterSetIP,
+:mod:`federation.controller.clusterset_ips`; added to schema version 1 without a bump: an
+older store gains the table when opened, and an older meshfed ignores it), ``reports``
+(each cluster's latest report, JSON) and ``documents`` (resources applied with
+``meshfed apply``, JSON, keyed by :data:`DocumentKey`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any, Protocol
 
+from federation.controller.clusterset_ips import DEFAULT_RANGE, allocate, parse_range
 from federation.errors import FederationError, NotFoundError
 from federation.sync.messages import ClusterReport
 
@@ -35,6 +40,9 @@ CREATE TABLE IF NOT EXISTS join_tokens (
 CREATE TABLE IF NOT EXISTS exports (
     cluster TEXT NOT NULL, namespace TEXT NOT NULL, service TEXT NOT NULL, first_seen REAL NOT NULL,
     PRIMARY KEY (cluster, namespace, service));
+CREATE TABLE IF NOT EXISTS clusterset_ips (
+    namespace TEXT NOT NULL, service TEXT NOT NULL, ip TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (namespace, service));
 CREATE TABLE IF NOT EXISTS reports (
     cluster TEXT PRIMARY KEY, body TEXT NOT NULL, received_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -87,6 +95,10 @@ class ControllerStore(Protocol):
     def put_report(self, name: str, report: ClusterReport, now: float) -> None: ...
     def reports(self) -> dict[str, ClusterReport]: ...
     def export_times(self) -> dict[tuple[str, str, str], float]: ...
+    def clusterset_ips(self) -> dict[tuple[str, str], str]: ...
+
+    clusterset_range: IPv4Network
+
     def put_documents(
         self, docs: Sequence[tuple[DocumentKey, dict[str, Any]]], now: float
     ) -> None: ...
@@ -115,6 +127,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "clusters": ("name",),
     "join_tokens": ("token_sha256",),
     "exports": ("cluster", "namespace", "service"),
+    "clusterset_ips": ("namespace", "service"),
     "reports": ("cluster",),
     "documents": ("kind", "namespace", "name", "cluster"),
 }
@@ -130,6 +143,11 @@ class SqlStore:
     _integrity_errors: tuple[type[Exception], ...] = ()
     #: Appended to the SELECT of a row a transaction is about to change (PostgreSQL: FOR UPDATE).
     _lock_row = ""
+    #: Run before allocating ClusterSetIPs, so two writers never pick one address
+    #: (PostgreSQL: a table lock until the commit; SQLite's BEGIN IMMEDIATE already is one).
+    _lock_table = ""
+    #: Where ClusterSetIPs are allocated (``meshfed controller serve --clusterset-ip-range``).
+    clusterset_range: IPv4Network = parse_range(DEFAULT_RANGE)
 
     def _tx(self) -> AbstractContextManager[Db]:
         raise NotImplementedError
@@ -315,7 +333,13 @@ class SqlStore:
             db.execute("UPDATE clusters SET last_heartbeat=? WHERE name=?", (now, name))
 
     def put_report(self, name: str, report: ClusterReport, now: float) -> None:
-        """Store a cluster's latest report and keep first-seen times of its exports."""
+        """Store a cluster's latest report, keep first-seen times of its exports, and give a
+        service exported for the first time its ClusterSetIP (freed when its last exporter
+        stops exporting it).
+
+        Raises:
+            ClusterSetRangeError: :attr:`clusterset_range` is full (nothing is stored).
+        """
         exports = set(report.export_keys())
         body = report.model_dump_json()
         with self._tx() as db:
@@ -341,6 +365,29 @@ class SqlStore:
                     "DELETE FROM exports WHERE cluster=? AND namespace=? AND service=?",
                     (name, ns, svc),
                 )
+            if exports != known:
+                self._clusterset_ips(db, exports - known, known - exports)
+
+    def _clusterset_ips(
+        self, db: Db, added: set[tuple[str, str]], removed: set[tuple[str, str]]
+    ) -> None:
+        """Allocate the ClusterSetIPs of ``added`` services that have none; free those of
+        ``removed`` services that no cluster exports any more."""
+        for ns, svc in sorted(removed):
+            db.execute(
+                "DELETE FROM clusterset_ips WHERE namespace=? AND service=? AND NOT EXISTS"
+                " (SELECT 1 FROM exports WHERE namespace=? AND service=?)",
+                (ns, svc, ns, svc),
+            )
+        if self._lock_table:
+            db.execute(self._lock_table)
+        rows = db.execute("SELECT namespace, service, ip FROM clusterset_ips")
+        have = {(ns, svc): ip for ns, svc, ip in rows.fetchall()}
+        taken = set(have.values())
+        for ns, svc in sorted(added - set(have)):
+            ip = allocate(ns, svc, self.clusterset_range, taken)
+            db.execute("INSERT INTO clusterset_ips VALUES (?,?,?)", (ns, svc, ip))
+            taken.add(ip)
 
     def reports(self) -> dict[str, ClusterReport]:
         """Latest report per cluster."""
@@ -355,6 +402,12 @@ class SqlStore:
                 "SELECT cluster, namespace, service, first_seen FROM exports"
             ).fetchall()
         return {(c, ns, s): t for c, ns, s, t in rows}
+
+    def clusterset_ips(self) -> dict[tuple[str, str], str]:
+        """``(namespace, service) -> ClusterSetIP`` of every exported service."""
+        with self._read() as db:
+            rows = db.execute("SELECT namespace, service, ip FROM clusterset_ips").fetchall()
+        return {(ns, svc): ip for ns, svc, ip in rows}
 
     def put_documents(self, docs: Sequence[tuple[DocumentKey, dict[str, Any]]], now: float) -> None:
         """Create or replace documents, all in one transaction (a document keeps its first

@@ -75,6 +75,9 @@ def proxy_class(proxy: ProxyDescription) -> tuple[object, ...]:
         proxy.listen,
         proxy.identity_dir,
         proxy.traffic_log,
+        proxy.upstreams,
+        proxy.capture,
+        proxy.outbound_traffic_policy,
     )
 
 

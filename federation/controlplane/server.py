@@ -52,6 +52,7 @@ from federation.controlplane.link.join import JoinError, JoinInfo, join
 from federation.controlplane.link.rtt import RttProber
 from federation.controlplane.link.session import FederationLink
 from federation.controlplane.metrics import ControlPlaneMetrics
+from federation.controlplane.names import NameServicer
 from federation.controlplane.peers import OwnClusterOnly
 from federation.controlplane.registry import Health, ServiceRegistry
 from federation.controlplane.snapshot import SnapshotCache
@@ -219,8 +220,9 @@ class ControlPlane:
         )
 
     async def _start_grpc(self) -> None:
-        """Serve ADS, SVID renewals and traffic reports on the xDS port (mutual TLS, this
-        cluster's identities only) and first certificates on the CA port (TLS)."""
+        """Serve ADS, SVID renewals, traffic reports and cluster-set names on the xDS port
+        (mutual TLS, this cluster's identities only) and first certificates on the CA port
+        (TLS)."""
         cfg = self.config
         self.renewals = self._certificate_service("svid")
         self.first_certificates = self._certificate_service("token")
@@ -231,6 +233,7 @@ class ControlPlane:
         self.renewals.add_to_server(self._grpc)
         if self.traffic is not None:
             TrafficServicer(self.traffic).add_to_server(self._grpc)
+        NameServicer(self.registry).add_to_server(self._grpc)
         host, port = parse_host_port(cfg.xds_listen, what="--xds-listen")
         self.xds_port = self._grpc.add_secure_port(
             f"{host}:{port}", self.authority.server_credentials(require_client_auth=True)

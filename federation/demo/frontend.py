@@ -1,8 +1,11 @@
-"""``frontend``: the demo caller. Sends GETs to a service through its sidecar at a steady
-rate and counts every answer by the cluster that served it.
+"""``frontend``: the demo caller. Sends GETs to a service at a steady rate and counts every
+answer by the cluster that served it.
 
 Run: ``python -m federation.demo.frontend --via 127.0.0.1:15001
---target echo.demo.svc.clusterset.local --rps 20 --port 18000``.
+--target echo.demo.svc.clusterset.local --rps 20 --port 18000`` (through the sidecar's
+outbound port, the service's name as Host), or without ``--via`` as an unchanged client in a
+captured pod: ``--target echo.demo.svc.clusterset.local:8080`` is then resolved by DNS and
+dialled, and the pod's capture rules hand the connection to the sidecar.
 
 ``GET /stats`` (on ``127.0.0.1:<port>``) answers JSON::
 
@@ -88,11 +91,11 @@ class Stats:
         }
 
 
-async def _one(session: aiohttp.ClientSession, url: str, host: str, stats: Stats) -> None:
+async def _one(session: aiohttp.ClientSession, url: str, host: str | None, stats: Stats) -> None:
     started = time.monotonic()
     cluster, status, size = "", 0, 0
     try:
-        async with session.get(url, headers={"Host": host}) as resp:
+        async with session.get(url, headers={"Host": host} if host else None) as resp:
             body = await resp.read()
             status, size = resp.status, len(body)
             if status == 200:
@@ -110,8 +113,10 @@ async def _one(session: aiohttp.ClientSession, url: str, host: str, stats: Stats
 
 
 async def drive(via: str, target: str, rps: float, stats: Stats, stop: asyncio.Event) -> None:
-    """Send GETs at ``rps`` until ``stop`` is set (at most 100 in flight)."""
-    url = f"http://{via}/"
+    """Send GETs at ``rps`` until ``stop`` is set (at most 100 in flight): to ``via`` with
+    ``target`` as Host, or without ``via`` to ``http://<target>/``."""
+    url = f"http://{via or target}/"
+    host = target if via else None
     period = 1.0 / rps
     in_flight: set[asyncio.Task[None]] = set()
     timeout = aiohttp.ClientTimeout(total=10)
@@ -119,7 +124,7 @@ async def drive(via: str, target: str, rps: float, stats: Stats, stop: asyncio.E
         next_at = time.monotonic()
         while not stop.is_set():
             if len(in_flight) < MAX_IN_FLIGHT:
-                task = asyncio.create_task(_one(session, url, target, stats))
+                task = asyncio.create_task(_one(session, url, host, stats))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             next_at += period
@@ -156,9 +161,17 @@ async def serve(via: str, target: str, rps: float, port: int, host: str = "127.0
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--via", required=True, help="HOST:PORT of the sidecar's outbound listener")
     parser.add_argument(
-        "--target", required=True, help="Host header, e.g. echo.demo.svc.clusterset.local"
+        "--via",
+        default="",
+        help="HOST:PORT of the sidecar's outbound listener (none: dial"
+        " --target itself, resolved by DNS)",
+    )
+    parser.add_argument(
+        "--target",
+        required=True,
+        help="Host header or HOST[:PORT] to dial without --via,"
+        " e.g. echo.demo.svc.clusterset.local",
     )
     parser.add_argument("--rps", type=float, default=20)
     parser.add_argument("--port", type=int, required=True, help="stats port")

@@ -11,9 +11,13 @@ Addresses (RFC 2544's benchmarking block 198.18.0.0/15, which no real network ro
 
 - the internet 198.18.0.0/24: host ``.1``, controller ``.2``, cluster ``i`` ``.10+i`` (its
   east-west gateway listens there, port 15443);
-- cluster with ``addressRange`` 127.0.N.0/24: private range 198.19.N.0/24 on its loopback
-  device (so every address of it is local), the same host numbers as on loopback: control
-  plane ``.2``, frontend ``.9``, echo replicas ``.10+i``.
+- cluster with ``addressRange`` 127.0.N.0/24: private range 198.19.N.0/24, the same host
+  numbers as on loopback: ``.1`` and the control plane's ``.2`` on the cluster namespace's
+  loopback device; every workload in a **pod** of its own (:func:`pod_commands`): a
+  namespace ``meshfed-<key>-<cluster>-<pod>`` joined to its cluster's by a veth pair
+  (``p<host>`` there, ``eth0`` in the pod), its one address ``/32`` on ``eth0`` and its
+  default route through the link-local ``169.254.1.1`` (Calico's layout), which the
+  cluster's namespace routes and forwards: frontend ``.9``, echo replicas ``.10+i``.
 
 What may cross (the emulator drops the rest, as a VPC and its security groups would):
 
@@ -217,9 +221,13 @@ def setup_commands(plan: NetworkPlan) -> list[list[str]]:
             cmds.append(["ip", "netns", "add", n.netns])
             cmds.append(["ip", "-n", n.netns, "link", "set", "lo", "up"])
         if n.private:
-            first = str(ipaddress.ip_network(n.private).network_address + 1)
-            prefix = ipaddress.ip_network(n.private).prefixlen
-            cmds.append(["ip", "-n", str(n.netns), "addr", "add", f"{first}/{prefix}", "dev", "lo"])
+            net = ipaddress.ip_network(n.private)
+            for number in (1, 2):
+                own = f"{net.network_address + number}/32"
+                cmds.append(["ip", "-n", str(n.netns), "addr", "add", own, "dev", "lo"])
+            cmds.append(
+                ["ip", "netns", "exec", str(n.netns), "sysctl", "-qw", "net.ipv4.ip_forward=1"]
+            )
         cmds.append(["ip", "tuntap", "add", "dev", n.tun, "mode", "tun"])
         ip = ["ip"] if n.netns is None else ["ip", "-n", n.netns]
         if n.netns:
@@ -233,6 +241,44 @@ def setup_commands(plan: NetworkPlan) -> list[list[str]]:
             if same_network(n, peer) and peer.private:
                 cmds.append([*ip, "route", "add", peer.private, "dev", n.tun, "src", n.public])
     return cmds
+
+
+#: The pod side's gateway: every cluster-side veth holds it (a /32), so each pod reaches its
+#: cluster's namespace at the same address, as Calico's 169.254.1.1.
+POD_GATEWAY = "169.254.1.1"
+
+
+def pod_netns(key: str, cluster: str, pod: str) -> str:
+    """The namespace of pod ``pod`` of ``cluster``."""
+    return f"{NAMESPACE_PREFIX}{key}-{cluster}-{pod}"
+
+
+def pod_commands(plan: NetworkPlan, cluster: str, pod: str, host: int) -> list[list[str]]:
+    """iproute2 commands that make pod ``pod`` of ``cluster`` with address ``.host`` of its
+    private range (see the module docstring).
+
+    Raises:
+        KeyError: ``cluster`` is not a cluster of ``plan``.
+    """
+    node = plan.node(cluster)
+    if node.netns is None or node.private is None:
+        raise KeyError(cluster)
+    ns, pns = node.netns, pod_netns(plan.key, cluster, pod)
+    address = plan.address(cluster, host)
+    veth = f"p{host}"
+    first = str(ipaddress.ip_network(node.private).network_address + 1)
+    peer = ["peer", "name", "eth0", "netns", pns]
+    return [
+        ["ip", "netns", "add", pns],
+        ["ip", "-n", pns, "link", "set", "lo", "up"],
+        ["ip", "-n", ns, "link", "add", veth, "mtu", str(TUN_MTU), "type", "veth", *peer],
+        ["ip", "-n", ns, "addr", "add", f"{POD_GATEWAY}/32", "dev", veth],
+        ["ip", "-n", ns, "link", "set", veth, "up"],
+        ["ip", "-n", ns, "route", "add", f"{address}/32", "dev", veth, "src", first],
+        ["ip", "-n", pns, "link", "set", "eth0", "mtu", str(TUN_MTU), "up"],
+        ["ip", "-n", pns, "addr", "add", f"{address}/32", "dev", "eth0"],
+        ["ip", "-n", pns, "route", "add", "default", "via", POD_GATEWAY, "dev", "eth0", "onlink"],
+    ]
 
 
 def teardown_commands(key: str, namespaces: list[str]) -> list[list[str]]:

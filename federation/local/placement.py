@@ -13,16 +13,27 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from federation.local.description import ClusterSpec, LocalFederation
-from federation.local.netns import call_in, exec_argv, leftovers, run, run_ignoring_missing
+from federation.local.netns import (
+    NETNS_DIR,
+    call_in,
+    exec_argv,
+    leftovers,
+    run,
+    run_ignoring_missing,
+)
 from federation.local.netplan import (
     CONTROLLER_ADDRESS,
+    NAMESPACE_PREFIX,
     ClusterInput,
     NetworkPlan,
     build_plan,
     home_key,
+    pod_commands,
+    pod_netns,
     setup_commands,
     teardown_commands,
 )
+from federation.local.processes import meshfed_argv
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.sync.node import GATEWAY_PORT
@@ -61,8 +72,19 @@ class Placement:
         return "127.0.0.1"
 
     def netns(self, node: str) -> str | None:
-        """The namespace of ``node`` (a cluster name or ``controller``); None on loopback."""
+        """The namespace of ``node`` (a cluster name, ``controller`` or ``<cluster>/<pod>``);
+        None on loopback."""
         return None
+
+    def pod(self, c: ClusterSpec, name: str, host: int, annotations: tuple[str, ...] = ()) -> str:
+        """The node a workload of ``c`` runs on: on loopback its cluster (``annotations``, the
+        pod's capture annotations, are not used: nothing is captured)."""
+        return c.name
+
+    @property
+    def captured(self) -> bool:
+        """Whether workloads run in pods whose traffic is captured (``meshfed proxy init``)."""
+        return False
 
     def argv(self, node: str, argv: list[str]) -> list[str]:
         """``argv`` as it must run for ``node``."""
@@ -108,7 +130,28 @@ class IsolatedPlacement(Placement):
         return self.address(c, 9)
 
     def netns(self, node: str) -> str | None:
-        return self.plan.node(node).netns
+        cluster, _, pod = node.partition("/")
+        return pod_netns(self.plan.key, cluster, pod) if pod else self.plan.node(node).netns
+
+    @property
+    def captured(self) -> bool:
+        return True
+
+    def pod(self, c: ClusterSpec, name: str, host: int, annotations: tuple[str, ...] = ()) -> str:
+        """Pod ``name`` of ``c`` at ``.host`` (:func:`pod_commands`) with its capture rules
+        (``meshfed proxy init`` in it, with ``annotations``); a pod that exists already (``demo
+        revive``) is kept as it is.
+
+        Raises:
+            NetworkCommandError: an ``ip`` or ``nft`` command failed.
+        """
+        node = f"{c.name}/{name}"
+        netns = self.netns(node)
+        if not (NETNS_DIR / str(netns)).exists():
+            init = [*meshfed_argv(), "proxy", "init"]
+            init += [f"--annotation={a}" for a in annotations]
+            run([*pod_commands(self.plan, c.name, name, host), exec_argv(netns, init)])
+        return node
 
     def info(self) -> dict[str, Any]:
         return {
@@ -173,6 +216,8 @@ def remove_network(info: dict[str, Any]) -> list[str]:
     if not info:
         return []
     key = str(info["key"])
-    run_ignoring_missing(teardown_commands(key, list(info.get("namespaces", []))))
+    pods = [p.name for p in NETNS_DIR.glob(f"{NAMESPACE_PREFIX}{key}-*")]  # and any pod's
+    namespaces = sorted(set(info.get("namespaces", [])) | set(pods))
+    run_ignoring_missing(teardown_commands(key, namespaces))
     Path(str(info.get("control", "/nonexistent"))).unlink(missing_ok=True)
     return leftovers(key)

@@ -47,6 +47,7 @@ class ProcessRecord:
     cluster: str = ""
     replica: int = -1
     extra: dict[str, Any] = field(default_factory=dict)
+    node: str = ""  # whose network it runs in: a cluster, ``controller`` or ``<cluster>/<pod>``
 
 
 def meshfed_argv() -> list[str]:

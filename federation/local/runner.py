@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from federation.agent.capture import PROXY_GID
 from federation.ca.names import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
 from federation.client import call
 from federation.errors import ApiError, FederationError
@@ -63,6 +64,7 @@ API_PORT = 15014
 INBOUND_PORT = 15006
 ECHO_SERVICE_PORT = 8080
 ECHO_GRPC_PORT = 9090
+OUTBOUND_PORT = 15001
 
 
 Progress = Callable[[str], None]
@@ -98,10 +100,19 @@ class LocalFederationRunner:
     # -- processes ---------------------------------------------------------------------------
 
     def spawn(
-        self, name: str, argv: list[str], role: str, node: str = "", **meta: Any
+        self,
+        name: str,
+        argv: list[str],
+        role: str,
+        node: str = "",
+        *,
+        group: int | None = None,
+        **meta: Any,
     ) -> ProcessRecord:
         """Start one process (own session, output to its log) and record it at once; ``node``
-        (a cluster or ``controller``) says whose network it runs in (``--isolate``). The
+        (a cluster, ``controller`` or ``<cluster>/<pod>``) says whose network it runs in
+        (``--isolate``); ``group``: its group id (a captured pod's sidecar runs as
+        :data:`~federation.agent.capture.PROXY_GID`, which the capture rules exempt). The
         record keeps ``argv`` as given (``demo revive`` starts it again the same way).
 
         Raises:
@@ -121,10 +132,18 @@ class LocalFederationRunner:
                 stdin=subprocess.DEVNULL,
                 env=self.env,
                 start_new_session=True,
+                group=group,
             )
-        meta.setdefault("cluster", node if node != CONTROLLER else "")
+        meta.setdefault("cluster", node.partition("/")[0] if node != CONTROLLER else "")
         record = ProcessRecord(
-            name, argv, proc.pid, process_start_time(proc.pid) or 0, str(log_path), role, **meta
+            name,
+            argv,
+            proc.pid,
+            process_start_time(proc.pid) or 0,
+            str(log_path),
+            role,
+            node=node,
+            **meta,
         )
         self.record.processes = [p for p in self.record.processes if p.name != name]
         self.record.processes.append(record)
@@ -172,9 +191,9 @@ class LocalFederationRunner:
             "POST", self.controller_url, path, token=self._token(), body=body, home=self.home
         )
 
-    def _from(self, c: ClusterSpec, check: Callable[[], bool]) -> Callable[[], bool]:
-        """``check`` run from inside ``c``'s network."""
-        return lambda: self.net.check(c.name, check)
+    def _from(self, node: str, check: Callable[[], bool]) -> Callable[[], bool]:
+        """``check`` run from inside ``node``'s network (a cluster or ``<cluster>/<pod>``)."""
+        return lambda: self.net.check(node, check)
 
     def start_network(self) -> None:
         """``--isolate``: namespaces and devices, then the link emulator."""
@@ -329,7 +348,7 @@ class LocalFederationRunner:
             c.name,
         )
         host, port = gateway.rsplit(":", 1)
-        self.wait_ready(gw, self._from(c, lambda: tcp_ok(host, int(port))), timeout_s=30)
+        self.wait_ready(gw, self._from(c.name, lambda: tcp_ok(host, int(port))), timeout_s=30)
 
     def sidecar_argv(
         self,
@@ -360,13 +379,16 @@ class LocalFederationRunner:
             "--outbound-port", str(outbound), "--locality", locality,
             "--admin-port", str(free_port()),
             "--envoy-log", str(self.logs / f"envoy-{name}.log"),
+            *(["--capture"] if self.net.captured else []),
         ]  # fmt: skip
 
     def echo_argv(self, c: ClusterSpec, i: int) -> dict[str, list[str]]:
         """argv of echo replica ``i`` in ``c`` by role: ``echo-app`` (HTTP),
         ``echo-grpc-app`` (gRPC) and ``echo-sidecar`` (one sidecar, ports http 8080 and
         grpc 9090)."""
-        http_port, grpc_port = free_port(), free_port()
+        # in a pod of its own, an app listens where a container would; on loopback, anywhere
+        ports = (ECHO_SERVICE_PORT, ECHO_GRPC_PORT) if self.net.captured else None
+        http_port, grpc_port = ports or (free_port(), free_port())
         name = f"{c.name}-echo-{i + 1}"
         demo = [sys.executable, "-m"]
         sidecar = self.sidecar_argv(
@@ -377,7 +399,7 @@ class LocalFederationRunner:
             app_port=http_port,
             service_port=ECHO_SERVICE_PORT,
             address=self.net.address(c, 10 + i),
-            outbound=free_port(),
+            outbound=OUTBOUND_PORT if self.net.captured else free_port(),
             locality=str(c.locality(i)),
         )
         capacity = self.desc.spec.echo.capacity_rps
@@ -402,21 +424,27 @@ class LocalFederationRunner:
         start (``demo revive``) or new."""
         argvs = argvs or self.echo_argv(c, i)
         name = f"{c.name}-echo-{i + 1}"
+        node = self.net.pod(c, f"echo-{i + 1}", 10 + i)
         http = argvs["echo-app"]
-        app = self.spawn(f"app-{name}", http, "echo-app", c.name, replica=i)
+        app = self.spawn(f"app-{name}", http, "echo-app", node, replica=i)
         http_port = int(http[http.index("--port") + 1])
         self.wait_ready(
-            app, self._from(c, lambda: http_ok(f"http://127.0.0.1:{http_port}/healthz"))
+            app, self._from(node, lambda: http_ok(f"http://127.0.0.1:{http_port}/healthz"))
         )
         grpc_argv = argvs["echo-grpc-app"]
-        grpc_app = self.spawn(f"app-grpc-{name}", grpc_argv, "echo-grpc-app", c.name, replica=i)
+        grpc_app = self.spawn(f"app-grpc-{name}", grpc_argv, "echo-grpc-app", node, replica=i)
         grpc_port = int(grpc_argv[grpc_argv.index("--port") + 1])
-        self.wait_ready(grpc_app, self._from(c, lambda: tcp_ok("127.0.0.1", grpc_port)))
+        self.wait_ready(grpc_app, self._from(node, lambda: tcp_ok("127.0.0.1", grpc_port)))
         agent = self.spawn(
-            f"sidecar-{name}", argvs["echo-sidecar"], "echo-sidecar", c.name, replica=i
+            f"sidecar-{name}",
+            argvs["echo-sidecar"],
+            "echo-sidecar",
+            node,
+            group=PROXY_GID if self.net.captured else None,
+            replica=i,
         )
         inbound = self.net.address(c, 10 + i)
-        self.wait_ready(agent, self._from(c, lambda: tcp_ok(inbound, INBOUND_PORT)))
+        self.wait_ready(agent, self._from(node, lambda: tcp_ok(inbound, INBOUND_PORT)))
 
     def start_echoes(self, c: ClusterSpec) -> None:
         for i in range(self.desc.spec.echo.replicas_per_cluster):
@@ -436,7 +464,12 @@ class LocalFederationRunner:
         frontend app, so that its counters start with a configured data plane."""
         f = self.desc.spec.frontend
         c = self.desc.cluster(f.cluster)
-        stats_port, outbound = free_port(), free_port()
+        captured = self.net.captured
+        stats_port, outbound = free_port(), OUTBOUND_PORT if captured else free_port()
+        # its stats stay plain text for the CLI: not captured inbound
+        node = self.net.pod(
+            c, "frontend", 9, (f"traffic.meshfed.io/excludeInboundPorts={stats_port}",)
+        )
         agent = self.spawn(
             "sidecar-frontend",
             self.sidecar_argv(
@@ -451,7 +484,8 @@ class LocalFederationRunner:
                 locality=str(c.locality(0)),
             ),
             "frontend-sidecar",
-            c.name,
+            node,
+            group=PROXY_GID if captured else None,
         )
 
         def routed() -> bool:
@@ -464,18 +498,19 @@ class LocalFederationRunner:
             except OSError:
                 return False
 
-        self.wait_ready(agent, self._from(c, routed), timeout_s=60)
+        self.wait_ready(agent, self._from(node, routed), timeout_s=60)
         stats_host = self.net.frontend_stats_host(c)
+        # captured: an unchanged client, which resolves the name and dials it
+        via = [] if captured else ["--via", f"127.0.0.1:{outbound}"]
         app = self.spawn(
             "app-frontend",
             [
                 sys.executable,
                 "-m",
                 "federation.demo.frontend",
-                "--via",
-                f"127.0.0.1:{outbound}",
+                *via,
                 "--target",
-                f.target,
+                f"{f.target}:{ECHO_SERVICE_PORT}" if captured else f.target,
                 "--rps",
                 str(f.rps),
                 "--port",
@@ -484,7 +519,7 @@ class LocalFederationRunner:
                 stats_host,
             ],
             "frontend-app",
-            c.name,
+            node,
         )
         stats = f"http://{stats_host}:{stats_port}/stats"
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -95,11 +96,26 @@ class RemoteCluster(_Strict):
 
 
 class ServiceImportSpec(_Strict):
-    """``spec`` of a ServiceImport."""
+    """``spec`` of a ServiceImport.
+
+    ``ips``: the service's ClusterSetIPs (MCS ``spec.ips``; one IPv4 address, allocated by
+    the controller, :mod:`federation.controller.clusterset_ips`), the same in every cluster;
+    empty from a controller that allocates none. ``clusters``: the *other* clusters that
+    serve it -- an exporter receives the import of its own service too (as in MCS, where
+    every member has the ServiceImport), for its ClusterSetIP.
+    """
 
     ports: list[ImportPort] = Field(min_length=1)
     service_accounts: list[str] = Field(alias="serviceAccounts", min_length=1)
     clusters: list[RemoteCluster] = Field(default_factory=list)
+    ips: list[str] = Field(default_factory=list, max_length=2)
+
+    @field_validator("ips")
+    @classmethod
+    def _ips(cls, value: list[str]) -> list[str]:
+        for ip in value:
+            ipaddress.ip_address(ip)  # ValueError names it
+        return value
 
 
 class ServiceImport(_Strict):

@@ -220,6 +220,7 @@ def _import_to_proto(imp: ServiceImport) -> sync_pb2.ServiceImport:
             )
             for c in imp.spec.clusters
         ],
+        ips=imp.spec.ips,
     )
 
 
@@ -254,6 +255,7 @@ def _import_from_proto(m: sync_pb2.ServiceImport) -> ServiceImport:
                 }
                 for c in m.clusters
             ],
+            "ips": list(m.ips),
         },
     }
     where = f"controller update: ServiceImport {m.namespace}/{m.name}"

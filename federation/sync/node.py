@@ -27,6 +27,7 @@ from federation.ca.names import (
 from federation.model.locality import Locality
 
 Role = Literal["sidecar", "gateway", "grpc"]
+OutboundTrafficPolicy = Literal["ALLOW_ANY", "REGISTRY_ONLY"]
 META_PREFIX = "meshfed.io/"
 
 #: The east-west gateway's default passthrough port (the same as Istio's).
@@ -93,6 +94,13 @@ class ProxyDescription:
             log from (:mod:`federation.agent.tap`); "" when the agent counts no traffic.
         upstreams: the TCP service ports the sidecar listens for on loopback
             (:class:`Upstream`).
+        capture: the sidecar's pod captures its traffic (``meshfed proxy init``,
+            :mod:`federation.agent.capture`): its outbound listener takes every redirected
+            connection on ``0.0.0.0:<outbound_port>`` and picks the service by original
+            destination (:mod:`federation.controlplane.generate.capture`).
+        outbound_traffic_policy: where a captured connection to an address that is no
+            service's goes: ``ALLOW_ANY`` (on to that address) or ``REGISTRY_ONLY``
+            (closed); Istio's ``outboundTrafficPolicy.mode`` names and default.
     """
 
     node_id: str
@@ -106,6 +114,8 @@ class ProxyDescription:
     identity_dir: str = ""
     traffic_log: str = ""
     upstreams: tuple[Upstream, ...] = ()
+    capture: bool = False
+    outbound_traffic_policy: OutboundTrafficPolicy = "ALLOW_ANY"
 
     @classmethod
     def from_node(cls, node: base_pb2.Node) -> ProxyDescription:
@@ -144,6 +154,10 @@ class ProxyDescription:
             upstreams=tuple(
                 Upstream.parse(u) for u in get("upstreams", "").split(",") if u.strip()
             ),
+            capture=get("capture", "false") == "true",
+            outbound_traffic_policy=get(  # type: ignore[arg-type]
+                "outbound_traffic_policy", "ALLOW_ANY"
+            ),
         )
 
     def metadata(self) -> dict[str, str]:
@@ -162,6 +176,14 @@ class ProxyDescription:
                 if self.upstreams
                 else {}
             ),
+            **(
+                {
+                    META_PREFIX + "capture": "true",
+                    META_PREFIX + "outbound_traffic_policy": self.outbound_traffic_policy,
+                }
+                if self.capture
+                else {}
+            ),
         }
 
     def expected_spiffe_id(self, trust_domain: str) -> str:
@@ -171,6 +193,9 @@ class ProxyDescription:
             return workload_spiffe_id(trust_domain, SYSTEM_NAMESPACE, GATEWAY_SERVICE_ACCOUNT)
         return workload_spiffe_id(trust_domain, self.namespace, self.service_account)
 
+
+#: Istio's ``meshConfig.outboundTrafficPolicy.mode`` values (``ProxyDescription``).
+OUTBOUND_TRAFFIC_POLICIES = ("ALLOW_ANY", "REGISTRY_ONLY")
 
 #: Longest node id (characters) a control plane accepts.
 MAX_NODE_ID = 256
@@ -246,6 +271,13 @@ def node_problems(
     ):
         if problem:
             problems.append(problem)
+    if text("capture", "false") not in ("true", "false"):
+        problems.append(f"{META_PREFIX}capture must be true or false")
+    if text("outbound_traffic_policy", "ALLOW_ANY") not in OUTBOUND_TRAFFIC_POLICIES:
+        problems.append(
+            f"{META_PREFIX}outbound_traffic_policy must be one of"
+            f" {', '.join(OUTBOUND_TRAFFIC_POLICIES)}"
+        )
     if role == "gateway":
         host, _, port = text("listen", "").rpartition(":")
         if not host.strip("[]") or _port_problem("listen", port):

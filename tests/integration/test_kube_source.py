@@ -212,7 +212,11 @@ async def test_serviceexports_are_exports_with_conditions_and_imports_are_writte
         [imp], [], export_conditions={("demo", "serve"): ("Exported", "")}
     )
     await until(lambda: conditions(kube).get("Ready") == ("True", "Exported"), 5, "Ready=True")
-    await until(lambda: kube.get("ServiceImport", "demo", "api") is not None, 5, "ServiceImport")
+    await until(
+        lambda: "status" in (kube.get("ServiceImport", "demo", "api") or {}),
+        5,
+        "ServiceImport with its status (a subresource: written second)",
+    )
     written = kube.get("ServiceImport", "demo", "api") or {}
     assert written["spec"] == {
         "type": "ClusterSetIP",

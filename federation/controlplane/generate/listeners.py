@@ -34,6 +34,7 @@ from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
@@ -183,11 +184,27 @@ def outbound_listener(
     tracing: hcm.HttpConnectionManager.Tracing | None = None,
     telemetry: accesslog_pb2.AccessLog | None = None,
 ) -> listener_pb2.Listener:
-    """The sidecar's outbound HTTP listener on ``127.0.0.1:<port>``; ``source``
+    """The sidecar's outbound HTTP listener on ``127.0.0.1:<port>``: one chain of
+    :func:`outbound_manager` (a captured sidecar's is
+    :func:`federation.controlplane.generate.capture.capture_listener`)."""
+    return _loopback_listener(
+        OUTBOUND_LISTENER,
+        port,
+        "envoy.filters.network.http_connection_manager",
+        outbound_manager(source, tracing, telemetry),
+    )
+
+
+def outbound_manager(
+    source: str = "-",
+    tracing: hcm.HttpConnectionManager.Tracing | None = None,
+    telemetry: accesslog_pb2.AccessLog | None = None,
+) -> hcm.HttpConnectionManager:
+    """The outbound HTTP connection manager, routed by RDS ``outbound``; ``source``
     (``<cluster>/<locality>``) goes into its access log; ``tracing``
     (:mod:`federation.controlplane.generate.tracing`) when the mesh has a collector;
     ``telemetry`` (:func:`traffic_log`) when the agent counts the sidecar's traffic."""
-    manager = hcm.HttpConnectionManager(
+    return hcm.HttpConnectionManager(
         stat_prefix="outbound_http",
         codec_type=hcm.HttpConnectionManager.CodecType.AUTO,
         rds=hcm.Rds(config_source=ads(), route_config_name=OUTBOUND_ROUTE),
@@ -198,9 +215,6 @@ def outbound_listener(
         ],
         tracing=tracing,
         **path_normalization(),
-    )
-    return _loopback_listener(
-        OUTBOUND_LISTENER, port, "envoy.filters.network.http_connection_manager", manager
     )
 
 
@@ -227,9 +241,21 @@ def _loopback_listener(
 def outbound_tcp_listener(
     local_port: int, stat_name: str, clusters: Sequence[tuple[str, int]], source: str = "-"
 ) -> listener_pb2.Listener:
-    """A TCP upstream's outbound listener on ``127.0.0.1:<local_port>``: ``tcp_proxy`` to one
-    cluster, or to ``clusters`` (``[(name, weight)]``) by weight per connection
-    (``weighted_clusters``); the clusters originate mTLS. Named ``outbound_tcp|<port>``."""
+    """A TCP upstream's outbound listener on ``127.0.0.1:<local_port>``: one chain of
+    :func:`outbound_tcp_proxy`. Named ``outbound_tcp|<port>``."""
+    return _loopback_listener(
+        f"outbound_tcp|{local_port}",
+        local_port,
+        "envoy.filters.network.tcp_proxy",
+        outbound_tcp_proxy(stat_name, clusters, source),
+    )
+
+
+def outbound_tcp_proxy(
+    stat_name: str, clusters: Sequence[tuple[str, int]], source: str = "-"
+) -> tcp_proxy_pb2.TcpProxy:
+    """``tcp_proxy`` to one cluster, or to ``clusters`` (``[(name, weight)]``) by weight per
+    connection (``weighted_clusters``); the clusters originate mTLS."""
     proxy = tcp_proxy_pb2.TcpProxy(
         stat_prefix=f"outbound_tcp_{stat_name}",
         access_log=[access_log("outbound", f"src={source} dst=%UPSTREAM_CLUSTER%")],
@@ -246,9 +272,7 @@ def outbound_tcp_listener(
                 ]
             )
         )
-    return _loopback_listener(
-        f"outbound_tcp|{local_port}", local_port, "envoy.filters.network.tcp_proxy", proxy
-    )
+    return proxy
 
 
 def downstream_mtls(tls: ProxyTls) -> tls_pb2.DownstreamTlsContext:
@@ -428,9 +452,11 @@ def _authority_chain(
 
 
 def _inbound_chains(
-    inb: _Inbound, ports: list[ServicePort], subsets: Sequence[str]
+    inb: _Inbound, ports: list[ServicePort], subsets: Sequence[str], *, captured: bool = False
 ) -> list[listener_components_pb2.FilterChain]:
-    """Every chain of the inbound listener, by the workload's ``mtlsMode``."""
+    """Every chain of the inbound listener, by the workload's ``mtlsMode``; ``captured``: the
+    plain-text chains (PERMISSIVE, DISABLE) match each port's original destination port
+    (the app's port, which the client dialled), else one chain serves the first port."""
     chains = []
     spec = inb.workload.spec
     by_name = {p.name: p for p in spec.ports}
@@ -441,16 +467,19 @@ def _inbound_chains(
         if by_authority:
             chains.append(_authority_chain(inb, by_authority))
     if spec.mtls_mode in ("PERMISSIVE", "DISABLE"):
-        first = spec.ports[0]
-        chains.append(
-            listener_components_pb2.FilterChain(
-                name="plaintext",
-                filter_chain_match=listener_components_pb2.FilterChainMatch(
-                    transport_protocol="raw_buffer"
-                ),
-                filters=[inb.manager(first.name, first.port, first.app_port)],
+        for wp in spec.ports if captured else spec.ports[:1]:
+            match = listener_components_pb2.FilterChainMatch(transport_protocol="raw_buffer")
+            if captured:
+                match.destination_port.value = wp.app_port
+            chains.append(
+                listener_components_pb2.FilterChain(
+                    name=f"plaintext|{wp.app_port}" if captured else "plaintext",
+                    filter_chain_match=match,
+                    filters=[inb.manager(wp.name, wp.port, wp.app_port)]
+                    if wp.protocol != "tcp"
+                    else _inbound_tcp(wp.name, wp.port, wp.app_port, inb.authz, inb.served_by),
+                )
             )
-        )
     return chains
 
 
@@ -462,6 +491,8 @@ def inbound_listener(
     authz: Sequence[AuthorizationPolicy] = (),
     tracing: hcm.HttpConnectionManager.Tracing | None = None,
     subsets: Sequence[str] = (),
+    *,
+    captured: bool = False,
 ) -> listener_pb2.Listener:
     """The sidecar's inbound listener for ``workload`` (see the module docstring).
 
@@ -473,8 +504,16 @@ def inbound_listener(
         authz: the AuthorizationPolicies that select the workload; enforced by RBAC filters
             on every chain (:mod:`federation.controlplane.generate.rbac`).
         tracing: the HTTP managers' tracing (:mod:`federation.controlplane.generate.tracing`).
+        captured: the pod redirects inbound TCP here (``meshfed proxy init``): listener filter
+            ``original_dst`` first, so plain-text chains match the port the client dialled,
+            and a client that skips mTLS by dialling the app's port directly meets this
+            listener (STRICT: no chain matches, the connection is closed).
     """
     inb = _Inbound(workload, tls_transport_socket(downstream_mtls(tls)), served_by, authz, tracing)
+    original_dst = listener_components_pb2.ListenerFilter(
+        name="envoy.filters.listener.original_dst",
+        typed_config=pack(original_dst_pb2.OriginalDst()),
+    )
     return listener_pb2.Listener(
         name=INBOUND_LISTENER,
         address=address_pb2.Address(
@@ -484,12 +523,13 @@ def inbound_listener(
         ),
         traffic_direction=base_pb2.TrafficDirection.INBOUND,
         listener_filters=[
+            *([original_dst] if captured else []),
             listener_components_pb2.ListenerFilter(
                 name="envoy.filters.listener.tls_inspector",
                 typed_config=pack(tls_inspector_pb2.TlsInspector()),
-            )
+            ),
         ],
-        filter_chains=_inbound_chains(inb, ports, subsets),
+        filter_chains=_inbound_chains(inb, ports, subsets, captured=captured),
     )
 
 

@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 from federation.controlplane import resource
 from federation.controlplane.generate import (
+    capture,
     clusters,
     endpoints,
     http_routes,
@@ -246,22 +247,33 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
     collector = tracing.collector_cluster(mesh)
     if collector is not None:
         out[resource.CLUSTER].append(collector)
-    out[resource.LISTENER].append(
-        listeners.outbound_listener(
-            proxy.outbound_port,
-            f"{mesh.cluster}/{caller}",
-            traced,
-            (
-                listeners.traffic_log(proxy.traffic_log)
-                if mesh.telemetry and proxy.traffic_log.startswith("/")
-                else None
-            ),
-        )
+    source = f"{mesh.cluster}/{caller}"
+    telemetry = (
+        listeners.traffic_log(proxy.traffic_log)
+        if mesh.telemetry and proxy.traffic_log.startswith("/")
+        else None
     )
+    if proxy.capture:
+        out[resource.LISTENER].append(
+            capture.capture_listener(
+                proxy.outbound_port,
+                ports,
+                {p.port.cluster_name: _tcp_targets(mesh, p) for p in plans if not p.port.is_http},
+                policy=proxy.outbound_traffic_policy,
+                source=source,
+                tracing=traced,
+                telemetry=telemetry,
+            )
+        )
+        out[resource.CLUSTER] += capture.catch_all_clusters()
+    else:
+        out[resource.LISTENER].append(
+            listeners.outbound_listener(proxy.outbound_port, source, traced, telemetry)
+        )
     out[resource.ROUTE].append(
         routes.outbound_route_config(http_ports, proxy.namespace, port_routes)
     )
-    out[resource.LISTENER].extend(_tcp_upstreams(mesh, proxy, plans, f"{mesh.cluster}/{caller}"))
+    out[resource.LISTENER].extend(_tcp_upstreams(mesh, proxy, plans, source))
     if workload is not None:
         own = [
             p
@@ -276,7 +288,14 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         authz = state.authorization_policies_for(workload)
         out[resource.LISTENER].append(
             listeners.inbound_listener(
-                workload, own, tls, served_by, authz, traced, member_of(state, workload)
+                workload,
+                own,
+                tls,
+                served_by,
+                authz,
+                traced,
+                member_of(state, workload),
+                captured=proxy.capture,
             )
         )
     return out
@@ -303,16 +322,22 @@ def _tcp_upstreams(
         plan = by_port.get((up.namespace, up.service, up.port))
         if plan is None or plan.port.protocol != "tcp":
             continue
-        split = [(name, weight) for _, name, weight in plan.subsets]
-        targets = http_routes.tcp_clusters(
-            plan.port, plan.policy, mesh.cluster, plan.destinations, split
-        )
         out.append(
             listeners.outbound_tcp_listener(
-                up.local_port, f"{up.service}_{up.namespace}_{up.port}", targets, source
+                up.local_port,
+                f"{up.service}_{up.namespace}_{up.port}",
+                _tcp_targets(mesh, plan),
+                source,
             )
         )
     return out
+
+
+def _tcp_targets(mesh: MeshContext, plan: OutboundPort) -> list[tuple[str, int]]:
+    """``[(Envoy cluster, weight)]`` of a TCP port: its policy's ``tcp`` routes, else its
+    split, else the whole service (:func:`http_routes.tcp_clusters`)."""
+    split = [(name, weight) for _, name, weight in plan.subsets]
+    return http_routes.tcp_clusters(plan.port, plan.policy, mesh.cluster, plan.destinations, split)
 
 
 def member_of(state: RegistryState, workload: WorkloadEntry) -> list[str]:

@@ -82,6 +82,7 @@ def domains(port: ServicePort, caller_namespace: str, *, default_port: bool) -> 
     names = [port.hostname]
     if caller_namespace == port.namespace:
         names += [f"{port.service}.{port.namespace}", port.service]
+    names += port.ips  # a captured client that dialled the ClusterSetIP
     result = [f"{n}:{port.port}" for n in names]
     if default_port:
         result = names + result

@@ -21,6 +21,9 @@ class ServicePort:
         remote: at least one remote cluster serves it (a ServiceImport).
         subset: a TrafficPolicy subset's name: the port as its subset's cluster sees it
             (its SNI names the subset); "" for the whole service.
+        ips: the service's ClusterSetIPs (its import's ``spec.ips``): a captured connection
+            to one of them on ``port`` is this port's (:mod:`.capture`); empty for a service
+            that is not exported.
     """
 
     namespace: str
@@ -34,6 +37,7 @@ class ServicePort:
     local: bool = True
     remote: bool = False
     subset: str = ""
+    ips: tuple[str, ...] = ()
 
     @property
     def hostname(self) -> str:
@@ -113,6 +117,7 @@ def ports_of_service(state: RegistryState, namespace: str, service: str) -> list
             exported=state.exported((namespace, service)),
             local=bool(workloads),
             remote=remote,
+            ips=tuple(imported.spec.ips) if imported is not None else (),
         )
         for name, (number, protocol) in sorted(seen.items(), key=lambda kv: kv[1][0])
     ]

@@ -131,6 +131,7 @@ def service_import(imp: ServiceImport) -> dict[str, Any]:
                 }
                 for p in imp.spec.ports
             ],
+            **({"ips": list(imp.spec.ips)} if imp.spec.ips else {}),
         },
         "status": {"clusters": [{"cluster": c.cluster} for c in imp.spec.clusters]},
     }

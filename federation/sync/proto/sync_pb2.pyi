@@ -184,18 +184,20 @@ class RemoteCluster(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., gateway: _Optional[str] = ..., network: _Optional[str] = ..., locality: _Optional[str] = ..., endpoints: _Optional[int] = ..., same_network: _Optional[bool] = ..., direct_endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ...) -> None: ...
 
 class ServiceImport(_message.Message):
-    __slots__ = ("namespace", "name", "ports", "service_accounts", "clusters")
+    __slots__ = ("namespace", "name", "ports", "service_accounts", "clusters", "ips")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
     CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    IPS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     ports: _containers.RepeatedCompositeFieldContainer[PortInfo]
     service_accounts: _containers.RepeatedScalarFieldContainer[str]
     clusters: _containers.RepeatedCompositeFieldContainer[RemoteCluster]
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., clusters: _Optional[_Iterable[_Union[RemoteCluster, _Mapping]]] = ...) -> None: ...
+    ips: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., clusters: _Optional[_Iterable[_Union[RemoteCluster, _Mapping]]] = ..., ips: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LocalityShare(_message.Message):
     __slots__ = ("cluster", "locality", "share")

@@ -73,10 +73,14 @@ async def test_updates_go_out_after_the_first_report_and_only_when_the_view_chan
     assert qa.empty() and qb.empty()  # nothing before each stream's first report
     hub.report("a", _report(["demo/echo"]))
     update_a = qa.get_nowait()
-    assert update_a.imports == [] and update_a.trust_bundle_pem == b"BUNDLE"
+    ip = hub.store.clusterset_ips()[("demo", "echo")]
+    # the exporter has the import of its own service too (MCS): no other cluster, its IP
+    [own] = update_a.imports
+    assert own.spec.clusters == [] and own.spec.ips == [ip]
+    assert update_a.trust_bundle_pem == b"BUNDLE"
     hub.report("b", _report([]))
     [imp] = qb.get_nowait().imports
-    assert imp.spec.clusters[0].cluster == "a"
+    assert imp.spec.clusters[0].cluster == "a" and imp.spec.ips == [ip]
     hub.report("b", _report([]))  # a heartbeat with the same content
     hub.recompute()
     assert qa.empty() and qb.empty()
