@@ -256,8 +256,7 @@ def propagation(
 def partition_round(fed: IsolatedFederation, rps: float) -> tuple[int, int, float, float]:
     """(requests, failed, moved s, back s) for one partition of B under ``rps``."""
     results, at = fed.drive(
-        A,
-        fed.outbound("sidecar-frontend"),
+        "sidecar-frontend",
         rps=rps,
         duration_s=14,
         events=[(3.0, "partition", B), (8.0, "heal", B)],
@@ -284,7 +283,7 @@ def partition_round(fed: IsolatedFederation, rps: float) -> tuple[int, int, floa
             break
     wait_for(
         lambda: (
-            fed.drive(A, fed.outbound("sidecar-frontend"), rps=20, duration_s=0.5)[0][-1].served_by
+            fed.drive("sidecar-frontend", rps=20, duration_s=0.5)[0][-1].served_by
             == B
         ),
         30,

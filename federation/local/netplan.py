@@ -17,7 +17,9 @@ Addresses (RFC 2544's benchmarking block 198.18.0.0/15, which no real network ro
   namespace ``meshfed-<key>-<cluster>-<pod>`` joined to its cluster's by a veth pair
   (``p<host>`` there, ``eth0`` in the pod), its one address ``/32`` on ``eth0`` and its
   default route through the link-local ``169.254.1.1`` (Calico's layout), which the
-  cluster's namespace routes and forwards: frontend ``.9``, echo replicas ``.10+i``.
+  cluster's namespace routes and forwards: frontend ``.9``, echo replicas ``.10+i``; pods'
+  connections to the internet range leave from the cluster's public address (masquerade,
+  as through a VPC's NAT gateway).
 
 What may cross (the emulator drops the rest, as a VPC and its security groups would):
 
@@ -228,6 +230,7 @@ def setup_commands(plan: NetworkPlan) -> list[list[str]]:
             cmds.append(
                 ["ip", "netns", "exec", str(n.netns), "sysctl", "-qw", "net.ipv4.ip_forward=1"]
             )
+            cmds += _snat_commands(str(n.netns), n.tun, n.private)
         cmds.append(["ip", "tuntap", "add", "dev", n.tun, "mode", "tun"])
         ip = ["ip"] if n.netns is None else ["ip", "-n", n.netns]
         if n.netns:
@@ -241,6 +244,19 @@ def setup_commands(plan: NetworkPlan) -> list[list[str]]:
             if same_network(n, peer) and peer.private:
                 cmds.append([*ip, "route", "add", peer.private, "dev", n.tun, "src", n.public])
     return cmds
+
+
+def _snat_commands(netns: str, tun: str, private: str) -> list[list[str]]:
+    """A cluster's NAT to the internet: its pods' connections to public addresses leave
+    from the cluster's public address (nftables masquerade), as a VPC's NAT gateway does;
+    connections to a peer's private range (one network) keep the pod's address."""
+    nft = ["ip", "netns", "exec", netns, "nft"]
+    return [
+        [*nft, "add", "table", "ip", "meshfed_nat"],
+        [*nft, "add chain ip meshfed_nat postrouting { type nat hook postrouting priority 100 ; }"],
+        [*nft, f"add rule ip meshfed_nat postrouting oifname {tun} ip saddr {private}"
+         f" ip daddr {INTERNET} masquerade"],
+    ]  # fmt: skip
 
 
 #: The pod side's gateway: every cluster-side veth holds it (a /32), so each pod reaches its

@@ -180,12 +180,14 @@ def measure(
     of delay shift both snapshots alike, and the ratio of dollars to requests does not
     depend on it)."""
     apply_policy(fed, name, headroom)
-    outbound = fed.outbound("sidecar-frontend")
     box: dict[str, list[Result]] = {}
 
     def drive() -> None:
         box["results"], _ = fed.drive(
-            A, outbound, rps=rps, duration_s=warm_s + seconds + TAIL_S, path=f"/?size={PAD_BYTES}"
+            "sidecar-frontend",
+            rps=rps,
+            duration_s=warm_s + seconds + TAIL_S,
+            path=f"/?size={PAD_BYTES}",
         )
 
     begin = time.monotonic()

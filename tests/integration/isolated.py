@@ -32,7 +32,7 @@ import yaml
 
 from federation.local.emulator import request as emulator_request
 from federation.local.netns import IsolationUnavailableError, call_in, leftovers, preflight
-from federation.local.netplan import NetworkPlan, home_key
+from federation.local.netplan import NetworkPlan, home_key, pod_netns
 from federation.local.processes import Record
 from tests.integration.harness import wait_until
 
@@ -129,6 +129,12 @@ class IsolatedFederation:
         assert ns is not None
         return ns
 
+    def where(self, process: str) -> str | None:
+        """The network namespace a recorded process runs in (its pod's, for a workload)."""
+        node = next(p.node or p.cluster for p in self.record.processes if p.name == process)
+        cluster, _, pod = node.partition("/")
+        return pod_netns(self.plan.key, cluster, pod) if pod else self.netns(cluster)
+
     def outbound(self, process: str) -> int:
         """The outbound listener port of a recorded sidecar (``sidecar-frontend``, ...)."""
         argv = next(p.argv for p in self.record.processes if p.name == process)
@@ -137,7 +143,7 @@ class IsolatedFederation:
     def leftovers(self) -> list[str]:
         return leftovers(self.record.info["network"]["key"])
 
-    def envoy_hosts(self, cluster: str, process: str, envoy_cluster: str) -> list[str]:
+    def envoy_hosts(self, process: str, envoy_cluster: str) -> list[str]:
         """The lines of Envoy cluster ``envoy_cluster`` in the admin ``/clusters`` of sidecar
         ``process`` of ``cluster`` that say where each host is and how healthy (for failure
         messages)."""
@@ -153,14 +159,13 @@ class IsolatedFederation:
             finally:
                 conn.close()
 
-        text = call_in(self.netns(cluster), get)
+        text = call_in(self.where(process), get)
         keep = ("::health_flags::", "::priority::", "::region::", "::zone::")
         return [line for line in text.splitlines() if any(k in line for k in keep)]
 
     def drive(
         self,
-        cluster: str,
-        outbound: int,
+        via: str,
         *,
         rps: float,
         duration_s: float,
@@ -168,14 +173,15 @@ class IsolatedFederation:
         events: list[tuple[float, str, str]] | None = None,
         path: str = "/",
     ) -> tuple[list[Result], dict[str, float]]:
-        """Send ``rps`` GETs per second for ``duration_s`` from inside ``cluster`` through a
-        sidecar's outbound port; at each ``(offset s, op, node)`` of ``events`` ask the link
+        """Send ``rps`` GETs per second for ``duration_s`` from the pod of sidecar process
+        ``via`` (``sidecar-frontend``) through its outbound port; at each ``(offset s, op, node)`` of ``events`` ask the link
         emulator to ``partition`` or ``heal`` ``node`` (what ``meshfed demo partition|heal``
         sends); each GET asks for ``path`` (with its query). Returns every request and, per
         ``"<op> <node>"``, when the emulator applied it (the middle of the request to its
         control socket, which takes about 1 ms)."""
+        outbound = self.outbound(via)
         return call_in(
-            self.netns(cluster),
+            self.where(via),
             lambda: asyncio.run(self._drive(outbound, host, rps, duration_s, events or [], path)),
         )
 

@@ -246,7 +246,7 @@ class Soak:
             if delay > 0:
                 time.sleep(delay)
             self.results, _ = self.fed.drive(
-                A, self.fed.outbound("sidecar-frontend"), rps=self.rps, duration_s=self.duration_s
+                "sidecar-frontend", rps=self.rps, duration_s=self.duration_s
             )
         finally:
             stop.set()
@@ -436,7 +436,7 @@ class Soak:
                 conn.close()
 
         down = up = 0
-        for line in call_in(self.fed.netns(A), get).splitlines():
+        for line in call_in(self.fed.where("sidecar-frontend"), get).splitlines():
             name, _, value = line.partition(": ")
             if name.startswith("http.") and name.endswith(".downstream_cx_active"):
                 down += int(value)

@@ -106,7 +106,7 @@ def test_other_clusters_are_reachable_only_through_gateways(isolated: IsolatedFe
         subprocess.run(["ip", "-n", ns, "route", "del", plan.node(B).private], check=True)
     assert call_in(ns, lambda: _connect(plan.node(B).public, 15443)) == "connected"
     assert call_in(ns, lambda: _connect(plan.node(B).public, 15014)) == "TimeoutError"
-    results, _ = isolated.drive(A, isolated.outbound("sidecar-frontend"), rps=10, duration_s=1)
+    results, _ = isolated.drive("sidecar-frontend", rps=10, duration_s=1)
     assert {(r.status, r.served_by) for r in results} == {(200, B)}
 
 
@@ -162,12 +162,11 @@ def test_partition_fails_over_without_errors(isolated: IsolatedFederation):
     0 failed requests, C serves within 1 s (measured; asserted within 2 s); heal: B serves
     again within 5 s."""
     echo = "outbound|8080||echo.demo.svc.clusterset.local"
-    hosts_before = isolated.envoy_hosts(A, "sidecar-frontend", echo)
+    hosts_before = isolated.envoy_hosts("sidecar-frontend", echo)
     # A's killed replica is gone from its caller, not kept as a healthy host pending removal
     assert not [h for h in hosts_before if "198.19." in h], hosts_before
     results, at = isolated.drive(
-        A,
-        isolated.outbound("sidecar-frontend"),
+        "sidecar-frontend",
         rps=200,
         duration_s=14,
         events=[(3.0, "partition", B), (8.0, "heal", B)],
@@ -176,7 +175,7 @@ def test_partition_fails_over_without_errors(isolated: IsolatedFederation):
     failed = [r for r in results if r.status != 200]
     assert not failed, (
         f"{len(failed)} of {len(results)} failed: {failed[:5]}; the frontend's hosts before:"
-        f" {hosts_before}, after: {isolated.envoy_hosts(A, 'sidecar-frontend', echo)}"
+        f" {hosts_before}, after: {isolated.envoy_hosts('sidecar-frontend', echo)}"
     )
     before = [r for r in results if r.done < cut - 0.2]
     assert before and all(r.served_by == B for r in before)
@@ -201,11 +200,10 @@ def test_partition_from_controller_only(isolated: IsolatedFederation):
     """Proof 4: B cut off from the controller only keeps serving A's callers and keeps its
     configuration (static stability); after its lease (10 s) it is withdrawn from every
     cluster's imports, A's traffic moves to C without errors; healed, it comes back."""
-    outbound = isolated.outbound("sidecar-frontend")
     started = time.monotonic()
     isolated.meshfed("demo", "partition", B, "--from", "controller")
     try:
-        results, _ = isolated.drive(A, outbound, rps=50, duration_s=2)
+        results, _ = isolated.drive("sidecar-frontend", rps=50, duration_s=2)
         assert {(r.status, r.served_by) for r in results} == {(200, B)}
         assert (
             call_in(isolated.netns(B), lambda: _connect(isolated.plan.node(C).public, 15443))
@@ -219,14 +217,14 @@ def test_partition_from_controller_only(isolated: IsolatedFederation):
 
         wait_for(withdrawn, 30, f"{B} withdrawn from the imports of {A} and {C}")
         print(f"withdrawn {time.monotonic() - started:.1f} s after the partition (lease 10 s)")
-        results, _ = isolated.drive(A, outbound, rps=50, duration_s=2)
+        results, _ = isolated.drive("sidecar-frontend", rps=50, duration_s=2)
         assert {r.status for r in results} == {200}
         assert results[-1].served_by == C
     finally:
         isolated.meshfed("demo", "heal", B)
 
     def back():
-        results, _ = isolated.drive(A, outbound, rps=20, duration_s=0.5)
+        results, _ = isolated.drive("sidecar-frontend", rps=20, duration_s=0.5)
         return all(r.status == 200 and r.served_by == B for r in results)
 
     wait_for(back, 60, f"{B} serving A again after heal")

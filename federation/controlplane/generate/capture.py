@@ -55,8 +55,8 @@ _HCM = "envoy.filters.network.http_connection_manager"
 _TCP_PROXY = "envoy.filters.network.tcp_proxy"
 
 
-def _cidr(ip: str) -> base_pb2.CidrRange:
-    return base_pb2.CidrRange(
+def _cidr(ip: str) -> address_pb2.CidrRange:
+    return address_pb2.CidrRange(
         address_prefix=ip, prefix_len=wrappers_pb2.UInt32Value(value=128 if ":" in ip else 32)
     )
 
