@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -30,10 +31,13 @@ import aiohttp
 import pytest
 import yaml
 
+from federation.agent.capture import PROXY_GID
+from federation.local.description import load
 from federation.local.emulator import request as emulator_request
-from federation.local.netns import IsolationUnavailableError, call_in, leftovers, preflight
-from federation.local.netplan import NetworkPlan, home_key, pod_netns
+from federation.local.netns import IsolationUnavailableError, call_in, leftovers, preflight, run
+from federation.local.netplan import NetworkPlan, home_key, pod_commands, pod_netns
 from federation.local.processes import Record
+from federation.local.runner import LocalFederationRunner
 from tests.integration.harness import wait_until
 
 MESHFED = str(Path(sys.executable).with_name("meshfed"))
@@ -130,10 +134,65 @@ class IsolatedFederation:
         return ns
 
     def where(self, process: str) -> str | None:
-        """The network namespace a recorded process runs in (its pod's, for a workload)."""
-        node = next(p.node or p.cluster for p in self.record.processes if p.name == process)
+        """The network namespace a recorded process runs in (its pod's, for a workload), or
+        of a node ``<cluster>/<pod>``."""
+        node = process
+        if "/" not in process:
+            node = next(p.node or p.cluster for p in self.record.processes if p.name == process)
         cluster, _, pod = node.partition("/")
         return pod_netns(self.plan.key, cluster, pod) if pod else self.netns(cluster)
+
+    def in_pod(self, process: str, argv: list[str], timeout_s: float = 30) -> tuple[int, str]:
+        """Run ``argv`` as root in the pod of recorded process ``process`` (or node
+        ``<cluster>/<pod>``) -- an unchanged program, captured like the pod's app where the
+        pod captures; ``(exit code, stdout + stderr)``."""
+        netns = self.where(process)
+        assert netns is not None
+        done = subprocess.run(
+            ["ip", "netns", "exec", netns, *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+        return done.returncode, done.stdout + done.stderr
+
+    def runner(self) -> LocalFederationRunner:
+        """The runner of this federation (as ``meshfed demo revive`` makes it), to add pods."""
+        desc = load(Path(self.record.info["file"]))
+        runner = LocalFederationRunner(desc, self.home, lambda _: None, isolate=True)
+        runner.record = self.record
+        return runner
+
+    def add_pod(
+        self,
+        cluster: str,
+        name: str,
+        host: int,
+        *,
+        sidecar: list[str] | None = None,
+        captured: bool = True,
+    ) -> str:
+        """A pod ``name`` at ``.host`` of ``cluster``: with ``captured``, its capture rules and
+        a sidecar (service ``name`` in namespace demo, more flags ``sidecar``) started and
+        recorded (``meshfed down`` stops it); without, a bare pod. Returns its node."""
+        runner = self.runner()
+        c = runner.desc.cluster(cluster)
+        if not captured:
+            node = f"{cluster}/{name}"
+            run(pod_commands(self.plan, cluster, name, host))
+            return node
+        node = runner.net.pod(c, name, host)
+        address = runner.net.address(c, host)
+        argv = runner.sidecar_argv(
+            c, service=name, namespace="demo", name=f"{cluster}-{name}", app_port=8080,
+            service_port=8080, address=address, outbound=15001, locality=str(c.locality(0)),
+        )  # fmt: skip
+        record = runner.spawn(
+            f"sidecar-{name}", [*argv, *(sidecar or [])], "client-sidecar", node, group=PROXY_GID
+        )
+        runner.wait_ready(record, lambda: call_in(self.where(record.name), lambda: _up(address)))
+        return node
 
     def outbound(self, process: str) -> int:
         """The outbound listener port of a recorded sidecar (``sidecar-frontend``, ...)."""
@@ -172,9 +231,11 @@ class IsolatedFederation:
         host: str = "echo.demo.svc.clusterset.local",
         events: list[tuple[float, str, str]] | None = None,
         path: str = "/",
+        by_name: bool = False,
     ) -> tuple[list[Result], dict[str, float]]:
         """Send ``rps`` GETs per second for ``duration_s`` from the pod of sidecar process
-        ``via`` (``sidecar-frontend``) through its outbound port; at each ``(offset s, op, node)`` of ``events`` ask the link
+        ``via`` (``sidecar-frontend``) through its outbound port (``by_name``: as an unchanged
+        client, to ``http://<host>:8080``, resolved by the pod's DNS and captured); at each ``(offset s, op, node)`` of ``events`` ask the link
         emulator to ``partition`` or ``heal`` ``node`` (what ``meshfed demo partition|heal``
         sends); each GET asks for ``path`` (with its query). Returns every request and, per
         ``"<op> <node>"``, when the emulator applied it (the middle of the request to its
@@ -182,7 +243,9 @@ class IsolatedFederation:
         outbound = self.outbound(via)
         return call_in(
             self.where(via),
-            lambda: asyncio.run(self._drive(outbound, host, rps, duration_s, events or [], path)),
+            lambda: asyncio.run(
+                self._drive(outbound, host, rps, duration_s, events or [], path, by_name)
+            ),
         )
 
     async def _drive(
@@ -193,17 +256,19 @@ class IsolatedFederation:
         duration_s: float,
         events: list[tuple[float, str, str]],
         path: str = "/",
+        by_name: bool = False,
     ) -> tuple[list[Result], dict[str, float]]:
         results: list[Result] = []
         happened: dict[str, float] = {}
         begin = time.monotonic()
-        url = f"http://127.0.0.1:{outbound}{path}"
+        url = f"http://{host}:8080{path}" if by_name else f"http://127.0.0.1:{outbound}{path}"
+        headers = None if by_name else {"Host": host}
 
         async def one(session: aiohttp.ClientSession) -> None:
             sent = time.monotonic() - begin
             status, served = 0, ""
             try:
-                async with session.get(url, headers={"Host": host}) as resp:
+                async with session.get(url, headers=headers) as resp:
                     await resp.read()
                     status = resp.status
                     served = resp.headers.get(SERVED_BY, "").split("/")[0]
@@ -232,6 +297,14 @@ class IsolatedFederation:
                 pending.append(asyncio.create_task(one(session)))
             await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
         return sorted(results, key=lambda r: r.sent), happened
+
+
+def _up(address: str) -> bool:
+    try:
+        with socket.create_connection((address, 15006), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
