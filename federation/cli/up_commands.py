@@ -12,34 +12,15 @@ from typing import Any
 import click
 
 from federation.cli.params import InputError, output_option, print_table
-from federation.client import call
-from federation.errors import FederationError
 from federation.local.description import LocalFederation, load
 from federation.local.emulator import request as emulator_request
 from federation.local.netns import IsolationUnavailableError, preflight
 from federation.local.placement import remove_network
 from federation.local.processes import ProcessRecord, Record, UpError, stop_processes
 from federation.local.runner import LocalFederationRunner
-from federation.local.traffic import (
-    STATUS_GROUP,
-    edge_rows,
-    service_name,
-    totals,
-    traffic_rows,
-)
+from federation.local.status import controller_traffic, status_data
+from federation.local.traffic import service_name, totals, traffic_rows
 from federation.paths import meshfed_home
-
-
-def _traffic(home: Path, controller: str, window: float = 10) -> dict[str, Any]:
-    """The controller's ``GET /v1/traffic`` grouped for status ({} when it does not answer)."""
-    token = (home / "controller-token").read_text().strip()
-    try:
-        data: dict[str, Any] = call(
-            "GET", controller, f"/v1/traffic?window={window:g}&by={STATUS_GROUP}", token=token
-        )
-    except FederationError:
-        return {}
-    return data
 
 
 def _render(desc: LocalFederation, traffic: dict[str, Any]) -> Any:
@@ -154,7 +135,7 @@ def up_cmd(filename: Path | None, detach: bool, isolate: bool) -> None:
     try:
         with Live(console=Console(stderr=False), refresh_per_second=2) as live:
             while not stop["flag"]:
-                live.update(_render(desc, _traffic(home, info["controller"])))
+                live.update(_render(desc, controller_traffic(home, info["controller"])))
                 time.sleep(1)
     finally:
         click.echo("stopping...", err=True)
@@ -189,78 +170,14 @@ def down_cmd() -> None:
     click.echo(f"stopped {len(stopped)} processes{removed}")
 
 
-def status_data(home: Path) -> dict[str, Any]:
-    """What ``meshfed status`` shows: clusters, imports, proxies in sync, traffic shares."""
-    record = _record_or_fail(home)
-    desc = load(Path(record.info["file"])) if record.info.get("file") else load(None)
-    controller = record.info["controller"]
-    token = (home / "controller-token").read_text().strip()
-    clusters = call("GET", controller, "/v1/clusters", token=token)["clusters"]
-    imports = call("GET", controller, "/v1/imports", token=token)["imports"]
-    proxies: dict[str, dict[str, int]] = {}
-    for c in desc.spec.clusters:
-        endpoint = home / "controlplanes" / c.name / "endpoint.json"
-        try:
-            api = json.loads(endpoint.read_text())["api"]
-            ps = call("GET", api, "/v1/proxy-status")["proxies"]  # token found from endpoint.json
-        except (OSError, ValueError, KeyError, FederationError):
-            proxies[c.name] = {"proxies": 0, "synced": 0}
-            continue
-        synced = sum(
-            1
-            for p in ps
-            if p["connected"]
-            and all(t["state"] in ("SYNCED", "NOT SENT") for t in p["types"].values())
-        )
-        proxies[c.name] = {"proxies": sum(1 for p in ps if p["connected"]), "synced": synced}
-    traffic = _traffic(home, controller)
-    f = desc.spec.frontend
-    service = service_name(f.target)
-    rows = traffic_rows(traffic, f.cluster, service)
-    edges = edge_rows(traffic.get("edges", []))
-    window = traffic.get("windowS", 0)
-    return {
-        "federation": desc.metadata.name,
-        "clusters": [
-            {
-                "name": c["name"],
-                "state": c["state"],
-                "locality": c["locality"],
-                "network": c["network"],
-                "exports": c["exports"],
-                **proxies.get(c["name"], {}),
-            }
-            for c in clusters
-        ],
-        "imports": [
-            {
-                "cluster": i["cluster"],
-                "service": f"{i['metadata']['name']}.{i['metadata']['namespace']}",
-                "from": [r["cluster"] for r in i["spec"]["clusters"]],
-            }
-            for i in imports
-        ],
-        "traffic": {
-            "from": f.cluster,
-            "service": service,
-            "windowS": window,
-            "errors": round(sum(r["errorShare"] * r["rps"] for r in rows) * window),
-            "total": totals(traffic, f.cluster, service),
-            "destinations": rows,
-        },
-        "edges": edges,
-        "egressUsdPerHour": sum(e["usdPerHour"] for e in edges),
-        "priceTables": traffic.get("priceTables", []),
-    }
-
-
 @click.command("status")
 @output_option(("table", "json"))
 def status_cmd(output: str) -> None:
     """The local federation: clusters, imports, proxies in sync, and the traffic every
     sidecar counted (any service): shares, rates, p50/p99, errors and egress dollars by
     caller and serving cluster, from the controller's GET /v1/traffic."""
-    data = status_data(meshfed_home())
+    home = meshfed_home()
+    data = status_data(home, _record_or_fail(home))
     if output == "json":
         click.echo(json.dumps(data, indent=2))
         return

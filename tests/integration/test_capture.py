@@ -118,9 +118,7 @@ def test_an_unchanged_http_and_grpc_client_is_served_by_b_over_mtls(fed) -> None
         )
         # a connection opened before the change keeps the old chain until it closes
         # (INBOUND_MAX_CONNECTION_MS, 20 s): wait for the gRPC one too
-        wait_for(
-            lambda: set(_grpc(fed)) == {"ERROR:PERMISSION_DENIED -"}, 40, "PERMISSION_DENIED"
-        )
+        wait_for(lambda: set(_grpc(fed)) == {"ERROR:PERMISSION_DENIED -"}, 40, "PERMISSION_DENIED")
     finally:
         _apply(fed, DENY_FRONTEND, delete=True)
     wait_for(

@@ -16,6 +16,7 @@ from federation.local.netplan import (
     NetworkPlan,
     Router,
     build_plan,
+    pod_commands,
     setup_commands,
     teardown_commands,
 )
@@ -141,7 +142,14 @@ def test_address_plan():
 def test_setup_and_teardown_commands():
     cmds = setup_commands(_plan())
     assert ["ip", "netns", "add", "meshfed-abcd-a"] in cmds
-    assert ["ip", "-n", "meshfed-abcd-a", "addr", "add", "198.19.1.1/24", "dev", "lo"] in cmds
+    # the cluster's own two addresses; its workloads are pods (pod_commands)
+    assert ["ip", "-n", "meshfed-abcd-a", "addr", "add", "198.19.1.2/32", "dev", "lo"] in cmds
+    assert not [c for c in cmds if c[-2:] == ["dev", "lo"] and c[-3].endswith("/24")]
+    masquerade = cmds[cmds.index(["ip", "netns", "exec", "meshfed-abcd-a", "nft", "add", "table",
+                                  "ip", "meshfed_nat"]) + 2]  # fmt: skip
+    assert masquerade[-1].endswith(
+        "oifname mfabcdn0 ip saddr 198.19.1.0/24 ip daddr 198.18.0.0/24 masquerade"
+    )
     assert ["ip", "link", "set", "mfabcdn0", "netns", "meshfed-abcd-a"] in cmds
     assert ["ip", "route", "add", "198.19.0.0/16", "dev", "mfabcdh"] in cmds  # the host
     # no cluster routes to another's private range unless they share a network
@@ -152,6 +160,20 @@ def test_setup_and_teardown_commands():
     down = teardown_commands("abcd", _plan().namespaces)
     assert down[0] == ["ip", "link", "del", "mfabcdh"]
     assert ["ip", "netns", "del", "meshfed-abcd-c"] in down
+
+
+def test_a_pod_has_one_address_and_its_cluster_routes_it():
+    cmds = pod_commands(_plan(), "a", "echo-1", 10)
+    assert cmds[0] == ["ip", "netns", "add", "meshfed-abcd-a-echo-1"]
+    veth = ["ip", "-n", "meshfed-abcd-a", "link", "add", "p10", "mtu", "65000", "type", "veth"]
+    assert [*veth, "peer", "name", "eth0", "netns", "meshfed-abcd-a-echo-1"] in cmds
+    route = ["ip", "-n", "meshfed-abcd-a", "route", "add", "198.19.1.10/32", "dev", "p10"]
+    assert [*route, "src", "198.19.1.1"] in cmds
+    pod = ["ip", "-n", "meshfed-abcd-a-echo-1"]
+    assert [*pod, "addr", "add", "198.19.1.10/32", "dev", "eth0"] in cmds
+    assert [*pod, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0", "onlink"] in cmds
+    with pytest.raises(KeyError):
+        pod_commands(_plan(), "controller", "x", 10)
 
 
 def _packet(src: str, dst: str, sport: int = 40000, dport: int = 15443, proto: int = 6) -> bytes:
