@@ -282,10 +282,7 @@ def partition_round(fed: IsolatedFederation, rps: float) -> tuple[int, int, floa
             back = k * 0.25
             break
     wait_for(
-        lambda: (
-            fed.drive("sidecar-frontend", rps=20, duration_s=0.5)[0][-1].served_by
-            == B
-        ),
+        lambda: fed.drive("sidecar-frontend", rps=20, duration_s=0.5)[0][-1].served_by == B,
         30,
         "B back",
     )

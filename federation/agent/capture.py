@@ -39,16 +39,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from federation.errors import ConfigError
+from federation.sync.node import CAPTURE_ANNOTATIONS, PROXY_GID, PROXY_UID
 
 TABLE = "meshfed"
-#: Istio's proxy UID and GID (``istio-proxy``).
-PROXY_UID = 1337
-PROXY_GID = 1337
 OUTBOUND_CAPTURE_PORT = 15001
 INBOUND_CAPTURE_PORT = 15006
 DNS_CAPTURE_PORT = 15053
 
-PREFIXES = ("traffic.meshfed.io/", "traffic.sidecar.istio.io/")
+PREFIXES = CAPTURE_ANNOTATIONS
 #: Annotation name -> :class:`CaptureSettings` field.
 _FIELDS = {
     "includeOutboundIPRanges": "include_outbound",

@@ -1,5 +1,6 @@
-"""``meshfed install``, ``meshfed uninstall`` and ``meshfed inject``: meshfed on Kubernetes
-(issue #20). They print manifests; ``kubectl apply -f -`` (or ``delete``) applies them."""
+"""``meshfed install``, ``meshfed uninstall``, ``meshfed inject`` and ``meshfed uninject``:
+meshfed on Kubernetes (issue #20). They print manifests; ``kubectl apply -f -`` (or ``delete``)
+applies them."""
 
 from __future__ import annotations
 
@@ -169,27 +170,11 @@ def uninstall_cmd(output: str, apply_: bool, kubeconfig: Path | None, **options:
     _emit(uninstall(install_options(**options)), output, apply_, kubeconfig, delete=True)
 
 
-@click.command("inject")
-@click.option(
-    "-f",
-    "--filename",
-    "path",
-    required=True,
-    help="Manifests to inject the sidecar into ('-': stdin).",
-)
-@click.option("--cluster", required=True, help="The cluster the workloads run in.")
-@click.option(
-    "--image",
-    default="ghcr.io/meshfed/meshfed:latest",
-    show_default=True,
-    help="The meshfed image of the sidecar.",
-)
-def inject_cmd(path: str, cluster: str, image: str) -> None:
-    """Print the manifests with meshfed's sidecar added to every Pod template (Deployments,
-    StatefulSets, DaemonSets, Jobs, Pods), as the admission webhook would; other documents
-    pass through unchanged."""
-    from federation.controlplane.kube.inject import inject_document
+_manifests = click.option("-f", "--filename", "path", required=True, help="Manifests ('-': stdin).")
 
+
+def _each_document(path: str, change: Any) -> None:
+    """Print every document of ``-f path`` as ``change(doc)`` returns it."""
     try:
         data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
         docs = parse_yaml(decode_text(data, source=f"-f {path}"), source=f"-f {path}")
@@ -199,5 +184,32 @@ def inject_cmd(path: str, cluster: str, image: str) -> None:
     for i, doc in enumerate(docs, start=1):
         if not isinstance(doc, dict):
             raise InputError(f"-f {path}: document {i} is not a mapping")
-        out.append(inject_document(doc, cluster, image))
+        out.append(change(doc))
     click.echo(yaml.safe_dump_all(out, sort_keys=False), nl=False)
+
+
+@click.command("inject")
+@_manifests
+@click.option("--cluster", required=True, help="The cluster the workloads run in.")
+@click.option(
+    "--image",
+    default="ghcr.io/meshfed/meshfed:latest",
+    show_default=True,
+    help="The meshfed image of the sidecar.",
+)
+def inject_cmd(path: str, cluster: str, image: str) -> None:
+    """Print the manifests with meshfed's sidecar and capture init container added to every
+    Pod template (Deployments, StatefulSets, DaemonSets, Jobs, Pods), as the admission
+    webhook would; other documents pass through unchanged."""
+    from federation.controlplane.kube.inject import inject_document
+
+    _each_document(path, lambda doc: inject_document(doc, cluster, image))
+
+
+@click.command("uninject")
+@_manifests
+def uninject_cmd(path: str) -> None:
+    """Print the manifests with what 'meshfed inject' added taken out again."""
+    from federation.controlplane.kube.inject import uninject_document
+
+    _each_document(path, uninject_document)

@@ -22,7 +22,7 @@ from federation.cli.controlplane_commands import (
     proxy_status_cmd,
     trace_cmd,
 )
-from federation.cli.kube_commands import inject_cmd, install_cmd, uninstall_cmd
+from federation.cli.kube_commands import inject_cmd, install_cmd, uninject_cmd, uninstall_cmd
 from federation.cli.proxy_commands import proxy
 from federation.cli.shift_commands import shift_cmd
 from federation.cli.trust_commands import trust
@@ -104,6 +104,7 @@ for command in (
     install_cmd,
     uninstall_cmd,
     inject_cmd,
+    uninject_cmd,
     shift_cmd,
 ):
     cli.add_command(command)

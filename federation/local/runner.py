@@ -29,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from federation.agent.capture import PROXY_GID
 from federation.ca.names import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
 from federation.client import call
 from federation.errors import ApiError, FederationError
@@ -54,6 +53,7 @@ from federation.local.processes import (
     tcp_ok,
 )
 from federation.netaddr import free_port
+from federation.sync.node import PROXY_GID
 from trust.files import KEY_FILE_MODE, write_atomic
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class LocalFederationRunner:
         """Start one process (own session, output to its log) and record it at once; ``node``
         (a cluster, ``controller`` or ``<cluster>/<pod>``) says whose network it runs in
         (``--isolate``); ``group``: its group id (a captured pod's sidecar runs as
-        :data:`~federation.agent.capture.PROXY_GID`, which the capture rules exempt). The
+        :data:`~federation.sync.node.PROXY_GID`, which the capture rules exempt). The
         record keeps ``argv`` as given (``demo revive`` starts it again the same way).
 
         Raises:

@@ -194,6 +194,13 @@ class ProxyDescription:
         return workload_spiffe_id(trust_domain, self.namespace, self.service_account)
 
 
+#: The sidecar's user and group in a captured pod (Istio's ``istio-proxy``, 1337): the capture
+#: rules exempt its connections (:mod:`federation.agent.capture`), the injector runs it so.
+PROXY_UID = 1337
+PROXY_GID = 1337
+#: Pod annotation prefixes of the capture settings: meshfed's and Istio's spelling.
+CAPTURE_ANNOTATIONS = ("traffic.meshfed.io/", "traffic.sidecar.istio.io/")
+
 #: Istio's ``meshConfig.outboundTrafficPolicy.mode`` values (``ProxyDescription``).
 OUTBOUND_TRAFFIC_POLICIES = ("ALLOW_ANY", "REGISTRY_ONLY")
 

@@ -31,13 +31,13 @@ import aiohttp
 import pytest
 import yaml
 
-from federation.agent.capture import PROXY_GID
 from federation.local.description import load
 from federation.local.emulator import request as emulator_request
 from federation.local.netns import IsolationUnavailableError, call_in, leftovers, preflight, run
 from federation.local.netplan import NetworkPlan, home_key, pod_commands, pod_netns
 from federation.local.processes import Record
 from federation.local.runner import LocalFederationRunner
+from federation.sync.node import PROXY_GID
 from tests.integration.harness import wait_until
 
 MESHFED = str(Path(sys.executable).with_name("meshfed"))

@@ -14,9 +14,17 @@ A pod gets one more container, ``meshfed-sidecar``: ``meshfed proxy sidecar --ku
 The pod is labelled ``meshfed.io/sidecar=true`` (its endpoints are then ``tlsMode: mutual``);
 its service is the label ``app.kubernetes.io/name``, else ``app``, else the annotation
 ``meshfed.io/service``. A pod without a service name or a port is left as it is and
-annotated with the reason. Outbound traffic is not intercepted (no iptables init container,
-no CNI): applications call mesh services through the sidecar's outbound port
-:data:`OUTBOUND_PORT` on 127.0.0.1 with the service's clusterset name as Host.
+annotated with the reason.
+
+Traffic is captured (issue #38): an init container, ``meshfed-init`` (``meshfed proxy init``,
+:mod:`federation.agent.capture`; root with ``NET_ADMIN`` and ``NET_RAW`` only, as Istio's
+``istio-init``), installs the pod's nftables rules, with the pod's ``traffic.meshfed.io/*``
+and ``traffic.sidecar.istio.io/*`` annotations as they are at admission. Unchanged
+applications then dial ``<svc>.<ns>.svc.clusterset.local`` (answered by the agent's DNS,
+which takes the pod's port 53 whatever its resolver, so the pod's ``dnsConfig`` stays as it
+is) or any address; the sidecar runs as UID and GID :data:`PROXY_UID`, which the rules
+exempt, with every capability dropped. A CNI plugin instead of the init container is not
+offered. :func:`uninject_document` takes all of it out again (``meshfed uninject``).
 
 :func:`admission_response` answers an ``admission.k8s.io/v1`` AdmissionReview with a JSONPatch
 (RFC 6902); :func:`inject_document` does the same to a manifest (``meshfed inject``).
@@ -31,8 +39,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from federation.controlplane.kube.pod import TOKEN_PATH, agent_args, token_volume
+from federation.sync.node import CAPTURE_ANNOTATIONS, PROXY_GID, PROXY_UID
 
 SIDECAR = "meshfed-sidecar"
+INIT = "meshfed-init"
+VOLUMES = ("meshfed-token", "meshfed-work")
 INBOUND_PORT = 15006
 OUTBOUND_PORT = 15001
 SIDECAR_LABEL = "meshfed.io/sidecar"
@@ -98,6 +109,7 @@ def sidecar_container(cluster: str, service: str, app_port: int, image: str) -> 
             str(INBOUND_PORT),
             "--outbound-port",
             str(OUTBOUND_PORT),
+            "--capture",
         ],
         "env": [
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
@@ -116,7 +128,8 @@ def sidecar_container(cluster: str, service: str, app_port: int, image: str) -> 
         "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}},
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": 10001,
+            "runAsUser": PROXY_UID,
+            "runAsGroup": PROXY_GID,
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
@@ -125,6 +138,31 @@ def sidecar_container(cluster: str, service: str, app_port: int, image: str) -> 
             {"name": "meshfed-token", "mountPath": TOKEN_PATH.rsplit("/", 1)[0], "readOnly": True},
             {"name": "meshfed-work", "mountPath": "/var/run/meshfed"},
         ],
+    }
+
+
+def init_container(annotations: Mapping[str, str], image: str) -> dict[str, Any]:
+    """The ``meshfed-init`` container: the pod's capture rules from its ``traffic.*``
+    annotations (``meshfed proxy init`` checks them and fails the pod's start, naming the
+    annotation, on a bad one)."""
+    args = ["proxy", "init"]
+    args += [
+        f"--annotation={k}={v}"
+        for k, v in sorted(annotations.items())
+        if k.startswith(CAPTURE_ANNOTATIONS)
+    ]
+    return {
+        "name": INIT,
+        "image": image,
+        "args": args,
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+        "securityContext": {
+            "runAsUser": 0,
+            "runAsNonRoot": False,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]},
+        },
     }
 
 
@@ -155,11 +193,15 @@ def pod_patch(
                 "value": "true"})  # fmt: skip
     ops.append({"op": "add", "path": f"{base}/spec/containers/-",
                 "value": sidecar_container(cluster, service, app_port, image)})  # fmt: skip
+    if "initContainers" not in spec:
+        ops.append({"op": "add", "path": f"{base}/spec/initContainers", "value": []})
+    ops.append({"op": "add", "path": f"{base}/spec/initContainers/-",
+                "value": init_container(meta.get("annotations") or {}, image)})  # fmt: skip
     if "volumes" not in spec:
         ops.append({"op": "add", "path": f"{base}/spec/volumes", "value": []})
     ops.append({"op": "add", "path": f"{base}/spec/volumes/-", "value": token_volume()})
     ops.append({"op": "add", "path": f"{base}/spec/volumes/-",
-                "value": {"name": "meshfed-work", "emptyDir": {}}})  # fmt: skip
+                "value": {"name": VOLUMES[1], "emptyDir": {}}})  # fmt: skip
     return ops
 
 
@@ -208,3 +250,29 @@ def inject_document(doc: dict[str, Any], cluster: str, image: str) -> dict[str, 
         template = doc["spec"]["template"]
         return apply_patch(doc, pod_patch(template, cluster, image, "/spec/template"))
     return doc
+
+
+def _uninject_pod(pod: dict[str, Any]) -> None:
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    for key, names in (("containers", (SIDECAR,)), ("initContainers", (INIT,)),
+                       ("volumes", VOLUMES)):  # fmt: skip
+        if key in spec:
+            spec[key] = [c for c in spec[key] if c.get("name") not in names]
+            if not spec[key] and key != "containers":
+                del spec[key]
+    for key, name in (("labels", SIDECAR_LABEL), ("annotations", SKIPPED)):
+        if name in (meta.get(key) or {}):
+            del meta[key][name]
+            if not meta[key]:
+                del meta[key]
+
+
+def uninject_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """A manifest with what :func:`inject_document` added taken out (sidecar, init container,
+    volumes, label, skip annotation); other kinds unchanged."""
+    out = copy.deepcopy(doc)
+    if out.get("kind") == "Pod":
+        _uninject_pod(out)
+    elif out.get("kind") in TEMPLATED and isinstance((out.get("spec") or {}).get("template"), dict):
+        _uninject_pod(out["spec"]["template"])
+    return out

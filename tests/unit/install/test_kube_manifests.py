@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from federation.cli.main import cli
 from federation.controlplane.kube.inject import (
+    INIT,
     SIDECAR,
     admission_response,
     inject_document,
@@ -189,3 +190,53 @@ def test_meshfed_inject_adds_the_sidecar_to_a_deployment_and_leaves_the_rest(tmp
     assert names == ["api", SIDECAR] and unchanged == service
     assert inject_document(injected, "east", "x") == injected  # idempotent
     uninstall(OPTIONS)  # the reverse of install, never raises
+
+
+def test_the_injected_pod_is_captured_by_an_init_container_and_uninject_restores_it(
+    tmp_path,
+) -> None:
+    """Issue #38: ``meshfed-init`` (root, NET_ADMIN and NET_RAW only) with the pod's capture
+    annotations in both spellings; the sidecar as UID/GID 1337 with every capability dropped
+    and ``--capture``; ``meshfed uninject`` gives back the manifest as it was."""
+    annotated = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": "shop"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "api"}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": "api"},
+                    "annotations": {
+                        "traffic.sidecar.istio.io/excludeOutboundPorts": "5432",
+                        "traffic.meshfed.io/excludeInboundPorts": "9102",
+                        "prometheus.io/scrape": "true",
+                    },
+                },
+                "spec": POD["spec"],
+            },
+        },
+    }
+    injected = inject_document(annotated, "east", "meshfed:test")
+    kubernetes_validate.validate(injected, KUBERNETES_VERSION, strict=True)
+    spec = injected["spec"]["template"]["spec"]
+    [init] = spec["initContainers"]
+    assert init["name"] == INIT and init["args"] == [
+        "proxy",
+        "init",
+        "--annotation=traffic.meshfed.io/excludeInboundPorts=9102",
+        "--annotation=traffic.sidecar.istio.io/excludeOutboundPorts=5432",
+    ]
+    assert init["securityContext"]["capabilities"] == {
+        "drop": ["ALL"],
+        "add": ["NET_ADMIN", "NET_RAW"],
+    }
+    sidecar = next(c for c in spec["containers"] if c["name"] == SIDECAR)
+    context = sidecar["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"]) == (1337, 1337)
+    assert context["capabilities"] == {"drop": ["ALL"]} and "--capture" in sidecar["args"]
+    path = tmp_path / "injected.yaml"
+    path.write_text(yaml.safe_dump(injected))
+    out = CliRunner().invoke(cli, ["uninject", "-f", str(path)])
+    assert out.exit_code == 0, out.output
+    assert yaml.safe_load(out.output) == annotated
