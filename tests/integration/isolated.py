@@ -172,10 +172,13 @@ class IsolatedFederation:
         *,
         sidecar: list[str] | None = None,
         captured: bool = True,
+        service: str | None = None,
+        app: list[str] | None = None,
     ) -> str:
-        """A pod ``name`` at ``.host`` of ``cluster``: with ``captured``, its capture rules and
-        a sidecar (service ``name`` in namespace demo, more flags ``sidecar``) started and
-        recorded (``meshfed down`` stops it); without, a bare pod. Returns its node."""
+        """A pod ``name`` at ``.host`` of ``cluster``: with ``captured``, its capture rules,
+        the ``app`` argv (if any) and a sidecar (of ``service``, default ``name``, in
+        namespace demo; app port 8080; more flags, which win, ``sidecar``), started and
+        recorded (``meshfed down`` stops them); without, a bare pod. Returns its node."""
         runner = self.runner()
         c = runner.desc.cluster(cluster)
         if not captured:
@@ -184,8 +187,10 @@ class IsolatedFederation:
             return node
         node = runner.net.pod(c, name, host)
         address = runner.net.address(c, host)
+        if app:
+            runner.spawn(f"app-{name}", app, "client-app", node)
         argv = runner.sidecar_argv(
-            c, service=name, namespace="demo", name=f"{cluster}-{name}", app_port=8080,
+            c, service=service or name, namespace="demo", name=f"{cluster}-{name}", app_port=8080,
             service_port=8080, address=address, outbound=15001, locality=str(c.locality(0)),
         )  # fmt: skip
         record = runner.spawn(

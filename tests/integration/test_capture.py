@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.isolated import (
+    REGIONS,
     A,
     B,
     C,
@@ -139,6 +140,45 @@ def test_a_plain_text_client_that_skips_the_mesh_is_refused_under_strict(fed) ->
         assert rc != 0 and _status(out) == 0, (port, out)
 
 
+def test_permissive_lets_a_plain_text_client_in_through_the_sidecar(fed) -> None:
+    """Proof 3 (PERMISSIVE): a workload ``legacy`` in B, STRICT first: the bare pod's plain
+    text to its app port is refused; its WorkloadEntry applied again with ``mtlsMode:
+    PERMISSIVE`` (Istio's migration mode): the same request is answered by the app, through
+    the sidecar's plain-text chain for that port (the capture rules still take it)."""
+    app = [sys.executable, "-m", "federation.demo.echo_http", "--name", "legacy"]
+    app += ["--cluster", B, "--port", "8080"]
+    fed.add_pod(B, "legacy", 41, app=app)
+    address = fed.plan.address(B, 41)
+    node = f"{B}/intruder"  # the bare pod of the test before
+    rc, out = fed.in_pod(node, [*CURL, f"http://{address}:8080/"])
+    assert rc != 0 and _status(out) == 0, out
+    entry = f"""
+apiVersion: meshfed.io/v1alpha1
+kind: WorkloadEntry
+metadata: {{name: {B}-legacy, namespace: demo, labels: {{app: legacy}}}}
+spec:
+  service: legacy
+  address: {address}
+  serviceAccount: legacy
+  locality: {REGIONS[B]}/eu-west-1a
+  tlsMode: mutual
+  inboundPort: 15006
+  mtlsMode: PERMISSIVE
+  ports: [{{name: http, port: 8080, targetPort: 8080, protocol: http}}]
+"""
+    path = fed.home / "legacy.yaml"
+    path.write_text(entry)
+    api = f"https://{fed.plan.address(B, 2)}:15014"
+    fed.meshfed("apply", "--controlplane", api, "-f", str(path))
+
+    def answered() -> str:
+        _, answer = fed.in_pod(node, [*CURL, f"http://{address}:8080/"])
+        return answer if _status(answer) == 200 else ""
+
+    body = json.loads(wait_for(answered, 30, "plain text let in").split("\n\n", 1)[1])
+    assert body["name"] == "legacy" and body["xfcc"] == "", body  # no client certificate
+
+
 def test_outbound_traffic_policy_passes_or_closes_what_is_not_a_service(fed) -> None:
     """Proof 4: an address outside the mesh (the controller's API, which everyone may reach)
     is reached from a pod whose sidecar says ALLOW_ANY (the frontend's: the default), and the
@@ -166,6 +206,60 @@ def test_without_the_proxy_exemption_envoy_loops_into_itself(fed) -> None:
     fed.in_pod(node, meshfed)
     _, out = fed.in_pod(node, [*CURL, f"http://{NAME}:8080/"])
     assert _status(out) == 200 and _served_by(out) == B, out
+
+
+TCP_CLIENT = """
+import collections, socket, sys
+seen = collections.Counter()
+for _ in range(int(sys.argv[1])):
+    with socket.create_connection(("db.demo.svc.clusterset.local", 5432), timeout=10) as s:
+        s.sendall(b"ping\\n")
+        seen[s.makefile().readline().split()[1]] += 1
+print(dict(seen))
+"""
+
+
+def _db(fed: IsolatedFederation, cluster: str) -> None:
+    app = [sys.executable, "-m", "federation.demo.echo_tcp", "--name", f"db-{cluster}"]
+    app += ["--cluster", cluster, "--port", "5432"]
+    tcp = ["--protocol", "TCP", "--app-port", "5432", "--service-port", "5432"]
+    pod = {B: "db-b", C: "db-c"}[cluster]
+    fed.add_pod(cluster, pod, 20, service="db", app=app, sidecar=tcp)
+
+
+def test_a_tcp_client_by_name_is_routed_by_the_policy_s_weights(fed) -> None:
+    """Proof 2: ``db`` (plain TCP, port 5432) runs in B and C; a TCP client in A's frontend
+    pod connects to ``db.demo.svc.clusterset.local:5432`` 100 times and is served by B and C
+    by the weights of the TrafficPolicy's ``tcp`` route (70/30), the sidecars carrying
+    mTLS between them."""
+    for cluster in (B, C):
+        _db(fed, cluster)
+    exports = "---\n".join(
+        "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+        f"metadata: {{name: db, namespace: demo}}\nspec: {{cluster: {c}}}\n"
+        for c in (B, C)
+    )
+    _apply(fed, exports)
+    policy = (
+        "apiVersion: meshfed.io/v1alpha1\nkind: TrafficPolicy\n"
+        "metadata: {name: db, namespace: demo}\n"
+        "spec:\n  host: db.demo.svc.clusterset.local\n  tcp:\n  - route:\n"
+        f"    - {{destination: {{cluster: {B}}}, weight: 70}}\n"
+        f"    - {{destination: {{cluster: {C}}}, weight: 30}}\n"
+    )
+    _apply(fed, policy)
+    client = [sys.executable, "-c", TCP_CLIENT]
+
+    def both() -> dict[str, int]:
+        rc, out = fed.in_pod("sidecar-frontend", [*client, "20"])
+        seen = json.loads(out.replace("'", '"')) if rc == 0 else {}
+        return seen if set(seen) == {B, C} else {}
+
+    wait_for(both, 60, "db served from B and C by name")
+    rc, out = fed.in_pod("sidecar-frontend", [*client, "100"], timeout_s=120)
+    assert rc == 0, out
+    seen = json.loads(out.replace("'", '"'))
+    assert sum(seen.values()) == 100 and 56 <= seen[B] <= 84, seen  # 70 % +- 3 sd
 
 
 def test_failover_from_a_captured_client_loses_nothing(fed) -> None:
