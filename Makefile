@@ -13,13 +13,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## test: ruff (lint + format check), mypy --strict, import-linter contracts, pytest (all tiers,
-## two workers: one module per worker at a time, tests/conftest.py says how they are grouped)
+## two workers: one module, or one group of modules, per worker at a time: tests/conftest.py)
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2
 
 ## demo: the main job: `meshfed up` (a whole federation on loopback; Ctrl-C stops it)
 demo: $(STAMP) system-deps

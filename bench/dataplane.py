@@ -144,6 +144,11 @@ def wrk(
         text=True,
         check=True,
     ).stdout
+    return parse_wrk(out, duration)
+
+
+def parse_wrk(out: str, duration: int) -> dict[str, float]:
+    """wrk's ``--latency`` report: requests, req/s, p50/p99 ms, non-2xx responses."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def ms(label: str) -> float:

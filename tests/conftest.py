@@ -22,16 +22,26 @@ SHARED = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
-def pytest_collection_modifyitems(config, items) -> None:
-    """One xdist group per module (``-n 2 --dist loadgroup`` in ``make test``), so a module's
-    fixtures -- many start whole federations at module scope -- are made once, on one
-    worker, and its tests run in order; the modules of :data:`SHARED` share their group.
-    Without xdist the marks change nothing."""
-    for item in items:
-        path = item.path
-        group = str(path) if "unit" in path.parts else SHARED.get(path.name, str(path))
-        item.add_marker(pytest.mark.xdist_group(group))
+def xdist_scope(nodeid: str) -> str:
+    """The unit ``make test``'s two pytest-xdist workers get whole: a test module (many
+    start whole federations at module scope, to be made once, on one worker, and run their
+    tests in order), or the group of :data:`SHARED` the module belongs to."""
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("tests/unit/"):
+        return path
+    return SHARED.get(path.rsplit("/", 1)[-1], path)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule by :func:`xdist_scope` (xdist's own ``loadgroup`` reads ``xdist_group``
+    marks into node ids, which pytest 9 no longer lets a plugin change)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByScope(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ByScope(config, log)
 
 
 @pytest.fixture
