@@ -116,16 +116,19 @@ def start_marker(
     return doc
 
 
-def _sidecars(fed: IsolatedFederation, cluster: str) -> list[tuple[int, int]]:
-    """(admin port, outbound port) of every echo and frontend sidecar in ``cluster``."""
-    return [
-        (
-            int(p.argv[p.argv.index("--admin-port") + 1]),
-            int(p.argv[p.argv.index("--outbound-port") + 1]),
-        )
-        for p in fed.record.processes
-        if p.cluster == cluster and p.role in ("echo-sidecar", "frontend-sidecar")
-    ]
+def _sidecars(fed: IsolatedFederation, clusters: list[str]) -> dict[str, list[tuple[int, int]]]:
+    """(admin port, outbound port) of every echo and frontend sidecar of ``clusters``, by the
+    network namespace it runs in (its pod's)."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for p in fed.record.processes:
+        if p.cluster in clusters and p.role in ("echo-sidecar", "frontend-sidecar"):
+            out.setdefault(str(fed.where(p.name)), []).append(
+                (
+                    int(p.argv[p.argv.index("--admin-port") + 1]),
+                    int(p.argv[p.argv.index("--outbound-port") + 1]),
+                )
+            )
+    return out
 
 
 def _healthy_hosts(conn: http.client.HTTPConnection, cluster: str) -> int:
@@ -163,8 +166,8 @@ class Observers:
     upstream`` (or 404 once the cluster and its route are gone), one sent after reaches the
     endpoint.
 
-    One thread per namespace polls its Envoys' admin endpoints (loopback inside the
-    namespace, keep-alive connections) every ``interval_s`` for the first second of a change
+    One thread per namespace (each sidecar's pod) polls its Envoy's admin endpoint (loopback
+    inside the namespace, a keep-alive connection) every ``interval_s`` for the first second of a change
     and every 100 ms after that, and stops polling an Envoy once it shows the change: the
     watching costs the Envoys ~0.3 ms each per poll for as long as the change takes, and
     puts no traffic on the emulated links that carry the change itself. Each time is that
@@ -177,7 +180,7 @@ class Observers:
     ) -> None:
         self.fed, self.host, self.interval_s = fed, host, interval_s
         self.cluster = f"outbound|8080||{host}"
-        self.sidecars = {c: _sidecars(fed, c) for c in clusters}
+        self.sidecars = _sidecars(fed, clusters)
         self.disagreements = 0
 
     @property
@@ -190,8 +193,8 @@ class Observers:
         seen: list[float] = []
         lock = threading.Lock()
 
-        def watch(cluster: str) -> None:
-            sidecars = self.sidecars[cluster]
+        def watch(netns: str) -> None:
+            sidecars = self.sidecars[netns]
             conns = {
                 admin: http.client.HTTPConnection("127.0.0.1", admin, timeout=2)
                 for admin, _ in sidecars
@@ -220,8 +223,8 @@ class Observers:
                     conn.close()
 
         threads = [
-            threading.Thread(target=call_in, args=(self.fed.netns(c), lambda c=c: watch(c)))
-            for c in self.sidecars
+            threading.Thread(target=call_in, args=(ns, lambda ns=ns: watch(ns)))
+            for ns in self.sidecars
         ]
         for t in threads:
             t.start()

@@ -157,7 +157,7 @@ def proxy() -> None:
     default="http",
     show_default=True,
     help="Istio's names in capitals (HTTP, GRPC, TCP) work too. tcp: served inbound (mTLS,"
-    " AuthorizationPolicy as network RBAC); the sidecar does not route TCP outbound yet.",
+    " AuthorizationPolicy as network RBAC); callers reach it by --upstream or by capture.",
 )
 @click.option(
     "--address", default="127.0.0.1", show_default=True, help="Address of the inbound listener."
@@ -224,6 +224,8 @@ def sidecar_cmd(**values: Any) -> None:
     Inbound: mTLS STRICT on ADDRESS:INBOUND_PORT, forwarded to 127.0.0.1:APP_PORT.
     Outbound: HTTP/1.1 or HTTP/2 on 127.0.0.1:OUTBOUND_PORT, routed by Host
     <svc>.<ns>.svc.clusterset.local; each --upstream's TCP port on 127.0.0.1:LOCAL_PORT.
+    With --capture (the pod ran 'meshfed proxy init'): whatever the app dials, by original
+    destination, and the pod's DNS (run as UID/GID 1337, which the rules exempt).
 
     Identity: the first start needs a workload token for NAMESPACE/SERVICE_ACCOUNT
     ('meshfed workload token'); the agent generates the key, obtains the SVID with a CSR
