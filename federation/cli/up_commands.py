@@ -14,7 +14,7 @@ import click
 from federation.cli.params import InputError, output_option, print_table
 from federation.local.description import LocalFederation, load
 from federation.local.emulator import request as emulator_request
-from federation.local.netns import IsolationUnavailableError, preflight
+from federation.local.netns import IsolationUnavailableError, leftovers, preflight
 from federation.local.placement import remove_network
 from federation.local.processes import ProcessRecord, Record, UpError, stop_processes
 from federation.local.runner import LocalFederationRunner
@@ -159,6 +159,7 @@ def down_cmd() -> None:
         return
     stopped = stop_processes(record.processes)
     network = record.info.get("network", {})
+    made = [n for n in leftovers(network["key"]) if n.startswith("netns ")] if network else []
     left = remove_network(network)
     if left:
         raise click.ClickException(
@@ -166,7 +167,7 @@ def down_cmd() -> None:
             " (run meshfed down again as root)"
         )
     record.path.unlink(missing_ok=True)
-    removed = f" and {len(network['namespaces'])} network namespaces" if network else ""
+    removed = f" and {len(made)} network namespaces (pods included)" if network else ""
     click.echo(f"stopped {len(stopped)} processes{removed}")
 
 

@@ -343,8 +343,25 @@ def isolated_federation(
         yield fed
     finally:
         fed.meshfed("down", timeout=120, check=False)
-        left = leftovers_of(home)
+        left = leftovers_of(home) + processes_of(home)
         assert not left, f"left behind by meshfed down: {left}"
+
+
+def processes_of(home: Path) -> list[str]:
+    """Processes still running with ``MESHFED_HOME`` set to ``home`` (every process ``meshfed
+    up`` starts has it: agents with their DNS resolvers, Envoys, apps), as ``pid cmdline``."""
+    wanted = f"MESHFED_HOME={home.resolve()}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if wanted in (proc / "environ").read_bytes().split(b"\0"):
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found.append(f"process {proc.name} {cmdline[:120]}")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
 
 
 def leftovers_of(home: Path) -> list[str]:

@@ -304,7 +304,7 @@ class Soak:
         time.sleep(down_s)
         runner = runner or self._runner()
         new = runner.spawn(
-            old.name, old.argv, old.role, old.cluster or "controller", replica=old.replica
+            old.name, old.argv, old.role, old.node or old.cluster or "controller", replica=old.replica
         )
         started = time.monotonic()
         runner.wait_ready(new, ready, timeout_s=60)
@@ -318,7 +318,7 @@ class Soak:
             f"controlplane-{cluster}",
             signal.SIGKILL,
             DOWN_S,
-            runner._from(c, lambda: http_ok(api)),
+            runner._from(c.name, lambda: http_ok(api)),
             runner,
         )
 
@@ -330,7 +330,7 @@ class Soak:
             f"gateway-{cluster}",
             signal.SIGKILL,
             DOWN_S,
-            runner._from(c, lambda: tcp_ok(host, int(port))),
+            runner._from(c.name, lambda: tcp_ok(host, int(port))),
             runner,
         )
 

@@ -451,8 +451,10 @@ def test_export_conflict_follows_mcs_oldest_wins(fed) -> None:
     spec = _imports_of(home, "c")["dup"]
     assert [c["cluster"] for c in spec["clusters"]] == ["a"]
     assert spec["ports"][0]["port"] == 8080
-    # a imports nothing of the conflicting exporter
-    assert "dup" not in _imports_of(home, "a")
+    # a imports nothing of the conflicting exporter: its import of its own service (MCS:
+    # every member has it, for the ClusterSetIP) names no other cluster, b included
+    own = _imports_of(home, "a")["dup"]
+    assert own["clusters"] == [] and own["ips"] == spec["ips"] and len(spec["ips"]) == 1
 
 
 def _traces(fed, cluster: str) -> list[dict[str, Any]]:
