@@ -29,10 +29,11 @@ demo: $(STAMP) system-deps
 trust-walkthrough: $(STAMP) system-deps
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/trust-walkthrough.sh
 
-## system-deps: tools the tests call that pip cannot install (openssl CLI; iproute2 for the
-## isolated bed of `meshfed up --isolate`, whose tests run as root; Chromium, which loads the
-## controller's dashboard headless; PostgreSQL, whose server the store tests start and stop
-## themselves -- a cluster the package starts on install is stopped again)
+## system-deps: tools the tests call that pip cannot install (openssl CLI; iproute2 and
+## nftables for the isolated bed of `meshfed up --isolate` and its pods' capture rules, whose
+## tests run as root; curl, the unchanged client those tests run in a pod; Chromium, which
+## loads the controller's dashboard headless; PostgreSQL, whose server the store tests start
+## and stop themselves -- a cluster the package starts on install is stopped again)
 system-deps:
 	@command -v openssl >/dev/null || { \
 	  echo "installing openssl (Debian package)"; \
@@ -40,6 +41,12 @@ system-deps:
 	@command -v ip >/dev/null || { \
 	  echo "installing iproute2 (Debian package)"; \
 	  apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null; }
+	@command -v nft >/dev/null || test -x /usr/sbin/nft || { \
+	  echo "installing nftables (Debian package)"; \
+	  apt-get update -qq && apt-get install -y -qq nftables >/dev/null; }
+	@command -v curl >/dev/null || { \
+	  echo "installing curl (Debian package)"; \
+	  apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
 	@command -v chromium >/dev/null || { \
 	  echo "installing chromium (Debian package)"; \
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }

@@ -119,8 +119,8 @@ def preflight() -> None:
     """Check that the isolated network can be built here.
 
     Raises:
-        IsolationUnavailableError: not root, ``ip`` missing, no ``/dev/net/tun``, or an
-            address of 198.18.0.0/15 already in use (another isolated federation runs).
+        IsolationUnavailableError: not root, ``ip`` or ``nft`` missing, no ``/dev/net/tun``,
+            or an address of 198.18.0.0/15 already in use (another isolated federation runs).
     """
     if os.geteuid() != 0:
         raise IsolationUnavailableError(
@@ -130,6 +130,11 @@ def preflight() -> None:
     if shutil.which("ip") is None:
         raise IsolationUnavailableError(
             "--isolate needs iproute2's `ip` (Debian: apt-get install iproute2)"
+        )
+    if shutil.which("nft") is None and not Path("/usr/sbin/nft").exists():
+        raise IsolationUnavailableError(
+            "--isolate needs nftables' `nft` for its pods' capture rules (Debian: apt-get"
+            " install nftables)"
         )
     if not Path("/dev/net/tun").exists():
         raise IsolationUnavailableError("--isolate needs /dev/net/tun (the tun kernel module)")

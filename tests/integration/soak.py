@@ -304,7 +304,11 @@ class Soak:
         time.sleep(down_s)
         runner = runner or self._runner()
         new = runner.spawn(
-            old.name, old.argv, old.role, old.node or old.cluster or "controller", replica=old.replica
+            old.name,
+            old.argv,
+            old.role,
+            old.node or old.cluster or "controller",
+            replica=old.replica,
         )
         started = time.monotonic()
         runner.wait_ready(new, ready, timeout_s=60)

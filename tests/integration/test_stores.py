@@ -258,3 +258,38 @@ def test_migrate_copies_a_sqlite_state_into_postgresql_verified_and_idempotently
         tmp_path / "nobody", "controller", "migrate", "--to", postgres_dsn, check=False
     )
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_two_replicas_exporting_at_once_give_each_service_one_clusterset_ip(postgres_dsn) -> None:
+    """Issue #38: two controller replicas on one PostgreSQL record the reports of two clusters
+    that export the same 60 services, at the same time: every service gets one ClusterSetIP,
+    no two share one (the allocation holds a table lock), and both replicas read the same."""
+    stores = [PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)]
+    try:
+        for i, name in enumerate(("east", "west")):
+            stores[i].add_cluster(_record(name), token_digest(name), 1e12)
+        exports = [f"demo/svc-{n}" for n in range(60)]
+        errors: list[BaseException] = []
+
+        def report(store: SqlStore, name: str) -> None:
+            try:
+                for k in range(1, len(exports) + 1):  # one more export per report
+                    store.put_report(name, ClusterReport(cluster=name, exports=exports[:k]), k)
+            except BaseException as err:
+                errors.append(err)
+
+        threads = [
+            threading.Thread(target=report, args=(store, name))
+            for store, name in zip(stores, ("east", "west"), strict=True)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        ips = stores[0].clusterset_ips()
+        assert ips == stores[1].clusterset_ips()
+        assert len(ips) == 60 and len(set(ips.values())) == 60
+    finally:
+        for store in stores:
+            store.close()
