@@ -17,9 +17,11 @@ tries them in order while one is unreachable or answers 503. Errors are
 from __future__ import annotations
 
 import asyncio
+import http
 import json
 import os
 import ssl
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,10 +203,8 @@ async def request_json(
                         if resp.status == 401 and token_hint
                         else ""
                     )
-                    raise ApiError(
-                        f"{method} {url}: {resp.status} {data.get('error', text)}{hint}",
-                        status=resp.status,
-                    )
+                    raise ApiError(api_error_message(url, resp.status, data, text) + hint,
+                                   status=resp.status)  # fmt: skip
                 return data
     except aiohttp.ClientConnectorCertificateError as err:
         raise ApiError(
@@ -213,7 +213,42 @@ async def request_json(
             status=0,
         ) from err
     except aiohttp.ClientConnectionError as err:
-        raise UnreachableError(f"cannot reach {url}: {err}", status=0) from err
+        raise UnreachableError(f"cannot reach {url}: {unreachable_reason(err)}", status=0) from err
+    except TimeoutError as err:
+        raise UnreachableError(f"cannot reach {url}: no answer within 30 s", status=0) from err
+
+
+def api_error_message(url: str, status: int, data: dict[str, Any], text: str) -> str:
+    """What an API's refusal says to a person: the server's own message for a 4xx (it names
+    what was wrong; the API's URL and path are internals the user did not type, as kubectl's
+    ``Error from server (NotFound)``), with the status, and which server failed for a 5xx."""
+    message = str(data.get("error") or text or "no message").strip()
+    try:
+        phrase = f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        phrase = str(status)
+    if status < 500:
+        return f"{message} ({phrase})"
+    server = urllib.parse.urlsplit(url)
+    return f"{server.scheme}://{server.netloc} failed ({phrase}): {message}"
+
+
+def unreachable_reason(err: aiohttp.ClientConnectionError) -> str:
+    """Why a connection failed, for a person: the operating system's reason (``connection
+    refused``, ``no route to host``, a name that does not resolve), without aiohttp's
+    internals (its message names the connection key and the ``ssl.SSLContext`` object)."""
+    if isinstance(err, aiohttp.ClientConnectorDNSError):
+        return "the host name does not resolve"
+    if isinstance(err, aiohttp.ClientConnectorError):
+        os_error = err.os_error
+        if os_error.errno is not None:
+            return os.strerror(os_error.errno).lower()
+        if isinstance(os_error, TimeoutError):
+            return "no answer (timed out)"
+        return str(os_error) or type(os_error).__name__
+    if isinstance(err, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    return str(err) or type(err).__name__
 
 
 def call(

@@ -174,3 +174,28 @@ def test_plain_http_for_the_controller_api_only_on_loopback(tmp_path) -> None:
     assert result.exit_code == 2, result.output
     assert "only on a loopback address, not 10.9.9.9" in result.stderr
     assert not (tmp_path / "trust").exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_an_unreachable_api_is_named_with_the_system_s_reason_and_no_internals(scheme) -> None:
+    """Issue #41: 'cannot reach https://…: … ssl:<ssl.SSLContext object at 0x7f…>' was what a
+    user saw; the reason is now the operating system's, and nothing of aiohttp's internals."""
+    from federation.client import call
+    from federation.errors import UnreachableError
+    from federation.netaddr import free_port
+
+    url = f"{scheme}://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(UnreachableError) as err:
+        call("GET", url, "/v1/clusters", token="t")
+    assert str(err.value) == f"cannot reach {url}/v1/clusters: connection refused"
+
+
+def test_an_api_refusal_is_the_server_s_message_and_status_without_the_internal_url() -> None:
+    """Issue #41: ``explain nope.demo`` printed the controller's internal API URL."""
+    from federation.client import api_error_message
+
+    url = "https://127.0.0.1:15080/v1/explain?service=nope&namespace=demo"
+    refused = api_error_message(url, 404, {"error": "no service demo/nope"}, "")
+    assert refused == "no service demo/nope (404 Not Found)"
+    failed = api_error_message(url, 500, {}, "boom")
+    assert failed == "https://127.0.0.1:15080 failed (500 Internal Server Error): boom"
