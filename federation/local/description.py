@@ -31,7 +31,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from federation.errors import InvalidDocumentError
 from federation.local.latency import parse_loss, parse_pair, parse_rtt_ms
-from federation.model.documents import invalid
+from federation.model.documents import invalid, yaml_error
 from federation.model.locality import Locality
 from federation.model.workload import DNS_LABEL, ObjectMeta, _Strict
 from federation.netaddr import is_loopback, parse_host_port
@@ -255,7 +255,7 @@ def load(path: Path | None) -> LocalFederation:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise InvalidDocumentError(f"{source}: not valid YAML: {err}") from err
+        raise InvalidDocumentError(yaml_error(source, err)) from err
     try:
         return LocalFederation.model_validate(raw)
     except ValidationError as err:

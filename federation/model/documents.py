@@ -122,7 +122,21 @@ def check_limits(text: str, *, source: str = "input") -> None:
             raise InvalidDocumentError(
                 f"{source}: document {max(documents, 1)}: nested deeper than {MAX_DEPTH} levels"
             ) from err
-        raise InvalidDocumentError(f"{source}: not valid YAML: {err}") from err
+        raise InvalidDocumentError(yaml_error(source, err)) from err
+
+
+def yaml_error(source: str, err: yaml.YAMLError) -> str:
+    """A YAML syntax error as ``FILE:LINE:COLUMN: problem (context at LINE:COLUMN)``, the
+    form editors and compilers use (lines and columns from 1), rather than PyYAML's text,
+    which names the file ``"<unicode string>"``."""
+    if not isinstance(err, yaml.MarkedYAMLError) or err.problem_mark is None:
+        return f"{source}: not valid YAML: {err}"
+    mark = err.problem_mark
+    text = f"{source}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {err.problem}"
+    if err.context and err.context_mark is not None:
+        at = err.context_mark
+        text += f" ({err.context} at {at.line + 1}:{at.column + 1})"
+    return text
 
 
 def parse_yaml(text: str, *, source: str = "input") -> list[Any]:
@@ -136,7 +150,7 @@ def parse_yaml(text: str, *, source: str = "input") -> list[Any]:
     try:
         return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as err:
-        raise InvalidDocumentError(f"{source}: not valid YAML: {err}") from err
+        raise InvalidDocumentError(yaml_error(source, err)) from err
     except RecursionError as err:  # defence in depth: check_limits bounds the depth
         raise InvalidDocumentError(f"{source}: nested too deeply") from err
 

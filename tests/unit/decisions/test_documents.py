@@ -143,3 +143,14 @@ def test_bytes_that_are_not_utf8_name_the_offset() -> None:
         decode_text(b"kind: \xff\n", source="f.yaml")
     assert str(info.value) == "f.yaml: not UTF-8 text (byte 6: b'\\xff')"
     assert decode_text("kind: é".encode()) == "kind: é"
+
+
+def test_a_yaml_syntax_error_names_file_line_and_column() -> None:
+    """Issue #41: PyYAML's message named the file ``"<unicode string>"``."""
+    text = "apiVersion: v1\nkind: X\nmetadata: {name: x\n  bad: [\n"
+    with pytest.raises(InvalidDocumentError) as err:
+        parse_yaml(text, source="policy.yaml")
+    message = str(err.value)
+    assert message.startswith("policy.yaml:4:6: not valid YAML: did not find expected ',' or '}'")
+    assert "(while parsing a flow mapping at 3:11)" in message
+    assert "<unicode string>" not in message
