@@ -169,8 +169,15 @@ def _field_path(loc: Sequence[int | str]) -> str:
 
 
 def validation_problems(err: ValidationError, where: str) -> list[str]:
-    """Each of pydantic's errors as ``<where>: <field.path>: <reason>``."""
-    return [f"{where}: {_field_path(e['loc'])}: {e['msg']}" for e in err.errors()]
+    """Each of pydantic's errors as ``<where>: <field.path>: <reason>``; a field the schema
+    does not have as ``<where>: unknown field "<field.path>"`` (kubectl's strict decoding
+    says so; pydantic's "Extra inputs are not permitted" leaves the user to guess)."""
+    return [
+        f'{where}: unknown field "{_field_path(e["loc"])}"'
+        if e["type"] == "extra_forbidden"
+        else f"{where}: {_field_path(e['loc'])}: {e['msg']}"
+        for e in err.errors()
+    ]
 
 
 def invalid(err: ValidationError, where: str) -> InvalidDocumentError:

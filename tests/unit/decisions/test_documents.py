@@ -41,7 +41,7 @@ def test_good_document_defaults() -> None:
         ),
         (("address: 127.0.1.10", "address: 'not an address!'"), "spec.address", "neither an IP"),
         (("service: echo", "service: Echo_1"), "spec.service", "should match pattern"),
-        (("name: echo-1", "name: echo-1, bogus: 1"), "metadata.bogus", "Extra inputs"),
+        (("name: echo-1", "name: echo-1, bogus: 1"), "metadata.bogus", "unknown field"),
     ],
 )
 def test_one_bad_document_refuses_all(mutation, path, reason) -> None:
