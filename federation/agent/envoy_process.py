@@ -36,6 +36,30 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         pass
 
 
+def versions() -> dict[str, str]:
+    """``{"meshfed", "python", "envoy"}``: this meshfed's version (its package metadata), the
+    Python running it, and the version the ``envoy`` it would run reports (``envoy --version``:
+    ``<commit>/<version>/...``); "not found" / "unknown" when either cannot be had."""
+    import importlib.metadata
+    import platform
+    import re
+    import subprocess
+
+    try:
+        meshfed = importlib.metadata.version("meshfed")
+    except importlib.metadata.PackageNotFoundError:
+        meshfed = "unknown (not installed)"
+    try:
+        out = subprocess.run(  # noqa: S603 - the envoy meshfed runs, --version only
+            [find_envoy(), "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+        found = re.search(r"version: \S+?/(\d+\.\d+\.\d+)", out)
+        envoy = found.group(1) if found else "unknown"
+    except (EnvoyNotFoundError, OSError, subprocess.TimeoutExpired):
+        envoy = "not found"
+    return {"meshfed": meshfed, "python": platform.python_version(), "envoy": envoy}
+
+
 def find_envoy() -> str:
     """Path of the ``envoy`` executable.
 

@@ -23,6 +23,7 @@ from federation.cli.controlplane_commands import (
     trace_cmd,
 )
 from federation.cli.kube_commands import inject_cmd, install_cmd, uninject_cmd, uninstall_cmd
+from federation.cli.params import emit, output_option
 from federation.cli.proxy_commands import proxy
 from federation.cli.shift_commands import shift_cmd
 from federation.cli.trust_commands import trust
@@ -108,6 +109,19 @@ for command in (
     shift_cmd,
 ):
     cli.add_command(command)
+
+
+@click.command("version")
+@output_option(("table", "json", "yaml"))
+def version_cmd(output: str) -> None:
+    """Show the versions of meshfed, its Python and the Envoy it runs."""
+    from federation.agent.envoy_process import versions
+
+    data = versions()
+    emit(data, output, lambda: click.echo("\n".join(f"{k}: {v}" for k, v in data.items())))
+
+
+cli.add_command(version_cmd)
 
 
 def main() -> None:

@@ -139,7 +139,12 @@ def up_cmd(filename: Path | None, detach: bool, isolate: bool) -> None:
                 time.sleep(1)
     finally:
         click.echo("stopping...", err=True)
-        stopped = stop_processes(runner.record.processes)
+        # and what `demo revive` started meanwhile, which it recorded only in the file
+        saved = Record.load(home)
+        processes = {
+            p.pid: p for p in [*runner.record.processes, *(saved.processes if saved else [])]
+        }
+        stopped = stop_processes(list(processes.values()))
         left = remove_network(runner.record.info.get("network", {}))
         runner.record.path.unlink(missing_ok=True)
         click.echo(f"stopped {len(stopped)} processes", err=True)

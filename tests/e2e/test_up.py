@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -198,3 +199,37 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     _meshfed(home, "down")
     assert Record.load(home) is None
     _wait(lambda: not _left_running(home, pids), 10, "every process of the federation to exit")
+
+
+def test_ctrl_c_of_up_stops_what_demo_revive_started_too(home) -> None:
+    """Issue #41: ``meshfed up`` in the foreground, ``demo kill`` and ``demo revive`` of a
+    cluster's echo, then Ctrl-C (SIGINT): nothing of the federation is left running -- the
+    revived processes included, which only the record file knew (the foreground ``up``
+    stopped what it had started itself, and deleted the file)."""
+    env = dict(os.environ, MESHFED_HOME=str(home))
+    up = subprocess.Popen(
+        [MESHFED, "up"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    pids: list[int] = []
+    try:
+        _wait(lambda: (r := Record.load(home)) is not None and "upSeconds" in r.info, 180, "up")
+        _meshfed(home, "demo", "kill", "aws-us-east-1/echo")
+        _meshfed(home, "demo", "revive", "aws-us-east-1/echo")
+        record = Record.load(home)
+        assert record is not None
+        pids = [p.pid for p in record.processes]
+        revived = [p for p in record.processes if p.cluster == "aws-us-east-1" and p.replica >= 0]
+        assert revived and all(p.pid in pids for p in revived)
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=120)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait(timeout=30)
+            _meshfed(home, "down")
+    assert _left_running(home, pids) == []
+    assert Record.load(home) is None

