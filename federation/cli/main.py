@@ -74,7 +74,7 @@ class MeshfedGroup(click.Group):
 def cli(log_level: str) -> None:
     """meshfed: federate service meshes across clusters and clouds.
 
-    Files live under $MESHFED_HOME (default ./.meshfed).
+    Files live under $MESHFED_HOME (default ~/.meshfed).
     """
     logging.basicConfig(
         level=log_level.upper(),
