@@ -7,6 +7,7 @@ SDKs are imported only when their cloud is asked for, so the CLI starts without 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from providers.base import ClusterInfo, ClusterProvider
@@ -74,12 +75,21 @@ def parse_cluster_ref(ref: str) -> tuple[str, list[str]]:
     )
 
 
+#: A GKE cluster's self link (``Cluster.self_link``): its project and location.
+_GKE_LINK = re.compile(r"/projects/([^/]+)/(?:locations|zones)/([^/]+)/clusters/")
+
+
 def cluster_ref(info: ClusterInfo, project: str | None = None, location: str = "-") -> str:
-    """The ``--from`` reference of a discovered cluster ("-" for local ones)."""
+    """The ``--from`` reference of a discovered cluster ("-" for local ones). A GKE cluster's
+    project and location come from its self link (the listing's ``project`` and ``location``
+    may be a default and the ``-`` wildcard, which ``--from`` does not take)."""
     if info.cloud == "aws":
         return f"aws:eks/{info.region}/{info.name}"
     if info.cloud == "gcp":
-        return f"gcp:gke/{project}/{location}/{info.name}"
+        found = _GKE_LINK.search(info.provider_id)
+        if found:
+            project, location = found.group(1), found.group(2)
+        return f"gcp:gke/{project or '<project>'}/{location}/{info.name}"
     return "-"
 
 

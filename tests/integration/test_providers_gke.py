@@ -39,6 +39,7 @@ CLUSTERS = [
         network="prod-vpc",
         endpoint="35.1.2.3",
         status=cs.Cluster.Status.RUNNING,
+        self_link=f"https://container.googleapis.com/v1/projects/{PROJECT}/zones/us-east4-a/clusters/us-1",
     ),
 ]
 
@@ -147,7 +148,11 @@ def test_discover_and_join_from_gke_end_to_end(gke, procs, tmp_path, monkeypatch
         home, "cluster", "discover", "--provider", "gcp", "--project", PROJECT, "-o", "json"
     ).stdout
     listed = json.loads(out)
-    assert [c["from"] for c in listed] == [f"gcp:gke/{PROJECT}/-/eu-1", f"gcp:gke/{PROJECT}/-/us-1"]
+    # issue #41: each cluster's own location, never the listing's "-" wildcard
+    assert [c["from"] for c in listed] == [
+        f"gcp:gke/{PROJECT}/europe-west1/eu-1",
+        f"gcp:gke/{PROJECT}/us-east4-a/us-1",
+    ]
     denied = run_meshfed(
         home, "cluster", "discover", "--provider", "gcp", "--project", "other", check=False
     )
