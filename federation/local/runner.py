@@ -185,6 +185,10 @@ class LocalFederationRunner:
     def _token(self) -> str:
         return (self.home / "controller-token").read_text().strip()
 
+    def _controller_get(self, path: str) -> Any:
+        """GET the controller's ``path`` (HTTPS, verified with config.yaml)."""
+        return call("GET", self.controller_url, path, token=self._token(), home=self.home)
+
     def _controller(self, path: str, body: str) -> Any:
         """POST ``body`` to the controller's ``path`` (HTTPS, verified with config.yaml)."""
         return call(
@@ -234,6 +238,17 @@ class LocalFederationRunner:
         )
         self.wait_ready(rec, self._controller_ok)
         self.record.info["controller"] = self.controller_url
+        stored = self._controller_get("/v1/policies").get("policies", [])
+        if stored:  # kept in the controller's store from an earlier run of this home
+            names = ", ".join(
+                f"{p.get('kind', '?')} {p['metadata'].get('namespace', '')}/{p['metadata']['name']}"
+                for p in stored
+            )
+            self.progress(
+                f"! {len(stored)} policies of an earlier run of {self.home} are in force:"
+                f" {names} ('meshfed get policies' shows them, 'meshfed delete -f FILE' removes"
+                " one; a new MESHFED_HOME starts without)"
+            )
 
     def _join_token(self, c: ClusterSpec, body: str) -> str | None:
         """A join token for ``c``; None when its control plane joined in an earlier ``up``

@@ -206,7 +206,8 @@ def test_ctrl_c_of_up_stops_what_demo_revive_started_too(tmp_path) -> None:
     ``~/.meshfed``), ``meshfed status`` from another directory, ``demo kill`` and ``demo
     revive`` of a cluster's echo, then Ctrl-C (SIGINT): nothing of the federation is left
     running -- the revived processes included, which only the record file knew (the
-    foreground ``up`` stopped what it had started itself, and deleted the file)."""
+    foreground ``up`` stopped what it had started itself, and deleted the file). A policy
+    applied meanwhile stays stored: the next ``up`` says it is in force."""
     user = tmp_path / "user"
     elsewhere = tmp_path / "elsewhere"
     for d in (user, elsewhere):
@@ -238,6 +239,13 @@ def test_ctrl_c_of_up_stops_what_demo_revive_started_too(tmp_path) -> None:
         assert len(status["clusters"]) == 3, status
         meshfed("demo", "kill", "aws-us-east-1/echo")
         meshfed("demo", "revive", "aws-us-east-1/echo")
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(
+            "apiVersion: meshfed.io/v1alpha1\nkind: TrafficPolicy\n"
+            "metadata: {name: echo, namespace: demo}\n"
+            "spec: {host: echo.demo.svc.clusterset.local, timeoutMs: 5000}\n"
+        )
+        meshfed("apply", "-f", str(policy))
         record = Record.load(home)
         assert record is not None
         pids = [p.pid for p in record.processes]
@@ -251,3 +259,10 @@ def test_ctrl_c_of_up_stops_what_demo_revive_started_too(tmp_path) -> None:
             meshfed("down")
     assert _left_running(home, pids) == []
     assert Record.load(home) is None
+    # the policy applied before stays in the controller's store: the next up says so
+    again = meshfed("up", "--detach")
+    try:
+        assert "1 policies of an earlier run" in again.stderr, again.stderr
+        assert "TrafficPolicy demo/echo" in again.stderr, again.stderr
+    finally:
+        meshfed("down")
