@@ -14,7 +14,10 @@ RUN python -m venv /opt/meshfed \
     && /opt/meshfed/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim-bookworm
-RUN groupadd --gid 10001 meshfed \
+# nftables: `meshfed proxy init`, the injected pods' capture init container (issue 38)
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends nftables \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 10001 meshfed \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/meshfed meshfed
 COPY --from=build /opt/meshfed /opt/meshfed
 ENV PATH=/opt/meshfed/bin:$PATH \
