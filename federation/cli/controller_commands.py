@@ -512,16 +512,24 @@ def get_cmd(what: str, controller: str | None, token: str | None, output: str) -
             )
         elif what == "imports":
             print_table(
-                ["CLUSTER", "SERVICE", "PORTS", "FROM (cluster: gateway, endpoints)"],
+                [
+                    "CLUSTER",
+                    "SERVICE",
+                    "CLUSTERSET IP",
+                    "PORTS",
+                    "FROM (cluster: gateway, endpoints)",
+                ],
                 [
                     [
                         i["cluster"],
                         f"{i['metadata']['name']}.{i['metadata']['namespace']}",
+                        ",".join(i["spec"].get("ips", [])) or "-",
                         ",".join(f"{p['port']}/{p['protocol']}" for p in i["spec"]["ports"]),
                         "; ".join(
                             f"{c['cluster']}: {c['gateway']}, {c['endpoints']}"
                             for c in i["spec"]["clusters"]
-                        ),
+                        )
+                        or "- (exported only here)",
                     ]
                     for i in data
                 ],

@@ -83,6 +83,16 @@ def cli(log_level: str) -> None:
     )
 
 
+@click.command("version")
+@output_option(("table", "json", "yaml"))
+def version_cmd(output: str) -> None:
+    """Show the versions of meshfed, its Python and the Envoy it runs."""
+    from federation.agent.envoy_process import versions
+
+    data = versions()
+    emit(data, output, lambda: click.echo("\n".join(f"{k}: {v}" for k, v in data.items())))
+
+
 for command in (
     trust,
     controller,
@@ -107,21 +117,9 @@ for command in (
     inject_cmd,
     uninject_cmd,
     shift_cmd,
+    version_cmd,
 ):
     cli.add_command(command)
-
-
-@click.command("version")
-@output_option(("table", "json", "yaml"))
-def version_cmd(output: str) -> None:
-    """Show the versions of meshfed, its Python and the Envoy it runs."""
-    from federation.agent.envoy_process import versions
-
-    data = versions()
-    emit(data, output, lambda: click.echo("\n".join(f"{k}: {v}" for k, v in data.items())))
-
-
-cli.add_command(version_cmd)
 
 
 def main() -> None:
