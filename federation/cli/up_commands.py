@@ -16,7 +16,7 @@ from federation.local.description import LocalFederation, load
 from federation.local.emulator import request as emulator_request
 from federation.local.netns import IsolationUnavailableError, leftovers, preflight
 from federation.local.placement import remove_network
-from federation.local.processes import ProcessRecord, Record, UpError, stop_processes
+from federation.local.processes import ProcessRecord, Record, UpError, stop_processes, unrecorded
 from federation.local.runner import LocalFederationRunner
 from federation.local.status import controller_traffic, status_data
 from federation.local.traffic import service_name, totals, traffic_rows
@@ -144,7 +144,7 @@ def up_cmd(filename: Path | None, detach: bool, isolate: bool) -> None:
         processes = {
             p.pid: p for p in [*runner.record.processes, *(saved.processes if saved else [])]
         }
-        stopped = stop_processes(list(processes.values()))
+        stopped = stop_processes([*processes.values(), *unrecorded(home, [*processes.values()])])
         left = remove_network(runner.record.info.get("network", {}))
         runner.record.path.unlink(missing_ok=True)
         click.echo(f"stopped {len(stopped)} processes", err=True)
@@ -162,7 +162,7 @@ def down_cmd() -> None:
     if record is None:
         click.echo(f"nothing to stop in {home}")
         return
-    stopped = stop_processes(record.processes)
+    stopped = stop_processes([*record.processes, *unrecorded(home, record.processes)])
     network = record.info.get("network", {})
     made = [n for n in leftovers(network["key"]) if n.startswith("netns ")] if network else []
     left = remove_network(network)

@@ -157,6 +157,37 @@ def stop_processes(records: list[ProcessRecord], timeout_s: float = 15) -> list[
     return [r.name for r in live]
 
 
+#: Set by ``meshfed up`` in the environment of every process it starts (inherited by their
+#: children): the home they belong to. ``down`` finds by it what no record names -- a process
+#: started by an ``up`` that was killed between starting it and recording it.
+OWNER_ENV = "MESHFED_UP_HOME"
+
+
+def unrecorded(home: Path, records: list[ProcessRecord]) -> list[ProcessRecord]:
+    """Live processes whose environment says :data:`OWNER_ENV` is ``home`` (resolved) but
+    which no record names, neither by pid nor by process group (an Envoy of a recorded
+    agent); each as a record to stop (``name`` ``unrecorded-<pid>``). Processes this user
+    may not read are skipped."""
+    wanted = f"{OWNER_ENV}={home.resolve()}".encode()
+    known = {r.pid for r in records}
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        pid = int(proc.name)
+        try:
+            if wanted not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            if pid in known or os.getpgid(pid) in known:
+                continue
+        except (OSError, ProcessLookupError):
+            continue
+        start = process_start_time(pid)
+        if start is not None:
+            found.append(ProcessRecord(f"unrecorded-{pid}", [], pid, start, "", "unrecorded"))
+    return found
+
+
 def _reap(records: list[ProcessRecord]) -> None:
     for r in records:  # reap our own children (a foreground ``up``), or they stay zombies
         try:

@@ -41,6 +41,7 @@ from federation.local.placement import (
     remove_network,
 )
 from federation.local.processes import (
+    OWNER_ENV,
     ProcessRecord,
     Record,
     UpError,
@@ -92,7 +93,7 @@ class LocalFederationRunner:
         self.logs = self.home / "logs"
         self.progress = progress
         self.record = Record(self.home)
-        self.env = dict(os.environ, MESHFED_HOME=str(self.home))
+        self.env = dict(os.environ, MESHFED_HOME=str(self.home), **{OWNER_ENV: str(self.home)})
         self.env.pop("MESHFED_TOKEN", None)
         self.env.pop("MESHFED_CONTROLLER", None)
         self.net: Placement = IsolatedPlacement(desc, self.home) if isolate else Placement(desc)

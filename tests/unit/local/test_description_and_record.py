@@ -15,7 +15,14 @@ from click.testing import CliRunner
 from federation.cli.main import cli
 from federation.errors import InvalidDocumentError
 from federation.local.description import default_text, load
-from federation.local.processes import ProcessRecord, Record, process_start_time, stop_processes
+from federation.local.processes import (
+    OWNER_ENV,
+    ProcessRecord,
+    Record,
+    process_start_time,
+    stop_processes,
+    unrecorded,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "federation.yaml"
 
@@ -199,3 +206,25 @@ def test_spawn_refuses_a_name_that_is_still_running(tmp_path) -> None:
         assert stop_processes([second], timeout_s=5) == ["sleeper"]
     finally:
         stop_processes(runner.record.processes, timeout_s=5)
+
+
+def test_down_finds_a_process_of_the_home_that_no_record_names(tmp_path) -> None:
+    """A ``meshfed up`` killed between starting a process and recording it leaves that
+    process unrecorded; its environment names the home (``MESHFED_UP_HOME``), so ``down``
+    finds and stops it -- and nothing of another home."""
+    home, other = tmp_path / "home", tmp_path / "other"
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    ours = subprocess.Popen(sleep, env={**os.environ, OWNER_ENV: str(home)}, start_new_session=True)
+    theirs = subprocess.Popen(
+        sleep, env={**os.environ, OWNER_ENV: str(other)}, start_new_session=True
+    )
+    try:
+        found = unrecorded(home, [])
+        assert [p.pid for p in found] == [ours.pid]
+        assert unrecorded(home, found) == []  # a recorded one is not found again
+        assert stop_processes(found, timeout_s=5) == [f"unrecorded-{ours.pid}"]
+        assert ours.wait(timeout=5) is not None and theirs.poll() is None
+    finally:
+        for proc in (ours, theirs):
+            proc.kill()
+            proc.wait(timeout=5)
