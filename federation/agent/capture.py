@@ -219,15 +219,21 @@ def ruleset(s: CaptureSettings) -> str:
     return "\n".join(out)
 
 
+def nft_path() -> str | None:
+    """The ``nft`` binary (on PATH, or in ``/usr/sbin`` / ``/sbin``, which a non-login
+    PATH may lack), or None when nftables is not installed."""
+    return shutil.which("nft") or next(
+        (p for p in ("/usr/sbin/nft", "/sbin/nft") if shutil.which(p)), None
+    )
+
+
 def _nft() -> str:
-    """The ``nft`` binary.
+    """:func:`nft_path`.
 
     Raises:
         ConfigError: not installed (Debian package ``nftables``).
     """
-    path = shutil.which("nft") or next(
-        (p for p in ("/usr/sbin/nft", "/sbin/nft") if shutil.which(p)), None
-    )
+    path = nft_path()
     if path is None:
         raise ConfigError("nft not found: install Debian's nftables package")
     return path

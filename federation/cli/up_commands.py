@@ -14,7 +14,7 @@ import click
 from federation.cli.params import InputError, output_option, print_table
 from federation.local.description import LocalFederation, load
 from federation.local.emulator import request as emulator_request
-from federation.local.netns import IsolationUnavailableError, leftovers, preflight
+from federation.local.netns import IsolationUnavailableError, namespaces_of, preflight
 from federation.local.placement import remove_network
 from federation.local.processes import ProcessRecord, Record, UpError, stop_processes, unrecorded
 from federation.local.runner import LocalFederationRunner
@@ -164,7 +164,7 @@ def down_cmd() -> None:
         return
     stopped = stop_processes([*record.processes, *unrecorded(home, record.processes)])
     network = record.info.get("network", {})
-    made = [n for n in leftovers(network["key"]) if n.startswith("netns ")] if network else []
+    made = namespaces_of(network["key"]) if network else []
     left = remove_network(network)
     if left:
         raise click.ClickException(

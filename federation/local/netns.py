@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from federation.agent.capture import nft_path
 from federation.errors import FederationError
 from federation.local.netplan import NAMESPACE_PREFIX
 
@@ -131,7 +132,7 @@ def preflight() -> None:
         raise IsolationUnavailableError(
             "--isolate needs iproute2's `ip` (Debian: apt-get install iproute2)"
         )
-    if shutil.which("nft") is None and not Path("/usr/sbin/nft").exists():
+    if nft_path() is None:
         raise IsolationUnavailableError(
             "--isolate needs nftables' `nft` for its pods' capture rules (Debian: apt-get"
             " install nftables)"
@@ -169,10 +170,16 @@ def run_ignoring_missing(commands: list[list[str]]) -> int:
     return done
 
 
+def namespaces_of(key: str) -> list[str]:
+    """The network namespaces of home ``key`` that exist now (its clusters', the
+    controller's and every pod's), sorted."""
+    return sorted(p.name for p in NETNS_DIR.glob(f"{NAMESPACE_PREFIX}{key}-*"))
+
+
 def leftovers(key: str) -> list[str]:
     """Namespaces (``netns <name>``) and host links (``link <name>``) of home ``key`` that
     exist now."""
-    found = [f"netns {p.name}" for p in sorted(NETNS_DIR.glob(f"{NAMESPACE_PREFIX}{key}-*"))]
+    found = [f"netns {name}" for name in namespaces_of(key)]
     out = subprocess.run(
         ["ip", "-o", "link", "show"],  # noqa: S607 - iproute2 from PATH
         capture_output=True,

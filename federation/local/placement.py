@@ -18,12 +18,12 @@ from federation.local.netns import (
     call_in,
     exec_argv,
     leftovers,
+    namespaces_of,
     run,
     run_ignoring_missing,
 )
 from federation.local.netplan import (
     CONTROLLER_ADDRESS,
-    NAMESPACE_PREFIX,
     ClusterInput,
     NetworkPlan,
     build_plan,
@@ -216,8 +216,7 @@ def remove_network(info: dict[str, Any]) -> list[str]:
     if not info:
         return []
     key = str(info["key"])
-    pods = [p.name for p in NETNS_DIR.glob(f"{NAMESPACE_PREFIX}{key}-*")]  # and any pod's
-    namespaces = sorted(set(info.get("namespaces", [])) | set(pods))
+    namespaces = sorted(set(info.get("namespaces", [])) | set(namespaces_of(key)))  # + pods
     run_ignoring_missing(teardown_commands(key, namespaces))
     Path(str(info.get("control", "/nonexistent"))).unlink(missing_ok=True)
     return leftovers(key)

@@ -35,7 +35,7 @@ from federation.local.description import load
 from federation.local.emulator import request as emulator_request
 from federation.local.netns import IsolationUnavailableError, call_in, leftovers, preflight, run
 from federation.local.netplan import NetworkPlan, home_key, pod_commands, pod_netns
-from federation.local.processes import Record
+from federation.local.processes import Record, unrecorded
 from federation.local.runner import LocalFederationRunner
 from federation.sync.node import PROXY_GID
 from tests.integration.harness import wait_until
@@ -348,20 +348,10 @@ def isolated_federation(
 
 
 def processes_of(home: Path) -> list[str]:
-    """Processes still running with ``MESHFED_HOME`` set to ``home`` (every process ``meshfed
-    up`` starts has it: agents with their DNS resolvers, Envoys, apps), as ``pid cmdline``."""
-    wanted = f"MESHFED_HOME={home.resolve()}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if wanted in (proc / "environ").read_bytes().split(b"\0"):
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                found.append(f"process {proc.name} {cmdline[:120]}")
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-    return found
+    """Processes still running that ``meshfed up`` started for ``home`` (every one carries
+    its home in its environment, :data:`~federation.local.processes.OWNER_ENV`: agents
+    with their DNS resolvers, Envoys, apps), as ``process <pid>``."""
+    return [f"process {p.pid}" for p in unrecorded(home, [])]
 
 
 def leftovers_of(home: Path) -> list[str]:

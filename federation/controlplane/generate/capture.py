@@ -31,7 +31,6 @@ from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
-from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
@@ -41,6 +40,7 @@ from google.protobuf.message import Message
 from federation.controlplane.generate.common import duration_ms, pack
 from federation.controlplane.generate.listeners import (
     OUTBOUND_LISTENER,
+    original_dst_filter,
     outbound_manager,
     outbound_tcp_proxy,
 )
@@ -126,12 +126,7 @@ def capture_listener(
             socket_address=address_pb2.SocketAddress(address="0.0.0.0", port_value=outbound_port)  # noqa: S104 - inside the pod's own namespace, where capture sends everything
         ),
         traffic_direction=base_pb2.TrafficDirection.OUTBOUND,
-        listener_filters=[
-            listener_components_pb2.ListenerFilter(
-                name="envoy.filters.listener.original_dst",
-                typed_config=pack(original_dst_pb2.OriginalDst()),
-            )
-        ],
+        listener_filters=[original_dst_filter()],
         filter_chains=chains,
         default_filter_chain=listener_components_pb2.FilterChain(
             name=f"default|{policy}",

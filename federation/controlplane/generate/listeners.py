@@ -275,6 +275,16 @@ def outbound_tcp_proxy(
     return proxy
 
 
+def original_dst_filter() -> listener_components_pb2.ListenerFilter:
+    """Listener filter ``envoy.filters.listener.original_dst``: a redirected connection's local
+    address becomes the one its client dialled (``SO_ORIGINAL_DST``), for filter chain
+    matching and ``ORIGINAL_DST`` clusters; an unredirected one keeps its own."""
+    return listener_components_pb2.ListenerFilter(
+        name="envoy.filters.listener.original_dst",
+        typed_config=pack(original_dst_pb2.OriginalDst()),
+    )
+
+
 def downstream_mtls(tls: ProxyTls) -> tls_pb2.DownstreamTlsContext:
     """Require a client SVID chaining to ROOTCA with a URI SAN in ``trust_domain``. ALPN
     offers ``h2`` and ``http/1.1``: gRPC clients refuse a TLS connection without a selected
@@ -510,10 +520,6 @@ def inbound_listener(
             listener (STRICT: no chain matches, the connection is closed).
     """
     inb = _Inbound(workload, tls_transport_socket(downstream_mtls(tls)), served_by, authz, tracing)
-    original_dst = listener_components_pb2.ListenerFilter(
-        name="envoy.filters.listener.original_dst",
-        typed_config=pack(original_dst_pb2.OriginalDst()),
-    )
     return listener_pb2.Listener(
         name=INBOUND_LISTENER,
         address=address_pb2.Address(
@@ -523,7 +529,7 @@ def inbound_listener(
         ),
         traffic_direction=base_pb2.TrafficDirection.INBOUND,
         listener_filters=[
-            *([original_dst] if captured else []),
+            *([original_dst_filter()] if captured else []),
             listener_components_pb2.ListenerFilter(
                 name="envoy.filters.listener.tls_inspector",
                 typed_config=pack(tls_inspector_pb2.TlsInspector()),
