@@ -1,0 +1,154 @@
+"""meshfed's OCI image run by a real container runtime (issue 39): podman, with runc.
+
+Why podman with runc and not crun: Debian bookworm's crun 1.8.1 refuses these machines'
+hybrid cgroup layout ("cgroups in hybrid mode not supported, drop all controllers from
+cgroupv2"); runc 1.1.5 runs them. podman asks for RLIMIT_NOFILE 1048576 and RLIMIT_NPROC
+32768 by default, which the container's init may not raise here (root lacks
+CAP_SYS_RESOURCE: "error setting rlimit type 6: operation not permitted"), so each run gives
+limits no higher than this process has (:func:`ulimits`).
+
+A :class:`Bed` is the test's own network: one namespace holding a bridge, and one namespace
+per node (``10.213.0.N/24``) with a veth into it. Containers join a node's namespace
+(``--network ns:``); host processes run in one with ``ip netns exec``. Nothing listens outside
+these namespaces. :meth:`Bed.close` removes every container and namespace it made.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ARCHIVE = REPO / "build/image/meshfed.oci.tar"
+SUBNET = "10.213.0"
+RUNTIME = "runc"
+
+
+def podman(
+    *args: str, timeout_s: float = 120, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``podman ARGS`` (text), failing the test with podman's message when ``check``;
+    ``env`` adds to this process's environment (``--env NAME`` passes a secret without argv)."""
+    result = subprocess.run(
+        ["podman", "--runtime", RUNTIME, *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args[:3])} -> {result.returncode}: {result.stderr}")
+    return result
+
+
+def ulimits() -> list[str]:
+    """``--ulimit`` flags no higher than this process's limits (see the module docstring)."""
+    nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536)
+    return ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", "nproc=4096:4096"]
+
+
+def load(archive: Path = ARCHIVE) -> str:
+    """``podman load`` the OCI archive; the image's ID."""
+    out = podman("load", "--quiet", "--input", str(archive)).stdout
+    ref = out.strip().splitlines()[-1].split(": ", 1)[-1].strip()
+    return podman("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@dataclass
+class Bed:
+    """Namespaces and containers of one test module (see the module docstring)."""
+
+    key: str
+    image: str
+    nodes: dict[str, int] = field(default_factory=dict)
+    containers: list[str] = field(default_factory=list)
+
+    @property
+    def hub(self) -> str:
+        return f"mfimg-{self.key}-hub"
+
+    def netns(self, node: str) -> str:
+        return f"mfimg-{self.key}-{node}"
+
+    def address(self, node: str) -> str:
+        return f"{SUBNET}.{self.nodes[node]}"
+
+    def open(self) -> None:
+        ip("netns", "add", self.hub)
+        ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
+        ip("-n", self.hub, "link", "set", "br0", "up")
+
+    def node(self, name: str) -> str:
+        """A namespace ``name`` on the bridge, with the next address; its address."""
+        host = len(self.nodes) + 2
+        self.nodes[name] = host
+        ns = self.netns(name)
+        ip("netns", "add", ns)
+        veth = f"v{self.key[-6:]}{host}"
+        ip("-n", self.hub, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        ip("-n", self.hub, "link", "set", veth, "master", "br0", "up")
+        ip("-n", ns, "addr", "add", f"{SUBNET}.{host}/24", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "up")
+        ip("-n", ns, "link", "set", "lo", "up")
+        return self.address(name)
+
+    def run(
+        self,
+        node: str,
+        name: str,
+        args: list[str],
+        *,
+        user: int,
+        volumes: dict[Path, str] | None = None,
+        entrypoint: str | None = None,
+        caps: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> str:
+        """A detached container in ``node``'s namespace: read-only root, every capability
+        dropped but ``caps``, no new privileges, user ``user``; its name."""
+        cname = f"{self.netns(node)}-{name}"
+        self.containers.append(cname)
+        mounts = [f"--volume={h}:{c}" for h, c in (volumes or {}).items()]
+        mounts += [f"--env={k}" for k in (env or {})]
+        podman(
+            "run", "--detach", "--name", cname, "--network", f"ns:/run/netns/{self.netns(node)}",
+            "--read-only", "--cap-drop=all", *[f"--cap-add={c}" for c in caps],
+            "--security-opt=no-new-privileges", f"--user={user}:{user}", *ulimits(), *mounts,
+            *([f"--entrypoint={entrypoint}"] if entrypoint else []), self.image, *args,
+            env=env,
+        )  # fmt: skip
+        return cname
+
+    def exec(self, container: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``podman exec CONTAINER ARGS``."""
+        return podman("exec", container, *args, check=check, timeout_s=60)
+
+    def logs(self, container: str) -> str:
+        out = podman("logs", container, check=False)
+        return out.stdout + out.stderr
+
+    def in_node(self, node: str, argv: list[str]) -> list[str]:
+        """``argv`` run by the host in ``node``'s namespace."""
+        return ["ip", "netns", "exec", self.netns(node), *argv]
+
+    def close(self) -> None:
+        for cname in reversed(self.containers):
+            podman("rm", "--force", "--time", "5", cname, check=False, timeout_s=60)
+        for ns in [*(self.netns(n) for n in self.nodes), self.hub]:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def state_dir(path: Path, uid: int) -> Path:
+    """A host directory for a container's ``/var/lib/meshfed``, owned by ``uid``, 0700."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, uid, uid)
+    path.chmod(0o700)
+    return path
