@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo trust-walkthrough system-deps unit integration docs golden proto clean
+.PHONY: test demo trust-walkthrough system-deps image-deps image unit integration docs golden proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## test: ruff (lint + format check), mypy --strict, import-linter contracts, pytest (all tiers,
 ## two workers: one module, or one group of modules, per worker at a time: tests/conftest.py)
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps image
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -57,6 +57,20 @@ system-deps:
 	    pg_lsclusters -h | while read -r version name _; do \
 	      pg_ctlcluster "$$version" "$$name" stop 2>/dev/null || true; done; fi; }
 
+## image: meshfed's OCI image from Debian packages and PyPI wheels, no base image pulled
+## (image/build.py; docs/image.md): build/image/meshfed.oci.tar, its digest, its SBOM. As root.
+image: $(STAMP) image-deps
+	$(BIN)/python -m image.build --out build/image
+
+## image-deps: the image tools (Debian packages): mmdebstrap, umoci and skopeo build it;
+## podman with runc runs it in the tests (crun 1.8 refuses hybrid cgroups: docs/image.md)
+image-deps:
+	@for tool in mmdebstrap umoci skopeo podman runc; do \
+	  command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  apt-get update -qq && apt-get install -y -qq$$missing >/dev/null; fi
+
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
@@ -98,4 +112,4 @@ proto: $(STAMP)
 	  federation/ca/proto/ca_pb2_grpc.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf build $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -40,6 +40,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from image import rootfs, sbom
 
@@ -75,7 +76,9 @@ def _run(step: str, cmd: list[str], **kw: object) -> subprocess.CompletedProcess
         raise ImageBuildError(f"{step}: {cmd[0]} is not installed ({e})") from e
     except subprocess.CalledProcessError as e:
         tail = "\n".join((e.stderr or e.stdout or "").strip().splitlines()[-15:])
-        raise ImageBuildError(f"{step}: {' '.join(cmd[:3])} ... exited {e.returncode}\n{tail}") from e
+        raise ImageBuildError(
+            f"{step}: {' '.join(cmd[:3])} ... exited {e.returncode}\n{tail}"
+        ) from e
 
 
 def meshfed_version() -> str:
@@ -84,6 +87,18 @@ def meshfed_version() -> str:
 
     with (REPO / "pyproject.toml").open("rb") as f:
         return str(tomllib.load(f)["project"]["version"])
+
+
+def tracked_copy(dest: Path) -> Path:
+    """The checkout's tracked files (``git ls-files``, as they are on disk) copied to ``dest``:
+    the wheel is built from them alone, not from untracked files or a stale ``build/lib``."""
+    listed = _run("git ls-files", ["git", "-C", str(REPO), "ls-files", "-z"]).stdout
+    for rel in filter(None, listed.split("\0")):
+        source = REPO / rel
+        if source.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / rel)
+    return dest
 
 
 def debian_root(root: Path, epoch: int, mirror: str) -> list[sbom.DebPackage]:
@@ -97,7 +112,11 @@ def debian_root(root: Path, epoch: int, mirror: str) -> list[sbom.DebPackage]:
             "--quiet",
             f"--include={','.join(rootfs.PACKAGES)}",
             "--skip=cleanup/apt/cache",
-            *[f"--dpkgopt=path-exclude=/{p}/*" for p in rootfs.REMOVED if p.startswith("usr/share")],
+            *[
+                f"--dpkgopt=path-exclude=/{p}/*"
+                for p in rootfs.REMOVED
+                if p.startswith("usr/share")
+            ],
             SUITE,
             str(root),
             mirror,
@@ -107,7 +126,9 @@ def debian_root(root: Path, epoch: int, mirror: str) -> list[sbom.DebPackage]:
     archives = root / "var/cache/apt/archives"
     kept = []
     for deb in sorted(archives.glob("*.deb")):
-        fields = _run("dpkg-deb", ["dpkg-deb", "-f", str(deb), "Package", "Version", "Architecture"])
+        fields = _run(
+            "dpkg-deb", ["dpkg-deb", "-f", str(deb), "Package", "Version", "Architecture"]
+        )
         info = dict(line.split(": ", 1) for line in fields.stdout.splitlines() if ": " in line)
         pkg = sbom.DebPackage(info["Package"], info["Version"], info["Architecture"])
         if pkg.name in rootfs.PRUNED_PACKAGES:
@@ -144,11 +165,21 @@ def python_tree(root: Path, wheel: Path) -> None:
     _run(
         "pip install",
         [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
-            "--only-binary=:all:", "--target", str(site), str(wheel),
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            "--only-binary=:all:",
+            "--target",
+            str(site),
+            str(wheel),
         ],
     )
     shutil.rmtree(site / "bin", ignore_errors=True)  # scripts naming the build host's Python
+    for url in site.glob("meshfed-*.dist-info/direct_url.json"):  # the build directory's path
+        url.unlink()
     bindir = root / "usr/local/bin"
     bindir.mkdir(parents=True, exist_ok=True)
     (bindir / "meshfed").write_text(rootfs.launcher("federation.cli.main", "main"))
@@ -198,9 +229,16 @@ def byte_compile(root: Path) -> None:
     _run(
         "compileall",
         [
-            "chroot", str(root), f"/usr/bin/{rootfs.PYTHON}", "-m", "compileall", "-q",
-            "--invalidation-mode", "unchecked-hash",
-            f"/usr/lib/{rootfs.PYTHON}", "/" + rootfs.SITE_PACKAGES,
+            "chroot",
+            str(root),
+            f"/usr/bin/{rootfs.PYTHON}",
+            "-m",
+            "compileall",
+            "-q",
+            "--invalidation-mode",
+            "unchecked-hash",
+            f"/usr/lib/{rootfs.PYTHON}",
+            "/" + rootfs.SITE_PACKAGES,
         ],
     )
 
@@ -234,13 +272,26 @@ def oci(layout: Path, root: Path, local: Path, epoch: int, version: str) -> None
     for src, prefix in ((root, ""), (local, "usr/local")):
         tar = layout.parent / "layer.tar"
         layer_tar(src, prefix, tar)
-        _run("umoci add-layer", ["umoci", "raw", "add-layer", "--no-history", "--image", image, str(tar)])
+        _run(
+            "umoci add-layer",
+            ["umoci", "raw", "add-layer", "--no-history", "--image", image, str(tar)],
+        )
         tar.unlink()
     config = [
-        "umoci", "config", "--no-history", "--image", image, "--created", created,
-        "--os", "linux", "--architecture", _oci_arch(),
+        "umoci",
+        "config",
+        "--no-history",
+        "--image",
+        image,
+        "--created",
+        created,
+        "--os",
+        "linux",
+        "--architecture",
+        _oci_arch(),
         f"--config.user={rootfs.MESHFED_UID}:{rootfs.MESHFED_UID}",
-        "--config.entrypoint=/usr/local/bin/meshfed", "--config.cmd=--help",
+        "--config.entrypoint=/usr/local/bin/meshfed",
+        "--config.cmd=--help",
         f"--config.workingdir=/{rootfs.STATE_DIR}",
         f"--config.env=PATH={rootfs.PATH}",
         f"--config.env=MESHFED_HOME=/{rootfs.STATE_DIR}",
@@ -301,9 +352,9 @@ def layer_sizes(layout: Path) -> tuple[int, int]:
     return compressed, uncompressed
 
 
-def _blob(layout: Path, digest: str) -> dict[str, object]:
+def _blob(layout: Path, digest: str) -> dict[str, Any]:
     algo, hexd = digest.split(":")
-    data: dict[str, object] = json.loads((layout / "blobs" / algo / hexd).read_text())
+    data: dict[str, Any] = json.loads((layout / "blobs" / algo / hexd).read_text())
     return data
 
 
@@ -318,8 +369,21 @@ def build(out: Path, *, epoch: int, mirror: str = MIRROR) -> BuildResult:
     root, layout = work / "rootfs", work / "oci"
     root.mkdir(parents=True)
     version = meshfed_version()
-    _run("pip wheel", [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                       "-w", str(work / "wheels"), str(REPO)])
+    src = tracked_copy(work / "src")
+    _run(
+        "pip wheel",
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(work / "wheels"),
+            str(src),
+        ],
+    )
     wheel = next((work / "wheels").glob("meshfed-*.whl"))
     debs = debian_root(root, epoch, mirror)
     python_tree(root, wheel)
@@ -335,17 +399,30 @@ def build(out: Path, *, epoch: int, mirror: str = MIRROR) -> BuildResult:
     os.utime(root / "usr", (epoch, epoch))
     oci(layout, root, local, epoch, version)
     archive = out / ARCHIVE
-    _run("skopeo copy", ["skopeo", "copy", "--quiet", f"oci:{layout}:{REF}",
-                         f"oci-archive:{archive}:{REF}:{version}"])
-    digest = _run("skopeo inspect", ["skopeo", "inspect", "--format", "{{.Digest}}",
-                                     f"oci-archive:{archive}"]).stdout.strip()
+    _run(
+        "skopeo copy",
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            f"oci:{layout}:{REF}",
+            f"oci-archive:{archive}:{REF}:{version}",
+        ],
+    )
+    digest = _run(
+        "skopeo inspect", ["skopeo", "inspect", "--format", "{{.Digest}}", f"oci-archive:{archive}"]
+    ).stdout.strip()
     (out / "meshfed.digest").write_text(digest + "\n")
     bom = out / "meshfed.cdx.json"
     bom.write_text(sbom.bom_json(version=version, debs=debs, python=python, epoch=epoch))
     compressed, uncompressed = layer_sizes(layout)
     result = BuildResult(
-        archive=str(archive), sbom=str(bom), digest=digest, compressed_bytes=compressed,
-        uncompressed_bytes=uncompressed, build_seconds=round(time.monotonic() - started, 1),
+        archive=str(archive),
+        sbom=str(bom),
+        digest=digest,
+        compressed_bytes=compressed,
+        uncompressed_bytes=uncompressed,
+        build_seconds=round(time.monotonic() - started, 1),
     )
     (out / "build.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     shutil.rmtree(work / "rootfs")
@@ -375,8 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"image    {result.archive}")
     print(f"digest   {result.digest}")
     print(f"sbom     {result.sbom}")
-    print(f"size     {result.compressed_bytes / mib:.1f} MiB compressed, "
-          f"{result.uncompressed_bytes / mib:.1f} MiB uncompressed")
+    print(
+        f"size     {result.compressed_bytes / mib:.1f} MiB compressed, "
+        f"{result.uncompressed_bytes / mib:.1f} MiB uncompressed"
+    )
     print(f"built in {result.build_seconds:.0f} s")
     return 0
 

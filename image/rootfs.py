@@ -77,8 +77,18 @@ BOTOCORE_SERVICES = frozenset({"acm-pca", "ec2", "eks", "elbv2", "pricing", "sts
 #: and solves a linear program in the image to prove it.
 SCIPY_UNUSED = frozenset(
     {
-        "cluster", "datasets", "differentiate", "fftpack", "integrate", "interpolate", "io",
-        "misc", "ndimage", "odr", "signal", "stats",
+        "cluster",
+        "datasets",
+        "differentiate",
+        "fftpack",
+        "integrate",
+        "interpolate",
+        "io",
+        "misc",
+        "ndimage",
+        "odr",
+        "signal",
+        "stats",
     }
 )
 #: Distributions whose wheels carry their own test suites (``tests`` directories), removed.

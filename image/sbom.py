@@ -38,9 +38,7 @@ class DebPackage:
 
 def python_components(site_packages: Path) -> list[tuple[str, str]]:
     """``(name, version)`` of every distribution under ``site_packages``, sorted by name."""
-    found = {
-        (d.metadata["Name"], d.version) for d in distributions(path=[str(site_packages)])
-    }
+    found = {(d.metadata["Name"], d.version) for d in distributions(path=[str(site_packages)])}
     return sorted(found, key=lambda nv: nv[0].lower())
 
 
@@ -59,9 +57,10 @@ def bom_json(
     key += ";" + ";".join(f"{n}={v}" for n, v in python)
     bom.serial_number = uuid.uuid5(uuid.NAMESPACE_URL, "meshfed-image:" + key)
     bom.metadata.timestamp = datetime.fromtimestamp(epoch, UTC)
-    bom.metadata.component = Component(
+    image = Component(
         name="meshfed", version=version, type=ComponentType.CONTAINER, bom_ref="meshfed-image"
     )
+    bom.metadata.component = image
     for deb in sorted(debs):
         purl = PackageURL(
             "deb", "debian", deb.name, deb.version, {"arch": deb.arch, "distro": DISTRO}
@@ -86,4 +85,5 @@ def bom_json(
                 bom_ref=purl.to_string(),
             )
         )
+    bom.register_dependency(image, list(bom.components))  # the image holds every component
     return make_outputter(bom, OutputFormat.JSON, SchemaVersion.V1_6).output_as_string(indent=2)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,8 +25,9 @@ from federation.cli.params import (
 from federation.client import call
 from federation.controlplane.status import SyncState
 from federation.controlplane.trace import TRACE_COLUMNS, trace_row
-from federation.model.documents import decode_text, load_documents
+from federation.model.documents import load_documents, read_source
 from federation.model.locality import Locality
+from federation.model.service import split_service_name
 
 if TYPE_CHECKING:
     pass
@@ -190,21 +190,6 @@ def serve_cmd(**flags: Any) -> None:
     serve(serve_config(**flags), started)
 
 
-def _read_file(path: str) -> tuple[str, str]:
-    """The text of ``-f PATH`` (``-`` for stdin) and how to name it in errors.
-
-    Raises:
-        InputError: the file cannot be read.
-        InvalidDocumentError: it is not UTF-8 (exit 2, as any bad document).
-    """
-    if path == "-":
-        return decode_text(sys.stdin.buffer.read(), source="stdin"), "stdin"
-    try:
-        return decode_text(Path(path).read_bytes(), source=path), path
-    except OSError as err:
-        raise InputError(f"-f {path}: {err.strerror}") from err
-
-
 def _target(
     controlplane: str | None, controller: str | None, token: str | None
 ) -> tuple[str, str | None]:
@@ -238,7 +223,7 @@ def apply_cmd(
     Documents go to the federation controller (ServiceExport with spec.cluster, policies)
     unless --controlplane names a cluster control plane.
     """
-    text, source = _read_file(filename)
+    text, source = read_source(filename)
     load_documents(text, source=source)  # refuse locally before touching the server
     url, tok = _target(controlplane, controller, token)
     result = call("POST", url, "/v1/apply", token=tok, body=text)
@@ -257,7 +242,7 @@ def delete_cmd(
     controlplane: str | None, controller: str | None, token: str | None, filename: str
 ) -> None:
     """Delete the documents named in FILE (from the controller, or --controlplane)."""
-    text, source = _read_file(filename)
+    text, source = read_source(filename)
     load_documents(text, source=source)
     url, tok = _target(controlplane, controller, token)
     result = call("POST", url, "/v1/delete", token=tok, body=text)
@@ -375,14 +360,6 @@ def bootstrap_grpc_cmd(
     click.echo(json.dumps(grpc_bootstrap(config), indent=2))
 
 
-def _split_service(service: str, namespace: str | None) -> tuple[str, str]:
-    name = service.removesuffix(".svc.clusterset.local")
-    if "." in name:
-        svc, _, ns = name.partition(".")
-        return svc, ns
-    return name, namespace or "default"
-
-
 class DefaultCommandGroup(click.Group):
     """A group that runs ``default`` when the first argument names no subcommand, so
     ``meshfed explain echo.demo --from a`` and ``meshfed explain authz ...`` both work."""
@@ -431,7 +408,7 @@ def explain_service_cmd(
     In cost mode optimize, also the controller's plan for the caller's locality: measured
     demand, capacity and planned requests/s per serving locality, egress $/hour against
     locality failover and round robin, and the constraints that bind."""
-    svc, ns = _split_service(service, namespace)
+    svc, ns = split_service_name(service, namespace)
     if locality:
         _locality(locality)
     url = controlplane or controlplane_api_of(from_cluster)
@@ -566,7 +543,7 @@ def explain_authz_cmd(
     if len(parts) != 3 or not all(parts):
         raise InputError(f"--from {from_!r}: use CLUSTER/NAMESPACE/SERVICEACCOUNT")
     cluster, ns, sa = parts
-    svc, svc_ns = _split_service(to, None)
+    svc, svc_ns = split_service_name(to, None)
     url = controlplane or controlplane_api_of(at or cluster)
     trust_domain = call("GET", url, "/v1/info", token=token)["trust_domain"]
     principal = f"spiffe://{trust_domain}/ns/{ns}/sa/{sa}"

@@ -5,15 +5,14 @@ applies them."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
-from federation.cli.params import InputError, output_option
-from federation.model.documents import decode_text, parse_yaml
+from federation.cli.params import InputError, image_options, output_option
+from federation.model.documents import parse_yaml, read_source
 
 
 def _emit(
@@ -75,12 +74,7 @@ def install_options(f: Any) -> Any:
                 help="Read the join token from a file: the JSON of 'meshfed cluster join -o"
                 " json', or the token alone (keeps it out of the process list).",
             ),
-            click.option(
-                "--image",
-                default="ghcr.io/meshfed/meshfed:latest",
-                show_default=True,
-                help="The meshfed image (see Dockerfile).",
-            ),
+            *image_options("The meshfed image, by digest (docs/image.md).  [install: required]"),
             click.option(
                 "--provider",
                 type=click.Choice(["aws", "gcp", "local"]),
@@ -155,7 +149,7 @@ def install_cmd(output: str, apply_: bool, kubeconfig: Path | None, **options: A
     from federation.install.manifests import install
     from federation.install.options import install_options
 
-    _emit(install(install_options(**options)), output, apply_, kubeconfig)
+    _emit(install(install_options(**options, require_image=True)), output, apply_, kubeconfig)
 
 
 @click.command("uninstall")
@@ -175,11 +169,8 @@ _manifests = click.option("-f", "--filename", "path", required=True, help="Manif
 
 def _each_document(path: str, change: Any) -> None:
     """Print every document of ``-f path`` as ``change(doc)`` returns it."""
-    try:
-        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-        docs = parse_yaml(decode_text(data, source=f"-f {path}"), source=f"-f {path}")
-    except OSError as err:
-        raise InputError(f"-f {path}: {err.strerror}") from err
+    text, source = read_source(path)
+    docs = parse_yaml(text, source=source)
     out = []
     for i, doc in enumerate(docs, start=1):
         if not isinstance(doc, dict):
@@ -188,21 +179,27 @@ def _each_document(path: str, change: Any) -> None:
     click.echo(yaml.safe_dump_all(out, sort_keys=False), nl=False)
 
 
+_sidecar_image, _allow_tag = image_options(
+    "The meshfed image of the sidecar, by digest (docs/image.md).  [required]"
+)
+
+
 @click.command("inject")
 @_manifests
 @click.option("--cluster", required=True, help="The cluster the workloads run in.")
-@click.option(
-    "--image",
-    default="ghcr.io/meshfed/meshfed:latest",
-    show_default=True,
-    help="The meshfed image of the sidecar.",
-)
-def inject_cmd(path: str, cluster: str, image: str) -> None:
+@_sidecar_image
+@_allow_tag
+def inject_cmd(path: str, cluster: str, image: str, allow_tag: bool) -> None:
     """Print the manifests with meshfed's sidecar and capture init container added to every
     Pod template (Deployments, StatefulSets, DaemonSets, Jobs, Pods), as the admission
     webhook would; other documents pass through unchanged."""
     from federation.controlplane.kube.inject import inject_document
+    from federation.install.images import pinned_image
 
+    try:
+        image = pinned_image(image, allow_tag=allow_tag)
+    except ValueError as err:
+        raise InputError(str(err)) from err
     _each_document(path, lambda doc: inject_document(doc, cluster, image))
 
 

@@ -121,6 +121,15 @@ controlplane_option = click.option(
 )
 
 
+def image_options(help: str) -> list[Callable[[F], F]]:
+    """``--image REF`` and ``--allow-tag``, for
+    :func:`federation.install.images.pinned_image`."""
+    return [
+        click.option("--image", default="", metavar="REPO@sha256:DIGEST", help=help),
+        click.option("--allow-tag", is_flag=True, help="Accept --image by tag (it can move)."),
+    ]
+
+
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """A borderless table on stdout (rich), 200 columns wide at most."""
     from rich.console import Console

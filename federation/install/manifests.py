@@ -64,7 +64,7 @@ class InstallOptions:
         controller: the federation controller's API (``https://...``, several
             comma-separated); "" installs an unfederated control plane.
         join_token: the one-time join token ("" : none, already joined).
-        image: the meshfed image (``Dockerfile``).
+        image: the meshfed image, by digest (``make image``; docs/image.md).
         provider: ``aws``, ``gcp`` or ``local``: the gateway's load balancer annotations.
         network: the cluster's network name.
         mesh_namespaces: namespaces whose Services are in the mesh (empty: all).

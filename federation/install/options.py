@@ -13,6 +13,7 @@ from pathlib import Path
 from federation.controller.membership import validate_member_name
 from federation.controlplane.link.join import controller_urls
 from federation.errors import ConfigError
+from federation.install.images import pinned_image
 from federation.install.manifests import InstallOptions
 from federation.model.locality import Locality
 from federation.model.workload import DNS_LABEL
@@ -31,13 +32,22 @@ def install_options(
     crds: bool,
     gateway_allowed_cidrs: str,
     gateway_ip: str,
+    allow_tag: bool = False,
+    require_image: bool = False,
 ) -> InstallOptions:
     """The :class:`InstallOptions` of ``meshfed install`` / ``uninstall``'s flags (each
-    argument is the flag of that name; ``crds`` is ``--crds/--no-crds``).
+    argument is the flag of that name; ``crds`` is ``--crds/--no-crds``). ``require_image``:
+    install writes ``image`` into manifests, so it must be given, by digest unless
+    ``allow_tag`` (:func:`federation.install.images.pinned_image`); uninstall ignores it.
 
     Raises:
         ConfigError: a value is malformed or conflicts with another (named by its flag).
     """
+    if require_image:
+        try:
+            pinned_image(image, allow_tag=allow_tag)
+        except ValueError as err:
+            raise ConfigError(str(err) if image else "--image is required") from err
     try:
         validate_member_name(cluster)  # as the controller checks member names
     except ValueError as err:

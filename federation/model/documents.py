@@ -18,13 +18,15 @@ about 10 deep; Kubernetes objects rarely pass 20.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from federation.errors import InvalidDocumentError
+from federation.errors import ConfigError, InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
@@ -71,6 +73,21 @@ def decode_text(data: bytes, *, source: str = "input") -> str:
         raise InvalidDocumentError(
             f"{source}: not UTF-8 text (byte {err.start}: {data[err.start : err.start + 1]!r})"
         ) from err
+
+
+def read_source(path: str) -> tuple[str, str]:
+    """The text of ``-f PATH`` (``-`` for stdin) and how to name it in errors.
+
+    Raises:
+        ConfigError: the file cannot be read (exit 2).
+        InvalidDocumentError: it is not UTF-8 (exit 2, as any bad document).
+    """
+    if path == "-":
+        return decode_text(sys.stdin.buffer.read(), source="stdin"), "stdin"
+    try:
+        return decode_text(Path(path).read_bytes(), source=path), path
+    except OSError as err:
+        raise ConfigError(f"-f {path}: {err.strerror}") from err
 
 
 def check_limits(text: str, *, source: str = "input") -> None:

@@ -130,3 +130,13 @@ class ServiceImport(_Strict):
     def key(self) -> tuple[str, str]:
         """``(namespace, service)``."""
         return (self.metadata.namespace, self.metadata.name)
+
+
+def split_service_name(service: str, namespace: str | None) -> tuple[str, str]:
+    """``(service, namespace)`` of ``svc``, ``svc.ns`` or ``svc.ns.svc.clusterset.local``;
+    ``namespace`` (else ``default``) when the name has none."""
+    name = service.removesuffix(".svc.clusterset.local")
+    if "." in name:
+        svc, _, ns = name.partition(".")
+        return svc, ns
+    return name, namespace or "default"

@@ -127,7 +127,9 @@ class Bed:
         )  # fmt: skip
         return cname
 
-    def exec(self, container: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, container: str, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """``podman exec CONTAINER ARGS``."""
         return podman("exec", container, *args, check=check, timeout_s=60)
 

@@ -140,8 +140,8 @@ def _start(bed: Bed, work: Path, host_procs: list[subprocess.Popen[bytes]]) -> d
             ),
             env={**os.environ, "MESHFED_HOME": str(client_home), "MESHFED_TOKEN": api_token},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    )
+        )
+    )  # fmt: skip
     log.close()
     return {"bed": bed, "ctl": ctl, "cp": cp, "sidecar": sidecar, "work": work,
             "pod_state": pod_state}  # fmt: skip
@@ -163,7 +163,9 @@ def test_a_client_outside_calls_the_echo_in_containers_and_the_member_is_ready(f
 
     def answered() -> dict[str, object] | None:
         out = _curl(bed)
-        return json.loads(out.stdout) if out.returncode == 0 and out.stdout.startswith("{") else None
+        return (
+            json.loads(out.stdout) if out.returncode == 0 and out.stdout.startswith("{") else None
+        )
 
     try:
         body = wait_until(answered, 90, "the echo in its container to answer through the mesh", 0.5)

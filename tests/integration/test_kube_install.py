@@ -16,6 +16,8 @@ from tests.kube_fake import fake_kube
 pytestmark = pytest.mark.integration
 
 ARGS = [
+    "--image",
+    "registry.example.com/meshfed/meshfed@sha256:" + "5e" * 32,
     "--cluster",
     "east",
     "--locality",

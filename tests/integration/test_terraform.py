@@ -174,6 +174,8 @@ def test_apply_federates_two_regions_and_destroy_unfederates(
             "-var",
             "controller_url=https://controller.example.org:15080",
             "-var",
+            "meshfed_image=registry.example.com/meshfed/meshfed@sha256:" + "5e" * 32,
+            "-var",
             'federation_cidrs=["198.51.100.0/24"]',
         ]
         assert _tf(["init", "-input=false"], cwd, run_env).returncode == 0

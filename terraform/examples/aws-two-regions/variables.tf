@@ -34,7 +34,12 @@ variable "controller_url" {
 }
 
 variable "meshfed_image" {
-  description = "The meshfed image to install."
+  description = "The meshfed image to install, by digest: REPO@sha256:DIGEST (make image prints it; docs/image.md). Required with kubeconfigs."
   type        = string
-  default     = "ghcr.io/meshfed/meshfed:latest"
+  default     = null
+
+  validation {
+    condition     = var.meshfed_image == null || can(regex("@sha256:[0-9a-f]{64}$", var.meshfed_image))
+    error_message = "meshfed_image names an image by digest (REPO@sha256:<64 hex digits>): a tag can be moved."
+  }
 }

@@ -95,6 +95,10 @@ resource "terraform_data" "install" {
 
   lifecycle {
     precondition {
+      condition     = var.meshfed_image != null
+      error_message = "meshfed_image is required when a member has a kubeconfig: the image installed, by digest (REPO@sha256:DIGEST)."
+    }
+    precondition {
       condition     = var.controller_url != null
       error_message = "controller_url is required when a member has a kubeconfig: the address the cluster's control plane reaches the controller at."
     }

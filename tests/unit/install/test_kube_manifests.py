@@ -91,9 +91,37 @@ def test_rbac_grants_no_wildcard_and_only_what_the_control_plane_uses() -> None:
     }
 
 
+IMAGE = "registry.example.com/meshfed/meshfed@sha256:" + "5e" * 32
+
+
+def test_install_writes_the_image_by_digest_and_refuses_a_tag_unless_allowed() -> None:
+    """Issue 39, proof 3: every container of ``meshfed install --image REPO@sha256:...`` runs
+    that digest, and the manifests pass kubernetes-validate."""
+    runner = CliRunner()
+    args = ["--cluster", "east", "--locality", "aws/us-east-1", "--provider", "aws"]
+    out = runner.invoke(cli, ["install", *args, "--image", IMAGE])
+    assert out.exit_code == 0, out.output
+    images, flags = [], []
+    for obj in yaml.safe_load_all(out.output):
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        pod = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            images.append(c["image"])
+            flags += [a for a in c.get("args", []) if a.startswith("registry.")]
+    assert images and set(images) == {IMAGE}
+    assert set(flags) <= {IMAGE}  # the injector's --sidecar-image
+    tag = runner.invoke(cli, ["install", *args, "--image", "ghcr.io/meshfed/meshfed:latest"])
+    assert tag.exit_code == 2 and "names no digest" in tag.stderr and "--allow-tag" in tag.stderr
+    allowed = ["install", *args, "--image", "ghcr.io/meshfed/meshfed:1.0", "--allow-tag"]
+    assert runner.invoke(cli, allowed).exit_code == 0
+    missing = runner.invoke(cli, ["install", *args])
+    assert missing.exit_code == 2 and "--image is required" in missing.stderr
+    assert runner.invoke(cli, ["uninstall", *args]).exit_code == 0  # needs no image
+
+
 def test_the_cli_prints_install_and_uninstall_and_refuses_bad_input() -> None:
     runner = CliRunner()
-    args = ["--cluster", "east", "--locality", "aws/us-east-1"]
+    args = ["--cluster", "east", "--locality", "aws/us-east-1", "--image", IMAGE]
     out = runner.invoke(cli, ["install", *args, "--provider", "gcp"])
     assert out.exit_code == 0, out.output
     docs = list(yaml.safe_load_all(out.output))
@@ -102,9 +130,11 @@ def test_the_cli_prints_install_and_uninstall_and_refuses_bad_input() -> None:
     assert [d["kind"] for d in gone] == [d["kind"] for d in reversed(docs)]
     as_json = json.loads(runner.invoke(cli, ["install", *args, "-o", "json"]).output)
     assert as_json["kind"] == "List" and len(as_json["items"]) == len(docs)
-    bad = runner.invoke(cli, ["install", "--cluster", "East", "--locality", "aws/us-east-1"])
+    bad = runner.invoke(
+        cli, ["install", *args[4:], "--cluster", "East", "--locality", "aws/us-east-1"]
+    )
     assert bad.exit_code == 2 and "--cluster: 'East'" in bad.stderr
-    bad = runner.invoke(cli, ["install", "--cluster", "east", "--locality", "nowhere"])
+    bad = runner.invoke(cli, ["install", *args[4:], "--cluster", "east", "--locality", "nowhere"])
     assert bad.exit_code == 2 and "--locality" in bad.stderr
     bad = runner.invoke(cli, ["install", *args, "--join-token", "t"])
     assert bad.exit_code == 2 and "--join-token needs --controller" in bad.stderr
@@ -182,8 +212,12 @@ def test_meshfed_inject_adds_the_sidecar_to_a_deployment_and_leaves_the_rest(tmp
                "spec": {"ports": [{"port": 80}]}}  # fmt: skip
     path = tmp_path / "app.yaml"
     path.write_text(yaml.safe_dump_all([deployment, service]))
-    out = CliRunner().invoke(cli, ["inject", "-f", str(path), "--cluster", "east"])
+    out = CliRunner().invoke(
+        cli, ["inject", "-f", str(path), "--cluster", "east", "--image", IMAGE]
+    )
     assert out.exit_code == 0, out.output
+    tag = CliRunner().invoke(cli, ["inject", "-f", str(path), "--cluster", "east"])
+    assert tag.exit_code == 2 and "--image" in tag.stderr
     injected, unchanged = yaml.safe_load_all(out.output)
     kubernetes_validate.validate(injected, KUBERNETES_VERSION, strict=True)
     names = [c["name"] for c in injected["spec"]["template"]["spec"]["containers"]]
