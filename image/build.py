@@ -180,6 +180,11 @@ def python_tree(root: Path, wheel: Path) -> None:
     shutil.rmtree(site / "bin", ignore_errors=True)  # scripts naming the build host's Python
     for url in site.glob("meshfed-*.dist-info/direct_url.json"):  # the build directory's path
         url.unlink()
+        record = url.with_name("RECORD")
+        lines = record.read_text().splitlines(keepends=True)
+        record.write_text(
+            "".join(x for x in lines if not x.startswith(f"{url.parent.name}/direct"))
+        )
     bindir = root / "usr/local/bin"
     bindir.mkdir(parents=True, exist_ok=True)
     (bindir / "meshfed").write_text(rootfs.launcher("federation.cli.main", "main"))

@@ -15,15 +15,22 @@ these namespaces. :meth:`Bed.close` removes every container and namespace it mad
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from image import rootfs
+from tests.integration.harness import MESHFED, wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 ARCHIVE = REPO / "build/image/meshfed.oci.tar"
 SUBNET = "10.213.0"
+STATE = "/" + rootfs.STATE_DIR
+CLUSTER = "c1"
+ECHO_HOST = "echo.demo.svc.clusterset.local"
 RUNTIME = "runc"
 
 
@@ -148,9 +155,118 @@ class Bed:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
+def join(bed: Bed, ctl: str, cluster: str, cp_ip: str) -> str:
+    """``meshfed cluster join`` in the controller's container; the join token."""
+    joined = bed.exec(
+        ctl, "meshfed", "cluster", "join", cluster, "--locality", "local/zone-a/a1",
+        "--gateway", f"{cp_ip}:15443", "-o", "json",
+    ).stdout  # fmt: skip
+    return str(json.loads(joined)["token"])
+
+
+def controlplane_args(cluster: str, cp_ip: str, ctl_ip: str, token: str) -> list[str]:
+    """``meshfed controlplane serve`` of ``cluster`` on ``cp_ip`` joining with ``token``."""
+    return [
+        "controlplane", "serve", "--cluster", cluster, "--locality", "local/zone-a/a1",
+        "--xds-listen", f"{cp_ip}:15010", "--ca-listen", f"{cp_ip}:15012",
+        "--api-listen", f"{cp_ip}:15014", "--controller", f"https://{ctl_ip}:15080",
+        "--join-token", token, "--gateway", f"{cp_ip}:15443",
+    ]  # fmt: skip
+
+
+def sidecar_args(
+    cp_ip: str, address: str, service: str, name: str, app_port: int, tokens: str
+) -> list[str]:
+    """``meshfed proxy sidecar`` of ``service`` (namespace demo) in cluster :data:`CLUSTER`,
+    with its workload token and trust bundle under ``tokens``; Envoy's admin on 15000."""
+    return [
+        "proxy", "sidecar", "--cluster", CLUSTER, "--controlplane", f"{cp_ip}:15010",
+        "--api", f"https://{cp_ip}:15014", "--trust-bundle", f"{tokens}/bundle.pem",
+        "--workload-token-file", f"{tokens}/{service}.token", "--service", service,
+        "-n", "demo", "--name", name, "--app-port", str(app_port), "--service-port", "8080",
+        "--address", address, "--admin-port", "15000", "--outbound-port", "15001",
+    ]  # fmt: skip
+
+
 def state_dir(path: Path, uid: int) -> Path:
     """A host directory for a container's ``/var/lib/meshfed``, owned by ``uid``, 0700."""
     path.mkdir(parents=True, exist_ok=True)
     os.chown(path, uid, uid)
     path.chmod(0o700)
     return path
+
+
+def start_federation(
+    bed: Bed, work: Path, host_procs: list[subprocess.Popen[bytes]]
+) -> dict[str, object]:
+    """Controller, control plane and echo pod (app and sidecar) from the image; a frontend
+    sidecar of the host's meshfed in node ``client`` (appended to ``host_procs``), whose
+    outbound port 15001 reaches the echo by :data:`ECHO_HOST`."""
+    ctl_ip, cp_ip, pod_ip, client_ip = (bed.node(n) for n in ("ctl", "cp", "pod", "client"))
+    uid, proxy = rootfs.MESHFED_UID, rootfs.PROXY_UID
+    ctl = bed.run(
+        "ctl", "controller",
+        ["controller", "serve", "--listen", f"{ctl_ip}:15080", "--sync-listen", f"{ctl_ip}:15090"],
+        user=uid, volumes={state_dir(work / "ctl", uid): STATE},
+    )  # fmt: skip
+    wait_until(
+        lambda: bed.exec(ctl, "meshfed", "cluster", "list", check=False).returncode == 0,
+        60, "the controller container's API", interval_s=0.5,
+    )  # fmt: skip
+    token = join(bed, ctl, CLUSTER, cp_ip)
+    cp_state = state_dir(work / "cp", uid)
+    cp = bed.run(
+        "cp", "controlplane", controlplane_args(CLUSTER, cp_ip, ctl_ip, token),
+        user=uid, volumes={cp_state: STATE},
+    )  # fmt: skip
+    wait_until(
+        lambda: "Ready" in bed.exec(ctl, "meshfed", "cluster", "list", check=False).stdout,
+        60, "the control plane container to join", interval_s=0.5,
+    )  # fmt: skip
+    tokens = work / "tokens"
+    tokens.mkdir(mode=0o755)
+    for account in ("echo", "frontend"):
+        bed.exec(
+            cp, "meshfed", "workload", "token", "--cluster", CLUSTER, "-n", "demo",
+            "--service-account", account, "--token-out", f"{STATE}/{account}.token",
+            "--bundle-out", f"{STATE}/bundle.pem",
+        )  # fmt: skip
+    for name in ("echo.token", "frontend.token", "bundle.pem"):
+        (tokens / name).write_bytes((cp_state / name).read_bytes())
+    os.chown(tokens / "echo.token", proxy, proxy)
+    # registering a WorkloadEntry takes the control plane's API token (as on a VM)
+    api_token = (cp_state / "controlplanes" / CLUSTER / "api-token").read_text().strip()
+    pod_state = state_dir(work / "pod", proxy)
+    bed.run(
+        "pod", "echo-app",
+        ["-m", "federation.demo.echo_http", "--name", "c1-echo-1", "--cluster", CLUSTER,
+         "--port", "18080"],
+        user=uid, entrypoint=f"/usr/bin/{rootfs.PYTHON}",
+    )  # fmt: skip
+    sidecar = bed.run(
+        "pod", "sidecar", sidecar_args(cp_ip, pod_ip, "echo", "c1-echo-1", 18080, "/etc/meshfed"),
+        user=proxy, volumes={pod_state: STATE, tokens: "/etc/meshfed:ro"},
+        env={"MESHFED_TOKEN": api_token},
+    )  # fmt: skip
+    export = (
+        "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+        f"metadata: {{name: echo, namespace: demo}}\nspec: {{cluster: {CLUSTER}}}\n"
+    )
+    (work / "ctl" / "export.yaml").write_text(export)
+    bed.exec(ctl, "meshfed", "apply", "-f", f"{STATE}/export.yaml")
+    client_home = work / "client"
+    client_home.mkdir()
+    log = (work / "frontend.log").open("ab")
+    host_procs.append(
+        subprocess.Popen(
+            bed.in_node(
+                "client",
+                [MESHFED, *sidecar_args(cp_ip, client_ip, "frontend", "frontend", 9, str(tokens))],
+            ),
+            env={**os.environ, "MESHFED_HOME": str(client_home), "MESHFED_TOKEN": api_token},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    )  # fmt: skip
+    log.close()
+    return {"bed": bed, "ctl": ctl, "cp": cp, "sidecar": sidecar, "work": work,
+            "pod_state": pod_state}  # fmt: skip

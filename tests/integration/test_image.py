@@ -10,7 +10,6 @@ by the host's meshfed in a namespace of its own is the client outside the contai
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tarfile
 import uuid
@@ -20,14 +19,19 @@ import pytest
 
 from image import build as image_build
 from image import rootfs
-from tests.integration.containers import ARCHIVE, Bed, load, podman, state_dir, ulimits
-from tests.integration.harness import MESHFED, wait_until
+from tests.integration.containers import (
+    ARCHIVE,
+    CLUSTER,
+    ECHO_HOST,
+    Bed,
+    load,
+    podman,
+    start_federation,
+    ulimits,
+)
+from tests.integration.harness import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-STATE = "/" + rootfs.STATE_DIR
-ECHO_HOST = "echo.demo.svc.clusterset.local"
-CLUSTER = "c1"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def fed(archive, tmp_path_factory):
     host_procs: list[subprocess.Popen[bytes]] = []
     try:
         bed.open()
-        yield _start(bed, work, host_procs)
+        yield start_federation(bed, work, host_procs)
     finally:
         for proc in host_procs:
             proc.terminate()
@@ -56,95 +60,6 @@ def fed(archive, tmp_path_factory):
                 proc.kill()
                 proc.wait(5)
         bed.close()
-
-
-def _start(bed: Bed, work: Path, host_procs: list[subprocess.Popen[bytes]]) -> dict[str, object]:
-    ctl_ip, cp_ip, pod_ip, client_ip = (bed.node(n) for n in ("ctl", "cp", "pod", "client"))
-    uid, proxy = rootfs.MESHFED_UID, rootfs.PROXY_UID
-    ctl = bed.run(
-        "ctl", "controller",
-        ["controller", "serve", "--listen", f"{ctl_ip}:15080", "--sync-listen", f"{ctl_ip}:15090"],
-        user=uid, volumes={state_dir(work / "ctl", uid): STATE},
-    )  # fmt: skip
-    wait_until(
-        lambda: bed.exec(ctl, "meshfed", "cluster", "list", check=False).returncode == 0,
-        60, "the controller container's API", interval_s=0.5,
-    )  # fmt: skip
-    joined = bed.exec(
-        ctl, "meshfed", "cluster", "join", CLUSTER, "--locality", "local/zone-a/a1",
-        "--gateway", f"{cp_ip}:15443", "-o", "json",
-    ).stdout  # fmt: skip
-    token = json.loads(joined)["token"]
-    cp_state = state_dir(work / "cp", uid)
-    cp = bed.run(
-        "cp", "controlplane",
-        ["controlplane", "serve", "--cluster", CLUSTER, "--locality", "local/zone-a/a1",
-         "--xds-listen", f"{cp_ip}:15010", "--ca-listen", f"{cp_ip}:15012",
-         "--api-listen", f"{cp_ip}:15014", "--controller", f"https://{ctl_ip}:15080",
-         "--join-token", token, "--gateway", f"{cp_ip}:15443"],
-        user=uid, volumes={cp_state: STATE},
-    )  # fmt: skip
-    wait_until(
-        lambda: "Ready" in bed.exec(ctl, "meshfed", "cluster", "list", check=False).stdout,
-        60, "the control plane container to join", interval_s=0.5,
-    )  # fmt: skip
-    tokens = work / "tokens"
-    tokens.mkdir(mode=0o755)
-    for account in ("echo", "frontend"):
-        bed.exec(
-            cp, "meshfed", "workload", "token", "--cluster", CLUSTER, "-n", "demo",
-            "--service-account", account, "--token-out", f"{STATE}/{account}.token",
-            "--bundle-out", f"{STATE}/bundle.pem",
-        )  # fmt: skip
-    for name in ("echo.token", "frontend.token", "bundle.pem"):
-        (tokens / name).write_bytes((cp_state / name).read_bytes())
-    os.chown(tokens / "echo.token", proxy, proxy)
-    # registering a WorkloadEntry takes the control plane's API token (as on a VM)
-    api_token = (cp_state / "controlplanes" / CLUSTER / "api-token").read_text().strip()
-    pod_state = state_dir(work / "pod", proxy)
-    bed.run(
-        "pod", "echo-app",
-        ["-m", "federation.demo.echo_http", "--name", "c1-echo-1", "--cluster", CLUSTER,
-         "--port", "18080"],
-        user=uid, entrypoint=f"/usr/bin/{rootfs.PYTHON}",
-    )  # fmt: skip
-    sidecar = bed.run(
-        "pod", "sidecar",
-        ["proxy", "sidecar", "--cluster", CLUSTER, "--controlplane", f"{cp_ip}:15010",
-         "--api", f"https://{cp_ip}:15014", "--trust-bundle", "/etc/meshfed/bundle.pem",
-         "--workload-token-file", "/etc/meshfed/echo.token", "--service", "echo", "-n", "demo",
-         "--name", "c1-echo-1", "--app-port", "18080", "--service-port", "8080",
-         "--address", pod_ip, "--admin-port", "15000"],
-        user=proxy, volumes={pod_state: STATE, tokens: "/etc/meshfed:ro"},
-        env={"MESHFED_TOKEN": api_token},
-    )  # fmt: skip
-    export = (
-        "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
-        f"metadata: {{name: echo, namespace: demo}}\nspec: {{cluster: {CLUSTER}}}\n"
-    )
-    (work / "ctl" / "export.yaml").write_text(export)
-    bed.exec(ctl, "meshfed", "apply", "-f", f"{STATE}/export.yaml")
-    client_home = work / "client"
-    client_home.mkdir()
-    log = (work / "frontend.log").open("ab")
-    host_procs.append(
-        subprocess.Popen(
-            bed.in_node(
-                "client",
-                [MESHFED, "proxy", "sidecar", "--cluster", CLUSTER,
-                 "--controlplane", f"{cp_ip}:15010", "--api", f"https://{cp_ip}:15014",
-                 "--trust-bundle", str(tokens / "bundle.pem"),
-                 "--workload-token-file", str(tokens / "frontend.token"),
-                 "--service", "frontend", "-n", "demo", "--app-port", "9",
-                 "--address", client_ip, "--outbound-port", "15001", "--admin-port", "15000"],
-            ),
-            env={**os.environ, "MESHFED_HOME": str(client_home), "MESHFED_TOKEN": api_token},
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-    )  # fmt: skip
-    log.close()
-    return {"bed": bed, "ctl": ctl, "cp": cp, "sidecar": sidecar, "work": work,
-            "pod_state": pod_state}  # fmt: skip
 
 
 def _curl(bed: Bed, path: str = "/") -> subprocess.CompletedProcess[str]:
