@@ -175,12 +175,18 @@ def controlplane_args(cluster: str, cp_ip: str, ctl_ip: str, token: str) -> list
 
 
 def sidecar_args(
-    cp_ip: str, address: str, service: str, name: str, app_port: int, tokens: str
+    cp_ip: str,
+    address: str,
+    service: str,
+    name: str,
+    app_port: int,
+    tokens: str,
+    cluster: str = CLUSTER,
 ) -> list[str]:
-    """``meshfed proxy sidecar`` of ``service`` (namespace demo) in cluster :data:`CLUSTER`,
-    with its workload token and trust bundle under ``tokens``; Envoy's admin on 15000."""
+    """``meshfed proxy sidecar`` of ``service`` (namespace demo) in ``cluster``, with its
+    workload token and trust bundle under ``tokens``; Envoy's admin on 15000."""
     return [
-        "proxy", "sidecar", "--cluster", CLUSTER, "--controlplane", f"{cp_ip}:15010",
+        "proxy", "sidecar", "--cluster", cluster, "--controlplane", f"{cp_ip}:15010",
         "--api", f"https://{cp_ip}:15014", "--trust-bundle", f"{tokens}/bundle.pem",
         "--workload-token-file", f"{tokens}/{service}.token", "--service", service,
         "-n", "demo", "--name", name, "--app-port", str(app_port), "--service-port", "8080",
