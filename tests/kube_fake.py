@@ -93,6 +93,7 @@ RESOURCES = [
     Resource("", "v1", "secrets", "Secret"),
     Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
     Resource("apps", "v1", "deployments", "Deployment"),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
     Resource(
         "rbac.authorization.k8s.io",

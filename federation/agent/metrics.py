@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.error
 from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
@@ -118,11 +119,17 @@ class TapCollector(Collector):
 
 
 def make_app(
-    envoy_stats: Callable[[], str], source: Mapping[str, str], tap: TrafficTap | None
+    envoy_stats: Callable[[], str],
+    source: Mapping[str, str],
+    tap: TrafficTap | None,
+    envoy_ready: Callable[[], str] | None = None,
 ) -> web.Application:
     """The endpoint: ``envoy_stats()`` returns Envoy's ``/stats/prometheus`` (blocking; run
     in a thread; raises OSError while Envoy is down, then only the agent's families are
-    served)."""
+    served). With ``envoy_ready`` (Envoy's admin ``/ready``, blocking), also
+    ``GET /healthz/ready``: 200 ``LIVE`` when Envoy says LIVE, else 503 with Envoy's state --
+    a kubelet's readiness probe, as Istio's pilot-agent serves on 15021 (Envoy's own admin
+    listens on loopback only)."""
     registry = CollectorRegistry(auto_describe=True)
     if tap is not None:
         registry.register(TapCollector(tap, source))
@@ -135,6 +142,18 @@ def make_app(
         body = generate_latest(registry).decode() + envoy
         return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
 
+    async def ready(_request: web.Request) -> web.Response:
+        assert envoy_ready is not None
+        try:
+            state = (await asyncio.to_thread(envoy_ready)).strip()
+        except urllib.error.HTTPError as err:  # Envoy answers 503 with its state
+            state = err.read().decode(errors="replace").strip() or f"HTTP {err.code}"
+        except OSError as err:
+            state = f"envoy unreachable ({err.strerror or err})"
+        return web.Response(text=state + "\n", status=200 if state == "LIVE" else 503)
+
     app = web.Application()
     app.router.add_get("/metrics", metrics)
+    if envoy_ready is not None:
+        app.router.add_get("/healthz/ready", ready)
     return app

@@ -57,7 +57,10 @@ class AgentParts:
 async def _serve_metrics(parts: AgentParts, agent: ProxyAgent) -> web.AppRunner:
     """Start the metrics endpoint; its runner (to clean up) after writing ``agent.json``."""
     app = metrics.make_app(
-        lambda: agent.envoy.admin("/stats/prometheus", timeout_s=2.0), parts.labels, parts.tap
+        lambda: agent.envoy.admin("/stats/prometheus", timeout_s=2.0),
+        parts.labels,
+        parts.tap,
+        envoy_ready=lambda: agent.envoy.admin("/ready", timeout_s=2.0),
     )
     runner, port = await start_http(app, parts.metrics_listen, "--metrics-listen")
     host = parts.metrics_listen.rsplit(":", 1)[0]

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from federation.cli.params import InputError, image_options, output_option
-from federation.model.documents import parse_yaml, read_source
+from federation.model.documents import parse_yaml, read_source, to_yaml
 
 
 def _emit(
@@ -39,7 +38,7 @@ def _print(objects: list[dict[str, Any]], output: str) -> None:
     if output == "json":
         click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
     else:
-        click.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+        click.echo(to_yaml(objects, documents=True), nl=False)
 
 
 def install_options(f: Any) -> Any:
@@ -47,12 +46,15 @@ def install_options(f: Any) -> Any:
     for option in reversed(
         [
             click.option(
-                "--cluster", required=True, help="The member's name (meshfed cluster join)."
+                "--cluster",
+                default="",
+                help="The member's name (meshfed cluster join).  [install: required]",
             ),
             click.option(
                 "--locality",
-                required=True,
-                help="<cloud>/<region>[/<zone>] of the cluster, e.g. aws/us-east-1.",
+                default="",
+                help="<cloud>/<region>[/<zone>] of the cluster, e.g. aws/us-east-1.  [install:"
+                " required]",
             ),
             click.option(
                 "--controller",
@@ -100,8 +102,9 @@ def install_options(f: Any) -> Any:
             click.option(
                 "--gateway-ip",
                 default="",
-                metavar="IP",
-                help="A reserved address for the gateway's load balancer (loadBalancerIP).",
+                metavar="ADDRESS",
+                help="A reserved address for the gateway's load balancer: an IP (local), the"
+                " address's name (gcp), Elastic IP allocation IDs (aws; comma-separated).",
             ),
             click.option(
                 "--crds/--no-crds",
@@ -149,19 +152,27 @@ def install_cmd(output: str, apply_: bool, kubeconfig: Path | None, **options: A
     from federation.install.manifests import install
     from federation.install.options import install_options
 
-    _emit(install(install_options(**options, require_image=True)), output, apply_, kubeconfig)
+    _emit(install(install_options(**options, for_install=True)), output, apply_, kubeconfig)
 
 
 @click.command("uninstall")
 @install_options
-def uninstall_cmd(output: str, apply_: bool, kubeconfig: Path | None, **options: Any) -> None:
+@click.option(
+    "--delete-crds",
+    is_flag=True,
+    help="Also delete the MCS CRDs, and with them every ServiceExport and ServiceImport in"
+    " the cluster, another MCS implementation's too.  [default: kept]",
+)
+def uninstall_cmd(
+    output: str, apply_: bool, kubeconfig: Path | None, delete_crds: bool, **options: Any
+) -> None:
     """Print what removes an installation (pipe to 'kubectl delete -f -'), or with --apply
-    delete it; with --no-crds the MCS CRDs, and so every ServiceExport and ServiceImport,
-    stay."""
+    delete it. The MCS CRDs stay unless --delete-crds."""
     from federation.install.manifests import uninstall
     from federation.install.options import install_options
 
-    _emit(uninstall(install_options(**options)), output, apply_, kubeconfig, delete=True)
+    opts = install_options(**options)
+    _emit(uninstall(opts, delete_crds=delete_crds), output, apply_, kubeconfig, delete=True)
 
 
 _manifests = click.option("-f", "--filename", "path", required=True, help="Manifests ('-': stdin).")
@@ -176,7 +187,7 @@ def _each_document(path: str, change: Any) -> None:
         if not isinstance(doc, dict):
             raise InputError(f"-f {path}: document {i} is not a mapping")
         out.append(change(doc))
-    click.echo(yaml.safe_dump_all(out, sort_keys=False), nl=False)
+    click.echo(to_yaml(out, documents=True), nl=False)
 
 
 _sidecar_image, _allow_tag = image_options(

@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import click
-import yaml
 
 from federation.paths import meshfed_home
 
@@ -146,7 +145,9 @@ def emit(data: Any, output: str, table: Callable[[], None]) -> None:
     if output == "json":
         click.echo(json.dumps(data, indent=2))
     elif output == "yaml":
-        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+        from federation.model.documents import to_yaml
+
+        click.echo(to_yaml(data), nl=False)
     else:
         table()
 

@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 import click
-import yaml
 
 from federation.cli.params import (
     DURATION,
@@ -169,4 +168,6 @@ def _print_plan(plan: ShiftPlan) -> None:
         + (f" or p99 exceeds {max_p99:g} ms" if max_p99 else "")
         + "; the last step's policy:"
     )
-    click.echo(yaml.safe_dump(json.loads(json.dumps(plan.docs[-1])), sort_keys=False), nl=False)
+    from federation.model.documents import to_yaml
+
+    click.echo(to_yaml(json.loads(json.dumps(plan.docs[-1]))), nl=False)

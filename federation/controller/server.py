@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
-import yaml
 from aiohttp import web
 
 from federation.controller.api import ControllerContext, make_app
@@ -242,7 +241,9 @@ def write_cli_config(
     if ca_file is not None:
         config["caFile"] = str(ca_file.resolve())
         config["serverName"] = CONTROLLER_SERVER_NAME
-    text = yaml.safe_dump(config, sort_keys=False)
+    from federation.model.documents import to_yaml
+
+    text = to_yaml(config)
     write_atomic(path, text.encode(), KEY_FILE_MODE)
 
 

@@ -25,7 +25,7 @@ the same objects for ``kubectl delete -f -``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from federation.controlplane.kube.pod import (
@@ -254,13 +254,57 @@ def rbac() -> list[dict[str, Any]]:
     return [*accounts, role, binding]
 
 
+#: The image's meshfed user (image/rootfs.py).
+MESHFED_UID = 10001
+#: The gateway agent's metrics and readiness port (``GET /healthz/ready``: Envoy's ``/ready``).
+GATEWAY_HEALTH_PORT = 15020
+
+
 def _container_security() -> dict[str, Any]:
     return {
         "runAsNonRoot": True,
-        "runAsUser": 10001,
+        "runAsUser": MESHFED_UID,
+        "runAsGroup": MESHFED_UID,
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _pod_security() -> dict[str, Any]:
+    """Pod Security Standards "restricted" (https://kubernetes.io/docs/concepts/security/
+    pod-security-standards/): non-root, the runtime's default seccomp profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": MESHFED_UID,
+        "runAsGroup": MESHFED_UID,
+        "fsGroup": MESHFED_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _spread(labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Replicas spread over zones, then nodes, as evenly as the scheduler can (soft: a
+    one-zone or one-node cluster still schedules them)."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": labels},
+        }
+        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+    ]
+
+
+def _disruption_budget(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """At most one replica evicted at a time (node drains, upgrades)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(name, **labels),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
     }
 
 
@@ -344,7 +388,7 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
                 "metadata": {"labels": {**PART_OF, **labels}},
                 "spec": {
                     "serviceAccountName": "meshfed-controlplane",
-                    "securityContext": {"fsGroup": 10001},
+                    "securityContext": _pod_security(),
                     "containers": [_controlplane_container(opts)],
                     "volumes": [volume],
                 },
@@ -383,9 +427,30 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
             *agent_args(),
             "--listen",
             f"0.0.0.0:{PORTS['gateway']}",
+            "--metrics-listen",
+            f"0.0.0.0:{GATEWAY_HEALTH_PORT}",
         ],
         "env": [{"name": "MESHFED_WORKLOAD_TOKEN_FILE", "value": TOKEN_PATH}],
-        "ports": [{"name": "tls", "containerPort": PORTS["gateway"]}],
+        "ports": [
+            {"name": "tls", "containerPort": PORTS["gateway"]},
+            {"name": "http-metrics", "containerPort": GATEWAY_HEALTH_PORT},
+        ],
+        # ready once Envoy has its first SVID and configuration; the load balancer and the
+        # PodDisruptionBudget count only ready replicas
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz/ready", "port": GATEWAY_HEALTH_PORT},
+            "periodSeconds": 5,
+        },
+        "startupProbe": {
+            "httpGet": {"path": "/healthz/ready", "port": GATEWAY_HEALTH_PORT},
+            "periodSeconds": 2,
+            "failureThreshold": 60,
+        },
+        "livenessProbe": {
+            "tcpSocket": {"port": GATEWAY_HEALTH_PORT},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
         "securityContext": _container_security(),
         "volumeMounts": [
@@ -405,6 +470,9 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
                     "metadata": {"labels": {**PART_OF, **labels}},
                     "spec": {
                         "serviceAccountName": "meshfed-gateway",
+                        "securityContext": _pod_security(),
+                        "topologySpreadConstraints": _spread(labels),
+                        "terminationGracePeriodSeconds": 30,
                         "containers": [container],
                         "volumes": [token_volume(), {"name": "work", "emptyDir": {}}],
                     },
@@ -416,7 +484,7 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
             "kind": "Service",
             "metadata": {
                 **_meta("meshfed-gateway", **labels),
-                "annotations": LB_ANNOTATIONS[opts.provider],
+                "annotations": {**LB_ANNOTATIONS[opts.provider], **_load_balancer_address(opts)[0]},
             },
             "spec": {
                 "type": "LoadBalancer",
@@ -429,10 +497,30 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
                     if opts.gateway_allowed_cidrs
                     else {}
                 ),
-                **({"loadBalancerIP": opts.gateway_ip} if opts.gateway_ip else {}),
+                **_load_balancer_address(opts)[1],
             },
         },
+        _disruption_budget("meshfed-gateway", labels),
     ]
+
+
+def _load_balancer_address(opts: InstallOptions) -> tuple[dict[str, str], dict[str, str]]:
+    """(annotations, spec fields) that give the gateway's load balancer ``opts.gateway_ip``.
+
+    ``spec.loadBalancerIP`` is deprecated since Kubernetes 1.24 in favour of each
+    implementation's annotation: GKE's ``networking.gke.io/load-balancer-ip-addresses``
+    takes the reserved address's *name* (GKE 1.29+); the AWS Load Balancer Controller's
+    ``service.beta.kubernetes.io/aws-load-balancer-eip-allocations`` takes Elastic IP
+    allocation IDs, one per subnet. ``local`` (MetalLB, kube-vip, a bare cluster) keeps the
+    generic field. :func:`federation.install.options.install_options` checks the form.
+    """
+    if not opts.gateway_ip:
+        return {}, {}
+    if opts.provider == "gcp":
+        return {"networking.gke.io/load-balancer-ip-addresses": opts.gateway_ip}, {}
+    if opts.provider == "aws":
+        return {"service.beta.kubernetes.io/aws-load-balancer-eip-allocations": opts.gateway_ip}, {}
+    return {}, {"loadBalancerIP": opts.gateway_ip}
 
 
 def webhook() -> dict[str, Any]:
@@ -492,8 +580,9 @@ def install(opts: InstallOptions) -> list[dict[str, Any]]:
     ]
 
 
-def uninstall(opts: InstallOptions) -> list[dict[str, Any]]:
+def uninstall(opts: InstallOptions, *, delete_crds: bool = False) -> list[dict[str, Any]]:
     """What removes an installation (``kubectl delete -f -``): the same objects, in reverse
-    order; the CRDs stay unless ``opts.install_crds`` (deleting them deletes every
-    ServiceExport and ServiceImport of the cluster)."""
-    return list(reversed(install(opts)))
+    order. The MCS CRDs stay unless ``delete_crds``: deleting a CRD deletes every object of
+    it, another MCS implementation's ServiceExports and ServiceImports too."""
+    objects = install(replace(opts, install_crds=False))
+    return list(reversed([*(crds() if delete_crds else []), *objects]))

@@ -18,6 +18,40 @@ from federation.install.manifests import InstallOptions
 from federation.model.locality import Locality
 from federation.model.workload import DNS_LABEL
 
+#: GCP resource names (RFC 1035 labels) and AWS Elastic IP allocation IDs.
+_GCP_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_EIP_ALLOCATION = re.compile(r"eipalloc-[0-9a-f]{8,17}")
+
+
+def check_gateway_address(provider: str, value: str) -> None:
+    """``--gateway-ip`` in the form the provider's load balancer takes
+    (:func:`federation.install.manifests._load_balancer_address`): an IP address (local), a
+    reserved address's name (gcp), Elastic IP allocation IDs, comma-separated (aws).
+
+    Raises:
+        ConfigError: another form, naming the one expected.
+    """
+    if provider == "gcp":
+        if not _GCP_NAME.fullmatch(value):
+            raise ConfigError(
+                f"--gateway-ip {value!r}: on GCP give the reserved address's name (the"
+                " google_compute_address), not its IP: GKE's"
+                " networking.gke.io/load-balancer-ip-addresses takes names"
+            )
+    elif provider == "aws":
+        bad = [v for v in value.split(",") if not _EIP_ALLOCATION.fullmatch(v.strip())]
+        if bad:
+            raise ConfigError(
+                f"--gateway-ip {bad[0]!r}: on AWS give Elastic IP allocation IDs"
+                " (eipalloc-..., one per public subnet, comma-separated): the NLB takes"
+                " service.beta.kubernetes.io/aws-load-balancer-eip-allocations"
+            )
+    else:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as err:
+            raise ConfigError(f"--gateway-ip: {err}") from err
+
 
 def install_options(
     cluster: str,
@@ -33,29 +67,36 @@ def install_options(
     gateway_allowed_cidrs: str,
     gateway_ip: str,
     allow_tag: bool = False,
-    require_image: bool = False,
+    for_install: bool = False,
 ) -> InstallOptions:
     """The :class:`InstallOptions` of ``meshfed install`` / ``uninstall``'s flags (each
-    argument is the flag of that name; ``crds`` is ``--crds/--no-crds``). ``require_image``:
-    install writes ``image`` into manifests, so it must be given, by digest unless
-    ``allow_tag`` (:func:`federation.install.images.pinned_image`); uninstall ignores it.
+    argument is the flag of that name; ``crds`` is ``--crds/--no-crds``). ``for_install``:
+    install writes ``cluster``, ``locality`` and ``image`` into manifests, so they must be
+    given, the image by digest unless ``allow_tag``
+    (:func:`federation.install.images.pinned_image`); uninstall needs none of them (what it
+    deletes is named the same in every cluster) and checks only what it is given.
 
     Raises:
         ConfigError: a value is malformed or conflicts with another (named by its flag).
     """
-    if require_image:
+    if for_install:
+        for flag, value in (("--cluster", cluster), ("--locality", locality), ("--image", image)):
+            if not value:
+                raise ConfigError(f"{flag} is required")
         try:
             pinned_image(image, allow_tag=allow_tag)
         except ValueError as err:
-            raise ConfigError(str(err) if image else "--image is required") from err
-    try:
-        validate_member_name(cluster)  # as the controller checks member names
-    except ValueError as err:
-        raise ConfigError(f"--cluster: {cluster!r} is not a member name ({err})") from err
-    try:
-        Locality.parse(locality)
-    except ValueError as err:
-        raise ConfigError(f"--locality: {err}") from err
+            raise ConfigError(str(err)) from err
+    if cluster:
+        try:
+            validate_member_name(cluster)  # as the controller checks member names
+        except ValueError as err:
+            raise ConfigError(f"--cluster: {cluster!r} is not a member name ({err})") from err
+    if locality:
+        try:
+            Locality.parse(locality)
+        except ValueError as err:
+            raise ConfigError(f"--locality: {err}") from err
     if controller:
         try:
             controller_urls(controller)
@@ -78,10 +119,7 @@ def install_options(
         except ValueError as err:
             raise ConfigError(f"--gateway-allowed-cidrs: {err}") from err
     if gateway_ip:
-        try:
-            ipaddress.ip_address(gateway_ip)
-        except ValueError as err:
-            raise ConfigError(f"--gateway-ip: {err}") from err
+        check_gateway_address(provider, gateway_ip)
     return InstallOptions(
         cluster=cluster,
         locality=locality,

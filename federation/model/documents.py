@@ -75,6 +75,23 @@ def decode_text(data: bytes, *, source: str = "input") -> str:
         ) from err
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper without anchors and aliases: a manifest that repeats a value
+    (the same verbs in two RBAC rules) repeats it, as kubectl prints, instead of ``&id001``
+    / ``*id001``, which kubectl, Helm and many linters refuse or mangle."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def to_yaml(data: Any, *, documents: bool = False) -> str:
+    """``data`` as block YAML in key order, without anchors (:class:`_PlainDumper`);
+    ``documents``: ``data`` is a list of documents, written as a ``---`` stream."""
+    if documents:
+        return yaml.dump_all(data, Dumper=_PlainDumper, sort_keys=False)
+    return yaml.dump(data, Dumper=_PlainDumper, sort_keys=False)
+
+
 def read_source(path: str) -> tuple[str, str]:
     """The text of ``-f PATH`` (``-`` for stdin) and how to name it in errors.
 

@@ -191,6 +191,7 @@ def sidecar_args(
         "--workload-token-file", f"{tokens}/{service}.token", "--service", service,
         "-n", "demo", "--name", name, "--app-port", str(app_port), "--service-port", "8080",
         "--address", address, "--admin-port", "15000", "--outbound-port", "15001",
+        "--metrics-listen", f"{address}:15020",
     ]  # fmt: skip
 
 

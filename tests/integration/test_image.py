@@ -36,8 +36,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def archive() -> Path:
-    """``build/image/meshfed.oci.tar`` (``make image``; built here when missing)."""
-    if not ARCHIVE.exists():
+    """``build/image/meshfed.oci.tar`` (``make image``; built here when missing or older than
+    a source file, so a test never runs an image of other code)."""
+    sources = [image_build.REPO / "pyproject.toml"]
+    for package in ("federation", "eastwest_gateway", "trust", "providers", "image"):
+        sources += (image_build.REPO / package).rglob("*.py")
+    newest = max(p.stat().st_mtime for p in sources)
+    if not ARCHIVE.exists() or ARCHIVE.stat().st_mtime < newest:
         image_build.build(ARCHIVE.parent, epoch=image_build.source_date_epoch())
     return ARCHIVE
 
@@ -112,6 +117,12 @@ def test_the_sidecar_container_got_its_first_svid_and_the_controller_is_healthy(
         f"print(urllib.request.urlopen('https://{bed.address('ctl')}:15080/healthz',context=c).status)",
     )  # fmt: skip
     assert health.stdout.strip() == "200"
+    # the readiness a kubelet probes, from outside the pod: Envoy's /ready through the agent
+    ready = subprocess.run(
+        bed.in_node("client", ["curl", "-sS", f"http://{bed.address('pod')}:15020/healthz/ready"]),
+        capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
+    assert ready.stdout.strip() == "LIVE", ready
     version = podman(
         "run", "--rm", "--network=none", "--read-only", "--cap-drop=all", *ulimits(),
         bed.image, "version", "-o", "json",

@@ -74,8 +74,14 @@ def test_install_apply_writes_every_object_keeps_others_fields_and_uninstall_rem
         assert gateway is not None and gateway["status"]["loadBalancer"]["ingress"]
 
         gone = run_meshfed(home, "uninstall", *ARGS, "--apply", "--kubeconfig", str(kubeconfig))
-        assert f"{len(printed)} objects deleted" in gone.stderr
-        assert all(kube.get(kind, ns, name) is None for kind, ns, name in _names(printed))
+        crds = [o for o in printed if o["kind"] == "CustomResourceDefinition"]
+        others = [o for o in printed if o["kind"] != "CustomResourceDefinition"]
+        assert f"{len(others)} objects deleted" in gone.stderr
+        assert all(kube.get(kind, ns, name) is None for kind, ns, name in _names(others))
+        # the MCS CRDs stay (another MCS implementation's exports with them) unless asked
+        assert len(crds) == 2 and all(kube.get(k, n, m) for k, n, m in _names(crds))
+        run_meshfed(home, "uninstall", "--delete-crds", "--apply", "--kubeconfig", str(kubeconfig))
+        assert all(kube.get(kind, ns, name) is None for kind, ns, name in _names(crds))
         twice = run_meshfed(home, "uninstall", *ARGS, "--apply", "--kubeconfig", str(kubeconfig))
         assert "Namespace meshfed-system not found" in twice.stderr
 

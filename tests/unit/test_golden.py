@@ -32,7 +32,7 @@ from federation.controlplane.generate.proxy_config import generate
 from federation.controlplane.registry import ServiceRegistry
 from federation.install.manifests import InstallOptions, install
 from federation.model.authz import AuthorizationPolicy
-from federation.model.documents import load_documents
+from federation.model.documents import load_documents, to_yaml
 from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceImport
@@ -82,7 +82,7 @@ def test_install_manifests(provider: str) -> None:
         mesh_namespaces=("demo",),
         gateway_allowed_cidrs=("198.51.100.0/24",),
     )
-    check_golden(f"install/{provider}.yaml", yaml.safe_dump_all(install(options), sort_keys=False))
+    check_golden(f"install/{provider}.yaml", to_yaml(install(options), documents=True))
 
 
 def _agent() -> AgentConfig:

@@ -4,7 +4,7 @@ output "locality" {
 }
 
 output "gateway_address" {
-  description = "host:port of the gateway: the reserved address, which meshfed install --gateway-ip gives the gateway Service (loadBalancerIP)."
+  description = "host:port of the gateway: the reserved address, whose name meshfed install --gateway-ip gives the gateway Service (GKE annotation networking.gke.io/load-balancer-ip-addresses)."
   value       = "${google_compute_address.gateway.address}:15443"
 }
 
@@ -17,6 +17,6 @@ output "member" {
     gateway               = "${google_compute_address.gateway.address}:15443"
     provider              = "gcp"
     gateway_allowed_cidrs = var.gateway_allowed_cidrs
-    gateway_ip            = google_compute_address.gateway.address
+    gateway_ip            = google_compute_address.gateway.name
   }
 }

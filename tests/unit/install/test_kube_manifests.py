@@ -29,6 +29,7 @@ from federation.install.manifests import (
     install,
     uninstall,
 )
+from tests.unit.install.pod_security import restricted_violations
 
 OPTIONS = InstallOptions(
     cluster="east",
@@ -41,9 +42,12 @@ OPTIONS = InstallOptions(
 )
 
 
+ADDRESSES = {"aws": "eipalloc-0123456789abcdef0", "gcp": "meshfed-east-gw", "local": "203.0.113.9"}
+
+
 @pytest.mark.parametrize("provider", ["aws", "gcp", "local"])
 def test_install_manifests_are_valid_kubernetes_objects(provider: str) -> None:
-    objects = install(replace(OPTIONS, provider=provider, gateway_ip="203.0.113.9"))
+    objects = install(replace(OPTIONS, provider=provider, gateway_ip=ADDRESSES[provider]))
     for obj in objects:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)  # raises when invalid
     kinds = [o["kind"] for o in objects]
@@ -57,12 +61,89 @@ def test_install_manifests_are_valid_kubernetes_objects(provider: str) -> None:
             ]
             == "ip"
         )
-    # only the federation's ranges reach the gateway; the reserved address is asked for
+    # only the federation's ranges reach the gateway; the reserved address is asked for, by
+    # each cloud's annotation (spec.loadBalancerIP is deprecated): local keeps the field
     assert lb["spec"]["loadBalancerSourceRanges"] == ["198.51.100.0/24", "2001:db8::/32"]
-    assert lb["spec"]["loadBalancerIP"] == "203.0.113.9"
+    asked = {
+        "aws": lb["metadata"]["annotations"].get(
+            "service.beta.kubernetes.io/aws-load-balancer-eip-allocations"
+        ),
+        "gcp": lb["metadata"]["annotations"].get("networking.gke.io/load-balancer-ip-addresses"),
+        "local": lb["spec"].get("loadBalancerIP"),
+    }
+    assert asked[provider] == ADDRESSES[provider]
+    assert provider == "local" or "loadBalancerIP" not in lb["spec"]
     plain = install(replace(OPTIONS, gateway_allowed_cidrs=()))
     lb = next(o for o in plain if o["kind"] == "Service" and o["spec"]["type"] == "LoadBalancer")
     assert "loadBalancerSourceRanges" not in lb["spec"] and "loadBalancerIP" not in lb["spec"]
+
+
+@pytest.mark.parametrize("provider", ["aws", "gcp", "local"])
+def test_meshfed_s_own_pods_pass_pod_security_restricted_and_the_gateway_survives_drains(
+    provider: str,
+) -> None:
+    objects = install(replace(OPTIONS, provider=provider))
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert restricted_violations(pod) == [], name
+    gateway = deployments["meshfed-gateway"]["spec"]
+    assert gateway["replicas"] >= 2
+    container = gateway["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz/ready"
+    keys = {c["topologyKey"] for c in gateway["template"]["spec"]["topologySpreadConstraints"]}
+    assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    (budget,) = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    assert budget["spec"]["selector"] == gateway["selector"]
+
+
+def test_the_restricted_check_can_fail_an_injected_pod_needs_net_admin_for_capture() -> None:
+    injected = inject_document(POD, "east", "img@sha256:" + "0" * 64)
+    violations = restricted_violations(injected["spec"])
+    assert any("NET_ADMIN" in v for v in violations), violations
+
+
+def test_install_apply_knows_the_api_path_of_every_kind_install_emits() -> None:
+    from federation.install.apply import RESOURCES, resource_path
+
+    for provider in ("aws", "gcp", "local"):
+        for obj in install(replace(OPTIONS, provider=provider)):
+            assert (obj["apiVersion"], obj["kind"]) in RESOURCES
+            assert resource_path(obj).endswith("/" + obj["metadata"]["name"])
+
+
+def test_printed_manifests_hold_no_yaml_anchors() -> None:
+    args = ["--cluster", "east", "--locality", "aws/us-east-1", "--image", IMAGE]
+    out = CliRunner().invoke(cli, ["install", *args])
+    assert out.exit_code == 0 and "&id" not in out.output and "*id" not in out.output
+    assert yaml.safe_load_all(out.output)
+
+
+def test_uninstall_keeps_the_mcs_crds_unless_asked_and_needs_no_locality() -> None:
+    runner = CliRunner()
+    kept = list(yaml.safe_load_all(runner.invoke(cli, ["uninstall"]).output))
+    assert kept and "CustomResourceDefinition" not in {d["kind"] for d in kept}
+    gone = list(yaml.safe_load_all(runner.invoke(cli, ["uninstall", "--delete-crds"]).output))
+    assert [d["kind"] for d in gone].count("CustomResourceDefinition") == 2
+    assert gone[-1]["kind"] == "CustomResourceDefinition"  # after everything that uses them
+
+
+@pytest.mark.parametrize(
+    ("provider", "address", "message"),
+    [
+        ("gcp", "203.0.113.9", "the reserved address's name"),
+        ("aws", "203.0.113.9", "Elastic IP allocation IDs"),
+        ("local", "gw-name", "does not appear to be an IPv4 or IPv6 address"),
+    ],
+)
+def test_a_gateway_address_in_the_wrong_form_for_the_cloud_is_refused(
+    provider: str, address: str, message: str
+) -> None:
+    args = ["--cluster", "east", "--locality", "aws/us-east-1", "--image", IMAGE]
+    out = CliRunner().invoke(
+        cli, ["install", *args, "--provider", provider, "--gateway-ip", address]
+    )
+    assert out.exit_code == 2 and message in out.stderr
 
 
 def test_rbac_grants_no_wildcard_and_only_what_the_control_plane_uses() -> None:
@@ -127,7 +208,8 @@ def test_the_cli_prints_install_and_uninstall_and_refuses_bad_input() -> None:
     docs = list(yaml.safe_load_all(out.output))
     assert docs[0]["kind"] == "Namespace"
     gone = list(yaml.safe_load_all(runner.invoke(cli, ["uninstall", *args]).output))
-    assert [d["kind"] for d in gone] == [d["kind"] for d in reversed(docs)]
+    kept = [d["kind"] for d in reversed(docs) if d["kind"] != "CustomResourceDefinition"]
+    assert [d["kind"] for d in gone] == kept
     as_json = json.loads(runner.invoke(cli, ["install", *args, "-o", "json"]).output)
     assert as_json["kind"] == "List" and len(as_json["items"]) == len(docs)
     bad = runner.invoke(
@@ -140,7 +222,9 @@ def test_the_cli_prints_install_and_uninstall_and_refuses_bad_input() -> None:
     assert bad.exit_code == 2 and "--join-token needs --controller" in bad.stderr
     bad = runner.invoke(cli, ["install", *args, "--gateway-allowed-cidrs", "10.0.0.0/8,10.1.2.3/8"])
     assert bad.exit_code == 2 and "--gateway-allowed-cidrs" in bad.stderr
-    bad = runner.invoke(cli, ["install", *args, "--gateway-ip", "gw.example.com"])
+    bad = runner.invoke(
+        cli, ["install", *args, "--gateway-ip", "gw.example.com", "--provider", "local"]
+    )
     assert bad.exit_code == 2 and "--gateway-ip" in bad.stderr
 
 
