@@ -81,6 +81,10 @@ def tf_env(tmp_path_factory):
     return base, env
 
 
+IMAGE = "registry.example.com/meshfed/meshfed@sha256:" + "5e" * 32
+IMAGE_V2 = "registry.example.com/meshfed/meshfed@sha256:" + "6f" * 32
+
+
 def _tf(
     args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
@@ -174,7 +178,7 @@ def test_apply_federates_two_regions_and_destroy_unfederates(
             "-var",
             "controller_url=https://controller.example.org:15080",
             "-var",
-            "meshfed_image=registry.example.com/meshfed/meshfed@sha256:" + "5e" * 32,
+            "meshfed_image=" + IMAGE,
             "-var",
             'federation_cidrs=["198.51.100.0/24"]',
         ]
@@ -224,6 +228,22 @@ def test_apply_federates_two_regions_and_destroy_unfederates(
         # a second plan shows no changes
         plan = _tf(["plan", "-detailed-exitcode", "-input=false", *variables], cwd, run_env)
         assert plan.returncode == 0, plan.stdout[-2000:]
+        # a changed input reaches the clusters: the install re-runs (an in-place upgrade)
+        wider = [*variables[:-1], 'federation_cidrs=["198.51.100.0/24","203.0.113.0/24"]']
+        wider[wider.index("meshfed_image=" + IMAGE)] = "meshfed_image=" + IMAGE_V2
+        again = _tf(["apply", "-auto-approve", "-input=false", *wider], cwd, run_env, timeout=600)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+        assert "must be replaced" in again.stdout or "replaced" in again.stdout
+        for kube in kubes.values():
+            gateway = kube.get("Service", NAMESPACE, "meshfed-gateway")
+            assert gateway["spec"]["loadBalancerSourceRanges"] == [
+                "198.51.100.0/24",
+                "203.0.113.0/24",
+            ]
+            deployment = kube.get("Deployment", NAMESPACE, "meshfed-gateway")
+            assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE_V2
+            assert kube.get("Secret", NAMESPACE, "meshfed-join") is not None
+        variables = wider
         destroy = _tf(
             ["destroy", "-auto-approve", "-input=false", *variables], cwd, run_env, timeout=600
         )
@@ -233,3 +253,41 @@ def test_apply_federates_two_regions_and_destroy_unfederates(
         for kube in kubes.values():
             assert kube.get("Deployment", NAMESPACE, "meshfed-controlplane") is None
             assert kube.get("Namespace", "", NAMESPACE) is None
+
+
+@needs_terraform
+def test_destroy_succeeds_when_the_controller_is_gone(tf_env, procs, tmp_path) -> None:
+    """The federation module alone (no cloud): a member joined by ``apply``; the controller
+    then stops for good; ``destroy`` still completes and says the member stays registered."""
+    _base, env = tf_env
+    home = tmp_path / "home"
+    controller = ControllerHandle(procs, home)
+    controller.start()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "main.tf").write_text(
+        'module "federation" {\n'
+        f'  source       = "{TERRAFORM_DIR / "modules" / "federation"}"\n'
+        f'  meshfed_home = "{home}"\n'
+        '  members = [{ name = "east", locality = "aws/us-east-1", network = "vpc-1",\n'
+        '               gateway = "", provider = "aws" }]\n'
+        "}\n"
+    )
+    run_env = dict(
+        env,
+        TF_DATA_DIR=str(tmp_path / "tfdata"),
+        MESHFED_HOME=str(home),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    assert _tf(["init", "-input=false"], root, run_env).returncode == 0
+    apply = _tf(["apply", "-auto-approve", "-input=false"], root, run_env)
+    assert apply.returncode == 0, apply.stdout[-2000:] + apply.stderr
+    assert [c["name"] for c in controller.api("GET", "/v1/clusters")["clusters"]] == ["east"]
+    assert controller.proc is not None
+    controller.proc.terminate()
+    controller.proc.wait(10)
+    destroy = _tf(["destroy", "-auto-approve", "-input=false"], root, run_env)
+    assert destroy.returncode == 0, destroy.stdout[-2000:] + destroy.stderr
+    assert "the controller is unreachable; east stays registered" in destroy.stdout
+    state = _tf(["state", "list"], root, run_env)
+    assert state.stdout.strip() == ""
