@@ -81,6 +81,19 @@ def tf_env(tmp_path_factory):
     return base, env
 
 
+OTHER = {"aws-us-east-1": "aws-eu-west-1", "aws-eu-west-1": "aws-us-east-1"}
+
+
+def _aws(service: str, region: str, endpoint: str):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 IMAGE = "registry.example.com/meshfed/meshfed@sha256:" + "5e" * 32
 IMAGE_V2 = "registry.example.com/meshfed/meshfed@sha256:" + "6f" * 32
 
@@ -107,7 +120,12 @@ def test_fmt_is_clean_and_every_aws_module_and_example_validates(tf_env) -> None
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
     tree = base / "validate"
     shutil.copytree(TERRAFORM_DIR, tree)
-    for rel in ("modules/aws-member", "modules/federation", "examples/aws-two-regions"):
+    for rel in (
+        "modules/aws-member",
+        "modules/aws-network",
+        "modules/federation",
+        "examples/aws-two-regions",
+    ):
         cwd = tree / rel
         run_env = dict(env, TF_DATA_DIR=str(base / f"data-{rel.replace('/', '-')}"))
         init = _tf(["init", "-input=false", "-backend=false"], cwd, run_env)
@@ -188,6 +206,16 @@ def test_apply_federates_two_regions_and_destroy_unfederates(
         )
         assert apply.returncode == 0, apply.stdout[-3000:] + apply.stderr
         outputs = json.loads(_tf(["output", "-json"], cwd, run_env).stdout)
+        roles = outputs["load_balancer_controller_roles"]["value"]
+        assert set(roles) == set(names) and all(
+            "aws-load-balancer-controller" in r for r in roles.values()
+        )
+        nat_ips = {
+            f"aws-{region}": _aws("ec2", region, moto_iam).describe_addresses()["Addresses"][0][
+                "PublicIp"
+            ]
+            for region in ("us-east-1", "eu-west-1")
+        }
         assert outputs["localities"]["value"] == {
             "aws-us-east-1": "aws/us-east-1/us-east-1a",
             "aws-eu-west-1": "aws/eu-west-1/eu-west-1a",
@@ -215,8 +243,29 @@ def test_apply_federates_two_regions_and_destroy_unfederates(
             assert name in args and "https://controller.example.org:15080" in args
             gateway = kube.get("Service", NAMESPACE, "meshfed-gateway")
             assert gateway is not None and gateway["spec"]["type"] == "LoadBalancer"
-            assert gateway["spec"]["loadBalancerSourceRanges"] == ["198.51.100.0/24"]
+            # the federation's range and the other region's NAT address, nothing else
+            ranges = gateway["spec"]["loadBalancerSourceRanges"]
+            assert ranges[0] == "198.51.100.0/24" and len(ranges) == 2
+            assert ranges[1] == f"{nat_ips[OTHER[name]]}/32"
         for region in ("us-east-1", "eu-west-1"):
+            ec2 = _aws("ec2", region, moto_iam)
+            # a cluster that can run pods and get an NLB: nodes, subnets the load balancer
+            # controller finds, a way out to the internet and in from it
+            public = ec2.describe_subnets(
+                Filters=[{"Name": "tag:kubernetes.io/role/elb", "Values": ["1"]}]
+            )["Subnets"]
+            private = ec2.describe_subnets(
+                Filters=[{"Name": "tag:kubernetes.io/role/internal-elb", "Values": ["1"]}]
+            )["Subnets"]
+            assert len(public) == 2 and len(private) == 2
+            assert ec2.describe_internet_gateways()["InternetGateways"]
+            assert ec2.describe_nat_gateways()["NatGateways"]
+            routes = [r for t in ec2.describe_route_tables()["RouteTables"] for r in t["Routes"]]
+            assert any(r.get("NatGatewayId") for r in routes)
+            assert any(r.get("GatewayId", "").startswith("igw-") for r in routes)
+            cluster = "aws-" + region
+            eks = _aws("eks", region, moto_iam)
+            assert eks.list_nodegroups(clusterName=cluster)["nodegroups"] == [f"{cluster}-default"]
             elb = boto3.client(
                 "elbv2",
                 region_name=region,
@@ -236,7 +285,7 @@ def test_apply_federates_two_regions_and_destroy_unfederates(
         assert "must be replaced" in again.stdout or "replaced" in again.stdout
         for kube in kubes.values():
             gateway = kube.get("Service", NAMESPACE, "meshfed-gateway")
-            assert gateway["spec"]["loadBalancerSourceRanges"] == [
+            assert gateway["spec"]["loadBalancerSourceRanges"][:2] == [
                 "198.51.100.0/24",
                 "203.0.113.0/24",
             ]

@@ -1,7 +1,12 @@
-# Two EKS clusters in two AWS regions joined to a meshfed controller: `terraform apply`
-# registers them (and, for each cluster given in `kubeconfigs`, installs meshfed into it:
-# control plane, the gateway's LoadBalancer Service -- an NLB made by the AWS Load Balancer
-# Controller -- and the sidecar injector); `terraform destroy` uninstalls and withdraws them.
+# Two EKS clusters in two AWS regions joined to a meshfed controller. Each region gets a VPC
+# (modules/aws-network: public subnets for the gateway's NLB, private ones for the nodes, an
+# internet gateway, a NAT gateway, routes, the subnet tags the AWS Load Balancer Controller
+# looks for), an EKS cluster with a managed node group, and the IAM role of the AWS Load
+# Balancer Controller (IRSA; its Helm chart is installed with that role: terraform.md).
+# `terraform apply` registers both clusters (and, for each cluster given in `kubeconfigs`,
+# installs meshfed into it: control plane, the gateway's LoadBalancer Service -- an NLB,
+# reachable from the other region's NAT address and var.federation_cidrs only -- and the
+# sidecar injector); `terraform destroy` uninstalls and withdraws them.
 
 data "aws_iam_policy_document" "eks_assume" {
   provider = aws.use1
@@ -28,58 +33,54 @@ resource "aws_iam_role_policy_attachment" "eks" {
 
 # -- us-east-1 -------------------------------------------------------------------------------
 
-resource "aws_vpc" "use1" {
-  provider   = aws.use1
-  cidr_block = "10.10.0.0/16"
-}
+module "net_use1" {
+  source    = "../../modules/aws-network"
+  providers = { aws = aws.use1 }
 
-resource "aws_subnet" "use1" {
-  provider          = aws.use1
-  for_each          = { a = "10.10.1.0/24", b = "10.10.2.0/24" }
-  vpc_id            = aws_vpc.use1.id
-  cidr_block        = each.value
-  availability_zone = "us-east-1${each.key}"
+  name       = "aws-us-east-1"
+  cidr_block = "10.10.0.0/16"
+  zones      = ["us-east-1a", "us-east-1b"]
 }
 
 module "use1" {
   source    = "../../modules/aws-member"
   providers = { aws = aws.use1 }
 
-  cluster_name          = "aws-us-east-1"
-  create_cluster        = true
-  cluster_role_arn      = aws_iam_role.eks.arn
-  vpc_id                = aws_vpc.use1.id
-  subnet_ids            = [for s in aws_subnet.use1 : s.id]
-  gateway_allowed_cidrs = var.federation_cidrs
+  cluster_name     = "aws-us-east-1"
+  create_cluster   = true
+  cluster_role_arn = aws_iam_role.eks.arn
+  vpc_id           = module.net_use1.vpc_id
+  subnet_ids       = concat(module.net_use1.private_subnet_ids, module.net_use1.public_subnet_ids)
+  node_subnet_ids  = module.net_use1.private_subnet_ids
+  # the other member's pods reach this gateway from its NAT gateway's address
+  gateway_allowed_cidrs = concat(var.federation_cidrs, ["${module.net_euw1.nat_public_ip}/32"])
 
   depends_on = [aws_iam_role_policy_attachment.eks]
 }
 
 # -- eu-west-1 -------------------------------------------------------------------------------
 
-resource "aws_vpc" "euw1" {
-  provider   = aws.euw1
-  cidr_block = "10.20.0.0/16"
-}
+module "net_euw1" {
+  source    = "../../modules/aws-network"
+  providers = { aws = aws.euw1 }
 
-resource "aws_subnet" "euw1" {
-  provider          = aws.euw1
-  for_each          = { a = "10.20.1.0/24", b = "10.20.2.0/24" }
-  vpc_id            = aws_vpc.euw1.id
-  cidr_block        = each.value
-  availability_zone = "eu-west-1${each.key}"
+  name       = "aws-eu-west-1"
+  cidr_block = "10.20.0.0/16"
+  zones      = ["eu-west-1a", "eu-west-1b"]
 }
 
 module "euw1" {
   source    = "../../modules/aws-member"
   providers = { aws = aws.euw1 }
 
-  cluster_name          = "aws-eu-west-1"
-  create_cluster        = true
-  cluster_role_arn      = aws_iam_role.eks.arn
-  vpc_id                = aws_vpc.euw1.id
-  subnet_ids            = [for s in aws_subnet.euw1 : s.id]
-  gateway_allowed_cidrs = var.federation_cidrs
+  cluster_name     = "aws-eu-west-1"
+  create_cluster   = true
+  cluster_role_arn = aws_iam_role.eks.arn
+  vpc_id           = module.net_euw1.vpc_id
+  subnet_ids       = concat(module.net_euw1.private_subnet_ids, module.net_euw1.public_subnet_ids)
+  node_subnet_ids  = module.net_euw1.private_subnet_ids
+  # the other member's pods reach this gateway from its NAT gateway's address
+  gateway_allowed_cidrs = concat(var.federation_cidrs, ["${module.net_use1.nat_public_ip}/32"])
 
   depends_on = [aws_iam_role_policy_attachment.eks]
 }

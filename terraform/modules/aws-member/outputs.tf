@@ -35,3 +35,13 @@ output "member" {
     gateway_ip            = ""
   }
 }
+
+output "load_balancer_controller_role_arn" {
+  description = "The IAM role of the AWS Load Balancer Controller (IRSA), for its Helm chart: --set serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=<this>. null when not created."
+  value       = local.create_lbc ? aws_iam_role.load_balancer_controller[0].arn : null
+}
+
+output "node_group" {
+  description = "Name of the created managed node group (null: none)."
+  value       = local.create_nodes ? aws_eks_node_group.this[0].node_group_name : null
+}

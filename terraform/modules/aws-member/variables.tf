@@ -69,3 +69,26 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "node_subnet_ids" {
+  description = "Subnets of the created node group (the private ones); null: subnet_ids."
+  type        = list(string)
+  default     = null
+}
+
+variable "node_group" {
+  description = "The managed node group of a created cluster: instance types and sizes. null: none (nodes come from elsewhere: Karpenter, Fargate, a self-managed group)."
+  type = object({
+    instance_types = optional(list(string), ["m6i.large"])
+    desired_size   = optional(number, 2)
+    min_size       = optional(number, 2)
+    max_size       = optional(number, 4)
+  })
+  default = {}
+}
+
+variable "load_balancer_controller_role" {
+  description = "Create the IAM role (IRSA: an OIDC provider for the cluster, trusted by kube-system/aws-load-balancer-controller) the AWS Load Balancer Controller needs to make the gateway's NLB. Its Helm chart is installed by the operator with this role (output load_balancer_controller_role_arn)."
+  type        = bool
+  default     = true
+}
