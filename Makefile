@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# checkov (the Terraform scanner) in a venv of its own: it pins many packages of its own
+CHECKOV := $(VENV)-checkov/bin/checkov
 
-.PHONY: test demo trust-walkthrough system-deps image-deps image unit integration docs golden proto clean
+.PHONY: test demo trust-walkthrough system-deps image-deps image checkov unit integration docs golden proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +16,7 @@ $(STAMP): pyproject.toml
 
 ## test: ruff (lint + format check), mypy --strict, import-linter contracts, pytest (all tiers,
 ## two workers: one module, or one group of modules, per worker at a time: tests/conftest.py)
-test: $(STAMP) system-deps image
+test: $(STAMP) system-deps image $(CHECKOV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -71,6 +73,15 @@ image-deps:
 	  echo "installing$$missing (Debian packages)"; \
 	  apt-get update -qq && apt-get install -y -qq$$missing >/dev/null; fi
 
+$(CHECKOV):
+	$(PYTHON) -m venv $(VENV)-checkov
+	$(VENV)-checkov/bin/python -m pip install --quiet 'checkov>=3.2'
+
+## checkov: scan terraform/ (what tests/integration/test_terraform.py asserts: no failed check;
+## each skipped one is justified by a comment in its resource)
+checkov: $(CHECKOV)
+	$(CHECKOV) -d terraform --framework terraform --compact --quiet
+
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
@@ -112,4 +123,4 @@ proto: $(STAMP)
 	  federation/ca/proto/ca_pb2_grpc.py
 
 clean:
-	rm -rf build $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf build $(VENV) $(VENV)-checkov .mypy_cache .ruff_cache .pytest_cache

@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from federation.errors import ApiError, InvalidDocumentError, UnreachableError
+from federation.errors import ApiError, ConfigError, InvalidDocumentError, UnreachableError
 from federation.paths import meshfed_home
 
 TOKEN_ENV = "MESHFED_TOKEN"
@@ -124,6 +124,22 @@ def tls_for(url: str, home: Path | None = None) -> ClientTls | None:
         return ClientTls(tls_context(ca_file=ca_file), name)
     except (OSError, ssl.SSLError) as err:
         raise ApiError(f"{ca_file}: cannot load the CA ({err})", status=0) from err
+
+
+def controlplane_api_of(cluster: str, flag: str = "--from") -> str:
+    """The API URL of ``cluster``'s local control plane (its ``endpoint.json`` under
+    ``$MESHFED_HOME/controlplanes``).
+
+    Raises:
+        ConfigError: no such file (naming ``flag``; exit 2).
+    """
+    endpoint = meshfed_home() / "controlplanes" / cluster / "endpoint.json"
+    try:
+        return str(json.loads(endpoint.read_text())["api"])
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError(
+            f"{flag} {cluster}: no control plane endpoint in {endpoint}; pass --controlplane URL"
+        ) from err
 
 
 def controller_target(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from federation.errors import ConfigError
 from federation.netaddr import parse_host_port
@@ -102,6 +103,31 @@ class AgentConfig:
     metrics_listen: str = "127.0.0.1:0"
     envoy_log_level: str = "warning"
     envoy_log: Path | None = None
+
+    @classmethod
+    def from_flags(cls, values: dict[str, Any]) -> AgentConfig:
+        """The options every agent command shares (``meshfed proxy sidecar|gateway``: the
+        control plane, API, identity, admin port, locality, xDS flavour, metrics and Envoy's
+        log), removed from ``values`` (click's keyword arguments, by their names)."""
+        identity = IdentityOptions(
+            values.pop("workload_token"),
+            values.pop("workload_token_file"),
+            values.pop("ca"),
+            values.pop("trust_bundle"),
+        )
+        return cls(
+            cluster=values.pop("cluster"),
+            controlplane=values.pop("controlplane"),
+            api=values.pop("api"),
+            token=values.pop("token"),
+            identity=identity,
+            admin_port=values.pop("admin_port"),
+            locality=values.pop("locality"),
+            delta=values.pop("delta"),
+            metrics_listen=values.pop("metrics_listen"),
+            envoy_log_level=values.pop("envoy_log_level"),
+            envoy_log=values.pop("envoy_log"),
+        )
 
     def xds(self) -> tuple[str, int]:
         """The control plane's xDS address.

@@ -19,11 +19,11 @@ from federation.cli.params import (
     admin_token_option,
     controller_option,
     emit,
-    format_duration,
     output_option,
     print_table,
 )
 from federation.client import call, controller_target, split_urls
+from federation.durations import format_duration
 from federation.local.description import load
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
@@ -401,7 +401,8 @@ def join_cmd(
         hint = (
             f"install meshfed into the cluster with:\n  meshfed install --cluster {name}"
             f" --locality {locality} --network {network} --provider {provider}"
-            f" --controller {url} --join-token <token> | kubectl apply -f -"
+            f" --controller {url} --join-token <token> --image REPO@sha256:<digest>"
+            " | kubectl apply -f -"
         )
     click.echo(f"\n{hint}", err=True)
 

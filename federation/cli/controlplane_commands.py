@@ -15,14 +15,13 @@ from federation.agent.grpc_bootstrap import grpc_bootstrap
 from federation.cli.params import (
     InputError,
     controller_option,
-    controlplane_api_of,
     controlplane_option,
     controlplane_token_option,
     emit,
     output_option,
     print_table,
 )
-from federation.client import call
+from federation.client import call, controlplane_api_of
 from federation.controlplane.status import SyncState
 from federation.controlplane.trace import TRACE_COLUMNS, trace_row
 from federation.model.documents import load_documents, read_source

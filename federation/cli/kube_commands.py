@@ -221,3 +221,48 @@ def uninject_cmd(path: str) -> None:
     from federation.controlplane.kube.inject import uninject_document
 
     _each_document(path, uninject_document)
+
+
+@click.command("install")
+@_sidecar_image
+@_allow_tag
+@click.option(
+    "--trust-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The root of trust to mount (read for its file names; its controller intermediate is"
+    " created here when missing).  [default: $MESHFED_HOME/trust]",
+)
+@click.option(
+    "--sync-address",
+    default="",
+    metavar="HOST:PORT",
+    help="What control planes"
+    " dial for sync: the load balancer's name.  [default: the in-cluster Service]",
+)
+@click.option("--replicas", type=click.IntRange(1, 9), default=2, show_default=True)
+@click.option(
+    "--provider",
+    type=click.Choice(["aws", "gcp", "local"]),
+    default="local",
+    show_default=True,
+    help="Load balancer annotations of the controller's Service.",
+)
+@click.option(
+    "--allowed-cidrs",
+    default="",
+    metavar="CIDR[,CIDR...]",
+    help="Who may reach the controller (loadBalancerSourceRanges).  [default: anyone]",
+)
+@output_option(("yaml", "json"), "yaml", "Manifest format.")
+def controller_install_cmd(trust_dir: Path | None, output: str, **flags: Any) -> None:
+    """Print the manifests of the replicated controller on PostgreSQL (pipe to 'kubectl apply
+    -f -'), and on stderr the kubectl commands that create the Secrets it mounts: the
+    database URL, the admin token, and the root of trust, from files on this machine."""
+    from federation.install.controller import controller_manifests, secret_commands
+    from federation.install.options import controller_install
+
+    opts, trust = controller_install(trust_dir, **flags)
+    _print(controller_manifests(opts), output)
+    commands = secret_commands(trust, opts.trust_files)
+    click.echo("# create its Secrets first:\n" + "\n".join(commands), err=True)

@@ -22,7 +22,13 @@ from federation.cli.controlplane_commands import (
     proxy_status_cmd,
     trace_cmd,
 )
-from federation.cli.kube_commands import inject_cmd, install_cmd, uninject_cmd, uninstall_cmd
+from federation.cli.kube_commands import (
+    controller_install_cmd,
+    inject_cmd,
+    install_cmd,
+    uninject_cmd,
+    uninstall_cmd,
+)
 from federation.cli.params import emit, output_option
 from federation.cli.proxy_commands import proxy
 from federation.cli.shift_commands import shift_cmd
@@ -120,6 +126,7 @@ for command in (
     version_cmd,
 ):
     cli.add_command(command)
+controller.add_command(controller_install_cmd)
 
 
 def main() -> None:

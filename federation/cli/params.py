@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import click
 
-from federation.paths import meshfed_home
+from federation.durations import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -19,39 +18,6 @@ class InputError(click.ClickException):
     """Bad input on the command line: prints ``Error: <message>`` and exits with code 2."""
 
     exit_code = 2
-
-
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse a Go-style duration such as ``24h``, ``8760h``, ``1h30m``, ``90s``, ``500ms``, ``7d``.
-
-    Raises:
-        ValueError: empty, unknown unit, trailing garbage, or not positive.
-    """
-    s = text.strip()
-    if not s:
-        raise ValueError("empty duration")
-    pos, total = 0, 0.0
-    while pos < len(s):
-        m = _PART.match(s, pos)
-        if not m:
-            raise ValueError(f"{text!r} is not a duration (use e.g. 24h, 1h30m, 90s)")
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    if total <= 0:
-        raise ValueError(f"{text!r}: a duration must be positive")
-    return timedelta(seconds=total)
-
-
-def format_duration(td: timedelta) -> str:
-    """``timedelta(hours=24)`` -> ``24h0m0s`` style, the inverse of :func:`parse_duration`."""
-    seconds = int(td.total_seconds())
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m}m{s}s"
 
 
 class Duration(click.ParamType[timedelta]):
@@ -150,18 +116,3 @@ def emit(data: Any, output: str, table: Callable[[], None]) -> None:
         click.echo(to_yaml(data), nl=False)
     else:
         table()
-
-
-def controlplane_api_of(cluster: str, flag: str = "--from") -> str:
-    """The API URL of ``cluster``'s local control plane (its ``endpoint.json``).
-
-    Raises:
-        InputError: no such file (naming ``flag``).
-    """
-    endpoint = meshfed_home() / "controlplanes" / cluster / "endpoint.json"
-    try:
-        return str(json.loads(endpoint.read_text())["api"])
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(
-            f"{flag} {cluster}: no control plane endpoint in {endpoint}; pass --controlplane URL"
-        ) from err

@@ -16,7 +16,7 @@ import click
 
 from eastwest_gateway.gateway import DEFAULT_LISTEN, GatewayConfig, run_gateway
 from federation.agent.capture import init as capture_init
-from federation.agent.config import AgentConfig, IdentityOptions, SidecarConfig, parse_labels
+from federation.agent.config import AgentConfig, SidecarConfig, parse_labels
 from federation.agent.sidecar import run_sidecar
 
 #: ``--workload-token``, ``--workload-token-file``, ``--ca``, ``--trust-bundle``.
@@ -111,30 +111,6 @@ def _common(f: Any) -> Any:
     for option in reversed(common):
         f = option(f)
     return f
-
-
-def _agent_config(values: dict[str, Any]) -> AgentConfig:
-    """The common options (:data:`common`, :data:`IDENTITY_OPTIONS`) of ``values``, removed
-    from it, as an :class:`AgentConfig`."""
-    identity = IdentityOptions(
-        values.pop("workload_token"),
-        values.pop("workload_token_file"),
-        values.pop("ca"),
-        values.pop("trust_bundle"),
-    )
-    return AgentConfig(
-        cluster=values.pop("cluster"),
-        controlplane=values.pop("controlplane"),
-        api=values.pop("api"),
-        token=values.pop("token"),
-        identity=identity,
-        admin_port=values.pop("admin_port"),
-        locality=values.pop("locality"),
-        delta=values.pop("delta"),
-        metrics_listen=values.pop("metrics_listen"),
-        envoy_log_level=values.pop("envoy_log_level"),
-        envoy_log=values.pop("envoy_log"),
-    )
 
 
 @click.group("proxy")
@@ -232,7 +208,7 @@ def sidecar_cmd(**values: Any) -> None:
     and keeps it in $MESHFED_HOME/proxies/NODE/identity, where Envoy reads it (file-based
     SDS). Later starts renew the SVID kept there.
     """
-    agent = _agent_config(values)
+    agent = AgentConfig.from_flags(values)
     labels = parse_labels(values.pop("labels"))
     run_sidecar(SidecarConfig(agent=agent, labels=labels, **values))
 
@@ -272,4 +248,4 @@ def gateway_cmd(**values: Any) -> None:
     Its identity is meshfed-system/eastwest-gateway: the first start needs a token from
     'meshfed workload token --gateway'.
     """
-    run_gateway(GatewayConfig(agent=_agent_config(values), **values))
+    run_gateway(GatewayConfig(agent=AgentConfig.from_flags(values), **values))

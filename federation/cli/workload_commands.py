@@ -18,12 +18,11 @@ from federation.ca.names import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE, workl
 from federation.cli.params import (
     DURATION,
     InputError,
-    controlplane_api_of,
     controlplane_token_option,
     emit,
 )
 from federation.cli.proxy_commands import identity_options
-from federation.client import call
+from federation.client import call, controlplane_api_of
 from federation.paths import meshfed_home
 from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, write_atomic
 

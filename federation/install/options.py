@@ -9,6 +9,7 @@ import ipaddress
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from federation.controller.membership import validate_member_name
 from federation.controlplane.link.join import controller_urls
@@ -17,6 +18,10 @@ from federation.install.images import pinned_image
 from federation.install.manifests import InstallOptions
 from federation.model.locality import Locality
 from federation.model.workload import DNS_LABEL
+from federation.netaddr import parse_host_port
+
+if TYPE_CHECKING:
+    from federation.install.controller import ControllerInstall
 
 #: GCP resource names (RFC 1035 labels) and AWS Elastic IP allocation IDs.
 _GCP_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
@@ -153,3 +158,50 @@ def token_from_file(path: Path) -> str:
     if not isinstance(token, str) or not token.startswith("mfj_"):
         raise ConfigError(f"--join-token-file {path}: no join token (mfj_...) in it")
     return token
+
+
+def controller_install(
+    trust_dir: Path | None,
+    *,
+    image: str,
+    allow_tag: bool,
+    sync_address: str,
+    replicas: int,
+    provider: str,
+    allowed_cidrs: str,
+) -> tuple[ControllerInstall, Path]:
+    """``meshfed controller install``'s flags as :class:`ControllerInstall`, and the trust
+    directory (default ``$MESHFED_HOME/trust``), its controller intermediate created when
+    missing (:func:`federation.install.controller.prepare_trust`).
+
+    Raises:
+        ConfigError: a flag is malformed (named), or the trust directory has no root.
+    """
+    from federation.install.controller import ControllerInstall, prepare_trust, trust_files
+    from federation.paths import default_trust_dir
+
+    if not image:
+        raise ConfigError("--image is required")
+    try:
+        pinned_image(image, allow_tag=allow_tag)
+        if sync_address:
+            parse_host_port(sync_address, what="--sync-address")
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    cidrs = tuple(c.strip() for c in allowed_cidrs.split(",") if c.strip())
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError as err:
+            raise ConfigError(f"--allowed-cidrs: {err}") from err
+    trust = trust_dir or default_trust_dir()
+    prepare_trust(trust)
+    opts = ControllerInstall(
+        image=image,
+        trust_files=trust_files(trust),
+        sync_address=sync_address,
+        replicas=replicas,
+        provider=provider,
+        allowed_cidrs=cidrs,
+    )
+    return opts, trust

@@ -22,6 +22,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from federation.install.controller import TOKEN_MOUNT, TRUST_MOUNT
 from image import rootfs
 from tests.integration.harness import MESHFED, wait_until
 
@@ -155,6 +156,24 @@ class Bed:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
+def controller_secrets(base: Path, uid: int) -> tuple[Path, Path]:
+    """A root of trust made by ``meshfed trust init`` and prepared by ``meshfed controller
+    install`` (which adds the controller's intermediate), and an admin token file: what the
+    controller's Secrets hold, owned by ``uid``; (trust directory, token directory)."""
+    env = {**os.environ, "MESHFED_HOME": str(base)}
+    for argv in (
+        ["trust", "init", "--trust-domain", "meshfed.local"],
+        ["controller", "install", "--image", "meshfed@sha256:" + "0" * 64],
+    ):
+        subprocess.run([MESHFED, *argv], env=env, check=True, capture_output=True, timeout=60)
+    token_dir = base / "token"
+    token_dir.mkdir()
+    (token_dir / "token").write_text(os.urandom(24).hex())
+    for path in [base / "trust", *(base / "trust").rglob("*"), token_dir, token_dir / "token"]:
+        os.chown(path, uid, uid)
+    return base / "trust", token_dir
+
+
 def join(bed: Bed, ctl: str, cluster: str, cp_ip: str) -> str:
     """``meshfed cluster join`` in the controller's container; the join token."""
     joined = bed.exec(
@@ -211,10 +230,16 @@ def start_federation(
     outbound port 15001 reaches the echo by :data:`ECHO_HOST`."""
     ctl_ip, cp_ip, pod_ip, client_ip = (bed.node(n) for n in ("ctl", "cp", "pod", "client"))
     uid, proxy = rootfs.MESHFED_UID, rootfs.PROXY_UID
+    # as `meshfed controller install` lays it out: the root of trust (with the controller's
+    # intermediate made beforehand) and the admin token mounted read-only
+    trust, token_dir = controller_secrets(work / "ctl-secrets", uid)
     ctl = bed.run(
         "ctl", "controller",
-        ["controller", "serve", "--listen", f"{ctl_ip}:15080", "--sync-listen", f"{ctl_ip}:15090"],
-        user=uid, volumes={state_dir(work / "ctl", uid): STATE},
+        ["controller", "serve", "--listen", f"{ctl_ip}:15080", "--sync-listen", f"{ctl_ip}:15090",
+         "--trust-dir", TRUST_MOUNT, "--token-file", f"{TOKEN_MOUNT}/token"],
+        user=uid,
+        volumes={state_dir(work / "ctl", uid): STATE, trust: f"{TRUST_MOUNT}:ro",
+                 token_dir: f"{TOKEN_MOUNT}:ro"},
     )  # fmt: skip
     wait_until(
         lambda: bed.exec(ctl, "meshfed", "cluster", "list", check=False).returncode == 0,

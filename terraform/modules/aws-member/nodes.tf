@@ -113,7 +113,6 @@ data "aws_iam_policy_document" "load_balancer_controller" {
       "ec2:DescribeSecurityGroups", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
       "ec2:DescribeTags", "elasticloadbalancing:Describe*",
     ]
-    # checkov:skip=CKV_AWS_356: Describe* calls take no resource ARN (IAM allows only "*")
     resources = ["*"]
   }
   statement {

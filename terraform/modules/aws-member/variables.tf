@@ -59,7 +59,7 @@ variable "intermediate_ca_pem" {
 }
 
 variable "kms_key_id" {
-  description = "KMS key that encrypts the Secrets Manager secret (null: the account's aws/secretsmanager key)."
+  description = "KMS key that encrypts the Secrets Manager secret and a created cluster's Kubernetes Secrets (null: the account's aws/secretsmanager key; EKS's default encryption)."
   type        = string
   default     = null
 }
@@ -91,4 +91,10 @@ variable "load_balancer_controller_role" {
   description = "Create the IAM role (IRSA: an OIDC provider for the cluster, trusted by kube-system/aws-load-balancer-controller) the AWS Load Balancer Controller needs to make the gateway's NLB. Its Helm chart is installed by the operator with this role (output load_balancer_controller_role_arn)."
   type        = bool
   default     = true
+}
+
+variable "api_allowed_cidrs" {
+  description = "Who may reach a created cluster's public Kubernetes API endpoint (the operator's machine, for meshfed install --apply). Default: anywhere, IAM authentication still applies."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
 }
