@@ -8,7 +8,6 @@ Every Envoy gets its own ``--base-id`` (shared-memory namespace) so several run 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -25,15 +24,6 @@ from typing import IO, Any
 from federation.agent.errors import EnvoyExitedError, EnvoyNotFoundError, EnvoyNotReadyError
 
 log = logging.getLogger(__name__)
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: SIGKILL this child if the agent that started it dies (PR_SET_PDEATHSIG)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def versions() -> dict[str, str]:
@@ -147,9 +137,12 @@ class EnvoyProcess:
             str(FILE_FLUSH_MS),
         ]
         # Envoy dies with the agent (Linux PR_SET_PDEATHSIG). util-linux's setpriv sets it
-        # and execs Envoy, so no Python runs between fork and exec: a preexec_fn would force
-        # a fork() whose child runs the atfork handlers of a process that uses gRPC (the
-        # agent's certificate client), which can abort the child before Envoy starts.
+        # and execs Envoy, so no Python runs between fork and exec. Without setpriv (meshfed's
+        # image has none) Envoy is started without it: a preexec_fn would force a fork()
+        # whose child runs the atfork handlers of a process that uses gRPC, and gRPC aborts
+        # that child ("Check failed: next_worker->state == KICKED", Envoy "exited with -6"),
+        # seen in the image's captured sidecar. In a container the agent is PID 1, and the
+        # kernel kills every process of the container when it exits.
         setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
         if setpriv:
             cmd = [setpriv, "--pdeathsig", "KILL", "--", *cmd]
@@ -159,7 +152,6 @@ class EnvoyProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the agent, which drains Envoy first
-            preexec_fn=_die_with_parent if sys.platform == "linux" and not setpriv else None,  # noqa: PLW1509
         )
         log.info(
             "started envoy pid %d (base-id %d, admin 127.0.0.1:%d)",

@@ -23,6 +23,21 @@ from federation.netaddr import parse_host_port
 if TYPE_CHECKING:
     from federation.install.controller import ControllerInstall
 
+def cidr_list(value: str, flag: str) -> tuple[str, ...]:
+    """The comma-separated CIDRs of ``flag``, each checked.
+
+    Raises:
+        ConfigError: one is not a CIDR (naming ``flag``).
+    """
+    cidrs = tuple(c.strip() for c in value.split(",") if c.strip())
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError as err:
+            raise ConfigError(f"{flag}: {err}") from err
+    return cidrs
+
+
 #: GCP resource names (RFC 1035 labels) and AWS Elastic IP allocation IDs.
 _GCP_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _EIP_ALLOCATION = re.compile(r"eipalloc-[0-9a-f]{8,17}")
@@ -117,12 +132,7 @@ def install_options(
     for ns in namespaces:
         if not re.fullmatch(DNS_LABEL, ns):
             raise ConfigError(f"--mesh-namespaces: {ns!r} is not a namespace name")
-    cidrs = tuple(c.strip() for c in gateway_allowed_cidrs.split(",") if c.strip())
-    for cidr in cidrs:
-        try:
-            ipaddress.ip_network(cidr)
-        except ValueError as err:
-            raise ConfigError(f"--gateway-allowed-cidrs: {err}") from err
+    cidrs = cidr_list(gateway_allowed_cidrs, "--gateway-allowed-cidrs")
     if gateway_ip:
         check_gateway_address(provider, gateway_ip)
     return InstallOptions(
@@ -188,12 +198,7 @@ def controller_install(
             parse_host_port(sync_address, what="--sync-address")
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    cidrs = tuple(c.strip() for c in allowed_cidrs.split(",") if c.strip())
-    for cidr in cidrs:
-        try:
-            ipaddress.ip_network(cidr)
-        except ValueError as err:
-            raise ConfigError(f"--allowed-cidrs: {err}") from err
+    cidrs = cidr_list(allowed_cidrs, "--allowed-cidrs")
     trust = trust_dir or default_trust_dir()
     prepare_trust(trust)
     opts = ControllerInstall(

@@ -106,6 +106,9 @@ class Bed:
         ip("-n", ns, "addr", "add", f"{SUBNET}.{host}/24", "dev", "eth0")
         ip("-n", ns, "link", "set", "eth0", "up")
         ip("-n", ns, "link", "set", "lo", "up")
+        # a default route, as a pod has: a resolver or address outside the subnet must be
+        # routable for the capture rules (nat output hook) to see the packet at all
+        ip("-n", ns, "route", "add", "default", "dev", "eth0")
         return self.address(name)
 
     def run(
@@ -119,21 +122,24 @@ class Bed:
         entrypoint: str | None = None,
         caps: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        detach: bool = True,
     ) -> str:
-        """A detached container in ``node``'s namespace: read-only root, every capability
-        dropped but ``caps``, no new privileges, user ``user``; its name."""
+        """A container in ``node``'s namespace: read-only root, every capability dropped but
+        ``caps``, no new privileges, user ``user``; detached (its name is returned), or run
+        to its end and removed (its output is returned; a failure fails the test)."""
         cname = f"{self.netns(node)}-{name}"
-        self.containers.append(cname)
+        if detach:
+            self.containers.append(cname)
         mounts = [f"--volume={h}:{c}" for h, c in (volumes or {}).items()]
         mounts += [f"--env={k}" for k in (env or {})]
-        podman(
-            "run", "--detach", "--name", cname, "--network", f"ns:/run/netns/{self.netns(node)}",
+        started = podman(
+            "run", "--detach" if detach else "--rm", "--name", cname, "--network", f"ns:/run/netns/{self.netns(node)}",
             "--read-only", "--cap-drop=all", *[f"--cap-add={c}" for c in caps],
             "--security-opt=no-new-privileges", f"--user={user}:{user}", *ulimits(), *mounts,
             *([f"--entrypoint={entrypoint}"] if entrypoint else []), self.image, *args,
             env=env,
         )  # fmt: skip
-        return cname
+        return cname if detach else started.stdout + started.stderr
 
     def exec(
         self, container: str, *args: str, check: bool = True
@@ -212,6 +218,32 @@ def sidecar_args(
         "--address", address, "--admin-port", "15000", "--outbound-port", "15001",
         "--metrics-listen", f"{address}:15020",
     ]  # fmt: skip
+
+
+class ForeignBed(Bed):
+    """Containers in network namespaces made by someone else (``node`` is the namespace's
+    name, e.g. a pod of ``meshfed up --isolate``): :meth:`close` removes the containers only."""
+
+    def netns(self, node: str) -> str:
+        return node
+
+    def close(self) -> None:
+        for cname in reversed(self.containers):
+            podman("rm", "--force", "--time", "5", cname, check=False, timeout_s=60)
+
+
+def image_archive() -> Path:
+    """``build/image/meshfed.oci.tar`` (``make image``), built here when missing or older than
+    a source file, so a test never runs an image of other code."""
+    from image import build as image_build
+
+    sources = [image_build.REPO / "pyproject.toml"]
+    for package in ("federation", "eastwest_gateway", "trust", "providers", "image"):
+        sources += (image_build.REPO / package).rglob("*.py")
+    newest = max(p.stat().st_mtime for p in sources)
+    if not ARCHIVE.exists() or ARCHIVE.stat().st_mtime < newest:
+        image_build.build(ARCHIVE.parent, epoch=image_build.source_date_epoch())
+    return ARCHIVE
 
 
 def state_dir(path: Path, uid: int) -> Path:
@@ -301,4 +333,5 @@ def start_federation(
     )  # fmt: skip
     log.close()
     return {"bed": bed, "ctl": ctl, "cp": cp, "sidecar": sidecar, "work": work,
-            "pod_state": pod_state}  # fmt: skip
+            "pod_state": pod_state, "cp_state": cp_state, "tokens": tokens,
+            "api_token": api_token, "cp_ip": cp_ip}  # fmt: skip

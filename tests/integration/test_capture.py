@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import sys
 import threading
@@ -18,6 +19,17 @@ from pathlib import Path
 
 import pytest
 
+from federation.local.netns import run
+from federation.local.netplan import pod_commands, pod_netns
+from image import rootfs
+from tests.integration.containers import (
+    STATE,
+    ForeignBed,
+    image_archive,
+    load,
+    sidecar_args,
+    state_dir,
+)
 from tests.integration.isolated import (
     REGIONS,
     A,
@@ -282,3 +294,51 @@ def test_failover_from_a_captured_client_loses_nothing(fed) -> None:
     assert not failed, f"{len(failed)} failed: {failed[:5]}"
     assert results[-1].served_by == C
     fed.meshfed("demo", "revive", f"{B}/echo")
+
+
+def test_an_echo_replica_from_the_image_joins_the_federation_and_serves_its_cluster(
+    fed, tmp_path
+) -> None:
+    """Issue 39: the image's echo app and sidecar, run by podman (runc) read-only, with every
+    capability dropped, as 10001 and 1337, in a pod of A that this bed made, join the
+    federation of ``meshfed up --isolate``: A's captured frontend, whose own echo is stopped,
+    is served by the container replica in its own cluster again, not by B or C."""
+    runner = fed.runner()
+    cluster = runner.desc.cluster(A)
+    host, pod, name = 40, "img-echo", f"{A}-img-echo"
+    run(pod_commands(fed.plan, A, pod, host))  # a bare pod: the replica is called, not calling
+    address = runner.net.address(cluster, host)
+    cp = runner.net.address(cluster, 2)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o755)
+    state = fed.home / "controlplanes" / A
+    token = runner.workload_token(cluster, "demo", "echo", name)
+    (secrets / "echo.token").write_bytes(token.read_bytes())
+    (secrets / "bundle.pem").write_bytes((state / "bundle.pem").read_bytes())
+    os.chown(secrets / "echo.token", rootfs.PROXY_UID, rootfs.PROXY_UID)
+    bed = ForeignBed(key="capture", image=load(image_archive()))
+    netns = pod_netns(fed.plan.key, A, pod)
+    try:
+        bed.run(netns, "app", ["-m", "federation.demo.echo_http", "--name", name,
+                               "--cluster", A, "--port", "18080"],
+                user=rootfs.MESHFED_UID, entrypoint=f"/usr/bin/{rootfs.PYTHON}")  # fmt: skip
+        args = sidecar_args(cp, address, "echo", name, 18080, "/etc/meshfed", cluster=A)
+        bed.run(
+            netns, "sidecar", args, user=rootfs.PROXY_UID,
+            volumes={state_dir(tmp_path / "sidecar", rootfs.PROXY_UID): STATE,
+                     secrets: "/etc/meshfed:ro"},
+            env={"MESHFED_TOKEN": (state / "api-token").read_text().strip()},
+        )  # fmt: skip
+
+        def served() -> str:
+            _, answer = fed.in_pod("sidecar-frontend", [*CURL, f"http://{NAME}:8080/"])
+            return answer if _status(answer) == 200 and _served_by(answer) == A else ""
+
+        try:
+            answer = wait_for(served, 90, "the frontend served by A's container replica")
+        except AssertionError:
+            logs = "\n".join(f"--- {c}\n{bed.logs(c)[-2000:]}" for c in bed.containers)
+            raise AssertionError(logs) from None
+        assert json.loads(answer.split("\n\n", 1)[1])["name"] == name
+    finally:
+        bed.close()

@@ -10,6 +10,7 @@ by the host's meshfed in a namespace of its own is the client outside the contai
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tarfile
 import uuid
@@ -20,13 +21,16 @@ import pytest
 from image import build as image_build
 from image import rootfs
 from tests.integration.containers import (
-    ARCHIVE,
     CLUSTER,
     ECHO_HOST,
+    STATE,
     Bed,
+    image_archive,
     load,
     podman,
+    sidecar_args,
     start_federation,
+    state_dir,
     ulimits,
 )
 from tests.integration.harness import wait_until
@@ -36,15 +40,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def archive() -> Path:
-    """``build/image/meshfed.oci.tar`` (``make image``; built here when missing or older than
-    a source file, so a test never runs an image of other code)."""
-    sources = [image_build.REPO / "pyproject.toml"]
-    for package in ("federation", "eastwest_gateway", "trust", "providers", "image"):
-        sources += (image_build.REPO / package).rglob("*.py")
-    newest = max(p.stat().st_mtime for p in sources)
-    if not ARCHIVE.exists() or ARCHIVE.stat().st_mtime < newest:
-        image_build.build(ARCHIVE.parent, epoch=image_build.source_date_epoch())
-    return ARCHIVE
+    return image_archive()
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +91,53 @@ def test_a_client_outside_calls_the_echo_in_containers_and_the_member_is_ready(f
     listed = json.loads(bed.exec(fed["ctl"], "meshfed", "cluster", "list", "-o", "json").stdout)
     (member,) = [m for m in listed if m["name"] == CLUSTER]
     assert member["state"] == "Ready"
+
+
+def test_a_captured_pod_of_containers_reaches_the_echo_by_name_unchanged(fed):
+    """A pod as the injector makes it, from the image: ``meshfed proxy init`` as root with
+    NET_ADMIN and NET_RAW only (its nftables rules), the sidecar with ``--capture`` as 1337,
+    and an app that knows nothing of the mesh: it dials ``echo...clusterset.local:8080``,
+    resolved by the agent and carried by the sidecar."""
+    bed: Bed = fed["bed"]
+    address = bed.node("cap")
+    init = bed.run(
+        "cap", "init", ["proxy", "init"], user=0, caps=("NET_ADMIN", "NET_RAW"), detach=False
+    )
+    assert "inet meshfed" in init or init == "", init
+    tokens: Path = fed["tokens"]
+    cp_state: Path = fed["cp_state"]
+    bed.exec(
+        fed["cp"], "meshfed", "workload", "token", "--cluster", CLUSTER, "-n", "demo",
+        "--service-account", "capclient", "--token-out", f"{STATE}/capclient.token",
+    )  # fmt: skip
+    (tokens / "capclient.token").write_bytes((cp_state / "capclient.token").read_bytes())
+    os.chown(tokens / "capclient.token", rootfs.PROXY_UID, rootfs.PROXY_UID)
+    args = sidecar_args(fed["cp_ip"], address, "capclient", "capclient", 9, "/etc/meshfed")
+    sidecar = bed.run(
+        "cap", "sidecar", [*args, "--capture"], user=rootfs.PROXY_UID,
+        volumes={state_dir(fed["work"] / "cap", rootfs.PROXY_UID): STATE,
+                 tokens: "/etc/meshfed:ro"},
+        env={"MESHFED_TOKEN": fed["api_token"]},
+    )  # fmt: skip
+    app = (
+        "import json, urllib.request\n"
+        "body = urllib.request.urlopen('http://echo.demo.svc.clusterset.local:8080/', timeout=5)\n"
+        "print(json.loads(body.read())['name'])\n"
+    )
+
+    def answered() -> str | None:
+        try:
+            out = bed.run("cap", "app", ["-c", app], user=rootfs.MESHFED_UID,
+                          entrypoint=f"/usr/bin/{rootfs.PYTHON}", detach=False)  # fmt: skip
+        except AssertionError:
+            return None
+        return out.strip()
+
+    try:
+        name = wait_until(answered, 90, "the captured app's call to land", 1.0)
+    except AssertionError:
+        raise AssertionError(bed.logs(sidecar)[-3000:]) from None
+    assert name == "c1-echo-1"
 
 
 def _diagnosis(fed: dict[str, object], last: subprocess.CompletedProcess[str]) -> str:
