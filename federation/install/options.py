@@ -23,6 +23,7 @@ from federation.netaddr import parse_host_port
 if TYPE_CHECKING:
     from federation.install.controller import ControllerInstall
 
+
 def cidr_list(value: str, flag: str) -> tuple[str, ...]:
     """The comma-separated CIDRs of ``flag``, each checked.
 
