@@ -47,7 +47,6 @@ from tests.integration.containers import (
 )
 
 MIB = 1 << 20
-MESHFED = ""  # the runtime venv's (runtime_meshfed)
 
 
 def _until(check, timeout_s: float = 120.0) -> float:
@@ -92,8 +91,7 @@ def runtime_meshfed(archive: Path, work: Path) -> str:
 
 
 def cold_starts(archive: Path, rounds: int, work: Path) -> dict[str, list[float]]:
-    global MESHFED
-    MESHFED = runtime_meshfed(archive, work)
+    meshfed = runtime_meshfed(archive, work)
     bed = Bed(key=uuid.uuid4().hex[:6], image=load(archive))
     procs: list[subprocess.Popen[bytes]] = []
     times: dict[str, list[float]] = {k: [] for k in ("cp-container", "cp-process",
@@ -123,14 +121,14 @@ def cold_starts(archive: Path, rounds: int, work: Path) -> dict[str, list[float]
                 else:
                     log = (work / f"{node}.log").open("ab")
                     procs.append(subprocess.Popen(
-                        bed.in_node(node, [MESHFED, *args]), stdout=log, stderr=subprocess.STDOUT,
+                        bed.in_node(node, [meshfed, *args]), stdout=log, stderr=subprocess.STDOUT,
                         env={**os.environ, "MESHFED_HOME": str(home)},
                     ))  # fmt: skip
                 url = f"https://{cp_ip}:15014/healthz"
                 _until(lambda: _curl_ok(bed, node, url, "ok"))  # noqa: B023
                 times[f"cp-{how}"].append(time.monotonic() - start)
                 times[f"sidecar-{how}"].append(
-                    _sidecar(bed, work, procs, node, cluster, cp_ip, how, home, proxy)
+                    _sidecar(bed, work, procs, node, cluster, cp_ip, how, home, proxy, meshfed)
                 )
         return times
     except Exception:
@@ -146,7 +144,7 @@ def cold_starts(archive: Path, rounds: int, work: Path) -> dict[str, list[float]
         bed.close()
 
 
-def _sidecar(bed, work, procs, cp_node, cluster, cp_ip, how, cp_home, proxy) -> float:
+def _sidecar(bed, work, procs, cp_node, cluster, cp_ip, how, cp_home, proxy, meshfed) -> float:
     cp = f"{bed.netns(cp_node)}-controlplane"
     tokens = work / f"tokens-{cp_node}"
     tokens.mkdir(mode=0o755)
@@ -157,7 +155,7 @@ def _sidecar(bed, work, procs, cp_node, cluster, cp_ip, how, cp_home, proxy) -> 
         bed.exec(cp, *token_cmd)
     else:
         subprocess.run(bed.in_node(cp_node, [
-                           MESHFED, *token_cmd[1:-4], "--token-out", str(cp_home / "echo.token"),
+                           meshfed, *token_cmd[1:-4], "--token-out", str(cp_home / "echo.token"),
                            "--bundle-out", str(cp_home / "bundle.pem")]),
                        env={**os.environ, "MESHFED_HOME": str(cp_home)}, check=True,
                        capture_output=True)  # fmt: skip
@@ -177,7 +175,7 @@ def _sidecar(bed, work, procs, cp_node, cluster, cp_ip, how, cp_home, proxy) -> 
         args = [a.replace("/etc/meshfed", str(tokens)) for a in args]
         log = (work / f"{pod}.log").open("ab")
         procs.append(subprocess.Popen(
-            bed.in_node(pod, [MESHFED, *args]), stdout=log, stderr=subprocess.STDOUT,
+            bed.in_node(pod, [meshfed, *args]), stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "MESHFED_HOME": str(home), "MESHFED_TOKEN": api},
         ))  # fmt: skip
     _until(lambda: _curl_ok(bed, pod, "http://127.0.0.1:15000/ready", "LIVE"))

@@ -35,11 +35,11 @@ from federation.errors import ConfigError
 from federation.install.manifests import (
     LB_ANNOTATIONS,
     PART_OF,
-    _container_security,
-    _disruption_budget,
-    _meta,
-    _pod_security,
-    _spread,
+    container_security,
+    disruption_budget,
+    meta,
+    pod_security,
+    spread,
 )
 from trust.pki import CONTROLLER_CA_NAME
 from trust.store import TrustDirectory
@@ -165,7 +165,7 @@ def _container(opts: ControllerInstall) -> dict[str, Any]:
         },
         "livenessProbe": {"tcpSocket": {"port": API_PORT}, "periodSeconds": 10},
         "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}},
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "volumeMounts": [
             {"name": "trust", "mountPath": TRUST_MOUNT, "readOnly": True},
             {"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True},
@@ -192,7 +192,7 @@ def controller_manifests(opts: ControllerInstall) -> list[dict[str, Any]]:
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta("meshfed-controller", **LABELS),
+        "metadata": meta("meshfed-controller", **LABELS),
         "spec": {
             "replicas": opts.replicas,
             "strategy": {"rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}},
@@ -202,8 +202,8 @@ def controller_manifests(opts: ControllerInstall) -> list[dict[str, Any]]:
                 "spec": {
                     "serviceAccountName": "meshfed-controller",
                     "automountServiceAccountToken": False,
-                    "securityContext": _pod_security(),
-                    "topologySpreadConstraints": _spread(LABELS),
+                    "securityContext": pod_security(),
+                    "topologySpreadConstraints": spread(LABELS),
                     "containers": [_container(opts)],
                     "volumes": [
                         {
@@ -229,7 +229,7 @@ def controller_manifests(opts: ControllerInstall) -> list[dict[str, Any]]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            **_meta("meshfed-controller", **LABELS),
+            **meta("meshfed-controller", **LABELS),
             "annotations": LB_ANNOTATIONS[opts.provider]
             if opts.service_type == "LoadBalancer"
             else {},
@@ -250,13 +250,13 @@ def controller_manifests(opts: ControllerInstall) -> list[dict[str, Any]]:
     account = {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": _meta("meshfed-controller"),
+        "metadata": meta("meshfed-controller"),
         "automountServiceAccountToken": False,
     }
     return [
         namespace,
         account,
         deployment,
-        _disruption_budget("meshfed-controller", LABELS),
+        disruption_budget("meshfed-controller", LABELS),
         service,
     ]

@@ -89,7 +89,7 @@ class InstallOptions:
     gateway_ip: str = ""
 
 
-def _meta(name: str, namespace: str | None = NAMESPACE, **labels: str) -> dict[str, Any]:
+def meta(name: str, namespace: str | None = NAMESPACE, **labels: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "labels": {**PART_OF, **labels}}
     if namespace:
         meta["namespace"] = namespace
@@ -102,7 +102,7 @@ def _crd(
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": _meta(f"{plural}.multicluster.x-k8s.io", None),
+        "metadata": meta(f"{plural}.multicluster.x-k8s.io", None),
         "spec": {
             "group": "multicluster.x-k8s.io",
             "scope": "Namespaced",
@@ -220,7 +220,7 @@ def rbac() -> list[dict[str, Any]]:
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
-        "metadata": _meta("meshfed-controlplane", None),
+        "metadata": meta("meshfed-controlplane", None),
         "rules": [
             _rule([""], ["services", "pods", "nodes", "namespaces"], read),
             _rule(["discovery.k8s.io"], ["endpointslices"], read),
@@ -237,7 +237,7 @@ def rbac() -> list[dict[str, Any]]:
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
-        "metadata": _meta("meshfed-controlplane", None),
+        "metadata": meta("meshfed-controlplane", None),
         "roleRef": {
             "apiGroup": "rbac.authorization.k8s.io",
             "kind": "ClusterRole",
@@ -248,7 +248,7 @@ def rbac() -> list[dict[str, Any]]:
         ],
     }
     accounts = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name)}
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name)}
         for name in ("meshfed-controlplane", "meshfed-gateway")
     ]
     return [*accounts, role, binding]
@@ -260,7 +260,7 @@ MESHFED_UID = 10001
 GATEWAY_HEALTH_PORT = 15020
 
 
-def _container_security() -> dict[str, Any]:
+def container_security() -> dict[str, Any]:
     return {
         "runAsNonRoot": True,
         "runAsUser": MESHFED_UID,
@@ -272,7 +272,7 @@ def _container_security() -> dict[str, Any]:
     }
 
 
-def _pod_security() -> dict[str, Any]:
+def pod_security() -> dict[str, Any]:
     """Pod Security Standards "restricted" (https://kubernetes.io/docs/concepts/security/
     pod-security-standards/): non-root, the runtime's default seccomp profile."""
     return {
@@ -284,7 +284,7 @@ def _pod_security() -> dict[str, Any]:
     }
 
 
-def _spread(labels: dict[str, str]) -> list[dict[str, Any]]:
+def spread(labels: dict[str, str]) -> list[dict[str, Any]]:
     """Replicas spread over zones, then nodes, as evenly as the scheduler can (soft: a
     one-zone or one-node cluster still schedules them)."""
     return [
@@ -298,12 +298,12 @@ def _spread(labels: dict[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-def _disruption_budget(name: str, labels: dict[str, str]) -> dict[str, Any]:
+def disruption_budget(name: str, labels: dict[str, str]) -> dict[str, Any]:
     """At most one replica evicted at a time (node drains, upgrades)."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _meta(name, **labels),
+        "metadata": meta(name, **labels),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
     }
 
@@ -348,7 +348,7 @@ def _controlplane_container(opts: InstallOptions) -> dict[str, Any]:
             "httpGet": {"path": "/healthz", "port": PORTS["api"], "scheme": "HTTPS"}
         },
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "volumeMounts": [{"name": "state", "mountPath": "/var/lib/meshfed"}],
     }
 
@@ -359,14 +359,14 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta("meshfed-join"),
+        "metadata": meta("meshfed-join"),
         "type": "Opaque",
         "stringData": {"token": opts.join_token},
     }
     claim = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta("meshfed-controlplane-state"),
+        "metadata": meta("meshfed-controlplane-state"),
         "spec": {
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": "1Gi"}},
@@ -379,7 +379,7 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta("meshfed-controlplane", **labels),
+        "metadata": meta("meshfed-controlplane", **labels),
         "spec": {
             "replicas": 1,
             "strategy": {"type": "Recreate"},
@@ -388,7 +388,7 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
                 "metadata": {"labels": {**PART_OF, **labels}},
                 "spec": {
                     "serviceAccountName": "meshfed-controlplane",
-                    "securityContext": _pod_security(),
+                    "securityContext": pod_security(),
                     "containers": [_controlplane_container(opts)],
                     "volumes": [volume],
                 },
@@ -398,7 +398,7 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
     service = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta("meshfed-controlplane", **labels),
+        "metadata": meta("meshfed-controlplane", **labels),
         "spec": {
             "type": "ClusterIP",
             "selector": labels,
@@ -416,6 +416,7 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
 def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
     """The east-west gateway: Deployment and LoadBalancer Service."""
     labels = {"app.kubernetes.io/name": "meshfed-gateway"}
+    address_annotations, address_fields = _load_balancer_address(opts)
     container = {
         "name": "gateway",
         "image": opts.image,
@@ -452,7 +453,7 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
             "failureThreshold": 3,
         },
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "volumeMounts": [
             {"name": "meshfed-token", "mountPath": TOKEN_PATH.rsplit("/", 1)[0]},
             {"name": "work", "mountPath": "/tmp"},  # noqa: S108 - the container's own
@@ -462,7 +463,7 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": _meta("meshfed-gateway", **labels),
+            "metadata": meta("meshfed-gateway", **labels),
             "spec": {
                 "replicas": 2,
                 "selector": {"matchLabels": labels},
@@ -470,8 +471,8 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
                     "metadata": {"labels": {**PART_OF, **labels}},
                     "spec": {
                         "serviceAccountName": "meshfed-gateway",
-                        "securityContext": _pod_security(),
-                        "topologySpreadConstraints": _spread(labels),
+                        "securityContext": pod_security(),
+                        "topologySpreadConstraints": spread(labels),
                         "terminationGracePeriodSeconds": 30,
                         "containers": [container],
                         "volumes": [token_volume(), {"name": "work", "emptyDir": {}}],
@@ -483,8 +484,8 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {
-                **_meta("meshfed-gateway", **labels),
-                "annotations": {**LB_ANNOTATIONS[opts.provider], **_load_balancer_address(opts)[0]},
+                **meta("meshfed-gateway", **labels),
+                "annotations": {**LB_ANNOTATIONS[opts.provider], **address_annotations},
             },
             "spec": {
                 "type": "LoadBalancer",
@@ -497,10 +498,10 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
                     if opts.gateway_allowed_cidrs
                     else {}
                 ),
-                **_load_balancer_address(opts)[1],
+                **address_fields,
             },
         },
-        _disruption_budget("meshfed-gateway", labels),
+        disruption_budget("meshfed-gateway", labels),
     ]
 
 
@@ -528,7 +529,7 @@ def webhook() -> dict[str, Any]:
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
-        "metadata": _meta("meshfed-sidecar-injector", None),
+        "metadata": meta("meshfed-sidecar-injector", None),
         "webhooks": [
             {
                 "name": "sidecar.meshfed.io",

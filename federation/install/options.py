@@ -9,19 +9,17 @@ import ipaddress
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from federation.controller.membership import validate_member_name
 from federation.controlplane.link.join import controller_urls
 from federation.errors import ConfigError
+from federation.install.controller import ControllerInstall, prepare_trust, trust_files
 from federation.install.images import pinned_image
 from federation.install.manifests import InstallOptions
 from federation.model.locality import Locality
 from federation.model.workload import DNS_LABEL
 from federation.netaddr import parse_host_port
-
-if TYPE_CHECKING:
-    from federation.install.controller import ControllerInstall
+from federation.paths import default_trust_dir
 
 
 def cidr_list(value: str, flag: str) -> tuple[str, ...]:
@@ -188,9 +186,6 @@ def controller_install(
     Raises:
         ConfigError: a flag is malformed (named), or the trust directory has no root.
     """
-    from federation.install.controller import ControllerInstall, prepare_trust, trust_files
-    from federation.paths import default_trust_dir
-
     if not image:
         raise ConfigError("--image is required")
     try:
