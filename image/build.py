@@ -28,7 +28,6 @@ Raises :class:`ImageBuildError` naming the failed step and the tool's last outpu
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import json
 import os
@@ -268,15 +267,18 @@ def finish(root: Path, epoch: int) -> None:
     os.utime(root, (epoch, epoch))
 
 
-def oci(layout: Path, root: Path, local: Path, epoch: int, version: str) -> None:
-    """An OCI layout at ``layout``: Debian's layer, then ``/usr/local``'s; the configuration."""
+def oci(layout: Path, root: Path, local: Path, epoch: int, version: str) -> int:
+    """An OCI layout at ``layout``: Debian's layer, then ``/usr/local``'s; the configuration.
+    Returns the layers' uncompressed size (bytes: the tars as written, before umoci's gzip)."""
     image = f"{layout}:{REF}"
     created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     _run("umoci init", ["umoci", "init", "--layout", str(layout)])
     _run("umoci new", ["umoci", "new", "--image", image])
+    uncompressed = 0
     for src, prefix in ((root, ""), (local, "usr/local")):
         tar = layout.parent / "layer.tar"
         layer_tar(src, prefix, tar)
+        uncompressed += tar.stat().st_size
         _run(
             "umoci add-layer",
             ["umoci", "raw", "add-layer", "--no-history", "--image", image, str(tar)],
@@ -309,6 +311,7 @@ def oci(layout: Path, root: Path, local: Path, epoch: int, version: str) -> None
     ]
     _run("umoci config", config)
     _run("umoci gc", ["umoci", "gc", "--layout", str(layout)])
+    return uncompressed
 
 
 def layer_tar(src: Path, prefix: str, dest: Path) -> None:
@@ -343,18 +346,11 @@ def _oci_arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
-def layer_sizes(layout: Path) -> tuple[int, int]:
-    """(compressed, uncompressed) bytes of the image's layers in an OCI layout."""
+def compressed_size(layout: Path) -> int:
+    """Bytes of the image's layers as a registry serves them (gzip), from its manifest."""
     index = json.loads((layout / "index.json").read_text())
     manifest = _blob(layout, index["manifests"][0]["digest"])
-    compressed = sum(int(layer["size"]) for layer in manifest["layers"])
-    uncompressed = 0
-    for layer in manifest["layers"]:
-        algo, hexd = layer["digest"].split(":")
-        with gzip.open(layout / "blobs" / algo / hexd) as f:
-            while chunk := f.read(1 << 20):
-                uncompressed += len(chunk)
-    return compressed, uncompressed
+    return sum(int(layer["size"]) for layer in manifest["layers"])
 
 
 def _blob(layout: Path, digest: str) -> dict[str, Any]:
@@ -402,7 +398,7 @@ def build(out: Path, *, epoch: int, mirror: str = MIRROR) -> BuildResult:
     (root / "usr/local").mkdir()
     os.utime(root / "usr/local", (epoch, epoch))
     os.utime(root / "usr", (epoch, epoch))
-    oci(layout, root, local, epoch, version)
+    uncompressed = oci(layout, root, local, epoch, version)
     archive = out / ARCHIVE
     _run(
         "skopeo copy",
@@ -420,7 +416,7 @@ def build(out: Path, *, epoch: int, mirror: str = MIRROR) -> BuildResult:
     (out / "meshfed.digest").write_text(digest + "\n")
     bom = out / "meshfed.cdx.json"
     bom.write_text(sbom.bom_json(version=version, debs=debs, python=python, epoch=epoch))
-    compressed, uncompressed = layer_sizes(layout)
+    compressed = compressed_size(layout)
     result = BuildResult(
         archive=str(archive),
         sbom=str(bom),
