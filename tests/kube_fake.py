@@ -91,6 +91,9 @@ RESOURCES = [
     ),
     Resource("", "v1", "serviceaccounts", "ServiceAccount"),
     Resource("", "v1", "secrets", "Secret"),
+    # what control plane replicas share (federation.controlplane.kube.replicas)
+    Resource("", "v1", "configmaps", "ConfigMap"),
+    Resource("coordination.k8s.io", "v1", "leases", "Lease"),
     Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
     Resource("apps", "v1", "deployments", "Deployment"),
     Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),

@@ -169,6 +169,15 @@ def controlplane() -> None:
     show_default=True,
     help="With --webhook-listen: the image of injected sidecars.",
 )
+@click.option(
+    "--leader-lease",
+    type=int,
+    default=15,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --kubernetes: how long the leader of the control plane replicas keeps its"
+    " Lease unrenewed before another replica takes over.",
+)
 def serve_cmd(**flags: Any) -> None:
     """Serve xDS (SotW and delta ADS), the certificate service and the HTTP API until
     SIGTERM/SIGINT.

@@ -77,10 +77,11 @@ def kube_settings(
     labels: tuple[str, str],
     gateway_service: str,
     webhook: tuple[str | None, str],
+    leader_lease_s: int = 15,
 ) -> KubeSettings | None:
     """``--kubernetes`` and its options (the others refused without it); ``labels`` are
     ``(--kube-member-label, --kube-pod-label)``, ``webhook`` ``(--webhook-listen,
-    --sidecar-image)``.
+    --sidecar-image)``, ``leader_lease_s`` ``--leader-lease``.
 
     Raises:
         ConfigError: a Kubernetes option without ``--kubernetes``, or a malformed value.
@@ -94,6 +95,11 @@ def kube_settings(
                 " --gateway-service need --kubernetes"
             )
         return None
+    if leader_lease_s < 8:
+        raise ConfigError(
+            f"--leader-lease {leader_lease_s}: at least 8 s (the retry period, 2/15 of it,"
+            " must be at least 1 s)"
+        )
     service: tuple[str, str] | None = None
     if gateway_service:
         ns, _, name = gateway_service.partition("/")
@@ -108,6 +114,7 @@ def kube_settings(
         gateway_service=service,
         webhook_listen=webhook_listen,
         sidecar_image=sidecar_image,
+        leader_lease_s=leader_lease_s,
     )
 
 
@@ -136,6 +143,7 @@ def serve_config(
     gateway_service: str,
     webhook_listen: str | None,
     sidecar_image: str,
+    leader_lease: int = 15,
 ) -> ControlPlaneConfig:
     """The config of ``meshfed controlplane serve`` from its flags (each argument is the flag
     of that name); ``ca_dir`` defaults to ``$MESHFED_HOME/trust``, ``state_dir`` to
@@ -190,5 +198,6 @@ def serve_config(
             (kube_member_label, kube_pod_label),
             gateway_service,
             (webhook_listen, sidecar_image),
+            leader_lease,
         ),
     )

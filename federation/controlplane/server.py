@@ -16,6 +16,7 @@ Two gRPC servers, both TLS with the control plane's own SVID
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -37,8 +38,9 @@ from federation.controlplane.config import KUBE_SYNC_WAIT_S, ControlPlaneConfig
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.health import HealthChecker
 from federation.controlplane.identities import ClusterAuthority, HttpsTls
+from federation.controlplane.kube import replicas
 from federation.controlplane.kube.config import KubeSettings, api_client
-from federation.controlplane.kube.source import KubeSource
+from federation.controlplane.kube.source import KubeSource, Reflector
 from federation.controlplane.kube.tokenreview import TokenReviewer
 from federation.controlplane.kube.translate import Scope
 from federation.controlplane.kube.webhook import (
@@ -60,8 +62,10 @@ from federation.controlplane.state_store import StateFile
 from federation.controlplane.status import StatusRegistry
 from federation.controlplane.telemetry import TrafficCounter, TrafficServicer
 from federation.controlplane.trace import PropagationTracker
+from federation.errors import InvalidDocumentError
 from federation.netaddr import listen_ips, parse_host_port
 from federation.serving import load_or_create_token, serve_until_signalled, start_http, stop_all
+from federation.sync.messages import ControllerUpdate
 from federation.traffic import TrafficCollector
 from trust.bundle import TrustBundle
 from trust.cluster_ca import ClusterCaDirectory
@@ -99,6 +103,14 @@ class ControlPlane:
         self.webhook_port = 0
         self.rtt: RttProber | None = None
         self.traffic: TrafficCounter | None = None
+        self._kube_api: Any = None
+        #: In Kubernetes: the state replicas share, and this replica's part in the leader
+        #: election (:mod:`federation.controlplane.kube.replicas`).
+        self.shared: replicas.SharedState | None = None
+        self.leadership: replicas.Leadership | None = None
+        self._started = asyncio.Event()
+        self._followed = ""  # the shared update a follower applied last (base64)
+        self.kube: KubeSource | None = None
 
     @property
     def api_url(self) -> str:
@@ -161,7 +173,11 @@ class ControlPlane:
         """
         cfg = self.config
         ensure_dir(cfg.state_dir)
+        if cfg.kubernetes is not None:
+            await self._share_state(cfg.kubernetes)
         info = await self._join_info()
+        if info is not None and self.leadership is not None and self.leadership.leading:
+            await self._publish_identity(info.trust_domain)
         if info is not None:
             ca = ClusterCaDirectory(cfg.state_dir / "ca").authority(TrustDomain(info.trust_domain))
         else:
@@ -205,10 +221,11 @@ class ControlPlane:
             self._tasks.append(
                 asyncio.create_task(HealthChecker(self.registry).run(), name="health")
             )
-        if self.link is not None and self.rtt is not None:
+        if self.link is not None and self.rtt is not None and self.leadership is None:
             self._tasks.append(asyncio.create_task(self.link.run(), name="federation-sync"))
             self._tasks.append(asyncio.create_task(self.rtt.run(), name="rtt-probes"))
         self._write_endpoint()
+        self._started.set()
         log.info(
             "control plane for %s serving xDS (mTLS) on %s, certificates on %s, API on %s"
             " (%d workloads loaded)",
@@ -308,14 +325,117 @@ class ControlPlane:
             on_update=self.metrics.update_received,
             traffic=lambda: self.traffic.table.copy() if self.traffic else None,
             tracker=self.tracker,
+            on_applied=self._applied,
         )
         self.link.restore()
+
+    async def _share_state(self, settings: KubeSettings) -> None:
+        """Stand for leader and take this cluster's identity from the shared Secret
+        (:mod:`federation.controlplane.kube.replicas`); a replica that is to join waits
+        until it leads (and joins) or another replica has shared the identity.
+
+        Raises:
+            replicas.SharedStateError: the Secret or ConfigMap cannot be read.
+        """
+        cfg = self.config
+        self._kube_api = await api_client(settings)
+        self.shared = replicas.SharedState(self._kube_api)
+        lease = settings.leader_lease_s
+        self.leadership = replicas.Leadership(
+            self._kube_api, self._lead, lease, lease * 2 / 3, lease * 2 / 15
+        )
+        self._tasks.append(asyncio.create_task(self.leadership.run(), name="leader-election"))
+        while True:
+            files = await self.shared.identity()
+            if files:
+                replicas.write_identity(cfg.state_dir, files)
+                await self._restore_shared_update()
+                log.info("took this cluster's identity from the shared Secret")
+                return
+            if cfg.controller is None or link_state.load_join_info(cfg.state_dir) is not None:
+                return  # nothing to share yet, or a state of our own to share once we lead
+            if self.leadership.leading:
+                return  # the leader joins, then shares
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.leadership.became_leader.wait(), replicas.IDENTITY_POLL_S
+                )
+
+    async def _restore_shared_update(self) -> None:
+        """Store the shared update as this replica's last one (restored before serving)."""
+        assert self.shared is not None
+        info = link_state.load_join_info(self.config.state_dir)
+        try:
+            update = await self.shared.last_update()
+        except InvalidDocumentError as err:
+            log.warning("not restoring the shared update: %s", err)
+            return
+        if info is not None and update is not None:
+            link_state.save(self.config.state_dir, info, update)
+
+    async def _publish_identity(self, trust_domain: str) -> None:
+        """Share this replica's identity files, made complete first (the injector's CA, the
+        API token), when they differ from the Secret's."""
+        assert self.shared is not None
+        cfg = self.config
+        WebhookCertificate(TrustDomain(trust_domain), cfg.state_dir / "webhook-tls").ca()
+        load_or_create_token(cfg.state_dir / "api-token")
+        await self.shared.publish_identity(replicas.read_identity(cfg.state_dir))
+
+    async def _lead(self) -> None:
+        """What the leader of several replicas does: sync with the controller and share its
+        updates, probe RTTs, write into the cluster, keep the identity Secret current."""
+        await self._started.wait()
+        assert self.shared is not None
+        if self.kube is not None:
+            self.kube.writer.changed.set()
+        work = [self.shared.write_updates(), self._publish_identity_forever()]
+        if self.link is not None and self.rtt is not None:
+            work += [self.link.run(), self.rtt.run()]
+        try:
+            await asyncio.gather(*work)
+        finally:
+            if self.link is not None:
+                self.link.connected = False
+
+    async def _publish_identity_forever(self) -> None:
+        while True:
+            info = link_state.load_join_info(self.config.state_dir)
+            if info is not None:
+                try:
+                    await self._publish_identity(info.trust_domain)
+                except replicas.SharedStateError as err:
+                    log.warning("sharing this cluster's identity: %s", err)
+            await asyncio.sleep(replicas.IDENTITY_REFRESH_S)
+
+    def _applied(self, update: ControllerUpdate) -> None:
+        """A controller update was applied: the leader shares it with the other replicas."""
+        if self.shared is not None and self.leadership is not None and self.leadership.leading:
+            self.shared.share_update(update)
+
+    def _follow(self, objects: dict[Any, dict[str, Any]]) -> None:
+        """The shared ConfigMap changed: a follower applies the leader's update."""
+        if self.link is None or self.leadership is None or self.leadership.leading:
+            return
+        for config_map in objects.values():
+            raw = str((config_map.get("binaryData") or {}).get(replicas.UPDATE_KEY, ""))
+            if not raw or raw == self._followed:
+                continue
+            try:
+                update = replicas.update_of(config_map)
+            except InvalidDocumentError as err:
+                log.error("not following the shared update: %s", err)
+                continue
+            if update is not None:
+                self._followed = raw
+                self.link.follow(update)
 
     async def _start_kubernetes(self, settings: KubeSettings) -> None:
         """Reflect the cluster into the registry; return once every kind was listed, or
         after :data:`KUBE_SYNC_WAIT_S` (logged: the API server is slow or away; the
         reflectors keep trying and proxies get the endpoints when they come)."""
-        self._kube_api = await api_client(settings)
+        if self._kube_api is None:
+            self._kube_api = await api_client(settings)
         self._reviewer = TokenReviewer(self._kube_api)
         self.kube = KubeSource(
             self._kube_api,
@@ -329,6 +449,16 @@ class ControlPlane:
             gateway_service=settings.gateway_service,
             on_gateway=lambda address: self.link.set_gateway(address) if self.link else None,
         )
+        if self.leadership is not None:
+            leadership = self.leadership
+            self.kube.writer.enabled = lambda: leadership.leading
+        if self.shared is not None:
+            shared_update = Reflector(
+                "shared-update",
+                self.shared.list_federation(),
+                lambda: self._follow(shared_update.objects),
+            )
+            self._tasks.append(asyncio.create_task(shared_update.run(), name="shared-update"))
         self._tasks.append(asyncio.create_task(self.kube.run(), name="kubernetes"))
         deadline = time.monotonic() + KUBE_SYNC_WAIT_S
         while not self.kube.synced and time.monotonic() < deadline:
@@ -344,10 +474,13 @@ class ControlPlane:
     async def _start_injector(self, settings: KubeSettings) -> None:
         """Serve the sidecar injector (:mod:`federation.controlplane.kube.webhook`) and keep
         its configuration's caBundle equal to the trust bundle."""
-        assert settings.webhook_listen is not None
+        assert settings.webhook_listen is not None and self.kube is not None
         cert = WebhookCertificate(
             TrustDomain(self.mesh.trust_domain), self.config.state_dir / "webhook-tls"
         )
+        leadership = self.leadership
+        if leadership is not None:
+            cert.may_make_ca = lambda: leadership.leading
         cert.issue()
         app = make_webhook_app(
             self.config.cluster,
@@ -357,17 +490,33 @@ class ControlPlane:
         self._webhook_runner, self.webhook_port = await start_http(
             app, settings.webhook_listen, "--webhook-listen", cert.context
         )
-        self._tasks.append(asyncio.create_task(cert.renew_forever(), name="webhook-cert"))
+        self._tasks.append(
+            asyncio.create_task(cert.renew_forever(self._shared_webhook_ca), name="webhook-cert")
+        )
 
         async def ca_bundle() -> None:
             while True:
                 try:
-                    await sync_ca_bundle(self._kube_api, cert.ca_pem)
+                    if leadership is None or leadership.leading:
+                        await sync_ca_bundle(self._kube_api, cert.ca_pem)
                 except (ApiException, OSError, aiohttp.ClientError) as err:
                     log.warning("webhook caBundle not updated: %s", getattr(err, "reason", err))
                 await asyncio.sleep(WEBHOOK_BUNDLE_CHECK_S)
 
         self._tasks.append(asyncio.create_task(ca_bundle(), name="webhook-ca-bundle"))
+
+    async def _shared_webhook_ca(self) -> None:
+        """A follower takes the injector's CA from the shared Secret (the leader renews it)."""
+        if self.shared is None or self.leadership is None or self.leadership.leading:
+            return
+        try:
+            files = await self.shared.identity()
+        except replicas.SharedStateError as err:
+            log.warning("reading the shared injector CA: %s", err)
+            return
+        replicas.write_identity(
+            self.config.state_dir, {k: v for k, v in files.items() if k in replicas.WEBHOOK_CA}
+        )
 
     def _count_traffic(self) -> None:
         """Count the sidecars' traffic (:mod:`federation.controlplane.telemetry`) and expose
@@ -452,14 +601,17 @@ class ControlPlane:
         self.authority.set_trust_bundle(bundle)
 
     async def stop(self, grace_s: float = 0.5) -> None:
-        """Stop serving; proxies keep their last configuration."""
+        """Stop serving; proxies keep their last configuration. The leader of several
+        replicas gives its Lease up first."""
+        if self.leadership is not None:
+            await self.leadership.stop()
         if self._ca_grpc is not None:
             await self._ca_grpc.stop(grace_s)
         await stop_all(self._tasks, self._runner, self._grpc, grace_s)
         self._tasks.clear()
         if self._webhook_runner is not None:
             await self._webhook_runner.cleanup()
-        if getattr(self, "_kube_api", None) is not None:
+        if self._kube_api is not None:
             await self._kube_api.close()
         log.info("control plane for %s stopped", self.config.cluster)
 

@@ -24,7 +24,7 @@ import base64
 import json
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -70,14 +70,20 @@ class WebhookCertificate:
         self._names = dns_names
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ca_pem = b""
+        #: Whether this replica may make a new CA when the old one is due (only the leader
+        #: of several does; the others take it from the shared Secret:
+        #: :mod:`federation.controlplane.kube.replicas`).
+        self.may_make_ca: Callable[[], bool] = lambda: True
 
-    def _ca(self) -> tuple[Any, pki.IssuerKey]:
-        """The injector CA's certificate and key (made, or re-made a day before it ends)."""
+    def ca(self) -> tuple[Any, pki.IssuerKey]:
+        """The injector CA's certificate and key (made, or re-made a day before it ends when
+        :attr:`may_make_ca`)."""
         key_path, cert_path = self._dir / "ca-key.pem", self._dir / "ca.pem"
         if key_path.exists() and cert_path.exists():
             key = load_key_file(key_path)
             cert = pki.load_certificates(cert_path.read_bytes(), source=str(cert_path))[0]
-            if pki.utcnow() < cert.not_valid_after_utc - WEBHOOK_CERT_TTL:
+            due = pki.utcnow() >= cert.not_valid_after_utc - WEBHOOK_CERT_TTL
+            if not due or not self.may_make_ca():
                 return cert, key
         key = pki.generate_private_key()
         cert = pki.root_certificate(
@@ -92,7 +98,7 @@ class WebhookCertificate:
     def issue(self) -> None:
         """Issue a serving certificate and load it into :attr:`context` (new handshakes use
         it); :attr:`ca_pem` is what verifies it."""
-        ca_cert, ca_key = self._ca()
+        ca_cert, ca_key = self.ca()
         key = pki.generate_private_key()
         spiffe_id = self._td.workload_id("meshfed-system", "sidecar-injector")
         leaf = pki.leaf_certificate(
@@ -104,10 +110,13 @@ class WebhookCertificate:
         )
         self.ca_pem = pki.certificates_to_pem([ca_cert])
 
-    async def renew_forever(self) -> None:
-        """Re-issue at half life until cancelled."""
+    async def renew_forever(self, before: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Re-issue at half life until cancelled (after awaiting ``before``, which may bring
+        the CA up to date)."""
         while True:
             await asyncio.sleep(WEBHOOK_CERT_TTL.total_seconds() / 2)
+            if before is not None:
+                await before()
             self.issue()
             log.info("re-issued the injector's certificate")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -72,6 +72,9 @@ class McsWriter:
         self.reflectors = reflectors
         self.changed = asyncio.Event()
         self.writes = 0
+        #: Whether this replica writes (only the leader of several does:
+        #: :mod:`federation.controlplane.kube.replicas`); checked before every pass.
+        self.enabled: Callable[[], bool] = lambda: True
 
     async def run(self) -> None:
         """Write after every change until cancelled."""
@@ -82,6 +85,8 @@ class McsWriter:
                 pass
             await asyncio.sleep(0.05)
             self.changed.clear()
+            if not self.enabled():
+                continue
             if all(self.reflectors[k].synced for k in ("serviceexports", "serviceimports")):
                 try:
                     await self.sync()

@@ -118,6 +118,8 @@ class FederationLink:
         on_cas: called with every member's CA certificate (cluster -> PEM) from each update.
         on_ca: called with the new CA after the controller re-signed the intermediate.
         on_update: called after each controller update is applied (metrics).
+        on_applied: called with each whole update once applied (the leader of several
+            replicas shares it: :mod:`federation.controlplane.kube.replicas`).
         traffic: returns a snapshot of the cluster's traffic table (sent every
             :data:`TRAFFIC_INTERVAL_S` once it has an edge), or None.
     """
@@ -139,7 +141,9 @@ class FederationLink:
         on_update: Callable[[], None] = lambda: None,
         traffic: Callable[[], TrafficTable | None] = lambda: None,
         tracker: PropagationTracker | None = None,
+        on_applied: Callable[[ControllerUpdate], None] = lambda _update: None,
     ) -> None:
+        self._on_applied = on_applied
         self._traffic = traffic
         self._tracker = tracker
         self._on_ca = on_ca
@@ -307,6 +311,7 @@ class FederationLink:
         self._install(update)
         self.last_update_version = update.version
         self._on_update()
+        self._on_applied(update)
         log.info(
             "controller update v%d: %d imports, %d exports, %d policies",
             update.version,
@@ -314,6 +319,10 @@ class FederationLink:
             len(update.exports),
             len(update.policies) + len(update.price_tables) + len(update.authorization_policies),
         )
+
+    def follow(self, update: ControllerUpdate) -> None:
+        """Apply an update the leader replica applied (a follower does not sync itself)."""
+        self._apply(update)
 
     def addresses(self) -> list[str]:
         """The sync addresses to try, the one last in sync first (see
