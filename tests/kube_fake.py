@@ -98,6 +98,8 @@ RESOURCES = [
     Resource("apps", "v1", "deployments", "Deployment"),
     Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
     Resource(
         "rbac.authorization.k8s.io",
         "v1",

@@ -595,6 +595,10 @@ class ControlPlane:
             "connected": link.connected,
             "lastUpdateVersion": link.last_update_version,
             "stopped": link.stopped,
+            # several replicas: only the leader syncs, the others follow its updates
+            "role": None
+            if self.leadership is None
+            else ("leader" if self.leadership.leading else "follower"),
         }
 
     def _on_bundle(self, bundle: TrustBundle) -> None:

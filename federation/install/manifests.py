@@ -9,10 +9,14 @@ What one cluster gets, in namespace :data:`NAMESPACE` unless said otherwise:
   Services, EndpointSlices, Pods, Nodes, Namespaces and ServiceExports; the status of
   ServiceExports; ServiceImports; TokenReviews; and its own MutatingWebhookConfiguration
   (by name, to put its CA bundle in). The gateway needs no API access;
-- a Secret with the one-time join token (when given) and a PersistentVolumeClaim for the
-  control plane's state (its intermediate CA key, 0600, never leaves it);
-- the control plane Deployment (one replica, ``Recreate``: one writer of its state) and its
-  ClusterIP Service (xDS 15010, certificates 15012, API 15014, webhook 443 -> 15017);
+- a Secret with the one-time join token (when given); a Role that lets the control plane
+  read and update, by name, what its replicas share: a Secret (its identity: the
+  intermediate CA, 0600 in each replica), a ConfigMap (the controller's last update) and
+  a Lease (the leader), created empty here
+  (:mod:`federation.controlplane.kube.replicas`);
+- the control plane Deployment (two replicas spread over zones and nodes, a
+  PodDisruptionBudget, a rolling update that adds before it removes) and its ClusterIP
+  Service (xDS 15010, certificates 15012, API 15014, webhook 443 -> 15017);
 - the gateway Deployment and a ``LoadBalancer`` Service (an AWS NLB or a GCP passthrough
   load balancer by annotations); the control plane reads its address back from the
   Service's status and reports it to the controller;
@@ -29,9 +33,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from federation.controlplane.kube.pod import (
+    FEDERATION_CONFIGMAP,
+    IDENTITY_SECRET,
     INJECT_LABEL,
+    LEADER_LEASE,
     NAMESPACE,
     PORTS,
+    SHARED_LABEL,
     TOKEN_PATH,
     agent_args,
     token_volume,
@@ -247,13 +255,65 @@ def rbac() -> list[dict[str, Any]]:
             {"kind": "ServiceAccount", "name": "meshfed-controlplane", "namespace": NAMESPACE}
         ],
     }
+    # what the replicas share, each object by name (list/watch of ConfigMaps cannot be
+    # narrowed to one without a field selector; ConfigMaps hold no secret)
+    shared = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": meta("meshfed-controlplane"),
+        "rules": [
+            _rule([""], ["secrets"], ["get", "update"], resourceNames=[IDENTITY_SECRET]),
+            _rule([""], ["configmaps"], ["get", "update"], resourceNames=[FEDERATION_CONFIGMAP]),
+            _rule([""], ["configmaps"], ["list", "watch"]),
+            _rule(["coordination.k8s.io"], ["leases"], ["get", "update"],
+                  resourceNames=[LEADER_LEASE]),
+        ],
+    }  # fmt: skip
+    shared_binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": meta("meshfed-controlplane"),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "meshfed-controlplane",
+        },
+        "subjects": binding["subjects"],
+    }
     accounts = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name)}
         for name in ("meshfed-controlplane", "meshfed-gateway")
     ]
-    return [*accounts, role, binding]
+    return [*accounts, role, binding, shared, shared_binding]
 
 
+def shared_state() -> list[dict[str, Any]]:
+    """The objects control plane replicas share, created empty (the control plane's Role
+    may update them, not create them): the identity Secret, the federation ConfigMap, the
+    leader Lease (:mod:`federation.controlplane.kube.replicas`)."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": meta(IDENTITY_SECRET, **{SHARED_LABEL: "identity"}),
+            "type": "Opaque",
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta(FEDERATION_CONFIGMAP, **{SHARED_LABEL: "federation"}),
+        },
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": meta(LEADER_LEASE),
+            "spec": {},
+        },
+    ]
+
+
+#: Control plane replicas (:func:`controlplane`).
+CONTROLPLANE_REPLICAS = 2
 #: The image's meshfed user (image/rootfs.py).
 MESHFED_UID = 10001
 #: The gateway agent's metrics and readiness port (``GET /healthz/ready``: Envoy's ``/ready``).
@@ -354,7 +414,16 @@ def _controlplane_container(opts: InstallOptions) -> dict[str, Any]:
 
 
 def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
-    """The control plane: its state volume, Deployment and Service (and the join Secret)."""
+    """The control plane: its shared objects, Deployment, PodDisruptionBudget and Service
+    (and the join Secret).
+
+    :data:`CONTROLPLANE_REPLICAS` replicas, each serving xDS, certificates, the API and the
+    injector (so the injector's ``failurePolicy: Fail`` does not stop pod creation while one
+    restarts), sharing state through the API server
+    (:mod:`federation.controlplane.kube.replicas`); each keeps its copy in an in-memory
+    ``emptyDir`` (keys never on the node's disk). A rolling update adds a new replica before
+    it stops an old one.
+    """
     labels = {"app.kubernetes.io/name": "meshfed-controlplane"}
     secret = {
         "apiVersion": "v1",
@@ -363,32 +432,24 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
         "type": "Opaque",
         "stringData": {"token": opts.join_token},
     }
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": meta("meshfed-controlplane-state"),
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": "1Gi"}},
-        },
-    }
-    volume = {
-        "name": "state",
-        "persistentVolumeClaim": {"claimName": "meshfed-controlplane-state"},
-    }
+    volume = {"name": "state", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta("meshfed-controlplane", **labels),
         "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
+            "replicas": CONTROLPLANE_REPLICAS,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": {**PART_OF, **labels}},
                 "spec": {
                     "serviceAccountName": "meshfed-controlplane",
                     "securityContext": pod_security(),
+                    "topologySpreadConstraints": spread(labels),
                     "containers": [_controlplane_container(opts)],
                     "volumes": [volume],
                 },
@@ -410,7 +471,13 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
             ],
         },
     }
-    return [*([secret] if opts.join_token else []), claim, deployment, service]
+    return [
+        *([secret] if opts.join_token else []),
+        *shared_state(),
+        deployment,
+        disruption_budget("meshfed-controlplane", labels),
+        service,
+    ]
 
 
 def gateway(opts: InstallOptions) -> list[dict[str, Any]]:

@@ -14,6 +14,12 @@ from typing import Any
 NAMESPACE = "meshfed-system"
 #: Namespace label whose value ``enabled`` turns sidecar injection on.
 INJECT_LABEL = "meshfed.io/inject"
+#: The objects control plane replicas share (:mod:`federation.controlplane.kube.replicas`).
+IDENTITY_SECRET = "meshfed-controlplane-identity"
+FEDERATION_CONFIGMAP = "meshfed-controlplane-federation"
+LEADER_LEASE = "meshfed-controlplane-leader"
+#: Label of the shared objects (value ``identity`` or ``federation``).
+SHARED_LABEL = "meshfed.io/shared-state"
 #: The control plane's and gateway's container ports.
 PORTS = {"xds": 15010, "ca": 15012, "api": 15014, "webhook": 15017, "gateway": 15443}
 #: The control plane's in-cluster DNS name (its ClusterIP Service).

@@ -56,7 +56,13 @@ from kubernetes_asyncio.leaderelection.electionconfig import Config as ElectionC
 from kubernetes_asyncio.leaderelection.leaderelection import LeaderElection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
-from federation.controlplane.kube.pod import NAMESPACE
+from federation.controlplane.kube.pod import (
+    FEDERATION_CONFIGMAP,
+    IDENTITY_SECRET,
+    LEADER_LEASE,
+    NAMESPACE,
+    SHARED_LABEL,
+)
 from federation.controlplane.link import state as link_state
 from federation.controlplane.link.join import JoinInfo
 from federation.errors import FederationError, InvalidDocumentError
@@ -67,11 +73,6 @@ from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
-IDENTITY_SECRET = "meshfed-controlplane-identity"
-FEDERATION_CONFIGMAP = "meshfed-controlplane-federation"
-LEADER_LEASE = "meshfed-controlplane-leader"
-#: Label of the shared objects (value ``identity`` or ``federation``).
-SHARED_LABEL = "meshfed.io/shared-state"
 #: ConfigMap key of the last update (gzip of the ``ControllerUpdate`` protobuf).
 UPDATE_KEY = "update.pb.gz"
 #: A ConfigMap's size limit (bytes), as the API server enforces it.

@@ -23,6 +23,12 @@ from federation.controlplane.kube.inject import (
     inject_document,
     pod_patch,
 )
+from federation.controlplane.kube.pod import (
+    FEDERATION_CONFIGMAP,
+    IDENTITY_SECRET,
+    LEADER_LEASE,
+    NAMESPACE,
+)
 from federation.install.manifests import (
     KUBERNETES_VERSION,
     InstallOptions,
@@ -79,22 +85,57 @@ def test_install_manifests_are_valid_kubernetes_objects(provider: str) -> None:
 
 
 @pytest.mark.parametrize("provider", ["aws", "gcp", "local"])
-def test_meshfed_s_own_pods_pass_pod_security_restricted_and_the_gateway_survives_drains(
+def test_meshfed_s_own_pods_pass_pod_security_restricted_and_survive_drains(
     provider: str,
 ) -> None:
     objects = install(replace(OPTIONS, provider=provider))
     deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    budgets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "PodDisruptionBudget"}
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         assert restricted_violations(pod) == [], name
+        spec = deployment["spec"]
+        assert spec["replicas"] >= 2, name
+        keys = {c["topologyKey"] for c in spec["template"]["spec"]["topologySpreadConstraints"]}
+        assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}, name
+        assert budgets[name]["spec"]["selector"] == spec["selector"], name
     gateway = deployments["meshfed-gateway"]["spec"]
-    assert gateway["replicas"] >= 2
     container = gateway["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz/ready"
-    keys = {c["topologyKey"] for c in gateway["template"]["spec"]["topologySpreadConstraints"]}
-    assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
-    (budget,) = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
-    assert budget["spec"]["selector"] == gateway["selector"]
+
+
+def test_control_plane_replicas_share_state_through_objects_their_role_names() -> None:
+    """No RWO volume (one node at a time) and no Recreate: replicas keep their copy in
+    memory and share through the Secret, ConfigMap and Lease the install creates, which the
+    control plane's Role may read and update by name only -- not create, not any other
+    Secret."""
+    objects = install(OPTIONS)
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    [deployment] = [o for o in objects if o["metadata"]["name"] == "meshfed-controlplane"
+                    and o["kind"] == "Deployment"]  # fmt: skip
+    spec = deployment["spec"]
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert spec["template"]["spec"]["volumes"] == [
+        {"name": "state", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}
+    ]
+    shared = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert {("Secret", IDENTITY_SECRET), ("ConfigMap", FEDERATION_CONFIGMAP),
+            ("Lease", LEADER_LEASE)} <= shared  # fmt: skip
+    [role] = [o for o in objects if o["kind"] == "Role"]
+    secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert secret_rules == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "update"],
+         "resourceNames": [IDENTITY_SECRET]}
+    ]  # fmt: skip
+    for rule in role["rules"]:
+        assert "create" not in rule["verbs"] and "delete" not in rule["verbs"], rule
+        assert "list" not in rule["verbs"] or rule["resources"] == ["configmaps"], rule
+    [binding] = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "meshfed-controlplane", "namespace": NAMESPACE}
+    ]
+    [cluster_role] = [o for o in objects if o["kind"] == "ClusterRole"]
+    assert not [r for r in cluster_role["rules"] if "secrets" in r["resources"]]
 
 
 def test_the_restricted_check_can_fail_an_injected_pod_needs_net_admin_for_capture() -> None:
@@ -169,6 +210,10 @@ def test_rbac_grants_no_wildcard_and_only_what_the_control_plane_uses() -> None:
         ("multicluster.x-k8s.io", "serviceimports/status", "update"),
         ("authentication.k8s.io", "tokenreviews", "create"),
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "update"),
+        # what the replicas share, each by name (the test above)
+        ("", "secrets", "update"),
+        ("", "configmaps", "update"),
+        ("coordination.k8s.io", "leases", "update"),
     }
 
 
