@@ -30,7 +30,7 @@ variable "gcp_project" {
 }
 
 variable "gke_cluster_name" {
-  description = "Existing GKE cluster."
+  description = "The GKE cluster: an existing one, or the one create_gke_cluster makes."
   type        = string
 }
 
@@ -40,7 +40,7 @@ variable "gke_location" {
 }
 
 variable "gke_network" {
-  description = "Its VPC network."
+  description = "Its VPC network (with create_gke_cluster: the network to create)."
   type        = string
   default     = "default"
 }
@@ -48,4 +48,16 @@ variable "gke_network" {
 variable "federation_cidrs" {
   description = "CIDRs allowed to reach each gateway (the members' egress ranges)."
   type        = list(string)
+}
+
+variable "create_gke_cluster" {
+  description = "Create the GKE cluster, its node pool and its network (true) or use an existing cluster (false)."
+  type        = bool
+  default     = false
+}
+
+variable "api_allowed_cidrs" {
+  description = "With create_gke_cluster: who may reach the new cluster's API (your address)."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
 }
