@@ -72,33 +72,15 @@ SITE_PACKAGES = f"usr/local/lib/{PYTHON}/dist-packages"
 #: all of AWS's ~460 services (29 MB); the rest are removed (a unit test checks that every
 #: service the code names is kept).
 BOTOCORE_SERVICES = frozenset({"acm-pca", "ec2", "eks", "elbv2", "pricing", "sts"})
-#: SciPy subpackages nothing of meshfed imports, directly or through ``scipy.optimize``
-#: (HiGHS's ``linprog``, :mod:`federation.lb.optimizer`); the build imports every meshfed module
-#: and solves a linear program in the image to prove it.
-SCIPY_UNUSED = frozenset(
-    {
-        "cluster",
-        "datasets",
-        "differentiate",
-        "fftpack",
-        "integrate",
-        "interpolate",
-        "io",
-        "misc",
-        "ndimage",
-        "odr",
-        "signal",
-        "stats",
-    }
-)
 #: Distributions whose wheels carry their own test suites (``tests`` directories), removed.
-WITH_TESTS = frozenset({"numpy", "scipy"})
+WITH_TESTS = frozenset({"numpy"})
 
 
 def prunable(rel: str) -> bool:
-    """Whether a path under site-packages (``scipy/io``, ``botocore/data/s3``) is removed.
+    """Whether a path under site-packages (``numpy/_core/tests``, ``botocore/data/s3``) is
+    removed.
 
-    Pure: the rules of :data:`BOTOCORE_SERVICES`, :data:`SCIPY_UNUSED` and :data:`WITH_TESTS`.
+    Pure: the rules of :data:`BOTOCORE_SERVICES` and :data:`WITH_TESTS`.
     """
     parts = rel.split("/")
     if parts[0] in WITH_TESTS and "tests" in parts[1:]:
@@ -106,7 +88,7 @@ def prunable(rel: str) -> bool:
     if parts[:2] == ["botocore", "data"] and len(parts) >= 3:
         name = parts[2]
         return not name.startswith("_") and "." not in name and name not in BOTOCORE_SERVICES
-    return parts[0] == "scipy" and len(parts) >= 2 and parts[1] in SCIPY_UNUSED
+    return False
 
 
 def passwd() -> str:

@@ -1,6 +1,7 @@
 """The federation-wide split of one service's demand: a linear program over measured demand,
 declared capacity, price and RTT (cost mode ``optimize``). Pure; the solver is HiGHS through
-:func:`scipy.optimize.linprog` (``method="highs"``).
+its own Python binding, ``highspy`` (https://ergo-code.github.io/HiGHS/, the solver SciPy's
+``linprog(method="highs")`` wraps, without SciPy's 85 MB in the image).
 
 Inputs (a :class:`Problem`): one :class:`Caller` per caller locality that sends the service
 requests (its demand in requests/s and mean bytes per request, measured by the sidecars), one
@@ -35,11 +36,14 @@ the controller applies between intervals.
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import highspy
 import numpy as np
-from scipy.optimize import linprog
 
 from federation.errors import OptimizerError
 from federation.lb.decision import OPTIMIZE_USD_PER_GB_PER_MS
@@ -245,18 +249,16 @@ def solve(problem: Problem) -> Solution:
         a_ub[2 * row + 1, :, j, 1] = 1.0
         b_ub += [problem.headroom * cap, (1.0 - problem.headroom) * cap]
     size = n * m * 3
-    result = linprog(
+    rows = np.vstack([a_eq, a_ub.reshape(len(b_ub), size)]) if capped else a_eq
+    demand = [c.rps for c in callers]
+    solved = solve_lp(
         cost.reshape(size),
-        A_ub=a_ub.reshape(len(b_ub), size) if capped else None,
-        b_ub=b_ub if capped else None,
-        A_eq=a_eq,
-        b_eq=[c.rps for c in callers],
-        bounds=[(0.0, None if np.isinf(u) else float(u)) for u in upper.flat],
-        method="highs",
+        rows,
+        np.array(demand + [-np.inf] * len(b_ub)),
+        np.array(demand + b_ub),
+        upper.reshape(size),
     )
-    if result.status != 0 or result.x is None:
-        raise OptimizerError(f"HiGHS: {result.message}")
-    x = np.clip(result.x.reshape(n, m, 3), 0.0, None)
+    x = np.clip(solved.reshape(n, m, 3), 0.0, None)
     shares: list[dict[int, float]] = []
     for i in range(n):
         served = x[i].sum(axis=1)
@@ -272,6 +274,64 @@ def solve(problem: Problem) -> Solution:
         binding=_binding(problem, x),
         overloaded_rps=float(x[:, :, 2].sum()),
     )
+
+
+_FIRST_HIGHS = threading.Lock()
+_first_made = False
+
+
+def _highs() -> highspy.Highs:
+    """A HiGHS instance with its console output off. HiGHS prints a banner on stdout when a
+    process makes its first instance, before any option can be set: that one is made with the
+    stdout file descriptor pointed at stderr, so that no command's output (``-o json``) holds
+    it."""
+    global _first_made
+    with _FIRST_HIGHS:
+        if _first_made:
+            highs = highspy.Highs()  # type: ignore[no-untyped-call]
+        else:
+            sys.stdout.flush()
+            saved = os.dup(1)
+            try:
+                os.dup2(2, 1)
+                highs = highspy.Highs()  # type: ignore[no-untyped-call]
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+            _first_made = True
+    highs.setOptionValue("output_flag", False)
+    return highs
+
+
+def solve_lp(
+    cost: np.ndarray, rows: np.ndarray, lower: np.ndarray, upper: np.ndarray, bound: np.ndarray
+) -> np.ndarray:
+    """``min cost . x`` subject to ``lower <= rows @ x <= upper`` and ``0 <= x <= bound``
+    (``inf`` for no bound); the optimal ``x``.
+
+    Raises:
+        OptimizerError: HiGHS found no optimum (infeasible, unbounded, or an error).
+    """
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = len(cost), len(rows)
+    lp.col_cost_ = cost.astype(float)
+    lp.col_lower_ = np.zeros(len(cost))
+    lp.col_upper_ = np.where(np.isinf(bound), highspy.kHighsInf, bound)
+    lp.row_lower_ = np.where(np.isinf(lower), -highspy.kHighsInf, lower)
+    lp.row_upper_ = np.where(np.isinf(upper), highspy.kHighsInf, upper)
+    matrix = lp.a_matrix_
+    matrix.format_ = highspy.MatrixFormat.kRowwise
+    row, col = np.nonzero(rows)
+    matrix.start_ = np.searchsorted(row, np.arange(len(rows) + 1)).astype(np.int32)
+    matrix.index_ = col.astype(np.int32)
+    matrix.value_ = rows[row, col].astype(float)
+    highs = _highs()
+    highs.passModel(lp)
+    highs.run()
+    status = highs.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise OptimizerError(f"HiGHS: {highs.modelStatusToString(status)}")
+    return np.array(highs.getSolution().col_value)
 
 
 #: Shares below this are dropped (and the rest renormalised): 0.1 % of a caller's requests.

@@ -9,14 +9,18 @@ by the host's meshfed in a namespace of its own is the client outside the contai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import tarfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zstandard
 
 from image import build as image_build
 from image import rootfs
@@ -197,12 +201,32 @@ def test_no_file_in_the_image_is_world_writable(archive, tmp_path):
     manifest = json.loads(_blob(tmp_path, index["manifests"][0]["digest"]))
     writable = []
     for layer in manifest["layers"]:
-        with tarfile.open(tmp_path / "blobs" / "sha256" / layer["digest"].split(":")[1]) as t:
+        with _layer(tmp_path, layer) as t:
             writable += [m.name for m in t if not m.issym() and m.mode & 0o002]
     assert len(manifest["layers"]) == 2
+    # make image's default: zstd layers (docs/image.md)
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    }
     assert not writable, writable[:10]
     config = json.loads(_blob(tmp_path, manifest["config"]["digest"]))["config"]
     assert config["User"] == f"{rootfs.MESHFED_UID}:{rootfs.MESHFED_UID}"
+
+
+@contextlib.contextmanager
+def _layer(layout: Path, layer: dict[str, Any]) -> Iterator[tarfile.TarFile]:
+    """A layer's tar, read as a stream (zstd or gzip, as its media type says)."""
+    path = layout / "blobs" / "sha256" / layer["digest"].split(":")[1]
+    with path.open("rb") as raw:
+        if layer["mediaType"].endswith("+zstd"):
+            with (
+                zstandard.ZstdDecompressor().stream_reader(raw) as plain,
+                tarfile.open(fileobj=plain, mode="r|") as t,
+            ):
+                yield t
+        else:
+            with tarfile.open(fileobj=raw, mode="r|gz") as t:
+                yield t
 
 
 def _blob(layout: Path, digest: str) -> str:
