@@ -165,9 +165,10 @@ def controlplane() -> None:
 )
 @click.option(
     "--sidecar-image",
-    default="ghcr.io/meshfed/meshfed:latest",
-    show_default=True,
-    help="With --webhook-listen: the image of injected sidecars.",
+    default=None,
+    metavar="REPO@sha256:DIGEST",
+    help="With --webhook-listen (required there): the image injected sidecars run, best by"
+    " digest (meshfed install passes its --image).",
 )
 @click.option(
     "--leader-lease",

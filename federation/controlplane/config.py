@@ -76,7 +76,7 @@ def kube_settings(
     namespaces: str,
     labels: tuple[str, str],
     gateway_service: str,
-    webhook: tuple[str | None, str],
+    webhook: tuple[str | None, str | None],
     leader_lease_s: int = 15,
 ) -> KubeSettings | None:
     """``--kubernetes`` and its options (the others refused without it); ``labels`` are
@@ -88,6 +88,11 @@ def kube_settings(
     """
     member_label, pod_label = labels
     webhook_listen, sidecar_image = webhook
+    if webhook_listen and not sidecar_image:
+        raise ConfigError(
+            "--webhook-listen needs --sidecar-image: the image injected sidecars run"
+            " (REPO@sha256:DIGEST, as make image prints it)"
+        )
     if not enabled:
         if kubeconfig or namespaces or member_label or pod_label or gateway_service:
             raise ConfigError(
@@ -113,7 +118,7 @@ def kube_settings(
         pod_label=pod_label,
         gateway_service=service,
         webhook_listen=webhook_listen,
-        sidecar_image=sidecar_image,
+        sidecar_image=sidecar_image or "",
         leader_lease_s=leader_lease_s,
     )
 
@@ -142,7 +147,7 @@ def serve_config(
     kube_pod_label: str,
     gateway_service: str,
     webhook_listen: str | None,
-    sidecar_image: str,
+    sidecar_image: str | None,
     leader_lease: int = 15,
 ) -> ControlPlaneConfig:
     """The config of ``meshfed controlplane serve`` from its flags (each argument is the flag

@@ -92,6 +92,7 @@ def test_two_replicas_share_one_identity_and_a_follower_takes_over_from_a_killed
                         "--kubernetes", "--kubeconfig", str(kubeconfigs[cluster]),
                         "--kube-namespaces", "demo", "--leader-lease", str(LEASE_S),
                         "--webhook-listen", f"127.0.0.1:{free_port()}",
+                        "--sidecar-image", "meshfed@sha256:" + "0" * 64,
                         *(["--state-dir", str(state_dir)] if state_dir else [])],
         )  # fmt: skip
 

@@ -34,7 +34,7 @@ class KubeSettings:
         gateway_service: ``(namespace, name)`` of the east-west gateway's LoadBalancer
             Service, whose address is reported to the controller once it has one.
         webhook_listen: ``host:port`` of the sidecar injector (HTTPS); None: not served.
-        sidecar_image: the image of injected sidecars.
+        sidecar_image: the image of injected sidecars (required with ``webhook_listen``).
         leader_lease_s: how long the leader of several replicas holds its Lease without
             renewing it (s); it renews within 2/3 of that and others retry every 2/15
             (:mod:`federation.controlplane.kube.replicas`; Kubernetes' defaults: 15, 10, 2).
@@ -46,7 +46,7 @@ class KubeSettings:
     pod_label: str = ""
     gateway_service: tuple[str, str] | None = None
     webhook_listen: str | None = None
-    sidecar_image: str = "ghcr.io/meshfed/meshfed:latest"
+    sidecar_image: str = ""
     leader_lease_s: int = 15
 
 

@@ -77,3 +77,10 @@ def test_a_leader_lease_too_short_for_a_one_second_retry_is_refused() -> None:
         kube_settings(True, None, "", ("", ""), "", (None, "img"), 5)
     settings = kube_settings(True, None, "", ("", ""), "", (None, "img"), 8)
     assert settings is not None and settings.leader_lease_s == 8
+
+
+def test_the_injector_needs_the_image_it_injects_named() -> None:
+    """No default image: a tag nobody published would leave injected pods in
+    ImagePullBackOff."""
+    with pytest.raises(ConfigError, match="--webhook-listen needs --sidecar-image"):
+        kube_settings(True, None, "", ("", ""), "", ("127.0.0.1:15017", None))
