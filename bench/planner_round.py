@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench._common import REPO, worktree
+REPO = Path(__file__).resolve().parents[1]
+# nothing of meshfed is imported at module level: with --tree, that checkout's federation
+# package must be the first one imported (bench._common imports this checkout's)
 
 CLUSTERS = {
     "aws-us-east-1": ("aws/us-east-1", ("us-east-1a", "us-east-1b")),
@@ -127,6 +127,8 @@ def measure(services: int, rounds: int) -> dict[str, Any]:
     """Run the rounds with the code on ``sys.path``; seconds and solves per kind of round."""
     from federation.controller.planner import Planner, PlannerSettings
 
+    print(f"measuring {sys.modules['federation'].__file__}", file=sys.stderr)
+
     rng = random.Random(7)
     world = _world(services, rng)
     now = [1000.0]
@@ -178,6 +180,9 @@ def main() -> None:
         sys.path.insert(0, args.tree)
         print(json.dumps(measure(args.services, args.rounds)))
         return
+    sys.path.insert(0, str(REPO))
+    from bench._common import worktree
+
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         with worktree(args.baseline_rev, Path(tmp) / "baseline") as before:
