@@ -240,6 +240,8 @@ def apply_cmd(
         click.echo(f"{name} configured")
     for name in result.get("unchanged", []):
         click.echo(f"{name} unchanged")
+    for warning in result.get("warnings", []):
+        click.echo(f"Warning: {warning}", err=True)
 
 
 @click.command("delete")

@@ -36,6 +36,7 @@ from federation.errors import (
     UnauthenticatedError,
 )
 from federation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from federation.model.authz import AuthorizationPolicy, trust_domain_warnings
 from federation.model.documents import MAX_BODY_BYTES, load_document_bytes, validation_problems
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
@@ -291,8 +292,18 @@ async def _documents(request: web.Request) -> list[BaseModel]:
 
 async def apply(request: web.Request) -> web.Response:
     """Validate every document, then store all of them in one transaction (or none)."""
-    result = request.app[CONTEXT].service.apply_documents(await _documents(request))
-    return web.json_response({"applied": result.applied, "unchanged": result.unchanged})
+    ctx = request.app[CONTEXT]
+    models = await _documents(request)
+    result = ctx.service.apply_documents(models)
+    warnings = [
+        f"{m.kind.lower()}/{m.metadata.namespace}/{m.metadata.name}: {w}"
+        for m in models
+        if isinstance(m, AuthorizationPolicy)
+        for w in trust_domain_warnings(m, ctx.trust_domain)
+    ]
+    return web.json_response(
+        {"applied": result.applied, "unchanged": result.unchanged, "warnings": warnings}
+    )
 
 
 async def delete(request: web.Request) -> web.Response:

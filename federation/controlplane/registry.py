@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TypeVar
 
-from federation.model.authz import AuthorizationPolicy
+from federation.model.authz import AuthorizationPolicy, for_trust_domain
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
@@ -63,6 +63,9 @@ class RegistryState:
             Kubernetes API (:mod:`federation.controlplane.kube`; not stored here).
         export_conditions: the controller's MCS condition of each of this cluster's exports,
             ``(Exported|Conflict, message)``.
+        trust_domain: the mesh's trust domain ("" until the control plane knows it):
+            ``cluster.local`` principals of AuthorizationPolicies name it
+            (:func:`federation.model.authz.for_trust_domain`).
     """
 
     version: int = 0
@@ -90,6 +93,11 @@ class RegistryState:
     export_conditions: Mapping[ServiceKey, tuple[str, str]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    trust_domain: str = ""
+    # the AuthorizationPolicies as enforced (cluster.local localized), once per state
+    _enforced: Mapping[tuple[str, str], AuthorizationPolicy] = field(
+        init=False, repr=False, compare=False
+    )
     # (namespace, service) -> its workloads sorted by name: built once per state, so a
     # generator's lookup is O(1) instead of a scan of every workload (1,000 services x 10
     # endpoints: 17 s of a sidecar's 18 s build was that scan)
@@ -108,6 +116,17 @@ class RegistryState:
                 {k: tuple(sorted(ws, key=lambda w: w.metadata.name)) for k, ws in index.items()}
             ),
         )
+        td = self.trust_domain
+        object.__setattr__(
+            self,
+            "_enforced",
+            MappingProxyType(
+                {
+                    k: for_trust_domain(p, td) if td else p
+                    for k, p in self.authorization_policies.items()
+                }
+            ),
+        )
 
     def exported(self, key: ServiceKey) -> bool:
         """True when ``(namespace, service)`` is exported: by a ServiceExport applied here,
@@ -115,13 +134,10 @@ class RegistryState:
         return key in self.exports or key in self.federated_exports or key in self.cluster_exports
 
     def authorization_policies_for(self, workload: WorkloadEntry) -> list[AuthorizationPolicy]:
-        """The AuthorizationPolicies that select ``workload`` (its namespace and labels)."""
+        """The AuthorizationPolicies that select ``workload`` (its namespace and labels), as
+        enforced: ``cluster.local`` principals name :attr:`trust_domain`."""
         meta = workload.metadata
-        return [
-            p
-            for p in self.authorization_policies.values()
-            if p.selects(meta.namespace, meta.labels)
-        ]
+        return [p for p in self._enforced.values() if p.selects(meta.namespace, meta.labels)]
 
     def health_of(self, key: WorkloadKey) -> Health:
         """The health of a workload (UNKNOWN when never probed)."""
@@ -405,6 +421,14 @@ class ServiceRegistry:
             return False
         self._publish(state)
         return True
+
+    def set_trust_domain(self, trust_domain: str) -> None:
+        """The mesh's trust domain, once the control plane knows it (see
+        :attr:`RegistryState.trust_domain`)."""
+        if trust_domain != self._state.trust_domain:
+            self._publish(
+                replace(self._state, version=self._state.version + 1, trust_domain=trust_domain)
+            )
 
     def set_health(self, key: WorkloadKey, health: Health) -> bool:
         """Record a probe result; publishes only when the health actually changed."""

@@ -183,6 +183,7 @@ class ControlPlane:
         else:
             ca = TrustDirectory(cfg.ca_dir).cluster_authority(cfg.cluster)
         state_file = StateFile(cfg.state_dir)
+        self.registry.set_trust_domain(ca.trust_domain.name)
         self.registry.apply(state_file.load())
         self.authority = ClusterAuthority(
             ca,

@@ -27,7 +27,9 @@ one item ANDed, ``from`` and ``to`` of a rule ANDed; an absent ``from`` or ``to`
 anything; a policy without rules matches nothing (an ALLOW policy without rules denies every
 request: Istio's "deny all"). ``AUDIT`` only marks requests for the access log. Strings
 accept Istio's ``*`` globs: ``*`` (any), ``prefix*``, ``*suffix``. A principal is the
-caller's SPIFFE ID with or without ``spiffe://``. Ports are the workload's service or
+caller's SPIFFE ID with or without ``spiffe://``; its trust domain ``cluster.local`` means
+the federation's own, as in Istio (:func:`for_trust_domain`), and one that is neither gets a
+warning when applied (:func:`trust_domain_warnings`). Ports are the workload's service or
 target port numbers. The caller's identity is its X.509-SVID, checked by mTLS at the
 destination sidecar, so it survives east-west gateways (they pass TLS through). ``clusters``
 (and ``notClusters``), meshfed's addition, match the cluster claim of that SVID: the DNS SAN
@@ -75,6 +77,30 @@ def glob_match(pattern: str, text: str) -> bool:
     if pattern.startswith("*"):
         return text.endswith(pattern[1:])
     return text == pattern
+
+
+#: Istio's default trust domain. In a principal it stands for the mesh's own trust domain,
+#: whatever that is, as in Istio (istio/istio ``pkg/config/security/trustdomain``,
+#: ``ReplaceTrustDomainAliases``: "cluster.local ... is a pointer to the local trust
+#: domain"), so Istio's policies, written for ``cluster.local/ns/NS/sa/SA``, keep meaning
+#: what they meant in a federation whose trust domain is another.
+LOCAL_TRUST_DOMAIN = "cluster.local"
+
+
+def principal_trust_domain(value: str) -> str | None:
+    """The trust domain a principal names (``example.org`` of
+    ``[spiffe://]example.org/ns/x/sa/y``); None when a glob covers it (``*``, ``*/ns/...``)."""
+    td = value.removeprefix("spiffe://").split("/", 1)[0]
+    return None if not td or "*" in td else td
+
+
+def localized_principal(value: str, trust_domain: str) -> str:
+    """``value`` with :data:`LOCAL_TRUST_DOMAIN` replaced by ``trust_domain``; other
+    principals unchanged."""
+    if principal_trust_domain(value) != LOCAL_TRUST_DOMAIN:
+        return value
+    scheme = "spiffe://" if value.startswith("spiffe://") else ""
+    return scheme + trust_domain + value.removeprefix(scheme)[len(LOCAL_TRUST_DOMAIN) :]
 
 
 def principal_pattern(value: str) -> str:
@@ -211,6 +237,73 @@ class AuthorizationPolicy(_Strict):
             return False
         wanted = self.spec.selector.match_labels if self.spec.selector else {}
         return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _sources(policy: AuthorizationPolicy) -> Iterable[tuple[str, int, Source]]:
+    """``(path, index, source)`` of every ``from`` item: ``spec.rules[0].from[1]``."""
+    for r, rule in enumerate(policy.spec.rules):
+        for f, item in enumerate(rule.from_ or []):
+            yield f"spec.rules[{r}].from[{f}].source", f, item.source
+
+
+def for_trust_domain(policy: AuthorizationPolicy, trust_domain: str) -> AuthorizationPolicy:
+    """``policy`` as a mesh of ``trust_domain`` enforces it: principals naming
+    :data:`LOCAL_TRUST_DOMAIN` name ``trust_domain`` (the same object when none does; the
+    stored document stays as written)."""
+    if not any(
+        principal_trust_domain(p) == LOCAL_TRUST_DOMAIN
+        for _, _, s in _sources(policy)
+        for p in [*(s.principals or []), *(s.not_principals or [])]
+    ):
+        return policy
+
+    def local(values: list[str] | None) -> list[str] | None:
+        return None if values is None else [localized_principal(v, trust_domain) for v in values]
+
+    rules = [
+        rule.model_copy(
+            update={
+                "from_": [
+                    item.model_copy(
+                        update={
+                            "source": item.source.model_copy(
+                                update={
+                                    "principals": local(item.source.principals),
+                                    "not_principals": local(item.source.not_principals),
+                                }
+                            )
+                        }
+                    )
+                    for item in rule.from_
+                ]
+            }
+        )
+        if rule.from_ is not None
+        else rule
+        for rule in policy.spec.rules
+    ]
+    return policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": rules})})
+
+
+def trust_domain_warnings(policy: AuthorizationPolicy, trust_domain: str) -> list[str]:
+    """Principals that name a trust domain other than ``trust_domain`` (and
+    :data:`LOCAL_TRUST_DOMAIN`): no SVID of this federation carries them, so they match no
+    caller -- in an ALLOW policy, every caller they were meant to let in is denied. One
+    message per principal, naming its field."""
+    out = []
+    for where, _, source in _sources(policy):
+        for name, values in (("principals", source.principals),
+                             ("notPrincipals", source.not_principals)):  # fmt: skip
+            for k, value in enumerate(values or []):
+                td = principal_trust_domain(value)
+                if td is not None and td not in (trust_domain, LOCAL_TRUST_DOMAIN):
+                    out.append(
+                        f"{where}.{name}[{k}]: {value!r} names trust domain {td!r}, not this"
+                        f" federation's {trust_domain!r}: no caller carries it (write"
+                        f" {trust_domain}/... or Istio's {LOCAL_TRUST_DOMAIN}/..., which means"
+                        " this federation's)"
+                    )
+    return out
 
 
 @dataclass(frozen=True, slots=True)

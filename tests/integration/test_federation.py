@@ -297,6 +297,21 @@ def test_authorization_policies_hold_across_clusters(fed) -> None:
         assert statuses(fed["client_port"], n=20) == {200}  # frontend allowed, via a and b
         status, body, _ = get(intruder_port, HOST)
         assert status == 403 and "RBAC" in body.get("raw", "")
+        # a principal of another trust domain matches no caller: applied, with a warning
+        # saying so, and frontend is denied too ...
+        foreign = _meshfed(home, "apply", "-f", "-",
+                           input_text=AUTHZ_ALLOW_FRONTEND.replace("example.org/", "other.org/"))  # fmt: skip
+        assert "Warning: authorizationpolicy/demo/echo-callers: spec.rules[0].from[0].source" \
+            ".principals[0]: 'other.org/ns/demo/sa/frontend' names trust domain 'other.org'" \
+            in foreign.stderr, foreign.stderr  # fmt: skip
+        wait_until(lambda: statuses(fed["client_port"]) == {403}, 20, "frontend denied")
+        # ... while Istio's cluster.local means this federation's trust domain: allowed again
+        istio = _meshfed(home, "apply", "-f", "-",
+                         input_text=AUTHZ_ALLOW_FRONTEND.replace("example.org/", "cluster.local/"))  # fmt: skip
+        assert "Warning" not in istio.stderr
+        wait_until(lambda: statuses(fed["client_port"]) == {200}, 20, "cluster.local: frontend")
+        assert statuses(intruder_port) == {403}
+        apply(AUTHZ_ALLOW_FRONTEND)
 
         # explain says the same, naming the policy
         def explain(caller: str) -> dict:

@@ -231,11 +231,40 @@ async def test_apply_is_all_or_nothing(api) -> None:
     )
     assert (await (await api.get("/v1/exports", headers=AUTH)).json())["documents"] == []
     ok = await (await api.post("/v1/apply", headers=AUTH, data=good)).json()
-    assert ok == {"applied": ["serviceexport/demo/echo (cluster east)"], "unchanged": []}
+    assert ok == {
+        "applied": ["serviceexport/demo/echo (cluster east)"],
+        "unchanged": [],
+        "warnings": [],
+    }
     again = await (await api.post("/v1/apply", headers=AUTH, data=good)).json()
     assert again["unchanged"] == ["serviceexport/demo/echo (cluster east)"]
     gone = await (await api.post("/v1/delete", headers=AUTH, data=good)).json()
     assert gone == {"deleted": ["serviceexport/demo/echo (cluster east)"]}
+
+
+async def test_an_authorization_policy_naming_another_trust_domain_is_applied_with_a_warning(
+    api,
+) -> None:
+    """Applied (issue 43 will federate trust domains), but the user is told that no caller
+    carries that trust domain; Istio's ``cluster.local`` is this federation's own."""
+    policy = (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: echo-callers, namespace: demo}\n"
+        "spec: {rules: [{from: [{source: {principals: [%s]}}]}]}\n"
+    )
+    foreign = await (
+        await api.post("/v1/apply", headers=AUTH, data=policy % '"td1/ns/a/sa/b"')
+    ).json()
+    assert foreign["applied"] == ["authorizationpolicy/demo/echo-callers"]
+    [warning] = foreign["warnings"]
+    assert warning.startswith(
+        "authorizationpolicy/demo/echo-callers: spec.rules[0].from[0].source.principals[0]:"
+        " 'td1/ns/a/sa/b' names trust domain 'td1', not this federation's 'example.org'"
+    ), warning
+    local = await (
+        await api.post("/v1/apply", headers=AUTH, data=policy % '"cluster.local/ns/a/sa/b"')
+    ).json()
+    assert local["warnings"] == []
 
 
 def test_openapi_document_lists_every_route_with_its_schema() -> None:

@@ -268,3 +268,66 @@ spec:
     [allowed] = allow_config.rules.policies.values()
     assert allowed.principals[0].authenticated.principal_name.suffix == "/sa/admin"
     assert "url_path" not in str(allow_config) and "header" not in str(allow_config)
+
+
+ISTIO_ALLOW = _policy("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo-callers, namespace: demo}
+spec:
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/demo/sa/frontend"],
+               notPrincipals: ["spiffe://cluster.local/ns/demo/sa/old"]}
+    - source: {principals: ["other.org/ns/demo/sa/frontend", "*/sa/frontend"]}
+""")
+
+
+def test_istio_s_cluster_local_names_the_federation_s_trust_domain() -> None:
+    """As in Istio (trustdomain.ReplaceTrustDomainAliases), ``cluster.local`` in a principal
+    points at the mesh's own trust domain: an Istio policy keeps admitting its callers in a
+    federation of ``example.org``; the stored document stays as written."""
+    from federation.controlplane.registry import RegistryState
+    from federation.model.authz import for_trust_domain
+    from federation.model.workload import WorkloadEntry
+
+    enforced = for_trust_domain(ISTIO_ALLOW, "example.org")
+    first, second = (item.source for item in enforced.spec.rules[0].from_ or [])
+    assert first.principals == ["example.org/ns/demo/sa/frontend"]
+    assert first.not_principals == ["spiffe://example.org/ns/demo/sa/old"]
+    assert second.principals == ["other.org/ns/demo/sa/frontend", "*/sa/frontend"]
+    assert ISTIO_ALLOW.spec.rules[0].from_[0].source.principals == [  # type: ignore[index]
+        "cluster.local/ns/demo/sa/frontend"
+    ]
+    assert for_trust_domain(ALLOW_FRONTEND, "example.org") is ALLOW_FRONTEND  # nothing to do
+    assert evaluate([enforced], Request(FRONTEND)).allowed
+    assert not evaluate([ISTIO_ALLOW], Request("spiffe://example.org/ns/demo/sa/old")).allowed
+
+    # what the generators and explain read: the registry's policies, as enforced
+    [entry] = load_documents("""
+apiVersion: meshfed.io/v1alpha1
+kind: WorkloadEntry
+metadata: {name: echo-1, namespace: demo}
+spec: {service: echo, address: 127.0.0.1, locality: aws/us-east-1/us-east-1a,
+       ports: [{name: http, port: 80}]}
+""")
+    assert isinstance(entry, WorkloadEntry)
+    state = RegistryState(
+        authorization_policies={ISTIO_ALLOW.key: ISTIO_ALLOW}, trust_domain="example.org"
+    )
+    [selected] = state.authorization_policies_for(entry)
+    assert selected.spec.rules[0].from_[0].source.principals == [  # type: ignore[index]
+        "example.org/ns/demo/sa/frontend"
+    ]
+    assert state.authorization_policies[ISTIO_ALLOW.key] is ISTIO_ALLOW  # as written
+
+
+def test_a_principal_of_another_trust_domain_is_applied_with_a_warning_naming_it() -> None:
+    from federation.model.authz import trust_domain_warnings
+
+    [warning] = trust_domain_warnings(ISTIO_ALLOW, "example.org")
+    assert warning.startswith(
+        "spec.rules[0].from[1].source.principals[0]: 'other.org/ns/demo/sa/frontend' names"
+        " trust domain 'other.org', not this federation's 'example.org': no caller carries it"
+    ), warning
+    assert trust_domain_warnings(ALLOW_FRONTEND, "example.org") == []
