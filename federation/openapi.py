@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from federation.errors import InvalidDocumentError
+
 #: ``(METHOD, path, handler, summary, JSON body model or None)``.
 Route = tuple[str, str, Any, str, type[BaseModel] | None]
 
@@ -22,6 +24,26 @@ Route = tuple[str, str, Any, str, type[BaseModel] | None]
 def query_parameter(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     """One optional query parameter of an operation."""
     return {"name": name, "in": "query", "description": description, "schema": schema}
+
+
+#: Kubernetes' ``dryRun`` query parameter of ``/v1/apply`` (controller and control plane).
+DRY_RUN = query_parameter(
+    "dryRun",
+    "All: validate and report what would change, store nothing (Kubernetes' dryRun)",
+    {"type": "string", "enum": ["All"]},
+)
+
+
+def dry_run_requested(query: Mapping[str, str]) -> bool:
+    """Whether a request asks for a dry run: ``dryRun=All`` (the one value Kubernetes takes).
+
+    Raises:
+        InvalidDocumentError: another value (400).
+    """
+    value = query.get("dryRun")
+    if value not in (None, "All"):
+        raise InvalidDocumentError(f"dryRun={value}: only All (validate, store nothing)")
+    return value == "All"
 
 
 def openapi_document(

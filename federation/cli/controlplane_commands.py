@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -24,12 +24,14 @@ from federation.cli.params import (
 from federation.client import call, controlplane_api_of
 from federation.controlplane.status import SyncState
 from federation.controlplane.trace import TRACE_COLUMNS, trace_row
-from federation.model.documents import load_documents, read_source
+from federation.model.documents import (
+    document_label,
+    load_documents,
+    read_documents,
+    read_source,
+)
 from federation.model.locality import Locality
 from federation.model.service import split_service_name
-
-if TYPE_CHECKING:
-    pass
 
 
 def _locality(value: str) -> Locality:
@@ -223,23 +225,36 @@ target_controlplane_option = click.option(
 @target_controlplane_option
 @controller_option
 @controlplane_token_option
-@click.option("-f", "--filename", required=True, help="YAML file with documents, or - for stdin.")
+@click.option("-f", "--filename", required=True, help="YAML file, directory of them, or -.")
+@click.option("-R", "--recursive", is_flag=True, help="With -f DIR: its subdirectories too.")
+@click.option(
+    "--dry-run", type=click.Choice(["none", "client", "server"]), default="none",
+    is_flag=False, flag_value="server",
+    help="client: validate here only; server (--dry-run alone): the server validates too and"
+    " says what would change; nothing is stored either way.",
+)  # fmt: skip
 def apply_cmd(
-    controlplane: str | None, controller: str | None, token: str | None, filename: str
-) -> None:
-    """Validate every document in FILE, then apply all of them (or none).
+    controlplane: str | None, controller: str | None, token: str | None, filename: str,
+    recursive: bool, dry_run: str,
+) -> None:  # fmt: skip
+    """Validate every document in FILE (or the .yaml, .yml and .json files of a directory),
+    then apply all of them (or none).
 
     Documents go to the federation controller (ServiceExport with spec.cluster, policies)
     unless --controlplane names a cluster control plane.
     """
-    text, source = read_source(filename)
-    load_documents(text, source=source)  # refuse locally before touching the server
+    text, models = read_documents(filename, recursive=recursive)  # refused here first
+    if dry_run == "client":
+        return click.echo(
+            "".join(f"{document_label(m)} valid (client dry run)\n" for m in models), nl=False
+        )
     url, tok = _target(controlplane, controller, token)
-    result = call("POST", url, "/v1/apply", token=tok, body=text)
+    query, note = ("?dryRun=All", " (server dry run)") if dry_run == "server" else ("", "")
+    result = call("POST", url, "/v1/apply" + query, token=tok, body=text)
     for name in result.get("applied", []):
-        click.echo(f"{name} configured")
+        click.echo(f"{name} configured{note}")
     for name in result.get("unchanged", []):
-        click.echo(f"{name} unchanged")
+        click.echo(f"{name} unchanged{note}")
     for warning in result.get("warnings", []):
         click.echo(f"Warning: {warning}", err=True)
 

@@ -40,7 +40,7 @@ from federation.model.authz import AuthorizationPolicy, trust_domain_warnings
 from federation.model.documents import MAX_BODY_BYTES, load_document_bytes, validation_problems
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
-from federation.openapi import Route, query_parameter
+from federation.openapi import DRY_RUN, Route, dry_run_requested, query_parameter
 from federation.openapi import openapi_document as build_openapi
 from federation.traffic import DEFAULT_GROUP, EDGE_LABELS
 from trust.errors import InvalidCertificateError, SigningRefusedError, TrustBackendError
@@ -293,17 +293,17 @@ async def _documents(request: web.Request) -> list[BaseModel]:
 async def apply(request: web.Request) -> web.Response:
     """Validate every document, then store all of them in one transaction (or none)."""
     ctx = request.app[CONTEXT]
+    dry_run = dry_run_requested(request.query)
     models = await _documents(request)
-    result = ctx.service.apply_documents(models)
+    result = ctx.service.apply_documents(models, dry_run=dry_run)
     warnings = [
         f"{m.kind.lower()}/{m.metadata.namespace}/{m.metadata.name}: {w}"
         for m in models
         if isinstance(m, AuthorizationPolicy)
         for w in trust_domain_warnings(m, ctx.trust_domain)
     ]
-    return web.json_response(
-        {"applied": result.applied, "unchanged": result.unchanged, "warnings": warnings}
-    )
+    body = {"applied": result.applied, "unchanged": result.unchanged, "warnings": warnings}
+    return web.json_response({**body, "dryRun": True} if dry_run else body)
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -403,6 +403,7 @@ ROUTES: list[Route] = [
 
 #: Query parameters by path, as the handlers read them.
 QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "/v1/apply": [DRY_RUN],
     "/v1/traffic": [
         query_parameter(
             "window",

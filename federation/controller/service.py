@@ -265,9 +265,9 @@ class FederationService:
             raise InvalidDocumentError(problems[0], problems=problems)
         return out
 
-    def apply_documents(self, models: Sequence[BaseModel]) -> ApplyResult:
+    def apply_documents(self, models: Sequence[BaseModel], *, dry_run: bool = False) -> ApplyResult:
         """Validate every document, then store the changed ones in one transaction (or none)
-        and recompute.
+        and recompute; with ``dry_run``, only say which would change.
 
         Raises:
             InvalidDocumentError: see :meth:`validate`; nothing is stored.
@@ -279,8 +279,9 @@ class FederationService:
             for d in self.store.documents(kind)
         }
         changed = [(k, b) for k, b in docs if current.get(k) != b]
-        self.store.put_documents(changed, self.hub.clock())
-        self.hub.recompute()
+        if not dry_run:
+            self.store.put_documents(changed, self.hub.clock())
+            self.hub.recompute()
         return ApplyResult(
             applied=[document_name(k) for k, _ in changed],
             unchanged=[document_name(k) for k, b in docs if (k, b) not in changed],

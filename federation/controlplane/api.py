@@ -67,7 +67,7 @@ from federation.model.documents import MAX_BODY_BYTES, load_document_bytes, vali
 from federation.model.locality import Locality
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
-from federation.openapi import Route, query_parameter
+from federation.openapi import DRY_RUN, Route, dry_run_requested, query_parameter
 from federation.openapi import openapi_document as build_openapi
 
 log = logging.getLogger(__name__)
@@ -252,15 +252,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def apply(request: web.Request) -> web.Response:
-    """Validate every document, persist the result, then apply all of them."""
+    """Validate every document, persist the result, then apply all of them (``dryRun=All``:
+    only say what would change)."""
+    try:
+        dry_run = dry_run_requested(request.query)
+    except InvalidDocumentError as err:
+        return _error(400, str(err))
     docs = await _documents(request)
     if isinstance(docs, web.Response):
         return docs
     registry = request.app[REGISTRY]
     after, changed = with_applied(registry.state, docs)
+    unchanged = [describe(d) for d in docs if describe(d) not in changed]
+    if dry_run:
+        return web.json_response({"applied": changed, "unchanged": unchanged, "dryRun": True})
     request.app[STATE_FILE].save(after.documents())  # persist first: a failed write changes nothing
     registry.apply(docs)
-    unchanged = [describe(d) for d in docs if describe(d) not in changed]
     return web.json_response({"applied": changed, "unchanged": unchanged})
 
 
@@ -413,6 +420,7 @@ PUBLIC_PATHS = ("/healthz", "/v1/bootstrap")
 _TEXT = {"type": "string"}
 #: Query parameters by path, as the handlers read them.
 QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "/v1/apply": [DRY_RUN],
     "/v1/config_dump": [query_parameter("node", "the proxy's node id", _TEXT)],
     "/v1/explain": [
         query_parameter("service", "the service's name (required)", _TEXT),

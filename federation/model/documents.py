@@ -107,6 +107,45 @@ def read_source(path: str) -> tuple[str, str]:
         raise ConfigError(f"-f {path}: {err.strerror}") from err
 
 
+def document_label(model: BaseModel) -> str:
+    """``kind/namespace/name`` of a document (``workloadentry/demo/echo-1``), as the APIs
+    name what they applied."""
+    meta = getattr(model, "metadata", None)
+    kind = str(getattr(model, "kind", "document")).lower()
+    return f"{kind}/{getattr(meta, 'namespace', 'default')}/{getattr(meta, 'name', '?')}"
+
+
+#: What ``-f DIR`` reads, as kubectl does.
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_documents(path: str, *, recursive: bool = False) -> tuple[str, list[BaseModel]]:
+    """``-f PATH`` read and validated here: a file, ``-`` (stdin), or a directory's
+    :data:`MANIFEST_SUFFIXES` files in path order (with ``recursive``, its subdirectories'
+    too), each checked under its own name (errors say ``FILE:LINE:COL``). Returns the text
+    to send (the files joined as one YAML stream) and the documents.
+
+    Raises:
+        ConfigError: a file cannot be read, or the directory holds none to read (exit 2).
+        InvalidDocumentError: a document is not valid (exit 2; nothing is sent).
+    """
+    root = Path(path)
+    if path != "-" and root.is_dir():
+        files = sorted(
+            f
+            for f in (root.rglob("*") if recursive else root.iterdir())
+            if f.is_file() and f.suffix in MANIFEST_SUFFIXES
+        )
+        if not files:
+            hint = "" if recursive else " (-R reads its subdirectories)"
+            raise ConfigError(f"-f {path}: no .yaml, .yml or .json file in it{hint}")
+        sources = [read_source(str(f)) for f in files]
+    else:
+        sources = [read_source(path)]
+    models = [m for text, source in sources for m in load_documents(text, source=source)]
+    return "\n---\n".join(text for text, _ in sources), models
+
+
 def check_limits(text: str, *, source: str = "input") -> None:
     """Refuse a YAML stream beyond :data:`MAX_DOCUMENTS`, :data:`MAX_DEPTH` or
     :data:`MAX_NODES` (see the module docstring) without building any of it.

@@ -240,6 +240,15 @@ async def test_apply_is_all_or_nothing(api) -> None:
     assert again["unchanged"] == ["serviceexport/demo/echo (cluster east)"]
     gone = await (await api.post("/v1/delete", headers=AUTH, data=good)).json()
     assert gone == {"deleted": ["serviceexport/demo/echo (cluster east)"]}
+    # a dry run (Kubernetes' dryRun=All) validates and says what would change, stores nothing
+    dry = await (await api.post("/v1/apply?dryRun=All", headers=AUTH, data=good)).json()
+    assert dry["applied"] == ["serviceexport/demo/echo (cluster east)"] and dry["dryRun"]
+    assert (await (await api.get("/v1/exports", headers=AUTH)).json())["documents"] == []
+    refused = await api.post("/v1/apply?dryRun=All", headers=AUTH, data=good + "---\n" + mcs)
+    assert refused.status == 400
+    other = await api.post("/v1/apply?dryRun=true", headers=AUTH, data=good)
+    assert other.status == 400 and "dryRun=true: only All" in (await other.json())["error"]
+    assert (await (await api.get("/v1/exports", headers=AUTH)).json())["documents"] == []
 
 
 async def test_an_authorization_policy_naming_another_trust_domain_is_applied_with_a_warning(

@@ -83,6 +83,9 @@ async def test_apply_is_all_or_nothing_and_persisted(tmp_path) -> None:
         assert registry.state.workloads == {}
         assert not state.path.exists()
         good = DOC.format(name="echo-1", port=8080) + "---\n" + DOC.format(name="echo-2", port=8080)
+        dry = await (await client.post("/v1/apply?dryRun=All", data=good, headers=auth)).json()
+        assert dry["dryRun"] and len(dry["applied"]) == 2  # said, not done
+        assert registry.state.workloads == {} and not state.path.exists()
         resp = await client.post("/v1/apply", data=good, headers=auth)
         assert (await resp.json())["applied"] == [
             "workloadentry/demo/echo-1",
