@@ -432,7 +432,9 @@ class Leadership:
             )
             try:
                 await LeaderElection(config).run()
-            except API_ERRORS as err:  # the library logs and retries most of them itself
+            # the library logs and retries API errors itself; a connection error, or an error
+            # body it cannot parse (json.loads, an assert on the body), ends its run
+            except (*API_ERRORS, ValueError, KeyError, AssertionError) as err:
                 log.warning("leader election: %s", _reason(err))
             await asyncio.sleep(self.retry_s)
 
