@@ -23,7 +23,7 @@ from federation.cli.params import (
     print_table,
 )
 from federation.client import call, controller_target, split_urls
-from federation.durations import format_duration
+from federation.durations import format_duration, parse_rfc3339
 from federation.local.description import load
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
@@ -232,10 +232,10 @@ def migrate_cmd(target: str, state: Path | None, output: str) -> None:
         raise click.exceptions.Exit(1)
 
 
-def _ago(ts: float | None) -> str:
-    if ts is None:
+def _ago(when: str | None) -> str:
+    if when is None:
         return "never"
-    seconds = max(0.0, time.time() - ts)
+    seconds = max(0.0, time.time() - parse_rfc3339(when))
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
 
 

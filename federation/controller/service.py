@@ -23,6 +23,7 @@ from federation.controller.imports import gateway_of
 from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL
 from federation.controller.store import ClusterRecord, DocumentKey, StoreError
 from federation.controller.views import POLICY_KINDS
+from federation.durations import rfc3339
 from federation.errors import (
     ConflictError,
     InvalidDocumentError,
@@ -217,8 +218,8 @@ class FederationService:
                     "provider": c.provider,
                     "state": states.get(c.name, "Pending"),
                     "connected": c.name in connected,
-                    "joinedAt": c.joined_at,
-                    "lastHeartbeat": c.last_heartbeat,
+                    "joinedAt": rfc3339(c.joined_at),
+                    "lastHeartbeat": rfc3339(c.last_heartbeat),
                     "services": len(report.services),
                     "exports": sorted(report.exports),
                     "rttMs": report.rtt_ms,
@@ -309,7 +310,7 @@ class FederationService:
                     "service": e.service,
                     "condition": e.condition,
                     "message": e.message,
-                    "since": e.first_seen,
+                    "since": rfc3339(e.first_seen),
                 }
                 for e in self.hub.exports
             ],

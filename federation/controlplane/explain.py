@@ -12,6 +12,7 @@ from federation.controlplane.generate.proxy_config import split_subsets
 from federation.controlplane.generate.rbac import tcp_only
 from federation.controlplane.generate.services import service_ports
 from federation.controlplane.registry import RegistryState
+from federation.durations import rfc3339
 from federation.errors import NotFoundError
 from federation.lb.decision import Choice, priority_loads
 from federation.model.authz import Request, evaluate
@@ -174,7 +175,7 @@ def _plan(plan: RoutingPlan) -> dict[str, Any]:
         "failoverUsdPerHour": plan.failover_usd_per_hour,
         "roundRobinUsdPerHour": plan.round_robin_usd_per_hour,
         "binding": list(plan.binding),
-        "solvedAt": plan.solved_at,
+        "solvedAt": rfc3339(plan.solved_at),
     }
 
 

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from federation.client import ClientTls, call, find_token, request_json
+from federation.durations import parse_rfc3339
 from federation.errors import ApiError
 from federation.sync.join_token import split_join_token
 from tests.integration.conftest import owned_processes
@@ -230,7 +231,9 @@ def test_service_exported_in_two_clusters_is_imported_in_the_third_and_reached_t
         ("b", "Ready", "net-b"),
         ("c", "Ready", "net-c"),
     ]
-    assert all(time.time() - c["lastHeartbeat"] < LEASE_S for c in clusters)
+    # RFC 3339 in UTC, as Kubernetes writes times
+    assert all(c["lastHeartbeat"].endswith("Z") for c in clusters)
+    assert all(time.time() - parse_rfc3339(c["lastHeartbeat"]) < LEASE_S for c in clusters)
     # c measured the RTT to both gateways (TCP connect, ms) and reported it
     rtts = wait_until(
         lambda: set(r := fed["controller"].clusters()["c"]["rttMs"]) == {"a", "b"} and r,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -210,6 +211,8 @@ async def test_register_and_join(api) -> None:
     assert (await api.post("/v1/join", json=join)).status == 401
     [listed] = (await (await api.get("/v1/clusters", headers=AUTH)).json())["clusters"]
     assert listed["state"] == "Ready" and listed["joinedAt"] is not None
+    # times as the Kubernetes API writes them: RFC 3339, UTC, to the second
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", listed["joinedAt"])
     # the token pins the root the public bundle endpoint shows, and the join answer passes it
     public = await (await api.get("/v1/bundle")).json()  # no token needed
     _, pin = split_join_token(token)
