@@ -3,6 +3,7 @@ machine (see :mod:`federation.local`)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import time
@@ -247,11 +248,10 @@ def demo() -> None:
 @click.argument("target", metavar="CLUSTER/echo")
 def kill_cmd(target: str) -> None:
     """Stop a cluster's echo replicas (sidecars deregister and drain first)."""
-    record = _record_or_fail(meshfed_home())
-    procs = _echo_target(target, record)
-    sidecars = [p for p in procs if p.role == "echo-sidecar"]
-    apps = [p for p in procs if p.role in ("echo-app", "echo-grpc-app")]
-    stopped = stop_processes(sidecars) + stop_processes(apps)
+    procs = _echo_target(target, _record_or_fail(meshfed_home()))
+    say = functools.partial(click.echo, err=True)  # sidecars drain first: seconds
+    stopped = stop_processes([p for p in procs if p.role == "echo-sidecar"], progress=say)
+    stopped += stop_processes([p for p in procs if p.role.endswith("-app")], progress=say)
     click.echo(f"stopped {len(stopped)} processes of {target}")
 
 

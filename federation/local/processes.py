@@ -16,6 +16,7 @@ import socket
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,11 +115,21 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def stop_processes(records: list[ProcessRecord], timeout_s: float = 15) -> list[str]:
+#: How often :func:`stop_processes` says what it still waits for (s).
+PROGRESS_EVERY_S = 2.0
+
+
+def stop_processes(
+    records: list[ProcessRecord],
+    timeout_s: float = 15,
+    progress: Callable[[str], None] | None = None,
+) -> list[str]:
     """SIGTERM each live process (a proxy agent then deregisters, drains and stops its Envoy),
     wait until each process group (the process and its Envoy) is empty, then SIGKILL what is
     left; returns the names of the processes that were running. A process whose pid now
-    belongs to another program (start time differs) is not touched.
+    belongs to another program (start time differs) is not touched. ``progress`` is told
+    what is stopped, every :data:`PROGRESS_EVERY_S` what is still awaited, and what had to
+    be killed (a sidecar's drain takes seconds; a command should not sit silent).
 
     A group whose recorded process died but whose members live on (an agent that crashed
     and left its Envoy) is stopped too: SIGTERM to the group. It is recognised by its pgid --
@@ -137,22 +148,32 @@ def stop_processes(records: list[ProcessRecord], timeout_s: float = 15) -> list[
                 os.killpg(r.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline, note = started + timeout_s, started + PROGRESS_EVERY_S
+    say = progress or (lambda _message: None)
+    if live:
+        say(f"stopping {', '.join(r.name for r in live)}")
 
-    def busy() -> bool:
+    def running() -> list[ProcessRecord]:
         _reap(live)
-        return any(process_alive(r) or _group_alive(r.pid) for r in live)
+        return [r for r in live if process_alive(r) or _group_alive(r.pid)]
 
-    while time.monotonic() < deadline and busy():
+    while time.monotonic() < deadline and (waiting := running()):
+        if time.monotonic() >= note:
+            names = ", ".join(r.name for r in waiting)
+            say(f"waiting for {names} ({time.monotonic() - started:.0f} s of {timeout_s:.0f} s)")
+            note += PROGRESS_EVERY_S
         time.sleep(0.1)
-    for r in live:
-        if process_alive(r) or _group_alive(r.pid):
-            try:
-                os.killpg(r.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    stuck = running()
+    if stuck:
+        say(f"{', '.join(r.name for r in stuck)}: not stopped in {timeout_s:.0f} s, killed")
+    for r in stuck:
+        try:
+            os.killpg(r.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and busy():
+    while time.monotonic() < deadline and running():
         time.sleep(0.05)
     return [r.name for r in live]
 
