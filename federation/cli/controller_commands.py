@@ -206,7 +206,7 @@ def replicas_cmd(controller: str | None, token: str | None, output: str) -> None
     default=None,
     help="The SQLite state file to copy.  [default: $MESHFED_HOME/controller.db]",
 )
-@output_option(("table", "json"))
+@output_option(("table", "json", "yaml"))
 def migrate_cmd(target: str, state: Path | None, output: str) -> None:
     """Copy a controller's SQLite state into PostgreSQL, in one transaction, and verify it.
 
@@ -220,8 +220,8 @@ def migrate_cmd(target: str, state: Path | None, output: str) -> None:
 
     source_path = state or meshfed_home() / "controller.db"
     where, rows = migrate(source_path, target)
-    if output == "json":
-        click.echo(json.dumps({"from": str(source_path), "to": where, "tables": rows}, indent=2))
+    if output != "table":
+        emit({"from": str(source_path), "to": where, "tables": rows}, output, lambda: None)
     else:
         click.echo(f"copied {source_path} -> {where}")
         for r in rows:

@@ -287,14 +287,13 @@ def _summary(types: dict[str, dict[str, Any]]) -> list[str]:
 @click.command("proxy-status")
 @controlplane_option
 @controlplane_token_option
-@output_option(("table", "json"))
+@output_option(("table", "json", "yaml"))
 def proxy_status_cmd(controlplane: str, token: str | None, output: str) -> None:
     """Is every proxy in sync? SYNCED, STALE or NACKED per xDS type."""
     data = call("GET", controlplane, "/v1/proxy-status", token=token)
     proxies = data.get("proxies", [])
-    if output == "json":
-        click.echo(json.dumps(proxies, indent=2))
-        return
+    if output != "table":
+        return emit(proxies, output, lambda: None)
     rows = []
     for p in proxies:
         nacks = [f"{t}: {v['nack_error']}" for t, v in p["types"].items() if v.get("nack_error")]
@@ -419,7 +418,7 @@ def explain_cmd() -> None:
     help="[default: found for --from in $MESHFED_HOME]",
 )
 @controlplane_token_option
-@output_option(("table", "json"))
+@output_option(("table", "json", "yaml"))
 def explain_service_cmd(
     service: str,
     namespace: str | None,
@@ -442,9 +441,8 @@ def explain_service_cmd(
         f"&locality={locality}" if locality else ""
     )
     data = call("GET", url, query, token=token)
-    if output == "json":
-        click.echo(json.dumps(data, indent=2))
-        return
+    if output != "table":
+        return emit(data, output, lambda: None)
     _render_explain(data)
 
 
@@ -551,7 +549,7 @@ def _render_explain(data: dict[str, Any]) -> None:
 @click.option("--port", type=int, default=None, help="Service or target port.  [default: all]")
 @click.option("--controlplane", default=None, metavar="URL", help="[default: found for --at]")
 @controlplane_token_option
-@output_option(("table", "json"))
+@output_option(("table", "json", "yaml"))
 def explain_authz_cmd(
     from_: str,
     to: str,
@@ -585,9 +583,8 @@ def explain_authz_cmd(
         }
     )
     data = call("GET", url, f"/v1/explain/authz?{query}", token=token)
-    if output == "json":
-        click.echo(json.dumps(data, indent=2))
-        return
+    if output != "table":
+        return emit(data, output, lambda: None)
     click.echo(f"{principal} (cluster {cluster}) -> {data['service']}: {method} {path}")
     print_table(
         ["WORKLOAD", "PORT", "DECISION", "REASON", "DRY RUN WOULD DENY"],

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from pathlib import Path
 
 import click
 
-from federation.cli.params import DURATION, InputError, output_option
+from federation.cli.params import DURATION, InputError, emit, output_option
 from federation.paths import default_trust_dir, meshfed_home
 from trust import pki
 from trust.errors import InvalidSpiffeIdError
@@ -38,7 +37,7 @@ def _store(trust_dir: Path | None) -> TrustDirectory:
 
 
 def _emit(output: str, data: dict[str, object], text: str) -> None:
-    click.echo(json.dumps(data, indent=2) if output == "json" else text)
+    emit(data, output, lambda: click.echo(text))
 
 
 @click.group()
@@ -70,7 +69,7 @@ def trust() -> None:
 @click.option("--pca-region", default=None, help="AWS region of the CA (aws-pca).")
 @dir_option
 @force_option
-@output_option(("text", "json"), "text")
+@output_option(("text", "json", "yaml"), "text")
 def init_cmd(
     trust_domain: str,
     ttl: timedelta,
@@ -134,7 +133,7 @@ def init_cmd(
 )
 @dir_option
 @force_option
-@output_option(("text", "json"), "text")
+@output_option(("text", "json", "yaml"), "text")
 def intermediate_cmd(
     cluster: str, ttl: timedelta, trust_dir: Path | None, force: bool, output: str
 ) -> None:
@@ -172,7 +171,7 @@ def intermediate_cmd(
 )
 @dir_option
 @force_option
-@output_option(("text", "json"), "text")
+@output_option(("text", "json", "yaml"), "text")
 def issue_cmd(
     cluster: str,
     spiffe_id: str,
@@ -257,7 +256,7 @@ def _joined_intermediates(path: Path | None) -> dict[str, bytes]:
     "  [default: $MESHFED_HOME/controller.db, if present]",
 )
 @dir_option
-@output_option(("text", "json"), "text")
+@output_option(("text", "json", "yaml"), "text")
 def rotate_root_cmd(
     retire_old: bool,
     ttl: timedelta,

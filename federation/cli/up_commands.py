@@ -4,7 +4,6 @@ machine (see :mod:`federation.local`)."""
 from __future__ import annotations
 
 import functools
-import json
 import signal
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import click
 
-from federation.cli.params import InputError, output_option, print_table
+from federation.cli.params import InputError, emit, output_option, print_table
 from federation.local.description import LocalFederation, load
 from federation.local.emulator import request as emulator_request
 from federation.local.netns import IsolationUnavailableError, namespaces_of, preflight
@@ -178,16 +177,15 @@ def down_cmd() -> None:
 
 
 @click.command("status")
-@output_option(("table", "json"))
+@output_option(("table", "json", "yaml"))
 def status_cmd(output: str) -> None:
     """The local federation: clusters, imports, proxies in sync, and the traffic every
     sidecar counted (any service): shares, rates, p50/p99, errors and egress dollars by
     caller and serving cluster, from the controller's GET /v1/traffic."""
     home = meshfed_home()
     data = status_data(home, _record_or_fail(home))
-    if output == "json":
-        click.echo(json.dumps(data, indent=2))
-        return
+    if output != "table":
+        return emit(data, output, lambda: None)
     from rich.console import Console
     from rich.table import Table
 
@@ -322,16 +320,15 @@ def heal_cmd(cluster: str) -> None:
 
 
 @demo.command("network")
-@output_option(("table", "json"))
+@output_option(("table", "json", "yaml"))
 def network_cmd(output: str) -> None:
     """The isolated network (meshfed up --isolate): round trips between clusters, partitions
     and the link emulator's packet counters."""
     record = _record_or_fail(meshfed_home())
     answer = _emulator(record, {"op": "status"})
     answer.pop("ok", None)
-    if output == "json":
-        click.echo(json.dumps(answer, indent=2))
-        return
+    if output != "table":
+        return emit(answer, output, lambda: None)
     click.echo(
         "round trips (ms): "
         + ", ".join(f"{k.replace('|', ' - ')} {v:g}" for k, v in answer["rttMs"].items())

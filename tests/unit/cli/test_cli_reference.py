@@ -11,3 +11,49 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "cli.md"
 
 def test_cli_reference_is_current() -> None:
     assert DOC.read_text() == render(), "docs/cli.md is stale: run `make docs`"
+
+
+def test_every_command_that_prints_json_prints_yaml_too() -> None:
+    """kubectl's habit (issue 41): ``-o json`` and ``-o yaml`` go together on every command
+    that has an ``--output``."""
+    import click
+
+    from federation.cli.main import cli
+
+    def commands(group: click.Group, path: str) -> list[tuple[str, click.Command]]:
+        out = []
+        for name, cmd in group.commands.items():
+            out.append((f"{path} {name}", cmd))
+            if isinstance(cmd, click.Group):
+                out += commands(cmd, f"{path} {name}")
+        return out
+
+    missing = []
+    for name, cmd in commands(cli, "meshfed"):
+        for param in cmd.params:
+            if param.name == "output" and isinstance(param.type, click.Choice):
+                choices = set(param.type.choices)
+                if "json" in choices and "yaml" not in choices:
+                    missing.append(name)
+    assert not missing, missing
+
+
+def test_yaml_says_what_json_says(tmp_path) -> None:
+    import json
+
+    import yaml
+    from click.testing import CliRunner
+
+    from federation.cli.main import cli
+
+    outs = {}
+    for fmt in ("json", "yaml"):
+        env = {"MESHFED_HOME": str(tmp_path / fmt)}
+        args = ["trust", "init", "--trust-domain", "example.org", "-o", fmt]
+        result = CliRunner().invoke(cli, args, env=env)
+        assert result.exit_code == 0, result.output
+        outs[fmt] = json.loads(result.output) if fmt == "json" else yaml.safe_load(result.output)
+    assert (
+        outs["json"].keys() == outs["yaml"].keys()
+        and outs["json"]["trust_domain"] == (outs["yaml"]["trust_domain"])
+    )
