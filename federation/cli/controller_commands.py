@@ -28,6 +28,7 @@ from federation.local.description import load
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.paths import meshfed_home
+from federation.selection import get
 from providers.factory import CLOUDS, cluster_from, cluster_ref, for_cloud
 
 
@@ -492,13 +493,19 @@ def dashboard_cmd(controller: str | None, token: str | None, open_browser: bool)
 
 
 @click.command("get")
-@click.argument("what", type=click.Choice(["clusters", "exports", "imports", "policies"]))
+@click.argument("kind", metavar="KIND")
+@click.argument("name", required=False)
+@click.option("-n", "--namespace", default=None, help="Only this namespace.  [default: all]")
 @controller_option
 @admin_token_option
 @output_option()
-def get_cmd(what: str, controller: str | None, token: str | None, output: str) -> None:
-    """Show clusters, exports (with MCS conditions), imports per cluster, or policies."""
-    data = controller_call(controller, token, "GET", f"/v1/{what}")[what]
+def get_cmd(
+    kind: str, name: str | None, namespace: str | None, controller: str | None,
+    token: str | None, output: str,
+) -> None:  # fmt: skip
+    """Show clusters, exports (with MCS conditions), imports per cluster or policies, all or
+    NAME (KIND: cluster, export, import, policy or a policy's kind; singular or plural)."""
+    what, data = get(kind, name, namespace, lambda p: controller_call(controller, token, "GET", p))
 
     def table() -> None:
         if what == "clusters":

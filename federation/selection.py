@@ -1,0 +1,109 @@
+"""What ``meshfed get KIND [NAME] [-n NAMESPACE]`` selects, as kubectl reads the same words
+(issue 41): kind names singular, plural or by their Kubernetes kind, lowercase, and the rows
+of the controller's listing that match a name and a namespace. Pure.
+
+A kind names one listing of the controller's API (``/v1/clusters``, ``/v1/exports``,
+``/v1/imports``, ``/v1/policies``) and, for one policy kind, the ``kind`` its documents must
+have::
+
+    cluster | clusters                                 -> /v1/clusters
+    export | exports | serviceexport(s)                -> /v1/exports
+    import | imports | serviceimport(s)                -> /v1/imports
+    policy | policies                                  -> /v1/policies (every kind)
+    trafficpolicy | authorizationpolicy | pricetable (+s, +ies)  -> /v1/policies of that kind
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from federation.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """A ``get`` kind: the listing (``clusters``, ``exports``, ``imports``, ``policies``) and
+    the document kind a policy must have (None: any)."""
+
+    listing: str
+    document_kind: str | None = None
+
+
+_WORDS: dict[str, Kind] = {
+    "cluster": Kind("clusters"),
+    "export": Kind("exports"),
+    "serviceexport": Kind("exports"),
+    "import": Kind("imports"),
+    "serviceimport": Kind("imports"),
+    "policy": Kind("policies"),
+    "trafficpolicy": Kind("policies", "TrafficPolicy"),
+    "authorizationpolicy": Kind("policies", "AuthorizationPolicy"),
+    "pricetable": Kind("policies", "PriceTable"),
+}
+
+
+def parse_kind(word: str) -> Kind:
+    """``KIND`` as ``get`` takes it: singular or plural (``policies``), any case.
+
+    Raises:
+        ConfigError: not a kind (exit 2), naming the ones there are.
+    """
+    w = word.lower()
+    for candidate in (w, w.removesuffix("s"), w.removesuffix("ies") + "y"):
+        if candidate in _WORDS:
+            return _WORDS[candidate]
+    known = ", ".join(sorted({k.listing for k in _WORDS.values()} | set(_WORDS)))
+    raise ConfigError(f"get {word}: not a kind (one of {known})")
+
+
+def _name_and_namespace(listing: str, row: Mapping[str, Any]) -> tuple[str, str | None]:
+    if listing == "clusters":
+        return str(row["name"]), None  # cluster-scoped
+    if listing == "exports":
+        return str(row["service"]), str(row["namespace"])
+    meta = row.get("metadata") or {}
+    return str(meta.get("name", "")), str(meta.get("namespace", "default"))
+
+
+def select(
+    kind: Kind, rows: Sequence[dict[str, Any]], name: str | None, namespace: str | None
+) -> list[dict[str, Any]]:
+    """The rows of ``kind``'s listing with ``name`` (None: any) in ``namespace`` (None: all
+    namespaces; ignored for cluster-scoped clusters), of its document kind.
+
+    Raises:
+        ConfigError: a name was given and nothing has it (exit 2, as kubectl's NotFound).
+    """
+    out = []
+    for row in rows:
+        if kind.document_kind and row.get("kind") != kind.document_kind:
+            continue
+        row_name, row_ns = _name_and_namespace(kind.listing, row)
+        if name is not None and row_name != name:
+            continue
+        if namespace is not None and row_ns is not None and row_ns != namespace:
+            continue
+        out.append(row)
+    if name is not None and not out:
+        where = f" in namespace {namespace}" if namespace else ""
+        raise ConfigError(f"{kind.document_kind or kind.listing} {name!r} not found{where}")
+    return out
+
+
+def get(
+    word: str,
+    name: str | None,
+    namespace: str | None,
+    fetch: Callable[[str], Any],
+) -> tuple[str, list[dict[str, Any]]]:
+    """``meshfed get``: the listing ``word`` names and its selected rows; ``fetch(path)``
+    answers the controller's ``GET /v1/<listing>`` (``{"<listing>": [...]}``).
+
+    Raises:
+        ConfigError: see :func:`parse_kind` and :func:`select`.
+    """
+    kind = parse_kind(word)
+    rows = fetch(f"/v1/{kind.listing}")[kind.listing]
+    return kind.listing, select(kind, rows, name, namespace)

@@ -1,0 +1,67 @@
+"""``meshfed get KIND [NAME] [-n NS]`` with kubectl's words (issue 41)."""
+
+from __future__ import annotations
+
+import pytest
+
+from federation.errors import ConfigError
+from federation.selection import Kind, get, parse_kind, select
+
+POLICIES = [
+    {"kind": "TrafficPolicy", "metadata": {"name": "echo", "namespace": "demo"}},
+    {"kind": "AuthorizationPolicy", "metadata": {"name": "echo", "namespace": "demo"}},
+    {
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "lockdown", "namespace": "meshfed-system"},
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("word", "kind"),
+    [
+        ("clusters", Kind("clusters")),
+        ("cluster", Kind("clusters")),
+        ("ServiceExport", Kind("exports")),
+        ("serviceimports", Kind("imports")),
+        ("policies", Kind("policies")),
+        ("policy", Kind("policies")),
+        ("authorizationpolicies", Kind("policies", "AuthorizationPolicy")),
+        ("TrafficPolicy", Kind("policies", "TrafficPolicy")),
+        ("pricetables", Kind("policies", "PriceTable")),
+    ],
+)
+def test_kinds_are_read_as_kubectl_reads_them(word: str, kind: Kind) -> None:
+    assert parse_kind(word) == kind
+
+
+def test_an_unknown_kind_names_the_ones_there_are() -> None:
+    with pytest.raises(ConfigError, match=r"get pods: not a kind \(one of .*clusters.*policies"):
+        parse_kind("pods")
+
+
+def test_name_namespace_and_kind_select_rows() -> None:
+    authz = parse_kind("authorizationpolicy")
+    assert select(authz, POLICIES, None, None) == POLICIES[1:]
+    assert select(authz, POLICIES, None, "demo") == [POLICIES[1]]
+    assert select(parse_kind("policies"), POLICIES, "echo", "demo") == POLICIES[:2]
+    clusters = [{"name": "a"}, {"name": "b"}]
+    assert select(parse_kind("cluster"), clusters, "b", "ignored") == [{"name": "b"}]
+    exports = [{"service": "echo", "namespace": "demo", "cluster": "a"}]
+    assert select(parse_kind("exports"), exports, None, "prod") == []
+
+
+def test_a_name_nothing_has_is_not_found() -> None:
+    with pytest.raises(ConfigError, match="AuthorizationPolicy 'nope' not found in namespace demo"):
+        select(parse_kind("authorizationpolicy"), POLICIES, "nope", "demo")
+
+
+def test_get_reads_the_listing_the_kind_names() -> None:
+    asked = []
+
+    def fetch(path: str) -> dict[str, object]:
+        asked.append(path)
+        return {"policies": POLICIES}
+
+    assert get("trafficpolicy", "echo", None, fetch) == ("policies", [POLICIES[0]])
+    assert asked == ["/v1/policies"]
