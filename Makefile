@@ -14,6 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# the demo's light install: meshfed and what it runs, no test tools, no system package
+DEMO_STAMP := $(VENV)/.demo-stamp
+$(DEMO_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
 ## test: ruff (lint + format check), mypy --strict, import-linter contracts, pytest (all tiers,
 ## two workers: one module, or one group of modules, per worker at a time: tests/conftest.py)
 test: $(STAMP) system-deps image $(CHECKOV)
@@ -23,8 +31,10 @@ test: $(STAMP) system-deps image $(CHECKOV)
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2
 
-## demo: the main job: `meshfed up` (a whole federation on loopback; Ctrl-C stops it)
-demo: $(STAMP) system-deps
+## demo: the main job: `meshfed up` (a whole federation on loopback; Ctrl-C stops it). Needs
+## no root: meshfed and its Python dependencies only (`meshfed up --isolate` needs root,
+## iproute2 and nftables: make system-deps)
+demo: $(DEMO_STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/meshfed up
 
 ## trust-walkthrough: the root of trust in five commands (examples/trust-walkthrough.sh)

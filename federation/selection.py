@@ -107,3 +107,44 @@ def get(
     kind = parse_kind(word)
     rows = fetch(f"/v1/{kind.listing}")[kind.listing]
     return kind.listing, select(kind, rows, name, namespace)
+
+
+def listing_table(
+    listing: str, rows: Sequence[dict[str, Any]]
+) -> tuple[list[str], list[list[str]]]:
+    """``get``'s table of exports, imports or policies: headers and one row per item.
+
+    Raises:
+        ValueError: another listing (clusters have a table of their own in the CLI).
+    """
+    if listing == "exports":
+        headers = ["CLUSTER", "NAMESPACE", "SERVICE", "CONDITION", "MESSAGE"]
+        fields = ("cluster", "namespace", "service", "condition", "message")
+        return headers, [[str(e[f]) for f in fields] for e in rows]
+    if listing == "imports":
+        headers = [
+            "CLUSTER",
+            "SERVICE",
+            "CLUSTERSET IP",
+            "PORTS",
+            "FROM (cluster: gateway, endpoints)",
+        ]
+        return headers, [
+            [
+                i["cluster"],
+                f"{i['metadata']['name']}.{i['metadata']['namespace']}",
+                ",".join(i["spec"].get("ips", [])) or "-",
+                ",".join(f"{p['port']}/{p['protocol']}" for p in i["spec"]["ports"]),
+                "; ".join(
+                    f"{c['cluster']}: {c['gateway']}, {c['endpoints']}"
+                    for c in i["spec"]["clusters"]
+                )
+                or "- (exported only here)",
+            ]
+            for i in rows
+        ]
+    if listing == "policies":
+        return ["KIND", "NAMESPACE", "NAME"], [
+            [p["kind"], p["metadata"]["namespace"], p["metadata"]["name"]] for p in rows
+        ]
+    raise ValueError(f"no table for {listing}")

@@ -28,7 +28,7 @@ from federation.local.description import load
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.paths import meshfed_home
-from federation.selection import get
+from federation.selection import get, listing_table
 from providers.factory import CLOUDS, cluster_from, cluster_ref, for_cloud
 
 
@@ -510,42 +510,7 @@ def get_cmd(
     def table() -> None:
         if what == "clusters":
             _clusters_table(data)
-        elif what == "exports":
-            print_table(
-                ["CLUSTER", "NAMESPACE", "SERVICE", "CONDITION", "MESSAGE"],
-                [
-                    [e["cluster"], e["namespace"], e["service"], e["condition"], e["message"]]
-                    for e in data
-                ],
-            )
-        elif what == "imports":
-            print_table(
-                [
-                    "CLUSTER",
-                    "SERVICE",
-                    "CLUSTERSET IP",
-                    "PORTS",
-                    "FROM (cluster: gateway, endpoints)",
-                ],
-                [
-                    [
-                        i["cluster"],
-                        f"{i['metadata']['name']}.{i['metadata']['namespace']}",
-                        ",".join(i["spec"].get("ips", [])) or "-",
-                        ",".join(f"{p['port']}/{p['protocol']}" for p in i["spec"]["ports"]),
-                        "; ".join(
-                            f"{c['cluster']}: {c['gateway']}, {c['endpoints']}"
-                            for c in i["spec"]["clusters"]
-                        )
-                        or "- (exported only here)",
-                    ]
-                    for i in data
-                ],
-            )
         else:
-            print_table(
-                ["KIND", "NAMESPACE", "NAME"],
-                [[p["kind"], p["metadata"]["namespace"], p["metadata"]["name"]] for p in data],
-            )
+            print_table(*listing_table(what, data))
 
     emit(data, output, table)

@@ -99,6 +99,18 @@ def version_cmd(output: str) -> None:
     emit(data, output, lambda: click.echo("\n".join(f"{k}: {v}" for k, v in data.items())))
 
 
+@click.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_cmd(shell: str) -> None:
+    """Print the shell completion script (click's): source <(meshfed completion bash), or
+    meshfed completion zsh > "${fpath[1]}/_meshfed"."""
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)
+    assert complete is not None  # every choice has a class
+    click.echo(complete(cli, {}, "meshfed", "_MESHFED_COMPLETE").source())
+
+
 for command in (
     trust,
     controller,
@@ -124,6 +136,7 @@ for command in (
     uninject_cmd,
     shift_cmd,
     version_cmd,
+    completion_cmd,
 ):
     cli.add_command(command)
 controller.add_command(controller_install_cmd)

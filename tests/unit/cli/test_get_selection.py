@@ -65,3 +65,36 @@ def test_get_reads_the_listing_the_kind_names() -> None:
 
     assert get("trafficpolicy", "echo", None, fetch) == ("policies", [POLICIES[0]])
     assert asked == ["/v1/policies"]
+
+
+def test_tables_of_the_listings() -> None:
+    from federation.selection import listing_table
+
+    headers, rows = listing_table("policies", POLICIES)
+    assert headers == ["KIND", "NAMESPACE", "NAME"] and rows[2] == [
+        "AuthorizationPolicy", "meshfed-system", "lockdown",
+    ]  # fmt: skip
+    imported = {
+        "cluster": "b",
+        "metadata": {"name": "echo", "namespace": "demo"},
+        "spec": {"ips": ["241.0.0.7"], "ports": [{"port": 8080, "protocol": "TCP"}],
+                 "clusters": [{"cluster": "a", "gateway": "10.0.0.1:15443", "endpoints": 2}]},
+    }  # fmt: skip
+    headers, [row] = listing_table("imports", [imported])
+    assert row == ["b", "echo.demo", "241.0.0.7", "8080/TCP", "a: 10.0.0.1:15443, 2"]
+    with pytest.raises(ValueError, match="no table for clusters"):
+        listing_table("clusters", [])
+
+
+def test_shell_completion_script_and_completions() -> None:
+    from click.testing import CliRunner
+
+    from federation.cli.main import cli
+
+    script = CliRunner().invoke(cli, ["completion", "bash"])
+    assert script.exit_code == 0 and "complete -o nosort -F _meshfed_completion meshfed" in (
+        script.output
+    )
+    env = {"_MESHFED_COMPLETE": "bash_complete", "COMP_WORDS": "meshfed ap", "COMP_CWORD": "1"}
+    words = CliRunner().invoke(cli, [], env=env, prog_name="meshfed")
+    assert "plain,apply" in words.output.splitlines(), words.output
