@@ -37,7 +37,12 @@ from federation.errors import (
 )
 from federation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from federation.model.authz import AuthorizationPolicy, trust_domain_warnings
-from federation.model.documents import MAX_BODY_BYTES, load_document_bytes, validation_problems
+from federation.model.documents import (
+    MAX_BODY_BYTES,
+    document_label,
+    load_document_bytes,
+    validation_problems,
+)
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
 from federation.openapi import DRY_RUN, Route, dry_run_requested, query_parameter
@@ -297,7 +302,7 @@ async def apply(request: web.Request) -> web.Response:
     models = await _documents(request)
     result = ctx.service.apply_documents(models, dry_run=dry_run)
     warnings = [
-        f"{m.kind.lower()}/{m.metadata.namespace}/{m.metadata.name}: {w}"
+        f"{document_label(m)}: {w}"
         for m in models
         if isinstance(m, AuthorizationPolicy)
         for w in trust_domain_warnings(m, ctx.trust_domain)

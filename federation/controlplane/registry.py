@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from federation.model.authz import AuthorizationPolicy, for_trust_domain
+from federation.model.documents import document_label
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
@@ -94,9 +95,10 @@ class RegistryState:
         default_factory=lambda: MappingProxyType({})
     )
     trust_domain: str = ""
-    # the AuthorizationPolicies as enforced (cluster.local localized), once per state
-    _enforced: Mapping[tuple[str, str], AuthorizationPolicy] = field(
-        init=False, repr=False, compare=False
+    # the AuthorizationPolicies as enforced (cluster.local localized): made on first use, at
+    # most once per state (a health change makes a state too; it rarely needs them)
+    _enforced: Mapping[tuple[str, str], AuthorizationPolicy] | None = field(
+        default=None, init=False, repr=False, compare=False
     )
     # (namespace, service) -> its workloads sorted by name: built once per state, so a
     # generator's lookup is O(1) instead of a scan of every workload (1,000 services x 10
@@ -116,17 +118,6 @@ class RegistryState:
                 {k: tuple(sorted(ws, key=lambda w: w.metadata.name)) for k, ws in index.items()}
             ),
         )
-        td = self.trust_domain
-        object.__setattr__(
-            self,
-            "_enforced",
-            MappingProxyType(
-                {
-                    k: for_trust_domain(p, td) if td else p
-                    for k, p in self.authorization_policies.items()
-                }
-            ),
-        )
 
     def exported(self, key: ServiceKey) -> bool:
         """True when ``(namespace, service)`` is exported: by a ServiceExport applied here,
@@ -136,6 +127,14 @@ class RegistryState:
     def authorization_policies_for(self, workload: WorkloadEntry) -> list[AuthorizationPolicy]:
         """The AuthorizationPolicies that select ``workload`` (its namespace and labels), as
         enforced: ``cluster.local`` principals name :attr:`trust_domain`."""
+        if self._enforced is None:
+            td = self.trust_domain
+            enforced = {
+                k: for_trust_domain(p, td) if td else p
+                for k, p in self.authorization_policies.items()
+            }
+            object.__setattr__(self, "_enforced", MappingProxyType(enforced))
+        assert self._enforced is not None
         meta = workload.metadata
         return [p for p in self._enforced.values() if p.selects(meta.namespace, meta.labels)]
 
@@ -182,7 +181,7 @@ Listener = Callable[[RegistryState], None]
 
 def describe(doc: Document) -> str:
     """``kind/namespace/name`` (lowercase kind, as kubectl prints it)."""
-    return f"{doc.kind.lower()}/{doc.metadata.namespace}/{doc.metadata.name}"
+    return document_label(doc)
 
 
 def _state(

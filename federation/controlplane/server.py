@@ -400,11 +400,15 @@ class ControlPlane:
                 self.link.connected = False
 
     async def _publish_identity_forever(self) -> None:
+        """Keep the Secret equal to the leader's identity files (made complete at start: the
+        injector's CA by its first certificate, the token by the API)."""
+        assert self.shared is not None
         while True:
-            info = link_state.load_join_info(self.config.state_dir)
-            if info is not None:
+            if link_state.load_join_info(self.config.state_dir) is not None:
                 try:
-                    await self._publish_identity(info.trust_domain)
+                    await self.shared.publish_identity(
+                        replicas.read_identity(self.config.state_dir)
+                    )
                 except replicas.SharedStateError as err:
                     log.warning("sharing this cluster's identity: %s", err)
             await asyncio.sleep(replicas.IDENTITY_REFRESH_S)

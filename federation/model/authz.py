@@ -239,11 +239,11 @@ class AuthorizationPolicy(_Strict):
         return all(labels.get(k) == v for k, v in wanted.items())
 
 
-def _sources(policy: AuthorizationPolicy) -> Iterable[tuple[str, int, Source]]:
-    """``(path, index, source)`` of every ``from`` item: ``spec.rules[0].from[1]``."""
+def _sources(policy: AuthorizationPolicy) -> Iterable[tuple[str, Source]]:
+    """``(path, source)`` of every ``from`` item (``spec.rules[0].from[1].source``)."""
     for r, rule in enumerate(policy.spec.rules):
         for f, item in enumerate(rule.from_ or []):
-            yield f"spec.rules[{r}].from[{f}].source", f, item.source
+            yield f"spec.rules[{r}].from[{f}].source", item.source
 
 
 def for_trust_domain(policy: AuthorizationPolicy, trust_domain: str) -> AuthorizationPolicy:
@@ -252,7 +252,7 @@ def for_trust_domain(policy: AuthorizationPolicy, trust_domain: str) -> Authoriz
     stored document stays as written)."""
     if not any(
         principal_trust_domain(p) == LOCAL_TRUST_DOMAIN
-        for _, _, s in _sources(policy)
+        for _, s in _sources(policy)
         for p in [*(s.principals or []), *(s.not_principals or [])]
     ):
         return policy
@@ -291,7 +291,7 @@ def trust_domain_warnings(policy: AuthorizationPolicy, trust_domain: str) -> lis
     caller -- in an ALLOW policy, every caller they were meant to let in is denied. One
     message per principal, naming its field."""
     out = []
-    for where, _, source in _sources(policy):
+    for where, source in _sources(policy):
         for name, values in (("principals", source.principals),
                              ("notPrincipals", source.not_principals)):  # fmt: skip
             for k, value in enumerate(values or []):

@@ -53,3 +53,12 @@ def procs(tmp_path):
 def mesh_home(tmp_path):
     """See :func:`make_mesh_home`."""
     return make_mesh_home(tmp_path)
+
+
+@pytest.fixture
+def kubes():
+    """Two Kubernetes API server fakes (tests/kube_fake.py), clusters ``a`` and ``b``."""
+    from tests.kube_fake import fake_kube
+
+    with fake_kube(bookmark_s=0.5) as a, fake_kube(bookmark_s=0.5) as b:
+        yield {"a": a, "b": b}

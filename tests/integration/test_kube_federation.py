@@ -31,7 +31,7 @@ from tests.integration.harness import (
     start_sidecar,
     wait_until,
 )
-from tests.kube_fake import FakeKube, fake_kube
+from tests.kube_fake import FakeKube
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -96,12 +96,6 @@ def gateway_service(port: int) -> dict[str, Any]:
 def conditions(kube: FakeKube) -> dict[str, str]:
     found = kube.get("ServiceExport", "demo", "echo") or {}
     return {c["type"]: c["status"] for c in (found.get("status") or {}).get("conditions") or []}
-
-
-@pytest.fixture
-def kubes() -> Any:
-    with fake_kube(bookmark_s=0.5) as a, fake_kube(bookmark_s=0.5) as b:
-        yield {"a": a, "b": b}
 
 
 def test_a_kubernetes_service_exported_in_one_cluster_is_called_from_the_other(

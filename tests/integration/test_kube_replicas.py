@@ -21,7 +21,6 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -41,20 +40,19 @@ from tests.integration.harness import (
     start_sidecar,
     wait_until,
 )
-from tests.integration.test_kube_federation import EXPORT, endpoint, gateway_service, service
-from tests.kube_fake import FakeKube, fake_kube
+from tests.integration.test_kube_federation import (
+    EXPORT,
+    LOCALITY,
+    endpoint,
+    gateway_service,
+    service,
+)
+from tests.kube_fake import FakeKube
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-LOCALITY = {"a": "aws/us-east-1/us-east-1a", "b": "aws/us-west-2/us-west-2a"}
 #: The shortest lease the CLI takes (retry 1.07 s): a killed leader is replaced within ~10 s.
 LEASE_S = 8
-
-
-@pytest.fixture
-def kubes() -> Any:
-    with fake_kube(bookmark_s=0.5) as a, fake_kube(bookmark_s=0.5) as b:
-        yield {"a": a, "b": b}
 
 
 def role(cp: ControlPlaneHandle) -> str:

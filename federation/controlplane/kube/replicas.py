@@ -390,20 +390,22 @@ class Leadership:
 
     def __post_init__(self) -> None:
         self.identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-        self.leading = False
         self.became_leader = asyncio.Event()
         self._lead_task: asyncio.Task[Any] | None = None
         self._lock = LeaseLock(LEADER_LEASE, self.namespace, self.identity, self.api)
 
+    @property
+    def leading(self) -> bool:
+        """Whether this replica holds the Lease (and runs ``lead``)."""
+        return self.became_leader.is_set()
+
     async def _leading(self) -> None:
         self._lead_task = asyncio.current_task()
-        self.leading = True
         self.became_leader.set()
         log.info("leader of the control plane replicas (%s)", self.identity)
         try:
             await self.lead()
         finally:
-            self.leading = False
             self.became_leader.clear()
 
     async def stop(self) -> None:
