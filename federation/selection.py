@@ -11,6 +11,7 @@ have::
     import | imports | serviceimport(s)                -> /v1/imports
     policy | policies                                  -> /v1/policies (every kind)
     trafficpolicy | authorizationpolicy | pricetable (+s, +ies)  -> /v1/policies of that kind
+    virtualservice | vs | destinationrule | dr (+s)    -> /v1/policies of that kind (as applied)
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ _WORDS: dict[str, Kind] = {
     "trafficpolicy": Kind("policies", "TrafficPolicy"),
     "authorizationpolicy": Kind("policies", "AuthorizationPolicy"),
     "pricetable": Kind("policies", "PriceTable"),
+    "virtualservice": Kind("policies", "VirtualService"),
+    "vs": Kind("policies", "VirtualService"),
+    "destinationrule": Kind("policies", "DestinationRule"),
+    "dr": Kind("policies", "DestinationRule"),
 }
 
 

@@ -26,9 +26,7 @@ from federation.controlplane.status import SyncState
 from federation.controlplane.trace import TRACE_COLUMNS, trace_row
 from federation.model.documents import (
     document_label,
-    load_documents,
     read_documents,
-    read_source,
 )
 from federation.model.locality import Locality
 from federation.model.service import split_service_name
@@ -221,11 +219,17 @@ target_controlplane_option = click.option(
 )
 
 
+namespace_option = click.option(
+    "-n", "--namespace", default=None, help="Namespace of the documents that name none."
+)
+
+
 @click.command("apply")
 @target_controlplane_option
 @controller_option
 @controlplane_token_option
 @click.option("-f", "--filename", required=True, help="YAML file, directory of them, or -.")
+@namespace_option
 @click.option("-R", "--recursive", is_flag=True, help="With -f DIR: its subdirectories too.")
 @click.option(
     "--dry-run", type=click.Choice(["none", "client", "server"]), default="none",
@@ -235,7 +239,7 @@ target_controlplane_option = click.option(
 )  # fmt: skip
 def apply_cmd(
     controlplane: str | None, controller: str | None, token: str | None, filename: str,
-    recursive: bool, dry_run: str,
+    recursive: bool, namespace: str | None, dry_run: str,
 ) -> None:  # fmt: skip
     """Validate every document in FILE (or the .yaml, .yml and .json files of a directory),
     then apply all of them (or none).
@@ -243,7 +247,7 @@ def apply_cmd(
     Documents go to the federation controller (ServiceExport with spec.cluster, policies)
     unless --controlplane names a cluster control plane.
     """
-    text, models = read_documents(filename, recursive=recursive)  # refused here first
+    text, models = read_documents(filename, recursive=recursive, namespace=namespace)
     if dry_run == "client":
         return click.echo(
             "".join(f"{document_label(m)} valid (client dry run)\n" for m in models), nl=False
@@ -264,12 +268,13 @@ def apply_cmd(
 @controller_option
 @controlplane_token_option
 @click.option("-f", "--filename", required=True, help="YAML file naming the documents to delete.")
+@namespace_option
 def delete_cmd(
-    controlplane: str | None, controller: str | None, token: str | None, filename: str
-) -> None:
+    controlplane: str | None, controller: str | None, token: str | None, filename: str,
+    namespace: str | None,
+) -> None:  # fmt: skip
     """Delete the documents named in FILE (from the controller, or --controlplane)."""
-    text, source = read_source(filename)
-    load_documents(text, source=source)
+    text, _ = read_documents(filename, namespace=namespace)
     url, tok = _target(controlplane, controller, token)
     result = call("POST", url, "/v1/delete", token=tok, body=text)
     for name in result.get("deleted", []):

@@ -30,6 +30,7 @@ from federation.errors import (
     NotFoundError,
     UnauthenticatedError,
 )
+from federation.model.istio_translate import effective_traffic_policies
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
 from federation.sync.join_token import join_token_secret, new_join_token, token_digest
@@ -266,6 +267,34 @@ class FederationService:
             raise InvalidDocumentError(problems[0], problems=problems)
         return out
 
+    def _check_translation(
+        self,
+        put: Sequence[tuple[DocumentKey, BaseModel]] = (),
+        removed: Sequence[DocumentKey] = (),
+    ) -> None:
+        """Refuse a change after which Istio's VirtualServices and DestinationRules would
+        no longer make TrafficPolicies (a route to a subset no DestinationRule defines, two
+        VirtualServices for one host, a host with a TrafficPolicy too ...): the problems the
+        stored policies have after the change and did not have before.
+
+        Raises:
+            InvalidDocumentError: naming the documents, the field and the reason.
+        """
+        stored: dict[DocumentKey, BaseModel] = {
+            (str(getattr(m, "kind", "")), m.metadata.namespace, m.metadata.name, ""): m  # type: ignore[attr-defined]
+            for m in self.hub.policies.read()
+        }
+        before = {str(p) for p in effective_traffic_policies(list(stored.values()))[1]}
+        after = {k: m for k, m in stored.items() if k not in set(removed)}
+        after.update(put)
+        problems = [
+            f"request body: {p}"
+            for p in effective_traffic_policies(list(after.values()))[1]
+            if str(p) not in before
+        ]
+        if problems:
+            raise InvalidDocumentError(problems[0], problems=problems)
+
     def apply_documents(self, models: Sequence[BaseModel], *, dry_run: bool = False) -> ApplyResult:
         """Validate every document, then store the changed ones in one transaction (or none)
         and recompute; with ``dry_run``, only say which would change.
@@ -274,6 +303,7 @@ class FederationService:
             InvalidDocumentError: see :meth:`validate`; nothing is stored.
         """
         docs = self.validate(models)
+        self._check_translation(put=list(zip((k for k, _ in docs), models, strict=True)))
         current = {
             document_key(d): d
             for kind in {k[0] for k, _ in docs}
@@ -296,6 +326,7 @@ class FederationService:
             InvalidDocumentError: see :meth:`validate`; nothing is deleted.
         """
         docs = self.validate(models)
+        self._check_translation(removed=[k for k, _ in docs])
         removed = self.store.delete_documents([k for k, _ in docs])
         self.hub.recompute()
         return [document_name(k) for k in removed]

@@ -22,6 +22,7 @@ from federation.errors import InvalidDocumentError
 from federation.lb.paths import tables_in_force
 from federation.model.authz import AuthorizationPolicy, default_deny_policy
 from federation.model.documents import validate_documents
+from federation.model.istio_translate import effective_traffic_policies
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
 from federation.sync.messages import ClusterReport, ControllerUpdate, RoutingPlan
@@ -30,7 +31,13 @@ from providers.pricing import PriceTable as PriceTableRates
 log = logging.getLogger(__name__)
 
 #: Document kinds the controller sends to every control plane as policies.
-POLICY_KINDS: tuple[str, ...] = ("TrafficPolicy", "PriceTable", "AuthorizationPolicy")
+POLICY_KINDS: tuple[str, ...] = (
+    "TrafficPolicy",
+    "PriceTable",
+    "AuthorizationPolicy",
+    "VirtualService",
+    "DestinationRule",
+)
 
 
 def central_exports(store: ControllerStore) -> dict[str, list[tuple[str, str]]]:
@@ -73,12 +80,24 @@ class StoredPolicies:
         return out
 
     def traffic_policies(self) -> list[TrafficPolicy]:
-        """The stored TrafficPolicies."""
-        return [p for p in self.read() if isinstance(p, TrafficPolicy)]
+        """The TrafficPolicies in force: those stored and those Istio's stored VirtualServices
+        and DestinationRules make (:func:`traffic_policies_in_force`)."""
+        return traffic_policies_in_force(self.read())
 
     def price_tables(self) -> dict[str, PriceTableRates]:
         """cloud -> the price table in force (built-in, overridden by stored PriceTables)."""
         return tables_in_force(p for p in self.read() if isinstance(p, PriceTable))
+
+
+def traffic_policies_in_force(policies: Sequence[BaseModel]) -> list[TrafficPolicy]:
+    """The stored TrafficPolicies and those translated from the stored VirtualServices and
+    DestinationRules (:func:`federation.model.istio_translate.effective_traffic_policies`);
+    a problem (only documents stored by an older version can have one: apply refuses them)
+    is logged and that service's Istio documents left out."""
+    policies_in_force, problems = effective_traffic_policies(policies)
+    for problem in problems:
+        log.error("stored Istio document left out of updates: %s", problem)
+    return policies_in_force
 
 
 @dataclass(frozen=True)
@@ -149,7 +168,7 @@ def federation_view(
         imports=imports,
         exports=central,
         conditions=conditions,
-        policies=[p for p in policies if isinstance(p, TrafficPolicy)],
+        policies=traffic_policies_in_force(policies),
         price_tables=[p for p in policies if isinstance(p, PriceTable)],
         authz=authz,
         bundle=bundle,

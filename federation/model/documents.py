@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from federation.errors import ConfigError, InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
+from federation.model.istio_networking import NETWORKING_VERSIONS, DestinationRule, VirtualService
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
@@ -43,6 +44,8 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
     ("security.istio.io/v1", "AuthorizationPolicy"): AuthorizationPolicy,
     ("security.istio.io/v1beta1", "AuthorizationPolicy"): AuthorizationPolicy,
     ("meshfed.io/v1alpha1", "AuthorizationPolicy"): AuthorizationPolicy,
+    **{(v, "VirtualService"): VirtualService for v in NETWORKING_VERSIONS},
+    **{(v, "DestinationRule"): DestinationRule for v in NETWORKING_VERSIONS},
 }
 
 
@@ -119,15 +122,20 @@ def document_label(model: BaseModel) -> str:
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def read_documents(path: str, *, recursive: bool = False) -> tuple[str, list[BaseModel]]:
+def read_documents(
+    path: str, *, recursive: bool = False, namespace: str | None = None
+) -> tuple[str, list[BaseModel]]:
     """``-f PATH`` read and validated here: a file, ``-`` (stdin), or a directory's
     :data:`MANIFEST_SUFFIXES` files in path order (with ``recursive``, its subdirectories'
     too), each checked under its own name (errors say ``FILE:LINE:COL``). Returns the text
-    to send (the files joined as one YAML stream) and the documents.
+    to send (the files joined as one YAML stream) and the documents. With ``namespace``
+    (``-n``), documents without ``metadata.namespace`` are put in it
+    (:func:`in_namespace`) and the text sent is theirs, re-serialized.
 
     Raises:
         ConfigError: a file cannot be read, or the directory holds none to read (exit 2).
-        InvalidDocumentError: a document is not valid (exit 2; nothing is sent).
+        InvalidDocumentError: a document is not valid, or names another namespace than
+            ``namespace`` (exit 2; nothing is sent).
     """
     root = Path(path)
     if path != "-" and root.is_dir():
@@ -142,8 +150,46 @@ def read_documents(path: str, *, recursive: bool = False) -> tuple[str, list[Bas
         sources = [read_source(str(f)) for f in files]
     else:
         sources = [read_source(path)]
+    if namespace is not None:
+        raws = [
+            in_namespace(parse_yaml(text, source=source), namespace, source=source)
+            for text, source in sources
+        ]
+        models = [
+            m for (_, source), r in zip(sources, raws, strict=True)
+            for m in validate_documents(r, source=source)
+        ]  # fmt: skip
+        sources = [
+            (yaml.safe_dump_all(r, sort_keys=False), s)
+            for (_, s), r in zip(sources, raws, strict=True)
+        ]
+        return "\n---\n".join(text for text, _ in sources), models
     models = [m for text, source in sources for m in load_documents(text, source=source)]
     return "\n---\n".join(text for text, _ in sources), models
+
+
+def in_namespace(raws: Sequence[Any], namespace: str, *, source: str = "input") -> list[Any]:
+    """``raws`` with ``metadata.namespace`` set to ``namespace`` where it is not given, as
+    ``kubectl apply -n`` does (copies; the input is not changed).
+
+    Raises:
+        InvalidDocumentError: a document names another namespace (kubectl refuses that
+            too: "the namespace from the provided object does not match").
+    """
+    out: list[Any] = []
+    for i, raw in enumerate(raws, start=1):
+        meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+        if not isinstance(meta, Mapping):
+            out.append(raw)
+            continue
+        given = meta.get("namespace")
+        if given is not None and given != namespace:
+            raise InvalidDocumentError(
+                f"{source}: {_describe(i, raw)}: metadata.namespace: {given!r} does not match"
+                f" -n {namespace!r}"
+            )
+        out.append({**raw, "metadata": {**meta, "namespace": namespace}})
+    return out
 
 
 def check_limits(text: str, *, source: str = "input") -> None:

@@ -260,7 +260,10 @@ class HTTPMatchRequest(_Strict):
 class ConnectionPoolSettings(_Strict):
     """Circuit breaking per calling sidecar and outbound cluster (Istio
     ``ConnectionPoolSettings``; Envoy ``CircuitBreakers.Thresholds``). Unset: Envoy's
-    defaults (1024 each), and no cap on retries (what keeps failover lossless)."""
+    defaults (1024 each), and no cap on retries (what keeps failover lossless).
+    ``maxRequestsPerConnection``: requests per upstream connection before it is closed
+    (Envoy ``HttpProtocolOptions.common_http_protocol_options.max_requests_per_connection``;
+    0 or unset: no limit, as in Istio)."""
 
     max_connections: int | None = Field(default=None, ge=1, le=10**6, alias="maxConnections")
     http1_max_pending_requests: int | None = Field(
@@ -268,6 +271,9 @@ class ConnectionPoolSettings(_Strict):
     )
     http2_max_requests: int | None = Field(default=None, ge=1, le=10**6, alias="http2MaxRequests")
     max_retries: int | None = Field(default=None, ge=0, le=10**6, alias="maxRetries")
+    max_requests_per_connection: int | None = Field(
+        default=None, ge=0, le=10**6, alias="maxRequestsPerConnection"
+    )
 
 
 class SubsetTrafficPolicy(_Strict):

@@ -9,9 +9,10 @@ Outbound clusters (Envoy sidecars) are EDS clusters with, by default:
 - active TCP health checks (``HealthCheck.tcp_health_check``: 1 s interval, unhealthy after 3
   failures) and outlier detection (``OutlierDetection``: eject after 3 consecutive 5xx or
   connect failures, 100 % max ejection) so failover actually happens;
-- ``healthy_panic_threshold`` 0 so a partly dead priority spills to the next instead of
-  spraying traffic at dead hosts (Envoy ``Cluster.CommonLbConfig``), and locality weights
-  honoured (``locality_weighted_lb_config``).
+- ``healthy_panic_threshold`` :data:`PANIC_THRESHOLD_PERCENT` (1 %) so a partly dead priority
+  spills to the next instead of spraying traffic at dead hosts, yet a cluster whose every
+  host looks unhealthy still tries them (Envoy ``Cluster.CommonLbConfig``), and locality
+  weights honoured (``locality_weighted_lb_config``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ NO_TRAFFIC_HEALTHY_INTERVAL_MS = 60_000
 #: Longest wait (ms) before re-checking a host that is new or failed its last check.
 UNHEALTHY_INTERVAL_MS = 250
 CONNECT_TIMEOUT_MS = 1000
+#: ``CommonLbConfig.healthy_panic_threshold`` (percent) of outbound and gateway clusters.
+#: Envoy ignores a priority's health only when its healthy share is below this *and* the
+#: healthy hosts of every priority together cannot take the load (normalized total health
+#: < 100 %), so at 1 % a partly dead priority spills to the next as with 0, but when every
+#: host looks unhealthy -- for an instant, as when outlier detection ejected the one left --
+#: requests still go to them instead of failing at once with 503 ``UH`` (0 turns panic
+#: off). Seen under CPU starvation: three connect failures ejected one of two healthy
+#: endpoints for 5 s, the other was then removed, and the caller got 0.3-1.4 s of 503s.
+#: Istio's default (``minHealthPercent`` 0) has that outage.
+PANIC_THRESHOLD_PERCENT = 1.0
 
 
 #: HTTP/2 PING keepalive between sidecars (``Http2ProtocolOptions.connection_keepalive``):
@@ -101,6 +112,7 @@ def protocol_options(
     h2: bool = False,
     inbound: bool = False,
     keepalive_timeout: int = KEEPALIVE_TIMEOUT_UNKNOWN_MS,
+    max_requests_per_connection: int | None = None,
 ) -> dict[str, object]:
     """``typed_extension_protocol_options`` of a cluster for a port of ``protocol``.
 
@@ -110,6 +122,10 @@ def protocol_options(
     - ``http`` to the sidecar's own app (``inbound``): HTTP/1.1, whatever the caller's
       sidecar spoke.
     - ``http`` to workloads without a sidecar: the downstream's protocol.
+
+    ``max_requests_per_connection`` (> 0): ``common_http_protocol_options`` closes an
+    upstream connection after that many requests (TrafficPolicy
+    ``connectionPool.maxRequestsPerConnection``).
     """
     if protocol == "tcp":
         return {}
@@ -130,6 +146,10 @@ def protocol_options(
             use_downstream_protocol_config=hpo.HttpProtocolOptions.UseDownstreamHttpConfig(
                 http_protocol_options={}, http2_protocol_options={}
             )
+        )
+    if max_requests_per_connection:
+        options.common_http_protocol_options.max_requests_per_connection.value = (
+            max_requests_per_connection
         )
     return {HTTP_OPTIONS_KEY: pack(options)}
 
@@ -304,7 +324,7 @@ def outbound_cluster(
         connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
         lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,
         common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
-            healthy_panic_threshold=percent_pb2.Percent(value=0.0),
+            healthy_panic_threshold=percent_pb2.Percent(value=PANIC_THRESHOLD_PERCENT),
             locality_weighted_lb_config=cluster_pb2.Cluster.CommonLbConfig.LocalityWeightedLbConfig(),
         ),
         circuit_breakers=retry_friendly_circuit_breakers(
@@ -318,6 +338,11 @@ def outbound_cluster(
             port.protocol,
             h2=sidecar_to_sidecar_h2(port),
             keepalive_timeout=keepalive_timeout_ms(rtts_ms),
+            max_requests_per_connection=(
+                policy.spec.connection_pool.max_requests_per_connection
+                if policy is not None and policy.spec.connection_pool is not None
+                else None
+            ),
         ),
     )
 
@@ -371,7 +396,7 @@ def gateway_cluster(port: ServicePort, name: str | None = None) -> cluster_pb2.C
         connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
         lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,
         common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
-            healthy_panic_threshold=percent_pb2.Percent(value=0.0),
+            healthy_panic_threshold=percent_pb2.Percent(value=PANIC_THRESHOLD_PERCENT),
         ),
         ignore_health_on_host_removal=True,
         health_checks=[default_health_check()],

@@ -71,7 +71,7 @@ def test_sidecar_outbound_cluster_defaults() -> None:
     assert cluster.type == cluster_pb2.Cluster.DiscoveryType.EDS
     assert cluster.health_checks[0].HasField("tcp_health_check")
     assert cluster.outlier_detection.max_ejection_percent.value == 100
-    assert cluster.common_lb_config.healthy_panic_threshold.value == 0
+    assert cluster.common_lb_config.healthy_panic_threshold.value == 1  # see clusters.py
     # a removed host leaves at once, even while Envoy's own check still calls it healthy
     assert cluster.ignore_health_on_host_removal
     # a new host (or one that failed) is re-checked within 250 ms, with or without traffic;
