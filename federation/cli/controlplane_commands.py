@@ -514,7 +514,9 @@ def _render_explain(data: dict[str, Any]) -> None:
     console = Console(width=220)
     console.print(
         f"{data['service']} from {data['from']['cluster']} ({data['from']['locality']});"
-        f" policy: {data['policy'] or 'none'}, cost mode: {data['costMode']}"
+        f" policy: {data['policy'] or 'none'}"
+        + (f" (from {data['policyFrom']})" if data.get("policyFrom") else "")
+        + f", cost mode: {data['costMode']}"
     )
     plan = data.get("plan")
     if plan:

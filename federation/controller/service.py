@@ -30,6 +30,7 @@ from federation.errors import (
     NotFoundError,
     UnauthenticatedError,
 )
+from federation.model.istio_networking import DestinationRule, VirtualService
 from federation.model.istio_translate import effective_traffic_policies
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
@@ -261,7 +262,11 @@ class FederationService:
             if problem:
                 problems.append(f"{where}: {problem}")
                 continue
-            body = m.model_dump(by_alias=True, mode="json", exclude_none=True)
+            # Istio's documents are kept as written (no defaults added), as ``get`` shows them
+            as_written = isinstance(m, VirtualService | DestinationRule)
+            body = m.model_dump(
+                by_alias=True, mode="json", exclude_none=True, exclude_unset=as_written
+            )
             out.append((document_key(body), body))
         if problems:
             raise InvalidDocumentError(problems[0], problems=problems)

@@ -22,6 +22,7 @@ from federation.errors import InvalidDocumentError
 from federation.lb.paths import tables_in_force
 from federation.model.authz import AuthorizationPolicy, default_deny_policy
 from federation.model.documents import validate_documents
+from federation.model.istio_networking import DestinationRule, VirtualService
 from federation.model.istio_translate import effective_traffic_policies
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
@@ -89,14 +90,31 @@ class StoredPolicies:
         return tables_in_force(p for p in self.read() if isinstance(p, PriceTable))
 
 
+#: The last :func:`traffic_policies_in_force`: its input models (held, so their ids stay
+#: theirs) and its result. :class:`StoredPolicies` hands out the same model objects while
+#: the stored documents are unchanged, so a recompute that changed no policy translates
+#: nothing, and the translated models stay the same objects (serialised once for every
+#: control plane: :func:`federation.sync.convert.policy_json`).
+_IN_FORCE: tuple[list[BaseModel], list[TrafficPolicy]] = ([], [])
+
+
 def traffic_policies_in_force(policies: Sequence[BaseModel]) -> list[TrafficPolicy]:
     """The stored TrafficPolicies and those translated from the stored VirtualServices and
     DestinationRules (:func:`federation.model.istio_translate.effective_traffic_policies`);
     a problem (only documents stored by an older version can have one: apply refuses them)
     is logged and that service's Istio documents left out."""
-    policies_in_force, problems = effective_traffic_policies(policies)
+    global _IN_FORCE
+    kinds = (TrafficPolicy, VirtualService, DestinationRule)
+    models: list[BaseModel] = [p for p in policies if isinstance(p, kinds)]
+    last_models, last_result = _IN_FORCE
+    if len(models) == len(last_models) and all(
+        a is b for a, b in zip(models, last_models, strict=True)
+    ):
+        return last_result
+    policies_in_force, problems = effective_traffic_policies(models)
     for problem in problems:
         log.error("stored Istio document left out of updates: %s", problem)
+    _IN_FORCE = (models, policies_in_force)
     return policies_in_force
 
 

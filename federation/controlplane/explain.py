@@ -16,6 +16,7 @@ from federation.durations import rfc3339
 from federation.errors import NotFoundError
 from federation.lb.decision import Choice, priority_loads
 from federation.model.authz import Request, evaluate
+from federation.model.istio_translate import TRANSLATED_FROM
 from federation.model.locality import Locality
 from federation.model.policy import Destination, HTTPMatchRequest, TrafficPolicy
 from federation.sync.messages import RoutingPlan
@@ -57,7 +58,9 @@ def explain(
 ) -> dict[str, Any]:
     """Per HTTP port of ``namespace/service``: the rows of the decision table (priority,
     cluster, locality, weight, expected share of requests (0-1), RTT ms, US$/GB, path class,
-    reason), and per ``split`` subset its percent and rows.
+    reason), and per ``split`` subset its percent and rows; the TrafficPolicy's name
+    (``policy``) and, for one translated from Istio's documents, which (``policyFrom``:
+    ``VirtualService demo/echo, DestinationRule demo/echo``).
 
     Raises:
         NotFoundError: the service is neither local nor imported here.
@@ -91,6 +94,7 @@ def explain(
         "service": f"{service}.{namespace}.svc.clusterset.local",
         "from": {"cluster": mesh.cluster, "locality": str(where)},
         "policy": policy.metadata.name if policy else None,
+        "policyFrom": policy.metadata.annotations.get(TRANSLATED_FROM) if policy else None,
         "costMode": policy.spec.cost.mode if policy else "off",
         "plan": _plan(plan) if plan is not None else None,
         "routes": routes_for(policy, mesh.cluster) if policy is not None else [],

@@ -59,7 +59,8 @@ def policy_yaml(spec: str, name: str = "echo") -> str:
 class ThreeClusters:
     """``controllers``: replicas sharing one database (each cluster joins through the next
     one, and the CLI in ``home`` must name them all); default one controller in ``home``.
-    Each echo answers 500 while its :meth:`fail_file` exists."""
+    Each echo answers 500 while its :meth:`fail_file` exists. ``gateway_a``: ``a`` runs its
+    east-west gateway too (other clusters' callers can reach a's echo replicas)."""
 
     def __init__(
         self,
@@ -68,8 +69,10 @@ class ThreeClusters:
         controllers: list[ControllerHandle] | None = None,
         *,
         echo_access_log: bool = False,
+        gateway_a: bool = False,
     ) -> None:
         self.procs, self.home = procs, home
+        self.gateway_a = gateway_a  # a's gateway too (by default only b and c run one)
         self.echo_access_log = echo_access_log
         self.controllers = controllers or [ControllerHandle(procs, home, lease_s=10)]
         self.controller = self.controllers[0]
@@ -120,8 +123,9 @@ class ThreeClusters:
             )
             cp.start()
             self.cps[name] = cp
-            if name != "a":
+            if name != "a" or self.gateway_a:
                 start_gateway(self.procs, self.home, cp, gateway)
+            if name != "a":
                 self.start_echo(name, 1)
         for i in (1, 2):
             self.a_apps.append(self.start_echo("a", i))

@@ -227,7 +227,7 @@ def test_apply_n_puts_documents_without_a_namespace_in_it_and_refuses_another() 
     assert placed["metadata"] == {"name": "reviews", "namespace": "demo"}
     assert "namespace" not in raws[0]["metadata"]  # the input is not changed
     with pytest.raises(
-        InvalidDocumentError, match="metadata.namespace: 'demo' does not match -n 'prod'"
+        InvalidDocumentError, match=r"metadata\.namespace: 'demo' does not match -n 'prod'"
     ):
         in_namespace([placed], "prod")
 
