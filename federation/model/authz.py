@@ -18,6 +18,9 @@
             clusters: ["aws-us-east-1"]    # meshfed: the cluster whose CA issued the SVID
         to:
         - operation: {ports: ["8080"], methods: ["GET"], paths: ["/api/*"]}
+        when:
+        - key: request.headers[x-tenant]   # Istio's condition keys: see Condition
+          values: ["blue-*"]
 
 Rules, as Istio has them (https://istio.io/latest/docs/reference/config/security/
 authorization-policy/, read 2026-11-27): a request is denied when any DENY policy matches it;
@@ -46,11 +49,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from ipaddress import ip_address, ip_network
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from federation.model.istio_networking import not_supported
 from federation.model.workload import ObjectMeta, _Strict
 
 #: Workloads in every namespace are selected by policies in this namespace (Istio's root
@@ -60,6 +66,48 @@ DRY_RUN_ANNOTATIONS = ("istio.io/dry-run", "meshfed.io/dry-run")
 _METHOD = re.compile(r"^[A-Z]+$|^\*$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
 _CLUSTER_GLOB = re.compile(r"^\*?[a-z0-9-]*\*?$")
+_HEADER_KEY = re.compile(r"^request\.headers\[([A-Za-z0-9!#$%&'*+.^_`|~-]+)\]$")
+#: ``when`` keys meshfed checks besides ``request.headers[<name>]``.
+CONDITION_KEYS = (
+    "source.ip",
+    "source.namespace",
+    "source.principal",
+    "destination.ip",
+    "destination.port",
+    "connection.sni",
+)
+_NotYet = Annotated[Any, not_supported()]
+_NoJwt = Annotated[
+    Any, not_supported("JWT (RequestAuthentication) is not supported yet: no request principal")
+]
+
+
+def condition_key(key: str) -> str:
+    """``key`` if meshfed checks it (see :class:`Condition`).
+
+    Raises:
+        ValueError: an Istio key meshfed does not check (JWT ``request.auth.*``,
+            ``remote.ip``, ``experimental.*``) or not an Istio key, with the reason.
+    """
+    if key in CONDITION_KEYS or _HEADER_KEY.match(key):
+        return key
+    if key.startswith("request.auth."):
+        raise ValueError(
+            f"{key!r}: not supported by meshfed: JWT (RequestAuthentication) is not supported yet"
+        )
+    if key in ("remote.ip",) or key.startswith("experimental."):
+        raise ValueError(f"{key!r}: not supported by meshfed yet")
+    known = ", ".join([*CONDITION_KEYS, "request.headers[<name>]"])
+    raise ValueError(f"{key!r} is not a condition key (meshfed checks {known})")
+
+
+def _ip_block(value: str) -> str:
+    """An IP address or CIDR block (``10.0.0.1``, ``10.0.0.0/16``, IPv6 too)."""
+    try:
+        ip_network(value, strict=False)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not an IP address or CIDR block") from err
+    return value
 
 
 def _glob(value: str, what: str) -> str:
@@ -120,6 +168,19 @@ class Source(_Strict):
     not_namespaces: list[str] | None = Field(default=None, alias="notNamespaces")
     clusters: list[str] | None = None
     not_clusters: list[str] | None = Field(default=None, alias="notClusters")
+    ip_blocks: list[str] | None = Field(default=None, alias="ipBlocks")
+    not_ip_blocks: list[str] | None = Field(default=None, alias="notIpBlocks")
+    remote_ip_blocks: _NotYet = Field(default=None, alias="remoteIpBlocks")
+    not_remote_ip_blocks: _NotYet = Field(default=None, alias="notRemoteIpBlocks")
+    request_principals: _NoJwt = Field(default=None, alias="requestPrincipals")
+    not_request_principals: _NoJwt = Field(default=None, alias="notRequestPrincipals")
+
+    @field_validator("ip_blocks", "not_ip_blocks")
+    @classmethod
+    def _blocks(cls, value: list[str] | None) -> list[str] | None:
+        for v in value or []:
+            _ip_block(v)
+        return value
 
     @field_validator("principals", "not_principals", "namespaces", "not_namespaces")
     @classmethod
@@ -155,8 +216,11 @@ class Operation(_Strict):
     paths: list[str] | None = None
     not_paths: list[str] | None = Field(default=None, alias="notPaths")
     not_methods: list[str] | None = Field(default=None, alias="notMethods")
+    not_ports: list[str] | None = Field(default=None, alias="notPorts")
+    hosts: _NotYet = None
+    not_hosts: _NotYet = Field(default=None, alias="notHosts")
 
-    @field_validator("ports")
+    @field_validator("ports", "not_ports")
     @classmethod
     def _ports(cls, value: list[str] | None) -> list[str] | None:
         for v in value or []:
@@ -188,11 +252,47 @@ class To(_Strict):
     operation: Operation = Field(default_factory=Operation)
 
 
+class Condition(_Strict):
+    """One ``when`` condition: ``key`` has one of ``values`` and none of ``notValues`` (at
+    least one given). Keys meshfed checks (Istio's names,
+    istio.io/latest/docs/reference/config/security/conditions/): :data:`CONDITION_KEYS`
+    and ``request.headers[<name>]``."""
+
+    key: str
+    values: list[str] | None = None
+    not_values: list[str] | None = Field(default=None, alias="notValues")
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return condition_key(value)
+
+    @model_validator(mode="after")
+    def _values(self) -> Condition:
+        if not self.values and not self.not_values:
+            raise ValueError("give values, notValues or both")
+        for v in [*(self.values or []), *(self.not_values or [])]:
+            if self.key in ("source.ip", "destination.ip"):
+                _ip_block(v)
+            elif self.key == "destination.port" and (not _PORT.match(v) or not 0 < int(v) < 65536):
+                raise ValueError(f"port {v!r} must be a number 1-65535 (as a string)")
+            else:
+                _glob(v, "value")
+        return self
+
+    @property
+    def header(self) -> str | None:
+        """The header name of a ``request.headers[<name>]`` key (lower case), else None."""
+        m = _HEADER_KEY.match(self.key)
+        return m.group(1).lower() if m else None
+
+
 class Rule(_Strict):
-    """One rule: ``from`` AND ``to`` (absent: anything)."""
+    """One rule: ``from`` AND ``to`` AND every ``when`` condition (absent: anything)."""
 
     from_: list[From] | None = Field(default=None, alias="from")
     to: list[To] | None = None
+    when: list[Condition] | None = None
 
 
 class Selector(_Strict):
@@ -207,6 +307,26 @@ class AuthorizationPolicySpec(_Strict):
     selector: Selector | None = None
     action: Literal["ALLOW", "DENY", "AUDIT"] = "ALLOW"
     rules: list[Rule] = Field(default_factory=list)
+    provider: Annotated[
+        Any, not_supported("action CUSTOM (an external authorizer) is not supported yet")
+    ] = None
+    target_ref: Annotated[Any, not_supported("select workloads with selector.matchLabels")] = Field(
+        default=None, alias="targetRef"
+    )
+    target_refs: Annotated[Any, not_supported("select workloads with selector.matchLabels")] = (
+        Field(default=None, alias="targetRefs")
+    )
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _custom(cls, value: Any) -> Any:
+        if value == "CUSTOM":
+            raise PydanticCustomError(
+                "not_supported",
+                "not supported by meshfed: 'CUSTOM': an external authorizer is not supported"
+                " yet (use ALLOW, DENY or AUDIT)",
+            )
+        return value
 
 
 class AuthorizationPolicy(_Strict):
@@ -309,14 +429,19 @@ def trust_domain_warnings(policy: AuthorizationPolicy, trust_domain: str) -> lis
 @dataclass(frozen=True, slots=True)
 class Request:
     """What :func:`evaluate` decides on: the caller's SPIFFE ID (None: no mTLS), the ports of
-    the workload it reached (service and target port), the method, the path, and the
-    cluster its SVID claims (None: no claim)."""
+    the workload it reached (service and target port), the method, the path, the cluster
+    its SVID claims (None: no claim), the request's headers (lower-case names), the
+    connection's peer and local addresses and its TLS SNI."""
 
     principal: str | None
     ports: tuple[int, ...] = ()
     method: str = "GET"
     path: str = "/"
     cluster: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    source_ip: str | None = None
+    destination_ip: str | None = None
+    sni: str | None = None
 
 
 def _namespace_of(principal: str | None) -> str | None:
@@ -330,10 +455,21 @@ def _any(patterns: Iterable[str], text: str | None, *, principal: bool = False) 
     return any(glob_match(principal_pattern(p) if principal else p, text) for p in patterns)
 
 
-def source_matches(source: Source, principal: str | None, cluster: str | None = None) -> bool:
-    """Whether the caller ``principal`` (whose SVID claims ``cluster``) is this source."""
+def _in_blocks(blocks: Iterable[str], address: str | None) -> bool:
+    if address is None:
+        return False
+    return any(ip_address(address) in ip_network(b, strict=False) for b in blocks)
+
+
+def source_matches(
+    source: Source, principal: str | None, cluster: str | None = None, source_ip: str | None = None
+) -> bool:
+    """Whether the caller ``principal`` (whose SVID claims ``cluster``, connecting from
+    ``source_ip``) is this source."""
     ns = _namespace_of(principal)
     checks = [
+        source.ip_blocks is None or _in_blocks(source.ip_blocks, source_ip),
+        source.not_ip_blocks is None or not _in_blocks(source.not_ip_blocks, source_ip),
         source.principals is None or _any(source.principals, principal, principal=True),
         source.not_principals is None or not _any(source.not_principals, principal, principal=True),
         source.namespaces is None or _any(source.namespaces, ns),
@@ -348,6 +484,7 @@ def operation_matches(op: Operation, request: Request) -> bool:
     """Whether the request is this operation."""
     checks = [
         op.ports is None or any(int(p) in request.ports for p in op.ports),
+        op.not_ports is None or not any(int(p) in request.ports for p in op.not_ports),
         op.methods is None or _any(op.methods, request.method),
         op.not_methods is None or not _any(op.not_methods, request.method),
         op.paths is None or _any(op.paths, request.path),
@@ -356,13 +493,45 @@ def operation_matches(op: Operation, request: Request) -> bool:
     return all(checks)
 
 
+def _condition_value(key: str, request: Request) -> str | None:
+    if key.startswith("request.headers["):
+        m = _HEADER_KEY.match(key)
+        assert m is not None
+        return request.headers.get(m.group(1).lower())
+    return {
+        "source.ip": request.source_ip,
+        "source.namespace": _namespace_of(request.principal),
+        "source.principal": request.principal,
+        "destination.ip": request.destination_ip,
+        "connection.sni": request.sni,
+    }.get(key)
+
+
+def condition_matches(cond: Condition, request: Request) -> bool:
+    """Whether ``request`` has one of ``values`` (if given) and none of ``notValues``."""
+
+    def hit(patterns: list[str]) -> bool:
+        if cond.key == "destination.port":
+            return any(int(p) in request.ports for p in patterns)
+        value = _condition_value(cond.key, request)
+        if cond.key in ("source.ip", "destination.ip"):
+            return _in_blocks(patterns, value)
+        return _any(patterns, value, principal=cond.key == "source.principal")
+
+    return (cond.values is None or hit(cond.values)) and (
+        cond.not_values is None or not hit(cond.not_values)
+    )
+
+
 def rule_matches(rule: Rule, request: Request) -> bool:
-    """``from`` (any item) AND ``to`` (any item); absent means anything."""
+    """``from`` (any item) AND ``to`` (any item) AND every ``when``; absent means anything."""
     from_ok = rule.from_ is None or any(
-        source_matches(f.source, request.principal, request.cluster) for f in rule.from_
+        source_matches(f.source, request.principal, request.cluster, request.source_ip)
+        for f in rule.from_
     )
     to_ok = rule.to is None or any(operation_matches(t.operation, request) for t in rule.to)
-    return from_ok and to_ok
+    when_ok = all(condition_matches(c, request) for c in rule.when or [])
+    return from_ok and to_ok and when_ok
 
 
 def policy_matches(policy: AuthorizationPolicy, request: Request) -> bool:

@@ -426,6 +426,39 @@ def test_authorization_policy_paths_hold_for_every_spelling_of_a_path(fed) -> No
         _meshfed(home, "delete", "-f", "-", input_text=AUTHZ_DENY_ADMIN_EXACT)
 
 
+AUTHZ_WHEN_HEADER = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo-needs-token, namespace: demo}
+spec:
+  action: ALLOW
+  rules:
+  - when:
+    - key: request.headers[x-token]
+      values: ["open-*"]
+      notValues: ["open-nothing"]
+"""
+
+
+def test_an_allow_policy_with_a_when_on_a_header_lets_in_only_requests_that_carry_it(fed) -> None:
+    """Issue #40: Istio's ``when`` on ``request.headers[...]`` (values and notValues, with
+    Istio's globs): 403 without the header, 200 with it, for every echo replica."""
+    home = fed["home"]
+    _meshfed(home, "apply", "-f", "-", input_text=AUTHZ_WHEN_HEADER)
+
+    def statuses(headers: dict[str, str] | None = None, n: int = 20) -> set[int]:
+        return {get(fed["client_port"], HOST, headers=headers)[0] for _ in range(n)}
+
+    try:
+        wait_until(lambda: statuses() == {403}, 20, "requests without the header denied")
+        assert statuses({"x-token": "open-sesame"}) == {200}
+        assert statuses({"x-token": "open-nothing"}) == {403}  # notValues
+        assert statuses({"x-token": "closed"}) == {403}
+    finally:
+        _meshfed(home, "delete", "-f", "-", input_text=AUTHZ_WHEN_HEADER)
+    wait_until(lambda: statuses() == {200}, 20, "the policy gone")
+
+
 def test_export_conflict_follows_mcs_oldest_wins(fed) -> None:
     """a exports ``dup`` on port 8080 first, b later on port 9090: b gets Conflict."""
     home, cps = fed["home"], fed["cps"]

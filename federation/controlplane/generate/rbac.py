@@ -27,10 +27,12 @@ serves several ports), :func:`grpc_rbac_filters` (proxyless gRPC servers, gRFC A
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from ipaddress import ip_network
 from typing import Any, Literal
 
+from envoy.config.core.v3 import address_pb2 as core_address
 from envoy.config.core.v3 import extension_pb2
 from envoy.config.listener.v3 import listener_components_pb2
 from envoy.config.rbac.v3 import rbac_pb2 as rbac
@@ -43,11 +45,12 @@ from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac
 from envoy.extensions.rbac.principals.mtls_authenticated.v3 import mtls_authenticated_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2 as tls_common
 from envoy.type.matcher.v3 import path_pb2, regex_pb2, string_pb2
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, wrappers_pb2
 
 from federation.controlplane.generate.common import pack
 from federation.model.authz import (
     AuthorizationPolicy,
+    Condition,
     From,
     Operation,
     Rule,
@@ -149,9 +152,86 @@ def _source(item: From) -> rbac.Principal:
         parts.append(_or_ids([_cluster(c) for c in s.clusters]))
     if s.not_clusters:
         parts.append(rbac.Principal(not_id=_or_ids([_cluster(c) for c in s.not_clusters])))
+    if s.ip_blocks is not None:
+        parts.append(_or_ids([_remote_ip(b) for b in s.ip_blocks]))
+    if s.not_ip_blocks:
+        parts.append(rbac.Principal(not_id=_or_ids([_remote_ip(b) for b in s.not_ip_blocks])))
     if not parts:
         return _any_principal()
     return parts[0] if len(parts) == 1 else rbac.Principal(and_ids=rbac.Principal.Set(ids=parts))
+
+
+def _cidr(block: str) -> core_address.CidrRange:
+    net = ip_network(block, strict=False)
+    return core_address.CidrRange(
+        address_prefix=str(net.network_address),
+        prefix_len=wrappers_pb2.UInt32Value(value=net.prefixlen),
+    )
+
+
+def _remote_ip(block: str) -> rbac.Principal:
+    """The connection's peer address (``direct_remote_ip``: through a gateway, the
+    gateway's)."""
+    return rbac.Principal(direct_remote_ip=_cidr(block))
+
+
+def _header(name: str, pattern: str) -> rbac.Principal:
+    return rbac.Principal(
+        header=route_components_pb2.HeaderMatcher(name=name, string_match=string_matcher(pattern))
+    )
+
+
+def _condition_principal(cond: Condition, values: list[str]) -> rbac.Principal | None:
+    """A principal-side ``when`` condition (headers, source.*) as one Principal (values
+    ORed); None for a permission-side key."""
+    header = cond.header
+    if header is not None:
+        return _or_ids([_header(header, v) for v in values])
+    makers = {
+        "source.ip": _remote_ip,
+        "source.namespace": _namespace,
+        "source.principal": _principal_name,
+    }
+    make = makers.get(cond.key)
+    return _or_ids([make(v) for v in values]) if make else None
+
+
+def _condition_permission(cond: Condition, values: list[str]) -> rbac.Permission | None:
+    """A permission-side ``when`` condition (destination.ip, connection.sni) as one
+    Permission (values ORed); None for another key."""
+    if cond.key == "destination.ip":
+        return _or_rules([rbac.Permission(destination_ip=_cidr(v)) for v in values])
+    if cond.key == "connection.sni":
+        return _or_rules([rbac.Permission(requested_server_name=string_matcher(v)) for v in values])
+    return None
+
+
+def _conditions(
+    conditions: Sequence[Condition], ports: Sequence[int]
+) -> tuple[list[rbac.Principal], list[rbac.Permission]] | None:
+    """The ``when`` conditions of a rule, for a chain serving ``ports``: the principals and
+    permissions each request must also match (ANDed); None when a ``destination.port``
+    condition cannot hold on this chain (the rule cannot match here)."""
+    principals: list[rbac.Principal] = []
+    permissions: list[rbac.Permission] = []
+    for cond in conditions:
+        if cond.key == "destination.port":
+            here = {str(p) for p in ports}
+            if cond.values is not None and not here & set(cond.values):
+                return None
+            if cond.not_values is not None and here & set(cond.not_values):
+                return None
+            continue
+        for values, negate in ((cond.values, False), (cond.not_values, True)):
+            if values is None:
+                continue
+            principal = _condition_principal(cond, values)
+            if principal is not None:
+                principals.append(rbac.Principal(not_id=principal) if negate else principal)
+            permission = _condition_permission(cond, values)
+            if permission is not None:
+                permissions.append(rbac.Permission(not_rule=permission) if negate else permission)
+    return principals, permissions
 
 
 def _method(method: str) -> rbac.Permission:
@@ -183,21 +263,40 @@ def _operation(op: Operation) -> rbac.Permission:
     )
 
 
+def _on_ports(op: Operation, ports: Sequence[int]) -> bool:
+    """Whether ``op``'s ``ports`` and ``notPorts`` let it match on a chain serving ``ports``."""
+    return (op.ports is None or any(int(p) in ports for p in op.ports)) and (
+        op.not_ports is None or not any(int(p) in ports for p in op.not_ports)
+    )
+
+
 def envoy_policy(rule: Rule, ports: Sequence[int]) -> rbac.Policy | None:
     """One rule as an Envoy Policy for a filter chain serving ``ports`` (service and target
-    port); None when the rule cannot match there (its every ``to`` names other ports)."""
+    port); None when the rule cannot match there (its every ``to`` names other ports, or a
+    ``when`` on ``destination.port`` does not hold). ``when`` conditions are ANDed onto the
+    ORed principals (headers, source.*) or permissions (destination.ip, connection.sni)."""
+    conditions = _conditions(rule.when or [], ports)
+    if conditions is None:
+        return None
     if rule.to is None:
         permissions = [_any_permission()]
     else:
-        ops = [
-            t.operation
-            for t in rule.to
-            if t.operation.ports is None or any(int(p) in ports for p in t.operation.ports)
-        ]
+        ops = [t.operation for t in rule.to if _on_ports(t.operation, ports)]
         if not ops:
             return None
         permissions = [_operation(op) for op in ops]
     principals = [_any_principal()] if rule.from_ is None else [_source(f) for f in rule.from_]
+    when_principals, when_permissions = conditions
+    if when_principals:
+        principals = [
+            rbac.Principal(and_ids=rbac.Principal.Set(ids=[_or_ids(principals), *when_principals]))
+        ]
+    if when_permissions:
+        permissions = [
+            rbac.Permission(
+                and_rules=rbac.Permission.Set(rules=[_or_rules(permissions), *when_permissions])
+            )
+        ]
     return rbac.Policy(permissions=permissions, principals=principals)
 
 
@@ -312,11 +411,33 @@ def _towards_denial(
     return policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": rules})})
 
 
+def _conditions_towards_denial(
+    policy: AuthorizationPolicy, unseen: Callable[[Condition], bool]
+) -> AuthorizationPolicy:
+    """``policy`` without the ``when`` conditions an enforcement point cannot check
+    (``unseen``), erring towards denial as :func:`_towards_denial` does: an ALLOW rule with
+    one is dropped, a DENY or AUDIT rule loses it (it matches more)."""
+    if not any(unseen(c) for r in policy.spec.rules for c in r.when or []):
+        return policy
+    rules: list[Rule] = []
+    for rule in policy.spec.rules:
+        if not any(unseen(c) for c in rule.when or []):
+            rules.append(rule)
+        elif policy.spec.action != "ALLOW":
+            rules.append(
+                rule.model_copy(update={"when": [c for c in rule.when or [] if not unseen(c)]})
+            )
+    return policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": rules})})
+
+
 def tcp_only(policy: AuthorizationPolicy) -> AuthorizationPolicy:
-    """``policy`` for a TCP port, where methods and paths cannot be seen (Istio's rule):
-    :func:`_towards_denial` of them."""
-    return _towards_denial(
-        policy, "to", "operation", ("methods", "not_methods", "paths", "not_paths")
+    """``policy`` for a TCP port, where methods, paths and headers cannot be seen (Istio's
+    rule): :func:`_towards_denial` of them."""
+    return _conditions_towards_denial(
+        _towards_denial(
+            policy, "to", "operation", ("methods", "not_methods", "paths", "not_paths")
+        ),
+        lambda c: c.header is not None,
     )
 
 
@@ -375,8 +496,12 @@ def rbac_per_route(
 
 def _without_clusters(policy: AuthorizationPolicy) -> AuthorizationPolicy:
     """``policy`` without the cluster claim, which gRPC's RBAC cannot check (gRFC A41 has no
-    ``custom`` principal): :func:`_towards_denial` of ``clusters`` and ``notClusters``."""
-    return _towards_denial(policy, "from_", "source", ("clusters", "not_clusters"))
+    ``custom`` principal), nor ``connection.sni`` conditions (A41 matches
+    ``requested_server_name`` only when empty): :func:`_towards_denial` of them."""
+    return _conditions_towards_denial(
+        _towards_denial(policy, "from_", "source", ("clusters", "not_clusters")),
+        lambda c: c.key == "connection.sni",
+    )
 
 
 def grpc_rbac_filters(

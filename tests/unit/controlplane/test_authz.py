@@ -331,3 +331,113 @@ def test_a_principal_of_another_trust_domain_is_applied_with_a_warning_naming_it
         " trust domain 'other.org', not this federation's 'example.org': no caller carries it"
     ), warning
     assert trust_domain_warnings(ALLOW_FRONTEND, "example.org") == []
+
+
+WHEN = _policy("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: needs-token, namespace: demo}
+spec:
+  action: ALLOW
+  rules:
+  - from: [{source: {namespaces: ["demo"]}}]
+    when:
+    - {key: "request.headers[X-Token]", values: ["open-*"], notValues: ["open-nothing"]}
+    - {key: source.ip, values: ["127.0.0.0/8"]}
+    - {key: destination.port, values: ["8080"]}
+    - {key: connection.sni, values: ["outbound_.8080_*"]}
+""")
+
+
+def test_when_conditions_are_anded_values_ored_and_not_values_negated() -> None:
+    ok = Request(FRONTEND, ports=(8080,), headers={"x-token": "open-sesame"},
+                 source_ip="127.0.1.5", sni="outbound_.8080_._.echo.demo.svc.clusterset.local")  # fmt: skip
+    assert evaluate([WHEN], ok).allowed
+    for changed in (
+        {"headers": {}},
+        {"headers": {"x-token": "open-nothing"}},
+        {"headers": {"x-token": "closed"}},
+        {"source_ip": "10.0.0.1"},
+        {"ports": (9090,)},
+        {"sni": "outbound_.9090_._.echo.demo.svc.clusterset.local"},
+        {"principal": OTHER_NS},
+    ):
+        request = _replace(ok, **changed)
+        assert not evaluate([WHEN], request).allowed, changed
+
+
+def _replace(request: Request, **changes: object) -> Request:
+    from dataclasses import replace
+
+    return replace(request, **changes)  # type: ignore[arg-type]
+
+
+def test_when_conditions_become_anded_envoy_principals_and_permissions() -> None:
+    [rule] = WHEN.spec.rules
+    assert envoy_policy(rule, (9090, 9091)) is None  # destination.port cannot hold there
+    policy = envoy_policy(rule, (8080, 18080))
+    assert policy is not None
+    [principal] = policy.principals
+    source, header, not_header, remote_ip = principal.and_ids.ids
+    assert source.authenticated.principal_name.safe_regex.regex.startswith("spiffe://")
+    assert header.header.name == "x-token" and header.header.string_match.prefix == "open-"
+    assert not_header.not_id.header.string_match.exact == "open-nothing"
+    assert remote_ip.direct_remote_ip.address_prefix == "127.0.0.0"
+    assert remote_ip.direct_remote_ip.prefix_len.value == 8
+    [permission] = policy.permissions
+    anything, sni = permission.and_rules.rules
+    assert anything.any and sni.requested_server_name.prefix == "outbound_.8080_"
+
+
+def test_tcp_ports_and_grpc_servers_drop_the_conditions_they_cannot_see_towards_denial() -> None:
+    from federation.controlplane.generate.rbac import _without_clusters, tcp_only
+
+    assert tcp_only(WHEN).spec.rules == []  # an ALLOW rule on a header: nothing allowed
+    deny = WHEN.model_copy(update={"spec": WHEN.spec.model_copy(update={"action": "DENY"})})
+    [rule] = tcp_only(deny).spec.rules  # a DENY rule matches more without the header
+    assert [c.key for c in rule.when or []] == ["source.ip", "destination.port", "connection.sni"]
+    assert _without_clusters(WHEN).spec.rules == []  # gRPC cannot check the SNI
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("rules: [{when: [{key: 'request.auth.claims[iss]', values: [x]}]}]",
+         "not supported by meshfed: JWT (RequestAuthentication) is not supported yet"),
+        ("rules: [{when: [{key: remote.ip, values: [10.0.0.1]}]}]", "'remote.ip': not supported by meshfed yet"),
+        ("rules: [{when: [{key: source.nowhere, values: [x]}]}]", "is not a condition key"),
+        ("rules: [{when: [{key: source.ip}]}]", "give values, notValues or both"),
+        ("rules: [{when: [{key: source.ip, values: [not-an-ip]}]}]", "is not an IP address or CIDR block"),
+        ("rules: [{from: [{source: {requestPrincipals: ['*']}}]}]",
+         'spec.rules.0.from.0.source.requestPrincipals: not supported by meshfed: JWT'),
+        ("rules: [{to: [{operation: {hosts: [a.example]}}]}]",
+         "spec.rules.0.to.0.operation.hosts: not supported by meshfed yet"),
+        ("{action: CUSTOM, provider: {name: ext}}", "not supported by meshfed: 'CUSTOM'"),
+    ],
+)  # fmt: skip
+def test_istio_fields_meshfed_cannot_check_are_refused_with_the_reason(spec, expected) -> None:
+    with pytest.raises(InvalidDocumentError) as err:
+        load_documents(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+            f"metadata: {{name: p, namespace: demo}}\nspec: {spec if spec.startswith('{') else '{' + spec + '}'}\n"
+        )
+    assert expected in "\n".join(err.value.problems)
+
+
+def test_ip_blocks_and_not_ports() -> None:
+    policy = _policy("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: demo}
+spec:
+  rules:
+  - from: [{source: {ipBlocks: ["127.0.1.0/24"], notIpBlocks: ["127.0.1.9"]}}]
+    to: [{operation: {notPorts: ["9090"]}}]
+""")
+    allowed = Request(FRONTEND, ports=(8080,), source_ip="127.0.1.5")
+    assert evaluate([policy], allowed).allowed
+    assert not evaluate([policy], _replace(allowed, source_ip="127.0.1.9")).allowed
+    assert not evaluate([policy], _replace(allowed, source_ip="127.0.2.5")).allowed
+    assert not evaluate([policy], _replace(allowed, ports=(9090,))).allowed
+    [rule] = policy.spec.rules
+    assert envoy_policy(rule, (9090,)) is None
