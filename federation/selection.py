@@ -12,6 +12,7 @@ have::
     policy | policies                                  -> /v1/policies (every kind)
     trafficpolicy | authorizationpolicy | pricetable (+s, +ies)  -> /v1/policies of that kind
     virtualservice | vs | destinationrule | dr (+s)    -> /v1/policies of that kind (as applied)
+    peerauthentication | pa (+s)                       -> /v1/policies of that kind (as applied)
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ _WORDS: dict[str, Kind] = {
     "vs": Kind("policies", "VirtualService"),
     "destinationrule": Kind("policies", "DestinationRule"),
     "dr": Kind("policies", "DestinationRule"),
+    "peerauthentication": Kind("policies", "PeerAuthentication"),
+    "pa": Kind("policies", "PeerAuthentication"),
 }
 
 

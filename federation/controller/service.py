@@ -32,6 +32,7 @@ from federation.errors import (
 )
 from federation.model.istio_networking import DestinationRule, VirtualService
 from federation.model.istio_translate import effective_traffic_policies
+from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
 from federation.sync.join_token import join_token_secret, new_join_token, token_digest
@@ -263,7 +264,7 @@ class FederationService:
                 problems.append(f"{where}: {problem}")
                 continue
             # Istio's documents are kept as written (no defaults added), as ``get`` shows them
-            as_written = isinstance(m, VirtualService | DestinationRule)
+            as_written = isinstance(m, VirtualService | DestinationRule | PeerAuthentication)
             body = m.model_dump(
                 by_alias=True, mode="json", exclude_none=True, exclude_unset=as_written
             )

@@ -24,6 +24,7 @@ from federation.model.authz import AuthorizationPolicy, default_deny_policy
 from federation.model.documents import validate_documents
 from federation.model.istio_networking import DestinationRule, VirtualService
 from federation.model.istio_translate import effective_traffic_policies
+from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
 from federation.sync.messages import ClusterReport, ControllerUpdate, RoutingPlan
@@ -38,6 +39,7 @@ POLICY_KINDS: tuple[str, ...] = (
     "AuthorizationPolicy",
     "VirtualService",
     "DestinationRule",
+    "PeerAuthentication",
 )
 
 
@@ -129,6 +131,7 @@ class FederationView:
     policies: list[TrafficPolicy]
     price_tables: list[PriceTable]
     authz: list[AuthorizationPolicy]
+    peer_authns: list[PeerAuthentication]
     bundle: bytes
     lease_seconds: int
     crls: dict[str, str]
@@ -145,6 +148,7 @@ class FederationView:
             policies=self.policies,
             price_tables=self.price_tables,
             authorization_policies=self.authz,
+            peer_authentications=self.peer_authns,
             trust_bundle_pem=self.bundle,
             lease_seconds=self.lease_seconds,
             cluster_crls=self.crls,
@@ -189,6 +193,7 @@ def federation_view(
         policies=traffic_policies_in_force(policies),
         price_tables=[p for p in policies if isinstance(p, PriceTable)],
         authz=authz,
+        peer_authns=[p for p in policies if isinstance(p, PeerAuthentication)],
         bundle=bundle,
         lease_seconds=max(1, int(lease_s)),
         crls=crls,

@@ -29,12 +29,13 @@ whose resources hash the same is not pushed (:class:`~federation.controlplane.sn
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 from federation.controlplane.registry import Health, RegistryState, ServiceKey, WorkloadKey
 from federation.model.authz import AuthorizationPolicy
+from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceImport
 from federation.model.workload import WorkloadEntry
@@ -114,8 +115,9 @@ class Change:
         exports: services whose ``exported`` flag alone changed.
         workloads: workloads whose own document changed (added, removed, edited): their
             inbound side.
-        authorized: workloads the set of AuthorizationPolicies selecting them may have
-            changed for (selected by a changed policy, before or after).
+        authorized: workloads the set of AuthorizationPolicies or PeerAuthentications
+            selecting them may have changed for (selected by a changed policy, before or
+            after).
     """
 
     everything: bool = False
@@ -154,13 +156,23 @@ def _changed_keys(before: Mapping[K, object], after: Mapping[K, object]) -> set[
 
 
 def _authorized(
-    before: RegistryState, after: RegistryState, changed: set[tuple[str, str]]
+    before: RegistryState,
+    after: RegistryState,
+    changed: set[tuple[str, str]],
+    changed_peer: Collection[tuple[str, str]] = (),
 ) -> frozenset[WorkloadKey]:
-    """Workloads selected (in either state) by a changed AuthorizationPolicy."""
-    policies: list[AuthorizationPolicy] = [
+    """Workloads selected (in either state) by a changed AuthorizationPolicy or
+    PeerAuthentication (both decide their inbound listener)."""
+    policies: list[AuthorizationPolicy | PeerAuthentication] = [
         p
         for key in changed
         for p in (before.authorization_policies.get(key), after.authorization_policies.get(key))
+        if p is not None
+    ]
+    policies += [
+        p
+        for key in changed_peer
+        for p in (before.peer_authentications.get(key), after.peer_authentications.get(key))
         if p is not None
     ]
     out: set[WorkloadKey] = set()
@@ -198,6 +210,7 @@ def diff(
             before,
             after,
             _changed_keys(before.authorization_policies, after.authorization_policies),
+            _changed_keys(before.peer_authentications, after.peer_authentications),
         ),
     )
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from federation.model.authz import AuthorizationPolicy, for_trust_domain
 from federation.model.documents import document_label
+from federation.model.peer_authentication import Enforced, PeerAuthentication, mtls_modes
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
@@ -57,6 +58,8 @@ class RegistryState:
         price_tables: PriceTable documents by cloud, from the controller.
         authorization_policies: AuthorizationPolicies by ``(namespace, name)``, from the
             controller.
+        peer_authentications: PeerAuthentications by ``(namespace, name)``, from the
+            controller (:meth:`mtls_modes`).
         rtt_ms: measured round trip (ms) to other clusters' gateways, by cluster.
         plans: the controller's routing plans (cost mode ``optimize``) by ``(namespace,
             service, caller locality)``.
@@ -84,6 +87,9 @@ class RegistryState:
     )
     price_tables: Mapping[str, PriceTable] = field(default_factory=lambda: MappingProxyType({}))
     authorization_policies: Mapping[tuple[str, str], AuthorizationPolicy] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    peer_authentications: Mapping[tuple[str, str], PeerAuthentication] = field(
         default_factory=lambda: MappingProxyType({})
     )
     rtt_ms: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
@@ -123,6 +129,12 @@ class RegistryState:
         """True when ``(namespace, service)`` is exported: by a ServiceExport applied here,
         by one in the cluster's Kubernetes API, or by the controller."""
         return key in self.exports or key in self.federated_exports or key in self.cluster_exports
+
+    def mtls_modes(self, workload: WorkloadEntry) -> dict[int, Enforced]:
+        """What ``workload``'s sidecar accepts on each target port: STRICT, PERMISSIVE or
+        DISABLE, by the PeerAuthentications in force and its ``mtlsMode``
+        (:func:`federation.model.peer_authentication.mtls_modes`)."""
+        return mtls_modes(self.peer_authentications.values(), workload)
 
     def authorization_policies_for(self, workload: WorkloadEntry) -> list[AuthorizationPolicy]:
         """The AuthorizationPolicies that select ``workload`` (its namespace and labels), as
@@ -275,6 +287,7 @@ def with_federation(
     authorization_policies: Iterable[AuthorizationPolicy] = (),
     plans: Iterable[RoutingPlan] = (),
     export_conditions: Mapping[ServiceKey, tuple[str, str]] | None = None,
+    peer_authentications: Iterable[PeerAuthentication] = (),
 ) -> RegistryState:
     """``state`` with exactly these imports, federated exports, policies and export
     conditions (what the controller sent).
@@ -290,6 +303,7 @@ def with_federation(
     new_policies = _kept(state.policies, {p.target: p for p in policies})
     new_tables = _kept(state.price_tables, {t.spec.cloud: t for t in price_tables})
     new_authz = _kept(state.authorization_policies, {p.key: p for p in authorization_policies})
+    new_peer = _kept(state.peer_authentications, {p.key: p for p in peer_authentications})
     new_plans = _kept(state.plans, {(p.namespace, p.service, p.caller_locality): p for p in plans})
     new_conditions = dict(export_conditions or {})
     if (
@@ -299,6 +313,7 @@ def with_federation(
         and new_policies == dict(state.policies)
         and new_tables == dict(state.price_tables)
         and new_authz == dict(state.authorization_policies)
+        and new_peer == dict(state.peer_authentications)
         and new_plans == dict(state.plans)
     ):
         return state
@@ -310,6 +325,7 @@ def with_federation(
         policies=MappingProxyType(new_policies),
         price_tables=MappingProxyType(new_tables),
         authorization_policies=MappingProxyType(new_authz),
+        peer_authentications=MappingProxyType(new_peer),
         plans=MappingProxyType(new_plans),
         export_conditions=MappingProxyType(new_conditions),
     )
@@ -379,6 +395,7 @@ class ServiceRegistry:
         authorization_policies: Iterable[AuthorizationPolicy] = (),
         plans: Iterable[RoutingPlan] = (),
         export_conditions: Mapping[ServiceKey, tuple[str, str]] | None = None,
+        peer_authentications: Iterable[PeerAuthentication] = (),
     ) -> bool:
         """Install the controller's view (see :func:`with_federation`)."""
         state = with_federation(
@@ -390,6 +407,7 @@ class ServiceRegistry:
             authorization_policies,
             plans,
             export_conditions,
+            peer_authentications,
         )
         if state is self._state:
             return False

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from federation.errors import ConfigError, InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
 from federation.model.istio_networking import NETWORKING_VERSIONS, DestinationRule, VirtualService
+from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.workload import WorkloadEntry
@@ -44,6 +45,8 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
     ("security.istio.io/v1", "AuthorizationPolicy"): AuthorizationPolicy,
     ("security.istio.io/v1beta1", "AuthorizationPolicy"): AuthorizationPolicy,
     ("meshfed.io/v1alpha1", "AuthorizationPolicy"): AuthorizationPolicy,
+    ("security.istio.io/v1", "PeerAuthentication"): PeerAuthentication,
+    ("security.istio.io/v1beta1", "PeerAuthentication"): PeerAuthentication,
     **{(v, "VirtualService"): VirtualService for v in NETWORKING_VERSIONS},
     **{(v, "DestinationRule"): DestinationRule for v in NETWORKING_VERSIONS},
 }

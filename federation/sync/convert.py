@@ -20,6 +20,7 @@ from federation.errors import InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
 from federation.model.documents import invalid, validate_documents
 from federation.model.locality import Locality
+from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import DirectEndpoint, ServiceImport
 from federation.sync.messages import (
@@ -269,7 +270,9 @@ _POLICY_JSON: dict[int, tuple[BaseModel, str]] = {}
 _POLICY_JSON_MAX = 20_000
 
 
-def policy_json(doc: TrafficPolicy | PriceTable | AuthorizationPolicy) -> str:
+def policy_json(
+    doc: TrafficPolicy | PriceTable | AuthorizationPolicy | PeerAuthentication,
+) -> str:
     """A policy document as sent (JSON, canonical: sorted keys, aliases, no nulls); models
     are treated as immutable once validated (their JSON is kept)."""
     hit = _POLICY_JSON.get(id(doc))
@@ -291,7 +294,8 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
         exports=_refs(update.exports),
         policies_json=[policy_json(p) for p in update.policies]
         + [policy_json(p) for p in update.price_tables]
-        + [policy_json(p) for p in update.authorization_policies],
+        + [policy_json(p) for p in update.authorization_policies]
+        + [policy_json(p) for p in update.peer_authentications],
         trust_bundle_pem=update.trust_bundle_pem,
         lease_seconds=update.lease_seconds,
         cluster_crls=update.cluster_crls,
@@ -404,6 +408,7 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
         policies=[d for d in docs if isinstance(d, TrafficPolicy)],
         price_tables=[d for d in docs if isinstance(d, PriceTable)],
         authorization_policies=[d for d in docs if isinstance(d, AuthorizationPolicy)],
+        peer_authentications=[d for d in docs if isinstance(d, PeerAuthentication)],
         trust_bundle_pem=message.trust_bundle_pem,
         lease_seconds=message.lease_seconds,
         cluster_crls=dict(message.cluster_crls),

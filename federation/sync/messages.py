@@ -18,6 +18,7 @@ from federation.ca.names import DNS_LABEL as _DNS_LABEL
 from federation.ca.names import DNS_SUBDOMAIN as _DNS_SUBDOMAIN
 from federation.model.authz import AuthorizationPolicy
 from federation.model.locality import LOCALITY_PART
+from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
 from federation.model.workload import DNS_LABEL, Port, Protocol, check_address
@@ -225,8 +226,9 @@ class ControllerUpdate:
         version: increases with every update the controller sends (any cluster).
         imports: the ServiceImports the cluster serves (replace the previous ones).
         exports: services the cluster must export besides its own ServiceExports.
-        policies / price_tables / authorization_policies: every TrafficPolicy, PriceTable and
-            AuthorizationPolicy of the federation.
+        policies / price_tables / authorization_policies / peer_authentications: every
+            TrafficPolicy, PriceTable, AuthorizationPolicy and PeerAuthentication of the
+            federation.
         trust_bundle_pem: the federation's trust bundle (PEM); empty keeps the current one.
         lease_seconds: the controller's heartbeat lease (s); 0 keeps the current one.
         cluster_crls: member cluster -> its CA's CRL (PEM), every member of the federation;
@@ -251,6 +253,7 @@ class ControllerUpdate:
     policies: list[TrafficPolicy] = field(default_factory=list)
     price_tables: list[PriceTable] = field(default_factory=list)
     authorization_policies: list[AuthorizationPolicy] = field(default_factory=list)
+    peer_authentications: list[PeerAuthentication] = field(default_factory=list)
     trust_bundle_pem: bytes = b""
     lease_seconds: int = 0
     cluster_crls: dict[str, str] = field(default_factory=dict)

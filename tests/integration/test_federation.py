@@ -14,6 +14,7 @@ of it (the controller, then cluster ``b``'s control plane).
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import re
 import signal
@@ -129,11 +130,12 @@ def _start(procs: Processes, home: Path) -> dict[str, Any]:
         15,
         "three Ready clusters",
     )
+    echoes: dict[str, tuple[str, int, int]] = {}  # cluster -> address, inbound, app port
     for name in ("a", "b"):
         start_gateway(procs, home, cps[name], gateways[name])
         app = free_port()
         start_echo(procs, f"{name}-echo-1", app, name)
-        start_sidecar_agent(
+        _, inbound = start_sidecar_agent(
             procs,
             home,
             cps[name],
@@ -142,6 +144,7 @@ def _start(procs: Processes, home: Path) -> dict[str, Any]:
             app_port=app,
             service_port=8080,
         )
+        echoes[name] = (f"127.0.{NET[name]}.11", inbound, app)
     cps["a"].apply(
         "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n"
         "metadata: {name: echo, namespace: demo}\n"
@@ -166,7 +169,13 @@ def _start(procs: Processes, home: Path) -> dict[str, Any]:
         outbound_port=client_port,
     )
     wait_until(lambda: get(client_port, HOST)[0] == 200, 45, "c -> echo through a gateway")
-    return {"home": home, "controller": controller, "cps": cps, "client_port": client_port}
+    return {
+        "home": home,
+        "controller": controller,
+        "cps": cps,
+        "client_port": client_port,
+        "echoes": echoes,
+    }
 
 
 def _imports_of(home: Path, cluster: str) -> dict[str, dict[str, Any]]:
@@ -457,6 +466,50 @@ def test_an_allow_policy_with_a_when_on_a_header_lets_in_only_requests_that_carr
     finally:
         _meshfed(home, "delete", "-f", "-", input_text=AUTHZ_WHEN_HEADER)
     wait_until(lambda: statuses() == {200}, 20, "the policy gone")
+
+
+def _plain_text_get(address: str, port: int) -> int | str:
+    """A plain-text HTTP GET straight to a sidecar's inbound port (no mTLS): the status, or
+    how the connection ended."""
+    conn = http.client.HTTPConnection(address, port, timeout=5)
+    try:
+        conn.request("GET", "/", headers={"Host": HOST})
+        return conn.getresponse().status
+    except (ConnectionError, http.client.HTTPException, OSError) as err:
+        return type(err).__name__
+    finally:
+        conn.close()
+
+
+def test_peer_authentication_permissive_lets_plain_text_in_strict_refuses_it_per_port(fed) -> None:
+    """Issue #40: Istio's PeerAuthentication, applied to the controller, decides what a's echo
+    sidecar accepts: STRICT (meshfed's default) closes a plain-text connection; a namespace
+    PERMISSIVE lets it in (migration mode) while mesh callers keep using mTLS; a workload
+    policy's portLevelMtls STRICT for the app's port beats the namespace's PERMISSIVE."""
+    home = fed["home"]
+    address, inbound, app_port = fed["echoes"]["a"]
+    assert isinstance(_plain_text_get(address, inbound), str)  # STRICT: closed
+    namespace = (
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        "metadata: {name: default, namespace: demo}\nspec: {mtls: {mode: PERMISSIVE}}\n"
+    )
+    workload = (
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        "metadata: {name: echo-app-port, namespace: demo}\n"
+        "spec: {selector: {matchLabels: {app: echo}}, mtls: {mode: UNSET},"
+        f" portLevelMtls: {{{app_port}: {{mode: STRICT}}}}}}\n"
+    )
+    try:
+        _meshfed(home, "apply", "-f", "-", input_text=namespace)
+        wait_until(lambda: _plain_text_get(address, inbound) == 200, 20, "PERMISSIVE in force")
+        assert get(fed["client_port"], HOST)[0] == 200  # mTLS callers still served
+        _meshfed(home, "apply", "-f", "-", input_text=workload)
+        wait_until(
+            lambda: isinstance(_plain_text_get(address, inbound), str), 20, "port STRICT again"
+        )
+        assert get(fed["client_port"], HOST)[0] == 200
+    finally:
+        _meshfed(home, "delete", "-f", "-", input_text=namespace + "---\n" + workload)
 
 
 def test_export_conflict_follows_mcs_oldest_wins(fed) -> None:

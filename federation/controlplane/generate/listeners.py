@@ -5,7 +5,8 @@
 - **Inbound** (``inbound``, ``<workload address>:<inboundPort>``): TLS inspector; one filter
   chain per service port matched on the SNI ``outbound_.<port>_._.<host>``; mTLS STRICT by
   default -- the client must present an SVID chaining to the trust bundle whose URI SAN starts
-  with ``spiffe://<trust-domain>/``. PERMISSIVE adds a plain-text chain, DISABLE has only that.
+  with ``spiffe://<trust-domain>/``. PERMISSIVE adds a plain-text chain, DISABLE has only that
+  -- per port, by the PeerAuthentications that select the workload, else its ``mtlsMode``.
   One more mTLS chain, without SNI match, serves callers that send no meshfed SNI --
   proxyless gRPC (gRPC ignores ``UpstreamTlsContext.sni``, gRFC A29) -- choosing the port by
   ``:authority`` (``<host>:<port>``, or ``<host>`` for the service's first HTTP port, as the
@@ -16,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -462,22 +463,37 @@ def _authority_chain(
 
 
 def _inbound_chains(
-    inb: _Inbound, ports: list[ServicePort], subsets: Sequence[str], *, captured: bool = False
+    inb: _Inbound,
+    ports: list[ServicePort],
+    subsets: Sequence[str],
+    modes: Mapping[int, str],
+    *,
+    captured: bool = False,
 ) -> list[listener_components_pb2.FilterChain]:
-    """Every chain of the inbound listener, by the workload's ``mtlsMode``; ``captured``: the
-    plain-text chains (PERMISSIVE, DISABLE) match each port's original destination port
-    (the app's port, which the client dialled), else one chain serves the first port."""
+    """Every chain of the inbound listener, by each port's mTLS mode (``modes``, by target
+    port: STRICT and PERMISSIVE get the mTLS chains, PERMISSIVE and DISABLE plain text);
+    ``captured``: the plain-text chains match each port's original destination port (the
+    app's port, which the client dialled), else one chain serves the first port that takes
+    plain text."""
     chains = []
     spec = inb.workload.spec
+
+    def mode(wp: WorkloadPort) -> str:
+        return modes.get(wp.app_port, spec.mtls_mode)
+
     by_name = {p.name: p for p in spec.ports}
-    if spec.mtls_mode in ("STRICT", "PERMISSIVE"):
-        served = [(port, by_name[port.port_name]) for port in ports if port.port_name in by_name]
-        chains += [_port_chain(inb, port, wp, subsets) for port, wp in served]
-        by_authority = [(port, wp) for port, wp in served if port.is_http]
-        if by_authority:
-            chains.append(_authority_chain(inb, by_authority))
-    if spec.mtls_mode in ("PERMISSIVE", "DISABLE"):
-        for wp in spec.ports if captured else spec.ports[:1]:
+    served = [
+        (port, by_name[port.port_name])
+        for port in ports
+        if port.port_name in by_name and mode(by_name[port.port_name]) != "DISABLE"
+    ]
+    chains += [_port_chain(inb, port, wp, subsets) for port, wp in served]
+    by_authority = [(port, wp) for port, wp in served if port.is_http]
+    if by_authority:
+        chains.append(_authority_chain(inb, by_authority))
+    plain = [wp for wp in spec.ports if mode(wp) != "STRICT"]
+    if plain:
+        for wp in plain if captured else plain[:1]:
             match = listener_components_pb2.FilterChainMatch(transport_protocol="raw_buffer")
             if captured:
                 match.destination_port.value = wp.app_port
@@ -503,6 +519,7 @@ def inbound_listener(
     subsets: Sequence[str] = (),
     *,
     captured: bool = False,
+    mtls_modes: Mapping[int, str] | None = None,
 ) -> listener_pb2.Listener:
     """The sidecar's inbound listener for ``workload`` (see the module docstring).
 
@@ -518,6 +535,9 @@ def inbound_listener(
             ``original_dst`` first, so plain-text chains match the port the client dialled,
             and a client that skips mTLS by dialling the app's port directly meets this
             listener (STRICT: no chain matches, the connection is closed).
+        mtls_modes: STRICT, PERMISSIVE or DISABLE by target port (PeerAuthentications:
+            :meth:`federation.controlplane.registry.RegistryState.mtls_modes`); a port not
+            in it takes the workload's ``mtlsMode``.
     """
     inb = _Inbound(workload, tls_transport_socket(downstream_mtls(tls)), served_by, authz, tracing)
     return listener_pb2.Listener(
@@ -535,7 +555,7 @@ def inbound_listener(
                 typed_config=pack(tls_inspector_pb2.TlsInspector()),
             ),
         ],
-        filter_chains=_inbound_chains(inb, ports, subsets, captured=captured),
+        filter_chains=_inbound_chains(inb, ports, subsets, mtls_modes or {}, captured=captured),
     )
 
 

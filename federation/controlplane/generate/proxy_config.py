@@ -296,6 +296,7 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
                 traced,
                 member_of(state, workload),
                 captured=proxy.capture,
+                mtls_modes=state.mtls_modes(workload),
             )
         )
     return out
@@ -436,7 +437,8 @@ def _grpc_server_listeners(
     """The Listeners of a proxyless gRPC server (its node names its WorkloadEntry, which
     must run as the node's service account): tlsMode ``mutual`` -- one listener on the
     inbound port, where callers dial it, mTLS and the AuthorizationPolicies that select it
-    (gRPC's RBAC, :func:`rbac.grpc_rbac_filters`; mtlsMode DISABLE: plain text);
+    (gRPC's RBAC, :func:`rbac.grpc_rbac_filters`; plain text when every port's mTLS mode --
+    PeerAuthentication or mtlsMode -- is DISABLE);
     ``disabled`` -- plain text, as its callers dial it, one per target port, with the same
     RBAC (which no principal can pass without mTLS)."""
     workload = state.workloads.get((proxy.namespace, proxy.workload)) if proxy.workload else None
@@ -452,7 +454,9 @@ def _grpc_server_listeners(
                 wps[0].name,
                 workload.spec.inbound_port,
                 rbac.grpc_rbac_filters(authz, ports),
-                mtls=workload.spec.mtls_mode != "DISABLE",
+                # gRPC cannot tell TLS from plain text on one port: DISABLE on every port
+                # serves plain text, anything else mTLS
+                mtls=set(state.mtls_modes(workload).values()) != {"DISABLE"},
             )
         ]
     return [

@@ -219,6 +219,7 @@ class FederationLink:
             update.authorization_policies,
             update.plans,
             update.export_conditions,
+            update.peer_authentications,
         )
         self._on_crls(update.cluster_crls)
         self._on_cas(update.cluster_cas)
@@ -317,7 +318,10 @@ class FederationLink:
             update.version,
             len(update.imports),
             len(update.exports),
-            len(update.policies) + len(update.price_tables) + len(update.authorization_policies),
+            len(update.policies)
+            + len(update.price_tables)
+            + len(update.authorization_policies)
+            + len(update.peer_authentications),
         )
 
     def follow(self, update: ControllerUpdate) -> None:
