@@ -13,6 +13,7 @@ have::
     trafficpolicy | authorizationpolicy | pricetable (+s, +ies)  -> /v1/policies of that kind
     virtualservice | vs | destinationrule | dr (+s)    -> /v1/policies of that kind (as applied)
     peerauthentication | pa (+s)                       -> /v1/policies of that kind (as applied)
+    httproute(s)                                       -> /v1/policies of that kind (as applied)
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ _WORDS: dict[str, Kind] = {
     "dr": Kind("policies", "DestinationRule"),
     "peerauthentication": Kind("policies", "PeerAuthentication"),
     "pa": Kind("policies", "PeerAuthentication"),
+    "httproute": Kind("policies", "HTTPRoute"),
 }
 
 

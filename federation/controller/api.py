@@ -43,6 +43,7 @@ from federation.model.documents import (
     load_document_bytes,
     validation_problems,
 )
+from federation.model.gateway_api import HTTPRoute, route_warnings
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
 from federation.openapi import DRY_RUN, Route, dry_run_requested, query_parameter
@@ -304,8 +305,13 @@ async def apply(request: web.Request) -> web.Response:
     warnings = [
         f"{document_label(m)}: {w}"
         for m in models
-        if isinstance(m, AuthorizationPolicy)
-        for w in trust_domain_warnings(m, ctx.trust_domain)
+        for w in (
+            trust_domain_warnings(m, ctx.trust_domain)
+            if isinstance(m, AuthorizationPolicy)
+            else route_warnings(m)
+            if isinstance(m, HTTPRoute)
+            else []
+        )
     ]
     body = {"applied": result.applied, "unchanged": result.unchanged, "warnings": warnings}
     return web.json_response({**body, "dryRun": True} if dry_run else body)

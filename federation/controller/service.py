@@ -30,11 +30,12 @@ from federation.errors import (
     NotFoundError,
     UnauthenticatedError,
 )
+from federation.model.gateway_api import HTTPRoute
 from federation.model.istio_networking import DestinationRule, VirtualService
-from federation.model.istio_translate import effective_traffic_policies
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
+from federation.model.translated import effective_traffic_policies
 from federation.sync.join_token import join_token_secret, new_join_token, token_digest
 from federation.sync.messages import ClusterReport
 from federation.traffic import ERROR_CLASSES
@@ -264,7 +265,9 @@ class FederationService:
                 problems.append(f"{where}: {problem}")
                 continue
             # Istio's documents are kept as written (no defaults added), as ``get`` shows them
-            as_written = isinstance(m, VirtualService | DestinationRule | PeerAuthentication)
+            as_written = isinstance(
+                m, VirtualService | DestinationRule | PeerAuthentication | HTTPRoute
+            )
             body = m.model_dump(
                 by_alias=True, mode="json", exclude_none=True, exclude_unset=as_written
             )

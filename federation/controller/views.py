@@ -22,11 +22,12 @@ from federation.errors import InvalidDocumentError
 from federation.lb.paths import tables_in_force
 from federation.model.authz import AuthorizationPolicy, default_deny_policy
 from federation.model.documents import validate_documents
+from federation.model.gateway_api import HTTPRoute
 from federation.model.istio_networking import DestinationRule, VirtualService
-from federation.model.istio_translate import effective_traffic_policies
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
+from federation.model.translated import effective_traffic_policies
 from federation.sync.messages import ClusterReport, ControllerUpdate, RoutingPlan
 from providers.pricing import PriceTable as PriceTableRates
 
@@ -40,6 +41,7 @@ POLICY_KINDS: tuple[str, ...] = (
     "VirtualService",
     "DestinationRule",
     "PeerAuthentication",
+    "HTTPRoute",
 )
 
 
@@ -106,7 +108,7 @@ def traffic_policies_in_force(policies: Sequence[BaseModel]) -> list[TrafficPoli
     a problem (only documents stored by an older version can have one: apply refuses them)
     is logged and that service's Istio documents left out."""
     global _IN_FORCE
-    kinds = (TrafficPolicy, VirtualService, DestinationRule)
+    kinds = (TrafficPolicy, VirtualService, DestinationRule, HTTPRoute)
     models: list[BaseModel] = [p for p in policies if isinstance(p, kinds)]
     last_models, last_result = _IN_FORCE
     if len(models) == len(last_models) and all(

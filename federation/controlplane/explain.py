@@ -103,6 +103,8 @@ def explain(
 
 
 def _destination(d: Destination) -> str:
+    if d.host is not None:
+        return f"service {d.host}" + (f":{d.port}" if d.port else "")
     parts = [f"cluster {d.cluster}"] if d.cluster else []
     parts += [f"subset {d.subset}"] if d.subset else []
     return ", ".join(parts) or "the service"

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from federation.errors import ConfigError, InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
+from federation.model.gateway_api import HTTPRoute
 from federation.model.istio_networking import NETWORKING_VERSIONS, DestinationRule, VirtualService
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
@@ -47,6 +48,8 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
     ("meshfed.io/v1alpha1", "AuthorizationPolicy"): AuthorizationPolicy,
     ("security.istio.io/v1", "PeerAuthentication"): PeerAuthentication,
     ("security.istio.io/v1beta1", "PeerAuthentication"): PeerAuthentication,
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTPRoute,
+    ("gateway.networking.k8s.io/v1beta1", "HTTPRoute"): HTTPRoute,
     **{(v, "VirtualService"): VirtualService for v in NETWORKING_VERSIONS},
     **{(v, "DestinationRule"): DestinationRule for v in NETWORKING_VERSIONS},
 }

@@ -18,8 +18,10 @@ ejects after 5 errors, checks every 10 s, ejects for 30 s, at most 10 % of hosts
 (istio.io/latest/docs/reference/config/networking/destination-rule/#OutlierDetection).
 
 **Refused, naming the document and field**: a second VirtualService or DestinationRule for
-one service; a route to another service; a subset no DestinationRule defines; a subset
-without labels; what :mod:`federation.model.istio_networking` refuses by field.
+one service; a route to a host outside the mesh, or to a subset of another service; a subset
+no DestinationRule defines; a subset without labels; what
+:mod:`federation.model.istio_networking` refuses by field. A route to another service of the
+mesh sends to that service whole, on the same port number.
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ class TranslationError(InvalidDocumentError):
         self.path = path
 
 
-def _error(path: str, reason: str) -> TranslationError:
+def refused(path: str, reason: str) -> TranslationError:
+    """The error for field ``path`` (``spec.http.0.route``) refused for ``reason``."""
     return TranslationError(f"{path}: {reason}", path=path)
 
 
@@ -104,7 +107,7 @@ def _ms(text: str, path: str) -> int:
     try:
         return max(1, round(parse_duration(text).total_seconds() * 1000))
     except ValueError as err:
-        raise _error(path, str(err)) from err
+        raise refused(path, str(err)) from err
 
 
 def _drop_none(value: dict[str, Any]) -> dict[str, Any]:
@@ -113,13 +116,19 @@ def _drop_none(value: dict[str, Any]) -> dict[str, Any]:
 
 def _destination(d: IstioDestination, target: Target, ns: str, path: str) -> dict[str, Any]:
     named = service_of(d.host, ns)
-    if named != target:
-        raise _error(
+    if named is None:
+        raise refused(
             f"{path}.host",
-            f"{d.host!r} is another service than the VirtualService's host"
-            f" {global_name(target)}: meshfed routes choose among a service's own clusters"
-            " and subsets",
+            f"{d.host!r} is not a service of the mesh (a ServiceEntry is not supported yet)",
         )
+    if named != target:
+        if d.subset is not None:
+            raise refused(
+                f"{path}.subset",
+                "a route to another service takes it whole in meshfed (its own"
+                " DestinationRule's subsets are not reachable from this route)",
+            )
+        return {"host": global_name(named)}  # that service, whole, on the same port
     return _drop_none({"subset": d.subset})
 
 
@@ -130,7 +139,7 @@ def _weights(count: int, weights: Iterable[int | None]) -> list[int]:
 
 def _http_route(route: HTTPRoute, target: Target, ns: str, path: str) -> dict[str, Any]:
     if not route.route:
-        raise _error(f"{path}.route", "required (at least one destination)")
+        raise refused(f"{path}.route", "required (at least one destination)")
     weights = _weights(len(route.route), (r.weight for r in route.route))
     out: dict[str, Any] = {
         "name": route.name,
@@ -195,7 +204,7 @@ def _http_route(route: HTTPRoute, target: Target, ns: str, path: str) -> dict[st
 
 def _tcp_route(route: TCPRoute, target: Target, ns: str, path: str) -> dict[str, Any]:
     if not route.route:
-        raise _error(f"{path}.route", "required (at least one destination)")
+        raise refused(f"{path}.route", "required (at least one destination)")
     weights = _weights(len(route.route), (r.weight for r in route.route))
     return {
         "route": [
@@ -214,7 +223,7 @@ def _outlier(od: OutlierDetection, path: str) -> dict[str, Any]:
     five = od.consecutive_5xx_errors
     gateway = od.consecutive_gateway_errors
     if five == 0 or gateway == 0:
-        raise _error(
+        raise refused(
             f"{path}.consecutive5xxErrors" if five == 0 else f"{path}.consecutiveGatewayErrors",
             "0 (off) is not supported by meshfed: leave outlierDetection out for Envoy's"
             " defaults, or give a count",
@@ -223,7 +232,7 @@ def _outlier(od: OutlierDetection, path: str) -> dict[str, Any]:
     if five is not None:
         out["consecutive5xx"] = five
     if gateway is not None and gateway < out["consecutive5xx"]:
-        raise _error(
+        raise refused(
             f"{path}.consecutiveGatewayErrors",
             f"not supported by meshfed below consecutive5xxErrors ({out['consecutive5xx']}):"
             " one count applies to both (gateway errors are 5xx errors too)",
@@ -264,7 +273,7 @@ def _subsets(rule: DestinationRule) -> list[dict[str, Any]]:
     for i, subset in enumerate(rule.spec.subsets or []):
         path = f"spec.subsets.{i}"
         if not subset.labels:
-            raise _error(
+            raise refused(
                 f"{path}.labels",
                 "required by meshfed: a subset is the workloads carrying its labels",
             )
@@ -276,19 +285,28 @@ def _subsets(rule: DestinationRule) -> list[dict[str, Any]]:
 
 
 def _check_subsets(vs: VirtualService, target: Target, defined: set[str], rule: str) -> None:
+    ns = vs.metadata.namespace
     for i, route in enumerate(vs.spec.http or []):
         for j, r in enumerate(route.route or []):
-            _defined(r.destination, f"spec.http.{i}.route.{j}.destination", target, defined, rule)
+            _defined(
+                r.destination, f"spec.http.{i}.route.{j}.destination", target, ns, defined, rule
+            )
         if route.mirror is not None:
-            _defined(route.mirror, f"spec.http.{i}.mirror", target, defined, rule)
+            _defined(route.mirror, f"spec.http.{i}.mirror", target, ns, defined, rule)
     for i, tcp in enumerate(vs.spec.tcp or []):
         for j, t in enumerate(tcp.route or []):
-            _defined(t.destination, f"spec.tcp.{i}.route.{j}.destination", target, defined, rule)
+            _defined(
+                t.destination, f"spec.tcp.{i}.route.{j}.destination", target, ns, defined, rule
+            )
 
 
-def _defined(d: IstioDestination, path: str, target: Target, defined: set[str], rule: str) -> None:
-    if d.subset is not None and d.subset not in defined:
-        raise _error(
+def _defined(
+    d: IstioDestination, path: str, target: Target, ns: str, defined: set[str], rule: str
+) -> None:
+    """Refuse a subset of the VirtualService's own service that no DestinationRule defines
+    (another service's subset is refused by :func:`_destination`)."""
+    if d.subset is not None and service_of(d.host, ns) == target and d.subset not in defined:
+        raise refused(
             f"{path}.subset",
             f"subset {d.subset!r} is not defined by {rule or 'a DestinationRule'} for"
             f" {global_name(target)} (defined: {', '.join(sorted(defined)) or 'none'}):"
@@ -299,21 +317,21 @@ def _defined(d: IstioDestination, path: str, target: Target, defined: set[str], 
 def _vs_target(vs: VirtualService) -> Target:
     hosts = vs.spec.hosts
     if len(hosts) != 1:
-        raise _error("spec.hosts", f"one host per VirtualService in meshfed (got {len(hosts)})")
+        raise refused("spec.hosts", f"one host per VirtualService in meshfed (got {len(hosts)})")
     return _target(hosts[0], vs.metadata.namespace, "spec.hosts.0")
 
 
 def _target(host: str, namespace: str, path: str) -> Target:
     target = service_of(host, namespace)
     if target is None:
-        raise _error(
+        raise refused(
             path,
             f"{host!r} is not a service of the mesh (write <svc>, <svc>.<ns>,"
             " <svc>.<ns>.svc.cluster.local or <svc>.<ns>.svc.clusterset.local; hosts"
             " outside the mesh need a ServiceEntry, which is not supported yet)",
         )
     if not all(p and p.replace("-", "").isalnum() and p.islower() for p in target):
-        raise _error(path, f"{host!r} is not a Kubernetes service name")
+        raise refused(path, f"{host!r} is not a Kubernetes service name")
     return target
 
 
@@ -436,27 +454,3 @@ def _policy(
         where = ".".join(str(p) for p in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         return Problem(labels, f"as a TrafficPolicy, {where}: {message}")
-
-
-def effective_traffic_policies(
-    documents: Sequence[BaseModel],
-) -> tuple[list[TrafficPolicy], list[Problem]]:
-    """The TrafficPolicies in force: those among ``documents``, and those translated from
-    the VirtualServices and DestinationRules among them (:func:`translate`); with the
-    problems found. A service with a TrafficPolicy of its own keeps it, and its Istio
-    documents are a problem (the controller refuses that at apply time)."""
-    own = {p.target: p for p in documents if isinstance(p, TrafficPolicy)}
-    translation = translate(documents)
-    problems = list(translation.problems)
-    for target, sources in sorted(translation.sources.items()):
-        if target in own:
-            mine = own[target].metadata
-            problems.append(
-                Problem(
-                    (*sources, f"TrafficPolicy {mine.namespace}/{mine.name}"),
-                    f"{global_name(target)} has both: a service takes a TrafficPolicy or"
-                    " Istio's VirtualService/DestinationRule, not both",
-                )
-            )
-    merged = {**translation.policies, **own}
-    return [merged[t] for t in sorted(merged)], problems

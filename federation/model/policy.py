@@ -302,10 +302,14 @@ class Destination(_Strict):
     healthy localities first, then the service's failover order (as a ``split`` share); with
     ``subset``, only the subset's workloads (in ``cluster`` when given; remote ones through
     their cluster's gateway, which picks them by the subset's labels); neither: the whole
-    service."""
+    service. ``host`` (a global name ``<svc>.<ns>.svc.clusterset.local``): another service
+    instead, whole, on ``port`` (default: the routed port's number) -- as Gateway API
+    backendRefs name other Services; its endpoints are chosen as its own policy says."""
 
     cluster: str | None = None
     subset: str | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("cluster")
     @classmethod
@@ -314,9 +318,31 @@ class Destination(_Strict):
             raise ValueError(f"{value!r} is not a cluster name (DNS label)")
         return value
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None and not _GLOBAL_NAME.match(value):
+            raise ValueError(f"{value!r} must be a global name <svc>.<ns>.svc.clusterset.local")
+        return value
+
+    @model_validator(mode="after")
+    def _whole_other_service(self) -> Destination:
+        if self.host is not None and (self.cluster is not None or self.subset is not None):
+            raise ValueError(
+                "a destination on another host takes that service whole (no cluster or subset)"
+            )
+        if self.port is not None and self.host is None:
+            raise ValueError("port goes with host (another service)")
+        return self
+
     def key(self) -> tuple[str | None, str | None]:
-        """``(cluster, subset)``: equal keys are the same destination."""
+        """``(cluster, subset)``: how a destination of the service's own names its Envoy
+        cluster (``host`` destinations name another service's)."""
         return (self.cluster, self.subset)
+
+    def ident(self) -> tuple[str | None, int | None, str | None, str | None]:
+        """``(host, port, cluster, subset)``: equal idents are the same destination."""
+        return (self.host, self.port, self.cluster, self.subset)
 
 
 class RouteDestination(_Strict):
@@ -366,7 +392,7 @@ def _destinations(value: list[RouteDestination]) -> list[RouteDestination]:
         raise ValueError("give at least one destination")
     if len(value) > 1 and sum(d.weight for d in value) != 100:
         raise ValueError(f"weights must sum to 100, not {sum(d.weight for d in value)}")
-    seen = [d.destination.key() for d in value]
+    seen = [d.destination.ident() for d in value]
     if len(set(seen)) != len(seen):
         raise ValueError("a destination is listed twice")
     return value
@@ -478,15 +504,17 @@ class TrafficPolicySpec(_Strict):
         return value
 
     def destinations(self) -> list[Destination]:
-        """Every destination and mirror of the ``http`` routes, each once, in order."""
+        """Every destination and mirror of the ``http`` and ``tcp`` routes on the service's
+        own endpoints (not another ``host``), each once, in order."""
         out: dict[tuple[str | None, str | None], Destination] = {}
         for route in self.http:
             for d in [*(r.destination for r in route.route), route.mirror]:
-                if d is not None:
+                if d is not None and d.host is None:
                     out.setdefault(d.key(), d)
         for tcp in self.tcp:
             for r in tcp.route:
-                out.setdefault(r.destination.key(), r.destination)
+                if r.destination.host is None:
+                    out.setdefault(r.destination.key(), r.destination)
         return list(out.values())
 
     @model_validator(mode="after")

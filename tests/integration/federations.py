@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import signal
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,14 @@ EXPORT = (
     "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
     "metadata: {{name: echo, namespace: demo}}\nspec: {{cluster: {cluster}}}\n"
 )
+
+
+def burst(port: int, path: str, n: int = 12) -> list[tuple[int, dict[str, str]]]:
+    """``n`` concurrent GETs of ``path`` through the caller's sidecar on ``port``: each
+    one's status and headers (what a circuit-breaking test counts)."""
+    with ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(lambda _: get(port, HOST, path, timeout_s=10), range(n)))
+    return [(status, headers) for status, _, headers in results]
 
 
 def policy_yaml(spec: str, name: str = "echo") -> str:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import owned_processes
-from tests.integration.federations import HOST, ThreeClusters
+from tests.integration.federations import HOST, ThreeClusters, burst
 from tests.integration.harness import free_port, get, start_sidecar_agent, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -130,18 +129,12 @@ def test_istios_circuit_breaker_overflows_with_503s(fed, tmp_path) -> None:
         fed.meshfed("delete", "-n", "demo", "-f", str(path))
     apply_istio(fed, tmp_path, "destination-rule-httpbin-circuit-breaker.yaml", service="httpbin")
 
-    def burst() -> list[tuple[int, dict[str, str]]]:
-        with ThreadPoolExecutor(12) as pool:
-            results = list(
-                pool.map(
-                    lambda _: get(fed.client_port, HOST, "/?delay_ms=1000", timeout_s=10),
-                    range(12),
-                )
-            )
-        return [(status, headers) for status, _, headers in results]
-
-    wait_until(lambda: any(s == 503 for s, _ in burst()), 20, "the circuit breaker in force")
-    results = burst()
+    wait_until(
+        lambda: any(s == 503 for s, _ in burst(fed.client_port, "/?delay_ms=1000")),
+        20,
+        "the circuit breaker in force",
+    )
+    results = burst(fed.client_port, "/?delay_ms=1000")
     print("burst of 12:", Counter(s for s, _ in results))
     ok = [s for s, _ in results if s == 200]
     over = [h for s, h in results if s == 503]

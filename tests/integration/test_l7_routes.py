@@ -16,12 +16,11 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.integration.conftest import owned_processes
-from tests.integration.federations import HOST, ThreeClusters, policy_yaml
+from tests.integration.federations import HOST, ThreeClusters, burst, policy_yaml
 from tests.integration.harness import (
     MESHFED,
     RateLoop,
@@ -189,18 +188,12 @@ def test_circuit_breaking_caps_concurrent_requests_and_overflow_is_503_uo(fed) -
         "  connectionPool: {maxConnections: 3, http1MaxPendingRequests: 1, http2MaxRequests: 3}\n",
     )
 
-    def burst() -> list[tuple[int, dict[str, str]]]:
-        with ThreadPoolExecutor(12) as pool:
-            results = list(
-                pool.map(
-                    lambda _: get(fed.client_port, HOST, "/?delay_ms=1500", timeout_s=10),
-                    range(12),
-                )
-            )
-        return [(status, headers) for status, _, headers in results]
-
-    wait_until(lambda: any(s == 503 for s, _ in burst()), 20, "connection pool limits in force")
-    results = burst()
+    wait_until(
+        lambda: any(s == 503 for s, _ in burst(fed.client_port, "/?delay_ms=1500")),
+        20,
+        "connection pool limits in force",
+    )
+    results = burst(fed.client_port, "/?delay_ms=1500")
     ok = [s for s, _ in results if s == 200]
     over = [h for s, h in results if s == 503]
     print("burst of 12:", Counter(s for s, _ in results))

@@ -145,8 +145,11 @@ def envoy_cluster(
     subsets: Mapping[tuple[str | None, str | None], str],
     destination: Destination,
 ) -> str:
-    """The Envoy cluster of a route destination: the service's own with neither cluster nor
-    subset, else the one ``subsets`` names for its ``(cluster, subset)``."""
+    """The Envoy cluster of a route destination: another service's (``host``: its port
+    ``destination.port``, else the routed port's number), the service's own with neither
+    cluster nor subset, else the one ``subsets`` names for its ``(cluster, subset)``."""
+    if destination.host is not None:
+        return f"outbound|{destination.port or port.port}||{destination.host}"  # Istio's naming
     if destination.key() == (None, None):
         return port.cluster_name
     return subsets[destination.key()]
@@ -269,12 +272,12 @@ def grpc_routes(
     path) and ``headers`` (metadata), destinations by member cluster with weights (gRFC A28),
     ``timeoutMs`` as ``max_stream_duration`` (A31) and ``fault`` (A33). Left out for gRPC:
     match entries with ``method`` or ``queryParams`` (gRPC has neither), routes to label
-    subsets (not generated for gRPC clients), and mirroring (not in gRPC). The closing
-    route is ``default``."""
+    subsets or to other services (not generated for gRPC clients), and mirroring (not in
+    gRPC). The closing route is ``default``."""
     out: list[rc.Route] = []
     catch_all = False
     for i, route in enumerate(policy.spec.http):
-        if any(d.destination.subset for d in route.route):
+        if any(d.destination.subset or d.destination.host for d in route.route):
             continue
         entries: list[HTTPMatchRequest | None] = (
             [

@@ -10,13 +10,9 @@ import pytest
 
 from federation.errors import InvalidDocumentError
 from federation.model.documents import in_namespace, load_documents, parse_yaml, validate_documents
-from federation.model.istio_translate import (
-    TRANSLATED_FROM,
-    effective_traffic_policies,
-    service_of,
-    translate,
-)
+from federation.model.istio_translate import TRANSLATED_FROM, service_of, translate
 from federation.model.policy import TrafficPolicy
+from federation.model.translated import effective_traffic_policies
 
 DATA = Path(__file__).parents[2] / "data" / "istio"
 
@@ -151,11 +147,22 @@ def test_a_route_to_a_subset_no_destinationrule_defines_is_refused_saying_what_t
     )
 
 
-def test_a_route_to_another_service_and_an_outside_host_are_refused() -> None:
-    other = _problems(
-        VS + "spec: {hosts: [echo], http: [{route: [{destination: {host: ratings}}]}]}\n"
+def test_a_route_to_another_service_takes_it_whole_and_an_outside_host_is_refused() -> None:
+    [doc] = load_documents(
+        VS + "spec: {hosts: [echo], http: [{route: [{destination: {host: echo}, weight: 90},"
+        " {destination: {host: ratings.prod.svc.cluster.local}, weight: 10}]}]}\n"
     )
-    assert "spec.http.0.route.0.destination.host: 'ratings' is another service" in other[0]
+    [policy] = translate([doc]).policies.values()
+    dests = [(r.destination.host, r.weight) for r in policy.spec.http[0].route]
+    assert dests == [(None, 90), ("ratings.prod.svc.clusterset.local", 10)]
+    subset = _problems(
+        VS
+        + "spec: {hosts: [echo], http: [{route: [{destination: {host: ratings, subset: v1}}]}]}\n"
+    )
+    assert (
+        "spec.http.0.route.0.destination.subset: a route to another service takes it whole"
+        in subset[0]
+    )
     outside = _problems(VS + "spec: {hosts: [www.example.com]}\n")
     assert "spec.hosts.0: 'www.example.com' is not a service of the mesh" in outside[0]
     assert "ServiceEntry" in outside[0]

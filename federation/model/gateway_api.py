@@ -1,0 +1,379 @@
+"""Gateway API ``HTTPRoute`` (``gateway.networking.k8s.io/v1``, ``v1beta1``) on a Service:
+GAMMA mesh routes, taken as written and translated to meshfed's TrafficPolicy (issue #40).
+
+A route whose ``parentRefs`` names a Service (``group: ""``, ``kind: Service``) governs the
+requests every caller in the mesh makes to that Service (gateway-api.sigs.k8s.io/mesh/,
+GAMMA, read 2026-12-05); applied to the controller, callers in every member cluster. Its
+rules become the TrafficPolicy's ``http`` routes of ``<svc>.<ns>.svc.clusterset.local``:
+
+- **Precedence** as Gateway API orders matches, not as written: an ``Exact`` path, then the
+  longest ``PathPrefix``, then a method, then the most headers, then the most query
+  parameters; ties by rule order. One meshfed route per match; a match repeated later is
+  dropped (the earlier wins). A rule without matches matches ``PathPrefix /``.
+- ``PathPrefix /foo`` matches ``/foo`` and ``/foo/...`` but not ``/foobar`` (path segments,
+  as Gateway API says): the regex ``/foo(/.*)?``. Header names are case-insensitive (lower
+  cased). ``RegularExpression`` is RE2 (Envoy ``safe_regex``).
+- ``backendRefs``: weights are relative (default 1), made percentages that sum to 100; the
+  parent Service itself, or a ``ServiceImport`` of the same name (the MCS convention for the
+  clusterset service), is the service's own endpoints -- meshfed's names are clusterset-wide,
+  so a ``Service`` backend is the clusterset service too; another Service (same namespace)
+  is that service, whole, on the ``port`` given.
+- ``filters``: ``RequestMirror`` (``percent`` or ``fraction``) is a mirror; the others are
+  refused (not yet). ``timeouts.request`` is the route's timeout.
+
+Refused, naming the field: a Gateway parent (ingress is not supported yet), more than one
+parentRef, a backend in another namespace (ReferenceGrant is not supported yet), a second
+HTTPRoute for one Service. ``parentRefs[].port`` and ``hostnames`` are accepted; meshfed
+applies the route to every HTTP port of the Service (:func:`route_warnings`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from federation.durations import parse_duration
+from federation.model.istio_networking import not_supported
+from federation.model.istio_translate import (
+    TRANSLATED_FROM,
+    Problem,
+    Translation,
+    TranslationError,
+    global_name,
+    label,
+    refused,
+)
+from federation.model.policy import TrafficPolicy
+from federation.model.workload import ObjectMeta, _Strict
+
+_NotYet = Annotated[Any, not_supported()]
+_MCS_GROUP = "multicluster.x-k8s.io"
+
+
+class ParentReference(_Strict):
+    """``parentRefs[]``."""
+
+    group: str | None = None
+    kind: str | None = None
+    namespace: str | None = None
+    name: str = Field(min_length=1)
+    section_name: _NotYet = Field(default=None, alias="sectionName")
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class PathMatch(_Strict):
+    """``matches[].path``."""
+
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
+    value: str = "/"
+
+
+class NameMatch(_Strict):
+    """``matches[].headers[]`` / ``queryParams[]``."""
+
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: str = Field(min_length=1)
+    value: str
+
+
+class RouteMatch(_Strict):
+    """``rules[].matches[]``."""
+
+    path: PathMatch | None = None
+    headers: list[NameMatch] | None = None
+    query_params: list[NameMatch] | None = Field(default=None, alias="queryParams")
+    method: str | None = None
+
+
+class BackendRef(_Strict):
+    """``backendRefs[]`` (and a mirror's ``backendRef``)."""
+
+    group: str | None = None
+    kind: str | None = None
+    name: str = Field(min_length=1)
+    namespace: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    weight: int | None = Field(default=None, ge=0, le=1_000_000)
+    filters: _NotYet = None
+
+
+class Fraction(_Strict):
+    """``RequestMirror.fraction``."""
+
+    numerator: int = Field(ge=0)
+    denominator: int = Field(default=100, ge=1)
+
+
+class RequestMirror(_Strict):
+    """``filters[].requestMirror``."""
+
+    backend_ref: BackendRef = Field(alias="backendRef")
+    percent: int | None = Field(default=None, ge=0, le=100)
+    fraction: Fraction | None = None
+
+
+class RouteFilter(_Strict):
+    """``filters[]``: ``RequestMirror`` is honoured; the others are refused."""
+
+    type: str
+    request_mirror: RequestMirror | None = Field(default=None, alias="requestMirror")
+    request_header_modifier: _NotYet = Field(default=None, alias="requestHeaderModifier")
+    response_header_modifier: _NotYet = Field(default=None, alias="responseHeaderModifier")
+    request_redirect: _NotYet = Field(default=None, alias="requestRedirect")
+    url_rewrite: _NotYet = Field(default=None, alias="urlRewrite")
+    extension_ref: _NotYet = Field(default=None, alias="extensionRef")
+    cors: _NotYet = None
+
+
+class Timeouts(_Strict):
+    """``rules[].timeouts``."""
+
+    request: str | None = None
+    backend_request: _NotYet = Field(default=None, alias="backendRequest")
+
+
+class RouteRule(_Strict):
+    """``rules[]``."""
+
+    name: str | None = None
+    matches: list[RouteMatch] | None = None
+    filters: list[RouteFilter] | None = None
+    backend_refs: list[BackendRef] | None = Field(default=None, alias="backendRefs")
+    timeouts: Timeouts | None = None
+    retry: _NotYet = None
+    session_persistence: _NotYet = Field(default=None, alias="sessionPersistence")
+
+
+class HTTPRouteSpec(_Strict):
+    """``spec`` of an HTTPRoute."""
+
+    parent_refs: list[ParentReference] = Field(alias="parentRefs", min_length=1)
+    hostnames: list[str] | None = None
+    rules: list[RouteRule] | None = None
+
+
+class HTTPRoute(_Strict):
+    """An ``HTTPRoute`` document; ``status`` (as ``kubectl get -o yaml`` prints it) is
+    accepted and not stored."""
+
+    api_version: Literal["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"] = (
+        Field(alias="apiVersion")
+    )
+    kind: Literal["HTTPRoute"]
+    metadata: ObjectMeta
+    spec: HTTPRouteSpec
+    status: Any = Field(default=None, exclude=True)
+
+
+def parent_service(route: HTTPRoute) -> tuple[str, str]:
+    """``(namespace, service)`` of the route's one Service parent."""
+    refs = route.spec.parent_refs
+    if len(refs) != 1:
+        raise refused("spec.parentRefs", f"one parent per HTTPRoute in meshfed (got {len(refs)})")
+    ref = refs[0]
+    if (ref.group or "") not in ("", "core") or ref.kind != "Service":
+        raise refused(
+            "spec.parentRefs.0",
+            f"not supported by meshfed: {ref.kind or 'Gateway'} parent: meshfed takes mesh"
+            ' routes (GAMMA: group "", kind Service); Gateways are not supported yet',
+        )
+    namespace = ref.namespace or route.metadata.namespace
+    if namespace != route.metadata.namespace:
+        raise refused(
+            "spec.parentRefs.0.namespace",
+            "a route for a Service of another namespace is not supported yet",
+        )
+    return (namespace, ref.name)
+
+
+def _destination(ref: BackendRef, parent: tuple[str, str], path: str) -> dict[str, Any]:
+    if ref.namespace not in (None, parent[0]):
+        raise refused(
+            f"{path}.namespace",
+            "a backend in another namespace needs a ReferenceGrant, which is not supported yet",
+        )
+    kind, group = ref.kind or "Service", ref.group or ""
+    if (kind, group) == ("ServiceImport", _MCS_GROUP):
+        if ref.name != parent[1]:
+            raise refused(
+                path,
+                "a ServiceImport backend must be the parent Service's (its clusterset service)",
+            )
+        return {}
+    if (kind, group) not in (("Service", ""), ("Service", "core")):
+        raise refused(
+            path, f"not supported by meshfed: backend kind {kind!r} (Service or ServiceImport)"
+        )
+    if ref.name == parent[1]:
+        return {}
+    if ref.port is None:
+        raise refused(f"{path}.port", "required for a Service backend (Gateway API)")
+    return {"host": global_name((parent[0], ref.name)), "port": ref.port}
+
+
+def _percentages(weights: Sequence[int]) -> list[int]:
+    """Relative weights as percentages summing to 100 (largest remainder)."""
+    total = sum(weights)
+    if total == 0:
+        raise refused("backendRefs", "every weight is 0: nothing could serve the route")
+    exact = [w * 100 / total for w in weights]
+    out = [int(x) for x in exact]
+    for i in sorted(range(len(exact)), key=lambda i: exact[i] - out[i], reverse=True)[
+        : 100 - sum(out)
+    ]:
+        out[i] += 1
+    return out
+
+
+def _match(m: RouteMatch) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    path = m.path or PathMatch()
+    if path.type == "Exact":
+        out["uri"] = {"exact": path.value}
+    elif path.type == "RegularExpression":
+        out["uri"] = {"regex": path.value}
+    elif path.value.rstrip("/"):
+        out["uri"] = {"regex": re.escape(path.value.rstrip("/")) + "(/.*)?"}
+    else:
+        out["uri"] = {"prefix": "/"}
+    if m.method:
+        out["method"] = {"exact": m.method}
+    kinds = {"Exact": "exact", "RegularExpression": "regex"}
+    if m.headers:
+        out["headers"] = {h.name.lower(): {kinds[h.type]: h.value} for h in m.headers}
+    if m.query_params:
+        out["queryParams"] = {q.name: {kinds[q.type]: q.value} for q in m.query_params}
+    return out
+
+
+def _precedence(m: RouteMatch) -> tuple[int, int, int, int, int]:
+    """Gateway API's order of matches (smaller first)."""
+    path = m.path or PathMatch()
+    return (
+        0 if path.type == "Exact" else 1,
+        -len(path.value) if path.type == "PathPrefix" else 0,
+        0 if m.method else 1,
+        -len(m.headers or []),
+        -len(m.query_params or []),
+    )
+
+
+def _rule_action(rule: RouteRule, parent: tuple[str, str], path: str) -> dict[str, Any]:
+    refs = rule.backend_refs or []
+    if not refs:
+        raise refused(
+            f"{path}.backendRefs", "required by meshfed (a rule without backends answers 500)"
+        )
+    weights = _percentages([r.weight if r.weight is not None else 1 for r in refs])
+    out: dict[str, Any] = {
+        "route": [
+            {"destination": _destination(r, parent, f"{path}.backendRefs.{i}"), "weight": w}
+            for i, (r, w) in enumerate(zip(refs, weights, strict=True))
+        ]
+    }
+    if rule.name:
+        out["name"] = rule.name
+    if rule.timeouts is not None and rule.timeouts.request is not None:
+        try:
+            out["timeoutMs"] = max(
+                1, round(parse_duration(rule.timeouts.request).total_seconds() * 1000)
+            )
+        except ValueError as err:
+            raise refused(f"{path}.timeouts.request", str(err)) from err
+    for j, f in enumerate(rule.filters or []):
+        if f.type != "RequestMirror" or f.request_mirror is None:
+            raise refused(
+                f"{path}.filters.{j}",
+                f"not supported by meshfed yet: filter {f.type!r} (RequestMirror is)",
+            )
+        mirror = f.request_mirror
+        out["mirror"] = _destination(
+            mirror.backend_ref, parent, f"{path}.filters.{j}.requestMirror.backendRef"
+        )
+        if mirror.fraction is not None:
+            out["mirrorPercentage"] = {
+                "value": 100 * mirror.fraction.numerator / mirror.fraction.denominator
+            }
+        elif mirror.percent is not None:
+            out["mirrorPercentage"] = {"value": mirror.percent}
+    return out
+
+
+def _policy(route: HTTPRoute, parent: tuple[str, str]) -> TrafficPolicy:
+    entries: list[tuple[tuple[int, int, int, int, int], int, RouteMatch, dict[str, Any]]] = []
+    for i, rule in enumerate(route.spec.rules or []):
+        action = _rule_action(rule, parent, f"spec.rules.{i}")
+        for m in rule.matches or [RouteMatch()]:
+            entries.append((_precedence(m), i, m, action))
+    http, seen = [], set()
+    for _, _, m, action in sorted(entries, key=lambda e: (e[0], e[1])):
+        match = _match(m)
+        key = repr(sorted(match.items()))
+        if key in seen:
+            continue  # the same match in a later rule never wins
+        seen.add(key)
+        http.append({**action, "match": [match]})
+    raw = {
+        "apiVersion": "meshfed.io/v1alpha1",
+        "kind": "TrafficPolicy",
+        "metadata": {
+            "name": route.metadata.name,
+            "namespace": parent[0],
+            "annotations": {TRANSLATED_FROM: label(route)},
+        },
+        "spec": {"host": global_name(parent), "http": http},
+    }
+    try:
+        return TrafficPolicy.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise refused(
+            "spec", f"as a TrafficPolicy, {where}: {first['msg'].removeprefix('Value error, ')}"
+        ) from err
+
+
+def translate_routes(documents: Sequence[BaseModel]) -> Translation:
+    """The TrafficPolicies the HTTPRoutes among ``documents`` make (other kinds skipped);
+    every problem collected, and a Service with one gets no policy."""
+    result = Translation()
+    owners: dict[tuple[str, str], HTTPRoute] = {}
+    for doc in documents:
+        if not isinstance(doc, HTTPRoute):
+            continue
+        try:
+            parent = parent_service(doc)
+            earlier = owners.get(parent)
+            if earlier is not None:
+                raise refused(
+                    "spec.parentRefs.0",
+                    f"{global_name(parent)} already has {label(earlier)} (one HTTPRoute per"
+                    " Service in meshfed: edit that one)",
+                )
+            policy = _policy(doc, parent)
+        except TranslationError as err:
+            result.problems.append(Problem((label(doc),), str(err)))
+            continue
+        owners[parent] = doc
+        result.policies[parent] = policy
+        result.sources[parent] = [label(doc)]
+    return result
+
+
+def route_warnings(route: HTTPRoute) -> list[str]:
+    """What applying ``route`` should tell its author (as kubectl prints warnings):
+    ``parentRefs[].port`` and ``hostnames``, which meshfed does not narrow routes by."""
+    out = [
+        f"spec.parentRefs.{i}.port {ref.port}: meshfed applies the routes to every HTTP port"
+        " of the Service"
+        for i, ref in enumerate(route.spec.parent_refs)
+        if ref.port is not None
+    ]
+    if route.spec.hostnames:
+        out.append(
+            "spec.hostnames: not used for a Service parent (GAMMA); callers name the Service"
+        )
+    return out

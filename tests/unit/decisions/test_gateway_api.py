@@ -1,0 +1,107 @@
+"""Gateway API HTTPRoute on a Service (GAMMA) translated to TrafficPolicy (issue #40):
+weights, Gateway API's match precedence, PathPrefix by segments, refusals by field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from federation.errors import InvalidDocumentError
+from federation.model.documents import load_documents
+from federation.model.gateway_api import HTTPRoute, route_warnings, translate_routes
+from federation.model.translated import effective_traffic_policies
+
+SPLIT = (Path(__file__).parents[2] / "data" / "gateway-api" / "httproute-split.yaml").read_text()
+HEAD = (
+    "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+    "metadata: {name: r, namespace: demo}\n"
+)
+PARENT = "parentRefs: [{name: echo, kind: Service, group: ''}]"
+
+
+def test_the_gamma_split_makes_90_10_to_the_service_and_another() -> None:
+    [route] = load_documents(SPLIT)
+    result = translate_routes([route])
+    assert result.problems == []
+    policy = result.policies[("demo", "echo")]
+    [http] = policy.spec.http
+    assert [(d.destination.host, d.destination.port, d.weight) for d in http.route] == [
+        (None, None, 90),
+        ("echo-canary.demo.svc.clusterset.local", 8080, 10),
+    ]
+    assert http.match[0].uri is not None and http.match[0].uri.prefix == "/"
+    assert isinstance(route, HTTPRoute)
+    assert route_warnings(route) == [
+        "spec.parentRefs.0.port 8080: meshfed applies the routes to every HTTP port of the Service"
+    ]
+
+
+def test_relative_weights_become_percentages_that_sum_to_100() -> None:
+    [doc] = load_documents(
+        HEAD + f"spec: {{{PARENT}, rules: [{{backendRefs: [{{name: echo, port: 80}},"
+        " {name: b, port: 80, weight: 2}]}]}\n"
+    )
+    [policy] = translate_routes([doc]).policies.values()
+    assert [d.weight for d in policy.spec.http[0].route] == [33, 67]
+
+
+def test_matches_are_ordered_as_gateway_api_orders_them_not_as_written() -> None:
+    [doc] = load_documents(
+        HEAD + f"spec: {{{PARENT}, rules: ["
+        "{matches: [{path: {type: PathPrefix, value: /}}], backendRefs: [{name: echo, port: 80}]},"
+        "{matches: [{path: {type: PathPrefix, value: /api}, headers: [{name: X-Canary, value: '1'}]},"
+        " {path: {type: Exact, value: /api/v2}}], backendRefs: [{name: canary, port: 80}]},"
+        "{matches: [{path: {type: PathPrefix, value: /api}}], backendRefs: [{name: echo, port: 80}]}"
+        "]}\n"
+    )
+    [policy] = translate_routes([doc]).policies.values()
+    described = [
+        (
+            r.match[0].uri.exact or r.match[0].uri.regex or r.match[0].uri.prefix,
+            sorted(r.match[0].headers),
+            r.route[0].destination.host is not None,
+        )
+        for r in policy.spec.http
+        if r.match[0].uri is not None
+    ]
+    assert described == [
+        ("/api/v2", [], True),  # Exact first
+        ("/api(/.*)?", ["x-canary"], True),  # longest prefix; with a header before without
+        ("/api(/.*)?", [], False),
+        ("/", [], False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("{parentRefs: [{name: gw}], rules: []}", "spec.parentRefs.0: not supported by meshfed: Gateway parent"),
+        (f"{{{PARENT}, rules: [{{backendRefs: [{{name: b, namespace: other, port: 80}}]}}]}}",
+         "spec.rules.0.backendRefs.0.namespace: a backend in another namespace needs a ReferenceGrant"),
+        (f"{{{PARENT}, rules: [{{backendRefs: [{{name: b}}]}}]}}", "spec.rules.0.backendRefs.0.port: required"),
+        (f"{{{PARENT}, rules: [{{backendRefs: [{{name: echo, port: 80, weight: 0}}]}}]}}", "every weight is 0"),
+        (f"{{{PARENT}, rules: [{{filters: [{{type: URLRewrite, urlRewrite: {{}}}}], backendRefs: [{{name: echo, port: 80}}]}}]}}",
+         "spec.rules.0.filters.0.urlRewrite: not supported by meshfed yet"),
+    ],
+)  # fmt: skip
+def test_what_meshfed_cannot_honour_is_refused_by_field(spec, expected) -> None:
+    try:
+        docs = load_documents(HEAD + f"spec: {spec}\n")
+    except InvalidDocumentError as err:
+        assert expected in "\n".join(err.problems)
+        return
+    problems = [str(p) for p in translate_routes(docs).problems]
+    assert any(expected in p for p in problems), problems
+
+
+def test_an_httproute_beside_a_virtualservice_for_one_service_is_a_conflict() -> None:
+    vs = (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+        "metadata: {name: echo, namespace: demo}\nspec: {hosts: [echo]}\n"
+    )
+    policies, problems = effective_traffic_policies(load_documents(vs + "---\n" + SPLIT))
+    assert [p.metadata.annotations["meshfed.io/translated-from"] for p in policies] == [
+        "VirtualService demo/echo"
+    ]
+    assert "has both" in str(problems[0]) and "HTTPRoute demo/echo-split" in str(problems[0])
