@@ -452,3 +452,23 @@ def test_proxyless_grpc_clients_get_the_routes_grpc_can_follow() -> None:
     manager = hcm.HttpConnectionManager()
     listener.api_listener.api_listener.Unpack(manager)
     assert [f.name for f in manager.http_filters] == [FAULT_FILTER, "envoy.filters.http.router"]
+
+
+def test_a_route_to_another_service_weights_that_services_cluster() -> None:
+    routes = _routes(
+        """
+  http:
+  - route:
+    - {weight: 90}
+    - {destination: {host: echo-canary.demo.svc.clusterset.local, port: 9090}, weight: 10}
+"""
+    )
+    [split] = routes  # the route matches everything: no default after it
+    assert [(c.name, c.weight.value) for c in split.route.weighted_clusters.clusters] == [
+        ("outbound|8080||echo.demo.svc.clusterset.local", 90),
+        ("outbound|9090||echo-canary.demo.svc.clusterset.local", 10),
+    ]
+    assert "no cluster or subset" in _refused(
+        "  http: [{route: [{destination: {host: a.demo.svc.clusterset.local, subset: v1}}]}]\n"
+    )
+    assert "port goes with host" in _refused("  http: [{route: [{destination: {port: 80}}]}]\n")

@@ -1,7 +1,8 @@
 """Istio's own VirtualService and DestinationRule documents, applied verbatim with
 ``meshfed apply -n demo -f FILE`` to a three-cluster federation with real Envoy (issue #40):
 the shares and the header match hold for callers in two clusters, and the circuit breaker
-overflows as in Istio's task.
+overflows as in Istio's task; then Gateway API's mesh (GAMMA) traffic split, an HTTPRoute
+on the ``echo`` Service sending 10 % to the ``echo-canary`` Service in ``b``.
 
 The documents are Istio's sample files (tests/data/istio, with their sources) with one
 change: the service they name, ``reviews`` or ``httpbin``, is the federation's ``echo``. The
@@ -20,12 +21,18 @@ import pytest
 
 from tests.integration.conftest import owned_processes
 from tests.integration.federations import HOST, ThreeClusters, burst
-from tests.integration.harness import free_port, get, start_sidecar_agent, wait_until
+from tests.integration.harness import free_port, get, start_echo, start_sidecar_agent, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DATA = Path(__file__).parents[1] / "data" / "istio"
 VERSIONS = {"v1": "b-echo-2", "v2": "a-echo-3", "v3": "c-echo-2"}
+CANARY = "b-echo-canary"
+EXPORT_CANARY = (
+    "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+    "metadata: {name: echo-canary, namespace: demo}\nspec: {cluster: b}\n"
+)
+GATEWAY_API = Path(__file__).parents[1] / "data" / "gateway-api"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +51,13 @@ def fed(tmp_path_factory):
             name="b-frontend",
         )  # fmt: skip
         wait_until(lambda: get(f.b_client_port, HOST)[0] == 200, 45, "b's caller ready")
+        canary_app = free_port()
+        start_echo(procs, CANARY, canary_app, "b")
+        start_sidecar_agent(
+            procs, f.home, f.cps["b"], service="echo-canary", address="127.0.2.20",
+            app_port=canary_app, service_port=8080, name=CANARY,
+        )  # fmt: skip
+        f.meshfed("apply", "-f", "-", input_text=EXPORT_CANARY)
         yield f
 
 
@@ -146,3 +160,26 @@ def test_istios_circuit_breaker_overflows_with_503s(fed, tmp_path) -> None:
     text = (DATA / "destination-rule-httpbin-circuit-breaker.yaml").read_text()
     path.write_text(text.replace("httpbin", "echo"))
     fed.meshfed("delete", "-n", "demo", "-f", str(path))
+
+
+def test_a_gamma_httproute_sends_10_percent_to_the_canary_service(fed) -> None:
+    """Gateway API's mesh traffic split, applied as written: 90 % of the requests to ``echo``
+    stay on ``echo``, 10 % go to the ``echo-canary`` Service (in ``b``), within 3 % over
+    1,000 requests from a caller in ``a``; the route comes back as applied."""
+    path = GATEWAY_API / "httproute-split.yaml"
+    result = fed.meshfed("apply", "-f", str(path))
+    assert result.stdout.strip() == "httproute/demo/echo-split configured"
+    assert "meshfed applies the routes to every HTTP port" in result.stderr  # a warning
+    wait_until(lambda: CANARY in names(fed.client_port, 60), 30, "the split in force")
+    seen = names(fed.client_port, 1000)
+    print("HTTPRoute 90/10 from a:", seen)
+    assert not any(k.startswith("status") for k in seen), seen
+    assert abs(seen[CANARY] / 1000 - 0.10) <= 0.03, seen
+    [route] = json.loads(fed.meshfed("get", "httproute", "-n", "demo", "-o", "json").stdout)
+    assert route["spec"]["parentRefs"] == [
+        {"name": "echo", "kind": "Service", "group": "", "port": 8080}
+    ]
+    table = fed.meshfed("explain", HOST, "--from", "a").stdout
+    assert "10% service echo-canary.demo.svc.clusterset.local:8080" in table, table
+    assert "HTTPRoute demo/echo-split" in table, table
+    fed.meshfed("delete", "-f", str(path))
