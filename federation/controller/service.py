@@ -32,6 +32,7 @@ from federation.errors import (
 )
 from federation.model.gateway_api import HTTPRoute
 from federation.model.istio_networking import DestinationRule, VirtualService
+from federation.model.istio_sidecar import IstioSidecar
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
@@ -266,7 +267,7 @@ class FederationService:
                 continue
             # Istio's documents are kept as written (no defaults added), as ``get`` shows them
             as_written = isinstance(
-                m, VirtualService | DestinationRule | PeerAuthentication | HTTPRoute
+                m, VirtualService | DestinationRule | PeerAuthentication | HTTPRoute | IstioSidecar
             )
             body = m.model_dump(
                 by_alias=True, mode="json", exclude_none=True, exclude_unset=as_written

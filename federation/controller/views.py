@@ -24,6 +24,7 @@ from federation.model.authz import AuthorizationPolicy, default_deny_policy
 from federation.model.documents import validate_documents
 from federation.model.gateway_api import HTTPRoute
 from federation.model.istio_networking import DestinationRule, VirtualService
+from federation.model.istio_sidecar import IstioSidecar
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
@@ -42,6 +43,7 @@ POLICY_KINDS: tuple[str, ...] = (
     "DestinationRule",
     "PeerAuthentication",
     "HTTPRoute",
+    "Sidecar",
 )
 
 
@@ -134,6 +136,7 @@ class FederationView:
     price_tables: list[PriceTable]
     authz: list[AuthorizationPolicy]
     peer_authns: list[PeerAuthentication]
+    sidecars: list[IstioSidecar]
     bundle: bytes
     lease_seconds: int
     crls: dict[str, str]
@@ -151,6 +154,7 @@ class FederationView:
             price_tables=self.price_tables,
             authorization_policies=self.authz,
             peer_authentications=self.peer_authns,
+            sidecars=self.sidecars,
             trust_bundle_pem=self.bundle,
             lease_seconds=self.lease_seconds,
             cluster_crls=self.crls,
@@ -196,6 +200,7 @@ def federation_view(
         price_tables=[p for p in policies if isinstance(p, PriceTable)],
         authz=authz,
         peer_authns=[p for p in policies if isinstance(p, PeerAuthentication)],
+        sidecars=[p for p in policies if isinstance(p, IstioSidecar)],
         bundle=bundle,
         lease_seconds=max(1, int(lease_s)),
         crls=crls,

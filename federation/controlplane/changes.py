@@ -192,8 +192,10 @@ def diff(
 ) -> Change:
     """The :class:`Change` from ``before`` to ``after`` (``*_inputs``: their
     :func:`service_inputs`)."""
-    if dict(before.price_tables) != dict(after.price_tables):
-        return EVERYTHING
+    if dict(before.price_tables) != dict(after.price_tables) or dict(before.sidecars) != dict(
+        after.sidecars
+    ):
+        return EVERYTHING  # prices reach every decision; Sidecar scopes are rare and wide
     services: set[ServiceKey] = set()
     exports: set[ServiceKey] = set()
     for key in before_inputs.keys() | after_inputs.keys():

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from federation.model.authz import AuthorizationPolicy, for_trust_domain
 from federation.model.documents import document_label
+from federation.model.istio_sidecar import IstioSidecar, sidecar_for
 from federation.model.peer_authentication import Enforced, PeerAuthentication, mtls_modes
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
@@ -60,6 +61,8 @@ class RegistryState:
             controller.
         peer_authentications: PeerAuthentications by ``(namespace, name)``, from the
             controller (:meth:`mtls_modes`).
+        sidecars: Istio Sidecar resources by ``(namespace, name)``, from the controller
+            (:meth:`egress_scope`).
         rtt_ms: measured round trip (ms) to other clusters' gateways, by cluster.
         plans: the controller's routing plans (cost mode ``optimize``) by ``(namespace,
             service, caller locality)``.
@@ -90,6 +93,9 @@ class RegistryState:
         default_factory=lambda: MappingProxyType({})
     )
     peer_authentications: Mapping[tuple[str, str], PeerAuthentication] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    sidecars: Mapping[tuple[str, str], IstioSidecar] = field(
         default_factory=lambda: MappingProxyType({})
     )
     rtt_ms: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
@@ -129,6 +135,13 @@ class RegistryState:
         """True when ``(namespace, service)`` is exported: by a ServiceExport applied here,
         by one in the cluster's Kubernetes API, or by the controller."""
         return key in self.exports or key in self.federated_exports or key in self.cluster_exports
+
+    def egress_scope(self, namespace: str, workload: str) -> IstioSidecar | None:
+        """The Sidecar resource that scopes a proxy of ``namespace`` (and ``workload``, its
+        WorkloadEntry's name, "" for none) (:func:`federation.model.istio_sidecar.sidecar_for`)."""
+        w = self.workloads.get((namespace, workload)) if workload else None
+        labels = w.metadata.labels if w is not None else {}
+        return sidecar_for(self.sidecars.values(), namespace, labels)
 
     def mtls_modes(self, workload: WorkloadEntry) -> dict[int, Enforced]:
         """What ``workload``'s sidecar accepts on each target port: STRICT, PERMISSIVE or
@@ -288,6 +301,7 @@ def with_federation(
     plans: Iterable[RoutingPlan] = (),
     export_conditions: Mapping[ServiceKey, tuple[str, str]] | None = None,
     peer_authentications: Iterable[PeerAuthentication] = (),
+    sidecars: Iterable[IstioSidecar] = (),
 ) -> RegistryState:
     """``state`` with exactly these imports, federated exports, policies and export
     conditions (what the controller sent).
@@ -304,6 +318,7 @@ def with_federation(
     new_tables = _kept(state.price_tables, {t.spec.cloud: t for t in price_tables})
     new_authz = _kept(state.authorization_policies, {p.key: p for p in authorization_policies})
     new_peer = _kept(state.peer_authentications, {p.key: p for p in peer_authentications})
+    new_sidecars = _kept(state.sidecars, {s.key: s for s in sidecars})
     new_plans = _kept(state.plans, {(p.namespace, p.service, p.caller_locality): p for p in plans})
     new_conditions = dict(export_conditions or {})
     if (
@@ -314,6 +329,7 @@ def with_federation(
         and new_tables == dict(state.price_tables)
         and new_authz == dict(state.authorization_policies)
         and new_peer == dict(state.peer_authentications)
+        and new_sidecars == dict(state.sidecars)
         and new_plans == dict(state.plans)
     ):
         return state
@@ -326,6 +342,7 @@ def with_federation(
         price_tables=MappingProxyType(new_tables),
         authorization_policies=MappingProxyType(new_authz),
         peer_authentications=MappingProxyType(new_peer),
+        sidecars=MappingProxyType(new_sidecars),
         plans=MappingProxyType(new_plans),
         export_conditions=MappingProxyType(new_conditions),
     )
@@ -396,6 +413,7 @@ class ServiceRegistry:
         plans: Iterable[RoutingPlan] = (),
         export_conditions: Mapping[ServiceKey, tuple[str, str]] | None = None,
         peer_authentications: Iterable[PeerAuthentication] = (),
+        sidecars: Iterable[IstioSidecar] = (),
     ) -> bool:
         """Install the controller's view (see :func:`with_federation`)."""
         state = with_federation(
@@ -408,6 +426,7 @@ class ServiceRegistry:
             plans,
             export_conditions,
             peer_authentications,
+            sidecars,
         )
         if state is self._state:
             return False

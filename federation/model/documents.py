@@ -30,6 +30,7 @@ from federation.errors import ConfigError, InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
 from federation.model.gateway_api import HTTPRoute
 from federation.model.istio_networking import NETWORKING_VERSIONS, DestinationRule, VirtualService
+from federation.model.istio_sidecar import IstioSidecar
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
@@ -52,6 +53,7 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
     ("gateway.networking.k8s.io/v1beta1", "HTTPRoute"): HTTPRoute,
     **{(v, "VirtualService"): VirtualService for v in NETWORKING_VERSIONS},
     **{(v, "DestinationRule"): DestinationRule for v in NETWORKING_VERSIONS},
+    **{(v, "Sidecar"): IstioSidecar for v in NETWORKING_VERSIONS},
 }
 
 

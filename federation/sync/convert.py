@@ -19,6 +19,7 @@ from federation.ca.names import DNS_LABEL as _DNS_LABEL
 from federation.errors import InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
 from federation.model.documents import invalid, validate_documents
+from federation.model.istio_sidecar import IstioSidecar
 from federation.model.locality import Locality
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
@@ -271,7 +272,7 @@ _POLICY_JSON_MAX = 20_000
 
 
 def policy_json(
-    doc: TrafficPolicy | PriceTable | AuthorizationPolicy | PeerAuthentication,
+    doc: TrafficPolicy | PriceTable | AuthorizationPolicy | PeerAuthentication | IstioSidecar,
 ) -> str:
     """A policy document as sent (JSON, canonical: sorted keys, aliases, no nulls); models
     are treated as immutable once validated (their JSON is kept)."""
@@ -295,7 +296,8 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
         policies_json=[policy_json(p) for p in update.policies]
         + [policy_json(p) for p in update.price_tables]
         + [policy_json(p) for p in update.authorization_policies]
-        + [policy_json(p) for p in update.peer_authentications],
+        + [policy_json(p) for p in update.peer_authentications]
+        + [policy_json(p) for p in update.sidecars],
         trust_bundle_pem=update.trust_bundle_pem,
         lease_seconds=update.lease_seconds,
         cluster_crls=update.cluster_crls,
@@ -409,6 +411,7 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
         price_tables=[d for d in docs if isinstance(d, PriceTable)],
         authorization_policies=[d for d in docs if isinstance(d, AuthorizationPolicy)],
         peer_authentications=[d for d in docs if isinstance(d, PeerAuthentication)],
+        sidecars=[d for d in docs if isinstance(d, IstioSidecar)],
         trust_bundle_pem=message.trust_bundle_pem,
         lease_seconds=message.lease_seconds,
         cluster_crls=dict(message.cluster_crls),

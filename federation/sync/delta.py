@@ -38,6 +38,7 @@ from typing import TypeVar
 from federation.errors import FederationError, InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
 from federation.model.documents import validate_documents
+from federation.model.istio_sidecar import IstioSidecar
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.sync import convert
@@ -49,7 +50,7 @@ PROTOCOL = 2
 #: Whole updates only (releases before protocol versions send 0, meaning this).
 WHOLE_UPDATES = 1
 
-Policy = TrafficPolicy | PriceTable | AuthorizationPolicy | PeerAuthentication
+Policy = TrafficPolicy | PriceTable | AuthorizationPolicy | PeerAuthentication | IstioSidecar
 
 
 class UpdateGapError(FederationError):
@@ -190,6 +191,7 @@ def _with_policies(update: ControllerUpdate, policies: dict[str, Policy]) -> Con
         price_tables=[d for d in docs if isinstance(d, PriceTable)],
         authorization_policies=[d for d in docs if isinstance(d, AuthorizationPolicy)],
         peer_authentications=[d for d in docs if isinstance(d, PeerAuthentication)],
+        sidecars=[d for d in docs if isinstance(d, IstioSidecar)],
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from federation.ca.names import DNS_LABEL as _DNS_LABEL
 from federation.ca.names import DNS_SUBDOMAIN as _DNS_SUBDOMAIN
 from federation.model.authz import AuthorizationPolicy
+from federation.model.istio_sidecar import IstioSidecar
 from federation.model.locality import LOCALITY_PART
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
@@ -226,9 +227,9 @@ class ControllerUpdate:
         version: increases with every update the controller sends (any cluster).
         imports: the ServiceImports the cluster serves (replace the previous ones).
         exports: services the cluster must export besides its own ServiceExports.
-        policies / price_tables / authorization_policies / peer_authentications: every
-            TrafficPolicy, PriceTable, AuthorizationPolicy and PeerAuthentication of the
-            federation.
+        policies / price_tables / authorization_policies / peer_authentications / sidecars:
+            every TrafficPolicy, PriceTable, AuthorizationPolicy, PeerAuthentication and
+            (Istio) Sidecar of the federation.
         trust_bundle_pem: the federation's trust bundle (PEM); empty keeps the current one.
         lease_seconds: the controller's heartbeat lease (s); 0 keeps the current one.
         cluster_crls: member cluster -> its CA's CRL (PEM), every member of the federation;
@@ -254,6 +255,7 @@ class ControllerUpdate:
     price_tables: list[PriceTable] = field(default_factory=list)
     authorization_policies: list[AuthorizationPolicy] = field(default_factory=list)
     peer_authentications: list[PeerAuthentication] = field(default_factory=list)
+    sidecars: list[IstioSidecar] = field(default_factory=list)
     trust_bundle_pem: bytes = b""
     lease_seconds: int = 0
     cluster_crls: dict[str, str] = field(default_factory=dict)

@@ -14,6 +14,7 @@ in ``b``. The tests share the federation and run in order.
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -44,11 +45,11 @@ def fed(tmp_path_factory):
         for version, name in VERSIONS.items():
             cluster, _, i = name.split("-")
             f.start_echo(cluster, int(i), labels={"app": "echo", "version": version})
-        f.b_client_port = free_port()
+        f.b_client_port, f.b_admin_port = free_port(), free_port()
         start_sidecar_agent(
             procs, f.home, f.cps["b"], service="frontend", address="127.0.2.10",
             app_port=free_port(), service_port=8080, outbound_port=f.b_client_port,
-            name="b-frontend",
+            name="b-frontend", admin_port=f.b_admin_port,
         )  # fmt: skip
         wait_until(lambda: get(f.b_client_port, HOST)[0] == 200, 45, "b's caller ready")
         canary_app = free_port()
@@ -183,3 +184,42 @@ def test_a_gamma_httproute_sends_10_percent_to_the_canary_service(fed) -> None:
     assert "10% service echo-canary.demo.svc.clusterset.local:8080" in table, table
     assert "HTTPRoute demo/echo-split" in table, table
     fed.meshfed("delete", "-f", str(path))
+
+
+SIDECAR = """
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: frontend, namespace: demo}
+spec:
+  workloadSelector: {labels: {app: frontend}}
+  egress:
+  - hosts: ["./echo.demo.svc.cluster.local", "./echo-canary.demo.svc.cluster.local"]
+"""
+
+
+def _outbound_hosts(admin_port: int) -> set[str]:
+    """The services b's frontend sidecar has clusters for (Envoy's admin ``/clusters``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/clusters?format=json") as r:
+        statuses = json.load(r)["cluster_statuses"]
+    return {c["name"].split("|")[3] for c in statuses if c["name"].startswith("outbound|")}
+
+
+def test_an_istio_sidecar_resource_shrinks_the_proxys_cds_to_its_egress_hosts(fed) -> None:
+    """Proof: with three services in the federation, b's frontend sidecar holds clusters for
+    all three; a Sidecar limiting egress to two hosts leaves it those two (counted in Envoy's
+    own cluster list), and it still calls them."""
+    everything = _outbound_hosts(fed.b_admin_port)
+    assert everything >= {
+        "echo.demo.svc.clusterset.local",
+        "echo-canary.demo.svc.clusterset.local",
+        "frontend.demo.svc.clusterset.local",
+    }, everything
+    fed.meshfed("apply", "-f", "-", input_text=SIDECAR)
+    try:
+        wanted = {"echo.demo.svc.clusterset.local", "echo-canary.demo.svc.clusterset.local"}
+        wait_until(lambda: _outbound_hosts(fed.b_admin_port) == wanted, 30, "CDS scoped")
+        print(f"b's frontend: clusters for {len(everything)} services, then {len(wanted)}")
+        assert get(fed.b_client_port, HOST)[0] == 200
+    finally:
+        fed.meshfed("delete", "-f", "-", input_text=SIDECAR)
+    wait_until(lambda: _outbound_hosts(fed.b_admin_port) == everything, 30, "scope lifted")

@@ -31,6 +31,7 @@ from federation.controlplane.generate.gateway import PassthroughRoute, gateway_l
 from federation.controlplane.generate.services import ServicePort
 from federation.controlplane.registry import RegistryState
 from federation.lb.decision import spill_for_grpc
+from federation.model.istio_sidecar import in_scope
 from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
 from federation.model.workload import WorkloadEntry
@@ -177,11 +178,6 @@ def outbound_of(ctx: PushContext, key: tuple[str, str], caller: Locality) -> lis
     )
 
 
-def outbound(ctx: PushContext, caller: Locality) -> list[OutboundPort]:
-    """:func:`outbound_of` every service, in the order of ``ctx.inputs``."""
-    return [plan for key in ctx.inputs for plan in outbound_of(ctx, key, caller)]
-
-
 SidecarPart = tuple[list[Message], list[Message], dict[str, list[Message]]]
 
 
@@ -225,11 +221,16 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         )
     tls = ProxyTls(mesh.trust_domain, proxy.identity_dir)
     out: Resources = {t: [] for t in resource.PUSH_ORDER}
+    # an Istio Sidecar resource narrows the services this proxy is sent (egress hosts)
+    scope = state.egress_scope(proxy.namespace, proxy.workload)
+    keys = [k for k in ctx.inputs if in_scope(scope, proxy.namespace, k)]
+    seen = set(keys)
+    ports = [p for p in ports if (p.namespace, p.service) in seen]
     http_ports = [p for p in ports if p.is_http]
     port_routes: dict[str, list[Message]] = {}
     caller = caller_locality(mesh, state, proxy)
-    plans = outbound(ctx, caller)
-    for key in ctx.inputs:
+    plans = [plan for key in keys for plan in outbound_of(ctx, key, caller)]
+    for key in keys:
         found, assignments, routed = ctx.memo(
             "sidecar",
             key,

@@ -220,6 +220,7 @@ class FederationLink:
             update.plans,
             update.export_conditions,
             update.peer_authentications,
+            update.sidecars,
         )
         self._on_crls(update.cluster_crls)
         self._on_cas(update.cluster_cas)
@@ -321,7 +322,8 @@ class FederationLink:
             len(update.policies)
             + len(update.price_tables)
             + len(update.authorization_policies)
-            + len(update.peer_authentications),
+            + len(update.peer_authentications)
+            + len(update.sidecars),
         )
 
     def follow(self, update: ControllerUpdate) -> None:
