@@ -13,7 +13,7 @@ have::
     trafficpolicy | authorizationpolicy | pricetable (+s, +ies)  -> /v1/policies of that kind
     virtualservice | vs | destinationrule | dr (+s)    -> /v1/policies of that kind (as applied)
     peerauthentication | pa (+s)                       -> /v1/policies of that kind (as applied)
-    httproute(s) | sidecar(s)                          -> /v1/policies of that kind (as applied)
+    httproute(s) | sidecar(s) | serviceentry | se (+s) -> /v1/policies of that kind (as applied)
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ _WORDS: dict[str, Kind] = {
     "pa": Kind("policies", "PeerAuthentication"),
     "httproute": Kind("policies", "HTTPRoute"),
     "sidecar": Kind("policies", "Sidecar"),
+    "serviceentry": Kind("policies", "ServiceEntry"),
+    "se": Kind("policies", "ServiceEntry"),
 }
 
 

@@ -36,6 +36,7 @@ from federation.model.istio_sidecar import IstioSidecar
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
+from federation.model.service_entry import ServiceEntry
 from federation.model.translated import effective_traffic_policies
 from federation.sync.join_token import join_token_secret, new_join_token, token_digest
 from federation.sync.messages import ClusterReport
@@ -267,7 +268,13 @@ class FederationService:
                 continue
             # Istio's documents are kept as written (no defaults added), as ``get`` shows them
             as_written = isinstance(
-                m, VirtualService | DestinationRule | PeerAuthentication | HTTPRoute | IstioSidecar
+                m,
+                VirtualService
+                | DestinationRule
+                | PeerAuthentication
+                | HTTPRoute
+                | IstioSidecar
+                | ServiceEntry,
             )
             body = m.model_dump(
                 by_alias=True, mode="json", exclude_none=True, exclude_unset=as_written

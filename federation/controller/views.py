@@ -28,6 +28,7 @@ from federation.model.istio_sidecar import IstioSidecar
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
+from federation.model.service_entry import ServiceEntry
 from federation.model.translated import effective_traffic_policies
 from federation.sync.messages import ClusterReport, ControllerUpdate, RoutingPlan
 from providers.pricing import PriceTable as PriceTableRates
@@ -44,6 +45,7 @@ POLICY_KINDS: tuple[str, ...] = (
     "PeerAuthentication",
     "HTTPRoute",
     "Sidecar",
+    "ServiceEntry",
 )
 
 
@@ -137,6 +139,7 @@ class FederationView:
     authz: list[AuthorizationPolicy]
     peer_authns: list[PeerAuthentication]
     sidecars: list[IstioSidecar]
+    service_entries: list[ServiceEntry]
     bundle: bytes
     lease_seconds: int
     crls: dict[str, str]
@@ -155,6 +158,7 @@ class FederationView:
             authorization_policies=self.authz,
             peer_authentications=self.peer_authns,
             sidecars=self.sidecars,
+            service_entries=self.service_entries,
             trust_bundle_pem=self.bundle,
             lease_seconds=self.lease_seconds,
             cluster_crls=self.crls,
@@ -201,6 +205,7 @@ def federation_view(
         authz=authz,
         peer_authns=[p for p in policies if isinstance(p, PeerAuthentication)],
         sidecars=[p for p in policies if isinstance(p, IstioSidecar)],
+        service_entries=[p for p in policies if isinstance(p, ServiceEntry)],
         bundle=bundle,
         lease_seconds=max(1, int(lease_s)),
         crls=crls,

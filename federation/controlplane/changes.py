@@ -192,10 +192,13 @@ def diff(
 ) -> Change:
     """The :class:`Change` from ``before`` to ``after`` (``*_inputs``: their
     :func:`service_inputs`)."""
-    if dict(before.price_tables) != dict(after.price_tables) or dict(before.sidecars) != dict(
-        after.sidecars
+    if (
+        dict(before.price_tables) != dict(after.price_tables)
+        or dict(before.sidecars) != dict(after.sidecars)
+        or dict(before.service_entries) != dict(after.service_entries)
     ):
-        return EVERYTHING  # prices reach every decision; Sidecar scopes are rare and wide
+        # prices reach every decision; Sidecar scopes and ServiceEntries are rare and wide
+        return EVERYTHING
     services: set[ServiceKey] = set()
     exports: set[ServiceKey] = set()
     for key in before_inputs.keys() | after_inputs.keys():

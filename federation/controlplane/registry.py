@@ -20,6 +20,7 @@ from federation.model.istio_sidecar import IstioSidecar, sidecar_for
 from federation.model.peer_authentication import Enforced, PeerAuthentication, mtls_modes
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
+from federation.model.service_entry import ServiceEntry
 from federation.model.workload import WorkloadEntry
 from federation.sync.messages import RoutingPlan
 
@@ -63,6 +64,7 @@ class RegistryState:
             controller (:meth:`mtls_modes`).
         sidecars: Istio Sidecar resources by ``(namespace, name)``, from the controller
             (:meth:`egress_scope`).
+        service_entries: ServiceEntries by ``(namespace, name)``, from the controller.
         rtt_ms: measured round trip (ms) to other clusters' gateways, by cluster.
         plans: the controller's routing plans (cost mode ``optimize``) by ``(namespace,
             service, caller locality)``.
@@ -96,6 +98,9 @@ class RegistryState:
         default_factory=lambda: MappingProxyType({})
     )
     sidecars: Mapping[tuple[str, str], IstioSidecar] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    service_entries: Mapping[tuple[str, str], ServiceEntry] = field(
         default_factory=lambda: MappingProxyType({})
     )
     rtt_ms: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
@@ -302,6 +307,7 @@ def with_federation(
     export_conditions: Mapping[ServiceKey, tuple[str, str]] | None = None,
     peer_authentications: Iterable[PeerAuthentication] = (),
     sidecars: Iterable[IstioSidecar] = (),
+    service_entries: Iterable[ServiceEntry] = (),
 ) -> RegistryState:
     """``state`` with exactly these imports, federated exports, policies and export
     conditions (what the controller sent).
@@ -319,6 +325,7 @@ def with_federation(
     new_authz = _kept(state.authorization_policies, {p.key: p for p in authorization_policies})
     new_peer = _kept(state.peer_authentications, {p.key: p for p in peer_authentications})
     new_sidecars = _kept(state.sidecars, {s.key: s for s in sidecars})
+    new_entries = _kept(state.service_entries, {e.key: e for e in service_entries})
     new_plans = _kept(state.plans, {(p.namespace, p.service, p.caller_locality): p for p in plans})
     new_conditions = dict(export_conditions or {})
     if (
@@ -330,6 +337,7 @@ def with_federation(
         and new_authz == dict(state.authorization_policies)
         and new_peer == dict(state.peer_authentications)
         and new_sidecars == dict(state.sidecars)
+        and new_entries == dict(state.service_entries)
         and new_plans == dict(state.plans)
     ):
         return state
@@ -343,6 +351,7 @@ def with_federation(
         authorization_policies=MappingProxyType(new_authz),
         peer_authentications=MappingProxyType(new_peer),
         sidecars=MappingProxyType(new_sidecars),
+        service_entries=MappingProxyType(new_entries),
         plans=MappingProxyType(new_plans),
         export_conditions=MappingProxyType(new_conditions),
     )
@@ -414,6 +423,7 @@ class ServiceRegistry:
         export_conditions: Mapping[ServiceKey, tuple[str, str]] | None = None,
         peer_authentications: Iterable[PeerAuthentication] = (),
         sidecars: Iterable[IstioSidecar] = (),
+        service_entries: Iterable[ServiceEntry] = (),
     ) -> bool:
         """Install the controller's view (see :func:`with_federation`)."""
         state = with_federation(
@@ -427,6 +437,7 @@ class ServiceRegistry:
             export_conditions,
             peer_authentications,
             sidecars,
+            service_entries,
         )
         if state is self._state:
             return False

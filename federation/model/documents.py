@@ -34,6 +34,7 @@ from federation.model.istio_sidecar import IstioSidecar
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
+from federation.model.service_entry import ServiceEntry
 from federation.model.workload import WorkloadEntry
 
 #: (apiVersion, kind) -> model. Extended by later resource kinds.
@@ -54,6 +55,7 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
     **{(v, "VirtualService"): VirtualService for v in NETWORKING_VERSIONS},
     **{(v, "DestinationRule"): DestinationRule for v in NETWORKING_VERSIONS},
     **{(v, "Sidecar"): IstioSidecar for v in NETWORKING_VERSIONS},
+    **{(v, "ServiceEntry"): ServiceEntry for v in NETWORKING_VERSIONS},
 }
 
 
@@ -298,11 +300,12 @@ def _field_path(loc: Sequence[int | str]) -> str:
 def validation_problems(err: ValidationError, where: str) -> list[str]:
     """Each of pydantic's errors as ``<where>: <field.path>: <reason>``; a field the schema
     does not have as ``<where>: unknown field "<field.path>"`` (kubectl's strict decoding
-    says so; pydantic's "Extra inputs are not permitted" leaves the user to guess)."""
+    says so; pydantic's "Extra inputs are not permitted" leaves the user to guess); our
+    validators' reasons without pydantic's "Value error, " in front."""
     return [
         f'{where}: unknown field "{_field_path(e["loc"])}"'
         if e["type"] == "extra_forbidden"
-        else f"{where}: {_field_path(e['loc'])}: {e['msg']}"
+        else f"{where}: {_field_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
         for e in err.errors()
     ]
 

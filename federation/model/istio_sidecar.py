@@ -126,25 +126,40 @@ def sidecar_for(
     return min(found, key=lambda f: (f[0], f[1]))[2] if found else None
 
 
-def _name_matches(pattern: str, service: str, namespace: str) -> bool:
+def _visible(
+    sidecar: IstioSidecar | None, proxy_namespace: str, namespace: str, names: list[str]
+) -> bool:
+    """Whether something of ``namespace`` called by any of ``names`` is in the egress
+    scope ``sidecar`` gives a proxy of ``proxy_namespace``."""
+    if sidecar is None:
+        return True
+    for egress in sidecar.spec.egress:
+        for host in egress.hosts:
+            want_ns, _, pattern = host.partition("/")
+            ns = want_ns in ("*", namespace) or (want_ns == "." and namespace == proxy_namespace)
+            if ns and any(_dns_matches(pattern, n) for n in names):
+                return True
+    return False
+
+
+def _dns_matches(pattern: str, name: str) -> bool:
     if pattern == "*":
         return True
-    names = [f"{service}.{namespace}{suffix}" for suffix in _SUFFIXES]
     if pattern.startswith("*."):
-        return any(n.endswith(pattern[1:]) for n in names)
-    return pattern in names
+        return name.endswith(pattern[1:])
+    return pattern == name
 
 
 def in_scope(sidecar: IstioSidecar | None, proxy_namespace: str, service: tuple[str, str]) -> bool:
     """Whether service ``(namespace, name)`` is in the egress scope ``sidecar`` gives a proxy
     of ``proxy_namespace`` (every service without a Sidecar)."""
-    if sidecar is None:
-        return True
     ns, svc = service
-    for egress in sidecar.spec.egress:
-        for host in egress.hosts:
-            want_ns, _, name = host.partition("/")
-            ns_ok = want_ns == "*" or (want_ns == "." and ns == proxy_namespace) or want_ns == ns
-            if ns_ok and _name_matches(name, svc, ns):
-                return True
-    return False
+    return _visible(sidecar, proxy_namespace, ns, [f"{svc}.{ns}{s}" for s in _SUFFIXES])
+
+
+def host_in_scope(
+    sidecar: IstioSidecar | None, proxy_namespace: str, namespace: str, host: str
+) -> bool:
+    """Whether ServiceEntry host ``host``, of an entry in ``namespace``, is in the egress
+    scope ``sidecar`` gives a proxy of ``proxy_namespace``."""
+    return _visible(sidecar, proxy_namespace, namespace, [host])

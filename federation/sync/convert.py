@@ -24,6 +24,7 @@ from federation.model.locality import Locality
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import DirectEndpoint, ServiceImport
+from federation.model.service_entry import ServiceEntry
 from federation.sync.messages import (
     ChangeTrace,
     ClusterReport,
@@ -272,7 +273,12 @@ _POLICY_JSON_MAX = 20_000
 
 
 def policy_json(
-    doc: TrafficPolicy | PriceTable | AuthorizationPolicy | PeerAuthentication | IstioSidecar,
+    doc: TrafficPolicy
+    | PriceTable
+    | AuthorizationPolicy
+    | PeerAuthentication
+    | IstioSidecar
+    | ServiceEntry,
 ) -> str:
     """A policy document as sent (JSON, canonical: sorted keys, aliases, no nulls); models
     are treated as immutable once validated (their JSON is kept)."""
@@ -297,7 +303,8 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
         + [policy_json(p) for p in update.price_tables]
         + [policy_json(p) for p in update.authorization_policies]
         + [policy_json(p) for p in update.peer_authentications]
-        + [policy_json(p) for p in update.sidecars],
+        + [policy_json(p) for p in update.sidecars]
+        + [policy_json(p) for p in update.service_entries],
         trust_bundle_pem=update.trust_bundle_pem,
         lease_seconds=update.lease_seconds,
         cluster_crls=update.cluster_crls,
@@ -412,6 +419,7 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
         authorization_policies=[d for d in docs if isinstance(d, AuthorizationPolicy)],
         peer_authentications=[d for d in docs if isinstance(d, PeerAuthentication)],
         sidecars=[d for d in docs if isinstance(d, IstioSidecar)],
+        service_entries=[d for d in docs if isinstance(d, ServiceEntry)],
         trust_bundle_pem=message.trust_bundle_pem,
         lease_seconds=message.lease_seconds,
         cluster_crls=dict(message.cluster_crls),

@@ -41,6 +41,7 @@ from federation.model.documents import validate_documents
 from federation.model.istio_sidecar import IstioSidecar
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
+from federation.model.service_entry import ServiceEntry
 from federation.sync import convert
 from federation.sync.messages import ClusterReport, ControllerUpdate
 from federation.sync.proto import sync_pb2
@@ -50,7 +51,14 @@ PROTOCOL = 2
 #: Whole updates only (releases before protocol versions send 0, meaning this).
 WHOLE_UPDATES = 1
 
-Policy = TrafficPolicy | PriceTable | AuthorizationPolicy | PeerAuthentication | IstioSidecar
+Policy = (
+    TrafficPolicy
+    | PriceTable
+    | AuthorizationPolicy
+    | PeerAuthentication
+    | IstioSidecar
+    | ServiceEntry
+)
 
 
 class UpdateGapError(FederationError):
@@ -192,6 +200,7 @@ def _with_policies(update: ControllerUpdate, policies: dict[str, Policy]) -> Con
         authorization_policies=[d for d in docs if isinstance(d, AuthorizationPolicy)],
         peer_authentications=[d for d in docs if isinstance(d, PeerAuthentication)],
         sidecars=[d for d in docs if isinstance(d, IstioSidecar)],
+        service_entries=[d for d in docs if isinstance(d, ServiceEntry)],
     )
 
 

@@ -22,6 +22,7 @@ from federation.model.locality import LOCALITY_PART
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceImport
+from federation.model.service_entry import ServiceEntry
 from federation.model.workload import DNS_LABEL, Port, Protocol, check_address
 from federation.netaddr import parse_host_port
 
@@ -227,9 +228,9 @@ class ControllerUpdate:
         version: increases with every update the controller sends (any cluster).
         imports: the ServiceImports the cluster serves (replace the previous ones).
         exports: services the cluster must export besides its own ServiceExports.
-        policies / price_tables / authorization_policies / peer_authentications / sidecars:
-            every TrafficPolicy, PriceTable, AuthorizationPolicy, PeerAuthentication and
-            (Istio) Sidecar of the federation.
+        policies / price_tables / authorization_policies / peer_authentications / sidecars
+            / service_entries: every TrafficPolicy, PriceTable, AuthorizationPolicy,
+            PeerAuthentication, (Istio) Sidecar and ServiceEntry of the federation.
         trust_bundle_pem: the federation's trust bundle (PEM); empty keeps the current one.
         lease_seconds: the controller's heartbeat lease (s); 0 keeps the current one.
         cluster_crls: member cluster -> its CA's CRL (PEM), every member of the federation;
@@ -256,6 +257,7 @@ class ControllerUpdate:
     authorization_policies: list[AuthorizationPolicy] = field(default_factory=list)
     peer_authentications: list[PeerAuthentication] = field(default_factory=list)
     sidecars: list[IstioSidecar] = field(default_factory=list)
+    service_entries: list[ServiceEntry] = field(default_factory=list)
     trust_bundle_pem: bytes = b""
     lease_seconds: int = 0
     cluster_crls: dict[str, str] = field(default_factory=dict)

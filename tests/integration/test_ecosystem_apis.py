@@ -223,3 +223,37 @@ def test_an_istio_sidecar_resource_shrinks_the_proxys_cds_to_its_egress_hosts(fe
     finally:
         fed.meshfed("delete", "-f", "-", input_text=SIDECAR)
     wait_until(lambda: _outbound_hosts(fed.b_admin_port) == everything, 30, "scope lifted")
+
+
+def _service_entry(port: int) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: payments, namespace: demo}}
+spec:
+  hosts: [payments.example]
+  location: MESH_EXTERNAL
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: DNS
+  endpoints: [{{address: localhost, ports: {{http: {port}}}}}]
+"""
+
+
+def test_a_service_entry_makes_a_server_outside_the_mesh_reachable_by_name(fed) -> None:
+    """Proof: an HTTP server on loopback with no sidecar (outside the mesh) is reached by its
+    name through a's sidecar once a ServiceEntry names it (DNS resolution of its endpoint,
+    ``localhost``), and refused (Envoy's own 404, no route) without one."""
+    port = free_port()
+    start_echo(fed.procs, "outside", port, "none")
+    host = "payments.example"
+    assert get(fed.client_port, host)[0] == 404  # not in the registry: no route
+    entry = _service_entry(port)
+    fed.meshfed("apply", "-f", "-", input_text=entry)
+    try:
+        wait_until(lambda: get(fed.client_port, host)[0] == 200, 30, "the entry in force")
+        status, body, _ = get(fed.client_port, host)
+        assert status == 200 and body["name"] == "outside", body
+        assert body["xfcc"] == ""  # plain text: no client certificate, as MESH_EXTERNAL is
+    finally:
+        fed.meshfed("delete", "-f", "-", input_text=entry)
+    wait_until(lambda: get(fed.client_port, host)[0] == 404, 30, "the entry gone")

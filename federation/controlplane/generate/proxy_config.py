@@ -19,6 +19,7 @@ from federation.controlplane.generate import (
     capture,
     clusters,
     endpoints,
+    external,
     http_routes,
     listeners,
     rbac,
@@ -31,7 +32,7 @@ from federation.controlplane.generate.gateway import PassthroughRoute, gateway_l
 from federation.controlplane.generate.services import ServicePort
 from federation.controlplane.registry import RegistryState
 from federation.lb.decision import spill_for_grpc
-from federation.model.istio_sidecar import in_scope
+from federation.model.istio_sidecar import host_in_scope, in_scope
 from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
 from federation.model.workload import WorkloadEntry
@@ -271,9 +272,20 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         out[resource.LISTENER].append(
             listeners.outbound_listener(proxy.outbound_port, source, traced, telemetry)
         )
-    out[resource.ROUTE].append(
-        routes.outbound_route_config(http_ports, proxy.namespace, port_routes)
-    )
+    config = routes.outbound_route_config(http_ports, proxy.namespace, port_routes)
+    for entry in sorted(state.service_entries.values(), key=lambda e: e.key):
+        visible = [
+            h
+            for h in entry.spec.hosts
+            if host_in_scope(scope, proxy.namespace, entry.metadata.namespace, h)
+        ]
+        if visible:
+            scoped = entry.model_copy(
+                update={"spec": entry.spec.model_copy(update={"hosts": visible})}
+            )
+            out[resource.CLUSTER] += external.entry_clusters(scoped)
+            config.virtual_hosts.extend(external.entry_virtual_hosts(scoped))
+    out[resource.ROUTE].append(config)
     out[resource.LISTENER].extend(_tcp_upstreams(mesh, proxy, plans, source))
     if workload is not None:
         own = [

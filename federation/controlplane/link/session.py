@@ -221,6 +221,7 @@ class FederationLink:
             update.export_conditions,
             update.peer_authentications,
             update.sidecars,
+            update.service_entries,
         )
         self._on_crls(update.cluster_crls)
         self._on_cas(update.cluster_cas)
@@ -323,7 +324,8 @@ class FederationLink:
             + len(update.price_tables)
             + len(update.authorization_policies)
             + len(update.peer_authentications)
-            + len(update.sidecars),
+            + len(update.sidecars)
+            + len(update.service_entries),
         )
 
     def follow(self, update: ControllerUpdate) -> None:

@@ -1,0 +1,117 @@
+"""CDS and RDS for Istio ServiceEntries: services outside the mesh a sidecar may call by
+name (:mod:`federation.model.service_entry`). Pure.
+
+Per host and port, as Istio makes them: a cluster ``outbound|<port>||<host>``, plain text
+(MESH_EXTERNAL: no mTLS, no SVID), ``STRICT_DNS`` for ``resolution: DNS`` (every address
+the name resolves to is an endpoint), ``LOGICAL_DNS`` for ``DNS_ROUND_ROBIN`` (one address
+at a time), ``STATIC`` for ``STATIC``; its endpoints the entry's ``endpoints`` or, for DNS
+without endpoints, the host itself on the port's ``targetPort`` (else its number); HTTP/2
+upstream for ``HTTP2`` and ``GRPC``. A virtual host on the outbound route configuration
+answers ``<host>:<port>`` and, for the entry's first port, ``<host>``; its route has no
+timeout and meshfed's retries (connect failures, resets, 503) to another endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
+
+from federation.controlplane.generate.clusters import CONNECT_TIMEOUT_MS, HTTP_OPTIONS_KEY
+from federation.controlplane.generate.common import duration_ms, pack
+from federation.controlplane.generate.routes import retry_policy
+from federation.model.service_entry import EntryPort, ServiceEntry
+
+_DISCOVERY = {
+    "DNS": cluster_pb2.Cluster.DiscoveryType.STRICT_DNS,
+    "DNS_ROUND_ROBIN": cluster_pb2.Cluster.DiscoveryType.LOGICAL_DNS,
+    "STATIC": cluster_pb2.Cluster.DiscoveryType.STATIC,
+}
+
+
+def cluster_name(host: str, port: EntryPort) -> str:
+    """``outbound|<port>||<host>`` (Istio's naming)."""
+    return f"outbound|{port.number}||{host}"
+
+
+def _assignment(
+    name: str, targets: Iterable[tuple[str, int]]
+) -> endpoint_pb2.ClusterLoadAssignment:
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=name,
+        endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(
+                lb_endpoints=[
+                    endpoint_components_pb2.LbEndpoint(
+                        endpoint=endpoint_components_pb2.Endpoint(
+                            address=address_pb2.Address(
+                                socket_address=address_pb2.SocketAddress(
+                                    address=address, port_value=port
+                                )
+                            )
+                        )
+                    )
+                    for address, port in targets
+                ]
+            )
+        ],
+    )
+
+
+def entry_cluster(entry: ServiceEntry, host: str, port: EntryPort) -> cluster_pb2.Cluster:
+    """The cluster of ``host`` on ``port`` (see the module docstring)."""
+    name = cluster_name(host, port)
+    targets = entry.endpoints_for(port) or [(host, port.target_port or port.number)]
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=_DISCOVERY[entry.spec.resolution],
+        connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
+        lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,
+        load_assignment=_assignment(name, targets),
+    )
+    if entry.spec.resolution != "STATIC":
+        cluster.dns_lookup_family = cluster_pb2.Cluster.DnsLookupFamily.V4_PREFERRED
+    if port.protocol in ("HTTP2", "GRPC"):
+        options = hpo.HttpProtocolOptions(
+            explicit_http_config=hpo.HttpProtocolOptions.ExplicitHttpConfig(
+                http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+            )
+        )
+        cluster.typed_extension_protocol_options[HTTP_OPTIONS_KEY].CopyFrom(pack(options))
+    return cluster
+
+
+def entry_virtual_hosts(entry: ServiceEntry) -> list[rc.VirtualHost]:
+    """One virtual host per host and port of ``entry`` (see the module docstring)."""
+    out = []
+    for host in entry.spec.hosts:
+        for i, port in enumerate(entry.spec.ports):
+            domains = [f"{host}:{port.number}"] + ([host] if i == 0 else [])
+            out.append(
+                rc.VirtualHost(
+                    name=f"{host}:{port.number}",
+                    domains=domains,
+                    routes=[
+                        rc.Route(
+                            match=rc.RouteMatch(prefix="/"),
+                            route=rc.RouteAction(
+                                cluster=cluster_name(host, port),
+                                timeout=duration_ms(0),
+                                retry_policy=retry_policy(),
+                            ),
+                        )
+                    ],
+                )
+            )
+    return out
+
+
+def entry_clusters(entry: ServiceEntry) -> list[cluster_pb2.Cluster]:
+    """Every cluster of ``entry``: one per host and port."""
+    return [
+        entry_cluster(entry, host, port) for host in entry.spec.hosts for port in entry.spec.ports
+    ]

@@ -1,0 +1,106 @@
+"""Istio ServiceEntry (issue #40): the clusters and virtual hosts a sidecar gets for a
+service outside the mesh, a Sidecar's scope over them, and refusals by field."""
+
+from __future__ import annotations
+
+import pytest
+from envoy.config.cluster.v3 import cluster_pb2
+
+from federation.controlplane import resource
+from federation.controlplane.generate.proxy_config import generate
+from federation.controlplane.registry import ServiceRegistry
+from federation.errors import InvalidDocumentError
+from federation.model.documents import load_documents
+from federation.model.service_entry import ServiceEntry
+from tests.unit.controlplane.test_generators import MESH, _sidecar
+
+HEAD = "apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\n"
+
+
+def _entry(spec: str, name: str = "e") -> ServiceEntry:
+    [doc] = load_documents(HEAD + f"metadata: {{name: {name}, namespace: demo}}\nspec: {spec}\n")
+    assert isinstance(doc, ServiceEntry)
+    return doc
+
+
+def _out(*entries: ServiceEntry, sidecars=()):
+    registry = ServiceRegistry()
+    registry.set_federation([], [], service_entries=list(entries), sidecars=list(sidecars))
+    return generate(MESH, registry.state, _sidecar(ns="demo"))
+
+
+def test_dns_and_static_entries_become_plain_text_clusters_and_virtual_hosts() -> None:
+    dns = _entry(
+        "{hosts: [api.example.com], ports: [{number: 443, name: h2, protocol: HTTP2},"
+        " {number: 80, name: http, protocol: HTTP, targetPort: 8080}], resolution: DNS}"
+    )
+    static = _entry(
+        "{hosts: [db.example.com], ports: [{number: 80, name: http}], resolution: STATIC,"
+        " endpoints: [{address: 10.0.0.7, ports: {http: 9090}}, {address: 10.0.0.8}]}",
+        name="db",
+    )
+    out = _out(dns, static)
+    clusters = {c.name: c for c in out[resource.CLUSTER]}
+    h2 = clusters["outbound|443||api.example.com"]
+    assert h2.type == cluster_pb2.Cluster.DiscoveryType.STRICT_DNS
+    assert not h2.HasField("transport_socket") and not h2.transport_socket_matches  # no mTLS
+    assert (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        in h2.typed_extension_protocol_options
+    )
+    plain = clusters["outbound|80||api.example.com"]
+    [ep] = plain.load_assignment.endpoints[0].lb_endpoints
+    assert (
+        ep.endpoint.address.socket_address.address,
+        ep.endpoint.address.socket_address.port_value,
+    ) == ("api.example.com", 8080)
+    db = clusters["outbound|80||db.example.com"]
+    assert db.type == cluster_pb2.Cluster.DiscoveryType.STATIC
+    assert [
+        (e.endpoint.address.socket_address.address, e.endpoint.address.socket_address.port_value)
+        for e in db.load_assignment.endpoints[0].lb_endpoints
+    ] == [("10.0.0.7", 9090), ("10.0.0.8", 80)]
+    [routes] = out[resource.ROUTE]
+    vhosts = {v.name: list(v.domains) for v in routes.virtual_hosts}
+    assert vhosts["api.example.com:443"] == ["api.example.com:443", "api.example.com"]
+    assert vhosts["api.example.com:80"] == ["api.example.com:80"]
+
+
+def test_a_sidecar_scope_leaves_out_entries_it_does_not_name() -> None:
+    [scope] = load_documents(
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s, namespace: demo}\n"
+        "spec: {egress: [{hosts: ['./db.example.com']}]}\n"
+    )
+    entry = _entry(
+        "{hosts: [api.example.com, db.example.com], ports: [{number: 80, name: http}], resolution: DNS}"
+    )
+    names = [
+        c.name
+        for c in _out(entry, sidecars=[scope])[resource.CLUSTER]
+        if c.name.startswith("outbound|")
+    ]
+    assert names == ["outbound|80||db.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("{hosts: [a.example], ports: [{number: 80, name: http}]}", "resolution: not supported by meshfed yet: NONE"),
+        ("{hosts: [a.example], ports: [{number: 80, name: http}], resolution: DNS, location: MESH_INTERNAL}",
+         "location: not supported by meshfed yet: MESH_INTERNAL"),
+        ("{hosts: ['*.example'], ports: [{number: 80, name: http}], resolution: DNS}", "a DNS name without wildcards"),
+        ("{hosts: [a.example], ports: [{number: 5432, name: pg, protocol: TCP}], resolution: DNS}",
+         "spec.ports.0.protocol: not supported by meshfed yet: protocol 'TCP'"),
+        ("{hosts: [a.example], ports: [{number: 80, name: http}], resolution: STATIC}", "endpoints: required with resolution STATIC"),
+        ("{hosts: [a.example], ports: [{number: 80, name: http}], resolution: STATIC, endpoints: [{address: a.example}]}",
+         "must be an IP address with resolution STATIC"),
+        ("{hosts: [a.example], addresses: [10.0.0.1/32], ports: [{number: 80, name: http}], resolution: DNS}",
+         "spec.addresses: not supported by meshfed yet"),
+        ("{hosts: [echo.demo.svc.cluster.local], ports: [{number: 80, name: http}], resolution: DNS}",
+         "is a service of the mesh"),
+    ],
+)  # fmt: skip
+def test_what_meshfed_cannot_honour_is_refused_by_field(spec, expected) -> None:
+    with pytest.raises(InvalidDocumentError) as err:
+        _entry(spec)
+    assert expected in "\n".join(err.value.problems)
