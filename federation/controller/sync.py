@@ -36,7 +36,7 @@ from federation.sync.convert import (
     update_to_proto,
 )
 from federation.sync.identity import cluster_from_spiffe_path
-from federation.sync.messages import ClusterReport
+from federation.sync.messages import ClusterReport, ControllerUpdate
 from federation.sync.proto import sync_pb2, sync_pb2_grpc
 from federation.traffic import TrafficTable
 from trust import pki
@@ -88,6 +88,22 @@ class _RefusedReportError(FederationError):
     ) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _for_peer(
+    cluster: str, peer: int, update: ControllerUpdate, said: list[str]
+) -> tuple[sync_pb2.ControllerUpdate, list[str]]:
+    """``update`` as ``cluster``'s control plane (speaking protocol ``peer``) reads it
+    (:func:`federation.sync.delta.for_peer`), and what it left out -- logged unless it is
+    what was ``said`` for the previous update."""
+    whole, dropped = delta.for_peer(update_to_proto(update), peer)
+    if dropped and dropped != said:
+        log.warning(
+            "control plane %s speaks sync protocol %d: left out of its updates (upgrade it"
+            " to apply them): %s",
+            cluster, peer, ", ".join(dropped),
+        )  # fmt: skip
+    return whole, dropped
 
 
 class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
@@ -157,7 +173,6 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
     ) -> sync_pb2.ControllerUpdate:
         """``whole`` as sent: a delta on ``last`` (the stream's previous update, None for
         its first or for a control plane older than protocol 2), counted in the metrics."""
-        whole.protocol = delta.PROTOCOL
         message = delta.delta(last, whole) if last is not None else whole
         kind = "delta" if message.base_version else "whole"
         self._hub.metrics.update_messages.labels(kind).inc()
@@ -193,7 +208,8 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
         except _RefusedReportError as err:
             log.warning("sync stream of %s refused: %s", cluster, err)
             await context.abort(err.code, str(err))  # raises
-        incremental = delta.spoken(first.protocol) >= delta.PROTOCOL
+        peer = delta.spoken(first.protocol)
+        incremental = peer >= delta.INCREMENTAL
         queue = self._hub.attach(cluster)
         log.info("sync stream open: %s", cluster)
 
@@ -206,6 +222,7 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
 
         reader = asyncio.create_task(read())
         last: sync_pb2.ControllerUpdate | None = None  # the whole update sent last
+        last_dropped: list[str] = []  # what the previous update left out (said once)
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
@@ -221,7 +238,7 @@ class FederationSyncService(sync_pb2_grpc.FederationSyncServicer):
                 if isinstance(item, Closed):
                     code = grpc.StatusCode.UNAVAILABLE if item.retryable else None
                     await context.abort(code or grpc.StatusCode.PERMISSION_DENIED, item.reason)
-                whole = update_to_proto(item)
+                whole, last_dropped = _for_peer(cluster, peer, item, last_dropped)
                 yield self._outgoing(whole, last if incremental else None)
                 last = whole
         finally:

@@ -20,10 +20,12 @@ and the controller validates only the services a report brings (:func:`report_de
 
 Versions: each end sends the protocol it speaks (``ClusterReport.protocol``,
 ``ControllerUpdate.protocol``; 0 means a release from before versions, which speaks 1). A
-controller sends deltas only to a control plane that speaks 2, so releases on either side of
-this change understand each other; a control plane speaking a newer protocol than its
-controller, or an update from a newer protocol than the control plane reads, is refused
-with a message that says which side to upgrade (:func:`controller_refuses`,
+controller sends deltas only to a control plane that speaks 2 or later, and to one older
+than protocol 3 an update of its protocol without the kinds it cannot read
+(:data:`KIND_SINCE`, :func:`for_peer`; the controller logs what was left out), so releases
+on either side of these changes understand each other; a control plane speaking a newer
+protocol than its controller, or an update from a newer protocol than the control plane
+reads, is refused with a message that says which side to upgrade (:func:`controller_refuses`,
 :func:`control_plane_refuses`). Pure.
 """
 
@@ -46,10 +48,16 @@ from federation.sync import convert
 from federation.sync.messages import ClusterReport, ControllerUpdate
 from federation.sync.proto import sync_pb2
 
-#: The sync protocol this release speaks: 2, incremental updates.
-PROTOCOL = 2
+#: The sync protocol this release speaks: 3, incremental updates that may carry Istio's
+#: PeerAuthentication, Sidecar and ServiceEntry documents.
+PROTOCOL = 3
+#: Incremental updates (deltas on the stream's previous update).
+INCREMENTAL = 2
 #: Whole updates only (releases before protocol versions send 0, meaning this).
 WHOLE_UPDATES = 1
+#: Policy kinds a control plane reads from the protocol given on (older ones refuse an
+#: update that carries one: it is left out of theirs, :func:`for_peer`).
+KIND_SINCE = {"PeerAuthentication": 3, "Sidecar": 3, "ServiceEntry": 3}
 
 Policy = (
     TrafficPolicy
@@ -73,6 +81,32 @@ class ProtocolError(FederationError):
 def spoken(protocol: int) -> int:
     """The protocol a peer speaks from the field it sent (0: a release before versions)."""
     return protocol or WHOLE_UPDATES
+
+
+def for_peer(
+    whole: sync_pb2.ControllerUpdate, peer: int
+) -> tuple[sync_pb2.ControllerUpdate, list[str]]:
+    """``whole`` as a control plane speaking ``peer`` reads it: its ``protocol`` the lower
+    of the two, and the policy documents of kinds newer than ``peer`` left out (their
+    ``kind/namespace/name``, returned so the controller can say so). ``whole`` itself is
+    not changed."""
+    out = sync_pb2.ControllerUpdate()
+    out.CopyFrom(whole)
+    out.protocol = min(PROTOCOL, peer)
+    if peer >= max(KIND_SINCE.values()):
+        return out, []
+    kept, dropped = [], []
+    for text in whole.policies_json:
+        doc = json.loads(text)
+        kind = str(doc.get("kind", ""))
+        if KIND_SINCE.get(kind, 0) > peer:
+            meta = doc.get("metadata") or {}
+            dropped.append(f"{kind}/{meta.get('namespace', 'default')}/{meta.get('name')}")
+        else:
+            kept.append(text)
+    del out.policies_json[:]
+    out.policies_json.extend(kept)
+    return out, dropped
 
 
 def controller_refuses(cluster: str, report_protocol: int) -> str | None:

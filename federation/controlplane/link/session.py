@@ -280,7 +280,7 @@ class FederationLink:
                         self._tracker.reported(trace)
                 number += 1
                 message.report_version = number
-                speaks_delta = self._controller_protocol >= delta.PROTOCOL
+                speaks_delta = self._controller_protocol >= delta.INCREMENTAL
                 sent = delta.report_delta(whole, message) if whole and speaks_delta else message
                 whole = message
                 yield sent

@@ -174,6 +174,27 @@ def test_each_end_refuses_a_newer_protocol_naming_the_side_to_upgrade() -> None:
     assert refused is not None and "upgrade the control plane" in refused
 
 
+def test_a_protocol_2_control_plane_gets_its_protocol_without_the_kinds_it_cannot_read() -> None:
+    """A controller of this release and a control plane of the last one understand each
+    other: its updates say protocol 2 and leave out PeerAuthentication, Sidecar and
+    ServiceEntry (named, so the controller can log them); a protocol-3 one gets them."""
+    from federation.model.peer_authentication import PeerAuthentication
+
+    [peer_authn] = load_documents(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        "metadata: {name: default, namespace: demo}\nspec: {mtls: {mode: STRICT}}\n"
+    )
+    assert isinstance(peer_authn, PeerAuthentication)
+    update = replace(BASE, peer_authentications=[peer_authn])
+    old, dropped = delta_module.for_peer(update_to_proto(update), 2)
+    assert old.protocol == 2 and dropped == ["PeerAuthentication/demo/default"]
+    assert update_from_proto(old).peer_authentications == []
+    assert update_from_proto(old).policies == BASE.policies  # the rest is all there
+    new, dropped = delta_module.for_peer(update_to_proto(update), PROTOCOL)
+    assert new.protocol == PROTOCOL == 3 and dropped == []
+    assert update_from_proto(new).peer_authentications == [peer_authn]
+
+
 def _report(services: dict[str, int], version: int):
     from federation.sync.proto import sync_pb2
 
