@@ -9,7 +9,8 @@ stream, a full resync). Before the cut every update after a stream's first went 
 Protocol versions are checked on the wire, speaking for cluster ``b`` with its own control
 plane certificate: a control plane of a newer protocol is refused with FAILED_PRECONDITION
 and a message naming the side to upgrade; one from before protocol versions gets whole
-updates only; one speaking protocol 2 gets a delta after the first update.
+updates only; one speaking protocol 2 or 3 gets a delta after the first update, each in its
+own protocol.
 """
 
 from __future__ import annotations
@@ -252,4 +253,8 @@ def test_protocol_versions_are_bridged_or_refused_clearly(joined) -> None:
     new = _two_updates(controller, PROTOCOL)
     assert new[0].base_version == 0 and new[1].base_version == new[0].version
     assert len(new[1].policies_json) == 1  # only the policy just applied
-    assert all(u.protocol == PROTOCOL for u in old + new)
+    # each side is answered in its own protocol: a control plane of the release before the
+    # Istio kinds (protocol 2) still gets deltas
+    last = _two_updates(controller, 2)
+    assert last[1].base_version == last[0].version
+    assert [u.protocol for u in old + new + last] == [1, 1, PROTOCOL, PROTOCOL, 2, 2]
