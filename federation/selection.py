@@ -13,7 +13,8 @@ have::
     trafficpolicy | authorizationpolicy | pricetable (+s, +ies)  -> /v1/policies of that kind
     virtualservice | vs | destinationrule | dr (+s)    -> /v1/policies of that kind (as applied)
     peerauthentication | pa (+s)                       -> /v1/policies of that kind (as applied)
-    httproute(s) | sidecar(s) | serviceentry | se (+s) -> /v1/policies of that kind (as applied)
+    httproute(s) | grpcroute(s) | sidecar(s) | serviceentry | se (+s)
+                                                       -> /v1/policies of that kind (as applied)
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ _WORDS: dict[str, Kind] = {
     "peerauthentication": Kind("policies", "PeerAuthentication"),
     "pa": Kind("policies", "PeerAuthentication"),
     "httproute": Kind("policies", "HTTPRoute"),
+    "grpcroute": Kind("policies", "GRPCRoute"),
     "sidecar": Kind("policies", "Sidecar"),
     "serviceentry": Kind("policies", "ServiceEntry"),
     "se": Kind("policies", "ServiceEntry"),

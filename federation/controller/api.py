@@ -43,7 +43,7 @@ from federation.model.documents import (
     load_document_bytes,
     validation_problems,
 )
-from federation.model.gateway_api import HTTPRoute, route_warnings
+from federation.model.gateway_api import GRPCRoute, HTTPRoute, route_warnings
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
 from federation.openapi import DRY_RUN, Route, dry_run_requested, query_parameter
@@ -309,7 +309,7 @@ async def apply(request: web.Request) -> web.Response:
             trust_domain_warnings(m, ctx.trust_domain)
             if isinstance(m, AuthorizationPolicy)
             else route_warnings(m)
-            if isinstance(m, HTTPRoute)
+            if isinstance(m, HTTPRoute | GRPCRoute)
             else []
         )
     ]

@@ -30,9 +30,11 @@ from federation.errors import (
     NotFoundError,
     UnauthenticatedError,
 )
-from federation.model.gateway_api import HTTPRoute
+from federation.model.documents import validate_documents
+from federation.model.gateway_api import GRPCRoute, HTTPRoute, route_status
 from federation.model.istio_networking import DestinationRule, VirtualService
 from federation.model.istio_sidecar import IstioSidecar
+from federation.model.istio_translate import label
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
@@ -273,6 +275,7 @@ class FederationService:
                 | DestinationRule
                 | PeerAuthentication
                 | HTTPRoute
+                | GRPCRoute
                 | IstioSidecar
                 | ServiceEntry,
             )
@@ -374,8 +377,26 @@ class FederationService:
         ]
 
     def policies(self) -> list[dict[str, Any]]:
-        """Every stored policy document."""
-        return [d for k in POLICY_KINDS for d in self.store.documents(k)]
+        """Every stored policy document as applied; HTTPRoutes and GRPCRoutes with the
+        ``status`` Gateway API defines (:func:`federation.model.gateway_api.route_status`:
+        ``Accepted``, and ``ResolvedRefs`` against the services member clusters export)."""
+        docs = [d for k in POLICY_KINDS for d in self.store.documents(k)]
+        routes = [d for d in docs if d.get("kind") in ("HTTPRoute", "GRPCRoute")]
+        if not routes:
+            return docs
+        known = {(e.namespace, e.service) for e in self.hub.exports if e.condition == "Exported"}
+        models = self.hub.policies.read()
+        problems = effective_traffic_policies(models)[1]
+        out = []
+        for d in docs:
+            if d not in routes:
+                out.append(d)
+                continue
+            [model] = validate_documents([d], source="stored")
+            assert isinstance(model, HTTPRoute | GRPCRoute)
+            mine = [p.message for p in problems if label(model) in p.documents]
+            out.append({**d, "status": route_status(model, known, mine)})
+        return out
 
     def traffic(self, window_s: float, by: Sequence[str]) -> dict[str, Any]:
         """The federation's traffic over about the last ``window_s`` seconds, as the control

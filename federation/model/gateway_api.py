@@ -147,6 +147,55 @@ class RouteRule(_Strict):
     session_persistence: _NotYet = Field(default=None, alias="sessionPersistence")
 
 
+class GRPCMethodMatch(_Strict):
+    """``GRPCRoute`` ``matches[].method``: the service and/or the method (the RPC's path is
+    ``/<service>/<method>``)."""
+
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    service: str | None = None
+    method: str | None = None
+
+
+class GRPCRouteMatch(_Strict):
+    """``GRPCRoute`` ``rules[].matches[]``."""
+
+    method: GRPCMethodMatch | None = None
+    headers: list[NameMatch] | None = None
+
+
+class GRPCRouteRule(_Strict):
+    """``GRPCRoute`` ``rules[]`` (no timeouts in Gateway API's GRPCRoute)."""
+
+    name: str | None = None
+    matches: list[GRPCRouteMatch] | None = None
+    filters: list[RouteFilter] | None = None
+    backend_refs: list[BackendRef] | None = Field(default=None, alias="backendRefs")
+    session_persistence: _NotYet = Field(default=None, alias="sessionPersistence")
+
+    @property
+    def timeouts(self) -> None:
+        """GRPCRoute has none (the shared rule translation asks)."""
+        return None
+
+
+class GRPCRouteSpec(_Strict):
+    """``spec`` of a GRPCRoute."""
+
+    parent_refs: list[ParentReference] = Field(alias="parentRefs", min_length=1)
+    hostnames: list[str] | None = None
+    rules: list[GRPCRouteRule] | None = None
+
+
+class GRPCRoute(_Strict):
+    """A ``GRPCRoute`` document (``gateway.networking.k8s.io/v1``)."""
+
+    api_version: Literal["gateway.networking.k8s.io/v1"] = Field(alias="apiVersion")
+    kind: Literal["GRPCRoute"]
+    metadata: ObjectMeta
+    spec: GRPCRouteSpec
+    status: Any = Field(default=None, exclude=True)
+
+
 class HTTPRouteSpec(_Strict):
     """``spec`` of an HTTPRoute."""
 
@@ -168,7 +217,10 @@ class HTTPRoute(_Strict):
     status: Any = Field(default=None, exclude=True)
 
 
-def parent_service(route: HTTPRoute) -> tuple[str, str]:
+Route = HTTPRoute | GRPCRoute
+
+
+def parent_service(route: Route) -> tuple[str, str]:
     """``(namespace, service)`` of the route's one Service parent."""
     refs = route.spec.parent_refs
     if len(refs) != 1:
@@ -261,7 +313,35 @@ def _precedence(m: RouteMatch) -> tuple[int, int, int, int, int]:
     )
 
 
-def _rule_action(rule: RouteRule, parent: tuple[str, str], path: str) -> dict[str, Any]:
+def _grpc_match(m: GRPCRouteMatch) -> dict[str, Any]:
+    """A GRPCRoute match as a meshfed HTTP match on the RPC's path and metadata."""
+    out: dict[str, Any] = {}
+    method = m.method
+    if method is not None and (method.service or method.method):
+        if method.type == "Exact":
+            if method.service and method.method:
+                out["uri"] = {"exact": f"/{method.service}/{method.method}"}
+            elif method.service:
+                out["uri"] = {"prefix": f"/{method.service}/"}
+            else:
+                out["uri"] = {"regex": f"/[^/]+/{re.escape(str(method.method))}"}
+        else:
+            out["uri"] = {"regex": f"/{method.service or '[^/]+'}/{method.method or '[^/]+'}"}
+    kinds = {"Exact": "exact", "RegularExpression": "regex"}
+    if m.headers:
+        out["headers"] = {h.name.lower(): {kinds[h.type]: h.value} for h in m.headers}
+    return out
+
+
+def _grpc_precedence(m: GRPCRouteMatch) -> tuple[int, int, int, int, int]:
+    """GRPCRoute's order of matches: the longest service, then method, then most headers."""
+    method = m.method or GRPCMethodMatch()
+    return (-len(method.service or ""), -len(method.method or ""), -len(m.headers or []), 0, 0)
+
+
+def _rule_action(
+    rule: RouteRule | GRPCRouteRule, parent: tuple[str, str], path: str
+) -> dict[str, Any]:
     refs = rule.backend_refs or []
     if not refs:
         raise refused(
@@ -302,20 +382,32 @@ def _rule_action(rule: RouteRule, parent: tuple[str, str], path: str) -> dict[st
     return out
 
 
-def _policy(route: HTTPRoute, parent: tuple[str, str]) -> TrafficPolicy:
-    entries: list[tuple[tuple[int, int, int, int, int], int, RouteMatch, dict[str, Any]]] = []
+def _entries(
+    route: Route, parent: tuple[str, str]
+) -> list[tuple[Any, int, dict[str, Any], dict[str, Any]]]:
+    """``(precedence, rule index, meshfed match, action)`` of every match of ``route``."""
+    out: list[tuple[Any, int, dict[str, Any], dict[str, Any]]] = []
+    if isinstance(route, GRPCRoute):
+        for i, grpc_rule in enumerate(route.spec.rules or []):
+            action = _rule_action(grpc_rule, parent, f"spec.rules.{i}")
+            for g in grpc_rule.matches or [GRPCRouteMatch()]:
+                out.append((_grpc_precedence(g), i, _grpc_match(g), action))
+        return out
     for i, rule in enumerate(route.spec.rules or []):
         action = _rule_action(rule, parent, f"spec.rules.{i}")
         for m in rule.matches or [RouteMatch()]:
-            entries.append((_precedence(m), i, m, action))
+            out.append((_precedence(m), i, _match(m), action))
+    return out
+
+
+def _policy(route: Route, parent: tuple[str, str]) -> TrafficPolicy:
     http, seen = [], set()
-    for _, _, m, action in sorted(entries, key=lambda e: (e[0], e[1])):
-        match = _match(m)
+    for _, _, match, action in sorted(_entries(route, parent), key=lambda e: (e[0], e[1])):
         key = repr(sorted(match.items()))
         if key in seen:
             continue  # the same match in a later rule never wins
         seen.add(key)
-        http.append({**action, "match": [match]})
+        http.append({**action, "match": [match]} if match else action)
     raw = {
         "apiVersion": "meshfed.io/v1alpha1",
         "kind": "TrafficPolicy",
@@ -337,12 +429,12 @@ def _policy(route: HTTPRoute, parent: tuple[str, str]) -> TrafficPolicy:
 
 
 def translate_routes(documents: Sequence[BaseModel]) -> Translation:
-    """The TrafficPolicies the HTTPRoutes among ``documents`` make (other kinds skipped);
-    every problem collected, and a Service with one gets no policy."""
+    """The TrafficPolicies the HTTPRoutes and GRPCRoutes among ``documents`` make (other
+    kinds skipped); every problem collected, and a Service with one gets no policy."""
     result = Translation()
-    owners: dict[tuple[str, str], HTTPRoute] = {}
+    owners: dict[tuple[str, str], Route] = {}
     for doc in documents:
-        if not isinstance(doc, HTTPRoute):
+        if not isinstance(doc, HTTPRoute | GRPCRoute):
             continue
         try:
             parent = parent_service(doc)
@@ -350,8 +442,8 @@ def translate_routes(documents: Sequence[BaseModel]) -> Translation:
             if earlier is not None:
                 raise refused(
                     "spec.parentRefs.0",
-                    f"{global_name(parent)} already has {label(earlier)} (one HTTPRoute per"
-                    " Service in meshfed: edit that one)",
+                    f"{global_name(parent)} already has {label(earlier)} (one route document"
+                    " per Service in meshfed: edit that one)",
                 )
             policy = _policy(doc, parent)
         except TranslationError as err:
@@ -363,7 +455,7 @@ def translate_routes(documents: Sequence[BaseModel]) -> Translation:
     return result
 
 
-def route_warnings(route: HTTPRoute) -> list[str]:
+def route_warnings(route: Route) -> list[str]:
     """What applying ``route`` should tell its author (as kubectl prints warnings):
     ``parentRefs[].port`` and ``hostnames``, which meshfed does not narrow routes by."""
     out = [
@@ -377,3 +469,52 @@ def route_warnings(route: HTTPRoute) -> list[str]:
             "spec.hostnames: not used for a Service parent (GAMMA); callers name the Service"
         )
     return out
+
+
+#: ``status.parents[].controllerName`` meshfed writes (Gateway API: a domain-prefixed path).
+CONTROLLER_NAME = "meshfed.io/federation-controller"
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
+    return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message}
+
+
+def route_status(
+    route: Route, known: set[tuple[str, str]], problems: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The ``status`` Gateway API defines for a route, as meshfed holds it: per parent,
+    ``Accepted`` (False with reason ``UnsupportedValue`` and the ``problems`` that keep the
+    route from being a TrafficPolicy) and ``ResolvedRefs`` (False with ``BackendNotFound``
+    when a backend Service is not among ``known`` -- ``(namespace, service)`` exported by a
+    member cluster). Computed when read, so without ``observedGeneration`` and
+    ``lastTransitionTime``. Pure."""
+    missing: list[str] = []
+    namespace = route.metadata.namespace
+    for rule in route.spec.rules or []:
+        for ref in rule.backend_refs or []:
+            key = (ref.namespace or namespace, ref.name)
+            if key not in known and f"{key[0]}/{key[1]}" not in missing:
+                missing.append(f"{key[0]}/{key[1]}")
+    accepted = _condition(
+        "Accepted",
+        not problems,
+        "UnsupportedValue" if problems else "Accepted",
+        "; ".join(problems) or "the route is in force for every member cluster's callers",
+    )
+    resolved = _condition(
+        "ResolvedRefs",
+        not missing,
+        "BackendNotFound" if missing else "ResolvedRefs",
+        f"no member cluster exports {', '.join(missing)}"
+        if missing
+        else "every backend is exported",
+    )
+    parents = [
+        {
+            "parentRef": ref.model_dump(by_alias=True, exclude_none=True),
+            "controllerName": CONTROLLER_NAME,
+            "conditions": [accepted, resolved],
+        }
+        for ref in route.spec.parent_refs
+    ]
+    return {"parents": parents}

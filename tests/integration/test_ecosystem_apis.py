@@ -180,6 +180,11 @@ def test_a_gamma_httproute_sends_10_percent_to_the_canary_service(fed) -> None:
     assert route["spec"]["parentRefs"] == [
         {"name": "echo", "kind": "Service", "group": "", "port": 8080}
     ]
+    [parent] = route["status"]["parents"]  # Gateway API's route status, both backends found
+    assert {c["type"]: (c["status"], c["reason"]) for c in parent["conditions"]} == {
+        "Accepted": ("True", "Accepted"),
+        "ResolvedRefs": ("True", "ResolvedRefs"),
+    }
     table = fed.meshfed("explain", HOST, "--from", "a").stdout
     assert "10% service echo-canary.demo.svc.clusterset.local:8080" in table, table
     assert "HTTPRoute demo/echo-split" in table, table

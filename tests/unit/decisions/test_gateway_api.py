@@ -9,7 +9,7 @@ import pytest
 
 from federation.errors import InvalidDocumentError
 from federation.model.documents import load_documents
-from federation.model.gateway_api import HTTPRoute, route_warnings, translate_routes
+from federation.model.gateway_api import HTTPRoute, route_status, route_warnings, translate_routes
 from federation.model.translated import effective_traffic_policies
 
 SPLIT = (Path(__file__).parents[2] / "data" / "gateway-api" / "httproute-split.yaml").read_text()
@@ -105,3 +105,49 @@ def test_an_httproute_beside_a_virtualservice_for_one_service_is_a_conflict() ->
         "VirtualService demo/echo"
     ]
     assert "has both" in str(problems[0]) and "HTTPRoute demo/echo-split" in str(problems[0])
+
+
+def test_a_grpcroute_matches_the_rpc_path_longest_service_first() -> None:
+    [doc] = load_documents(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\n"
+        "metadata: {name: g, namespace: demo}\n"
+        f"spec: {{{PARENT}, rules: ["
+        "{backendRefs: [{name: echo, port: 9090}]},"
+        "{matches: [{method: {service: echo.v1.Echo, method: Say}},"
+        " {method: {service: echo.v1.Echo}, headers: [{name: X-Canary, value: '1'}]}],"
+        " backendRefs: [{name: echo-canary, port: 9090}]}"
+        "]}\n"
+    )
+    [policy] = translate_routes([doc]).policies.values()
+    described = [
+        (
+            r.match[0].uri.exact or r.match[0].uri.prefix if r.match else None,
+            bool(r.match and r.match[0].headers),
+        )
+        for r in policy.spec.http
+    ]
+    assert described == [
+        ("/echo.v1.Echo/Say", False),  # the longest service and method first
+        ("/echo.v1.Echo/", True),
+        (None, False),  # every RPC, last
+    ]
+    assert policy.spec.http[0].route[0].destination.host == "echo-canary.demo.svc.clusterset.local"
+
+
+def test_route_status_says_accepted_and_which_backends_no_cluster_exports() -> None:
+    [route] = load_documents(SPLIT)
+    assert isinstance(route, HTTPRoute)
+    [parent] = route_status(route, {("demo", "echo")})["parents"]
+    assert parent["parentRef"] == {"group": "", "kind": "Service", "name": "echo", "port": 8080}
+    conditions = {c["type"]: c for c in parent["conditions"]}
+    assert conditions["Accepted"]["status"] == "True"
+    resolved = conditions["ResolvedRefs"]
+    assert (resolved["status"], resolved["reason"]) == ("False", "BackendNotFound")
+    assert resolved["message"] == "no member cluster exports demo/echo-canary"
+    [parent] = route_status(route, {("demo", "echo"), ("demo", "echo-canary")}, ["bad"])["parents"]
+    accepted = parent["conditions"][0]
+    assert (accepted["status"], accepted["reason"], accepted["message"]) == (
+        "False",
+        "UnsupportedValue",
+        "bad",
+    )
