@@ -554,6 +554,8 @@ def _render_explain(data: dict[str, Any]) -> None:
 @click.option("--method", default="GET", show_default=True)
 @click.option("--path", default="/", show_default=True)
 @click.option("--port", type=int, default=None, help="Service or target port.  [default: all]")
+@click.option("-H", "--header", "headers", multiple=True, metavar="NAME:VALUE",
+              help="A request header (for 'when' conditions); repeatable.")  # fmt: skip
 @click.option("--controlplane", default=None, metavar="URL", help="[default: found for --at]")
 @controlplane_token_option
 @output_option(("table", "json", "yaml"))
@@ -564,6 +566,7 @@ def explain_authz_cmd(
     method: str,
     path: str,
     port: int | None,
+    headers: tuple[str, ...],
     controlplane: str | None,
     token: str | None,
     output: str,
@@ -587,7 +590,9 @@ def explain_authz_cmd(
             "method": method,
             "path": path,
             **({"port": str(port)} if port is not None else {}),
-        }
+            "header": [h.strip() for h in headers],
+        },
+        doseq=True,
     )
     data = call("GET", url, f"/v1/explain/authz?{query}", token=token)
     if output != "table":

@@ -375,6 +375,10 @@ async def explain_authz_handler(request: web.Request) -> web.Response:
             path=q.get("path", "/"),
             port=port,
             cluster=q.get("cluster") or None,
+            headers={
+                n.strip(): v.strip()
+                for n, _, v in (h.partition(":") for h in q.getall("header", []))
+            },
         )
     except NotFoundError as err:
         return _error(404, str(err))

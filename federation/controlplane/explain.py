@@ -195,6 +195,7 @@ def explain_authz(
     path: str = "/",
     port: int | None = None,
     cluster: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Whether a caller with SPIFFE ID ``principal`` (and an SVID of ``cluster``'s CA) may
     call each local workload of
@@ -203,6 +204,8 @@ def explain_authz(
 
     Args:
         port: a service or target port; None checks every port of each workload.
+        headers: the request's headers (lower-case names), for ``when`` conditions on
+            ``request.headers[...]``.
 
     Raises:
         NotFoundError: the service has no workload in this cluster.
@@ -221,7 +224,12 @@ def explain_authz(
             decision = evaluate(
                 policies,
                 Request(
-                    principal, (wp.port, wp.app_port), method=method, path=path, cluster=cluster
+                    principal,
+                    (wp.port, wp.app_port),
+                    method=method,
+                    path=path,
+                    cluster=cluster,
+                    headers={k.lower(): v for k, v in (headers or {}).items()},
                 ),
             )
             rows.append(

@@ -463,6 +463,14 @@ def test_an_allow_policy_with_a_when_on_a_header_lets_in_only_requests_that_carr
         assert statuses({"x-token": "open-sesame"}) == {200}
         assert statuses({"x-token": "open-nothing"}) == {403}  # notValues
         assert statuses({"x-token": "closed"}) == {403}
+
+        def explained(*header: str) -> set[str]:
+            out = _meshfed(home, "explain", "authz", "--from", "c/demo/frontend", "--to",
+                           "echo.demo", "--at", "a", *header, "-o", "json").stdout  # fmt: skip
+            return {r["decision"] for r in json.loads(out)["rows"]}
+
+        assert explained() == {"DENY"}  # explain says what the sidecars do
+        assert explained("-H", "x-token: open-sesame") == {"ALLOW"}
     finally:
         _meshfed(home, "delete", "-f", "-", input_text=AUTHZ_WHEN_HEADER)
     wait_until(lambda: statuses() == {200}, 20, "the policy gone")
