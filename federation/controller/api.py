@@ -44,6 +44,8 @@ from federation.model.documents import (
     validation_problems,
 )
 from federation.model.gateway_api import GRPCRoute, HTTPRoute, route_warnings
+from federation.model.istio_networking import VirtualService
+from federation.model.istio_translate import virtual_service_warnings
 from federation.model.locality import LocalityText
 from federation.netaddr import parse_host_port
 from federation.openapi import DRY_RUN, Route, dry_run_requested, query_parameter
@@ -310,6 +312,8 @@ async def apply(request: web.Request) -> web.Response:
             if isinstance(m, AuthorizationPolicy)
             else route_warnings(m)
             if isinstance(m, HTTPRoute | GRPCRoute)
+            else virtual_service_warnings(m)
+            if isinstance(m, VirtualService)
             else []
         )
     ]

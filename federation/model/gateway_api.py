@@ -181,7 +181,7 @@ class GRPCRouteRule(_Strict):
 class GRPCRouteSpec(_Strict):
     """``spec`` of a GRPCRoute."""
 
-    parent_refs: list[ParentReference] = Field(alias="parentRefs", min_length=1)
+    parent_refs: list[ParentReference] = Field(default_factory=list, alias="parentRefs")
     hostnames: list[str] | None = None
     rules: list[GRPCRouteRule] | None = None
 
@@ -199,7 +199,7 @@ class GRPCRoute(_Strict):
 class HTTPRouteSpec(_Strict):
     """``spec`` of an HTTPRoute."""
 
-    parent_refs: list[ParentReference] = Field(alias="parentRefs", min_length=1)
+    parent_refs: list[ParentReference] = Field(default_factory=list, alias="parentRefs")
     hostnames: list[str] | None = None
     rules: list[RouteRule] | None = None
 
@@ -221,16 +221,26 @@ Route = HTTPRoute | GRPCRoute
 
 
 def parent_service(route: Route) -> tuple[str, str]:
-    """``(namespace, service)`` of the route's one Service parent."""
+    """``(namespace, service)`` of the route's one parent: a Service or, as the MCS
+    convention for the clusterset service, a ServiceImport (meshfed's names are clusterset-wide:
+    the same)."""
     refs = route.spec.parent_refs
+    if not refs:
+        raise refused(
+            "spec.parentRefs",
+            'the route attaches to nothing: a mesh route names its Service (GAMMA: group "",'
+            " kind Service)",
+        )
     if len(refs) != 1:
-        raise refused("spec.parentRefs", f"one parent per HTTPRoute in meshfed (got {len(refs)})")
+        raise refused("spec.parentRefs", f"one parent per route in meshfed (got {len(refs)})")
     ref = refs[0]
-    if (ref.group or "") not in ("", "core") or ref.kind != "Service":
+    service_import = (ref.group, ref.kind) == (_MCS_GROUP, "ServiceImport")
+    if not service_import and ((ref.group or "") not in ("", "core") or ref.kind != "Service"):
         raise refused(
             "spec.parentRefs.0",
             f"not supported by meshfed: {ref.kind or 'Gateway'} parent: meshfed takes mesh"
-            ' routes (GAMMA: group "", kind Service); Gateways are not supported yet',
+            ' routes (GAMMA: group "", kind Service, or an MCS ServiceImport); Gateways are'
+            " not supported yet",
         )
     namespace = ref.namespace or route.metadata.namespace
     if namespace != route.metadata.namespace:
@@ -248,13 +258,13 @@ def _destination(ref: BackendRef, parent: tuple[str, str], path: str) -> dict[st
             "a backend in another namespace needs a ReferenceGrant, which is not supported yet",
         )
     kind, group = ref.kind or "Service", ref.group or ""
-    if (kind, group) == ("ServiceImport", _MCS_GROUP):
-        if ref.name != parent[1]:
-            raise refused(
-                path,
-                "a ServiceImport backend must be the parent Service's (its clusterset service)",
-            )
-        return {}
+    if (kind, group) == ("ServiceImport", _MCS_GROUP):  # a clusterset service
+        if ref.name == parent[1]:
+            return {}
+        return {
+            "host": global_name((parent[0], ref.name)),
+            **({"port": ref.port} if ref.port else {}),
+        }
     if (kind, group) not in (("Service", ""), ("Service", "core")):
         raise refused(
             path, f"not supported by meshfed: backend kind {kind!r} (Service or ServiceImport)"

@@ -40,7 +40,7 @@ def not_supported(reason: str = "") -> BeforeValidator:
     message = (
         f"not supported by meshfed: {reason}"
         if reason
-        else "not supported by meshfed yet (docs/policy.md lists the Istio fields it honours)"
+        else "not supported by meshfed yet (docs/policy.md lists the fields it honours)"
     )
 
     def refuse(value: Any) -> Any:
@@ -97,7 +97,7 @@ class Destination(_Strict):
     host: str = Field(min_length=1)
     subset: str | None = None
     port: Annotated[
-        Any, not_supported("a route applies to every HTTP port of its service; write no port")
+        Any, not_supported("a route applies to every port of its service; write no port")
     ] = None
 
 
@@ -118,7 +118,7 @@ class HTTPMatchRequest(_Strict):
     gateways: Annotated[list[str] | None, BeforeValidator(_only_mesh)] = None
     scheme: Unsupported = None
     authority: Unsupported = None
-    port: Annotated[Any, not_supported("a route applies to every HTTP port of its service")] = None
+    port: Annotated[Any, not_supported("a route applies to every port of its service")] = None
     source_labels: Annotated[
         Any,
         not_supported(

@@ -314,6 +314,26 @@ def _defined(
         )
 
 
+def _reachable(routes: list[HTTPRoute]) -> list[HTTPRoute]:
+    """``routes`` up to the first without ``match`` (it takes every request: the later ones
+    never match, in Istio as here; :func:`virtual_service_warnings` says so)."""
+    for i, route in enumerate(routes):
+        if not route.match:
+            return routes[: i + 1]
+    return routes
+
+
+def virtual_service_warnings(vs: VirtualService) -> list[str]:
+    """What applying ``vs`` should tell its author: routes after one that matches every
+    request, which never match (Istio accepts them too)."""
+    routes = vs.spec.http or []
+    kept = len(_reachable(routes))
+    return [
+        f"spec.http.{i}: never matches: spec.http.{kept - 1} matches every request"
+        for i in range(kept, len(routes))
+    ]
+
+
 def _vs_target(vs: VirtualService) -> Target:
     hosts = vs.spec.hosts
     if len(hosts) != 1:
@@ -426,7 +446,7 @@ def _policy(
             ns = vs.metadata.namespace
             spec["http"] = [
                 _http_route(r, target, ns, f"spec.http.{i}")
-                for i, r in enumerate(vs.spec.http or [])
+                for i, r in enumerate(_reachable(vs.spec.http or []))
             ]
             spec["tcp"] = [
                 _tcp_route(r, target, ns, f"spec.tcp.{i}") for i, r in enumerate(vs.spec.tcp or [])

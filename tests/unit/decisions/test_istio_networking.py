@@ -245,3 +245,19 @@ def test_a_translated_policy_is_a_trafficpolicy_every_generator_takes() -> None:
     assert problems == []
     assert all(isinstance(p, TrafficPolicy) for p in policies)
     assert len(policies) == 4
+
+
+def test_routes_after_one_that_matches_every_request_are_dropped_with_a_warning() -> None:
+    from federation.model.istio_networking import VirtualService
+    from federation.model.istio_translate import virtual_service_warnings
+
+    [doc] = load_documents(
+        VS + "spec: {hosts: [echo], http: [{route: [{destination: {host: echo}}]},"
+        " {match: [{uri: {prefix: /a}}], route: [{destination: {host: echo}}]}]}\n"
+    )
+    assert isinstance(doc, VirtualService)
+    [policy] = translate([doc]).policies.values()
+    assert len(policy.spec.http) == 1  # as in Istio: the second never matches
+    assert virtual_service_warnings(doc) == [
+        "spec.http.1: never matches: spec.http.0 matches every request"
+    ]
