@@ -96,9 +96,7 @@ class Destination(_Strict):
 
     host: str = Field(min_length=1)
     subset: str | None = None
-    port: Annotated[
-        Any, not_supported("a route applies to every port of its service; write no port")
-    ] = None
+    port: PortSelector | None = None
 
 
 class Percent(_Strict):

@@ -119,16 +119,23 @@ def _destination(d: IstioDestination, target: Target, ns: str, path: str) -> dic
     if named is None:
         raise refused(
             f"{path}.host",
-            f"{d.host!r} is not a service of the mesh (a ServiceEntry is not supported yet)",
+            f"{d.host!r} is not a service of the mesh (routes to ServiceEntry hosts are not"
+            " supported yet)",
         )
-    if named != target:
+    if d.port is not None and d.subset is not None:
+        raise refused(
+            f"{path}.port", "not supported by meshfed: a port with a subset (give one of them)"
+        )
+    if named != target or d.port is not None:
         if d.subset is not None:
             raise refused(
                 f"{path}.subset",
                 "a route to another service takes it whole in meshfed (its own"
                 " DestinationRule's subsets are not reachable from this route)",
             )
-        return {"host": global_name(named)}  # that service, whole, on the same port
+        # that service (or this one on another port), whole; no port: the same port number
+        port = {"port": d.port.number} if d.port is not None else {}
+        return {"host": global_name(named), **port}
     return _drop_none({"subset": d.subset})
 
 

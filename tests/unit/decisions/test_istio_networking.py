@@ -261,3 +261,23 @@ def test_routes_after_one_that_matches_every_request_are_dropped_with_a_warning(
     assert virtual_service_warnings(doc) == [
         "spec.http.1: never matches: spec.http.0 matches every request"
     ]
+
+
+def test_a_destination_port_sends_to_that_port_of_the_service_whole() -> None:
+    [doc] = load_documents(
+        VS
+        + "spec: {hosts: [echo], http: [{route: [{destination: {host: echo, port: {number: 9090}}}]}]}\n"
+    )
+    [policy] = translate([doc]).policies.values()
+    d = policy.spec.http[0].route[0].destination
+    assert (d.host, d.port, d.subset) == ("echo.demo.svc.clusterset.local", 9090, None)
+    [problem] = _problems(
+        VS + "spec: {hosts: [echo], http: [{route: [{destination: {host: echo, subset: v1,"
+        " port: {number: 9090}}}]}]}\n---\n"
+        + DR
+        + "spec: {host: echo, subsets: [{name: v1, labels: {v: a}}]}\n"
+    )
+    assert (
+        "spec.http.0.route.0.destination.port: not supported by meshfed: a port with a subset"
+        in problem
+    )
