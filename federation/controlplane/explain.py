@@ -18,7 +18,7 @@ from federation.lb.decision import Choice, priority_loads
 from federation.model.authz import Request, evaluate
 from federation.model.istio_translate import TRANSLATED_FROM
 from federation.model.locality import Locality
-from federation.model.policy import Destination, HTTPMatchRequest, TrafficPolicy
+from federation.model.policy import Destination, HTTPMatchRequest, HTTPRoute, TrafficPolicy
 from federation.sync.messages import RoutingPlan
 
 
@@ -110,11 +110,26 @@ def _destination(d: Destination) -> str:
     return ", ".join(parts) or "the service"
 
 
+def _headers_text(route: HTTPRoute) -> str:
+    """``request set x-a=1, remove x-b; response add x-c=2``."""
+    parts = []
+    for side in ("request", "response"):
+        ops = getattr(route.headers, side)
+        if ops is None:
+            continue
+        items = [f"set {k}={v}" for k, v in ops.set.items()]
+        items += [f"add {k}={v}" for k, v in ops.add.items()]
+        items += [f"remove {k}" for k in ops.remove]
+        if items:
+            parts.append(f"{side} {', '.join(items)}")
+    return "; ".join(parts)
+
+
 def routes_for(policy: TrafficPolicy, cluster: str) -> list[dict[str, Any]]:
     """The policy's ``http`` and ``tcp`` routes as a caller in ``cluster`` gets them, in order
     (routes for other callers' clusters left out): ``kind``, ``name``, ``match`` (one text per
     entry; "every request"), ``to`` (``"<percent>% <destination>"`` each), and ``timeoutMs``,
-    ``fault``, ``mirror`` when set."""
+    ``fault``, ``mirror``, ``headers`` when set."""
     out: list[dict[str, Any]] = []
     for i, route in enumerate(policy.spec.http):
         entries = [m for m in route.match if not m.source_clusters or cluster in m.source_clusters]
@@ -133,6 +148,8 @@ def routes_for(policy: TrafficPolicy, cluster: str) -> list[dict[str, Any]]:
         if route.mirror is not None:
             share = route.mirror_percentage.value if route.mirror_percentage else 100
             row["mirror"] = f"{share:g}% to {_destination(route.mirror)}"
+        if route.headers is not None:
+            row["headers"] = _headers_text(route)
         out.append(row)
     for i, tcp in enumerate(policy.spec.tcp):
         if tcp.applies_to(cluster):

@@ -6,6 +6,7 @@ sidecar forwarded (``x-forwarded-client-cert``), and the W3C ``traceparent`` it 
 traced mesh sets it), and ``bodyBytes``, the size of the request body it read. ``/healthz``
 answers 200. ``?delay_ms=N`` holds the answer N ms (at most 30 s), to test draining;
 ``?size=N`` adds ``pad``, N bytes of ``x`` (at most 1 MiB), to test byte counts.
+``?headers=1`` adds ``headers``: the ``x-*`` request headers it was sent.
 
 ``--fail-file PATH`` answers 500 to every request while that file exists (a chaos switch for
 tests of rollbacks). ``--access-log`` logs every request with its ``Host`` (mirrored
@@ -80,6 +81,18 @@ def make_app(
                 "host": request.host,
                 "xfcc": request.headers.get("x-forwarded-client-cert", ""),
                 "traceparent": request.headers.get("traceparent", ""),
+                # ?headers=1: the x-* headers it was sent (what a route's header operations set)
+                **(
+                    {
+                        "headers": {
+                            k.lower(): v
+                            for k, v in request.headers.items()
+                            if k.lower().startswith("x-") and k.lower() != "x-forwarded-client-cert"
+                        }
+                    }
+                    if request.query.get("headers")
+                    else {}
+                ),
                 "bodyBytes": len(body),
                 **({"pad": "x" * size} if size else {}),
             }

@@ -115,13 +115,33 @@ class RequestMirror(_Strict):
     fraction: Fraction | None = None
 
 
+class HeaderValue(_Strict):
+    """``HTTPHeader``: ``name`` and ``value``."""
+
+    name: str = Field(min_length=1)
+    value: str
+
+
+class HeaderModifier(_Strict):
+    """``RequestHeaderModifier`` / ``ResponseHeaderModifier``."""
+
+    set: list[HeaderValue] | None = None
+    add: list[HeaderValue] | None = None
+    remove: list[str] | None = None
+
+
 class RouteFilter(_Strict):
-    """``filters[]``: ``RequestMirror`` is honoured; the others are refused."""
+    """``filters[]``: ``RequestMirror`` and the header modifiers are honoured; the others
+    are refused."""
 
     type: str
     request_mirror: RequestMirror | None = Field(default=None, alias="requestMirror")
-    request_header_modifier: _NotYet = Field(default=None, alias="requestHeaderModifier")
-    response_header_modifier: _NotYet = Field(default=None, alias="responseHeaderModifier")
+    request_header_modifier: HeaderModifier | None = Field(
+        default=None, alias="requestHeaderModifier"
+    )
+    response_header_modifier: HeaderModifier | None = Field(
+        default=None, alias="responseHeaderModifier"
+    )
     request_redirect: _NotYet = Field(default=None, alias="requestRedirect")
     url_rewrite: _NotYet = Field(default=None, alias="urlRewrite")
     extension_ref: _NotYet = Field(default=None, alias="extensionRef")
@@ -373,11 +393,24 @@ def _rule_action(
             )
         except ValueError as err:
             raise refused(f"{path}.timeouts.request", str(err)) from err
+    headers: dict[str, Any] = {}
     for j, f in enumerate(rule.filters or []):
+        side, ops = {
+            "RequestHeaderModifier": ("request", f.request_header_modifier),
+            "ResponseHeaderModifier": ("response", f.response_header_modifier),
+        }.get(f.type, ("", None))
+        if ops is not None:
+            headers[side] = {
+                "set": {h.name.lower(): h.value for h in ops.set or []},
+                "add": {h.name.lower(): h.value for h in ops.add or []},
+                "remove": [n.lower() for n in ops.remove or []],
+            }
+            continue
         if f.type != "RequestMirror" or f.request_mirror is None:
             raise refused(
                 f"{path}.filters.{j}",
-                f"not supported by meshfed yet: filter {f.type!r} (RequestMirror is)",
+                f"not supported by meshfed yet: filter {f.type!r} (RequestMirror,"
+                " RequestHeaderModifier and ResponseHeaderModifier are)",
             )
         mirror = f.request_mirror
         out["mirror"] = _destination(
@@ -389,6 +422,8 @@ def _rule_action(
             }
         elif mirror.percent is not None:
             out["mirrorPercentage"] = {"value": mirror.percent}
+    if headers:
+        out["headers"] = headers
     return out
 
 

@@ -176,6 +176,21 @@ class HTTPFaultInjection(_Strict):
     abort: FaultAbort | None = None
 
 
+class HeaderOperations(_Strict):
+    """Istio ``Headers.HeaderOperations``."""
+
+    set: dict[str, str] | None = None
+    add: dict[str, str] | None = None
+    remove: list[str] | None = None
+
+
+class Headers(_Strict):
+    """Istio ``Headers``."""
+
+    request: HeaderOperations | None = None
+    response: HeaderOperations | None = None
+
+
 class HTTPRoute(_Strict):
     """Istio ``HTTPRoute``."""
 
@@ -194,7 +209,7 @@ class HTTPRoute(_Strict):
     delegate: Unsupported = None
     rewrite: Unsupported = None
     cors_policy: Unsupported = Field(default=None, alias="corsPolicy")
-    headers: Unsupported = None
+    headers: Headers | None = None
 
 
 class L4MatchAttributes(_Strict):

@@ -206,7 +206,29 @@ def _http_route(route: HTTPRoute, target: Target, ns: str, path: str) -> dict[st
         out["mirror"] = _destination(route.mirror, target, ns, f"{path}.mirror")
     if route.mirror_percentage is not None:
         out["mirrorPercentage"] = {"value": route.mirror_percentage.value}
+    if route.headers is not None:
+        out["headers"] = _drop_none(
+            {
+                side: _header_ops(ops)
+                for side, ops in (
+                    ("request", route.headers.request),
+                    ("response", route.headers.response),
+                )
+            }
+        )
     return _drop_none(out)
+
+
+def _header_ops(ops: Any) -> dict[str, Any] | None:
+    """Istio's (or Gateway API's, made alike) header operations with names lower-cased
+    (HTTP header names are case-insensitive; meshfed's are written lower-case)."""
+    if ops is None:
+        return None
+    return {
+        "set": {k.lower(): v for k, v in (ops.set or {}).items()},
+        "add": {k.lower(): v for k, v in (ops.add or {}).items()},
+        "remove": [k.lower() for k in ops.remove or []],
+    }
 
 
 def _tcp_route(route: TCPRoute, target: Target, ns: str, path: str) -> dict[str, Any]:

@@ -398,6 +398,47 @@ def _destinations(value: list[RouteDestination]) -> list[RouteDestination]:
     return value
 
 
+#: Headers a route may not set or remove: pseudo-headers and what the sidecars rely on.
+_RESERVED_HEADERS = (
+    "host",
+    "x-forwarded-client-cert",
+    "x-envoy-original-path",
+    "x-meshfed-served-by",
+)
+
+
+def _header_names(names: list[str]) -> list[str]:
+    for name in names:
+        if not _HEADER_NAME.match(name) or name.startswith(":"):
+            raise ValueError(f"{name!r} is not a lower-case HTTP header name")
+        if name in _RESERVED_HEADERS:
+            raise ValueError(f"{name!r} is set by the mesh: a route may not change it")
+    return names
+
+
+class HeaderOperations(_Strict):
+    """Istio ``Headers.HeaderOperations``: ``set`` (replace or add), ``add`` (append),
+    ``remove`` (Envoy ``HeaderValueOption`` OVERWRITE_IF_EXISTS_OR_ADD /
+    APPEND_IF_EXISTS_OR_ADD, ``*_headers_to_remove``)."""
+
+    set: dict[str, str] = Field(default_factory=dict)
+    add: dict[str, str] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names(self) -> HeaderOperations:
+        _header_names([*self.set, *self.add, *self.remove])
+        return self
+
+
+class Headers(_Strict):
+    """Istio ``Headers``: what a route changes in the request before it goes on and in the
+    response before the caller sees it."""
+
+    request: HeaderOperations | None = None
+    response: HeaderOperations | None = None
+
+
 class HTTPRoute(_Strict):
     """Istio ``HTTPRoute`` (see the module docstring). Routes are tried in order, the first
     whose ``match`` (any of its entries; none: every request) holds wins."""
@@ -410,6 +451,7 @@ class HTTPRoute(_Strict):
     fault: FaultInjection | None = None
     mirror: Destination | None = None
     mirror_percentage: Percent | None = Field(default=None, alias="mirrorPercentage")
+    headers: Headers | None = None
 
     @field_validator("route")
     @classmethod

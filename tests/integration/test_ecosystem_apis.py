@@ -262,3 +262,42 @@ def test_a_service_entry_makes_a_server_outside_the_mesh_reachable_by_name(fed) 
     finally:
         fed.meshfed("delete", "-f", "-", input_text=entry)
     wait_until(lambda: get(fed.client_port, host)[0] == 404, 30, "the entry gone")
+
+
+HEADERS_VS = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: demo}
+spec:
+  hosts: [echo]
+  http:
+  - headers:
+      request: {set: {X-Tenant: blue}, remove: [x-debug]}
+      response: {add: {x-mesh: meshfed}}
+    route: [{destination: {host: echo}}]
+"""
+
+
+def test_a_virtualservice_sets_and_removes_request_and_response_headers(fed) -> None:
+    """Istio's ``headers`` on a route: the app sees the header set and not the one removed,
+    the caller sees the response header added, and explain says so."""
+    fed.meshfed("apply", "-f", "-", input_text=HEADERS_VS)
+    try:
+
+        def seen() -> tuple[dict[str, str], dict[str, str]]:
+            status, body, headers = get(
+                fed.client_port, HOST, "/?headers=1", headers={"x-debug": "1"}
+            )
+            return (body.get("headers") or {}) if status == 200 else {}, headers
+
+        wait_until(lambda: seen()[0].get("x-tenant") == "blue", 30, "the header route")
+        sent, answered = seen()
+        assert sent.get("x-tenant") == "blue" and "x-debug" not in sent, sent
+        assert answered.get("x-mesh") == "meshfed", answered
+        table = fed.meshfed("explain", HOST, "--from", "a").stdout
+        assert (
+            "headers request set x-tenant=blue, remove x-debug; response add x-mesh=meshfed"
+            in table
+        )
+    finally:
+        fed.meshfed("delete", "-f", "-", input_text=HEADERS_VS)

@@ -21,6 +21,9 @@ How Istio's fields become Envoy's (docs/policy.md has the table):
   http_status``, each with ``percentage`` as a ``FractionalPercent`` per million.
 - ``mirror`` + ``mirrorPercentage``: ``request_mirror_policies`` (responses discarded by
   Envoy; the mirrored request's ``Host`` gets ``-shadow`` appended, as Envoy does).
+- ``headers``: the Route's ``request_headers_to_add`` / ``_to_remove`` and
+  ``response_headers_to_add`` / ``_to_remove`` (``set``: OVERWRITE_IF_EXISTS_OR_ADD,
+  ``add``: APPEND_IF_EXISTS_OR_ADD).
 
 After the policy's routes comes the default route (``prefix: /``, the ``split`` or the whole
 service) unless the last policy route matches every request.
@@ -42,6 +45,8 @@ from federation.controlplane.generate.routes import retry_policy, weighted_actio
 from federation.controlplane.generate.services import ServicePort
 from federation.model.policy import (
     Destination,
+    HeaderOperations,
+    Headers,
     HTTPMatchRequest,
     HTTPRoute,
     Percent,
@@ -206,11 +211,33 @@ def policy_routes(
         if not entries:
             continue  # for callers in other clusters only
         action = route_action(port, route, policy, subset)
-        out += _envoy_routes(route.name or f"http-{i}", entries, action, fault_config(route))
+        out += _envoy_routes(
+            route.name or f"http-{i}", entries, action, fault_config(route), headers=route.headers
+        )
         catch_all = catch_all or any(_matches_all(e) for e in entries)
     if not catch_all:
         out.append(rc.Route(name="default", match=rc.RouteMatch(prefix="/"), route=default))
     return out
+
+
+def _header_values(
+    ops: HeaderOperations | None,
+) -> tuple[list[base_pb2.HeaderValueOption], list[str]]:
+    """``(to add, to remove)`` of one side's header operations."""
+    if ops is None:
+        return [], []
+    set_, add = (
+        base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+        base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
+    )
+    options = [
+        base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=k, value=v), append_action=action
+        )
+        for values, action in ((ops.set, set_), (ops.add, add))
+        for k, v in sorted(values.items())
+    ]
+    return options, list(ops.remove)
 
 
 def _envoy_routes(
@@ -220,14 +247,21 @@ def _envoy_routes(
     fault: fault_pb2.HTTPFault | None,
     *,
     grpc: bool = False,
+    headers: Headers | None = None,
 ) -> list[rc.Route]:
     """One Envoy route per match entry of a policy route (``<name>.<j>`` when several)."""
+    request_add, request_remove = _header_values(headers.request if headers else None)
+    response_add, response_remove = _header_values(headers.response if headers else None)
     return [
         rc.Route(
             name=f"{name}.{j}" if len(entries) > 1 else name,
             match=route_match(entry, grpc=grpc),
             route=action,
             typed_per_filter_config={FAULT_FILTER: pack(fault)} if fault else {},
+            request_headers_to_add=request_add,
+            request_headers_to_remove=request_remove,
+            response_headers_to_add=response_add,
+            response_headers_to_remove=response_remove,
         )
         for j, entry in enumerate(entries)
     ]
@@ -272,12 +306,15 @@ def grpc_routes(
     path) and ``headers`` (metadata), destinations by member cluster with weights (gRFC A28),
     ``timeoutMs`` as ``max_stream_duration`` (A31) and ``fault`` (A33). Left out for gRPC:
     match entries with ``method`` or ``queryParams`` (gRPC has neither), routes to label
-    subsets or to other services (not generated for gRPC clients), and mirroring (not in
-    gRPC). The closing route is ``default``."""
+    subsets or to other services (not generated for gRPC clients), routes that change
+    headers (gRPC's xDS client does not), and mirroring (not in gRPC). The closing route is
+    ``default``."""
     out: list[rc.Route] = []
     catch_all = False
     for i, route in enumerate(policy.spec.http):
-        if any(d.destination.subset or d.destination.host for d in route.route):
+        if route.headers is not None or any(
+            d.destination.subset or d.destination.host for d in route.route
+        ):
             continue
         entries: list[HTTPMatchRequest | None] = (
             [

@@ -472,3 +472,32 @@ def test_a_route_to_another_service_weights_that_services_cluster() -> None:
         "  http: [{route: [{destination: {host: a.demo.svc.clusterset.local, subset: v1}}]}]\n"
     )
     assert "port goes with host" in _refused("  http: [{route: [{destination: {port: 80}}]}]\n")
+
+
+def test_header_operations_become_the_routes_header_fields() -> None:
+    [route, _default] = _routes(
+        """
+  http:
+  - match: [{uri: {prefix: /api}}]
+    headers:
+      request: {set: {x-tenant: blue}, add: {x-trace: "1"}, remove: [x-debug]}
+      response: {set: {x-mesh: meshfed}, remove: [server]}
+"""
+    )
+    from envoy.config.core.v3 import base_pb2
+
+    option = base_pb2.HeaderValueOption
+    added = [(h.header.key, h.header.value, h.append_action) for h in route.request_headers_to_add]
+    assert added == [
+        ("x-tenant", "blue", option.OVERWRITE_IF_EXISTS_OR_ADD),
+        ("x-trace", "1", option.APPEND_IF_EXISTS_OR_ADD),
+    ]
+    assert list(route.request_headers_to_remove) == ["x-debug"]
+    assert [h.header.key for h in route.response_headers_to_add] == ["x-mesh"]
+    assert list(route.response_headers_to_remove) == ["server"]
+    assert "set by the mesh" in _refused(
+        "  http: [{headers: {request: {set: {x-forwarded-client-cert: x}}}}]\n"
+    )
+    assert "lower-case HTTP header name" in _refused(
+        "  http: [{headers: {request: {remove: [':path']}}}]\n"
+    )

@@ -151,3 +151,17 @@ def test_route_status_says_accepted_and_which_backends_no_cluster_exports() -> N
         "UnsupportedValue",
         "bad",
     )
+
+
+def test_header_modifier_filters_become_header_operations() -> None:
+    [doc] = load_documents(
+        HEAD + f"spec: {{{PARENT}, rules: [{{filters: ["
+        "{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Tenant, value: blue}], remove: [X-Debug]}},"
+        "{type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: x-mesh, value: meshfed}]}}],"
+        " backendRefs: [{name: echo, port: 80}]}]}\n"
+    )
+    [policy] = translate_routes([doc]).policies.values()
+    headers = policy.spec.http[0].headers
+    assert headers is not None and headers.request is not None and headers.response is not None
+    assert (headers.request.set, headers.request.remove) == ({"x-tenant": "blue"}, ["x-debug"])
+    assert headers.response.add == {"x-mesh": "meshfed"}
