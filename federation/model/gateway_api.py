@@ -130,6 +130,31 @@ class HeaderModifier(_Strict):
     remove: list[str] | None = None
 
 
+class PathModifier(_Strict):
+    """``HTTPPathModifier``."""
+
+    type: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
+    replace_full_path: str | None = Field(default=None, alias="replaceFullPath")
+    replace_prefix_match: str | None = Field(default=None, alias="replacePrefixMatch")
+
+
+class URLRewrite(_Strict):
+    """``URLRewrite`` filter."""
+
+    hostname: str | None = None
+    path: PathModifier | None = None
+
+
+class RequestRedirect(_Strict):
+    """``RequestRedirect`` filter."""
+
+    scheme: Literal["http", "https"] | None = None
+    hostname: str | None = None
+    path: PathModifier | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    status_code: Literal[301, 302, 303, 307, 308] = Field(default=302, alias="statusCode")
+
+
 class RouteFilter(_Strict):
     """``filters[]``: ``RequestMirror`` and the header modifiers are honoured; the others
     are refused."""
@@ -142,8 +167,8 @@ class RouteFilter(_Strict):
     response_header_modifier: HeaderModifier | None = Field(
         default=None, alias="responseHeaderModifier"
     )
-    request_redirect: _NotYet = Field(default=None, alias="requestRedirect")
-    url_rewrite: _NotYet = Field(default=None, alias="urlRewrite")
+    request_redirect: RequestRedirect | None = Field(default=None, alias="requestRedirect")
+    url_rewrite: URLRewrite | None = Field(default=None, alias="urlRewrite")
     extension_ref: _NotYet = Field(default=None, alias="extensionRef")
     cors: _NotYet = None
 
@@ -369,21 +394,43 @@ def _grpc_precedence(m: GRPCRouteMatch) -> tuple[int, int, int, int, int]:
     return (-len(method.service or ""), -len(method.method or ""), -len(m.headers or []), 0, 0)
 
 
+def _path_rewrite(modifier: PathModifier, prefix: str | None, path: str) -> dict[str, Any]:
+    """A path modifier as meshfed's ``uriRegexRewrite``: ``ReplaceFullPath`` the whole path;
+    ``ReplacePrefixMatch`` the match's PathPrefix, by path segments as Gateway API says
+    (prefix ``/foo`` to ``/``: ``/foo/bar`` becomes ``/bar``; to ``/xyz``: ``/xyz/bar``)."""
+    if modifier.type == "ReplaceFullPath":
+        return {"match": "^.*$", "rewrite": modifier.replace_full_path or "/"}
+    if prefix is None:
+        raise refused(
+            f"{path}.type", "ReplacePrefixMatch needs the rule's match to be a PathPrefix"
+        )
+    stem = prefix.rstrip("/")
+    replacement = modifier.replace_prefix_match or "/"
+    if replacement.endswith("/"):
+        return {"match": f"^{re.escape(stem)}/?", "rewrite": replacement}
+    return {"match": f"^{re.escape(stem)}", "rewrite": replacement}
+
+
 def _rule_action(
-    rule: RouteRule | GRPCRouteRule, parent: tuple[str, str], path: str
+    rule: RouteRule | GRPCRouteRule,
+    parent: tuple[str, str],
+    path: str,
+    prefix: str | None = None,
 ) -> dict[str, Any]:
+    """One rule's action for a match whose PathPrefix is ``prefix`` (None: another kind)."""
     refs = rule.backend_refs or []
-    if not refs:
+    redirect = next((f.request_redirect for f in rule.filters or [] if f.request_redirect), None)
+    out: dict[str, Any] = {}
+    if redirect is None and not refs:
         raise refused(
             f"{path}.backendRefs", "required by meshfed (a rule without backends answers 500)"
         )
-    weights = _percentages([r.weight if r.weight is not None else 1 for r in refs])
-    out: dict[str, Any] = {
-        "route": [
+    if refs:
+        weights = _percentages([r.weight if r.weight is not None else 1 for r in refs])
+        out["route"] = [
             {"destination": _destination(r, parent, f"{path}.backendRefs.{i}"), "weight": w}
             for i, (r, w) in enumerate(zip(refs, weights, strict=True))
         ]
-    }
     if rule.name:
         out["name"] = rule.name
     if rule.timeouts is not None and rule.timeouts.request is not None:
@@ -395,6 +442,7 @@ def _rule_action(
             raise refused(f"{path}.timeouts.request", str(err)) from err
     headers: dict[str, Any] = {}
     for j, f in enumerate(rule.filters or []):
+        where = f"{path}.filters.{j}"
         side, ops = {
             "RequestHeaderModifier": ("request", f.request_header_modifier),
             "ResponseHeaderModifier": ("response", f.response_header_modifier),
@@ -405,23 +453,45 @@ def _rule_action(
                 "add": {h.name.lower(): h.value for h in ops.add or []},
                 "remove": [n.lower() for n in ops.remove or []],
             }
-            continue
-        if f.type != "RequestMirror" or f.request_mirror is None:
-            raise refused(
-                f"{path}.filters.{j}",
-                f"not supported by meshfed yet: filter {f.type!r} (RequestMirror,"
-                " RequestHeaderModifier and ResponseHeaderModifier are)",
-            )
-        mirror = f.request_mirror
-        out["mirror"] = _destination(
-            mirror.backend_ref, parent, f"{path}.filters.{j}.requestMirror.backendRef"
-        )
-        if mirror.fraction is not None:
-            out["mirrorPercentage"] = {
-                "value": 100 * mirror.fraction.numerator / mirror.fraction.denominator
+        elif f.type == "URLRewrite" and f.url_rewrite is not None:
+            rw = f.url_rewrite
+            out["rewrite"] = {
+                **({"authority": rw.hostname} if rw.hostname else {}),
+                **(
+                    {"uriRegexRewrite": _path_rewrite(rw.path, prefix, f"{where}.urlRewrite.path")}
+                    if rw.path
+                    else {}
+                ),
             }
-        elif mirror.percent is not None:
-            out["mirrorPercentage"] = {"value": mirror.percent}
+        elif f.type == "RequestRedirect" and f.request_redirect is not None:
+            rd = f.request_redirect
+            target: dict[str, Any] = {"redirectCode": rd.status_code}
+            target |= {"scheme": rd.scheme} if rd.scheme else {}
+            target |= {"authority": rd.hostname} if rd.hostname else {}
+            target |= {"port": rd.port} if rd.port else {}
+            if rd.path is not None:
+                target["uriRegexRewrite"] = _path_rewrite(
+                    rd.path, prefix, f"{where}.requestRedirect.path"
+                )
+            out["redirect"] = target
+            out.pop("route", None)  # a redirect answers: no backend is called
+        elif f.type == "RequestMirror" and f.request_mirror is not None:
+            mirror = f.request_mirror
+            out["mirror"] = _destination(
+                mirror.backend_ref, parent, f"{where}.requestMirror.backendRef"
+            )
+            if mirror.fraction is not None:
+                out["mirrorPercentage"] = {
+                    "value": 100 * mirror.fraction.numerator / mirror.fraction.denominator
+                }
+            elif mirror.percent is not None:
+                out["mirrorPercentage"] = {"value": mirror.percent}
+        else:
+            raise refused(
+                where,
+                f"not supported by meshfed yet: filter {f.type!r} (RequestHeaderModifier,"
+                " ResponseHeaderModifier, URLRewrite, RequestRedirect and RequestMirror are)",
+            )
     if headers:
         out["headers"] = headers
     return out
@@ -439,8 +509,10 @@ def _entries(
                 out.append((_grpc_precedence(g), i, _grpc_match(g), action))
         return out
     for i, rule in enumerate(route.spec.rules or []):
-        action = _rule_action(rule, parent, f"spec.rules.{i}")
         for m in rule.matches or [RouteMatch()]:
+            path = m.path or PathMatch()
+            prefix = path.value if path.type == "PathPrefix" else None
+            action = _rule_action(rule, parent, f"spec.rules.{i}", prefix)
             out.append((_precedence(m), i, _match(m), action))
     return out
 

@@ -191,6 +191,32 @@ class Headers(_Strict):
     response: HeaderOperations | None = None
 
 
+class RegexRewrite(_Strict):
+    """Istio ``RegexRewrite``."""
+
+    match: str
+    rewrite: str
+
+
+class HTTPRewrite(_Strict):
+    """Istio ``HTTPRewrite``."""
+
+    uri: str | None = None
+    authority: str | None = None
+    uri_regex_rewrite: RegexRewrite | None = Field(default=None, alias="uriRegexRewrite")
+
+
+class HTTPRedirect(_Strict):
+    """Istio ``HTTPRedirect``."""
+
+    uri: str | None = None
+    authority: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    derive_port: Unsupported = Field(default=None, alias="derivePort")
+    scheme: str | None = None
+    redirect_code: int | None = Field(default=None, alias="redirectCode")
+
+
 class HTTPRoute(_Strict):
     """Istio ``HTTPRoute``."""
 
@@ -204,10 +230,10 @@ class HTTPRoute(_Strict):
     mirror_percentage: Percent | None = Field(default=None, alias="mirrorPercentage")
     mirror_percent: Unsupported = Field(default=None, alias="mirrorPercent")
     mirrors: Annotated[Any, not_supported("one mirror per route (mirror)")] = None
-    redirect: Unsupported = None
+    redirect: HTTPRedirect | None = None
     direct_response: Unsupported = Field(default=None, alias="directResponse")
     delegate: Unsupported = None
-    rewrite: Unsupported = None
+    rewrite: HTTPRewrite | None = None
     cors_policy: Unsupported = Field(default=None, alias="corsPolicy")
     headers: Headers | None = None
 

@@ -145,21 +145,42 @@ def _weights(count: int, weights: Iterable[int | None]) -> list[int]:
 
 
 def _http_route(route: HTTPRoute, target: Target, ns: str, path: str) -> dict[str, Any]:
-    if not route.route:
-        raise refused(f"{path}.route", "required (at least one destination)")
-    weights = _weights(len(route.route), (r.weight for r in route.route))
-    out: dict[str, Any] = {
-        "name": route.name,
-        "route": [
+    out: dict[str, Any] = {"name": route.name}
+    if route.redirect is not None:
+        red = route.redirect
+        out["redirect"] = _drop_none(
+            {
+                "uri": red.uri,
+                "authority": red.authority,
+                "port": red.port,
+                "scheme": red.scheme,
+                "redirectCode": red.redirect_code,
+            }
+        )
+    elif not route.route:
+        raise refused(f"{path}.route", "required (at least one destination, or a redirect)")
+    else:
+        weights = _weights(len(route.route), (r.weight for r in route.route))
+        out["route"] = [
             {
                 "destination": _destination(
-                    r.destination, target, ns, f"{path}.route.{i}.destination"
+                    d.destination, target, ns, f"{path}.route.{i}.destination"
                 ),
                 "weight": w,
             }
-            for i, (r, w) in enumerate(zip(route.route, weights, strict=True))
-        ],
-    }
+            for i, (d, w) in enumerate(zip(route.route, weights, strict=True))
+        ]
+    if route.rewrite is not None:
+        rw = route.rewrite
+        out["rewrite"] = _drop_none(
+            {
+                "uri": rw.uri,
+                "authority": rw.authority,
+                "uriRegexRewrite": rw.uri_regex_rewrite.model_dump()
+                if rw.uri_regex_rewrite
+                else None,
+            }
+        )
     if route.match:
         out["match"] = [
             _drop_none(

@@ -439,6 +439,62 @@ class Headers(_Strict):
     response: HeaderOperations | None = None
 
 
+class RegexRewrite(_Strict):
+    """Istio ``RegexRewrite``: ``match`` (RE2) in the path replaced by ``rewrite`` (``\\1``
+    for groups), Envoy ``RegexMatchAndSubstitute``."""
+
+    match: str = Field(min_length=1)
+    rewrite: str
+
+    @field_validator("match")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"regex {value!r}: {err}") from err
+        return value
+
+
+class Rewrite(_Strict):
+    """Istio ``HTTPRewrite``: before the request goes on, ``uri`` replaces the matched path
+    prefix (or the exact path; Envoy ``prefix_rewrite``), or ``uriRegexRewrite`` rewrites the
+    path by a regex (``regex_rewrite``); ``authority`` replaces the Host
+    (``host_rewrite_literal``)."""
+
+    uri: str | None = None
+    uri_regex_rewrite: RegexRewrite | None = Field(default=None, alias="uriRegexRewrite")
+    authority: str | None = None
+
+    @model_validator(mode="after")
+    def _one_path(self) -> Rewrite:
+        if self.uri is not None and self.uri_regex_rewrite is not None:
+            raise ValueError("give uri or uriRegexRewrite, not both")
+        if self.uri is None and self.uri_regex_rewrite is None and self.authority is None:
+            raise ValueError("give uri, uriRegexRewrite or authority")
+        return self
+
+
+class Redirect(_Strict):
+    """Istio ``HTTPRedirect``: the caller's sidecar answers ``redirectCode`` (default 301)
+    with a ``Location`` whose path is ``uri`` (or the path rewritten by ``uriRegexRewrite``),
+    host ``authority``, ``port`` and ``scheme`` -- each kept from the request when not
+    given (Envoy ``RedirectAction``); nothing is sent to the service."""
+
+    uri: str | None = None
+    uri_regex_rewrite: RegexRewrite | None = Field(default=None, alias="uriRegexRewrite")
+    authority: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    scheme: Literal["http", "https"] | None = None
+    redirect_code: Literal[301, 302, 303, 307, 308] = Field(default=301, alias="redirectCode")
+
+    @model_validator(mode="after")
+    def _one_path(self) -> Redirect:
+        if self.uri is not None and self.uri_regex_rewrite is not None:
+            raise ValueError("give uri or uriRegexRewrite, not both")
+        return self
+
+
 class HTTPRoute(_Strict):
     """Istio ``HTTPRoute`` (see the module docstring). Routes are tried in order, the first
     whose ``match`` (any of its entries; none: every request) holds wins."""
@@ -452,6 +508,8 @@ class HTTPRoute(_Strict):
     mirror: Destination | None = None
     mirror_percentage: Percent | None = Field(default=None, alias="mirrorPercentage")
     headers: Headers | None = None
+    rewrite: Rewrite | None = None
+    redirect: Redirect | None = None
 
     @field_validator("route")
     @classmethod
@@ -462,6 +520,17 @@ class HTTPRoute(_Strict):
     def _mirror(self) -> HTTPRoute:
         if self.mirror_percentage is not None and self.mirror is None:
             raise ValueError("mirrorPercentage needs mirror")
+        if self.redirect is not None and (
+            self.rewrite is not None or self.mirror is not None or self.fault is not None
+        ):
+            raise ValueError("a redirect answers the caller: no rewrite, mirror or fault with it")
+        if self.rewrite is not None and self.rewrite.uri is not None:
+            regex = [i for i, m in enumerate(self.match) if m.uri is not None and m.uri.regex]
+            if regex:
+                raise ValueError(
+                    f"rewrite.uri replaces a matched prefix or path, and match[{regex[0]}]"
+                    " matches a regex: use rewrite.uriRegexRewrite"
+                )
         return self
 
 

@@ -301,3 +301,34 @@ def test_a_virtualservice_sets_and_removes_request_and_response_headers(fed) -> 
         )
     finally:
         fed.meshfed("delete", "-f", "-", input_text=HEADERS_VS)
+
+
+REWRITE_VS = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: demo}
+spec:
+  hosts: [echo]
+  http:
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new, redirectCode: 308}
+  - match: [{uri: {prefix: /v1/}}]
+    rewrite: {uri: /v2/}
+    route: [{destination: {host: echo}}]
+  - route: [{destination: {host: echo}}]
+"""
+
+
+def test_a_virtualservice_redirects_and_rewrites(fed) -> None:
+    """Istio's ``redirect`` (answered by the caller's sidecar, nothing reaches the app) and
+    ``rewrite`` (the app sees the rewritten path)."""
+    fed.meshfed("apply", "-f", "-", input_text=REWRITE_VS)
+    try:
+        wait_until(lambda: get(fed.client_port, HOST, "/old/x")[0] == 308, 30, "the redirect")
+        status, _, headers = get(fed.client_port, HOST, "/old/x")
+        assert status == 308 and headers.get("location", "").endswith("/new"), headers
+        status, body, _ = get(fed.client_port, HOST, "/v1/items?a=1")
+        assert status == 200 and body["path"] == "/v2/items", body
+        assert get(fed.client_port, HOST, "/other")[1]["path"] == "/other"
+    finally:
+        fed.meshfed("delete", "-f", "-", input_text=REWRITE_VS)

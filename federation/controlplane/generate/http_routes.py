@@ -21,6 +21,11 @@ How Istio's fields become Envoy's (docs/policy.md has the table):
   http_status``, each with ``percentage`` as a ``FractionalPercent`` per million.
 - ``mirror`` + ``mirrorPercentage``: ``request_mirror_policies`` (responses discarded by
   Envoy; the mirrored request's ``Host`` gets ``-shadow`` appended, as Envoy does).
+- ``rewrite``: ``prefix_rewrite`` (``uri``), ``regex_rewrite`` (``uriRegexRewrite``),
+  ``host_rewrite_literal`` (``authority``) on the route's action.
+- ``redirect``: the Route answers with a ``RedirectAction`` (``path_redirect`` or
+  ``regex_rewrite``, ``host_redirect``, ``port_redirect``, ``scheme_redirect``,
+  ``response_code``) instead of routing.
 - ``headers``: the Route's ``request_headers_to_add`` / ``_to_remove`` and
   ``response_headers_to_add`` / ``_to_remove`` (``set``: OVERWRITE_IF_EXISTS_OR_ADD,
   ``add``: APPEND_IF_EXISTS_OR_ADD).
@@ -50,6 +55,8 @@ from federation.model.policy import (
     HTTPMatchRequest,
     HTTPRoute,
     Percent,
+    Redirect,
+    RegexRewrite,
     StringMatch,
     TrafficPolicy,
 )
@@ -171,6 +178,14 @@ def route_action(
     action = weighted_action([(subset(d.destination), d.weight) for d in route.route])
     action.timeout.CopyFrom(duration_ms(route.timeout_ms or spec.timeout_ms or 0))
     action.retry_policy.CopyFrom(retry_policy(route.retries or spec.retries))
+    rewrite = route.rewrite
+    if rewrite is not None:
+        if rewrite.uri is not None:
+            action.prefix_rewrite = rewrite.uri
+        if rewrite.uri_regex_rewrite is not None:
+            action.regex_rewrite.CopyFrom(_substitute(rewrite.uri_regex_rewrite))
+        if rewrite.authority is not None:
+            action.host_rewrite_literal = rewrite.authority
     if route.mirror is not None:
         action.request_mirror_policies.append(
             rc.RouteAction.RequestMirrorPolicy(
@@ -181,6 +196,37 @@ def route_action(
             )
         )
     return action
+
+
+def _substitute(rewrite: RegexRewrite) -> regex_pb2.RegexMatchAndSubstitute:
+    return regex_pb2.RegexMatchAndSubstitute(
+        pattern=regex_pb2.RegexMatcher(regex=rewrite.match), substitution=rewrite.rewrite
+    )
+
+
+_REDIRECT_CODES = {
+    301: rc.RedirectAction.RedirectResponseCode.MOVED_PERMANENTLY,
+    302: rc.RedirectAction.RedirectResponseCode.FOUND,
+    303: rc.RedirectAction.RedirectResponseCode.SEE_OTHER,
+    307: rc.RedirectAction.RedirectResponseCode.TEMPORARY_REDIRECT,
+    308: rc.RedirectAction.RedirectResponseCode.PERMANENT_REDIRECT,
+}
+
+
+def redirect_action(redirect: Redirect) -> rc.RedirectAction:
+    """A route's ``redirect`` as Envoy's ``RedirectAction``."""
+    out = rc.RedirectAction(response_code=_REDIRECT_CODES[redirect.redirect_code])
+    if redirect.uri is not None:
+        out.path_redirect = redirect.uri
+    if redirect.uri_regex_rewrite is not None:
+        out.regex_rewrite.CopyFrom(_substitute(redirect.uri_regex_rewrite))
+    if redirect.authority is not None:
+        out.host_redirect = redirect.authority
+    if redirect.port is not None:
+        out.port_redirect = redirect.port
+    if redirect.scheme is not None:
+        out.scheme_redirect = redirect.scheme
+    return out
 
 
 def policy_routes(
@@ -210,7 +256,11 @@ def policy_routes(
         )
         if not entries:
             continue  # for callers in other clusters only
-        action = route_action(port, route, policy, subset)
+        action: rc.RouteAction | rc.RedirectAction = (
+            redirect_action(route.redirect)
+            if route.redirect is not None
+            else route_action(port, route, policy, subset)
+        )
         out += _envoy_routes(
             route.name or f"http-{i}", entries, action, fault_config(route), headers=route.headers
         )
@@ -243,7 +293,7 @@ def _header_values(
 def _envoy_routes(
     name: str,
     entries: Sequence[HTTPMatchRequest | None],
-    action: rc.RouteAction,
+    action: rc.RouteAction | rc.RedirectAction,
     fault: fault_pb2.HTTPFault | None,
     *,
     grpc: bool = False,
@@ -256,7 +306,9 @@ def _envoy_routes(
         rc.Route(
             name=f"{name}.{j}" if len(entries) > 1 else name,
             match=route_match(entry, grpc=grpc),
-            route=action,
+            **(
+                {"redirect": action} if isinstance(action, rc.RedirectAction) else {"route": action}
+            ),
             typed_per_filter_config={FAULT_FILTER: pack(fault)} if fault else {},
             request_headers_to_add=request_add,
             request_headers_to_remove=request_remove,
@@ -307,13 +359,16 @@ def grpc_routes(
     ``timeoutMs`` as ``max_stream_duration`` (A31) and ``fault`` (A33). Left out for gRPC:
     match entries with ``method`` or ``queryParams`` (gRPC has neither), routes to label
     subsets or to other services (not generated for gRPC clients), routes that change
-    headers (gRPC's xDS client does not), and mirroring (not in gRPC). The closing route is
-    ``default``."""
+    headers, rewrite or redirect (gRPC's xDS client does not), and mirroring (not in gRPC).
+    The closing route is ``default``."""
     out: list[rc.Route] = []
     catch_all = False
     for i, route in enumerate(policy.spec.http):
-        if route.headers is not None or any(
-            d.destination.subset or d.destination.host for d in route.route
+        if (
+            route.headers is not None
+            or route.rewrite is not None
+            or route.redirect is not None
+            or any(d.destination.subset or d.destination.host for d in route.route)
         ):
             continue
         entries: list[HTTPMatchRequest | None] = (

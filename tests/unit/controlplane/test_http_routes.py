@@ -501,3 +501,36 @@ def test_header_operations_become_the_routes_header_fields() -> None:
     assert "lower-case HTTP header name" in _refused(
         "  http: [{headers: {request: {remove: [':path']}}}]\n"
     )
+
+
+def test_rewrites_and_redirects_become_envoy_route_fields() -> None:
+    moved, rewritten, regex, default = _routes(
+        """
+  http:
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new, authority: echo.example, port: 8443, scheme: https, redirectCode: 307}
+  - match: [{uri: {prefix: /v1}}]
+    rewrite: {uri: /v2, authority: echo-v2}
+  - match: [{uri: {regex: "/r/.*"}}]
+    rewrite: {uriRegexRewrite: {match: "^/r/", rewrite: "/"}}
+"""
+    )
+    r = moved.redirect
+    assert (r.path_redirect, r.host_redirect, r.port_redirect, r.scheme_redirect) == (
+        "/new", "echo.example", 8443, "https",
+    )  # fmt: skip
+    from envoy.config.route.v3 import route_components_pb2 as rc
+
+    assert r.response_code == rc.RedirectAction.TEMPORARY_REDIRECT
+    assert not moved.HasField("route")
+    assert rewritten.route.prefix_rewrite == "/v2"
+    assert rewritten.route.host_rewrite_literal == "echo-v2"
+    assert regex.route.regex_rewrite.pattern.regex == "^/r/"
+    assert regex.route.regex_rewrite.substitution == "/"
+    assert default.name == "default"
+    assert "use rewrite.uriRegexRewrite" in _refused(
+        "  http: [{match: [{uri: {regex: /a.*}}], rewrite: {uri: /b}}]\n"
+    )
+    assert "no rewrite, mirror or fault with it" in _refused(
+        "  http: [{redirect: {uri: /x}, rewrite: {uri: /y}}]\n"
+    )

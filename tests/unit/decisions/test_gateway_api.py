@@ -81,8 +81,11 @@ def test_matches_are_ordered_as_gateway_api_orders_them_not_as_written() -> None
          "spec.rules.0.backendRefs.0.namespace: a backend in another namespace needs a ReferenceGrant"),
         (f"{{{PARENT}, rules: [{{backendRefs: [{{name: b}}]}}]}}", "spec.rules.0.backendRefs.0.port: required"),
         (f"{{{PARENT}, rules: [{{backendRefs: [{{name: echo, port: 80, weight: 0}}]}}]}}", "every weight is 0"),
-        (f"{{{PARENT}, rules: [{{filters: [{{type: URLRewrite, urlRewrite: {{}}}}], backendRefs: [{{name: echo, port: 80}}]}}]}}",
-         "spec.rules.0.filters.0.urlRewrite: not supported by meshfed yet"),
+        (f"{{{PARENT}, rules: [{{filters: [{{type: CORS, cors: {{}}}}], backendRefs: [{{name: echo, port: 80}}]}}]}}",
+         "spec.rules.0.filters.0.cors: not supported by meshfed yet"),
+        (f"{{{PARENT}, rules: [{{matches: [{{path: {{type: Exact, value: /a}}}}], filters: [{{type: URLRewrite,"
+         " urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /b}}}], backendRefs: [{name: echo, port: 80}]}]}",
+         "ReplacePrefixMatch needs the rule's match to be a PathPrefix"),
     ],
 )  # fmt: skip
 def test_what_meshfed_cannot_honour_is_refused_by_field(spec, expected) -> None:
@@ -165,3 +168,37 @@ def test_header_modifier_filters_become_header_operations() -> None:
     assert headers is not None and headers.request is not None and headers.response is not None
     assert (headers.request.set, headers.request.remove) == ({"x-tenant": "blue"}, ["x-debug"])
     assert headers.response.add == {"x-mesh": "meshfed"}
+
+
+def test_url_rewrite_and_redirect_filters() -> None:
+    [doc] = load_documents(
+        HEAD + f"spec: {{{PARENT}, rules: ["
+        "{matches: [{path: {type: PathPrefix, value: /old}}], filters: [{type: RequestRedirect,"
+        " requestRedirect: {scheme: https, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}, statusCode: 301}}]},"
+        "{matches: [{path: {type: PathPrefix, value: /api/}}], filters: [{type: URLRewrite,"
+        " urlRewrite: {hostname: api.internal, path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}],"
+        " backendRefs: [{name: echo, port: 80}]}]}\n"
+    )
+    [policy] = translate_routes([doc]).policies.values()
+    by_uri = {
+        r.match[0].uri.regex: r
+        for r in policy.spec.http
+        if r.match and r.match[0].uri and r.match[0].uri.regex
+    }
+    moved = by_uri["/old(/.*)?"]
+    assert moved.redirect is not None and moved.redirect.redirect_code == 301
+    assert moved.redirect.scheme == "https"
+    assert moved.redirect.uri_regex_rewrite is not None
+    assert (moved.redirect.uri_regex_rewrite.match, moved.redirect.uri_regex_rewrite.rewrite) == (
+        "^/old",
+        "/new",
+    )
+    api = by_uri["/api(/.*)?"]
+    assert api.rewrite is not None and api.rewrite.authority == "api.internal"
+    assert api.rewrite.uri_regex_rewrite is not None
+    pattern = api.rewrite.uri_regex_rewrite
+    assert (pattern.match, pattern.rewrite) == ("^/api/?", "/")
+    import re as _re
+
+    assert _re.sub(pattern.match, pattern.rewrite, "/api/users", count=1) == "/users"
+    assert _re.sub(pattern.match, pattern.rewrite, "/api", count=1) == "/"

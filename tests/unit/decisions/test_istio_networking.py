@@ -104,8 +104,8 @@ VS = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name:
     ("spec", "expected"),
     [
         (
-            "spec: {hosts: [echo], http: [{rewrite: {uri: /v2}, route: [{destination: {host: echo}}]}]}",
-            "spec.http.0.rewrite: not supported by meshfed yet",
+            "spec: {hosts: [echo], http: [{corsPolicy: {}, route: [{destination: {host: echo}}]}]}",
+            "spec.http.0.corsPolicy: not supported by meshfed yet",
         ),
         (
             "spec: {hosts: [echo], http: [{match: [{sourceLabels: {app: a}}], route: [{destination: {host: echo}}]}]}",
@@ -281,3 +281,20 @@ def test_a_destination_port_sends_to_that_port_of_the_service_whole() -> None:
         "spec.http.0.route.0.destination.port: not supported by meshfed: a port with a subset"
         in problem
     )
+
+
+def test_rewrite_and_redirect_are_taken() -> None:
+    [doc] = load_documents(
+        VS + "spec: {hosts: [echo], http: ["
+        "{match: [{uri: {prefix: /old}}], redirect: {uri: /new, redirectCode: 308}},"
+        "{match: [{uri: {prefix: /v1}}], rewrite: {uri: /v2, authority: echo-v2},"
+        " route: [{destination: {host: echo}}]}]}\n"
+    )
+    [policy] = translate([doc]).policies.values()
+    moved, rewritten = policy.spec.http
+    assert moved.redirect is not None and (moved.redirect.uri, moved.redirect.redirect_code) == (
+        "/new",
+        308,
+    )
+    assert rewritten.rewrite is not None
+    assert (rewritten.rewrite.uri, rewritten.rewrite.authority) == ("/v2", "echo-v2")
