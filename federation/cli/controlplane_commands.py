@@ -499,7 +499,7 @@ def _routes_table(routes: list[dict[str, Any]]) -> Any:
         also = [f"timeout {r['timeoutMs']} ms"] if r.get("timeoutMs") else []
         also += [f"fault {json.dumps(r['fault'])}"] if r.get("fault") else []
         also += [f"mirror {r['mirror']}"] if r.get("mirror") else []
-        also += [f"headers {r['headers']}"] if r.get("headers") else []
+        also += [f"{k} {r[k]}" for k in ("headers", "rewrite") if r.get(k)]
         t.add_row(
             f"{r['kind']} {r['name']}", " | ".join(r["match"]), ", ".join(r["to"]),
             "; ".join(also) or "-",

@@ -110,6 +110,36 @@ def _destination(d: Destination) -> str:
     return ", ".join(parts) or "the service"
 
 
+def _rewrite_text(route: HTTPRoute) -> str:
+    """``path prefix to /v2/, host to echo-v2``."""
+    rw = route.rewrite
+    assert rw is not None
+    parts = [f"path prefix to {rw.uri}"] if rw.uri is not None else []
+    if rw.uri_regex_rewrite is not None:
+        regex = rw.uri_regex_rewrite
+        parts.append(f"path {regex.match} to {regex.rewrite}")
+    parts += [f"host to {rw.authority}"] if rw.authority is not None else []
+    return ", ".join(parts)
+
+
+def _redirect_text(route: HTTPRoute) -> str:
+    """``redirect 308 to https://example.com:8443/new`` (parts not given: the request's)."""
+    r = route.redirect
+    assert r is not None
+    where = (f"{r.scheme}://" if r.scheme else "") + (r.authority or "")
+    where += f":{r.port}" if r.port else ""
+    path = r.uri or (
+        f"{r.uri_regex_rewrite.match} -> {r.uri_regex_rewrite.rewrite}"
+        if r.uri_regex_rewrite
+        else ""
+    )
+    return (
+        f"redirect {r.redirect_code} to {where}{path}"
+        if where or path
+        else f"redirect {r.redirect_code}"
+    )
+
+
 def _headers_text(route: HTTPRoute) -> str:
     """``request set x-a=1, remove x-b; response add x-c=2``."""
     parts = []
@@ -129,7 +159,8 @@ def routes_for(policy: TrafficPolicy, cluster: str) -> list[dict[str, Any]]:
     """The policy's ``http`` and ``tcp`` routes as a caller in ``cluster`` gets them, in order
     (routes for other callers' clusters left out): ``kind``, ``name``, ``match`` (one text per
     entry; "every request"), ``to`` (``"<percent>% <destination>"`` each), and ``timeoutMs``,
-    ``fault``, ``mirror``, ``headers`` when set."""
+    ``fault``, ``mirror``, ``headers``, ``rewrite`` when set; a redirect's ``to`` says where
+    it sends the caller."""
     out: list[dict[str, Any]] = []
     for i, route in enumerate(policy.spec.http):
         entries = [m for m in route.match if not m.source_clusters or cluster in m.source_clusters]
@@ -139,8 +170,12 @@ def routes_for(policy: TrafficPolicy, cluster: str) -> list[dict[str, Any]]:
             "kind": "http",
             "name": route.name or f"http-{i}",
             "match": [_match_text(m) for m in entries] or ["every request"],
-            "to": [f"{d.weight}% {_destination(d.destination)}" for d in route.route],
+            "to": [f"{d.weight}% {_destination(d.destination)}" for d in route.route]
+            if route.redirect is None
+            else [_redirect_text(route)],
         }
+        if route.rewrite is not None:
+            row["rewrite"] = _rewrite_text(route)
         if route.timeout_ms:
             row["timeoutMs"] = route.timeout_ms
         if route.fault is not None:

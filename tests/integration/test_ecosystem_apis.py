@@ -330,5 +330,7 @@ def test_a_virtualservice_redirects_and_rewrites(fed) -> None:
         status, body, _ = get(fed.client_port, HOST, "/v1/items?a=1")
         assert status == 200 and body["path"] == "/v2/items", body
         assert get(fed.client_port, HOST, "/other")[1]["path"] == "/other"
+        table = fed.meshfed("explain", HOST, "--from", "a").stdout
+        assert "redirect 308 to /new" in table and "rewrite path prefix to /v2/" in table, table
     finally:
         fed.meshfed("delete", "-f", "-", input_text=REWRITE_VS)
