@@ -13,7 +13,7 @@ have::
     trafficpolicy | authorizationpolicy | pricetable (+s, +ies)  -> /v1/policies of that kind
     virtualservice | vs | destinationrule | dr (+s)    -> /v1/policies of that kind (as applied)
     peerauthentication | pa (+s)                       -> /v1/policies of that kind (as applied)
-    httproute(s) | grpcroute(s) | sidecar(s) | serviceentry | se (+s)
+    httproute(s) | grpcroute(s) | referencegrant(s) | sidecar(s) | serviceentry | se (+s)
                                                        -> /v1/policies of that kind (as applied)
 """
 
@@ -53,6 +53,7 @@ _WORDS: dict[str, Kind] = {
     "pa": Kind("policies", "PeerAuthentication"),
     "httproute": Kind("policies", "HTTPRoute"),
     "grpcroute": Kind("policies", "GRPCRoute"),
+    "referencegrant": Kind("policies", "ReferenceGrant"),
     "sidecar": Kind("policies", "Sidecar"),
     "serviceentry": Kind("policies", "ServiceEntry"),
     "se": Kind("policies", "ServiceEntry"),

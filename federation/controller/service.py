@@ -31,7 +31,7 @@ from federation.errors import (
     UnauthenticatedError,
 )
 from federation.model.documents import validate_documents
-from federation.model.gateway_api import GRPCRoute, HTTPRoute, route_status
+from federation.model.gateway_api import GRPCRoute, HTTPRoute, ReferenceGrant, route_status
 from federation.model.istio_networking import DestinationRule, VirtualService
 from federation.model.istio_sidecar import IstioSidecar
 from federation.model.istio_translate import label
@@ -276,6 +276,7 @@ class FederationService:
                 | PeerAuthentication
                 | HTTPRoute
                 | GRPCRoute
+                | ReferenceGrant
                 | IstioSidecar
                 | ServiceEntry,
             )

@@ -22,7 +22,7 @@ from federation.errors import InvalidDocumentError
 from federation.lb.paths import tables_in_force
 from federation.model.authz import AuthorizationPolicy, default_deny_policy
 from federation.model.documents import validate_documents
-from federation.model.gateway_api import GRPCRoute, HTTPRoute
+from federation.model.gateway_api import GRPCRoute, HTTPRoute, ReferenceGrant
 from federation.model.istio_networking import DestinationRule, VirtualService
 from federation.model.istio_sidecar import IstioSidecar
 from federation.model.peer_authentication import PeerAuthentication
@@ -45,6 +45,7 @@ POLICY_KINDS: tuple[str, ...] = (
     "PeerAuthentication",
     "HTTPRoute",
     "GRPCRoute",
+    "ReferenceGrant",
     "Sidecar",
     "ServiceEntry",
 )
@@ -113,7 +114,7 @@ def traffic_policies_in_force(policies: Sequence[BaseModel]) -> list[TrafficPoli
     a problem (only documents stored by an older version can have one: apply refuses them)
     is logged and that service's Istio documents left out."""
     global _IN_FORCE
-    kinds = (TrafficPolicy, VirtualService, DestinationRule, HTTPRoute, GRPCRoute)
+    kinds = (TrafficPolicy, VirtualService, DestinationRule, HTTPRoute, GRPCRoute, ReferenceGrant)
     models: list[BaseModel] = [p for p in policies if isinstance(p, kinds)]
     last_models, last_result = _IN_FORCE
     if len(models) == len(last_models) and all(

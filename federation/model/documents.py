@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from federation.errors import ConfigError, InvalidDocumentError
 from federation.model.authz import AuthorizationPolicy
-from federation.model.gateway_api import GRPCRoute, HTTPRoute
+from federation.model.gateway_api import GRPCRoute, HTTPRoute, ReferenceGrant
 from federation.model.istio_networking import NETWORKING_VERSIONS, DestinationRule, VirtualService
 from federation.model.istio_sidecar import IstioSidecar
 from federation.model.peer_authentication import PeerAuthentication
@@ -53,6 +53,8 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTPRoute,
     ("gateway.networking.k8s.io/v1beta1", "HTTPRoute"): HTTPRoute,
     ("gateway.networking.k8s.io/v1", "GRPCRoute"): GRPCRoute,
+    ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"): ReferenceGrant,
+    ("gateway.networking.k8s.io/v1", "ReferenceGrant"): ReferenceGrant,
     **{(v, "VirtualService"): VirtualService for v in NETWORKING_VERSIONS},
     **{(v, "DestinationRule"): DestinationRule for v in NETWORKING_VERSIONS},
     **{(v, "Sidecar"): IstioSidecar for v in NETWORKING_VERSIONS},

@@ -18,12 +18,18 @@ rules become the TrafficPolicy's ``http`` routes of ``<svc>.<ns>.svc.clusterset.
   clusterset service), is the service's own endpoints -- meshfed's names are clusterset-wide,
   so a ``Service`` backend is the clusterset service too; another Service (same namespace)
   is that service, whole, on the ``port`` given.
-- ``filters``: ``RequestMirror`` (``percent`` or ``fraction``) is a mirror; the others are
-  refused (not yet). ``timeouts.request`` is the route's timeout.
+- ``filters``: ``RequestMirror`` (``percent`` or ``fraction``) is a mirror;
+  ``RequestHeaderModifier`` / ``ResponseHeaderModifier`` header operations; ``URLRewrite`` /
+  ``RequestRedirect`` a rewrite / redirect (``ReplacePrefixMatch`` by path segments); the
+  others (``CORS``, ``ExtensionRef``) are refused (not yet). ``timeouts.request`` is the
+  route's timeout.
+- A backend in another namespace needs a ``ReferenceGrant`` there that lets the route's
+  kind and namespace name it (:class:`ReferenceGrant`).
 
 Refused, naming the field: a Gateway parent (ingress is not supported yet), more than one
-parentRef, a backend in another namespace (ReferenceGrant is not supported yet), a second
-HTTPRoute for one Service. ``parentRefs[].port`` and ``hostnames`` are accepted; meshfed
+parentRef, a backend in another namespace without a ReferenceGrant, a second route
+document for one Service. ``GRPCRoute`` is taken the same way, its method matches on the
+RPC's path. ``parentRefs[].port`` and ``hostnames`` are accepted; meshfed
 applies the route to every HTTP port of the Service (:func:`route_warnings`).
 """
 
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -51,6 +58,8 @@ from federation.model.workload import ObjectMeta, _Strict
 
 _NotYet = Annotated[Any, not_supported()]
 _MCS_GROUP = "multicluster.x-k8s.io"
+#: Gateway API's group (a ReferenceGrant's ``from[].group`` for routes).
+GROUP = "gateway.networking.k8s.io"
 
 
 class ParentReference(_Strict):
@@ -265,6 +274,67 @@ class HTTPRoute(_Strict):
 Route = HTTPRoute | GRPCRoute
 
 
+class GrantFrom(_Strict):
+    """``ReferenceGrant`` ``spec.from[]``."""
+
+    group: str
+    kind: str
+    namespace: str
+
+
+class GrantTo(_Strict):
+    """``ReferenceGrant`` ``spec.to[]`` (no ``name``: every object of the kind)."""
+
+    group: str
+    kind: str
+    name: str | None = None
+
+
+class ReferenceGrantSpec(_Strict):
+    """``spec`` of a ReferenceGrant."""
+
+    from_: list[GrantFrom] = Field(alias="from", min_length=1)
+    to: list[GrantTo] = Field(min_length=1)
+
+
+class ReferenceGrant(_Strict):
+    """A ``ReferenceGrant`` (``gateway.networking.k8s.io/v1beta1``, ``v1``): lets routes of
+    the ``from`` namespaces name the ``to`` objects of the grant's own namespace as backends
+    (Gateway API's rule for cross-namespace references)."""
+
+    api_version: Literal["gateway.networking.k8s.io/v1beta1", "gateway.networking.k8s.io/v1"] = (
+        Field(alias="apiVersion")
+    )
+    kind: Literal["ReferenceGrant"]
+    metadata: ObjectMeta
+    spec: ReferenceGrantSpec
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What a route's backends are resolved against: its parent ``(namespace, service)``,
+    its kind, and the ReferenceGrants in force."""
+
+    parent: tuple[str, str]
+    kind: str
+    grants: tuple[ReferenceGrant, ...] = ()
+
+    def granted(self, namespace: str, kind: str, group: str, name: str) -> bool:
+        """Whether a ReferenceGrant in ``namespace`` lets this route name that object."""
+        return any(
+            g.metadata.namespace == namespace
+            and any(
+                (f.group, f.kind, f.namespace) == (GROUP, self.kind, self.parent[0])
+                for f in g.spec.from_
+            )
+            and any(
+                (t.group or "", t.kind) == (group, kind) and t.name in (None, name)
+                for t in g.spec.to
+            )
+            for g in self.grants
+        )
+
+
 def parent_service(route: Route) -> tuple[str, str]:
     """``(namespace, service)`` of the route's one parent: a Service or, as the MCS
     convention for the clusterset service, a ServiceImport (meshfed's names are clusterset-wide:
@@ -296,29 +366,35 @@ def parent_service(route: Route) -> tuple[str, str]:
     return (namespace, ref.name)
 
 
-def _destination(ref: BackendRef, parent: tuple[str, str], path: str) -> dict[str, Any]:
-    if ref.namespace not in (None, parent[0]):
+def _destination(ref: BackendRef, scope: _Scope, path: str) -> dict[str, Any]:
+    """A backendRef as a meshfed destination: the parent itself (``{}``) or another
+    service (``host``, ``port``); a backend in another namespace only where a
+    ReferenceGrant there allows it."""
+    parent = scope.parent
+    kind, group = ref.kind or "Service", ref.group or ""
+    if group == "core":
+        group = ""
+    namespace = ref.namespace or parent[0]
+    if namespace != parent[0] and not scope.granted(namespace, kind, group, ref.name):
         raise refused(
             f"{path}.namespace",
-            "a backend in another namespace needs a ReferenceGrant, which is not supported yet",
+            f"no ReferenceGrant in namespace {namespace!r} lets {scope.kind}s of"
+            f" {parent[0]!r} name {kind} {ref.name!r} (Gateway API requires one)",
         )
-    kind, group = ref.kind or "Service", ref.group or ""
+    target = (namespace, ref.name)
     if (kind, group) == ("ServiceImport", _MCS_GROUP):  # a clusterset service
-        if ref.name == parent[1]:
+        if target == parent:
             return {}
-        return {
-            "host": global_name((parent[0], ref.name)),
-            **({"port": ref.port} if ref.port else {}),
-        }
-    if (kind, group) not in (("Service", ""), ("Service", "core")):
+        return {"host": global_name(target), **({"port": ref.port} if ref.port else {})}
+    if (kind, group) != ("Service", ""):
         raise refused(
             path, f"not supported by meshfed: backend kind {kind!r} (Service or ServiceImport)"
         )
-    if ref.name == parent[1]:
+    if target == parent:
         return {}
     if ref.port is None:
         raise refused(f"{path}.port", "required for a Service backend (Gateway API)")
-    return {"host": global_name((parent[0], ref.name)), "port": ref.port}
+    return {"host": global_name(target), "port": ref.port}
 
 
 def _percentages(weights: Sequence[int]) -> list[int]:
@@ -413,7 +489,7 @@ def _path_rewrite(modifier: PathModifier, prefix: str | None, path: str) -> dict
 
 def _rule_action(
     rule: RouteRule | GRPCRouteRule,
-    parent: tuple[str, str],
+    scope: _Scope,
     path: str,
     prefix: str | None = None,
 ) -> dict[str, Any]:
@@ -428,7 +504,7 @@ def _rule_action(
     if refs:
         weights = _percentages([r.weight if r.weight is not None else 1 for r in refs])
         out["route"] = [
-            {"destination": _destination(r, parent, f"{path}.backendRefs.{i}"), "weight": w}
+            {"destination": _destination(r, scope, f"{path}.backendRefs.{i}"), "weight": w}
             for i, (r, w) in enumerate(zip(refs, weights, strict=True))
         ]
     if rule.name:
@@ -478,7 +554,7 @@ def _rule_action(
         elif f.type == "RequestMirror" and f.request_mirror is not None:
             mirror = f.request_mirror
             out["mirror"] = _destination(
-                mirror.backend_ref, parent, f"{where}.requestMirror.backendRef"
+                mirror.backend_ref, scope, f"{where}.requestMirror.backendRef"
             )
             if mirror.fraction is not None:
                 out["mirrorPercentage"] = {
@@ -497,14 +573,12 @@ def _rule_action(
     return out
 
 
-def _entries(
-    route: Route, parent: tuple[str, str]
-) -> list[tuple[Any, int, dict[str, Any], dict[str, Any]]]:
+def _entries(route: Route, scope: _Scope) -> list[tuple[Any, int, dict[str, Any], dict[str, Any]]]:
     """``(precedence, rule index, meshfed match, action)`` of every match of ``route``."""
     out: list[tuple[Any, int, dict[str, Any], dict[str, Any]]] = []
     if isinstance(route, GRPCRoute):
         for i, grpc_rule in enumerate(route.spec.rules or []):
-            action = _rule_action(grpc_rule, parent, f"spec.rules.{i}")
+            action = _rule_action(grpc_rule, scope, f"spec.rules.{i}")
             for g in grpc_rule.matches or [GRPCRouteMatch()]:
                 out.append((_grpc_precedence(g), i, _grpc_match(g), action))
         return out
@@ -512,14 +586,15 @@ def _entries(
         for m in rule.matches or [RouteMatch()]:
             path = m.path or PathMatch()
             prefix = path.value if path.type == "PathPrefix" else None
-            action = _rule_action(rule, parent, f"spec.rules.{i}", prefix)
+            action = _rule_action(rule, scope, f"spec.rules.{i}", prefix)
             out.append((_precedence(m), i, _match(m), action))
     return out
 
 
-def _policy(route: Route, parent: tuple[str, str]) -> TrafficPolicy:
+def _policy(route: Route, scope: _Scope) -> TrafficPolicy:
+    parent = scope.parent
     http, seen = [], set()
-    for _, _, match, action in sorted(_entries(route, parent), key=lambda e: (e[0], e[1])):
+    for _, _, match, action in sorted(_entries(route, scope), key=lambda e: (e[0], e[1])):
         key = repr(sorted(match.items()))
         if key in seen:
             continue  # the same match in a later rule never wins
@@ -546,10 +621,12 @@ def _policy(route: Route, parent: tuple[str, str]) -> TrafficPolicy:
 
 
 def translate_routes(documents: Sequence[BaseModel]) -> Translation:
-    """The TrafficPolicies the HTTPRoutes and GRPCRoutes among ``documents`` make (other
-    kinds skipped); every problem collected, and a Service with one gets no policy."""
+    """The TrafficPolicies the HTTPRoutes and GRPCRoutes among ``documents`` make, their
+    cross-namespace backends allowed by the ReferenceGrants among them (other kinds
+    skipped); every problem collected, and a Service with one gets no policy."""
     result = Translation()
     owners: dict[tuple[str, str], Route] = {}
+    grants = tuple(d for d in documents if isinstance(d, ReferenceGrant))
     for doc in documents:
         if not isinstance(doc, HTTPRoute | GRPCRoute):
             continue
@@ -562,7 +639,7 @@ def translate_routes(documents: Sequence[BaseModel]) -> Translation:
                     f"{global_name(parent)} already has {label(earlier)} (one route document"
                     " per Service in meshfed: edit that one)",
                 )
-            policy = _policy(doc, parent)
+            policy = _policy(doc, _Scope(parent, doc.kind, grants))
         except TranslationError as err:
             result.problems.append(Problem((label(doc),), str(err)))
             continue

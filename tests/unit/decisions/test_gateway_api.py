@@ -78,7 +78,7 @@ def test_matches_are_ordered_as_gateway_api_orders_them_not_as_written() -> None
     [
         ("{parentRefs: [{name: gw}], rules: []}", "spec.parentRefs.0: not supported by meshfed: Gateway parent"),
         (f"{{{PARENT}, rules: [{{backendRefs: [{{name: b, namespace: other, port: 80}}]}}]}}",
-         "spec.rules.0.backendRefs.0.namespace: a backend in another namespace needs a ReferenceGrant"),
+         "spec.rules.0.backendRefs.0.namespace: no ReferenceGrant in namespace 'other'"),
         (f"{{{PARENT}, rules: [{{backendRefs: [{{name: b}}]}}]}}", "spec.rules.0.backendRefs.0.port: required"),
         (f"{{{PARENT}, rules: [{{backendRefs: [{{name: echo, port: 80, weight: 0}}]}}]}}", "every weight is 0"),
         (f"{{{PARENT}, rules: [{{filters: [{{type: CORS, cors: {{}}}}], backendRefs: [{{name: echo, port: 80}}]}}]}}",
@@ -202,3 +202,29 @@ def test_url_rewrite_and_redirect_filters() -> None:
 
     assert _re.sub(pattern.match, pattern.rewrite, "/api/users", count=1) == "/users"
     assert _re.sub(pattern.match, pattern.rewrite, "/api", count=1) == "/"
+
+
+GRANT = (
+    "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\n"
+    "metadata: {name: from-demo, namespace: shared}\n"
+    "spec: {from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: demo}],"
+    " to: [{group: '', kind: Service, name: db}]}\n"
+)
+
+
+def test_a_backend_in_another_namespace_needs_a_reference_grant_there() -> None:
+    route = (
+        HEAD
+        + f"spec: {{{PARENT}, rules: [{{backendRefs: [{{name: db, namespace: shared, port: 80}}]}}]}}\n"
+    )
+    [problem] = translate_routes(load_documents(route)).problems
+    assert (
+        "no ReferenceGrant in namespace 'shared' lets HTTPRoutes of 'demo' name Service 'db'"
+        in str(problem)
+    )
+    [policy] = translate_routes(load_documents(route + "---\n" + GRANT)).policies.values()
+    assert policy.spec.http[0].route[0].destination.host == "db.shared.svc.clusterset.local"
+    other_name = GRANT.replace("name: db", "name: cache")
+    assert translate_routes(load_documents(route + "---\n" + other_name)).problems  # names db only
+    grpc_only = GRANT.replace("kind: HTTPRoute", "kind: GRPCRoute")
+    assert translate_routes(load_documents(route + "---\n" + grpc_only)).problems  # for GRPCRoutes

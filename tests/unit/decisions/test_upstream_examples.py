@@ -35,7 +35,7 @@ KINDS = {
 #: The reasons a refusal may give (each is in docs/policy.md).
 REASONS = re.compile(
     r"not supported by meshfed|is not a service of the mesh|the route attaches to nothing"
-    r"|is not defined by|one parent per route|one host per VirtualService"
+    r"|is not defined by|one parent per route|one host per VirtualService|no ReferenceGrant"
 )
 #: Istio's tasks apply these first; the samples' VirtualServices route to their subsets.
 CONTEXT = "samples__bookinfo__networking__destination-rule-all.yaml"
