@@ -30,6 +30,7 @@ from federation.errors import (
     NotFoundError,
     UnauthenticatedError,
 )
+from federation.model.authz import AuthorizationPolicy
 from federation.model.documents import validate_documents
 from federation.model.gateway_api import GRPCRoute, HTTPRoute, ReferenceGrant, route_status
 from federation.model.istio_networking import DestinationRule, VirtualService
@@ -271,7 +272,8 @@ class FederationService:
             # Istio's documents are kept as written (no defaults added), as ``get`` shows them
             as_written = isinstance(
                 m,
-                VirtualService
+                AuthorizationPolicy
+                | VirtualService
                 | DestinationRule
                 | PeerAuthentication
                 | HTTPRoute
