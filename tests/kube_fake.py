@@ -17,6 +17,9 @@ What it speaks:
   after ``timeoutSeconds``. A resourceVersion older than the kept history
   (:meth:`FakeKube.compact`) gets an ``ERROR`` event with a 410 Gone ``Status``, as the
   real server sends.
+- :attr:`FakeKube.refuse_lists` answers the lists of a resource with an error status.
+- Istio's and Gateway API's kinds (one version each) are served only while their
+  CustomResourceDefinition exists (404 otherwise, as a real server without the CRD).
 - ``POST /apis/authentication.k8s.io/v1/tokenreviews`` answers from :attr:`FakeKube.tokens`
   (token -> (username, audiences)); ``POST /apis/authorization.k8s.io/v1/subjectaccessreviews``
   allows what :attr:`FakeKube.allowed` lists.
@@ -60,6 +63,8 @@ class Resource:
     plural: str
     kind: str
     namespaced: bool = True
+    #: served only while a CustomResourceDefinition ``<plural>.<group>`` exists
+    needs_crd: bool = False
 
     @property
     def api_version(self) -> str:
@@ -81,6 +86,21 @@ RESOURCES = [
         "MutatingWebhookConfiguration",
         namespaced=False,
     ),
+    # Istio's and Gateway API's documents (issue #40): served once their CRD is created
+    *[
+        Resource(group, version, plural, kind, needs_crd=True)
+        for group, version, plural, kind in (
+            ("networking.istio.io", "v1", "virtualservices", "VirtualService"),
+            ("networking.istio.io", "v1", "destinationrules", "DestinationRule"),
+            ("networking.istio.io", "v1", "serviceentries", "ServiceEntry"),
+            ("networking.istio.io", "v1", "sidecars", "Sidecar"),
+            ("security.istio.io", "v1", "authorizationpolicies", "AuthorizationPolicy"),
+            ("security.istio.io", "v1", "peerauthentications", "PeerAuthentication"),
+            ("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute"),
+            ("gateway.networking.k8s.io", "v1", "grpcroutes", "GRPCRoute"),
+            ("gateway.networking.k8s.io", "v1beta1", "referencegrants", "ReferenceGrant"),
+        )
+    ],
     # what `meshfed install --apply` writes besides the above
     Resource(
         "apiextensions.k8s.io",
@@ -175,6 +195,9 @@ class FakeKube:
         self.port = free_port()
         self.tokens: dict[str, tuple[str, list[str]]] = {}
         self.allowed: set[tuple[str, str, str, str]] = set()  # (user, verb, resource, ns)
+        #: plural -> the error status every list (not watch) of it is answered with
+        self.refuse_lists: dict[str, int] = {}
+        self.refused = 0  # lists answered from refuse_lists
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # plural, ns, name
         self._history: list[tuple[int, str, Resource, dict[str, Any]]] = []
         self._oldest = 0  # a watch from a resourceVersion below this gets 410 Gone
@@ -415,6 +438,12 @@ class FakeKube:
             self._record("DELETED", resource, gone)
             return gone
 
+    def _crd_installed(self, resource: Resource) -> bool:
+        with self._lock:
+            return ("customresourcedefinitions", "", f"{resource.plural}.{resource.group}") in (
+                self._objects
+            )
+
     # -- HTTP -------------------------------------------------------------------------------
 
     async def _handle_core(self, request: web.Request) -> web.StreamResponse:
@@ -448,11 +477,15 @@ class FakeKube:
             (r for r in RESOURCES if (r.group, r.version, r.plural) == (group, version, plural)),
             None,
         )
-        if resource is None:
+        if resource is None or (resource.needs_crd and not self._crd_installed(resource)):
             return web.json_response(_status(404, "NotFound", f"no resource {plural}"), status=404)
         if request.method == "GET" and not name:
             if _flag(request.query.get("watch")):
                 return await self._watch(request, resource, ns)
+            if plural in self.refuse_lists:
+                self.refused += 1
+                code = self.refuse_lists[plural]
+                return web.json_response(_status(code, "Refused", "refused"), status=code)
             return web.json_response(
                 self._list(resource, ns, request.query.get("labelSelector", ""))
             )

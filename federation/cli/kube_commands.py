@@ -27,9 +27,7 @@ def _emit(
         return
     from federation.install.apply import apply_to_cluster, describe
 
-    def progress(obj: dict[str, Any], verb: str) -> None:
-        click.echo(f"{describe(obj)} {verb}", err=True)
-
+    progress = lambda obj, verb: click.echo(f"{describe(obj)} {verb}", err=True)  # noqa: E731
     apply_to_cluster(objects, kubeconfig, progress, delete=delete)
     click.echo(f"{len(objects)} objects {'deleted' if delete else 'applied'}", err=True)
 
@@ -112,6 +110,14 @@ def install_options(f: Any) -> Any:
                 show_default=True,
                 help="Include the MCS CRDs (ServiceExport, ServiceImport).",
             ),
+            click.option(
+                "--ecosystem-crds",
+                default="gateway-api,istio",
+                show_default=True,
+                metavar="gateway-api,istio|none",
+                help="The official CRDs of the Gateway API and Istio kinds read; --apply"
+                " creates each only where missing.",
+            ),
             output_option(("yaml", "json"), "yaml", "Manifest format."),
             click.option(
                 "--apply",
@@ -145,9 +151,11 @@ def install_cmd(output: str, apply_: bool, kubeconfig: Path | None, **options: A
           --join-token TOKEN --provider aws | kubectl apply -f -
 
     The control plane reads the cluster's Services, EndpointSlices and ServiceExports, writes
-    ServiceImports and ServiceExport conditions, checks first CSRs with the TokenReview API
-    and serves the sidecar injector for namespaces labelled meshfed.io/inject=enabled; the
-    gateway's LoadBalancer address is reported to the controller when the cloud gives it.
+    ServiceImports and ServiceExport conditions, reads Istio's and Gateway API's documents (in
+    force for this cluster's proxies) and writes their status, checks first CSRs with the
+    TokenReview API and serves the sidecar injector for namespaces labelled
+    meshfed.io/inject=enabled; the gateway's LoadBalancer address is reported to the
+    controller when the cloud gives it.
     """
     from federation.install.manifests import install
     from federation.install.options import install_options
@@ -167,7 +175,8 @@ def uninstall_cmd(
     output: str, apply_: bool, kubeconfig: Path | None, delete_crds: bool, **options: Any
 ) -> None:
     """Print what removes an installation (pipe to 'kubectl delete -f -'), or with --apply
-    delete it. The MCS CRDs stay unless --delete-crds."""
+    delete it. The MCS CRDs stay unless --delete-crds; the Istio and Gateway API CRDs always
+    stay (they hold your documents)."""
     from federation.install.manifests import uninstall
     from federation.install.options import install_options
 

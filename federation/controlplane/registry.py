@@ -14,7 +14,10 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TypeVar
 
+from pydantic import BaseModel
+
 from federation.model.authz import AuthorizationPolicy, for_trust_domain
+from federation.model.cluster_documents import DocumentKey, combine
 from federation.model.documents import document_label
 from federation.model.istio_sidecar import IstioSidecar, sidecar_for
 from federation.model.peer_authentication import Enforced, PeerAuthentication, mtls_modes
@@ -72,6 +75,10 @@ class RegistryState:
             Kubernetes API (:mod:`federation.controlplane.kube`; not stored here).
         export_conditions: the controller's MCS condition of each of this cluster's exports,
             ``(Exported|Conflict, message)``.
+        cluster_document_problems: why each refused Istio or Gateway API document of the
+            cluster's Kubernetes API was refused, by ``(kind, namespace, name)``
+            (:mod:`federation.model.cluster_documents`; the accepted ones are among
+            ``policies`` ... ``service_entries``).
         trust_domain: the mesh's trust domain ("" until the control plane knows it):
             ``cluster.local`` principals of AuthorizationPolicies name it
             (:func:`federation.model.authz.for_trust_domain`).
@@ -109,6 +116,9 @@ class RegistryState:
     )
     cluster_exports: frozenset[ServiceKey] = frozenset()
     export_conditions: Mapping[ServiceKey, tuple[str, str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    cluster_document_problems: Mapping[DocumentKey, tuple[str, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
     trust_domain: str = ""
@@ -308,9 +318,11 @@ def with_federation(
     peer_authentications: Iterable[PeerAuthentication] = (),
     sidecars: Iterable[IstioSidecar] = (),
     service_entries: Iterable[ServiceEntry] = (),
+    cluster_document_problems: Mapping[DocumentKey, tuple[str, ...]] | None = None,
 ) -> RegistryState:
     """``state`` with exactly these imports, federated exports, policies and export
-    conditions (what the controller sent).
+    conditions (what the controller sent, with the cluster's own documents added by
+    :meth:`ServiceRegistry.set_cluster_documents`).
 
     Everything not in the arguments is removed: the controller's view replaces the previous
     one whole, so an endpoint it withdrew is never left behind. Same ``state`` when nothing
@@ -328,8 +340,10 @@ def with_federation(
     new_entries = _kept(state.service_entries, {e.key: e for e in service_entries})
     new_plans = _kept(state.plans, {(p.namespace, p.service, p.caller_locality): p for p in plans})
     new_conditions = dict(export_conditions or {})
+    new_problems = dict(cluster_document_problems or {})
     if (
-        new_conditions == dict(state.export_conditions)
+        new_problems == dict(state.cluster_document_problems)
+        and new_conditions == dict(state.export_conditions)
         and new_imports == dict(state.imports)
         and new_exports == state.federated_exports
         and new_policies == dict(state.policies)
@@ -354,6 +368,7 @@ def with_federation(
         service_entries=MappingProxyType(new_entries),
         plans=MappingProxyType(new_plans),
         export_conditions=MappingProxyType(new_conditions),
+        cluster_document_problems=MappingProxyType(new_problems),
     )
 
 
@@ -373,12 +388,31 @@ def with_rtts(state: RegistryState, rtt_ms: Mapping[str, float]) -> RegistryStat
     return replace(state, version=state.version + 1, rtt_ms=MappingProxyType(dict(rtt_ms)))
 
 
+@dataclass
+class _ControllerView:
+    """The last of what the controller sent (:meth:`ServiceRegistry.set_federation`)."""
+
+    imports: list[ServiceImport] = field(default_factory=list)
+    exports: list[ServiceKey] = field(default_factory=list)
+    policies: list[TrafficPolicy] = field(default_factory=list)
+    price_tables: list[PriceTable] = field(default_factory=list)
+    authorization_policies: list[AuthorizationPolicy] = field(default_factory=list)
+    plans: list[RoutingPlan] = field(default_factory=list)
+    export_conditions: dict[ServiceKey, tuple[str, str]] = field(default_factory=dict)
+    peer_authentications: list[PeerAuthentication] = field(default_factory=list)
+    sidecars: list[IstioSidecar] = field(default_factory=list)
+    service_entries: list[ServiceEntry] = field(default_factory=list)
+
+
 class ServiceRegistry:
     """Holds the current :class:`RegistryState`; every mutation publishes a new one."""
 
     def __init__(self) -> None:
         self._state = RegistryState()
         self._listeners: list[Listener] = []
+        self._controller = _ControllerView()
+        self._cluster_documents: list[BaseModel] = []
+        self._cluster_invalid: dict[DocumentKey, tuple[str, ...]] = {}
         self.changed_at = time.time()  # Unix s the current state was installed
 
     @property
@@ -425,29 +459,70 @@ class ServiceRegistry:
         sidecars: Iterable[IstioSidecar] = (),
         service_entries: Iterable[ServiceEntry] = (),
     ) -> bool:
-        """Install the controller's view (see :func:`with_federation`)."""
+        """Install the controller's view (see :func:`with_federation`), with the cluster's
+        own documents (:meth:`set_cluster_documents`) beside it."""
+        self._controller = _ControllerView(
+            list(imports),
+            list(exports),
+            list(policies),
+            list(price_tables),
+            list(authorization_policies),
+            list(plans),
+            dict(export_conditions or {}),
+            list(peer_authentications),
+            list(sidecars),
+            list(service_entries),
+        )
+        installed = self._install_view()
+        if installed:
+            log.info(
+                "registry v%d: %d imports, %d federated exports from the controller",
+                self._state.version,
+                len(self._state.imports),
+                len(self._state.federated_exports),
+            )
+        return installed
+
+    def set_cluster_documents(
+        self,
+        documents: Iterable[BaseModel],
+        invalid: Mapping[DocumentKey, tuple[str, ...]] | None = None,
+    ) -> bool:
+        """Install the Istio and Gateway API documents of the cluster's Kubernetes API
+        (valid models; ``invalid``: the problems of those that are not), in force for this
+        cluster's proxies beside the controller's (:mod:`federation.model.cluster_documents`).
+        Returns whether the state changed."""
+        self._cluster_documents = list(documents)
+        self._cluster_invalid = dict(invalid or {})
+        return self._install_view()
+
+    def _install_view(self) -> bool:
+        view = self._controller
+        in_force = combine(
+            policies=view.policies,
+            authorization_policies=view.authorization_policies,
+            peer_authentications=view.peer_authentications,
+            sidecars=view.sidecars,
+            service_entries=view.service_entries,
+            cluster=self._cluster_documents,
+        )
         state = with_federation(
             self._state,
-            imports,
-            exports,
-            policies,
-            price_tables,
-            authorization_policies,
-            plans,
-            export_conditions,
-            peer_authentications,
-            sidecars,
-            service_entries,
+            view.imports,
+            view.exports,
+            in_force.policies,
+            view.price_tables,
+            in_force.authorization_policies,
+            view.plans,
+            view.export_conditions,
+            in_force.peer_authentications,
+            in_force.sidecars,
+            in_force.service_entries,
+            {**self._cluster_invalid, **in_force.problems},
         )
         if state is self._state:
             return False
         self._publish(state)
-        log.info(
-            "registry v%d: %d imports, %d federated exports from the controller",
-            state.version,
-            len(state.imports),
-            len(state.federated_exports),
-        )
         return True
 
     def set_cluster_exports(self, keys: Iterable[ServiceKey]) -> bool:

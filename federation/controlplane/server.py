@@ -390,6 +390,7 @@ class ControlPlane:
         assert self.shared is not None
         if self.kube is not None:
             self.kube.writer.changed.set()
+            self.kube.status_writer.changed.set()
         work = [self.shared.write_updates(), self._publish_identity_forever()]
         if self.link is not None and self.rtt is not None:
             work += [self.link.run(), self.rtt.run()]
@@ -453,10 +454,12 @@ class ControlPlane:
             ),
             gateway_service=settings.gateway_service,
             on_gateway=lambda address: self.link.set_gateway(address) if self.link else None,
+            cluster=self.config.cluster,
         )
         if self.leadership is not None:
             leadership = self.leadership
             self.kube.writer.enabled = lambda: leadership.leading
+            self.kube.status_writer.enabled = lambda: leadership.leading
         if self.shared is not None:
             shared_update = Reflector(
                 "shared-update",

@@ -10,7 +10,9 @@ are meshfed's -- the CA bundle the control plane writes into its webhook configu
 replica count an autoscaler owns, are kept. Objects are applied in the order of
 :func:`~federation.install.manifests.install` (Namespace and CRDs first), one by one;
 the first refusal stops the run with the object named, and what was applied stays (a second
-run is idempotent). Uninstall deletes in reverse order and counts what was already gone.
+run is idempotent). An object annotated ``meshfed.io/install: if-absent`` (the Istio and
+Gateway API CRDs) is created only when missing. Uninstall deletes in reverse order and counts
+what was already gone.
 
 Paths come from :data:`RESOURCES`, the kinds ``meshfed install`` emits; no discovery call.
 """
@@ -30,6 +32,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from federation.controlplane.kube.config import KubeSettings, api_client
 from federation.errors import FederationError
+from federation.install.ecosystem_crds import IF_ABSENT, IF_ABSENT_VALUE
 
 #: ``(apiVersion, kind) -> (plural, namespaced)`` of every kind ``meshfed install`` emits.
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
@@ -134,7 +137,10 @@ async def apply_objects(
     Args:
         api: a client for the cluster (:func:`federation.controlplane.kube.config.api_client`).
         objects: manifests as :func:`~federation.install.manifests.install` makes them.
-        on_done: called after each object with ``"created"`` or ``"configured"`` (progress).
+        on_done: called after each object with ``"created"``, ``"configured"`` or, for an
+            object marked create-only
+            (:data:`~federation.install.ecosystem_crds.IF_ABSENT`) that exists,
+            ``"left as it is (already installed)"`` (progress).
 
     Raises:
         ApplyError: before anything is sent when a kind is not known; else at the first object
@@ -144,6 +150,9 @@ async def apply_objects(
     for obj, path in zip(objects, paths, strict=True):
         try:
             before = await _exists(api, path)
+            if before and _if_absent(obj):
+                on_done(obj, "left as it is (already installed)")
+                continue
             await _call(
                 api,
                 path,
@@ -157,6 +166,11 @@ async def apply_objects(
         except (OSError, aiohttp.ClientError) as err:
             raise _unreachable(obj, err) from err
         on_done(obj, "configured" if before else "created")
+
+
+def _if_absent(obj: dict[str, Any]) -> bool:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(IF_ABSENT) == IF_ABSENT_VALUE)
 
 
 async def _exists(api: k8s.ApiClient, path: str) -> bool:

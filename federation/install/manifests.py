@@ -4,10 +4,15 @@ What one cluster gets, in namespace :data:`NAMESPACE` unless said otherwise:
 
 - the MCS CRDs (``serviceexports`` and ``serviceimports`` of ``multicluster.x-k8s.io``,
   ``v1alpha1``, with a status subresource), unless the cluster has them already;
+- the official CRDs of the Istio and Gateway API kinds the control plane reads
+  (:mod:`federation.install.ecosystem_crds`), created only where missing;
 - ServiceAccounts for the control plane and the east-west gateway; a ClusterRole for the
   control plane with exactly what it reads and writes (no ``*``): list and watch of
   Services, EndpointSlices, Pods, Nodes, Namespaces and ServiceExports; the status of
-  ServiceExports; ServiceImports; TokenReviews; and its own MutatingWebhookConfiguration
+  ServiceExports; ServiceImports; Istio's VirtualServices, DestinationRules,
+  ServiceEntries, Sidecars, AuthorizationPolicies and PeerAuthentications and Gateway API's
+  HTTPRoutes, GRPCRoutes and ReferenceGrants, and the status of all of them but
+  ReferenceGrants; TokenReviews; and its own MutatingWebhookConfiguration
   (by name, to put its CA bundle in). The gateway needs no API access;
 - a Secret with the one-time join token (when given); a Role that lets the control plane
   read and update, by name, what its replicas share: a Secret (its identity: the
@@ -44,6 +49,7 @@ from federation.controlplane.kube.pod import (
     agent_args,
     token_volume,
 )
+from federation.install.ecosystem_crds import ecosystem_crds
 
 PART_OF = {"app.kubernetes.io/part-of": "meshfed"}
 #: The Kubernetes version whose schemas the manifests are checked against (tests).
@@ -77,6 +83,9 @@ class InstallOptions:
         network: the cluster's network name.
         mesh_namespaces: namespaces whose Services are in the mesh (empty: all).
         install_crds: include the MCS CRDs.
+        ecosystem_crds: the official CRDs of the Istio and Gateway API kinds the control
+            plane reads, by set (:data:`federation.install.ecosystem_crds.SETS`), each
+            created only where missing.
         gateway_allowed_cidrs: who may reach the gateway's load balancer
             (``spec.loadBalancerSourceRanges``: the AWS Load Balancer Controller and GKE
             make security-group / firewall rules of it); empty: anyone.
@@ -93,6 +102,7 @@ class InstallOptions:
     network: str = "default"
     mesh_namespaces: tuple[str, ...] = ()
     install_crds: bool = True
+    ecosystem_crds: tuple[str, ...] = ("gateway-api", "istio")
     gateway_allowed_cidrs: tuple[str, ...] = ()
     gateway_ip: str = ""
 
@@ -222,6 +232,10 @@ def _rule(
     return {"apiGroups": groups, "resources": resources, "verbs": verbs, **extra}
 
 
+_ISTIO_NETWORKING = ["virtualservices", "destinationrules", "serviceentries", "sidecars"]
+_ISTIO_SECURITY = ["authorizationpolicies", "peerauthentications"]
+
+
 def rbac() -> list[dict[str, Any]]:
     """ServiceAccounts, the control plane's ClusterRole and its binding (no ``*``)."""
     read = ["get", "list", "watch"]
@@ -237,6 +251,16 @@ def rbac() -> list[dict[str, Any]]:
             _rule(["multicluster.x-k8s.io"], ["serviceimports"],
                   [*read, "create", "update", "delete"]),
             _rule(["multicluster.x-k8s.io"], ["serviceimports/status"], ["update"]),
+            # Istio's and Gateway API's documents: read; their status written
+            _rule(["networking.istio.io"], _ISTIO_NETWORKING, read),
+            _rule(["networking.istio.io"], [f"{r}/status" for r in _ISTIO_NETWORKING],
+                  ["update"]),
+            _rule(["security.istio.io"], _ISTIO_SECURITY, read),
+            _rule(["security.istio.io"], [f"{r}/status" for r in _ISTIO_SECURITY], ["update"]),
+            _rule(["gateway.networking.k8s.io"], ["httproutes", "grpcroutes", "referencegrants"],
+                  read),
+            _rule(["gateway.networking.k8s.io"], ["httproutes/status", "grpcroutes/status"],
+                  ["update"]),
             _rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
             _rule(["admissionregistration.k8s.io"], ["mutatingwebhookconfigurations"],
                   ["get", "update"], resourceNames=["meshfed-sidecar-injector"]),
@@ -641,6 +665,7 @@ def install(opts: InstallOptions) -> list[dict[str, Any]]:
     return [
         namespace,
         *(crds() if opts.install_crds else []),
+        *ecosystem_crds(opts.ecosystem_crds),
         *rbac(),
         *controlplane(opts),
         *gateway(opts),
@@ -651,6 +676,7 @@ def install(opts: InstallOptions) -> list[dict[str, Any]]:
 def uninstall(opts: InstallOptions, *, delete_crds: bool = False) -> list[dict[str, Any]]:
     """What removes an installation (``kubectl delete -f -``): the same objects, in reverse
     order. The MCS CRDs stay unless ``delete_crds``: deleting a CRD deletes every object of
-    it, another MCS implementation's ServiceExports and ServiceImports too."""
-    objects = install(replace(opts, install_crds=False))
+    it, another MCS implementation's ServiceExports and ServiceImports too. The Istio and
+    Gateway API CRDs always stay: they hold the user's own documents."""
+    objects = install(replace(opts, install_crds=False, ecosystem_crds=()))
     return list(reversed([*(crds() if delete_crds else []), *objects]))

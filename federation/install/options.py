@@ -14,6 +14,7 @@ from federation.controller.membership import validate_member_name
 from federation.controlplane.link.join import controller_urls
 from federation.errors import ConfigError
 from federation.install.controller import ControllerInstall, prepare_trust, trust_files
+from federation.install.ecosystem_crds import SETS
 from federation.install.images import pinned_image
 from federation.install.manifests import InstallOptions
 from federation.model.locality import Locality
@@ -85,11 +86,14 @@ def install_options(
     crds: bool,
     gateway_allowed_cidrs: str,
     gateway_ip: str,
+    ecosystem_crds: str = ",".join(SETS),
     allow_tag: bool = False,
     for_install: bool = False,
 ) -> InstallOptions:
     """The :class:`InstallOptions` of ``meshfed install`` / ``uninstall``'s flags (each
-    argument is the flag of that name; ``crds`` is ``--crds/--no-crds``). ``for_install``:
+    argument is the flag of that name; ``crds`` is ``--crds/--no-crds``; ``ecosystem_crds``
+    is ``--ecosystem-crds``: comma-separated names of
+    :data:`federation.install.ecosystem_crds.SETS`, or ``none``). ``for_install``:
     install writes ``cluster``, ``locality`` and ``image`` into manifests, so they must be
     given, the image by digest unless ``allow_tag``
     (:func:`federation.install.images.pinned_image`); uninstall needs none of them (what it
@@ -132,6 +136,14 @@ def install_options(
         if not re.fullmatch(DNS_LABEL, ns):
             raise ConfigError(f"--mesh-namespaces: {ns!r} is not a namespace name")
     cidrs = cidr_list(gateway_allowed_cidrs, "--gateway-allowed-cidrs")
+    ecosystem = tuple(n.strip() for n in ecosystem_crds.split(",") if n.strip())
+    if ecosystem == ("none",):
+        ecosystem = ()
+    for name in ecosystem:
+        if name not in SETS:
+            raise ConfigError(
+                f"--ecosystem-crds: {name!r} unknown (known: {', '.join(SETS)}, or none)"
+            )
     if gateway_ip:
         check_gateway_address(provider, gateway_ip)
     return InstallOptions(
@@ -144,6 +156,7 @@ def install_options(
         network=network,
         mesh_namespaces=namespaces,
         install_crds=crds,
+        ecosystem_crds=ecosystem,
         gateway_allowed_cidrs=cidrs,
         gateway_ip=gateway_ip,
     )

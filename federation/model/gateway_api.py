@@ -674,14 +674,20 @@ def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]
 
 
 def route_status(
-    route: Route, known: set[tuple[str, str]], problems: Sequence[str] = ()
+    route: Route,
+    known: set[tuple[str, str]],
+    problems: Sequence[str] = (),
+    *,
+    scope: str = "every member cluster's callers",
+    unknown: str = "no member cluster exports",
 ) -> dict[str, Any]:
     """The ``status`` Gateway API defines for a route, as meshfed holds it: per parent,
     ``Accepted`` (False with reason ``UnsupportedValue`` and the ``problems`` that keep the
     route from being a TrafficPolicy) and ``ResolvedRefs`` (False with ``BackendNotFound``
     when a backend Service is not among ``known`` -- ``(namespace, service)`` exported by a
-    member cluster). Computed when read, so without ``observedGeneration`` and
-    ``lastTransitionTime``. Pure."""
+    member cluster). ``scope`` (whose callers the route is for) and ``unknown`` word the
+    messages. Without ``observedGeneration`` and ``lastTransitionTime`` (the controller
+    computes this when read; a control plane writing it adds them). Pure."""
     missing: list[str] = []
     namespace = route.metadata.namespace
     for rule in route.spec.rules or []:
@@ -693,15 +699,13 @@ def route_status(
         "Accepted",
         not problems,
         "UnsupportedValue" if problems else "Accepted",
-        "; ".join(problems) or "the route is in force for every member cluster's callers",
+        "; ".join(problems) or f"the route is in force for {scope}",
     )
     resolved = _condition(
         "ResolvedRefs",
         not missing,
         "BackendNotFound" if missing else "ResolvedRefs",
-        f"no member cluster exports {', '.join(missing)}"
-        if missing
-        else "every backend is exported",
+        f"{unknown} {', '.join(missing)}" if missing else "every backend is exported",
     )
     parents = [
         {

@@ -145,6 +145,88 @@ def test_a_client_sidecar_calls_the_clusters_endpoints_and_follows_readiness(
     assert cp_workloads(cp) == []
 
 
+HEADER_ROUTE = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "HTTPRoute",
+    "metadata": {"name": "echo-canary-testers", "namespace": "demo"},
+    "spec": {
+        "parentRefs": [{"group": "", "kind": "Service", "name": "echo"}],
+        "rules": [
+            {"matches": [{"headers": [{"name": "x-tester", "value": "yes"}]}],
+             "backendRefs": [{"name": "echo-canary", "port": 8080}]},
+            {"backendRefs": [{"name": "echo", "port": 8080}]},
+        ],
+    },
+}  # fmt: skip
+
+
+def test_an_httproute_in_the_cluster_routes_its_callers_and_gets_its_status(
+    procs, mesh_home: Path, kube: FakeKube, tmp_path: Path
+) -> None:
+    """Issue #40 in Kubernetes mode, end to end with real Envoy: the official Gateway API CRDs
+    (as ``meshfed install`` ships them) in the cluster; an HTTPRoute on Service echo sends
+    callers with ``x-tester: yes`` to echo-canary, the rest to echo; its status says
+    Accepted; deleting it sends everyone to echo again."""
+    from federation.install.ecosystem_crds import ecosystem_crds
+
+    for crd in ecosystem_crds(("gateway-api",)):
+        kube.create(crd)
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    cp = ControlPlaneHandle(
+        procs, mesh_home, "east", ZONE_A,
+        extra_args=["--kubernetes", "--kubeconfig", str(kubeconfig),
+                    "--kube-namespaces", "demo"],
+    )  # fmt: skip
+    kube.create(NODE)
+    kube.create(SERVICE)
+    kube.create({**SERVICE, "metadata": {"name": "echo-canary", "namespace": "demo"},
+                 "spec": {"selector": {"app": "echo-canary"}, "ports": SERVICE["spec"]["ports"]}})  # fmt: skip
+    sidecars = []
+    for i, service in ((1, "echo"), (2, "echo-canary")):
+        address, app_port = f"127.0.1.{10 + i}", free_port()
+        start_echo(procs, service, app_port, "east")
+        pod, endpoints = _objects(i, address, app_port)
+        pod["metadata"]["labels"]["app"] = service
+        endpoints["metadata"]["labels"]["kubernetes.io/service-name"] = service
+        kube.create(pod)
+        kube.create(endpoints)
+        sidecars.append((f"echo-{i}", f"k8s-{service}-127-0-1-1{i}"))
+    kube.create(HEADER_ROUTE)
+    cp.start()
+    envoys = [
+        start_sidecar(procs, cp, name=name, workload=workload, service_account="echo",
+                      locality=ZONE_A)
+        for name, workload in sidecars
+    ]  # fmt: skip
+    port = free_port()
+    client = start_sidecar(
+        procs, cp, name="client", service_account="frontend", locality=ZONE_A, outbound_port=port
+    )
+    for envoy in [client, *envoys]:
+        envoy.wait_ready(30)
+
+    def answered(headers: dict[str, str] | None = None) -> str:
+        status, data, _ = get(port, HOST, headers=headers)
+        return str(data["name"]) if status == 200 else f"status {status}"
+
+    wait_until(lambda: answered({"x-tester": "yes"}) == "echo-canary", 30, "the tester route")
+    assert {answered() for _ in range(20)} == {"echo"}
+    assert {answered({"x-tester": "yes"}) for _ in range(20)} == {"echo-canary"}
+
+    def accepted() -> list[tuple[str, str]]:
+        route = kube.get("HTTPRoute", "demo", "echo-canary-testers") or {}
+        return [
+            (c["type"], c["status"])
+            for p in (route.get("status") or {}).get("parents") or []
+            for c in p["conditions"]
+        ]
+
+    wait_until(lambda: accepted() == [("Accepted", "True"), ("ResolvedRefs", "True")], 10,
+               "the route's status")  # fmt: skip
+    kube.delete("HTTPRoute", "demo", "echo-canary-testers")
+    wait_until(lambda: answered({"x-tester": "yes"}) == "echo", 10, "the route withdrawn")
+
+
 def cp_workloads(cp: ControlPlaneHandle) -> list[dict[str, Any]]:
     return list(call("GET", cp.api_url, "/v1/workloads", home=cp.home)["workloads"])
 

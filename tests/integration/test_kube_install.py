@@ -43,12 +43,22 @@ def test_install_apply_writes_every_object_keeps_others_fields_and_uninstall_rem
     home = tmp_path / "home"
     printed = list(yaml.safe_load_all(run_meshfed(home, "install", *ARGS).stdout))
     with fake_kube() as kube:
+        # Gateway API already installed, a newer release: its CRD is left as it is
+        theirs = next(o for o in printed if o["metadata"]["name"].startswith("httproutes."))
+        theirs = copy.deepcopy(theirs)
+        del theirs["metadata"]["annotations"]["meshfed.io/install"]
+        theirs["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] = "v1.7.0"
+        kube.create(theirs)
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
         first = run_meshfed(home, "install", *ARGS, "--apply", "--kubeconfig", str(kubeconfig))
         assert first.stdout == ""  # nothing printed for kubectl: it was applied
         for kind, ns, name in _names(printed):
             stored = kube.get(kind, ns, name)
             assert stored is not None, f"{kind} {ns}/{name} not applied"
+            if name == theirs["metadata"]["name"]:
+                assert f"{kind} {name} left as it is (already installed)" in first.stderr
+                assert stored["metadata"]["annotations"] == theirs["metadata"]["annotations"]
+                continue
             assert f"{kind} {ns + '/' if ns else ''}{name} created" in first.stderr
         assert f"{len(printed)} objects applied" in first.stderr
         gateway = kube.get("Service", NAMESPACE, "meshfed-gateway")
@@ -78,10 +88,14 @@ def test_install_apply_writes_every_object_keeps_others_fields_and_uninstall_rem
         others = [o for o in printed if o["kind"] != "CustomResourceDefinition"]
         assert f"{len(others)} objects deleted" in gone.stderr
         assert all(kube.get(kind, ns, name) is None for kind, ns, name in _names(others))
-        # the MCS CRDs stay (another MCS implementation's exports with them) unless asked
-        assert len(crds) == 2 and all(kube.get(k, n, m) for k, n, m in _names(crds))
+        # the MCS CRDs stay (another MCS implementation's exports with them) unless asked; the
+        # official Istio and Gateway API CRDs always (they hold the user's documents)
+        mcs = [o for o in crds if o["spec"]["group"] == "multicluster.x-k8s.io"]
+        assert len(crds) == 11 and all(kube.get(k, n, m) for k, n, m in _names(crds))
         run_meshfed(home, "uninstall", "--delete-crds", "--apply", "--kubeconfig", str(kubeconfig))
-        assert all(kube.get(kind, ns, name) is None for kind, ns, name in _names(crds))
+        assert all(kube.get(kind, ns, name) is None for kind, ns, name in _names(mcs))
+        kept = [o for o in crds if o not in mcs]
+        assert len(kept) == 9 and all(kube.get(k, n, m) for k, n, m in _names(kept))
         twice = run_meshfed(home, "uninstall", *ARGS, "--apply", "--kubeconfig", str(kubeconfig))
         assert "Namespace meshfed-system not found" in twice.stderr
 

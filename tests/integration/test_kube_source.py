@@ -151,6 +151,26 @@ async def test_a_watch_broken_by_410_gone_relists_without_loss_or_duplicates(
     assert len(names) == len(set(names)) == 2
 
 
+async def test_a_list_the_server_refuses_keeps_what_was_known_and_is_retried(
+    kube: FakeKube, source
+) -> None:
+    """A re-list answered 403 (RBAC changed) or 500 is an error, not an empty list: the
+    endpoints stay until a list succeeds (the client does not raise for an error status of
+    an unpreloaded response: found when a missing CRD's 404 read as "no objects")."""
+    kube.create(service("echo"))
+    kube.create(endpoint_slice("echo", ["10.0.0.1"]))
+    await until(lambda: addresses(source) == ["10.0.0.1"], 5, "the endpoint")
+    slices = source.reflectors["endpointslices"]
+    kube.refuse_lists["endpointslices"] = 403
+    with kube.disconnected():  # a change missed, history compacted: 410 Gone, a re-list
+        kube.create(endpoint_slice("other", ["10.0.0.9"]))
+    await until(lambda: kube.refused >= 2, 10, "two refused lists (a retry after backing off)")
+    assert addresses(source) == ["10.0.0.1"] and not slices.synced
+    del kube.refuse_lists["endpointslices"]
+    await until(lambda: slices.synced, 10, "listed again")
+    assert addresses(source) == ["10.0.0.1"]
+
+
 #: The ServiceExport of the MCS project's demo (kubernetes-sigs/mcs-api, demo/demo.sh:
 #: "kubectl apply" of this object for its demo/serve Service), verbatim.
 MCS_DEMO_EXPORT = """\
@@ -276,3 +296,106 @@ async def test_the_gateway_services_load_balancer_address_is_reported_once_it_ha
     host = "k8s-meshfed-gw-0123.elb.us-east-1.amazonaws.com"  # an NLB gives a hostname
     kube.set_status({**lb, "status": {"loadBalancer": {"ingress": [{"hostname": host}]}}})
     await until(lambda: bool(seen) and seen[-1] == f"{host}:15443", 5, "the NLB's address")
+
+
+@pytest.fixture
+async def documents_source(kube: FakeKube) -> AsyncIterator[KubeSource]:
+    api = k8s.ApiClient(k8s.Configuration(host=kube.url))
+    src = KubeSource(
+        api,
+        ServiceRegistry(),
+        Scope(Locality.parse("aws/us-east-1/us-east-1a"), frozenset({"demo"})),
+        watch_timeout_s=2,
+        cluster="east",
+        absent_retry_s=0.2,
+    )
+    task = asyncio.create_task(src.run())
+    yield src
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await api.close()
+
+
+ROUTE = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo-split, namespace: demo}
+spec:
+  parentRefs: [{name: echo, kind: Service, group: ""}]
+  rules:
+  - backendRefs: [{name: echo, port: 8080, weight: 90}, {name: echo-canary, port: 8080, weight: 10}]
+"""
+GATEWAY_ROUTE = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: demo}
+spec:
+  parentRefs: [{name: public-gw}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+"""
+UNSUPPORTED_VS = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: demo}
+spec:
+  hosts: [ratings]
+  gateways: [bookinfo-gateway]
+  http: [{route: [{destination: {host: ratings}}]}]
+"""
+
+
+def accepted(obj: dict[str, Any] | None) -> tuple[str, str] | None:
+    """``(status, message)`` of meshfed's Accepted condition on a route or an Istio document."""
+    status = (obj or {}).get("status") or {}
+    conditions = status.get("conditions") or next(
+        (p["conditions"] for p in status.get("parents") or []
+         if p["controllerName"] == "meshfed.io/federation-controller"),
+        [],
+    )  # fmt: skip
+    found = next((c for c in conditions if c["type"] == "Accepted"), None)
+    return (found["status"], found["message"]) if found else None
+
+
+async def test_istio_and_gateway_api_documents_of_the_cluster_are_in_force_with_status(
+    kube: FakeKube, documents_source: KubeSource
+) -> None:
+    """Issue #40 in Kubernetes mode: without the CRDs the control plane syncs (none read);
+    once ``meshfed install`` has created them, an HTTPRoute on a Service is in force for
+    the cluster's proxies and says so in its status; a VirtualService meshfed cannot honour
+    is refused in its status, naming the field; a Gateway's route is not touched; deleting
+    the route withdraws its policy."""
+    import yaml
+
+    from federation.install.ecosystem_crds import ecosystem_crds
+
+    src = documents_source
+    await until(lambda: src.synced, 5, "synced without the CRDs")
+    assert src.reflectors["httproutes"].absent
+    for crd in ecosystem_crds(("gateway-api", "istio")):
+        kube.create(crd)
+    kube.create(yaml.safe_load(ROUTE))
+    kube.create(yaml.safe_load(GATEWAY_ROUTE))
+    kube.create(yaml.safe_load(UNSUPPORTED_VS))
+    await until(lambda: ("demo", "echo") in src.registry.state.policies, 10, "the route in force")
+    policy = src.registry.state.policies[("demo", "echo")]
+    assert [d.weight for d in policy.spec.http[0].route] == [90, 10]
+    await until(
+        lambda: accepted(kube.get("HTTPRoute", "demo", "echo-split")) is not None, 5, "status"
+    )
+    assert accepted(kube.get("HTTPRoute", "demo", "echo-split")) == (
+        "True",
+        "the route is in force for cluster east's callers",
+    )
+    await until(
+        lambda: accepted(kube.get("VirtualService", "demo", "ratings")) is not None, 5, "refusal"
+    )
+    state, message = accepted(kube.get("VirtualService", "demo", "ratings")) or ("", "")
+    assert state == "False" and "spec.gateways" in message, message
+    assert ("demo", "ratings") not in src.registry.state.policies
+    assert "status" not in (kube.get("HTTPRoute", "demo", "web") or {})  # a Gateway's route
+    writes = src.status_writer.writes
+    await asyncio.sleep(0.5)  # a scenario step: nothing changes, so nothing is rewritten
+    assert src.status_writer.writes == writes
+
+    kube.delete("HTTPRoute", "demo", "echo-split")
+    await until(lambda: ("demo", "echo") not in src.registry.state.policies, 5, "withdrawn")
