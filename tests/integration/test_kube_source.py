@@ -399,3 +399,14 @@ async def test_istio_and_gateway_api_documents_of_the_cluster_are_in_force_with_
 
     kube.delete("HTTPRoute", "demo", "echo-split")
     await until(lambda: ("demo", "echo") not in src.registry.state.policies, 5, "withdrawn")
+
+    # mesh-wide documents live in the root namespace, read whatever --kube-namespaces says;
+    # other namespaces outside the mesh are not read
+    strict = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+              "metadata": {"name": "default", "namespace": "meshfed-system"},
+              "spec": {"mtls": {"mode": "STRICT"}}}  # fmt: skip
+    kube.create(strict)
+    kube.create({**strict, "metadata": {"name": "default", "namespace": "elsewhere"}})
+    root = ("meshfed-system", "default")
+    await until(lambda: root in src.registry.state.peer_authentications, 5, "the mesh-wide PA")
+    assert list(src.registry.state.peer_authentications) == [root]

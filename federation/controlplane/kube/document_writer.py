@@ -25,6 +25,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from federation.controlplane.kube.documents import (
     RESOURCES,
     desired_status,
+    in_scope,
     ours,
     problems_of,
     with_status,
@@ -109,7 +110,7 @@ class DocumentWriter:
             if reflector is None or not reflector.synced:
                 continue
             for (ns, name), obj in list(reflector.objects.items()):
-                if not self.scope.in_namespace(ns) or not ours(obj):
+                if not in_scope(self.scope, ns) or not ours(obj):
                     continue
                 version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
                 checked = models.get(raw_key(obj))

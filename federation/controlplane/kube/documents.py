@@ -9,7 +9,8 @@ VirtualService, DestinationRule, ServiceEntry, Sidecar; ``security.istio.io/v1``
 AuthorizationPolicy, PeerAuthentication; ``gateway.networking.k8s.io`` HTTPRoute and
 GRPCRoute (``v1``) and ReferenceGrant (``v1beta1``, served by every release since v0.6).
 
-A route is meshfed's only where a ``parentRef`` is a Service or an MCS ServiceImport
+Read from the mesh's namespaces and the root namespace ``meshfed-system`` (mesh-wide
+documents). A route is meshfed's only where a ``parentRef`` is a Service or an MCS ServiceImport
 (GAMMA): routes of Gateways belong to the gateway's implementation and are neither read nor
 written. Status:
 
@@ -31,6 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from federation.controlplane.kube.translate import Scope
+from federation.model.authz import ROOT_NAMESPACE
 from federation.model.cluster_documents import DocumentKey, raw_key
 from federation.model.gateway_api import CONTROLLER_NAME as _ROUTE_CONTROLLER
 from federation.model.gateway_api import HTTPRoute, route_status
@@ -66,6 +69,13 @@ RESOURCES = (
     DocumentResource("ReferenceGrant", "gateway.networking.k8s.io", "v1beta1", "referencegrants"),
 )
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")
+
+
+def in_scope(scope: Scope, namespace: str) -> bool:
+    """Whether the documents of ``namespace`` are read: the mesh's namespaces, and the root
+    namespace (:data:`federation.model.authz.ROOT_NAMESPACE`, where mesh-wide
+    AuthorizationPolicies and PeerAuthentications live) whatever ``--kube-namespaces`` says."""
+    return namespace == ROOT_NAMESPACE or scope.in_namespace(namespace)
 
 
 def mesh_parent(ref: Any) -> bool:

@@ -41,7 +41,7 @@ from pydantic import BaseModel
 
 from federation.controlplane.kube.document_writer import DocumentWriter
 from federation.controlplane.kube.documents import RESOURCES as DOCUMENT_RESOURCES
-from federation.controlplane.kube.documents import ours
+from federation.controlplane.kube.documents import in_scope, ours
 from federation.controlplane.kube.mcs import API_VERSION, GROUP, VERSION
 from federation.controlplane.kube.translate import (
     SOURCE_LABEL,
@@ -328,7 +328,7 @@ class KubeSource:
         invalid: dict[DocumentKey, tuple[str, ...]] = {}
         for resource in DOCUMENT_RESOURCES:
             for (ns, _name), obj in self.reflectors[resource.plural].objects.items():
-                if not self.scope.in_namespace(ns) or not ours(obj):
+                if not in_scope(self.scope, ns) or not ours(obj):
                     continue
                 key = raw_key(obj)
                 version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
