@@ -2,7 +2,8 @@
 captured pods resolve, and ``meshfed.names.v1.NameService/Watch``, which streams it.
 
 :func:`name_table` is pure: every service of the registry whose import carries ClusterSetIPs
-(MCS ``ServiceImport spec.ips``; an exporter has the import of its own service too). The
+(MCS ``ServiceImport spec.ips``; an exporter has the import of its own service too), and
+every ServiceEntry host with the address allocated to it. The
 servicer runs on the xDS port (mutual TLS; the server's interceptor admits this cluster's
 SVIDs only, as for ADS): a watch gets the whole table at once and again after each registry
 change that changed it -- never a stale table after a newer one. Istio's agent gets the same
@@ -20,6 +21,7 @@ from typing import Any
 import grpc
 
 from federation.controlplane.registry import RegistryState, ServiceRegistry
+from federation.model.service_entry import entry_addresses
 from federation.model.workload import global_name
 from federation.sync.proto import names_pb2, names_pb2_grpc
 
@@ -30,12 +32,16 @@ NameTable = Mapping[str, tuple[str, ...]]
 
 def name_table(state: RegistryState) -> dict[str, tuple[str, ...]]:
     """``{<svc>.<ns>.svc.clusterset.local: (ClusterSetIP, ...)}`` of every imported service
-    with addresses, sorted by name."""
-    return {
+    with addresses, sorted by name; then every ServiceEntry host with its allocated address
+    (:func:`federation.model.service_entry.entry_addresses`)."""
+    table = {
         global_name(name, ns): tuple(imp.spec.ips)
         for (ns, name), imp in sorted(state.imports.items())
         if imp.spec.ips
     }
+    for host, ip in entry_addresses(state.service_entries.values()).items():
+        table.setdefault(host, (ip,))
+    return table
 
 
 class NameServicer(names_pb2_grpc.NameServiceServicer):

@@ -19,15 +19,21 @@ sends its request through the sidecar (``http_proxy``, or ``Host`` on the outbou
 reaches it; with ``--outbound-traffic-policy REGISTRY_ONLY`` nothing else outside the mesh
 is. Refused, by field (not yet): ``location: MESH_INTERNAL``, ``resolution: NONE``,
 protocols other than HTTP, HTTP2 and GRPC, wildcard hosts, ``addresses``,
-``workloadSelector``, ``subjectAltNames``, ``exportTo`` other than ``*``. Traffic that
-capture redirects to a ServiceEntry's address follows the sidecar's outbound traffic
-policy, not the entry (Istio allocates addresses for entries; meshfed does not yet).
+``workloadSelector``, ``subjectAltNames``, ``exportTo`` other than ``*``.
+
+With traffic capture an unchanged app reaches an entry by name: every host gets an address
+in :data:`ENTRY_ADDRESS_RANGE` (:func:`entry_addresses`, as Istio's DNS auto-allocation
+does), the pod's DNS answers the host with it, and the capture listener sends connections to
+it, on the entry's ports, to the route by ``Host``. A connection to the host's real address
+(resolved elsewhere) follows the sidecar's outbound traffic policy instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from ipaddress import ip_address
+from collections.abc import Iterable
+from ipaddress import ip_address, ip_network
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -39,6 +45,9 @@ _NotYet = Annotated[Any, not_supported()]
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
+#: Where the hosts of ServiceEntries get addresses: Istio's auto-allocation range (class E,
+#: which no real network routes; the ClusterSetIPs are in 240.241.0.0/16).
+ENTRY_ADDRESS_RANGE = ip_network("240.240.0.0/16")
 #: Protocols meshfed routes for an entry (by ``Host``, on the outbound HTTP listener).
 HTTP_PROTOCOLS = ("HTTP", "HTTP2", "GRPC")
 
@@ -155,3 +164,26 @@ class ServiceEntry(_Strict):
         return [
             (e.address, (e.ports or {}).get(port.name, default)) for e in self.spec.endpoints or []
         ]
+
+
+def entry_addresses(entries: Iterable[ServiceEntry]) -> dict[str, str]:
+    """``host -> IPv4 address`` in :data:`ENTRY_ADDRESS_RANGE` for every host of ``entries``
+    (hosts are lowercase; one address per host however many entries name it).
+
+    A host's address is the SHA-256 of its name, modulo the range's usable size, taken in
+    sorted order of hosts; on a collision, the next free one. So an address depends only on
+    the host (and, rarely, on a colliding host sorted before it): it stays while entries
+    come and go, as clients and cached DNS answers need. Pure.
+    """
+    hosts = sorted({h.lower() for e in entries for h in e.spec.hosts})
+    first = int(ENTRY_ADDRESS_RANGE.network_address) + 1
+    size = ENTRY_ADDRESS_RANGE.num_addresses - 2  # neither the network nor the broadcast
+    taken: set[int] = set()
+    out: dict[str, str] = {}
+    for host in hosts:
+        offset = int.from_bytes(hashlib.sha256(host.encode()).digest()[:8], "big") % size
+        while offset in taken:
+            offset = (offset + 1) % size
+        taken.add(offset)
+        out[host] = str(ip_address(first + offset))
+    return out

@@ -206,6 +206,64 @@ def test_outbound_traffic_policy_passes_or_closes_what_is_not_a_service(fed) -> 
     assert _status(out) == 200, out  # mesh services still pass
 
 
+OUTSIDE_ENTRY = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: outside-api, namespace: demo}}
+spec:
+  hosts: [api.outside.test]
+  location: MESH_EXTERNAL
+  ports: [{{number: 80, name: http, protocol: HTTP, targetPort: 18081}}]
+  resolution: STATIC
+  endpoints: [{{address: {address}}}]
+"""
+
+
+def test_a_service_entry_is_reached_by_name_and_nothing_else_outside_under_registry_only(
+    fed,
+) -> None:
+    """Issue #40: an HTTP server outside the mesh (no sidecar, in A's own namespace); from a
+    captured pod whose sidecar says REGISTRY_ONLY, an unchanged ``curl`` cannot reach it,
+    by name or by address; with a ServiceEntry for it, ``curl http://api.outside.test/``
+    resolves to an address of 240.240.0.0/16 and is served through the sidecar; its real
+    address stays closed; the entry deleted, the name is gone again."""
+    address = fed.plan.address(A, 1)
+    app = [sys.executable, "-m", "federation.demo.echo_http", "--name", "outside"]
+    fed.runner().spawn("outside-api", [*app, "--host", address, "--port", "18081"], "app", A)
+    wait_for(
+        lambda: fed.in_pod("outside-api", [*CURL, f"http://{address}:18081/"])[0] == 0,
+        20,
+        "the outside server (from A's own namespace, no sidecar)",
+    )
+    fed.add_pod(A, "egress", 43, sidecar=["--outbound-traffic-policy", "REGISTRY_ONLY"])
+    by_name = [*CURL, "http://api.outside.test/"]
+    by_address = [*CURL, f"http://{address}:18081/"]
+    rc, out = fed.in_pod("sidecar-egress", by_address)
+    assert rc != 0 and _status(out) == 0, out  # closed: not a service
+    rc, out = fed.in_pod("sidecar-egress", by_name)
+    assert rc != 0 and _status(out) == 0, out  # no such name
+
+    entry = OUTSIDE_ENTRY.format(address=address)
+    _apply(fed, entry)
+    try:
+
+        def served() -> str:
+            _, answer = fed.in_pod("sidecar-egress", by_name)
+            return answer if _status(answer) == 200 else ""
+
+        answer = wait_for(served, 30, "the entry served by name")
+        assert json.loads(answer.split("\n\n", 1)[1])["name"] == "outside"
+        rc, out = fed.in_pod("sidecar-egress", ["getent", "ahostsv4", "api.outside.test"])
+        assert ipaddress.ip_address(out.split()[0]) in ipaddress.ip_network("240.240.0.0/16")
+        rc, out = fed.in_pod("sidecar-egress", by_address)
+        assert rc != 0 and _status(out) == 0, out  # the entry opens its name, not the address
+    finally:
+        _apply(fed, entry, delete=True)
+    wait_for(
+        lambda: fed.in_pod("sidecar-egress", by_name)[0] != 0, 30, "the name gone with the entry"
+    )
+
+
 def test_without_the_proxy_exemption_envoy_loops_into_itself(fed) -> None:
     """Proof 5: the capture rules exempt the sidecar's group; installed without that exemption
     (another GID), Envoy's own connection to B's gateway is captured again and the request

@@ -8,9 +8,11 @@ it (Envoy's ``FilterChainMatch``: destination port first, then destination IP):
 
 - ``explicit``: ``127.0.0.0/8`` on the outbound port itself -- an app that calls the sidecar
   as before (``http://127.0.0.1:15001`` with the service's name as Host) still works;
-- ``http|<port>``: the ClusterSetIPs of every service with an HTTP port ``<port>`` -- the
-  outbound HTTP manager (RDS ``outbound`` routes by Host; each service's virtual host also
-  answers its ClusterSetIP, for clients that dial the address);
+- ``http|<port>``: the ClusterSetIPs of every service with an HTTP port ``<port>``, and the
+  allocated addresses of the ServiceEntry hosts with a port ``<port>``
+  (:func:`federation.model.service_entry.entry_addresses`) -- the outbound HTTP manager (RDS
+  ``outbound`` routes by Host; each service's virtual host also answers its ClusterSetIP,
+  for clients that dial the address);
 - ``tcp|<ip>|<port>``: one TCP service port -- ``tcp_proxy`` to its clusters, weighted by
   the TrafficPolicy's ``tcp`` routes as a ``--upstream`` listener is;
 - the default chain, for every other destination: Istio's ``outboundTrafficPolicy.mode``.
@@ -79,6 +81,7 @@ def capture_listener(
     ports: Sequence[ServicePort],
     tcp_targets: Mapping[str, Sequence[tuple[str, int]]],
     *,
+    entry_ports: Sequence[tuple[int, str]] = (),
     policy: str = "ALLOW_ANY",
     source: str = "-",
     tracing: hcm.HttpConnectionManager.Tracing | None = None,
@@ -92,6 +95,8 @@ def capture_listener(
         tcp_targets: ``port.cluster_name -> [(Envoy cluster, weight)]`` of each TCP port
             (:func:`federation.controlplane.generate.http_routes.tcp_clusters`); a TCP port
             without an entry gets no chain (its clusters are not built yet).
+        entry_ports: ``(port, address)`` of each ServiceEntry host the sidecar sees, per
+            port (every entry port is HTTP, HTTP2 or gRPC).
         policy: ``ALLOW_ANY`` or ``REGISTRY_ONLY`` (``ProxyDescription.outbound_traffic_policy``).
         source / tracing / telemetry: as for :func:`listeners.outbound_manager`.
     """
@@ -112,6 +117,8 @@ def capture_listener(
                 _chain(f"tcp|{ip}|{p.port}", _TCP_PROXY, proxy, port=p.port, ips=[ip])
                 for ip in p.ips
             ]
+    for number, ip in entry_ports:
+        http_ips.setdefault(number, set()).add(ip)
     for number, ips in sorted(http_ips.items()):
         if number != outbound_port:
             chains.append(_chain(f"http|{number}", _HCM, manager, port=number, ips=sorted(ips)))

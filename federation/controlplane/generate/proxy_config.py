@@ -32,9 +32,10 @@ from federation.controlplane.generate.gateway import PassthroughRoute, gateway_l
 from federation.controlplane.generate.services import ServicePort
 from federation.controlplane.registry import RegistryState
 from federation.lb.decision import spill_for_grpc
-from federation.model.istio_sidecar import host_in_scope, in_scope
+from federation.model.istio_sidecar import IstioSidecar, host_in_scope, in_scope
 from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
+from federation.model.service_entry import ServiceEntry, entry_addresses
 from federation.model.workload import WorkloadEntry
 from federation.sync.node import ProxyDescription
 
@@ -255,12 +256,19 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         if mesh.telemetry and proxy.traffic_log.startswith("/")
         else None
     )
+    entries = _visible_entries(state, scope, proxy.namespace)
     if proxy.capture:
+        addresses = entry_addresses(state.service_entries.values())
+        entry_ports = sorted(
+            {(p.number, addresses[h.lower()]) for e in entries for h in e.spec.hosts
+             for p in e.spec.ports}
+        )  # fmt: skip
         out[resource.LISTENER].append(
             capture.capture_listener(
                 proxy.outbound_port,
                 ports,
                 {p.port.cluster_name: _tcp_targets(mesh, p) for p in plans if not p.port.is_http},
+                entry_ports=entry_ports,
                 policy=proxy.outbound_traffic_policy,
                 source=source,
                 tracing=traced,
@@ -273,18 +281,9 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
             listeners.outbound_listener(proxy.outbound_port, source, traced, telemetry)
         )
     config = routes.outbound_route_config(http_ports, proxy.namespace, port_routes)
-    for entry in sorted(state.service_entries.values(), key=lambda e: e.key):
-        visible = [
-            h
-            for h in entry.spec.hosts
-            if host_in_scope(scope, proxy.namespace, entry.metadata.namespace, h)
-        ]
-        if visible:
-            scoped = entry.model_copy(
-                update={"spec": entry.spec.model_copy(update={"hosts": visible})}
-            )
-            out[resource.CLUSTER] += external.entry_clusters(scoped)
-            config.virtual_hosts.extend(external.entry_virtual_hosts(scoped))
+    for scoped in entries:
+        out[resource.CLUSTER] += external.entry_clusters(scoped)
+        config.virtual_hosts.extend(external.entry_virtual_hosts(scoped))
     out[resource.ROUTE].append(config)
     out[resource.LISTENER].extend(_tcp_upstreams(mesh, proxy, plans, source))
     if workload is not None:
@@ -312,6 +311,23 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
                 mtls_modes=state.mtls_modes(workload),
             )
         )
+    return out
+
+
+def _visible_entries(
+    state: RegistryState, scope: IstioSidecar | None, namespace: str
+) -> list[ServiceEntry]:
+    """The ServiceEntries a sidecar of ``namespace`` sees, each with only the hosts its
+    Sidecar's egress ``scope`` allows (none left: not seen)."""
+    out = []
+    for entry in sorted(state.service_entries.values(), key=lambda e: e.key):
+        visible = [
+            h for h in entry.spec.hosts
+            if host_in_scope(scope, namespace, entry.metadata.namespace, h)
+        ]  # fmt: skip
+        if visible:
+            spec = entry.spec.model_copy(update={"hosts": visible})
+            out.append(entry.model_copy(update={"spec": spec}))
     return out
 
 

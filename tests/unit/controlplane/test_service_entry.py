@@ -104,3 +104,64 @@ def test_what_meshfed_cannot_honour_is_refused_by_field(spec, expected) -> None:
     with pytest.raises(InvalidDocumentError) as err:
         _entry(spec)
     assert expected in "\n".join(err.value.problems)
+
+
+def test_with_capture_an_entrys_hosts_get_addresses_the_dns_and_the_listener_agree_on() -> None:
+    """An unchanged app reaches an entry by name: the pod's DNS answers the host with an
+    address of 240.240.0.0/16 (Istio's auto-allocation range), and the capture listener
+    sends that address, on the entry's ports, to the HTTP manager (routes by Host)."""
+    import dataclasses
+    import ipaddress
+
+    from federation.controlplane.names import name_table
+    from federation.model.service_entry import ENTRY_ADDRESS_RANGE, entry_addresses
+
+    entry = _entry(
+        "{hosts: [api.example.com, api2.example.com], ports: [{number: 80, name: http},"
+        " {number: 8443, name: h2, protocol: HTTP2}], resolution: DNS}"
+    )
+    registry = ServiceRegistry()
+    registry.set_federation([], [], service_entries=[entry])
+    table = name_table(registry.state)
+    addresses = entry_addresses([entry])
+    assert set(addresses) == {"api.example.com", "api2.example.com"}
+    assert table["api.example.com"] == (addresses["api.example.com"],)
+    assert all(ipaddress.ip_address(a) in ENTRY_ADDRESS_RANGE for a in addresses.values())
+    assert len(set(addresses.values())) == 2
+
+    proxy = dataclasses.replace(_sidecar(ns="demo"), capture=True)
+    [listener] = [
+        x for x in generate(MESH, registry.state, proxy)[resource.LISTENER]
+        if x.name == "outbound_http"
+    ]  # fmt: skip
+    chains = {
+        c.name: sorted(r.address_prefix for r in c.filter_chain_match.prefix_ranges)
+        for c in listener.filter_chains
+    }
+    both = sorted(addresses.values())
+    assert chains["http|80"] == both and chains["http|8443"] == both
+    assert all(
+        c.filters[0].name == "envoy.filters.network.http_connection_manager"
+        for c in listener.filter_chains
+        if c.name.startswith("http|")
+    )
+
+
+def test_an_entrys_address_depends_on_its_host_not_on_the_others() -> None:
+    """Entries come and go; the addresses of the hosts that stay do not move (cached DNS
+    answers and open connections keep working). A collision takes the next free address."""
+    from federation.model.service_entry import entry_addresses
+
+    def entries(*hosts: str) -> list[ServiceEntry]:
+        return [
+            _entry(
+                f"{{hosts: [{h}], ports: [{{number: 80, name: http}}], resolution: DNS}}", f"e{i}"
+            )
+            for i, h in enumerate(hosts)
+        ]
+
+    some = entry_addresses(entries(*(f"h{i}.example.com" for i in range(50))))
+    fewer = entry_addresses(entries(*(f"h{i}.example.com" for i in range(0, 50, 3))))
+    assert all(fewer[h] == some[h] for h in fewer)
+    many = entry_addresses(entries(*(f"s{i}.test" for i in range(2000))))
+    assert len(set(many.values())) == 2000  # collisions (birthday: ~30 expected) resolved
