@@ -123,8 +123,9 @@ class ServiceEntrySpec(_Strict):
             raise ValueError("location: not supported by meshfed yet: MESH_INTERNAL")
         if self.resolution == "NONE":
             raise ValueError(
-                "resolution: not supported by meshfed yet: NONE (passthrough by original"
-                " address needs capture with allocated addresses); use DNS or STATIC"
+                "resolution: not supported by meshfed yet: NONE (passthrough to the address"
+                " the app dialled; with capture that is the host's allocated address); use"
+                " DNS or STATIC"
             )
         if self.resolution == "STATIC":
             if not self.endpoints:
