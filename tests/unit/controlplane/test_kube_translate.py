@@ -134,3 +134,36 @@ def test_protocols_localities_and_names() -> None:
     assert k8s_workload_name("api", "10.1.0.5") == "k8s-api-10-1-0-5"
     long = k8s_workload_name("a" * 60, "fd00::1234:5678")
     assert len(long) <= 63 and long != k8s_workload_name("a" * 60, "fd00::1234:5679")
+
+
+def test_prefer_close_is_a_same_zone_preference_as_every_service_gets() -> None:
+    """Issue #40, 4: a Service with ``spec.trafficDistribution: PreferClose`` (and its newer
+    spelling ``PreferSameZone``) in Kubernetes mode: a caller in zone a gets zone a's
+    endpoints at priority 0 and zone b's as failover -- what meshfed gives every service
+    without a TrafficPolicy, so the field asks for nothing more (and one without it gets the
+    same: Kubernetes would spread it over zones; meshfed keeps callers close)."""
+    from federation.controlplane import resource
+    from federation.controlplane.generate.proxy_config import generate
+    from federation.controlplane.registry import ServiceRegistry
+    from tests.unit.controlplane.test_generators import MESH, _sidecar
+
+    zone_of = {"10.1.0.5": "us-east-1a", "10.1.0.6": "us-east-1b"}
+    endpoints = [{"addresses": [a], "zone": z} for a, z in zone_of.items()]
+    slice_ = {**_slice(endpoints, [{"name": "http", "port": 8080}]),
+              "metadata": {"name": "echo-x1", "namespace": "demo",
+                           "labels": {"kubernetes.io/service-name": "echo"}}}  # fmt: skip
+    for distribution in ("PreferClose", "PreferSameZone", None):
+        service = {
+            "metadata": {"name": "echo", "namespace": "demo"},
+            "spec": {"ports": [{"name": "http", "port": 8080}]},
+        }
+        if distribution:
+            service["spec"]["trafficDistribution"] = distribution
+        docs = workload_entries([service], [slice_], {}, {}, Scope(MESH.locality))
+        registry = ServiceRegistry()
+        registry.apply(validate_documents(docs))
+        (cla,) = generate(MESH, registry.state, _sidecar())[resource.ENDPOINT]
+        assert [(e.locality.zone, e.priority) for e in cla.endpoints] == [
+            ("us-east-1a", 0),
+            ("us-east-1b", 1),
+        ], distribution
