@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from providers.base import ClusterInfo, ClusterProvider
 from providers.errors import ProviderConfigError
@@ -109,3 +110,22 @@ def cluster_from(ref: str, *, profile: str | None) -> ClusterInfo:
         return AwsProvider(parts[0], profile=profile).describe_cluster(parts[1])
     provider = for_cloud("gcp", project=parts[0], location=parts[1])
     return provider.describe_cluster(parts[2])
+
+
+def discovered(
+    info: ClusterInfo, project: str | None = None, location: str = "-"
+) -> dict[str, Any]:
+    """One row of ``meshfed cluster discover -o json``: the cluster's name, cloud, region,
+    locality, zones, network, status, API endpoint, and ``from``, what ``cluster join
+    --from`` takes (:func:`cluster_ref`)."""
+    return {
+        "name": info.name,
+        "cloud": info.cloud,
+        "region": info.region,
+        "locality": info.locality,
+        "zones": list(info.zones),
+        "network": info.network,
+        "status": info.status,
+        "endpoint": info.endpoint,
+        "from": cluster_ref(info, project, location),
+    }

@@ -104,6 +104,21 @@ def certificates_to_pem(certs: Sequence[x509.Certificate]) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
+def validity(pem: bytes, *, source: str) -> list[tuple[str, datetime, datetime]]:
+    """``(subject common name, notBefore, notAfter)`` (UTC) of each certificate of ``pem``,
+    in file order (``meshfed check``'s certificate lifetimes).
+
+    Raises:
+        InvalidCertificateError: as :func:`load_certificates`.
+    """
+    out = []
+    for cert in load_certificates(pem, source=source):
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        name = str(names[0].value) if names else cert.subject.rfc4514_string()
+        out.append((name, cert.not_valid_before_utc, cert.not_valid_after_utc))
+    return out
+
+
 def csr_to_pem(csr: x509.CertificateSigningRequest) -> bytes:
     """A CSR as one PEM block."""
     return csr.public_bytes(serialization.Encoding.PEM)

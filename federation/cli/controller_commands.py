@@ -29,7 +29,7 @@ from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
 from federation.paths import meshfed_home
 from federation.selection import get, listing_table
-from providers.factory import CLOUDS, cluster_from, cluster_ref, for_cloud
+from providers.factory import CLOUDS, cluster_from, discovered, for_cloud
 
 
 def controller_call(
@@ -282,38 +282,11 @@ def discover_cmd(
         location=location,
         clusters=clusters,
     ).list_clusters()
-    data: list[dict[str, Any]] = [
-        {
-            "name": c.name,
-            "cloud": c.cloud,
-            "region": c.region,
-            "locality": c.locality,
-            "zones": list(c.zones),
-            "network": c.network,
-            "status": c.status,
-            "endpoint": c.endpoint,
-            "from": cluster_ref(c, project, location),
-        }
-        for c in found
-    ]
-    emit(
-        data,
-        output,
-        lambda: print_table(
-            ["NAME", "LOCALITY", "ZONES", "NETWORK", "STATUS", "JOIN WITH --from"],
-            [
-                [
-                    d["name"],
-                    d["locality"],
-                    ",".join(d["zones"]),
-                    d["network"],
-                    d["status"],
-                    d["from"],
-                ]
-                for d in data
-            ],
-        ),
-    )
+    data = [discovered(c, project, location) for c in found]
+    columns = ["NAME", "LOCALITY", "ZONES", "NETWORK", "STATUS", "JOIN WITH --from"]
+    rows = [[d["name"], d["locality"], ",".join(d["zones"]), d["network"], d["status"], d["from"]]
+            for d in data]  # fmt: skip
+    emit(data, output, lambda: print_table(columns, rows))
 
 
 @cluster.command("join")
@@ -514,3 +487,21 @@ def get_cmd(
             print_table(*listing_table(what, data))
 
     emit(data, output, table)
+
+
+@click.command("check")
+@controller_option
+@admin_token_option
+@output_option(("table", "json", "yaml"))
+def check_cmd(controller: str | None, token: str | None, output: str) -> None:
+    """Check the federation end to end, with what to do about each failure: the controller,
+    clocks, members Ready, every proxy in sync (naming those that are not), certificates'
+    remaining life, gateways reachable from here. Exit code 1 when a check fails."""
+    from federation.checks import CHECK_COLUMNS, row, worst
+    from federation.local.check import run_checks
+
+    checks = run_checks(*controller_target(controller, token), meshfed_home())
+    table = [row(c) for c in checks]
+    emit([c.to_json() for c in checks], output, lambda: print_table(CHECK_COLUMNS, table))
+    if worst(checks) == "fail":
+        raise SystemExit(1)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -454,10 +455,9 @@ def explain_service_cmd(
 def _rows_table(title: str, rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    t = Table(
-        "PRIORITY", "CLUSTER", "LOCALITY", "WEIGHT", "SHARE", "RTT MS", "$/GB", "REASON",
-        title=title, box=None, title_justify="left",
-    )  # fmt: skip
+    t = Table(title=title, box=None, title_justify="left")
+    for name in ("PRIORITY", "CLUSTER", "LOCALITY", "WEIGHT", "SHARE", "RTT MS", "$/GB", "REASON"):
+        t.add_column(name, overflow="fold")  # never an ellipsis: nothing hidden
     for r in rows:
         rtt = "-" if r["rttMs"] is None else f"{r['rttMs']:g} ({r['rttSource'][0]})"
         t.add_row(
@@ -508,11 +508,15 @@ def _routes_table(routes: list[dict[str, Any]]) -> Any:
 
 
 def _render_explain(data: dict[str, Any]) -> None:
-    """``meshfed explain SERVICE``'s tables: the optimizer's plan, the routes, then per port
-    the endpoints' priorities and shares (and per split subset)."""
+    """``meshfed explain SERVICE``'s tables: the optimizer's plan, the routes, then per group
+    of ports alike the endpoints' priorities and shares of all requests no narrower route
+    takes."""
     from rich.console import Console
 
-    console = Console(width=220)
+    from federation.explain_tables import port_groups
+
+    # a terminal's width, long cells folded; piped elsewhere, lines stay whole (as kubectl)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(
         f"{data['service']} from {data['from']['cluster']} ({data['from']['locality']});"
         f" policy: {data['policy'] or 'none'}"
@@ -527,11 +531,8 @@ def _render_explain(data: dict[str, Any]) -> None:
         console.print("no optimizer plan yet (no demand measured from this locality)")
     if data.get("routes"):
         console.print(_routes_table(data["routes"]))
-    for port in data["ports"]:
-        console.print(_rows_table(f"port {port['port']} ({port['protocol']})", port["rows"]))
-        for subset in port["split"]:
-            title = f"  split {subset['percent']}% -> {subset['cluster']}"
-            console.print(_rows_table(title, subset["rows"]))
+    for title, rows in port_groups(data["ports"]):
+        console.print(_rows_table(title, rows))
 
 
 @explain_cmd.command("authz")

@@ -12,7 +12,13 @@ from typing import Any
 
 import click
 
-from federation.cli.controller_commands import cluster, controller, dashboard_cmd, get_cmd
+from federation.cli.controller_commands import (
+    check_cmd,
+    cluster,
+    controller,
+    dashboard_cmd,
+    get_cmd,
+)
 from federation.cli.controlplane_commands import (
     apply_cmd,
     bootstrap,
@@ -112,6 +118,7 @@ def completion_cmd(shell: str) -> None:
 
 
 for command in (
+    check_cmd,
     trust,
     controller,
     cluster,

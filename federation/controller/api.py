@@ -1,7 +1,8 @@
 """The controller's REST API (aiohttp, JSON; OpenAPI 3.1 document at ``/openapi.json``).
 
 Every route but these needs ``Authorization: Bearer <admin token>`` (401 otherwise):
-``GET /healthz`` answers ``{"status": "ok", "trustDomain": ...}`` to anyone (liveness
+``GET /healthz`` answers ``{"status": "ok", "trustDomain": ..., "time": <Unix s>}`` (its
+clock, for ``meshfed check``) to anyone (liveness
 probes, as Kubernetes' ``/healthz``; the trust domain is public, it is in every
 certificate), ``GET /v1/bundle`` answers the trust bundle to anyone (public, as a SPIFFE
 bundle endpoint; a joining control plane checks its token's root pin against it), and
@@ -18,6 +19,7 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -211,9 +213,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness, and the trust domain a joining control plane asks for in its CSR (503 from
-    a replica that lost its database: :func:`replica_middleware`)."""
-    return web.json_response({"status": "ok", "trustDomain": request.app[CONTEXT].trust_domain})
+    """Liveness, the trust domain a joining control plane asks for in its CSR, and the
+    server's clock (``time``, Unix seconds, for ``meshfed check``'s clock check); 503 from a
+    replica that lost its database (:func:`replica_middleware`)."""
+    return web.json_response(
+        {"status": "ok", "trustDomain": request.app[CONTEXT].trust_domain, "time": time.time()}
+    )
 
 
 async def replicas(request: web.Request) -> web.Response:

@@ -46,6 +46,7 @@ from federation.sync.messages import ClusterReport
 from federation.traffic import ERROR_CLASSES
 from trust import pki
 from trust.authority import RootAuthority
+from trust.errors import InvalidCertificateError
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,7 @@ class FederationService:
                     "services": len(report.services),
                     "exports": sorted(report.exports),
                     "rttMs": report.rtt_ms,
+                    "intermediate": _validity(c.intermediate_pem),
                 }
             )
         return out
@@ -482,3 +484,18 @@ def _problem(m: Any, kind: str, members: set[str], member_list: str, hosts: dict
                 f" (members: {member_list})"
             )
     return ""
+
+
+def _validity(pem: str | None) -> dict[str, str | None] | None:
+    """``notBefore`` / ``notAfter`` (RFC 3339) of a joined cluster's intermediate (the first
+    certificate of its chain); None before it joined or when it cannot be read."""
+    if not pem:
+        return None
+    try:
+        [(_, not_before, not_after), *_] = pki.validity(pem.encode(), source="intermediate")
+    except (InvalidCertificateError, ValueError):
+        return None
+    return {
+        "notBefore": rfc3339(not_before.timestamp()),
+        "notAfter": rfc3339(not_after.timestamp()),
+    }

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -243,12 +244,13 @@ async def mint_workload_token(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: 200 ``{"status": "ok"}``, or 503 ``{"status": "failing", "problems": [...]}``
-    when configuration changes no longer reach proxies (the snapshot builder stopped)."""
+    """Liveness: 200 ``{"status": "ok", "time": <Unix s, the server's clock>}``, or 503
+    ``{"status": "failing", "problems": [...]}`` when configuration changes no longer reach
+    proxies (the snapshot builder stopped)."""
     problem = request.app[BUILDER].health_problem()
     if problem is not None:
         return web.json_response({"status": "failing", "problems": [problem]}, status=503)
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok", "time": time.time()})
 
 
 async def apply(request: web.Request) -> web.Response:

@@ -8,9 +8,8 @@ from typing import Any
 
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.endpoints import placement, prefer_cluster
-from federation.controlplane.generate.proxy_config import split_subsets
 from federation.controlplane.generate.rbac import tcp_only
-from federation.controlplane.generate.services import service_ports
+from federation.controlplane.generate.services import ServicePort, service_ports
 from federation.controlplane.registry import RegistryState
 from federation.durations import rfc3339
 from federation.errors import NotFoundError
@@ -18,7 +17,13 @@ from federation.lb.decision import Choice, priority_loads
 from federation.model.authz import Request, evaluate
 from federation.model.istio_translate import TRANSLATED_FROM
 from federation.model.locality import Locality
-from federation.model.policy import Destination, HTTPMatchRequest, HTTPRoute, TrafficPolicy
+from federation.model.policy import (
+    Destination,
+    HTTPMatchRequest,
+    HTTPRoute,
+    RouteDestination,
+    TrafficPolicy,
+)
 from federation.sync.messages import RoutingPlan
 
 
@@ -56,9 +61,12 @@ def explain(
     service: str,
     caller: Locality | None = None,
 ) -> dict[str, Any]:
-    """Per HTTP port of ``namespace/service``: the rows of the decision table (priority,
-    cluster, locality, weight, expected share of requests (0-1), RTT ms, US$/GB, path class,
-    reason), and per ``split`` subset its percent and rows; the TrafficPolicy's name
+    """Per port of ``namespace/service``: where the requests go that no narrower route takes
+    (``appliesTo``; ``destinations``: each cluster, the whole service or another service
+    with its percent and rows, from a route for every request -- a shift's -- or the
+    ``split``, :func:`default_destinations`) and ``rows``, the decision table of all of them
+    together (priority, cluster, locality, weight, expected share of those requests (0-1),
+    RTT ms, US$/GB, path class, reason; :func:`effective_rows`); the TrafficPolicy's name
     (``policy``) and, for one translated from Istio's documents, which (``policyFrom``:
     ``VirtualService demo/echo, DestinationRule demo/echo``).
 
@@ -73,20 +81,26 @@ def explain(
     out_ports = []
     for port in ports:
         placed = placement(where, mesh.cluster, state, port)
-        subsets = [
+        applies_to, targets = default_destinations(policy, port, mesh.cluster)
+        destinations = [
             {
-                "cluster": cluster,
-                "percent": weight,
-                "rows": _rows(prefer_cluster(placed.choices, cluster)),
+                "to": _to_text(cluster, host),
+                "percent": percent,
+                "rows": _rows(
+                    prefer_cluster(placed.choices, cluster) if cluster else placed.choices
+                )
+                if host is None
+                else [],
             }
-            for cluster, _, weight in split_subsets(port, policy)
+            for cluster, host, percent in targets
         ]
         out_ports.append(
             {
                 "port": port.port,
                 "protocol": port.protocol,
-                "rows": _rows(placed.choices),
-                "split": subsets,
+                "appliesTo": applies_to,
+                "rows": effective_rows(destinations),
+                "destinations": destinations,
             }
         )
     plan = state.plans.get((namespace, service, str(where)))
@@ -100,6 +114,87 @@ def explain(
         "routes": routes_for(policy, mesh.cluster) if policy is not None else [],
         "ports": out_ports,
     }
+
+
+#: ``(cluster or None for every cluster, other service's host or None, percent)``.
+Target = tuple[str | None, str | None, int]
+
+
+def _every_request(route: HTTPRoute, cluster: str) -> bool:
+    """Whether ``route`` takes every request of a caller in ``cluster`` (no match, or a match
+    entry for the caller with no condition but its cluster)."""
+    if not route.match:
+        return True
+    return any(
+        _match_text(m.model_copy(update={"source_clusters": []})) == "every request"
+        for m in route.match
+        if not m.source_clusters or cluster in m.source_clusters
+    )
+
+
+def default_destinations(
+    policy: TrafficPolicy | None, port: ServicePort, cluster: str
+) -> tuple[str, list[Target]]:
+    """Where the requests (connections, for a TCP port) of a caller in ``cluster`` go that
+    no narrower route takes: the first route for every request (a shift's closing route,
+    say), else the ``split`` (clusters at 0 % left out), else the whole service; and which
+    requests that is (``"every request"`` or ``"requests no route above matches"``).
+    A redirect route sends them nowhere in the mesh (no targets)."""
+    if policy is None:
+        return "every request", [(None, None, 100)]
+    routes: list[tuple[bool, list[RouteDestination], Any]]
+    if port.protocol == "tcp":
+        tcp = next((t for t in policy.spec.tcp if t.applies_to(cluster)), None)
+        routes = [] if tcp is None else [(True, tcp.route, None)]
+    else:
+        routes = [(_every_request(r, cluster), r.route, r.redirect) for r in policy.spec.http]
+    earlier = False
+    for takes_all, shares, redirect in routes:
+        if not takes_all:
+            earlier = True
+            continue
+        applies = "requests no route above matches" if earlier else "every request"
+        if redirect is not None:
+            return applies, []
+        return applies, [
+            (d.destination.cluster, d.destination.host, d.weight) for d in shares if d.weight
+        ]
+    applies = "requests no route above matches" if earlier else "every request"
+    split = policy.spec.split or {}
+    if split:
+        return applies, [(c, None, w) for c, w in sorted(split.items()) if w]
+    return applies, [(None, None, 100)]
+
+
+def _to_text(cluster: str | None, host: str | None) -> str:
+    if host is not None:
+        return f"service {host}"
+    return f"cluster {cluster}" if cluster else "the service"
+
+
+def effective_rows(destinations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of every destination with its share of all the requests: a row's share in
+    its destination x the destination's percent, summed per cluster and locality; each keeps
+    the lowest priority it has in any destination and the reason of the destination that
+    sends it the most (rows of another service are not counted). Ordered as the
+    destinations' rows are: priority, then locality."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    weight_of: dict[tuple[str, str], float] = {}
+    for dest in destinations:
+        for row in dest["rows"]:
+            key = (row["cluster"], row["locality"])
+            part = row["share"] * dest["percent"] / 100
+            have = merged.get(key)
+            if have is None:
+                merged[key] = {**row, "share": part}
+                weight_of[key] = part
+                continue
+            have["share"] += part
+            have["priority"] = min(have["priority"], row["priority"])
+            if part > weight_of[key]:
+                have["reason"], weight_of[key] = row["reason"], part
+    rows = [{**r, "share": round(r["share"], 4)} for r in merged.values()]
+    return sorted(rows, key=lambda r: (r["priority"], r["locality"], r["cluster"]))
 
 
 def _destination(d: Destination) -> str:

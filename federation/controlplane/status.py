@@ -7,10 +7,16 @@ This answers "is my proxy in sync?" (``meshfed proxy-status``), like ``istioctl 
 - NACKED: the proxy rejected the version last sent (``error_detail`` kept); it keeps serving
   its last good version.
 - NOT SENT: the proxy never subscribed to this type.
+
+A type whose last sent and current version is that of no resources (:data:`EMPTY_VERSION`)
+is SYNCED without an ACK: Envoy does not answer a response for a type it no longer
+watches (a gateway whose last EDS cluster went away), and it holds nothing of it to be
+stale.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -18,6 +24,9 @@ from typing import Literal
 from federation.controlplane import resource
 
 SyncState = Literal["SYNCED", "STALE", "NACKED", "NOT SENT"]
+
+#: The version of a type with no resources (a snapshot's content hash of nothing).
+EMPTY_VERSION = hashlib.sha256().hexdigest()[:16]
 
 
 @dataclass
@@ -59,6 +68,8 @@ def sync_state(status: TypeStatus, current_version: str | None) -> SyncState:
         current_version is None or status.acked_version == current_version
     ):
         return "SYNCED"
+    if status.sent_version == EMPTY_VERSION and current_version in (None, EMPTY_VERSION):
+        return "SYNCED"  # nothing to hold; Envoy does not ACK a type it stopped watching
     return "STALE"
 
 

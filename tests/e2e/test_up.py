@@ -4,11 +4,16 @@ certificates, controller and control planes on loopback), the demo scenarios, th
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 import urllib.request
 from pathlib import Path
@@ -161,6 +166,13 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     assert [d["cluster"] for d in status["traffic"]["destinations"]] == ["aws-us-east-1"]
     assert _stats(home, 5)["byCluster"].keys() == {"aws-us-east-1"}
     assert _grpc_cluster(home) == "aws-us-east-1"  # gRPC through the same sidecar
+    # meshfed check: controller, clocks, members, proxies, certificates, gateways all fine
+    checks = _check(home)
+    assert {c["status"] for c in checks} == {"ok"}, [c for c in checks if c["status"] != "ok"]
+    assert {c["check"] for c in checks} == {
+        "controller", "clock", "member", "proxies", "certificate", "gateway",
+    }  # fmt: skip
+    assert sum(c["check"] == "gateway" for c in checks) == 3
 
     # 2. kill aws-us-east-1/echo: to aws-eu-west-1 (same cloud, cheaper), no failed request
     _meshfed(home, "demo", "kill", "aws-us-east-1/echo")
@@ -172,6 +184,12 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     assert _grpc_cluster(home) == "aws-eu-west-1"  # gRPC crosses the gateway too
     dest = {d["cluster"]: d for d in _status(home)["traffic"]["destinations"]}
     assert dest["aws-eu-west-1"]["usdPerGB"] == 0.02  # AWS inter-region, cheaper than GCP's 0.12
+    assert _explained(home) == {"aws-eu-west-1": 1.0}  # what explain prints is what happens
+    # check names the killed replicas' sidecars (disconnected), and nothing fails
+    proxies = {c["subject"]: c for c in _check(home) if c["check"] == "proxies"}
+    assert proxies["aws-us-east-1"]["status"] == "warn", proxies["aws-us-east-1"]
+    detail = proxies["aws-us-east-1"]["detail"]
+    assert "disconnected: sidecar~demo~" in detail and "echo" in detail, detail
 
     # 3. revive, then shift 20 % to GCP
     _meshfed(home, "demo", "revive", "aws-us-east-1/echo")
@@ -190,6 +208,16 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     assert total >= 300, delta
     gcp = delta.get("gcp-europe-west1", 0) / total
     assert 0.12 <= gcp <= 0.28, delta
+    assert _explained(home) == {"aws-us-east-1": 0.8, "gcp-europe-west1": 0.2}
+    # in a 100-column terminal: lines fit, nothing cut off (cells fold), HTTP and gRPC in one
+    table = _in_terminal(home, 100, "explain", "echo.demo", "--from", "aws-us-east-1")
+    assert max(len(line) for line in table.splitlines()) <= 100, table  # were ~170
+    assert "…" not in table and table.count("PRIORITY") == 1, table
+    text = " ".join(table.split())
+    assert (
+        "ports 8080 (http), 9090 (grpc) -- every request: 80% cluster aws-us-east-1, 20%"
+        " cluster gcp-europe-west1" in text
+    ), table
     assert _stats(home, 120)["total"]["errors"] == 0
 
     # 4. no private key in any log or controller API answer; every key file 0600
@@ -199,6 +227,51 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     _meshfed(home, "down")
     assert Record.load(home) is None
     _wait(lambda: not _left_running(home, pids), 10, "every process of the federation to exit")
+
+
+def _check(home: Path) -> list[dict[str, Any]]:
+    """``meshfed check -o json``; its exit code is 1 exactly when a check failed."""
+    done = subprocess.run(
+        [MESHFED, "check", "-o", "json"], env=dict(os.environ, MESHFED_HOME=str(home)),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    checks: list[dict[str, Any]] = json.loads(done.stdout)
+    assert done.returncode == int(any(c["status"] == "fail" for c in checks)), done
+    return checks
+
+
+def _in_terminal(home: Path, columns: int, *args: str) -> str:
+    """What ``meshfed ARGS`` prints in a terminal ``columns`` wide (a pseudo-terminal whose
+    window size says so, as a user's would), escape sequences and CRs dropped."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    with subprocess.Popen(
+        [MESHFED, *args], stdin=terminal, stdout=terminal, stderr=subprocess.PIPE,
+        env=dict(env, MESHFED_HOME=str(home)),
+    ) as proc:  # fmt: skip
+        os.close(terminal)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the program closed its end
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+    os.close(controller)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode().replace("\r", ""))
+
+
+def _explained(home: Path) -> dict[str, float]:
+    """explain's shares of every request from aws-us-east-1, per cluster (none left out)."""
+    out = _meshfed(home, "explain", "echo.demo", "--from", "aws-us-east-1", "-o", "json").stdout
+    shares: dict[str, float] = {}
+    for row in json.loads(out)["ports"][0]["rows"]:
+        shares[row["cluster"]] = shares.get(row["cluster"], 0) + row["share"]
+    return {c: round(s, 4) for c, s in shares.items() if s}
 
 
 def test_ctrl_c_of_up_stops_what_demo_revive_started_too(tmp_path) -> None:

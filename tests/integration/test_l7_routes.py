@@ -330,6 +330,12 @@ def test_meshfed_shift_moves_traffic_step_by_step_and_dry_run_changes_nothing(fe
     assert _shift_route(fed)[0]["route"] == [{"destination": {"cluster": "b"}, "weight": 100}]
     assert load.failures() == []
     assert statuses(fed.client_port, 30) == Counter({"b": 30})
+    # explain says what the sidecars do (issue 41: it printed 'split 0% -> b' and a 100 %)
+    explained = fed.explain()["ports"][0]
+    assert explained["destinations"][0]["to"] == "cluster b"
+    assert {r["cluster"]: r["share"] for r in explained["rows"] if r["share"]} == {"b": 1.0}
+    table = fed.meshfed("explain", "echo.demo", "--from", "a").stdout
+    assert "every request: 100% cluster b" in table and " 0% cluster" not in table
 
 
 def test_meshfed_shift_rolls_back_when_the_target_starts_failing(fed) -> None:

@@ -78,6 +78,9 @@ def test_split_shifts_traffic_and_a_change_takes_effect_within_a_second(fed) -> 
     seen = fed.clusters_of(1000)
     assert set(seen) == {"a", "b"}, seen
     assert 750 <= seen["a"] <= 850 and 150 <= seen["b"] <= 250, seen
+    # what explain prints is what the sidecar does (issue 41: it showed a 100 % same-zone)
+    assert _explained(fed) == {"a": 0.8, "b": 0.2}
+    assert all(abs(seen[c] / 1000 - share) <= 0.05 for c, share in _explained(fed).items())
     with RateLoop(fed.client_port, HOST, rps=100, max_seconds=20) as load:
         wait_until(lambda: len(load.samples) >= 50, 10, "load running")
         fed.meshfed("apply", "-f", "-", input_text=policy_yaml("  split: {a: 0, b: 100}\n"))
@@ -90,6 +93,15 @@ def test_split_shifts_traffic_and_a_change_takes_effect_within_a_second(fed) -> 
     late = [s for s in load.samples if s.at >= applied + 1.0]
     assert late and {_cluster(s.name) for s in late} == {"b"}, Counter(s.name for s in late)
     assert load.failures() == []
+    assert _explained(fed) == {"b": 1.0}
+
+
+def _explained(fed) -> dict[str, float]:
+    """explain's shares of every request, per cluster (rows with none left out)."""
+    shares: Counter[str] = Counter()
+    for row in fed.explain()["ports"][0]["rows"]:
+        shares[row["cluster"]] += row["share"]
+    return {c: round(s, 4) for c, s in shares.items() if s}
 
 
 @pytest.mark.parametrize(
@@ -128,6 +140,7 @@ def test_cost_mode_fails_over_to_the_cheaper_cloud_unless_the_latency_budget_for
     fed.kill_a()
     try:
         wait_until(lambda: fed.clusters_of(20) == Counter({"b": 20}), 10, "failover to b")
+        wait_until(lambda: _explained(fed) == {"b": 1.0}, 10, "explain: a's share gone to b")
         live = wait_until(
             lambda: (
                 [r for r in fed.explain()["ports"][0]["rows"] if r["healthy"] > 0]

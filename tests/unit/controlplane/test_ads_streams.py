@@ -236,3 +236,17 @@ def test_delta_named_subscribe_and_unsubscribe() -> None:
     )
     stream.on_snapshot(_snapshot("a", "b", "c"))
     assert all(r.type_url != resource.ENDPOINT for r in _drain(queue))
+
+
+def test_a_type_with_nothing_left_to_hold_is_synced_without_an_ack() -> None:
+    """Found by ``meshfed check``: a gateway whose last EDS cluster went away stays STALE for
+    ever -- Envoy does not ACK a response for a type it no longer watches."""
+    from federation.controlplane.snapshot import Snapshot
+    from federation.controlplane.status import EMPTY_VERSION, TypeStatus
+
+    empty = Snapshot.build({resource.ENDPOINT: []}).versions[resource.ENDPOINT]
+    assert empty == EMPTY_VERSION  # the snapshot's version of no resources
+    gone = TypeStatus(sent_version=EMPTY_VERSION, sent_nonce="7", acked_version="44852a79")
+    assert sync_state(gone, EMPTY_VERSION) == "SYNCED"
+    behind = TypeStatus(sent_version="c18cd979", sent_nonce="8", acked_version="44852a79")
+    assert sync_state(behind, "c18cd979") == "STALE"
