@@ -7,7 +7,7 @@
 read at; a 409 means the object changed meanwhile, and the change that comes with it runs
 this again; a 404 that it is gone) only when it differs from what is there, times aside.
 Only the leader of several replicas writes. API errors are logged and retried after
-:data:`RETRY_S`.
+:data:`federation.controlplane.kube.writer.RETRY_S`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -31,14 +30,11 @@ from federation.controlplane.kube.documents import (
     with_status,
 )
 from federation.controlplane.kube.translate import Scope
-from federation.controlplane.kube.writer import Objects
+from federation.controlplane.kube.writer import Objects, write_after_changes
 from federation.controlplane.registry import ServiceRegistry
 from federation.model.cluster_documents import raw_key
 
 log = logging.getLogger(__name__)
-
-#: After a failed write, the writer runs again this soon even without a change (s).
-RETRY_S = 2.0
 
 
 def _without_times(status: Any) -> Any:
@@ -85,19 +81,7 @@ class DocumentWriter:
 
     async def run(self) -> None:
         """Write after every change until cancelled."""
-        while True:
-            try:
-                await asyncio.wait_for(self.changed.wait(), RETRY_S)
-            except TimeoutError:
-                pass
-            await asyncio.sleep(0.05)
-            self.changed.clear()
-            if not self.enabled():
-                continue
-            try:
-                await self.sync()
-            except (ApiException, aiohttp.ClientError, OSError, TimeoutError) as err:
-                log.warning("writing document status: %s", getattr(err, "reason", err))
+        await write_after_changes(self.changed, self.enabled, self.sync, "document status")
 
     async def sync(self) -> None:
         """One pass over every document of every kind read."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -46,6 +46,31 @@ class Objects(Protocol):
 
     objects: dict[Key, dict[str, Any]]
     synced: bool
+
+
+async def write_after_changes(
+    changed: asyncio.Event,
+    ready: Callable[[], bool],
+    sync: Callable[[], Awaitable[None]],
+    what: str,
+) -> None:
+    """Run ``sync`` after each ``changed`` (coalesced 50 ms), and at least every
+    :data:`RETRY_S`, while ``ready()`` (this replica leads, what it reads is listed); an API
+    error is logged (``what`` names the objects) and retried at the next turn. Until
+    cancelled."""
+    while True:
+        try:
+            await asyncio.wait_for(changed.wait(), RETRY_S)
+        except TimeoutError:
+            pass
+        await asyncio.sleep(0.05)
+        changed.clear()
+        if not ready():
+            continue
+        try:
+            await sync()
+        except (ApiException, aiohttp.ClientError, OSError, TimeoutError) as err:
+            log.warning("writing %s: %s", what, getattr(err, "reason", err))
 
 
 class McsWriter:
@@ -78,20 +103,15 @@ class McsWriter:
 
     async def run(self) -> None:
         """Write after every change until cancelled."""
-        while True:
-            try:
-                await asyncio.wait_for(self.changed.wait(), RETRY_S)
-            except TimeoutError:
-                pass
-            await asyncio.sleep(0.05)
-            self.changed.clear()
-            if not self.enabled():
-                continue
-            if all(self.reflectors[k].synced for k in ("serviceexports", "serviceimports")):
-                try:
-                    await self.sync()
-                except (ApiException, aiohttp.ClientError, OSError, TimeoutError) as err:
-                    log.warning("writing MCS objects: %s", getattr(err, "reason", err))
+        await write_after_changes(
+            self.changed,
+            lambda: (
+                self.enabled()
+                and all(self.reflectors[k].synced for k in ("serviceexports", "serviceimports"))
+            ),
+            self.sync,
+            "MCS objects",
+        )
 
     async def sync(self) -> None:
         """One pass: export conditions, then ServiceImports."""
