@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from federation.model.authz import AuthorizationPolicy, for_trust_domain
 from federation.model.cluster_documents import DocumentKey, combine
 from federation.model.documents import document_label
-from federation.model.istio_sidecar import IstioSidecar, sidecar_for
+from federation.model.istio_sidecar import EXPORT_TO, IstioSidecar, export_visible, sidecar_for
 from federation.model.peer_authentication import Enforced, PeerAuthentication, mtls_modes
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
@@ -150,6 +150,15 @@ class RegistryState:
         """True when ``(namespace, service)`` is exported: by a ServiceExport applied here,
         by one in the cluster's Kubernetes API, or by the controller."""
         return key in self.exports or key in self.federated_exports or key in self.cluster_exports
+
+    def visible_to(self, key: ServiceKey, proxy_namespace: str) -> bool:
+        """Whether service ``key`` is seen by a proxy of ``proxy_namespace``, by the
+        ``networking.istio.io/exportTo`` annotation its Kubernetes Service carries in this
+        cluster (on its workloads; :func:`federation.model.istio_sidecar.export_visible`)."""
+        local = self._by_service.get(key)
+        if not local:
+            return True
+        return export_visible(local[0].metadata.annotations.get(EXPORT_TO), key[0], proxy_namespace)
 
     def egress_scope(self, namespace: str, workload: str) -> IstioSidecar | None:
         """The Sidecar resource that scopes a proxy of ``namespace`` (and ``workload``, its

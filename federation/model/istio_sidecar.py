@@ -163,3 +163,21 @@ def host_in_scope(
     """Whether ServiceEntry host ``host``, of an entry in ``namespace``, is in the egress
     scope ``sidecar`` gives a proxy of ``proxy_namespace``."""
     return _visible(sidecar, proxy_namespace, namespace, [host])
+
+
+#: The annotation by which an Istio user limits the namespaces that see a Kubernetes Service
+#: (istio.io, "Annotations": ``networking.istio.io/exportTo``; read 2026-12-05).
+EXPORT_TO = "networking.istio.io/exportTo"
+
+
+def export_visible(export_to: str | None, service_namespace: str, proxy_namespace: str) -> bool:
+    """Whether a service whose Service says ``networking.istio.io/exportTo: <export_to>`` is
+    seen by a proxy of ``proxy_namespace``: comma-separated ``*`` (everyone: also when the
+    annotation is absent or empty), ``.`` (the service's own namespace), ``~`` (no one) or
+    namespace names, as Istio reads it."""
+    tokens = {t.strip() for t in (export_to or "").split(",") if t.strip()}
+    if not tokens or "*" in tokens:
+        return True
+    if "." in tokens and proxy_namespace == service_namespace:
+        return True
+    return proxy_namespace in tokens - {".", "~"}

@@ -223,9 +223,8 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         )
     tls = ProxyTls(mesh.trust_domain, proxy.identity_dir)
     out: Resources = {t: [] for t in resource.PUSH_ORDER}
-    # an Istio Sidecar resource narrows the services this proxy is sent (egress hosts)
     scope = state.egress_scope(proxy.namespace, proxy.workload)
-    keys = [k for k in ctx.inputs if in_scope(scope, proxy.namespace, k)]
+    keys = _visible_services(ctx, scope, proxy.namespace)
     seen = set(keys)
     ports = [p for p in ports if (p.namespace, p.service) in seen]
     http_ports = [p for p in ports if p.is_http]
@@ -312,6 +311,19 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
             )
         )
     return out
+
+
+def _visible_services(
+    ctx: PushContext, scope: IstioSidecar | None, namespace: str
+) -> list[tuple[str, str]]:
+    """The services a sidecar of ``namespace`` is sent: those its Istio Sidecar resource's
+    egress hosts (``scope``) name, of those the ones whose Service's
+    ``networking.istio.io/exportTo`` admits ``namespace``."""
+    return [
+        k
+        for k in ctx.inputs
+        if in_scope(scope, namespace, k) and ctx.state.visible_to(k, namespace)
+    ]
 
 
 def _visible_entries(

@@ -24,7 +24,9 @@ name give one WorkloadEntry per ready endpoint address:
   ``pod_label`` is given, only endpoints whose pod carries that label (an endpoint without a
   pod is then left out).
 
-A workload carries its pod's labels (TrafficPolicy ``subsets`` select by them) and the label
+A workload carries its pod's labels (TrafficPolicy ``subsets`` select by them), its Service's
+``networking.istio.io/exportTo`` annotation (which namespaces' proxies of this cluster see
+the service: :func:`federation.model.istio_sidecar.export_visible`) and the label
 :data:`SOURCE_LABEL` ``=kubernetes``: it is the cluster's,
 not stored by the control plane (``RegistryState.documents`` leaves it out).
 """
@@ -35,6 +37,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from federation.model.istio_sidecar import EXPORT_TO
 from federation.model.locality import Locality
 from federation.model.workload import k8s_workload_name
 
@@ -169,6 +172,8 @@ def workload_entries(
             continue
         ns, name = _key(service)
         service_ports = list((service.get("spec") or {}).get("ports") or [])
+        annotations = (service.get("metadata") or {}).get("annotations") or {}
+        export_to = {EXPORT_TO: str(annotations[EXPORT_TO])} if EXPORT_TO in annotations else {}
         for s in by_service.get((ns, name), []):
             slice_ports = {str(p.get("name") or ""): p for p in s.get("ports") or []}
             ports = []
@@ -215,6 +220,8 @@ def workload_entries(
                                 **(pod_meta.get("labels") or {}),
                                 SOURCE_LABEL: SOURCE_VALUE,
                             },
+                            # which namespaces see the service (Istio's annotation)
+                            "annotations": export_to,
                         },
                         "spec": {
                             "service": name,

@@ -167,3 +167,35 @@ def test_prefer_close_is_a_same_zone_preference_as_every_service_gets() -> None:
             ("us-east-1a", 0),
             ("us-east-1b", 1),
         ], distribution
+
+
+def test_istio_export_to_on_a_service_limits_the_namespaces_whose_proxies_see_it() -> None:
+    """Istio's ``networking.istio.io/exportTo`` annotation on a Kubernetes Service: ``.``
+    keeps the service to its namespace's proxies (a proxy elsewhere gets no cluster for it),
+    names list namespaces, ``*`` or none is everyone, ``~`` no one."""
+    from federation.controlplane import resource
+    from federation.controlplane.generate.proxy_config import generate
+    from federation.controlplane.registry import ServiceRegistry
+    from federation.model.istio_sidecar import export_visible
+    from tests.unit.controlplane.test_generators import MESH, _sidecar
+
+    def clusters_seen(export_to: str | None, proxy_ns: str) -> list[str]:
+        service = {"metadata": {"name": "echo", "namespace": "demo"},
+                   "spec": {"ports": [{"name": "http", "port": 8080}]}}  # fmt: skip
+        if export_to is not None:
+            service["metadata"]["annotations"] = {"networking.istio.io/exportTo": export_to}
+        slice_ = {**_slice([{"addresses": ["10.1.0.5"]}], [{"name": "http", "port": 8080}]),
+                  "metadata": {"name": "echo-x1", "namespace": "demo",
+                               "labels": {"kubernetes.io/service-name": "echo"}}}  # fmt: skip
+        registry = ServiceRegistry()
+        docs = workload_entries([service], [slice_], {}, {}, Scope(MESH.locality))
+        registry.apply(validate_documents(docs))
+        out = generate(MESH, registry.state, _sidecar(ns=proxy_ns))
+        return [c.name for c in out[resource.CLUSTER] if c.name.startswith("outbound|8080")]
+
+    echo = "outbound|8080||echo.demo.svc.clusterset.local"
+    assert clusters_seen(None, "shop") == [echo]
+    assert clusters_seen(".", "demo") == [echo] and clusters_seen(".", "shop") == []
+    assert clusters_seen("shop, ops", "shop") == [echo] and clusters_seen("ops", "shop") == []
+    assert clusters_seen("~", "demo") == []
+    assert export_visible("*", "demo", "x") and export_visible("", "demo", "x")
