@@ -347,9 +347,11 @@ def outbound_cluster(
     )
 
 
-def single_endpoint(name: str, host: str, port: int) -> endpoint_pb2.ClusterLoadAssignment:
-    """The load assignment of cluster ``name`` with one endpoint, ``host:port`` (an IP for a
-    STATIC cluster, a name or an IP for STRICT_DNS)."""
+def load_assignment(
+    name: str, targets: Iterable[tuple[str, int]]
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """The load assignment of cluster ``name`` with one locality of endpoints ``(host,
+    port)`` (IPs for a STATIC cluster, names or IPs for STRICT_DNS / LOGICAL_DNS)."""
     return endpoint_pb2.ClusterLoadAssignment(
         cluster_name=name,
         endpoints=[
@@ -364,10 +366,16 @@ def single_endpoint(name: str, host: str, port: int) -> endpoint_pb2.ClusterLoad
                             )
                         )
                     )
+                    for host, port in targets
                 ]
             )
         ],
     )
+
+
+def single_endpoint(name: str, host: str, port: int) -> endpoint_pb2.ClusterLoadAssignment:
+    """The load assignment of cluster ``name`` with one endpoint, ``host:port``."""
+    return load_assignment(name, [(host, port)])
 
 
 def inbound_cluster(port_name: str, target_port: int, protocol: str) -> cluster_pb2.Cluster:

@@ -13,15 +13,16 @@ timeout and meshfed's retries (connect failures, resets, 503) to another endpoin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import address_pb2, protocol_pb2
-from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.core.v3 import protocol_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 
-from federation.controlplane.generate.clusters import CONNECT_TIMEOUT_MS, HTTP_OPTIONS_KEY
+from federation.controlplane.generate.clusters import (
+    CONNECT_TIMEOUT_MS,
+    HTTP_OPTIONS_KEY,
+    load_assignment,
+)
 from federation.controlplane.generate.common import duration_ms, pack
 from federation.controlplane.generate.routes import retry_policy
 from federation.model.service_entry import EntryPort, ServiceEntry
@@ -38,30 +39,6 @@ def cluster_name(host: str, port: EntryPort) -> str:
     return f"outbound|{port.number}||{host}"
 
 
-def _assignment(
-    name: str, targets: Iterable[tuple[str, int]]
-) -> endpoint_pb2.ClusterLoadAssignment:
-    return endpoint_pb2.ClusterLoadAssignment(
-        cluster_name=name,
-        endpoints=[
-            endpoint_components_pb2.LocalityLbEndpoints(
-                lb_endpoints=[
-                    endpoint_components_pb2.LbEndpoint(
-                        endpoint=endpoint_components_pb2.Endpoint(
-                            address=address_pb2.Address(
-                                socket_address=address_pb2.SocketAddress(
-                                    address=address, port_value=port
-                                )
-                            )
-                        )
-                    )
-                    for address, port in targets
-                ]
-            )
-        ],
-    )
-
-
 def entry_cluster(entry: ServiceEntry, host: str, port: EntryPort) -> cluster_pb2.Cluster:
     """The cluster of ``host`` on ``port`` (see the module docstring)."""
     name = cluster_name(host, port)
@@ -71,7 +48,7 @@ def entry_cluster(entry: ServiceEntry, host: str, port: EntryPort) -> cluster_pb
         type=_DISCOVERY[entry.spec.resolution],
         connect_timeout=duration_ms(CONNECT_TIMEOUT_MS),
         lb_policy=cluster_pb2.Cluster.LbPolicy.ROUND_ROBIN,
-        load_assignment=_assignment(name, targets),
+        load_assignment=load_assignment(name, targets),
     )
     if entry.spec.resolution != "STATIC":
         cluster.dns_lookup_family = cluster_pb2.Cluster.DnsLookupFamily.V4_PREFERRED
