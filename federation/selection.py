@@ -7,7 +7,7 @@ A kind names one listing of the controller's API (``/v1/clusters``, ``/v1/export
 have::
 
     cluster | clusters                                 -> /v1/clusters
-    export | exports | serviceexport(s)                -> /v1/exports
+    export | exports | serviceexport(s) | service(s) | svc  -> /v1/exports
     import | imports | serviceimport(s)                -> /v1/imports
     policy | policies                                  -> /v1/policies (every kind)
     trafficpolicy | authorizationpolicy | pricetable (+s, +ies)  -> /v1/policies of that kind
@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from federation.durations import parse_rfc3339
 from federation.errors import ConfigError
 
 
@@ -39,6 +40,8 @@ _WORDS: dict[str, Kind] = {
     "cluster": Kind("clusters"),
     "export": Kind("exports"),
     "serviceexport": Kind("exports"),
+    "service": Kind("exports"),
+    "svc": Kind("exports"),
     "import": Kind("imports"),
     "serviceimport": Kind("imports"),
     "policy": Kind("policies"),
@@ -60,6 +63,9 @@ _WORDS: dict[str, Kind] = {
 }
 
 
+_SINGULAR = {"clusters": "cluster", "exports": "export", "imports": "import", "policies": "policy"}
+
+
 def parse_kind(word: str) -> Kind:
     """``KIND`` as ``get`` takes it: singular or plural (``policies``), any case.
 
@@ -71,7 +77,7 @@ def parse_kind(word: str) -> Kind:
         if candidate in _WORDS:
             return _WORDS[candidate]
     known = ", ".join(sorted({k.listing for k in _WORDS.values()} | set(_WORDS)))
-    raise ConfigError(f"get {word}: not a kind (one of {known})")
+    raise ConfigError(f"{word!r} is not a kind (one of {known})")
 
 
 def _name_and_namespace(listing: str, row: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -104,7 +110,9 @@ def select(
         out.append(row)
     if name is not None and not out:
         where = f" in namespace {namespace}" if namespace else ""
-        raise ConfigError(f"{kind.document_kind or kind.listing} {name!r} not found{where}")
+        what = kind.document_kind or _SINGULAR[kind.listing]
+        listed = f"meshfed get {kind.document_kind.lower() if kind.document_kind else kind.listing}"
+        raise ConfigError(f"{what} {name!r} not found{where} ({listed} lists them)")
     return out
 
 
@@ -125,14 +133,41 @@ def get(
     return kind.listing, select(kind, rows, name, namespace)
 
 
+def ago(when: str | None, now: float) -> str:
+    """``"12s ago"`` / ``"3m ago"`` / ``"5h ago"`` / ``"2d ago"`` of an RFC 3339 time
+    (``now``: epoch s); ``"never"`` for None."""
+    if when is None:
+        return "never"
+    seconds = max(0.0, now - parse_rfc3339(when))
+    for limit, unit, size in ((120, "s", 1), (7200, "m", 60), (172800, "h", 3600)):
+        if seconds < limit:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds / 86400:.0f}d ago"
+
+
+CLUSTER_HEADERS = [
+    "NAME", "STATE", "LOCALITY", "NETWORK", "GATEWAY", "PROVIDER", "LAST HEARTBEAT", "EXPORTS",
+]  # fmt: skip
+
+
 def listing_table(
-    listing: str, rows: Sequence[dict[str, Any]]
+    listing: str, rows: Sequence[dict[str, Any]], now: float = 0.0
 ) -> tuple[list[str], list[list[str]]]:
-    """``get``'s table of exports, imports or policies: headers and one row per item.
+    """``get``'s table of clusters (heartbeats' age against ``now``, epoch s), exports,
+    imports or policies: headers and one row per item.
 
     Raises:
-        ValueError: another listing (clusters have a table of their own in the CLI).
+        ValueError: another listing.
     """
+    if listing == "clusters":
+        return CLUSTER_HEADERS, [
+            [
+                c["name"], c["state"], c["locality"], c["network"],
+                c["gateway"] or "(not reported yet)", c["provider"],
+                ago(c["lastHeartbeat"], now), ",".join(c["exports"]) or "-",
+            ]
+            for c in rows
+        ]  # fmt: skip
     if listing == "exports":
         headers = ["CLUSTER", "NAMESPACE", "SERVICE", "CONDITION", "MESSAGE"]
         fields = ("cluster", "namespace", "service", "condition", "message")

@@ -23,7 +23,7 @@ from federation.cli.params import (
     print_table,
 )
 from federation.client import call, controller_target, split_urls
-from federation.durations import format_duration, parse_rfc3339
+from federation.durations import format_duration
 from federation.local.description import load
 from federation.model.locality import Locality
 from federation.netaddr import parse_host_port
@@ -233,13 +233,6 @@ def migrate_cmd(target: str, state: Path | None, output: str) -> None:
         raise click.exceptions.Exit(1)
 
 
-def _ago(when: str | None) -> str:
-    if when is None:
-        return "never"
-    seconds = max(0.0, time.time() - parse_rfc3339(when))
-    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
-
-
 @click.group("cluster")
 def cluster() -> None:
     """Member clusters of the federation."""
@@ -395,34 +388,6 @@ def token_cmd(name: str, token_ttl: timedelta, controller: str | None, token: st
     click.echo(result["token"])
 
 
-def _clusters_table(clusters: list[dict[str, Any]]) -> None:
-    print_table(
-        [
-            "NAME",
-            "STATE",
-            "LOCALITY",
-            "NETWORK",
-            "GATEWAY",
-            "PROVIDER",
-            "LAST HEARTBEAT",
-            "EXPORTS",
-        ],
-        [
-            [
-                c["name"],
-                c["state"],
-                c["locality"],
-                c["network"],
-                c["gateway"] or "(not reported yet)",
-                c["provider"],
-                _ago(c["lastHeartbeat"]),
-                ",".join(c["exports"]) or "-",
-            ]
-            for c in clusters
-        ],
-    )
-
-
 @cluster.command("list")
 @controller_option
 @admin_token_option
@@ -430,7 +395,7 @@ def _clusters_table(clusters: list[dict[str, Any]]) -> None:
 def list_cmd(controller: str | None, token: str | None, output: str) -> None:
     """Members with locality, network, gateway, state (Pending/Ready/Unreachable), heartbeat."""
     clusters = controller_call(controller, token, "GET", "/v1/clusters")["clusters"]
-    emit(clusters, output, lambda: _clusters_table(clusters))
+    emit(clusters, output, lambda: print_table(*listing_table("clusters", clusters, time.time())))
 
 
 @cluster.command("remove")
@@ -480,13 +445,30 @@ def get_cmd(
     NAME (KIND: cluster, export, import, policy or a policy's kind; singular or plural)."""
     what, data = get(kind, name, namespace, lambda p: controller_call(controller, token, "GET", p))
 
-    def table() -> None:
-        if what == "clusters":
-            _clusters_table(data)
-        else:
-            print_table(*listing_table(what, data))
+    emit(data, output, lambda: print_table(*listing_table(what, data, time.time())))
 
-    emit(data, output, table)
+
+@click.command("describe")
+@click.argument("kind", metavar="KIND")
+@click.argument("name")
+@click.option("-n", "--namespace", default=None, help="Only this namespace.  [default: all]")
+@controller_option
+@admin_token_option
+@output_option()
+def describe_cmd(
+    kind: str, name: str, namespace: str | None, controller: str | None,
+    token: str | None, output: str,
+) -> None:  # fmt: skip
+    """Show everything the controller knows about one cluster, service (KIND export or
+    import) or policy: state, conditions, who imports it from where, the documents that
+    route and authorize it, its traffic over the last 10 s."""
+    from federation.describe import describe, render
+
+    found = describe(
+        kind, name, namespace, lambda p: controller_call(controller, token, "GET", p), time.time()
+    )
+    emit([d.data for d in found] if len(found) > 1 else found[0].data, output,
+         lambda: click.echo("\n\n".join(render(d) for d in found)))  # fmt: skip
 
 
 @click.command("check")

@@ -17,6 +17,7 @@ from federation.cli.controller_commands import (
     cluster,
     controller,
     dashboard_cmd,
+    describe_cmd,
     get_cmd,
 )
 from federation.cli.controlplane_commands import (
@@ -126,6 +127,7 @@ for command in (
     apply_cmd,
     delete_cmd,
     get_cmd,
+    describe_cmd,
     dashboard_cmd,
     explain_cmd,
     proxy_status_cmd,

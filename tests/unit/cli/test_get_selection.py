@@ -36,7 +36,7 @@ def test_kinds_are_read_as_kubectl_reads_them(word: str, kind: Kind) -> None:
 
 
 def test_an_unknown_kind_names_the_ones_there_are() -> None:
-    with pytest.raises(ConfigError, match=r"get pods: not a kind \(one of .*clusters.*policies"):
+    with pytest.raises(ConfigError, match=r"'pods' is not a kind \(one of .*clusters.*policies"):
         parse_kind("pods")
 
 
@@ -82,8 +82,14 @@ def test_tables_of_the_listings() -> None:
     }  # fmt: skip
     headers, [row] = listing_table("imports", [imported])
     assert row == ["b", "echo.demo", "241.0.0.7", "8080/TCP", "a: 10.0.0.1:15443, 2"]
-    with pytest.raises(ValueError, match="no table for clusters"):
-        listing_table("clusters", [])
+    member = {"name": "a", "state": "Ready", "locality": "aws/us-east-1/us-east-1a",
+              "network": "n1", "gateway": None, "provider": "aws",
+              "lastHeartbeat": "2026-12-05T15:00:00Z", "exports": []}  # fmt: skip
+    now = 1_796_482_800.0 + 12  # 2026-12-05T15:00:12Z
+    headers, [row] = listing_table("clusters", [member], now)
+    assert headers[0] == "NAME" and row[4] == "(not reported yet)" and row[6:] == ["12s ago", "-"]
+    with pytest.raises(ValueError, match="no table for nodes"):
+        listing_table("nodes", [])
 
 
 def test_shell_completion_script_and_completions() -> None:
