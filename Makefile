@@ -44,8 +44,9 @@ trust-walkthrough: $(STAMP) system-deps
 ## system-deps: tools the tests call that pip cannot install (openssl CLI; iproute2 and
 ## nftables for the isolated bed of `meshfed up --isolate` and its pods' capture rules, whose
 ## tests run as root; curl, the unchanged client those tests run in a pod; Chromium, which
-## loads the controller's dashboard headless; PostgreSQL, whose server the store tests start
-## and stop themselves -- a cluster the package starts on install is stopped again)
+## loads the controller's dashboard headless, and certutil, which trusts the root in it;
+## PostgreSQL, whose server the store tests start and stop themselves -- a cluster the
+## package starts on install is stopped again)
 system-deps:
 	@command -v openssl >/dev/null || { \
 	  echo "installing openssl (Debian package)"; \
@@ -62,6 +63,9 @@ system-deps:
 	@command -v chromium >/dev/null || { \
 	  echo "installing chromium (Debian package)"; \
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	@command -v certutil >/dev/null || { \
+	  echo "installing libnss3-tools (Debian package: certutil trusts the root in Chromium)"; \
+	  apt-get update -qq && apt-get install -y -qq libnss3-tools >/dev/null; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "installing postgresql (Debian package; the tests start their own server)"; \
 	  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; \

@@ -40,7 +40,8 @@ const fmt = {
   ms: (v) => (v === null || v === undefined ? "-" : v.toFixed(1)),
   pct: (v) => `${(v * 100).toFixed(1)}%`,
   share: (v) => `${Math.round(v * 100)}%`,
-  usd: (v) => `$${v.toFixed(8)}`,
+  // the digits that matter: $0, $0.00042, $1.25
+  usd: (v) => (v === 0 ? "$0" : v >= 0.01 ? `$${v.toFixed(2)}` : `$${Number(v.toPrecision(2))}`),
 };
 
 function drawTable(edges) {
@@ -67,19 +68,77 @@ function drawTable(edges) {
   }
 }
 
-function layout(names) {
-  // clusters on an ellipse, in name order (stable between refreshes)
-  const pos = {};
-  const n = names.length;
-  names.forEach((name, i) => {
-    const a = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(n, 1);
-    pos[name] = { x: 500 + (n > 1 ? 340 * Math.cos(a) : 0), y: 280 + (n > 1 ? 190 * Math.sin(a) : 0) };
+// Cluster boxes: at most BOX_MAX_W wide; a line longer than its box is cut with "…" and
+// keeps its whole text in a <title> (shown on hover).
+const BOX_MAX_W = 380, BOX_PAD = 10, LINE_H = 17, MAX_LOCAL = 3;
+
+function fitText(node, text, width) {
+  node.textContent = text;
+  if (node.getComputedTextLength() <= width) return;
+  let lo = 0, hi = text.length;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    node.textContent = `${text.slice(0, mid)}…`;
+    if (node.getComputedTextLength() <= width) lo = mid; else hi = mid - 1;
+  }
+  node.textContent = `${text.slice(0, lo)}…`;
+  node.append(el("title", {}, text, SVG_NS));
+}
+
+function clusterLines(c, edges) {
+  const local = edges.filter((e) => e.source_cluster === c.name && e.destination_cluster === c.name);
+  const lines = [
+    [c.name, "name"],
+    [`${c.locality} · ${c.state}`, "muted"],
+    [`gateway ${c.gateway || "-"}`, "muted"],
+    [`exports ${c.exports.join(", ") || "-"}`, ""],
+  ];
+  if (!local.length) lines.push(["local: -", ""]);
+  local.slice(0, MAX_LOCAL).forEach((e) => lines.push(
+    [`local: ${e.destination_service} ${fmt.rps(e.rps)} req/s (${fmt.share(e.share)}) · p99 ${fmt.ms(e.p99Ms)} ms`, ""]));
+  if (local.length > MAX_LOCAL) lines.push([`local: ${local.length - MAX_LOCAL} more (table below)`, "muted"]);
+  return lines;
+}
+
+function clusterBox(svg, c, edges) {
+  // drawn at the origin and measured, then moved into place by layout()
+  const g = el("g", { class: `cluster${c.state === "Ready" ? "" : " unready"}`, "data-cluster": c.name }, null, SVG_NS);
+  const rect = el("rect", { rx: "8" }, null, SVG_NS);
+  g.append(rect);
+  svg.append(g);
+  const lines = clusterLines(c, edges);
+  const texts = lines.map(([text, cls], i) => {
+    const t = el("text", { x: String(BOX_PAD), y: String(BOX_PAD + 13 + i * LINE_H), ...(cls ? { class: cls } : {}) }, text, SVG_NS);
+    g.append(t);
+    return t;
   });
-  return pos;
+  const W = Math.min(BOX_MAX_W, Math.max(...texts.map((t) => t.getComputedTextLength())) + 2 * BOX_PAD);
+  texts.forEach((t, i) => fitText(t, lines[i][0], W - 2 * BOX_PAD));
+  const H = lines.length * LINE_H + 2 * BOX_PAD - 2;
+  rect.setAttribute("width", String(W));
+  rect.setAttribute("height", String(H));
+  return { g, W, H };
+}
+
+function layout(boxes, width, height) {
+  // clusters on an ellipse in name order (stable between refreshes), stretched to fill the
+  // drawing so that every box stays inside it
+  const n = boxes.length;
+  const raw = boxes.map((_, i) => {
+    const a = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(n, 1);
+    return n > 1 ? { x: Math.cos(a), y: Math.sin(a) } : { x: 0, y: 0 };
+  });
+  const span = (k) => [Math.min(...raw.map((p) => p[k])), Math.max(...raw.map((p) => p[k]))];
+  const [x0, x1] = span("x"), [y0, y1] = span("y");
+  const maxW = Math.max(...boxes.map((b) => b.W)), maxH = Math.max(...boxes.map((b) => b.H));
+  const fit = (v, lo, hi, size, box) => (hi > lo ? box / 2 + 4 + ((v - lo) / (hi - lo)) * (size - box - 8) : size / 2);
+  return raw.map((p) => ({ x: fit(p.x, x0, x1, width, maxW), y: fit(p.y, y0, y1, height, maxH) }));
 }
 
 function drawTopology(clusters, edges) {
   const svg = $("topology");
+  const width = svg.clientWidth || 1000, height = svg.clientHeight || 360;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.replaceChildren();
   const defs = el("defs", {}, null, SVG_NS);
   const marker = el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5",
@@ -87,48 +146,43 @@ function drawTopology(clusters, edges) {
   marker.append(el("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#2c6fbb" }, null, SVG_NS));
   defs.append(marker);
   svg.append(defs);
-  const names = clusters.map((c) => c.name).sort();
-  const pos = layout(names);
-  const W = 230, H = 110;
+  const edgeLayer = el("g", {}, null, SVG_NS);
+  svg.append(edgeLayer);
+  const sorted = [...clusters].sort((a, b) => a.name.localeCompare(b.name));
+  const boxes = sorted.map((c) => clusterBox(svg, c, edges));
+  const centres = layout(boxes, width, height);
+  const pos = {};
+  sorted.forEach((c, i) => {
+    const { g, W, H } = boxes[i], p = centres[i];
+    g.setAttribute("transform", `translate(${p.x - W / 2} ${p.y - H / 2})`);
+    pos[c.name] = { ...p, W, H };
+  });
   const cross = edges.filter((e) => e.source_cluster !== e.destination_cluster && pos[e.source_cluster] && pos[e.destination_cluster]);
   cross.forEach((e) => {
     const a = pos[e.source_cluster], b = pos[e.destination_cluster];
     // leave and enter at the boxes' borders; bend so that A->B and B->A do not overlap
     const dx = b.x - a.x, dy = b.y - a.y, len = Math.hypot(dx, dy) || 1;
-    const cut = Math.min(W / 2 / Math.max(Math.abs(dx / len), 1e-6), H / 2 / Math.max(Math.abs(dy / len), 1e-6)) + 4;
-    const sx = a.x + (dx / len) * cut, sy = a.y + (dy / len) * cut;
-    const ex = b.x - (dx / len) * cut, ey = b.y - (dy / len) * cut;
-    const mx = (sx + ex) / 2 - (dy / len) * 60, my = (sy + ey) / 2 + (dx / len) * 60;
+    const cut = (box) => Math.min(box.W / 2 / Math.max(Math.abs(dx / len), 1e-6), box.H / 2 / Math.max(Math.abs(dy / len), 1e-6)) + 4;
+    const sx = a.x + (dx / len) * cut(a), sy = a.y + (dy / len) * cut(a);
+    const ex = b.x - (dx / len) * cut(b), ey = b.y - (dy / len) * cut(b);
+    const bend = Math.min(40, len / 6);
+    const mx = (sx + ex) / 2 - (dy / len) * bend, my = (sy + ey) / 2 + (dx / len) * bend;
     // the curve's midpoint (t = 0.5 of the quadratic), where its label goes
     const lx = 0.25 * sx + 0.5 * mx + 0.25 * ex, ly = 0.25 * sy + 0.5 * my + 0.25 * ey;
     const g = el("g", { class: `edge${e.errorShare > 0.01 ? " errors" : ""}`,
       "data-from": e.source_cluster, "data-cluster": e.destination_cluster }, null, SVG_NS);
     g.append(el("path", { d: `M ${sx} ${sy} Q ${mx} ${my} ${ex} ${ey}` }, null, SVG_NS));
+    // the label on the outer side of the bend, clear of the curve
     const above = my < (sy + ey) / 2;
-    const y0 = ly + (above ? -26 : 18);
-    const text = el("text", { x: String(lx), y: String(y0), "text-anchor": "middle" }, null, SVG_NS);
+    const text = el("text", { x: String(lx), y: String(ly + (above ? -22 : 16)), "text-anchor": "middle" }, null, SVG_NS);
     const lines = [
       `${e.destination_service} ${fmt.rps(e.rps)} req/s (${fmt.share(e.share)})`,
       `p99 ${fmt.ms(e.p99Ms)} ms · ${fmt.pct(e.errorShare)} err · ${fmt.usd(e.usdPerHour)}/h`,
     ];
     lines.forEach((line, k) => text.append(el("tspan", { x: String(lx), dy: k ? "15" : "0" }, line, SVG_NS)));
     g.append(text);
-    svg.append(g);
+    edgeLayer.append(g);
   });
-  for (const c of clusters) {
-    const p = pos[c.name];
-    const g = el("g", { class: `cluster${c.state === "Ready" ? "" : " unready"}`, "data-cluster": c.name,
-      transform: `translate(${p.x - W / 2} ${p.y - H / 2})` }, null, SVG_NS);
-    g.append(el("rect", { width: String(W), height: String(H) }, null, SVG_NS));
-    g.append(el("text", { x: "10", y: "20", class: "name" }, c.name, SVG_NS));
-    g.append(el("text", { x: "10", y: "38", class: "muted" }, `${c.locality} · ${c.state}`, SVG_NS));
-    g.append(el("text", { x: "10", y: "55", class: "muted" }, `gateway ${c.gateway || "-"}`, SVG_NS));
-    g.append(el("text", { x: "10", y: "72" }, `exports ${c.exports.join(", ") || "-"}`, SVG_NS));
-    const local = edges.filter((e) => e.source_cluster === c.name && e.destination_cluster === c.name);
-    const text = local.map((e) => `${e.destination_service} ${fmt.rps(e.rps)} req/s p99 ${fmt.ms(e.p99Ms)} ms`).join("; ");
-    g.append(el("text", { x: "10", y: "92" }, local.length ? `local: ${text}` : "local: -", SVG_NS));
-    svg.append(g);
-  }
 }
 
 async function refresh(token) {
@@ -148,7 +202,7 @@ async function refresh(token) {
     $("updated").textContent = new Date().toLocaleTimeString();
     drawTopology(clusters.clusters, edges);
     drawTable(edges);
-    $("prices").replaceChildren(...traffic.priceTables.map((t) => el("li", {}, `${t.cloud}: ${t.source} (read ${t.readOn})`)));
+    $("prices").textContent = traffic.priceTables.map((t) => `${t.cloud}: ${t.source} (read ${t.readOn})`).join("; ") || "-";
     $("error").hidden = true;
     document.body.dataset.loaded = "true";
   } catch (err) {

@@ -31,7 +31,7 @@ from federation.controller.roles import Replica, SoleReplica
 from federation.controller.service import FederationService
 from federation.controller.store import ControllerStore, SqliteStore
 from federation.controller.sync import FederationSyncService
-from federation.controller.tls import HttpsCertificate, ServerCertificate
+from federation.controller.tls import HttpsCertificate, ServerCertificate, certificate_addresses
 from federation.errors import FederationError
 from federation.netaddr import is_loopback, parse_host_port
 from federation.serving import load_or_create_token, serve_until_signalled, start_http, stop_all
@@ -197,7 +197,10 @@ class Controller:
         )
         ssl_context = None
         if not cfg.insecure_http:
-            https = HttpsCertificate(trust, cfg.state_path.parent / "controller-api-tls")
+            api_host = parse_host_port(cfg.listen, what="--listen")[0]
+            https = HttpsCertificate(
+                trust, cfg.state_path.parent / "controller-api-tls", certificate_addresses(api_host)
+            )
             ssl_context = https.load()
             self._tasks.append(asyncio.create_task(https.renew_forever(), name="api-cert"))
         self._runner, self.api_port = await start_http(

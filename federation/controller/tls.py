@@ -6,13 +6,17 @@ that intermediate is re-issued (``meshfed trust rotate-root``), so that a later
 ``--retire-old`` never leaves the controller serving a chain to a retired root.
 
 Clients verify it against the federation's trust bundle and by that DNS name (whatever
-address they dial), so the API needs no certificate from a public CA.
+address they dial), so the API needs no certificate from a public CA. The REST API's
+certificate also names the IP address it listens on (:func:`certificate_addresses`), so that
+a browser that trusts the bundle opens ``https://<address>/dashboard`` (docs/metrics.md).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import ssl
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,12 +44,25 @@ def _past_half_life(svid: X509Svid) -> bool:
     return pki.utcnow() >= half
 
 
+def certificate_addresses(host: str) -> list[str]:
+    """The IP SANs for a server listening on ``host``: the address itself when it is an IP
+    literal other than the unspecified ``0.0.0.0`` / ``::``; nothing for a name (the
+    intermediate's nameConstraints permit only ``controller.meshfed.internal`` among DNS
+    names; IP SANs are not constrained, RFC 5280 section 4.2.1.10)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return []
+    return [] if address.is_unspecified else [str(address)]
+
+
 class ServerCertificate:
     """The certificate of one server (see the module docstring); ``what`` names it in logs."""
 
-    def __init__(self, trust: TrustDirectory, what: str) -> None:
+    def __init__(self, trust: TrustDirectory, what: str, addresses: Sequence[str] = ()) -> None:
         self._trust = trust
         self._what = what
+        self._addresses = list(addresses)
         self.svid: X509Svid | None = None
         self._issuer = ""
 
@@ -60,7 +77,7 @@ class ServerCertificate:
             self._trust.cluster_authority(CONTROLLER_CA_NAME),
             td.workload_id(CONTROL_PLANE_NAMESPACE, "controller"),
             SERVER_CERT_TTL,
-            dns_names=[CONTROLLER_SERVER_NAME],
+            dns_names=[CONTROLLER_SERVER_NAME, *self._addresses],
         )
         return self.svid
 
@@ -95,8 +112,8 @@ class HttpsCertificate(ServerCertificate):
     to ``directory``, which :meth:`ssl.SSLContext.load_cert_chain` needs); :meth:`renew`
     reloads it in place, so new connections get the new certificate."""
 
-    def __init__(self, trust: TrustDirectory, directory: Path) -> None:
-        super().__init__(trust, "REST API")
+    def __init__(self, trust: TrustDirectory, directory: Path, addresses: Sequence[str]) -> None:
+        super().__init__(trust, "REST API", addresses)
         self._dir = directory
         self.context = server_context()
 
