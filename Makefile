@@ -109,9 +109,11 @@ docs: $(STAMP)
 	$(BIN)/python -m tests.architecture_doc
 
 ## golden: regenerate the golden files in tests/golden (install manifests, bootstraps, xDS per
-## proxy role) after a change meant to alter them; review the diff before committing
+## proxy role, the CLI's answers to wrong input) after a change meant to alter them; review
+## the diff before committing. cli/errors-federation.txt needs a federation: run
+## MESHFED_UPDATE_GOLDEN=1 pytest tests/e2e/test_up.py -k routes_by_locality
 golden: $(STAMP)
-	MESHFED_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_golden.py
+	MESHFED_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/unit/test_golden.py tests/unit/cli/test_cli_golden.py
 
 ## proto: regenerate the checked-in protocol code (federation/sync/proto, federation/ca/proto)
 proto: $(STAMP)

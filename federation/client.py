@@ -126,6 +126,48 @@ def tls_for(url: str, home: Path | None = None) -> ClientTls | None:
         raise ApiError(f"{ca_file}: cannot load the CA ({err})", status=0) from err
 
 
+def local_control_planes(home: Path | None = None) -> dict[str, str]:
+    """Cluster -> API URL of every control plane that wrote an ``endpoint.json`` under
+    ``home/controlplanes`` (``$MESHFED_HOME`` by default), sorted by cluster."""
+    base = (home or meshfed_home()) / "controlplanes"
+    found = {}
+    for endpoint in sorted(base.glob("*/endpoint.json")) if base.is_dir() else []:
+        try:
+            data = json.loads(endpoint.read_text())
+            found[str(data.get("cluster") or endpoint.parent.name)] = str(data["api"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+def named_after(err: ApiError | InvalidDocumentError, filename: str) -> Exception:
+    """The API's refusal of documents read from the one file ``filename``, naming it where
+    the server says ``request body`` (it never saw the name); unchanged for ``-`` (stdin) or
+    a directory, whose documents the server numbers across its files."""
+    if filename == "-" or Path(filename).is_dir():
+        return err
+    named = str(err).replace("request body: ", f"{filename}: ", 1)
+    if isinstance(err, InvalidDocumentError):
+        problems = [p.replace("request body: ", f"{filename}: ", 1) for p in err.problems]
+        return InvalidDocumentError(named, problems=problems)
+    return ApiError(named, status=err.status)
+
+
+def control_planes_to_ask(url: str | None) -> dict[str, str]:
+    """Cluster -> API URL: ``url`` alone (its cluster from a local ``endpoint.json``, else
+    ``-``), or without it every local control plane (:func:`local_control_planes`).
+
+    Raises:
+        ConfigError: no ``url`` and none here (exit 2).
+    """
+    if url:
+        return {str((local_control_plane(url, None) or {}).get("cluster", "-")): url}
+    planes = local_control_planes()
+    if not planes:
+        raise ConfigError(f"no control plane under {meshfed_home()}; pass --controlplane URL")
+    return planes
+
+
 def controlplane_api_of(cluster: str, flag: str = "--from") -> str:
     """The API URL of ``cluster``'s local control plane (its ``endpoint.json`` under
     ``$MESHFED_HOME/controlplanes``).

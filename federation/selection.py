@@ -76,8 +76,9 @@ def parse_kind(word: str) -> Kind:
     for candidate in (w, w.removesuffix("s"), w.removesuffix("ies") + "y"):
         if candidate in _WORDS:
             return _WORDS[candidate]
-    known = ", ".join(sorted({k.listing for k in _WORDS.values()} | set(_WORDS)))
-    raise ConfigError(f"{word!r} is not a kind (one of {known})")
+    known = ", ".join(sorted(w for w in _WORDS if len(w) > 3))
+    short = ", ".join(sorted(w for w in _WORDS if len(w) <= 3))
+    raise ConfigError(f"{word!r} is not a kind (one of {known}; plurals and {short} too)")
 
 
 def _name_and_namespace(listing: str, row: Mapping[str, Any]) -> tuple[str, str | None]:

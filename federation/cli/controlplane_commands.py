@@ -22,11 +22,18 @@ from federation.cli.params import (
     output_option,
     print_table,
 )
-from federation.client import call, controlplane_api_of
-from federation.controlplane.status import SyncState
+from federation.client import (
+    call,
+    control_planes_to_ask,
+    controlplane_api_of,
+    named_after,
+)
+from federation.controlplane.status import PROXY_STATUS_COLUMNS, proxy_status_row
 from federation.controlplane.trace import TRACE_COLUMNS, trace_row
+from federation.errors import ApiError, ConfigError, InvalidDocumentError
 from federation.model.documents import (
     document_label,
+    not_deleted,
     read_documents,
 )
 from federation.model.locality import Locality
@@ -255,7 +262,10 @@ def apply_cmd(
         )
     url, tok = _target(controlplane, controller, token)
     query, note = ("?dryRun=All", " (server dry run)") if dry_run == "server" else ("", "")
-    result = call("POST", url, "/v1/apply" + query, token=tok, body=text)
+    try:
+        result = call("POST", url, "/v1/apply" + query, token=tok, body=text)
+    except (ApiError, InvalidDocumentError) as err:  # "request body: ..." as the user's file
+        raise named_after(err, filename) from err
     for name in result.get("applied", []):
         click.echo(f"{name} configured{note}")
     for name in result.get("unchanged", []):
@@ -270,42 +280,40 @@ def apply_cmd(
 @controlplane_token_option
 @click.option("-f", "--filename", required=True, help="YAML file naming the documents to delete.")
 @namespace_option
+@click.option("--ignore-not-found", is_flag=True, help="A document that is not there is no error.")
 def delete_cmd(
     controlplane: str | None, controller: str | None, token: str | None, filename: str,
-    namespace: str | None,
+    namespace: str | None, ignore_not_found: bool,
 ) -> None:  # fmt: skip
-    """Delete the documents named in FILE (from the controller, or --controlplane)."""
-    text, _ = read_documents(filename, namespace=namespace)
+    """Delete the documents named in FILE (from the controller, or --controlplane). One that
+    is not there is an error (exit 2) after the others are deleted, as kubectl's."""
+    text, models = read_documents(filename, namespace=namespace)
     url, tok = _target(controlplane, controller, token)
-    result = call("POST", url, "/v1/delete", token=tok, body=text)
-    for name in result.get("deleted", []):
+    deleted = call("POST", url, "/v1/delete", token=tok, body=text).get("deleted", [])
+    for name in deleted:
         click.echo(f"{name} deleted")
-
-
-def _summary(types: dict[str, dict[str, Any]]) -> list[str]:
-    cells: list[str] = []
-    for short in ("CDS", "LDS", "EDS", "RDS", "SDS"):
-        state: SyncState = types.get(short, {}).get("state", "NOT SENT")
-        cells.append(state)
-    return cells
+    missing = not_deleted(models, deleted)
+    if missing and not ignore_not_found:
+        raise ConfigError(f"{', '.join(missing)}: not found (--ignore-not-found to allow)")
 
 
 @click.command("proxy-status")
-@controlplane_option
+@click.option(
+    "--controlplane", default=None, metavar="URL",
+    help="One control plane's API.  [default: every one under $MESHFED_HOME/controlplanes]",
+)  # fmt: skip
 @controlplane_token_option
 @output_option(("table", "json", "yaml"))
-def proxy_status_cmd(controlplane: str, token: str | None, output: str) -> None:
-    """Is every proxy in sync? SYNCED, STALE or NACKED per xDS type."""
-    data = call("GET", controlplane, "/v1/proxy-status", token=token)
-    proxies = data.get("proxies", [])
-    if output != "table":
-        return emit(proxies, output, lambda: None)
-    rows = []
-    for p in proxies:
-        nacks = [f"{t}: {v['nack_error']}" for t, v in p["types"].items() if v.get("nack_error")]
-        name = p["node_id"] + ("" if p["connected"] else " (disconnected)")
-        rows.append((name, p["role"], p["stream"], *_summary(p["types"]), "; ".join(nacks)[:120]))
-    print_table(("NAME", "ROLE", "STREAM", "CDS", "LDS", "EDS", "RDS", "SDS", "LAST NACK"), rows)
+def proxy_status_cmd(controlplane: str | None, token: str | None, output: str) -> None:
+    """Is every proxy in sync? SYNCED, STALE or NACKED per xDS type, per cluster."""
+    planes = control_planes_to_ask(controlplane)
+    found = {
+        c: call("GET", url, "/v1/proxy-status", token=token).get("proxies", [])
+        for c, url in planes.items()
+    }
+    rows = [proxy_status_row(c, p) for c, proxies in found.items() for p in proxies]
+    emit([{"cluster": c, **p} for c, ps in found.items() for p in ps], output,
+         lambda: print_table(PROXY_STATUS_COLUMNS, rows))  # fmt: skip
 
 
 @click.command("trace")

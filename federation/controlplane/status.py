@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from federation.controlplane import resource
 
@@ -127,3 +127,21 @@ class StatusRegistry:
                 }
             )
         return rows
+
+
+#: Columns of ``meshfed proxy-status``.
+PROXY_STATUS_COLUMNS = (
+    "CLUSTER", "NAME", "ROLE", "STREAM", "CDS", "LDS", "EDS", "RDS", "SDS", "LAST NACK",
+)  # fmt: skip
+
+
+def proxy_status_row(cluster: str, proxy: dict[str, Any]) -> list[str]:
+    """One proxy of ``GET /v1/proxy-status`` (its JSON) as a row of
+    :data:`PROXY_STATUS_COLUMNS`; ``cluster`` names the control plane that answered."""
+    types = proxy["types"]
+    nacks = [f"{t}: {v['nack_error']}" for t, v in types.items() if v.get("nack_error")]
+    name = proxy["node_id"] + ("" if proxy["connected"] else " (disconnected)")
+    states = [
+        str(types.get(t, {}).get("state", "NOT SENT")) for t in ("CDS", "LDS", "EDS", "RDS", "SDS")
+    ]
+    return [cluster, name, proxy["role"], proxy["stream"], *states, "; ".join(nacks)[:120]]

@@ -131,6 +131,17 @@ def document_label(model: BaseModel) -> str:
     return f"{kind}/{getattr(meta, 'namespace', 'default')}/{getattr(meta, 'name', '?')}"
 
 
+def not_deleted(models: Sequence[BaseModel], deleted: Sequence[str]) -> list[str]:
+    """Labels (:func:`document_label`) of the ``models`` a delete named that are not among
+    the ``deleted`` names an API answered (the controller's may end in ``(cluster a)``)."""
+    labels = [document_label(m) for m in models]
+    return [
+        label
+        for label in labels
+        if not any(d == label or d.startswith(label + " ") for d in deleted)
+    ]
+
+
 #: What ``-f DIR`` reads, as kubectl does.
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -16,6 +16,7 @@ import sys
 import termios
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 
 from federation.client import call
 from federation.local.processes import Record
+from tests.golden_files import Case, check_golden, transcript
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MESHFED = str(Path(sys.executable).with_name("meshfed"))
@@ -174,6 +176,11 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     }  # fmt: skip
     assert sum(c["check"] == "gateway" for c in checks) == 3
 
+    # describe (kubectl's habit), proxy-status of every local control plane, and what the
+    # federation answers to wrong input: a golden transcript (issue 41)
+    _check_describe_and_proxy_status(home)
+    _check_errors_golden(home)
+
     # 2. kill aws-us-east-1/echo: to aws-eu-west-1 (same cloud, cheaper), no failed request
     _meshfed(home, "demo", "kill", "aws-us-east-1/echo")
     _wait(lambda: _stats(home, 3)["byCluster"].keys() == {"aws-eu-west-1"}, 20, "moved to eu")
@@ -227,6 +234,86 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     _meshfed(home, "down")
     assert Record.load(home) is None
     _wait(lambda: not _left_running(home, pids), 10, "every process of the federation to exit")
+
+
+def _check_describe_and_proxy_status(home: Path) -> None:
+    cluster = json.loads(
+        _meshfed(home, "describe", "cluster", "aws-us-east-1", "-o", "json").stdout
+    )
+    assert cluster["cluster"]["state"] == "Ready" and cluster["exports"], cluster
+    assert {i["metadata"]["name"] for i in cluster["imports"]} == {"echo"}, cluster
+    text = _meshfed(home, "describe", "svc", "echo", "-n", "demo").stdout
+    assert "Exported by:   aws-eu-west-1, aws-us-east-1, gcp-europe-west1" in text, text
+    assert "aws-us-east-1  echo.demo  aws-us-east-1" in text, text  # its traffic
+    proxies = json.loads(_meshfed(home, "proxy-status", "-o", "json").stdout)
+    assert {p["cluster"] for p in proxies} == {
+        "aws-eu-west-1", "aws-us-east-1", "gcp-europe-west1",
+    }  # fmt: skip
+
+
+_SPLIT_TO_A_STRANGER = """apiVersion: meshfed.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: echo, namespace: demo}
+spec:
+  host: echo.demo.svc.clusterset.local
+  split: {aws-us-east-1: 80, aws-us-east-2: 20}
+"""
+_PARTNER = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: partner, namespace: demo}
+spec:
+  selector: {matchLabels: {app: echo}}
+  rules:
+  - from:
+    - source: {principals: [partner.example/ns/shop/sa/web]}
+"""
+_GONE = """apiVersion: meshfed.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: gone, namespace: demo}
+spec:
+  host: echo.demo.svc.clusterset.local
+"""
+
+#: What a user typed against the demo federation, and what it answers (issue 41).
+FEDERATION_CASES = [
+    Case("explain of a service no cluster has (was: the internal API URL)",
+         ("explain", "nope.demo", "--from", "aws-us-east-1")),
+    Case("explain from a cluster that is not here", ("explain", "echo.demo", "--from", "us-east")),
+    Case("describe of a cluster that is not a member", ("describe", "cluster", "aws-us-east-2")),
+    Case("describe of a service nobody exports", ("describe", "svc", "nope", "-n", "demo")),
+    Case("get of a document that is not there", ("get", "vs", "nope")),
+    Case("delete of a document that is not there (was: nothing, exit 0)",
+         ("delete", "-f", "gone.yaml"), {"gone.yaml": _GONE}),
+    Case("remove of a cluster that is not a member", ("cluster", "remove", "nope")),
+    Case("a split to a cluster that is not a member, checked by the server",
+         ("apply", "--dry-run=server", "-f", "split.yaml"), {"split.yaml": _SPLIT_TO_A_STRANGER}),
+    Case("a principal of another trust domain: applied, with a warning that says what to write",
+         ("apply", "--dry-run=server", "-f", "partner.yaml"), {"partner.yaml": _PARTNER}),
+    Case("shift to a cluster that is not a member", ("shift", "echo.demo", "--to", "aws-us-east-2")),
+    Case("demo kill of a service the demo does not run", ("demo", "kill", "aws-us-east-1/nope")),
+    Case("demo revive of a cluster that is not there", ("demo", "revive", "nope/echo")),
+]  # fmt: skip
+
+
+def _check_errors_golden(home: Path) -> None:
+    workdir = home / "golden-cases"
+    workdir.mkdir(exist_ok=True)
+
+    def run(args: Sequence[str], cwd: Path) -> tuple[int, str, str]:
+        result = subprocess.run(
+            [MESHFED, *args],
+            env=dict(os.environ, MESHFED_HOME=str(home), COLUMNS="100"),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return result.returncode, result.stdout, result.stderr
+
+    text = transcript(FEDERATION_CASES, run, workdir, {str(home): "$MESHFED_HOME"})
+    check_golden("cli/errors-federation.txt", text)
+    assert "Traceback" not in text and "/v1/" not in text
 
 
 def _check(home: Path) -> list[dict[str, Any]]:

@@ -13,9 +13,7 @@ all with ``make golden`` (``MESHFED_UPDATE_GOLDEN=1``) and review the diff in th
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,32 +35,12 @@ from federation.model.locality import Locality
 from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceImport
 from federation.sync.node import ProxyDescription, Upstream
+from tests.golden_files import GOLDEN, check_golden
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-UPDATE = os.environ.get("MESHFED_UPDATE_GOLDEN") == "1"
 HOME = "/var/lib/meshfed"
 INFO = {"trust_domain": "example.org", "serverName": "controlplane.east.cluster.meshfed.internal"}
 MESH = MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a"))
 LOCALITY = Locality("aws/us-east-1", "us-east-1a")
-
-
-def check_golden(name: str, text: str) -> None:
-    """Compare ``text`` with ``tests/golden/<name>`` (or write it, with
-    ``MESHFED_UPDATE_GOLDEN=1``); the failure shows a unified diff."""
-    path = GOLDEN / name
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return
-    assert path.exists(), f"{path} is missing: run 'make golden' and review it"
-    want = path.read_text()
-    if want != text:
-        diff = difflib.unified_diff(
-            want.splitlines(keepends=True), text.splitlines(keepends=True), str(path), "now"
-        )
-        pytest.fail(
-            f"{name} differs from its golden file ('make golden' if meant):\n" + "".join(diff)
-        )
 
 
 def _yaml(data: Any) -> str:

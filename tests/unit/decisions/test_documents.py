@@ -154,3 +154,17 @@ def test_a_yaml_syntax_error_names_file_line_and_column() -> None:
     assert message.startswith("policy.yaml:4:6: not valid YAML: did not find expected ',' or '}'")
     assert "(while parsing a flow mapping at 3:11)" in message
     assert "<unicode string>" not in message
+
+
+def test_a_delete_names_what_was_not_there() -> None:
+    """Issue 41: ``delete -f`` of an absent document printed nothing and exited 0."""
+    from federation.model.documents import load_documents, not_deleted
+
+    docs = load_documents(
+        "apiVersion: meshfed.io/v1alpha1\nkind: TrafficPolicy\n"
+        "metadata: {name: a, namespace: demo}\nspec: {host: a.demo.svc.clusterset.local}\n"
+        "---\napiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+        "metadata: {name: echo, namespace: demo}\nspec: {cluster: east}\n"
+    )
+    assert not_deleted(docs, ["serviceexport/demo/echo (cluster east)"]) == ["trafficpolicy/demo/a"]
+    assert not_deleted(docs, ["trafficpolicy/demo/a", "serviceexport/demo/echo"]) == []
