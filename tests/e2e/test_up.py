@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -137,6 +138,40 @@ def _left_running(home: Path, pids: list[int]) -> list[str]:
     return left
 
 
+def _listening(pids: list[int]) -> set[tuple[str, int]]:
+    """The TCP addresses the processes ``pids`` listen on (their socket inodes matched with
+    the LISTEN rows of /proc/net/tcp)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = str(fd.readlink())
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+            ip_hex, port_hex = fields[1].split(":")
+            ip = socket.inet_ntoa(struct.pack("<I", int(ip_hex, 16)))
+            out.add((ip, int(port_hex, 16)))
+    return out
+
+
+def _accepting(addresses: set[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Those of ``addresses`` that still accept a TCP connection."""
+    still = []
+    for address in sorted(addresses):
+        try:
+            socket.create_connection(address, timeout=1).close()
+            still.append(address)
+        except OSError:
+            continue
+    return still
+
+
 def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -> None:
     started = time.monotonic()
     up = _meshfed(home, "up", "--detach")
@@ -216,6 +251,7 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     gcp = delta.get("gcp-europe-west1", 0) / total
     assert 0.12 <= gcp <= 0.28, delta
     assert _explained(home) == {"aws-us-east-1": 0.8, "gcp-europe-west1": 0.2}
+    before_shift = _stats(home, 60)["total"]["byCluster"]
     # in a 100-column terminal: lines fit, nothing cut off (cells fold), HTTP and gRPC in one
     table = _in_terminal(home, 100, "explain", "echo.demo", "--from", "aws-us-east-1")
     assert max(len(line) for line in table.splitlines()) <= 100, table  # were ~170
@@ -227,13 +263,30 @@ def test_up_routes_by_locality_fails_over_shifts_and_down_leaves_nothing(home) -
     ), table
     assert _stats(home, 120)["total"]["errors"] == 0
 
+    # 3b. a completed shift: explain gives what the sidecars count (was: "split 0%" above
+    # rows giving the target 100 %); a shift takes over a policy without a split
+    _meshfed(home, "delete", "-f", str(EXAMPLES / "shift-20-to-gcp.yaml"))
+    _meshfed(home, "shift", "echo.demo", "--to", "aws-eu-west-1", "--steps", "50,100",
+             "--interval", "3s", timeout=90)  # fmt: skip
+    assert _explained(home) == {"aws-eu-west-1": 1.0}
+    _wait(lambda: _stats(home, 3)["byCluster"].keys() == {"aws-eu-west-1"}, 20, "the shift done")
+    assert sum(_stats(home, 60)["total"]["byCluster"].values()) > sum(before_shift.values())
+    assert _stats(home, 120)["total"]["errors"] == 0
+
     # 4. no private key in any log or controller API answer; every key file 0600
     _assert_no_key_leaks(home)
 
-    # 5. down: every process gone, and nothing else touched
+    # 5. down: every process gone (those revive started too), every port closed, and
+    # nothing else touched
+    record = Record.load(home)
+    assert record is not None
+    pids = sorted({*pids, *(p.pid for p in record.processes)})
+    ports = _listening(pids)
+    assert ("127.0.0.1", 15080) in ports and len(ports) > 20, ports
     _meshfed(home, "down")
     assert Record.load(home) is None
     _wait(lambda: not _left_running(home, pids), 10, "every process of the federation to exit")
+    assert _accepting(ports) == []
 
 
 def _check_describe_and_proxy_status(home: Path) -> None:
@@ -393,6 +446,7 @@ def test_ctrl_c_of_up_stops_what_demo_revive_started_too(tmp_path) -> None:
         start_new_session=True,
     )
     pids: list[int] = []
+    ports: set[tuple[str, int]] = set()
     try:
         _wait(lambda: (r := Record.load(home)) is not None and "upSeconds" in r.info, 180, "up")
         status = json.loads(meshfed("status", "-o", "json").stdout)
@@ -410,6 +464,8 @@ def test_ctrl_c_of_up_stops_what_demo_revive_started_too(tmp_path) -> None:
         assert record is not None
         pids = [p.pid for p in record.processes]
         assert [p for p in record.processes if p.cluster == "aws-us-east-1" and p.replica >= 0]
+        ports = _listening(pids)
+        assert ("127.0.0.1", 15080) in ports and len(ports) > 20, ports
         up.send_signal(signal.SIGINT)
         up.wait(timeout=120)
     finally:
@@ -418,6 +474,7 @@ def test_ctrl_c_of_up_stops_what_demo_revive_started_too(tmp_path) -> None:
             up.wait(timeout=30)
             meshfed("down")
     assert _left_running(home, pids) == []
+    assert _accepting(ports) == []
     assert Record.load(home) is None
     # the policy applied before stays in the controller's store: the next up says so
     again = meshfed("up", "--detach")
