@@ -7,7 +7,9 @@ Exit codes: 0 success; 1 a failure that may succeed on retry (I/O, unreachable b
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -43,6 +45,7 @@ from federation.cli.trust_commands import trust
 from federation.cli.up_commands import demo, down_cmd, status_cmd, up_cmd
 from federation.cli.workload_commands import workload
 from federation.errors import InvalidDocumentError
+from federation.paths import HOME_ENV
 from trust.errors import MeshfedError
 
 EXIT_RETRYABLE = 1
@@ -84,11 +87,15 @@ class MeshfedGroup(click.Group):
     envvar="MESHFED_LOG_LEVEL",
     help="Verbosity of log lines on stderr.",
 )
-def cli(log_level: str) -> None:
+@click.option("--home", default=None, metavar="DIR", help="The federation to work with (kubectl's"
+              " --context): its directory.  [default: $MESHFED_HOME, else ~/.meshfed]")  # fmt: skip
+def cli(log_level: str, home: str | None) -> None:
     """meshfed: federate service meshes across clusters and clouds.
 
-    Files live under $MESHFED_HOME (default ~/.meshfed).
+    Files live under $MESHFED_HOME (default ~/.meshfed); --home DIR picks another.
     """
+    if home:
+        os.environ[HOME_ENV] = str(Path(home).resolve())
     logging.basicConfig(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -227,3 +227,12 @@ def test_a_refusal_of_documents_names_the_users_file_not_the_request_body(tmp_pa
     assert named.problems == ["split.yaml: document 1: x", "split.yaml: y"]
     assert str(named_after(ApiError("request body: z", status=413), "a.yaml")) == "a.yaml: z"
     assert named_after(err, "-") is err and named_after(err, str(tmp_path)) is err
+
+
+def test_home_picks_the_federation_as_kubectls_context_does(tmp_path, monkeypatch) -> None:
+    """Issue 41: a --context-like choice of federation, for one command."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MESHFED_HOME", str(tmp_path / "default"))
+    result = CliRunner().invoke(cli, ["--home", "other", "status"], env={"MESHFED_HOME": "x"})
+    assert result.exit_code == 2
+    assert f"no local federation is running in {tmp_path / 'other'} " in result.stderr
