@@ -182,10 +182,25 @@ def serialize_response(outgoing: Outgoing) -> bytes:
 
 @dataclass
 class _DeltaType:
+    """One type on a delta stream. What the client holds is either ``base`` -- the versions
+    of the snapshot last sent, of every name it wants there (no copy per stream: a thousand
+    sidecars x 4,000 names) -- or, while ``base`` is None, ``known`` (name -> version: the
+    client's ``initial_resource_versions``, or after its subscription changed)."""
+
     names: set[str] = field(default_factory=set)
     wildcard: bool = False
     known: dict[str, str] = field(default_factory=dict)
     nonce: str = ""
+    base: Snapshot | None = None
+
+    def held(self, type_url: str) -> dict[str, str]:
+        """``known``, made explicit from ``base`` first when it is set."""
+        if self.base is not None:
+            versions = self.base.resource_versions.get(type_url, {})
+            every = self.base.names(type_url)
+            self.known = {n: versions[n] for n in (every if self.wildcard else every & self.names)}
+            self.base = None
+        return self.known
 
 
 class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
@@ -478,7 +493,7 @@ class _DeltaStream(_SyncTracking):
         self,
         node_id: str,
         status: ProxyStatus,
-        out: asyncio.Queue[discovery_pb2.DeltaDiscoveryResponse | None],
+        out: asyncio.Queue[bytes | None],
         metrics: ControlPlaneMetrics | None = None,
     ) -> None:
         self.node_id = node_id
@@ -518,6 +533,8 @@ class _DeltaStream(_SyncTracking):
                 tstatus.acked_version = tstatus.sent_version
                 self.unacked.discard(type_url)
         subscribe = set(req.resource_names_subscribe)
+        if subscribe or req.resource_names_unsubscribe:
+            ts.held(type_url)  # the subscription changes: from here on, name by name
         if "*" in subscribe:
             ts.wildcard = True
             subscribe.discard("*")
@@ -537,23 +554,38 @@ class _DeltaStream(_SyncTracking):
                 self.send(type_url, force=set())
         self._check_synced()
 
+    def _delta(self, ts: _DeltaType, type_url: str, force: set[str]) -> tuple[list[str], list[str]]:
+        """(changed, removed) names of ``type_url`` to send; afterwards the client holds
+        the current snapshot (``ts.base``). From the last snapshot sent, by the changes
+        between the two snapshots (computed once for every stream); else name by name."""
+        snapshot = self.snapshot
+        assert snapshot is not None
+        available = snapshot.names(type_url)
+        base = ts.base
+        if base is not None and not force:
+            changed_set = (
+                snapshot.changed_since(type_url, base) if base is not snapshot else frozenset()
+            )
+            gone = snapshot.removed_since(type_url, base) if base is not snapshot else frozenset()
+            if not ts.wildcard:
+                changed_set, gone = changed_set & ts.names, gone & ts.names
+            changed, removed = sorted(changed_set), sorted(gone)
+        else:
+            known = ts.held(type_url)
+            versions = snapshot.resource_versions.get(type_url, {})
+            wanted = available if ts.wildcard else ts.names & available
+            changed = sorted(n for n in wanted if known.get(n) != versions[n] or n in force)
+            removed = sorted(set(known) - available)
+        ts.base, ts.known = snapshot, {}
+        return changed, removed
+
     def send(self, type_url: str, *, force: Iterable[str]) -> None:
         assert self.snapshot is not None
         ts = self.types[type_url]
-        available = self.snapshot.get(type_url)
-        versions = self.snapshot.resource_versions.get(type_url, {})
-        wanted = set(available) if ts.wildcard else ts.names & set(available)
-        force = set(force)
-        changed = sorted(n for n in wanted if ts.known.get(n) != versions[n] or n in force)
-        gone = set(ts.known) - set(available)
-        removed = sorted(gone if ts.wildcard else gone & (ts.names | gone))
+        changed, removed = self._delta(ts, type_url, set(force))
         if not changed and not removed:
             return
         ts.nonce = _nonce()
-        for n in changed:
-            ts.known[n] = versions[n]
-        for n in removed:
-            ts.known.pop(n, None)
         version = self.snapshot.versions.get(type_url, "")
         tstatus = self.status.type(type_url)
         tstatus.sent_version, tstatus.sent_nonce = version, ts.nonce
@@ -566,19 +598,17 @@ class _DeltaStream(_SyncTracking):
         )
         self.metrics.pushed(type_url)
         self.unacked.add(type_url)
+        every = self.snapshot.names(type_url)
+        names = every if len(changed) == len(every) else frozenset(changed)
+        body = self.snapshot.delta_body(type_url, names) if changed else b""
         self.out.put_nowait(
-            discovery_pb2.DeltaDiscoveryResponse(
+            body
+            + discovery_pb2.DeltaDiscoveryResponse(
                 system_version_info=version,
                 type_url=type_url,
                 nonce=ts.nonce,
-                resources=[
-                    discovery_pb2.Resource(
-                        name=n, version=versions[n], resource=self.snapshot.packed(type_url, n)
-                    )
-                    for n in changed
-                ],
                 removed_resources=removed,
-            )
+            ).SerializeToString()
         )
         follow = resource.FOLLOW_UP.get(type_url)
         if follow in self.types and changed:

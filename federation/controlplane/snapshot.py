@@ -127,6 +127,47 @@ class Snapshot:
             self._derived[key] = found
         return found[1]  # type: ignore[index,no-any-return]
 
+    def removed_since(self, type_url: str, earlier: Snapshot) -> frozenset[str]:
+        """Names of ``type_url`` resources ``earlier`` has and this snapshot lacks. Computed
+        once per pair."""
+        key = ("removed", type_url, id(earlier))
+        found = self._derived.get(key)
+        if found is None or found[0] is not earlier:  # type: ignore[index]
+            found = (earlier, earlier.names(type_url) - self.names(type_url))
+            self._derived[key] = found
+        return found[1]  # type: ignore[index,no-any-return]
+
+    def _remember(self, key: tuple[object, ...], body: bytes) -> bytes:
+        if len(self._derived) > 64:  # name sets of streams come and go
+            oldest = next((k for k in self._derived if k[0] in ("body", "delta")), None)
+            if oldest is not None:
+                del self._derived[oldest]
+        self._derived[key] = body
+        return body
+
+    def delta_body(self, type_url: str, names: frozenset[str]) -> bytes:
+        """The wire bytes of a ``DeltaDiscoveryResponse`` holding the ``type_url`` resources
+        named (each a ``Resource`` with its name and version), in name order, and nothing
+        else: a stream appends its own ``system_version_info``, ``type_url``, ``nonce`` and
+        ``removed_resources``. Serialized once per snapshot, type and name set, as
+        :meth:`response_body` is for SotW (issue 37: a delta stream built a ``Resource``
+        message per resource for itself, and a thousand streams' initial push did not end
+        in ten minutes)."""
+        key = ("delta", type_url, names)
+        found = self._derived.get(key)
+        if found is not None:
+            return found  # type: ignore[return-value]
+        versions = self.resource_versions.get(type_url, {})
+        body = discovery_pb2.DeltaDiscoveryResponse(
+            resources=[
+                discovery_pb2.Resource(
+                    name=n, version=versions[n], resource=self.packed(type_url, n)
+                )
+                for n in sorted(names)
+            ]
+        ).SerializeToString()
+        return self._remember(key, body)
+
     def response_body(self, type_url: str, names: frozenset[str] | None) -> bytes:
         """The wire bytes of a ``DiscoveryResponse`` holding the ``type_url`` resources
         (all of them when ``names`` is None, else those named) and nothing else: a stream
@@ -137,14 +178,12 @@ class Snapshot:
         found = self._derived.get(key)
         if found is None:
             items = self.get(type_url, names)
-            found = discovery_pb2.DiscoveryResponse(
-                resources=[self.packed(type_url, n) for n in items]
-            ).SerializeToString()
-            if len(self._derived) > 64:  # name sets of streams come and go
-                oldest = next((k for k in self._derived if k[0] == "body"), None)
-                if oldest is not None:
-                    del self._derived[oldest]
-            self._derived[key] = found
+            found = self._remember(
+                key,
+                discovery_pb2.DiscoveryResponse(
+                    resources=[self.packed(type_url, n) for n in items]
+                ).SerializeToString(),
+            )
         return found  # type: ignore[return-value]
 
     def packed(self, type_url: str, name: str) -> any_pb2.Any:

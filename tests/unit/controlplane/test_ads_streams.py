@@ -8,12 +8,15 @@ even when nothing changed, LDS/CDS wildcard vs named subscriptions.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from federation.controlplane import resource
 from federation.controlplane.ads import _DeltaStream, _SotwStream
@@ -40,14 +43,17 @@ def _snapshot(*clusters: str) -> Snapshot:
     )
 
 
-def _drain(queue: asyncio.Queue) -> list:
+def _drain(queue: asyncio.Queue, kind: Any = discovery_pb2.DiscoveryResponse) -> list:
+    """The responses queued (bytes parsed as ``kind``)."""
     items = []
     while not queue.empty():
         item = queue.get_nowait()
-        items.append(
-            discovery_pb2.DiscoveryResponse.FromString(item) if isinstance(item, bytes) else item
-        )
+        items.append(kind.FromString(item) if isinstance(item, bytes) else item)
     return items
+
+
+def _drain_delta(queue: asyncio.Queue) -> list:
+    return _drain(queue, discovery_pb2.DeltaDiscoveryResponse)
 
 
 def _sotw():
@@ -195,14 +201,14 @@ def test_delta_sends_changes_and_removals_only() -> None:
     stream, status, queue = _delta()
     stream.on_snapshot(_snapshot("a", "b"))
     stream.handle(discovery_pb2.DeltaDiscoveryRequest(type_url=resource.CLUSTER))
-    (first,) = _drain(queue)
+    (first,) = _drain_delta(queue)
     assert sorted(r.name for r in first.resources) == ["a", "b"]
     stream.handle(
         discovery_pb2.DeltaDiscoveryRequest(type_url=resource.CLUSTER, response_nonce=first.nonce)
     )
     assert status.type(resource.CLUSTER).acked_version == first.system_version_info
     stream.on_snapshot(_snapshot("a"))
-    (second,) = _drain(queue)
+    (second,) = _drain_delta(queue)
     assert list(second.removed_resources) == ["b"] and len(second.resources) == 0
 
 
@@ -227,7 +233,7 @@ def test_delta_named_subscribe_and_unsubscribe() -> None:
             type_url=resource.ENDPOINT, resource_names_subscribe=["a"]
         )
     )
-    (resp,) = _drain(queue)
+    (resp,) = _drain_delta(queue)
     assert [r.name for r in resp.resources] == ["a"]
     stream.handle(
         discovery_pb2.DeltaDiscoveryRequest(
@@ -235,7 +241,7 @@ def test_delta_named_subscribe_and_unsubscribe() -> None:
         )
     )
     stream.on_snapshot(_snapshot("a", "b", "c"))
-    assert all(r.type_url != resource.ENDPOINT for r in _drain(queue))
+    assert all(r.type_url != resource.ENDPOINT for r in _drain_delta(queue))
 
 
 def test_a_type_with_nothing_left_to_hold_is_synced_without_an_ack() -> None:
@@ -250,3 +256,95 @@ def test_a_type_with_nothing_left_to_hold_is_synced_without_an_ack() -> None:
     assert sync_state(gone, EMPTY_VERSION) == "SYNCED"
     behind = TypeStatus(sent_version="c18cd979", sent_nonce="8", acked_version="44852a79")
     assert sync_state(behind, "c18cd979") == "STALE"
+
+
+def _endpoints(state: dict[str, int], previous: Snapshot | None) -> Snapshot:
+    """EDS only: one ClusterLoadAssignment per name, its content (so its version) set by the
+    number (an endpoint weight)."""
+    from envoy.config.core.v3 import base_pb2
+    from envoy.config.endpoint.v3 import endpoint_components_pb2
+
+    return Snapshot.build(
+        {
+            resource.ENDPOINT: [
+                endpoint_pb2.ClusterLoadAssignment(
+                    cluster_name=name,
+                    endpoints=[
+                        endpoint_components_pb2.LocalityLbEndpoints(
+                            locality=base_pb2.Locality(zone=f"z{weight}")
+                        )
+                    ],
+                )
+                for name, weight in sorted(state.items())
+            ]
+        },
+        previous,
+    )
+
+
+NAMES = [f"svc{i}" for i in range(6)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.booleans(),
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("snapshot"), st.dictionaries(st.sampled_from(NAMES), st.integers(0, 2))
+            ),
+            st.tuples(st.just("subscribe"), st.lists(st.sampled_from(NAMES), max_size=3)),
+            st.tuples(st.just("unsubscribe"), st.lists(st.sampled_from(NAMES), max_size=3)),
+        ),
+        max_size=12,
+    ),
+)
+def test_a_delta_client_holds_exactly_what_it_wants_after_every_change(
+    wildcard: bool, steps: list[tuple[str, Any]]
+) -> None:
+    """Issue 37: a delta stream sends from the last snapshot by the changes between two
+    snapshots (shared by every stream) instead of comparing each name; whatever the order of
+    snapshots and subscription changes, the client ends up holding exactly the current
+    version of every resource it wants, and is sent nothing it holds already."""
+    stream, _, queue = _delta()
+    held: dict[str, str] = {}
+    wanted: set[str] = set()
+    snapshot = _endpoints({}, None)
+    stream.on_snapshot(snapshot)
+
+    def receive() -> None:
+        for response in _drain_delta(queue):
+            for r in response.resources:
+                assert held.get(r.name) != r.version, f"{r.name} sent again at the same version"
+                held[r.name] = r.version
+            for name in response.removed_resources:
+                held.pop(name)
+            stream.handle(
+                discovery_pb2.DeltaDiscoveryRequest(
+                    type_url=resource.ENDPOINT, response_nonce=response.nonce
+                )
+            )
+
+    first = discovery_pb2.DeltaDiscoveryRequest(type_url=resource.ENDPOINT)
+    if wildcard:
+        first.resource_names_subscribe.append("*")
+    stream.handle(first)
+    receive()
+    for op, arg in steps:
+        if op == "snapshot":
+            snapshot = _endpoints(arg, snapshot)
+            stream.on_snapshot(snapshot)
+        elif not wildcard:
+            field = (
+                "resource_names_subscribe" if op == "subscribe" else "resource_names_unsubscribe"
+            )
+            stream.handle(
+                discovery_pb2.DeltaDiscoveryRequest(type_url=resource.ENDPOINT, **{field: arg})
+            )
+            wanted = wanted | set(arg) if op == "subscribe" else wanted - set(arg)
+            for name in arg if op == "unsubscribe" else []:
+                held.pop(name, None)  # the client forgets what it unsubscribed from
+        receive()
+        versions = snapshot.resource_versions[resource.ENDPOINT]
+        want = set(versions) if wildcard else wanted & set(versions)
+        assert held == {n: versions[n] for n in want}
