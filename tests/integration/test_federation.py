@@ -371,6 +371,7 @@ def test_authorization_policies_hold_across_clusters(fed) -> None:
         _meshfed(
             home,
             "delete",
+            "--ignore-not-found",  # some were deleted above
             "-f",
             "-",
             input_text=AUTHZ_ALLOW_FRONTEND
