@@ -61,6 +61,12 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system, s) process ``pid`` has used (/proc/PID/stat fields 14-15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def init_trust(home: Path, clusters: list[str]) -> None:
     env = dict(os.environ, MESHFED_HOME=str(home))
     subprocess.run(

@@ -13,10 +13,13 @@ the server; parsing 4,000 clusters per client would measure the clients).
 Measured, per code and size:
 
 - ``initial s``: from opening N streams until all N hold CDS, EDS, LDS and RDS;
+- ``CP cpu``: CPU seconds the control plane used meanwhile (user + system; above the wall
+  time when gRPC's threads work in parallel, well below it when the clients are the limit);
 - ``update p50/p99 ms``: one new endpoint of one service, posted to the API, until each
   stream received the EDS response carrying it; ``--updates`` changes, N samples each;
-- ``RSS/proxy KiB``: the control plane's RSS growth from before the streams opened to after
-  the initial push, divided by N;
+- ``KiB/proxy``: the control plane's RSS growth from before the streams opened to after
+  the initial push, divided by N (it holds the push's buffers, some freed later);
+- ``KiB idle``: the same after the updates, every stream idle: what holding a proxy costs;
 - ``EDS bytes``: the size of the EDS response one update sent to one stream.
 
 The baseline is the code of ``--baseline-rev`` (default ``ff34650``, before issue #37),
@@ -46,6 +49,7 @@ from google.protobuf import any_pb2, descriptor_pb2, message_factory
 from bench._common import (
     client_channel_options,
     client_credentials,
+    cpu_s,
     free_port,
     init_trust,
     percentile,
@@ -222,7 +226,7 @@ async def measure(
     n: int, kind: str, services: int, updates: int, xds: int, api: int, tok: str, pid: int,
     home: Path, timeout: float,
 ) -> dict[str, object]:  # fmt: skip
-    rss_before = rss_mib(pid)
+    rss_before, cpu_before = rss_mib(pid), cpu_s(pid)
     creds = client_credentials(home, "east", "demo", "bench")
     options = [*client_channel_options("east"), ("grpc.max_receive_message_length", 1 << 28)]
     channels = [
@@ -245,6 +249,7 @@ async def measure(
             )
             return result
         result["initial_s"] = time.perf_counter() - started
+        result["initial_cpu_s"] = cpu_s(pid) - cpu_before
         result["rss_per_proxy_kib"] = (rss_mib(pid) - rss_before) * 1024 / n
         samples: list[float] = []
         for u in range(updates):
@@ -268,6 +273,8 @@ async def measure(
                 c.watching = False
         result["update_p50_ms"] = percentile(samples, 50)
         result["update_p99_ms"] = percentile(samples, 99)
+        # after the updates, every stream idle: what a proxy costs to hold, not to push to
+        result["rss_idle_kib"] = (rss_mib(pid) - rss_before) * 1024 / n
         return result
     finally:
         for task in tasks:
@@ -320,9 +327,11 @@ def _print_row(row: tuple[str, int, str, dict[str, object]]) -> None:
     print(
         f"{label:<22}{services:>9}{streams:>12}"
         f"{_fmt(r.get('initial_s', '-'), '.2f'):>11}"
+        f"{_fmt(r.get('initial_cpu_s', '-'), '.1f'):>8}"
         f"{_fmt(r.get('update_p50_ms', r.get('update', '-')), '.0f'):>10}"
         f"{_fmt(r.get('update_p99_ms', r.get('update', '-')), '.0f'):>10}"
         f"{_fmt(r.get('rss_per_proxy_kib', '-'), '.1f'):>10}"
+        f"{_fmt(r.get('rss_idle_kib', '-'), '.1f'):>9}"
         f"{_fmt(r.get('eds_bytes', '-'), 'd'):>12}",
         flush=True,
     )
@@ -346,8 +355,8 @@ def main() -> None:
         " Envoy-like clients of one proxy class (mTLS, ACKs)"
     )
     print(
-        f"{'code':<22}{'services':>9}{'streams':>12}{'initial s':>11}{'upd p50':>10}"
-        f"{'upd p99':>10}{'KiB/proxy':>10}{'EDS bytes':>12}"
+        f"{'code':<22}{'services':>9}{'streams':>12}{'initial s':>11}{'CP cpu':>8}{'upd p50':>10}"
+        f"{'upd p99':>10}{'KiB/proxy':>10}{'KiB idle':>9}{'EDS bytes':>12}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

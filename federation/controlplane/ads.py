@@ -37,7 +37,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Set
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -160,16 +160,40 @@ class SotwRequest:
 def read_sotw_request(raw: bytes) -> SotwRequest:
     """The gRPC request deserializer of the SotW method (see :class:`SotwRequest`)."""
     message = discovery_pb2.DiscoveryRequest.FromString(raw)
+    return SotwRequest(message, _names_of(raw, message))
+
+
+def _names_of(raw: bytes, message: Any) -> frozenset[str]:
+    """The names of field 3 of a request (``resource_names`` of SotW, ``resource_names_subscribe``
+    of delta), one shared frozenset per distinct list (bounded cache by wire bytes)."""
     only_names = _ResourceNames.FromString(raw)
     only_names.DiscardUnknownFields()  # the version and nonce differ in every ACK
     wire = only_names.SerializeToString()
     names = _NAMES_BY_WIRE.get(wire)
     if names is None:
-        names = frozenset(message.resource_names)
+        names = frozenset(only_names.resource_names)
         if len(_NAMES_BY_WIRE) >= 64:  # a key is up to a few hundred KB
             _NAMES_BY_WIRE.pop(next(iter(_NAMES_BY_WIRE)))
         _NAMES_BY_WIRE[wire] = names
-    return SotwRequest(message, names)
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaRequest:
+    """A received delta request and its subscribed names, read once per distinct list as
+    :class:`SotwRequest`'s are (a sidecar subscribes EDS to every cluster at once: a
+    thousand streams x 4,000 names)."""
+
+    message: discovery_pb2.DeltaDiscoveryRequest
+    subscribe: frozenset[str]
+
+
+def read_delta_request(raw: bytes) -> DeltaRequest:
+    """The gRPC request deserializer of the delta method (see :class:`DeltaRequest`)."""
+    message = discovery_pb2.DeltaDiscoveryRequest.FromString(raw)
+    return DeltaRequest(
+        message, _names_of(raw, message) if message.resource_names_subscribe else frozenset()
+    )
 
 
 def serialize_response(outgoing: Outgoing) -> bytes:
@@ -187,7 +211,7 @@ class _DeltaType:
     sidecars x 4,000 names) -- or, while ``base`` is None, ``known`` (name -> version: the
     client's ``initial_resource_versions``, or after its subscription changed)."""
 
-    names: set[str] = field(default_factory=set)
+    names: frozenset[str] = frozenset()
     wildcard: bool = False
     known: dict[str, str] = field(default_factory=dict)
     nonce: str = ""
@@ -223,7 +247,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Register this servicer on ``server`` (the generated registration, but with a
         response serializer that passes pre-serialized bytes through)."""
-        handlers = {
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
                 self.StreamAggregatedResources,
                 request_deserializer=read_sotw_request,
@@ -231,7 +255,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             ),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
                 self.DeltaAggregatedResources,
-                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                request_deserializer=read_delta_request,
                 response_serializer=serialize_response,
             ),
         }
@@ -273,7 +297,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         first = await anext(request_iterator, None)
         if first is None:
             return
-        node = first.message.node if isinstance(first, SotwRequest) else first.node
+        node = first.message.node if isinstance(first, SotwRequest | DeltaRequest) else first.node
         node_id = await self._open(node, context, kind)
         role = node.metadata.fields.get("meshfed.io/role")
         status = self.status.open(node_id, role.string_value if role else "", kind)
@@ -331,7 +355,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
 
     async def DeltaAggregatedResources(  # noqa: N802 - gRPC method name
         self,
-        request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
+        request_iterator: AsyncIterator[DeltaRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
         """Delta (incremental) ADS stream (see the module docstring)."""
@@ -504,11 +528,14 @@ class _DeltaStream(_SyncTracking):
         self.types: dict[str, _DeltaType] = {}
         self._init_tracking()
 
-    def handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
-        self._handle(req)
+    def handle(self, request: discovery_pb2.DeltaDiscoveryRequest | DeltaRequest) -> None:
+        if isinstance(request, DeltaRequest):
+            self._handle(request.message, request.subscribe)
+        else:
+            self._handle(request, frozenset(request.resource_names_subscribe))
         self._check_synced()
 
-    def _handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
+    def _handle(self, req: discovery_pb2.DeltaDiscoveryRequest, subscribe: frozenset[str]) -> None:
         type_url = req.type_url
         first = type_url not in self.types
         ts = self.types.setdefault(type_url, _DeltaType())
@@ -532,18 +559,21 @@ class _DeltaStream(_SyncTracking):
             else:
                 tstatus.acked_version = tstatus.sent_version
                 self.unacked.discard(type_url)
-        subscribe = set(req.resource_names_subscribe)
-        if subscribe or req.resource_names_unsubscribe:
+        unsubscribe = frozenset(req.resource_names_unsubscribe)
+        if subscribe or unsubscribe:
             ts.held(type_url)  # the subscription changes: from here on, name by name
         if "*" in subscribe:
             ts.wildcard = True
-            subscribe.discard("*")
-        for name in req.resource_names_unsubscribe:
-            if name == "*":
-                ts.wildcard = False
-            ts.names.discard(name)
+            subscribe = subscribe - {"*"}
+        if "*" in unsubscribe:
+            ts.wildcard = False
+        for name in unsubscribe:
             ts.known.pop(name, None)
-        ts.names |= subscribe
+        if subscribe or unsubscribe:
+            names = subscribe if not ts.names else (ts.names | subscribe)
+            ts.names = _shared(
+                names - unsubscribe if unsubscribe else names, self.snapshot, type_url
+            )
         if self.snapshot is not None:
             self.send(type_url, force=subscribe)
 
@@ -551,10 +581,12 @@ class _DeltaStream(_SyncTracking):
         self.snapshot = snapshot
         for type_url in resource.PUSH_ORDER:
             if type_url in self.types:
-                self.send(type_url, force=set())
+                self.send(type_url, force=frozenset())
         self._check_synced()
 
-    def _delta(self, ts: _DeltaType, type_url: str, force: set[str]) -> tuple[list[str], list[str]]:
+    def _delta(
+        self, ts: _DeltaType, type_url: str, force: Set[str]
+    ) -> tuple[frozenset[str], list[str]]:
         """(changed, removed) names of ``type_url`` to send; afterwards the client holds
         the current snapshot (``ts.base``). From the last snapshot sent, by the changes
         between the two snapshots (computed once for every stream); else name by name."""
@@ -569,20 +601,25 @@ class _DeltaStream(_SyncTracking):
             gone = snapshot.removed_since(type_url, base) if base is not snapshot else frozenset()
             if not ts.wildcard:
                 changed_set, gone = changed_set & ts.names, gone & ts.names
-            changed, removed = sorted(changed_set), sorted(gone)
+            changed, removed = changed_set, sorted(gone)
         else:
             known = ts.held(type_url)
             versions = snapshot.resource_versions.get(type_url, {})
-            wanted = available if ts.wildcard else ts.names & available
-            changed = sorted(n for n in wanted if known.get(n) != versions[n] or n in force)
-            removed = sorted(set(known) - available)
+            wanted = available if ts.wildcard or ts.names is available else ts.names & available
+            if not known:  # it holds nothing yet: everything it wants
+                changed_set = wanted
+            else:
+                changed_set = frozenset(
+                    n for n in wanted if known.get(n) != versions[n] or n in force
+                )
+            changed, removed = changed_set, sorted(set(known) - available)
         ts.base, ts.known = snapshot, {}
         return changed, removed
 
-    def send(self, type_url: str, *, force: Iterable[str]) -> None:
+    def send(self, type_url: str, *, force: Set[str]) -> None:
         assert self.snapshot is not None
         ts = self.types[type_url]
-        changed, removed = self._delta(ts, type_url, set(force))
+        changed, removed = self._delta(ts, type_url, force)
         if not changed and not removed:
             return
         ts.nonce = _nonce()
@@ -599,7 +636,7 @@ class _DeltaStream(_SyncTracking):
         self.metrics.pushed(type_url)
         self.unacked.add(type_url)
         every = self.snapshot.names(type_url)
-        names = every if len(changed) == len(every) else frozenset(changed)
+        names = every if len(changed) == len(every) else changed
         body = self.snapshot.delta_body(type_url, names) if changed else b""
         self.out.put_nowait(
             body
