@@ -30,6 +30,7 @@ from federation.durations import parse_rfc3339
 from federation.errors import ConfigError, InvalidDocumentError
 from federation.model.authz import ROOT_NAMESPACE
 from federation.selection import ago, parse_kind, select
+from federation.traffic import format_usd
 
 #: Window of the traffic ``describe`` shows (s): the dashboard's.
 TRAFFIC_WINDOW_S = 10
@@ -71,11 +72,7 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def usd(value: float) -> str:
-    """US$ with the digits that matter: ``$0``, ``$0.00042``, ``$1.25``."""
-    if value == 0:
-        return "$0"
-    return f"${value:.2f}" if value >= 0.01 else f"${value:.2g}"
+usd = format_usd
 
 
 TRAFFIC_HEADERS = ["FROM", "SERVICE", "SERVED BY", "SHARE", "REQ/S", "P99 MS", "ERRORS", "$/HOUR"]

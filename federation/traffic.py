@@ -20,6 +20,7 @@ rates (:func:`edge_rates`) for ``meshfed status`` and the dashboard.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -335,3 +336,14 @@ class TrafficCollector(Collector):
         for cloud, rates in sorted(self._prices().items()):
             info.add_metric([cloud, rates.source, rates.read_on], 1)
         yield from (requests, sent, received, duration, egress_bytes, egress_usd, info)
+
+
+def format_usd(value: float) -> str:
+    """US$ with the digits that matter: ``$0``, ``$0.00042``, ``$0.000001``, ``$1.25`` (two
+    significant digits below a cent, never an exponent)."""
+    if value <= 0:
+        return "$0"
+    if value >= 0.01:
+        return f"${value:.2f}"
+    digits = -math.floor(math.log10(value)) + 1
+    return "$" + f"{value:.{digits}f}".rstrip("0")

@@ -81,6 +81,9 @@ def _say(line: str) -> None:
     show_default=True,
     help="Requests a step needs to be judged; a step that ends with fewer rolls back.",
 )
+@click.option("--max-usd-per-hour", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="USD", help="Roll back when the service's egress costs more than this, or a"
+              " step is projected to.  [default: not checked]")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 @controller_option
 @admin_token_option
@@ -94,6 +97,7 @@ def shift_cmd(
     max_error_rate: str,
     max_p99: float | None,
     min_requests: int,
+    max_usd_per_hour: float | None,
     dry_run: bool,
     controller: str | None,
     token: str | None,
@@ -108,19 +112,19 @@ def shift_cmd(
     Each step rewrites the service's TrafficPolicy with a closing http route named
     meshfed-shift (the target at the step's weight, the rest at the remainder), then watches
     every caller's requests to the service in the mesh's telemetry for the step's interval.
-    When the error rate (or p99, with --max-p99) goes over its limit, or a step ends with
-    too little traffic to judge, the policy is put back as it was before the shift and the
-    command exits 3, saying why (Ctrl-C rolls back too). After the last step the policy
-    stays. Exit 0: done; 1: the controller could not be reached; 2: bad input, nothing
-    changed; 3: rolled back.
+    When the error rate (or p99, with --max-p99; or the egress dollars, with
+    --max-usd-per-hour, measured or projected for the next step) goes over its limit, or a
+    step ends with too little traffic to judge, the policy is put back as it was and the
+    command exits 3, saying why (Ctrl-C rolls back too). After the last step it stays.
+    Exit 0: done; 1: the controller could not be reached; 2: bad input, nothing changed;
+    3: rolled back.
     """
     name, _, namespace = service.partition(".")
     if not (re.fullmatch(DNS_LABEL, name) and re.fullmatch(DNS_LABEL, namespace)):
         raise InputError(f"SERVICE {service!r}: give <name>.<namespace>, e.g. echo.demo")
     url, tok = controller_target(controller, token)
-    request = ShiftRequest(
-        service, to, from_, steps, interval.total_seconds(), max_error_rate, max_p99, min_requests
-    )
+    request = ShiftRequest(service, to, from_, steps, interval.total_seconds(), max_error_rate,
+                           max_p99, min_requests, max_usd_per_hour)  # fmt: skip
     try:
         plan = plan_shift(url, tok, request)
     except ShiftError as err:
@@ -162,12 +166,7 @@ def _print_plan(plan: ShiftPlan) -> None:
         ["STEP", "TO " + describe(plan.target).upper(), "REST", "FOR"],
         [[str(i), f"{w}%", f"{100 - w}%", interval] for i, w in enumerate(plan.weights, start=1)],
     )
-    max_p99 = plan.request.max_p99_ms
-    click.echo(
-        f"rolls back when the error rate exceeds {plan.limit:.2%}"
-        + (f" or p99 exceeds {max_p99:g} ms" if max_p99 else "")
-        + "; the last step's policy:"
-    )
+    click.echo(f"rolls back when {plan.limits()}; the last step's policy:")
     from federation.model.documents import to_yaml
 
     click.echo(to_yaml(json.loads(json.dumps(plan.docs[-1]))), nl=False)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation.errors import FederationError
+from federation.traffic import format_usd
 
 #: The name of the closing route a shift writes (and replaces when it runs again).
 SHIFT_ROUTE = "meshfed-shift"
@@ -139,6 +140,9 @@ class StepStats:
     requests: int
     errors: int
     p99_ms: float | None
+    #: the service's egress US$/hour over the window, and its requests/s
+    usd_per_hour: float = 0.0
+    rps: float = 0.0
 
     @property
     def error_rate(self) -> float:
@@ -154,7 +158,23 @@ def stats_of(rows: Sequence[Mapping[str, Any]], service: str) -> StepStats:
     requests = sum(int(r["requests"]) for r in mine)
     errors = sum(round(float(r["errorShare"]) * int(r["requests"])) for r in mine)
     p99s = [float(r["p99Ms"]) for r in mine if r.get("p99Ms") is not None]
-    return StepStats(requests, errors, max(p99s) if p99s else None)
+    usd = sum(float(r.get("usdPerHour") or 0) for r in mine)
+    rps = sum(float(r.get("rps") or 0) for r in mine)
+    return StepStats(requests, errors, max(p99s) if p99s else None, usd, rps)
+
+
+def projected_usd_per_hour(
+    before: StepStats, at: StepStats, weight: int, next_weight: int
+) -> float | None:
+    """US$/hour the step at ``next_weight`` % would spend at ``at``'s load: a request's egress
+    dollars move linearly with the target's weight, from ``before`` (measured before the
+    shift, at 0 %) to ``at`` (measured at ``weight`` %). None without requests in either."""
+    if before.rps <= 0 or at.rps <= 0 or weight <= 0:
+        return None
+    per_request_0 = before.usd_per_hour / before.rps
+    per_request = at.usd_per_hour / at.rps
+    projected = per_request_0 + (per_request - per_request_0) * next_weight / weight
+    return max(0.0, projected) * at.rps
 
 
 def verdict(
@@ -164,6 +184,7 @@ def verdict(
     min_requests: int,
     *,
     final: bool,
+    max_usd_per_hour: float | None = None,
 ) -> str | None:
     """Why the shift must roll back, or None to go on. Before ``min_requests`` requests a
     step is not judged, except at its end (``final``): too little traffic to judge is a
@@ -182,6 +203,11 @@ def verdict(
         )
     if max_p99_ms is not None and stats.p99_ms is not None and stats.p99_ms > max_p99_ms:
         return f"p99 {stats.p99_ms:.0f} ms is over --max-p99 {max_p99_ms:g} ms"
+    if max_usd_per_hour is not None and stats.usd_per_hour > max_usd_per_hour:
+        return (
+            f"egress {format_usd(stats.usd_per_hour)}/hour is over --max-usd-per-hour"
+            f" {format_usd(max_usd_per_hour)}"
+        )
     return None
 
 

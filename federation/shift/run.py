@@ -5,7 +5,8 @@
 :func:`run_shift` applies them one by one (``POST /v1/apply``), judging each step every
 :data:`CHECK_EVERY_S` from ``GET /v1/traffic`` until it is over, and puts the policy back as it
 was (``POST /v1/apply`` of the old one, or ``POST /v1/delete`` of one the shift created) when a
-step breaks a limit or the user interrupts (``KeyboardInterrupt`` is re-raised after the
+step breaks a limit (its error rate, p99, or egress dollars; or, before it starts, the dollars
+it is projected to spend) or the user interrupts (``KeyboardInterrupt`` is re-raised after the
 rollback). Progress goes to ``say`` one line at a time.
 """
 
@@ -25,11 +26,13 @@ from federation.shift.plan import (
     destination,
     parse_rate,
     parse_steps,
+    projected_usd_per_hour,
     stats_of,
     step_over,
     step_policy,
     verdict,
 )
+from federation.traffic import format_usd
 
 #: How often a step is judged while it runs (s; or the interval, if shorter). The numbers
 #: themselves lag more: sidecars report to their control plane and control planes to the
@@ -53,6 +56,7 @@ class ShiftRequest:
         max_error_rate: ``--max-error-rate`` text, e.g. ``1%``.
         max_p99_ms: the p99 limit (ms) or None.
         min_requests: requests a step needs to be judged.
+        max_usd_per_hour: the service's egress ceiling (US$/hour) or None.
     """
 
     service: str
@@ -63,6 +67,7 @@ class ShiftRequest:
     max_error_rate: str
     max_p99_ms: float | None
     min_requests: int
+    max_usd_per_hour: float | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,15 @@ class ShiftPlan:
     weights: list[int]
     docs: list[dict[str, Any]]
 
+    def limits(self) -> str:
+        """``the error rate exceeds 1.00% or p99 exceeds 300 ms or egress exceeds $2/hour``."""
+        r = self.request
+        return (
+            f"the error rate exceeds {self.limit:.2%}"
+            + (f" or p99 exceeds {r.max_p99_ms:g} ms" if r.max_p99_ms else "")
+            + (f" or egress exceeds ${r.max_usd_per_hour:g}/hour" if r.max_usd_per_hour else "")
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The plan as ``meshfed shift -o json|yaml`` prints it."""
         r = self.request
@@ -88,6 +102,7 @@ class ShiftPlan:
             "intervalS": r.interval_s,
             "maxErrorRate": self.limit,
             "maxP99Ms": r.max_p99_ms,
+            "maxUsdPerHour": r.max_usd_per_hour,
             "steps": [
                 {"weight": w, "policy": d} for w, d in zip(self.weights, self.docs, strict=True)
             ],
@@ -145,13 +160,23 @@ def _row(weight: int, stats: StepStats) -> dict[str, Any]:
         "requests": stats.requests,
         "errorRate": stats.error_rate,
         "p99Ms": stats.p99_ms,
+        "usdPerHour": stats.usd_per_hour,
     }
 
 
 def stats_line(stats: StepStats) -> str:
     """``N requests, errors E%, p99 P ms``."""
     p99 = f"{stats.p99_ms:.0f} ms" if stats.p99_ms is not None else "-"
-    return f"{stats.requests} requests, errors {stats.error_rate:.2%}, p99 {p99}"
+    usd = format_usd(stats.usd_per_hour)
+    return f"{stats.requests} requests, errors {stats.error_rate:.2%}, p99 {p99}, {usd}/hour"
+
+
+def traffic_now(url: str, token: str | None, service: str, window_s: float) -> StepStats:
+    """``service``'s traffic over the last ``window_s`` seconds (``GET /v1/traffic``)."""
+    query = urlencode(
+        {"window": f"{max(1.0, min(300.0, window_s)):.0f}", "by": "destination_service"}
+    )
+    return stats_of(call("GET", url, f"/v1/traffic?{query}", token=token)["edges"], service)
 
 
 def watch_step(
@@ -165,13 +190,13 @@ def watch_step(
     while True:
         time.sleep(min(CHECK_EVERY_S, r.interval_s))
         elapsed = time.monotonic() - began
-        window = max(1.0, min(300.0, elapsed))
-        query = urlencode({"window": f"{window:.0f}", "by": "destination_service"})
-        rows = call("GET", url, f"/v1/traffic?{query}", token=token)["edges"]
-        stats = stats_of(rows, r.service)
+        stats = traffic_now(url, token, r.service, elapsed)
         say(f"  {elapsed:5.0f} s  {stats_line(stats)}")
         final = step_over(elapsed, r.interval_s, stats, r.min_requests)
-        reason = verdict(stats, plan.limit, r.max_p99_ms, r.min_requests, final=final)
+        reason = verdict(
+            stats, plan.limit, r.max_p99_ms, r.min_requests, final=final,
+            max_usd_per_hour=r.max_usd_per_hour,
+        )  # fmt: skip
         if reason is not None or final:
             return stats, reason
 
@@ -186,6 +211,29 @@ def roll_back(url: str, token: str | None, plan: ShiftPlan, reason: str, say: Sa
     say(f"rolled back: {plan.request.service}'s TrafficPolicy is as it was before the shift")
 
 
+def over_budget(
+    before: StepStats | None,
+    last: tuple[int, StepStats] | None,
+    weight: int,
+    ceiling: float | None,
+) -> str | None:
+    """Why the step at ``weight`` % must not start: its projected dollars
+    (:func:`~federation.shift.plan.projected_usd_per_hour` from ``before`` the shift and the
+    ``last`` step's (weight, stats)) are over ``ceiling`` (US$/hour); None to go on, or when
+    there is nothing to project from."""
+    if ceiling is None or before is None or last is None:
+        return None
+    projected = projected_usd_per_hour(before, last[1], last[0], weight)
+    if projected is None or projected <= ceiling:
+        return None
+    return (
+        f"would spend about {format_usd(projected)}/hour (before the shift"
+        f" {format_usd(before.usd_per_hour)}/hour, at {last[0]}%"
+        f" {format_usd(last[1].usd_per_hour)}/hour), over --max-usd-per-hour"
+        f" {format_usd(ceiling)}"
+    )
+
+
 def run_shift(url: str, token: str | None, plan: ShiftPlan, say: Say) -> ShiftOutcome:
     """Run every step (see the module docstring).
 
@@ -194,9 +242,16 @@ def run_shift(url: str, token: str | None, plan: ShiftPlan, say: Say) -> ShiftOu
         federation.errors.ApiError / UnreachableError: the controller.
     """
     rows: list[dict[str, Any]] = []
-    seconds = plan.request.interval_s
+    seconds, ceiling = plan.request.interval_s, plan.request.max_usd_per_hour
+    # the service's dollars before the shift: with a step's, they project the next step's
+    before = traffic_now(url, token, plan.request.service, 10) if ceiling is not None else None
+    last: tuple[int, StepStats] | None = None
     try:
         for i, (weight, doc) in enumerate(zip(plan.weights, plan.docs, strict=True), start=1):
+            reason = over_budget(before, last, weight, ceiling)
+            if reason is not None:
+                roll_back(url, token, plan, f"step {i} ({weight}%) {reason}", say)
+                return ShiftOutcome("rolled back", rows, reason)
             call("POST", url, "/v1/apply", token=token, body=yaml.safe_dump(doc))
             say(
                 f"step {i}/{len(plan.docs)}: {weight}% to {describe(plan.target)} for {seconds:g} s"
@@ -206,6 +261,7 @@ def run_shift(url: str, token: str | None, plan: ShiftPlan, say: Say) -> ShiftOu
                 roll_back(url, token, plan, f"step {i} ({weight}%): {reason}", say)
                 return ShiftOutcome("rolled back", [*rows, _row(weight, stats)], reason)
             rows.append(_row(weight, stats))
+            last = (weight, stats)
     except KeyboardInterrupt:
         roll_back(url, token, plan, "interrupted", say)
         raise

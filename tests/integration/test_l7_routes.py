@@ -376,3 +376,24 @@ def test_meshfed_shift_rolls_back_when_the_target_starts_failing(fed) -> None:
     after = [s for s in load.failures() if s.at > ended + 2]
     print(f"failed requests while c failed and before the rollback: {len(failed)}")
     assert after == [], after  # none once the rollback is in force
+
+
+def test_meshfed_shift_rolls_back_when_a_step_costs_more_than_the_ceiling(fed) -> None:
+    """Issue 42: ``--max-usd-per-hour``: a to cross-cloud shift (a -> c: AWS to GCP, priced)
+    under 50 req/s costs more than a ceiling of a millionth of a dollar an hour from its
+    first step: the shift rolls back, exits 3 and names the dollars measured and the ceiling;
+    the policy is as it was."""
+    apply(fed, BASE)
+    wait_until(lambda: statuses(fed.client_port, 20) == Counter({"a": 20}), 20, "back to a")
+    argv = [MESHFED, "shift", "echo.demo", "--to", "c", "--steps", "50,100", "--interval", "6s",
+            "--max-usd-per-hour", "0.000001"]  # fmt: skip
+    with RateLoop(fed.client_port, HOST, rps=50, max_seconds=60):
+        done = subprocess.run(
+            argv, env=meshfed_env(fed.home), capture_output=True, text=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+    print(done.stderr)
+    assert done.returncode == 3, done.stderr
+    line = next(x for x in done.stderr.splitlines() if x.startswith("rolling back: step 1 (50%)"))
+    assert "/hour is over --max-usd-per-hour $0.000001" in line and "egress $0." in line, line
+    assert _shift_route(fed) == []  # the policy is as it was

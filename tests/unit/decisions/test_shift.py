@@ -108,3 +108,48 @@ def test_a_step_short_of_requests_at_its_end_waits_for_the_telemetry_still_on_it
     assert not step_over(4.0, 4, few, 20)  # its last requests may not have been reported
     assert not step_over(4 + TELEMETRY_LAG_S - 0.1, 4, few, 20)
     assert step_over(4 + TELEMETRY_LAG_S, 4, few, 20)  # then it is judged: too few
+
+
+def test_egress_dollars_over_the_ceiling_roll_a_step_back() -> None:
+    """Issue 42: ``--max-usd-per-hour``: a step whose callers' egress costs more than the
+    ceiling rolls back, naming both figures."""
+    from federation.shift.plan import StepStats, stats_of, verdict
+
+    rows = [
+        {"destination_service": "echo.demo", "requests": 100, "errorShare": 0, "p99Ms": 4,
+         "usdPerHour": 0.03, "rps": 10},
+        {"destination_service": "echo.demo", "requests": 100, "errorShare": 0, "p99Ms": 5,
+         "usdPerHour": 0.01, "rps": 10},
+        {"destination_service": "other.demo", "requests": 9, "errorShare": 0, "p99Ms": 5,
+         "usdPerHour": 5.0, "rps": 1},
+    ]  # fmt: skip
+    stats = stats_of(rows, "echo.demo")
+    assert (stats.usd_per_hour, stats.rps) == (pytest.approx(0.04), 20)
+    assert verdict(stats, 0.01, None, 20, final=False, max_usd_per_hour=0.05) is None
+    reason = verdict(stats, 0.01, None, 20, final=False, max_usd_per_hour=0.02)
+    assert reason == "egress $0.04/hour is over --max-usd-per-hour $0.02"
+    # not judged on dollars before it has enough requests to be judged at all
+    few = StepStats(5, 0, 3.0, 9.0, 1.0)
+    assert verdict(few, 0.01, None, 20, final=False, max_usd_per_hour=0.02) is None
+
+
+def test_the_next_steps_dollars_are_projected_from_before_the_shift_and_the_last_step() -> None:
+    """A request's egress dollars move linearly with the target's weight; the projection is
+    at the current load. A step projected over the ceiling does not start."""
+    from federation.shift.plan import StepStats, projected_usd_per_hour
+    from federation.shift.run import over_budget
+
+    before = StepStats(200, 0, 3.0, usd_per_hour=0.0, rps=20)  # all local: free
+    at_10 = StepStats(400, 0, 3.0, usd_per_hour=0.5, rps=40)  # twice the load at 10 %
+    # per request: 0 at 0 %, 0.0125 at 10 % -> 0.125 at 100 %, times 40 req/s
+    assert projected_usd_per_hour(before, at_10, 10, 100) == pytest.approx(5.0)
+    assert projected_usd_per_hour(before, at_10, 10, 25) == pytest.approx(1.25)
+    assert projected_usd_per_hour(StepStats(0, 0, None), at_10, 10, 25) is None
+    assert over_budget(before, (10, at_10), 25, 2.0) is None
+    reason = over_budget(before, (10, at_10), 100, 2.0)
+    assert reason == (
+        "would spend about $5.00/hour (before the shift $0/hour, at 10% $0.50/hour),"
+        " over --max-usd-per-hour $2.00"
+    )
+    assert over_budget(before, None, 10, 2.0) is None  # the first step: nothing to project
+    assert over_budget(before, (10, at_10), 100, None) is None
