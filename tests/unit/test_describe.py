@@ -159,3 +159,29 @@ def test_what_is_not_there_is_a_one_line_error(args: tuple[Any, ...], message: s
 
 def test_dollars_keep_the_digits_that_matter() -> None:
     assert [usd(v) for v in (0, 0.000144, 0.0123, 1.256)] == ["$0", "$0.00014", "$0.01", "$1.26"]
+
+
+def test_an_httproute_shows_its_conditions_per_parent() -> None:
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "split", "namespace": "demo"},
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "echo", "port": 8080}],
+                 "rules": [{"backendRefs": [{"name": "echo", "port": 8080}]}]},
+        "status": {"parents": [{"parentRef": {"kind": "Service", "name": "echo"},
+                                "controllerName": "meshfed.io/controller",
+                                "conditions": [
+                                    {"type": "Accepted", "status": "True", "reason": "Accepted"},
+                                    {"type": "ResolvedRefs", "status": "False",
+                                     "reason": "BackendNotFound", "message": "no echo exported"},
+                                ]}]},
+    }  # fmt: skip
+
+    def fetch(path: str) -> Any:
+        assert path == "/v1/policies"
+        return {"policies": [route]}
+
+    [d] = describe("httproute", "split", "demo", fetch, NOW)
+    text = render(d)
+    assert "Routes:    echo.demo" in text
+    assert "Conditions:" in text
+    assert "  echo    ResolvedRefs  False   BackendNotFound  no echo exported" in text
