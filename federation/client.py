@@ -22,6 +22,7 @@ import json
 import os
 import ssl
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,17 +89,25 @@ def split_urls(value: str) -> list[str]:
     return [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
 
 
-def local_control_plane(url: str, home: Path | None) -> dict[str, Any] | None:
-    """The ``endpoint.json`` of the control plane serving ``url`` under ``home``, or None."""
+def _endpoints(home: Path | None) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Each readable ``endpoint.json`` under ``home/controlplanes`` (``$MESHFED_HOME`` by
+    default), in path order, with its directory."""
     base = (home or meshfed_home()) / "controlplanes"
     for endpoint in sorted(base.glob("*/endpoint.json")) if base.is_dir() else []:
         try:
             data = json.loads(endpoint.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and str(data.get("api", "")).rstrip("/") == url.rstrip("/"):
-            return data
-    return None
+        if isinstance(data, dict):
+            yield endpoint.parent, data
+
+
+def local_control_plane(url: str, home: Path | None) -> dict[str, Any] | None:
+    """The ``endpoint.json`` of the control plane serving ``url`` under ``home``, or None."""
+    return next(
+        (d for _, d in _endpoints(home) if str(d.get("api", "")).rstrip("/") == url.rstrip("/")),
+        None,
+    )
 
 
 def tls_for(url: str, home: Path | None = None) -> ClientTls | None:
@@ -129,15 +138,11 @@ def tls_for(url: str, home: Path | None = None) -> ClientTls | None:
 def local_control_planes(home: Path | None = None) -> dict[str, str]:
     """Cluster -> API URL of every control plane that wrote an ``endpoint.json`` under
     ``home/controlplanes`` (``$MESHFED_HOME`` by default), sorted by cluster."""
-    base = (home or meshfed_home()) / "controlplanes"
-    found = {}
-    for endpoint in sorted(base.glob("*/endpoint.json")) if base.is_dir() else []:
-        try:
-            data = json.loads(endpoint.read_text())
-            found[str(data.get("cluster") or endpoint.parent.name)] = str(data["api"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return found
+    return {
+        str(data.get("cluster") or directory.name): str(data["api"])
+        for directory, data in _endpoints(home)
+        if data.get("api")
+    }
 
 
 def named_after(err: ApiError | InvalidDocumentError, filename: str) -> Exception:

@@ -72,9 +72,6 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-usd = format_usd
-
-
 TRAFFIC_HEADERS = ["FROM", "SERVICE", "SERVED BY", "SHARE", "REQ/S", "P99 MS", "ERRORS", "$/HOUR"]
 
 
@@ -89,7 +86,7 @@ def traffic_rows(edges: Sequence[Mapping[str, Any]]) -> list[Row]:
             f"{e['rps']:.1f}",
             _ms(e.get("p99Ms")),
             f"{e['errorShare'] * 100:.1f}%",
-            usd(e["usdPerHour"]),
+            format_usd(e["usdPerHour"]),
         ]
         for e in edges
     ]

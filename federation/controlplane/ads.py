@@ -160,10 +160,10 @@ class SotwRequest:
 def read_sotw_request(raw: bytes) -> SotwRequest:
     """The gRPC request deserializer of the SotW method (see :class:`SotwRequest`)."""
     message = discovery_pb2.DiscoveryRequest.FromString(raw)
-    return SotwRequest(message, _names_of(raw, message))
+    return SotwRequest(message, _names_of(raw))
 
 
-def _names_of(raw: bytes, message: Any) -> frozenset[str]:
+def _names_of(raw: bytes) -> frozenset[str]:
     """The names of field 3 of a request (``resource_names`` of SotW, ``resource_names_subscribe``
     of delta), one shared frozenset per distinct list (bounded cache by wire bytes)."""
     only_names = _ResourceNames.FromString(raw)
@@ -192,7 +192,7 @@ def read_delta_request(raw: bytes) -> DeltaRequest:
     """The gRPC request deserializer of the delta method (see :class:`DeltaRequest`)."""
     message = discovery_pb2.DeltaDiscoveryRequest.FromString(raw)
     return DeltaRequest(
-        message, _names_of(raw, message) if message.resource_names_subscribe else frozenset()
+        message, _names_of(raw) if message.resource_names_subscribe else frozenset()
     )
 
 
@@ -594,11 +594,12 @@ class _DeltaStream(_SyncTracking):
         assert snapshot is not None
         available = snapshot.names(type_url)
         base = ts.base
-        if base is not None and not force:
-            changed_set = (
-                snapshot.changed_since(type_url, base) if base is not snapshot else frozenset()
-            )
-            gone = snapshot.removed_since(type_url, base) if base is not snapshot else frozenset()
+        changed: frozenset[str]
+        if base is snapshot and not force:
+            changed, removed = frozenset(), []
+        elif base is not None and not force:
+            changed_set = snapshot.changed_since(type_url, base)
+            gone = snapshot.removed_since(type_url, base)
             if not ts.wildcard:
                 changed_set, gone = changed_set & ts.names, gone & ts.names
             changed, removed = changed_set, sorted(gone)

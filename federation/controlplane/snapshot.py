@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -115,27 +115,34 @@ class Snapshot:
             found = self._derived[key] = frozenset(self.resources.get(type_url, {}))
         return found  # type: ignore[return-value]
 
+    def _per_pair(
+        self, what: str, type_url: str, earlier: Snapshot, compute: Callable[[], frozenset[str]]
+    ) -> frozenset[str]:
+        """``compute()``, kept for this snapshot, ``what``, type and ``earlier``."""
+        key = (what, type_url, id(earlier))
+        found = self._derived.get(key)
+        if found is None or found[0] is not earlier:  # type: ignore[index]
+            found = self._derived[key] = (earlier, compute())
+        return found[1]  # type: ignore[index,no-any-return]
+
     def changed_since(self, type_url: str, earlier: Snapshot) -> frozenset[str]:
         """Names of ``type_url`` resources whose version differs from ``earlier``'s or
         that ``earlier`` lacks (removed ones are not included). Computed once per pair."""
-        key = ("changed", type_url, id(earlier))
-        found = self._derived.get(key)
-        if found is None or found[0] is not earlier:  # type: ignore[index]
-            now = self.resource_versions.get(type_url, {})
-            then = earlier.resource_versions.get(type_url, {})
-            found = (earlier, frozenset(n for n, v in now.items() if then.get(n) != v))
-            self._derived[key] = found
-        return found[1]  # type: ignore[index,no-any-return]
+        now = self.resource_versions.get(type_url, {})
+        then = earlier.resource_versions.get(type_url, {})
+        return self._per_pair(
+            "changed",
+            type_url,
+            earlier,
+            lambda: frozenset(n for n, v in now.items() if then.get(n) != v),
+        )
 
     def removed_since(self, type_url: str, earlier: Snapshot) -> frozenset[str]:
         """Names of ``type_url`` resources ``earlier`` has and this snapshot lacks. Computed
         once per pair."""
-        key = ("removed", type_url, id(earlier))
-        found = self._derived.get(key)
-        if found is None or found[0] is not earlier:  # type: ignore[index]
-            found = (earlier, earlier.names(type_url) - self.names(type_url))
-            self._derived[key] = found
-        return found[1]  # type: ignore[index,no-any-return]
+        return self._per_pair(
+            "removed", type_url, earlier, lambda: earlier.names(type_url) - self.names(type_url)
+        )
 
     def _remember(self, key: tuple[object, ...], body: bytes) -> bytes:
         if len(self._derived) > 64:  # name sets of streams come and go

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from federation.describe import describe, render, usd
+from federation.describe import describe, render
 from federation.errors import ConfigError
+from federation.traffic import format_usd as usd
 
 NOW = 1_796_482_800.0 + 30  # 2026-12-05T15:00:30Z
 
