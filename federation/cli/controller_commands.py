@@ -419,8 +419,8 @@ def dashboard_cmd(controller: str | None, token: str | None, open_browser: bool)
 
     The link carries the admin token after '#': browsers never send that part to a server,
     and the page moves it into the tab's session storage and off the address bar at once.
-    The controller's certificate is issued by the federation's root: trust the bundle
-    (meshfed trust bundle) in the browser, or accept it once."""
+    The controller's certificate is issued by the federation's root and names the API's
+    address: trust the bundle in the browser (docs/metrics.md), or accept it once."""
     url, tok = controller_target(controller, token)
     if not tok:
         raise InputError("no admin token: pass --token, set MESHFED_TOKEN or run meshfed up")
