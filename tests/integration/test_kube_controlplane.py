@@ -330,7 +330,7 @@ def test_the_injector_adds_the_sidecar_in_labelled_namespaces_only(
             ][0]["clientConfig"].get("caBundle")
             == base64.b64encode(injector_ca.encode()).decode()
         ),
-        10,
+        30,  # the leader writes it once elected (retries every 2 s): 10 s missed once in CI
         "caBundle set to the injector's CA",
     )
 
