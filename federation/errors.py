@@ -83,3 +83,11 @@ class OptimizerError(FederationError):
     feasible and bounded); the controller keeps the previous plan."""
 
     retryable = True
+
+
+class BundleFetchError(FederationError):
+    """A foreign trust domain's SPIFFE bundle could not be fetched from its bundle endpoint
+    (unreachable, refused authentication, another answer than a bundle); the bundle held
+    stays in force and the next refresh tries again."""
+
+    retryable = True

@@ -13,6 +13,8 @@ have::
     trafficpolicy | authorizationpolicy | pricetable (+s, +ies)  -> /v1/policies of that kind
     virtualservice | vs | destinationrule | dr (+s)    -> /v1/policies of that kind (as applied)
     peerauthentication | pa (+s)                       -> /v1/policies of that kind (as applied)
+    trustdomain(s) | trustdomainfederation(s) | clusterfederatedtrustdomain(s)
+                                                       -> /v1/trustdomains
     httproute(s) | grpcroute(s) | referencegrant(s) | sidecar(s) | serviceentry | se (+s)
                                                        -> /v1/policies of that kind (as applied)
 """
@@ -60,10 +62,19 @@ _WORDS: dict[str, Kind] = {
     "sidecar": Kind("policies", "Sidecar"),
     "serviceentry": Kind("policies", "ServiceEntry"),
     "se": Kind("policies", "ServiceEntry"),
+    "trustdomain": Kind("trustdomains"),
+    "trustdomainfederation": Kind("trustdomains"),
+    "clusterfederatedtrustdomain": Kind("trustdomains"),
 }
 
 
-_SINGULAR = {"clusters": "cluster", "exports": "export", "imports": "import", "policies": "policy"}
+_SINGULAR = {
+    "clusters": "cluster",
+    "exports": "export",
+    "imports": "import",
+    "policies": "policy",
+    "trustdomains": "trust domain",
+}
 
 
 def parse_kind(word: str) -> Kind:
@@ -84,6 +95,8 @@ def parse_kind(word: str) -> Kind:
 def _name_and_namespace(listing: str, row: Mapping[str, Any]) -> tuple[str, str | None]:
     if listing == "clusters":
         return str(row["name"]), None  # cluster-scoped
+    if listing == "trustdomains":
+        return str(row["trustDomain"]), None
     if listing == "exports":
         return str(row["service"]), str(row["namespace"])
     meta = row.get("metadata") or {}
@@ -195,6 +208,17 @@ def listing_table(
             ]
             for i in rows
         ]
+    if listing == "trustdomains":
+        headers = ["TRUST DOMAIN", "PROFILE", "BUNDLE ENDPOINT", "ROOTS", "SEQUENCE"]
+        headers += ["LAST FETCH", "ERROR"]
+        return headers, [
+            [
+                t["trustDomain"], t["profile"], t["bundleEndpointURL"], str(t["roots"]),
+                str(t["sequence"] if t["sequence"] is not None else "-"),
+                ago(t["fetchedAt"], now), t["error"] or "-",
+            ]
+            for t in rows
+        ]  # fmt: skip
     if listing == "policies":
         return ["KIND", "NAMESPACE", "NAME"], [
             [p["kind"], p["metadata"]["namespace"], p["metadata"]["name"]] for p in rows

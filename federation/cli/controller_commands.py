@@ -15,6 +15,7 @@ import click
 
 from federation.cli.params import (
     DURATION,
+    PATH,
     InputError,
     admin_token_option,
     controller_option,
@@ -23,10 +24,9 @@ from federation.cli.params import (
     print_table,
 )
 from federation.client import call, controller_target, split_urls
+from federation.cluster_join import join_request, next_step
 from federation.durations import format_duration
 from federation.local.description import load
-from federation.model.locality import Locality
-from federation.netaddr import parse_host_port
 from federation.paths import meshfed_home
 from federation.selection import get, listing_table
 from providers.factory import CLOUDS, cluster_from, discovered, for_cloud
@@ -145,6 +145,16 @@ def controller() -> None:
     is_flag=True,
     help="Serve the REST API in plain HTTP (refused unless --listen is a loopback address).",
 )
+@click.option("--bundle-refresh-hint", type=DURATION, default="5m", show_default=True,
+              help="spiffe_refresh_hint of the SPIFFE bundle endpoint (GET /v1/spiffe-bundle on"
+              " the API, profile https_spiffe): how often federated meshes poll it.")  # fmt: skip
+@click.option("--bundle-endpoint-listen", default=None, metavar="HOST:PORT",
+              help="Also serve the bundle (GET /, and nothing else) on this address.")  # fmt: skip
+@click.option("--bundle-endpoint-cert", type=PATH, default=None, metavar="PEM",
+              help="Its certificate chain (profile https_web; re-read when renewed)."
+              "  [default: the controller's SVID, profile https_spiffe]")  # fmt: skip
+@click.option("--bundle-endpoint-key", type=PATH, default=None, metavar="PEM",
+              help="The key of --bundle-endpoint-cert.")  # fmt: skip
 def serve_cmd(**flags: Any) -> None:
     """Serve the REST API (HTTPS) and the sync service (mTLS) until SIGTERM/SIGINT.
 
@@ -331,47 +341,15 @@ def join_cmd(
         locality = locality or info.locality
         network = network or info.network
         provider = provider or info.cloud
-    if locality is None:
-        raise InputError("--locality is required (or use --from)")
-    network, provider, gateway = network or "default", provider or "local", gateway or ""
-    try:
-        Locality.parse(locality)
-        if gateway:
-            parse_host_port(gateway, what="--gateway")
-    except ValueError as err:
-        raise InputError(str(err)) from err
-    body = {
-        "name": name,
-        "locality": locality,
-        "network": network,
-        "gateway": gateway,
-        "provider": provider,
-        "tokenTtlSeconds": token_ttl.total_seconds(),
-    }
+    body = join_request(name, locality, network, gateway, provider, token_ttl.total_seconds())
     url, tok = controller_target(controller, token)
     result = call("POST", url, "/v1/clusters", token=tok, body=json.dumps(body))
     if output != "table":
-        emit(result, output, lambda: None)
-        return
-    host = url.split("://", 1)[-1]
-    click.echo(
-        f"cluster {name} registered; join token (single use, valid {format_duration(token_ttl)}):"
-    )
+        return emit(result, output, lambda: None)
+    ttl = format_duration(token_ttl)
+    click.echo(f"cluster {name} registered; join token (single use, valid {ttl}):")
     click.echo(result["token"])
-    if gateway:
-        hint = (
-            f"start its control plane with:\n  meshfed controlplane serve --cluster {name}"
-            f" --locality {locality} --network {network} --gateway {gateway}"
-            f" --controller {host} --join-token <token>"
-        )
-    else:
-        hint = (
-            f"install meshfed into the cluster with:\n  meshfed install --cluster {name}"
-            f" --locality {locality} --network {network} --provider {provider}"
-            f" --controller {url} --join-token <token> --image REPO@sha256:<digest>"
-            " | kubectl apply -f -"
-        )
-    click.echo(f"\n{hint}", err=True)
+    click.echo(f"\n{next_step(body, url)}", err=True)
 
 
 @cluster.command("token")

@@ -38,6 +38,7 @@ from federation.model.documents import (
 )
 from federation.model.locality import Locality
 from federation.model.service import split_service_name
+from federation.traffic import format_usd
 
 
 def _locality(value: str) -> Locality:
@@ -492,8 +493,9 @@ def _plan_lines(plan: dict[str, Any]) -> list[Any]:
     binding = plan["binding"] or ["no constraint binds: every request on its cheapest path"]
     return [
         t,
-        f"egress $/hour: plan {plan['usdPerHour']:.6f}, locality failover"
-        f" {plan['failoverUsdPerHour']:.6f}, round robin {plan['roundRobinUsdPerHour']:.6f}",
+        f"egress $/hour: plan {format_usd(plan['usdPerHour'])}, locality failover"
+        f" {format_usd(plan['failoverUsdPerHour'])}, round robin"
+        f" {format_usd(plan['roundRobinUsdPerHour'])}",
         *(f"binding: {line}" for line in binding),
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -37,6 +38,8 @@ class Duration(click.ParamType[timedelta]):
 
 
 DURATION = Duration()
+#: A file path (need not exist yet).
+PATH = click.Path(dir_okay=False, path_type=Path)
 
 
 controller_option = click.option(

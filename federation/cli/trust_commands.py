@@ -7,11 +7,26 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
+import yaml
+from pydantic import ValidationError
 
-from federation.cli.params import DURATION, InputError, emit, output_option
-from federation.paths import default_trust_dir, meshfed_home
+from federation.cli.params import (
+    DURATION,
+    PATH,
+    InputError,
+    admin_token_option,
+    controller_option,
+    emit,
+    output_option,
+)  # fmt: skip
+from federation.client import call, controller_target
+from federation.controller.store import joined_intermediates
+from federation.model.documents import validation_problems
+from federation.model.trust_federation import federation_document
+from federation.paths import default_trust_dir
 from trust import pki
 from trust.errors import InvalidSpiffeIdError
+from trust.federation import PROFILES
 from trust.root_rotation import begin_root_rotation, retire_old_roots
 from trust.spiffe import SpiffeId, TrustDomain
 from trust.store import PcaBackend, TrustDirectory, VaultBackend
@@ -223,20 +238,47 @@ def bundle_cmd(output: str, trust_dir: Path | None) -> None:
         click.echo(bundle.to_spiffe_json(), nl=False)
 
 
-def _joined_intermediates(path: Path | None) -> dict[str, bytes]:
-    """Intermediates (PEM) the controller signed for joined clusters, by cluster."""
-    from federation.controller.store import SqliteStore
-
-    state = path or meshfed_home() / "controller.db"
-    if not state.exists():
-        if path is not None:
-            raise InputError(f"--controller-state {path}: no such file")
-        return {}
-    store = SqliteStore(state)
+@trust.command("federate")
+@click.option("--with", "domain", required=True, metavar="DOMAIN", help="The other trust domain.")
+@click.option("--bundle-endpoint", default=None, metavar="URL", help="Its SPIFFE bundle endpoint.")
+@click.option("--profile", type=click.Choice(PROFILES), default="https_spiffe", show_default=True)
+@click.option("--endpoint-spiffe-id", default=None, metavar="ID", help="https_spiffe: the"
+              " endpoint's SPIFFE ID.  [default: DOMAIN's meshfed controller]")  # fmt: skip
+@click.option("--bundle-file", type=PATH, default=None, help="DOMAIN's bundle (SPIFFE JSON or"
+              " PEM), to authenticate the first fetch.")  # fmt: skip
+@click.option("--remove", is_flag=True, help="End the federation with DOMAIN instead.")
+@controller_option
+@admin_token_option
+def federate_cmd(
+    domain: str, bundle_endpoint: str | None, profile: str, endpoint_spiffe_id: str | None,
+    bundle_file: Path | None, remove: bool, controller: str | None, token: str | None,
+) -> None:  # fmt: skip
+    """Trust the SVIDs of another trust domain (SPIFFE federation): the controller fetches
+    DOMAIN's bundle from its bundle endpoint at its refresh hint and sends it to every
+    cluster; its workloads are then accepted only where an AuthorizationPolicy names them
+    (spiffe://DOMAIN/...). Applies a TrustDomainFederation document (SPIRE's
+    ClusterFederatedTrustDomain is accepted too); 'meshfed get trustdomains' shows it."""
+    url, tok = controller_target(controller, token)
+    if remove:
+        call("DELETE", url, f"/v1/trustdomains/{domain}", token=tok)
+        return click.echo(f"federation with {domain} removed")
+    if bundle_endpoint is None:
+        raise InputError("--bundle-endpoint is required (unless --remove)")
+    default_id = f"spiffe://{domain}/ns/meshfed-system/sa/controller"
     try:
-        return {c.name: c.intermediate_pem.encode() for c in store.clusters() if c.intermediate_pem}
-    finally:
-        store.close()
+        bundle = bundle_file.read_text() if bundle_file else None
+        doc = federation_document(
+            domain, bundle_endpoint, profile,
+            (endpoint_spiffe_id or default_id) if profile == "https_spiffe" else None, bundle,
+        )  # fmt: skip
+    except ValidationError as err:
+        raise InputError(validation_problems(err, "")[0].lstrip(": ")) from err
+    except OSError as err:
+        raise InputError(f"--bundle-file: {err.strerror}") from err
+    text = yaml.safe_dump(doc.model_dump(by_alias=True, mode="json", exclude_none=True))
+    result = call("POST", url, "/v1/apply", token=tok, body=text)
+    state = "configured" if result.get("applied") else "unchanged"
+    click.echo(f"{doc.kind} {doc.metadata.name} {state}: {domain} via {bundle_endpoint}")
 
 
 @trust.command("rotate-root")
@@ -275,7 +317,7 @@ def rotate_root_cmd(
     """
     store = _store(trust_dir)
     if retire_old:
-        result = retire_old_roots(store, _joined_intermediates(controller_state))
+        result = retire_old_roots(store, joined_intermediates(controller_state))
         log.info("retired roots %s", ", ".join(result.retired_roots))
         text = (
             f"Retired roots {', '.join(result.retired_roots)}; the bundle now holds only"

@@ -14,13 +14,15 @@ import click
 from federation.cli.params import InputError, emit, output_option, print_table
 from federation.local.description import LocalFederation, load
 from federation.local.emulator import request as emulator_request
-from federation.local.netns import IsolationUnavailableError, namespaces_of, preflight
+from federation.local.netns import IsolationUnavailableError, preflight
 from federation.local.placement import remove_network
-from federation.local.processes import ProcessRecord, Record, UpError, stop_processes, unrecorded
+from federation.local.processes import Record, UpError, stop_processes
 from federation.local.runner import LocalFederationRunner
 from federation.local.status import controller_traffic, status_data
+from federation.local.teardown import echo_processes, tear_down
 from federation.local.traffic import service_name, totals, traffic_rows
 from federation.paths import meshfed_home
+from federation.traffic import format_usd
 
 
 def _render(desc: LocalFederation, traffic: dict[str, Any]) -> Any:
@@ -42,7 +44,7 @@ def _render(desc: LocalFederation, traffic: dict[str, Any]) -> Any:
         "EGRESS $/HOUR",
         title=f"{f.cluster} -> {service}: last {traffic.get('windowS', 0):g} s"
         f" (since start: {total['requests']} requests, {total['errors']} errors,"
-        f" ${total['egressUsd']:.6f} egress)",
+        f" {format_usd(total['egressUsd'])} egress)",
         box=None,
         title_justify="left",
     )
@@ -56,7 +58,7 @@ def _render(desc: LocalFederation, traffic: dict[str, Any]) -> Any:
             f"{r['errorShare']:.1%}",
             r["path"],
             f"{r['usdPerGB']:.3f}",
-            f"{r['usdPerHour']:.8f}",
+            format_usd(r["usdPerHour"]),
         )
     return table
 
@@ -139,17 +141,11 @@ def up_cmd(filename: Path | None, detach: bool, isolate: bool) -> None:
                 time.sleep(1)
     finally:
         click.echo("stopping...", err=True)
-        # and what `demo revive` started meanwhile, which it recorded only in the file
-        saved = Record.load(home)
-        processes = {
-            p.pid: p for p in [*runner.record.processes, *(saved.processes if saved else [])]
-        }
-        stopped = stop_processes([*processes.values(), *unrecorded(home, [*processes.values()])])
-        left = remove_network(runner.record.info.get("network", {}))
-        runner.record.path.unlink(missing_ok=True)
-        click.echo(f"stopped {len(stopped)} processes", err=True)
-        if left:
-            click.echo(f"could not remove: {', '.join(left)}", err=True)
+        saved = Record.load(home)  # and what `demo revive` started, recorded only in the file
+        done = tear_down(home, runner.record, saved.processes if saved else [])
+        click.echo(f"stopped {len(done.stopped)} processes", err=True)
+        if done.left:
+            click.echo(f"could not remove: {', '.join(done.left)}", err=True)
 
 
 @click.command("down")
@@ -162,18 +158,16 @@ def down_cmd() -> None:
     if record is None:
         click.echo(f"nothing to stop in {home}")
         return
-    stopped = stop_processes([*record.processes, *unrecorded(home, record.processes)])
-    network = record.info.get("network", {})
-    made = namespaces_of(network["key"]) if network else []
-    left = remove_network(network)
-    if left:
+    done = tear_down(home, record)
+    if done.left:
         raise click.ClickException(
-            f"stopped {len(stopped)} processes, but could not remove: {', '.join(left)}"
-            " (run meshfed down again as root)"
+            f"stopped {len(done.stopped)} processes, but could not remove:"
+            f" {', '.join(done.left)} (run meshfed down again as root)"
         )
-    record.path.unlink(missing_ok=True)
-    removed = f" and {len(made)} network namespaces (pods included)" if network else ""
-    click.echo(f"stopped {len(stopped)} processes{removed}")
+    removed = f" and {len(done.namespaces)} network namespaces (pods included)"
+    click.echo(
+        f"stopped {len(done.stopped)} processes{removed if record.info.get('network') else ''}"
+    )
 
 
 @click.command("status")
@@ -207,7 +201,7 @@ def status_cmd(output: str) -> None:
         *("PATH", "EGRESS $/HOUR"),
         box=None,
         title=f"traffic (last {data['traffic']['windowS']:g} s, counted by the sidecars;"
-        f" egress ${data['egressUsdPerHour']:.6f}/hour)",
+        f" egress {format_usd(data['egressUsdPerHour'])}/hour)",
         title_justify="left",
     )
     for r in data["edges"]:
@@ -221,20 +215,9 @@ def status_cmd(output: str) -> None:
             _ms(r["p99Ms"]),
             f"{r['errorShare']:.1%}",
             r["path"],
-            f"{r['usdPerHour']:.8f}",
+            format_usd(r["usdPerHour"]),
         )
     console.print(t)
-
-
-def _echo_target(target: str, record: Record) -> list[ProcessRecord]:
-    cluster, _, service = target.partition("/")
-    if service != "echo":
-        raise InputError(f"{target!r}: give CLUSTER/echo (the demo's service)")
-    found = [p for p in record.processes if p.cluster == cluster and p.role.startswith("echo-")]
-    if not found:
-        clusters = sorted({p.cluster for p in record.processes if p.cluster})
-        raise InputError(f"{target!r}: no such cluster (clusters: {', '.join(clusters)})")
-    return found
 
 
 @click.group("demo")
@@ -246,7 +229,7 @@ def demo() -> None:
 @click.argument("target", metavar="CLUSTER/echo")
 def kill_cmd(target: str) -> None:
     """Stop a cluster's echo replicas (sidecars deregister and drain first)."""
-    procs = _echo_target(target, _record_or_fail(meshfed_home()))
+    procs = echo_processes(_record_or_fail(meshfed_home()), target)
     say = functools.partial(click.echo, err=True)  # sidecars drain first: seconds
     stopped = stop_processes([p for p in procs if p.role == "echo-sidecar"], progress=say)
     stopped += stop_processes([p for p in procs if p.role.endswith("-app")], progress=say)
@@ -259,24 +242,18 @@ def revive_cmd(target: str) -> None:
     """Start a cluster's echo replicas again."""
     home = meshfed_home()
     record = _record_or_fail(home)
-    procs = _echo_target(target, record)
+    procs = echo_processes(record, target)
     desc = load(Path(record.info["file"])) if record.info.get("file") else load(None)
     runner = LocalFederationRunner(
         desc, home, lambda line: None, isolate=bool(record.info.get("network"))
     )
     runner.record = record
-    c = desc.cluster(target.partition("/")[0])
-    started = 0
-    for app in sorted((p for p in procs if p.role == "echo-app"), key=lambda p: p.replica):
-        if any(r.pid == app.pid for r in record.alive()):
-            continue
-        argvs = {p.role: p.argv for p in procs if p.replica == app.replica}
-        try:
-            runner.start_echo(c, app.replica, argvs)
-        except UpError as err:
-            raise click.ClickException(str(err)) from err
-        started += 1
-    click.echo(f"started {started} echo replica(s) in {c.name}")
+    cluster = target.partition("/")[0]
+    try:
+        started = runner.revive_echoes(cluster, procs)
+    except UpError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"started {started} echo replica(s) in {cluster}")
 
 
 def _emulator(record: Record, body: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,9 @@ Every route but these needs ``Authorization: Bearer <admin token>`` (401 otherwi
 ``GET /healthz`` answers ``{"status": "ok", "trustDomain": ..., "time": <Unix s>}`` (its
 clock, for ``meshfed check``) to anyone (liveness
 probes, as Kubernetes' ``/healthz``; the trust domain is public, it is in every
-certificate), ``GET /v1/bundle`` answers the trust bundle to anyone (public, as a SPIFFE
-bundle endpoint; a joining control plane checks its token's root pin against it), and
+certificate), ``GET /v1/bundle`` answers the trust bundle to anyone (public; a joining
+control plane checks its token's root pin against it), ``GET /v1/spiffe-bundle`` is the
+SPIFFE bundle endpoint (public, as the SPIFFE Federation spec requires), and
 ``POST /v1/join`` is authenticated by the one-time join token in its body; and the
 dashboard's static files (``/dashboard``, its script and style sheet) hold no data and need
 no token -- the page reads the API with the admin token like any other client.
@@ -28,6 +29,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from federation.controller.bundle_endpoint import API_PATH, bundle_response
 from federation.controller.membership import DEFAULT_TOKEN_TTL_S, validate_member_name
 from federation.controller.service import FederationService
 from federation.controller.store import ClusterRecord, StoreError
@@ -70,6 +72,8 @@ class ControllerContext:
     admin_token: str
     sync_address: str
     sync_server_name: str
+    #: the SPIFFE bundle endpoint's answer (:mod:`federation.controller.bundle_endpoint`)
+    spiffe_bundle: Callable[[], bytes] = lambda: b'{"keys": []}'
 
 
 CONTEXT = web.AppKey("context", ControllerContext)
@@ -183,7 +187,7 @@ DASHBOARD_FILES = {
     "/dashboard/app.js": ("dashboard.js", "text/javascript"),
     "/dashboard/app.css": ("dashboard.css", "text/css"),
 }
-PUBLIC_PATHS = ("/healthz", "/v1/bundle", "/v1/join", *DASHBOARD_FILES)
+PUBLIC_PATHS = ("/healthz", "/v1/bundle", API_PATH, "/v1/join", *DASHBOARD_FILES)
 
 
 @web.middleware
@@ -240,6 +244,25 @@ async def bundle(request: web.Request) -> web.Response:
     return web.json_response(
         {"trustDomain": ctx.trust_domain, "trustBundle": ctx.service.trust_bundle_pem()}
     )
+
+
+async def spiffe_bundle(request: web.Request) -> web.Response:
+    """The trust bundle as a SPIFFE bundle endpoint serves it (profile ``https_spiffe``: this
+    API's certificate is the controller's X509-SVID; see
+    :mod:`federation.controller.bundle_endpoint`)."""
+    return bundle_response(request.app[CONTEXT].spiffe_bundle())
+
+
+async def trust_domains(request: web.Request) -> web.Response:
+    """Foreign trust domains federated with, and the state of their bundles."""
+    return web.json_response({"trustdomains": request.app[CONTEXT].service.trust_domains()})
+
+
+async def remove_trust_domain(request: web.Request) -> web.Response:
+    """End the federation with a trust domain (its documents deleted; 404 when none)."""
+    domain = request.match_info["domain"]
+    removed = request.app[CONTEXT].service.remove_trust_domain(domain)
+    return web.json_response({"deleted": removed})
 
 
 async def list_clusters(request: web.Request) -> web.Response:
@@ -401,6 +424,9 @@ ROUTES: list[Route] = [
     ("GET", "/healthz", healthz, "Liveness (no token needed)", None),
     ("GET", "/metrics", metrics, "Prometheus metrics (text format)", None),
     ("GET", "/v1/bundle", bundle, "The federation's trust bundle (public, no token)", None),
+    ("GET", API_PATH, spiffe_bundle, "The trust bundle, SPIFFE bundle endpoint (public)", None),
+    ("GET", "/v1/trustdomains", trust_domains, "Federated trust domains, their bundles", None),
+    ("DELETE", "/v1/trustdomains/{domain}", remove_trust_domain, "End a federation", None),
     ("GET", "/openapi.json", openapi, "This document", None),
     ("GET", "/v1/replicas", replicas, "Controller replicas, the leader, its fencing number", None),
     ("GET", "/v1/clusters", list_clusters, "Member clusters with state and heartbeat", None),

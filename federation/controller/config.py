@@ -10,6 +10,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from federation.client import cli_config_path
+from federation.controller.bundle_endpoint import DEFAULT_REFRESH_HINT_S
 from federation.controller.clusterset_ips import DEFAULT_RANGE, parse_range
 from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL
 from federation.controller.membership import DEFAULT_LEASE_S
@@ -44,6 +45,13 @@ class ControllerConfig:
             ``sync_listen`` with the port it got), e.g. when listening on ``0.0.0.0``.
         clusterset_ip_range: where exported services' ClusterSetIPs are allocated
             (:mod:`federation.controller.clusterset_ips`).
+        bundle_refresh_hint_s: the ``spiffe_refresh_hint`` (s) the SPIFFE bundle endpoint
+            publishes (:mod:`federation.controller.bundle_endpoint`).
+        bundle_endpoint_listen: ``host:port`` of the dedicated bundle endpoint listener
+            (None: only the API's ``/v1/spiffe-bundle``).
+        bundle_endpoint_cert / bundle_endpoint_key: the operator's certificate chain and key
+            (PEM) for that listener: profile ``https_web``; None: the controller's SVID
+            (``https_spiffe``).
     """
 
     listen: str
@@ -61,6 +69,10 @@ class ControllerConfig:
     replica_name: str | None = None
     advertise_sync: str | None = None
     clusterset_ip_range: IPv4Network = field(default_factory=lambda: parse_range(DEFAULT_RANGE))
+    bundle_refresh_hint_s: int = DEFAULT_REFRESH_HINT_S
+    bundle_endpoint_listen: str | None = None
+    bundle_endpoint_cert: Path | None = None
+    bundle_endpoint_key: Path | None = None
 
 
 def serve_config(
@@ -79,6 +91,10 @@ def serve_config(
     replica_name: str | None,
     advertise_sync: str | None,
     clusterset_ip_range: str = DEFAULT_RANGE,
+    bundle_refresh_hint: timedelta = timedelta(seconds=DEFAULT_REFRESH_HINT_S),
+    bundle_endpoint_listen: str | None = None,
+    bundle_endpoint_cert: Path | None = None,
+    bundle_endpoint_key: Path | None = None,
 ) -> ControllerConfig:
     """The config of ``meshfed controller serve`` from its flags (each argument is the flag
     of that name); files default to ``$MESHFED_HOME`` (``controller.db``,
@@ -86,12 +102,22 @@ def serve_config(
 
     Raises:
         ConfigError: an address is not ``HOST:PORT``, ``--state`` with ``--store``, or
-            ``--clusterset-ip-range`` is not a range (:func:`parse_range`).
+            ``--clusterset-ip-range`` is not a range (:func:`parse_range`), only one of
+            ``--bundle-endpoint-cert`` and ``--bundle-endpoint-key``, either without
+            ``--bundle-endpoint-listen``, or a refresh hint under 1 s.
     """
     ip_range = parse_range(clusterset_ip_range)
     addresses = [("--listen", listen), ("--sync-listen", sync_listen)]
     if advertise_sync is not None:
         addresses.append(("--advertise-sync", advertise_sync))
+    if bundle_endpoint_listen is not None:
+        addresses.append(("--bundle-endpoint-listen", bundle_endpoint_listen))
+    if (bundle_endpoint_cert is None) != (bundle_endpoint_key is None):
+        raise ConfigError("--bundle-endpoint-cert and --bundle-endpoint-key go together")
+    if bundle_endpoint_cert is not None and bundle_endpoint_listen is None:
+        raise ConfigError("--bundle-endpoint-cert needs --bundle-endpoint-listen")
+    if bundle_refresh_hint.total_seconds() < 1:
+        raise ConfigError("--bundle-refresh-hint: at least 1s")
     for flag, value in addresses:
         try:
             parse_host_port(value, what=flag)
@@ -116,4 +142,8 @@ def serve_config(
         replica_name=replica_name,
         advertise_sync=advertise_sync,
         clusterset_ip_range=ip_range,
+        bundle_refresh_hint_s=int(bundle_refresh_hint.total_seconds()),
+        bundle_endpoint_listen=bundle_endpoint_listen,
+        bundle_endpoint_cert=bundle_endpoint_cert,
+        bundle_endpoint_key=bundle_endpoint_key,
     )

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from federation.controller.imports import ExportStatus, compute
 from federation.controller.intermediates import IntermediateSigner
@@ -32,6 +33,12 @@ from federation.controller.store import ControllerStore
 from federation.controller.streams import Outbound, SyncStreams
 from federation.controller.traffic import TrafficHistory
 from federation.controller.traffic_feed import TrafficFeed
+from federation.controller.trust_federation import (
+    bundles_in_force,
+    federations,
+    status_rows,
+)
+from federation.controller.trust_federation import states as bundle_states
 from federation.controller.views import StoredPolicies, central_exports, federation_view
 from federation.model.service import ServiceImport
 from federation.sync.messages import ChangeTrace, ClusterReport, RoutingPlan
@@ -113,10 +120,35 @@ class SyncHub:
             "meshfed_controller_clusters", "Members by state", self._by_state, "state"
         )
         self.metrics.gauge(
+            "meshfed_controller_federated_bundle_roots",
+            "Unexpired roots in force per foreign trust domain",
+            lambda: {r["trustDomain"]: float(r["roots"]) for r in self.trust_federations()},
+            "trust_domain",
+        )
+        self.metrics.gauge(
+            "meshfed_controller_federated_bundle_age_seconds",
+            "Seconds since a foreign trust domain's bundle was last fetched",
+            lambda: {
+                r["trustDomain"]: self.clock() - r["fetchedAt"]
+                for r in self.trust_federations()
+                if r["fetchedAt"]
+            },
+            "trust_domain",
+        )
+        self.metrics.gauge(
             "meshfed_controller_plans",
             "Routing plans in force (caller localities of services in cost mode optimize)",
             lambda: float(sum(len(v) for v in self.plans().values())),
         )
+
+    def trust_federations(self) -> list[dict[str, Any]]:
+        """Every federation with another trust domain and the state of its bundle
+        (:func:`federation.controller.trust_federation.status_rows`)."""
+        return status_rows(federations(self.store), bundle_states(self.store), self.clock())
+
+    def bundle_fetched(self, trust_domain: str, ok: bool) -> None:
+        """Count one fetch of a foreign bundle (:class:`BundleRefresher`'s ``on_result``)."""
+        self.metrics.bundle_fetches.labels(trust_domain, "ok" if ok else "error").inc()
 
     def _solved(self, service: tuple[str, str], seconds: float) -> None:
         self.metrics.plan_solves.labels(f"{service[1]}.{service[0]}").inc()
@@ -252,6 +284,9 @@ class SyncHub:
             reports=self.store.reports(),
             plans=self.plans(),
             addresses=self._last_addresses,
+            federated_bundles=bundles_in_force(
+                federations(self.store), bundle_states(self.store), self.clock()
+            ),
         )
         if trace is not None:
             trace = replace(trace, sent_at=time.time())

@@ -28,6 +28,14 @@ REST API at ``GET /metrics`` (same admin bearer token as the rest of the API).
 ``meshfed_controller_plan_solve_seconds``                      time per solve (histogram)
 ``meshfed_controller_plans``                                   routing plans in force (caller
                                                                localities x services)
+``meshfed_controller_federated_bundle_fetches_total``          fetches of a foreign trust
+``{trust_domain,result}``                                      domain's bundle (``ok``,
+                                                               ``error``; on the leader)
+``meshfed_controller_federated_bundle_roots{trust_domain}``    unexpired roots in force per
+                                                               foreign domain (0: its SVIDs
+                                                               are refused)
+``meshfed_controller_federated_bundle_age_seconds``            since the last successful fetch
+``{trust_domain}``                                             (absent before the first)
 =============================================================  ===============================
 """
 
@@ -87,6 +95,12 @@ class ControllerMetrics(Metrics):
             "meshfed_controller_plan_solves",
             "Linear programs solved for cost mode optimize",
             ["service"],
+            registry=r,
+        )
+        self.bundle_fetches = Counter(
+            "meshfed_controller_federated_bundle_fetches",
+            "Fetches of a foreign trust domain's bundle from its bundle endpoint",
+            ["trust_domain", "result"],
             registry=r,
         )
         self.plan_solve_seconds = Histogram(

@@ -24,6 +24,11 @@ import grpc
 from aiohttp import web
 
 from federation.controller.api import ControllerContext, make_app
+from federation.controller.bundle_endpoint import (
+    OperatorCertificate,
+    bundle_app,
+    spiffe_bundle_body,
+)
 from federation.controller.config import ControllerConfig
 from federation.controller.hub import SyncHub
 from federation.controller.intermediates import IntermediateSigner
@@ -32,6 +37,7 @@ from federation.controller.service import FederationService
 from federation.controller.store import ControllerStore, SqliteStore
 from federation.controller.sync import FederationSyncService
 from federation.controller.tls import HttpsCertificate, ServerCertificate, certificate_addresses
+from federation.controller.trust_federation import BundleRefresher
 from federation.errors import FederationError
 from federation.netaddr import is_loopback, parse_host_port
 from federation.serving import load_or_create_token, serve_until_signalled, start_http, stop_all
@@ -63,6 +69,8 @@ class Controller:
     def __init__(self, config: ControllerConfig) -> None:
         self.config = config
         self._runner: web.AppRunner | None = None
+        self._bundle_runner: web.AppRunner | None = None
+        self.bundle_endpoint_port = 0
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.api_port = 0
@@ -180,32 +188,7 @@ class Controller:
         self.sync_port = self._grpc.add_secure_port(f"{host}:{port}", credentials)
         await self._grpc.start()
 
-        self.token = load_or_create_token(cfg.token_path)
-        self.service = FederationService(
-            self.hub,
-            trust.root_authority,
-            bundle_pem,
-            root_pin=lambda: trust.bundle().fingerprints()[-1],
-            intermediate_ttl=cfg.intermediate_ttl,
-        )
-        context = ControllerContext(
-            service=self.service,
-            trust_domain=trust.trust_domain().name,
-            admin_token=self.token,
-            sync_address=self.sync_address,
-            sync_server_name=CONTROLLER_SERVER_NAME,
-        )
-        ssl_context = None
-        if not cfg.insecure_http:
-            api_host = parse_host_port(cfg.listen, what="--listen")[0]
-            https = HttpsCertificate(
-                trust, cfg.state_path.parent / "controller-api-tls", certificate_addresses(api_host)
-            )
-            ssl_context = https.load()
-            self._tasks.append(asyncio.create_task(https.renew_forever(), name="api-cert"))
-        self._runner, self.api_port = await start_http(
-            make_app(context), cfg.listen, "--listen", ssl_context
-        )
+        await self._start_api(trust, bundle_pem)
         await self._start_watches()
         if cfg.config_path is not None:
             write_cli_config(
@@ -222,6 +205,75 @@ class Controller:
             len(self.store.clusters()),
         )
 
+    async def _start_api(self, trust: TrustDirectory, bundle_pem: Callable[[], bytes]) -> None:
+        """The federation's rules behind the REST API (HTTPS unless ``insecure_http``), the
+        SPIFFE bundle endpoint(s) and the refresher of foreign trust domains' bundles."""
+        cfg = self.config
+        self.token = load_or_create_token(cfg.token_path)
+        self.service = FederationService(
+            self.hub,
+            trust.root_authority,
+            bundle_pem,
+            root_pin=lambda: trust.bundle().fingerprints()[-1],
+            intermediate_ttl=cfg.intermediate_ttl,
+            trust_domain=trust.trust_domain().name,
+        )
+        refresher = BundleRefresher(
+            self.store,
+            lambda: self.replica,
+            trust.bundle,
+            self.hub.recompute,
+            on_result=self.hub.bundle_fetched,
+        )
+        self._tasks.append(asyncio.create_task(refresher.watch(), name="trust-bundles"))
+        hint = cfg.bundle_refresh_hint_s
+
+        def spiffe_bundle() -> bytes:
+            return spiffe_bundle_body(trust.bundle(), hint)
+
+        context = ControllerContext(
+            service=self.service,
+            trust_domain=trust.trust_domain().name,
+            admin_token=self.token,
+            sync_address=self.sync_address,
+            sync_server_name=CONTROLLER_SERVER_NAME,
+            spiffe_bundle=spiffe_bundle,
+        )
+        ssl_context = None
+        if not cfg.insecure_http:
+            api_host = parse_host_port(cfg.listen, what="--listen")[0]
+            https = HttpsCertificate(
+                trust, cfg.state_path.parent / "controller-api-tls", certificate_addresses(api_host)
+            )
+            ssl_context = https.load()
+            self._tasks.append(asyncio.create_task(https.renew_forever(), name="api-cert"))
+        self._runner, self.api_port = await start_http(
+            make_app(context), cfg.listen, "--listen", ssl_context
+        )
+        if cfg.bundle_endpoint_listen is not None:
+            await self._start_bundle_endpoint(trust, cfg.bundle_endpoint_listen, spiffe_bundle)
+
+    async def _start_bundle_endpoint(
+        self, trust: TrustDirectory, listen: str, body: Callable[[], bytes]
+    ) -> None:
+        """The dedicated SPIFFE bundle endpoint listener (:mod:`.bundle_endpoint`): the
+        operator's certificate (``https_web``) or the controller's SVID (``https_spiffe``)."""
+        cfg = self.config
+        tls: OperatorCertificate | HttpsCertificate
+        if cfg.bundle_endpoint_cert is not None and cfg.bundle_endpoint_key is not None:
+            tls = OperatorCertificate(cfg.bundle_endpoint_cert, cfg.bundle_endpoint_key)
+            context, renew = tls.load(), tls.reload_forever()
+        else:
+            host = parse_host_port(listen, what="--bundle-endpoint-listen")[0]
+            tls = HttpsCertificate(
+                trust, cfg.state_path.parent / "bundle-endpoint-tls", certificate_addresses(host)
+            )
+            context, renew = tls.load(), tls.renew_forever()
+        self._tasks.append(asyncio.create_task(renew, name="bundle-endpoint-cert"))
+        self._bundle_runner, self.bundle_endpoint_port = await start_http(
+            bundle_app(body), listen, "--bundle-endpoint-listen", context
+        )
+
     async def stop(self, grace_s: float = 0.5) -> None:
         """Stop serving; control planes keep their last state until it is back (or move to
         another replica). A leader gives up its lease first."""
@@ -229,6 +281,9 @@ class Controller:
             await asyncio.to_thread(self._replicated.stop)
         await stop_all(self._tasks, self._runner, self._grpc, grace_s)
         self._tasks.clear()
+        if self._bundle_runner is not None:
+            await self._bundle_runner.cleanup()
+            self._bundle_runner = None
         if hasattr(self, "store"):
             self.store.close()
         log.info("controller stopped")

@@ -22,6 +22,7 @@ from federation.controller.hub import SyncHub
 from federation.controller.imports import gateway_of
 from federation.controller.intermediates import DEFAULT_INTERMEDIATE_TTL
 from federation.controller.store import ClusterRecord, DocumentKey, StoreError
+from federation.controller.trust_federation import FEDERATION_KINDS, stored_federations
 from federation.controller.views import POLICY_KINDS
 from federation.durations import rfc3339
 from federation.errors import (
@@ -41,6 +42,7 @@ from federation.model.policy import TrafficPolicy
 from federation.model.service import ServiceExport
 from federation.model.service_entry import ServiceEntry
 from federation.model.translated import effective_traffic_policies
+from federation.model.trust_federation import TrustDomainFederation
 from federation.sync.join_token import join_token_secret, new_join_token, token_digest
 from federation.sync.messages import ClusterReport
 from federation.traffic import ERROR_CLASSES
@@ -51,7 +53,7 @@ from trust.errors import InvalidCertificateError
 log = logging.getLogger(__name__)
 
 #: Kinds the controller stores (others are applied to a cluster's control plane).
-CONTROLLER_KINDS: tuple[str, ...] = ("ServiceExport", *POLICY_KINDS)
+CONTROLLER_KINDS: tuple[str, ...] = ("ServiceExport", *POLICY_KINDS, *FEDERATION_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,9 @@ class FederationService:
         bundle_pem: Callable[[], bytes],
         root_pin: Callable[[], str],
         intermediate_ttl: timedelta = DEFAULT_INTERMEDIATE_TTL,
+        trust_domain: str = "",
     ) -> None:
+        self.trust_domain = trust_domain
         self.intermediate_ttl = intermediate_ttl
         self.hub = hub
         self.store = hub.store
@@ -261,13 +265,19 @@ class FederationService:
             for d in self.store.documents("TrafficPolicy")
         }
         member_list = ", ".join(sorted(members)) or "none"
+        federated = {  # foreign trust domain -> the document federating with it
+            d.spec.trust_domain: f"{d.kind} {d.metadata.name}"
+            for d in stored_federations(self.store)
+        }
         for i, m in enumerate(models, start=1):
             kind = str(getattr(m, "kind", "?"))
             meta = getattr(m, "metadata", None)
             where = (
                 f"request body: document {i} ({kind} {meta.namespace}/{meta.name})" if meta else ""
             )
-            problem = _problem(m, kind, members, member_list, hosts)
+            problem = _problem(m, kind, members, member_list, hosts) or _federation_problem(
+                m, self.trust_domain, federated
+            )
             if problem:
                 problems.append(f"{where}: {problem}")
                 continue
@@ -282,7 +292,8 @@ class FederationService:
                 | GRPCRoute
                 | ReferenceGrant
                 | IstioSidecar
-                | ServiceEntry,
+                | ServiceEntry
+                | TrustDomainFederation,
             )
             body = m.model_dump(
                 by_alias=True, mode="json", exclude_none=True, exclude_unset=as_written
@@ -372,6 +383,30 @@ class FederationService:
             ],
             "documents": self.store.documents("ServiceExport"),
         }
+
+    def trust_domains(self) -> list[dict[str, Any]]:
+        """Every federation with another trust domain: its endpoint and the bundle in force
+        (:func:`federation.controller.trust_federation.status_rows`), times in RFC 3339."""
+        times = ("rootsExpireAt", "fetchedAt", "attemptedAt", "nextAt")
+        return [{**r, **{k: rfc3339(r[k]) for k in times}} for r in self.hub.trust_federations()]
+
+    def remove_trust_domain(self, domain: str) -> list[str]:
+        """Delete every document that federates with ``domain`` and recompute (its bundle
+        leaves every cluster's next update); returns their names.
+
+        Raises:
+            NotFoundError: no document federates with ``domain``.
+        """
+        keys = [
+            (d.kind, d.metadata.namespace, d.metadata.name, "")
+            for d in stored_federations(self.store)
+            if d.spec.trust_domain == domain
+        ]
+        if not keys:
+            raise NotFoundError(f"no federation with trust domain {domain!r}")
+        removed = self.store.delete_documents(keys)
+        self.hub.recompute()
+        return [document_name(k) for k in removed]
 
     def imports(self) -> list[dict[str, Any]]:
         """Per importing cluster, each ServiceImport the controller sends it (documents)."""
@@ -483,6 +518,22 @@ def _problem(m: Any, kind: str, members: set[str], member_list: str, hosts: dict
                 f"spec.http: {', '.join(map(repr, unknown))} not a member cluster"
                 f" (members: {member_list})"
             )
+    return ""
+
+
+def _federation_problem(m: Any, own: str, federated: dict[str, str]) -> str:
+    """Why the controller cannot take a TrustDomainFederation ("" when it can): it names
+    the federation's own trust domain, or one another document already federates with
+    (``federated``: domain -> that document, updated with ``m``'s)."""
+    if not isinstance(m, TrustDomainFederation):
+        return ""
+    domain = m.spec.trust_domain
+    if domain == own:
+        return f"spec.trustDomain: {domain} is this federation's own trust domain"
+    this = f"{m.kind} {m.metadata.name}"
+    other = federated.setdefault(domain, this)
+    if other != this:
+        return f"spec.trustDomain: {other} already federates with {domain} (edit that one)"
     return ""
 
 

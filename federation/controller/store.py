@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from federation.controller.clusterset_ips import DEFAULT_RANGE, allocate, parse_range
-from federation.errors import FederationError, NotFoundError
+from federation.errors import ConfigError, FederationError, NotFoundError
+from federation.paths import meshfed_home
 from federation.sync.messages import ClusterReport
 
 SCHEMA_VERSION = 1
@@ -497,3 +498,23 @@ def digest(store: SqlStore) -> dict[str, tuple[int, str]]:
         body = json.dumps([list(r) for r in rows], sort_keys=True).encode()
         out[table] = (len(rows), hashlib.sha256(body).hexdigest())
     return out
+
+
+def joined_intermediates(path: Path | None) -> dict[str, bytes]:
+    """Intermediates (PEM) the controller signed for joined clusters, by cluster, from its
+    SQLite state ``path`` (None: ``$MESHFED_HOME/controller.db``, nothing when absent), for
+    ``meshfed trust rotate-root --retire-old``'s check.
+
+    Raises:
+        ConfigError: ``path`` was given and does not exist.
+    """
+    state = path or meshfed_home() / "controller.db"
+    if not state.exists():
+        if path is not None:
+            raise ConfigError(f"--controller-state {path}: no such file")
+        return {}
+    store = SqliteStore(state)
+    try:
+        return {c.name: c.intermediate_pem.encode() for c in store.clusters() if c.intermediate_pem}
+    finally:
+        store.close()

@@ -149,6 +149,7 @@ class FederationView:
     intermediates: Mapping[str, str]
     plans: Mapping[str, list[RoutingPlan]]
     addresses: list[str]
+    federated_bundles: Mapping[str, bytes]
 
     def update_for(self, cluster: str) -> ControllerUpdate:
         """``cluster``'s ``ControllerUpdate`` (version 0: :class:`SyncStreams` numbers it)."""
@@ -169,6 +170,7 @@ class FederationView:
             plans=self.plans.get(cluster, []),
             sync_addresses=self.addresses,
             export_conditions=self.conditions.get(cluster, {}),
+            federated_bundles={d: pem.decode() for d, pem in self.federated_bundles.items()},
         )
 
 
@@ -185,6 +187,7 @@ def federation_view(
     reports: Mapping[str, ClusterReport],
     plans: Mapping[str, list[RoutingPlan]],
     addresses: list[str],
+    federated_bundles: Mapping[str, bytes] | None = None,
 ) -> FederationView:
     """Assemble one recompute's :class:`FederationView` (pure).
 
@@ -215,4 +218,5 @@ def federation_view(
         intermediates={name: r.intermediate_pem or "" for name, r in records.items()},
         plans=plans,
         addresses=addresses,
+        federated_bundles=dict(federated_bundles or {}),
     )

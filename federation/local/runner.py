@@ -466,6 +466,25 @@ class LocalFederationRunner:
         for i in range(self.desc.spec.echo.replicas_per_cluster):
             self.start_echo(c, i)
 
+    def revive_echoes(self, cluster: str, procs: list[ProcessRecord]) -> int:
+        """Start again, with the argv they had, the echo replicas of ``cluster`` among
+        ``procs`` (:func:`federation.local.teardown.echo_processes`) whose app is not
+        running; returns how many started.
+
+        Raises:
+            UpError: a replica did not come up (names its log).
+        """
+        c = self.desc.cluster(cluster)
+        started = 0
+        for app in sorted((p for p in procs if p.role == "echo-app"), key=lambda p: p.replica):
+            if any(r.pid == app.pid for r in self.record.alive()):
+                continue
+            self.start_echo(
+                c, app.replica, {p.role: p.argv for p in procs if p.replica == app.replica}
+            )
+            started += 1
+        return started
+
     def export_echo(self) -> None:
         ns = self.desc.spec.echo.namespace
         docs = "---\n".join(

@@ -35,6 +35,7 @@ from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import PriceTable, TrafficPolicy
 from federation.model.service import ServiceExport, ServiceImport
 from federation.model.service_entry import ServiceEntry
+from federation.model.trust_federation import TrustDomainFederation
 from federation.model.workload import WorkloadEntry
 
 #: (apiVersion, kind) -> model. Extended by later resource kinds.
@@ -59,6 +60,8 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
     **{(v, "DestinationRule"): DestinationRule for v in NETWORKING_VERSIONS},
     **{(v, "Sidecar"): IstioSidecar for v in NETWORKING_VERSIONS},
     **{(v, "ServiceEntry"): ServiceEntry for v in NETWORKING_VERSIONS},
+    ("meshfed.io/v1alpha1", "TrustDomainFederation"): TrustDomainFederation,
+    ("spire.spiffe.io/v1alpha1", "ClusterFederatedTrustDomain"): TrustDomainFederation,
 }
 
 

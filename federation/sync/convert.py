@@ -317,6 +317,7 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
             for (ns, name), (c, m) in sorted(update.export_conditions.items())
         ],
         trace=trace_to_proto(update.trace) if update.trace is not None else None,
+        federated_bundles=update.federated_bundles,
     )
 
 
@@ -431,6 +432,7 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
             (c.namespace, c.name): (c.condition, c.message) for c in message.export_conditions
         },
         trace=trace_from_proto(message.trace) if message.HasField("trace") else None,
+        federated_bundles=dict(message.federated_bundles),
     )
 
 

@@ -247,6 +247,8 @@ class ControllerUpdate:
             members as ``cluster_crls``: the trust anchors of proxyless gRPC workloads.
         trace: the change that caused this update, for its propagation trace (not part of
             the view: two updates that differ only by it are equal).
+        federated_bundles: foreign trust domain -> its unexpired roots (PEM), one bundle per
+            domain (:mod:`federation.controller.trust_federation`).
     """
 
     version: int = 0
@@ -267,3 +269,4 @@ class ControllerUpdate:
     export_conditions: dict[ServiceKey, tuple[str, str]] = field(default_factory=dict)
     cluster_cas: dict[str, str] = field(default_factory=dict)
     trace: ChangeTrace | None = field(default=None, compare=False)
+    federated_bundles: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,232 @@
+"""Issue 43, SPIFFE federation: the controller as a bundle endpoint (both profiles of
+SPIFFE_Federation.md section 5.2) and meshfed's client of foreign bundle endpoints, against
+a real controller over real TLS; every impostor the spec names is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import ssl
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import jsonschema
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from federation.controller.bundle_fetch import fetch_bundle
+from federation.errors import BundleFetchError
+from federation.netaddr import free_port
+from tests.integration.harness import ControllerHandle, Processes, run_meshfed, wait_until
+from tests.prometheus import Samples, samples
+from tests.web_pki import web_certificate
+from trust.bundle import TrustBundle
+from trust.federation import BundleEndpoint
+from trust.spiffe import SpiffeId, TrustDomain
+from trust.store import TrustDirectory
+
+DOMAIN = TrustDomain("a.example")
+CONTROLLER_ID = SpiffeId.parse("spiffe://a.example/ns/meshfed-system/sa/controller")
+
+#: The SPIFFE bundle format as the specs define it: SPIFFE_Trust_Domain_and_Bundle.md section
+#: 4 (a JWK Set: ``keys`` required, ``spiffe_sequence`` and ``spiffe_refresh_hint`` integers;
+#: each JWK with ``kty`` and ``use``) and X509-SVID.md section 6 (``use: x509-svid`` keys
+#: carry exactly one certificate in ``x5c``).
+SPIFFE_BUNDLE_SCHEMA = {
+    "type": "object",
+    "required": ["keys"],
+    "properties": {
+        "spiffe_sequence": {"type": "integer", "minimum": 0},
+        "spiffe_refresh_hint": {"type": "integer", "minimum": 0},
+        "keys": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["kty", "use"],
+                "properties": {"kty": {"type": "string"}, "use": {"type": "string"}},
+                "if": {"properties": {"use": {"const": "x509-svid"}}},
+                "then": {
+                    "required": ["x5c"],
+                    "properties": {
+                        "x5c": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 1,
+                            "items": {"type": "string", "contentEncoding": "base64"},
+                        }
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def _fetch(endpoint: BundleEndpoint, held: TrustBundle | None = None, **kw: str) -> TrustBundle:
+    return asyncio.run(fetch_bundle(endpoint, held, timeout_s=5, **kw))
+
+
+def _refused(endpoint: BundleEndpoint, held: TrustBundle | None = None, **kw: str) -> str:
+    with pytest.raises(BundleFetchError) as caught:
+        _fetch(endpoint, held, **kw)
+    return str(caught.value)
+
+
+def _check_conforming_answer(url: str, context: ssl.SSLContext, held: TrustBundle) -> None:
+    """The raw answer, read without meshfed's parser: JSON of the spec's shape, every key an
+    RFC 7517 JWK (PyJWT's parser) whose public key is its certificate's, and the certificates
+    the trust directory's roots."""
+    with urllib.request.urlopen(url, context=context, timeout=5) as answer:
+        assert answer.headers["Content-Type"].startswith("application/json")
+        doc = json.loads(answer.read().decode("utf-8"))
+    jsonschema.validate(doc, SPIFFE_BUNDLE_SCHEMA)
+    assert doc["spiffe_refresh_hint"] == 7 and doc["spiffe_sequence"] == held.sequence
+    jwks = jwt.PyJWKSet.from_dict(doc)
+    assert len(jwks.keys) == len(doc["keys"]) == len(held.roots)
+    for jwk, raw in zip(jwks.keys, doc["keys"], strict=True):
+        cert = x509.load_der_x509_certificate(base64.b64decode(raw["x5c"][0]))
+        assert jwk.key.public_numbers() == cert.public_key().public_numbers()  # type: ignore[union-attr]
+    served = sorted(base64.b64decode(k["x5c"][0]) for k in doc["keys"])
+    assert served == sorted(r.public_bytes(serialization.Encoding.DER) for r in held.roots)
+
+
+def test_the_bundle_endpoint_serves_both_profiles_and_the_client_refuses_impostors(
+    tmp_path: Path,
+) -> None:
+    web = web_certificate(tmp_path / "web", dns=["bundle.a.example"], ips=["127.0.0.1"])
+    port = free_port()
+    procs = Processes(tmp_path)
+    ctl = ControllerHandle(
+        procs,
+        tmp_path / "a",
+        extra_args=[
+            *("--trust-domain", str(DOMAIN), "--bundle-refresh-hint", "7s"),
+            *("--bundle-endpoint-listen", f"127.0.0.1:{port}"),
+            *("--bundle-endpoint-cert", str(web.chain), "--bundle-endpoint-key", str(web.key)),
+        ],
+    )
+    try:
+        ctl.start()
+        held = TrustDirectory(ctl.home / "trust").bundle()
+
+        # https_spiffe on the REST API: no token needed, the controller's SVID authenticates
+        spiffe = BundleEndpoint(
+            DOMAIN, f"{ctl.url}/v1/spiffe-bundle", "https_spiffe", CONTROLLER_ID
+        )
+        got = _fetch(spiffe, held)
+        assert got.fingerprints() == held.fingerprints()
+        assert (got.sequence, got.refresh_hint_s) == (held.sequence, 7)
+        _check_conforming_answer(spiffe.url, ctl.ssl_context(), held)
+
+        # https_web on the dedicated listener: the operator's certificate, RFC 6125 host check
+        on_web = BundleEndpoint(DOMAIN, f"https://127.0.0.1:{port}/", "https_web")
+        assert _fetch(on_web, web_ca_file=str(web.ca)).fingerprints() == held.fingerprints()
+        web_context = ssl.create_default_context(cafile=str(web.ca))
+        _check_conforming_answer(on_web.url, web_context, held)
+        with pytest.raises(urllib.error.HTTPError) as not_found:  # it serves nothing else
+            urllib.request.urlopen(f"https://127.0.0.1:{port}/v1/clusters", context=web_context)
+        assert not_found.value.code == 404
+
+        # impostors
+        wrong_id = BundleEndpoint(
+            DOMAIN, spiffe.url, "https_spiffe", SpiffeId.parse("spiffe://a.example/ns/x/sa/bundle")
+        )
+        assert f"presented {CONTROLLER_ID}, not the configured" in _refused(wrong_id, held)
+        forged = TrustDirectory(tmp_path / "forged").init(DOMAIN)  # same name, another root
+        assert "TLS refused" in _refused(spiffe, forged)
+        # a Web PKI certificate (not an SVID of the domain) does not pass for https_spiffe
+        as_spiffe = BundleEndpoint(DOMAIN, on_web.url, "https_spiffe", CONTROLLER_ID)
+        assert "TLS refused" in _refused(as_spiffe, held)
+        # https_web: the system's CAs do not know the operator's CA; a name not in the SAN
+        assert "TLS refused" in _refused(on_web)
+        by_name = BundleEndpoint(DOMAIN, f"https://localhost:{port}/", "https_web")
+        assert "TLS refused" in _refused(by_name, web_ca_file=str(web.ca))
+    finally:
+        procs.stop_all()
+
+
+def _domains(ctl: ControllerHandle) -> dict[str, dict[str, object]]:
+    return {r["trustDomain"]: r for r in ctl.api("GET", "/v1/trustdomains")["trustdomains"]}
+
+
+def _samples(ctl: ControllerHandle) -> Samples:
+    auth = {"Authorization": f"Bearer {ctl.token()}"}
+    request = urllib.request.Request(f"{ctl.url}/metrics", headers=auth)
+    with urllib.request.urlopen(request, context=ctl.ssl_context(), timeout=5) as answer:
+        return samples(answer.read().decode())
+
+
+def test_a_controller_keeps_a_foreign_bundle_fresh_and_in_force_until_removed(
+    tmp_path: Path,
+) -> None:
+    """``meshfed trust federate`` on a.example with b.example's endpoint (https_spiffe,
+    bootstrapped from b's bundle file): a holds b's roots, follows b's root rotation at b's
+    refresh hint, keeps b's bundle in force (and says why) while b is down, and drops it
+    when the federation is removed; a bundle for another domain is refused at apply."""
+    procs = Processes(tmp_path)
+    a = ControllerHandle(procs, tmp_path / "a", extra_args=["--trust-domain", "a.example"])
+    b = ControllerHandle(
+        procs,
+        tmp_path / "b",
+        extra_args=["--trust-domain", "b.example", "--bundle-refresh-hint", "2s"],
+    )
+    try:
+        a.start()
+        b.start()
+        b_trust = TrustDirectory(b.home / "trust")
+        endpoint = f"{b.url}/v1/spiffe-bundle"
+        federate = [
+            "trust", "federate", "--with", "b.example", "--bundle-endpoint", endpoint,
+            "--bundle-file", str(b_trust.bundle_spiffe_path),
+        ]  # fmt: skip
+        # a bundle of another domain does not bootstrap b.example
+        wrong = run_meshfed(
+            a.home, *federate[:-1], str(a.home / "trust" / "bundle.pem"), check=False
+        )
+        assert wrong.returncode == 2 and "b.example" in wrong.stderr, wrong.stderr
+        assert "configured" in run_meshfed(a.home, *federate).stdout
+
+        def fetched(roots: int) -> dict[str, object] | None:
+            row = _domains(a).get("b.example")
+            ok = row and row["fetchedAt"] and row["roots"] == roots and not row["error"]
+            return row if ok else None
+
+        row = wait_until(lambda: fetched(1), 15, "b.example's bundle fetched by a")
+        assert row["profile"] == "https_spiffe" and row["inForce"]
+        got = run_meshfed(a.home, "get", "trustdomains").stdout
+        assert "b.example" in got and "https_spiffe" in got, got
+
+        # b rotates its root: a holds both roots within b's refresh hint (2 s) + a round
+        run_meshfed(b.home, "trust", "rotate-root")
+        started = time.monotonic()
+        wait_until(lambda: fetched(2), 15, "b's new root at a")
+        print(f"b's rotation seen by a in {time.monotonic() - started:.1f} s")
+
+        # b goes away: a keeps the bundle in force and says why
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGTERM)
+        b.proc.wait(15)
+        down = wait_until(
+            lambda: (r := _domains(a)["b.example"])["error"] and r, 15, "a failed refresh"
+        )
+        assert down["roots"] == 2 and down["inForce"] and down["failures"] >= 1
+        seen = _samples(a)
+        errors = (("result", "error"), ("trust_domain", "b.example"))
+        assert seen[("meshfed_controller_federated_bundle_fetches_total", errors)] >= 1
+        roots = (("trust_domain", "b.example"),)
+        assert seen[("meshfed_controller_federated_bundle_roots", roots)] == 2
+
+        run_meshfed(a.home, "trust", "federate", "--with", "b.example", "--remove")
+        assert "b.example" not in _domains(a)
+        again = run_meshfed(
+            a.home, "trust", "federate", "--with", "b.example", "--remove", check=False
+        )
+        assert again.returncode == 2 and "no federation" in again.stderr
+    finally:
+        procs.stop_all()
