@@ -34,19 +34,29 @@ def cluster_crl(ca: LocalCertificateAuthority, *, now: datetime | None = None) -
 
     The CRL number is the issue time in seconds, so later CRLs have higher numbers.
     """
+    return empty_crl(ca.certificate, ca.key, now=now)
+
+
+def empty_crl(
+    certificate: x509.Certificate, key: pki.IssuerKey, *, now: datetime | None = None
+) -> bytes:
+    """An empty CRL of the CA ``certificate`` signed with its ``key`` (PEM), as
+    :func:`cluster_crl` makes it. Also a root's: Envoy's SPIFFE validator (SPIFFE
+    federation) checks a CRL for every certificate of a chain once its bundle holds any
+    (BoringSSL ``X509_V_FLAG_CRL_CHECK_ALL``), so the intermediates need their root's."""
     now = now or pki.utcnow()
     builder = (
         x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.certificate.subject)
+        .issuer_name(certificate.subject)
         .last_update(now - timedelta(minutes=5))
-        .next_update(min(now + CRL_TTL, ca.certificate.not_valid_after_utc))
+        .next_update(min(now + CRL_TTL, certificate.not_valid_after_utc))
         .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),
             critical=False,
         )
     )
-    return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
 def load_crl(pem: bytes, *, source: str = "CRL") -> x509.CertificateRevocationList:

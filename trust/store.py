@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -417,6 +417,27 @@ class TrustDirectory:
         self._write_bundle_files(bundle)
         self._write_config(new_cfg)
         return bundle
+
+    def root_crls(self, *, now: datetime | None = None) -> bytes | None:
+        """An empty CRL (PEM, concatenated) of every root in the bundle, signed with its key
+        file (:func:`trust.revocation.empty_crl`); None when a root's key is not here (a
+        Vault or AWS Private CA root, or a retired one's deleted key).
+
+        Raises:
+            TrustStoreError: a key file is unreadable or group/world accessible.
+        """
+        from trust.revocation import empty_crl
+
+        cfg = self.config()
+        if cfg.backend != "local":
+            return None
+        out = []
+        for rid in cfg.bundle_roots:
+            path = self.root_dir(rid) / "ca-key.pem"
+            if not path.exists():
+                return None
+            out.append(empty_crl(self._root_cert(rid), load_key_file(path), now=now))
+        return b"".join(out)
 
     def destroy_root_key(self, rid: str) -> None:
         """Delete a retired root's private key (its certificate stays for the record)."""

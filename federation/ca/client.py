@@ -110,6 +110,7 @@ class WorkloadIdentity:
         self._bundle = bundle_pem
         self._crls = b""
         self._members = b""
+        self._federated: dict[str, bytes] = {}
         self._token = token
         self.bundle_poll_s = bundle_poll_s
         self.svid: X509Svid | None = None
@@ -188,7 +189,8 @@ class WorkloadIdentity:
         self._bundle = response.trust_bundle_pem or self._bundle
         self._crls = bytes(response.crl_pem)
         self._members = bytes(response.member_cas_pem)
-        self.directory.write(svid.chain_pem(), key_pem, self._bundle, self._crls, self._members)
+        self._federated = dict(response.federated_bundles)
+        self._write(svid.chain_pem(), key_pem)
         self.svid = svid
         log.info(
             "%s SVID %s (valid until %s)",
@@ -198,9 +200,20 @@ class WorkloadIdentity:
         )
         return svid
 
-    async def fetch_bundle(self) -> tuple[bytes, bytes, bytes, bytes]:
-        """``(trust bundle, member CRLs, CA chain, member CAs)`` from the CA port (verified
-        with the current bundle).
+    def _write(self, chain_pem: bytes, key_pem: bytes) -> None:
+        self.directory.write(
+            chain_pem,
+            key_pem,
+            self._bundle,
+            self._crls,
+            self._members,
+            federated=self._federated,
+            trust_domain=self.spiffe_id.trust_domain.name,
+        )
+
+    async def fetch_bundle(self) -> tuple[bytes, bytes, bytes, bytes, dict[str, bytes]]:
+        """``(trust bundle, member CRLs, CA chain, member CAs, federated bundles)`` from the
+        CA port (verified with the current bundle).
 
         Raises:
             IdentityError: the call failed.
@@ -221,6 +234,7 @@ class WorkloadIdentity:
             bytes(answer.crl_pem),
             bytes(answer.ca_chain_pem),
             bytes(answer.member_cas_pem),
+            dict(answer.federated_bundles),
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -264,17 +278,18 @@ class WorkloadIdentity:
         return await self._issue(renew=False)
 
     async def _refresh_bundle(self) -> None:
-        bundle, crls, ca_chain, members = await self.fetch_bundle()
+        bundle, crls, ca_chain, members, federated = await self.fetch_bundle()
         if self.svid is not None and ca_chain and not issued_under(self.svid, ca_chain):
             log.info("the cluster's CA was re-signed: renewing the SVID now")
             await self._issue(renew=True)
-        known = (self._bundle, self._crls, self._members)
-        if (bundle, crls, members) != known and self.svid is not None:
+        known = (self._bundle, self._crls, self._members, self._federated)
+        if (bundle, crls, members, federated) != known and self.svid is not None:
             self._bundle, self._crls, self._members = bundle, crls, members
+            self._federated = federated
             found = self.directory.read()
             if found is not None:
-                self.directory.write(found[0], found[1], bundle, crls, members)
-                log.info("trust bundle / member CRLs / member CAs updated")
+                self._write(found[0], found[1])
+                log.info("trust bundle / member CRLs / member CAs / federated bundles updated")
 
     async def run(self, *, rng: random.Random | None = None) -> None:
         """Renew and refresh until cancelled (see the module docstring, step 2)."""

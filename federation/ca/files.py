@@ -22,7 +22,9 @@ The two previous versions are kept for readers still on them.
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,11 @@ SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Sec
 SVID_SECRET = "default"
 ROOTCA_SECRET = "ROOTCA"
 SVID_SDS_FILE = "svid.json"
+_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]{1,255}")
+#: Envoy's type URL of the SPIFFE validator's configuration.
+SPIFFE_VALIDATOR_TYPE = (
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig"
+)
 ROOTCA_SDS_FILE = "rootca.json"
 _KEEP_VERSIONS = 3
 
@@ -54,12 +61,39 @@ def svid_sds_document(version_dir: Path) -> dict[str, Any]:
     }
 
 
-def rootca_sds_document(version_dir: Path, *, crl: bool = False) -> dict[str, Any]:
+def rootca_sds_document(
+    version_dir: Path,
+    *,
+    crl: bool = False,
+    trust_domain: str = "",
+    federated: Sequence[str] = (),
+) -> dict[str, Any]:
     """File-based SDS for secret ``ROOTCA``: the trust bundle as ``trusted_ca``; with ``crl``
     also the member clusters' CRLs (``crl.pem``), checked for leaf certificates only
-    (``only_verify_leaf_cert_crl``: a leaf whose issuer has no CRL there is refused)."""
+    (``only_verify_leaf_cert_crl``: a leaf whose issuer has no CRL there is refused).
+
+    With ``federated`` trust domains (SPIFFE federation), Envoy's SPIFFE validator instead
+    (``envoy.tls.cert_validator.spiffe``, ``SPIFFECertValidatorConfig.trust_domains``): each
+    SVID is verified with the bundle of the domain its URI SAN names, never another's --
+    ``trust_domain``'s is ``local.pem`` (bundle and CRLs: BoringSSL then checks a CRL for
+    every CA of the chain, so the CRLs include the roots'), each foreign one
+    ``federated/<domain>.pem``."""
     context: dict[str, Any] = {"trusted_ca": {"filename": str(version_dir / "bundle.pem")}}
-    if crl:
+    if federated:
+        domains = [
+            {"name": trust_domain, "trust_bundle": {"filename": str(version_dir / "local.pem")}}
+        ]
+        domains += [
+            {"name": d, "trust_bundle": {"filename": str(version_dir / "federated" / f"{d}.pem")}}
+            for d in federated
+        ]
+        context = {
+            "custom_validator_config": {
+                "name": "envoy.tls.cert_validator.spiffe",
+                "typed_config": {"@type": SPIFFE_VALIDATOR_TYPE, "trust_domains": domains},
+            }
+        }
+    elif crl:
         context["crl"] = {"filename": str(version_dir / "crl.pem")}
         context["only_verify_leaf_cert_crl"] = True
     return {
@@ -127,9 +161,14 @@ class IdentityDirectory:
         bundle_pem: bytes,
         crl_pem: bytes = b"",
         members_pem: bytes = b"",
+        *,
+        federated: Mapping[str, bytes] | None = None,
+        trust_domain: str = "",
     ) -> Path:
         """Publish a new version; returns its directory. ``crl_pem`` empty: no CRL checks;
-        ``members_pem`` empty: gRPC trusts the bundle (:attr:`members`).
+        ``members_pem`` empty: gRPC trusts the bundle (:attr:`members`); ``federated``:
+        foreign trust domain -> its bundle, validated per domain (:func:`rootca_sds_document`;
+        ``trust_domain`` is this proxy's).
 
         Raises:
             trust.errors.TrustStoreError: the directory cannot be created.
@@ -144,9 +183,22 @@ class IdentityDirectory:
         write_atomic(version_dir / "bundle.pem", bundle_pem, CERT_FILE_MODE)
         if crl_pem:
             write_atomic(version_dir / "crl.pem", crl_pem, CERT_FILE_MODE)
+        domains = sorted(federated or {})
+        for d in domains:  # names become file names (SPIFFE-ID.md 2.1's characters only)
+            if not _TRUST_DOMAIN.fullmatch(d):
+                raise ValueError(f"federated trust domain {d!r} is not a trust domain name")
+        if domains:
+            write_atomic(version_dir / "local.pem", _joined(bundle_pem, crl_pem), CERT_FILE_MODE)
+            ensure_dir(version_dir / "federated")
+            for d in domains:
+                pem = (federated or {})[d]
+                write_atomic(version_dir / "federated" / f"{d}.pem", pem, CERT_FILE_MODE)
+        rootca = rootca_sds_document(
+            version_dir, crl=bool(crl_pem), trust_domain=trust_domain, federated=domains
+        )
         for path, doc in (
             (self.svid_sds, svid_sds_document(version_dir)),
-            (self.rootca_sds, rootca_sds_document(version_dir, crl=bool(crl_pem))),
+            (self.rootca_sds, rootca),
         ):
             write_atomic(path, json.dumps(doc, indent=1).encode(), CERT_FILE_MODE)
         write_atomic(self.key, key_pem, KEY_FILE_MODE)
@@ -169,3 +221,8 @@ class IdentityDirectory:
         except FileNotFoundError:
             return None
         return (*found, self.crl.read_bytes() if self.crl.exists() else b"")
+
+
+def _joined(*pems: bytes) -> bytes:
+    """PEM texts concatenated, each ending in a newline."""
+    return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in pems if p)

@@ -91,6 +91,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         crls: Callable[[], bytes] = lambda: b"",
         ca_chain: Callable[[], bytes] = lambda: b"",
         member_cas: Callable[[], bytes] = lambda: b"",
+        federated: Callable[[], dict[str, bytes]] = dict,
         on_issued: Callable[[str], None] = lambda _mode: None,
         review: Callable[[str], Awaitable[tuple[str, str]]] | None = None,
     ) -> None:
@@ -99,6 +100,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
         self._crls = crls
         self._ca_chain = ca_chain
         self._member_cas = member_cas
+        self._federated = federated
         if mode == "token" and tokens is None:
             raise ValueError("token mode needs a token store")
         self._authority = authority
@@ -174,6 +176,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
             trust_bundle_pem=ca.trust_bundle().to_pem(),
             crl_pem=self._crls(),
             member_cas_pem=self._member_cas(),
+            federated_bundles=self._federated(),
         )
 
     async def GetTrustBundle(  # noqa: N802 - gRPC method name
@@ -185,6 +188,7 @@ class CertificateServicer(ca_pb2_grpc.CertificateServiceServicer):
             crl_pem=self._crls(),
             ca_chain_pem=self._ca_chain(),
             member_cas_pem=self._member_cas(),
+            federated_bundles=self._federated(),
         )
 
 

@@ -336,7 +336,7 @@ async def apply(request: web.Request) -> web.Response:
         f"{document_label(m)}: {w}"
         for m in models
         for w in (
-            trust_domain_warnings(m, ctx.trust_domain)
+            trust_domain_warnings(m, ctx.trust_domain, ctx.service.federated_domains())
             if isinstance(m, AuthorizationPolicy)
             else route_warnings(m)
             if isinstance(m, HTTPRoute | GRPCRoute)

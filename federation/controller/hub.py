@@ -79,8 +79,10 @@ class SyncHub:
         metrics: ControllerMetrics | None = None,
         planner: PlannerSettings | None = None,
         replica: Replica | None = None,
+        root_crl: Callable[[], bytes | None] = lambda: None,
     ) -> None:
         self.replica: Replica = replica or SoleReplica("controller", lambda: "")
+        self.root_crl = root_crl
         self.store = store
         self.authz_default = authz_default
         self._bundle_pem = bundle_pem
@@ -103,6 +105,7 @@ class SyncHub:
         self._changes = asyncio.Event()
         self._last_report: dict[str, ClusterReport] = {}
         self._last_bundle = b""
+        self._last_root_crl: bytes | None = None
         self._last_addresses: list[str] = []
         self._last_states: dict[str, ClusterState] = {}
         self.imports: dict[str, list[ServiceImport]] = {}
@@ -272,6 +275,10 @@ class SyncHub:
             self.close_stream(cluster, f"cluster {cluster!r} was removed from the federation")
         self._last_bundle = self._bundle_pem()
         self._last_addresses = self.replica.sync_addresses()
+        federated = bundles_in_force(
+            federations(self.store), bundle_states(self.store), self.clock()
+        )
+        self._last_root_crl = self.root_crl() if federated else None
         view = federation_view(
             imports=self.imports,
             export_statuses=self.exports,
@@ -284,9 +291,8 @@ class SyncHub:
             reports=self.store.reports(),
             plans=self.plans(),
             addresses=self._last_addresses,
-            federated_bundles=bundles_in_force(
-                federations(self.store), bundle_states(self.store), self.clock()
-            ),
+            federated_bundles=federated,
+            root_crl=self._last_root_crl,
         )
         if trace is not None:
             trace = replace(trace, sent_at=time.time())
@@ -341,7 +347,8 @@ class SyncHub:
         :meth:`recompute` in ``meshfed_controller_lease_expiries_total`` whichever call sees
         it first), when the trust bundle changed (a root
         rotation: every control plane gets the new bundle), when the live replicas changed,
-        or when the leader re-signed an intermediate (:meth:`resign_due`)."""
+        when the leader re-signed an intermediate (:meth:`resign_due`), or when the root CRLs
+        sent with foreign bundles were renewed."""
         states = self.states()
         if states != self._last_states:
             changed = {k: v for k, v in states.items() if self._last_states.get(k) != v}
@@ -355,4 +362,7 @@ class SyncHub:
             log.info("controller replicas changed: %s", self.replica.sync_addresses())
             self.recompute()
         elif self.resign_due():
+            self.recompute()
+        elif self._last_root_crl is not None and self.root_crl() != self._last_root_crl:
+            log.info("root CRLs renewed: sending them to every control plane")
             self.recompute()

@@ -37,7 +37,7 @@ from federation.controller.service import FederationService
 from federation.controller.store import ControllerStore, SqliteStore
 from federation.controller.sync import FederationSyncService
 from federation.controller.tls import HttpsCertificate, ServerCertificate, certificate_addresses
-from federation.controller.trust_federation import BundleRefresher
+from federation.controller.trust_federation import BundleRefresher, RootCrls
 from federation.errors import FederationError
 from federation.netaddr import is_loopback, parse_host_port
 from federation.serving import load_or_create_token, serve_until_signalled, start_http, stop_all
@@ -171,6 +171,7 @@ class Controller:
             authz_default=cfg.authz_default,
             signer=signer,
             replica=self.replica,
+            root_crl=RootCrls(trust.root_crls, lambda: tuple(trust.bundle().fingerprints())).pem,
         )
         self.hub.recompute()
 

@@ -265,6 +265,9 @@ class FederationService:
             for d in self.store.documents("TrafficPolicy")
         }
         member_list = ", ".join(sorted(members)) or "none"
+        local_root = not any(isinstance(m, TrustDomainFederation) for m in models) or (
+            self.hub.root_crl() is not None
+        )
         federated = {  # foreign trust domain -> the document federating with it
             d.spec.trust_domain: f"{d.kind} {d.metadata.name}"
             for d in stored_federations(self.store)
@@ -276,7 +279,7 @@ class FederationService:
                 f"request body: document {i} ({kind} {meta.namespace}/{meta.name})" if meta else ""
             )
             problem = _problem(m, kind, members, member_list, hosts) or _federation_problem(
-                m, self.trust_domain, federated
+                m, self.trust_domain, federated, local_root
             )
             if problem:
                 problems.append(f"{where}: {problem}")
@@ -389,6 +392,10 @@ class FederationService:
         (:func:`federation.controller.trust_federation.status_rows`), times in RFC 3339."""
         times = ("rootsExpireAt", "fetchedAt", "attemptedAt", "nextAt")
         return [{**r, **{k: rfc3339(r[k]) for k in times}} for r in self.hub.trust_federations()]
+
+    def federated_domains(self) -> list[str]:
+        """The foreign trust domains a document federates with."""
+        return sorted({d.spec.trust_domain for d in stored_federations(self.store)})
 
     def remove_trust_domain(self, domain: str) -> list[str]:
         """Delete every document that federates with ``domain`` and recompute (its bundle
@@ -521,12 +528,18 @@ def _problem(m: Any, kind: str, members: set[str], member_list: str, hosts: dict
     return ""
 
 
-def _federation_problem(m: Any, own: str, federated: dict[str, str]) -> str:
+def _federation_problem(m: Any, own: str, federated: dict[str, str], local_root: bool) -> str:
     """Why the controller cannot take a TrustDomainFederation ("" when it can): it names
     the federation's own trust domain, or one another document already federates with
-    (``federated``: domain -> that document, updated with ``m``'s)."""
+    (``federated``: domain -> that document, updated with ``m``'s), or the root's key is
+    not local (``local_root`` False: its CRL, which proxies then need, cannot be signed)."""
     if not isinstance(m, TrustDomainFederation):
         return ""
+    if not local_root:
+        return (
+            "kind: federating with another trust domain needs the root's CRL, which only a"
+            " local root can sign here; a Vault or AWS Private CA root is not supported yet"
+        )
     domain = m.spec.trust_domain
     if domain == own:
         return f"spec.trustDomain: {domain} is this federation's own trust domain"

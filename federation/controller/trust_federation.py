@@ -40,6 +40,7 @@ from federation.model.trust_federation import TrustDomainFederation, TrustDomain
 from trust.bundle import TrustBundle
 from trust.errors import InvalidCertificateError
 from trust.federation import BundleEndpoint, is_newer, next_refresh_s
+from trust.revocation import crl_due
 from trust.spiffe import TrustDomain
 
 log = logging.getLogger(__name__)
@@ -354,3 +355,28 @@ class BundleRefresher:
                 self.forget_removed()
             except Exception:  # the database went away: the next round retries
                 log.exception("refreshing foreign trust bundles failed")
+
+
+class RootCrls:
+    """The root CRLs sent with foreign bundles (:meth:`trust.store.TrustDirectory.root_crls`:
+    Envoy's SPIFFE validator wants a CRL for the intermediates too), made again when a
+    quarter of their validity has passed or the roots changed.
+
+    Args:
+        make: the CRLs of the current roots, or None when the root's key is not local.
+        roots: the current roots' fingerprints.
+    """
+
+    def __init__(
+        self, make: Callable[[], bytes | None], roots: Callable[[], tuple[str, ...]]
+    ) -> None:
+        self._make, self._roots = make, roots
+        self._pem: bytes | None = None
+        self._for: tuple[str, ...] = ()
+
+    def pem(self) -> bytes | None:
+        """The current roots' CRLs (PEM), or None (see ``make``)."""
+        roots = self._roots()
+        if self._pem is None or roots != self._for or crl_due(self._pem):
+            self._pem, self._for = self._make(), roots
+        return self._pem

@@ -150,6 +150,7 @@ class FederationView:
     plans: Mapping[str, list[RoutingPlan]]
     addresses: list[str]
     federated_bundles: Mapping[str, bytes]
+    root_crl: bytes
 
     def update_for(self, cluster: str) -> ControllerUpdate:
         """``cluster``'s ``ControllerUpdate`` (version 0: :class:`SyncStreams` numbers it)."""
@@ -171,6 +172,7 @@ class FederationView:
             sync_addresses=self.addresses,
             export_conditions=self.conditions.get(cluster, {}),
             federated_bundles={d: pem.decode() for d, pem in self.federated_bundles.items()},
+            root_crl_pem=self.root_crl.decode() if self.federated_bundles else "",
         )
 
 
@@ -188,6 +190,7 @@ def federation_view(
     plans: Mapping[str, list[RoutingPlan]],
     addresses: list[str],
     federated_bundles: Mapping[str, bytes] | None = None,
+    root_crl: bytes | None = None,
 ) -> FederationView:
     """Assemble one recompute's :class:`FederationView` (pure).
 
@@ -219,4 +222,5 @@ def federation_view(
         plans=plans,
         addresses=addresses,
         federated_bundles=dict(federated_bundles or {}),
+        root_crl=root_crl or b"",
     )

@@ -196,6 +196,8 @@ def diff(
         dict(before.price_tables) != dict(after.price_tables)
         or dict(before.sidecars) != dict(after.sidecars)
         or dict(before.service_entries) != dict(after.service_entries)
+        or before.federated_domains != after.federated_domains
+        or before.trust_domain != after.trust_domain
     ):
         # prices reach every decision; Sidecar scopes and ServiceEntries are rare and wide
         return EVERYTHING

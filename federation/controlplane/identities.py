@@ -76,6 +76,8 @@ class ClusterAuthority:
         self._crl_renew_at = pki.utcnow()
         self._peer_crls: dict[str, str] = {}
         self._peer_cas: dict[str, str] = {}
+        self._federated: dict[str, bytes] = {}
+        self._root_crl = b""
         self.cluster = cluster
         self._on_bundle = on_bundle
 
@@ -123,6 +125,21 @@ class ClusterAuthority:
             log.info("member CAs: %s", ", ".join(sorted(cas)) or "none")
         self._peer_cas = dict(cas)
 
+    def set_federation(self, bundles: dict[str, str], root_crl: str) -> None:
+        """The foreign trust domains' bundles (domain -> PEM) and the roots' CRLs from the
+        controller: proxies validate each foreign SVID with its domain's bundle only, and
+        with federation on, Envoy's SPIFFE validator checks a CRL for every CA of a local
+        chain, so the roots' CRLs join the members' (:meth:`crl_bundle`)."""
+        federated = {d: pem.encode() for d, pem in sorted(bundles.items())}
+        if federated != self._federated:
+            log.info("federated trust domains: %s", ", ".join(federated) or "none")
+        self._federated = federated
+        self._root_crl = root_crl.encode() if federated else b""
+
+    def federated_bundles(self) -> dict[str, bytes]:
+        """Foreign trust domain -> its bundle (PEM), for the proxies (empty: none)."""
+        return dict(self._federated)
+
     def member_cas_pem(self) -> bytes:
         """The trust anchors of proxyless gRPC workloads (concatenated PEM): this cluster's
         CA certificate (and, while a re-sign's grace lasts, its previous one: the same key)
@@ -159,7 +176,7 @@ class ClusterAuthority:
         its SVIDs are refused. Empty when :attr:`revocation` is off."""
         if not self.revocation:
             return b""
-        return self.own_crl() + self._peers_pem(self._peer_crls)
+        return self.own_crl() + self._peers_pem(self._peer_crls) + self._root_crl
 
     def _peers_pem(self, by_cluster: dict[str, str]) -> bytes:
         """The PEM texts of every other member (cluster -> PEM), concatenated in name order,

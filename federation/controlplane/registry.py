@@ -17,6 +17,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from federation.model.authz import AuthorizationPolicy, for_trust_domain
+from federation.model.authz_federation import scoped_to_trust_domains
 from federation.model.cluster_documents import DocumentKey, combine
 from federation.model.documents import document_label
 from federation.model.istio_sidecar import EXPORT_TO, IstioSidecar, export_visible, sidecar_for
@@ -79,6 +80,10 @@ class RegistryState:
             cluster's Kubernetes API was refused, by ``(kind, namespace, name)``
             (:mod:`federation.model.cluster_documents`; the accepted ones are among
             ``policies`` ... ``service_entries``).
+        federated_domains: the foreign trust domains the controller sent bundles of
+            (SPIFFE federation): their SVIDs pass the inbound handshake, and
+            :meth:`authorization_policies_for` scopes every workload's policies to them
+            (:func:`federation.model.authz_federation.scoped_to_trust_domains`).
         trust_domain: the mesh's trust domain ("" until the control plane knows it):
             ``cluster.local`` principals of AuthorizationPolicies name it
             (:func:`federation.model.authz.for_trust_domain`).
@@ -122,6 +127,7 @@ class RegistryState:
         default_factory=lambda: MappingProxyType({})
     )
     trust_domain: str = ""
+    federated_domains: tuple[str, ...] = ()
     # the AuthorizationPolicies as enforced (cluster.local localized): made on first use, at
     # most once per state (a health change makes a state too; it rarely needs them)
     _enforced: Mapping[tuple[str, str], AuthorizationPolicy] | None = field(
@@ -185,7 +191,8 @@ class RegistryState:
             object.__setattr__(self, "_enforced", MappingProxyType(enforced))
         assert self._enforced is not None
         meta = workload.metadata
-        return [p for p in self._enforced.values() if p.selects(meta.namespace, meta.labels)]
+        selected = [p for p in self._enforced.values() if p.selects(meta.namespace, meta.labels)]
+        return scoped_to_trust_domains(selected, self.federated_domains)
 
     def health_of(self, key: WorkloadKey) -> Health:
         """The health of a workload (UNKNOWN when never probed)."""
@@ -552,6 +559,15 @@ class ServiceRegistry:
             return False
         self._publish(state)
         return True
+
+    def set_federated_domains(self, domains: tuple[str, ...]) -> None:
+        """The foreign trust domains whose bundles the controller sent (see
+        :attr:`RegistryState.federated_domains`)."""
+        if domains != self._state.federated_domains:
+            log.info("federated trust domains: %s", ", ".join(domains) or "none")
+            self._publish(
+                replace(self._state, version=self._state.version + 1, federated_domains=domains)
+            )
 
     def set_trust_domain(self, trust_domain: str) -> None:
         """The mesh's trust domain, once the control plane knows it (see

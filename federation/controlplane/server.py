@@ -156,6 +156,7 @@ class ControlPlane:
             crls=a.crl_bundle,
             ca_chain=a.ca_chain_pem,
             member_cas=a.member_cas_pem,
+            federated=a.federated_bundles,
             on_issued=self.metrics.issued,
             review=self._reviewer.review if mode == "token" and self._reviewer else None,
         )
@@ -322,6 +323,7 @@ class ControlPlane:
             crl_pem=lambda: self.authority.own_crl().decode(),
             on_crls=self.authority.set_member_crls,
             on_cas=self.authority.set_member_cas,
+            on_federation=self.authority.set_federation,
             on_ca=self.authority.set_authority,
             on_update=self.metrics.update_received,
             traffic=lambda: self.traffic.table.copy() if self.traffic else None,

@@ -48,7 +48,7 @@ enforces the same with Envoy's RBAC filter (``controlplane/generate/rbac.py``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_network
 from typing import Annotated, Any, Literal
@@ -405,23 +405,27 @@ def for_trust_domain(policy: AuthorizationPolicy, trust_domain: str) -> Authoriz
     return policy.model_copy(update={"spec": policy.spec.model_copy(update={"rules": rules})})
 
 
-def trust_domain_warnings(policy: AuthorizationPolicy, trust_domain: str) -> list[str]:
+def trust_domain_warnings(
+    policy: AuthorizationPolicy, trust_domain: str, federated: Collection[str] = ()
+) -> list[str]:
     """Principals that name a trust domain other than ``trust_domain`` (and
-    :data:`LOCAL_TRUST_DOMAIN`): no SVID of this federation carries them, so they match no
-    caller -- in an ALLOW policy, every caller they were meant to let in is denied. One
-    message per principal, naming its field."""
+    :data:`LOCAL_TRUST_DOMAIN`) and the ``federated`` ones (SPIFFE federation): no SVID this
+    federation accepts carries them, so they match no caller -- in an ALLOW policy, every
+    caller they were meant to let in is denied. One message per principal, naming its
+    field."""
     out = []
     for where, source in _sources(policy):
         for name, values in (("principals", source.principals),
                              ("notPrincipals", source.not_principals)):  # fmt: skip
             for k, value in enumerate(values or []):
                 td = principal_trust_domain(value)
-                if td is not None and td not in (trust_domain, LOCAL_TRUST_DOMAIN):
+                if td is not None and td not in (trust_domain, LOCAL_TRUST_DOMAIN, *federated):
                     out.append(
                         f"{where}.{name}[{k}]: {value!r} names trust domain {td!r}, not this"
                         f" federation's {trust_domain!r}: no caller carries it (write"
                         f" {trust_domain}/... or Istio's {LOCAL_TRUST_DOMAIN}/..., which means"
-                        " this federation's)"
+                        f" this federation's; or trust {td}'s SVIDs: meshfed trust federate"
+                        f" --with {td})"
                     )
     return out
 

@@ -318,6 +318,7 @@ def update_to_proto(update: ControllerUpdate) -> sync_pb2.ControllerUpdate:
         ],
         trace=trace_to_proto(update.trace) if update.trace is not None else None,
         federated_bundles=update.federated_bundles,
+        root_crl_pem=update.root_crl_pem,
     )
 
 
@@ -433,6 +434,7 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
         },
         trace=trace_from_proto(message.trace) if message.HasField("trace") else None,
         federated_bundles=dict(message.federated_bundles),
+        root_crl_pem=message.root_crl_pem,
     )
 
 

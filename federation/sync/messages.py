@@ -249,6 +249,8 @@ class ControllerUpdate:
             the view: two updates that differ only by it are equal).
         federated_bundles: foreign trust domain -> its unexpired roots (PEM), one bundle per
             domain (:mod:`federation.controller.trust_federation`).
+        root_crl_pem: with ``federated_bundles``, the roots' CRLs (PEM,
+            :class:`federation.controller.trust_federation.RootCrls`).
     """
 
     version: int = 0
@@ -270,3 +272,4 @@ class ControllerUpdate:
     cluster_cas: dict[str, str] = field(default_factory=dict)
     trace: ChangeTrace | None = field(default=None, compare=False)
     federated_bundles: dict[str, str] = field(default_factory=dict)
+    root_crl_pem: str = ""

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import signal
 import ssl
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import jsonschema
@@ -22,10 +24,19 @@ from cryptography.hazmat.primitives import serialization
 
 from federation.controller.bundle_fetch import fetch_bundle
 from federation.errors import BundleFetchError
-from federation.netaddr import free_port
-from tests.integration.harness import ControllerHandle, Processes, run_meshfed, wait_until
+from tests.integration.harness import (
+    ControllerHandle,
+    Processes,
+    free_port,
+    run_meshfed,
+    start_echo,
+    start_gateway,
+    start_sidecar_agent,
+    wait_until,
+)
 from tests.prometheus import Samples, samples
 from tests.web_pki import web_certificate
+from trust.authority import issue_svid
 from trust.bundle import TrustBundle
 from trust.federation import BundleEndpoint
 from trust.spiffe import SpiffeId, TrustDomain
@@ -230,3 +241,126 @@ def test_a_controller_keeps_a_foreign_bundle_fresh_and_in_force_until_removed(
         assert again.returncode == 2 and "no federation" in again.stderr
     finally:
         procs.stop_all()
+
+
+ECHO_HOST = "echo.demo.svc.clusterset.local"
+ECHO_SNI = f"outbound_.8080_._.{ECHO_HOST}"
+
+
+def _svid_files(trust: TrustDirectory, cluster: str, sid: str, out: Path) -> tuple[Path, Path]:
+    """An SVID ``sid`` issued by ``cluster``'s intermediate of ``trust`` (created if
+    missing): chain and key files, named after the trust directory, cluster and ID."""
+    if cluster not in trust.clusters():
+        trust.create_intermediate(cluster, ttl=timedelta(days=1))
+    svid = issue_svid(trust.cluster_authority(cluster), SpiffeId.parse(sid), timedelta(hours=1))
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{trust.path.name}-{cluster}-{sid.rsplit('/', 1)[-1]}"
+    chain, key = out / f"{name}.pem", out / f"{name}-key.pem"
+    chain.write_bytes(svid.chain_pem())
+    key.touch(mode=0o600)
+    key.write_bytes(svid.private_key_pem())
+    return chain, key
+
+
+def _call_inbound(port: int, cert: tuple[Path, Path], server_bundle: Path) -> int | str:
+    """GET / on a sidecar's inbound listener (SNI of echo's port 8080) with the client SVID
+    ``cert``: the HTTP status, or ``"handshake refused"``."""
+    context = ssl.create_default_context(cafile=str(server_bundle))
+    context.check_hostname = False
+    context.load_cert_chain(str(cert[0]), str(cert[1]))
+    conn = http.client.HTTPSConnection("127.0.1.11", port, timeout=3, context=context)
+    conn.server_hostname = ECHO_SNI  # type: ignore[attr-defined]
+    try:
+        conn.request("GET", "/", headers={"Host": ECHO_HOST})
+        return conn.getresponse().status
+    except (ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected):
+        return "handshake refused"
+    finally:
+        conn.close()
+
+
+def test_a_foreign_svid_is_served_only_where_a_policy_names_it_and_revocation_still_holds(
+    procs: Processes, mesh_home: Path, tmp_path: Path
+) -> None:
+    """Issue 43, proofs 1 and 2 on one mesh (no gateway between meshes yet): with b.example
+    federated, a's echo sidecar validates b's SVIDs with b's bundle only (Envoy's SPIFFE
+    validator): a b.example caller is refused (403) until an AuthorizationPolicy names it,
+    then served, while another b.example identity stays refused and a rule by namespace does
+    not let foreign callers in; a c.example SVID (no federation) fails the handshake; a
+    forged b.example SVID (another root) too. Member revocation keeps working under the
+    SPIFFE validator (it needs the roots' CRLs): a removed cluster's callers are refused."""
+    from tests.integration.test_revocation import _caller, _join, _status
+
+    controller = ControllerHandle(procs, mesh_home, lease_s=10)
+    controller.start()
+    foreign = ControllerHandle(
+        procs,
+        tmp_path / "b-home",
+        name="b-controller",
+        extra_args=["--trust-domain", "b.example", "--bundle-refresh-hint", "2s"],
+    )
+    foreign.start()
+    cps = {name: _join(procs, mesh_home, controller, name) for name in ("a", "b", "c")}
+    app = free_port()
+    start_echo(procs, "a-echo-1", app, "a")
+    _, inbound = start_sidecar_agent(
+        procs, mesh_home, cps["a"], service="echo", address="127.0.1.11", app_port=app,
+        service_port=8080, name="a-echo-1",
+    )  # fmt: skip
+    start_gateway(procs, mesh_home, cps["a"], cps["a"].gateway)  # type: ignore[attr-defined]
+    run_meshfed(
+        mesh_home, "apply", "-f", "-",
+        input_text="apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+        "metadata: {name: echo, namespace: demo}\nspec: {cluster: a}\n",
+    )  # fmt: skip
+    b_trust = TrustDirectory(foreign.home / "trust")
+    run_meshfed(
+        mesh_home, "trust", "federate", "--with", "b.example",
+        "--bundle-endpoint", f"{foreign.url}/v1/spiffe-bundle",
+        "--bundle-file", str(b_trust.bundle_spiffe_path),
+    )  # fmt: skip
+    from_b, from_c = _caller(procs, mesh_home, cps["b"]), _caller(procs, mesh_home, cps["c"])
+    wait_until(lambda: _status(from_b) == 200 and _status(from_c) == 200, 60, "b and c served")
+
+    def spiffe_validator() -> bool:
+        docs = [p.read_text() for p in mesh_home.rglob("rootca.json")]
+        return bool(docs) and all("cert_validator.spiffe" in d and "b.example" in d for d in docs)
+
+    wait_until(spiffe_validator, 30, "every proxy validating with b.example's bundle")
+    # members are still served through the SPIFFE validator (roots' CRLs included)
+    assert _status(from_b) == 200 and _status(from_c) == 200
+
+    certs = tmp_path / "certs"
+    bundle = mesh_home / "trust" / "bundle.pem"
+    client = _svid_files(b_trust, "west", "spiffe://b.example/ns/demo/sa/client", certs)
+    other = _svid_files(b_trust, "west", "spiffe://b.example/ns/demo/sa/other", certs)
+    third = TrustDirectory(tmp_path / "c-trust")
+    third.init(TrustDomain("c.example"))
+    stranger = _svid_files(third, "x", "spiffe://c.example/ns/demo/sa/client", certs)
+    forged_dir = TrustDirectory(tmp_path / "forged-b")
+    forged_dir.init(TrustDomain("b.example"))
+    forged = _svid_files(forged_dir, "west", "spiffe://b.example/ns/demo/sa/client", certs)
+
+    # no policy names b.example: refused by RBAC after a valid handshake
+    wait_until(lambda: _call_inbound(inbound, client, bundle) == 403, 30, "b's caller: 403")
+    assert _call_inbound(inbound, stranger, bundle) == "handshake refused"
+    assert _call_inbound(inbound, forged, bundle) == "handshake refused"
+
+    policy = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo, namespace: demo}
+spec:
+  selector: {matchLabels: {app: echo}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["b.example/ns/demo/sa/client"]}}]
+  - from: [{source: {namespaces: ["demo"]}}]
+"""
+    run_meshfed(mesh_home, "apply", "-f", "-", input_text=policy)
+    wait_until(lambda: _call_inbound(inbound, client, bundle) == 200, 30, "b's caller served")
+    assert _call_inbound(inbound, other, bundle) == 403  # same namespace name, not named
+    assert _status(from_b) == 200  # local callers of namespace demo still are
+
+    run_meshfed(mesh_home, "cluster", "remove", "c")
+    wait_until(lambda: all(_status(from_c) != 200 for _ in range(10)), 30, "c refused")
+    assert _status(from_b) == 200 and _call_inbound(inbound, client, bundle) == 200

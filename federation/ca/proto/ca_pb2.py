@@ -24,21 +24,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x08\x63\x61.proto\x12\rmeshfed.ca.v1\"+\n\x18\x43reateCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"v\n\x19\x43reateCertificateResponse\x12\x16\n\x0e\x63\x65rt_chain_pem\x18\x01 \x01(\x0c\x12\x18\n\x10trust_bundle_pem\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63rl_pem\x18\x03 \x01(\x0c\x12\x16\n\x0emember_cas_pem\x18\x04 \x01(\x0c\"\x17\n\x15GetTrustBundleRequest\"Y\n\x0bTrustBundle\x12\x0b\n\x03pem\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63rl_pem\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x03 \x01(\x0c\x12\x16\n\x0emember_cas_pem\x18\x04 \x01(\x0c\x32\xd0\x01\n\x12\x43\x65rtificateService\x12\x66\n\x11\x43reateCertificate\x12\'.meshfed.ca.v1.CreateCertificateRequest\x1a(.meshfed.ca.v1.CreateCertificateResponse\x12R\n\x0eGetTrustBundle\x12$.meshfed.ca.v1.GetTrustBundleRequest\x1a\x1a.meshfed.ca.v1.TrustBundleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x08\x63\x61.proto\x12\rmeshfed.ca.v1\"+\n\x18\x43reateCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"\x8a\x02\n\x19\x43reateCertificateResponse\x12\x16\n\x0e\x63\x65rt_chain_pem\x18\x01 \x01(\x0c\x12\x18\n\x10trust_bundle_pem\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63rl_pem\x18\x03 \x01(\x0c\x12\x16\n\x0emember_cas_pem\x18\x04 \x01(\x0c\x12Y\n\x11\x66\x65\x64\x65rated_bundles\x18\x05 \x03(\x0b\x32>.meshfed.ca.v1.CreateCertificateResponse.FederatedBundlesEntry\x1a\x37\n\x15\x46\x65\x64\x65ratedBundlesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\x17\n\x15GetTrustBundleRequest\"\xdf\x01\n\x0bTrustBundle\x12\x0b\n\x03pem\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63rl_pem\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x03 \x01(\x0c\x12\x16\n\x0emember_cas_pem\x18\x04 \x01(\x0c\x12K\n\x11\x66\x65\x64\x65rated_bundles\x18\x05 \x03(\x0b\x32\x30.meshfed.ca.v1.TrustBundle.FederatedBundlesEntry\x1a\x37\n\x15\x46\x65\x64\x65ratedBundlesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x32\xd0\x01\n\x12\x43\x65rtificateService\x12\x66\n\x11\x43reateCertificate\x12\'.meshfed.ca.v1.CreateCertificateRequest\x1a(.meshfed.ca.v1.CreateCertificateResponse\x12R\n\x0eGetTrustBundle\x12$.meshfed.ca.v1.GetTrustBundleRequest\x1a\x1a.meshfed.ca.v1.TrustBundleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ca_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CREATECERTIFICATERESPONSE_FEDERATEDBUNDLESENTRY']._loaded_options = None
+  _globals['_CREATECERTIFICATERESPONSE_FEDERATEDBUNDLESENTRY']._serialized_options = b'8\001'
+  _globals['_TRUSTBUNDLE_FEDERATEDBUNDLESENTRY']._loaded_options = None
+  _globals['_TRUSTBUNDLE_FEDERATEDBUNDLESENTRY']._serialized_options = b'8\001'
   _globals['_CREATECERTIFICATEREQUEST']._serialized_start=27
   _globals['_CREATECERTIFICATEREQUEST']._serialized_end=70
-  _globals['_CREATECERTIFICATERESPONSE']._serialized_start=72
-  _globals['_CREATECERTIFICATERESPONSE']._serialized_end=190
-  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_start=192
-  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_end=215
-  _globals['_TRUSTBUNDLE']._serialized_start=217
-  _globals['_TRUSTBUNDLE']._serialized_end=306
-  _globals['_CERTIFICATESERVICE']._serialized_start=309
-  _globals['_CERTIFICATESERVICE']._serialized_end=517
+  _globals['_CREATECERTIFICATERESPONSE']._serialized_start=73
+  _globals['_CREATECERTIFICATERESPONSE']._serialized_end=339
+  _globals['_CREATECERTIFICATERESPONSE_FEDERATEDBUNDLESENTRY']._serialized_start=284
+  _globals['_CREATECERTIFICATERESPONSE_FEDERATEDBUNDLESENTRY']._serialized_end=339
+  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_start=341
+  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_end=364
+  _globals['_TRUSTBUNDLE']._serialized_start=367
+  _globals['_TRUSTBUNDLE']._serialized_end=590
+  _globals['_TRUSTBUNDLE_FEDERATEDBUNDLESENTRY']._serialized_start=284
+  _globals['_TRUSTBUNDLE_FEDERATEDBUNDLESENTRY']._serialized_end=339
+  _globals['_CERTIFICATESERVICE']._serialized_start=593
+  _globals['_CERTIFICATESERVICE']._serialized_end=801
 # @@protoc_insertion_point(module_scope)

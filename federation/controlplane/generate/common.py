@@ -56,6 +56,8 @@ class ProxyTls:
 
     Attributes:
         trust_domain: peers' SPIFFE IDs must be in it.
+        federated: foreign trust domains whose SVIDs inbound connections may present too
+            (SPIFFE federation; the ROOTCA secret validates each with its own bundle).
         identity_dir: the proxy's identity directory (absolute path on the proxy's host,
             from node metadata ``meshfed.io/identity_dir``); its agent keeps ``svid.json``
             and ``rootca.json`` there (:mod:`federation.ca.files`).
@@ -63,6 +65,7 @@ class ProxyTls:
 
     trust_domain: str
     identity_dir: str
+    federated: tuple[str, ...] = ()
 
     def _file(self, secret: str, filename: str) -> secret_pb2.SdsSecretConfig:
         return secret_pb2.SdsSecretConfig(

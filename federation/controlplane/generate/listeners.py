@@ -287,7 +287,9 @@ def original_dst_filter() -> listener_components_pb2.ListenerFilter:
 
 
 def downstream_mtls(tls: ProxyTls) -> tls_pb2.DownstreamTlsContext:
-    """Require a client SVID chaining to ROOTCA with a URI SAN in ``trust_domain``. ALPN
+    """Require a client SVID chaining to ROOTCA with a URI SAN in ``trust_domain`` (or in a
+    federated domain: the ROOTCA secret then holds Envoy's SPIFFE validator, which checks
+    each SVID against its own domain's bundle, :mod:`federation.ca.files`). ALPN
     offers ``h2`` and ``http/1.1``: gRPC clients refuse a TLS connection without a selected
     ``h2`` (sidecars offer no ALPN, so it changes nothing for them).
 
@@ -309,10 +311,9 @@ def downstream_mtls(tls: ProxyTls) -> tls_pb2.DownstreamTlsContext:
                     match_typed_subject_alt_names=[
                         common_pb2.SubjectAltNameMatcher(
                             san_type=common_pb2.SubjectAltNameMatcher.SanType.URI,
-                            matcher=string_pb2.StringMatcher(
-                                prefix=f"spiffe://{tls.trust_domain}/"
-                            ),
+                            matcher=string_pb2.StringMatcher(prefix=f"spiffe://{domain}/"),
                         )
+                        for domain in (tls.trust_domain, *tls.federated)
                     ]
                 ),
                 validation_context_sds_secret_config=tls.rootca(),

@@ -221,7 +221,7 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
             f"sidecar {proxy.node_id}: meshfed.io/identity_dir must be the absolute path of its"
             " identity directory (run it with 'meshfed proxy sidecar')"
         )
-    tls = ProxyTls(mesh.trust_domain, proxy.identity_dir)
+    tls = ProxyTls(mesh.trust_domain, proxy.identity_dir, state.federated_domains)
     out: Resources = {t: [] for t in resource.PUSH_ORDER}
     scope = state.egress_scope(proxy.namespace, proxy.workload)
     keys = _visible_services(ctx, scope, proxy.namespace)

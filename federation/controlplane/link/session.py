@@ -116,6 +116,8 @@ class FederationLink:
         crl_pem: returns this cluster CA's current CRL (PEM), sent with every report.
         on_crls: called with every member's CRL (cluster -> PEM) from each update.
         on_cas: called with every member's CA certificate (cluster -> PEM) from each update.
+        on_federation: called with the foreign trust domains' bundles (domain -> PEM) and the
+            roots' CRLs (PEM) from each update (SPIFFE federation).
         on_ca: called with the new CA after the controller re-signed the intermediate.
         on_update: called after each controller update is applied (metrics).
         on_applied: called with each whole update once applied (the leader of several
@@ -137,6 +139,7 @@ class FederationLink:
         crl_pem: Callable[[], str] = lambda: "",
         on_crls: Callable[[dict[str, str]], None] = lambda _crls: None,
         on_cas: Callable[[dict[str, str]], None] = lambda _cas: None,
+        on_federation: Callable[[dict[str, str], str], None] = lambda _b, _crl: None,
         on_ca: Callable[[LocalCertificateAuthority], None] = lambda _ca: None,
         on_update: Callable[[], None] = lambda: None,
         traffic: Callable[[], TrafficTable | None] = lambda: None,
@@ -154,6 +157,7 @@ class FederationLink:
         self._crl_pem = crl_pem
         self._on_crls = on_crls
         self._on_cas = on_cas
+        self._on_federation = on_federation
         self._state_dir = state_dir
         self._registry = registry
         self._ca = ca
@@ -223,8 +227,10 @@ class FederationLink:
             update.sidecars,
             update.service_entries,
         )
+        self._registry.set_federated_domains(tuple(sorted(update.federated_bundles)))
         self._on_crls(update.cluster_crls)
         self._on_cas(update.cluster_cas)
+        self._on_federation(update.federated_bundles, update.root_crl_pem)
 
     def _on_registry(self, _: RegistryState) -> None:
         self._changed.set()

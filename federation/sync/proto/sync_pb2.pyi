@@ -236,7 +236,7 @@ class RoutingPlan(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., caller_locality: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ..., demand_rps: _Optional[float] = ..., usd_per_hour: _Optional[float] = ..., failover_usd_per_hour: _Optional[float] = ..., round_robin_usd_per_hour: _Optional[float] = ..., binding: _Optional[_Iterable[str]] = ..., solved_at: _Optional[float] = ..., capacities: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ...) -> None: ...
 
 class ControllerUpdate(_message.Message):
-    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem", "plans", "sync_addresses", "export_conditions", "cluster_cas", "protocol", "base_version", "removed_policies", "removed_imports", "removed_plans", "trace", "federated_bundles")
+    __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem", "plans", "sync_addresses", "export_conditions", "cluster_cas", "protocol", "base_version", "removed_policies", "removed_imports", "removed_plans", "trace", "federated_bundles", "root_crl_pem")
     class ClusterCrlsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -277,6 +277,7 @@ class ControllerUpdate(_message.Message):
     REMOVED_PLANS_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
     FEDERATED_BUNDLES_FIELD_NUMBER: _ClassVar[int]
+    ROOT_CRL_PEM_FIELD_NUMBER: _ClassVar[int]
     version: int
     trust_bundle_pem: bytes
     policies_json: _containers.RepeatedScalarFieldContainer[str]
@@ -296,7 +297,8 @@ class ControllerUpdate(_message.Message):
     removed_plans: _containers.RepeatedCompositeFieldContainer[PlanRef]
     trace: ChangeTrace
     federated_bundles: _containers.ScalarMap[str, str]
-    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., cluster_crls: _Optional[_Mapping[str, str]] = ..., intermediate_chain_pem: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[RoutingPlan, _Mapping]]] = ..., sync_addresses: _Optional[_Iterable[str]] = ..., export_conditions: _Optional[_Iterable[_Union[ExportCondition, _Mapping]]] = ..., cluster_cas: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[int] = ..., base_version: _Optional[int] = ..., removed_policies: _Optional[_Iterable[str]] = ..., removed_imports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., removed_plans: _Optional[_Iterable[_Union[PlanRef, _Mapping]]] = ..., trace: _Optional[_Union[ChangeTrace, _Mapping]] = ..., federated_bundles: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    root_crl_pem: str
+    def __init__(self, version: _Optional[int] = ..., trust_bundle_pem: _Optional[bytes] = ..., policies_json: _Optional[_Iterable[str]] = ..., lease_seconds: _Optional[int] = ..., imports: _Optional[_Iterable[_Union[ServiceImport, _Mapping]]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., cluster_crls: _Optional[_Mapping[str, str]] = ..., intermediate_chain_pem: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[RoutingPlan, _Mapping]]] = ..., sync_addresses: _Optional[_Iterable[str]] = ..., export_conditions: _Optional[_Iterable[_Union[ExportCondition, _Mapping]]] = ..., cluster_cas: _Optional[_Mapping[str, str]] = ..., protocol: _Optional[int] = ..., base_version: _Optional[int] = ..., removed_policies: _Optional[_Iterable[str]] = ..., removed_imports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., removed_plans: _Optional[_Iterable[_Union[PlanRef, _Mapping]]] = ..., trace: _Optional[_Union[ChangeTrace, _Mapping]] = ..., federated_bundles: _Optional[_Mapping[str, str]] = ..., root_crl_pem: _Optional[str] = ...) -> None: ...
 
 class PlanRef(_message.Message):
     __slots__ = ("namespace", "name", "caller_locality")

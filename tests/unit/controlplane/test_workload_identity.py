@@ -133,6 +133,28 @@ def test_identity_directory_publishes_versions_atomically(tmp_path) -> None:
     assert not d.crl.exists()
 
 
+def test_federated_bundles_make_envoy_validate_each_domain_with_its_own(tmp_path) -> None:
+    d = IdentityDirectory(tmp_path / "id")
+    federated = {"b.example": b"b-roots", "c.example": b"c-roots"}
+    v = d.write(b"chain", b"key", b"bundle", b"crls", federated=federated, trust_domain="a.org")
+    context = json.loads(d.rootca_sds.read_text())["resources"][0]["validation_context"]
+    assert "trusted_ca" not in context and "crl" not in context  # never one merged bundle
+    validator = context["custom_validator_config"]
+    assert validator["name"] == "envoy.tls.cert_validator.spiffe"
+    domains = {
+        t["name"]: t["trust_bundle"]["filename"] for t in validator["typed_config"]["trust_domains"]
+    }
+    assert domains == {
+        "a.org": str(v / "local.pem"),
+        "b.example": str(v / "federated" / "b.example.pem"),
+        "c.example": str(v / "federated" / "c.example.pem"),
+    }
+    assert (v / "local.pem").read_bytes() == b"bundle\ncrls\n"  # the CRLs stay checked
+    assert (v / "federated" / "c.example.pem").read_bytes() == b"c-roots"
+    with pytest.raises(ValueError, match="not a trust domain name"):
+        d.write(b"c", b"k", b"b", federated={"../x": b"r"}, trust_domain="a.org")
+
+
 def test_member_crls_keeps_only_crls_signed_by_each_members_joined_intermediate(
     trust_dir,
 ) -> None:
