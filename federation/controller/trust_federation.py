@@ -23,6 +23,8 @@ bundle per domain.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -69,6 +71,9 @@ class BundleState:
         error: the last attempt's error ("" after a success).
         next_at: Unix s of the next attempt.
         failures: attempts failed in a row.
+        spec_key: :func:`spec_key` of the document this state was made for: a state of
+            another version of the document (a new URL, profile, endpoint ID or bundle given
+            by the operator) is not used (:func:`current_state`).
     """
 
     trust_domain: str
@@ -79,6 +84,7 @@ class BundleState:
     error: str = ""
     next_at: float = 0.0
     failures: int = 0
+    spec_key: str = ""
 
     def parsed(self) -> TrustBundle | None:
         """:attr:`bundle` parsed (None when absent or unreadable, which is logged)."""
@@ -104,6 +110,7 @@ class BundleState:
                 "error": self.error,
                 "nextAt": self.next_at,
                 "failures": self.failures,
+                "specKey": self.spec_key,
             },
         }
 
@@ -119,6 +126,7 @@ class BundleState:
             error=str(s.get("error") or ""),
             next_at=float(s.get("nextAt") or 0.0),
             failures=int(s.get("failures") or 0),
+            spec_key=str(s.get("specKey") or ""),
         )
 
 
@@ -151,10 +159,36 @@ def states(store: ControllerStore) -> dict[str, BundleState]:
     }
 
 
+def spec_key(spec: TrustDomainFederationSpec) -> str:
+    """A digest of what a state depends on in ``spec``: endpoint URL, profile, endpoint
+    SPIFFE ID and the bundle given (SHA-256, hex)."""
+    profile = spec.bundle_endpoint_profile
+    text = json.dumps(
+        [
+            spec.bundle_endpoint_url,
+            profile.type,
+            profile.endpoint_spiffe_id,
+            (spec.trust_domain_bundle or "").strip(),
+        ]
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def current_state(spec: TrustDomainFederationSpec, state: BundleState | None) -> BundleState:
+    """``state`` when it was made for this version of ``spec``; else a fresh one: the
+    document's bundle in force and a fetch due now -- an operator who changes the endpoint
+    or gives a bundle by hand is not kept waiting for the old schedule, and a bundle given
+    by hand is the latest until a fetch replaces it (SPIFFE_Federation.md 4.2)."""
+    key = spec_key(spec)
+    if state is not None and state.spec_key == key:
+        return state
+    return BundleState(spec.trust_domain, spec_key=key)
+
+
 def held_bundle(spec: TrustDomainFederationSpec, state: BundleState | None) -> TrustBundle | None:
     """The bundle in force for ``spec``'s domain: the last one fetched, else the document's
     ``trustDomainBundle``, else None (nothing trusted yet)."""
-    fetched = state.parsed() if state is not None else None
+    fetched = current_state(spec, state).parsed()
     return fetched if fetched is not None else spec.bootstrap_bundle()
 
 
@@ -191,7 +225,7 @@ def status_rows(
     earliest root expiry), last fetch, last error, next attempt. Pure."""
     rows = []
     for domain, spec in sorted(specs.items()):
-        state = held.get(domain) or BundleState(domain)
+        state = current_state(spec, held.get(domain))
         bundle = held_bundle(spec, state)
         live = unexpired(bundle, now) if bundle is not None else None
         expiry = min((r.not_valid_after_utc for r in live.roots), default=None) if live else None
@@ -270,10 +304,10 @@ class BundleRefresher:
             return []
         specs, held = federations(self.store), states(self.store)
         now = self.clock()
-        due = [d for d in specs if (held.get(d) or BundleState(d)).next_at <= now]
+        due = [d for d in specs if current_state(specs[d], held.get(d)).next_at <= now]
         changed = False
         for domain in due:
-            state = held.get(domain) or BundleState(domain)
+            state = current_state(specs[domain], held.get(domain))
             new = await self._attempt(specs[domain], state, specs, held)
             held[domain] = new
             self.store.put_documents(
@@ -331,6 +365,7 @@ class BundleRefresher:
             )
         return BundleState(
             trust_domain=spec.trust_domain,
+            spec_key=state.spec_key,
             bundle=fetched.to_spiffe_json(),
             source="endpoint",
             fetched_at=now,
