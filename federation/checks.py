@@ -16,7 +16,10 @@ from here) or ``fail`` (something users feel now). The checks, in order:
 - **certificate**: every root of the trust bundle and every joined cluster's intermediate:
   expired fails; a root with under :data:`CERT_WARN_DAYS` days left, or an intermediate with
   under a quarter of its life, warns;
-- **gateway**: every member's east-west gateway accepts a TCP connection from here.
+- **gateway**: every member's east-west gateway accepts a TCP connection from here;
+- **trust domain**: every federated trust domain (SPIFFE federation) has roots in force (none
+  fails: its SVIDs are refused) and its last refresh succeeded (a failing one warns: the bundle
+  held stays in force until its roots expire).
 """
 
 from __future__ import annotations
@@ -205,6 +208,27 @@ def gateway_check(cluster: str, address: str, error: str | None) -> Check:
         " members (meshfed install --gateway-allowed-cidrs) -- and this machine, to check"
         " from here",
     )
+
+
+def trust_domain_checks(rows: Iterable[Mapping[str, Any]]) -> list[Check]:
+    """One check per federated trust domain, from ``GET /v1/trustdomains``' rows."""
+    out = []
+    for r in rows:
+        domain, seen = str(r["trustDomain"]), f"{r['roots']} roots, sequence {r['sequence']}"
+        if not r["inForce"]:
+            out.append(Check("trust domain", domain, "fail", "no unexpired root in force",
+                             f"its bundle endpoint {r['bundleEndpointURL']} must answer"
+                             f" ({r['error'] or 'never fetched'}); or give its bundle:"
+                             " meshfed trust federate --bundle-file"))  # fmt: skip
+        elif r["error"]:
+            out.append(Check("trust domain", domain, "warn",
+                             f"{seen}; {r['failures']} refreshes failed: {r['error']}",
+                             f"the bundle held stays in force until {r['rootsExpireAt']}:"
+                             f" make {r['bundleEndpointURL']} reachable from the"
+                             " controller"))  # fmt: skip
+        else:
+            out.append(Check("trust domain", domain, "ok", f"{seen}, fetched {r['fetchedAt']}"))
+    return out
 
 
 #: The columns of ``meshfed check``'s table, and one check's row (:func:`row`).

@@ -22,6 +22,7 @@ from federation.local.status import controller_traffic, status_data
 from federation.local.teardown import echo_processes, tear_down
 from federation.local.traffic import service_name, totals, traffic_rows
 from federation.paths import meshfed_home
+from federation.selection import listing_table
 from federation.traffic import format_usd
 
 
@@ -32,15 +33,9 @@ def _render(desc: LocalFederation, traffic: dict[str, Any]) -> Any:
     service = service_name(f.target)
     rows = traffic_rows(traffic, f.cluster, service)
     total = totals(traffic, f.cluster, service)
+    columns = ("DESTINATION", "SHARE", "REQ/S", "P50 MS", "P99 MS", "ERRORS", "PATH", "$/GB")
     table = Table(
-        "DESTINATION",
-        "SHARE",
-        "REQ/S",
-        "P50 MS",
-        "P99 MS",
-        "ERRORS",
-        "PATH",
-        "$/GB",
+        *columns,
         "EGRESS $/HOUR",
         title=f"{f.cluster} -> {service}: last {traffic.get('windowS', 0):g} s"
         f" (since start: {total['requests']} requests, {total['errors']} errors,"
@@ -196,6 +191,8 @@ def status_cmd(output: str) -> None:
         ("CLUSTER", "IMPORTS", "FROM"),
         [(i["cluster"], i["service"], ",".join(i["from"])) for i in data["imports"]],
     )
+    if data["trustDomains"]:
+        print_table(*listing_table("trustdomains", data["trustDomains"], time.time()))
     t = Table(
         *("FROM", "SERVICE", "SERVED BY", "SHARE", "REQ/S", "P50 MS", "P99 MS", "ERRORS"),
         *("PATH", "EGRESS $/HOUR"),

@@ -7,6 +7,7 @@ whose API this machine knows (``$MESHFED_HOME/controlplanes/<cluster>/endpoint.j
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from federation.checks import (
     member_checks,
     out_of_sync,
     proxy_check,
+    trust_domain_checks,
 )
 from federation.client import call
 from federation.durations import parse_rfc3339
@@ -30,6 +32,8 @@ from federation.errors import FederationError
 from federation.netaddr import parse_host_port
 from trust.errors import TrustError
 from trust.pki import validity
+
+log = logging.getLogger(__name__)
 
 #: How long a gateway may take to accept a connection (s).
 GATEWAY_TIMEOUT_S = 2.0
@@ -135,6 +139,11 @@ def run_checks(controller: str, token: str | None, home: Path) -> list[Check]:
     for c in clusters:
         out += _controlplane_checks(c["name"], _controlplane_api(home, c["name"]), home)
     out += certificate_checks(_lifetimes(bundle, clusters), datetime.now(UTC))
+    try:
+        domains = call("GET", controller, "/v1/trustdomains", token=token, home=home)
+        out += trust_domain_checks(domains["trustdomains"])
+    except FederationError as err:  # a controller of an older release: nothing to check
+        log.info("no trust domains checked: %s", err)
     out += [
         gateway_check(c["name"], c.get("gateway") or "", _connect_error(c["gateway"]))
         if c.get("gateway")

@@ -34,7 +34,8 @@ def controller_traffic(home: Path, controller: str, window: float = 10) -> dict[
 
 def status_data(home: Path, record: Record) -> dict[str, Any]:
     """What ``meshfed status`` shows of the federation of ``home`` (``record``: its running
-    processes): clusters, imports (from other clusters), proxies in sync, traffic shares.
+    processes): clusters, imports (from other clusters), proxies in sync, traffic shares,
+    federated trust domains and their bundles (``GET /v1/trustdomains``).
 
     Raises:
         federation.errors.FederationError: the controller does not answer.
@@ -44,6 +45,7 @@ def status_data(home: Path, record: Record) -> dict[str, Any]:
     token = (home / "controller-token").read_text().strip()
     clusters = call("GET", controller, "/v1/clusters", token=token)["clusters"]
     imports = call("GET", controller, "/v1/imports", token=token)["imports"]
+    domains = call("GET", controller, "/v1/trustdomains", token=token)["trustdomains"]
     proxies: dict[str, dict[str, int]] = {}
     for c in desc.spec.clusters:
         endpoint = home / "controlplanes" / c.name / "endpoint.json"
@@ -97,6 +99,7 @@ def status_data(home: Path, record: Record) -> dict[str, Any]:
             "destinations": rows,
         },
         "edges": edges,
+        "trustDomains": domains,
         "egressUsdPerHour": sum(e["usdPerHour"] for e in edges),
         "priceTables": traffic.get("priceTables", []),
     }

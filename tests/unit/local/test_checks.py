@@ -10,6 +10,7 @@ from federation.checks import (
     gateway_check,
     member_checks,
     proxy_check,
+    trust_domain_checks,
     worst,
 )
 
@@ -83,3 +84,21 @@ def test_gateways_and_the_worst_verdict() -> None:
     assert gateway_check("k8s", "", None).status == "warn"
     assert worst([ok]) == "ok" and worst([ok, gateway_check("k8s", "", None)]) == "warn"
     assert worst([ok, down]) == "fail"
+
+
+def test_federated_trust_domains_fail_without_roots_and_warn_when_refresh_fails() -> None:
+    base = {
+        "trustDomain": "b.example", "bundleEndpointURL": "https://b.example/bundle",
+        "roots": 1, "sequence": 3, "inForce": True, "error": "", "failures": 0,
+        "fetchedAt": "2026-12-05T10:00:00Z", "rootsExpireAt": "2036-12-01T00:00:00Z",
+    }  # fmt: skip
+    ok, warn, fail = trust_domain_checks(
+        [
+            base,
+            {**base, "error": "https://b.example/bundle: no answer within 10 s", "failures": 4},
+            {**base, "roots": 0, "inForce": False, "error": "TLS refused"},
+        ]
+    )
+    assert (ok.status, warn.status, fail.status) == ("ok", "warn", "fail")
+    assert "4 refreshes failed" in warn.detail and "2036-12-01" in warn.fix
+    assert "TLS refused" in fail.fix and "--bundle-file" in fail.fix
