@@ -17,9 +17,14 @@ cluster ``outbound|<port>||<host>`` -- Envoy ``STRICT_DNS`` (``DNS``), ``LOGICAL
 route by ``Host`` (``<host>``, ``<host>:<port>``) on their outbound listener, so an app that
 sends its request through the sidecar (``http_proxy``, or ``Host`` on the outbound port)
 reaches it; with ``--outbound-traffic-policy REGISTRY_ONLY`` nothing else outside the mesh
-is. Refused, by field (not yet): ``location: MESH_INTERNAL``, ``resolution: NONE``,
-protocols other than HTTP, HTTP2 and GRPC, wildcard hosts, ``addresses``,
-``workloadSelector``, ``subjectAltNames``, ``exportTo`` other than ``*``.
+is. ``location: MESH_INTERNAL`` with ``subjectAltNames`` (SPIFFE IDs) is another mesh's
+service (SPIFFE federation, issue 43): sidecars call its endpoints -- that mesh's east-west
+gateway -- over mutual TLS with SNI ``outbound_.<port>_._.<host>`` and accept only those
+identities (:mod:`federation.controlplane.generate.external`); its host may then be a
+``.svc.clusterset.local`` name, unless this mesh has a service of that name (the mesh's own
+wins). Refused, by field (not yet): ``resolution: NONE``, protocols other than HTTP, HTTP2
+and GRPC, wildcard hosts, ``addresses``, ``workloadSelector``, ``exportTo`` other than
+``*``; ``subjectAltNames`` without MESH_INTERNAL, MESH_INTERNAL without them.
 
 With traffic capture an unchanged app reaches an entry by name: every host gets an address
 in :data:`ENTRY_ADDRESS_RANGE` (:func:`entry_addresses`, as Istio's DNS auto-allocation
@@ -92,7 +97,7 @@ class ServiceEntrySpec(_Strict):
     endpoints: list[EntryEndpoint] | None = None
     addresses: _NotYet = None
     workload_selector: _NotYet = Field(default=None, alias="workloadSelector")
-    subject_alt_names: _NotYet = Field(default=None, alias="subjectAltNames")
+    subject_alt_names: list[str] | None = Field(default=None, alias="subjectAltNames")
     export_to: list[str] | None = Field(default=None, alias="exportTo")
 
     @field_validator("hosts")
@@ -103,8 +108,17 @@ class ServiceEntrySpec(_Strict):
                 raise ValueError(
                     f"{host!r}: not supported by meshfed yet: a DNS name without wildcards"
                 )
-            if host.endswith((".svc.cluster.local", ".svc.clusterset.local")):
-                raise ValueError(f"{host!r} is a service of the mesh, not outside it")
+        return value
+
+    @field_validator("subject_alt_names")
+    @classmethod
+    def _sans(cls, value: list[str] | None) -> list[str] | None:
+        for i, san in enumerate(value or []):
+            if not san.startswith("spiffe://") or san.count("/") < 3:
+                raise ValueError(
+                    f"{i}: {san!r}: meshfed checks SPIFFE IDs only"
+                    " (spiffe://<trust domain>/ns/<namespace>/sa/<account>)"
+                )
         return value
 
     @field_validator("export_to")
@@ -119,8 +133,18 @@ class ServiceEntrySpec(_Strict):
 
     @model_validator(mode="after")
     def _supported(self) -> ServiceEntrySpec:
-        if self.location != "MESH_EXTERNAL":
-            raise ValueError("location: not supported by meshfed yet: MESH_INTERNAL")
+        mesh_host = [
+            h for h in self.hosts if h.endswith((".svc.cluster.local", ".svc.clusterset.local"))
+        ]
+        if self.location == "MESH_INTERNAL" and not self.subject_alt_names:
+            raise ValueError(
+                "subjectAltNames: required with location MESH_INTERNAL (the SPIFFE IDs of the"
+                " other mesh's workloads: meshfed calls them over mTLS and checks who answers)"
+            )
+        if self.location == "MESH_EXTERNAL" and self.subject_alt_names:
+            raise ValueError("subjectAltNames: not supported by meshfed with MESH_EXTERNAL")
+        if self.location == "MESH_EXTERNAL" and mesh_host:
+            raise ValueError(f"hosts: {mesh_host[0]!r} is a service of the mesh, not outside it")
         if self.resolution == "NONE":
             raise ValueError(
                 "resolution: not supported by meshfed yet: NONE (passthrough to the address"

@@ -28,6 +28,7 @@ from tests.integration.harness import (
     ControllerHandle,
     Processes,
     free_port,
+    get,
     run_meshfed,
     start_echo,
     start_gateway,
@@ -364,3 +365,72 @@ spec:
     run_meshfed(mesh_home, "cluster", "remove", "c")
     wait_until(lambda: all(_status(from_c) != 200 for _ in range(10)), 30, "c refused")
     assert _status(from_b) == 200 and _call_inbound(inbound, client, bundle) == 200
+
+
+def test_a_workload_of_another_mesh_calls_an_exported_service_through_its_gateway(
+    procs: Processes, mesh_home: Path, tmp_path: Path
+) -> None:
+    """Issue 43, proof 1 across two federations with different roots (example.org and
+    b.example, on loopback): after ``trust federate`` both ways, b's frontend calls a's
+    exported echo by name through a's east-west gateway (a MESH_INTERNAL ServiceEntry in b
+    naming echo's SPIFFE ID): refused by a's echo (403) until an AuthorizationPolicy names
+    b's frontend, then served by a."""
+    from tests.integration.test_revocation import _caller, _join, _status
+
+    a_ctl = ControllerHandle(procs, mesh_home, lease_s=10)
+    a_ctl.start()
+    b_ctl = ControllerHandle(
+        procs, tmp_path / "b-mesh", lease_s=10, name="b-controller",
+        extra_args=["--trust-domain", "b.example"],
+    )  # fmt: skip
+    b_ctl.start()
+    a = _join(procs, mesh_home, a_ctl, "a")
+    b = _join(procs, b_ctl.home, b_ctl, "b")
+    app = free_port()
+    start_echo(procs, "a-echo-1", app, "a")
+    start_sidecar_agent(
+        procs, mesh_home, a, service="echo", address="127.0.1.11", app_port=app,
+        service_port=8080, name="a-echo-1",
+    )  # fmt: skip
+    start_gateway(procs, mesh_home, a, a.gateway)  # type: ignore[attr-defined]
+    run_meshfed(
+        mesh_home, "apply", "-f", "-",
+        input_text="apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+        "metadata: {name: echo, namespace: demo}\nspec: {cluster: a}\n",
+    )  # fmt: skip
+    for home, other, domain in (
+        (mesh_home, b_ctl, "b.example"),
+        (b_ctl.home, a_ctl, "example.org"),
+    ):
+        run_meshfed(
+            home, "trust", "federate", "--with", domain,
+            "--bundle-endpoint", f"{other.url}/v1/spiffe-bundle",
+            "--bundle-file", str(TrustDirectory(other.home / "trust").bundle_spiffe_path),
+        )  # fmt: skip
+    gateway_host, _, gateway_port = a.gateway.rpartition(":")  # type: ignore[attr-defined]
+    entry = f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: echo-of-a, namespace: demo}}
+spec:
+  hosts: [{ECHO_HOST}]
+  location: MESH_INTERNAL
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: {gateway_host}, ports: {{http: {gateway_port}}}}}]
+  subjectAltNames: [spiffe://example.org/ns/demo/sa/echo]
+"""
+    run_meshfed(b_ctl.home, "apply", "-f", "-", input_text=entry)
+    from_b = _caller(procs, b_ctl.home, b)
+    # a's echo validates b's SVID with b's bundle, then refuses it: no policy names b
+    wait_until(lambda: _status(from_b) == 403, 60, "b's frontend refused by a's echo")
+    policy = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: partner, namespace: demo}
+spec:
+  selector: {matchLabels: {app: echo}}
+  rules: [{from: [{source: {principals: ["b.example/ns/demo/sa/frontend"]}}]}]
+"""
+    assert "Warning" not in run_meshfed(mesh_home, "apply", "-f", "-", input_text=policy).stderr
+    wait_until(lambda: _status(from_b) == 200, 30, "b's frontend served by a's echo")
+    status, body, _ = get(from_b, ECHO_HOST)
+    assert status == 200 and body["cluster"] == "a", body

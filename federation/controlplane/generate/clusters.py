@@ -18,7 +18,7 @@ Outbound clusters (Envoy sidecars) are EDS clusters with, by default:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import address_pb2, health_check_pb2, protocol_pb2
@@ -156,17 +156,30 @@ def protocol_options(
 
 def upstream_tls(port: ServicePort, tls: ProxyTls) -> tls_pb2.UpstreamTlsContext:
     """mTLS to a sidecar: our SVID, the bundle, SNI naming the port, SAN = service identities."""
+    return mesh_upstream_tls(
+        port.sni,
+        [spiffe_id(tls.trust_domain, port.namespace, sa) for sa in port.service_accounts],
+        tls,
+        ["h2"] if sidecar_to_sidecar_h2(port) else [],
+    )
+
+
+def mesh_upstream_tls(
+    sni: str, spiffe_ids: Sequence[str], tls: ProxyTls, alpn: Sequence[str] = ()
+) -> tls_pb2.UpstreamTlsContext:
+    """mTLS to a mesh workload: our SVID (secret ``default``), SNI ``sni``, the server's
+    URI SAN exactly one of ``spiffe_ids``, verified with the ROOTCA secret (ALPN ``alpn``)."""
     sans = [
         common_pb2.SubjectAltNameMatcher(
             san_type=common_pb2.SubjectAltNameMatcher.SanType.URI,
-            matcher=string_pb2.StringMatcher(exact=spiffe_id(tls.trust_domain, port.namespace, sa)),
+            matcher=string_pb2.StringMatcher(exact=sid),
         )
-        for sa in port.service_accounts
+        for sid in spiffe_ids
     ]
     return tls_pb2.UpstreamTlsContext(
-        sni=port.sni,
+        sni=sni,
         common_tls_context=tls_pb2.CommonTlsContext(
-            alpn_protocols=["h2"] if sidecar_to_sidecar_h2(port) else [],
+            alpn_protocols=list(alpn),
             tls_certificate_sds_secret_configs=[tls.svid()],
             combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
                 default_validation_context=common_pb2.CertificateValidationContext(

@@ -9,6 +9,13 @@ without endpoints, the host itself on the port's ``targetPort`` (else its number
 upstream for ``HTTP2`` and ``GRPC``. A virtual host on the outbound route configuration
 answers ``<host>:<port>`` and, for the entry's first port, ``<host>``; its route has no
 timeout and meshfed's retries (connect failures, resets, 503) to another endpoint.
+
+``location: MESH_INTERNAL`` (another mesh's service, typically behind its east-west gateway:
+SPIFFE federation): the cluster originates mutual TLS with the sidecar's SVID, SNI
+``outbound_.<port>_._.<host>`` (Istio's and meshfed's gateway routing name, so another
+meshfed's or Istio's gateway passes it to the service), and accepts only a server whose URI
+SAN is one of ``subjectAltNames`` -- verified with that SPIFFE ID's domain's bundle (the
+ROOTCA secret: Envoy's SPIFFE validator once the domain is federated).
 """
 
 from __future__ import annotations
@@ -16,14 +23,21 @@ from __future__ import annotations
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import protocol_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 
 from federation.controlplane.generate.clusters import (
     CONNECT_TIMEOUT_MS,
     HTTP_OPTIONS_KEY,
     load_assignment,
+    mesh_upstream_tls,
 )
-from federation.controlplane.generate.common import duration_ms, pack
+from federation.controlplane.generate.common import (
+    ProxyTls,
+    duration_ms,
+    pack,
+    tls_transport_socket,
+)
 from federation.controlplane.generate.routes import retry_policy
 from federation.model.service_entry import EntryPort, ServiceEntry
 
@@ -39,8 +53,19 @@ def cluster_name(host: str, port: EntryPort) -> str:
     return f"outbound|{port.number}||{host}"
 
 
-def entry_cluster(entry: ServiceEntry, host: str, port: EntryPort) -> cluster_pb2.Cluster:
-    """The cluster of ``host`` on ``port`` (see the module docstring)."""
+def entry_tls(
+    entry: ServiceEntry, host: str, port: EntryPort, tls: ProxyTls
+) -> tls_pb2.UpstreamTlsContext:
+    """mTLS to a MESH_INTERNAL entry (see the module docstring)."""
+    sni = f"outbound_.{port.number}_._.{host}"
+    return mesh_upstream_tls(sni, entry.spec.subject_alt_names or [], tls)
+
+
+def entry_cluster(
+    entry: ServiceEntry, host: str, port: EntryPort, tls: ProxyTls | None = None
+) -> cluster_pb2.Cluster:
+    """The cluster of ``host`` on ``port`` (see the module docstring; ``tls``: the sidecar's,
+    for a MESH_INTERNAL entry)."""
     name = cluster_name(host, port)
     targets = entry.endpoints_for(port) or [(host, port.target_port or port.number)]
     cluster = cluster_pb2.Cluster(
@@ -52,6 +77,8 @@ def entry_cluster(entry: ServiceEntry, host: str, port: EntryPort) -> cluster_pb
     )
     if entry.spec.resolution != "STATIC":
         cluster.dns_lookup_family = cluster_pb2.Cluster.DnsLookupFamily.V4_PREFERRED
+    if entry.spec.location == "MESH_INTERNAL" and tls is not None:
+        cluster.transport_socket.CopyFrom(tls_transport_socket(entry_tls(entry, host, port, tls)))
     if port.protocol in ("HTTP2", "GRPC"):
         options = hpo.HttpProtocolOptions(
             explicit_http_config=hpo.HttpProtocolOptions.ExplicitHttpConfig(
@@ -87,8 +114,10 @@ def entry_virtual_hosts(entry: ServiceEntry) -> list[rc.VirtualHost]:
     return out
 
 
-def entry_clusters(entry: ServiceEntry) -> list[cluster_pb2.Cluster]:
-    """Every cluster of ``entry``: one per host and port."""
+def entry_clusters(entry: ServiceEntry, tls: ProxyTls | None = None) -> list[cluster_pb2.Cluster]:
+    """Every cluster of ``entry``: one per host and port (``tls``: see :func:`entry_cluster`)."""
     return [
-        entry_cluster(entry, host, port) for host in entry.spec.hosts for port in entry.spec.ports
+        entry_cluster(entry, host, port, tls)
+        for host in entry.spec.hosts
+        for port in entry.spec.ports
     ]

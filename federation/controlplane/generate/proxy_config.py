@@ -255,7 +255,7 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         if mesh.telemetry and proxy.traffic_log.startswith("/")
         else None
     )
-    entries = _visible_entries(state, scope, proxy.namespace)
+    entries = _visible_entries(state, scope, proxy.namespace, {p.hostname for p in ctx.ports})
     if proxy.capture:
         addresses = entry_addresses(state.service_entries.values())
         entry_ports = sorted(
@@ -281,7 +281,7 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         )
     config = routes.outbound_route_config(http_ports, proxy.namespace, port_routes)
     for scoped in entries:
-        out[resource.CLUSTER] += external.entry_clusters(scoped)
+        out[resource.CLUSTER] += external.entry_clusters(scoped, tls)
         config.virtual_hosts.extend(external.entry_virtual_hosts(scoped))
     out[resource.ROUTE].append(config)
     out[resource.LISTENER].extend(_tcp_upstreams(mesh, proxy, plans, source))
@@ -327,15 +327,18 @@ def _visible_services(
 
 
 def _visible_entries(
-    state: RegistryState, scope: IstioSidecar | None, namespace: str
+    state: RegistryState, scope: IstioSidecar | None, namespace: str, mesh_hosts: set[str]
 ) -> list[ServiceEntry]:
     """The ServiceEntries a sidecar of ``namespace`` sees, each with only the hosts its
-    Sidecar's egress ``scope`` allows (none left: not seen)."""
+    Sidecar's egress ``scope`` allows (none left: not seen). A host that is a service of this
+    mesh (``mesh_hosts``; a MESH_INTERNAL entry may name one) is left to the mesh: two
+    routes for one host would have Envoy refuse the whole route configuration."""
     out = []
     for entry in sorted(state.service_entries.values(), key=lambda e: e.key):
         visible = [
             h for h in entry.spec.hosts
             if host_in_scope(scope, namespace, entry.metadata.namespace, h)
+            and h not in mesh_hosts
         ]  # fmt: skip
         if visible:
             spec = entry.spec.model_copy(update={"hosts": visible})

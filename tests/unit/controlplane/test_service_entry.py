@@ -66,6 +66,28 @@ def test_dns_and_static_entries_become_plain_text_clusters_and_virtual_hosts() -
     assert vhosts["api.example.com:80"] == ["api.example.com:80"]
 
 
+def test_another_mesh_s_service_is_called_over_mtls_naming_who_must_answer() -> None:
+    from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+
+    entry = _entry(
+        "{hosts: [echo.demo.svc.clusterset.local], location: MESH_INTERNAL, resolution: STATIC,"
+        " ports: [{number: 8080, name: http}], endpoints: [{address: 10.9.0.1, ports: {http: 15443}}],"
+        " subjectAltNames: [spiffe://a.example/ns/demo/sa/echo]}"
+    )
+    clusters = {c.name: c for c in _out(entry)[resource.CLUSTER]}
+    cluster = clusters["outbound|8080||echo.demo.svc.clusterset.local"]
+    context = tls_pb2.UpstreamTlsContext()
+    cluster.transport_socket.typed_config.Unpack(context)
+    assert context.sni == "outbound_.8080_._.echo.demo.svc.clusterset.local"  # gateways route by it
+    common = context.common_tls_context
+    assert [s.name for s in common.tls_certificate_sds_secret_configs] == ["default"]  # our SVID
+    validation = common.combined_validation_context
+    assert [
+        m.matcher.exact for m in validation.default_validation_context.match_typed_subject_alt_names
+    ] == ["spiffe://a.example/ns/demo/sa/echo"]
+    assert validation.validation_context_sds_secret_config.name == "ROOTCA"
+
+
 def test_a_sidecar_scope_leaves_out_entries_it_does_not_name() -> None:
     [scope] = load_documents(
         "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s, namespace: demo}\n"
@@ -87,7 +109,11 @@ def test_a_sidecar_scope_leaves_out_entries_it_does_not_name() -> None:
     [
         ("{hosts: [a.example], ports: [{number: 80, name: http}]}", "resolution: not supported by meshfed yet: NONE"),
         ("{hosts: [a.example], ports: [{number: 80, name: http}], resolution: DNS, location: MESH_INTERNAL}",
-         "location: not supported by meshfed yet: MESH_INTERNAL"),
+         "subjectAltNames: required with location MESH_INTERNAL"),
+        ("{hosts: [a.example], ports: [{number: 80, name: http}], resolution: DNS, subjectAltNames: [spiffe://b.example/ns/x/sa/y]}",
+         "subjectAltNames: not supported by meshfed with MESH_EXTERNAL"),
+        ("{hosts: [a.example], ports: [{number: 80, name: http}], resolution: DNS, location: MESH_INTERNAL, subjectAltNames: [web.example]}",
+         "meshfed checks SPIFFE IDs only"),
         ("{hosts: ['*.example'], ports: [{number: 80, name: http}], resolution: DNS}", "a DNS name without wildcards"),
         ("{hosts: [a.example], ports: [{number: 5432, name: pg, protocol: TCP}], resolution: DNS}",
          "spec.ports.0.protocol: not supported by meshfed yet: protocol 'TCP'"),
