@@ -1,6 +1,12 @@
 """Rotating the root of trust without downtime.
 
-The procedure (as Istio's plug-in CA and SPIRE do it) has two steps, run some time apart:
+The procedure (as Istio's plug-in CA and SPIRE do it) has two steps, run some time apart
+(three with SPIFFE federation):
+
+0. :func:`publish_next_root` (optional, first) -- create the new root and add it to the
+   bundle without signing with it: meshes federated with this trust domain fetch it at their
+   refresh hint (SPIFFE_Federation.md 4.1: publish keys before they are used), while every
+   SVID still chains to the old root. Step 1 then makes this root the signing one.
 
 1. :func:`begin_root_rotation` -- create a new root, add it to the trust bundle next to the old
    one, make it the signing root, and re-issue every cluster's intermediate CA under it. While
@@ -46,13 +52,49 @@ def _local_only(backend: str) -> None:
         )
 
 
+def published_root(store: TrustDirectory) -> str | None:
+    """The id of the root :func:`publish_next_root` added and step 1 has not activated yet
+    (``trust.json``'s ``published_root``), or None."""
+    cfg = store.config()
+    rid = cfg.published_root
+    return rid if rid in cfg.bundle_roots and rid != cfg.active_root else None
+
+
+def publish_next_root(
+    store: TrustDirectory, *, root_ttl: timedelta = pki.DEFAULT_ROOT_TTL
+) -> RootRotation:
+    """Step 0: add a new root to the bundle, not signing with it (see the module docstring).
+    The active root stays last in the bundle (join tokens pin the last root, and the
+    controller re-signs joined intermediates under it).
+
+    Raises:
+        TrustStoreError: as :func:`begin_root_rotation`, or a root is already published and
+            waits for step 1.
+    """
+    cfg = store.config()
+    _local_only(cfg.backend)
+    waiting = published_root(store)
+    if waiting is not None:
+        raise TrustStoreError(
+            f"root {waiting} is already published: make it the signing root with"
+            " 'meshfed trust rotate-root'"
+        )
+    key = pki.generate_private_key()
+    cert = pki.root_certificate(key, store.trust_domain(), now=pki.utcnow(), ttl=root_ttl)
+    new = store.write_root(cert, key)
+    roots = [*(r for r in cfg.bundle_roots if r != cfg.active_root), new, cfg.active_root]
+    store.set_roots(active=cfg.active_root, bundle_roots=roots, published=new)
+    return RootRotation(new, tuple(roots))
+
+
 def begin_root_rotation(
     store: TrustDirectory,
     *,
     root_ttl: timedelta = pki.DEFAULT_ROOT_TTL,
     intermediate_ttl: timedelta = pki.DEFAULT_INTERMEDIATE_TTL,
 ) -> RootRotation:
-    """Step 1: add a new root, make it active, re-issue every intermediate under it.
+    """Step 1: add a new root (or take the one step 0 published), make it active, re-issue
+    every intermediate under it.
 
     Order (crash-safe): the new root's files, then the bundle with both roots, then the
     intermediates. A crash part-way leaves a bundle that still trusts everything issued.
@@ -63,10 +105,12 @@ def begin_root_rotation(
     """
     cfg = store.config()
     _local_only(cfg.backend)
-    key = pki.generate_private_key()
-    cert = pki.root_certificate(key, store.trust_domain(), now=pki.utcnow(), ttl=root_ttl)
-    new = store.write_root(cert, key)
-    roots = [*cfg.bundle_roots, new]
+    new = published_root(store)
+    if new is None:
+        key = pki.generate_private_key()
+        cert = pki.root_certificate(key, store.trust_domain(), now=pki.utcnow(), ttl=root_ttl)
+        new = store.write_root(cert, key)
+    roots = [*(r for r in cfg.bundle_roots if r != new), new]
     store.set_roots(active=new, bundle_roots=roots)
     clusters = store.clusters()
     for cluster in clusters:
@@ -106,6 +150,12 @@ def retire_old_roots(
     old = [rid for rid in cfg.bundle_roots if rid != cfg.active_root]
     if not old:
         raise TrustStoreError("nothing to retire: the bundle holds only the active root")
+    waiting = published_root(store)
+    if waiting is not None:
+        raise TrustStoreError(
+            f"root {waiting} is published and not signing yet: run 'meshfed trust rotate-root'"
+            " to make it the signing root first (retiring now would drop it)"
+        )
     active = store.bundle().roots[cfg.bundle_roots.index(cfg.active_root)]
     stale = sorted(
         name
@@ -179,6 +229,8 @@ def same_public_key(csr: x509.CertificateSigningRequest, cert: x509.Certificate)
 __all__ = [
     "RootRotation",
     "begin_root_rotation",
+    "publish_next_root",
+    "published_root",
     "resign_intermediate",
     "resign_needed",
     "resign_reason",

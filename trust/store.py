@@ -86,6 +86,8 @@ class TrustConfig(BaseModel):
     bundle_sequence: int = 1
     vault: VaultBackend | None = None
     aws_pca: PcaBackend | None = None
+    #: a root in the bundle that does not sign yet (``rotate-root --publish-only``)
+    published_root: str | None = None
 
 
 Backend = Literal["local", "vault", "aws-pca"]
@@ -398,8 +400,11 @@ class TrustDirectory:
 
     # -- root rotation primitives (the procedure lives in trust.root_rotation) --------------
 
-    def set_roots(self, *, active: str, bundle_roots: list[str]) -> TrustBundle:
-        """Make ``active`` the signing root and trust exactly ``bundle_roots``; rewrite bundles.
+    def set_roots(
+        self, *, active: str, bundle_roots: list[str], published: str | None = None
+    ) -> TrustBundle:
+        """Make ``active`` the signing root and trust exactly ``bundle_roots`` (``published``:
+        one of them that does not sign yet); rewrite bundles.
 
         The bundle sequence increases when the set of roots changes.
         """
@@ -410,6 +415,7 @@ class TrustDirectory:
                 "active_root": active,
                 "bundle_roots": bundle_roots,
                 "bundle_sequence": sequence,
+                "published_root": published,
             }
         )
         roots = tuple(self._root_cert(rid) for rid in bundle_roots)

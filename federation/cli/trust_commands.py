@@ -27,7 +27,7 @@ from federation.paths import default_trust_dir
 from trust import pki
 from trust.errors import InvalidSpiffeIdError
 from trust.federation import PROFILES
-from trust.root_rotation import begin_root_rotation, retire_old_roots
+from trust.root_rotation import begin_root_rotation, publish_next_root, retire_old_roots
 from trust.spiffe import SpiffeId, TrustDomain
 from trust.store import PcaBackend, TrustDirectory, VaultBackend
 
@@ -287,6 +287,8 @@ def federate_cmd(
     is_flag=True,
     help="Second step: drop the old roots from the bundle and delete their keys.",
 )
+@click.option("--publish-only", is_flag=True, help="First step when other trust domains"
+              " federate with this one: only add a new root to the bundle.")  # fmt: skip
 @click.option(
     "--ttl", type=DURATION, default="87600h", show_default=True, help="New root lifetime."
 )
@@ -300,20 +302,20 @@ def federate_cmd(
 @dir_option
 @output_option(("text", "json", "yaml"), "text")
 def rotate_root_cmd(
-    retire_old: bool,
-    ttl: timedelta,
-    controller_state: Path | None,
-    trust_dir: Path | None,
-    output: str,
-) -> None:
-    """Rotate the root CA without downtime, in two steps.
+    retire_old: bool, publish_only: bool, ttl: timedelta, controller_state: Path | None,
+    trust_dir: Path | None, output: str,
+) -> None:  # fmt: skip
+    """Rotate the root CA without downtime, in two steps (three with federated meshes).
 
-    Without --retire-old: create a new root, trust both roots, and re-issue every cluster's
-    intermediate under the new one. Certificates chained to either root verify meanwhile.
-    After every workload has renewed its SVID, run again with --retire-old to stop trusting
-    the old root. It is refused (exit 2, naming them) while a cluster that joined the
-    controller still chains only to the old root, or was re-signed under the new one less
-    than 40 s ago (its workloads renew within about 20 s of that); it says how long to wait.
+    With --publish-only (meshes federated with this trust domain): add a new root to the
+    bundle without signing with it; run again without it once every federated mesh had its
+    refresh hint (--bundle-refresh-hint) to fetch it. Without --retire-old: create a new root
+    (or take the published one), trust both roots, and re-issue every cluster's intermediate
+    under the new one; certificates chained to either root verify meanwhile. After every
+    workload has renewed its SVID, run again with --retire-old to stop trusting the old
+    root. It is refused (exit 2, naming them) while a cluster that joined the controller
+    still chains only to the old root, or was re-signed under the new one less than 40 s
+    ago (its workloads renew within about 20 s of that); it says how long to wait.
     """
     store = _store(trust_dir)
     if retire_old:
@@ -323,13 +325,11 @@ def rotate_root_cmd(
             f"Retired roots {', '.join(result.retired_roots)}; the bundle now holds only"
             f" {result.new_root}"
         )
+    elif publish_only:
+        result = publish_next_root(store, root_ttl=ttl)
+        text = f"Published root {result.new_root}; the old root still signs. Next: rotate-root"
     else:
         result = begin_root_rotation(store, root_ttl=ttl)
-        log.info(
-            "new active root %s; re-issued %d intermediates",
-            result.new_root,
-            len(result.reissued_clusters),
-        )
         text = (
             f"New root {result.new_root} is active;"
             f" the bundle trusts {', '.join(result.bundle_roots)}\n"
@@ -337,7 +337,8 @@ def rotate_root_cmd(
             "When every workload has renewed its SVID, run: meshfed trust rotate-root --retire-old"
         )
     data: dict[str, object] = {
-        "active_root": result.new_root,
+        "active_root": result.bundle_roots[-1],  # the signing root stays last
+        **({"published_root": result.new_root} if publish_only else {}),
         "bundle_roots": list(result.bundle_roots),
         "retired_roots": list(result.retired_roots),
         "reissued_clusters": list(result.reissued_clusters),

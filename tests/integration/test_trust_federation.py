@@ -27,6 +27,7 @@ from federation.errors import BundleFetchError
 from tests.integration.harness import (
     ControllerHandle,
     Processes,
+    RateLoop,
     free_port,
     get,
     run_meshfed,
@@ -37,6 +38,7 @@ from tests.integration.harness import (
 )
 from tests.prometheus import Samples, samples
 from tests.web_pki import web_certificate
+from trust import pki
 from trust.authority import issue_svid
 from trust.bundle import TrustBundle
 from trust.federation import BundleEndpoint
@@ -374,14 +376,16 @@ def test_a_workload_of_another_mesh_calls_an_exported_service_through_its_gatewa
     b.example, on loopback): after ``trust federate`` both ways, b's frontend calls a's
     exported echo by name through a's east-west gateway (a MESH_INTERNAL ServiceEntry in b
     naming echo's SPIFFE ID): refused by a's echo (403) until an AuthorizationPolicy names
-    b's frontend, then served by a."""
+    b's frontend, then served by a. Proof 2: b rotates its root under 50 rps from b to a,
+    publishing it first (``rotate-root --publish-only``); a's proxies take it at b's refresh
+    hint (2 s), before b's workloads and bundle endpoint use it, and no request fails."""
     from tests.integration.test_revocation import _caller, _join, _status
 
     a_ctl = ControllerHandle(procs, mesh_home, lease_s=10)
     a_ctl.start()
     b_ctl = ControllerHandle(
         procs, tmp_path / "b-mesh", lease_s=10, name="b-controller",
-        extra_args=["--trust-domain", "b.example"],
+        extra_args=["--trust-domain", "b.example", "--bundle-refresh-hint", "2s"],
     )  # fmt: skip
     b_ctl.start()
     a = _join(procs, mesh_home, a_ctl, "a")
@@ -434,3 +438,45 @@ spec:
     wait_until(lambda: _status(from_b) == 200, 30, "b's frontend served by a's echo")
     status, body, _ = get(from_b, ECHO_HOST)
     assert status == 200 and body["cluster"] == "a", body
+
+    # proof 2: b rotates its root under traffic, publishing the new root first (its bundle
+    # endpoint's refresh hint is 2 s); a's proxies hold it before anything of b -- its
+    # workloads' SVIDs, its bundle endpoint's -- chains to it: no request fails
+    with RateLoop(from_b, ECHO_HOST, rps=50, max_requests=6000, max_seconds=100) as load:
+        wait_until(lambda: len(load.samples) >= 50, 15, "traffic flowing")
+        published = time.monotonic()
+        run_meshfed(b_ctl.home, "trust", "rotate-root", "--publish-only")
+        wait_until(lambda: _b_roots_at(mesh_home) == {2}, 30, "b's new root at every a proxy")
+        accepted = time.monotonic() - published
+        run_meshfed(b_ctl.home, "trust", "rotate-root")
+        new_root = TrustDirectory(b_ctl.home / "trust").bundle().roots[-1]
+
+        def renewed() -> bool:
+            chains = [_chain(d) for d in b_ctl.home.glob("proxies/*/identity")]
+            return bool(chains) and all(pki.issued_by(c[1], new_root) for c in chains)
+
+        wait_until(renewed, 60, "b's SVIDs renewed under its new root")
+        after = len(load.samples)
+        wait_until(lambda: len(load.samples) >= after + 250, 20, "5 s more of traffic")
+    assert load.failures() == [], f"{len(load.failures())} failed of {len(load.samples)}"
+    print(
+        f"b's published root accepted at every proxy of a in {accepted:.1f} s;"
+        f" 0 failed of {len(load.samples)} requests"
+    )
+    rows = {r["trustDomain"]: r for r in a_ctl.api("GET", "/v1/trustdomains")["trustdomains"]}
+    assert rows["b.example"]["error"] == "" and rows["b.example"]["roots"] == 2
+
+
+def _b_roots_at(home: Path) -> set[int]:
+    """How many roots of b.example each proxy of ``home`` holds (the bundle its ROOTCA names)."""
+    counts = set()
+    for doc in home.glob("proxies/*/identity/rootca.json"):
+        validator = json.loads(doc.read_text())["resources"][0]["validation_context"]
+        domains = validator["custom_validator_config"]["typed_config"]["trust_domains"]
+        [path] = [d["trust_bundle"]["filename"] for d in domains if d["name"] == "b.example"]
+        counts.add(Path(path).read_text().count("BEGIN CERTIFICATE"))
+    return counts
+
+
+def _chain(identity: Path) -> list[x509.Certificate]:
+    return pki.load_certificates((identity / "cert.pem").read_bytes(), source=str(identity))

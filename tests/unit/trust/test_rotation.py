@@ -149,3 +149,29 @@ def test_retire_refused_while_a_joined_cluster_chains_only_to_the_old_root(trust
     later = pki.utcnow() + RETIRE_AFTER_RESIGN + timedelta(seconds=1)
     retire_old_roots(trust_dir, resigned, now=later)
     assert len(trust_dir.bundle().roots) == 1
+
+
+def test_a_published_root_is_trusted_before_it_signs_then_activated_by_step_one(
+    trust_dir,
+) -> None:
+    from trust.root_rotation import publish_next_root, published_root, resign_needed
+
+    old = trust_dir.config().active_root
+    step0 = publish_next_root(trust_dir)
+    cfg = trust_dir.config()
+    assert cfg.active_root == old and cfg.bundle_roots[-1] == old  # signing root stays last
+    assert published_root(trust_dir) == step0.new_root and len(trust_dir.bundle().roots) == 2
+    # SVIDs still chain to the old root; joined intermediates need no re-sign yet
+    svid = issue_svid(trust_dir.cluster_authority("east"), SID, timedelta(hours=1))
+    assert pki.issued_by(svid.cert_chain[1], trust_dir.bundle().roots[-1])
+    inter = trust_dir.intermediate_certificate("east")
+    assert resign_needed(pki.certificates_to_pem([inter]), trust_dir.bundle(), pki.utcnow()) is None
+    with pytest.raises(TrustStoreError, match="already published"):
+        publish_next_root(trust_dir)
+    with pytest.raises(TrustStoreError, match="published and not signing yet"):
+        retire_old_roots(trust_dir)
+    step1 = begin_root_rotation(trust_dir)  # takes the published root, creates none
+    assert step1.new_root == step0.new_root == trust_dir.config().active_root
+    assert trust_dir.config().bundle_roots == [old, step0.new_root]
+    assert published_root(trust_dir) is None
+    assert pki.issued_by(trust_dir.intermediate_certificate("east"), trust_dir.bundle().roots[-1])
