@@ -550,10 +550,11 @@ def _render_explain(data: dict[str, Any]) -> None:
     "--from",
     "from_",
     required=True,
-    metavar="CLUSTER/NAMESPACE/SERVICEACCOUNT",
+    metavar="CLUSTER/NAMESPACE/SERVICEACCOUNT|SPIFFE_ID",
     help="The caller, e.g. aws-us-east-1/demo/frontend (its SPIFFE ID is"
     " spiffe://<trust domain>/ns/NAMESPACE/sa/SERVICEACCOUNT; its SVID claims CLUSTER, which"
-    " policies' 'clusters' match).",
+    " policies' 'clusters' match), or a SPIFFE ID, e.g. of a federated trust domain's"
+    " workload (no cluster claim; --at is then required).",
 )
 @click.option("--to", "to", required=True, metavar="SERVICE", help="e.g. echo.demo.")
 @click.option(
@@ -585,14 +586,15 @@ def explain_authz_cmd(
 ) -> None:
     """Whether the caller --from may call --to, per workload, and which AuthorizationPolicy
     decides (Istio's rules: DENY first, then ALLOW; dry-run policies only reported)."""
-    parts = from_.split("/")
-    if len(parts) != 3 or not all(parts):
-        raise InputError(f"--from {from_!r}: use CLUSTER/NAMESPACE/SERVICEACCOUNT")
-    cluster, ns, sa = parts
+    parts, foreign = from_.split("/"), from_.startswith("spiffe://")
+    if (not foreign and (len(parts) != 3 or not all(parts))) or (foreign and not at):
+        raise InputError(f"--from {from_!r}: use CLUSTER/NAMESPACE/SERVICEACCOUNT, or a"
+                         " SPIFFE ID with --at CLUSTER")  # fmt: skip
+    cluster, ns, sa = ("", "", "") if foreign else parts
     svc, svc_ns = split_service_name(to, None)
     url = controlplane or controlplane_api_of(at or cluster)
     trust_domain = call("GET", url, "/v1/info", token=token)["trust_domain"]
-    principal = f"spiffe://{trust_domain}/ns/{ns}/sa/{sa}"
+    principal = from_ if foreign else f"spiffe://{trust_domain}/ns/{ns}/sa/{sa}"
     query = urllib.parse.urlencode(
         {
             "service": svc,
@@ -609,7 +611,7 @@ def explain_authz_cmd(
     data = call("GET", url, f"/v1/explain/authz?{query}", token=token)
     if output != "table":
         return emit(data, output, lambda: None)
-    click.echo(f"{principal} (cluster {cluster}) -> {data['service']}: {method} {path}")
+    click.echo(f"{principal} (cluster {cluster or '-'}) -> {data['service']}: {method} {path}")
     print_table(
         ["WORKLOAD", "PORT", "DECISION", "REASON", "DRY RUN WOULD DENY"],
         [

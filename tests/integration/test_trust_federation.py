@@ -363,6 +363,16 @@ spec:
     wait_until(lambda: _call_inbound(inbound, client, bundle) == 200, 30, "b's caller served")
     assert _call_inbound(inbound, other, bundle) == 403  # same namespace name, not named
     assert _status(from_b) == 200  # local callers of namespace demo still are
+    # explain tells the same: the foreign caller named is allowed, the other denied by the guard
+    for who, decision in ((client, "ALLOW"), (other, "DENY")):
+        sid = "spiffe://b.example/ns/demo/sa/" + who[0].stem.rsplit("-", 1)[-1]
+        shown = run_meshfed(
+            mesh_home, "explain", "authz", "--from", sid, "--to", "echo.demo", "--at", "a",
+            "-o", "json",
+        ).stdout  # fmt: skip
+        [row] = json.loads(shown)["rows"]
+        assert row["decision"] == decision, row
+    assert "foreign-trust-domains" in row["reason"], row
 
     run_meshfed(mesh_home, "cluster", "remove", "c")
     wait_until(lambda: all(_status(from_c) != 200 for _ in range(10)), 30, "c refused")
