@@ -165,6 +165,30 @@ def test_the_bundle_endpoint_serves_both_profiles_and_the_client_refuses_imposto
         procs.stop_all()
 
 
+def test_the_dedicated_listener_without_a_certificate_serves_https_spiffe(tmp_path: Path) -> None:
+    """``--bundle-endpoint-listen`` alone: the controller's SVID (with the listen IP) serves
+    the bundle at ``/``, and an ``https_spiffe`` client with the bundle authenticates it."""
+    port = free_port()
+    procs = Processes(tmp_path)
+    ctl = ControllerHandle(
+        procs, tmp_path / "a",
+        extra_args=["--trust-domain", str(DOMAIN), "--bundle-endpoint-listen", f"127.0.0.1:{port}"],
+    )  # fmt: skip
+    try:
+        ctl.start()
+        held = TrustDirectory(ctl.home / "trust").bundle()
+        endpoint = BundleEndpoint(
+            DOMAIN, f"https://127.0.0.1:{port}/", "https_spiffe", CONTROLLER_ID
+        )
+        assert _fetch(endpoint, held).fingerprints() == held.fingerprints()
+        wrong = BundleEndpoint(
+            DOMAIN, endpoint.url, "https_spiffe", SpiffeId.parse("spiffe://a.example/bundle")
+        )
+        assert "not the configured endpoint SPIFFE ID" in _refused(wrong, held)
+    finally:
+        procs.stop_all()
+
+
 def _domains(ctl: ControllerHandle) -> dict[str, dict[str, object]]:
     return {r["trustDomain"]: r for r in ctl.api("GET", "/v1/trustdomains")["trustdomains"]}
 
