@@ -215,7 +215,12 @@ def trust_domain_checks(rows: Iterable[Mapping[str, Any]]) -> list[Check]:
     out = []
     for r in rows:
         domain, seen = str(r["trustDomain"]), f"{r['roots']} roots, sequence {r['sequence']}"
-        if not r["inForce"]:
+        if r.get("suspended"):
+            out.append(Check("trust domain", domain, "fail", f"not sent: {r['suspended']}",
+                             "federation needs a root whose key the controller holds (it signs"
+                             " the roots' CRLs); a Vault or AWS Private CA root is not supported"
+                             f" yet: meshfed trust federate --with {domain} --remove"))  # fmt: skip
+        elif not r["inForce"]:
             out.append(Check("trust domain", domain, "fail", "no unexpired root in force",
                              f"its bundle endpoint {r['bundleEndpointURL']} must answer"
                              f" ({r['error'] or 'never fetched'}); or give its bundle:"

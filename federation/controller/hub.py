@@ -147,7 +147,13 @@ class SyncHub:
     def trust_federations(self) -> list[dict[str, Any]]:
         """Every federation with another trust domain and the state of its bundle
         (:func:`federation.controller.trust_federation.status_rows`)."""
-        return status_rows(federations(self.store), bundle_states(self.store), self.clock())
+        specs = federations(self.store)
+        suspended = (
+            "the root's key is not local: no root CRL to send with foreign bundles"
+            if specs and self.root_crl() is None
+            else ""
+        )
+        return status_rows(specs, bundle_states(self.store), self.clock(), suspended=suspended)
 
     def bundle_fetched(self, trust_domain: str, ok: bool) -> None:
         """Count one fetch of a foreign bundle (:class:`BundleRefresher`'s ``on_result``)."""
@@ -279,6 +285,14 @@ class SyncHub:
             federations(self.store), bundle_states(self.store), self.clock()
         )
         self._last_root_crl = self.root_crl() if federated else None
+        if federated and self._last_root_crl is None:
+            # without the roots' CRLs the proxies' SPIFFE validator would refuse every local
+            # chain: trust no foreign domain rather than break the mesh (fail closed)
+            log.error(
+                "foreign trust domains %s not sent: the root's key is not local (no root CRL)",
+                ", ".join(federated),
+            )
+            federated = {}
         view = federation_view(
             imports=self.imports,
             export_statuses=self.exports,

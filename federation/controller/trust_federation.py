@@ -219,10 +219,13 @@ def status_rows(
     specs: Mapping[str, TrustDomainFederationSpec],
     held: Mapping[str, BundleState],
     now: float,
+    *,
+    suspended: str = "",
 ) -> list[dict[str, Any]]:
     """One row per federation for ``GET /v1/trust-federations`` (``meshfed get
     trustdomainfederations``): endpoint, profile, the bundle in force (roots, sequence, its
-    earliest root expiry), last fetch, last error, next attempt. Pure."""
+    earliest root expiry), last fetch, last error, next attempt; ``suspended``: why no
+    foreign bundle is sent to the clusters at all (then none is in force). Pure."""
     rows = []
     for domain, spec in sorted(specs.items()):
         state = current_state(spec, held.get(domain))
@@ -244,7 +247,8 @@ def status_rows(
                 "error": state.error,
                 "failures": state.failures,
                 "nextAt": state.next_at or None,
-                "inForce": bool(live and live.roots),
+                "inForce": bool(live and live.roots) and not suspended,
+                "suspended": suspended,
             }
         )
     return rows

@@ -575,3 +575,36 @@ async def test_a_new_leader_withdraws_plans_its_predecessor_left_when_nothing_is
     task.cancel()
     assert leader.published[0] == {} and hub.plans() == {}
     hub.store.close()
+
+
+async def test_foreign_bundles_reach_members_only_with_the_roots_crls(tmp_path) -> None:
+    """A federated domain's bundle goes out with the roots' CRLs; without them (a root whose
+    key is not local) it is not sent at all -- the proxies' SPIFFE validator would refuse
+    every local chain -- and the status says why."""
+    from federation.model.trust_federation import federation_document
+    from trust import pki
+    from trust.bundle import TrustBundle
+    from trust.spiffe import TrustDomain
+
+    clock = Clock()
+    hub = _hub(tmp_path, clock)
+    td = TrustDomain("b.example")
+    root = pki.root_certificate(pki.generate_private_key(), td, now=pki.utcnow())
+    doc = federation_document(
+        "b.example", "https://b.example/bundle", "https_web", None,
+        TrustBundle(td, (root,)).to_spiffe_json(),
+    ).model_dump(by_alias=True, mode="json", exclude_none=True)  # fmt: skip
+    hub.store.put_documents([(("TrustDomainFederation", "default", "b", ""), doc)], clock())
+    crl = {"value": b"ROOT-CRL"}
+    hub.root_crl = lambda: crl["value"]
+    queue = hub.attach("a")
+    hub.report("a", _report([]))
+    update = queue.get_nowait()
+    assert set(update.federated_bundles) == {"b.example"} and update.root_crl_pem == "ROOT-CRL"
+    crl["value"] = None  # e.g. the root moved to Vault
+    hub.recompute()
+    update = queue.get_nowait()
+    assert update.federated_bundles == {} and update.root_crl_pem == ""
+    [row] = hub.trust_federations()
+    assert not row["inForce"] and "not local" in row["suspended"]
+    hub.store.close()

@@ -102,3 +102,5 @@ def test_federated_trust_domains_fail_without_roots_and_warn_when_refresh_fails(
     assert (ok.status, warn.status, fail.status) == ("ok", "warn", "fail")
     assert "4 refreshes failed" in warn.detail and "2036-12-01" in warn.fix
     assert "TLS refused" in fail.fix and "--bundle-file" in fail.fix
+    [off] = trust_domain_checks([{**base, "inForce": False, "suspended": "no root CRL"}])
+    assert off.status == "fail" and "no root CRL" in off.detail
