@@ -31,7 +31,7 @@ from trust import pki
 from trust.authority import RootAuthority
 from trust.bundle import TrustBundle
 from trust.errors import SigningRefusedError, TrustStoreError
-from trust.store import TrustDirectory, root_id
+from trust.store import PcaBackend, TrustDirectory, VaultBackend, root_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +112,58 @@ def begin_root_rotation(
         new = store.write_root(cert, key)
     roots = [*(r for r in cfg.bundle_roots if r != new), new]
     store.set_roots(active=new, bundle_roots=roots)
+    clusters = store.clusters()
+    for cluster in clusters:
+        store.create_intermediate(cluster, ttl=intermediate_ttl, force=True)
+    return RootRotation(new, tuple(roots), reissued_clusters=tuple(clusters))
+
+
+def move_root(
+    store: TrustDirectory,
+    *,
+    vault: VaultBackend | None = None,
+    aws_pca: PcaBackend | None = None,
+    root_ttl: timedelta = pki.DEFAULT_ROOT_TTL,
+    intermediate_ttl: timedelta = pki.DEFAULT_INTERMEDIATE_TTL,
+) -> RootRotation:
+    """Step 1, moving the root to another backend: the root of the Vault PKI mount
+    (``vault``) or AWS Private CA (``aws_pca``) -- or, with neither, a new local root (back
+    from Vault or AWS Private CA) -- joins the bundle, becomes the signing root (``trust.json``
+    names its backend from now on) and re-issues every intermediate. The same guarantees as
+    :func:`begin_root_rotation`: both roots are trusted until :func:`retire_old_roots`, which
+    deletes a local old root's key (a remote one stays in its backend, only untrusted).
+
+    Raises:
+        TrustStoreError: a root is published and not signing (step 0 is for rotations inside
+            one backend), the backend's root is one the bundle already holds, or AWS Private
+            CA (not supported yet).
+        TrustBackendError: the backend cannot be reached or refuses to sign.
+    """
+    cfg = store.config()
+    waiting = published_root(store)
+    if waiting is not None:
+        raise TrustStoreError(
+            f"root {waiting} is published and not signing yet: finish that rotation first"
+            " (meshfed trust rotate-root)"
+        )
+    if aws_pca is not None:
+        raise TrustStoreError(
+            "moving the root to AWS Private CA is not supported yet: --retire-old reads when a"
+            " cluster was re-signed from its intermediate's notBefore, and meshfed does not set"
+            " how far AWS Private CA backdates it (Vault's not_before_duration, it does)"
+        )
+    if vault is not None:
+        backend, certs = store.read_remote_roots(vault=vault, aws_pca=aws_pca)
+        new = store.add_root_certificates(certs[:1])[0]
+    else:
+        backend = "local"
+        key = pki.generate_private_key()
+        cert = pki.root_certificate(key, store.trust_domain(), now=pki.utcnow(), ttl=root_ttl)
+        new = store.write_root(cert, key)
+    if new in cfg.bundle_roots:
+        raise TrustStoreError(f"the {backend} root {new} is already in the bundle: nothing to move")
+    roots = [*cfg.bundle_roots, new]
+    store.set_roots(active=new, bundle_roots=roots, backend=(backend, vault, aws_pca))
     clusters = store.clusters()
     for cluster in clusters:
         store.create_intermediate(cluster, ttl=intermediate_ttl, force=True)
@@ -229,6 +281,7 @@ def same_public_key(csr: x509.CertificateSigningRequest, cert: x509.Certificate)
 __all__ = [
     "RootRotation",
     "begin_root_rotation",
+    "move_root",
     "publish_next_root",
     "published_root",
     "resign_intermediate",

@@ -93,6 +93,35 @@ class TrustConfig(BaseModel):
 Backend = Literal["local", "vault", "aws-pca"]
 
 
+def backend_settings(
+    backend: str,
+    *,
+    vault_address: str | None = None,
+    vault_mount: str = "pki",
+    vault_auth: str = "token",
+    vault_role: str = "",
+    pca_arn: str | None = None,
+    pca_region: str | None = None,
+) -> tuple[VaultBackend | None, PcaBackend | None]:
+    """The settings of a root's backend from flags: Vault's for ``vault``, AWS Private CA's
+    for ``aws-pca``, neither for ``local``.
+
+    Raises:
+        TrustStoreError: a setting the backend needs is missing (names the flag).
+    """
+    if backend == "vault":
+        if not vault_address:
+            raise TrustStoreError("--vault-address (or VAULT_ADDR) is required for a Vault root")
+        return VaultBackend.model_validate(
+            {"address": vault_address, "mount": vault_mount, "auth": vault_auth, "role": vault_role}
+        ), None
+    if backend == "aws-pca":
+        if not pca_arn or not pca_region:
+            raise TrustStoreError("--pca-arn and --pca-region are required for AWS Private CA")
+        return None, PcaBackend(ca_arn=pca_arn, region=pca_region)
+    return None, None
+
+
 def root_id(cert: x509.Certificate) -> str:
     """A root's short id: the first 16 hex digits of its SHA-256 fingerprint."""
     return pki.fingerprint(cert)[:16]
@@ -236,29 +265,8 @@ class TrustDirectory:
             InvalidCertificateError: the backend returned no usable CA certificate.
         """
         refuse_overwrite([self.config_path], force=force)
-        if vault is not None:
-            from trust.vault_client import VaultPkiClient, VaultSettings
-
-            pem = VaultPkiClient(VaultSettings(**vault.model_dump())).ca_pem()
-            backend: Backend = "vault"
-        elif aws_pca is not None:
-            from trust.aws_pca import PcaClient
-
-            pem = PcaClient(aws_pca.ca_arn, aws_pca.region).ca_pem()
-            backend = "aws-pca"
-        else:
-            raise TrustStoreError("init_remote needs the vault or aws_pca settings")
-        certs = pki.load_certificates(pem.encode(), source=f"{backend} CA certificate")
-        roots = [c for c in certs if c.issuer == c.subject] or [certs[-1]]
-        ensure_dir(self.path)
-        ids = []
-        for cert in roots:
-            rid = root_id(cert)
-            ensure_dir(self.root_dir(rid))
-            write_atomic(
-                self.root_dir(rid) / "ca.pem", pki.certificates_to_pem([cert]), CERT_FILE_MODE
-            )
-            ids.append(rid)
+        backend, roots = self.read_remote_roots(vault=vault, aws_pca=aws_pca)
+        ids = self.add_root_certificates(roots)
         bundle = TrustBundle(trust_domain, tuple(roots))
         self._write_bundle_files(bundle)
         self._write_config(
@@ -272,6 +280,47 @@ class TrustDirectory:
             )
         )
         return bundle
+
+    @staticmethod
+    def read_remote_roots(
+        *, vault: VaultBackend | None = None, aws_pca: PcaBackend | None = None
+    ) -> tuple[Backend, list[x509.Certificate]]:
+        """The backend's name and the self-signed CA certificate(s) it holds (else the last
+        of its chain).
+
+        Raises:
+            TrustStoreError: neither setting given.
+            TrustBackendError: the backend cannot be reached or refuses.
+            InvalidCertificateError: it returned no usable CA certificate.
+        """
+        if vault is not None:
+            from trust.vault_client import VaultPkiClient, VaultSettings
+
+            pem = VaultPkiClient(VaultSettings(**vault.model_dump())).ca_pem()
+            backend: Backend = "vault"
+        elif aws_pca is not None:
+            from trust.aws_pca import PcaClient
+
+            pem = PcaClient(aws_pca.ca_arn, aws_pca.region).ca_pem()
+            backend = "aws-pca"
+        else:
+            raise TrustStoreError("a remote root needs the vault or aws_pca settings")
+        certs = pki.load_certificates(pem.encode(), source=f"{backend} CA certificate")
+        return backend, [c for c in certs if c.issuer == c.subject] or [certs[-1]]
+
+    def add_root_certificates(self, roots: list[x509.Certificate]) -> list[str]:
+        """Store root certificates without keys (a remote root's) under ``roots/<id>``;
+        their ids."""
+        ensure_dir(self.path)
+        ids = []
+        for cert in roots:
+            rid = root_id(cert)
+            ensure_dir(self.root_dir(rid))
+            write_atomic(
+                self.root_dir(rid) / "ca.pem", pki.certificates_to_pem([cert]), CERT_FILE_MODE
+            )
+            ids.append(rid)
+        return ids
 
     def clusters(self) -> list[str]:
         """Clusters that have an intermediate CA, sorted."""
@@ -401,10 +450,16 @@ class TrustDirectory:
     # -- root rotation primitives (the procedure lives in trust.root_rotation) --------------
 
     def set_roots(
-        self, *, active: str, bundle_roots: list[str], published: str | None = None
+        self,
+        *,
+        active: str,
+        bundle_roots: list[str],
+        published: str | None = None,
+        backend: tuple[Backend, VaultBackend | None, PcaBackend | None] | None = None,
     ) -> TrustBundle:
         """Make ``active`` the signing root and trust exactly ``bundle_roots`` (``published``:
-        one of them that does not sign yet); rewrite bundles.
+        one of them that does not sign yet; ``backend``: where ``active`` lives, with its
+        settings, when it moves -- written in the same ``trust.json``); rewrite bundles.
 
         The bundle sequence increases when the set of roots changes.
         """
@@ -416,6 +471,11 @@ class TrustDirectory:
                 "bundle_roots": bundle_roots,
                 "bundle_sequence": sequence,
                 "published_root": published,
+                **(
+                    {"backend": backend[0], "vault": backend[1], "aws_pca": backend[2]}
+                    if backend is not None
+                    else {}
+                ),
             }
         )
         roots = tuple(self._root_cert(rid) for rid in bundle_roots)

@@ -36,9 +36,12 @@ class VaultRootAuthority:
         cluster: str,
         ttl: timedelta = pki.DEFAULT_INTERMEDIATE_TTL,
     ) -> tuple[x509.Certificate, ...]:
-        """Have Vault sign a cluster's intermediate (CN ``meshfed intermediate CA <cluster>``,
-        URI SAN ``spiffe://<td>``, path length 0, ``permitted_dns_domains``
-        :func:`trust.pki.permitted_dns_names`: the name constraints a local root adds).
+        """Have Vault sign a cluster's intermediate (subject ``O=<td>, OU=<cluster>,
+        CN=meshfed intermediate CA <cluster>``, the one a local root gives it -- a root moved
+        between backends re-signs intermediates under the same name, so SVIDs signed before
+        still name their CA's subject -- URI SAN ``spiffe://<td>``, path length 0,
+        ``permitted_dns_domains`` :func:`trust.pki.permitted_dns_names`: the name constraints
+        a local root adds).
 
         Raises:
             SigningRefusedError: bad CSR, foreign trust domain, or Vault refused/returned a
@@ -53,6 +56,8 @@ class VaultRootAuthority:
                 int(ttl.total_seconds()),
                 str(self.trust_domain.id),
                 permitted_dns_domains=",".join(pki.permitted_dns_names(cluster)),
+                organization=self.trust_domain.name,
+                ou=cluster,
             )
             chain = data.get("ca_chain") or [data.get("issuing_ca", "")]
             return str(data["certificate"]), "\n".join(chain).strip()

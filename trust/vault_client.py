@@ -23,6 +23,7 @@ import hvac.exceptions
 import requests
 
 from trust.errors import SigningRefusedError, TrustBackendError
+from trust.pki import CLOCK_SKEW_ALLOWANCE
 
 AuthMethod = Literal["token", "approle", "kubernetes"]
 KUBERNETES_JWT = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
@@ -109,15 +110,22 @@ class VaultPkiClient:
         uri_sans: str,
         *,
         permitted_dns_domains: str = "",
+        organization: str = "",
+        ou: str = "",
     ) -> dict[str, Any]:
         """``root/sign-intermediate``: ``{"certificate", "issuing_ca", "ca_chain"}`` (PEM).
-        ``permitted_dns_domains`` (comma-separated) becomes the certificate's nameConstraints."""
+        ``permitted_dns_domains`` (comma-separated) becomes the certificate's nameConstraints;
+        ``organization`` and ``ou`` its subject's O and OU (Vault orders them O, OU, CN)."""
         with _vault(f"signing an intermediate with Vault mount {self.settings.mount}"):
             response = self._client.secrets.pki.sign_intermediate(  # type: ignore[no-untyped-call]
                 csr=csr_pem,
                 common_name=common_name,
                 extra_params={
                     "ttl": f"{ttl_s}s",
+                    # backdated as a local root backdates (pki.CLOCK_SKEW_ALLOWANCE; Vault's
+                    # default is 30 s), so that the re-sign time meshfed reads back from
+                    # notBefore (root_rotation._issued_at) holds for Vault's too
+                    "not_before_duration": f"{int(CLOCK_SKEW_ALLOWANCE.total_seconds())}s",
                     "format": "pem",
                     "uri_sans": uri_sans,
                     "max_path_length": 0,
@@ -126,6 +134,8 @@ class VaultPkiClient:
                         if permitted_dns_domains
                         else {}
                     ),
+                    **({"organization": organization} if organization else {}),
+                    **({"ou": ou} if ou else {}),
                 },
                 mount_point=self.settings.mount,
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -27,9 +28,14 @@ from federation.paths import default_trust_dir
 from trust import pki
 from trust.errors import InvalidSpiffeIdError
 from trust.federation import PROFILES
-from trust.root_rotation import begin_root_rotation, publish_next_root, retire_old_roots
+from trust.root_rotation import (
+    begin_root_rotation,
+    move_root,
+    publish_next_root,
+    retire_old_roots,
+)  # fmt: skip
 from trust.spiffe import SpiffeId, TrustDomain
-from trust.store import PcaBackend, TrustDirectory, VaultBackend
+from trust.store import TrustDirectory, backend_settings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,25 @@ dir_option = click.option(
     default=None,
     help="Trust directory.  [default: $MESHFED_HOME/trust]",
 )
+
+
+def backend_options(f: Any) -> Any:
+    """Where a root lives (``trust init --backend``, ``trust rotate-root --to``): Vault's
+    and AWS Private CA's settings."""
+    for option in reversed([
+        click.option("--vault-address", envvar="VAULT_ADDR", help="Vault URL (vault)."),
+        click.option("--vault-mount", default="pki", show_default=True, help="PKI mount (vault)."),
+        click.option("--vault-auth", type=click.Choice(["token", "approle", "kubernetes"]),
+                     default="token", show_default=True, help="token: VAULT_TOKEN; approle:"
+                     " VAULT_ROLE_ID + VAULT_SECRET_ID; kubernetes: --vault-role."),
+        click.option("--vault-role", default="", help="Kubernetes auth role (vault)."),
+        click.option("--pca-arn", default=None, help="AWS Private CA ARN (aws-pca)."),
+        click.option("--pca-region", default=None, help="AWS region of the CA (aws-pca)."),
+    ]):  # fmt: skip
+        f = option(f)
+    return f
+
+
 force_option = click.option(
     "--force",
     is_flag=True,
@@ -70,35 +95,14 @@ def trust() -> None:
     show_default=True,
     help="Where the root CA lives: a local key file, a Vault PKI mount, or AWS Private CA.",
 )
-@click.option("--vault-address", default=None, envvar="VAULT_ADDR", help="Vault URL (vault).")
-@click.option("--vault-mount", default="pki", show_default=True, help="PKI mount (vault).")
-@click.option(
-    "--vault-auth",
-    type=click.Choice(["token", "approle", "kubernetes"]),
-    default="token",
-    show_default=True,
-    help="token: VAULT_TOKEN; approle: VAULT_ROLE_ID + VAULT_SECRET_ID; kubernetes: --vault-role.",
-)
-@click.option("--vault-role", default="", help="Kubernetes auth role (vault).")
-@click.option("--pca-arn", default=None, help="AWS Private CA ARN (aws-pca).")
-@click.option("--pca-region", default=None, help="AWS region of the CA (aws-pca).")
+@backend_options
 @dir_option
 @force_option
 @output_option(("text", "json", "yaml"), "text")
 def init_cmd(
-    trust_domain: str,
-    ttl: timedelta,
-    backend: str,
-    vault_address: str | None,
-    vault_mount: str,
-    vault_auth: str,
-    vault_role: str,
-    pca_arn: str | None,
-    pca_region: str | None,
-    trust_dir: Path | None,
-    force: bool,
-    output: str,
-) -> None:
+    trust_domain: str, ttl: timedelta, backend: str, trust_dir: Path | None, force: bool,
+    output: str, **settings: Any,
+) -> None:  # fmt: skip
     """Create the root of trust and the trust bundle.
 
     local: a root CA (ECDSA P-256) in roots/<id>/ca.pem and ca-key.pem (0600). vault / aws-pca:
@@ -112,20 +116,11 @@ def init_cmd(
     except InvalidSpiffeIdError as err:
         raise InputError(f"--trust-domain: {err}") from err
     store = _store(trust_dir)
-    if backend == "vault":
-        if not vault_address:
-            raise InputError("--vault-address (or VAULT_ADDR) is required with --backend vault")
-        settings = VaultBackend.model_validate(
-            {"address": vault_address, "mount": vault_mount, "auth": vault_auth, "role": vault_role}
-        )
-        bundle = store.init_remote(domain, vault=settings, force=force)
-    elif backend == "aws-pca":
-        if not pca_arn or not pca_region:
-            raise InputError("--pca-arn and --pca-region are required with --backend aws-pca")
-        pca = PcaBackend(ca_arn=pca_arn, region=pca_region)
-        bundle = store.init_remote(domain, aws_pca=pca, force=force)
-    else:
+    vault, pca = backend_settings(backend, **settings)
+    if backend == "local":
         bundle = store.init(domain, ttl=ttl, force=force)
+    else:
+        bundle = store.init_remote(domain, vault=vault, aws_pca=pca, force=force)
     log.info("created root CA %s for %s", bundle.fingerprints()[0][:16], domain)
     _emit(
         output,
@@ -289,6 +284,9 @@ def federate_cmd(
 )
 @click.option("--publish-only", is_flag=True, help="First step when other trust domains"
               " federate with this one: only add a new root to the bundle.")  # fmt: skip
+@click.option("--to", "to", type=click.Choice(["local", "vault", "aws-pca"]), default=None,
+              help="Move the root to this backend: its root signs from now on.")  # fmt: skip
+@backend_options
 @click.option(
     "--ttl", type=DURATION, default="87600h", show_default=True, help="New root lifetime."
 )
@@ -302,8 +300,8 @@ def federate_cmd(
 @dir_option
 @output_option(("text", "json", "yaml"), "text")
 def rotate_root_cmd(
-    retire_old: bool, publish_only: bool, ttl: timedelta, controller_state: Path | None,
-    trust_dir: Path | None, output: str,
+    retire_old: bool, publish_only: bool, to: str | None, ttl: timedelta,
+    controller_state: Path | None, trust_dir: Path | None, output: str, **settings: Any,
 ) -> None:  # fmt: skip
     """Rotate the root CA without downtime, in two steps (three with federated meshes).
 
@@ -320,11 +318,14 @@ def rotate_root_cmd(
     store = _store(trust_dir)
     if retire_old:
         result = retire_old_roots(store, joined_intermediates(controller_state))
-        log.info("retired roots %s", ", ".join(result.retired_roots))
         text = (
             f"Retired roots {', '.join(result.retired_roots)}; the bundle now holds only"
             f" {result.new_root}"
         )
+    elif to is not None:
+        vault, pca = backend_settings(to, **settings)
+        result = move_root(store, vault=vault, aws_pca=pca, root_ttl=ttl)
+        text = f"The {to} root {result.new_root} signs now; then: rotate-root --retire-old"
     elif publish_only:
         result = publish_next_root(store, root_ttl=ttl)
         text = f"Published root {result.new_root}; the old root still signs. Next: rotate-root"

@@ -4,8 +4,9 @@ Vault backend calls, with the behaviour Vault's API documentation gives for them
 .../system/health):
 
 - ``GET /v1/<mount>/ca/pem``: the mount's CA certificate as PEM text;
-- ``POST /v1/<mount>/root/sign-intermediate`` (``csr``, ``common_name``, ``ttl``,
-  ``uri_sans``, ``max_path_length``, ``permitted_dns_domains``): ``{"data": {"certificate",
+- ``POST /v1/<mount>/root/sign-intermediate`` (``csr``, ``common_name``, ``organization``,
+  ``ou``, ``ttl``, ``not_before_duration`` (default 30 s), ``uri_sans``,
+  ``max_path_length``, ``permitted_dns_domains``): ``{"data": {"certificate",
   "issuing_ca", "ca_chain", "serial_number"}}``; CA:true with the given path length,
   keyCertSign/cRLSign, and nameConstraints (critical) for ``permitted_dns_domains``;
 - ``POST /v1/auth/approle/login`` (``role_id``, ``secret_id``): ``{"auth": {"client_token"}}``;
@@ -24,12 +25,26 @@ import asyncio
 import secrets
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+
+def _subject(body: dict[str, Any]) -> list[x509.NameAttribute]:
+    """The subject Vault gives a signed intermediate: ``organization`` and ``ou`` (each
+    comma-separated) and ``common_name``, in the order Go's ``pkix.Name`` writes them (O, OU,
+    CN)."""
+    out = [
+        x509.NameAttribute(oid, value)
+        for key, oid in (("organization", NameOID.ORGANIZATION_NAME),
+                         ("ou", NameOID.ORGANIZATIONAL_UNIT_NAME))
+        for value in str(body.get(key) or "").split(",") if value
+    ]  # fmt: skip
+    return [*out, x509.NameAttribute(NameOID.COMMON_NAME, body["common_name"])]
 
 
 class FakeVault:
@@ -105,14 +120,16 @@ class FakeVault:
         ttl = str(body.get("ttl", ""))
         ttl_s = int(ttl[:-1]) if ttl.endswith("s") and ttl[:-1].isdigit() else 30 * 86400
         max_path = int(body.get("max_path_length", -1))
+        back = str(body.get("not_before_duration", "30s"))  # Vault's default: 30 s
+        back_s = int(back[:-1]) if back.endswith("s") and back[:-1].isdigit() else 30
         now = datetime.now(UTC)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, body["common_name"])]))
+            .subject_name(x509.Name(_subject(body)))
             .issuer_name(self.ca.subject)
             .public_key(csr.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=1))
+            .not_valid_before(now - timedelta(seconds=back_s))
             .not_valid_after(min(now + timedelta(seconds=ttl_s), self.ca.not_valid_after_utc))
             .add_extension(
                 x509.BasicConstraints(ca=True, path_length=max_path if max_path >= 0 else None),

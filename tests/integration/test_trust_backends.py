@@ -25,7 +25,14 @@ from moto.acmpca import models as pca_models
 from moto.server import ThreadedMotoServer
 
 from tests.integration.fake_vault import FakeVault
-from tests.integration.harness import ControllerHandle, ControlPlaneHandle, free_port, run_meshfed
+from tests.integration.harness import (
+    ControllerHandle,
+    ControlPlaneHandle,
+    RateLoop,
+    free_port,
+    run_meshfed,
+    wait_until,
+)
 from trust import pki
 from trust.errors import SigningRefusedError
 from trust.spiffe import TrustDomain
@@ -262,3 +269,56 @@ def test_aws_private_ca_root_issues_intermediates_and_the_chain_verifies(pca, tm
     assert inter.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
     rotate = run_meshfed(home, "trust", "rotate-root", check=False)
     assert rotate.returncode == 2 and "rotate it there" in rotate.stderr
+
+
+def test_moving_the_root_from_a_local_key_to_vault_under_200_rps_fails_no_request(
+    vault, procs, tmp_path, monkeypatch
+) -> None:
+    """Issue 43 proof 4: ``meshfed trust rotate-root --to vault`` on a federation of three
+    clusters under 200 rps: Vault's root joins the bundle and signs from then on, every
+    joined cluster is re-signed by Vault, every SVID renews under it, ``--retire-old`` is
+    accepted once that is done, the local root's key is deleted, and no request fails."""
+    from tests.integration.test_federation import HOST, _identity_dirs, _roots, _start
+
+    monkeypatch.setenv("VAULT_TOKEN", vault.token)  # the controller signs through Vault too
+    fed = _start(procs, tmp_path / "home")
+    home = fed["home"]
+    trust = TrustDirectory(home / "trust")
+    old_root = trust.bundle().roots[0]
+    old_id = trust.config().active_root
+    dirs = _identity_dirs(home)
+    with RateLoop(fed["client_port"], HOST, rps=200, max_requests=40000, max_seconds=150) as load:
+        wait_until(lambda: len(load.samples) >= 200, 15, "traffic flowing")
+        moved = run_meshfed(
+            home, "trust", "rotate-root", "--to", "vault", "--vault-address", vault.url
+        ).stdout
+        assert "vault root" in moved and trust.config().backend == "vault"
+        vault_root = trust.bundle().roots[-1]
+        assert vault_root.subject == vault.ca.subject
+
+        def re_signed() -> bool:
+            cas = [home / "controlplanes" / c / "ca" / "ca.pem" for c in ("a", "b", "c")]
+            return all(pki.issued_by(_roots(p)[0], vault_root) for p in cas)
+
+        wait_until(re_signed, 30, "every joined intermediate re-signed by Vault")
+
+        def renewed() -> bool:
+            return all(pki.issued_by(_roots(d / "cert.pem")[1], vault_root) for d in dirs)
+
+        wait_until(renewed, 45, "every SVID renewed under the Vault root")
+
+        def retired() -> bool:
+            done = run_meshfed(home, "trust", "rotate-root", "--retire-old", check=False)
+            assert done.returncode in (0, 2), done.stderr
+            return done.returncode == 0
+
+        wait_until(retired, 60, "--retire-old accepted", interval_s=2)
+        after = len(load.samples)
+        wait_until(lambda: len(load.samples) >= after + 1000, 20, "5 s more of traffic")
+    assert load.failures() == [], f"{len(load.failures())} failed of {len(load.samples)}"
+    print(f"local -> Vault root move under load: 0 failed of {len(load.samples)} requests")
+    assert [r.subject for r in trust.bundle().roots] == [vault.ca.subject]
+    assert not (trust.root_dir(old_id) / "ca-key.pem").exists()  # the local key is gone
+    for d in dirs:
+        chain = _roots(d / "cert.pem")
+        assert pki.issued_by(chain[1], vault_root) and not pki.issued_by(chain[1], old_root)

@@ -175,3 +175,24 @@ def test_a_published_root_is_trusted_before_it_signs_then_activated_by_step_one(
     assert trust_dir.config().bundle_roots == [old, step0.new_root]
     assert published_root(trust_dir) is None
     assert pki.issued_by(trust_dir.intermediate_certificate("east"), trust_dir.bundle().roots[-1])
+
+
+def test_moving_the_root_re_signs_under_the_new_backend_and_refuses_what_it_cannot(
+    trust_dir,
+) -> None:
+    from trust.root_rotation import move_root, publish_next_root
+    from trust.store import PcaBackend
+
+    with pytest.raises(TrustStoreError, match="AWS Private CA is not supported yet"):
+        move_root(trust_dir, aws_pca=PcaBackend(ca_arn="arn:aws:acm-pca:x", region="us-east-1"))
+    old = trust_dir.config().active_root
+    moved = move_root(trust_dir)  # to a (new) local root, as back from Vault
+    cfg = trust_dir.config()
+    assert cfg.backend == "local" and cfg.active_root == moved.new_root != old
+    assert cfg.bundle_roots == [old, moved.new_root] and moved.reissued_clusters == ("east",)
+    assert pki.issued_by(trust_dir.intermediate_certificate("east"), trust_dir.bundle().roots[-1])
+    retire = retire_old_roots(trust_dir)
+    assert retire.retired_roots == (old,)
+    publish_next_root(trust_dir)
+    with pytest.raises(TrustStoreError, match="finish that rotation first"):
+        move_root(trust_dir)
