@@ -281,8 +281,9 @@ class SyncHub:
             self.close_stream(cluster, f"cluster {cluster!r} was removed from the federation")
         self._last_bundle = self._bundle_pem()
         self._last_addresses = self.replica.sync_addresses()
-        federated = bundles_in_force(
-            federations(self.store), bundle_states(self.store), self.clock()
+        specs = federations(self.store)  # no federation: no query of their states
+        federated = (
+            bundles_in_force(specs, bundle_states(self.store), self.clock()) if specs else {}
         )
         self._last_root_crl = self.root_crl() if federated else None
         if federated and self._last_root_crl is None:
