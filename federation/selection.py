@@ -215,7 +215,7 @@ def listing_table(
             [
                 t["trustDomain"], t["profile"], t["bundleEndpointURL"], str(t["roots"]),
                 str(t["sequence"] if t["sequence"] is not None else "-"),
-                ago(t["fetchedAt"], now), t["error"] or "-",
+                ago(t["fetchedAt"], now), t.get("suspended") or t["error"] or "-",
             ]
             for t in rows
         ]  # fmt: skip

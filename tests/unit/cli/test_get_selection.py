@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from federation.errors import ConfigError
-from federation.selection import Kind, get, parse_kind, select
+from federation.selection import Kind, get, listing_table, parse_kind, select
 
 POLICIES = [
     {"kind": "TrafficPolicy", "metadata": {"name": "echo", "namespace": "demo"}},
@@ -107,3 +107,16 @@ def test_shell_completion_script_and_completions() -> None:
     env = {"_MESHFED_COMPLETE": "bash_complete", "COMP_WORDS": "meshfed ap", "COMP_CWORD": "1"}
     words = CliRunner().invoke(cli, [], env=env, prog_name="meshfed")
     assert "plain,apply" in words.output.splitlines(), words.output
+
+
+def test_trust_domains_by_any_of_their_names_and_their_table_says_what_is_wrong() -> None:
+    for word in ("trustdomains", "TrustDomainFederation", "clusterfederatedtrustdomains"):
+        assert parse_kind(word).listing == "trustdomains"
+    row = {
+        "trustDomain": "b.example", "profile": "https_spiffe",
+        "bundleEndpointURL": "https://b.example/v1/spiffe-bundle", "roots": 0, "sequence": 3,
+        "fetchedAt": None, "error": "TLS refused", "suspended": "no root CRL",
+    }  # fmt: skip
+    headers, [cells] = listing_table("trustdomains", [row])
+    assert headers[0] == "TRUST DOMAIN" and cells[-1] == "no root CRL" and cells[-2] == "never"
+    assert listing_table("trustdomains", [{**row, "suspended": ""}])[1][0][-1] == "TLS refused"
