@@ -22,21 +22,21 @@ The two previous versions are kept for readers still on them.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trust.errors import InvalidSpiffeIdError
 from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
+from trust.spiffe import TrustDomain
 
 SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 #: SDS secret names (as Istio): the proxy's own SVID and the trust bundle.
 SVID_SECRET = "default"
 ROOTCA_SECRET = "ROOTCA"
 SVID_SDS_FILE = "svid.json"
-_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]{1,255}")
 #: Envoy's type URL of the SPIFFE validator's configuration.
 SPIFFE_VALIDATOR_TYPE = (
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig"
@@ -184,9 +184,13 @@ class IdentityDirectory:
         if crl_pem:
             write_atomic(version_dir / "crl.pem", crl_pem, CERT_FILE_MODE)
         domains = sorted(federated or {})
-        for d in domains:  # names become file names (SPIFFE-ID.md 2.1's characters only)
-            if not _TRUST_DOMAIN.fullmatch(d):
-                raise ValueError(f"federated trust domain {d!r} is not a trust domain name")
+        for d in domains:  # names become file names: SPIFFE-ID.md 2.1's characters only
+            try:
+                TrustDomain(d)
+            except InvalidSpiffeIdError as err:
+                raise ValueError(
+                    f"federated trust domain {d!r} is not a trust domain name"
+                ) from err
         if domains:
             write_atomic(version_dir / "local.pem", _joined(bundle_pem, crl_pem), CERT_FILE_MODE)
             ensure_dir(version_dir / "federated")

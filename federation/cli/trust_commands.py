@@ -25,6 +25,7 @@ from federation.controller.store import joined_intermediates
 from federation.model.documents import validation_problems
 from federation.model.trust_federation import federation_document
 from federation.paths import default_trust_dir
+from federation.sync.identity import controller_spiffe_id
 from trust import pki
 from trust.errors import InvalidSpiffeIdError
 from trust.federation import PROFILES
@@ -259,13 +260,12 @@ def federate_cmd(
         return click.echo(f"federation with {domain} removed")
     if bundle_endpoint is None:
         raise InputError("--bundle-endpoint is required (unless --remove)")
-    default_id = f"spiffe://{domain}/ns/meshfed-system/sa/controller"
     try:
         bundle = bundle_file.read_text() if bundle_file else None
-        doc = federation_document(
-            domain, bundle_endpoint, profile,
-            (endpoint_spiffe_id or default_id) if profile == "https_spiffe" else None, bundle,
-        )  # fmt: skip
+        sid = (
+            (endpoint_spiffe_id or controller_spiffe_id(domain)) if profile != "https_web" else None
+        )
+        doc = federation_document(domain, bundle_endpoint, profile, sid, bundle)
     except ValidationError as err:
         raise InputError(validation_problems(err, "")[0].lstrip(": ")) from err
     except OSError as err:

@@ -27,6 +27,7 @@ from federation.sync.identity import (
     CONTROL_PLANE_NAMESPACE,
     CONTROLLER_CA_NAME,
     CONTROLLER_SERVER_NAME,
+    CONTROLLER_SERVICE_ACCOUNT,
 )
 from trust import pki
 from trust.authority import issue_svid
@@ -75,7 +76,7 @@ class ServerCertificate:
         self._issuer = self._intermediate_fingerprint()
         self.svid = issue_svid(
             self._trust.cluster_authority(CONTROLLER_CA_NAME),
-            td.workload_id(CONTROL_PLANE_NAMESPACE, "controller"),
+            td.workload_id(CONTROL_PLANE_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT),
             SERVER_CERT_TTL,
             dns_names=[CONTROLLER_SERVER_NAME, *self._addresses],
         )

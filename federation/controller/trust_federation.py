@@ -13,7 +13,7 @@ The leader fetches each bundle at its ``spiffe_refresh_hint``
 (:func:`trust.federation.next_refresh_s`) and, after a failure, at the next interval,
 keeping the bundle it holds: a bundle that cannot be refreshed stays in force until its roots
 expire (:func:`bundles_in_force` leaves expired roots out), and shows in ``meshfed get
-trustdomainfederations`` and the metrics. Deleting the document ends the relationship at the
+trustdomains`` and the metrics. Deleting the document ends the relationship at the
 next recompute (SPIFFE_Federation.md 6.3).
 
 The bundles of different domains are never merged (section 4.2): updates carry one PEM
@@ -23,6 +23,7 @@ bundle per domain.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -91,7 +92,7 @@ class BundleState:
         if not self.bundle:
             return None
         try:
-            return TrustBundle.from_spiffe_json(TrustDomain(self.trust_domain), self.bundle)
+            return _parsed_bundle(self.trust_domain, self.bundle)
         except (InvalidCertificateError, ValueError) as err:
             log.error("stored bundle of %s is unreadable: %s", self.trust_domain, err)
             return None
@@ -137,7 +138,7 @@ def stored_federations(store: ControllerStore) -> list[TrustDomainFederation]:
     for kind in FEDERATION_KINDS:
         for doc in store.documents(kind):
             try:
-                out.append(TrustDomainFederation.model_validate(doc))
+                out.append(_federation(json.dumps(doc, sort_keys=True)))
             except ValidationError as err:
                 log.error("stored %s %s left out: %s", kind, doc.get("metadata"), err)
     return out
@@ -149,6 +150,23 @@ def federations(store: ControllerStore) -> dict[str, TrustDomainFederationSpec]:
     for doc in stored_federations(store):
         out.setdefault(doc.spec.trust_domain, doc.spec)
     return out
+
+
+# Every recompute reads the federations and their states: an unchanged document or bundle is
+# not validated and parsed again (certificates, endpoint parameters) -- as StoredPolicies does.
+@functools.lru_cache(maxsize=256)
+def _federation(text: str) -> TrustDomainFederation:
+    return TrustDomainFederation.model_validate_json(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_bundle(domain: str, spiffe_json: str) -> TrustBundle:
+    return TrustBundle.from_spiffe_json(TrustDomain(domain), spiffe_json)
+
+
+@functools.lru_cache(maxsize=256)
+def _bootstrap(spec: TrustDomainFederationSpec) -> TrustBundle | None:
+    return spec.bootstrap_bundle()
 
 
 def states(store: ControllerStore) -> dict[str, BundleState]:
@@ -189,7 +207,7 @@ def held_bundle(spec: TrustDomainFederationSpec, state: BundleState | None) -> T
     """The bundle in force for ``spec``'s domain: the last one fetched, else the document's
     ``trustDomainBundle``, else None (nothing trusted yet)."""
     fetched = current_state(spec, state).parsed()
-    return fetched if fetched is not None else spec.bootstrap_bundle()
+    return fetched if fetched is not None else _bootstrap(spec)
 
 
 def unexpired(bundle: TrustBundle, now: float) -> TrustBundle:
@@ -222,8 +240,8 @@ def status_rows(
     *,
     suspended: str = "",
 ) -> list[dict[str, Any]]:
-    """One row per federation for ``GET /v1/trust-federations`` (``meshfed get
-    trustdomainfederations``): endpoint, profile, the bundle in force (roots, sequence, its
+    """One row per federation for ``GET /v1/trustdomains`` (``meshfed get trustdomains``):
+    endpoint, profile, the bundle in force (roots, sequence, its
     earliest root expiry), last fetch, last error, next attempt; ``suspended``: why no
     foreign bundle is sent to the clusters at all (then none is in force). Pure."""
     rows = []
@@ -240,7 +258,7 @@ def status_rows(
                 "endpointSPIFFEID": spec.bundle_endpoint_profile.endpoint_spiffe_id,
                 "roots": len(live.roots) if live else 0,
                 "sequence": bundle.sequence if bundle else None,
-                "source": state.source if state.bundle else "trustDomainBundle",
+                "source": state.source,
                 "rootsExpireAt": expiry.timestamp() if expiry else None,
                 "fetchedAt": state.fetched_at,
                 "attemptedAt": state.attempted_at,

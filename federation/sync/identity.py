@@ -12,14 +12,26 @@ from federation.ca.names import SYSTEM_NAMESPACE as CONTROL_PLANE_NAMESPACE
 from federation.ca.names import control_plane_service_account
 from trust.pki import CONTROLLER_CA_NAME, CONTROLLER_SERVER_NAME
 
+#: The controller's service account: its SVID (the sync server's and the REST API's
+#: certificate, the SPIFFE bundle endpoint's for ``https_spiffe``) is
+#: ``spiffe://<td>/ns/meshfed-system/sa/controller``.
+CONTROLLER_SERVICE_ACCOUNT = "controller"
+
 __all__ = [
     "CONTROLLER_CA_NAME",
     "CONTROLLER_SERVER_NAME",
+    "CONTROLLER_SERVICE_ACCOUNT",
     "CONTROL_PLANE_NAMESPACE",
     "cluster_from_spiffe_path",
     "control_plane_service_account",
     "control_plane_spiffe_path",
+    "controller_spiffe_id",
 ]
+
+
+def controller_spiffe_id(trust_domain: str) -> str:
+    """``spiffe://<trust_domain>/ns/meshfed-system/sa/controller``: the controller's SVID."""
+    return f"spiffe://{trust_domain}/ns/{CONTROL_PLANE_NAMESPACE}/sa/{CONTROLLER_SERVICE_ACCOUNT}"
 
 
 def control_plane_spiffe_path(cluster: str) -> str:
