@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -225,3 +225,26 @@ class TrustBundle:
                 f"{spiffe_id} does not chain to the trust bundle: {err}"
             ) from err
         return spiffe_id
+
+
+def spiffe_bundle_map(anchors: Mapping[str, bytes]) -> dict[str, Any]:
+    """A SPIFFE bundle map -- trust domain -> its SPIFFE bundle -- as JSON-ready dict:
+    ``{"trust_domains": {"<domain>": {"keys": [JWK, ...]}}}``, the file gRPC's
+    ``file_watcher`` certificate provider reads as ``spiffe_bundle_map_file`` (gRFC A87, "mTLS
+    SPIFFE support": a peer's SVID is verified only with the bundle of the trust domain its
+    URI SAN names). Each key is one anchor with ``use: x509-svid`` and its ``x5c``
+    (SPIFFE_Trust_Domain_and_Bundle.md 4.2).
+
+    ``anchors``: trust domain name -> PEM certificates (a domain's roots, or, for the local
+    domain of a proxyless gRPC workload, the member clusters' CAs). Domains are sorted, so
+    the same input gives the same bytes.
+
+    Raises:
+        InvalidCertificateError: a PEM text holds no certificate or a key type a JWK cannot
+            carry (EC P-256/384/521 and RSA only).
+    """
+    domains: dict[str, Any] = {}
+    for name in sorted(anchors):
+        certs = pki.load_certificates(anchors[name], source=f"anchors of {name}")
+        domains[name] = {"keys": [_jwk_for(c) for c in certs]}
+    return {"trust_domains": domains}

@@ -4,7 +4,10 @@
 The xDS channel uses mutual TLS with the SVID in the identity directory (gRPC's ``tls``
 channel credentials, gRFC A65). The same files are the bootstrap's certificate provider
 :data:`~federation.sync.node.GRPC_CERT_PROVIDER` (``file_watcher``, gRFC A29), which the
-control plane's clusters and server listeners name; a server asks for its Listener by
+control plane's clusters and server listeners name -- with the identity directory's SPIFFE
+bundle map (``spiffe_bundle_map_file``, gRFC A87), so that with
+``GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE=true`` a server accepts federated trust domains' SVIDs,
+each verified with its own domain's bundle; a server asks for its Listener by
 :data:`~federation.sync.node.GRPC_SERVER_LISTENER_TEMPLATE` (gRFC A36). Field names follow
 gRPC's bootstrap format (grpc/proposal A27).
 """
@@ -57,6 +60,10 @@ def grpc_bootstrap(config: GrpcBootstrapConfig) -> dict[str, Any]:
         "ca_certificate_file": str(certs / "members.pem"),  # every member cluster's CA
     }
     watched = {**files, "refresh_interval": REFRESH_INTERVAL}
+    # Per-domain anchors for the mesh's own traffic (gRFC A87): gRPC reads this instead of
+    # ca_certificate_file when GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE is true, and ignores it
+    # otherwise. The xDS channel keeps ca_certificate_file: its server is a member.
+    provider = {**watched, "spiffe_bundle_map_file": str(certs / "spiffe_bundles.json")}
     return {
         "xds_servers": [
             {
@@ -75,6 +82,6 @@ def grpc_bootstrap(config: GrpcBootstrapConfig) -> dict[str, Any]:
         },
         "server_listener_resource_name_template": GRPC_SERVER_LISTENER_TEMPLATE,
         "certificate_providers": {
-            GRPC_CERT_PROVIDER: {"plugin_name": "file_watcher", "config": watched}
+            GRPC_CERT_PROVIDER: {"plugin_name": "file_watcher", "config": provider}
         },
     }

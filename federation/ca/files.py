@@ -7,6 +7,9 @@ Layout of ``<dir>`` (mode 0700)::
     [crl.pem]  members.pem                   ``meshfed`` reuse after a restart); members.pem
                                              is what gRPC trusts: every member cluster's CA
                                              (the bundle when not in a federation)
+    spiffe_bundles.json                      the same anchors per trust domain, with every
+                                             federated domain's bundle: gRPC's SPIFFE bundle
+                                             map (gRFC A87, ``spiffe_bundle_map_file``)
     v<N>/cert.pem key.pem bundle.pem [crl.pem]  one directory per version, never modified
     svid.json                                SDS secret ``default`` (tls_certificate) -> v<N>
     rootca.json                              SDS secret ``ROOTCA`` (validation_context: bundle,
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trust.bundle import spiffe_bundle_map
 from trust.errors import InvalidSpiffeIdError
 from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
 from trust.spiffe import TrustDomain
@@ -154,6 +158,15 @@ class IdentityDirectory:
         anchor). The trust bundle itself when the control plane is not in a federation."""
         return self.path / "members.pem"
 
+    @property
+    def spiffe_bundles(self) -> Path:
+        """The SPIFFE bundle map of a proxyless gRPC workload (its bootstrap's
+        ``spiffe_bundle_map_file``, read by gRPC when ``GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE``
+        is true): this trust domain's anchors (:attr:`members`) and each federated domain's
+        bundle, so an SVID is verified with its own domain's anchors only. Written when the
+        trust domain is known."""
+        return self.path / "spiffe_bundles.json"
+
     def write(
         self,
         chain_pem: bytes,
@@ -209,6 +222,10 @@ class IdentityDirectory:
         write_atomic(self.cert, chain_pem, CERT_FILE_MODE)
         write_atomic(self.bundle, bundle_pem, CERT_FILE_MODE)
         write_atomic(self.members, members_pem or bundle_pem, CERT_FILE_MODE)
+        if trust_domain:
+            anchors = {**(federated or {}), trust_domain: members_pem or bundle_pem}
+            bundle_map = json.dumps(spiffe_bundle_map(anchors), indent=1).encode()
+            write_atomic(self.spiffe_bundles, bundle_map, CERT_FILE_MODE)
         if crl_pem:
             write_atomic(self.crl, crl_pem, CERT_FILE_MODE)
         else:

@@ -379,14 +379,13 @@ def bootstrap_grpc_cmd(
 ) -> None:
     """Print a gRPC xDS bootstrap (GRPC_XDS_BOOTSTRAP) for xds:///<svc>.<ns>.svc.clusterset.local.
 
-    The xDS channel uses mutual TLS with the SVID in --identity-dir (gRPC's 'tls' channel
-    credentials, gRFC A65); keep it fresh with 'meshfed workload identity'. The control plane
-    verifies that the SVID is NAMESPACE/SERVICE_ACCOUNT. The same files are the bootstrap's
-    certificate provider: a channel created with xDS credentials
-    (grpc.xds_channel_credentials) then calls workloads behind sidecars over mutual TLS
-    (gRFC A29), as the control plane's clusters say, and a server created with xds=True and
-    xDS server credentials (grpc.xds_server_credentials) serves mutual TLS (gRFC A36, with
-    --workload)."""
+    The xDS channel uses mutual TLS with the SVID in --identity-dir (gRFC A65); keep it fresh
+    with 'meshfed workload identity'. The control plane verifies that the SVID is
+    NAMESPACE/SERVICE_ACCOUNT. The same files are the certificate provider of channels with
+    xDS credentials (mutual TLS to sidecars, gRFC A29) and of servers with xds=True and xDS
+    server credentials (gRFC A36, with --workload). Run it with
+    GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE=true to accept federated trust domains' SVIDs, each
+    checked with its own domain's bundle (gRFC A87; without it they fail the handshake)."""
     config = GrpcBootstrapConfig(
         controlplane=controlplane,
         node_id=node_id,

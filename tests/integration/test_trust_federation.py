@@ -8,8 +8,10 @@ import asyncio
 import base64
 import http.client
 import json
+import os
 import signal
 import ssl
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -401,6 +403,131 @@ spec:
     run_meshfed(mesh_home, "cluster", "remove", "c")
     wait_until(lambda: all(_status(from_c) != 200 for _ in range(10)), 30, "c refused")
     assert _status(from_b) == 200 and _call_inbound(inbound, client, bundle) == 200
+
+
+def _grpc_call(address: str, port: int, cert: tuple[Path, Path], server_bundle: Path) -> str:
+    """One echo call to a proxyless gRPC server with the client SVID ``cert`` (chain, key),
+    the server verified with ``server_bundle`` and its cluster's DNS SAN: ``ok`` or the
+    status code's name (``UNAVAILABLE`` when the handshake is refused)."""
+    import grpc
+
+    from federation.demo.echo_grpc import METHOD
+
+    creds = grpc.ssl_channel_credentials(
+        server_bundle.read_bytes(), cert[1].read_bytes(), cert[0].read_bytes()
+    )
+    with grpc.secure_channel(
+        f"{address}:{port}",
+        creds,
+        options=[("grpc.ssl_target_name_override", pki.cluster_dns_name("east"))],
+    ) as channel:
+        try:
+            channel.unary_unary(METHOD)(b"x", timeout=3)
+        except grpc.RpcError as err:
+            return str(err.code().name)
+    return "ok"
+
+
+def test_a_proxyless_grpc_server_accepts_a_federated_domain_only_where_a_policy_names_it(
+    procs: Processes, mesh_home: Path, tmp_path: Path
+) -> None:
+    """Issue 43, proof 1 for proxyless gRPC: an xDS-enabled gRPC server (no sidecar) started
+    with ``GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE=true`` verifies each caller's SVID with its own
+    domain's anchors (the identity directory's SPIFFE bundle map, gRFC A87): with b.example
+    federated, b's caller completes the handshake and is refused by gRPC's RBAC
+    (PERMISSION_DENIED) until an AuthorizationPolicy names it, then served, while another
+    b.example identity stays refused; a c.example SVID and a forged b.example SVID (another
+    root) fail the handshake; the mesh's own callers are served throughout."""
+    from tests.integration.harness import MESHFED, meshfed_env, workload_yaml
+    from tests.integration.test_grpc_proxyless import ZONE_A, _call_as
+
+    controller = ControllerHandle(procs, mesh_home)
+    controller.start()
+    foreign = ControllerHandle(
+        procs, tmp_path / "b-home", name="b-controller",
+        extra_args=["--trust-domain", "b.example", "--bundle-refresh-hint", "2s"],
+    )  # fmt: skip
+    foreign.start()
+    east = controller.join("east", ZONE_A, f"127.0.4.2:{free_port('127.0.4.2')}")
+    address, port = "127.0.4.5", free_port("127.0.4.5")
+    east.apply(
+        workload_yaml(
+            "grpc-x", service="echo", address=address, locality=ZONE_A, port=9090,
+            target_port=port, protocol="grpc", tls_mode="mutual", inbound_port=port,
+        )
+    )  # fmt: skip
+    identity = tmp_path / "identity-echo"
+    procs.spawn(
+        "identity-echo",
+        [MESHFED, "workload", "identity", "--controlplane", east.api_url, "-n", "demo",
+         "--service-account", "echo", "--dir", str(identity),
+         "--workload-token", east.mint("demo", "echo")],
+        env=meshfed_env(mesh_home),
+    )  # fmt: skip
+    b_trust = TrustDirectory(foreign.home / "trust")
+    run_meshfed(
+        mesh_home, "trust", "federate", "--with", "b.example",
+        "--bundle-endpoint", f"{foreign.url}/v1/spiffe-bundle",
+        "--bundle-file", str(b_trust.bundle_spiffe_path),
+    )  # fmt: skip
+
+    def federated_anchors() -> bool:
+        path = identity / "spiffe_bundles.json"
+        return path.exists() and "b.example" in json.loads(path.read_text())["trust_domains"]
+
+    wait_until(federated_anchors, 30, "b.example's bundle in the server's bundle map")
+    bootstrap = run_meshfed(
+        mesh_home, "bootstrap", "grpc", "--controlplane", f"127.0.0.1:{east.xds_port}",
+        "--node-id", "grpc-echo", "--service", "echo", "-n", "demo", "--locality", ZONE_A,
+        "--identity-dir", str(identity), "--workload", "grpc-x",
+    ).stdout  # fmt: skip
+    (tmp_path / "bootstrap-echo.json").write_text(bootstrap)
+    procs.spawn(
+        "app-grpc-x",
+        [sys.executable, "-m", "federation.demo.echo_grpc", "serve", "--name", "grpc-x",
+         "--host", address, "--port", str(port), "--xds"],
+        env=dict(
+            os.environ,
+            GRPC_XDS_BOOTSTRAP=str(tmp_path / "bootstrap-echo.json"),
+            GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE="true",
+        ),
+    )  # fmt: skip
+    local = tmp_path / "identity-frontend"
+    run_meshfed(
+        mesh_home, "workload", "identity", "--once", "--controlplane", east.api_url,
+        "-n", "demo", "--service-account", "frontend", "--dir", str(local),
+        "--workload-token", east.mint("demo", "frontend"),
+    )  # fmt: skip
+    wait_until(lambda: _call_as(local, address, port, "east") == "ok", 45, "local caller served")
+
+    certs = tmp_path / "certs"
+    bundle = mesh_home / "trust" / "bundle.pem"
+    client = _svid_files(b_trust, "west", "spiffe://b.example/ns/demo/sa/client", certs)
+    other = _svid_files(b_trust, "west", "spiffe://b.example/ns/demo/sa/other", certs)
+    third = TrustDirectory(tmp_path / "c-trust")
+    third.init(TrustDomain("c.example"))
+    stranger = _svid_files(third, "x", "spiffe://c.example/ns/demo/sa/client", certs)
+    forged_dir = TrustDirectory(tmp_path / "forged-b")
+    forged_dir.init(TrustDomain("b.example"))
+    forged = _svid_files(forged_dir, "west", "spiffe://b.example/ns/demo/sa/client", certs)
+
+    # b's SVID verifies with b's bundle; no policy names b.example: gRPC's RBAC refuses it
+    assert _grpc_call(address, port, client, bundle) == "PERMISSION_DENIED"
+    assert _grpc_call(address, port, stranger, bundle) == "UNAVAILABLE"
+    assert _grpc_call(address, port, forged, bundle) == "UNAVAILABLE"
+    policy = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo-partner, namespace: demo}
+spec:
+  rules:
+  - from: [{source: {principals: ["b.example/ns/demo/sa/client"]}}]
+  - from: [{source: {namespaces: ["demo"]}}]
+"""
+    run_meshfed(mesh_home, "apply", "-f", "-", input_text=policy)
+    wait_until(lambda: _grpc_call(address, port, client, bundle) == "ok", 30, "b's caller served")
+    assert _grpc_call(address, port, other, bundle) == "PERMISSION_DENIED"
+    assert _grpc_call(address, port, forged, bundle) == "UNAVAILABLE"
+    assert _call_as(local, address, port, "east") == "ok"
 
 
 def test_a_workload_of_another_mesh_calls_an_exported_service_through_its_gateway(

@@ -11,6 +11,7 @@ from federation.ca.files import IdentityDirectory
 from federation.ca.names import namespace_and_account
 from federation.ca.tokens import TokenRefusedError, TokenStore, WorkloadToken, refusal
 from federation.sync.node import ProxyDescription, identity_problem
+from trust.bundle import TrustBundle
 from trust.errors import InvalidCertificateError, SigningRefusedError
 from trust.spiffe import TrustDomain
 from trust.workload import new_key_and_csr, requested_spiffe_id, sign_workload_csr
@@ -133,10 +134,21 @@ def test_identity_directory_publishes_versions_atomically(tmp_path) -> None:
     assert not d.crl.exists()
 
 
+def _root_pem(domain: str) -> bytes:
+    from trust import pki
+
+    cert = pki.root_certificate(pki.generate_private_key(), TrustDomain(domain), now=NOW)
+    return pki.certificates_to_pem([cert])
+
+
 def test_federated_bundles_make_envoy_validate_each_domain_with_its_own(tmp_path) -> None:
     d = IdentityDirectory(tmp_path / "id")
-    federated = {"b.example": b"b-roots", "c.example": b"c-roots"}
-    v = d.write(b"chain", b"key", b"bundle", b"crls", federated=federated, trust_domain="a.org")
+    b_roots, c_roots = _root_pem("b.example"), _root_pem("c.example")
+    bundle, members = _root_pem("a.org"), _root_pem("a.org") + _root_pem("a.org")
+    federated = {"b.example": b_roots, "c.example": c_roots}
+    v = d.write(
+        b"chain", b"key", bundle, b"crls", members, federated=federated, trust_domain="a.org"
+    )
     context = json.loads(d.rootca_sds.read_text())["resources"][0]["validation_context"]
     assert "trusted_ca" not in context and "crl" not in context  # never one merged bundle
     validator = context["custom_validator_config"]
@@ -149,8 +161,15 @@ def test_federated_bundles_make_envoy_validate_each_domain_with_its_own(tmp_path
         "b.example": str(v / "federated" / "b.example.pem"),
         "c.example": str(v / "federated" / "c.example.pem"),
     }
-    assert (v / "local.pem").read_bytes() == b"bundle\ncrls\n"  # the CRLs stay checked
-    assert (v / "federated" / "c.example.pem").read_bytes() == b"c-roots"
+    assert (v / "local.pem").read_bytes() == bundle + b"crls\n"  # the CRLs stay checked
+    assert (v / "federated" / "c.example.pem").read_bytes() == c_roots
+    # gRPC's SPIFFE bundle map (gRFC A87): the members' CAs for the local domain (no CRL in
+    # gRPC), each federated domain's roots under its own name
+    bundle_map = json.loads(d.spiffe_bundles.read_text())["trust_domains"]
+    assert sorted(bundle_map) == ["a.org", "b.example", "c.example"]
+    for name, pem in (("a.org", members), ("b.example", b_roots), ("c.example", c_roots)):
+        parsed = TrustBundle.from_spiffe_json(TrustDomain(name), json.dumps(bundle_map[name]))
+        assert parsed.to_pem() == pem
     with pytest.raises(ValueError, match="not a trust domain name"):
         d.write(b"c", b"k", b"b", federated={"../x": b"r"}, trust_domain="a.org")
 

@@ -115,3 +115,19 @@ def test_svid_rejects_ca_as_leaf(trust_dir) -> None:
         X509Svid.parse(
             pki.certificates_to_pem([inter]), pki.private_key_to_pem(pki.generate_private_key())
         )
+
+
+def test_spiffe_bundle_map_keeps_each_domains_anchors_apart_and_refuses_non_pem() -> None:
+    from trust.bundle import spiffe_bundle_map
+
+    a, b1, b2 = _root(), _root(), _root()
+    doc = spiffe_bundle_map(
+        {"b.example": pki.certificates_to_pem([b1, b2]), "a.org": pki.certificates_to_pem([a])}
+    )
+    assert list(doc["trust_domains"]) == ["a.org", "b.example"]  # sorted: stable bytes
+    b = TrustBundle.from_spiffe_json(
+        TrustDomain("b.example"), json.dumps(doc["trust_domains"]["b.example"])
+    )
+    assert b.fingerprints() == [pki.fingerprint(b1), pki.fingerprint(b2)]
+    with pytest.raises(InvalidCertificateError, match=r"anchors of c\.example"):
+        spiffe_bundle_map({"c.example": b"not a certificate"})
