@@ -75,7 +75,14 @@ class PcaClient:
         )
 
     def issue_subordinate(self, csr_pem: bytes, days: int, wait_s: float = 30) -> tuple[str, str]:
-        """Issue with the PathLen0 subordinate template; ``(certificate, chain)`` PEM."""
+        """Issue with the PathLen0 subordinate template; ``(certificate, chain)`` PEM.
+
+        notBefore is the issuance time minus :data:`trust.pki.CLOCK_SKEW_ALLOWANCE` (5 min),
+        as a local root and Vault (``not_before_duration``) backdate, passed as
+        ``ValidityNotBefore`` (``ABSOLUTE``, epoch seconds): by default AWS Private CA
+        backdates by 60 minutes (API reference, IssueCertificate, ValidityNotBefore), and
+        ``rotate-root --retire-old`` reads when a cluster was re-signed from notBefore."""
+        not_before = pki.utcnow() - pki.CLOCK_SKEW_ALLOWANCE
         with _pca(f"issuing an intermediate with AWS Private CA {self.ca_arn}"):
             arn = self._client.issue_certificate(
                 CertificateAuthorityArn=self.ca_arn,
@@ -83,6 +90,7 @@ class PcaClient:
                 SigningAlgorithm="SHA256WITHECDSA",
                 TemplateArn=SUBORDINATE_TEMPLATE,
                 Validity={"Value": days, "Type": "DAYS"},
+                ValidityNotBefore={"Value": int(not_before.timestamp()), "Type": "ABSOLUTE"},
             )["CertificateArn"]
             deadline = time.monotonic() + wait_s
             while True:  # issuance is asynchronous: RequestInProgressException until done

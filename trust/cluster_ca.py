@@ -59,24 +59,26 @@ class ClusterCaDirectory:
         ensure_dir(self.path)
         key = pki.generate_private_key()
         write_atomic(self.key_path, pki.private_key_to_pem(key), KEY_FILE_MODE)
-        csr = pki.build_csr(
-            key, spiffe_id=trust_domain.id, common_name=pki.intermediate_common_name(cluster)
-        )
-        return pki.csr_to_pem(csr)
+        subject = pki.intermediate_subject(trust_domain, cluster)
+        return pki.csr_to_pem(pki.build_csr(key, spiffe_id=trust_domain.id, subject=subject))
 
     def renewal_csr(self, trust_domain: TrustDomain, cluster: str) -> bytes:
         """A PEM CSR for the *existing* intermediate key, for the root to re-sign (a renewal,
         or a root rotation): the same key and subject, so the SVIDs and CRLs it issued stay
-        valid under the re-signed certificate.
+        valid under the re-signed certificate. The subject is the current certificate's (a
+        root that takes it from the CSR, as AWS Private CA's subordinate template, keeps it;
+        SVIDs name it as issuer), :func:`trust.pki.intermediate_subject` when there is none.
 
         Raises:
             TrustStoreError: the key is missing or group/world readable.
+            InvalidCertificateError: the current certificate does not parse.
         """
         key = load_key_file(self.key_path)
-        csr = pki.build_csr(
-            key, spiffe_id=trust_domain.id, common_name=pki.intermediate_common_name(cluster)
-        )
-        return pki.csr_to_pem(csr)
+        subject = pki.intermediate_subject(trust_domain, cluster)
+        if self.cert_path.exists():
+            current = pki.load_certificates(self.cert_path.read_bytes(), source=str(self.cert_path))
+            subject = current[0].subject
+        return pki.csr_to_pem(pki.build_csr(key, spiffe_id=trust_domain.id, subject=subject))
 
     def store(self, chain_pem: bytes, bundle_pem: bytes) -> None:
         """Keep the signed intermediate and the bundle (the key must already be here).

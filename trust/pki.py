@@ -152,11 +152,17 @@ def load_csr(data: bytes, *, source: str = "CSR") -> x509.CertificateSigningRequ
 
 
 def build_csr(
-    key: IssuerKey, *, spiffe_id: SpiffeId | None = None, common_name: str | None = None
+    key: IssuerKey,
+    *,
+    spiffe_id: SpiffeId | None = None,
+    common_name: str | None = None,
+    subject: x509.Name | None = None,
 ) -> x509.CertificateSigningRequest:
-    """A PKCS#10 CSR signed with ``key``; the SPIFFE ID, if given, as its URI SAN."""
+    """A PKCS#10 CSR signed with ``key``; the SPIFFE ID, if given, as its URI SAN; the
+    subject is ``subject``, else just ``CN=<common_name>`` (or empty)."""
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
-    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
+    name = subject if subject is not None else x509.Name(attrs)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     if spiffe_id is not None:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(spiffe_id))]),
@@ -345,13 +351,7 @@ def intermediate_certificate(
     check_csr_signature(csr)
     if not cluster:
         raise SigningRefusedError("the cluster name is empty")
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain.name),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, cluster),
-            x509.NameAttribute(NameOID.COMMON_NAME, intermediate_common_name(cluster)),
-        ]
-    )
+    subject = intermediate_subject(trust_domain, cluster)
     public_key = csr.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise SigningRefusedError("only EC and RSA keys can be certified")
@@ -371,6 +371,21 @@ def intermediate_certificate(
                 excluded_subtrees=None,
             )
         ],
+    )
+
+
+def intermediate_subject(trust_domain: TrustDomain, cluster: str) -> x509.Name:
+    """``O=<trust domain>, OU=<cluster>, CN=<intermediate_common_name>``: the subject of
+    every cluster intermediate, whichever root signs it -- a local root sets it, Vault is
+    asked for it (``organization``/``ou``), and intermediate CSRs carry it for AWS Private
+    CA, whose subordinate template takes the CSR's subject. SVIDs name it as issuer, so a
+    re-signed intermediate must keep it for them to renew."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain.name),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, cluster),
+            x509.NameAttribute(NameOID.COMMON_NAME, intermediate_common_name(cluster)),
+        ]
     )
 
 

@@ -135,8 +135,7 @@ def move_root(
 
     Raises:
         TrustStoreError: a root is published and not signing (step 0 is for rotations inside
-            one backend), the backend's root is one the bundle already holds, or AWS Private
-            CA (not supported yet).
+            one backend), or the backend's root is one the bundle already holds.
         TrustBackendError: the backend cannot be reached or refuses to sign.
     """
     cfg = store.config()
@@ -146,13 +145,7 @@ def move_root(
             f"root {waiting} is published and not signing yet: finish that rotation first"
             " (meshfed trust rotate-root)"
         )
-    if aws_pca is not None:
-        raise TrustStoreError(
-            "moving the root to AWS Private CA is not supported yet: --retire-old reads when a"
-            " cluster was re-signed from its intermediate's notBefore, and meshfed does not set"
-            " how far AWS Private CA backdates it (Vault's not_before_duration, it does)"
-        )
-    if vault is not None:
+    if vault is not None or aws_pca is not None:
         backend, certs = store.read_remote_roots(vault=vault, aws_pca=aws_pca)
         new = store.add_root_certificates(certs[:1])[0]
     else:

@@ -407,7 +407,7 @@ class TrustDirectory:
         refuse_overwrite([d / "ca-key.pem", d / "ca.pem"], force=force)
         root = self.root_authority()
         key = pki.generate_private_key()
-        csr = pki.build_csr(key, common_name=pki.intermediate_common_name(cluster))
+        csr = pki.build_csr(key, subject=pki.intermediate_subject(self.trust_domain(), cluster))
         chain = root.sign_intermediate_csr(csr, cluster, ttl)
         ensure_dir(d)
         write_atomic(d / "ca-key.pem", pki.private_key_to_pem(key), KEY_FILE_MODE)

@@ -13,7 +13,7 @@ from trust.authority import issue_svid
 from trust.errors import SigningRefusedError, TrustStoreError, VerificationError
 from trust.root_rotation import RETIRE_AFTER_RESIGN, begin_root_rotation, retire_old_roots
 from trust.rotation import SvidRotator
-from trust.spiffe import SpiffeId
+from trust.spiffe import SpiffeId, TrustDomain
 
 SID = SpiffeId.parse("spiffe://example.org/ns/demo/sa/echo")
 
@@ -181,10 +181,7 @@ def test_moving_the_root_re_signs_under_the_new_backend_and_refuses_what_it_cann
     trust_dir,
 ) -> None:
     from trust.root_rotation import move_root, publish_next_root
-    from trust.store import PcaBackend
 
-    with pytest.raises(TrustStoreError, match="AWS Private CA is not supported yet"):
-        move_root(trust_dir, aws_pca=PcaBackend(ca_arn="arn:aws:acm-pca:x", region="us-east-1"))
     old = trust_dir.config().active_root
     moved = move_root(trust_dir)  # to a (new) local root, as back from Vault
     cfg = trust_dir.config()
@@ -196,3 +193,36 @@ def test_moving_the_root_re_signs_under_the_new_backend_and_refuses_what_it_cann
     publish_next_root(trust_dir)
     with pytest.raises(TrustStoreError, match="finish that rotation first"):
         move_root(trust_dir)
+
+
+def test_a_renewal_csr_keeps_the_current_subject_for_roots_that_copy_it(tmp_path) -> None:
+    """AWS Private CA's subordinate template takes the CSR's subject; SVIDs name the
+    intermediate's subject as issuer, so a re-sign must not change it (a local -> PCA move
+    left every SVID unable to renew before this)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    from trust.cluster_ca import ClusterCaDirectory
+
+    td = TrustDomain("example.org")
+    ca = ClusterCaDirectory(tmp_path / "ca")
+    fresh = pki.load_csr(ca.new_csr(td, "east"))
+    assert fresh.subject == pki.intermediate_subject(td, "east")
+    assert pki.load_csr(ca.renewal_csr(td, "east")).subject == fresh.subject  # no cert yet
+    older = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meshfed intermediate CA east")])
+    root_key = pki.generate_private_key()
+    root = pki.root_certificate(root_key, td, now=pki.utcnow())
+    key = pki.load_private_key(ca.key_path.read_bytes(), source="key")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(older)
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(pki.utcnow())
+        .not_valid_after(pki.utcnow() + timedelta(days=1))
+        .sign(root_key, hashes.SHA256())
+    )
+    ca.cert_path.write_bytes(pki.certificates_to_pem([cert]))
+    assert pki.load_csr(ca.renewal_csr(td, "east")).subject == older
