@@ -11,7 +11,9 @@ from trust.store import TrustDirectory
 
 #: Modules that must never run at the same time as another of their group: ``meshfed up``
 #: on loopback (its controller listens on fixed ports, 127.0.0.1:15080/15090, its clusters
-#: on fixed /24s), and the isolated bed (the host's end of its network is 198.18.0.1).
+#: on fixed /24s), and the isolated bed modules whose clusters use the same addressRanges
+#: (:func:`tests.integration.isolated.federation_file`: two federations may share the host,
+#: each in its own internet block, but not a private range).
 SHARED = {
     "test_up.py": "loopback-up",
     "test_telemetry.py": "loopback-up",

@@ -15,6 +15,12 @@ as root): on a real network the wires do not wait for the hosts' CPUs, but here 
 emulator shares the cores with every Envoy of the bed (52 on issue #16's 2-core bench), and
 a starved emulator would add delay of its own to every emulated link.
 
+The exchange: packets to another federation's block (``meshfed up --isolate`` run from
+another home) are passed to that federation's emulator as datagrams on its Unix socket
+(:func:`exchange_path` of the block, under :data:`~federation.local.netplan.EXCHANGE_DIR`,
+mode 0600), which applies its own rules (:meth:`~federation.local.netplan.Router.route_exchanged`):
+the internet between federations, with no delay of its own.
+
 Control: a Unix socket (``control`` path, mode 0600) that takes one JSON object per line and
 answers one: ``{"op": "status"}``, ``{"op": "partition", "node": NAME, "peers": [...]}``,
 ``{"op": "heal", "node": NAME}``. Status holds per-reason drop counters and forwarded
@@ -37,8 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from federation.local.netns import open_tun
-from federation.local.netplan import NetworkPlan, Router
+from federation.local.netns import exchange_alive, exchange_path, open_tun
+from federation.local.netplan import EXCHANGE, EXCHANGE_DIR, NetworkPlan, Router
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +58,11 @@ READ_BATCH = 64
 class LinkEmulator:
     """See the module docstring. ``run`` until cancelled or signalled."""
 
-    def __init__(self, plan: NetworkPlan, control: Path) -> None:
+    def __init__(self, plan: NetworkPlan, control: Path, exchange_dir: str = EXCHANGE_DIR) -> None:
         self.router = Router(plan)
         self.control = control
+        self.exchange_dir = exchange_dir
+        self.exchange: socket.socket | None = None
         self.fds: list[int] = []
         self.queues: dict[tuple[int, int], collections.deque[tuple[float, bytes]]] = {}
         self.counters: collections.Counter[str] = collections.Counter()
@@ -67,6 +75,52 @@ class LinkEmulator:
             OSError: a device is missing or taken.
         """
         self.fds = [open_tun(n.tun, n.netns) for n in self.router.nodes]
+
+    def bind_exchange(self) -> None:
+        """Bind this federation's exchange socket (0600), replacing a stale one.
+
+        Raises:
+            OSError: another emulator is bound to it, or the directory cannot be made.
+        """
+        path = exchange_path(self.router.plan.block, self.exchange_dir)
+        if exchange_alive(path):
+            raise OSError(f"{path}: another link emulator serves block {self.router.plan.block}")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        sock.setblocking(False)
+        self.exchange = sock
+
+    def _to_exchange(self, packet: bytes) -> None:
+        """Pass a packet to the emulator of the block its destination is in."""
+        assert self.exchange is not None
+        block = f"{'.'.join(str(b) for b in packet[16:19])}.0/24"
+        try:
+            self.exchange.sendto(packet, str(exchange_path(block, self.exchange_dir)))
+        except OSError:  # no federation there, or its queue is full
+            self.counters["drop-exchange"] += 1
+            return
+        self.counters["exchanged-out"] += 1
+
+    def _on_exchange(self) -> None:
+        assert self.exchange is not None
+        for _ in range(READ_BATCH):
+            try:
+                packet = self.exchange.recv(READ_SIZE)
+            except BlockingIOError:
+                return
+            verdict = self.router.route_exchanged(packet)
+            if isinstance(verdict, str):
+                self.counters[f"drop-exchanged-{verdict}"] += 1
+                continue
+            self.counters["exchanged-in"] += 1
+            self._write(verdict[0], packet)
 
     def _on_readable(self, src: int) -> None:
         fd = self.fds[src]
@@ -88,6 +142,9 @@ class LinkEmulator:
                 self.counters[f"drop-{verdict}"] += 1
                 continue
             dst, delay = verdict
+            if dst == EXCHANGE:
+                self._to_exchange(packet)
+                continue
             loss = self.router.loss[src][dst]
             if loss and random.random() < loss:  # noqa: S311 - loss emulation, not security
                 self.counters["drop-loss"] += 1
@@ -164,8 +221,11 @@ class LinkEmulator:
         """Forward packets and serve the control socket until cancelled."""
         self._loop = asyncio.get_running_loop()
         self.attach()
+        self.bind_exchange()
+        assert self.exchange is not None
         for i, fd in enumerate(self.fds):
             self._loop.add_reader(fd, self._on_readable, i)
+        self._loop.add_reader(self.exchange.fileno(), self._on_exchange)
         self.control.unlink(missing_ok=True)
         old = os.umask(0o177)
         try:
@@ -184,6 +244,9 @@ class LinkEmulator:
             for fd in self.fds:
                 self._loop.remove_reader(fd)
                 os.close(fd)
+            self._loop.remove_reader(self.exchange.fileno())
+            self.exchange.close()
+            exchange_path(self.router.plan.block, self.exchange_dir).unlink(missing_ok=True)
             self.control.unlink(missing_ok=True)
             log.info("link emulator stopped: %s", dict(self.counters))
 

@@ -10,6 +10,7 @@ import fcntl
 import ipaddress
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import threading
@@ -19,7 +20,7 @@ from typing import TypeVar
 
 from federation.agent.capture import nft_path
 from federation.errors import FederationError
-from federation.local.netplan import NAMESPACE_PREFIX
+from federation.local.netplan import EXCHANGE_DIR, NAMESPACE_PREFIX
 
 T = TypeVar("T")
 
@@ -120,8 +121,8 @@ def preflight() -> None:
     """Check that the isolated network can be built here.
 
     Raises:
-        IsolationUnavailableError: not root, ``ip`` or ``nft`` missing, no ``/dev/net/tun``,
-            or an address of 198.18.0.0/15 already in use (another isolated federation runs).
+        IsolationUnavailableError: not root, ``ip`` or ``nft`` missing, or no
+            ``/dev/net/tun``.
     """
     if os.geteuid() != 0:
         raise IsolationUnavailableError(
@@ -139,13 +140,50 @@ def preflight() -> None:
         )
     if not Path("/dev/net/tun").exists():
         raise IsolationUnavailableError("--isolate needs /dev/net/tun (the tun kernel module)")
-    block = ipaddress.ip_network("198.18.0.0/15")
-    busy = [a for a in _host_addresses() if ipaddress.ip_address(a) in block]
-    if busy:
-        raise IsolationUnavailableError(
-            f"address {busy[0]} of {block} is already in use on this host (another"
-            " `meshfed up --isolate` runs; stop it with `meshfed down` in its MESHFED_HOME)"
-        )
+
+
+def exchange_path(block: str, directory: str = EXCHANGE_DIR) -> Path:
+    """The exchange socket of the federation whose block is ``block`` (``198.18.N.0/24``)."""
+    return Path(directory) / f"{ipaddress.ip_network(block).network_address}.sock"
+
+
+def exchange_alive(path: Path) -> bool:
+    """True when an emulator is bound to the exchange socket ``path`` (a datagram socket
+    nobody binds refuses a connect)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def free_block() -> str:
+    """The first /24 of the emulated internet (198.18.0.0/16) that no federation of this
+    host uses: none of its addresses is assigned here and no link emulator serves it.
+
+    Raises:
+        IsolationUnavailableError: all 256 are in use.
+    """
+    taken = {str(ipaddress.ip_network(f"{a}/24", strict=False)) for a in _host_addresses()}
+    for third in range(256):
+        block = f"198.18.{third}.0/24"
+        if block not in taken and not exchange_alive(exchange_path(block)):
+            return block
+    raise IsolationUnavailableError("every /24 of 198.18.0.0/16 is used by another federation")
+
+
+def routed_elsewhere(prefixes: list[str]) -> list[str]:
+    """Those of ``prefixes`` (a federation's private /24s) this host already routes -- to
+    another isolated federation's device."""
+    out = subprocess.run(
+        ["ip", "-4", "-o", "route", "show"],  # noqa: S607 - iproute2 from PATH
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    routed = {line.split()[0] for line in out.splitlines() if line.strip()}
+    return [p for p in prefixes if p in routed]
 
 
 def run(commands: list[list[str]]) -> None:

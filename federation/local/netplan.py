@@ -9,8 +9,10 @@ emulator (:mod:`federation.local.emulator`), which plays the internet between th
 
 Addresses (RFC 2544's benchmarking block 198.18.0.0/15, which no real network routes):
 
-- the internet 198.18.0.0/24: host ``.1``, controller ``.2``, cluster ``i`` ``.10+i`` (its
-  east-west gateway listens there, port 15443);
+- the internet 198.18.0.0/16; each federation's **block** a /24 of it (198.18.0.0/24 for
+  the first, the next free one for each federation started beside it): host ``.1``,
+  controller ``.2``, cluster ``i`` ``.10+i`` (its east-west gateway listens there, port
+  15443);
 - cluster with ``addressRange`` 127.0.N.0/24: private range 198.19.N.0/24, the same host
   numbers as on loopback: ``.1`` and the control plane's ``.2`` on the cluster namespace's
   loopback device; every workload in a **pod** of its own (:func:`pod_commands`): a
@@ -28,7 +30,11 @@ What may cross (the emulator drops the rest, as a VPC and its security groups wo
   gateway port; answers from those ports go back;
 - a cluster reaches another's private range only when both are on one ``network`` (one VPC),
   through a route the plan adds;
-- nothing between two nodes that are partitioned (``meshfed demo partition``).
+- nothing between two nodes that are partitioned (``meshfed demo partition``);
+- another federation's block, through its link emulator (the **exchange**: each emulator
+  owns its block's Unix datagram socket under :data:`EXCHANGE_DIR`): any node may send
+  there, as to the internet; from there only what anyone may reach (controller ports, a
+  gateway's port) and the answers to connections a node of this federation opened get in.
 
 Each packet is delayed by half the round trip of its pair of localities
 (:mod:`federation.local.latency`; the controller and the host are 0 ms from everyone) and
@@ -48,10 +54,13 @@ from typing import Literal
 from federation.local.latency import rtt_ms
 from federation.model.locality import Locality
 
-INTERNET = ipaddress.ip_network("198.18.0.0/24")
-HOST_ADDRESS = "198.18.0.1"
-CONTROLLER_ADDRESS = "198.18.0.2"
+#: Every federation's public addresses: the emulated internet.
+INTERNET = ipaddress.IPv4Network("198.18.0.0/16")
+#: The block of the first federation (others take the next free /24 of :data:`INTERNET`).
+FIRST_BLOCK = "198.18.0.0/24"
 PRIVATE_SUPERNET = ipaddress.ip_network("198.19.0.0/16")
+#: Where each running link emulator binds its block's exchange socket (root only).
+EXCHANGE_DIR = "/run/meshfed/exchange"
 TUN_MTU = 65000
 NAMESPACE_PREFIX = "meshfed-"
 
@@ -69,7 +78,7 @@ class Node:
 
     Attributes:
         name: ``host``, ``controller`` or the cluster's name.
-        public: its address on the internet (198.18.0.0/24).
+        public: its address on the internet (in the plan's ``block``).
         private: a cluster's private /24, else None.
         netns: its network namespace; None for the host's own.
         tun: its TUN device.
@@ -98,12 +107,14 @@ class NetworkPlan:
     Attributes:
         rtt_ms: round trip (ms) by ``"<node>|<node>"`` (names sorted); missing pairs are 0.
         loss: per-packet loss probability (0-1) by the same keys.
+        block: this federation's /24 of :data:`INTERNET`.
     """
 
     key: str
     nodes: tuple[Node, ...]
     rtt_ms: dict[str, float] = field(default_factory=dict)
     loss: dict[str, float] = field(default_factory=dict)
+    block: str = FIRST_BLOCK
 
     def node(self, name: str) -> Node:
         """The node called ``name``.
@@ -134,7 +145,7 @@ class NetworkPlan:
     def from_json(cls, text: str) -> NetworkPlan:
         raw = json.loads(text)
         nodes = tuple(Node(**{**n, "ports": tuple(n["ports"])}) for n in raw["nodes"])
-        return cls(raw["key"], nodes, raw["rtt_ms"], raw["loss"])
+        return cls(raw["key"], nodes, raw["rtt_ms"], raw["loss"], raw.get("block", FIRST_BLOCK))
 
 
 def pair_key(a: str, b: str) -> str:
@@ -160,6 +171,7 @@ def build_plan(
     gateway_port: int,
     latency: Mapping[frozenset[str], float],
     loss: Mapping[frozenset[str], float],
+    block: str = FIRST_BLOCK,
 ) -> NetworkPlan:
     """The plan for ``clusters`` (in the federation file's order; at most 200).
 
@@ -167,14 +179,21 @@ def build_plan(
         key: :func:`home_key` of the federation's home.
         controller_ports: the controller's API and sync ports.
         latency / loss: the federation file's overrides by pair of regions.
+        block: the federation's /24 of :data:`INTERNET`.
+
+    Raises:
+        ValueError: ``block`` is not a /24 of :data:`INTERNET`.
     """
-    base = INTERNET.network_address
+    net = ipaddress.IPv4Network(block)
+    if net.prefixlen != 24 or not net.subnet_of(INTERNET):
+        raise ValueError(f"{block} is not a /24 of {INTERNET}")
+    base = net.network_address
     nodes = [
-        Node("host", "host", HOST_ADDRESS, f"mf{key}h"),
+        Node("host", "host", str(base + 1), f"mf{key}h"),
         Node(
             "controller",
             "controller",
-            CONTROLLER_ADDRESS,
+            str(base + 2),
             f"mf{key}c",
             netns=f"{NAMESPACE_PREFIX}{key}-controller",
             ports=controller_ports,
@@ -205,7 +224,7 @@ def build_plan(
             p = loss.get(frozenset((a.locality.region, b.locality.region)), 0.0)
             if p:
                 losses[k] = p
-    return NetworkPlan(key, tuple(nodes), rtts, losses)
+    return NetworkPlan(key, tuple(nodes), rtts, losses, str(net))
 
 
 def same_network(a: Node, b: Node) -> bool:
@@ -237,9 +256,13 @@ def setup_commands(plan: NetworkPlan) -> list[list[str]]:
             cmds.append(["ip", "link", "set", n.tun, "netns", n.netns])
         cmds.append([*ip, "link", "set", n.tun, "mtu", str(TUN_MTU), "up"])
         cmds.append([*ip, "addr", "add", f"{n.public}/32", "dev", n.tun])
-        cmds.append([*ip, "route", "add", str(INTERNET), "dev", n.tun, "src", n.public])
-        if n is host:
-            cmds.append([*ip, "route", "add", str(PRIVATE_SUPERNET), "dev", n.tun])
+        if n is host:  # its own federation's addresses; another's go to that one's device
+            cmds.append([*ip, "route", "add", plan.block, "dev", n.tun, "src", n.public])
+            for peer in plan.nodes:
+                if peer.private:
+                    cmds.append([*ip, "route", "add", peer.private, "dev", n.tun])
+        else:  # the whole internet: this federation's block and every other's
+            cmds.append([*ip, "route", "add", str(INTERNET), "dev", n.tun, "src", n.public])
         for peer in plan.nodes:
             if same_network(n, peer) and peer.private:
                 cmds.append([*ip, "route", "add", peer.private, "dev", n.tun, "src", n.public])
@@ -306,6 +329,10 @@ def teardown_commands(key: str, namespaces: list[str]) -> list[list[str]]:
 # -- the emulator's routing decision -----------------------------------------------------------
 
 _TCP, _UDP = 6, 17
+#: :meth:`Router.route`'s destination for a packet to another federation's block.
+EXCHANGE = -1
+#: Connections to other federations remembered for their answers (oldest forgotten first).
+FLOW_LIMIT = 65536
 
 
 def _ip(addr: str) -> int:
@@ -343,6 +370,11 @@ class Router:
             {j for j, b in enumerate(self.nodes) if same_network(a, b)} for a in self.nodes
         ]
         self.cut: set[frozenset[int]] = set()
+        self._block = int(ipaddress.ip_network(plan.block).network_address) >> 8
+        self._internet = int(INTERNET.network_address) >> (32 - INTERNET.prefixlen)
+        #: (protocol, their address, their port, our address, our port) of connections our
+        #: nodes opened to other federations: what may answer through the exchange.
+        self.flows: dict[tuple[int, int, int, int, int], None] = {}
 
     def index(self, name: str) -> int:
         """The index of node ``name``.
@@ -398,13 +430,50 @@ class Router:
         if private:
             dst = self._private.get(daddr >> 8)
             if dst is None:
-                return "no-route"
+                return self._outward(packet, saddr, daddr)
         assert dst is not None
         if not self._allowed(src, dst, private, packet):
             return "refused"
         if frozenset((src, dst)) in self.cut:
             return "partitioned"
         return dst, self.delay_s[src][dst]
+
+    def _foreign(self, addr: int) -> bool:
+        """``addr`` is on the internet, in another federation's block."""
+        return addr >> (32 - INTERNET.prefixlen) == self._internet and addr >> 8 != self._block
+
+    def _outward(self, packet: bytes, saddr: int, daddr: int) -> tuple[int, float] | str:
+        """A packet to another federation's block: to the exchange (``EXCHANGE``), its
+        connection remembered so the answers may come back; else ``no-route``."""
+        if not self._foreign(daddr):
+            return "no-route"
+        if packet[9] in (_TCP, _UDP):
+            self.flows[(packet[9], daddr, self._dport(packet), saddr, self._sport(packet))] = None
+            if len(self.flows) > FLOW_LIMIT:
+                del self.flows[next(iter(self.flows))]
+        return EXCHANGE, 0.0
+
+    def route_exchanged(self, packet: bytes) -> tuple[int, float] | str:
+        """``(destination node, delay s)`` for a packet another federation's emulator
+        passed on, or why it is dropped: it must come from another block (``spoofed``), go
+        to a public address here (``no-route``), and reach a port anyone may reach or
+        answer a connection a node here opened (``refused``)."""
+        if len(packet) < 20 or packet[0] >> 4 != 4:
+            return "not-ipv4"
+        saddr, daddr = struct.unpack_from("!II", packet, 12)
+        if not self._foreign(saddr):
+            return "spoofed"
+        dst = self._public.get(daddr)
+        if dst is None:
+            return "no-route"
+        if self._kinds[dst] == "host":
+            return "refused"
+        if packet[9] in (_TCP, _UDP):
+            sport, dport = self._sport(packet), self._dport(packet)
+            answer = (packet[9], saddr, sport, daddr, dport) in self.flows
+            if not answer and dport not in self._ports[dst]:
+                return "refused"
+        return dst, 0.0
 
     def _allowed(self, src: int, dst: int, private: bool, packet: bytes) -> bool:
         if self._kinds[src] == "host" or self._kinds[dst] == "host":

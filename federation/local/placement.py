@@ -15,15 +15,17 @@ from typing import Any, TypeVar
 from federation.local.description import ClusterSpec, LocalFederation
 from federation.local.netns import (
     NETNS_DIR,
+    NetworkCommandError,
     call_in,
     exec_argv,
+    free_block,
     leftovers,
     namespaces_of,
+    routed_elsewhere,
     run,
     run_ignoring_missing,
 )
 from federation.local.netplan import (
-    CONTROLLER_ADDRESS,
     ClusterInput,
     NetworkPlan,
     build_plan,
@@ -100,14 +102,19 @@ class Placement:
 
 
 class IsolatedPlacement(Placement):
-    """``--isolate``: every cluster and the controller in a namespace of their own."""
+    """``--isolate``: every cluster and the controller in a namespace of their own, in
+    ``block`` of the emulated internet (default: the first free one, :func:`free_block`).
+
+    Raises:
+        IsolationUnavailableError: no ``block`` given and none is free.
+    """
 
     isolated = True
 
-    def __init__(self, desc: LocalFederation, home: Path) -> None:
+    def __init__(self, desc: LocalFederation, home: Path, block: str | None = None) -> None:
         super().__init__(desc)
         self.home = home
-        self.plan = plan_for(desc, home)
+        self.plan = plan_for(desc, home, block or free_block())
         self.plan_path = home / "network" / "plan.json"
         self.control = home / "network" / "emulator.sock"
 
@@ -119,12 +126,13 @@ class IsolatedPlacement(Placement):
 
     @property
     def controller_listen(self) -> str:
-        return f"{CONTROLLER_ADDRESS}:{parse_host_port(self.desc.spec.controller.listen)[1]}"
+        address = self.plan.node("controller").public
+        return f"{address}:{parse_host_port(self.desc.spec.controller.listen)[1]}"
 
     @property
     def controller_sync_listen(self) -> str:
         port = parse_host_port(self.desc.spec.controller.sync_listen)[1]
-        return f"{CONTROLLER_ADDRESS}:{port}"
+        return f"{self.plan.node('controller').public}:{port}"
 
     def frontend_stats_host(self, c: ClusterSpec) -> str:
         return self.address(c, 9)
@@ -156,6 +164,7 @@ class IsolatedPlacement(Placement):
     def info(self) -> dict[str, Any]:
         return {
             "key": self.plan.key,
+            "block": self.plan.block,
             "namespaces": self.plan.namespaces,
             "plan": str(self.plan_path),
             "control": str(self.control),
@@ -166,9 +175,19 @@ class IsolatedPlacement(Placement):
         crashed ``up`` of this home).
 
         Raises:
-            NetworkCommandError: an ``ip`` command failed.
+            NetworkCommandError: an ``ip`` command failed, or another isolated federation
+                uses a cluster's private range (its ``addressRange``).
         """
         remove_network(self.info())
+        privates = {n.private: n.name for n in self.plan.nodes if n.private}
+        taken = routed_elsewhere(list(privates))
+        if taken:
+            c = self.desc.cluster(privates[taken[0]])
+            raise NetworkCommandError(
+                f"cluster {c.name}: addressRange {c.address_range} (private range {taken[0]})"
+                " is used by another isolated federation on this host: give this"
+                " federation's clusters other addressRanges"
+            )
         self.plan_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.plan_path.write_text(self.plan.to_json())
         run(setup_commands(self.plan))
@@ -185,8 +204,9 @@ class IsolatedPlacement(Placement):
         ]
 
 
-def plan_for(desc: LocalFederation, home: Path) -> NetworkPlan:
-    """The isolated network of ``desc`` run from ``home``."""
+def plan_for(desc: LocalFederation, home: Path, block: str) -> NetworkPlan:
+    """The isolated network of ``desc`` run from ``home`` in ``block`` (a /24 of
+    198.18.0.0/16)."""
     clusters = [
         ClusterInput(
             c.name,
@@ -207,6 +227,7 @@ def plan_for(desc: LocalFederation, home: Path) -> NetworkPlan:
         gateway_port=GATEWAY_PORT,
         latency=desc.pairs("latency"),
         loss=desc.pairs("loss"),
+        block=block,
     )
 
 

@@ -96,7 +96,10 @@ class LocalFederationRunner:
         self.env = dict(os.environ, MESHFED_HOME=str(self.home), **{OWNER_ENV: str(self.home)})
         self.env.pop("MESHFED_TOKEN", None)
         self.env.pop("MESHFED_CONTROLLER", None)
-        self.net: Placement = IsolatedPlacement(desc, self.home) if isolate else Placement(desc)
+        self.net: Placement = (
+            IsolatedPlacement(desc, self.home, _running_block(Record.load(self.home))) if isolate
+            else Placement(desc)
+        )  # fmt: skip
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -647,3 +650,12 @@ class LocalFederationRunner:
             raise UpError(f"meshfed up failed: {err} (stopped {len(stopped)} processes)") from err
         self.record.info["upSeconds"] = round(time.monotonic() - started, 1)
         self.record.save()
+
+
+def _running_block(record: Record | None) -> str | None:
+    """The internet block of the isolated federation ``record`` describes, while it runs
+    (``demo revive`` and tests adding pods join it); None for a new one."""
+    if record is None:
+        return None
+    network = record.info.get("network") or {}
+    return network.get("block") if record.processes and record.alive() else None

@@ -195,7 +195,7 @@ def test_outbound_traffic_policy_passes_or_closes_what_is_not_a_service(fed) -> 
     """Proof 4: an address outside the mesh (the controller's API, which everyone may reach)
     is reached from a pod whose sidecar says ALLOW_ANY (the frontend's: the default), and the
     connection is closed from one that says REGISTRY_ONLY."""
-    url = "https://198.18.0.2:15080/healthz"
+    url = f"https://{fed.plan.node('controller').public}:15080/healthz"
     probe = ["curl", "-sS", "-k", "--max-time", "10", url]
     rc, out = fed.in_pod("sidecar-frontend", probe)
     assert rc == 0 and '"ok"' in out, out

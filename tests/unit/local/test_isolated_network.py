@@ -12,6 +12,7 @@ from federation.errors import InvalidDocumentError
 from federation.local.description import default_text, load
 from federation.local.latency import default_rtt_ms, parse_loss, parse_pair, parse_rtt_ms, rtt_ms
 from federation.local.netplan import (
+    EXCHANGE,
     ClusterInput,
     NetworkPlan,
     Router,
@@ -148,10 +149,16 @@ def test_setup_and_teardown_commands():
     masquerade = cmds[cmds.index(["ip", "netns", "exec", "meshfed-abcd-a", "nft", "add", "table",
                                   "ip", "meshfed_nat"]) + 2]  # fmt: skip
     assert masquerade[-1].endswith(
-        "oifname mfabcdn0 ip saddr 198.19.1.0/24 ip daddr 198.18.0.0/24 masquerade"
+        "oifname mfabcdn0 ip saddr 198.19.1.0/24 ip daddr 198.18.0.0/16 masquerade"
     )
     assert ["ip", "link", "set", "mfabcdn0", "netns", "meshfed-abcd-a"] in cmds
-    assert ["ip", "route", "add", "198.19.0.0/16", "dev", "mfabcdh"] in cmds  # the host
+    # the host routes its federation's block and private ranges only (others: theirs)
+    assert ["ip", "route", "add", "198.18.0.0/24", "dev", "mfabcdh", "src", "198.18.0.1"] in cmds
+    assert ["ip", "route", "add", "198.19.2.0/24", "dev", "mfabcdh"] in cmds
+    assert not [c for c in cmds if c[:3] == ["ip", "route", "add"] and c[3].endswith("/16")]
+    # a node routes the whole internet (every federation's block) through its device
+    internet = ["ip", "-n", "meshfed-abcd-a", "route", "add", "198.18.0.0/16", "dev", "mfabcdn0"]
+    assert [*internet, "src", "198.18.0.10"] in cmds
     # no cluster routes to another's private range unless they share a network
     assert not [c for c in cmds if c[-4:-2] == ["dev", "mfabcdn0"] and "198.19." in c[-5]]
     shared = setup_commands(_plan(network_b="a"))
@@ -227,3 +234,43 @@ def test_router_partitions_and_heals():
     for bad in (("host", None), ("b", ["host"]), ("b", ["nowhere"]), ("b", ["b"])):
         with pytest.raises(KeyError):
             r.partition(*bad)
+
+
+def test_a_second_federation_takes_its_own_block_and_reaches_the_first_through_the_exchange():
+    """Two isolated federations side by side: b's plan lives in 198.18.1.0/24; a packet from
+    b's cluster to a's gateway leaves b's emulator for the exchange, a's emulator lets it in
+    (a gateway's port) and lets through only the answers to connections a's nodes opened."""
+    first = Router(_plan())
+    second_plan = build_plan(
+        "ef01",
+        [ClusterInput("x", "127.0.21.0/24", USE1, "x")],
+        controller_ports=(15080, 15090),
+        gateway_port=15443,
+        latency={},
+        loss={},
+        block="198.18.1.0/24",
+    )
+    assert [n.public for n in second_plan.nodes] == ["198.18.1.1", "198.18.1.2", "198.18.1.10"]
+    assert NetworkPlan.from_json(second_plan.to_json()).block == "198.18.1.0/24"
+    second = Router(second_plan)
+    x, a, ctl = second.index("x"), first.index("a"), first.index("controller")
+    # x -> a's gateway and a's controller: out through the exchange, in at a
+    assert second.route(x, _packet("198.18.1.10", "198.18.0.10")) == (EXCHANGE, 0.0)
+    assert first.route_exchanged(_packet("198.18.1.10", "198.18.0.10")) == (a, 0.0)
+    assert first.route_exchanged(_packet("198.18.1.10", "198.18.0.2", dport=15090)) == (ctl, 0.0)
+    # nothing else of a: another port, a private range, the host; nor a forged source
+    assert first.route_exchanged(_packet("198.18.1.10", "198.18.0.10", dport=22)) == "refused"
+    assert first.route_exchanged(_packet("198.18.1.10", "198.19.1.10")) == "no-route"
+    assert first.route_exchanged(_packet("198.18.1.10", "198.18.0.1")) == "refused"
+    assert first.route_exchanged(_packet("198.18.0.11", "198.18.0.10")) == "spoofed"
+    # a's answer goes out; x takes it in only as the answer of x's own connection
+    assert first.route(a, _packet("198.18.0.10", "198.18.1.10", 15443, 40000)) == (EXCHANGE, 0.0)
+    answer = _packet("198.18.0.10", "198.18.1.10", 15443, 40000)
+    assert second.route_exchanged(answer) == (x, 0.0)
+    unasked = _packet("198.18.0.10", "198.18.1.10", 15443, 40001)
+    assert second.route_exchanged(unasked) == "refused"
+    # outside the internet there is no route; a block must be a /24 of it
+    assert second.route(x, _packet("198.18.1.10", "10.0.0.1")) == "no-route"
+    with pytest.raises(ValueError, match="not a /24"):
+        build_plan("ef01", [], controller_ports=(), gateway_port=1, latency={}, loss={},
+                   block="10.0.0.0/24")  # fmt: skip
