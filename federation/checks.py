@@ -217,9 +217,10 @@ def trust_domain_checks(rows: Iterable[Mapping[str, Any]]) -> list[Check]:
         domain, seen = str(r["trustDomain"]), f"{r['roots']} roots, sequence {r['sequence']}"
         if r.get("suspended"):
             out.append(Check("trust domain", domain, "fail", f"not sent: {r['suspended']}",
-                             "federation needs a root whose key the controller holds (it signs"
-                             " the roots' CRLs); a Vault or AWS Private CA root is not supported"
-                             f" yet: meshfed trust federate --with {domain} --remove"))  # fmt: skip
+                             "federation needs a CRL of every root: a local root's (the"
+                             " controller signs it) or Vault's (it must be reachable); an AWS"
+                             " Private CA root has none here:"
+                             f" meshfed trust federate --with {domain} --remove"))  # fmt: skip
         elif not r["inForce"]:
             out.append(Check("trust domain", domain, "fail", "no unexpired root in force",
                              f"its bundle endpoint {r['bundleEndpointURL']} must answer"

@@ -73,15 +73,42 @@ def load_crl(pem: bytes, *, source: str = "CRL") -> x509.CertificateRevocationLi
 
 def crl_renew_at(pem: bytes) -> datetime:
     """When a quarter of the CRL's validity has passed (its ``thisUpdate`` if it has no
-    ``nextUpdate``)."""
-    crl = load_crl(pem)
-    start, end = crl.last_update_utc, crl.next_update_utc
-    return start if end is None else start + (end - start) / 4
+    ``nextUpdate``); of concatenated CRLs, the earliest.
+
+    Raises:
+        InvalidCertificateError: a block is not a PEM CRL.
+    """
+    times = []
+    for block in _pem_blocks(pem):
+        crl = load_crl(block)
+        start, end = crl.last_update_utc, crl.next_update_utc
+        times.append(start if end is None else start + (end - start) / 4)
+    if not times:
+        raise InvalidCertificateError("no PEM CRL")
+    return min(times)
 
 
 def crl_due(pem: bytes | None, *, now: datetime | None = None) -> bool:
     """True when there is no CRL or a quarter of its validity has passed."""
     return not pem or (now or pki.utcnow()) >= crl_renew_at(pem)
+
+
+def crl_valid(pem: bytes | None, *, now: datetime | None = None) -> bool:
+    """True when ``pem`` holds CRLs and none has passed its ``nextUpdate``."""
+    if not pem:
+        return False
+    moment = now or pki.utcnow()
+    try:
+        crls = [load_crl(block) for block in _pem_blocks(pem)]
+    except InvalidCertificateError:
+        return False
+    return bool(crls) and all(c.next_update_utc is None or c.next_update_utc > moment for c in crls)
+
+
+def _pem_blocks(pem: bytes) -> list[bytes]:
+    """Each ``-----BEGIN X509 CRL-----`` block of concatenated PEM CRLs."""
+    end = b"-----END X509 CRL-----"
+    return [part.strip() + b"\n" + end + b"\n" for part in pem.split(end) if part.strip()]
 
 
 def crl_issued_by(pem: bytes, issuer: x509.Certificate) -> bool:

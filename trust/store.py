@@ -485,24 +485,35 @@ class TrustDirectory:
         return bundle
 
     def root_crls(self, *, now: datetime | None = None) -> bytes | None:
-        """An empty CRL (PEM, concatenated) of every root in the bundle, signed with its key
-        file (:func:`trust.revocation.empty_crl`); None when a root's key is not here (a
-        Vault or AWS Private CA root, or a retired one's deleted key).
+        """A CRL (PEM, concatenated) of every root in the bundle: an empty one signed with
+        the root's key file (:func:`trust.revocation.empty_crl`), or, for a Vault root, the
+        mount's own CRL (:meth:`trust.vault.VaultRootAuthority.root_crl`); None when a root
+        has neither (an AWS Private CA root: its CRLs go to an S3 bucket meshfed does not
+        read; a retired root's deleted key).
 
         Raises:
             TrustStoreError: a key file is unreadable or group/world accessible.
+            TrustBackendError: Vault cannot be reached, or its CRL is not the root's or
+                expired.
         """
         from trust.revocation import empty_crl
 
         cfg = self.config()
-        if cfg.backend != "local":
-            return None
         out = []
         for rid in cfg.bundle_roots:
             path = self.root_dir(rid) / "ca-key.pem"
-            if not path.exists():
+            root = self._root_cert(rid)
+            if path.exists():
+                out.append(empty_crl(root, load_key_file(path), now=now))
+                continue
+            if rid != cfg.active_root or cfg.backend != "vault":
                 return None
-            out.append(empty_crl(self._root_cert(rid), load_key_file(path), now=now))
+            from trust.vault import VaultRootAuthority
+
+            authority = self.root_authority()
+            if not isinstance(authority, VaultRootAuthority):
+                return None
+            out.append(authority.root_crl(root, now=now))
         return b"".join(out)
 
     def destroy_root_key(self, rid: str) -> None:

@@ -7,13 +7,15 @@ Vault (``root/sign-intermediate``); the trust bundle is Vault's CA, read at
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
 
 from trust import pki
 from trust.authority import sign_with_remote_root
 from trust.bundle import TrustBundle
+from trust.errors import InvalidCertificateError, TrustBackendError
+from trust.revocation import crl_issued_by, load_crl
 from trust.spiffe import TrustDomain
 from trust.vault_client import VaultPkiClient
 
@@ -63,6 +65,34 @@ class VaultRootAuthority:
             return str(data["certificate"]), "\n".join(chain).strip()
 
         return sign_with_remote_root(csr, cluster, ttl, self.bundle, "Vault", issue)
+
+    def root_crl(self, root: x509.Certificate, *, now: datetime | None = None) -> bytes:
+        """The Vault mount's CRL (PEM) for ``root`` (its CA): what Envoy's SPIFFE validator
+        needs for the root of every chain once federated bundles are in force
+        (:meth:`trust.store.TrustDirectory.root_crls`). Vault keeps it fresh itself
+        (``config/crl`` ``expiry``, 72 h by default).
+
+        Raises:
+            TrustBackendError: Vault unreachable or sealed, or its CRL is not signed by
+                ``root``, has expired, or does not parse.
+        """
+        pem = self.client.crl_pem().encode()
+        try:
+            crl = load_crl(pem, source="Vault's CRL")
+        except InvalidCertificateError as err:
+            raise TrustBackendError(str(err)) from err
+        if not crl_issued_by(pem, root):
+            raise TrustBackendError(
+                f"Vault mount {self.client.settings.mount}'s CRL is not signed by the root"
+                f" {root.subject.rfc4514_string()} (another issuer is the mount's default)"
+            )
+        moment = now or pki.utcnow()
+        if crl.next_update_utc is not None and crl.next_update_utc <= moment:
+            raise TrustBackendError(
+                f"Vault mount {self.client.settings.mount}'s CRL expired at"
+                f" {crl.next_update_utc.isoformat()} (rotate it: pki/crl/rotate)"
+            )
+        return pem
 
     def trust_bundle(self) -> TrustBundle:
         """See :class:`RootAuthority`."""

@@ -102,6 +102,12 @@ class VaultPkiClient:
             engine = self._client.secrets.pki
             return str(engine.read_ca_certificate(mount_point=self.settings.mount))  # type: ignore[no-untyped-call]
 
+    def crl_pem(self) -> str:
+        """The PKI mount's CRL (PEM; ``GET /v1/<mount>/crl/pem``, unauthenticated in Vault)."""
+        with _vault(f"reading the CRL of Vault mount {self.settings.mount}"):
+            engine = self._client.secrets.pki
+            return str(engine.read_crl(mount_point=self.settings.mount))  # type: ignore[no-untyped-call]
+
     def sign_intermediate(
         self,
         csr_pem: str,

@@ -80,9 +80,11 @@ class SyncHub:
         planner: PlannerSettings | None = None,
         replica: Replica | None = None,
         root_crl: Callable[[], bytes | None] = lambda: None,
+        root_crl_problem: Callable[[], str] = lambda: "no root CRL",
     ) -> None:
         self.replica: Replica = replica or SoleReplica("controller", lambda: "")
         self.root_crl = root_crl
+        self.root_crl_problem = root_crl_problem
         self.store = store
         self.authz_default = authz_default
         self._bundle_pem = bundle_pem
@@ -106,6 +108,7 @@ class SyncHub:
         self._last_report: dict[str, ClusterReport] = {}
         self._last_bundle = b""
         self._last_root_crl: bytes | None = None
+        self._root_crl_wanted = False  # federated bundles are in force: they need it
         self._last_addresses: list[str] = []
         self._last_states: dict[str, ClusterState] = {}
         self.imports: dict[str, list[ServiceImport]] = {}
@@ -149,7 +152,7 @@ class SyncHub:
         (:func:`federation.controller.trust_federation.status_rows`)."""
         specs = federations(self.store)
         suspended = (
-            "the root's key is not local: no root CRL to send with foreign bundles"
+            f"no root CRL to send with foreign bundles: {self.root_crl_problem()}"
             if specs and self.root_crl() is None
             else ""
         )
@@ -285,13 +288,15 @@ class SyncHub:
         federated = (
             bundles_in_force(specs, bundle_states(self.store), self.clock()) if specs else {}
         )
+        self._root_crl_wanted = bool(federated)
         self._last_root_crl = self.root_crl() if federated else None
         if federated and self._last_root_crl is None:
             # without the roots' CRLs the proxies' SPIFFE validator would refuse every local
             # chain: trust no foreign domain rather than break the mesh (fail closed)
             log.error(
-                "foreign trust domains %s not sent: the root's key is not local (no root CRL)",
+                "foreign trust domains %s not sent: no root CRL (%s)",
                 ", ".join(federated),
+                self.root_crl_problem(),
             )
             federated = {}
         view = federation_view(
@@ -378,6 +383,6 @@ class SyncHub:
             self.recompute()
         elif self.resign_due():
             self.recompute()
-        elif self._last_root_crl is not None and self.root_crl() != self._last_root_crl:
+        elif self._root_crl_wanted and self.root_crl() != self._last_root_crl:
             log.info("root CRLs renewed: sending them to every control plane")
             self.recompute()

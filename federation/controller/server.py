@@ -164,6 +164,7 @@ class Controller:
         signer = IntermediateSigner(
             self.store, trust.root_authority, ttl=cfg.intermediate_ttl, clock=time.time
         )
+        root_crls = RootCrls(trust.root_crls, lambda: tuple(trust.bundle().fingerprints()))
         self.hub = SyncHub(
             self.store,
             bundle_pem,
@@ -171,7 +172,8 @@ class Controller:
             authz_default=cfg.authz_default,
             signer=signer,
             replica=self.replica,
-            root_crl=RootCrls(trust.root_crls, lambda: tuple(trust.bundle().fingerprints())).pem,
+            root_crl=root_crls.pem,
+            root_crl_problem=lambda: root_crls.problem,
         )
         self.hub.recompute()
 

@@ -265,8 +265,11 @@ class FederationService:
             for d in self.store.documents("TrafficPolicy")
         }
         member_list = ", ".join(sorted(members)) or "none"
-        local_root = not any(isinstance(m, TrustDomainFederation) for m in models) or (
-            self.hub.root_crl() is not None
+        crl_problem = (
+            self.hub.root_crl_problem()
+            if any(isinstance(m, TrustDomainFederation) for m in models)
+            and self.hub.root_crl() is None
+            else ""
         )
         federated = {  # foreign trust domain -> the document federating with it
             d.spec.trust_domain: f"{d.kind} {d.metadata.name}"
@@ -279,7 +282,7 @@ class FederationService:
                 f"request body: document {i} ({kind} {meta.namespace}/{meta.name})" if meta else ""
             )
             problem = _problem(m, kind, members, member_list, hosts) or _federation_problem(
-                m, self.trust_domain, federated, local_root
+                m, self.trust_domain, federated, crl_problem
             )
             if problem:
                 problems.append(f"{where}: {problem}")
@@ -528,18 +531,15 @@ def _problem(m: Any, kind: str, members: set[str], member_list: str, hosts: dict
     return ""
 
 
-def _federation_problem(m: Any, own: str, federated: dict[str, str], local_root: bool) -> str:
+def _federation_problem(m: Any, own: str, federated: dict[str, str], crl_problem: str) -> str:
     """Why the controller cannot take a TrustDomainFederation ("" when it can): it names
     the federation's own trust domain, or one another document already federates with
-    (``federated``: domain -> that document, updated with ``m``'s), or the root's key is
-    not local (``local_root`` False: its CRL, which proxies then need, cannot be signed)."""
+    (``federated``: domain -> that document, updated with ``m``'s), or there is no root CRL
+    (``crl_problem``: why; the proxies' SPIFFE validator needs one per root)."""
     if not isinstance(m, TrustDomainFederation):
         return ""
-    if not local_root:
-        return (
-            "kind: federating with another trust domain needs the root's CRL, which only a"
-            " local root can sign here; a Vault or AWS Private CA root is not supported yet"
-        )
+    if crl_problem:
+        return f"kind: federating with another trust domain needs the root's CRL: {crl_problem}"
     domain = m.spec.trust_domain
     if domain == own:
         return f"spec.trustDomain: {domain} is this federation's own trust domain"

@@ -41,9 +41,9 @@ from federation.controller.store import ControllerStore
 from federation.errors import BundleFetchError
 from federation.model.trust_federation import TrustDomainFederation, TrustDomainFederationSpec
 from trust.bundle import TrustBundle
-from trust.errors import InvalidCertificateError
+from trust.errors import InvalidCertificateError, TrustError
 from trust.federation import BundleEndpoint, is_newer, next_refresh_s
-from trust.revocation import crl_due
+from trust.revocation import crl_due, crl_valid
 from trust.spiffe import TrustDomain
 
 log = logging.getLogger(__name__)
@@ -414,26 +414,56 @@ class BundleRefresher:
                 log.exception("refreshing foreign trust bundles failed")
 
 
+#: Why there is no root CRL when ``make`` has none to give.
+NO_ROOT_CRL = (
+    "a root in the bundle has no CRL here (an AWS Private CA root: meshfed does not read"
+    " the CRLs it writes to S3), and the proxies' SPIFFE validator needs one per root"
+)
+#: After a failed read of a remote root's CRL, wait this long (s) before the next.
+ROOT_CRL_RETRY_S = 30.0
+
+
 class RootCrls:
     """The root CRLs sent with foreign bundles (:meth:`trust.store.TrustDirectory.root_crls`:
     Envoy's SPIFFE validator wants a CRL for the intermediates too), made again when a
-    quarter of their validity has passed or the roots changed.
+    quarter of their validity has passed or the roots changed. A read that fails (Vault
+    unreachable) keeps the CRLs held while they are valid and for the same roots, and is
+    tried again after :data:`ROOT_CRL_RETRY_S`; :attr:`problem` says why there are none.
 
     Args:
-        make: the CRLs of the current roots, or None when the root's key is not local.
+        make: the CRLs of the current roots, or None when a root has none (raises
+            :class:`trust.errors.TrustError` when a remote root's cannot be read).
         roots: the current roots' fingerprints.
+        clock: monotonic seconds.
     """
 
     def __init__(
-        self, make: Callable[[], bytes | None], roots: Callable[[], tuple[str, ...]]
+        self,
+        make: Callable[[], bytes | None],
+        roots: Callable[[], tuple[str, ...]],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._make, self._roots = make, roots
+        self._make, self._roots, self._clock = make, roots, clock
         self._pem: bytes | None = None
         self._for: tuple[str, ...] = ()
+        self._retry_at = 0.0
+        self.problem = ""
 
     def pem(self) -> bytes | None:
-        """The current roots' CRLs (PEM), or None (see ``make``)."""
+        """The current roots' CRLs (PEM), or None (:attr:`problem` says why)."""
         roots = self._roots()
-        if self._pem is None or roots != self._for or crl_due(self._pem):
-            self._pem, self._for = self._make(), roots
+        stale = self._pem is None or roots != self._for or crl_due(self._pem)
+        if not stale or self._clock() < self._retry_at:
+            return self._pem if roots == self._for and crl_valid(self._pem) else None
+        try:
+            made = self._make()
+        except TrustError as err:
+            self._retry_at = self._clock() + ROOT_CRL_RETRY_S
+            self.problem = f"the root's CRL cannot be read: {err}"
+            log.warning("%s; retrying in %g s", self.problem, ROOT_CRL_RETRY_S)
+            if roots != self._for or not crl_valid(self._pem):
+                self._pem = None
+            return self._pem
+        self._pem, self._for, self._retry_at = made, roots, 0.0
+        self.problem = "" if made is not None else NO_ROOT_CRL
         return self._pem

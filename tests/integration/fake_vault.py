@@ -4,6 +4,8 @@ Vault backend calls, with the behaviour Vault's API documentation gives for them
 .../system/health):
 
 - ``GET /v1/<mount>/ca/pem``: the mount's CA certificate as PEM text;
+- ``GET /v1/<mount>/crl/pem`` (unauthenticated): the mount's CRL, PEM, signed by its CA,
+  valid 72 h (Vault's default ``expiry``); nothing is ever revoked here;
 - ``POST /v1/<mount>/root/sign-intermediate`` (``csr``, ``common_name``, ``organization``,
   ``ou``, ``ttl``, ``not_before_duration`` (default 30 s), ``uri_sans``,
   ``max_path_length``, ``permitted_dns_domains``): ``{"data": {"certificate",
@@ -57,6 +59,7 @@ class FakeVault:
         self.k8s_role, self.k8s_jwt = "meshfed-controller", "eyJ" + secrets.token_urlsafe(24)
         self.sealed = False
         self.signed: list[str] = []  # common names of signed intermediates
+        self.crl_reads = 0
         self.key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(UTC)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Fake Vault root")])
@@ -104,6 +107,24 @@ class FakeVault:
         refused = self._guard(request, auth=False)  # the CA is public in Vault
         return refused or web.Response(
             text=self.ca_pem, content_type="application/pem-certificate-chain"
+        )
+
+    async def handle_crl_pem(self, request: web.Request) -> web.Response:
+        refused = self._guard(request, auth=False)  # the CRL is public in Vault
+        if refused:
+            return refused
+        self.crl_reads += 1
+        now = datetime.now(UTC)
+        crl = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.ca.subject)
+            .last_update(now)
+            .next_update(now + timedelta(hours=72))
+            .add_extension(x509.CRLNumber(self.crl_reads), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        return web.Response(
+            body=crl.public_bytes(serialization.Encoding.PEM), content_type="application/pkix-crl"
         )
 
     async def sign_intermediate(self, request: web.Request) -> web.Response:
@@ -196,6 +217,7 @@ class FakeVault:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_get(f"/v1/{self.mount}/ca/pem", self.handle_ca_pem)
+        app.router.add_get(f"/v1/{self.mount}/crl/pem", self.handle_crl_pem)
         app.router.add_post(f"/v1/{self.mount}/root/sign-intermediate", self.sign_intermediate)
         app.router.add_post("/v1/auth/approle/login", self.approle_login)
         app.router.add_post("/v1/auth/kubernetes/login", self.kubernetes_login)

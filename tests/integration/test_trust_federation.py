@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 
 from federation.controller.bundle_fetch import fetch_bundle
 from federation.errors import BundleFetchError
+from tests.integration.fake_vault import FakeVault
 from tests.integration.harness import (
     ControllerHandle,
     Processes,
@@ -276,6 +278,15 @@ ECHO_HOST = "echo.demo.svc.clusterset.local"
 ECHO_SNI = f"outbound_.8080_._.{ECHO_HOST}"
 
 
+@pytest.fixture
+def vault() -> Iterator[FakeVault]:
+    fake = FakeVault().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
 def _svid_files(trust: TrustDirectory, cluster: str, sid: str, out: Path) -> tuple[Path, Path]:
     """An SVID ``sid`` issued by ``cluster``'s intermediate of ``trust`` (created if
     missing): chain and key files, named after the trust directory, cluster and ID."""
@@ -309,17 +320,28 @@ def _call_inbound(port: int, cert: tuple[Path, Path], server_bundle: Path) -> in
 
 
 def test_a_foreign_svid_is_served_only_where_a_policy_names_it_and_revocation_still_holds(
-    procs: Processes, mesh_home: Path, tmp_path: Path
+    procs: Processes,
+    mesh_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    vault: FakeVault,
 ) -> None:
-    """Issue 43, proofs 1 and 2 on one mesh (no gateway between meshes yet): with b.example
+    """Issue 43, proofs 1 and 2 on one mesh whose root is in (fake) Vault: with b.example
     federated, a's echo sidecar validates b's SVIDs with b's bundle only (Envoy's SPIFFE
     validator): a b.example caller is refused (403) until an AuthorizationPolicy names it,
     then served, while another b.example identity stays refused and a rule by namespace does
     not let foreign callers in; a c.example SVID (no federation) fails the handshake; a
     forged b.example SVID (another root) too. Member revocation keeps working under the
-    SPIFFE validator (it needs the roots' CRLs): a removed cluster's callers are refused."""
+    SPIFFE validator, which needs a CRL of every root: Vault's own (``crl/pem``) is sent
+    with the foreign bundles, and a removed cluster's callers are refused. (The other
+    tests of this module federate local roots.)"""
     from tests.integration.test_revocation import _caller, _join, _status
 
+    monkeypatch.setenv("VAULT_TOKEN", vault.token)
+    run_meshfed(
+        mesh_home, "trust", "init", "--trust-domain", "example.org", "--backend", "vault",
+        "--vault-address", vault.url, "--force",
+    )  # fmt: skip
     controller = ControllerHandle(procs, mesh_home, lease_s=10)
     controller.start()
     foreign = ControllerHandle(
@@ -403,6 +425,7 @@ spec:
     run_meshfed(mesh_home, "cluster", "remove", "c")
     wait_until(lambda: all(_status(from_c) != 200 for _ in range(10)), 30, "c refused")
     assert _status(from_b) == 200 and _call_inbound(inbound, client, bundle) == 200
+    assert vault.crl_reads >= 1  # the root CRL the proxies hold is Vault's
 
 
 def _grpc_call(address: str, port: int, cert: tuple[Path, Path], server_bundle: Path) -> str:

@@ -606,5 +606,42 @@ async def test_foreign_bundles_reach_members_only_with_the_roots_crls(tmp_path) 
     update = queue.get_nowait()
     assert update.federated_bundles == {} and update.root_crl_pem == ""
     [row] = hub.trust_federations()
-    assert not row["inForce"] and "not local" in row["suspended"]
+    assert not row["inForce"] and "no root CRL" in row["suspended"]
     hub.store.close()
+
+
+def test_root_crls_keep_a_valid_crl_through_a_failed_read_and_retry_later() -> None:
+    """A Vault root's CRL is read over the network: a failed read keeps the CRLs held while
+    valid and for the same roots, says why, and is not tried again for 30 s."""
+    from federation.controller.trust_federation import NO_ROOT_CRL, ROOT_CRL_RETRY_S, RootCrls
+    from trust import pki
+    from trust.errors import TrustBackendError
+    from trust.revocation import empty_crl
+    from trust.spiffe import TrustDomain
+
+    key = pki.generate_private_key()
+    root = pki.root_certificate(key, TrustDomain("a.org"), now=pki.utcnow())
+    now = {"t": 0.0}
+    calls: list[str] = []
+    answer: dict[str, object] = {"value": empty_crl(root, key), "roots": ("r1",)}
+
+    def make() -> bytes | None:
+        calls.append("make")
+        value = answer["value"]
+        if isinstance(value, Exception):
+            raise value
+        return value  # type: ignore[return-value]
+
+    crls = RootCrls(make, lambda: answer["roots"], clock=lambda: now["t"])  # type: ignore[arg-type]
+    first = crls.pem()
+    assert first and crls.problem == "" and crls.pem() == first and len(calls) == 1
+    # due again (here: the roots changed) while Vault is down: none for other roots
+    answer["value"], answer["roots"] = TrustBackendError("Vault unreachable"), ("r1", "r2")
+    assert crls.pem() is None and "Vault unreachable" in crls.problem
+    assert crls.pem() is None and len(calls) == 2  # no new read before the retry delay
+    now["t"] += ROOT_CRL_RETRY_S
+    answer["value"] = empty_crl(root, key) + empty_crl(root, key)
+    assert crls.pem() and crls.problem == "" and len(calls) == 3
+    # a root with no CRL at all (AWS Private CA): None, and why
+    answer["value"], answer["roots"] = None, ("r3",)
+    assert crls.pem() is None and crls.problem == NO_ROOT_CRL
