@@ -20,6 +20,7 @@ from tests.integration.harness import (
     MESHFED,
     ControllerHandle,
     ControlPlaneHandle,
+    Processes,
     free_port,
     meshfed_env,
     run_meshfed,
@@ -329,10 +330,20 @@ def test_proxyless_grpc_server_serves_mtls_only_and_enforces_authz(
 def _call_as(identity: Path, address: str, port: int, server_cluster: str) -> str:
     """One call to the gRPC server at ``address:port`` with the SVID in ``identity``
     (``ok`` or the status code's name); the server is verified by its cluster claim."""
+    return grpc_call(
+        address, port, identity / "bundle.pem", (identity / "cert.pem", identity / "key.pem"),
+        server_cluster,
+    )  # fmt: skip
+
+
+def grpc_call(
+    address: str, port: int, server_bundle: Path, cert: tuple[Path, Path], server_cluster: str
+) -> str:
+    """One echo call to the gRPC server at ``address:port`` with the client SVID ``cert``
+    (chain, key), the server verified with ``server_bundle`` and its cluster claim: ``ok``
+    or the status code's name (``UNAVAILABLE`` when the handshake is refused)."""
     creds = grpc.ssl_channel_credentials(
-        (identity / "bundle.pem").read_bytes(),
-        (identity / "key.pem").read_bytes(),
-        (identity / "cert.pem").read_bytes(),
+        server_bundle.read_bytes(), cert[1].read_bytes(), cert[0].read_bytes()
     )
     name = f"{server_cluster}.cluster.meshfed.internal"
     with grpc.secure_channel(
@@ -343,6 +354,49 @@ def _call_as(identity: Path, address: str, port: int, server_cluster: str) -> st
         except grpc.RpcError as err:
             return str(err.code().name)
     return "ok"
+
+
+def xds_server_identity(
+    procs: Processes, home: Path, cp: ControlPlaneHandle, tmp_path: Path
+) -> tuple[str, int, Path]:
+    """``echo``'s WorkloadEntry ``grpc-x`` in ``cp`` (mutual TLS on its own port) and its
+    identity kept fresh by ``meshfed workload identity``: ``(address, port, identity dir)``."""
+    address, port = "127.0.4.5", free_port("127.0.4.5")
+    cp.apply(
+        workload_yaml(
+            "grpc-x", service="echo", address=address, locality=ZONE_A, port=9090,
+            target_port=port, protocol="grpc", tls_mode="mutual", inbound_port=port,
+        )
+    )  # fmt: skip
+    identity = tmp_path / "identity-echo"
+    procs.spawn(
+        "identity-echo",
+        [MESHFED, "workload", "identity", "--controlplane", cp.api_url, "-n", "demo",
+         "--service-account", "echo", "--dir", str(identity),
+         "--workload-token", cp.mint("demo", "echo")],
+        env=meshfed_env(home),
+    )  # fmt: skip
+    return address, port, identity
+
+
+def start_xds_server(
+    procs: Processes, home: Path, cp: ControlPlaneHandle, tmp_path: Path, address: str,
+    port: int, identity: Path, **env: str,
+) -> None:  # fmt: skip
+    """The xDS-enabled echo gRPC server ``grpc-x`` at ``address:port`` with the SVID in
+    ``identity`` (its bootstrap from ``meshfed bootstrap grpc``), with ``env`` added."""
+    bootstrap = run_meshfed(
+        home, "bootstrap", "grpc", "--controlplane", f"127.0.0.1:{cp.xds_port}",
+        "--node-id", "grpc-echo", "--service", "echo", "-n", "demo", "--locality", ZONE_A,
+        "--identity-dir", str(identity), "--workload", "grpc-x",
+    ).stdout  # fmt: skip
+    (tmp_path / "bootstrap-echo.json").write_text(bootstrap)
+    procs.spawn(
+        "app-grpc-x",
+        [sys.executable, "-m", "federation.demo.echo_grpc", "serve", "--name", "grpc-x",
+         "--host", address, "--port", str(port), "--xds"],
+        env=dict(os.environ, GRPC_XDS_BOOTSTRAP=str(tmp_path / "bootstrap-echo.json"), **env),
+    )  # fmt: skip
 
 
 def test_a_removed_clusters_svids_are_refused_by_a_proxyless_grpc_server(
@@ -357,39 +411,14 @@ def test_a_removed_clusters_svids_are_refused_by_a_proxyless_grpc_server(
     controller.start()
     east = controller.join("east", ZONE_A, f"127.0.4.2:{free_port('127.0.4.2')}")
     west = controller.join("west", ZONE_B, f"127.0.5.2:{free_port('127.0.5.2')}")
-    address, port = "127.0.4.5", free_port("127.0.4.5")
-    east.apply(
-        workload_yaml(
-            "grpc-x", service="echo", address=address, locality=ZONE_A, port=9090,
-            target_port=port, protocol="grpc", tls_mode="mutual", inbound_port=port,
-        )
-    )  # fmt: skip
-    identity = tmp_path / "identity-echo"
-    procs.spawn(
-        "identity-echo",
-        [MESHFED, "workload", "identity", "--controlplane", east.api_url, "-n", "demo",
-         "--service-account", "echo", "--dir", str(identity),
-         "--workload-token", east.mint("demo", "echo")],
-        env=meshfed_env(mesh_home),
-    )  # fmt: skip
+    address, port, identity = xds_server_identity(procs, mesh_home, east, tmp_path)
 
     def anchors() -> int:
         members = identity / "members.pem"
         return members.read_text().count("BEGIN CERTIFICATE") if members.exists() else 0
 
     wait_until(lambda: anchors() == 2, 30, "members.pem with east's and west's CAs")
-    bootstrap = run_meshfed(
-        mesh_home, "bootstrap", "grpc", "--controlplane", f"127.0.0.1:{east.xds_port}",
-        "--node-id", "grpc-echo", "--service", "echo", "-n", "demo", "--locality", ZONE_A,
-        "--identity-dir", str(identity), "--workload", "grpc-x",
-    ).stdout  # fmt: skip
-    (tmp_path / "bootstrap-echo.json").write_text(bootstrap)
-    procs.spawn(
-        "app-grpc-x",
-        [sys.executable, "-m", "federation.demo.echo_grpc", "serve", "--name", "grpc-x",
-         "--host", address, "--port", str(port), "--xds"],
-        env=dict(os.environ, GRPC_XDS_BOOTSTRAP=str(tmp_path / "bootstrap-echo.json")),
-    )  # fmt: skip
+    start_xds_server(procs, mesh_home, east, tmp_path, address, port, identity)
     callers = {}
     for name, plane in (("east", east), ("west", west)):
         callers[name] = tmp_path / f"identity-caller-{name}"

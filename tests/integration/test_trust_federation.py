@@ -8,10 +8,8 @@ import asyncio
 import base64
 import http.client
 import json
-import os
 import signal
 import ssl
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -302,6 +300,35 @@ def _svid_files(trust: TrustDirectory, cluster: str, sid: str, out: Path) -> tup
     return chain, key
 
 
+def _federate_with(home: Path, other: ControllerHandle, domain: str) -> TrustDirectory:
+    """``meshfed trust federate`` ``home``'s federation with ``other``'s trust domain
+    ``domain`` (its bundle endpoint, its bundle file); returns ``other``'s trust directory."""
+    trust = TrustDirectory(other.home / "trust")
+    run_meshfed(
+        home, "trust", "federate", "--with", domain,
+        "--bundle-endpoint", f"{other.url}/v1/spiffe-bundle",
+        "--bundle-file", str(trust.bundle_spiffe_path),
+    )  # fmt: skip
+    return trust
+
+
+def _callers_of_other_domains(b_trust: TrustDirectory, tmp_path: Path) -> list[tuple[Path, Path]]:
+    """SVID files (chain, key) of: b.example's ``client`` and ``other`` (b's root), a
+    c.example ``client`` (a domain nobody federates with) and a forged b.example ``client``
+    (another root of that name)."""
+    certs = tmp_path / "certs"
+    third = TrustDirectory(tmp_path / "c-trust")
+    third.init(TrustDomain("c.example"))
+    forged = TrustDirectory(tmp_path / "forged-b")
+    forged.init(TrustDomain("b.example"))
+    return [
+        _svid_files(b_trust, "west", "spiffe://b.example/ns/demo/sa/client", certs),
+        _svid_files(b_trust, "west", "spiffe://b.example/ns/demo/sa/other", certs),
+        _svid_files(third, "x", "spiffe://c.example/ns/demo/sa/client", certs),
+        _svid_files(forged, "west", "spiffe://b.example/ns/demo/sa/client", certs),
+    ]
+
+
 def _call_inbound(port: int, cert: tuple[Path, Path], server_bundle: Path) -> int | str:
     """GET / on a sidecar's inbound listener (SNI of echo's port 8080) with the client SVID
     ``cert``: the HTTP status, or ``"handshake refused"``."""
@@ -364,12 +391,7 @@ def test_a_foreign_svid_is_served_only_where_a_policy_names_it_and_revocation_st
         input_text="apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
         "metadata: {name: echo, namespace: demo}\nspec: {cluster: a}\n",
     )  # fmt: skip
-    b_trust = TrustDirectory(foreign.home / "trust")
-    run_meshfed(
-        mesh_home, "trust", "federate", "--with", "b.example",
-        "--bundle-endpoint", f"{foreign.url}/v1/spiffe-bundle",
-        "--bundle-file", str(b_trust.bundle_spiffe_path),
-    )  # fmt: skip
+    b_trust = _federate_with(mesh_home, foreign, "b.example")
     from_b, from_c = _caller(procs, mesh_home, cps["b"]), _caller(procs, mesh_home, cps["c"])
     wait_until(lambda: _status(from_b) == 200 and _status(from_c) == 200, 60, "b and c served")
 
@@ -381,16 +403,8 @@ def test_a_foreign_svid_is_served_only_where_a_policy_names_it_and_revocation_st
     # members are still served through the SPIFFE validator (roots' CRLs included)
     assert _status(from_b) == 200 and _status(from_c) == 200
 
-    certs = tmp_path / "certs"
     bundle = mesh_home / "trust" / "bundle.pem"
-    client = _svid_files(b_trust, "west", "spiffe://b.example/ns/demo/sa/client", certs)
-    other = _svid_files(b_trust, "west", "spiffe://b.example/ns/demo/sa/other", certs)
-    third = TrustDirectory(tmp_path / "c-trust")
-    third.init(TrustDomain("c.example"))
-    stranger = _svid_files(third, "x", "spiffe://c.example/ns/demo/sa/client", certs)
-    forged_dir = TrustDirectory(tmp_path / "forged-b")
-    forged_dir.init(TrustDomain("b.example"))
-    forged = _svid_files(forged_dir, "west", "spiffe://b.example/ns/demo/sa/client", certs)
+    client, other, stranger, forged = _callers_of_other_domains(b_trust, tmp_path)
 
     # no policy names b.example: refused by RBAC after a valid handshake
     wait_until(lambda: _call_inbound(inbound, client, bundle) == 403, 30, "b's caller: 403")
@@ -428,29 +442,6 @@ spec:
     assert vault.crl_reads >= 1  # the root CRL the proxies hold is Vault's
 
 
-def _grpc_call(address: str, port: int, cert: tuple[Path, Path], server_bundle: Path) -> str:
-    """One echo call to a proxyless gRPC server with the client SVID ``cert`` (chain, key),
-    the server verified with ``server_bundle`` and its cluster's DNS SAN: ``ok`` or the
-    status code's name (``UNAVAILABLE`` when the handshake is refused)."""
-    import grpc
-
-    from federation.demo.echo_grpc import METHOD
-
-    creds = grpc.ssl_channel_credentials(
-        server_bundle.read_bytes(), cert[1].read_bytes(), cert[0].read_bytes()
-    )
-    with grpc.secure_channel(
-        f"{address}:{port}",
-        creds,
-        options=[("grpc.ssl_target_name_override", pki.cluster_dns_name("east"))],
-    ) as channel:
-        try:
-            channel.unary_unary(METHOD)(b"x", timeout=3)
-        except grpc.RpcError as err:
-            return str(err.code().name)
-    return "ok"
-
-
 def test_a_proxyless_grpc_server_accepts_a_federated_domain_only_where_a_policy_names_it(
     procs: Processes, mesh_home: Path, tmp_path: Path
 ) -> None:
@@ -461,8 +452,13 @@ def test_a_proxyless_grpc_server_accepts_a_federated_domain_only_where_a_policy_
     (PERMISSION_DENIED) until an AuthorizationPolicy names it, then served, while another
     b.example identity stays refused; a c.example SVID and a forged b.example SVID (another
     root) fail the handshake; the mesh's own callers are served throughout."""
-    from tests.integration.harness import MESHFED, meshfed_env, workload_yaml
-    from tests.integration.test_grpc_proxyless import ZONE_A, _call_as
+    from tests.integration.test_grpc_proxyless import (
+        ZONE_A,
+        _call_as,
+        grpc_call,
+        start_xds_server,
+        xds_server_identity,
+    )
 
     controller = ControllerHandle(procs, mesh_home)
     controller.start()
@@ -472,48 +468,17 @@ def test_a_proxyless_grpc_server_accepts_a_federated_domain_only_where_a_policy_
     )  # fmt: skip
     foreign.start()
     east = controller.join("east", ZONE_A, f"127.0.4.2:{free_port('127.0.4.2')}")
-    address, port = "127.0.4.5", free_port("127.0.4.5")
-    east.apply(
-        workload_yaml(
-            "grpc-x", service="echo", address=address, locality=ZONE_A, port=9090,
-            target_port=port, protocol="grpc", tls_mode="mutual", inbound_port=port,
-        )
-    )  # fmt: skip
-    identity = tmp_path / "identity-echo"
-    procs.spawn(
-        "identity-echo",
-        [MESHFED, "workload", "identity", "--controlplane", east.api_url, "-n", "demo",
-         "--service-account", "echo", "--dir", str(identity),
-         "--workload-token", east.mint("demo", "echo")],
-        env=meshfed_env(mesh_home),
-    )  # fmt: skip
-    b_trust = TrustDirectory(foreign.home / "trust")
-    run_meshfed(
-        mesh_home, "trust", "federate", "--with", "b.example",
-        "--bundle-endpoint", f"{foreign.url}/v1/spiffe-bundle",
-        "--bundle-file", str(b_trust.bundle_spiffe_path),
-    )  # fmt: skip
+    address, port, identity = xds_server_identity(procs, mesh_home, east, tmp_path)
+    b_trust = _federate_with(mesh_home, foreign, "b.example")
 
     def federated_anchors() -> bool:
         path = identity / "spiffe_bundles.json"
         return path.exists() and "b.example" in json.loads(path.read_text())["trust_domains"]
 
     wait_until(federated_anchors, 30, "b.example's bundle in the server's bundle map")
-    bootstrap = run_meshfed(
-        mesh_home, "bootstrap", "grpc", "--controlplane", f"127.0.0.1:{east.xds_port}",
-        "--node-id", "grpc-echo", "--service", "echo", "-n", "demo", "--locality", ZONE_A,
-        "--identity-dir", str(identity), "--workload", "grpc-x",
-    ).stdout  # fmt: skip
-    (tmp_path / "bootstrap-echo.json").write_text(bootstrap)
-    procs.spawn(
-        "app-grpc-x",
-        [sys.executable, "-m", "federation.demo.echo_grpc", "serve", "--name", "grpc-x",
-         "--host", address, "--port", str(port), "--xds"],
-        env=dict(
-            os.environ,
-            GRPC_XDS_BOOTSTRAP=str(tmp_path / "bootstrap-echo.json"),
-            GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE="true",
-        ),
+    start_xds_server(
+        procs, mesh_home, east, tmp_path, address, port, identity,
+        GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE="true",
     )  # fmt: skip
     local = tmp_path / "identity-frontend"
     run_meshfed(
@@ -523,21 +488,13 @@ def test_a_proxyless_grpc_server_accepts_a_federated_domain_only_where_a_policy_
     )  # fmt: skip
     wait_until(lambda: _call_as(local, address, port, "east") == "ok", 45, "local caller served")
 
-    certs = tmp_path / "certs"
     bundle = mesh_home / "trust" / "bundle.pem"
-    client = _svid_files(b_trust, "west", "spiffe://b.example/ns/demo/sa/client", certs)
-    other = _svid_files(b_trust, "west", "spiffe://b.example/ns/demo/sa/other", certs)
-    third = TrustDirectory(tmp_path / "c-trust")
-    third.init(TrustDomain("c.example"))
-    stranger = _svid_files(third, "x", "spiffe://c.example/ns/demo/sa/client", certs)
-    forged_dir = TrustDirectory(tmp_path / "forged-b")
-    forged_dir.init(TrustDomain("b.example"))
-    forged = _svid_files(forged_dir, "west", "spiffe://b.example/ns/demo/sa/client", certs)
+    client, other, stranger, forged = _callers_of_other_domains(b_trust, tmp_path)
 
     # b's SVID verifies with b's bundle; no policy names b.example: gRPC's RBAC refuses it
-    assert _grpc_call(address, port, client, bundle) == "PERMISSION_DENIED"
-    assert _grpc_call(address, port, stranger, bundle) == "UNAVAILABLE"
-    assert _grpc_call(address, port, forged, bundle) == "UNAVAILABLE"
+    assert grpc_call(address, port, bundle, client, "east") == "PERMISSION_DENIED"
+    assert grpc_call(address, port, bundle, stranger, "east") == "UNAVAILABLE"
+    assert grpc_call(address, port, bundle, forged, "east") == "UNAVAILABLE"
     policy = """apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: echo-partner, namespace: demo}
@@ -547,9 +504,11 @@ spec:
   - from: [{source: {namespaces: ["demo"]}}]
 """
     run_meshfed(mesh_home, "apply", "-f", "-", input_text=policy)
-    wait_until(lambda: _grpc_call(address, port, client, bundle) == "ok", 30, "b's caller served")
-    assert _grpc_call(address, port, other, bundle) == "PERMISSION_DENIED"
-    assert _grpc_call(address, port, forged, bundle) == "UNAVAILABLE"
+    wait_until(
+        lambda: grpc_call(address, port, bundle, client, "east") == "ok", 30, "b's caller served"
+    )
+    assert grpc_call(address, port, bundle, other, "east") == "PERMISSION_DENIED"
+    assert grpc_call(address, port, bundle, forged, "east") == "UNAVAILABLE"
     assert _call_as(local, address, port, "east") == "ok"
 
 
@@ -590,11 +549,7 @@ def test_a_workload_of_another_mesh_calls_an_exported_service_through_its_gatewa
         (mesh_home, b_ctl, "b.example"),
         (b_ctl.home, a_ctl, "example.org"),
     ):
-        run_meshfed(
-            home, "trust", "federate", "--with", domain,
-            "--bundle-endpoint", f"{other.url}/v1/spiffe-bundle",
-            "--bundle-file", str(TrustDirectory(other.home / "trust").bundle_spiffe_path),
-        )  # fmt: skip
+        _federate_with(home, other, domain)
     gateway_host, _, gateway_port = a.gateway.rpartition(":")  # type: ignore[attr-defined]
     entry = f"""apiVersion: networking.istio.io/v1
 kind: ServiceEntry
