@@ -165,14 +165,64 @@ CLUSTER_HEADERS = [
 
 
 def listing_table(
-    listing: str, rows: Sequence[dict[str, Any]], now: float = 0.0
+    listing: str, rows: Sequence[dict[str, Any]], now: float = 0.0, *, wide: bool = False
 ) -> tuple[list[str], list[list[str]]]:
     """``get``'s table of clusters (heartbeats' age against ``now``, epoch s), exports,
-    imports or policies: headers and one row per item.
+    imports or policies: headers and one row per item; ``wide`` (``-o wide``, as kubectl)
+    adds the columns of :func:`wide_columns`.
 
     Raises:
         ValueError: another listing.
     """
+    headers, cells = _listing_table(listing, rows, now)
+    if not wide:
+        return headers, cells
+    more, extra = wide_columns(listing, rows, now)
+    return headers + more, [row + added for row, added in zip(cells, extra, strict=True)]
+
+
+def _target(spec: dict[str, Any]) -> str:
+    """What a policy applies to, in one cell: its host(s), selector labels or target refs."""
+    if spec.get("host"):
+        return str(spec["host"])
+    if spec.get("hosts"):
+        return ",".join(map(str, spec["hosts"]))
+    labels = (spec.get("selector") or spec.get("workloadSelector") or {}).get("matchLabels")
+    if labels:
+        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    refs = spec.get("targetRefs") or spec.get("parentRefs") or []
+    return ",".join(f"{r.get('kind', '')}/{r.get('name', '')}" for r in refs) or "-"
+
+
+def wide_columns(
+    listing: str, rows: Sequence[dict[str, Any]], now: float
+) -> tuple[list[str], list[list[str]]]:
+    """The columns ``-o wide`` adds: a cluster's join age, whether its control plane is
+    connected, its service count and when its intermediate CA expires; an export's age; a
+    trust domain's endpoint SPIFFE ID and failed refreshes; a policy's target (host,
+    selector labels or target refs). Imports show everything already (none)."""
+    if listing == "clusters":
+        return ["JOINED", "CONNECTED", "SERVICES", "CA EXPIRES"], [
+            [
+                ago(c.get("joinedAt"), now), "yes" if c.get("connected") else "no",
+                str(c.get("services", 0)), (c.get("intermediate") or {}).get("notAfter") or "-",
+            ]
+            for c in rows
+        ]  # fmt: skip
+    if listing == "exports":
+        return ["AGE"], [[ago(e.get("since"), now)] for e in rows]
+    if listing == "trustdomains":
+        return ["ENDPOINT SPIFFE ID", "FAILED REFRESHES"], [
+            [t.get("endpointSPIFFEID") or "-", str(t.get("failures", 0))] for t in rows
+        ]
+    if listing == "policies":
+        return ["TARGET"], [[_target(p.get("spec") or {})] for p in rows]
+    return [], [[] for _ in rows]
+
+
+def _listing_table(
+    listing: str, rows: Sequence[dict[str, Any]], now: float
+) -> tuple[list[str], list[list[str]]]:
     if listing == "clusters":
         return CLUSTER_HEADERS, [
             [

@@ -414,7 +414,7 @@ def dashboard_cmd(controller: str | None, token: str | None, open_browser: bool)
 @click.option("-n", "--namespace", default=None, help="Only this namespace.  [default: all]")
 @controller_option
 @admin_token_option
-@output_option()
+@output_option(("table", "wide", "json", "yaml"))
 def get_cmd(
     kind: str, name: str | None, namespace: str | None, controller: str | None,
     token: str | None, output: str,
@@ -422,8 +422,8 @@ def get_cmd(
     """Show clusters, exports (with MCS conditions), imports per cluster or policies, all or
     NAME (KIND: cluster, export, import, policy or a policy's kind; singular or plural)."""
     what, data = get(kind, name, namespace, lambda p: controller_call(controller, token, "GET", p))
-
-    emit(data, output, lambda: print_table(*listing_table(what, data, time.time())))
+    wide = output == "wide"
+    emit(data, output, lambda: print_table(*listing_table(what, data, time.time(), wide=wide)))
 
 
 @click.command("describe")

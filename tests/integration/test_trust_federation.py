@@ -9,6 +9,7 @@ import base64
 import http.client
 import json
 import signal
+import socket
 import ssl
 import time
 import urllib.error
@@ -336,8 +337,9 @@ def _call_inbound(port: int, cert: tuple[Path, Path], server_bundle: Path) -> in
     context.check_hostname = False
     context.load_cert_chain(str(cert[0]), str(cert[1]))
     conn = http.client.HTTPSConnection("127.0.1.11", port, timeout=3, context=context)
-    conn.server_hostname = ECHO_SNI  # type: ignore[attr-defined]
-    try:
+    try:  # the SNI a caller's sidecar sends (http.client would send none for an address)
+        raw = socket.create_connection(("127.0.1.11", port), timeout=3)
+        conn.sock = context.wrap_socket(raw, server_hostname=ECHO_SNI)
         conn.request("GET", "/", headers={"Host": ECHO_HOST})
         return conn.getresponse().status
     except (ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from federation.errors import ConfigError
@@ -120,3 +122,34 @@ def test_trust_domains_by_any_of_their_names_and_their_table_says_what_is_wrong(
     headers, [cells] = listing_table("trustdomains", [row])
     assert headers[0] == "TRUST DOMAIN" and cells[-1] == "no root CRL" and cells[-2] == "never"
     assert listing_table("trustdomains", [{**row, "suspended": ""}])[1][0][-1] == "TLS refused"
+
+
+def test_wide_adds_kubectl_style_columns_to_each_listing() -> None:
+    """``-o wide``: more columns, the same rows; a listing with nothing to add stays as is."""
+    cluster = {
+        "name": "a", "state": "Ready", "locality": "aws/us-east-1", "network": "a",
+        "gateway": "1.2.3.4:15443", "provider": "aws", "lastHeartbeat": "2026-12-05T10:00:00Z",
+        "exports": ["echo.demo"], "joinedAt": "2026-12-05T09:00:00Z", "connected": True,
+        "services": 3, "intermediate": {"notAfter": "2026-12-12T09:00:00Z"},
+    }  # fmt: skip
+    now = datetime(2026, 12, 5, 11, 0, tzinfo=UTC).timestamp()
+    narrow, _ = listing_table("clusters", [cluster], now)
+    headers, [row] = listing_table("clusters", [cluster], now, wide=True)
+    assert headers[: len(narrow)] == narrow
+    assert dict(zip(headers[len(narrow) :], row[len(narrow) :], strict=True)) == {
+        "JOINED": "2h ago", "CONNECTED": "yes", "SERVICES": "3",
+        "CA EXPIRES": "2026-12-12T09:00:00Z",
+    }  # fmt: skip
+    policies = [
+        {**POLICIES[0], "spec": {"host": "echo.demo.svc.clusterset.local"}},
+        {**POLICIES[1], "spec": {"selector": {"matchLabels": {"app": "echo"}}}},
+        {**POLICIES[2], "spec": {}},
+    ]
+    headers, rows = listing_table("policies", policies, wide=True)
+    assert headers[-1] == "TARGET"
+    assert [r[-1] for r in rows] == ["echo.demo.svc.clusterset.local", "app=echo", "-"]
+    imports = [
+        {"cluster": "a", "metadata": {"name": "echo", "namespace": "demo"},
+         "spec": {"ports": [], "clusters": []}},
+    ]  # fmt: skip
+    assert listing_table("imports", imports, wide=True) == listing_table("imports", imports)
