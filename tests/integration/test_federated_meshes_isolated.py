@@ -104,6 +104,23 @@ except (ssl.SSLError, ConnectionResetError, IndexError) as err:
 """
 
 
+#: Run in a cluster's namespace: a TCP connect to argv's address and port, 3 s at most --
+#: "connected", "refused" (a RST came back: the packet got there), "dropped" (silence: the
+#: emulator dropped it) or "unreachable" (no route from here).
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    print("connected")
+except ConnectionRefusedError:
+    print("refused")
+except TimeoutError:
+    print("dropped")
+except OSError:
+    print("unreachable")
+"""
+
+
 def test_a_workload_of_another_federation_is_served_through_the_gateway_only_when_named(
     tmp_path: Path,
 ) -> None:
@@ -193,6 +210,25 @@ spec:
             )  # fmt: skip
             seen[domain] = done.stdout.strip() or done.stderr
         assert seen == {"b.example": "200", "c.example": "handshake refused"}, seen
+
+        # the attack: from b's cluster, anything of a but its gateway and controller ports.
+        # a's private range is not routed on the internet; another port of a's public
+        # addresses is dropped by a's emulator (silence, where a leak would bring a RST
+        # back: nothing listens there); a's gateway port answers
+        def connect(address: str, port: int) -> str:
+            done = subprocess.run(
+                ["ip", "netns", "exec", b.netns("b-west"), sys.executable, "-c", CONNECT,
+                 address, str(port)],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            return done.stdout.strip() or done.stderr
+
+        a_cp = a.plan.address("a-east", 2)
+        controller = a.plan.node("controller").public
+        assert connect(a_cp, 15010) == "unreachable"
+        assert connect(gateway, 15010) == "dropped"
+        assert connect(controller, 22) == "dropped"
+        assert connect(gateway, 15443) == "connected"
 
 
 def _svid(trust: TrustDirectory, sid: str, out: Path) -> tuple[Path, Path]:
