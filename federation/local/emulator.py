@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from federation.local.netns import exchange_alive, exchange_path, open_tun
+from federation.local.netns import exchange_alive, exchange_path, open_tun, reservation_path
 from federation.local.netplan import EXCHANGE, EXCHANGE_DIR, NetworkPlan, Router
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class LinkEmulator:
             os.umask(old)
         sock.setblocking(False)
         self.exchange = sock
+        reservation_path(self.router.plan.block, self.exchange_dir).unlink(missing_ok=True)
 
     def _to_exchange(self, packet: bytes) -> None:
         """Pass a packet to the emulator of the block its destination is in."""

@@ -14,6 +14,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -158,17 +159,43 @@ def exchange_alive(path: Path) -> bool:
     return True
 
 
-def free_block() -> str:
+#: How long (s) a block picked by :func:`free_block` stays reserved for the federation that
+#: picked it, until its link emulator serves it (``up`` builds the network in seconds).
+RESERVATION_S = 300.0
+
+
+def reservation_path(block: str, directory: str = EXCHANGE_DIR) -> Path:
+    """The file that reserves ``block`` between :func:`free_block` and its emulator's start."""
+    return exchange_path(block, directory).with_suffix(".reserved")
+
+
+def free_block(key: str, directory: str = EXCHANGE_DIR) -> str:
     """The first /24 of the emulated internet (198.18.0.0/16) that no federation of this
-    host uses: none of its addresses is assigned here and no link emulator serves it.
+    host uses -- none of its addresses is assigned here, no link emulator serves it, no other
+    home reserved it in the last :data:`RESERVATION_S` -- reserved for home ``key`` (under
+    a lock, so two ``up --isolate`` started at once take different blocks).
 
     Raises:
         IsolationUnavailableError: all 256 are in use.
+        OSError: the exchange directory cannot be made.
     """
-    taken = {str(ipaddress.ip_network(f"{a}/24", strict=False)) for a in _host_addresses()}
-    for third in range(256):
-        block = f"198.18.{third}.0/24"
-        if block not in taken and not exchange_alive(exchange_path(block)):
+    Path(directory).mkdir(mode=0o700, parents=True, exist_ok=True)
+    with (Path(directory) / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        taken = {str(ipaddress.ip_network(f"{a}/24", strict=False)) for a in _host_addresses()}
+        now = time.time()
+        for third in range(256):
+            block = f"198.18.{third}.0/24"
+            reserved = reservation_path(block, directory)
+            try:
+                held = (
+                    reserved.read_text() != key and now - reserved.stat().st_mtime < RESERVATION_S
+                )
+            except OSError:
+                held = False
+            if block in taken or held or exchange_alive(exchange_path(block, directory)):
+                continue
+            reserved.write_text(key)
             return block
     raise IsolationUnavailableError("every /24 of 198.18.0.0/16 is used by another federation")
 

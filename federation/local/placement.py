@@ -114,7 +114,7 @@ class IsolatedPlacement(Placement):
     def __init__(self, desc: LocalFederation, home: Path, block: str | None = None) -> None:
         super().__init__(desc)
         self.home = home
-        self.plan = plan_for(desc, home, block or free_block())
+        self.plan = plan_for(desc, home, block or free_block(home_key(str(home.resolve()))))
         self.plan_path = home / "network" / "plan.json"
         self.control = home / "network" / "emulator.sock"
 

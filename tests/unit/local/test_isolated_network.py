@@ -274,3 +274,22 @@ def test_a_second_federation_takes_its_own_block_and_reaches_the_first_through_t
     with pytest.raises(ValueError, match="not a /24"):
         build_plan("ef01", [], controller_ports=(), gateway_port=1, latency={}, loss={},
                    block="10.0.0.0/24")  # fmt: skip
+
+
+def test_free_block_reserves_a_block_per_home_under_a_lock(tmp_path, monkeypatch):
+    """Two ``up --isolate`` started at once get different blocks: the first reserves its
+    block until its emulator serves it; the same home asking again gets the same one; a
+    reservation older than RESERVATION_S is free again."""
+    import os
+
+    from federation.local import netns
+
+    monkeypatch.setattr(netns, "_host_addresses", lambda: ["10.0.0.5", "198.18.0.1"])
+    first = netns.free_block("aaaa", str(tmp_path))
+    assert first == "198.18.1.0/24"  # 198.18.0.0/24 is on a device here
+    assert netns.free_block("bbbb", str(tmp_path)) == "198.18.2.0/24"
+    assert netns.free_block("aaaa", str(tmp_path)) == first
+    stale = netns.reservation_path(first, str(tmp_path))
+    old = stale.stat().st_mtime - netns.RESERVATION_S - 1
+    os.utime(stale, (old, old))
+    assert netns.free_block("cccc", str(tmp_path)) == first
