@@ -15,7 +15,7 @@ members refuse each other before their intermediates themselves expire.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -93,16 +93,18 @@ def crl_due(pem: bytes | None, *, now: datetime | None = None) -> bool:
     return not pem or (now or pki.utcnow()) >= crl_renew_at(pem)
 
 
-def crl_valid(pem: bytes | None, *, now: datetime | None = None) -> bool:
-    """True when ``pem`` holds CRLs and none has passed its ``nextUpdate``."""
-    if not pem:
-        return False
-    moment = now or pki.utcnow()
-    try:
-        crls = [load_crl(block) for block in _pem_blocks(pem)]
-    except InvalidCertificateError:
-        return False
-    return bool(crls) and all(c.next_update_utc is None or c.next_update_utc > moment for c in crls)
+def crl_next_update(pem: bytes) -> datetime:
+    """The earliest ``nextUpdate`` of concatenated CRLs (``datetime.max`` when none has one):
+    until then all of them are valid.
+
+    Raises:
+        InvalidCertificateError: no PEM CRL, or a block is not one.
+    """
+    crls = [load_crl(block) for block in _pem_blocks(pem)]
+    if not crls:
+        raise InvalidCertificateError("no PEM CRL")
+    never = datetime.max.replace(tzinfo=UTC)
+    return min(c.next_update_utc or never for c in crls)
 
 
 def _pem_blocks(pem: bytes) -> list[bytes]:

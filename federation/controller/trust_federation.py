@@ -40,10 +40,11 @@ from federation.controller.roles import Replica
 from federation.controller.store import ControllerStore
 from federation.errors import BundleFetchError
 from federation.model.trust_federation import TrustDomainFederation, TrustDomainFederationSpec
+from trust import pki
 from trust.bundle import TrustBundle
 from trust.errors import InvalidCertificateError, TrustError
 from trust.federation import BundleEndpoint, is_newer, next_refresh_s
-from trust.revocation import crl_due, crl_valid
+from trust.revocation import crl_next_update, crl_renew_at
 from trust.spiffe import TrustDomain
 
 log = logging.getLogger(__name__)
@@ -446,24 +447,34 @@ class RootCrls:
         self._make, self._roots, self._clock = make, roots, clock
         self._pem: bytes | None = None
         self._for: tuple[str, ...] = ()
+        # when the held CRLs are due for renewal and when the first of them expires, read
+        # once when they are made (this is asked on every sweep of the hub)
+        self._renew_at = self._valid_until = datetime.min.replace(tzinfo=UTC)
         self._retry_at = 0.0
         self.problem = ""
+
+    def _usable(self, roots: tuple[str, ...]) -> bool:
+        """The held CRLs are for ``roots`` and none has expired."""
+        return self._pem is not None and roots == self._for and pki.utcnow() < self._valid_until
 
     def pem(self) -> bytes | None:
         """The current roots' CRLs (PEM), or None (:attr:`problem` says why)."""
         roots = self._roots()
-        stale = self._pem is None or roots != self._for or crl_due(self._pem)
+        stale = self._pem is None or roots != self._for or pki.utcnow() >= self._renew_at
         if not stale or self._clock() < self._retry_at:
-            return self._pem if roots == self._for and crl_valid(self._pem) else None
+            return self._pem if self._usable(roots) else None
         try:
             made = self._make()
+            times = (crl_renew_at(made), crl_next_update(made)) if made is not None else None
         except TrustError as err:
             self._retry_at = self._clock() + ROOT_CRL_RETRY_S
             self.problem = f"the root's CRL cannot be read: {err}"
             log.warning("%s; retrying in %g s", self.problem, ROOT_CRL_RETRY_S)
-            if roots != self._for or not crl_valid(self._pem):
+            if not self._usable(roots):
                 self._pem = None
             return self._pem
         self._pem, self._for, self._retry_at = made, roots, 0.0
+        if times is not None:
+            self._renew_at, self._valid_until = times
         self.problem = "" if made is not None else NO_ROOT_CRL
         return self._pem
