@@ -116,6 +116,8 @@ class EnvoyProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(json.dumps(self.bootstrap, indent=2))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._log is not None:  # a restart: the last Envoy's handle
+            self._log.close()
         self._log = self.log_path.open("ab")
         cmd = [
             find_envoy(),

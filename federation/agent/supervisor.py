@@ -5,8 +5,8 @@ What it does, in order, and logs as it goes:
 1. ``register()`` (a hook from the caller: the sidecar's WorkloadEntry is applied to the
    control plane; nothing for a gateway).
 2. Writes the bootstrap and starts Envoy with its own ``--base-id``; waits until ready.
-3. Watches Envoy; if it exits, restarts it after a backoff (0.25 s doubling to 10 s; reset
-   after 30 s of healthy running).
+3. Watches Envoy; if it exits, or a restarted Envoy fails to start, restarts it after a
+   backoff (0.25 s doubling to 10 s; reset after 30 s of healthy running).
 4. On stop (SIGTERM/SIGINT): ``deregister()`` so callers stop picking this endpoint, waits
    ``propagation_s`` for that to reach them, drains inbound listeners
    (``/drain_listeners?graceful&inboundonly``), waits until no downstream request is active
@@ -16,6 +16,7 @@ What it does, in order, and logs as it goes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.agent.envoy_process import EnvoyProcess
+from federation.agent.errors import EnvoyExitedError, EnvoyNotReadyError
 
 log = logging.getLogger(__name__)
 
@@ -98,36 +100,55 @@ class ProxyAgent:
         return int(process.returncode)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set; then drain and stop Envoy (see the module docstring)."""
+        """Run until ``stop`` is set; then drain and stop Envoy (see the module docstring).
+
+        Raises:
+            EnvoyExitedError, EnvoyNotReadyError: the *first* start failed (a bad bootstrap
+                or port shows at once). A later start that fails counts as one more crash
+                and is retried after the backoff: the agent never gives its workload up.
+        """
         s = self.settings
         await s.register()
         attempt = 0
+        started_once = False
         try:
             while not stop.is_set():
                 started = time.monotonic()
-                await self._start_envoy()
-                exited = asyncio.ensure_future(self._wait_exit())
-                stopping = asyncio.ensure_future(stop.wait())
-                await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if stop.is_set():
-                    exited.cancel()
+                outcome = await self._run_once(stop, raise_on_start=not started_once)
+                started_once = True
+                if outcome is None:
                     break
-                stopping.cancel()
                 self.ready.clear()
                 if time.monotonic() - started > 30:
                     attempt = 0
                 delay = backoff_s(attempt)
                 attempt += 1
                 s.restarts += 1
-                log.warning(
-                    "envoy exited with code %s; restarting in %.2fs (restart %d)",
-                    exited.result(),
-                    delay,
-                    s.restarts,
-                )
-                await asyncio.sleep(delay)
+                log.warning("%s; restarting in %.2fs (restart %d)", outcome, delay, s.restarts)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
         finally:
             await self._shutdown()
+
+    async def _run_once(self, stop: asyncio.Event, *, raise_on_start: bool) -> str | None:
+        """Start Envoy and wait until it exits (returns why, for the log) or ``stop`` is set
+        (returns None). A start that fails is raised when ``raise_on_start``, else returned
+        as the reason after the half-started Envoy is stopped."""
+        try:
+            await self._start_envoy()
+        except (EnvoyExitedError, EnvoyNotReadyError) as err:
+            if raise_on_start:
+                raise
+            await asyncio.to_thread(self.envoy.stop, drain=False)
+            return f"envoy failed to start ({err})"
+        exited = asyncio.ensure_future(self._wait_exit())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            exited.cancel()
+            return None
+        stopping.cancel()
+        return f"envoy exited with code {exited.result()}"
 
     async def _active_requests(self) -> int:
         try:

@@ -92,9 +92,15 @@ def test_agent_restarts_a_crashed_envoy(cluster) -> None:
     proc, admin = cluster["agents"]["echo-a"]
     old = _envoy_pid(admin)
     os.kill(old, signal.SIGKILL)
-    new = wait_until(
-        lambda: (pid := _envoy_pid(admin)) != old and pid, 10, "a new Envoy for echo-a"
-    )
+    log_name = next(n for n, p in cluster["procs"].popens if p is proc)
+    try:
+        new = wait_until(
+            lambda: (pid := _envoy_pid(admin)) != old and pid, 10, "a new Envoy for echo-a"
+        )
+    except AssertionError as err:  # say why: the agent's own account of the restart
+        raise AssertionError(
+            f"{err}\nagent log:\n{cluster['procs'].log(log_name)[-3000:]}"
+        ) from None
     assert new != old
     seen: set[str] = set()
 
@@ -107,9 +113,7 @@ def test_agent_restarts_a_crashed_envoy(cluster) -> None:
     wait_until(echo_a_back, 10, "requests answered by echo-a again")
     assert time.monotonic() - started < 10
     assert proc.poll() is None
-    assert "restarting in" in cluster["procs"].log(
-        next(n for n, p in cluster["procs"].popens if p is proc)
-    )
+    assert "restarting in" in cluster["procs"].log(log_name)
 
 
 def test_sigterm_drains_without_failing_in_flight_requests(cluster) -> None:

@@ -23,6 +23,7 @@ import yaml
 
 from eastwest_gateway.gateway import GatewayConfig, prepare_gateway
 from federation.agent.config import AgentConfig, IdentityOptions, SidecarConfig
+from federation.agent.errors import EnvoyExitedError
 from federation.agent.sidecar import prepare_sidecar
 from federation.agent.supervisor import AgentSettings, ProxyAgent, backoff_s
 from federation.errors import ConfigError
@@ -214,12 +215,17 @@ class FakeEnvoy:
         self.process: FakeProcess | None = None
         self.log_path = Path("/dev/null")
         self.active = 2
+        self.failing_starts = 0
 
     def start(self) -> None:
         self.calls.append("start")
         self.process = FakeProcess()
 
     def wait_ready(self, timeout_s: float) -> None:
+        if self.failing_starts and self.process is not None:
+            self.failing_starts -= 1
+            self.process.returncode = 1
+            raise EnvoyExitedError("envoy exited with 1; see /dev/null")
         self.calls.append("ready")
 
     def alive(self) -> bool:
@@ -271,6 +277,41 @@ def test_the_supervisor_registers_restarts_a_dead_envoy_then_deregisters_and_dra
     asyncio.run(scenario())
     assert calls == ["register", "start", "ready", "start", "ready", "deregister", "drain", "stop"]
     assert settings.restarts == 1 and envoy.active == 0
+
+
+def test_a_restart_that_fails_to_start_is_retried_and_a_first_start_that_fails_is_raised() -> None:
+    """A restarted Envoy that exits while starting (its admin port taken for a moment, say)
+    is one more crash to back off from, not the end of the agent and its workload."""
+    calls: list[str] = []
+    settings = AgentSettings({}, Path("/nonexistent"), 15000, propagation_s=0.0)
+    agent = ProxyAgent(settings)
+    envoy = FakeEnvoy(calls)
+    agent.envoy = envoy  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        run = asyncio.create_task(agent.run(stop))
+        await asyncio.wait_for(agent.ready.wait(), 5)
+        envoy.failing_starts = 2
+        assert envoy.process is not None
+        envoy.process.returncode = 1
+        for _ in range(100):
+            if calls.count("ready") == 2 and agent.ready.is_set():
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(run, 10)
+
+    asyncio.run(scenario())
+    assert calls.count("start") == 4 and calls.count("ready") == 2
+    assert settings.restarts == 3
+
+    first = ProxyAgent(AgentSettings({}, Path("/nonexistent"), 15000, propagation_s=0.0))
+    broken = FakeEnvoy([])
+    broken.failing_starts = 1
+    first.envoy = broken  # type: ignore[assignment]
+    with pytest.raises(EnvoyExitedError):
+        asyncio.run(first.run(asyncio.Event()))
 
 
 def test_backoff_doubles_from_a_quarter_second_to_ten() -> None:
