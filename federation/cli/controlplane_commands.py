@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ from federation.model.documents import (
 )
 from federation.model.locality import Locality
 from federation.model.service import split_service_name
-from federation.traffic import format_usd
 
 
 def _locality(value: str) -> Locality:
@@ -457,91 +455,9 @@ def explain_service_cmd(
     data = call("GET", url, query, token=token)
     if output != "table":
         return emit(data, output, lambda: None)
-    _render_explain(data)
+    from federation.explain_tables import render_explain
 
-
-def _rows_table(title: str, rows: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
-
-    t = Table(title=title, box=None, title_justify="left")
-    for name in ("PRIORITY", "CLUSTER", "LOCALITY", "WEIGHT", "SHARE", "RTT MS", "$/GB", "REASON"):
-        t.add_column(name, overflow="fold")  # never an ellipsis: nothing hidden
-    for r in rows:
-        rtt = "-" if r["rttMs"] is None else f"{r['rttMs']:g} ({r['rttSource'][0]})"
-        t.add_row(
-            str(r["priority"]), r["cluster"], r["locality"], str(r["weight"]),
-            f"{r['share']:.0%}", rtt, f"{r['usdPerGB']:.3f}", r["reason"],
-        )  # fmt: skip
-    return t
-
-
-def _plan_lines(plan: dict[str, Any]) -> list[Any]:
-    from rich.table import Table
-
-    t = Table(
-        "CLUSTER", "LOCALITY", "CAPACITY RPS", "PLANNED RPS", "SHARE",
-        title=f"optimizer plan for {plan['demandRps']:g} rps from here",
-        box=None, title_justify="left",
-    )  # fmt: skip
-    for loc in plan["localities"]:
-        cap = loc["capacityRps"]
-        t.add_row(
-            loc["cluster"], loc["locality"], "unbounded" if cap is None else f"{cap:g}",
-            f"{loc['rps']:g}", f"{loc['share']:.1%}",
-        )  # fmt: skip
-    binding = plan["binding"] or ["no constraint binds: every request on its cheapest path"]
-    return [
-        t,
-        f"egress $/hour: plan {format_usd(plan['usdPerHour'])}, locality failover"
-        f" {format_usd(plan['failoverUsdPerHour'])}, round robin"
-        f" {format_usd(plan['roundRobinUsdPerHour'])}",
-        *(f"binding: {line}" for line in binding),
-    ]
-
-
-def _routes_table(routes: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
-
-    t = Table("ROUTE", "MATCH", "TO", "ALSO", title="routes, in order", box=None,
-              title_justify="left")  # fmt: skip
-    for r in routes:
-        also = [f"timeout {r['timeoutMs']} ms"] if r.get("timeoutMs") else []
-        also += [f"fault {json.dumps(r['fault'])}"] if r.get("fault") else []
-        also += [f"mirror {r['mirror']}"] if r.get("mirror") else []
-        also += [f"{k} {r[k]}" for k in ("headers", "rewrite") if r.get(k)]
-        t.add_row(
-            f"{r['kind']} {r['name']}", " | ".join(r["match"]), ", ".join(r["to"]),
-            "; ".join(also) or "-",
-        )  # fmt: skip
-    return t
-
-
-def _render_explain(data: dict[str, Any]) -> None:
-    """``meshfed explain SERVICE``'s tables: the optimizer's plan, the routes, then per group
-    of ports alike the endpoints' priorities and shares of all requests no narrower route
-    takes."""
-    from rich.console import Console
-
-    from federation.explain_tables import port_groups
-
-    # a terminal's width, long cells folded; piped elsewhere, lines stay whole (as kubectl)
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    console.print(
-        f"{data['service']} from {data['from']['cluster']} ({data['from']['locality']});"
-        f" policy: {data['policy'] or 'none'}"
-        + (f" (from {data['policyFrom']})" if data.get("policyFrom") else "")
-        + f", cost mode: {data['costMode']}"
-    )
-    plan = data.get("plan")
-    if plan:
-        for line in _plan_lines(plan):
-            console.print(line)
-    elif data["costMode"] == "optimize":
-        console.print("no optimizer plan yet (no demand measured from this locality)")
-    if data.get("routes"):
-        console.print(_routes_table(data["routes"]))
-    for title, rows in port_groups(data["ports"]):
-        console.print(_rows_table(title, rows))
+    render_explain(data)
 
 
 @explain_cmd.command("authz")
