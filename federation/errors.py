@@ -91,3 +91,9 @@ class BundleFetchError(FederationError):
     stays in force and the next refresh tries again."""
 
     retryable = True
+
+
+class BillingExportError(FederationError):
+    """A cloud billing export given to ``meshfed cost reconcile`` cannot be read: not a CSV,
+    a required column missing, or a number that is not one (the message names the file, line
+    and column)."""

@@ -31,6 +31,7 @@ from federation.cli.controlplane_commands import (
     proxy_status_cmd,
     trace_cmd,
 )
+from federation.cli.cost_commands import cost
 from federation.cli.kube_commands import (
     controller_install_cmd,
     inject_cmd,
@@ -151,6 +152,7 @@ for command in (
     inject_cmd,
     uninject_cmd,
     shift_cmd,
+    cost,
     version_cmd,
     completion_cmd,
 ):

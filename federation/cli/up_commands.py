@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from federation.cli.params import InputError, emit, output_option, print_table
-from federation.local.description import LocalFederation, load
+from federation.local.description import load
 from federation.local.emulator import request as emulator_request
 from federation.local.netns import IsolationUnavailableError, preflight
 from federation.local.placement import remove_network
@@ -20,46 +20,10 @@ from federation.local.processes import Record, UpError, stop_processes
 from federation.local.runner import LocalFederationRunner
 from federation.local.status import controller_traffic, status_data
 from federation.local.teardown import echo_processes, tear_down
-from federation.local.traffic import service_name, totals, traffic_rows
+from federation.local_tables import format_ms, live_table
 from federation.paths import meshfed_home
 from federation.selection import listing_table
 from federation.traffic import format_usd
-
-
-def _render(desc: LocalFederation, traffic: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    f = desc.spec.frontend
-    service = service_name(f.target)
-    rows = traffic_rows(traffic, f.cluster, service)
-    total = totals(traffic, f.cluster, service)
-    columns = ("DESTINATION", "SHARE", "REQ/S", "P50 MS", "P99 MS", "ERRORS", "PATH", "$/GB")
-    table = Table(
-        *columns,
-        "EGRESS $/HOUR",
-        title=f"{f.cluster} -> {service}: last {traffic.get('windowS', 0):g} s"
-        f" (since start: {total['requests']} requests, {total['errors']} errors,"
-        f" {format_usd(total['egressUsd'])} egress)",
-        box=None,
-        title_justify="left",
-    )
-    for r in rows:
-        table.add_row(
-            r["cluster"],
-            f"{r['share']:.0%}",
-            f"{r['rps']:.1f}",
-            _ms(r["p50Ms"]),
-            _ms(r["p99Ms"]),
-            f"{r['errorShare']:.1%}",
-            r["path"],
-            f"{r['usdPerGB']:.3f}",
-            format_usd(r["usdPerHour"]),
-        )
-    return table
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def _record_or_fail(home: Path) -> Record:
@@ -132,7 +96,7 @@ def up_cmd(filename: Path | None, detach: bool, isolate: bool) -> None:
     try:
         with Live(console=Console(stderr=False), refresh_per_second=2) as live:
             while not stop["flag"]:
-                live.update(_render(desc, controller_traffic(home, info["controller"])))
+                live.update(live_table(desc, controller_traffic(home, info["controller"])))
                 time.sleep(1)
     finally:
         click.echo("stopping...", err=True)
@@ -208,8 +172,8 @@ def status_cmd(output: str) -> None:
             r["cluster"],
             f"{r['share']:.0%}",
             f"{r['rps']:.1f}",
-            _ms(r["p50Ms"]),
-            _ms(r["p99Ms"]),
+            format_ms(r["p50Ms"]),
+            format_ms(r["p99Ms"]),
             f"{r['errorShare']:.1%}",
             r["path"],
             format_usd(r["usdPerHour"]),

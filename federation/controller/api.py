@@ -393,6 +393,29 @@ async def traffic(request: web.Request) -> web.Response:
     return web.json_response(request.app[CONTEXT].service.traffic(window, by))
 
 
+async def cost_report(request: web.Request) -> web.Response:
+    """Egress spent per service and path over ``?since=`` (a duration back from now, e.g.
+    ``7d``, or a day ``YYYY-MM-DD``; default ``7d``), with round robin's and locality
+    failover's dollars for the same traffic (:func:`federation.cost_report.report`); 400
+    naming the parameter for a bad one."""
+    try:
+        return web.json_response(
+            request.app[CONTEXT].service.cost(request.query.get("since", "7d"))
+        )
+    except ValueError as err:
+        return _error(400, f"since: {err}")
+
+
+async def cost_ledger(request: web.Request) -> web.Response:
+    """The traffic ledger's rows per UTC day over ``?since=`` (as ``/v1/cost/report``)."""
+    try:
+        return web.json_response(
+            request.app[CONTEXT].service.ledger(request.query.get("since", "7d"))
+        )
+    except ValueError as err:
+        return _error(400, f"since: {err}")
+
+
 #: The page may load only its own files and call only this API (no inline script, no other
 #: origin), and may not be framed.
 DASHBOARD_HEADERS = {
@@ -440,6 +463,8 @@ ROUTES: list[Route] = [
     ("GET", "/v1/imports", imports, "ServiceImports per importing cluster", None),
     ("GET", "/v1/policies", policies, "Stored policies", None),
     ("GET", "/v1/traffic", traffic, "Traffic per edge: rates, latency, egress $/hour", None),
+    ("GET", "/v1/cost/report", cost_report, "Egress spent and its alternatives, per day", None),
+    ("GET", "/v1/cost/ledger", cost_ledger, "Bytes and US$ per path and UTC day", None),
     *(
         ("GET", path, dashboard, "The dashboard (static; it reads the API with the token)", None)
         for path in DASHBOARD_FILES
@@ -448,8 +473,13 @@ ROUTES: list[Route] = [
 
 
 #: Query parameters by path, as the handlers read them.
+_SINCE = query_parameter(
+    "since", "a duration back from now (7d, 24h) or a UTC day YYYY-MM-DD", {"type": "string"}
+)
 QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
     "/v1/apply": [DRY_RUN],
+    "/v1/cost/report": [_SINCE],
+    "/v1/cost/ledger": [_SINCE],
     "/v1/traffic": [
         query_parameter(
             "window",

@@ -94,7 +94,7 @@ class SyncHub:
         self.metrics = metrics or ControllerMetrics()
         self.streams = SyncStreams()
         self.policies = StoredPolicies(store)
-        self.feed = TrafficFeed(lambda: self.replica)
+        self.feed = TrafficFeed(lambda: self.replica, store, clock)
         self.leader = LeaderWork(
             Planner(planner or PlannerSettings(), clock=clock, on_solve=self._solved),
             signer,
@@ -197,7 +197,7 @@ class SyncHub:
 
     def close_stream(self, cluster: str, reason: str) -> None:
         """End a cluster's stream (it was removed from the federation)."""
-        self.feed.history.forget(cluster)
+        self.feed.forget(cluster)
         self.streams.close(cluster, reason)
 
     def cut_off(self, reason: str) -> None:

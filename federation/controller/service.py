@@ -489,6 +489,37 @@ class FederationService:
             ],
         }
 
+    def cost(self, since: str) -> dict[str, Any]:
+        """``meshfed cost report``'s answer for ``since`` (:func:`federation.cost_report.window`
+        on the controller's clock): :func:`federation.cost_report.report` of the traffic
+        ledger at the price tables in force.
+
+        Raises:
+            ValueError: a bad ``since`` (the message says why).
+        """
+        from federation.cost_report import report, window
+
+        first, last = window(since, self.hub.clock())
+        self.hub.feed.flush()
+        rows = self.hub.store.traffic_days(first, last)
+        return report(rows, self.hub.price_tables(), first, last)
+
+    def ledger(self, since: str) -> dict[str, Any]:
+        """The traffic ledger's rows for ``since`` (as :meth:`cost`): ``{"since", "until",
+        "rows": [{"day", <LEDGER_LABELS>..., "requests", "requestBytes", "responseBytes",
+        "usd"}]}`` (``meshfed cost reconcile`` matches them with a bill).
+
+        Raises:
+            ValueError: a bad ``since``.
+        """
+        from federation.cost_report import window
+        from federation.traffic_days import ledger_rows_to_json
+
+        first, last = window(since, self.hub.clock())
+        self.hub.feed.flush()
+        rows = self.hub.store.traffic_days(first, last)
+        return {"since": first, "until": last, "rows": ledger_rows_to_json(rows)}
+
 
 def _problem(m: Any, kind: str, members: set[str], member_list: str, hosts: dict[str, str]) -> str:
     """Why the controller cannot take one valid document ("" when it can)."""

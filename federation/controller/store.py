@@ -5,7 +5,9 @@ Tables: ``meta`` (schema version), ``clusters``, ``join_tokens`` (SHA-256 of eac
 the token), ``exports`` (first time each cluster's export was seen: MCS conflict resolution is
 "oldest wins"), ``clusterset_ips`` (each exported service's ClusterSetIP,
 :mod:`federation.controller.clusterset_ips`; added to schema version 1 without a bump: an
-older store gains the table when opened, and an older meshfed ignores it), ``reports``
+older store gains the table when opened, and an older meshfed ignores it; so were
+``traffic_days`` and ``traffic_marks``, the traffic ledger of :mod:`federation.traffic_days`),
+``reports``
 (each cluster's latest report, JSON) and ``documents`` (resources applied with
 ``meshfed apply``, JSON, keyed by :data:`DocumentKey`).
 """
@@ -28,6 +30,15 @@ from federation.controller.clusterset_ips import DEFAULT_RANGE, allocate, parse_
 from federation.errors import ConfigError, FederationError, NotFoundError
 from federation.paths import meshfed_home
 from federation.sync.messages import ClusterReport
+from federation.traffic_days import (
+    LEDGER_LABELS,
+    DayCounts,
+    LedgerKey,
+    increments,
+    mark_from_json,
+    mark_to_json,
+    utc_day,
+)
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -49,6 +60,15 @@ CREATE TABLE IF NOT EXISTS reports (
 CREATE TABLE IF NOT EXISTS documents (
     kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, cluster TEXT NOT NULL,
     body TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (kind, namespace, name, cluster));
+CREATE TABLE IF NOT EXISTS traffic_days (
+    day TEXT NOT NULL, source_cluster TEXT NOT NULL, source_locality TEXT NOT NULL,
+    destination_service TEXT NOT NULL, destination_cluster TEXT NOT NULL,
+    destination_locality TEXT NOT NULL, path_class TEXT NOT NULL, requests INTEGER NOT NULL,
+    request_bytes INTEGER NOT NULL, response_bytes INTEGER NOT NULL, egress_usd REAL NOT NULL,
+    PRIMARY KEY (day, source_cluster, source_locality, destination_service,
+                 destination_cluster, destination_locality, path_class));
+CREATE TABLE IF NOT EXISTS traffic_marks (
+    cluster TEXT PRIMARY KEY, started_at REAL NOT NULL, body TEXT NOT NULL);
 """
 
 
@@ -105,6 +125,10 @@ class ControllerStore(Protocol):
     ) -> None: ...
     def delete_documents(self, keys: Sequence[DocumentKey]) -> list[DocumentKey]: ...
     def documents(self, kind: str) -> list[dict[str, Any]]: ...
+    def record_traffic(
+        self, cluster: str, started_at: float, current: dict[LedgerKey, DayCounts], now: float
+    ) -> int: ...
+    def traffic_days(self, since: str, until: str) -> list[tuple[str, LedgerKey, DayCounts]]: ...
     def close(self) -> None: ...
 
 
@@ -131,6 +155,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "clusterset_ips": ("namespace", "service"),
     "reports": ("cluster",),
     "documents": ("kind", "namespace", "name", "cluster"),
+    "traffic_days": ("day", *LEDGER_LABELS),
+    "traffic_marks": ("cluster",),
 }
 
 
@@ -244,6 +270,8 @@ class SqlStore:
         with self._tx() as db:
             if db.execute("DELETE FROM clusters WHERE name=?", (name,)).rowcount == 0:
                 raise NotFoundError(f"cluster {name!r} is not a member")
+            # traffic_days and traffic_marks stay: history, and a mark keeps a cluster that
+            # rejoins with the same counters from being counted twice
             for table in ("join_tokens", "reports", "exports", "documents"):
                 db.execute(f"DELETE FROM {table} WHERE cluster=?", (name,))  # noqa: S608 - fixed names
             self._changed(db)
@@ -443,6 +471,60 @@ class SqlStore:
                 (kind,),
             ).fetchall()
         return [json.loads(body) for (body,) in rows]
+
+    # -- the traffic ledger (federation.traffic_days) ------------------------------------------
+
+    def record_traffic(
+        self, cluster: str, started_at: float, current: dict[LedgerKey, DayCounts], now: float
+    ) -> int:
+        """Add what ``cluster``'s counters (cumulative since ``started_at``) gained since its
+        stored mark to the UTC day of ``now`` (Unix s), and store them as the new mark, in
+        one transaction (:func:`federation.traffic_days.increments`). Returns the rows
+        changed; a table older than the mark changes nothing."""
+        day = utc_day(now)
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT body FROM traffic_marks WHERE cluster=?{self._lock_row}",  # noqa: S608 - fixed text
+                (cluster,),
+            ).fetchone()
+            gained = increments(started_at, current, mark_from_json(row[0]) if row else None)
+            if gained is None:
+                return 0
+            for key, c in sorted(gained.items()):
+                db.execute(
+                    "INSERT INTO traffic_days VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                    " ON CONFLICT (day, source_cluster, source_locality, destination_service,"
+                    " destination_cluster, destination_locality, path_class) DO UPDATE SET"
+                    " requests = traffic_days.requests + excluded.requests,"
+                    " request_bytes = traffic_days.request_bytes + excluded.request_bytes,"
+                    " response_bytes = traffic_days.response_bytes + excluded.response_bytes,"
+                    " egress_usd = traffic_days.egress_usd + excluded.egress_usd",
+                    (day, *key, *c.as_list()),
+                )
+            db.execute(
+                "INSERT INTO traffic_marks VALUES (?,?,?) ON CONFLICT (cluster) DO UPDATE"
+                " SET started_at=excluded.started_at, body=excluded.body",
+                (cluster, started_at, mark_to_json(started_at, current)),
+            )
+        return len(gained)
+
+    def traffic_days(self, since: str, until: str) -> list[tuple[str, LedgerKey, DayCounts]]:
+        """Ledger rows of the UTC days ``since`` to ``until`` (``YYYY-MM-DD``, both
+        included): ``(day, key, counts)``, ordered by day and key."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT * FROM traffic_days WHERE day >= ? AND day <= ? ORDER BY "  # noqa: S608 - names from TABLES
+                + ", ".join(TABLES["traffic_days"]),
+                (since, until),
+            ).fetchall()
+        return [
+            (
+                str(r[0]),
+                tuple(str(v) for v in r[1:7]),  # type: ignore[misc]
+                DayCounts(int(r[7]), int(r[8]), int(r[9]), float(r[10])),
+            )
+            for r in rows
+        ]
 
 
 class SqliteStore(SqlStore):

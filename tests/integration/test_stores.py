@@ -28,6 +28,7 @@ from federation.errors import NotFoundError
 from federation.netaddr import free_port
 from federation.sync.join_token import token_digest
 from federation.sync.messages import ClusterReport
+from federation.traffic_days import DayCounts
 from tests.integration.harness import MESHFED, ControllerHandle, meshfed_env, run_meshfed
 
 Opener = Callable[[], SqlStore]
@@ -121,6 +122,28 @@ def test_a_failed_write_changes_nothing(opener: Opener) -> None:
     with pytest.raises(TypeError):  # the second body cannot be stored: the first is rolled back
         store.put_documents([(key, {"ok": 1}), (("X", "d", "b", ""), {"bad": object()})], 1.0)
     assert store.documents("ServiceExport") == []
+
+
+def test_the_traffic_ledger_adds_what_counters_gained_per_day_across_reopen(opener) -> None:
+    """Cumulative counters become daily increments; the mark survives a reopen (a restarted
+    controller counts nothing twice), and counters of a new start count whole."""
+    key = ("east", "aws/us-east-1/us-east-1a", "echo.demo", "west", "aws/us-west-2/us-west-2a",
+           "cross-region")  # fmt: skip
+    day1, day2 = 1_764_979_200.0, 1_765_065_600.0  # 2025-12-06 and -07, 00:00 UTC
+    store = opener()
+    assert store.record_traffic("east", 10.0, {key: DayCounts(10, 1000, 5000, 0.5)}, day1) == 1
+    assert store.record_traffic("east", 10.0, {key: DayCounts(10, 1000, 5000, 0.5)}, day1 + 5) == 0
+    store.close()
+    store = opener()
+    store.record_traffic("east", 10.0, {key: DayCounts(25, 2500, 12500, 1.25)}, day1 + 60)
+    store.record_traffic("east", 10.0, {key: DayCounts(30, 3000, 15000, 1.5)}, day2 + 1)
+    store.record_traffic("east", 99.0, {key: DayCounts(2, 200, 1000, 0.1)}, day2 + 60)
+    rows = store.traffic_days("2025-12-06", "2025-12-07")
+    assert [(d, k) for d, k, _ in rows] == [("2025-12-06", key), ("2025-12-07", key)]
+    assert rows[0][2] == DayCounts(25, 2500, 12500, 1.25)
+    assert rows[1][2].requests == 7 and rows[1][2].response_bytes == 3500
+    assert abs(rows[1][2].egress_usd - 0.35) < 1e-9
+    assert store.traffic_days("2025-12-07", "2025-12-07") == rows[1:]
 
 
 def test_two_replicas_using_one_join_token_at_once_only_one_joins(postgres_dsn) -> None:
@@ -238,6 +261,9 @@ def test_migrate_copies_a_sqlite_state_into_postgresql_verified_and_idempotently
     source.join(token_digest("t"), "east", "PEM", now=2.0)
     source.put_report("east", ClusterReport(cluster="east", exports=["demo/echo"]), now=3.0)
     source.put_documents([(("TrafficPolicy", "demo", "echo", ""), {"spec": {"x": 1}})], 4.0)
+    key = ("east", "aws/us-east-1/us-east-1a", "echo.demo", "east", "aws/us-east-1/us-east-1b",
+           "cross-zone")  # fmt: skip
+    source.record_traffic("east", 1.0, {key: DayCounts(3, 300, 900, 0.000024)}, 5.0)
     source.close()
     for _ in range(2):  # the second run changes nothing and still verifies
         done = run_meshfed(home, "controller", "migrate", "--to", postgres_dsn, "-o", "json")
@@ -245,13 +271,14 @@ def test_migrate_copies_a_sqlite_state_into_postgresql_verified_and_idempotently
         assert all(t["match"] for t in data["tables"]), data
         assert {t["table"]: t["rows"] for t in data["tables"]} == {
             "clusters": 1, "join_tokens": 1, "exports": 1, "clusterset_ips": 1, "reports": 1,
-            "documents": 1,
+            "documents": 1, "traffic_days": 1, "traffic_marks": 1,
         }  # fmt: skip
     target = PostgresStore(postgres_dsn)
     try:
         assert target.cluster("east").intermediate_pem == "PEM"
         assert target.documents("TrafficPolicy") == [{"spec": {"x": 1}}]
         assert target.export_times() == {("east", "demo", "echo"): 3.0}
+        assert target.traffic_days("1970-01-01", "1970-01-01")[0][2].egress_usd == 0.000024
     finally:
         target.close()
     missing = run_meshfed(

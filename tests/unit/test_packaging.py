@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_postgresql_migrations_ship_in_the_wheel() -> None:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "migrations/postgresql/*.sql" in data["package-data"]["federation.controller"]
-    assert [v for v, _, _ in migrations()] == [1, 2, 3, 4]
+    assert [v for v, _, _ in migrations()] == [1, 2, 3, 4, 5]
 
 
 def test_the_official_istio_and_gateway_api_crds_ship_in_the_wheel() -> None:

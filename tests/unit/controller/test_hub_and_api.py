@@ -439,6 +439,54 @@ async def test_traffic_reports_become_rates_and_the_dashboard_holds_no_data(tmp_
         hub.store.close()
 
 
+async def test_the_cost_report_holds_every_request_once_across_a_controller_restart(
+    tmp_path,
+) -> None:
+    """Issue 42: the tables a control plane reports go into the traffic ledger (at most every
+    30 s, and whenever the report is read); a restarted controller given the same cumulative
+    table again counts nothing twice; a bad ``since`` is a 400 naming it."""
+    from federation.traffic import Edge, TrafficTable
+
+    clock = Clock(1_764_979_200.0 + 60)  # 2025-12-06 00:01 UTC
+    hub = _hub(tmp_path, clock)
+    edge = Edge("a", "aws/us-east-1/us-east-1a", "echo.demo", "b", "aws/eu-west-1/eu-west-1a",
+                "cross-region", "2xx")  # fmt: skip
+    table = TrafficTable(5.0)
+    table.record(edge, 10**6, 9 * 10**6, 3, 0.2)
+    hub.report_traffic("a", table.copy())  # the first table is written at once
+    for _ in range(9):
+        table.record(edge, 10**6, 9 * 10**6, 3, 0.2)
+    hub.report_traffic("a", table.copy())  # within 30 s: held until read
+    assert hub.store.traffic_days("2025-12-06", "2025-12-06")[0][2].requests == 1
+
+    async def cost(service: FederationService, query: str) -> tuple[int, dict]:
+        client = TestClient(TestServer(make_app(_context(service))))
+        await client.start_server()
+        try:
+            assert (await client.get("/v1/cost/report")).status == 401
+            resp = await client.get(f"/v1/cost/report?{query}", headers=AUTH)
+            return resp.status, await resp.json()
+        finally:
+            await client.close()
+
+    service = FederationService(hub, None, lambda: b"", root_pin=lambda: "")  # type: ignore[arg-type]
+    status, data = await cost(service, "since=1d")
+    [echo] = data["services"]
+    assert (status, echo["requests"], echo["bytes"]) == (200, 10, 10**8)
+    assert echo["usd"] == pytest.approx(2.0)
+    assert echo["roundRobinUsd"] == pytest.approx(echo["localityFailoverUsd"])  # one server
+    status, data = await cost(service, "since=tomorrow")
+    assert status == 400 and data["error"].startswith("since: 'tomorrow' is neither")
+    hub.store.close()
+
+    again = SyncHub(SqliteStore(tmp_path / "c.db"), lambda: b"", lease_s=30, clock=clock)
+    again.report_traffic("a", table.copy())
+    service = FederationService(again, None, lambda: b"", root_pin=lambda: "")  # type: ignore[arg-type]
+    status, data = await cost(service, "since=2025-12-06")
+    assert data["services"][0]["requests"] == 10
+    again.store.close()
+
+
 async def test_a_plan_reaches_the_callers_cluster_and_only_when_it_changes(tmp_path) -> None:
     """Issue #18: with a TrafficPolicy in cost mode optimize, measured demand from a's callers
     and capacity b declares, a planning round sends a's control plane its plan (b's update

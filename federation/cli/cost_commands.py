@@ -1,0 +1,95 @@
+"""``meshfed cost``: what the federation's traffic cost (``report``) and how that compares
+with the cloud's bill (``reconcile``)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import urllib.parse
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from federation.cli.controller_commands import controller_call
+from federation.cli.params import (
+    InputError,
+    admin_token_option,
+    controller_option,
+    emit,
+    output_option,
+    print_table,
+)
+
+SINCE_HELP = (
+    "A duration back from now (7d, 24h: every UTC day it touches) or a UTC day (YYYY-MM-DD)."
+)
+
+
+@click.group("cost")
+def cost() -> None:
+    """Egress dollars over days, from the controller's traffic ledger."""
+
+
+@cost.command("report")
+@click.option("--since", default="7d", show_default=True, help=SINCE_HELP)
+@controller_option
+@admin_token_option
+@output_option(("table", "json", "yaml", "csv"))
+def report_cmd(since: str, controller: str | None, token: str | None, output: str) -> None:
+    """Bytes and egress dollars per service and path since --since, and what round robin
+    and locality failover would have spent on the same traffic (at today's prices; see
+    docs/policy.md, "Cost report")."""
+    from federation.cost_report import CSV_COLUMNS, csv_rows, path_table, summary_lines
+
+    query = urllib.parse.urlencode({"since": since})
+    data = controller_call(controller, token, "GET", f"/v1/cost/report?{query}")
+    if output == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerows([CSV_COLUMNS, *csv_rows(data)])
+        return
+
+    emit(data, output, lambda: _lines_then_table(summary_lines(data), *path_table(data)))
+
+
+def _lines_then_table(lines: list[str], head: Sequence[str], rows: list[list[str]]) -> None:
+    click.echo("\n".join(lines))
+    if rows:
+        print_table(head, rows)
+
+
+@cost.command("reconcile")
+@click.option("--aws-cur", "aws_cur", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An AWS CUR 2.0 export (Data Exports), CSV or .csv.gz.")  # fmt: skip
+@click.option("--gcp-billing", "gcp_billing", metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A GCP Cloud Billing standard usage cost export, as CSV.")  # fmt: skip
+@click.option("--since", default="7d", show_default=True, help=SINCE_HELP)
+@click.option("--tolerance", type=click.FloatRange(0, 100), default=1.0, show_default=True,
+              help="Percent by which meshfed's bytes may differ from the bill's.")  # fmt: skip
+@controller_option
+@admin_token_option
+@output_option(("table", "json", "yaml"))
+def reconcile_cmd(
+    aws_cur: Path | None, gcp_billing: Path | None, since: str, tolerance: float,
+    controller: str | None, token: str | None, output: str,
+) -> None:  # fmt: skip
+    """Match the data-transfer lines of a billing export with meshfed's own count of the
+    same bytes, per UTC day, source region and destination, naming the cluster pairs in
+    each. Exit code 1 when a day and path differ by more than --tolerance or only meshfed
+    counted it; bill lines of days outside --since are left out (docs/policy.md,
+    "Reconciling with the bill", lists the columns read)."""
+    from federation.billing import FAILING, TABLE_COLUMNS, reconcile_export, table_rows
+
+    if (aws_cur is None) == (gcp_billing is None):
+        raise InputError("give one of --aws-cur FILE or --gcp-billing FILE")
+    cloud, path = ("aws", aws_cur) if aws_cur else ("gcp", gcp_billing)
+    query = urllib.parse.urlencode({"since": since})
+    ledger = controller_call(controller, token, "GET", f"/v1/cost/ledger?{query}")
+    data, rows = reconcile_export(cloud, Path(str(path)), ledger, tolerance / 100)
+    lead = f"{cloud} data transfer from {data['since']} to {data['until']} (UTC days)"
+    unplaced = data["unplacedBillLines"]
+    lead += f"; {unplaced} bill lines with no region left out" if unplaced else ""
+    emit(data, output, lambda: _lines_then_table([lead], TABLE_COLUMNS, table_rows(rows)))
+    if any(r.status in FAILING for r in rows):
+        raise SystemExit(1)

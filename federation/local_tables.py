@@ -1,0 +1,49 @@
+"""Rich tables of ``meshfed up``'s live view (kept out of the CLI package, which only parses
+flags and renders through these)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from federation.local.description import LocalFederation
+from federation.local.traffic import service_name, totals, traffic_rows
+from federation.traffic import format_usd
+
+
+def live_table(desc: LocalFederation, traffic: dict[str, Any]) -> Any:
+    """``meshfed up``'s live view: the demo frontend's traffic per destination (a rich
+    table of :func:`traffic_rows`)."""
+    from rich.table import Table
+
+    f = desc.spec.frontend
+    service = service_name(f.target)
+    rows = traffic_rows(traffic, f.cluster, service)
+    total = totals(traffic, f.cluster, service)
+    columns = ("DESTINATION", "SHARE", "REQ/S", "P50 MS", "P99 MS", "ERRORS", "PATH", "$/GB")
+    table = Table(
+        *columns,
+        "EGRESS $/HOUR",
+        title=f"{f.cluster} -> {service}: last {traffic.get('windowS', 0):g} s"
+        f" (since start: {total['requests']} requests, {total['errors']} errors,"
+        f" {format_usd(total['egressUsd'])} egress)",
+        box=None,
+        title_justify="left",
+    )
+    for r in rows:
+        table.add_row(
+            r["cluster"],
+            f"{r['share']:.0%}",
+            f"{r['rps']:.1f}",
+            format_ms(r["p50Ms"]),
+            format_ms(r["p99Ms"]),
+            f"{r['errorShare']:.1%}",
+            r["path"],
+            f"{r['usdPerGB']:.3f}",
+            format_usd(r["usdPerHour"]),
+        )
+    return table
+
+
+def format_ms(value: float | None) -> str:
+    """Milliseconds with one decimal; ``-`` when unknown."""
+    return "-" if value is None else f"{value:.1f}"
