@@ -60,10 +60,12 @@ def window(since: str, now: float) -> tuple[str, str]:
     except ValueError:
         try:
             back = parse_duration(since).total_seconds()
-        except ValueError:
+        except ValueError as err:
             raise ValueError(
-                f"{since!r} is neither a duration (7d, 24h) nor a day (YYYY-MM-DD)"
+                f"{err}; give a duration back from now (7d, 24h) or a day (YYYY-MM-DD)"
             ) from None
+        if back > MAX_DAYS * 86400.0:
+            raise ValueError(f"{since}: a report covers at most {MAX_DAYS} days") from None
         first = utc_day(now - back)
     if first > today:
         raise ValueError(f"{since} is after today ({today}, UTC)")

@@ -29,9 +29,12 @@ def parse_duration(text: str) -> timedelta:
             raise ValueError(f"{text!r} is not a duration (use e.g. 24h, 1h30m, 90s)")
         total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
         pos = m.end()
-    if total <= 0:
+    if not total > 0:
         raise ValueError(f"{text!r}: a duration must be positive")
-    return timedelta(seconds=total)
+    try:
+        return timedelta(seconds=total)
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than any duration meshfed takes") from None
 
 
 def format_duration(td: timedelta) -> str:
