@@ -47,3 +47,33 @@ def live_table(desc: LocalFederation, traffic: dict[str, Any]) -> Any:
 def format_ms(value: float | None) -> str:
     """Milliseconds with one decimal; ``-`` when unknown."""
     return "-" if value is None else f"{value:.1f}"
+
+
+def print_status_traffic(data: dict[str, Any]) -> None:
+    """``meshfed status``'s traffic table (of :func:`federation.local.status.status_data`)
+    on stdout: per caller, service and serving cluster."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(
+        *("FROM", "SERVICE", "SERVED BY", "SHARE", "REQ/S", "P50 MS", "P99 MS", "ERRORS"),
+        *("PATH", "EGRESS $/HOUR"),
+        box=None,
+        title=f"traffic (last {data['traffic']['windowS']:g} s, counted by the sidecars;"
+        f" egress {format_usd(data['egressUsdPerHour'])}/hour)",
+        title_justify="left",
+    )
+    for r in data["edges"]:
+        t.add_row(
+            r["from"],
+            r["service"],
+            r["cluster"],
+            f"{r['share']:.0%}",
+            f"{r['rps']:.1f}",
+            format_ms(r["p50Ms"]),
+            format_ms(r["p99Ms"]),
+            f"{r['errorShare']:.1%}",
+            r["path"],
+            format_usd(r["usdPerHour"]),
+        )
+    Console(width=200).print(t)

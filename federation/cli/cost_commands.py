@@ -93,3 +93,47 @@ def reconcile_cmd(
     emit(data, output, lambda: _lines_then_table([lead], TABLE_COLUMNS, table_rows(rows)))
     if any(r.status in FAILING for r in rows):
         raise SystemExit(1)
+
+
+@click.group("prices")
+def prices() -> None:
+    """Price tables from the clouds' own price lists."""
+
+
+@prices.command("update")
+@click.option("--from", "cloud", type=click.Choice(["aws"]), required=True,
+              help="aws: the Price List Query API (AWSDataTransfer).")  # fmt: skip
+@click.option("--name", default=None, help="The PriceTable's name.  [default: CLOUD-price-list]")
+@click.option("--region", default="us-east-1", show_default=True,
+              help="The Price List API's: us-east-1, ap-south-1 or eu-central-1.")  # fmt: skip
+@click.option("--profile", default=None, help="AWS CLI profile.  [default: boto3's chain]")
+@click.option("--discount", type=click.FloatRange(0, 10, min_open=True), default=1.0,
+              show_default=True, help="Multiplies every rate (0.8: a 20 % discount).")  # fmt: skip
+@click.option("--monthly-internet-gb", type=click.FloatRange(min=0), default=0.0,
+              show_default=True, help="Internet rates at this tier (GB/month).")  # fmt: skip
+@output_option(("yaml", "json"), default="yaml")
+def prices_update_cmd(
+    cloud: str, name: str | None, region: str, profile: str | None, discount: float,
+    monthly_internet_gb: float, output: str,
+) -> None:  # fmt: skip
+    """Read a cloud's data-transfer prices (per region pair, internet tiers) into a PriceTable
+    document with its source and date; apply it with 'meshfed apply -f FILE' (docs/policy.md,
+    "PriceTable")."""
+    import datetime as dt
+
+    from providers.aws_prices import fetch_aws_price_table
+
+    read = [0]
+
+    def progress() -> None:
+        read[0] += 1
+        if read[0] % 500 == 0:
+            click.echo(f"read {read[0]} products", err=True)
+
+    doc = fetch_aws_price_table(
+        name=name or f"{cloud}-price-list", read_on=dt.datetime.now(dt.UTC).date().isoformat(),
+        region=region, profile=profile, monthly_internet_gb=monthly_internet_gb,
+        discount=discount, on_product=progress,
+    )  # fmt: skip
+    click.echo(f"{read[0]} products, {len(doc['spec']['regionPairs'])} region pairs", err=True)
+    emit(doc, output, lambda: None)

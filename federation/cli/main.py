@@ -31,7 +31,7 @@ from federation.cli.controlplane_commands import (
     proxy_status_cmd,
     trace_cmd,
 )
-from federation.cli.cost_commands import cost
+from federation.cli.cost_commands import cost, prices
 from federation.cli.kube_commands import (
     controller_install_cmd,
     inject_cmd,
@@ -153,6 +153,7 @@ for command in (
     uninject_cmd,
     shift_cmd,
     cost,
+    prices,
     version_cmd,
     completion_cmd,
 ):

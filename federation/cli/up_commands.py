@@ -20,10 +20,9 @@ from federation.local.processes import Record, UpError, stop_processes
 from federation.local.runner import LocalFederationRunner
 from federation.local.status import controller_traffic, status_data
 from federation.local.teardown import echo_processes, tear_down
-from federation.local_tables import format_ms, live_table
+from federation.local_tables import live_table, print_status_traffic
 from federation.paths import meshfed_home
 from federation.selection import listing_table
-from federation.traffic import format_usd
 
 
 def _record_or_fail(home: Path) -> Record:
@@ -139,10 +138,6 @@ def status_cmd(output: str) -> None:
     data = status_data(home, _record_or_fail(home))
     if output != "table":
         return emit(data, output, lambda: None)
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=200)
     print_table(
         ("CLUSTER", "STATE", "LOCALITY", "EXPORTS", "PROXIES SYNCED"),
         [
@@ -157,28 +152,7 @@ def status_cmd(output: str) -> None:
     )
     if data["trustDomains"]:
         print_table(*listing_table("trustdomains", data["trustDomains"], time.time()))
-    t = Table(
-        *("FROM", "SERVICE", "SERVED BY", "SHARE", "REQ/S", "P50 MS", "P99 MS", "ERRORS"),
-        *("PATH", "EGRESS $/HOUR"),
-        box=None,
-        title=f"traffic (last {data['traffic']['windowS']:g} s, counted by the sidecars;"
-        f" egress {format_usd(data['egressUsdPerHour'])}/hour)",
-        title_justify="left",
-    )
-    for r in data["edges"]:
-        t.add_row(
-            r["from"],
-            r["service"],
-            r["cluster"],
-            f"{r['share']:.0%}",
-            f"{r['rps']:.1f}",
-            format_ms(r["p50Ms"]),
-            format_ms(r["p99Ms"]),
-            f"{r['errorShare']:.1%}",
-            r["path"],
-            format_usd(r["usdPerHour"]),
-        )
-    console.print(t)
+    print_status_traffic(data)
 
 
 @click.group("demo")

@@ -14,7 +14,7 @@ Used by the EDS generator (through :func:`path_facts`), by ``meshfed status`` (t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from federation.model.locality import Locality
@@ -60,14 +60,24 @@ def site(locality: Locality) -> Site:
 
 
 def price_tables(documents: Iterable[PriceTableDocument]) -> dict[str, PriceTable]:
-    """cloud -> table for the ``PriceTable`` documents in force (each overrides the rates it
-    names of its cloud's built-in table, or of a free table for a cloud without one)."""
+    """cloud -> table for the ``PriceTable`` documents in force (each overrides the rates and
+    region pairs it names of its cloud's built-in table, or of a free table for a cloud
+    without one, and sets its discount)."""
     out: dict[str, PriceTable] = {}
     for doc in documents:
-        cloud = doc.spec.cloud
+        cloud, spec = doc.spec.cloud, doc.spec
         base = out.get(cloud) or builtin_tables().get(cloud) or free_table(cloud)
-        rates = {str(k): v for k, v in doc.spec.usd_per_gb.items()}
-        out[cloud] = with_rates(base, rates, f"PriceTable {doc.metadata.name}")
+        rates = {str(k): v for k, v in spec.usd_per_gb.items()}
+        table = with_rates(base, rates, f"PriceTable {doc.metadata.name}")
+        out[cloud] = replace(
+            table,
+            read_on=spec.read_on or table.read_on,
+            pairs={
+                **table.pairs,
+                **{(r.from_region, r.to): r.usd_per_gb for r in spec.region_pairs},
+            },
+            discount=spec.discount,
+        )
     return out
 
 

@@ -724,12 +724,39 @@ class TrafficPolicy(_Strict):
 PathClassName = Literal["same-zone", "cross-zone", "cross-region", "cross-continent", "cross-cloud"]
 
 
+#: A region name as clouds spell them (``us-east-1``, ``europe-west1``).
+_REGION = r"^[a-z0-9]([a-z0-9-]{0,62})$"
+
+
+class PriceTier(_Strict):
+    """One volume tier of a rate: ``usdPerGB`` up to ``upToGB`` GB a month (None: above the
+    last bound)."""
+
+    up_to_gb: float | None = Field(default=None, alias="upToGB", gt=0)
+    usd_per_gb: float = Field(alias="usdPerGB", ge=0)
+
+
+class RegionPairRate(_Strict):
+    """The rate of bytes leaving region ``from`` for region ``to`` (the same region: across
+    zones, both directions' charges together; ``internet``: leaving the cloud). ``tiers``:
+    the volume tiers the rate was taken from (``usdPerGB`` is the one meshfed routes by)."""
+
+    from_region: str = Field(alias="from", pattern=_REGION)
+    to: str = Field(pattern=_REGION)
+    usd_per_gb: float = Field(alias="usdPerGB", ge=0)
+    tiers: list[PriceTier] = Field(default_factory=list)
+
+
 class PriceTableSpec(_Strict):
-    """``spec`` of a PriceTable: a cloud's rates by path class, US$/GB, and their source."""
+    """``spec`` of a PriceTable: a cloud's rates by path class and by region pair, US$/GB,
+    their source and the date it was read, and a multiplier for the user's discount."""
 
     cloud: str = Field(pattern=DNS_LABEL)
     source: str = Field(min_length=1, description="where the numbers come from")
-    usd_per_gb: dict[PathClassName, float] = Field(alias="usdPerGB")
+    read_on: str | None = Field(default=None, alias="readOn", pattern=r"^\d{4}-\d{2}-\d{2}$")
+    usd_per_gb: dict[PathClassName, float] = Field(default_factory=dict, alias="usdPerGB")
+    region_pairs: list[RegionPairRate] = Field(default_factory=list, alias="regionPairs")
+    discount: float = Field(default=1.0, gt=0, le=10, description="multiplies every rate")
 
     @field_validator("usd_per_gb")
     @classmethod
@@ -738,6 +765,16 @@ class PriceTableSpec(_Strict):
             if rate < 0:
                 raise ValueError(f"{path}: {rate} must be >= 0 (US$/GB)")
         return value
+
+    @model_validator(mode="after")
+    def _something(self) -> PriceTableSpec:
+        if not self.usd_per_gb and not self.region_pairs:
+            raise ValueError("give usdPerGB (by path class) or regionPairs, or both")
+        pairs = [(r.from_region, r.to) for r in self.region_pairs]
+        twice = sorted({p for p in pairs if pairs.count(p) > 1})
+        if twice:
+            raise ValueError(f"regionPairs: {twice[0][0]} -> {twice[0][1]} is given twice")
+        return self
 
 
 class PriceTable(_Strict):

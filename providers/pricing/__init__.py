@@ -68,6 +68,9 @@ class PriceTable:
         continent_overrides: source continent -> path class -> rate, where a cloud charges more.
         source: where the numbers come from (URL, or "PriceTable <name>").
         read_on: the date the source was read (ISO 8601).
+        pairs: ``(from region, to region or "internet") -> rate``, which wins over the path
+            class's rate (the same region twice: across zones).
+        discount: multiplies every rate (a negotiated discount; 1.0 = list price).
     """
 
     cloud: str
@@ -75,11 +78,19 @@ class PriceTable:
     source: str
     read_on: str
     continent_overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    pairs: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    discount: float = 1.0
 
     def rate(self, path: PathClass, source_continent: str | None) -> float:
         """US$/GB for ``path`` when the bytes leave a region on ``source_continent``."""
         override = self.continent_overrides.get(source_continent or "", {})
-        return float(override.get(path, self.usd_per_gb[path]))
+        return float(override.get(path, self.usd_per_gb[path])) * self.discount
+
+    def pair_rate(self, from_region: str, to: str) -> float | None:
+        """US$/GB of bytes leaving ``from_region`` for region ``to`` (or ``internet``), when
+        the table names that pair; None otherwise."""
+        rate = self.pairs.get((from_region, to))
+        return None if rate is None else rate * self.discount
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, where: str) -> PriceTable:
@@ -188,7 +199,9 @@ class PathPrice:
 def path_price(
     server: Site, client: Site, overrides: Mapping[str, PriceTable] | None = None
 ) -> PathPrice:
-    """US$/GB to carry bytes from ``server`` to ``client``, billed by ``server``'s cloud.
+    """US$/GB to carry bytes from ``server`` to ``client``, billed by ``server``'s cloud: the
+    table's rate for the region pair when it has one (``internet`` for another cloud; none
+    within a zone), else its rate for the path class.
 
     ``overrides`` (cloud -> table, from PriceTable documents) win over the built-in tables.
     """
@@ -196,7 +209,10 @@ def path_price(
     table = (overrides or {}).get(server.cloud) or builtin_tables().get(server.cloud)
     if table is None:
         table = free_table(server.cloud)
-    return PathPrice(table.rate(path, continent(server)), path, table.source)
+    to = "internet" if path == "cross-cloud" else client.region
+    pair = None if path == "same-zone" else table.pair_rate(server.region, to)
+    usd = pair if pair is not None else table.rate(path, continent(server))
+    return PathPrice(usd, path, table.source)
 
 
 def with_rates(table: PriceTable, rates: Mapping[str, float], source: str) -> PriceTable:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from federation.errors import InvalidDocumentError
 from federation.lb.paths import (
     egress_usd_per_hour,
     path_facts,
@@ -42,6 +43,41 @@ def test_a_price_table_document_overrides_only_the_rates_it_names() -> None:
     assert path_facts(VA_A, zone_b).usd_per_gb == 0.02
     far = Locality.parse("aws/eu-west-1/eu-west-1a")
     assert path_facts(VA_A, far, prices=tables).usd_per_gb == 0.02  # not overridden
+
+
+def test_region_pairs_win_over_path_classes_and_the_discount_applies_to_both() -> None:
+    """Issue 42: a PriceTable's ``regionPairs`` price bytes leaving one region for another
+    (the same region: across zones; ``internet``: to another cloud); ``discount`` multiplies
+    every rate; a pair given twice, or a table without rates, is refused naming the field."""
+    [doc] = load_documents(
+        "apiVersion: meshfed.io/v1alpha1\nkind: PriceTable\nmetadata: {name: list}\n"
+        "spec:\n  cloud: aws\n  source: AWS Price List\n  readOn: '2026-12-06'\n"
+        "  discount: 0.5\n  usdPerGB: {cross-region: 0.04}\n  regionPairs:\n"
+        "  - {from: eu-west-1, to: us-east-1, usdPerGB: 0.03}\n"
+        "  - {from: eu-west-1, to: internet, usdPerGB: 0.09}\n"
+        "  - {from: us-east-1, to: us-east-1, usdPerGB: 0.018}\n"
+    )
+    tables = price_tables([doc])  # type: ignore[list-item]
+    eu, ohio = Locality.parse("aws/eu-west-1/eu-west-1a"), Locality.parse("aws/us-east-2/a")
+    gcp = Locality.parse("gcp/us-east4/us-east4-a")
+    # the response bytes leave the server: eu-west-1 -> us-east-1 is the pair's rate
+    assert path_facts(VA_A, eu, prices=tables).usd_per_gb == pytest.approx(0.015)
+    assert path_facts(gcp, eu, prices=tables).usd_per_gb == pytest.approx(0.045)
+    assert path_facts(VA_A, VA_A.with_zone("us-east-1b"), prices=tables).usd_per_gb == (
+        pytest.approx(0.009)
+    )
+    assert path_facts(VA_A, VA_A, prices=tables).usd_per_gb == 0.0  # same zone: free
+    assert path_facts(VA_A, ohio, prices=tables).usd_per_gb == pytest.approx(0.02)  # class
+    assert tables["aws"].read_on == "2026-12-06"
+    for spec, why in (
+        ("{cloud: aws, source: s}", "usdPerGB .* or regionPairs"),
+        ("{cloud: aws, source: s, regionPairs: [{from: a, to: b, usdPerGB: 1},"
+         " {from: a, to: b, usdPerGB: 2}]}", "a -> b is given twice"),
+        ("{cloud: aws, source: s, discount: 0, usdPerGB: {cross-zone: 1}}", "discount"),
+    ):  # fmt: skip
+        with pytest.raises(InvalidDocumentError, match=why):
+            load_documents(f"apiVersion: meshfed.io/v1alpha1\nkind: PriceTable\n"
+                           f"metadata: {{name: x}}\nspec: {spec}\n")  # fmt: skip
 
 
 def test_egress_dollars_per_hour() -> None:
