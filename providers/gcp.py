@@ -55,7 +55,7 @@ def translate(err: Exception, what: str) -> ProviderError:
             retry_after_s=2,
         )
     if isinstance(err, gexc.ServiceUnavailable | gexc.DeadlineExceeded | gexc.RetryError):
-        return ProviderUnreachableError(f"{what}: GKE API unreachable ({err})", provider="gcp")
+        return ProviderUnreachableError(f"{what}: Google API unreachable ({err})", provider="gcp")
     if isinstance(err, gexc.GoogleAPIError):
         return ProviderError(f"{what}: {err}", provider="gcp")
     raise err

@@ -24,8 +24,9 @@ Pure: the products come from :mod:`providers.aws_prices` (boto3 stays behind the
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from providers.errors import PricingError
@@ -156,3 +157,124 @@ def _document(
             "regionPairs": region_pairs,
         },
     }
+
+
+#: GCP's network SKUs name areas (``from Northern America to Europe``); each area's
+#: continents as ``providers/pricing/regions.yaml`` spells them (the older SKU names too).
+GCP_AREAS: dict[str, tuple[str, ...]] = {
+    "northern america": ("north-america",),
+    "north america": ("north-america",),
+    "latin america": ("south-america",),
+    "south america": ("south-america",),
+    "americas": ("north-america", "south-america"),
+    "europe": ("europe",),
+    "emea": ("europe", "middle-east", "africa"),
+    "middle east": ("middle-east",),
+    "africa": ("africa",),
+    "asia": ("asia",),
+    "asia pacific": ("asia", "oceania"),
+    "apac": ("asia", "oceania"),
+    "oceania": ("oceania",),
+    "australia": ("oceania",),
+}
+#: Compute Engine's service in the Cloud Billing Catalog (its network egress SKUs).
+GCP_COMPUTE_SERVICE = "services/6F81-5844-456A"
+_FROM_TO = re.compile(r" from (.+?) to (.+?)$")
+
+
+def gcp_price_table(
+    skus: Iterable[Mapping[str, Any]],
+    *,
+    name: str,
+    read_on: str,
+    monthly_internet_gb: float = 0.0,
+    discount: float = 1.0,
+) -> dict[str, Any]:
+    """A ``PriceTable`` document (as a dict) from Cloud Billing Catalog SKUs of Compute
+    Engine, each ``{"description", "resourceGroup", "serviceRegions", "usageUnit",
+    "tiers": [(start GiB, USD per GiB), ...]}``:
+
+    - ``InterzoneEgress``: the pair ``(region, region)`` of each service region;
+    - ``InterregionEgress`` ``... from A to B``: the pairs from each service region to every
+      GCP region meshfed knows in area B (:data:`GCP_AREAS`; the same region left out);
+    - ``PremiumInternetEgress``: ``(region, internet)`` at the tier of
+      ``monthly_internet_gb`` (the dearest destination area when several SKUs name one
+      source: meshfed cannot tell where on the internet another cloud is).
+
+    Rates are per GiB, as Google bills (``usageUnit`` ``GiBy``).
+
+    Raises:
+        PricingError: a SKU in another unit, or no network SKU at all.
+    """
+    from providers.pricing import regions
+
+    known = {r: info.continent for (cloud, r), info in regions().items() if cloud == "gcp"}
+    pairs: dict[tuple[str, str], float] = {}
+    tiers: dict[tuple[str, str], list[dict[str, float | None]]] = {}
+    for sku in skus:
+        group, text = sku.get("resourceGroup", ""), str(sku.get("description", ""))
+        rates = sorted(sku.get("tiers", []))
+        if group not in ("InterzoneEgress", "InterregionEgress", "PremiumInternetEgress"):
+            continue
+        if not rates:
+            continue
+        if sku.get("usageUnit", "GiBy") != "GiBy":
+            raise PricingError(f"GCP SKU {text!r}: unit {sku.get('usageUnit')!r}, not GiBy")
+        ladder = [(begin, rates[i + 1][0] if i + 1 < len(rates) else None, usd)
+                  for i, (begin, usd) in enumerate(rates)]  # fmt: skip
+        for src in sku.get("serviceRegions", []):
+            if group == "InterzoneEgress":
+                pairs[(src, src)] = ladder[0][2]
+            elif group == "PremiumInternetEgress":
+                rate = _tier_rate(ladder, monthly_internet_gb)
+                if rate >= pairs.get((src, "internet"), -1.0):
+                    pairs[(src, "internet")] = rate
+                    tiers[(src, "internet")] = [{"upToGB": e, "usdPerGB": u} for _, e, u in ladder]
+            elif (found := _FROM_TO.search(text)) is not None:
+                areas = GCP_AREAS.get(found.group(2).strip().lower(), ())
+                for dst, where in known.items():
+                    if where in areas and dst != src:
+                        pairs[(src, dst)] = ladder[0][2]
+    if not pairs:
+        raise PricingError(
+            f"the GCP catalog answered no network egress SKU ({GCP_COMPUTE_SERVICE})"
+        )
+    source = f"Cloud Billing Catalog API, {GCP_COMPUTE_SERVICE} (Compute Engine), USD/GiB"
+    return _document("gcp", name, pairs, tiers, read_on, discount, source)
+
+
+def fetch_price_table(
+    cloud: str,
+    *,
+    name: str,
+    read_on: str,
+    region: str = "us-east-1",
+    profile: str | None = None,
+    monthly_internet_gb: float = 0.0,
+    discount: float = 1.0,
+    on_product: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """``cloud``'s (``aws`` or ``gcp``) live price list as a PriceTable document:
+    :func:`providers.aws_prices.fetch_aws_price_table` (``region``, ``profile``) or
+    :func:`providers.gcp_prices.fetch_gcp_price_table`.
+
+    Raises:
+        ProviderConfigError: another cloud; and what those raise.
+    """
+    if cloud == "aws":
+        from providers.aws_prices import fetch_aws_price_table
+
+        return fetch_aws_price_table(
+            name=name, read_on=read_on, region=region, profile=profile,
+            monthly_internet_gb=monthly_internet_gb, discount=discount, on_product=on_product,
+        )  # fmt: skip
+    if cloud == "gcp":
+        from providers.gcp_prices import fetch_gcp_price_table
+
+        return fetch_gcp_price_table(
+            name=name, read_on=read_on, monthly_internet_gb=monthly_internet_gb,
+            discount=discount, on_product=on_product,
+        )  # fmt: skip
+    from providers.errors import ProviderConfigError
+
+    raise ProviderConfigError(f"no price list API for cloud {cloud!r} (aws, gcp)", provider=cloud)

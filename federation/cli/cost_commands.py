@@ -101,11 +101,11 @@ def prices() -> None:
 
 
 @prices.command("update")
-@click.option("--from", "cloud", type=click.Choice(["aws"]), required=True,
-              help="aws: the Price List Query API (AWSDataTransfer).")  # fmt: skip
+@click.option("--from", "cloud", type=click.Choice(["aws", "gcp"]), required=True,
+              help="aws: the Price List Query API; gcp: the Cloud Billing Catalog.")  # fmt: skip
 @click.option("--name", default=None, help="The PriceTable's name.  [default: CLOUD-price-list]")
 @click.option("--region", default="us-east-1", show_default=True,
-              help="The Price List API's: us-east-1, ap-south-1 or eu-central-1.")  # fmt: skip
+              help="aws: the Price List API's (us-east-1, ap-south-1, eu-central-1).")  # fmt: skip
 @click.option("--profile", default=None, help="AWS CLI profile.  [default: boto3's chain]")
 @click.option("--discount", type=click.FloatRange(0, 10, min_open=True), default=1.0,
               show_default=True, help="Multiplies every rate (0.8: a 20 % discount).")  # fmt: skip
@@ -121,7 +121,7 @@ def prices_update_cmd(
     "PriceTable")."""
     import datetime as dt
 
-    from providers.aws_prices import fetch_aws_price_table
+    from providers.price_lists import fetch_price_table
 
     read = [0]
 
@@ -130,10 +130,10 @@ def prices_update_cmd(
         if read[0] % 500 == 0:
             click.echo(f"read {read[0]} products", err=True)
 
-    doc = fetch_aws_price_table(
-        name=name or f"{cloud}-price-list", read_on=dt.datetime.now(dt.UTC).date().isoformat(),
-        region=region, profile=profile, monthly_internet_gb=monthly_internet_gb,
-        discount=discount, on_product=progress,
+    doc = fetch_price_table(
+        cloud, name=name or f"{cloud}-price-list", region=region, profile=profile,
+        read_on=dt.datetime.now(dt.UTC).date().isoformat(), discount=discount,
+        monthly_internet_gb=monthly_internet_gb, on_product=progress,
     )  # fmt: skip
     click.echo(f"{read[0]} products, {len(doc['spec']['regionPairs'])} region pairs", err=True)
     emit(doc, output, lambda: None)
