@@ -96,9 +96,9 @@ def _locality(text: str) -> Locality | None:
 
 def alternatives(
     rows: Iterable[LedgerRow], prices: Mapping[str, PriceTable]
-) -> dict[str, tuple[float, float]]:
-    """service -> ``(round robin US$, locality failover US$)`` for the traffic of ``rows``
-    (see the module docstring)."""
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """``(service, day)`` -> ``(round robin US$, locality failover US$)`` for the traffic of
+    ``rows`` (see the module docstring)."""
     servers: dict[tuple[str, str], set[Locality]] = defaultdict(set)
     callers: dict[tuple[str, str, str], DayCounts] = defaultdict(DayCounts)
     for day, key, counts in rows:
@@ -108,7 +108,7 @@ def alternatives(
             continue
         servers[(day, service)].add(where)
         callers[(day, service, src_loc)] += counts
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[tuple[str, str], tuple[float, float]] = {}
     for (day, service, src_loc), counts in sorted(callers.items()):
         caller = _locality(src_loc)
         options = sorted(servers[(day, service)])
@@ -117,11 +117,27 @@ def alternatives(
         costs = [_usd(caller, s, counts, prices) for s in options]
         ranks = [proximity_rank(caller, s) for s in options]
         nearest = [c for c, r in zip(costs, ranks, strict=True) if r == min(ranks)]
-        spread, failover = out.get(service, (0.0, 0.0))
-        out[service] = (
+        spread, failover = out.get((service, day), (0.0, 0.0))
+        out[(service, day)] = (
             spread + sum(costs) / len(costs),
             failover + sum(nearest) / len(nearest),
         )
+    return out
+
+
+def _days(
+    rows: list[LedgerRow], others: Mapping[tuple[str, str], tuple[float, float]]
+) -> list[dict[str, Any]]:
+    """Per UTC day of ``rows``: bytes, spent and the alternatives, every service together."""
+    spent: dict[str, DayCounts] = defaultdict(DayCounts)
+    for day, _, counts in rows:
+        spent[day] += counts
+    out = []
+    for day in sorted(spent):
+        spread = sum(v[0] for (_, d), v in others.items() if d == day)
+        failover = sum(v[1] for (_, d), v in others.items() if d == day)
+        out.append({"day": day, "bytes": spent[day].bytes, "usd": spent[day].egress_usd,
+                    "roundRobinUsd": spread, "localityFailoverUsd": failover})  # fmt: skip
     return out
 
 
@@ -133,7 +149,8 @@ def report(
         {"since": day, "until": day, "services": [{"service", "requests", "bytes", "usd",
           "roundRobinUsd", "localityFailoverUsd", "paths": [{"sourceCluster",
           "destinationCluster", "pathClass", "requests", "requestBytes", "responseBytes",
-          "usd"}]}], "total": {...the same sums...}, "prices": {cloud: source}}
+          "usd"}]}], "days": [{"day", "bytes", "usd", "roundRobinUsd",
+          "localityFailoverUsd"}], "total": {...the same sums...}, "prices": {cloud: source}}
 
     ``bytes`` are request plus response bytes; US$ as the module docstring says.
     """
@@ -146,7 +163,8 @@ def report(
     services: list[dict[str, Any]] = []
     for service, by_path in sorted(paths.items()):
         spent = sum(by_path.values(), DayCounts())
-        spread, failover = others.get(service, (0.0, 0.0))
+        mine = [v for (svc, _), v in others.items() if svc == service]
+        spread, failover = sum(v[0] for v in mine), sum(v[1] for v in mine)
         services.append(
             {
                 "service": service,
@@ -177,6 +195,7 @@ def report(
         "since": first,
         "until": last,
         "services": services,
+        "days": _days(rows, others),
         "total": total,
         "prices": {cloud: f"{t.source} (read {t.read_on or 'n/a'})" for cloud, t in prices.items()},
     }

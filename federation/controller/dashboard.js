@@ -1,11 +1,14 @@
 // meshfed dashboard: reads the controller's API (GET /v1/clusters, GET /v1/traffic) with the
-// admin token every REFRESH_MS and redraws; it never writes. The token comes from the link
+// admin token every REFRESH_MS and redraws, and GET /v1/cost/report every COST_REFRESH_MS
+// (egress by day); it never writes. The token comes from the link
 // `meshfed dashboard` prints (#token=..., a fragment: never sent to the server, removed from
 // the address bar at once) or from the form, and is kept in sessionStorage for this tab only.
 "use strict";
 
 const REFRESH_MS = 2000;
 const WINDOW_S = 10;
+const COST_REFRESH_MS = 60000;
+const COST_DAYS = 7;
 const SVG_NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
@@ -185,6 +188,48 @@ function drawTopology(clusters, edges) {
   });
 }
 
+// Egress per UTC day: spent, locality failover and round robin side by side, the last
+// COST_DAYS days of GET /v1/cost/report; each day a <g class="day"> with its figures in data-*.
+function drawCost(days) {
+  const svg = $("cost-chart");
+  const width = svg.clientWidth || 1000, height = svg.clientHeight || 180;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.replaceChildren();
+  if (!days.length) {
+    svg.append(el("text", { x: "8", y: "20" }, "no traffic in the ledger yet", SVG_NS));
+    return;
+  }
+  const kinds = [["usd", "spent"], ["localityFailoverUsd", "failover"], ["roundRobinUsd", "spread"]];
+  const top = Math.max(...days.flatMap((d) => kinds.map(([k]) => d[k])), 1e-12);
+  const slot = Math.min(160, width / days.length), bar = Math.min(36, (slot - 24) / 3);
+  const base = height - 22, room = base - 18;
+  days.forEach((d, i) => {
+    const g = el("g", { class: "day", "data-day": d.day, "data-usd": String(d.usd),
+      "data-locality-failover-usd": String(d.localityFailoverUsd),
+      "data-round-robin-usd": String(d.roundRobinUsd) }, null, SVG_NS);
+    const x0 = i * slot + (slot - 3 * bar) / 2;
+    kinds.forEach(([key, cls], k) => {
+      const h = Math.max(1, (d[key] / top) * room), x = x0 + k * bar;
+      g.append(el("rect", { class: cls, x: String(x + 1), y: String(base - h),
+        width: String(bar - 2), height: String(h) }, null, SVG_NS));
+      // a day's dollars to the cent (the exact figure is in data-usd and the report)
+      const label = d[key] === 0 ? "$0" : d[key] < 0.01 ? "<$0.01" : fmt.usd(d[key]);
+      if (k === 0) g.append(el("text", { x: String(x), y: String(base - h - 4) }, label, SVG_NS));
+    });
+    g.append(el("text", { class: "day", x: String(x0), y: String(height - 6) }, d.day.slice(5), SVG_NS));
+    svg.append(g);
+  });
+}
+
+let costDue = 0;
+
+async function refreshCost(token) {
+  if (Date.now() < costDue) return;
+  costDue = Date.now() + COST_REFRESH_MS;
+  const report = await api(`/v1/cost/report?since=${COST_DAYS}d`, token);
+  drawCost(report.days.slice(-COST_DAYS));
+}
+
 async function refresh(token) {
   try {
     const [clusters, traffic] = await Promise.all([
@@ -202,6 +247,7 @@ async function refresh(token) {
     $("updated").textContent = new Date().toLocaleTimeString();
     drawTopology(clusters.clusters, edges);
     drawTable(edges);
+    await refreshCost(token);
     $("prices").textContent = traffic.priceTables.map((t) => `${t.cloud}: ${t.source} (read ${t.readOn})`).join("; ") || "-";
     $("error").hidden = true;
     document.body.dataset.loaded = "true";

@@ -151,9 +151,15 @@ def _check_dashboard(home: Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "dashboard.png"
     shot.unlink(missing_ok=True)
-    before = _status(home)
+    before, spent_before = _status(home), _spent_today(home)
     dom, layout = asyncio.run(_load_dashboard(home, link, shot))
-    after = _status(home)
+    after, spent_after = _status(home), _spent_today(home)
+    # issue 42: the egress-by-day chart shows the ledger's figure for today
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    bar = re.search(rf'<g class="day" data-day="{day}" data-usd="([^"]+)"', dom)
+    assert bar is not None, dom[-3000:]
+    assert spent_before * (1 - 1e-9) <= float(bar.group(1)) <= spent_after * (1 + 1e-9)
+    assert spent_after > 0  # the frontend's calls to gcp-europe-west1 leave AWS
     assert 'data-loaded="true"' in dom, dom[-3000:]
     for cluster in (EAST, EU, GCP):
         assert f'class="cluster" data-cluster="{cluster}"' in dom, cluster
@@ -178,6 +184,12 @@ def _check_dashboard(home: Path) -> None:
     assert layout["rows"] >= 2 and layout["pricesBottom"] <= VIEWPORT[1], layout
     assert not re.search(r"\$\d+\.\d{6,}", re.sub(r'data-[a-z-]+="[^"]*"', "", dom)), "dollars"
     print(f"dashboard screenshot: {shot}; rows {json.dumps(shown)}")
+
+
+def _spent_today(home: Path) -> float:
+    """Today's egress dollars in ``meshfed cost report``."""
+    data = json.loads(_meshfed(home, "cost", "report", "--since", "1h", "-o", "json").stdout)
+    return float(sum(d["usd"] for d in data["days"]))
 
 
 def _check_agent_endpoint(home: Path) -> None:

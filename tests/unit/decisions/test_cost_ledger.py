@@ -90,7 +90,7 @@ def test_the_report_prices_round_robin_and_failover_on_the_same_bytes() -> None:
         (DAY, key("east", EAST_A, "unknown", "unknown", "unknown"), DayCounts(3, 300, 0, 0.0)),
     ]
     prices = builtin_tables()
-    spread, failover = alternatives(rows, prices)["echo.demo"]
+    spread, failover = alternatives(rows, prices)[("echo.demo", DAY)]
     assert failover == pytest.approx(0.0)
     assert spread == pytest.approx(0.5 * (gb + gb) * 0.02 / 1e9, rel=1e-6)
     data = report(rows, prices, DAY, DAY)
@@ -101,6 +101,8 @@ def test_the_report_prices_round_robin_and_failover_on_the_same_bytes() -> None:
         ("east", "east"), ("eu", "eu"), ("east", "unknown")
     }  # fmt: skip
     assert data["total"]["roundRobinUsd"] == echo["roundRobinUsd"]
+    assert data["days"] == [{"day": DAY, "bytes": 2 * gb + 2300, "usd": 0.0,
+                             "roundRobinUsd": spread, "localityFailoverUsd": failover}]  # fmt: skip
     assert csv_rows(data)[-1][:4] == ["echo.demo", "*", "*", "*"]
 
 
