@@ -8,7 +8,8 @@ Both sides are reduced to one key, :class:`BillKey`: ``(day, cloud, from region,
 - GCP: ``cross-zone``, ``cross-region`` (same continent), ``cross-continent`` or
   ``internet`` -- GCP's SKUs name continents, not regions.
 
-**AWS** (CUR 2.0 in Data Exports, CSV or gzip CSV, columns as the "Cost and Usage Report
+**AWS** (CUR 2.0 in Data Exports, Parquet -- with pyarrow, ``meshfed[billing]`` -- CSV or
+gzip CSV, columns as the "Cost and Usage Report
 (CUR) 2.0" table dictionary names them: ``line_item_usage_start_date``,
 ``line_item_usage_type``, ``line_item_usage_amount`` (GB), ``line_item_unblended_cost``
 (US$), ``line_item_line_item_type``, ``product_from_region_code``,
@@ -125,9 +126,35 @@ class Reconciled:
         }
 
 
+def _parquet_rows(path: Path) -> Iterator[dict[str, str]]:
+    """The rows of a Parquet export (pyarrow, ``pip install 'meshfed[billing]'``), as
+    :func:`_rows`; a map column (CUR 2.0's ``product``) becomes JSON."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BillingExportError(
+            f"{path}: reading Parquet needs pyarrow: pip install 'meshfed[billing]' (or export CSV)"
+        ) from None
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise BillingExportError(f"{path}: cannot read a Parquet export: {err}") from None
+    names = [n.strip().lower().replace(".", "_") for n in table.column_names]
+    for row in table.to_pylist():
+        out = {}
+        for name, cell in zip(names, row.values(), strict=True):
+            if isinstance(cell, list) and all(isinstance(v, tuple) for v in cell):
+                cell = json.dumps(dict(cell))  # noqa: PLW2901 - a map column as JSON
+            out[name] = "" if cell is None else str(cell)
+        yield out
+
+
 def _rows(path: Path) -> Iterator[dict[str, str]]:
-    """The CSV rows of ``path`` (gzip when it ends in ``.gz``), column names lowercased with
-    ``.`` as ``_``."""
+    """The rows of ``path``: Parquet (``.parquet``) or CSV (gzip when it ends in ``.gz``),
+    column names lowercased with ``.`` as ``_``."""
+    if path.suffix == ".parquet":
+        yield from _parquet_rows(path)
+        return
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)

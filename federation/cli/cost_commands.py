@@ -60,7 +60,7 @@ def _lines_then_table(lines: list[str], head: Sequence[str], rows: list[list[str
 
 @cost.command("reconcile")
 @click.option("--aws-cur", "aws_cur", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="An AWS CUR 2.0 export (Data Exports), CSV or .csv.gz.")  # fmt: skip
+              help="An AWS CUR 2.0 export: .parquet, .csv or .csv.gz.")  # fmt: skip
 @click.option("--gcp-billing", "gcp_billing", metavar="FILE",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A GCP Cloud Billing standard usage cost export, as CSV.")  # fmt: skip

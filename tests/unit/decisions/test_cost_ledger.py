@@ -178,6 +178,34 @@ def test_a_cur_export_matches_the_ledger_when_the_bytes_agree(tmp_path: Path) ->
     assert data["rows"][0]["clusters"] == ["east -> eu"]
 
 
+def test_a_parquet_cur_export_reads_as_its_csv_does(tmp_path: Path) -> None:
+    """CUR 2.0's default format: timestamps as timestamps, ``product`` as a map column."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    table = pa.table({
+        "line_item_usage_start_date": pa.array([start, start], pa.timestamp("ms", tz="UTC")),
+        "line_item_usage_type": ["APN1-USE1-AWS-Out-Bytes", "USE1-DataTransfer-Regional-Bytes"],
+        "line_item_usage_amount": [2.5, 4.0],
+        "line_item_unblended_cost": [0.225, 0.04],
+        "line_item_line_item_type": ["Usage", "Usage"],
+        "product": pa.array([[("from_region_code", "ap-northeast-1"),
+                              ("to_region_code", "us-east-1")], []],
+                            pa.map_(pa.string(), pa.string())),
+    })  # fmt: skip
+    pq.write_table(table, tmp_path / "cur.parquet")
+    bill, unplaced = read_aws_cur(tmp_path / "cur.parquet")
+    assert unplaced == 0
+    assert bill[BillKey(DAY, "aws", "ap-northeast-1", "us-east-1")].bytes == 2.5e9
+    assert bill[BillKey(DAY, "aws", "us-east-1", "us-east-1")].usd == pytest.approx(0.04)
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(BillingExportError, match="cannot read a Parquet export"):
+        read_aws_cur(tmp_path / "bad.parquet")
+
+
 def test_a_difference_names_the_day_and_the_clusters_and_meshfed_only_fails_too() -> None:
     key_ = BillKey(DAY, "aws", "us-east-1", "eu-west-1")
     ledger = [(DAY, key("east", EAST_A, "eu", EU, "cross-region"), DayCounts(1, 10**9, 0, 0.02))]
