@@ -32,9 +32,10 @@ from tests.integration.cost_scenario import (
     POLICY_NAMES,
     Measurement,
     measure,
+    plan,
     scenario_file,
 )
-from tests.integration.isolated import isolated_federation
+from tests.integration.isolated import IsolatedFederation, isolated_federation
 
 
 def _row(m: Measurement) -> str:
@@ -46,6 +47,17 @@ def _row(m: Measurement) -> str:
     )
 
 
+def _headrooms(fed: IsolatedFederation) -> str:
+    """The headroom of every serving zone in the optimizer's plan, and why."""
+    found = plan(fed)
+    rooms = [
+        f"{loc['cluster']} headroom {loc['headroom']:.2f} ({loc['headroomReason']})"
+        for loc in (found or {}).get("localities", [])
+        if loc.get("headroom") is not None
+    ]
+    return "; ".join(rooms) or "no plan"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--capacity", type=float, default=40, help="rps per echo replica")
@@ -53,7 +65,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="s measured")
     parser.add_argument("--loads", default="0.5,1.0,1.5", help="multiples of A's capacity")
     parser.add_argument(
-        "--headroom", type=float, default=None, help="optimize's headroom [default: 0.8]"
+        "--headroom",
+        type=float,
+        default=None,
+        help="optimize's cost.headroom, fixed [default: learned per zone, issue 42]",
     )
     args = parser.parse_args()
     loads = [float(x) for x in args.loads.split(",")]
@@ -65,7 +80,7 @@ def main() -> None:
         print(
             f"isolated bed up in {time.monotonic() - started:.0f} s; capacity {args.capacity:g}"
             f" rps per cluster; optimize budget {BUDGET_MS:g} ms, headroom"
-            f" {args.headroom or 0.8:g}",
+            f" {args.headroom if args.headroom is not None else 'learned'}",
             flush=True,
         )
         results: dict[tuple[float, str], Measurement] = {}
@@ -82,6 +97,8 @@ def main() -> None:
                 )
                 results[(load, name)] = m
                 print(_row(m), flush=True)
+                if name == "optimize":
+                    print(f"{'':19}{_headrooms(fed)}", flush=True)
         print("\nratios (targets: RR/optimize >= 3; at 150 %: optimize $ <= 1.2 x failover,")
         print("0 failed, p99 within budget; optimize within 5 % of the LP's prediction)")
         for load in loads:

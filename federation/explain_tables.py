@@ -55,22 +55,26 @@ def _plan_lines(plan: dict[str, Any]) -> list[Any]:
     from rich.table import Table
 
     t = Table(
-        "CLUSTER", "LOCALITY", "CAPACITY RPS", "PLANNED RPS", "SHARE",
+        "CLUSTER", "LOCALITY", "CAPACITY RPS", "HEADROOM", "PLANNED RPS", "SHARE",
         title=f"optimizer plan for {plan['demandRps']:g} rps from here",
         box=None, title_justify="left",
     )  # fmt: skip
+    why = []
     for loc in plan["localities"]:
-        cap = loc["capacityRps"]
+        cap, room = loc["capacityRps"], loc.get("headroom")
         t.add_row(
             loc["cluster"], loc["locality"], "unbounded" if cap is None else f"{cap:g}",
-            f"{loc['rps']:g}", f"{loc['share']:.1%}",
+            "-" if room is None else f"{room:.0%}", f"{loc['rps']:g}", f"{loc['share']:.1%}",
         )  # fmt: skip
+        if loc.get("headroomReason"):
+            why.append(f"headroom of {loc['cluster']} {loc['locality']}: {loc['headroomReason']}")
     binding = plan["binding"] or ["no constraint binds: every request on its cheapest path"]
     return [
         t,
         f"egress $/hour: plan {format_usd(plan['usdPerHour'])}, locality failover"
         f" {format_usd(plan['failoverUsdPerHour'])}, round robin"
         f" {format_usd(plan['roundRobinUsdPerHour'])}",
+        *why,
         *(f"binding: {line}" for line in binding),
     ]
 

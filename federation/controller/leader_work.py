@@ -25,6 +25,14 @@ from providers.pricing import PriceTable as PriceTableRates
 
 log = logging.getLogger(__name__)
 
+#: How the planner's served traffic is grouped (:func:`federation.lb.headroom.zone_loads`).
+SERVED_GROUP = (
+    "destination_service",
+    "destination_cluster",
+    "destination_locality",
+    "source_locality",
+)
+
 
 class LeaderWork:
     """Plans and re-signs on the leader; ``changed()`` is called when plans changed (the hub
@@ -124,17 +132,18 @@ class LeaderWork:
 
     def _plan_inputs(self) -> tuple[Any, ...] | None:
         """What :meth:`Planner.plan` reads, taken now: TrafficPolicies, export statuses,
-        members, reports, the traffic of the planner's window and the prices in force; None
+        members, reports, the traffic of the planner's window (by caller, and by serving
+        zone and caller locality for the headrooms) and the prices in force; None
         when there is nothing to plan (no policy in cost mode ``optimize``, no plan to
         withdraw), so an idle round reads neither the traffic nor the reports."""
         policies = self._policies()
         if not self.planner.active and all(p.spec.cost.mode != "optimize" for p in policies):
             return None
+        now, window = time.monotonic(), self.planner.settings.window_s
         _, rows = self.traffic.rates(
-            self.planner.settings.window_s,
-            time.monotonic(),
-            by=("source_cluster", "source_locality", "destination_service"),
+            window, now, by=("source_cluster", "source_locality", "destination_service")
         )
+        _, served = self.traffic.rates(window, now, by=SERVED_GROUP)
         records = {c.name: c for c in self.store.clusters()}
         return (
             policies,
@@ -143,4 +152,5 @@ class LeaderWork:
             self.store.reports(),
             rows,
             self._price_tables(),
+            served,
         )

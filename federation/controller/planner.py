@@ -37,6 +37,7 @@ from federation.controller.imports import ExportStatus, gateway_of
 from federation.controller.store import ClusterRecord
 from federation.errors import OptimizerError
 from federation.lb.decision import Candidate, PolicyInputs, locality_rank
+from federation.lb.headroom import Headroom, ZoneLoad, declared, learn, zone_loads
 from federation.lb.optimizer import (
     DEFAULT_HEADROOM,
     Caller,
@@ -110,6 +111,8 @@ class _ServicePlan:
     quick: dict[str, float] = field(default_factory=dict)
     #: every caller's shares reached its optimum: a round with unmoved inputs has nothing to do
     converged: bool = False
+    #: per server: (headroom, why) the last solve planned with
+    headrooms: tuple[tuple[str, str, float, str], ...] = ()
 
 
 def demand_rows(
@@ -254,6 +257,9 @@ class Planner:
         self._published: dict[str, list[RoutingPlan]] = {}
         self._prices: Mapping[str, PriceTable] | None = None
         self._prices_version = 0
+        #: per (service, server): whether the policy fixes it, and the headroom in force
+        self._headroom: dict[tuple[ServiceKey, ServerKey], tuple[bool, Headroom]] = {}
+        self._loads: dict[tuple[str, str, str], ZoneLoad] = {}
         self.solves = 0
         self.skipped = 0  # services a round left alone: inputs unmoved, plans converged
 
@@ -283,17 +289,24 @@ class Planner:
         reports: Mapping[str, ClusterReport],
         rows: Sequence[Mapping[str, object]],
         prices: Mapping[str, PriceTable],
+        served: Sequence[Mapping[str, object]] = (),
     ) -> bool:
-        """One round: update demand from ``rows`` (see :func:`demand_rows`), solve what
-        moved, step every caller toward its optimum. Returns True when a plan changed."""
+        """One round: update demand from ``rows`` (see :func:`demand_rows`) and each serving
+        zone's headroom from ``served`` (rate rows grouped by service, serving cluster and
+        locality, and caller locality: :func:`federation.lb.headroom.zone_loads`), solve
+        what moved, step every caller toward its optimum. Returns True when a plan
+        changed."""
         now = self.clock()
         self._smooth(demand_rows(rows), now)
+        self._loads = zone_loads(served)
         wanted = {p.target: p for p in policies if p.spec.cost.mode == "optimize"}
         changed = False
         for key in list(self._services):
             if key not in wanted:
                 del self._services[key]
                 changed = True
+        for hkey in [k for k in self._headroom if k[0] not in wanted]:
+            del self._headroom[hkey]
         if self._prices is None or (prices is not self._prices and prices != self._prices):
             self._prices_version += 1
         self._prices = prices
@@ -375,7 +388,7 @@ class Planner:
         now: float,
     ) -> bool:
         state = self._services.setdefault(key, _ServicePlan())
-        servers = _servers(key, records, index)
+        servers = self._learned(key, policy, _servers(key, records, index))
         demand = self._demand.get(key, {})
         callers = [
             Caller(cluster, where, d.rps, d.request_bytes, d.response_bytes)
@@ -390,10 +403,32 @@ class Planner:
             return False
         problem = _problem(callers, servers, policy, index, prices)
         signature = _signature(problem)
-        if inputs_moved(state.inputs, signature, self.settings.resolve_threshold):
+        threshold = self.settings.resolve_threshold
+        if inputs_moved(state.inputs, signature, threshold) or _headroom_moved(
+            state.inputs, signature
+        ):
             self._solve(key, state, problem)
             state.inputs, state.shape, state.quick = signature, shape, quick
         return self._step(key, state, problem, now)
+
+    def _learned(
+        self, key: ServiceKey, policy: TrafficPolicy, servers: list[Server]
+    ) -> list[Server]:
+        """``servers`` with each one's headroom of this round (:func:`federation.lb.headroom.learn`
+        from the window's :class:`ZoneLoad`; fixed when the policy sets ``cost.headroom``)."""
+        fixed = policy.spec.cost.headroom is not None
+        base = policy.spec.cost.headroom or DEFAULT_HEADROOM
+        out = []
+        for s in servers:
+            was = self._headroom.get((key, s.key))
+            previous = was[1] if was is not None and was[0] == fixed else None
+            if previous is None or (fixed and previous.value != base):
+                previous = declared(base, fixed=fixed)
+            load = self._loads.get((f"{key[1]}.{key[0]}", s.cluster, str(s.locality)))
+            now = learn(previous, s.capacity_rps, load, fixed=fixed)
+            self._headroom[(key, s.key)] = (fixed, now)
+            out.append(replace(s, headroom=now.value) if s.capacity_rps is not None else s)
+        return out
 
     def _solve(self, key: ServiceKey, state: _ServicePlan, problem: Problem) -> None:
         """Solve ``problem`` and keep its optimum and comparisons in ``state``."""
@@ -410,6 +445,12 @@ class Planner:
         failover = usd_per_hour(problem, failover_shares(problem))
         spread = usd_per_hour(problem, round_robin_shares(problem))
         state.binding = tuple(solution.binding)
+        state.headrooms = tuple(
+            (s.cluster, str(s.locality), h.value, h.reason)
+            for s in servers
+            if s.capacity_rps is not None
+            and (h := self._headroom.get((key, s.key), (False, None))[1]) is not None
+        )
         state.comparisons = {
             (c.cluster, str(c.locality)): (c.rps, failover[i], spread[i])
             for i, c in enumerate(callers)
@@ -457,6 +498,7 @@ class Planner:
                 capacities=tuple(
                     (s.cluster, str(s.locality), s.capacity_rps or 0.0) for s in servers
                 ),
+                headrooms=state.headrooms,
             )
             changed = True
         state.converged = not changed
@@ -501,6 +543,7 @@ def _signature(problem: Problem) -> dict[str, float]:
         out[f"bytes {c.cluster} {c.locality}"] = c.request_bytes + c.response_bytes
     for s in problem.servers:
         out[f"capacity {s.key}"] = s.capacity_rps if s.capacity_rps is not None else -1.0
+        out[f"headroom {s.key}"] = s.headroom if s.headroom is not None else problem.headroom
     for i, row in enumerate(problem.links):
         for j, lk in enumerate(row):
             out[f"usd {i} {j}"] = lk.usd_per_request
@@ -508,6 +551,25 @@ def _signature(problem: Problem) -> dict[str, float]:
             out[f"rank {i} {j}"] = lk.rank
             out[f"excluded {i} {j}"] = 1.0 if lk.excluded else 0.0
     return out
+
+
+#: A server's headroom this much above the last solve's re-solves (a fall: any amount).
+HEADROOM_RESOLVE = 0.04
+
+
+def _headroom_moved(old: Mapping[str, float], new: Mapping[str, float]) -> bool:
+    """Whether a server's headroom fell since the last solve (trouble: act at once), or rose
+    by :data:`HEADROOM_RESOLVE` or to the whole capacity (the relative threshold of
+    :func:`inputs_moved` is too coarse for a share near 1)."""
+    return any(
+        name.startswith("headroom ")
+        and name in old
+        and (
+            value < old[name] - 1e-9
+            or value >= min(old[name] + HEADROOM_RESOLVE, 1.0) - 1e-9 > old[name]
+        )
+        for name, value in new.items()
+    )
 
 
 def _locality(text: str) -> Locality | None:

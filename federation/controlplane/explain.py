@@ -312,6 +312,7 @@ def _match_text(m: HTTPMatchRequest) -> str:
 def _plan(plan: RoutingPlan) -> dict[str, Any]:
     """The controller's plan for the caller's locality, as ``explain`` shows it."""
     shares = {(c, loc): s for c, loc, s in plan.shares}
+    rooms = {(c, loc): (h, why) for c, loc, h, why in plan.headrooms}
     return {
         "demandRps": plan.demand_rps,
         "localities": [
@@ -319,6 +320,8 @@ def _plan(plan: RoutingPlan) -> dict[str, Any]:
                 "cluster": c,
                 "locality": loc,
                 "capacityRps": cap or None,
+                "headroom": rooms[(c, loc)][0] if (c, loc) in rooms else None,
+                "headroomReason": rooms[(c, loc)][1] if (c, loc) in rooms else None,
                 "share": round(shares.get((c, loc), 0.0), 4),
                 "rps": round(shares.get((c, loc), 0.0) * plan.demand_rps, 2),
             }

@@ -14,8 +14,8 @@ The program, in requests/s ``x[i, j, t]`` from caller ``i`` to server ``j`` in t
 
     minimise   sum  x[i,j,t] * cost[i,j,t]
     subject to sum_{j,t} x[i,j,t] = demand[i]                     (every request is served)
-               sum_i x[i,j,0] <= headroom * capacity[j]           (tier 0: within headroom)
-               sum_i x[i,j,1] <= (1 - headroom) * capacity[j]     (tier 1: the reserve)
+               sum_i x[i,j,0] <= headroom[j] * capacity[j]        (tier 0: within headroom)
+               sum_i x[i,j,1] <= (1 - headroom[j]) * capacity[j]  (tier 1: the reserve)
                x >= 0                                             (tier 2: over capacity)
 
 ``cost[i,j,0]`` is US$ per hour of one request/s on the path -- egress dollars plus the
@@ -87,11 +87,14 @@ class Server:
     Attributes:
         capacity_rps: requests/s its healthy endpoints declare together; None: undeclared
             (unbounded).
+        headroom: its own share (0-1] of ``capacity_rps`` planned before its reserve
+            (learned, :mod:`federation.lb.headroom`); None: the problem's.
     """
 
     cluster: str
     locality: Locality
     capacity_rps: float | None = None
+    headroom: float | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -221,6 +224,8 @@ def solve(problem: Problem) -> Solution:
     for s in servers:
         if s.capacity_rps is not None and not s.capacity_rps > 0:
             raise ValueError(f"server {s.key}: capacity {s.capacity_rps} must be > 0 rps")
+        if s.headroom is not None and not 0 < s.headroom <= 1:
+            raise ValueError(f"server {s.key}: headroom {s.headroom} must be in (0, 1]")
 
     raw = np.array(
         [
@@ -245,9 +250,11 @@ def solve(problem: Problem) -> Solution:
     b_ub = []
     for row, j in enumerate(capped):
         cap = float(servers[j].capacity_rps or 0.0)
+        own = servers[j].headroom
+        room = own if own is not None else problem.headroom
         a_ub[2 * row, :, j, 0] = 1.0
         a_ub[2 * row + 1, :, j, 1] = 1.0
-        b_ub += [problem.headroom * cap, (1.0 - problem.headroom) * cap]
+        b_ub += [room * cap, (1.0 - room) * cap]
     size = n * m * 3
     rows = np.vstack([a_eq, a_ub.reshape(len(b_ub), size)]) if capped else a_eq
     demand = [c.rps for c in callers]
@@ -341,10 +348,10 @@ SHARE_FLOOR = 1e-3
 def _binding(problem: Problem, x: np.ndarray) -> list[str]:
     """The constraints the optimum meets with equality, and what it gave up, in words."""
     out: list[str] = []
-    h = problem.headroom
     for j, s in enumerate(problem.servers):
         if s.capacity_rps is None:
             continue
+        h = s.headroom if s.headroom is not None else problem.headroom
         tier0, tier1, tier2 = (float(x[:, j, t].sum()) for t in range(3))
         name = f"{s.cluster} {s.locality}"
         if tier2 > 1e-6:

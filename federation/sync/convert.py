@@ -369,6 +369,10 @@ def _plan_to_proto(plan: RoutingPlan) -> sync_pb2.RoutingPlan:
             sync_pb2.LocalityShare(cluster=c, locality=loc, share=cap)
             for c, loc, cap in plan.capacities
         ],
+        headrooms=[
+            sync_pb2.LocalityHeadroom(cluster=c, locality=loc, headroom=h, reason=why)
+            for c, loc, h, why in plan.headrooms
+        ],
     )
 
 
@@ -398,6 +402,7 @@ def _plan_from_proto(m: sync_pb2.RoutingPlan) -> RoutingPlan:
         binding=tuple(m.binding),
         solved_at=m.solved_at,
         capacities=tuple((c.cluster, c.locality, c.share) for c in m.capacities),
+        headrooms=tuple((h.cluster, h.locality, h.headroom, h.reason[:300]) for h in m.headrooms),
     )
 
 

@@ -182,6 +182,8 @@ class RoutingPlan:
         solved_at: when the program was solved (Unix s).
         capacities: ``(cluster, locality, requests/s)`` of every serving locality the
             program saw (0: undeclared, unbounded).
+        headrooms: ``(cluster, locality, headroom, why)`` of every serving locality with a
+            declared capacity, as the program was solved with (:mod:`federation.lb.headroom`).
     """
 
     namespace: str
@@ -195,6 +197,7 @@ class RoutingPlan:
     binding: tuple[str, ...] = ()
     solved_at: float = 0.0
     capacities: tuple[tuple[str, str, float], ...] = ()
+    headrooms: tuple[tuple[str, str, float, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,7 +210,7 @@ class LocalityShare(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., locality: _Optional[str] = ..., share: _Optional[float] = ...) -> None: ...
 
 class RoutingPlan(_message.Message):
-    __slots__ = ("namespace", "name", "caller_locality", "shares", "demand_rps", "usd_per_hour", "failover_usd_per_hour", "round_robin_usd_per_hour", "binding", "solved_at", "capacities")
+    __slots__ = ("namespace", "name", "caller_locality", "shares", "demand_rps", "usd_per_hour", "failover_usd_per_hour", "round_robin_usd_per_hour", "binding", "solved_at", "capacities", "headrooms")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CALLER_LOCALITY_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +222,7 @@ class RoutingPlan(_message.Message):
     BINDING_FIELD_NUMBER: _ClassVar[int]
     SOLVED_AT_FIELD_NUMBER: _ClassVar[int]
     CAPACITIES_FIELD_NUMBER: _ClassVar[int]
+    HEADROOMS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     caller_locality: str
@@ -233,7 +234,20 @@ class RoutingPlan(_message.Message):
     binding: _containers.RepeatedScalarFieldContainer[str]
     solved_at: float
     capacities: _containers.RepeatedCompositeFieldContainer[LocalityShare]
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., caller_locality: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ..., demand_rps: _Optional[float] = ..., usd_per_hour: _Optional[float] = ..., failover_usd_per_hour: _Optional[float] = ..., round_robin_usd_per_hour: _Optional[float] = ..., binding: _Optional[_Iterable[str]] = ..., solved_at: _Optional[float] = ..., capacities: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ...) -> None: ...
+    headrooms: _containers.RepeatedCompositeFieldContainer[LocalityHeadroom]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., caller_locality: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ..., demand_rps: _Optional[float] = ..., usd_per_hour: _Optional[float] = ..., failover_usd_per_hour: _Optional[float] = ..., round_robin_usd_per_hour: _Optional[float] = ..., binding: _Optional[_Iterable[str]] = ..., solved_at: _Optional[float] = ..., capacities: _Optional[_Iterable[_Union[LocalityShare, _Mapping]]] = ..., headrooms: _Optional[_Iterable[_Union[LocalityHeadroom, _Mapping]]] = ...) -> None: ...
+
+class LocalityHeadroom(_message.Message):
+    __slots__ = ("cluster", "locality", "headroom", "reason")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    LOCALITY_FIELD_NUMBER: _ClassVar[int]
+    HEADROOM_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    locality: str
+    headroom: float
+    reason: str
+    def __init__(self, cluster: _Optional[str] = ..., locality: _Optional[str] = ..., headroom: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ControllerUpdate(_message.Message):
     __slots__ = ("version", "trust_bundle_pem", "policies_json", "lease_seconds", "imports", "exports", "cluster_crls", "intermediate_chain_pem", "plans", "sync_addresses", "export_conditions", "cluster_cas", "protocol", "base_version", "removed_policies", "removed_imports", "removed_plans", "trace", "federated_bundles", "root_crl_pem")

@@ -209,3 +209,72 @@ def test_a_round_leaves_a_converged_service_with_unmoved_inputs_alone(monkeypatc
     assert priced == [] and world.planner.skipped >= 1
     assert world.round(200.0)  # +33 %: priced, solved, stepped
     assert priced and world.planner.solves == solves + 1
+
+
+def _served_rows(world: World, rps: float, p99_of) -> list[dict[str, Any]]:
+    """What the sidecars would count of the plan in force: per serving zone, its share of
+    the caller's ``rps`` and the p99 ``p99_of(cluster, served rps)``."""
+    plans = world.planner.plans().get(A)
+    shares = {c: s for c, _, s in plans[0].shares} if plans else {A: 1.0}
+    return [
+        {"destination_service": "echo.demo", "destination_cluster": c,
+         "destination_locality": f"{LOCALITY[c]}/{ZONE[c]}", "source_locality": CALLER,
+         "requests": int(rps * share * 10), "rps": rps * share, "errorShare": 0.0,
+         "p99Ms": p99_of(c, rps * share)}
+        for c, share in shares.items()
+    ]  # fmt: skip
+
+
+def _learning_round(world: World, rps: float, p99_of) -> None:
+    rows = [{"source_cluster": A, "source_locality": CALLER, "destination_service": "echo.demo",
+             "rps": rps, "requestBytesPerS": rps * 1000, "responseBytesPerS": rps * 9000}]  # fmt: skip
+    world.now += 5
+    world.planner.plan(world.policies, world.exports, world.records, world.reports, rows,
+                       tables_in_force([]), _served_rows(world, rps, p99_of))  # fmt: skip
+
+
+def _headrooms(world: World) -> dict[str, tuple[float, str]]:
+    (plan,) = world.planner.plans()[A]
+    return {c: (h, why) for c, _, h, why in plan.headrooms}
+
+
+def test_a_zone_whose_latency_turns_up_gets_less_headroom_than_one_that_does_not() -> None:
+    """Issue 42: A's p99 turns up above 70 rps, B's stays flat at any load: as demand grows
+    from a quiet start, A ends with the smaller headroom, below where its latency turned,
+    and the plan says why."""
+    world = World()
+
+    def p99(cluster: str, served: float) -> float:
+        if cluster == A:
+            return 3.0 if served <= 70 else 25.0
+        return 80.0  # B and C are far from the caller, but not slower under load
+
+    for rps in [50.0] * 3 + [150.0] * 30:
+        _learning_round(world, rps, p99)
+    rooms = _headrooms(world)
+    assert rooms[A][0] <= 0.72 and rooms[A][0] < rooms[B][0] - 0.1, rooms
+    assert world.shares()[A] * 150 <= 70.1  # where its latency stays low
+    reasons = set()
+    for _ in range(10):  # where it settles, it tries a step up and is pushed back
+        _learning_round(world, 150.0, p99)
+        reasons.add(_headrooms(world)[A][1])
+    assert any("p99 25.0 ms from aws/us-east-1/us-east-1a (lowest 3.0 ms)" in r for r in reasons)
+
+
+def test_at_exactly_full_load_a_steady_zone_keeps_its_callers_like_failover_does() -> None:
+    """Issue 42: with a fixed 0.8 headroom, 100 % of the local zone's capacity sent 20 % to
+    another region -- dearer and slower than locality failover. Learned from a flat p99, the
+    headroom reaches the whole capacity and the plan costs what failover costs."""
+    world = World()
+    for _ in range(60):
+        _learning_round(world, 100.0, lambda cluster, served: 3.0)
+    (plan,) = world.planner.plans()[A]
+    assert _headrooms(world)[A][0] == 1.0
+    assert world.shares() == {A: 1.0}
+    assert plan.usd_per_hour == plan.failover_usd_per_hour == 0.0
+    fixed = World()
+    fixed.policies = [_policy(headroom=0.8)]  # a policy's cost.headroom is not learned
+    for _ in range(40):
+        _learning_round(fixed, 100.0, lambda cluster, served: 3.0)
+    assert _headrooms(fixed)[A] == (0.8, "cost.headroom (fixed by the policy)")
+    assert fixed.shares()[A] == pytest.approx(0.8, abs=1e-3)
