@@ -137,8 +137,9 @@ class CostSettings(_Strict):
     order of price plus latency charge).
     ``latencyBudgetMs``: never prefer a locality whose RTT exceeds it while one within the
     budget has capacity. ``maxCostPerGB``: localities dearer than this (US$/GB) only as a last
-    resort. Both apply in every mode. ``headroom`` (``optimize``; 0-1, default 0.8): the
-    share of a locality's declared capacity (``WorkloadEntry spec.capacity.rps``) planned.
+    resort. Both apply in every mode. ``headroom`` (``optimize``; 0-1): the share of a
+    locality's declared capacity (``WorkloadEntry spec.capacity.rps``) planned before its
+    reserve; unset, each zone's is learned from 0.8 (:mod:`federation.lb.headroom`).
     """
 
     mode: Literal["off", "prefer-cheaper", "optimize"] = "off"
