@@ -163,6 +163,23 @@ def _rows(path: Path) -> Iterator[dict[str, str]]:
             yield {names[k]: (v or "") for k, v in row.items() if k in names}
 
 
+def _export_rows(
+    path: Path, required: Iterable[str], what: str
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` of an export whose first row has the ``required`` columns.
+
+    Raises:
+        BillingExportError: a column missing, or the file unreadable as CSV.
+    """
+    try:
+        for line, row in enumerate(_rows(path), start=2):
+            if line == 2:
+                _need(path, required, row, what)
+            yield line, row
+    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as err:
+        raise BillingExportError(f"{path}: cannot read a CSV export: {err}") from None
+
+
 def _need(path: Path, columns: Iterable[str], row: Mapping[str, str], what: str) -> None:
     missing = [c for c in columns if c not in row]
     if missing:
@@ -216,31 +233,24 @@ def read_aws_cur(path: Path) -> tuple[dict[BillKey, Amount], int]:
     """
     out: dict[BillKey, Amount] = defaultdict(Amount)
     unplaced = 0
-    try:
-        for line, row in enumerate(_rows(path), start=2):
-            if line == 2:
-                _need(path, _AWS_REQUIRED, row, "CUR 2.0 export")
-            usage_type = row["line_item_usage_type"]
-            kind = row.get("line_item_line_item_type", "Usage")
-            if not usage_type.endswith("-Bytes") or "-In-Bytes" in usage_type:
-                continue
-            if kind not in ("Usage", "DiscountedUsage", ""):
-                continue
-            regions = _aws_regions(row, usage_type)
-            if regions is None or not regions[1]:
-                unplaced += 1 if "DataTransfer" in usage_type or "AWS-Out" in usage_type else 0
-                continue
-            amount = out[
-                BillKey(row["line_item_usage_start_date"][:10], "aws", regions[0], regions[1])
-            ]
-            gb = _number(path, line, "line_item_usage_amount", row["line_item_usage_amount"])
-            amount.bytes += gb * BYTES_PER_GB
-            amount.usd += _number(
-                path, line, "line_item_unblended_cost", row["line_item_unblended_cost"]
-            )
-            amount.lines += 1
-    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as err:
-        raise BillingExportError(f"{path}: cannot read a CSV export: {err}") from None
+    for line, row in _export_rows(path, _AWS_REQUIRED, "CUR 2.0 export"):
+        usage_type = row["line_item_usage_type"]
+        kind = row.get("line_item_line_item_type", "Usage")
+        if not usage_type.endswith("-Bytes") or "-In-Bytes" in usage_type:
+            continue
+        if kind not in ("Usage", "DiscountedUsage", ""):
+            continue
+        regions = _aws_regions(row, usage_type)
+        if regions is None or not regions[1]:
+            unplaced += 1 if "DataTransfer" in usage_type or "AWS-Out" in usage_type else 0
+            continue
+        amount = out[BillKey(row["line_item_usage_start_date"][:10], "aws", regions[0], regions[1])]
+        gb = _number(path, line, "line_item_usage_amount", row["line_item_usage_amount"])
+        amount.bytes += gb * BYTES_PER_GB
+        amount.usd += _number(
+            path, line, "line_item_unblended_cost", row["line_item_unblended_cost"]
+        )
+        amount.lines += 1
     return dict(out), unplaced
 
 
@@ -264,24 +274,19 @@ def read_gcp_billing(path: Path) -> tuple[dict[BillKey, Amount], int]:
     """
     out: dict[BillKey, Amount] = defaultdict(Amount)
     unplaced = 0
-    try:
-        for line, row in enumerate(_rows(path), start=2):
-            if line == 2:
-                _need(path, _GCP_REQUIRED, row, "GCP billing export")
-            to = _gcp_to(row["sku_description"].strip())
-            if to is None:
-                continue
-            unit = _GCP_UNITS.get(row.get("usage_unit", "bytes").strip().lower() or "bytes")
-            region = row["location_region"].strip()
-            if unit is None or not region:
-                unplaced += 1
-                continue
-            amount = out[BillKey(row["usage_start_time"][:10], "gcp", region, to)]
-            amount.bytes += unit * _number(path, line, "usage.amount", row["usage_amount"])
-            amount.usd += _number(path, line, "cost", row["cost"])
-            amount.lines += 1
-    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as err:
-        raise BillingExportError(f"{path}: cannot read a CSV export: {err}") from None
+    for line, row in _export_rows(path, _GCP_REQUIRED, "GCP billing export"):
+        to = _gcp_to(row["sku_description"].strip())
+        if to is None:
+            continue
+        unit = _GCP_UNITS.get(row.get("usage_unit", "bytes").strip().lower() or "bytes")
+        region = row["location_region"].strip()
+        if unit is None or not region:
+            unplaced += 1
+            continue
+        amount = out[BillKey(row["usage_start_time"][:10], "gcp", region, to)]
+        amount.bytes += unit * _number(path, line, "usage.amount", row["usage_amount"])
+        amount.usd += _number(path, line, "cost", row["cost"])
+        amount.lines += 1
     return dict(out), unplaced
 
 

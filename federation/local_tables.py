@@ -30,18 +30,20 @@ def live_table(desc: LocalFederation, traffic: dict[str, Any]) -> Any:
         title_justify="left",
     )
     for r in rows:
-        table.add_row(
-            r["cluster"],
-            f"{r['share']:.0%}",
-            f"{r['rps']:.1f}",
-            format_ms(r["p50Ms"]),
-            format_ms(r["p99Ms"]),
-            f"{r['errorShare']:.1%}",
-            r["path"],
-            f"{r['usdPerGB']:.3f}",
-            format_usd(r["usdPerHour"]),
-        )
+        table.add_row(r["cluster"], *_cells(r), f"{r['usdPerGB']:.3f}", format_usd(r["usdPerHour"]))
     return table
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    """A traffic row's share, req/s, p50 and p99 ms, error share and path class."""
+    return [
+        f"{r['share']:.0%}",
+        f"{r['rps']:.1f}",
+        format_ms(r["p50Ms"]),
+        format_ms(r["p99Ms"]),
+        f"{r['errorShare']:.1%}",
+        r["path"],
+    ]
 
 
 def format_ms(value: float | None) -> str:
@@ -64,16 +66,5 @@ def print_status_traffic(data: dict[str, Any]) -> None:
         title_justify="left",
     )
     for r in data["edges"]:
-        t.add_row(
-            r["from"],
-            r["service"],
-            r["cluster"],
-            f"{r['share']:.0%}",
-            f"{r['rps']:.1f}",
-            format_ms(r["p50Ms"]),
-            format_ms(r["p99Ms"]),
-            f"{r['errorShare']:.1%}",
-            r["path"],
-            format_usd(r["usdPerHour"]),
-        )
+        t.add_row(r["from"], r["service"], r["cluster"], *_cells(r), format_usd(r["usdPerHour"]))
     Console(width=200).print(t)
