@@ -67,6 +67,12 @@ def translate(err: Exception, what: str) -> ProviderError:
             return ThrottledError(
                 f"{what}: throttled by AWS; retry in a few seconds", provider="aws", retry_after_s=2
             )
+        if not message:  # e.g. a 404 from something that is not the AWS API
+            return ProviderError(
+                f"{what}: the endpoint answered {code or 'an error'} with no message (is"
+                " AWS_ENDPOINT_URL, or the service's own, pointing at the AWS API?)",
+                provider="aws",
+            )
         return ProviderError(f"{what}: {code}: {message}", provider="aws")
     if isinstance(err, botocore.exceptions.BotoCoreError):
         return ProviderError(f"{what}: {err}", provider="aws")

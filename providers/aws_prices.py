@@ -8,12 +8,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import botocore.config
 import botocore.exceptions
 
 from providers.aws import translate
 from providers.errors import ProviderConfigError
 from providers.price_lists import AWS_TRANSFER_TYPES, aws_price_table
 
+#: Seconds to connect and to wait for an answer, and attempts per call (botocore's own
+#: defaults, 60 s and 60 s, leave a user without a route waiting for minutes).
+CLIENT_CONFIG = botocore.config.Config(
+    connect_timeout=10, read_timeout=30, retries={"max_attempts": 4, "mode": "standard"}
+)
 #: The Price List Query API's endpoint regions (it answers only in these).
 AWS_PRICING_REGIONS = ("us-east-1", "ap-south-1", "eu-central-1")
 
@@ -63,7 +69,8 @@ def fetch_aws_price_table(
             f" {', '.join(AWS_PRICING_REGIONS)}",
             provider="aws",
         )
-    client = boto3.Session(profile_name=profile, region_name=region).client("pricing")
+    session = boto3.Session(profile_name=profile, region_name=region)
+    client = session.client("pricing", config=CLIENT_CONFIG)
 
     def counted() -> Iterator[dict[str, Any]]:
         for product in aws_products(client):
