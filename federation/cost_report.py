@@ -125,6 +125,17 @@ def alternatives(
     return out
 
 
+def _sums(
+    others: Mapping[tuple[str, str], tuple[float, float]], part: int
+) -> dict[str, tuple[float, float]]:
+    """:func:`alternatives` added up by service (``part`` 0) or by day (1)."""
+    out: dict[str, tuple[float, float]] = {}
+    for key, (spread, failover) in others.items():
+        was = out.get(key[part], (0.0, 0.0))
+        out[key[part]] = (was[0] + spread, was[1] + failover)
+    return out
+
+
 def _days(
     rows: list[LedgerRow], others: Mapping[tuple[str, str], tuple[float, float]]
 ) -> list[dict[str, Any]]:
@@ -132,10 +143,10 @@ def _days(
     spent: dict[str, DayCounts] = defaultdict(DayCounts)
     for day, _, counts in rows:
         spent[day] += counts
+    per_day = _sums(others, 1)
     out = []
     for day in sorted(spent):
-        spread = sum(v[0] for (_, d), v in others.items() if d == day)
-        failover = sum(v[1] for (_, d), v in others.items() if d == day)
+        spread, failover = per_day.get(day, (0.0, 0.0))
         out.append({"day": day, "bytes": spent[day].bytes, "usd": spent[day].egress_usd,
                     "roundRobinUsd": spread, "localityFailoverUsd": failover})  # fmt: skip
     return out
@@ -160,11 +171,11 @@ def report(
         by_path = paths[service]
         by_path[(src, dst, path)] = by_path.get((src, dst, path), DayCounts()) + counts
     others = alternatives(rows, prices)
+    per_service = _sums(others, 0)
     services: list[dict[str, Any]] = []
     for service, by_path in sorted(paths.items()):
         spent = sum(by_path.values(), DayCounts())
-        mine = [v for (svc, _), v in others.items() if svc == service]
-        spread, failover = sum(v[0] for v in mine), sum(v[1] for v in mine)
+        spread, failover = per_service.get(service, (0.0, 0.0))
         services.append(
             {
                 "service": service,

@@ -259,7 +259,6 @@ class Planner:
         self._prices_version = 0
         #: per (service, server): whether the policy fixes it, and the headroom in force
         self._headroom: dict[tuple[ServiceKey, ServerKey], tuple[bool, Headroom]] = {}
-        self._loads: dict[tuple[str, str, str], ZoneLoad] = {}
         self.solves = 0
         self.skipped = 0  # services a round left alone: inputs unmoved, plans converged
 
@@ -298,7 +297,7 @@ class Planner:
         changed."""
         now = self.clock()
         self._smooth(demand_rows(rows), now)
-        self._loads = zone_loads(served)
+        loads = zone_loads(served)
         wanted = {p.target: p for p in policies if p.spec.cost.mode == "optimize"}
         changed = False
         for key in list(self._services):
@@ -314,7 +313,7 @@ class Planner:
         for key, policy in sorted(wanted.items()):
             assert index is not None
             try:
-                changed |= self._plan_service(key, policy, index, records, prices, now)
+                changed |= self._plan_service(key, policy, index, records, prices, loads, now)
             except OptimizerError as err:
                 log.error("no new plan for %s/%s, the previous stays: %s", *key, err)
         if changed:
@@ -385,10 +384,11 @@ class Planner:
         index: RoundIndex,
         records: Mapping[str, ClusterRecord],
         prices: Mapping[str, PriceTable],
+        loads: Mapping[tuple[str, str, str], ZoneLoad],
         now: float,
     ) -> bool:
         state = self._services.setdefault(key, _ServicePlan())
-        servers = self._learned(key, policy, _servers(key, records, index))
+        servers = self._learned(key, policy, _servers(key, records, index), loads)
         demand = self._demand.get(key, {})
         callers = [
             Caller(cluster, where, d.rps, d.request_bytes, d.response_bytes)
@@ -412,10 +412,14 @@ class Planner:
         return self._step(key, state, problem, now)
 
     def _learned(
-        self, key: ServiceKey, policy: TrafficPolicy, servers: list[Server]
+        self,
+        key: ServiceKey,
+        policy: TrafficPolicy,
+        servers: list[Server],
+        loads: Mapping[tuple[str, str, str], ZoneLoad],
     ) -> list[Server]:
         """``servers`` with each one's headroom of this round (:func:`federation.lb.headroom.learn`
-        from the window's :class:`ZoneLoad`; fixed when the policy sets ``cost.headroom``)."""
+        from the window's ``loads``; fixed when the policy sets ``cost.headroom``)."""
         fixed = policy.spec.cost.headroom is not None
         base = policy.spec.cost.headroom or DEFAULT_HEADROOM
         out = []
@@ -424,7 +428,7 @@ class Planner:
             previous = was[1] if was is not None and was[0] == fixed else None
             if previous is None or (fixed and previous.value != base):
                 previous = declared(base, fixed=fixed)
-            load = self._loads.get((f"{key[1]}.{key[0]}", s.cluster, str(s.locality)))
+            load = loads.get((f"{key[1]}.{key[0]}", s.cluster, str(s.locality)))
             now = learn(previous, s.capacity_rps, load, fixed=fixed)
             self._headroom[(key, s.key)] = (fixed, now)
             out.append(replace(s, headroom=now.value) if s.capacity_rps is not None else s)
@@ -445,11 +449,11 @@ class Planner:
         failover = usd_per_hour(problem, failover_shares(problem))
         spread = usd_per_hour(problem, round_robin_shares(problem))
         state.binding = tuple(solution.binding)
-        state.headrooms = tuple(
+        state.headrooms = tuple(  # every server's was set by this round's _learned
             (s.cluster, str(s.locality), h.value, h.reason)
             for s in servers
             if s.capacity_rps is not None
-            and (h := self._headroom.get((key, s.key), (False, None))[1]) is not None
+            for _, h in [self._headroom[(key, s.key)]]
         )
         state.comparisons = {
             (c.cluster, str(c.locality)): (c.rps, failover[i], spread[i])
@@ -561,15 +565,15 @@ def _headroom_moved(old: Mapping[str, float], new: Mapping[str, float]) -> bool:
     """Whether a server's headroom fell since the last solve (trouble: act at once), or rose
     by :data:`HEADROOM_RESOLVE` or to the whole capacity (the relative threshold of
     :func:`inputs_moved` is too coarse for a share near 1)."""
-    return any(
-        name.startswith("headroom ")
-        and name in old
-        and (
-            value < old[name] - 1e-9
-            or value >= min(old[name] + HEADROOM_RESOLVE, 1.0) - 1e-9 > old[name]
-        )
-        for name, value in new.items()
-    )
+    for name, value in new.items():
+        if not name.startswith("headroom ") or name not in old:
+            continue
+        was = old[name]
+        fell = value < was - 1e-9
+        rose = value > was + 1e-9 and value >= min(was + HEADROOM_RESOLVE, 1.0) - 1e-9
+        if fell or rose:
+            return True
+    return False
 
 
 def _locality(text: str) -> Locality | None:

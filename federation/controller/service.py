@@ -497,11 +497,9 @@ class FederationService:
         Raises:
             ValueError: a bad ``since`` (the message says why).
         """
-        from federation.cost_report import report, window
+        from federation.cost_report import report
 
-        first, last = window(since, self.hub.clock())
-        self.hub.feed.flush()
-        rows = self.hub.store.traffic_days(first, last)
+        first, last, rows = self._ledger_rows(since)
         return report(rows, self.hub.price_tables(), first, last)
 
     def ledger(self, since: str) -> dict[str, Any]:
@@ -512,13 +510,23 @@ class FederationService:
         Raises:
             ValueError: a bad ``since``.
         """
-        from federation.cost_report import window
         from federation.traffic_days import ledger_rows_to_json
+
+        first, last, rows = self._ledger_rows(since)
+        return {"since": first, "until": last, "rows": ledger_rows_to_json(rows)}
+
+    def _ledger_rows(self, since: str) -> tuple[str, str, list[Any]]:
+        """The first and last UTC day of ``since`` on the controller's clock and the
+        ledger's rows between them, this replica's unwritten tables written first.
+
+        Raises:
+            ValueError: a bad ``since``.
+        """
+        from federation.cost_report import window
 
         first, last = window(since, self.hub.clock())
         self.hub.feed.flush()
-        rows = self.hub.store.traffic_days(first, last)
-        return {"since": first, "until": last, "rows": ledger_rows_to_json(rows)}
+        return first, last, self.hub.store.traffic_days(first, last)
 
 
 def _problem(m: Any, kind: str, members: set[str], member_list: str, hosts: dict[str, str]) -> str:

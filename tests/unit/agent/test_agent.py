@@ -244,6 +244,25 @@ class FakeEnvoy:
             self.process.returncode = 0
 
 
+async def _crash_once(
+    agent: ProxyAgent, envoy: FakeEnvoy, calls: list[str], failing_starts: int = 0
+) -> None:
+    """Run the agent until Envoy is ready, kill it (the next ``failing_starts`` starts fail
+    too), wait until a new Envoy is ready, then stop the agent."""
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop))
+    await asyncio.wait_for(agent.ready.wait(), 5)
+    envoy.failing_starts = failing_starts
+    assert envoy.process is not None
+    envoy.process.returncode = 1  # Envoy dies
+    for _ in range(100):
+        if calls.count("ready") == 2 and agent.ready.is_set():
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(run, 10)
+
+
 def test_the_supervisor_registers_restarts_a_dead_envoy_then_deregisters_and_drains() -> None:
     calls: list[str] = []
 
@@ -261,20 +280,7 @@ def test_the_supervisor_registers_restarts_a_dead_envoy_then_deregisters_and_dra
     envoy = FakeEnvoy(calls)
     agent.envoy = envoy  # type: ignore[assignment]
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        run = asyncio.create_task(agent.run(stop))
-        await asyncio.wait_for(agent.ready.wait(), 5)
-        assert envoy.process is not None
-        envoy.process.returncode = 1  # Envoy dies: restarted after backoff_s(0)
-        for _ in range(100):
-            if calls.count("start") == 2 and agent.ready.is_set():
-                break
-            await asyncio.sleep(0.05)
-        stop.set()
-        await asyncio.wait_for(run, 10)
-
-    asyncio.run(scenario())
+    asyncio.run(_crash_once(agent, envoy, calls))  # restarted after backoff_s(0)
     assert calls == ["register", "start", "ready", "start", "ready", "deregister", "drain", "stop"]
     assert settings.restarts == 1 and envoy.active == 0
 
@@ -288,21 +294,7 @@ def test_a_restart_that_fails_to_start_is_retried_and_a_first_start_that_fails_i
     envoy = FakeEnvoy(calls)
     agent.envoy = envoy  # type: ignore[assignment]
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        run = asyncio.create_task(agent.run(stop))
-        await asyncio.wait_for(agent.ready.wait(), 5)
-        envoy.failing_starts = 2
-        assert envoy.process is not None
-        envoy.process.returncode = 1
-        for _ in range(100):
-            if calls.count("ready") == 2 and agent.ready.is_set():
-                break
-            await asyncio.sleep(0.05)
-        stop.set()
-        await asyncio.wait_for(run, 10)
-
-    asyncio.run(scenario())
+    asyncio.run(_crash_once(agent, envoy, calls, failing_starts=2))
     assert calls.count("start") == 4 and calls.count("ready") == 2
     assert settings.restarts == 3
 
