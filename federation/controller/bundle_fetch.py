@@ -86,8 +86,14 @@ async def fetch_bundle(
     except TrustError as err:
         raise BundleFetchError(f"{endpoint.url}: {err}") from err
     except ssl.SSLCertVerificationError as err:
+        hint = (
+            "; if the endpoint's domain rotated its root without publishing it first"
+            " (rotate-root --publish-only), federate again with its new --bundle-file"
+            if endpoint.profile == "https_spiffe"
+            else ""
+        )
         raise BundleFetchError(
-            f"{endpoint.url}: TLS refused ({endpoint.profile}): {err.verify_message}"
+            f"{endpoint.url}: TLS refused ({endpoint.profile}): {err.verify_message}{hint}"
         ) from err
     except TimeoutError as err:
         raise BundleFetchError(f"{endpoint.url}: no answer within {timeout_s:g} s") from err

@@ -148,6 +148,7 @@ def test_the_bundle_endpoint_serves_both_profiles_and_the_client_refuses_imposto
         _check_conforming_answer(on_web.url, web_context, held)
         with pytest.raises(urllib.error.HTTPError) as not_found:  # it serves nothing else
             urllib.request.urlopen(f"https://127.0.0.1:{port}/v1/clusters", context=web_context)
+        not_found.value.close()  # its open answer holds the TLS socket
         assert not_found.value.code == 404
 
         # impostors
@@ -243,11 +244,18 @@ def test_a_controller_keeps_a_foreign_bundle_fresh_and_in_force_until_removed(
         got = run_meshfed(a.home, "get", "trustdomains").stdout
         assert "b.example" in got and "https_spiffe" in got, got
 
-        # b rotates its root: a holds both roots within b's refresh hint (2 s) + a round
-        run_meshfed(b.home, "trust", "rotate-root")
+        # b rotates its root as documented for federated meshes: it publishes the new root
+        # first, and a holds both within b's refresh hint (2 s) + a round; only then does
+        # the new root sign (b's endpoint SVID too), which a can still authenticate
+        run_meshfed(b.home, "trust", "rotate-root", "--publish-only")
         started = time.monotonic()
-        wait_until(lambda: fetched(2), 15, "b's new root at a")
+        published = wait_until(lambda: fetched(2), 15, "b's new root at a")
         print(f"b's rotation seen by a in {time.monotonic() - started:.1f} s")
+        run_meshfed(b.home, "trust", "rotate-root")
+        before = published["fetchedAt"]
+        wait_until(
+            lambda: (r := fetched(2)) and r["fetchedAt"] != before, 15, "a fetch signed anew"
+        )
 
         # b goes away: a keeps the bundle in force and says why
         assert b.proc is not None
