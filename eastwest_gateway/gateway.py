@@ -22,6 +22,7 @@ from federation.agent.prepare import (
     workload_identity,
 )
 from federation.agent.run import AgentParts, run_agent
+from federation.errors import ConfigError
 from federation.netaddr import is_loopback
 from federation.sync.node import GATEWAY_PORT, ProxyDescription
 
@@ -39,11 +40,16 @@ class GatewayConfig:
         agent: the common agent settings.
         listen: the passthrough listener's ``HOST:PORT``.
         advertise: the address other clusters use (None: ``listen``).
+        zone_local: the gateway of its zone only (its locality's zone, which it must
+            have): node id ``gateway~<cluster>~<zone>``; it forwards to the zone's
+            endpoints, others only when the zone has none left. The control plane reports
+            it with ``--zone-gateway ZONE=HOST:PORT``.
     """
 
     agent: AgentConfig
     listen: str = DEFAULT_LISTEN
     advertise: str | None = None
+    zone_local: bool = False
 
 
 def prepare_gateway(config: GatewayConfig) -> AgentParts:
@@ -63,13 +69,19 @@ def prepare_gateway(config: GatewayConfig) -> AgentParts:
     loc = locality(agent.locality, info)
     if not is_loopback(host):
         log.warning("gateway listens on %s, beyond loopback", host)
-    node_id = f"gateway~{agent.cluster}"
+    if config.zone_local and not loc.zone:
+        raise ConfigError(
+            f"--zone-local: the gateway's locality {loc} has no zone; give --locality"
+            " <cloud>/<region>/<zone>"
+        )
+    node_id = f"gateway~{agent.cluster}" + (f"~{loc.zone}" if config.zone_local else "")
     desc = ProxyDescription(
         node_id=node_id,
         role="gateway",
         locality=loc,
         listen=f"{host}:{port}",
         identity_dir=str(workdir(node_id) / "identity"),
+        zone_local=config.zone_local,
     )
     identity = workload_identity(
         agent.identity,

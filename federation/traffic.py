@@ -109,6 +109,9 @@ class Counters:
         egress_usd: US$ of those bytes at their paths' prices.
         duration_ms_sum: sum of request durations (ms).
         buckets: request count per duration bucket (not cumulative; the last is +Inf).
+        retries: attempts beyond each request's first (Envoy's
+            ``%UPSTREAM_REQUEST_ATTEMPT_COUNT%`` - 1): each one an attempt that failed and
+            was retried, which the caller did not see.
     """
 
     requests: int = 0
@@ -117,10 +120,19 @@ class Counters:
     egress_usd: float = 0.0
     duration_ms_sum: float = 0.0
     buckets: list[int] = field(default_factory=_buckets)
+    retries: int = 0
 
-    def add(self, request_bytes: int, response_bytes: int, duration_ms: float, usd: float) -> None:
-        """Count one request."""
+    def add(
+        self,
+        request_bytes: int,
+        response_bytes: int,
+        duration_ms: float,
+        usd: float,
+        retries: int = 0,
+    ) -> None:
+        """Count one request (``retries``: its attempts beyond the first)."""
         self.requests += 1
+        self.retries += retries
         self.request_bytes += request_bytes
         self.response_bytes += response_bytes
         self.egress_usd += usd
@@ -130,6 +142,7 @@ class Counters:
     def merge(self, other: Counters, sign: int = 1) -> None:
         """Add (``sign`` 1) or subtract (-1) ``other``'s counts."""
         self.requests += sign * other.requests
+        self.retries += sign * other.retries
         self.request_bytes += sign * other.request_bytes
         self.response_bytes += sign * other.response_bytes
         self.egress_usd += sign * other.egress_usd
@@ -214,7 +227,8 @@ def edge_rates(
     Returns:
         Per group, sorted by its labels: the labels, and ``requests`` (in the window), ``rps``,
         ``share`` (of the requests of the same source cluster and service; 0-1),
-        ``errorShare`` (5xx and no-response, 0-1), ``p50Ms`` / ``p99Ms`` (None without
+        ``errorShare`` (5xx and no-response, 0-1), ``retries`` (failed attempts retried
+        unseen by the caller, in the window), ``p50Ms`` / ``p99Ms`` (None without
         requests), ``requestBytesPerS``, ``responseBytesPerS``, ``usdPerHour``.
     """
     base = old.edges if old is not None and old.started_at == new.started_at else {}
@@ -250,6 +264,7 @@ def edge_rates(
                 "rps": c.requests * per_s,
                 "share": c.requests / totals[caller],
                 "errorShare": errors.get(key, 0) / c.requests,
+                "retries": c.retries,
                 "p50Ms": quantile_ms(0.5, c.buckets),
                 "p99Ms": quantile_ms(0.99, c.buckets),
                 "requestBytesPerS": c.request_bytes * per_s,

@@ -100,6 +100,11 @@ class TapCollector(Collector):
         duration = HistogramMetricFamily(
             "meshfed_proxy_request_duration_seconds", "Envoy's request duration", labels=names
         )
+        retries = CounterMetricFamily(
+            "meshfed_proxy_request_retries",
+            "Upstream attempts beyond each request's first (failed attempts retried)",
+            labels=names,
+        )
         with self._tap.lock:
             counts = {k: c.copy() for k, c in self._tap.counts.items()}
         for (upstream, served_by, code), c in sorted(counts.items()):
@@ -115,7 +120,8 @@ class TapCollector(Collector):
             sent.add_metric(values, c.request_bytes)
             received.add_metric(values, c.response_bytes)
             duration.add_metric(values, c.histogram(), c.duration_ms_sum / 1000)
-        yield from (requests, sent, received, duration)
+            retries.add_metric(values, c.retries)
+        yield from (requests, sent, received, duration, retries)
 
 
 def make_app(

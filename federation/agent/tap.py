@@ -5,9 +5,9 @@ The control plane gives a sidecar's outbound listener a file access log to the F
 agent named in its node metadata (``meshfed.io/traffic_log``;
 :func:`federation.controlplane.generate.listeners.traffic_log`): one short line per request
 -- Envoy cluster, ``x-meshfed-served-by``, response code, upstream wire bytes sent and
-received, duration (ms). :class:`TrafficTap` reads the FIFO (opened before Envoy starts and
-kept across Envoy restarts, so Envoy never blocks on opening it) in a thread at nice
-:data:`READER_NICE` and counts lines per
+received, duration (ms), upstream attempts. :class:`TrafficTap` reads the FIFO (opened
+before Envoy starts and kept across Envoy restarts, so Envoy never blocks on opening it) in
+a thread at nice :data:`READER_NICE` and counts lines per
 ``(Envoy cluster, served-by, code)`` (:class:`~federation.traffic.Counters`). Every
 :data:`REPORT_INTERVAL_S` while the counts changed, :meth:`TrafficTap.report_forever` sends
 them, cumulative, to the control plane's ``meshfed.traffic.v1.TrafficService/Report`` on its
@@ -48,22 +48,31 @@ READER_NICE = 10
 Key = tuple[str, str, int]
 
 
-def parse_line(line: bytes) -> tuple[Key, int, int, int] | None:
-    """One traffic-log line as ``(key, bytes sent, bytes received, duration ms)``; None for
-    a line that is not one (Envoy writes ``-`` for a missing value, counted as 0 / "").
+def parse_line(line: bytes) -> tuple[Key, int, int, int, int] | None:
+    """One traffic-log line as ``(key, bytes sent, bytes received, duration ms, retries)``;
+    None for a line that is not one (Envoy writes ``-`` for a missing value, counted as 0 /
+    ""). ``retries`` is the upstream attempt count less one (the seventh field; 0 in the six
+    fields an Envoy configured by an older control plane writes).
 
-    >>> parse_line(b"outbound|8080||echo.demo.svc.clusterset.local east/z1 200 52 310 3")
-    (('outbound|8080||echo.demo.svc.clusterset.local', 'east/z1', 200), 52, 310, 3)
+    >>> parse_line(b"outbound|8080||echo.demo.svc.clusterset.local east/z1 200 52 310 3 2")
+    (('outbound|8080||echo.demo.svc.clusterset.local', 'east/z1', 200), 52, 310, 3, 1)
     """
     parts = line.split()
-    if len(parts) != 6:
+    if len(parts) not in (6, 7):
         return None
     try:
         upstream, served_by = parts[0].decode(), parts[1].decode()
-        code, sent, received, duration = (0 if p == b"-" else int(p) for p in parts[2:])
+        code, sent, received, duration, *attempts = (0 if p == b"-" else int(p) for p in parts[2:])
     except (ValueError, UnicodeDecodeError):
         return None
-    return (upstream, "" if served_by == "-" else served_by, code), sent, received, duration
+    retries = max(0, attempts[0] - 1) if attempts else 0
+    return (
+        (upstream, "" if served_by == "-" else served_by, code),
+        sent,
+        received,
+        duration,
+        retries,
+    )
 
 
 class TrafficTap:
@@ -114,11 +123,11 @@ class TrafficTap:
             if parsed is None:
                 self.bad_lines += bool(line.strip())
                 continue
-            key, sent, received, duration_ms = parsed
+            key, sent, received, duration_ms, retries = parsed
             counters = counts.get(key)
             if counters is None:
                 counters = counts[key] = Counters()
-            counters.add(sent, received, duration_ms, 0.0)
+            counters.add(sent, received, duration_ms, 0.0, retries)
         self.lines += len(lines)
 
     def _read(self) -> None:
@@ -165,6 +174,7 @@ class TrafficTap:
                     response_bytes=c.response_bytes,
                     duration_ms_sum=c.duration_ms_sum,
                     duration_buckets=c.buckets,
+                    retries=c.retries,
                 )
                 for key, c in self.counts.items()
             ],

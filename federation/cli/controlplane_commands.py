@@ -109,6 +109,8 @@ def controlplane() -> None:
     metavar="HOST:PORT",
     help="This cluster's east-west gateway, as reported to the controller.",
 )
+@click.option("--zone-gateway", multiple=True, metavar="ZONE=HOST:PORT", help="A zone's own"
+              " gateway (proxy gateway --zone-local), reported (repeatable).")  # fmt: skip
 @click.option(
     "--otlp-collector",
     default=None,

@@ -242,6 +242,8 @@ def init_cmd(no_dns: bool, **values: Any) -> None:
     metavar="HOST:PORT",
     help="Address other clusters use (IP or hostname, e.g. a load balancer).  [default: --listen]",
 )
+@click.option("--zone-local", is_flag=True, help="Its zone's gateway (--locality's): to that zone's"
+              " endpoints only while it has any (controlplane serve --zone-gateway).")  # fmt: skip
 def gateway_cmd(**values: Any) -> None:
     """Run the east-west gateway: SNI passthrough to exported services only.
 

@@ -109,13 +109,12 @@ def shift_cmd(
       meshfed shift echo.demo --to b --steps 10,25,50,100 --interval 60s \\
           --max-error-rate 1%
 
-    Each step rewrites the service's TrafficPolicy with a closing http route named
-    meshfed-shift (the target at the step's weight, the rest at the remainder), then watches
-    every caller's requests to the service in the mesh's telemetry for the step's interval.
-    When the error rate (or p99, with --max-p99; or the egress dollars, with
-    --max-usd-per-hour, measured or projected for the next step) goes over its limit, or a
-    step ends with too little traffic to judge, the policy is put back as it was and the
-    command exits 3, saying why (Ctrl-C rolls back too). After the last step it stays.
+    Each step rewrites the service's TrafficPolicy with closing http routes named
+    meshfed-shift (the target at the step's weight, the rest at the remainder; the target's
+    5xx to GET, HEAD, OPTIONS, TRACE, PUT, DELETE retried elsewhere), then judges every
+    caller's attempts (retried ones too; p99 with --max-p99; egress $ with --max-usd-per-hour,
+    measured or projected) over each interval. A breach, too little traffic, or a target
+    cluster answering under half its share rolls the policy back, exit 3 (Ctrl-C too).
     Exit 0: done; 1: the controller could not be reached; 2: bad input, nothing changed;
     3: rolled back.
     """

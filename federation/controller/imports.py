@@ -14,7 +14,9 @@ Rules (KEP-1645 Multi-Cluster Services API, "Constraints and conflict resolution
   with its gateway address (as its control plane reports it, else as registered), network,
   locality and healthy endpoint count -- and, for an importer on the same network, the
   exporter's endpoints themselves, which it dials directly instead of through the gateway
-  (as Istio's multi-primary, same-network model).
+  (as Istio's multi-primary, same-network model). An exporter whose zones run gateways of
+  their own (zone-local gateways) lists them with the service's healthy endpoints in each
+  zone: callers elsewhere pick the zone, and its gateway keeps their requests in it.
 - An exporter with no gateway address yet (registered without one, and its control plane has
   not reported its load balancer's) is left out of every import until it has one; its
   export is ``Pending`` with a message saying so.
@@ -35,6 +37,7 @@ from federation.model.service import (
     RemoteCluster,
     ServiceImport,
     ServiceImportSpec,
+    ZoneGateway,
 )
 from federation.model.workload import ObjectMeta
 from federation.sync.messages import ClusterReport, ServiceKey, ServiceReport
@@ -85,6 +88,7 @@ def _remote(
             )
             for e in service.endpoints
         ]
+    by_zone = service.healthy_endpoints_by_zone if service is not None else {}
     return RemoteCluster(
         cluster=exporter,
         gateway=gateway_of(record, reports[exporter]),
@@ -92,6 +96,10 @@ def _remote(
         locality=record.locality,
         endpoints=service.healthy_endpoints if service is not None else 0,
         directEndpoints=direct,
+        zoneGateways=[
+            ZoneGateway(zone=zone, gateway=address, endpoints=by_zone.get(zone, 0))
+            for zone, address in sorted(reports[exporter].zone_gateways.items())
+        ],
     )
 
 

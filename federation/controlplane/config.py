@@ -4,14 +4,15 @@ and :func:`serve_config`, which checks the flags' values and fills the defaults.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from federation.controlplane.kube.config import KubeSettings
 from federation.controlplane.link.join import controller_urls
 from federation.errors import ConfigError
-from federation.model.locality import Locality
+from federation.model.locality import LOCALITY_PART, Locality
 from federation.netaddr import parse_host_port
 from federation.paths import default_trust_dir, meshfed_home
 from trust import pki
@@ -34,6 +35,9 @@ class ControlPlaneConfig:
             and later starts reuse ``<state_dir>/ca`` instead of ``ca_dir``.
         trust_domain: the trust domain to ask for when joining (default: the controller's).
         gateway: this cluster's east-west gateway ``host:port``, reported to the controller.
+        zone_gateways: zone -> ``host:port`` of that zone's own east-west gateway (``meshfed
+            proxy gateway --zone-local``), reported to the controller: callers elsewhere
+            pick the zone and the zone's gateway keeps their requests in it.
         otlp_collector: ``host:port`` of an OpenTelemetry collector for the sidecars' spans
             (:mod:`federation.controlplane.generate.tracing`); None: no tracing.
         telemetry: sidecars write a traffic log, their agents report it here and it is
@@ -56,6 +60,7 @@ class ControlPlaneConfig:
     join_token: str | None = None
     trust_domain: str | None = None
     gateway: str = ""
+    zone_gateways: dict[str, str] = field(default_factory=dict)
     ca_listen: str = "127.0.0.1:0"
     otlp_collector: str | None = None
     telemetry: bool = True
@@ -68,6 +73,26 @@ def _check_addresses(addresses: list[tuple[str, str]]) -> None:
             parse_host_port(value, what=flag)
         except ValueError as err:
             raise ConfigError(str(err)) from err
+
+
+def zone_gateways(values: Sequence[str]) -> dict[str, str]:
+    """``--zone-gateway ZONE=HOST:PORT`` (repeatable) as zone -> ``host:port``.
+
+    Raises:
+        ConfigError: not ``ZONE=HOST:PORT``, a zone that is no locality part, or a zone
+            given twice.
+    """
+    out: dict[str, str] = {}
+    for value in values:
+        zone, sep, address = value.partition("=")
+        if not sep or not LOCALITY_PART.match(zone) or not address:
+            raise ConfigError(
+                f"--zone-gateway {value!r}: give ZONE=HOST:PORT, e.g. us-east-1b=10.0.2.9:15443"
+            )
+        if zone in out:
+            raise ConfigError(f"--zone-gateway: zone {zone!r} given twice")
+        out[zone] = address
+    return out
 
 
 def kube_settings(
@@ -139,6 +164,7 @@ def serve_config(
     trust_domain: str | None,
     gateway: str,
     otlp_collector: str | None,
+    zone_gateway: Sequence[str] = (),
     no_telemetry: bool,
     kubernetes: bool,
     kubeconfig: Path | None,
@@ -169,6 +195,8 @@ def serve_config(
             raise ConfigError(str(err)) from err
     if gateway:
         addresses.append(("--gateway", gateway))
+    zones = zone_gateways(zone_gateway)
+    addresses += [("--zone-gateway", address) for address in zones.values()]
     if webhook_listen:
         addresses.append(("--webhook-listen", webhook_listen))
         if not kubernetes:
@@ -194,6 +222,7 @@ def serve_config(
         join_token=join_token,
         trust_domain=trust_domain,
         gateway=gateway,
+        zone_gateways=zones,
         otlp_collector=otlp_collector,
         telemetry=not no_telemetry,
         kubernetes=kube_settings(

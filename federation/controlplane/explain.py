@@ -149,9 +149,12 @@ def default_destinations(
     else:
         routes = [(_every_request(r, cluster), r.route, r.redirect) for r in policy.spec.http]
     earlier = False
-    for takes_all, shares, redirect in routes:
+    for i, (takes_all, shares, redirect) in enumerate(routes):
         if not takes_all:
-            earlier = True
+            # a narrower route to the same destinations (a shift's route for idempotent
+            # methods, say) does not change where requests go
+            same = next((r for r in routes[i:] if r[0]), None)
+            earlier = earlier or same is None or (shares, redirect) != same[1:]
             continue
         applies = "requests no route above matches" if earlier else "every request"
         if redirect is not None:

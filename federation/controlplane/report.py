@@ -19,9 +19,16 @@ from federation.sync.messages import ClusterReport
 
 
 def cluster_report(
-    state: RegistryState, cluster: str, gateway: str, rtt_ms: Mapping[str, float]
+    state: RegistryState,
+    cluster: str,
+    gateway: str,
+    rtt_ms: Mapping[str, float],
+    *,
+    zone_gateways: Mapping[str, str] | None = None,
 ) -> ClusterReport:
-    """The report for ``state`` (deterministic: equal states give equal reports)."""
+    """The report for ``state`` (deterministic: equal states give equal reports), with the
+    cluster's ``gateway`` and its zones' own gateways (``zone_gateways``, zone ->
+    ``host:port``)."""
     services: list[dict[str, Any]] = []
     exports: list[str] = []
     local = sorted({(w.metadata.namespace, w.spec.service) for w in state.workloads.values()})
@@ -73,6 +80,7 @@ def cluster_report(
             "services": services,
             "exports": exports,
             "gateway": gateway,
+            "zone_gateways": dict(sorted((zone_gateways or {}).items())),
             "rtt_ms": {k: round(v, 3) for k, v in sorted(rtt_ms.items())},
         }
     )

@@ -319,6 +319,7 @@ class ControlPlane:
             ca=ca,
             on_bundle=self._on_bundle,
             gateway=self.config.gateway,
+            zone_gateways=self.config.zone_gateways,
             rtt_ms=self.rtt.rtt_ms,
             crl_pem=lambda: self.authority.own_crl().decode(),
             on_crls=self.authority.set_member_crls,

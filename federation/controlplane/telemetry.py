@@ -164,6 +164,7 @@ class TrafficCounter:
                 0.0,
                 k.duration_ms_sum,
                 list(k.duration_buckets),
+                k.retries,
             )
             now[key] = current
             delta = current.copy()

@@ -644,12 +644,21 @@ class LocalFederationRunner:
                 self.progress(f"✓ {label} ({time.monotonic() - t0:.1f} s)")
         except (UpError, FederationError, OSError) as err:
             self.progress(f"✗ {err}")
-            stopped = stop_processes(self.record.processes)
-            remove_network(self.record.info.get("network", {}))
-            self.record.path.unlink(missing_ok=True)
-            raise UpError(f"meshfed up failed: {err} (stopped {len(stopped)} processes)") from err
+            stopped = self._abandon()
+            raise UpError(f"meshfed up failed: {err} (stopped {stopped} processes)") from err
+        except KeyboardInterrupt:  # Ctrl-C while starting: nothing is left behind either
+            self.progress(f"✗ interrupted: stopped {self._abandon()} processes")
+            raise
         self.record.info["upSeconds"] = round(time.monotonic() - started, 1)
         self.record.save()
+
+    def _abandon(self) -> int:
+        """Stop every process started so far, remove the isolated network and the record;
+        how many processes were stopped."""
+        stopped = stop_processes(self.record.processes)
+        remove_network(self.record.info.get("network", {}))
+        self.record.path.unlink(missing_ok=True)
+        return len(stopped)
 
 
 def _running_block(record: Record | None) -> str | None:

@@ -201,9 +201,10 @@ def _http_route(route: HTTPRoute, target: Target, ns: str, path: str) -> dict[st
         out["retries"] = _drop_none(
             {
                 "attempts": r.attempts,
+                # Istio's default is no per-try timeout (each attempt has the route's)
                 "perTryTimeoutMs": _ms(r.per_try_timeout, f"{path}.retries.perTryTimeout")
                 if r.per_try_timeout
-                else None,
+                else 0,
                 "retryOn": r.retry_on,
             }
         )

@@ -176,7 +176,16 @@ class RetrySettings(_Strict):
     """Route retries (``route.v3.RetryPolicy``); retries prefer another priority."""
 
     attempts: int = Field(default=2, ge=0, le=10)
-    per_try_timeout_ms: int = Field(default=2000, ge=10, le=600000, alias="perTryTimeoutMs")
+    #: 0: none, each attempt has the route's timeout (Istio's ``perTryTimeout`` left out)
+    per_try_timeout_ms: int = Field(default=2000, ge=0, le=600000, alias="perTryTimeoutMs")
+
+    @field_validator("per_try_timeout_ms")
+    @classmethod
+    def _not_tiny(cls, value: int) -> int:
+        if 0 < value < 10:
+            raise ValueError("must be 0 (none) or at least 10 ms")
+        return value
+
     retry_on: str = Field(
         default="connect-failure,reset,refused-stream,unavailable,503", alias="retryOn"
     )

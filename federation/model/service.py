@@ -13,11 +13,11 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from federation.model.locality import LocalityText
+from federation.model.locality import LOCALITY_PART, LocalityText
 from federation.model.workload import DNS_LABEL, ObjectMeta, Port, Protocol, _Strict
 
 
@@ -62,11 +62,43 @@ class DirectEndpoint(_Strict):
     weight: int = Field(default=1, ge=1, le=128)
 
 
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} must be HOST:PORT")
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
+class ZoneGateway(_Strict):
+    """A zone's own east-west gateway in a remote cluster (``meshfed proxy gateway
+    --zone-local``): it forwards to that zone's endpoints, others only when the zone has
+    none left, so a caller that picks this zone gets it across the gateway too."""
+
+    zone: str = Field(pattern=LOCALITY_PART.pattern)
+    gateway: HostPort = Field(description="host:port of the zone's gateway")
+    endpoints: int = Field(ge=0, description="healthy endpoints of the service in the zone")
+
+    @property
+    def gateway_host(self) -> str:
+        """The gateway's host (IP or hostname)."""
+        return self.gateway.rpartition(":")[0].strip("[]")
+
+    @property
+    def gateway_port(self) -> int:
+        """The gateway's port."""
+        return int(self.gateway.rpartition(":")[2])
+
+
 class RemoteCluster(_Strict):
-    """One cluster that serves an imported service."""
+    """One cluster that serves an imported service: through its east-west gateway, through
+    its zones' own gateways (``zoneGateways``; the cluster's gateway then stands for the
+    endpoints of the zones without one), or, on the caller's network, directly."""
 
     cluster: str = Field(pattern=DNS_LABEL)
-    gateway: str = Field(description="host:port of the cluster's east-west gateway")
+    gateway: HostPort = Field(description="host:port of the cluster's east-west gateway")
     network: str = "default"
     locality: LocalityText
     endpoints: int = Field(ge=0, description="healthy endpoints of the service there")
@@ -75,14 +107,11 @@ class RemoteCluster(_Strict):
         alias="directEndpoints",
         description="same network only: the endpoints, dialled directly",
     )
-
-    @field_validator("gateway")
-    @classmethod
-    def _gateway(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{value!r} must be HOST:PORT")
-        return value
+    zone_gateways: list[ZoneGateway] = Field(
+        default_factory=list,
+        alias="zoneGateways",
+        description="zones with a gateway of their own, and their healthy endpoints",
+    )
 
     @property
     def gateway_host(self) -> str:

@@ -15,11 +15,15 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from federation.errors import FederationError
+from federation.model.policy import RetrySettings
 from federation.traffic import format_usd
+
+#: meshfed's retry conditions when a policy gives none (``RetrySettings.retryOn``).
+DEFAULT_RETRY_ON: str = RetrySettings().retry_on
 
 #: The name of the closing route a shift writes (and replaces when it runs again).
 SHIFT_ROUTE = "meshfed-shift"
@@ -98,8 +102,10 @@ def step_policy(
     weight: int,
 ) -> dict[str, Any]:
     """The TrafficPolicy document of one step: ``base`` (the policy before the shift) with its
-    ``http`` routes but a previous shift route, then the shift route (``target`` at
-    ``weight`` %, ``rest`` at the remainder).
+    ``http`` routes but a previous shift's, then the two shift routes, both ``target`` at
+    ``weight`` % and ``rest`` at the remainder: the first for idempotent methods
+    (:data:`IDEMPOTENT_METHODS`), retrying the target's 5xx elsewhere
+    (:func:`shift_retries`), the second for every other request.
 
     Raises:
         ShiftError: ``base`` has a ``split`` (the shift's weights would replace it: move it
@@ -123,8 +129,38 @@ def step_policy(
     shares = [{"destination": dict(target), "weight": weight}]
     if weight < 100:
         shares.append({"destination": dict(rest), "weight": 100 - weight})
-    spec["http"] = [*routes, {"name": SHIFT_ROUTE, "route": shares}]
+    retried = {
+        "name": SHIFT_ROUTE,
+        "match": [{"method": {"regex": IDEMPOTENT_METHODS}}],
+        "route": shares,
+        "retries": shift_retries(spec.get("retries")),
+    }
+    spec["http"] = [*routes, retried, {"name": SHIFT_ROUTE, "route": copy.deepcopy(shares)}]
     return doc
+
+
+#: The methods whose requests a shift retries after a 5xx: RFC 9110 section 9.2.2's
+#: idempotent methods (a retry cannot do the work twice). Others (POST, PATCH) keep the
+#: policy's retries: an attempt the server may have acted on is not sent again.
+IDEMPOTENT_METHODS = "GET|HEAD|OPTIONS|TRACE|PUT|DELETE"
+
+
+def shift_retries(base: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The retries of a shift's route for idempotent methods: the policy's ``retries``
+    (else meshfed's defaults, without a per-try timeout) retrying on any 5xx too. A retry
+    prefers another priority (``previous_priorities``), and a cluster target's Envoy
+    cluster holds the target's localities first and the rest of the service after them
+    (:func:`federation.controlplane.generate.endpoints.prefer_cluster`): an attempt the
+    target failed is retried where the caller's traffic went before, and the caller does not
+    see it. Each such retry is counted (``retries`` in ``GET /v1/traffic``) and judged as a
+    failure of the step."""
+    out: dict[str, Any] = dict(base or {"perTryTimeoutMs": 0})
+    conditions = [c for c in str(out.get("retryOn", DEFAULT_RETRY_ON)).split(",") if c]
+    if "5xx" not in conditions:
+        conditions.append("5xx")
+    out["retryOn"] = ",".join(conditions)
+    out["attempts"] = max(1, int(out.get("attempts", 2)))
+    return out
 
 
 #: How long a step that ends with too few requests waits for more telemetry (s): sidecars
@@ -143,24 +179,61 @@ class StepStats:
     #: the service's egress US$/hour over the window, and its requests/s
     usd_per_hour: float = 0.0
     rps: float = 0.0
+    #: failed attempts the callers' sidecars retried (callers did not see them)
+    retries: int = 0
+    #: requests answered by each serving cluster
+    served: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float:
-        """Errors (5xx, no response) per request, 0-1; 0 without requests."""
-        return self.errors / self.requests if self.requests else 0.0
+        """Failed attempts per attempt, 0-1 (0 without requests): errors the callers saw
+        (5xx, no response) and attempts retried unseen, over requests and retries."""
+        attempts = self.requests + self.retries
+        return (self.errors + self.retries) / attempts if attempts else 0.0
 
 
 def stats_of(rows: Sequence[Mapping[str, Any]], service: str) -> StepStats:
-    """Sum ``/v1/traffic`` rows (any grouping that includes ``destination_service``) for
-    ``service`` (``<name>.<namespace>``); p99 is the largest of the rows' (an upper bound of
-    the whole's)."""
+    """Sum ``/v1/traffic`` rows (any grouping that includes ``destination_service``; with
+    ``destination_cluster`` too, :attr:`StepStats.served` is filled) for ``service``
+    (``<name>.<namespace>``); p99 is the largest of the rows' (an upper bound of the
+    whole's)."""
     mine = [r for r in rows if r.get("destination_service") == service]
     requests = sum(int(r["requests"]) for r in mine)
     errors = sum(round(float(r["errorShare"]) * int(r["requests"])) for r in mine)
     p99s = [float(r["p99Ms"]) for r in mine if r.get("p99Ms") is not None]
     usd = sum(float(r.get("usdPerHour") or 0) for r in mine)
     rps = sum(float(r.get("rps") or 0) for r in mine)
-    return StepStats(requests, errors, max(p99s) if p99s else None, usd, rps)
+    retries = sum(int(r.get("retries") or 0) for r in mine)
+    served: dict[str, int] = {}
+    for r in mine:
+        if r.get("destination_cluster"):
+            served[r["destination_cluster"]] = served.get(r["destination_cluster"], 0) + int(
+                r["requests"]
+            )
+    return StepStats(requests, errors, max(p99s) if p99s else None, usd, rps, retries, served)
+
+
+#: A step ends with its target cluster having served less than this fraction of its weight
+#: (e.g. under 25 % of the requests at a 50 % step): the shift rolls back. Outlier detection
+#: ejects a failing target and its share then goes elsewhere without failed attempts to
+#: count; this is what shows it. The fraction leaves room for the step's first seconds,
+#: before the step's routes reached every caller.
+MIN_SERVED_FRACTION = 0.5
+
+
+def under_served(stats: StepStats, target_cluster: str, weight: int) -> str | None:
+    """Why a step whose target is the member cluster ``target_cluster`` failed although its
+    callers saw no errors: the target answered under :data:`MIN_SERVED_FRACTION` of its
+    ``weight`` (%) share of ``stats``' requests; None when it did not, or without requests."""
+    if not stats.requests:
+        return None
+    share = stats.served.get(target_cluster, 0) / stats.requests
+    if share >= MIN_SERVED_FRACTION * weight / 100:
+        return None
+    return (
+        f"cluster {target_cluster} answered {share:.1%} of the requests, under half its"
+        f" {weight}% (failing attempts were retried elsewhere, or it was ejected)"
+    )
 
 
 def projected_usd_per_hour(
@@ -197,9 +270,10 @@ def verdict(
             )
         return None
     if stats.error_rate > max_error_rate:
+        retried = f"; {stats.retries} retried unseen" if stats.retries else ""
         return (
-            f"error rate {stats.error_rate:.2%} ({stats.errors} of {stats.requests} requests)"
-            f" is over --max-error-rate {max_error_rate:.2%}"
+            f"error rate {stats.error_rate:.2%} ({stats.errors} failed of {stats.requests}"
+            f" requests{retried}) is over --max-error-rate {max_error_rate:.2%}"
         )
     if max_p99_ms is not None and stats.p99_ms is not None and stats.p99_ms > max_p99_ms:
         return f"p99 {stats.p99_ms:.0f} ms is over --max-p99 {max_p99_ms:g} ms"

@@ -22,6 +22,7 @@ import yaml
 
 from federation.client import call
 from federation.shift.plan import (
+    TELEMETRY_LAG_S,
     StepStats,
     destination,
     parse_rate,
@@ -30,6 +31,7 @@ from federation.shift.plan import (
     stats_of,
     step_over,
     step_policy,
+    under_served,
     verdict,
 )
 from federation.traffic import format_usd
@@ -159,32 +161,61 @@ def _row(weight: int, stats: StepStats) -> dict[str, Any]:
         "weight": weight,
         "requests": stats.requests,
         "errorRate": stats.error_rate,
+        "retries": stats.retries,
         "p99Ms": stats.p99_ms,
         "usdPerHour": stats.usd_per_hour,
     }
 
 
 def stats_line(stats: StepStats) -> str:
-    """``N requests, errors E%, p99 P ms``."""
+    """``N requests, errors E% [(R retried)], p99 P ms, $/hour``."""
     p99 = f"{stats.p99_ms:.0f} ms" if stats.p99_ms is not None else "-"
     usd = format_usd(stats.usd_per_hour)
-    return f"{stats.requests} requests, errors {stats.error_rate:.2%}, p99 {p99}, {usd}/hour"
+    retried = f" ({stats.retries} retried)" if stats.retries else ""
+    return (
+        f"{stats.requests} requests, errors {stats.error_rate:.2%}{retried}, p99 {p99}, {usd}/hour"
+    )
 
 
 def traffic_now(url: str, token: str | None, service: str, window_s: float) -> StepStats:
-    """``service``'s traffic over the last ``window_s`` seconds (``GET /v1/traffic``)."""
+    """``service``'s traffic over the last ``window_s`` seconds (``GET /v1/traffic``), per
+    serving cluster too."""
     query = urlencode(
-        {"window": f"{max(1.0, min(300.0, window_s)):.0f}", "by": "destination_service"}
+        {
+            "window": f"{max(1.0, min(300.0, window_s)):.0f}",
+            "by": "destination_service,destination_cluster",
+        }
     )
     return stats_of(call("GET", url, f"/v1/traffic?{query}", token=token)["edges"], service)
 
 
+def served_check(
+    url: str, token: str | None, plan: ShiftPlan, weight: int, elapsed_s: float
+) -> str | None:
+    """At a step's end, with a member cluster as the target: why it must roll back because
+    the target answered too little of the traffic (:func:`federation.shift.plan.under_served`),
+    judged over the telemetry of the step's own requests only -- the last ``elapsed_s`` less
+    :data:`~federation.shift.plan.TELEMETRY_LAG_S` seconds. None to go on; also when the
+    target is a subset (the telemetry does not tell subsets apart), or when the step was too
+    short to leave :data:`MIN_SERVED_WINDOW_S` of its own telemetry."""
+    cluster = plan.target.get("cluster")
+    window = elapsed_s - TELEMETRY_LAG_S
+    if cluster is None or window < MIN_SERVED_WINDOW_S:
+        return None
+    return under_served(traffic_now(url, token, plan.request.service, window), cluster, weight)
+
+
+#: The least telemetry of a step's own requests (s) its served share is judged over.
+MIN_SERVED_WINDOW_S = 2.0
+
+
 def watch_step(
-    url: str, token: str | None, plan: ShiftPlan, say: Say
+    url: str, token: str | None, plan: ShiftPlan, weight: int, say: Say
 ) -> tuple[StepStats, str | None]:
-    """Judge one step every :data:`CHECK_EVERY_S` until it is over
-    (:func:`federation.shift.plan.step_over`); the last stats and the reason to roll back
-    (None: the step passed)."""
+    """Judge one step (at ``weight`` %) every :data:`CHECK_EVERY_S` until it is over
+    (:func:`federation.shift.plan.step_over`), and at its end what the target served
+    (:func:`served_check`); the last stats and the reason to roll back (None: the step
+    passed)."""
     r = plan.request
     began = time.monotonic()
     while True:
@@ -197,6 +228,8 @@ def watch_step(
             stats, plan.limit, r.max_p99_ms, r.min_requests, final=final,
             max_usd_per_hour=r.max_usd_per_hour,
         )  # fmt: skip
+        if reason is None and final:
+            reason = served_check(url, token, plan, weight, elapsed)
         if reason is not None or final:
             return stats, reason
 
@@ -256,7 +289,7 @@ def run_shift(url: str, token: str | None, plan: ShiftPlan, say: Say) -> ShiftOu
             say(
                 f"step {i}/{len(plan.docs)}: {weight}% to {describe(plan.target)} for {seconds:g} s"
             )
-            stats, reason = watch_step(url, token, plan, say)
+            stats, reason = watch_step(url, token, plan, weight, say)
             if reason is not None:
                 roll_back(url, token, plan, f"step {i} ({weight}%): {reason}", say)
                 return ShiftOutcome("rolled back", [*rows, _row(weight, stats)], reason)

@@ -99,6 +99,7 @@ def traffic_to_proto(table: TrafficTable) -> sync_pb2.TrafficReport:
                 egress_usd=c.egress_usd,
                 duration_ms_sum=c.duration_ms_sum,
                 duration_buckets=c.buckets,
+                retries=c.retries,
             )
             for e, c in table.edges.items()
             if edge_problem(e) is None
@@ -151,6 +152,7 @@ def traffic_from_proto(message: sync_pb2.ClusterReport) -> TrafficTable | None:
             e.egress_usd,
             e.duration_ms_sum,
             list(e.duration_buckets),
+            e.retries,
         )
     return table
 
@@ -220,6 +222,10 @@ def _import_to_proto(imp: ServiceImport) -> sync_pb2.ServiceImport:
                 endpoints=c.endpoints,
                 same_network=c.direct_endpoints is not None,
                 direct_endpoints=[_endpoint_to_proto(e) for e in c.direct_endpoints or []],
+                zone_gateways=[
+                    sync_pb2.ZoneGateway(zone=z.zone, gateway=z.gateway, endpoints=z.endpoints)
+                    for z in c.zone_gateways
+                ],
             )
             for c in imp.spec.clusters
         ],
@@ -255,6 +261,10 @@ def _import_from_proto(m: sync_pb2.ServiceImport) -> ServiceImport:
                     "directEndpoints": [endpoint(e) for e in c.direct_endpoints]
                     if c.same_network
                     else None,
+                    "zoneGateways": [
+                        {"zone": z.zone, "gateway": z.gateway, "endpoints": z.endpoints}
+                        for z in c.zone_gateways
+                    ],
                 }
                 for c in m.clusters
             ],

@@ -43,6 +43,16 @@ def _gateway(value: str) -> str:
     return value
 
 
+Gateway = Annotated[str, AfterValidator(_gateway)]
+
+
+def _zone_name(value: str) -> str:
+    """A zone's name (one locality part, ``us-east-1a``)."""
+    if not LOCALITY_PART.match(value):
+        raise ValueError(f"{value!r} is not a zone name")
+    return value
+
+
 def _zone_key(value: str) -> str:
     """A key of ``healthy_endpoints_by_zone``: a zone, or a region where the workload's
     locality has none (``aws/us-east-1``)."""
@@ -140,15 +150,20 @@ class ClusterReport(_Message):
         crl_pem: the cluster CA's current CRL (PEM; :mod:`trust.revocation`).
         intermediate_csr_pem: a CSR for the cluster's current intermediate key (PEM), for
             re-signing (:mod:`federation.controller.intermediates`).
+        zone_gateways: zone -> ``host:port`` of that zone's own east-west gateway
+            (``meshfed controlplane serve --zone-gateway``).
     """
 
     cluster: DnsLabel
     services: list[ServiceReport] = Field(default_factory=list)
     exports: list[Annotated[str, AfterValidator(_service_ref)]] = Field(default_factory=list)
-    gateway: Annotated[str, AfterValidator(_gateway)] = ""
+    gateway: Gateway = ""
     rtt_ms: dict[DnsLabel, NonNegative] = Field(default_factory=dict)
     crl_pem: str = ""
     intermediate_csr_pem: str = ""
+    zone_gateways: dict[Annotated[str, AfterValidator(_zone_name)], Gateway] = Field(
+        default_factory=dict
+    )
 
     def service(self, key: ServiceKey) -> ServiceReport | None:
         """The reported service ``(namespace, name)``, or None."""

@@ -101,6 +101,8 @@ class ProxyDescription:
         outbound_traffic_policy: where a captured connection to an address that is no
             service's goes: ``ALLOW_ANY`` (on to that address) or ``REGISTRY_ONLY``
             (closed); Istio's ``outboundTrafficPolicy.mode`` names and default.
+        zone_local: a gateway of its zone only (``meshfed proxy gateway --zone-local``):
+            it forwards to its zone's endpoints, others only when the zone has none left.
     """
 
     node_id: str
@@ -116,6 +118,7 @@ class ProxyDescription:
     upstreams: tuple[Upstream, ...] = ()
     capture: bool = False
     outbound_traffic_policy: OutboundTrafficPolicy = "ALLOW_ANY"
+    zone_local: bool = False
 
     @classmethod
     def from_node(cls, node: base_pb2.Node) -> ProxyDescription:
@@ -158,6 +161,7 @@ class ProxyDescription:
             outbound_traffic_policy=get(  # type: ignore[arg-type]
                 "outbound_traffic_policy", "ALLOW_ANY"
             ),
+            zone_local=role == "gateway" and get("zone_local", "false") == "true",
         )
 
     def metadata(self) -> dict[str, str]:
@@ -184,6 +188,7 @@ class ProxyDescription:
                 if self.capture
                 else {}
             ),
+            **({META_PREFIX + "zone_local": "true"} if self.zone_local else {}),
         }
 
     def expected_spiffe_id(self, trust_domain: str) -> str:

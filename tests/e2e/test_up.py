@@ -476,10 +476,27 @@ def test_ctrl_c_of_up_stops_what_demo_revive_started_too(tmp_path) -> None:
     assert _left_running(home, pids) == []
     assert _accepting(ports) == []
     assert Record.load(home) is None
-    # the policy applied before stays in the controller's store: the next up says so
-    again = meshfed("up", "--detach")
-    try:
-        assert "1 policies of an earlier run" in again.stderr, again.stderr
-        assert "TrafficPolicy demo/echo" in again.stderr, again.stderr
-    finally:
-        meshfed("down")
+    # the policy applied before stays in the controller's store: the next up says so as soon
+    # as its controller answers (then Ctrl-C: it need not start the whole federation again)
+    said: list[str] = []
+    with subprocess.Popen(
+        [MESHFED, "up"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    ) as again:  # fmt: skip
+        try:
+            assert again.stderr is not None
+            for line in again.stderr:  # bounded: up ends when interrupted, or on an error
+                said.append(line)
+                if "policies of an earlier run" in line:
+                    again.send_signal(signal.SIGINT)
+            again.wait(timeout=120)
+        finally:
+            if again.poll() is None:
+                again.kill()
+                again.wait(timeout=30)
+                meshfed("down")
+    text = "".join(said)
+    assert "1 policies of an earlier run" in text and "TrafficPolicy demo/echo" in text, text
+    # Ctrl-C while starting stopped what it had started: no record, no process
+    assert "interrupted: stopped" in text and Record.load(home) is None, text
+    assert again.returncode != 0 and _left_running(home, []) == [], text

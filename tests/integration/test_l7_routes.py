@@ -339,6 +339,9 @@ def test_meshfed_shift_moves_traffic_step_by_step_and_dry_run_changes_nothing(fe
 
 
 def test_meshfed_shift_rolls_back_when_the_target_starts_failing(fed) -> None:
+    """c starts answering 500 at the shift's second step under 50 req/s: the callers'
+    sidecars retry c's failures on a (issue 42: at most 5 failed requests seen by the caller;
+    were 82-103), the shift judges the retried attempts as failures and rolls back, exit 3."""
     apply(fed, BASE)  # the policy before the shift: everything local to a
     wait_until(lambda: statuses(fed.client_port, 20) == Counter({"a": 20}), 20, "back to a")
     fail = fed.fail_file("c-echo-1")
@@ -370,11 +373,16 @@ def test_meshfed_shift_rolls_back_when_the_target_starts_failing(fed) -> None:
     print(err)
     assert rc == 3, err
     assert broke < float("inf"), err  # the shift reached step 2 before c failed
-    assert "rolling back: step" in err and "error rate" in err and "over --max-error-rate" in err
+    # c's failed attempts were retried on a (the callers saw none of them) and judged as
+    # failures of the step -- or c, ejected, answered too little of its share
+    rolled = next(x for x in err.splitlines() if x.startswith("rolling back: step 2 (50%)"))
+    assert "over --max-error-rate" in rolled or "under half its 50%" in rolled, rolled
+    assert " retried)" in err, err  # the step's lines count the retries
     assert _shift_route(fed) == []  # the policy is as it was
     failed = [s for s in load.failures() if s.at >= broke]
     after = [s for s in load.failures() if s.at > ended + 2]
     print(f"failed requests while c failed and before the rollback: {len(failed)}")
+    assert len(failed) <= 5, failed  # issue 42: were 82-103 before retries on the stable
     assert after == [], after  # none once the rollback is in force
 
 

@@ -145,7 +145,9 @@ def _add_remote(
     gateways: bool,
 ) -> None:
     """A remote cluster of the port's ServiceImport: its endpoints dialled directly (same
-    network, no subset), else its east-west gateway (unless ``gateways`` is False)."""
+    network, no subset), else (unless ``gateways`` is False) each of its zone-local gateways
+    at its zone, weighted by the zone's healthy endpoints, and its east-west gateway at the
+    cluster's locality for the endpoints of the zones without one."""
     where = Locality.parse(rc.locality)
     if rc.direct_endpoints is not None and not labels:  # same network: dial directly
         for i, e in enumerate(rc.direct_endpoints):
@@ -158,16 +160,32 @@ def _add_remote(
             key = (rc.cluster, Locality(where.region, e.zone or where.zone))
             found.add(key, f"~{rc.cluster}~{i:05d}", endpoint, e.weight if e.healthy else 0)
     elif gateways:
+        covered = 0
+        for zg in rc.zone_gateways:  # a zone with a gateway of its own: a locality of its own
+            key = (rc.cluster, Locality(where.region, zg.zone))
+            found.via_gateway.add(key)
+            endpoint = lb_endpoint(
+                zg.gateway_host,
+                zg.gateway_port,
+                health=_health(zg.endpoints > 0),
+                weight=zg.endpoints,
+                tls_mode="mutual",
+            )
+            found.add(key, f"~{rc.cluster}~{zg.zone}", endpoint, zg.endpoints)
+            covered += zg.endpoints
+        rest = max(0, rc.endpoints - covered)  # the zones without one: the cluster's gateway
+        if rc.zone_gateways and rest == 0:
+            return
         key = (rc.cluster, where)
         found.via_gateway.add(key)
         endpoint = lb_endpoint(
             rc.gateway_host,
             rc.gateway_port,
-            health=_health(rc.endpoints > 0),
-            weight=rc.endpoints,
+            health=_health(rest > 0),
+            weight=rest,
             tls_mode="mutual",
         )
-        found.add(key, f"~{rc.cluster}", endpoint, rc.endpoints)
+        found.add(key, f"~{rc.cluster}", endpoint, rest)
 
 
 def _candidates(
@@ -216,6 +234,7 @@ def placement(
     gateways: bool = True,
     labels: Mapping[str, str] | None = None,
     only_cluster: str | None = None,
+    by_locality: bool = False,
 ) -> Placement:
     """Candidates of one service port, priced and timed (:func:`federation.lb.paths.path_facts`:
     US$/GB of the path, RTT measured by the control plane, else estimated) and decided
@@ -232,7 +251,9 @@ def placement(
     A subset (``labels``): only local workloads carrying every label, and every remote cluster
     through its gateway -- even on the same network, whose endpoints' labels are not known
     here -- where the subset's SNI (``port.subset``) picks its workloads. ``only_cluster``:
-    that member cluster's candidates only.
+    that member cluster's candidates only. ``by_locality``: plain locality failover from
+    ``caller`` (its zone first), whatever the service's TrafficPolicy distributes or plans --
+    a zone-local gateway's, whose callers elsewhere already picked its zone.
     """
     found = _Found()
     if only_cluster is None or only_cluster == caller_cluster:
@@ -242,9 +263,10 @@ def placement(
         if only_cluster is None or rc.cluster == only_cluster:
             _add_remote(found, rc, port, include_tls_mode, labels, gateways=gateways)
     candidates = _candidates(found, caller, caller_cluster, state)
-    inputs = PolicyInputs.from_policy(state.policies.get((port.namespace, port.service)))
+    policy = state.policies.get((port.namespace, port.service))
+    inputs = PolicyInputs.from_policy(None if by_locality else policy)
     choices = decide(caller, caller_cluster, candidates, inputs)
-    plan = state.plans.get((port.namespace, port.service, str(caller)))
+    plan = None if by_locality else state.plans.get((port.namespace, port.service, str(caller)))
     if inputs.mode == "optimize" and plan is not None:
         choices = with_plan(choices, [(c, Locality.parse(loc), s) for c, loc, s in plan.shares])
     return Placement(choices, dict(found.members))
@@ -303,8 +325,10 @@ def load_assignment(
     include_remote: bool = True,
     cluster_name: str | None = None,
     labels: Mapping[str, str] | None = None,
+    by_locality: bool = False,
 ) -> endpoint_pb2.ClusterLoadAssignment:
-    """The endpoints of one service port as seen from ``caller`` (see :func:`placement`).
+    """The endpoints of one service port as seen from ``caller`` (see :func:`placement`,
+    which ``by_locality`` is passed to).
 
     Args:
         include_tls_mode: which local workloads to include (a gRPC cluster has one transport
@@ -321,6 +345,7 @@ def load_assignment(
         include_tls_mode=include_tls_mode,
         include_remote=include_remote,
         labels=labels,
+        by_locality=by_locality,
     )
     return assignment(cluster_name or port.cluster_name, placed.choices, placed.members)
 

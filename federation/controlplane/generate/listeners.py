@@ -115,10 +115,13 @@ def access_log(direction: str, peers: str = "") -> accesslog_pb2.AccessLog:
 
 #: One line per outbound request for the agent's traffic counter (:mod:`federation.agent.tap`
 #: parses it): the Envoy cluster, the ``x-meshfed-served-by`` answer, the response code,
-#: upstream wire bytes sent and received, and the duration (ms), separated by spaces.
+#: upstream wire bytes sent and received, the duration (ms), and the upstream attempts (more
+#: than 1: the router retried, e.g. on the stable destination during a shift), separated by
+#: spaces.
 TRAFFIC_LOG_FORMAT = (
     "%UPSTREAM_CLUSTER% %RESP(X-MESHFED-SERVED-BY)% %RESPONSE_CODE%"
-    " %UPSTREAM_WIRE_BYTES_SENT% %UPSTREAM_WIRE_BYTES_RECEIVED% %DURATION%\n"
+    " %UPSTREAM_WIRE_BYTES_SENT% %UPSTREAM_WIRE_BYTES_RECEIVED% %DURATION%"
+    " %UPSTREAM_REQUEST_ATTEMPT_COUNT%\n"
 )
 
 

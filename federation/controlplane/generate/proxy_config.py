@@ -527,8 +527,10 @@ def _gateway(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         found, assignments, passthrough = ctx.memo(
             "gateway",
             key,
-            caller,
-            lambda key=key: _gateway_service(state, caller, ctx.ports_of(key)),  # type: ignore[misc]
+            (caller, proxy.zone_local),
+            lambda key=key: _gateway_service(  # type: ignore[misc]
+                state, caller, ctx.ports_of(key), by_locality=proxy.zone_local
+            ),
             exported=True,
         )
         out[resource.CLUSTER] += found
@@ -540,10 +542,12 @@ def _gateway(ctx: PushContext, proxy: ProxyDescription) -> Resources:
 
 
 def _gateway_service(
-    state: RegistryState, caller: Locality, ports: list[ServicePort]
+    state: RegistryState, caller: Locality, ports: list[ServicePort], *, by_locality: bool
 ) -> tuple[list[Message], list[Message], list[PassthroughRoute]]:
     """What one service adds to the east-west gateway: a cluster and assignment of its local
-    sidecars per port (and per TrafficPolicy subset), and the SNI routes to them."""
+    sidecars per port (and per TrafficPolicy subset), and the SNI routes to them. A
+    zone-local gateway (``by_locality``) orders them by locality alone, its zone first
+    (:func:`endpoints.placement`)."""
     found: list[Message] = []
     assignments: list[Message] = []
     routes: list[PassthroughRoute] = []
@@ -557,6 +561,7 @@ def _gateway_service(
             include_tls_mode=frozenset({"mutual"}),
             include_remote=False,
             cluster_name=port.gateway_cluster_name,
+            by_locality=by_locality,
         )
         found.append(clusters.gateway_cluster(port))
         assignments.append(cla)
@@ -575,6 +580,7 @@ def _gateway_service(
                     include_remote=False,
                     cluster_name=name,
                     labels=subset.labels,
+                    by_locality=by_locality,
                 )
             )
             routes.append(PassthroughRoute(replace(port, subset=subset.name).sni, name))

@@ -48,10 +48,11 @@ def retry_policy(settings: RetrySettings | None = None) -> rc.RetryPolicy:
     overrides the attempts, per-try timeout and conditions. Retries never pick the same host
     twice and prefer another priority (``envoy.retry_priorities.previous_priorities``)."""
     if settings is not None:
+        per_try = settings.per_try_timeout_ms
         return rc.RetryPolicy(
             retry_on=settings.retry_on.replace("503", "retriable-status-codes"),
             num_retries={"value": settings.attempts},
-            per_try_timeout=duration_ms(settings.per_try_timeout_ms),
+            per_try_timeout=duration_ms(per_try) if per_try else None,
             retry_host_predicate=[
                 rc.RetryPolicy.RetryHostPredicate(
                     name="envoy.retry_host_predicates.previous_hosts",

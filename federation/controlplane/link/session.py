@@ -28,7 +28,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -112,6 +112,7 @@ class FederationLink:
         ca: the cluster's intermediate CA (issues the sync SVID).
         on_bundle: called with the new :class:`TrustBundle` when the controller sends one.
         gateway: this cluster's east-west gateway ``host:port`` as reported ("" if none).
+        zone_gateways: zone -> ``host:port`` of that zone's own gateway, as reported.
         rtt_ms: other cluster -> measured RTT (ms), reported as is (owned by the RTT prober).
         crl_pem: returns this cluster CA's current CRL (PEM), sent with every report.
         on_crls: called with every member's CRL (cluster -> PEM) from each update.
@@ -135,6 +136,7 @@ class FederationLink:
         ca: LocalCertificateAuthority,
         on_bundle: Callable[[TrustBundle], None],
         gateway: str = "",
+        zone_gateways: Mapping[str, str] | None = None,
         rtt_ms: dict[str, float] | None = None,
         crl_pem: Callable[[], str] = lambda: "",
         on_crls: Callable[[dict[str, str]], None] = lambda _crls: None,
@@ -163,6 +165,7 @@ class FederationLink:
         self._ca = ca
         self._on_bundle = on_bundle
         self._gateway = gateway
+        self._zone_gateways = dict(zone_gateways or {})
         self._changed = asyncio.Event()
         sid = ca.trust_domain.workload_id(
             CONTROL_PLANE_NAMESPACE, control_plane_service_account(info.cluster)
@@ -244,7 +247,13 @@ class FederationLink:
 
     def report(self) -> ClusterReport:
         """The report for the current registry state."""
-        report = cluster_report(self._registry.state, self.info.cluster, self._gateway, self.rtt_ms)
+        report = cluster_report(
+            self._registry.state,
+            self.info.cluster,
+            self._gateway,
+            self.rtt_ms,
+            zone_gateways=self._zone_gateways,
+        )
         return report.model_copy(
             update={"crl_pem": self._crl_pem(), "intermediate_csr_pem": self._csr.decode()}
         )

@@ -73,7 +73,7 @@ class ServiceReport(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortInfo, _Mapping]]] = ..., service_accounts: _Optional[_Iterable[str]] = ..., healthy_endpoints_by_zone: _Optional[_Mapping[str, int]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ...) -> None: ...
 
 class ClusterReport(_message.Message):
-    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports", "crl_pem", "intermediate_csr_pem", "traffic", "protocol", "acked_version", "trace", "report_version", "base_report", "removed_services")
+    __slots__ = ("cluster", "services", "gateway", "rtt_ms", "exports", "crl_pem", "intermediate_csr_pem", "traffic", "protocol", "acked_version", "trace", "report_version", "base_report", "removed_services", "zone_gateways")
     class RttMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,13 @@ class ClusterReport(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ZoneGatewaysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +102,7 @@ class ClusterReport(_message.Message):
     REPORT_VERSION_FIELD_NUMBER: _ClassVar[int]
     BASE_REPORT_FIELD_NUMBER: _ClassVar[int]
     REMOVED_SERVICES_FIELD_NUMBER: _ClassVar[int]
+    ZONE_GATEWAYS_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     services: _containers.RepeatedCompositeFieldContainer[ServiceReport]
     gateway: str
@@ -109,7 +117,8 @@ class ClusterReport(_message.Message):
     report_version: int
     base_report: int
     removed_services: _containers.RepeatedCompositeFieldContainer[ServiceRef]
-    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., crl_pem: _Optional[str] = ..., intermediate_csr_pem: _Optional[str] = ..., traffic: _Optional[_Union[TrafficReport, _Mapping]] = ..., protocol: _Optional[int] = ..., acked_version: _Optional[int] = ..., trace: _Optional[_Union[ChangeTrace, _Mapping]] = ..., report_version: _Optional[int] = ..., base_report: _Optional[int] = ..., removed_services: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ...) -> None: ...
+    zone_gateways: _containers.ScalarMap[str, str]
+    def __init__(self, cluster: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., gateway: _Optional[str] = ..., rtt_ms: _Optional[_Mapping[str, float]] = ..., exports: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., crl_pem: _Optional[str] = ..., intermediate_csr_pem: _Optional[str] = ..., traffic: _Optional[_Union[TrafficReport, _Mapping]] = ..., protocol: _Optional[int] = ..., acked_version: _Optional[int] = ..., trace: _Optional[_Union[ChangeTrace, _Mapping]] = ..., report_version: _Optional[int] = ..., base_report: _Optional[int] = ..., removed_services: _Optional[_Iterable[_Union[ServiceRef, _Mapping]]] = ..., zone_gateways: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ChangeTrace(_message.Message):
     __slots__ = ("origin_cluster", "origin_version", "changed_at", "reported_at", "received_at", "sent_at")
@@ -128,7 +137,7 @@ class ChangeTrace(_message.Message):
     def __init__(self, origin_cluster: _Optional[str] = ..., origin_version: _Optional[int] = ..., changed_at: _Optional[float] = ..., reported_at: _Optional[float] = ..., received_at: _Optional[float] = ..., sent_at: _Optional[float] = ...) -> None: ...
 
 class EdgeTraffic(_message.Message):
-    __slots__ = ("source_locality", "destination_service", "destination_cluster", "destination_locality", "path_class", "response_code_class", "requests", "request_bytes", "response_bytes", "egress_usd", "duration_ms_sum", "duration_buckets")
+    __slots__ = ("source_locality", "destination_service", "destination_cluster", "destination_locality", "path_class", "response_code_class", "requests", "request_bytes", "response_bytes", "egress_usd", "duration_ms_sum", "duration_buckets", "retries")
     SOURCE_LOCALITY_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_SERVICE_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_CLUSTER_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +150,7 @@ class EdgeTraffic(_message.Message):
     EGRESS_USD_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_SUM_FIELD_NUMBER: _ClassVar[int]
     DURATION_BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
     source_locality: str
     destination_service: str
     destination_cluster: str
@@ -153,7 +163,8 @@ class EdgeTraffic(_message.Message):
     egress_usd: float
     duration_ms_sum: float
     duration_buckets: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, source_locality: _Optional[str] = ..., destination_service: _Optional[str] = ..., destination_cluster: _Optional[str] = ..., destination_locality: _Optional[str] = ..., path_class: _Optional[str] = ..., response_code_class: _Optional[str] = ..., requests: _Optional[int] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., egress_usd: _Optional[float] = ..., duration_ms_sum: _Optional[float] = ..., duration_buckets: _Optional[_Iterable[int]] = ...) -> None: ...
+    retries: int
+    def __init__(self, source_locality: _Optional[str] = ..., destination_service: _Optional[str] = ..., destination_cluster: _Optional[str] = ..., destination_locality: _Optional[str] = ..., path_class: _Optional[str] = ..., response_code_class: _Optional[str] = ..., requests: _Optional[int] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., egress_usd: _Optional[float] = ..., duration_ms_sum: _Optional[float] = ..., duration_buckets: _Optional[_Iterable[int]] = ..., retries: _Optional[int] = ...) -> None: ...
 
 class TrafficReport(_message.Message):
     __slots__ = ("started_at", "duration_bounds_ms", "edges")
@@ -166,7 +177,7 @@ class TrafficReport(_message.Message):
     def __init__(self, started_at: _Optional[float] = ..., duration_bounds_ms: _Optional[_Iterable[float]] = ..., edges: _Optional[_Iterable[_Union[EdgeTraffic, _Mapping]]] = ...) -> None: ...
 
 class RemoteCluster(_message.Message):
-    __slots__ = ("cluster", "gateway", "network", "locality", "endpoints", "same_network", "direct_endpoints")
+    __slots__ = ("cluster", "gateway", "network", "locality", "endpoints", "same_network", "direct_endpoints", "zone_gateways")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +185,7 @@ class RemoteCluster(_message.Message):
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     SAME_NETWORK_FIELD_NUMBER: _ClassVar[int]
     DIRECT_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    ZONE_GATEWAYS_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     gateway: str
     network: str
@@ -181,7 +193,18 @@ class RemoteCluster(_message.Message):
     endpoints: int
     same_network: bool
     direct_endpoints: _containers.RepeatedCompositeFieldContainer[EndpointReport]
-    def __init__(self, cluster: _Optional[str] = ..., gateway: _Optional[str] = ..., network: _Optional[str] = ..., locality: _Optional[str] = ..., endpoints: _Optional[int] = ..., same_network: _Optional[bool] = ..., direct_endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ...) -> None: ...
+    zone_gateways: _containers.RepeatedCompositeFieldContainer[ZoneGateway]
+    def __init__(self, cluster: _Optional[str] = ..., gateway: _Optional[str] = ..., network: _Optional[str] = ..., locality: _Optional[str] = ..., endpoints: _Optional[int] = ..., same_network: _Optional[bool] = ..., direct_endpoints: _Optional[_Iterable[_Union[EndpointReport, _Mapping]]] = ..., zone_gateways: _Optional[_Iterable[_Union[ZoneGateway, _Mapping]]] = ...) -> None: ...
+
+class ZoneGateway(_message.Message):
+    __slots__ = ("zone", "gateway", "endpoints")
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    zone: str
+    gateway: str
+    endpoints: int
+    def __init__(self, zone: _Optional[str] = ..., gateway: _Optional[str] = ..., endpoints: _Optional[int] = ...) -> None: ...
 
 class ServiceImport(_message.Message):
     __slots__ = ("namespace", "name", "ports", "service_accounts", "clusters", "ips")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rtraffic.proto\x12\x12meshfed.traffic.v1\"\xc4\x01\n\nKeyTraffic\x12\x18\n\x10upstream_cluster\x18\x01 \x01(\t\x12\x11\n\tserved_by\x18\x02 \x01(\t\x12\x15\n\rresponse_code\x18\x03 \x01(\r\x12\x10\n\x08requests\x18\x04 \x01(\x04\x12\x15\n\rrequest_bytes\x18\x05 \x01(\x04\x12\x16\n\x0eresponse_bytes\x18\x06 \x01(\x04\x12\x17\n\x0f\x64uration_ms_sum\x18\x07 \x01(\x01\x12\x18\n\x10\x64uration_buckets\x18\x08 \x03(\x04\"z\n\x0cProxyTraffic\x12\x0c\n\x04node\x18\x01 \x01(\x0c\x12\x12\n\nstarted_at\x18\x02 \x01(\x01\x12\x1a\n\x12\x64uration_bounds_ms\x18\x03 \x03(\x01\x12,\n\x04keys\x18\x04 \x03(\x0b\x32\x1e.meshfed.traffic.v1.KeyTraffic\"\x11\n\x0fProxyTrafficAck2a\n\x0eTrafficService\x12O\n\x06Report\x12 .meshfed.traffic.v1.ProxyTraffic\x1a#.meshfed.traffic.v1.ProxyTrafficAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rtraffic.proto\x12\x12meshfed.traffic.v1\"\xd5\x01\n\nKeyTraffic\x12\x18\n\x10upstream_cluster\x18\x01 \x01(\t\x12\x11\n\tserved_by\x18\x02 \x01(\t\x12\x15\n\rresponse_code\x18\x03 \x01(\r\x12\x10\n\x08requests\x18\x04 \x01(\x04\x12\x15\n\rrequest_bytes\x18\x05 \x01(\x04\x12\x16\n\x0eresponse_bytes\x18\x06 \x01(\x04\x12\x17\n\x0f\x64uration_ms_sum\x18\x07 \x01(\x01\x12\x18\n\x10\x64uration_buckets\x18\x08 \x03(\x04\x12\x0f\n\x07retries\x18\t \x01(\x04\"z\n\x0cProxyTraffic\x12\x0c\n\x04node\x18\x01 \x01(\x0c\x12\x12\n\nstarted_at\x18\x02 \x01(\x01\x12\x1a\n\x12\x64uration_bounds_ms\x18\x03 \x03(\x01\x12,\n\x04keys\x18\x04 \x03(\x0b\x32\x1e.meshfed.traffic.v1.KeyTraffic\"\x11\n\x0fProxyTrafficAck2a\n\x0eTrafficService\x12O\n\x06Report\x12 .meshfed.traffic.v1.ProxyTraffic\x1a#.meshfed.traffic.v1.ProxyTrafficAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,11 +32,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'traffic_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_KEYTRAFFIC']._serialized_start=38
-  _globals['_KEYTRAFFIC']._serialized_end=234
-  _globals['_PROXYTRAFFIC']._serialized_start=236
-  _globals['_PROXYTRAFFIC']._serialized_end=358
-  _globals['_PROXYTRAFFICACK']._serialized_start=360
-  _globals['_PROXYTRAFFICACK']._serialized_end=377
-  _globals['_TRAFFICSERVICE']._serialized_start=379
-  _globals['_TRAFFICSERVICE']._serialized_end=476
+  _globals['_KEYTRAFFIC']._serialized_end=251
+  _globals['_PROXYTRAFFIC']._serialized_start=253
+  _globals['_PROXYTRAFFIC']._serialized_end=375
+  _globals['_PROXYTRAFFICACK']._serialized_start=377
+  _globals['_PROXYTRAFFICACK']._serialized_end=394
+  _globals['_TRAFFICSERVICE']._serialized_start=396
+  _globals['_TRAFFICSERVICE']._serialized_end=493
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class KeyTraffic(_message.Message):
-    __slots__ = ("upstream_cluster", "served_by", "response_code", "requests", "request_bytes", "response_bytes", "duration_ms_sum", "duration_buckets")
+    __slots__ = ("upstream_cluster", "served_by", "response_code", "requests", "request_bytes", "response_bytes", "duration_ms_sum", "duration_buckets", "retries")
     UPSTREAM_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     SERVED_BY_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class KeyTraffic(_message.Message):
     RESPONSE_BYTES_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_SUM_FIELD_NUMBER: _ClassVar[int]
     DURATION_BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
     upstream_cluster: str
     served_by: str
     response_code: int
@@ -24,7 +25,8 @@ class KeyTraffic(_message.Message):
     response_bytes: int
     duration_ms_sum: float
     duration_buckets: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, upstream_cluster: _Optional[str] = ..., served_by: _Optional[str] = ..., response_code: _Optional[int] = ..., requests: _Optional[int] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., duration_ms_sum: _Optional[float] = ..., duration_buckets: _Optional[_Iterable[int]] = ...) -> None: ...
+    retries: int
+    def __init__(self, upstream_cluster: _Optional[str] = ..., served_by: _Optional[str] = ..., response_code: _Optional[int] = ..., requests: _Optional[int] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., duration_ms_sum: _Optional[float] = ..., duration_buckets: _Optional[_Iterable[int]] = ..., retries: _Optional[int] = ...) -> None: ...
 
 class ProxyTraffic(_message.Message):
     __slots__ = ("node", "started_at", "duration_bounds_ms", "keys")

@@ -88,15 +88,20 @@ def test_what_no_sidecar_answered_is_unknown_and_what_is_not_a_service_is_not_co
 
 
 def test_the_agent_parses_envoys_traffic_log_lines() -> None:
-    assert parse_line(f"{ECHO} eu/eu-west-1b 200 1000 9000 12".encode()) == (
+    assert parse_line(f"{ECHO} eu/eu-west-1b 200 1000 9000 12 1".encode()) == (
         (ECHO, "eu/eu-west-1b", 200),
         1000,
         9000,
         12,
+        0,
     )
-    assert parse_line(f"{ECHO} - 503 - - 0".encode()) == ((ECHO, "", 503), 0, 0, 0)
+    assert parse_line(f"{ECHO} - 503 - - 0 -".encode()) == ((ECHO, "", 503), 0, 0, 0, 0)
+    # three attempts: two retried; six fields (an Envoy of an older control plane): none
+    assert parse_line(f"{ECHO} eu/z 200 1 2 3 3".encode()) == ((ECHO, "eu/z", 200), 1, 2, 3, 2)
+    assert parse_line(f"{ECHO} eu/z 200 1 2 3".encode()) == ((ECHO, "eu/z", 200), 1, 2, 3, 0)
     assert parse_line(b"garbage") is None
     assert parse_line(f"{ECHO} eu/z two 1 2 3".encode()) is None
+    assert parse_line(f"{ECHO} eu/z 200 1 2 3 4 5".encode()) is None
 
 
 def test_the_tap_counts_lines_split_anywhere_and_its_reports_become_deltas(tmp_path) -> None:
@@ -120,9 +125,9 @@ def test_the_tap_counts_lines_split_anywhere_and_its_reports_become_deltas(tmp_p
     [(edge, got)] = counter.table.edges.items()
     assert edge.destination_locality == "aws/eu-west-1/eu-west-1b" and got.requests == 3
     assert got.egress_usd == pytest.approx(30_000 * 0.02 / 1e9)
-    tap.feed(f"{ECHO} eu/eu-west-1b 200 1000 9000 12\n".encode())
+    tap.feed(f"{ECHO} eu/eu-west-1b 200 1000 9000 12 3\n".encode())  # two attempts retried
     counter.add_report(node.id, EAST, tap.message())
-    assert got.requests == 4
+    assert (got.requests, got.retries) == (4, 2)
     restarted = TrafficTap(tap.path, node.SerializeToString())  # a restarted agent
     restarted.started_at = tap.started_at + 1
     restarted.feed(f"{ECHO} eu/eu-west-1b 200 1000 9000 12\n".encode())
@@ -274,6 +279,7 @@ def _exposition(collector: TrafficCollector) -> list[str]:
 def test_traffic_crosses_the_sync_wire_and_other_buckets_are_refused() -> None:
     table = TrafficTable(123.5)
     table.record(_edge(), 100, 900, 5, 2e-8)
+    table.edges[_edge()].retries = 3
     report = ClusterReport(cluster="east")
     message = report_to_proto(report, table)
     got = traffic_from_proto(message)

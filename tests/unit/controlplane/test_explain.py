@@ -4,6 +4,7 @@ table."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from federation.controlplane.explain import explain
@@ -71,6 +72,18 @@ def test_a_completed_shift_sends_everything_to_its_target_and_says_so() -> None:
     half = shifted.replace("weight: 100}]", "weight: 25}, {destination: {}, weight: 75}]")
     [port, *_] = _explain(half)["ports"]
     assert _shares(port) == {"west": 1.0 * 0.25, "east": 0.75}
+
+
+def test_a_shifts_route_for_idempotent_methods_does_not_narrow_what_every_request_does() -> None:
+    """A shift writes its route twice, the first for idempotent methods only (with 5xx
+    retries): both send to the same destinations, so every request goes by them."""
+    from federation.shift.plan import step_policy
+
+    base = load_documents(POLICY)[0].model_dump(by_alias=True, exclude_none=True)
+    doc = step_policy(base, {"cluster": "west"}, {}, 25)
+    [port, *_] = _explain(f"  http: {json.dumps(doc['spec']['http'])}\n")["ports"]
+    assert port["appliesTo"] == "every request"
+    assert _shares(port) == {"west": 0.25, "east": 0.75}
 
 
 def test_requests_a_matching_route_takes_are_not_in_the_default_table() -> None:

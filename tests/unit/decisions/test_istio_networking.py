@@ -220,6 +220,19 @@ def test_durations_are_go_durations_and_zero_is_refused() -> None:
     route = policy.spec.http[0]
     assert route.timeout_ms == 1500
     assert route.retries is not None and route.retries.per_try_timeout_ms == 500
+    # no perTryTimeout: none (Istio's default: each attempt has the route's timeout), not
+    # meshfed's 2 s
+    [doc] = load_documents(
+        VS + "spec: {hosts: [echo], http: [{retries: {attempts: 3},"
+        " route: [{destination: {host: echo}}]}]}\n"
+    )
+    [policy] = translate([doc]).policies.values()
+    retries = policy.spec.http[0].retries
+    assert retries is not None and retries.per_try_timeout_ms == 0
+    from federation.controlplane.generate.routes import retry_policy
+
+    assert not retry_policy(retries).HasField("per_try_timeout")
+    assert retry_policy(route.retries).per_try_timeout.ToMilliseconds() == 500
     [doc] = load_documents(
         VS + "spec: {hosts: [echo], http: [{timeout: 0s, route: [{destination: {host: echo}}]}]}\n"
     )

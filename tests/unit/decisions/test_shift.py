@@ -56,16 +56,25 @@ def test_each_step_closes_the_policys_routes_with_the_shift_route_and_stays_vali
     docs = [step_policy(BASE, {"subset": "v2"}, {}, w) for w in (10, 100)]
     first, last = (d["spec"]["http"] for d in docs)
     assert first[0]["name"] == "canary"  # the policy's own routes stay in front
+    shares = [{"destination": {"subset": "v2"}, "weight": 10}, {"destination": {}, "weight": 90}]
+    # idempotent methods: a 5xx of the target is retried (on another priority), the
+    # policy's defaults otherwise, without a per-try timeout the policy did not ask for
     assert first[1] == {
         "name": SHIFT_ROUTE,
-        "route": [
-            {"destination": {"subset": "v2"}, "weight": 10},
-            {"destination": {}, "weight": 90},
-        ],
+        "match": [{"method": {"regex": "GET|HEAD|OPTIONS|TRACE|PUT|DELETE"}}],
+        "route": shares,
+        "retries": {
+            "perTryTimeoutMs": 0,
+            "retryOn": "connect-failure,reset,refused-stream,unavailable,503,5xx",
+            "attempts": 2,
+        },
     }
-    assert last[1]["route"] == [{"destination": {"subset": "v2"}, "weight": 100}]
+    assert first[2] == {"name": SHIFT_ROUTE, "route": shares}  # POST and the rest: as before
+    assert (
+        last[1]["route"] == last[2]["route"] == [{"destination": {"subset": "v2"}, "weight": 100}]
+    )
     again = step_policy(docs[0], {"cluster": "b"}, {}, 50)  # a second shift replaces the first
-    assert [r["name"] for r in again["spec"]["http"]] == ["canary", SHIFT_ROUTE]
+    assert [r["name"] for r in again["spec"]["http"]] == ["canary", SHIFT_ROUTE, SHIFT_ROUTE]
     assert BASE["spec"]["http"] == [
         {"name": "canary", "match": [{"headers": {"x-canary": {"exact": "1"}}}]}
     ]  # not modified
@@ -92,7 +101,7 @@ def test_stats_sum_the_services_rows_and_verdicts_name_the_breach() -> None:
     assert stats == StepStats(150, 2, 90.0)
     assert verdict(stats, 0.02, None, 20, final=False) is None  # 1.33 % <= 2 %
     reason = verdict(stats, 0.01, None, 20, final=False)
-    assert reason is not None and "error rate 1.33% (2 of 150 requests)" in reason
+    assert reason is not None and "error rate 1.33% (2 failed of 150 requests)" in reason
     reason = verdict(stats, 0.05, 50, 20, final=False)
     assert reason is not None and "p99 90 ms" in reason
     few = StepStats(5, 5, None)
@@ -153,3 +162,39 @@ def test_the_next_steps_dollars_are_projected_from_before_the_shift_and_the_last
     )
     assert over_budget(before, None, 10, 2.0) is None  # the first step: nothing to project
     assert over_budget(before, (10, at_10), 100, None) is None
+
+
+def test_attempts_retried_unseen_count_as_failures_of_the_step() -> None:
+    """Issue 42: during a shift the callers' sidecars retry the target's failures elsewhere,
+    so the callers see none; the step is judged on failed attempts -- the errors seen and the
+    retries -- over all attempts."""
+    rows = [
+        {"destination_service": "echo.demo", "destination_cluster": "a", "requests": 180,
+         "errorShare": 0.0, "p99Ms": 9.0, "retries": 12},
+        {"destination_service": "echo.demo", "destination_cluster": "c", "requests": 20,
+         "errorShare": 0.0, "p99Ms": 4.0},
+    ]  # fmt: skip
+    stats = stats_of(rows, "echo.demo")
+    assert (stats.requests, stats.errors, stats.retries) == (200, 0, 12)
+    assert stats.served == {"a": 180, "c": 20}
+    assert stats.error_rate == pytest.approx(12 / 212)
+    reason = verdict(stats, 0.02, None, 20, final=False)
+    assert reason is not None
+    assert "error rate 5.66% (0 failed of 200 requests; 12 retried unseen)" in reason
+    assert verdict(StepStats(200, 0, 5.0), 0.02, None, 20, final=False) is None
+
+
+def test_a_target_that_answers_too_little_of_its_share_fails_the_step() -> None:
+    """A failing target ejected by outlier detection leaves no failed attempts to count: its
+    share goes elsewhere at once. At a step's end the target cluster must have answered at
+    least half its weight of the requests."""
+    from federation.shift.plan import under_served
+
+    ejected = StepStats(400, 0, 5.0, served={"a": 390, "c": 10})
+    reason = under_served(ejected, "c", 50)
+    assert reason is not None and "cluster c answered 2.5% of the requests" in reason
+    assert "under half its 50%" in reason
+    assert under_served(StepStats(400, 0, 5.0, served={"a": 220, "c": 180}), "c", 50) is None
+    assert under_served(StepStats(400, 0, 5.0, served={"c": 400}), "c", 100) is None
+    assert under_served(StepStats(400, 0, 5.0, served={"c": 150, "a": 250}), "c", 100) is not None
+    assert under_served(StepStats(0, 0, None), "c", 50) is None  # nothing to judge
