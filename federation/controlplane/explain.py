@@ -48,7 +48,8 @@ def _rows(choices: list[Choice]) -> list[dict[str, Any]]:
                 "rttSource": cand.rtt_source,
                 "usdPerGB": cand.usd_per_gb,
                 "path": cand.path,
-                "reason": c.reason,
+                "via": cand.via or "direct",
+                "reason": f"{c.reason}; through {cand.via}" if cand.via else c.reason,
             }
         )
     return rows

@@ -61,6 +61,8 @@ class Candidate:
         rtt_source: ``measured`` (the control plane's probe), ``estimated`` or ``unknown``.
         usd_per_gb: price of the path from these endpoints to the caller.
         path: its path class (``same-zone`` ... ``cross-cloud``).
+        via: the hop that reaches them, when not dialled directly: ``gateway HOST:PORT`` (a
+            remote cluster's east-west gateway) or ``zone gateway HOST:PORT`` (its zone's own).
     """
 
     cluster: str
@@ -72,6 +74,7 @@ class Candidate:
     rtt_source: RttSource = "unknown"
     usd_per_gb: float = 0.0
     path: str = ""
+    via: str = ""
 
 
 @dataclass(frozen=True, slots=True)

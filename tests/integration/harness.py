@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -510,6 +510,7 @@ def start_sidecar_agent(
     workload_token: str | None = None,
     labels: dict[str, str] | None = None,
     upstreams: list[str] | None = None,
+    locality: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """``meshfed proxy sidecar`` for one workload (``labels``: its WorkloadEntry's, besides
     ``app``); returns the agent and its inbound port.
@@ -555,6 +556,8 @@ def start_sidecar_agent(
         argv += ["--label", f"{key}={value}"]
     for upstream in upstreams or []:
         argv += ["--upstream", upstream]
+    if locality:
+        argv += ["--locality", locality]
     proc = procs.spawn(
         f"agent-{cp.cluster}-{name or service}-{inbound}",
         argv,
@@ -564,12 +567,19 @@ def start_sidecar_agent(
 
 
 def start_gateway(
-    procs: Processes, home: Path, cp: ControlPlaneHandle, listen: str
+    procs: Processes,
+    home: Path,
+    cp: ControlPlaneHandle,
+    listen: str,
+    extra_args: Sequence[str] = (),
+    name: str = "",
 ) -> subprocess.Popen[bytes]:
-    """``meshfed proxy gateway`` (east-west gateway) of ``cp``'s cluster on ``listen``."""
+    """``meshfed proxy gateway`` (east-west gateway) of ``cp``'s cluster on ``listen``
+    (``extra_args``: more flags, e.g. ``--zone-local``; ``name``: its process's, default
+    ``gateway-<cluster>``)."""
     token = cp.mint("meshfed-system", "eastwest-gateway")
     return procs.spawn(
-        f"gateway-{cp.cluster}",
+        name or f"gateway-{cp.cluster}",
         [
             MESHFED,
             "--log-level",
@@ -582,6 +592,7 @@ def start_gateway(
             f"127.0.0.1:{cp.xds_port}",
             "--listen",
             listen,
+            *extra_args,
         ],
         env=dict(meshfed_env(home), MESHFED_WORKLOAD_TOKEN=token),
     )

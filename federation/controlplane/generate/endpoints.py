@@ -83,13 +83,16 @@ class Placement:
 @dataclass
 class _Found:
     """Endpoints found per candidate ``(cluster, locality)``, their serving weights, and
-    which candidates are one gateway endpoint."""
+    which candidates are gateway endpoints (each standing for its healthy endpoints' count),
+    with the hop named: ``gateway HOST:PORT`` or ``zone gateway HOST:PORT``."""
 
     members: Members = field(default_factory=lambda: defaultdict(list))
     weights: dict[tuple[str, Locality], list[int]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    via_gateway: set[tuple[str, Locality]] = field(default_factory=set)
+    via_gateway: dict[tuple[str, Locality], list[str]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
     def add(
         self,
@@ -163,7 +166,7 @@ def _add_remote(
         covered = 0
         for zg in rc.zone_gateways:  # a zone with a gateway of its own: a locality of its own
             key = (rc.cluster, Locality(where.region, zg.zone))
-            found.via_gateway.add(key)
+            found.via_gateway[key].append(f"zone gateway {zg.gateway}")
             endpoint = lb_endpoint(
                 zg.gateway_host,
                 zg.gateway_port,
@@ -177,7 +180,7 @@ def _add_remote(
         if rc.zone_gateways and rest == 0:
             return
         key = (rc.cluster, where)
-        found.via_gateway.add(key)
+        found.via_gateway[key].append(f"gateway {rc.gateway}")
         endpoint = lb_endpoint(
             rc.gateway_host,
             rc.gateway_port,
@@ -203,7 +206,8 @@ def _candidates(
             measured_rtt_ms=state.rtt_ms.get(cluster) if cluster != caller_cluster else None,
             prices=prices,
         )
-        if (cluster, loc) in found.via_gateway:  # one gateway endpoint standing for ``ws[0]``
+        via = found.via_gateway.get((cluster, loc), [])
+        if via:  # gateway endpoints, each standing for its zone's or cluster's endpoints
             healthy, total = sum(ws), max(sum(ws), 1)
         else:
             healthy, total = sum(1 for x in ws if x > 0), len(ws)
@@ -218,6 +222,7 @@ def _candidates(
                 rtt_source=facts.rtt_source,
                 usd_per_gb=facts.usd_per_gb,
                 path=facts.path,
+                via=", ".join(via),
             )
         )
     return candidates

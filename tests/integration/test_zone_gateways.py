@@ -1,0 +1,171 @@
+"""Zone-local east-west gateways (issue 42), end to end on loopback with real Envoy.
+
+A controller and two clusters: ``a`` (aws/us-east-1, the caller's sidecar only) and ``b``
+(aws/eu-west-1) with one ``echo`` replica in each of its zones ``eu-west-1a`` and
+``eu-west-1b`` and a gateway per zone (``meshfed proxy gateway --zone-local``), which b's
+control plane reports with ``--zone-gateway``. A TrafficPolicy ``distribute`` sends a's
+requests 70/30 to b's zones. What a user sees: the requests land in each zone at its
+share, each zone's gateway forwards only into its own zone (Envoy's per-host counters of
+the gateways), and when a zone's replica goes, its share moves to the other zone without a
+failed request.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import owned_processes
+from tests.integration.federations import HOST, policy_yaml
+from tests.integration.harness import (
+    ControllerHandle,
+    ControlPlaneHandle,
+    Processes,
+    RateLoop,
+    free_port,
+    get,
+    run_meshfed,
+    start_echo,
+    start_gateway,
+    start_sidecar_agent,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+A = "aws/us-east-1/us-east-1a"
+B_REGION = "aws/eu-west-1"
+ZONES = ("eu-west-1a", "eu-west-1b")
+EXPORT = (
+    "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+    "metadata: {name: echo, namespace: demo}\nspec: {cluster: b}\n"
+)
+DISTRIBUTE = policy_yaml(
+    "  locality:\n    distribute:\n"
+    f"    - from: '{A}'\n"
+    f"      to: {{'{B_REGION}/{ZONES[0]}': 70, '{B_REGION}/{ZONES[1]}': 30}}\n"
+)
+
+
+def _join(procs: Processes, home: Path, ctl: ControllerHandle, name: str, locality: str,
+          gateway: str, extra: list[str]) -> ControlPlaneHandle:  # fmt: skip
+    out = run_meshfed(
+        home, "cluster", "join", name, "--controller", ctl.url, "--locality", locality,
+        "--network", f"net-{name}", "--gateway", gateway, "-o", "json",
+    ).stdout  # fmt: skip
+    cp = ControlPlaneHandle(
+        procs, home, name, locality,
+        extra_args=[
+            "--network", f"net-{name}", "--controller", f"127.0.0.1:{ctl.api_port}",
+            "--join-token", json.loads(out)["token"], "--gateway", gateway, *extra,
+        ],
+    )  # fmt: skip
+    cp.start()
+    return cp
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory):
+    base = tmp_path_factory.mktemp("zones")
+    home = base / "home"
+    with owned_processes(base) as procs:
+        ctl = ControllerHandle(procs, home)
+        ctl.start()
+        gateways = {z: f"127.0.2.1:{free_port('127.0.2.1')}" for z in ZONES}
+        admins = {z: free_port() for z in ZONES}
+        zone_flags = [f for z, gw in gateways.items() for f in ("--zone-gateway", f"{z}={gw}")]
+        a = _join(procs, home, ctl, "a", A, f"127.0.1.1:{free_port('127.0.1.1')}", [])
+        b = _join(procs, home, ctl, "b", f"{B_REGION}/{ZONES[0]}", gateways[ZONES[0]], zone_flags)
+        for z in ZONES:
+            start_gateway(
+                procs, home, b, gateways[z], name=f"gateway-b-{z}",
+                extra_args=["--zone-local", "--locality", f"{B_REGION}/{z}",
+                            "--admin-port", str(admins[z])],
+            )  # fmt: skip
+        replicas = {}
+        for i, z in enumerate(ZONES, start=1):
+            app_port = free_port()
+            app = start_echo(procs, f"b-echo-{z}", app_port, "b")
+            agent, _ = start_sidecar_agent(
+                procs, home, b, service="echo", address=f"127.0.2.{10 + i}",
+                app_port=app_port, service_port=8080, name=f"b-echo-{z}",
+                locality=f"{B_REGION}/{z}",
+            )  # fmt: skip
+            replicas[z] = (app, agent)
+        run_meshfed(home, "apply", "-f", "-", input_text=EXPORT + "---\n" + DISTRIBUTE)
+        client = free_port()
+        start_sidecar_agent(
+            procs, home, a, service="frontend", address="127.0.1.10", app_port=free_port(),
+            service_port=8080, outbound_port=client,
+        )  # fmt: skip
+        f = {"home": home, "ctl": ctl, "client": client, "admins": admins, "replicas": replicas}
+        wait_until(lambda: _zones(f, 20).keys() == set(ZONES), 60, "both of b's zones serving a")
+        yield f
+
+
+def _zones(fed: dict[str, Any], n: int) -> Counter[str]:
+    """Where ``n`` requests from a's caller landed: the serving echo's zone."""
+    out: Counter[str] = Counter()
+    for _ in range(n):
+        status, body, _ = get(fed["client"], HOST, "/")
+        if status == 200:
+            out[body["name"].removeprefix("b-echo-")] += 1
+    return out
+
+
+def _gateway_hosts(admin_port: int) -> dict[str, int]:
+    """A gateway's upstream connections so far, per endpoint's zone (Envoy admin
+    ``/clusters?format=json``: each host's ``cx_total`` and locality), echo's cluster only."""
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{admin_port}/clusters?format=json", timeout=5
+    ) as answer:
+        statuses = json.loads(answer.read())["cluster_statuses"]
+    out: Counter[str] = Counter()
+    for cluster in statuses:
+        if HOST not in cluster["name"]:
+            continue
+        for host in cluster.get("host_statuses", []):
+            cx = next((int(s.get("value", 0)) for s in host["stats"] if s["name"] == "cx_total"), 0)
+            out[host["locality"].get("zone", "")] += cx
+    return dict(out)
+
+
+def test_each_zone_gets_its_share_through_its_own_gateway_and_nothing_crosses_zones(fed) -> None:
+    """The plan's per-zone shares (here a ``distribute`` rule: 70/30) hold across b's
+    gateways: the served shares are within 5 % of them, and each zone's gateway opened
+    connections only to its own zone's endpoint (0 cross-zone at the gateway hop)."""
+    served = _zones(fed, 400)
+    total = sum(served.values())
+    assert total == 400, served
+    shares = {z: served[z] / total for z in ZONES}
+    print(f"served per zone: {shares}")
+    assert abs(shares[ZONES[0]] - 0.7) <= 0.05 and abs(shares[ZONES[1]] - 0.3) <= 0.05, served
+    for zone, admin in fed["admins"].items():
+        hosts = _gateway_hosts(admin)
+        print(f"gateway {zone}: connections per endpoint zone {hosts}")
+        assert hosts.get(zone, 0) > 0, hosts
+        assert all(cx == 0 for z, cx in hosts.items() if z != zone), hosts
+    # explain names the zone gateways as the hop
+    out = run_meshfed(fed["home"], "explain", "echo.demo", "--from", "a", "-o", "json").stdout
+    hops = {r["locality"]: r["via"] for r in json.loads(out)["ports"][0]["rows"]}
+    assert {h.split()[:2] == ["zone", "gateway"] for h in hops.values()} == {True}, hops
+    assert set(hops) == {f"{B_REGION}/{z}" for z in ZONES}, hops
+
+
+def test_a_zone_that_loses_its_endpoints_gives_its_share_to_the_other_without_failures(
+    fed,
+) -> None:
+    app, agent = fed["replicas"][ZONES[1]]
+    with RateLoop(fed["client"], HOST, rps=50, max_seconds=40) as load:
+        wait_until(lambda: len(load.samples) >= 50, 10, "load running")
+        for proc in (agent, app):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
+        wait_until(lambda: _zones(fed, 20) == Counter({ZONES[0]: 20}), 30, "all in eu-west-1a")
+    assert load.failures() == [], load.failures()[:5]
