@@ -74,6 +74,12 @@ class ClusterSpec(_Strict):
     zones: list[str] = Field(min_length=1)
     address_range: str = Field(alias="addressRange")
     network: str | None = Field(default=None, description="default: the cluster's name")
+    zone_gateways: bool = Field(
+        default=False,
+        alias="zoneGateways",
+        description="a zone-local east-west gateway per zone too (``proxy gateway"
+        " --zone-local``), each on the gateway's host at port 15444, 15445, ... in zone order",
+    )
 
     @field_validator("region")
     @classmethod

@@ -155,12 +155,14 @@ def pair_key(a: str, b: str) -> str:
 
 @dataclass(frozen=True)
 class ClusterInput:
-    """What the plan needs of a cluster: name, ``127.0.N.0/24`` range, locality, network."""
+    """What the plan needs of a cluster: name, ``127.0.N.0/24`` range, locality, network,
+    and the ports of its zone-local gateways (reachable besides the gateway's)."""
 
     name: str
     address_range: str
     locality: Locality
     network: str
+    zone_gateway_ports: tuple[int, ...] = ()
 
 
 def build_plan(
@@ -209,7 +211,7 @@ def build_plan(
                 f"mf{key}n{i}",
                 private=f"198.19.{third}.0/24",
                 netns=f"{NAMESPACE_PREFIX}{key}-{c.name}",
-                ports=(gateway_port,),
+                ports=(gateway_port, *c.zone_gateway_ports),
                 region=c.locality.region,
                 zone=c.locality.zone,
                 network=c.network,

@@ -61,6 +61,14 @@ class Placement:
         """``host:port`` of ``c``'s east-west gateway (what other clusters dial)."""
         return f"{c.address(1)}:{GATEWAY_PORT}"
 
+    def zone_gateways(self, c: ClusterSpec) -> dict[str, str]:
+        """Zone -> ``host:port`` of each of ``c``'s zone-local gateways (none unless its
+        ``zoneGateways``): the cluster gateway's host, :func:`zone_gateway_ports`."""
+        if not c.zone_gateways:
+            return {}
+        host = self.gateway(c).rpartition(":")[0]
+        return {z: f"{host}:{port}" for z, port in zip(c.zones, zone_gateway_ports(c), strict=True)}
+
     @property
     def controller_listen(self) -> str:
         return self.desc.spec.controller.listen
@@ -204,6 +212,12 @@ class IsolatedPlacement(Placement):
         ]
 
 
+def zone_gateway_ports(c: ClusterSpec) -> tuple[int, ...]:
+    """The ports of ``c``'s zone-local gateways, one per zone in order after the cluster
+    gateway's (:data:`GATEWAY_PORT` + 1, + 2, ...); none unless ``c.zone_gateways``."""
+    return tuple(GATEWAY_PORT + 1 + i for i in range(len(c.zones))) if c.zone_gateways else ()
+
+
 def plan_for(desc: LocalFederation, home: Path, block: str) -> NetworkPlan:
     """The isolated network of ``desc`` run from ``home`` in ``block`` (a /24 of
     198.18.0.0/16)."""
@@ -213,6 +227,7 @@ def plan_for(desc: LocalFederation, home: Path, block: str) -> NetworkPlan:
             c.address_range,
             Locality.parse(f"{c.region}/{c.zones[0]}"),
             c.network or c.name,
+            zone_gateway_ports(c),
         )
         for c in desc.spec.clusters
     ]

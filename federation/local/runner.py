@@ -309,6 +309,11 @@ class LocalFederationRunner:
                 "--gateway",
                 gateway,
                 *(
+                    flag
+                    for zone, address in self.net.zone_gateways(c).items()
+                    for flag in ("--zone-gateway", f"{zone}={address}")
+                ),
+                *(
                     ["--otlp-collector", self.desc.spec.otlp_collector]
                     if self.desc.spec.otlp_collector
                     else []
@@ -336,14 +341,17 @@ class LocalFederationRunner:
         return path
 
     def start_gateway(self, c: ClusterSpec) -> None:
-        """The cluster's east-west gateway (after the exports: a gateway listens only for
-        exported services)."""
-        gateway = self.net.gateway(c)
-        token = self.workload_token(
-            c, SYSTEM_NAMESPACE, GATEWAY_SERVICE_ACCOUNT, f"gateway-{c.name}"
-        )
+        """The cluster's east-west gateway, and with ``zoneGateways`` one per zone (after the
+        exports: a gateway listens only for exported services)."""
+        self._start_one_gateway(c, f"gateway-{c.name}", self.net.gateway(c), [])
+        for zone, address in self.net.zone_gateways(c).items():
+            local = ["--zone-local", "--locality", f"{c.region}/{zone}"]
+            self._start_one_gateway(c, f"gateway-{c.name}-{zone}", address, local)
+
+    def _start_one_gateway(self, c: ClusterSpec, name: str, gateway: str, extra: list[str]) -> None:
+        token = self.workload_token(c, SYSTEM_NAMESPACE, GATEWAY_SERVICE_ACCOUNT, name)
         gw = self.spawn(
-            f"gateway-{c.name}",
+            name,
             [
                 *meshfed_argv(),
                 "--log-level",
@@ -361,7 +369,8 @@ class LocalFederationRunner:
                 "--workload-token-file",
                 str(token),
                 "--envoy-log",
-                str(self.logs / f"envoy-gateway-{c.name}.log"),
+                str(self.logs / f"envoy-{name}.log"),
+                *extra,
             ],
             "gateway",
             c.name,

@@ -293,3 +293,31 @@ def test_free_block_reserves_a_block_per_home_under_a_lock(tmp_path, monkeypatch
     old = stale.stat().st_mtime - netns.RESERVATION_S - 1
     os.utime(stale, (old, old))
     assert netns.free_block("cccc", str(tmp_path)) == first
+
+
+def test_zone_gateways_get_a_port_each_that_the_router_lets_across(tmp_path):
+    """``zoneGateways: true``: one zone-local gateway per zone on the cluster gateway's host
+    at 15444, 15445, ...; the isolated network lets other clusters reach those ports (and
+    still nothing else); a cluster without them gets none."""
+    from federation.local.placement import IsolatedPlacement, Placement
+
+    raw = yaml.safe_load(default_text())
+    first = raw["spec"]["clusters"][0]
+    first.update(zones=[f"{first['zones'][0]}", "zz-other-1b"], zoneGateways=True)
+    path = tmp_path / "f.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    desc = load(path)
+    c, other = desc.spec.clusters[0], desc.spec.clusters[1]
+    host = Placement(desc).gateway(c).rpartition(":")[0]
+    assert Placement(desc).zone_gateways(c) == {
+        c.zones[0]: f"{host}:15444",
+        "zz-other-1b": f"{host}:15445",
+    }
+    assert Placement(desc).zone_gateways(other) == {}
+    plan = IsolatedPlacement(desc, tmp_path / "home", "198.18.7.0/24").plan
+    assert plan.node(c.name).ports == (15443, 15444, 15445)
+    assert plan.node(other.name).ports == (15443,)
+    r = Router(plan)
+    src, dst = plan.node(other.name).public, plan.node(c.name).public
+    assert r.route(r.index(other.name), _packet(src, dst, dport=15445))[0] == r.index(c.name)
+    assert r.route(r.index(other.name), _packet(src, dst, dport=15446)) == "refused"
