@@ -30,6 +30,7 @@ from tests.integration.harness import (
     free_port,
     get,
     run_meshfed,
+    start_all,
     start_echo,
     start_gateway,
     start_sidecar_agent,
@@ -96,6 +97,7 @@ class ThreeClusters:
         for ctl in self.controllers:
             if ctl.proc is None:
                 ctl.start()
+        gateways: dict[str, str] = {}
         for i, name in enumerate(("a", "b", "c")):
             via = self.controllers[i % len(self.controllers)]
             gateway = f"127.0.{NET[name]}.1:{free_port(f'127.0.{NET[name]}.1')}"
@@ -130,10 +132,12 @@ class ThreeClusters:
                     gateway,
                 ],
             )
-            cp.start()
             self.cps[name] = cp
+            gateways[name] = gateway
+        start_all(list(self.cps.values()))  # the control planes start together
+        for name, cp in self.cps.items():
             if name != "a" or self.gateway_a:
-                start_gateway(self.procs, self.home, cp, gateway)
+                start_gateway(self.procs, self.home, cp, gateways[name])
             if name != "a":
                 self.start_echo(name, 1)
         for i in (1, 2):

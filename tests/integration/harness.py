@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -220,6 +221,15 @@ class ControlPlaneHandle:
         ).stdout
         result: list[dict[str, Any]] = json.loads(out)
         return result
+
+
+def start_all(handles: Sequence[Any]) -> None:
+    """``handle.start()`` of every handle at once (each spawns its process and waits for it
+    to be healthy: a federation's control planes start together instead of one after the
+    other); the first failure is raised once all have returned."""
+    with ThreadPoolExecutor(max(1, len(handles))) as pool:
+        for future in [pool.submit(h.start) for h in handles]:
+            future.result()
 
 
 def api_context(url: str, home: Path) -> ssl.SSLContext:

@@ -46,6 +46,7 @@ from tests.integration.harness import (
     get,
     meshfed_env,
     run_meshfed,
+    start_all,
     start_echo,
     start_gateway,
     start_sidecar_agent,
@@ -123,8 +124,8 @@ def _start(procs: Processes, home: Path) -> dict[str, Any]:
                 gateways[name],
             ],
         )
-        cp.start()
         cps[name] = cp
+    start_all(list(cps.values()))  # together
     wait_until(
         lambda: all(c["state"] == "Ready" for c in controller.clusters().values()),
         15,
