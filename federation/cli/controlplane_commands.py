@@ -111,6 +111,8 @@ def controlplane() -> None:
 )
 @click.option("--zone-gateway", multiple=True, metavar="ZONE=HOST:PORT", help="A zone's own"
               " gateway (proxy gateway --zone-local), reported (repeatable).")  # fmt: skip
+@click.option("--zone-gateway-service", multiple=True, metavar="ZONE=NS/NAME", help="With"
+              " --kubernetes: a zone gateway's LoadBalancer Service (repeatable).")  # fmt: skip
 @click.option(
     "--otlp-collector",
     default=None,

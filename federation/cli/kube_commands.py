@@ -41,19 +41,13 @@ def _print(objects: list[dict[str, Any]], output: str) -> None:
 
 def install_options(f: Any) -> Any:
     """The options ``install`` and ``uninstall`` share."""
+    # fmt: off
     for option in reversed(
         [
-            click.option(
-                "--cluster",
-                default="",
-                help="The member's name (meshfed cluster join).  [install: required]",
-            ),
-            click.option(
-                "--locality",
-                default="",
-                help="<cloud>/<region>[/<zone>] of the cluster, e.g. aws/us-east-1.  [install:"
-                " required]",
-            ),
+            click.option("--cluster", default="",
+                         help="The member's name (meshfed cluster join).  [install: required]"),
+            click.option("--locality", default="", help="<cloud>/<region>[/<zone>] of the"
+                         " cluster, e.g. aws/us-east-1.  [install: required]"),
             click.option(
                 "--controller",
                 default="",
@@ -84,26 +78,19 @@ def install_options(f: Any) -> Any:
                 " passthrough load balancer, or none.",
             ),
             click.option("--network", default="default", show_default=True, help="Network name."),
-            click.option(
-                "--mesh-namespaces",
-                default="",
-                metavar="NS[,NS...]",
-                help="Namespaces whose Services are in the mesh.  [default: all]",
-            ),
-            click.option(
-                "--gateway-allowed-cidrs",
-                default="",
-                metavar="CIDR[,CIDR...]",
-                help="Who may reach the gateway's load balancer (loadBalancerSourceRanges):"
-                " the other members' egress ranges.  [default: anyone; mTLS still applies]",
-            ),
-            click.option(
-                "--gateway-ip",
-                default="",
-                metavar="ADDRESS",
-                help="A reserved address for the gateway's load balancer: an IP (local), the"
-                " address's name (gcp), Elastic IP allocation IDs (aws; comma-separated).",
-            ),
+            click.option("--mesh-namespaces", default="", metavar="NS[,NS...]",
+                         help="Namespaces whose Services are in the mesh.  [default: all]"),
+            click.option("--zone-gateways", default="", metavar="ZONE[,ZONE...]", help="These"
+                         " zones get a gateway of their own, each with a load balancer (zone-"
+                         "local gateways; uninstall: give them again)."),
+            click.option("--gateway-allowed-cidrs", default="", metavar="CIDR[,CIDR...]",
+                         help="Who may reach the gateway's load balancer (loadBalancerSource"
+                         "Ranges): the other members' egress ranges.  [default: anyone; mTLS"
+                         " still applies]"),
+            click.option("--gateway-ip", default="", metavar="ADDRESS", help="A reserved"
+                         " address for the gateway's load balancer: an IP (local), the"
+                         " address's name (gcp), Elastic IP allocation IDs (aws; comma-"
+                         "separated)."),
             click.option(
                 "--crds/--no-crds",
                 default=True,
@@ -136,6 +123,7 @@ def install_options(f: Any) -> Any:
         ]
     ):
         f = option(f)
+    # fmt: on
     return f
 
 

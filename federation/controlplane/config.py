@@ -75,24 +75,31 @@ def _check_addresses(addresses: list[tuple[str, str]]) -> None:
             raise ConfigError(str(err)) from err
 
 
-def zone_gateways(values: Sequence[str]) -> dict[str, str]:
-    """``--zone-gateway ZONE=HOST:PORT`` (repeatable) as zone -> ``host:port``.
+def zone_gateways(values: Sequence[str], flag: str = "--zone-gateway") -> dict[str, str]:
+    """``--zone-gateway ZONE=HOST:PORT`` (or ``--zone-gateway-service ZONE=NS/NAME``;
+    repeatable) as zone -> the value.
 
     Raises:
-        ConfigError: not ``ZONE=HOST:PORT``, a zone that is no locality part, or a zone
-            given twice.
+        ConfigError: not ``ZONE=VALUE``, a zone that is no locality part, or a zone given
+            twice (naming ``flag``).
     """
     out: dict[str, str] = {}
     for value in values:
-        zone, sep, address = value.partition("=")
-        if not sep or not LOCALITY_PART.match(zone) or not address:
-            raise ConfigError(
-                f"--zone-gateway {value!r}: give ZONE=HOST:PORT, e.g. us-east-1b=10.0.2.9:15443"
-            )
+        zone, sep, target = value.partition("=")
+        if not sep or not LOCALITY_PART.match(zone) or not target:
+            form = "NAMESPACE/NAME" if "service" in flag else "HOST:PORT"
+            raise ConfigError(f"{flag} {value!r}: give ZONE={form}")
         if zone in out:
-            raise ConfigError(f"--zone-gateway: zone {zone!r} given twice")
-        out[zone] = address
+            raise ConfigError(f"{flag}: zone {zone!r} given twice")
+        out[zone] = target
     return out
+
+
+def _service_ref(flag: str, value: str) -> tuple[str, str]:
+    ns, _, name = value.partition("/")
+    if not ns or not name:
+        raise ConfigError(f"{flag}: {value!r} is not NAMESPACE/NAME")
+    return (ns, name)
 
 
 def kube_settings(
@@ -103,6 +110,7 @@ def kube_settings(
     gateway_service: str,
     webhook: tuple[str | None, str | None],
     leader_lease_s: int = 15,
+    zone_gateway_services: Sequence[str] = (),
 ) -> KubeSettings | None:
     """``--kubernetes`` and its options (the others refused without it); ``labels`` are
     ``(--kube-member-label, --kube-pod-label)``, ``webhook`` ``(--webhook-listen,
@@ -119,10 +127,13 @@ def kube_settings(
             " (REPO@sha256:DIGEST, as make image prints it)"
         )
     if not enabled:
-        if kubeconfig or namespaces or member_label or pod_label or gateway_service:
+        if (
+            kubeconfig or namespaces or member_label or pod_label or gateway_service
+            or zone_gateway_services
+        ):  # fmt: skip
             raise ConfigError(
-                "--kubeconfig, --kube-namespaces, --kube-member-label, --kube-pod-label and"
-                " --gateway-service need --kubernetes"
+                "--kubeconfig, --kube-namespaces, --kube-member-label, --kube-pod-label,"
+                " --gateway-service and --zone-gateway-service need --kubernetes"
             )
         return None
     if leader_lease_s < 8:
@@ -130,18 +141,18 @@ def kube_settings(
             f"--leader-lease {leader_lease_s}: at least 8 s (the retry period, 2/15 of it,"
             " must be at least 1 s)"
         )
-    service: tuple[str, str] | None = None
-    if gateway_service:
-        ns, _, name = gateway_service.partition("/")
-        if not ns or not name:
-            raise ConfigError(f"--gateway-service: {gateway_service!r} is not NAMESPACE/NAME")
-        service = (ns, name)
+    service = _service_ref("--gateway-service", gateway_service) if gateway_service else None
+    zones = {
+        zone: _service_ref("--zone-gateway-service", ref)
+        for zone, ref in zone_gateways(zone_gateway_services, "--zone-gateway-service").items()
+    }
     return KubeSettings(
         kubeconfig=kubeconfig,
         namespaces=frozenset(n.strip() for n in namespaces.split(",") if n.strip()),
         member_label=member_label,
         pod_label=pod_label,
         gateway_service=service,
+        zone_gateway_services=zones,
         webhook_listen=webhook_listen,
         sidecar_image=sidecar_image or "",
         leader_lease_s=leader_lease_s,
@@ -165,6 +176,7 @@ def serve_config(
     gateway: str,
     otlp_collector: str | None,
     zone_gateway: Sequence[str] = (),
+    zone_gateway_service: Sequence[str] = (),
     no_telemetry: bool,
     kubernetes: bool,
     kubeconfig: Path | None,
@@ -233,5 +245,6 @@ def serve_config(
             gateway_service,
             (webhook_listen, sidecar_image),
             leader_lease,
+            zone_gateway_service,
         ),
     )

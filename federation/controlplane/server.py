@@ -457,6 +457,10 @@ class ControlPlane:
             ),
             gateway_service=settings.gateway_service,
             on_gateway=lambda address: self.link.set_gateway(address) if self.link else None,
+            zone_gateway_services=settings.zone_gateway_services,
+            on_zone_gateway=lambda zone, address: (
+                self.link.set_zone_gateway(zone, address) if self.link else None
+            ),
             cluster=self.config.cluster,
         )
         if self.leadership is not None:

@@ -24,7 +24,9 @@ What one cluster gets, in namespace :data:`NAMESPACE` unless said otherwise:
   Service (xDS 15010, certificates 15012, API 15014, webhook 443 -> 15017);
 - the gateway Deployment and a ``LoadBalancer`` Service (an AWS NLB or a GCP passthrough
   load balancer by annotations); the control plane reads its address back from the
-  Service's status and reports it to the controller;
+  Service's status and reports it to the controller; with zone-local gateways, the same
+  per zone (``meshfed-gateway-<zone>``, its pods on that zone's nodes), each reported for
+  its zone;
 - the MutatingWebhookConfiguration that injects the sidecar into pods of namespaces labelled
   :data:`INJECT_LABEL` ``=enabled``.
 
@@ -50,6 +52,7 @@ from federation.controlplane.kube.pod import (
     token_volume,
 )
 from federation.install.ecosystem_crds import ecosystem_crds
+from federation.model.locality import Locality
 
 PART_OF = {"app.kubernetes.io/part-of": "meshfed"}
 #: The Kubernetes version whose schemas the manifests are checked against (tests).
@@ -91,6 +94,8 @@ class InstallOptions:
             make security-group / firewall rules of it); empty: anyone.
         gateway_ip: a reserved address for the load balancer (``spec.loadBalancerIP``, e.g.
             the ``gcp-member`` module's ``google_compute_address``); "": the cloud picks.
+        zone_gateways: zones that get a gateway of their own (zone-local gateways; each
+            with a load balancer, reported by the control plane for that zone).
     """
 
     cluster: str
@@ -105,6 +110,7 @@ class InstallOptions:
     ecosystem_crds: tuple[str, ...] = ("gateway-api", "istio")
     gateway_allowed_cidrs: tuple[str, ...] = ()
     gateway_ip: str = ""
+    zone_gateways: tuple[str, ...] = ()
 
 
 def meta(name: str, namespace: str | None = NAMESPACE, **labels: str) -> dict[str, Any]:
@@ -400,6 +406,8 @@ def _controlplane_args(opts: InstallOptions) -> list[str]:
         "--api-listen", f"0.0.0.0:{PORTS['api']}",
         "--state-dir", "/var/lib/meshfed", "--kubernetes",
         "--gateway-service", f"{NAMESPACE}/meshfed-gateway",
+        *(f for z in opts.zone_gateways
+          for f in ("--zone-gateway-service", f"{z}={NAMESPACE}/{zone_gateway_name(z)}")),
         "--webhook-listen", f"0.0.0.0:{PORTS['webhook']}", "--sidecar-image", opts.image,
     ]  # fmt: skip
     if opts.mesh_namespaces:
@@ -505,9 +513,34 @@ def controlplane(opts: InstallOptions) -> list[dict[str, Any]]:
 
 
 def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
-    """The east-west gateway: Deployment and LoadBalancer Service."""
-    labels = {"app.kubernetes.io/name": "meshfed-gateway"}
-    address_annotations, address_fields = _load_balancer_address(opts)
+    """The east-west gateway: Deployment and LoadBalancer Service; and with
+    ``zone_gateways`` one more of each per zone (:func:`zone_gateway_name`), its pods on
+    that zone's nodes (``topology.kubernetes.io/zone``) running ``--zone-local``."""
+    out = _gateway_objects(opts, "meshfed-gateway", [], address=True)
+    # uninstall needs no locality: it deletes by name
+    region = Locality.parse(opts.locality).region if opts.locality else ""
+    for zone in opts.zone_gateways:
+        out += _gateway_objects(
+            opts,
+            zone_gateway_name(zone),
+            ["--zone-local", "--locality", f"{region}/{zone}"],
+            zone=zone,
+        )
+    return out
+
+
+def zone_gateway_name(zone: str) -> str:
+    """The Deployment and Service of ``zone``'s own gateway: ``meshfed-gateway-<zone>``."""
+    return f"meshfed-gateway-{zone}"
+
+
+def _gateway_objects(
+    opts: InstallOptions, name: str, args: list[str], *, address: bool = False, zone: str = ""
+) -> list[dict[str, Any]]:
+    """One gateway's Deployment, LoadBalancer Service and PodDisruptionBudget (``address``:
+    with ``opts.gateway_ip``; ``zone``: pinned to that zone's nodes)."""
+    labels = {"app.kubernetes.io/name": name}
+    address_annotations, address_fields = _load_balancer_address(opts) if address else ({}, {})
     container = {
         "name": "gateway",
         "image": opts.image,
@@ -521,6 +554,7 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
             f"0.0.0.0:{PORTS['gateway']}",
             "--metrics-listen",
             f"0.0.0.0:{GATEWAY_HEALTH_PORT}",
+            *args,
         ],
         "env": [{"name": "MESHFED_WORKLOAD_TOKEN_FILE", "value": TOKEN_PATH}],
         "ports": [
@@ -550,11 +584,14 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
             {"name": "work", "mountPath": "/tmp"},  # noqa: S108 - the container's own
         ],
     }
+    placement: dict[str, Any] = (
+        {"nodeSelector": {"topology.kubernetes.io/zone": zone}} if zone else {}
+    )
     return [
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": meta("meshfed-gateway", **labels),
+            "metadata": meta(name, **labels),
             "spec": {
                 "replicas": 2,
                 "selector": {"matchLabels": labels},
@@ -564,6 +601,7 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
                         "serviceAccountName": "meshfed-gateway",
                         "securityContext": pod_security(),
                         "topologySpreadConstraints": spread(labels),
+                        **placement,
                         "terminationGracePeriodSeconds": 30,
                         "containers": [container],
                         "volumes": [token_volume(), {"name": "work", "emptyDir": {}}],
@@ -575,7 +613,7 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {
-                **meta("meshfed-gateway", **labels),
+                **meta(name, **labels),
                 "annotations": {**LB_ANNOTATIONS[opts.provider], **address_annotations},
             },
             "spec": {
@@ -592,7 +630,7 @@ def gateway(opts: InstallOptions) -> list[dict[str, Any]]:
                 **address_fields,
             },
         },
-        disruption_budget("meshfed-gateway", labels),
+        disruption_budget(name, labels),
     ]
 
 

@@ -17,7 +17,7 @@ from federation.install.controller import ControllerInstall, prepare_trust, trus
 from federation.install.ecosystem_crds import SETS
 from federation.install.images import pinned_image
 from federation.install.manifests import InstallOptions
-from federation.model.locality import Locality
+from federation.model.locality import LOCALITY_PART, Locality
 from federation.model.workload import DNS_LABEL
 from federation.netaddr import parse_host_port
 from federation.paths import default_trust_dir
@@ -89,6 +89,7 @@ def install_options(
     ecosystem_crds: str = ",".join(SETS),
     allow_tag: bool = False,
     for_install: bool = False,
+    zone_gateways: str = "",
 ) -> InstallOptions:
     """The :class:`InstallOptions` of ``meshfed install`` / ``uninstall``'s flags (each
     argument is the flag of that name; ``crds`` is ``--crds/--no-crds``; ``ecosystem_crds``
@@ -146,6 +147,12 @@ def install_options(
             )
     if gateway_ip:
         check_gateway_address(provider, gateway_ip)
+    zones = tuple(z.strip() for z in zone_gateways.split(",") if z.strip())
+    for zone in zones:
+        if not LOCALITY_PART.match(zone) or len(zone) > 47:  # meshfed-gateway-<zone>: 63
+            raise ConfigError(f"--zone-gateways: {zone!r} is not a zone name")
+    if zones and for_install and not Locality.parse(locality).region:
+        raise ConfigError("--zone-gateways needs --locality with a region")
     return InstallOptions(
         cluster=cluster,
         locality=locality,
@@ -159,6 +166,7 @@ def install_options(
         ecosystem_crds=ecosystem,
         gateway_allowed_cidrs=cidrs,
         gateway_ip=gateway_ip,
+        zone_gateways=zones,
     )
 
 

@@ -271,6 +271,8 @@ async def gateway_source(kube: FakeKube) -> AsyncIterator[tuple[KubeSource, list
         watch_timeout_s=2,
         gateway_service=("meshfed-system", "meshfed-gateway"),
         on_gateway=seen.append,
+        zone_gateway_services={"us-east-1b": ("meshfed-system", "meshfed-gateway-us-east-1b")},
+        on_zone_gateway=lambda zone, address: seen.append(f"{zone}={address}"),
     )
     task = asyncio.create_task(src.run())
     yield src, seen
@@ -296,6 +298,11 @@ async def test_the_gateway_services_load_balancer_address_is_reported_once_it_ha
     host = "k8s-meshfed-gw-0123.elb.us-east-1.amazonaws.com"  # an NLB gives a hostname
     kube.set_status({**lb, "status": {"loadBalancer": {"ingress": [{"hostname": host}]}}})
     await until(lambda: bool(seen) and seen[-1] == f"{host}:15443", 5, "the NLB's address")
+    # a zone's own gateway (meshfed install --zone-gateways): reported for its zone
+    zone_lb = {**lb, "metadata": {**lb["metadata"], "name": "meshfed-gateway-us-east-1b"}}
+    kube.create(zone_lb)
+    kube.set_status({**zone_lb, "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}})
+    await until(lambda: "us-east-1b=203.0.113.7:15443" in seen, 5, "the zone gateway's address")
 
 
 @pytest.fixture

@@ -33,6 +33,8 @@ class KubeSettings:
         pod_label: ``key`` or ``key=value`` an endpoint's pod must carry to be in the mesh.
         gateway_service: ``(namespace, name)`` of the east-west gateway's LoadBalancer
             Service, whose address is reported to the controller once it has one.
+        zone_gateway_services: zone -> ``(namespace, name)`` of that zone's own gateway's
+            LoadBalancer Service, reported for the zone likewise.
         webhook_listen: ``host:port`` of the sidecar injector (HTTPS); None: not served.
         sidecar_image: the image of injected sidecars (required with ``webhook_listen``).
         leader_lease_s: how long the leader of several replicas holds its Lease without
@@ -45,6 +47,7 @@ class KubeSettings:
     member_label: str = ""
     pod_label: str = ""
     gateway_service: tuple[str, str] | None = None
+    zone_gateway_services: dict[str, tuple[str, str]] = field(default_factory=dict)
     webhook_listen: str | None = None
     sidecar_image: str = ""
     leader_lease_s: int = 15

@@ -28,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -218,6 +218,8 @@ class KubeSource:
         gateway_service: ``(namespace, name)`` of the east-west gateway's LoadBalancer
             Service; once it has an address, ``on_gateway`` is called with ``host:port``
             (reported to the controller).
+        zone_gateway_services: zone -> ``(namespace, name)`` of that zone's own gateway's
+            Service; ``on_zone_gateway(zone, host:port)`` likewise.
         cluster: the member's name (in the status of the documents it reads).
         absent_retry_s: how often a kind whose CRD is not installed is looked for again (s).
     """
@@ -228,6 +230,8 @@ class KubeSource:
     watch_timeout_s: int = WATCH_TIMEOUT_S
     gateway_service: tuple[str, str] | None = None
     on_gateway: Callable[[str], None] = lambda _address: None
+    zone_gateway_services: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    on_zone_gateway: Callable[[str, str], None] = lambda _zone, _address: None
     cluster: str = ""
     absent_retry_s: float = ABSENT_RETRY_S
 
@@ -369,6 +373,11 @@ class KubeSource:
             )
             if address:
                 self.on_gateway(address)
+        services = self.reflectors["services"].objects
+        for zone, ref in sorted(self.zone_gateway_services.items()):
+            address = load_balancer_address(services.get(ref))
+            if address:
+                self.on_zone_gateway(zone, address)
         return applied, deleted
 
     async def run(self) -> None:

@@ -190,6 +190,14 @@ class FederationLink:
             self._gateway = gateway
             self._changed.set()
 
+    def set_zone_gateway(self, zone: str, gateway: str) -> None:
+        """``zone``'s own gateway has this address (its load balancer got one): the next
+        report carries it."""
+        if self._zone_gateways.get(zone) != gateway:
+            log.info("east-west gateway of zone %s now %s", zone, gateway)
+            self._zone_gateways[zone] = gateway
+            self._changed.set()
+
     def restore(self) -> None:
         """Install the last persisted update (before the control plane answers proxies).
 

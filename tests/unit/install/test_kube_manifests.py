@@ -458,3 +458,48 @@ def test_the_ecosystem_crds_are_the_official_ones_created_only_where_missing() -
     assert [d["kind"] for d in yaml.safe_load_all(out.output)].count(
         "CustomResourceDefinition"
     ) == 2
+
+
+def test_zone_gateways_get_a_deployment_and_load_balancer_each_pinned_to_their_zone() -> None:
+    """``--zone-gateways a,b``: besides the cluster's gateway, one per zone
+    (``meshfed-gateway-<zone>``) whose pods run ``--zone-local`` on that zone's nodes, and
+    the control plane reads each one's load balancer back for its zone; uninstall given the
+    same zones deletes them too; a zone that is no zone name is refused."""
+    from federation.install.manifests import uninstall
+
+    opts = replace(OPTIONS, locality="aws/us-east-1/us-east-1a",
+                   zone_gateways=("us-east-1a", "us-east-1b"))  # fmt: skip
+    objects = install(opts)
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    for zone in ("us-east-1a", "us-east-1b"):
+        name = f"meshfed-gateway-{zone}"
+        assert {("Deployment", name), ("Service", name), ("PodDisruptionBudget", name)} <= names
+        [deployment] = [
+            o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name
+        ]
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"topology.kubernetes.io/zone": zone}
+        args = pod["containers"][0]["args"]
+        assert args[-3:] == ["--zone-local", "--locality", f"aws/us-east-1/{zone}"]
+        [service] = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == name]
+        assert service["spec"]["type"] == "LoadBalancer"
+        assert service["spec"]["selector"] == {"app.kubernetes.io/name": name}
+    [cp] = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "meshfed-controlplane"
+    ]
+    cp_args = cp["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "us-east-1b=meshfed-system/meshfed-gateway-us-east-1b" in cp_args
+    # the cluster's own gateway is untouched: not pinned, no --zone-local
+    [main] = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "meshfed-gateway"
+    ]
+    assert "nodeSelector" not in main["spec"]["template"]["spec"]
+    gone = {(o["kind"], o["metadata"]["name"]) for o in uninstall(replace(opts, locality=""))}
+    assert ("Deployment", "meshfed-gateway-us-east-1b") in gone
+    out = CliRunner().invoke(cli, ["install", "--cluster", "east", "--locality",
+                                   "aws/us-east-1", "--image", IMAGE, "--zone-gateways", "Bad_Zone"])  # fmt: skip
+    assert out.exit_code == 2 and "--zone-gateways: 'Bad_Zone' is not a zone name" in out.output
