@@ -229,6 +229,8 @@ class FederationService:
                     # as its control plane reports it (a load balancer's), else as registered
                     "gateway": gateway_of(c, report),
                     "registeredGateway": c.gateway,
+                    # zone -> its own gateway (zone-local gateways), as reported
+                    "zoneGateways": dict(sorted(report.zone_gateways.items())),
                     "provider": c.provider,
                     "state": states.get(c.name, "Pending"),
                     "connected": c.name in connected,

@@ -14,7 +14,9 @@ requests end in ``-shadow``).
 
 ``--max-rps N`` makes the replica's capacity real: a token bucket of N requests/s (burst:
 N x ``BURST_S``) admits requests; beyond it the answer is 503 with ``x-echo-overloaded: 1``
-at once, as a server shedding load would (``/healthz`` is never limited).
+at once, as a server shedding load would (``/healthz`` is never limited). ``--busy-ms MS``
+(with ``--max-rps``) makes latency rise with load as a queue's does: each answer waits
+:func:`busy_delay_ms` of the rate of the last second against N.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,12 +59,46 @@ class TokenBucket:
         return True
 
 
+#: Utilisation beyond which :func:`busy_delay_ms` stops growing (a queue near its limit).
+BUSY_CAP = 0.95
+
+
+def busy_delay_ms(busy_ms: float, utilisation: float) -> float:
+    """Service time (ms) at ``utilisation`` (0-1: requests/s over capacity) of a server
+    whose time at half load is ``busy_ms``: ``busy_ms x u / (1 - u)``, the waiting time of
+    an M/M/1 queue in units of its service time, ``u`` capped at :data:`BUSY_CAP`
+    (e.g. 5 ms at 50 %, 20 ms at 80 %, 45 ms at 90 %)."""
+    u = min(max(utilisation, 0.0), BUSY_CAP)
+    return busy_ms * u / (1 - u)
+
+
+class RateMeter:
+    """Requests in the last second (``clock`` in s)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.times: deque[float] = deque()
+
+    def hit(self) -> float:
+        """Count one request; the rate (requests/s) over the last second, it included."""
+        now = self.clock()
+        self.times.append(now)
+        while self.times and self.times[0] <= now - 1.0:
+            self.times.popleft()
+        return float(len(self.times))
+
+
 def make_app(
-    name: str, cluster: str, max_rps: float | None = None, fail_file: str | None = None
+    name: str,
+    cluster: str,
+    max_rps: float | None = None,
+    fail_file: str | None = None,
+    busy_ms: float = 0.0,
 ) -> web.Application:
     """The echo application (``max_rps``: shed requests beyond it with 503; ``fail_file``:
-    answer 500 while that file exists)."""
+    answer 500 while that file exists; ``busy_ms``: :func:`busy_delay_ms` of the load)."""
     bucket = TokenBucket(max_rps, BURST_S, time.monotonic) if max_rps else None
+    meter = RateMeter(time.monotonic) if max_rps and busy_ms > 0 else None
     failing = Path(fail_file) if fail_file else None
 
     async def echo(request: web.Request) -> web.Response:
@@ -69,6 +106,8 @@ def make_app(
             return web.Response(status=500, text=f"{name} failing\n")
         if bucket is not None and not bucket.take():
             return web.Response(status=503, text="overloaded\n", headers={"x-echo-overloaded": "1"})
+        if meter is not None and max_rps:
+            await asyncio.sleep(busy_delay_ms(busy_ms, meter.hit() / max_rps) / 1000)
         delay_ms = int(request.query.get("delay_ms", "0") or 0)
         size = min(max(int(request.query.get("size", "0") or 0), 0), MAX_PAD)
         body = await request.read()
@@ -123,10 +162,11 @@ async def serve(
     max_rps: float | None = None,
     access_log: bool = False,
     fail_file: str | None = None,
+    busy_ms: float = 0.0,
 ) -> None:
     """Serve until SIGTERM/SIGINT."""
     runner = web.AppRunner(
-        make_app(name, cluster, max_rps, fail_file),
+        make_app(name, cluster, max_rps, fail_file, busy_ms),
         access_log=logging.getLogger("echo.access") if access_log else None,
         access_log_format=ACCESS_LOG_FORMAT,
     )
@@ -150,6 +190,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--max-rps", type=float, default=None, help="shed requests beyond it")
     parser.add_argument(
+        "--busy-ms",
+        type=float,
+        default=0.0,
+        help="with --max-rps: service time (ms) at half load, rising with load as a queue's",
+    )
+    parser.add_argument(
         "--access-log", action="store_true", help="log every request (with its Host) to stderr"
     )
     parser.add_argument(
@@ -166,6 +212,7 @@ def main() -> None:
             args.max_rps,
             args.access_log,
             args.fail_file,
+            args.busy_ms,
         )
     )
 

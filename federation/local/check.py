@@ -150,4 +150,9 @@ def run_checks(controller: str, token: str | None, home: Path) -> list[Check]:
         else gateway_check(c["name"], "", None)
         for c in clusters
     ]
+    out += [  # each zone's own gateway too
+        gateway_check(f"{c['name']}/{zone}", address, _connect_error(address))
+        for c in clusters
+        for zone, address in sorted((c.get("zoneGateways") or {}).items())
+    ]
     return out

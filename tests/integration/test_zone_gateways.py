@@ -104,7 +104,10 @@ def fed(tmp_path_factory):
             procs, home, a, service="frontend", address="127.0.1.10", app_port=free_port(),
             service_port=8080, outbound_port=client,
         )  # fmt: skip
-        f = {"home": home, "ctl": ctl, "client": client, "admins": admins, "replicas": replicas}
+        f = {
+            "home": home, "ctl": ctl, "client": client, "admins": admins, "replicas": replicas,
+            "gateways": gateways,
+        }  # fmt: skip
         wait_until(lambda: _zones(f, 20).keys() == set(ZONES), 60, "both of b's zones serving a")
         yield f
 
@@ -151,7 +154,8 @@ def test_each_zone_gets_its_share_through_its_own_gateway_and_nothing_crosses_zo
         print(f"gateway {zone}: connections per endpoint zone {hosts}")
         assert hosts.get(zone, 0) > 0, hosts
         assert all(cx == 0 for z, cx in hosts.items() if z != zone), hosts
-    # explain names the zone gateways as the hop
+    # the controller shows what b reported; explain names the zone gateways as the hop
+    assert fed["ctl"].clusters()["b"]["zoneGateways"] == fed["gateways"]
     out = run_meshfed(fed["home"], "explain", "echo.demo", "--from", "a", "-o", "json").stdout
     hops = {r["locality"]: r["via"] for r in json.loads(out)["ports"][0]["rows"]}
     assert {h.split()[:2] == ["zone", "gateway"] for h in hops.values()} == {True}, hops
