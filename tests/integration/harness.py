@@ -521,6 +521,7 @@ def start_sidecar_agent(
     labels: dict[str, str] | None = None,
     upstreams: list[str] | None = None,
     locality: str | None = None,
+    capacity_rps: float | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """``meshfed proxy sidecar`` for one workload (``labels``: its WorkloadEntry's, besides
     ``app``); returns the agent and its inbound port.
@@ -568,6 +569,8 @@ def start_sidecar_agent(
         argv += ["--upstream", upstream]
     if locality:
         argv += ["--locality", locality]
+    if capacity_rps:
+        argv += ["--capacity-rps", f"{capacity_rps:g}"]
     proc = procs.spawn(
         f"agent-{cp.cluster}-{name or service}-{inbound}",
         argv,
@@ -615,6 +618,7 @@ def start_echo(
     cluster: str = "",
     access_log: bool = False,
     fail_file: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """``federation.demo.echo_http`` as ``app-<name>`` (its log: ``procs.log("app-<name>")``,
     one ``access "GET /path HTTP/1.1" 200 host=...`` line per request with ``access_log``;
@@ -633,6 +637,7 @@ def start_echo(
             str(port),
             *(["--access-log"] if access_log else []),
             *(["--fail-file", str(fail_file)] if fail_file else []),
+            *extra_args,
         ],
     )
 
@@ -819,3 +824,23 @@ class RateLoop(LoadLoop):
         if len(self.samples) < 2:
             return 0.0
         return len(self.samples) / (self.samples[-1].at - self.started)
+
+
+def join_cluster(procs: Processes, home: Path, ctl: ControllerHandle, name: str, locality: str,
+          gateway: str, extra: list[str]) -> ControlPlaneHandle:  # fmt: skip
+    """``meshfed cluster join`` ``name`` (on network ``net-<name>``, its gateway
+    ``gateway``) with ``ctl`` and start its control plane with the token (``extra``: more
+    flags)."""
+    out = run_meshfed(
+        home, "cluster", "join", name, "--controller", ctl.url, "--locality", locality,
+        "--network", f"net-{name}", "--gateway", gateway, "-o", "json",
+    ).stdout  # fmt: skip
+    cp = ControlPlaneHandle(
+        procs, home, name, locality,
+        extra_args=[
+            "--network", f"net-{name}", "--controller", f"127.0.0.1:{ctl.api_port}",
+            "--join-token", json.loads(out)["token"], "--gateway", gateway, *extra,
+        ],
+    )  # fmt: skip
+    cp.start()
+    return cp

@@ -16,7 +16,6 @@ import json
 import signal
 import urllib.request
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,11 +24,10 @@ from tests.integration.conftest import owned_processes
 from tests.integration.federations import HOST, policy_yaml
 from tests.integration.harness import (
     ControllerHandle,
-    ControlPlaneHandle,
-    Processes,
     RateLoop,
     free_port,
     get,
+    join_cluster,
     run_meshfed,
     start_echo,
     start_gateway,
@@ -53,23 +51,6 @@ DISTRIBUTE = policy_yaml(
 )
 
 
-def _join(procs: Processes, home: Path, ctl: ControllerHandle, name: str, locality: str,
-          gateway: str, extra: list[str]) -> ControlPlaneHandle:  # fmt: skip
-    out = run_meshfed(
-        home, "cluster", "join", name, "--controller", ctl.url, "--locality", locality,
-        "--network", f"net-{name}", "--gateway", gateway, "-o", "json",
-    ).stdout  # fmt: skip
-    cp = ControlPlaneHandle(
-        procs, home, name, locality,
-        extra_args=[
-            "--network", f"net-{name}", "--controller", f"127.0.0.1:{ctl.api_port}",
-            "--join-token", json.loads(out)["token"], "--gateway", gateway, *extra,
-        ],
-    )  # fmt: skip
-    cp.start()
-    return cp
-
-
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory):
     base = tmp_path_factory.mktemp("zones")
@@ -80,8 +61,10 @@ def fed(tmp_path_factory):
         gateways = {z: f"127.0.2.1:{free_port('127.0.2.1')}" for z in ZONES}
         admins = {z: free_port() for z in ZONES}
         zone_flags = [f for z, gw in gateways.items() for f in ("--zone-gateway", f"{z}={gw}")]
-        a = _join(procs, home, ctl, "a", A, f"127.0.1.1:{free_port('127.0.1.1')}", [])
-        b = _join(procs, home, ctl, "b", f"{B_REGION}/{ZONES[0]}", gateways[ZONES[0]], zone_flags)
+        a = join_cluster(procs, home, ctl, "a", A, f"127.0.1.1:{free_port('127.0.1.1')}", [])
+        b = join_cluster(
+            procs, home, ctl, "b", f"{B_REGION}/{ZONES[0]}", gateways[ZONES[0]], zone_flags
+        )
         for z in ZONES:
             start_gateway(
                 procs, home, b, gateways[z], name=f"gateway-b-{z}",
