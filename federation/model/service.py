@@ -72,14 +72,10 @@ def _host_port(value: str) -> str:
 HostPort = Annotated[str, AfterValidator(_host_port)]
 
 
-class ZoneGateway(_Strict):
-    """A zone's own east-west gateway in a remote cluster (``meshfed proxy gateway
-    --zone-local``): it forwards to that zone's endpoints, others only when the zone has
-    none left, so a caller that picks this zone gets it across the gateway too."""
+class _Gateway(_Strict):
+    """A model with a ``gateway`` (``HOST:PORT``) and its parts."""
 
-    zone: str = Field(pattern=LOCALITY_PART.pattern)
-    gateway: HostPort = Field(description="host:port of the zone's gateway")
-    endpoints: int = Field(ge=0, description="healthy endpoints of the service in the zone")
+    gateway: HostPort
 
     @property
     def gateway_host(self) -> str:
@@ -92,7 +88,17 @@ class ZoneGateway(_Strict):
         return int(self.gateway.rpartition(":")[2])
 
 
-class RemoteCluster(_Strict):
+class ZoneGateway(_Gateway):
+    """A zone's own east-west gateway in a remote cluster (``meshfed proxy gateway
+    --zone-local``): it forwards to that zone's endpoints, others only when the zone has
+    none left, so a caller that picks this zone gets it across the gateway too."""
+
+    zone: str = Field(pattern=LOCALITY_PART.pattern)
+    gateway: HostPort = Field(description="host:port of the zone's gateway")
+    endpoints: int = Field(ge=0, description="healthy endpoints of the service in the zone")
+
+
+class RemoteCluster(_Gateway):
     """One cluster that serves an imported service: through its east-west gateway, through
     its zones' own gateways (``zoneGateways``; the cluster's gateway then stands for the
     endpoints of the zones without one), or, on the caller's network, directly."""
@@ -112,16 +118,6 @@ class RemoteCluster(_Strict):
         alias="zoneGateways",
         description="zones with a gateway of their own, and their healthy endpoints",
     )
-
-    @property
-    def gateway_host(self) -> str:
-        """The gateway's host (IP or hostname)."""
-        return self.gateway.rpartition(":")[0].strip("[]")
-
-    @property
-    def gateway_port(self) -> int:
-        """The gateway's port."""
-        return int(self.gateway.rpartition(":")[2])
 
 
 class ServiceImportSpec(_Strict):
