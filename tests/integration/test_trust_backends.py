@@ -330,83 +330,94 @@ def test_aws_private_ca_root_issues_intermediates_and_the_chain_verifies(pca, tm
     assert rotate.returncode == 2 and "rotate it there" in rotate.stderr
 
 
-def test_moving_the_root_from_a_local_key_to_vault_under_200_rps_fails_no_request(
-    vault, procs, tmp_path, monkeypatch
+def test_moving_the_root_from_a_local_key_to_vault_then_aws_private_ca_under_200_rps(
+    vault, pca, procs, tmp_path, monkeypatch
 ) -> None:
     """Issue 43 proof 4: ``meshfed trust rotate-root --to vault`` on a federation of three
     clusters under 200 rps: Vault's root joins the bundle and signs from then on, every
     joined cluster is re-signed by Vault, every SVID renews under it, ``--retire-old`` is
-    accepted once that is done, the local root's key is deleted, and no request fails."""
+    accepted once that is done, the local root's key is deleted, and no request fails. Then,
+    under the same load, ``--to aws-pca``: AWS Private CA's root signs every joined cluster's
+    intermediate (backdated 5 minutes with ``ValidityNotBefore``, so ``--retire-old`` reads
+    the re-sign time as for the other backends -- PCA's own default is 60 minutes), and the
+    Vault root is retired in turn. (One federation for both moves: each waits out the 40 s
+    retire gate, and a remote-to-remote move is covered too.)"""
     monkeypatch.setenv("VAULT_TOKEN", vault.token)  # the controller signs through Vault too
-    moved = _move_root_under_load(
-        procs, tmp_path, ["--to", "vault", "--vault-address", vault.url], "vault", 200
+    to_vault = ["--to", "vault", "--vault-address", vault.url]
+    to_pca = ["--to", "aws-pca", "--pca-arn", pca, "--pca-region", "us-east-1"]
+    in_vault, in_pca = _move_root_under_load(
+        procs, tmp_path, [(to_vault, "vault"), (to_pca, "aws-pca")], 200
     )
-    assert moved.subject == vault.ca.subject
-
-
-def test_moving_the_root_from_a_local_key_to_aws_private_ca_under_load_fails_no_request(
-    pca, procs, tmp_path
-) -> None:
-    """``meshfed trust rotate-root --to aws-pca`` as the Vault move above, at 100 rps: AWS
-    Private CA's root signs every joined cluster's intermediate (backdated 5 minutes with
-    ``ValidityNotBefore``, so ``--retire-old`` reads the re-sign time as for the other
-    backends -- PCA's own default is 60 minutes), then the local root is retired."""
-    moved = _move_root_under_load(
-        procs, tmp_path, ["--to", "aws-pca", "--pca-arn", pca, "--pca-region", "us-east-1"],
-        "aws-pca", 100,
-    )  # fmt: skip
+    assert in_vault.subject == vault.ca.subject
     ca = boto3.client("acm-pca", region_name="us-east-1")
     pem = ca.get_certificate_authority_certificate(CertificateAuthorityArn=pca)["Certificate"]
-    assert moved == x509.load_pem_x509_certificate(pem.encode())
+    assert in_pca == x509.load_pem_x509_certificate(pem.encode())
 
 
 def _move_root_under_load(
-    procs, tmp_path: Path, to: list[str], backend: str, rps: int
-) -> x509.Certificate:  # type: ignore[no-untyped-def]
-    """Start three clusters, move the root with ``rotate-root <to>`` under ``rps`` requests
-    per second, wait for every re-sign and renewal, retire the local root; assert no request
-    failed, the bundle holds only the new root, the old key is gone and every SVID chains to
-    the new root. Returns the new root."""
+    procs, tmp_path: Path, moves: list[tuple[list[str], str]], rps: int
+) -> list[x509.Certificate]:  # type: ignore[no-untyped-def]
+    """Start three clusters and, under ``rps`` requests per second, for each ``(rotate-root
+    arguments, backend)`` of ``moves`` in turn: move the root, wait for every re-sign and
+    renewal, retire the previous root; assert the bundle holds only the new root, the local
+    key is gone and every SVID chains to the new root only; at the end, that no request
+    failed. Returns the new roots."""
     from tests.integration.test_federation import HOST, _identity_dirs, _roots, _start
 
     fed = _start(procs, tmp_path / "home")
     home = fed["home"]
     trust = TrustDirectory(home / "trust")
-    old_root = trust.bundle().roots[0]
-    old_id = trust.config().active_root
+    local_id = trust.config().active_root
     dirs = _identity_dirs(home)
+    moved: list[x509.Certificate] = []
+    seconds = 120 * len(moves)
     with RateLoop(
-        fed["client_port"], HOST, rps=rps, max_requests=200 * rps, max_seconds=150
+        fed["client_port"], HOST, rps=rps, max_requests=rps * seconds, max_seconds=seconds
     ) as load:
         wait_until(lambda: len(load.samples) >= rps, 15, "traffic flowing")
-        said = run_meshfed(home, "trust", "rotate-root", *to).stdout
-        assert f"{backend} root" in said and trust.config().backend == backend
-        new_root = trust.bundle().roots[-1]
-
-        def re_signed() -> bool:
-            cas = [home / "controlplanes" / c / "ca" / "ca.pem" for c in ("a", "b", "c")]
-            return all(pki.issued_by(_roots(p)[0], new_root) for p in cas)
-
-        wait_until(re_signed, 30, f"every joined intermediate re-signed by {backend}")
-
-        def renewed() -> bool:
-            return all(pki.issued_by(_roots(d / "cert.pem")[1], new_root) for d in dirs)
-
-        wait_until(renewed, 45, f"every SVID renewed under the {backend} root")
-
-        def retired() -> bool:
-            done = run_meshfed(home, "trust", "rotate-root", "--retire-old", check=False)
-            assert done.returncode in (0, 2), done.stderr
-            return done.returncode == 0
-
-        wait_until(retired, 60, "--retire-old accepted", interval_s=2)
+        for to, backend in moves:
+            old_root = trust.bundle().roots[-1]
+            moved.append(_move_root(home, trust, dirs, to, backend))
+            new_root = moved[-1]
+            assert trust.bundle().roots == (new_root,)
+            for d in dirs:
+                chain = _roots(d / "cert.pem")
+                assert pki.issued_by(chain[1], new_root) and not pki.issued_by(chain[1], old_root)
+            print(f"root moved to {backend} under load: {len(load.failures())} failed so far")
         after = len(load.samples)
         wait_until(lambda: len(load.samples) >= after + 5 * rps, 20, "5 s more of traffic")
     assert load.failures() == [], f"{len(load.failures())} failed of {len(load.samples)}"
-    print(f"local -> {backend} root move under load: 0 failed of {len(load.samples)} requests")
-    assert trust.bundle().roots == (new_root,)
-    assert not (trust.root_dir(old_id) / "ca-key.pem").exists()  # the local key is gone
-    for d in dirs:
-        chain = _roots(d / "cert.pem")
-        assert pki.issued_by(chain[1], new_root) and not pki.issued_by(chain[1], old_root)
+    print(f"root moves under load: 0 failed of {len(load.samples)} requests")
+    assert not (trust.root_dir(local_id) / "ca-key.pem").exists()  # the local key is gone
+    return moved
+
+
+def _move_root(
+    home: Path, trust: TrustDirectory, dirs: list[Path], to: list[str], backend: str
+) -> x509.Certificate:
+    """``rotate-root <to>``, then wait until every joined intermediate and every SVID is
+    re-signed under the new root and ``--retire-old`` is accepted. Returns the new root."""
+    from tests.integration.test_federation import _roots
+
+    said = run_meshfed(home, "trust", "rotate-root", *to).stdout
+    assert f"{backend} root" in said and trust.config().backend == backend
+    new_root = trust.bundle().roots[-1]
+
+    def re_signed() -> bool:
+        cas = [home / "controlplanes" / c / "ca" / "ca.pem" for c in ("a", "b", "c")]
+        return all(pki.issued_by(_roots(p)[0], new_root) for p in cas)
+
+    wait_until(re_signed, 30, f"every joined intermediate re-signed by {backend}")
+
+    def renewed() -> bool:
+        return all(pki.issued_by(_roots(d / "cert.pem")[1], new_root) for d in dirs)
+
+    wait_until(renewed, 45, f"every SVID renewed under the {backend} root")
+
+    def retired() -> bool:
+        done = run_meshfed(home, "trust", "rotate-root", "--retire-old", check=False)
+        assert done.returncode in (0, 2), done.stderr
+        return done.returncode == 0
+
+    wait_until(retired, 60, "--retire-old accepted", interval_s=2)
     return new_root
