@@ -3,8 +3,11 @@ only, until SIGTERM.
 
 Its identity is ``meshfed-system/eastwest-gateway`` (the first start needs a token from
 ``meshfed workload token --gateway``). It registers nothing (the control plane reports the
-``--gateway`` address to the controller), counts no traffic itself (sidecars do), and stops
-without waiting for propagation (``propagation_s`` 0).
+``--gateway`` address to the controller) and stops without waiting for propagation
+(``propagation_s`` 0). Requests are counted by the callers' sidecars; the gateway counts
+its own hop -- connections and bytes to each sidecar it forwards to
+(:class:`federation.agent.tap.GatewayTap`), which its control plane turns into gateway-hop
+bytes and dollars by the sidecar's zone.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from federation.agent.prepare import (
     agent_settings,
     locality,
     source_labels,
+    traffic_tap,
     workdir,
     workload_identity,
 )
 from federation.agent.run import AgentParts, run_agent
+from federation.agent.tap import GatewayTap
 from federation.errors import ConfigError
 from federation.netaddr import is_loopback
 from federation.sync.node import GATEWAY_PORT, ProxyDescription
@@ -81,6 +86,7 @@ def prepare_gateway(config: GatewayConfig) -> AgentParts:
         locality=loc,
         listen=f"{host}:{port}",
         identity_dir=str(workdir(node_id) / "identity"),
+        traffic_log=str((workdir(node_id) / "traffic.fifo").absolute()),
         zone_local=config.zone_local,
     )
     identity = workload_identity(
@@ -97,9 +103,11 @@ def prepare_gateway(config: GatewayConfig) -> AgentParts:
         port,
         config.advertise or config.listen,
     )
+    settings = agent_settings(desc, agent, info, propagation_s=0.0)
     return AgentParts(
-        agent_settings(desc, agent, info, propagation_s=0.0),
+        settings,
         identity,
+        tap=traffic_tap(settings, workdir(node_id) / "traffic.fifo", GatewayTap),
         metrics_listen=agent.metrics_listen,
         labels=source_labels(desc, agent.cluster),
     )

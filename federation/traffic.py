@@ -11,6 +11,15 @@ records and TCP/IP headers not: Envoy's ``upstream_wire_bytes_sent|received``); 
 server -> caller, each at the price table in force when the request ended); and a histogram
 of Envoy's request duration (ms, :data:`DURATION_BUCKETS_MS`).
 
+A **gateway hop** (:class:`GatewayHop`) is the leg inside a serving cluster from its east-west
+gateway to the sidecar it forwarded a connection to: the caller's edge prices caller ->
+server, but when the gateway sits in another zone than that sidecar the bytes cross zones a
+second time, billed on their own. Its :class:`Counters` come from the gateway's Envoy
+(``tcp_proxy`` upstream wire bytes per connection, :mod:`federation.agent.tap`):
+``requests`` counts connections, ``request_bytes`` the bytes forwarded to the sidecar,
+``response_bytes`` those it answered (TLS records included: the gateway never opens them),
+``egress_usd`` their price on the path gateway <-> sidecar; no durations.
+
 Control planes count (:mod:`federation.controlplane.telemetry`) and send their table with
 their sync reports; the controller keeps a short history per cluster. Both expose the same
 Prometheus families (:class:`TrafficCollector`) and the controller turns two snapshots into
@@ -94,6 +103,36 @@ EGRESS_LABELS = (
 )
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class GatewayHop:
+    """The leg from a cluster's east-west gateway to the sidecar it forwarded to (labels of
+    the ``meshfed_gateway_hop_*`` families, in this order).
+
+    Attributes:
+        cluster: the serving cluster (the gateway's and the sidecar's).
+        gateway_locality: the gateway's ``<cloud>/<region>/<zone>`` (a zone-local gateway's
+            zone; the main gateway's own locality).
+        destination_service: ``<name>.<namespace>``.
+        destination_locality: the sidecar's locality; ``unknown`` for an address that is no
+            workload of the cluster's registry (one removed since).
+        path_class: ``same-zone`` when the hop stays in the gateway's zone, ``cross-zone``
+            when it is billed (:mod:`providers.pricing`), ``unknown`` with the destination.
+    """
+
+    cluster: str
+    gateway_locality: str
+    destination_service: str
+    destination_locality: str
+    path_class: str
+
+    def values(self) -> list[str]:
+        """The label values, in :data:`HOP_LABELS` order."""
+        return [getattr(self, name) for name in HOP_LABELS]
+
+
+HOP_LABELS: tuple[str, ...] = tuple(f.name for f in fields(GatewayHop))
+
+
 def _buckets() -> list[int]:
     return [0] * (len(DURATION_BUCKETS_MS) + 1)
 
@@ -166,11 +205,13 @@ class Counters:
 
 @dataclass(slots=True)
 class TrafficTable:
-    """One control plane's counters: edge -> :class:`Counters`, cumulative since
-    ``started_at`` (Unix s; a new value means the counters restarted from zero)."""
+    """One control plane's counters: edge -> :class:`Counters` and gateway hop ->
+    :class:`Counters` (``requests``: connections), cumulative since ``started_at`` (Unix s;
+    a new value means the counters restarted from zero)."""
 
     started_at: float
     edges: dict[Edge, Counters] = field(default_factory=dict)
+    hops: dict[GatewayHop, Counters] = field(default_factory=dict)
 
     def record(
         self, edge: Edge, request_bytes: int, response_bytes: int, duration_ms: float, usd: float
@@ -183,7 +224,11 @@ class TrafficTable:
 
     def copy(self) -> TrafficTable:
         """An independent copy (a snapshot to send or keep)."""
-        return TrafficTable(self.started_at, {e: c.copy() for e, c in self.edges.items()})
+        return TrafficTable(
+            self.started_at,
+            {e: c.copy() for e, c in self.edges.items()},
+            {h: c.copy() for h, c in self.hops.items()},
+        )
 
 
 def quantile_ms(q: float, buckets: Sequence[int]) -> float | None:
@@ -276,6 +321,39 @@ def edge_rates(
     return rows
 
 
+def hop_rates(old: TrafficTable | None, new: TrafficTable, seconds: float) -> list[dict[str, Any]]:
+    """Gateway-hop rates between two snapshots of one cluster's table (as
+    :func:`edge_rates`), one row per :class:`GatewayHop` that carried bytes in the window,
+    sorted: its labels (camelCase), ``connections`` (opened in the window),
+    ``bytesToEndpoint`` / ``bytesFromEndpoint`` (in the window), their rates
+    ``bytesToEndpointPerS`` / ``bytesFromEndpointPerS`` and ``usdPerHour``."""
+    base = old.hops if old is not None and old.started_at == new.started_at else {}
+    per_s = 1.0 / max(seconds, 1e-9)
+    rows = []
+    for hop in sorted(new.hops):
+        delta = new.hops[hop].copy()
+        if hop in base:
+            delta.merge(base[hop], -1)
+        if delta.request_bytes + delta.response_bytes <= 0 and delta.requests <= 0:
+            continue
+        rows.append(
+            {
+                "cluster": hop.cluster,
+                "gatewayLocality": hop.gateway_locality,
+                "destinationService": hop.destination_service,
+                "destinationLocality": hop.destination_locality,
+                "pathClass": hop.path_class,
+                "connections": delta.requests,
+                "bytesToEndpoint": delta.request_bytes,
+                "bytesFromEndpoint": delta.response_bytes,
+                "bytesToEndpointPerS": delta.request_bytes * per_s,
+                "bytesFromEndpointPerS": delta.response_bytes * per_s,
+                "usdPerHour": delta.egress_usd * per_s * 3600,
+            }
+        )
+    return rows
+
+
 class TrafficCollector(Collector):
     """Prometheus families of the tables ``tables()`` returns at each scrape:
 
@@ -285,7 +363,11 @@ class TrafficCollector(Collector):
     - ``meshfed_egress_bytes_total`` (request plus response bytes) and
       ``meshfed_egress_usd_total``, labelled with :data:`EGRESS_LABELS`;
     - ``meshfed_price_table_info{cloud, source, read_on}`` (1) for each price table in force
-      that ``prices()`` returns: where the dollars' rates come from and when it was read.
+      that ``prices()`` returns: where the dollars' rates come from and when it was read;
+    - ``meshfed_gateway_hop_connections_total``, ``meshfed_gateway_hop_bytes_total`` (with
+      ``direction``: ``to_endpoint`` / ``from_endpoint``) and
+      ``meshfed_gateway_hop_egress_usd_total``, labelled with :data:`HOP_LABELS`
+      (:class:`GatewayHop`).
     """
 
     def __init__(
@@ -351,6 +433,34 @@ class TrafficCollector(Collector):
         for cloud, rates in sorted(self._prices().items()):
             info.add_metric([cloud, rates.source, rates.read_on], 1)
         yield from (requests, sent, received, duration, egress_bytes, egress_usd, info)
+        yield from _hop_families(self._tables())
+
+
+def _hop_families(tables: Iterable[TrafficTable]) -> Iterable[Metric]:
+    """The ``meshfed_gateway_hop_*`` families of :class:`TrafficCollector`."""
+    connections = CounterMetricFamily(
+        "meshfed_gateway_hop_connections",
+        "Connections an east-west gateway forwarded, by gateway and sidecar locality",
+        labels=HOP_LABELS,
+    )
+    carried = CounterMetricFamily(
+        "meshfed_gateway_hop_bytes",
+        "Bytes between an east-west gateway and the sidecar it forwarded to (TLS records)",
+        labels=(*HOP_LABELS, "direction"),
+    )
+    usd = CounterMetricFamily(
+        "meshfed_gateway_hop_egress_usd",
+        "US$ the gateway hop's bytes cost at the price tables in force",
+        labels=HOP_LABELS,
+    )
+    for table in tables:
+        for hop in sorted(table.hops):
+            c, values = table.hops[hop], hop.values()
+            connections.add_metric(values, c.requests)
+            carried.add_metric([*values, "to_endpoint"], c.request_bytes)
+            carried.add_metric([*values, "from_endpoint"], c.response_bytes)
+            usd.add_metric(values, c.egress_usd)
+    yield from (connections, carried, usd)
 
 
 def format_usd(value: float) -> str:

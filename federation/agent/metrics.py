@@ -137,7 +137,7 @@ def make_app(
     a kubelet's readiness probe, as Istio's pilot-agent serves on 15021 (Envoy's own admin
     listens on loopback only)."""
     registry = CollectorRegistry(auto_describe=True)
-    if tap is not None:
+    if tap is not None and tap.per_request:  # a gateway's tap counts connections
         registry.register(TapCollector(tap, source))
 
     async def metrics(_request: web.Request) -> web.Response:

@@ -99,10 +99,14 @@ def agent_settings(
     )
 
 
-def traffic_tap(settings: AgentSettings, fifo: Path) -> TrafficTap:
-    """The sidecar's traffic counter, reading ``fifo`` and reporting as the bootstrap's node."""
+def traffic_tap(
+    settings: AgentSettings, fifo: Path, kind: type[TrafficTap] = TrafficTap
+) -> TrafficTap:
+    """The proxy's traffic counter (a sidecar's :class:`TrafficTap`, a gateway's
+    :class:`~federation.agent.tap.GatewayTap`), reading ``fifo`` and reporting as the
+    bootstrap's node."""
     node = json_format.ParseDict(settings.bootstrap["node"], base_pb2.Node())
-    return TrafficTap(fifo, node.SerializeToString())
+    return kind(fifo, node.SerializeToString())
 
 
 def source_labels(desc: ProxyDescription, cluster: str) -> dict[str, str]:

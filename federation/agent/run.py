@@ -38,7 +38,7 @@ class AgentParts:
     Attributes:
         settings: the supervisor's settings (bootstrap, workdir, hooks).
         identity: the proxy's workload identity.
-        tap: the sidecar's traffic counter (None: a gateway counts no traffic).
+        tap: the proxy's traffic counter (None: none).
         metrics_listen: the Prometheus endpoint's ``HOST:PORT`` ('' for none).
         labels: the labels that endpoint adds to every sample.
         dns_listen: a captured sidecar's DNS resolver ``(host, port)``

@@ -15,6 +15,16 @@ xDS port with the agent's SVID (mutual TLS; the control plane checks the node ag
 certificate and classifies, prices and aggregates them,
 :mod:`federation.controlplane.telemetry`). A failed report is retried with the next.
 
+An east-west gateway's agent runs a :class:`GatewayTap` instead: the control plane gives the
+gateway's ``tcp_proxy`` filters a file access log to its FIFO, flushed every
+:data:`federation.controlplane.generate.gateway.HOP_LOG_FLUSH_S` while a connection is open
+and once when it ends (:data:`~federation.controlplane.generate.gateway.HOP_LOG_FORMAT`):
+connection id, Envoy cluster, upstream host, upstream wire bytes sent and received -- so
+far on that connection -- and the record's type. It counts per
+``(Envoy cluster, upstream host)`` the connections and the bytes each record added; the
+control plane turns the host into the sidecar's locality (the gateway hop,
+:class:`federation.traffic.GatewayHop`).
+
 Not modelled: if the agent stops reading, Envoy's flush thread blocks on the full pipe and
 lines queue in Envoy's memory -- the agent supervises that Envoy, so both stop together.
 """
@@ -78,10 +88,17 @@ def parse_line(line: bytes) -> tuple[Key, int, int, int, int] | None:
 class TrafficTap:
     """Counts the lines of one FIFO (see the module docstring).
 
+    Attributes:
+        per_request: True: its keys are requests (a sidecar's); False: connections through
+            a gateway (:class:`GatewayTap`), which the agent's ``meshfed_proxy_*`` families
+            leave out.
+
     Args:
         path: the FIFO (created, mode 0600, if missing).
         node: the proxy's serialized ``envoy.config.core.v3.Node`` (what its reports name).
     """
+
+    per_request = True
 
     def __init__(self, path: Path, node: bytes) -> None:
         self.path = path
@@ -204,3 +221,64 @@ class TrafficTap:
                 await self.report_once(channel())
             except grpc.aio.AioRpcError as err:
                 log.warning("traffic report failed (retrying): %s", err.details())
+
+
+#: Access log types (Envoy's ``%ACCESS_LOG_TYPE%``) that end a connection's records.
+_CONNECTION_END = frozenset({b"TcpConnectionEnd"})
+
+
+def parse_hop_line(line: bytes) -> tuple[int, Key, int, int, bool] | None:
+    """One gateway traffic-log line as ``(connection id, (Envoy cluster, upstream host, 0),
+    bytes sent so far, bytes received so far, the connection ended)``; None for a line that
+    is not one or names no upstream host (Envoy writes ``-``: it never connected).
+
+    >>> parse_hop_line(b"7 gateway|8080||echo.demo 10.0.0.5:15006 900 4100 TcpPeriodic")
+    (7, ('gateway|8080||echo.demo', '10.0.0.5:15006', 0), 900, 4100, False)
+    """
+    parts = line.split()
+    if len(parts) != 6 or parts[2] == b"-":
+        return None
+    try:
+        cid = int(parts[0])
+        sent, received = (0 if p == b"-" else int(p) for p in parts[3:5])
+        key = (parts[1].decode(), parts[2].decode(), 0)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return cid, key, sent, received, parts[5] in _CONNECTION_END
+
+
+class GatewayTap(TrafficTap):
+    """A gateway's connections and bytes per ``(Envoy cluster, upstream host)``, from the
+    cumulative per-connection records of its FIFO (see the module docstring): ``requests``
+    counts connections, ``request_bytes`` / ``response_bytes`` the bytes sent to / received
+    from the upstream host. A record whose counts fell below the connection's last (Envoy
+    restarted and reused the id) starts a new connection."""
+
+    per_request = False
+
+    def __init__(self, path: Path, node: bytes) -> None:
+        super().__init__(path, node)
+        self._open: dict[int, tuple[Key, int, int]] = {}
+
+    def feed(self, data: bytes) -> None:
+        """Count the complete lines of ``data`` (a partial last line waits for the rest)."""
+        data = self._rest + data
+        *lines, self._rest = data.split(b"\n")
+        for line in lines:
+            parsed = parse_hop_line(line)
+            if parsed is None:
+                self.bad_lines += bool(line.strip())
+                continue
+            cid, key, sent, received, ended = parsed
+            last = self._open.pop(cid, None)
+            new = last is None or last[0] != key or sent < last[1] or received < last[2]
+            before_sent, before_received = (0, 0) if new or last is None else last[1:]
+            counters = self.counts.get(key)
+            if counters is None:
+                counters = self.counts[key] = Counters()
+            counters.requests += new
+            counters.request_bytes += sent - before_sent
+            counters.response_bytes += received - before_received
+            if not ended:
+                self._open[cid] = (key, sent, received)
+        self.lines += len(lines)

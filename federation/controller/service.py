@@ -458,10 +458,13 @@ class FederationService:
             ``windowS`` (the window used, s; 0 before two reports), ``by`` (the grouping
             labels), ``edges`` (rows of :func:`federation.traffic.edge_rates`), ``totals``
             (per source cluster and service since its control plane started: ``requests``,
-            ``errors``, ``egressUsd``) and ``priceTables`` (``cloud``, ``source``,
-            ``readOn`` of the tables in force).
+            ``errors``, ``egressUsd``), ``gatewayHops`` (rows of
+            :func:`federation.traffic.hop_rates`: what the east-west gateways carried to
+            each sidecar's zone, and its $/hour) and ``priceTables`` (``cloud``,
+            ``source``, ``readOn`` of the tables in force).
         """
-        used, rows = self.hub.traffic.rates(window_s, time.monotonic(), by)
+        now = time.monotonic()
+        used, rows = self.hub.traffic.rates(window_s, now, by)
         totals: dict[tuple[str, str], dict[str, Any]] = {}
         for table in self.hub.traffic.latest():
             for edge, c in table.edges.items():
@@ -485,6 +488,7 @@ class FederationService:
             "by": list(by),
             "edges": rows,
             "totals": [totals[k] for k in sorted(totals)],
+            "gatewayHops": self.hub.traffic.hop_rates(window_s, now),
             "priceTables": [
                 {"cloud": cloud, "source": t.source, "readOn": t.read_on}
                 for cloud, t in sorted(self.hub.price_tables().items())

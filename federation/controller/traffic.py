@@ -6,10 +6,10 @@ at their control plane, so a restarted controller has rates again one report lat
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from federation.traffic import DEFAULT_GROUP, TrafficTable, edge_rates
+from federation.traffic import DEFAULT_GROUP, TrafficTable, edge_rates, hop_rates
 
 #: How much history is kept per cluster (s); the longest window :meth:`rates` can give.
 HISTORY_S = 300.0
@@ -50,6 +50,24 @@ class TrafficHistory:
         """
         rows: list[dict[str, Any]] = []
         used = 0.0
+        for start, end, seconds in self._windows(window_s, now):
+            used = max(used, seconds)
+            rows.extend(edge_rates(start, end, seconds, by))
+        return used, rows
+
+    def hop_rates(self, window_s: float, now: float) -> list[dict[str, Any]]:
+        """Gateway-hop rates over about the last ``window_s`` seconds, every cluster's
+        (:func:`federation.traffic.hop_rates`)."""
+        rows: list[dict[str, Any]] = []
+        for start, end, seconds in self._windows(window_s, now):
+            rows.extend(hop_rates(start, end, seconds))
+        return rows
+
+    def _windows(
+        self, window_s: float, now: float
+    ) -> Iterator[tuple[TrafficTable, TrafficTable, float]]:
+        """Per cluster reporting now, ``(first snapshot, last, seconds between)`` over about
+        the last ``window_s`` seconds (clusters with less than two snapshots are left out)."""
         for cluster in sorted(self._snapshots):
             history = self._snapshots[cluster]
             if not history:
@@ -63,8 +81,5 @@ class TrafficHistory:
                     start_t, start = t, table
                 else:
                     break
-            if end_t - start_t <= 0:
-                continue
-            used = max(used, end_t - start_t)
-            rows.extend(edge_rates(start, end, end_t - start_t, by))
-        return used, rows
+            if end_t - start_t > 0:
+                yield start, end, end_t - start_t

@@ -78,6 +78,7 @@ def proxy_class(proxy: ProxyDescription) -> tuple[object, ...]:
         proxy.upstreams,
         proxy.capture,
         proxy.outbound_traffic_policy,
+        proxy.zone_local,
     )
 
 

@@ -18,9 +18,16 @@ cluster's :class:`federation.traffic.TrafficTable`, one edge per key (:func:`edg
 - **bytes**: Envoy's upstream wire bytes; **US$**: :func:`federation.lb.paths.path_facts`
   with the price tables in force when the report arrives (at most 2 s after the requests).
 
-Not modelled: proxyless gRPC clients and the east-west gateways report nothing (the
-caller's sidecar counts every request that crosses a gateway); a request Envoy never routed
-to a mesh service is not counted.
+An east-west gateway's agent reports its connections instead
+(:class:`federation.agent.tap.GatewayTap`: per ``(gateway cluster, upstream host)``,
+connections and upstream bytes); :meth:`TrafficCounter.add_gateway_report` counts them as
+**gateway hops** (:class:`federation.traffic.GatewayHop`, :func:`hop_for`): from the
+gateway's locality (its node) to the locality of the workload at that address in this
+cluster's registry, priced on that path (cross-zone bytes are billed; same-zone are not).
+
+Not modelled: proxyless gRPC clients report nothing; a request Envoy never routed to a mesh
+service is not counted; a gateway-hop address that is no workload of the registry any more
+is counted with destination ``unknown``, unpriced.
 """
 
 from __future__ import annotations
@@ -41,7 +48,14 @@ from federation.lb.paths import BYTES_PER_GB, path_facts, tables_in_force
 from federation.model.locality import Locality
 from federation.sync.node import ProxyDescription, identity_problem
 from federation.sync.proto import traffic_pb2, traffic_pb2_grpc
-from federation.traffic import DURATION_BUCKETS_MS, Counters, Edge, TrafficTable, code_class
+from federation.traffic import (
+    DURATION_BUCKETS_MS,
+    Counters,
+    Edge,
+    GatewayHop,
+    TrafficTable,
+    code_class,
+)
 from providers.pricing import PriceTable
 
 log = logging.getLogger(__name__)
@@ -116,6 +130,53 @@ def edge_for(
     return edge, ask.usd_per_gb / BYTES_PER_GB, answer.usd_per_gb / BYTES_PER_GB
 
 
+def hop_service(envoy_cluster: str) -> str | None:
+    """``gateway|8080||echo.demo.svc.clusterset.local`` (or a subset's
+    ``gateway|8080|v1|...``) -> ``echo.demo``; None for any other cluster."""
+    if not envoy_cluster.startswith("gateway|"):
+        return None
+    host = envoy_cluster.rsplit("|", 1)[-1]
+    return host.removesuffix(_GLOBAL_SUFFIX) if host.endswith(_GLOBAL_SUFFIX) else None
+
+
+def workload_localities(state: RegistryState) -> dict[str, Locality]:
+    """``address:inbound port`` of every workload in the registry -> its locality (where a
+    gateway's upstream host is)."""
+    return {f"{w.spec.address}:{w.spec.inbound_port}": w.locality for w in state.workloads.values()}
+
+
+def hop_for(
+    cluster: str,
+    gateway: Locality,
+    upstream_cluster: str,
+    upstream_host: str,
+    workloads: Mapping[str, Locality],
+    prices: Mapping[str, PriceTable] | None = None,
+) -> tuple[GatewayHop, float, float] | None:
+    """The gateway hop of a connection, and what its bytes cost: ``(hop, US$ per byte sent
+    to the sidecar, US$ per byte it answered)``; None when ``upstream_cluster`` is not a
+    gateway cluster of a service.
+
+    Args:
+        cluster: this cluster.
+        gateway: the gateway's locality (from its authenticated node).
+        upstream_cluster / upstream_host: the gateway's Envoy cluster and upstream host
+            (``address:port``).
+        workloads: :func:`workload_localities`.
+        prices: price tables in force by cloud.
+    """
+    service = hop_service(upstream_cluster)
+    if service is None:
+        return None
+    served = workloads.get(upstream_host)
+    if served is None:
+        return GatewayHop(cluster, str(gateway), service, UNKNOWN, UNKNOWN), 0.0, 0.0
+    back = path_facts(gateway, served, prices=prices)  # answer bytes: sidecar -> gateway
+    forth = path_facts(served, gateway, prices=prices)  # forwarded bytes: gateway -> sidecar
+    hop = GatewayHop(cluster, str(gateway), service, str(served), back.path)
+    return hop, forth.usd_per_gb / BYTES_PER_GB, back.usd_per_gb / BYTES_PER_GB
+
+
 #: Entries of different (caller locality, Envoy cluster, served-by, code) kept classified.
 EDGE_CACHE_SIZE = 4096
 #: A classified key: the edge's counters, US$ per request byte, US$ per response byte.
@@ -136,6 +197,7 @@ class TrafficCounter:
         self._prices: dict[str, PriceTable] = {}
         self._edges: dict[tuple[str, str, str, int], _Hit | None] = {}
         self._last: dict[str, tuple[float, dict[tuple[str, str, int], Counters]]] = {}
+        self._workloads: dict[str, Locality] = {}
         self.requests = 0
 
     def _refresh(self) -> None:
@@ -144,6 +206,7 @@ class TrafficCounter:
             self._version = state.version
             self._localities = cluster_localities(self.mesh, state)
             self._prices = tables_in_force(state.price_tables.values())
+            self._workloads = workload_localities(state)
             self._edges.clear()
 
     def add_report(self, node_id: str, source: Locality, report: traffic_pb2.ProxyTraffic) -> None:
@@ -180,6 +243,37 @@ class TrafficCounter:
             delta.egress_usd = delta.request_bytes * per_sent + delta.response_bytes * per_received
             counters.merge(delta)
             self.requests += delta.requests
+        self._last[node_id] = (report.started_at, now)
+
+    def add_gateway_report(
+        self, node_id: str, gateway: Locality, report: traffic_pb2.ProxyTraffic
+    ) -> None:
+        """Count what a gateway's report adds since its previous one (as :meth:`add_report`;
+        its keys are ``(gateway cluster, upstream host)`` and ``requests`` connections)."""
+        self._refresh()
+        seen_at, seen = self._last.get(node_id, (None, {}))
+        if seen_at != report.started_at:
+            seen = {}
+        now: dict[tuple[str, str, int], Counters] = {}
+        for k in report.keys:
+            key = (k.upstream_cluster, k.served_by, 0)
+            current = Counters(k.requests, k.request_bytes, k.response_bytes)
+            now[key] = current
+            delta = current.copy()
+            if key in seen:
+                delta.merge(seen[key], -1)
+            if min(delta.requests, delta.request_bytes, delta.response_bytes) < 0:
+                continue  # counters never go down within one started_at
+            if delta.requests + delta.request_bytes + delta.response_bytes == 0:
+                continue
+            found = hop_for(
+                self.mesh.cluster, gateway, key[0], key[1], self._workloads, self._prices
+            )
+            if found is None:
+                continue
+            hop, per_sent, per_received = found
+            delta.egress_usd = delta.request_bytes * per_sent + delta.response_bytes * per_received
+            self.table.hops.setdefault(hop, Counters()).merge(delta)
         self._last[node_id] = (report.started_at, now)
 
     def _classify(self, key: tuple[str, str, str, int], source: Locality) -> _Hit | None:
@@ -236,7 +330,10 @@ class TrafficServicer(traffic_pb2_grpc.TrafficServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "duration_bounds_ms differ from this control plane's (another meshfed version)",
             )
-        self._counter.add_report(
-            proxy.node_id, proxy.locality or self._counter.mesh.locality, request
+        count = (
+            self._counter.add_gateway_report
+            if proxy.role == "gateway"
+            else self._counter.add_report
         )
+        count(proxy.node_id, proxy.locality or self._counter.mesh.locality, request)
         return traffic_pb2.ProxyTrafficAck()

@@ -35,7 +35,14 @@ from federation.sync.messages import (
     split_service_ref,
 )
 from federation.sync.proto import sync_pb2
-from federation.traffic import CODE_CLASSES, DURATION_BUCKETS_MS, Counters, Edge, TrafficTable
+from federation.traffic import (
+    CODE_CLASSES,
+    DURATION_BUCKETS_MS,
+    Counters,
+    Edge,
+    GatewayHop,
+    TrafficTable,
+)
 from providers.pricing import PATH_CLASSES
 
 #: The destination of a request no sidecar answered (:class:`federation.traffic.Edge`).
@@ -104,6 +111,20 @@ def traffic_to_proto(table: TrafficTable) -> sync_pb2.TrafficReport:
             for e, c in table.edges.items()
             if edge_problem(e) is None
         ],
+        gateway_hops=[
+            sync_pb2.GatewayHopTraffic(
+                gateway_locality=h.gateway_locality,
+                destination_service=h.destination_service,
+                destination_locality=h.destination_locality,
+                path_class=h.path_class,
+                connections=c.requests,
+                bytes_to_endpoint=c.request_bytes,
+                bytes_from_endpoint=c.response_bytes,
+                egress_usd=c.egress_usd,
+            )
+            for h, c in table.hops.items()
+            if hop_problem(h) is None
+        ],
     )
 
 
@@ -154,6 +175,22 @@ def traffic_from_proto(message: sync_pb2.ClusterReport) -> TrafficTable | None:
             list(e.duration_buckets),
             e.retries,
         )
+    for i, h in enumerate(t.gateway_hops):
+        if not math.isfinite(h.egress_usd) or h.egress_usd < 0:
+            raise InvalidDocumentError(f"{where}.gateway_hops.{i}.egress_usd: not >= 0")
+        hop = GatewayHop(
+            message.cluster,
+            h.gateway_locality,
+            h.destination_service,
+            h.destination_locality,
+            h.path_class,
+        )
+        problem = hop_problem(hop)
+        if problem:
+            raise InvalidDocumentError(f"{where}.gateway_hops.{i}: {problem}")
+        table.hops[hop] = Counters(
+            h.connections, h.bytes_to_endpoint, h.bytes_from_endpoint, h.egress_usd
+        )
     return table
 
 
@@ -164,24 +201,51 @@ def edge_problem(edge: Edge) -> str | None:
     :data:`federation.traffic.CODE_CLASSES`; the destination's locality and path class may be
     ``unknown``, its cluster a name that is no member (counted, not priced). They become
     metric labels and planner keys at the controller. Pure."""
-    for name in ("source_locality", "destination_locality"):
-        value = getattr(edge, name)
-        if value == UNKNOWN and name == "destination_locality":
+    problem = _labels_problem(
+        ("source_locality", edge.source_locality),
+        ("destination_locality", edge.destination_locality),
+        edge.destination_service,
+        edge.path_class,
+    )
+    if problem:
+        return problem
+    if not _DNS_LABEL.match(edge.destination_cluster):  # "unknown" is one
+        return f"destination_cluster {edge.destination_cluster!r} is not a cluster name"
+    if edge.response_code_class not in CODE_CLASSES:
+        known = ", ".join(CODE_CLASSES)
+        return f"response_code_class {edge.response_code_class!r} is not one of {known}"
+    return None
+
+
+def hop_problem(hop: GatewayHop) -> str | None:
+    """Why a gateway hop's labels are not what a control plane counts, or None (as
+    :func:`edge_problem`: the gateway's locality, the sidecar's or ``unknown``, the
+    service, the path class). Pure."""
+    return _labels_problem(
+        ("gateway_locality", hop.gateway_locality),
+        ("destination_locality", hop.destination_locality),
+        hop.destination_service,
+        hop.path_class,
+    )
+
+
+def _labels_problem(
+    source: tuple[str, str], destination: tuple[str, str], service: str, path_class: str
+) -> str | None:
+    """The labels edges and hops share: ``(field, locality)`` of the source (required) and
+    of the destination (``unknown`` allowed), ``<service>.<namespace>``, the path class."""
+    for (name, value), required in ((source, True), (destination, False)):
+        if value == UNKNOWN and not required:
             continue
         try:
             Locality.parse(value)
         except ValueError as err:
             return f"{name}: {err}"
-    service, _, namespace = edge.destination_service.partition(".")
-    if not (_DNS_LABEL.match(service) and _DNS_LABEL.match(namespace)):
-        return f"destination_service {edge.destination_service!r} is not <service>.<namespace>"
-    if not _DNS_LABEL.match(edge.destination_cluster):  # "unknown" is one
-        return f"destination_cluster {edge.destination_cluster!r} is not a cluster name"
-    if edge.path_class not in PATH_CLASSES and edge.path_class != UNKNOWN:
-        return f"path_class {edge.path_class!r} is not one of {', '.join(PATH_CLASSES)}"
-    if edge.response_code_class not in CODE_CLASSES:
-        known = ", ".join(CODE_CLASSES)
-        return f"response_code_class {edge.response_code_class!r} is not one of {known}"
+    name, _, namespace = service.partition(".")
+    if not (_DNS_LABEL.match(name) and _DNS_LABEL.match(namespace)):
+        return f"destination_service {service!r} is not <service>.<namespace>"
+    if path_class not in PATH_CLASSES and path_class != UNKNOWN:
+        return f"path_class {path_class!r} is not one of {', '.join(PATH_CLASSES)}"
     return None
 
 

@@ -12,8 +12,11 @@ failed request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
+import ssl
 import urllib.request
 from collections import Counter
 from typing import Any
@@ -34,12 +37,14 @@ from tests.integration.harness import (
     start_sidecar_agent,
     wait_until,
 )
+from tests.integration.test_federation import _scrape
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 A = "aws/us-east-1/us-east-1a"
 B_REGION = "aws/eu-west-1"
 ZONES = ("eu-west-1a", "eu-west-1b")
+SNI = "outbound_.8080_._.echo.demo.svc.clusterset.local"
 EXPORT = (
     "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
     "metadata: {name: echo, namespace: demo}\nspec: {cluster: b}\n"
@@ -82,10 +87,17 @@ def fed(tmp_path_factory):
             )  # fmt: skip
             replicas[z] = (app, agent)
         run_meshfed(home, "apply", "-f", "-", input_text=EXPORT + "---\n" + DISTRIBUTE)
-        # the caller's connections open once each gateway has its own zone's endpoint: a
-        # connection a gateway forwarded to another zone while its own had none stays there
+        # the caller's connections open once each gateway forwards into its own zone: one
+        # it forwarded elsewhere meanwhile stays there until it drains (5 minutes). Healthy
+        # in Envoy's admin is not enough: when both zones' endpoints pass their first health
+        # check in one round, Envoy 1.40's load balancer may keep choosing the other zone's
+        # (priority 1) for about a second.
         for z in ZONES:
-            wait_until(lambda z=z: _own_zone_healthy(admins[z], z), 30, f"gateway {z} ready")
+            wait_until(
+                lambda z=z: _forwards_to_own_zone(gateways[z], admins[z], z),
+                30,
+                f"gateway {z} forwarding into its zone",
+            )
         client = free_port()
         start_sidecar_agent(
             procs, home, a, service="frontend", address="127.0.1.10", app_port=free_port(),
@@ -132,6 +144,26 @@ def _own_zone_healthy(admin_port: int, zone: str) -> bool:
     )
 
 
+def _forwards_to_own_zone(gateway: str, admin_port: int, zone: str) -> bool:
+    """A connection opened to ``gateway`` with echo's SNI now goes to an endpoint in
+    ``zone``: a probe (its TLS handshake is refused by the sidecar -- no client certificate --
+    after the gateway chose it), judged by the gateway's per-host ``cx_total``."""
+    if not _own_zone_healthy(admin_port, zone):
+        return False
+    before = _gateway_hosts(admin_port, "cx_total")
+    host, port = gateway.rsplit(":", 1)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        contextlib.suppress(OSError),
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=SNI),
+    ):
+        pass
+    after = _gateway_hosts(admin_port, "cx_total")
+    return {z for z in after if after[z] > before.get(z, 0)} == {zone}
+
+
 def _gateway_hosts(admin_port: int, stat: str = "cx_active") -> dict[str, int]:
     """A gateway's upstream connections per endpoint's zone (Envoy admin
     ``/clusters?format=json``: each host's ``stat`` -- ``cx_active``, open now, or
@@ -143,11 +175,65 @@ def _gateway_hosts(admin_port: int, stat: str = "cx_active") -> dict[str, int]:
     return dict(out)
 
 
+#: How far the controller's count of a gateway's bytes may trail its Envoy's own counters
+#: (bytes): the callers' HTTP/2 PINGs (every 200 ms) keep flowing while a record waits for
+#: its flush (1 s), the agent's report (2 s) and the control plane's (2 s).
+HOP_SLACK_BYTES = 16_384
+
+
+def _hop_bytes(fed: dict[str, Any]) -> dict[tuple[str, str], tuple[float, float]]:
+    """The gateway-hop bytes (to, from the sidecar) the controller counted so far, by
+    (gateway zone, sidecar zone) -- once, for every gateway, they are what its Envoy counted
+    on its upstream connections (``upstream_cx_tx|rx_bytes_total`` of echo's gateway
+    cluster, admin ``/stats``), less at most :data:`HOP_SLACK_BYTES`."""
+    ctl = fed["ctl"]
+
+    def counted() -> dict[tuple[str, str], tuple[float, float]] | None:
+        out: dict[tuple[str, str], tuple[float, float]] = {}
+        scraped = _scrape(ctl.url, ctl.token(), ctl.ssl_context())
+        for (name, labels), value in scraped.items():
+            label = dict(labels)
+            if name != "meshfed_gateway_hop_bytes_total":
+                continue
+            key = (label["gateway_locality"], label["destination_locality"])
+            key = (key[0].rsplit("/", 1)[-1], key[1].rsplit("/", 1)[-1])
+            sent, received = out.get(key, (0.0, 0.0))
+            if label["direction"] == "to_endpoint":
+                out[key] = (sent + value, received)
+            else:
+                out[key] = (sent, received + value)
+        for zone, admin in fed["admins"].items():
+            envoy = _envoy_bytes(admin)
+            ours = [sum(v[i] for k, v in out.items() if k[0] == zone) for i in (0, 1)]
+            if not all(e - HOP_SLACK_BYTES <= o <= e for o, e in zip(ours, envoy, strict=True)):
+                return None
+        return out
+
+    found = wait_until(counted, 20, "the gateways' hop bytes at the controller as Envoy's")
+    assert found is not None
+    return found
+
+
+def _envoy_bytes(admin_port: int) -> tuple[int, int]:
+    """Bytes a gateway's Envoy sent to and received from echo's endpoints so far."""
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{admin_port}/stats?filter=upstream_cx_[tr]x_bytes_total", timeout=5
+    ) as answer:
+        lines = answer.read().decode().splitlines()
+    stats = dict(line.rsplit(": ", 1) for line in lines if HOST in line)
+    prefix = f"cluster.gateway|8080||{HOST}."
+    return (
+        int(stats[prefix + "upstream_cx_tx_bytes_total"]),
+        int(stats[prefix + "upstream_cx_rx_bytes_total"]),
+    )
+
+
 def test_each_zone_gets_its_share_through_its_own_gateway_and_nothing_crosses_zones(fed) -> None:
     """The plan's per-zone shares (here a ``distribute`` rule: 70/30) hold across b's
     gateways: the served shares (by the serving replica) are within 5 % of them, and the
     connections that carried them lead from each zone's gateway into its own zone only (0
     cross-zone at the gateway hop)."""
+    before = _hop_bytes(fed)
     served = _zones(fed, 400)
     total = sum(served.values())
     assert total == 400, served
@@ -163,6 +249,14 @@ def test_each_zone_gets_its_share_through_its_own_gateway_and_nothing_crosses_zo
         print(f"gateway {zone}: connections per endpoint zone open {active}, ever {total}")
         assert active.get(zone, 0) > 0, active
         assert all(cx == 0 for z, cx in active.items() if z != zone), (active, total)
+    # the gateways' own count of the hop, as b's control plane reported it to the
+    # controller (equal to their Envoys' counters): the requests' bytes stayed in each zone
+    after = _hop_bytes(fed)
+    carried = {k: tuple(a - b for a, b in zip(v, before.get(k, (0, 0)), strict=True))
+               for k, v in after.items()}  # fmt: skip
+    print(f"gateway hop bytes (to, from sidecar) by (gateway zone, sidecar zone): {carried}")
+    assert all(sum(carried[(z, z)]) > 10_000 for z in ZONES), carried
+    assert all(v == (0, 0) for (g, d), v in carried.items() if g != d), carried  # 0 cross-zone
     # the controller shows what b reported; explain names the zone gateways as the hop
     assert fed["ctl"].clusters()["b"]["zoneGateways"] == fed["gateways"]
     out = run_meshfed(fed["home"], "explain", "echo.demo", "--from", "a", "-o", "json").stdout

@@ -72,6 +72,13 @@ PANIC_THRESHOLD_PERCENT = 1.0
 KEEPALIVE_INTERVAL_MS = 200
 #: The PING timeout (ms) when the distance to an endpoint is unknown.
 KEEPALIVE_TIMEOUT_UNKNOWN_MS = 1000
+#: Longest life of a sidecar's pooled upstream connection (ms; ``common_http_protocol_options
+#: .max_connection_duration``): then it drains (HTTP/2 GOAWAY, requests in flight finish) and
+#: the next request opens a new one. An east-west gateway picks the sidecar once per
+#: connection (TLS passthrough), so without it a connection the gateway sent to another
+#: zone while its own zone had no healthy endpoint (or in the second its health checks come
+#: back) kept crossing zones -- and paying for it -- for as long as the caller kept it open.
+MAX_CONNECTION_DURATION_MS = 300_000
 
 
 def keepalive_timeout_ms(rtts_ms: Iterable[float | None]) -> int:
@@ -113,6 +120,7 @@ def protocol_options(
     inbound: bool = False,
     keepalive_timeout: int = KEEPALIVE_TIMEOUT_UNKNOWN_MS,
     max_requests_per_connection: int | None = None,
+    max_connection_duration_ms: int | None = None,
 ) -> dict[str, object]:
     """``typed_extension_protocol_options`` of a cluster for a port of ``protocol``.
 
@@ -125,7 +133,8 @@ def protocol_options(
 
     ``max_requests_per_connection`` (> 0): ``common_http_protocol_options`` closes an
     upstream connection after that many requests (TrafficPolicy
-    ``connectionPool.maxRequestsPerConnection``).
+    ``connectionPool.maxRequestsPerConnection``); ``max_connection_duration_ms`` drains it
+    after that long (:data:`MAX_CONNECTION_DURATION_MS`).
     """
     if protocol == "tcp":
         return {}
@@ -150,6 +159,10 @@ def protocol_options(
     if max_requests_per_connection:
         options.common_http_protocol_options.max_requests_per_connection.value = (
             max_requests_per_connection
+        )
+    if max_connection_duration_ms:
+        options.common_http_protocol_options.max_connection_duration.CopyFrom(
+            duration_ms(max_connection_duration_ms)
         )
     return {HTTP_OPTIONS_KEY: pack(options)}
 
@@ -356,6 +369,7 @@ def outbound_cluster(
                 if policy is not None and policy.spec.connection_pool is not None
                 else None
             ),
+            max_connection_duration_ms=MAX_CONNECTION_DURATION_MS,
         ),
     )
 

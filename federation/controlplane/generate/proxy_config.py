@@ -537,7 +537,10 @@ def _gateway(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         out[resource.ENDPOINT] += assignments
         routes += passthrough
     if routes:  # Envoy refuses a listener without filter chains; no export, no listener
-        out[resource.LISTENER].append(gateway_listener(host.strip("[]"), int(port_text), routes))
+        counted = proxy.traffic_log if mesh.telemetry and proxy.traffic_log.startswith("/") else ""
+        out[resource.LISTENER].append(
+            gateway_listener(host.strip("[]"), int(port_text), routes, counted)
+        )
     return out
 
 

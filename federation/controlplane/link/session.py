@@ -277,7 +277,7 @@ class FederationLink:
             heartbeat_s = max(0.5, self.info.lease_seconds / 3)
             now = time.monotonic()
             traffic = self._traffic() if now - traffic_sent >= TRAFFIC_INTERVAL_S else None
-            if traffic is not None and not traffic.edges:
+            if traffic is not None and not (traffic.edges or traffic.hops):
                 traffic = None
             if body != last or now - last_sent >= heartbeat_s or traffic is not None:
                 # a trace starts at a change of this cluster's services or exports, not at

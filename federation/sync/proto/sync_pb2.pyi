@@ -167,14 +167,36 @@ class EdgeTraffic(_message.Message):
     def __init__(self, source_locality: _Optional[str] = ..., destination_service: _Optional[str] = ..., destination_cluster: _Optional[str] = ..., destination_locality: _Optional[str] = ..., path_class: _Optional[str] = ..., response_code_class: _Optional[str] = ..., requests: _Optional[int] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., egress_usd: _Optional[float] = ..., duration_ms_sum: _Optional[float] = ..., duration_buckets: _Optional[_Iterable[int]] = ..., retries: _Optional[int] = ...) -> None: ...
 
 class TrafficReport(_message.Message):
-    __slots__ = ("started_at", "duration_bounds_ms", "edges")
+    __slots__ = ("started_at", "duration_bounds_ms", "edges", "gateway_hops")
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     DURATION_BOUNDS_MS_FIELD_NUMBER: _ClassVar[int]
     EDGES_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_HOPS_FIELD_NUMBER: _ClassVar[int]
     started_at: float
     duration_bounds_ms: _containers.RepeatedScalarFieldContainer[float]
     edges: _containers.RepeatedCompositeFieldContainer[EdgeTraffic]
-    def __init__(self, started_at: _Optional[float] = ..., duration_bounds_ms: _Optional[_Iterable[float]] = ..., edges: _Optional[_Iterable[_Union[EdgeTraffic, _Mapping]]] = ...) -> None: ...
+    gateway_hops: _containers.RepeatedCompositeFieldContainer[GatewayHopTraffic]
+    def __init__(self, started_at: _Optional[float] = ..., duration_bounds_ms: _Optional[_Iterable[float]] = ..., edges: _Optional[_Iterable[_Union[EdgeTraffic, _Mapping]]] = ..., gateway_hops: _Optional[_Iterable[_Union[GatewayHopTraffic, _Mapping]]] = ...) -> None: ...
+
+class GatewayHopTraffic(_message.Message):
+    __slots__ = ("gateway_locality", "destination_service", "destination_locality", "path_class", "connections", "bytes_to_endpoint", "bytes_from_endpoint", "egress_usd")
+    GATEWAY_LOCALITY_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_LOCALITY_FIELD_NUMBER: _ClassVar[int]
+    PATH_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TO_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FROM_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_USD_FIELD_NUMBER: _ClassVar[int]
+    gateway_locality: str
+    destination_service: str
+    destination_locality: str
+    path_class: str
+    connections: int
+    bytes_to_endpoint: int
+    bytes_from_endpoint: int
+    egress_usd: float
+    def __init__(self, gateway_locality: _Optional[str] = ..., destination_service: _Optional[str] = ..., destination_locality: _Optional[str] = ..., path_class: _Optional[str] = ..., connections: _Optional[int] = ..., bytes_to_endpoint: _Optional[int] = ..., bytes_from_endpoint: _Optional[int] = ..., egress_usd: _Optional[float] = ...) -> None: ...
 
 class RemoteCluster(_message.Message):
     __slots__ = ("cluster", "gateway", "network", "locality", "endpoints", "same_network", "direct_endpoints", "zone_gateways")

@@ -26,6 +26,7 @@ from federation.agent.config import AgentConfig, IdentityOptions, SidecarConfig
 from federation.agent.errors import EnvoyExitedError
 from federation.agent.sidecar import prepare_sidecar
 from federation.agent.supervisor import AgentSettings, ProxyAgent, backoff_s
+from federation.agent.tap import GatewayTap
 from federation.errors import ConfigError
 from federation.sync.node import META_PREFIX
 
@@ -193,7 +194,9 @@ def test_the_gateway_is_its_cluster_s_gateway_identity_and_registers_nothing(cp)
     assert str(parts.identity.spiffe_id) == (
         "spiffe://example.org/ns/meshfed-system/sa/eastwest-gateway"
     )
-    assert parts.tap is None and parts.settings.propagation_s == 0.0
+    # it counts its hop: connections and bytes per sidecar, from its Envoy's log FIFO
+    assert isinstance(parts.tap, GatewayTap) and parts.settings.propagation_s == 0.0
+    assert node["metadata"][META_PREFIX + "traffic_log"] == str(parts.tap.path)
     with pytest.raises(ConfigError, match="--advertise"):
         prepare_gateway(GatewayConfig(agent=_agent(cp), advertise="nope"))
 
