@@ -88,10 +88,7 @@ def fed(tmp_path_factory):
             replicas[z] = (app, agent)
         run_meshfed(home, "apply", "-f", "-", input_text=EXPORT + "---\n" + DISTRIBUTE)
         # the caller's connections open once each gateway forwards into its own zone: one
-        # it forwarded elsewhere meanwhile stays there until it drains (5 minutes). Healthy
-        # in Envoy's admin is not enough: when both zones' endpoints pass their first health
-        # check in one round, Envoy 1.40's load balancer may keep choosing the other zone's
-        # (priority 1) for about a second.
+        # it forwarded elsewhere meanwhile would stay there until it drains (5 minutes)
         for z in ZONES:
             wait_until(
                 lambda z=z: _forwards_to_own_zone(gateways[z], admins[z], z),

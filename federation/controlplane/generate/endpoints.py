@@ -256,9 +256,10 @@ def placement(
     A subset (``labels``): only local workloads carrying every label, and every remote cluster
     through its gateway -- even on the same network, whose endpoints' labels are not known
     here -- where the subset's SNI (``port.subset``) picks its workloads. ``only_cluster``:
-    that member cluster's candidates only. ``by_locality``: plain locality failover from
-    ``caller`` (its zone first), whatever the service's TrafficPolicy distributes or plans --
-    a zone-local gateway's, whose callers elsewhere already picked its zone.
+    that member cluster's candidates only. ``by_locality``: a zone-local gateway's, whose
+    callers elsewhere already picked its zone: ``caller``'s zone alone while it has a healthy
+    endpoint (:func:`own_zone_only`), else plain locality failover, whatever the service's
+    TrafficPolicy distributes or plans.
     """
     found = _Found()
     if only_cluster is None or only_cluster == caller_cluster:
@@ -274,7 +275,26 @@ def placement(
     plan = None if by_locality else state.plans.get((port.namespace, port.service, str(caller)))
     if inputs.mode == "optimize" and plan is not None:
         choices = with_plan(choices, [(c, Locality.parse(loc), s) for c, loc, s in plan.shares])
+    if by_locality:
+        choices = own_zone_only(choices, caller)
     return Placement(choices, dict(found.members))
+
+
+def own_zone_only(choices: list[Choice], zone: Locality) -> list[Choice]:
+    """A zone-local gateway's choices: those in ``zone`` while one of them has a healthy
+    endpoint, else all of them (the other zones by locality failover). Not the other zones
+    at a lower priority: when endpoints of both pass their first health check in one round,
+    Envoy 1.40's load balancer kept choosing priority 1 for about a second though priority 0
+    was healthy, and a caller's pooled connection the gateway forwarded then crossed zones
+    for as long as it lived (seen in tests/integration/test_zone_gateways.py)."""
+    own = [c for c in choices if c.locality == zone and c.candidate.healthy > 0]
+    if not own:
+        return choices
+    return [
+        Choice(c.candidate, 0, c.weight, f"zone-local gateway: its zone only; {c.reason}")
+        for c in choices
+        if c.locality == zone
+    ]
 
 
 def prefer_cluster(choices: list[Choice], cluster: str) -> list[Choice]:

@@ -549,8 +549,8 @@ def _gateway_service(
 ) -> tuple[list[Message], list[Message], list[PassthroughRoute]]:
     """What one service adds to the east-west gateway: a cluster and assignment of its local
     sidecars per port (and per TrafficPolicy subset), and the SNI routes to them. A
-    zone-local gateway (``by_locality``) orders them by locality alone, its zone first
-    (:func:`endpoints.placement`)."""
+    zone-local gateway (``by_locality``) gets its zone's alone while one is healthy, else
+    all by locality (:func:`endpoints.own_zone_only`)."""
     found: list[Message] = []
     assignments: list[Message] = []
     routes: list[PassthroughRoute] = []

@@ -14,7 +14,7 @@ from federation.controlplane import resource
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.gateway import HOP_LOG_FORMAT
 from federation.controlplane.generate.proxy_config import generate
-from federation.controlplane.registry import ServiceRegistry
+from federation.controlplane.registry import Health, ServiceRegistry
 from federation.controlplane.telemetry import TrafficCounter, hop_for, hop_service
 from federation.errors import InvalidDocumentError
 from federation.model.documents import load_documents
@@ -207,3 +207,38 @@ def test_the_gateway_logs_its_connections_only_when_its_agent_counts_them() -> N
     assert not tcp_proxy("").access_log  # an agent that reads no log
     quiet = MeshContext("b", "example.org", ZONE_A, telemetry=False)
     assert not tcp_proxy("/run/meshfed/traffic.fifo", quiet).access_log
+
+
+def test_a_zone_local_gateway_holds_only_its_zones_endpoints_while_one_is_healthy() -> None:
+    registry = ServiceRegistry()
+    registry.apply(
+        load_documents(
+            "---\n".join(
+                [
+                    WORKLOAD.format(i=1, zone="eu-west-1a"),
+                    WORKLOAD.format(i=2, zone="eu-west-1b"),
+                    EXPORT,
+                ]
+            )
+        )
+    )
+    gateway = ProxyDescription(
+        "gateway~b~eu-west-1a", "gateway", locality=ZONE_A, listen="127.0.1.1:15444",
+        zone_local=True,
+    )  # fmt: skip
+
+    def endpoints() -> list[tuple[str, int]]:
+        (cla,) = generate(MESH, registry.state, gateway)[resource.ENDPOINT]
+        return [
+            (e.endpoint.address.socket_address.address, loc.priority)
+            for loc in cla.endpoints
+            for e in loc.lb_endpoints
+        ]
+
+    assert endpoints() == [("10.0.0.1", 0)]  # not 10.0.0.2 at priority 1
+    registry.set_health(("demo", "echo-1"), Health.UNHEALTHY)
+    assert sorted(endpoints()) == [("10.0.0.1", 1), ("10.0.0.2", 0)]  # its zone has none left
+    main = ProxyDescription("gateway~b", "gateway", locality=ZONE_A, listen="127.0.1.1:15443")
+    registry.set_health(("demo", "echo-1"), Health.HEALTHY)
+    gateway = main  # the cluster's own gateway keeps the other zones, by priority
+    assert sorted(endpoints()) == [("10.0.0.1", 0), ("10.0.0.2", 1)]
