@@ -21,6 +21,7 @@ SHARED = {
     "test_isolated.py": "isolated",
     "test_cost_optimizer.py": "isolated",
     "test_capture.py": "isolated",
+    "test_zone_gateways_isolated.py": "isolated",
 }
 
 
