@@ -16,8 +16,10 @@ Three policies for the same service:
 
 :func:`measure` runs one policy at one load and returns what the client saw (failed
 requests, p50/p99 ms, served-by shares) and what the mesh counted (egress US$ from the
-controller's ``meshfed_egress_usd_total``, the Envoy-counted bytes times the price), beside
-the optimizer's own prediction where there is a plan.
+controller's ``meshfed_egress_usd_total``, the Envoy-counted bytes times the price, plus the
+east-west gateways' own hop, ``meshfed_gateway_hop_egress_usd_total``), beside the
+optimizer's own prediction where there is a plan. :func:`zone_scenario_file` is the variant
+with B in two zones, with or without zone-local gateways.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import yaml
 from tests.integration.isolated import (
     REGIONS,
     A,
+    B,
     IsolatedFederation,
     Result,
     federation_file,
@@ -49,6 +52,23 @@ PAD_BYTES = 4096
 CALLER = "aws/us-east-1/us-east-1a"
 SERVICE_HOST = "echo.demo.svc.clusterset.local"
 POLICY_NAMES = ("round-robin", "locality-failover", "optimize")
+
+
+def zone_scenario_file(capacity_rps: float, zone_gateways: bool) -> dict[str, Any]:
+    """The bed with B in two zones (``bench/cost_live.py --zones``): two echo replicas per
+    cluster of ``capacity_rps`` each -- A's both in its one zone, us-east-1a (so A serves
+    2 x ``capacity_rps``), B's one per zone, C's both in its zone -- and, with
+    ``zone_gateways``, a zone-local east-west gateway per zone of B. Without them B is one
+    gateway endpoint to its callers, and its gateway forwards to its own zone (eu-west-1a)
+    first; with them each zone of B is a candidate of its own."""
+    spec = federation_file(replicas=2, rps=0.2)
+    spec["spec"]["echo"]["capacityRps"] = capacity_rps
+    for c in spec["spec"]["clusters"]:
+        if c["name"] == A:
+            c["zones"] = ["us-east-1a"]
+        elif c["name"] == B:
+            c["zones"], c["zoneGateways"] = ["eu-west-1a", "eu-west-1b"], zone_gateways
+    return spec
 
 
 def scenario_file(capacity_rps: float) -> dict[str, Any]:
@@ -103,15 +123,23 @@ class Counted:
     requests: float
     usd: float
     bytes: float
+    hop_usd: float = 0.0
+    cross_zone_hop_bytes: float = 0.0
 
 
 def counted(fed: IsolatedFederation) -> Counted:
     """Requests, egress US$ and egress bytes of every edge from cluster A, as exposed by the
     controller (``meshfed_requests_total``, ``meshfed_egress_usd_total``,
-    ``meshfed_egress_bytes_total``)."""
-    requests = usd = wire = 0.0
+    ``meshfed_egress_bytes_total``); and every east-west gateway's hop, US$ and bytes across
+    zones (``meshfed_gateway_hop_egress_usd_total``, ``meshfed_gateway_hop_bytes_total``;
+    A's load is all that crosses gateways here but the demo frontend's trickle)."""
+    requests = usd = wire = hop_usd = hop_cross = 0.0
     for (name, labels), value in controller_samples(fed.home).items():
         lab = dict(labels)
+        if name == "meshfed_gateway_hop_egress_usd_total":
+            hop_usd += value
+        elif name == "meshfed_gateway_hop_bytes_total" and lab["path_class"] != "same-zone":
+            hop_cross += value
         if lab.get("source_cluster") != A:
             continue
         if name == "meshfed_requests_total":
@@ -120,7 +148,7 @@ def counted(fed: IsolatedFederation) -> Counted:
             usd += value
         elif name == "meshfed_egress_bytes_total":
             wire += value
-    return Counted(requests, usd, wire)
+    return Counted(requests, usd + hop_usd, wire, hop_usd, hop_cross)
 
 
 def plan(fed: IsolatedFederation) -> dict[str, Any] | None:
@@ -146,6 +174,9 @@ class Measurement:
     usd_per_request: float  # egress US$ per request the mesh counted in the window
     counted_requests: float
     predicted_usd_per_hour: float | None  # the optimizer's plan, scaled to the offered load
+    hop_usd_per_request: float = 0.0  # of usd_per_request: the gateway hops'
+    cross_zone_hop_bytes: float = 0.0  # bytes gateways carried across zones in the window
+    zones: dict[str, float] | None = None  # <cluster>/<zone> -> share of the answered
 
     @property
     def usd_per_hour(self) -> float:
@@ -203,6 +234,7 @@ def measure(
     results = [r for r in box["results"] if warm_s <= r.sent < warm_s + seconds]
     ok = [r for r in results if r.status == 200]
     served = Counter(r.served_by for r in ok)
+    zones = Counter(f"{r.served_by}/{r.zone}" for r in ok)
     requests = after.requests - before.requests
     predicted = None
     if found is not None and found["demandRps"] > 0:
@@ -219,4 +251,7 @@ def measure(
         usd_per_request=(after.usd - before.usd) / requests if requests > 0 else 0.0,
         counted_requests=requests,
         predicted_usd_per_hour=predicted,
+        hop_usd_per_request=(after.hop_usd - before.hop_usd) / requests if requests > 0 else 0.0,
+        cross_zone_hop_bytes=after.cross_zone_hop_bytes - before.cross_zone_hop_bytes,
+        zones={k: v / max(1, len(ok)) for k, v in sorted(zones.items())},
     )

@@ -86,12 +86,14 @@ def federation_file(lease_s: float = 10, replicas: int = 1, rps: float = 10) -> 
 @dataclass
 class Result:
     """One request of :meth:`IsolatedFederation.drive` (times in s since the drive began;
-    ``served_by``: the serving cluster, from ``x-meshfed-served-by: <cluster>/<zone>``)."""
+    ``served_by``: the serving cluster, from ``x-meshfed-served-by: <cluster>/<zone>``;
+    ``zone``: the zone it names)."""
 
     sent: float
     done: float
     status: int
     served_by: str
+    zone: str = ""
 
 
 class IsolatedFederation:
@@ -271,15 +273,15 @@ class IsolatedFederation:
 
         async def one(session: aiohttp.ClientSession) -> None:
             sent = time.monotonic() - begin
-            status, served = 0, ""
+            status, served, zone = 0, "", ""
             try:
                 async with session.get(url, headers=headers) as resp:
                     await resp.read()
                     status = resp.status
-                    served = resp.headers.get(SERVED_BY, "").split("/")[0]
+                    served, _, zone = resp.headers.get(SERVED_BY, "").partition("/")
             except (aiohttp.ClientError, TimeoutError):
                 status = -1
-            results.append(Result(sent, time.monotonic() - begin, status, served))
+            results.append(Result(sent, time.monotonic() - begin, status, served, zone))
 
         control = Path(self.record.info["network"]["control"])
 
