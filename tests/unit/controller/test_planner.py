@@ -264,12 +264,13 @@ def test_a_zone_whose_latency_turns_up_gets_less_headroom_than_one_that_does_not
 def test_at_exactly_full_load_a_steady_zone_keeps_its_callers_like_failover_does() -> None:
     """Issue 42: with a fixed 0.8 headroom, 100 % of the local zone's capacity sent 20 % to
     another region -- dearer and slower than locality failover. Learned from a flat p99, the
-    headroom reaches the whole capacity and the plan costs what failover costs."""
+    headroom reaches (nearly) the whole capacity, the little spill left is within the
+    demand's noise and not taken, and the plan costs what failover costs."""
     world = World()
     for _ in range(60):
         _learning_round(world, 100.0, lambda cluster, served: 3.0)
     (plan,) = world.planner.plans()[A]
-    assert _headrooms(world)[A][0] == 1.0
+    assert _headrooms(world)[A][0] >= 0.96
     assert world.shares() == {A: 1.0}
     assert plan.usd_per_hour == plan.failover_usd_per_hour == 0.0
     fixed = World()
@@ -278,3 +279,24 @@ def test_at_exactly_full_load_a_steady_zone_keeps_its_callers_like_failover_does
         _learning_round(fixed, 100.0, lambda cluster, served: 3.0)
     assert _headrooms(fixed)[A] == (0.8, "cost.headroom (fixed by the policy)")
     assert fixed.shares()[A] == pytest.approx(0.8, abs=1e-3)
+
+
+def test_a_spill_within_the_demands_noise_that_only_costs_more_is_not_taken() -> None:
+    """Issue 42, bench/cost_live.py --zones at 100 % load: demand measured 2 % over the
+    local zone's whole capacity made the plan send 4 % to another region -- dearer and
+    slower than failover. A move of at most 5 % off failover's order that only costs more
+    is not taken (the zone's overflow is retried on the next priority, as under failover);
+    beyond it, or when it is cheaper, the optimum stands."""
+    world = World()
+    for _ in range(60):  # A's headroom learned to its whole capacity (flat p99)
+        _learning_round(world, 100.0, lambda cluster, served: 3.0)
+    for _ in range(3):
+        _learning_round(world, 103.0, lambda cluster, served: 3.0)
+    (plan,) = world.planner.plans()[A]
+    assert world.shares() == {A: 1.0}
+    assert plan.usd_per_hour == plan.failover_usd_per_hour == 0.0
+    assert any("move off locality failover is within" in b for b in plan.binding), plan
+    for _ in range(8):  # 20 % over: a real overflow, planned
+        _learning_round(world, 120.0, lambda cluster, served: 3.0)
+    assert world.shares()[A] == pytest.approx(100 / 120, abs=1e-3)
+    assert not any("within the demand" in b for b in world.planner.plans()[A][0].binding)
