@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from envoy.config.accesslog.v3 import accesslog_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, substitution_format_string_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
-from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import duration_pb2
 
 from federation.controlplane.generate.common import pack
+from federation.controlplane.generate.listeners import traffic_log
 
 GATEWAY_LISTENER = "eastwest_gateway"
 #: One record per connection and flush: Envoy's connection id, the cluster, the upstream
@@ -51,17 +51,7 @@ def hop_log(
 ) -> tuple[list[accesslog_pb2.AccessLog], tcp_proxy_pb2.TcpProxy.TcpAccessLogOptions]:
     """The ``tcp_proxy`` access log writing :data:`HOP_LOG_FORMAT` to ``path`` (the FIFO
     the gateway's agent reads), and its options (a record every :data:`HOP_LOG_FLUSH_S`)."""
-    log = accesslog_pb2.AccessLog(
-        name="envoy.access_loggers.file",
-        typed_config=pack(
-            file_pb2.FileAccessLog(
-                path=path,
-                log_format=substitution_format_string_pb2.SubstitutionFormatString(
-                    text_format_source=base_pb2.DataSource(inline_string=HOP_LOG_FORMAT)
-                ),
-            )
-        ),
-    )
+    log = traffic_log(path, HOP_LOG_FORMAT)
     options = tcp_proxy_pb2.TcpProxy.TcpAccessLogOptions(
         access_log_flush_interval=duration_pb2.Duration(seconds=HOP_LOG_FLUSH_S)
     )

@@ -125,9 +125,10 @@ TRAFFIC_LOG_FORMAT = (
 )
 
 
-def traffic_log(path: str) -> accesslog_pb2.AccessLog:
-    """Envoy's file access logger writing :data:`TRAFFIC_LOG_FORMAT` to ``path`` (the FIFO
-    the sidecar's agent reads; node metadata ``meshfed.io/traffic_log``). Envoy formats a
+def traffic_log(path: str, line: str = TRAFFIC_LOG_FORMAT) -> accesslog_pb2.AccessLog:
+    """Envoy's file access logger writing ``line`` (default :data:`TRAFFIC_LOG_FORMAT`; a
+    gateway's: :data:`federation.controlplane.generate.gateway.HOP_LOG_FORMAT`) to ``path``
+    (the FIFO the proxy's agent reads; node metadata ``meshfed.io/traffic_log``). Envoy formats a
     short line and a flush thread writes it: no gRPC message per request (Envoy's gRPC
     access log service cost its worker ~14 us of CPU per request here, 25 % of a request's
     proxying; docs/benchmarks.md)."""
@@ -137,7 +138,7 @@ def traffic_log(path: str) -> accesslog_pb2.AccessLog:
             file_pb2.FileAccessLog(
                 path=path,
                 log_format=substitution_format_string_pb2.SubstitutionFormatString(
-                    text_format_source=base_pb2.DataSource(inline_string=TRAFFIC_LOG_FORMAT)
+                    text_format_source=base_pb2.DataSource(inline_string=line)
                 ),
             )
         ),
