@@ -106,6 +106,13 @@ def up_cmd(filename: Path | None, detach: bool, isolate: bool) -> None:
             click.echo(f"could not remove: {', '.join(done.left)}", err=True)
 
 
+def _waiting(message: str) -> None:
+    """``stop_processes``'s progress on stderr, but its first line (every process's name):
+    what is still awaited every few seconds, and what had to be killed."""
+    if not message.startswith("stopping "):
+        click.echo(message, err=True)
+
+
 @click.command("down")
 def down_cmd() -> None:
     """Stop every process meshfed up started here (by recorded pid and start time), and
@@ -116,7 +123,7 @@ def down_cmd() -> None:
     if record is None:
         click.echo(f"nothing to stop in {home}")
         return
-    done = tear_down(home, record)
+    done = tear_down(home, record, progress=_waiting)
     if done.left:
         raise click.ClickException(
             f"stopped {len(done.stopped)} processes, but could not remove:"

@@ -3,7 +3,7 @@ demo's echo processes (``meshfed demo kill|revive``): what the CLI asks of the r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +24,18 @@ class TearDown:
     left: list[str]
 
 
-def tear_down(home: Path, record: Record, also: Sequence[ProcessRecord] = ()) -> TearDown:
+def tear_down(
+    home: Path,
+    record: Record,
+    also: Sequence[ProcessRecord] = (),
+    progress: Callable[[str], None] | None = None,
+) -> TearDown:
     """Stop the processes of ``record`` and ``also`` (e.g. what ``demo revive`` recorded
     since), any process started for ``home`` that no record names, and remove the isolated
-    network; the record file goes when nothing is left (``meshfed down`` can run again)."""
+    network; the record file goes when nothing is left (``meshfed down`` can run again).
+    ``progress`` hears what is still awaited every few seconds (:func:`stop_processes`)."""
     processes = list({p.pid: p for p in [*record.processes, *also]}.values())
-    stopped = stop_processes([*processes, *unrecorded(home, processes)])
+    stopped = stop_processes([*processes, *unrecorded(home, processes)], progress=progress)
     network = record.info.get("network", {})
     made = namespaces_of(network["key"]) if network else []
     left = remove_network(network)

@@ -34,7 +34,7 @@ def test_optimize_serves_150_percent_of_local_capacity_at_the_planned_price(tmp_
         _check_optimize(optimize)
         shown = fed.meshfed("explain", "echo.demo", "--from", A, "--locality", CALLER)
         assert "optimizer plan for" in shown and "capacity x headroom binds" in shown
-        spread = measure(fed, "round-robin", 1.5 * CAPACITY, warm_s=6, seconds=12)
+        spread = measure(fed, "round-robin", 1.5 * CAPACITY, warm_s=6, seconds=8)
         assert spread.failed == 0
         assert all(spread.served.get(c, 0.0) > 0.2 for c in (A, B, C)), spread
         assert spread.usd_per_hour > 3 * optimize.usd_per_hour, (spread, optimize)

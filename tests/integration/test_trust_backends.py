@@ -16,6 +16,7 @@ Every chain is checked with ``openssl verify``.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -339,14 +340,15 @@ def test_moving_the_root_from_a_local_key_to_vault_then_aws_private_ca_under_200
     accepted once that is done, the local root's key is deleted, and no request fails. Then,
     under the same load, ``--to aws-pca``: AWS Private CA's root signs every joined cluster's
     intermediate (backdated 5 minutes with ``ValidityNotBefore``, so ``--retire-old`` reads
-    the re-sign time as for the other backends -- PCA's own default is 60 minutes), and the
-    Vault root is retired in turn. (One federation for both moves: each waits out the 40 s
-    retire gate, and a remote-to-remote move is covered too.)"""
+    the re-sign time as for the other backends -- PCA's own default is 60 minutes: a
+    ``--retire-old`` right after the re-sign is refused, naming a wait of most of the 40 s
+    gate; waiting it out again is left to the Vault move and to test_federation's rotation).
+    One federation for both moves, which covers a remote-to-remote move too."""
     monkeypatch.setenv("VAULT_TOKEN", vault.token)  # the controller signs through Vault too
     to_vault = ["--to", "vault", "--vault-address", vault.url]
     to_pca = ["--to", "aws-pca", "--pca-arn", pca, "--pca-region", "us-east-1"]
     in_vault, in_pca = _move_root_under_load(
-        procs, tmp_path, [(to_vault, "vault"), (to_pca, "aws-pca")], 200
+        procs, tmp_path, [(to_vault, "vault", True), (to_pca, "aws-pca", False)], 200
     )
     assert in_vault.subject == vault.ca.subject
     ca = boto3.client("acm-pca", region_name="us-east-1")
@@ -355,13 +357,14 @@ def test_moving_the_root_from_a_local_key_to_vault_then_aws_private_ca_under_200
 
 
 def _move_root_under_load(
-    procs, tmp_path: Path, moves: list[tuple[list[str], str]], rps: int
+    procs, tmp_path: Path, moves: list[tuple[list[str], str, bool]], rps: int
 ) -> list[x509.Certificate]:  # type: ignore[no-untyped-def]
     """Start three clusters and, under ``rps`` requests per second, for each ``(rotate-root
-    arguments, backend)`` of ``moves`` in turn: move the root, wait for every re-sign and
-    renewal, retire the previous root; assert the bundle holds only the new root, the local
-    key is gone and every SVID chains to the new root only; at the end, that no request
-    failed. Returns the new roots."""
+    arguments, backend, retire)`` of ``moves`` in turn: move the root, wait for every
+    re-sign and renewal, and retire the previous root (``retire``: then the bundle holds
+    only the new root) or see ``--retire-old`` refused for a while yet; every SVID chains to
+    the new root only; at the end, that no request failed and the local key is gone.
+    Returns the new roots."""
     from tests.integration.test_federation import HOST, _identity_dirs, _roots, _start
 
     fed = _start(procs, tmp_path / "home")
@@ -375,11 +378,11 @@ def _move_root_under_load(
         fed["client_port"], HOST, rps=rps, max_requests=rps * seconds, max_seconds=seconds
     ) as load:
         wait_until(lambda: len(load.samples) >= rps, 15, "traffic flowing")
-        for to, backend in moves:
+        for to, backend, retire in moves:
             old_root = trust.bundle().roots[-1]
-            moved.append(_move_root(home, trust, dirs, to, backend))
+            moved.append(_move_root(home, trust, dirs, to, backend, retire))
             new_root = moved[-1]
-            assert trust.bundle().roots == (new_root,)
+            assert trust.bundle().roots == ((new_root,) if retire else (old_root, new_root))
             for d in dirs:
                 chain = _roots(d / "cert.pem")
                 assert pki.issued_by(chain[1], new_root) and not pki.issued_by(chain[1], old_root)
@@ -393,10 +396,13 @@ def _move_root_under_load(
 
 
 def _move_root(
-    home: Path, trust: TrustDirectory, dirs: list[Path], to: list[str], backend: str
-) -> x509.Certificate:
+    home: Path, trust: TrustDirectory, dirs: list[Path], to: list[str], backend: str,
+    retire: bool,
+) -> x509.Certificate:  # fmt: skip
     """``rotate-root <to>``, then wait until every joined intermediate and every SVID is
-    re-signed under the new root and ``--retire-old`` is accepted. Returns the new root."""
+    re-signed under the new root; then wait until ``--retire-old`` is accepted (``retire``)
+    or check that it is refused now, for most of the 40 s gate (the re-sign time read
+    right). Returns the new root."""
     from tests.integration.test_federation import _roots
 
     said = run_meshfed(home, "trust", "rotate-root", *to).stdout
@@ -413,6 +419,13 @@ def _move_root(
         return all(pki.issued_by(_roots(d / "cert.pem")[1], new_root) for d in dirs)
 
     wait_until(renewed, 45, f"every SVID renewed under the {backend} root")
+
+    if not retire:
+        early = run_meshfed(home, "trust", "rotate-root", "--retire-old", check=False)
+        wait = re.search(r"try again in (\d+) s", early.stderr)
+        assert early.returncode == 2 and wait is not None, early.stderr
+        assert int(wait.group(1)) >= 10, early.stderr  # re-signed seconds ago, not an hour
+        return new_root
 
     def retired() -> bool:
         done = run_meshfed(home, "trust", "rotate-root", "--retire-old", check=False)
