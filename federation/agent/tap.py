@@ -130,12 +130,17 @@ class TrafficTap:
                 os.write(fd, b"\n")  # wake a blocked read: it sees _fd is None and ends
             os.close(fd)
 
+    def _complete_lines(self, data: bytes) -> list[bytes]:
+        """The complete lines ``data`` ends (a partial last line waits for the rest),
+        counted in :attr:`lines`."""
+        *lines, self._rest = (self._rest + data).split(b"\n")
+        self.lines += len(lines)
+        return lines
+
     def feed(self, data: bytes) -> None:
         """Count the complete lines of ``data`` (a partial last line waits for the rest)."""
-        data = self._rest + data
-        *lines, self._rest = data.split(b"\n")
         counts = self.counts
-        for line in lines:
+        for line in self._complete_lines(data):
             parsed = parse_line(line)
             if parsed is None:
                 self.bad_lines += bool(line.strip())
@@ -145,7 +150,6 @@ class TrafficTap:
             if counters is None:
                 counters = counts[key] = Counters()
             counters.add(sent, received, duration_ms, 0.0, retries)
-        self.lines += len(lines)
 
     def _read(self) -> None:
         """Read the FIFO until closed (a thread of its own, at a lower CPU priority than the
@@ -262,9 +266,7 @@ class GatewayTap(TrafficTap):
 
     def feed(self, data: bytes) -> None:
         """Count the complete lines of ``data`` (a partial last line waits for the rest)."""
-        data = self._rest + data
-        *lines, self._rest = data.split(b"\n")
-        for line in lines:
+        for line in self._complete_lines(data):
             parsed = parse_hop_line(line)
             if parsed is None:
                 self.bad_lines += bool(line.strip())
@@ -281,4 +283,3 @@ class GatewayTap(TrafficTap):
             counters.response_bytes += received - before_received
             if not ended:
                 self._open[cid] = (key, sent, received)
-        self.lines += len(lines)
