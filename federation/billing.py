@@ -29,7 +29,9 @@ from X to Y`` (``cross-region`` when X is Y, else ``cross-continent``), ``Networ
 **meshfed's side** is the traffic ledger (:mod:`federation.traffic_days`): request bytes
 leave the caller's region, response bytes the server's; same-zone bytes are free and left
 out. Its dollars are each ledger row's own, split between the two directions by their
-priced bytes. A bill also holds traffic meshfed does not carry (other workloads, control
+priced bytes. A serving cluster's gateway hops are ledger rows too (gateway -> sidecar
+across zones is billed like any cross-zone bytes); their clusters read ``b gateway -> b``.
+A bill also holds traffic meshfed does not carry (other workloads, control
 traffic, TLS and TCP overhead -- meshfed counts HTTP bytes), so scope the export to the
 mesh's accounts or projects: keys only the bill has are listed (``bill only``) and do not
 fail the reconciliation; a key whose bytes differ by more than the tolerance, or that only
@@ -51,7 +53,7 @@ from typing import Any
 from federation.errors import BillingExportError
 from federation.lb.paths import BYTES_PER_GB, site
 from federation.model.locality import Locality
-from federation.traffic_days import DayCounts, LedgerKey
+from federation.traffic_days import DayCounts, LedgerKey, is_hop
 from providers.pricing import continent, path_price
 
 #: Region prefixes of AWS usage types (``USE1-EUW2-AWS-Out-Bytes``), for exports without
@@ -326,7 +328,7 @@ def mesh_amounts(
             twice = cloud == "aws" and to == site(sender).region  # both zones bill it
             amount.bytes += n * (2 if twice else 1)
             amount.usd += counts.egress_usd * (weight / sum(priced) if sum(priced) else 0.0)
-            amount.pairs.add(f"{key[0]} -> {key[3]}")
+            amount.pairs.add(f"{key[0]}{' gateway' if is_hop(key) else ''} -> {key[3]}")
     return dict(out)
 
 

@@ -19,6 +19,12 @@ Request bytes are priced caller -> server and response bytes server -> caller, a
 tables in force now (:func:`federation.lb.paths.path_facts`); so are both alternatives, and a
 PriceTable changed within the window moves them, not what was spent. Requests no sidecar
 answered (destination ``unknown``) are in the paths, at $0, and not in the alternatives.
+
+**Gateway hops** (a serving cluster's east-west gateway -> the sidecar it forwarded to,
+:data:`federation.traffic_days.HOP_PREFIX`) are paths of their service (``connections``, not
+requests) and are in what was spent; both alternatives count them as spent, since where a
+gateway forwards depends on the cluster's gateways (zone-local or not), not on the callers'
+policy. They are neither callers nor servers of the alternatives.
 """
 
 from __future__ import annotations
@@ -33,13 +39,14 @@ from federation.lb.locality import proximity_rank
 from federation.lb.paths import BYTES_PER_GB, path_facts
 from federation.model.locality import Locality
 from federation.traffic import format_usd
-from federation.traffic_days import DayCounts, LedgerKey, utc_day
+from federation.traffic_days import HOP_PREFIX, DayCounts, LedgerKey, is_hop, utc_day
 from providers.pricing import PriceTable
 
 #: Columns of ``-o csv`` (one row per service and path, then one per service with ``*``).
 CSV_COLUMNS = (
     "service", "source_cluster", "destination_cluster", "path_class", "requests",
     "request_bytes", "response_bytes", "usd", "round_robin_usd", "locality_failover_usd",
+    "connections",
 )  # fmt: skip
 #: The longest window (days) a report covers.
 MAX_DAYS = 366
@@ -101,14 +108,18 @@ def alternatives(
     ``rows`` (see the module docstring)."""
     servers: dict[tuple[str, str], set[Locality]] = defaultdict(set)
     callers: dict[tuple[str, str, str], DayCounts] = defaultdict(DayCounts)
+    out: dict[tuple[str, str], tuple[float, float]] = {}
     for day, key, counts in rows:
         src_loc, service, dst_cluster, dst_loc = key[1], key[2], key[3], key[4]
+        if is_hop(key):
+            spread, failover = out.get((service, day), (0.0, 0.0))
+            out[(service, day)] = (spread + counts.egress_usd, failover + counts.egress_usd)
+            continue
         where = _locality(dst_loc)
         if dst_cluster == "unknown" or where is None:
             continue
         servers[(day, service)].add(where)
         callers[(day, service, src_loc)] += counts
-    out: dict[tuple[str, str], tuple[float, float]] = {}
     for (day, service, src_loc), counts in sorted(callers.items()):
         caller = _locality(src_loc)
         options = sorted(servers[(day, service)])
@@ -157,11 +168,12 @@ def report(
 ) -> dict[str, Any]:
     """The report (``GET /v1/cost/report``; ``-o json`` prints it)::
 
-        {"since": day, "until": day, "services": [{"service", "requests", "bytes", "usd",
-          "roundRobinUsd", "localityFailoverUsd", "paths": [{"sourceCluster",
-          "destinationCluster", "pathClass", "requests", "requestBytes", "responseBytes",
-          "usd"}]}], "days": [{"day", "bytes", "usd", "roundRobinUsd",
-          "localityFailoverUsd"}], "total": {...the same sums...}, "prices": {cloud: source}}
+        {"since": day, "until": day, "services": [{"service", "requests",
+          "gatewayHopConnections", "bytes", "usd", "roundRobinUsd", "localityFailoverUsd",
+          "paths": [{"sourceCluster", "destinationCluster", "pathClass", "requests",
+          "connections", "requestBytes", "responseBytes", "usd"}]}], "days": [{"day",
+          "bytes", "usd", "roundRobinUsd", "localityFailoverUsd"}], "total": {...the same
+          sums...}, "prices": {cloud: source}}
 
     ``bytes`` are request plus response bytes; US$ as the module docstring says.
     """
@@ -175,11 +187,13 @@ def report(
     services: list[dict[str, Any]] = []
     for service, by_path in sorted(paths.items()):
         spent = sum(by_path.values(), DayCounts())
+        hops = sum((c for k, c in by_path.items() if k[2].startswith(HOP_PREFIX)), DayCounts())
         spread, failover = per_service.get(service, (0.0, 0.0))
         services.append(
             {
                 "service": service,
-                "requests": spent.requests,
+                "requests": spent.requests - hops.requests,
+                "gatewayHopConnections": hops.requests,
                 "bytes": spent.bytes,
                 "usd": spent.egress_usd,
                 "roundRobinUsd": spread,
@@ -189,7 +203,8 @@ def report(
                         "sourceCluster": src,
                         "destinationCluster": dst,
                         "pathClass": path,
-                        "requests": c.requests,
+                        "requests": 0 if path.startswith(HOP_PREFIX) else c.requests,
+                        "connections": c.requests if path.startswith(HOP_PREFIX) else 0,
                         "requestBytes": c.request_bytes,
                         "responseBytes": c.response_bytes,
                         "usd": c.egress_usd,
@@ -200,7 +215,14 @@ def report(
         )
     total = {
         k: sum(s[k] for s in services)
-        for k in ("requests", "bytes", "usd", "roundRobinUsd", "localityFailoverUsd")
+        for k in (
+            "requests",
+            "gatewayHopConnections",
+            "bytes",
+            "usd",
+            "roundRobinUsd",
+            "localityFailoverUsd",
+        )
     }
     return {
         "since": first,
@@ -219,9 +241,10 @@ def csv_rows(data: Mapping[str, Any]) -> list[list[Any]]:
         for p in s["paths"]:
             out.append([s["service"], p["sourceCluster"], p["destinationCluster"],
                         p["pathClass"], p["requests"], p["requestBytes"], p["responseBytes"],
-                        p["usd"], "", ""])  # fmt: skip
+                        p["usd"], "", "", p["connections"]])  # fmt: skip
         out.append([s["service"], "*", "*", "*", s["requests"], "", "", s["usd"],
-                    s["roundRobinUsd"], s["localityFailoverUsd"]])  # fmt: skip
+                    s["roundRobinUsd"], s["localityFailoverUsd"],
+                    s["gatewayHopConnections"]])  # fmt: skip
     return out
 
 
@@ -251,7 +274,7 @@ def path_table(data: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
             p["sourceCluster"],
             p["destinationCluster"],
             p["pathClass"],
-            str(p["requests"]),
+            f"{p['connections']} connections" if p["connections"] else str(p["requests"]),
             f"{(p['requestBytes'] + p['responseBytes']) / BYTES_PER_GB:.3f}",
             format_usd(p["usd"]),
         ]

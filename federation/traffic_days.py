@@ -12,7 +12,13 @@ write before that control plane restarted (at most
 from zero; and bytes are dated by the write that carries them, so a write just after
 midnight UTC puts up to that interval of the day before into the new day.
 
-A ledger **key** is the edge without its response code class (:data:`LEDGER_LABELS`).
+A ledger **key** is the edge without its response code class (:data:`LEDGER_LABELS`), or a
+gateway hop (:class:`~federation.traffic.GatewayHop`) in the same six labels: the serving
+cluster as both clusters, the gateway's locality as the source locality, the sidecar's as the
+destination's, and its path class after :data:`HOP_PREFIX` (``gateway-hop:cross-zone``); its
+``requests`` are connections. A hop's bytes are the gateway's upstream wire bytes: request
+bytes leave the gateway, response bytes the sidecar -- so the billing side
+(:mod:`federation.billing`) reads them as it reads an edge's.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from federation.traffic import TrafficTable
+from federation.traffic import Counters, TrafficTable
 
 #: The labels of a ledger row, in key order.
 LEDGER_LABELS = (
@@ -35,6 +41,13 @@ LEDGER_LABELS = (
     "path_class",
 )
 LedgerKey = tuple[str, str, str, str, str, str]
+#: The path class prefix of a gateway hop's ledger key.
+HOP_PREFIX = "gateway-hop:"
+
+
+def is_hop(key: LedgerKey) -> bool:
+    """Whether a ledger key is a gateway hop's (:data:`HOP_PREFIX`), not an edge's."""
+    return key[5].startswith(HOP_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +88,38 @@ class DayCounts:
 
 
 def totals(table: TrafficTable) -> dict[LedgerKey, DayCounts]:
-    """A table's cumulative counts per ledger key (response code classes added up)."""
+    """A table's cumulative counts per ledger key: its edges (response code classes added
+    up) and its gateway hops (see the module docstring)."""
     out: dict[LedgerKey, DayCounts] = {}
-    for edge, c in table.edges.items():
-        key: LedgerKey = (
-            edge.source_cluster,
-            edge.source_locality,
-            edge.destination_service,
-            edge.destination_cluster,
-            edge.destination_locality,
-            edge.path_class,
+    keyed: list[tuple[LedgerKey, Counters]] = [
+        (
+            (
+                edge.source_cluster,
+                edge.source_locality,
+                edge.destination_service,
+                edge.destination_cluster,
+                edge.destination_locality,
+                edge.path_class,
+            ),
+            c,
         )
+        for edge, c in table.edges.items()
+    ]
+    keyed += [
+        (
+            (
+                hop.cluster,
+                hop.gateway_locality,
+                hop.destination_service,
+                hop.cluster,
+                hop.destination_locality,
+                HOP_PREFIX + hop.path_class,
+            ),
+            c,
+        )
+        for hop, c in table.hops.items()
+    ]
+    for key, c in keyed:
         here = DayCounts(c.requests, c.request_bytes, c.response_bytes, c.egress_usd)
         out[key] = out[key] + here if key in out else here
     return out

@@ -27,6 +27,16 @@ from federation.model.policy import (
 from federation.sync.messages import RoutingPlan
 
 
+def gateway_hop(via: str) -> str | None:
+    """What the hop behind a remote cluster's gateway does (``explain``'s ``gatewayHop``):
+    ``same-zone`` through a zone-local gateway (it sends to its own zone's endpoints while one
+    is healthy), ``may cross zones`` through the cluster's gateway (it balances over the
+    zones without a gateway of their own), None when dialled directly."""
+    if not via:
+        return None
+    return "same-zone" if via.startswith("zone gateway") else "may cross zones"
+
+
 def _rows(choices: list[Choice]) -> list[dict[str, Any]]:
     loads = priority_loads(choices)
     levels = sorted({c.priority for c in choices})
@@ -49,7 +59,12 @@ def _rows(choices: list[Choice]) -> list[dict[str, Any]]:
                 "usdPerGB": cand.usd_per_gb,
                 "path": cand.path,
                 "via": cand.via or "direct",
-                "reason": f"{c.reason}; through {cand.via}" if cand.via else c.reason,
+                "gatewayHop": gateway_hop(cand.via),
+                "reason": (
+                    f"{c.reason}; through {cand.via}, hop {gateway_hop(cand.via)}"
+                    if cand.via
+                    else c.reason
+                ),
             }
         )
     return rows

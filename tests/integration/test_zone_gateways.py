@@ -257,9 +257,25 @@ def test_each_zone_gets_its_share_through_its_own_gateway_and_nothing_crosses_zo
     # the controller shows what b reported; explain names the zone gateways as the hop
     assert fed["ctl"].clusters()["b"]["zoneGateways"] == fed["gateways"]
     out = run_meshfed(fed["home"], "explain", "echo.demo", "--from", "a", "-o", "json").stdout
-    hops = {r["locality"]: r["via"] for r in json.loads(out)["ports"][0]["rows"]}
+    rows = json.loads(out)["ports"][0]["rows"]
+    hops = {r["locality"]: r["via"] for r in rows}
     assert {h.split()[:2] == ["zone", "gateway"] for h in hops.values()} == {True}, hops
     assert set(hops) == {f"{B_REGION}/{z}" for z in ZONES}, hops
+    assert {r["gatewayHop"] for r in rows} == {"same-zone"}, rows
+    # the hops are in the traffic ledger as echo's paths, the bytes the gateways counted
+    out = run_meshfed(fed["home"], "cost", "report", "--since", "1d", "-o", "json").stdout
+    [echo] = [s for s in json.loads(out)["services"] if s["service"] == "echo.demo"]
+    in_ledger = {p["pathClass"]: p for p in echo["paths"] if p["destinationCluster"] == "b"}
+    same = in_ledger["gateway-hop:same-zone"]
+    print(f"ledger: {echo['gatewayHopConnections']} hop connections, same-zone hop {same}")
+    assert same["sourceCluster"] == "b" and same["connections"] > 0 and same["usd"] == 0
+    ledger_bytes = sum(
+        p["requestBytes"] + p["responseBytes"]
+        for c, p in in_ledger.items()
+        if c.startswith("gateway-hop:")
+    )
+    counted = sum(sum(v) for v in after.values())
+    assert counted <= ledger_bytes <= counted + HOP_SLACK_BYTES, (ledger_bytes, counted)
 
 
 def test_a_zone_that_loses_its_endpoints_gives_its_share_to_the_other_without_failures(

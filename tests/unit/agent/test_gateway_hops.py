@@ -242,3 +242,11 @@ def test_a_zone_local_gateway_holds_only_its_zones_endpoints_while_one_is_health
     registry.set_health(("demo", "echo-1"), Health.HEALTHY)
     gateway = main  # the cluster's own gateway keeps the other zones, by priority
     assert sorted(endpoints()) == [("10.0.0.1", 0), ("10.0.0.2", 1)]
+
+
+def test_explain_says_what_the_hop_behind_a_gateway_does() -> None:
+    from federation.controlplane.explain import gateway_hop
+
+    assert gateway_hop("zone gateway 10.0.1.5:15443") == "same-zone"
+    assert gateway_hop("gateway 10.0.0.5:15443") == "may cross zones"
+    assert gateway_hop("") is None

@@ -20,7 +20,7 @@ from federation.billing import (
 )
 from federation.cost_report import alternatives, csv_rows, report, window
 from federation.errors import BillingExportError
-from federation.traffic import Counters, Edge, TrafficTable
+from federation.traffic import Counters, Edge, GatewayHop, TrafficTable
 from federation.traffic_days import (
     DayCounts,
     increments,
@@ -104,6 +104,44 @@ def test_the_report_prices_round_robin_and_failover_on_the_same_bytes() -> None:
     assert data["days"] == [{"day": DAY, "bytes": 2 * gb + 2300, "usd": 0.0,
                              "roundRobinUsd": spread, "localityFailoverUsd": failover}]  # fmt: skip
     assert csv_rows(data)[-1][:4] == ["echo.demo", "*", "*", "*"]
+
+
+def test_a_gateway_hop_is_a_path_of_its_service_in_the_ledger_the_report_and_the_bill() -> None:
+    """east calls echo in eu; eu's gateway in eu-west-1a forwards to a sidecar in
+    eu-west-1b: 1 GB each way across zones, $0.01/GB each way. The hop is in the ledger (its
+    connections, not requests), what was spent, both alternatives as spent (no caller policy
+    moves it), and the bill's cross-zone bytes (counted twice on AWS, as AWS bills them)."""
+    gb = 10**9
+    eu_b = "aws/eu-west-1/eu-west-1b"
+    table = TrafficTable(started_at=100.0)
+    edge = Edge("east", EAST_A, "echo.demo", "eu", eu_b, "cross-region", "2xx")
+    table.edges[edge] = Counters(requests=50, request_bytes=gb, response_bytes=gb, egress_usd=0.04)
+    hop = GatewayHop("eu", EU, "echo.demo", eu_b, "cross-zone")
+    table.hops[hop] = Counters(requests=2, request_bytes=gb, response_bytes=gb, egress_usd=0.02)
+    hop_key = ("eu", EU, "echo.demo", "eu", eu_b, "gateway-hop:cross-zone")
+    assert totals(table)[hop_key] == DayCounts(2, gb, gb, 0.02)
+    rows = [(DAY, k, c) for k, c in sorted(totals(table).items())]
+    assert ledger_rows_from_json(json.loads(json.dumps(ledger_rows_to_json(rows)))) == rows
+
+    prices = builtin_tables()
+    only_edges = alternatives([r for r in rows if r[1] != hop_key], prices)
+    spread, failover = alternatives(rows, prices)[("echo.demo", DAY)]
+    assert (spread, failover) == pytest.approx(
+        tuple(v + 0.02 for v in only_edges[("echo.demo", DAY)])
+    )
+    data = report(rows, prices, DAY, DAY)
+    [echo] = data["services"]
+    assert (echo["requests"], echo["gatewayHopConnections"]) == (50, 2)
+    assert echo["usd"] == pytest.approx(0.06) and echo["bytes"] == 4 * gb
+    [path] = [p for p in echo["paths"] if p["pathClass"] == "gateway-hop:cross-zone"]
+    assert (path["sourceCluster"], path["destinationCluster"]) == ("eu", "eu")
+    assert (path["requests"], path["connections"], path["usd"]) == (0, 2, 0.02)
+    assert csv_rows(data)[-1][-1] == 2
+
+    amounts = mesh_amounts(rows, "aws")
+    zone = amounts[BillKey(DAY, "aws", "eu-west-1", "eu-west-1")]
+    assert zone.bytes == 4 * gb  # 2 GB across zones, billed out of one and into the other
+    assert zone.usd == pytest.approx(0.02) and zone.pairs == {"eu gateway -> eu"}
 
 
 def test_ledger_rows_survive_json() -> None:
