@@ -218,8 +218,8 @@ def trust_domain_checks(rows: Iterable[Mapping[str, Any]]) -> list[Check]:
         if r.get("suspended"):
             out.append(Check("trust domain", domain, "fail", f"not sent: {r['suspended']}",
                              "federation needs a CRL of every root: a local root's (the"
-                             " controller signs it) or Vault's (it must be reachable); an AWS"
-                             " Private CA root has none here:"
+                             " controller signs it), Vault's or AWS Private CA's (in its S3"
+                             " bucket; it must be reachable and enabled); or stop it:"
                              f" meshfed trust federate --with {domain} --remove"))  # fmt: skip
         elif not r["inForce"]:
             out.append(Check("trust domain", domain, "fail", "no unexpired root in force",

@@ -68,10 +68,10 @@ SITE_PACKAGES = f"usr/local/lib/{PYTHON}/dist-packages"
 
 
 #: AWS services meshfed calls (boto3 clients in ``providers/aws.py`` and ``trust/aws_pca.py``;
-#: ``sts`` for credentials by role, ``pricing`` for price lists). botocore ships the models of
-#: all of AWS's ~460 services (29 MB); the rest are removed (a unit test checks that every
-#: service the code names is kept).
-BOTOCORE_SERVICES = frozenset({"acm-pca", "ec2", "eks", "elbv2", "pricing", "sts"})
+#: ``sts`` for credentials by role, ``pricing`` for price lists, ``s3`` for AWS Private CA's
+#: CRL). botocore ships the models of all of AWS's ~460 services (29 MB); the rest are
+#: removed (a unit test checks that every service the code names is kept).
+BOTOCORE_SERVICES = frozenset({"acm-pca", "ec2", "eks", "elbv2", "pricing", "s3", "sts"})
 #: Distributions whose wheels carry their own test suites (``tests`` directories), removed.
 WITH_TESTS = frozenset({"numpy"})
 

@@ -11,17 +11,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 import botocore.exceptions
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from trust import pki
 from trust.authority import sign_with_remote_root
 from trust.bundle import TrustBundle
 from trust.errors import SigningRefusedError, TrustBackendError
+from trust.revocation import root_crl_problem
 from trust.spiffe import TrustDomain
 
 SUBORDINATE_TEMPLATE = "arn:aws:acm-pca:::template/SubordinateCACertificate_PathLen0/V1"
@@ -57,12 +59,44 @@ def _pca(what: str) -> Iterator[None]:
 
 
 class PcaClient:
-    """The acm-pca calls meshfed makes, for one CA."""
+    """The acm-pca calls meshfed makes, for one CA (and the S3 read of the CRL it writes)."""
 
-    def __init__(self, ca_arn: str, region: str, client: Any = None) -> None:
+    def __init__(self, ca_arn: str, region: str, client: Any = None, s3: Any = None) -> None:
         self.ca_arn = ca_arn
         self.region = region
         self._client = client or boto3.client("acm-pca", region_name=region)
+        self._s3 = s3
+
+    def crl_pem(self) -> bytes:
+        """The CA's current CRL, as PEM: AWS Private CA writes it (DER) to the S3 bucket of
+        its ``RevocationConfiguration.CrlConfiguration``, at ``crl/<CA id>.crl`` (User Guide,
+        "Planning a certificate revocation list": the CRL Distribution Point it puts in the
+        certificates it issues names that object).
+
+        Raises:
+            TrustBackendError: CRLs are not enabled on the CA (with how to enable them), the
+                object is missing or unreadable (S3 permissions), or not a DER CRL.
+        """
+        with _pca(f"reading AWS Private CA {self.ca_arn}"):
+            ca = self._client.describe_certificate_authority(CertificateAuthorityArn=self.ca_arn)
+        revocation = ca["CertificateAuthority"].get("RevocationConfiguration", {})
+        crl = revocation.get("CrlConfiguration", {})
+        if not crl.get("Enabled") or not crl.get("S3BucketName"):
+            raise TrustBackendError(
+                f"AWS Private CA {self.ca_arn} publishes no CRL; federated trust domains need"
+                " one per root: aws acm-pca update-certificate-authority"
+                " --revocation-configuration"
+                " 'CrlConfiguration={Enabled=true,S3BucketName=BUCKET}'"
+            )
+        bucket, key = crl["S3BucketName"], f"crl/{self.ca_arn.rsplit('/', 1)[-1]}.crl"
+        if self._s3 is None:
+            self._s3 = boto3.client("s3", region_name=self.region)
+        with _pca(f"reading AWS Private CA's CRL s3://{bucket}/{key}"):
+            der = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        try:
+            return x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)
+        except ValueError as err:
+            raise TrustBackendError(f"s3://{bucket}/{key}: not a DER CRL ({err})") from err
 
     def ca_pem(self) -> str:
         """The CA's certificate and, for a subordinate CA, its chain (PEM)."""
@@ -140,6 +174,24 @@ class AwsPcaRootAuthority:
             return self.client.issue_subordinate(csr_pem, max(1, int(ttl.total_seconds() // 86400)))
 
         return sign_with_remote_root(csr, cluster, ttl, self.bundle, "AWS Private CA", issue)
+
+    def root_crl(self, root: x509.Certificate, *, now: datetime | None = None) -> bytes:
+        """The CA's CRL (PEM) for ``root``, as AWS Private CA published it to S3
+        (:meth:`PcaClient.crl_pem`): what Envoy's SPIFFE validator needs for the root of
+        every chain once federated bundles are in force
+        (:meth:`trust.store.TrustDirectory.root_crls`). AWS Private CA renews it itself
+        (``ExpirationInDays``).
+
+        Raises:
+            TrustBackendError: no CRL published or readable, or it is not ``root``'s, or it
+                has expired.
+        """
+        pem = self.client.crl_pem()
+        source = f"AWS Private CA {self.client.ca_arn}'s CRL"
+        problem = root_crl_problem(pem, root, source=source, now=now)
+        if problem is not None:
+            raise TrustBackendError(problem)
+        return pem
 
     def trust_bundle(self) -> TrustBundle:
         """See :class:`RootAuthority`."""

@@ -123,3 +123,21 @@ def crl_issued_by(pem: bytes, issuer: x509.Certificate) -> bool:
         return bool(crl.is_signature_valid(public_key))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
+
+
+def root_crl_problem(
+    pem: bytes, root: x509.Certificate, *, source: str, now: datetime | None = None
+) -> str | None:
+    """Why a remote root's CRL (Vault's, AWS Private CA's) cannot go to the proxies, or None:
+    it does not parse, is not signed by ``root`` (``source`` names it in the answer), or has
+    passed its ``nextUpdate`` (BoringSSL refuses an expired CRL)."""
+    try:
+        crl = load_crl(pem, source=source)
+    except InvalidCertificateError as err:
+        return str(err)
+    if not crl_issued_by(pem, root):
+        return f"{source} is not signed by the root {root.subject.rfc4514_string()}"
+    moment = now or pki.utcnow()
+    if crl.next_update_utc is not None and crl.next_update_utc <= moment:
+        return f"{source} expired at {crl.next_update_utc.isoformat()}"
+    return None

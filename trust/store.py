@@ -486,15 +486,16 @@ class TrustDirectory:
 
     def root_crls(self, *, now: datetime | None = None) -> bytes | None:
         """A CRL (PEM, concatenated) of every root in the bundle: an empty one signed with
-        the root's key file (:func:`trust.revocation.empty_crl`), or, for a Vault root, the
-        mount's own CRL (:meth:`trust.vault.VaultRootAuthority.root_crl`); None when a root
-        has neither (an AWS Private CA root: its CRLs go to an S3 bucket meshfed does not
-        read; a retired root's deleted key).
+        the root's key file (:func:`trust.revocation.empty_crl`), or, for the active root in
+        Vault or AWS Private CA, the backend's own CRL
+        (:meth:`trust.vault.VaultRootAuthority.root_crl`,
+        :meth:`trust.aws_pca.AwsPcaRootAuthority.root_crl`); None when a root has neither (a
+        remote root no longer active; a retired root's deleted key).
 
         Raises:
             TrustStoreError: a key file is unreadable or group/world accessible.
-            TrustBackendError: Vault cannot be reached, or its CRL is not the root's or
-                expired.
+            TrustBackendError: the backend cannot be reached, publishes no CRL (AWS Private
+                CA without a CRL configuration), or its CRL is not the root's or expired.
         """
         from trust.revocation import empty_crl
 
@@ -506,14 +507,12 @@ class TrustDirectory:
             if path.exists():
                 out.append(empty_crl(root, load_key_file(path), now=now))
                 continue
-            if rid != cfg.active_root or cfg.backend != "vault":
+            if rid != cfg.active_root or cfg.backend not in ("vault", "aws-pca"):
                 return None
-            from trust.vault import VaultRootAuthority
-
-            authority = self.root_authority()
-            if not isinstance(authority, VaultRootAuthority):
+            read_crl = getattr(self.root_authority(), "root_crl", None)  # a remote root's
+            if read_crl is None:
                 return None
-            out.append(authority.root_crl(root, now=now))
+            out.append(read_crl(root, now=now))
         return b"".join(out)
 
     def destroy_root_key(self, rid: str) -> None:

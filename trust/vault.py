@@ -14,8 +14,8 @@ from cryptography import x509
 from trust import pki
 from trust.authority import sign_with_remote_root
 from trust.bundle import TrustBundle
-from trust.errors import InvalidCertificateError, TrustBackendError
-from trust.revocation import crl_issued_by, load_crl
+from trust.errors import TrustBackendError
+from trust.revocation import root_crl_problem
 from trust.spiffe import TrustDomain
 from trust.vault_client import VaultPkiClient
 
@@ -77,20 +77,13 @@ class VaultRootAuthority:
                 ``root``, has expired, or does not parse.
         """
         pem = self.client.crl_pem().encode()
-        try:
-            crl = load_crl(pem, source="Vault's CRL")
-        except InvalidCertificateError as err:
-            raise TrustBackendError(str(err)) from err
-        if not crl_issued_by(pem, root):
+        mount = self.client.settings.mount
+        problem = root_crl_problem(pem, root, source=f"Vault mount {mount}'s CRL", now=now)
+        if problem is not None:
+            hints = {"expired": " (rotate it: pki/crl/rotate)",
+                     "not signed": " (another issuer is the mount's default)"}  # fmt: skip
             raise TrustBackendError(
-                f"Vault mount {self.client.settings.mount}'s CRL is not signed by the root"
-                f" {root.subject.rfc4514_string()} (another issuer is the mount's default)"
-            )
-        moment = now or pki.utcnow()
-        if crl.next_update_utc is not None and crl.next_update_utc <= moment:
-            raise TrustBackendError(
-                f"Vault mount {self.client.settings.mount}'s CRL expired at"
-                f" {crl.next_update_utc.isoformat()} (rotate it: pki/crl/rotate)"
+                problem + next((h for k, h in hints.items() if k in problem), "")
             )
         return pem
 

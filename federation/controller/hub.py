@@ -81,10 +81,12 @@ class SyncHub:
         replica: Replica | None = None,
         root_crl: Callable[[], bytes | None] = lambda: None,
         root_crl_problem: Callable[[], str] = lambda: "no root CRL",
+        root_crl_retry: Callable[[], None] = lambda: None,
     ) -> None:
         self.replica: Replica = replica or SoleReplica("controller", lambda: "")
         self.root_crl = root_crl
         self.root_crl_problem = root_crl_problem
+        self.root_crl_retry = root_crl_retry
         self.store = store
         self.authz_default = authz_default
         self._bundle_pem = bundle_pem

@@ -174,6 +174,7 @@ class Controller:
             replica=self.replica,
             root_crl=root_crls.pem,
             root_crl_problem=lambda: root_crls.problem,
+            root_crl_retry=root_crls.retry_now,
         )
         self.hub.recompute()
 

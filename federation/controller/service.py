@@ -267,12 +267,10 @@ class FederationService:
             for d in self.store.documents("TrafficPolicy")
         }
         member_list = ", ".join(sorted(members)) or "none"
-        crl_problem = (
-            self.hub.root_crl_problem()
-            if any(isinstance(m, TrustDomainFederation) for m in models)
-            and self.hub.root_crl() is None
-            else ""
-        )
+        crl_problem = ""
+        if any(isinstance(m, TrustDomainFederation) for m in models):
+            self.hub.root_crl_retry()  # a failed read is not held against the user's apply
+            crl_problem = self.hub.root_crl_problem() if self.hub.root_crl() is None else ""
         federated = {  # foreign trust domain -> the document federating with it
             d.spec.trust_domain: f"{d.kind} {d.metadata.name}"
             for d in stored_federations(self.store)

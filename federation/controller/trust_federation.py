@@ -417,8 +417,9 @@ class BundleRefresher:
 
 #: Why there is no root CRL when ``make`` has none to give.
 NO_ROOT_CRL = (
-    "a root in the bundle has no CRL here (an AWS Private CA root: meshfed does not read"
-    " the CRLs it writes to S3), and the proxies' SPIFFE validator needs one per root"
+    "a root in the bundle has no CRL here (a Vault or AWS Private CA root that is no longer"
+    " the active one, while a root move is under way: retire it with meshfed trust"
+    " rotate-root --retire-old), and the proxies' SPIFFE validator needs one per root"
 )
 #: After a failed read of a remote root's CRL, wait this long (s) before the next.
 ROOT_CRL_RETRY_S = 30.0
@@ -452,6 +453,11 @@ class RootCrls:
         self._renew_at = self._valid_until = datetime.min.replace(tzinfo=UTC)
         self._retry_at = 0.0
         self.problem = ""
+
+    def retry_now(self) -> None:
+        """Let the next :meth:`pem` read again at once after a failed read (a user's apply
+        of a federation: the CRL may have been published since)."""
+        self._retry_at = 0.0
 
     def _usable(self, roots: tuple[str, ...]) -> bool:
         """The held CRLs are for ``roots`` and none has expired."""

@@ -8,7 +8,10 @@
   certificate without BasicConstraints); the fixture adds the extensions AWS documents for that
   template (``UsingTemplates.html``: CA:true, pathlen 0, keyCertSign/cRLSign) -- without it no
   intermediate from moto could sign anything. Nor does it honour ``Validity`` and
-  ``ValidityNotBefore``: modelled too (:func:`_model_pca_validity`).
+  ``ValidityNotBefore``: modelled too (:func:`_model_pca_validity`). Nor does it write the
+  CRL a CA with ``CrlConfiguration`` publishes to S3: :func:`_publish_pca_crl` does, as the
+  User Guide describes it (DER, ``crl/<CA id>.crl`` in the configured bucket, signed by the
+  CA), into moto's own S3.
 
 Every chain is checked with ``openssl verify``.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 import boto3
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from moto.acmpca import models as pca_models
 from moto.server import ThreadedMotoServer
 
@@ -37,6 +41,7 @@ from tests.integration.harness import (
     wait_until,
 )
 from trust import pki
+from trust.authority import load_key_file
 from trust.errors import SigningRefusedError
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
@@ -251,6 +256,25 @@ def _model_pca_validity(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(pca_models.CertificateAuthority, "generate_cert", generate_cert)
 
 
+PCA_CRL_BUCKET = "meshfed-pca-crl"
+
+
+def _publish_pca_crl(arn: str) -> str:
+    """Write the CA's (empty) CRL where AWS Private CA would: DER, signed with the CA's key,
+    at ``crl/<CA id>.crl`` in its CRL bucket (moto writes none). Returns the object key."""
+    from cryptography.hazmat.primitives import serialization
+
+    from trust.revocation import empty_crl
+
+    ca = pca_models.acmpca_backends["123456789012"]["us-east-1"].certificate_authorities[arn]
+    crl = x509.load_pem_x509_crl(empty_crl(ca.certificate, ca.key))  # moto's CA certificate
+    key = f"crl/{arn.rsplit('/', 1)[-1]}.crl"
+    boto3.client("s3", region_name="us-east-1").put_object(
+        Bucket=PCA_CRL_BUCKET, Key=key, Body=crl.public_bytes(serialization.Encoding.DER)
+    )
+    return key
+
+
 @pytest.fixture
 def pca(tmp_path, monkeypatch):
     """moto server with the subordinate template (see the module docstring); a root CA
@@ -282,11 +306,19 @@ def pca(tmp_path, monkeypatch):
         monkeypatch.setenv(k, v)
     try:
         client = boto3.client("acm-pca", region_name="us-east-1")
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=PCA_CRL_BUCKET)
         arn = client.create_certificate_authority(
             CertificateAuthorityConfiguration={
                 "KeyAlgorithm": "EC_prime256v1",
                 "SigningAlgorithm": "SHA256WITHECDSA",
                 "Subject": {"CommonName": "Example Org root", "Organization": "example.org"},
+            },
+            RevocationConfiguration={
+                "CrlConfiguration": {
+                    "Enabled": True,
+                    "ExpirationInDays": 7,
+                    "S3BucketName": PCA_CRL_BUCKET,
+                }
             },
             CertificateAuthorityType="ROOT",
         )["CertificateAuthorityArn"]
@@ -329,6 +361,125 @@ def test_aws_private_ca_root_issues_intermediates_and_the_chain_verifies(pca, tm
     assert inter.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
     rotate = run_meshfed(home, "trust", "rotate-root", check=False)
     assert rotate.returncode == 2 and "rotate it there" in rotate.stderr
+
+
+def test_a_federation_with_an_aws_private_ca_root_sends_its_crl_and_members_stay_served(
+    pca, procs, tmp_path
+) -> None:
+    """Issue 43 with the root in AWS Private CA: federating with another trust domain turns
+    every proxy's validation into Envoy's SPIFFE validator, which checks a CRL of every CA
+    of a chain -- so the root's own CRL must reach the proxies, and here it is the one AWS
+    Private CA publishes to S3. Until it is published, ``trust federate`` is refused with
+    the reason (and nothing is stored); once it is, the federation is accepted, every proxy
+    validates with the foreign bundle and PCA's CRL, and a member's caller is still served
+    across clusters."""
+    from tests.integration.harness import start_echo, start_gateway, start_sidecar_agent
+    from tests.integration.test_revocation import _caller, _join, _status
+
+    home = tmp_path / "home"
+    run_meshfed(
+        home, "trust", "init", "--trust-domain", "example.org", "--backend", "aws-pca",
+        "--pca-arn", pca, "--pca-region", "us-east-1",
+    )  # fmt: skip
+    controller = ControllerHandle(procs, home, lease_s=10)
+    controller.start()
+    foreign = ControllerHandle(
+        procs, tmp_path / "b-home", name="b-controller", extra_args=["--trust-domain", "b.example"]
+    )
+    foreign.start()
+    cps = {name: _join(procs, home, controller, name) for name in ("a", "b")}
+    app = free_port()
+    start_echo(procs, "a-echo-1", app, "a")
+    start_sidecar_agent(
+        procs, home, cps["a"], service="echo", address="127.0.1.11", app_port=app,
+        service_port=8080, name="a-echo-1",
+    )  # fmt: skip
+    start_gateway(procs, home, cps["a"], cps["a"].gateway)  # type: ignore[attr-defined]
+    run_meshfed(
+        home, "apply", "-f", "-",
+        input_text="apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+        "metadata: {name: echo, namespace: demo}\nspec: {cluster: a}\n",
+    )  # fmt: skip
+    from_b = _caller(procs, home, cps["b"])
+    wait_until(lambda: _status(from_b) == 200, 60, "b's caller served")
+
+    federate = [
+        "trust", "federate", "--with", "b.example",
+        "--bundle-endpoint", f"{foreign.url}/v1/spiffe-bundle",
+        "--bundle-file", str(TrustDirectory(foreign.home / "trust").bundle_spiffe_path),
+    ]  # fmt: skip
+    refused = run_meshfed(home, *federate, check=False)
+    assert refused.returncode == 2 and "crl" in refused.stderr.lower(), refused.stderr
+    assert json.loads(run_meshfed(home, "get", "trustdomains", "-o", "json").stdout) in ([], {})
+
+    _publish_pca_crl(pca)
+    run_meshfed(home, *federate)
+
+    def spiffe_validator() -> bool:
+        docs = [p.read_text() for p in home.rglob("rootca.json")]
+        return bool(docs) and all("cert_validator.spiffe" in d and "b.example" in d for d in docs)
+
+    wait_until(spiffe_validator, 45, "every proxy validating with b.example's bundle")
+    pca_root = x509.load_pem_x509_certificate(
+        boto3.client("acm-pca", region_name="us-east-1")
+        .get_certificate_authority_certificate(CertificateAuthorityArn=pca)["Certificate"]
+        .encode()
+    )
+    # every proxy holds PCA's CRL of its root (with the members'), and members are served
+    for doc in home.rglob("rootca.json"):
+        issuers = {crl.issuer for crl in _crls_of(doc)}
+        assert pca_root.subject in issuers, (doc, issuers)
+    wait_until(lambda: all(_status(from_b) == 200 for _ in range(5)), 20, "b still served")
+
+
+def test_aws_private_ca_crl_problems_are_named_with_what_to_do(pca, tmp_path) -> None:
+    """The root CRL read from AWS Private CA (real boto3 against moto): not published yet,
+    not a CRL, another issuer's, CRLs not enabled on the CA -- each a clear error."""
+    from trust.aws_pca import AwsPcaRootAuthority, PcaClient
+    from trust.errors import TrustBackendError
+    from trust.revocation import empty_crl
+
+    client = boto3.client("acm-pca", region_name="us-east-1")
+    pem = client.get_certificate_authority_certificate(CertificateAuthorityArn=pca)["Certificate"]
+    root = x509.load_pem_x509_certificate(pem.encode())
+    authority = AwsPcaRootAuthority(PcaClient(pca, "us-east-1"), None)  # type: ignore[arg-type]
+    with pytest.raises(TrustBackendError, match="NoSuchKey"):
+        authority.root_crl(root)
+    key = _publish_pca_crl(pca)
+    assert authority.root_crl(root).startswith(b"-----BEGIN X509 CRL-----")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.put_object(Bucket=PCA_CRL_BUCKET, Key=key, Body=b"not a crl")
+    with pytest.raises(TrustBackendError, match="not a DER CRL"):
+        authority.root_crl(root)
+    other = TrustDirectory(tmp_path / "other")
+    other.init(TrustDomain("example.org"))
+    forged = x509.load_pem_x509_crl(
+        empty_crl(
+            other.bundle().roots[0],
+            load_key_file(other.root_dir(other.config().active_root) / "ca-key.pem"),
+        )
+    )
+    s3.put_object(Bucket=PCA_CRL_BUCKET, Key=key, Body=forged.public_bytes(Encoding.DER))
+    with pytest.raises(TrustBackendError, match="not signed by the root"):
+        authority.root_crl(root)
+    client.update_certificate_authority(
+        CertificateAuthorityArn=pca,
+        RevocationConfiguration={"CrlConfiguration": {"Enabled": False}},
+    )
+    with pytest.raises(TrustBackendError, match=r"publishes no CRL.*update-certificate-authority"):
+        authority.root_crl(root)
+
+
+def _crls_of(rootca: Path) -> list[x509.CertificateRevocationList]:
+    """Every CRL in the files an SDS ``ROOTCA`` secret (``rootca.json``) names."""
+    end = b"-----END X509 CRL-----"
+    out = []
+    for name in re.findall(r'"filename": "([^"]+)"', rootca.read_text()):
+        for part in Path(name).read_bytes().split(end)[:-1]:
+            start = part.find(b"-----BEGIN X509 CRL-----")
+            if start >= 0:
+                out.append(x509.load_pem_x509_crl(part[start:] + end + b"\n"))
+    return out
 
 
 def test_moving_the_root_from_a_local_key_to_vault_then_aws_private_ca_under_200_rps(

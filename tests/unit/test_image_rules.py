@@ -33,7 +33,7 @@ def test_every_aws_service_the_code_calls_keeps_its_botocore_model() -> None:
 @pytest.mark.parametrize(
     ("rel", "removed"),
     [
-        ("botocore/data/s3", True),
+        ("botocore/data/sqs", True),
         ("botocore/data/eks", False),
         ("botocore/data/_retry.json", False),
         ("botocore/data/endpoints.json", False),
