@@ -23,9 +23,11 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,8 @@ OUTBOUND_PORT = 15001
 
 
 Progress = Callable[[str], None]
+#: A step of ``up``: its progress label and what it does.
+Step = tuple[str, Callable[[], None]]
 
 
 class LocalFederationRunner:
@@ -93,6 +97,11 @@ class LocalFederationRunner:
         self.logs = self.home / "logs"
         self.progress = progress
         self.record = Record(self.home)
+        self._record_lock = threading.Lock()  # steps of a stage spawn from threads
+        self._stopping = threading.Event()  # a step failed or Ctrl-C: the others stop too
+        # the Popen objects, held so that none is collected on a step's thread while its
+        # process runs (``down`` stops them by pid and start time, not through these)
+        self._children: list[subprocess.Popen[bytes]] = []
         self.env = dict(os.environ, MESHFED_HOME=str(self.home), **{OWNER_ENV: str(self.home)})
         self.env.pop("MESHFED_TOKEN", None)
         self.env.pop("MESHFED_CONTROLLER", None)
@@ -123,35 +132,39 @@ class LocalFederationRunner:
             UpError: a process of that name is recorded and still running (its record would
                 be replaced, and ``down`` would never stop it).
         """
-        running = [p for p in self.record.processes if p.name == name and process_alive(p)]
-        if running:
-            raise UpError(f"{name} is already running (pid {running[0].pid})")
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log_path = self.logs / f"{name}.log"
-        with log_path.open("ab") as out:
-            proc = subprocess.Popen(  # noqa: S603 - argv built here, no shell
-                self.net.argv(node, argv) if node else argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                start_new_session=True,
-                group=group,
+        with self._record_lock:  # recorded the moment it starts, or not started at all
+            if self._stopping.is_set():
+                raise UpError(f"{name} not started: meshfed up is stopping")
+            running = [p for p in self.record.processes if p.name == name and process_alive(p)]
+            if running:
+                raise UpError(f"{name} is already running (pid {running[0].pid})")
+            self.logs.mkdir(parents=True, exist_ok=True)
+            log_path = self.logs / f"{name}.log"
+            with log_path.open("ab") as out:
+                proc = subprocess.Popen(  # noqa: S603 - argv built here, no shell
+                    self.net.argv(node, argv) if node else argv,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self.env,
+                    start_new_session=True,
+                    group=group,
+                )
+            self._children.append(proc)
+            meta.setdefault("cluster", node.partition("/")[0] if node != CONTROLLER else "")
+            record = ProcessRecord(
+                name,
+                argv,
+                proc.pid,
+                process_start_time(proc.pid) or 0,
+                str(log_path),
+                role,
+                node=node,
+                **meta,
             )
-        meta.setdefault("cluster", node.partition("/")[0] if node != CONTROLLER else "")
-        record = ProcessRecord(
-            name,
-            argv,
-            proc.pid,
-            process_start_time(proc.pid) or 0,
-            str(log_path),
-            role,
-            node=node,
-            **meta,
-        )
-        self.record.processes = [p for p in self.record.processes if p.name != name]
-        self.record.processes.append(record)
-        self.record.save()
+            self.record.processes = [p for p in self.record.processes if p.name != name]
+            self.record.processes.append(record)
+            self.record.save()
         return record
 
     def wait_ready(
@@ -164,6 +177,8 @@ class LocalFederationRunner:
         """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if self._stopping.is_set():
+                raise UpError(f"{record.name}: meshfed up is stopping")
             if not process_alive(record):
                 raise UpError(f"{record.name} exited during start-up; see {record.log}")
             if check():
@@ -603,54 +618,9 @@ class LocalFederationRunner:
             raise
         if raised:
             self.progress(f"! {raised}")
-        steps: list[tuple[str, Callable[[], None]]] = []
-        if isinstance(self.net, IsolatedPlacement):
-            plan = self.net.plan
-            self.record.info["network"] = self.net.info()
-            self.record.save()  # before anything is made: `down` removes it after a crash
-            rtts = ", ".join(f"{k.replace('|', ' - ')} {v:g} ms" for k, v in plan.rtt_ms.items())
-            steps.append(
-                (
-                    f"isolated network: {len(plan.namespaces)} namespaces, link emulator ({rtts})",
-                    self.start_network,
-                )
-            )
-        steps.append(
-            (
-                f"controller on {self.net.controller_listen} (root of trust for"
-                f" {self.desc.spec.trust_domain})",
-                self.start_controller,
-            )
-        )
-        for c in self.desc.spec.clusters:
-            steps.append(
-                (
-                    f"cluster {c.name}: joined, control plane on {self.net.address(c, 2)}",
-                    functools.partial(self.start_cluster, c),
-                )
-            )
-        for c in self.desc.spec.clusters:
-            n = self.desc.spec.echo.replicas_per_cluster
-            steps.append(
-                (
-                    f"{c.name}: {n} echo replica(s) with sidecars",
-                    functools.partial(self.start_echoes, c),
-                )
-            )
-        steps.append(("export echo from every cluster", self.export_echo))
-        for c in self.desc.spec.clusters:
-            steps.append(
-                (
-                    f"{c.name}: east-west gateway on {self.net.gateway(c)}",
-                    functools.partial(self.start_gateway, c),
-                )
-            )
-        steps.append((f"frontend in {self.desc.spec.frontend.cluster}", self.start_frontend))
         try:
-            for label, step in steps:
-                t0 = time.monotonic()
-                step()
-                self.progress(f"✓ {label} ({time.monotonic() - t0:.1f} s)")
+            for stage in self._stages():
+                self._run_stage(stage)
         except (UpError, FederationError, OSError) as err:
             self.progress(f"✗ {err}")
             stopped = self._abandon()
@@ -661,10 +631,103 @@ class LocalFederationRunner:
         self.record.info["upSeconds"] = round(time.monotonic() - started, 1)
         self.record.save()
 
+    def _stages(self) -> list[list[Step]]:
+        """``up``'s steps, in stages whose steps do not wait on each other: the network, the
+        controller, every control plane, every echo replica, the exports, every gateway
+        (which listen only for exported services), the frontend."""
+        spec, net = self.desc.spec, self.net
+        stages: list[list[Step]] = []
+        if isinstance(net, IsolatedPlacement):
+            plan = net.plan
+            self.record.info["network"] = net.info()
+            self.record.save()  # before anything is made: `down` removes it after a crash
+            rtts = ", ".join(f"{k.replace('|', ' - ')} {v:g} ms" for k, v in plan.rtt_ms.items())
+            label = f"isolated network: {len(plan.namespaces)} namespaces, link emulator ({rtts})"
+            stages.append([(label, self.start_network)])
+        stages.append(
+            [
+                (
+                    f"controller on {net.controller_listen} (root of trust for"
+                    f" {spec.trust_domain})",
+                    self.start_controller,
+                )
+            ]
+        )
+        stages.append(
+            [
+                (
+                    f"cluster {c.name}: joined, control plane on {net.address(c, 2)}",
+                    functools.partial(self.start_cluster, c),
+                )
+                for c in spec.clusters
+            ]
+        )
+        stages.append(
+            [
+                (f"{c.name}: echo replica {i + 1} with its sidecar",
+                 functools.partial(self.start_echo, c, i))
+                for c in spec.clusters
+                for i in range(spec.echo.replicas_per_cluster)
+            ]
+        )  # fmt: skip
+        stages.append([("export echo from every cluster", self.export_echo)])
+        stages.append(
+            [
+                (
+                    f"{c.name}: east-west gateway on {net.gateway(c)}",
+                    functools.partial(self.start_gateway, c),
+                )
+                for c in spec.clusters
+            ]
+        )
+        stages.append([(f"frontend in {spec.frontend.cluster}", self.start_frontend)])
+        return stages
+
+    def _run_stage(self, stage: list[Step]) -> None:
+        """Run a stage's steps at once, each on a thread (they wait on their own processes),
+        printing each as it ends. The first failure, or Ctrl-C, stops the others (their
+        waits and spawns raise) and is raised once every step has ended.
+
+        Raises:
+            UpError, FederationError, OSError: a step failed.
+        """
+
+        def timed(step: Callable[[], None]) -> float:
+            t0 = time.monotonic()
+            step()
+            return time.monotonic() - t0
+
+        pool = ThreadPoolExecutor(max_workers=len(stage), thread_name_prefix="up")
+        failed: list[BaseException] = []
+        try:
+            futures = {pool.submit(timed, step): label for label, step in stage}
+            for future in as_completed(futures):
+                try:
+                    seconds = future.result()
+                except (UpError, FederationError, OSError) as err:
+                    self._stopping.set()
+                    failed.append(err)
+                    continue
+                self.progress(f"✓ {futures[future]} ({seconds:.1f} s)")
+        except BaseException:
+            self._stopping.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        if failed:
+            raise failed[0]
+
+    def reap(self) -> None:
+        """Collect the exit status of every child that has ended (no zombie is left while
+        this process lives on)."""
+        for proc in self._children:
+            proc.poll()
+
     def _abandon(self) -> int:
         """Stop every process started so far, remove the isolated network and the record;
         how many processes were stopped."""
         stopped = stop_processes(self.record.processes)
+        self.reap()
         remove_network(self.record.info.get("network", {}))
         self.record.path.unlink(missing_ok=True)
         return len(stopped)

@@ -208,6 +208,45 @@ def test_spawn_refuses_a_name_that_is_still_running(tmp_path) -> None:
         stop_processes(runner.record.processes, timeout_s=5)
 
 
+def test_a_failed_step_stops_the_steps_started_beside_it(tmp_path) -> None:
+    """``up`` starts independent steps together (the control planes, the echo replicas, the
+    gateways): when one fails, the others stop waiting at once rather than at their
+    timeouts, start nothing more, and the first failure is what is raised -- so ``up`` can
+    stop everything started and say why."""
+    import time
+
+    from federation.local.processes import UpError
+    from federation.local.runner import LocalFederationRunner
+
+    lines: list[str] = []
+    runner = LocalFederationRunner(load(None), tmp_path, lines.append)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    def waits_for_ever() -> None:
+        rec = runner.spawn("slow", sleeper, "test")
+        runner.wait_ready(rec, lambda: False, timeout_s=60)
+
+    def fails() -> None:
+        raise UpError("controlplane-b exited during start-up; see b.log")
+
+    def quick() -> None:
+        pass
+
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(UpError, match="controlplane-b exited"):
+            runner._run_stage([("slow", waits_for_ever), ("b", fails), ("quick", quick)])
+        assert time.monotonic() - t0 < 10  # not the slow step's 60 s
+        assert any(line.startswith("✓ quick") for line in lines), lines
+        assert not any("slow" in line or "✓ b" in line for line in lines), lines
+        with pytest.raises(UpError, match="stopping"):
+            runner.spawn("late", sleeper, "test")
+        assert [p.name for p in runner.record.processes] == ["slow"]
+    finally:
+        stop_processes(runner.record.processes, timeout_s=5)
+        runner.reap()
+
+
 def test_down_finds_a_process_of_the_home_that_no_record_names(tmp_path) -> None:
     """A ``meshfed up`` killed between starting a process and recording it leaves that
     process unrecorded; its environment names the home (``MESHFED_UP_HOME``), so ``down``
