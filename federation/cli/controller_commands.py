@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from federation.cli.kube_commands import controller_install_cmd
 from federation.cli.params import (
     DURATION,
     PATH,
@@ -40,7 +41,7 @@ def controller_call(
     return call(method, url, path, token=tok, body=body)
 
 
-@click.group("controller")
+@click.group("controller", commands=[controller_install_cmd])
 def controller() -> None:
     """Run the federation controller (membership, exports/imports, sync, root of trust)."""
 

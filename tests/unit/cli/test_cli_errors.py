@@ -83,7 +83,7 @@ def _command(path: tuple[str, ...]) -> click.Command:
 
 #: meshfed's own errors, and OSError (an address in use, an unwritable file): exit 1
 ERRORS = [c for c in _exception_classes() if issubclass(c, MeshfedError)] + [OSError]
-COMMANDS = list(_leaf_commands(cli))
+COMMANDS = list(_leaf_commands(cli.load_all()))
 
 
 def test_there_is_something_to_check() -> None:
