@@ -105,8 +105,8 @@ integration: $(STAMP)
 ## docs: regenerate docs/cli.md and federation/cli/help_index.json from --help and the generated parts of docs/architecture.md
 ## (module index, exception tree)
 docs: $(STAMP)
-	$(BIN)/python -m federation.cli.reference > docs/cli.md
-	$(BIN)/python -m federation.cli.reference --index > federation/cli/help_index.json
+	$(BIN)/python -m tests.cli_reference > docs/cli.md
+	$(BIN)/python -m tests.cli_reference --index > federation/cli/help_index.json
 	$(BIN)/python -m tests.architecture_doc
 
 ## golden: regenerate the golden files in tests/golden (install manifests, bootstraps, xDS per

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from federation.cli.main import HELP_INDEX
-from federation.cli.reference import help_index, render
+from tests.cli_reference import help_index, render
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "cli.md"
 

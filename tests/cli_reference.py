@@ -2,8 +2,8 @@
 help index ``meshfed --help`` lists commands from without importing them
 (:data:`federation.cli.main.HELP_INDEX`).
 
-Run ``python -m federation.cli.reference > docs/cli.md`` and ``python -m
-federation.cli.reference --index > federation/cli/help_index.json`` (``make docs``); unit
+Run ``python -m tests.cli_reference > docs/cli.md`` and ``python -m
+tests.cli_reference --index > federation/cli/help_index.json`` (``make docs``); unit
 tests check the committed files equal this output, so neither can drift from ``--help``.
 """
 
@@ -30,7 +30,7 @@ def render() -> str:
     """The Markdown reference: one section per command with its ``--help`` text."""
     parts = [
         "# meshfed CLI reference\n",
-        "Generated from `--help` by `make docs` (`python -m federation.cli.reference`).",
+        "Generated from `--help` by `make docs` (`python -m tests.cli_reference`).",
         "Exit codes: 0 success, 1 failure that may succeed on retry,"
         " 2 bad input or refused request.\n",
     ]
