@@ -177,19 +177,27 @@ def compute(
         ]
         if not members:
             continue
+        # importers that see the same exporters the same way (directly on their network, or
+        # through gateways) share one import: built once, not once per member
+        built: dict[tuple[tuple[str, bool], ...], ServiceImport] = {}
+        remotes: dict[tuple[str, bool], RemoteCluster] = {}
         for importer in sorted(ready):
-            remote = [m for m in members if m != importer]
-            imports[importer].append(
-                ServiceImport(
+            network = by_name[importer].network
+            seen_as = tuple((m, by_name[m].network == network) for m in members if m != importer)
+            if seen_as not in built:
+                for m, same in seen_as:
+                    if (m, same) not in remotes:
+                        remotes[(m, same)] = _remote(by_name, reports, key, m, importer)
+                built[seen_as] = ServiceImport(
                     apiVersion="meshfed.io/v1alpha1",
                     kind="ServiceImport",
                     metadata=ObjectMeta(name=svc, namespace=ns),
                     spec=ServiceImportSpec(
                         ports=import_ports,
                         serviceAccounts=sorted(accounts) or ["default"],
-                        clusters=[_remote(by_name, reports, key, m, importer) for m in remote],
+                        clusters=[remotes[m] for m in seen_as],
                         ips=[ips[key]] if key in ips else [],
                     ),
                 )
-            )
+            imports[importer].append(built[seen_as])
     return imports, statuses
