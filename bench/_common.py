@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -44,6 +47,23 @@ def worktree(rev: str, path: Path) -> Iterator[Path]:
             check=False,
             capture_output=True,
         )
+
+
+def measure_beside_baseline(
+    script: str, baseline_rev: str, args: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Run ``script --tree TREE *args`` (a benchmark that measures the checkout at TREE and
+    prints its result as JSON on its last line) for ``baseline_rev`` from a worktree, then
+    for this checkout, each in a subprocess with this Python; results by label."""
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp, worktree(baseline_rev, Path(tmp) / "b") as before:
+        for label, tree in ((f"baseline {baseline_rev}", before), ("this checkout", REPO)):
+            out = subprocess.run(
+                [sys.executable, script, "--tree", str(tree), *args],
+                check=True, capture_output=True, text=True, cwd=str(tree),
+            ).stdout  # fmt: skip
+            results[label] = json.loads(out.strip().splitlines()[-1])
+    return results
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -22,9 +22,7 @@ import argparse
 import json
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -181,18 +179,13 @@ def main() -> None:
         print(json.dumps(measure(args.services, args.rounds)))
         return
     sys.path.insert(0, str(REPO))
-    from bench._common import worktree
+    from bench._common import measure_beside_baseline
 
-    results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        with worktree(args.baseline_rev, Path(tmp) / "baseline") as before:
-            for label, tree in ((f"baseline {args.baseline_rev}", before), ("this checkout", REPO)):
-                out = subprocess.run(
-                    [sys.executable, __file__, "--tree", str(tree), "--services",
-                     str(args.services), "--rounds", str(args.rounds)],
-                    check=True, capture_output=True, text=True, cwd=str(tree),
-                ).stdout  # fmt: skip
-                results[label] = json.loads(out.strip().splitlines()[-1])
+    results = measure_beside_baseline(
+        __file__,
+        args.baseline_rev,
+        ["--services", str(args.services), "--rounds", str(args.rounds)],
+    )
     print(
         f"planning round: {args.services} services in cost mode optimize, 3 clusters x 2 zones,"
         f" 3 caller localities; median of {args.rounds} rounds"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -96,19 +95,12 @@ def main() -> None:
         print(json.dumps(measure(args.members, args.policies, args.rounds)))
         return
     sys.path.insert(0, str(REPO))
-    from bench._common import worktree
+    from bench._common import measure_beside_baseline
 
-    results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        with worktree(args.baseline_rev, Path(tmp) / "baseline") as before:
-            for label, tree in ((f"baseline {args.baseline_rev}", before), ("this checkout", REPO)):
-                out = subprocess.run(
-                    [sys.executable, __file__, "--tree", str(tree), "--members",
-                     str(args.members), "--policies", str(args.policies), "--rounds",
-                     str(args.rounds)],
-                    check=True, capture_output=True, text=True, cwd=str(tree),
-                ).stdout  # fmt: skip
-                results[label] = json.loads(out.strip().splitlines()[-1])
+    sizes = ["--members", str(args.members), "--policies", str(args.policies)]
+    results = measure_beside_baseline(
+        __file__, args.baseline_rev, [*sizes, "--rounds", str(args.rounds)]
+    )
     print(
         f"controller recompute: {args.members} members, each exporting one service to all,"
         f" {args.policies} TrafficPolicies; median of {args.rounds}"
