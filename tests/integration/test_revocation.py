@@ -73,6 +73,24 @@ def _caller(procs, home, cp) -> int:
     return port
 
 
+def _serve_echo(procs, home, cp, admin_port: int | None = None) -> int:
+    """Cluster ``cp`` serves ``echo``: the app, its sidecar on 127.0.1.11, the cluster's
+    east-west gateway, and the export; returns the sidecar's inbound port."""
+    app = free_port()
+    start_echo(procs, f"{cp.cluster}-echo-1", app, cp.cluster)
+    _, inbound = start_sidecar_agent(
+        procs, home, cp, service="echo", address="127.0.1.11", app_port=app,
+        service_port=8080, name=f"{cp.cluster}-echo-1", admin_port=admin_port,
+    )  # fmt: skip
+    start_gateway(procs, home, cp, cp.gateway)  # type: ignore[attr-defined]
+    run_meshfed(
+        home, "apply", "-f", "-",
+        input_text="apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
+        f"metadata: {{name: echo, namespace: demo}}\nspec: {{cluster: {cp.cluster}}}\n",
+    )  # fmt: skip
+    return inbound
+
+
 def _status(port: int) -> int:
     return get(port, HOST, timeout_s=2)[0]
 
@@ -81,19 +99,8 @@ def test_removed_clusters_svids_are_refused_within_30s(procs, mesh_home) -> None
     controller = ControllerHandle(procs, mesh_home, lease_s=10)
     controller.start()
     cps = {name: _join(procs, mesh_home, controller, name) for name in ("a", "b", "c")}
-    app = free_port()
-    start_echo(procs, "a-echo-1", app, "a")
     admin = free_port()
-    start_sidecar_agent(
-        procs, mesh_home, cps["a"], service="echo", address="127.0.1.11", app_port=app,
-        service_port=8080, name="a-echo-1", admin_port=admin,
-    )  # fmt: skip
-    start_gateway(procs, mesh_home, cps["a"], cps["a"].gateway)  # type: ignore[attr-defined]
-    run_meshfed(
-        mesh_home, "apply", "-f", "-",
-        input_text="apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
-        "metadata: {name: echo, namespace: demo}\nspec: {cluster: a}\n",
-    )  # fmt: skip
+    _serve_echo(procs, mesh_home, cps["a"], admin_port=admin)
     from_b, from_c = _caller(procs, mesh_home, cps["b"]), _caller(procs, mesh_home, cps["c"])
     # members trust each other: c's and b's SVIDs are accepted by a's sidecar (their CRLs are
     # in the member set every proxy holds)

@@ -373,8 +373,8 @@ def test_a_federation_with_an_aws_private_ca_root_sends_its_crl_and_members_stay
     the reason (and nothing is stored); once it is, the federation is accepted, every proxy
     validates with the foreign bundle and PCA's CRL, and a member's caller is still served
     across clusters."""
-    from tests.integration.harness import start_echo, start_gateway, start_sidecar_agent
-    from tests.integration.test_revocation import _caller, _join, _status
+    from tests.integration.test_revocation import _caller, _join, _serve_echo, _status
+    from tests.integration.test_trust_federation import wait_validating_with
 
     home = tmp_path / "home"
     run_meshfed(
@@ -388,18 +388,7 @@ def test_a_federation_with_an_aws_private_ca_root_sends_its_crl_and_members_stay
     )
     foreign.start()
     cps = {name: _join(procs, home, controller, name) for name in ("a", "b")}
-    app = free_port()
-    start_echo(procs, "a-echo-1", app, "a")
-    start_sidecar_agent(
-        procs, home, cps["a"], service="echo", address="127.0.1.11", app_port=app,
-        service_port=8080, name="a-echo-1",
-    )  # fmt: skip
-    start_gateway(procs, home, cps["a"], cps["a"].gateway)  # type: ignore[attr-defined]
-    run_meshfed(
-        home, "apply", "-f", "-",
-        input_text="apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
-        "metadata: {name: echo, namespace: demo}\nspec: {cluster: a}\n",
-    )  # fmt: skip
+    _serve_echo(procs, home, cps["a"])
     from_b = _caller(procs, home, cps["b"])
     wait_until(lambda: _status(from_b) == 200, 60, "b's caller served")
 
@@ -414,12 +403,7 @@ def test_a_federation_with_an_aws_private_ca_root_sends_its_crl_and_members_stay
 
     _publish_pca_crl(pca)
     run_meshfed(home, *federate)
-
-    def spiffe_validator() -> bool:
-        docs = [p.read_text() for p in home.rglob("rootca.json")]
-        return bool(docs) and all("cert_validator.spiffe" in d and "b.example" in d for d in docs)
-
-    wait_until(spiffe_validator, 45, "every proxy validating with b.example's bundle")
+    wait_validating_with(home, "b.example", 45)
     pca_root = x509.load_pem_x509_certificate(
         boto3.client("acm-pca", region_name="us-east-1")
         .get_certificate_authority_certificate(CertificateAuthorityArn=pca)["Certificate"]

@@ -321,6 +321,17 @@ def _federate_with(home: Path, other: ControllerHandle, domain: str) -> TrustDir
     return trust
 
 
+def wait_validating_with(home: Path, domain: str, timeout_s: float) -> None:
+    """Wait until every proxy of ``home`` validates peers with Envoy's SPIFFE validator and
+    ``domain``'s bundle (its ``ROOTCA`` secret, ``rootca.json``)."""
+
+    def validating() -> bool:
+        docs = [p.read_text() for p in home.rglob("rootca.json")]
+        return bool(docs) and all("cert_validator.spiffe" in d and domain in d for d in docs)
+
+    wait_until(validating, timeout_s, f"every proxy validating with {domain}'s bundle")
+
+
 def _callers_of_other_domains(b_trust: TrustDirectory, tmp_path: Path) -> list[tuple[Path, Path]]:
     """SVID files (chain, key) of: b.example's ``client`` and ``other`` (b's root), a
     c.example ``client`` (a domain nobody federates with) and a forged b.example ``client``
@@ -372,7 +383,7 @@ def test_a_foreign_svid_is_served_only_where_a_policy_names_it_and_revocation_st
     SPIFFE validator, which needs a CRL of every root: Vault's own (``crl/pem``) is sent
     with the foreign bundles, and a removed cluster's callers are refused. (The other
     tests of this module federate local roots.)"""
-    from tests.integration.test_revocation import _caller, _join, _status
+    from tests.integration.test_revocation import _caller, _join, _serve_echo, _status
 
     monkeypatch.setenv("VAULT_TOKEN", vault.token)
     run_meshfed(
@@ -389,27 +400,12 @@ def test_a_foreign_svid_is_served_only_where_a_policy_names_it_and_revocation_st
     )
     foreign.start()
     cps = {name: _join(procs, mesh_home, controller, name) for name in ("a", "b", "c")}
-    app = free_port()
-    start_echo(procs, "a-echo-1", app, "a")
-    _, inbound = start_sidecar_agent(
-        procs, mesh_home, cps["a"], service="echo", address="127.0.1.11", app_port=app,
-        service_port=8080, name="a-echo-1",
-    )  # fmt: skip
-    start_gateway(procs, mesh_home, cps["a"], cps["a"].gateway)  # type: ignore[attr-defined]
-    run_meshfed(
-        mesh_home, "apply", "-f", "-",
-        input_text="apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
-        "metadata: {name: echo, namespace: demo}\nspec: {cluster: a}\n",
-    )  # fmt: skip
+    inbound = _serve_echo(procs, mesh_home, cps["a"])
     b_trust = _federate_with(mesh_home, foreign, "b.example")
     from_b, from_c = _caller(procs, mesh_home, cps["b"]), _caller(procs, mesh_home, cps["c"])
     wait_until(lambda: _status(from_b) == 200 and _status(from_c) == 200, 60, "b and c served")
 
-    def spiffe_validator() -> bool:
-        docs = [p.read_text() for p in mesh_home.rglob("rootca.json")]
-        return bool(docs) and all("cert_validator.spiffe" in d and "b.example" in d for d in docs)
-
-    wait_until(spiffe_validator, 30, "every proxy validating with b.example's bundle")
+    wait_validating_with(mesh_home, "b.example", 30)
     # members are still served through the SPIFFE validator (roots' CRLs included)
     assert _status(from_b) == 200 and _status(from_c) == 200
 
