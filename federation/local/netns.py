@@ -200,6 +200,34 @@ def free_block(key: str, directory: str = EXCHANGE_DIR) -> str:
     raise IsolationUnavailableError("every /24 of 198.18.0.0/16 is used by another federation")
 
 
+def claim_key(key: str, home: str, directory: str = EXCHANGE_DIR) -> None:
+    """Record home ``home`` as the owner of the namespaces and devices named with ``key``
+    (:func:`~federation.local.netplan.home_key` of it), under the exchange directory's lock,
+    unless another home's network with that key exists now: building it would first remove
+    that network as this home's leftovers.
+
+    Raises:
+        IsolationUnavailableError: another home's namespaces or devices carry ``key``
+            (names that home, and ``meshfed down`` there as the fix).
+        OSError: the exchange directory cannot be made or written.
+    """
+    Path(directory).mkdir(mode=0o700, parents=True, exist_ok=True)
+    owner = Path(directory) / f"{key}.home"
+    with (Path(directory) / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            other = owner.read_text()
+        except OSError:
+            other = home
+        found = leftovers(key) if other != home else []
+        if found:
+            raise IsolationUnavailableError(
+                f"{found[0]} (key {key}) belongs to the isolated federation of home {other};"
+                f" run `MESHFED_HOME={other} meshfed down` first, or use another MESHFED_HOME"
+            )
+        owner.write_text(home)
+
+
 def routed_elsewhere(prefixes: list[str]) -> list[str]:
     """Those of ``prefixes`` (a federation's private /24s) this host already routes -- to
     another isolated federation's device."""

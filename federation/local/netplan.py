@@ -3,7 +3,7 @@ remove it, and the routing rules of the link emulator. Pure (no I/O).
 
 Nodes: the operator's **host** (its own network namespace), the **controller** and every
 member **cluster**, each cluster and the controller in a namespace of their own named
-``meshfed-<key>-<name>`` (``key``: 4 hex digits of the ``$MESHFED_HOME`` path). Every node has
+``meshfed-<key>-<name>`` (``key``: 8 hex digits of the ``$MESHFED_HOME`` path). Every node has
 one TUN device (``mf<key>h`` / ``mf<key>c`` / ``mf<key>n<i>``, MTU 65000) attached to the link
 emulator (:mod:`federation.local.emulator`), which plays the internet between them.
 
@@ -68,8 +68,12 @@ NodeKind = Literal["host", "controller", "cluster"]
 
 
 def home_key(home: str) -> str:
-    """4 hex digits naming one ``$MESHFED_HOME``'s namespaces and devices."""
-    return hashlib.sha256(home.encode()).hexdigest()[:4]
+    """8 hex digits naming one ``$MESHFED_HOME``'s namespaces and devices (``mf<key>n199``,
+    the longest device name, is 14 characters: Linux allows 15). Four digits collided: two
+    homes of one test run shared ``cc4a``, and the second ``up`` removed the first one's
+    network as its own leftovers; :func:`~federation.local.netns.claim_key` refuses what a
+    collision would still do."""
+    return hashlib.sha256(home.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)

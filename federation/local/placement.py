@@ -17,6 +17,7 @@ from federation.local.netns import (
     NETNS_DIR,
     NetworkCommandError,
     call_in,
+    claim_key,
     exec_argv,
     free_block,
     leftovers,
@@ -114,7 +115,9 @@ class IsolatedPlacement(Placement):
     ``block`` of the emulated internet (default: the first free one, :func:`free_block`).
 
     Raises:
-        IsolationUnavailableError: no ``block`` given and none is free.
+        IsolationUnavailableError: no ``block`` given and none is free or another home's
+            network carries this home's key (:func:`claim_key`: before anything is recorded,
+            so that an ``up`` refused removes nothing of the other's).
     """
 
     isolated = True
@@ -122,7 +125,11 @@ class IsolatedPlacement(Placement):
     def __init__(self, desc: LocalFederation, home: Path, block: str | None = None) -> None:
         super().__init__(desc)
         self.home = home
-        self.plan = plan_for(desc, home, block or free_block(home_key(str(home.resolve()))))
+        if block is None:  # a new federation: its key, then a block of its own
+            key = home_key(str(home.resolve()))
+            claim_key(key, str(home.resolve()))
+            block = free_block(key)
+        self.plan = plan_for(desc, home, block)
         self.plan_path = home / "network" / "plan.json"
         self.control = home / "network" / "emulator.sock"
 

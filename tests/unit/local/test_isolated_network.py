@@ -321,3 +321,32 @@ def test_zone_gateways_get_a_port_each_that_the_router_lets_across(tmp_path):
     src, dst = plan.node(other.name).public, plan.node(c.name).public
     assert r.route(r.index(other.name), _packet(src, dst, dport=15445))[0] == r.index(c.name)
     assert r.route(r.index(other.name), _packet(src, dst, dport=15446)) == "refused"
+
+
+def test_a_key_held_by_another_homes_network_is_refused_and_nothing_removed(tmp_path, monkeypatch):
+    """Two homes whose keys collide (four hex digits once did: ``cc4a`` for two homes of
+    one test run): the second ``up`` is refused, naming the first home, instead of removing
+    the first one's namespaces as its own leftovers; once that network is gone the key is
+    free; the owner itself may claim it again."""
+    from federation.local import netns
+
+    existing: list[str] = []
+    monkeypatch.setattr(netns, "leftovers", lambda key: list(existing))
+    netns.claim_key("cc4acc4a", "/homes/a", str(tmp_path))
+    existing.append("netns meshfed-cc4acc4a-controller")
+    with pytest.raises(netns.IsolationUnavailableError) as refused:
+        netns.claim_key("cc4acc4a", "/homes/b", str(tmp_path))
+    assert "/homes/a" in str(refused.value) and "meshfed down" in str(refused.value)
+    netns.claim_key("cc4acc4a", "/homes/a", str(tmp_path))  # its own: fine
+    existing.clear()
+    netns.claim_key("cc4acc4a", "/homes/b", str(tmp_path))
+    assert (tmp_path / "cc4acc4a.home").read_text() == "/homes/b"
+
+
+def test_the_home_key_names_devices_linux_accepts():
+    """Every device name of a 200-cluster plan fits IFNAMSIZ (15 characters)."""
+    from federation.local.netplan import home_key
+
+    key = home_key("/some/home")
+    assert len(key) == 8
+    assert max(len(f"mf{key}{suffix}") for suffix in ("h", "c", "n199")) <= 15
