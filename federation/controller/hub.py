@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from federation.controller.imports import ExportStatus, compute
+from federation.controller.imports import ExportStatus, compute, intern_imports
 from federation.controller.intermediates import IntermediateSigner
 from federation.controller.leader_work import LeaderWork
 from federation.controller.membership import STARTUP_GRACE_S, ClusterState, cluster_state
@@ -114,6 +114,8 @@ class SyncHub:
         self._last_addresses: list[str] = []
         self._last_states: dict[str, ClusterState] = {}
         self.imports: dict[str, list[ServiceImport]] = {}
+        #: the last recompute's imports by JSON (:func:`intern_imports`)
+        self._interned: dict[str, ServiceImport] = {}
         self.exports: list[ExportStatus] = []
         self._gauges()
 
@@ -281,6 +283,7 @@ class SyncHub:
             self.store.export_times(),
             self.store.clusterset_ips(),
         )
+        self.imports, self._interned = intern_imports(self.imports, self._interned)
         records = {c.name: c for c in self.store.clusters()}
         for cluster in self.streams.connected() - set(records):  # removed via another replica
             self.close_stream(cluster, f"cluster {cluster!r} was removed from the federation")

@@ -201,3 +201,32 @@ def compute(
                 )
             imports[importer].append(built[seen_as])
     return imports, statuses
+
+
+def intern_imports(
+    imports: Mapping[str, list[ServiceImport]], previous: Mapping[str, ServiceImport]
+) -> tuple[dict[str, list[ServiceImport]], dict[str, ServiceImport]]:
+    """``imports`` (cluster -> its imports, as :func:`compute` makes them) with every import
+    equal to one of ``previous`` replaced by that very object, and this round's imports by
+    their JSON (the next call's ``previous``).
+
+    A recompute builds every import anew; a stream is sent an update only when it differs
+    from the last one (:meth:`federation.controller.streams.SyncStreams.send`), and equal
+    but distinct pydantic models are compared field by field, recursively: with 50 members
+    that comparison was 37 ms of a 41 ms apply. Imports that did not change are now the
+    same objects as last time, and comparing them is an identity check. Each distinct import
+    is serialised once (pydantic's JSON, in Rust) to find its twin."""
+    table: dict[str, ServiceImport] = {}
+    by_id: dict[int, ServiceImport] = {}
+    out: dict[str, list[ServiceImport]] = {}
+    for cluster, items in imports.items():
+        row = []
+        for si in items:
+            kept = by_id.get(id(si))  # ids of objects ``imports`` holds: stable here
+            if kept is None:
+                text = si.model_dump_json()
+                kept = table.get(text) or previous.get(text) or si
+                table[text] = by_id[id(si)] = kept
+            row.append(kept)
+        out[cluster] = row
+    return out, table

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from federation.controller.store import ClusterRecord, ControllerStore, StoreError
 from federation.errors import NotFoundError
 from trust.authority import RootAuthority
+from trust.bundle import TrustBundle
 from trust.errors import TrustError
 from trust.root_rotation import resign_intermediate, resign_needed
 
@@ -52,9 +53,12 @@ class IntermediateSigner:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    def due(self, cluster: str, record: ClusterRecord | None = None) -> str | None:
+    def due(
+        self, cluster: str, record: ClusterRecord | None = None, bundle: TrustBundle | None = None
+    ) -> str | None:
         """Why ``cluster``'s intermediate must be re-signed now, or None (``record``: the
-        cluster as just read, saving a query)."""
+        cluster as just read, saving a query; ``bundle``: the root authority's trust bundle,
+        read once for a pass over every member -- reading it loads the root)."""
         if record is None:
             try:
                 record = self.store.cluster(cluster)
@@ -64,7 +68,9 @@ class IntermediateSigner:
             return None
         try:
             return resign_needed(
-                record.intermediate_pem.encode(), self.root().trust_bundle(), self._now()
+                record.intermediate_pem.encode(),
+                bundle or self.root().trust_bundle(),
+                self._now(),
             )
         except TrustError as err:
             log.error("cannot check the intermediate of %s: %s", cluster, err)

@@ -95,12 +95,16 @@ class LeaderWork:
         replica = self._replica()
         if self.signer is None or not replica.is_leader:
             return False
+        records = [r for r in self.store.clusters() if r.intermediate_pem]
+        if not records:
+            return False
         reports = self.store.reports()
         fence = replica.fence
         done = False
-        for record in self.store.clusters():
+        bundle = self.signer.root().trust_bundle()  # once a pass: reading it loads the root
+        for record in records:
             report = reports.get(record.name)
-            if report is not None and self.signer.due(record.name, record):
+            if report is not None and self.signer.due(record.name, record, bundle):
                 done |= self.signer.resign(record.name, report.intermediate_csr_pem, fence)
         return done
 

@@ -4,6 +4,7 @@ Join tokens are :mod:`federation.sync.join_token` (both ends read them)."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Literal
@@ -73,13 +74,31 @@ def member_crls(
         report = reports.get(record.name)
         if report is None or not report.crl_pem or not record.intermediate_pem:
             continue
-        try:
-            issuer = pki.load_certificates(record.intermediate_pem.encode(), source="intermediate")
-            if crl_issued_by(report.crl_pem.encode(), issuer[0]):
-                out[record.name] = report.crl_pem
-        except TrustError:
-            continue
+        if _crl_signed_by(report.crl_pem, record.intermediate_pem):
+            out[record.name] = report.crl_pem
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _crl_signed_by(crl_pem: str, intermediate_pem: str) -> bool:
+    """``crl_pem`` is signed by the first certificate of ``intermediate_pem`` (False when
+    either does not parse). Kept: every recompute asks it for every member, and the parse
+    and signature check were ~1 ms a member."""
+    try:
+        issuer = pki.load_certificates(intermediate_pem.encode(), source="intermediate")
+        return crl_issued_by(crl_pem.encode(), issuer[0])
+    except TrustError:
+        return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _first_certificate(chain_pem: str) -> str | None:
+    """The first certificate of ``chain_pem`` as PEM, or None when it does not parse."""
+    try:
+        first = pki.load_certificates(chain_pem.encode(), source="intermediate")
+    except TrustError:
+        return None
+    return pki.certificates_to_pem(first[:1]).decode()
 
 
 def member_cas(clusters: list[ClusterRecord], crls: Mapping[str, str]) -> dict[str, str]:
@@ -91,9 +110,7 @@ def member_cas(clusters: list[ClusterRecord], crls: Mapping[str, str]) -> dict[s
     for record in clusters:
         if record.name not in crls or not record.intermediate_pem:
             continue
-        try:
-            first = pki.load_certificates(record.intermediate_pem.encode(), source="intermediate")
-        except TrustError:
-            continue
-        out[record.name] = pki.certificates_to_pem(first[:1]).decode()
+        first = _first_certificate(record.intermediate_pem)
+        if first is not None:
+            out[record.name] = first
     return out

@@ -261,10 +261,9 @@ class FederationService:
         problems: list[str] = []
         out: list[tuple[DocumentKey, dict[str, Any]]] = []
         hosts = {  # one TrafficPolicy per service: host -> the policy's namespace/name
-            d["spec"][
-                "host"
-            ]: f"{d['metadata'].get('namespace', 'default')}/{d['metadata']['name']}"
-            for d in self.store.documents("TrafficPolicy")
+            p.spec.host: f"{p.metadata.namespace}/{p.metadata.name}"
+            for p in self.hub.policies.read()  # the stored ones that validate, kept parsed
+            if isinstance(p, TrafficPolicy)
         }
         member_list = ", ".join(sorted(members)) or "none"
         crl_problem = ""
@@ -346,11 +345,7 @@ class FederationService:
         """
         docs = self.validate(models)
         self._check_translation(put=list(zip((k for k, _ in docs), models, strict=True)))
-        current = {
-            document_key(d): d
-            for kind in {k[0] for k, _ in docs}
-            for d in self.store.documents(kind)
-        }
+        current = self.store.stored_bodies([k for k, _ in docs])
         changed = [(k, b) for k, b in docs if current.get(k) != b]
         if not dry_run:
             self.store.put_documents(changed, self.hub.clock())

@@ -75,18 +75,16 @@ class StoredPolicies:
         version) is logged and left out rather than stopping every update."""
         out: list[BaseModel] = []
         models: dict[str, BaseModel] = {}  # the models of this read, by stored JSON
-        for kind in POLICY_KINDS:
-            for doc in self.store.documents(kind):
-                key = json.dumps(doc, sort_keys=True)
-                model = self._models.get(key)
-                if model is None:
-                    try:
-                        [model] = validate_documents([doc], source="stored")
-                    except InvalidDocumentError as err:
-                        log.error("stored %s left out of updates: %s", kind, err)
-                        continue
-                models[key] = model
-                out.append(model)
+        for kind, text in self.store.document_texts(POLICY_KINDS):  # one query
+            model = self._models.get(text)
+            if model is None:
+                try:
+                    [model] = validate_documents([json.loads(text)], source="stored")
+                except InvalidDocumentError as err:
+                    log.error("stored %s left out of updates: %s", kind, err)
+                    continue
+            models[text] = model
+            out.append(model)
         self._models = models  # unchanged documents keep their model objects
         return out
 
