@@ -202,3 +202,26 @@ def test_an_exporter_without_any_gateway_address_is_pending_and_not_imported() -
     imports, statuses = compute(clusters, READY, reports, {("a", "demo", "echo"): 1.0})
     assert [s.condition for s in statuses] == ["Exported"]
     assert imports["b"][0]["spec"]["clusters"][0]["gateway"] == "203.0.113.7:15443"
+
+
+def test_imports_equal_to_last_rounds_are_its_objects_and_changed_ones_are_new() -> None:
+    """A recompute builds every import anew; :func:`mcs.intern_imports` hands back last
+    round's object for each that is equal (so a stream's "unchanged?" check is an identity
+    check) and the new one where anything differs."""
+    reports = {
+        "a": _report(("echo", 8080, "http", 2), ("db", 5432, "tcp", 1), exports=["demo/echo"]),
+        "b": _report(("db", 5432, "tcp", 1), exports=["demo/db"]),
+    }
+    times = {("a", "demo", "echo"): 1.0, ("b", "demo", "db"): 2.0}
+    first, table = mcs.intern_imports(mcs.compute(CLUSTERS, READY, reports, times)[0], {})
+    again, table = mcs.intern_imports(mcs.compute(CLUSTERS, READY, reports, times)[0], table)
+    assert again == first
+    for cluster in first:
+        assert all(x is y for x, y in zip(again[cluster], first[cluster], strict=True))
+    reports["b"] = _report(("db", 5432, "tcp", 3), exports=["demo/db"])  # db's endpoints moved
+    moved, _ = mcs.intern_imports(mcs.compute(CLUSTERS, READY, reports, times)[0], table)
+    by_name = {c: {i.metadata.name: i for i in imps} for c, imps in moved.items()}
+    before = {c: {i.metadata.name: i for i in imps} for c, imps in first.items()}
+    assert by_name["c"]["echo"] is before["c"]["echo"]  # unchanged: last round's object
+    assert by_name["c"]["db"] is not before["c"]["db"]
+    assert by_name["c"]["db"] != before["c"]["db"]

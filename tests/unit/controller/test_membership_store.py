@@ -3,6 +3,7 @@ and PostgreSQL: tests/integration/test_stores.py)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -66,3 +67,35 @@ def test_store_refuses_another_schema_version(tmp_path) -> None:
     db.close()
     with pytest.raises(StoreError, match="schema version 99"):
         SqliteStore(path)
+
+
+def test_reads_a_recompute_makes_keep_what_is_unchanged_and_see_what_changed(tmp_path) -> None:
+    """An unchanged report is the same model object on the next read and a changed one a
+    new model; every policy kind comes in one read, by kind in the order asked and each
+    oldest first; an apply's comparison reads only the bodies of its own documents."""
+    from federation.sync.messages import ClusterReport
+
+    store = SqliteStore(tmp_path / "c.db")
+    store.add_cluster(ClusterRecord("a", "aws/us-east-1", "n", "", "local", 0), "a", 1e12)
+    store.put_report("a", ClusterReport(cluster="a", exports=[]), 1.0)
+    first = store.reports()["a"]
+    assert store.reports()["a"] is first
+    store.put_report("a", ClusterReport(cluster="a", exports=["demo/echo"]), 2.0)
+    assert store.reports()["a"] is not first
+    assert store.reports()["a"].exports == ["demo/echo"]
+
+    def doc(kind: str, name: str) -> tuple[tuple[str, str, str, str], dict]:
+        body = {"kind": kind, "metadata": {"name": name, "namespace": "demo"}, "spec": {}}
+        return (kind, "demo", name, ""), body
+
+    store.put_documents([doc("TrafficPolicy", "t2"), doc("AuthorizationPolicy", "z")], 1.0)
+    store.put_documents([doc("TrafficPolicy", "t1")], 2.0)
+    texts = store.document_texts(["AuthorizationPolicy", "TrafficPolicy"])
+    assert [(k, json.loads(t)["metadata"]["name"]) for k, t in texts] == [
+        ("AuthorizationPolicy", "z"),
+        ("TrafficPolicy", "t2"),
+        ("TrafficPolicy", "t1"),
+    ]
+    wanted = [("TrafficPolicy", "demo", "t1", ""), ("TrafficPolicy", "demo", "absent", "")]
+    assert store.stored_bodies(wanted) == {wanted[0]: doc("TrafficPolicy", "t1")[1]}
+    store.close()
