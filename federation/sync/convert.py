@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from typing import Any
 
 from google.protobuf import json_format
@@ -269,24 +270,28 @@ def report_from_proto(message: sync_pb2.ClusterReport) -> ClusterReport:
     return _validate(ClusterReport, body, f"report of cluster {message.cluster!r}")  # type: ignore[no-any-return]
 
 
-#: id(import model) -> (the model, its message): the controller hands every control plane
-#: with the same view the same import object, and keeps it across recomputes while it is
-#: unchanged (:func:`federation.controller.imports.intern_imports`), so each is converted
-#: once. Holding the model keeps its id from being reused; emptied past the maximum.
-_IMPORT_PROTO: dict[int, tuple[ServiceImport, sync_pb2.ServiceImport]] = {}
-_IMPORT_PROTO_MAX = 4096
+#: id(import model) -> (a weak reference to the model, its message): the controller hands
+#: every control plane with the same view the same import object, and keeps it across
+#: recomputes while it is unchanged (:func:`federation.controller.imports.intern_imports`);
+#: a control plane keeps the unchanged imports of its updates. So each is converted once.
+#: An entry goes when its model does (nothing here keeps a model alive).
+_IMPORT_PROTO: dict[int, tuple[weakref.ref[ServiceImport], sync_pb2.ServiceImport]] = {}
 
 
 def _import_to_proto(imp: ServiceImport) -> sync_pb2.ServiceImport:
     """The wire form of an import (models are treated as immutable once validated; a caller
     that puts the message in another copies it)."""
-    hit = _IMPORT_PROTO.get(id(imp))
-    if hit is not None and hit[0] is imp:
+    key = id(imp)
+    hit = _IMPORT_PROTO.get(key)
+    if hit is not None and hit[0]() is imp:
         return hit[1]
     message = _new_import_proto(imp)
-    if len(_IMPORT_PROTO) >= _IMPORT_PROTO_MAX:
-        _IMPORT_PROTO.clear()
-    _IMPORT_PROTO[id(imp)] = (imp, message)
+
+    def forget(ref: weakref.ref[ServiceImport]) -> None:
+        if _IMPORT_PROTO.get(key, (None,))[0] is ref:
+            del _IMPORT_PROTO[key]
+
+    _IMPORT_PROTO[key] = (weakref.ref(imp, forget), message)
     return message
 
 

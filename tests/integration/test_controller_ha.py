@@ -26,8 +26,9 @@ import pytest
 
 from federation.client import call
 from federation.controller.pgstore import PostgresStore
+from federation.controlplane.link.state import load_last_update
 from federation.errors import ApiError
-from federation.sync.convert import update_from_json
+from federation.sync.messages import ControllerUpdate
 from tests.integration.federations import EXPORT, HOST, Replicas, ThreeClusters, policy_yaml
 from tests.integration.harness import (
     ControllerHandle,
@@ -72,9 +73,9 @@ def state_rows(dsn: str) -> dict[str, Any]:
 
 
 def synced_imports(cp: ControlPlaneHandle) -> list[tuple[str, str, tuple[str, ...]]]:
-    """What a control plane holds from the controller (``federation.json`` lastUpdate)."""
+    """What a control plane holds from the controller (``federation.json``'s last update)."""
     path = next((cp.home / "controlplanes").glob(f"{cp.cluster}*/federation.json"))
-    update = update_from_json(json.loads(path.read_text()).get("lastUpdate") or {})
+    update = load_last_update(path.parent) or ControllerUpdate()
     return sorted(
         (
             i.metadata.namespace,

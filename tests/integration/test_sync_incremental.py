@@ -15,7 +15,6 @@ own protocol.
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import urllib.request
@@ -146,8 +145,11 @@ def joined(tmp_path_factory):
 
 def _held_policies(home: Path, cluster: str) -> set[str]:
     """Ids of the policies the control plane persisted with its last applied update."""
-    data = json.loads((home / "controlplanes" / cluster / "federation.json").read_text())
-    return {policy_id(t) for t in (data.get("lastUpdate") or {}).get("policies_json", [])}
+    from federation.controlplane.link.state import load_last_update
+    from federation.sync.convert import update_to_proto
+
+    update = load_last_update(home / "controlplanes" / cluster)
+    return {policy_id(t) for t in update_to_proto(update).policies_json} if update else set()
 
 
 def _controller_policies(controller: ControllerHandle) -> set[str]:

@@ -246,3 +246,48 @@ def test_a_report_delta_merged_onto_its_base_is_the_whole_report(monkeypatch) ->
     assert heartbeat.ByteSize() < after.ByteSize() / 20
     with pytest.raises(UpdateGapError, match="delta on report 2, the controller holds report 1"):
         merge_report(held, heartbeat)
+
+
+def test_the_control_plane_state_file_keeps_the_update_it_served(tmp_path) -> None:
+    """What a control plane persists before serving an update reads back as that update
+    (without the trust bundle, a file of its own); an earlier release's file (the update's
+    JSON mapping) is still read; a damaged one is refused naming the file and field."""
+    from federation.controlplane.link import state
+    from federation.controlplane.link.join import JoinInfo
+    from federation.errors import InvalidDocumentError
+    from federation.sync.convert import update_to_json
+
+    info = JoinInfo("east", "example.org", "https://c:1", "c:2", "sync.example", 9.0, ["c:2"])
+    update = replace(BASE, trust_bundle_pem=b"BUNDLE")
+    state.save(tmp_path, info, update)
+    loaded = state.load_last_update(tmp_path)
+    assert loaded is not None
+    _same(loaded, replace(update, trust_bundle_pem=b""))
+    assert state.load_join_info(tmp_path) == info
+    legacy = {"join": json.loads(state.federation_file(tmp_path).read_text())["join"],
+              "lastUpdate": update_to_json(BASE)}  # fmt: skip
+    state.federation_file(tmp_path).write_text(json.dumps(legacy))
+    old = state.load_last_update(tmp_path)
+    assert old is not None
+    _same(old, BASE)
+    state.federation_file(tmp_path).write_text(json.dumps({"lastUpdateProto": "bm90IHByb3Rv!"}))
+    with pytest.raises(InvalidDocumentError, match="federation.json: lastUpdateProto"):
+        state.load_last_update(tmp_path)
+
+
+def test_an_import_is_converted_once_and_forgotten_with_its_model() -> None:
+    """The wire form of an import is made once per model object (every stream with that
+    view gets the same object) and its cache entry goes when the model does."""
+    import gc
+
+    from federation.sync import convert
+
+    imp = _import("cached", 2)
+    first = convert.update_to_proto(ControllerUpdate(imports=[imp]))
+    assert id(imp) in convert._IMPORT_PROTO
+    again = convert.update_to_proto(ControllerUpdate(imports=[imp]))
+    assert again == first
+    key = id(imp)
+    del imp
+    gc.collect()
+    assert key not in convert._IMPORT_PROTO
