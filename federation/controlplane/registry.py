@@ -318,8 +318,10 @@ V = TypeVar("V")
 
 
 def _kept(before: Mapping[K, V], after: dict[K, V]) -> dict[K, V]:
-    """``after``, with each value equal to ``before``'s replaced by ``before``'s object."""
-    return {k: old if (old := before.get(k)) == v else v for k, v in after.items()}
+    """``after``, with each value equal to ``before``'s replaced by ``before``'s object (the
+    same object is equal without a look inside: a pydantic model's ``==`` compares every
+    field, even of itself, and a delta update keeps the unchanged documents' objects)."""
+    return {k: old if (old := before.get(k)) is v or old == v else v for k, v in after.items()}
 
 
 def with_federation(

@@ -27,6 +27,7 @@ the federation (every ``split`` cluster is a member) are made by the controller.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Literal
 
@@ -715,6 +716,15 @@ class TrafficPolicySpec(_Strict):
         return value
 
 
+@functools.lru_cache(maxsize=8192)
+def _host_target(host: str) -> tuple[str, str]:
+    """``(namespace, service)`` of a validated ``spec.host`` (looked up for every policy on
+    every update a control plane applies)."""
+    m = _GLOBAL_NAME.match(host)
+    assert m is not None
+    return (m.group("ns"), m.group("svc"))
+
+
 class TrafficPolicy(_Strict):
     """A ``TrafficPolicy`` document."""
 
@@ -726,9 +736,7 @@ class TrafficPolicy(_Strict):
     @property
     def target(self) -> tuple[str, str]:
         """``(namespace, service)`` of ``spec.host``."""
-        m = _GLOBAL_NAME.match(self.spec.host)
-        assert m is not None
-        return (m.group("ns"), m.group("svc"))
+        return _host_target(self.spec.host)
 
 
 PathClassName = Literal["same-zone", "cross-zone", "cross-region", "cross-continent", "cross-cloud"]

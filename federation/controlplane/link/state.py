@@ -53,7 +53,8 @@ def save(state_dir: Path, info: JoinInfo, last_update: ControllerUpdate | None) 
         message.ClearField("trust_bundle_pem")
         stored = base64.b64encode(message.SerializeToString(deterministic=True)).decode()
     data = {"join": asdict(info), "lastUpdateProto": stored}
-    write_atomic(federation_file(state_dir), json.dumps(data, indent=2).encode(), CERT_FILE_MODE)
+    # no indent: json's C encoder (indenting runs the pure-Python one, ~2 ms an update)
+    write_atomic(federation_file(state_dir), json.dumps(data).encode(), CERT_FILE_MODE)
 
 
 def load_join_info(state_dir: Path) -> JoinInfo | None:

@@ -271,7 +271,7 @@ def test_the_control_plane_state_file_keeps_the_update_it_served(tmp_path) -> No
     assert old is not None
     _same(old, BASE)
     state.federation_file(tmp_path).write_text(json.dumps({"lastUpdateProto": "bm90IHByb3Rv!"}))
-    with pytest.raises(InvalidDocumentError, match="federation.json: lastUpdateProto"):
+    with pytest.raises(InvalidDocumentError, match=r"federation\.json: lastUpdateProto"):
         state.load_last_update(tmp_path)
 
 
