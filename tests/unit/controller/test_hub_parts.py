@@ -172,3 +172,38 @@ def test_the_traffic_feed_takes_other_replicas_tables_for_streams_it_does_not_ho
 
     asyncio.run(one_round())
     assert asked[0] == frozenset({"a"}) and len(feed.history.latest()) == 1
+
+
+async def test_a_change_another_replica_made_is_recomputed_at_once_and_a_burst_is_shared(
+    tmp_path,
+) -> None:
+    """A NOTIFY after a quiet spell is recomputed without waiting; the changes of a burst
+    that arrive within :data:`RECOMPUTE_SPACING_S` of a recompute share the next one."""
+    import time
+
+    from federation.controller import hub as hub_module
+    from federation.controller.hub import SyncHub
+
+    store = SqliteStore(tmp_path / "c.db")
+    hub = SyncHub(store, lambda: b"BUNDLE", lease_s=30, clock=time.time)
+    times: list[float] = []
+    hub.recompute = lambda trace=None: times.append(time.monotonic())  # type: ignore[method-assign]
+    watcher = asyncio.create_task(hub.watch_changes())
+    try:
+        await asyncio.sleep(0.05)
+        hub.changed_elsewhere()
+        for _ in range(5):  # loop turns, no timer: the recompute waits for none
+            await asyncio.sleep(0)
+        assert len(times) == 1, times
+        for _ in range(5):  # a burst right after it
+            hub.changed_elsewhere()
+            await asyncio.sleep(0)
+        deadline = time.monotonic() + 5
+        while len(times) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(hub_module.RECOMPUTE_SPACING_S * 3)
+        assert len(times) == 2, times  # the burst shared one recompute
+        assert times[1] - times[0] >= hub_module.RECOMPUTE_SPACING_S * 0.9, times
+    finally:
+        watcher.cancel()
+        store.close()
