@@ -255,9 +255,14 @@ def resign_reason(
     """Why a joined cluster's intermediate must be re-signed now, or None: it is not signed by
     the active root (a root rotation), or half its lifetime has passed (intermediates are
     short-lived and renewed over the sync channel)."""
-    if not pki.issued_by(intermediate, active_root):
-        return "not signed by the active root"
     start, end = intermediate.not_valid_before_utc, intermediate.not_valid_after_utc
+    return _reason(pki.issued_by(intermediate, active_root), start, end, now)
+
+
+def _reason(issued: bool, start: datetime, end: datetime, now: datetime) -> str | None:
+    """:func:`resign_reason` from what it reads of the certificates."""
+    if not issued:
+        return "not signed by the active root"
     if now >= start + (end - start) / 2:
         return f"past half of its lifetime (expires {end.isoformat()})"
     return None
@@ -292,12 +297,7 @@ def resign_needed(intermediate_pem: bytes, bundle: TrustBundle, now: datetime) -
     of ``bundle`` (the active one: :meth:`trust.store.TrustDirectory.set_roots` keeps it last,
     as join tokens pin it)."""
     active = bundle.roots[-1].public_bytes(serialization.Encoding.DER)
-    issued, halfway, end = _resign_facts(intermediate_pem, active)
-    if not issued:
-        return "not signed by the active root"
-    if now >= halfway:
-        return f"past half of its lifetime (expires {end.isoformat()})"
-    return None
+    return _reason(*_resign_facts(intermediate_pem, active), now)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -305,7 +305,7 @@ def _resign_facts(
     intermediate_pem: bytes, active_root_der: bytes
 ) -> tuple[bool, datetime, datetime]:
     """What :func:`resign_reason` decides from, for one intermediate (PEM) and active root
-    (DER): signed by it, the half of its lifetime, its end. Kept: a leader asks it for every
+    (DER): signed by it, its notBefore and notAfter. Kept: a leader asks it for every
     member every few seconds, and the signature check and parse were ~2 ms a member with the
     event loop held (50 members: ~100 ms every lease/10).
 
@@ -314,8 +314,7 @@ def _resign_facts(
     """
     cert = pki.load_certificates(intermediate_pem, source="joined intermediate")[0]
     root = x509.load_der_x509_certificate(active_root_der)
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return pki.issued_by(cert, root), start + (end - start) / 2, end
+    return pki.issued_by(cert, root), cert.not_valid_before_utc, cert.not_valid_after_utc
 
 
 def resign_intermediate(

@@ -513,12 +513,7 @@ class SqlStore:
 
     def documents(self, kind: str) -> list[dict[str, Any]]:
         """Every document of a kind, oldest first."""
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT body FROM documents WHERE kind=? ORDER BY created_at, namespace, name",
-                (kind,),
-            ).fetchall()
-        return [json.loads(body) for (body,) in rows]
+        return [json.loads(body) for _, body in self.document_texts([kind])]
 
     # -- the traffic ledger (federation.traffic_days) ------------------------------------------
 

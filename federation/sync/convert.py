@@ -2,8 +2,9 @@
 
 Every ``*_from_proto`` validates what arrives (pydantic) and raises
 :class:`~federation.errors.InvalidDocumentError` naming the message and field, so a bad
-update is refused whole. :func:`update_to_json` / :func:`update_from_json` are the form a
-control plane persists its last update in (the proto's JSON mapping).
+update is refused whole. :func:`update_to_json` / :func:`update_from_json` are the form
+earlier releases' control planes persisted their last update in (the proto's JSON mapping;
+:mod:`federation.controlplane.link.state` still reads it and now writes the binary message).
 """
 
 from __future__ import annotations
@@ -544,8 +545,8 @@ def update_from_proto(message: sync_pb2.ControllerUpdate) -> ControllerUpdate:
 
 
 def update_to_json(update: ControllerUpdate) -> dict[str, Any]:
-    """An update as stored by a control plane (the proto's JSON mapping, without the
-    trust bundle, which is kept as a PEM file of its own)."""
+    """An update as earlier releases' control planes stored it (the proto's JSON mapping,
+    without the trust bundle, which is kept as a PEM file of its own)."""
     message = update_to_proto(update)
     message.ClearField("trust_bundle_pem")
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
