@@ -22,12 +22,11 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import grpc
 from aiohttp import web
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from federation.ca.service import CertificateServicer
 from federation.ca.tokens import TokenStore
@@ -38,17 +37,7 @@ from federation.controlplane.config import KUBE_SYNC_WAIT_S, ControlPlaneConfig
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.health import HealthChecker
 from federation.controlplane.identities import ClusterAuthority, HttpsTls
-from federation.controlplane.kube import replicas
-from federation.controlplane.kube.config import KubeSettings, api_client
-from federation.controlplane.kube.source import KubeSource, Reflector
-from federation.controlplane.kube.tokenreview import TokenReviewer
-from federation.controlplane.kube.translate import Scope
-from federation.controlplane.kube.webhook import (
-    WebhookCertificate,
-    namespace_labels_of,
-    sync_ca_bundle,
-)
-from federation.controlplane.kube.webhook import make_app as make_webhook_app
+from federation.controlplane.kube.config import KubeSettings
 from federation.controlplane.link import state as link_state
 from federation.controlplane.link.join import JoinError, JoinInfo, join
 from federation.controlplane.link.rtt import RttProber
@@ -72,6 +61,12 @@ from trust.cluster_ca import ClusterCaDirectory
 from trust.files import CERT_FILE_MODE, ensure_dir, write_atomic
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
+
+if TYPE_CHECKING:  # Kubernetes modules are imported when --kubernetes is given (below):
+    # kubernetes_asyncio's import costs a control plane without Kubernetes 0.3-1.7 s of CPU
+    from federation.controlplane.kube import replicas
+    from federation.controlplane.kube.source import KubeSource
+    from federation.controlplane.kube.tokenreview import TokenReviewer
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +336,9 @@ class ControlPlane:
         Raises:
             replicas.SharedStateError: the Secret or ConfigMap cannot be read.
         """
+        from federation.controlplane.kube import replicas
+        from federation.controlplane.kube.config import api_client
+
         cfg = self.config
         self._kube_api = await api_client(settings)
         self.shared = replicas.SharedState(self._kube_api)
@@ -380,6 +378,9 @@ class ControlPlane:
     async def _publish_identity(self, trust_domain: str) -> None:
         """Share this replica's identity files, made complete first (the injector's CA, the
         API token), when they differ from the Secret's."""
+        from federation.controlplane.kube import replicas
+        from federation.controlplane.kube.webhook import WebhookCertificate
+
         assert self.shared is not None
         cfg = self.config
         WebhookCertificate(TrustDomain(trust_domain), cfg.state_dir / "webhook-tls").ca()
@@ -406,6 +407,8 @@ class ControlPlane:
     async def _publish_identity_forever(self) -> None:
         """Keep the Secret equal to the leader's identity files (made complete at start: the
         injector's CA by its first certificate, the token by the API)."""
+        from federation.controlplane.kube import replicas
+
         assert self.shared is not None
         while True:
             if link_state.load_join_info(self.config.state_dir) is not None:
@@ -424,6 +427,8 @@ class ControlPlane:
 
     def _follow(self, objects: dict[Any, dict[str, Any]]) -> None:
         """The shared ConfigMap changed: a follower applies the leader's update."""
+        from federation.controlplane.kube import replicas
+
         if self.link is None or self.leadership is None or self.leadership.leading:
             return
         for config_map in objects.values():
@@ -443,6 +448,11 @@ class ControlPlane:
         """Reflect the cluster into the registry; return once every kind was listed, or
         after :data:`KUBE_SYNC_WAIT_S` (logged: the API server is slow or away; the
         reflectors keep trying and proxies get the endpoints when they come)."""
+        from federation.controlplane.kube.config import api_client
+        from federation.controlplane.kube.source import KubeSource, Reflector
+        from federation.controlplane.kube.tokenreview import TokenReviewer
+        from federation.controlplane.kube.translate import Scope
+
         if self._kube_api is None:
             self._kube_api = await api_client(settings)
         self._reviewer = TokenReviewer(self._kube_api)
@@ -489,6 +499,15 @@ class ControlPlane:
     async def _start_injector(self, settings: KubeSettings) -> None:
         """Serve the sidecar injector (:mod:`federation.controlplane.kube.webhook`) and keep
         its configuration's caBundle equal to the trust bundle."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        from federation.controlplane.kube.webhook import (
+            WebhookCertificate,
+            namespace_labels_of,
+            sync_ca_bundle,
+        )
+        from federation.controlplane.kube.webhook import make_app as make_webhook_app
+
         assert settings.webhook_listen is not None and self.kube is not None
         cert = WebhookCertificate(
             TrustDomain(self.mesh.trust_domain), self.config.state_dir / "webhook-tls"
@@ -522,6 +541,8 @@ class ControlPlane:
 
     async def _shared_webhook_ca(self) -> None:
         """A follower takes the injector's CA from the shared Secret (the leader renews it)."""
+        from federation.controlplane.kube import replicas
+
         if self.shared is None or self.leadership is None or self.leadership.leading:
             return
         try:
@@ -628,6 +649,8 @@ class ControlPlane:
             await self._ca_grpc.stop(grace_s)
         await stop_all(self._tasks, self._runner, self._grpc, grace_s)
         self._tasks.clear()
+        if self.link is not None:
+            await asyncio.to_thread(self.link.close)
         if self._webhook_runner is not None:
             await self._webhook_runner.cleanup()
         if self._kube_api is not None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as kconfig
-from kubernetes_asyncio.config.config_exception import ConfigException
+from typing import TYPE_CHECKING
 
 from federation.errors import FederationError
+
+if TYPE_CHECKING:  # imported by api_client: a control plane without Kubernetes never pays it
+    from kubernetes_asyncio import client as k8s
 
 
 class KubeConfigError(FederationError):
@@ -60,6 +60,10 @@ async def api_client(settings: KubeSettings) -> k8s.ApiClient:
         KubeConfigError: the kubeconfig cannot be read or names no usable context, or (without
             one) this is not a pod and no default kubeconfig exists.
     """
+    from kubernetes_asyncio import client as k8s
+    from kubernetes_asyncio import config as kconfig
+    from kubernetes_asyncio.config.config_exception import ConfigException
+
     conf = k8s.Configuration()
     try:
         if settings.kubeconfig is not None:

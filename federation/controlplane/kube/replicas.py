@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from google.protobuf.message import DecodeError
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.leaderelection.electionconfig import Config as ElectionConfig
@@ -165,7 +166,7 @@ def decode_update(data: bytes) -> ControllerUpdate:
     """
     try:
         message = sync_pb2.ControllerUpdate.FromString(gzip.decompress(data))
-    except (OSError, EOFError, ValueError) as err:  # DecodeError is a ValueError
+    except (OSError, EOFError, DecodeError) as err:
         raise InvalidDocumentError(f"ConfigMap {FEDERATION_CONFIGMAP}: {err}") from err
     return update_from_proto(message)
 

@@ -7,8 +7,9 @@ and checks the controller's certificate against the trust bundle and the name in
 ``JoinInfo.sync_server_name``. It sends its report (:mod:`federation.controlplane.report`) at
 once, after every change and at least every third of the lease; it applies each
 ``ControllerUpdate`` whole -- imports and centrally applied exports replace the previous ones,
-a new trust bundle is written and handed to the identity manager -- and persists it first, so
-a control plane restarted while the controller is away serves the same imports. Updates
+a new trust bundle is written and handed to the identity manager -- and persists it right
+after (:class:`federation.controlplane.link.state.UpdateWriter`), so a control plane
+restarted while the controller is away serves the same imports. Updates
 arrive as deltas (sync protocol 2, :mod:`federation.sync.delta`): the first of a stream is
 whole, the rest are merged onto it, validating only the documents they bring; a delta on a
 version it does not hold ends the stream, and the next one starts whole (a full resync).
@@ -161,6 +162,7 @@ class FederationLink:
         self._on_cas = on_cas
         self._on_federation = on_federation
         self._state_dir = state_dir
+        self._writer = state.UpdateWriter(state_dir)
         self._registry = registry
         self._ca = ca
         self._on_bundle = on_bundle
@@ -328,14 +330,18 @@ class FederationLink:
                 self._on_bundle(bundle)
         if update.intermediate_chain_pem:
             self._install_intermediate(update.intermediate_chain_pem.encode())
+        info = self.info
         if update.lease_seconds:
-            self.info = replace(self.info, lease_seconds=float(update.lease_seconds))
-        if update.sync_addresses and update.sync_addresses != self.info.sync_addresses:
+            info = replace(info, lease_seconds=float(update.lease_seconds))
+        if update.sync_addresses and update.sync_addresses != info.sync_addresses:
             log.info("controller replicas: %s", ", ".join(update.sync_addresses))
-            self.info = replace(self.info, sync_addresses=list(update.sync_addresses))
-        state.save(self._state_dir, self.info, update)  # persist first, then serve it
+            info = replace(info, sync_addresses=list(update.sync_addresses))
+        if info != self.info:
+            state.save_join(self._state_dir, info)
+            self.info = info
         self._install(update)
         self.last_update_version = update.version
+        self._writer.submit(update)  # served first, persisted after (state's docstring)
         self._on_update()
         self._on_applied(update)
         log.info(
@@ -350,6 +356,14 @@ class FederationLink:
             + len(update.sidecars)
             + len(update.service_entries),
         )
+
+    def flush(self) -> None:
+        """Wait until the last applied update is persisted (blocks)."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Persist what is pending and stop the writer (on stop)."""
+        self._writer.close()
 
     def follow(self, update: ControllerUpdate) -> None:
         """Apply an update the leader replica applied (a follower does not sync itself)."""

@@ -6,6 +6,7 @@ binary form; anything else in the ConfigMap is refused by name."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from pathlib import Path
 
@@ -65,7 +66,10 @@ def test_an_update_round_trips_through_the_configmap_form() -> None:
     assert replicas.update_of({"metadata": {"name": "x"}}) is None  # created empty
 
 
-@pytest.mark.parametrize("payload", [b"not gzip", b"\x1f\x8b\x08\x00garbage"])
+@pytest.mark.parametrize(
+    "payload",
+    [b"not gzip", b"\x1f\x8b\x08\x00garbage", gzip.compress(b"\xff\xff gzip, not an update")],
+)
 def test_a_configmap_that_holds_no_update_is_refused_by_name(payload: bytes) -> None:
     config_map = {"binaryData": {replicas.UPDATE_KEY: base64.b64encode(payload).decode()}}
     with pytest.raises(InvalidDocumentError, match="ConfigMap meshfed-controlplane-federation"):

@@ -248,10 +248,11 @@ def test_a_report_delta_merged_onto_its_base_is_the_whole_report(monkeypatch) ->
         merge_report(held, heartbeat)
 
 
-def test_the_control_plane_state_file_keeps_the_update_it_served(tmp_path) -> None:
-    """What a control plane persists before serving an update reads back as that update
-    (without the trust bundle, a file of its own); an earlier release's file (the update's
-    JSON mapping) is still read; a damaged one is refused naming the file and field."""
+def test_the_control_plane_state_files_keep_the_update_it_served(tmp_path) -> None:
+    """What a control plane persists of an update reads back as that update (without the
+    trust bundle, a file of its own), the join info beside it; an earlier release's file
+    (the update in federation.json, as JSON or base64) is still read and moved to the new
+    file when the join info is next written; a damaged one is refused naming the file."""
     from federation.controlplane.link import state
     from federation.controlplane.link.join import JoinInfo
     from federation.errors import InvalidDocumentError
@@ -264,15 +265,54 @@ def test_the_control_plane_state_file_keeps_the_update_it_served(tmp_path) -> No
     assert loaded is not None
     _same(loaded, replace(update, trust_bundle_pem=b""))
     assert state.load_join_info(tmp_path) == info
+    assert b"BUNDLE" not in state.update_file(tmp_path).read_bytes()
+    state.update_file(tmp_path).unlink()
     legacy = {"join": json.loads(state.federation_file(tmp_path).read_text())["join"],
               "lastUpdate": update_to_json(BASE)}  # fmt: skip
     state.federation_file(tmp_path).write_text(json.dumps(legacy))
     old = state.load_last_update(tmp_path)
     assert old is not None
     _same(old, BASE)
+    state.save_join(tmp_path, replace(info, lease_seconds=12.0))  # moves the legacy update
+    assert "lastUpdate" not in state.federation_file(tmp_path).read_text()
+    moved = state.load_last_update(tmp_path)
+    assert moved is not None
+    _same(moved, BASE)
+    state.update_file(tmp_path).write_bytes(b"\xff\xff not a message")
+    with pytest.raises(InvalidDocumentError, match=r"last-update\.pb: not a ControllerUpdate"):
+        state.load_last_update(tmp_path)
+    state.update_file(tmp_path).unlink()
     state.federation_file(tmp_path).write_text(json.dumps({"lastUpdateProto": "bm90IHByb3Rv!"}))
     with pytest.raises(InvalidDocumentError, match=r"federation\.json: lastUpdateProto"):
         state.load_last_update(tmp_path)
+
+
+def test_the_update_writer_keeps_the_newest_update_and_never_an_older_one(tmp_path) -> None:
+    """Updates handed over faster than they are written: what is on disk after a flush is
+    the last one handed over; a write that fails is logged and the next one is written."""
+    import threading
+
+    from federation.controlplane.link import state
+
+    writer = state.UpdateWriter(tmp_path)
+    gate = threading.Event()
+    writer._executor.submit(gate.wait)  # hold the writer's thread: the updates queue up
+    for version in range(1, 6):
+        writer.submit(replace(BASE, version=version))
+    assert writer._pending is not None and writer._pending.version == 5
+    gate.set()
+    writer.flush()
+    stored = state.load_last_update(tmp_path)
+    assert stored is not None and stored.version == 5
+    (tmp_path / "blocked").mkdir()
+    blocked = state.UpdateWriter(tmp_path / "blocked" / "file-not-dir")
+    (tmp_path / "blocked" / "file-not-dir").write_text("")  # a file where the dir must be
+    blocked.submit(replace(BASE, version=6))
+    blocked.close()  # the failure is logged, nothing raised
+    writer.submit(replace(BASE, version=7))
+    writer.close()
+    stored = state.load_last_update(tmp_path)
+    assert stored is not None and stored.version == 7
 
 
 def test_an_import_is_converted_once_and_forgotten_with_its_model() -> None:
