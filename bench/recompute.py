@@ -1,15 +1,18 @@
 """One recompute of the controller (issue #37's policy fan-out): :meth:`SyncHub.recompute`
 after a change, with M members each exporting one service (every other member imports it
 through its gateway; a tenth of the members share the exporter's network and dial its
-endpoints directly) and P TrafficPolicies stored, in process on SQLite -- this checkout
-beside an earlier revision in the same run (``--baseline-rev``, from a ``git worktree`` in a
-subprocess with the same Python).
+endpoints directly) and P TrafficPolicies stored, in process on SQLite (or, with
+``--postgres``, on a PostgreSQL server of its own, a new database for each checkout, as the
+replicas of ``bench/controller_ha.py`` are) -- this checkout beside an earlier revision in
+the same run (``--baseline-rev``, from a ``git worktree`` in a subprocess with the same
+Python).
 
 What it times is the controller's share of a fan-out before the updates leave it: every
 member's imports computed, the view and each member's update made and compared with the last
 one. Median of ``--rounds``.
 
     python bench/recompute.py [--members 50] [--policies 300] [--rounds 20] [--baseline-rev REV]
+        [--postgres]
 """
 
 from __future__ import annotations
@@ -28,16 +31,24 @@ REPO = Path(__file__).resolve().parents[1]
 # package must be the first one imported
 
 
-def measure(members: int, policies: int, rounds: int) -> dict[str, Any]:
-    """Recompute ``rounds`` times with the code on ``sys.path``; median and max ms."""
+def measure(members: int, policies: int, rounds: int, server: str = "") -> dict[str, Any]:
+    """Recompute ``rounds`` times with the code on ``sys.path``; median and max ms. On
+    SQLite, or in a new database of the PostgreSQL ``server`` (a connection string)."""
+    from contextlib import nullcontext
+
     from federation.controller.hub import SyncHub
-    from federation.controller.store import ClusterRecord, SqliteStore
+    from federation.controller.pgstore import PostgresStore
+    from federation.controller.store import ClusterRecord, SqliteStore, SqlStore
     from federation.sync.join_token import token_digest
     from federation.sync.messages import ClusterReport
+    from tests.postgres import fresh_database
 
     print(f"measuring {sys.modules['federation'].__file__}", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteStore(Path(tmp) / "c.db")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_database(server) if server else nullcontext("") as dsn,
+    ):
+        store: SqlStore = PostgresStore(dsn) if dsn else SqliteStore(Path(tmp) / "c.db")
         now = time.time()
         names = [f"c{i:02d}" for i in range(members)]
         for i, name in enumerate(names):
@@ -88,22 +99,31 @@ def main() -> None:
     parser.add_argument("--policies", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--baseline-rev", default="HEAD~1")
+    parser.add_argument("--postgres", action="store_true", help="on PostgreSQL, not SQLite")
     parser.add_argument("--tree", help=argparse.SUPPRESS)  # internal: measure that checkout
+    parser.add_argument("--server", default="", help=argparse.SUPPRESS)  # internal: PG server
     args = parser.parse_args()
     if args.tree:
         sys.path.insert(0, args.tree)
-        print(json.dumps(measure(args.members, args.policies, args.rounds)))
+        print(json.dumps(measure(args.members, args.policies, args.rounds, args.server)))
         return
     sys.path.insert(0, str(REPO))
+    from contextlib import nullcontext
+
     from bench._common import measure_beside_baseline
+    from tests.postgres import postgres_server
 
     sizes = ["--members", str(args.members), "--policies", str(args.policies)]
-    results = measure_beside_baseline(
-        __file__, args.baseline_rev, [*sizes, "--rounds", str(args.rounds)]
-    )
+    with postgres_server() if args.postgres else nullcontext("") as server:
+        results = measure_beside_baseline(
+            __file__,
+            args.baseline_rev,
+            [*sizes, "--rounds", str(args.rounds), *(["--server", server] if server else [])],
+        )
     print(
-        f"controller recompute: {args.members} members, each exporting one service to all,"
-        f" {args.policies} TrafficPolicies; median of {args.rounds}"
+        f"controller recompute on {'PostgreSQL' if args.postgres else 'SQLite'}: {args.members}"
+        f" members, each exporting one service to all, {args.policies} TrafficPolicies;"
+        f" median of {args.rounds}"
     )
     print(f"{'code':<24}{'median ms':>10}{'max ms':>9}")
     for label, r in results.items():

@@ -29,7 +29,7 @@ from federation.controller.membership import STARTUP_GRACE_S, ClusterState, clus
 from federation.controller.metrics import ControllerMetrics
 from federation.controller.planner import Planner, PlannerSettings
 from federation.controller.roles import Replica, SoleReplica
-from federation.controller.store import ControllerStore
+from federation.controller.store import ClusterRecord, ControllerStore
 from federation.controller.streams import Outbound, SyncStreams
 from federation.controller.traffic import TrafficHistory
 from federation.controller.traffic_feed import TrafficFeed
@@ -39,7 +39,12 @@ from federation.controller.trust_federation import (
     status_rows,
 )
 from federation.controller.trust_federation import states as bundle_states
-from federation.controller.views import StoredPolicies, central_exports, federation_view
+from federation.controller.views import (
+    FederationView,
+    StoredPolicies,
+    central_exports,
+    federation_view,
+)
 from federation.model.service import ServiceImport
 from federation.sync.messages import ChangeTrace, ClusterReport, RoutingPlan
 from federation.traffic import TrafficCollector, TrafficTable
@@ -243,8 +248,9 @@ class SyncHub:
 
     # -- the recompute and what triggers it ----------------------------------------------
 
-    def states(self) -> dict[str, ClusterState]:
-        """Every member's state now (see :func:`cluster_state` and :data:`STARTUP_GRACE_S`)."""
+    def states(self, clusters: list[ClusterRecord] | None = None) -> dict[str, ClusterState]:
+        """Every member's state now (see :func:`cluster_state` and :data:`STARTUP_GRACE_S`),
+        of ``clusters`` (default: the stored ones)."""
         now = self.clock()
         grace = self.started_at + max(0.0, STARTUP_GRACE_S - self.lease_s)
         return {
@@ -253,7 +259,7 @@ class SyncHub:
             c.name: cluster_state(
                 c, now, self.lease_s, grace if (c.last_heartbeat or 0.0) < self.started_at else 0.0
             )
-            for c in self.store.clusters()
+            for c in (self.store.clusters() if clusters is None else clusters)
         }
 
     def report(self, cluster: str, body: ClusterReport, trace: ChangeTrace | None = None) -> None:
@@ -273,22 +279,40 @@ class SyncHub:
 
     def recompute(self, trace: ChangeTrace | None = None) -> None:
         """Recompute every import and queue the updates that changed (carrying ``trace``,
-        the change that caused the recompute, stamped with when they were queued)."""
-        states = self.states()
+        the change that caused the recompute, stamped with when they were queued). The
+        stored state is read in one transaction (:meth:`SqlStore.reading`)."""
+        with self.store.reading():
+            view = self._view()
+        if trace is not None:
+            trace = replace(trace, sent_at=time.time())
+            self.metrics.propagation.observe(trace.sent_at - trace.received_at)
+        for cluster in self.streams.ready():
+            update = view.update_for(cluster)
+            version = self.streams.send(cluster, update, trace)
+            if version is not None:
+                self.metrics.updates.labels(cluster).inc()
+                log.info("update v%d to %s: %d imports", version, cluster, len(update.imports))
+
+    def _view(self) -> FederationView:
+        """The federation as the stored state has it now (imports recomputed, states
+        updated, removed members' streams closed)."""
+        clusters = self.store.clusters()
+        states = self.states(clusters)
         for cluster, state in states.items():  # counted wherever the change is first seen
             if state == "Unreachable" and self._last_states.get(cluster) == "Ready":
                 self.metrics.lease_expiries.labels(cluster).inc()
         self._last_states = states
         self.metrics.recomputations.inc()
+        reports = self.store.reports()
         self.imports, self.exports = compute(
-            self.store.clusters(),
+            clusters,
             states,
-            self.store.reports(),
+            reports,
             self.store.export_times(),
             self.store.clusterset_ips(),
         )
         self.imports, self._interned = intern_imports(self.imports, self._interned)
-        records = {c.name: c for c in self.store.clusters()}
+        records = {c.name: c for c in clusters}
         for cluster in self.streams.connected() - set(records):  # removed via another replica
             self.close_stream(cluster, f"cluster {cluster!r} was removed from the federation")
         self._last_bundle = self._bundle_pem()
@@ -308,7 +332,7 @@ class SyncHub:
                 self.root_crl_problem(),
             )
             federated = {}
-        view = federation_view(
+        return federation_view(
             imports=self.imports,
             export_statuses=self.exports,
             central=central_exports(self.store),
@@ -317,21 +341,12 @@ class SyncHub:
             bundle=self._last_bundle,
             lease_s=self.lease_s,
             records=records,
-            reports=self.store.reports(),
+            reports=reports,
             plans=self.plans(),
             addresses=self._last_addresses,
             federated_bundles=federated,
             root_crl=self._last_root_crl,
         )
-        if trace is not None:
-            trace = replace(trace, sent_at=time.time())
-            self.metrics.propagation.observe(trace.sent_at - trace.received_at)
-        for cluster in self.streams.ready():
-            update = view.update_for(cluster)
-            version = self.streams.send(cluster, update, trace)
-            if version is not None:
-                self.metrics.updates.labels(cluster).inc()
-                log.info("update v%d to %s: %d imports", version, cluster, len(update.imports))
 
     def changed_elsewhere(self) -> None:
         """Another replica committed a change (:meth:`watch_changes` recomputes)."""

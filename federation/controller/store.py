@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -126,6 +126,7 @@ class ControllerStore(Protocol):
     ) -> None: ...
     def delete_documents(self, keys: Sequence[DocumentKey]) -> list[DocumentKey]: ...
     def documents(self, kind: str) -> list[dict[str, Any]]: ...
+    def reading(self) -> AbstractContextManager[None]: ...
     def document_texts(self, kinds: Sequence[str]) -> list[tuple[str, str]]: ...
     def stored_bodies(self, keys: Sequence[DocumentKey]) -> dict[DocumentKey, dict[str, Any]]: ...
     def record_traffic(
@@ -184,6 +185,12 @@ class SqlStore:
 
     def _read(self) -> AbstractContextManager[Db]:
         raise NotImplementedError
+
+    def reading(self) -> AbstractContextManager[None]:
+        """The reads of this thread inside share one transaction (PostgreSQL: one connection,
+        one BEGIN and COMMIT for them all instead of each; SQLite reads its one connection
+        anyway: nothing to share)."""
+        return nullcontext()
 
     def _changed(self, db: Db) -> None:
         """Inside a write transaction that changed what a control plane is sent: tell the

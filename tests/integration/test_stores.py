@@ -176,6 +176,39 @@ def test_two_replicas_using_one_join_token_at_once_only_one_joins(postgres_dsn) 
         second.close()
 
 
+def test_reads_inside_reading_share_one_transaction_and_see_other_writes(postgres_dsn) -> None:
+    """A recompute's reads go in one transaction (one BEGIN/COMMIT for all): inside
+    ``reading()`` every read of the thread is in the same transaction (``now()`` is its start
+    and does not move), still sees what another replica committed meanwhile (READ COMMITTED,
+    as separate reads did), and after it each read is on its own again -- also after a read
+    inside failed."""
+    store, other = PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)
+
+    def started() -> object:
+        with store._read() as db:
+            row = db.execute("SELECT now()").fetchone()
+        assert row is not None
+        return row[0]
+
+    try:
+        with store.reading():
+            first = started()
+            other.add_cluster(_record("west"), token_digest("w"), 100.0)
+            assert [c.name for c in store.clusters()] == ["west"]
+            with store.reading():  # nested: the same transaction
+                assert started() == first
+            assert started() == first
+        assert started() != first
+        assert started() != started()
+        with pytest.raises(psycopg.errors.UndefinedTable), store.reading():
+            with store._read() as db:
+                db.execute("SELECT * FROM no_such_table")
+        assert [c.name for c in store.clusters()] == ["west"]  # not stuck in the failed one
+    finally:
+        store.close()
+        other.close()
+
+
 def test_postgresql_schema_is_migrated_once_and_another_schema_is_refused(postgres_dsn) -> None:
     PostgresStore(postgres_dsn).close()
     PostgresStore(postgres_dsn).close()  # a second start applies nothing again
