@@ -190,10 +190,10 @@ class SnapshotBuilder:
 
     def _on_change(self, state: RegistryState) -> None:
         self._changed_at[state.version] = time.monotonic()
-        if self._built:
-            oldest = min(self._built.values())
-            for version in [v for v in self._changed_at if v <= oldest]:
-                del self._changed_at[version]
+        # kept until every proxy built past it; with no proxy, none but this one is needed
+        oldest = min(self._built.values()) if self._built else state.version - 1
+        for version in [v for v in self._changed_at if v <= oldest]:
+            del self._changed_at[version]
         self.request_rebuild()
 
     def mark_stale(self, node_ids: list[str] | None = None) -> None:

@@ -158,3 +158,14 @@ def test_a_good_node_has_no_problems() -> None:
     }
     assert node_problems("sidecar~demo~echo-1", "sidecar", "15001", meta) == []
     assert node_problems("x" * 257, "grpc", "15001", {}) != []
+
+
+def test_a_control_plane_without_proxies_keeps_no_history_of_changes() -> None:
+    """The change times a builder keeps to measure push latency go once every proxy saw
+    them: with no proxy at all, only the last (it used to keep one per change forever --
+    a control plane with no proxy yet, following its controller for days, grew by each)."""
+    registry, cache = ServiceRegistry(), SnapshotCache()
+    builder = SnapshotBuilder(MESH, registry, cache)
+    for i in range(50):
+        registry.apply([_workload(f"echo-{i}")])
+    assert list(builder._changed_at) == [registry.state.version]
