@@ -73,7 +73,7 @@ def state_rows(dsn: str) -> dict[str, Any]:
 
 
 def synced_imports(cp: ControlPlaneHandle) -> list[tuple[str, str, tuple[str, ...]]]:
-    """What a control plane holds from the controller (``federation.json``'s last update)."""
+    """What a control plane holds from the controller (its persisted last update)."""
     path = next((cp.home / "controlplanes").glob(f"{cp.cluster}*/federation.json"))
     update = load_last_update(path.parent) or ControllerUpdate()
     return sorted(

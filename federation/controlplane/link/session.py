@@ -357,10 +357,6 @@ class FederationLink:
             + len(update.service_entries),
         )
 
-    def flush(self) -> None:
-        """Wait until the last applied update is persisted (blocks)."""
-        self._writer.flush()
-
     def close(self) -> None:
         """Persist what is pending and stop the writer (on stop)."""
         self._writer.close()
