@@ -136,6 +136,39 @@ def test_a_delta_merged_onto_its_base_is_the_whole_update(case) -> None:
     if case == "nothing":
         assert not (message.imports or message.policies_json or message.plans)
         assert message.ByteSize() < _wire(after).ByteSize() / 10
+    if not (message.policies_json or message.removed_policies):  # the held lists themselves
+        assert merged.update.policies is held.update.policies
+        assert merged.update.price_tables is held.update.price_tables
+
+
+def test_a_merged_update_sorts_every_policy_kind_into_its_field_and_drops_other_kinds() -> None:
+    """Each policy document lands in its kind's field, as the update's own conversion puts
+    it, and a document of no policy kind (a ServiceExport) is left out by both."""
+    import json
+
+    from federation.model.authz import AuthorizationPolicy
+    from federation.model.policy import PriceTable
+
+    prices = PriceTable.model_validate({
+        "apiVersion": "meshfed.io/v1alpha1", "kind": "PriceTable",
+        "metadata": {"name": "aws-edp"},
+        "spec": {"cloud": "aws", "source": "contract 2026", "usdPerGB": {"cross-zone": 0.0}},
+    })  # fmt: skip
+    authz = AuthorizationPolicy.model_validate({
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "deny-all", "namespace": "demo"}, "spec": {},
+    })  # fmt: skip
+    whole = replace(BASE, price_tables=[prices], authorization_policies=[authz])
+    message = _wire(whole)
+    message.policies_json.append(json.dumps({
+        "apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+        "metadata": {"name": "echo", "namespace": "demo"},
+    }))  # fmt: skip
+    merged = merge(None, message).update
+    reference = update_from_proto(message)
+    assert merged.price_tables == reference.price_tables == [prices]
+    assert merged.authorization_policies == reference.authorization_policies == [authz]
+    _same(merged, reference)
 
 
 def test_a_control_plane_validates_only_the_policies_a_delta_brings(monkeypatch) -> None:
