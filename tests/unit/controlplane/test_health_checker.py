@@ -83,3 +83,50 @@ def test_timeouts_on_a_stalled_control_plane_are_not_counted(monkeypatch):
     assert _verdict(monkeypatch, health.Probe.TIMED_OUT, stall_s=0.3) is Health.UNKNOWN
     assert _verdict(monkeypatch, health.Probe.TIMED_OUT, stall_s=0) is Health.UNHEALTHY
     assert _verdict(monkeypatch, health.Probe.FAILED, stall_s=0.3) is Health.UNHEALTHY
+
+
+def test_the_checker_sleeps_until_the_next_probe_is_due():
+    """No workload: nothing falls due (the checker waits for one to be registered). A
+    workload probed now is due again after its interval; a new one is due at once; one whose
+    health check is ``none`` never."""
+    registry = ServiceRegistry()
+    checker = health.HealthChecker(registry)
+    assert checker.next_probe_in_s(100.0) is None
+    registry.apply(load_documents(ENTRY))
+    assert checker.next_probe_in_s(100.0) == 0.0  # registered, not probed yet
+    checker._next_due[("demo", "echo-1")] = 101.0  # as check_once records a probe at 100.0
+    assert checker.next_probe_in_s(100.0) == 1.0
+    assert checker.next_probe_in_s(100.5) == 0.5
+    assert checker.next_probe_in_s(102.0) == 0.0
+    registry.apply(
+        load_documents(ENTRY.replace("echo-1", "echo-2") + "  healthCheck: {type: none}\n")
+    )
+    assert checker.next_probe_in_s(100.0) == 1.0
+
+
+def test_the_checker_wakes_when_a_probe_falls_due_not_at_a_tick(monkeypatch):
+    """A workload with a 100 ms interval is probed about every 100 ms although the tick is an
+    hour: the checker sleeps until the next probe is due (bounded: at most 2 s)."""
+
+    async def scenario() -> int:
+        probes = 0
+
+        async def fake_probe(w, session=None) -> health.Probe:
+            nonlocal probes
+            probes += 1
+            return health.Probe.PASSED
+
+        monkeypatch.setattr(health, "probe", fake_probe)
+        registry = ServiceRegistry()
+        registry.apply(load_documents(ENTRY + "  healthCheck: {intervalMs: 100}\n"))
+        task = asyncio.create_task(health.HealthChecker(registry).run(tick_s=3600))
+        try:
+            for _ in range(200):  # bounded: 2 s
+                if probes >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            return probes
+        finally:
+            task.cancel()
+
+    assert asyncio.run(scenario()) >= 3
