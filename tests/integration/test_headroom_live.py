@@ -84,12 +84,23 @@ def test_a_zone_whose_latency_rises_with_load_gets_a_smaller_headroom(tmp_path) 
         with RateLoop(client, HOST, rps=34, max_seconds=45) as busy:
 
             def apart() -> dict[str, tuple[float, str]] | None:
+                # the learned headrooms follow the measured p99s window by window: on a busy
+                # host us-east-1b's p99 can rise for a window too (CI saw 29 ms against its
+                # lowest 9 ms, and 0.68), so wait for the verdict, not for the first window
+                # in which the two differ
                 rooms = _headrooms(home)
+                seen.append(rooms)
                 slow, steady = rooms.get("us-east-1a"), rooms.get("us-east-1b")
-                judged = steady is not None and not steady[1].startswith("declared")
-                return rooms if slow and steady and judged and slow[0] < steady[0] else None
+                judged = steady is not None and "steady" in steady[1]
+                return rooms if slow and steady and judged and slow[0] < 0.8 <= steady[0] else None
 
-            rooms = wait_until(apart, 40, "us-east-1a's headroom below us-east-1b's, both judged")
+            seen: list[dict[str, tuple[float, str]]] = []
+            try:  # every 2 s: each look is a CLI process, which loads the 2 cores it measures
+                rooms = wait_until(
+                    apart, 40, "us-east-1a's headroom below 0.8, us-east-1b's judged steady", 2.0
+                )
+            except AssertionError as err:
+                raise AssertionError(f"{err}; the last headrooms: {seen[-3:]}") from err
         print(f"after {time.monotonic() - started:.0f} s of load: {rooms}")
         assert rooms["us-east-1a"][0] < 0.8 <= rooms["us-east-1b"][0], rooms
         assert "steady" in rooms["us-east-1b"][1], rooms  # explain says why
