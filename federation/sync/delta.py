@@ -250,7 +250,7 @@ def _with_policies(update: ControllerUpdate, policies: dict[str, Policy]) -> Con
 
 def _with_held_policies(update: ControllerUpdate, held: ControllerUpdate) -> ControllerUpdate:
     """``update`` with ``held``'s policy lists themselves (a delta that changed no policy:
-    the registry sees the same lists and skips them)."""
+    the registry then finds every document the same object and looks inside none)."""
     return replace(update, **{name: getattr(held, name) for name in _FIELD_OF.values()})
 
 
