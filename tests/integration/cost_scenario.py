@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from federation.controller.planner import PlannerSettings
 from tests.integration.isolated import (
     REGIONS,
     A,
@@ -192,6 +193,35 @@ def _quantile(values: list[float], q: float) -> float:
 #: Seconds the load goes on after the measured window (the counters' snapshot at its end
 #: must not see the load stop).
 TAIL_S = 3.0
+#: At most this many seconds after the warm-up for an optimize plan to settle (s).
+SETTLE_S = 60.0
+
+
+def settled(fed: IsolatedFederation, rps: float, timeout_s: float) -> dict[str, Any]:
+    """Wait until the optimizer's plan for the frontend's locality has caught up with an
+    offered load of ``rps``: its demand within 10 % of it (the planner solves again only
+    when an input moves by more, ``PlannerSettings.resolve_threshold``) and its shares the
+    same at two looks a planning interval apart (each interval moves at most a quarter of
+    the requests toward a new optimum, ``PlannerSettings.max_shift``). Returns the plan.
+
+    Raises:
+        AssertionError: not settled within ``timeout_s`` (the last plan seen is named).
+    """
+    interval = PlannerSettings().interval_s
+    deadline = time.monotonic() + timeout_s
+    last: tuple[tuple[str, float], ...] | None = None
+    found: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        found = plan(fed)
+        if found is not None and abs(found["demandRps"] - rps) <= 0.1 * rps:
+            shares = tuple((p["locality"], round(p["share"], 2)) for p in found["localities"])
+            if shares == last:
+                return found
+            last = shares
+        else:
+            last = None
+        time.sleep(interval)  # the planner's round: a look sooner sees the same plan
+    raise AssertionError(f"the plan did not settle at {rps:g} rps in {timeout_s:g} s: {found}")
 
 
 def measure(
@@ -202,36 +232,49 @@ def measure(
     warm_s: float,
     seconds: float,
     headroom: float | None = None,
+    settle_s: float = SETTLE_S,
 ) -> Measurement:
-    """Apply policy ``name`` and send ``rps`` without a pause for ``warm_s + seconds`` (plus
-    :data:`TAIL_S`): plans follow the demand during ``warm_s``; the next ``seconds`` are
-    measured -- the client's failures, latency and served-by shares of the requests sent in
-    the window, and the egress US$ per request the mesh counted between two snapshots of the
-    controller's counters taken at the window's ends (steady load: the counters' few seconds
-    of delay shift both snapshots alike, and the ratio of dollars to requests does not
-    depend on it)."""
+    """Apply policy ``name`` and send ``rps`` without a pause: plans follow the demand during
+    at least ``warm_s``; for ``optimize``, until the plan has settled too (:func:`settled`,
+    waited on for at most ``settle_s`` more); the next ``seconds`` are measured -- the
+    client's failures, latency and served-by shares of the requests sent in the window, and
+    the egress US$ per request the mesh counted between two snapshots of the controller's
+    counters taken at the window's ends (steady load: the counters' few seconds of delay
+    shift both snapshots alike, and the ratio of dollars to requests does not depend on
+    it). The load goes on for :data:`TAIL_S` after the window, then stops.
+
+    Raises:
+        AssertionError: the plan did not settle within ``settle_s``, or the load generator
+            did not finish.
+    """
     apply_policy(fed, name, headroom)
     box: dict[str, list[Result]] = {}
+    stop = threading.Event()
+    longest = warm_s + settle_s + seconds + TAIL_S
 
     def drive() -> None:
         box["results"], _ = fed.drive(
-            "sidecar-frontend",
-            rps=rps,
-            duration_s=warm_s + seconds + TAIL_S,
-            path=f"/?size={PAD_BYTES}",
+            "sidecar-frontend", rps=rps, duration_s=longest, path=f"/?size={PAD_BYTES}", stop=stop
         )
 
     begin = time.monotonic()
     thread = threading.Thread(target=drive, name="load", daemon=True)
     thread.start()
-    time.sleep(max(0.0, begin + warm_s - time.monotonic()))  # a schedule, not a wait
-    before = counted(fed)
-    time.sleep(max(0.0, begin + warm_s + seconds - time.monotonic()))
-    after = counted(fed)
-    found = plan(fed) if name == "optimize" else None
-    thread.join(timeout=warm_s + seconds + TAIL_S + 60)
+    try:
+        time.sleep(max(0.0, begin + warm_s - time.monotonic()))  # a schedule, not a wait
+        if name == "optimize":
+            settled(fed, rps, settle_s)
+        start = time.monotonic() - begin
+        before = counted(fed)
+        time.sleep(max(0.0, begin + start + seconds - time.monotonic()))
+        after = counted(fed)
+        found = plan(fed) if name == "optimize" else None
+        time.sleep(TAIL_S)  # the counters' snapshot at the window's end saw the load go on
+    finally:
+        stop.set()
+        thread.join(timeout=longest + 60)
     assert "results" in box, "the load generator did not finish"
-    results = [r for r in box["results"] if warm_s <= r.sent < warm_s + seconds]
+    results = [r for r in box["results"] if start <= r.sent < start + seconds]
     ok = [r for r in results if r.status == 200]
     served = Counter(r.served_by for r in ok)
     zones = Counter(f"{r.served_by}/{r.zone}" for r in ok)

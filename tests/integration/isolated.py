@@ -20,6 +20,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -239,8 +240,10 @@ class IsolatedFederation:
         events: list[tuple[float, str, str]] | None = None,
         path: str = "/",
         by_name: bool = False,
+        stop: threading.Event | None = None,
     ) -> tuple[list[Result], dict[str, float]]:
-        """Send ``rps`` GETs per second for ``duration_s`` from the pod of sidecar process
+        """Send ``rps`` GETs per second for ``duration_s`` (or until ``stop`` is set, if
+        sooner) from the pod of sidecar process
         ``via`` (``sidecar-frontend``) through its outbound port (``by_name``: as an unchanged
         client, to ``http://<host>:8080``, resolved by the pod's DNS and captured); at each ``(offset s, op, node)`` of ``events`` ask the link
         emulator to ``partition`` or ``heal`` ``node`` (what ``meshfed demo partition|heal``
@@ -251,7 +254,7 @@ class IsolatedFederation:
         return call_in(
             self.where(via),
             lambda: asyncio.run(
-                self._drive(outbound, host, rps, duration_s, events or [], path, by_name)
+                self._drive(outbound, host, rps, duration_s, events or [], path, by_name, stop)
             ),
         )
 
@@ -264,6 +267,7 @@ class IsolatedFederation:
         events: list[tuple[float, str, str]],
         path: str = "/",
         by_name: bool = False,
+        stop: threading.Event | None = None,
     ) -> tuple[list[Result], dict[str, float]]:
         results: list[Result] = []
         happened: dict[str, float] = {}
@@ -298,6 +302,8 @@ class IsolatedFederation:
             pending = [asyncio.create_task(event(*e)) for e in events]
             count = int(rps * duration_s)
             for i in range(count):  # bounded: rps * duration requests
+                if stop is not None and stop.is_set():
+                    break
                 delay = begin + i / rps - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)

@@ -30,7 +30,7 @@ def test_optimize_serves_150_percent_of_local_capacity_at_the_planned_price(tmp_
     with isolated_federation(tmp_path, scenario_file(CAPACITY)) as fed:
         # a fixed headroom (cost.headroom 0.8): the plan's arithmetic below; a learned one
         # moves with A's load (tests/unit/controller/test_planner.py, bench/cost_live.py)
-        optimize = measure(fed, "optimize", 1.5 * CAPACITY, warm_s=25, seconds=20, headroom=0.8)
+        optimize = measure(fed, "optimize", 1.5 * CAPACITY, warm_s=10, seconds=20, headroom=0.8)
         _check_optimize(optimize)
         shown = fed.meshfed("explain", "echo.demo", "--from", A, "--locality", CALLER)
         assert "optimizer plan for" in shown and "capacity x headroom binds" in shown
