@@ -45,7 +45,8 @@ from federation.client import call, find_token
 from federation.local.description import LocalFederation
 from federation.local.netns import call_in
 from federation.local.processes import Record
-from federation.local.runner import LocalFederationRunner
+from federation.local.runner import OUTBOUND_PORT, LocalFederationRunner
+from federation.sync.node import PROXY_GID
 from tests.integration.isolated import (
     A,
     B,
@@ -64,9 +65,9 @@ def _api(fed: IsolatedFederation, cluster: str) -> str:
 def start_marker(
     fed: IsolatedFederation, cluster: str, service: str, host: int, name: str | None = None
 ) -> dict:
-    """An echo app and its sidecar in ``cluster`` (recorded, so ``down`` stops them; ``name``,
-    default ``service``, names them and must be unique in the federation), registered as
-    service ``<name>-host``; returns a WorkloadEntry ``<name>`` of
+    """An echo app and its sidecar in a pod of ``cluster`` at ``.host`` (recorded, so ``down``
+    stops them; ``name``, default ``service``, names them and must be unique in the
+    federation), registered as service ``<name>-host``; returns a WorkloadEntry ``<name>`` of
     service ``<service>`` at that sidecar's address, which the benchmark deletes and applies
     (the agent keeps its own registration alive, so toggling that one would be undone). An
     endpoint of ``<service>`` is only ever answered with an error by that sidecar (it serves
@@ -78,12 +79,14 @@ def start_marker(
     assert record is not None
     runner.record = record
     c = desc.cluster(cluster)
+    name = name or service
+    # a pod of its own at .host, as every workload of the bed (capture rules included)
+    node = runner.net.pod(c, f"marker-{name}", host)
     argvs = runner.echo_argv(c, 0)
     port = int(argvs["echo-app"][argvs["echo-app"].index("--port") + 1])
     app_argv = [*argvs["echo-app"]]
-    name = name or service
     app_argv[app_argv.index("--name") + 1] = name
-    runner.spawn(f"app-{name}", app_argv, "marker-app", cluster)
+    runner.spawn(f"app-{name}", app_argv, "marker-app", node)
     own = f"{name}-host"
     sidecar = runner.sidecar_argv(
         c,
@@ -93,10 +96,10 @@ def start_marker(
         app_port=port,
         service_port=8080,
         address=fed.plan.address(cluster, host),
-        outbound=20000 + host,
+        outbound=OUTBOUND_PORT,
         locality=str(c.locality(0)),
     )
-    runner.spawn(f"sidecar-{name}", sidecar, "marker-sidecar", cluster)
+    runner.spawn(f"sidecar-{name}", sidecar, "marker-sidecar", node, group=PROXY_GID)
 
     def registered() -> dict | None:
         state = json.loads((fed.home / "controlplanes" / cluster / "state.json").read_text())
