@@ -6,23 +6,28 @@ Setup: the three clusters of ``tests/integration/isolated.py`` (round trips A-B 
 and the ``marker`` sidecars -- 51 Envoy sidecars and 3 gateways).
 
 1. **Propagation.** A sidecar for service ``marker`` runs in B (exported) and one for
-   ``marker-local`` in A (not exported). Each change deletes or re-applies that sidecar's
-   WorkloadEntry through its control plane's API; every Envoy sidecar that should see the
-   change (cross-cluster: all 33 of A's and C's; baseline: A's 17) is watched through its
-   admin endpoint (:class:`Observers`: the healthy hosts of the service's outbound cluster,
-   polled every 20 ms, which is what the next request is balanced over;
-   one request per namespace after each change checks that the data plane agrees). The
-   time is from the API call to the first poll that shows the change; p50/p99/max over
-   every (change, Envoy) pair. (Watching by requests instead -- 33 Envoys sending back to
-   back -- or by ``/stats?filter=`` every 10 ms loaded the 2 cores so much that the run
-   measured the load.)
+   ``marker-local`` in A (not exported), each in a pod of its own. Two kinds of change
+   (:data:`KINDS`), each ``--changes`` times: deleting and re-applying the WorkloadEntry of
+   a service's only endpoint (the service appears and disappears: every caller's Envoy adds
+   or removes its cluster and route), then, with that one applied, of a second endpoint
+   beside it (EDS alone: one host more or less; across clusters the weight of B's gateway
+   endpoint, 1 <-> 2). Each change goes through its control plane's API; every Envoy
+   sidecar that should see the change (cross-cluster: all 33 of A's and C's; baseline: A's
+   17) is watched through its admin endpoint (:class:`Observers`: the summed weight of the
+   healthy hosts of the service's outbound cluster, polled every 20 ms, which is what the
+   next request is balanced over; for the first kind, one request per namespace after each
+   change checks that the data plane agrees). The time is from the API call to the first
+   poll that shows the change; p50/p99/max over every (change, Envoy) pair. (Watching by
+   requests instead -- 33 Envoys sending back to back -- or by ``/stats?filter=`` every
+   10 ms loaded the 2 cores so much that the run measured the load.) Then, per kind, the
+   cross-cluster changes' hops from A's and C's propagation traces.
 2. **Failover by partition.** A's echo replicas are stopped; ``--rps`` GETs per second from A
    (frontend sidecar) are served by B; B is partitioned at 3 s and healed at 8 s. Failed
    requests, the time until every answer came from C at normal latency ("moved"), and the time
    after the heal until B serves >= 90 % again. Baseline in the same run: 200 rps.
 
-Run (about 4 minutes): ``sudo .venv/bin/python bench/isolated.py [--replicas 16] [--changes 100]
-[--rps 1000]``
+Run (about 25 minutes with 100 changes; 3 to start the bed): ``sudo .venv/bin/python
+bench/isolated.py [--replicas 16] [--changes 100] [--rps 1000] [--no-partition]``
 """
 
 from __future__ import annotations
@@ -134,16 +139,28 @@ def _sidecars(fed: IsolatedFederation, clusters: list[str]) -> dict[str, list[tu
     return out
 
 
-def _healthy_hosts(conn: http.client.HTTPConnection, cluster: str) -> int:
-    """How many hosts of Envoy cluster ``cluster`` are healthy, from the Envoy's admin
-    ``/clusters?filter=`` (``<cluster>::<host>::health_flags::healthy`` lines); 0 when the
+def _healthy_weight(conn: http.client.HTTPConnection, cluster: str) -> int:
+    """The load-balancing weight of the healthy hosts of Envoy cluster ``cluster``, summed,
+    from the Envoy's admin ``/clusters?filter=`` (``<cluster>::<host>::health_flags::healthy``
+    and ``::weight::N`` lines): the number of endpoints behind them -- a local endpoint
+    weighs 1, another cluster's gateway as many as its healthy endpoints there. 0 when the
     cluster does not exist (it is gone when its service has no endpoint left anywhere).
     About 0.3 ms of the Envoy's main thread; ``/stats?filter=`` costs 1.5 ms (every stat of
     a 50-sidecar mesh is matched against the regex)."""
     conn.request("GET", "/clusters?filter=" + quote(f"^{re.escape(cluster)}$"))
     resp = conn.getresponse()
     body = resp.read().decode()
-    return body.count("::health_flags::healthy\n") if resp.status == 200 else 0
+    if resp.status != 200:
+        return 0
+    weights: dict[str, int] = {}
+    healthy: set[str] = set()
+    for line in body.splitlines():
+        _, host, field, value = [*line.split("::"), "", "", ""][:4]
+        if field == "weight":
+            weights[host] = int(value)
+        elif field == "health_flags" and value == "healthy":
+            healthy.add(host)
+    return sum(weights.get(h, 1) for h in healthy)
 
 
 def _request_sees(port: int, host: str) -> bool:
@@ -163,11 +180,12 @@ def _request_sees(port: int, host: str) -> bool:
 
 class Observers:
     """Watches every echo and frontend sidecar of some clusters for the arrival or departure
-    of ``host``'s endpoints as Envoy itself holds them: the healthy hosts of the service's
-    outbound cluster ``outbound|8080||<host>`` (:func:`_healthy_hosts`), which is what the
-    load balancer picks from -- a request sent while there is none gets ``no healthy
-    upstream`` (or 404 once the cluster and its route are gone), one sent after reaches the
-    endpoint.
+    of one of ``host``'s endpoints as Envoy itself holds them: the summed weight of the
+    healthy hosts of the service's outbound cluster ``outbound|8080||<host>``
+    (:func:`_healthy_weight`), which is what the load balancer picks from, is ``staying``
+    (the endpoints never removed) plus one while it is there -- with none staying, a request
+    sent while there is none gets ``no healthy upstream`` (or 404 once the cluster and its
+    route are gone), one sent after reaches the endpoint.
 
     One thread per namespace (each sidecar's pod) polls its Envoy's admin endpoint (loopback
     inside the namespace, a keep-alive connection) every ``interval_s`` for the first second of a change
@@ -175,13 +193,20 @@ class Observers:
     watching costs the Envoys ~0.3 ms each per poll for as long as the change takes, and
     puts no traffic on the emulated links that carry the change itself. Each time is that
     of the first poll that showed the change (late by up to ``interval_s``). After every
-    change, one request per namespace through a sidecar checks that the data plane agrees
-    (:attr:`disagreements` counts those that did not)."""
+    change of an only endpoint, one request per namespace through a sidecar checks that the
+    data plane agrees (:attr:`disagreements` counts those that did not)."""
 
     def __init__(
-        self, fed: IsolatedFederation, clusters: list[str], host: str, interval_s: float = 0.02
+        self,
+        fed: IsolatedFederation,
+        clusters: list[str],
+        host: str,
+        interval_s: float = 0.02,
+        *,
+        staying: int = 0,
     ) -> None:
         self.fed, self.host, self.interval_s = fed, host, interval_s
+        self.staying = staying  # endpoints of the service that are never removed
         self.cluster = f"outbound|8080||{host}"
         self.sidecars = _sidecars(fed, clusters)
         self.disagreements = 0
@@ -208,17 +233,21 @@ class Observers:
                 while conns and time.monotonic() < deadline:  # bounded by timeout_s
                     for admin, conn in list(conns.items()):
                         try:
-                            present = _healthy_hosts(conn, self.cluster) > 0
+                            weight = _healthy_weight(conn, self.cluster)
                         except (OSError, http.client.HTTPException):
                             conn.close()  # reconnects on the next request
                             continue
-                        if present == want_present:
+                        if weight == self.staying + want_present:
                             with lock:
                                 seen.append(time.monotonic())
                             del conns[admin]
                     tick += self.interval_s if tick - begin < 1 else 0.1
                     time.sleep(max(0.0, tick - time.monotonic()))
-                if not conns and _request_sees(sidecars[0][1], self.host) != want_present:
+                if (
+                    not conns
+                    and not self.staying  # with one staying, every request is served
+                    and _request_sees(sidecars[0][1], self.host) != want_present
+                ):
                     with lock:
                         self.disagreements += 1
             finally:
@@ -236,18 +265,18 @@ class Observers:
         return seen, self.count - len(seen)
 
 
-def propagation(
-    fed: IsolatedFederation, cluster: str, service: str, observers: Observers, changes: int
+def toggle(
+    fed: IsolatedFederation, cluster: str, entry: dict, observers: Observers, changes: int
 ) -> tuple[list[float], list[float], int]:
-    """ms from the API call to each observer's first answer showing the change, for adds
-    and for removals, and how many (change, observer) pairs did not see it within 10 s."""
-    entry = start_marker(fed, cluster, service, host=40)
+    """Delete and re-apply WorkloadEntry ``entry`` of ``cluster`` ``changes`` times, starting
+    with a delete; ms from the API call to each observer's first answer showing the change,
+    for adds and for removals, and how many (change, observer) pairs did not see it within
+    10 s. The entry is applied when it returns."""
     doc = json.dumps(entry)
     api = _api(fed, cluster)
-    observers.wait(want_present=True, timeout_s=60)
     samples: dict[bool, list[float]] = {True: [], False: []}
     missed = 0
-    for i in range(changes):
+    for i in range(changes + changes % 2):  # even: it ends applied
         present = i % 2 == 1
         t0 = time.monotonic()
         call("POST", api, "/v1/apply" if present else "/v1/delete", body=doc, home=fed.home)
@@ -295,47 +324,74 @@ def partition_round(fed: IsolatedFederation, rps: float) -> tuple[int, int, floa
     return len(results), failed, moved, back
 
 
+#: The two kinds of change: (label, endpoints of the service that stay). A service whose
+#: only endpoint comes and goes appears and disappears (every caller's Envoy adds or removes
+#: its cluster and route: CDS, EDS, RDS); one endpoint of two changes EDS alone (across
+#: clusters: the weight of the exporter's gateway endpoint, 1 <-> 2).
+KINDS = (("a service's only endpoint", 0), ("one endpoint of two", 1))
+
+
 def propagation_table(fed: IsolatedFederation, changes: int) -> None:
-    """Part 1 (see the module docstring): the baseline, then cross-cluster."""
-    rows = []
-    for path, cluster, service, watched in (
-        ("same cluster (A -> {n} Envoys of A), baseline", A, "marker-local", [A]),
-        ("cross-cluster (B -> {n} Envoys of A and C)", B, "marker", [A, C]),
-    ):
-        observers = Observers(fed, watched, f"{service}.demo.svc.clusterset.local")
-        adds, removes, missed = propagation(fed, cluster, service, observers, changes)
-        rows.append(
-            (path.format(n=observers.count), adds + removes, missed, observers.disagreements)
-        )
-        rows.append(("  of which adds", adds, None, None))
-        rows.append(("  of which removals", removes, None, None))
+    """Part 1 (see the module docstring): for each of :data:`KINDS`, the baseline, then
+    cross-cluster, then the cross-cluster changes' hops (:func:`trace_table`)."""
+    rows: list[tuple[str, list[float] | None, int | None, int | None]] = []
+    hops: dict[str, dict[str, list[float]]] = {}
+    entries: dict[str, dict] = {}
+    for kind, staying in KINDS:
+        rows.append((f"{kind}:", None, None, None))
+        for path, cluster, service, watched in (
+            ("  same cluster (A -> {n} Envoys of A), baseline", A, "marker-local", [A]),
+            ("  cross-cluster (B -> {n} Envoys of A and C)", B, "marker", [A, C]),
+        ):
+            observers = Observers(
+                fed, watched, f"{service}.demo.svc.clusterset.local", staying=staying
+            )
+            # the first marker of a service is its only endpoint; a second one is toggled
+            # beside it
+            name = service if not staying else f"{service}-2"
+            entries[name] = start_marker(fed, cluster, service, 40 + staying, name=name)
+            observers.wait(want_present=True, timeout_s=60)
+            since = time.time()
+            adds, removes, missed = toggle(fed, cluster, entries[name], observers, changes)
+            rows.append(
+                (path.format(n=observers.count), adds + removes, missed, observers.disagreements)
+            )
+            rows.append(("    of which adds", adds, None, None))
+            rows.append(("    of which removals", removes, None, None))
+        hops[kind] = trace_hops(fed, since)
     print(
-        f"\nendpoint propagation: {changes} changes (add/remove); ms from the API call"
-        " until each Envoy's admin shows the endpoint in (or out of) its load balancer"
+        f"\nendpoint propagation: {changes} changes (add/remove) of each kind; ms from the API"
+        " call until each Envoy's admin shows the endpoint in (or out of) its load balancer"
         " (polled every 20 ms)"
     )
     print(
         f"{'path':<46}{'samples':>8}{'missed':>7}{'p50':>9}{'p99':>9}{'max':>9}"
         f"{'requests disagreeing':>22}"
     )
-    for label, s, missed, disagreements in rows:
+    for label, ms, late, disagreements in rows:
+        if ms is None:
+            print(label)
+            continue
         print(
-            f"{label:<46}{len(s):>8}{'' if missed is None else missed:>7}"
-            f"{percentile(s, 50):>9.1f}{percentile(s, 99):>9.1f}{max(s):>9.1f}"
+            f"{label:<46}{len(ms):>8}{'' if late is None else late:>7}"
+            f"{percentile(ms, 50):>9.1f}{percentile(ms, 99):>9.1f}{max(ms):>9.1f}"
             f"{'' if disagreements is None else disagreements:>22}",
             flush=True,
         )
+    for kind, by_hop in hops.items():
+        trace_table(kind, by_hop)
 
 
-def trace_table(fed: IsolatedFederation) -> None:
-    """Where the cross-cluster changes' time went, per hop (``GET /v1/traces`` of A's and
-    C's control planes, changes made in B; issue #37)."""
+def trace_hops(fed: IsolatedFederation, since: float) -> dict[str, list[float]]:
+    """Where the cross-cluster changes made after ``since`` (epoch s) spent their time, per
+    hop, in ms (``GET /v1/traces`` of A's and C's control planes, changes made in B; issue
+    #37; a control plane keeps its last 64 traces)."""
     hops: dict[str, list[float]] = {}
     for cluster in (A, C):
         api = _api(fed, cluster)
         data = call("GET", api, "/v1/traces", token=find_token(api, home=fed.home), home=fed.home)
         for t in data["traces"]:
-            if t["origin"] != B:
+            if t["origin"] != B or t["changedAt"] < since:
                 continue
             for hop, ms in t["hopsMs"].items():
                 if ms is not None:
@@ -344,7 +400,12 @@ def trace_table(fed: IsolatedFederation) -> None:
                 for hop in ("buildMs", "ackMs", "totalMs"):
                     if p[hop] is not None:
                         hops.setdefault(f"proxy {hop[:-2]}", []).append(p[hop])
-    print("\ncross-cluster changes by hop (traces of A's and C's control planes; ms)")
+    return hops
+
+
+def trace_table(kind: str, hops: dict[str, list[float]]) -> None:
+    """The hops of :func:`trace_hops` as a table."""
+    print(f"\ncross-cluster changes by hop, {kind} (traces of A's and C's control planes; ms)")
     print(f"{'hop':<28}{'samples':>8}{'p50':>9}{'p99':>9}{'max':>9}")
     for hop, values in hops.items():
         print(
@@ -374,7 +435,6 @@ def main() -> None:
             controller = fed.record.info["controller"]
             call("POST", controller, "/v1/apply", token=token, body=export, home=fed.home)
             propagation_table(fed, args.changes)
-            trace_table(fed)
         if args.no_partition:
             return
         fed.meshfed("demo", "kill", f"{A}/echo")
