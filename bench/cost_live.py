@@ -6,7 +6,9 @@ B-C 30 ms by netem), one echo replica each declaring and enforcing ``--capacity`
 beyond it). A load generator in A (open loop, through the frontend's sidecar, 4 KiB answers)
 sends 50 %, 100 % and 150 % of A's capacity; for each load, each policy in turn -- round
 robin, locality failover (cost mode off: Istio's default) and meshfed ``optimize`` (budget
-60 ms) -- gets ``--warm`` seconds for plans to follow the demand and ``--seconds`` measured.
+60 ms) -- gets ``--warm`` seconds for plans to follow the demand (optimize: and then until its
+plan has settled, for at most ``--settle`` s; ``tests/integration/cost_scenario.settled``)
+and ``--seconds`` measured.
 
 Printed per (load, policy): requests sent and failed (as the client saw them), p50/p99 ms,
 where answers came from, egress US$/hour counted by the mesh (Envoy's bytes x the price table,
@@ -20,7 +22,7 @@ dollars including the gateway hop's (``hop $/h``) and the bytes gateways carried
 zones (``xzone KB``).
 
 Run (about 10 minutes; twice that with ``--zones``): ``sudo .venv/bin/python
-bench/cost_live.py [--capacity 40] [--warm 25] [--seconds 30] [--loads 0.5,1.0,1.5]
+bench/cost_live.py [--capacity 40] [--warm 25] [--settle 60] [--seconds 30] [--loads 0.5,1.0,1.5]
 [--headroom 0.8] [--zones]``
 """
 
@@ -96,7 +98,13 @@ def _run_bed(
             )
             for name in POLICY_NAMES:
                 m = measure(
-                    fed, name, rps, warm_s=args.warm, seconds=args.seconds, headroom=args.headroom
+                    fed,
+                    name,
+                    rps,
+                    warm_s=args.warm,
+                    seconds=args.seconds,
+                    headroom=args.headroom,
+                    settle_s=args.settle,
                 )
                 results[(load, name)] = m
                 print(_row(m, args.zones), flush=True)
@@ -129,6 +137,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--capacity", type=float, default=40, help="rps per echo replica")
     parser.add_argument("--warm", type=float, default=25, help="s before each measurement")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=60,
+        help="then at most this many s for an optimize plan to settle (0: do not wait)",
+    )
     parser.add_argument("--seconds", type=float, default=30, help="s measured")
     parser.add_argument("--loads", default="0.5,1.0,1.5", help="multiples of A's capacity")
     parser.add_argument(

@@ -236,7 +236,7 @@ def measure(
 ) -> Measurement:
     """Apply policy ``name`` and send ``rps`` without a pause: plans follow the demand during
     at least ``warm_s``; for ``optimize``, until the plan has settled too (:func:`settled`,
-    waited on for at most ``settle_s`` more); the next ``seconds`` are measured -- the
+    waited on for at most ``settle_s`` more; 0: not waited on); the next ``seconds`` are measured -- the
     client's failures, latency and served-by shares of the requests sent in the window, and
     the egress US$ per request the mesh counted between two snapshots of the controller's
     counters taken at the window's ends (steady load: the counters' few seconds of delay
@@ -262,7 +262,7 @@ def measure(
     thread.start()
     try:
         time.sleep(max(0.0, begin + warm_s - time.monotonic()))  # a schedule, not a wait
-        if name == "optimize":
+        if name == "optimize" and settle_s > 0:
             settled(fed, rps, settle_s)
         start = time.monotonic() - begin
         before = counted(fed)
