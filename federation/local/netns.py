@@ -228,6 +228,28 @@ def claim_key(key: str, home: str, directory: str = EXCHANGE_DIR) -> None:
         owner.write_text(home)
 
 
+def release_key(key: str, home: str, directory: str = EXCHANGE_DIR) -> bool:
+    """Forget home ``home``'s claim on ``key`` (:func:`claim_key`) once its network is gone
+    (``meshfed down``), under the exchange directory's lock; a claim another home has made
+    since is kept. Returns whether a claim was removed.
+
+    Raises:
+        OSError: the claim exists but cannot be read or removed.
+    """
+    owner = Path(directory) / f"{key}.home"
+    if not owner.exists():
+        return False
+    with (Path(directory) / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if owner.read_text() != home:
+                return False
+        except FileNotFoundError:
+            return False
+        owner.unlink()
+        return True
+
+
 def routed_elsewhere(prefixes: list[str]) -> list[str]:
     """Those of ``prefixes`` (a federation's private /24s) this host already routes -- to
     another isolated federation's device."""

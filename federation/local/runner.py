@@ -36,6 +36,7 @@ from federation.client import call
 from federation.errors import ApiError, FederationError
 from federation.local.description import ClusterSpec, LocalFederation
 from federation.local.emulator import request as emulator_request
+from federation.local.netns import release_key
 from federation.local.placement import (
     CONTROLLER,
     IsolatedPlacement,
@@ -728,7 +729,9 @@ class LocalFederationRunner:
         how many processes were stopped."""
         stopped = stop_processes(self.record.processes)
         self.reap()
-        remove_network(self.record.info.get("network", {}))
+        network = self.record.info.get("network", {})
+        if network and not remove_network(network):
+            release_key(str(network["key"]), str(self.home.resolve()))
         self.record.path.unlink(missing_ok=True)
         return len(stopped)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from federation.errors import ConfigError
-from federation.local.netns import namespaces_of
+from federation.local.netns import namespaces_of, release_key
 from federation.local.placement import remove_network
 from federation.local.processes import ProcessRecord, Record, stop_processes, unrecorded
 
@@ -40,6 +40,8 @@ def tear_down(
     made = namespaces_of(network["key"]) if network else []
     left = remove_network(network)
     if not left:
+        if network:
+            release_key(str(network["key"]), str(home.resolve()))
         record.path.unlink(missing_ok=True)
     return TearDown(stopped, made, left)
 

@@ -343,6 +343,20 @@ def test_a_key_held_by_another_homes_network_is_refused_and_nothing_removed(tmp_
     assert (tmp_path / "cc4acc4a.home").read_text() == "/homes/b"
 
 
+def test_down_releases_its_own_claim_only(tmp_path):
+    """``meshfed down`` forgets its home's claim on the key once the network is gone (the
+    exchange directory kept one file per federation ever started); a claim another home made
+    since is left alone."""
+    from federation.local import netns
+
+    netns.claim_key("0a0b0c0d", "/homes/a", str(tmp_path))
+    assert not netns.release_key("0a0b0c0d", "/homes/b", str(tmp_path))
+    assert (tmp_path / "0a0b0c0d.home").read_text() == "/homes/a"
+    assert netns.release_key("0a0b0c0d", "/homes/a", str(tmp_path))
+    assert not (tmp_path / "0a0b0c0d.home").exists()
+    assert not netns.release_key("0a0b0c0d", "/homes/a", str(tmp_path))  # nothing to forget
+
+
 def test_the_home_key_names_devices_linux_accepts():
     """Every device name of a 200-cluster plan fits IFNAMSIZ (15 characters)."""
     from federation.local.netplan import home_key
