@@ -72,6 +72,29 @@ def test_a_bad_file_is_refused_naming_the_field(tmp_path, change, field) -> None
     assert not (home / "up.json").exists()
 
 
+def test_a_key_another_home_holds_exits_2_and_starts_nothing(tmp_path, monkeypatch) -> None:
+    """``up --isolate`` whose network key another home's live network carries is refused
+    like any other input it cannot act on: exit 2, the other home named, nothing recorded
+    (the collision itself: tests/unit/local/test_isolated_network.py)."""
+    from federation.cli import up_commands
+    from federation.local import placement
+    from federation.local.netns import IsolationUnavailableError
+
+    def taken(key: str, home: str) -> None:
+        raise IsolationUnavailableError(
+            f"netns meshfed-{key}-controller (key {key}) belongs to the isolated federation"
+            " of home /homes/other; run `MESHFED_HOME=/homes/other meshfed down` first"
+        )
+
+    monkeypatch.setattr(up_commands, "preflight", lambda: None)
+    monkeypatch.setattr(placement, "claim_key", taken)
+    home = tmp_path / "home"
+    result = CliRunner().invoke(cli, ["up", "--isolate"], env={"MESHFED_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    assert "/homes/other" in result.output
+    assert not (home / "up.json").exists()
+
+
 def test_record_round_trip_and_stop_only_our_process(tmp_path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
