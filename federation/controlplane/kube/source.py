@@ -72,6 +72,17 @@ BACKOFF_MAX_S = 10.0
 ListFn = Callable[..., Awaitable[Any]]
 
 
+def _honour_cancel() -> None:
+    """Raise CancelledError when the running task is being cancelled: a cancel that raced a
+    request deadline comes out as TimeoutError (asyncio timeouts, Python 3.11), and one that
+    arrived while a watch stream was read may end the watch as if the server had closed it;
+    a loop that goes on after either never ends, and shutdown waits for ever (a test's
+    teardown hung 300 s in CI)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Reflector:
     """One kind of object, listed and watched (see the module docstring).
 
@@ -176,6 +187,7 @@ class Reflector:
         """List, then watch, until cancelled (see the module docstring)."""
         delay = BACKOFF_INITIAL_S
         while True:
+            _honour_cancel()
             try:
                 if not self.synced:
                     await self.list()
@@ -197,11 +209,7 @@ class Reflector:
                 log.warning("%s: Kubernetes API error %s %s", self.name, err.status, err.reason)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as err:
                 log.warning("%s: %s", self.name, err.__class__.__name__)
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # a cancel that raced a request deadline comes out as TimeoutError (asyncio
-                # timeouts, Python 3.11): honour it, or shutdown waits for ever
-                raise asyncio.CancelledError
+            _honour_cancel()
             self.synced = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
