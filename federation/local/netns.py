@@ -200,6 +200,11 @@ def free_block(key: str, directory: str = EXCHANGE_DIR) -> str:
     raise IsolationUnavailableError("every /24 of 198.18.0.0/16 is used by another federation")
 
 
+def claim_path(key: str, directory: str = EXCHANGE_DIR) -> Path:
+    """Where :func:`claim_key` records which home holds ``key``."""
+    return Path(directory) / f"{key}.home"
+
+
 def claim_key(key: str, home: str, directory: str = EXCHANGE_DIR) -> None:
     """Record home ``home`` as the owner of the namespaces and devices named with ``key``
     (:func:`~federation.local.netplan.home_key` of it), under the exchange directory's lock,
@@ -212,7 +217,7 @@ def claim_key(key: str, home: str, directory: str = EXCHANGE_DIR) -> None:
         OSError: the exchange directory cannot be made or written.
     """
     Path(directory).mkdir(mode=0o700, parents=True, exist_ok=True)
-    owner = Path(directory) / f"{key}.home"
+    owner = claim_path(key, directory)
     with (Path(directory) / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -236,7 +241,7 @@ def release_key(key: str, home: str, directory: str = EXCHANGE_DIR) -> bool:
     Raises:
         OSError: the claim exists but cannot be read or removed.
     """
-    owner = Path(directory) / f"{key}.home"
+    owner = claim_path(key, directory)
     if not owner.exists():
         return False
     with (Path(directory) / ".lock").open("a") as lock:

@@ -22,6 +22,7 @@ from federation.local.netns import (
     free_block,
     leftovers,
     namespaces_of,
+    release_key,
     routed_elsewhere,
     run,
     run_ignoring_missing,
@@ -251,6 +252,16 @@ def plan_for(desc: LocalFederation, home: Path, block: str) -> NetworkPlan:
         loss=desc.pairs("loss"),
         block=block,
     )
+
+
+def release_network(info: dict[str, Any], home: Path) -> list[str]:
+    """:func:`remove_network`, then, when nothing is left, forget ``home``'s claim on the
+    network's key (:func:`~federation.local.netns.release_key`): ``down`` and an abandoned
+    ``up``. Returns what is still there."""
+    left = remove_network(info)
+    if info and not left:
+        release_key(str(info["key"]), str(home.resolve()))
+    return left
 
 
 def remove_network(info: dict[str, Any]) -> list[str]:

@@ -36,12 +36,11 @@ from federation.client import call
 from federation.errors import ApiError, FederationError
 from federation.local.description import ClusterSpec, LocalFederation
 from federation.local.emulator import request as emulator_request
-from federation.local.netns import release_key
 from federation.local.placement import (
     CONTROLLER,
     IsolatedPlacement,
     Placement,
-    remove_network,
+    release_network,
 )
 from federation.local.processes import (
     OWNER_ENV,
@@ -729,9 +728,7 @@ class LocalFederationRunner:
         how many processes were stopped."""
         stopped = stop_processes(self.record.processes)
         self.reap()
-        network = self.record.info.get("network", {})
-        if network and not remove_network(network):
-            release_key(str(network["key"]), str(self.home.resolve()))
+        release_network(self.record.info.get("network", {}), self.home)
         self.record.path.unlink(missing_ok=True)
         return len(stopped)
 

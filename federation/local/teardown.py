@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from federation.errors import ConfigError
-from federation.local.netns import namespaces_of, release_key
-from federation.local.placement import remove_network
+from federation.local.netns import namespaces_of
+from federation.local.placement import release_network
 from federation.local.processes import ProcessRecord, Record, stop_processes, unrecorded
 
 
@@ -38,10 +38,8 @@ def tear_down(
     stopped = stop_processes([*processes, *unrecorded(home, processes)], progress=progress)
     network = record.info.get("network", {})
     made = namespaces_of(network["key"]) if network else []
-    left = remove_network(network)
+    left = release_network(network, home)
     if not left:
-        if network:
-            release_key(str(network["key"]), str(home.resolve()))
         record.path.unlink(missing_ok=True)
     return TearDown(stopped, made, left)
 

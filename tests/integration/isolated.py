@@ -34,8 +34,15 @@ import yaml
 
 from federation.local.description import load
 from federation.local.emulator import request as emulator_request
-from federation.local.netns import IsolationUnavailableError, call_in, leftovers, preflight, run
-from federation.local.netplan import EXCHANGE_DIR, NetworkPlan, home_key, pod_commands, pod_netns
+from federation.local.netns import (
+    IsolationUnavailableError,
+    call_in,
+    claim_path,
+    leftovers,
+    preflight,
+    run,
+)
+from federation.local.netplan import NetworkPlan, home_key, pod_commands, pod_netns
 from federation.local.processes import Record, unrecorded
 from federation.local.runner import LocalFederationRunner
 from federation.sync.node import PROXY_GID
@@ -366,5 +373,5 @@ def leftovers_of(home: Path) -> list[str]:
     """Namespaces and devices of ``home``'s isolated network that still exist, and its claim
     on its key in the exchange directory (:func:`~federation.local.netns.claim_key`)."""
     key = home_key(str(home.resolve()))
-    claim = Path(EXCHANGE_DIR) / f"{key}.home"
+    claim = claim_path(key)
     return leftovers(key) + ([f"claim {claim}"] if claim.exists() else [])
