@@ -255,17 +255,41 @@ def release_key(key: str, home: str, directory: str = EXCHANGE_DIR) -> bool:
         return True
 
 
-def routed_elsewhere(prefixes: list[str]) -> list[str]:
+def routed_elsewhere(prefixes: list[str], directory: str = EXCHANGE_DIR) -> dict[str, str]:
     """Those of ``prefixes`` (a federation's private /24s) this host already routes -- to
-    another isolated federation's device."""
+    another isolated federation's device -- each with who holds it: the home recorded by
+    :func:`claim_key` for the device's key (``mf<key>h``), else the device's name."""
     out = subprocess.run(
         ["ip", "-4", "-o", "route", "show"],  # noqa: S607 - iproute2 from PATH
         capture_output=True,
         text=True,
         check=False,
     ).stdout
-    routed = {line.split()[0] for line in out.splitlines() if line.strip()}
-    return [p for p in prefixes if p in routed]
+    routed = route_devices(out)
+    return {p: holder_of(routed[p], directory) for p in prefixes if p in routed}
+
+
+def route_devices(routes: str) -> dict[str, str]:
+    """``ip -4 -o route show``'s output as destination -> device (``?`` for a route with
+    no ``dev``, e.g. a blackhole)."""
+    found = {}
+    for line in routes.splitlines():
+        words = line.split()
+        if words:
+            found[words[0]] = words[words.index("dev") + 1] if "dev" in words[:-1] else "?"
+    return found
+
+
+def holder_of(device: str, directory: str = EXCHANGE_DIR) -> str:
+    """``home <path>`` for an isolated federation's host device ``mf<key>h`` whose key is
+    claimed (:func:`claim_key`), else ``device <name>``."""
+    key = device[2:-1]
+    if device.startswith("mf") and device.endswith("h") and len(key) == 8:
+        try:
+            return f"home {claim_path(key, directory).read_text()}"
+        except OSError:
+            pass
+    return f"device {device}"
 
 
 def run(commands: list[list[str]]) -> None:

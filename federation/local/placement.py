@@ -196,13 +196,15 @@ class IsolatedPlacement(Placement):
         """
         remove_network(self.info())
         privates = {n.private: n.name for n in self.plan.nodes if n.private}
-        taken = routed_elsewhere(list(privates))
-        if taken:
-            c = self.desc.cluster(privates[taken[0]])
+        for private, holder in routed_elsewhere(list(privates)).items():
+            c = self.desc.cluster(privates[private])
+            down = f"; `MESHFED_HOME={holder[5:]} meshfed down` removes it" * (
+                holder.startswith("home ")
+            )
             raise NetworkCommandError(
-                f"cluster {c.name}: addressRange {c.address_range} (private range {taken[0]})"
-                " is used by another isolated federation on this host: give this"
-                " federation's clusters other addressRanges"
+                f"cluster {c.name}: addressRange {c.address_range} (private range {private})"
+                f" is used by another isolated federation on this host ({holder}{down}):"
+                " give this federation's clusters other addressRanges"
             )
         self.plan_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.plan_path.write_text(self.plan.to_json())

@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +44,7 @@ from federation.local.netns import (
     run,
 )
 from federation.local.netplan import NetworkPlan, home_key, pod_commands, pod_netns
+from federation.local.placement import release_network
 from federation.local.processes import Record, unrecorded
 from federation.local.runner import LocalFederationRunner
 from federation.sync.node import PROXY_GID
@@ -357,9 +359,39 @@ def isolated_federation(
         fed.meshfed("up", "--isolate", "--detach", "-f", str(path), timeout=300)
         yield fed
     finally:
-        fed.meshfed("down", timeout=120, check=False)
-        left = leftovers_of(home) + processes_of(home)
-        assert not left, f"left behind by meshfed down: {left}"
+        down_or_force(home, fed.env)
+
+
+def down_or_force(home: Path, env: dict[str, str]) -> None:
+    """``meshfed down`` for ``home``; should it fail, hang (120 s) or leave anything, kill
+    what is left and remove the network anyway (:func:`force_down`) -- the bed modules share
+    private ranges, so one federation left behind would refuse every later one on the
+    worker -- and then fail, naming what ``down`` left or how it failed.
+
+    Raises:
+        AssertionError: ``down`` failed, timed out or left something behind.
+    """
+    try:
+        done = subprocess.run(
+            [MESHFED, "down"], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        how = f"exit {done.returncode}: {done.stderr.strip()}" if done.returncode else ""
+    except subprocess.TimeoutExpired as err:
+        how = f"no answer in 120 s: {err.stderr!r}"
+    left = leftovers_of(home) + processes_of(home)
+    if left or how:
+        force_down(home)
+    assert not left and not how, f"meshfed down: {how or 'left behind ' + str(left)}"
+
+
+def force_down(home: Path) -> None:
+    """SIGKILL every process started for ``home`` (found by its environment) and remove its
+    network and key claim, without ``meshfed down``: a test's last resort after ``down``
+    failed."""
+    for p in unrecorded(home, []):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGKILL)
+    release_network({"key": home_key(str(home.resolve()))}, home)
 
 
 def processes_of(home: Path) -> list[str]:

@@ -9,6 +9,7 @@ that ``down`` still cleans up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ from tests.integration.isolated import (
     IsolatedFederation,
     Result,
     federation_file,
+    force_down,
     isolated_federation,
     leftovers_of,
     processes_of,
@@ -66,30 +68,43 @@ def test_down_cleans_up_after_a_crashed_up(tmp_path):
     path = tmp_path / "federation.yaml"
     path.write_text(yaml.safe_dump(federation_file()))
     env = dict(os.environ, MESHFED_HOME=str(home))
-    up = subprocess.Popen(
-        [MESHFED, "up", "--isolate", "-f", str(path)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for((home / "logs" / "controller.log").exists, 60, "the controller to start")
-        assert leftovers_of(home), "the network should exist by now"
-    finally:
-        os.killpg(up.pid, signal.SIGKILL)
-        up.wait(timeout=10)
-    assert leftovers_of(home), "a crashed up leaves its network"
-    for _ in range(2):
-        done = subprocess.run(
-            [MESHFED, "down"], env=env, capture_output=True, text=True, timeout=120, check=False
+    with (tmp_path / "up.err").open("w") as err:
+        up = subprocess.Popen(
+            [MESHFED, "up", "--isolate", "-f", str(path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
         )
-        assert done.returncode == 0, done.stderr
-    assert leftovers_of(home) == []
-    # the kill can fall between starting a process and recording it (the controller's log
-    # exists before its pid is recorded): down finds such a process by its environment
-    assert processes_of(home) == []
-    assert "nothing to stop" in done.stdout
+    try:
+        try:
+            wait_for(
+                lambda: (home / "logs" / "controller.log").exists() or up.poll() is not None,
+                60,
+                "the controller to start",
+            )
+            assert up.poll() is None, (
+                f"up exited {up.returncode}: {(tmp_path / 'up.err').read_text()}"
+            )
+            assert leftovers_of(home), "the network should exist by now"
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # up may have exited
+                os.killpg(up.pid, signal.SIGKILL)
+            up.wait(timeout=10)
+        assert leftovers_of(home), "a crashed up leaves its network"
+        for _ in range(2):
+            done = subprocess.run(
+                [MESHFED, "down"], env=env, capture_output=True, text=True, timeout=120, check=False
+            )
+            assert done.returncode == 0, done.stderr
+        assert leftovers_of(home) == []
+        # the kill can fall between starting a process and recording it (the controller's log
+        # exists before its pid is recorded): down finds such a process by its environment
+        assert processes_of(home) == []
+        assert "nothing to stop" in done.stdout
+    finally:
+        if leftovers_of(home) or processes_of(home):
+            force_down(home)  # never leave this home's network to refuse later federations
 
 
 def test_other_clusters_are_reachable_only_through_gateways(isolated: IsolatedFederation):

@@ -68,7 +68,10 @@ def test_an_update_round_trips_through_the_configmap_form() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"not gzip", b"\x1f\x8b\x08\x00garbage", gzip.compress(b"\xff\xff gzip, not an update")],
+    # mtime=0: a payload made at collection must be the same bytes on every xdist worker
+    # (gzip stamps the time; two workers a second apart collected different tests)
+    [b"not gzip", b"\x1f\x8b\x08\x00garbage", gzip.compress(b"\xff\xff not an update", mtime=0)],
+    ids=["not gzip", "a broken gzip", "gzip of no update"],
 )
 def test_a_configmap_that_holds_no_update_is_refused_by_name(payload: bytes) -> None:
     config_map = {"binaryData": {replicas.UPDATE_KEY: base64.b64encode(payload).decode()}}

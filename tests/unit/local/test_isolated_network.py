@@ -364,3 +364,25 @@ def test_the_home_key_names_devices_linux_accepts():
     key = home_key("/some/home")
     assert len(key) == 8
     assert max(len(f"mf{key}{suffix}") for suffix in ("h", "c", "n199")) <= 15
+
+
+def test_a_private_range_routed_to_another_federation_names_its_home(tmp_path):
+    """``up --isolate`` refuses a cluster private range this host already routes; the
+    refusal names the home whose network routes it (from its device ``mf<key>h`` and that
+    key's claim) so the user knows where to run ``meshfed down``, else the device."""
+    from federation.local import netns
+
+    routes = (
+        "default via 192.0.2.1 dev eth0\n"
+        "198.19.1.0/24 dev mfce42b5afh scope link linkdown\n"
+        "198.19.2.0/24 dev wg0 scope link\n"
+        "blackhole 10.9.0.0/16\n"
+    )
+    devices = netns.route_devices(routes)
+    assert devices["198.19.1.0/24"] == "mfce42b5afh"
+    assert devices["198.19.2.0/24"] == "wg0"
+    assert devices["blackhole"] == "?"
+    netns.claim_key("ce42b5af", "/homes/a", str(tmp_path))
+    assert netns.holder_of("mfce42b5afh", str(tmp_path)) == "home /homes/a"
+    assert netns.holder_of("mf0000000ah", str(tmp_path)) == "device mf0000000ah"  # no claim
+    assert netns.holder_of("wg0", str(tmp_path)) == "device wg0"
