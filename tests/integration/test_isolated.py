@@ -10,6 +10,7 @@ that ``down`` still cleans up.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ import yaml
 
 from federation.local.emulator import NICE
 from federation.local.netns import call_in
+from federation.local.runner import API_PORT
 from tests.integration.harness import wait_until
 from tests.integration.isolated import (
     MESHFED,
@@ -250,6 +252,33 @@ def test_partition_from_controller_only(isolated: IsolatedFederation):
         return all(r.status == 200 and r.served_by == B for r in results)
 
     wait_for(back, 60, f"{B} serving A again after heal")
+
+
+def test_the_trace_of_one_change_shows_every_hop(isolated: IsolatedFederation):
+    """Issue #37 on the bed: A's echo replica comes back (a pod's endpoint in A's registry);
+    ``meshfed trace`` at B's control plane, across the emulated links, shows that change from
+    A's report through the controller to B's registry, B's first build and B's Envoys' ACKs,
+    with a time for every hop; the table names the same hops."""
+    since = time.time()
+    isolated.meshfed("demo", "revive", f"{A}/echo")
+    api = f"https://{isolated.plan.address(B, 2)}:{API_PORT}"
+    hops = {"report", "controller", "deliver", "apply", "firstBuild"}
+
+    def complete() -> dict | None:
+        out = isolated.meshfed("trace", "--controlplane", api, "--origin", A, "-o", "json")
+        for t in json.loads(out):
+            if t["changedAt"] >= since and t["acked"] and None not in t["hopsMs"].values():
+                return t
+        return None
+
+    trace = wait_for(complete, 60, "a complete trace of A's change at B")
+    assert set(trace["hopsMs"]) == hops
+    acked = [p for p in trace["proxies"].values() if p["ackMs"] is not None]
+    assert acked and all(p["totalMs"] >= p["ackMs"] for p in acked), trace["proxies"]
+    assert {p["role"] for p in acked} <= {"sidecar", "gateway"}
+    table = isolated.meshfed("trace", "--controlplane", api, "--origin", A)
+    for column in ("REPORT", "CONTROLLER", "DELIVER", "APPLY", "BUILD", "ACK P50", "ACK MAX"):
+        assert column in table, table
 
 
 def test_down_leaves_nothing(isolated: IsolatedFederation):
