@@ -2,7 +2,7 @@
 
 The control plane ``a`` dials the controller through a TCP relay of this test (the
 controller advertises the relay as its sync address), so the test can cut the stream: while
-it is cut the controller takes edits, deletions and additions of policies, and after it the
+it is cut (30 s) the controller takes edits, deletions and additions of policies, and after it the
 control plane must hold exactly the controller's policies again (a whole update on the new
 stream, a full resync). Before the cut every update after a stream's first went as a delta.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -30,6 +31,9 @@ from tests.fuzzing import report_message, sync_channel
 from tests.integration.harness import ControllerHandle, wait_until
 
 pytestmark = pytest.mark.integration
+
+#: How long the stream is cut (s): issue #37's "stream cut for 30 s".
+CUT_S = 30.0
 
 
 class Relay:
@@ -46,6 +50,7 @@ class Relay:
         self._server.settimeout(0.2)
         self._closed = threading.Event()
         self.connections = 0
+        self.refused = 0  # dials refused while cut
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -61,6 +66,7 @@ class Relay:
             except OSError:
                 return
             if self._cut.is_set() or self.target is None:
+                self.refused += self._cut.is_set()
                 client.close()
                 continue
             try:
@@ -194,6 +200,7 @@ def test_a_control_plane_cut_off_resyncs_to_the_controllers_state(joined) -> Non
     assert before.get("delta", 0) >= 3, before
 
     relay.cut()
+    cut_at = time.monotonic()
     # while a is cut off: edits, deletions, additions
     controller.api("POST", "/v1/apply", "---\n".join(_policy(f"p{i}", 4) for i in range(10, 20)))
     controller.api("POST", "/v1/delete", "---\n".join(_policy(f"p{i}", 2) for i in range(20, 30)))
@@ -201,6 +208,11 @@ def test_a_control_plane_cut_off_resyncs_to_the_controllers_state(joined) -> Non
     wanted = _controller_policies(controller)
     assert len(wanted) == 35
     assert _held_policies(home, "a") != wanted  # a missed them
+    # the issue's outage: 30 s cut off, long enough for a's redials to back off to their
+    # 10 s cap (federation.controlplane.link.session) -- all refused meanwhile
+    time.sleep(max(0.0, cut_at + CUT_S - time.monotonic()))
+    assert relay.refused >= 2, relay.refused
+    assert _held_policies(home, "a") != wanted
     relay.restore()
     wait_until(lambda: _held_policies(home, "a") == wanted, 30, "a resynced")
     after = _sent(controller)
