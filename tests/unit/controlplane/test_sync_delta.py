@@ -364,3 +364,27 @@ def test_an_import_is_converted_once_and_forgotten_with_its_model() -> None:
     del imp
     gc.collect()
     assert key not in convert._IMPORT_PROTO
+
+
+def test_the_writer_waits_out_its_delay_and_writes_a_burst_once(tmp_path, monkeypatch) -> None:
+    """An update is persisted ``delay_s`` after it was handed over, not at once (the write
+    would compete with every other control plane's apply of the same change); updates handed
+    over meanwhile are written once, the newest; flush and close write without waiting."""
+    from federation.controlplane.link import state
+
+    written: list[int] = []
+    save = state.save_update
+    monkeypatch.setattr(
+        state, "save_update", lambda d, u: (written.append(u.version), save(d, u))[1]
+    )
+    writer = state.UpdateWriter(tmp_path, delay_s=600)
+    for version in range(1, 4):
+        writer.submit(replace(BASE, version=version))
+    assert state.load_last_update(tmp_path) is None and written == []  # waiting out 600 s
+    writer.flush()  # now, not in 600 s (a test that waited would hit pytest's timeout)
+    assert written == [3]
+    writer.submit(replace(BASE, version=4))
+    writer.close()
+    assert written == [3, 4]
+    stored = state.load_last_update(tmp_path)
+    assert stored is not None and stored.version == 4
