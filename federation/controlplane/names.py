@@ -49,15 +49,16 @@ class NameServicer(names_pb2_grpc.NameServiceServicer):
 
     def __init__(self, registry: ServiceRegistry) -> None:
         self.table = name_table(registry.state)
-        self._imports = registry.state.imports
+        self._parts = (registry.state.imports, registry.state.service_entries)
         self.version = 1
         self._changed = asyncio.Event()  # set, and replaced, at each change
         registry.subscribe(self._on_state)
 
     def _on_state(self, state: RegistryState) -> None:
-        if state.imports is self._imports:  # health, RTTs, workloads: nothing of the table
-            return
-        self._imports = state.imports
+        parts = (state.imports, state.service_entries)  # what name_table reads
+        if all(a is b for a, b in zip(parts, self._parts, strict=True)):
+            return  # health, RTTs, workloads, policies: nothing of the table
+        self._parts = parts
         table = name_table(state)
         if table == self.table:
             return

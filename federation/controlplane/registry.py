@@ -359,35 +359,54 @@ def with_federation(
     new_plans = _kept(state.plans, {(p.namespace, p.service, p.caller_locality): p for p in plans})
     new_conditions = dict(export_conditions or {})
     new_problems = dict(cluster_document_problems or {})
+    imports_ = _same_or_new(state.imports, new_imports)
+    policies_ = _same_or_new(state.policies, new_policies)
+    tables_ = _same_or_new(state.price_tables, new_tables)
+    authz_ = _same_or_new(state.authorization_policies, new_authz)
+    peer_ = _same_or_new(state.peer_authentications, new_peer)
+    sidecars_ = _same_or_new(state.sidecars, new_sidecars)
+    entries_ = _same_or_new(state.service_entries, new_entries)
+    plans_ = _same_or_new(state.plans, new_plans)
+    conditions_ = _same_or_new(state.export_conditions, new_conditions)
+    problems_ = _same_or_new(state.cluster_document_problems, new_problems)
+    exports_ = state.federated_exports if new_exports == state.federated_exports else new_exports
     if (
-        new_problems == dict(state.cluster_document_problems)
-        and new_conditions == dict(state.export_conditions)
-        and new_imports == dict(state.imports)
-        and new_exports == state.federated_exports
-        and new_policies == dict(state.policies)
-        and new_tables == dict(state.price_tables)
-        and new_authz == dict(state.authorization_policies)
-        and new_peer == dict(state.peer_authentications)
-        and new_sidecars == dict(state.sidecars)
-        and new_entries == dict(state.service_entries)
-        and new_plans == dict(state.plans)
+        imports_ is state.imports
+        and policies_ is state.policies
+        and tables_ is state.price_tables
+        and authz_ is state.authorization_policies
+        and peer_ is state.peer_authentications
+        and sidecars_ is state.sidecars
+        and entries_ is state.service_entries
+        and plans_ is state.plans
+        and conditions_ is state.export_conditions
+        and problems_ is state.cluster_document_problems
+        and exports_ is state.federated_exports
     ):
         return state
     return replace(
         state,
         version=state.version + 1,
-        imports=MappingProxyType(new_imports),
-        federated_exports=new_exports,
-        policies=MappingProxyType(new_policies),
-        price_tables=MappingProxyType(new_tables),
-        authorization_policies=MappingProxyType(new_authz),
-        peer_authentications=MappingProxyType(new_peer),
-        sidecars=MappingProxyType(new_sidecars),
-        service_entries=MappingProxyType(new_entries),
-        plans=MappingProxyType(new_plans),
-        export_conditions=MappingProxyType(new_conditions),
-        cluster_document_problems=MappingProxyType(new_problems),
+        imports=imports_,
+        federated_exports=exports_,
+        policies=policies_,
+        price_tables=tables_,
+        authorization_policies=authz_,
+        peer_authentications=peer_,
+        sidecars=sidecars_,
+        service_entries=entries_,
+        plans=plans_,
+        export_conditions=conditions_,
+        cluster_document_problems=problems_,
     )
+
+
+def _same_or_new(before: Mapping[K, V], after: dict[K, V]) -> Mapping[K, V]:
+    """``before`` itself when ``after`` holds the same items, else ``after`` read-only: a
+    part of the state a change left alone keeps its object, so whoever derives something
+    from it (the DNS name table, :mod:`federation.controlplane.changes`) can tell by
+    identity that nothing of it changed."""
+    return before if after == dict(before) else MappingProxyType(after)
 
 
 def with_cluster_exports(state: RegistryState, keys: Iterable[ServiceKey]) -> RegistryState:

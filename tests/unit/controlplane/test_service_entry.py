@@ -191,3 +191,28 @@ def test_an_entrys_address_depends_on_its_host_not_on_the_others() -> None:
     assert all(fewer[h] == some[h] for h in fewer)
     many = entry_addresses(entries(*(f"s{i}.test" for i in range(2000))))
     assert len(set(many.values())) == 2000  # collisions (birthday: ~30 expected) resolved
+
+
+async def test_the_name_table_follows_entries_and_imports_and_skips_what_it_does_not_read() -> None:
+    """A policy-only update leaves the state's imports and entries the same objects, so the
+    name service neither rebuilds nor wakes its watchers; an update that adds only a
+    ServiceEntry (imports unchanged) still reaches the table."""
+    from federation.controlplane.names import NameServicer
+
+    [policy] = load_documents(
+        "apiVersion: meshfed.io/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p, namespace: demo}\n"
+        "spec: {host: echo.demo.svc.clusterset.local, retries: {attempts: 2}}\n"
+    )
+    registry = ServiceRegistry()
+    names = NameServicer(registry)
+    before = registry.state
+    assert registry.set_federation([], [], policies=[policy])
+    after = registry.state
+    assert after.version > before.version
+    assert after.imports is before.imports and after.service_entries is before.service_entries
+    assert after.sidecars is before.sidecars and after.policies is not before.policies
+    assert names.version == 1  # not rebuilt, nobody woken
+    entry = _entry("{hosts: [api.example.com], ports: [{number: 80, name: http}], resolution: DNS}")
+    assert registry.set_federation([], [], policies=[policy], service_entries=[entry])
+    assert registry.state.imports is before.imports  # still
+    assert names.version == 2 and "api.example.com" in names.table
