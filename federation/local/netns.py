@@ -269,12 +269,21 @@ def routed_elsewhere(prefixes: list[str], directory: str = EXCHANGE_DIR) -> dict
     return {p: holder_of(routed[p], directory) for p in prefixes if p in routed}
 
 
+#: Route types ``ip route show`` prints before a route's destination (ip-route(8)).
+_ROUTE_TYPES = frozenset(
+    {"unicast", "local", "broadcast", "multicast", "throw", "unreachable", "prohibit",
+     "blackhole", "nat", "anycast"}
+)  # fmt: skip
+
+
 def route_devices(routes: str) -> dict[str, str]:
     """``ip -4 -o route show``'s output as destination -> device (``?`` for a route with
-    no ``dev``, e.g. a blackhole)."""
+    no ``dev``, e.g. ``blackhole 10.9.0.0/16``)."""
     found = {}
     for line in routes.splitlines():
         words = line.split()
+        if words and words[0] in _ROUTE_TYPES:
+            words = words[1:]
         if words:
             found[words[0]] = words[words.index("dev") + 1] if "dev" in words[:-1] else "?"
     return found

@@ -198,9 +198,8 @@ class IsolatedPlacement(Placement):
         privates = {n.private: n.name for n in self.plan.nodes if n.private}
         for private, holder in routed_elsewhere(list(privates)).items():
             c = self.desc.cluster(privates[private])
-            down = f"; `MESHFED_HOME={holder[5:]} meshfed down` removes it" * (
-                holder.startswith("home ")
-            )
+            home = holder.removeprefix("home ")
+            down = f"; `MESHFED_HOME={home} meshfed down` removes it" if home != holder else ""
             raise NetworkCommandError(
                 f"cluster {c.name}: addressRange {c.address_range} (private range {private})"
                 f" is used by another isolated federation on this host ({holder}{down}):"
