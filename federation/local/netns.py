@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from federation.agent.capture import nft_path
 from federation.errors import FederationError
-from federation.local.netplan import EXCHANGE_DIR, NAMESPACE_PREFIX
+from federation.local.netplan import EXCHANGE_DIR, NAMESPACE_PREFIX, host_link
 
 T = TypeVar("T")
 
@@ -293,7 +293,7 @@ def holder_of(device: str, directory: str = EXCHANGE_DIR) -> str:
     """``home <path>`` for an isolated federation's host device ``mf<key>h`` whose key is
     claimed (:func:`claim_key`), else ``device <name>``."""
     key = device[2:-1]
-    if device.startswith("mf") and device.endswith("h") and len(key) == 8:
+    if len(key) == 8 and device == host_link(key):
         try:
             return f"home {claim_path(key, directory).read_text()}"
         except OSError:

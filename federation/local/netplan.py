@@ -67,6 +67,12 @@ NAMESPACE_PREFIX = "meshfed-"
 NodeKind = Literal["host", "controller", "cluster"]
 
 
+def host_link(key: str) -> str:
+    """The host-side TUN device of home ``key``'s network (``mf<key>h``): the routes to its
+    clusters' private ranges go through it."""
+    return f"mf{key}h"
+
+
 def home_key(home: str) -> str:
     """8 hex digits naming one ``$MESHFED_HOME``'s namespaces and devices (``mf<key>n199``,
     the longest device name, is 14 characters: Linux allows 15). Four digits collided: two
@@ -195,7 +201,7 @@ def build_plan(
         raise ValueError(f"{block} is not a /24 of {INTERNET}")
     base = net.network_address
     nodes = [
-        Node("host", "host", str(base + 1), f"mf{key}h"),
+        Node("host", "host", str(base + 1), host_link(key)),
         Node(
             "controller",
             "controller",
@@ -329,7 +335,10 @@ def pod_commands(plan: NetworkPlan, cluster: str, pod: str, host: int) -> list[l
 def teardown_commands(key: str, namespaces: list[str]) -> list[list[str]]:
     """Commands that remove what :func:`setup_commands` made (deleting a namespace deletes its
     devices, addresses and routes); each may fail harmlessly when already gone."""
-    return [["ip", "link", "del", f"mf{key}h"], *(["ip", "netns", "del", ns] for ns in namespaces)]
+    return [
+        ["ip", "link", "del", host_link(key)],
+        *(["ip", "netns", "del", ns] for ns in namespaces),
+    ]
 
 
 # -- the emulator's routing decision -----------------------------------------------------------
