@@ -87,6 +87,7 @@ def prepare_gateway(config: GatewayConfig) -> AgentParts:
         listen=f"{host}:{port}",
         identity_dir=str(workdir(node_id) / "identity"),
         traffic_log=str((workdir(node_id) / "traffic.fifo").absolute()),
+        working_dir=str(workdir(node_id)),
         zone_local=config.zone_local,
     )
     identity = workload_identity(

@@ -74,7 +74,7 @@ class EnvoyProcess:
 
     Args:
         bootstrap: the bootstrap dict (see :mod:`federation.agent.bootstrap`).
-        workdir: where ``envoy.json`` and ``envoy.log`` go.
+        workdir: where ``envoy.json`` and ``envoy.log`` go; Envoy's working directory.
         base_id: unique per Envoy on this host.
         admin_port: the bootstrap's admin port (used for readiness and draining).
         log_file: Envoy's log (default ``<workdir>/envoy.log``).
@@ -153,6 +153,9 @@ class EnvoyProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # relative paths in its resources (the identity directory, the traffic log) are
+            # relative to the workdir (ProxyDescription.working_dir)
+            cwd=self.workdir,
             start_new_session=True,  # Ctrl-C reaches the agent, which drains Envoy first
         )
         log.info(

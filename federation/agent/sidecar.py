@@ -106,6 +106,7 @@ def sidecar_description(
         outbound_port=config.outbound_port,
         identity_dir=str(workdir(node_id) / "identity"),
         traffic_log=str((workdir(node_id) / "traffic.fifo").absolute()),
+        working_dir=str(workdir(node_id)),
         upstreams=upstreams,
         capture=config.capture,
         outbound_traffic_policy=config.outbound_traffic_policy,  # type: ignore[arg-type]

@@ -52,7 +52,7 @@ from envoy.config.core.v3 import base_pb2
 from federation.controlplane.changes import sees
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.context import PushContext
-from federation.controlplane.generate.proxy_config import generate
+from federation.controlplane.generate.proxy_config import generate, own_workload_view
 from federation.controlplane.metrics import ControlPlaneMetrics, push_latency_s
 from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.controlplane.snapshot import Snapshot, SnapshotCache
@@ -63,23 +63,39 @@ from federation.sync.node import ProxyDescription, identity_problem
 log = logging.getLogger(__name__)
 
 
-def proxy_class(proxy: ProxyDescription) -> tuple[object, ...]:
-    """Everything of a proxy that its generated resources depend on (not its node id)."""
+def proxy_class(proxy: ProxyDescription, state: RegistryState) -> tuple[object, ...]:
+    """Everything of a proxy that its resources generated from ``state`` depend on: not its
+    node id, nor its WorkloadEntry's name (its content instead: :func:`own_workload_view`),
+    nor its files' absolute paths when they are inside its Envoy's working directory
+    (:meth:`ProxyDescription.envoy_path`). So the replicas of one workload -- same labels,
+    ports, service account, locality, each with its own directory -- are one class, built
+    once per change: 16 replicas cost one build, not 16. Pure."""
     return (
         proxy.role,
         proxy.namespace,
-        proxy.workload,
+        own_workload_view(state, proxy),
         proxy.service_account,
         proxy.locality,
         proxy.outbound_port,
         proxy.listen,
-        proxy.identity_dir,
-        proxy.traffic_log,
+        proxy.identity_dir.startswith("/"),
+        proxy.envoy_path(proxy.identity_dir),
+        proxy.traffic_log.startswith("/"),
+        proxy.envoy_path(proxy.traffic_log),
         proxy.upstreams,
         proxy.capture,
         proxy.outbound_traffic_policy,
         proxy.zone_local,
     )
+
+
+def _recent(
+    memo: dict[tuple[object, ...], tuple[int, Snapshot]], version: int
+) -> dict[tuple[object, ...], tuple[int, Snapshot]]:
+    """``memo`` without the classes last built before ``version``: classes of proxies that
+    left, or of a workload's old content. Dropping a live one costs nothing but its use as
+    the ``previous`` of its next build, which the proxy's published snapshot also is. Pure."""
+    return {key: hit for key, hit in memo.items() if hit[0] >= version}
 
 
 class SnapshotBuilder:
@@ -99,9 +115,9 @@ class SnapshotBuilder:
         self._registry = registry
         self._cache = cache
         self._proxies: dict[str, ProxyDescription] = {}
-        # proxies of one class (same role, namespace, workload, identity, locality, ports) get
-        # identical resources: build once per class per registry version and share the
-        # immutable snapshot.
+        # proxies of one class (proxy_class: same role, workload content, identity, locality,
+        # ports) get identical resources: build once per class per registry version and
+        # share the immutable snapshot.
         self._memo: dict[tuple[object, ...], tuple[int, Snapshot]] = {}
         # (class, version) -> the build of it under way
         self._inflight: dict[tuple[tuple[object, ...], int], asyncio.Task[Snapshot]] = {}
@@ -215,6 +231,8 @@ class SnapshotBuilder:
         context = self._context
         if context is not None and context.state is state:
             return context
+        if context is not None and len(self._memo) > 2 * len(self._proxies) + 16:
+            self._memo = _recent(self._memo, context.state.version)
         context = PushContext(self.mesh, state, previous=context)
         self._context = context
         for node_id, proxy in self._proxies.items():
@@ -253,7 +271,7 @@ class SnapshotBuilder:
         built for another proxy of the class (a thousand streams that open at once wait for
         one build, not a thousand), or built now. The build is a task of its own: a stream
         that leaves while waiting does not cancel it for the others."""
-        key, version = proxy_class(proxy), context.state.version
+        key, version = proxy_class(proxy, context.state), context.state.version
         hit = self._memo.get(key)
         if hit is not None and hit[0] == version:
             return hit[1]
@@ -281,7 +299,7 @@ class SnapshotBuilder:
         )
         if previous is not None and previous.versions == snapshot.versions:
             snapshot = previous  # same content: nothing to send, nobody to wake
-        self._memo[proxy_class(proxy)] = (context.state.version, snapshot)
+        self._memo[proxy_class(proxy, context.state)] = (context.state.version, snapshot)
         self.metrics.builds.inc()
         self.metrics.decisions.inc(context.computed - computed)
         return snapshot

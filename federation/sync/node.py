@@ -92,6 +92,10 @@ class ProxyDescription:
             file-based SDS; no xDS response carries key material.
         traffic_log: absolute path of the FIFO the sidecar's agent reads its Envoy's traffic
             log from (:mod:`federation.agent.tap`); "" when the agent counts no traffic.
+        working_dir: absolute path of the directory the agent runs Envoy in ("" when not
+            said): ``identity_dir`` and ``traffic_log`` inside it are named to Envoy relative
+            to it (:meth:`envoy_path`), so the replicas of one workload, each with its own
+            directory, get identical resources and share one snapshot.
         upstreams: the TCP service ports the sidecar listens for on loopback
             (:class:`Upstream`).
         capture: the sidecar's pod captures its traffic (``meshfed proxy init``,
@@ -115,6 +119,7 @@ class ProxyDescription:
     listen: str = ""
     identity_dir: str = ""
     traffic_log: str = ""
+    working_dir: str = ""
     upstreams: tuple[Upstream, ...] = ()
     capture: bool = False
     outbound_traffic_policy: OutboundTrafficPolicy = "ALLOW_ANY"
@@ -154,6 +159,7 @@ class ProxyDescription:
             listen=get("listen", ""),
             identity_dir=get("identity_dir", ""),
             traffic_log=get("traffic_log", ""),
+            working_dir=get("working_dir", ""),
             upstreams=tuple(
                 Upstream.parse(u) for u in get("upstreams", "").split(",") if u.strip()
             ),
@@ -175,6 +181,7 @@ class ProxyDescription:
             META_PREFIX + "listen": self.listen,
             META_PREFIX + "identity_dir": self.identity_dir,
             **({META_PREFIX + "traffic_log": self.traffic_log} if self.traffic_log else {}),
+            **({META_PREFIX + "working_dir": self.working_dir} if self.working_dir else {}),
             **(
                 {META_PREFIX + "upstreams": ",".join(u.text() for u in self.upstreams)}
                 if self.upstreams
@@ -190,6 +197,18 @@ class ProxyDescription:
             ),
             **({META_PREFIX + "zone_local": "true"} if self.zone_local else {}),
         }
+
+    def envoy_path(self, path: str) -> str:
+        """``path`` (absolute, e.g. ``identity_dir``) as the proxy's resources name it to
+        Envoy: relative to ``working_dir`` when inside it (``/h/proxies/x/identity`` ->
+        ``identity``), else unchanged. Envoy resolves a relative path against its working
+        directory (file-based SDS ``path``, file access log ``path``; Envoy 1.40, tried),
+        so the result names the same file; dropping the prefix is textual, so a ``..`` in
+        ``path`` means what it meant. Pure."""
+        base = self.working_dir.rstrip("/") + "/"
+        if self.working_dir and path.startswith(base) and path[len(base) :].strip("/"):
+            return path[len(base) :]
+        return path
 
     def expected_spiffe_id(self, trust_domain: str) -> str:
         """The SPIFFE ID this proxy's client certificate must carry: the gateway identity for
@@ -211,7 +230,8 @@ OUTBOUND_TRAFFIC_POLICIES = ("ALLOW_ANY", "REGISTRY_ONLY")
 
 #: Longest node id (characters) a control plane accepts.
 MAX_NODE_ID = 256
-#: Longest path (characters) in ``identity_dir`` / ``traffic_log`` (Linux's PATH_MAX is 4096).
+#: Longest path (characters) in ``identity_dir`` / ``traffic_log`` / ``working_dir`` (Linux's
+#: PATH_MAX is 4096).
 MAX_PATH = 4096
 #: Most TCP upstreams one sidecar may declare.
 MAX_UPSTREAMS = 256
@@ -256,7 +276,8 @@ def node_problems(
     role sidecar, gateway or grpc; namespace a DNS label and service account and workload
     RFC 1123 subdomains (Kubernetes' names); a sidecar's ``identity_dir`` an absolute path
     (Envoy reads its SVID there: file-based SDS) and ``outbound_port`` and upstream ports
-    1-65535, the listener ports all distinct; ``traffic_log`` empty or an absolute path; a
+    1-65535, the listener ports all distinct; ``traffic_log`` and ``working_dir`` empty or
+    absolute paths; a
     gateway's ``listen`` ``HOST:PORT``."""
 
     def text(key: str, default: str) -> str:
@@ -279,6 +300,7 @@ def node_problems(
     for problem in (
         _path_problem("identity_dir", text("identity_dir", ""), required=role == "sidecar"),
         _path_problem("traffic_log", text("traffic_log", ""), required=False),
+        _path_problem("working_dir", text("working_dir", ""), required=False),
         _port_problem("outbound_port", outbound_port),
     ):
         if problem:

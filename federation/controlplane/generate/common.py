@@ -58,9 +58,10 @@ class ProxyTls:
         trust_domain: peers' SPIFFE IDs must be in it.
         federated: foreign trust domains whose SVIDs inbound connections may present too
             (SPIFFE federation; the ROOTCA secret validates each with its own bundle).
-        identity_dir: the proxy's identity directory (absolute path on the proxy's host,
-            from node metadata ``meshfed.io/identity_dir``); its agent keeps ``svid.json``
-            and ``rootca.json`` there (:mod:`federation.ca.files`).
+        identity_dir: the proxy's identity directory (node metadata
+            ``meshfed.io/identity_dir``, absolute on the proxy's host, or relative to Envoy's
+            working directory: :meth:`~federation.sync.node.ProxyDescription.envoy_path`); its
+            agent keeps ``svid.json`` and ``rootca.json`` there (:mod:`federation.ca.files`).
     """
 
     trust_domain: str

@@ -62,7 +62,8 @@ def gateway_listener(
     host: str, port: int, routes: Sequence[PassthroughRoute], traffic_log: str = ""
 ) -> listener_pb2.Listener:
     """The gateway listener on ``host:port`` with one SNI filter chain per route (sorted);
-    with ``traffic_log`` (an absolute path), every chain logs its connections there
+    with ``traffic_log`` (a path, absolute or relative to Envoy's working directory), every
+    chain logs its connections there
     (:func:`hop_log`)."""
     logs, options = hop_log(traffic_log) if traffic_log else ([], None)
     chains = [

@@ -2,7 +2,9 @@
 
 - **Outbound** (``outbound_http``, ``127.0.0.1:<outbound_port>``): plain HTTP/1.1 or HTTP/2
   from the app (codec AUTO, so gRPC works), routed by RDS ``outbound``.
-- **Inbound** (``inbound``, ``<workload address>:<inboundPort>``): TLS inspector; one filter
+- **Inbound** (``inbound``, ``<workload address>:<inboundPort>``; in a captured pod the
+  wildcard of the address's family, as Istio's 15006, so every replica of a workload gets the
+  same listener -- :func:`inbound_bind_address`): TLS inspector; one filter
   chain per service port matched on the SNI ``outbound_.<port>_._.<host>``; mTLS STRICT by
   default -- the client must present an SVID chaining to the trust bundle whose URI SAN starts
   with ``spiffe://<trust-domain>/``. PERMISSIVE adds a plain-text chain, DISABLE has only that
@@ -128,7 +130,8 @@ TRAFFIC_LOG_FORMAT = (
 def traffic_log(path: str, line: str = TRAFFIC_LOG_FORMAT) -> accesslog_pb2.AccessLog:
     """Envoy's file access logger writing ``line`` (default :data:`TRAFFIC_LOG_FORMAT`; a
     gateway's: :data:`federation.controlplane.generate.gateway.HOP_LOG_FORMAT`) to ``path``
-    (the FIFO the proxy's agent reads; node metadata ``meshfed.io/traffic_log``). Envoy formats a
+    (the FIFO the proxy's agent reads; node metadata ``meshfed.io/traffic_log``, absolute or
+    relative to Envoy's working directory). Envoy formats a
     short line and a flush thread writes it: no gRPC message per request (Envoy's gRPC
     access log service cost its worker ~14 us of CPU per request here, 25 % of a request's
     proxying; docs/benchmarks.md)."""
@@ -514,6 +517,16 @@ def _inbound_chains(
     return chains
 
 
+def inbound_bind_address(address: str, *, captured: bool) -> str:
+    """Where the inbound listener binds: the workload's ``address``, or, when its pod captures
+    (the pod's network namespace is the sidecar's alone, and the redirect's destination is
+    the address of the interface the connection came in on), ``0.0.0.0`` / ``::`` by
+    ``address``'s family. Pure."""
+    if not captured:
+        return address
+    return "::" if ":" in address else "0.0.0.0"  # noqa: S104 - the pod's own namespace
+
+
 def inbound_listener(
     workload: WorkloadEntry,
     ports: list[ServicePort],
@@ -549,7 +562,8 @@ def inbound_listener(
         name=INBOUND_LISTENER,
         address=address_pb2.Address(
             socket_address=address_pb2.SocketAddress(
-                address=workload.spec.address, port_value=workload.spec.inbound_port
+                address=inbound_bind_address(workload.spec.address, captured=captured),
+                port_value=workload.spec.inbound_port,
             )
         ),
         traffic_direction=base_pb2.TrafficDirection.INBOUND,

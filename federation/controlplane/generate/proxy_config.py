@@ -60,6 +60,20 @@ def caller_locality(mesh: MeshContext, state: RegistryState, proxy: ProxyDescrip
     return workload.locality if workload is not None else mesh.locality
 
 
+def own_workload_view(state: RegistryState, proxy: ProxyDescription) -> str | None:
+    """What of the proxy's own WorkloadEntry (``proxy.workload`` in its namespace) its
+    resources depend on, as canonical JSON; None when it has none. Everything but the
+    entry's name -- and, for a sidecar whose pod captures, its address: that inbound
+    listener binds the wildcard (:func:`listeners.inbound_bind_address`) and nothing else
+    of a sidecar names its own address. Replicas of one workload that differ only there
+    share one snapshot (:func:`federation.controlplane.builder.proxy_class`). Pure."""
+    workload = state.workloads.get((proxy.namespace, proxy.workload)) if proxy.workload else None
+    if workload is None:
+        return None
+    unread = {"address"} if proxy.role == "sidecar" and proxy.capture else set()
+    return workload.model_dump_json(exclude={"metadata": {"name"}, "spec": unread})
+
+
 def split_subsets(
     port: ServicePort, policy: TrafficPolicy | None, serving: Iterable[str] = ()
 ) -> list[tuple[str, str, int]]:
@@ -221,7 +235,7 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
             f"sidecar {proxy.node_id}: meshfed.io/identity_dir must be the absolute path of its"
             " identity directory (run it with 'meshfed proxy sidecar')"
         )
-    tls = ProxyTls(mesh.trust_domain, proxy.identity_dir, state.federated_domains)
+    tls = ProxyTls(mesh.trust_domain, proxy.envoy_path(proxy.identity_dir), state.federated_domains)
     out: Resources = {t: [] for t in resource.PUSH_ORDER}
     scope = state.egress_scope(proxy.namespace, proxy.workload)
     keys = _visible_services(ctx, scope, proxy.namespace)
@@ -235,7 +249,7 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         found, assignments, routed = ctx.memo(
             "sidecar",
             key,
-            (caller, proxy.identity_dir),
+            (caller, tls.identity_dir),
             lambda key=key: _sidecar_outbound(mesh, tls, outbound_of(ctx, key, caller)),  # type: ignore[misc]
         )
         out[resource.CLUSTER] += found
@@ -251,7 +265,7 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         out[resource.CLUSTER].append(collector)
     source = f"{mesh.cluster}/{caller}"
     telemetry = (
-        listeners.traffic_log(proxy.traffic_log)
+        listeners.traffic_log(proxy.envoy_path(proxy.traffic_log))
         if mesh.telemetry and proxy.traffic_log.startswith("/")
         else None
     )
@@ -537,7 +551,8 @@ def _gateway(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         out[resource.ENDPOINT] += assignments
         routes += passthrough
     if routes:  # Envoy refuses a listener without filter chains; no export, no listener
-        counted = proxy.traffic_log if mesh.telemetry and proxy.traffic_log.startswith("/") else ""
+        logged = mesh.telemetry and proxy.traffic_log.startswith("/")
+        counted = proxy.envoy_path(proxy.traffic_log) if logged else ""
         out[resource.LISTENER].append(
             gateway_listener(host.strip("[]"), int(port_text), routes, counted)
         )

@@ -461,7 +461,8 @@ def test_the_traffic_log_goes_to_the_agents_fifo_only_when_asked_and_counted() -
     _unpack_hcm(listener).access_log[1].typed_config.Unpack(log)
     assert log.path == "/run/meshfed/traffic.fifo"
     assert log.log_format.text_format_source.inline_string == TRAFFIC_LOG_FORMAT
-    assert proxy_class(tapped) != proxy_class(replace(tapped, traffic_log="/other.fifo"))
+    other = replace(tapped, traffic_log="/other.fifo")
+    assert proxy_class(tapped, state) != proxy_class(other, state)
     assert ProxyDescription.from_node(_node_of(tapped)).traffic_log == tapped.traffic_log
 
 
