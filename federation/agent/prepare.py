@@ -84,7 +84,7 @@ def agent_settings(
             (loc.region, loc.zone, loc.sub_zone),
             desc.metadata(),
             config.delta,
-            identity_dir=desc.identity_dir,
+            identity_dir=desc.envoy_path(desc.identity_dir),
             xds_server_id=control_plane_spiffe_id(str(info["trust_domain"]), config.cluster),
             xds_server_name=str(info["serverName"]),
         )

@@ -19,10 +19,13 @@ from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from federation.agent.config import AgentConfig, SidecarConfig
+from federation.agent.prepare import agent_settings
+from federation.agent.sidecar import sidecar_description, sidecar_entry
 from federation.controlplane import resource
 from federation.controlplane.builder import SnapshotBuilder, proxy_class
 from federation.controlplane.generate.common import MeshContext
@@ -313,3 +316,47 @@ def test_two_proxies_of_one_class_get_identical_resources(
     a, b = _proxy("echo-1", p1), _proxy("echo-2", p2)
     if proxy_class(a, state) == proxy_class(b, state):
         assert _wire(generate(MESH, state, a)) == _wire(generate(MESH, state, b))
+
+
+def _sds_paths(data: object) -> set[str]:
+    """Every ``path_config_source.path`` in a JSON-like tree (either field spelling)."""
+    if isinstance(data, dict):
+        found = set()
+        for key, value in data.items():
+            if key in ("path_config_source", "pathConfigSource") and isinstance(value, dict):
+                found.add(str(value["path"]))
+            found |= _sds_paths(value)
+        return found
+    if isinstance(data, list):
+        return set().union(*(_sds_paths(v) for v in data)) if data else set()
+    return set()
+
+
+def test_the_bootstrap_and_the_resources_spell_each_identity_file_alike(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Envoy subscribes once per spelling of a file-based SDS path, each with an inotify
+    instance of its own: the bootstrap's absolute path beside the resources' relative one
+    doubled them (8 per sidecar) and 54 Envoys on the bed's host ran out of
+    ``fs.inotify.max_user_instances`` (Envoy aborts). One spelling per file."""
+    monkeypatch.setenv("MESHFED_HOME", "/var/lib/meshfed")
+    config = SidecarConfig(
+        agent=AgentConfig(cluster="east", controlplane="cp.east:15010", admin_port=15000),
+        service="echo", namespace="demo", app_port=8080, address="198.19.1.10",
+        service_account="echo",
+    )  # fmt: skip
+    loc = Locality("aws/us-east-1", "us-east-1a")
+    entry = sidecar_entry(config, loc)
+    desc = sidecar_description(config, entry, loc)
+    info = {"trust_domain": "example.org", "serverName": "controlplane.east"}
+    bootstrap = agent_settings(desc, config.agent, info).bootstrap
+    registry = ServiceRegistry()
+    registry.apply([entry])
+    resources = generate(MESH, registry.state, desc)
+    generated = {
+        p
+        for items in resources.values()
+        for m in items
+        for p in _sds_paths(json_format.MessageToDict(m, preserving_proto_field_name=True))
+    }
+    assert _sds_paths(bootstrap) == generated == {"identity/svid.json", "identity/rootca.json"}
