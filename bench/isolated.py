@@ -72,12 +72,20 @@ def start_marker(
 ) -> dict:
     """An echo app and its sidecar in a pod of ``cluster`` at ``.host`` (recorded, so ``down``
     stops them; ``name``, default ``service``, names them and must be unique in the
-    federation), registered as service ``<name>-host``; returns a WorkloadEntry ``<name>`` of
-    service ``<service>`` at that sidecar's address, which the benchmark deletes and applies
-    (the agent keeps its own registration alive, so toggling that one would be undone). An
-    endpoint of ``<service>`` is only ever answered with an error by that sidecar (it serves
-    ``<service>-host``), which is enough: the benchmark watches for the caller's Envoy's own
-    answers (404 / ``no healthy upstream``), i.e. whether the endpoint is in its config."""
+    federation), registered as ``<name>-host`` of service ``<service>-host``; returns a
+    WorkloadEntry ``<name>`` of service ``<service>`` at that sidecar's address, which the
+    benchmark deletes and applies (the agent keeps its own registration alive, so toggling
+    that one would be undone). An endpoint of ``<service>`` is only ever answered with an
+    error by that sidecar (it serves ``<service>-host``), which is enough: the benchmark
+    watches for the caller's Envoy's own answers (404 / ``no healthy upstream``), i.e.
+    whether the endpoint is in its config.
+
+    The markers of one service share its service account (``<service>-host``), as replicas
+    do: the callers' clusters verify the endpoints by the service's accounts (SANs), so with
+    one account per marker, toggling the second changed every caller's cluster (CDS), which
+    Envoy warms again through a first health check across the link (~0.3 s) -- the
+    "one endpoint of two" kind, meant to change EDS alone, measured that instead (until
+    2026-12-07)."""
     desc = LocalFederation.model_validate(federation_file(replicas=1))
     runner = LocalFederationRunner(desc, fed.home, lambda _l: None, isolate=True)
     record = Record.load(fed.home)
@@ -95,7 +103,7 @@ def start_marker(
     own = f"{name}-host"
     sidecar = runner.sidecar_argv(
         c,
-        service=own,
+        service=f"{service}-host",
         namespace="demo",
         name=own,
         app_port=port,
