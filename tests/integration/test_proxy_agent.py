@@ -76,6 +76,15 @@ def cluster(procs, mesh_home):
         service_port=8080,
         outbound_port=client_port,
     )
+    _wait_both_answer(client_port, 45)
+    return {"cp": cp, "agents": agents, "client_port": client_port, "procs": procs}
+
+
+def _wait_both_answer(client_port: int, timeout_s: float) -> None:
+    """Until requests through the frontend's sidecar have been answered by echo-a and by
+    echo-b since the call (each test that needs both waits itself: the one before may
+    have just restarted echo-a's Envoy, which its caller's outlier detection can still be
+    ejecting)."""
     seen: set[str] = set()
 
     def both() -> bool:
@@ -84,8 +93,7 @@ def cluster(procs, mesh_home):
             seen.add(data["name"])
         return seen == {"echo-a", "echo-b"}
 
-    wait_until(both, 45, "both echo workloads answering")
-    return {"cp": cp, "agents": agents, "client_port": client_port, "procs": procs}
+    wait_until(both, timeout_s, "both echo workloads answering")
 
 
 def test_agent_restarts_a_crashed_envoy(cluster) -> None:
@@ -119,6 +127,7 @@ def test_agent_restarts_a_crashed_envoy(cluster) -> None:
 def test_sigterm_drains_without_failing_in_flight_requests(cluster) -> None:
     proc, admin = cluster["agents"]["echo-a"]
     port = cluster["client_port"]
+    _wait_both_answer(port, 30)  # the slow requests below must be able to reach echo-a
     with (
         LoadLoop(port, HOST, max_requests=3000, max_seconds=30) as load,
         ThreadPoolExecutor(8) as pool,
