@@ -278,7 +278,7 @@ class SnapshotBuilder:
         task = self._inflight.get((key, version))
         if task is None:
             previous = hit[1] if hit is not None else self._cache.get_snapshot(proxy.node_id)
-            task = asyncio.ensure_future(self._build_class(proxy, context, previous))
+            task = asyncio.ensure_future(self._build_class(key, proxy, context, previous))
             self._inflight[(key, version)] = task
             task.add_done_callback(lambda t: self._build_done(t, (key, version)))
         return await asyncio.shield(task)
@@ -291,7 +291,11 @@ class SnapshotBuilder:
             task.exception()  # its waiters got it; with none left, it is not "never retrieved"
 
     async def _build_class(
-        self, proxy: ProxyDescription, context: PushContext, previous: Snapshot | None
+        self,
+        key: tuple[object, ...],
+        proxy: ProxyDescription,
+        context: PushContext,
+        previous: Snapshot | None,
     ) -> Snapshot:
         computed = context.computed
         snapshot = await asyncio.to_thread(
@@ -299,7 +303,7 @@ class SnapshotBuilder:
         )
         if previous is not None and previous.versions == snapshot.versions:
             snapshot = previous  # same content: nothing to send, nobody to wake
-        self._memo[proxy_class(proxy, context.state)] = (context.state.version, snapshot)
+        self._memo[key] = (context.state.version, snapshot)
         self.metrics.builds.inc()
         self.metrics.decisions.inc(context.computed - computed)
         return snapshot
