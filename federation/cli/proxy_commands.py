@@ -136,7 +136,11 @@ def proxy() -> None:
     " AuthorizationPolicy as network RBAC); callers reach it by --upstream or by capture.",
 )
 @click.option(
-    "--address", default="127.0.0.1", show_default=True, help="Address of the inbound listener."
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="The workload's address: callers dial it, and the inbound listener binds it (with"
+    " --capture, 0.0.0.0 or :: in the pod).",
 )
 @click.option("--inbound-port", type=int, default=15006, show_default=True)
 @click.option("--outbound-port", type=int, default=15001, show_default=True)
@@ -184,7 +188,8 @@ def proxy() -> None:
     "--capture",
     is_flag=True,
     help="The pod's traffic is captured ('meshfed proxy init'): outbound on 0.0.0.0:"
-    "OUTBOUND_PORT by original destination; the agent answers the pod's DNS on --dns-listen.",
+    "OUTBOUND_PORT by original destination, inbound on the wildcard address; the agent"
+    " answers the pod's DNS on --dns-listen.",
 )
 @click.option(
     "--outbound-traffic-policy",
