@@ -34,6 +34,7 @@ The server sees only :class:`~federation.controlplane.snapshot.SnapshotSource` a
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import time
@@ -78,7 +79,8 @@ class StreamCallbacks(Protocol):
         ...
 
 
-#: Called with a node id and the snapshot once the node ACKed every response of it.
+#: Called with a node id and a snapshot once the node holds it: every type as of that snapshot
+#: (or a later one) ACKed, nothing owed (:class:`_SyncTracking`).
 Synced = Callable[[str, Snapshot], None]
 
 _nonces = itertools.count(1)
@@ -364,28 +366,66 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
 
 
 class _SyncTracking:
-    """When a stream's proxy holds all of its current snapshot: every response sent of it
-    ACKed (none NACKed, none owed), for propagation traces
-    (:mod:`federation.controlplane.trace`)."""
+    """Which of a stream's snapshots its proxy holds, for propagation traces
+    (:mod:`federation.controlplane.trace`).
+
+    The snapshots a stream is given are numbered in order. Per type, the responses sent and
+    not yet ACKed are kept with the number of the snapshot each was sent from; an ACK of one
+    (also of an older nonce, which SotW otherwise ignores as stale: Envoy applies and ACKs
+    responses in order) means the proxy holds that type as of every snapshot up to the next
+    response still in flight, or the current one. A type with nothing in flight holds the
+    current snapshot's content (it did not change, or its change sent nothing the proxy
+    subscribes to). The proxy holds snapshot *k* once every type holds it and nothing is
+    owed; each snapshot is reported once, in order (``on_synced``), also when a newer one
+    came before the ACK -- a change is in force when the first snapshot carrying it is
+    held, not when the proxy has caught up with every later one. A NACK advances nothing."""
 
     node_id: str
     snapshot: Snapshot | None
     types: dict[str, Any]
 
+    #: snapshots given and not yet held that are remembered (a proxy that never ACKs)
+    GIVEN_KEPT = 64
+
     def _init_tracking(self) -> None:
-        self.unacked: set[str] = set()  # types sent of the current snapshot, not yet ACKed
-        self.synced: Snapshot | None = None
+        self._index = 0  # the number of the current snapshot, from 1
+        self._given: collections.deque[tuple[int, Snapshot]] = collections.deque()
+        self._inflight: dict[str, list[tuple[str, int]]] = {}  # type -> [(nonce, number)]
+        self._held: dict[str, int] = {}  # type -> newest snapshot number the proxy holds
         self.on_synced: Synced | None = None
 
-    def _check_synced(self) -> None:
-        snapshot = self.snapshot
-        if snapshot is None or snapshot is self.synced or self.unacked or not self.types:
+    def _given_snapshot(self, snapshot: Snapshot) -> None:
+        self._index += 1
+        self._given.append((self._index, snapshot))
+        if len(self._given) > self.GIVEN_KEPT:
+            self._given.popleft()
+
+    def _sent(self, type_url: str, nonce: str) -> None:
+        self._inflight.setdefault(type_url, []).append((nonce, self._index))
+
+    def _acked(self, type_url: str, nonce: str) -> None:
+        sent = self._inflight.get(type_url)
+        if not sent:
             return
+        for i, (sent_nonce, _) in enumerate(sent):
+            if sent_nonce == nonce:
+                del sent[: i + 1]
+                self._held[type_url] = sent[0][1] - 1 if sent else self._index
+                return
+
+    def _check_synced(self) -> None:
+        if not self.types or self.snapshot is None:
+            return
+        for type_url in self.types:
+            if not self._inflight.get(type_url):
+                self._held[type_url] = self._index
         if any(getattr(ts, "owed", False) for ts in self.types.values()):
             return
-        self.synced = snapshot
-        if self.on_synced is not None:
-            self.on_synced(self.node_id, snapshot)
+        newest = min(self._held.get(t, 0) for t in self.types)
+        while self._given and self._given[0][0] <= newest:
+            _, snapshot = self._given.popleft()
+            if self.on_synced is not None:
+                self.on_synced(self.node_id, snapshot)
 
 
 class _SotwStream(_SyncTracking):
@@ -418,6 +458,8 @@ class _SotwStream(_SyncTracking):
         ts = self.types.setdefault(type_url, _SotwType())
         tstatus = self.status.type(type_url)
         if req.response_nonce and req.response_nonce != ts.nonce:
+            if not req.HasField("error_detail"):
+                self._acked(type_url, req.response_nonce)  # an older response, applied
             log.debug(
                 "%s %s: stale nonce %s ignored",
                 self.node_id,
@@ -441,7 +483,7 @@ class _SotwStream(_SyncTracking):
             return
         if req.response_nonce:
             tstatus.acked_version = req.version_info
-            self.unacked.discard(type_url)
+            self._acked(type_url, req.response_nonce)
         wildcard = type_url in resource.WILDCARD_TYPES and (not names or "*" in names)
         names = names - {"*"} if "*" in names else names
         changed = (names is not ts.names and names != ts.names) or wildcard != ts.wildcard
@@ -460,6 +502,7 @@ class _SotwStream(_SyncTracking):
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
+        self._given_snapshot(snapshot)
         for type_url in resource.PUSH_ORDER:
             ts = self.types.get(type_url)
             if ts is None:
@@ -501,7 +544,7 @@ class _SotwStream(_SyncTracking):
             count,
         )
         self.metrics.pushed(type_url)
-        self.unacked.add(type_url)
+        self._sent(type_url, ts.nonce)
         self.out.put_nowait(
             body
             + discovery_pb2.DiscoveryResponse(
@@ -558,7 +601,9 @@ class _DeltaStream(_SyncTracking):
                 )
             else:
                 tstatus.acked_version = tstatus.sent_version
-                self.unacked.discard(type_url)
+                self._acked(type_url, req.response_nonce)
+        elif req.response_nonce and not req.HasField("error_detail"):
+            self._acked(type_url, req.response_nonce)  # an older response, applied in order
         unsubscribe = frozenset(req.resource_names_unsubscribe)
         if subscribe or unsubscribe:
             ts.held(type_url)  # the subscription changes: from here on, name by name
@@ -579,6 +624,7 @@ class _DeltaStream(_SyncTracking):
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
+        self._given_snapshot(snapshot)
         for type_url in resource.PUSH_ORDER:
             if type_url in self.types:
                 self.send(type_url, force=frozenset())
@@ -635,7 +681,7 @@ class _DeltaStream(_SyncTracking):
             len(removed),
         )
         self.metrics.pushed(type_url)
-        self.unacked.add(type_url)
+        self._sent(type_url, ts.nonce)
         every = self.snapshot.names(type_url)
         names = every if len(changed) == len(every) else changed
         body = self.snapshot.delta_body(type_url, names) if changed else b""

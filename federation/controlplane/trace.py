@@ -6,8 +6,10 @@ registry version, when it changed, when the report left); the controller stamps 
 received the report and when it queued the updates the change caused; each control plane
 that gets such an update records here when it arrived, when its registry changed, when each
 proxy whose configuration the change altered got its new snapshot, and when that proxy's
-Envoy (or gRPC client) ACKed every response of it. Proxies the change did not concern are
-not rebuilt (:mod:`federation.controlplane.changes`) and do not appear.
+Envoy (or gRPC client) held it: every response of it ACKed -- or of a newer snapshot of
+that proxy published before the ACK, whichever is held first (the ADS stream reports each
+snapshot it was given once it is held, ``ads._SyncTracking``). Proxies the change did not
+concern are not rebuilt (:mod:`federation.controlplane.changes`) and do not appear.
 
 Hops (each observed in ``meshfed_propagation_hop_seconds{hop}``; ``controller`` in the
 controller's ``meshfed_controller_propagation_seconds``):
@@ -18,7 +20,7 @@ controller  report received -> update queued (controller's clock)               
 deliver     update queued -> update received here (two clocks: skew shows here)    here
 apply       update received -> registry changed here                               here
 build       registry changed -> a proxy's new snapshot published (per proxy)        here
-ack         snapshot published -> that proxy ACKed all of it (per proxy)           here
+ack         snapshot published -> that proxy held it, all ACKed (per proxy)        here
 total       origin registry change -> each proxy's ACK (two clocks)                here
 ==========  =====================================================================  ========
 
@@ -44,14 +46,21 @@ KEEP = 64
 WINDOW_S = 30.0
 
 
+#: Snapshots of a proxy remembered per trace until its ACK: the first one that carries the
+#: change and the newest ones published after it (any of them held ends the hop).
+CANDIDATES_KEPT = 16
+
+
 @dataclass(slots=True)
 class ProxyHops:
     """One proxy in a trace: when its new snapshot was published, and ACKed (None: not
-    yet). ``snapshot`` is the published object, matched against the stream's ACKs."""
+    yet). ``snapshots``: the published objects that carry the change, the first one and any
+    published after it before the ACK (a stream may skip straight to a newer one); the hop
+    ends when the stream reports the first of them held."""
 
     role: str
     published_at: float
-    snapshot: object = field(repr=False)
+    snapshots: list[object] = field(repr=False)
     acked_at: float | None = None
 
 
@@ -187,18 +196,26 @@ class PropagationTracker:
         for record in self._records:
             hops = record.proxies.get(node_id)
             if hops is not None:
-                if hops.acked_at is None:  # a newer snapshot before the ACK: wait for it
-                    hops.snapshot = snapshot
+                if hops.acked_at is not None:
+                    continue
+                if len(hops.snapshots) >= CANDIDATES_KEPT:  # keep the first and the newest
+                    hops.snapshots.pop()
+                hops.snapshots.append(snapshot)  # a newer one before the ACK: either ends it
             elif record.version <= version and now - record.applied_at <= WINDOW_S:
-                record.proxies[node_id] = ProxyHops(role, now, snapshot)
+                record.proxies[node_id] = ProxyHops(role, now, [snapshot])
                 self._observe("build", now - record.applied_at)
 
     def synced(self, node_id: str, snapshot: object) -> None:
-        """``node_id`` ACKed every response it was sent of ``snapshot``."""
+        """``node_id`` holds ``snapshot``: every type as of it ACKed (the stream reports each
+        snapshot it was given once, in order)."""
         now = self.clock()
         for record in self._records:
             hops = record.proxies.get(node_id)
-            if hops is not None and hops.acked_at is None and hops.snapshot is snapshot:
+            if (
+                hops is not None
+                and hops.acked_at is None
+                and any(s is snapshot for s in hops.snapshots)
+            ):
                 hops.acked_at = now
                 self._observe("ack", now - hops.published_at)
                 self._observe("total", now - record.trace.changed_at)

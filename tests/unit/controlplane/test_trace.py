@@ -97,3 +97,139 @@ def test_a_stream_is_synced_only_once_every_response_of_the_snapshot_is_acked() 
         )
     )
     assert synced == [first]
+
+
+def _with_endpoints(count: int) -> Snapshot:
+    """Cluster ``a`` and its assignment with ``count`` endpoints: a change of ``count`` is an
+    EDS change alone."""
+    from envoy.config.cluster.v3 import cluster_pb2
+    from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+
+    hosts = [endpoint_components_pb2.LbEndpoint() for _ in range(count)]
+    return Snapshot.build(
+        {
+            resource.CLUSTER: [
+                cluster_pb2.Cluster(
+                    name="a",
+                    type=cluster_pb2.Cluster.DiscoveryType.EDS,
+                    eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(service_name="a"),
+                )
+            ],
+            resource.ENDPOINT: [
+                endpoint_pb2.ClusterLoadAssignment(
+                    cluster_name="a",
+                    endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=hosts)],
+                )
+            ],
+        }
+    )
+
+
+def _responses(queue: asyncio.Queue, kind: type) -> dict[str, list]:
+    out: dict[str, list] = {}
+    while not queue.empty():
+        r = kind.FromString(queue.get_nowait())
+        out.setdefault(r.type_url, []).append(r)
+    return out
+
+
+def test_a_snapshot_is_held_once_its_responses_are_acked_even_if_a_newer_one_came_first() -> None:
+    """SotW: the proxy applies and ACKs responses in order, so the ACK of the first
+    snapshot's EDS -- stale by then, a newer EDS is in flight -- means it holds the first
+    snapshot: reported then, not only once it has caught up with the second (which made a
+    trace's ACK hop include the next change's build and push)."""
+    queue: asyncio.Queue = asyncio.Queue()
+    stream = _SotwStream("n1", StatusRegistry().open("n1", "sidecar", "sotw"), queue)
+    synced: list[Snapshot] = []
+    stream.on_synced = lambda node, snap: synced.append(snap)
+    first, second = _with_endpoints(1), _with_endpoints(2)
+    stream.on_snapshot(first)
+    stream.handle(discovery_pb2.DiscoveryRequest(type_url=resource.CLUSTER))
+    stream.handle(discovery_pb2.DiscoveryRequest(type_url=resource.ENDPOINT, resource_names=["a"]))
+    sent = _responses(queue, discovery_pb2.DiscoveryResponse)
+    (cds,), (eds1,) = sent[resource.CLUSTER], sent[resource.ENDPOINT]
+    stream.handle(
+        discovery_pb2.DiscoveryRequest(
+            type_url=resource.CLUSTER, version_info=cds.version_info, response_nonce=cds.nonce
+        )
+    )
+    stream.on_snapshot(second)  # EDS alone changed; the first EDS is not ACKed yet
+    (eds2,) = _responses(queue, discovery_pb2.DiscoveryResponse)[resource.ENDPOINT]
+    assert synced == []
+
+    def ack(eds: discovery_pb2.DiscoveryResponse) -> None:
+        stream.handle(
+            discovery_pb2.DiscoveryRequest(
+                type_url=resource.ENDPOINT,
+                version_info=eds.version_info,
+                response_nonce=eds.nonce,
+                resource_names=["a"],
+            )
+        )
+
+    ack(eds1)
+    assert synced == [first]
+    ack(eds2)
+    assert synced == [first, second]
+    ack(eds2)  # again: nothing new
+    assert synced == [first, second]
+
+
+def test_a_delta_stream_reports_each_snapshot_held_in_order() -> None:
+    """The same for delta: the first snapshot's ACK reports it while the second's EDS is in
+    flight; a NACK of the second reports nothing; its later ACK does."""
+    from federation.controlplane.ads import _DeltaStream
+
+    queue: asyncio.Queue = asyncio.Queue()
+    stream = _DeltaStream("n1", StatusRegistry().open("n1", "sidecar", "delta"), queue)
+    synced: list[Snapshot] = []
+    stream.on_synced = lambda node, snap: synced.append(snap)
+    first, second = _with_endpoints(1), _with_endpoints(2)
+    stream.on_snapshot(first)
+    stream.handle(discovery_pb2.DeltaDiscoveryRequest(type_url=resource.CLUSTER))
+    stream.handle(
+        discovery_pb2.DeltaDiscoveryRequest(
+            type_url=resource.ENDPOINT, resource_names_subscribe=["a"]
+        )
+    )
+    sent = _responses(queue, discovery_pb2.DeltaDiscoveryResponse)
+    cds, eds1 = sent[resource.CLUSTER][0], sent[resource.ENDPOINT][-1]
+
+    def ack(response: discovery_pb2.DeltaDiscoveryResponse, error: str = "") -> None:
+        request = discovery_pb2.DeltaDiscoveryRequest(
+            type_url=response.type_url, response_nonce=response.nonce
+        )
+        if error:
+            request.error_detail.message = error
+        stream.handle(request)
+
+    for response in sent[resource.CLUSTER]:
+        ack(response)
+    stream.on_snapshot(second)
+    (eds2,) = _responses(queue, discovery_pb2.DeltaDiscoveryResponse)[resource.ENDPOINT]
+    for response in sent[resource.ENDPOINT]:
+        ack(response)
+    assert synced == [first] and eds1 in sent[resource.ENDPOINT] and cds
+    ack(eds2, error="bad")
+    assert synced == [first]
+    ack(eds2)
+    assert synced == [first, second]
+
+
+def test_a_trace_ends_when_the_first_snapshot_carrying_the_change_is_held() -> None:
+    """A snapshot published after the change's and before the ACK does not move the end of
+    the hop: whichever of them the stream reports held first ends it."""
+    clock = Clock()
+    tracker = PropagationTracker(ControlPlaneMetrics(), clock)
+    tracker.applied(ChangeTrace("a", 7, 999.0, 999.01, 999.02, 999.025), 999.027, 41)
+    clock.now = 1000.0
+    first, second = object(), object()
+    tracker.published("n", "sidecar", 41, first)
+    clock.now = 1000.2
+    tracker.published("n", "sidecar", 42, second)  # the next change, before the ACK
+    clock.now = 1000.3
+    tracker.synced("n", first)
+    clock.now = 1000.9
+    tracker.synced("n", second)
+    (row,) = tracker.traces()
+    assert row["proxies"]["n"]["ackMs"] == 300.0
