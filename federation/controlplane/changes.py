@@ -83,26 +83,82 @@ class ServiceInputs:
         )
 
 
-def service_inputs(state: RegistryState) -> dict[ServiceKey, ServiceInputs]:
-    """:class:`ServiceInputs` of every service of ``state`` (local workloads or imports)."""
+#: The parts of a state every service's inputs read besides its workloads and their health:
+#: when each is the same object in two states (a change leaves the parts it did not touch
+#: alone), only the services of changed workloads have other inputs.
+_SHARED_PARTS = (
+    "imports",
+    "policies",
+    "plans",
+    "rtt_ms",
+    "exports",
+    "federated_exports",
+    "cluster_exports",
+)
+
+
+def service_inputs(
+    state: RegistryState,
+    previous: tuple[RegistryState, Mapping[ServiceKey, ServiceInputs]] | None = None,
+) -> dict[ServiceKey, ServiceInputs]:
+    """:class:`ServiceInputs` of every service of ``state`` (local workloads or imports),
+    sorted by key. ``previous``: an earlier state and its inputs; when it shares every part
+    of :data:`_SHARED_PARTS` with ``state``, only the services of workloads that changed
+    (document or health) are computed again and the others' inputs are the same objects
+    (1,000 services x 10 endpoints, one endpoint changed: ~1 ms instead of ~100 ms). Pure."""
+    if previous is not None:
+        before, before_inputs = previous
+        if all(getattr(before, p) is getattr(state, p) for p in _SHARED_PARTS):
+            return _inputs_since(before, before_inputs, state)
+    return {key: _inputs_of(state, key, _plans_by_service(state)) for key in state.services()}
+
+
+def _plans_by_service(state: RegistryState) -> dict[ServiceKey, tuple[RoutingPlan, ...]]:
     plans: dict[ServiceKey, list[RoutingPlan]] = {}
     for (namespace, service, _), plan in sorted(state.plans.items()):
         plans.setdefault((namespace, service), []).append(plan)
-    out = {}
-    for key in state.services():
-        workloads = tuple(state.by_service(*key))
-        imported = state.imports.get(key)
-        clusters = [rc.cluster for rc in imported.spec.clusters] if imported is not None else []
-        out[key] = ServiceInputs(
-            workloads=workloads,
-            health=tuple(state.health_of(w.key) for w in workloads),
-            imported=imported,
-            policy=state.policies.get(key),
-            plans=tuple(plans.get(key, ())),
-            rtts_ms=tuple(state.rtt_ms.get(c) for c in clusters),
-            exported=state.exported(key),
-        )
-    return out
+    return {key: tuple(found) for key, found in plans.items()}
+
+
+def _inputs_of(
+    state: RegistryState, key: ServiceKey, plans: Mapping[ServiceKey, tuple[RoutingPlan, ...]]
+) -> ServiceInputs:
+    workloads = tuple(state.by_service(*key))
+    imported = state.imports.get(key)
+    clusters = [rc.cluster for rc in imported.spec.clusters] if imported is not None else []
+    return ServiceInputs(
+        workloads=workloads,
+        health=tuple(state.health_of(w.key) for w in workloads),
+        imported=imported,
+        policy=state.policies.get(key),
+        plans=plans.get(key, ()),
+        rtts_ms=tuple(state.rtt_ms.get(c) for c in clusters),
+        exported=state.exported(key),
+    )
+
+
+def _inputs_since(
+    before: RegistryState,
+    before_inputs: Mapping[ServiceKey, ServiceInputs],
+    state: RegistryState,
+) -> dict[ServiceKey, ServiceInputs]:
+    """:func:`service_inputs` of ``state`` from ``before``'s, which differs from it only in
+    workloads and health."""
+    touched: set[ServiceKey] = set()
+    for key in _changed_keys(before.workloads, state.workloads) | _changed_keys(
+        before.health, state.health
+    ):
+        for workloads in (before.workloads, state.workloads):
+            w = workloads.get(key)
+            if w is not None:
+                touched.add((w.metadata.namespace, w.spec.service))
+    if not touched:
+        return dict(before_inputs)
+    present = set(state.services())
+    plans = _plans_by_service(state) if state.plans else {}
+    out = {key: inputs for key, inputs in before_inputs.items() if key not in touched}
+    out.update({key: _inputs_of(state, key, plans) for key in touched if key in present})
+    return dict(sorted(out.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +204,11 @@ K = TypeVar("K")
 def _changed_keys(before: Mapping[K, object], after: Mapping[K, object]) -> set[K]:
     """Keys whose value differs; an unchanged document is the same object in both states,
     so identity is checked first (a model's ``==`` compares every field)."""
-    return {
-        k
-        for k in before.keys() | after.keys()
-        if (old := before.get(k)) is not (new := after.get(k)) and old != new
-    }
+    if before is after:
+        return set()
+    out = {k for k, new in after.items() if (old := before.get(k)) is not new and old != new}
+    out.update(before.keys() - after.keys())
+    return out
 
 
 def _authorized(
@@ -176,6 +232,8 @@ def _authorized(
         if p is not None
     ]
     out: set[WorkloadKey] = set()
+    if not policies:
+        return frozenset()
     for workloads in (before.workloads, after.workloads):
         for key, w in workloads.items():
             meta = w.metadata
@@ -205,6 +263,8 @@ def diff(
     exports: set[ServiceKey] = set()
     for key in before_inputs.keys() | after_inputs.keys():
         old, new = before_inputs.get(key), after_inputs.get(key)
+        if old is new:
+            continue  # taken over unchanged (service_inputs)
         if old is None or new is None or old.without_export() != new.without_export():
             services.add(key)
         elif old.exported != new.exported:

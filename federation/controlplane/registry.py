@@ -247,13 +247,15 @@ def _state(
     exports: set[ServiceKey],
     imports: dict[ServiceKey, ServiceImport],
 ) -> RegistryState:
+    # parts the change left as they were keep their objects: what reads a part by identity
+    # (the push context's service inputs, changes.service_inputs) sees no change there
     return replace(
         base,
         version=base.version + 1,
         workloads=MappingProxyType(workloads),
         health=MappingProxyType(health),
-        exports=frozenset(exports),
-        imports=MappingProxyType(imports),
+        exports=base.exports if exports == base.exports else frozenset(exports),
+        imports=base.imports if imports == base.imports else MappingProxyType(imports),
     )
 
 

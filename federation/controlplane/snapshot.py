@@ -211,8 +211,16 @@ class Snapshot:
             return dict(items)
         return {n: items[n] for n in names if n in items}
 
-    def problems(self) -> list[str]:
-        """Every dangling reference in the snapshot (empty when consistent)."""
+    def problems(self, since: Snapshot | None = None) -> list[str]:
+        """Every dangling reference in the snapshot (empty when consistent).
+
+        ``since``: a snapshot known to be consistent (one already published). When this one
+        differs from it in EDS contents alone -- the same clusters, listeners, routes and
+        secrets, assignments of the same names -- nothing a reference names changed, and
+        it is consistent without a look at its thousands of clusters (an endpoint change of
+        1,000 services: ~25 ms of unpacking TLS contexts otherwise)."""
+        if since is not None and self._refs_as_in(since):
+            return []
         problems: list[str] = []
         clusters = self.resources.get(resource.CLUSTER, {})
         eds = self.resources.get(resource.ENDPOINT, {})
@@ -248,6 +256,15 @@ class Snapshot:
             assert isinstance(route, route_pb2.RouteConfiguration)
             problems += _route_problems(route, clusters)
         return problems
+
+    def _refs_as_in(self, other: Snapshot) -> bool:
+        """True when every type that holds or resolves a reference has the same content as in
+        ``other``, and EDS the same names."""
+        same = all(
+            self.versions.get(t) == other.versions.get(t)
+            for t in (resource.CLUSTER, resource.LISTENER, resource.ROUTE, resource.SECRET)
+        )
+        return same and self.names(resource.ENDPOINT) == other.names(resource.ENDPOINT)
 
 
 def _managers(listener: listener_pb2.Listener) -> list[hcm.HttpConnectionManager]:
@@ -346,10 +363,11 @@ class SnapshotCache:
         Raises:
             InconsistentSnapshotError: listing the dangling references; nothing is published.
         """
+        held = self._snapshots.get(node_id)  # published, so consistent
         if any(snapshot is s for s in self._recently_checked):
             problems: list[str] = []
         else:
-            problems = snapshot.problems()
+            problems = snapshot.problems(since=held)
             if not problems:
                 self._recently_checked = [snapshot, *self._recently_checked[:15]]
         if problems:

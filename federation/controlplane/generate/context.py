@@ -5,7 +5,8 @@ sidecars, gateways and proxyless gRPC alike -- and generators read from it only.
 services' inputs (:func:`~federation.controlplane.changes.service_inputs`), the
 :class:`~federation.controlplane.changes.Change` from the previous version, the service ports,
 and a memo of per-service results (outbound decisions per caller locality, the resources a
-service contributes to a sidecar, a gateway or a gRPC client). A memo entry of a service the
+service contributes to a sidecar, a gateway or a gRPC client) and of whole-proxy results
+whose inputs are compared (:meth:`PushContext.carried`). A memo entry of a service the
 change does not touch is taken over from the previous context, so a change to one service of
 a thousand decides and generates that one service again; the resource objects taken over are
 the same objects, whose hashes :meth:`Snapshot.build` reuses too.
@@ -47,8 +48,11 @@ class PushContext:
         self, mesh: MeshContext, state: RegistryState, previous: PushContext | None = None
     ) -> None:
         self.mesh, self.state = mesh, state
-        self.inputs: dict[ServiceKey, ServiceInputs] = service_inputs(state)
-        if previous is not None and previous.mesh == mesh:
+        same_mesh = previous is not None and previous.mesh == mesh
+        self.inputs: dict[ServiceKey, ServiceInputs] = service_inputs(
+            state, (previous.state, previous.inputs) if previous is not None and same_mesh else None
+        )
+        if previous is not None and same_mesh:
             self.change: Change = diff(previous.state, previous.inputs, state, self.inputs)
             self.before: dict[ServiceKey, ServiceInputs] = previous.inputs
             previous._previous = None  # keep one version back, not the whole history
@@ -56,6 +60,7 @@ class PushContext:
         else:
             self.change, self.before, self._previous = EVERYTHING, {}, None
         self._memo: dict[tuple[str, ServiceKey, Hashable], object] = {}
+        self._carried: dict[tuple[str, Hashable], tuple[object, object]] = {}
         self.computed = 0
         self.reused = 0
         self.ports: list[ServicePort] = [p for key in self.inputs for p in self.ports_of(key)]
@@ -94,3 +99,23 @@ class PushContext:
             self.reused += 1
         self._memo[slot] = found
         return found  # type: ignore[return-value]
+
+    def carried(self, kind: str, extra: Hashable, inputs: object, make: Callable[[], T]) -> T:
+        """``make()``'s result for a whole-proxy resource (``kind``; ``extra`` tells apart the
+        proxies that want different ones), taken over from this version or the previous one
+        when ``inputs`` -- everything ``make`` reads -- equal what it was made from there
+        (``==``: parts a change left alone are the same objects, so this compares little).
+        A sidecar's outbound RouteConfiguration of a thousand virtual hosts is then the
+        same object after an endpoint change, and :meth:`Snapshot.build` neither makes nor
+        serializes it again. The result must not be modified."""
+        slot = (kind, extra)
+        for context in (self, self._previous):
+            found = context._carried.get(slot) if context is not None else None
+            if found is not None and found[0] == inputs:
+                self.reused += context is not self
+                self._carried[slot] = found
+                return found[1]  # type: ignore[return-value]
+        value = make()
+        self.computed += 1
+        self._carried[slot] = (inputs, value)
+        return value

@@ -293,38 +293,69 @@ def _sidecar(ctx: PushContext, proxy: ProxyDescription) -> Resources:
         out[resource.LISTENER].append(
             listeners.outbound_listener(proxy.outbound_port, source, traced, telemetry)
         )
-    config = routes.outbound_route_config(http_ports, proxy.namespace, port_routes)
     for scoped in entries:
         out[resource.CLUSTER] += external.entry_clusters(scoped, tls)
-        config.virtual_hosts.extend(external.entry_virtual_hosts(scoped))
-    out[resource.ROUTE].append(config)
+    out[resource.ROUTE].append(
+        ctx.carried(
+            "outbound routes",
+            (proxy.namespace, id(scope)),
+            (tuple(http_ports), proxy.namespace, tuple(port_routes.items()), tuple(entries)),
+            lambda: _outbound_routes(http_ports, proxy.namespace, port_routes, entries),
+        )
+    )
     out[resource.LISTENER].extend(_tcp_upstreams(mesh, proxy, plans, source))
     if workload is not None:
-        own = [
-            p
-            for p in ports
-            if p.namespace == workload.metadata.namespace and p.service == workload.spec.service
-        ]
-        for wp in workload.spec.ports:
-            out[resource.CLUSTER].append(
-                clusters.inbound_cluster(wp.name, wp.app_port, wp.protocol)
-            )
-        served_by = f"{mesh.cluster}/{workload.locality.zone or workload.locality.region}"
-        authz = state.authorization_policies_for(workload)
-        out[resource.LISTENER].append(
-            listeners.inbound_listener(
-                workload,
-                own,
-                tls,
-                served_by,
-                authz,
-                traced,
-                member_of(state, workload),
-                captured=proxy.capture,
-                mtls_modes=state.mtls_modes(workload),
-            )
-        )
+        inbound_clusters, inbound = _sidecar_inbound(ctx, proxy, workload, ports, tls, traced)
+        out[resource.CLUSTER] += inbound_clusters
+        out[resource.LISTENER].append(inbound)
     return out
+
+
+def _sidecar_inbound(
+    ctx: PushContext,
+    proxy: ProxyDescription,
+    workload: WorkloadEntry,
+    ports: list[ServicePort],
+    tls: ProxyTls,
+    traced: Message | None,
+) -> tuple[list[Message], Message]:
+    """A sidecar's inbound side: a cluster per port of its app, and its inbound listener."""
+    mesh, state = ctx.mesh, ctx.state
+    own = [
+        p
+        for p in ports
+        if p.namespace == workload.metadata.namespace and p.service == workload.spec.service
+    ]
+    app = [
+        clusters.inbound_cluster(wp.name, wp.app_port, wp.protocol) for wp in workload.spec.ports
+    ]
+    served_by = f"{mesh.cluster}/{workload.locality.zone or workload.locality.region}"
+    listener = listeners.inbound_listener(
+        workload,
+        own,
+        tls,
+        served_by,
+        state.authorization_policies_for(workload),
+        traced,
+        member_of(state, workload),
+        captured=proxy.capture,
+        mtls_modes=state.mtls_modes(workload),
+    )
+    return app, listener
+
+
+def _outbound_routes(
+    http_ports: list[ServicePort],
+    namespace: str,
+    port_routes: dict[str, list[Message]],
+    entries: list[ServiceEntry],
+) -> Message:
+    """The sidecar's ``outbound`` RouteConfiguration: its services' virtual hosts, then its
+    ServiceEntries' (:func:`routes.outbound_route_config`)."""
+    config = routes.outbound_route_config(http_ports, namespace, port_routes)
+    for scoped in entries:
+        config.virtual_hosts.extend(external.entry_virtual_hosts(scoped))
+    return config  # type: ignore[no-any-return]
 
 
 def _visible_services(

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import federation.controlplane.builder as builder_module
 from federation.controlplane import resource
@@ -29,6 +31,7 @@ from federation.model.authz import AuthorizationPolicy
 from federation.model.documents import load_documents
 from federation.model.locality import Locality
 from federation.model.policy import PriceTable, TrafficPolicy
+from federation.sync.messages import RoutingPlan
 from federation.sync.node import ProxyDescription
 
 MESH = MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a"))
@@ -254,7 +257,10 @@ def test_a_push_context_reuses_every_untouched_service() -> None:
     second = PushContext(MESH, registry.state, first)
     new = generate(MESH, registry.state, sidecar, second)
     assert second.change.services == {("demo", "s7")}
-    assert second.computed == 3 and second.reused == 3 * 29  # ports, decisions, resources
+    # ports, decisions and resources of each service; the outbound routes, whose inputs
+    # (the ports, no policy routes) are equal, are the previous version's object
+    assert second.computed == 3 and second.reused == 3 * 29 + 1
+    assert new[RDS] == old[RDS] and new[RDS][0] is old[RDS][0]
     changed = [c.cluster_name for c, o in zip(new[EDS], old[EDS], strict=True) if c is not o]
     assert changed == ["outbound|8080||s7.demo.svc.clusterset.local"]
     assert (
@@ -274,3 +280,60 @@ async def test_only_the_changed_nodes_streams_are_woken() -> None:
     assert await asyncio.wait_for(waiting["a"], 1) is two
     assert not waiting["b"].done() and cache.wakeups == 1
     waiting["b"].cancel()
+
+
+def _import(service: str) -> str:
+    return (
+        "apiVersion: meshfed.io/v1alpha1\nkind: ServiceImport\n"
+        f"metadata: {{name: {service}, namespace: demo}}\n"
+        "spec:\n  ports: [{name: http, port: 8080}]\n  serviceAccounts: [x]\n  clusters:\n"
+        "  - {cluster: west, gateway: '10.200.0.1:15443', network: west,"
+        " locality: aws/eu-west-1/eu-west-1a, endpoints: 2}\n"
+    )
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "delete", "health", "policy", "plan", "rtt", "export", "import"]),
+        st.integers(0, 3),  # service
+        st.integers(0, 2),  # replica
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_OPS)
+def test_inputs_taken_over_from_the_previous_state_are_those_computed_from_scratch(ops) -> None:
+    """Issue #37: :func:`service_inputs` computes again only the services of changed
+    workloads when the other parts are the same objects; after any sequence of changes its
+    result is the one computed from the state alone, key order included."""
+    registry = _registry()
+    state, inputs = registry.state, service_inputs(registry.state)
+    for op, s, r in ops:
+        name, service = f"s{s}-{r}", f"s{s}"
+        if op == "add":
+            registry.apply(load_documents(_workload(name, service, f"127.0.3.{10 * s + r}")))
+        elif op == "delete":
+            registry.delete(load_documents(_workload(name, service, f"127.0.3.{10 * s + r}")))
+        elif op == "health":
+            registry.set_health(("demo", name), Health.UNHEALTHY if r else Health.HEALTHY)
+        elif op == "policy":
+            _federation(registry, policies=[POLICY_B] if r else [])
+        elif op == "plan":
+            shares = (("east", "aws/us-east-1/us-east-1a", 1.0),)
+            plan = RoutingPlan("demo", service, "aws/us-east-1/us-east-1a", shares)
+            _federation(registry, plans=[plan] if r else [])
+        elif op == "rtt":
+            registry.set_rtts({"west": 10.0 + r})
+        elif op == "import":
+            registry.apply(load_documents(_import(service)))
+        else:
+            registry.apply(load_documents(EXPORT_B))
+        now = registry.state
+        taken_over = service_inputs(now, (state, inputs))
+        scratch = service_inputs(now)
+        assert taken_over == scratch
+        assert list(taken_over) == list(scratch)
+        state, inputs = now, taken_over

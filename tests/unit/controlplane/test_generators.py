@@ -256,6 +256,23 @@ def test_consistency_check_finds_dangling_references() -> None:
     assert out[resource.SECRET] == []
 
 
+def test_consistency_is_taken_from_a_published_snapshot_only_for_an_eds_content_change() -> None:
+    """Issue #37: a snapshot that differs from a consistent one in EDS contents alone is
+    consistent without a full check; one whose references changed is checked whole, and a
+    dangling one is still found."""
+    registry = _registry(_doc("echo-1", "us-east-1a"))
+    published = Snapshot.build(generate(MESH, registry.state, _sidecar()))
+    assert published.problems() == []
+    registry.set_health(("demo", "echo-1"), Health.UNHEALTHY)
+    eds_only = Snapshot.build(generate(MESH, registry.state, _sidecar()), published)
+    assert eds_only._refs_as_in(published) and eds_only.problems(since=published) == []
+    out = generate(MESH, registry.state, _sidecar())
+    no_rds = Snapshot.build(dict(out, **{resource.ROUTE: []}), published)
+    assert any("uses route outbound" in p for p in no_rds.problems(since=published))
+    no_eds = Snapshot.build(dict(out, **{resource.ENDPOINT: []}), published)
+    assert any("uses EDS" in p for p in no_eds.problems(since=published))
+
+
 def test_versions_change_only_for_changed_types() -> None:
     registry = _registry(_doc("echo-1", "us-east-1a"))
     before = Snapshot.build(generate(MESH, registry.state, _sidecar()))

@@ -216,3 +216,27 @@ async def test_the_name_table_follows_entries_and_imports_and_skips_what_it_does
     assert registry.set_federation([], [], policies=[policy], service_entries=[entry])
     assert registry.state.imports is before.imports  # still
     assert names.version == 2 and "api.example.com" in names.table
+
+
+def test_the_routes_of_a_later_version_have_the_entries_of_that_version() -> None:
+    """Issue #37: the outbound routes are taken over from the previous version only when
+    everything they are made from is equal; a ServiceEntry added or edited is not."""
+    from federation.controlplane.generate.context import PushContext
+
+    registry = ServiceRegistry()
+    first = PushContext(MESH, registry.state)
+    before = generate(MESH, registry.state, _sidecar(ns="demo"), first)[resource.ROUTE]
+    entry = _entry("{hosts: [api.example.com], ports: [{number: 80, name: http}], resolution: DNS}")
+    registry.set_federation([], [], service_entries=[entry])
+    second = PushContext(MESH, registry.state, first)
+    after = generate(MESH, registry.state, _sidecar(ns="demo"), second)[resource.ROUTE]
+    hosts = {v.name for v in after[0].virtual_hosts}
+    assert "api.example.com:80" in hosts and after[0] is not before[0]
+    edited = _entry(
+        "{hosts: [web.example.com], ports: [{number: 80, name: http}], resolution: DNS}"
+    )
+    registry.set_federation([], [], service_entries=[edited])
+    third = PushContext(MESH, registry.state, second)
+    last = generate(MESH, registry.state, _sidecar(ns="demo"), third)[resource.ROUTE]
+    assert {v.name for v in last[0].virtual_hosts} >= {"web.example.com:80"}
+    assert "api.example.com:80" not in {v.name for v in last[0].virtual_hosts}
