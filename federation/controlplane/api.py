@@ -264,12 +264,13 @@ async def apply(request: web.Request) -> web.Response:
     if isinstance(docs, web.Response):
         return docs
     registry = request.app[REGISTRY]
-    after, changed = with_applied(registry.state, docs)
+    base = registry.state
+    after, changed = with_applied(base, docs)
     unchanged = [describe(d) for d in docs if describe(d) not in changed]
     if dry_run:
         return web.json_response({"applied": changed, "unchanged": unchanged, "dryRun": True})
     request.app[STATE_FILE].save(after.documents())  # persist first: a failed write changes nothing
-    registry.apply(docs)
+    registry.apply(docs, prepared=(base, after, changed))
     return web.json_response({"applied": changed, "unchanged": unchanged})
 
 
@@ -279,9 +280,10 @@ async def delete(request: web.Request) -> web.Response:
     if isinstance(docs, web.Response):
         return docs
     registry = request.app[REGISTRY]
-    after, _ = without(registry.state, docs)
+    base = registry.state
+    after, removed = without(base, docs)
     request.app[STATE_FILE].save(after.documents())
-    return web.json_response({"deleted": registry.delete(docs)})
+    return web.json_response({"deleted": registry.delete(docs, prepared=(base, after, removed))})
 
 
 async def workloads(request: web.Request) -> web.Response:

@@ -210,14 +210,11 @@ class RegistryState:
         """Every stored document (workloads, exports as meshfed ServiceExports, imports);
         workloads the Kubernetes source made (label ``meshfed.io/source: kubernetes``) are
         the cluster's, not stored."""
-        docs: list[Document] = sorted(
-            (
-                w
-                for w in self.workloads.values()
-                if w.metadata.labels.get("meshfed.io/source") != "kubernetes"
-            ),
-            key=lambda w: w.key,
-        )
+        docs: list[Document] = [
+            w  # keyed by w.key: sorting the keys sorts the workloads
+            for _, w in sorted(self.workloads.items())
+            if w.metadata.labels.get("meshfed.io/source") != "kubernetes"
+        ]
         docs += [
             ServiceExport.model_validate(
                 {
@@ -469,17 +466,34 @@ class ServiceRegistry:
         for listener in list(self._listeners):
             listener(state)
 
-    def apply(self, documents: Iterable[Document]) -> list[str]:
-        """Create or replace documents, all in one new version (see :func:`with_applied`)."""
-        state, changed = with_applied(self._state, documents)
+    def apply(
+        self,
+        documents: Iterable[Document],
+        prepared: tuple[RegistryState, RegistryState, list[str]] | None = None,
+    ) -> list[str]:
+        """Create or replace documents, all in one new version (see :func:`with_applied`).
+        ``prepared``: ``(base, with_applied(base, documents))`` already computed (the API
+        persists it first); used when ``base`` is still the current state."""
+        if prepared is not None and prepared[0] is self._state:
+            state, changed = prepared[1], prepared[2]
+        else:
+            state, changed = with_applied(self._state, documents)
         if changed:
             self._publish(state)
             log.info("registry v%d: applied %s", state.version, ", ".join(changed))
         return changed
 
-    def delete(self, documents: Iterable[Document]) -> list[str]:
-        """Remove the documents named (see :func:`without`)."""
-        state, removed = without(self._state, documents)
+    def delete(
+        self,
+        documents: Iterable[Document],
+        prepared: tuple[RegistryState, RegistryState, list[str]] | None = None,
+    ) -> list[str]:
+        """Remove the documents named (see :func:`without`); ``prepared`` as for
+        :meth:`apply`."""
+        if prepared is not None and prepared[0] is self._state:
+            state, removed = prepared[1], prepared[2]
+        else:
+            state, removed = without(self._state, documents)
         if removed:
             self._publish(state)
             log.info("registry v%d: deleted %s", state.version, ", ".join(removed))

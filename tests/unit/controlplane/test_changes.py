@@ -337,3 +337,29 @@ def test_inputs_taken_over_from_the_previous_state_are_those_computed_from_scrat
         assert taken_over == scratch
         assert list(taken_over) == list(scratch)
         state, inputs = now, taken_over
+
+
+def test_a_prepared_state_is_installed_only_on_the_state_it_was_made_from() -> None:
+    """The API computes ``with_applied`` once to persist it and hands it to the registry;
+    if the registry moved on meanwhile, the documents are applied to the newer state."""
+    from federation.controlplane.registry import with_applied, without
+
+    registry = _registry()
+    base = registry.state
+    docs = load_documents(_workload("a-2", "a", "127.0.0.21"))
+    prepared = with_applied(base, docs)
+    assert registry.apply(docs, prepared=(base, *prepared)) == prepared[1]
+    assert registry.state is prepared[0]
+    stale = with_applied(base, load_documents(_workload("a-3", "a", "127.0.0.22")))
+    registry.apply(load_documents(_workload("a-3", "a", "127.0.0.22")), prepared=(base, *stale))
+    assert registry.state is not stale[0]
+    assert {("demo", "a-2"), ("demo", "a-3")} <= set(registry.state.workloads)  # nothing lost
+    gone = without(registry.state, docs)
+    assert registry.delete(docs, prepared=(registry.state, *gone)) == ["workloadentry/demo/a-2"]
+    assert ("demo", "a-2") not in registry.state.workloads
+    keys = [
+        w.key
+        for w in registry.state.documents()
+        if hasattr(w, "spec") and hasattr(w.spec, "address")
+    ]
+    assert keys == sorted(keys)
