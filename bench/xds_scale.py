@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -126,6 +128,22 @@ def extra_workload(tag: str, service: int) -> str:
         " tlsMode: disabled, locality: aws/us-east-1/us-east-1a,"
         " healthCheck: {type: none}, ports: [{name: http, port: 8080}]}\n"
     )
+
+
+#: --profile-updates: where py-spy writes the control plane's stacks during the updates
+PROFILE_DIR: Path | None = None
+
+
+def _profile(pid: int, label: str) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the control plane (``pid``) into ``PROFILE_DIR/<label>.txt``
+    (collapsed stacks, idle frames left out), or None without ``--profile-updates``."""
+    if PROFILE_DIR is None:
+        return None
+    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+    out = PROFILE_DIR / f"{label}.txt"
+    spy = Path(sys.executable).parent / "py-spy"
+    argv = [str(spy), "record", "-p", str(pid), "-r", "100", "--format", "raw", "-o", str(out)]
+    return subprocess.Popen([*argv, "--nonblocking"], stdout=subprocess.DEVNULL)
 
 
 _CLUSTER_NAMES: dict[str, list[str]] = {}  # CDS version -> cluster names (parsed once)
@@ -252,6 +270,7 @@ async def measure(
         result["initial_cpu_s"] = cpu_s(pid) - cpu_before
         result["rss_per_proxy_kib"] = (rss_mib(pid) - rss_before) * 1024 / n
         samples: list[float] = []
+        profiler = _profile(pid, f"{kind}-{services}x{n}")
         for u in range(updates):
             for c in clients:
                 c.changed.clear()
@@ -271,6 +290,9 @@ async def measure(
             result["eds_bytes"] = clients[0].eds_bytes
             for c in clients:
                 c.watching = False
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+            profiler.wait(timeout=60)
         result["update_p50_ms"] = percentile(samples, 50)
         result["update_p99_ms"] = percentile(samples, 99)
         # after the updates, every stream idle: what a proxy costs to hold, not to push to
@@ -349,7 +371,15 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--baseline-rev", default="ff34650")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--profile-updates",
+        type=Path,
+        metavar="DIR",
+        help="record the control plane with py-spy during the updates (collapsed stacks)",
+    )
     args = parser.parse_args()
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile_updates
     print(
         f"xDS scale: services x {args.endpoints} endpoints in 3 clusters, one control plane,"
         " Envoy-like clients of one proxy class (mTLS, ACKs)"

@@ -48,6 +48,37 @@ def _hash(data: Iterable[bytes]) -> str:
     return digest.hexdigest()[:16]
 
 
+def _patched(
+    given: list[Message], earlier: object, previous: Snapshot, type_url: str
+) -> tuple[Mapping[str, Message], Mapping[str, str], str] | None:
+    """``(resources, resource versions, version)`` of ``type_url`` from ``previous``, when
+    ``given`` is ``previous``'s build input (``earlier``) with some objects replaced by ones
+    of the same name: only those are named and hashed again (an endpoint change: 4 of 4,000
+    assignments), the order and the rest are ``previous``'s. None otherwise."""
+    if not isinstance(earlier, list) or len(earlier) != len(given):
+        return None
+    before = previous.resources.get(type_url, {})
+    known = previous.resource_versions.get(type_url, {})
+    replaced: dict[str, Message] = {}
+    for new, old in zip(given, earlier, strict=True):
+        if new is not old:
+            name = _name(new)
+            if name != _name(old) or name in replaced:
+                return None  # renamed, moved or doubled: the long way
+            replaced[name] = new
+    if not replaced:
+        return before, known, previous.versions[type_url]
+    items, per = dict(before), dict(known)
+    for name, message in replaced.items():
+        items[name] = message
+        per[name] = _hash([message.SerializeToString(deterministic=True)])
+    if all(per[n] == known.get(n) for n in replaced):
+        version = previous.versions[type_url]
+    else:
+        version = _hash(f"{n}={v}".encode() for n, v in sorted(per.items()))
+    return MappingProxyType(items), MappingProxyType(per), version
+
+
 def _name(message: Message) -> str:
     name = getattr(message, "name", "") or getattr(message, "cluster_name", "")
     return str(name)
@@ -77,14 +108,25 @@ class Snapshot:
 
         ``previous``: an earlier snapshot whose resource objects this one may share (the
         generators reuse a resource object while its inputs are unchanged); a shared object's
-        version is taken from it instead of serializing and hashing it again. Resources are
-        immutable once in a snapshot, so the same object has the same content.
+        version is taken from it instead of serializing and hashing it again; a type given
+        as ``previous``'s build input with some objects replaced by ones of the same name is
+        patched (:func:`_patched`).
+        Resources are immutable once in a snapshot, so the same object has the same
+        content.
         """
         resources: dict[str, Mapping[str, Message]] = {}
         versions: dict[str, str] = {}
         resource_versions: dict[str, Mapping[str, str]] = {}
+        inputs: dict[tuple[object, ...], object] = {}
         for type_url in resource.PUSH_ORDER:
-            items = {_name(m): m for m in by_type.get(type_url, [])}
+            given = list(by_type.get(type_url, []))
+            inputs[("input", type_url)] = given
+            earlier = previous._derived.get(("input", type_url)) if previous is not None else None
+            patched = _patched(given, earlier, previous, type_url) if previous is not None else None
+            if patched is not None:
+                resources[type_url], resource_versions[type_url], versions[type_url] = patched
+                continue
+            items = {_name(m): m for m in given}
             before = previous.resources.get(type_url, {}) if previous is not None else {}
             known = previous.resource_versions.get(type_url, {}) if previous is not None else {}
             per = {
@@ -105,6 +147,7 @@ class Snapshot:
             MappingProxyType(resources),
             MappingProxyType(versions),
             MappingProxyType(resource_versions),
+            inputs,
         )
 
     def names(self, type_url: str) -> frozenset[str]:

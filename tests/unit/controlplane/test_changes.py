@@ -308,7 +308,10 @@ _OPS = st.lists(
 def test_inputs_taken_over_from_the_previous_state_are_those_computed_from_scratch(ops) -> None:
     """Issue #37: :func:`service_inputs` computes again only the services of changed
     workloads when the other parts are the same objects; after any sequence of changes its
-    result is the one computed from the state alone, key order included."""
+    result is the one computed from the state alone, key order included. The same for the
+    state's index of workloads by service."""
+    from federation.controlplane.registry import _index_of
+
     registry = _registry()
     state, inputs = registry.state, service_inputs(registry.state)
     for op, s, r in ops:
@@ -332,6 +335,8 @@ def test_inputs_taken_over_from_the_previous_state_are_those_computed_from_scrat
         else:
             registry.apply(load_documents(EXPORT_B))
         now = registry.state
+        # the index by service, patched from the state before, is the one built from scratch
+        assert dict(now._by_service) == _index_of(now.workloads.values())
         taken_over = service_inputs(now, (state, inputs))
         scratch = service_inputs(now)
         assert taken_over == scratch

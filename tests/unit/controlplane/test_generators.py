@@ -10,6 +10,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from federation.controlplane import resource
 from federation.controlplane.generate.common import MeshContext
@@ -521,3 +523,46 @@ spec: {host: echo.demo.svc.clusterset.local, cost: {mode: MODE}}
     for proxy in (_sidecar(), grpc):
         assert split("optimize", proxy) == [("us-east-1a", 0, 6000), ("us-east-1b", 0, 4000)]
         assert [p for _, p, _ in split("prefer-cheaper", proxy)] == [0, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 2)), max_size=6),
+    edits=st.lists(
+        st.tuples(st.sampled_from(["same", "content", "rename", "drop", "add"]), st.integers(0, 6)),
+        max_size=8,
+    ),
+)
+def test_a_snapshot_built_from_the_previous_one_is_the_one_built_from_scratch(first, edits) -> None:
+    """Issue #37: :meth:`Snapshot.build` with ``previous`` takes over what it can (objects
+    that are the previous build's, a type patched where objects of the same name were
+    replaced); whatever the edit, the snapshot is the one built without ``previous``."""
+    from envoy.config.cluster.v3 import cluster_pb2
+
+    def cluster(name: int, timeout: int) -> cluster_pb2.Cluster:
+        return cluster_pb2.Cluster(name=f"c{name}", connect_timeout={"seconds": timeout})
+
+    objects = list({n: cluster(n, t) for n, t in first}.values())
+    before = Snapshot.build({resource.CLUSTER: objects})
+    now = list(objects)
+    for edit, n in edits:
+        i = n % len(now) if now else 0
+        if edit == "content" and now:
+            now[i] = cluster(int(now[i].name[1:]), now[i].connect_timeout.seconds + 1)
+        elif edit == "rename" and now:
+            now[i] = cluster(n + 10, 1)
+        elif edit == "drop" and now:
+            del now[i]
+        elif edit == "add":
+            now.insert(i, cluster(n + 20, 1))
+        elif edit == "same" and now:
+            now[i] = cluster(int(now[i].name[1:]), now[i].connect_timeout.seconds)
+    after = Snapshot.build({resource.CLUSTER: now}, before)
+    scratch = Snapshot.build({resource.CLUSTER: now})
+    assert after.versions == scratch.versions
+    assert after.resource_versions == scratch.resource_versions
+    assert list(after.resources[resource.CLUSTER]) == list(scratch.resources[resource.CLUSTER])
+    assert all(
+        after.resources[resource.CLUSTER][n] == m
+        for n, m in scratch.resources[resource.CLUSTER].items()
+    )
