@@ -31,6 +31,7 @@ from federation.model.authz import AuthorizationPolicy
 from federation.model.documents import load_documents
 from federation.model.locality import Locality
 from federation.model.policy import PriceTable, TrafficPolicy
+from federation.model.workload import WorkloadEntry
 from federation.sync.messages import RoutingPlan
 from federation.sync.node import ProxyDescription
 
@@ -294,16 +295,18 @@ def _import(service: str) -> str:
 
 _OPS = st.lists(
     st.tuples(
-        st.sampled_from(["add", "delete", "health", "policy", "plan", "rtt", "export", "import"]),
-        st.integers(0, 3),  # service
-        st.integers(0, 2),  # replica
+        st.sampled_from(
+            ["add", "kube", "delete", "health", "policy", "plan", "rtt", "export", "import"]
+        ),
+        st.integers(0, 2),  # service
+        st.integers(0, 1),  # replica
     ),
     min_size=1,
     max_size=12,
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(ops=_OPS)
 def test_inputs_taken_over_from_the_previous_state_are_those_computed_from_scratch(ops) -> None:
     """Issue #37: :func:`service_inputs` computes again only the services of changed
@@ -318,6 +321,10 @@ def test_inputs_taken_over_from_the_previous_state_are_those_computed_from_scrat
         name, service = f"s{s}-{r}", f"s{s}"
         if op == "add":
             registry.apply(load_documents(_workload(name, service, f"127.0.3.{10 * s + r}")))
+        elif op == "kube":  # the Kubernetes source's: not stored
+            text = _workload(name, service, f"127.0.4.{10 * s + r}")
+            text = text.replace("labels: {", "labels: {meshfed.io/source: kubernetes, ")
+            registry.apply(load_documents(text))
         elif op == "delete":
             registry.delete(load_documents(_workload(name, service, f"127.0.3.{10 * s + r}")))
         elif op == "health":
@@ -335,8 +342,15 @@ def test_inputs_taken_over_from_the_previous_state_are_those_computed_from_scrat
         else:
             registry.apply(load_documents(EXPORT_B))
         now = registry.state
-        # the index by service, patched from the state before, is the one built from scratch
+        # the index by service and the stored documents, patched from the state before, are
+        # the ones made from scratch
         assert dict(now._by_service) == _index_of(now.workloads.values())
+        stored = [d for d in now.documents() if isinstance(d, WorkloadEntry)]
+        assert stored == [
+            w
+            for _, w in sorted(now.workloads.items())
+            if w.metadata.labels.get("meshfed.io/source") != "kubernetes"
+        ]
         taken_over = service_inputs(now, (state, inputs))
         scratch = service_inputs(now)
         assert taken_over == scratch
