@@ -334,28 +334,19 @@ def _state(
         (kept, _patched_index(base, workloads, changed), _patched_stored(base, workloads, changed))
     )
     try:
-        return _replaced(base, kept, health, exports, imports)
+        # parts the change left as they were keep their objects: what reads a part by
+        # identity (the push context's service inputs, changes.service_inputs) sees no
+        # change there
+        return replace(
+            base,
+            version=base.version + 1,
+            workloads=kept,
+            health=MappingProxyType(health),
+            exports=base.exports if exports == base.exports else frozenset(exports),
+            imports=base.imports if imports == base.imports else MappingProxyType(imports),
+        )
     finally:
         _INDEX_HINT.reset(token)
-
-
-def _replaced(
-    base: RegistryState,
-    workloads: Mapping[WorkloadKey, WorkloadEntry],
-    health: dict[WorkloadKey, Health],
-    exports: set[ServiceKey],
-    imports: dict[ServiceKey, ServiceImport],
-) -> RegistryState:
-    # parts the change left as they were keep their objects: what reads a part by identity
-    # (the push context's service inputs, changes.service_inputs) sees no change there
-    return replace(
-        base,
-        version=base.version + 1,
-        workloads=workloads,
-        health=MappingProxyType(health),
-        exports=base.exports if exports == base.exports else frozenset(exports),
-        imports=base.imports if imports == base.imports else MappingProxyType(imports),
-    )
 
 
 def with_applied(

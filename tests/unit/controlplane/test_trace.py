@@ -4,6 +4,7 @@ change altered, an ACK counted only when every response of the snapshot was ACKe
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
 
@@ -88,14 +89,7 @@ def test_a_stream_is_synced_only_once_every_response_of_the_snapshot_is_acked() 
     nack.error_detail.message = "bad"
     stream.handle(nack)
     assert synced == []  # a NACK is not a sync
-    stream.handle(
-        discovery_pb2.DiscoveryRequest(
-            type_url=resource.ENDPOINT,
-            version_info=eds.version_info,
-            response_nonce=eds.nonce,
-            resource_names=["a"],
-        )
-    )
+    stream.handle(_eds_ack(eds))
     assert synced == [first]
 
 
@@ -125,6 +119,25 @@ def _with_endpoints(count: int) -> Snapshot:
     )
 
 
+def _eds_ack(eds: discovery_pb2.DiscoveryResponse) -> discovery_pb2.DiscoveryRequest:
+    """The SotW ACK of ``eds`` by a proxy subscribed to cluster ``a``'s assignment."""
+    return discovery_pb2.DiscoveryRequest(
+        type_url=resource.ENDPOINT,
+        version_info=eds.version_info,
+        response_nonce=eds.nonce,
+        resource_names=["a"],
+    )
+
+
+def _recorded(kind: Any, protocol: str) -> tuple[Any, asyncio.Queue, list[Snapshot]]:
+    """A stream of class ``kind`` and the snapshots it reports held, in order."""
+    queue: asyncio.Queue = asyncio.Queue()
+    stream = kind("n1", StatusRegistry().open("n1", "sidecar", protocol), queue)
+    synced: list[Snapshot] = []
+    stream.on_synced = lambda node, snap: synced.append(snap)
+    return stream, queue, synced
+
+
 def _responses(queue: asyncio.Queue, kind: type) -> dict[str, list]:
     out: dict[str, list] = {}
     while not queue.empty():
@@ -138,10 +151,7 @@ def test_a_snapshot_is_held_once_its_responses_are_acked_even_if_a_newer_one_cam
     snapshot's EDS -- stale by then, a newer EDS is in flight -- means it holds the first
     snapshot: reported then, not only once it has caught up with the second (which made a
     trace's ACK hop include the next change's build and push)."""
-    queue: asyncio.Queue = asyncio.Queue()
-    stream = _SotwStream("n1", StatusRegistry().open("n1", "sidecar", "sotw"), queue)
-    synced: list[Snapshot] = []
-    stream.on_synced = lambda node, snap: synced.append(snap)
+    stream, queue, synced = _recorded(_SotwStream, "sotw")
     first, second = _with_endpoints(1), _with_endpoints(2)
     stream.on_snapshot(first)
     stream.handle(discovery_pb2.DiscoveryRequest(type_url=resource.CLUSTER))
@@ -158,14 +168,7 @@ def test_a_snapshot_is_held_once_its_responses_are_acked_even_if_a_newer_one_cam
     assert synced == []
 
     def ack(eds: discovery_pb2.DiscoveryResponse) -> None:
-        stream.handle(
-            discovery_pb2.DiscoveryRequest(
-                type_url=resource.ENDPOINT,
-                version_info=eds.version_info,
-                response_nonce=eds.nonce,
-                resource_names=["a"],
-            )
-        )
+        stream.handle(_eds_ack(eds))
 
     ack(eds1)
     assert synced == [first]
@@ -180,10 +183,7 @@ def test_a_delta_stream_reports_each_snapshot_held_in_order() -> None:
     flight; a NACK of the second reports nothing; its later ACK does."""
     from federation.controlplane.ads import _DeltaStream
 
-    queue: asyncio.Queue = asyncio.Queue()
-    stream = _DeltaStream("n1", StatusRegistry().open("n1", "sidecar", "delta"), queue)
-    synced: list[Snapshot] = []
-    stream.on_synced = lambda node, snap: synced.append(snap)
+    stream, queue, synced = _recorded(_DeltaStream, "delta")
     first, second = _with_endpoints(1), _with_endpoints(2)
     stream.on_snapshot(first)
     stream.handle(discovery_pb2.DeltaDiscoveryRequest(type_url=resource.CLUSTER))
