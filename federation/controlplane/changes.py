@@ -110,7 +110,8 @@ def service_inputs(
         before, before_inputs = previous
         if all(getattr(before, p) is getattr(state, p) for p in _SHARED_PARTS):
             return _inputs_since(before, before_inputs, state)
-    return {key: _inputs_of(state, key, _plans_by_service(state)) for key in state.services()}
+    plans = _plans_by_service(state)
+    return {key: _inputs_of(state, key, plans) for key in state.services()}
 
 
 def _plans_by_service(state: RegistryState) -> dict[ServiceKey, tuple[RoutingPlan, ...]]:

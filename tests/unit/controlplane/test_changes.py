@@ -344,7 +344,7 @@ def test_inputs_taken_over_from_the_previous_state_are_those_computed_from_scrat
         now = registry.state
         # the index by service and the stored documents, patched from the state before, are
         # the ones made from scratch
-        assert dict(now._by_service) == _index_of(now.workloads.values())
+        assert dict(now._index()) == _index_of(now.workloads.values())
         stored = [d for d in now.documents() if isinstance(d, WorkloadEntry)]
         assert stored == [
             w
