@@ -12,18 +12,24 @@ the server; parsing 4,000 clusters per client would measure the clients).
 
 Measured, per code and size:
 
-- ``initial s``: from opening N streams until all N hold CDS, EDS, LDS and RDS;
+- ``initial s``: from opening the first stream until all N hold CDS, EDS, LDS and RDS (one
+  stream opens first and is served alone, the others once it holds everything; its push
+  builds the class's snapshot);
 - ``CP cpu``: CPU seconds the control plane used meanwhile (user + system; above the wall
   time when gRPC's threads work in parallel, well below it when the clients are the limit);
+- ``class MiB``: the control plane's RSS growth over the first stream's push: the class's
+  snapshot, shared by every stream of the class;
 - ``update p50/p99 ms``: one new endpoint of one service, posted to the API, until each
   stream received the EDS response carrying it; ``--updates`` changes, N samples each;
-- ``KiB/proxy``: the control plane's RSS growth from before the streams opened to after
-  the initial push, divided by N (it holds the push's buffers, some freed later);
+- ``KiB/proxy``: the control plane's RSS growth from the first stream's push to the end of
+  the initial push, divided by the N - 1 other streams (it holds the push's buffers, some
+  freed later);
 - ``KiB idle``: the same after the updates, every stream idle: what holding a proxy costs;
 - ``EDS bytes``: the size of the EDS response one update sent to one stream.
 
-The baseline is the code of ``--baseline-rev`` (default ``ff34650``, before issue #37),
-run from a ``git worktree`` with the same Python, clients and machine. A phase that does not
+Each kind gets a control plane of its own. The baseline is the code of ``--baseline-rev``
+(default ``ff34650``, before issue #37), run from a ``git worktree`` with the same Python,
+clients and machine. A phase that does not
 finish within ``--timeout`` s is reported as such.
 
     python bench/xds_scale.py [--services 100,300,1000] [--clients 1000] [--kind sotw]
@@ -252,9 +258,25 @@ async def measure(
     ]
     clients = [Client(i, kind) for i in range(n)]
     result: dict[str, object] = {}
-    tasks = [asyncio.create_task(c.run(channels[i % len(channels)])) for i, c in enumerate(clients)]
+    started = time.perf_counter()
+    # one stream first: its push builds the class's snapshot, which every stream shares, so
+    # what the others add is what a proxy costs (KiB/proxy), apart from the class (MiB)
+    tasks = [asyncio.create_task(clients[0].run(channels[0]))]
     try:
-        started = time.perf_counter()
+        await asyncio.wait(
+            [asyncio.ensure_future(clients[0].complete.wait()), tasks[0]],
+            timeout=timeout,
+            return_when="FIRST_COMPLETED",
+        )
+        if not clients[0].complete.is_set():
+            result["initial_s"] = f"first stream: >{timeout:.0f} or failed"
+            return result
+        rss_one = rss_mib(pid)
+        result["class_mib"] = rss_one - rss_before
+        tasks += [
+            asyncio.create_task(c.run(channels[i % len(channels)]))
+            for i, c in enumerate(clients[1:], 1)
+        ]
         everyone = asyncio.ensure_future(asyncio.gather(*(c.complete.wait() for c in clients)))
         done, _ = await asyncio.wait(
             [everyone, *tasks], timeout=timeout, return_when="FIRST_COMPLETED"
@@ -268,7 +290,8 @@ async def measure(
             return result
         result["initial_s"] = time.perf_counter() - started
         result["initial_cpu_s"] = cpu_s(pid) - cpu_before
-        result["rss_per_proxy_kib"] = (rss_mib(pid) - rss_before) * 1024 / n
+        others = max(1, n - 1)
+        result["rss_per_proxy_kib"] = (rss_mib(pid) - rss_one) * 1024 / others if n > 1 else "-"
         samples: list[float] = []
         profiler = _profile(pid, f"{kind}-{services}x{n}")
         for u in range(updates):
@@ -296,7 +319,7 @@ async def measure(
         result["update_p50_ms"] = percentile(samples, 50)
         result["update_p99_ms"] = percentile(samples, 99)
         # after the updates, every stream idle: what a proxy costs to hold, not to push to
-        result["rss_idle_kib"] = (rss_mib(pid) - rss_before) * 1024 / n
+        result["rss_idle_kib"] = (rss_mib(pid) - rss_one) * 1024 / others if n > 1 else "-"
         return result
     finally:
         for task in tasks:
@@ -315,28 +338,27 @@ def run_code(
 ) -> list[tuple[str, int, str, dict[str, object]]]:
     rows = []
     for services in (int(x) for x in args.services.split(",")):
-        home = work / f"{label}-{services}"
-        init_trust(home, ["east"])
-        xds, api = free_port(), free_port()
-        cp = start_controlplane(home, "east", xds, api, health=False, tree=tree)
-        try:
-            tok = token(home, "east")
-            docs = documents(services, args.endpoints)
-            loaded = time.perf_counter()
-            for i in range(0, len(docs), 900):
-                post(api, "/v1/apply", "---\n".join(docs[i : i + 900]), tok)
-            load_s = time.perf_counter() - loaded
-            for kind in args.kind.split(","):
+        # a control plane of its own per kind: the RSS columns of the second would otherwise
+        # start from what the first left (its class's snapshot, memory freed late)
+        for kind in args.kind.split(","):
+            home = work / f"{label}-{services}-{kind}"
+            init_trust(home, ["east"])
+            xds, api = free_port(), free_port()
+            cp = start_controlplane(home, "east", xds, api, health=False, tree=tree)
+            try:
+                tok = token(home, "east")
+                docs = documents(services, args.endpoints)
+                for i in range(0, len(docs), 900):
+                    post(api, "/v1/apply", "---\n".join(docs[i : i + 900]), tok)
                 for n in (int(x) for x in args.clients.split(",")):
                     r = asyncio.run(
                         measure(n, kind, services, args.updates, xds, api, tok, cp.pid, home,
                                 args.timeout)
                     )  # fmt: skip
-                    r["load_s"] = load_s
                     rows.append((label, services, f"{kind} x{n}", r))
                     _print_row(rows[-1])
-        finally:
-            stop(cp)
+            finally:
+                stop(cp)
     return rows
 
 
@@ -350,6 +372,7 @@ def _print_row(row: tuple[str, int, str, dict[str, object]]) -> None:
         f"{label:<22}{services:>9}{streams:>12}"
         f"{_fmt(r.get('initial_s', '-'), '.2f'):>11}"
         f"{_fmt(r.get('initial_cpu_s', '-'), '.1f'):>8}"
+        f"{_fmt(r.get('class_mib', '-'), '.0f'):>10}"
         f"{_fmt(r.get('update_p50_ms', r.get('update', '-')), '.0f'):>10}"
         f"{_fmt(r.get('update_p99_ms', r.get('update', '-')), '.0f'):>10}"
         f"{_fmt(r.get('rss_per_proxy_kib', '-'), '.1f'):>10}"
@@ -385,7 +408,7 @@ def main() -> None:
         " Envoy-like clients of one proxy class (mTLS, ACKs)"
     )
     print(
-        f"{'code':<22}{'services':>9}{'streams':>12}{'initial s':>11}{'CP cpu':>8}{'upd p50':>10}"
+        f"{'code':<22}{'services':>9}{'streams':>12}{'initial s':>11}{'CP cpu':>8}{'class MiB':>10}{'upd p50':>10}"
         f"{'upd p99':>10}{'KiB/proxy':>10}{'KiB idle':>9}{'EDS bytes':>12}"
     )
     with tempfile.TemporaryDirectory() as tmp:

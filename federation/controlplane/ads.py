@@ -38,7 +38,7 @@ import collections
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Set
+from collections.abc import AsyncIterator, Callable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -79,9 +79,9 @@ class StreamCallbacks(Protocol):
         ...
 
 
-#: Called with a node id and a snapshot once the node holds it: every type as of that snapshot
-#: (or a later one) ACKed, nothing owed (:class:`_SyncTracking`).
-Synced = Callable[[str, Snapshot], None]
+#: Called with a node id and a snapshot's :attr:`~Snapshot.serial` once the node holds that
+#: snapshot: every type as of it (or a later one) ACKed, nothing owed (:class:`_SyncTracking`).
+Synced = Callable[[str, int], None]
 
 _nonces = itertools.count(1)
 
@@ -97,7 +97,9 @@ class _SotwType:
     sent_version: str | None = None
     nonce: str = ""
     owed: bool = False
-    sent: Snapshot | None = None  # the snapshot the last response of this type came from
+    # the per-resource versions of the snapshot the last response came from (its
+    # Snapshot.versions_of the type; not the snapshot, which would stay in memory with it)
+    sent: Mapping[str, str] | None = None
 
 
 _NAME_SETS: dict[frozenset[str], frozenset[str]] = {}
@@ -200,7 +202,12 @@ def read_sotw_request(raw: bytes) -> SotwRequest:
         for wire, names in _RECENT_RUNS:
             if len(wire) == len(run) and wire == run:
                 light.DiscardUnknownFields()
-                return SotwRequest(light, names)
+                # a message of its own: the parsed one keeps the skipped names' bytes in its
+                # arena (upb; discarding them does not free them), ~190 KiB for 4,000
+                # names, which a stream would hold with its last request
+                kept = _LightRequest()
+                kept.CopyFrom(light)
+                return SotwRequest(kept, names)
     message = discovery_pb2.DiscoveryRequest.FromString(raw)
     names = _names_of(raw)
     if run is not None and _only_names(run):
@@ -278,23 +285,23 @@ def serialize_response(outgoing: Outgoing) -> bytes:
 
 @dataclass
 class _DeltaType:
-    """One type on a delta stream. What the client holds is either ``base`` -- the versions
-    of the snapshot last sent, of every name it wants there (no copy per stream: a thousand
-    sidecars x 4,000 names) -- or, while ``base`` is None, ``known`` (name -> version: the
-    client's ``initial_resource_versions``, or after its subscription changed)."""
+    """One type on a delta stream. What the client holds is either ``base`` -- the
+    per-resource versions of the type in the snapshot last sent (its
+    :meth:`Snapshot.versions_of`, shared by every stream: a thousand sidecars x 4,000
+    names), of every name it wants there -- or, while ``base`` is None, ``known`` (name ->
+    version: the client's ``initial_resource_versions``, or after its subscription
+    changed)."""
 
     names: frozenset[str] = frozenset()
     wildcard: bool = False
     known: dict[str, str] = field(default_factory=dict)
     nonce: str = ""
-    base: Snapshot | None = None
+    base: Mapping[str, str] | None = None
 
-    def held(self, type_url: str) -> dict[str, str]:
+    def held(self) -> dict[str, str]:
         """``known``, made explicit from ``base`` first when it is set."""
         if self.base is not None:
-            versions = self.base.resource_versions.get(type_url, {})
-            every = self.base.names(type_url)
-            self.known = {n: versions[n] for n in (every if self.wildcard else every & self.names)}
+            self.known = {n: v for n, v in self.base.items() if self.wildcard or n in self.names}
             self.base = None
         return self.known
 
@@ -382,10 +389,15 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         log.info("%s stream open: %s", kind, node_id)
 
         async def read() -> None:
+            nonlocal first
             try:
                 stream.handle(first)
+                first = None
                 async for request in request_iterator:
                     stream.handle(request)
+                    # not held while the stream idles: a request may carry thousands of
+                    # names (~200 KiB for a sidecar's EDS subscription of 1,000 services)
+                    del request
                 out.put_nowait(None)
             except Exception as err:  # the stream ends with it (the loop below raises it)
                 out.put_nowait(err)
@@ -459,14 +471,15 @@ class _SyncTracking:
 
     def _init_tracking(self) -> None:
         self._index = 0  # the number of the current snapshot, from 1
-        self._given: collections.deque[tuple[int, Snapshot]] = collections.deque()
+        # (number, serial) of the snapshots given and not yet held
+        self._given: collections.deque[tuple[int, int]] = collections.deque()
         self._inflight: dict[str, list[tuple[str, int]]] = {}  # type -> [(nonce, number)]
         self._held: dict[str, int] = {}  # type -> newest snapshot number the proxy holds
         self.on_synced: Synced | None = None
 
     def _given_snapshot(self, snapshot: Snapshot) -> None:
         self._index += 1
-        self._given.append((self._index, snapshot))
+        self._given.append((self._index, snapshot.serial))
         if len(self._given) > self.GIVEN_KEPT:
             self._given.popleft()
 
@@ -493,9 +506,9 @@ class _SyncTracking:
             return
         newest = min(self._held.get(t, 0) for t in self.types)
         while self._given and self._given[0][0] <= newest:
-            _, snapshot = self._given.popleft()
+            _, serial = self._given.popleft()
             if self.on_synced is not None:
-                self.on_synced(self.node_id, snapshot)
+                self.on_synced(self.node_id, serial)
 
 
 class _SotwStream(_SyncTracking):
@@ -596,11 +609,12 @@ class _SotwStream(_SyncTracking):
             changed = snapshot.changed_since(type_url, ts.sent)
             names = changed & ts.names
             if not names:
-                ts.sent_version, ts.sent = version, snapshot
+                ts.sent_version, ts.sent = version, snapshot.versions_of(type_url)
                 return
         body = snapshot.response_body(type_url, names)
         count = len(snapshot.resources.get(type_url, {})) if names is None else len(names)
-        ts.sent_version, ts.nonce, ts.owed, ts.sent = version, _nonce(), False, snapshot
+        ts.sent_version, ts.nonce, ts.owed = version, _nonce(), False
+        ts.sent = snapshot.versions_of(type_url)
         tstatus = self.status.type(type_url)
         tstatus.sent_version, tstatus.sent_nonce = version, ts.nonce
         follow = resource.FOLLOW_UP.get(type_url)
@@ -676,7 +690,7 @@ class _DeltaStream(_SyncTracking):
             self._acked(type_url, req.response_nonce)  # an older response, applied in order
         unsubscribe = frozenset(req.resource_names_unsubscribe)
         if subscribe or unsubscribe:
-            ts.held(type_url)  # the subscription changes: from here on, name by name
+            ts.held()  # the subscription changes: from here on, name by name
         if "*" in subscribe:
             ts.wildcard = True
             subscribe = subscribe - {"*"}
@@ -709,9 +723,9 @@ class _DeltaStream(_SyncTracking):
         snapshot = self.snapshot
         assert snapshot is not None
         available = snapshot.names(type_url)
-        base = ts.base
+        base, now = ts.base, snapshot.versions_of(type_url)
         changed: frozenset[str]
-        if base is snapshot and not force:
+        if base is now and not force:
             changed, removed = frozenset(), []
         elif base is not None and not force:
             changed_set = snapshot.changed_since(type_url, base)
@@ -720,17 +734,14 @@ class _DeltaStream(_SyncTracking):
                 changed_set, gone = changed_set & ts.names, gone & ts.names
             changed, removed = changed_set, sorted(gone)
         else:
-            known = ts.held(type_url)
-            versions = snapshot.resource_versions.get(type_url, {})
+            known = ts.held()
             wanted = available if ts.wildcard or ts.names is available else ts.names & available
             if not known:  # it holds nothing yet: everything it wants
                 changed_set = wanted
             else:
-                changed_set = frozenset(
-                    n for n in wanted if known.get(n) != versions[n] or n in force
-                )
+                changed_set = frozenset(n for n in wanted if known.get(n) != now[n] or n in force)
             changed, removed = changed_set, sorted(set(known) - available)
-        ts.base, ts.known = snapshot, {}
+        ts.base, ts.known = now, {}
         return changed, removed
 
     def send(self, type_url: str, *, force: Set[str]) -> None:

@@ -258,7 +258,7 @@ class SnapshotBuilder:
             log.error("not publishing: %s", err)
         else:
             if new and self.tracker is not None:
-                self.tracker.published(proxy.node_id, proxy.role, state.version, snapshot)
+                self.tracker.published(proxy.node_id, proxy.role, state.version, snapshot.serial)
             before = self._built.get(proxy.node_id)
             if before is not None and before < state.version:
                 latency = push_latency_s(self._changed_at, before, time.monotonic())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -38,6 +39,10 @@ from google.protobuf.message import Message
 from federation.controlplane import resource
 from federation.controlplane.generate.common import pack
 from federation.errors import InconsistentSnapshotError
+
+#: numbers :attr:`Snapshot.serial`
+_serials = itertools.count(1)
+_NO_VERSIONS: Mapping[str, str] = MappingProxyType({})
 
 
 def _hash(data: Iterable[bytes]) -> str:
@@ -89,7 +94,13 @@ class Snapshot:
     """Resources for one proxy, by type URL then name, with content-hash versions.
 
     Build with :meth:`build`. ``versions[type_url]`` changes iff that type's resources
-    changed; ``resource_versions[type_url][name]`` likewise per resource.
+    changed; ``resource_versions[type_url][name]`` likewise per resource. ``serial``: a
+    number no other snapshot of this process has, for who must tell snapshots apart without
+    holding them (a propagation trace, a stream's record of what its proxy holds).
+
+    A snapshot never refers to another: what it derives from an earlier one is kept with
+    that one's per-resource versions of the type, not with the snapshot (when each kept the
+    one before, every snapshot since the control plane started stayed in memory).
     """
 
     resources: Mapping[str, Mapping[str, Message]]
@@ -99,6 +110,7 @@ class Snapshot:
     _derived: dict[tuple[object, ...], object] = field(
         default_factory=dict, repr=False, compare=False
     )
+    serial: int = field(default_factory=lambda: next(_serials), compare=False)
 
     @classmethod
     def build(
@@ -158,33 +170,45 @@ class Snapshot:
             found = self._derived[key] = frozenset(self.resources.get(type_url, {}))
         return found  # type: ignore[return-value]
 
+    def versions_of(self, type_url: str) -> Mapping[str, str]:
+        """``resource_versions[type_url]`` (name -> version; one shared empty mapping for a
+        type it lacks). Snapshots share it while the type does not change, so a stream keeps
+        it to compare later snapshots with (:meth:`changed_since`) at no cost."""
+        return self.resource_versions.get(type_url, _NO_VERSIONS)
+
     def _per_pair(
-        self, what: str, type_url: str, earlier: Snapshot, compute: Callable[[], frozenset[str]]
+        self,
+        what: str,
+        type_url: str,
+        then: Mapping[str, str],
+        compute: Callable[[], frozenset[str]],
     ) -> frozenset[str]:
-        """``compute()``, kept for this snapshot, ``what``, type and ``earlier``."""
-        key = (what, type_url, id(earlier))
+        """``compute()``, kept for this snapshot, ``what``, type and ``then`` (an earlier
+        snapshot's :meth:`versions_of`, held: never the earlier snapshot itself)."""
+        key = (what, type_url, id(then))
         found = self._derived.get(key)
-        if found is None or found[0] is not earlier:  # type: ignore[index]
-            found = self._derived[key] = (earlier, compute())
+        if found is None or found[0] is not then:  # type: ignore[index]
+            found = self._derived[key] = (then, compute())
         return found[1]  # type: ignore[index,no-any-return]
 
-    def changed_since(self, type_url: str, earlier: Snapshot) -> frozenset[str]:
-        """Names of ``type_url`` resources whose version differs from ``earlier``'s or
-        that ``earlier`` lacks (removed ones are not included). Computed once per pair."""
-        now = self.resource_versions.get(type_url, {})
-        then = earlier.resource_versions.get(type_url, {})
+    def changed_since(self, type_url: str, then: Mapping[str, str]) -> frozenset[str]:
+        """Names of ``type_url`` resources whose version differs from ``then``'s (an earlier
+        snapshot's :meth:`versions_of` the type) or that ``then`` lacks (removed ones are not
+        included). Computed once per pair."""
+        now = self.versions_of(type_url)
         return self._per_pair(
             "changed",
             type_url,
-            earlier,
+            then,
             lambda: frozenset(n for n, v in now.items() if then.get(n) != v),
         )
 
-    def removed_since(self, type_url: str, earlier: Snapshot) -> frozenset[str]:
-        """Names of ``type_url`` resources ``earlier`` has and this snapshot lacks. Computed
-        once per pair."""
+    def removed_since(self, type_url: str, then: Mapping[str, str]) -> frozenset[str]:
+        """Names in ``then`` (an earlier snapshot's :meth:`versions_of` the type) that this
+        snapshot lacks. Computed once per pair."""
+        names = self.names(type_url)
         return self._per_pair(
-            "removed", type_url, earlier, lambda: earlier.names(type_url) - self.names(type_url)
+            "removed", type_url, then, lambda: frozenset(n for n in then if n not in names)
         )
 
     def _remember(self, key: tuple[object, ...], body: bytes) -> bytes:
@@ -389,7 +413,9 @@ class SnapshotCache:
     def __init__(self) -> None:
         self._snapshots: dict[str, Snapshot] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._recently_checked: list[Snapshot] = []  # shared class snapshots: check once
+        # serials of shared class snapshots checked lately: each is checked once (serials,
+        # not snapshots: holding 16 snapshots of a large estate is hundreds of MB)
+        self._recently_checked: list[int] = []
         self.wakeups = 0  # streams woken (tests count them)
 
     def get_snapshot(self, node_id: str) -> Snapshot | None:
@@ -407,12 +433,12 @@ class SnapshotCache:
             InconsistentSnapshotError: listing the dangling references; nothing is published.
         """
         held = self._snapshots.get(node_id)  # published, so consistent
-        if any(snapshot is s for s in self._recently_checked):
+        if snapshot.serial in self._recently_checked:
             problems: list[str] = []
         else:
             problems = snapshot.problems(since=held)
             if not problems:
-                self._recently_checked = [snapshot, *self._recently_checked[:15]]
+                self._recently_checked = [snapshot.serial, *self._recently_checked[:15]]
         if problems:
             raise InconsistentSnapshotError(
                 f"snapshot for {node_id} is inconsistent: " + "; ".join(problems[:5])

@@ -46,7 +46,7 @@ KEEP = 64
 WINDOW_S = 30.0
 
 
-#: Snapshots of a proxy remembered per trace until its ACK: the first one that carries the
+#: Snapshots (serials) of a proxy remembered per trace until its ACK: the first one that carries the
 #: change and the newest ones published after it (any of them held ends the hop).
 CANDIDATES_KEPT = 16
 
@@ -54,13 +54,15 @@ CANDIDATES_KEPT = 16
 @dataclass(slots=True)
 class ProxyHops:
     """One proxy in a trace: when its new snapshot was published, and ACKed (None: not
-    yet). ``snapshots``: the published objects that carry the change, the first one and any
-    published after it before the ACK (a stream may skip straight to a newer one); the hop
-    ends when the stream reports the first of them held."""
+    yet). ``snapshots``: the :attr:`~federation.controlplane.snapshot.Snapshot.serial` of
+    each published snapshot that carries the change, the first one and any published after
+    it before the ACK (a stream may skip straight to a newer one); the hop ends when the
+    stream reports the first of them held. Serials, not snapshots: 64 traces holding a
+    large estate's snapshots would keep hundreds of MB alive."""
 
     role: str
     published_at: float
-    snapshots: list[object] = field(repr=False)
+    snapshots: list[int] = field(repr=False)
     acked_at: float | None = None
 
 
@@ -190,8 +192,8 @@ class PropagationTracker:
         self._observe("apply", now - received_at)
         self._records.append(TraceRecord(trace, received_at, now, version))
 
-    def published(self, node_id: str, role: str, version: int, snapshot: object) -> None:
-        """``node_id`` got a new snapshot built from registry ``version``."""
+    def published(self, node_id: str, role: str, version: int, snapshot: int) -> None:
+        """``node_id`` got a new snapshot (its serial) built from registry ``version``."""
         now = self.clock()
         for record in self._records:
             hops = record.proxies.get(node_id)
@@ -205,17 +207,13 @@ class PropagationTracker:
                 record.proxies[node_id] = ProxyHops(role, now, [snapshot])
                 self._observe("build", now - record.applied_at)
 
-    def synced(self, node_id: str, snapshot: object) -> None:
-        """``node_id`` holds ``snapshot``: every type as of it ACKed (the stream reports each
-        snapshot it was given once, in order)."""
+    def synced(self, node_id: str, snapshot: int) -> None:
+        """``node_id`` holds the snapshot whose serial is ``snapshot``: every type as of it
+        ACKed (the stream reports each snapshot it was given once, in order)."""
         now = self.clock()
         for record in self._records:
             hops = record.proxies.get(node_id)
-            if (
-                hops is not None
-                and hops.acked_at is None
-                and any(s is snapshot for s in hops.snapshots)
-            ):
+            if hops is not None and hops.acked_at is None and snapshot in hops.snapshots:
                 hops.acked_at = now
                 self._observe("ack", now - hops.published_at)
                 self._observe("total", now - record.trace.changed_at)

@@ -34,10 +34,10 @@ def test_a_trace_records_every_hop_and_only_the_proxies_it_altered() -> None:
     clock.now = 999.03
     tracker.applied(trace, received_at=999.027, version=41)
     clock.now = 999.05
-    snapshot = object()
+    snapshot = 11  # snapshots are named by their serials
     tracker.published("sidecar~demo~x", "sidecar", 41, snapshot)
-    tracker.published("old~node", "sidecar", 40, object())  # built from an older version
-    tracker.synced("sidecar~demo~x", object())  # another snapshot's ACK: not this one
+    tracker.published("old~node", "sidecar", 40, 12)  # built from an older version
+    tracker.synced("sidecar~demo~x", 13)  # another snapshot's ACK: not this one
     clock.now = 999.08
     tracker.synced("sidecar~demo~x", snapshot)
     tracker.applied(trace, received_at=999.5, version=42)  # the same change again: ignored
@@ -65,7 +65,7 @@ def test_a_trace_records_every_hop_and_only_the_proxies_it_altered() -> None:
 def test_a_stream_is_synced_only_once_every_response_of_the_snapshot_is_acked() -> None:
     queue: asyncio.Queue = asyncio.Queue()
     stream = _SotwStream("n1", StatusRegistry().open("n1", "sidecar", "sotw"), queue)
-    synced: list[Snapshot] = []
+    synced: list[int] = []
     stream.on_synced = lambda node, snap: synced.append(snap)
     first = _snapshot("a")
     stream.on_snapshot(first)
@@ -90,7 +90,7 @@ def test_a_stream_is_synced_only_once_every_response_of_the_snapshot_is_acked() 
     stream.handle(nack)
     assert synced == []  # a NACK is not a sync
     stream.handle(_eds_ack(eds))
-    assert synced == [first]
+    assert synced == [first.serial]
 
 
 def _with_endpoints(count: int) -> Snapshot:
@@ -129,11 +129,12 @@ def _eds_ack(eds: discovery_pb2.DiscoveryResponse) -> discovery_pb2.DiscoveryReq
     )
 
 
-def _recorded(kind: Any, protocol: str) -> tuple[Any, asyncio.Queue, list[Snapshot]]:
-    """A stream of class ``kind`` and the snapshots it reports held, in order."""
+def _recorded(kind: Any, protocol: str) -> tuple[Any, asyncio.Queue, list[int]]:
+    """A stream of class ``kind`` and the serials of the snapshots it reports held, in
+    order."""
     queue: asyncio.Queue = asyncio.Queue()
     stream = kind("n1", StatusRegistry().open("n1", "sidecar", protocol), queue)
-    synced: list[Snapshot] = []
+    synced: list[int] = []
     stream.on_synced = lambda node, snap: synced.append(snap)
     return stream, queue, synced
 
@@ -171,11 +172,11 @@ def test_a_snapshot_is_held_once_its_responses_are_acked_even_if_a_newer_one_cam
         stream.handle(_eds_ack(eds))
 
     ack(eds1)
-    assert synced == [first]
+    assert synced == [first.serial]
     ack(eds2)
-    assert synced == [first, second]
+    assert synced == [first.serial, second.serial]
     ack(eds2)  # again: nothing new
-    assert synced == [first, second]
+    assert synced == [first.serial, second.serial]
 
 
 def test_a_delta_stream_reports_each_snapshot_held_in_order() -> None:
@@ -209,11 +210,11 @@ def test_a_delta_stream_reports_each_snapshot_held_in_order() -> None:
     (eds2,) = _responses(queue, discovery_pb2.DeltaDiscoveryResponse)[resource.ENDPOINT]
     for response in sent[resource.ENDPOINT]:
         ack(response)
-    assert synced == [first] and eds1 in sent[resource.ENDPOINT] and cds
+    assert synced == [first.serial] and eds1 in sent[resource.ENDPOINT] and cds
     ack(eds2, error="bad")
-    assert synced == [first]
+    assert synced == [first.serial]
     ack(eds2)
-    assert synced == [first, second]
+    assert synced == [first.serial, second.serial]
 
 
 def test_a_trace_ends_when_the_first_snapshot_carrying_the_change_is_held() -> None:
@@ -223,7 +224,7 @@ def test_a_trace_ends_when_the_first_snapshot_carrying_the_change_is_held() -> N
     tracker = PropagationTracker(ControlPlaneMetrics(), clock)
     tracker.applied(ChangeTrace("a", 7, 999.0, 999.01, 999.02, 999.025), 999.027, 41)
     clock.now = 1000.0
-    first, second = object(), object()
+    first, second = 21, 22
     tracker.published("n", "sidecar", 41, first)
     clock.now = 1000.2
     tracker.published("n", "sidecar", 42, second)  # the next change, before the ACK
