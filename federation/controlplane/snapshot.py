@@ -6,10 +6,11 @@ version and is not pushed again) and per resource (for delta xDS, and for the ch
 EDS/RDS responses of SotW streams). A snapshot is shared by every proxy of one class and by
 every stream of it, so what streams ask of it is computed once and kept on it: the wire bytes
 of a response's resources (:meth:`Snapshot.response_body`), the names that changed since an
-earlier snapshot (:meth:`Snapshot.changed_since`). Building from the previous snapshot reuses
-the hash of every resource object it shares with it (:meth:`Snapshot.build` ``previous``): a
-change to one service of a thousand hashes that service's resources only. :meth:`Snapshot.problems`
-checks consistency -- every EDS name a cluster uses, every RDS name a listener uses, every
+earlier snapshot (:meth:`Snapshot.changed_since`, kept with the earlier snapshot's versions,
+never with the snapshot: no snapshot keeps another alive). Building from the previous
+snapshot reuses the hash of every resource object it shares with it
+(:meth:`Snapshot.build` ``previous``): a change to one service of a thousand hashes that
+service's resources only. :meth:`Snapshot.problems` checks consistency -- every EDS name a cluster uses, every RDS name a listener uses, every
 cluster a route points at, every SDS secret referenced, exists -- and
 :meth:`SnapshotCache.set_snapshot` refuses an inconsistent snapshot (Envoy would accept a route
 to a missing cluster and answer 503).
