@@ -10,10 +10,10 @@ earlier snapshot (:meth:`Snapshot.changed_since`, kept with the earlier snapshot
 never with the snapshot: no snapshot keeps another alive). Building from the previous
 snapshot reuses the hash of every resource object it shares with it
 (:meth:`Snapshot.build` ``previous``): a change to one service of a thousand hashes that
-service's resources only. :meth:`Snapshot.problems` checks consistency -- every EDS name a cluster uses, every RDS name a listener uses, every
-cluster a route points at, every SDS secret referenced, exists -- and
-:meth:`SnapshotCache.set_snapshot` refuses an inconsistent snapshot (Envoy would accept a route
-to a missing cluster and answer 503).
+service's resources only. :meth:`Snapshot.problems` checks consistency -- every EDS name a
+cluster uses, every RDS name a listener uses, every cluster a route points at, every SDS
+secret referenced, exists -- and :meth:`SnapshotCache.set_snapshot` refuses an inconsistent
+snapshot (Envoy would accept a route to a missing cluster and answer 503).
 """
 
 from __future__ import annotations
