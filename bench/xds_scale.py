@@ -167,6 +167,24 @@ def _cluster_names(resp) -> list[str]:  # type: ignore[no-untyped-def]
     return names
 
 
+_DELTA_NAMES: dict[tuple[str, int], list[str]] = {}
+
+
+def _delta_names(resp) -> list[str]:  # type: ignore[no-untyped-def]
+    """The names of a delta response's resources (``Resource`` messages: field 3), read
+    once per version and count, as :func:`_cluster_names` reads SotW's once per version:
+    every stream of the class is sent the same first CDS, and reading 4,000 resources in
+    each of 1,000 clients measured the clients, not the server (delta's initial push at
+    1,000 services, same server code: 38.1 s with every client reading, 24.4 s so)."""
+    key = (resp.version_info, len(resp.resources))
+    names = _DELTA_NAMES.get(key)
+    if names is None:
+        names = _DELTA_NAMES[key] = [
+            discovery_pb2.Resource.FromString(r).name for r in resp.resources
+        ]
+    return names
+
+
 class Client:
     """One Envoy-like ADS client (SotW or delta) of the bench's one proxy class."""
 
@@ -233,10 +251,8 @@ class Client:
             if t == resource.CLUSTER and resource.ENDPOINT not in names:
                 if self.kind == "sotw":
                     names[resource.ENDPOINT] = _cluster_names(resp)
-                else:  # delta resources are Resource messages: their names are field 3
-                    names[resource.ENDPOINT] = [
-                        discovery_pb2.Resource.FromString(r).name for r in resp.resources
-                    ]
+                else:
+                    names[resource.ENDPOINT] = _delta_names(resp)
                 self.queue.put_nowait(self._request(resource.ENDPOINT, names[resource.ENDPOINT]))
             if t == resource.LISTENER and resource.ROUTE not in names:
                 names[resource.ROUTE] = ["outbound"]

@@ -419,8 +419,11 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                     break
                 if isinstance(item, Exception):
                     raise item
-                yield Outgoing(item)
-                del item
+                # not held here while suspended at the yield: gRPC resumes this generator
+                # only when it wants the next response, so an idle stream kept its last one
+                # (the Outgoing is emptied when serialized; the bytes were not)
+                outgoing, item = Outgoing(item), None
+                yield outgoing
         finally:
             for task in tasks:
                 task.cancel()

@@ -3,9 +3,9 @@
 Each snapshot kept what streams derived from an earlier one together with that earlier
 snapshot, which kept the one before it: after N changes all N snapshots (their resources,
 serialized bodies and packed resources: megabytes each for a sidecar of a thousand services)
-stayed in memory. Streams, the consistency check and propagation traces held snapshots too.
-These tests run the ADS state machines, the cache and the tracker as the server wires them,
-then count the snapshots still alive.
+stayed in memory. Streams, the consistency check and propagation traces held snapshots too,
+and an idle stream its last response. The first test runs the ADS state machines, the cache
+and the tracker as the server wires them, then counts the snapshots still alive.
 """
 
 from __future__ import annotations
@@ -121,3 +121,48 @@ async def test_snapshots_of_past_changes_are_not_kept_by_streams_cache_or_traces
     # in force: the current snapshot (the old code kept all CHANGES + 1)
     assert _alive() - before <= 1
     del snapshot
+
+
+class _Context:
+    """What ``_serve`` asks of a gRPC servicer context: no peer certificate here."""
+
+    def auth_context(self) -> dict:
+        return {}
+
+
+class _Callbacks:
+    async def on_stream_open(self, node, peer) -> str:  # type: ignore[no-untyped-def]
+        return "n1"
+
+    def on_stream_closed(self, node_id: str) -> None:
+        pass
+
+
+async def test_an_idle_stream_does_not_hold_the_last_response_it_sent() -> None:
+    """gRPC resumes a stream's response generator only when it wants the next response, so
+    whatever the generator's frame holds at its ``yield`` stays alive while the stream
+    idles: it held the last response's bytes (after an initial push, a whole EDS or RDS of
+    the estate, on every stream)."""
+    from federation.controlplane.ads import AggregatedDiscoveryService, serialize_response
+
+    cache = SnapshotCache()
+    await cache.set_snapshot("n1", Snapshot.build(_inputs(0)))
+    idle = asyncio.Event()
+
+    async def requests():  # type: ignore[no-untyped-def]
+        first = discovery_pb2.DiscoveryRequest(type_url=resource.CLUSTER)
+        first.node.id = "n1"
+        yield first
+        await idle.wait()  # the proxy sends nothing more
+
+    service = AggregatedDiscoveryService(cache, _Callbacks(), StatusRegistry())
+    responses = service._serve("sotw", requests(), _Context())  # type: ignore[arg-type]
+    try:
+        outgoing = await anext(responses)  # gRPC takes a response...
+        raw = serialize_response(outgoing)  # ...serializes and sends it
+        assert discovery_pb2.DiscoveryResponse.FromString(raw).type_url == resource.CLUSTER
+        assert outgoing.response is None
+        assert not any(r is raw for r in gc.get_referents(responses))
+    finally:
+        idle.set()
+        await responses.aclose()
