@@ -52,6 +52,7 @@ from federation.controlplane.status import StatusRegistry
 from federation.controlplane.telemetry import TrafficCounter, TrafficServicer
 from federation.controlplane.trace import PropagationTracker
 from federation.errors import InvalidDocumentError
+from federation.gc_pacing import QuietCollector
 from federation.netaddr import listen_ips, parse_host_port
 from federation.serving import load_or_create_token, serve_until_signalled, start_http, stop_all
 from federation.sync.messages import ControllerUpdate
@@ -77,8 +78,12 @@ WEBHOOK_BUNDLE_CHECK_S = 30
 class ControlPlane:
     """A running cluster control plane (see the module docstring)."""
 
-    def __init__(self, config: ControlPlaneConfig) -> None:
+    def __init__(self, config: ControlPlaneConfig, *, paced_gc: bool = False) -> None:
+        """``paced_gc``: take CPython's full garbage collections over for the process
+        (:class:`~federation.gc_pacing.QuietCollector`): for a process of its own (``serve``),
+        not for one that hosts other things (tests)."""
         self.config = config
+        self.gc = QuietCollector() if paced_gc else None
         self.registry = ServiceRegistry()
         self.cache = SnapshotCache()
         self.status = StatusRegistry()
@@ -210,6 +215,11 @@ class ControlPlane:
         self._gauges()
         self.builder.ready.set()
         self._tasks.append(self.builder.start())
+        if self.gc is not None:
+            self.gc.install()
+            collector = self.gc
+            self.registry.subscribe(lambda _state: collector.activity())
+            self._tasks.append(asyncio.create_task(collector.run(), name="paced-gc"))
 
         await self._start_grpc()
         await self._start_api(state_file)
@@ -655,10 +665,12 @@ class ControlPlane:
             await self._webhook_runner.cleanup()
         if self._kube_api is not None:
             await self._kube_api.close()
+        if self.gc is not None:
+            self.gc.uninstall()
         log.info("control plane for %s stopped", self.config.cluster)
 
 
 def serve(config: ControlPlaneConfig, started: Callable[[ControlPlane], None]) -> None:
     """Run a control plane until SIGTERM/SIGINT (blocks; owns the event loop); ``started``
     is called once it serves (``meshfed controlplane serve`` prints its addresses)."""
-    serve_until_signalled(lambda: ControlPlane(config), started)
+    serve_until_signalled(lambda: ControlPlane(config, paced_gc=True), started)
