@@ -279,11 +279,9 @@ async def measure(
     # what the others add is what a proxy costs (KiB/proxy), apart from the class (MiB)
     tasks = [asyncio.create_task(clients[0].run(channels[0]))]
     try:
-        await asyncio.wait(
-            [asyncio.ensure_future(clients[0].complete.wait()), tasks[0]],
-            timeout=timeout,
-            return_when="FIRST_COMPLETED",
-        )
+        ready = asyncio.ensure_future(clients[0].complete.wait())
+        await asyncio.wait([ready, tasks[0]], timeout=timeout, return_when="FIRST_COMPLETED")
+        ready.cancel()
         if not clients[0].complete.is_set():
             result["initial_s"] = f"first stream: >{timeout:.0f} or failed"
             return result
@@ -306,8 +304,8 @@ async def measure(
             return result
         result["initial_s"] = time.perf_counter() - started
         result["initial_cpu_s"] = cpu_s(pid) - cpu_before
-        others = max(1, n - 1)
-        result["rss_per_proxy_kib"] = (rss_mib(pid) - rss_one) * 1024 / others if n > 1 else "-"
+        others = n - 1  # the streams opened after the first
+        result["rss_per_proxy_kib"] = (rss_mib(pid) - rss_one) * 1024 / others if others else "-"
         samples: list[float] = []
         profiler = _profile(pid, f"{kind}-{services}x{n}")
         for u in range(updates):
@@ -335,7 +333,7 @@ async def measure(
         result["update_p50_ms"] = percentile(samples, 50)
         result["update_p99_ms"] = percentile(samples, 99)
         # after the updates, every stream idle: what a proxy costs to hold, not to push to
-        result["rss_idle_kib"] = (rss_mib(pid) - rss_one) * 1024 / others if n > 1 else "-"
+        result["rss_idle_kib"] = (rss_mib(pid) - rss_one) * 1024 / others if others else "-"
         return result
     finally:
         for task in tasks:
@@ -354,6 +352,7 @@ def run_code(
 ) -> list[tuple[str, int, str, dict[str, object]]]:
     rows = []
     for services in (int(x) for x in args.services.split(",")):
+        docs = documents(services, args.endpoints)
         # a control plane of its own per kind: the RSS columns of the second would otherwise
         # start from what the first left (its class's snapshot, memory freed late)
         for kind in args.kind.split(","):
@@ -363,7 +362,6 @@ def run_code(
             cp = start_controlplane(home, "east", xds, api, health=False, tree=tree)
             try:
                 tok = token(home, "east")
-                docs = documents(services, args.endpoints)
                 for i in range(0, len(docs), 900):
                     post(api, "/v1/apply", "---\n".join(docs[i : i + 900]), tok)
                 for n in (int(x) for x in args.clients.split(",")):
