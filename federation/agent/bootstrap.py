@@ -33,7 +33,7 @@ class BootstrapParams:
         admin_port: Envoy's admin interface, always bound to 127.0.0.1.
         locality: ``(region, zone, sub_zone)``.
         metadata: ``node.metadata`` (the ``meshfed.io/*`` keys the control plane reads).
-        delta: use incremental xDS (``DELTA_GRPC``) instead of state of the world.
+        delta: incremental xDS (``DELTA_GRPC``, the default) or state of the world (``GRPC``).
         identity_dir: the identity directory (``svid.json``, ``rootca.json``): absolute, or
             relative to Envoy's working directory -- spelled as the control plane's resources
             spell it (:meth:`~federation.sync.node.ProxyDescription.envoy_path`), so Envoy
@@ -51,7 +51,7 @@ class BootstrapParams:
     admin_port: int
     locality: tuple[str, str, str] = ("", "", "")
     metadata: dict[str, str] = field(default_factory=dict)
-    delta: bool = False
+    delta: bool = True
     identity_dir: str = ""
     xds_server_id: str = ""
     xds_server_name: str = ""

@@ -86,7 +86,7 @@ class AgentConfig:
         identity: :class:`IdentityOptions`.
         admin_port: Envoy's admin port on 127.0.0.1 (0: pick a free one).
         locality: ``region/zone/sub_zone`` (None: the control plane's cluster locality).
-        delta: use incremental (delta) xDS.
+        delta: incremental (delta) xDS, the default; False: state of the world.
         metrics_listen: the Prometheus endpoint's ``HOST:PORT`` ('' turns it off).
         envoy_log_level: Envoy's ``--log-level``.
         envoy_log: Envoy's log file (None: ``$MESHFED_HOME/proxies/NODE/envoy.log``).
@@ -99,7 +99,7 @@ class AgentConfig:
     identity: IdentityOptions = field(default_factory=IdentityOptions)
     admin_port: int = 0
     locality: str | None = None
-    delta: bool = False
+    delta: bool = True
     metrics_listen: str = "127.0.0.1:0"
     envoy_log_level: str = "warning"
     envoy_log: Path | None = None

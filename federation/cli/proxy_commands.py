@@ -85,7 +85,13 @@ common = [
     click.option(
         "--locality", default=None, help="[default: the control plane's cluster locality]"
     ),
-    click.option("--delta", is_flag=True, help="Use incremental (delta) xDS."),
+    click.option(
+        "--delta/--sotw",
+        default=True,
+        show_default=True,
+        help="xDS flavour: incremental (delta) ADS, which sends a change's resources only, or"
+        " state of the world, which resends every resource of a changed type.",
+    ),
     click.option(
         "--metrics-listen",
         default="127.0.0.1:0",

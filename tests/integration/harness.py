@@ -358,7 +358,7 @@ def start_sidecar(
     service_account: str = "default",
     locality: str,
     outbound_port: int = 15001,
-    delta: bool = False,
+    delta: bool = True,
 ) -> EnvoyProcess:
     loc = Locality.parse(locality)
     admin = free_port()

@@ -201,6 +201,25 @@ def test_the_gateway_is_its_cluster_s_gateway_identity_and_registers_nothing(cp)
         prepare_gateway(GatewayConfig(agent=_agent(cp), advertise="nope"))
 
 
+@pytest.mark.parametrize(
+    ("flags", "api_type"), [([], "DELTA_GRPC"), (["--sotw"], "GRPC"), (["--delta"], "DELTA_GRPC")]
+)
+def test_sidecars_and_gateways_speak_delta_xds_unless_told_sotw(cp, flags, api_type) -> None:
+    """The flag as ``meshfed proxy sidecar|gateway`` parse it, through to Envoy's ADS config."""
+    from federation.cli.proxy_commands import sidecar_cmd
+
+    args = ["--cluster", "east", "--controlplane", "127.0.0.1:15010", "--service", "echo"]
+    args += ["--app-port", "8080", *flags]
+    values = dict(sidecar_cmd.make_context("sidecar", args).params)
+    agent = AgentConfig.from_flags(values)
+    assert agent.delta is (api_type == "DELTA_GRPC")
+    for bootstrap in (
+        prepare_sidecar(_sidecar(cp, agent=_agent(cp, delta=agent.delta))).parts.settings.bootstrap,
+        prepare_gateway(GatewayConfig(agent=_agent(cp, delta=agent.delta))).settings.bootstrap,
+    ):
+        assert bootstrap["dynamic_resources"]["ads_config"]["api_type"] == api_type
+
+
 class FakeProcess:
     def __init__(self) -> None:
         self.returncode: int | None = None
