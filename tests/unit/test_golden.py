@@ -25,6 +25,7 @@ from federation.agent.config import AgentConfig, GrpcBootstrapConfig, SidecarCon
 from federation.agent.grpc_bootstrap import grpc_bootstrap
 from federation.agent.prepare import agent_settings
 from federation.agent.sidecar import sidecar_description, sidecar_entry
+from federation.controlplane import resource
 from federation.controlplane.generate.common import MeshContext
 from federation.controlplane.generate.proxy_config import generate
 from federation.controlplane.registry import ServiceRegistry
@@ -149,3 +150,6 @@ def test_generated_xds(role: str) -> None:
             json_format.MessageToDict(m, preserving_proto_field_name=True) for m in messages
         ]
     check_golden(f"xds/{role}.yaml", _yaml(doc))
+    # the ADS server resends a re-warmed cluster's EDS by the cluster's name (ads._rewarming)
+    eds = [c for c in out.get(resource.CLUSTER, []) if c.HasField("eds_cluster_config")]
+    assert eds and all(c.eds_cluster_config.service_name == c.name for c in eds)

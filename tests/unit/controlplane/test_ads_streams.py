@@ -212,6 +212,41 @@ def test_delta_sends_changes_and_removals_only() -> None:
     assert list(second.removed_resources) == ["b"] and len(second.resources) == 0
 
 
+def test_delta_resends_the_eds_of_the_clusters_a_cds_push_rewarms_and_no_other() -> None:
+    """An updated cluster is warmed anew and needs its EDS again; an unchanged one keeps its
+    endpoints, and a new one's EDS goes when Envoy subscribes to it."""
+    stream, _, queue = _delta()
+    stream.on_snapshot(_snapshot("a", "b", "z"))
+    stream.handle(discovery_pb2.DeltaDiscoveryRequest(type_url=resource.CLUSTER))
+    stream.handle(
+        discovery_pb2.DeltaDiscoveryRequest(
+            type_url=resource.ENDPOINT, resource_names_subscribe=["a", "b", "z"]
+        )
+    )
+    _drain_delta(queue)
+    updated = _snapshot("a", "b", "c", "z")
+    changed = cluster_pb2.Cluster()
+    changed.CopyFrom(updated.get(resource.CLUSTER)["a"])
+    changed.connect_timeout.FromMilliseconds(250)
+    clusters = {**updated.get(resource.CLUSTER), "a": changed}
+    stream.on_snapshot(
+        Snapshot.build(
+            {
+                **{t: list(updated.get(t).values()) for t in updated.resources},
+                resource.CLUSTER: list(clusters.values()),
+            }
+        )
+    )
+    sent = {r.type_url: sorted(x.name for x in r.resources) for r in _drain_delta(queue)}
+    assert sent == {resource.CLUSTER: ["a", "c"], resource.ENDPOINT: ["a"]}
+    stream.handle(
+        discovery_pb2.DeltaDiscoveryRequest(
+            type_url=resource.ENDPOINT, resource_names_subscribe=["c"]
+        )
+    )
+    assert [sorted(x.name for x in r.resources) for r in _drain_delta(queue)] == [["c"]]
+
+
 def test_delta_initial_versions_avoid_resending_known_resources() -> None:
     snap = _snapshot("a")
     stream, _, queue = _delta()
