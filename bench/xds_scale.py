@@ -20,12 +20,15 @@ Measured, per code and size:
 - ``class MiB``: the control plane's RSS growth over the first stream's push: the class's
   snapshot, shared by every stream of the class;
 - ``update p50/p99 ms``: one new endpoint of one service, posted to the API, until each
-  stream received the EDS response carrying it; ``--updates`` changes, N samples each;
+  stream received the EDS response carrying it; ``--updates`` changes, N samples each. With
+  ``--change service``: one new service (one endpoint), until each stream holds its route
+  (RDS) and, having subscribed to the new cluster's EDS as Envoy does, its endpoints;
 - ``KiB/proxy``: the control plane's RSS growth from the first stream's push to the end of
   the initial push, divided by the N - 1 other streams (it holds the push's buffers, some
   freed later);
 - ``KiB idle``: the same after the updates, every stream idle: what holding a proxy costs;
-- ``EDS bytes``: the size of the EDS response one update sent to one stream.
+- ``EDS bytes``: the size of the EDS response one update sent to one stream; with
+  ``--change service``, every byte one stream received for the change.
 
 Each kind gets a control plane of its own. The baseline is the code of ``--baseline-rev``
 (default ``ff34650``, before issue #37), run from a ``git worktree`` with the same Python,
@@ -51,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2, descriptor_pb2, message_factory
 
@@ -125,6 +129,17 @@ def documents(services: int, endpoints: int) -> list[str]:
     return docs
 
 
+def new_service(tag: str, service: int) -> str:
+    """A service of its own with one endpoint: the change ``--change service`` times."""
+    return (
+        "apiVersion: meshfed.io/v1alpha1\nkind: WorkloadEntry\n"
+        f"metadata: {{name: new-{tag}, namespace: demo}}\n"
+        f"spec: {{service: new-{tag}, address: 10.251.0.{service % 250 + 1},"
+        " tlsMode: disabled, locality: aws/us-east-1/us-east-1a,"
+        " healthCheck: {type: none}, ports: [{name: http, port: 8080}]}\n"
+    )
+
+
 def extra_workload(tag: str, service: int) -> str:
     """One more endpoint of ``svc<service>``: the change whose propagation is timed."""
     return (
@@ -167,6 +182,23 @@ def _cluster_names(resp) -> list[str]:  # type: ignore[no-untyped-def]
     return names
 
 
+_ASSIGNMENT_NAMES: dict[tuple[str, int], list[str]] = {}
+
+
+def _assignment_names(resp) -> list[str]:  # type: ignore[no-untyped-def]
+    """The cluster names of a SotW EDS response, read once per version and count."""
+    key = (resp.version_info, len(resp.resources))
+    names = _ASSIGNMENT_NAMES.get(key)
+    if names is None:
+        names = _ASSIGNMENT_NAMES[key] = [
+            endpoint_pb2.ClusterLoadAssignment.FromString(
+                any_pb2.Any.FromString(r).value
+            ).cluster_name
+            for r in resp.resources
+        ]
+    return names
+
+
 _DELTA_NAMES: dict[tuple[str, int], list[str]] = {}
 
 
@@ -206,6 +238,10 @@ class Client:
         self.watching = False
         self.changed_at = 0.0
         self.eds_bytes = 0
+        self.service_change = False  # watch for a new service (RDS + its EDS), not an endpoint
+        self.route_at = self.new_eds_at = 0.0
+        self.asked_new = False  # subscribed to the new cluster's EDS
+        self.new_names: set[str] = set()
 
     async def requests(self):  # type: ignore[no-untyped-def]
         while True:
@@ -234,10 +270,8 @@ class Client:
         names: dict[str, list[str]] = {}
         async for resp in call:
             t = resp.type_url
-            if self.watching and t == resource.ENDPOINT and not self.changed.is_set():
-                self.changed_at = time.perf_counter()
-                self.eds_bytes = resp.ByteSize()
-                self.changed.set()
+            if self.watching and not self.changed.is_set():
+                self._watched(resp)
             if self.kind == "sotw":
                 ack: object = discovery_pb2.DiscoveryRequest(
                     type_url=t,
@@ -254,6 +288,8 @@ class Client:
                 else:
                     names[resource.ENDPOINT] = _delta_names(resp)
                 self.queue.put_nowait(self._request(resource.ENDPOINT, names[resource.ENDPOINT]))
+            elif t == resource.CLUSTER and self.watching and self.service_change:
+                self._subscribe_new(resp, names)
             if t == resource.LISTENER and resource.ROUTE not in names:
                 names[resource.ROUTE] = ["outbound"]
                 self.queue.put_nowait(self._request(resource.ROUTE, ["outbound"]))
@@ -261,10 +297,47 @@ class Client:
             if len(self.types) == 4:
                 self.complete.set()
 
+    def _watched(self, resp) -> None:  # type: ignore[no-untyped-def]
+        """Count and time a response received while a change is watched."""
+        t, now = resp.type_url, time.perf_counter()
+        if not self.service_change:
+            if t == resource.ENDPOINT:
+                self.changed_at, self.eds_bytes = now, resp.ByteSize()
+                self.changed.set()
+            return
+        self.eds_bytes += resp.ByteSize()
+        if t == resource.ROUTE:
+            self.route_at = now
+        elif t == resource.ENDPOINT and self.asked_new and self.new_names & set(self._names(resp)):
+            self.new_eds_at = now
+        if self.route_at and self.new_eds_at:
+            self.changed_at = max(self.route_at, self.new_eds_at)
+            self.changed.set()
+
+    def _subscribe_new(self, resp, names: dict[str, list[str]]) -> None:  # type: ignore[no-untyped-def]
+        """Ask for the EDS of clusters a later CDS added, as Envoy does: delta subscribes
+        to the new names, SotW asks again for every name."""
+        if self.kind == "sotw":
+            now = _cluster_names(resp)
+            added = set(now) - set(names[resource.ENDPOINT])
+            names[resource.ENDPOINT] = now
+            if added:
+                self.queue.put_nowait(self._request(resource.ENDPOINT, now))
+        else:
+            added = set(_delta_names(resp)) - set(names[resource.ENDPOINT])
+            names[resource.ENDPOINT] = [*names[resource.ENDPOINT], *sorted(added)]
+            if added:
+                self.queue.put_nowait(self._request(resource.ENDPOINT, sorted(added)))
+        self.asked_new = self.asked_new or bool(added)
+        self.new_names |= added
+
+    def _names(self, resp) -> list[str]:  # type: ignore[no-untyped-def]
+        return _delta_names(resp) if self.kind == "delta" else _assignment_names(resp)
+
 
 async def measure(
     n: int, kind: str, services: int, updates: int, xds: int, api: int, tok: str, pid: int,
-    home: Path, timeout: float,
+    home: Path, timeout: float, change: str = "endpoint",
 ) -> dict[str, object]:  # fmt: skip
     rss_before, cpu_before = rss_mib(pid), cpu_s(pid)
     creds = client_credentials(home, "east", "demo", "bench")
@@ -311,11 +384,12 @@ async def measure(
         for u in range(updates):
             for c in clients:
                 c.changed.clear()
+                c.service_change = change == "service"
+                c.route_at = c.new_eds_at = 0.0
+                c.asked_new, c.eds_bytes, c.new_names = False, 0, set()
                 c.watching = True
             posted = time.perf_counter()
-            await asyncio.to_thread(
-                post, api, "/v1/apply", extra_workload(f"{n}-{u}", (u * 37) % services), tok
-            )
+            await asyncio.to_thread(post, api, "/v1/apply", _change(change, n, u, services), tok)
             try:
                 await asyncio.wait_for(
                     asyncio.gather(*(c.changed.wait() for c in clients)), timeout
@@ -342,9 +416,13 @@ async def measure(
         for ch in channels:
             await ch.close()
         for u in range(updates):
-            await asyncio.to_thread(
-                post, api, "/v1/delete", extra_workload(f"{n}-{u}", (u * 37) % services), tok
-            )
+            await asyncio.to_thread(post, api, "/v1/delete", _change(change, n, u, services), tok)
+
+
+def _change(change: str, n: int, u: int, services: int) -> str:
+    """The document of update ``u``: a new endpoint of a service, or a new service."""
+    maker = new_service if change == "service" else extra_workload
+    return maker(f"{n}-{u}", (u * 37) % services)
 
 
 def run_code(
@@ -367,7 +445,7 @@ def run_code(
                 for n in (int(x) for x in args.clients.split(",")):
                     r = asyncio.run(
                         measure(n, kind, services, args.updates, xds, api, tok, cp.pid, home,
-                                args.timeout)
+                                args.timeout, args.change)
                     )  # fmt: skip
                     rows.append((label, services, f"{kind} x{n}", r))
                     _print_row(rows[-1])
@@ -405,6 +483,12 @@ def main() -> None:
     parser.add_argument("--clients", default="1000")
     parser.add_argument("--kind", default="sotw", help="sotw, delta or sotw,delta")
     parser.add_argument("--updates", type=int, default=5)
+    parser.add_argument(
+        "--change",
+        choices=("endpoint", "service"),
+        default="endpoint",
+        help="what each update is: a new endpoint of a service, or a new service",
+    )
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--baseline-rev", default="ff34650")
     parser.add_argument("--no-baseline", action="store_true")
