@@ -97,6 +97,9 @@ class _SotwType:
     sent_version: str | None = None
     nonce: str = ""
     owed: bool = False
+    # what an owed response must carry besides the changes: the EDS of the clusters the last
+    # CDS pushes added or changed (they warm anew); None: every subscribed resource
+    rewarm: frozenset[str] | None = None
     # the per-resource versions of the snapshot the last response came from (its
     # Snapshot.versions_of the type; not the snapshot, which would stay in memory with it)
     sent: Mapping[str, str] | None = None
@@ -573,6 +576,7 @@ class _SotwStream(_SyncTracking):
         wildcard = type_url in resource.WILDCARD_TYPES and (not names or "*" in names)
         names = names - {"*"} if "*" in names else names
         changed = (names is not ts.names and names != ts.names) or wildcard != ts.wildcard
+        added = names - ts.names if changed and not wildcard else frozenset()
         if changed:
             ts.names = _shared(names, self.snapshot, type_url)
         elif names is not ts.names:
@@ -580,11 +584,38 @@ class _SotwStream(_SyncTracking):
         ts.wildcard = wildcard
         if self.snapshot is None:
             return
-        first = ts.sent_version is None
-        if first or changed or ts.owed:
+        if ts.sent_version is None or (changed and type_url in resource.WILDCARD_TYPES):
             self.send(type_url, whole=True)
+        elif changed or ts.owed:
+            # a subscription that grew gets the names it added; an answer owed after a
+            # CDS push, the re-warming clusters' EDS; both, whatever changed meanwhile
+            self._send_owed(type_url, added)
         elif self.snapshot.versions.get(type_url) != ts.sent_version:
             self.send(type_url)
+
+    def _send_owed(self, type_url: str, added: frozenset[str] = frozenset()) -> None:
+        ts = self.types[type_url]
+        if ts.owed and ts.rewarm is None:
+            self.send(type_url, whole=True)
+        else:
+            self.send(type_url, extra=added | ts.rewarm if ts.owed and ts.rewarm else added)
+
+    def _owe(self, fts: _SotwType, type_url: str, sent_before: Mapping[str, str] | None) -> None:
+        """After a CDS (LDS) response Envoy re-requests EDS (RDS) and the warming clusters
+        (listeners) wait for the answer. Only a cluster the push added or changed warms;
+        its EDS resource is named as it is (``eds_cluster_config.service_name``, see
+        :meth:`_DeltaStream._rewarming`), and SotW's EDS is not state of the world: what a
+        response leaves out is kept. So the answer carries the changed clusters' EDS, not
+        every subscribed one. A listener's routes are not named after it: every one."""
+        assert self.snapshot is not None
+        rewarm: frozenset[str] | None = None
+        if type_url == resource.CLUSTER and sent_before is not None:
+            rewarm = self.snapshot.changed_since(type_url, sent_before)
+        if fts.owed and (fts.rewarm is None or rewarm is None):
+            rewarm = None  # an answer already owed in whole stays whole
+        elif fts.owed and fts.rewarm is not None and rewarm is not None:
+            rewarm = fts.rewarm | rewarm
+        fts.owed, fts.rewarm = True, rewarm
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -596,33 +627,37 @@ class _SotwStream(_SyncTracking):
             if ts.sent_version is None:
                 self.send(type_url, whole=True)
             elif snapshot.versions.get(type_url) != ts.sent_version:
-                self.send(type_url, whole=ts.owed)
+                self._send_owed(type_url) if ts.owed else self.send(type_url)
         self._check_synced()
 
-    def send(self, type_url: str, *, whole: bool = False) -> None:
+    def send(
+        self, type_url: str, *, whole: bool = False, extra: frozenset[str] = frozenset()
+    ) -> None:
         """Send ``type_url`` from the current snapshot: every subscribed resource, or for
-        EDS/RDS without ``whole`` only those changed since the last response's snapshot
-        (nothing at all when none of the subscribed ones changed)."""
+        EDS/RDS without ``whole`` only those changed since the last response's snapshot and
+        the subscribed ones among ``extra`` (nothing at all when that is none)."""
         snapshot = self.snapshot
         assert snapshot is not None
         ts = self.types[type_url]
         version = snapshot.versions.get(type_url, "")
         names: frozenset[str] | None = None if ts.wildcard else ts.names
+        sent_before = ts.sent
         if not whole and ts.sent is not None and type_url not in resource.WILDCARD_TYPES:
             changed = snapshot.changed_since(type_url, ts.sent)
-            names = changed & ts.names
+            names = (changed | extra if extra else changed) & ts.names
             if not names:
                 ts.sent_version, ts.sent = version, snapshot.versions_of(type_url)
+                ts.owed, ts.rewarm = False, None
                 return
         body = snapshot.response_body(type_url, names)
         count = len(snapshot.resources.get(type_url, {})) if names is None else len(names)
-        ts.sent_version, ts.nonce, ts.owed = version, _nonce(), False
+        ts.sent_version, ts.nonce, ts.owed, ts.rewarm = version, _nonce(), False, None
         ts.sent = snapshot.versions_of(type_url)
         tstatus = self.status.type(type_url)
         tstatus.sent_version, tstatus.sent_nonce = version, ts.nonce
         follow = resource.FOLLOW_UP.get(type_url)
         if follow in self.types:
-            self.types[follow].owed = True
+            self._owe(self.types[follow], type_url, sent_before)
         log.debug(
             "%s <- %s v%s (%d resources)",
             self.node_id,

@@ -349,22 +349,33 @@ async def test_attack_an_unbuildable_node_does_not_stop_configuration_for_others
             server.registry.apply([_workload("echo-1", "127.0.0.9")])
 
             async def endpoint_arrives():
+                echo = ["outbound|8080||echo.demo.svc.clusterset.local"]
+                last_eds = eds
                 while True:
                     resp = await call.read()
                     if resp.type_url == resource.ENDPOINT and "127.0.0.9" in _endpoint_addresses(
                         resp
                     ):
                         return
+                    cds = resp.type_url == resource.CLUSTER
+                    last_eds = last_eds if cds else resp
                     await requests.put(
                         discovery_pb2.DiscoveryRequest(
                             type_url=resp.type_url,
                             version_info=resp.version_info,
                             response_nonce=resp.nonce,
-                            resource_names=[]
-                            if resp.type_url == resource.CLUSTER
-                            else ["outbound|8080||echo.demo.svc.clusterset.local"],
+                            resource_names=[] if cds else echo,
                         )
                     )
+                    if cds:  # as Envoy does: EDS of the clusters it now has
+                        await requests.put(
+                            discovery_pb2.DiscoveryRequest(
+                                type_url=resource.ENDPOINT,
+                                version_info=last_eds.version_info,
+                                response_nonce=last_eds.nonce,
+                                resource_names=echo,
+                            )
+                        )
 
             await asyncio.wait_for(endpoint_arrives(), 10)
         finally:

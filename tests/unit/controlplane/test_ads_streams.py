@@ -43,6 +43,12 @@ def _snapshot(*clusters: str) -> Snapshot:
     )
 
 
+def _assignment(packed: Any) -> endpoint_pb2.ClusterLoadAssignment:
+    out = endpoint_pb2.ClusterLoadAssignment()
+    packed.Unpack(out)
+    return out
+
+
 def _drain(queue: asyncio.Queue, kind: Any = discovery_pb2.DiscoveryResponse) -> list:
     """The responses queued (bytes parsed as ``kind``)."""
     items = []
@@ -141,11 +147,16 @@ def test_eds_is_answered_after_cds_even_with_same_version_and_nonce() -> None:
     eds = _drain(queue)[0]
     stream.handle(_req(resource.ENDPOINT, names=["a"], version=eds.version_info, nonce=eds.nonce))
     assert queue.empty()
-    # a CDS update (cluster b added, a unchanged): Envoy re-requests EDS for a and b while
-    # clusters warm. b is a new name, so it is answered anyway; the real test is the next one.
+    # a CDS update (cluster b added, a unchanged): Envoy re-requests EDS for a and b while b
+    # warms; the answer carries b, the name it added -- a did not change and does not warm
     stream.on_snapshot(_snapshot("a", "b"))
     pushed = _drain(queue)
-    assert [r.type_url for r in pushed] == [resource.CLUSTER, resource.ENDPOINT]
+    assert [r.type_url for r in pushed] == [resource.CLUSTER]
+    stream.handle(
+        _req(resource.ENDPOINT, names=["a", "b"], version=eds.version_info, nonce=eds.nonce)
+    )
+    (answer,) = _drain(queue)
+    assert [_assignment(r).cluster_name for r in answer.resources] == ["b"]
 
 
 def test_eds_owed_after_cds_push_without_endpoint_change() -> None:
@@ -386,3 +397,131 @@ def test_a_delta_client_holds_exactly_what_it_wants_after_every_change(
         versions = snapshot.resource_versions[resource.ENDPOINT]
         want = set(versions) if wildcard else wanted & set(versions)
         assert held == {n: versions[n] for n in want}
+
+
+def _clusters_and_endpoints(state: dict[str, tuple[int, int]]) -> Snapshot:
+    """CDS and EDS: per name, a cluster whose content is set by the first number and its
+    ClusterLoadAssignment by the second."""
+    from envoy.config.core.v3 import base_pb2
+    from envoy.config.endpoint.v3 import endpoint_components_pb2
+
+    return Snapshot.build(
+        {
+            resource.CLUSTER: [
+                cluster_pb2.Cluster(
+                    name=name,
+                    type=cluster_pb2.Cluster.DiscoveryType.EDS,
+                    eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(service_name=name),
+                    connect_timeout={"seconds": 1 + c},
+                )
+                for name, (c, _) in sorted(state.items())
+            ],
+            resource.ENDPOINT: [
+                endpoint_pb2.ClusterLoadAssignment(
+                    cluster_name=name,
+                    endpoints=[
+                        endpoint_components_pb2.LocalityLbEndpoints(
+                            locality=base_pb2.Locality(zone=f"z{e}")
+                        )
+                    ],
+                )
+                for name, (_, e) in sorted(state.items())
+            ],
+        }
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(NAMES), st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=1
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    st.lists(st.booleans(), max_size=10),
+)
+def test_a_sotw_envoy_warms_every_cluster_and_holds_current_endpoints_after_every_change(
+    states: list[dict[str, tuple[int, int]]], late: list[bool]
+) -> None:
+    """A SotW client that behaves as Envoy does (wildcard CDS; after every CDS response it
+    asks EDS again for every cluster with the last EDS version and nonce, and an added or
+    changed cluster warms until an EDS response carries its assignment; EDS responses are
+    not state of the world: an assignment left out is kept): whatever the changes, and
+    whether a snapshot comes before or after the client's re-request, no cluster is left
+    warming and the client holds every cluster's current assignment. The server sends the
+    re-warming clusters' EDS only, not every subscribed one."""
+    stream, _, queue = _sotw()
+    snapshot = _clusters_and_endpoints(states[0])
+    stream.on_snapshot(snapshot)
+    stream.handle(_req(resource.CLUSTER))
+    held_clusters: dict[str, str] = {}
+    held_eds: dict[str, str] = {}
+    warming: set[str] = set()
+    last_eds: tuple[str, str] = ("", "")
+    pending: list[discovery_pb2.DiscoveryRequest] = []
+
+    def receive() -> None:
+        nonlocal last_eds
+        for response in _drain(queue):
+            if response.type_url == resource.CLUSTER:
+                clusters = {}
+                for r in response.resources:
+                    c = cluster_pb2.Cluster()
+                    r.Unpack(c)
+                    clusters[c.name] = c.SerializeToString(deterministic=True)
+                warming.update(n for n, v in clusters.items() if held_clusters.get(n) != v)
+                warming.intersection_update(clusters)
+                held_clusters.clear()
+                held_clusters.update(clusters)
+                for gone in set(held_eds) - set(clusters):
+                    del held_eds[gone]
+                ack = _req(resource.CLUSTER, version=response.version_info, nonce=response.nonce)
+                eds = _req(
+                    resource.ENDPOINT,
+                    names=sorted(clusters),
+                    version=last_eds[0],
+                    nonce=last_eds[1],
+                )
+                pending.extend([ack, eds])
+            else:
+                for r in response.resources:
+                    a = _assignment(r)
+                    if a.cluster_name in held_clusters:
+                        held_eds[a.cluster_name] = a.SerializeToString(deterministic=True)
+                        warming.discard(a.cluster_name)
+                last_eds = (response.version_info, response.nonce)
+                pending.append(
+                    _req(
+                        resource.ENDPOINT,
+                        names=sorted(held_clusters),
+                        version=response.version_info,
+                        nonce=response.nonce,
+                    )
+                )
+
+    def settle() -> None:
+        for _ in range(20):  # bounded: each round answers what the last one asked
+            receive()
+            if not pending:
+                return
+            while pending:
+                stream.handle(pending.pop(0))
+        raise AssertionError("the exchange did not settle")
+
+    settle()
+    for i, state in enumerate(states[1:]):
+        snapshot = _clusters_and_endpoints(state)
+        stream.on_snapshot(snapshot)
+        if i < len(late) and late[i]:
+            receive()  # the CDS is read; another snapshot comes before the re-request
+            snapshot = _clusters_and_endpoints({**state, **dict.fromkeys(list(state)[:1], (2, 2))})
+            stream.on_snapshot(snapshot)
+        settle()
+        assert not warming, f"clusters still warming: {sorted(warming)}"
+        want = {
+            n: a.SerializeToString(deterministic=True)
+            for n, a in snapshot.get(resource.ENDPOINT).items()
+        }
+        assert held_eds == want
