@@ -15,8 +15,10 @@ The server sees only :class:`~federation.controlplane.snapshot.SnapshotSource` a
   last good version and nothing is re-sent until the snapshot changes.
 - After a CDS (LDS) response, Envoy re-requests EDS (RDS) with an unchanged version and nonce
   while clusters (listeners) warm; that request is answered, else warming waits for the 15 s
-  initial-fetch timeout. Delta streams get the EDS/RDS of changed clusters/listeners pushed
-  right after the CDS/LDS response.
+  initial-fetch timeout. Only the clusters the push added or changed warm, and the answer
+  carries their EDS (a cluster's EDS resource is named as the cluster), not every subscribed
+  one; after an LDS push, every subscribed RDS. Delta streams get that EDS (RDS) pushed
+  right after the CDS (LDS) response.
 - LDS and CDS with no resource names (or ``*``) are wildcard subscriptions (Envoy); other
   types, and gRPC's named LDS/CDS, get only the names asked for.
 - Only what changed is sent. A snapshot change pushes only the types whose version changed
@@ -24,8 +26,9 @@ The server sees only :class:`~federation.controlplane.snapshot.SnapshotSource` a
   get the whole state of the world for LDS and CDS, whose responses must hold every resource,
   but for EDS and RDS only the resources that changed since the snapshot the stream last
   sent: in SotW those types are incremental, and a resource left out of a response is kept
-  (xDS protocol, "Grouping Resources into Responses"). The first response, a changed
-  subscription, and the re-request after a CDS/LDS push still get everything subscribed.
+  (xDS protocol, "Grouping Resources into Responses"). The first response gets everything
+  subscribed, a subscription that grew the names it added, the re-request after a CDS push
+  the re-warming clusters' EDS (after an LDS push, every subscribed RDS).
 - Bytes, not messages, are queued for SotW streams: a response's resources are serialized
   once per snapshot and name set (:meth:`Snapshot.response_body`) and shared by every
   stream of the proxy class; each stream appends its own version and nonce.
