@@ -96,6 +96,7 @@ def up_cmd(filename: Path | None, detach: bool, isolate: bool) -> None:
         with Live(console=Console(stderr=False), refresh_per_second=2) as live:
             while not stop["flag"]:
                 live.update(live_table(desc, controller_traffic(home, info["controller"])))
+                runner.reap()  # what `demo kill` stopped: no zombie kept until up ends
                 time.sleep(1)
     finally:
         click.echo("stopping...", err=True)

@@ -106,13 +106,24 @@ class Record:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` has a member that has not exited. ``killpg(pgid, 0)``
+    alone also succeeds for a group of zombies -- a process that exited and that its parent
+    (a foreground ``meshfed up``) has not reaped yet -- and ``meshfed demo kill`` then
+    waited its whole timeout for processes that had stopped at once."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 #: How often :func:`stop_processes` says what it still waits for (s).

@@ -148,6 +148,38 @@ def test_stop_also_stops_what_a_dead_process_left_in_its_group(tmp_path) -> None
             os.kill(child, signal.SIGKILL)
 
 
+def test_a_stopped_process_its_parent_has_not_reaped_counts_as_stopped(tmp_path) -> None:
+    """``meshfed demo kill`` stops processes a foreground ``meshfed up`` started: each exits
+    at once but stays a zombie until ``up`` reaps it, and its group still answers
+    ``killpg(pgid, 0)``. It counted as running: every kill waited its whole timeout, then
+    reported the apps "not stopped in 15 s, killed"."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c',"
+            " 'import time; time.sleep(60)'], start_new_session=True); print(p.pid, flush=True);"
+            " time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    said: list[str] = []
+    try:
+        start = process_start_time(child)
+        assert start is not None
+        record = ProcessRecord("app", [], child, start, "log", "test")
+        assert stop_processes([record], timeout_s=30, progress=said.append) == ["app"]
+        assert not [line for line in said if "killed" in line or "waiting" in line], said
+        assert Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+
+
 def test_extra_ports_and_the_workload_of_the_sidecar_command() -> None:
     from federation.model.workload import ServicePort, parse_port_spec, sidecar_workload
 
