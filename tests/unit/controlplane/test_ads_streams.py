@@ -24,17 +24,22 @@ from federation.controlplane.snapshot import Snapshot
 from federation.controlplane.status import StatusRegistry, sync_state
 
 
+def _eds_cluster(name: str, connect_timeout_s: int | None = None) -> cluster_pb2.Cluster:
+    """An EDS cluster whose EDS resource is named as it is (as meshfed makes them)."""
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.DiscoveryType.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(service_name=name),
+    )
+    if connect_timeout_s is not None:
+        cluster.connect_timeout.FromSeconds(connect_timeout_s)
+    return cluster
+
+
 def _snapshot(*clusters: str) -> Snapshot:
     return Snapshot.build(
         {
-            resource.CLUSTER: [
-                cluster_pb2.Cluster(
-                    name=c,
-                    type=cluster_pb2.Cluster.DiscoveryType.EDS,
-                    eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(service_name=c),
-                )
-                for c in clusters
-            ],
+            resource.CLUSTER: [_eds_cluster(c) for c in clusters],
             resource.ENDPOINT: [
                 endpoint_pb2.ClusterLoadAssignment(cluster_name=c) for c in clusters
             ],
@@ -170,14 +175,7 @@ def test_eds_owed_after_cds_push_without_endpoint_change() -> None:
     # the cluster changes, its endpoints do not
     changed = Snapshot.build(
         {
-            resource.CLUSTER: [
-                cluster_pb2.Cluster(
-                    name="a",
-                    type=cluster_pb2.Cluster.DiscoveryType.EDS,
-                    eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(service_name="a"),
-                    connect_timeout={"seconds": 2},
-                )
-            ],
+            resource.CLUSTER: [_eds_cluster("a", 2)],
             resource.ENDPOINT: [endpoint_pb2.ClusterLoadAssignment(cluster_name="a")],
         }
     )
@@ -304,26 +302,24 @@ def test_a_type_with_nothing_left_to_hold_is_synced_without_an_ack() -> None:
     assert sync_state(behind, "c18cd979") == "STALE"
 
 
-def _endpoints(state: dict[str, int], previous: Snapshot | None) -> Snapshot:
-    """EDS only: one ClusterLoadAssignment per name, its content (so its version) set by the
-    number (an endpoint weight)."""
+def _assignment_of(name: str, zone: int) -> endpoint_pb2.ClusterLoadAssignment:
+    """A ClusterLoadAssignment whose content (so its version) is set by ``zone``."""
     from envoy.config.core.v3 import base_pb2
     from envoy.config.endpoint.v3 import endpoint_components_pb2
 
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=name,
+        endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(locality=base_pb2.Locality(zone=f"z{zone}"))
+        ],
+    )
+
+
+def _endpoints(state: dict[str, int], previous: Snapshot | None) -> Snapshot:
+    """EDS only: one ClusterLoadAssignment per name, its content (so its version) set by the
+    number (an endpoint weight)."""
     return Snapshot.build(
-        {
-            resource.ENDPOINT: [
-                endpoint_pb2.ClusterLoadAssignment(
-                    cluster_name=name,
-                    endpoints=[
-                        endpoint_components_pb2.LocalityLbEndpoints(
-                            locality=base_pb2.Locality(zone=f"z{weight}")
-                        )
-                    ],
-                )
-                for name, weight in sorted(state.items())
-            ]
-        },
+        {resource.ENDPOINT: [_assignment_of(n, weight) for n, weight in sorted(state.items())]},
         previous,
     )
 
@@ -402,31 +398,10 @@ def test_a_delta_client_holds_exactly_what_it_wants_after_every_change(
 def _clusters_and_endpoints(state: dict[str, tuple[int, int]]) -> Snapshot:
     """CDS and EDS: per name, a cluster whose content is set by the first number and its
     ClusterLoadAssignment by the second."""
-    from envoy.config.core.v3 import base_pb2
-    from envoy.config.endpoint.v3 import endpoint_components_pb2
-
     return Snapshot.build(
         {
-            resource.CLUSTER: [
-                cluster_pb2.Cluster(
-                    name=name,
-                    type=cluster_pb2.Cluster.DiscoveryType.EDS,
-                    eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(service_name=name),
-                    connect_timeout={"seconds": 1 + c},
-                )
-                for name, (c, _) in sorted(state.items())
-            ],
-            resource.ENDPOINT: [
-                endpoint_pb2.ClusterLoadAssignment(
-                    cluster_name=name,
-                    endpoints=[
-                        endpoint_components_pb2.LocalityLbEndpoints(
-                            locality=base_pb2.Locality(zone=f"z{e}")
-                        )
-                    ],
-                )
-                for name, (_, e) in sorted(state.items())
-            ],
+            resource.CLUSTER: [_eds_cluster(name, 1 + c) for name, (c, _) in sorted(state.items())],
+            resource.ENDPOINT: [_assignment_of(name, e) for name, (_, e) in sorted(state.items())],
         }
     )
 
