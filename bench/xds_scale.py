@@ -167,54 +167,41 @@ def _profile(pid: int, label: str) -> subprocess.Popen[bytes] | None:
     return subprocess.Popen([*argv, "--nonblocking"], stdout=subprocess.DEVNULL)
 
 
-_CLUSTER_NAMES: dict[str, list[str]] = {}  # CDS version -> cluster names (parsed once)
+_NAMES: dict[tuple[str, str, int], list[str]] = {}
+
+
+def _read_names(resp, name_of) -> list[str]:  # type: ignore[no-untyped-def]
+    """The names of a response's resources (``name_of`` reads one), read once per type,
+    version and count: every stream of the class is sent the same responses, and reading
+    4,000 resources in each of 1,000 clients measured the clients, not the server (delta's
+    initial push at 1,000 services, same server code: 38.1 s with every client reading,
+    24.4 s so)."""
+    key = (resp.type_url, resp.version_info, len(resp.resources))
+    names = _NAMES.get(key)
+    if names is None:
+        names = _NAMES[key] = [name_of(r) for r in resp.resources]
+    return names
 
 
 def _cluster_names(resp) -> list[str]:  # type: ignore[no-untyped-def]
-    names = _CLUSTER_NAMES.get(resp.version_info)
-    if names is None:
-        names = []
-        for raw in resp.resources:
-            cluster = cluster_pb2.Cluster()
-            any_pb2.Any.FromString(raw).Unpack(cluster)
-            names.append(cluster.name)
-        _CLUSTER_NAMES[resp.version_info] = names
-    return names
-
-
-_ASSIGNMENT_NAMES: dict[tuple[str, int], list[str]] = {}
+    """The cluster names of a SotW CDS response."""
+    return _read_names(resp, lambda r: cluster_pb2.Cluster.FromString(_any_value(r)).name)
 
 
 def _assignment_names(resp) -> list[str]:  # type: ignore[no-untyped-def]
-    """The cluster names of a SotW EDS response, read once per version and count."""
-    key = (resp.version_info, len(resp.resources))
-    names = _ASSIGNMENT_NAMES.get(key)
-    if names is None:
-        names = _ASSIGNMENT_NAMES[key] = [
-            endpoint_pb2.ClusterLoadAssignment.FromString(
-                any_pb2.Any.FromString(r).value
-            ).cluster_name
-            for r in resp.resources
-        ]
-    return names
-
-
-_DELTA_NAMES: dict[tuple[str, int], list[str]] = {}
+    """The cluster names of a SotW EDS response."""
+    return _read_names(
+        resp, lambda r: endpoint_pb2.ClusterLoadAssignment.FromString(_any_value(r)).cluster_name
+    )
 
 
 def _delta_names(resp) -> list[str]:  # type: ignore[no-untyped-def]
-    """The names of a delta response's resources (``Resource`` messages: field 3), read
-    once per version and count, as :func:`_cluster_names` reads SotW's once per version:
-    every stream of the class is sent the same first CDS, and reading 4,000 resources in
-    each of 1,000 clients measured the clients, not the server (delta's initial push at
-    1,000 services, same server code: 38.1 s with every client reading, 24.4 s so)."""
-    key = (resp.version_info, len(resp.resources))
-    names = _DELTA_NAMES.get(key)
-    if names is None:
-        names = _DELTA_NAMES[key] = [
-            discovery_pb2.Resource.FromString(r).name for r in resp.resources
-        ]
-    return names
+    """The names of a delta response's resources (``Resource`` messages: field 3)."""
+    return _read_names(resp, lambda r: discovery_pb2.Resource.FromString(r).name)
+
+
+def _any_value(raw: bytes) -> bytes:
+    return any_pb2.Any.FromString(raw).value
 
 
 class Client:
@@ -240,8 +227,7 @@ class Client:
         self.eds_bytes = 0
         self.service_change = False  # watch for a new service (RDS + its EDS), not an endpoint
         self.route_at = self.new_eds_at = 0.0
-        self.asked_new = False  # subscribed to the new cluster's EDS
-        self.new_names: set[str] = set()
+        self.new_names: set[str] = set()  # the new clusters whose EDS it subscribed to
 
     async def requests(self):  # type: ignore[no-untyped-def]
         while True:
@@ -297,6 +283,14 @@ class Client:
             if len(self.types) == 4:
                 self.complete.set()
 
+    def watch(self, service_change: bool) -> None:
+        """Start watching for the next change (a new service, or a new endpoint)."""
+        self.changed.clear()
+        self.service_change = service_change
+        self.route_at = self.new_eds_at = 0.0
+        self.eds_bytes, self.new_names = 0, set()
+        self.watching = True
+
     def _watched(self, resp) -> None:  # type: ignore[no-untyped-def]
         """Count and time a response received while a change is watched."""
         t, now = resp.type_url, time.perf_counter()
@@ -308,7 +302,7 @@ class Client:
         self.eds_bytes += resp.ByteSize()
         if t == resource.ROUTE:
             self.route_at = now
-        elif t == resource.ENDPOINT and self.asked_new and self.new_names & set(self._names(resp)):
+        elif t == resource.ENDPOINT and self.new_names and self.new_names & set(self._names(resp)):
             self.new_eds_at = now
         if self.route_at and self.new_eds_at:
             self.changed_at = max(self.route_at, self.new_eds_at)
@@ -328,7 +322,6 @@ class Client:
             names[resource.ENDPOINT] = [*names[resource.ENDPOINT], *sorted(added)]
             if added:
                 self.queue.put_nowait(self._request(resource.ENDPOINT, sorted(added)))
-        self.asked_new = self.asked_new or bool(added)
         self.new_names |= added
 
     def _names(self, resp) -> list[str]:  # type: ignore[no-untyped-def]
@@ -383,11 +376,7 @@ async def measure(
         profiler = _profile(pid, f"{kind}-{services}x{n}")
         for u in range(updates):
             for c in clients:
-                c.changed.clear()
-                c.service_change = change == "service"
-                c.route_at = c.new_eds_at = 0.0
-                c.asked_new, c.eds_bytes, c.new_names = False, 0, set()
-                c.watching = True
+                c.watch(change == "service")
             posted = time.perf_counter()
             await asyncio.to_thread(post, api, "/v1/apply", _change(change, n, u, services), tok)
             try:

@@ -108,6 +108,17 @@ class _SotwType:
     sent: Mapping[str, str] | None = None
 
 
+def _rewarmed(type_url: str, changed: frozenset[str]) -> frozenset[str] | None:
+    """The EDS resources Envoy waits for after a CDS push of ``changed`` clusters, or None
+    (every subscribed one) after an LDS push. Only a cluster the push added or changed is
+    warmed anew; a cluster's EDS resource is named as the cluster
+    (``eds_cluster_config.service_name``, as :mod:`federation.controlplane.generate.clusters`
+    makes every EDS cluster), so only the changed clusters' EDS goes -- not all 4,000 of a
+    1,000-service sidecar for every added service. A listener's route configurations are
+    not named after it. Pure."""
+    return changed if type_url == resource.CLUSTER else None
+
+
 _NAME_SETS: dict[frozenset[str], frozenset[str]] = {}
 
 
@@ -605,15 +616,12 @@ class _SotwStream(_SyncTracking):
 
     def _owe(self, fts: _SotwType, type_url: str, sent_before: Mapping[str, str] | None) -> None:
         """After a CDS (LDS) response Envoy re-requests EDS (RDS) and the warming clusters
-        (listeners) wait for the answer. Only a cluster the push added or changed warms;
-        its EDS resource is named as it is (``eds_cluster_config.service_name``, see
-        :meth:`_DeltaStream._rewarming`), and SotW's EDS is not state of the world: what a
-        response leaves out is kept. So the answer carries the changed clusters' EDS, not
-        every subscribed one. A listener's routes are not named after it: every one."""
+        (listeners) wait for the answer: it is owed, and carries what :func:`_rewarmed`
+        says (SotW's EDS is not state of the world: what a response leaves out is kept)."""
         assert self.snapshot is not None
-        rewarm: frozenset[str] | None = None
-        if type_url == resource.CLUSTER and sent_before is not None:
-            rewarm = self.snapshot.changed_since(type_url, sent_before)
+        rewarm = None
+        if sent_before is not None:
+            rewarm = _rewarmed(type_url, self.snapshot.changed_since(type_url, sent_before))
         if fts.owed and (fts.rewarm is None or rewarm is None):
             rewarm = None  # an answer already owed in whole stays whole
         elif fts.owed and fts.rewarm is not None and rewarm is not None:
@@ -629,8 +637,10 @@ class _SotwStream(_SyncTracking):
                 continue
             if ts.sent_version is None:
                 self.send(type_url, whole=True)
+            elif snapshot.versions.get(type_url) != ts.sent_version and ts.owed:
+                self._send_owed(type_url)
             elif snapshot.versions.get(type_url) != ts.sent_version:
-                self._send_owed(type_url) if ts.owed else self.send(type_url)
+                self.send(type_url)
         self._check_synced()
 
     def send(
@@ -821,19 +831,14 @@ class _DeltaStream(_SyncTracking):
             self.send(follow, force=self._rewarming(type_url, changed))
 
     def _rewarming(self, type_url: str, changed: frozenset[str]) -> Set[str]:
-        """What Envoy needs sent again after ``changed`` clusters (listeners) of ``type_url``:
-        an added or updated cluster is warmed anew and waits for its ClusterLoadAssignment
-        (delta sends nothing for an unchanged subscribed name otherwise, and warming would
-        wait for the 15 s initial-fetch timeout); an unchanged one is not touched. A cluster's
-        EDS resource is named as the cluster (``eds_cluster_config.service_name``, as
-        :mod:`federation.controlplane.generate.clusters` makes every EDS cluster), so only
-        the changed clusters' EDS goes -- not all 4,000 of a 1,000-service sidecar on every
-        added service. A listener's route configurations are not named after it: every
-        subscribed one goes after a changed listener."""
+        """The subscribed EDS (RDS) resources to send again after ``changed`` clusters
+        (listeners) of ``type_url`` were sent (:func:`_rewarmed`): delta sends nothing for
+        an unchanged subscribed name otherwise, and warming would wait for the 15 s
+        initial-fetch timeout."""
         assert self.snapshot is not None
-        follow = resource.FOLLOW_UP[type_url]
-        fts = self.types[follow]
-        subscribed = self.snapshot.names(follow) if fts.wildcard else fts.names
-        if type_url == resource.CLUSTER:
-            return changed & subscribed
-        return subscribed
+        fts = self.types[resource.FOLLOW_UP[type_url]]
+        subscribed = (
+            self.snapshot.names(resource.FOLLOW_UP[type_url]) if fts.wildcard else fts.names
+        )
+        rewarmed = _rewarmed(type_url, changed)
+        return subscribed if rewarmed is None else rewarmed & subscribed

@@ -60,16 +60,20 @@ def meshfed_argv() -> list[str]:
     return [found] if found else [sys.executable, "-m", "federation.cli.main"]
 
 
+def _running_stat(path: Path) -> list[str] | None:
+    """The fields of a ``/proc/<pid>/stat`` after the command name (state first, then ppid,
+    pgrp, ...), None if the process is gone or a zombie (it has exited)."""
+    try:
+        fields = path.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields
+
+
 def process_start_time(pid: int) -> int | None:
     """Field 22 of ``/proc/<pid>/stat`` (clock ticks since boot), None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return int(fields[19])
+    fields = _running_stat(Path(f"/proc/{pid}/stat"))
+    return None if fields is None else int(fields[19])
 
 
 def process_alive(record: ProcessRecord) -> bool:
@@ -116,14 +120,10 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        if fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
+    return any(
+        fields is not None and fields[2] == str(pgid)
+        for fields in map(_running_stat, Path("/proc").glob("[0-9]*/stat"))
+    )
 
 
 #: How often :func:`stop_processes` says what it still waits for (s).
