@@ -59,6 +59,15 @@ class ConfigError(FederationError):
     registered or written. Not retryable (exit code 2)."""
 
 
+class ListenError(FederationError):
+    """A server cannot listen on the address it was given: the message names the flag
+    (e.g. ``--xds-listen``), the address and the reason (address in use, not an address of
+    this host, permission denied); nothing was started. Retryable (exit code 1): the
+    address may be free later."""
+
+    retryable = True
+
+
 class ProxyBuildError(FederationError):
     """A proxy's configuration could not be generated (its stream is refused; the cause is
     chained and logged; other proxies are unaffected)."""

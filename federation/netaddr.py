@@ -57,6 +57,13 @@ def listen_ips(*listens: str) -> list[str]:
 #: 32768-60999 by default), so that no port the kernel hands out -- to a ``bind(0)`` or to
 #: the source of an outgoing connection -- can take one between the pick and its use.
 _PICK_LOW = 10000
+#: Ports with fixed defaults in meshfed (and in Istio, whose reserved ports they follow):
+#: 15000-15099 (Envoy admin 15000, outbound 15001, inbound 15006, xDS 15010, certificates
+#: 15012, API 15014, metrics 15020, health 15021, controller 15080 and 15090) and 15443-15499
+#: (the east-west gateway's 15443, zone gateways from 15444 up). :func:`free_port` never picks
+#: them, so that a picked port never meets a process started with its defaults (an Envoy
+#: and a gRPC server would share such a port: both set ``SO_REUSEPORT`` unless told not to).
+_FIXED_DEFAULTS = (range(15000, 15100), range(15443, 15500))
 _handed_out: set[tuple[str, int]] = set()
 _lock = threading.Lock()
 
@@ -78,13 +85,16 @@ def _bindable(host: str, port: int) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` now, never handed out before by this process, and outside
-    the kernel's ephemeral range (see :data:`_PICK_LOW`); another process may still take it
+    """A TCP port free on ``host`` now, never handed out before by this process, outside the
+    kernel's ephemeral range (see :data:`_PICK_LOW`) and not one of meshfed's fixed defaults
+    (:data:`_FIXED_DEFAULTS`); another process may still take it
     before it is bound. Falls back to a kernel-chosen port when that range is too small."""
     high = _ephemeral_low()
     with _lock:
         for _ in range(200) if high - _PICK_LOW > 1000 else ():
             port = random.randrange(_PICK_LOW, high)  # noqa: S311 - not security
+            if any(port in fixed for fixed in _FIXED_DEFAULTS):
+                continue
             if (host, port) not in _handed_out and _bindable(host, port):
                 _handed_out.add((host, port))
                 return port

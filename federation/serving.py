@@ -5,9 +5,11 @@ gRPC server. Shared by both; imports neither."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import secrets
 import signal
+import socket
 import ssl
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Protocol, TypeVar
 import grpc
 from aiohttp import web
 
+from federation.errors import ListenError
 from federation.netaddr import parse_host_port
 from trust.files import CERT_FILE_MODE, KEY_FILE_MODE, ensure_dir, write_atomic
 
@@ -76,20 +79,81 @@ async def start_http(
     app: web.Application, listen: str, what: str, ssl_context: ssl.SSLContext | None = None
 ) -> tuple[web.AppRunner, int]:
     """Serve ``app`` on ``listen`` (HTTPS with ``ssl_context``); returns the runner and the
-    bound port.
+    bound port. aiohttp does not set ``SO_REUSEPORT``: an address in use is refused.
 
     Raises:
         ValueError: ``listen`` is not HOST:PORT (the message names ``what``).
-        OSError: the address is in use.
+        federation.errors.ListenError: the address cannot be listened on (in use, not an
+            address of this host); the runner is cleaned up.
     """
+    host, port = parse_host_port(listen, what=what)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    host, port = parse_host_port(listen, what=what)
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as err:
+        await runner.cleanup()
+        raise ListenError(f"{what} {listen}: {_reason(err)}") from err
     server = site._server  # aiohttp exposes the bound port only here
     assert isinstance(server, asyncio.Server)
     return runner, int(server.sockets[0].getsockname()[1])
+
+
+#: Channel arguments of every gRPC server meshfed starts. gRPC's C core sets ``SO_REUSEPORT``
+#: on its listening sockets unless told not to (``grpc.so_reuseport``, on by default on
+#: Linux), and Envoy does on its listeners (``Listener.enable_reuse_port``): a control plane
+#: started on an address that a sidecar, another control plane or any process of the same
+#: user already listens on would not fail but share it, the kernel handing each new
+#: connection to one of them (a workload asking for its SVID could reach an Envoy listener
+#: instead). Off, such an address is refused with a :class:`~federation.errors.ListenError`.
+GRPC_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.so_reuseport", 0),)
+
+
+def make_grpc_server(*interceptors: grpc.aio.ServerInterceptor) -> grpc.aio.Server:
+    """A ``grpc.aio`` server with :data:`GRPC_SERVER_OPTIONS` and ``interceptors``."""
+    return grpc.aio.server(interceptors=list(interceptors) or None, options=GRPC_SERVER_OPTIONS)
+
+
+def listen_grpc(
+    server: grpc.aio.Server, listen: str, what: str, credentials: grpc.ServerCredentials
+) -> int:
+    """Add a TLS port on ``listen`` (HOST:PORT; port 0 picks one) to ``server``; the bound
+    port. The address is tried with a plain ``bind`` first: gRPC says only "Failed to bind"
+    (and logs it to stderr), the kernel says why.
+
+    Raises:
+        ValueError: ``listen`` is not HOST:PORT (the message names ``what``).
+        federation.errors.ListenError: the address cannot be listened on.
+    """
+    host, port = parse_host_port(listen, what=what)
+    failure = _bind_failure(host, port)
+    if failure is None:
+        try:
+            return int(server.add_secure_port(f"{host}:{port}", credentials))
+        except RuntimeError:  # taken between the two binds
+            failure = _bind_failure(host, port) or "gRPC could not listen there"
+    raise ListenError(f"{what} {listen}: {failure}")
+
+
+def _bind_failure(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound, in the kernel's words; None when it can. With
+    ``SO_REUSEADDR``, as gRPC binds: connections of a previous server in TIME_WAIT do not
+    count, a listener does."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as err:
+        return _reason(err)
+    return None
+
+
+def _reason(err: OSError) -> str:
+    """``err`` as a reason: ``address already in use (another process listens there)``."""
+    if err.errno == errno.EADDRINUSE:
+        return "address already in use (another process listens there)"
+    return (err.strerror or str(err)).lower()
 
 
 async def stop_all(
@@ -139,7 +203,11 @@ def serve_until_signalled(make: Callable[[], S], started: Callable[[S], None]) -
 
     async def run() -> None:
         server = make()
-        await server.start()
+        try:
+            await server.start()
+        except BaseException:
+            await server.stop()  # what started before the failure (servers, tasks)
+            raise
         started(server)
         await stop_on_signals().wait()
         await server.stop()

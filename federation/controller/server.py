@@ -40,7 +40,14 @@ from federation.controller.tls import HttpsCertificate, ServerCertificate, certi
 from federation.controller.trust_federation import BundleRefresher, RootCrls
 from federation.errors import FederationError
 from federation.netaddr import is_loopback, parse_host_port
-from federation.serving import load_or_create_token, serve_until_signalled, start_http, stop_all
+from federation.serving import (
+    listen_grpc,
+    load_or_create_token,
+    make_grpc_server,
+    serve_until_signalled,
+    start_http,
+    stop_all,
+)
 from federation.sync.identity import (
     CONTROLLER_CA_NAME,
     CONTROLLER_SERVER_NAME,
@@ -184,12 +191,11 @@ class Controller:
             server_cert.grpc_fetch,
             require_client_authentication=True,
         )
-        self._grpc = grpc.aio.server()
+        self._grpc = make_grpc_server()
         sync_pb2_grpc.add_FederationSyncServicer_to_server(  # type: ignore[no-untyped-call]
             FederationSyncService(self.hub, trust.trust_domain().name), self._grpc
         )
-        host, port = parse_host_port(cfg.sync_listen, what="--sync-listen")
-        self.sync_port = self._grpc.add_secure_port(f"{host}:{port}", credentials)
+        self.sync_port = listen_grpc(self._grpc, cfg.sync_listen, "--sync-listen", credentials)
         await self._grpc.start()
 
         await self._start_api(trust, bundle_pem)

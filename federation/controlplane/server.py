@@ -54,7 +54,14 @@ from federation.controlplane.trace import PropagationTracker
 from federation.errors import InvalidDocumentError
 from federation.gc_pacing import QuietCollector
 from federation.netaddr import listen_ips, parse_host_port
-from federation.serving import load_or_create_token, serve_until_signalled, start_http, stop_all
+from federation.serving import (
+    listen_grpc,
+    load_or_create_token,
+    make_grpc_server,
+    serve_until_signalled,
+    start_http,
+    stop_all,
+)
 from federation.sync.messages import ControllerUpdate
 from federation.traffic import TrafficCollector
 from trust.bundle import TrustBundle
@@ -250,7 +257,7 @@ class ControlPlane:
         cfg = self.config
         self.renewals = self._certificate_service("svid")
         self.first_certificates = self._certificate_service("token")
-        self._grpc = grpc.aio.server(interceptors=[OwnClusterOnly(self.authority.authority)])
+        self._grpc = make_grpc_server(OwnClusterOnly(self.authority.authority))
         AggregatedDiscoveryService(
             self.cache, self.builder, self.status, self.metrics, self.tracker.synced
         ).add_to_server(self._grpc)
@@ -258,15 +265,19 @@ class ControlPlane:
         if self.traffic is not None:
             TrafficServicer(self.traffic).add_to_server(self._grpc)
         NameServicer(self.registry).add_to_server(self._grpc)
-        host, port = parse_host_port(cfg.xds_listen, what="--xds-listen")
-        self.xds_port = self._grpc.add_secure_port(
-            f"{host}:{port}", self.authority.server_credentials(require_client_auth=True)
+        self.xds_port = listen_grpc(
+            self._grpc,
+            cfg.xds_listen,
+            "--xds-listen",
+            self.authority.server_credentials(require_client_auth=True),
         )
-        self._ca_grpc = grpc.aio.server()
+        self._ca_grpc = make_grpc_server()
         self.first_certificates.add_to_server(self._ca_grpc)
-        host, port = parse_host_port(cfg.ca_listen, what="--ca-listen")
-        self.ca_port = self._ca_grpc.add_secure_port(
-            f"{host}:{port}", self.authority.server_credentials(require_client_auth=False)
+        self.ca_port = listen_grpc(
+            self._ca_grpc,
+            cfg.ca_listen,
+            "--ca-listen",
+            self.authority.server_credentials(require_client_auth=False),
         )
         await self._grpc.start()
         await self._ca_grpc.start()

@@ -43,7 +43,11 @@ def make_server(name: str, cluster: str, address: str, *, xds: bool = False) -> 
         body = {"name": name, "cluster": cluster, "bytes": len(request), "peer": "".join(peers)}
         return json.dumps(body).encode()
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), xds=xds)
+    # no SO_REUSEPORT (gRPC sets it by default): an address in use fails to bind instead of
+    # being shared with whoever listens there
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4), xds=xds, options=[("grpc.so_reuseport", 0)]
+    )
     handler = grpc.method_handlers_generic_handler(
         SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
     )

@@ -357,9 +357,12 @@ def start_sidecar(
     workload: str = "",
     service_account: str = "default",
     locality: str,
-    outbound_port: int = 15001,
+    outbound_port: int | None = None,
     delta: bool = True,
 ) -> EnvoyProcess:
+    """An Envoy sidecar of ``namespace``/``name`` for ``cp``, its outbound listener on
+    127.0.0.1:``outbound_port`` (default: a free port; never a fixed one, which every sidecar
+    of the suite would share: Envoy sets ``SO_REUSEPORT``)."""
     loc = Locality.parse(locality)
     admin = free_port()
     identity_dir = (procs.workdir / f"identity-{name}").resolve()
@@ -371,7 +374,7 @@ def start_sidecar(
         namespace=namespace,
         workload=workload,
         service_account=service_account,
-        outbound_port=outbound_port,
+        outbound_port=outbound_port or free_port(),
         identity_dir=str(identity_dir),
     )
     bootstrap = envoy_bootstrap(
