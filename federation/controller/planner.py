@@ -113,6 +113,9 @@ class _ServicePlan:
     converged: bool = False
     #: per server: (headroom, why) the last solve planned with
     headrooms: tuple[tuple[str, str, float, str], ...] = ()
+    #: a solve since the plans were built: they are built again even where the shares stay,
+    #: so that what ``explain`` shows (demand, headrooms and why, binding) is the last solve's
+    fresh: bool = False
 
 
 def demand_rows(
@@ -459,6 +462,7 @@ class Planner:
             " priority)"
             for i, moved in noise.items()
         )
+        state.fresh = True
         state.headrooms = tuple(  # every server's was set by this round's _learned
             (s.cluster, str(s.locality), h.value, h.reason)
             for s in servers
@@ -492,7 +496,7 @@ class Planner:
                 state.current.get(ckey, {}), target, self.settings.max_shift, available
             )
             step = {k: round(v, 4) for k, v in step.items() if k in position and round(v, 4) > 0}
-            if step == state.current.get(ckey) and ckey in state.plans:
+            if step == state.current.get(ckey) and ckey in state.plans and not state.fresh:
                 continue
             state.current[ckey] = step
             demand_rps, failover_usd, spread_usd = state.comparisons[ckey]
@@ -516,6 +520,7 @@ class Planner:
             )
             changed = True
         state.converged = not changed
+        state.fresh = False
         return changed
 
 

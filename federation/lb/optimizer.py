@@ -266,6 +266,9 @@ def solve(problem: Problem) -> Solution:
         upper.reshape(size),
     )
     x = np.clip(solved.reshape(n, m, 3), 0.0, None)
+    failover = _failover_if_optimal(problem, cost[:, :, 0], float((cost * x).sum()))
+    if failover is not None:
+        x = failover
     shares: list[dict[int, float]] = []
     for i in range(n):
         served = x[i].sum(axis=1)
@@ -281,6 +284,29 @@ def solve(problem: Problem) -> Solution:
         binding=_binding(problem, x),
         overloaded_rps=float(x[:, :, 2].sum()),
     )
+
+
+def _failover_if_optimal(problem: Problem, tier0: np.ndarray, optimum: float) -> np.ndarray | None:
+    """Locality failover's split as ``x`` (every request in tier 0) when it is an optimum
+    too: it keeps every server within headroom x capacity and costs no more than
+    ``optimum`` (``tier0``: the program's per-path costs, shape (callers, servers)). None
+    otherwise.
+
+    A program whose best paths tie (two zones equally far and dear) has a whole edge of
+    optima, and HiGHS returns a vertex: every request to one zone up to its headroom, the
+    other idle. Failover shares equal paths by capacity, as Envoy's locality weights do; an
+    idle zone also tells the headroom learning (:mod:`federation.lb.headroom`) nothing."""
+    split = failover_shares(problem)
+    x = np.zeros((len(problem.callers), len(problem.servers), 3))
+    for i, c in enumerate(problem.callers):
+        for j, share in split[i].items():
+            x[i, j, 0] = c.rps * share
+    for j, s in enumerate(problem.servers):
+        room = s.headroom if s.headroom is not None else problem.headroom
+        if s.capacity_rps is not None and x[:, j, 0].sum() > room * s.capacity_rps + 1e-9:
+            return None
+    value = float((tier0 * x[:, :, 0]).sum())
+    return x if value <= optimum + 1e-9 * max(1.0, abs(optimum)) else None
 
 
 _FIRST_HIGHS = threading.Lock()

@@ -701,7 +701,8 @@ class Sample:
 
 
 class LoadLoop:
-    """Sends GETs back to back (``interval_s`` apart) from a thread; bounded by count and time."""
+    """Sends GETs of ``path`` back to back (``interval_s`` apart) from a thread; bounded by
+    count and time."""
 
     def __init__(
         self,
@@ -711,8 +712,9 @@ class LoadLoop:
         interval_s: float = 0.01,
         max_requests: int = 5000,
         max_seconds: float = 60,
+        path: str = "/",
     ) -> None:
-        self.port, self.host = port, host
+        self.port, self.host, self.path = port, host, path
         self.interval_s, self.max_requests, self.max_seconds = interval_s, max_requests, max_seconds
         self.samples: list[Sample] = []
         self._stop = threading.Event()
@@ -737,7 +739,7 @@ class LoadLoop:
             and time.monotonic() - started < self.max_seconds
         ):
             try:
-                status, data, _ = get(self.port, self.host)
+                status, data, _ = get(self.port, self.host, self.path)
                 self.samples.append(Sample(time.monotonic(), status, str(data.get("name", ""))))
             except OSError as err:
                 self.samples.append(Sample(time.monotonic(), 0, f"error: {err}"))
@@ -787,8 +789,9 @@ class RateLoop(LoadLoop):
         threads: int = 4,
         max_requests: int = 20000,
         max_seconds: float = 60,
+        path: str = "/",
     ) -> None:
-        super().__init__(port, host, max_requests=max_requests, max_seconds=max_seconds)
+        super().__init__(port, host, max_requests=max_requests, max_seconds=max_seconds, path=path)
         self.rps, self.n_threads = rps, threads
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(threads)]
@@ -813,7 +816,7 @@ class RateLoop(LoadLoop):
             and time.monotonic() - self.started < self.max_seconds
         ):
             try:
-                status, data, _ = get(self.port, self.host)
+                status, data, _ = get(self.port, self.host, self.path)
                 sample = Sample(time.monotonic(), status, str(data.get("name", "")))
             except OSError as err:
                 sample = Sample(time.monotonic(), 0, f"error: {err}")

@@ -2,13 +2,14 @@
 
 One cluster ``a`` (aws/us-east-1) with an ``echo`` replica in each of two zones, each
 declaring 20 requests/s (``--capacity-rps``) and shedding beyond it (echo ``--max-rps``);
-the replica in ``us-east-1a`` also gets slower as it fills (echo ``--busy-ms``: a queue's
-service time), the one in ``us-east-1b`` does not. The caller's sidecar runs in a third zone
+every request takes 30 ms (:data:`SERVICE_TIME`); the replica in ``us-east-1a`` also gets
+slower as it fills (echo ``--busy-ms``: a queue's service time), the one in ``us-east-1b``
+does not. The caller's sidecar runs in a third zone
 (``us-east-1c``), so both zones cost and take the same: cost mode ``optimize`` plans by
-capacity x headroom alone. After 12 s of baseline (12 requests/s: 30 % of each zone), 34
-requests/s push both zones near their caps: the zone whose p99 turns up gets a smaller
-headroom than the declared 0.8, the one whose p99 does not a larger one, and ``explain``
-says why. (Run here: 0.6 against 0.82 after 25 s of load, 0 failed requests.)
+capacity x headroom alone, and shares equally, as locality failover does, while both fit.
+After 20 s of baseline (16 requests/s: 40 % of each zone), 34 requests/s push both zones
+near their caps: the zone whose p99 turns up gets a smaller headroom than the declared 0.8,
+the one whose p99 does not a larger one, and ``explain`` says why.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ EXPORT = (
     "apiVersion: meshfed.io/v1alpha1\nkind: ServiceExport\n"
     "metadata: {name: echo, namespace: demo}\nspec: {cluster: a}\n"
 )
+#: Every request takes 30 ms in either zone (echo's ``delay_ms``), as a real handler does: on
+#: a busy 2-core host p99 moves by up to ~13 ms at random, which against a bare echo's 3 ms
+#: crossed the headroom's latency turn (1.5 x the lowest p99 + 2 ms) in the steady zone too.
+SERVICE_TIME = "/?delay_ms=30"
 OPTIMIZE = policy_yaml("  cost: {mode: optimize, latencyBudgetMs: 60}\n")
 
 
@@ -61,7 +66,7 @@ def test_a_zone_whose_latency_rises_with_load_gets_a_smaller_headroom(tmp_path) 
         ctl = ControllerHandle(procs, home)
         ctl.start()
         a = join_cluster(procs, home, ctl, "a", f"{REGION}/us-east-1a", "127.0.1.1:15443", [])
-        for i, (zone, busy) in enumerate((("us-east-1a", ["--busy-ms", "4"]), ("us-east-1b", []))):
+        for i, (zone, busy) in enumerate((("us-east-1a", ["--busy-ms", "10"]), ("us-east-1b", []))):
             app = free_port()
             start_echo(procs, f"a-echo-{zone}", app, "a",
                        extra_args=["--max-rps", f"{CAPACITY:g}", *busy])  # fmt: skip
@@ -76,12 +81,15 @@ def test_a_zone_whose_latency_rises_with_load_gets_a_smaller_headroom(tmp_path) 
             procs, home, a, service="frontend", address="127.0.1.10", app_port=free_port(),
             service_port=8080, outbound_port=client, locality=CALLER,
         )  # fmt: skip
-        # the baseline: both zones at 30 % of capacity for a window and more
-        with RateLoop(client, HOST, rps=12, max_seconds=20) as quiet:
-            wait_until(lambda: len(quiet.samples) >= 12 * 12, 20, "12 s of quiet traffic")
-        # near the caps: 30 requests/s for 30 s; zone a turns slow, zone b does not
+        # the baseline: both zones at 40 % of capacity for two planning windows (10 s each,
+        # at least 50 requests of a zone in one: federation.lb.headroom.MIN_REQUESTS); with
+        # less, the first window measured mixed quiet and busy requests, and a zone's
+        # "lowest p99" was already its busy one
+        with RateLoop(client, HOST, rps=16, max_seconds=30, path=SERVICE_TIME) as quiet:
+            wait_until(lambda: len(quiet.samples) >= 16 * 20, 30, "20 s of quiet traffic")
+        # near the caps: 34 requests/s (85 % of each zone); zone a turns slow, zone b does not
         started = time.monotonic()
-        with RateLoop(client, HOST, rps=34, max_seconds=45) as busy:
+        with RateLoop(client, HOST, rps=34, max_seconds=45, path=SERVICE_TIME) as busy:
 
             def apart() -> dict[str, tuple[float, str]] | None:
                 # the learned headrooms follow the measured p99s window by window: on a busy

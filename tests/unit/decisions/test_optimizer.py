@@ -88,6 +88,25 @@ def test_demand_that_fits_stays_local_exactly_as_locality_failover() -> None:
     assert solution.binding == []
 
 
+def test_equal_paths_share_by_capacity_as_failover_does_until_one_would_pass_its_headroom() -> None:
+    """A caller in a third zone, two zones equally far and dear (issue 42's live test): the
+    program's optima are every split; HiGHS gave one zone everything (12 of 12 rps) and the
+    other nothing, so the idle zone's headroom was never learned. Failover's split is an
+    optimum: it is kept. At 34 rps failover (17 each) passes headroom x capacity (16): the
+    program's split, both zones at 16 and the rest in a reserve."""
+    caller = Locality("aws/us-east-1", "us-east-1c")
+    zones = [Server("a", EAST_A, 20.0), Server("a", EAST_B, 20.0)]
+    same = [Link(0.0, rtt_ms=1.0, rank=1), Link(0.0, rtt_ms=1.0, rank=1)]
+    quiet = Problem([Caller("a", caller, 12.0, 500, 500)], zones, [same], headroom=0.8)
+    assert solve(quiet).shares == [{0: 0.5, 1: 0.5}]
+    busy = Problem([Caller("a", caller, 34.0, 500, 500)], zones, [same], headroom=0.8)
+    assert min(_rps(busy, solve(busy).shares)) >= 16.0 - 1e-6
+    # a dearer second zone still gets nothing while the first has room
+    dear = [Link(0.0, rtt_ms=1.0, rank=1), Link(0.01e-3, rtt_ms=1.0, rank=1)]
+    priced = Problem([Caller("a", caller, 12.0, 500_000, 500_000)], zones, [dear])
+    assert solve(priced).shares == [{0: 1.0}]
+
+
 def test_the_optimum_equals_brute_force_over_every_integral_split() -> None:
     """Two callers, three servers, integral demand and capacity x headroom: a transportation
     problem, whose optimum is integral (its matrix is totally unimodular), so enumerating every

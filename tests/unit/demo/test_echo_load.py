@@ -29,5 +29,9 @@ def test_the_rate_meter_counts_the_last_second_and_the_bucket_sheds_beyond_it() 
     assert rates[:3] == [1.0, 2.0, 3.0] and rates[-1] == 16.0
     now[0] += 5
     assert meter.hit() == 1.0  # the old ones aged out
+    longer = RateMeter(lambda: now[0], window_s=4.0)
+    for _ in range(8):  # a burst of 8 at once counts as 2 per second over the window
+        burst = longer.hit()
+    assert burst == 2.0
     bucket = TokenBucket(10, 1.0, lambda: now[0])
     assert sum(bucket.take() for _ in range(15)) == 10  # a burst of one second, then shed
