@@ -21,7 +21,8 @@ The program, in requests/s ``x[i, j, t]`` from caller ``i`` to server ``j`` in t
 ``cost[i,j,0]`` is US$ per hour of one request/s on the path -- egress dollars plus the
 latency charge (RTT x :data:`federation.lb.decision.OPTIMIZE_USD_PER_GB_PER_MS` per GB, the
 same charge as the priority order of mode ``optimize``) -- normalised to at most 1, plus
-``1e-4 x rank`` so that equal paths are taken in failover order. Penalties make the program
+``1e-4 x rank`` so that equal paths are taken in failover order; where paths of one rank
+tie, failover's split (by capacity) is returned when it is an optimum too. Penalties make the program
 always feasible and order what it gives up when demand does not fit (graceful degradation):
 using a locality's reserve (+:data:`RESERVE_PENALTY`) before leaving the latency budget or
 the price cap (+:data:`POLICY_PENALTY`), and those before sending more than a locality can
