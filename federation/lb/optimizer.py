@@ -22,8 +22,9 @@ The program, in requests/s ``x[i, j, t]`` from caller ``i`` to server ``j`` in t
 latency charge (RTT x :data:`federation.lb.decision.OPTIMIZE_USD_PER_GB_PER_MS` per GB, the
 same charge as the priority order of mode ``optimize``) -- normalised to at most 1, plus
 ``1e-4 x rank`` so that equal paths are taken in failover order; where paths of one rank
-tie, failover's split (by capacity) is returned when it is an optimum too. Penalties make the program
-always feasible and order what it gives up when demand does not fit (graceful degradation):
+tie, failover's split (by capacity) is returned when it is an optimum too. Penalties make
+the program always feasible and order what it gives up when demand does not fit (graceful
+degradation):
 using a locality's reserve (+:data:`RESERVE_PENALTY`) before leaving the latency budget or
 the price cap (+:data:`POLICY_PENALTY`), and those before sending more than a locality can
 serve (tier 2, :data:`OVERLOAD_PENALTY` x (1 + rank): the excess follows the failover order,
