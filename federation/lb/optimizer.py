@@ -24,11 +24,10 @@ same charge as the priority order of mode ``optimize``) -- normalised to at most
 ``1e-4 x rank`` so that equal paths are taken in failover order; where paths of one rank
 tie, failover's split (by capacity) is returned when it is an optimum too. Penalties make
 the program always feasible and order what it gives up when demand does not fit (graceful
-degradation):
-using a locality's reserve (+:data:`RESERVE_PENALTY`) before leaving the latency budget or
-the price cap (+:data:`POLICY_PENALTY`), and those before sending more than a locality can
-serve (tier 2, :data:`OVERLOAD_PENALTY` x (1 + rank): the excess follows the failover order,
-nearest first, as locality failover would send it).
+degradation): using a locality's reserve (+:data:`RESERVE_PENALTY`) before leaving the
+latency budget or the price cap (+:data:`POLICY_PENALTY`), and those before sending more
+than a locality can serve (tier 2, :data:`OVERLOAD_PENALTY` x (1 + rank): the excess
+follows the failover order, nearest first, as locality failover would send it).
 
 Output (a :class:`Solution`): per caller, the share (0-1, summing to 1) of its requests for
 each server -- the locality weights of EDS priority 0 -- the predicted egress US$/hour, and
