@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -150,10 +151,14 @@ def _bind_failure(host: str, port: int) -> str | None:
 
 
 def _reason(err: OSError) -> str:
-    """``err`` as a reason: ``address already in use (another process listens there)``."""
+    """``err`` as a reason, in the kernel's words whatever library wrapped it (aiohttp adds
+    "error while attempting to bind on address ..."): ``address already in use (another
+    process listens there)``, ``cannot assign requested address``."""
     if err.errno == errno.EADDRINUSE:
         return "address already in use (another process listens there)"
-    return (err.strerror or str(err)).lower()
+    if err.errno:
+        return os.strerror(err.errno).lower()
+    return str(err).lower()
 
 
 async def stop_all(
@@ -206,7 +211,10 @@ def serve_until_signalled(make: Callable[[], S], started: Callable[[S], None]) -
         try:
             await server.start()
         except BaseException:
-            await server.stop()  # what started before the failure (servers, tasks)
+            try:
+                await server.stop()  # what started before the failure (servers, tasks)
+            except Exception:  # the start's error is the one to report
+                log.exception("stopping after a failed start")
             raise
         started(server)
         await stop_on_signals().wait()
