@@ -153,9 +153,12 @@ def _bind_failure(host: str, port: int) -> str | None:
 def _reason(err: OSError) -> str:
     """``err`` as a reason, in the kernel's words whatever library wrapped it (aiohttp adds
     "error while attempting to bind on address ..."): ``address already in use (another
-    process listens there)``, ``cannot assign requested address``."""
+    process listens there)``, ``cannot assign requested address``, ``cannot resolve the host
+    (name or service not known)``."""
     if err.errno == errno.EADDRINUSE:
         return "address already in use (another process listens there)"
+    if isinstance(err, socket.gaierror):  # its errno is getaddrinfo's, not the kernel's
+        return f"cannot resolve the host ({(err.strerror or str(err)).lower()})"
     if err.errno:
         return os.strerror(err.errno).lower()
     return str(err).lower()

@@ -307,7 +307,7 @@ def _failover_if_optimal(problem: Problem, tier0: np.ndarray, optimum: float) ->
         if s.capacity_rps is not None and x[:, j, 0].sum() > room * s.capacity_rps + 1e-9:
             return None
     value = float((tier0 * x[:, :, 0]).sum())
-    return x if value <= optimum + 1e-9 * max(1.0, abs(optimum)) else None
+    return x if value <= optimum + 1e-7 * max(1.0, abs(optimum)) else None  # HiGHS tolerance
 
 
 _FIRST_HIGHS = threading.Lock()

@@ -20,6 +20,8 @@ def test_a_bind_failure_is_the_kernel_s_reason_whatever_wrapped_it() -> None:
     assert _reason(wrapped) == "cannot assign requested address"
     in_use = OSError(errno.EADDRINUSE, "Address already in use")
     assert _reason(in_use) == "address already in use (another process listens there)"
+    unknown = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert _reason(unknown) == "cannot resolve the host (name or service not known)"
 
 
 def test_listen_grpc_names_the_flag_and_never_calls_grpc_for_an_address_in_use() -> None:
