@@ -79,7 +79,7 @@ class MeshfedGroup(click.Group):
         except MeshfedError as err:
             click.echo(f"Error: {one_line(err)}", err=True)
             ctx.exit(EXIT_RETRYABLE if err.retryable else EXIT_BAD_INPUT)
-        except OSError as err:  # an address in use, a file that cannot be written, ...
+        except OSError as err:  # a file that cannot be written, ...
             click.echo(f"Error: {one_line(err)}", err=True)
             ctx.exit(EXIT_RETRYABLE)
 
