@@ -207,11 +207,14 @@ class Counters:
 class TrafficTable:
     """One control plane's counters: edge -> :class:`Counters` and gateway hop ->
     :class:`Counters` (``requests``: connections), cumulative since ``started_at`` (Unix s;
-    a new value means the counters restarted from zero)."""
+    a new value means the counters restarted from zero); ``taken_at``: Unix s its control
+    plane read them to send (its own clock; 0 when unknown), which rates are computed from
+    (:meth:`federation.controller.traffic.TrafficHistory.rates`)."""
 
     started_at: float
     edges: dict[Edge, Counters] = field(default_factory=dict)
     hops: dict[GatewayHop, Counters] = field(default_factory=dict)
+    taken_at: float = 0.0
 
     def record(
         self, edge: Edge, request_bytes: int, response_bytes: int, duration_ms: float, usd: float
@@ -222,12 +225,14 @@ class TrafficTable:
             counters = self.edges[edge] = Counters()
         counters.add(request_bytes, response_bytes, duration_ms, usd)
 
-    def copy(self) -> TrafficTable:
-        """An independent copy (a snapshot to send or keep)."""
+    def copy(self, taken_at: float | None = None) -> TrafficTable:
+        """An independent copy (a snapshot to send or keep), read at ``taken_at`` (Unix s;
+        None keeps this table's)."""
         return TrafficTable(
             self.started_at,
             {e: c.copy() for e, c in self.edges.items()},
             {h: c.copy() for h, c in self.hops.items()},
+            self.taken_at if taken_at is None else taken_at,
         )
 
 

@@ -15,6 +15,9 @@ from federation.traffic import DEFAULT_GROUP, TrafficTable, edge_rates, hop_rate
 HISTORY_S = 300.0
 #: A cluster whose last table is older than the window plus this (s) has no current rates.
 STALE_S = 10.0
+#: How far (s) the control plane's clock may disagree with the controller's about the time
+#: between two of its reports before :func:`interval_s` trusts the controller's instead.
+CLOCK_SLACK_S = 5.0
 
 
 class TrafficHistory:
@@ -81,5 +84,24 @@ class TrafficHistory:
                     start_t, start = t, table
                 else:
                     break
-            if end_t - start_t > 0:
-                yield start, end, end_t - start_t
+            seconds = interval_s(start, end, end_t - start_t)
+            if seconds > 0:
+                yield start, end, seconds
+
+
+def interval_s(start: TrafficTable, end: TrafficTable, received_s: float) -> float:
+    """Seconds between two tables of one cluster (``received_s`` apart at the controller):
+    between the times their control plane read them (``taken_at``) when both carry one of
+    the same counting run and those times agree with ``received_s`` to within
+    :data:`CLOCK_SLACK_S` -- a report delayed in transit or queued at a busy controller then
+    does not bend the rate. Otherwise (an older control plane, a clock stepped between the
+    two) ``received_s``."""
+    taken_s = end.taken_at - start.taken_at
+    if (
+        start.taken_at > 0
+        and start.started_at == end.started_at
+        and taken_s > 0
+        and abs(taken_s - received_s) <= CLOCK_SLACK_S
+    ):
+        return taken_s
+    return received_s

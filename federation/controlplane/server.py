@@ -343,7 +343,7 @@ class ControlPlane:
             on_federation=self.authority.set_federation,
             on_ca=self.authority.set_authority,
             on_update=self.metrics.update_received,
-            traffic=lambda: self.traffic.table.copy() if self.traffic else None,
+            traffic=lambda: self.traffic.table.copy(time.time()) if self.traffic else None,
             tracker=self.tracker,
             on_applied=self._applied,
         )

@@ -93,6 +93,7 @@ def traffic_to_proto(table: TrafficTable) -> sync_pb2.TrafficReport:
     have the whole report refused."""
     return sync_pb2.TrafficReport(
         started_at=table.started_at,
+        taken_at=table.taken_at,
         duration_bounds_ms=DURATION_BUCKETS_MS,
         edges=[
             sync_pb2.EdgeTraffic(
@@ -146,9 +147,11 @@ def traffic_from_proto(message: sync_pb2.ClusterReport) -> TrafficTable | None:
     where = f"report of cluster {message.cluster!r}: traffic"
     if tuple(t.duration_bounds_ms) != DURATION_BUCKETS_MS:
         raise InvalidDocumentError(f"{where}: duration_bounds_ms differ from this controller's")
-    if not math.isfinite(t.started_at) or t.started_at < 0:
-        raise InvalidDocumentError(f"{where}: started_at {t.started_at} is not a Unix time")
-    table = TrafficTable(t.started_at)
+    for name in ("started_at", "taken_at"):
+        value = getattr(t, name)
+        if not math.isfinite(value) or value < 0:
+            raise InvalidDocumentError(f"{where}: {name} {value} is not a Unix time")
+    table = TrafficTable(t.started_at, taken_at=t.taken_at)
     for i, e in enumerate(t.edges):
         if len(e.duration_buckets) != len(DURATION_BUCKETS_MS) + 1:
             raise InvalidDocumentError(f"{where}: an edge has {len(e.duration_buckets)} buckets")

@@ -172,7 +172,11 @@ def _check_dashboard(home: Path) -> None:
             next(d for d in s["traffic"]["destinations"] if d["cluster"] == cluster)
             for s in (before, after)
         ]
-        assert min(d["rps"] for d in near) - 2 <= row["rps"] <= max(d["rps"] for d in near) + 2
+        # a 10 s rate may miss or hold one agent interval (2 s) of requests at either end
+        # (docs/metrics.md): 20 % of the rate, 2 req/s at least
+        slack = max(2.0, 0.2 * max(d["rps"] for d in near))
+        lo_rps, hi_rps = min(d["rps"] for d in near), max(d["rps"] for d in near)
+        assert lo_rps - slack <= row["rps"] <= hi_rps + slack, (cluster, row, near)
         assert min(d["share"] for d in near) - 0.1 <= row["share"]
         assert row["share"] <= max(d["share"] for d in near) + 0.1
         lo, hi = (f(d["usdPerHour"] for d in near) for f in (min, max))

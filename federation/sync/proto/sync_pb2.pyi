@@ -167,16 +167,18 @@ class EdgeTraffic(_message.Message):
     def __init__(self, source_locality: _Optional[str] = ..., destination_service: _Optional[str] = ..., destination_cluster: _Optional[str] = ..., destination_locality: _Optional[str] = ..., path_class: _Optional[str] = ..., response_code_class: _Optional[str] = ..., requests: _Optional[int] = ..., request_bytes: _Optional[int] = ..., response_bytes: _Optional[int] = ..., egress_usd: _Optional[float] = ..., duration_ms_sum: _Optional[float] = ..., duration_buckets: _Optional[_Iterable[int]] = ..., retries: _Optional[int] = ...) -> None: ...
 
 class TrafficReport(_message.Message):
-    __slots__ = ("started_at", "duration_bounds_ms", "edges", "gateway_hops")
+    __slots__ = ("started_at", "duration_bounds_ms", "edges", "gateway_hops", "taken_at")
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     DURATION_BOUNDS_MS_FIELD_NUMBER: _ClassVar[int]
     EDGES_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_HOPS_FIELD_NUMBER: _ClassVar[int]
+    TAKEN_AT_FIELD_NUMBER: _ClassVar[int]
     started_at: float
     duration_bounds_ms: _containers.RepeatedScalarFieldContainer[float]
     edges: _containers.RepeatedCompositeFieldContainer[EdgeTraffic]
     gateway_hops: _containers.RepeatedCompositeFieldContainer[GatewayHopTraffic]
-    def __init__(self, started_at: _Optional[float] = ..., duration_bounds_ms: _Optional[_Iterable[float]] = ..., edges: _Optional[_Iterable[_Union[EdgeTraffic, _Mapping]]] = ..., gateway_hops: _Optional[_Iterable[_Union[GatewayHopTraffic, _Mapping]]] = ...) -> None: ...
+    taken_at: float
+    def __init__(self, started_at: _Optional[float] = ..., duration_bounds_ms: _Optional[_Iterable[float]] = ..., edges: _Optional[_Iterable[_Union[EdgeTraffic, _Mapping]]] = ..., gateway_hops: _Optional[_Iterable[_Union[GatewayHopTraffic, _Mapping]]] = ..., taken_at: _Optional[float] = ...) -> None: ...
 
 class GatewayHopTraffic(_message.Message):
     __slots__ = ("gateway_locality", "destination_service", "destination_locality", "path_class", "connections", "bytes_to_endpoint", "bytes_from_endpoint", "egress_usd")

@@ -284,6 +284,9 @@ def test_traffic_crosses_the_sync_wire_and_other_buckets_are_refused() -> None:
     message = report_to_proto(report, table)
     got = traffic_from_proto(message)
     assert got is not None and got.started_at == 123.5 and got.edges == table.edges
+    assert got.taken_at == 0  # not read to be sent
+    got = traffic_from_proto(report_to_proto(report, table.copy(130.25)))
+    assert got is not None and got.taken_at == 130.25 and got.started_at == 123.5
     assert traffic_from_proto(report_to_proto(report)) is None
     message.traffic.duration_bounds_ms.append(99999)
     with pytest.raises(InvalidDocumentError, match="duration_bounds_ms"):

@@ -74,6 +74,7 @@ def test_reports_the_controller_used_to_store_are_refused_naming_the_field() -> 
         "exports.0": {"exports": [{"namespace": "demo", "name": ""}]},
         "services.0.ports": {"services": [{**good, "ports": []}]},
         "traffic: started_at": {"traffic": {"started_at": "-Infinity"}},
+        "traffic: taken_at": {"traffic": {"started_at": 1, "taken_at": "NaN"}},
     }
     for field, change in cases.items():
         message = json_format.ParseDict({"cluster": "b", **change}, sync_pb2.ClusterReport())
