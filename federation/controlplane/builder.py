@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from envoy.config.core.v3 import base_pb2
 
@@ -129,6 +130,10 @@ class SnapshotBuilder:
         self._dirty = asyncio.Event()
         # node id -> registry version its current snapshot was built from
         self._built: dict[str, int] = {}
+        # node id -> serial of the newest snapshot its stream holds (every type ACKed)
+        self._held: dict[str, int] = {}
+        #: called when a gateway holds a new snapshot (the export gate waits for that)
+        self.on_gateway_synced: Callable[[], None] = lambda: None
         self.ready = asyncio.Event()
         self.builds = 0
         self.last_build_ms = 0.0
@@ -201,8 +206,35 @@ class SnapshotBuilder:
         self._streams.pop(node_id, None)
         self._proxies.pop(node_id, None)
         self._built.pop(node_id, None)
+        self._held.pop(node_id, None)
         self._stale.discard(node_id)
         self._cache.forget(node_id)
+
+    def synced(self, node_id: str, serial: int) -> None:
+        """``node_id``'s stream holds the snapshot ``serial`` (the ADS server's
+        :data:`~federation.controlplane.ads.Synced`)."""
+        self._held[node_id] = serial
+        proxy = self._proxies.get(node_id)
+        if proxy is not None and proxy.role == "gateway":
+            self.on_gateway_synced()
+
+    def gateways_hold(self, version: int) -> bool | None:
+        """Whether every east-west gateway connected here holds (every type ACKed) a
+        snapshot built from registry ``version`` or later; None when none is connected
+        (:mod:`federation.controlplane.link.export_gate`)."""
+        gateways = [n for n, p in self._proxies.items() if p.role == "gateway"]
+        if not gateways:
+            return None
+        for node_id in gateways:
+            snapshot = self._cache.get_snapshot(node_id)
+            if (
+                node_id in self._stale
+                or self._built.get(node_id, -1) < version
+                or snapshot is None
+                or self._held.get(node_id) != snapshot.serial
+            ):
+                return False
+        return True
 
     def _on_change(self, state: RegistryState) -> None:
         self._changed_at[state.version] = time.monotonic()

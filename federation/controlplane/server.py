@@ -219,6 +219,8 @@ class ControlPlane:
         self.builder = SnapshotBuilder(
             self.mesh, self.registry, self.cache, self.metrics, self.tracker
         )
+        if self.link is not None:
+            self.builder.on_gateway_synced = self.link.gateway_synced
         self._gauges()
         self.builder.ready.set()
         self._tasks.append(self.builder.start())
@@ -259,7 +261,7 @@ class ControlPlane:
         self.first_certificates = self._certificate_service("token")
         self._grpc = make_grpc_server(OwnClusterOnly(self.authority.authority))
         AggregatedDiscoveryService(
-            self.cache, self.builder, self.status, self.metrics, self.tracker.synced
+            self.cache, self.builder, self.status, self.metrics, self._synced
         ).add_to_server(self._grpc)
         self.renewals.add_to_server(self._grpc)
         if self.traffic is not None:
@@ -346,6 +348,7 @@ class ControlPlane:
             traffic=lambda: self.traffic.table.copy(time.time()) if self.traffic else None,
             tracker=self.tracker,
             on_applied=self._applied,
+            gateways_ready=self._gateways_hold,
         )
         self.link.restore()
 
@@ -440,6 +443,16 @@ class ControlPlane:
                 except replicas.SharedStateError as err:
                     log.warning("sharing this cluster's identity: %s", err)
             await asyncio.sleep(replicas.IDENTITY_REFRESH_S)
+
+    def _synced(self, node_id: str, serial: int) -> None:
+        """A proxy holds a snapshot (every type ACKed): its propagation traces end, and a
+        gateway's may release a new export (:mod:`federation.controlplane.link.export_gate`)."""
+        self.tracker.synced(node_id, serial)
+        self.builder.synced(node_id, serial)
+
+    def _gateways_hold(self, version: int) -> bool | None:
+        """:meth:`SnapshotBuilder.gateways_hold` (the link is made before the builder)."""
+        return self.builder.gateways_hold(version)
 
     def _applied(self, update: ControllerUpdate) -> None:
         """A controller update was applied: the leader shares it with the other replicas."""

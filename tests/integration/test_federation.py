@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import re
 import signal
 import ssl
@@ -132,8 +133,9 @@ def _start(procs: Processes, home: Path) -> dict[str, Any]:
         "three Ready clusters",
     )
     echoes: dict[str, tuple[str, int, int]] = {}  # cluster -> address, inbound, app port
+    gateway_procs = {}
     for name in ("a", "b"):
-        start_gateway(procs, home, cps[name], gateways[name])
+        gateway_procs[name] = start_gateway(procs, home, cps[name], gateways[name])
         app = free_port()
         start_echo(procs, f"{name}-echo-1", app, name)
         _, inbound = start_sidecar_agent(
@@ -176,6 +178,7 @@ def _start(procs: Processes, home: Path) -> dict[str, Any]:
         "cps": cps,
         "client_port": client_port,
         "echoes": echoes,
+        "gateway_procs": gateway_procs,
     }
 
 
@@ -625,6 +628,76 @@ def test_the_trace_of_one_change_shows_every_hop(fed) -> None:
         assert {"deliver", "apply", "build", "ack", "total"} <= hops
     finally:
         cps["a"].delete(doc)
+
+
+def _exporters_seen_by(fed, importer: str, service: str) -> set[str]:
+    """The exporters of ``service`` in ``importer``'s import, as the controller sends it."""
+    for item in fed["controller"].api("GET", "/v1/imports")["imports"]:
+        if item["cluster"] == importer and item["metadata"]["name"] == service:
+            return {c["cluster"] for c in item["spec"]["clusters"]}
+    return set()
+
+
+def _envoy_of(agent_pid: int) -> int:
+    """The pid of the Envoy an agent runs (its child process named ``envoy``)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            comm, fields = rest.rsplit(") ", 1)
+        except (OSError, ValueError):
+            continue
+        if comm == "envoy" and int(fields.split()[1]) == agent_pid:
+            return int(pid)
+    raise AssertionError(f"no Envoy under agent {agent_pid}")
+
+
+def test_a_new_export_is_announced_once_its_gateway_routes_it(fed) -> None:
+    """Make before break (``federation/controlplane/link/export_gate.py``): other clusters
+    reach an export through its cluster's gateway, so a new export is announced only once
+    that gateway holds it. With a's gateway frozen (SIGSTOP on its Envoy: it ACKs nothing),
+    a new export of a is not imported in c; thawed, it is as soon as the gateway ACKs, well
+    before the hold-back limit (HOLD_S); a gateway that stays frozen delays a new export by
+    that limit, not for ever."""
+    from federation.controlplane.link.export_gate import HOLD_S
+
+    cps = fed["cps"]
+    envoy = _envoy_of(fed["gateway_procs"]["a"].pid)
+
+    def export(service: str, address: str) -> str:
+        return (
+            workload_yaml(
+                f"{service}-1", service=service, address=address, locality=LOCALITY["a"],
+                port=8080, target_port=free_port(),
+            )
+            + "---\napiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n"
+            f"metadata: {{name: {service}, namespace: demo}}\n"
+        )  # fmt: skip
+
+    docs = [export("gated", "127.0.1.61"), export("gated-late", "127.0.1.62")]
+    os.kill(envoy, signal.SIGSTOP)
+    try:
+        cps["a"].apply(docs[0])
+        applied = time.monotonic()
+        while time.monotonic() - applied < 1.0:  # frozen: a's report holds it back
+            assert "a" not in _exporters_seen_by(fed, "c", "gated"), (
+                "announced before a's gateway held it"
+            )
+            time.sleep(0.05)
+        os.kill(envoy, signal.SIGCONT)
+        wait_until(lambda: "a" in _exporters_seen_by(fed, "c", "gated"), 10, "gated in c")
+        released = time.monotonic() - applied
+        assert released < HOLD_S - 0.3, f"{released:.2f} s: released by the limit, not the ACK"
+
+        os.kill(envoy, signal.SIGSTOP)
+        started = time.monotonic()
+        cps["a"].apply(docs[1])
+        wait_until(lambda: "a" in _exporters_seen_by(fed, "c", "gated-late"), 15, "gated-late")
+        held = time.monotonic() - started
+        assert held >= HOLD_S, f"announced {held:.2f} s after the apply, the gateway frozen"
+        print(f"released on the gateway's ACK after {released:.2f} s; frozen: {held:.2f} s")
+    finally:
+        os.kill(envoy, signal.SIGCONT)
+        cps["a"].delete("---\n".join(docs))
 
 
 def _csr(trust_domain: str) -> str:

@@ -37,6 +37,7 @@ from pathlib import Path
 import grpc
 
 from federation.controlplane.link import state
+from federation.controlplane.link.export_gate import ExportGate, GatewaysReady
 from federation.controlplane.link.join import JoinInfo
 from federation.controlplane.registry import RegistryState, ServiceRegistry
 from federation.controlplane.report import cluster_report
@@ -66,6 +67,8 @@ BACKOFF_MAX_S = 10.0
 REPORT_COALESCE_S = 0.01
 #: The cluster's traffic table goes with a report this often (s) once there is any.
 TRAFFIC_INTERVAL_S = 2.0
+#: How often (s) a report loop holding back a new export looks at the gateways again.
+GATE_POLL_S = 0.1
 #: gRPC status codes that mean "this cluster is refused", not "try later".
 REFUSED_CODES = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
 
@@ -126,6 +129,9 @@ class FederationLink:
             replicas shares it: :mod:`federation.controlplane.kube.replicas`).
         traffic: returns a snapshot of the cluster's traffic table (sent every
             :data:`TRAFFIC_INTERVAL_S` once it has an edge), or None.
+        gateways_ready: whether this cluster's gateways hold a registry version (a new
+            export is reported once they do: :mod:`~federation.controlplane.link.export_gate`);
+            call :meth:`gateway_synced` when one holds a new snapshot.
     """
 
     def __init__(
@@ -148,7 +154,9 @@ class FederationLink:
         traffic: Callable[[], TrafficTable | None] = lambda: None,
         tracker: PropagationTracker | None = None,
         on_applied: Callable[[ControllerUpdate], None] = lambda _update: None,
+        gateways_ready: GatewaysReady = lambda _version: None,
     ) -> None:
+        self._gate = ExportGate(gateways_ready)
         self._on_applied = on_applied
         self._traffic = traffic
         self._tracker = tracker
@@ -183,6 +191,12 @@ class FederationLink:
         self.last_update_version = 0
         self._controller_protocol = delta.WHOLE_UPDATES
         registry.subscribe(self._on_registry)
+
+    def gateway_synced(self) -> None:
+        """A gateway of this cluster holds a new snapshot: a new export held back for it may
+        go out now."""
+        if self._gate.deadline() is not None:
+            self._changed.set()
 
     def set_gateway(self, gateway: str) -> None:
         """The east-west gateway's address changed (a load balancer got its address): the
@@ -275,9 +289,9 @@ class FederationLink:
         whole: sync_pb2.ClusterReport | None = None  # the last one, whole
         while True:
             self._changed.clear()  # before reading the state: a later change wakes us
-            body = self.report()
-            heartbeat_s = max(0.5, self.info.lease_seconds / 3)
             now = time.monotonic()
+            body = self._gate.apply(self.report(), self._registry.state.version, now)
+            heartbeat_s = max(0.5, self.info.lease_seconds / 3)
             traffic = self._traffic() if now - traffic_sent >= TRAFFIC_INTERVAL_S else None
             if traffic is not None and not (traffic.edges or traffic.hops):
                 traffic = None
@@ -314,6 +328,8 @@ class FederationLink:
                     0.05,
                     min(heartbeat_s - (time.monotonic() - last_sent), TRAFFIC_INTERVAL_S),
                 )
+                if self._gate.deadline() is not None:  # a gateway may be ready without a sync
+                    timeout = min(timeout, GATE_POLL_S)
                 await asyncio.wait_for(self._changed.wait(), timeout)
                 await asyncio.sleep(REPORT_COALESCE_S)
             except TimeoutError:

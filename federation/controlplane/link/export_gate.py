@@ -1,0 +1,80 @@
+"""Make before break across clusters: a newly exported service is reported to the controller
+only once this cluster's east-west gateways can route it.
+
+Other clusters reach an exported service through this cluster's gateways: one filter chain
+per exported service port (:mod:`federation.controlplane.generate.gateway`), which a
+gateway's Envoy serves only after it has warmed the service's cluster. Reported at once, a
+new export raced its own gateway: callers elsewhere (their control planes 100-200 ms away)
+sent their first active health check while the gateway had no filter chain for its SNI yet;
+the connection was closed, the check failed and was retried 250 ms later
+(``health_check.network_failure`` on issue 37's isolated bed: about one add in five, the
+tail of cross-cluster adds) -- and a first request would have been reset the same way.
+
+:class:`ExportGate` holds such a service back from the report until every gateway connected
+to this control plane holds (every xDS type ACKed) a snapshot built from a registry version
+at least the one the service first appeared in, or for at most :data:`HOLD_S`: a gateway that
+is stuck or slow must not hide the service for ever. A service already reported is never
+held back again, and nothing else of the report waits: endpoints of a known service (the
+gateway routes to whichever endpoints it knows), removals, exports and health go out at once.
+A cluster without a gateway on this control plane (``ready`` answers None) holds nothing
+back, and neither does the first report after a start (the controller may know its services
+from before: a report without them would withdraw them everywhere). Istio and Linkerd
+announce an export as soon as it exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from federation.sync.messages import ClusterReport, ServiceKey
+
+#: Longest time (s) a new export waits for the gateways before it is reported anyway.
+HOLD_S = 3.0
+
+#: ``ready(version)``: True when every gateway of this control plane holds a snapshot of a
+#: registry version >= ``version``, False when one does not yet, None without a gateway.
+GatewaysReady = Callable[[int], bool | None]
+
+
+class ExportGate:
+    """The report's services, less the new exports the gateways cannot route yet.
+
+    ``apply`` is called with every report built (it remembers which services went out),
+    ``deadline`` says when the oldest one held back is released regardless.
+    """
+
+    def __init__(self, ready: GatewaysReady, hold_s: float = HOLD_S) -> None:
+        self._ready = ready
+        self._hold_s = hold_s
+        # exported services the last report carried; None before the first report, which
+        # holds nothing back: after a restart the controller knows them already, and a report
+        # without them would withdraw them everywhere
+        self._reported: set[ServiceKey] | None = None
+        self._new: dict[ServiceKey, tuple[int, float]] = {}  # held: (version, monotonic s)
+
+    def apply(self, report: ClusterReport, version: int, now: float) -> ClusterReport:
+        """``report`` (built from registry ``version`` at monotonic ``now`` s) without the
+        exported services that are new since the last report and that the gateways do not
+        hold yet (see the module docstring)."""
+        exported = set(report.export_keys())
+        offered = {s.key for s in report.services if s.key in exported}
+        self._new = {k: v for k, v in self._new.items() if k in offered}
+        held: set[ServiceKey] = set()
+        for key in offered - (offered if self._reported is None else self._reported):
+            since_version, since = self._new.setdefault(key, (version, now))
+            if now - since < self._hold_s and self._ready(since_version) is False:
+                held.add(key)
+            else:
+                self._new.pop(key, None)
+        self._reported = offered - held
+        if not held:
+            return report
+        kept = [s for s in report.services if s.key not in held]
+        return report.model_copy(update={"services": kept})
+
+    def deadline(self) -> float | None:
+        """Monotonic s when the oldest held-back service is reported anyway; None when none
+        is held back."""
+        if not self._new:
+            return None
+        return min(since for _, since in self._new.values()) + self._hold_s
