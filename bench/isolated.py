@@ -274,18 +274,26 @@ class Observers:
 
 
 def toggle(
-    fed: IsolatedFederation, cluster: str, entry: dict, observers: Observers, changes: int
+    fed: IsolatedFederation,
+    cluster: str,
+    entry: dict,
+    observers: Observers,
+    changes: int,
+    calls: list[tuple[float, bool]] | None = None,
 ) -> tuple[list[float], list[float], int]:
     """Delete and re-apply WorkloadEntry ``entry`` of ``cluster`` ``changes`` times, starting
     with a delete; ms from the API call to each observer's first answer showing the change,
     for adds and for removals, and how many (change, observer) pairs did not see it within
-    10 s. The entry is applied when it returns."""
+    10 s. The entry is applied when it returns. ``calls`` gets (epoch s before the call,
+    whether it added) of every change, for :func:`trace_hops`."""
     doc = json.dumps(entry)
     api = _api(fed, cluster)
     samples: dict[bool, list[float]] = {True: [], False: []}
     missed = 0
     for i in range(changes + changes % 2):  # even: it ends applied
         present = i % 2 == 1
+        if calls is not None:
+            calls.append((time.time(), present))
         t0 = time.monotonic()
         call("POST", api, "/v1/apply" if present else "/v1/delete", body=doc, home=fed.home)
         seen, late = observers.wait(want_present=present)
@@ -359,14 +367,14 @@ def propagation_table(fed: IsolatedFederation, changes: int) -> None:
             name = service if not staying else f"{service}-2"
             entries[name] = start_marker(fed, cluster, service, 40 + staying, name=name)
             observers.wait(want_present=True, timeout_s=60)
-            since = time.time()
-            adds, removes, missed = toggle(fed, cluster, entries[name], observers, changes)
+            since, calls = time.time(), []
+            adds, removes, missed = toggle(fed, cluster, entries[name], observers, changes, calls)
             rows.append(
                 (path.format(n=observers.count), adds + removes, missed, observers.disagreements)
             )
             rows.append(("    of which adds", adds, None, None))
             rows.append(("    of which removals", removes, None, None))
-        hops[kind] = trace_hops(fed, since)
+        hops[kind] = trace_hops(fed, since, calls)
     print(
         f"\nendpoint propagation: {changes} changes (add/remove) of each kind; ms from the API"
         " call until each Envoy's admin shows the endpoint in (or out of) its load balancer"
@@ -390,10 +398,13 @@ def propagation_table(fed: IsolatedFederation, changes: int) -> None:
         trace_table(kind, by_hop)
 
 
-def trace_hops(fed: IsolatedFederation, since: float) -> dict[str, list[float]]:
+def trace_hops(
+    fed: IsolatedFederation, since: float, calls: list[tuple[float, bool]]
+) -> dict[str, list[float]]:
     """Where the cross-cluster changes made after ``since`` (epoch s) spent their time, per
     hop, in ms (``GET /v1/traces`` of A's and C's control planes, changes made in B; issue
-    #37; a control plane keeps its last 64 traces)."""
+    #37; a control plane keeps its last 64 traces); the proxies' hops also for adds and
+    removals apart (a trace is of the last of ``calls`` made before its change)."""
     hops: dict[str, list[float]] = {}
     for cluster in (A, C):
         api = _api(fed, cluster)
@@ -401,6 +412,8 @@ def trace_hops(fed: IsolatedFederation, since: float) -> dict[str, list[float]]:
         for t in data["traces"]:
             if t["origin"] != B or t["changedAt"] < since:
                 continue
+            made = [added for at, added in calls if at <= t["changedAt"]]
+            which = ("removals", "adds")[made[-1]] if made else "?"
             for hop, ms in t["hopsMs"].items():
                 if ms is not None:
                     hops.setdefault(hop, []).append(ms)
@@ -408,6 +421,7 @@ def trace_hops(fed: IsolatedFederation, since: float) -> dict[str, list[float]]:
                 for hop in ("buildMs", "ackMs", "totalMs"):
                     if p[hop] is not None:
                         hops.setdefault(f"proxy {hop[:-2]}", []).append(p[hop])
+                        hops.setdefault(f"  {hop[:-2]}, {which}", []).append(p[hop])
     return hops
 
 
