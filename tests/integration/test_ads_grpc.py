@@ -33,6 +33,7 @@ from federation.controlplane.telemetry import TrafficCounter, TrafficServicer
 from federation.model.locality import Locality
 from federation.model.workload import WorkloadEntry
 from federation.sync.proto import traffic_pb2_grpc
+from tests.waiting import until
 from trust.spiffe import TrustDomain
 from trust.store import TrustDirectory
 
@@ -671,17 +672,6 @@ def _resource_name(type_url: str, item) -> str:
     return getattr(message, "cluster_name", "") or message.name
 
 
-async def _until(predicate, what: str, timeout: float = 10) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    try:
-        await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 async def test_a_change_sends_only_the_changed_resources_of_the_changed_type(server) -> None:
     """Issue #37: with 20 services, one new endpoint of svc3 reaches a delta client as the one
     changed ClusterLoadAssignment and a SotW client as one EDS response holding only it
@@ -698,21 +688,25 @@ async def test_a_change_sends_only_the_changed_resources_of_the_changed_type(ser
         ]
         tasks = [asyncio.create_task(c.run()) for c in clients]
         try:
-            await _until(
+            await until(
                 lambda: all(
                     {t for t, _ in c.got} == set(resource.PUSH_ORDER) - {resource.SECRET}
                     for c in clients
                 ),
                 "every type at both clients",
+                timeout_s=10,
             )
-            await _until(lambda: all(len(c.got[-1][1]) in (1, 20) for c in clients), "settled")
+            await until(
+                lambda: all(len(c.got[-1][1]) in (1, 20) for c in clients), "settled", timeout_s=10
+            )
             settled = [len(c.got) for c in clients]
             _services(server.registry, 4, extra="b")  # svc0..svc3 get a second endpoint
-            await _until(
+            await until(
                 lambda: all(
                     c.eds_of(svc3) and len(c.got) > n for c, n in zip(clients, settled, strict=True)
                 ),
                 "the change",
+                timeout_s=10,
             )
             # close the window: a change to svc7 only
             server.registry.apply(
@@ -734,9 +728,10 @@ async def test_a_change_sends_only_the_changed_resources_of_the_changed_type(ser
                     )
                 ]
             )
-            await _until(
+            await until(
                 lambda: all(c.got[-1] == (resource.ENDPOINT, [svc7]) for c in clients),
                 "the closing change",
+                timeout_s=10,
             )
         finally:
             for task in tasks:

@@ -19,6 +19,7 @@ from federation.controlplane.status import StatusRegistry
 from federation.model.locality import Locality
 from federation.model.workload import WorkloadEntry
 from federation.sync.node import ProxyDescription, node_problems
+from tests.waiting import until
 
 MESH = MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a"))
 
@@ -50,17 +51,6 @@ def _sidecar(name: str) -> ProxyDescription:
     )
 
 
-async def _until(predicate, what: str) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    try:
-        await asyncio.wait_for(poll(), 5)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 async def test_a_failing_build_keeps_the_proxys_last_snapshot_and_others_go_on(
     monkeypatch,
 ) -> None:
@@ -83,17 +73,17 @@ async def test_a_failing_build_keeps_the_proxys_last_snapshot_and_others_go_on(
             proxy = _sidecar(name)
             builder._proxies[proxy.node_id] = proxy  # registered as on_stream_open does
         builder.request_rebuild()
-        await _until(lambda: len(cache.node_ids()) == 2, "both first snapshots")
+        await until(lambda: len(cache.node_ids()) == 2, "both first snapshots")
         bad_before = cache.get_snapshot("sidecar~demo~bad")
         broken["on"] = True
         registry.apply([_workload("echo-1")])
         good_before = cache.get_snapshot("sidecar~demo~good")
-        await _until(
+        await until(
             lambda: cache.get_snapshot("sidecar~demo~good") is not good_before,
             "the good proxy's new snapshot",
         )
         registry.apply([_workload("echo-2")])  # and the next change too
-        await _until(lambda: builder.failures >= 2, "the second failure")
+        await until(lambda: builder.failures >= 2, "the second failure")
         assert cache.get_snapshot("sidecar~demo~bad") is bad_before  # static stability
         assert builder.health_problem() is None
         assert metrics.build_failures._value.get() >= 2

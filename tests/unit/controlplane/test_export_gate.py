@@ -18,6 +18,7 @@ from federation.model.service import ServiceExport
 from federation.model.workload import WorkloadEntry
 from federation.sync.messages import ClusterReport
 from federation.sync.node import ProxyDescription
+from tests.waiting import until
 
 MESH = MeshContext("east", "example.org", Locality("aws/us-east-1", "us-east-1a"))
 
@@ -119,17 +120,6 @@ def _export(service: str) -> ServiceExport:
     )
 
 
-async def _until(predicate, what: str) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    try:
-        await asyncio.wait_for(poll(), 5)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 async def test_the_builder_says_whether_every_gateway_holds_a_version() -> None:
     registry, cache = ServiceRegistry(), SnapshotCache()
     builder = SnapshotBuilder(MESH, registry, cache)
@@ -149,7 +139,7 @@ async def test_the_builder_says_whether_every_gateway_holds_a_version() -> None:
         for proxy in (gateway, sidecar):
             builder._proxies[proxy.node_id] = proxy  # registered as on_stream_open does
         builder.request_rebuild()
-        await _until(lambda: len(cache.node_ids()) == 2, "both first snapshots")
+        await until(lambda: len(cache.node_ids()) == 2, "both first snapshots")
         version = registry.state.version
         assert builder.gateways_hold(version) is False  # built, not ACKed
         builder.synced(sidecar.node_id, cache.get_snapshot(sidecar.node_id).serial)
@@ -162,7 +152,7 @@ async def test_the_builder_says_whether_every_gateway_holds_a_version() -> None:
         registry.apply([_workload("b-1", "b"), _export("b")])
         new = registry.state.version
         assert builder.gateways_hold(new) is False
-        await _until(lambda: cache.get_snapshot(gateway.node_id) is not first, "a rebuild")
+        await until(lambda: cache.get_snapshot(gateway.node_id) is not first, "a rebuild")
         assert builder.gateways_hold(new) is False
         builder.synced(gateway.node_id, cache.get_snapshot(gateway.node_id).serial)
         assert builder.gateways_hold(new) is True
