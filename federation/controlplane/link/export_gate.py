@@ -7,8 +7,11 @@ gateway's Envoy serves only after it has warmed the service's cluster. Reported 
 new export raced its own gateway: callers elsewhere (their control planes 100-200 ms away)
 sent their first active health check while the gateway had no filter chain for its SNI yet;
 the connection was closed, the check failed and was retried 250 ms later
-(``health_check.network_failure`` on issue 37's isolated bed: about one add in five, the
-tail of cross-cluster adds) -- and a first request would have been reset the same way.
+(``health_check.network_failure`` counted on issue 37's isolated bed: about one add in
+five), and a caller without active health checks (a proxyless gRPC client) had its first
+connection reset. What the wait costs: the gateway's build and ACK come before the report
+instead of beside the remote path (the trace's report hop, p50 +13 to +30 ms on that bed;
+docs/benchmarks.md, where no gain in the adds' latency could be shown either).
 
 :class:`ExportGate` holds such a service back from the report until every gateway connected
 to this control plane holds (every xDS type ACKed) a snapshot built from a registry version
