@@ -99,6 +99,10 @@ def _recent(
     return {key: hit for key, hit in memo.items() if hit[0] >= version}
 
 
+#: Snapshots published to a gateway and not ACKed yet that are remembered (the oldest go).
+GATEWAY_SERIALS_KEPT = 64
+
+
 class SnapshotBuilder:
     """Builds snapshots for proxies (see the module docstring)."""
 
@@ -130,8 +134,11 @@ class SnapshotBuilder:
         self._dirty = asyncio.Event()
         # node id -> registry version its current snapshot was built from
         self._built: dict[str, int] = {}
-        # node id -> serial of the newest snapshot its stream holds (every type ACKed)
-        self._held: dict[str, int] = {}
+        # east-west gateways: the registry version each published snapshot (by serial) stands
+        # for, the serial each holds (every type ACKed), and the newest version it holds
+        self._gateway_serials: dict[str, dict[int, int]] = {}
+        self._gateway_acked: dict[str, int] = {}
+        self._gateway_holds: dict[str, int] = {}
         #: called when a gateway holds a new snapshot (the export gate waits for that)
         self.on_gateway_synced: Callable[[], None] = lambda: None
         self.ready = asyncio.Event()
@@ -172,6 +179,7 @@ class SnapshotBuilder:
         except asyncio.CancelledError:  # the client left during its first build
             if proxy.node_id not in self._streams:
                 self._built.pop(proxy.node_id, None)
+                self._forget_gateway(proxy.node_id)
                 self._cache.forget(proxy.node_id)
             raise
         except Exception as err:
@@ -206,35 +214,50 @@ class SnapshotBuilder:
         self._streams.pop(node_id, None)
         self._proxies.pop(node_id, None)
         self._built.pop(node_id, None)
-        self._held.pop(node_id, None)
+        self._forget_gateway(node_id)
         self._stale.discard(node_id)
         self._cache.forget(node_id)
 
     def synced(self, node_id: str, serial: int) -> None:
         """``node_id``'s stream holds the snapshot ``serial`` (the ADS server's
         :data:`~federation.controlplane.ads.Synced`)."""
-        self._held[node_id] = serial
-        proxy = self._proxies.get(node_id)
-        if proxy is not None and proxy.role == "gateway":
-            self.on_gateway_synced()
+        serials = self._gateway_serials.get(node_id)
+        if serials is None:
+            return  # not a gateway
+        self._gateway_acked[node_id] = serial
+        version = serials.pop(serial, None)
+        for older in [s for s in serials if s < serial]:
+            del serials[older]
+        if version is not None and version > self._gateway_holds.get(node_id, -1):
+            self._gateway_holds[node_id] = version
+        self.on_gateway_synced()
+
+    def _gateway_at(self, node_id: str, snapshot: Snapshot, version: int) -> None:
+        """A gateway's current snapshot stands for registry ``version`` (built from it, or
+        carried forward to it unchanged): held already, the gateway holds ``version``;
+        else it will once it ACKs that snapshot."""
+        serials = self._gateway_serials.setdefault(node_id, {})
+        if self._gateway_acked.get(node_id) == snapshot.serial:
+            if version > self._gateway_holds.get(node_id, -1):
+                self._gateway_holds[node_id] = version
+        else:
+            serials[snapshot.serial] = max(version, serials.get(snapshot.serial, -1))
+            while len(serials) > GATEWAY_SERIALS_KEPT:  # a gateway that ACKs nothing
+                del serials[min(serials)]
+
+    def _forget_gateway(self, node_id: str) -> None:
+        for gateways in (self._gateway_serials, self._gateway_acked, self._gateway_holds):
+            gateways.pop(node_id, None)
 
     def gateways_hold(self, version: int) -> bool | None:
         """Whether every east-west gateway connected here holds (every type ACKed) a
-        snapshot built from registry ``version`` or later; None when none is connected
+        snapshot that stands for registry ``version`` or a later one -- whatever it has been
+        sent since; None when none is connected
         (:mod:`federation.controlplane.link.export_gate`)."""
         gateways = [n for n, p in self._proxies.items() if p.role == "gateway"]
         if not gateways:
             return None
-        for node_id in gateways:
-            snapshot = self._cache.get_snapshot(node_id)
-            if (
-                node_id in self._stale
-                or self._built.get(node_id, -1) < version
-                or snapshot is None
-                or self._held.get(node_id) != snapshot.serial
-            ):
-                return False
-        return True
+        return all(self._gateway_holds.get(n, -1) >= version for n in gateways)
 
     def _on_change(self, state: RegistryState) -> None:
         self._changed_at[state.version] = time.monotonic()
@@ -275,6 +298,9 @@ class SnapshotBuilder:
             else:
                 self._built[node_id] = state.version
                 self.skipped += 1
+                held = self._cache.get_snapshot(node_id)
+                if proxy.role == "gateway" and held is not None:
+                    self._gateway_at(node_id, held, state.version)
         return context
 
     async def _build(self, proxy: ProxyDescription) -> None:
@@ -284,6 +310,8 @@ class SnapshotBuilder:
         self._stale.discard(proxy.node_id)
         held = self._cache.get_snapshot(proxy.node_id)
         new = held is not None and held is not snapshot  # a change, not a first connect
+        if proxy.role == "gateway":  # before it is published: its ACK may come at once
+            self._gateway_at(proxy.node_id, snapshot, state.version)
         try:
             await self._cache.set_snapshot(proxy.node_id, snapshot)
         except InconsistentSnapshotError as err:

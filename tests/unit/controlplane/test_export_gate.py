@@ -156,6 +156,23 @@ async def test_the_builder_says_whether_every_gateway_holds_a_version() -> None:
         assert builder.gateways_hold(new) is False
         builder.synced(gateway.node_id, cache.get_snapshot(gateway.node_id).serial)
         assert builder.gateways_hold(new) is True
+        # the gateway sees a further change (b's second endpoint): until it ACKs that, it
+        # still holds the export's version, not the newest
+        held = cache.get_snapshot(gateway.node_id)
+        registry.apply([_workload("b-2", "b")])
+        newest = registry.state.version
+        await until(lambda: cache.get_snapshot(gateway.node_id) is not held, "the rebuild")
+        assert builder.gateways_hold(new) is True and builder.gateways_hold(newest) is False
+        builder.synced(gateway.node_id, cache.get_snapshot(gateway.node_id).serial)
+        assert builder.gateways_hold(newest) is True
+        # a change the gateway does not see (a service not exported) carries it forward
+        registry.apply([_workload("c-1", "c")])
+        await until(lambda: cache.get_snapshot(sidecar.node_id) is not None, "the sidecar")
+        builder.request_rebuild()
+        await until(
+            lambda: builder.gateways_hold(registry.state.version) is True, "carried forward"
+        )
+        assert cache.get_snapshot(gateway.node_id) is not held
         builder.on_stream_closed(gateway.node_id)
         assert builder.gateways_hold(new) is None
     finally:
