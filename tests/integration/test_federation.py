@@ -694,6 +694,9 @@ def test_a_new_export_is_announced_once_its_gateway_routes_it(fed) -> None:
         wait_until(lambda: "a" in _exporters_seen_by(fed, "c", "gated-late"), 15, "gated-late")
         held = time.monotonic() - started
         assert held >= HOLD_S, f"announced {held:.2f} s after the apply, the gateway frozen"
+        a = cps["a"]  # and its control plane says why it waited
+        log = a.procs.log(f"controlplane-a-{a.starts}")
+        assert "export demo/gated-late reported after" in log, log[-2000:]
         print(f"released on the gateway's ACK after {released:.2f} s; frozen: {held:.2f} s")
     finally:
         os.kill(envoy, signal.SIGCONT)

@@ -16,7 +16,8 @@ docs/benchmarks.md, where no gain in the adds' latency could be shown either).
 :class:`ExportGate` holds such a service back from the report until every gateway connected
 to this control plane holds (every xDS type ACKed) a snapshot built from a registry version
 at least the one the service first appeared in, or for at most :data:`HOLD_S`: a gateway that
-is stuck or slow must not hide the service for ever. A service already reported is never
+is stuck or slow must not hide the service for ever (released that way, it is logged as a
+warning naming the export: a gateway that does not ACK its configuration). A service already reported is never
 held back again, and nothing else of the report waits: endpoints of a known service (the
 gateway routes to whichever endpoints it knows), removals, exports and health go out at once.
 A cluster without a gateway on this control plane (``ready`` answers None) holds nothing
@@ -27,9 +28,12 @@ announce an export as soon as it exists.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from federation.sync.messages import ClusterReport, ServiceKey
+
+log = logging.getLogger(__name__)
 
 #: Longest time (s) a new export waits for the gateways before it is reported anyway.
 HOLD_S = 3.0
@@ -65,10 +69,20 @@ class ExportGate:
         held: set[ServiceKey] = set()
         for key in offered - (offered if self._reported is None else self._reported):
             since_version, since = self._new.setdefault(key, (version, now))
-            if now - since < self._hold_s and self._ready(since_version) is False:
+            ready = self._ready(since_version)
+            if now - since < self._hold_s and ready is False:
                 held.add(key)
-            else:
-                self._new.pop(key, None)
+                continue
+            if self._new.pop(key, None) is not None and now > since:
+                if ready is False:
+                    log.warning(
+                        "export %s/%s reported after %.1f s without every gateway holding it"
+                        " (registry v%d): a gateway does not ACK its configuration",
+                        *key, now - since, since_version,
+                    )  # fmt: skip
+                else:
+                    log.debug("export %s/%s reported %.3f s later, its gateways ready", *key,
+                              now - since)  # fmt: skip
         self._reported = offered - held
         if not held:
             return report
