@@ -17,9 +17,10 @@ docs/benchmarks.md, where no gain in the adds' latency could be shown either).
 to this control plane holds (every xDS type ACKed) a snapshot built from a registry version
 at least the one the service first appeared in, or for at most :data:`HOLD_S`: a gateway that
 is stuck or slow must not hide the service for ever (released that way, it is logged as a
-warning naming the export: a gateway that does not ACK its configuration). A service already reported is never
-held back again, and nothing else of the report waits: endpoints of a known service (the
-gateway routes to whichever endpoints it knows), removals, exports and health go out at once.
+warning naming the export: a gateway that does not ACK its configuration). A service
+already reported is never held back again, and nothing else of the report waits: endpoints
+of a known service (the gateway routes to whichever endpoints it knows), removals, exports
+and health go out at once.
 A cluster without a gateway on this control plane (``ready`` answers None) holds nothing
 back, and neither does the first report after a start (the controller may know its services
 from before: a report without them would withdraw them everywhere). Istio and Linkerd
