@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +26,20 @@ from tests.integration.test_eastwest import sidecar_agent
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EAST = "aws/us-east-1/us-east-1a"
 HOST = "echo.demo.svc.clusterset.local"
+
+
+def _in_flight(admin_port: int) -> int:
+    """Requests the Envoy with this admin port is serving now: its HTTP connection managers'
+    ``downstream_rq_active``, the admin's own left out (as the agent's drain reads them)."""
+    url = f"http://127.0.0.1:{admin_port}/stats?filter=downstream_rq_active$"
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        text = resp.read().decode()
+    total = 0
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if name.startswith("http.") and not name.startswith("http.admin."):
+            total += int(value.strip() or 0)
+    return total
 
 
 def _envoy_pid(admin_port: int) -> int:
@@ -130,15 +145,25 @@ def test_sigterm_drains_without_failing_in_flight_requests(cluster) -> None:
     _wait_both_answer(port, 30)  # the slow requests below must be able to reach echo-a
     with (
         LoadLoop(port, HOST, max_requests=3000, max_seconds=30) as load,
-        ThreadPoolExecutor(8) as pool,
+        ThreadPoolExecutor(32) as pool,
     ):
         slow = [pool.submit(get, port, HOST, "/?delay_ms=1500", 10.0) for _ in range(8)]
-        time.sleep(0.3)
+
+        def some_on_echo_a() -> bool:
+            # the balancer may have sent the first ones to echo-b (CI: all 8 once): more
+            # until one is in flight on echo-a, at most 32
+            if _in_flight(admin) > 0:
+                return True
+            if len(slow) < 32:
+                slow.append(pool.submit(get, port, HOST, "/?delay_ms=1500", 10.0))
+            return False
+
+        wait_until(some_on_echo_a, 10, "a slow request in flight on echo-a")
         proc.send_signal(signal.SIGTERM)
         results = [f.result(timeout=20) for f in slow]
         proc.wait(30)
         load.wait_tail({"echo-b"}, 30, 10)
-    assert [r[0] for r in results] == [200] * 8
+    assert [r[0] for r in results] == [200] * len(slow)
     assert "echo-a" in {r[1]["name"] for r in results}  # some were in flight on the draining one
     assert load.failures() == [], load.failures()[:5]
     assert proc.returncode == 0
