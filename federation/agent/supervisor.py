@@ -32,6 +32,23 @@ log = logging.getLogger(__name__)
 Hook = Callable[[], Awaitable[None]]
 
 
+#: The admin query :func:`requests_in_flight` reads.
+IN_FLIGHT_STATS = "/stats?filter=downstream_rq_active$"
+
+
+def requests_in_flight(stats: str) -> int:
+    """Requests an Envoy is serving, from its admin's :data:`IN_FLIGHT_STATS` text: the
+    sum of its HTTP connection managers' ``downstream_rq_active``, the admin's own
+    (``http.admin.*``, which counts this very query) left out. Pure."""
+    total = 0
+    for line in stats.splitlines():
+        name, _, value = line.partition(": ")
+        value = value.strip()
+        if name.startswith("http.") and not name.startswith("http.admin.") and value.isdigit():
+            total += int(value)
+    return total
+
+
 async def _nothing() -> None:
     return None
 
@@ -152,20 +169,10 @@ class ProxyAgent:
 
     async def _active_requests(self) -> int:
         try:
-            text = await asyncio.to_thread(self.envoy.admin, "/stats?filter=downstream_rq_active$")
+            text = await asyncio.to_thread(self.envoy.admin, IN_FLIGHT_STATS)
         except OSError:
             return 0
-        total = 0
-        for line in text.splitlines():
-            name, _, value = line.partition(": ")
-            # http.admin.* counts this very stats request
-            if (
-                name.startswith("http.")
-                and not name.startswith("http.admin.")
-                and value.strip().isdigit()
-            ):
-                total += int(value)
-        return total
+        return requests_in_flight(text)
 
     async def _shutdown(self) -> None:
         s = self.settings

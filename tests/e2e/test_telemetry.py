@@ -174,8 +174,8 @@ def _check_dashboard(home: Path) -> None:
         ]
         # a 10 s rate may miss or hold one agent interval (2 s) of requests at either end
         # (docs/metrics.md): 20 % of the rate, 2 req/s at least
-        slack = max(2.0, 0.2 * max(d["rps"] for d in near))
         lo_rps, hi_rps = min(d["rps"] for d in near), max(d["rps"] for d in near)
+        slack = max(2.0, 0.2 * hi_rps)
         assert lo_rps - slack <= row["rps"] <= hi_rps + slack, (cluster, row, near)
         assert min(d["share"] for d in near) - 0.1 <= row["share"]
         assert row["share"] <= max(d["share"] for d in near) + 0.1

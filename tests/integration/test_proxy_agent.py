@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from federation.agent.supervisor import IN_FLIGHT_STATS, requests_in_flight
 from federation.client import call
 from tests.integration.harness import (
     ControlPlaneHandle,
@@ -29,17 +30,10 @@ HOST = "echo.demo.svc.clusterset.local"
 
 
 def _in_flight(admin_port: int) -> int:
-    """Requests the Envoy with this admin port is serving now: its HTTP connection managers'
-    ``downstream_rq_active``, the admin's own left out (as the agent's drain reads them)."""
-    url = f"http://127.0.0.1:{admin_port}/stats?filter=downstream_rq_active$"
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        text = resp.read().decode()
-    total = 0
-    for line in text.splitlines():
-        name, _, value = line.partition(": ")
-        if name.startswith("http.") and not name.startswith("http.admin."):
-            total += int(value.strip() or 0)
-    return total
+    """Requests the Envoy with this admin port is serving now, as the agent's drain reads
+    them (:func:`federation.agent.supervisor.requests_in_flight`)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}{IN_FLIGHT_STATS}", timeout=2) as r:
+        return requests_in_flight(r.read().decode())
 
 
 def _envoy_pid(admin_port: int) -> int:

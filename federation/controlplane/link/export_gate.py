@@ -69,21 +69,13 @@ class ExportGate:
         self._new = {k: v for k, v in self._new.items() if k in offered}
         held: set[ServiceKey] = set()
         for key in offered - (offered if self._reported is None else self._reported):
-            since_version, since = self._new.setdefault(key, (version, now))
+            since_version, since = self._new.get(key, (version, now))
             ready = self._ready(since_version)
-            if now - since < self._hold_s and ready is False:
+            if ready is False and now - since < self._hold_s:
+                self._new[key] = (since_version, since)
                 held.add(key)
-                continue
-            if self._new.pop(key, None) is not None and now > since:
-                if ready is False:
-                    log.warning(
-                        "export %s/%s reported after %.1f s without every gateway holding it"
-                        " (registry v%d): a gateway does not ACK its configuration",
-                        *key, now - since, since_version,
-                    )  # fmt: skip
-                else:
-                    log.debug("export %s/%s reported %.3f s later, its gateways ready", *key,
-                              now - since)  # fmt: skip
+            elif self._new.pop(key, None) is not None:  # held back before: say how long
+                _log_release(key, since_version, now - since, ready)
         self._reported = offered - held
         if not held:
             return report
@@ -96,3 +88,14 @@ class ExportGate:
         if not self._new:
             return None
         return min(since for _, since in self._new.values()) + self._hold_s
+
+
+def _log_release(key: ServiceKey, version: int, waited_s: float, ready: bool | None) -> None:
+    if ready is False:
+        log.warning(
+            "export %s/%s reported after %.1f s without every gateway holding it (registry"
+            " v%d): a gateway does not ACK its configuration",
+            *key, waited_s, version,
+        )  # fmt: skip
+    else:
+        log.debug("export %s/%s reported %.3f s later, its gateways ready", *key, waited_s)
