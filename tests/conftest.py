@@ -37,8 +37,15 @@ def xdist_scope(nodeid: str) -> str:
 
 def pytest_xdist_make_scheduler(config, log):
     """Schedule by :func:`xdist_scope` (xdist's own ``loadgroup`` reads ``xdist_group``
-    marks into node ids, which pytest 9 no longer lets a plugin change)."""
+    marks into node ids, which pytest 9 no longer lets a plugin change), in collection
+    order: e2e, then integration, then unit. xdist's default hands out the scopes with the
+    most tests first -- unit modules of many quick tests -- so the ``isolated`` group, a few
+    tests that take ~9 minutes together, started half way through and ran alone at the end
+    on one worker while the other had finished; the longest go first now, and the many
+    small unit modules fill in at the end."""
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False
 
     class ByScope(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
