@@ -341,9 +341,12 @@ def partition_round(fed: IsolatedFederation, rps: float) -> tuple[int, int, floa
 
 
 #: The two kinds of change: (label, endpoints of the service that stay). A service whose
-#: only endpoint comes and goes appears and disappears (every caller's Envoy adds or removes
-#: its cluster and route: CDS, EDS, RDS); one endpoint of two changes EDS alone (across
-#: clusters: the weight of the exporter's gateway endpoint, 1 <-> 2).
+#: only endpoint comes and goes: ``marker-local`` (not exported) appears and disappears in A
+#: (every caller's Envoy adds or removes its cluster and route: CDS, EDS, RDS); ``marker``
+#: is exported by B and stays a service without endpoints (``RegistryState.retained``): its
+#: callers in A and C lose and regain B's gateway as a host (EDS; a regained host takes
+#: traffic once its first health check through the gateway passes). One endpoint of two
+#: changes EDS alone (across clusters: the weight of the exporter's gateway endpoint, 1 <-> 2).
 KINDS = (("a service's only endpoint", 0), ("one endpoint of two", 1))
 
 

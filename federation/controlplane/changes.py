@@ -15,8 +15,8 @@ context and ``ProxyNeedsPush``; Kuma's hash-based change detection do the same):
   sidecar   every service (it has an outbound cluster for each), its own workload,
             the AuthorizationPolicies selecting it; not exports (only gateways
             read them)
-  gateway   the services exported here that have local workloads (before or after),
-            their exports
+  gateway   the services exported here that have local workloads or are retained
+            (before or after), their exports
   grpc      every service with an HTTP port (before or after), its own workload and
             the AuthorizationPolicies selecting it
   ========  =====================================================================
@@ -33,7 +33,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from federation.controlplane.registry import Health, RegistryState, ServiceKey, WorkloadKey
+from federation.controlplane.registry import (
+    Health,
+    RegistryState,
+    RetainedService,
+    ServiceKey,
+    WorkloadKey,
+)
 from federation.model.authz import AuthorizationPolicy
 from federation.model.peer_authentication import PeerAuthentication
 from federation.model.policy import TrafficPolicy
@@ -57,19 +63,23 @@ class ServiceInputs:
     plans: tuple[RoutingPlan, ...]
     rtts_ms: tuple[float | None, ...]
     exported: bool
+    retained: RetainedService | None = None
 
     @property
     def http(self) -> bool:
         """True when any of its ports is HTTP, HTTP/2 or gRPC (what proxyless gRPC sees)."""
-        protocols = [p.protocol for w in self.workloads for p in w.spec.ports]
+        protocols: list[str] = [p.protocol for w in self.workloads for p in w.spec.ports]
+        if self.retained is not None:
+            protocols += [protocol for _, _, protocol in self.retained.ports]
         if self.imported is not None:
             protocols += [p.protocol for p in self.imported.spec.ports]
         return any(p in ("http", "http2", "grpc") for p in protocols)
 
     @property
     def served_here(self) -> bool:
-        """True when the east-west gateway serves it: exported, with a local workload."""
-        return self.exported and bool(self.workloads)
+        """True when the east-west gateway serves it: exported, with a local workload or
+        retained."""
+        return self.exported and (bool(self.workloads) or self.retained is not None)
 
     def without_export(self) -> tuple[object, ...]:
         """The inputs a caller's side reads (all but ``exported``)."""
@@ -80,6 +90,7 @@ class ServiceInputs:
             self.policy,
             self.plans,
             self.rtts_ms,
+            self.retained,
         )
 
 
@@ -135,6 +146,7 @@ def _inputs_of(
         plans=plans.get(key, ()),
         rtts_ms=tuple(state.rtt_ms.get(c) for c in clusters),
         exported=state.exported(key),
+        retained=None if workloads else state.retained.get(key),
     )
 
 
@@ -145,7 +157,7 @@ def _inputs_since(
 ) -> dict[ServiceKey, ServiceInputs]:
     """:func:`service_inputs` of ``state`` from ``before``'s, which differs from it only in
     workloads and health."""
-    touched: set[ServiceKey] = set()
+    touched: set[ServiceKey] = _changed_keys(before.retained, state.retained)
     for key in _changed_keys(before.workloads, state.workloads) | _changed_keys(
         before.health, state.health
     ):

@@ -35,6 +35,49 @@ ServiceKey = tuple[str, str]  # (namespace, service)
 Document = WorkloadEntry | ServiceExport | ServiceImport
 
 
+@dataclass(frozen=True, slots=True)
+class RetainedService:
+    """An exported service whose last local workload is gone, as its workloads defined it.
+
+    A ServiceExport stands for the service, not for its pods: as in the MCS API (KEP-1645,
+    a ServiceImport lives as long as a cluster exports the service, with or without
+    endpoints) and in Istio (a Service scaled to zero keeps its cluster and routes, and
+    callers get 503 ``UH``), the service stays reported, imported and routed, with no
+    endpoint, while it is exported here. A workload coming back is then an endpoint change
+    alone (EDS) for every caller: no cluster to make and warm, no route to add.
+
+    Attributes:
+        ports: ``(name, port, protocol)`` as the first workload by name defined each.
+        service_accounts: the service accounts its workloads ran as.
+        tls_modes: the ``tlsMode`` values of its workloads.
+        export_to: its ``networking.istio.io/exportTo`` annotation (None: none).
+    """
+
+    ports: tuple[tuple[str, int, str], ...]
+    service_accounts: tuple[str, ...]
+    tls_modes: frozenset[str]
+    export_to: str | None = None
+
+    @classmethod
+    def of(cls, workloads: Iterable[WorkloadEntry]) -> RetainedService:
+        """The shape of a service from its workloads (sorted by name)."""
+        ports: dict[str, tuple[int, str]] = {}
+        ws = list(workloads)
+        for w in ws:
+            for p in w.spec.ports:
+                ports.setdefault(p.name, (p.port, p.protocol))
+        return cls(
+            ports=tuple((n, p, proto) for n, (p, proto) in sorted(ports.items(), key=_by_port)),
+            service_accounts=tuple(sorted({w.spec.service_account for w in ws})),
+            tls_modes=frozenset(w.spec.tls_mode for w in ws),
+            export_to=ws[0].metadata.annotations.get(EXPORT_TO) if ws else None,
+        )
+
+
+def _by_port(item: tuple[str, tuple[int, str]]) -> int:
+    return item[1][0]
+
+
 class Health(enum.Enum):
     """Endpoint health as probed by the control plane (Envoy's ``HealthStatus`` names)."""
 
@@ -87,6 +130,10 @@ class RegistryState:
         trust_domain: the mesh's trust domain ("" until the control plane knows it):
             ``cluster.local`` principals of AuthorizationPolicies name it
             (:func:`federation.model.authz.for_trust_domain`).
+        retained: exported services with no local workload left, by ``(namespace,
+            service)`` (:class:`RetainedService`; derived from the states before, kept
+            while the service stays exported, not stored: a restarted control plane
+            knows only the services it has workloads of).
     """
 
     version: int = 0
@@ -128,6 +175,9 @@ class RegistryState:
     )
     trust_domain: str = ""
     federated_domains: tuple[str, ...] = ()
+    retained: Mapping[ServiceKey, RetainedService] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
     # the AuthorizationPolicies as enforced (cluster.local localized): made on first use, at
     # most once per state (a health change makes a state too; it rarely needs them)
     _enforced: Mapping[tuple[str, str], AuthorizationPolicy] | None = field(
@@ -164,9 +214,13 @@ class RegistryState:
         ``networking.istio.io/exportTo`` annotation its Kubernetes Service carries in this
         cluster (on its workloads; :func:`federation.model.istio_sidecar.export_visible`)."""
         local = self._index().get(key)
-        if not local:
+        if local:
+            export_to = local[0].metadata.annotations.get(EXPORT_TO)
+        elif key in self.retained:
+            export_to = self.retained[key].export_to
+        else:
             return True
-        return export_visible(local[0].metadata.annotations.get(EXPORT_TO), key[0], proxy_namespace)
+        return export_visible(export_to, key[0], proxy_namespace)
 
     def egress_scope(self, namespace: str, workload: str) -> IstioSidecar | None:
         """The Sidecar resource that scopes a proxy of ``namespace`` (and ``workload``, its
@@ -205,8 +259,13 @@ class RegistryState:
         return list(self._index().get((namespace, service), ()))
 
     def services(self) -> list[tuple[str, str]]:
-        """Every ``(namespace, service)`` with a local workload or an import, sorted."""
-        return sorted(set(self._index()) | set(self.imports))
+        """Every ``(namespace, service)`` with a local workload, an import, or retained
+        (exported here, its last workload gone: :attr:`retained`), sorted."""
+        return sorted(set(self._index()) | set(self.imports) | set(self.retained))
+
+    def local_services(self) -> list[tuple[str, str]]:
+        """Every ``(namespace, service)`` with a local workload or retained, sorted."""
+        return sorted(set(self._index()) | set(self.retained))
 
     def documents(self) -> list[Document]:
         """Every stored document (workloads, exports as meshfed ServiceExports, imports);
@@ -326,6 +385,34 @@ def _state(
     index = MappingProxyType(_patched_index(base, workloads, changed))
     object.__setattr__(state, "_by_service", index)
     object.__setattr__(state, "_stored", _patched_stored(base, workloads, changed))
+    return _with_retained(base, state)
+
+
+def retained_services(
+    base: RegistryState, state: RegistryState
+) -> Mapping[ServiceKey, RetainedService]:
+    """:attr:`RegistryState.retained` of ``state``, made from ``base`` (the state it was
+    made from): ``base``'s retained services and the services that lost their last workload
+    since ``base``, each while it has no local workload and is exported in ``state``.
+    ``base.retained`` itself when that is the same. Pure."""
+    index, before = state._index(), base._index()
+    kept = {
+        key: shape
+        for key, shape in base.retained.items()
+        if key not in index and state.exported(key)
+    }
+    for key in before.keys() - index.keys():
+        if state.exported(key):
+            kept[key] = RetainedService.of(before[key])
+    if kept == dict(base.retained):
+        return base.retained
+    return MappingProxyType(dict(sorted(kept.items())))
+
+
+def _with_retained(base: RegistryState, state: RegistryState) -> RegistryState:
+    """``state`` with its :attr:`~RegistryState.retained` services (see
+    :func:`retained_services`); set in place: ``state`` is new and not yet shared."""
+    object.__setattr__(state, "retained", retained_services(base, state))
     return state
 
 
@@ -456,7 +543,7 @@ def with_federation(
         and exports_ is state.federated_exports
     ):
         return state
-    return replace(
+    return _federated(
         state,
         version=state.version + 1,
         imports=imports_,
@@ -473,6 +560,20 @@ def with_federation(
     )
 
 
+def _federated(base: RegistryState, **parts: object) -> RegistryState:
+    """``base`` with the controller's ``parts`` replaced (and the workload index, which
+    they leave as it was, carried over), and its retained services for them."""
+    state = replace(base, **parts)  # type: ignore[arg-type]
+    object.__setattr__(state, "_by_service", base._by_service)
+    object.__setattr__(state, "_stored", base._stored)
+    if (
+        state.federated_exports is base.federated_exports
+        and state.cluster_exports is base.cluster_exports
+    ):
+        return state  # with the workloads as they were, only exports change what is retained
+    return _with_retained(base, state)
+
+
 def _same_or_new(before: Mapping[K, V], after: dict[K, V]) -> Mapping[K, V]:
     """``before`` itself when ``after`` holds the same items, else ``after`` read-only: a
     part of the state a change left alone keeps its object, so whoever derives something
@@ -487,7 +588,7 @@ def with_cluster_exports(state: RegistryState, keys: Iterable[ServiceKey]) -> Re
     new = frozenset(keys)
     if new == state.cluster_exports:
         return state
-    return replace(state, version=state.version + 1, cluster_exports=new)
+    return _federated(state, version=state.version + 1, cluster_exports=new)
 
 
 def with_rtts(state: RegistryState, rtt_ms: Mapping[str, float]) -> RegistryState:

@@ -5,8 +5,10 @@ ports and protocols as the first workload by name defines them, the service acco
 them, the number of healthy endpoints per zone and the endpoints themselves (which the
 controller passes on only to clusters on the same network) -- its exports (local ServiceExports and
 those the controller pushed), its gateway address and the RTT (ms) it measured to other
-clusters' gateways. Only services with at least one local workload are reported: an export of
-a service with no workload here serves nothing and is not imported anywhere.
+clusters' gateways. Services with at least one local workload are reported, and an exported
+service whose last workload is gone stays reported with no endpoint while it is exported
+(:class:`~federation.controlplane.registry.RetainedService`: as an MCS ServiceImport, its
+import outlives its pods); an export of a service that never had a workload here is not.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ def cluster_report(
     ``host:port``)."""
     services: list[dict[str, Any]] = []
     exports: list[str] = []
-    local = sorted({(w.metadata.namespace, w.spec.service) for w in state.workloads.values()})
-    for namespace, service in local:
+    for namespace, service in state.local_services():
         workloads = state.by_service(namespace, service)
+        kept = None if workloads else state.retained[(namespace, service)]
         ports: dict[str, tuple[int, str]] = {}
         healthy: dict[str, int] = {}
         endpoints: list[dict[str, Any]] = []
@@ -59,6 +61,13 @@ def cluster_report(
                     "capacity_rps": w.spec.capacity.rps if w.spec.capacity else 0.0,
                 }
             )
+        if kept is not None:
+            ports = {name: (number, protocol) for name, number, protocol in kept.ports}
+        accounts = (
+            kept.service_accounts
+            if kept is not None
+            else {w.spec.service_account for w in workloads}
+        )
         services.append(
             {
                 "namespace": namespace,
@@ -67,7 +76,7 @@ def cluster_report(
                     {"name": n, "port": p, "protocol": proto}
                     for n, (p, proto) in sorted(ports.items(), key=lambda kv: kv[1][0])
                 ],
-                "service_accounts": sorted({w.spec.service_account for w in workloads}),
+                "service_accounts": sorted(accounts),
                 "healthy_endpoints_by_zone": dict(sorted(healthy.items())),
                 "endpoints": endpoints,
             }

@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -701,6 +702,97 @@ def test_a_new_export_is_announced_once_its_gateway_routes_it(fed) -> None:
     finally:
         os.kill(envoy, signal.SIGCONT)
         cps["a"].delete("---\n".join(docs))
+
+
+def _stat(admin_port: int, name: str) -> int:
+    """One counter of an Envoy's admin ``/stats`` (0 when absent)."""
+    conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
+    try:
+        conn.request("GET", f"/stats?filter=^{re.escape(name)}$")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    found = re.search(rf"^{re.escape(name)}: (\d+)$", text, re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+def test_an_export_scaled_to_zero_stays_imported_and_its_return_is_an_endpoint_change(
+    fed,
+) -> None:
+    """A ServiceImport outlives its pods (MCS, KEP-1645; Istio keeps a Service's cluster at
+    zero replicas): ``scaled``, exported by a, loses its only workload (its sidecar agent
+    stops and deregisters). c still imports it, from a with no endpoint, and a caller in c
+    gets 503 ``no healthy upstream`` from its sidecar (not a missing route); the workload
+    back, c's sidecar is sent the endpoint alone -- no CDS update (a cluster to make and
+    warm again), and requests are served again. Withdrawn, the export ends the import."""
+    home, cps = fed["home"], fed["cps"]
+    procs, host = cps["a"].procs, "scaled.demo.svc.clusterset.local"
+    export = (
+        "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\n"
+        "metadata: {name: scaled, namespace: demo}\n"
+    )
+    app, port, admin = free_port(), free_port(), free_port()
+    started = [start_echo(procs, "a-scaled-1", app, "a")]
+
+    def scale_up() -> subprocess.Popen[bytes]:
+        agent, _ = start_sidecar_agent(
+            procs, home, cps["a"], service="scaled", address="127.0.1.64", app_port=app,
+            service_port=8080, name="scaled-1",
+        )  # fmt: skip
+        started.append(agent)
+        return agent
+
+    exported = False
+    try:
+        agent = scale_up()
+        cps["a"].apply(export)
+        exported = True
+        caller, _ = start_sidecar_agent(
+            procs, home, cps["c"], service="scaled-caller", address="127.0.3.14",
+            app_port=free_port(), service_port=8080, outbound_port=port, admin_port=admin,
+            name="scaled-caller-1",
+        )  # fmt: skip
+        started.append(caller)
+        wait_until(lambda: get(port, host)[0] == 200, 45, "c -> scaled in a")
+
+        agent.send_signal(signal.SIGTERM)  # scaled to zero: the agent deregisters
+        agent.wait(timeout=30)
+        spec = wait_until(
+            lambda: (s := _imports_of(home, "c").get("scaled")) and s["clusters"] and s,
+            15,
+            "scaled still imported in c",
+        )
+        wait_until(
+            lambda: _imports_of(home, "c")["scaled"]["clusters"][0]["endpoints"] == 0,
+            15,
+            "a's endpoint withdrawn",
+        )
+        assert [c["cluster"] for c in spec["clusters"]] == ["a"]
+        assert spec["ports"] == [{"name": "http", "port": 8080, "protocol": "http"}]
+        _, data, _ = wait_until(
+            lambda: (r := get(port, host))[0] == 503 and r, 10, "503 from c's sidecar"
+        )
+        assert "no healthy upstream" in data.get("raw", ""), data
+        cds = _stat(admin, "cluster_manager.cds.update_success")
+        eds_before = _stat(admin, f"cluster.outbound|8080||{host}.update_success")
+
+        scale_up()  # the workload is back
+        wait_until(lambda: get(port, host)[0] == 200, 30, "c -> scaled in a again")
+        assert _stat(admin, "cluster_manager.cds.update_success") == cds, "a CDS update"
+        assert _stat(admin, f"cluster.outbound|8080||{host}.update_success") > eds_before
+
+        cps["a"].delete(export)
+        exported = False
+        wait_until(lambda: "scaled" not in _imports_of(home, "c"), 15, "import withdrawn")
+    finally:
+        for proc in reversed(started):
+            proc.send_signal(signal.SIGTERM)
+        for proc in started:
+            proc.wait(timeout=30)
+        for name in ("scaled-1", "scaled-caller-1"):  # stopped for good: not to be renewed
+            shutil.rmtree(home / "proxies" / f"sidecar_demo_{name}", ignore_errors=True)
+        if exported:
+            cps["a"].delete(export)
 
 
 def _csr(trust_domain: str) -> str:

@@ -150,7 +150,14 @@ def _add_remote(
     """A remote cluster of the port's ServiceImport: its endpoints dialled directly (same
     network, no subset), else (unless ``gateways`` is False) each of its zone-local gateways
     at its zone, weighted by the zone's healthy endpoints, and its east-west gateway at the
-    cluster's locality for the endpoints of the zones without one."""
+    cluster's locality for the endpoints of the zones without one.
+
+    A gateway that stands for no healthy endpoint is left out rather than sent UNHEALTHY:
+    Envoy health-checks every host it holds, and a check through a gateway to a service
+    with no endpoint there fails every ``unhealthy_interval`` (250 ms) from every caller;
+    when the endpoints come back, the gateway returns as a new host, checked at once
+    (:func:`federation.controlplane.generate.clusters.default_health_check`), instead of at its
+    next failed check's retry."""
     where = Locality.parse(rc.locality)
     if rc.direct_endpoints is not None and not labels:  # same network: dial directly
         for i, e in enumerate(rc.direct_endpoints):
@@ -165,6 +172,8 @@ def _add_remote(
     elif gateways:
         covered = 0
         for zg in rc.zone_gateways:  # a zone with a gateway of its own: a locality of its own
+            if zg.endpoints == 0:
+                continue
             key = (rc.cluster, Locality(where.region, zg.zone))
             found.via_gateway[key].append(f"zone gateway {zg.gateway}")
             endpoint = lb_endpoint(
@@ -177,7 +186,7 @@ def _add_remote(
             found.add(key, f"~{rc.cluster}~{zg.zone}", endpoint, zg.endpoints)
             covered += zg.endpoints
         rest = max(0, rc.endpoints - covered)  # the zones without one: the cluster's gateway
-        if rc.zone_gateways and rest == 0:
+        if rest == 0:
             return
         key = (rc.cluster, where)
         found.via_gateway[key].append(f"gateway {rc.gateway}")
@@ -189,6 +198,36 @@ def _add_remote(
             tls_mode="mutual",
         )
         found.add(key, f"~{rc.cluster}", endpoint, rest)
+
+
+def serving_clusters(
+    caller: Locality,
+    caller_cluster: str,
+    state: RegistryState,
+    port: ServicePort,
+    placed: Placement,
+) -> dict[str, list[float | None]]:
+    """The clusters that serve ``port``, each with the round trips (ms; None: unknown) to
+    where it serves it: the candidates endpoints were found in, and every exporter its
+    ServiceImport lists (and this cluster, for a local or retained service) with none found,
+    at its locality -- a cluster whose endpoints are all gone or unhealthy still serves the
+    port: its per-cluster subset and the PING timeout made from these round trips
+    (:func:`federation.controlplane.generate.clusters.keepalive_timeout_ms`) stay as they
+    were, so its endpoints' return is an EDS change, not a cluster to warm again."""
+    serving: dict[str, list[float | None]] = {}
+    for choice in placed.choices:
+        serving.setdefault(choice.candidate.cluster, []).append(choice.candidate.rtt_ms)
+    imported = state.imports.get((port.namespace, port.service))
+    absent = [
+        (rc.cluster, Locality.parse(rc.locality), state.rtt_ms.get(rc.cluster))
+        for rc in (imported.spec.clusters if imported is not None else [])
+        if rc.cluster not in serving and rc.cluster != caller_cluster
+    ]
+    if (port.local or port.retained) and caller_cluster not in serving:
+        absent.append((caller_cluster, caller, None))
+    for cluster, where, measured in absent:
+        serving[cluster] = [path_facts(caller, where, measured_rtt_ms=measured).rtt_ms]
+    return serving
 
 
 def _candidates(

@@ -134,7 +134,8 @@ def outbound_ports(
     for port in ports:
         policy = state.policies.get((port.namespace, port.service))
         placed = endpoints.placement(caller, mesh.cluster, state, port)
-        subsets = split_subsets(port, policy, {c.candidate.cluster for c in placed.choices})
+        serving = endpoints.serving_clusters(caller, mesh.cluster, state, port, placed)
+        subsets = split_subsets(port, policy, serving)
         choices = [(port.cluster_name, placed.choices)] + [
             (name, endpoints.prefer_cluster(placed.choices, cluster))
             for cluster, name, _ in subsets
@@ -149,7 +150,7 @@ def outbound_ports(
         for key, target in label_subsets(mesh, state, caller, port, policy):
             destinations[key] = target.name
             targets.append(target)
-        rtts = [c.candidate.rtt_ms for c in placed.choices]
+        rtts = [rtt for found in serving.values() for rtt in found]
         out.append(OutboundPort(port, policy, subsets, rtts, targets, destinations))
     return out
 
@@ -601,8 +602,8 @@ def _gateway_service(
     assignments: list[Message] = []
     routes: list[PassthroughRoute] = []
     for port in ports:
-        if not (port.exported and port.local):
-            continue  # only exported services with local sidecars are reachable
+        if not (port.exported and (port.local or port.retained)):
+            continue  # only exported services of this cluster are reachable
         cla = endpoints.load_assignment(
             caller,
             state,

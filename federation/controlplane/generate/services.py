@@ -18,6 +18,9 @@ class ServicePort:
         tls_modes: tlsMode values of its endpoints (remote ones, behind gateways, are mutual).
         exported: the service has a ServiceExport in this cluster.
         local: at least one local workload serves it.
+        retained: exported here, its last local workload gone
+            (:class:`~federation.controlplane.registry.RetainedService`): the east-west
+            gateway keeps its routes, with no endpoint.
         remote: at least one remote cluster serves it (a ServiceImport).
         subset: a TrafficPolicy subset's name: the port as its subset's cluster sees it
             (its SNI names the subset); "" for the whole service.
@@ -36,6 +39,7 @@ class ServicePort:
     exported: bool = False
     local: bool = True
     remote: bool = False
+    retained: bool = False
     subset: str = ""
     ips: tuple[str, ...] = ()
 
@@ -88,16 +92,22 @@ def ports_of_service(state: RegistryState, namespace: str, service: str) -> list
     """The ports of one service, sorted by port number.
 
     Port numbers and protocols: local workloads first (the first by name that defines a port
-    name wins), then the import's definition for ports no local workload has.
+    name wins) or, with none left, as they defined them (:attr:`RegistryState.retained`),
+    then the import's definition for ports no local workload has.
     """
     workloads = state.by_service(namespace, service)
     imported = state.imports.get((namespace, service))
+    kept = None if workloads else state.retained.get((namespace, service))
     seen: dict[str, tuple[int, str]] = {}
     for w in workloads:
         for p in w.spec.ports:
             seen.setdefault(p.name, (p.port, p.protocol))
     accounts = {w.spec.service_account for w in workloads}
-    modes = {w.spec.tls_mode for w in workloads}
+    modes: set[str] = {w.spec.tls_mode for w in workloads}
+    if kept is not None:
+        seen.update((name, (number, protocol)) for name, number, protocol in kept.ports)
+        accounts.update(kept.service_accounts)
+        modes.update(kept.tls_modes)
     remote = imported is not None and bool(imported.spec.clusters)
     if imported is not None:
         for ip in imported.spec.ports:
@@ -117,6 +127,7 @@ def ports_of_service(state: RegistryState, namespace: str, service: str) -> list
             exported=state.exported((namespace, service)),
             local=bool(workloads),
             remote=remote,
+            retained=kept is not None,
             ips=tuple(imported.spec.ips) if imported is not None else (),
         )
         for name, (number, protocol) in sorted(seen.items(), key=lambda kv: kv[1][0])

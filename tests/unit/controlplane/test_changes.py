@@ -51,6 +51,8 @@ def _workload(name: str, service: str, address: str, protocol: str = "http") -> 
 
 EXPORT_A = "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: a, namespace: demo}\n"
 EXPORT_B = "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: b, namespace: demo}\n"
+EXPORT_E = "apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: {name: e, namespace: demo}\n"
+E_1 = _workload("e-1", "e", "127.0.0.14")
 AUTHZ_A = AuthorizationPolicy.model_validate(
     {
         "apiVersion": "security.istio.io/v1",
@@ -103,7 +105,9 @@ def _registry() -> ServiceRegistry:
                     _workload("a-1", "a", "127.0.0.11"),
                     _workload("b-1", "b", "127.0.0.12"),
                     _workload("t-1", "t", "127.0.0.13", "tcp"),
+                    E_1,
                     EXPORT_A,
+                    EXPORT_E,
                 ]
             )
         )
@@ -153,6 +157,27 @@ CASES = {
         lambda r: _federation(r, price_tables=[PRICES]),
         {"sidecar-a": set(), "sidecar-b": set(), "gateway": set(), "grpc": set()},
     ),
+    # e is exported and e-1 is its only workload: the service stays (retained), so every
+    # caller and the gateway lose an endpoint, no cluster, route or listener
+    "the only endpoint of an exported service goes": (
+        lambda r: r.delete(load_documents(E_1)),
+        {"sidecar-a": {EDS}, "sidecar-b": {EDS}, "gateway": {EDS}, "grpc": {EDS}},
+    ),
+    # ... and comes back (PREPARED: gone first): endpoints again, nothing else
+    "the only endpoint of an exported service comes back": (
+        lambda r: r.apply(load_documents(E_1)),
+        {"sidecar-a": {EDS}, "sidecar-b": {EDS}, "gateway": {EDS}, "grpc": {EDS}},
+    ),
+    # a retained service whose export is withdrawn is gone: clusters, routes, listeners
+    "the export of a service without endpoints is withdrawn": (
+        lambda r: r.delete(load_documents(EXPORT_E)),
+        {
+            "sidecar-a": {CDS, EDS, RDS},
+            "sidecar-b": {CDS, EDS, RDS},
+            "gateway": {CDS, EDS, LDS},
+            "grpc": {CDS, EDS, LDS, RDS},
+        },
+    ),
     # the controller's view of this cluster's exports: no proxy reads it
     "export conditions": (
         lambda r: _federation(r, export_conditions={("demo", "a"): ("Exported", "")}),
@@ -161,10 +186,20 @@ CASES = {
 }
 
 
+#: What is done to the registry before a case's snapshots are taken.
+PREPARED = {
+    "the only endpoint of an exported service comes back": lambda r: r.delete(load_documents(E_1)),
+    "the export of a service without endpoints is withdrawn": lambda r: r.delete(
+        load_documents(E_1)
+    ),
+}
+
+
 @pytest.mark.parametrize("case", list(CASES))
 async def test_a_change_rebuilds_exactly_the_proxies_that_see_it(case, monkeypatch) -> None:
     change, expected = CASES[case]
     registry, cache = _registry(), SnapshotCache()
+    PREPARED.get(case, lambda r: None)(registry)
     builder = SnapshotBuilder(MESH, registry, cache)
     builder.ready.set()
     for proxy in PROXIES.values():
