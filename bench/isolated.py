@@ -152,7 +152,8 @@ def _healthy_weight(conn: http.client.HTTPConnection, cluster: str) -> int:
     from the Envoy's admin ``/clusters?filter=`` (``<cluster>::<host>::health_flags::healthy``
     and ``::weight::N`` lines): the number of endpoints behind them -- a local endpoint
     weighs 1, another cluster's gateway as many as its healthy endpoints there. 0 when the
-    cluster does not exist (it is gone when its service has no endpoint left anywhere).
+    cluster does not exist (it is gone when its service has no endpoint left anywhere and is
+    not exported: an exported one stays, without hosts).
     About 0.3 ms of the Envoy's main thread; ``/stats?filter=`` costs 1.5 ms (every stat of
     a 50-sidecar mesh is matched against the regex)."""
     conn.request("GET", "/clusters?filter=" + quote(f"^{re.escape(cluster)}$"))
@@ -222,6 +223,31 @@ class Observers:
     @property
     def count(self) -> int:
         return sum(len(s) for s in self.sidecars.values())
+
+    def health_check_failures(self) -> int:
+        """Active health checks of the service's outbound cluster that failed, summed over
+        every watched Envoy (``cluster.<name>.health_check.failure``; a host the control
+        plane adds is checked at once and takes traffic once a check passes: a failed first
+        check costs an add ``unhealthy_interval``, 250 ms)."""
+        stat = f"cluster.{self.cluster}.health_check.failure"
+        total = 0
+
+        def read(netns: str) -> int:
+            found = 0
+            for admin, _ in self.sidecars[netns]:
+                conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
+                try:
+                    conn.request("GET", "/stats?filter=" + quote(f"^{re.escape(stat)}$"))
+                    text = conn.getresponse().read().decode()
+                finally:
+                    conn.close()
+                value = text.rpartition(": ")[2].strip()
+                found += int(value) if value.isdigit() else 0
+            return found
+
+        for netns in self.sidecars:
+            total += call_in(netns, lambda netns=netns: read(netns))
+        return total
 
     def wait(self, want_present: bool, timeout_s: float = 10) -> tuple[list[float], int]:
         """When (``time.monotonic()``) each Envoy first showed the change, and how many did
@@ -354,6 +380,7 @@ def propagation_table(fed: IsolatedFederation, changes: int) -> None:
     """Part 1 (see the module docstring): for each of :data:`KINDS`, the baseline, then
     cross-cluster, then the cross-cluster changes' hops (:func:`trace_table`)."""
     rows: list[tuple[str, list[float] | None, int | None, int | None]] = []
+    checks: list[str] = []  # health checks of the watched cluster that failed, per path
     hops: dict[str, dict[str, list[float]]] = {}
     entries: dict[str, dict] = {}
     for kind, staying in KINDS:
@@ -371,12 +398,20 @@ def propagation_table(fed: IsolatedFederation, changes: int) -> None:
             entries[name] = start_marker(fed, cluster, service, 40 + staying, name=name)
             observers.wait(want_present=True, timeout_s=60)
             since, calls = time.time(), []
+            failed_before = observers.health_check_failures()
             adds, removes, missed = toggle(fed, cluster, entries[name], observers, changes, calls)
             rows.append(
                 (path.format(n=observers.count), adds + removes, missed, observers.disagreements)
             )
             rows.append(("    of which adds", adds, None, None))
             rows.append(("    of which removals", removes, None, None))
+            failed = observers.health_check_failures() - failed_before
+            where = f"{kind} {path.strip().split(' (')[0]}"
+            checks.append(
+                f"{where}: {failed} in {len(adds)}"
+                if failed >= 0  # a cluster made anew on each add starts its counters at 0
+                else f"{where}: not counted (the cluster is made anew on each add)"
+            )
         hops[kind] = trace_hops(fed, since, calls)
     print(
         f"\nendpoint propagation: {changes} changes (add/remove) of each kind; ms from the API"
@@ -397,6 +432,9 @@ def propagation_table(fed: IsolatedFederation, changes: int) -> None:
             f"{'' if disagreements is None else disagreements:>22}",
             flush=True,
         )
+    print("\nhealth checks of the watched cluster that failed (every Envoy; in (Envoy, add) pairs)")
+    for line in checks:
+        print(f"  {line}")
     for kind, by_hop in hops.items():
         trace_table(kind, by_hop)
 

@@ -17,10 +17,15 @@ docs/benchmarks.md, where no gain in the adds' latency could be shown either).
 to this control plane holds (every xDS type ACKed) a snapshot built from a registry version
 at least the one the service first appeared in, or for at most :data:`HOLD_S`: a gateway that
 is stuck or slow must not hide the service for ever (released that way, it is logged as a
-warning naming the export: a gateway that does not ACK its configuration). A service
-already reported is never held back again, and nothing else of the report waits: endpoints
-of a known service (the gateway routes to whichever endpoints it knows), removals, exports
-and health go out at once.
+warning naming the export: a gateway that does not ACK its configuration). The same holds
+for an exported service that comes back from no serving endpoint (scaled to zero and up
+again: it stays reported meanwhile, :class:`~federation.controlplane.registry.RetainedService`,
+and its gateway keeps the filter chain but has no endpoint to pass a connection to): the
+report carries its last entry, without endpoints, until the gateways hold the endpoints'
+version -- else callers elsewhere add the gateway as a host, check it at once, and the
+check fails through a gateway that has nothing to route it to. Nothing else of the report
+waits: more endpoints of a service that has some (the gateway routes to whichever endpoints
+it knows), removals, exports and health go out at once.
 A cluster without a gateway on this control plane (``ready`` answers None) holds nothing
 back, and neither does the first report after a start (the controller may know its services
 from before: a report without them would withdraw them everywhere). Istio and Linkerd
@@ -32,7 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from federation.sync.messages import ClusterReport, ServiceKey
+from federation.sync.messages import ClusterReport, ServiceKey, ServiceReport
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,8 @@ GatewaysReady = Callable[[int], bool | None]
 
 
 class ExportGate:
-    """The report's services, less the new exports the gateways cannot route yet.
+    """The report's services, less the new exports the gateways cannot route yet, and with
+    the last entry of those coming back from no endpoint that the gateways cannot route yet.
 
     ``apply`` is called with every report built (it remembers which services went out),
     ``deadline`` says when the oldest one held back is released regardless.
@@ -58,17 +64,30 @@ class ExportGate:
         # holds nothing back: after a restart the controller knows them already, and a report
         # without them would withdraw them everywhere
         self._reported: set[ServiceKey] | None = None
+        # the entry of each exported service the last report carried
+        self._sent: dict[ServiceKey, ServiceReport] = {}
         self._new: dict[ServiceKey, tuple[int, float]] = {}  # held: (version, monotonic s)
 
     def apply(self, report: ClusterReport, version: int, now: float) -> ClusterReport:
         """``report`` (built from registry ``version`` at monotonic ``now`` s) without the
-        exported services that are new since the last report and that the gateways do not
-        hold yet (see the module docstring)."""
+        exported services that are new since the last report, and with the last entry of
+        those that come back from no serving endpoint, while the gateways do not hold them
+        yet (see the module docstring)."""
         exported = set(report.export_keys())
-        offered = {s.key for s in report.services if s.key in exported}
-        self._new = {k: v for k, v in self._new.items() if k in offered}
+        offered = {s.key: s for s in report.services if s.key in exported}
+        reported = set(offered) if self._reported is None else self._reported
+        waiting = set(offered) - reported  # new exports
+        waiting |= {
+            key
+            for key, service in offered.items()
+            if key in reported
+            and service.healthy_endpoints > 0
+            and (sent := self._sent.get(key)) is not None
+            and sent.healthy_endpoints == 0
+        }
+        self._new = {k: v for k, v in self._new.items() if k in waiting}
         held: set[ServiceKey] = set()
-        for key in offered - (offered if self._reported is None else self._reported):
+        for key in sorted(waiting):
             since_version, since = self._new.get(key, (version, now))
             ready = self._ready(since_version)
             if ready is False and now - since < self._hold_s:
@@ -76,11 +95,16 @@ class ExportGate:
                 held.add(key)
             elif self._new.pop(key, None) is not None:  # held back before: say how long
                 _log_release(key, since_version, now - since, ready)
-        self._reported = offered - held
+        self._reported = set(offered) - (held - reported)
+        services = [
+            self._sent[s.key] if s.key in held and s.key in reported else s
+            for s in report.services
+            if s.key not in held or s.key in reported
+        ]
+        self._sent = {s.key: s for s in services if s.key in exported}
         if not held:
             return report
-        kept = [s for s in report.services if s.key not in held]
-        return report.model_copy(update={"services": kept})
+        return report.model_copy(update={"services": services})
 
     def deadline(self) -> float | None:
         """Monotonic s when the oldest held-back service is reported anyway; None when none

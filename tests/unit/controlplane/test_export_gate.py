@@ -1,6 +1,6 @@
 """Make before break across clusters (:mod:`federation.controlplane.link.export_gate`): a new
-export is reported once this cluster's gateways hold it, or after HOLD_S; nothing else of a
-report waits. And :meth:`SnapshotBuilder.gateways_hold`, which the gate asks."""
+export, or an export back from no endpoint, is reported once this cluster's gateways hold
+it, or after HOLD_S; nothing else of a report waits. And :meth:`SnapshotBuilder.gateways_hold`, which the gate asks."""
 
 from __future__ import annotations
 
@@ -86,6 +86,44 @@ def test_only_new_exports_wait() -> None:
     gate.apply(_report("a"), 1, 0.0)
     assert _names(gate.apply(_report(), 2, 0.1)) == []
     assert _names(gate.apply(_report("a"), 3, 0.2)) == []
+
+
+def _counted(**endpoints: int) -> ClusterReport:
+    """Every service exported, with that many healthy endpoints."""
+    report = _report(*endpoints)
+    services = [
+        s.model_copy(update={"healthy_endpoints_by_zone": {"us-east-1a": endpoints[s.name]}})
+        for s in report.services
+    ]
+    return report.model_copy(update={"services": services})
+
+
+def _endpoints(report: ClusterReport) -> dict[str, int]:
+    return {s.name: s.healthy_endpoints for s in report.services}
+
+
+def test_an_export_back_from_no_endpoint_keeps_its_last_entry_until_the_gateways_hold_it() -> None:
+    ready: dict[int, bool] = {}
+    gate = ExportGate(lambda version: ready.get(version, False))
+    gate.apply(_counted(a=1, b=1), 1, 0.0)
+    # scaled to zero: goes out at once (a removal waits for nothing)
+    assert _endpoints(gate.apply(_counted(a=0, b=1), 2, 0.1)) == {"a": 0, "b": 1}
+    # back at version 3: its last entry (no endpoint) while the gateways lack version 3;
+    # more endpoints of b, which has some, go out at once
+    assert _endpoints(gate.apply(_counted(a=1, b=2), 3, 0.2)) == {"a": 0, "b": 2}
+    assert gate.deadline() == pytest.approx(0.2 + HOLD_S)
+    assert _endpoints(gate.apply(_counted(a=2, b=2), 4, 0.3)) == {"a": 0, "b": 2}
+    ready[3] = True
+    assert _endpoints(gate.apply(_counted(a=2, b=2), 4, 0.4)) == {"a": 2, "b": 2}
+    assert gate.deadline() is None
+    # gone to zero while held: the zero goes out, nothing is held
+    gate.apply(_counted(a=0, b=2), 5, 0.5)
+    assert _endpoints(gate.apply(_counted(a=1, b=2), 6, 0.6)) == {"a": 0, "b": 2}
+    assert _endpoints(gate.apply(_counted(a=0, b=2), 7, 0.7)) == {"a": 0, "b": 2}
+    assert gate.deadline() is None
+    # a stuck gateway delays the return by HOLD_S only
+    assert _endpoints(gate.apply(_counted(a=1, b=2), 8, 1.0)) == {"a": 0, "b": 2}
+    assert _endpoints(gate.apply(_counted(a=1, b=2), 8, 1.0 + HOLD_S)) == {"a": 1, "b": 2}
 
 
 def test_without_a_gateway_nothing_waits() -> None:
