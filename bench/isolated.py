@@ -219,6 +219,7 @@ class Observers:
         self.cluster = f"outbound|8080||{host}"
         self.sidecars = _sidecars(fed, clusters)
         self.disagreements = 0
+        self.disagreed_adds = 0  # of which after an add (a request found no endpoint)
 
     @property
     def count(self) -> int:
@@ -284,6 +285,7 @@ class Observers:
                 ):
                     with lock:
                         self.disagreements += 1
+                        self.disagreed_adds += want_present
             finally:
                 for conn in conns.values():
                     conn.close()
@@ -412,6 +414,11 @@ def propagation_table(fed: IsolatedFederation, changes: int) -> None:
                 if failed >= 0  # a cluster made anew on each add starts its counters at 0
                 else f"{where}: not counted (the cluster is made anew on each add)"
             )
+            if observers.disagreements:
+                checks.append(
+                    f"  requests disagreeing: {observers.disagreed_adds} after an add,"
+                    f" {observers.disagreements - observers.disagreed_adds} after a removal"
+                )
         hops[kind] = trace_hops(fed, since, calls)
     print(
         f"\nendpoint propagation: {changes} changes (add/remove) of each kind; ms from the API"
