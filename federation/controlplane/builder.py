@@ -141,6 +141,10 @@ class SnapshotBuilder:
         self._gateway_holds: dict[str, int] = {}
         #: called when a gateway holds a new snapshot (the export gate waits for that)
         self.on_gateway_synced: Callable[[], None] = lambda: None
+        # called when a proxy's stream opens (its first build and push follow): the paced
+        # garbage collector's activity (federation.gc_pacing), so that a full collection does
+        # not stop the event loop in the middle of proxies' initial pushes
+        self.on_stream_opened: Callable[[], None] = lambda: None
         self.ready = asyncio.Event()
         self.builds = 0
         self.last_build_ms = 0.0
@@ -173,6 +177,7 @@ class SnapshotBuilder:
         problem = identity_problem(proxy, peer, self.mesh.trust_domain)
         if problem is not None:
             raise PermissionError(problem)
+        self.on_stream_opened()
         await self.ready.wait()
         try:
             await self._build(proxy)

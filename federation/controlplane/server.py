@@ -87,8 +87,9 @@ class ControlPlane:
 
     def __init__(self, config: ControlPlaneConfig, *, paced_gc: bool = False) -> None:
         """``paced_gc``: take CPython's full garbage collections over for the process
-        (:class:`~federation.gc_pacing.QuietCollector`): for a process of its own (``serve``),
-        not for one that hosts other things (tests)."""
+        (:class:`~federation.gc_pacing.QuietCollector`; its activity: registry changes,
+        streams opening, proxies syncing): for a process of its own (``serve``), not for one
+        that hosts other things (tests)."""
         self.config = config
         self.gc = QuietCollector() if paced_gc else None
         self.registry = ServiceRegistry()
@@ -228,6 +229,7 @@ class ControlPlane:
             self.gc.install()
             collector = self.gc
             self.registry.subscribe(lambda _state: collector.activity())
+            self.builder.on_stream_opened = collector.activity  # initial pushes are activity
             self._tasks.append(asyncio.create_task(collector.run(), name="paced-gc"))
 
         await self._start_grpc()
@@ -445,10 +447,15 @@ class ControlPlane:
             await asyncio.sleep(replicas.IDENTITY_REFRESH_S)
 
     def _synced(self, node_id: str, serial: int) -> None:
-        """A proxy holds a snapshot (every type ACKed): its propagation traces end, and a
-        gateway's may release a new export (:mod:`federation.controlplane.link.export_gate`)."""
+        """A proxy holds a snapshot (every type ACKed): its propagation traces end, a
+        gateway's may release a new export (:mod:`federation.controlplane.link.export_gate`),
+        and pushes are going on: the paced collector waits for calm (a thousand proxies'
+        initial pushes take seconds; a full collection in their middle stopped the event
+        loop ~1 s at 1,000 services, bench/xds_scale.py --profile-initial)."""
         self.tracker.synced(node_id, serial)
         self.builder.synced(node_id, serial)
+        if self.gc is not None:
+            self.gc.activity()
 
     def _gateways_hold(self, version: int) -> bool | None:
         """:meth:`SnapshotBuilder.gateways_hold` (the link is made before the builder)."""

@@ -417,3 +417,20 @@ def test_a_prepared_state_is_installed_only_on_the_state_it_was_made_from() -> N
         if hasattr(w, "spec") and hasattr(w.spec, "address")
     ]
     assert keys == sorted(keys)
+
+
+async def test_a_stream_opening_is_activity_for_the_paced_collector() -> None:
+    """A proxy's first push is work a full collection must not stop: the builder says when
+    a stream opens (the server points it at QuietCollector.activity), before the build, and
+    not for a stream it refuses."""
+    registry, cache = _registry(), SnapshotCache()
+    builder = SnapshotBuilder(MESH, registry, cache)
+    builder.ready.set()
+    opened: list[int] = []
+    builder.on_stream_opened = lambda: opened.append(1)
+    proxy = PROXIES["sidecar-a"]
+    await builder.on_stream_open(_node(proxy), _peer(proxy))
+    assert opened == [1]
+    with pytest.raises(PermissionError):  # another identity's certificate: refused first
+        await builder.on_stream_open(_node(proxy), _peer(PROXIES["sidecar-b"]))
+    assert opened == [1]
