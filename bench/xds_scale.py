@@ -35,7 +35,13 @@ Each kind gets a control plane of its own. The baseline is the code of ``--basel
 clients and machine. A phase that does not
 finish within ``--timeout`` s is reported as such.
 
-    python bench/xds_scale.py [--services 100,300,1000] [--clients 1000] [--kind sotw]
+With ``--floor``, each of this checkout's rows is followed by one of ``bench/xds_floor.py``:
+the same clients' initial push from a server that only sends the bytes this control plane
+sent its first stream (no registry, snapshot or state machine: gRPC, HTTP/2 and TLS alone),
+its CPU and RSS; "EDS bytes" is then the bytes of one stream's whole push. The gap between
+the two rows is what the control plane itself costs.
+
+    python bench/xds_scale.py [--services 100,300,1000] [--clients 1000] [--kind sotw] [--floor]
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2, descriptor_pb2, message_factory
 
+from bench import xds_floor
 from bench._common import (
     client_channel_options,
     client_credentials,
@@ -155,13 +162,18 @@ def extra_workload(tag: str, service: int) -> str:
 PROFILE_DIR: Path | None = None
 
 
-def _profile(pid: int, label: str) -> subprocess.Popen[bytes] | None:
-    """py-spy recording the control plane (``pid``) into ``PROFILE_DIR/<label>.txt``
-    (collapsed stacks, idle frames left out), or None without ``--profile-updates``."""
-    if PROFILE_DIR is None:
+#: --profile-initial: where py-spy writes the control plane's stacks during the initial push
+PROFILE_INITIAL_DIR: Path | None = None
+
+
+def _profile(pid: int, label: str, where: Path | None = None) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the control plane (``pid``) into ``<where>/<label>.txt`` (default
+    ``PROFILE_DIR``; collapsed stacks, idle frames left out), or None without a directory."""
+    where = where or PROFILE_DIR
+    if where is None:
         return None
-    PROFILE_DIR.mkdir(parents=True, exist_ok=True)
-    out = PROFILE_DIR / f"{label}.txt"
+    where.mkdir(parents=True, exist_ok=True)
+    out = where / f"{label}.txt"
     spy = Path(sys.executable).parent / "py-spy"
     argv = [str(spy), "record", "-p", str(pid), "-r", "100", "--format", "raw", "-o", str(out)]
     return subprocess.Popen([*argv, "--nonblocking"], stdout=subprocess.DEVNULL)
@@ -353,6 +365,11 @@ async def measure(
             return result
         rss_one = rss_mib(pid)
         result["class_mib"] = rss_one - rss_before
+        initial_profiler = (
+            _profile(pid, f"{kind}-{services}x{n}-initial", PROFILE_INITIAL_DIR)
+            if PROFILE_INITIAL_DIR is not None
+            else None
+        )
         tasks += [
             asyncio.create_task(c.run(channels[i % len(channels)]))
             for i, c in enumerate(clients[1:], 1)
@@ -370,6 +387,9 @@ async def measure(
             return result
         result["initial_s"] = time.perf_counter() - started
         result["initial_cpu_s"] = cpu_s(pid) - cpu_before
+        if initial_profiler is not None:
+            initial_profiler.send_signal(signal.SIGINT)
+            initial_profiler.wait(timeout=60)
         others = n - 1  # the streams opened after the first
         result["rss_per_proxy_kib"] = (rss_mib(pid) - rss_one) * 1024 / others if others else "-"
         samples: list[float] = []
@@ -427,6 +447,7 @@ def run_code(
             init_trust(home, ["east"])
             xds, api = free_port(), free_port()
             cp = start_controlplane(home, "east", xds, api, health=False, tree=tree)
+            captured: dict[str, bytes] = {}
             try:
                 tok = token(home, "east")
                 for i in range(0, len(docs), 900):
@@ -438,8 +459,40 @@ def run_code(
                     )  # fmt: skip
                     rows.append((label, services, f"{kind} x{n}", r))
                     _print_row(rows[-1])
+                if args.floor and tree is None:
+                    names_of = _cluster_names if kind == "sotw" else _delta_names
+                    request = Client(-1, kind)._request
+                    captured = asyncio.run(
+                        xds_floor.capture(xds, home, kind, request, LIGHT, names_of)
+                    )
             finally:
                 stop(cp)
+            if captured:
+                rows += floor_rows(captured, home, kind, services, args)
+    return rows
+
+
+def floor_rows(
+    captured: dict[str, bytes], home: Path, kind: str, services: int, args: argparse.Namespace
+) -> list[tuple[str, int, str, dict[str, object]]]:
+    """The initial push of the same bytes by a server that only sends them
+    (:mod:`bench.xds_floor`), to the same clients: the wire's floor."""
+    rows = []
+    port = free_port()
+    floor = xds_floor.start({kind: captured}, home, port)
+    try:
+        xds_floor.wait_listening(port, 30)
+        for n in (int(x) for x in args.clients.split(",")):
+            r = asyncio.run(measure(n, kind, services, 0, port, 0, "", floor.pid, home,
+                                    args.timeout))  # fmt: skip
+            r.pop("update_p50_ms", None)
+            r.pop("update_p99_ms", None)
+            r.pop("rss_idle_kib", None)
+            r["eds_bytes"] = sum(len(b) for b in captured.values())
+            rows.append(("floor (bytes only)", services, f"{kind} x{n}", r))
+            _print_row(rows[-1])
+    finally:
+        stop(floor)
     return rows
 
 
@@ -482,14 +535,26 @@ def main() -> None:
     parser.add_argument("--baseline-rev", default="ff34650")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also push the same bytes from a server that only sends them (bench/xds_floor.py)",
+    )
+    parser.add_argument(
         "--profile-updates",
         type=Path,
         metavar="DIR",
         help="record the control plane with py-spy during the updates (collapsed stacks)",
     )
+    parser.add_argument(
+        "--profile-initial",
+        type=Path,
+        metavar="DIR",
+        help="record the control plane with py-spy during the initial push (collapsed stacks)",
+    )
     args = parser.parse_args()
-    global PROFILE_DIR
+    global PROFILE_DIR, PROFILE_INITIAL_DIR
     PROFILE_DIR = args.profile_updates
+    PROFILE_INITIAL_DIR = args.profile_initial
     print(
         f"xDS scale: services x {args.endpoints} endpoints in 3 clusters, one control plane,"
         " Envoy-like clients of one proxy class (mTLS, ACKs)"
