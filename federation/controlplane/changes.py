@@ -36,8 +36,8 @@ from typing import TypeVar
 from federation.controlplane.registry import (
     Health,
     RegistryState,
-    RetainedService,
     ServiceKey,
+    ServiceShape,
     WorkloadKey,
 )
 from federation.model.authz import AuthorizationPolicy
@@ -63,7 +63,7 @@ class ServiceInputs:
     plans: tuple[RoutingPlan, ...]
     rtts_ms: tuple[float | None, ...]
     exported: bool
-    retained: RetainedService | None = None
+    retained: ServiceShape | None = None
 
     @property
     def http(self) -> bool:

@@ -36,19 +36,22 @@ Document = WorkloadEntry | ServiceExport | ServiceImport
 
 
 @dataclass(frozen=True, slots=True)
-class RetainedService:
-    """An exported service whose last local workload is gone, as its workloads defined it.
+class ServiceShape:
+    """What a service's workloads define in common: the shape it is reported, imported and
+    routed by, with or without endpoints.
 
-    A ServiceExport stands for the service, not for its pods: as in the MCS API (KEP-1645,
-    a ServiceImport lives as long as a cluster exports the service, with or without
-    endpoints) and in Istio (a Service scaled to zero keeps its cluster and routes, and
-    callers get 503 ``UH``), the service stays reported, imported and routed, with no
-    endpoint, while it is exported here. A workload coming back is then an endpoint change
-    alone (EDS) for every caller: no cluster to make and warm, no route to add.
+    It is kept for an exported service whose last local workload is gone
+    (:attr:`RegistryState.retained`): a ServiceExport stands for the service, not for its
+    pods -- as in the MCS API (KEP-1645: a ServiceImport lives as long as a cluster exports
+    the service, with or without endpoints) and in Istio (a Service scaled to zero keeps its
+    cluster and routes; callers get 503 ``UH``), the service stays reported, imported and
+    routed, with no endpoint, while it is exported here. A workload coming back is then an
+    endpoint change alone (EDS) for every caller: no cluster to make and warm, no route.
 
     Attributes:
-        ports: ``(name, port, protocol)`` as the first workload by name defined each.
-        service_accounts: the service accounts its workloads ran as.
+        ports: ``(name, port, protocol)`` as the first workload by name defined each, by
+            port number.
+        service_accounts: the service accounts its workloads run as, sorted.
         tls_modes: the ``tlsMode`` values of its workloads.
         export_to: its ``networking.istio.io/exportTo`` annotation (None: none).
     """
@@ -59,8 +62,9 @@ class RetainedService:
     export_to: str | None = None
 
     @classmethod
-    def of(cls, workloads: Iterable[WorkloadEntry]) -> RetainedService:
-        """The shape of a service from its workloads (sorted by name)."""
+    def of(cls, workloads: Iterable[WorkloadEntry]) -> ServiceShape:
+        """The shape of a service from its workloads (sorted by name: the first defines a
+        port name's number and protocol)."""
         ports: dict[str, tuple[int, str]] = {}
         ws = list(workloads)
         for w in ws:
@@ -131,9 +135,9 @@ class RegistryState:
             ``cluster.local`` principals of AuthorizationPolicies name it
             (:func:`federation.model.authz.for_trust_domain`).
         retained: exported services with no local workload left, by ``(namespace,
-            service)`` (:class:`RetainedService`; derived from the states before, kept
-            while the service stays exported, not stored: a restarted control plane
-            knows only the services it has workloads of).
+            service)``, with the :class:`ServiceShape` their workloads had (derived from
+            the states before, kept while the service stays exported, not stored: a
+            restarted control plane knows only the services it has workloads of).
     """
 
     version: int = 0
@@ -175,7 +179,7 @@ class RegistryState:
     )
     trust_domain: str = ""
     federated_domains: tuple[str, ...] = ()
-    retained: Mapping[ServiceKey, RetainedService] = field(
+    retained: Mapping[ServiceKey, ServiceShape] = field(
         default_factory=lambda: MappingProxyType({})
     )
     # the AuthorizationPolicies as enforced (cluster.local localized): made on first use, at
@@ -390,7 +394,7 @@ def _state(
 
 def retained_services(
     base: RegistryState, state: RegistryState
-) -> Mapping[ServiceKey, RetainedService]:
+) -> Mapping[ServiceKey, ServiceShape]:
     """:attr:`RegistryState.retained` of ``state``, made from ``base`` (the state it was
     made from): ``base``'s retained services and the services that lost their last workload
     since ``base``, each while it has no local workload and is exported in ``state``.
@@ -403,7 +407,7 @@ def retained_services(
     }
     for key in before.keys() - index.keys():
         if state.exported(key):
-            kept[key] = RetainedService.of(before[key])
+            kept[key] = ServiceShape.of(before[key])
     if kept == dict(base.retained):
         return base.retained
     return MappingProxyType(dict(sorted(kept.items())))

@@ -7,8 +7,8 @@ controller passes on only to clusters on the same network) -- its exports (local
 those the controller pushed), its gateway address and the RTT (ms) it measured to other
 clusters' gateways. Services with at least one local workload are reported, and an exported
 service whose last workload is gone stays reported with no endpoint while it is exported
-(:class:`~federation.controlplane.registry.RetainedService`: as an MCS ServiceImport, its
-import outlives its pods); an export of a service that never had a workload here is not.
+(:attr:`~federation.controlplane.registry.RegistryState.retained`: as an MCS ServiceImport,
+its import outlives its pods); an export of a service that never had a workload here is not.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from federation.controlplane.registry import RegistryState
+from federation.controlplane.registry import RegistryState, ServiceShape
 from federation.sync.messages import ClusterReport
 
 
@@ -35,13 +35,10 @@ def cluster_report(
     exports: list[str] = []
     for namespace, service in state.local_services():
         workloads = state.by_service(namespace, service)
-        kept = None if workloads else state.retained[(namespace, service)]
-        ports: dict[str, tuple[int, str]] = {}
+        shape = ServiceShape.of(workloads) if workloads else state.retained[(namespace, service)]
         healthy: dict[str, int] = {}
         endpoints: list[dict[str, Any]] = []
         for w in workloads:
-            for p in w.spec.ports:
-                ports.setdefault(p.name, (p.port, p.protocol))
             zone = w.locality.zone or w.locality.region
             healthy.setdefault(zone, 0)
             serving = state.health_of(w.key).serving
@@ -61,22 +58,12 @@ def cluster_report(
                     "capacity_rps": w.spec.capacity.rps if w.spec.capacity else 0.0,
                 }
             )
-        if kept is not None:
-            ports = {name: (number, protocol) for name, number, protocol in kept.ports}
-        accounts = (
-            kept.service_accounts
-            if kept is not None
-            else {w.spec.service_account for w in workloads}
-        )
         services.append(
             {
                 "namespace": namespace,
                 "name": service,
-                "ports": [
-                    {"name": n, "port": p, "protocol": proto}
-                    for n, (p, proto) in sorted(ports.items(), key=lambda kv: kv[1][0])
-                ],
-                "service_accounts": sorted(accounts),
+                "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in shape.ports],
+                "service_accounts": list(shape.service_accounts),
                 "healthy_endpoints_by_zone": dict(sorted(healthy.items())),
                 "endpoints": endpoints,
             }

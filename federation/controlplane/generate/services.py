@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from federation.controlplane.generate.common import outbound_cluster_name, sni
-from federation.controlplane.registry import RegistryState
+from federation.controlplane.registry import RegistryState, ServiceShape
 from federation.model.workload import global_name
 
 
@@ -19,7 +19,7 @@ class ServicePort:
         exported: the service has a ServiceExport in this cluster.
         local: at least one local workload serves it.
         retained: exported here, its last local workload gone
-            (:class:`~federation.controlplane.registry.RetainedService`): the east-west
+            (:class:`~federation.controlplane.registry.ServiceShape`): the east-west
             gateway keeps its routes, with no endpoint.
         remote: at least one remote cluster serves it (a ServiceImport).
         subset: a TrafficPolicy subset's name: the port as its subset's cluster sees it
@@ -98,16 +98,14 @@ def ports_of_service(state: RegistryState, namespace: str, service: str) -> list
     workloads = state.by_service(namespace, service)
     imported = state.imports.get((namespace, service))
     kept = None if workloads else state.retained.get((namespace, service))
+    shape = ServiceShape.of(workloads) if workloads else kept
     seen: dict[str, tuple[int, str]] = {}
-    for w in workloads:
-        for p in w.spec.ports:
-            seen.setdefault(p.name, (p.port, p.protocol))
-    accounts = {w.spec.service_account for w in workloads}
-    modes: set[str] = {w.spec.tls_mode for w in workloads}
-    if kept is not None:
-        seen.update((name, (number, protocol)) for name, number, protocol in kept.ports)
-        accounts.update(kept.service_accounts)
-        modes.update(kept.tls_modes)
+    accounts: set[str] = set()
+    modes: set[str] = set()
+    if shape is not None:
+        seen.update((name, (number, protocol)) for name, number, protocol in shape.ports)
+        accounts.update(shape.service_accounts)
+        modes.update(shape.tls_modes)
     remote = imported is not None and bool(imported.spec.clusters)
     if imported is not None:
         for ip in imported.spec.ports:

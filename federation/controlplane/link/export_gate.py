@@ -19,8 +19,9 @@ at least the one the service first appeared in, or for at most :data:`HOLD_S`: a
 is stuck or slow must not hide the service for ever (released that way, it is logged as a
 warning naming the export: a gateway that does not ACK its configuration). The same holds
 for an exported service that comes back from no serving endpoint (scaled to zero and up
-again: it stays reported meanwhile, :class:`~federation.controlplane.registry.RetainedService`,
-and its gateway keeps the filter chain but has no endpoint to pass a connection to): the
+again: it stays reported meanwhile,
+:attr:`~federation.controlplane.registry.RegistryState.retained`, and its gateway keeps the
+filter chain but has no endpoint to pass a connection to): the
 report carries its last entry, without endpoints, until the gateways hold the endpoints'
 version -- else callers elsewhere add the gateway as a host, check it at once, and the
 check fails through a gateway that has nothing to route it to. Nothing else of the report

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from federation.controlplane.registry import RetainedService, ServiceRegistry
+from federation.controlplane.registry import ServiceRegistry, ServiceShape
 from federation.controlplane.report import cluster_report
 from federation.model.documents import load_documents
 
@@ -47,7 +47,7 @@ def test_an_exported_service_without_workloads_stays_reported_with_no_endpoint()
     state = registry.state
     assert state.services() == [("demo", "e")]  # l was not exported: gone
     assert state.retained == {
-        ("demo", "e"): RetainedService(
+        ("demo", "e"): ServiceShape(
             ports=(("http", 8080, "http"), ("tcp", 9000, "tcp")),
             service_accounts=("e", "e-admin"),
             tls_modes=frozenset({"mutual"}),
