@@ -8,10 +8,11 @@ and the ``marker`` sidecars -- 51 Envoy sidecars and 3 gateways).
 1. **Propagation.** A sidecar for service ``marker`` runs in B (exported) and one for
    ``marker-local`` in A (not exported), each in a pod of its own. Two kinds of change
    (:data:`KINDS`), each ``--changes`` times: deleting and re-applying the WorkloadEntry of
-   a service's only endpoint (the service appears and disappears: every caller's Envoy adds
-   or removes its cluster and route), then, with that one applied, of a second endpoint
-   beside it (EDS alone: one host more or less; across clusters the weight of B's gateway
-   endpoint, 1 <-> 2). Each change goes through its control plane's API; every Envoy
+   a service's only endpoint (``marker-local`` appears and disappears in A: its callers add
+   or remove its cluster and route; ``marker``, exported, stays a service without
+   endpoints: its callers in A and C lose and regain B's gateway as a host), then, with
+   that one applied, of a second endpoint beside it (EDS alone: one host more or less;
+   across clusters the weight of B's gateway endpoint, 1 <-> 2). Each change goes through its control plane's API; every Envoy
    sidecar that should see the change (cross-cluster: all 33 of A's and C's; baseline: A's
    17) is watched through its admin endpoint (:class:`Observers`: the summed weight of the
    healthy hosts of the service's outbound cluster, polled every 20 ms, which is what the
