@@ -146,7 +146,7 @@ def _inputs_of(
         plans=plans.get(key, ()),
         rtts_ms=tuple(state.rtt_ms.get(c) for c in clusters),
         exported=state.exported(key),
-        retained=None if workloads else state.retained.get(key),
+        retained=state.retained.get(key),  # never a service with workloads
     )
 
 

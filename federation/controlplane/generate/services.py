@@ -97,7 +97,7 @@ def ports_of_service(state: RegistryState, namespace: str, service: str) -> list
     """
     workloads = state.by_service(namespace, service)
     imported = state.imports.get((namespace, service))
-    kept = None if workloads else state.retained.get((namespace, service))
+    kept = state.retained.get((namespace, service))  # never a service with workloads
     shape = ServiceShape.of(workloads) if workloads else kept
     seen: dict[str, tuple[int, str]] = {}
     accounts: set[str] = set()

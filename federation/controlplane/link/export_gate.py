@@ -61,12 +61,10 @@ class ExportGate:
     def __init__(self, ready: GatewaysReady, hold_s: float = HOLD_S) -> None:
         self._ready = ready
         self._hold_s = hold_s
-        # exported services the last report carried; None before the first report, which
-        # holds nothing back: after a restart the controller knows them already, and a report
-        # without them would withdraw them everywhere
-        self._reported: set[ServiceKey] | None = None
-        # the entry of each exported service the last report carried
-        self._sent: dict[ServiceKey, ServiceReport] = {}
+        # the entry of each exported service the last report carried; None before the first
+        # report, which holds nothing back: after a restart the controller knows them
+        # already, and a report without them would withdraw them everywhere
+        self._sent: dict[ServiceKey, ServiceReport] | None = None
         self._new: dict[ServiceKey, tuple[int, float]] = {}  # held: (version, monotonic s)
 
     def apply(self, report: ClusterReport, version: int, now: float) -> ClusterReport:
@@ -76,15 +74,12 @@ class ExportGate:
         yet (see the module docstring)."""
         exported = set(report.export_keys())
         offered = {s.key: s for s in report.services if s.key in exported}
-        reported = set(offered) if self._reported is None else self._reported
-        waiting = set(offered) - reported  # new exports
-        waiting |= {
+        sent = dict(offered) if self._sent is None else self._sent
+        waiting = set(offered) - set(sent)  # new exports
+        waiting |= {  # back from no endpoint
             key
             for key, service in offered.items()
-            if key in reported
-            and service.healthy_endpoints > 0
-            and (sent := self._sent.get(key)) is not None
-            and sent.healthy_endpoints == 0
+            if key in sent and service.healthy_endpoints > 0 and sent[key].healthy_endpoints == 0
         }
         self._new = {k: v for k, v in self._new.items() if k in waiting}
         held: set[ServiceKey] = set()
@@ -96,11 +91,10 @@ class ExportGate:
                 held.add(key)
             elif self._new.pop(key, None) is not None:  # held back before: say how long
                 _log_release(key, since_version, now - since, ready)
-        self._reported = set(offered) - (held - reported)
         services = [
-            self._sent[s.key] if s.key in held and s.key in reported else s
+            sent[s.key] if s.key in held and s.key in sent else s
             for s in report.services
-            if s.key not in held or s.key in reported
+            if s.key not in held or s.key in sent
         ]
         self._sent = {s.key: s for s in services if s.key in exported}
         if not held:
